@@ -1,0 +1,118 @@
+# The standard library of matrix-token layers: the pieces of ../shared/MODEL.md, written
+# with the compiler's generic primitives. Every token is an n×n matrix; leading axes are
+# batch and sequence.
+
+# MatrixRMSNorm: M / sqrt(mean_ij M_ij² + 1e-6) ⊙ g
+layer RMSNorm(n) {
+  param g: [n, n] = ones
+  forward(M) {
+    return M * rsqrt(mean(M * M, [-2, -1]) + 1e-6) * g
+  }
+}
+
+# RowThenCol projection: silu(A @ X) @ B
+layer RowThenCol(n) {
+  param A: [n, n] = eye + normal(0.02)
+  param B: [n, n] = eye + normal(0.02)
+  forward(X) {
+    return silu(A @ X) @ B
+  }
+}
+
+# Frobenius attention: heads own row blocks; score <Q_s^h, K_t^h>_F / sqrt(hd·n), causal.
+layer FrobeniusAttention(n, heads, p) {
+  norm = RMSNorm(n)
+  q = RowThenCol(n)
+  k = RowThenCol(n)
+  v = RowThenCol(n)
+  o = RowThenCol(n)
+  forward(M) {
+    Mn = norm(M)
+    # [B, L, n, n] -> [B, L, heads, hd·n] -> [B, heads, L, hd·n]
+    Q = transpose(reshape(q(Mn), [..., heads, n * n / heads]), 1, 2)
+    K = transpose(reshape(k(Mn), [..., heads, n * n / heads]), 1, 2)
+    V = transpose(reshape(v(Mn), [..., heads, n * n / heads]), 1, 2)
+    S = (Q @ transpose(K)) / sqrt(n * n / heads)
+    A = dropout(softmax(causal_mask(S)), p)
+    out = reshape(transpose(A @ V, 1, 2), [..., n, n])
+    return M + o(out)
+  }
+}
+
+# silu(gate(X)) ⊙ value(X), projected up and scaled: the Δ and Γ of the thinking layer.
+layer GatedUpdate(n) {
+  gate = RowThenCol(n)
+  value = RowThenCol(n)
+  up = RowThenCol(n)
+  forward(Mn, s) {
+    return up(silu(gate(Mn)) * value(Mn)) * s
+  }
+}
+
+# Multiplicative thinking layer: (I + Δ) Mn (I + Γ), a gated rank-1 write, both gated.
+layer ThinkingLayer(n, p) {
+  norm = RMSNorm(n)
+  delta = GatedUpdate(n)
+  gamma = GatedUpdate(n)
+  param scale: [] = 0.1
+  param key_col: [n, 1] = normal(0.02)
+  param val_col: [n, 1] = normal(0.02)
+  param W_m: [n, n] = normal(0.02)
+  param b_m: [] = -2
+  param W_w: [n, n] = normal(0.02)
+  param b_w: [] = -2
+  forward(M) {
+    Mn = norm(M)
+    s = clamp(scale, 0.01, 0.5)
+    I = eye(n)
+    M_mult = (I + delta(Mn, s)) @ Mn @ (I + gamma(Mn, s))
+    M_write = (Mn @ val_col) @ transpose(Mn @ key_col)
+    g_m = sigmoid(sum(W_m * Mn, [-2, -1]) + b_m)
+    g_w = sigmoid(sum(W_w * Mn, [-2, -1]) + b_w)
+    return M + dropout(g_m * (M_mult - Mn) + g_w * M_write, p)
+  }
+}
+
+layer ThinkingBlock(n, heads, p) {
+  attn = FrobeniusAttention(n, heads, p)
+  think = ThinkingLayer(n, p)
+  forward(M) {
+    return think(attn(M))
+  }
+}
+
+# Rank ≤ 2 start: u_tok v_tokᵀ + 0.1 · p_pos q_posᵀ
+layer MatrixEmbedding(vocab, pos_rows, ctx, n) {
+  param u_tok: [vocab, n] = normal(1)
+  param v_tok: [vocab, n] = normal(1)
+  param p_pos: [pos_rows, n] = normal(1)
+  param q_pos: [pos_rows, n] = normal(1)
+  forward(tokens) {
+    u = reshape(gather(u_tok, tokens), [..., n, 1])
+    v = reshape(gather(v_tok, tokens), [..., 1, n])
+    pp = reshape(slice(p_pos, 0, 0, ctx), [..., n, 1])
+    qp = reshape(slice(q_pos, 0, 0, ctx), [..., 1, n])
+    return u @ v + 0.1 * (pp @ qp)
+  }
+}
+
+# MultiProbeHead: p_k = u_kᵀ M v_k, logits = W_out p
+layer MultiProbeHead(n, probes, vocab) {
+  param U: [probes, n] = normal(1 / sqrt(n))
+  param V: [probes, n] = normal(1 / sqrt(n))
+  param W_out: [vocab, probes] = uniform(1 / sqrt(probes))
+  forward(M) {
+    pr = sum((U @ M) * V, [-1])
+    return reshape(W_out @ pr, [..., vocab])
+  }
+}
+
+# Vector-collapse head: vec_i = Σ_j W_ij M_ij, logits = W_out vec
+layer VectorCollapseHead(n, vocab) {
+  param W: [n, n] = normal(0.02)
+  param W_out: [vocab, n] = uniform(1 / sqrt(n))
+  forward(M) {
+    vec = sum(W * M, [-1])
+    return reshape(W_out @ vec, [..., vocab])
+  }
+}
