@@ -115,6 +115,8 @@ export interface Graph {
   observations: Record<string, number[]>;
   /** After autodiff: param index -> node id of its gradient. */
   grads?: number[];
+  /** After autodiff: id of the first backward node (forward nodes come before it). */
+  backwardStart?: number;
 }
 
 export const numel = (shape: Shape): number => shape.reduce((a, b) => a * b, 1);

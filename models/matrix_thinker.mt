@@ -1,39 +1,41 @@
 # The Matrix Thinker (../shared/MODEL.md): Frobenius attention + MultiProbeHead.
 import "stdlib.mt"
 
+# The defaults are the `tiny` configuration: every piece of the architecture, at a size that
+# trains in minutes on two CPU cores under software Vulkan. `--preset full` is the study's.
 hyper {
-  d = 32            # matrix side
-  heads = 8         # attention heads; hd = d / heads rows per head
-  n_blocks = 8      # distinct thinking blocks, each with its own weights
-  T = 8             # iterations of the whole block stack, shared weights
-  probes = 32       # K of the MultiProbeHead
-  dropout = 0.1
+  d = 8             # matrix side
+  heads = 2         # attention heads; hd = d / heads rows per head
+  n_blocks = 2      # distinct thinking blocks, each with its own weights
+  T = 2             # iterations of the whole block stack, shared weights
+  probes = 16       # K of the MultiProbeHead
+  dropout = 0.1     # attention probabilities and thinking-layer update; off at eval
   vocab = 256       # byte tokens
-  ctx = 512
-  pos_rows = 512
-  batch = 8
-  steps = 3000
-  lr = 3e-4
-  warmup = 300
-}
-
-preset full {
-  batch = 768       # sequences per step, as the study
-  pos_rows = 2048   # the study's position tables
+  ctx = 64          # sequence length
+  pos_rows = ctx    # rows of the position tables (>= ctx)
+  batch = 16        # sequences per step
+  steps = 300
+  lr = 3e-3         # peak learning rate
+  warmup = 30       # linear warmup steps, then cosine to 0
 }
 
 preset tiny {
-  d = 8
-  heads = 2
-  n_blocks = 2
-  T = 2
-  probes = 16
-  ctx = 64
-  pos_rows = 64
-  batch = 16
-  steps = 300
-  lr = 3e-3
-  warmup = 30
+  # the defaults above
+}
+
+# The study's configuration, exactly (MODEL.md, "the full preset").
+preset full {
+  d = 32
+  heads = 8
+  n_blocks = 8
+  T = 8
+  probes = 32
+  ctx = 512
+  pos_rows = 2048
+  batch = 768
+  steps = 3000
+  lr = 3e-4
+  warmup = 300
 }
 
 model MatrixThinker {

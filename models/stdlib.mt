@@ -28,13 +28,14 @@ layer FrobeniusAttention(n, heads, p) {
   o = RowThenCol(n)
   forward(M) {
     Mn = norm(M)
-    # [B, L, n, n] -> [B, L, heads, hd·n] -> [B, heads, L, hd·n]
-    Q = transpose(reshape(q(Mn), [..., heads, n * n / heads]), 1, 2)
-    K = transpose(reshape(k(Mn), [..., heads, n * n / heads]), 1, 2)
-    V = transpose(reshape(v(Mn), [..., heads, n * n / heads]), 1, 2)
+    # [B, L, n, n] -> [B, L, heads, hd·n] -> [B, heads, L, hd·n]: the last 2 axes are split
+    # into heads, each owning hd consecutive rows flattened row-major.
+    Q = transpose(reshape(q(Mn), [..., heads, n * n / heads], 2), 1, 2)
+    K = transpose(reshape(k(Mn), [..., heads, n * n / heads], 2), 1, 2)
+    V = transpose(reshape(v(Mn), [..., heads, n * n / heads], 2), 1, 2)
     S = (Q @ transpose(K)) / sqrt(n * n / heads)
     A = dropout(softmax(causal_mask(S)), p)
-    out = reshape(transpose(A @ V, 1, 2), [..., n, n])
+    out = reshape(transpose(A @ V, 1, 2), [..., n, n], 2)
     return M + o(out)
   }
 }
@@ -88,10 +89,10 @@ layer MatrixEmbedding(vocab, pos_rows, ctx, n) {
   param p_pos: [pos_rows, n] = normal(1)
   param q_pos: [pos_rows, n] = normal(1)
   forward(tokens) {
-    u = reshape(gather(u_tok, tokens), [..., n, 1])
-    v = reshape(gather(v_tok, tokens), [..., 1, n])
-    pp = reshape(slice(p_pos, 0, 0, ctx), [..., n, 1])
-    qp = reshape(slice(q_pos, 0, 0, ctx), [..., 1, n])
+    u = reshape(gather(u_tok, tokens), [..., n, 1], 1)     # [B, L, n, 1]
+    v = reshape(gather(v_tok, tokens), [..., 1, n], 1)     # [B, L, 1, n]
+    pp = reshape(slice(p_pos, 0, 0, ctx), [..., n, 1], 1)  # [L, n, 1]
+    qp = reshape(slice(q_pos, 0, 0, ctx), [..., 1, n], 1)  # [L, 1, n]
     return u @ v + 0.1 * (pp @ qp)
   }
 }

@@ -1,0 +1,125 @@
+// Training progress: metrics.jsonl in the run folder (one JSON object per line, written
+// synchronously so a killed run keeps every record it logged) and a live view on stderr: a
+// progress bar on a terminal, one plain line per record otherwise (CI, pipes, files).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import cliProgress from 'cli-progress';
+
+export type Extra = Record<string, unknown>;
+
+export class RunLog {
+  private fd: number | undefined;
+  private multi: cliProgress.MultiBar | undefined;
+  private bar: cliProgress.SingleBar | undefined;
+  private readonly t0 = performance.now();
+  /** Reference point for tokens/s: the last logged step and when it was logged. */
+  private mark: { step: number; time: number };
+  private valBpb: number | undefined;
+
+  /**
+   * @param runDir folder for metrics.jsonl (created if missing; appended to on resume), or
+   *   undefined to write no file
+   * @param totalSteps the step the run ends at
+   * @param tokensPerStep tokens in one training step (batch × ctx)
+   * @param startStep the step this process starts from (non-zero when resuming)
+   */
+  constructor(
+    runDir: string | undefined,
+    private readonly totalSteps: number,
+    private readonly tokensPerStep: number,
+    private readonly startStep = 0,
+  ) {
+    this.mark = { step: startStep, time: this.t0 };
+    if (runDir !== undefined) {
+      fs.mkdirSync(runDir, { recursive: true });
+      this.fd = fs.openSync(path.join(runDir, 'metrics.jsonl'), 'a');
+    }
+    if (process.stderr.isTTY) {
+      this.multi = new cliProgress.MultiBar(
+        {
+          stream: process.stderr,
+          format: 'step {value}/{total} {bar} loss {loss} | val bpb {bpb} | {tps} tok/s | eta {etaStr}',
+          barsize: 24,
+          hideCursor: false, // a hidden cursor would stay hidden after Ctrl-C
+          clearOnComplete: false,
+          etaBuffer: 1,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      this.bar = this.multi.create(totalSteps, startStep, { loss: '-', bpb: '-', tps: '-', etaStr: '-' });
+    }
+  }
+
+  /** A training record; `step` counts the steps done so far (1 after the first step). */
+  train(step: number, loss: number, lr: number, extra: Extra = {}): void {
+    const now = performance.now();
+    const dt = (now - this.mark.time) / 1000;
+    const tps = dt > 0 ? ((step - this.mark.step) * this.tokensPerStep) / dt : 0;
+    this.mark = { step, time: now };
+    this.write({ step, loss, lr, tokens_per_s: Math.round(tps), elapsed_s: this.elapsed(now), ...extra });
+    const eta = fmtDuration(this.etaSeconds(step, now));
+    if (this.bar) {
+      this.bar.update(step, { loss: fmt(loss, 4), bpb: this.valBpb === undefined ? '-' : fmt(this.valBpb, 4), tps: Math.round(tps), etaStr: eta });
+    } else {
+      const lrText = lr.toExponential(1).replace(/e([+-])(\d)$/, 'e$10$2'); // 2.9e-3 -> 2.9e-03
+      this.line(`step ${step}/${this.totalSteps}  loss ${fmt(loss, 4)}  lr ${lrText}  ${Math.round(tps)} tok/s  eta ${eta}`);
+    }
+  }
+
+  /** An evaluation record: val loss in nats per byte token, bits per byte = loss / ln 2. */
+  eval(step: number, valLoss: number, extra: Extra = {}): void {
+    const now = performance.now();
+    this.valBpb = valLoss / Math.LN2;
+    this.write({ step, val_loss: valLoss, val_bpb: this.valBpb, elapsed_s: this.elapsed(now), ...extra });
+    const extras = Object.entries(extra)
+      .map(([k, v]) => `  ${k} ${typeof v === 'number' ? fmt(v, 4) : JSON.stringify(v)}`)
+      .join('');
+    this.line(`eval ${step}/${this.totalSteps}  val loss ${fmt(valLoss, 4)}  val bpb ${fmt(this.valBpb, 4)}${extras}`);
+    this.bar?.update({ bpb: fmt(this.valBpb, 4) });
+    // Evaluation time is not training time: measure tokens/s from here on.
+    this.mark = { step, time: performance.now() };
+  }
+
+  /** A line of text on stderr (above the bar on a terminal). */
+  line(text: string): void {
+    if (this.multi) this.multi.log(text + '\n');
+    else process.stderr.write(text + '\n');
+  }
+
+  /** Stop the bar and close the file. Safe to call twice. */
+  close(): void {
+    this.multi?.update(); // flushes lines logged since the last redraw; stop() drops them
+    this.multi?.stop();
+    this.multi = this.bar = undefined;
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  private write(record: Extra): void {
+    if (this.fd !== undefined) fs.writeSync(this.fd, JSON.stringify(record) + '\n');
+  }
+
+  private elapsed(now: number): number {
+    return Math.round((now - this.t0) / 10) / 100;
+  }
+
+  /** Remaining time at the average pace of this process so far. */
+  private etaSeconds(step: number, now: number): number {
+    const done = step - this.startStep;
+    return done > 0 ? (((now - this.t0) / 1000) * (this.totalSteps - step)) / done : NaN;
+  }
+}
+
+/** 4 significant digits at most, as a short string ("2.913", "0.0412"); non-finite as is. */
+function fmt(x: number, digits: number): string {
+  return Number.isFinite(x) ? String(+x.toPrecision(digits)) : String(x);
+}
+
+/** 72 -> "1m12s", 3700 -> "1h01m", NaN -> "?" */
+export function fmtDuration(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return '?';
+  s = Math.round(s);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}

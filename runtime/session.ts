@@ -1,0 +1,190 @@
+// A compiled model on the device: loads generated/<model>/ (program.ts + kernels/*.wgsl),
+// initialises the parameters, and runs training steps and evaluations. Losses are copied into
+// a device-side log each step and read back in batches, so the GPU never waits for the host.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { InitTerm, ParamInfo } from '../compiler/ir.ts';
+import { compileShader, type Gpu } from './device.ts';
+import { initParams } from './init.ts';
+import type { Batch } from './data.ts';
+
+type Binding = [GPUBuffer, number, number];
+interface ProgramInstance {
+  params: GPUBuffer;
+  grads: GPUBuffer;
+  m: GPUBuffer;
+  v: GPUBuffer;
+  tokens: GPUBuffer;
+  targets: GPUBuffer;
+  step: GPUBuffer;
+  opt: GPUBuffer;
+  norm: GPUBuffer;
+  outputs: { loss: Binding; logits: Binding; observations: Record<string, Binding[]> };
+  setup(pass: GPUComputePassEncoder): void;
+  forward(pass: GPUComputePassEncoder): void;
+  backward(pass: GPUComputePassEncoder): void;
+  optimizer(pass: GPUComputePassEncoder): void;
+}
+export interface CompiledModule {
+  model: {
+    name: string;
+    hypers: Record<string, number>;
+    train: import('../compiler/config.ts').TrainConfig;
+  };
+  params: Array<{ path: string; shape: number[]; offset: number; init: InitTerm[] }>;
+  layout: { arenaFloats: number; tokens: [number, number]; vocab: number; kernels: string[]; dispatches: Record<string, number> };
+  Program: new (device: GPUDevice, shaders: Record<string, GPUShaderModule>) => ProgramInstance;
+}
+
+const LOG_SLOTS = 1024;
+
+export class Session {
+  private readonly logBuf: GPUBuffer;
+  private readonly staging: GPUBuffer;
+  private pending = 0; // losses copied into logBuf since the last read
+
+  private constructor(
+    readonly gpu: Gpu,
+    readonly mod: CompiledModule,
+    readonly prog: ProgramInstance,
+  ) {
+    const d = gpu.device;
+    this.logBuf = d.createBuffer({ label: 'loss log', size: LOG_SLOTS * 4, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+    this.staging = d.createBuffer({ label: 'readback', size: LOG_SLOTS * 4, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+  }
+
+  /** Loads a compiled model folder and builds its device state. */
+  static async open(dir: string, gpu: Gpu): Promise<Session> {
+    const mod = (await import(pathToFileURL(path.resolve(dir, 'program.ts')).href)) as CompiledModule;
+    const shaders: Record<string, GPUShaderModule> = {};
+    for (const name of mod.layout.kernels) {
+      const code = fs.readFileSync(path.join(dir, 'kernels', `${name}.wgsl`), 'utf8');
+      shaders[name] = await compileShader(gpu.device, code, `${name}.wgsl`);
+    }
+    gpu.device.pushErrorScope('validation');
+    const prog = new mod.Program(gpu.device, shaders);
+    const err = await gpu.device.popErrorScope();
+    if (err) throw new Error(`creating the compiled program failed: ${err.message}`);
+    const s = new Session(gpu, mod, prog);
+    s.encode((pass) => prog.setup(pass));
+    return s;
+  }
+
+  get tokensPerStep(): number {
+    return this.mod.layout.tokens[0] * this.mod.layout.tokens[1];
+  }
+
+  /** Parameter infos as the initialiser takes them. */
+  paramInfos(): ParamInfo[] {
+    return this.mod.params.map((p) => ({ path: p.path, shape: p.shape, init: p.init }));
+  }
+
+  /** Fresh weights from the seed (same seed, same weights). */
+  initialise(seed: number): void {
+    const values = initParams(this.paramInfos(), seed);
+    const arena = new Float32Array(this.mod.layout.arenaFloats);
+    this.mod.params.forEach((p, i) => arena.set(values[i], p.offset));
+    this.gpu.device.queue.writeBuffer(this.prog.params, 0, arena);
+    const zeros = new Float32Array(this.mod.layout.arenaFloats);
+    this.gpu.device.queue.writeBuffer(this.prog.m, 0, zeros);
+    this.gpu.device.queue.writeBuffer(this.prog.v, 0, zeros);
+  }
+
+  private encode(body: (pass: GPUComputePassEncoder) => void, after?: (enc: GPUCommandEncoder) => void): void {
+    const enc = this.gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    body(pass);
+    pass.end();
+    after?.(enc);
+    this.gpu.device.queue.submit([enc.finish()]);
+  }
+
+  private writeBatch(b: Batch, seed: number, step: number, training: boolean): void {
+    const q = this.gpu.device.queue;
+    q.writeBuffer(this.prog.tokens, 0, b.tokens);
+    q.writeBuffer(this.prog.targets, 0, b.targets);
+    q.writeBuffer(this.prog.step, 0, new Uint32Array([seed >>> 0, step >>> 0, training ? 1 : 0, 0]));
+  }
+
+  private logLoss(enc: GPUCommandEncoder): void {
+    if (this.pending >= LOG_SLOTS) throw new Error('internal: loss log overflow; read losses more often');
+    const [buf, off] = this.prog.outputs.loss;
+    enc.copyBufferToBuffer(buf, off, this.logBuf, this.pending * 4, 4);
+    this.pending++;
+  }
+
+  /** One optimizer step (0-based `step`) at learning rate `lr`. */
+  trainStep(b: Batch, step: number, lr: number, seed: number): void {
+    const t = this.mod.model.train;
+    this.writeBatch(b, seed, step, true);
+    const n = step + 1;
+    const opt = new Float32Array([lr, t.betas[0], t.betas[1], t.eps, t.weightDecay, t.clip, 1 - t.betas[0] ** n, 1 - t.betas[1] ** n]);
+    this.gpu.device.queue.writeBuffer(this.prog.opt, 0, opt);
+    this.encode(
+      (pass) => {
+        this.prog.forward(pass);
+        this.prog.backward(pass);
+        this.prog.optimizer(pass);
+      },
+      (enc) => this.logLoss(enc),
+    );
+  }
+
+  /** Forward only, dropout off; the loss joins the pending log. */
+  evalStep(b: Batch): void {
+    this.writeBatch(b, 0, 0, false);
+    this.encode(
+      (pass) => this.prog.forward(pass),
+      (enc) => this.logLoss(enc),
+    );
+  }
+
+  /** Waits for the device and returns the losses logged since the last read, in order. */
+  async readLosses(): Promise<number[]> {
+    const n = this.pending;
+    if (n === 0) return [];
+    const enc = this.gpu.device.createCommandEncoder();
+    enc.copyBufferToBuffer(this.logBuf, 0, this.staging, 0, n * 4);
+    this.gpu.device.queue.submit([enc.finish()]);
+    this.pending = 0;
+    await this.staging.mapAsync(GPUMapMode.READ, 0, n * 4);
+    const out = Array.from(new Float32Array(this.staging.getMappedRange(0, n * 4).slice(0)));
+    this.staging.unmap();
+    return out;
+  }
+
+  /** Mean held-out loss over the batches (dropout off). */
+  async evaluate(batches: Batch[]): Promise<number> {
+    const before = this.pending;
+    if (before) throw new Error('internal: read training losses before evaluating');
+    let sum = 0;
+    let count = 0;
+    for (let i = 0; i < batches.length; i += LOG_SLOTS) {
+      for (const b of batches.slice(i, i + LOG_SLOTS)) this.evalStep(b);
+      for (const l of await this.readLosses()) {
+        sum += l;
+        count++;
+      }
+    }
+    return sum / count;
+  }
+
+  /** Reads a whole device buffer region as float32. */
+  async read([buf, off, size]: Binding): Promise<Float32Array> {
+    const d = this.gpu.device;
+    const staging = d.createBuffer({ size, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+    const enc = d.createCommandEncoder();
+    enc.copyBufferToBuffer(buf, off, staging, 0, size);
+    d.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = new Float32Array(staging.getMappedRange().slice(0));
+    staging.destroy();
+    return out;
+  }
+
+  /** The parameter arena as float32 (for checkpoints and tests). */
+  async readParams(): Promise<Float32Array> {
+    return this.read([this.prog.params, 0, this.mod.layout.arenaFloats * 4]);
+  }
+}
