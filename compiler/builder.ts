@@ -57,6 +57,21 @@ export class GraphBuilder {
   matmul(a: number, b: number): number {
     return this.node({ kind: 'matmul' }, [a, b]);
   }
+  /**
+   * `a @ b` as written in source. When b is one matrix and a a batch of them
+   * ([..., m, k] @ [k, n]), the batch is folded into rows: one [N·m, k] @ [k, n] product
+   * between two free reshapes. Its gradient for b is then one product over all rows instead of
+   * a batch of products and a sum.
+   */
+  product(a: number, b: number): number {
+    const sa = this.shape(a);
+    const sb = this.shape(b);
+    if (sb.length !== 2 || sa.length <= 2 || sa[sa.length - 1] !== sb[0]) return this.matmul(a, b);
+    const lead = sa.slice(0, -1);
+    const rows = lead.reduce((x, y) => x * y, 1);
+    const flat = this.reshape(a, [rows, sa[sa.length - 1]]);
+    return this.reshape(this.matmul(flat, b), [...lead, sb[1]]);
+  }
   sum(x: number, axes: number[]): number {
     return this.node({ kind: 'sum', axes: [...axes].sort((p, q) => p - q) }, [x]);
   }

@@ -93,7 +93,7 @@ function binary(op: '+' | '-' | '*' | '/' | '@', l: Value, r: Value, loc: SrcLoc
   }
   if (l.t === 'tensor' && r.t === 'tensor') {
     const b = builder(host, loc);
-    if (op === '@') return tensor(b.matmul(l.id, r.id));
+    if (op === '@') return tensor(b.product(l.id, r.id));
     const fn = ({ '+': 'add', '-': 'sub', '*': 'mul', '/': 'div' } as const)[op];
     return tensor(b.binary(fn, l.id, r.id));
   }

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { InitTerm, ParamInfo } from '../compiler/ir.ts';
+import { writeCompiled, type Compiled } from '../compiler/pipeline.ts';
 import { compileShader, type Gpu } from './device.ts';
 import { initParams } from './init.ts';
 import type { Batch } from './data.ts';
@@ -38,6 +39,12 @@ export interface CompiledModule {
 }
 
 const LOG_SLOTS = 1024;
+
+/** Writes compiled code where Session.open can load it, also outside any ESM package. */
+export function writeModule(c: Compiled, dir: string): void {
+  writeCompiled(c, dir);
+  fs.writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
+}
 
 export class Session {
   private readonly logBuf: GPUBuffer;
@@ -185,6 +192,11 @@ export class Session {
 
   /** The parameter arena as float32 (for checkpoints and tests). */
   async readParams(): Promise<Float32Array> {
-    return this.read([this.prog.params, 0, this.mod.layout.arenaFloats * 4]);
+    return this.readArena('params');
+  }
+
+  /** One of the four arenas (same layout): parameters, gradients, Adam moments. */
+  async readArena(which: 'params' | 'grads' | 'm' | 'v'): Promise<Float32Array> {
+    return this.read([this.prog[which], 0, this.mod.layout.arenaFloats * 4]);
   }
 }

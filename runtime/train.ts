@@ -3,13 +3,13 @@
 // metrics.jsonl and evaluating held-out bits per byte as it goes.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { compile, writeCompiled } from '../compiler/pipeline.ts';
+import { compile } from '../compiler/pipeline.ts';
 import { MtcError } from '../compiler/diagnostics.ts';
 import { acquireDevice } from './device.ts';
 import { loadCorpus, WindowSampler } from './data.ts';
 import { RunLog } from './log.ts';
 import { lrAt } from './schedule.ts';
-import { Session } from './session.ts';
+import { Session, writeModule } from './session.ts';
 import { writeCheckpoint } from './checkpoint.ts';
 
 export interface TrainOptions {
@@ -40,9 +40,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const seed = o.seed ?? cfg.seed;
   const outDir = o.out ?? path.join('runs', `${path.basename(o.file, '.mt')}${o.preset ? '-' + o.preset : ''}`);
   const codeDir = path.join(outDir, 'compiled');
-  writeCompiled(compiled, codeDir);
-  // The run folder may lie outside any package: mark the generated module as ESM.
-  fs.writeFileSync(path.join(codeDir, 'package.json'), '{ "type": "module" }\n');
+  writeModule(compiled, codeDir);
   fs.writeFileSync(path.join(outDir, 'config.json'), JSON.stringify({ file: o.file, preset: o.preset ?? null, sets: o.sets, data: o.data ?? cfg.data, val: o.val ?? null, steps, seed, hypers: compiled.hypers, train: cfg }, null, 2) + '\n');
   fs.rmSync(path.join(outDir, 'metrics.jsonl'), { force: true });
 

@@ -45,201 +45,210 @@ function nestedSumLines(red: View, base: string): string[] {
   return red.dims.length ? lines : [`acc = a[${base}];`];
 }
 
-export const reduceEmitters = {
-  sum: (node: Node, graph: Graph): Kernel => {
-    const op = node.op as OpOf<'sum'>;
-    const { ins, out } = nodeBindings(node, graph, ['a']);
-    const inShape = ins[0].shape;
-    const st = strides(inShape);
-    const isRed = (ax: number) => op.axes.includes(ax);
-    const keptAxes = inShape.map((_, ax) => ax).filter((ax) => !isRed(ax));
-    const kept = simplifyView(
-      keptAxes.map((ax) => inShape[ax]),
-      [keptAxes.map((ax) => st[ax])],
+export type ReduceVariant = 'rows' | 'tree';
+
+/** One output per thread unless there are few outputs with many terms each. */
+export const chooseSumVariant = (outputs: number, terms: number): ReduceVariant => (terms >= 256 && outputs <= 4096 ? 'tree' : 'rows');
+
+/** The sum kernel; `variant` overrides the choice (tests force each one). */
+export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant): Kernel {
+  const op = node.op as OpOf<'sum'>;
+  const { ins, out } = nodeBindings(node, graph, ['a']);
+  const inShape = ins[0].shape;
+  const st = strides(inShape);
+  const view = (axes: number[]) =>
+    simplifyView(
+      axes.map((ax) => inShape[ax]),
+      [axes.map((ax) => st[ax])],
     );
-    const redAxes = op.axes;
-    const red = simplifyView(
-      redAxes.map((ax) => inShape[ax]),
-      [redAxes.map((ax) => st[ax])],
-    );
-    const nOut = count(node.shape);
-    const r = numel(red.dims);
-    const name = kernelName('sum', `a${op.axes.join('')}`, shapeName(inShape));
-    const summary = `out = a summed over axes [${op.axes.join(', ')}], kept as size 1`;
-    const useTree = r >= 512 && nOut <= 4096;
-    if (!useTree) {
-      const g = grid(Math.ceil(nOut / ROW_WG));
-      return assemble({
-        name,
-        summary,
-        notes: [`one output per thread, ${r} terms each`],
-        ins,
-        out,
-        workgroupSize: ROW_WG,
-        grid: g,
-        body: [
-          g.groupLine,
-          `let o = group * ${u32Lit(ROW_WG)} + lid;`,
-          `if (o >= ${u32Lit(nOut)}) {`,
-          '  return;',
-          '}',
-          ...offsetLines(kept, 'o', ['base']),
-          'var acc = 0.0;',
-          ...nestedSumLines(red, 'base'),
-          'out[o] = acc;',
-        ],
-      });
-    }
-    const g = grid(nOut);
+  const kept = view(inShape.map((_, ax) => ax).filter((ax) => !op.axes.includes(ax)));
+  const red = view(op.axes);
+  const nOut = count(node.shape);
+  const r = numel(red.dims);
+  const name = kernelName('sum', `a${op.axes.join('')}`, shapeName(inShape));
+  const summary = `out = a summed over axes [${op.axes.join(', ')}], kept as size 1`;
+  if ((variant ?? chooseSumVariant(nOut, r)) === 'rows') {
+    const g = grid(Math.ceil(nOut / ROW_WG));
     return assemble({
       name,
       summary,
-      notes: [`one workgroup per output: ${TREE_WG} threads stride over the ${r} terms, then a tree in workgroup memory`],
+      notes: [`one output per thread, ${r} terms each`],
       ins,
       out,
-      decls: [`var<workgroup> partial: array<f32, ${TREE_WG}>;`],
-      workgroupSize: TREE_WG,
+      workgroupSize: ROW_WG,
       grid: g,
       body: [
         g.groupLine,
-        `if (group >= ${u32Lit(nOut)}) {`,
-        '  return; // uniform: the whole workgroup leaves',
+        `let o = group * ${u32Lit(ROW_WG)} + lid;`,
+        `if (o >= ${u32Lit(nOut)}) {`,
+        '  return;',
         '}',
-        ...offsetLines(kept, 'group', ['base']),
+        ...offsetLines(kept, 'o', ['base']),
         'var acc = 0.0;',
-        `for (var r = lid; r < ${u32Lit(r)}; r += ${u32Lit(TREE_WG)}) {`,
-        ...offsetLines(red, 'r', ['r_at']).map((l) => `  ${l}`),
-        '  acc += a[base + r_at];',
-        '}',
-        'partial[lid] = acc;',
-        ...treeLines(TREE_WG, (d, s) => [`partial[${d}] += partial[${s}];`]),
-        'if (lid == 0u) {',
-        '  out[group] = partial[0];',
-        '}',
+        ...nestedSumLines(red, 'base'),
+        'out[o] = acc;',
       ],
     });
-  },
+  }
+  const g = grid(nOut);
+  return assemble({
+    name,
+    summary,
+    notes: [`one workgroup per output: ${TREE_WG} threads stride over the ${r} terms, then a tree in workgroup memory`],
+    ins,
+    out,
+    decls: [`var<workgroup> partial: array<f32, ${TREE_WG}>;`],
+    workgroupSize: TREE_WG,
+    grid: g,
+    body: [
+      g.groupLine,
+      `if (group >= ${u32Lit(nOut)}) {`,
+      '  return; // uniform: the whole workgroup leaves',
+      '}',
+      ...offsetLines(kept, 'group', ['base']),
+      'var acc = 0.0;',
+      `for (var r = lid; r < ${u32Lit(r)}; r += ${u32Lit(TREE_WG)}) {`,
+      ...offsetLines(red, 'r', ['r_at']).map((l) => `  ${l}`),
+      '  acc += a[base + r_at];',
+      '}',
+      'partial[lid] = acc;',
+      ...treeLines(TREE_WG, (d, src) => [`partial[${d}] += partial[${src}];`]),
+      'if (lid == 0u) {',
+      '  out[group] = partial[0];',
+      '}',
+    ],
+  });
+}
 
-  softmax: (node: Node, graph: Graph): Kernel => {
-    const { ins, out } = nodeBindings(node, graph, ['a']);
-    const n = node.shape[node.shape.length - 1];
-    const rows = count(node.shape) / n;
-    const name = kernelName('softmax', shapeName(node.shape));
-    const summary = `out = softmax of a over the last axis (${n} entries, ${rows} rows)`;
-    if (n <= 256 || rows >= 4096) {
-      const g = grid(Math.ceil(rows / ROW_WG));
-      return assemble({
-        name,
-        summary,
-        notes: ['one row per thread: a running (max, sum of exp) pass, then the normalised write'],
-        ins,
-        out,
-        workgroupSize: ROW_WG,
-        grid: g,
-        body: [
-          g.groupLine,
-          `let row = group * ${u32Lit(ROW_WG)} + lid;`,
-          `if (row >= ${u32Lit(rows)}) {`,
-          '  return;',
-          '}',
-          `let base = row * ${u32Lit(n)};`,
-          `var m = ${LOWEST};`,
-          'var s = 0.0;',
-          `for (var j = 0u; j < ${u32Lit(n)}; j++) {`,
-          '  let x = a[base + j];',
-          '  let m_new = max(m, x);',
-          '  s = s * exp(m - m_new) + exp(x - m_new);',
-          '  m = m_new;',
-          '}',
-          'let inv = 1.0 / s;',
-          `for (var j = 0u; j < ${u32Lit(n)}; j++) {`,
-          '  out[base + j] = exp(a[base + j] - m) * inv;',
-          '}',
-        ],
-      });
-    }
-    const wg = ROW_WG;
-    const g = grid(rows);
+/** One row per thread unless rows are long and few. */
+export const chooseSoftmaxVariant = (rows: number, n: number): ReduceVariant => (n > 256 && rows < 4096 ? 'tree' : 'rows');
+
+export const reduceEmitters = {
+  sum: (node: Node, graph: Graph): Kernel => emitSum(node, graph),
+  softmax: (node: Node, graph: Graph): Kernel => emitSoftmax(node, graph),
+  cross_entropy: (node: Node, graph: Graph): Kernel => emitCrossEntropy(node, graph),
+};
+
+/** The softmax kernel; `variant` overrides the choice. */
+export function emitSoftmax(node: Node, graph: Graph, variant?: ReduceVariant): Kernel {
+  const { ins, out } = nodeBindings(node, graph, ['a']);
+  const n = node.shape[node.shape.length - 1];
+  const rows = count(node.shape) / n;
+  const name = kernelName('softmax', shapeName(node.shape));
+  const summary = `out = softmax of a over the last axis (${n} entries, ${rows} rows)`;
+  if ((variant ?? chooseSoftmaxVariant(rows, n)) === 'rows') {
+    const g = grid(Math.ceil(rows / ROW_WG));
     return assemble({
       name,
       summary,
-      notes: [`one workgroup per row: ${wg} threads keep running (max, sum of exp) over a stride, merged in a tree`],
+      notes: ['one row per thread: a running (max, sum of exp) pass, then the normalised write'],
       ins,
       out,
-      decls: [`var<workgroup> part_max: array<f32, ${wg}>;`, `var<workgroup> part_sum: array<f32, ${wg}>;`],
-      workgroupSize: wg,
+      workgroupSize: ROW_WG,
       grid: g,
       body: [
         g.groupLine,
-        `if (group >= ${u32Lit(rows)}) {`,
-        '  return; // uniform: the whole workgroup leaves',
+        `let row = group * ${u32Lit(ROW_WG)} + lid;`,
+        `if (row >= ${u32Lit(rows)}) {`,
+        '  return;',
         '}',
-        `let base = group * ${u32Lit(n)};`,
+        `let base = row * ${u32Lit(n)};`,
         `var m = ${LOWEST};`,
         'var s = 0.0;',
-        `for (var j = lid; j < ${u32Lit(n)}; j += ${u32Lit(wg)}) {`,
+        `for (var j = 0u; j < ${u32Lit(n)}; j++) {`,
         '  let x = a[base + j];',
         '  let m_new = max(m, x);',
         '  s = s * exp(m - m_new) + exp(x - m_new);',
         '  m = m_new;',
         '}',
-        'part_max[lid] = m;',
-        'part_sum[lid] = s;',
-        ...treeLines(wg, (d, src) => [
-          `let m1 = part_max[${d}];`,
-          `let m2 = part_max[${src}];`,
-          'let mm = max(m1, m2);',
-          `part_sum[${d}] = part_sum[${d}] * exp(m1 - mm) + part_sum[${src}] * exp(m2 - mm);`,
-          `part_max[${d}] = mm;`,
-        ]),
-        'let row_max = part_max[0];',
-        'let inv = 1.0 / part_sum[0];',
-        `for (var j = lid; j < ${u32Lit(n)}; j += ${u32Lit(wg)}) {`,
-        '  out[base + j] = exp(a[base + j] - row_max) * inv;',
+        'let inv = 1.0 / s;',
+        `for (var j = 0u; j < ${u32Lit(n)}; j++) {`,
+        '  out[base + j] = exp(a[base + j] - m) * inv;',
         '}',
       ],
     });
-  },
+  }
+  const wg = ROW_WG;
+  const g = grid(rows);
+  return assemble({
+    name,
+    summary,
+    notes: [`one workgroup per row: ${wg} threads keep running (max, sum of exp) over a stride, merged in a tree`],
+    ins,
+    out,
+    decls: [`var<workgroup> part_max: array<f32, ${wg}>;`, `var<workgroup> part_sum: array<f32, ${wg}>;`],
+    workgroupSize: wg,
+    grid: g,
+    body: [
+      g.groupLine,
+      `if (group >= ${u32Lit(rows)}) {`,
+      '  return; // uniform: the whole workgroup leaves',
+      '}',
+      `let base = group * ${u32Lit(n)};`,
+      `var m = ${LOWEST};`,
+      'var s = 0.0;',
+      `for (var j = lid; j < ${u32Lit(n)}; j += ${u32Lit(wg)}) {`,
+      '  let x = a[base + j];',
+      '  let m_new = max(m, x);',
+      '  s = s * exp(m - m_new) + exp(x - m_new);',
+      '  m = m_new;',
+      '}',
+      'part_max[lid] = m;',
+      'part_sum[lid] = s;',
+      ...treeLines(wg, (d, src) => [
+        `let m1 = part_max[${d}];`,
+        `let m2 = part_max[${src}];`,
+        'let mm = max(m1, m2);',
+        `part_sum[${d}] = part_sum[${d}] * exp(m1 - mm) + part_sum[${src}] * exp(m2 - mm);`,
+        `part_max[${d}] = mm;`,
+      ]),
+      'let row_max = part_max[0];',
+      'let inv = 1.0 / part_sum[0];',
+      `for (var j = lid; j < ${u32Lit(n)}; j += ${u32Lit(wg)}) {`,
+      '  out[base + j] = exp(a[base + j] - row_max) * inv;',
+      '}',
+    ],
+  });
+}
 
-  // One workgroup: each thread takes rows lid, lid + WG, ..., computes logsumexp - picked logit
-  // for each, and the per-thread totals are summed in a tree; thread 0 writes the mean.
-  cross_entropy: (node: Node, graph: Graph): Kernel => {
-    const { ins, out } = nodeBindings(node, graph, ['logits', 'targets']);
-    const v = ins[0].shape[ins[0].shape.length - 1];
-    const rows = count(ins[1].shape);
-    const wg = TREE_WG;
-    return assemble({
-      name: kernelName('cross_entropy', shapeName(ins[0].shape)),
-      summary: `out = mean over ${rows} rows of logsumexp(logits[r, :]) - logits[r, targets[r]] (a target outside [0, ${v}) picks 0)`,
-      notes: [`one workgroup; each of ${wg} threads takes every ${wg}th row, then a tree sums the threads`],
-      ins,
-      out,
-      decls: [`var<workgroup> partial: array<f32, ${wg}>;`],
-      workgroupSize: wg,
-      grid: grid(1),
-      body: [
-        'var total = 0.0;',
-        `for (var row = lid; row < ${u32Lit(rows)}; row += ${u32Lit(wg)}) {`,
-        `  let base = row * ${u32Lit(v)};`,
-        `  var m = ${LOWEST};`,
-        '  var s = 0.0;',
-        `  for (var j = 0u; j < ${u32Lit(v)}; j++) {`,
-        '    let x = logits[base + j];',
-        '    let m_new = max(m, x);',
-        '    s = s * exp(m - m_new) + exp(x - m_new);',
-        '    m = m_new;',
-        '  }',
-        '  let t = targets[row];',
-        `  let inside = t >= 0i && t < ${v}i;`,
-        '  let picked = select(0.0, logits[base + u32(select(0i, t, inside))], inside);',
-        '  total += m + log(s) - picked;',
-        '}',
-        'partial[lid] = total;',
-        ...treeLines(wg, (d, s) => [`partial[${d}] += partial[${s}];`]),
-        'if (lid == 0u) {',
-        `  out[0] = partial[0] / ${f32Lit(rows)};`,
-        '}',
-      ],
-    });
-  },
-};
+// One workgroup: each thread takes rows lid, lid + WG, ..., computes logsumexp - picked logit
+// for each, and the per-thread totals are summed in a tree; thread 0 writes the mean.
+export function emitCrossEntropy(node: Node, graph: Graph): Kernel {
+  const { ins, out } = nodeBindings(node, graph, ['logits', 'targets']);
+  const v = ins[0].shape[ins[0].shape.length - 1];
+  const rows = count(ins[1].shape);
+  const wg = TREE_WG;
+  return assemble({
+    name: kernelName('cross_entropy', shapeName(ins[0].shape)),
+    summary: `out = mean over ${rows} rows of logsumexp(logits[r, :]) - logits[r, targets[r]] (a target outside [0, ${v}) picks 0)`,
+    notes: [`one workgroup; each of ${wg} threads takes every ${wg}th row, then a tree sums the threads`],
+    ins,
+    out,
+    decls: [`var<workgroup> partial: array<f32, ${wg}>;`],
+    workgroupSize: wg,
+    grid: grid(1),
+    body: [
+      'var total = 0.0;',
+      `for (var row = lid; row < ${u32Lit(rows)}; row += ${u32Lit(wg)}) {`,
+      `  let base = row * ${u32Lit(v)};`,
+      `  var m = ${LOWEST};`,
+      '  var s = 0.0;',
+      `  for (var j = 0u; j < ${u32Lit(v)}; j++) {`,
+      '    let x = logits[base + j];',
+      '    let m_new = max(m, x);',
+      '    s = s * exp(m - m_new) + exp(x - m_new);',
+      '    m = m_new;',
+      '  }',
+      '  let t = targets[row];',
+      `  let inside = t >= 0i && t < ${v}i;`,
+      '  let picked = select(0.0, logits[base + u32(select(0i, t, inside))], inside);',
+      '  total += m + log(s) - picked;',
+      '}',
+      'partial[lid] = total;',
+      ...treeLines(wg, (d, s) => [`partial[${d}] += partial[${s}];`]),
+      'if (lid == 0u) {',
+      `  out[0] = partial[0] / ${f32Lit(rows)};`,
+      '}',
+    ],
+  });
+}

@@ -189,17 +189,19 @@ export const layout = {
     "matmul_16x64x1x8_16x64x8x8",
     "matmul_16x64x256x1_16x64x1x16",
     "matmul_16x64x8x1_16x64x1x8",
-    "matmul_16x64x8x1_1x8",
     "matmul_16x64x8x8_16x64x8x1",
     "matmul_16x64x8x8_16x64x8x8",
-    "matmul_16x64x8x8_8x1",
-    "matmul_16x64x8x8_8x8",
     "matmul_16x8_16x64x8x8",
     "matmul_256x16_16x64x16x1",
     "matmul_64x1x8_64x8x8",
     "matmul_64x8x1_64x1x8",
     "matmul_64x8x8_64x8x1",
+    "matmul_8192x1_1x8",
+    "matmul_8192x8_8x1",
+    "matmul_8192x8_8x8",
     "matmul_8x16_16x64x16x8",
+    "matmul_8x8192_8192x1",
+    "matmul_8x8192_8192x8",
     "matmul_8x8_16x64x8x8",
     "onehot_16x64_to_16x64x256",
     "pad_ax0_at0_64x8_to_64x8",
@@ -216,6 +218,7 @@ export const layout = {
     "permute_021_64x8x1",
     "permute_10_16x8",
     "permute_10_256x16",
+    "permute_10_8192x8",
     "permute_10_8x1",
     "permute_10_8x8",
     "scatter_add_16x64x8_16x64_to_256x8",
@@ -226,7 +229,6 @@ export const layout = {
     "sum_a0123_16x64x8x8",
     "sum_a01_16x64x16x8",
     "sum_a01_16x64x256x16",
-    "sum_a01_16x64x8x1",
     "sum_a01_16x64x8x8",
     "sum_a0_16x64x8x8",
     "sum_a23_16x64x8x8",
@@ -242,7 +244,7 @@ export const layout = {
   "dispatches": {
     "setup": 5,
     "forward": 360,
-    "backward": 1116,
+    "backward": 1068,
     "optimizer": 3
   }
 };
@@ -610,11 +612,11 @@ export class Program {
         label: kernel, layout: this.pipelines[kernel].getBindGroupLayout(0),
         entries: bindings.map(([buffer, offset, size], binding) => ({ binding, resource: { buffer, offset, size } }))
       }));
-    group("eye_8x8", [[this.act[30], 0, 256]]); // 0: %123 blocks.0.think.eye0 stdlib.mt:68
-    group("eye_8x8", [[this.act[86], 0, 256]]); // 1: %213 blocks.1.think.eye0 stdlib.mt:68
-    group("eye_8x8", [[this.act[141], 0, 256]]); // 2: %303 blocks.0.think.eye1 stdlib.mt:68
-    group("eye_8x8", [[this.act[196], 0, 256]]); // 3: %393 blocks.1.think.eye1 stdlib.mt:68
-    group("fill_v1_s", [[this.act[237], 0, 4]]); // 4: %453 loss.grad.fill0 matrix_thinker.mt:46
+    group("eye_8x8", [[this.act[30], 0, 256]]); // 0: %131 blocks.0.think.eye0 stdlib.mt:68
+    group("eye_8x8", [[this.act[86], 0, 256]]); // 1: %245 blocks.1.think.eye0 stdlib.mt:68
+    group("eye_8x8", [[this.act[141], 0, 256]]); // 2: %359 blocks.0.think.eye1 stdlib.mt:68
+    group("eye_8x8", [[this.act[196], 0, 256]]); // 3: %473 blocks.1.think.eye1 stdlib.mt:68
+    group("fill_v1_s", [[this.act[237], 0, 4]]); // 4: %549 loss.grad.fill0 matrix_thinker.mt:46
     group("gather_256x8_16x64", [[this.params, 0, 8192], [this.tokens, 0, 4096], [this.act[0], 0, 32768]]); // 5: %68 embed.gather0 stdlib.mt:92
     group("gather_256x8_16x64", [[this.params, 8192, 8192], [this.tokens, 0, 4096], [this.act[1], 0, 32768]]); // 6: %70 embed.gather1 stdlib.mt:93
     group("slice_ax0_at0_64x8_to_64x8", [[this.params, 16384, 2048], [this.act[2], 0, 2048]]); // 7: %72 embed.slice0 stdlib.mt:94
@@ -632,1468 +634,1420 @@ export class Program {
     group("binary_mul_16x64x8x8_8x8", [[this.act[4], 0, 262144], [this.params, 20480, 256], [this.act[10], 0, 262144]]); // 19: %86 blocks.0.attn.norm.mul2 stdlib.mt:9
     group("matmul_8x8_16x64x8x8", [[this.params, 20736, 256], [this.act[10], 0, 262144], [this.act[11], 0, 262144]]); // 20: %87 blocks.0.attn.q.matmul0 stdlib.mt:18
     group("unary_silu_16x64x8x8", [[this.act[11], 0, 262144], [this.act[12], 0, 262144]]); // 21: %88 blocks.0.attn.q.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[12], 0, 262144], [this.params, 20992, 256], [this.act[13], 0, 262144]]); // 22: %89 blocks.0.attn.q.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[13], 0, 262144], [this.act[14], 0, 262144]]); // 23: %91 blocks.0.attn.permute0 stdlib.mt:33
-    group("matmul_8x8_16x64x8x8", [[this.params, 21248, 256], [this.act[10], 0, 262144], [this.act[13], 0, 262144]]); // 24: %92 blocks.0.attn.k.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144]]); // 25: %93 blocks.0.attn.k.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[15], 0, 262144], [this.params, 21504, 256], [this.act[16], 0, 262144]]); // 26: %94 blocks.0.attn.k.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[16], 0, 262144], [this.act[17], 0, 262144]]); // 27: %96 blocks.0.attn.permute1 stdlib.mt:34
-    group("matmul_8x8_16x64x8x8", [[this.params, 21760, 256], [this.act[10], 0, 262144], [this.act[16], 0, 262144]]); // 28: %97 blocks.0.attn.v.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[16], 0, 262144], [this.act[18], 0, 262144]]); // 29: %98 blocks.0.attn.v.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[18], 0, 262144], [this.params, 22016, 256], [this.act[19], 0, 262144]]); // 30: %99 blocks.0.attn.v.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[19], 0, 262144], [this.act[20], 0, 262144]]); // 31: %101 blocks.0.attn.permute2 stdlib.mt:35
-    group("permute_0132_16x2x64x32", [[this.act[17], 0, 262144], [this.act[19], 0, 262144]]); // 32: %102 blocks.0.attn.permute3 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[14], 0, 262144], [this.act[19], 0, 262144], [this.act[21], 0, 524288]]); // 33: %103 blocks.0.attn.matmul0 stdlib.mt:36
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[21], 0, 524288], [this.act[22], 0, 524288]]); // 34: %104 blocks.0.attn.affine0 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[22], 0, 524288], [this.act[21], 0, 524288]]); // 35: %105 blocks.0.attn.causal_mask0 stdlib.mt:37
-    group("softmax_16x2x64x64", [[this.act[21], 0, 524288], [this.act[22], 0, 524288]]); // 36: %106 blocks.0.attn.softmax0 stdlib.mt:37
-    group("dropout_p0p1_k0_16x2x64x64", [[this.act[22], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 37: %107 blocks.0.attn.dropout0 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[21], 0, 524288], [this.act[20], 0, 262144], [this.act[17], 0, 262144]]); // 38: %108 blocks.0.attn.matmul1 stdlib.mt:38
-    group("permute_0213_16x2x64x32", [[this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 39: %109 blocks.0.attn.permute4 stdlib.mt:38
-    group("matmul_8x8_16x64x8x8", [[this.params, 22272, 256], [this.act[23], 0, 262144], [this.act[17], 0, 262144]]); // 40: %111 blocks.0.attn.o.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[17], 0, 262144], [this.act[24], 0, 262144]]); // 41: %112 blocks.0.attn.o.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[24], 0, 262144], [this.params, 22528, 256], [this.act[25], 0, 262144]]); // 42: %113 blocks.0.attn.o.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144]]); // 43: %114 blocks.0.attn.add0 stdlib.mt:39
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 44: %115 blocks.0.think.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[25], 0, 262144], [this.act[8], 0, 4096]]); // 45: %116 blocks.0.think.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[8], 0, 4096], [this.act[27], 0, 4096]]); // 46: %117 blocks.0.think.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[27], 0, 4096], [this.act[8], 0, 4096]]); // 47: %118 blocks.0.think.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[8], 0, 4096], [this.act[27], 0, 4096]]); // 48: %119 blocks.0.think.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[25], 0, 262144]]); // 49: %120 blocks.0.think.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[25], 0, 262144], [this.params, 22784, 256], [this.act[28], 0, 262144]]); // 50: %121 blocks.0.think.norm.mul2 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[29], 0, 4]]); // 51: %122 blocks.0.think.clamp0 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 23040, 256], [this.act[28], 0, 262144], [this.act[31], 0, 262144]]); // 52: %124 blocks.0.think.delta.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[31], 0, 262144], [this.act[32], 0, 262144]]); // 53: %125 blocks.0.think.delta.gate.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[32], 0, 262144], [this.params, 23296, 256], [this.act[33], 0, 262144]]); // 54: %126 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[33], 0, 262144], [this.act[34], 0, 262144]]); // 55: %127 blocks.0.think.delta.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 23552, 256], [this.act[28], 0, 262144], [this.act[35], 0, 262144]]); // 56: %128 blocks.0.think.delta.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[35], 0, 262144], [this.act[36], 0, 262144]]); // 57: %129 blocks.0.think.delta.value.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[36], 0, 262144], [this.params, 23808, 256], [this.act[37], 0, 262144]]); // 58: %130 blocks.0.think.delta.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144]]); // 59: %131 blocks.0.think.delta.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 24064, 256], [this.act[38], 0, 262144], [this.act[39], 0, 262144]]); // 60: %132 blocks.0.think.delta.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[39], 0, 262144], [this.act[40], 0, 262144]]); // 61: %133 blocks.0.think.delta.up.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[40], 0, 262144], [this.params, 24320, 256], [this.act[41], 0, 262144]]); // 62: %134 blocks.0.think.delta.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[41], 0, 262144], [this.act[29], 0, 4], [this.act[42], 0, 262144]]); // 63: %135 blocks.0.think.delta.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[30], 0, 256], [this.act[42], 0, 262144], [this.act[43], 0, 262144]]); // 64: %136 blocks.0.think.add0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[43], 0, 262144], [this.act[28], 0, 262144], [this.act[42], 0, 262144]]); // 65: %137 blocks.0.think.matmul0 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 24576, 256], [this.act[28], 0, 262144], [this.act[44], 0, 262144]]); // 66: %138 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[44], 0, 262144], [this.act[45], 0, 262144]]); // 67: %139 blocks.0.think.gamma.gate.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[45], 0, 262144], [this.params, 24832, 256], [this.act[46], 0, 262144]]); // 68: %140 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[46], 0, 262144], [this.act[47], 0, 262144]]); // 69: %141 blocks.0.think.gamma.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25088, 256], [this.act[28], 0, 262144], [this.act[48], 0, 262144]]); // 70: %142 blocks.0.think.gamma.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[48], 0, 262144], [this.act[49], 0, 262144]]); // 71: %143 blocks.0.think.gamma.value.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[49], 0, 262144], [this.params, 25344, 256], [this.act[50], 0, 262144]]); // 72: %144 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144]]); // 73: %145 blocks.0.think.gamma.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25600, 256], [this.act[51], 0, 262144], [this.act[52], 0, 262144]]); // 74: %146 blocks.0.think.gamma.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[52], 0, 262144], [this.act[53], 0, 262144]]); // 75: %147 blocks.0.think.gamma.up.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[53], 0, 262144], [this.params, 25856, 256], [this.act[54], 0, 262144]]); // 76: %148 blocks.0.think.gamma.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[54], 0, 262144], [this.act[29], 0, 4], [this.act[55], 0, 262144]]); // 77: %149 blocks.0.think.gamma.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[30], 0, 256], [this.act[55], 0, 262144], [this.act[56], 0, 262144]]); // 78: %150 blocks.0.think.add1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[42], 0, 262144], [this.act[56], 0, 262144], [this.act[55], 0, 262144]]); // 79: %151 blocks.0.think.matmul1 stdlib.mt:69
-    group("matmul_16x64x8x8_8x1", [[this.act[28], 0, 262144], [this.params, 26624, 32], [this.act[57], 0, 32768]]); // 80: %152 blocks.0.think.matmul2 stdlib.mt:70
-    group("matmul_16x64x8x8_8x1", [[this.act[28], 0, 262144], [this.params, 26368, 32], [this.act[58], 0, 32768]]); // 81: %153 blocks.0.think.matmul3 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[58], 0, 32768], [this.act[59], 0, 32768]]); // 82: %154 blocks.0.think.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[57], 0, 32768], [this.act[59], 0, 32768], [this.act[60], 0, 262144]]); // 83: %155 blocks.0.think.matmul4 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 26880, 256], [this.act[28], 0, 262144], [this.act[61], 0, 262144]]); // 84: %156 blocks.0.think.mul0 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[61], 0, 262144], [this.act[8], 0, 4096]]); // 85: %157 blocks.0.think.sum0 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[8], 0, 4096], [this.params, 27136, 4], [this.act[62], 0, 4096]]); // 86: %158 blocks.0.think.add2 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[62], 0, 4096], [this.act[8], 0, 4096]]); // 87: %159 blocks.0.think.sigmoid0 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 27392, 256], [this.act[28], 0, 262144], [this.act[61], 0, 262144]]); // 88: %160 blocks.0.think.mul1 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[61], 0, 262144], [this.act[62], 0, 4096]]); // 89: %161 blocks.0.think.sum1 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[62], 0, 4096], [this.params, 27648, 4], [this.act[63], 0, 4096]]); // 90: %162 blocks.0.think.add3 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[63], 0, 4096], [this.act[62], 0, 4096]]); // 91: %163 blocks.0.think.sigmoid1 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[28], 0, 262144], [this.act[61], 0, 262144]]); // 92: %164 blocks.0.think.sub0 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[8], 0, 4096], [this.act[61], 0, 262144], [this.act[55], 0, 262144]]); // 93: %165 blocks.0.think.mul2 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[62], 0, 4096], [this.act[60], 0, 262144], [this.act[64], 0, 262144]]); // 94: %166 blocks.0.think.mul3 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 262144]]); // 95: %167 blocks.0.think.add4 stdlib.mt:73
-    group("dropout_p0p1_k1_16x64x8x8", [[this.act[65], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 96: %168 blocks.0.think.dropout0 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 262144]]); // 97: %169 blocks.0.think.add5 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144]]); // 98: %170 blocks.1.attn.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[64], 0, 262144], [this.act[63], 0, 4096]]); // 99: %171 blocks.1.attn.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[63], 0, 4096], [this.act[66], 0, 4096]]); // 100: %172 blocks.1.attn.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[66], 0, 4096], [this.act[63], 0, 4096]]); // 101: %173 blocks.1.attn.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[63], 0, 4096], [this.act[66], 0, 4096]]); // 102: %174 blocks.1.attn.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[65], 0, 262144], [this.act[66], 0, 4096], [this.act[64], 0, 262144]]); // 103: %175 blocks.1.attn.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[64], 0, 262144], [this.params, 27904, 256], [this.act[55], 0, 262144]]); // 104: %176 blocks.1.attn.norm.mul2 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 28160, 256], [this.act[55], 0, 262144], [this.act[67], 0, 262144]]); // 105: %177 blocks.1.attn.q.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[67], 0, 262144], [this.act[68], 0, 262144]]); // 106: %178 blocks.1.attn.q.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[68], 0, 262144], [this.params, 28416, 256], [this.act[69], 0, 262144]]); // 107: %179 blocks.1.attn.q.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[69], 0, 262144], [this.act[70], 0, 262144]]); // 108: %181 blocks.1.attn.permute0 stdlib.mt:33
-    group("matmul_8x8_16x64x8x8", [[this.params, 28672, 256], [this.act[55], 0, 262144], [this.act[69], 0, 262144]]); // 109: %182 blocks.1.attn.k.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[69], 0, 262144], [this.act[71], 0, 262144]]); // 110: %183 blocks.1.attn.k.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[71], 0, 262144], [this.params, 28928, 256], [this.act[72], 0, 262144]]); // 111: %184 blocks.1.attn.k.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 112: %186 blocks.1.attn.permute1 stdlib.mt:34
-    group("matmul_8x8_16x64x8x8", [[this.params, 29184, 256], [this.act[55], 0, 262144], [this.act[72], 0, 262144]]); // 113: %187 blocks.1.attn.v.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[72], 0, 262144], [this.act[74], 0, 262144]]); // 114: %188 blocks.1.attn.v.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[74], 0, 262144], [this.params, 29440, 256], [this.act[75], 0, 262144]]); // 115: %189 blocks.1.attn.v.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[75], 0, 262144], [this.act[76], 0, 262144]]); // 116: %191 blocks.1.attn.permute2 stdlib.mt:35
-    group("permute_0132_16x2x64x32", [[this.act[73], 0, 262144], [this.act[75], 0, 262144]]); // 117: %192 blocks.1.attn.permute3 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[70], 0, 262144], [this.act[75], 0, 262144], [this.act[77], 0, 524288]]); // 118: %193 blocks.1.attn.matmul0 stdlib.mt:36
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[77], 0, 524288], [this.act[78], 0, 524288]]); // 119: %194 blocks.1.attn.affine0 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[78], 0, 524288], [this.act[77], 0, 524288]]); // 120: %195 blocks.1.attn.causal_mask0 stdlib.mt:37
-    group("softmax_16x2x64x64", [[this.act[77], 0, 524288], [this.act[78], 0, 524288]]); // 121: %196 blocks.1.attn.softmax0 stdlib.mt:37
-    group("dropout_p0p1_k2_16x2x64x64", [[this.act[78], 0, 524288], [this.act[77], 0, 524288], [this.step, 0, 16]]); // 122: %197 blocks.1.attn.dropout0 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[77], 0, 524288], [this.act[76], 0, 262144], [this.act[73], 0, 262144]]); // 123: %198 blocks.1.attn.matmul1 stdlib.mt:38
-    group("permute_0213_16x2x64x32", [[this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 124: %199 blocks.1.attn.permute4 stdlib.mt:38
-    group("matmul_8x8_16x64x8x8", [[this.params, 29696, 256], [this.act[79], 0, 262144], [this.act[73], 0, 262144]]); // 125: %201 blocks.1.attn.o.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[73], 0, 262144], [this.act[80], 0, 262144]]); // 126: %202 blocks.1.attn.o.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[80], 0, 262144], [this.params, 29952, 256], [this.act[81], 0, 262144]]); // 127: %203 blocks.1.attn.o.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[81], 0, 262144], [this.act[82], 0, 262144]]); // 128: %204 blocks.1.attn.add0 stdlib.mt:39
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[82], 0, 262144], [this.act[81], 0, 262144]]); // 129: %205 blocks.1.think.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[81], 0, 262144], [this.act[63], 0, 4096]]); // 130: %206 blocks.1.think.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[63], 0, 4096], [this.act[83], 0, 4096]]); // 131: %207 blocks.1.think.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[83], 0, 4096], [this.act[63], 0, 4096]]); // 132: %208 blocks.1.think.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[63], 0, 4096], [this.act[83], 0, 4096]]); // 133: %209 blocks.1.think.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[81], 0, 262144]]); // 134: %210 blocks.1.think.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[81], 0, 262144], [this.params, 30208, 256], [this.act[84], 0, 262144]]); // 135: %211 blocks.1.think.norm.mul2 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[85], 0, 4]]); // 136: %212 blocks.1.think.clamp0 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 30464, 256], [this.act[84], 0, 262144], [this.act[87], 0, 262144]]); // 137: %214 blocks.1.think.delta.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[87], 0, 262144], [this.act[88], 0, 262144]]); // 138: %215 blocks.1.think.delta.gate.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[88], 0, 262144], [this.params, 30720, 256], [this.act[89], 0, 262144]]); // 139: %216 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[89], 0, 262144], [this.act[90], 0, 262144]]); // 140: %217 blocks.1.think.delta.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 30976, 256], [this.act[84], 0, 262144], [this.act[91], 0, 262144]]); // 141: %218 blocks.1.think.delta.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[91], 0, 262144], [this.act[92], 0, 262144]]); // 142: %219 blocks.1.think.delta.value.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[92], 0, 262144], [this.params, 31232, 256], [this.act[93], 0, 262144]]); // 143: %220 blocks.1.think.delta.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144]]); // 144: %221 blocks.1.think.delta.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 31488, 256], [this.act[94], 0, 262144], [this.act[95], 0, 262144]]); // 145: %222 blocks.1.think.delta.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[95], 0, 262144], [this.act[96], 0, 262144]]); // 146: %223 blocks.1.think.delta.up.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[96], 0, 262144], [this.params, 31744, 256], [this.act[97], 0, 262144]]); // 147: %224 blocks.1.think.delta.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[97], 0, 262144], [this.act[85], 0, 4], [this.act[98], 0, 262144]]); // 148: %225 blocks.1.think.delta.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[86], 0, 256], [this.act[98], 0, 262144], [this.act[99], 0, 262144]]); // 149: %226 blocks.1.think.add0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[99], 0, 262144], [this.act[84], 0, 262144], [this.act[98], 0, 262144]]); // 150: %227 blocks.1.think.matmul0 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 32000, 256], [this.act[84], 0, 262144], [this.act[100], 0, 262144]]); // 151: %228 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[100], 0, 262144], [this.act[101], 0, 262144]]); // 152: %229 blocks.1.think.gamma.gate.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[101], 0, 262144], [this.params, 32256, 256], [this.act[102], 0, 262144]]); // 153: %230 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[102], 0, 262144], [this.act[103], 0, 262144]]); // 154: %231 blocks.1.think.gamma.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 32512, 256], [this.act[84], 0, 262144], [this.act[104], 0, 262144]]); // 155: %232 blocks.1.think.gamma.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[104], 0, 262144], [this.act[105], 0, 262144]]); // 156: %233 blocks.1.think.gamma.value.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[105], 0, 262144], [this.params, 32768, 256], [this.act[106], 0, 262144]]); // 157: %234 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144]]); // 158: %235 blocks.1.think.gamma.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 33024, 256], [this.act[107], 0, 262144], [this.act[108], 0, 262144]]); // 159: %236 blocks.1.think.gamma.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[108], 0, 262144], [this.act[109], 0, 262144]]); // 160: %237 blocks.1.think.gamma.up.silu0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[109], 0, 262144], [this.params, 33280, 256], [this.act[110], 0, 262144]]); // 161: %238 blocks.1.think.gamma.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[110], 0, 262144], [this.act[85], 0, 4], [this.act[111], 0, 262144]]); // 162: %239 blocks.1.think.gamma.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[86], 0, 256], [this.act[111], 0, 262144], [this.act[112], 0, 262144]]); // 163: %240 blocks.1.think.add1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[98], 0, 262144], [this.act[112], 0, 262144], [this.act[111], 0, 262144]]); // 164: %241 blocks.1.think.matmul1 stdlib.mt:69
-    group("matmul_16x64x8x8_8x1", [[this.act[84], 0, 262144], [this.params, 34048, 32], [this.act[58], 0, 32768]]); // 165: %242 blocks.1.think.matmul2 stdlib.mt:70
-    group("matmul_16x64x8x8_8x1", [[this.act[84], 0, 262144], [this.params, 33792, 32], [this.act[113], 0, 32768]]); // 166: %243 blocks.1.think.matmul3 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[113], 0, 32768], [this.act[114], 0, 32768]]); // 167: %244 blocks.1.think.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[58], 0, 32768], [this.act[114], 0, 32768], [this.act[115], 0, 262144]]); // 168: %245 blocks.1.think.matmul4 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34304, 256], [this.act[84], 0, 262144], [this.act[116], 0, 262144]]); // 169: %246 blocks.1.think.mul0 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[116], 0, 262144], [this.act[63], 0, 4096]]); // 170: %247 blocks.1.think.sum0 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[63], 0, 4096], [this.params, 34560, 4], [this.act[117], 0, 4096]]); // 171: %248 blocks.1.think.add2 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[117], 0, 4096], [this.act[63], 0, 4096]]); // 172: %249 blocks.1.think.sigmoid0 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34816, 256], [this.act[84], 0, 262144], [this.act[116], 0, 262144]]); // 173: %250 blocks.1.think.mul1 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[116], 0, 262144], [this.act[117], 0, 4096]]); // 174: %251 blocks.1.think.sum1 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[117], 0, 4096], [this.params, 35072, 4], [this.act[118], 0, 4096]]); // 175: %252 blocks.1.think.add3 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[118], 0, 4096], [this.act[117], 0, 4096]]); // 176: %253 blocks.1.think.sigmoid1 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[84], 0, 262144], [this.act[116], 0, 262144]]); // 177: %254 blocks.1.think.sub0 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[63], 0, 4096], [this.act[116], 0, 262144], [this.act[111], 0, 262144]]); // 178: %255 blocks.1.think.mul2 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[117], 0, 4096], [this.act[115], 0, 262144], [this.act[119], 0, 262144]]); // 179: %256 blocks.1.think.mul3 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144]]); // 180: %257 blocks.1.think.add4 stdlib.mt:73
-    group("dropout_p0p1_k3_16x64x8x8", [[this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 181: %258 blocks.1.think.dropout0 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144]]); // 182: %259 blocks.1.think.add5 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[120], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144]]); // 183: %260 blocks.0.attn.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[119], 0, 262144], [this.act[118], 0, 4096]]); // 184: %261 blocks.0.attn.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[118], 0, 4096], [this.act[121], 0, 4096]]); // 185: %262 blocks.0.attn.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[121], 0, 4096], [this.act[118], 0, 4096]]); // 186: %263 blocks.0.attn.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[118], 0, 4096], [this.act[121], 0, 4096]]); // 187: %264 blocks.0.attn.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[120], 0, 262144], [this.act[121], 0, 4096], [this.act[119], 0, 262144]]); // 188: %265 blocks.0.attn.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[119], 0, 262144], [this.params, 20480, 256], [this.act[111], 0, 262144]]); // 189: %266 blocks.0.attn.norm.mul5 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 20736, 256], [this.act[111], 0, 262144], [this.act[122], 0, 262144]]); // 190: %267 blocks.0.attn.q.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[122], 0, 262144], [this.act[123], 0, 262144]]); // 191: %268 blocks.0.attn.q.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[123], 0, 262144], [this.params, 20992, 256], [this.act[124], 0, 262144]]); // 192: %269 blocks.0.attn.q.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[124], 0, 262144], [this.act[125], 0, 262144]]); // 193: %271 blocks.0.attn.permute5 stdlib.mt:33
-    group("matmul_8x8_16x64x8x8", [[this.params, 21248, 256], [this.act[111], 0, 262144], [this.act[124], 0, 262144]]); // 194: %272 blocks.0.attn.k.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[124], 0, 262144], [this.act[126], 0, 262144]]); // 195: %273 blocks.0.attn.k.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[126], 0, 262144], [this.params, 21504, 256], [this.act[127], 0, 262144]]); // 196: %274 blocks.0.attn.k.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[127], 0, 262144], [this.act[128], 0, 262144]]); // 197: %276 blocks.0.attn.permute6 stdlib.mt:34
-    group("matmul_8x8_16x64x8x8", [[this.params, 21760, 256], [this.act[111], 0, 262144], [this.act[127], 0, 262144]]); // 198: %277 blocks.0.attn.v.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[127], 0, 262144], [this.act[129], 0, 262144]]); // 199: %278 blocks.0.attn.v.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[129], 0, 262144], [this.params, 22016, 256], [this.act[130], 0, 262144]]); // 200: %279 blocks.0.attn.v.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[130], 0, 262144], [this.act[131], 0, 262144]]); // 201: %281 blocks.0.attn.permute7 stdlib.mt:35
-    group("permute_0132_16x2x64x32", [[this.act[128], 0, 262144], [this.act[130], 0, 262144]]); // 202: %282 blocks.0.attn.permute8 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[132], 0, 524288]]); // 203: %283 blocks.0.attn.matmul2 stdlib.mt:36
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[132], 0, 524288], [this.act[133], 0, 524288]]); // 204: %284 blocks.0.attn.affine1 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[133], 0, 524288], [this.act[132], 0, 524288]]); // 205: %285 blocks.0.attn.causal_mask1 stdlib.mt:37
-    group("softmax_16x2x64x64", [[this.act[132], 0, 524288], [this.act[133], 0, 524288]]); // 206: %286 blocks.0.attn.softmax1 stdlib.mt:37
-    group("dropout_p0p1_k4_16x2x64x64", [[this.act[133], 0, 524288], [this.act[132], 0, 524288], [this.step, 0, 16]]); // 207: %287 blocks.0.attn.dropout1 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[132], 0, 524288], [this.act[131], 0, 262144], [this.act[128], 0, 262144]]); // 208: %288 blocks.0.attn.matmul3 stdlib.mt:38
-    group("permute_0213_16x2x64x32", [[this.act[128], 0, 262144], [this.act[134], 0, 262144]]); // 209: %289 blocks.0.attn.permute9 stdlib.mt:38
-    group("matmul_8x8_16x64x8x8", [[this.params, 22272, 256], [this.act[134], 0, 262144], [this.act[128], 0, 262144]]); // 210: %291 blocks.0.attn.o.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[128], 0, 262144], [this.act[135], 0, 262144]]); // 211: %292 blocks.0.attn.o.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[135], 0, 262144], [this.params, 22528, 256], [this.act[136], 0, 262144]]); // 212: %293 blocks.0.attn.o.matmul3 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[120], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144]]); // 213: %294 blocks.0.attn.add1 stdlib.mt:39
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[137], 0, 262144], [this.act[136], 0, 262144]]); // 214: %295 blocks.0.think.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[136], 0, 262144], [this.act[118], 0, 4096]]); // 215: %296 blocks.0.think.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[118], 0, 4096], [this.act[138], 0, 4096]]); // 216: %297 blocks.0.think.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[138], 0, 4096], [this.act[118], 0, 4096]]); // 217: %298 blocks.0.think.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[118], 0, 4096], [this.act[138], 0, 4096]]); // 218: %299 blocks.0.think.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[137], 0, 262144], [this.act[138], 0, 4096], [this.act[136], 0, 262144]]); // 219: %300 blocks.0.think.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[136], 0, 262144], [this.params, 22784, 256], [this.act[139], 0, 262144]]); // 220: %301 blocks.0.think.norm.mul5 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[140], 0, 4]]); // 221: %302 blocks.0.think.clamp1 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 23040, 256], [this.act[139], 0, 262144], [this.act[142], 0, 262144]]); // 222: %304 blocks.0.think.delta.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[142], 0, 262144], [this.act[143], 0, 262144]]); // 223: %305 blocks.0.think.delta.gate.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[143], 0, 262144], [this.params, 23296, 256], [this.act[144], 0, 262144]]); // 224: %306 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[144], 0, 262144], [this.act[145], 0, 262144]]); // 225: %307 blocks.0.think.delta.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 23552, 256], [this.act[139], 0, 262144], [this.act[146], 0, 262144]]); // 226: %308 blocks.0.think.delta.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[146], 0, 262144], [this.act[147], 0, 262144]]); // 227: %309 blocks.0.think.delta.value.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[147], 0, 262144], [this.params, 23808, 256], [this.act[148], 0, 262144]]); // 228: %310 blocks.0.think.delta.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144]]); // 229: %311 blocks.0.think.delta.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 24064, 256], [this.act[149], 0, 262144], [this.act[150], 0, 262144]]); // 230: %312 blocks.0.think.delta.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[150], 0, 262144], [this.act[151], 0, 262144]]); // 231: %313 blocks.0.think.delta.up.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[151], 0, 262144], [this.params, 24320, 256], [this.act[152], 0, 262144]]); // 232: %314 blocks.0.think.delta.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[152], 0, 262144], [this.act[140], 0, 4], [this.act[153], 0, 262144]]); // 233: %315 blocks.0.think.delta.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[141], 0, 256], [this.act[153], 0, 262144], [this.act[154], 0, 262144]]); // 234: %316 blocks.0.think.add6 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[154], 0, 262144], [this.act[139], 0, 262144], [this.act[153], 0, 262144]]); // 235: %317 blocks.0.think.matmul5 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 24576, 256], [this.act[139], 0, 262144], [this.act[155], 0, 262144]]); // 236: %318 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[155], 0, 262144], [this.act[156], 0, 262144]]); // 237: %319 blocks.0.think.gamma.gate.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[156], 0, 262144], [this.params, 24832, 256], [this.act[157], 0, 262144]]); // 238: %320 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[157], 0, 262144], [this.act[158], 0, 262144]]); // 239: %321 blocks.0.think.gamma.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25088, 256], [this.act[139], 0, 262144], [this.act[159], 0, 262144]]); // 240: %322 blocks.0.think.gamma.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[159], 0, 262144], [this.act[160], 0, 262144]]); // 241: %323 blocks.0.think.gamma.value.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[160], 0, 262144], [this.params, 25344, 256], [this.act[161], 0, 262144]]); // 242: %324 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144]]); // 243: %325 blocks.0.think.gamma.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25600, 256], [this.act[162], 0, 262144], [this.act[163], 0, 262144]]); // 244: %326 blocks.0.think.gamma.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[163], 0, 262144], [this.act[164], 0, 262144]]); // 245: %327 blocks.0.think.gamma.up.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[164], 0, 262144], [this.params, 25856, 256], [this.act[165], 0, 262144]]); // 246: %328 blocks.0.think.gamma.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[165], 0, 262144], [this.act[140], 0, 4], [this.act[166], 0, 262144]]); // 247: %329 blocks.0.think.gamma.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[141], 0, 256], [this.act[166], 0, 262144], [this.act[167], 0, 262144]]); // 248: %330 blocks.0.think.add7 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[153], 0, 262144], [this.act[167], 0, 262144], [this.act[166], 0, 262144]]); // 249: %331 blocks.0.think.matmul6 stdlib.mt:69
-    group("matmul_16x64x8x8_8x1", [[this.act[139], 0, 262144], [this.params, 26624, 32], [this.act[113], 0, 32768]]); // 250: %332 blocks.0.think.matmul7 stdlib.mt:70
-    group("matmul_16x64x8x8_8x1", [[this.act[139], 0, 262144], [this.params, 26368, 32], [this.act[168], 0, 32768]]); // 251: %333 blocks.0.think.matmul8 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[168], 0, 32768], [this.act[169], 0, 32768]]); // 252: %334 blocks.0.think.permute1 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[113], 0, 32768], [this.act[169], 0, 32768], [this.act[170], 0, 262144]]); // 253: %335 blocks.0.think.matmul9 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 26880, 256], [this.act[139], 0, 262144], [this.act[171], 0, 262144]]); // 254: %336 blocks.0.think.mul4 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[171], 0, 262144], [this.act[118], 0, 4096]]); // 255: %337 blocks.0.think.sum2 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[118], 0, 4096], [this.params, 27136, 4], [this.act[172], 0, 4096]]); // 256: %338 blocks.0.think.add8 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[172], 0, 4096], [this.act[118], 0, 4096]]); // 257: %339 blocks.0.think.sigmoid2 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 27392, 256], [this.act[139], 0, 262144], [this.act[171], 0, 262144]]); // 258: %340 blocks.0.think.mul5 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[171], 0, 262144], [this.act[172], 0, 4096]]); // 259: %341 blocks.0.think.sum3 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[172], 0, 4096], [this.params, 27648, 4], [this.act[173], 0, 4096]]); // 260: %342 blocks.0.think.add9 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[173], 0, 4096], [this.act[172], 0, 4096]]); // 261: %343 blocks.0.think.sigmoid3 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[139], 0, 262144], [this.act[171], 0, 262144]]); // 262: %344 blocks.0.think.sub1 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[118], 0, 4096], [this.act[171], 0, 262144], [this.act[166], 0, 262144]]); // 263: %345 blocks.0.think.mul6 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[172], 0, 4096], [this.act[170], 0, 262144], [this.act[174], 0, 262144]]); // 264: %346 blocks.0.think.mul7 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144]]); // 265: %347 blocks.0.think.add10 stdlib.mt:73
-    group("dropout_p0p1_k5_16x64x8x8", [[this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 266: %348 blocks.0.think.dropout1 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144]]); // 267: %349 blocks.0.think.add11 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144]]); // 268: %350 blocks.1.attn.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[174], 0, 262144], [this.act[173], 0, 4096]]); // 269: %351 blocks.1.attn.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[173], 0, 4096], [this.act[176], 0, 4096]]); // 270: %352 blocks.1.attn.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[176], 0, 4096], [this.act[173], 0, 4096]]); // 271: %353 blocks.1.attn.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[173], 0, 4096], [this.act[176], 0, 4096]]); // 272: %354 blocks.1.attn.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[175], 0, 262144], [this.act[176], 0, 4096], [this.act[174], 0, 262144]]); // 273: %355 blocks.1.attn.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[174], 0, 262144], [this.params, 27904, 256], [this.act[166], 0, 262144]]); // 274: %356 blocks.1.attn.norm.mul5 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 28160, 256], [this.act[166], 0, 262144], [this.act[177], 0, 262144]]); // 275: %357 blocks.1.attn.q.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[177], 0, 262144], [this.act[178], 0, 262144]]); // 276: %358 blocks.1.attn.q.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[178], 0, 262144], [this.params, 28416, 256], [this.act[179], 0, 262144]]); // 277: %359 blocks.1.attn.q.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[179], 0, 262144], [this.act[180], 0, 262144]]); // 278: %361 blocks.1.attn.permute5 stdlib.mt:33
-    group("matmul_8x8_16x64x8x8", [[this.params, 28672, 256], [this.act[166], 0, 262144], [this.act[179], 0, 262144]]); // 279: %362 blocks.1.attn.k.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[179], 0, 262144], [this.act[181], 0, 262144]]); // 280: %363 blocks.1.attn.k.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[181], 0, 262144], [this.params, 28928, 256], [this.act[182], 0, 262144]]); // 281: %364 blocks.1.attn.k.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[182], 0, 262144], [this.act[183], 0, 262144]]); // 282: %366 blocks.1.attn.permute6 stdlib.mt:34
-    group("matmul_8x8_16x64x8x8", [[this.params, 29184, 256], [this.act[166], 0, 262144], [this.act[182], 0, 262144]]); // 283: %367 blocks.1.attn.v.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[182], 0, 262144], [this.act[184], 0, 262144]]); // 284: %368 blocks.1.attn.v.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[184], 0, 262144], [this.params, 29440, 256], [this.act[185], 0, 262144]]); // 285: %369 blocks.1.attn.v.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[185], 0, 262144], [this.act[186], 0, 262144]]); // 286: %371 blocks.1.attn.permute7 stdlib.mt:35
-    group("permute_0132_16x2x64x32", [[this.act[183], 0, 262144], [this.act[185], 0, 262144]]); // 287: %372 blocks.1.attn.permute8 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[180], 0, 262144], [this.act[185], 0, 262144], [this.act[187], 0, 524288]]); // 288: %373 blocks.1.attn.matmul2 stdlib.mt:36
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[187], 0, 524288], [this.act[188], 0, 524288]]); // 289: %374 blocks.1.attn.affine1 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[188], 0, 524288], [this.act[187], 0, 524288]]); // 290: %375 blocks.1.attn.causal_mask1 stdlib.mt:37
-    group("softmax_16x2x64x64", [[this.act[187], 0, 524288], [this.act[188], 0, 524288]]); // 291: %376 blocks.1.attn.softmax1 stdlib.mt:37
-    group("dropout_p0p1_k6_16x2x64x64", [[this.act[188], 0, 524288], [this.act[187], 0, 524288], [this.step, 0, 16]]); // 292: %377 blocks.1.attn.dropout1 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[187], 0, 524288], [this.act[186], 0, 262144], [this.act[183], 0, 262144]]); // 293: %378 blocks.1.attn.matmul3 stdlib.mt:38
-    group("permute_0213_16x2x64x32", [[this.act[183], 0, 262144], [this.act[189], 0, 262144]]); // 294: %379 blocks.1.attn.permute9 stdlib.mt:38
-    group("matmul_8x8_16x64x8x8", [[this.params, 29696, 256], [this.act[189], 0, 262144], [this.act[183], 0, 262144]]); // 295: %381 blocks.1.attn.o.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[183], 0, 262144], [this.act[190], 0, 262144]]); // 296: %382 blocks.1.attn.o.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[190], 0, 262144], [this.params, 29952, 256], [this.act[191], 0, 262144]]); // 297: %383 blocks.1.attn.o.matmul3 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144]]); // 298: %384 blocks.1.attn.add1 stdlib.mt:39
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[192], 0, 262144], [this.act[191], 0, 262144]]); // 299: %385 blocks.1.think.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[191], 0, 262144], [this.act[173], 0, 4096]]); // 300: %386 blocks.1.think.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[173], 0, 4096], [this.act[193], 0, 4096]]); // 301: %387 blocks.1.think.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[193], 0, 4096], [this.act[173], 0, 4096]]); // 302: %388 blocks.1.think.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[173], 0, 4096], [this.act[193], 0, 4096]]); // 303: %389 blocks.1.think.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[191], 0, 262144]]); // 304: %390 blocks.1.think.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[191], 0, 262144], [this.params, 30208, 256], [this.act[194], 0, 262144]]); // 305: %391 blocks.1.think.norm.mul5 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[195], 0, 4]]); // 306: %392 blocks.1.think.clamp1 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 30464, 256], [this.act[194], 0, 262144], [this.act[197], 0, 262144]]); // 307: %394 blocks.1.think.delta.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[197], 0, 262144], [this.act[198], 0, 262144]]); // 308: %395 blocks.1.think.delta.gate.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[198], 0, 262144], [this.params, 30720, 256], [this.act[199], 0, 262144]]); // 309: %396 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[199], 0, 262144], [this.act[200], 0, 262144]]); // 310: %397 blocks.1.think.delta.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 30976, 256], [this.act[194], 0, 262144], [this.act[201], 0, 262144]]); // 311: %398 blocks.1.think.delta.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[201], 0, 262144], [this.act[202], 0, 262144]]); // 312: %399 blocks.1.think.delta.value.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[202], 0, 262144], [this.params, 31232, 256], [this.act[203], 0, 262144]]); // 313: %400 blocks.1.think.delta.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144]]); // 314: %401 blocks.1.think.delta.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 31488, 256], [this.act[204], 0, 262144], [this.act[205], 0, 262144]]); // 315: %402 blocks.1.think.delta.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[205], 0, 262144], [this.act[206], 0, 262144]]); // 316: %403 blocks.1.think.delta.up.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[206], 0, 262144], [this.params, 31744, 256], [this.act[207], 0, 262144]]); // 317: %404 blocks.1.think.delta.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[207], 0, 262144], [this.act[195], 0, 4], [this.act[208], 0, 262144]]); // 318: %405 blocks.1.think.delta.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[196], 0, 256], [this.act[208], 0, 262144], [this.act[209], 0, 262144]]); // 319: %406 blocks.1.think.add6 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[209], 0, 262144], [this.act[194], 0, 262144], [this.act[208], 0, 262144]]); // 320: %407 blocks.1.think.matmul5 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 32000, 256], [this.act[194], 0, 262144], [this.act[210], 0, 262144]]); // 321: %408 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[210], 0, 262144], [this.act[211], 0, 262144]]); // 322: %409 blocks.1.think.gamma.gate.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[211], 0, 262144], [this.params, 32256, 256], [this.act[212], 0, 262144]]); // 323: %410 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[212], 0, 262144], [this.act[213], 0, 262144]]); // 324: %411 blocks.1.think.gamma.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 32512, 256], [this.act[194], 0, 262144], [this.act[214], 0, 262144]]); // 325: %412 blocks.1.think.gamma.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[214], 0, 262144], [this.act[215], 0, 262144]]); // 326: %413 blocks.1.think.gamma.value.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[215], 0, 262144], [this.params, 32768, 256], [this.act[216], 0, 262144]]); // 327: %414 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144]]); // 328: %415 blocks.1.think.gamma.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 33024, 256], [this.act[217], 0, 262144], [this.act[218], 0, 262144]]); // 329: %416 blocks.1.think.gamma.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[218], 0, 262144], [this.act[219], 0, 262144]]); // 330: %417 blocks.1.think.gamma.up.silu1 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[219], 0, 262144], [this.params, 33280, 256], [this.act[220], 0, 262144]]); // 331: %418 blocks.1.think.gamma.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[220], 0, 262144], [this.act[195], 0, 4], [this.act[221], 0, 262144]]); // 332: %419 blocks.1.think.gamma.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[196], 0, 256], [this.act[221], 0, 262144], [this.act[222], 0, 262144]]); // 333: %420 blocks.1.think.add7 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[208], 0, 262144], [this.act[222], 0, 262144], [this.act[221], 0, 262144]]); // 334: %421 blocks.1.think.matmul6 stdlib.mt:69
-    group("matmul_16x64x8x8_8x1", [[this.act[194], 0, 262144], [this.params, 34048, 32], [this.act[168], 0, 32768]]); // 335: %422 blocks.1.think.matmul7 stdlib.mt:70
-    group("matmul_16x64x8x8_8x1", [[this.act[194], 0, 262144], [this.params, 33792, 32], [this.act[223], 0, 32768]]); // 336: %423 blocks.1.think.matmul8 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[223], 0, 32768], [this.act[224], 0, 32768]]); // 337: %424 blocks.1.think.permute1 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[168], 0, 32768], [this.act[224], 0, 32768], [this.act[225], 0, 262144]]); // 338: %425 blocks.1.think.matmul9 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34304, 256], [this.act[194], 0, 262144], [this.act[226], 0, 262144]]); // 339: %426 blocks.1.think.mul4 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[226], 0, 262144], [this.act[173], 0, 4096]]); // 340: %427 blocks.1.think.sum2 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[173], 0, 4096], [this.params, 34560, 4], [this.act[227], 0, 4096]]); // 341: %428 blocks.1.think.add8 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[227], 0, 4096], [this.act[173], 0, 4096]]); // 342: %429 blocks.1.think.sigmoid2 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34816, 256], [this.act[194], 0, 262144], [this.act[226], 0, 262144]]); // 343: %430 blocks.1.think.mul5 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[226], 0, 262144], [this.act[227], 0, 4096]]); // 344: %431 blocks.1.think.sum3 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[227], 0, 4096], [this.params, 35072, 4], [this.act[228], 0, 4096]]); // 345: %432 blocks.1.think.add9 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[228], 0, 4096], [this.act[227], 0, 4096]]); // 346: %433 blocks.1.think.sigmoid3 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[194], 0, 262144], [this.act[226], 0, 262144]]); // 347: %434 blocks.1.think.sub1 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[173], 0, 4096], [this.act[226], 0, 262144], [this.act[221], 0, 262144]]); // 348: %435 blocks.1.think.mul6 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[227], 0, 4096], [this.act[225], 0, 262144], [this.act[229], 0, 262144]]); // 349: %436 blocks.1.think.mul7 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144]]); // 350: %437 blocks.1.think.add10 stdlib.mt:73
-    group("dropout_p0p1_k7_16x64x8x8", [[this.act[230], 0, 262144], [this.act[229], 0, 262144], [this.step, 0, 16]]); // 351: %438 blocks.1.think.dropout1 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144]]); // 352: %439 blocks.1.think.add11 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[230], 0, 262144], [this.act[230], 0, 262144], [this.act[229], 0, 262144]]); // 353: %440 norm_final.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[229], 0, 262144], [this.act[228], 0, 4096]]); // 354: %441 norm_final.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 355: %442 norm_final.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 356: %443 norm_final.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 357: %444 norm_final.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[230], 0, 262144], [this.act[231], 0, 4096], [this.act[229], 0, 262144]]); // 358: %445 norm_final.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[229], 0, 262144], [this.params, 35328, 256], [this.act[221], 0, 262144]]); // 359: %446 norm_final.mul2 stdlib.mt:9
-    group("matmul_16x8_16x64x8x8", [[this.params, 35584, 512], [this.act[221], 0, 262144], [this.act[232], 0, 524288]]); // 360: %447 head.matmul0 stdlib.mt:106
-    group("binary_mul_16x64x16x8_16x8", [[this.act[232], 0, 524288], [this.params, 36096, 512], [this.act[233], 0, 524288]]); // 361: %448 head.mul0 stdlib.mt:106
-    group("sum_a3_16x64x16x8", [[this.act[233], 0, 524288], [this.act[234], 0, 65536]]); // 362: %449 head.sum0 stdlib.mt:106
-    group("matmul_256x16_16x64x16x1", [[this.params, 36608, 16384], [this.act[234], 0, 65536], [this.act[235], 0, 1048576]]); // 363: %450 head.matmul1 stdlib.mt:107
-    group("cross_entropy_16x64x256", [[this.act[235], 0, 1048576], [this.targets, 0, 4096], [this.act[236], 0, 4]]); // 364: %452 loss.cross_entropy0 matrix_thinker.mt:46
-    group("softmax_16x64x256", [[this.act[235], 0, 1048576], [this.act[238], 0, 1048576]]); // 365: %454 loss.cross_entropy0.grad.softmax0 matrix_thinker.mt:46
-    group("onehot_16x64_to_16x64x256", [[this.targets, 0, 4096], [this.act[239], 0, 1048576]]); // 366: %455 loss.cross_entropy0.grad.onehot0 matrix_thinker.mt:46
-    group("binary_sub_16x64x256_16x64x256", [[this.act[238], 0, 1048576], [this.act[239], 0, 1048576], [this.act[240], 0, 1048576]]); // 367: %456 loss.cross_entropy0.grad.sub0 matrix_thinker.mt:46
-    group("binary_mul_16x64x256_s", [[this.act[240], 0, 1048576], [this.act[237], 0, 4], [this.act[239], 0, 1048576]]); // 368: %457 loss.cross_entropy0.grad.mul0 matrix_thinker.mt:46
-    group("affine_s0p0009765625_b0_16x64x256", [[this.act[239], 0, 1048576], [this.act[240], 0, 1048576]]); // 369: %458 loss.cross_entropy0.grad.affine0 matrix_thinker.mt:46
-    group("permute_0132_16x64x16x1", [[this.act[234], 0, 65536], [this.act[241], 0, 65536]]); // 370: %460 head.matmul1.grad.permute0 stdlib.mt:107
-    group("matmul_16x64x256x1_16x64x1x16", [[this.act[240], 0, 1048576], [this.act[241], 0, 65536], [this.act[242], 0, 16777216]]); // 371: %461 head.matmul1.grad.matmul0 stdlib.mt:107
-    group("sum_a01_16x64x256x16", [[this.act[242], 0, 16777216], [this.act[6], 0, 16384]]); // 372: %462 head.matmul1.grad.sum0 stdlib.mt:107
-    group("permute_10_256x16", [[this.params, 36608, 16384], [this.act[5], 0, 16384]]); // 373: %464 head.matmul1.grad.permute1 stdlib.mt:107
-    group("matmul_16x256_16x64x256x1", [[this.act[5], 0, 16384], [this.act[240], 0, 1048576], [this.act[241], 0, 65536]]); // 374: %465 head.matmul1.grad.matmul1 stdlib.mt:107
-    group("expand_16x64x16x1_to_16x64x16x8", [[this.act[241], 0, 65536], [this.act[233], 0, 524288]]); // 375: %466 head.sum0.grad.expand0 stdlib.mt:106
-    group("binary_mul_16x64x16x8_16x8", [[this.act[233], 0, 524288], [this.params, 36096, 512], [this.act[243], 0, 524288]]); // 376: %467 head.mul0.grad.mul0 stdlib.mt:106
-    group("binary_mul_16x64x16x8_16x64x16x8", [[this.act[233], 0, 524288], [this.act[232], 0, 524288], [this.act[244], 0, 524288]]); // 377: %468 head.mul0.grad.mul1 stdlib.mt:106
-    group("sum_a01_16x64x16x8", [[this.act[244], 0, 524288], [this.act[245], 0, 512]]); // 378: %469 head.mul0.grad.sum0 stdlib.mt:106
-    group("permute_0132_16x64x8x8", [[this.act[221], 0, 262144], [this.act[246], 0, 262144]]); // 379: %471 head.matmul0.grad.permute0 stdlib.mt:106
-    group("matmul_16x64x16x8_16x64x8x8", [[this.act[243], 0, 524288], [this.act[246], 0, 262144], [this.act[244], 0, 524288]]); // 380: %472 head.matmul0.grad.matmul0 stdlib.mt:106
-    group("sum_a01_16x64x16x8", [[this.act[244], 0, 524288], [this.act[247], 0, 512]]); // 381: %473 head.matmul0.grad.sum0 stdlib.mt:106
-    group("permute_10_16x8", [[this.params, 35584, 512], [this.act[248], 0, 512]]); // 382: %475 head.matmul0.grad.permute1 stdlib.mt:106
-    group("matmul_8x16_16x64x16x8", [[this.act[248], 0, 512], [this.act[243], 0, 524288], [this.act[246], 0, 262144]]); // 383: %476 head.matmul0.grad.matmul1 stdlib.mt:106
-    group("binary_mul_16x64x8x8_8x8", [[this.act[246], 0, 262144], [this.params, 35328, 256], [this.act[221], 0, 262144]]); // 384: %477 norm_final.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[246], 0, 262144], [this.act[229], 0, 262144], [this.act[249], 0, 262144]]); // 385: %478 norm_final.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[249], 0, 262144], [this.act[250], 0, 256]]); // 386: %479 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[221], 0, 262144], [this.act[231], 0, 4096], [this.act[249], 0, 262144]]); // 387: %481 norm_final.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[230], 0, 262144], [this.act[229], 0, 262144]]); // 388: %482 norm_final.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[229], 0, 262144], [this.act[228], 0, 4096]]); // 389: %483 norm_final.mul1.grad.sum0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[231], 0, 4096], [this.act[251], 0, 4096]]); // 390: %484 norm_final.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[251], 0, 4096], [this.act[252], 0, 4096]]); // 391: %485 norm_final.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[228], 0, 4096], [this.act[252], 0, 4096], [this.act[251], 0, 4096]]); // 392: %486 norm_final.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[251], 0, 4096], [this.act[252], 0, 4096]]); // 393: %487 norm_final.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[252], 0, 4096], [this.act[251], 0, 4096]]); // 394: %488 norm_final.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[251], 0, 4096], [this.act[252], 0, 4096]]); // 395: %489 norm_final.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[252], 0, 4096], [this.act[229], 0, 262144]]); // 396: %490 norm_final.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[221], 0, 262144]]); // 397: %491 norm_final.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[246], 0, 262144]]); // 398: %492 norm_final.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[249], 0, 262144], [this.act[221], 0, 262144], [this.act[229], 0, 262144]]); // 399: %493 blocks.1.think.add11.grad.add0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[246], 0, 262144], [this.act[221], 0, 262144]]); // 400: %494 blocks.1.think.add11.grad.add1 stdlib.mt:9
-    group("dropout_p0p1_k7_16x64x8x8", [[this.act[221], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 401: %495 blocks.1.think.dropout1.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[246], 0, 262144], [this.act[225], 0, 262144], [this.act[229], 0, 262144]]); // 402: %496 blocks.1.think.mul7.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[229], 0, 262144], [this.act[252], 0, 4096]]); // 403: %497 blocks.1.think.mul7.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[246], 0, 262144], [this.act[227], 0, 4096], [this.act[229], 0, 262144]]); // 404: %498 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[246], 0, 262144], [this.act[226], 0, 262144], [this.act[225], 0, 262144]]); // 405: %499 blocks.1.think.mul6.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[225], 0, 262144], [this.act[251], 0, 4096]]); // 406: %500 blocks.1.think.mul6.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[246], 0, 262144], [this.act[173], 0, 4096], [this.act[225], 0, 262144]]); // 407: %501 blocks.1.think.mul6.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[225], 0, 262144], [this.act[246], 0, 262144]]); // 408: %502 blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[227], 0, 4096], [this.act[228], 0, 4096]]); // 409: %503 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[227], 0, 4096], [this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 410: %504 blocks.1.think.sigmoid3.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[252], 0, 4096], [this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 411: %505 blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[228], 0, 4096], [this.act[253], 0, 4]]); // 412: %506 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[228], 0, 4096], [this.act[226], 0, 262144]]); // 413: %508 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[226], 0, 262144], [this.act[194], 0, 262144], [this.act[249], 0, 262144]]); // 414: %509 blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[249], 0, 262144], [this.act[254], 0, 256]]); // 415: %510 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[226], 0, 262144], [this.params, 34816, 256], [this.act[249], 0, 262144]]); // 416: %512 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[246], 0, 262144], [this.act[249], 0, 262144], [this.act[226], 0, 262144]]); // 417: %513 blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[173], 0, 4096], [this.act[228], 0, 4096]]); // 418: %514 blocks.1.think.sigmoid2.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[173], 0, 4096], [this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 419: %515 blocks.1.think.sigmoid2.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[251], 0, 4096], [this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 420: %516 blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[228], 0, 4096], [this.act[255], 0, 4]]); // 421: %517 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[228], 0, 4096], [this.act[249], 0, 262144]]); // 422: %519 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[249], 0, 262144], [this.act[194], 0, 262144], [this.act[246], 0, 262144]]); // 423: %520 blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[246], 0, 262144], [this.act[256], 0, 256]]); // 424: %521 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[249], 0, 262144], [this.params, 34304, 256], [this.act[246], 0, 262144]]); // 425: %523 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[226], 0, 262144], [this.act[246], 0, 262144], [this.act[249], 0, 262144]]); // 426: %524 blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[224], 0, 32768], [this.act[223], 0, 32768]]); // 427: %525 blocks.1.think.matmul9.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[229], 0, 262144], [this.act[223], 0, 32768], [this.act[224], 0, 32768]]); // 428: %526 blocks.1.think.matmul9.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[168], 0, 32768], [this.act[223], 0, 32768]]); // 429: %527 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[223], 0, 32768], [this.act[229], 0, 262144], [this.act[168], 0, 32768]]); // 430: %528 blocks.1.think.matmul9.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[168], 0, 32768], [this.act[223], 0, 32768]]); // 431: %529 blocks.1.think.permute1.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 33792, 32], [this.act[257], 0, 32]]); // 432: %530 blocks.1.think.matmul8.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_1x8", [[this.act[223], 0, 32768], [this.act[257], 0, 32], [this.act[229], 0, 262144]]); // 433: %531 blocks.1.think.matmul8.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[246], 0, 262144]]); // 434: %532 blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[246], 0, 262144], [this.act[223], 0, 32768], [this.act[168], 0, 32768]]); // 435: %533 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("sum_a01_16x64x8x1", [[this.act[168], 0, 32768], [this.act[257], 0, 32]]); // 436: %534 blocks.1.think.matmul8.grad.sum0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[249], 0, 262144], [this.act[229], 0, 262144], [this.act[246], 0, 262144]]); // 437: %536 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 34048, 32], [this.act[258], 0, 32]]); // 438: %537 blocks.1.think.matmul7.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_1x8", [[this.act[224], 0, 32768], [this.act[258], 0, 32], [this.act[229], 0, 262144]]); // 439: %538 blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[249], 0, 262144]]); // 440: %539 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[249], 0, 262144], [this.act[224], 0, 32768], [this.act[168], 0, 32768]]); // 441: %540 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("sum_a01_16x64x8x1", [[this.act[168], 0, 32768], [this.act[258], 0, 32]]); // 442: %541 blocks.1.think.matmul7.grad.sum0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[246], 0, 262144], [this.act[229], 0, 262144], [this.act[249], 0, 262144]]); // 443: %543 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[222], 0, 262144], [this.act[229], 0, 262144]]); // 444: %544 blocks.1.think.matmul6.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[225], 0, 262144], [this.act[229], 0, 262144], [this.act[222], 0, 262144]]); // 445: %545 blocks.1.think.matmul6.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[208], 0, 262144], [this.act[229], 0, 262144]]); // 446: %546 blocks.1.think.matmul6.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[225], 0, 262144], [this.act[208], 0, 262144]]); // 447: %547 blocks.1.think.matmul6.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[208], 0, 262144], [this.act[195], 0, 4], [this.act[225], 0, 262144]]); // 448: %550 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[208], 0, 262144], [this.act[220], 0, 262144], [this.act[229], 0, 262144]]); // 449: %551 blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[229], 0, 262144], [this.act[259], 0, 4]]); // 450: %552 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 33280, 256], [this.act[260], 0, 256]]); // 451: %554 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[225], 0, 262144], [this.act[260], 0, 256], [this.act[229], 0, 262144]]); // 452: %555 blocks.1.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[219], 0, 262144], [this.act[220], 0, 262144]]); // 453: %556 blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[220], 0, 262144], [this.act[225], 0, 262144], [this.act[219], 0, 262144]]); // 454: %557 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[219], 0, 262144], [this.act[260], 0, 256]]); // 455: %558 blocks.1.think.gamma.up.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[218], 0, 262144], [this.act[219], 0, 262144]]); // 456: %560 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[219], 0, 262144], [this.act[218], 0, 262144]]); // 457: %561 blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[217], 0, 262144], [this.act[219], 0, 262144]]); // 458: %562 blocks.1.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[217], 0, 262144]]); // 459: %563 blocks.1.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[217], 0, 262144], [this.act[261], 0, 256]]); // 460: %564 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 33024, 256], [this.act[262], 0, 256]]); // 461: %566 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[262], 0, 256], [this.act[218], 0, 262144], [this.act[217], 0, 262144]]); // 462: %567 blocks.1.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[217], 0, 262144], [this.act[216], 0, 262144], [this.act[218], 0, 262144]]); // 463: %568 blocks.1.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[217], 0, 262144], [this.act[213], 0, 262144], [this.act[216], 0, 262144]]); // 464: %569 blocks.1.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32768, 256], [this.act[262], 0, 256]]); // 465: %570 blocks.1.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[216], 0, 262144], [this.act[262], 0, 256], [this.act[213], 0, 262144]]); // 466: %571 blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[215], 0, 262144], [this.act[217], 0, 262144]]); // 467: %572 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[217], 0, 262144], [this.act[216], 0, 262144], [this.act[215], 0, 262144]]); // 468: %573 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[215], 0, 262144], [this.act[262], 0, 256]]); // 469: %574 blocks.1.think.gamma.value.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[214], 0, 262144], [this.act[215], 0, 262144]]); // 470: %576 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[215], 0, 262144], [this.act[214], 0, 262144]]); // 471: %577 blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[215], 0, 262144]]); // 472: %578 blocks.1.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[213], 0, 262144]]); // 473: %579 blocks.1.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[213], 0, 262144], [this.act[263], 0, 256]]); // 474: %580 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32512, 256], [this.act[264], 0, 256]]); // 475: %582 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[264], 0, 256], [this.act[214], 0, 262144], [this.act[213], 0, 262144]]); // 476: %583 blocks.1.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[249], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144]]); // 477: %584 blocks.1.think.norm.mul5.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[212], 0, 262144], [this.act[213], 0, 262144]]); // 478: %585 blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[218], 0, 262144], [this.act[213], 0, 262144], [this.act[212], 0, 262144]]); // 479: %586 blocks.1.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32256, 256], [this.act[264], 0, 256]]); // 480: %587 blocks.1.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[212], 0, 262144], [this.act[264], 0, 256], [this.act[213], 0, 262144]]); // 481: %588 blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[211], 0, 262144], [this.act[218], 0, 262144]]); // 482: %589 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[218], 0, 262144], [this.act[212], 0, 262144], [this.act[211], 0, 262144]]); // 483: %590 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[211], 0, 262144], [this.act[264], 0, 256]]); // 484: %591 blocks.1.think.gamma.gate.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[210], 0, 262144], [this.act[211], 0, 262144]]); // 485: %593 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[211], 0, 262144], [this.act[210], 0, 262144]]); // 486: %594 blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[211], 0, 262144]]); // 487: %595 blocks.1.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[213], 0, 262144]]); // 488: %596 blocks.1.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[213], 0, 262144], [this.act[265], 0, 256]]); // 489: %597 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32000, 256], [this.act[266], 0, 256]]); // 490: %599 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[266], 0, 256], [this.act[210], 0, 262144], [this.act[213], 0, 262144]]); // 491: %600 blocks.1.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[214], 0, 262144], [this.act[213], 0, 262144], [this.act[210], 0, 262144]]); // 492: %601 blocks.1.think.norm.mul5.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[213], 0, 262144]]); // 493: %602 blocks.1.think.matmul5.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[222], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144]]); // 494: %603 blocks.1.think.matmul5.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[209], 0, 262144], [this.act[213], 0, 262144]]); // 495: %604 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[222], 0, 262144], [this.act[209], 0, 262144]]); // 496: %605 blocks.1.think.matmul5.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[210], 0, 262144], [this.act[209], 0, 262144], [this.act[222], 0, 262144]]); // 497: %606 blocks.1.think.norm.mul5.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[214], 0, 262144], [this.act[195], 0, 4], [this.act[209], 0, 262144]]); // 498: %609 blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[214], 0, 262144], [this.act[207], 0, 262144], [this.act[210], 0, 262144]]); // 499: %610 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[210], 0, 262144], [this.act[195], 0, 4]]); // 500: %611 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[259], 0, 4], [this.act[195], 0, 4], [this.act[267], 0, 4]]); // 501: %613 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31744, 256], [this.act[266], 0, 256]]); // 502: %614 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[209], 0, 262144], [this.act[266], 0, 256], [this.act[210], 0, 262144]]); // 503: %615 blocks.1.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[206], 0, 262144], [this.act[207], 0, 262144]]); // 504: %616 blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[207], 0, 262144], [this.act[209], 0, 262144], [this.act[206], 0, 262144]]); // 505: %617 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[206], 0, 262144], [this.act[266], 0, 256]]); // 506: %618 blocks.1.think.delta.up.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[205], 0, 262144], [this.act[206], 0, 262144]]); // 507: %620 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[210], 0, 262144], [this.act[206], 0, 262144], [this.act[205], 0, 262144]]); // 508: %621 blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[204], 0, 262144], [this.act[206], 0, 262144]]); // 509: %622 blocks.1.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[204], 0, 262144]]); // 510: %623 blocks.1.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[204], 0, 262144], [this.act[268], 0, 256]]); // 511: %624 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 31488, 256], [this.act[269], 0, 256]]); // 512: %626 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[269], 0, 256], [this.act[205], 0, 262144], [this.act[204], 0, 262144]]); // 513: %627 blocks.1.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[204], 0, 262144], [this.act[203], 0, 262144], [this.act[205], 0, 262144]]); // 514: %628 blocks.1.think.delta.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[204], 0, 262144], [this.act[200], 0, 262144], [this.act[203], 0, 262144]]); // 515: %629 blocks.1.think.delta.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31232, 256], [this.act[269], 0, 256]]); // 516: %630 blocks.1.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[203], 0, 262144], [this.act[269], 0, 256], [this.act[200], 0, 262144]]); // 517: %631 blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[202], 0, 262144], [this.act[204], 0, 262144]]); // 518: %632 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[204], 0, 262144], [this.act[203], 0, 262144], [this.act[202], 0, 262144]]); // 519: %633 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[202], 0, 262144], [this.act[269], 0, 256]]); // 520: %634 blocks.1.think.delta.value.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[201], 0, 262144], [this.act[202], 0, 262144]]); // 521: %636 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[200], 0, 262144], [this.act[202], 0, 262144], [this.act[201], 0, 262144]]); // 522: %637 blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[202], 0, 262144]]); // 523: %638 blocks.1.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[200], 0, 262144]]); // 524: %639 blocks.1.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[200], 0, 262144], [this.act[270], 0, 256]]); // 525: %640 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30976, 256], [this.act[271], 0, 256]]); // 526: %642 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[271], 0, 256], [this.act[201], 0, 262144], [this.act[200], 0, 262144]]); // 527: %643 blocks.1.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[222], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144]]); // 528: %644 blocks.1.think.norm.mul5.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[199], 0, 262144], [this.act[200], 0, 262144]]); // 529: %645 blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[205], 0, 262144], [this.act[200], 0, 262144], [this.act[199], 0, 262144]]); // 530: %646 blocks.1.think.delta.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 30720, 256], [this.act[271], 0, 256]]); // 531: %647 blocks.1.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[199], 0, 262144], [this.act[271], 0, 256], [this.act[200], 0, 262144]]); // 532: %648 blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[198], 0, 262144], [this.act[205], 0, 262144]]); // 533: %649 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[205], 0, 262144], [this.act[199], 0, 262144], [this.act[198], 0, 262144]]); // 534: %650 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[198], 0, 262144], [this.act[271], 0, 256]]); // 535: %651 blocks.1.think.delta.gate.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[197], 0, 262144], [this.act[198], 0, 262144]]); // 536: %653 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[200], 0, 262144], [this.act[198], 0, 262144], [this.act[197], 0, 262144]]); // 537: %654 blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[198], 0, 262144]]); // 538: %655 blocks.1.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[194], 0, 262144]]); // 539: %656 blocks.1.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[194], 0, 262144], [this.act[272], 0, 256]]); // 540: %657 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30464, 256], [this.act[273], 0, 256]]); // 541: %659 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[273], 0, 256], [this.act[197], 0, 262144], [this.act[194], 0, 262144]]); // 542: %660 blocks.1.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[194], 0, 262144], [this.act[197], 0, 262144]]); // 543: %661 blocks.1.think.norm.mul5.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[195], 0, 4]]); // 544: %662 blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[267], 0, 4], [this.act[195], 0, 4], [this.act[259], 0, 4]]); // 545: %663 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[197], 0, 262144], [this.params, 30208, 256], [this.act[194], 0, 262144]]); // 546: %664 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[197], 0, 262144], [this.act[191], 0, 262144], [this.act[201], 0, 262144]]); // 547: %665 blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[201], 0, 262144], [this.act[273], 0, 256]]); // 548: %666 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[194], 0, 262144], [this.act[193], 0, 4096], [this.act[201], 0, 262144]]); // 549: %668 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[194], 0, 262144], [this.act[192], 0, 262144], [this.act[191], 0, 262144]]); // 550: %669 blocks.1.think.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[191], 0, 262144], [this.act[228], 0, 4096]]); // 551: %670 blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[201], 0, 262144], [this.act[191], 0, 262144]]); // 552: %671 blocks.1.attn.add1.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[193], 0, 4096], [this.act[231], 0, 4096]]); // 553: %672 blocks.1.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[193], 0, 4096], [this.act[231], 0, 4096], [this.act[251], 0, 4096]]); // 554: %673 blocks.1.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[228], 0, 4096], [this.act[251], 0, 4096], [this.act[231], 0, 4096]]); // 555: %674 blocks.1.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[251], 0, 4096]]); // 556: %675 blocks.1.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[251], 0, 4096], [this.act[231], 0, 4096]]); // 557: %676 blocks.1.think.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[251], 0, 4096]]); // 558: %677 blocks.1.think.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[251], 0, 4096], [this.act[201], 0, 262144]]); // 559: %678 blocks.1.think.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[192], 0, 262144], [this.act[221], 0, 262144]]); // 560: %679 blocks.1.think.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[192], 0, 262144], [this.act[194], 0, 262144]]); // 561: %680 blocks.1.think.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[191], 0, 262144], [this.act[221], 0, 262144], [this.act[192], 0, 262144]]); // 562: %681 blocks.1.attn.add1.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[194], 0, 262144], [this.act[221], 0, 262144]]); // 563: %682 blocks.1.attn.add1.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 29952, 256], [this.act[274], 0, 256]]); // 564: %683 blocks.1.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[221], 0, 262144], [this.act[274], 0, 256], [this.act[194], 0, 262144]]); // 565: %684 blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[190], 0, 262144], [this.act[192], 0, 262144]]); // 566: %685 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[221], 0, 262144], [this.act[190], 0, 262144]]); // 567: %686 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[190], 0, 262144], [this.act[274], 0, 256]]); // 568: %687 blocks.1.attn.o.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[183], 0, 262144], [this.act[190], 0, 262144]]); // 569: %689 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[194], 0, 262144], [this.act[190], 0, 262144], [this.act[183], 0, 262144]]); // 570: %690 blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[189], 0, 262144], [this.act[190], 0, 262144]]); // 571: %691 blocks.1.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[183], 0, 262144], [this.act[190], 0, 262144], [this.act[189], 0, 262144]]); // 572: %692 blocks.1.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[189], 0, 262144], [this.act[275], 0, 256]]); // 573: %693 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29696, 256], [this.act[276], 0, 256]]); // 574: %695 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[276], 0, 256], [this.act[183], 0, 262144], [this.act[189], 0, 262144]]); // 575: %696 blocks.1.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[189], 0, 262144], [this.act[183], 0, 262144]]); // 576: %698 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    group("permute_0132_16x2x64x32", [[this.act[186], 0, 262144], [this.act[189], 0, 262144]]); // 577: %699 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[183], 0, 262144], [this.act[189], 0, 262144], [this.act[243], 0, 524288]]); // 578: %700 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("permute_0132_16x2x64x64", [[this.act[187], 0, 524288], [this.act[244], 0, 524288]]); // 579: %701 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[244], 0, 524288], [this.act[183], 0, 262144], [this.act[189], 0, 262144]]); // 580: %702 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("dropout_p0p1_k6_16x2x64x64", [[this.act[243], 0, 524288], [this.act[244], 0, 524288], [this.step, 0, 16]]); // 581: %703 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[244], 0, 524288], [this.act[188], 0, 524288], [this.act[243], 0, 524288]]); // 582: %704 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:37
-    group("sum_a3_16x2x64x64", [[this.act[243], 0, 524288], [this.act[277], 0, 8192]]); // 583: %705 blocks.1.attn.softmax1.grad.sum0 stdlib.mt:37
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[244], 0, 524288], [this.act[277], 0, 8192], [this.act[243], 0, 524288]]); // 584: %706 blocks.1.attn.softmax1.grad.sub0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[188], 0, 524288], [this.act[243], 0, 524288], [this.act[244], 0, 524288]]); // 585: %707 blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[244], 0, 524288], [this.act[243], 0, 524288]]); // 586: %708 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[243], 0, 524288], [this.act[244], 0, 524288]]); // 587: %709 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[185], 0, 262144], [this.act[183], 0, 262144]]); // 588: %710 blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[244], 0, 524288], [this.act[183], 0, 262144], [this.act[185], 0, 262144]]); // 589: %711 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("permute_0132_16x2x64x32", [[this.act[180], 0, 262144], [this.act[183], 0, 262144]]); // 590: %712 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[183], 0, 262144], [this.act[244], 0, 524288], [this.act[180], 0, 262144]]); // 591: %713 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[180], 0, 262144], [this.act[183], 0, 262144]]); // 592: %714 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
-    group("permute_0213_16x2x64x32", [[this.act[189], 0, 262144], [this.act[180], 0, 262144]]); // 593: %715 blocks.1.attn.permute7.grad.permute0 stdlib.mt:35
-    group("permute_10_8x8", [[this.params, 29440, 256], [this.act[276], 0, 256]]); // 594: %717 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[180], 0, 262144], [this.act[276], 0, 256], [this.act[189], 0, 262144]]); // 595: %718 blocks.1.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[184], 0, 262144], [this.act[186], 0, 262144]]); // 596: %719 blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[186], 0, 262144], [this.act[180], 0, 262144], [this.act[184], 0, 262144]]); // 597: %720 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[184], 0, 262144], [this.act[276], 0, 256]]); // 598: %721 blocks.1.attn.v.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[182], 0, 262144], [this.act[184], 0, 262144]]); // 599: %723 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[189], 0, 262144], [this.act[184], 0, 262144], [this.act[182], 0, 262144]]); // 600: %724 blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[166], 0, 262144], [this.act[184], 0, 262144]]); // 601: %725 blocks.1.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[182], 0, 262144], [this.act[184], 0, 262144], [this.act[189], 0, 262144]]); // 602: %726 blocks.1.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[189], 0, 262144], [this.act[278], 0, 256]]); // 603: %727 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29184, 256], [this.act[279], 0, 256]]); // 604: %729 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[279], 0, 256], [this.act[182], 0, 262144], [this.act[189], 0, 262144]]); // 605: %730 blocks.1.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[183], 0, 262144], [this.act[182], 0, 262144]]); // 606: %731 blocks.1.attn.permute6.grad.permute0 stdlib.mt:34
-    group("permute_10_8x8", [[this.params, 28928, 256], [this.act[279], 0, 256]]); // 607: %733 blocks.1.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[182], 0, 262144], [this.act[279], 0, 256], [this.act[183], 0, 262144]]); // 608: %734 blocks.1.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[181], 0, 262144], [this.act[184], 0, 262144]]); // 609: %735 blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[184], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144]]); // 610: %736 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[181], 0, 262144], [this.act[279], 0, 256]]); // 611: %737 blocks.1.attn.k.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[179], 0, 262144], [this.act[181], 0, 262144]]); // 612: %739 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[183], 0, 262144], [this.act[181], 0, 262144], [this.act[179], 0, 262144]]); // 613: %740 blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[166], 0, 262144], [this.act[181], 0, 262144]]); // 614: %741 blocks.1.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144]]); // 615: %742 blocks.1.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[183], 0, 262144], [this.act[280], 0, 256]]); // 616: %743 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28672, 256], [this.act[281], 0, 256]]); // 617: %745 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[281], 0, 256], [this.act[179], 0, 262144], [this.act[183], 0, 262144]]); // 618: %746 blocks.1.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[179], 0, 262144]]); // 619: %747 blocks.1.attn.norm.mul5.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[185], 0, 262144], [this.act[183], 0, 262144]]); // 620: %748 blocks.1.attn.permute5.grad.permute0 stdlib.mt:33
-    group("permute_10_8x8", [[this.params, 28416, 256], [this.act[281], 0, 256]]); // 621: %750 blocks.1.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[183], 0, 262144], [this.act[281], 0, 256], [this.act[185], 0, 262144]]); // 622: %751 blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[178], 0, 262144], [this.act[189], 0, 262144]]); // 623: %752 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[178], 0, 262144]]); // 624: %753 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[178], 0, 262144], [this.act[281], 0, 256]]); // 625: %754 blocks.1.attn.q.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[177], 0, 262144], [this.act[178], 0, 262144]]); // 626: %756 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[185], 0, 262144], [this.act[178], 0, 262144], [this.act[177], 0, 262144]]); // 627: %757 blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[166], 0, 262144], [this.act[178], 0, 262144]]); // 628: %758 blocks.1.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[177], 0, 262144], [this.act[178], 0, 262144], [this.act[166], 0, 262144]]); // 629: %759 blocks.1.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[282], 0, 256]]); // 630: %760 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28160, 256], [this.act[283], 0, 256]]); // 631: %762 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[283], 0, 256], [this.act[177], 0, 262144], [this.act[166], 0, 262144]]); // 632: %763 blocks.1.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[166], 0, 262144], [this.act[177], 0, 262144]]); // 633: %764 blocks.1.attn.norm.mul5.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[177], 0, 262144], [this.params, 27904, 256], [this.act[166], 0, 262144]]); // 634: %765 blocks.1.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[177], 0, 262144], [this.act[174], 0, 262144], [this.act[179], 0, 262144]]); // 635: %766 blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[179], 0, 262144], [this.act[283], 0, 256]]); // 636: %767 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[179], 0, 262144]]); // 637: %769 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144]]); // 638: %770 blocks.1.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[174], 0, 262144], [this.act[251], 0, 4096]]); // 639: %771 blocks.1.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[179], 0, 262144], [this.act[174], 0, 262144]]); // 640: %772 blocks.0.think.add11.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 641: %773 blocks.1.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 642: %774 blocks.1.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[251], 0, 4096], [this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 643: %775 blocks.1.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 644: %776 blocks.1.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 645: %777 blocks.1.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 646: %778 blocks.1.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[228], 0, 4096], [this.act[179], 0, 262144]]); // 647: %779 blocks.1.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[175], 0, 262144], [this.act[221], 0, 262144]]); // 648: %780 blocks.1.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[175], 0, 262144], [this.act[166], 0, 262144]]); // 649: %781 blocks.1.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[221], 0, 262144], [this.act[175], 0, 262144]]); // 650: %782 blocks.0.think.add11.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[221], 0, 262144]]); // 651: %783 blocks.0.think.add11.grad.add2 stdlib.mt:9
-    group("dropout_p0p1_k5_16x64x8x8", [[this.act[221], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 652: %784 blocks.0.think.dropout1.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[170], 0, 262144], [this.act[175], 0, 262144]]); // 653: %785 blocks.0.think.mul7.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[175], 0, 262144], [this.act[228], 0, 4096]]); // 654: %786 blocks.0.think.mul7.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[166], 0, 262144], [this.act[172], 0, 4096], [this.act[175], 0, 262144]]); // 655: %787 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[171], 0, 262144], [this.act[170], 0, 262144]]); // 656: %788 blocks.0.think.mul6.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[170], 0, 262144], [this.act[231], 0, 4096]]); // 657: %789 blocks.0.think.mul6.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[166], 0, 262144], [this.act[118], 0, 4096], [this.act[170], 0, 262144]]); // 658: %790 blocks.0.think.mul6.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[170], 0, 262144], [this.act[166], 0, 262144]]); // 659: %791 blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[172], 0, 4096], [this.act[251], 0, 4096]]); // 660: %792 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[172], 0, 4096], [this.act[251], 0, 4096], [this.act[176], 0, 4096]]); // 661: %793 blocks.0.think.sigmoid3.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[228], 0, 4096], [this.act[176], 0, 4096], [this.act[251], 0, 4096]]); // 662: %794 blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[251], 0, 4096], [this.act[195], 0, 4]]); // 663: %795 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[251], 0, 4096], [this.act[171], 0, 262144]]); // 664: %797 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[171], 0, 262144], [this.act[139], 0, 262144], [this.act[174], 0, 262144]]); // 665: %798 blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[174], 0, 262144], [this.act[284], 0, 256]]); // 666: %799 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[171], 0, 262144], [this.params, 27392, 256], [this.act[174], 0, 262144]]); // 667: %801 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[174], 0, 262144], [this.act[171], 0, 262144]]); // 668: %802 blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[118], 0, 4096], [this.act[251], 0, 4096]]); // 669: %803 blocks.0.think.sigmoid2.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[118], 0, 4096], [this.act[251], 0, 4096], [this.act[176], 0, 4096]]); // 670: %804 blocks.0.think.sigmoid2.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[176], 0, 4096], [this.act[251], 0, 4096]]); // 671: %805 blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[251], 0, 4096], [this.act[267], 0, 4]]); // 672: %806 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[251], 0, 4096], [this.act[174], 0, 262144]]); // 673: %808 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[139], 0, 262144], [this.act[166], 0, 262144]]); // 674: %809 blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[285], 0, 256]]); // 675: %810 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[174], 0, 262144], [this.params, 26880, 256], [this.act[166], 0, 262144]]); // 676: %812 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[174], 0, 262144]]); // 677: %813 blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[169], 0, 32768], [this.act[168], 0, 32768]]); // 678: %814 blocks.0.think.matmul9.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[175], 0, 262144], [this.act[168], 0, 32768], [this.act[169], 0, 32768]]); // 679: %815 blocks.0.think.matmul9.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[113], 0, 32768], [this.act[168], 0, 32768]]); // 680: %816 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[168], 0, 32768], [this.act[175], 0, 262144], [this.act[113], 0, 32768]]); // 681: %817 blocks.0.think.matmul9.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[113], 0, 32768], [this.act[168], 0, 32768]]); // 682: %818 blocks.0.think.permute1.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26368, 32], [this.act[286], 0, 32]]); // 683: %819 blocks.0.think.matmul8.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_1x8", [[this.act[168], 0, 32768], [this.act[286], 0, 32], [this.act[175], 0, 262144]]); // 684: %820 blocks.0.think.matmul8.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[166], 0, 262144]]); // 685: %821 blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[166], 0, 262144], [this.act[168], 0, 32768], [this.act[113], 0, 32768]]); // 686: %822 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("sum_a01_16x64x8x1", [[this.act[113], 0, 32768], [this.act[286], 0, 32]]); // 687: %823 blocks.0.think.matmul8.grad.sum0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[166], 0, 262144]]); // 688: %825 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26624, 32], [this.act[287], 0, 32]]); // 689: %826 blocks.0.think.matmul7.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_1x8", [[this.act[169], 0, 32768], [this.act[287], 0, 32], [this.act[175], 0, 262144]]); // 690: %827 blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[174], 0, 262144]]); // 691: %828 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[174], 0, 262144], [this.act[169], 0, 32768], [this.act[113], 0, 32768]]); // 692: %829 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("sum_a01_16x64x8x1", [[this.act[113], 0, 32768], [this.act[287], 0, 32]]); // 693: %830 blocks.0.think.matmul7.grad.sum0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144]]); // 694: %832 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[167], 0, 262144], [this.act[175], 0, 262144]]); // 695: %833 blocks.0.think.matmul6.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[170], 0, 262144], [this.act[175], 0, 262144], [this.act[167], 0, 262144]]); // 696: %834 blocks.0.think.matmul6.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[153], 0, 262144], [this.act[175], 0, 262144]]); // 697: %835 blocks.0.think.matmul6.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[170], 0, 262144], [this.act[153], 0, 262144]]); // 698: %836 blocks.0.think.matmul6.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[153], 0, 262144], [this.act[140], 0, 4], [this.act[170], 0, 262144]]); // 699: %839 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[153], 0, 262144], [this.act[165], 0, 262144], [this.act[175], 0, 262144]]); // 700: %840 blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[288], 0, 4]]); // 701: %841 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25856, 256], [this.act[289], 0, 256]]); // 702: %843 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[170], 0, 262144], [this.act[289], 0, 256], [this.act[175], 0, 262144]]); // 703: %844 blocks.0.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[164], 0, 262144], [this.act[165], 0, 262144]]); // 704: %845 blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[165], 0, 262144], [this.act[170], 0, 262144], [this.act[164], 0, 262144]]); // 705: %846 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[164], 0, 262144], [this.act[289], 0, 256]]); // 706: %847 blocks.0.think.gamma.up.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[163], 0, 262144], [this.act[164], 0, 262144]]); // 707: %849 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[164], 0, 262144], [this.act[163], 0, 262144]]); // 708: %850 blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[162], 0, 262144], [this.act[164], 0, 262144]]); // 709: %851 blocks.0.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[162], 0, 262144]]); // 710: %852 blocks.0.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[162], 0, 262144], [this.act[290], 0, 256]]); // 711: %853 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25600, 256], [this.act[291], 0, 256]]); // 712: %855 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[291], 0, 256], [this.act[163], 0, 262144], [this.act[162], 0, 262144]]); // 713: %856 blocks.0.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[162], 0, 262144], [this.act[161], 0, 262144], [this.act[163], 0, 262144]]); // 714: %857 blocks.0.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[161], 0, 262144]]); // 715: %858 blocks.0.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25344, 256], [this.act[291], 0, 256]]); // 716: %859 blocks.0.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[161], 0, 262144], [this.act[291], 0, 256], [this.act[158], 0, 262144]]); // 717: %860 blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[160], 0, 262144], [this.act[162], 0, 262144]]); // 718: %861 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[162], 0, 262144], [this.act[161], 0, 262144], [this.act[160], 0, 262144]]); // 719: %862 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[160], 0, 262144], [this.act[291], 0, 256]]); // 720: %863 blocks.0.think.gamma.value.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[159], 0, 262144], [this.act[160], 0, 262144]]); // 721: %865 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[160], 0, 262144], [this.act[159], 0, 262144]]); // 722: %866 blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[160], 0, 262144]]); // 723: %867 blocks.0.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.act[158], 0, 262144]]); // 724: %868 blocks.0.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[292], 0, 256]]); // 725: %869 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25088, 256], [this.act[293], 0, 256]]); // 726: %871 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[293], 0, 256], [this.act[159], 0, 262144], [this.act[158], 0, 262144]]); // 727: %872 blocks.0.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144]]); // 728: %873 blocks.0.think.norm.mul5.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[157], 0, 262144], [this.act[158], 0, 262144]]); // 729: %874 blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[163], 0, 262144], [this.act[158], 0, 262144], [this.act[157], 0, 262144]]); // 730: %875 blocks.0.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24832, 256], [this.act[293], 0, 256]]); // 731: %876 blocks.0.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[157], 0, 262144], [this.act[293], 0, 256], [this.act[158], 0, 262144]]); // 732: %877 blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[156], 0, 262144], [this.act[163], 0, 262144]]); // 733: %878 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[163], 0, 262144], [this.act[157], 0, 262144], [this.act[156], 0, 262144]]); // 734: %879 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[156], 0, 262144], [this.act[293], 0, 256]]); // 735: %880 blocks.0.think.gamma.gate.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[155], 0, 262144], [this.act[156], 0, 262144]]); // 736: %882 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[156], 0, 262144], [this.act[155], 0, 262144]]); // 737: %883 blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[156], 0, 262144]]); // 738: %884 blocks.0.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.act[158], 0, 262144]]); // 739: %885 blocks.0.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[294], 0, 256]]); // 740: %886 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24576, 256], [this.act[295], 0, 256]]); // 741: %888 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[295], 0, 256], [this.act[155], 0, 262144], [this.act[158], 0, 262144]]); // 742: %889 blocks.0.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[158], 0, 262144], [this.act[155], 0, 262144]]); // 743: %890 blocks.0.think.norm.mul5.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[158], 0, 262144]]); // 744: %891 blocks.0.think.matmul5.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[167], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144]]); // 745: %892 blocks.0.think.matmul5.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[154], 0, 262144], [this.act[158], 0, 262144]]); // 746: %893 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[167], 0, 262144], [this.act[154], 0, 262144]]); // 747: %894 blocks.0.think.matmul5.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[154], 0, 262144], [this.act[167], 0, 262144]]); // 748: %895 blocks.0.think.norm.mul5.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[159], 0, 262144], [this.act[140], 0, 4], [this.act[154], 0, 262144]]); // 749: %898 blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[152], 0, 262144], [this.act[155], 0, 262144]]); // 750: %899 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[155], 0, 262144], [this.act[140], 0, 4]]); // 751: %900 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[288], 0, 4], [this.act[140], 0, 4], [this.act[296], 0, 4]]); // 752: %902 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24320, 256], [this.act[295], 0, 256]]); // 753: %903 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[154], 0, 262144], [this.act[295], 0, 256], [this.act[155], 0, 262144]]); // 754: %904 blocks.0.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[151], 0, 262144], [this.act[152], 0, 262144]]); // 755: %905 blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[152], 0, 262144], [this.act[154], 0, 262144], [this.act[151], 0, 262144]]); // 756: %906 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[151], 0, 262144], [this.act[295], 0, 256]]); // 757: %907 blocks.0.think.delta.up.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[150], 0, 262144], [this.act[151], 0, 262144]]); // 758: %909 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[151], 0, 262144], [this.act[150], 0, 262144]]); // 759: %910 blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[149], 0, 262144], [this.act[151], 0, 262144]]); // 760: %911 blocks.0.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[149], 0, 262144]]); // 761: %912 blocks.0.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[297], 0, 256]]); // 762: %913 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24064, 256], [this.act[298], 0, 256]]); // 763: %915 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[298], 0, 256], [this.act[150], 0, 262144], [this.act[149], 0, 262144]]); // 764: %916 blocks.0.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[149], 0, 262144], [this.act[148], 0, 262144], [this.act[150], 0, 262144]]); // 765: %917 blocks.0.think.delta.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[148], 0, 262144]]); // 766: %918 blocks.0.think.delta.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23808, 256], [this.act[298], 0, 256]]); // 767: %919 blocks.0.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[148], 0, 262144], [this.act[298], 0, 256], [this.act[145], 0, 262144]]); // 768: %920 blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[147], 0, 262144], [this.act[149], 0, 262144]]); // 769: %921 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[149], 0, 262144], [this.act[148], 0, 262144], [this.act[147], 0, 262144]]); // 770: %922 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[147], 0, 262144], [this.act[298], 0, 256]]); // 771: %923 blocks.0.think.delta.value.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[146], 0, 262144], [this.act[147], 0, 262144]]); // 772: %925 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[147], 0, 262144], [this.act[146], 0, 262144]]); // 773: %926 blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[147], 0, 262144]]); // 774: %927 blocks.0.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.act[145], 0, 262144]]); // 775: %928 blocks.0.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[145], 0, 262144], [this.act[299], 0, 256]]); // 776: %929 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23552, 256], [this.act[300], 0, 256]]); // 777: %931 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[300], 0, 256], [this.act[146], 0, 262144], [this.act[145], 0, 262144]]); // 778: %932 blocks.0.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[167], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144]]); // 779: %933 blocks.0.think.norm.mul5.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[144], 0, 262144], [this.act[145], 0, 262144]]); // 780: %934 blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[150], 0, 262144], [this.act[145], 0, 262144], [this.act[144], 0, 262144]]); // 781: %935 blocks.0.think.delta.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23296, 256], [this.act[300], 0, 256]]); // 782: %936 blocks.0.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[144], 0, 262144], [this.act[300], 0, 256], [this.act[145], 0, 262144]]); // 783: %937 blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[143], 0, 262144], [this.act[150], 0, 262144]]); // 784: %938 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[150], 0, 262144], [this.act[144], 0, 262144], [this.act[143], 0, 262144]]); // 785: %939 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[143], 0, 262144], [this.act[300], 0, 256]]); // 786: %940 blocks.0.think.delta.gate.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[142], 0, 262144], [this.act[143], 0, 262144]]); // 787: %942 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[143], 0, 262144], [this.act[142], 0, 262144]]); // 788: %943 blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[143], 0, 262144]]); // 789: %944 blocks.0.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.act[139], 0, 262144]]); // 790: %945 blocks.0.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[139], 0, 262144], [this.act[301], 0, 256]]); // 791: %946 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23040, 256], [this.act[302], 0, 256]]); // 792: %948 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[302], 0, 256], [this.act[142], 0, 262144], [this.act[139], 0, 262144]]); // 793: %949 blocks.0.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[139], 0, 262144], [this.act[142], 0, 262144]]); // 794: %950 blocks.0.think.norm.mul5.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[140], 0, 4]]); // 795: %951 blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[296], 0, 4], [this.act[140], 0, 4], [this.act[288], 0, 4]]); // 796: %952 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[142], 0, 262144], [this.params, 22784, 256], [this.act[139], 0, 262144]]); // 797: %953 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[142], 0, 262144], [this.act[136], 0, 262144], [this.act[146], 0, 262144]]); // 798: %954 blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[146], 0, 262144], [this.act[302], 0, 256]]); // 799: %955 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[139], 0, 262144], [this.act[138], 0, 4096], [this.act[146], 0, 262144]]); // 800: %957 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[139], 0, 262144], [this.act[137], 0, 262144], [this.act[136], 0, 262144]]); // 801: %958 blocks.0.think.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[136], 0, 262144], [this.act[251], 0, 4096]]); // 802: %959 blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[146], 0, 262144], [this.act[136], 0, 262144]]); // 803: %960 blocks.0.attn.add1.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[138], 0, 4096], [this.act[176], 0, 4096]]); // 804: %961 blocks.0.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[138], 0, 4096], [this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 805: %962 blocks.0.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[251], 0, 4096], [this.act[231], 0, 4096], [this.act[176], 0, 4096]]); // 806: %963 blocks.0.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 807: %964 blocks.0.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[176], 0, 4096]]); // 808: %965 blocks.0.think.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 809: %966 blocks.0.think.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[146], 0, 262144]]); // 810: %967 blocks.0.think.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[137], 0, 262144], [this.act[221], 0, 262144]]); // 811: %968 blocks.0.think.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[137], 0, 262144], [this.act[139], 0, 262144]]); // 812: %969 blocks.0.think.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[136], 0, 262144], [this.act[221], 0, 262144], [this.act[137], 0, 262144]]); // 813: %970 blocks.0.attn.add1.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[139], 0, 262144], [this.act[221], 0, 262144]]); // 814: %971 blocks.0.attn.add1.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 22528, 256], [this.act[303], 0, 256]]); // 815: %972 blocks.0.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[221], 0, 262144], [this.act[303], 0, 256], [this.act[139], 0, 262144]]); // 816: %973 blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[135], 0, 262144], [this.act[137], 0, 262144]]); // 817: %974 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[221], 0, 262144], [this.act[135], 0, 262144]]); // 818: %975 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[135], 0, 262144], [this.act[303], 0, 256]]); // 819: %976 blocks.0.attn.o.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[128], 0, 262144], [this.act[135], 0, 262144]]); // 820: %978 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[139], 0, 262144], [this.act[135], 0, 262144], [this.act[128], 0, 262144]]); // 821: %979 blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[134], 0, 262144], [this.act[135], 0, 262144]]); // 822: %980 blocks.0.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[128], 0, 262144], [this.act[135], 0, 262144], [this.act[134], 0, 262144]]); // 823: %981 blocks.0.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[134], 0, 262144], [this.act[304], 0, 256]]); // 824: %982 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 22272, 256], [this.act[305], 0, 256]]); // 825: %984 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[305], 0, 256], [this.act[128], 0, 262144], [this.act[134], 0, 262144]]); // 826: %985 blocks.0.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[134], 0, 262144], [this.act[128], 0, 262144]]); // 827: %987 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    group("permute_0132_16x2x64x32", [[this.act[131], 0, 262144], [this.act[134], 0, 262144]]); // 828: %988 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[128], 0, 262144], [this.act[134], 0, 262144], [this.act[244], 0, 524288]]); // 829: %989 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("permute_0132_16x2x64x64", [[this.act[132], 0, 524288], [this.act[243], 0, 524288]]); // 830: %990 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[243], 0, 524288], [this.act[128], 0, 262144], [this.act[134], 0, 262144]]); // 831: %991 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("dropout_p0p1_k4_16x2x64x64", [[this.act[244], 0, 524288], [this.act[243], 0, 524288], [this.step, 0, 16]]); // 832: %992 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[243], 0, 524288], [this.act[133], 0, 524288], [this.act[244], 0, 524288]]); // 833: %993 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:37
-    group("sum_a3_16x2x64x64", [[this.act[244], 0, 524288], [this.act[277], 0, 8192]]); // 834: %994 blocks.0.attn.softmax1.grad.sum0 stdlib.mt:37
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[243], 0, 524288], [this.act[277], 0, 8192], [this.act[244], 0, 524288]]); // 835: %995 blocks.0.attn.softmax1.grad.sub0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[133], 0, 524288], [this.act[244], 0, 524288], [this.act[243], 0, 524288]]); // 836: %996 blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[243], 0, 524288], [this.act[244], 0, 524288]]); // 837: %997 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[244], 0, 524288], [this.act[243], 0, 524288]]); // 838: %998 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[130], 0, 262144], [this.act[128], 0, 262144]]); // 839: %999 blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[243], 0, 524288], [this.act[128], 0, 262144], [this.act[130], 0, 262144]]); // 840: %1000 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("permute_0132_16x2x64x32", [[this.act[125], 0, 262144], [this.act[128], 0, 262144]]); // 841: %1001 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[128], 0, 262144], [this.act[243], 0, 524288], [this.act[125], 0, 262144]]); // 842: %1002 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[125], 0, 262144], [this.act[128], 0, 262144]]); // 843: %1003 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
-    group("permute_0213_16x2x64x32", [[this.act[134], 0, 262144], [this.act[125], 0, 262144]]); // 844: %1004 blocks.0.attn.permute7.grad.permute0 stdlib.mt:35
-    group("permute_10_8x8", [[this.params, 22016, 256], [this.act[305], 0, 256]]); // 845: %1006 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[125], 0, 262144], [this.act[305], 0, 256], [this.act[134], 0, 262144]]); // 846: %1007 blocks.0.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[129], 0, 262144], [this.act[131], 0, 262144]]); // 847: %1008 blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[131], 0, 262144], [this.act[125], 0, 262144], [this.act[129], 0, 262144]]); // 848: %1009 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[129], 0, 262144], [this.act[305], 0, 256]]); // 849: %1010 blocks.0.attn.v.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[127], 0, 262144], [this.act[129], 0, 262144]]); // 850: %1012 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[134], 0, 262144], [this.act[129], 0, 262144], [this.act[127], 0, 262144]]); // 851: %1013 blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[111], 0, 262144], [this.act[129], 0, 262144]]); // 852: %1014 blocks.0.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[127], 0, 262144], [this.act[129], 0, 262144], [this.act[134], 0, 262144]]); // 853: %1015 blocks.0.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[134], 0, 262144], [this.act[306], 0, 256]]); // 854: %1016 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21760, 256], [this.act[307], 0, 256]]); // 855: %1018 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[307], 0, 256], [this.act[127], 0, 262144], [this.act[134], 0, 262144]]); // 856: %1019 blocks.0.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[128], 0, 262144], [this.act[127], 0, 262144]]); // 857: %1020 blocks.0.attn.permute6.grad.permute0 stdlib.mt:34
-    group("permute_10_8x8", [[this.params, 21504, 256], [this.act[307], 0, 256]]); // 858: %1022 blocks.0.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[127], 0, 262144], [this.act[307], 0, 256], [this.act[128], 0, 262144]]); // 859: %1023 blocks.0.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[126], 0, 262144], [this.act[129], 0, 262144]]); // 860: %1024 blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[129], 0, 262144], [this.act[127], 0, 262144], [this.act[126], 0, 262144]]); // 861: %1025 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[126], 0, 262144], [this.act[307], 0, 256]]); // 862: %1026 blocks.0.attn.k.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[124], 0, 262144], [this.act[126], 0, 262144]]); // 863: %1028 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[128], 0, 262144], [this.act[126], 0, 262144], [this.act[124], 0, 262144]]); // 864: %1029 blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[111], 0, 262144], [this.act[126], 0, 262144]]); // 865: %1030 blocks.0.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[126], 0, 262144], [this.act[128], 0, 262144]]); // 866: %1031 blocks.0.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[128], 0, 262144], [this.act[308], 0, 256]]); // 867: %1032 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21248, 256], [this.act[309], 0, 256]]); // 868: %1034 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[309], 0, 256], [this.act[124], 0, 262144], [this.act[128], 0, 262144]]); // 869: %1035 blocks.0.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.act[124], 0, 262144]]); // 870: %1036 blocks.0.attn.norm.mul5.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[130], 0, 262144], [this.act[128], 0, 262144]]); // 871: %1037 blocks.0.attn.permute5.grad.permute0 stdlib.mt:33
-    group("permute_10_8x8", [[this.params, 20992, 256], [this.act[309], 0, 256]]); // 872: %1039 blocks.0.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[128], 0, 262144], [this.act[309], 0, 256], [this.act[130], 0, 262144]]); // 873: %1040 blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[123], 0, 262144], [this.act[134], 0, 262144]]); // 874: %1041 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.act[123], 0, 262144]]); // 875: %1042 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[123], 0, 262144], [this.act[309], 0, 256]]); // 876: %1043 blocks.0.attn.q.matmul3.grad.sum0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[122], 0, 262144], [this.act[123], 0, 262144]]); // 877: %1045 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[130], 0, 262144], [this.act[123], 0, 262144], [this.act[122], 0, 262144]]); // 878: %1046 blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[111], 0, 262144], [this.act[123], 0, 262144]]); // 879: %1047 blocks.0.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[122], 0, 262144], [this.act[123], 0, 262144], [this.act[111], 0, 262144]]); // 880: %1048 blocks.0.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[111], 0, 262144], [this.act[310], 0, 256]]); // 881: %1049 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 20736, 256], [this.act[311], 0, 256]]); // 882: %1051 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[311], 0, 256], [this.act[122], 0, 262144], [this.act[111], 0, 262144]]); // 883: %1052 blocks.0.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[111], 0, 262144], [this.act[122], 0, 262144]]); // 884: %1053 blocks.0.attn.norm.mul5.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[122], 0, 262144], [this.params, 20480, 256], [this.act[111], 0, 262144]]); // 885: %1054 blocks.0.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[122], 0, 262144], [this.act[119], 0, 262144], [this.act[124], 0, 262144]]); // 886: %1055 blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[124], 0, 262144], [this.act[311], 0, 256]]); // 887: %1056 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[124], 0, 262144]]); // 888: %1058 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144]]); // 889: %1059 blocks.0.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[119], 0, 262144], [this.act[231], 0, 4096]]); // 890: %1060 blocks.0.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144]]); // 891: %1061 blocks.1.think.add5.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 892: %1062 blocks.0.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096], [this.act[251], 0, 4096]]); // 893: %1063 blocks.0.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[251], 0, 4096], [this.act[176], 0, 4096]]); // 894: %1064 blocks.0.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[251], 0, 4096]]); // 895: %1065 blocks.0.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[251], 0, 4096], [this.act[176], 0, 4096]]); // 896: %1066 blocks.0.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[251], 0, 4096]]); // 897: %1067 blocks.0.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[251], 0, 4096], [this.act[124], 0, 262144]]); // 898: %1068 blocks.0.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[120], 0, 262144], [this.act[221], 0, 262144]]); // 899: %1069 blocks.0.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[120], 0, 262144], [this.act[111], 0, 262144]]); // 900: %1070 blocks.0.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[221], 0, 262144], [this.act[124], 0, 262144]]); // 901: %1071 blocks.1.think.add5.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[111], 0, 262144], [this.act[221], 0, 262144]]); // 902: %1072 blocks.1.think.add5.grad.add2 stdlib.mt:9
-    group("dropout_p0p1_k3_16x64x8x8", [[this.act[221], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 903: %1073 blocks.1.think.dropout0.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[115], 0, 262144], [this.act[124], 0, 262144]]); // 904: %1074 blocks.1.think.mul3.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[124], 0, 262144], [this.act[251], 0, 4096]]); // 905: %1075 blocks.1.think.mul3.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[111], 0, 262144], [this.act[117], 0, 4096], [this.act[124], 0, 262144]]); // 906: %1076 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[116], 0, 262144], [this.act[115], 0, 262144]]); // 907: %1077 blocks.1.think.mul2.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[115], 0, 262144], [this.act[176], 0, 4096]]); // 908: %1078 blocks.1.think.mul2.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[111], 0, 262144], [this.act[63], 0, 4096], [this.act[115], 0, 262144]]); // 909: %1079 blocks.1.think.mul2.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[115], 0, 262144], [this.act[111], 0, 262144]]); // 910: %1080 blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[117], 0, 4096], [this.act[231], 0, 4096]]); // 911: %1081 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[117], 0, 4096], [this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 912: %1082 blocks.1.think.sigmoid1.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[251], 0, 4096], [this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 913: %1083 blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[231], 0, 4096], [this.act[140], 0, 4]]); // 914: %1084 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[253], 0, 4], [this.act[140], 0, 4], [this.grads, 35072, 4]]); // 915: %1086 param61.grad.add0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[116], 0, 262144]]); // 916: %1087 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[116], 0, 262144], [this.act[84], 0, 262144], [this.act[119], 0, 262144]]); // 917: %1088 blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[119], 0, 262144], [this.act[312], 0, 256]]); // 918: %1089 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[116], 0, 262144], [this.params, 34816, 256], [this.act[119], 0, 262144]]); // 919: %1091 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[254], 0, 256], [this.act[312], 0, 256], [this.grads, 34816, 256]]); // 920: %1092 param60.grad.add0 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[119], 0, 262144], [this.act[116], 0, 262144]]); // 921: %1093 blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[63], 0, 4096], [this.act[231], 0, 4096]]); // 922: %1094 blocks.1.think.sigmoid0.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[63], 0, 4096], [this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 923: %1095 blocks.1.think.sigmoid0.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 924: %1096 blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[231], 0, 4096], [this.act[140], 0, 4]]); // 925: %1097 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[255], 0, 4], [this.act[140], 0, 4], [this.grads, 34560, 4]]); // 926: %1099 param59.grad.add0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[119], 0, 262144]]); // 927: %1100 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[84], 0, 262144], [this.act[111], 0, 262144]]); // 928: %1101 blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[111], 0, 262144], [this.act[312], 0, 256]]); // 929: %1102 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[119], 0, 262144], [this.params, 34304, 256], [this.act[111], 0, 262144]]); // 930: %1104 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[256], 0, 256], [this.act[312], 0, 256], [this.grads, 34304, 256]]); // 931: %1105 param58.grad.add0 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[116], 0, 262144], [this.act[111], 0, 262144], [this.act[119], 0, 262144]]); // 932: %1106 blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[114], 0, 32768], [this.act[113], 0, 32768]]); // 933: %1107 blocks.1.think.matmul4.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[124], 0, 262144], [this.act[113], 0, 32768], [this.act[114], 0, 32768]]); // 934: %1108 blocks.1.think.matmul4.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[58], 0, 32768], [this.act[113], 0, 32768]]); // 935: %1109 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[113], 0, 32768], [this.act[124], 0, 262144], [this.act[58], 0, 32768]]); // 936: %1110 blocks.1.think.matmul4.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[58], 0, 32768], [this.act[113], 0, 32768]]); // 937: %1111 blocks.1.think.permute0.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 33792, 32], [this.act[313], 0, 32]]); // 938: %1112 blocks.1.think.matmul3.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_1x8", [[this.act[113], 0, 32768], [this.act[313], 0, 32], [this.act[124], 0, 262144]]); // 939: %1113 blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[111], 0, 262144]]); // 940: %1114 blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[111], 0, 262144], [this.act[113], 0, 32768], [this.act[58], 0, 32768]]); // 941: %1115 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("sum_a01_16x64x8x1", [[this.act[58], 0, 32768], [this.act[313], 0, 32]]); // 942: %1116 blocks.1.think.matmul3.grad.sum0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.act[111], 0, 262144]]); // 943: %1118 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[257], 0, 32], [this.act[313], 0, 32], [this.grads, 33792, 32]]); // 944: %1119 param56.grad.add0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 34048, 32], [this.act[313], 0, 32]]); // 945: %1120 blocks.1.think.matmul2.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_1x8", [[this.act[114], 0, 32768], [this.act[313], 0, 32], [this.act[124], 0, 262144]]); // 946: %1121 blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[119], 0, 262144]]); // 947: %1122 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[119], 0, 262144], [this.act[114], 0, 32768], [this.act[58], 0, 32768]]); // 948: %1123 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("sum_a01_16x64x8x1", [[this.act[58], 0, 32768], [this.act[313], 0, 32]]); // 949: %1124 blocks.1.think.matmul2.grad.sum0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144]]); // 950: %1126 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[258], 0, 32], [this.act[313], 0, 32], [this.grads, 34048, 32]]); // 951: %1127 param57.grad.add0 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[112], 0, 262144], [this.act[124], 0, 262144]]); // 952: %1128 blocks.1.think.matmul1.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[115], 0, 262144], [this.act[124], 0, 262144], [this.act[112], 0, 262144]]); // 953: %1129 blocks.1.think.matmul1.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[98], 0, 262144], [this.act[124], 0, 262144]]); // 954: %1130 blocks.1.think.matmul1.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.act[98], 0, 262144]]); // 955: %1131 blocks.1.think.matmul1.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[98], 0, 262144], [this.act[85], 0, 4], [this.act[115], 0, 262144]]); // 956: %1134 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[124], 0, 262144]]); // 957: %1135 blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[124], 0, 262144], [this.act[140], 0, 4]]); // 958: %1136 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 33280, 256], [this.act[312], 0, 256]]); // 959: %1138 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[115], 0, 262144], [this.act[312], 0, 256], [this.act[124], 0, 262144]]); // 960: %1139 blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[109], 0, 262144], [this.act[110], 0, 262144]]); // 961: %1140 blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[110], 0, 262144], [this.act[115], 0, 262144], [this.act[109], 0, 262144]]); // 962: %1141 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[109], 0, 262144], [this.act[312], 0, 256]]); // 963: %1142 blocks.1.think.gamma.up.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[260], 0, 256], [this.act[312], 0, 256], [this.grads, 33280, 256]]); // 964: %1144 param54.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[108], 0, 262144], [this.act[109], 0, 262144]]); // 965: %1145 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[109], 0, 262144], [this.act[108], 0, 262144]]); // 966: %1146 blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[107], 0, 262144], [this.act[109], 0, 262144]]); // 967: %1147 blocks.1.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.act[107], 0, 262144]]); // 968: %1148 blocks.1.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[107], 0, 262144], [this.act[312], 0, 256]]); // 969: %1149 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 33024, 256], [this.act[260], 0, 256]]); // 970: %1151 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[260], 0, 256], [this.act[108], 0, 262144], [this.act[107], 0, 262144]]); // 971: %1152 blocks.1.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[312], 0, 256], [this.grads, 33024, 256]]); // 972: %1153 param53.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[107], 0, 262144], [this.act[106], 0, 262144], [this.act[108], 0, 262144]]); // 973: %1154 blocks.1.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[106], 0, 262144]]); // 974: %1155 blocks.1.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32768, 256], [this.act[312], 0, 256]]); // 975: %1156 blocks.1.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[106], 0, 262144], [this.act[312], 0, 256], [this.act[103], 0, 262144]]); // 976: %1157 blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[105], 0, 262144], [this.act[107], 0, 262144]]); // 977: %1158 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[107], 0, 262144], [this.act[106], 0, 262144], [this.act[105], 0, 262144]]); // 978: %1159 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[105], 0, 262144], [this.act[312], 0, 256]]); // 979: %1160 blocks.1.think.gamma.value.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[312], 0, 256], [this.grads, 32768, 256]]); // 980: %1162 param52.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[104], 0, 262144], [this.act[105], 0, 262144]]); // 981: %1163 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[105], 0, 262144], [this.act[104], 0, 262144]]); // 982: %1164 blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[105], 0, 262144]]); // 983: %1165 blocks.1.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.act[103], 0, 262144]]); // 984: %1166 blocks.1.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[103], 0, 262144], [this.act[312], 0, 256]]); // 985: %1167 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32512, 256], [this.act[262], 0, 256]]); // 986: %1169 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[262], 0, 256], [this.act[104], 0, 262144], [this.act[103], 0, 262144]]); // 987: %1170 blocks.1.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[312], 0, 256], [this.grads, 32512, 256]]); // 988: %1171 param51.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144]]); // 989: %1172 blocks.1.think.norm.mul2.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[102], 0, 262144], [this.act[103], 0, 262144]]); // 990: %1173 blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[108], 0, 262144], [this.act[103], 0, 262144], [this.act[102], 0, 262144]]); // 991: %1174 blocks.1.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32256, 256], [this.act[312], 0, 256]]); // 992: %1175 blocks.1.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[102], 0, 262144], [this.act[312], 0, 256], [this.act[103], 0, 262144]]); // 993: %1176 blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[101], 0, 262144], [this.act[108], 0, 262144]]); // 994: %1177 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[108], 0, 262144], [this.act[102], 0, 262144], [this.act[101], 0, 262144]]); // 995: %1178 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[101], 0, 262144], [this.act[312], 0, 256]]); // 996: %1179 blocks.1.think.gamma.gate.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[264], 0, 256], [this.act[312], 0, 256], [this.grads, 32256, 256]]); // 997: %1181 param50.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[100], 0, 262144], [this.act[101], 0, 262144]]); // 998: %1182 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[101], 0, 262144], [this.act[100], 0, 262144]]); // 999: %1183 blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[101], 0, 262144]]); // 1000: %1184 blocks.1.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[103], 0, 262144]]); // 1001: %1185 blocks.1.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[103], 0, 262144], [this.act[312], 0, 256]]); // 1002: %1186 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32000, 256], [this.act[264], 0, 256]]); // 1003: %1188 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[264], 0, 256], [this.act[100], 0, 262144], [this.act[103], 0, 262144]]); // 1004: %1189 blocks.1.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[312], 0, 256], [this.grads, 32000, 256]]); // 1005: %1190 param49.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[103], 0, 262144], [this.act[100], 0, 262144]]); // 1006: %1191 blocks.1.think.norm.mul2.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[103], 0, 262144]]); // 1007: %1192 blocks.1.think.matmul0.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[112], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144]]); // 1008: %1193 blocks.1.think.matmul0.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[99], 0, 262144], [this.act[103], 0, 262144]]); // 1009: %1194 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[112], 0, 262144], [this.act[99], 0, 262144]]); // 1010: %1195 blocks.1.think.matmul0.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[99], 0, 262144], [this.act[112], 0, 262144]]); // 1011: %1196 blocks.1.think.norm.mul2.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[104], 0, 262144], [this.act[85], 0, 4], [this.act[99], 0, 262144]]); // 1012: %1199 blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[97], 0, 262144], [this.act[100], 0, 262144]]); // 1013: %1200 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[100], 0, 262144], [this.act[85], 0, 4]]); // 1014: %1201 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[85], 0, 4], [this.act[255], 0, 4]]); // 1015: %1203 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31744, 256], [this.act[312], 0, 256]]); // 1016: %1204 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[99], 0, 262144], [this.act[312], 0, 256], [this.act[100], 0, 262144]]); // 1017: %1205 blocks.1.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[96], 0, 262144], [this.act[97], 0, 262144]]); // 1018: %1206 blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[97], 0, 262144], [this.act[99], 0, 262144], [this.act[96], 0, 262144]]); // 1019: %1207 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[96], 0, 262144], [this.act[312], 0, 256]]); // 1020: %1208 blocks.1.think.delta.up.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[312], 0, 256], [this.grads, 31744, 256]]); // 1021: %1210 param48.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[95], 0, 262144], [this.act[96], 0, 262144]]); // 1022: %1211 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[96], 0, 262144], [this.act[95], 0, 262144]]); // 1023: %1212 blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[94], 0, 262144], [this.act[96], 0, 262144]]); // 1024: %1213 blocks.1.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.act[94], 0, 262144]]); // 1025: %1214 blocks.1.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[94], 0, 262144], [this.act[312], 0, 256]]); // 1026: %1215 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 31488, 256], [this.act[266], 0, 256]]); // 1027: %1217 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[266], 0, 256], [this.act[95], 0, 262144], [this.act[94], 0, 262144]]); // 1028: %1218 blocks.1.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[312], 0, 256], [this.grads, 31488, 256]]); // 1029: %1219 param47.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[94], 0, 262144], [this.act[93], 0, 262144], [this.act[95], 0, 262144]]); // 1030: %1220 blocks.1.think.delta.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[93], 0, 262144]]); // 1031: %1221 blocks.1.think.delta.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31232, 256], [this.act[312], 0, 256]]); // 1032: %1222 blocks.1.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[93], 0, 262144], [this.act[312], 0, 256], [this.act[90], 0, 262144]]); // 1033: %1223 blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[92], 0, 262144], [this.act[94], 0, 262144]]); // 1034: %1224 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[94], 0, 262144], [this.act[93], 0, 262144], [this.act[92], 0, 262144]]); // 1035: %1225 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[92], 0, 262144], [this.act[312], 0, 256]]); // 1036: %1226 blocks.1.think.delta.value.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[312], 0, 256], [this.grads, 31232, 256]]); // 1037: %1228 param46.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[91], 0, 262144], [this.act[92], 0, 262144]]); // 1038: %1229 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[92], 0, 262144], [this.act[91], 0, 262144]]); // 1039: %1230 blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[92], 0, 262144]]); // 1040: %1231 blocks.1.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.act[90], 0, 262144]]); // 1041: %1232 blocks.1.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[90], 0, 262144], [this.act[312], 0, 256]]); // 1042: %1233 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30976, 256], [this.act[269], 0, 256]]); // 1043: %1235 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[269], 0, 256], [this.act[91], 0, 262144], [this.act[90], 0, 262144]]); // 1044: %1236 blocks.1.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[312], 0, 256], [this.grads, 30976, 256]]); // 1045: %1237 param45.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[112], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144]]); // 1046: %1238 blocks.1.think.norm.mul2.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[89], 0, 262144], [this.act[90], 0, 262144]]); // 1047: %1239 blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[95], 0, 262144], [this.act[90], 0, 262144], [this.act[89], 0, 262144]]); // 1048: %1240 blocks.1.think.delta.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 30720, 256], [this.act[312], 0, 256]]); // 1049: %1241 blocks.1.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[89], 0, 262144], [this.act[312], 0, 256], [this.act[90], 0, 262144]]); // 1050: %1242 blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[88], 0, 262144], [this.act[95], 0, 262144]]); // 1051: %1243 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[95], 0, 262144], [this.act[89], 0, 262144], [this.act[88], 0, 262144]]); // 1052: %1244 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[88], 0, 262144], [this.act[312], 0, 256]]); // 1053: %1245 blocks.1.think.delta.gate.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[312], 0, 256], [this.grads, 30720, 256]]); // 1054: %1247 param44.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[87], 0, 262144], [this.act[88], 0, 262144]]); // 1055: %1248 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[88], 0, 262144], [this.act[87], 0, 262144]]); // 1056: %1249 blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[88], 0, 262144]]); // 1057: %1250 blocks.1.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[84], 0, 262144]]); // 1058: %1251 blocks.1.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[84], 0, 262144], [this.act[312], 0, 256]]); // 1059: %1252 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30464, 256], [this.act[271], 0, 256]]); // 1060: %1254 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[271], 0, 256], [this.act[87], 0, 262144], [this.act[84], 0, 262144]]); // 1061: %1255 blocks.1.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[312], 0, 256], [this.grads, 30464, 256]]); // 1062: %1256 param43.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[84], 0, 262144], [this.act[87], 0, 262144]]); // 1063: %1257 blocks.1.think.norm.mul2.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[85], 0, 4]]); // 1064: %1258 blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[255], 0, 4], [this.act[85], 0, 4], [this.act[140], 0, 4]]); // 1065: %1259 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[259], 0, 4], [this.act[140], 0, 4], [this.grads, 33536, 4]]); // 1066: %1260 param55.grad.add0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[87], 0, 262144], [this.params, 30208, 256], [this.act[84], 0, 262144]]); // 1067: %1261 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[87], 0, 262144], [this.act[81], 0, 262144], [this.act[91], 0, 262144]]); // 1068: %1262 blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[91], 0, 262144], [this.act[312], 0, 256]]); // 1069: %1263 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[312], 0, 256], [this.grads, 30208, 256]]); // 1070: %1265 param42.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[84], 0, 262144], [this.act[83], 0, 4096], [this.act[91], 0, 262144]]); // 1071: %1266 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[84], 0, 262144], [this.act[82], 0, 262144], [this.act[81], 0, 262144]]); // 1072: %1267 blocks.1.think.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[81], 0, 262144], [this.act[231], 0, 4096]]); // 1073: %1268 blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[91], 0, 262144], [this.act[81], 0, 262144]]); // 1074: %1269 blocks.1.attn.add0.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[83], 0, 4096], [this.act[121], 0, 4096]]); // 1075: %1270 blocks.1.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[83], 0, 4096], [this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 1076: %1271 blocks.1.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[176], 0, 4096], [this.act[121], 0, 4096]]); // 1077: %1272 blocks.1.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 1078: %1273 blocks.1.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[121], 0, 4096]]); // 1079: %1274 blocks.1.think.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 1080: %1275 blocks.1.think.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[91], 0, 262144]]); // 1081: %1276 blocks.1.think.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[82], 0, 262144], [this.act[221], 0, 262144]]); // 1082: %1277 blocks.1.think.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[82], 0, 262144], [this.act[84], 0, 262144]]); // 1083: %1278 blocks.1.think.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[81], 0, 262144], [this.act[221], 0, 262144], [this.act[82], 0, 262144]]); // 1084: %1279 blocks.1.attn.add0.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[84], 0, 262144], [this.act[221], 0, 262144]]); // 1085: %1280 blocks.1.attn.add0.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 29952, 256], [this.act[312], 0, 256]]); // 1086: %1281 blocks.1.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[221], 0, 262144], [this.act[312], 0, 256], [this.act[84], 0, 262144]]); // 1087: %1282 blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[80], 0, 262144], [this.act[82], 0, 262144]]); // 1088: %1283 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[221], 0, 262144], [this.act[80], 0, 262144]]); // 1089: %1284 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[80], 0, 262144], [this.act[312], 0, 256]]); // 1090: %1285 blocks.1.attn.o.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[312], 0, 256], [this.grads, 29952, 256]]); // 1091: %1287 param41.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[73], 0, 262144], [this.act[80], 0, 262144]]); // 1092: %1288 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[84], 0, 262144], [this.act[80], 0, 262144], [this.act[73], 0, 262144]]); // 1093: %1289 blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[79], 0, 262144], [this.act[80], 0, 262144]]); // 1094: %1290 blocks.1.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[73], 0, 262144], [this.act[80], 0, 262144], [this.act[79], 0, 262144]]); // 1095: %1291 blocks.1.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[79], 0, 262144], [this.act[312], 0, 256]]); // 1096: %1292 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29696, 256], [this.act[274], 0, 256]]); // 1097: %1294 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[274], 0, 256], [this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 1098: %1295 blocks.1.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[312], 0, 256], [this.grads, 29696, 256]]); // 1099: %1296 param40.grad.add0 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[79], 0, 262144], [this.act[73], 0, 262144]]); // 1100: %1298 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    group("permute_0132_16x2x64x32", [[this.act[76], 0, 262144], [this.act[79], 0, 262144]]); // 1101: %1299 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[73], 0, 262144], [this.act[79], 0, 262144], [this.act[243], 0, 524288]]); // 1102: %1300 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("permute_0132_16x2x64x64", [[this.act[77], 0, 524288], [this.act[244], 0, 524288]]); // 1103: %1301 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[244], 0, 524288], [this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 1104: %1302 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("dropout_p0p1_k2_16x2x64x64", [[this.act[243], 0, 524288], [this.act[244], 0, 524288], [this.step, 0, 16]]); // 1105: %1303 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[244], 0, 524288], [this.act[78], 0, 524288], [this.act[243], 0, 524288]]); // 1106: %1304 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:37
-    group("sum_a3_16x2x64x64", [[this.act[243], 0, 524288], [this.act[277], 0, 8192]]); // 1107: %1305 blocks.1.attn.softmax0.grad.sum0 stdlib.mt:37
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[244], 0, 524288], [this.act[277], 0, 8192], [this.act[243], 0, 524288]]); // 1108: %1306 blocks.1.attn.softmax0.grad.sub0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[78], 0, 524288], [this.act[243], 0, 524288], [this.act[244], 0, 524288]]); // 1109: %1307 blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[244], 0, 524288], [this.act[243], 0, 524288]]); // 1110: %1308 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[243], 0, 524288], [this.act[244], 0, 524288]]); // 1111: %1309 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[75], 0, 262144], [this.act[73], 0, 262144]]); // 1112: %1310 blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[244], 0, 524288], [this.act[73], 0, 262144], [this.act[75], 0, 262144]]); // 1113: %1311 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("permute_0132_16x2x64x32", [[this.act[70], 0, 262144], [this.act[73], 0, 262144]]); // 1114: %1312 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[73], 0, 262144], [this.act[244], 0, 524288], [this.act[70], 0, 262144]]); // 1115: %1313 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[70], 0, 262144], [this.act[73], 0, 262144]]); // 1116: %1314 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
-    group("permute_0213_16x2x64x32", [[this.act[79], 0, 262144], [this.act[70], 0, 262144]]); // 1117: %1315 blocks.1.attn.permute2.grad.permute0 stdlib.mt:35
-    group("permute_10_8x8", [[this.params, 29440, 256], [this.act[312], 0, 256]]); // 1118: %1317 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[70], 0, 262144], [this.act[312], 0, 256], [this.act[79], 0, 262144]]); // 1119: %1318 blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[74], 0, 262144], [this.act[76], 0, 262144]]); // 1120: %1319 blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[76], 0, 262144], [this.act[70], 0, 262144], [this.act[74], 0, 262144]]); // 1121: %1320 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[74], 0, 262144], [this.act[312], 0, 256]]); // 1122: %1321 blocks.1.attn.v.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[312], 0, 256], [this.grads, 29440, 256]]); // 1123: %1323 param39.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[72], 0, 262144], [this.act[74], 0, 262144]]); // 1124: %1324 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[79], 0, 262144], [this.act[74], 0, 262144], [this.act[72], 0, 262144]]); // 1125: %1325 blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[55], 0, 262144], [this.act[74], 0, 262144]]); // 1126: %1326 blocks.1.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[79], 0, 262144]]); // 1127: %1327 blocks.1.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[79], 0, 262144], [this.act[312], 0, 256]]); // 1128: %1328 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29184, 256], [this.act[276], 0, 256]]); // 1129: %1330 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[276], 0, 256], [this.act[72], 0, 262144], [this.act[79], 0, 262144]]); // 1130: %1331 blocks.1.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[312], 0, 256], [this.grads, 29184, 256]]); // 1131: %1332 param38.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[73], 0, 262144], [this.act[72], 0, 262144]]); // 1132: %1333 blocks.1.attn.permute1.grad.permute0 stdlib.mt:34
-    group("permute_10_8x8", [[this.params, 28928, 256], [this.act[312], 0, 256]]); // 1133: %1335 blocks.1.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[72], 0, 262144], [this.act[312], 0, 256], [this.act[73], 0, 262144]]); // 1134: %1336 blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[71], 0, 262144], [this.act[74], 0, 262144]]); // 1135: %1337 blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[74], 0, 262144], [this.act[72], 0, 262144], [this.act[71], 0, 262144]]); // 1136: %1338 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[71], 0, 262144], [this.act[312], 0, 256]]); // 1137: %1339 blocks.1.attn.k.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[312], 0, 256], [this.grads, 28928, 256]]); // 1138: %1341 param37.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[69], 0, 262144], [this.act[71], 0, 262144]]); // 1139: %1342 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[73], 0, 262144], [this.act[71], 0, 262144], [this.act[69], 0, 262144]]); // 1140: %1343 blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[55], 0, 262144], [this.act[71], 0, 262144]]); // 1141: %1344 blocks.1.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.act[73], 0, 262144]]); // 1142: %1345 blocks.1.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[73], 0, 262144], [this.act[312], 0, 256]]); // 1143: %1346 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28672, 256], [this.act[279], 0, 256]]); // 1144: %1348 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[279], 0, 256], [this.act[69], 0, 262144], [this.act[73], 0, 262144]]); // 1145: %1349 blocks.1.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[312], 0, 256], [this.grads, 28672, 256]]); // 1146: %1350 param36.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[79], 0, 262144], [this.act[73], 0, 262144], [this.act[69], 0, 262144]]); // 1147: %1351 blocks.1.attn.norm.mul2.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[75], 0, 262144], [this.act[73], 0, 262144]]); // 1148: %1352 blocks.1.attn.permute0.grad.permute0 stdlib.mt:33
-    group("permute_10_8x8", [[this.params, 28416, 256], [this.act[312], 0, 256]]); // 1149: %1354 blocks.1.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[73], 0, 262144], [this.act[312], 0, 256], [this.act[75], 0, 262144]]); // 1150: %1355 blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[68], 0, 262144], [this.act[79], 0, 262144]]); // 1151: %1356 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[79], 0, 262144], [this.act[73], 0, 262144], [this.act[68], 0, 262144]]); // 1152: %1357 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[68], 0, 262144], [this.act[312], 0, 256]]); // 1153: %1358 blocks.1.attn.q.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[312], 0, 256], [this.grads, 28416, 256]]); // 1154: %1360 param35.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[67], 0, 262144], [this.act[68], 0, 262144]]); // 1155: %1361 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[75], 0, 262144], [this.act[68], 0, 262144], [this.act[67], 0, 262144]]); // 1156: %1362 blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[55], 0, 262144], [this.act[68], 0, 262144]]); // 1157: %1363 blocks.1.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[55], 0, 262144]]); // 1158: %1364 blocks.1.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[312], 0, 256]]); // 1159: %1365 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28160, 256], [this.act[281], 0, 256]]); // 1160: %1367 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[281], 0, 256], [this.act[67], 0, 262144], [this.act[55], 0, 262144]]); // 1161: %1368 blocks.1.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[312], 0, 256], [this.grads, 28160, 256]]); // 1162: %1369 param34.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.act[67], 0, 262144]]); // 1163: %1370 blocks.1.attn.norm.mul2.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[67], 0, 262144], [this.params, 27904, 256], [this.act[55], 0, 262144]]); // 1164: %1371 blocks.1.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[67], 0, 262144], [this.act[64], 0, 262144], [this.act[69], 0, 262144]]); // 1165: %1372 blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[69], 0, 262144], [this.act[312], 0, 256]]); // 1166: %1373 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[312], 0, 256], [this.grads, 27904, 256]]); // 1167: %1375 param33.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[55], 0, 262144], [this.act[66], 0, 4096], [this.act[69], 0, 262144]]); // 1168: %1376 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144]]); // 1169: %1377 blocks.1.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[64], 0, 262144], [this.act[176], 0, 4096]]); // 1170: %1378 blocks.1.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144]]); // 1171: %1379 blocks.0.think.add5.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1172: %1380 blocks.1.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 1173: %1381 blocks.1.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 1174: %1382 blocks.1.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 1175: %1383 blocks.1.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 1176: %1384 blocks.1.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 1177: %1385 blocks.1.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[69], 0, 262144]]); // 1178: %1386 blocks.1.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[65], 0, 262144], [this.act[221], 0, 262144]]); // 1179: %1387 blocks.1.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[65], 0, 262144], [this.act[55], 0, 262144]]); // 1180: %1388 blocks.1.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[221], 0, 262144], [this.act[65], 0, 262144]]); // 1181: %1389 blocks.0.think.add5.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[55], 0, 262144], [this.act[221], 0, 262144]]); // 1182: %1390 blocks.0.think.add5.grad.add2 stdlib.mt:9
-    group("dropout_p0p1_k1_16x64x8x8", [[this.act[221], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 1183: %1391 blocks.0.think.dropout0.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[60], 0, 262144], [this.act[65], 0, 262144]]); // 1184: %1392 blocks.0.think.mul3.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[65], 0, 262144], [this.act[231], 0, 4096]]); // 1185: %1393 blocks.0.think.mul3.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[55], 0, 262144], [this.act[62], 0, 4096], [this.act[65], 0, 262144]]); // 1186: %1394 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[61], 0, 262144], [this.act[60], 0, 262144]]); // 1187: %1395 blocks.0.think.mul2.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[60], 0, 262144], [this.act[121], 0, 4096]]); // 1188: %1396 blocks.0.think.mul2.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[55], 0, 262144], [this.act[8], 0, 4096], [this.act[60], 0, 262144]]); // 1189: %1397 blocks.0.think.mul2.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[60], 0, 262144], [this.act[55], 0, 262144]]); // 1190: %1398 blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[62], 0, 4096], [this.act[176], 0, 4096]]); // 1191: %1399 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[62], 0, 4096], [this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1192: %1400 blocks.0.think.sigmoid1.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1193: %1401 blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[176], 0, 4096], [this.act[140], 0, 4]]); // 1194: %1402 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[195], 0, 4], [this.act[140], 0, 4], [this.grads, 27648, 4]]); // 1195: %1404 param32.grad.add0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[61], 0, 262144]]); // 1196: %1405 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[61], 0, 262144], [this.act[28], 0, 262144], [this.act[64], 0, 262144]]); // 1197: %1406 blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[64], 0, 262144], [this.act[312], 0, 256]]); // 1198: %1407 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[61], 0, 262144], [this.params, 27392, 256], [this.act[64], 0, 262144]]); // 1199: %1409 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[284], 0, 256], [this.act[312], 0, 256], [this.grads, 27392, 256]]); // 1200: %1410 param31.grad.add0 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[61], 0, 262144]]); // 1201: %1411 blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[8], 0, 4096], [this.act[176], 0, 4096]]); // 1202: %1412 blocks.0.think.sigmoid0.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[8], 0, 4096], [this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1203: %1413 blocks.0.think.sigmoid0.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[121], 0, 4096], [this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1204: %1414 blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[176], 0, 4096], [this.act[140], 0, 4]]); // 1205: %1415 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[267], 0, 4], [this.act[140], 0, 4], [this.grads, 27136, 4]]); // 1206: %1417 param30.grad.add0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[64], 0, 262144]]); // 1207: %1418 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[28], 0, 262144], [this.act[55], 0, 262144]]); // 1208: %1419 blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[312], 0, 256]]); // 1209: %1420 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[64], 0, 262144], [this.params, 26880, 256], [this.act[55], 0, 262144]]); // 1210: %1422 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[285], 0, 256], [this.act[312], 0, 256], [this.grads, 26880, 256]]); // 1211: %1423 param29.grad.add0 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[61], 0, 262144], [this.act[55], 0, 262144], [this.act[64], 0, 262144]]); // 1212: %1424 blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[59], 0, 32768], [this.act[58], 0, 32768]]); // 1213: %1425 blocks.0.think.matmul4.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[65], 0, 262144], [this.act[58], 0, 32768], [this.act[59], 0, 32768]]); // 1214: %1426 blocks.0.think.matmul4.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[57], 0, 32768], [this.act[58], 0, 32768]]); // 1215: %1427 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[58], 0, 32768], [this.act[65], 0, 262144], [this.act[57], 0, 32768]]); // 1216: %1428 blocks.0.think.matmul4.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[57], 0, 32768], [this.act[58], 0, 32768]]); // 1217: %1429 blocks.0.think.permute0.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26368, 32], [this.act[313], 0, 32]]); // 1218: %1430 blocks.0.think.matmul3.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_1x8", [[this.act[58], 0, 32768], [this.act[313], 0, 32], [this.act[65], 0, 262144]]); // 1219: %1431 blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[55], 0, 262144]]); // 1220: %1432 blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[55], 0, 262144], [this.act[58], 0, 32768], [this.act[57], 0, 32768]]); // 1221: %1433 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("sum_a01_16x64x8x1", [[this.act[57], 0, 32768], [this.act[313], 0, 32]]); // 1222: %1434 blocks.0.think.matmul3.grad.sum0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[65], 0, 262144], [this.act[55], 0, 262144]]); // 1223: %1436 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[286], 0, 32], [this.act[313], 0, 32], [this.grads, 26368, 32]]); // 1224: %1437 param27.grad.add0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26624, 32], [this.act[313], 0, 32]]); // 1225: %1438 blocks.0.think.matmul2.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_1x8", [[this.act[59], 0, 32768], [this.act[313], 0, 32], [this.act[65], 0, 262144]]); // 1226: %1439 blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[64], 0, 262144]]); // 1227: %1440 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[64], 0, 262144], [this.act[59], 0, 32768], [this.act[57], 0, 32768]]); // 1228: %1441 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("sum_a01_16x64x8x1", [[this.act[57], 0, 32768], [this.act[313], 0, 32]]); // 1229: %1442 blocks.0.think.matmul2.grad.sum0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144]]); // 1230: %1444 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[287], 0, 32], [this.act[313], 0, 32], [this.grads, 26624, 32]]); // 1231: %1445 param28.grad.add0 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[56], 0, 262144], [this.act[65], 0, 262144]]); // 1232: %1446 blocks.0.think.matmul1.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[60], 0, 262144], [this.act[65], 0, 262144], [this.act[56], 0, 262144]]); // 1233: %1447 blocks.0.think.matmul1.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[42], 0, 262144], [this.act[65], 0, 262144]]); // 1234: %1448 blocks.0.think.matmul1.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[60], 0, 262144], [this.act[42], 0, 262144]]); // 1235: %1449 blocks.0.think.matmul1.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[42], 0, 262144], [this.act[29], 0, 4], [this.act[60], 0, 262144]]); // 1236: %1452 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[42], 0, 262144], [this.act[54], 0, 262144], [this.act[65], 0, 262144]]); // 1237: %1453 blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[65], 0, 262144], [this.act[140], 0, 4]]); // 1238: %1454 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25856, 256], [this.act[312], 0, 256]]); // 1239: %1456 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[60], 0, 262144], [this.act[312], 0, 256], [this.act[65], 0, 262144]]); // 1240: %1457 blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[53], 0, 262144], [this.act[54], 0, 262144]]); // 1241: %1458 blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[54], 0, 262144], [this.act[60], 0, 262144], [this.act[53], 0, 262144]]); // 1242: %1459 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[53], 0, 262144], [this.act[312], 0, 256]]); // 1243: %1460 blocks.0.think.gamma.up.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[312], 0, 256], [this.grads, 25856, 256]]); // 1244: %1462 param25.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[52], 0, 262144], [this.act[53], 0, 262144]]); // 1245: %1463 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[53], 0, 262144], [this.act[52], 0, 262144]]); // 1246: %1464 blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[51], 0, 262144], [this.act[53], 0, 262144]]); // 1247: %1465 blocks.0.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[51], 0, 262144]]); // 1248: %1466 blocks.0.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[51], 0, 262144], [this.act[312], 0, 256]]); // 1249: %1467 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25600, 256], [this.act[289], 0, 256]]); // 1250: %1469 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[289], 0, 256], [this.act[52], 0, 262144], [this.act[51], 0, 262144]]); // 1251: %1470 blocks.0.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[312], 0, 256], [this.grads, 25600, 256]]); // 1252: %1471 param24.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[51], 0, 262144], [this.act[50], 0, 262144], [this.act[52], 0, 262144]]); // 1253: %1472 blocks.0.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[50], 0, 262144]]); // 1254: %1473 blocks.0.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25344, 256], [this.act[312], 0, 256]]); // 1255: %1474 blocks.0.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[50], 0, 262144], [this.act[312], 0, 256], [this.act[47], 0, 262144]]); // 1256: %1475 blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[49], 0, 262144], [this.act[51], 0, 262144]]); // 1257: %1476 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[51], 0, 262144], [this.act[50], 0, 262144], [this.act[49], 0, 262144]]); // 1258: %1477 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[49], 0, 262144], [this.act[312], 0, 256]]); // 1259: %1478 blocks.0.think.gamma.value.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[312], 0, 256], [this.grads, 25344, 256]]); // 1260: %1480 param23.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[48], 0, 262144], [this.act[49], 0, 262144]]); // 1261: %1481 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[49], 0, 262144], [this.act[48], 0, 262144]]); // 1262: %1482 blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[49], 0, 262144]]); // 1263: %1483 blocks.0.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.act[47], 0, 262144]]); // 1264: %1484 blocks.0.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[47], 0, 262144], [this.act[312], 0, 256]]); // 1265: %1485 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25088, 256], [this.act[291], 0, 256]]); // 1266: %1487 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[291], 0, 256], [this.act[48], 0, 262144], [this.act[47], 0, 262144]]); // 1267: %1488 blocks.0.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[312], 0, 256], [this.grads, 25088, 256]]); // 1268: %1489 param22.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144]]); // 1269: %1490 blocks.0.think.norm.mul2.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[46], 0, 262144], [this.act[47], 0, 262144]]); // 1270: %1491 blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[52], 0, 262144], [this.act[47], 0, 262144], [this.act[46], 0, 262144]]); // 1271: %1492 blocks.0.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24832, 256], [this.act[312], 0, 256]]); // 1272: %1493 blocks.0.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[46], 0, 262144], [this.act[312], 0, 256], [this.act[47], 0, 262144]]); // 1273: %1494 blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[45], 0, 262144], [this.act[52], 0, 262144]]); // 1274: %1495 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[52], 0, 262144], [this.act[46], 0, 262144], [this.act[45], 0, 262144]]); // 1275: %1496 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[45], 0, 262144], [this.act[312], 0, 256]]); // 1276: %1497 blocks.0.think.gamma.gate.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[312], 0, 256], [this.grads, 24832, 256]]); // 1277: %1499 param21.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[44], 0, 262144], [this.act[45], 0, 262144]]); // 1278: %1500 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[45], 0, 262144], [this.act[44], 0, 262144]]); // 1279: %1501 blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[45], 0, 262144]]); // 1280: %1502 blocks.0.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[47], 0, 262144]]); // 1281: %1503 blocks.0.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[47], 0, 262144], [this.act[312], 0, 256]]); // 1282: %1504 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24576, 256], [this.act[293], 0, 256]]); // 1283: %1506 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[293], 0, 256], [this.act[44], 0, 262144], [this.act[47], 0, 262144]]); // 1284: %1507 blocks.0.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[312], 0, 256], [this.grads, 24576, 256]]); // 1285: %1508 param20.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[48], 0, 262144], [this.act[47], 0, 262144], [this.act[44], 0, 262144]]); // 1286: %1509 blocks.0.think.norm.mul2.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[47], 0, 262144]]); // 1287: %1510 blocks.0.think.matmul0.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[56], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144]]); // 1288: %1511 blocks.0.think.matmul0.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[43], 0, 262144], [this.act[47], 0, 262144]]); // 1289: %1512 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[56], 0, 262144], [this.act[43], 0, 262144]]); // 1290: %1513 blocks.0.think.matmul0.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[44], 0, 262144], [this.act[43], 0, 262144], [this.act[56], 0, 262144]]); // 1291: %1514 blocks.0.think.norm.mul2.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[48], 0, 262144], [this.act[29], 0, 4], [this.act[43], 0, 262144]]); // 1292: %1517 blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[48], 0, 262144], [this.act[41], 0, 262144], [this.act[44], 0, 262144]]); // 1293: %1518 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[44], 0, 262144], [this.act[29], 0, 4]]); // 1294: %1519 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[29], 0, 4], [this.act[267], 0, 4]]); // 1295: %1521 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24320, 256], [this.act[312], 0, 256]]); // 1296: %1522 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[43], 0, 262144], [this.act[312], 0, 256], [this.act[44], 0, 262144]]); // 1297: %1523 blocks.0.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[40], 0, 262144], [this.act[41], 0, 262144]]); // 1298: %1524 blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[41], 0, 262144], [this.act[43], 0, 262144], [this.act[40], 0, 262144]]); // 1299: %1525 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[40], 0, 262144], [this.act[312], 0, 256]]); // 1300: %1526 blocks.0.think.delta.up.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[312], 0, 256], [this.grads, 24320, 256]]); // 1301: %1528 param19.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[39], 0, 262144], [this.act[40], 0, 262144]]); // 1302: %1529 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[44], 0, 262144], [this.act[40], 0, 262144], [this.act[39], 0, 262144]]); // 1303: %1530 blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[38], 0, 262144], [this.act[40], 0, 262144]]); // 1304: %1531 blocks.0.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.act[38], 0, 262144]]); // 1305: %1532 blocks.0.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[38], 0, 262144], [this.act[312], 0, 256]]); // 1306: %1533 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24064, 256], [this.act[295], 0, 256]]); // 1307: %1535 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[295], 0, 256], [this.act[39], 0, 262144], [this.act[38], 0, 262144]]); // 1308: %1536 blocks.0.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[312], 0, 256], [this.grads, 24064, 256]]); // 1309: %1537 param18.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[37], 0, 262144], [this.act[39], 0, 262144]]); // 1310: %1538 blocks.0.think.delta.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[37], 0, 262144]]); // 1311: %1539 blocks.0.think.delta.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23808, 256], [this.act[312], 0, 256]]); // 1312: %1540 blocks.0.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[37], 0, 262144], [this.act[312], 0, 256], [this.act[34], 0, 262144]]); // 1313: %1541 blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[36], 0, 262144], [this.act[38], 0, 262144]]); // 1314: %1542 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[37], 0, 262144], [this.act[36], 0, 262144]]); // 1315: %1543 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[36], 0, 262144], [this.act[312], 0, 256]]); // 1316: %1544 blocks.0.think.delta.value.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[312], 0, 256], [this.grads, 23808, 256]]); // 1317: %1546 param17.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[35], 0, 262144], [this.act[36], 0, 262144]]); // 1318: %1547 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[36], 0, 262144], [this.act[35], 0, 262144]]); // 1319: %1548 blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[36], 0, 262144]]); // 1320: %1549 blocks.0.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.act[34], 0, 262144]]); // 1321: %1550 blocks.0.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[34], 0, 262144], [this.act[312], 0, 256]]); // 1322: %1551 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23552, 256], [this.act[298], 0, 256]]); // 1323: %1553 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[298], 0, 256], [this.act[35], 0, 262144], [this.act[34], 0, 262144]]); // 1324: %1554 blocks.0.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[312], 0, 256], [this.grads, 23552, 256]]); // 1325: %1555 param16.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[56], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144]]); // 1326: %1556 blocks.0.think.norm.mul2.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[33], 0, 262144], [this.act[34], 0, 262144]]); // 1327: %1557 blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[39], 0, 262144], [this.act[34], 0, 262144], [this.act[33], 0, 262144]]); // 1328: %1558 blocks.0.think.delta.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23296, 256], [this.act[312], 0, 256]]); // 1329: %1559 blocks.0.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[33], 0, 262144], [this.act[312], 0, 256], [this.act[34], 0, 262144]]); // 1330: %1560 blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[32], 0, 262144], [this.act[39], 0, 262144]]); // 1331: %1561 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[39], 0, 262144], [this.act[33], 0, 262144], [this.act[32], 0, 262144]]); // 1332: %1562 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[32], 0, 262144], [this.act[312], 0, 256]]); // 1333: %1563 blocks.0.think.delta.gate.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[312], 0, 256], [this.grads, 23296, 256]]); // 1334: %1565 param15.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[31], 0, 262144], [this.act[32], 0, 262144]]); // 1335: %1566 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[32], 0, 262144], [this.act[31], 0, 262144]]); // 1336: %1567 blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[32], 0, 262144]]); // 1337: %1568 blocks.0.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[28], 0, 262144]]); // 1338: %1569 blocks.0.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[28], 0, 262144], [this.act[312], 0, 256]]); // 1339: %1570 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23040, 256], [this.act[300], 0, 256]]); // 1340: %1572 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[300], 0, 256], [this.act[31], 0, 262144], [this.act[28], 0, 262144]]); // 1341: %1573 blocks.0.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[312], 0, 256], [this.grads, 23040, 256]]); // 1342: %1574 param14.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[28], 0, 262144], [this.act[31], 0, 262144]]); // 1343: %1575 blocks.0.think.norm.mul2.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[29], 0, 4]]); // 1344: %1576 blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[267], 0, 4], [this.act[29], 0, 4], [this.act[140], 0, 4]]); // 1345: %1577 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[288], 0, 4], [this.act[140], 0, 4], [this.grads, 26112, 4]]); // 1346: %1578 param26.grad.add0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[31], 0, 262144], [this.params, 22784, 256], [this.act[28], 0, 262144]]); // 1347: %1579 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[31], 0, 262144], [this.act[25], 0, 262144], [this.act[35], 0, 262144]]); // 1348: %1580 blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[35], 0, 262144], [this.act[312], 0, 256]]); // 1349: %1581 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[312], 0, 256], [this.grads, 22784, 256]]); // 1350: %1583 param13.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[28], 0, 262144], [this.act[27], 0, 4096], [this.act[35], 0, 262144]]); // 1351: %1584 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[28], 0, 262144], [this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 1352: %1585 blocks.0.think.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[25], 0, 262144], [this.act[176], 0, 4096]]); // 1353: %1586 blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[35], 0, 262144], [this.act[25], 0, 262144]]); // 1354: %1587 blocks.0.attn.add0.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[27], 0, 4096], [this.act[66], 0, 4096]]); // 1355: %1588 blocks.0.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[27], 0, 4096], [this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1356: %1589 blocks.0.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[121], 0, 4096], [this.act[66], 0, 4096]]); // 1357: %1590 blocks.0.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1358: %1591 blocks.0.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[66], 0, 4096]]); // 1359: %1592 blocks.0.think.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1360: %1593 blocks.0.think.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[121], 0, 4096], [this.act[35], 0, 262144]]); // 1361: %1594 blocks.0.think.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[221], 0, 262144]]); // 1362: %1595 blocks.0.think.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[28], 0, 262144]]); // 1363: %1596 blocks.0.think.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[25], 0, 262144], [this.act[221], 0, 262144], [this.act[26], 0, 262144]]); // 1364: %1597 blocks.0.attn.add0.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[28], 0, 262144], [this.act[221], 0, 262144]]); // 1365: %1598 blocks.0.attn.add0.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 22528, 256], [this.act[312], 0, 256]]); // 1366: %1599 blocks.0.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[221], 0, 262144], [this.act[312], 0, 256], [this.act[28], 0, 262144]]); // 1367: %1600 blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[24], 0, 262144], [this.act[26], 0, 262144]]); // 1368: %1601 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[221], 0, 262144], [this.act[24], 0, 262144]]); // 1369: %1602 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[24], 0, 262144], [this.act[312], 0, 256]]); // 1370: %1603 blocks.0.attn.o.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[312], 0, 256], [this.grads, 22528, 256]]); // 1371: %1605 param12.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[17], 0, 262144], [this.act[24], 0, 262144]]); // 1372: %1606 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[28], 0, 262144], [this.act[24], 0, 262144], [this.act[17], 0, 262144]]); // 1373: %1607 blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[23], 0, 262144], [this.act[24], 0, 262144]]); // 1374: %1608 blocks.0.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[17], 0, 262144], [this.act[24], 0, 262144], [this.act[23], 0, 262144]]); // 1375: %1609 blocks.0.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[23], 0, 262144], [this.act[312], 0, 256]]); // 1376: %1610 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 22272, 256], [this.act[303], 0, 256]]); // 1377: %1612 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[303], 0, 256], [this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 1378: %1613 blocks.0.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[312], 0, 256], [this.grads, 22272, 256]]); // 1379: %1614 param11.grad.add0 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[23], 0, 262144], [this.act[17], 0, 262144]]); // 1380: %1616 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    group("permute_0132_16x2x64x32", [[this.act[20], 0, 262144], [this.act[23], 0, 262144]]); // 1381: %1617 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.act[244], 0, 524288]]); // 1382: %1618 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("permute_0132_16x2x64x64", [[this.act[21], 0, 524288], [this.act[243], 0, 524288]]); // 1383: %1619 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[243], 0, 524288], [this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 1384: %1620 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("dropout_p0p1_k0_16x2x64x64", [[this.act[244], 0, 524288], [this.act[243], 0, 524288], [this.step, 0, 16]]); // 1385: %1621 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[243], 0, 524288], [this.act[22], 0, 524288], [this.act[244], 0, 524288]]); // 1386: %1622 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:37
-    group("sum_a3_16x2x64x64", [[this.act[244], 0, 524288], [this.act[277], 0, 8192]]); // 1387: %1623 blocks.0.attn.softmax0.grad.sum0 stdlib.mt:37
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[243], 0, 524288], [this.act[277], 0, 8192], [this.act[244], 0, 524288]]); // 1388: %1624 blocks.0.attn.softmax0.grad.sub0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[22], 0, 524288], [this.act[244], 0, 524288], [this.act[243], 0, 524288]]); // 1389: %1625 blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[243], 0, 524288], [this.act[244], 0, 524288]]); // 1390: %1626 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[244], 0, 524288], [this.act[243], 0, 524288]]); // 1391: %1627 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[19], 0, 262144], [this.act[17], 0, 262144]]); // 1392: %1628 blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[243], 0, 524288], [this.act[17], 0, 262144], [this.act[19], 0, 262144]]); // 1393: %1629 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("permute_0132_16x2x64x32", [[this.act[14], 0, 262144], [this.act[17], 0, 262144]]); // 1394: %1630 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[17], 0, 262144], [this.act[243], 0, 524288], [this.act[14], 0, 262144]]); // 1395: %1631 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[14], 0, 262144], [this.act[17], 0, 262144]]); // 1396: %1632 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
-    group("permute_0213_16x2x64x32", [[this.act[23], 0, 262144], [this.act[14], 0, 262144]]); // 1397: %1633 blocks.0.attn.permute2.grad.permute0 stdlib.mt:35
-    group("permute_10_8x8", [[this.params, 22016, 256], [this.act[312], 0, 256]]); // 1398: %1635 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[14], 0, 262144], [this.act[312], 0, 256], [this.act[23], 0, 262144]]); // 1399: %1636 blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[18], 0, 262144], [this.act[20], 0, 262144]]); // 1400: %1637 blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[20], 0, 262144], [this.act[14], 0, 262144], [this.act[18], 0, 262144]]); // 1401: %1638 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[18], 0, 262144], [this.act[312], 0, 256]]); // 1402: %1639 blocks.0.attn.v.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[312], 0, 256], [this.grads, 22016, 256]]); // 1403: %1641 param10.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[16], 0, 262144], [this.act[18], 0, 262144]]); // 1404: %1642 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[23], 0, 262144], [this.act[18], 0, 262144], [this.act[16], 0, 262144]]); // 1405: %1643 blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[18], 0, 262144]]); // 1406: %1644 blocks.0.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[16], 0, 262144], [this.act[18], 0, 262144], [this.act[23], 0, 262144]]); // 1407: %1645 blocks.0.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[23], 0, 262144], [this.act[312], 0, 256]]); // 1408: %1646 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21760, 256], [this.act[305], 0, 256]]); // 1409: %1648 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[305], 0, 256], [this.act[16], 0, 262144], [this.act[23], 0, 262144]]); // 1410: %1649 blocks.0.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[312], 0, 256], [this.grads, 21760, 256]]); // 1411: %1650 param9.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[17], 0, 262144], [this.act[16], 0, 262144]]); // 1412: %1651 blocks.0.attn.permute1.grad.permute0 stdlib.mt:34
-    group("permute_10_8x8", [[this.params, 21504, 256], [this.act[312], 0, 256]]); // 1413: %1653 blocks.0.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[16], 0, 262144], [this.act[312], 0, 256], [this.act[17], 0, 262144]]); // 1414: %1654 blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[15], 0, 262144], [this.act[18], 0, 262144]]); // 1415: %1655 blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144]]); // 1416: %1656 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[15], 0, 262144], [this.act[312], 0, 256]]); // 1417: %1657 blocks.0.attn.k.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[307], 0, 256], [this.act[312], 0, 256], [this.grads, 21504, 256]]); // 1418: %1659 param8.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144]]); // 1419: %1660 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[17], 0, 262144], [this.act[15], 0, 262144], [this.act[13], 0, 262144]]); // 1420: %1661 blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[15], 0, 262144]]); // 1421: %1662 blocks.0.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144]]); // 1422: %1663 blocks.0.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[17], 0, 262144], [this.act[312], 0, 256]]); // 1423: %1664 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21248, 256], [this.act[307], 0, 256]]); // 1424: %1666 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[307], 0, 256], [this.act[13], 0, 262144], [this.act[17], 0, 262144]]); // 1425: %1667 blocks.0.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[308], 0, 256], [this.act[312], 0, 256], [this.grads, 21248, 256]]); // 1426: %1668 param7.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[23], 0, 262144], [this.act[17], 0, 262144], [this.act[13], 0, 262144]]); // 1427: %1669 blocks.0.attn.norm.mul2.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[19], 0, 262144], [this.act[17], 0, 262144]]); // 1428: %1670 blocks.0.attn.permute0.grad.permute0 stdlib.mt:33
-    group("permute_10_8x8", [[this.params, 20992, 256], [this.act[312], 0, 256]]); // 1429: %1672 blocks.0.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_8x8", [[this.act[17], 0, 262144], [this.act[312], 0, 256], [this.act[19], 0, 262144]]); // 1430: %1673 blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[12], 0, 262144], [this.act[23], 0, 262144]]); // 1431: %1674 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[23], 0, 262144], [this.act[17], 0, 262144], [this.act[12], 0, 262144]]); // 1432: %1675 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[12], 0, 262144], [this.act[312], 0, 256]]); // 1433: %1676 blocks.0.attn.q.matmul1.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[309], 0, 256], [this.act[312], 0, 256], [this.grads, 20992, 256]]); // 1434: %1678 param6.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[11], 0, 262144], [this.act[12], 0, 262144]]); // 1435: %1679 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[19], 0, 262144], [this.act[12], 0, 262144], [this.act[11], 0, 262144]]); // 1436: %1680 blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[12], 0, 262144]]); // 1437: %1681 blocks.0.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.act[10], 0, 262144]]); // 1438: %1682 blocks.0.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[10], 0, 262144], [this.act[312], 0, 256]]); // 1439: %1683 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 20736, 256], [this.act[309], 0, 256]]); // 1440: %1685 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[309], 0, 256], [this.act[11], 0, 262144], [this.act[10], 0, 262144]]); // 1441: %1686 blocks.0.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[310], 0, 256], [this.act[312], 0, 256], [this.grads, 20736, 256]]); // 1442: %1687 param5.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144]]); // 1443: %1688 blocks.0.attn.norm.mul2.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[11], 0, 262144], [this.params, 20480, 256], [this.act[10], 0, 262144]]); // 1444: %1689 blocks.0.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[11], 0, 262144], [this.act[4], 0, 262144], [this.act[13], 0, 262144]]); // 1445: %1690 blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[13], 0, 262144], [this.act[312], 0, 256]]); // 1446: %1691 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[311], 0, 256], [this.act[312], 0, 256], [this.grads, 20480, 256]]); // 1447: %1693 param4.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[10], 0, 262144], [this.act[9], 0, 4096], [this.act[13], 0, 262144]]); // 1448: %1694 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[10], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144]]); // 1449: %1695 blocks.0.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[4], 0, 262144], [this.act[121], 0, 4096]]); // 1450: %1696 blocks.0.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[13], 0, 262144], [this.act[4], 0, 262144]]); // 1451: %1697 embed.add0.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[9], 0, 4096], [this.act[66], 0, 4096]]); // 1452: %1698 blocks.0.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[9], 0, 4096], [this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1453: %1699 blocks.0.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1454: %1700 blocks.0.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1455: %1701 blocks.0.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1456: %1702 blocks.0.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1457: %1703 blocks.0.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[13], 0, 262144]]); // 1458: %1704 blocks.0.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[7], 0, 262144], [this.act[221], 0, 262144]]); // 1459: %1705 blocks.0.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[7], 0, 262144], [this.act[10], 0, 262144]]); // 1460: %1706 blocks.0.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[4], 0, 262144], [this.act[221], 0, 262144], [this.act[7], 0, 262144]]); // 1461: %1707 embed.add0.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[10], 0, 262144], [this.act[221], 0, 262144]]); // 1462: %1708 embed.add0.grad.add2 stdlib.mt:9
-    group("sum_a0_16x64x8x8", [[this.act[221], 0, 262144], [this.act[5], 0, 16384]]); // 1463: %1709 embed.add0.grad.sum0 stdlib.mt:96
-    group("affine_s0p1_b0_64x8x8", [[this.act[5], 0, 16384], [this.act[314], 0, 16384]]); // 1464: %1711 embed.affine0.grad.affine0 stdlib.mt:96
-    group("permute_021_64x1x8", [[this.act[3], 0, 2048], [this.act[315], 0, 2048]]); // 1465: %1712 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("matmul_64x8x8_64x8x1", [[this.act[314], 0, 16384], [this.act[315], 0, 2048], [this.act[3], 0, 2048]]); // 1466: %1713 embed.matmul1.grad.matmul0 stdlib.mt:96
-    group("permute_021_64x8x1", [[this.act[2], 0, 2048], [this.act[315], 0, 2048]]); // 1467: %1714 embed.matmul1.grad.permute1 stdlib.mt:96
-    group("matmul_64x1x8_64x8x8", [[this.act[315], 0, 2048], [this.act[314], 0, 16384], [this.act[2], 0, 2048]]); // 1468: %1715 embed.matmul1.grad.matmul1 stdlib.mt:96
-    group("permute_0132_16x64x1x8", [[this.act[1], 0, 32768], [this.act[57], 0, 32768]]); // 1469: %1716 embed.matmul0.grad.permute0 stdlib.mt:96
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[221], 0, 262144], [this.act[57], 0, 32768], [this.act[1], 0, 32768]]); // 1470: %1717 embed.matmul0.grad.matmul0 stdlib.mt:96
-    group("permute_0132_16x64x8x1", [[this.act[0], 0, 32768], [this.act[57], 0, 32768]]); // 1471: %1718 embed.matmul0.grad.permute1 stdlib.mt:96
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[57], 0, 32768], [this.act[221], 0, 262144], [this.act[0], 0, 32768]]); // 1472: %1719 embed.matmul0.grad.matmul1 stdlib.mt:96
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[2], 0, 2048], [this.grads, 18432, 2048]]); // 1473: %1721 embed.slice1.grad.pad0 stdlib.mt:95
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[3], 0, 2048], [this.grads, 16384, 2048]]); // 1474: %1723 embed.slice0.grad.pad0 stdlib.mt:94
-    group("scatter_add_16x64x8_16x64_to_256x8", [[this.act[0], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 1475: %1725 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64_to_256x8", [[this.act[1], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 1476: %1727 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    group("affine_s1_b0_8x8", [[this.act[250], 0, 256], [this.grads, 35328, 256]]); // 1477: %1728 norm_final.g.grad.affine0 stdlib.mt:7
-    group("affine_s1_b0_16x8", [[this.act[247], 0, 512], [this.grads, 35584, 512]]); // 1478: %1729 head.U.grad.affine0 stdlib.mt:102
-    group("affine_s1_b0_16x8", [[this.act[245], 0, 512], [this.grads, 36096, 512]]); // 1479: %1730 head.V.grad.affine0 stdlib.mt:103
-    group("affine_s1_b0_256x16", [[this.act[6], 0, 16384], [this.grads, 36608, 16384]]); // 1480: %1731 head.W_out.grad.affine0 stdlib.mt:104
-    group("gradnorm_partial_13248", [[this.grads, 0, ARENA], [this.partials, 0, 16]]); // 1481: gradient norm, partial sums
-    group("gradnorm_total_4", [[this.partials, 0, 16], [this.norm, 0, 16]]); // 1482: gradient norm
-    group("adamw_13248", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 1483: AdamW update
+    group("matmul_8192x8_8x8", [[this.act[12], 0, 262144], [this.params, 20992, 256], [this.act[13], 0, 262144]]); // 22: %90 blocks.0.attn.q.matmul1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[13], 0, 262144], [this.act[14], 0, 262144]]); // 23: %93 blocks.0.attn.permute0 stdlib.mt:33
+    group("matmul_8x8_16x64x8x8", [[this.params, 21248, 256], [this.act[10], 0, 262144], [this.act[13], 0, 262144]]); // 24: %94 blocks.0.attn.k.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144]]); // 25: %95 blocks.0.attn.k.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[15], 0, 262144], [this.params, 21504, 256], [this.act[16], 0, 262144]]); // 26: %97 blocks.0.attn.k.matmul1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[16], 0, 262144], [this.act[17], 0, 262144]]); // 27: %100 blocks.0.attn.permute1 stdlib.mt:34
+    group("matmul_8x8_16x64x8x8", [[this.params, 21760, 256], [this.act[10], 0, 262144], [this.act[16], 0, 262144]]); // 28: %101 blocks.0.attn.v.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[16], 0, 262144], [this.act[18], 0, 262144]]); // 29: %102 blocks.0.attn.v.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[18], 0, 262144], [this.params, 22016, 256], [this.act[19], 0, 262144]]); // 30: %104 blocks.0.attn.v.matmul1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[19], 0, 262144], [this.act[20], 0, 262144]]); // 31: %107 blocks.0.attn.permute2 stdlib.mt:35
+    group("permute_0132_16x2x64x32", [[this.act[17], 0, 262144], [this.act[19], 0, 262144]]); // 32: %108 blocks.0.attn.permute3 stdlib.mt:36
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[14], 0, 262144], [this.act[19], 0, 262144], [this.act[21], 0, 524288]]); // 33: %109 blocks.0.attn.matmul0 stdlib.mt:36
+    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[21], 0, 524288], [this.act[22], 0, 524288]]); // 34: %110 blocks.0.attn.affine0 stdlib.mt:36
+    group("causal_mask_fminf_16x2x64x64", [[this.act[22], 0, 524288], [this.act[21], 0, 524288]]); // 35: %111 blocks.0.attn.causal_mask0 stdlib.mt:37
+    group("softmax_16x2x64x64", [[this.act[21], 0, 524288], [this.act[22], 0, 524288]]); // 36: %112 blocks.0.attn.softmax0 stdlib.mt:37
+    group("dropout_p0p1_k0_16x2x64x64", [[this.act[22], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 37: %113 blocks.0.attn.dropout0 stdlib.mt:37
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[21], 0, 524288], [this.act[20], 0, 262144], [this.act[17], 0, 262144]]); // 38: %114 blocks.0.attn.matmul1 stdlib.mt:38
+    group("permute_0213_16x2x64x32", [[this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 39: %115 blocks.0.attn.permute4 stdlib.mt:38
+    group("matmul_8x8_16x64x8x8", [[this.params, 22272, 256], [this.act[23], 0, 262144], [this.act[17], 0, 262144]]); // 40: %117 blocks.0.attn.o.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[17], 0, 262144], [this.act[24], 0, 262144]]); // 41: %118 blocks.0.attn.o.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[24], 0, 262144], [this.params, 22528, 256], [this.act[25], 0, 262144]]); // 42: %120 blocks.0.attn.o.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144]]); // 43: %122 blocks.0.attn.add0 stdlib.mt:39
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 44: %123 blocks.0.think.norm.mul0 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[25], 0, 262144], [this.act[8], 0, 4096]]); // 45: %124 blocks.0.think.norm.sum0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[8], 0, 4096], [this.act[27], 0, 4096]]); // 46: %125 blocks.0.think.norm.affine0 stdlib.mt:9
+    group("affine_s1_b0p000001_16x64x1x1", [[this.act[27], 0, 4096], [this.act[8], 0, 4096]]); // 47: %126 blocks.0.think.norm.affine1 stdlib.mt:9
+    group("unary_rsqrt_16x64x1x1", [[this.act[8], 0, 4096], [this.act[27], 0, 4096]]); // 48: %127 blocks.0.think.norm.rsqrt0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[25], 0, 262144]]); // 49: %128 blocks.0.think.norm.mul1 stdlib.mt:9
+    group("binary_mul_16x64x8x8_8x8", [[this.act[25], 0, 262144], [this.params, 22784, 256], [this.act[28], 0, 262144]]); // 50: %129 blocks.0.think.norm.mul2 stdlib.mt:9
+    group("clamp_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[29], 0, 4]]); // 51: %130 blocks.0.think.clamp0 stdlib.mt:67
+    group("matmul_8x8_16x64x8x8", [[this.params, 23040, 256], [this.act[28], 0, 262144], [this.act[31], 0, 262144]]); // 52: %132 blocks.0.think.delta.gate.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[31], 0, 262144], [this.act[32], 0, 262144]]); // 53: %133 blocks.0.think.delta.gate.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[32], 0, 262144], [this.params, 23296, 256], [this.act[33], 0, 262144]]); // 54: %135 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[33], 0, 262144], [this.act[34], 0, 262144]]); // 55: %137 blocks.0.think.delta.silu0 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 23552, 256], [this.act[28], 0, 262144], [this.act[35], 0, 262144]]); // 56: %138 blocks.0.think.delta.value.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[35], 0, 262144], [this.act[36], 0, 262144]]); // 57: %139 blocks.0.think.delta.value.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[36], 0, 262144], [this.params, 23808, 256], [this.act[37], 0, 262144]]); // 58: %141 blocks.0.think.delta.value.matmul1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144]]); // 59: %143 blocks.0.think.delta.mul0 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 24064, 256], [this.act[38], 0, 262144], [this.act[39], 0, 262144]]); // 60: %144 blocks.0.think.delta.up.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[39], 0, 262144], [this.act[40], 0, 262144]]); // 61: %145 blocks.0.think.delta.up.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[40], 0, 262144], [this.params, 24320, 256], [this.act[41], 0, 262144]]); // 62: %147 blocks.0.think.delta.up.matmul1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_s", [[this.act[41], 0, 262144], [this.act[29], 0, 4], [this.act[42], 0, 262144]]); // 63: %149 blocks.0.think.delta.mul1 stdlib.mt:49
+    group("binary_add_8x8_16x64x8x8", [[this.act[30], 0, 256], [this.act[42], 0, 262144], [this.act[43], 0, 262144]]); // 64: %150 blocks.0.think.add0 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[43], 0, 262144], [this.act[28], 0, 262144], [this.act[42], 0, 262144]]); // 65: %151 blocks.0.think.matmul0 stdlib.mt:69
+    group("matmul_8x8_16x64x8x8", [[this.params, 24576, 256], [this.act[28], 0, 262144], [this.act[44], 0, 262144]]); // 66: %152 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[44], 0, 262144], [this.act[45], 0, 262144]]); // 67: %153 blocks.0.think.gamma.gate.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[45], 0, 262144], [this.params, 24832, 256], [this.act[46], 0, 262144]]); // 68: %155 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[46], 0, 262144], [this.act[47], 0, 262144]]); // 69: %157 blocks.0.think.gamma.silu0 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 25088, 256], [this.act[28], 0, 262144], [this.act[48], 0, 262144]]); // 70: %158 blocks.0.think.gamma.value.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[48], 0, 262144], [this.act[49], 0, 262144]]); // 71: %159 blocks.0.think.gamma.value.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[49], 0, 262144], [this.params, 25344, 256], [this.act[50], 0, 262144]]); // 72: %161 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144]]); // 73: %163 blocks.0.think.gamma.mul0 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 25600, 256], [this.act[51], 0, 262144], [this.act[52], 0, 262144]]); // 74: %164 blocks.0.think.gamma.up.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[52], 0, 262144], [this.act[53], 0, 262144]]); // 75: %165 blocks.0.think.gamma.up.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[53], 0, 262144], [this.params, 25856, 256], [this.act[54], 0, 262144]]); // 76: %167 blocks.0.think.gamma.up.matmul1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_s", [[this.act[54], 0, 262144], [this.act[29], 0, 4], [this.act[55], 0, 262144]]); // 77: %169 blocks.0.think.gamma.mul1 stdlib.mt:49
+    group("binary_add_8x8_16x64x8x8", [[this.act[30], 0, 256], [this.act[55], 0, 262144], [this.act[56], 0, 262144]]); // 78: %170 blocks.0.think.add1 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[42], 0, 262144], [this.act[56], 0, 262144], [this.act[55], 0, 262144]]); // 79: %171 blocks.0.think.matmul1 stdlib.mt:69
+    group("matmul_8192x8_8x1", [[this.act[28], 0, 262144], [this.params, 26624, 32], [this.act[57], 0, 32768]]); // 80: %173 blocks.0.think.matmul2 stdlib.mt:70
+    group("matmul_8192x8_8x1", [[this.act[28], 0, 262144], [this.params, 26368, 32], [this.act[58], 0, 32768]]); // 81: %176 blocks.0.think.matmul3 stdlib.mt:70
+    group("permute_0132_16x64x8x1", [[this.act[58], 0, 32768], [this.act[59], 0, 32768]]); // 82: %178 blocks.0.think.permute0 stdlib.mt:70
+    group("matmul_16x64x8x1_16x64x1x8", [[this.act[57], 0, 32768], [this.act[59], 0, 32768], [this.act[60], 0, 262144]]); // 83: %179 blocks.0.think.matmul4 stdlib.mt:70
+    group("binary_mul_8x8_16x64x8x8", [[this.params, 26880, 256], [this.act[28], 0, 262144], [this.act[61], 0, 262144]]); // 84: %180 blocks.0.think.mul0 stdlib.mt:71
+    group("sum_a23_16x64x8x8", [[this.act[61], 0, 262144], [this.act[8], 0, 4096]]); // 85: %181 blocks.0.think.sum0 stdlib.mt:71
+    group("binary_add_16x64x1x1_s", [[this.act[8], 0, 4096], [this.params, 27136, 4], [this.act[62], 0, 4096]]); // 86: %182 blocks.0.think.add2 stdlib.mt:71
+    group("unary_sigmoid_16x64x1x1", [[this.act[62], 0, 4096], [this.act[8], 0, 4096]]); // 87: %183 blocks.0.think.sigmoid0 stdlib.mt:71
+    group("binary_mul_8x8_16x64x8x8", [[this.params, 27392, 256], [this.act[28], 0, 262144], [this.act[61], 0, 262144]]); // 88: %184 blocks.0.think.mul1 stdlib.mt:72
+    group("sum_a23_16x64x8x8", [[this.act[61], 0, 262144], [this.act[62], 0, 4096]]); // 89: %185 blocks.0.think.sum1 stdlib.mt:72
+    group("binary_add_16x64x1x1_s", [[this.act[62], 0, 4096], [this.params, 27648, 4], [this.act[63], 0, 4096]]); // 90: %186 blocks.0.think.add3 stdlib.mt:72
+    group("unary_sigmoid_16x64x1x1", [[this.act[63], 0, 4096], [this.act[62], 0, 4096]]); // 91: %187 blocks.0.think.sigmoid1 stdlib.mt:72
+    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[28], 0, 262144], [this.act[61], 0, 262144]]); // 92: %188 blocks.0.think.sub0 stdlib.mt:73
+    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[8], 0, 4096], [this.act[61], 0, 262144], [this.act[55], 0, 262144]]); // 93: %189 blocks.0.think.mul2 stdlib.mt:73
+    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[62], 0, 4096], [this.act[60], 0, 262144], [this.act[64], 0, 262144]]); // 94: %190 blocks.0.think.mul3 stdlib.mt:73
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 262144]]); // 95: %191 blocks.0.think.add4 stdlib.mt:73
+    group("dropout_p0p1_k1_16x64x8x8", [[this.act[65], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 96: %192 blocks.0.think.dropout0 stdlib.mt:73
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 262144]]); // 97: %193 blocks.0.think.add5 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144]]); // 98: %194 blocks.1.attn.norm.mul0 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[64], 0, 262144], [this.act[63], 0, 4096]]); // 99: %195 blocks.1.attn.norm.sum0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[63], 0, 4096], [this.act[66], 0, 4096]]); // 100: %196 blocks.1.attn.norm.affine0 stdlib.mt:9
+    group("affine_s1_b0p000001_16x64x1x1", [[this.act[66], 0, 4096], [this.act[63], 0, 4096]]); // 101: %197 blocks.1.attn.norm.affine1 stdlib.mt:9
+    group("unary_rsqrt_16x64x1x1", [[this.act[63], 0, 4096], [this.act[66], 0, 4096]]); // 102: %198 blocks.1.attn.norm.rsqrt0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[65], 0, 262144], [this.act[66], 0, 4096], [this.act[64], 0, 262144]]); // 103: %199 blocks.1.attn.norm.mul1 stdlib.mt:9
+    group("binary_mul_16x64x8x8_8x8", [[this.act[64], 0, 262144], [this.params, 27904, 256], [this.act[55], 0, 262144]]); // 104: %200 blocks.1.attn.norm.mul2 stdlib.mt:9
+    group("matmul_8x8_16x64x8x8", [[this.params, 28160, 256], [this.act[55], 0, 262144], [this.act[67], 0, 262144]]); // 105: %201 blocks.1.attn.q.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[67], 0, 262144], [this.act[68], 0, 262144]]); // 106: %202 blocks.1.attn.q.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[68], 0, 262144], [this.params, 28416, 256], [this.act[69], 0, 262144]]); // 107: %204 blocks.1.attn.q.matmul1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[69], 0, 262144], [this.act[70], 0, 262144]]); // 108: %207 blocks.1.attn.permute0 stdlib.mt:33
+    group("matmul_8x8_16x64x8x8", [[this.params, 28672, 256], [this.act[55], 0, 262144], [this.act[69], 0, 262144]]); // 109: %208 blocks.1.attn.k.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[69], 0, 262144], [this.act[71], 0, 262144]]); // 110: %209 blocks.1.attn.k.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[71], 0, 262144], [this.params, 28928, 256], [this.act[72], 0, 262144]]); // 111: %211 blocks.1.attn.k.matmul1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 112: %214 blocks.1.attn.permute1 stdlib.mt:34
+    group("matmul_8x8_16x64x8x8", [[this.params, 29184, 256], [this.act[55], 0, 262144], [this.act[72], 0, 262144]]); // 113: %215 blocks.1.attn.v.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[72], 0, 262144], [this.act[74], 0, 262144]]); // 114: %216 blocks.1.attn.v.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[74], 0, 262144], [this.params, 29440, 256], [this.act[75], 0, 262144]]); // 115: %218 blocks.1.attn.v.matmul1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[75], 0, 262144], [this.act[76], 0, 262144]]); // 116: %221 blocks.1.attn.permute2 stdlib.mt:35
+    group("permute_0132_16x2x64x32", [[this.act[73], 0, 262144], [this.act[75], 0, 262144]]); // 117: %222 blocks.1.attn.permute3 stdlib.mt:36
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[70], 0, 262144], [this.act[75], 0, 262144], [this.act[77], 0, 524288]]); // 118: %223 blocks.1.attn.matmul0 stdlib.mt:36
+    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[77], 0, 524288], [this.act[78], 0, 524288]]); // 119: %224 blocks.1.attn.affine0 stdlib.mt:36
+    group("causal_mask_fminf_16x2x64x64", [[this.act[78], 0, 524288], [this.act[77], 0, 524288]]); // 120: %225 blocks.1.attn.causal_mask0 stdlib.mt:37
+    group("softmax_16x2x64x64", [[this.act[77], 0, 524288], [this.act[78], 0, 524288]]); // 121: %226 blocks.1.attn.softmax0 stdlib.mt:37
+    group("dropout_p0p1_k2_16x2x64x64", [[this.act[78], 0, 524288], [this.act[77], 0, 524288], [this.step, 0, 16]]); // 122: %227 blocks.1.attn.dropout0 stdlib.mt:37
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[77], 0, 524288], [this.act[76], 0, 262144], [this.act[73], 0, 262144]]); // 123: %228 blocks.1.attn.matmul1 stdlib.mt:38
+    group("permute_0213_16x2x64x32", [[this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 124: %229 blocks.1.attn.permute4 stdlib.mt:38
+    group("matmul_8x8_16x64x8x8", [[this.params, 29696, 256], [this.act[79], 0, 262144], [this.act[73], 0, 262144]]); // 125: %231 blocks.1.attn.o.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[73], 0, 262144], [this.act[80], 0, 262144]]); // 126: %232 blocks.1.attn.o.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[80], 0, 262144], [this.params, 29952, 256], [this.act[81], 0, 262144]]); // 127: %234 blocks.1.attn.o.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[81], 0, 262144], [this.act[82], 0, 262144]]); // 128: %236 blocks.1.attn.add0 stdlib.mt:39
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[82], 0, 262144], [this.act[81], 0, 262144]]); // 129: %237 blocks.1.think.norm.mul0 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[81], 0, 262144], [this.act[63], 0, 4096]]); // 130: %238 blocks.1.think.norm.sum0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[63], 0, 4096], [this.act[83], 0, 4096]]); // 131: %239 blocks.1.think.norm.affine0 stdlib.mt:9
+    group("affine_s1_b0p000001_16x64x1x1", [[this.act[83], 0, 4096], [this.act[63], 0, 4096]]); // 132: %240 blocks.1.think.norm.affine1 stdlib.mt:9
+    group("unary_rsqrt_16x64x1x1", [[this.act[63], 0, 4096], [this.act[83], 0, 4096]]); // 133: %241 blocks.1.think.norm.rsqrt0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[81], 0, 262144]]); // 134: %242 blocks.1.think.norm.mul1 stdlib.mt:9
+    group("binary_mul_16x64x8x8_8x8", [[this.act[81], 0, 262144], [this.params, 30208, 256], [this.act[84], 0, 262144]]); // 135: %243 blocks.1.think.norm.mul2 stdlib.mt:9
+    group("clamp_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[85], 0, 4]]); // 136: %244 blocks.1.think.clamp0 stdlib.mt:67
+    group("matmul_8x8_16x64x8x8", [[this.params, 30464, 256], [this.act[84], 0, 262144], [this.act[87], 0, 262144]]); // 137: %246 blocks.1.think.delta.gate.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[87], 0, 262144], [this.act[88], 0, 262144]]); // 138: %247 blocks.1.think.delta.gate.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[88], 0, 262144], [this.params, 30720, 256], [this.act[89], 0, 262144]]); // 139: %249 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[89], 0, 262144], [this.act[90], 0, 262144]]); // 140: %251 blocks.1.think.delta.silu0 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 30976, 256], [this.act[84], 0, 262144], [this.act[91], 0, 262144]]); // 141: %252 blocks.1.think.delta.value.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[91], 0, 262144], [this.act[92], 0, 262144]]); // 142: %253 blocks.1.think.delta.value.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[92], 0, 262144], [this.params, 31232, 256], [this.act[93], 0, 262144]]); // 143: %255 blocks.1.think.delta.value.matmul1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144]]); // 144: %257 blocks.1.think.delta.mul0 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 31488, 256], [this.act[94], 0, 262144], [this.act[95], 0, 262144]]); // 145: %258 blocks.1.think.delta.up.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[95], 0, 262144], [this.act[96], 0, 262144]]); // 146: %259 blocks.1.think.delta.up.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[96], 0, 262144], [this.params, 31744, 256], [this.act[97], 0, 262144]]); // 147: %261 blocks.1.think.delta.up.matmul1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_s", [[this.act[97], 0, 262144], [this.act[85], 0, 4], [this.act[98], 0, 262144]]); // 148: %263 blocks.1.think.delta.mul1 stdlib.mt:49
+    group("binary_add_8x8_16x64x8x8", [[this.act[86], 0, 256], [this.act[98], 0, 262144], [this.act[99], 0, 262144]]); // 149: %264 blocks.1.think.add0 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[99], 0, 262144], [this.act[84], 0, 262144], [this.act[98], 0, 262144]]); // 150: %265 blocks.1.think.matmul0 stdlib.mt:69
+    group("matmul_8x8_16x64x8x8", [[this.params, 32000, 256], [this.act[84], 0, 262144], [this.act[100], 0, 262144]]); // 151: %266 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[100], 0, 262144], [this.act[101], 0, 262144]]); // 152: %267 blocks.1.think.gamma.gate.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[101], 0, 262144], [this.params, 32256, 256], [this.act[102], 0, 262144]]); // 153: %269 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[102], 0, 262144], [this.act[103], 0, 262144]]); // 154: %271 blocks.1.think.gamma.silu0 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 32512, 256], [this.act[84], 0, 262144], [this.act[104], 0, 262144]]); // 155: %272 blocks.1.think.gamma.value.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[104], 0, 262144], [this.act[105], 0, 262144]]); // 156: %273 blocks.1.think.gamma.value.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[105], 0, 262144], [this.params, 32768, 256], [this.act[106], 0, 262144]]); // 157: %275 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144]]); // 158: %277 blocks.1.think.gamma.mul0 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 33024, 256], [this.act[107], 0, 262144], [this.act[108], 0, 262144]]); // 159: %278 blocks.1.think.gamma.up.matmul0 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[108], 0, 262144], [this.act[109], 0, 262144]]); // 160: %279 blocks.1.think.gamma.up.silu0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[109], 0, 262144], [this.params, 33280, 256], [this.act[110], 0, 262144]]); // 161: %281 blocks.1.think.gamma.up.matmul1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_s", [[this.act[110], 0, 262144], [this.act[85], 0, 4], [this.act[111], 0, 262144]]); // 162: %283 blocks.1.think.gamma.mul1 stdlib.mt:49
+    group("binary_add_8x8_16x64x8x8", [[this.act[86], 0, 256], [this.act[111], 0, 262144], [this.act[112], 0, 262144]]); // 163: %284 blocks.1.think.add1 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[98], 0, 262144], [this.act[112], 0, 262144], [this.act[111], 0, 262144]]); // 164: %285 blocks.1.think.matmul1 stdlib.mt:69
+    group("matmul_8192x8_8x1", [[this.act[84], 0, 262144], [this.params, 34048, 32], [this.act[58], 0, 32768]]); // 165: %287 blocks.1.think.matmul2 stdlib.mt:70
+    group("matmul_8192x8_8x1", [[this.act[84], 0, 262144], [this.params, 33792, 32], [this.act[113], 0, 32768]]); // 166: %290 blocks.1.think.matmul3 stdlib.mt:70
+    group("permute_0132_16x64x8x1", [[this.act[113], 0, 32768], [this.act[114], 0, 32768]]); // 167: %292 blocks.1.think.permute0 stdlib.mt:70
+    group("matmul_16x64x8x1_16x64x1x8", [[this.act[58], 0, 32768], [this.act[114], 0, 32768], [this.act[115], 0, 262144]]); // 168: %293 blocks.1.think.matmul4 stdlib.mt:70
+    group("binary_mul_8x8_16x64x8x8", [[this.params, 34304, 256], [this.act[84], 0, 262144], [this.act[116], 0, 262144]]); // 169: %294 blocks.1.think.mul0 stdlib.mt:71
+    group("sum_a23_16x64x8x8", [[this.act[116], 0, 262144], [this.act[63], 0, 4096]]); // 170: %295 blocks.1.think.sum0 stdlib.mt:71
+    group("binary_add_16x64x1x1_s", [[this.act[63], 0, 4096], [this.params, 34560, 4], [this.act[117], 0, 4096]]); // 171: %296 blocks.1.think.add2 stdlib.mt:71
+    group("unary_sigmoid_16x64x1x1", [[this.act[117], 0, 4096], [this.act[63], 0, 4096]]); // 172: %297 blocks.1.think.sigmoid0 stdlib.mt:71
+    group("binary_mul_8x8_16x64x8x8", [[this.params, 34816, 256], [this.act[84], 0, 262144], [this.act[116], 0, 262144]]); // 173: %298 blocks.1.think.mul1 stdlib.mt:72
+    group("sum_a23_16x64x8x8", [[this.act[116], 0, 262144], [this.act[117], 0, 4096]]); // 174: %299 blocks.1.think.sum1 stdlib.mt:72
+    group("binary_add_16x64x1x1_s", [[this.act[117], 0, 4096], [this.params, 35072, 4], [this.act[118], 0, 4096]]); // 175: %300 blocks.1.think.add3 stdlib.mt:72
+    group("unary_sigmoid_16x64x1x1", [[this.act[118], 0, 4096], [this.act[117], 0, 4096]]); // 176: %301 blocks.1.think.sigmoid1 stdlib.mt:72
+    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[84], 0, 262144], [this.act[116], 0, 262144]]); // 177: %302 blocks.1.think.sub0 stdlib.mt:73
+    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[63], 0, 4096], [this.act[116], 0, 262144], [this.act[111], 0, 262144]]); // 178: %303 blocks.1.think.mul2 stdlib.mt:73
+    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[117], 0, 4096], [this.act[115], 0, 262144], [this.act[119], 0, 262144]]); // 179: %304 blocks.1.think.mul3 stdlib.mt:73
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144]]); // 180: %305 blocks.1.think.add4 stdlib.mt:73
+    group("dropout_p0p1_k3_16x64x8x8", [[this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 181: %306 blocks.1.think.dropout0 stdlib.mt:73
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144]]); // 182: %307 blocks.1.think.add5 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[120], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144]]); // 183: %308 blocks.0.attn.norm.mul3 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[119], 0, 262144], [this.act[118], 0, 4096]]); // 184: %309 blocks.0.attn.norm.sum1 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[118], 0, 4096], [this.act[121], 0, 4096]]); // 185: %310 blocks.0.attn.norm.affine2 stdlib.mt:9
+    group("affine_s1_b0p000001_16x64x1x1", [[this.act[121], 0, 4096], [this.act[118], 0, 4096]]); // 186: %311 blocks.0.attn.norm.affine3 stdlib.mt:9
+    group("unary_rsqrt_16x64x1x1", [[this.act[118], 0, 4096], [this.act[121], 0, 4096]]); // 187: %312 blocks.0.attn.norm.rsqrt1 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[120], 0, 262144], [this.act[121], 0, 4096], [this.act[119], 0, 262144]]); // 188: %313 blocks.0.attn.norm.mul4 stdlib.mt:9
+    group("binary_mul_16x64x8x8_8x8", [[this.act[119], 0, 262144], [this.params, 20480, 256], [this.act[111], 0, 262144]]); // 189: %314 blocks.0.attn.norm.mul5 stdlib.mt:9
+    group("matmul_8x8_16x64x8x8", [[this.params, 20736, 256], [this.act[111], 0, 262144], [this.act[122], 0, 262144]]); // 190: %315 blocks.0.attn.q.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[122], 0, 262144], [this.act[123], 0, 262144]]); // 191: %316 blocks.0.attn.q.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[123], 0, 262144], [this.params, 20992, 256], [this.act[124], 0, 262144]]); // 192: %318 blocks.0.attn.q.matmul3 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[124], 0, 262144], [this.act[125], 0, 262144]]); // 193: %321 blocks.0.attn.permute5 stdlib.mt:33
+    group("matmul_8x8_16x64x8x8", [[this.params, 21248, 256], [this.act[111], 0, 262144], [this.act[124], 0, 262144]]); // 194: %322 blocks.0.attn.k.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[124], 0, 262144], [this.act[126], 0, 262144]]); // 195: %323 blocks.0.attn.k.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[126], 0, 262144], [this.params, 21504, 256], [this.act[127], 0, 262144]]); // 196: %325 blocks.0.attn.k.matmul3 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[127], 0, 262144], [this.act[128], 0, 262144]]); // 197: %328 blocks.0.attn.permute6 stdlib.mt:34
+    group("matmul_8x8_16x64x8x8", [[this.params, 21760, 256], [this.act[111], 0, 262144], [this.act[127], 0, 262144]]); // 198: %329 blocks.0.attn.v.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[127], 0, 262144], [this.act[129], 0, 262144]]); // 199: %330 blocks.0.attn.v.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[129], 0, 262144], [this.params, 22016, 256], [this.act[130], 0, 262144]]); // 200: %332 blocks.0.attn.v.matmul3 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[130], 0, 262144], [this.act[131], 0, 262144]]); // 201: %335 blocks.0.attn.permute7 stdlib.mt:35
+    group("permute_0132_16x2x64x32", [[this.act[128], 0, 262144], [this.act[130], 0, 262144]]); // 202: %336 blocks.0.attn.permute8 stdlib.mt:36
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[132], 0, 524288]]); // 203: %337 blocks.0.attn.matmul2 stdlib.mt:36
+    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[132], 0, 524288], [this.act[133], 0, 524288]]); // 204: %338 blocks.0.attn.affine1 stdlib.mt:36
+    group("causal_mask_fminf_16x2x64x64", [[this.act[133], 0, 524288], [this.act[132], 0, 524288]]); // 205: %339 blocks.0.attn.causal_mask1 stdlib.mt:37
+    group("softmax_16x2x64x64", [[this.act[132], 0, 524288], [this.act[133], 0, 524288]]); // 206: %340 blocks.0.attn.softmax1 stdlib.mt:37
+    group("dropout_p0p1_k4_16x2x64x64", [[this.act[133], 0, 524288], [this.act[132], 0, 524288], [this.step, 0, 16]]); // 207: %341 blocks.0.attn.dropout1 stdlib.mt:37
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[132], 0, 524288], [this.act[131], 0, 262144], [this.act[128], 0, 262144]]); // 208: %342 blocks.0.attn.matmul3 stdlib.mt:38
+    group("permute_0213_16x2x64x32", [[this.act[128], 0, 262144], [this.act[134], 0, 262144]]); // 209: %343 blocks.0.attn.permute9 stdlib.mt:38
+    group("matmul_8x8_16x64x8x8", [[this.params, 22272, 256], [this.act[134], 0, 262144], [this.act[128], 0, 262144]]); // 210: %345 blocks.0.attn.o.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[128], 0, 262144], [this.act[135], 0, 262144]]); // 211: %346 blocks.0.attn.o.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[135], 0, 262144], [this.params, 22528, 256], [this.act[136], 0, 262144]]); // 212: %348 blocks.0.attn.o.matmul3 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[120], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144]]); // 213: %350 blocks.0.attn.add1 stdlib.mt:39
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[137], 0, 262144], [this.act[136], 0, 262144]]); // 214: %351 blocks.0.think.norm.mul3 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[136], 0, 262144], [this.act[118], 0, 4096]]); // 215: %352 blocks.0.think.norm.sum1 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[118], 0, 4096], [this.act[138], 0, 4096]]); // 216: %353 blocks.0.think.norm.affine2 stdlib.mt:9
+    group("affine_s1_b0p000001_16x64x1x1", [[this.act[138], 0, 4096], [this.act[118], 0, 4096]]); // 217: %354 blocks.0.think.norm.affine3 stdlib.mt:9
+    group("unary_rsqrt_16x64x1x1", [[this.act[118], 0, 4096], [this.act[138], 0, 4096]]); // 218: %355 blocks.0.think.norm.rsqrt1 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[137], 0, 262144], [this.act[138], 0, 4096], [this.act[136], 0, 262144]]); // 219: %356 blocks.0.think.norm.mul4 stdlib.mt:9
+    group("binary_mul_16x64x8x8_8x8", [[this.act[136], 0, 262144], [this.params, 22784, 256], [this.act[139], 0, 262144]]); // 220: %357 blocks.0.think.norm.mul5 stdlib.mt:9
+    group("clamp_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[140], 0, 4]]); // 221: %358 blocks.0.think.clamp1 stdlib.mt:67
+    group("matmul_8x8_16x64x8x8", [[this.params, 23040, 256], [this.act[139], 0, 262144], [this.act[142], 0, 262144]]); // 222: %360 blocks.0.think.delta.gate.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[142], 0, 262144], [this.act[143], 0, 262144]]); // 223: %361 blocks.0.think.delta.gate.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[143], 0, 262144], [this.params, 23296, 256], [this.act[144], 0, 262144]]); // 224: %363 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[144], 0, 262144], [this.act[145], 0, 262144]]); // 225: %365 blocks.0.think.delta.silu1 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 23552, 256], [this.act[139], 0, 262144], [this.act[146], 0, 262144]]); // 226: %366 blocks.0.think.delta.value.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[146], 0, 262144], [this.act[147], 0, 262144]]); // 227: %367 blocks.0.think.delta.value.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[147], 0, 262144], [this.params, 23808, 256], [this.act[148], 0, 262144]]); // 228: %369 blocks.0.think.delta.value.matmul3 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144]]); // 229: %371 blocks.0.think.delta.mul2 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 24064, 256], [this.act[149], 0, 262144], [this.act[150], 0, 262144]]); // 230: %372 blocks.0.think.delta.up.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[150], 0, 262144], [this.act[151], 0, 262144]]); // 231: %373 blocks.0.think.delta.up.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[151], 0, 262144], [this.params, 24320, 256], [this.act[152], 0, 262144]]); // 232: %375 blocks.0.think.delta.up.matmul3 stdlib.mt:18
+    group("binary_mul_16x64x8x8_s", [[this.act[152], 0, 262144], [this.act[140], 0, 4], [this.act[153], 0, 262144]]); // 233: %377 blocks.0.think.delta.mul3 stdlib.mt:49
+    group("binary_add_8x8_16x64x8x8", [[this.act[141], 0, 256], [this.act[153], 0, 262144], [this.act[154], 0, 262144]]); // 234: %378 blocks.0.think.add6 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[154], 0, 262144], [this.act[139], 0, 262144], [this.act[153], 0, 262144]]); // 235: %379 blocks.0.think.matmul5 stdlib.mt:69
+    group("matmul_8x8_16x64x8x8", [[this.params, 24576, 256], [this.act[139], 0, 262144], [this.act[155], 0, 262144]]); // 236: %380 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[155], 0, 262144], [this.act[156], 0, 262144]]); // 237: %381 blocks.0.think.gamma.gate.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[156], 0, 262144], [this.params, 24832, 256], [this.act[157], 0, 262144]]); // 238: %383 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[157], 0, 262144], [this.act[158], 0, 262144]]); // 239: %385 blocks.0.think.gamma.silu1 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 25088, 256], [this.act[139], 0, 262144], [this.act[159], 0, 262144]]); // 240: %386 blocks.0.think.gamma.value.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[159], 0, 262144], [this.act[160], 0, 262144]]); // 241: %387 blocks.0.think.gamma.value.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[160], 0, 262144], [this.params, 25344, 256], [this.act[161], 0, 262144]]); // 242: %389 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144]]); // 243: %391 blocks.0.think.gamma.mul2 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 25600, 256], [this.act[162], 0, 262144], [this.act[163], 0, 262144]]); // 244: %392 blocks.0.think.gamma.up.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[163], 0, 262144], [this.act[164], 0, 262144]]); // 245: %393 blocks.0.think.gamma.up.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[164], 0, 262144], [this.params, 25856, 256], [this.act[165], 0, 262144]]); // 246: %395 blocks.0.think.gamma.up.matmul3 stdlib.mt:18
+    group("binary_mul_16x64x8x8_s", [[this.act[165], 0, 262144], [this.act[140], 0, 4], [this.act[166], 0, 262144]]); // 247: %397 blocks.0.think.gamma.mul3 stdlib.mt:49
+    group("binary_add_8x8_16x64x8x8", [[this.act[141], 0, 256], [this.act[166], 0, 262144], [this.act[167], 0, 262144]]); // 248: %398 blocks.0.think.add7 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[153], 0, 262144], [this.act[167], 0, 262144], [this.act[166], 0, 262144]]); // 249: %399 blocks.0.think.matmul6 stdlib.mt:69
+    group("matmul_8192x8_8x1", [[this.act[139], 0, 262144], [this.params, 26624, 32], [this.act[113], 0, 32768]]); // 250: %401 blocks.0.think.matmul7 stdlib.mt:70
+    group("matmul_8192x8_8x1", [[this.act[139], 0, 262144], [this.params, 26368, 32], [this.act[168], 0, 32768]]); // 251: %404 blocks.0.think.matmul8 stdlib.mt:70
+    group("permute_0132_16x64x8x1", [[this.act[168], 0, 32768], [this.act[169], 0, 32768]]); // 252: %406 blocks.0.think.permute1 stdlib.mt:70
+    group("matmul_16x64x8x1_16x64x1x8", [[this.act[113], 0, 32768], [this.act[169], 0, 32768], [this.act[170], 0, 262144]]); // 253: %407 blocks.0.think.matmul9 stdlib.mt:70
+    group("binary_mul_8x8_16x64x8x8", [[this.params, 26880, 256], [this.act[139], 0, 262144], [this.act[171], 0, 262144]]); // 254: %408 blocks.0.think.mul4 stdlib.mt:71
+    group("sum_a23_16x64x8x8", [[this.act[171], 0, 262144], [this.act[118], 0, 4096]]); // 255: %409 blocks.0.think.sum2 stdlib.mt:71
+    group("binary_add_16x64x1x1_s", [[this.act[118], 0, 4096], [this.params, 27136, 4], [this.act[172], 0, 4096]]); // 256: %410 blocks.0.think.add8 stdlib.mt:71
+    group("unary_sigmoid_16x64x1x1", [[this.act[172], 0, 4096], [this.act[118], 0, 4096]]); // 257: %411 blocks.0.think.sigmoid2 stdlib.mt:71
+    group("binary_mul_8x8_16x64x8x8", [[this.params, 27392, 256], [this.act[139], 0, 262144], [this.act[171], 0, 262144]]); // 258: %412 blocks.0.think.mul5 stdlib.mt:72
+    group("sum_a23_16x64x8x8", [[this.act[171], 0, 262144], [this.act[172], 0, 4096]]); // 259: %413 blocks.0.think.sum3 stdlib.mt:72
+    group("binary_add_16x64x1x1_s", [[this.act[172], 0, 4096], [this.params, 27648, 4], [this.act[173], 0, 4096]]); // 260: %414 blocks.0.think.add9 stdlib.mt:72
+    group("unary_sigmoid_16x64x1x1", [[this.act[173], 0, 4096], [this.act[172], 0, 4096]]); // 261: %415 blocks.0.think.sigmoid3 stdlib.mt:72
+    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[139], 0, 262144], [this.act[171], 0, 262144]]); // 262: %416 blocks.0.think.sub1 stdlib.mt:73
+    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[118], 0, 4096], [this.act[171], 0, 262144], [this.act[166], 0, 262144]]); // 263: %417 blocks.0.think.mul6 stdlib.mt:73
+    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[172], 0, 4096], [this.act[170], 0, 262144], [this.act[174], 0, 262144]]); // 264: %418 blocks.0.think.mul7 stdlib.mt:73
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144]]); // 265: %419 blocks.0.think.add10 stdlib.mt:73
+    group("dropout_p0p1_k5_16x64x8x8", [[this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 266: %420 blocks.0.think.dropout1 stdlib.mt:73
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144]]); // 267: %421 blocks.0.think.add11 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144]]); // 268: %422 blocks.1.attn.norm.mul3 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[174], 0, 262144], [this.act[173], 0, 4096]]); // 269: %423 blocks.1.attn.norm.sum1 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[173], 0, 4096], [this.act[176], 0, 4096]]); // 270: %424 blocks.1.attn.norm.affine2 stdlib.mt:9
+    group("affine_s1_b0p000001_16x64x1x1", [[this.act[176], 0, 4096], [this.act[173], 0, 4096]]); // 271: %425 blocks.1.attn.norm.affine3 stdlib.mt:9
+    group("unary_rsqrt_16x64x1x1", [[this.act[173], 0, 4096], [this.act[176], 0, 4096]]); // 272: %426 blocks.1.attn.norm.rsqrt1 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[175], 0, 262144], [this.act[176], 0, 4096], [this.act[174], 0, 262144]]); // 273: %427 blocks.1.attn.norm.mul4 stdlib.mt:9
+    group("binary_mul_16x64x8x8_8x8", [[this.act[174], 0, 262144], [this.params, 27904, 256], [this.act[166], 0, 262144]]); // 274: %428 blocks.1.attn.norm.mul5 stdlib.mt:9
+    group("matmul_8x8_16x64x8x8", [[this.params, 28160, 256], [this.act[166], 0, 262144], [this.act[177], 0, 262144]]); // 275: %429 blocks.1.attn.q.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[177], 0, 262144], [this.act[178], 0, 262144]]); // 276: %430 blocks.1.attn.q.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[178], 0, 262144], [this.params, 28416, 256], [this.act[179], 0, 262144]]); // 277: %432 blocks.1.attn.q.matmul3 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[179], 0, 262144], [this.act[180], 0, 262144]]); // 278: %435 blocks.1.attn.permute5 stdlib.mt:33
+    group("matmul_8x8_16x64x8x8", [[this.params, 28672, 256], [this.act[166], 0, 262144], [this.act[179], 0, 262144]]); // 279: %436 blocks.1.attn.k.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[179], 0, 262144], [this.act[181], 0, 262144]]); // 280: %437 blocks.1.attn.k.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[181], 0, 262144], [this.params, 28928, 256], [this.act[182], 0, 262144]]); // 281: %439 blocks.1.attn.k.matmul3 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[182], 0, 262144], [this.act[183], 0, 262144]]); // 282: %442 blocks.1.attn.permute6 stdlib.mt:34
+    group("matmul_8x8_16x64x8x8", [[this.params, 29184, 256], [this.act[166], 0, 262144], [this.act[182], 0, 262144]]); // 283: %443 blocks.1.attn.v.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[182], 0, 262144], [this.act[184], 0, 262144]]); // 284: %444 blocks.1.attn.v.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[184], 0, 262144], [this.params, 29440, 256], [this.act[185], 0, 262144]]); // 285: %446 blocks.1.attn.v.matmul3 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[185], 0, 262144], [this.act[186], 0, 262144]]); // 286: %449 blocks.1.attn.permute7 stdlib.mt:35
+    group("permute_0132_16x2x64x32", [[this.act[183], 0, 262144], [this.act[185], 0, 262144]]); // 287: %450 blocks.1.attn.permute8 stdlib.mt:36
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[180], 0, 262144], [this.act[185], 0, 262144], [this.act[187], 0, 524288]]); // 288: %451 blocks.1.attn.matmul2 stdlib.mt:36
+    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[187], 0, 524288], [this.act[188], 0, 524288]]); // 289: %452 blocks.1.attn.affine1 stdlib.mt:36
+    group("causal_mask_fminf_16x2x64x64", [[this.act[188], 0, 524288], [this.act[187], 0, 524288]]); // 290: %453 blocks.1.attn.causal_mask1 stdlib.mt:37
+    group("softmax_16x2x64x64", [[this.act[187], 0, 524288], [this.act[188], 0, 524288]]); // 291: %454 blocks.1.attn.softmax1 stdlib.mt:37
+    group("dropout_p0p1_k6_16x2x64x64", [[this.act[188], 0, 524288], [this.act[187], 0, 524288], [this.step, 0, 16]]); // 292: %455 blocks.1.attn.dropout1 stdlib.mt:37
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[187], 0, 524288], [this.act[186], 0, 262144], [this.act[183], 0, 262144]]); // 293: %456 blocks.1.attn.matmul3 stdlib.mt:38
+    group("permute_0213_16x2x64x32", [[this.act[183], 0, 262144], [this.act[189], 0, 262144]]); // 294: %457 blocks.1.attn.permute9 stdlib.mt:38
+    group("matmul_8x8_16x64x8x8", [[this.params, 29696, 256], [this.act[189], 0, 262144], [this.act[183], 0, 262144]]); // 295: %459 blocks.1.attn.o.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[183], 0, 262144], [this.act[190], 0, 262144]]); // 296: %460 blocks.1.attn.o.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[190], 0, 262144], [this.params, 29952, 256], [this.act[191], 0, 262144]]); // 297: %462 blocks.1.attn.o.matmul3 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144]]); // 298: %464 blocks.1.attn.add1 stdlib.mt:39
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[192], 0, 262144], [this.act[191], 0, 262144]]); // 299: %465 blocks.1.think.norm.mul3 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[191], 0, 262144], [this.act[173], 0, 4096]]); // 300: %466 blocks.1.think.norm.sum1 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[173], 0, 4096], [this.act[193], 0, 4096]]); // 301: %467 blocks.1.think.norm.affine2 stdlib.mt:9
+    group("affine_s1_b0p000001_16x64x1x1", [[this.act[193], 0, 4096], [this.act[173], 0, 4096]]); // 302: %468 blocks.1.think.norm.affine3 stdlib.mt:9
+    group("unary_rsqrt_16x64x1x1", [[this.act[173], 0, 4096], [this.act[193], 0, 4096]]); // 303: %469 blocks.1.think.norm.rsqrt1 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[191], 0, 262144]]); // 304: %470 blocks.1.think.norm.mul4 stdlib.mt:9
+    group("binary_mul_16x64x8x8_8x8", [[this.act[191], 0, 262144], [this.params, 30208, 256], [this.act[194], 0, 262144]]); // 305: %471 blocks.1.think.norm.mul5 stdlib.mt:9
+    group("clamp_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[195], 0, 4]]); // 306: %472 blocks.1.think.clamp1 stdlib.mt:67
+    group("matmul_8x8_16x64x8x8", [[this.params, 30464, 256], [this.act[194], 0, 262144], [this.act[197], 0, 262144]]); // 307: %474 blocks.1.think.delta.gate.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[197], 0, 262144], [this.act[198], 0, 262144]]); // 308: %475 blocks.1.think.delta.gate.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[198], 0, 262144], [this.params, 30720, 256], [this.act[199], 0, 262144]]); // 309: %477 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[199], 0, 262144], [this.act[200], 0, 262144]]); // 310: %479 blocks.1.think.delta.silu1 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 30976, 256], [this.act[194], 0, 262144], [this.act[201], 0, 262144]]); // 311: %480 blocks.1.think.delta.value.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[201], 0, 262144], [this.act[202], 0, 262144]]); // 312: %481 blocks.1.think.delta.value.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[202], 0, 262144], [this.params, 31232, 256], [this.act[203], 0, 262144]]); // 313: %483 blocks.1.think.delta.value.matmul3 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144]]); // 314: %485 blocks.1.think.delta.mul2 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 31488, 256], [this.act[204], 0, 262144], [this.act[205], 0, 262144]]); // 315: %486 blocks.1.think.delta.up.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[205], 0, 262144], [this.act[206], 0, 262144]]); // 316: %487 blocks.1.think.delta.up.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[206], 0, 262144], [this.params, 31744, 256], [this.act[207], 0, 262144]]); // 317: %489 blocks.1.think.delta.up.matmul3 stdlib.mt:18
+    group("binary_mul_16x64x8x8_s", [[this.act[207], 0, 262144], [this.act[195], 0, 4], [this.act[208], 0, 262144]]); // 318: %491 blocks.1.think.delta.mul3 stdlib.mt:49
+    group("binary_add_8x8_16x64x8x8", [[this.act[196], 0, 256], [this.act[208], 0, 262144], [this.act[209], 0, 262144]]); // 319: %492 blocks.1.think.add6 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[209], 0, 262144], [this.act[194], 0, 262144], [this.act[208], 0, 262144]]); // 320: %493 blocks.1.think.matmul5 stdlib.mt:69
+    group("matmul_8x8_16x64x8x8", [[this.params, 32000, 256], [this.act[194], 0, 262144], [this.act[210], 0, 262144]]); // 321: %494 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[210], 0, 262144], [this.act[211], 0, 262144]]); // 322: %495 blocks.1.think.gamma.gate.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[211], 0, 262144], [this.params, 32256, 256], [this.act[212], 0, 262144]]); // 323: %497 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[212], 0, 262144], [this.act[213], 0, 262144]]); // 324: %499 blocks.1.think.gamma.silu1 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 32512, 256], [this.act[194], 0, 262144], [this.act[214], 0, 262144]]); // 325: %500 blocks.1.think.gamma.value.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[214], 0, 262144], [this.act[215], 0, 262144]]); // 326: %501 blocks.1.think.gamma.value.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[215], 0, 262144], [this.params, 32768, 256], [this.act[216], 0, 262144]]); // 327: %503 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144]]); // 328: %505 blocks.1.think.gamma.mul2 stdlib.mt:49
+    group("matmul_8x8_16x64x8x8", [[this.params, 33024, 256], [this.act[217], 0, 262144], [this.act[218], 0, 262144]]); // 329: %506 blocks.1.think.gamma.up.matmul2 stdlib.mt:18
+    group("unary_silu_16x64x8x8", [[this.act[218], 0, 262144], [this.act[219], 0, 262144]]); // 330: %507 blocks.1.think.gamma.up.silu1 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[219], 0, 262144], [this.params, 33280, 256], [this.act[220], 0, 262144]]); // 331: %509 blocks.1.think.gamma.up.matmul3 stdlib.mt:18
+    group("binary_mul_16x64x8x8_s", [[this.act[220], 0, 262144], [this.act[195], 0, 4], [this.act[221], 0, 262144]]); // 332: %511 blocks.1.think.gamma.mul3 stdlib.mt:49
+    group("binary_add_8x8_16x64x8x8", [[this.act[196], 0, 256], [this.act[221], 0, 262144], [this.act[222], 0, 262144]]); // 333: %512 blocks.1.think.add7 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[208], 0, 262144], [this.act[222], 0, 262144], [this.act[221], 0, 262144]]); // 334: %513 blocks.1.think.matmul6 stdlib.mt:69
+    group("matmul_8192x8_8x1", [[this.act[194], 0, 262144], [this.params, 34048, 32], [this.act[168], 0, 32768]]); // 335: %515 blocks.1.think.matmul7 stdlib.mt:70
+    group("matmul_8192x8_8x1", [[this.act[194], 0, 262144], [this.params, 33792, 32], [this.act[223], 0, 32768]]); // 336: %518 blocks.1.think.matmul8 stdlib.mt:70
+    group("permute_0132_16x64x8x1", [[this.act[223], 0, 32768], [this.act[224], 0, 32768]]); // 337: %520 blocks.1.think.permute1 stdlib.mt:70
+    group("matmul_16x64x8x1_16x64x1x8", [[this.act[168], 0, 32768], [this.act[224], 0, 32768], [this.act[225], 0, 262144]]); // 338: %521 blocks.1.think.matmul9 stdlib.mt:70
+    group("binary_mul_8x8_16x64x8x8", [[this.params, 34304, 256], [this.act[194], 0, 262144], [this.act[226], 0, 262144]]); // 339: %522 blocks.1.think.mul4 stdlib.mt:71
+    group("sum_a23_16x64x8x8", [[this.act[226], 0, 262144], [this.act[173], 0, 4096]]); // 340: %523 blocks.1.think.sum2 stdlib.mt:71
+    group("binary_add_16x64x1x1_s", [[this.act[173], 0, 4096], [this.params, 34560, 4], [this.act[227], 0, 4096]]); // 341: %524 blocks.1.think.add8 stdlib.mt:71
+    group("unary_sigmoid_16x64x1x1", [[this.act[227], 0, 4096], [this.act[173], 0, 4096]]); // 342: %525 blocks.1.think.sigmoid2 stdlib.mt:71
+    group("binary_mul_8x8_16x64x8x8", [[this.params, 34816, 256], [this.act[194], 0, 262144], [this.act[226], 0, 262144]]); // 343: %526 blocks.1.think.mul5 stdlib.mt:72
+    group("sum_a23_16x64x8x8", [[this.act[226], 0, 262144], [this.act[227], 0, 4096]]); // 344: %527 blocks.1.think.sum3 stdlib.mt:72
+    group("binary_add_16x64x1x1_s", [[this.act[227], 0, 4096], [this.params, 35072, 4], [this.act[228], 0, 4096]]); // 345: %528 blocks.1.think.add9 stdlib.mt:72
+    group("unary_sigmoid_16x64x1x1", [[this.act[228], 0, 4096], [this.act[227], 0, 4096]]); // 346: %529 blocks.1.think.sigmoid3 stdlib.mt:72
+    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[194], 0, 262144], [this.act[226], 0, 262144]]); // 347: %530 blocks.1.think.sub1 stdlib.mt:73
+    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[173], 0, 4096], [this.act[226], 0, 262144], [this.act[221], 0, 262144]]); // 348: %531 blocks.1.think.mul6 stdlib.mt:73
+    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[227], 0, 4096], [this.act[225], 0, 262144], [this.act[229], 0, 262144]]); // 349: %532 blocks.1.think.mul7 stdlib.mt:73
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144]]); // 350: %533 blocks.1.think.add10 stdlib.mt:73
+    group("dropout_p0p1_k7_16x64x8x8", [[this.act[230], 0, 262144], [this.act[229], 0, 262144], [this.step, 0, 16]]); // 351: %534 blocks.1.think.dropout1 stdlib.mt:73
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144]]); // 352: %535 blocks.1.think.add11 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[230], 0, 262144], [this.act[230], 0, 262144], [this.act[229], 0, 262144]]); // 353: %536 norm_final.mul0 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[229], 0, 262144], [this.act[228], 0, 4096]]); // 354: %537 norm_final.sum0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 355: %538 norm_final.affine0 stdlib.mt:9
+    group("affine_s1_b0p000001_16x64x1x1", [[this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 356: %539 norm_final.affine1 stdlib.mt:9
+    group("unary_rsqrt_16x64x1x1", [[this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 357: %540 norm_final.rsqrt0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[230], 0, 262144], [this.act[231], 0, 4096], [this.act[229], 0, 262144]]); // 358: %541 norm_final.mul1 stdlib.mt:9
+    group("binary_mul_16x64x8x8_8x8", [[this.act[229], 0, 262144], [this.params, 35328, 256], [this.act[221], 0, 262144]]); // 359: %542 norm_final.mul2 stdlib.mt:9
+    group("matmul_16x8_16x64x8x8", [[this.params, 35584, 512], [this.act[221], 0, 262144], [this.act[232], 0, 524288]]); // 360: %543 head.matmul0 stdlib.mt:106
+    group("binary_mul_16x64x16x8_16x8", [[this.act[232], 0, 524288], [this.params, 36096, 512], [this.act[233], 0, 524288]]); // 361: %544 head.mul0 stdlib.mt:106
+    group("sum_a3_16x64x16x8", [[this.act[233], 0, 524288], [this.act[234], 0, 65536]]); // 362: %545 head.sum0 stdlib.mt:106
+    group("matmul_256x16_16x64x16x1", [[this.params, 36608, 16384], [this.act[234], 0, 65536], [this.act[235], 0, 1048576]]); // 363: %546 head.matmul1 stdlib.mt:107
+    group("cross_entropy_16x64x256", [[this.act[235], 0, 1048576], [this.targets, 0, 4096], [this.act[236], 0, 4]]); // 364: %548 loss.cross_entropy0 matrix_thinker.mt:46
+    group("softmax_16x64x256", [[this.act[235], 0, 1048576], [this.act[238], 0, 1048576]]); // 365: %550 loss.cross_entropy0.grad.softmax0 matrix_thinker.mt:46
+    group("onehot_16x64_to_16x64x256", [[this.targets, 0, 4096], [this.act[239], 0, 1048576]]); // 366: %551 loss.cross_entropy0.grad.onehot0 matrix_thinker.mt:46
+    group("binary_sub_16x64x256_16x64x256", [[this.act[238], 0, 1048576], [this.act[239], 0, 1048576], [this.act[240], 0, 1048576]]); // 367: %552 loss.cross_entropy0.grad.sub0 matrix_thinker.mt:46
+    group("binary_mul_16x64x256_s", [[this.act[240], 0, 1048576], [this.act[237], 0, 4], [this.act[239], 0, 1048576]]); // 368: %553 loss.cross_entropy0.grad.mul0 matrix_thinker.mt:46
+    group("affine_s0p0009765625_b0_16x64x256", [[this.act[239], 0, 1048576], [this.act[240], 0, 1048576]]); // 369: %554 loss.cross_entropy0.grad.affine0 matrix_thinker.mt:46
+    group("permute_0132_16x64x16x1", [[this.act[234], 0, 65536], [this.act[241], 0, 65536]]); // 370: %556 head.matmul1.grad.permute0 stdlib.mt:107
+    group("matmul_16x64x256x1_16x64x1x16", [[this.act[240], 0, 1048576], [this.act[241], 0, 65536], [this.act[242], 0, 16777216]]); // 371: %557 head.matmul1.grad.matmul0 stdlib.mt:107
+    group("sum_a01_16x64x256x16", [[this.act[242], 0, 16777216], [this.act[6], 0, 16384]]); // 372: %558 head.matmul1.grad.sum0 stdlib.mt:107
+    group("permute_10_256x16", [[this.params, 36608, 16384], [this.act[5], 0, 16384]]); // 373: %560 head.matmul1.grad.permute1 stdlib.mt:107
+    group("matmul_16x256_16x64x256x1", [[this.act[5], 0, 16384], [this.act[240], 0, 1048576], [this.act[241], 0, 65536]]); // 374: %561 head.matmul1.grad.matmul1 stdlib.mt:107
+    group("expand_16x64x16x1_to_16x64x16x8", [[this.act[241], 0, 65536], [this.act[233], 0, 524288]]); // 375: %562 head.sum0.grad.expand0 stdlib.mt:106
+    group("binary_mul_16x64x16x8_16x8", [[this.act[233], 0, 524288], [this.params, 36096, 512], [this.act[243], 0, 524288]]); // 376: %563 head.mul0.grad.mul0 stdlib.mt:106
+    group("binary_mul_16x64x16x8_16x64x16x8", [[this.act[233], 0, 524288], [this.act[232], 0, 524288], [this.act[244], 0, 524288]]); // 377: %564 head.mul0.grad.mul1 stdlib.mt:106
+    group("sum_a01_16x64x16x8", [[this.act[244], 0, 524288], [this.act[245], 0, 512]]); // 378: %565 head.mul0.grad.sum0 stdlib.mt:106
+    group("permute_0132_16x64x8x8", [[this.act[221], 0, 262144], [this.act[246], 0, 262144]]); // 379: %567 head.matmul0.grad.permute0 stdlib.mt:106
+    group("matmul_16x64x16x8_16x64x8x8", [[this.act[243], 0, 524288], [this.act[246], 0, 262144], [this.act[244], 0, 524288]]); // 380: %568 head.matmul0.grad.matmul0 stdlib.mt:106
+    group("sum_a01_16x64x16x8", [[this.act[244], 0, 524288], [this.act[247], 0, 512]]); // 381: %569 head.matmul0.grad.sum0 stdlib.mt:106
+    group("permute_10_16x8", [[this.params, 35584, 512], [this.act[248], 0, 512]]); // 382: %571 head.matmul0.grad.permute1 stdlib.mt:106
+    group("matmul_8x16_16x64x16x8", [[this.act[248], 0, 512], [this.act[243], 0, 524288], [this.act[246], 0, 262144]]); // 383: %572 head.matmul0.grad.matmul1 stdlib.mt:106
+    group("binary_mul_16x64x8x8_8x8", [[this.act[246], 0, 262144], [this.params, 35328, 256], [this.act[221], 0, 262144]]); // 384: %573 norm_final.mul2.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[246], 0, 262144], [this.act[229], 0, 262144], [this.act[249], 0, 262144]]); // 385: %574 norm_final.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[249], 0, 262144], [this.act[250], 0, 256]]); // 386: %575 norm_final.mul2.grad.sum0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[221], 0, 262144], [this.act[231], 0, 4096], [this.act[249], 0, 262144]]); // 387: %577 norm_final.mul1.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[230], 0, 262144], [this.act[229], 0, 262144]]); // 388: %578 norm_final.mul1.grad.mul1 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[229], 0, 262144], [this.act[228], 0, 4096]]); // 389: %579 norm_final.mul1.grad.sum0 stdlib.mt:9
+    group("unary_square_16x64x1x1", [[this.act[231], 0, 4096], [this.act[251], 0, 4096]]); // 390: %580 norm_final.rsqrt0.grad.square0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[251], 0, 4096], [this.act[252], 0, 4096]]); // 391: %581 norm_final.rsqrt0.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[228], 0, 4096], [this.act[252], 0, 4096], [this.act[251], 0, 4096]]); // 392: %582 norm_final.rsqrt0.grad.mul1 stdlib.mt:9
+    group("affine_sm0p5_b0_16x64x1x1", [[this.act[251], 0, 4096], [this.act[252], 0, 4096]]); // 393: %583 norm_final.rsqrt0.grad.affine0 stdlib.mt:9
+    group("affine_s1_b0_16x64x1x1", [[this.act[252], 0, 4096], [this.act[251], 0, 4096]]); // 394: %584 norm_final.affine1.grad.affine0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[251], 0, 4096], [this.act[252], 0, 4096]]); // 395: %585 norm_final.affine0.grad.affine0 stdlib.mt:9
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[252], 0, 4096], [this.act[229], 0, 262144]]); // 396: %586 norm_final.sum0.grad.expand0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[221], 0, 262144]]); // 397: %587 norm_final.mul0.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[246], 0, 262144]]); // 398: %588 norm_final.mul0.grad.mul1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[249], 0, 262144], [this.act[221], 0, 262144], [this.act[229], 0, 262144]]); // 399: %589 blocks.1.think.add11.grad.add0 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[246], 0, 262144], [this.act[221], 0, 262144]]); // 400: %590 blocks.1.think.add11.grad.add1 stdlib.mt:9
+    group("dropout_p0p1_k7_16x64x8x8", [[this.act[221], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 401: %591 blocks.1.think.dropout1.grad.dropout0 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[246], 0, 262144], [this.act[225], 0, 262144], [this.act[229], 0, 262144]]); // 402: %592 blocks.1.think.mul7.grad.mul0 stdlib.mt:73
+    group("sum_a23_16x64x8x8", [[this.act[229], 0, 262144], [this.act[252], 0, 4096]]); // 403: %593 blocks.1.think.mul7.grad.sum0 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[246], 0, 262144], [this.act[227], 0, 4096], [this.act[229], 0, 262144]]); // 404: %594 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[246], 0, 262144], [this.act[226], 0, 262144], [this.act[225], 0, 262144]]); // 405: %595 blocks.1.think.mul6.grad.mul0 stdlib.mt:73
+    group("sum_a23_16x64x8x8", [[this.act[225], 0, 262144], [this.act[251], 0, 4096]]); // 406: %596 blocks.1.think.mul6.grad.sum0 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[246], 0, 262144], [this.act[173], 0, 4096], [this.act[225], 0, 262144]]); // 407: %597 blocks.1.think.mul6.grad.mul1 stdlib.mt:73
+    group("unary_neg_16x64x8x8", [[this.act[225], 0, 262144], [this.act[246], 0, 262144]]); // 408: %598 blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    group("unary_square_16x64x1x1", [[this.act[227], 0, 4096], [this.act[228], 0, 4096]]); // 409: %599 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[227], 0, 4096], [this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 410: %600 blocks.1.think.sigmoid3.grad.sub0 stdlib.mt:72
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[252], 0, 4096], [this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 411: %601 blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[228], 0, 4096], [this.act[253], 0, 4]]); // 412: %602 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[228], 0, 4096], [this.act[226], 0, 262144]]); // 413: %604 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[226], 0, 262144], [this.act[194], 0, 262144], [this.act[249], 0, 262144]]); // 414: %605 blocks.1.think.mul5.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[249], 0, 262144], [this.act[254], 0, 256]]); // 415: %606 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    group("binary_mul_16x64x8x8_8x8", [[this.act[226], 0, 262144], [this.params, 34816, 256], [this.act[249], 0, 262144]]); // 416: %608 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[246], 0, 262144], [this.act[249], 0, 262144], [this.act[226], 0, 262144]]); // 417: %609 blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
+    group("unary_square_16x64x1x1", [[this.act[173], 0, 4096], [this.act[228], 0, 4096]]); // 418: %610 blocks.1.think.sigmoid2.grad.square0 stdlib.mt:71
+    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[173], 0, 4096], [this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 419: %611 blocks.1.think.sigmoid2.grad.sub0 stdlib.mt:71
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[251], 0, 4096], [this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 420: %612 blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:71
+    group("sum_a0123_16x64x1x1", [[this.act[228], 0, 4096], [this.act[255], 0, 4]]); // 421: %613 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[228], 0, 4096], [this.act[249], 0, 262144]]); // 422: %615 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[249], 0, 262144], [this.act[194], 0, 262144], [this.act[246], 0, 262144]]); // 423: %616 blocks.1.think.mul4.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[246], 0, 262144], [this.act[256], 0, 256]]); // 424: %617 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    group("binary_mul_16x64x8x8_8x8", [[this.act[249], 0, 262144], [this.params, 34304, 256], [this.act[246], 0, 262144]]); // 425: %619 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[226], 0, 262144], [this.act[246], 0, 262144], [this.act[249], 0, 262144]]); // 426: %620 blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
+    group("permute_0132_16x64x1x8", [[this.act[224], 0, 32768], [this.act[223], 0, 32768]]); // 427: %621 blocks.1.think.matmul9.grad.permute0 stdlib.mt:70
+    group("matmul_16x64x8x8_16x64x8x1", [[this.act[229], 0, 262144], [this.act[223], 0, 32768], [this.act[224], 0, 32768]]); // 428: %622 blocks.1.think.matmul9.grad.matmul0 stdlib.mt:70
+    group("permute_0132_16x64x8x1", [[this.act[168], 0, 32768], [this.act[223], 0, 32768]]); // 429: %623 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    group("matmul_16x64x1x8_16x64x8x8", [[this.act[223], 0, 32768], [this.act[229], 0, 262144], [this.act[168], 0, 32768]]); // 430: %624 blocks.1.think.matmul9.grad.matmul1 stdlib.mt:70
+    group("permute_0132_16x64x1x8", [[this.act[168], 0, 32768], [this.act[223], 0, 32768]]); // 431: %625 blocks.1.think.permute1.grad.permute0 stdlib.mt:70
+    group("permute_10_8x1", [[this.params, 33792, 32], [this.act[257], 0, 32]]); // 432: %627 blocks.1.think.matmul8.grad.permute0 stdlib.mt:70
+    group("matmul_8192x1_1x8", [[this.act[223], 0, 32768], [this.act[257], 0, 32], [this.act[229], 0, 262144]]); // 433: %628 blocks.1.think.matmul8.grad.matmul0 stdlib.mt:70
+    group("permute_10_8192x8", [[this.act[194], 0, 262144], [this.act[246], 0, 262144]]); // 434: %629 blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[246], 0, 262144], [this.act[223], 0, 32768], [this.act[257], 0, 32]]); // 435: %630 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[249], 0, 262144], [this.act[229], 0, 262144], [this.act[246], 0, 262144]]); // 436: %632 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
+    group("permute_10_8x1", [[this.params, 34048, 32], [this.act[258], 0, 32]]); // 437: %634 blocks.1.think.matmul7.grad.permute0 stdlib.mt:70
+    group("matmul_8192x1_1x8", [[this.act[224], 0, 32768], [this.act[258], 0, 32], [this.act[229], 0, 262144]]); // 438: %635 blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
+    group("permute_10_8192x8", [[this.act[194], 0, 262144], [this.act[249], 0, 262144]]); // 439: %636 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[249], 0, 262144], [this.act[224], 0, 32768], [this.act[258], 0, 32]]); // 440: %637 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[246], 0, 262144], [this.act[229], 0, 262144], [this.act[249], 0, 262144]]); // 441: %639 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
+    group("permute_0132_16x64x8x8", [[this.act[222], 0, 262144], [this.act[229], 0, 262144]]); // 442: %640 blocks.1.think.matmul6.grad.permute0 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[225], 0, 262144], [this.act[229], 0, 262144], [this.act[222], 0, 262144]]); // 443: %641 blocks.1.think.matmul6.grad.matmul0 stdlib.mt:69
+    group("permute_0132_16x64x8x8", [[this.act[208], 0, 262144], [this.act[229], 0, 262144]]); // 444: %642 blocks.1.think.matmul6.grad.permute1 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[225], 0, 262144], [this.act[208], 0, 262144]]); // 445: %643 blocks.1.think.matmul6.grad.matmul1 stdlib.mt:69
+    group("binary_mul_16x64x8x8_s", [[this.act[208], 0, 262144], [this.act[195], 0, 4], [this.act[225], 0, 262144]]); // 446: %646 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[208], 0, 262144], [this.act[220], 0, 262144], [this.act[229], 0, 262144]]); // 447: %647 blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[229], 0, 262144], [this.act[259], 0, 4]]); // 448: %648 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 33280, 256], [this.act[260], 0, 256]]); // 449: %651 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[225], 0, 262144], [this.act[260], 0, 256], [this.act[229], 0, 262144]]); // 450: %652 blocks.1.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[219], 0, 262144], [this.act[220], 0, 262144]]); // 451: %653 blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[220], 0, 262144], [this.act[225], 0, 262144], [this.act[260], 0, 256]]); // 452: %654 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[218], 0, 262144], [this.act[225], 0, 262144]]); // 453: %656 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[225], 0, 262144], [this.act[218], 0, 262144]]); // 454: %657 blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[217], 0, 262144], [this.act[225], 0, 262144]]); // 455: %658 blocks.1.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[218], 0, 262144], [this.act[225], 0, 262144], [this.act[217], 0, 262144]]); // 456: %659 blocks.1.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[217], 0, 262144], [this.act[261], 0, 256]]); // 457: %660 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 33024, 256], [this.act[262], 0, 256]]); // 458: %662 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[262], 0, 256], [this.act[218], 0, 262144], [this.act[217], 0, 262144]]); // 459: %663 blocks.1.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[217], 0, 262144], [this.act[216], 0, 262144], [this.act[218], 0, 262144]]); // 460: %664 blocks.1.think.gamma.mul2.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[217], 0, 262144], [this.act[213], 0, 262144], [this.act[216], 0, 262144]]); // 461: %665 blocks.1.think.gamma.mul2.grad.mul1 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 32768, 256], [this.act[262], 0, 256]]); // 462: %667 blocks.1.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[216], 0, 262144], [this.act[262], 0, 256], [this.act[213], 0, 262144]]); // 463: %668 blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[215], 0, 262144], [this.act[217], 0, 262144]]); // 464: %669 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[217], 0, 262144], [this.act[216], 0, 262144], [this.act[262], 0, 256]]); // 465: %670 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[214], 0, 262144], [this.act[216], 0, 262144]]); // 466: %672 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[214], 0, 262144]]); // 467: %673 blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[216], 0, 262144]]); // 468: %674 blocks.1.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[214], 0, 262144], [this.act[216], 0, 262144], [this.act[213], 0, 262144]]); // 469: %675 blocks.1.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[213], 0, 262144], [this.act[263], 0, 256]]); // 470: %676 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 32512, 256], [this.act[264], 0, 256]]); // 471: %678 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[264], 0, 256], [this.act[214], 0, 262144], [this.act[213], 0, 262144]]); // 472: %679 blocks.1.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[249], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144]]); // 473: %680 blocks.1.think.norm.mul5.grad.add4 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[212], 0, 262144], [this.act[213], 0, 262144]]); // 474: %681 blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[218], 0, 262144], [this.act[213], 0, 262144], [this.act[212], 0, 262144]]); // 475: %682 blocks.1.think.gamma.silu1.grad.mul0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 32256, 256], [this.act[264], 0, 256]]); // 476: %684 blocks.1.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[212], 0, 262144], [this.act[264], 0, 256], [this.act[213], 0, 262144]]); // 477: %685 blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[211], 0, 262144], [this.act[218], 0, 262144]]); // 478: %686 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[218], 0, 262144], [this.act[212], 0, 262144], [this.act[264], 0, 256]]); // 479: %687 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[210], 0, 262144], [this.act[212], 0, 262144]]); // 480: %689 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[212], 0, 262144], [this.act[210], 0, 262144]]); // 481: %690 blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[212], 0, 262144]]); // 482: %691 blocks.1.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[210], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144]]); // 483: %692 blocks.1.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[213], 0, 262144], [this.act[265], 0, 256]]); // 484: %693 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 32000, 256], [this.act[266], 0, 256]]); // 485: %695 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[266], 0, 256], [this.act[210], 0, 262144], [this.act[213], 0, 262144]]); // 486: %696 blocks.1.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[214], 0, 262144], [this.act[213], 0, 262144], [this.act[210], 0, 262144]]); // 487: %697 blocks.1.think.norm.mul5.grad.add5 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[213], 0, 262144]]); // 488: %698 blocks.1.think.matmul5.grad.permute0 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[222], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144]]); // 489: %699 blocks.1.think.matmul5.grad.matmul0 stdlib.mt:69
+    group("permute_0132_16x64x8x8", [[this.act[209], 0, 262144], [this.act[213], 0, 262144]]); // 490: %700 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[222], 0, 262144], [this.act[209], 0, 262144]]); // 491: %701 blocks.1.think.matmul5.grad.matmul1 stdlib.mt:69
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[210], 0, 262144], [this.act[209], 0, 262144], [this.act[222], 0, 262144]]); // 492: %702 blocks.1.think.norm.mul5.grad.add6 stdlib.mt:69
+    group("binary_mul_16x64x8x8_s", [[this.act[214], 0, 262144], [this.act[195], 0, 4], [this.act[209], 0, 262144]]); // 493: %705 blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[214], 0, 262144], [this.act[207], 0, 262144], [this.act[210], 0, 262144]]); // 494: %706 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[210], 0, 262144], [this.act[195], 0, 4]]); // 495: %707 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[259], 0, 4], [this.act[195], 0, 4], [this.act[267], 0, 4]]); // 496: %709 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 31744, 256], [this.act[266], 0, 256]]); // 497: %711 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[209], 0, 262144], [this.act[266], 0, 256], [this.act[210], 0, 262144]]); // 498: %712 blocks.1.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[206], 0, 262144], [this.act[207], 0, 262144]]); // 499: %713 blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[207], 0, 262144], [this.act[209], 0, 262144], [this.act[266], 0, 256]]); // 500: %714 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[205], 0, 262144], [this.act[209], 0, 262144]]); // 501: %716 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[210], 0, 262144], [this.act[209], 0, 262144], [this.act[205], 0, 262144]]); // 502: %717 blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[204], 0, 262144], [this.act[209], 0, 262144]]); // 503: %718 blocks.1.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[205], 0, 262144], [this.act[209], 0, 262144], [this.act[204], 0, 262144]]); // 504: %719 blocks.1.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[204], 0, 262144], [this.act[268], 0, 256]]); // 505: %720 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 31488, 256], [this.act[269], 0, 256]]); // 506: %722 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[269], 0, 256], [this.act[205], 0, 262144], [this.act[204], 0, 262144]]); // 507: %723 blocks.1.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[204], 0, 262144], [this.act[203], 0, 262144], [this.act[205], 0, 262144]]); // 508: %724 blocks.1.think.delta.mul2.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[204], 0, 262144], [this.act[200], 0, 262144], [this.act[203], 0, 262144]]); // 509: %725 blocks.1.think.delta.mul2.grad.mul1 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 31232, 256], [this.act[269], 0, 256]]); // 510: %727 blocks.1.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[203], 0, 262144], [this.act[269], 0, 256], [this.act[200], 0, 262144]]); // 511: %728 blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[202], 0, 262144], [this.act[204], 0, 262144]]); // 512: %729 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[204], 0, 262144], [this.act[203], 0, 262144], [this.act[269], 0, 256]]); // 513: %730 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[201], 0, 262144], [this.act[203], 0, 262144]]); // 514: %732 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[201], 0, 262144]]); // 515: %733 blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[203], 0, 262144]]); // 516: %734 blocks.1.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[203], 0, 262144], [this.act[200], 0, 262144]]); // 517: %735 blocks.1.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[200], 0, 262144], [this.act[270], 0, 256]]); // 518: %736 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 30976, 256], [this.act[271], 0, 256]]); // 519: %738 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[271], 0, 256], [this.act[201], 0, 262144], [this.act[200], 0, 262144]]); // 520: %739 blocks.1.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[222], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144]]); // 521: %740 blocks.1.think.norm.mul5.grad.add7 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[199], 0, 262144], [this.act[200], 0, 262144]]); // 522: %741 blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[205], 0, 262144], [this.act[200], 0, 262144], [this.act[199], 0, 262144]]); // 523: %742 blocks.1.think.delta.silu1.grad.mul0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 30720, 256], [this.act[271], 0, 256]]); // 524: %744 blocks.1.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[199], 0, 262144], [this.act[271], 0, 256], [this.act[200], 0, 262144]]); // 525: %745 blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[198], 0, 262144], [this.act[205], 0, 262144]]); // 526: %746 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[205], 0, 262144], [this.act[199], 0, 262144], [this.act[271], 0, 256]]); // 527: %747 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[197], 0, 262144], [this.act[199], 0, 262144]]); // 528: %749 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[200], 0, 262144], [this.act[199], 0, 262144], [this.act[197], 0, 262144]]); // 529: %750 blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[199], 0, 262144]]); // 530: %751 blocks.1.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[197], 0, 262144], [this.act[199], 0, 262144], [this.act[194], 0, 262144]]); // 531: %752 blocks.1.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[194], 0, 262144], [this.act[272], 0, 256]]); // 532: %753 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 30464, 256], [this.act[273], 0, 256]]); // 533: %755 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[273], 0, 256], [this.act[197], 0, 262144], [this.act[194], 0, 262144]]); // 534: %756 blocks.1.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[194], 0, 262144], [this.act[197], 0, 262144]]); // 535: %757 blocks.1.think.norm.mul5.grad.add8 stdlib.mt:18
+    group("inrange_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[195], 0, 4]]); // 536: %758 blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[267], 0, 4], [this.act[195], 0, 4], [this.act[259], 0, 4]]); // 537: %759 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    group("binary_mul_16x64x8x8_8x8", [[this.act[197], 0, 262144], [this.params, 30208, 256], [this.act[194], 0, 262144]]); // 538: %760 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[197], 0, 262144], [this.act[191], 0, 262144], [this.act[201], 0, 262144]]); // 539: %761 blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[201], 0, 262144], [this.act[273], 0, 256]]); // 540: %762 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[194], 0, 262144], [this.act[193], 0, 4096], [this.act[201], 0, 262144]]); // 541: %764 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[194], 0, 262144], [this.act[192], 0, 262144], [this.act[191], 0, 262144]]); // 542: %765 blocks.1.think.norm.mul4.grad.mul1 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[191], 0, 262144], [this.act[228], 0, 4096]]); // 543: %766 blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[201], 0, 262144], [this.act[191], 0, 262144]]); // 544: %767 blocks.1.attn.add1.grad.add0 stdlib.mt:9
+    group("unary_square_16x64x1x1", [[this.act[193], 0, 4096], [this.act[231], 0, 4096]]); // 545: %768 blocks.1.think.norm.rsqrt1.grad.square0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[193], 0, 4096], [this.act[231], 0, 4096], [this.act[251], 0, 4096]]); // 546: %769 blocks.1.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[228], 0, 4096], [this.act[251], 0, 4096], [this.act[231], 0, 4096]]); // 547: %770 blocks.1.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
+    group("affine_sm0p5_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[251], 0, 4096]]); // 548: %771 blocks.1.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
+    group("affine_s1_b0_16x64x1x1", [[this.act[251], 0, 4096], [this.act[231], 0, 4096]]); // 549: %772 blocks.1.think.norm.affine3.grad.affine0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[251], 0, 4096]]); // 550: %773 blocks.1.think.norm.affine2.grad.affine0 stdlib.mt:9
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[251], 0, 4096], [this.act[201], 0, 262144]]); // 551: %774 blocks.1.think.norm.sum1.grad.expand0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[192], 0, 262144], [this.act[221], 0, 262144]]); // 552: %775 blocks.1.think.norm.mul3.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[192], 0, 262144], [this.act[194], 0, 262144]]); // 553: %776 blocks.1.think.norm.mul3.grad.mul1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[191], 0, 262144], [this.act[221], 0, 262144], [this.act[192], 0, 262144]]); // 554: %777 blocks.1.attn.add1.grad.add1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[194], 0, 262144], [this.act[221], 0, 262144]]); // 555: %778 blocks.1.attn.add1.grad.add2 stdlib.mt:9
+    group("permute_10_8x8", [[this.params, 29952, 256], [this.act[274], 0, 256]]); // 556: %780 blocks.1.attn.o.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[221], 0, 262144], [this.act[274], 0, 256], [this.act[194], 0, 262144]]); // 557: %781 blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[190], 0, 262144], [this.act[192], 0, 262144]]); // 558: %782 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[192], 0, 262144], [this.act[221], 0, 262144], [this.act[274], 0, 256]]); // 559: %783 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[183], 0, 262144], [this.act[192], 0, 262144]]); // 560: %785 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[194], 0, 262144], [this.act[192], 0, 262144], [this.act[183], 0, 262144]]); // 561: %786 blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[189], 0, 262144], [this.act[192], 0, 262144]]); // 562: %787 blocks.1.attn.o.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[183], 0, 262144], [this.act[192], 0, 262144], [this.act[189], 0, 262144]]); // 563: %788 blocks.1.attn.o.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[189], 0, 262144], [this.act[275], 0, 256]]); // 564: %789 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 29696, 256], [this.act[276], 0, 256]]); // 565: %791 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[276], 0, 256], [this.act[183], 0, 262144], [this.act[189], 0, 262144]]); // 566: %792 blocks.1.attn.o.matmul2.grad.matmul1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[189], 0, 262144], [this.act[183], 0, 262144]]); // 567: %794 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
+    group("permute_0132_16x2x64x32", [[this.act[186], 0, 262144], [this.act[189], 0, 262144]]); // 568: %795 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[183], 0, 262144], [this.act[189], 0, 262144], [this.act[243], 0, 524288]]); // 569: %796 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
+    group("permute_0132_16x2x64x64", [[this.act[187], 0, 524288], [this.act[244], 0, 524288]]); // 570: %797 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[244], 0, 524288], [this.act[183], 0, 262144], [this.act[189], 0, 262144]]); // 571: %798 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
+    group("dropout_p0p1_k6_16x2x64x64", [[this.act[243], 0, 524288], [this.act[244], 0, 524288], [this.step, 0, 16]]); // 572: %799 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
+    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[244], 0, 524288], [this.act[188], 0, 524288], [this.act[243], 0, 524288]]); // 573: %800 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:37
+    group("sum_a3_16x2x64x64", [[this.act[243], 0, 524288], [this.act[277], 0, 8192]]); // 574: %801 blocks.1.attn.softmax1.grad.sum0 stdlib.mt:37
+    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[244], 0, 524288], [this.act[277], 0, 8192], [this.act[243], 0, 524288]]); // 575: %802 blocks.1.attn.softmax1.grad.sub0 stdlib.mt:37
+    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[188], 0, 524288], [this.act[243], 0, 524288], [this.act[244], 0, 524288]]); // 576: %803 blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
+    group("causal_mask_f0_16x2x64x64", [[this.act[244], 0, 524288], [this.act[243], 0, 524288]]); // 577: %804 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
+    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[243], 0, 524288], [this.act[244], 0, 524288]]); // 578: %805 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
+    group("permute_0132_16x2x32x64", [[this.act[185], 0, 262144], [this.act[183], 0, 262144]]); // 579: %806 blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[244], 0, 524288], [this.act[183], 0, 262144], [this.act[185], 0, 262144]]); // 580: %807 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
+    group("permute_0132_16x2x64x32", [[this.act[180], 0, 262144], [this.act[183], 0, 262144]]); // 581: %808 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[183], 0, 262144], [this.act[244], 0, 524288], [this.act[180], 0, 262144]]); // 582: %809 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
+    group("permute_0132_16x2x32x64", [[this.act[180], 0, 262144], [this.act[183], 0, 262144]]); // 583: %810 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
+    group("permute_0213_16x2x64x32", [[this.act[189], 0, 262144], [this.act[180], 0, 262144]]); // 584: %811 blocks.1.attn.permute7.grad.permute0 stdlib.mt:35
+    group("permute_10_8x8", [[this.params, 29440, 256], [this.act[276], 0, 256]]); // 585: %814 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[180], 0, 262144], [this.act[276], 0, 256], [this.act[189], 0, 262144]]); // 586: %815 blocks.1.attn.v.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[184], 0, 262144], [this.act[186], 0, 262144]]); // 587: %816 blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[186], 0, 262144], [this.act[180], 0, 262144], [this.act[276], 0, 256]]); // 588: %817 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[182], 0, 262144], [this.act[180], 0, 262144]]); // 589: %819 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[189], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 262144]]); // 590: %820 blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[166], 0, 262144], [this.act[180], 0, 262144]]); // 591: %821 blocks.1.attn.v.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[182], 0, 262144], [this.act[180], 0, 262144], [this.act[189], 0, 262144]]); // 592: %822 blocks.1.attn.v.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[189], 0, 262144], [this.act[278], 0, 256]]); // 593: %823 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 29184, 256], [this.act[279], 0, 256]]); // 594: %825 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[279], 0, 256], [this.act[182], 0, 262144], [this.act[189], 0, 262144]]); // 595: %826 blocks.1.attn.v.matmul2.grad.matmul1 stdlib.mt:18
+    group("permute_0213_16x2x64x32", [[this.act[183], 0, 262144], [this.act[182], 0, 262144]]); // 596: %827 blocks.1.attn.permute6.grad.permute0 stdlib.mt:34
+    group("permute_10_8x8", [[this.params, 28928, 256], [this.act[279], 0, 256]]); // 597: %830 blocks.1.attn.k.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[182], 0, 262144], [this.act[279], 0, 256], [this.act[183], 0, 262144]]); // 598: %831 blocks.1.attn.k.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[181], 0, 262144], [this.act[180], 0, 262144]]); // 599: %832 blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[180], 0, 262144], [this.act[182], 0, 262144], [this.act[279], 0, 256]]); // 600: %833 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[179], 0, 262144], [this.act[182], 0, 262144]]); // 601: %835 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[183], 0, 262144], [this.act[182], 0, 262144], [this.act[179], 0, 262144]]); // 602: %836 blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[166], 0, 262144], [this.act[182], 0, 262144]]); // 603: %837 blocks.1.attn.k.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144]]); // 604: %838 blocks.1.attn.k.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[183], 0, 262144], [this.act[280], 0, 256]]); // 605: %839 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 28672, 256], [this.act[281], 0, 256]]); // 606: %841 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[281], 0, 256], [this.act[179], 0, 262144], [this.act[183], 0, 262144]]); // 607: %842 blocks.1.attn.k.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[179], 0, 262144]]); // 608: %843 blocks.1.attn.norm.mul5.grad.add0 stdlib.mt:18
+    group("permute_0213_16x2x64x32", [[this.act[185], 0, 262144], [this.act[183], 0, 262144]]); // 609: %844 blocks.1.attn.permute5.grad.permute0 stdlib.mt:33
+    group("permute_10_8x8", [[this.params, 28416, 256], [this.act[281], 0, 256]]); // 610: %847 blocks.1.attn.q.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[183], 0, 262144], [this.act[281], 0, 256], [this.act[185], 0, 262144]]); // 611: %848 blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[178], 0, 262144], [this.act[189], 0, 262144]]); // 612: %849 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[281], 0, 256]]); // 613: %850 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[177], 0, 262144], [this.act[183], 0, 262144]]); // 614: %852 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[185], 0, 262144], [this.act[183], 0, 262144], [this.act[177], 0, 262144]]); // 615: %853 blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[166], 0, 262144], [this.act[183], 0, 262144]]); // 616: %854 blocks.1.attn.q.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[177], 0, 262144], [this.act[183], 0, 262144], [this.act[166], 0, 262144]]); // 617: %855 blocks.1.attn.q.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[282], 0, 256]]); // 618: %856 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 28160, 256], [this.act[283], 0, 256]]); // 619: %858 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[283], 0, 256], [this.act[177], 0, 262144], [this.act[166], 0, 262144]]); // 620: %859 blocks.1.attn.q.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[166], 0, 262144], [this.act[177], 0, 262144]]); // 621: %860 blocks.1.attn.norm.mul5.grad.add1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_8x8", [[this.act[177], 0, 262144], [this.params, 27904, 256], [this.act[166], 0, 262144]]); // 622: %861 blocks.1.attn.norm.mul5.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[177], 0, 262144], [this.act[174], 0, 262144], [this.act[179], 0, 262144]]); // 623: %862 blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[179], 0, 262144], [this.act[283], 0, 256]]); // 624: %863 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[179], 0, 262144]]); // 625: %865 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144]]); // 626: %866 blocks.1.attn.norm.mul4.grad.mul1 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[174], 0, 262144], [this.act[251], 0, 4096]]); // 627: %867 blocks.1.attn.norm.mul4.grad.sum0 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[179], 0, 262144], [this.act[174], 0, 262144]]); // 628: %868 blocks.0.think.add11.grad.add0 stdlib.mt:9
+    group("unary_square_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 629: %869 blocks.1.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 630: %870 blocks.1.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[251], 0, 4096], [this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 631: %871 blocks.1.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
+    group("affine_sm0p5_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 632: %872 blocks.1.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
+    group("affine_s1_b0_16x64x1x1", [[this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 633: %873 blocks.1.attn.norm.affine3.grad.affine0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 634: %874 blocks.1.attn.norm.affine2.grad.affine0 stdlib.mt:9
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[228], 0, 4096], [this.act[179], 0, 262144]]); // 635: %875 blocks.1.attn.norm.sum1.grad.expand0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[175], 0, 262144], [this.act[221], 0, 262144]]); // 636: %876 blocks.1.attn.norm.mul3.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[175], 0, 262144], [this.act[166], 0, 262144]]); // 637: %877 blocks.1.attn.norm.mul3.grad.mul1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[221], 0, 262144], [this.act[175], 0, 262144]]); // 638: %878 blocks.0.think.add11.grad.add1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[221], 0, 262144]]); // 639: %879 blocks.0.think.add11.grad.add2 stdlib.mt:9
+    group("dropout_p0p1_k5_16x64x8x8", [[this.act[221], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 640: %880 blocks.0.think.dropout1.grad.dropout0 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[170], 0, 262144], [this.act[175], 0, 262144]]); // 641: %881 blocks.0.think.mul7.grad.mul0 stdlib.mt:73
+    group("sum_a23_16x64x8x8", [[this.act[175], 0, 262144], [this.act[228], 0, 4096]]); // 642: %882 blocks.0.think.mul7.grad.sum0 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[166], 0, 262144], [this.act[172], 0, 4096], [this.act[175], 0, 262144]]); // 643: %883 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[171], 0, 262144], [this.act[170], 0, 262144]]); // 644: %884 blocks.0.think.mul6.grad.mul0 stdlib.mt:73
+    group("sum_a23_16x64x8x8", [[this.act[170], 0, 262144], [this.act[231], 0, 4096]]); // 645: %885 blocks.0.think.mul6.grad.sum0 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[166], 0, 262144], [this.act[118], 0, 4096], [this.act[170], 0, 262144]]); // 646: %886 blocks.0.think.mul6.grad.mul1 stdlib.mt:73
+    group("unary_neg_16x64x8x8", [[this.act[170], 0, 262144], [this.act[166], 0, 262144]]); // 647: %887 blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    group("unary_square_16x64x1x1", [[this.act[172], 0, 4096], [this.act[251], 0, 4096]]); // 648: %888 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[172], 0, 4096], [this.act[251], 0, 4096], [this.act[176], 0, 4096]]); // 649: %889 blocks.0.think.sigmoid3.grad.sub0 stdlib.mt:72
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[228], 0, 4096], [this.act[176], 0, 4096], [this.act[251], 0, 4096]]); // 650: %890 blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[251], 0, 4096], [this.act[195], 0, 4]]); // 651: %891 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[251], 0, 4096], [this.act[171], 0, 262144]]); // 652: %893 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[171], 0, 262144], [this.act[139], 0, 262144], [this.act[174], 0, 262144]]); // 653: %894 blocks.0.think.mul5.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[174], 0, 262144], [this.act[284], 0, 256]]); // 654: %895 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    group("binary_mul_16x64x8x8_8x8", [[this.act[171], 0, 262144], [this.params, 27392, 256], [this.act[174], 0, 262144]]); // 655: %897 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[174], 0, 262144], [this.act[171], 0, 262144]]); // 656: %898 blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
+    group("unary_square_16x64x1x1", [[this.act[118], 0, 4096], [this.act[251], 0, 4096]]); // 657: %899 blocks.0.think.sigmoid2.grad.square0 stdlib.mt:71
+    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[118], 0, 4096], [this.act[251], 0, 4096], [this.act[176], 0, 4096]]); // 658: %900 blocks.0.think.sigmoid2.grad.sub0 stdlib.mt:71
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[176], 0, 4096], [this.act[251], 0, 4096]]); // 659: %901 blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:71
+    group("sum_a0123_16x64x1x1", [[this.act[251], 0, 4096], [this.act[267], 0, 4]]); // 660: %902 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[251], 0, 4096], [this.act[174], 0, 262144]]); // 661: %904 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[139], 0, 262144], [this.act[166], 0, 262144]]); // 662: %905 blocks.0.think.mul4.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[285], 0, 256]]); // 663: %906 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    group("binary_mul_16x64x8x8_8x8", [[this.act[174], 0, 262144], [this.params, 26880, 256], [this.act[166], 0, 262144]]); // 664: %908 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[174], 0, 262144]]); // 665: %909 blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
+    group("permute_0132_16x64x1x8", [[this.act[169], 0, 32768], [this.act[224], 0, 32768]]); // 666: %910 blocks.0.think.matmul9.grad.permute0 stdlib.mt:70
+    group("matmul_16x64x8x8_16x64x8x1", [[this.act[175], 0, 262144], [this.act[224], 0, 32768], [this.act[169], 0, 32768]]); // 667: %911 blocks.0.think.matmul9.grad.matmul0 stdlib.mt:70
+    group("permute_0132_16x64x8x1", [[this.act[113], 0, 32768], [this.act[224], 0, 32768]]); // 668: %912 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    group("matmul_16x64x1x8_16x64x8x8", [[this.act[224], 0, 32768], [this.act[175], 0, 262144], [this.act[113], 0, 32768]]); // 669: %913 blocks.0.think.matmul9.grad.matmul1 stdlib.mt:70
+    group("permute_0132_16x64x1x8", [[this.act[113], 0, 32768], [this.act[224], 0, 32768]]); // 670: %914 blocks.0.think.permute1.grad.permute0 stdlib.mt:70
+    group("permute_10_8x1", [[this.params, 26368, 32], [this.act[286], 0, 32]]); // 671: %916 blocks.0.think.matmul8.grad.permute0 stdlib.mt:70
+    group("matmul_8192x1_1x8", [[this.act[224], 0, 32768], [this.act[286], 0, 32], [this.act[175], 0, 262144]]); // 672: %917 blocks.0.think.matmul8.grad.matmul0 stdlib.mt:70
+    group("permute_10_8192x8", [[this.act[139], 0, 262144], [this.act[166], 0, 262144]]); // 673: %918 blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[166], 0, 262144], [this.act[224], 0, 32768], [this.act[286], 0, 32]]); // 674: %919 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[166], 0, 262144]]); // 675: %921 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
+    group("permute_10_8x1", [[this.params, 26624, 32], [this.act[287], 0, 32]]); // 676: %923 blocks.0.think.matmul7.grad.permute0 stdlib.mt:70
+    group("matmul_8192x1_1x8", [[this.act[169], 0, 32768], [this.act[287], 0, 32], [this.act[175], 0, 262144]]); // 677: %924 blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
+    group("permute_10_8192x8", [[this.act[139], 0, 262144], [this.act[174], 0, 262144]]); // 678: %925 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[174], 0, 262144], [this.act[169], 0, 32768], [this.act[287], 0, 32]]); // 679: %926 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144]]); // 680: %928 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
+    group("permute_0132_16x64x8x8", [[this.act[167], 0, 262144], [this.act[175], 0, 262144]]); // 681: %929 blocks.0.think.matmul6.grad.permute0 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[170], 0, 262144], [this.act[175], 0, 262144], [this.act[167], 0, 262144]]); // 682: %930 blocks.0.think.matmul6.grad.matmul0 stdlib.mt:69
+    group("permute_0132_16x64x8x8", [[this.act[153], 0, 262144], [this.act[175], 0, 262144]]); // 683: %931 blocks.0.think.matmul6.grad.permute1 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[170], 0, 262144], [this.act[153], 0, 262144]]); // 684: %932 blocks.0.think.matmul6.grad.matmul1 stdlib.mt:69
+    group("binary_mul_16x64x8x8_s", [[this.act[153], 0, 262144], [this.act[140], 0, 4], [this.act[170], 0, 262144]]); // 685: %935 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[153], 0, 262144], [this.act[165], 0, 262144], [this.act[175], 0, 262144]]); // 686: %936 blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[288], 0, 4]]); // 687: %937 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 25856, 256], [this.act[289], 0, 256]]); // 688: %940 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[170], 0, 262144], [this.act[289], 0, 256], [this.act[175], 0, 262144]]); // 689: %941 blocks.0.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[164], 0, 262144], [this.act[165], 0, 262144]]); // 690: %942 blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[165], 0, 262144], [this.act[170], 0, 262144], [this.act[289], 0, 256]]); // 691: %943 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[163], 0, 262144], [this.act[170], 0, 262144]]); // 692: %945 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[170], 0, 262144], [this.act[163], 0, 262144]]); // 693: %946 blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[162], 0, 262144], [this.act[170], 0, 262144]]); // 694: %947 blocks.0.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[163], 0, 262144], [this.act[170], 0, 262144], [this.act[162], 0, 262144]]); // 695: %948 blocks.0.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[162], 0, 262144], [this.act[290], 0, 256]]); // 696: %949 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 25600, 256], [this.act[291], 0, 256]]); // 697: %951 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[291], 0, 256], [this.act[163], 0, 262144], [this.act[162], 0, 262144]]); // 698: %952 blocks.0.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[162], 0, 262144], [this.act[161], 0, 262144], [this.act[163], 0, 262144]]); // 699: %953 blocks.0.think.gamma.mul2.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[161], 0, 262144]]); // 700: %954 blocks.0.think.gamma.mul2.grad.mul1 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 25344, 256], [this.act[291], 0, 256]]); // 701: %956 blocks.0.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[161], 0, 262144], [this.act[291], 0, 256], [this.act[158], 0, 262144]]); // 702: %957 blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[160], 0, 262144], [this.act[162], 0, 262144]]); // 703: %958 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[162], 0, 262144], [this.act[161], 0, 262144], [this.act[291], 0, 256]]); // 704: %959 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[159], 0, 262144], [this.act[161], 0, 262144]]); // 705: %961 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[159], 0, 262144]]); // 706: %962 blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[161], 0, 262144]]); // 707: %963 blocks.0.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[161], 0, 262144], [this.act[158], 0, 262144]]); // 708: %964 blocks.0.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[292], 0, 256]]); // 709: %965 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 25088, 256], [this.act[293], 0, 256]]); // 710: %967 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[293], 0, 256], [this.act[159], 0, 262144], [this.act[158], 0, 262144]]); // 711: %968 blocks.0.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144]]); // 712: %969 blocks.0.think.norm.mul5.grad.add4 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[157], 0, 262144], [this.act[158], 0, 262144]]); // 713: %970 blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[163], 0, 262144], [this.act[158], 0, 262144], [this.act[157], 0, 262144]]); // 714: %971 blocks.0.think.gamma.silu1.grad.mul0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 24832, 256], [this.act[293], 0, 256]]); // 715: %973 blocks.0.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[157], 0, 262144], [this.act[293], 0, 256], [this.act[158], 0, 262144]]); // 716: %974 blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[156], 0, 262144], [this.act[163], 0, 262144]]); // 717: %975 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[163], 0, 262144], [this.act[157], 0, 262144], [this.act[293], 0, 256]]); // 718: %976 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[155], 0, 262144], [this.act[157], 0, 262144]]); // 719: %978 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[157], 0, 262144], [this.act[155], 0, 262144]]); // 720: %979 blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[157], 0, 262144]]); // 721: %980 blocks.0.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144]]); // 722: %981 blocks.0.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[294], 0, 256]]); // 723: %982 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 24576, 256], [this.act[295], 0, 256]]); // 724: %984 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[295], 0, 256], [this.act[155], 0, 262144], [this.act[158], 0, 262144]]); // 725: %985 blocks.0.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[158], 0, 262144], [this.act[155], 0, 262144]]); // 726: %986 blocks.0.think.norm.mul5.grad.add5 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[158], 0, 262144]]); // 727: %987 blocks.0.think.matmul5.grad.permute0 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[167], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144]]); // 728: %988 blocks.0.think.matmul5.grad.matmul0 stdlib.mt:69
+    group("permute_0132_16x64x8x8", [[this.act[154], 0, 262144], [this.act[158], 0, 262144]]); // 729: %989 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[167], 0, 262144], [this.act[154], 0, 262144]]); // 730: %990 blocks.0.think.matmul5.grad.matmul1 stdlib.mt:69
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[154], 0, 262144], [this.act[167], 0, 262144]]); // 731: %991 blocks.0.think.norm.mul5.grad.add6 stdlib.mt:69
+    group("binary_mul_16x64x8x8_s", [[this.act[159], 0, 262144], [this.act[140], 0, 4], [this.act[154], 0, 262144]]); // 732: %994 blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[152], 0, 262144], [this.act[155], 0, 262144]]); // 733: %995 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[155], 0, 262144], [this.act[140], 0, 4]]); // 734: %996 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[288], 0, 4], [this.act[140], 0, 4], [this.act[296], 0, 4]]); // 735: %998 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 24320, 256], [this.act[295], 0, 256]]); // 736: %1000 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[154], 0, 262144], [this.act[295], 0, 256], [this.act[155], 0, 262144]]); // 737: %1001 blocks.0.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[151], 0, 262144], [this.act[152], 0, 262144]]); // 738: %1002 blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[152], 0, 262144], [this.act[154], 0, 262144], [this.act[295], 0, 256]]); // 739: %1003 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[150], 0, 262144], [this.act[154], 0, 262144]]); // 740: %1005 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[154], 0, 262144], [this.act[150], 0, 262144]]); // 741: %1006 blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[149], 0, 262144], [this.act[154], 0, 262144]]); // 742: %1007 blocks.0.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[150], 0, 262144], [this.act[154], 0, 262144], [this.act[149], 0, 262144]]); // 743: %1008 blocks.0.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[297], 0, 256]]); // 744: %1009 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 24064, 256], [this.act[298], 0, 256]]); // 745: %1011 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[298], 0, 256], [this.act[150], 0, 262144], [this.act[149], 0, 262144]]); // 746: %1012 blocks.0.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[149], 0, 262144], [this.act[148], 0, 262144], [this.act[150], 0, 262144]]); // 747: %1013 blocks.0.think.delta.mul2.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[148], 0, 262144]]); // 748: %1014 blocks.0.think.delta.mul2.grad.mul1 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 23808, 256], [this.act[298], 0, 256]]); // 749: %1016 blocks.0.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[148], 0, 262144], [this.act[298], 0, 256], [this.act[145], 0, 262144]]); // 750: %1017 blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[147], 0, 262144], [this.act[149], 0, 262144]]); // 751: %1018 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[149], 0, 262144], [this.act[148], 0, 262144], [this.act[298], 0, 256]]); // 752: %1019 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[146], 0, 262144], [this.act[148], 0, 262144]]); // 753: %1021 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[146], 0, 262144]]); // 754: %1022 blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[148], 0, 262144]]); // 755: %1023 blocks.0.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[148], 0, 262144], [this.act[145], 0, 262144]]); // 756: %1024 blocks.0.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[145], 0, 262144], [this.act[299], 0, 256]]); // 757: %1025 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 23552, 256], [this.act[300], 0, 256]]); // 758: %1027 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[300], 0, 256], [this.act[146], 0, 262144], [this.act[145], 0, 262144]]); // 759: %1028 blocks.0.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[167], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144]]); // 760: %1029 blocks.0.think.norm.mul5.grad.add7 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[144], 0, 262144], [this.act[145], 0, 262144]]); // 761: %1030 blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[150], 0, 262144], [this.act[145], 0, 262144], [this.act[144], 0, 262144]]); // 762: %1031 blocks.0.think.delta.silu1.grad.mul0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 23296, 256], [this.act[300], 0, 256]]); // 763: %1033 blocks.0.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[144], 0, 262144], [this.act[300], 0, 256], [this.act[145], 0, 262144]]); // 764: %1034 blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[143], 0, 262144], [this.act[150], 0, 262144]]); // 765: %1035 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[150], 0, 262144], [this.act[144], 0, 262144], [this.act[300], 0, 256]]); // 766: %1036 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[142], 0, 262144], [this.act[144], 0, 262144]]); // 767: %1038 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[144], 0, 262144], [this.act[142], 0, 262144]]); // 768: %1039 blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[144], 0, 262144]]); // 769: %1040 blocks.0.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[142], 0, 262144], [this.act[144], 0, 262144], [this.act[139], 0, 262144]]); // 770: %1041 blocks.0.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[139], 0, 262144], [this.act[301], 0, 256]]); // 771: %1042 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 23040, 256], [this.act[302], 0, 256]]); // 772: %1044 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[302], 0, 256], [this.act[142], 0, 262144], [this.act[139], 0, 262144]]); // 773: %1045 blocks.0.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[139], 0, 262144], [this.act[142], 0, 262144]]); // 774: %1046 blocks.0.think.norm.mul5.grad.add8 stdlib.mt:18
+    group("inrange_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[140], 0, 4]]); // 775: %1047 blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[296], 0, 4], [this.act[140], 0, 4], [this.act[288], 0, 4]]); // 776: %1048 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    group("binary_mul_16x64x8x8_8x8", [[this.act[142], 0, 262144], [this.params, 22784, 256], [this.act[139], 0, 262144]]); // 777: %1049 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[142], 0, 262144], [this.act[136], 0, 262144], [this.act[146], 0, 262144]]); // 778: %1050 blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[146], 0, 262144], [this.act[302], 0, 256]]); // 779: %1051 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[139], 0, 262144], [this.act[138], 0, 4096], [this.act[146], 0, 262144]]); // 780: %1053 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[139], 0, 262144], [this.act[137], 0, 262144], [this.act[136], 0, 262144]]); // 781: %1054 blocks.0.think.norm.mul4.grad.mul1 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[136], 0, 262144], [this.act[251], 0, 4096]]); // 782: %1055 blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[146], 0, 262144], [this.act[136], 0, 262144]]); // 783: %1056 blocks.0.attn.add1.grad.add0 stdlib.mt:9
+    group("unary_square_16x64x1x1", [[this.act[138], 0, 4096], [this.act[176], 0, 4096]]); // 784: %1057 blocks.0.think.norm.rsqrt1.grad.square0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[138], 0, 4096], [this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 785: %1058 blocks.0.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[251], 0, 4096], [this.act[231], 0, 4096], [this.act[176], 0, 4096]]); // 786: %1059 blocks.0.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
+    group("affine_sm0p5_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 787: %1060 blocks.0.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
+    group("affine_s1_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[176], 0, 4096]]); // 788: %1061 blocks.0.think.norm.affine3.grad.affine0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 789: %1062 blocks.0.think.norm.affine2.grad.affine0 stdlib.mt:9
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[146], 0, 262144]]); // 790: %1063 blocks.0.think.norm.sum1.grad.expand0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[137], 0, 262144], [this.act[221], 0, 262144]]); // 791: %1064 blocks.0.think.norm.mul3.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[137], 0, 262144], [this.act[139], 0, 262144]]); // 792: %1065 blocks.0.think.norm.mul3.grad.mul1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[136], 0, 262144], [this.act[221], 0, 262144], [this.act[137], 0, 262144]]); // 793: %1066 blocks.0.attn.add1.grad.add1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[139], 0, 262144], [this.act[221], 0, 262144]]); // 794: %1067 blocks.0.attn.add1.grad.add2 stdlib.mt:9
+    group("permute_10_8x8", [[this.params, 22528, 256], [this.act[303], 0, 256]]); // 795: %1069 blocks.0.attn.o.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[221], 0, 262144], [this.act[303], 0, 256], [this.act[139], 0, 262144]]); // 796: %1070 blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[135], 0, 262144], [this.act[137], 0, 262144]]); // 797: %1071 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[137], 0, 262144], [this.act[221], 0, 262144], [this.act[303], 0, 256]]); // 798: %1072 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[128], 0, 262144], [this.act[137], 0, 262144]]); // 799: %1074 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[139], 0, 262144], [this.act[137], 0, 262144], [this.act[128], 0, 262144]]); // 800: %1075 blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[134], 0, 262144], [this.act[137], 0, 262144]]); // 801: %1076 blocks.0.attn.o.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[128], 0, 262144], [this.act[137], 0, 262144], [this.act[134], 0, 262144]]); // 802: %1077 blocks.0.attn.o.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[134], 0, 262144], [this.act[304], 0, 256]]); // 803: %1078 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 22272, 256], [this.act[305], 0, 256]]); // 804: %1080 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[305], 0, 256], [this.act[128], 0, 262144], [this.act[134], 0, 262144]]); // 805: %1081 blocks.0.attn.o.matmul2.grad.matmul1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[134], 0, 262144], [this.act[128], 0, 262144]]); // 806: %1083 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
+    group("permute_0132_16x2x64x32", [[this.act[131], 0, 262144], [this.act[134], 0, 262144]]); // 807: %1084 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[128], 0, 262144], [this.act[134], 0, 262144], [this.act[244], 0, 524288]]); // 808: %1085 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
+    group("permute_0132_16x2x64x64", [[this.act[132], 0, 524288], [this.act[243], 0, 524288]]); // 809: %1086 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[243], 0, 524288], [this.act[128], 0, 262144], [this.act[134], 0, 262144]]); // 810: %1087 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
+    group("dropout_p0p1_k4_16x2x64x64", [[this.act[244], 0, 524288], [this.act[243], 0, 524288], [this.step, 0, 16]]); // 811: %1088 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
+    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[243], 0, 524288], [this.act[133], 0, 524288], [this.act[244], 0, 524288]]); // 812: %1089 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:37
+    group("sum_a3_16x2x64x64", [[this.act[244], 0, 524288], [this.act[277], 0, 8192]]); // 813: %1090 blocks.0.attn.softmax1.grad.sum0 stdlib.mt:37
+    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[243], 0, 524288], [this.act[277], 0, 8192], [this.act[244], 0, 524288]]); // 814: %1091 blocks.0.attn.softmax1.grad.sub0 stdlib.mt:37
+    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[133], 0, 524288], [this.act[244], 0, 524288], [this.act[243], 0, 524288]]); // 815: %1092 blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
+    group("causal_mask_f0_16x2x64x64", [[this.act[243], 0, 524288], [this.act[244], 0, 524288]]); // 816: %1093 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
+    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[244], 0, 524288], [this.act[243], 0, 524288]]); // 817: %1094 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
+    group("permute_0132_16x2x32x64", [[this.act[130], 0, 262144], [this.act[128], 0, 262144]]); // 818: %1095 blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[243], 0, 524288], [this.act[128], 0, 262144], [this.act[130], 0, 262144]]); // 819: %1096 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
+    group("permute_0132_16x2x64x32", [[this.act[125], 0, 262144], [this.act[128], 0, 262144]]); // 820: %1097 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[128], 0, 262144], [this.act[243], 0, 524288], [this.act[125], 0, 262144]]); // 821: %1098 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
+    group("permute_0132_16x2x32x64", [[this.act[125], 0, 262144], [this.act[128], 0, 262144]]); // 822: %1099 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
+    group("permute_0213_16x2x64x32", [[this.act[134], 0, 262144], [this.act[125], 0, 262144]]); // 823: %1100 blocks.0.attn.permute7.grad.permute0 stdlib.mt:35
+    group("permute_10_8x8", [[this.params, 22016, 256], [this.act[305], 0, 256]]); // 824: %1103 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[125], 0, 262144], [this.act[305], 0, 256], [this.act[134], 0, 262144]]); // 825: %1104 blocks.0.attn.v.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[129], 0, 262144], [this.act[131], 0, 262144]]); // 826: %1105 blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[131], 0, 262144], [this.act[125], 0, 262144], [this.act[305], 0, 256]]); // 827: %1106 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[127], 0, 262144], [this.act[125], 0, 262144]]); // 828: %1108 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[134], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144]]); // 829: %1109 blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[111], 0, 262144], [this.act[125], 0, 262144]]); // 830: %1110 blocks.0.attn.v.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[134], 0, 262144]]); // 831: %1111 blocks.0.attn.v.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[134], 0, 262144], [this.act[306], 0, 256]]); // 832: %1112 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 21760, 256], [this.act[307], 0, 256]]); // 833: %1114 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[307], 0, 256], [this.act[127], 0, 262144], [this.act[134], 0, 262144]]); // 834: %1115 blocks.0.attn.v.matmul2.grad.matmul1 stdlib.mt:18
+    group("permute_0213_16x2x64x32", [[this.act[128], 0, 262144], [this.act[127], 0, 262144]]); // 835: %1116 blocks.0.attn.permute6.grad.permute0 stdlib.mt:34
+    group("permute_10_8x8", [[this.params, 21504, 256], [this.act[307], 0, 256]]); // 836: %1119 blocks.0.attn.k.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[127], 0, 262144], [this.act[307], 0, 256], [this.act[128], 0, 262144]]); // 837: %1120 blocks.0.attn.k.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[126], 0, 262144], [this.act[125], 0, 262144]]); // 838: %1121 blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.act[307], 0, 256]]); // 839: %1122 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[124], 0, 262144], [this.act[127], 0, 262144]]); // 840: %1124 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[128], 0, 262144], [this.act[127], 0, 262144], [this.act[124], 0, 262144]]); // 841: %1125 blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[111], 0, 262144], [this.act[127], 0, 262144]]); // 842: %1126 blocks.0.attn.k.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144]]); // 843: %1127 blocks.0.attn.k.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[128], 0, 262144], [this.act[308], 0, 256]]); // 844: %1128 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 21248, 256], [this.act[309], 0, 256]]); // 845: %1130 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[309], 0, 256], [this.act[124], 0, 262144], [this.act[128], 0, 262144]]); // 846: %1131 blocks.0.attn.k.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.act[124], 0, 262144]]); // 847: %1132 blocks.0.attn.norm.mul5.grad.add0 stdlib.mt:18
+    group("permute_0213_16x2x64x32", [[this.act[130], 0, 262144], [this.act[128], 0, 262144]]); // 848: %1133 blocks.0.attn.permute5.grad.permute0 stdlib.mt:33
+    group("permute_10_8x8", [[this.params, 20992, 256], [this.act[309], 0, 256]]); // 849: %1136 blocks.0.attn.q.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[128], 0, 262144], [this.act[309], 0, 256], [this.act[130], 0, 262144]]); // 850: %1137 blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[123], 0, 262144], [this.act[134], 0, 262144]]); // 851: %1138 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.act[309], 0, 256]]); // 852: %1139 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[122], 0, 262144], [this.act[128], 0, 262144]]); // 853: %1141 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[130], 0, 262144], [this.act[128], 0, 262144], [this.act[122], 0, 262144]]); // 854: %1142 blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[111], 0, 262144], [this.act[128], 0, 262144]]); // 855: %1143 blocks.0.attn.q.matmul2.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[122], 0, 262144], [this.act[128], 0, 262144], [this.act[111], 0, 262144]]); // 856: %1144 blocks.0.attn.q.matmul2.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[111], 0, 262144], [this.act[310], 0, 256]]); // 857: %1145 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 20736, 256], [this.act[311], 0, 256]]); // 858: %1147 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[311], 0, 256], [this.act[122], 0, 262144], [this.act[111], 0, 262144]]); // 859: %1148 blocks.0.attn.q.matmul2.grad.matmul1 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[111], 0, 262144], [this.act[122], 0, 262144]]); // 860: %1149 blocks.0.attn.norm.mul5.grad.add1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_8x8", [[this.act[122], 0, 262144], [this.params, 20480, 256], [this.act[111], 0, 262144]]); // 861: %1150 blocks.0.attn.norm.mul5.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[122], 0, 262144], [this.act[119], 0, 262144], [this.act[124], 0, 262144]]); // 862: %1151 blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[124], 0, 262144], [this.act[311], 0, 256]]); // 863: %1152 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[124], 0, 262144]]); // 864: %1154 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144]]); // 865: %1155 blocks.0.attn.norm.mul4.grad.mul1 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[119], 0, 262144], [this.act[231], 0, 4096]]); // 866: %1156 blocks.0.attn.norm.mul4.grad.sum0 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144]]); // 867: %1157 blocks.1.think.add5.grad.add0 stdlib.mt:9
+    group("unary_square_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 868: %1158 blocks.0.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096], [this.act[251], 0, 4096]]); // 869: %1159 blocks.0.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[251], 0, 4096], [this.act[176], 0, 4096]]); // 870: %1160 blocks.0.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
+    group("affine_sm0p5_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[251], 0, 4096]]); // 871: %1161 blocks.0.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
+    group("affine_s1_b0_16x64x1x1", [[this.act[251], 0, 4096], [this.act[176], 0, 4096]]); // 872: %1162 blocks.0.attn.norm.affine3.grad.affine0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[251], 0, 4096]]); // 873: %1163 blocks.0.attn.norm.affine2.grad.affine0 stdlib.mt:9
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[251], 0, 4096], [this.act[124], 0, 262144]]); // 874: %1164 blocks.0.attn.norm.sum1.grad.expand0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[120], 0, 262144], [this.act[221], 0, 262144]]); // 875: %1165 blocks.0.attn.norm.mul3.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[120], 0, 262144], [this.act[111], 0, 262144]]); // 876: %1166 blocks.0.attn.norm.mul3.grad.mul1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[221], 0, 262144], [this.act[124], 0, 262144]]); // 877: %1167 blocks.1.think.add5.grad.add1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[111], 0, 262144], [this.act[221], 0, 262144]]); // 878: %1168 blocks.1.think.add5.grad.add2 stdlib.mt:9
+    group("dropout_p0p1_k3_16x64x8x8", [[this.act[221], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 879: %1169 blocks.1.think.dropout0.grad.dropout0 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[115], 0, 262144], [this.act[124], 0, 262144]]); // 880: %1170 blocks.1.think.mul3.grad.mul0 stdlib.mt:73
+    group("sum_a23_16x64x8x8", [[this.act[124], 0, 262144], [this.act[251], 0, 4096]]); // 881: %1171 blocks.1.think.mul3.grad.sum0 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[111], 0, 262144], [this.act[117], 0, 4096], [this.act[124], 0, 262144]]); // 882: %1172 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[116], 0, 262144], [this.act[115], 0, 262144]]); // 883: %1173 blocks.1.think.mul2.grad.mul0 stdlib.mt:73
+    group("sum_a23_16x64x8x8", [[this.act[115], 0, 262144], [this.act[176], 0, 4096]]); // 884: %1174 blocks.1.think.mul2.grad.sum0 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[111], 0, 262144], [this.act[63], 0, 4096], [this.act[115], 0, 262144]]); // 885: %1175 blocks.1.think.mul2.grad.mul1 stdlib.mt:73
+    group("unary_neg_16x64x8x8", [[this.act[115], 0, 262144], [this.act[111], 0, 262144]]); // 886: %1176 blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    group("unary_square_16x64x1x1", [[this.act[117], 0, 4096], [this.act[231], 0, 4096]]); // 887: %1177 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[117], 0, 4096], [this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 888: %1178 blocks.1.think.sigmoid1.grad.sub0 stdlib.mt:72
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[251], 0, 4096], [this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 889: %1179 blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[231], 0, 4096], [this.act[140], 0, 4]]); // 890: %1180 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    group("binary_add_s_s", [[this.act[253], 0, 4], [this.act[140], 0, 4], [this.grads, 35072, 4]]); // 891: %1182 param61.grad.add0 stdlib.mt:72
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[116], 0, 262144]]); // 892: %1183 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[116], 0, 262144], [this.act[84], 0, 262144], [this.act[119], 0, 262144]]); // 893: %1184 blocks.1.think.mul1.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[119], 0, 262144], [this.act[312], 0, 256]]); // 894: %1185 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    group("binary_mul_16x64x8x8_8x8", [[this.act[116], 0, 262144], [this.params, 34816, 256], [this.act[119], 0, 262144]]); // 895: %1187 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    group("binary_add_8x8_8x8", [[this.act[254], 0, 256], [this.act[312], 0, 256], [this.grads, 34816, 256]]); // 896: %1188 param60.grad.add0 stdlib.mt:72
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[119], 0, 262144], [this.act[116], 0, 262144]]); // 897: %1189 blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
+    group("unary_square_16x64x1x1", [[this.act[63], 0, 4096], [this.act[231], 0, 4096]]); // 898: %1190 blocks.1.think.sigmoid0.grad.square0 stdlib.mt:71
+    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[63], 0, 4096], [this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 899: %1191 blocks.1.think.sigmoid0.grad.sub0 stdlib.mt:71
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 900: %1192 blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:71
+    group("sum_a0123_16x64x1x1", [[this.act[231], 0, 4096], [this.act[140], 0, 4]]); // 901: %1193 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    group("binary_add_s_s", [[this.act[255], 0, 4], [this.act[140], 0, 4], [this.grads, 34560, 4]]); // 902: %1195 param59.grad.add0 stdlib.mt:71
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[119], 0, 262144]]); // 903: %1196 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[84], 0, 262144], [this.act[111], 0, 262144]]); // 904: %1197 blocks.1.think.mul0.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[111], 0, 262144], [this.act[312], 0, 256]]); // 905: %1198 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    group("binary_mul_16x64x8x8_8x8", [[this.act[119], 0, 262144], [this.params, 34304, 256], [this.act[111], 0, 262144]]); // 906: %1200 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
+    group("binary_add_8x8_8x8", [[this.act[256], 0, 256], [this.act[312], 0, 256], [this.grads, 34304, 256]]); // 907: %1201 param58.grad.add0 stdlib.mt:71
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[116], 0, 262144], [this.act[111], 0, 262144], [this.act[119], 0, 262144]]); // 908: %1202 blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
+    group("permute_0132_16x64x1x8", [[this.act[114], 0, 32768], [this.act[169], 0, 32768]]); // 909: %1203 blocks.1.think.matmul4.grad.permute0 stdlib.mt:70
+    group("matmul_16x64x8x8_16x64x8x1", [[this.act[124], 0, 262144], [this.act[169], 0, 32768], [this.act[114], 0, 32768]]); // 910: %1204 blocks.1.think.matmul4.grad.matmul0 stdlib.mt:70
+    group("permute_0132_16x64x8x1", [[this.act[58], 0, 32768], [this.act[169], 0, 32768]]); // 911: %1205 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    group("matmul_16x64x1x8_16x64x8x8", [[this.act[169], 0, 32768], [this.act[124], 0, 262144], [this.act[58], 0, 32768]]); // 912: %1206 blocks.1.think.matmul4.grad.matmul1 stdlib.mt:70
+    group("permute_0132_16x64x1x8", [[this.act[58], 0, 32768], [this.act[169], 0, 32768]]); // 913: %1207 blocks.1.think.permute0.grad.permute0 stdlib.mt:70
+    group("permute_10_8x1", [[this.params, 33792, 32], [this.act[313], 0, 32]]); // 914: %1209 blocks.1.think.matmul3.grad.permute0 stdlib.mt:70
+    group("matmul_8192x1_1x8", [[this.act[169], 0, 32768], [this.act[313], 0, 32], [this.act[124], 0, 262144]]); // 915: %1210 blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
+    group("permute_10_8192x8", [[this.act[84], 0, 262144], [this.act[111], 0, 262144]]); // 916: %1211 blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[111], 0, 262144], [this.act[169], 0, 32768], [this.act[313], 0, 32]]); // 917: %1212 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[257], 0, 32], [this.act[313], 0, 32], [this.grads, 33792, 32]]); // 918: %1213 param56.grad.add0 stdlib.mt:70
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.act[111], 0, 262144]]); // 919: %1215 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
+    group("permute_10_8x1", [[this.params, 34048, 32], [this.act[313], 0, 32]]); // 920: %1217 blocks.1.think.matmul2.grad.permute0 stdlib.mt:70
+    group("matmul_8192x1_1x8", [[this.act[114], 0, 32768], [this.act[313], 0, 32], [this.act[124], 0, 262144]]); // 921: %1218 blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("permute_10_8192x8", [[this.act[84], 0, 262144], [this.act[119], 0, 262144]]); // 922: %1219 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[119], 0, 262144], [this.act[114], 0, 32768], [this.act[313], 0, 32]]); // 923: %1220 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[258], 0, 32], [this.act[313], 0, 32], [this.grads, 34048, 32]]); // 924: %1221 param57.grad.add0 stdlib.mt:70
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144]]); // 925: %1223 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
+    group("permute_0132_16x64x8x8", [[this.act[112], 0, 262144], [this.act[124], 0, 262144]]); // 926: %1224 blocks.1.think.matmul1.grad.permute0 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[115], 0, 262144], [this.act[124], 0, 262144], [this.act[112], 0, 262144]]); // 927: %1225 blocks.1.think.matmul1.grad.matmul0 stdlib.mt:69
+    group("permute_0132_16x64x8x8", [[this.act[98], 0, 262144], [this.act[124], 0, 262144]]); // 928: %1226 blocks.1.think.matmul1.grad.permute1 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.act[98], 0, 262144]]); // 929: %1227 blocks.1.think.matmul1.grad.matmul1 stdlib.mt:69
+    group("binary_mul_16x64x8x8_s", [[this.act[98], 0, 262144], [this.act[85], 0, 4], [this.act[115], 0, 262144]]); // 930: %1230 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[124], 0, 262144]]); // 931: %1231 blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[124], 0, 262144], [this.act[140], 0, 4]]); // 932: %1232 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 33280, 256], [this.act[312], 0, 256]]); // 933: %1235 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[115], 0, 262144], [this.act[312], 0, 256], [this.act[124], 0, 262144]]); // 934: %1236 blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[109], 0, 262144], [this.act[110], 0, 262144]]); // 935: %1237 blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[110], 0, 262144], [this.act[115], 0, 262144], [this.act[312], 0, 256]]); // 936: %1238 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[260], 0, 256], [this.act[312], 0, 256], [this.grads, 33280, 256]]); // 937: %1239 param54.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[108], 0, 262144], [this.act[115], 0, 262144]]); // 938: %1241 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.act[108], 0, 262144]]); // 939: %1242 blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[107], 0, 262144], [this.act[115], 0, 262144]]); // 940: %1243 blocks.1.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[108], 0, 262144], [this.act[115], 0, 262144], [this.act[107], 0, 262144]]); // 941: %1244 blocks.1.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[107], 0, 262144], [this.act[312], 0, 256]]); // 942: %1245 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 33024, 256], [this.act[260], 0, 256]]); // 943: %1247 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[260], 0, 256], [this.act[108], 0, 262144], [this.act[107], 0, 262144]]); // 944: %1248 blocks.1.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[312], 0, 256], [this.grads, 33024, 256]]); // 945: %1249 param53.grad.add0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[107], 0, 262144], [this.act[106], 0, 262144], [this.act[108], 0, 262144]]); // 946: %1250 blocks.1.think.gamma.mul0.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[106], 0, 262144]]); // 947: %1251 blocks.1.think.gamma.mul0.grad.mul1 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 32768, 256], [this.act[312], 0, 256]]); // 948: %1253 blocks.1.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[106], 0, 262144], [this.act[312], 0, 256], [this.act[103], 0, 262144]]); // 949: %1254 blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[105], 0, 262144], [this.act[107], 0, 262144]]); // 950: %1255 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[107], 0, 262144], [this.act[106], 0, 262144], [this.act[312], 0, 256]]); // 951: %1256 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[312], 0, 256], [this.grads, 32768, 256]]); // 952: %1257 param52.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[104], 0, 262144], [this.act[106], 0, 262144]]); // 953: %1259 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[106], 0, 262144], [this.act[104], 0, 262144]]); // 954: %1260 blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[106], 0, 262144]]); // 955: %1261 blocks.1.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[106], 0, 262144], [this.act[103], 0, 262144]]); // 956: %1262 blocks.1.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[103], 0, 262144], [this.act[312], 0, 256]]); // 957: %1263 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 32512, 256], [this.act[262], 0, 256]]); // 958: %1265 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[262], 0, 256], [this.act[104], 0, 262144], [this.act[103], 0, 262144]]); // 959: %1266 blocks.1.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[312], 0, 256], [this.grads, 32512, 256]]); // 960: %1267 param51.grad.add0 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144]]); // 961: %1268 blocks.1.think.norm.mul2.grad.add4 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[102], 0, 262144], [this.act[103], 0, 262144]]); // 962: %1269 blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[108], 0, 262144], [this.act[103], 0, 262144], [this.act[102], 0, 262144]]); // 963: %1270 blocks.1.think.gamma.silu0.grad.mul0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 32256, 256], [this.act[312], 0, 256]]); // 964: %1272 blocks.1.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[102], 0, 262144], [this.act[312], 0, 256], [this.act[103], 0, 262144]]); // 965: %1273 blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[101], 0, 262144], [this.act[108], 0, 262144]]); // 966: %1274 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[108], 0, 262144], [this.act[102], 0, 262144], [this.act[312], 0, 256]]); // 967: %1275 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[264], 0, 256], [this.act[312], 0, 256], [this.grads, 32256, 256]]); // 968: %1276 param50.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[100], 0, 262144], [this.act[102], 0, 262144]]); // 969: %1278 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[102], 0, 262144], [this.act[100], 0, 262144]]); // 970: %1279 blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[102], 0, 262144]]); // 971: %1280 blocks.1.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144]]); // 972: %1281 blocks.1.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[103], 0, 262144], [this.act[312], 0, 256]]); // 973: %1282 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 32000, 256], [this.act[264], 0, 256]]); // 974: %1284 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[264], 0, 256], [this.act[100], 0, 262144], [this.act[103], 0, 262144]]); // 975: %1285 blocks.1.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[312], 0, 256], [this.grads, 32000, 256]]); // 976: %1286 param49.grad.add0 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[103], 0, 262144], [this.act[100], 0, 262144]]); // 977: %1287 blocks.1.think.norm.mul2.grad.add5 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[103], 0, 262144]]); // 978: %1288 blocks.1.think.matmul0.grad.permute0 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[112], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144]]); // 979: %1289 blocks.1.think.matmul0.grad.matmul0 stdlib.mt:69
+    group("permute_0132_16x64x8x8", [[this.act[99], 0, 262144], [this.act[103], 0, 262144]]); // 980: %1290 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[112], 0, 262144], [this.act[99], 0, 262144]]); // 981: %1291 blocks.1.think.matmul0.grad.matmul1 stdlib.mt:69
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[99], 0, 262144], [this.act[112], 0, 262144]]); // 982: %1292 blocks.1.think.norm.mul2.grad.add6 stdlib.mt:69
+    group("binary_mul_16x64x8x8_s", [[this.act[104], 0, 262144], [this.act[85], 0, 4], [this.act[99], 0, 262144]]); // 983: %1295 blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[97], 0, 262144], [this.act[100], 0, 262144]]); // 984: %1296 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[100], 0, 262144], [this.act[85], 0, 4]]); // 985: %1297 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[85], 0, 4], [this.act[255], 0, 4]]); // 986: %1299 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 31744, 256], [this.act[312], 0, 256]]); // 987: %1301 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[99], 0, 262144], [this.act[312], 0, 256], [this.act[100], 0, 262144]]); // 988: %1302 blocks.1.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[96], 0, 262144], [this.act[97], 0, 262144]]); // 989: %1303 blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[97], 0, 262144], [this.act[99], 0, 262144], [this.act[312], 0, 256]]); // 990: %1304 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[312], 0, 256], [this.grads, 31744, 256]]); // 991: %1305 param48.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[95], 0, 262144], [this.act[99], 0, 262144]]); // 992: %1307 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[99], 0, 262144], [this.act[95], 0, 262144]]); // 993: %1308 blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[94], 0, 262144], [this.act[99], 0, 262144]]); // 994: %1309 blocks.1.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[95], 0, 262144], [this.act[99], 0, 262144], [this.act[94], 0, 262144]]); // 995: %1310 blocks.1.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[94], 0, 262144], [this.act[312], 0, 256]]); // 996: %1311 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 31488, 256], [this.act[266], 0, 256]]); // 997: %1313 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[266], 0, 256], [this.act[95], 0, 262144], [this.act[94], 0, 262144]]); // 998: %1314 blocks.1.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[312], 0, 256], [this.grads, 31488, 256]]); // 999: %1315 param47.grad.add0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[94], 0, 262144], [this.act[93], 0, 262144], [this.act[95], 0, 262144]]); // 1000: %1316 blocks.1.think.delta.mul0.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[93], 0, 262144]]); // 1001: %1317 blocks.1.think.delta.mul0.grad.mul1 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 31232, 256], [this.act[312], 0, 256]]); // 1002: %1319 blocks.1.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[93], 0, 262144], [this.act[312], 0, 256], [this.act[90], 0, 262144]]); // 1003: %1320 blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[92], 0, 262144], [this.act[94], 0, 262144]]); // 1004: %1321 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[94], 0, 262144], [this.act[93], 0, 262144], [this.act[312], 0, 256]]); // 1005: %1322 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[312], 0, 256], [this.grads, 31232, 256]]); // 1006: %1323 param46.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[91], 0, 262144], [this.act[93], 0, 262144]]); // 1007: %1325 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[93], 0, 262144], [this.act[91], 0, 262144]]); // 1008: %1326 blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[93], 0, 262144]]); // 1009: %1327 blocks.1.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[93], 0, 262144], [this.act[90], 0, 262144]]); // 1010: %1328 blocks.1.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[90], 0, 262144], [this.act[312], 0, 256]]); // 1011: %1329 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 30976, 256], [this.act[269], 0, 256]]); // 1012: %1331 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[269], 0, 256], [this.act[91], 0, 262144], [this.act[90], 0, 262144]]); // 1013: %1332 blocks.1.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[312], 0, 256], [this.grads, 30976, 256]]); // 1014: %1333 param45.grad.add0 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[112], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144]]); // 1015: %1334 blocks.1.think.norm.mul2.grad.add7 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[89], 0, 262144], [this.act[90], 0, 262144]]); // 1016: %1335 blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[95], 0, 262144], [this.act[90], 0, 262144], [this.act[89], 0, 262144]]); // 1017: %1336 blocks.1.think.delta.silu0.grad.mul0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 30720, 256], [this.act[312], 0, 256]]); // 1018: %1338 blocks.1.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[89], 0, 262144], [this.act[312], 0, 256], [this.act[90], 0, 262144]]); // 1019: %1339 blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[88], 0, 262144], [this.act[95], 0, 262144]]); // 1020: %1340 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[95], 0, 262144], [this.act[89], 0, 262144], [this.act[312], 0, 256]]); // 1021: %1341 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[312], 0, 256], [this.grads, 30720, 256]]); // 1022: %1342 param44.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[87], 0, 262144], [this.act[89], 0, 262144]]); // 1023: %1344 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[89], 0, 262144], [this.act[87], 0, 262144]]); // 1024: %1345 blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[89], 0, 262144]]); // 1025: %1346 blocks.1.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[87], 0, 262144], [this.act[89], 0, 262144], [this.act[84], 0, 262144]]); // 1026: %1347 blocks.1.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[84], 0, 262144], [this.act[312], 0, 256]]); // 1027: %1348 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 30464, 256], [this.act[271], 0, 256]]); // 1028: %1350 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[271], 0, 256], [this.act[87], 0, 262144], [this.act[84], 0, 262144]]); // 1029: %1351 blocks.1.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[312], 0, 256], [this.grads, 30464, 256]]); // 1030: %1352 param43.grad.add0 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[84], 0, 262144], [this.act[87], 0, 262144]]); // 1031: %1353 blocks.1.think.norm.mul2.grad.add8 stdlib.mt:18
+    group("inrange_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[85], 0, 4]]); // 1032: %1354 blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[255], 0, 4], [this.act[85], 0, 4], [this.act[140], 0, 4]]); // 1033: %1355 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[259], 0, 4], [this.act[140], 0, 4], [this.grads, 33536, 4]]); // 1034: %1356 param55.grad.add0 stdlib.mt:67
+    group("binary_mul_16x64x8x8_8x8", [[this.act[87], 0, 262144], [this.params, 30208, 256], [this.act[84], 0, 262144]]); // 1035: %1357 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[87], 0, 262144], [this.act[81], 0, 262144], [this.act[91], 0, 262144]]); // 1036: %1358 blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[91], 0, 262144], [this.act[312], 0, 256]]); // 1037: %1359 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[312], 0, 256], [this.grads, 30208, 256]]); // 1038: %1361 param42.grad.add0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[84], 0, 262144], [this.act[83], 0, 4096], [this.act[91], 0, 262144]]); // 1039: %1362 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[84], 0, 262144], [this.act[82], 0, 262144], [this.act[81], 0, 262144]]); // 1040: %1363 blocks.1.think.norm.mul1.grad.mul1 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[81], 0, 262144], [this.act[231], 0, 4096]]); // 1041: %1364 blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[91], 0, 262144], [this.act[81], 0, 262144]]); // 1042: %1365 blocks.1.attn.add0.grad.add0 stdlib.mt:9
+    group("unary_square_16x64x1x1", [[this.act[83], 0, 4096], [this.act[121], 0, 4096]]); // 1043: %1366 blocks.1.think.norm.rsqrt0.grad.square0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[83], 0, 4096], [this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 1044: %1367 blocks.1.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[176], 0, 4096], [this.act[121], 0, 4096]]); // 1045: %1368 blocks.1.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
+    group("affine_sm0p5_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 1046: %1369 blocks.1.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
+    group("affine_s1_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[121], 0, 4096]]); // 1047: %1370 blocks.1.think.norm.affine1.grad.affine0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 1048: %1371 blocks.1.think.norm.affine0.grad.affine0 stdlib.mt:9
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[91], 0, 262144]]); // 1049: %1372 blocks.1.think.norm.sum0.grad.expand0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[82], 0, 262144], [this.act[221], 0, 262144]]); // 1050: %1373 blocks.1.think.norm.mul0.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[82], 0, 262144], [this.act[84], 0, 262144]]); // 1051: %1374 blocks.1.think.norm.mul0.grad.mul1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[81], 0, 262144], [this.act[221], 0, 262144], [this.act[82], 0, 262144]]); // 1052: %1375 blocks.1.attn.add0.grad.add1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[84], 0, 262144], [this.act[221], 0, 262144]]); // 1053: %1376 blocks.1.attn.add0.grad.add2 stdlib.mt:9
+    group("permute_10_8x8", [[this.params, 29952, 256], [this.act[312], 0, 256]]); // 1054: %1378 blocks.1.attn.o.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[221], 0, 262144], [this.act[312], 0, 256], [this.act[84], 0, 262144]]); // 1055: %1379 blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[80], 0, 262144], [this.act[82], 0, 262144]]); // 1056: %1380 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[82], 0, 262144], [this.act[221], 0, 262144], [this.act[312], 0, 256]]); // 1057: %1381 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[312], 0, 256], [this.grads, 29952, 256]]); // 1058: %1382 param41.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[73], 0, 262144], [this.act[82], 0, 262144]]); // 1059: %1384 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[84], 0, 262144], [this.act[82], 0, 262144], [this.act[73], 0, 262144]]); // 1060: %1385 blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[79], 0, 262144], [this.act[82], 0, 262144]]); // 1061: %1386 blocks.1.attn.o.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[73], 0, 262144], [this.act[82], 0, 262144], [this.act[79], 0, 262144]]); // 1062: %1387 blocks.1.attn.o.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[79], 0, 262144], [this.act[312], 0, 256]]); // 1063: %1388 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 29696, 256], [this.act[274], 0, 256]]); // 1064: %1390 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[274], 0, 256], [this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 1065: %1391 blocks.1.attn.o.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[312], 0, 256], [this.grads, 29696, 256]]); // 1066: %1392 param40.grad.add0 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[79], 0, 262144], [this.act[73], 0, 262144]]); // 1067: %1394 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
+    group("permute_0132_16x2x64x32", [[this.act[76], 0, 262144], [this.act[79], 0, 262144]]); // 1068: %1395 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[73], 0, 262144], [this.act[79], 0, 262144], [this.act[243], 0, 524288]]); // 1069: %1396 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
+    group("permute_0132_16x2x64x64", [[this.act[77], 0, 524288], [this.act[244], 0, 524288]]); // 1070: %1397 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[244], 0, 524288], [this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 1071: %1398 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
+    group("dropout_p0p1_k2_16x2x64x64", [[this.act[243], 0, 524288], [this.act[244], 0, 524288], [this.step, 0, 16]]); // 1072: %1399 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
+    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[244], 0, 524288], [this.act[78], 0, 524288], [this.act[243], 0, 524288]]); // 1073: %1400 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:37
+    group("sum_a3_16x2x64x64", [[this.act[243], 0, 524288], [this.act[277], 0, 8192]]); // 1074: %1401 blocks.1.attn.softmax0.grad.sum0 stdlib.mt:37
+    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[244], 0, 524288], [this.act[277], 0, 8192], [this.act[243], 0, 524288]]); // 1075: %1402 blocks.1.attn.softmax0.grad.sub0 stdlib.mt:37
+    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[78], 0, 524288], [this.act[243], 0, 524288], [this.act[244], 0, 524288]]); // 1076: %1403 blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
+    group("causal_mask_f0_16x2x64x64", [[this.act[244], 0, 524288], [this.act[243], 0, 524288]]); // 1077: %1404 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
+    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[243], 0, 524288], [this.act[244], 0, 524288]]); // 1078: %1405 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
+    group("permute_0132_16x2x32x64", [[this.act[75], 0, 262144], [this.act[73], 0, 262144]]); // 1079: %1406 blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[244], 0, 524288], [this.act[73], 0, 262144], [this.act[75], 0, 262144]]); // 1080: %1407 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
+    group("permute_0132_16x2x64x32", [[this.act[70], 0, 262144], [this.act[73], 0, 262144]]); // 1081: %1408 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[73], 0, 262144], [this.act[244], 0, 524288], [this.act[70], 0, 262144]]); // 1082: %1409 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
+    group("permute_0132_16x2x32x64", [[this.act[70], 0, 262144], [this.act[73], 0, 262144]]); // 1083: %1410 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
+    group("permute_0213_16x2x64x32", [[this.act[79], 0, 262144], [this.act[70], 0, 262144]]); // 1084: %1411 blocks.1.attn.permute2.grad.permute0 stdlib.mt:35
+    group("permute_10_8x8", [[this.params, 29440, 256], [this.act[312], 0, 256]]); // 1085: %1414 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[70], 0, 262144], [this.act[312], 0, 256], [this.act[79], 0, 262144]]); // 1086: %1415 blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[74], 0, 262144], [this.act[76], 0, 262144]]); // 1087: %1416 blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[76], 0, 262144], [this.act[70], 0, 262144], [this.act[312], 0, 256]]); // 1088: %1417 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[312], 0, 256], [this.grads, 29440, 256]]); // 1089: %1418 param39.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[72], 0, 262144], [this.act[70], 0, 262144]]); // 1090: %1420 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[72], 0, 262144]]); // 1091: %1421 blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[55], 0, 262144], [this.act[70], 0, 262144]]); // 1092: %1422 blocks.1.attn.v.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[72], 0, 262144], [this.act[70], 0, 262144], [this.act[79], 0, 262144]]); // 1093: %1423 blocks.1.attn.v.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[79], 0, 262144], [this.act[312], 0, 256]]); // 1094: %1424 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 29184, 256], [this.act[276], 0, 256]]); // 1095: %1426 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[276], 0, 256], [this.act[72], 0, 262144], [this.act[79], 0, 262144]]); // 1096: %1427 blocks.1.attn.v.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[312], 0, 256], [this.grads, 29184, 256]]); // 1097: %1428 param38.grad.add0 stdlib.mt:18
+    group("permute_0213_16x2x64x32", [[this.act[73], 0, 262144], [this.act[72], 0, 262144]]); // 1098: %1429 blocks.1.attn.permute1.grad.permute0 stdlib.mt:34
+    group("permute_10_8x8", [[this.params, 28928, 256], [this.act[312], 0, 256]]); // 1099: %1432 blocks.1.attn.k.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[72], 0, 262144], [this.act[312], 0, 256], [this.act[73], 0, 262144]]); // 1100: %1433 blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[71], 0, 262144], [this.act[70], 0, 262144]]); // 1101: %1434 blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[70], 0, 262144], [this.act[72], 0, 262144], [this.act[312], 0, 256]]); // 1102: %1435 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[312], 0, 256], [this.grads, 28928, 256]]); // 1103: %1436 param37.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[69], 0, 262144], [this.act[72], 0, 262144]]); // 1104: %1438 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[69], 0, 262144]]); // 1105: %1439 blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[55], 0, 262144], [this.act[72], 0, 262144]]); // 1106: %1440 blocks.1.attn.k.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 1107: %1441 blocks.1.attn.k.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[73], 0, 262144], [this.act[312], 0, 256]]); // 1108: %1442 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 28672, 256], [this.act[279], 0, 256]]); // 1109: %1444 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[279], 0, 256], [this.act[69], 0, 262144], [this.act[73], 0, 262144]]); // 1110: %1445 blocks.1.attn.k.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[312], 0, 256], [this.grads, 28672, 256]]); // 1111: %1446 param36.grad.add0 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[79], 0, 262144], [this.act[73], 0, 262144], [this.act[69], 0, 262144]]); // 1112: %1447 blocks.1.attn.norm.mul2.grad.add0 stdlib.mt:18
+    group("permute_0213_16x2x64x32", [[this.act[75], 0, 262144], [this.act[73], 0, 262144]]); // 1113: %1448 blocks.1.attn.permute0.grad.permute0 stdlib.mt:33
+    group("permute_10_8x8", [[this.params, 28416, 256], [this.act[312], 0, 256]]); // 1114: %1451 blocks.1.attn.q.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[73], 0, 262144], [this.act[312], 0, 256], [this.act[75], 0, 262144]]); // 1115: %1452 blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[68], 0, 262144], [this.act[79], 0, 262144]]); // 1116: %1453 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[79], 0, 262144], [this.act[73], 0, 262144], [this.act[312], 0, 256]]); // 1117: %1454 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[312], 0, 256], [this.grads, 28416, 256]]); // 1118: %1455 param35.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[67], 0, 262144], [this.act[73], 0, 262144]]); // 1119: %1457 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[75], 0, 262144], [this.act[73], 0, 262144], [this.act[67], 0, 262144]]); // 1120: %1458 blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[55], 0, 262144], [this.act[73], 0, 262144]]); // 1121: %1459 blocks.1.attn.q.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[67], 0, 262144], [this.act[73], 0, 262144], [this.act[55], 0, 262144]]); // 1122: %1460 blocks.1.attn.q.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[312], 0, 256]]); // 1123: %1461 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 28160, 256], [this.act[281], 0, 256]]); // 1124: %1463 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[281], 0, 256], [this.act[67], 0, 262144], [this.act[55], 0, 262144]]); // 1125: %1464 blocks.1.attn.q.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[312], 0, 256], [this.grads, 28160, 256]]); // 1126: %1465 param34.grad.add0 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.act[67], 0, 262144]]); // 1127: %1466 blocks.1.attn.norm.mul2.grad.add1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_8x8", [[this.act[67], 0, 262144], [this.params, 27904, 256], [this.act[55], 0, 262144]]); // 1128: %1467 blocks.1.attn.norm.mul2.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[67], 0, 262144], [this.act[64], 0, 262144], [this.act[69], 0, 262144]]); // 1129: %1468 blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[69], 0, 262144], [this.act[312], 0, 256]]); // 1130: %1469 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[312], 0, 256], [this.grads, 27904, 256]]); // 1131: %1471 param33.grad.add0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[55], 0, 262144], [this.act[66], 0, 4096], [this.act[69], 0, 262144]]); // 1132: %1472 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144]]); // 1133: %1473 blocks.1.attn.norm.mul1.grad.mul1 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[64], 0, 262144], [this.act[176], 0, 4096]]); // 1134: %1474 blocks.1.attn.norm.mul1.grad.sum0 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144]]); // 1135: %1475 blocks.0.think.add5.grad.add0 stdlib.mt:9
+    group("unary_square_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1136: %1476 blocks.1.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 1137: %1477 blocks.1.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 1138: %1478 blocks.1.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
+    group("affine_sm0p5_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 1139: %1479 blocks.1.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
+    group("affine_s1_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 1140: %1480 blocks.1.attn.norm.affine1.grad.affine0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 1141: %1481 blocks.1.attn.norm.affine0.grad.affine0 stdlib.mt:9
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[69], 0, 262144]]); // 1142: %1482 blocks.1.attn.norm.sum0.grad.expand0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[65], 0, 262144], [this.act[221], 0, 262144]]); // 1143: %1483 blocks.1.attn.norm.mul0.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[65], 0, 262144], [this.act[55], 0, 262144]]); // 1144: %1484 blocks.1.attn.norm.mul0.grad.mul1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[221], 0, 262144], [this.act[65], 0, 262144]]); // 1145: %1485 blocks.0.think.add5.grad.add1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[55], 0, 262144], [this.act[221], 0, 262144]]); // 1146: %1486 blocks.0.think.add5.grad.add2 stdlib.mt:9
+    group("dropout_p0p1_k1_16x64x8x8", [[this.act[221], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 1147: %1487 blocks.0.think.dropout0.grad.dropout0 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[60], 0, 262144], [this.act[65], 0, 262144]]); // 1148: %1488 blocks.0.think.mul3.grad.mul0 stdlib.mt:73
+    group("sum_a23_16x64x8x8", [[this.act[65], 0, 262144], [this.act[231], 0, 4096]]); // 1149: %1489 blocks.0.think.mul3.grad.sum0 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[55], 0, 262144], [this.act[62], 0, 4096], [this.act[65], 0, 262144]]); // 1150: %1490 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[61], 0, 262144], [this.act[60], 0, 262144]]); // 1151: %1491 blocks.0.think.mul2.grad.mul0 stdlib.mt:73
+    group("sum_a23_16x64x8x8", [[this.act[60], 0, 262144], [this.act[121], 0, 4096]]); // 1152: %1492 blocks.0.think.mul2.grad.sum0 stdlib.mt:73
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[55], 0, 262144], [this.act[8], 0, 4096], [this.act[60], 0, 262144]]); // 1153: %1493 blocks.0.think.mul2.grad.mul1 stdlib.mt:73
+    group("unary_neg_16x64x8x8", [[this.act[60], 0, 262144], [this.act[55], 0, 262144]]); // 1154: %1494 blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    group("unary_square_16x64x1x1", [[this.act[62], 0, 4096], [this.act[176], 0, 4096]]); // 1155: %1495 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[62], 0, 4096], [this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1156: %1496 blocks.0.think.sigmoid1.grad.sub0 stdlib.mt:72
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1157: %1497 blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[176], 0, 4096], [this.act[140], 0, 4]]); // 1158: %1498 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    group("binary_add_s_s", [[this.act[195], 0, 4], [this.act[140], 0, 4], [this.grads, 27648, 4]]); // 1159: %1500 param32.grad.add0 stdlib.mt:72
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[61], 0, 262144]]); // 1160: %1501 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[61], 0, 262144], [this.act[28], 0, 262144], [this.act[64], 0, 262144]]); // 1161: %1502 blocks.0.think.mul1.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[64], 0, 262144], [this.act[312], 0, 256]]); // 1162: %1503 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    group("binary_mul_16x64x8x8_8x8", [[this.act[61], 0, 262144], [this.params, 27392, 256], [this.act[64], 0, 262144]]); // 1163: %1505 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    group("binary_add_8x8_8x8", [[this.act[284], 0, 256], [this.act[312], 0, 256], [this.grads, 27392, 256]]); // 1164: %1506 param31.grad.add0 stdlib.mt:72
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[61], 0, 262144]]); // 1165: %1507 blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
+    group("unary_square_16x64x1x1", [[this.act[8], 0, 4096], [this.act[176], 0, 4096]]); // 1166: %1508 blocks.0.think.sigmoid0.grad.square0 stdlib.mt:71
+    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[8], 0, 4096], [this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1167: %1509 blocks.0.think.sigmoid0.grad.sub0 stdlib.mt:71
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[121], 0, 4096], [this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1168: %1510 blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:71
+    group("sum_a0123_16x64x1x1", [[this.act[176], 0, 4096], [this.act[140], 0, 4]]); // 1169: %1511 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    group("binary_add_s_s", [[this.act[267], 0, 4], [this.act[140], 0, 4], [this.grads, 27136, 4]]); // 1170: %1513 param30.grad.add0 stdlib.mt:71
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[64], 0, 262144]]); // 1171: %1514 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[28], 0, 262144], [this.act[55], 0, 262144]]); // 1172: %1515 blocks.0.think.mul0.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[312], 0, 256]]); // 1173: %1516 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    group("binary_mul_16x64x8x8_8x8", [[this.act[64], 0, 262144], [this.params, 26880, 256], [this.act[55], 0, 262144]]); // 1174: %1518 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
+    group("binary_add_8x8_8x8", [[this.act[285], 0, 256], [this.act[312], 0, 256], [this.grads, 26880, 256]]); // 1175: %1519 param29.grad.add0 stdlib.mt:71
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[61], 0, 262144], [this.act[55], 0, 262144], [this.act[64], 0, 262144]]); // 1176: %1520 blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
+    group("permute_0132_16x64x1x8", [[this.act[59], 0, 32768], [this.act[114], 0, 32768]]); // 1177: %1521 blocks.0.think.matmul4.grad.permute0 stdlib.mt:70
+    group("matmul_16x64x8x8_16x64x8x1", [[this.act[65], 0, 262144], [this.act[114], 0, 32768], [this.act[59], 0, 32768]]); // 1178: %1522 blocks.0.think.matmul4.grad.matmul0 stdlib.mt:70
+    group("permute_0132_16x64x8x1", [[this.act[57], 0, 32768], [this.act[114], 0, 32768]]); // 1179: %1523 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    group("matmul_16x64x1x8_16x64x8x8", [[this.act[114], 0, 32768], [this.act[65], 0, 262144], [this.act[57], 0, 32768]]); // 1180: %1524 blocks.0.think.matmul4.grad.matmul1 stdlib.mt:70
+    group("permute_0132_16x64x1x8", [[this.act[57], 0, 32768], [this.act[114], 0, 32768]]); // 1181: %1525 blocks.0.think.permute0.grad.permute0 stdlib.mt:70
+    group("permute_10_8x1", [[this.params, 26368, 32], [this.act[313], 0, 32]]); // 1182: %1527 blocks.0.think.matmul3.grad.permute0 stdlib.mt:70
+    group("matmul_8192x1_1x8", [[this.act[114], 0, 32768], [this.act[313], 0, 32], [this.act[65], 0, 262144]]); // 1183: %1528 blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
+    group("permute_10_8192x8", [[this.act[28], 0, 262144], [this.act[55], 0, 262144]]); // 1184: %1529 blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[55], 0, 262144], [this.act[114], 0, 32768], [this.act[313], 0, 32]]); // 1185: %1530 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[286], 0, 32], [this.act[313], 0, 32], [this.grads, 26368, 32]]); // 1186: %1531 param27.grad.add0 stdlib.mt:70
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[65], 0, 262144], [this.act[55], 0, 262144]]); // 1187: %1533 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
+    group("permute_10_8x1", [[this.params, 26624, 32], [this.act[313], 0, 32]]); // 1188: %1535 blocks.0.think.matmul2.grad.permute0 stdlib.mt:70
+    group("matmul_8192x1_1x8", [[this.act[59], 0, 32768], [this.act[313], 0, 32], [this.act[65], 0, 262144]]); // 1189: %1536 blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("permute_10_8192x8", [[this.act[28], 0, 262144], [this.act[64], 0, 262144]]); // 1190: %1537 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[64], 0, 262144], [this.act[59], 0, 32768], [this.act[313], 0, 32]]); // 1191: %1538 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[287], 0, 32], [this.act[313], 0, 32], [this.grads, 26624, 32]]); // 1192: %1539 param28.grad.add0 stdlib.mt:70
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144]]); // 1193: %1541 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
+    group("permute_0132_16x64x8x8", [[this.act[56], 0, 262144], [this.act[65], 0, 262144]]); // 1194: %1542 blocks.0.think.matmul1.grad.permute0 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[60], 0, 262144], [this.act[65], 0, 262144], [this.act[56], 0, 262144]]); // 1195: %1543 blocks.0.think.matmul1.grad.matmul0 stdlib.mt:69
+    group("permute_0132_16x64x8x8", [[this.act[42], 0, 262144], [this.act[65], 0, 262144]]); // 1196: %1544 blocks.0.think.matmul1.grad.permute1 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[60], 0, 262144], [this.act[42], 0, 262144]]); // 1197: %1545 blocks.0.think.matmul1.grad.matmul1 stdlib.mt:69
+    group("binary_mul_16x64x8x8_s", [[this.act[42], 0, 262144], [this.act[29], 0, 4], [this.act[60], 0, 262144]]); // 1198: %1548 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[42], 0, 262144], [this.act[54], 0, 262144], [this.act[65], 0, 262144]]); // 1199: %1549 blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[65], 0, 262144], [this.act[140], 0, 4]]); // 1200: %1550 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 25856, 256], [this.act[312], 0, 256]]); // 1201: %1553 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[60], 0, 262144], [this.act[312], 0, 256], [this.act[65], 0, 262144]]); // 1202: %1554 blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[53], 0, 262144], [this.act[54], 0, 262144]]); // 1203: %1555 blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[54], 0, 262144], [this.act[60], 0, 262144], [this.act[312], 0, 256]]); // 1204: %1556 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[312], 0, 256], [this.grads, 25856, 256]]); // 1205: %1557 param25.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[52], 0, 262144], [this.act[60], 0, 262144]]); // 1206: %1559 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[60], 0, 262144], [this.act[52], 0, 262144]]); // 1207: %1560 blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[51], 0, 262144], [this.act[60], 0, 262144]]); // 1208: %1561 blocks.0.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[52], 0, 262144], [this.act[60], 0, 262144], [this.act[51], 0, 262144]]); // 1209: %1562 blocks.0.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[51], 0, 262144], [this.act[312], 0, 256]]); // 1210: %1563 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 25600, 256], [this.act[289], 0, 256]]); // 1211: %1565 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[289], 0, 256], [this.act[52], 0, 262144], [this.act[51], 0, 262144]]); // 1212: %1566 blocks.0.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[312], 0, 256], [this.grads, 25600, 256]]); // 1213: %1567 param24.grad.add0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[51], 0, 262144], [this.act[50], 0, 262144], [this.act[52], 0, 262144]]); // 1214: %1568 blocks.0.think.gamma.mul0.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[50], 0, 262144]]); // 1215: %1569 blocks.0.think.gamma.mul0.grad.mul1 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 25344, 256], [this.act[312], 0, 256]]); // 1216: %1571 blocks.0.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[50], 0, 262144], [this.act[312], 0, 256], [this.act[47], 0, 262144]]); // 1217: %1572 blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[49], 0, 262144], [this.act[51], 0, 262144]]); // 1218: %1573 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[51], 0, 262144], [this.act[50], 0, 262144], [this.act[312], 0, 256]]); // 1219: %1574 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[312], 0, 256], [this.grads, 25344, 256]]); // 1220: %1575 param23.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[48], 0, 262144], [this.act[50], 0, 262144]]); // 1221: %1577 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[50], 0, 262144], [this.act[48], 0, 262144]]); // 1222: %1578 blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[50], 0, 262144]]); // 1223: %1579 blocks.0.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[48], 0, 262144], [this.act[50], 0, 262144], [this.act[47], 0, 262144]]); // 1224: %1580 blocks.0.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[47], 0, 262144], [this.act[312], 0, 256]]); // 1225: %1581 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 25088, 256], [this.act[291], 0, 256]]); // 1226: %1583 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[291], 0, 256], [this.act[48], 0, 262144], [this.act[47], 0, 262144]]); // 1227: %1584 blocks.0.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[312], 0, 256], [this.grads, 25088, 256]]); // 1228: %1585 param22.grad.add0 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144]]); // 1229: %1586 blocks.0.think.norm.mul2.grad.add4 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[46], 0, 262144], [this.act[47], 0, 262144]]); // 1230: %1587 blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[52], 0, 262144], [this.act[47], 0, 262144], [this.act[46], 0, 262144]]); // 1231: %1588 blocks.0.think.gamma.silu0.grad.mul0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 24832, 256], [this.act[312], 0, 256]]); // 1232: %1590 blocks.0.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[46], 0, 262144], [this.act[312], 0, 256], [this.act[47], 0, 262144]]); // 1233: %1591 blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[45], 0, 262144], [this.act[52], 0, 262144]]); // 1234: %1592 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[52], 0, 262144], [this.act[46], 0, 262144], [this.act[312], 0, 256]]); // 1235: %1593 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[312], 0, 256], [this.grads, 24832, 256]]); // 1236: %1594 param21.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[44], 0, 262144], [this.act[46], 0, 262144]]); // 1237: %1596 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[46], 0, 262144], [this.act[44], 0, 262144]]); // 1238: %1597 blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[46], 0, 262144]]); // 1239: %1598 blocks.0.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[44], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144]]); // 1240: %1599 blocks.0.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[47], 0, 262144], [this.act[312], 0, 256]]); // 1241: %1600 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 24576, 256], [this.act[293], 0, 256]]); // 1242: %1602 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[293], 0, 256], [this.act[44], 0, 262144], [this.act[47], 0, 262144]]); // 1243: %1603 blocks.0.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[312], 0, 256], [this.grads, 24576, 256]]); // 1244: %1604 param20.grad.add0 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[48], 0, 262144], [this.act[47], 0, 262144], [this.act[44], 0, 262144]]); // 1245: %1605 blocks.0.think.norm.mul2.grad.add5 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[47], 0, 262144]]); // 1246: %1606 blocks.0.think.matmul0.grad.permute0 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[56], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144]]); // 1247: %1607 blocks.0.think.matmul0.grad.matmul0 stdlib.mt:69
+    group("permute_0132_16x64x8x8", [[this.act[43], 0, 262144], [this.act[47], 0, 262144]]); // 1248: %1608 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[56], 0, 262144], [this.act[43], 0, 262144]]); // 1249: %1609 blocks.0.think.matmul0.grad.matmul1 stdlib.mt:69
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[44], 0, 262144], [this.act[43], 0, 262144], [this.act[56], 0, 262144]]); // 1250: %1610 blocks.0.think.norm.mul2.grad.add6 stdlib.mt:69
+    group("binary_mul_16x64x8x8_s", [[this.act[48], 0, 262144], [this.act[29], 0, 4], [this.act[43], 0, 262144]]); // 1251: %1613 blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[48], 0, 262144], [this.act[41], 0, 262144], [this.act[44], 0, 262144]]); // 1252: %1614 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[44], 0, 262144], [this.act[29], 0, 4]]); // 1253: %1615 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[29], 0, 4], [this.act[267], 0, 4]]); // 1254: %1617 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 24320, 256], [this.act[312], 0, 256]]); // 1255: %1619 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[43], 0, 262144], [this.act[312], 0, 256], [this.act[44], 0, 262144]]); // 1256: %1620 blocks.0.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[40], 0, 262144], [this.act[41], 0, 262144]]); // 1257: %1621 blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[41], 0, 262144], [this.act[43], 0, 262144], [this.act[312], 0, 256]]); // 1258: %1622 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[312], 0, 256], [this.grads, 24320, 256]]); // 1259: %1623 param19.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[39], 0, 262144], [this.act[43], 0, 262144]]); // 1260: %1625 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[44], 0, 262144], [this.act[43], 0, 262144], [this.act[39], 0, 262144]]); // 1261: %1626 blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[38], 0, 262144], [this.act[43], 0, 262144]]); // 1262: %1627 blocks.0.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[39], 0, 262144], [this.act[43], 0, 262144], [this.act[38], 0, 262144]]); // 1263: %1628 blocks.0.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[38], 0, 262144], [this.act[312], 0, 256]]); // 1264: %1629 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 24064, 256], [this.act[295], 0, 256]]); // 1265: %1631 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[295], 0, 256], [this.act[39], 0, 262144], [this.act[38], 0, 262144]]); // 1266: %1632 blocks.0.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[312], 0, 256], [this.grads, 24064, 256]]); // 1267: %1633 param18.grad.add0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[37], 0, 262144], [this.act[39], 0, 262144]]); // 1268: %1634 blocks.0.think.delta.mul0.grad.mul0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[37], 0, 262144]]); // 1269: %1635 blocks.0.think.delta.mul0.grad.mul1 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 23808, 256], [this.act[312], 0, 256]]); // 1270: %1637 blocks.0.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[37], 0, 262144], [this.act[312], 0, 256], [this.act[34], 0, 262144]]); // 1271: %1638 blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[36], 0, 262144], [this.act[38], 0, 262144]]); // 1272: %1639 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[38], 0, 262144], [this.act[37], 0, 262144], [this.act[312], 0, 256]]); // 1273: %1640 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[312], 0, 256], [this.grads, 23808, 256]]); // 1274: %1641 param17.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[35], 0, 262144], [this.act[37], 0, 262144]]); // 1275: %1643 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[37], 0, 262144], [this.act[35], 0, 262144]]); // 1276: %1644 blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[37], 0, 262144]]); // 1277: %1645 blocks.0.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[37], 0, 262144], [this.act[34], 0, 262144]]); // 1278: %1646 blocks.0.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[34], 0, 262144], [this.act[312], 0, 256]]); // 1279: %1647 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 23552, 256], [this.act[298], 0, 256]]); // 1280: %1649 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[298], 0, 256], [this.act[35], 0, 262144], [this.act[34], 0, 262144]]); // 1281: %1650 blocks.0.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[312], 0, 256], [this.grads, 23552, 256]]); // 1282: %1651 param16.grad.add0 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[56], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144]]); // 1283: %1652 blocks.0.think.norm.mul2.grad.add7 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[33], 0, 262144], [this.act[34], 0, 262144]]); // 1284: %1653 blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[39], 0, 262144], [this.act[34], 0, 262144], [this.act[33], 0, 262144]]); // 1285: %1654 blocks.0.think.delta.silu0.grad.mul0 stdlib.mt:49
+    group("permute_10_8x8", [[this.params, 23296, 256], [this.act[312], 0, 256]]); // 1286: %1656 blocks.0.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[33], 0, 262144], [this.act[312], 0, 256], [this.act[34], 0, 262144]]); // 1287: %1657 blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[32], 0, 262144], [this.act[39], 0, 262144]]); // 1288: %1658 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[39], 0, 262144], [this.act[33], 0, 262144], [this.act[312], 0, 256]]); // 1289: %1659 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[312], 0, 256], [this.grads, 23296, 256]]); // 1290: %1660 param15.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[31], 0, 262144], [this.act[33], 0, 262144]]); // 1291: %1662 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[33], 0, 262144], [this.act[31], 0, 262144]]); // 1292: %1663 blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[33], 0, 262144]]); // 1293: %1664 blocks.0.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[31], 0, 262144], [this.act[33], 0, 262144], [this.act[28], 0, 262144]]); // 1294: %1665 blocks.0.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[28], 0, 262144], [this.act[312], 0, 256]]); // 1295: %1666 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 23040, 256], [this.act[300], 0, 256]]); // 1296: %1668 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[300], 0, 256], [this.act[31], 0, 262144], [this.act[28], 0, 262144]]); // 1297: %1669 blocks.0.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[312], 0, 256], [this.grads, 23040, 256]]); // 1298: %1670 param14.grad.add0 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[28], 0, 262144], [this.act[31], 0, 262144]]); // 1299: %1671 blocks.0.think.norm.mul2.grad.add8 stdlib.mt:18
+    group("inrange_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[29], 0, 4]]); // 1300: %1672 blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[267], 0, 4], [this.act[29], 0, 4], [this.act[140], 0, 4]]); // 1301: %1673 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[288], 0, 4], [this.act[140], 0, 4], [this.grads, 26112, 4]]); // 1302: %1674 param26.grad.add0 stdlib.mt:67
+    group("binary_mul_16x64x8x8_8x8", [[this.act[31], 0, 262144], [this.params, 22784, 256], [this.act[28], 0, 262144]]); // 1303: %1675 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[31], 0, 262144], [this.act[25], 0, 262144], [this.act[35], 0, 262144]]); // 1304: %1676 blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[35], 0, 262144], [this.act[312], 0, 256]]); // 1305: %1677 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[312], 0, 256], [this.grads, 22784, 256]]); // 1306: %1679 param13.grad.add0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[28], 0, 262144], [this.act[27], 0, 4096], [this.act[35], 0, 262144]]); // 1307: %1680 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[28], 0, 262144], [this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 1308: %1681 blocks.0.think.norm.mul1.grad.mul1 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[25], 0, 262144], [this.act[176], 0, 4096]]); // 1309: %1682 blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[35], 0, 262144], [this.act[25], 0, 262144]]); // 1310: %1683 blocks.0.attn.add0.grad.add0 stdlib.mt:9
+    group("unary_square_16x64x1x1", [[this.act[27], 0, 4096], [this.act[66], 0, 4096]]); // 1311: %1684 blocks.0.think.norm.rsqrt0.grad.square0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[27], 0, 4096], [this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1312: %1685 blocks.0.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[121], 0, 4096], [this.act[66], 0, 4096]]); // 1313: %1686 blocks.0.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
+    group("affine_sm0p5_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1314: %1687 blocks.0.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
+    group("affine_s1_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[66], 0, 4096]]); // 1315: %1688 blocks.0.think.norm.affine1.grad.affine0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1316: %1689 blocks.0.think.norm.affine0.grad.affine0 stdlib.mt:9
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[121], 0, 4096], [this.act[35], 0, 262144]]); // 1317: %1690 blocks.0.think.norm.sum0.grad.expand0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[221], 0, 262144]]); // 1318: %1691 blocks.0.think.norm.mul0.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[28], 0, 262144]]); // 1319: %1692 blocks.0.think.norm.mul0.grad.mul1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[25], 0, 262144], [this.act[221], 0, 262144], [this.act[26], 0, 262144]]); // 1320: %1693 blocks.0.attn.add0.grad.add1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[28], 0, 262144], [this.act[221], 0, 262144]]); // 1321: %1694 blocks.0.attn.add0.grad.add2 stdlib.mt:9
+    group("permute_10_8x8", [[this.params, 22528, 256], [this.act[312], 0, 256]]); // 1322: %1696 blocks.0.attn.o.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[221], 0, 262144], [this.act[312], 0, 256], [this.act[28], 0, 262144]]); // 1323: %1697 blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[24], 0, 262144], [this.act[26], 0, 262144]]); // 1324: %1698 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[26], 0, 262144], [this.act[221], 0, 262144], [this.act[312], 0, 256]]); // 1325: %1699 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[312], 0, 256], [this.grads, 22528, 256]]); // 1326: %1700 param12.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[17], 0, 262144], [this.act[26], 0, 262144]]); // 1327: %1702 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[28], 0, 262144], [this.act[26], 0, 262144], [this.act[17], 0, 262144]]); // 1328: %1703 blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[23], 0, 262144], [this.act[26], 0, 262144]]); // 1329: %1704 blocks.0.attn.o.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[17], 0, 262144], [this.act[26], 0, 262144], [this.act[23], 0, 262144]]); // 1330: %1705 blocks.0.attn.o.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[23], 0, 262144], [this.act[312], 0, 256]]); // 1331: %1706 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 22272, 256], [this.act[303], 0, 256]]); // 1332: %1708 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[303], 0, 256], [this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 1333: %1709 blocks.0.attn.o.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[312], 0, 256], [this.grads, 22272, 256]]); // 1334: %1710 param11.grad.add0 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[23], 0, 262144], [this.act[17], 0, 262144]]); // 1335: %1712 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
+    group("permute_0132_16x2x64x32", [[this.act[20], 0, 262144], [this.act[23], 0, 262144]]); // 1336: %1713 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.act[244], 0, 524288]]); // 1337: %1714 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
+    group("permute_0132_16x2x64x64", [[this.act[21], 0, 524288], [this.act[243], 0, 524288]]); // 1338: %1715 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[243], 0, 524288], [this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 1339: %1716 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
+    group("dropout_p0p1_k0_16x2x64x64", [[this.act[244], 0, 524288], [this.act[243], 0, 524288], [this.step, 0, 16]]); // 1340: %1717 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
+    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[243], 0, 524288], [this.act[22], 0, 524288], [this.act[244], 0, 524288]]); // 1341: %1718 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:37
+    group("sum_a3_16x2x64x64", [[this.act[244], 0, 524288], [this.act[277], 0, 8192]]); // 1342: %1719 blocks.0.attn.softmax0.grad.sum0 stdlib.mt:37
+    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[243], 0, 524288], [this.act[277], 0, 8192], [this.act[244], 0, 524288]]); // 1343: %1720 blocks.0.attn.softmax0.grad.sub0 stdlib.mt:37
+    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[22], 0, 524288], [this.act[244], 0, 524288], [this.act[243], 0, 524288]]); // 1344: %1721 blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
+    group("causal_mask_f0_16x2x64x64", [[this.act[243], 0, 524288], [this.act[244], 0, 524288]]); // 1345: %1722 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
+    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[244], 0, 524288], [this.act[243], 0, 524288]]); // 1346: %1723 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
+    group("permute_0132_16x2x32x64", [[this.act[19], 0, 262144], [this.act[17], 0, 262144]]); // 1347: %1724 blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[243], 0, 524288], [this.act[17], 0, 262144], [this.act[19], 0, 262144]]); // 1348: %1725 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
+    group("permute_0132_16x2x64x32", [[this.act[14], 0, 262144], [this.act[17], 0, 262144]]); // 1349: %1726 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[17], 0, 262144], [this.act[243], 0, 524288], [this.act[14], 0, 262144]]); // 1350: %1727 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
+    group("permute_0132_16x2x32x64", [[this.act[14], 0, 262144], [this.act[17], 0, 262144]]); // 1351: %1728 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
+    group("permute_0213_16x2x64x32", [[this.act[23], 0, 262144], [this.act[14], 0, 262144]]); // 1352: %1729 blocks.0.attn.permute2.grad.permute0 stdlib.mt:35
+    group("permute_10_8x8", [[this.params, 22016, 256], [this.act[312], 0, 256]]); // 1353: %1732 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[14], 0, 262144], [this.act[312], 0, 256], [this.act[23], 0, 262144]]); // 1354: %1733 blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[18], 0, 262144], [this.act[20], 0, 262144]]); // 1355: %1734 blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[20], 0, 262144], [this.act[14], 0, 262144], [this.act[312], 0, 256]]); // 1356: %1735 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[312], 0, 256], [this.grads, 22016, 256]]); // 1357: %1736 param10.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[16], 0, 262144], [this.act[14], 0, 262144]]); // 1358: %1738 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[23], 0, 262144], [this.act[14], 0, 262144], [this.act[16], 0, 262144]]); // 1359: %1739 blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[14], 0, 262144]]); // 1360: %1740 blocks.0.attn.v.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[16], 0, 262144], [this.act[14], 0, 262144], [this.act[23], 0, 262144]]); // 1361: %1741 blocks.0.attn.v.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[23], 0, 262144], [this.act[312], 0, 256]]); // 1362: %1742 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 21760, 256], [this.act[305], 0, 256]]); // 1363: %1744 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[305], 0, 256], [this.act[16], 0, 262144], [this.act[23], 0, 262144]]); // 1364: %1745 blocks.0.attn.v.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[312], 0, 256], [this.grads, 21760, 256]]); // 1365: %1746 param9.grad.add0 stdlib.mt:18
+    group("permute_0213_16x2x64x32", [[this.act[17], 0, 262144], [this.act[16], 0, 262144]]); // 1366: %1747 blocks.0.attn.permute1.grad.permute0 stdlib.mt:34
+    group("permute_10_8x8", [[this.params, 21504, 256], [this.act[312], 0, 256]]); // 1367: %1750 blocks.0.attn.k.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[16], 0, 262144], [this.act[312], 0, 256], [this.act[17], 0, 262144]]); // 1368: %1751 blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[15], 0, 262144], [this.act[14], 0, 262144]]); // 1369: %1752 blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[14], 0, 262144], [this.act[16], 0, 262144], [this.act[312], 0, 256]]); // 1370: %1753 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[307], 0, 256], [this.act[312], 0, 256], [this.grads, 21504, 256]]); // 1371: %1754 param8.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[13], 0, 262144], [this.act[16], 0, 262144]]); // 1372: %1756 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[17], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144]]); // 1373: %1757 blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[16], 0, 262144]]); // 1374: %1758 blocks.0.attn.k.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[17], 0, 262144]]); // 1375: %1759 blocks.0.attn.k.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[17], 0, 262144], [this.act[312], 0, 256]]); // 1376: %1760 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 21248, 256], [this.act[307], 0, 256]]); // 1377: %1762 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[307], 0, 256], [this.act[13], 0, 262144], [this.act[17], 0, 262144]]); // 1378: %1763 blocks.0.attn.k.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[308], 0, 256], [this.act[312], 0, 256], [this.grads, 21248, 256]]); // 1379: %1764 param7.grad.add0 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[23], 0, 262144], [this.act[17], 0, 262144], [this.act[13], 0, 262144]]); // 1380: %1765 blocks.0.attn.norm.mul2.grad.add0 stdlib.mt:18
+    group("permute_0213_16x2x64x32", [[this.act[19], 0, 262144], [this.act[17], 0, 262144]]); // 1381: %1766 blocks.0.attn.permute0.grad.permute0 stdlib.mt:33
+    group("permute_10_8x8", [[this.params, 20992, 256], [this.act[312], 0, 256]]); // 1382: %1769 blocks.0.attn.q.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8192x8_8x8", [[this.act[17], 0, 262144], [this.act[312], 0, 256], [this.act[19], 0, 262144]]); // 1383: %1770 blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("permute_10_8192x8", [[this.act[12], 0, 262144], [this.act[23], 0, 262144]]); // 1384: %1771 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[23], 0, 262144], [this.act[17], 0, 262144], [this.act[312], 0, 256]]); // 1385: %1772 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[309], 0, 256], [this.act[312], 0, 256], [this.grads, 20992, 256]]); // 1386: %1773 param6.grad.add0 stdlib.mt:18
+    group("unary_silu_grad_16x64x8x8", [[this.act[11], 0, 262144], [this.act[17], 0, 262144]]); // 1387: %1775 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[19], 0, 262144], [this.act[17], 0, 262144], [this.act[11], 0, 262144]]); // 1388: %1776 blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
+    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[17], 0, 262144]]); // 1389: %1777 blocks.0.attn.q.matmul0.grad.permute0 stdlib.mt:18
+    group("matmul_16x64x8x8_16x64x8x8", [[this.act[11], 0, 262144], [this.act[17], 0, 262144], [this.act[10], 0, 262144]]); // 1390: %1778 blocks.0.attn.q.matmul0.grad.matmul0 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[10], 0, 262144], [this.act[312], 0, 256]]); // 1391: %1779 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("permute_10_8x8", [[this.params, 20736, 256], [this.act[309], 0, 256]]); // 1392: %1781 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8_16x64x8x8", [[this.act[309], 0, 256], [this.act[11], 0, 262144], [this.act[10], 0, 262144]]); // 1393: %1782 blocks.0.attn.q.matmul0.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[310], 0, 256], [this.act[312], 0, 256], [this.grads, 20736, 256]]); // 1394: %1783 param5.grad.add0 stdlib.mt:18
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144]]); // 1395: %1784 blocks.0.attn.norm.mul2.grad.add1 stdlib.mt:18
+    group("binary_mul_16x64x8x8_8x8", [[this.act[11], 0, 262144], [this.params, 20480, 256], [this.act[10], 0, 262144]]); // 1396: %1785 blocks.0.attn.norm.mul2.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[11], 0, 262144], [this.act[4], 0, 262144], [this.act[13], 0, 262144]]); // 1397: %1786 blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[13], 0, 262144], [this.act[312], 0, 256]]); // 1398: %1787 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[311], 0, 256], [this.act[312], 0, 256], [this.grads, 20480, 256]]); // 1399: %1789 param4.grad.add0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[10], 0, 262144], [this.act[9], 0, 4096], [this.act[13], 0, 262144]]); // 1400: %1790 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[10], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144]]); // 1401: %1791 blocks.0.attn.norm.mul1.grad.mul1 stdlib.mt:9
+    group("sum_a23_16x64x8x8", [[this.act[4], 0, 262144], [this.act[121], 0, 4096]]); // 1402: %1792 blocks.0.attn.norm.mul1.grad.sum0 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[13], 0, 262144], [this.act[4], 0, 262144]]); // 1403: %1793 embed.add0.grad.add0 stdlib.mt:9
+    group("unary_square_16x64x1x1", [[this.act[9], 0, 4096], [this.act[66], 0, 4096]]); // 1404: %1794 blocks.0.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[9], 0, 4096], [this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1405: %1795 blocks.0.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1406: %1796 blocks.0.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
+    group("affine_sm0p5_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1407: %1797 blocks.0.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
+    group("affine_s1_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1408: %1798 blocks.0.attn.norm.affine1.grad.affine0 stdlib.mt:9
+    group("affine_s0p015625_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1409: %1799 blocks.0.attn.norm.affine0.grad.affine0 stdlib.mt:9
+    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[13], 0, 262144]]); // 1410: %1800 blocks.0.attn.norm.sum0.grad.expand0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[7], 0, 262144], [this.act[221], 0, 262144]]); // 1411: %1801 blocks.0.attn.norm.mul0.grad.mul0 stdlib.mt:9
+    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[7], 0, 262144], [this.act[10], 0, 262144]]); // 1412: %1802 blocks.0.attn.norm.mul0.grad.mul1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[4], 0, 262144], [this.act[221], 0, 262144], [this.act[7], 0, 262144]]); // 1413: %1803 embed.add0.grad.add1 stdlib.mt:9
+    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[10], 0, 262144], [this.act[221], 0, 262144]]); // 1414: %1804 embed.add0.grad.add2 stdlib.mt:9
+    group("sum_a0_16x64x8x8", [[this.act[221], 0, 262144], [this.act[5], 0, 16384]]); // 1415: %1805 embed.add0.grad.sum0 stdlib.mt:96
+    group("affine_s0p1_b0_64x8x8", [[this.act[5], 0, 16384], [this.act[314], 0, 16384]]); // 1416: %1807 embed.affine0.grad.affine0 stdlib.mt:96
+    group("permute_021_64x1x8", [[this.act[3], 0, 2048], [this.act[315], 0, 2048]]); // 1417: %1808 embed.matmul1.grad.permute0 stdlib.mt:96
+    group("matmul_64x8x8_64x8x1", [[this.act[314], 0, 16384], [this.act[315], 0, 2048], [this.act[3], 0, 2048]]); // 1418: %1809 embed.matmul1.grad.matmul0 stdlib.mt:96
+    group("permute_021_64x8x1", [[this.act[2], 0, 2048], [this.act[315], 0, 2048]]); // 1419: %1810 embed.matmul1.grad.permute1 stdlib.mt:96
+    group("matmul_64x1x8_64x8x8", [[this.act[315], 0, 2048], [this.act[314], 0, 16384], [this.act[2], 0, 2048]]); // 1420: %1811 embed.matmul1.grad.matmul1 stdlib.mt:96
+    group("permute_0132_16x64x1x8", [[this.act[1], 0, 32768], [this.act[59], 0, 32768]]); // 1421: %1812 embed.matmul0.grad.permute0 stdlib.mt:96
+    group("matmul_16x64x8x8_16x64x8x1", [[this.act[221], 0, 262144], [this.act[59], 0, 32768], [this.act[1], 0, 32768]]); // 1422: %1813 embed.matmul0.grad.matmul0 stdlib.mt:96
+    group("permute_0132_16x64x8x1", [[this.act[0], 0, 32768], [this.act[59], 0, 32768]]); // 1423: %1814 embed.matmul0.grad.permute1 stdlib.mt:96
+    group("matmul_16x64x1x8_16x64x8x8", [[this.act[59], 0, 32768], [this.act[221], 0, 262144], [this.act[0], 0, 32768]]); // 1424: %1815 embed.matmul0.grad.matmul1 stdlib.mt:96
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[2], 0, 2048], [this.grads, 18432, 2048]]); // 1425: %1817 embed.slice1.grad.pad0 stdlib.mt:95
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[3], 0, 2048], [this.grads, 16384, 2048]]); // 1426: %1819 embed.slice0.grad.pad0 stdlib.mt:94
+    group("scatter_add_16x64x8_16x64_to_256x8", [[this.act[0], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 1427: %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64_to_256x8", [[this.act[1], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 1428: %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("affine_s1_b0_8x8", [[this.act[250], 0, 256], [this.grads, 35328, 256]]); // 1429: %1824 norm_final.g.grad.affine0 stdlib.mt:7
+    group("affine_s1_b0_16x8", [[this.act[247], 0, 512], [this.grads, 35584, 512]]); // 1430: %1825 head.U.grad.affine0 stdlib.mt:102
+    group("affine_s1_b0_16x8", [[this.act[245], 0, 512], [this.grads, 36096, 512]]); // 1431: %1826 head.V.grad.affine0 stdlib.mt:103
+    group("affine_s1_b0_256x16", [[this.act[6], 0, 16384], [this.grads, 36608, 16384]]); // 1432: %1827 head.W_out.grad.affine0 stdlib.mt:104
+    group("gradnorm_partial_13248", [[this.grads, 0, ARENA], [this.partials, 0, 16]]); // 1433: gradient norm, partial sums
+    group("gradnorm_total_4", [[this.partials, 0, 16], [this.norm, 0, 16]]); // 1434: gradient norm
+    group("adamw_13248", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 1435: AdamW update
     this.outputs = { loss: [this.act[236], 0, 4], logits: [this.act[235], 0, 1048576], observations: { "residual": [[this.act[120], 0, 262144], [this.act[230], 0, 262144]] } };
   }
 
@@ -2105,11 +2059,11 @@ export class Program {
 
   /** Constants (identity matrices, fills): once, after creation. */
   setup(pass: GPUComputePassEncoder) {
-    this.run(pass, "eye_8x8", 0, 1, 1, 1); // %123 blocks.0.think.eye0 stdlib.mt:68
-    this.run(pass, "eye_8x8", 1, 1, 1, 1); // %213 blocks.1.think.eye0 stdlib.mt:68
-    this.run(pass, "eye_8x8", 2, 1, 1, 1); // %303 blocks.0.think.eye1 stdlib.mt:68
-    this.run(pass, "eye_8x8", 3, 1, 1, 1); // %393 blocks.1.think.eye1 stdlib.mt:68
-    this.run(pass, "fill_v1_s", 4, 1, 1, 1); // %453 loss.grad.fill0 matrix_thinker.mt:46
+    this.run(pass, "eye_8x8", 0, 1, 1, 1); // %131 blocks.0.think.eye0 stdlib.mt:68
+    this.run(pass, "eye_8x8", 1, 1, 1, 1); // %245 blocks.1.think.eye0 stdlib.mt:68
+    this.run(pass, "eye_8x8", 2, 1, 1, 1); // %359 blocks.0.think.eye1 stdlib.mt:68
+    this.run(pass, "eye_8x8", 3, 1, 1, 1); // %473 blocks.1.think.eye1 stdlib.mt:68
+    this.run(pass, "fill_v1_s", 4, 1, 1, 1); // %549 loss.grad.fill0 matrix_thinker.mt:46
   }
 
   /** The forward pass up to the loss. */
@@ -2131,1475 +2085,1427 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_8x8", 19, 256, 1, 1); // %86 blocks.0.attn.norm.mul2 stdlib.mt:9
     this.run(pass, "matmul_8x8_16x64x8x8", 20, 16, 1, 1); // %87 blocks.0.attn.q.matmul0 stdlib.mt:18
     this.run(pass, "unary_silu_16x64x8x8", 21, 256, 1, 1); // %88 blocks.0.attn.q.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 22, 16, 1, 1); // %89 blocks.0.attn.q.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 23, 256, 1, 1); // %91 blocks.0.attn.permute0 stdlib.mt:33
-    this.run(pass, "matmul_8x8_16x64x8x8", 24, 16, 1, 1); // %92 blocks.0.attn.k.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 25, 256, 1, 1); // %93 blocks.0.attn.k.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 26, 16, 1, 1); // %94 blocks.0.attn.k.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 27, 256, 1, 1); // %96 blocks.0.attn.permute1 stdlib.mt:34
-    this.run(pass, "matmul_8x8_16x64x8x8", 28, 16, 1, 1); // %97 blocks.0.attn.v.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 29, 256, 1, 1); // %98 blocks.0.attn.v.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 30, 16, 1, 1); // %99 blocks.0.attn.v.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 31, 256, 1, 1); // %101 blocks.0.attn.permute2 stdlib.mt:35
-    this.run(pass, "permute_0132_16x2x64x32", 32, 256, 1, 1); // %102 blocks.0.attn.permute3 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 33, 128, 1, 1); // %103 blocks.0.attn.matmul0 stdlib.mt:36
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 34, 512, 1, 1); // %104 blocks.0.attn.affine0 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 35, 512, 1, 1); // %105 blocks.0.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "softmax_16x2x64x64", 36, 32, 1, 1); // %106 blocks.0.attn.softmax0 stdlib.mt:37
-    this.run(pass, "dropout_p0p1_k0_16x2x64x64", 37, 512, 1, 1); // %107 blocks.0.attn.dropout0 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 38, 64, 1, 1); // %108 blocks.0.attn.matmul1 stdlib.mt:38
-    this.run(pass, "permute_0213_16x2x64x32", 39, 256, 1, 1); // %109 blocks.0.attn.permute4 stdlib.mt:38
-    this.run(pass, "matmul_8x8_16x64x8x8", 40, 16, 1, 1); // %111 blocks.0.attn.o.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 41, 256, 1, 1); // %112 blocks.0.attn.o.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 42, 16, 1, 1); // %113 blocks.0.attn.o.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 43, 256, 1, 1); // %114 blocks.0.attn.add0 stdlib.mt:39
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 44, 256, 1, 1); // %115 blocks.0.think.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 45, 16, 1, 1); // %116 blocks.0.think.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 46, 4, 1, 1); // %117 blocks.0.think.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 47, 4, 1, 1); // %118 blocks.0.think.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 48, 4, 1, 1); // %119 blocks.0.think.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 49, 256, 1, 1); // %120 blocks.0.think.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 50, 256, 1, 1); // %121 blocks.0.think.norm.mul2 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 51, 1, 1, 1); // %122 blocks.0.think.clamp0 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 52, 16, 1, 1); // %124 blocks.0.think.delta.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 53, 256, 1, 1); // %125 blocks.0.think.delta.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 54, 16, 1, 1); // %126 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 55, 256, 1, 1); // %127 blocks.0.think.delta.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 56, 16, 1, 1); // %128 blocks.0.think.delta.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 57, 256, 1, 1); // %129 blocks.0.think.delta.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 58, 16, 1, 1); // %130 blocks.0.think.delta.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 59, 256, 1, 1); // %131 blocks.0.think.delta.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 60, 16, 1, 1); // %132 blocks.0.think.delta.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 61, 256, 1, 1); // %133 blocks.0.think.delta.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 62, 16, 1, 1); // %134 blocks.0.think.delta.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 63, 256, 1, 1); // %135 blocks.0.think.delta.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 64, 256, 1, 1); // %136 blocks.0.think.add0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 65, 16, 1, 1); // %137 blocks.0.think.matmul0 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 66, 16, 1, 1); // %138 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 67, 256, 1, 1); // %139 blocks.0.think.gamma.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 68, 16, 1, 1); // %140 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 69, 256, 1, 1); // %141 blocks.0.think.gamma.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 70, 16, 1, 1); // %142 blocks.0.think.gamma.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 71, 256, 1, 1); // %143 blocks.0.think.gamma.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 72, 16, 1, 1); // %144 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 73, 256, 1, 1); // %145 blocks.0.think.gamma.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 74, 16, 1, 1); // %146 blocks.0.think.gamma.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 75, 256, 1, 1); // %147 blocks.0.think.gamma.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 76, 16, 1, 1); // %148 blocks.0.think.gamma.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 77, 256, 1, 1); // %149 blocks.0.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 78, 256, 1, 1); // %150 blocks.0.think.add1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 79, 16, 1, 1); // %151 blocks.0.think.matmul1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_8x1", 80, 16, 1, 1); // %152 blocks.0.think.matmul2 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_8x1", 81, 16, 1, 1); // %153 blocks.0.think.matmul3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 82, 32, 1, 1); // %154 blocks.0.think.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 83, 16, 1, 1); // %155 blocks.0.think.matmul4 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 84, 256, 1, 1); // %156 blocks.0.think.mul0 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 85, 16, 1, 1); // %157 blocks.0.think.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 86, 4, 1, 1); // %158 blocks.0.think.add2 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 87, 4, 1, 1); // %159 blocks.0.think.sigmoid0 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 88, 256, 1, 1); // %160 blocks.0.think.mul1 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 89, 16, 1, 1); // %161 blocks.0.think.sum1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 90, 4, 1, 1); // %162 blocks.0.think.add3 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 91, 4, 1, 1); // %163 blocks.0.think.sigmoid1 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 92, 256, 1, 1); // %164 blocks.0.think.sub0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 93, 256, 1, 1); // %165 blocks.0.think.mul2 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 94, 256, 1, 1); // %166 blocks.0.think.mul3 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 95, 256, 1, 1); // %167 blocks.0.think.add4 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k1_16x64x8x8", 96, 256, 1, 1); // %168 blocks.0.think.dropout0 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 97, 256, 1, 1); // %169 blocks.0.think.add5 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 98, 256, 1, 1); // %170 blocks.1.attn.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 99, 16, 1, 1); // %171 blocks.1.attn.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 100, 4, 1, 1); // %172 blocks.1.attn.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 101, 4, 1, 1); // %173 blocks.1.attn.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 102, 4, 1, 1); // %174 blocks.1.attn.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 103, 256, 1, 1); // %175 blocks.1.attn.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 104, 256, 1, 1); // %176 blocks.1.attn.norm.mul2 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 105, 16, 1, 1); // %177 blocks.1.attn.q.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 106, 256, 1, 1); // %178 blocks.1.attn.q.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 107, 16, 1, 1); // %179 blocks.1.attn.q.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 108, 256, 1, 1); // %181 blocks.1.attn.permute0 stdlib.mt:33
-    this.run(pass, "matmul_8x8_16x64x8x8", 109, 16, 1, 1); // %182 blocks.1.attn.k.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 110, 256, 1, 1); // %183 blocks.1.attn.k.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 111, 16, 1, 1); // %184 blocks.1.attn.k.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 112, 256, 1, 1); // %186 blocks.1.attn.permute1 stdlib.mt:34
-    this.run(pass, "matmul_8x8_16x64x8x8", 113, 16, 1, 1); // %187 blocks.1.attn.v.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 114, 256, 1, 1); // %188 blocks.1.attn.v.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 115, 16, 1, 1); // %189 blocks.1.attn.v.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 116, 256, 1, 1); // %191 blocks.1.attn.permute2 stdlib.mt:35
-    this.run(pass, "permute_0132_16x2x64x32", 117, 256, 1, 1); // %192 blocks.1.attn.permute3 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 118, 128, 1, 1); // %193 blocks.1.attn.matmul0 stdlib.mt:36
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 119, 512, 1, 1); // %194 blocks.1.attn.affine0 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 120, 512, 1, 1); // %195 blocks.1.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "softmax_16x2x64x64", 121, 32, 1, 1); // %196 blocks.1.attn.softmax0 stdlib.mt:37
-    this.run(pass, "dropout_p0p1_k2_16x2x64x64", 122, 512, 1, 1); // %197 blocks.1.attn.dropout0 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 123, 64, 1, 1); // %198 blocks.1.attn.matmul1 stdlib.mt:38
-    this.run(pass, "permute_0213_16x2x64x32", 124, 256, 1, 1); // %199 blocks.1.attn.permute4 stdlib.mt:38
-    this.run(pass, "matmul_8x8_16x64x8x8", 125, 16, 1, 1); // %201 blocks.1.attn.o.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 126, 256, 1, 1); // %202 blocks.1.attn.o.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 127, 16, 1, 1); // %203 blocks.1.attn.o.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 128, 256, 1, 1); // %204 blocks.1.attn.add0 stdlib.mt:39
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 129, 256, 1, 1); // %205 blocks.1.think.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 130, 16, 1, 1); // %206 blocks.1.think.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 131, 4, 1, 1); // %207 blocks.1.think.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 132, 4, 1, 1); // %208 blocks.1.think.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 133, 4, 1, 1); // %209 blocks.1.think.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 134, 256, 1, 1); // %210 blocks.1.think.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 135, 256, 1, 1); // %211 blocks.1.think.norm.mul2 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 136, 1, 1, 1); // %212 blocks.1.think.clamp0 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 137, 16, 1, 1); // %214 blocks.1.think.delta.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 138, 256, 1, 1); // %215 blocks.1.think.delta.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 139, 16, 1, 1); // %216 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 140, 256, 1, 1); // %217 blocks.1.think.delta.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 141, 16, 1, 1); // %218 blocks.1.think.delta.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 142, 256, 1, 1); // %219 blocks.1.think.delta.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 143, 16, 1, 1); // %220 blocks.1.think.delta.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 144, 256, 1, 1); // %221 blocks.1.think.delta.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 145, 16, 1, 1); // %222 blocks.1.think.delta.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 146, 256, 1, 1); // %223 blocks.1.think.delta.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 147, 16, 1, 1); // %224 blocks.1.think.delta.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 148, 256, 1, 1); // %225 blocks.1.think.delta.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 149, 256, 1, 1); // %226 blocks.1.think.add0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 150, 16, 1, 1); // %227 blocks.1.think.matmul0 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 151, 16, 1, 1); // %228 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 152, 256, 1, 1); // %229 blocks.1.think.gamma.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 153, 16, 1, 1); // %230 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 154, 256, 1, 1); // %231 blocks.1.think.gamma.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 155, 16, 1, 1); // %232 blocks.1.think.gamma.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 156, 256, 1, 1); // %233 blocks.1.think.gamma.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 157, 16, 1, 1); // %234 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 158, 256, 1, 1); // %235 blocks.1.think.gamma.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 159, 16, 1, 1); // %236 blocks.1.think.gamma.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 160, 256, 1, 1); // %237 blocks.1.think.gamma.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 161, 16, 1, 1); // %238 blocks.1.think.gamma.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 162, 256, 1, 1); // %239 blocks.1.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 163, 256, 1, 1); // %240 blocks.1.think.add1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 164, 16, 1, 1); // %241 blocks.1.think.matmul1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_8x1", 165, 16, 1, 1); // %242 blocks.1.think.matmul2 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_8x1", 166, 16, 1, 1); // %243 blocks.1.think.matmul3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 167, 32, 1, 1); // %244 blocks.1.think.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 168, 16, 1, 1); // %245 blocks.1.think.matmul4 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 169, 256, 1, 1); // %246 blocks.1.think.mul0 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 170, 16, 1, 1); // %247 blocks.1.think.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 171, 4, 1, 1); // %248 blocks.1.think.add2 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 172, 4, 1, 1); // %249 blocks.1.think.sigmoid0 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 173, 256, 1, 1); // %250 blocks.1.think.mul1 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 174, 16, 1, 1); // %251 blocks.1.think.sum1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 175, 4, 1, 1); // %252 blocks.1.think.add3 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 176, 4, 1, 1); // %253 blocks.1.think.sigmoid1 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 177, 256, 1, 1); // %254 blocks.1.think.sub0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 178, 256, 1, 1); // %255 blocks.1.think.mul2 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 179, 256, 1, 1); // %256 blocks.1.think.mul3 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 180, 256, 1, 1); // %257 blocks.1.think.add4 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k3_16x64x8x8", 181, 256, 1, 1); // %258 blocks.1.think.dropout0 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 182, 256, 1, 1); // %259 blocks.1.think.add5 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 183, 256, 1, 1); // %260 blocks.0.attn.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 184, 16, 1, 1); // %261 blocks.0.attn.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 185, 4, 1, 1); // %262 blocks.0.attn.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 186, 4, 1, 1); // %263 blocks.0.attn.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 187, 4, 1, 1); // %264 blocks.0.attn.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 188, 256, 1, 1); // %265 blocks.0.attn.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 189, 256, 1, 1); // %266 blocks.0.attn.norm.mul5 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 190, 16, 1, 1); // %267 blocks.0.attn.q.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 191, 256, 1, 1); // %268 blocks.0.attn.q.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 192, 16, 1, 1); // %269 blocks.0.attn.q.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 193, 256, 1, 1); // %271 blocks.0.attn.permute5 stdlib.mt:33
-    this.run(pass, "matmul_8x8_16x64x8x8", 194, 16, 1, 1); // %272 blocks.0.attn.k.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 195, 256, 1, 1); // %273 blocks.0.attn.k.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 196, 16, 1, 1); // %274 blocks.0.attn.k.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 197, 256, 1, 1); // %276 blocks.0.attn.permute6 stdlib.mt:34
-    this.run(pass, "matmul_8x8_16x64x8x8", 198, 16, 1, 1); // %277 blocks.0.attn.v.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 199, 256, 1, 1); // %278 blocks.0.attn.v.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 200, 16, 1, 1); // %279 blocks.0.attn.v.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 201, 256, 1, 1); // %281 blocks.0.attn.permute7 stdlib.mt:35
-    this.run(pass, "permute_0132_16x2x64x32", 202, 256, 1, 1); // %282 blocks.0.attn.permute8 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 203, 128, 1, 1); // %283 blocks.0.attn.matmul2 stdlib.mt:36
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 204, 512, 1, 1); // %284 blocks.0.attn.affine1 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 205, 512, 1, 1); // %285 blocks.0.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "softmax_16x2x64x64", 206, 32, 1, 1); // %286 blocks.0.attn.softmax1 stdlib.mt:37
-    this.run(pass, "dropout_p0p1_k4_16x2x64x64", 207, 512, 1, 1); // %287 blocks.0.attn.dropout1 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 208, 64, 1, 1); // %288 blocks.0.attn.matmul3 stdlib.mt:38
-    this.run(pass, "permute_0213_16x2x64x32", 209, 256, 1, 1); // %289 blocks.0.attn.permute9 stdlib.mt:38
-    this.run(pass, "matmul_8x8_16x64x8x8", 210, 16, 1, 1); // %291 blocks.0.attn.o.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 211, 256, 1, 1); // %292 blocks.0.attn.o.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 212, 16, 1, 1); // %293 blocks.0.attn.o.matmul3 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 213, 256, 1, 1); // %294 blocks.0.attn.add1 stdlib.mt:39
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 214, 256, 1, 1); // %295 blocks.0.think.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 215, 16, 1, 1); // %296 blocks.0.think.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 216, 4, 1, 1); // %297 blocks.0.think.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 217, 4, 1, 1); // %298 blocks.0.think.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 218, 4, 1, 1); // %299 blocks.0.think.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 219, 256, 1, 1); // %300 blocks.0.think.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 220, 256, 1, 1); // %301 blocks.0.think.norm.mul5 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 221, 1, 1, 1); // %302 blocks.0.think.clamp1 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 222, 16, 1, 1); // %304 blocks.0.think.delta.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 223, 256, 1, 1); // %305 blocks.0.think.delta.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 224, 16, 1, 1); // %306 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 225, 256, 1, 1); // %307 blocks.0.think.delta.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 226, 16, 1, 1); // %308 blocks.0.think.delta.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 227, 256, 1, 1); // %309 blocks.0.think.delta.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 228, 16, 1, 1); // %310 blocks.0.think.delta.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 229, 256, 1, 1); // %311 blocks.0.think.delta.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 230, 16, 1, 1); // %312 blocks.0.think.delta.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 231, 256, 1, 1); // %313 blocks.0.think.delta.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 232, 16, 1, 1); // %314 blocks.0.think.delta.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 233, 256, 1, 1); // %315 blocks.0.think.delta.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 234, 256, 1, 1); // %316 blocks.0.think.add6 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 235, 16, 1, 1); // %317 blocks.0.think.matmul5 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 236, 16, 1, 1); // %318 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 237, 256, 1, 1); // %319 blocks.0.think.gamma.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 238, 16, 1, 1); // %320 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 239, 256, 1, 1); // %321 blocks.0.think.gamma.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 240, 16, 1, 1); // %322 blocks.0.think.gamma.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 241, 256, 1, 1); // %323 blocks.0.think.gamma.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 242, 16, 1, 1); // %324 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 243, 256, 1, 1); // %325 blocks.0.think.gamma.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 244, 16, 1, 1); // %326 blocks.0.think.gamma.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 245, 256, 1, 1); // %327 blocks.0.think.gamma.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 246, 16, 1, 1); // %328 blocks.0.think.gamma.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 247, 256, 1, 1); // %329 blocks.0.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 248, 256, 1, 1); // %330 blocks.0.think.add7 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 249, 16, 1, 1); // %331 blocks.0.think.matmul6 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_8x1", 250, 16, 1, 1); // %332 blocks.0.think.matmul7 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_8x1", 251, 16, 1, 1); // %333 blocks.0.think.matmul8 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 252, 32, 1, 1); // %334 blocks.0.think.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 253, 16, 1, 1); // %335 blocks.0.think.matmul9 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 254, 256, 1, 1); // %336 blocks.0.think.mul4 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 255, 16, 1, 1); // %337 blocks.0.think.sum2 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 256, 4, 1, 1); // %338 blocks.0.think.add8 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 257, 4, 1, 1); // %339 blocks.0.think.sigmoid2 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 258, 256, 1, 1); // %340 blocks.0.think.mul5 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 259, 16, 1, 1); // %341 blocks.0.think.sum3 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 260, 4, 1, 1); // %342 blocks.0.think.add9 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 261, 4, 1, 1); // %343 blocks.0.think.sigmoid3 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 262, 256, 1, 1); // %344 blocks.0.think.sub1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 263, 256, 1, 1); // %345 blocks.0.think.mul6 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 264, 256, 1, 1); // %346 blocks.0.think.mul7 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 265, 256, 1, 1); // %347 blocks.0.think.add10 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k5_16x64x8x8", 266, 256, 1, 1); // %348 blocks.0.think.dropout1 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 267, 256, 1, 1); // %349 blocks.0.think.add11 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 268, 256, 1, 1); // %350 blocks.1.attn.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 269, 16, 1, 1); // %351 blocks.1.attn.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 270, 4, 1, 1); // %352 blocks.1.attn.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 271, 4, 1, 1); // %353 blocks.1.attn.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 272, 4, 1, 1); // %354 blocks.1.attn.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 273, 256, 1, 1); // %355 blocks.1.attn.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 274, 256, 1, 1); // %356 blocks.1.attn.norm.mul5 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 275, 16, 1, 1); // %357 blocks.1.attn.q.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 276, 256, 1, 1); // %358 blocks.1.attn.q.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 277, 16, 1, 1); // %359 blocks.1.attn.q.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 278, 256, 1, 1); // %361 blocks.1.attn.permute5 stdlib.mt:33
-    this.run(pass, "matmul_8x8_16x64x8x8", 279, 16, 1, 1); // %362 blocks.1.attn.k.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 280, 256, 1, 1); // %363 blocks.1.attn.k.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 281, 16, 1, 1); // %364 blocks.1.attn.k.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 282, 256, 1, 1); // %366 blocks.1.attn.permute6 stdlib.mt:34
-    this.run(pass, "matmul_8x8_16x64x8x8", 283, 16, 1, 1); // %367 blocks.1.attn.v.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 284, 256, 1, 1); // %368 blocks.1.attn.v.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 285, 16, 1, 1); // %369 blocks.1.attn.v.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 286, 256, 1, 1); // %371 blocks.1.attn.permute7 stdlib.mt:35
-    this.run(pass, "permute_0132_16x2x64x32", 287, 256, 1, 1); // %372 blocks.1.attn.permute8 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 288, 128, 1, 1); // %373 blocks.1.attn.matmul2 stdlib.mt:36
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 289, 512, 1, 1); // %374 blocks.1.attn.affine1 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 290, 512, 1, 1); // %375 blocks.1.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "softmax_16x2x64x64", 291, 32, 1, 1); // %376 blocks.1.attn.softmax1 stdlib.mt:37
-    this.run(pass, "dropout_p0p1_k6_16x2x64x64", 292, 512, 1, 1); // %377 blocks.1.attn.dropout1 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 293, 64, 1, 1); // %378 blocks.1.attn.matmul3 stdlib.mt:38
-    this.run(pass, "permute_0213_16x2x64x32", 294, 256, 1, 1); // %379 blocks.1.attn.permute9 stdlib.mt:38
-    this.run(pass, "matmul_8x8_16x64x8x8", 295, 16, 1, 1); // %381 blocks.1.attn.o.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 296, 256, 1, 1); // %382 blocks.1.attn.o.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 297, 16, 1, 1); // %383 blocks.1.attn.o.matmul3 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 298, 256, 1, 1); // %384 blocks.1.attn.add1 stdlib.mt:39
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 299, 256, 1, 1); // %385 blocks.1.think.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 300, 16, 1, 1); // %386 blocks.1.think.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 301, 4, 1, 1); // %387 blocks.1.think.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 302, 4, 1, 1); // %388 blocks.1.think.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 303, 4, 1, 1); // %389 blocks.1.think.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 304, 256, 1, 1); // %390 blocks.1.think.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 305, 256, 1, 1); // %391 blocks.1.think.norm.mul5 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 306, 1, 1, 1); // %392 blocks.1.think.clamp1 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 307, 16, 1, 1); // %394 blocks.1.think.delta.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 308, 256, 1, 1); // %395 blocks.1.think.delta.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 309, 16, 1, 1); // %396 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 310, 256, 1, 1); // %397 blocks.1.think.delta.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 311, 16, 1, 1); // %398 blocks.1.think.delta.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 312, 256, 1, 1); // %399 blocks.1.think.delta.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 313, 16, 1, 1); // %400 blocks.1.think.delta.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 314, 256, 1, 1); // %401 blocks.1.think.delta.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 315, 16, 1, 1); // %402 blocks.1.think.delta.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 316, 256, 1, 1); // %403 blocks.1.think.delta.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 317, 16, 1, 1); // %404 blocks.1.think.delta.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 318, 256, 1, 1); // %405 blocks.1.think.delta.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 319, 256, 1, 1); // %406 blocks.1.think.add6 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 320, 16, 1, 1); // %407 blocks.1.think.matmul5 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 321, 16, 1, 1); // %408 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 322, 256, 1, 1); // %409 blocks.1.think.gamma.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 323, 16, 1, 1); // %410 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 324, 256, 1, 1); // %411 blocks.1.think.gamma.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 325, 16, 1, 1); // %412 blocks.1.think.gamma.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 326, 256, 1, 1); // %413 blocks.1.think.gamma.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 327, 16, 1, 1); // %414 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 328, 256, 1, 1); // %415 blocks.1.think.gamma.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 329, 16, 1, 1); // %416 blocks.1.think.gamma.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 330, 256, 1, 1); // %417 blocks.1.think.gamma.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 331, 16, 1, 1); // %418 blocks.1.think.gamma.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 332, 256, 1, 1); // %419 blocks.1.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 333, 256, 1, 1); // %420 blocks.1.think.add7 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 334, 16, 1, 1); // %421 blocks.1.think.matmul6 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_8x1", 335, 16, 1, 1); // %422 blocks.1.think.matmul7 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_8x1", 336, 16, 1, 1); // %423 blocks.1.think.matmul8 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 337, 32, 1, 1); // %424 blocks.1.think.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 338, 16, 1, 1); // %425 blocks.1.think.matmul9 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 339, 256, 1, 1); // %426 blocks.1.think.mul4 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 340, 16, 1, 1); // %427 blocks.1.think.sum2 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 341, 4, 1, 1); // %428 blocks.1.think.add8 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 342, 4, 1, 1); // %429 blocks.1.think.sigmoid2 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 343, 256, 1, 1); // %430 blocks.1.think.mul5 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 344, 16, 1, 1); // %431 blocks.1.think.sum3 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 345, 4, 1, 1); // %432 blocks.1.think.add9 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 346, 4, 1, 1); // %433 blocks.1.think.sigmoid3 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 347, 256, 1, 1); // %434 blocks.1.think.sub1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 348, 256, 1, 1); // %435 blocks.1.think.mul6 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 349, 256, 1, 1); // %436 blocks.1.think.mul7 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 350, 256, 1, 1); // %437 blocks.1.think.add10 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k7_16x64x8x8", 351, 256, 1, 1); // %438 blocks.1.think.dropout1 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 352, 256, 1, 1); // %439 blocks.1.think.add11 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 353, 256, 1, 1); // %440 norm_final.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 354, 16, 1, 1); // %441 norm_final.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 355, 4, 1, 1); // %442 norm_final.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 356, 4, 1, 1); // %443 norm_final.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 357, 4, 1, 1); // %444 norm_final.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 358, 256, 1, 1); // %445 norm_final.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 359, 256, 1, 1); // %446 norm_final.mul2 stdlib.mt:9
-    this.run(pass, "matmul_16x8_16x64x8x8", 360, 32, 1, 1); // %447 head.matmul0 stdlib.mt:106
-    this.run(pass, "binary_mul_16x64x16x8_16x8", 361, 512, 1, 1); // %448 head.mul0 stdlib.mt:106
-    this.run(pass, "sum_a3_16x64x16x8", 362, 256, 1, 1); // %449 head.sum0 stdlib.mt:106
-    this.run(pass, "matmul_256x16_16x64x16x1", 363, 256, 1, 1); // %450 head.matmul1 stdlib.mt:107
-    this.run(pass, "cross_entropy_16x64x256", 364, 1, 1, 1); // %452 loss.cross_entropy0 matrix_thinker.mt:46
+    this.run(pass, "matmul_8192x8_8x8", 22, 16, 1, 1); // %90 blocks.0.attn.q.matmul1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 23, 256, 1, 1); // %93 blocks.0.attn.permute0 stdlib.mt:33
+    this.run(pass, "matmul_8x8_16x64x8x8", 24, 16, 1, 1); // %94 blocks.0.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 25, 256, 1, 1); // %95 blocks.0.attn.k.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 26, 16, 1, 1); // %97 blocks.0.attn.k.matmul1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 27, 256, 1, 1); // %100 blocks.0.attn.permute1 stdlib.mt:34
+    this.run(pass, "matmul_8x8_16x64x8x8", 28, 16, 1, 1); // %101 blocks.0.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 29, 256, 1, 1); // %102 blocks.0.attn.v.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 30, 16, 1, 1); // %104 blocks.0.attn.v.matmul1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 31, 256, 1, 1); // %107 blocks.0.attn.permute2 stdlib.mt:35
+    this.run(pass, "permute_0132_16x2x64x32", 32, 256, 1, 1); // %108 blocks.0.attn.permute3 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 33, 128, 1, 1); // %109 blocks.0.attn.matmul0 stdlib.mt:36
+    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 34, 512, 1, 1); // %110 blocks.0.attn.affine0 stdlib.mt:36
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 35, 512, 1, 1); // %111 blocks.0.attn.causal_mask0 stdlib.mt:37
+    this.run(pass, "softmax_16x2x64x64", 36, 32, 1, 1); // %112 blocks.0.attn.softmax0 stdlib.mt:37
+    this.run(pass, "dropout_p0p1_k0_16x2x64x64", 37, 512, 1, 1); // %113 blocks.0.attn.dropout0 stdlib.mt:37
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 38, 64, 1, 1); // %114 blocks.0.attn.matmul1 stdlib.mt:38
+    this.run(pass, "permute_0213_16x2x64x32", 39, 256, 1, 1); // %115 blocks.0.attn.permute4 stdlib.mt:38
+    this.run(pass, "matmul_8x8_16x64x8x8", 40, 16, 1, 1); // %117 blocks.0.attn.o.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 41, 256, 1, 1); // %118 blocks.0.attn.o.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 42, 16, 1, 1); // %120 blocks.0.attn.o.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 43, 256, 1, 1); // %122 blocks.0.attn.add0 stdlib.mt:39
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 44, 256, 1, 1); // %123 blocks.0.think.norm.mul0 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 45, 16, 1, 1); // %124 blocks.0.think.norm.sum0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 46, 4, 1, 1); // %125 blocks.0.think.norm.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 47, 4, 1, 1); // %126 blocks.0.think.norm.affine1 stdlib.mt:9
+    this.run(pass, "unary_rsqrt_16x64x1x1", 48, 4, 1, 1); // %127 blocks.0.think.norm.rsqrt0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 49, 256, 1, 1); // %128 blocks.0.think.norm.mul1 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 50, 256, 1, 1); // %129 blocks.0.think.norm.mul2 stdlib.mt:9
+    this.run(pass, "clamp_lo0p01_hi0p5_s", 51, 1, 1, 1); // %130 blocks.0.think.clamp0 stdlib.mt:67
+    this.run(pass, "matmul_8x8_16x64x8x8", 52, 16, 1, 1); // %132 blocks.0.think.delta.gate.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 53, 256, 1, 1); // %133 blocks.0.think.delta.gate.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 54, 16, 1, 1); // %135 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 55, 256, 1, 1); // %137 blocks.0.think.delta.silu0 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 56, 16, 1, 1); // %138 blocks.0.think.delta.value.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 57, 256, 1, 1); // %139 blocks.0.think.delta.value.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 58, 16, 1, 1); // %141 blocks.0.think.delta.value.matmul1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 59, 256, 1, 1); // %143 blocks.0.think.delta.mul0 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 60, 16, 1, 1); // %144 blocks.0.think.delta.up.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 61, 256, 1, 1); // %145 blocks.0.think.delta.up.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 62, 16, 1, 1); // %147 blocks.0.think.delta.up.matmul1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_s", 63, 256, 1, 1); // %149 blocks.0.think.delta.mul1 stdlib.mt:49
+    this.run(pass, "binary_add_8x8_16x64x8x8", 64, 256, 1, 1); // %150 blocks.0.think.add0 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 65, 16, 1, 1); // %151 blocks.0.think.matmul0 stdlib.mt:69
+    this.run(pass, "matmul_8x8_16x64x8x8", 66, 16, 1, 1); // %152 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 67, 256, 1, 1); // %153 blocks.0.think.gamma.gate.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 68, 16, 1, 1); // %155 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 69, 256, 1, 1); // %157 blocks.0.think.gamma.silu0 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 70, 16, 1, 1); // %158 blocks.0.think.gamma.value.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 71, 256, 1, 1); // %159 blocks.0.think.gamma.value.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 72, 16, 1, 1); // %161 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 73, 256, 1, 1); // %163 blocks.0.think.gamma.mul0 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 74, 16, 1, 1); // %164 blocks.0.think.gamma.up.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 75, 256, 1, 1); // %165 blocks.0.think.gamma.up.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 76, 16, 1, 1); // %167 blocks.0.think.gamma.up.matmul1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_s", 77, 256, 1, 1); // %169 blocks.0.think.gamma.mul1 stdlib.mt:49
+    this.run(pass, "binary_add_8x8_16x64x8x8", 78, 256, 1, 1); // %170 blocks.0.think.add1 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 79, 16, 1, 1); // %171 blocks.0.think.matmul1 stdlib.mt:69
+    this.run(pass, "matmul_8192x8_8x1", 80, 16, 1, 1); // %173 blocks.0.think.matmul2 stdlib.mt:70
+    this.run(pass, "matmul_8192x8_8x1", 81, 16, 1, 1); // %176 blocks.0.think.matmul3 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x8x1", 82, 32, 1, 1); // %178 blocks.0.think.permute0 stdlib.mt:70
+    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 83, 16, 1, 1); // %179 blocks.0.think.matmul4 stdlib.mt:70
+    this.run(pass, "binary_mul_8x8_16x64x8x8", 84, 256, 1, 1); // %180 blocks.0.think.mul0 stdlib.mt:71
+    this.run(pass, "sum_a23_16x64x8x8", 85, 16, 1, 1); // %181 blocks.0.think.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_16x64x1x1_s", 86, 4, 1, 1); // %182 blocks.0.think.add2 stdlib.mt:71
+    this.run(pass, "unary_sigmoid_16x64x1x1", 87, 4, 1, 1); // %183 blocks.0.think.sigmoid0 stdlib.mt:71
+    this.run(pass, "binary_mul_8x8_16x64x8x8", 88, 256, 1, 1); // %184 blocks.0.think.mul1 stdlib.mt:72
+    this.run(pass, "sum_a23_16x64x8x8", 89, 16, 1, 1); // %185 blocks.0.think.sum1 stdlib.mt:72
+    this.run(pass, "binary_add_16x64x1x1_s", 90, 4, 1, 1); // %186 blocks.0.think.add3 stdlib.mt:72
+    this.run(pass, "unary_sigmoid_16x64x1x1", 91, 4, 1, 1); // %187 blocks.0.think.sigmoid1 stdlib.mt:72
+    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 92, 256, 1, 1); // %188 blocks.0.think.sub0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 93, 256, 1, 1); // %189 blocks.0.think.mul2 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 94, 256, 1, 1); // %190 blocks.0.think.mul3 stdlib.mt:73
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 95, 256, 1, 1); // %191 blocks.0.think.add4 stdlib.mt:73
+    this.run(pass, "dropout_p0p1_k1_16x64x8x8", 96, 256, 1, 1); // %192 blocks.0.think.dropout0 stdlib.mt:73
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 97, 256, 1, 1); // %193 blocks.0.think.add5 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 98, 256, 1, 1); // %194 blocks.1.attn.norm.mul0 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 99, 16, 1, 1); // %195 blocks.1.attn.norm.sum0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 100, 4, 1, 1); // %196 blocks.1.attn.norm.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 101, 4, 1, 1); // %197 blocks.1.attn.norm.affine1 stdlib.mt:9
+    this.run(pass, "unary_rsqrt_16x64x1x1", 102, 4, 1, 1); // %198 blocks.1.attn.norm.rsqrt0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 103, 256, 1, 1); // %199 blocks.1.attn.norm.mul1 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 104, 256, 1, 1); // %200 blocks.1.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "matmul_8x8_16x64x8x8", 105, 16, 1, 1); // %201 blocks.1.attn.q.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 106, 256, 1, 1); // %202 blocks.1.attn.q.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 107, 16, 1, 1); // %204 blocks.1.attn.q.matmul1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 108, 256, 1, 1); // %207 blocks.1.attn.permute0 stdlib.mt:33
+    this.run(pass, "matmul_8x8_16x64x8x8", 109, 16, 1, 1); // %208 blocks.1.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 110, 256, 1, 1); // %209 blocks.1.attn.k.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 111, 16, 1, 1); // %211 blocks.1.attn.k.matmul1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 112, 256, 1, 1); // %214 blocks.1.attn.permute1 stdlib.mt:34
+    this.run(pass, "matmul_8x8_16x64x8x8", 113, 16, 1, 1); // %215 blocks.1.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 114, 256, 1, 1); // %216 blocks.1.attn.v.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 115, 16, 1, 1); // %218 blocks.1.attn.v.matmul1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 116, 256, 1, 1); // %221 blocks.1.attn.permute2 stdlib.mt:35
+    this.run(pass, "permute_0132_16x2x64x32", 117, 256, 1, 1); // %222 blocks.1.attn.permute3 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 118, 128, 1, 1); // %223 blocks.1.attn.matmul0 stdlib.mt:36
+    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 119, 512, 1, 1); // %224 blocks.1.attn.affine0 stdlib.mt:36
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 120, 512, 1, 1); // %225 blocks.1.attn.causal_mask0 stdlib.mt:37
+    this.run(pass, "softmax_16x2x64x64", 121, 32, 1, 1); // %226 blocks.1.attn.softmax0 stdlib.mt:37
+    this.run(pass, "dropout_p0p1_k2_16x2x64x64", 122, 512, 1, 1); // %227 blocks.1.attn.dropout0 stdlib.mt:37
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 123, 64, 1, 1); // %228 blocks.1.attn.matmul1 stdlib.mt:38
+    this.run(pass, "permute_0213_16x2x64x32", 124, 256, 1, 1); // %229 blocks.1.attn.permute4 stdlib.mt:38
+    this.run(pass, "matmul_8x8_16x64x8x8", 125, 16, 1, 1); // %231 blocks.1.attn.o.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 126, 256, 1, 1); // %232 blocks.1.attn.o.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 127, 16, 1, 1); // %234 blocks.1.attn.o.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 128, 256, 1, 1); // %236 blocks.1.attn.add0 stdlib.mt:39
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 129, 256, 1, 1); // %237 blocks.1.think.norm.mul0 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 130, 16, 1, 1); // %238 blocks.1.think.norm.sum0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 131, 4, 1, 1); // %239 blocks.1.think.norm.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 132, 4, 1, 1); // %240 blocks.1.think.norm.affine1 stdlib.mt:9
+    this.run(pass, "unary_rsqrt_16x64x1x1", 133, 4, 1, 1); // %241 blocks.1.think.norm.rsqrt0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 134, 256, 1, 1); // %242 blocks.1.think.norm.mul1 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 135, 256, 1, 1); // %243 blocks.1.think.norm.mul2 stdlib.mt:9
+    this.run(pass, "clamp_lo0p01_hi0p5_s", 136, 1, 1, 1); // %244 blocks.1.think.clamp0 stdlib.mt:67
+    this.run(pass, "matmul_8x8_16x64x8x8", 137, 16, 1, 1); // %246 blocks.1.think.delta.gate.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 138, 256, 1, 1); // %247 blocks.1.think.delta.gate.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 139, 16, 1, 1); // %249 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 140, 256, 1, 1); // %251 blocks.1.think.delta.silu0 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 141, 16, 1, 1); // %252 blocks.1.think.delta.value.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 142, 256, 1, 1); // %253 blocks.1.think.delta.value.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 143, 16, 1, 1); // %255 blocks.1.think.delta.value.matmul1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 144, 256, 1, 1); // %257 blocks.1.think.delta.mul0 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 145, 16, 1, 1); // %258 blocks.1.think.delta.up.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 146, 256, 1, 1); // %259 blocks.1.think.delta.up.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 147, 16, 1, 1); // %261 blocks.1.think.delta.up.matmul1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_s", 148, 256, 1, 1); // %263 blocks.1.think.delta.mul1 stdlib.mt:49
+    this.run(pass, "binary_add_8x8_16x64x8x8", 149, 256, 1, 1); // %264 blocks.1.think.add0 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 150, 16, 1, 1); // %265 blocks.1.think.matmul0 stdlib.mt:69
+    this.run(pass, "matmul_8x8_16x64x8x8", 151, 16, 1, 1); // %266 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 152, 256, 1, 1); // %267 blocks.1.think.gamma.gate.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 153, 16, 1, 1); // %269 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 154, 256, 1, 1); // %271 blocks.1.think.gamma.silu0 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 155, 16, 1, 1); // %272 blocks.1.think.gamma.value.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 156, 256, 1, 1); // %273 blocks.1.think.gamma.value.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 157, 16, 1, 1); // %275 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 158, 256, 1, 1); // %277 blocks.1.think.gamma.mul0 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 159, 16, 1, 1); // %278 blocks.1.think.gamma.up.matmul0 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 160, 256, 1, 1); // %279 blocks.1.think.gamma.up.silu0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 161, 16, 1, 1); // %281 blocks.1.think.gamma.up.matmul1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_s", 162, 256, 1, 1); // %283 blocks.1.think.gamma.mul1 stdlib.mt:49
+    this.run(pass, "binary_add_8x8_16x64x8x8", 163, 256, 1, 1); // %284 blocks.1.think.add1 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 164, 16, 1, 1); // %285 blocks.1.think.matmul1 stdlib.mt:69
+    this.run(pass, "matmul_8192x8_8x1", 165, 16, 1, 1); // %287 blocks.1.think.matmul2 stdlib.mt:70
+    this.run(pass, "matmul_8192x8_8x1", 166, 16, 1, 1); // %290 blocks.1.think.matmul3 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x8x1", 167, 32, 1, 1); // %292 blocks.1.think.permute0 stdlib.mt:70
+    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 168, 16, 1, 1); // %293 blocks.1.think.matmul4 stdlib.mt:70
+    this.run(pass, "binary_mul_8x8_16x64x8x8", 169, 256, 1, 1); // %294 blocks.1.think.mul0 stdlib.mt:71
+    this.run(pass, "sum_a23_16x64x8x8", 170, 16, 1, 1); // %295 blocks.1.think.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_16x64x1x1_s", 171, 4, 1, 1); // %296 blocks.1.think.add2 stdlib.mt:71
+    this.run(pass, "unary_sigmoid_16x64x1x1", 172, 4, 1, 1); // %297 blocks.1.think.sigmoid0 stdlib.mt:71
+    this.run(pass, "binary_mul_8x8_16x64x8x8", 173, 256, 1, 1); // %298 blocks.1.think.mul1 stdlib.mt:72
+    this.run(pass, "sum_a23_16x64x8x8", 174, 16, 1, 1); // %299 blocks.1.think.sum1 stdlib.mt:72
+    this.run(pass, "binary_add_16x64x1x1_s", 175, 4, 1, 1); // %300 blocks.1.think.add3 stdlib.mt:72
+    this.run(pass, "unary_sigmoid_16x64x1x1", 176, 4, 1, 1); // %301 blocks.1.think.sigmoid1 stdlib.mt:72
+    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 177, 256, 1, 1); // %302 blocks.1.think.sub0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 178, 256, 1, 1); // %303 blocks.1.think.mul2 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 179, 256, 1, 1); // %304 blocks.1.think.mul3 stdlib.mt:73
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 180, 256, 1, 1); // %305 blocks.1.think.add4 stdlib.mt:73
+    this.run(pass, "dropout_p0p1_k3_16x64x8x8", 181, 256, 1, 1); // %306 blocks.1.think.dropout0 stdlib.mt:73
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 182, 256, 1, 1); // %307 blocks.1.think.add5 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 183, 256, 1, 1); // %308 blocks.0.attn.norm.mul3 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 184, 16, 1, 1); // %309 blocks.0.attn.norm.sum1 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 185, 4, 1, 1); // %310 blocks.0.attn.norm.affine2 stdlib.mt:9
+    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 186, 4, 1, 1); // %311 blocks.0.attn.norm.affine3 stdlib.mt:9
+    this.run(pass, "unary_rsqrt_16x64x1x1", 187, 4, 1, 1); // %312 blocks.0.attn.norm.rsqrt1 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 188, 256, 1, 1); // %313 blocks.0.attn.norm.mul4 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 189, 256, 1, 1); // %314 blocks.0.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "matmul_8x8_16x64x8x8", 190, 16, 1, 1); // %315 blocks.0.attn.q.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 191, 256, 1, 1); // %316 blocks.0.attn.q.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 192, 16, 1, 1); // %318 blocks.0.attn.q.matmul3 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 193, 256, 1, 1); // %321 blocks.0.attn.permute5 stdlib.mt:33
+    this.run(pass, "matmul_8x8_16x64x8x8", 194, 16, 1, 1); // %322 blocks.0.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 195, 256, 1, 1); // %323 blocks.0.attn.k.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 196, 16, 1, 1); // %325 blocks.0.attn.k.matmul3 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 197, 256, 1, 1); // %328 blocks.0.attn.permute6 stdlib.mt:34
+    this.run(pass, "matmul_8x8_16x64x8x8", 198, 16, 1, 1); // %329 blocks.0.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 199, 256, 1, 1); // %330 blocks.0.attn.v.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 200, 16, 1, 1); // %332 blocks.0.attn.v.matmul3 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 201, 256, 1, 1); // %335 blocks.0.attn.permute7 stdlib.mt:35
+    this.run(pass, "permute_0132_16x2x64x32", 202, 256, 1, 1); // %336 blocks.0.attn.permute8 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 203, 128, 1, 1); // %337 blocks.0.attn.matmul2 stdlib.mt:36
+    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 204, 512, 1, 1); // %338 blocks.0.attn.affine1 stdlib.mt:36
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 205, 512, 1, 1); // %339 blocks.0.attn.causal_mask1 stdlib.mt:37
+    this.run(pass, "softmax_16x2x64x64", 206, 32, 1, 1); // %340 blocks.0.attn.softmax1 stdlib.mt:37
+    this.run(pass, "dropout_p0p1_k4_16x2x64x64", 207, 512, 1, 1); // %341 blocks.0.attn.dropout1 stdlib.mt:37
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 208, 64, 1, 1); // %342 blocks.0.attn.matmul3 stdlib.mt:38
+    this.run(pass, "permute_0213_16x2x64x32", 209, 256, 1, 1); // %343 blocks.0.attn.permute9 stdlib.mt:38
+    this.run(pass, "matmul_8x8_16x64x8x8", 210, 16, 1, 1); // %345 blocks.0.attn.o.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 211, 256, 1, 1); // %346 blocks.0.attn.o.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 212, 16, 1, 1); // %348 blocks.0.attn.o.matmul3 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 213, 256, 1, 1); // %350 blocks.0.attn.add1 stdlib.mt:39
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 214, 256, 1, 1); // %351 blocks.0.think.norm.mul3 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 215, 16, 1, 1); // %352 blocks.0.think.norm.sum1 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 216, 4, 1, 1); // %353 blocks.0.think.norm.affine2 stdlib.mt:9
+    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 217, 4, 1, 1); // %354 blocks.0.think.norm.affine3 stdlib.mt:9
+    this.run(pass, "unary_rsqrt_16x64x1x1", 218, 4, 1, 1); // %355 blocks.0.think.norm.rsqrt1 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 219, 256, 1, 1); // %356 blocks.0.think.norm.mul4 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 220, 256, 1, 1); // %357 blocks.0.think.norm.mul5 stdlib.mt:9
+    this.run(pass, "clamp_lo0p01_hi0p5_s", 221, 1, 1, 1); // %358 blocks.0.think.clamp1 stdlib.mt:67
+    this.run(pass, "matmul_8x8_16x64x8x8", 222, 16, 1, 1); // %360 blocks.0.think.delta.gate.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 223, 256, 1, 1); // %361 blocks.0.think.delta.gate.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 224, 16, 1, 1); // %363 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 225, 256, 1, 1); // %365 blocks.0.think.delta.silu1 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 226, 16, 1, 1); // %366 blocks.0.think.delta.value.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 227, 256, 1, 1); // %367 blocks.0.think.delta.value.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 228, 16, 1, 1); // %369 blocks.0.think.delta.value.matmul3 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 229, 256, 1, 1); // %371 blocks.0.think.delta.mul2 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 230, 16, 1, 1); // %372 blocks.0.think.delta.up.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 231, 256, 1, 1); // %373 blocks.0.think.delta.up.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 232, 16, 1, 1); // %375 blocks.0.think.delta.up.matmul3 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_s", 233, 256, 1, 1); // %377 blocks.0.think.delta.mul3 stdlib.mt:49
+    this.run(pass, "binary_add_8x8_16x64x8x8", 234, 256, 1, 1); // %378 blocks.0.think.add6 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 235, 16, 1, 1); // %379 blocks.0.think.matmul5 stdlib.mt:69
+    this.run(pass, "matmul_8x8_16x64x8x8", 236, 16, 1, 1); // %380 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 237, 256, 1, 1); // %381 blocks.0.think.gamma.gate.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 238, 16, 1, 1); // %383 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 239, 256, 1, 1); // %385 blocks.0.think.gamma.silu1 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 240, 16, 1, 1); // %386 blocks.0.think.gamma.value.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 241, 256, 1, 1); // %387 blocks.0.think.gamma.value.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 242, 16, 1, 1); // %389 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 243, 256, 1, 1); // %391 blocks.0.think.gamma.mul2 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 244, 16, 1, 1); // %392 blocks.0.think.gamma.up.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 245, 256, 1, 1); // %393 blocks.0.think.gamma.up.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 246, 16, 1, 1); // %395 blocks.0.think.gamma.up.matmul3 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_s", 247, 256, 1, 1); // %397 blocks.0.think.gamma.mul3 stdlib.mt:49
+    this.run(pass, "binary_add_8x8_16x64x8x8", 248, 256, 1, 1); // %398 blocks.0.think.add7 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 249, 16, 1, 1); // %399 blocks.0.think.matmul6 stdlib.mt:69
+    this.run(pass, "matmul_8192x8_8x1", 250, 16, 1, 1); // %401 blocks.0.think.matmul7 stdlib.mt:70
+    this.run(pass, "matmul_8192x8_8x1", 251, 16, 1, 1); // %404 blocks.0.think.matmul8 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x8x1", 252, 32, 1, 1); // %406 blocks.0.think.permute1 stdlib.mt:70
+    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 253, 16, 1, 1); // %407 blocks.0.think.matmul9 stdlib.mt:70
+    this.run(pass, "binary_mul_8x8_16x64x8x8", 254, 256, 1, 1); // %408 blocks.0.think.mul4 stdlib.mt:71
+    this.run(pass, "sum_a23_16x64x8x8", 255, 16, 1, 1); // %409 blocks.0.think.sum2 stdlib.mt:71
+    this.run(pass, "binary_add_16x64x1x1_s", 256, 4, 1, 1); // %410 blocks.0.think.add8 stdlib.mt:71
+    this.run(pass, "unary_sigmoid_16x64x1x1", 257, 4, 1, 1); // %411 blocks.0.think.sigmoid2 stdlib.mt:71
+    this.run(pass, "binary_mul_8x8_16x64x8x8", 258, 256, 1, 1); // %412 blocks.0.think.mul5 stdlib.mt:72
+    this.run(pass, "sum_a23_16x64x8x8", 259, 16, 1, 1); // %413 blocks.0.think.sum3 stdlib.mt:72
+    this.run(pass, "binary_add_16x64x1x1_s", 260, 4, 1, 1); // %414 blocks.0.think.add9 stdlib.mt:72
+    this.run(pass, "unary_sigmoid_16x64x1x1", 261, 4, 1, 1); // %415 blocks.0.think.sigmoid3 stdlib.mt:72
+    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 262, 256, 1, 1); // %416 blocks.0.think.sub1 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 263, 256, 1, 1); // %417 blocks.0.think.mul6 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 264, 256, 1, 1); // %418 blocks.0.think.mul7 stdlib.mt:73
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 265, 256, 1, 1); // %419 blocks.0.think.add10 stdlib.mt:73
+    this.run(pass, "dropout_p0p1_k5_16x64x8x8", 266, 256, 1, 1); // %420 blocks.0.think.dropout1 stdlib.mt:73
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 267, 256, 1, 1); // %421 blocks.0.think.add11 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 268, 256, 1, 1); // %422 blocks.1.attn.norm.mul3 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 269, 16, 1, 1); // %423 blocks.1.attn.norm.sum1 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 270, 4, 1, 1); // %424 blocks.1.attn.norm.affine2 stdlib.mt:9
+    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 271, 4, 1, 1); // %425 blocks.1.attn.norm.affine3 stdlib.mt:9
+    this.run(pass, "unary_rsqrt_16x64x1x1", 272, 4, 1, 1); // %426 blocks.1.attn.norm.rsqrt1 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 273, 256, 1, 1); // %427 blocks.1.attn.norm.mul4 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 274, 256, 1, 1); // %428 blocks.1.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "matmul_8x8_16x64x8x8", 275, 16, 1, 1); // %429 blocks.1.attn.q.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 276, 256, 1, 1); // %430 blocks.1.attn.q.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 277, 16, 1, 1); // %432 blocks.1.attn.q.matmul3 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 278, 256, 1, 1); // %435 blocks.1.attn.permute5 stdlib.mt:33
+    this.run(pass, "matmul_8x8_16x64x8x8", 279, 16, 1, 1); // %436 blocks.1.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 280, 256, 1, 1); // %437 blocks.1.attn.k.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 281, 16, 1, 1); // %439 blocks.1.attn.k.matmul3 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 282, 256, 1, 1); // %442 blocks.1.attn.permute6 stdlib.mt:34
+    this.run(pass, "matmul_8x8_16x64x8x8", 283, 16, 1, 1); // %443 blocks.1.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 284, 256, 1, 1); // %444 blocks.1.attn.v.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 285, 16, 1, 1); // %446 blocks.1.attn.v.matmul3 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 286, 256, 1, 1); // %449 blocks.1.attn.permute7 stdlib.mt:35
+    this.run(pass, "permute_0132_16x2x64x32", 287, 256, 1, 1); // %450 blocks.1.attn.permute8 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 288, 128, 1, 1); // %451 blocks.1.attn.matmul2 stdlib.mt:36
+    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 289, 512, 1, 1); // %452 blocks.1.attn.affine1 stdlib.mt:36
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 290, 512, 1, 1); // %453 blocks.1.attn.causal_mask1 stdlib.mt:37
+    this.run(pass, "softmax_16x2x64x64", 291, 32, 1, 1); // %454 blocks.1.attn.softmax1 stdlib.mt:37
+    this.run(pass, "dropout_p0p1_k6_16x2x64x64", 292, 512, 1, 1); // %455 blocks.1.attn.dropout1 stdlib.mt:37
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 293, 64, 1, 1); // %456 blocks.1.attn.matmul3 stdlib.mt:38
+    this.run(pass, "permute_0213_16x2x64x32", 294, 256, 1, 1); // %457 blocks.1.attn.permute9 stdlib.mt:38
+    this.run(pass, "matmul_8x8_16x64x8x8", 295, 16, 1, 1); // %459 blocks.1.attn.o.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 296, 256, 1, 1); // %460 blocks.1.attn.o.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 297, 16, 1, 1); // %462 blocks.1.attn.o.matmul3 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 298, 256, 1, 1); // %464 blocks.1.attn.add1 stdlib.mt:39
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 299, 256, 1, 1); // %465 blocks.1.think.norm.mul3 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 300, 16, 1, 1); // %466 blocks.1.think.norm.sum1 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 301, 4, 1, 1); // %467 blocks.1.think.norm.affine2 stdlib.mt:9
+    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 302, 4, 1, 1); // %468 blocks.1.think.norm.affine3 stdlib.mt:9
+    this.run(pass, "unary_rsqrt_16x64x1x1", 303, 4, 1, 1); // %469 blocks.1.think.norm.rsqrt1 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 304, 256, 1, 1); // %470 blocks.1.think.norm.mul4 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 305, 256, 1, 1); // %471 blocks.1.think.norm.mul5 stdlib.mt:9
+    this.run(pass, "clamp_lo0p01_hi0p5_s", 306, 1, 1, 1); // %472 blocks.1.think.clamp1 stdlib.mt:67
+    this.run(pass, "matmul_8x8_16x64x8x8", 307, 16, 1, 1); // %474 blocks.1.think.delta.gate.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 308, 256, 1, 1); // %475 blocks.1.think.delta.gate.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 309, 16, 1, 1); // %477 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 310, 256, 1, 1); // %479 blocks.1.think.delta.silu1 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 311, 16, 1, 1); // %480 blocks.1.think.delta.value.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 312, 256, 1, 1); // %481 blocks.1.think.delta.value.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 313, 16, 1, 1); // %483 blocks.1.think.delta.value.matmul3 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 314, 256, 1, 1); // %485 blocks.1.think.delta.mul2 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 315, 16, 1, 1); // %486 blocks.1.think.delta.up.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 316, 256, 1, 1); // %487 blocks.1.think.delta.up.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 317, 16, 1, 1); // %489 blocks.1.think.delta.up.matmul3 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_s", 318, 256, 1, 1); // %491 blocks.1.think.delta.mul3 stdlib.mt:49
+    this.run(pass, "binary_add_8x8_16x64x8x8", 319, 256, 1, 1); // %492 blocks.1.think.add6 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 320, 16, 1, 1); // %493 blocks.1.think.matmul5 stdlib.mt:69
+    this.run(pass, "matmul_8x8_16x64x8x8", 321, 16, 1, 1); // %494 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 322, 256, 1, 1); // %495 blocks.1.think.gamma.gate.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 323, 16, 1, 1); // %497 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 324, 256, 1, 1); // %499 blocks.1.think.gamma.silu1 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 325, 16, 1, 1); // %500 blocks.1.think.gamma.value.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 326, 256, 1, 1); // %501 blocks.1.think.gamma.value.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 327, 16, 1, 1); // %503 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 328, 256, 1, 1); // %505 blocks.1.think.gamma.mul2 stdlib.mt:49
+    this.run(pass, "matmul_8x8_16x64x8x8", 329, 16, 1, 1); // %506 blocks.1.think.gamma.up.matmul2 stdlib.mt:18
+    this.run(pass, "unary_silu_16x64x8x8", 330, 256, 1, 1); // %507 blocks.1.think.gamma.up.silu1 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 331, 16, 1, 1); // %509 blocks.1.think.gamma.up.matmul3 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_s", 332, 256, 1, 1); // %511 blocks.1.think.gamma.mul3 stdlib.mt:49
+    this.run(pass, "binary_add_8x8_16x64x8x8", 333, 256, 1, 1); // %512 blocks.1.think.add7 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 334, 16, 1, 1); // %513 blocks.1.think.matmul6 stdlib.mt:69
+    this.run(pass, "matmul_8192x8_8x1", 335, 16, 1, 1); // %515 blocks.1.think.matmul7 stdlib.mt:70
+    this.run(pass, "matmul_8192x8_8x1", 336, 16, 1, 1); // %518 blocks.1.think.matmul8 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x8x1", 337, 32, 1, 1); // %520 blocks.1.think.permute1 stdlib.mt:70
+    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 338, 16, 1, 1); // %521 blocks.1.think.matmul9 stdlib.mt:70
+    this.run(pass, "binary_mul_8x8_16x64x8x8", 339, 256, 1, 1); // %522 blocks.1.think.mul4 stdlib.mt:71
+    this.run(pass, "sum_a23_16x64x8x8", 340, 16, 1, 1); // %523 blocks.1.think.sum2 stdlib.mt:71
+    this.run(pass, "binary_add_16x64x1x1_s", 341, 4, 1, 1); // %524 blocks.1.think.add8 stdlib.mt:71
+    this.run(pass, "unary_sigmoid_16x64x1x1", 342, 4, 1, 1); // %525 blocks.1.think.sigmoid2 stdlib.mt:71
+    this.run(pass, "binary_mul_8x8_16x64x8x8", 343, 256, 1, 1); // %526 blocks.1.think.mul5 stdlib.mt:72
+    this.run(pass, "sum_a23_16x64x8x8", 344, 16, 1, 1); // %527 blocks.1.think.sum3 stdlib.mt:72
+    this.run(pass, "binary_add_16x64x1x1_s", 345, 4, 1, 1); // %528 blocks.1.think.add9 stdlib.mt:72
+    this.run(pass, "unary_sigmoid_16x64x1x1", 346, 4, 1, 1); // %529 blocks.1.think.sigmoid3 stdlib.mt:72
+    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 347, 256, 1, 1); // %530 blocks.1.think.sub1 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 348, 256, 1, 1); // %531 blocks.1.think.mul6 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 349, 256, 1, 1); // %532 blocks.1.think.mul7 stdlib.mt:73
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 350, 256, 1, 1); // %533 blocks.1.think.add10 stdlib.mt:73
+    this.run(pass, "dropout_p0p1_k7_16x64x8x8", 351, 256, 1, 1); // %534 blocks.1.think.dropout1 stdlib.mt:73
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 352, 256, 1, 1); // %535 blocks.1.think.add11 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 353, 256, 1, 1); // %536 norm_final.mul0 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 354, 16, 1, 1); // %537 norm_final.sum0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 355, 4, 1, 1); // %538 norm_final.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 356, 4, 1, 1); // %539 norm_final.affine1 stdlib.mt:9
+    this.run(pass, "unary_rsqrt_16x64x1x1", 357, 4, 1, 1); // %540 norm_final.rsqrt0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 358, 256, 1, 1); // %541 norm_final.mul1 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 359, 256, 1, 1); // %542 norm_final.mul2 stdlib.mt:9
+    this.run(pass, "matmul_16x8_16x64x8x8", 360, 32, 1, 1); // %543 head.matmul0 stdlib.mt:106
+    this.run(pass, "binary_mul_16x64x16x8_16x8", 361, 512, 1, 1); // %544 head.mul0 stdlib.mt:106
+    this.run(pass, "sum_a3_16x64x16x8", 362, 256, 1, 1); // %545 head.sum0 stdlib.mt:106
+    this.run(pass, "matmul_256x16_16x64x16x1", 363, 256, 1, 1); // %546 head.matmul1 stdlib.mt:107
+    this.run(pass, "cross_entropy_16x64x256", 364, 1, 1, 1); // %548 loss.cross_entropy0 matrix_thinker.mt:46
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "softmax_16x64x256", 365, 16, 1, 1); // %454 loss.cross_entropy0.grad.softmax0 matrix_thinker.mt:46
-    this.run(pass, "onehot_16x64_to_16x64x256", 366, 1024, 1, 1); // %455 loss.cross_entropy0.grad.onehot0 matrix_thinker.mt:46
-    this.run(pass, "binary_sub_16x64x256_16x64x256", 367, 1024, 1, 1); // %456 loss.cross_entropy0.grad.sub0 matrix_thinker.mt:46
-    this.run(pass, "binary_mul_16x64x256_s", 368, 1024, 1, 1); // %457 loss.cross_entropy0.grad.mul0 matrix_thinker.mt:46
-    this.run(pass, "affine_s0p0009765625_b0_16x64x256", 369, 1024, 1, 1); // %458 loss.cross_entropy0.grad.affine0 matrix_thinker.mt:46
-    this.run(pass, "permute_0132_16x64x16x1", 370, 64, 1, 1); // %460 head.matmul1.grad.permute0 stdlib.mt:107
-    this.run(pass, "matmul_16x64x256x1_16x64x1x16", 371, 1024, 1, 1); // %461 head.matmul1.grad.matmul0 stdlib.mt:107
-    this.run(pass, "sum_a01_16x64x256x16", 372, 4096, 1, 1); // %462 head.matmul1.grad.sum0 stdlib.mt:107
-    this.run(pass, "permute_10_256x16", 373, 16, 1, 1); // %464 head.matmul1.grad.permute1 stdlib.mt:107
-    this.run(pass, "matmul_16x256_16x64x256x1", 374, 4, 1, 1); // %465 head.matmul1.grad.matmul1 stdlib.mt:107
-    this.run(pass, "expand_16x64x16x1_to_16x64x16x8", 375, 512, 1, 1); // %466 head.sum0.grad.expand0 stdlib.mt:106
-    this.run(pass, "binary_mul_16x64x16x8_16x8", 376, 512, 1, 1); // %467 head.mul0.grad.mul0 stdlib.mt:106
-    this.run(pass, "binary_mul_16x64x16x8_16x64x16x8", 377, 512, 1, 1); // %468 head.mul0.grad.mul1 stdlib.mt:106
-    this.run(pass, "sum_a01_16x64x16x8", 378, 128, 1, 1); // %469 head.mul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "permute_0132_16x64x8x8", 379, 256, 1, 1); // %471 head.matmul0.grad.permute0 stdlib.mt:106
-    this.run(pass, "matmul_16x64x16x8_16x64x8x8", 380, 32, 1, 1); // %472 head.matmul0.grad.matmul0 stdlib.mt:106
-    this.run(pass, "sum_a01_16x64x16x8", 381, 128, 1, 1); // %473 head.matmul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "permute_10_16x8", 382, 1, 1, 1); // %475 head.matmul0.grad.permute1 stdlib.mt:106
-    this.run(pass, "matmul_8x16_16x64x16x8", 383, 16, 1, 1); // %476 head.matmul0.grad.matmul1 stdlib.mt:106
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 384, 256, 1, 1); // %477 norm_final.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 385, 256, 1, 1); // %478 norm_final.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 386, 64, 1, 1); // %479 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 387, 256, 1, 1); // %481 norm_final.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 388, 256, 1, 1); // %482 norm_final.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 389, 16, 1, 1); // %483 norm_final.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 390, 4, 1, 1); // %484 norm_final.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 391, 4, 1, 1); // %485 norm_final.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 392, 4, 1, 1); // %486 norm_final.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 393, 4, 1, 1); // %487 norm_final.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 394, 4, 1, 1); // %488 norm_final.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 395, 4, 1, 1); // %489 norm_final.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 396, 256, 1, 1); // %490 norm_final.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 397, 256, 1, 1); // %491 norm_final.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 398, 256, 1, 1); // %492 norm_final.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 399, 256, 1, 1); // %493 blocks.1.think.add11.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 400, 256, 1, 1); // %494 blocks.1.think.add11.grad.add1 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k7_16x64x8x8", 401, 256, 1, 1); // %495 blocks.1.think.dropout1.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 402, 256, 1, 1); // %496 blocks.1.think.mul7.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 403, 16, 1, 1); // %497 blocks.1.think.mul7.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 404, 256, 1, 1); // %498 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 405, 256, 1, 1); // %499 blocks.1.think.mul6.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 406, 16, 1, 1); // %500 blocks.1.think.mul6.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 407, 256, 1, 1); // %501 blocks.1.think.mul6.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 408, 256, 1, 1); // %502 blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 409, 4, 1, 1); // %503 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 410, 4, 1, 1); // %504 blocks.1.think.sigmoid3.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 411, 4, 1, 1); // %505 blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 412, 1, 1, 1); // %506 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 413, 256, 1, 1); // %508 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 414, 256, 1, 1); // %509 blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 415, 64, 1, 1); // %510 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 416, 256, 1, 1); // %512 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 417, 256, 1, 1); // %513 blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 418, 4, 1, 1); // %514 blocks.1.think.sigmoid2.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 419, 4, 1, 1); // %515 blocks.1.think.sigmoid2.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 420, 4, 1, 1); // %516 blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 421, 1, 1, 1); // %517 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 422, 256, 1, 1); // %519 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 423, 256, 1, 1); // %520 blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 424, 64, 1, 1); // %521 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 425, 256, 1, 1); // %523 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 426, 256, 1, 1); // %524 blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 427, 32, 1, 1); // %525 blocks.1.think.matmul9.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 428, 16, 1, 1); // %526 blocks.1.think.matmul9.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 429, 32, 1, 1); // %527 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 430, 16, 1, 1); // %528 blocks.1.think.matmul9.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 431, 32, 1, 1); // %529 blocks.1.think.permute1.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 432, 1, 1, 1); // %530 blocks.1.think.matmul8.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_1x8", 433, 16, 1, 1); // %531 blocks.1.think.matmul8.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 434, 256, 1, 1); // %532 blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 435, 16, 1, 1); // %533 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "sum_a01_16x64x8x1", 436, 8, 1, 1); // %534 blocks.1.think.matmul8.grad.sum0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 437, 256, 1, 1); // %536 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 438, 1, 1, 1); // %537 blocks.1.think.matmul7.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_1x8", 439, 16, 1, 1); // %538 blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 440, 256, 1, 1); // %539 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 441, 16, 1, 1); // %540 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "sum_a01_16x64x8x1", 442, 8, 1, 1); // %541 blocks.1.think.matmul7.grad.sum0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 443, 256, 1, 1); // %543 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 444, 256, 1, 1); // %544 blocks.1.think.matmul6.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 445, 16, 1, 1); // %545 blocks.1.think.matmul6.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 446, 256, 1, 1); // %546 blocks.1.think.matmul6.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 447, 16, 1, 1); // %547 blocks.1.think.matmul6.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 448, 256, 1, 1); // %550 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 449, 256, 1, 1); // %551 blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 450, 1, 1, 1); // %552 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 451, 1, 1, 1); // %554 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 452, 16, 1, 1); // %555 blocks.1.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 453, 256, 1, 1); // %556 blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 454, 16, 1, 1); // %557 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 455, 64, 1, 1); // %558 blocks.1.think.gamma.up.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 456, 256, 1, 1); // %560 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 457, 256, 1, 1); // %561 blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 458, 256, 1, 1); // %562 blocks.1.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 459, 16, 1, 1); // %563 blocks.1.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 460, 64, 1, 1); // %564 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 461, 1, 1, 1); // %566 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 462, 16, 1, 1); // %567 blocks.1.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 463, 256, 1, 1); // %568 blocks.1.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 464, 256, 1, 1); // %569 blocks.1.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 465, 1, 1, 1); // %570 blocks.1.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 466, 16, 1, 1); // %571 blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 467, 256, 1, 1); // %572 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 468, 16, 1, 1); // %573 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 469, 64, 1, 1); // %574 blocks.1.think.gamma.value.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 470, 256, 1, 1); // %576 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 471, 256, 1, 1); // %577 blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 472, 256, 1, 1); // %578 blocks.1.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 473, 16, 1, 1); // %579 blocks.1.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 474, 64, 1, 1); // %580 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 475, 1, 1, 1); // %582 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 476, 16, 1, 1); // %583 blocks.1.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 477, 256, 1, 1); // %584 blocks.1.think.norm.mul5.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 478, 256, 1, 1); // %585 blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 479, 256, 1, 1); // %586 blocks.1.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 480, 1, 1, 1); // %587 blocks.1.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 481, 16, 1, 1); // %588 blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 482, 256, 1, 1); // %589 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 483, 16, 1, 1); // %590 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 484, 64, 1, 1); // %591 blocks.1.think.gamma.gate.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 485, 256, 1, 1); // %593 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 486, 256, 1, 1); // %594 blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 487, 256, 1, 1); // %595 blocks.1.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 488, 16, 1, 1); // %596 blocks.1.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 489, 64, 1, 1); // %597 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 490, 1, 1, 1); // %599 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 491, 16, 1, 1); // %600 blocks.1.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 492, 256, 1, 1); // %601 blocks.1.think.norm.mul5.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 493, 256, 1, 1); // %602 blocks.1.think.matmul5.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 494, 16, 1, 1); // %603 blocks.1.think.matmul5.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 495, 256, 1, 1); // %604 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 496, 16, 1, 1); // %605 blocks.1.think.matmul5.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 497, 256, 1, 1); // %606 blocks.1.think.norm.mul5.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 498, 256, 1, 1); // %609 blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 499, 256, 1, 1); // %610 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 500, 1, 1, 1); // %611 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 501, 1, 1, 1); // %613 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 502, 1, 1, 1); // %614 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 503, 16, 1, 1); // %615 blocks.1.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 504, 256, 1, 1); // %616 blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 505, 16, 1, 1); // %617 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 506, 64, 1, 1); // %618 blocks.1.think.delta.up.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 507, 256, 1, 1); // %620 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 508, 256, 1, 1); // %621 blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 509, 256, 1, 1); // %622 blocks.1.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 510, 16, 1, 1); // %623 blocks.1.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 511, 64, 1, 1); // %624 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 512, 1, 1, 1); // %626 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 513, 16, 1, 1); // %627 blocks.1.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 514, 256, 1, 1); // %628 blocks.1.think.delta.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 515, 256, 1, 1); // %629 blocks.1.think.delta.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 516, 1, 1, 1); // %630 blocks.1.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 517, 16, 1, 1); // %631 blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 518, 256, 1, 1); // %632 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 519, 16, 1, 1); // %633 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 520, 64, 1, 1); // %634 blocks.1.think.delta.value.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 521, 256, 1, 1); // %636 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 522, 256, 1, 1); // %637 blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 523, 256, 1, 1); // %638 blocks.1.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 524, 16, 1, 1); // %639 blocks.1.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 525, 64, 1, 1); // %640 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 526, 1, 1, 1); // %642 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 527, 16, 1, 1); // %643 blocks.1.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 528, 256, 1, 1); // %644 blocks.1.think.norm.mul5.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 529, 256, 1, 1); // %645 blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 530, 256, 1, 1); // %646 blocks.1.think.delta.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 531, 1, 1, 1); // %647 blocks.1.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 532, 16, 1, 1); // %648 blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 533, 256, 1, 1); // %649 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 534, 16, 1, 1); // %650 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 535, 64, 1, 1); // %651 blocks.1.think.delta.gate.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 536, 256, 1, 1); // %653 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 537, 256, 1, 1); // %654 blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 538, 256, 1, 1); // %655 blocks.1.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 539, 16, 1, 1); // %656 blocks.1.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 540, 64, 1, 1); // %657 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 541, 1, 1, 1); // %659 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 542, 16, 1, 1); // %660 blocks.1.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 543, 256, 1, 1); // %661 blocks.1.think.norm.mul5.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 544, 1, 1, 1); // %662 blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 545, 1, 1, 1); // %663 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 546, 256, 1, 1); // %664 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 547, 256, 1, 1); // %665 blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 548, 64, 1, 1); // %666 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 549, 256, 1, 1); // %668 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 550, 256, 1, 1); // %669 blocks.1.think.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 551, 16, 1, 1); // %670 blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 552, 256, 1, 1); // %671 blocks.1.attn.add1.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 553, 4, 1, 1); // %672 blocks.1.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 554, 4, 1, 1); // %673 blocks.1.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 555, 4, 1, 1); // %674 blocks.1.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 556, 4, 1, 1); // %675 blocks.1.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 557, 4, 1, 1); // %676 blocks.1.think.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 558, 4, 1, 1); // %677 blocks.1.think.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 559, 256, 1, 1); // %678 blocks.1.think.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 560, 256, 1, 1); // %679 blocks.1.think.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 561, 256, 1, 1); // %680 blocks.1.think.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 562, 256, 1, 1); // %681 blocks.1.attn.add1.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 563, 256, 1, 1); // %682 blocks.1.attn.add1.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 564, 1, 1, 1); // %683 blocks.1.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 565, 16, 1, 1); // %684 blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 566, 256, 1, 1); // %685 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 567, 16, 1, 1); // %686 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 568, 64, 1, 1); // %687 blocks.1.attn.o.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 569, 256, 1, 1); // %689 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 570, 256, 1, 1); // %690 blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 571, 256, 1, 1); // %691 blocks.1.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 572, 16, 1, 1); // %692 blocks.1.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 573, 64, 1, 1); // %693 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 574, 1, 1, 1); // %695 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 575, 16, 1, 1); // %696 blocks.1.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 576, 256, 1, 1); // %698 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x32", 577, 256, 1, 1); // %699 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 578, 128, 1, 1); // %700 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x64", 579, 512, 1, 1); // %701 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 580, 64, 1, 1); // %702 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "dropout_p0p1_k6_16x2x64x64", 581, 512, 1, 1); // %703 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 582, 512, 1, 1); // %704 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:37
-    this.run(pass, "sum_a3_16x2x64x64", 583, 32, 1, 1); // %705 blocks.1.attn.softmax1.grad.sum0 stdlib.mt:37
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 584, 512, 1, 1); // %706 blocks.1.attn.softmax1.grad.sub0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 585, 512, 1, 1); // %707 blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 586, 512, 1, 1); // %708 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 587, 512, 1, 1); // %709 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 588, 256, 1, 1); // %710 blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 589, 64, 1, 1); // %711 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x64x32", 590, 256, 1, 1); // %712 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 591, 64, 1, 1); // %713 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 592, 256, 1, 1); // %714 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
-    this.run(pass, "permute_0213_16x2x64x32", 593, 256, 1, 1); // %715 blocks.1.attn.permute7.grad.permute0 stdlib.mt:35
-    this.run(pass, "permute_10_8x8", 594, 1, 1, 1); // %717 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 595, 16, 1, 1); // %718 blocks.1.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 596, 256, 1, 1); // %719 blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 597, 16, 1, 1); // %720 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 598, 64, 1, 1); // %721 blocks.1.attn.v.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 599, 256, 1, 1); // %723 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 600, 256, 1, 1); // %724 blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 601, 256, 1, 1); // %725 blocks.1.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 602, 16, 1, 1); // %726 blocks.1.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 603, 64, 1, 1); // %727 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 604, 1, 1, 1); // %729 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 605, 16, 1, 1); // %730 blocks.1.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 606, 256, 1, 1); // %731 blocks.1.attn.permute6.grad.permute0 stdlib.mt:34
-    this.run(pass, "permute_10_8x8", 607, 1, 1, 1); // %733 blocks.1.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 608, 16, 1, 1); // %734 blocks.1.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 609, 256, 1, 1); // %735 blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 610, 16, 1, 1); // %736 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 611, 64, 1, 1); // %737 blocks.1.attn.k.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 612, 256, 1, 1); // %739 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 613, 256, 1, 1); // %740 blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 614, 256, 1, 1); // %741 blocks.1.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 615, 16, 1, 1); // %742 blocks.1.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 616, 64, 1, 1); // %743 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 617, 1, 1, 1); // %745 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 618, 16, 1, 1); // %746 blocks.1.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 619, 256, 1, 1); // %747 blocks.1.attn.norm.mul5.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 620, 256, 1, 1); // %748 blocks.1.attn.permute5.grad.permute0 stdlib.mt:33
-    this.run(pass, "permute_10_8x8", 621, 1, 1, 1); // %750 blocks.1.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 622, 16, 1, 1); // %751 blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 623, 256, 1, 1); // %752 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 624, 16, 1, 1); // %753 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 625, 64, 1, 1); // %754 blocks.1.attn.q.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 626, 256, 1, 1); // %756 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 627, 256, 1, 1); // %757 blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 628, 256, 1, 1); // %758 blocks.1.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 629, 16, 1, 1); // %759 blocks.1.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 630, 64, 1, 1); // %760 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 631, 1, 1, 1); // %762 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 632, 16, 1, 1); // %763 blocks.1.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 633, 256, 1, 1); // %764 blocks.1.attn.norm.mul5.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 634, 256, 1, 1); // %765 blocks.1.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 635, 256, 1, 1); // %766 blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 636, 64, 1, 1); // %767 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 637, 256, 1, 1); // %769 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 638, 256, 1, 1); // %770 blocks.1.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 639, 16, 1, 1); // %771 blocks.1.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 640, 256, 1, 1); // %772 blocks.0.think.add11.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 641, 4, 1, 1); // %773 blocks.1.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 642, 4, 1, 1); // %774 blocks.1.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 643, 4, 1, 1); // %775 blocks.1.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 644, 4, 1, 1); // %776 blocks.1.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 645, 4, 1, 1); // %777 blocks.1.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 646, 4, 1, 1); // %778 blocks.1.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 647, 256, 1, 1); // %779 blocks.1.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 648, 256, 1, 1); // %780 blocks.1.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 649, 256, 1, 1); // %781 blocks.1.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 650, 256, 1, 1); // %782 blocks.0.think.add11.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 651, 256, 1, 1); // %783 blocks.0.think.add11.grad.add2 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k5_16x64x8x8", 652, 256, 1, 1); // %784 blocks.0.think.dropout1.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 653, 256, 1, 1); // %785 blocks.0.think.mul7.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 654, 16, 1, 1); // %786 blocks.0.think.mul7.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 655, 256, 1, 1); // %787 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 656, 256, 1, 1); // %788 blocks.0.think.mul6.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 657, 16, 1, 1); // %789 blocks.0.think.mul6.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 658, 256, 1, 1); // %790 blocks.0.think.mul6.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 659, 256, 1, 1); // %791 blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 660, 4, 1, 1); // %792 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 661, 4, 1, 1); // %793 blocks.0.think.sigmoid3.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 662, 4, 1, 1); // %794 blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 663, 1, 1, 1); // %795 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 664, 256, 1, 1); // %797 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 665, 256, 1, 1); // %798 blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 666, 64, 1, 1); // %799 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 667, 256, 1, 1); // %801 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 668, 256, 1, 1); // %802 blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 669, 4, 1, 1); // %803 blocks.0.think.sigmoid2.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 670, 4, 1, 1); // %804 blocks.0.think.sigmoid2.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 671, 4, 1, 1); // %805 blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 672, 1, 1, 1); // %806 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 673, 256, 1, 1); // %808 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 674, 256, 1, 1); // %809 blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 675, 64, 1, 1); // %810 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 676, 256, 1, 1); // %812 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 677, 256, 1, 1); // %813 blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 678, 32, 1, 1); // %814 blocks.0.think.matmul9.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 679, 16, 1, 1); // %815 blocks.0.think.matmul9.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 680, 32, 1, 1); // %816 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 681, 16, 1, 1); // %817 blocks.0.think.matmul9.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 682, 32, 1, 1); // %818 blocks.0.think.permute1.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 683, 1, 1, 1); // %819 blocks.0.think.matmul8.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_1x8", 684, 16, 1, 1); // %820 blocks.0.think.matmul8.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 685, 256, 1, 1); // %821 blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 686, 16, 1, 1); // %822 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "sum_a01_16x64x8x1", 687, 8, 1, 1); // %823 blocks.0.think.matmul8.grad.sum0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 688, 256, 1, 1); // %825 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 689, 1, 1, 1); // %826 blocks.0.think.matmul7.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_1x8", 690, 16, 1, 1); // %827 blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 691, 256, 1, 1); // %828 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 692, 16, 1, 1); // %829 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "sum_a01_16x64x8x1", 693, 8, 1, 1); // %830 blocks.0.think.matmul7.grad.sum0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 694, 256, 1, 1); // %832 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 695, 256, 1, 1); // %833 blocks.0.think.matmul6.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 696, 16, 1, 1); // %834 blocks.0.think.matmul6.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 697, 256, 1, 1); // %835 blocks.0.think.matmul6.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 698, 16, 1, 1); // %836 blocks.0.think.matmul6.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 699, 256, 1, 1); // %839 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 700, 256, 1, 1); // %840 blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 701, 1, 1, 1); // %841 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 702, 1, 1, 1); // %843 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 703, 16, 1, 1); // %844 blocks.0.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 704, 256, 1, 1); // %845 blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 705, 16, 1, 1); // %846 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 706, 64, 1, 1); // %847 blocks.0.think.gamma.up.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 707, 256, 1, 1); // %849 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 708, 256, 1, 1); // %850 blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 709, 256, 1, 1); // %851 blocks.0.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 710, 16, 1, 1); // %852 blocks.0.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 711, 64, 1, 1); // %853 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 712, 1, 1, 1); // %855 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 713, 16, 1, 1); // %856 blocks.0.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 714, 256, 1, 1); // %857 blocks.0.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 715, 256, 1, 1); // %858 blocks.0.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 716, 1, 1, 1); // %859 blocks.0.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 717, 16, 1, 1); // %860 blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 718, 256, 1, 1); // %861 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 719, 16, 1, 1); // %862 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 720, 64, 1, 1); // %863 blocks.0.think.gamma.value.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 721, 256, 1, 1); // %865 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 722, 256, 1, 1); // %866 blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 723, 256, 1, 1); // %867 blocks.0.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 724, 16, 1, 1); // %868 blocks.0.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 725, 64, 1, 1); // %869 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 726, 1, 1, 1); // %871 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 727, 16, 1, 1); // %872 blocks.0.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 728, 256, 1, 1); // %873 blocks.0.think.norm.mul5.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 729, 256, 1, 1); // %874 blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 730, 256, 1, 1); // %875 blocks.0.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 731, 1, 1, 1); // %876 blocks.0.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 732, 16, 1, 1); // %877 blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 733, 256, 1, 1); // %878 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 734, 16, 1, 1); // %879 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 735, 64, 1, 1); // %880 blocks.0.think.gamma.gate.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 736, 256, 1, 1); // %882 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 737, 256, 1, 1); // %883 blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 738, 256, 1, 1); // %884 blocks.0.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 739, 16, 1, 1); // %885 blocks.0.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 740, 64, 1, 1); // %886 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 741, 1, 1, 1); // %888 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 742, 16, 1, 1); // %889 blocks.0.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 743, 256, 1, 1); // %890 blocks.0.think.norm.mul5.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 744, 256, 1, 1); // %891 blocks.0.think.matmul5.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 745, 16, 1, 1); // %892 blocks.0.think.matmul5.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 746, 256, 1, 1); // %893 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 747, 16, 1, 1); // %894 blocks.0.think.matmul5.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 748, 256, 1, 1); // %895 blocks.0.think.norm.mul5.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 749, 256, 1, 1); // %898 blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 750, 256, 1, 1); // %899 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 751, 1, 1, 1); // %900 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 752, 1, 1, 1); // %902 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 753, 1, 1, 1); // %903 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 754, 16, 1, 1); // %904 blocks.0.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 755, 256, 1, 1); // %905 blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 756, 16, 1, 1); // %906 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 757, 64, 1, 1); // %907 blocks.0.think.delta.up.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 758, 256, 1, 1); // %909 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 759, 256, 1, 1); // %910 blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 760, 256, 1, 1); // %911 blocks.0.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 761, 16, 1, 1); // %912 blocks.0.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 762, 64, 1, 1); // %913 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 763, 1, 1, 1); // %915 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 764, 16, 1, 1); // %916 blocks.0.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 765, 256, 1, 1); // %917 blocks.0.think.delta.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 766, 256, 1, 1); // %918 blocks.0.think.delta.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 767, 1, 1, 1); // %919 blocks.0.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 768, 16, 1, 1); // %920 blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 769, 256, 1, 1); // %921 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 770, 16, 1, 1); // %922 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 771, 64, 1, 1); // %923 blocks.0.think.delta.value.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 772, 256, 1, 1); // %925 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 773, 256, 1, 1); // %926 blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 774, 256, 1, 1); // %927 blocks.0.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 775, 16, 1, 1); // %928 blocks.0.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 776, 64, 1, 1); // %929 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 777, 1, 1, 1); // %931 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 778, 16, 1, 1); // %932 blocks.0.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 779, 256, 1, 1); // %933 blocks.0.think.norm.mul5.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 780, 256, 1, 1); // %934 blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 781, 256, 1, 1); // %935 blocks.0.think.delta.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 782, 1, 1, 1); // %936 blocks.0.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 783, 16, 1, 1); // %937 blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 784, 256, 1, 1); // %938 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 785, 16, 1, 1); // %939 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 786, 64, 1, 1); // %940 blocks.0.think.delta.gate.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 787, 256, 1, 1); // %942 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 788, 256, 1, 1); // %943 blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 789, 256, 1, 1); // %944 blocks.0.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 790, 16, 1, 1); // %945 blocks.0.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 791, 64, 1, 1); // %946 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 792, 1, 1, 1); // %948 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 793, 16, 1, 1); // %949 blocks.0.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 794, 256, 1, 1); // %950 blocks.0.think.norm.mul5.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 795, 1, 1, 1); // %951 blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 796, 1, 1, 1); // %952 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 797, 256, 1, 1); // %953 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 798, 256, 1, 1); // %954 blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 799, 64, 1, 1); // %955 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 800, 256, 1, 1); // %957 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 801, 256, 1, 1); // %958 blocks.0.think.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 802, 16, 1, 1); // %959 blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 803, 256, 1, 1); // %960 blocks.0.attn.add1.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 804, 4, 1, 1); // %961 blocks.0.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 805, 4, 1, 1); // %962 blocks.0.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 806, 4, 1, 1); // %963 blocks.0.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 807, 4, 1, 1); // %964 blocks.0.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 808, 4, 1, 1); // %965 blocks.0.think.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 809, 4, 1, 1); // %966 blocks.0.think.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 810, 256, 1, 1); // %967 blocks.0.think.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 811, 256, 1, 1); // %968 blocks.0.think.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 812, 256, 1, 1); // %969 blocks.0.think.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 813, 256, 1, 1); // %970 blocks.0.attn.add1.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 814, 256, 1, 1); // %971 blocks.0.attn.add1.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 815, 1, 1, 1); // %972 blocks.0.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 816, 16, 1, 1); // %973 blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 817, 256, 1, 1); // %974 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 818, 16, 1, 1); // %975 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 819, 64, 1, 1); // %976 blocks.0.attn.o.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 820, 256, 1, 1); // %978 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 821, 256, 1, 1); // %979 blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 822, 256, 1, 1); // %980 blocks.0.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 823, 16, 1, 1); // %981 blocks.0.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 824, 64, 1, 1); // %982 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 825, 1, 1, 1); // %984 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 826, 16, 1, 1); // %985 blocks.0.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 827, 256, 1, 1); // %987 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x32", 828, 256, 1, 1); // %988 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 829, 128, 1, 1); // %989 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x64", 830, 512, 1, 1); // %990 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 831, 64, 1, 1); // %991 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "dropout_p0p1_k4_16x2x64x64", 832, 512, 1, 1); // %992 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 833, 512, 1, 1); // %993 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:37
-    this.run(pass, "sum_a3_16x2x64x64", 834, 32, 1, 1); // %994 blocks.0.attn.softmax1.grad.sum0 stdlib.mt:37
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 835, 512, 1, 1); // %995 blocks.0.attn.softmax1.grad.sub0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 836, 512, 1, 1); // %996 blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 837, 512, 1, 1); // %997 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 838, 512, 1, 1); // %998 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 839, 256, 1, 1); // %999 blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 840, 64, 1, 1); // %1000 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x64x32", 841, 256, 1, 1); // %1001 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 842, 64, 1, 1); // %1002 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 843, 256, 1, 1); // %1003 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
-    this.run(pass, "permute_0213_16x2x64x32", 844, 256, 1, 1); // %1004 blocks.0.attn.permute7.grad.permute0 stdlib.mt:35
-    this.run(pass, "permute_10_8x8", 845, 1, 1, 1); // %1006 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 846, 16, 1, 1); // %1007 blocks.0.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 847, 256, 1, 1); // %1008 blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 848, 16, 1, 1); // %1009 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 849, 64, 1, 1); // %1010 blocks.0.attn.v.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 850, 256, 1, 1); // %1012 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 851, 256, 1, 1); // %1013 blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 852, 256, 1, 1); // %1014 blocks.0.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 853, 16, 1, 1); // %1015 blocks.0.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 854, 64, 1, 1); // %1016 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 855, 1, 1, 1); // %1018 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 856, 16, 1, 1); // %1019 blocks.0.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 857, 256, 1, 1); // %1020 blocks.0.attn.permute6.grad.permute0 stdlib.mt:34
-    this.run(pass, "permute_10_8x8", 858, 1, 1, 1); // %1022 blocks.0.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 859, 16, 1, 1); // %1023 blocks.0.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 860, 256, 1, 1); // %1024 blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 861, 16, 1, 1); // %1025 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 862, 64, 1, 1); // %1026 blocks.0.attn.k.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 863, 256, 1, 1); // %1028 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 864, 256, 1, 1); // %1029 blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 865, 256, 1, 1); // %1030 blocks.0.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 866, 16, 1, 1); // %1031 blocks.0.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 867, 64, 1, 1); // %1032 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 868, 1, 1, 1); // %1034 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 869, 16, 1, 1); // %1035 blocks.0.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 870, 256, 1, 1); // %1036 blocks.0.attn.norm.mul5.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 871, 256, 1, 1); // %1037 blocks.0.attn.permute5.grad.permute0 stdlib.mt:33
-    this.run(pass, "permute_10_8x8", 872, 1, 1, 1); // %1039 blocks.0.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 873, 16, 1, 1); // %1040 blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 874, 256, 1, 1); // %1041 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 875, 16, 1, 1); // %1042 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 876, 64, 1, 1); // %1043 blocks.0.attn.q.matmul3.grad.sum0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 877, 256, 1, 1); // %1045 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 878, 256, 1, 1); // %1046 blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 879, 256, 1, 1); // %1047 blocks.0.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 880, 16, 1, 1); // %1048 blocks.0.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 881, 64, 1, 1); // %1049 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 882, 1, 1, 1); // %1051 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 883, 16, 1, 1); // %1052 blocks.0.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 884, 256, 1, 1); // %1053 blocks.0.attn.norm.mul5.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 885, 256, 1, 1); // %1054 blocks.0.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 886, 256, 1, 1); // %1055 blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 887, 64, 1, 1); // %1056 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 888, 256, 1, 1); // %1058 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 889, 256, 1, 1); // %1059 blocks.0.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 890, 16, 1, 1); // %1060 blocks.0.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 891, 256, 1, 1); // %1061 blocks.1.think.add5.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 892, 4, 1, 1); // %1062 blocks.0.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 893, 4, 1, 1); // %1063 blocks.0.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 894, 4, 1, 1); // %1064 blocks.0.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 895, 4, 1, 1); // %1065 blocks.0.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 896, 4, 1, 1); // %1066 blocks.0.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 897, 4, 1, 1); // %1067 blocks.0.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 898, 256, 1, 1); // %1068 blocks.0.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 899, 256, 1, 1); // %1069 blocks.0.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 900, 256, 1, 1); // %1070 blocks.0.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 901, 256, 1, 1); // %1071 blocks.1.think.add5.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 902, 256, 1, 1); // %1072 blocks.1.think.add5.grad.add2 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k3_16x64x8x8", 903, 256, 1, 1); // %1073 blocks.1.think.dropout0.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 904, 256, 1, 1); // %1074 blocks.1.think.mul3.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 905, 16, 1, 1); // %1075 blocks.1.think.mul3.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 906, 256, 1, 1); // %1076 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 907, 256, 1, 1); // %1077 blocks.1.think.mul2.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 908, 16, 1, 1); // %1078 blocks.1.think.mul2.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 909, 256, 1, 1); // %1079 blocks.1.think.mul2.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 910, 256, 1, 1); // %1080 blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 911, 4, 1, 1); // %1081 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 912, 4, 1, 1); // %1082 blocks.1.think.sigmoid1.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 913, 4, 1, 1); // %1083 blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 914, 1, 1, 1); // %1084 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 915, 1, 1, 1); // %1086 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 916, 256, 1, 1); // %1087 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 917, 256, 1, 1); // %1088 blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 918, 64, 1, 1); // %1089 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 919, 256, 1, 1); // %1091 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 920, 1, 1, 1); // %1092 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 921, 256, 1, 1); // %1093 blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 922, 4, 1, 1); // %1094 blocks.1.think.sigmoid0.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 923, 4, 1, 1); // %1095 blocks.1.think.sigmoid0.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 924, 4, 1, 1); // %1096 blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 925, 1, 1, 1); // %1097 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 926, 1, 1, 1); // %1099 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 927, 256, 1, 1); // %1100 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 928, 256, 1, 1); // %1101 blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 929, 64, 1, 1); // %1102 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 930, 256, 1, 1); // %1104 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 931, 1, 1, 1); // %1105 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 932, 256, 1, 1); // %1106 blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 933, 32, 1, 1); // %1107 blocks.1.think.matmul4.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 934, 16, 1, 1); // %1108 blocks.1.think.matmul4.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 935, 32, 1, 1); // %1109 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 936, 16, 1, 1); // %1110 blocks.1.think.matmul4.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 937, 32, 1, 1); // %1111 blocks.1.think.permute0.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 938, 1, 1, 1); // %1112 blocks.1.think.matmul3.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_1x8", 939, 16, 1, 1); // %1113 blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 940, 256, 1, 1); // %1114 blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 941, 16, 1, 1); // %1115 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "sum_a01_16x64x8x1", 942, 8, 1, 1); // %1116 blocks.1.think.matmul3.grad.sum0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 943, 256, 1, 1); // %1118 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 944, 1, 1, 1); // %1119 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 945, 1, 1, 1); // %1120 blocks.1.think.matmul2.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_1x8", 946, 16, 1, 1); // %1121 blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 947, 256, 1, 1); // %1122 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 948, 16, 1, 1); // %1123 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "sum_a01_16x64x8x1", 949, 8, 1, 1); // %1124 blocks.1.think.matmul2.grad.sum0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 950, 256, 1, 1); // %1126 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 951, 1, 1, 1); // %1127 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 952, 256, 1, 1); // %1128 blocks.1.think.matmul1.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 953, 16, 1, 1); // %1129 blocks.1.think.matmul1.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 954, 256, 1, 1); // %1130 blocks.1.think.matmul1.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 955, 16, 1, 1); // %1131 blocks.1.think.matmul1.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 956, 256, 1, 1); // %1134 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 957, 256, 1, 1); // %1135 blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 958, 1, 1, 1); // %1136 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 959, 1, 1, 1); // %1138 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 960, 16, 1, 1); // %1139 blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 961, 256, 1, 1); // %1140 blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 962, 16, 1, 1); // %1141 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 963, 64, 1, 1); // %1142 blocks.1.think.gamma.up.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 964, 1, 1, 1); // %1144 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 965, 256, 1, 1); // %1145 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 966, 256, 1, 1); // %1146 blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 967, 256, 1, 1); // %1147 blocks.1.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 968, 16, 1, 1); // %1148 blocks.1.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 969, 64, 1, 1); // %1149 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 970, 1, 1, 1); // %1151 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 971, 16, 1, 1); // %1152 blocks.1.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 972, 1, 1, 1); // %1153 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 973, 256, 1, 1); // %1154 blocks.1.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 974, 256, 1, 1); // %1155 blocks.1.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 975, 1, 1, 1); // %1156 blocks.1.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 976, 16, 1, 1); // %1157 blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 977, 256, 1, 1); // %1158 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 978, 16, 1, 1); // %1159 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 979, 64, 1, 1); // %1160 blocks.1.think.gamma.value.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 980, 1, 1, 1); // %1162 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 981, 256, 1, 1); // %1163 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 982, 256, 1, 1); // %1164 blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 983, 256, 1, 1); // %1165 blocks.1.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 984, 16, 1, 1); // %1166 blocks.1.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 985, 64, 1, 1); // %1167 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 986, 1, 1, 1); // %1169 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 987, 16, 1, 1); // %1170 blocks.1.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 988, 1, 1, 1); // %1171 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 989, 256, 1, 1); // %1172 blocks.1.think.norm.mul2.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 990, 256, 1, 1); // %1173 blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 991, 256, 1, 1); // %1174 blocks.1.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 992, 1, 1, 1); // %1175 blocks.1.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 993, 16, 1, 1); // %1176 blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 994, 256, 1, 1); // %1177 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 995, 16, 1, 1); // %1178 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 996, 64, 1, 1); // %1179 blocks.1.think.gamma.gate.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 997, 1, 1, 1); // %1181 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 998, 256, 1, 1); // %1182 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 999, 256, 1, 1); // %1183 blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1000, 256, 1, 1); // %1184 blocks.1.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1001, 16, 1, 1); // %1185 blocks.1.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1002, 64, 1, 1); // %1186 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1003, 1, 1, 1); // %1188 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1004, 16, 1, 1); // %1189 blocks.1.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1005, 1, 1, 1); // %1190 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1006, 256, 1, 1); // %1191 blocks.1.think.norm.mul2.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1007, 256, 1, 1); // %1192 blocks.1.think.matmul0.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1008, 16, 1, 1); // %1193 blocks.1.think.matmul0.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 1009, 256, 1, 1); // %1194 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1010, 16, 1, 1); // %1195 blocks.1.think.matmul0.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1011, 256, 1, 1); // %1196 blocks.1.think.norm.mul2.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 1012, 256, 1, 1); // %1199 blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1013, 256, 1, 1); // %1200 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 1014, 1, 1, 1); // %1201 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 1015, 1, 1, 1); // %1203 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1016, 1, 1, 1); // %1204 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1017, 16, 1, 1); // %1205 blocks.1.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1018, 256, 1, 1); // %1206 blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1019, 16, 1, 1); // %1207 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1020, 64, 1, 1); // %1208 blocks.1.think.delta.up.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1021, 1, 1, 1); // %1210 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1022, 256, 1, 1); // %1211 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1023, 256, 1, 1); // %1212 blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1024, 256, 1, 1); // %1213 blocks.1.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1025, 16, 1, 1); // %1214 blocks.1.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1026, 64, 1, 1); // %1215 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1027, 1, 1, 1); // %1217 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1028, 16, 1, 1); // %1218 blocks.1.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1029, 1, 1, 1); // %1219 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1030, 256, 1, 1); // %1220 blocks.1.think.delta.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1031, 256, 1, 1); // %1221 blocks.1.think.delta.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1032, 1, 1, 1); // %1222 blocks.1.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1033, 16, 1, 1); // %1223 blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1034, 256, 1, 1); // %1224 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1035, 16, 1, 1); // %1225 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1036, 64, 1, 1); // %1226 blocks.1.think.delta.value.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1037, 1, 1, 1); // %1228 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1038, 256, 1, 1); // %1229 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1039, 256, 1, 1); // %1230 blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1040, 256, 1, 1); // %1231 blocks.1.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1041, 16, 1, 1); // %1232 blocks.1.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1042, 64, 1, 1); // %1233 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1043, 1, 1, 1); // %1235 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1044, 16, 1, 1); // %1236 blocks.1.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1045, 1, 1, 1); // %1237 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1046, 256, 1, 1); // %1238 blocks.1.think.norm.mul2.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1047, 256, 1, 1); // %1239 blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1048, 256, 1, 1); // %1240 blocks.1.think.delta.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1049, 1, 1, 1); // %1241 blocks.1.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1050, 16, 1, 1); // %1242 blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1051, 256, 1, 1); // %1243 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1052, 16, 1, 1); // %1244 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1053, 64, 1, 1); // %1245 blocks.1.think.delta.gate.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1054, 1, 1, 1); // %1247 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1055, 256, 1, 1); // %1248 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1056, 256, 1, 1); // %1249 blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1057, 256, 1, 1); // %1250 blocks.1.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1058, 16, 1, 1); // %1251 blocks.1.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1059, 64, 1, 1); // %1252 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1060, 1, 1, 1); // %1254 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1061, 16, 1, 1); // %1255 blocks.1.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1062, 1, 1, 1); // %1256 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1063, 256, 1, 1); // %1257 blocks.1.think.norm.mul2.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 1064, 1, 1, 1); // %1258 blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 1065, 1, 1, 1); // %1259 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 1066, 1, 1, 1); // %1260 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1067, 256, 1, 1); // %1261 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1068, 256, 1, 1); // %1262 blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1069, 64, 1, 1); // %1263 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1070, 1, 1, 1); // %1265 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1071, 256, 1, 1); // %1266 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1072, 256, 1, 1); // %1267 blocks.1.think.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1073, 16, 1, 1); // %1268 blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1074, 256, 1, 1); // %1269 blocks.1.attn.add0.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1075, 4, 1, 1); // %1270 blocks.1.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1076, 4, 1, 1); // %1271 blocks.1.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1077, 4, 1, 1); // %1272 blocks.1.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1078, 4, 1, 1); // %1273 blocks.1.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1079, 4, 1, 1); // %1274 blocks.1.think.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1080, 4, 1, 1); // %1275 blocks.1.think.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1081, 256, 1, 1); // %1276 blocks.1.think.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1082, 256, 1, 1); // %1277 blocks.1.think.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1083, 256, 1, 1); // %1278 blocks.1.think.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1084, 256, 1, 1); // %1279 blocks.1.attn.add0.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1085, 256, 1, 1); // %1280 blocks.1.attn.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 1086, 1, 1, 1); // %1281 blocks.1.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1087, 16, 1, 1); // %1282 blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1088, 256, 1, 1); // %1283 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1089, 16, 1, 1); // %1284 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1090, 64, 1, 1); // %1285 blocks.1.attn.o.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1091, 1, 1, 1); // %1287 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1092, 256, 1, 1); // %1288 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1093, 256, 1, 1); // %1289 blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1094, 256, 1, 1); // %1290 blocks.1.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1095, 16, 1, 1); // %1291 blocks.1.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1096, 64, 1, 1); // %1292 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1097, 1, 1, 1); // %1294 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1098, 16, 1, 1); // %1295 blocks.1.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1099, 1, 1, 1); // %1296 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 1100, 256, 1, 1); // %1298 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x32", 1101, 256, 1, 1); // %1299 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 1102, 128, 1, 1); // %1300 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x64", 1103, 512, 1, 1); // %1301 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1104, 64, 1, 1); // %1302 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "dropout_p0p1_k2_16x2x64x64", 1105, 512, 1, 1); // %1303 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1106, 512, 1, 1); // %1304 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:37
-    this.run(pass, "sum_a3_16x2x64x64", 1107, 32, 1, 1); // %1305 blocks.1.attn.softmax0.grad.sum0 stdlib.mt:37
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 1108, 512, 1, 1); // %1306 blocks.1.attn.softmax0.grad.sub0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1109, 512, 1, 1); // %1307 blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 1110, 512, 1, 1); // %1308 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 1111, 512, 1, 1); // %1309 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 1112, 256, 1, 1); // %1310 blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1113, 64, 1, 1); // %1311 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x64x32", 1114, 256, 1, 1); // %1312 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1115, 64, 1, 1); // %1313 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 1116, 256, 1, 1); // %1314 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
-    this.run(pass, "permute_0213_16x2x64x32", 1117, 256, 1, 1); // %1315 blocks.1.attn.permute2.grad.permute0 stdlib.mt:35
-    this.run(pass, "permute_10_8x8", 1118, 1, 1, 1); // %1317 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1119, 16, 1, 1); // %1318 blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1120, 256, 1, 1); // %1319 blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1121, 16, 1, 1); // %1320 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1122, 64, 1, 1); // %1321 blocks.1.attn.v.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1123, 1, 1, 1); // %1323 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1124, 256, 1, 1); // %1324 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1125, 256, 1, 1); // %1325 blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1126, 256, 1, 1); // %1326 blocks.1.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1127, 16, 1, 1); // %1327 blocks.1.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1128, 64, 1, 1); // %1328 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1129, 1, 1, 1); // %1330 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1130, 16, 1, 1); // %1331 blocks.1.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1131, 1, 1, 1); // %1332 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 1132, 256, 1, 1); // %1333 blocks.1.attn.permute1.grad.permute0 stdlib.mt:34
-    this.run(pass, "permute_10_8x8", 1133, 1, 1, 1); // %1335 blocks.1.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1134, 16, 1, 1); // %1336 blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1135, 256, 1, 1); // %1337 blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1136, 16, 1, 1); // %1338 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1137, 64, 1, 1); // %1339 blocks.1.attn.k.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1138, 1, 1, 1); // %1341 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1139, 256, 1, 1); // %1342 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1140, 256, 1, 1); // %1343 blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1141, 256, 1, 1); // %1344 blocks.1.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1142, 16, 1, 1); // %1345 blocks.1.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1143, 64, 1, 1); // %1346 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1144, 1, 1, 1); // %1348 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1145, 16, 1, 1); // %1349 blocks.1.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1146, 1, 1, 1); // %1350 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1147, 256, 1, 1); // %1351 blocks.1.attn.norm.mul2.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 1148, 256, 1, 1); // %1352 blocks.1.attn.permute0.grad.permute0 stdlib.mt:33
-    this.run(pass, "permute_10_8x8", 1149, 1, 1, 1); // %1354 blocks.1.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1150, 16, 1, 1); // %1355 blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1151, 256, 1, 1); // %1356 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1152, 16, 1, 1); // %1357 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1153, 64, 1, 1); // %1358 blocks.1.attn.q.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1154, 1, 1, 1); // %1360 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1155, 256, 1, 1); // %1361 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1156, 256, 1, 1); // %1362 blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1157, 256, 1, 1); // %1363 blocks.1.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1158, 16, 1, 1); // %1364 blocks.1.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1159, 64, 1, 1); // %1365 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1160, 1, 1, 1); // %1367 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1161, 16, 1, 1); // %1368 blocks.1.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1162, 1, 1, 1); // %1369 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1163, 256, 1, 1); // %1370 blocks.1.attn.norm.mul2.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1164, 256, 1, 1); // %1371 blocks.1.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1165, 256, 1, 1); // %1372 blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1166, 64, 1, 1); // %1373 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1167, 1, 1, 1); // %1375 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1168, 256, 1, 1); // %1376 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1169, 256, 1, 1); // %1377 blocks.1.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1170, 16, 1, 1); // %1378 blocks.1.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1171, 256, 1, 1); // %1379 blocks.0.think.add5.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1172, 4, 1, 1); // %1380 blocks.1.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1173, 4, 1, 1); // %1381 blocks.1.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1174, 4, 1, 1); // %1382 blocks.1.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1175, 4, 1, 1); // %1383 blocks.1.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1176, 4, 1, 1); // %1384 blocks.1.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1177, 4, 1, 1); // %1385 blocks.1.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1178, 256, 1, 1); // %1386 blocks.1.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1179, 256, 1, 1); // %1387 blocks.1.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1180, 256, 1, 1); // %1388 blocks.1.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1181, 256, 1, 1); // %1389 blocks.0.think.add5.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1182, 256, 1, 1); // %1390 blocks.0.think.add5.grad.add2 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k1_16x64x8x8", 1183, 256, 1, 1); // %1391 blocks.0.think.dropout0.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1184, 256, 1, 1); // %1392 blocks.0.think.mul3.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 1185, 16, 1, 1); // %1393 blocks.0.think.mul3.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1186, 256, 1, 1); // %1394 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1187, 256, 1, 1); // %1395 blocks.0.think.mul2.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 1188, 16, 1, 1); // %1396 blocks.0.think.mul2.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1189, 256, 1, 1); // %1397 blocks.0.think.mul2.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 1190, 256, 1, 1); // %1398 blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 1191, 4, 1, 1); // %1399 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 1192, 4, 1, 1); // %1400 blocks.0.think.sigmoid1.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1193, 4, 1, 1); // %1401 blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 1194, 1, 1, 1); // %1402 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 1195, 1, 1, 1); // %1404 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1196, 256, 1, 1); // %1405 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1197, 256, 1, 1); // %1406 blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 1198, 64, 1, 1); // %1407 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1199, 256, 1, 1); // %1409 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 1200, 1, 1, 1); // %1410 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1201, 256, 1, 1); // %1411 blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 1202, 4, 1, 1); // %1412 blocks.0.think.sigmoid0.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 1203, 4, 1, 1); // %1413 blocks.0.think.sigmoid0.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1204, 4, 1, 1); // %1414 blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 1205, 1, 1, 1); // %1415 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 1206, 1, 1, 1); // %1417 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1207, 256, 1, 1); // %1418 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1208, 256, 1, 1); // %1419 blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 1209, 64, 1, 1); // %1420 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1210, 256, 1, 1); // %1422 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 1211, 1, 1, 1); // %1423 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1212, 256, 1, 1); // %1424 blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 1213, 32, 1, 1); // %1425 blocks.0.think.matmul4.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 1214, 16, 1, 1); // %1426 blocks.0.think.matmul4.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 1215, 32, 1, 1); // %1427 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 1216, 16, 1, 1); // %1428 blocks.0.think.matmul4.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 1217, 32, 1, 1); // %1429 blocks.0.think.permute0.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 1218, 1, 1, 1); // %1430 blocks.0.think.matmul3.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_1x8", 1219, 16, 1, 1); // %1431 blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 1220, 256, 1, 1); // %1432 blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 1221, 16, 1, 1); // %1433 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "sum_a01_16x64x8x1", 1222, 8, 1, 1); // %1434 blocks.0.think.matmul3.grad.sum0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1223, 256, 1, 1); // %1436 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 1224, 1, 1, 1); // %1437 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 1225, 1, 1, 1); // %1438 blocks.0.think.matmul2.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_1x8", 1226, 16, 1, 1); // %1439 blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 1227, 256, 1, 1); // %1440 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 1228, 16, 1, 1); // %1441 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "sum_a01_16x64x8x1", 1229, 8, 1, 1); // %1442 blocks.0.think.matmul2.grad.sum0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1230, 256, 1, 1); // %1444 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 1231, 1, 1, 1); // %1445 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 1232, 256, 1, 1); // %1446 blocks.0.think.matmul1.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1233, 16, 1, 1); // %1447 blocks.0.think.matmul1.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 1234, 256, 1, 1); // %1448 blocks.0.think.matmul1.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1235, 16, 1, 1); // %1449 blocks.0.think.matmul1.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 1236, 256, 1, 1); // %1452 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1237, 256, 1, 1); // %1453 blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 1238, 1, 1, 1); // %1454 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1239, 1, 1, 1); // %1456 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1240, 16, 1, 1); // %1457 blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1241, 256, 1, 1); // %1458 blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1242, 16, 1, 1); // %1459 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1243, 64, 1, 1); // %1460 blocks.0.think.gamma.up.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1244, 1, 1, 1); // %1462 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1245, 256, 1, 1); // %1463 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1246, 256, 1, 1); // %1464 blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1247, 256, 1, 1); // %1465 blocks.0.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1248, 16, 1, 1); // %1466 blocks.0.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1249, 64, 1, 1); // %1467 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1250, 1, 1, 1); // %1469 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1251, 16, 1, 1); // %1470 blocks.0.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1252, 1, 1, 1); // %1471 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1253, 256, 1, 1); // %1472 blocks.0.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1254, 256, 1, 1); // %1473 blocks.0.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1255, 1, 1, 1); // %1474 blocks.0.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1256, 16, 1, 1); // %1475 blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1257, 256, 1, 1); // %1476 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1258, 16, 1, 1); // %1477 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1259, 64, 1, 1); // %1478 blocks.0.think.gamma.value.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1260, 1, 1, 1); // %1480 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1261, 256, 1, 1); // %1481 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1262, 256, 1, 1); // %1482 blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1263, 256, 1, 1); // %1483 blocks.0.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1264, 16, 1, 1); // %1484 blocks.0.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1265, 64, 1, 1); // %1485 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1266, 1, 1, 1); // %1487 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1267, 16, 1, 1); // %1488 blocks.0.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1268, 1, 1, 1); // %1489 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1269, 256, 1, 1); // %1490 blocks.0.think.norm.mul2.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1270, 256, 1, 1); // %1491 blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1271, 256, 1, 1); // %1492 blocks.0.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1272, 1, 1, 1); // %1493 blocks.0.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1273, 16, 1, 1); // %1494 blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1274, 256, 1, 1); // %1495 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1275, 16, 1, 1); // %1496 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1276, 64, 1, 1); // %1497 blocks.0.think.gamma.gate.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1277, 1, 1, 1); // %1499 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1278, 256, 1, 1); // %1500 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1279, 256, 1, 1); // %1501 blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1280, 256, 1, 1); // %1502 blocks.0.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1281, 16, 1, 1); // %1503 blocks.0.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1282, 64, 1, 1); // %1504 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1283, 1, 1, 1); // %1506 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1284, 16, 1, 1); // %1507 blocks.0.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1285, 1, 1, 1); // %1508 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1286, 256, 1, 1); // %1509 blocks.0.think.norm.mul2.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1287, 256, 1, 1); // %1510 blocks.0.think.matmul0.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1288, 16, 1, 1); // %1511 blocks.0.think.matmul0.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 1289, 256, 1, 1); // %1512 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1290, 16, 1, 1); // %1513 blocks.0.think.matmul0.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1291, 256, 1, 1); // %1514 blocks.0.think.norm.mul2.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 1292, 256, 1, 1); // %1517 blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1293, 256, 1, 1); // %1518 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 1294, 1, 1, 1); // %1519 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 1295, 1, 1, 1); // %1521 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1296, 1, 1, 1); // %1522 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1297, 16, 1, 1); // %1523 blocks.0.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1298, 256, 1, 1); // %1524 blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1299, 16, 1, 1); // %1525 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1300, 64, 1, 1); // %1526 blocks.0.think.delta.up.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1301, 1, 1, 1); // %1528 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1302, 256, 1, 1); // %1529 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1303, 256, 1, 1); // %1530 blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1304, 256, 1, 1); // %1531 blocks.0.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1305, 16, 1, 1); // %1532 blocks.0.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1306, 64, 1, 1); // %1533 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1307, 1, 1, 1); // %1535 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1308, 16, 1, 1); // %1536 blocks.0.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1309, 1, 1, 1); // %1537 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1310, 256, 1, 1); // %1538 blocks.0.think.delta.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1311, 256, 1, 1); // %1539 blocks.0.think.delta.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1312, 1, 1, 1); // %1540 blocks.0.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1313, 16, 1, 1); // %1541 blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1314, 256, 1, 1); // %1542 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1315, 16, 1, 1); // %1543 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1316, 64, 1, 1); // %1544 blocks.0.think.delta.value.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1317, 1, 1, 1); // %1546 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1318, 256, 1, 1); // %1547 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1319, 256, 1, 1); // %1548 blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1320, 256, 1, 1); // %1549 blocks.0.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1321, 16, 1, 1); // %1550 blocks.0.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1322, 64, 1, 1); // %1551 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1323, 1, 1, 1); // %1553 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1324, 16, 1, 1); // %1554 blocks.0.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1325, 1, 1, 1); // %1555 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1326, 256, 1, 1); // %1556 blocks.0.think.norm.mul2.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1327, 256, 1, 1); // %1557 blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1328, 256, 1, 1); // %1558 blocks.0.think.delta.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1329, 1, 1, 1); // %1559 blocks.0.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1330, 16, 1, 1); // %1560 blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1331, 256, 1, 1); // %1561 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1332, 16, 1, 1); // %1562 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1333, 64, 1, 1); // %1563 blocks.0.think.delta.gate.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1334, 1, 1, 1); // %1565 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1335, 256, 1, 1); // %1566 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1336, 256, 1, 1); // %1567 blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1337, 256, 1, 1); // %1568 blocks.0.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1338, 16, 1, 1); // %1569 blocks.0.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1339, 64, 1, 1); // %1570 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1340, 1, 1, 1); // %1572 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1341, 16, 1, 1); // %1573 blocks.0.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1342, 1, 1, 1); // %1574 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1343, 256, 1, 1); // %1575 blocks.0.think.norm.mul2.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 1344, 1, 1, 1); // %1576 blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 1345, 1, 1, 1); // %1577 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 1346, 1, 1, 1); // %1578 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1347, 256, 1, 1); // %1579 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1348, 256, 1, 1); // %1580 blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1349, 64, 1, 1); // %1581 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1350, 1, 1, 1); // %1583 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1351, 256, 1, 1); // %1584 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1352, 256, 1, 1); // %1585 blocks.0.think.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1353, 16, 1, 1); // %1586 blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1354, 256, 1, 1); // %1587 blocks.0.attn.add0.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1355, 4, 1, 1); // %1588 blocks.0.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1356, 4, 1, 1); // %1589 blocks.0.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1357, 4, 1, 1); // %1590 blocks.0.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1358, 4, 1, 1); // %1591 blocks.0.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1359, 4, 1, 1); // %1592 blocks.0.think.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1360, 4, 1, 1); // %1593 blocks.0.think.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1361, 256, 1, 1); // %1594 blocks.0.think.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1362, 256, 1, 1); // %1595 blocks.0.think.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1363, 256, 1, 1); // %1596 blocks.0.think.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1364, 256, 1, 1); // %1597 blocks.0.attn.add0.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1365, 256, 1, 1); // %1598 blocks.0.attn.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 1366, 1, 1, 1); // %1599 blocks.0.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1367, 16, 1, 1); // %1600 blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1368, 256, 1, 1); // %1601 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1369, 16, 1, 1); // %1602 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1370, 64, 1, 1); // %1603 blocks.0.attn.o.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1371, 1, 1, 1); // %1605 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1372, 256, 1, 1); // %1606 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1373, 256, 1, 1); // %1607 blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1374, 256, 1, 1); // %1608 blocks.0.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1375, 16, 1, 1); // %1609 blocks.0.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1376, 64, 1, 1); // %1610 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1377, 1, 1, 1); // %1612 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1378, 16, 1, 1); // %1613 blocks.0.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1379, 1, 1, 1); // %1614 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 1380, 256, 1, 1); // %1616 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x32", 1381, 256, 1, 1); // %1617 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 1382, 128, 1, 1); // %1618 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x64", 1383, 512, 1, 1); // %1619 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1384, 64, 1, 1); // %1620 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "dropout_p0p1_k0_16x2x64x64", 1385, 512, 1, 1); // %1621 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1386, 512, 1, 1); // %1622 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:37
-    this.run(pass, "sum_a3_16x2x64x64", 1387, 32, 1, 1); // %1623 blocks.0.attn.softmax0.grad.sum0 stdlib.mt:37
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 1388, 512, 1, 1); // %1624 blocks.0.attn.softmax0.grad.sub0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1389, 512, 1, 1); // %1625 blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 1390, 512, 1, 1); // %1626 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 1391, 512, 1, 1); // %1627 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 1392, 256, 1, 1); // %1628 blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1393, 64, 1, 1); // %1629 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x64x32", 1394, 256, 1, 1); // %1630 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1395, 64, 1, 1); // %1631 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 1396, 256, 1, 1); // %1632 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
-    this.run(pass, "permute_0213_16x2x64x32", 1397, 256, 1, 1); // %1633 blocks.0.attn.permute2.grad.permute0 stdlib.mt:35
-    this.run(pass, "permute_10_8x8", 1398, 1, 1, 1); // %1635 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1399, 16, 1, 1); // %1636 blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1400, 256, 1, 1); // %1637 blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1401, 16, 1, 1); // %1638 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1402, 64, 1, 1); // %1639 blocks.0.attn.v.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1403, 1, 1, 1); // %1641 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1404, 256, 1, 1); // %1642 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1405, 256, 1, 1); // %1643 blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1406, 256, 1, 1); // %1644 blocks.0.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1407, 16, 1, 1); // %1645 blocks.0.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1408, 64, 1, 1); // %1646 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1409, 1, 1, 1); // %1648 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1410, 16, 1, 1); // %1649 blocks.0.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1411, 1, 1, 1); // %1650 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 1412, 256, 1, 1); // %1651 blocks.0.attn.permute1.grad.permute0 stdlib.mt:34
-    this.run(pass, "permute_10_8x8", 1413, 1, 1, 1); // %1653 blocks.0.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1414, 16, 1, 1); // %1654 blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1415, 256, 1, 1); // %1655 blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1416, 16, 1, 1); // %1656 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1417, 64, 1, 1); // %1657 blocks.0.attn.k.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1418, 1, 1, 1); // %1659 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1419, 256, 1, 1); // %1660 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1420, 256, 1, 1); // %1661 blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1421, 256, 1, 1); // %1662 blocks.0.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1422, 16, 1, 1); // %1663 blocks.0.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1423, 64, 1, 1); // %1664 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1424, 1, 1, 1); // %1666 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1425, 16, 1, 1); // %1667 blocks.0.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1426, 1, 1, 1); // %1668 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1427, 256, 1, 1); // %1669 blocks.0.attn.norm.mul2.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 1428, 256, 1, 1); // %1670 blocks.0.attn.permute0.grad.permute0 stdlib.mt:33
-    this.run(pass, "permute_10_8x8", 1429, 1, 1, 1); // %1672 blocks.0.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_8x8", 1430, 16, 1, 1); // %1673 blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1431, 256, 1, 1); // %1674 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1432, 16, 1, 1); // %1675 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1433, 64, 1, 1); // %1676 blocks.0.attn.q.matmul1.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1434, 1, 1, 1); // %1678 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1435, 256, 1, 1); // %1679 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1436, 256, 1, 1); // %1680 blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1437, 256, 1, 1); // %1681 blocks.0.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1438, 16, 1, 1); // %1682 blocks.0.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1439, 64, 1, 1); // %1683 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1440, 1, 1, 1); // %1685 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1441, 16, 1, 1); // %1686 blocks.0.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1442, 1, 1, 1); // %1687 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1443, 256, 1, 1); // %1688 blocks.0.attn.norm.mul2.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1444, 256, 1, 1); // %1689 blocks.0.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1445, 256, 1, 1); // %1690 blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1446, 64, 1, 1); // %1691 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1447, 1, 1, 1); // %1693 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1448, 256, 1, 1); // %1694 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1449, 256, 1, 1); // %1695 blocks.0.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1450, 16, 1, 1); // %1696 blocks.0.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1451, 256, 1, 1); // %1697 embed.add0.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1452, 4, 1, 1); // %1698 blocks.0.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1453, 4, 1, 1); // %1699 blocks.0.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1454, 4, 1, 1); // %1700 blocks.0.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1455, 4, 1, 1); // %1701 blocks.0.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1456, 4, 1, 1); // %1702 blocks.0.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1457, 4, 1, 1); // %1703 blocks.0.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1458, 256, 1, 1); // %1704 blocks.0.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1459, 256, 1, 1); // %1705 blocks.0.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1460, 256, 1, 1); // %1706 blocks.0.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1461, 256, 1, 1); // %1707 embed.add0.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1462, 256, 1, 1); // %1708 embed.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "sum_a0_16x64x8x8", 1463, 64, 1, 1); // %1709 embed.add0.grad.sum0 stdlib.mt:96
-    this.run(pass, "affine_s0p1_b0_64x8x8", 1464, 16, 1, 1); // %1711 embed.affine0.grad.affine0 stdlib.mt:96
-    this.run(pass, "permute_021_64x1x8", 1465, 2, 1, 1); // %1712 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x8_64x8x1", 1466, 1, 1, 1); // %1713 embed.matmul1.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_021_64x8x1", 1467, 2, 1, 1); // %1714 embed.matmul1.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_64x1x8_64x8x8", 1468, 1, 1, 1); // %1715 embed.matmul1.grad.matmul1 stdlib.mt:96
-    this.run(pass, "permute_0132_16x64x1x8", 1469, 32, 1, 1); // %1716 embed.matmul0.grad.permute0 stdlib.mt:96
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 1470, 16, 1, 1); // %1717 embed.matmul0.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_0132_16x64x8x1", 1471, 32, 1, 1); // %1718 embed.matmul0.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 1472, 16, 1, 1); // %1719 embed.matmul0.grad.matmul1 stdlib.mt:96
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 1473, 2, 1, 1); // %1721 embed.slice1.grad.pad0 stdlib.mt:95
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 1474, 2, 1, 1); // %1723 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "scatter_add_16x64x8_16x64_to_256x8", 1475, 4, 1, 1); // %1725 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64_to_256x8", 1476, 4, 1, 1); // %1727 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    this.run(pass, "affine_s1_b0_8x8", 1477, 1, 1, 1); // %1728 norm_final.g.grad.affine0 stdlib.mt:7
-    this.run(pass, "affine_s1_b0_16x8", 1478, 1, 1, 1); // %1729 head.U.grad.affine0 stdlib.mt:102
-    this.run(pass, "affine_s1_b0_16x8", 1479, 1, 1, 1); // %1730 head.V.grad.affine0 stdlib.mt:103
-    this.run(pass, "affine_s1_b0_256x16", 1480, 16, 1, 1); // %1731 head.W_out.grad.affine0 stdlib.mt:104
+    this.run(pass, "softmax_16x64x256", 365, 16, 1, 1); // %550 loss.cross_entropy0.grad.softmax0 matrix_thinker.mt:46
+    this.run(pass, "onehot_16x64_to_16x64x256", 366, 1024, 1, 1); // %551 loss.cross_entropy0.grad.onehot0 matrix_thinker.mt:46
+    this.run(pass, "binary_sub_16x64x256_16x64x256", 367, 1024, 1, 1); // %552 loss.cross_entropy0.grad.sub0 matrix_thinker.mt:46
+    this.run(pass, "binary_mul_16x64x256_s", 368, 1024, 1, 1); // %553 loss.cross_entropy0.grad.mul0 matrix_thinker.mt:46
+    this.run(pass, "affine_s0p0009765625_b0_16x64x256", 369, 1024, 1, 1); // %554 loss.cross_entropy0.grad.affine0 matrix_thinker.mt:46
+    this.run(pass, "permute_0132_16x64x16x1", 370, 64, 1, 1); // %556 head.matmul1.grad.permute0 stdlib.mt:107
+    this.run(pass, "matmul_16x64x256x1_16x64x1x16", 371, 1024, 1, 1); // %557 head.matmul1.grad.matmul0 stdlib.mt:107
+    this.run(pass, "sum_a01_16x64x256x16", 372, 4096, 1, 1); // %558 head.matmul1.grad.sum0 stdlib.mt:107
+    this.run(pass, "permute_10_256x16", 373, 16, 1, 1); // %560 head.matmul1.grad.permute1 stdlib.mt:107
+    this.run(pass, "matmul_16x256_16x64x256x1", 374, 4, 1, 1); // %561 head.matmul1.grad.matmul1 stdlib.mt:107
+    this.run(pass, "expand_16x64x16x1_to_16x64x16x8", 375, 512, 1, 1); // %562 head.sum0.grad.expand0 stdlib.mt:106
+    this.run(pass, "binary_mul_16x64x16x8_16x8", 376, 512, 1, 1); // %563 head.mul0.grad.mul0 stdlib.mt:106
+    this.run(pass, "binary_mul_16x64x16x8_16x64x16x8", 377, 512, 1, 1); // %564 head.mul0.grad.mul1 stdlib.mt:106
+    this.run(pass, "sum_a01_16x64x16x8", 378, 128, 1, 1); // %565 head.mul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "permute_0132_16x64x8x8", 379, 256, 1, 1); // %567 head.matmul0.grad.permute0 stdlib.mt:106
+    this.run(pass, "matmul_16x64x16x8_16x64x8x8", 380, 32, 1, 1); // %568 head.matmul0.grad.matmul0 stdlib.mt:106
+    this.run(pass, "sum_a01_16x64x16x8", 381, 128, 1, 1); // %569 head.matmul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "permute_10_16x8", 382, 1, 1, 1); // %571 head.matmul0.grad.permute1 stdlib.mt:106
+    this.run(pass, "matmul_8x16_16x64x16x8", 383, 16, 1, 1); // %572 head.matmul0.grad.matmul1 stdlib.mt:106
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 384, 256, 1, 1); // %573 norm_final.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 385, 256, 1, 1); // %574 norm_final.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 386, 64, 1, 1); // %575 norm_final.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 387, 256, 1, 1); // %577 norm_final.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 388, 256, 1, 1); // %578 norm_final.mul1.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 389, 16, 1, 1); // %579 norm_final.mul1.grad.sum0 stdlib.mt:9
+    this.run(pass, "unary_square_16x64x1x1", 390, 4, 1, 1); // %580 norm_final.rsqrt0.grad.square0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 391, 4, 1, 1); // %581 norm_final.rsqrt0.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 392, 4, 1, 1); // %582 norm_final.rsqrt0.grad.mul1 stdlib.mt:9
+    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 393, 4, 1, 1); // %583 norm_final.rsqrt0.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0_16x64x1x1", 394, 4, 1, 1); // %584 norm_final.affine1.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 395, 4, 1, 1); // %585 norm_final.affine0.grad.affine0 stdlib.mt:9
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 396, 256, 1, 1); // %586 norm_final.sum0.grad.expand0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 397, 256, 1, 1); // %587 norm_final.mul0.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 398, 256, 1, 1); // %588 norm_final.mul0.grad.mul1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 399, 256, 1, 1); // %589 blocks.1.think.add11.grad.add0 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 400, 256, 1, 1); // %590 blocks.1.think.add11.grad.add1 stdlib.mt:9
+    this.run(pass, "dropout_p0p1_k7_16x64x8x8", 401, 256, 1, 1); // %591 blocks.1.think.dropout1.grad.dropout0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 402, 256, 1, 1); // %592 blocks.1.think.mul7.grad.mul0 stdlib.mt:73
+    this.run(pass, "sum_a23_16x64x8x8", 403, 16, 1, 1); // %593 blocks.1.think.mul7.grad.sum0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 404, 256, 1, 1); // %594 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 405, 256, 1, 1); // %595 blocks.1.think.mul6.grad.mul0 stdlib.mt:73
+    this.run(pass, "sum_a23_16x64x8x8", 406, 16, 1, 1); // %596 blocks.1.think.mul6.grad.sum0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 407, 256, 1, 1); // %597 blocks.1.think.mul6.grad.mul1 stdlib.mt:73
+    this.run(pass, "unary_neg_16x64x8x8", 408, 256, 1, 1); // %598 blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "unary_square_16x64x1x1", 409, 4, 1, 1); // %599 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 410, 4, 1, 1); // %600 blocks.1.think.sigmoid3.grad.sub0 stdlib.mt:72
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 411, 4, 1, 1); // %601 blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 412, 1, 1, 1); // %602 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 413, 256, 1, 1); // %604 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 414, 256, 1, 1); // %605 blocks.1.think.mul5.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 415, 64, 1, 1); // %606 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 416, 256, 1, 1); // %608 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 417, 256, 1, 1); // %609 blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
+    this.run(pass, "unary_square_16x64x1x1", 418, 4, 1, 1); // %610 blocks.1.think.sigmoid2.grad.square0 stdlib.mt:71
+    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 419, 4, 1, 1); // %611 blocks.1.think.sigmoid2.grad.sub0 stdlib.mt:71
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 420, 4, 1, 1); // %612 blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1", 421, 1, 1, 1); // %613 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 422, 256, 1, 1); // %615 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 423, 256, 1, 1); // %616 blocks.1.think.mul4.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 424, 64, 1, 1); // %617 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 425, 256, 1, 1); // %619 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 426, 256, 1, 1); // %620 blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
+    this.run(pass, "permute_0132_16x64x1x8", 427, 32, 1, 1); // %621 blocks.1.think.matmul9.grad.permute0 stdlib.mt:70
+    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 428, 16, 1, 1); // %622 blocks.1.think.matmul9.grad.matmul0 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x8x1", 429, 32, 1, 1); // %623 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 430, 16, 1, 1); // %624 blocks.1.think.matmul9.grad.matmul1 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x1x8", 431, 32, 1, 1); // %625 blocks.1.think.permute1.grad.permute0 stdlib.mt:70
+    this.run(pass, "permute_10_8x1", 432, 1, 1, 1); // %627 blocks.1.think.matmul8.grad.permute0 stdlib.mt:70
+    this.run(pass, "matmul_8192x1_1x8", 433, 16, 1, 1); // %628 blocks.1.think.matmul8.grad.matmul0 stdlib.mt:70
+    this.run(pass, "permute_10_8192x8", 434, 256, 1, 1); // %629 blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 435, 1, 1, 1); // %630 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 436, 256, 1, 1); // %632 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
+    this.run(pass, "permute_10_8x1", 437, 1, 1, 1); // %634 blocks.1.think.matmul7.grad.permute0 stdlib.mt:70
+    this.run(pass, "matmul_8192x1_1x8", 438, 16, 1, 1); // %635 blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
+    this.run(pass, "permute_10_8192x8", 439, 256, 1, 1); // %636 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 440, 1, 1, 1); // %637 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 441, 256, 1, 1); // %639 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x8x8", 442, 256, 1, 1); // %640 blocks.1.think.matmul6.grad.permute0 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 443, 16, 1, 1); // %641 blocks.1.think.matmul6.grad.matmul0 stdlib.mt:69
+    this.run(pass, "permute_0132_16x64x8x8", 444, 256, 1, 1); // %642 blocks.1.think.matmul6.grad.permute1 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 445, 16, 1, 1); // %643 blocks.1.think.matmul6.grad.matmul1 stdlib.mt:69
+    this.run(pass, "binary_mul_16x64x8x8_s", 446, 256, 1, 1); // %646 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 447, 256, 1, 1); // %647 blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 448, 1, 1, 1); // %648 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 449, 1, 1, 1); // %651 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 450, 16, 1, 1); // %652 blocks.1.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 451, 256, 1, 1); // %653 blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 452, 1, 1, 1); // %654 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 453, 256, 1, 1); // %656 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 454, 256, 1, 1); // %657 blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 455, 256, 1, 1); // %658 blocks.1.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 456, 16, 1, 1); // %659 blocks.1.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 457, 64, 1, 1); // %660 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 458, 1, 1, 1); // %662 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 459, 16, 1, 1); // %663 blocks.1.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 460, 256, 1, 1); // %664 blocks.1.think.gamma.mul2.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 461, 256, 1, 1); // %665 blocks.1.think.gamma.mul2.grad.mul1 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 462, 1, 1, 1); // %667 blocks.1.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 463, 16, 1, 1); // %668 blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 464, 256, 1, 1); // %669 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 465, 1, 1, 1); // %670 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 466, 256, 1, 1); // %672 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 467, 256, 1, 1); // %673 blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 468, 256, 1, 1); // %674 blocks.1.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 469, 16, 1, 1); // %675 blocks.1.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 470, 64, 1, 1); // %676 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 471, 1, 1, 1); // %678 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 472, 16, 1, 1); // %679 blocks.1.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 473, 256, 1, 1); // %680 blocks.1.think.norm.mul5.grad.add4 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 474, 256, 1, 1); // %681 blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 475, 256, 1, 1); // %682 blocks.1.think.gamma.silu1.grad.mul0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 476, 1, 1, 1); // %684 blocks.1.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 477, 16, 1, 1); // %685 blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 478, 256, 1, 1); // %686 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 479, 1, 1, 1); // %687 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 480, 256, 1, 1); // %689 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 481, 256, 1, 1); // %690 blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 482, 256, 1, 1); // %691 blocks.1.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 483, 16, 1, 1); // %692 blocks.1.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 484, 64, 1, 1); // %693 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 485, 1, 1, 1); // %695 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 486, 16, 1, 1); // %696 blocks.1.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 487, 256, 1, 1); // %697 blocks.1.think.norm.mul5.grad.add5 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 488, 256, 1, 1); // %698 blocks.1.think.matmul5.grad.permute0 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 489, 16, 1, 1); // %699 blocks.1.think.matmul5.grad.matmul0 stdlib.mt:69
+    this.run(pass, "permute_0132_16x64x8x8", 490, 256, 1, 1); // %700 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 491, 16, 1, 1); // %701 blocks.1.think.matmul5.grad.matmul1 stdlib.mt:69
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 492, 256, 1, 1); // %702 blocks.1.think.norm.mul5.grad.add6 stdlib.mt:69
+    this.run(pass, "binary_mul_16x64x8x8_s", 493, 256, 1, 1); // %705 blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 494, 256, 1, 1); // %706 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 495, 1, 1, 1); // %707 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 496, 1, 1, 1); // %709 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 497, 1, 1, 1); // %711 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 498, 16, 1, 1); // %712 blocks.1.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 499, 256, 1, 1); // %713 blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 500, 1, 1, 1); // %714 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 501, 256, 1, 1); // %716 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 502, 256, 1, 1); // %717 blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 503, 256, 1, 1); // %718 blocks.1.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 504, 16, 1, 1); // %719 blocks.1.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 505, 64, 1, 1); // %720 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 506, 1, 1, 1); // %722 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 507, 16, 1, 1); // %723 blocks.1.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 508, 256, 1, 1); // %724 blocks.1.think.delta.mul2.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 509, 256, 1, 1); // %725 blocks.1.think.delta.mul2.grad.mul1 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 510, 1, 1, 1); // %727 blocks.1.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 511, 16, 1, 1); // %728 blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 512, 256, 1, 1); // %729 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 513, 1, 1, 1); // %730 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 514, 256, 1, 1); // %732 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 515, 256, 1, 1); // %733 blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 516, 256, 1, 1); // %734 blocks.1.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 517, 16, 1, 1); // %735 blocks.1.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 518, 64, 1, 1); // %736 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 519, 1, 1, 1); // %738 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 520, 16, 1, 1); // %739 blocks.1.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 521, 256, 1, 1); // %740 blocks.1.think.norm.mul5.grad.add7 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 522, 256, 1, 1); // %741 blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 523, 256, 1, 1); // %742 blocks.1.think.delta.silu1.grad.mul0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 524, 1, 1, 1); // %744 blocks.1.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 525, 16, 1, 1); // %745 blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 526, 256, 1, 1); // %746 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 527, 1, 1, 1); // %747 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 528, 256, 1, 1); // %749 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 529, 256, 1, 1); // %750 blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 530, 256, 1, 1); // %751 blocks.1.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 531, 16, 1, 1); // %752 blocks.1.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 532, 64, 1, 1); // %753 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 533, 1, 1, 1); // %755 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 534, 16, 1, 1); // %756 blocks.1.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 535, 256, 1, 1); // %757 blocks.1.think.norm.mul5.grad.add8 stdlib.mt:18
+    this.run(pass, "inrange_lo0p01_hi0p5_s", 536, 1, 1, 1); // %758 blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 537, 1, 1, 1); // %759 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 538, 256, 1, 1); // %760 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 539, 256, 1, 1); // %761 blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 540, 64, 1, 1); // %762 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 541, 256, 1, 1); // %764 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 542, 256, 1, 1); // %765 blocks.1.think.norm.mul4.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 543, 16, 1, 1); // %766 blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 544, 256, 1, 1); // %767 blocks.1.attn.add1.grad.add0 stdlib.mt:9
+    this.run(pass, "unary_square_16x64x1x1", 545, 4, 1, 1); // %768 blocks.1.think.norm.rsqrt1.grad.square0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 546, 4, 1, 1); // %769 blocks.1.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 547, 4, 1, 1); // %770 blocks.1.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
+    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 548, 4, 1, 1); // %771 blocks.1.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0_16x64x1x1", 549, 4, 1, 1); // %772 blocks.1.think.norm.affine3.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 550, 4, 1, 1); // %773 blocks.1.think.norm.affine2.grad.affine0 stdlib.mt:9
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 551, 256, 1, 1); // %774 blocks.1.think.norm.sum1.grad.expand0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 552, 256, 1, 1); // %775 blocks.1.think.norm.mul3.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 553, 256, 1, 1); // %776 blocks.1.think.norm.mul3.grad.mul1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 554, 256, 1, 1); // %777 blocks.1.attn.add1.grad.add1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 555, 256, 1, 1); // %778 blocks.1.attn.add1.grad.add2 stdlib.mt:9
+    this.run(pass, "permute_10_8x8", 556, 1, 1, 1); // %780 blocks.1.attn.o.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 557, 16, 1, 1); // %781 blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 558, 256, 1, 1); // %782 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 559, 1, 1, 1); // %783 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 560, 256, 1, 1); // %785 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 561, 256, 1, 1); // %786 blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 562, 256, 1, 1); // %787 blocks.1.attn.o.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 563, 16, 1, 1); // %788 blocks.1.attn.o.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 564, 64, 1, 1); // %789 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 565, 1, 1, 1); // %791 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 566, 16, 1, 1); // %792 blocks.1.attn.o.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 567, 256, 1, 1); // %794 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
+    this.run(pass, "permute_0132_16x2x64x32", 568, 256, 1, 1); // %795 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 569, 128, 1, 1); // %796 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
+    this.run(pass, "permute_0132_16x2x64x64", 570, 512, 1, 1); // %797 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 571, 64, 1, 1); // %798 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
+    this.run(pass, "dropout_p0p1_k6_16x2x64x64", 572, 512, 1, 1); // %799 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
+    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 573, 512, 1, 1); // %800 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:37
+    this.run(pass, "sum_a3_16x2x64x64", 574, 32, 1, 1); // %801 blocks.1.attn.softmax1.grad.sum0 stdlib.mt:37
+    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 575, 512, 1, 1); // %802 blocks.1.attn.softmax1.grad.sub0 stdlib.mt:37
+    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 576, 512, 1, 1); // %803 blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
+    this.run(pass, "causal_mask_f0_16x2x64x64", 577, 512, 1, 1); // %804 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
+    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 578, 512, 1, 1); // %805 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
+    this.run(pass, "permute_0132_16x2x32x64", 579, 256, 1, 1); // %806 blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 580, 64, 1, 1); // %807 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
+    this.run(pass, "permute_0132_16x2x64x32", 581, 256, 1, 1); // %808 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 582, 64, 1, 1); // %809 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
+    this.run(pass, "permute_0132_16x2x32x64", 583, 256, 1, 1); // %810 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
+    this.run(pass, "permute_0213_16x2x64x32", 584, 256, 1, 1); // %811 blocks.1.attn.permute7.grad.permute0 stdlib.mt:35
+    this.run(pass, "permute_10_8x8", 585, 1, 1, 1); // %814 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 586, 16, 1, 1); // %815 blocks.1.attn.v.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 587, 256, 1, 1); // %816 blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 588, 1, 1, 1); // %817 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 589, 256, 1, 1); // %819 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 590, 256, 1, 1); // %820 blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 591, 256, 1, 1); // %821 blocks.1.attn.v.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 592, 16, 1, 1); // %822 blocks.1.attn.v.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 593, 64, 1, 1); // %823 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 594, 1, 1, 1); // %825 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 595, 16, 1, 1); // %826 blocks.1.attn.v.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x2x64x32", 596, 256, 1, 1); // %827 blocks.1.attn.permute6.grad.permute0 stdlib.mt:34
+    this.run(pass, "permute_10_8x8", 597, 1, 1, 1); // %830 blocks.1.attn.k.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 598, 16, 1, 1); // %831 blocks.1.attn.k.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 599, 256, 1, 1); // %832 blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 600, 1, 1, 1); // %833 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 601, 256, 1, 1); // %835 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 602, 256, 1, 1); // %836 blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 603, 256, 1, 1); // %837 blocks.1.attn.k.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 604, 16, 1, 1); // %838 blocks.1.attn.k.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 605, 64, 1, 1); // %839 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 606, 1, 1, 1); // %841 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 607, 16, 1, 1); // %842 blocks.1.attn.k.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 608, 256, 1, 1); // %843 blocks.1.attn.norm.mul5.grad.add0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x2x64x32", 609, 256, 1, 1); // %844 blocks.1.attn.permute5.grad.permute0 stdlib.mt:33
+    this.run(pass, "permute_10_8x8", 610, 1, 1, 1); // %847 blocks.1.attn.q.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 611, 16, 1, 1); // %848 blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 612, 256, 1, 1); // %849 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 613, 1, 1, 1); // %850 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 614, 256, 1, 1); // %852 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 615, 256, 1, 1); // %853 blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 616, 256, 1, 1); // %854 blocks.1.attn.q.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 617, 16, 1, 1); // %855 blocks.1.attn.q.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 618, 64, 1, 1); // %856 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 619, 1, 1, 1); // %858 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 620, 16, 1, 1); // %859 blocks.1.attn.q.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 621, 256, 1, 1); // %860 blocks.1.attn.norm.mul5.grad.add1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 622, 256, 1, 1); // %861 blocks.1.attn.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 623, 256, 1, 1); // %862 blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 624, 64, 1, 1); // %863 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 625, 256, 1, 1); // %865 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 626, 256, 1, 1); // %866 blocks.1.attn.norm.mul4.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 627, 16, 1, 1); // %867 blocks.1.attn.norm.mul4.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 628, 256, 1, 1); // %868 blocks.0.think.add11.grad.add0 stdlib.mt:9
+    this.run(pass, "unary_square_16x64x1x1", 629, 4, 1, 1); // %869 blocks.1.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 630, 4, 1, 1); // %870 blocks.1.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 631, 4, 1, 1); // %871 blocks.1.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
+    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 632, 4, 1, 1); // %872 blocks.1.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0_16x64x1x1", 633, 4, 1, 1); // %873 blocks.1.attn.norm.affine3.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 634, 4, 1, 1); // %874 blocks.1.attn.norm.affine2.grad.affine0 stdlib.mt:9
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 635, 256, 1, 1); // %875 blocks.1.attn.norm.sum1.grad.expand0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 636, 256, 1, 1); // %876 blocks.1.attn.norm.mul3.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 637, 256, 1, 1); // %877 blocks.1.attn.norm.mul3.grad.mul1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 638, 256, 1, 1); // %878 blocks.0.think.add11.grad.add1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 639, 256, 1, 1); // %879 blocks.0.think.add11.grad.add2 stdlib.mt:9
+    this.run(pass, "dropout_p0p1_k5_16x64x8x8", 640, 256, 1, 1); // %880 blocks.0.think.dropout1.grad.dropout0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 641, 256, 1, 1); // %881 blocks.0.think.mul7.grad.mul0 stdlib.mt:73
+    this.run(pass, "sum_a23_16x64x8x8", 642, 16, 1, 1); // %882 blocks.0.think.mul7.grad.sum0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 643, 256, 1, 1); // %883 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 644, 256, 1, 1); // %884 blocks.0.think.mul6.grad.mul0 stdlib.mt:73
+    this.run(pass, "sum_a23_16x64x8x8", 645, 16, 1, 1); // %885 blocks.0.think.mul6.grad.sum0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 646, 256, 1, 1); // %886 blocks.0.think.mul6.grad.mul1 stdlib.mt:73
+    this.run(pass, "unary_neg_16x64x8x8", 647, 256, 1, 1); // %887 blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "unary_square_16x64x1x1", 648, 4, 1, 1); // %888 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 649, 4, 1, 1); // %889 blocks.0.think.sigmoid3.grad.sub0 stdlib.mt:72
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 650, 4, 1, 1); // %890 blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 651, 1, 1, 1); // %891 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 652, 256, 1, 1); // %893 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 653, 256, 1, 1); // %894 blocks.0.think.mul5.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 654, 64, 1, 1); // %895 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 655, 256, 1, 1); // %897 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 656, 256, 1, 1); // %898 blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
+    this.run(pass, "unary_square_16x64x1x1", 657, 4, 1, 1); // %899 blocks.0.think.sigmoid2.grad.square0 stdlib.mt:71
+    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 658, 4, 1, 1); // %900 blocks.0.think.sigmoid2.grad.sub0 stdlib.mt:71
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 659, 4, 1, 1); // %901 blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1", 660, 1, 1, 1); // %902 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 661, 256, 1, 1); // %904 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 662, 256, 1, 1); // %905 blocks.0.think.mul4.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 663, 64, 1, 1); // %906 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 664, 256, 1, 1); // %908 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 665, 256, 1, 1); // %909 blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
+    this.run(pass, "permute_0132_16x64x1x8", 666, 32, 1, 1); // %910 blocks.0.think.matmul9.grad.permute0 stdlib.mt:70
+    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 667, 16, 1, 1); // %911 blocks.0.think.matmul9.grad.matmul0 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x8x1", 668, 32, 1, 1); // %912 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 669, 16, 1, 1); // %913 blocks.0.think.matmul9.grad.matmul1 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x1x8", 670, 32, 1, 1); // %914 blocks.0.think.permute1.grad.permute0 stdlib.mt:70
+    this.run(pass, "permute_10_8x1", 671, 1, 1, 1); // %916 blocks.0.think.matmul8.grad.permute0 stdlib.mt:70
+    this.run(pass, "matmul_8192x1_1x8", 672, 16, 1, 1); // %917 blocks.0.think.matmul8.grad.matmul0 stdlib.mt:70
+    this.run(pass, "permute_10_8192x8", 673, 256, 1, 1); // %918 blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 674, 1, 1, 1); // %919 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 675, 256, 1, 1); // %921 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
+    this.run(pass, "permute_10_8x1", 676, 1, 1, 1); // %923 blocks.0.think.matmul7.grad.permute0 stdlib.mt:70
+    this.run(pass, "matmul_8192x1_1x8", 677, 16, 1, 1); // %924 blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
+    this.run(pass, "permute_10_8192x8", 678, 256, 1, 1); // %925 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 679, 1, 1, 1); // %926 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 680, 256, 1, 1); // %928 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x8x8", 681, 256, 1, 1); // %929 blocks.0.think.matmul6.grad.permute0 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 682, 16, 1, 1); // %930 blocks.0.think.matmul6.grad.matmul0 stdlib.mt:69
+    this.run(pass, "permute_0132_16x64x8x8", 683, 256, 1, 1); // %931 blocks.0.think.matmul6.grad.permute1 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 684, 16, 1, 1); // %932 blocks.0.think.matmul6.grad.matmul1 stdlib.mt:69
+    this.run(pass, "binary_mul_16x64x8x8_s", 685, 256, 1, 1); // %935 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 686, 256, 1, 1); // %936 blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 687, 1, 1, 1); // %937 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 688, 1, 1, 1); // %940 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 689, 16, 1, 1); // %941 blocks.0.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 690, 256, 1, 1); // %942 blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 691, 1, 1, 1); // %943 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 692, 256, 1, 1); // %945 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 693, 256, 1, 1); // %946 blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 694, 256, 1, 1); // %947 blocks.0.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 695, 16, 1, 1); // %948 blocks.0.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 696, 64, 1, 1); // %949 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 697, 1, 1, 1); // %951 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 698, 16, 1, 1); // %952 blocks.0.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 699, 256, 1, 1); // %953 blocks.0.think.gamma.mul2.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 700, 256, 1, 1); // %954 blocks.0.think.gamma.mul2.grad.mul1 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 701, 1, 1, 1); // %956 blocks.0.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 702, 16, 1, 1); // %957 blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 703, 256, 1, 1); // %958 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 704, 1, 1, 1); // %959 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 705, 256, 1, 1); // %961 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 706, 256, 1, 1); // %962 blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 707, 256, 1, 1); // %963 blocks.0.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 708, 16, 1, 1); // %964 blocks.0.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 709, 64, 1, 1); // %965 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 710, 1, 1, 1); // %967 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 711, 16, 1, 1); // %968 blocks.0.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 712, 256, 1, 1); // %969 blocks.0.think.norm.mul5.grad.add4 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 713, 256, 1, 1); // %970 blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 714, 256, 1, 1); // %971 blocks.0.think.gamma.silu1.grad.mul0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 715, 1, 1, 1); // %973 blocks.0.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 716, 16, 1, 1); // %974 blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 717, 256, 1, 1); // %975 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 718, 1, 1, 1); // %976 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 719, 256, 1, 1); // %978 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 720, 256, 1, 1); // %979 blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 721, 256, 1, 1); // %980 blocks.0.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 722, 16, 1, 1); // %981 blocks.0.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 723, 64, 1, 1); // %982 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 724, 1, 1, 1); // %984 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 725, 16, 1, 1); // %985 blocks.0.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 726, 256, 1, 1); // %986 blocks.0.think.norm.mul5.grad.add5 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 727, 256, 1, 1); // %987 blocks.0.think.matmul5.grad.permute0 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 728, 16, 1, 1); // %988 blocks.0.think.matmul5.grad.matmul0 stdlib.mt:69
+    this.run(pass, "permute_0132_16x64x8x8", 729, 256, 1, 1); // %989 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 730, 16, 1, 1); // %990 blocks.0.think.matmul5.grad.matmul1 stdlib.mt:69
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 731, 256, 1, 1); // %991 blocks.0.think.norm.mul5.grad.add6 stdlib.mt:69
+    this.run(pass, "binary_mul_16x64x8x8_s", 732, 256, 1, 1); // %994 blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 733, 256, 1, 1); // %995 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 734, 1, 1, 1); // %996 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 735, 1, 1, 1); // %998 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 736, 1, 1, 1); // %1000 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 737, 16, 1, 1); // %1001 blocks.0.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 738, 256, 1, 1); // %1002 blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 739, 1, 1, 1); // %1003 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 740, 256, 1, 1); // %1005 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 741, 256, 1, 1); // %1006 blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 742, 256, 1, 1); // %1007 blocks.0.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 743, 16, 1, 1); // %1008 blocks.0.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 744, 64, 1, 1); // %1009 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 745, 1, 1, 1); // %1011 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 746, 16, 1, 1); // %1012 blocks.0.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 747, 256, 1, 1); // %1013 blocks.0.think.delta.mul2.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 748, 256, 1, 1); // %1014 blocks.0.think.delta.mul2.grad.mul1 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 749, 1, 1, 1); // %1016 blocks.0.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 750, 16, 1, 1); // %1017 blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 751, 256, 1, 1); // %1018 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 752, 1, 1, 1); // %1019 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 753, 256, 1, 1); // %1021 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 754, 256, 1, 1); // %1022 blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 755, 256, 1, 1); // %1023 blocks.0.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 756, 16, 1, 1); // %1024 blocks.0.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 757, 64, 1, 1); // %1025 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 758, 1, 1, 1); // %1027 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 759, 16, 1, 1); // %1028 blocks.0.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 760, 256, 1, 1); // %1029 blocks.0.think.norm.mul5.grad.add7 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 761, 256, 1, 1); // %1030 blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 762, 256, 1, 1); // %1031 blocks.0.think.delta.silu1.grad.mul0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 763, 1, 1, 1); // %1033 blocks.0.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 764, 16, 1, 1); // %1034 blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 765, 256, 1, 1); // %1035 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 766, 1, 1, 1); // %1036 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 767, 256, 1, 1); // %1038 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 768, 256, 1, 1); // %1039 blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 769, 256, 1, 1); // %1040 blocks.0.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 770, 16, 1, 1); // %1041 blocks.0.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 771, 64, 1, 1); // %1042 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 772, 1, 1, 1); // %1044 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 773, 16, 1, 1); // %1045 blocks.0.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 774, 256, 1, 1); // %1046 blocks.0.think.norm.mul5.grad.add8 stdlib.mt:18
+    this.run(pass, "inrange_lo0p01_hi0p5_s", 775, 1, 1, 1); // %1047 blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 776, 1, 1, 1); // %1048 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 777, 256, 1, 1); // %1049 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 778, 256, 1, 1); // %1050 blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 779, 64, 1, 1); // %1051 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 780, 256, 1, 1); // %1053 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 781, 256, 1, 1); // %1054 blocks.0.think.norm.mul4.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 782, 16, 1, 1); // %1055 blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 783, 256, 1, 1); // %1056 blocks.0.attn.add1.grad.add0 stdlib.mt:9
+    this.run(pass, "unary_square_16x64x1x1", 784, 4, 1, 1); // %1057 blocks.0.think.norm.rsqrt1.grad.square0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 785, 4, 1, 1); // %1058 blocks.0.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 786, 4, 1, 1); // %1059 blocks.0.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
+    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 787, 4, 1, 1); // %1060 blocks.0.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0_16x64x1x1", 788, 4, 1, 1); // %1061 blocks.0.think.norm.affine3.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 789, 4, 1, 1); // %1062 blocks.0.think.norm.affine2.grad.affine0 stdlib.mt:9
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 790, 256, 1, 1); // %1063 blocks.0.think.norm.sum1.grad.expand0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 791, 256, 1, 1); // %1064 blocks.0.think.norm.mul3.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 792, 256, 1, 1); // %1065 blocks.0.think.norm.mul3.grad.mul1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 793, 256, 1, 1); // %1066 blocks.0.attn.add1.grad.add1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 794, 256, 1, 1); // %1067 blocks.0.attn.add1.grad.add2 stdlib.mt:9
+    this.run(pass, "permute_10_8x8", 795, 1, 1, 1); // %1069 blocks.0.attn.o.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 796, 16, 1, 1); // %1070 blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 797, 256, 1, 1); // %1071 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 798, 1, 1, 1); // %1072 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 799, 256, 1, 1); // %1074 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 800, 256, 1, 1); // %1075 blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 801, 256, 1, 1); // %1076 blocks.0.attn.o.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 802, 16, 1, 1); // %1077 blocks.0.attn.o.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 803, 64, 1, 1); // %1078 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 804, 1, 1, 1); // %1080 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 805, 16, 1, 1); // %1081 blocks.0.attn.o.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 806, 256, 1, 1); // %1083 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
+    this.run(pass, "permute_0132_16x2x64x32", 807, 256, 1, 1); // %1084 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 808, 128, 1, 1); // %1085 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
+    this.run(pass, "permute_0132_16x2x64x64", 809, 512, 1, 1); // %1086 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 810, 64, 1, 1); // %1087 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
+    this.run(pass, "dropout_p0p1_k4_16x2x64x64", 811, 512, 1, 1); // %1088 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
+    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 812, 512, 1, 1); // %1089 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:37
+    this.run(pass, "sum_a3_16x2x64x64", 813, 32, 1, 1); // %1090 blocks.0.attn.softmax1.grad.sum0 stdlib.mt:37
+    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 814, 512, 1, 1); // %1091 blocks.0.attn.softmax1.grad.sub0 stdlib.mt:37
+    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 815, 512, 1, 1); // %1092 blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
+    this.run(pass, "causal_mask_f0_16x2x64x64", 816, 512, 1, 1); // %1093 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
+    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 817, 512, 1, 1); // %1094 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
+    this.run(pass, "permute_0132_16x2x32x64", 818, 256, 1, 1); // %1095 blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 819, 64, 1, 1); // %1096 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
+    this.run(pass, "permute_0132_16x2x64x32", 820, 256, 1, 1); // %1097 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 821, 64, 1, 1); // %1098 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
+    this.run(pass, "permute_0132_16x2x32x64", 822, 256, 1, 1); // %1099 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
+    this.run(pass, "permute_0213_16x2x64x32", 823, 256, 1, 1); // %1100 blocks.0.attn.permute7.grad.permute0 stdlib.mt:35
+    this.run(pass, "permute_10_8x8", 824, 1, 1, 1); // %1103 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 825, 16, 1, 1); // %1104 blocks.0.attn.v.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 826, 256, 1, 1); // %1105 blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 827, 1, 1, 1); // %1106 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 828, 256, 1, 1); // %1108 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 829, 256, 1, 1); // %1109 blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 830, 256, 1, 1); // %1110 blocks.0.attn.v.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 831, 16, 1, 1); // %1111 blocks.0.attn.v.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 832, 64, 1, 1); // %1112 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 833, 1, 1, 1); // %1114 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 834, 16, 1, 1); // %1115 blocks.0.attn.v.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x2x64x32", 835, 256, 1, 1); // %1116 blocks.0.attn.permute6.grad.permute0 stdlib.mt:34
+    this.run(pass, "permute_10_8x8", 836, 1, 1, 1); // %1119 blocks.0.attn.k.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 837, 16, 1, 1); // %1120 blocks.0.attn.k.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 838, 256, 1, 1); // %1121 blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 839, 1, 1, 1); // %1122 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 840, 256, 1, 1); // %1124 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 841, 256, 1, 1); // %1125 blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 842, 256, 1, 1); // %1126 blocks.0.attn.k.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 843, 16, 1, 1); // %1127 blocks.0.attn.k.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 844, 64, 1, 1); // %1128 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 845, 1, 1, 1); // %1130 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 846, 16, 1, 1); // %1131 blocks.0.attn.k.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 847, 256, 1, 1); // %1132 blocks.0.attn.norm.mul5.grad.add0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x2x64x32", 848, 256, 1, 1); // %1133 blocks.0.attn.permute5.grad.permute0 stdlib.mt:33
+    this.run(pass, "permute_10_8x8", 849, 1, 1, 1); // %1136 blocks.0.attn.q.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 850, 16, 1, 1); // %1137 blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 851, 256, 1, 1); // %1138 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 852, 1, 1, 1); // %1139 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 853, 256, 1, 1); // %1141 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 854, 256, 1, 1); // %1142 blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 855, 256, 1, 1); // %1143 blocks.0.attn.q.matmul2.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 856, 16, 1, 1); // %1144 blocks.0.attn.q.matmul2.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 857, 64, 1, 1); // %1145 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 858, 1, 1, 1); // %1147 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 859, 16, 1, 1); // %1148 blocks.0.attn.q.matmul2.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 860, 256, 1, 1); // %1149 blocks.0.attn.norm.mul5.grad.add1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 861, 256, 1, 1); // %1150 blocks.0.attn.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 862, 256, 1, 1); // %1151 blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 863, 64, 1, 1); // %1152 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 864, 256, 1, 1); // %1154 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 865, 256, 1, 1); // %1155 blocks.0.attn.norm.mul4.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 866, 16, 1, 1); // %1156 blocks.0.attn.norm.mul4.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 867, 256, 1, 1); // %1157 blocks.1.think.add5.grad.add0 stdlib.mt:9
+    this.run(pass, "unary_square_16x64x1x1", 868, 4, 1, 1); // %1158 blocks.0.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 869, 4, 1, 1); // %1159 blocks.0.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 870, 4, 1, 1); // %1160 blocks.0.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
+    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 871, 4, 1, 1); // %1161 blocks.0.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0_16x64x1x1", 872, 4, 1, 1); // %1162 blocks.0.attn.norm.affine3.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 873, 4, 1, 1); // %1163 blocks.0.attn.norm.affine2.grad.affine0 stdlib.mt:9
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 874, 256, 1, 1); // %1164 blocks.0.attn.norm.sum1.grad.expand0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 875, 256, 1, 1); // %1165 blocks.0.attn.norm.mul3.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 876, 256, 1, 1); // %1166 blocks.0.attn.norm.mul3.grad.mul1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 877, 256, 1, 1); // %1167 blocks.1.think.add5.grad.add1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 878, 256, 1, 1); // %1168 blocks.1.think.add5.grad.add2 stdlib.mt:9
+    this.run(pass, "dropout_p0p1_k3_16x64x8x8", 879, 256, 1, 1); // %1169 blocks.1.think.dropout0.grad.dropout0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 880, 256, 1, 1); // %1170 blocks.1.think.mul3.grad.mul0 stdlib.mt:73
+    this.run(pass, "sum_a23_16x64x8x8", 881, 16, 1, 1); // %1171 blocks.1.think.mul3.grad.sum0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 882, 256, 1, 1); // %1172 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 883, 256, 1, 1); // %1173 blocks.1.think.mul2.grad.mul0 stdlib.mt:73
+    this.run(pass, "sum_a23_16x64x8x8", 884, 16, 1, 1); // %1174 blocks.1.think.mul2.grad.sum0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 885, 256, 1, 1); // %1175 blocks.1.think.mul2.grad.mul1 stdlib.mt:73
+    this.run(pass, "unary_neg_16x64x8x8", 886, 256, 1, 1); // %1176 blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "unary_square_16x64x1x1", 887, 4, 1, 1); // %1177 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 888, 4, 1, 1); // %1178 blocks.1.think.sigmoid1.grad.sub0 stdlib.mt:72
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 889, 4, 1, 1); // %1179 blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 890, 1, 1, 1); // %1180 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_s_s", 891, 1, 1, 1); // %1182 param61.grad.add0 stdlib.mt:72
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 892, 256, 1, 1); // %1183 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 893, 256, 1, 1); // %1184 blocks.1.think.mul1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 894, 64, 1, 1); // %1185 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 895, 256, 1, 1); // %1187 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "binary_add_8x8_8x8", 896, 1, 1, 1); // %1188 param60.grad.add0 stdlib.mt:72
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 897, 256, 1, 1); // %1189 blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
+    this.run(pass, "unary_square_16x64x1x1", 898, 4, 1, 1); // %1190 blocks.1.think.sigmoid0.grad.square0 stdlib.mt:71
+    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 899, 4, 1, 1); // %1191 blocks.1.think.sigmoid0.grad.sub0 stdlib.mt:71
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 900, 4, 1, 1); // %1192 blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1", 901, 1, 1, 1); // %1193 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_s_s", 902, 1, 1, 1); // %1195 param59.grad.add0 stdlib.mt:71
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 903, 256, 1, 1); // %1196 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 904, 256, 1, 1); // %1197 blocks.1.think.mul0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 905, 64, 1, 1); // %1198 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 906, 256, 1, 1); // %1200 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
+    this.run(pass, "binary_add_8x8_8x8", 907, 1, 1, 1); // %1201 param58.grad.add0 stdlib.mt:71
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 908, 256, 1, 1); // %1202 blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
+    this.run(pass, "permute_0132_16x64x1x8", 909, 32, 1, 1); // %1203 blocks.1.think.matmul4.grad.permute0 stdlib.mt:70
+    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 910, 16, 1, 1); // %1204 blocks.1.think.matmul4.grad.matmul0 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x8x1", 911, 32, 1, 1); // %1205 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 912, 16, 1, 1); // %1206 blocks.1.think.matmul4.grad.matmul1 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x1x8", 913, 32, 1, 1); // %1207 blocks.1.think.permute0.grad.permute0 stdlib.mt:70
+    this.run(pass, "permute_10_8x1", 914, 1, 1, 1); // %1209 blocks.1.think.matmul3.grad.permute0 stdlib.mt:70
+    this.run(pass, "matmul_8192x1_1x8", 915, 16, 1, 1); // %1210 blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
+    this.run(pass, "permute_10_8192x8", 916, 256, 1, 1); // %1211 blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 917, 1, 1, 1); // %1212 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 918, 1, 1, 1); // %1213 param56.grad.add0 stdlib.mt:70
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 919, 256, 1, 1); // %1215 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
+    this.run(pass, "permute_10_8x1", 920, 1, 1, 1); // %1217 blocks.1.think.matmul2.grad.permute0 stdlib.mt:70
+    this.run(pass, "matmul_8192x1_1x8", 921, 16, 1, 1); // %1218 blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "permute_10_8192x8", 922, 256, 1, 1); // %1219 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 923, 1, 1, 1); // %1220 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 924, 1, 1, 1); // %1221 param57.grad.add0 stdlib.mt:70
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 925, 256, 1, 1); // %1223 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x8x8", 926, 256, 1, 1); // %1224 blocks.1.think.matmul1.grad.permute0 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 927, 16, 1, 1); // %1225 blocks.1.think.matmul1.grad.matmul0 stdlib.mt:69
+    this.run(pass, "permute_0132_16x64x8x8", 928, 256, 1, 1); // %1226 blocks.1.think.matmul1.grad.permute1 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 929, 16, 1, 1); // %1227 blocks.1.think.matmul1.grad.matmul1 stdlib.mt:69
+    this.run(pass, "binary_mul_16x64x8x8_s", 930, 256, 1, 1); // %1230 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 931, 256, 1, 1); // %1231 blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 932, 1, 1, 1); // %1232 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 933, 1, 1, 1); // %1235 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 934, 16, 1, 1); // %1236 blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 935, 256, 1, 1); // %1237 blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 936, 1, 1, 1); // %1238 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 937, 1, 1, 1); // %1239 param54.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 938, 256, 1, 1); // %1241 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 939, 256, 1, 1); // %1242 blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 940, 256, 1, 1); // %1243 blocks.1.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 941, 16, 1, 1); // %1244 blocks.1.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 942, 64, 1, 1); // %1245 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 943, 1, 1, 1); // %1247 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 944, 16, 1, 1); // %1248 blocks.1.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 945, 1, 1, 1); // %1249 param53.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 946, 256, 1, 1); // %1250 blocks.1.think.gamma.mul0.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 947, 256, 1, 1); // %1251 blocks.1.think.gamma.mul0.grad.mul1 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 948, 1, 1, 1); // %1253 blocks.1.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 949, 16, 1, 1); // %1254 blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 950, 256, 1, 1); // %1255 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 951, 1, 1, 1); // %1256 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 952, 1, 1, 1); // %1257 param52.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 953, 256, 1, 1); // %1259 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 954, 256, 1, 1); // %1260 blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 955, 256, 1, 1); // %1261 blocks.1.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 956, 16, 1, 1); // %1262 blocks.1.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 957, 64, 1, 1); // %1263 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 958, 1, 1, 1); // %1265 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 959, 16, 1, 1); // %1266 blocks.1.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 960, 1, 1, 1); // %1267 param51.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 961, 256, 1, 1); // %1268 blocks.1.think.norm.mul2.grad.add4 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 962, 256, 1, 1); // %1269 blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 963, 256, 1, 1); // %1270 blocks.1.think.gamma.silu0.grad.mul0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 964, 1, 1, 1); // %1272 blocks.1.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 965, 16, 1, 1); // %1273 blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 966, 256, 1, 1); // %1274 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 967, 1, 1, 1); // %1275 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 968, 1, 1, 1); // %1276 param50.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 969, 256, 1, 1); // %1278 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 970, 256, 1, 1); // %1279 blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 971, 256, 1, 1); // %1280 blocks.1.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 972, 16, 1, 1); // %1281 blocks.1.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 973, 64, 1, 1); // %1282 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 974, 1, 1, 1); // %1284 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 975, 16, 1, 1); // %1285 blocks.1.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 976, 1, 1, 1); // %1286 param49.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 977, 256, 1, 1); // %1287 blocks.1.think.norm.mul2.grad.add5 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 978, 256, 1, 1); // %1288 blocks.1.think.matmul0.grad.permute0 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 979, 16, 1, 1); // %1289 blocks.1.think.matmul0.grad.matmul0 stdlib.mt:69
+    this.run(pass, "permute_0132_16x64x8x8", 980, 256, 1, 1); // %1290 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 981, 16, 1, 1); // %1291 blocks.1.think.matmul0.grad.matmul1 stdlib.mt:69
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 982, 256, 1, 1); // %1292 blocks.1.think.norm.mul2.grad.add6 stdlib.mt:69
+    this.run(pass, "binary_mul_16x64x8x8_s", 983, 256, 1, 1); // %1295 blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 984, 256, 1, 1); // %1296 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 985, 1, 1, 1); // %1297 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 986, 1, 1, 1); // %1299 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 987, 1, 1, 1); // %1301 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 988, 16, 1, 1); // %1302 blocks.1.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 989, 256, 1, 1); // %1303 blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 990, 1, 1, 1); // %1304 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 991, 1, 1, 1); // %1305 param48.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 992, 256, 1, 1); // %1307 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 993, 256, 1, 1); // %1308 blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 994, 256, 1, 1); // %1309 blocks.1.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 995, 16, 1, 1); // %1310 blocks.1.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 996, 64, 1, 1); // %1311 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 997, 1, 1, 1); // %1313 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 998, 16, 1, 1); // %1314 blocks.1.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 999, 1, 1, 1); // %1315 param47.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1000, 256, 1, 1); // %1316 blocks.1.think.delta.mul0.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1001, 256, 1, 1); // %1317 blocks.1.think.delta.mul0.grad.mul1 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 1002, 1, 1, 1); // %1319 blocks.1.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1003, 16, 1, 1); // %1320 blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1004, 256, 1, 1); // %1321 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1005, 1, 1, 1); // %1322 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1006, 1, 1, 1); // %1323 param46.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1007, 256, 1, 1); // %1325 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1008, 256, 1, 1); // %1326 blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1009, 256, 1, 1); // %1327 blocks.1.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1010, 16, 1, 1); // %1328 blocks.1.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1011, 64, 1, 1); // %1329 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1012, 1, 1, 1); // %1331 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1013, 16, 1, 1); // %1332 blocks.1.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1014, 1, 1, 1); // %1333 param45.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1015, 256, 1, 1); // %1334 blocks.1.think.norm.mul2.grad.add7 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1016, 256, 1, 1); // %1335 blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1017, 256, 1, 1); // %1336 blocks.1.think.delta.silu0.grad.mul0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 1018, 1, 1, 1); // %1338 blocks.1.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1019, 16, 1, 1); // %1339 blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1020, 256, 1, 1); // %1340 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1021, 1, 1, 1); // %1341 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1022, 1, 1, 1); // %1342 param44.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1023, 256, 1, 1); // %1344 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1024, 256, 1, 1); // %1345 blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1025, 256, 1, 1); // %1346 blocks.1.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1026, 16, 1, 1); // %1347 blocks.1.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1027, 64, 1, 1); // %1348 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1028, 1, 1, 1); // %1350 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1029, 16, 1, 1); // %1351 blocks.1.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1030, 1, 1, 1); // %1352 param43.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1031, 256, 1, 1); // %1353 blocks.1.think.norm.mul2.grad.add8 stdlib.mt:18
+    this.run(pass, "inrange_lo0p01_hi0p5_s", 1032, 1, 1, 1); // %1354 blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 1033, 1, 1, 1); // %1355 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 1034, 1, 1, 1); // %1356 param55.grad.add0 stdlib.mt:67
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 1035, 256, 1, 1); // %1357 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1036, 256, 1, 1); // %1358 blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 1037, 64, 1, 1); // %1359 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 1038, 1, 1, 1); // %1361 param42.grad.add0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1039, 256, 1, 1); // %1362 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1040, 256, 1, 1); // %1363 blocks.1.think.norm.mul1.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 1041, 16, 1, 1); // %1364 blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1042, 256, 1, 1); // %1365 blocks.1.attn.add0.grad.add0 stdlib.mt:9
+    this.run(pass, "unary_square_16x64x1x1", 1043, 4, 1, 1); // %1366 blocks.1.think.norm.rsqrt0.grad.square0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1044, 4, 1, 1); // %1367 blocks.1.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1045, 4, 1, 1); // %1368 blocks.1.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
+    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1046, 4, 1, 1); // %1369 blocks.1.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0_16x64x1x1", 1047, 4, 1, 1); // %1370 blocks.1.think.norm.affine1.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1048, 4, 1, 1); // %1371 blocks.1.think.norm.affine0.grad.affine0 stdlib.mt:9
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1049, 256, 1, 1); // %1372 blocks.1.think.norm.sum0.grad.expand0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1050, 256, 1, 1); // %1373 blocks.1.think.norm.mul0.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1051, 256, 1, 1); // %1374 blocks.1.think.norm.mul0.grad.mul1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1052, 256, 1, 1); // %1375 blocks.1.attn.add0.grad.add1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1053, 256, 1, 1); // %1376 blocks.1.attn.add0.grad.add2 stdlib.mt:9
+    this.run(pass, "permute_10_8x8", 1054, 1, 1, 1); // %1378 blocks.1.attn.o.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1055, 16, 1, 1); // %1379 blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1056, 256, 1, 1); // %1380 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1057, 1, 1, 1); // %1381 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1058, 1, 1, 1); // %1382 param41.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1059, 256, 1, 1); // %1384 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1060, 256, 1, 1); // %1385 blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1061, 256, 1, 1); // %1386 blocks.1.attn.o.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1062, 16, 1, 1); // %1387 blocks.1.attn.o.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1063, 64, 1, 1); // %1388 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1064, 1, 1, 1); // %1390 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1065, 16, 1, 1); // %1391 blocks.1.attn.o.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1066, 1, 1, 1); // %1392 param40.grad.add0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 1067, 256, 1, 1); // %1394 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
+    this.run(pass, "permute_0132_16x2x64x32", 1068, 256, 1, 1); // %1395 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 1069, 128, 1, 1); // %1396 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
+    this.run(pass, "permute_0132_16x2x64x64", 1070, 512, 1, 1); // %1397 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1071, 64, 1, 1); // %1398 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
+    this.run(pass, "dropout_p0p1_k2_16x2x64x64", 1072, 512, 1, 1); // %1399 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
+    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1073, 512, 1, 1); // %1400 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:37
+    this.run(pass, "sum_a3_16x2x64x64", 1074, 32, 1, 1); // %1401 blocks.1.attn.softmax0.grad.sum0 stdlib.mt:37
+    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 1075, 512, 1, 1); // %1402 blocks.1.attn.softmax0.grad.sub0 stdlib.mt:37
+    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1076, 512, 1, 1); // %1403 blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
+    this.run(pass, "causal_mask_f0_16x2x64x64", 1077, 512, 1, 1); // %1404 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
+    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 1078, 512, 1, 1); // %1405 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
+    this.run(pass, "permute_0132_16x2x32x64", 1079, 256, 1, 1); // %1406 blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1080, 64, 1, 1); // %1407 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
+    this.run(pass, "permute_0132_16x2x64x32", 1081, 256, 1, 1); // %1408 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1082, 64, 1, 1); // %1409 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
+    this.run(pass, "permute_0132_16x2x32x64", 1083, 256, 1, 1); // %1410 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
+    this.run(pass, "permute_0213_16x2x64x32", 1084, 256, 1, 1); // %1411 blocks.1.attn.permute2.grad.permute0 stdlib.mt:35
+    this.run(pass, "permute_10_8x8", 1085, 1, 1, 1); // %1414 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1086, 16, 1, 1); // %1415 blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1087, 256, 1, 1); // %1416 blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1088, 1, 1, 1); // %1417 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1089, 1, 1, 1); // %1418 param39.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1090, 256, 1, 1); // %1420 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1091, 256, 1, 1); // %1421 blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1092, 256, 1, 1); // %1422 blocks.1.attn.v.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1093, 16, 1, 1); // %1423 blocks.1.attn.v.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1094, 64, 1, 1); // %1424 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1095, 1, 1, 1); // %1426 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1096, 16, 1, 1); // %1427 blocks.1.attn.v.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1097, 1, 1, 1); // %1428 param38.grad.add0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x2x64x32", 1098, 256, 1, 1); // %1429 blocks.1.attn.permute1.grad.permute0 stdlib.mt:34
+    this.run(pass, "permute_10_8x8", 1099, 1, 1, 1); // %1432 blocks.1.attn.k.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1100, 16, 1, 1); // %1433 blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1101, 256, 1, 1); // %1434 blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1102, 1, 1, 1); // %1435 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1103, 1, 1, 1); // %1436 param37.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1104, 256, 1, 1); // %1438 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1105, 256, 1, 1); // %1439 blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1106, 256, 1, 1); // %1440 blocks.1.attn.k.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1107, 16, 1, 1); // %1441 blocks.1.attn.k.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1108, 64, 1, 1); // %1442 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1109, 1, 1, 1); // %1444 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1110, 16, 1, 1); // %1445 blocks.1.attn.k.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1111, 1, 1, 1); // %1446 param36.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1112, 256, 1, 1); // %1447 blocks.1.attn.norm.mul2.grad.add0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x2x64x32", 1113, 256, 1, 1); // %1448 blocks.1.attn.permute0.grad.permute0 stdlib.mt:33
+    this.run(pass, "permute_10_8x8", 1114, 1, 1, 1); // %1451 blocks.1.attn.q.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1115, 16, 1, 1); // %1452 blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1116, 256, 1, 1); // %1453 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1117, 1, 1, 1); // %1454 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1118, 1, 1, 1); // %1455 param35.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1119, 256, 1, 1); // %1457 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1120, 256, 1, 1); // %1458 blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1121, 256, 1, 1); // %1459 blocks.1.attn.q.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1122, 16, 1, 1); // %1460 blocks.1.attn.q.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1123, 64, 1, 1); // %1461 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1124, 1, 1, 1); // %1463 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1125, 16, 1, 1); // %1464 blocks.1.attn.q.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1126, 1, 1, 1); // %1465 param34.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1127, 256, 1, 1); // %1466 blocks.1.attn.norm.mul2.grad.add1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 1128, 256, 1, 1); // %1467 blocks.1.attn.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1129, 256, 1, 1); // %1468 blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 1130, 64, 1, 1); // %1469 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 1131, 1, 1, 1); // %1471 param33.grad.add0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1132, 256, 1, 1); // %1472 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1133, 256, 1, 1); // %1473 blocks.1.attn.norm.mul1.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 1134, 16, 1, 1); // %1474 blocks.1.attn.norm.mul1.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1135, 256, 1, 1); // %1475 blocks.0.think.add5.grad.add0 stdlib.mt:9
+    this.run(pass, "unary_square_16x64x1x1", 1136, 4, 1, 1); // %1476 blocks.1.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1137, 4, 1, 1); // %1477 blocks.1.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1138, 4, 1, 1); // %1478 blocks.1.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
+    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1139, 4, 1, 1); // %1479 blocks.1.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0_16x64x1x1", 1140, 4, 1, 1); // %1480 blocks.1.attn.norm.affine1.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1141, 4, 1, 1); // %1481 blocks.1.attn.norm.affine0.grad.affine0 stdlib.mt:9
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1142, 256, 1, 1); // %1482 blocks.1.attn.norm.sum0.grad.expand0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1143, 256, 1, 1); // %1483 blocks.1.attn.norm.mul0.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1144, 256, 1, 1); // %1484 blocks.1.attn.norm.mul0.grad.mul1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1145, 256, 1, 1); // %1485 blocks.0.think.add5.grad.add1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1146, 256, 1, 1); // %1486 blocks.0.think.add5.grad.add2 stdlib.mt:9
+    this.run(pass, "dropout_p0p1_k1_16x64x8x8", 1147, 256, 1, 1); // %1487 blocks.0.think.dropout0.grad.dropout0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1148, 256, 1, 1); // %1488 blocks.0.think.mul3.grad.mul0 stdlib.mt:73
+    this.run(pass, "sum_a23_16x64x8x8", 1149, 16, 1, 1); // %1489 blocks.0.think.mul3.grad.sum0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1150, 256, 1, 1); // %1490 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1151, 256, 1, 1); // %1491 blocks.0.think.mul2.grad.mul0 stdlib.mt:73
+    this.run(pass, "sum_a23_16x64x8x8", 1152, 16, 1, 1); // %1492 blocks.0.think.mul2.grad.sum0 stdlib.mt:73
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1153, 256, 1, 1); // %1493 blocks.0.think.mul2.grad.mul1 stdlib.mt:73
+    this.run(pass, "unary_neg_16x64x8x8", 1154, 256, 1, 1); // %1494 blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "unary_square_16x64x1x1", 1155, 4, 1, 1); // %1495 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 1156, 4, 1, 1); // %1496 blocks.0.think.sigmoid1.grad.sub0 stdlib.mt:72
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1157, 4, 1, 1); // %1497 blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 1158, 1, 1, 1); // %1498 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_s_s", 1159, 1, 1, 1); // %1500 param32.grad.add0 stdlib.mt:72
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1160, 256, 1, 1); // %1501 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1161, 256, 1, 1); // %1502 blocks.0.think.mul1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 1162, 64, 1, 1); // %1503 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 1163, 256, 1, 1); // %1505 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "binary_add_8x8_8x8", 1164, 1, 1, 1); // %1506 param31.grad.add0 stdlib.mt:72
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1165, 256, 1, 1); // %1507 blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
+    this.run(pass, "unary_square_16x64x1x1", 1166, 4, 1, 1); // %1508 blocks.0.think.sigmoid0.grad.square0 stdlib.mt:71
+    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 1167, 4, 1, 1); // %1509 blocks.0.think.sigmoid0.grad.sub0 stdlib.mt:71
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1168, 4, 1, 1); // %1510 blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1", 1169, 1, 1, 1); // %1511 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_s_s", 1170, 1, 1, 1); // %1513 param30.grad.add0 stdlib.mt:71
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1171, 256, 1, 1); // %1514 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1172, 256, 1, 1); // %1515 blocks.0.think.mul0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 1173, 64, 1, 1); // %1516 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 1174, 256, 1, 1); // %1518 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
+    this.run(pass, "binary_add_8x8_8x8", 1175, 1, 1, 1); // %1519 param29.grad.add0 stdlib.mt:71
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1176, 256, 1, 1); // %1520 blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
+    this.run(pass, "permute_0132_16x64x1x8", 1177, 32, 1, 1); // %1521 blocks.0.think.matmul4.grad.permute0 stdlib.mt:70
+    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 1178, 16, 1, 1); // %1522 blocks.0.think.matmul4.grad.matmul0 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x8x1", 1179, 32, 1, 1); // %1523 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 1180, 16, 1, 1); // %1524 blocks.0.think.matmul4.grad.matmul1 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x1x8", 1181, 32, 1, 1); // %1525 blocks.0.think.permute0.grad.permute0 stdlib.mt:70
+    this.run(pass, "permute_10_8x1", 1182, 1, 1, 1); // %1527 blocks.0.think.matmul3.grad.permute0 stdlib.mt:70
+    this.run(pass, "matmul_8192x1_1x8", 1183, 16, 1, 1); // %1528 blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
+    this.run(pass, "permute_10_8192x8", 1184, 256, 1, 1); // %1529 blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 1185, 1, 1, 1); // %1530 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 1186, 1, 1, 1); // %1531 param27.grad.add0 stdlib.mt:70
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1187, 256, 1, 1); // %1533 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
+    this.run(pass, "permute_10_8x1", 1188, 1, 1, 1); // %1535 blocks.0.think.matmul2.grad.permute0 stdlib.mt:70
+    this.run(pass, "matmul_8192x1_1x8", 1189, 16, 1, 1); // %1536 blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "permute_10_8192x8", 1190, 256, 1, 1); // %1537 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 1191, 1, 1, 1); // %1538 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 1192, 1, 1, 1); // %1539 param28.grad.add0 stdlib.mt:70
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1193, 256, 1, 1); // %1541 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
+    this.run(pass, "permute_0132_16x64x8x8", 1194, 256, 1, 1); // %1542 blocks.0.think.matmul1.grad.permute0 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1195, 16, 1, 1); // %1543 blocks.0.think.matmul1.grad.matmul0 stdlib.mt:69
+    this.run(pass, "permute_0132_16x64x8x8", 1196, 256, 1, 1); // %1544 blocks.0.think.matmul1.grad.permute1 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1197, 16, 1, 1); // %1545 blocks.0.think.matmul1.grad.matmul1 stdlib.mt:69
+    this.run(pass, "binary_mul_16x64x8x8_s", 1198, 256, 1, 1); // %1548 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1199, 256, 1, 1); // %1549 blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 1200, 1, 1, 1); // %1550 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 1201, 1, 1, 1); // %1553 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1202, 16, 1, 1); // %1554 blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1203, 256, 1, 1); // %1555 blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1204, 1, 1, 1); // %1556 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1205, 1, 1, 1); // %1557 param25.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1206, 256, 1, 1); // %1559 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1207, 256, 1, 1); // %1560 blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1208, 256, 1, 1); // %1561 blocks.0.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1209, 16, 1, 1); // %1562 blocks.0.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1210, 64, 1, 1); // %1563 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1211, 1, 1, 1); // %1565 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1212, 16, 1, 1); // %1566 blocks.0.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1213, 1, 1, 1); // %1567 param24.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1214, 256, 1, 1); // %1568 blocks.0.think.gamma.mul0.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1215, 256, 1, 1); // %1569 blocks.0.think.gamma.mul0.grad.mul1 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 1216, 1, 1, 1); // %1571 blocks.0.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1217, 16, 1, 1); // %1572 blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1218, 256, 1, 1); // %1573 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1219, 1, 1, 1); // %1574 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1220, 1, 1, 1); // %1575 param23.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1221, 256, 1, 1); // %1577 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1222, 256, 1, 1); // %1578 blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1223, 256, 1, 1); // %1579 blocks.0.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1224, 16, 1, 1); // %1580 blocks.0.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1225, 64, 1, 1); // %1581 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1226, 1, 1, 1); // %1583 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1227, 16, 1, 1); // %1584 blocks.0.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1228, 1, 1, 1); // %1585 param22.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1229, 256, 1, 1); // %1586 blocks.0.think.norm.mul2.grad.add4 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1230, 256, 1, 1); // %1587 blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1231, 256, 1, 1); // %1588 blocks.0.think.gamma.silu0.grad.mul0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 1232, 1, 1, 1); // %1590 blocks.0.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1233, 16, 1, 1); // %1591 blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1234, 256, 1, 1); // %1592 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1235, 1, 1, 1); // %1593 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1236, 1, 1, 1); // %1594 param21.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1237, 256, 1, 1); // %1596 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1238, 256, 1, 1); // %1597 blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1239, 256, 1, 1); // %1598 blocks.0.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1240, 16, 1, 1); // %1599 blocks.0.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1241, 64, 1, 1); // %1600 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1242, 1, 1, 1); // %1602 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1243, 16, 1, 1); // %1603 blocks.0.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1244, 1, 1, 1); // %1604 param20.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1245, 256, 1, 1); // %1605 blocks.0.think.norm.mul2.grad.add5 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1246, 256, 1, 1); // %1606 blocks.0.think.matmul0.grad.permute0 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1247, 16, 1, 1); // %1607 blocks.0.think.matmul0.grad.matmul0 stdlib.mt:69
+    this.run(pass, "permute_0132_16x64x8x8", 1248, 256, 1, 1); // %1608 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1249, 16, 1, 1); // %1609 blocks.0.think.matmul0.grad.matmul1 stdlib.mt:69
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1250, 256, 1, 1); // %1610 blocks.0.think.norm.mul2.grad.add6 stdlib.mt:69
+    this.run(pass, "binary_mul_16x64x8x8_s", 1251, 256, 1, 1); // %1613 blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1252, 256, 1, 1); // %1614 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 1253, 1, 1, 1); // %1615 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 1254, 1, 1, 1); // %1617 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 1255, 1, 1, 1); // %1619 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1256, 16, 1, 1); // %1620 blocks.0.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1257, 256, 1, 1); // %1621 blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1258, 1, 1, 1); // %1622 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1259, 1, 1, 1); // %1623 param19.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1260, 256, 1, 1); // %1625 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1261, 256, 1, 1); // %1626 blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1262, 256, 1, 1); // %1627 blocks.0.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1263, 16, 1, 1); // %1628 blocks.0.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1264, 64, 1, 1); // %1629 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1265, 1, 1, 1); // %1631 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1266, 16, 1, 1); // %1632 blocks.0.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1267, 1, 1, 1); // %1633 param18.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1268, 256, 1, 1); // %1634 blocks.0.think.delta.mul0.grad.mul0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1269, 256, 1, 1); // %1635 blocks.0.think.delta.mul0.grad.mul1 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 1270, 1, 1, 1); // %1637 blocks.0.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1271, 16, 1, 1); // %1638 blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1272, 256, 1, 1); // %1639 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1273, 1, 1, 1); // %1640 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1274, 1, 1, 1); // %1641 param17.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1275, 256, 1, 1); // %1643 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1276, 256, 1, 1); // %1644 blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1277, 256, 1, 1); // %1645 blocks.0.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1278, 16, 1, 1); // %1646 blocks.0.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1279, 64, 1, 1); // %1647 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1280, 1, 1, 1); // %1649 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1281, 16, 1, 1); // %1650 blocks.0.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1282, 1, 1, 1); // %1651 param16.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1283, 256, 1, 1); // %1652 blocks.0.think.norm.mul2.grad.add7 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1284, 256, 1, 1); // %1653 blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1285, 256, 1, 1); // %1654 blocks.0.think.delta.silu0.grad.mul0 stdlib.mt:49
+    this.run(pass, "permute_10_8x8", 1286, 1, 1, 1); // %1656 blocks.0.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1287, 16, 1, 1); // %1657 blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1288, 256, 1, 1); // %1658 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1289, 1, 1, 1); // %1659 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1290, 1, 1, 1); // %1660 param15.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1291, 256, 1, 1); // %1662 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1292, 256, 1, 1); // %1663 blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1293, 256, 1, 1); // %1664 blocks.0.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1294, 16, 1, 1); // %1665 blocks.0.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1295, 64, 1, 1); // %1666 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1296, 1, 1, 1); // %1668 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1297, 16, 1, 1); // %1669 blocks.0.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1298, 1, 1, 1); // %1670 param14.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1299, 256, 1, 1); // %1671 blocks.0.think.norm.mul2.grad.add8 stdlib.mt:18
+    this.run(pass, "inrange_lo0p01_hi0p5_s", 1300, 1, 1, 1); // %1672 blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 1301, 1, 1, 1); // %1673 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 1302, 1, 1, 1); // %1674 param26.grad.add0 stdlib.mt:67
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 1303, 256, 1, 1); // %1675 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1304, 256, 1, 1); // %1676 blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 1305, 64, 1, 1); // %1677 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 1306, 1, 1, 1); // %1679 param13.grad.add0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1307, 256, 1, 1); // %1680 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1308, 256, 1, 1); // %1681 blocks.0.think.norm.mul1.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 1309, 16, 1, 1); // %1682 blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1310, 256, 1, 1); // %1683 blocks.0.attn.add0.grad.add0 stdlib.mt:9
+    this.run(pass, "unary_square_16x64x1x1", 1311, 4, 1, 1); // %1684 blocks.0.think.norm.rsqrt0.grad.square0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1312, 4, 1, 1); // %1685 blocks.0.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1313, 4, 1, 1); // %1686 blocks.0.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
+    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1314, 4, 1, 1); // %1687 blocks.0.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0_16x64x1x1", 1315, 4, 1, 1); // %1688 blocks.0.think.norm.affine1.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1316, 4, 1, 1); // %1689 blocks.0.think.norm.affine0.grad.affine0 stdlib.mt:9
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1317, 256, 1, 1); // %1690 blocks.0.think.norm.sum0.grad.expand0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1318, 256, 1, 1); // %1691 blocks.0.think.norm.mul0.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1319, 256, 1, 1); // %1692 blocks.0.think.norm.mul0.grad.mul1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1320, 256, 1, 1); // %1693 blocks.0.attn.add0.grad.add1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1321, 256, 1, 1); // %1694 blocks.0.attn.add0.grad.add2 stdlib.mt:9
+    this.run(pass, "permute_10_8x8", 1322, 1, 1, 1); // %1696 blocks.0.attn.o.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1323, 16, 1, 1); // %1697 blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1324, 256, 1, 1); // %1698 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1325, 1, 1, 1); // %1699 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1326, 1, 1, 1); // %1700 param12.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1327, 256, 1, 1); // %1702 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1328, 256, 1, 1); // %1703 blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1329, 256, 1, 1); // %1704 blocks.0.attn.o.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1330, 16, 1, 1); // %1705 blocks.0.attn.o.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1331, 64, 1, 1); // %1706 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1332, 1, 1, 1); // %1708 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1333, 16, 1, 1); // %1709 blocks.0.attn.o.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1334, 1, 1, 1); // %1710 param11.grad.add0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 1335, 256, 1, 1); // %1712 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
+    this.run(pass, "permute_0132_16x2x64x32", 1336, 256, 1, 1); // %1713 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 1337, 128, 1, 1); // %1714 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
+    this.run(pass, "permute_0132_16x2x64x64", 1338, 512, 1, 1); // %1715 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1339, 64, 1, 1); // %1716 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
+    this.run(pass, "dropout_p0p1_k0_16x2x64x64", 1340, 512, 1, 1); // %1717 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
+    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1341, 512, 1, 1); // %1718 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:37
+    this.run(pass, "sum_a3_16x2x64x64", 1342, 32, 1, 1); // %1719 blocks.0.attn.softmax0.grad.sum0 stdlib.mt:37
+    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 1343, 512, 1, 1); // %1720 blocks.0.attn.softmax0.grad.sub0 stdlib.mt:37
+    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1344, 512, 1, 1); // %1721 blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
+    this.run(pass, "causal_mask_f0_16x2x64x64", 1345, 512, 1, 1); // %1722 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
+    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 1346, 512, 1, 1); // %1723 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
+    this.run(pass, "permute_0132_16x2x32x64", 1347, 256, 1, 1); // %1724 blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1348, 64, 1, 1); // %1725 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
+    this.run(pass, "permute_0132_16x2x64x32", 1349, 256, 1, 1); // %1726 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1350, 64, 1, 1); // %1727 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
+    this.run(pass, "permute_0132_16x2x32x64", 1351, 256, 1, 1); // %1728 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
+    this.run(pass, "permute_0213_16x2x64x32", 1352, 256, 1, 1); // %1729 blocks.0.attn.permute2.grad.permute0 stdlib.mt:35
+    this.run(pass, "permute_10_8x8", 1353, 1, 1, 1); // %1732 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1354, 16, 1, 1); // %1733 blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1355, 256, 1, 1); // %1734 blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1356, 1, 1, 1); // %1735 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1357, 1, 1, 1); // %1736 param10.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1358, 256, 1, 1); // %1738 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1359, 256, 1, 1); // %1739 blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1360, 256, 1, 1); // %1740 blocks.0.attn.v.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1361, 16, 1, 1); // %1741 blocks.0.attn.v.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1362, 64, 1, 1); // %1742 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1363, 1, 1, 1); // %1744 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1364, 16, 1, 1); // %1745 blocks.0.attn.v.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1365, 1, 1, 1); // %1746 param9.grad.add0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x2x64x32", 1366, 256, 1, 1); // %1747 blocks.0.attn.permute1.grad.permute0 stdlib.mt:34
+    this.run(pass, "permute_10_8x8", 1367, 1, 1, 1); // %1750 blocks.0.attn.k.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1368, 16, 1, 1); // %1751 blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1369, 256, 1, 1); // %1752 blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1370, 1, 1, 1); // %1753 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1371, 1, 1, 1); // %1754 param8.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1372, 256, 1, 1); // %1756 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1373, 256, 1, 1); // %1757 blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1374, 256, 1, 1); // %1758 blocks.0.attn.k.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1375, 16, 1, 1); // %1759 blocks.0.attn.k.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1376, 64, 1, 1); // %1760 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1377, 1, 1, 1); // %1762 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1378, 16, 1, 1); // %1763 blocks.0.attn.k.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1379, 1, 1, 1); // %1764 param7.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1380, 256, 1, 1); // %1765 blocks.0.attn.norm.mul2.grad.add0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x2x64x32", 1381, 256, 1, 1); // %1766 blocks.0.attn.permute0.grad.permute0 stdlib.mt:33
+    this.run(pass, "permute_10_8x8", 1382, 1, 1, 1); // %1769 blocks.0.attn.q.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8192x8_8x8", 1383, 16, 1, 1); // %1770 blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "permute_10_8192x8", 1384, 256, 1, 1); // %1771 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 1385, 1, 1, 1); // %1772 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1386, 1, 1, 1); // %1773 param6.grad.add0 stdlib.mt:18
+    this.run(pass, "unary_silu_grad_16x64x8x8", 1387, 256, 1, 1); // %1775 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1388, 256, 1, 1); // %1776 blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "permute_0132_16x64x8x8", 1389, 256, 1, 1); // %1777 blocks.0.attn.q.matmul0.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1390, 16, 1, 1); // %1778 blocks.0.attn.q.matmul0.grad.matmul0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1391, 64, 1, 1); // %1779 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "permute_10_8x8", 1392, 1, 1, 1); // %1781 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8_16x64x8x8", 1393, 16, 1, 1); // %1782 blocks.0.attn.q.matmul0.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 1394, 1, 1, 1); // %1783 param5.grad.add0 stdlib.mt:18
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1395, 256, 1, 1); // %1784 blocks.0.attn.norm.mul2.grad.add1 stdlib.mt:18
+    this.run(pass, "binary_mul_16x64x8x8_8x8", 1396, 256, 1, 1); // %1785 blocks.0.attn.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1397, 256, 1, 1); // %1786 blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 1398, 64, 1, 1); // %1787 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 1399, 1, 1, 1); // %1789 param4.grad.add0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1400, 256, 1, 1); // %1790 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1401, 256, 1, 1); // %1791 blocks.0.attn.norm.mul1.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a23_16x64x8x8", 1402, 16, 1, 1); // %1792 blocks.0.attn.norm.mul1.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1403, 256, 1, 1); // %1793 embed.add0.grad.add0 stdlib.mt:9
+    this.run(pass, "unary_square_16x64x1x1", 1404, 4, 1, 1); // %1794 blocks.0.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1405, 4, 1, 1); // %1795 blocks.0.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1406, 4, 1, 1); // %1796 blocks.0.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
+    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1407, 4, 1, 1); // %1797 blocks.0.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s1_b0_16x64x1x1", 1408, 4, 1, 1); // %1798 blocks.0.attn.norm.affine1.grad.affine0 stdlib.mt:9
+    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1409, 4, 1, 1); // %1799 blocks.0.attn.norm.affine0.grad.affine0 stdlib.mt:9
+    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1410, 256, 1, 1); // %1800 blocks.0.attn.norm.sum0.grad.expand0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1411, 256, 1, 1); // %1801 blocks.0.attn.norm.mul0.grad.mul0 stdlib.mt:9
+    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1412, 256, 1, 1); // %1802 blocks.0.attn.norm.mul0.grad.mul1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1413, 256, 1, 1); // %1803 embed.add0.grad.add1 stdlib.mt:9
+    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1414, 256, 1, 1); // %1804 embed.add0.grad.add2 stdlib.mt:9
+    this.run(pass, "sum_a0_16x64x8x8", 1415, 64, 1, 1); // %1805 embed.add0.grad.sum0 stdlib.mt:96
+    this.run(pass, "affine_s0p1_b0_64x8x8", 1416, 16, 1, 1); // %1807 embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "permute_021_64x1x8", 1417, 2, 1, 1); // %1808 embed.matmul1.grad.permute0 stdlib.mt:96
+    this.run(pass, "matmul_64x8x8_64x8x1", 1418, 1, 1, 1); // %1809 embed.matmul1.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_021_64x8x1", 1419, 2, 1, 1); // %1810 embed.matmul1.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_64x1x8_64x8x8", 1420, 1, 1, 1); // %1811 embed.matmul1.grad.matmul1 stdlib.mt:96
+    this.run(pass, "permute_0132_16x64x1x8", 1421, 32, 1, 1); // %1812 embed.matmul0.grad.permute0 stdlib.mt:96
+    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 1422, 16, 1, 1); // %1813 embed.matmul0.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_0132_16x64x8x1", 1423, 32, 1, 1); // %1814 embed.matmul0.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 1424, 16, 1, 1); // %1815 embed.matmul0.grad.matmul1 stdlib.mt:96
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 1425, 2, 1, 1); // %1817 embed.slice1.grad.pad0 stdlib.mt:95
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 1426, 2, 1, 1); // %1819 embed.slice0.grad.pad0 stdlib.mt:94
+    this.run(pass, "scatter_add_16x64x8_16x64_to_256x8", 1427, 4, 1, 1); // %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64_to_256x8", 1428, 4, 1, 1); // %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    this.run(pass, "affine_s1_b0_8x8", 1429, 1, 1, 1); // %1824 norm_final.g.grad.affine0 stdlib.mt:7
+    this.run(pass, "affine_s1_b0_16x8", 1430, 1, 1, 1); // %1825 head.U.grad.affine0 stdlib.mt:102
+    this.run(pass, "affine_s1_b0_16x8", 1431, 1, 1, 1); // %1826 head.V.grad.affine0 stdlib.mt:103
+    this.run(pass, "affine_s1_b0_256x16", 1432, 16, 1, 1); // %1827 head.W_out.grad.affine0 stdlib.mt:104
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_13248", 1481, 4, 1, 1); // sum of squared gradients, 4096 per workgroup, 4 partial sums
-    this.run(pass, "gradnorm_total_4", 1482, 1, 1, 1); // global gradient L2 norm from 4 partial sums
-    this.run(pass, "adamw_13248", 1483, 52, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 13248 floats
+    this.run(pass, "gradnorm_partial_13248", 1433, 4, 1, 1); // sum of squared gradients, 4096 per workgroup, 4 partial sums
+    this.run(pass, "gradnorm_total_4", 1434, 1, 1, 1); // global gradient L2 norm from 4 partial sums
+    this.run(pass, "adamw_13248", 1435, 52, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 13248 floats
   }
 }

@@ -2,15 +2,15 @@
 // preset: (defaults)
 // source sha256: d959f1e51b2deaf0
 // Do not edit: change the .mt source or the compiler and run `mtc compile`.
-// mtc kernel matmul_16x64x8x1_1x8
-// out = a @ b, batch axes broadcast to [16, 64]
+// mtc kernel matmul_8192x1_1x8
+// out = a @ b, batch axes broadcast to []
 // canonical form: [8192 x 1] @ [1 x 8]; strides A (1, 1), B (8, 1), C (8, 1)
 // variant regs: each thread computes a 8 x 8 block, operands read from storage
 // dispatch: 16 workgroups of 64 threads
 
-@group(0) @binding(0) var<storage, read> a: array<f32>; // [16, 64, 8, 1]
+@group(0) @binding(0) var<storage, read> a: array<f32>; // [8192, 1]
 @group(0) @binding(1) var<storage, read> b: array<f32>; // [1, 8]
-@group(0) @binding(2) var<storage, read_write> out: array<f32>; // [16, 64, 8, 8]
+@group(0) @binding(2) var<storage, read_write> out: array<f32>; // [8192, 8]
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
