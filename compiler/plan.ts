@@ -48,7 +48,7 @@ export interface Plan {
 const ALIGN_FLOATS = 64; // 256 bytes
 const align = (n: number, a: number): number => Math.ceil(n / a) * a;
 
-export function planProgram(g: Graph, maxBindingBytes = 128 * 1024 * 1024): Plan {
+export function planProgram(g: Graph, maxBindingBytes = Infinity): Plan {
   if (!g.grads) throw new Error('internal: plan needs a differentiated graph');
   const nodes = g.nodes;
   // Arena layout: params in declaration order.

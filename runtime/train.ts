@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { compile } from '../compiler/pipeline.ts';
 import { MtcError } from '../compiler/diagnostics.ts';
-import { acquireDevice } from './device.ts';
+import { acquireDevice, type Gpu } from './device.ts';
 import { loadCorpus, WindowSampler } from './data.ts';
 import { RunLog } from './log.ts';
 import { lrAt } from './schedule.ts';
@@ -34,7 +34,16 @@ export interface TrainResult {
 }
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
-  const compiled = compile(o.file, { preset: o.preset, sets: o.sets });
+  const gpu = await acquireDevice();
+  try {
+    return await trainOn(gpu, o);
+  } finally {
+    gpu.close();
+  }
+}
+
+async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
+  const compiled = compile(o.file, { preset: o.preset, sets: o.sets, maxBindingBytes: gpu.device.limits.maxStorageBufferBindingSize });
   const cfg = compiled.train;
   const steps = o.steps ?? cfg.steps;
   const seed = o.seed ?? cfg.seed;
@@ -49,7 +58,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const valData = new WindowSampler(corpus.val, cfg.ctx, cfg.batch, seed, corpus.valSource);
   const evalBatches = valData.evalBatches(cfg.evalBatches);
 
-  const gpu = await acquireDevice();
   const log = new RunLog(outDir, steps, cfg.batch * cfg.ctx);
   let stopping = false;
   const onSigint = (): void => {
@@ -110,6 +118,5 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   } finally {
     process.off('SIGINT', onSigint);
     log.close();
-    gpu.close();
   }
 }

@@ -161,7 +161,7 @@ export function assemble(k: KernelSpec): Kernel {
     `// mtc kernel ${k.name}`,
     `// ${k.summary}`,
     ...(k.notes ?? []).map((n) => `// ${n}`),
-    `// dispatch: ${x}${y > 1 ? ` x ${y}` : ''} workgroups of ${k.workgroupSize} threads`,
+    `// dispatch: ${x}${y > 1 ? ` x ${y}` : ''} workgroup${x * y > 1 ? 's' : ''} of ${k.workgroupSize} threads`,
   ];
   const main = [
     `@compute @workgroup_size(${k.workgroupSize})`,
@@ -225,9 +225,11 @@ export function offsetLines(view: View, flat: string, names: string[], bases: nu
   const rowMajor = strides(view.dims);
   const lines: string[] = [];
   const plain = (o: number) => view.strides[o].every((s, ax) => s === rowMajor[ax]);
-  const coordsNeeded = names.some((_, o) => !plain(o));
-  if (coordsNeeded && view.dims.length > 1) {
+  // the coordinates some operand needs (a nonzero stride in a non-plain view)
+  const used = (ax: number) => names.some((_, o) => !plain(o) && view.strides[o][ax] !== 0);
+  if (view.dims.length > 1) {
     view.dims.forEach((d, ax) => {
+      if (!used(ax)) return;
       const div = rowMajor[ax] === 1 ? flat : `(${flat} / ${u32Lit(rowMajor[ax])})`;
       lines.push(`let c${ax} = ${ax === 0 ? div : `${div} % ${u32Lit(d)}`};`);
     });

@@ -8,7 +8,7 @@ import { mapKernel, nodeBindings } from './elementwise.ts';
 const dtypeTag = (node: Node): string[] => (node.dtype === 'i32' ? ['i32'] : []);
 
 /** Output elements per scatter_add thread (accumulators held in registers). */
-const SCATTER_COLS = 8;
+const SCATTER_COLS = 64;
 const SCATTER_WG = 64;
 
 export const layoutEmitters = {

@@ -7,9 +7,10 @@ import type { Kernel } from '../kernel.ts';
 import { assemble, count, f32Lit, grid, kernelName, offsetLines, shapeName, simplifyView, u32Lit, type View } from './common.ts';
 import { nodeBindings } from './elementwise.ts';
 
-/** Threads per workgroup: one output per thread / a workgroup tree per output. */
+/** Threads per workgroup: one output (row) per thread; a tree per output (sum, cross-entropy); a tree per softmax row. */
 const ROW_WG = 64;
 const TREE_WG = 256;
+const SOFTMAX_TREE_WG = 64;
 /** The lowest finite f32: the start of a running max (a running max of -inf would give NaN). */
 const LOWEST = f32Lit(-3.4028234663852886e38);
 
@@ -47,8 +48,13 @@ function nestedSumLines(red: View, base: string): string[] {
 
 export type ReduceVariant = 'rows' | 'tree';
 
-/** One output per thread unless there are few outputs with many terms each. */
-export const chooseSumVariant = (outputs: number, terms: number): ReduceVariant => (terms >= 256 && outputs <= 4096 ? 'tree' : 'rows');
+/**
+ * One output per thread unless there are fewer outputs than SIMD lanes, each with many terms.
+ * On lavapipe a workgroup with barriers costs ~15 us, so one output per thread won even for
+ * [16, 64, 8, 8] -> [1, 64, 1, 1] (0.12 ms against 0.33-1.1 ms); the tree wins for a handful of
+ * outputs (to a scalar: 0.17 ms against 0.37-0.56 ms).
+ */
+export const chooseSumVariant = (outputs: number, terms: number): ReduceVariant => (outputs < 8 && terms >= 2048 ? 'tree' : 'rows');
 
 /** The sum kernel; `variant` overrides the choice (tests force each one). */
 export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant): Kernel {
@@ -65,9 +71,11 @@ export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant): Kern
   const red = view(op.axes);
   const nOut = count(node.shape);
   const r = numel(red.dims);
-  const name = kernelName('sum', `a${op.axes.join('')}`, shapeName(inShape));
+  const chosen = chooseSumVariant(nOut, r);
+  const v = variant ?? chosen;
+  const name = kernelName('sum', `a${op.axes.join('')}`, shapeName(inShape), ...(v === chosen ? [] : [v]));
   const summary = `out = a summed over axes [${op.axes.join(', ')}], kept as size 1`;
-  if ((variant ?? chooseSumVariant(nOut, r)) === 'rows') {
+  if (v === 'rows') {
     const g = grid(Math.ceil(nOut / ROW_WG));
     return assemble({
       name,
@@ -120,8 +128,8 @@ export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant): Kern
   });
 }
 
-/** One row per thread unless rows are long and few. */
-export const chooseSoftmaxVariant = (rows: number, n: number): ReduceVariant => (n > 256 && rows < 4096 ? 'tree' : 'rows');
+/** One row per thread unless there are a few very long rows (the same trade-off as sum). */
+export const chooseSoftmaxVariant = (rows: number, n: number): ReduceVariant => (rows < 8 && n >= 4096 ? 'tree' : 'rows');
 
 export const reduceEmitters = {
   sum: (node: Node, graph: Graph): Kernel => emitSum(node, graph),
@@ -134,9 +142,11 @@ export function emitSoftmax(node: Node, graph: Graph, variant?: ReduceVariant): 
   const { ins, out } = nodeBindings(node, graph, ['a']);
   const n = node.shape[node.shape.length - 1];
   const rows = count(node.shape) / n;
-  const name = kernelName('softmax', shapeName(node.shape));
+  const chosen = chooseSoftmaxVariant(rows, n);
+  const v = variant ?? chosen;
+  const name = kernelName('softmax', shapeName(node.shape), ...(v === chosen ? [] : [v]));
   const summary = `out = softmax of a over the last axis (${n} entries, ${rows} rows)`;
-  if ((variant ?? chooseSoftmaxVariant(rows, n)) === 'rows') {
+  if (v === 'rows') {
     const g = grid(Math.ceil(rows / ROW_WG));
     return assemble({
       name,
@@ -168,7 +178,7 @@ export function emitSoftmax(node: Node, graph: Graph, variant?: ReduceVariant): 
       ],
     });
   }
-  const wg = ROW_WG;
+  const wg = SOFTMAX_TREE_WG;
   const g = grid(rows);
   return assemble({
     name,

@@ -1,0 +1,75 @@
+// The mtc command as a user runs it: exit codes, diagnostics without stack traces, and a short
+// training run whose metrics.jsonl and safetensors checkpoint are read back independently.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { repoRoot, tempModel } from './helpers/models.ts';
+
+const mtc = (args: string[]) =>
+  spawnSync(process.execPath, [path.join(repoRoot, 'bin/mtc.js'), ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 600_000 });
+
+test('help and usage errors', () => {
+  const help = mtc(['--help']);
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /compile \[options\] <model\.mt>/);
+  const trainHelp = mtc(['run', 'train', '--help']);
+  assert.equal(trainHelp.status, 0);
+  for (const opt of ['--preset', '--set', '--data', '--val', '--steps', '--seed', '--out']) assert.ok(trainHelp.stdout.includes(opt), opt);
+  assert.equal(mtc(['frobnicate']).status, 2);
+  assert.equal(mtc(['run', 'train', 'models/matrix_thinker.mt', '--steps', 'many']).status, 2);
+});
+
+test('user errors exit 1 with a diagnostic and no stack trace', () => {
+  const missing = mtc(['compile', 'models/nope.mt']);
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /cannot read 'models\/nope\.mt'/);
+  const bad = tempModel('model M {\n  forward(t) {\n    return silu(t $ 2)\n  }\n}\n');
+  const r = mtc(['compile', bad]);
+  assert.equal(r.status, 1);
+  assert.ok(r.stderr.includes(`${bad}:3:19: error: unexpected character '$'`), r.stderr);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+  const preset = mtc(['compile', 'models/matrix_thinker.mt', '--preset', 'huge', '-o', os.tmpdir()]);
+  assert.equal(preset.status, 1);
+  assert.match(preset.stderr, /unknown preset 'huge'/);
+});
+
+test('mtc run train writes metrics.jsonl and a safetensors checkpoint with the .mt paths', () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-run-'));
+  const r = mtc([
+    'run', 'train', 'models/matrix_thinker.mt',
+    '--set', 'd=4', '--set', 'heads=2', '--set', 'n_blocks=1', '--set', 'T=2', '--set', 'probes=4',
+    '--set', 'ctx=16', '--set', 'pos_rows=16', '--set', 'batch=4', '--steps', '12', '--out', out,
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  const records = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const trainRecs = records.filter((x) => 'loss' in x);
+  const evalRecs = records.filter((x) => 'val_loss' in x);
+  assert.deepEqual(trainRecs.map((x) => x.step), [10, 12]);
+  for (const x of trainRecs) {
+    for (const k of ['step', 'loss', 'lr', 'tokens_per_s']) assert.equal(typeof x[k], 'number', k);
+    assert.ok(x.loss > 0 && x.loss < 10);
+  }
+  assert.deepEqual(evalRecs.map((x) => x.step), [0, 12]);
+  for (const x of evalRecs) assert.ok(Math.abs(x.val_bpb - x.val_loss / Math.LN2) < 1e-9);
+  // at initialisation a byte model is near uniform: about 8 bits per byte
+  assert.ok(evalRecs[0].val_bpb > 7 && evalRecs[0].val_bpb < 10, `initial bpb ${evalRecs[0].val_bpb}`);
+
+  // An independent safetensors reader: u64 header length, JSON header, raw little-endian data.
+  const buf = fs.readFileSync(path.join(out, 'checkpoint.safetensors'));
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  assert.equal(header.__metadata__.model, 'MatrixThinker');
+  assert.equal(JSON.parse(header.__metadata__.hypers).d, 4);
+  assert.equal(header.__metadata__.step, '12');
+  assert.deepEqual(header['blocks.0.attn.q.A'].shape, [4, 4]);
+  assert.equal(header['blocks.0.attn.q.A'].dtype, 'F32');
+  assert.deepEqual(header['embed.u_tok'].shape, [256, 4]);
+  const g = header['blocks.0.attn.norm.g'];
+  const vals = new Float32Array(buf.buffer.slice(buf.byteOffset + 8 + n + g.data_offsets[0], buf.byteOffset + 8 + n + g.data_offsets[1]));
+  assert.equal(vals.length, 16);
+  assert.ok(vals.every((v) => Number.isFinite(v) && Math.abs(v - 1) < 0.1), 'RMSNorm gains start at 1 and move a little');
+  assert.ok(vals.some((v) => v !== 1), 'the gains were trained');
+});
