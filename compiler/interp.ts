@@ -74,7 +74,7 @@ const map = (a: Float64Array, f: (x: number, i: number) => number): Float64Array
 /** Strides of `shape` seen from the broadcast shape `to`: aligned right, 0 on stretched axes. */
 export function broadcastStrides(shape: Shape, to: Shape): number[] {
   const s = strides(shape);
-  return to.map((d, i) => {
+  return to.map((_, i) => {
     const j = i - (to.length - shape.length);
     return j < 0 || shape[j] === 1 ? 0 : s[j];
   });
@@ -111,7 +111,7 @@ function rowOf(v: number, size: number): number {
 }
 
 const rules: { [K in OpKind]: Rule<K> } = {
-  input: (op, _args, node, graph, env) => {
+  input: (op, _args, node, _graph, env) => {
     const v = env.inputs[op.name];
     if (!v) throw new Error(`interp: missing input "${op.name}"`);
     if (v.length !== numel(node.shape)) throw new Error(`interp: input "${op.name}" has ${v.length} values, shape [${node.shape}] needs ${numel(node.shape)}`);

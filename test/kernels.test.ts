@@ -18,8 +18,7 @@ import { numel, type Graph, type Node, type Op, type UnaryFn } from '../compiler
 import type { Kernel } from '../compiler/kernel.ts';
 import { Rng } from '../compiler/rng.ts';
 import { f32Down, f32Up, MAX_GROUPS_PER_DIM } from '../compiler/wgsl/common.ts';
-import { emitKernel, emitMatmul, type MatmulPlan } from '../compiler/wgsl/index.ts';
-import { emitSoftmax, emitSum } from '../compiler/wgsl/reduce.ts';
+import { emitKernel, emitMatmul, emitSoftmax, emitSum, type MatmulPlan } from '../compiler/wgsl/index.ts';
 import { GpuExec } from './helpers/gpu-exec.ts';
 
 const U = 2 ** -24;
@@ -36,7 +35,7 @@ before(async () => {
 after(() => {
   gpu.close();
   const rows = [...worst].map(([family, w]) => `${family.padEnd(14)} max rel err ${w.rel.toExponential(2)}  max err/tol ${w.ratio.toFixed(3)}`);
-  console.log(`# largest errors per op family (rel = |gpu - ref| / max(1, |ref|)):\n# ${rows.join('\n# ')}`);
+  console.log(['largest errors per op family (rel = |gpu - ref| / max(1, |ref|)):', ...rows].join('\n'));
 });
 
 /** Per op family: the largest relative error seen and the largest error / tolerance. */
@@ -100,8 +99,10 @@ async function check(family: string, c: Case, id: number, tol: Tol, opts: CheckO
   const ref = values[id];
   let mag: Float64Array | undefined;
   if (tol.kind === 'sum') {
-    const absEnv = { ...env, params: c.params.map((p) => p.map(Math.abs)) };
-    mag = interpret(c.graph, absEnv, id)[id];
+    // the same op on |operands|: index operands (gather, scatter_add) stay as they are
+    const isIndex = (n: Node) => c.graph.nodes.some((user) => ['gather', 'scatter_add'].includes(user.op.kind) && user.inputs[1] === n.id);
+    const absInputs = Object.fromEntries(Object.entries(c.inputs).map(([name, v]) => [name, isIndex(c.graph.nodes[c.graph.inputs[name]]) ? v : v.map(Math.abs)]));
+    mag = interpret(c.graph, { ...env, params: c.params.map((p) => p.map(Math.abs)), inputs: absInputs }, id)[id];
   }
   const w = worst.get(family) ?? { rel: 0, ratio: 0 };
   let bad = -1;
@@ -246,6 +247,7 @@ describe('kernels: layout', () => {
       [[8, 8], 256],
       [[], 13],
       [[17], 5],
+      [[130], 7], // more columns than one thread owns, not a multiple of them
     ] as [number[], number][]) {
       const idx = c.idx([5, 67], -2, v + 2);
       const g = c.f([5, 67, ...rest]);
@@ -391,6 +393,38 @@ describe('kernels: dispatch limits and determinism', () => {
       assert.equal(k.code, k2[i].code);
     });
     assert.notEqual(k1[0].name, k1[2].name);
+  });
+
+  test('i32 operands of arithmetic are read as f32', async () => {
+    const c = new Case(19);
+    const t = c.idx([5, 7], -50, 50);
+    await check('i32 operands', c, c.b.binary('add', t, c.f([7])), rel(2 * U));
+    await check('i32 operands', c, c.b.sum(t, [0]), exact);
+    await check('i32 operands', c, c.b.matmul(t, c.f([7, 3])), sumTol(7));
+    await check('i32 operands', c, c.op({ kind: 'pad', axis: 0, start: 1 }, [t], [6, 7]), exact);
+    await check('i32 operands', c, c.op({ kind: 'gather' }, [t, c.idx([4], 0, 5)]), exact);
+    await check('i32 operands', c, c.op({ kind: 'softmax' }, [c.idx([3, 4], -3, 3)]), rel(1e-6));
+  });
+
+  test('different attributes or dtypes give different names', () => {
+    const c = new Case();
+    const x = c.f([4, 4]);
+    const t = c.idx([4, 4], 0, 4);
+    const ids = [
+      c.b.affine(x, -1e-7),
+      c.b.affine(x, -1e7),
+      c.b.affine(x, 1e7),
+      c.b.sum(x, [0]),
+      c.b.sum(x, [1]),
+      c.b.transpose(x),
+      c.b.transpose(t),
+      c.op({ kind: 'pad', axis: 0, start: 1 }, [x], [5, 4]),
+      c.op({ kind: 'pad', axis: 0, start: 1 }, [t], [5, 4]),
+      c.op({ kind: 'dropout', p: 0.1, key: 1 }, [x]),
+      c.op({ kind: 'dropout', p: 0.1, key: 2 }, [x]),
+    ];
+    const names = ids.map((id) => emitKernel(c.graph, c.graph.nodes[id])!.name);
+    assert.equal(new Set(names).size, names.length, names.join(' '));
   });
 
   test('input, param and reshape have no kernel', () => {

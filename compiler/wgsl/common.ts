@@ -2,7 +2,7 @@
 // (compiler/kernel.ts), the dispatch grid (folded to stay within 65535 workgroups per
 // dimension), index arithmetic for strided/broadcast views, and the PCG hash that must match
 // compiler/rng.ts bit for bit.
-import { numel, strides, type DType, type Shape } from '../ir.ts';
+import { numel, strides, type DType, type Graph, type Node, type Shape } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
 
 /** WebGPU's limit on workgroups per dispatch dimension. */
@@ -18,8 +18,11 @@ export const shapeName = (s: Shape): string => (s.length ? s.join('x') : 's');
 export function numName(x: number): string {
   if (Number.isNaN(x)) return 'nan';
   if (!Number.isFinite(x)) return x > 0 ? 'inf' : 'minf';
-  return String(x).replace('-', 'm').replace('.', 'p').replace('+', '');
+  return String(x).replace(/-/g, 'm').replace('.', 'p').replace('+', '');
 }
+
+/** Axis numbers as a name fragment: `0213`, or `0x2x11` once some axis has two digits. */
+export const digits = (axes: readonly number[]): string => axes.join(axes.some((a) => a > 9) ? 'x' : '');
 
 /** The kernel name: parts joined by `_`, anything outside [A-Za-z0-9_] dropped. */
 export const kernelName = (...parts: (string | number)[]): string =>
@@ -28,7 +31,7 @@ export const kernelName = (...parts: (string | number)[]): string =>
     .join('_')
     .replace(/[^A-Za-z0-9_]/g, '');
 
-/** An f32 literal for x, rounded to f32; infinities call pos_inf()/neg_inf() (see INF_WGSL). */
+/** An f32 literal for x, rounded to f32; infinities call pos_inf()/neg_inf() (see INF_HELPERS). */
 export function f32Lit(x: number): string {
   const f = Math.fround(x);
   if (Number.isNaN(f)) return 'nan_f32()';
@@ -38,7 +41,6 @@ export function f32Lit(x: number): string {
 }
 
 export const u32Lit = (x: number): string => `${x >>> 0}u`;
-export const i32Lit = (x: number): string => `${x | 0}i`;
 
 /** The smallest f32 >= x (so that `f32 v >= lo` decides like the double comparison). */
 export function f32Up(x: number): number {
@@ -110,6 +112,18 @@ function bindingBlock(ins: Binding[], out: Binding, usesStep: boolean): string {
   if (usesStep) lines.push('', STEP_STRUCT, `@group(0) @binding(${ins.length + 1}) var<uniform> step_params: StepParams;`);
   return lines.join('\n');
 }
+
+/** Bindings of a node's inputs named `names`, and its output `out`. */
+export function nodeBindings(node: Node, graph: Graph, names: string[]): { ins: Binding[]; out: Binding } {
+  return {
+    ins: node.inputs.map((id, k) => ({ name: names[k], dtype: graph.nodes[id].dtype, shape: graph.nodes[id].shape })),
+    out: { name: 'out', dtype: node.dtype, shape: node.shape },
+  };
+}
+
+/** Name fragments of a node's input shapes (`16x64x8x8`, `16x64i` for i32). */
+export const inShapes = (node: Node, graph: Graph): string[] =>
+  node.inputs.map((id) => shapeName(graph.nodes[id].shape) + (graph.nodes[id].dtype === 'i32' ? 'i' : ''));
 
 /** A load of `name[index]` converted to f32 when the binding holds i32. */
 export const loadF32 = (b: Binding, index: string): string => (b.dtype === 'f32' ? `${b.name}[${index}]` : `f32(${b.name}[${index}])`);
@@ -221,7 +235,7 @@ export function broadcastStrides(shape: Shape, to: Shape): number[] {
  * `names` (`let <name> = ...;`), plus a constant base per operand. Coordinates are computed
  * only when some operand is not a plain copy of the flat index.
  */
-export function offsetLines(view: View, flat: string, names: string[], bases: number[] = []): string[] {
+export function offsetLines(view: View, flat: string, names: string[], bases: number[] = [], coord = 'c'): string[] {
   const rowMajor = strides(view.dims);
   const lines: string[] = [];
   const plain = (o: number) => view.strides[o].every((s, ax) => s === rowMajor[ax]);
@@ -231,7 +245,7 @@ export function offsetLines(view: View, flat: string, names: string[], bases: nu
     view.dims.forEach((d, ax) => {
       if (!used(ax)) return;
       const div = rowMajor[ax] === 1 ? flat : `(${flat} / ${u32Lit(rowMajor[ax])})`;
-      lines.push(`let c${ax} = ${ax === 0 ? div : `${div} % ${u32Lit(d)}`};`);
+      lines.push(`let ${coord}${ax} = ${ax === 0 ? div : `${div} % ${u32Lit(d)}`};`);
     });
   }
   names.forEach((name, o) => {
@@ -241,7 +255,7 @@ export function offsetLines(view: View, flat: string, names: string[], bases: nu
     else if (plain(o)) terms = [flat];
     else
       terms = view.strides[o].flatMap((s, ax) => {
-        const c = view.dims.length > 1 ? `c${ax}` : flat;
+        const c = view.dims.length > 1 ? `${coord}${ax}` : flat;
         return s === 0 ? [] : [s === 1 ? c : `${c} * ${u32Lit(s)}`];
       });
     if (base) terms.push(u32Lit(base));

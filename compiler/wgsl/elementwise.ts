@@ -1,4 +1,5 @@
-// Elementwise kernels: one output element per thread, inputs read through broadcast views.
+// Elementwise kernels: each thread computes a few consecutive output elements, reading its
+// inputs through broadcast views (strides baked in, 0 on stretched axes).
 // unary, affine, clamp, inrange, binary, expand, fill, eye, dropout, causal_mask.
 import type { Graph, Node, OpOf, UnaryFn } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
@@ -10,8 +11,10 @@ import {
   f32Lit,
   f32Up,
   grid,
+  inShapes,
   kernelName,
   loadF32,
+  nodeBindings,
   numName,
   offsetLines,
   shapeName,
@@ -22,7 +25,7 @@ import {
 
 /** Threads per workgroup of the elementwise and layout kernels, and elements per thread. */
 export const ELEMENTWISE_WG = 64;
-/** lavapipe pays a lot per invocation: 4 elements per thread run ~2.5x faster than 1. */
+/** lavapipe pays a lot per invocation: 4 elements per thread ran ~2.5x faster than 1 (a copy: 5.4 against 14.7 ns per element). */
 export const ELEMENTS_PER_THREAD = 4;
 
 export interface MapSpec {
@@ -68,16 +71,6 @@ export function mapKernel(s: MapSpec): Kernel {
   });
 }
 
-/** Bindings of a node's inputs named `names`, and its output `out`. */
-export function nodeBindings(node: Node, graph: Graph, names: string[]): { ins: Binding[]; out: Binding } {
-  return {
-    ins: node.inputs.map((id, k) => ({ name: names[k], dtype: graph.nodes[id].dtype, shape: graph.nodes[id].shape })),
-    out: { name: 'out', dtype: node.dtype, shape: node.shape },
-  };
-}
-
-const inShapes = (node: Node, graph: Graph): string[] => node.inputs.map((id) => shapeName(graph.nodes[id].shape) + (graph.nodes[id].dtype === 'i32' ? 'i' : ''));
-
 /** f32(x) -> f32 bodies of the unary functions, on `x`. */
 const UNARY_WGSL: { [F in UnaryFn]: string } = {
   neg: '-x',
@@ -121,7 +114,7 @@ export const elementwiseEmitters = {
     return unaryLike(node, graph, name, `out = min(max(a, ${op.lo}), ${op.hi})`, `min(max(x, ${f32Lit(op.lo)}), ${f32Lit(op.hi)})`);
   },
 
-  // The bounds are rounded outwards-in to f32 so that f32 comparisons decide like exact ones.
+  // The bounds are rounded inwards to f32 numbers, so that f32 comparisons decide like exact ones.
   inrange: (node: Node, graph: Graph): Kernel => {
     const op = node.op as OpOf<'inrange'>;
     const name = kernelName('inrange', `lo${numName(op.lo)}`, `hi${numName(op.hi)}`, ...inShapes(node, graph));

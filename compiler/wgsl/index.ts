@@ -32,3 +32,4 @@ export function emitKernel(graph: Graph, node: Node): Kernel | null {
 
 export { PCG_WGSL } from './common.ts';
 export { canonicalMatmul, chooseMatmulPlan, emitMatmul, type MatmulCanon, type MatmulPlan } from './matmul.ts';
+export { chooseSoftmaxVariant, chooseSumVariant, emitCrossEntropy, emitSoftmax, emitSum, type ReduceVariant } from './reduce.ts';

@@ -2,10 +2,10 @@
 // output elements (scatter_add loops over the indices instead of using float atomics).
 import { numel, strides, type Graph, type Node, type OpOf } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
-import { assemble, count, grid, kernelName, offsetLines, shapeName, simplifyView, u32Lit } from './common.ts';
-import { mapKernel, nodeBindings } from './elementwise.ts';
+import { assemble, count, digits, grid, inShapes, kernelName, loadF32, nodeBindings, offsetLines, shapeName, simplifyView, u32Lit } from './common.ts';
+import { mapKernel } from './elementwise.ts';
 
-const dtypeTag = (node: Node): string[] => (node.dtype === 'i32' ? ['i32'] : []);
+const chunks = <T>(xs: T[], n: number): T[][] => Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, (i + 1) * n));
 
 /** Output elements per scatter_add thread (accumulators held in registers). */
 const SCATTER_COLS = 64;
@@ -19,7 +19,7 @@ export const layoutEmitters = {
     const inStrides = strides(ins[0].shape);
     const view = simplifyView(node.shape, [op.perm.map((p) => inStrides[p])]);
     return mapKernel({
-      name: kernelName('permute', op.perm.join(''), shapeName(ins[0].shape), ...dtypeTag(node)),
+      name: kernelName('permute', digits(op.perm), ...inShapes(node, graph)),
       summary: `out = a permuted by [${op.perm.join(', ')}] (out axis i is a's axis perm[i])`,
       ins,
       out,
@@ -35,7 +35,7 @@ export const layoutEmitters = {
     const inStrides = strides(ins[0].shape);
     const view = simplifyView(node.shape, [inStrides]);
     return mapKernel({
-      name: kernelName('slice', `ax${op.axis}`, `at${op.start}`, shapeName(ins[0].shape), 'to', shapeName(node.shape), ...dtypeTag(node)),
+      name: kernelName('slice', `ax${op.axis}`, `at${op.start}`, ...inShapes(node, graph), 'to', shapeName(node.shape)),
       summary: `out = a[${op.start} : ${op.start + node.shape[op.axis]}] along axis ${op.axis}`,
       ins,
       out,
@@ -52,7 +52,7 @@ export const layoutEmitters = {
     const size = node.shape[op.axis];
     const inSize = ins[0].shape[op.axis];
     return mapKernel({
-      name: kernelName('pad', `ax${op.axis}`, `at${op.start}`, shapeName(ins[0].shape), 'to', shapeName(node.shape)),
+      name: kernelName('pad', `ax${op.axis}`, `at${op.start}`, ...inShapes(node, graph), 'to', shapeName(node.shape)),
       summary: `out = zeros with a placed at ${op.start} along axis ${op.axis}`,
       ins,
       out,
@@ -63,7 +63,7 @@ export const layoutEmitters = {
         `let outer = i / ${u32Lit(inner * size)};`,
         `let inside = pos >= ${u32Lit(op.start)} && pos < ${u32Lit(op.start + inSize)};`,
         `let a_at = (outer * ${u32Lit(inSize)} + select(0u, pos - ${u32Lit(op.start)}, inside)) * ${u32Lit(inner)} + inner;`,
-        `out[i] = select(0.0, ${ins[0].dtype === 'i32' ? 'f32(a[a_at])' : 'a[a_at]'}, inside);`,
+        `out[i] = select(0.0, ${loadF32(ins[0], 'a_at')}, inside);`,
       ],
     });
   },
@@ -73,9 +73,9 @@ export const layoutEmitters = {
     const { ins, out } = nodeBindings(node, graph, ['table', 'idx']);
     const rows = ins[0].shape[0];
     const rest = numel(ins[0].shape.slice(1));
-    const load = ins[0].dtype === 'i32' ? 'f32(table[t_at])' : 'table[t_at]';
+    const load = loadF32(ins[0], 't_at');
     return mapKernel({
-      name: kernelName('gather', shapeName(ins[0].shape), shapeName(ins[1].shape)),
+      name: kernelName('gather', ...inShapes(node, graph)),
       summary: `out[..., :] = table[idx[...], :]; indices outside [0, ${rows}) give zeros`,
       ins,
       out,
@@ -104,7 +104,7 @@ export const layoutEmitters = {
     const ragged = rest % cols !== 0;
     const col = (q: number) => (ragged ? `min(j0 + ${u32Lit(q)}, ${u32Lit(rest - 1)})` : q ? `j0 + ${u32Lit(q)}` : 'j0');
     return assemble({
-      name: kernelName('scatter_add', shapeName(ins[0].shape), shapeName(ins[1].shape), 'to', shapeName(node.shape)),
+      name: kernelName('scatter_add', ...inShapes(node, graph), 'to', shapeName(node.shape)),
       summary: `out[v, :] = sum of g[r, :] over r with idx[r] == v, v in [0, ${rows})`,
       notes: [`each thread owns ${cols} consecutive columns of one output row and scans all ${n} indices`],
       ins,
@@ -119,11 +119,11 @@ export const layoutEmitters = {
         '}',
         `let v = i32(t / ${u32Lit(blocks)});`,
         `let j0 = (t % ${u32Lit(blocks)}) * ${u32Lit(cols)};`,
-        ...acc.map((q) => `var acc${q} = 0.0;`),
+        ...chunks(acc, 8).map((row) => row.map((q) => `var acc${q} = 0.0;`).join(' ')),
         `for (var r = 0u; r < ${u32Lit(n)}; r++) {`,
         '  if (idx[r] == v) {',
         `    let base = r * ${u32Lit(rest)};`,
-        ...acc.map((q) => `    acc${q} += g[base + ${col(q)}];`),
+        ...acc.map((q) => `    acc${q} += ${loadF32(ins[0], `base + ${col(q)}`)};`),
         '  }',
         '}',
         `let o = u32(v) * ${u32Lit(rest)} + j0;`,
@@ -138,7 +138,7 @@ export const layoutEmitters = {
     const { ins, out } = nodeBindings(node, graph, ['idx']);
     const v = node.shape[node.shape.length - 1];
     return mapKernel({
-      name: kernelName('onehot', shapeName(ins[0].shape), 'to', shapeName(node.shape)),
+      name: kernelName('onehot', ...inShapes(node, graph), 'to', shapeName(node.shape)),
       summary: `out[..., c] = idx[...] == c ? 1 : 0 for c in [0, ${v})`,
       ins,
       out,

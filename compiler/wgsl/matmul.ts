@@ -13,8 +13,7 @@
 // registers, while arrays indexed at run time go to memory.
 import { strides, type Graph, type Node } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
-import { assemble, broadcastStrides, grid, kernelName, offsetLines, shapeName, simplifyView, u32Lit, type View } from './common.ts';
-import { nodeBindings } from './elementwise.ts';
+import { assemble, broadcastStrides, grid, inShapes, kernelName, loadF32, nodeBindings, offsetLines, simplifyView, u32Lit, type View } from './common.ts';
 
 /** C[i, j] = sum_k A[i, k] B[k, j] for each batch element (view operands: A, B, C). */
 export interface MatmulCanon {
@@ -40,15 +39,16 @@ export function canonicalMatmul(aShape: readonly number[], bShape: readonly numb
     strides(batchShape).map((s) => s * m * n),
   ]);
   const c: MatmulCanon = { batch, m, n, k, sAm: k, sAk: 1, sBk: n, sBn: 1, sCm: n, sCn: 1 };
-  for (;;) {
+  // Fold batch axes, innermost first, while they continue the rows (B shared) or the columns
+  // (A shared). While m (n) is 1 its row (column) stride is free: take the batch stride.
+  while (c.batch.dims.length) {
     const ax = c.batch.dims.length - 1;
-    if (ax < 0) break;
     const [sa, sb, sc] = c.batch.strides.map((s) => s[ax]);
     const d = c.batch.dims[ax];
-    if (c.m === 1) [c.sAm, c.sCm] = [sa, sc];
-    if (c.n === 1) [c.sBn, c.sCn] = [sb, sc];
-    if (sb === 0 && sa === c.m * c.sAm && sc === c.m * c.sCm) c.m *= d;
-    else if (sa === 0 && sb === c.n * c.sBn && sc === c.n * c.sCn) c.n *= d;
+    const [sAm, sCm] = c.m === 1 ? [sa, sc] : [c.sAm, c.sCm];
+    const [sBn, sCn] = c.n === 1 ? [sb, sc] : [c.sBn, c.sCn];
+    if (sb === 0 && sa === c.m * sAm && sc === c.m * sCm) Object.assign(c, { m: c.m * d, sAm, sCm });
+    else if (sa === 0 && sb === c.n * sBn && sc === c.n * sCn) Object.assign(c, { n: c.n * d, sBn, sCn });
     else break;
     c.batch = { dims: c.batch.dims.slice(0, ax), strides: c.batch.strides.map((s) => s.slice(0, ax)) };
   }
@@ -128,22 +128,26 @@ export function emitMatmul(node: Node, graph: Graph, choose: (c: MatmulCanon) =>
   // A plan other than the default choice (forced in tests) gets its own name.
   const forced = JSON.stringify(plan) === JSON.stringify(chooseMatmulPlan(c)) ? [] : [planTag(plan)];
   const base = {
-    name: kernelName('matmul', shapeName(ins[0].shape), shapeName(ins[1].shape), ...forced),
+    name: kernelName('matmul', ...inShapes(node, graph), ...forced),
     summary: `out = a @ b, batch axes broadcast to [${node.shape.slice(0, -2).join(', ')}]`,
     ins,
     out,
   };
   const batchOffsets = (v: string) => offsetLines(c.batch, v, ['a_base', 'b_base', 'c_base']);
-  if (plan.variant === 'regs') return assemble({ ...base, ...regsKernel(c, plan, batchOffsets) });
-  if (plan.variant === 'tiled') return assemble({ ...base, ...tiledKernel(c, plan, batchOffsets) });
-  return assemble({ ...base, ...splitkKernel(c, plan, batchOffsets) });
+  const ld: Loads = { a: (i) => loadF32(ins[0], i), b: (i) => loadF32(ins[1], i) };
+  if (plan.variant === 'regs') return assemble({ ...base, ...regsKernel(c, plan, batchOffsets, ld) });
+  if (plan.variant === 'tiled') return assemble({ ...base, ...tiledKernel(c, plan, batchOffsets, ld) });
+  return assemble({ ...base, ...splitkKernel(c, plan, batchOffsets, ld) });
 }
+
+/** f32 loads of A and B at an index expression. */
+type Loads = { a: (index: string) => string; b: (index: string) => string };
 
 type Parts = Pick<Parameters<typeof assemble>[0], 'notes' | 'decls' | 'workgroupSize' | 'grid' | 'body'>;
 
 const REGS_WG = 64;
 
-function regsKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'regs' }>, batchOffsets: (v: string) => string[]): Parts {
+function regsKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'regs' }>, batchOffsets: (v: string) => string[], ld: Loads): Parts {
   const { tm, tn } = p;
   const tilesM = Math.ceil(c.m / tm);
   const tilesN = Math.ceil(c.n / tn);
@@ -168,8 +172,8 @@ function regsKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'regs' }>,
       `for (var kk = 0u; kk < ${u32Lit(c.k)}; kk++) {`,
       `  let ak = ${times('kk', c.sAk)};`,
       `  let bk = ${times('kk', c.sBk)};`,
-      ...range(tm).map((r) => `  let a_${r} = a[ar_${r} + ak];`),
-      ...range(tn).map((q) => `  let b_${q} = b[bc_${q} + bk];`),
+      ...range(tm).map((r) => `  let a_${r} = ${ld.a(`ar_${r} + ak`)};`),
+      ...range(tn).map((q) => `  let b_${q} = ${ld.b(`bc_${q} + bk`)};`),
       ...fmaLines(tm, tn).map((l) => `  ${l}`),
       '}',
       ...storeLines(c, tm, tn, (r, q) => `acc_${r}_${q}`),
@@ -177,7 +181,7 @@ function regsKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'regs' }>,
   };
 }
 
-function tiledKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'tiled' }>, batchOffsets: (v: string) => string[]): Parts {
+function tiledKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'tiled' }>, batchOffsets: (v: string) => string[], ld: Loads): Parts {
   const { tm, tn, wm, wn, bk } = p;
   const bm = tm * wm;
   const bn = tn * wn;
@@ -203,7 +207,7 @@ function tiledKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'tiled' }
         body.push(alongK ? `let kq = (${e}) % ${u32Lit(bk)};` : `let kq = (${e}) / ${u32Lit(bm)};`);
         const row = c.m % bm ? `min(i0 + r, ${u32Lit(c.m - 1)})` : '(i0 + r)';
         const kIdx = kRagged ? `min(k0 + kq, ${u32Lit(c.k - 1)})` : '(k0 + kq)';
-        const load = `a[a_base + ${times(row, c.sAm)} + ${times(kIdx, c.sAk)}]`;
+        const load = ld.a(`a_base + ${times(row, c.sAm)} + ${times(kIdx, c.sAk)}`);
         body.push(`tile_a[kq * ${u32Lit(bm)} + r] = ${kRagged ? `select(0.0, ${load}, k0 + kq < ${u32Lit(c.k)})` : load};`);
       } else {
         const alongN = c.sBn <= c.sBk;
@@ -211,7 +215,7 @@ function tiledKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'tiled' }
         body.push(alongN ? `let col = (${e}) % ${u32Lit(bn)};` : `let col = (${e}) / ${u32Lit(bk)};`);
         const col = c.n % bn ? `min(j0 + col, ${u32Lit(c.n - 1)})` : '(j0 + col)';
         const kIdx = kRagged ? `min(k0 + kq, ${u32Lit(c.k - 1)})` : '(k0 + kq)';
-        const load = `b[b_base + ${times(kIdx, c.sBk)} + ${times(col, c.sBn)}]`;
+        const load = ld.b(`b_base + ${times(kIdx, c.sBk)} + ${times(col, c.sBn)}`);
         body.push(`tile_b[kq * ${u32Lit(bn)} + col] = ${kRagged ? `select(0.0, ${load}, k0 + kq < ${u32Lit(c.k)})` : load};`);
       }
       const guarded = (q + 1) * wg > size;
@@ -259,8 +263,9 @@ function tiledKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'tiled' }
   };
 }
 
-function splitkKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'splitk' }>, batchOffsets: (v: string) => string[]): Parts {
+function splitkKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'splitk' }>, batchOffsets: (v: string) => string[], ld: Loads): Parts {
   const { tm, tn, threads: wg } = p;
+  if (wg & (wg - 1)) throw new Error(`internal: splitk needs a power-of-two thread count, got ${wg}`);
   const tilesM = Math.ceil(c.m / tm);
   const tilesN = Math.ceil(c.n / tn);
   const groups = batchCount(c) * tilesM * tilesN;
@@ -288,8 +293,8 @@ function splitkKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'splitk'
       `for (var kk = lid; kk < ${u32Lit(c.k)}; kk += ${u32Lit(wg)}) {`,
       `  let ak = ${times('kk', c.sAk)};`,
       `  let bk = ${times('kk', c.sBk)};`,
-      ...range(tm).map((r) => `  let a_${r} = a[ar_${r} + ak];`),
-      ...range(tn).map((q) => `  let b_${q} = b[bc_${q} + bk];`),
+      ...range(tm).map((r) => `  let a_${r} = ${ld.a(`ar_${r} + ak`)};`),
+      ...range(tn).map((q) => `  let b_${q} = ${ld.b(`bc_${q} + bk`)};`),
       ...fmaLines(tm, tn).map((l) => `  ${l}`),
       '}',
       ...range(tm).flatMap((r) => range(tn).map((q) => `partial[${u32Lit((r * tn + q) * wg)} + lid] = acc_${r}_${q};`)),

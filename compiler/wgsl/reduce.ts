@@ -1,11 +1,10 @@
 // Reductions: sum (over any axes, kept as size 1), softmax over the last axis, and the mean
-// cross-entropy. Small reductions run one output (row) per thread; large ones give each output
-// a workgroup that reduces a tree in workgroup memory. Softmax and cross-entropy use the
-// max-shifted ("online") sum of exponentials, so they never overflow.
+// cross-entropy. Mostly one output (row) per thread; a handful of outputs with many terms each
+// get a workgroup apiece that reduces a tree in workgroup memory. Softmax and cross-entropy use
+// the max-shifted ("online") sum of exponentials, so they never overflow.
 import { numel, strides, type Graph, type Node, type OpOf } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
-import { assemble, count, f32Lit, grid, kernelName, offsetLines, shapeName, simplifyView, u32Lit, type View } from './common.ts';
-import { nodeBindings } from './elementwise.ts';
+import { assemble, count, digits, f32Lit, grid, inShapes, kernelName, loadF32, nodeBindings, offsetLines, simplifyView, u32Lit, type Binding, type View } from './common.ts';
 
 /** Threads per workgroup: one output (row) per thread; a tree per output (sum, cross-entropy); a tree per softmax row. */
 const ROW_WG = 64;
@@ -28,7 +27,7 @@ function treeLines(size: number, combine: (dst: string, src: string) => string[]
 }
 
 /** Nested loops adding a[base + reduced offsets] into `acc`. */
-function nestedSumLines(red: View, base: string): string[] {
+function nestedSumLines(red: View, base: string, a: Binding): string[] {
   const lines: string[] = [];
   let ptr = base;
   red.dims.forEach((d, ax) => {
@@ -36,14 +35,14 @@ function nestedSumLines(red: View, base: string): string[] {
     lines.push(`${pad}for (var r${ax} = 0u; r${ax} < ${u32Lit(d)}; r${ax}++) {`);
     const s = red.strides[0][ax];
     const next = `${ptr} + r${ax}${s === 1 ? '' : ` * ${u32Lit(s)}`}`;
-    if (ax === red.dims.length - 1) lines.push(`${pad}  acc += a[${next}];`);
+    if (ax === red.dims.length - 1) lines.push(`${pad}  acc += ${loadF32(a, next)};`);
     else {
       lines.push(`${pad}  let p${ax} = ${next};`);
       ptr = `p${ax}`;
     }
   });
   for (let ax = red.dims.length - 1; ax >= 0; ax--) lines.push(`${'  '.repeat(ax)}}`);
-  return red.dims.length ? lines : [`acc = a[${base}];`];
+  return red.dims.length ? lines : [`acc = ${loadF32(a, base)};`];
 }
 
 export type ReduceVariant = 'rows' | 'tree';
@@ -73,7 +72,7 @@ export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant): Kern
   const r = numel(red.dims);
   const chosen = chooseSumVariant(nOut, r);
   const v = variant ?? chosen;
-  const name = kernelName('sum', `a${op.axes.join('')}`, shapeName(inShape), ...(v === chosen ? [] : [v]));
+  const name = kernelName('sum', `a${digits(op.axes)}`, ...inShapes(node, graph), ...(v === chosen ? [] : [v]));
   const summary = `out = a summed over axes [${op.axes.join(', ')}], kept as size 1`;
   if (v === 'rows') {
     const g = grid(Math.ceil(nOut / ROW_WG));
@@ -93,7 +92,7 @@ export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant): Kern
         '}',
         ...offsetLines(kept, 'o', ['base']),
         'var acc = 0.0;',
-        ...nestedSumLines(red, 'base'),
+        ...nestedSumLines(red, 'base', ins[0]),
         'out[o] = acc;',
       ],
     });
@@ -116,8 +115,8 @@ export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant): Kern
       ...offsetLines(kept, 'group', ['base']),
       'var acc = 0.0;',
       `for (var r = lid; r < ${u32Lit(r)}; r += ${u32Lit(TREE_WG)}) {`,
-      ...offsetLines(red, 'r', ['r_at']).map((l) => `  ${l}`),
-      '  acc += a[base + r_at];',
+      ...offsetLines(red, 'r', ['r_at'], [], 'rc').map((l) => `  ${l}`),
+      `  acc += ${loadF32(ins[0], 'base + r_at')};`,
       '}',
       'partial[lid] = acc;',
       ...treeLines(TREE_WG, (d, src) => [`partial[${d}] += partial[${src}];`]),
@@ -144,7 +143,7 @@ export function emitSoftmax(node: Node, graph: Graph, variant?: ReduceVariant): 
   const rows = count(node.shape) / n;
   const chosen = chooseSoftmaxVariant(rows, n);
   const v = variant ?? chosen;
-  const name = kernelName('softmax', shapeName(node.shape), ...(v === chosen ? [] : [v]));
+  const name = kernelName('softmax', ...inShapes(node, graph), ...(v === chosen ? [] : [v]));
   const summary = `out = softmax of a over the last axis (${n} entries, ${rows} rows)`;
   if (v === 'rows') {
     const g = grid(Math.ceil(rows / ROW_WG));
@@ -166,14 +165,14 @@ export function emitSoftmax(node: Node, graph: Graph, variant?: ReduceVariant): 
         `var m = ${LOWEST};`,
         'var s = 0.0;',
         `for (var j = 0u; j < ${u32Lit(n)}; j++) {`,
-        '  let x = a[base + j];',
+        `  let x = ${loadF32(ins[0], 'base + j')};`,
         '  let m_new = max(m, x);',
         '  s = s * exp(m - m_new) + exp(x - m_new);',
         '  m = m_new;',
         '}',
         'let inv = 1.0 / s;',
         `for (var j = 0u; j < ${u32Lit(n)}; j++) {`,
-        '  out[base + j] = exp(a[base + j] - m) * inv;',
+        `  out[base + j] = exp(${loadF32(ins[0], 'base + j')} - m) * inv;`,
         '}',
       ],
     });
@@ -198,7 +197,7 @@ export function emitSoftmax(node: Node, graph: Graph, variant?: ReduceVariant): 
       `var m = ${LOWEST};`,
       'var s = 0.0;',
       `for (var j = lid; j < ${u32Lit(n)}; j += ${u32Lit(wg)}) {`,
-      '  let x = a[base + j];',
+      `  let x = ${loadF32(ins[0], 'base + j')};`,
       '  let m_new = max(m, x);',
       '  s = s * exp(m - m_new) + exp(x - m_new);',
       '  m = m_new;',
@@ -215,7 +214,7 @@ export function emitSoftmax(node: Node, graph: Graph, variant?: ReduceVariant): 
       'let row_max = part_max[0];',
       'let inv = 1.0 / part_sum[0];',
       `for (var j = lid; j < ${u32Lit(n)}; j += ${u32Lit(wg)}) {`,
-      '  out[base + j] = exp(a[base + j] - row_max) * inv;',
+      `  out[base + j] = exp(${loadF32(ins[0], 'base + j')} - row_max) * inv;`,
       '}',
     ],
   });
@@ -229,7 +228,7 @@ export function emitCrossEntropy(node: Node, graph: Graph): Kernel {
   const rows = count(ins[1].shape);
   const wg = TREE_WG;
   return assemble({
-    name: kernelName('cross_entropy', shapeName(ins[0].shape)),
+    name: kernelName('cross_entropy', ...inShapes(node, graph)),
     summary: `out = mean over ${rows} rows of logsumexp(logits[r, :]) - logits[r, targets[r]] (a target outside [0, ${v}) picks 0)`,
     notes: [`one workgroup; each of ${wg} threads takes every ${wg}th row, then a tree sums the threads`],
     ins,
@@ -244,14 +243,14 @@ export function emitCrossEntropy(node: Node, graph: Graph): Kernel {
       `  var m = ${LOWEST};`,
       '  var s = 0.0;',
       `  for (var j = 0u; j < ${u32Lit(v)}; j++) {`,
-      '    let x = logits[base + j];',
+      `    let x = ${loadF32(ins[0], 'base + j')};`,
       '    let m_new = max(m, x);',
       '    s = s * exp(m - m_new) + exp(x - m_new);',
       '    m = m_new;',
       '  }',
       '  let t = targets[row];',
       `  let inside = t >= 0i && t < ${v}i;`,
-      '  let picked = select(0.0, logits[base + u32(select(0i, t, inside))], inside);',
+      `  let picked = select(0.0, ${loadF32(ins[0], 'base + u32(select(0i, t, inside))')}, inside);`,
       '  total += m + log(s) - picked;',
       '}',
       'partial[lid] = total;',

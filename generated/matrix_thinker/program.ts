@@ -164,7 +164,7 @@ export const layout = {
     "causal_mask_f0_16x2x64x64",
     "causal_mask_fminf_16x2x64x64",
     "clamp_lo0p01_hi0p5_s",
-    "cross_entropy_16x64x256",
+    "cross_entropy_16x64x256_16x64i",
     "dropout_p0p1_k0_16x2x64x64",
     "dropout_p0p1_k1_16x64x8x8",
     "dropout_p0p1_k2_16x2x64x64",
@@ -177,7 +177,7 @@ export const layout = {
     "expand_16x64x1x1_to_16x64x8x8",
     "eye_8x8",
     "fill_v1_s",
-    "gather_256x8_16x64",
+    "gather_256x8_16x64i",
     "gradnorm_partial_13248",
     "gradnorm_total_4",
     "inrange_lo0p01_hi0p5_s",
@@ -203,7 +203,7 @@ export const layout = {
     "matmul_8x8192_8192x1",
     "matmul_8x8192_8192x8",
     "matmul_8x8_16x64x8x8",
-    "onehot_16x64_to_16x64x256",
+    "onehot_16x64i_to_16x64x256",
     "pad_ax0_at0_64x8_to_64x8",
     "permute_0132_16x2x32x64",
     "permute_0132_16x2x64x32",
@@ -221,7 +221,7 @@ export const layout = {
     "permute_10_8192x8",
     "permute_10_8x1",
     "permute_10_8x8",
-    "scatter_add_16x64x8_16x64_to_256x8",
+    "scatter_add_16x64x8_16x64i_to_256x8",
     "slice_ax0_at0_64x8_to_64x8",
     "softmax_16x2x64x64",
     "softmax_16x64x256",
@@ -617,8 +617,8 @@ export class Program {
     group("eye_8x8", [[this.act[141], 0, 256]]); // 2: %359 blocks.0.think.eye1 stdlib.mt:68
     group("eye_8x8", [[this.act[196], 0, 256]]); // 3: %473 blocks.1.think.eye1 stdlib.mt:68
     group("fill_v1_s", [[this.act[237], 0, 4]]); // 4: %549 loss.grad.fill0 matrix_thinker.mt:46
-    group("gather_256x8_16x64", [[this.params, 0, 8192], [this.tokens, 0, 4096], [this.act[0], 0, 32768]]); // 5: %68 embed.gather0 stdlib.mt:92
-    group("gather_256x8_16x64", [[this.params, 8192, 8192], [this.tokens, 0, 4096], [this.act[1], 0, 32768]]); // 6: %70 embed.gather1 stdlib.mt:93
+    group("gather_256x8_16x64i", [[this.params, 0, 8192], [this.tokens, 0, 4096], [this.act[0], 0, 32768]]); // 5: %68 embed.gather0 stdlib.mt:92
+    group("gather_256x8_16x64i", [[this.params, 8192, 8192], [this.tokens, 0, 4096], [this.act[1], 0, 32768]]); // 6: %70 embed.gather1 stdlib.mt:93
     group("slice_ax0_at0_64x8_to_64x8", [[this.params, 16384, 2048], [this.act[2], 0, 2048]]); // 7: %72 embed.slice0 stdlib.mt:94
     group("slice_ax0_at0_64x8_to_64x8", [[this.params, 18432, 2048], [this.act[3], 0, 2048]]); // 8: %74 embed.slice1 stdlib.mt:95
     group("matmul_16x64x8x1_16x64x1x8", [[this.act[0], 0, 32768], [this.act[1], 0, 32768], [this.act[4], 0, 262144]]); // 9: %76 embed.matmul0 stdlib.mt:96
@@ -976,9 +976,9 @@ export class Program {
     group("binary_mul_16x64x16x8_16x8", [[this.act[232], 0, 524288], [this.params, 36096, 512], [this.act[233], 0, 524288]]); // 361: %544 head.mul0 stdlib.mt:106
     group("sum_a3_16x64x16x8", [[this.act[233], 0, 524288], [this.act[234], 0, 65536]]); // 362: %545 head.sum0 stdlib.mt:106
     group("matmul_256x16_16x64x16x1", [[this.params, 36608, 16384], [this.act[234], 0, 65536], [this.act[235], 0, 1048576]]); // 363: %546 head.matmul1 stdlib.mt:107
-    group("cross_entropy_16x64x256", [[this.act[235], 0, 1048576], [this.targets, 0, 4096], [this.act[236], 0, 4]]); // 364: %548 loss.cross_entropy0 matrix_thinker.mt:46
+    group("cross_entropy_16x64x256_16x64i", [[this.act[235], 0, 1048576], [this.targets, 0, 4096], [this.act[236], 0, 4]]); // 364: %548 loss.cross_entropy0 matrix_thinker.mt:46
     group("softmax_16x64x256", [[this.act[235], 0, 1048576], [this.act[238], 0, 1048576]]); // 365: %550 loss.cross_entropy0.grad.softmax0 matrix_thinker.mt:46
-    group("onehot_16x64_to_16x64x256", [[this.targets, 0, 4096], [this.act[239], 0, 1048576]]); // 366: %551 loss.cross_entropy0.grad.onehot0 matrix_thinker.mt:46
+    group("onehot_16x64i_to_16x64x256", [[this.targets, 0, 4096], [this.act[239], 0, 1048576]]); // 366: %551 loss.cross_entropy0.grad.onehot0 matrix_thinker.mt:46
     group("binary_sub_16x64x256_16x64x256", [[this.act[238], 0, 1048576], [this.act[239], 0, 1048576], [this.act[240], 0, 1048576]]); // 367: %552 loss.cross_entropy0.grad.sub0 matrix_thinker.mt:46
     group("binary_mul_16x64x256_s", [[this.act[240], 0, 1048576], [this.act[237], 0, 4], [this.act[239], 0, 1048576]]); // 368: %553 loss.cross_entropy0.grad.mul0 matrix_thinker.mt:46
     group("affine_s0p0009765625_b0_16x64x256", [[this.act[239], 0, 1048576], [this.act[240], 0, 1048576]]); // 369: %554 loss.cross_entropy0.grad.affine0 matrix_thinker.mt:46
@@ -2039,8 +2039,8 @@ export class Program {
     group("matmul_16x64x1x8_16x64x8x8", [[this.act[59], 0, 32768], [this.act[221], 0, 262144], [this.act[0], 0, 32768]]); // 1424: %1815 embed.matmul0.grad.matmul1 stdlib.mt:96
     group("pad_ax0_at0_64x8_to_64x8", [[this.act[2], 0, 2048], [this.grads, 18432, 2048]]); // 1425: %1817 embed.slice1.grad.pad0 stdlib.mt:95
     group("pad_ax0_at0_64x8_to_64x8", [[this.act[3], 0, 2048], [this.grads, 16384, 2048]]); // 1426: %1819 embed.slice0.grad.pad0 stdlib.mt:94
-    group("scatter_add_16x64x8_16x64_to_256x8", [[this.act[0], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 1427: %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64_to_256x8", [[this.act[1], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 1428: %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[0], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 1427: %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[1], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 1428: %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
     group("affine_s1_b0_8x8", [[this.act[250], 0, 256], [this.grads, 35328, 256]]); // 1429: %1824 norm_final.g.grad.affine0 stdlib.mt:7
     group("affine_s1_b0_16x8", [[this.act[247], 0, 512], [this.grads, 35584, 512]]); // 1430: %1825 head.U.grad.affine0 stdlib.mt:102
     group("affine_s1_b0_16x8", [[this.act[245], 0, 512], [this.grads, 36096, 512]]); // 1431: %1826 head.V.grad.affine0 stdlib.mt:103
@@ -2068,8 +2068,8 @@ export class Program {
 
   /** The forward pass up to the loss. */
   forward(pass: GPUComputePassEncoder) {
-    this.run(pass, "gather_256x8_16x64", 5, 32, 1, 1); // %68 embed.gather0 stdlib.mt:92
-    this.run(pass, "gather_256x8_16x64", 6, 32, 1, 1); // %70 embed.gather1 stdlib.mt:93
+    this.run(pass, "gather_256x8_16x64i", 5, 32, 1, 1); // %68 embed.gather0 stdlib.mt:92
+    this.run(pass, "gather_256x8_16x64i", 6, 32, 1, 1); // %70 embed.gather1 stdlib.mt:93
     this.run(pass, "slice_ax0_at0_64x8_to_64x8", 7, 2, 1, 1); // %72 embed.slice0 stdlib.mt:94
     this.run(pass, "slice_ax0_at0_64x8_to_64x8", 8, 2, 1, 1); // %74 embed.slice1 stdlib.mt:95
     this.run(pass, "matmul_16x64x8x1_16x64x1x8", 9, 16, 1, 1); // %76 embed.matmul0 stdlib.mt:96
@@ -2096,12 +2096,12 @@ export class Program {
     this.run(pass, "matmul_8192x8_8x8", 30, 16, 1, 1); // %104 blocks.0.attn.v.matmul1 stdlib.mt:18
     this.run(pass, "permute_0213_16x64x2x32", 31, 256, 1, 1); // %107 blocks.0.attn.permute2 stdlib.mt:35
     this.run(pass, "permute_0132_16x2x64x32", 32, 256, 1, 1); // %108 blocks.0.attn.permute3 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 33, 128, 1, 1); // %109 blocks.0.attn.matmul0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 33, 8, 1, 1); // %109 blocks.0.attn.matmul0 stdlib.mt:36
     this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 34, 512, 1, 1); // %110 blocks.0.attn.affine0 stdlib.mt:36
     this.run(pass, "causal_mask_fminf_16x2x64x64", 35, 512, 1, 1); // %111 blocks.0.attn.causal_mask0 stdlib.mt:37
     this.run(pass, "softmax_16x2x64x64", 36, 32, 1, 1); // %112 blocks.0.attn.softmax0 stdlib.mt:37
     this.run(pass, "dropout_p0p1_k0_16x2x64x64", 37, 512, 1, 1); // %113 blocks.0.attn.dropout0 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 38, 64, 1, 1); // %114 blocks.0.attn.matmul1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 38, 16, 1, 1); // %114 blocks.0.attn.matmul1 stdlib.mt:38
     this.run(pass, "permute_0213_16x2x64x32", 39, 256, 1, 1); // %115 blocks.0.attn.permute4 stdlib.mt:38
     this.run(pass, "matmul_8x8_16x64x8x8", 40, 16, 1, 1); // %117 blocks.0.attn.o.matmul0 stdlib.mt:18
     this.run(pass, "unary_silu_16x64x8x8", 41, 256, 1, 1); // %118 blocks.0.attn.o.silu0 stdlib.mt:18
@@ -2181,12 +2181,12 @@ export class Program {
     this.run(pass, "matmul_8192x8_8x8", 115, 16, 1, 1); // %218 blocks.1.attn.v.matmul1 stdlib.mt:18
     this.run(pass, "permute_0213_16x64x2x32", 116, 256, 1, 1); // %221 blocks.1.attn.permute2 stdlib.mt:35
     this.run(pass, "permute_0132_16x2x64x32", 117, 256, 1, 1); // %222 blocks.1.attn.permute3 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 118, 128, 1, 1); // %223 blocks.1.attn.matmul0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 118, 8, 1, 1); // %223 blocks.1.attn.matmul0 stdlib.mt:36
     this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 119, 512, 1, 1); // %224 blocks.1.attn.affine0 stdlib.mt:36
     this.run(pass, "causal_mask_fminf_16x2x64x64", 120, 512, 1, 1); // %225 blocks.1.attn.causal_mask0 stdlib.mt:37
     this.run(pass, "softmax_16x2x64x64", 121, 32, 1, 1); // %226 blocks.1.attn.softmax0 stdlib.mt:37
     this.run(pass, "dropout_p0p1_k2_16x2x64x64", 122, 512, 1, 1); // %227 blocks.1.attn.dropout0 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 123, 64, 1, 1); // %228 blocks.1.attn.matmul1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 123, 16, 1, 1); // %228 blocks.1.attn.matmul1 stdlib.mt:38
     this.run(pass, "permute_0213_16x2x64x32", 124, 256, 1, 1); // %229 blocks.1.attn.permute4 stdlib.mt:38
     this.run(pass, "matmul_8x8_16x64x8x8", 125, 16, 1, 1); // %231 blocks.1.attn.o.matmul0 stdlib.mt:18
     this.run(pass, "unary_silu_16x64x8x8", 126, 256, 1, 1); // %232 blocks.1.attn.o.silu0 stdlib.mt:18
@@ -2266,12 +2266,12 @@ export class Program {
     this.run(pass, "matmul_8192x8_8x8", 200, 16, 1, 1); // %332 blocks.0.attn.v.matmul3 stdlib.mt:18
     this.run(pass, "permute_0213_16x64x2x32", 201, 256, 1, 1); // %335 blocks.0.attn.permute7 stdlib.mt:35
     this.run(pass, "permute_0132_16x2x64x32", 202, 256, 1, 1); // %336 blocks.0.attn.permute8 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 203, 128, 1, 1); // %337 blocks.0.attn.matmul2 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 203, 8, 1, 1); // %337 blocks.0.attn.matmul2 stdlib.mt:36
     this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 204, 512, 1, 1); // %338 blocks.0.attn.affine1 stdlib.mt:36
     this.run(pass, "causal_mask_fminf_16x2x64x64", 205, 512, 1, 1); // %339 blocks.0.attn.causal_mask1 stdlib.mt:37
     this.run(pass, "softmax_16x2x64x64", 206, 32, 1, 1); // %340 blocks.0.attn.softmax1 stdlib.mt:37
     this.run(pass, "dropout_p0p1_k4_16x2x64x64", 207, 512, 1, 1); // %341 blocks.0.attn.dropout1 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 208, 64, 1, 1); // %342 blocks.0.attn.matmul3 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 208, 16, 1, 1); // %342 blocks.0.attn.matmul3 stdlib.mt:38
     this.run(pass, "permute_0213_16x2x64x32", 209, 256, 1, 1); // %343 blocks.0.attn.permute9 stdlib.mt:38
     this.run(pass, "matmul_8x8_16x64x8x8", 210, 16, 1, 1); // %345 blocks.0.attn.o.matmul2 stdlib.mt:18
     this.run(pass, "unary_silu_16x64x8x8", 211, 256, 1, 1); // %346 blocks.0.attn.o.silu1 stdlib.mt:18
@@ -2351,12 +2351,12 @@ export class Program {
     this.run(pass, "matmul_8192x8_8x8", 285, 16, 1, 1); // %446 blocks.1.attn.v.matmul3 stdlib.mt:18
     this.run(pass, "permute_0213_16x64x2x32", 286, 256, 1, 1); // %449 blocks.1.attn.permute7 stdlib.mt:35
     this.run(pass, "permute_0132_16x2x64x32", 287, 256, 1, 1); // %450 blocks.1.attn.permute8 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 288, 128, 1, 1); // %451 blocks.1.attn.matmul2 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 288, 8, 1, 1); // %451 blocks.1.attn.matmul2 stdlib.mt:36
     this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 289, 512, 1, 1); // %452 blocks.1.attn.affine1 stdlib.mt:36
     this.run(pass, "causal_mask_fminf_16x2x64x64", 290, 512, 1, 1); // %453 blocks.1.attn.causal_mask1 stdlib.mt:37
     this.run(pass, "softmax_16x2x64x64", 291, 32, 1, 1); // %454 blocks.1.attn.softmax1 stdlib.mt:37
     this.run(pass, "dropout_p0p1_k6_16x2x64x64", 292, 512, 1, 1); // %455 blocks.1.attn.dropout1 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 293, 64, 1, 1); // %456 blocks.1.attn.matmul3 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 293, 16, 1, 1); // %456 blocks.1.attn.matmul3 stdlib.mt:38
     this.run(pass, "permute_0213_16x2x64x32", 294, 256, 1, 1); // %457 blocks.1.attn.permute9 stdlib.mt:38
     this.run(pass, "matmul_8x8_16x64x8x8", 295, 16, 1, 1); // %459 blocks.1.attn.o.matmul2 stdlib.mt:18
     this.run(pass, "unary_silu_16x64x8x8", 296, 256, 1, 1); // %460 blocks.1.attn.o.silu1 stdlib.mt:18
@@ -2426,34 +2426,34 @@ export class Program {
     this.run(pass, "matmul_16x8_16x64x8x8", 360, 32, 1, 1); // %543 head.matmul0 stdlib.mt:106
     this.run(pass, "binary_mul_16x64x16x8_16x8", 361, 512, 1, 1); // %544 head.mul0 stdlib.mt:106
     this.run(pass, "sum_a3_16x64x16x8", 362, 256, 1, 1); // %545 head.sum0 stdlib.mt:106
-    this.run(pass, "matmul_256x16_16x64x16x1", 363, 256, 1, 1); // %546 head.matmul1 stdlib.mt:107
-    this.run(pass, "cross_entropy_16x64x256", 364, 1, 1, 1); // %548 loss.cross_entropy0 matrix_thinker.mt:46
+    this.run(pass, "matmul_256x16_16x64x16x1", 363, 16, 1, 1); // %546 head.matmul1 stdlib.mt:107
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 364, 1, 1, 1); // %548 loss.cross_entropy0 matrix_thinker.mt:46
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
     this.run(pass, "softmax_16x64x256", 365, 16, 1, 1); // %550 loss.cross_entropy0.grad.softmax0 matrix_thinker.mt:46
-    this.run(pass, "onehot_16x64_to_16x64x256", 366, 1024, 1, 1); // %551 loss.cross_entropy0.grad.onehot0 matrix_thinker.mt:46
+    this.run(pass, "onehot_16x64i_to_16x64x256", 366, 1024, 1, 1); // %551 loss.cross_entropy0.grad.onehot0 matrix_thinker.mt:46
     this.run(pass, "binary_sub_16x64x256_16x64x256", 367, 1024, 1, 1); // %552 loss.cross_entropy0.grad.sub0 matrix_thinker.mt:46
     this.run(pass, "binary_mul_16x64x256_s", 368, 1024, 1, 1); // %553 loss.cross_entropy0.grad.mul0 matrix_thinker.mt:46
     this.run(pass, "affine_s0p0009765625_b0_16x64x256", 369, 1024, 1, 1); // %554 loss.cross_entropy0.grad.affine0 matrix_thinker.mt:46
     this.run(pass, "permute_0132_16x64x16x1", 370, 64, 1, 1); // %556 head.matmul1.grad.permute0 stdlib.mt:107
     this.run(pass, "matmul_16x64x256x1_16x64x1x16", 371, 1024, 1, 1); // %557 head.matmul1.grad.matmul0 stdlib.mt:107
-    this.run(pass, "sum_a01_16x64x256x16", 372, 4096, 1, 1); // %558 head.matmul1.grad.sum0 stdlib.mt:107
+    this.run(pass, "sum_a01_16x64x256x16", 372, 64, 1, 1); // %558 head.matmul1.grad.sum0 stdlib.mt:107
     this.run(pass, "permute_10_256x16", 373, 16, 1, 1); // %560 head.matmul1.grad.permute1 stdlib.mt:107
     this.run(pass, "matmul_16x256_16x64x256x1", 374, 4, 1, 1); // %561 head.matmul1.grad.matmul1 stdlib.mt:107
     this.run(pass, "expand_16x64x16x1_to_16x64x16x8", 375, 512, 1, 1); // %562 head.sum0.grad.expand0 stdlib.mt:106
     this.run(pass, "binary_mul_16x64x16x8_16x8", 376, 512, 1, 1); // %563 head.mul0.grad.mul0 stdlib.mt:106
     this.run(pass, "binary_mul_16x64x16x8_16x64x16x8", 377, 512, 1, 1); // %564 head.mul0.grad.mul1 stdlib.mt:106
-    this.run(pass, "sum_a01_16x64x16x8", 378, 128, 1, 1); // %565 head.mul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "sum_a01_16x64x16x8", 378, 2, 1, 1); // %565 head.mul0.grad.sum0 stdlib.mt:106
     this.run(pass, "permute_0132_16x64x8x8", 379, 256, 1, 1); // %567 head.matmul0.grad.permute0 stdlib.mt:106
     this.run(pass, "matmul_16x64x16x8_16x64x8x8", 380, 32, 1, 1); // %568 head.matmul0.grad.matmul0 stdlib.mt:106
-    this.run(pass, "sum_a01_16x64x16x8", 381, 128, 1, 1); // %569 head.matmul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "sum_a01_16x64x16x8", 381, 2, 1, 1); // %569 head.matmul0.grad.sum0 stdlib.mt:106
     this.run(pass, "permute_10_16x8", 382, 1, 1, 1); // %571 head.matmul0.grad.permute1 stdlib.mt:106
     this.run(pass, "matmul_8x16_16x64x16x8", 383, 16, 1, 1); // %572 head.matmul0.grad.matmul1 stdlib.mt:106
     this.run(pass, "binary_mul_16x64x8x8_8x8", 384, 256, 1, 1); // %573 norm_final.mul2.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 385, 256, 1, 1); // %574 norm_final.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 386, 64, 1, 1); // %575 norm_final.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 386, 1, 1, 1); // %575 norm_final.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 387, 256, 1, 1); // %577 norm_final.mul1.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 388, 256, 1, 1); // %578 norm_final.mul1.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a23_16x64x8x8", 389, 16, 1, 1); // %579 norm_final.mul1.grad.sum0 stdlib.mt:9
@@ -2482,7 +2482,7 @@ export class Program {
     this.run(pass, "sum_a0123_16x64x1x1", 412, 1, 1, 1); // %602 blocks.1.think.add9.grad.sum0 stdlib.mt:72
     this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 413, 256, 1, 1); // %604 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 414, 256, 1, 1); // %605 blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 415, 64, 1, 1); // %606 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 415, 1, 1, 1); // %606 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_mul_16x64x8x8_8x8", 416, 256, 1, 1); // %608 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 417, 256, 1, 1); // %609 blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
     this.run(pass, "unary_square_16x64x1x1", 418, 4, 1, 1); // %610 blocks.1.think.sigmoid2.grad.square0 stdlib.mt:71
@@ -2491,7 +2491,7 @@ export class Program {
     this.run(pass, "sum_a0123_16x64x1x1", 421, 1, 1, 1); // %613 blocks.1.think.add8.grad.sum0 stdlib.mt:71
     this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 422, 256, 1, 1); // %615 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 423, 256, 1, 1); // %616 blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 424, 64, 1, 1); // %617 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 424, 1, 1, 1); // %617 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_mul_16x64x8x8_8x8", 425, 256, 1, 1); // %619 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 426, 256, 1, 1); // %620 blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
     this.run(pass, "permute_0132_16x64x1x8", 427, 32, 1, 1); // %621 blocks.1.think.matmul9.grad.permute0 stdlib.mt:70
@@ -2524,7 +2524,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 454, 256, 1, 1); // %657 blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 455, 256, 1, 1); // %658 blocks.1.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 456, 16, 1, 1); // %659 blocks.1.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 457, 64, 1, 1); // %660 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 457, 1, 1, 1); // %660 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 458, 1, 1, 1); // %662 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 459, 16, 1, 1); // %663 blocks.1.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 460, 256, 1, 1); // %664 blocks.1.think.gamma.mul2.grad.mul0 stdlib.mt:49
@@ -2537,7 +2537,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 467, 256, 1, 1); // %673 blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 468, 256, 1, 1); // %674 blocks.1.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 469, 16, 1, 1); // %675 blocks.1.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 470, 64, 1, 1); // %676 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 470, 1, 1, 1); // %676 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 471, 1, 1, 1); // %678 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 472, 16, 1, 1); // %679 blocks.1.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 473, 256, 1, 1); // %680 blocks.1.think.norm.mul5.grad.add4 stdlib.mt:18
@@ -2551,7 +2551,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 481, 256, 1, 1); // %690 blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 482, 256, 1, 1); // %691 blocks.1.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 483, 16, 1, 1); // %692 blocks.1.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 484, 64, 1, 1); // %693 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 484, 1, 1, 1); // %693 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 485, 1, 1, 1); // %695 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 486, 16, 1, 1); // %696 blocks.1.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 487, 256, 1, 1); // %697 blocks.1.think.norm.mul5.grad.add5 stdlib.mt:18
@@ -2572,7 +2572,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 502, 256, 1, 1); // %717 blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 503, 256, 1, 1); // %718 blocks.1.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 504, 16, 1, 1); // %719 blocks.1.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 505, 64, 1, 1); // %720 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 505, 1, 1, 1); // %720 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 506, 1, 1, 1); // %722 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 507, 16, 1, 1); // %723 blocks.1.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 508, 256, 1, 1); // %724 blocks.1.think.delta.mul2.grad.mul0 stdlib.mt:49
@@ -2585,7 +2585,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 515, 256, 1, 1); // %733 blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 516, 256, 1, 1); // %734 blocks.1.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 517, 16, 1, 1); // %735 blocks.1.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 518, 64, 1, 1); // %736 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 518, 1, 1, 1); // %736 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 519, 1, 1, 1); // %738 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 520, 16, 1, 1); // %739 blocks.1.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 521, 256, 1, 1); // %740 blocks.1.think.norm.mul5.grad.add7 stdlib.mt:18
@@ -2599,7 +2599,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 529, 256, 1, 1); // %750 blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 530, 256, 1, 1); // %751 blocks.1.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 531, 16, 1, 1); // %752 blocks.1.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 532, 64, 1, 1); // %753 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 532, 1, 1, 1); // %753 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 533, 1, 1, 1); // %755 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 534, 16, 1, 1); // %756 blocks.1.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 535, 256, 1, 1); // %757 blocks.1.think.norm.mul5.grad.add8 stdlib.mt:18
@@ -2607,7 +2607,7 @@ export class Program {
     this.run(pass, "binary_mul_s_s", 537, 1, 1, 1); // %759 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
     this.run(pass, "binary_mul_16x64x8x8_8x8", 538, 256, 1, 1); // %760 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 539, 256, 1, 1); // %761 blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 540, 64, 1, 1); // %762 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 540, 1, 1, 1); // %762 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 541, 256, 1, 1); // %764 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 542, 256, 1, 1); // %765 blocks.1.think.norm.mul4.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a23_16x64x8x8", 543, 16, 1, 1); // %766 blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
@@ -2631,14 +2631,14 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 561, 256, 1, 1); // %786 blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 562, 256, 1, 1); // %787 blocks.1.attn.o.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 563, 16, 1, 1); // %788 blocks.1.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 564, 64, 1, 1); // %789 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 564, 1, 1, 1); // %789 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 565, 1, 1, 1); // %791 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 566, 16, 1, 1); // %792 blocks.1.attn.o.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "permute_0213_16x64x2x32", 567, 256, 1, 1); // %794 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
     this.run(pass, "permute_0132_16x2x64x32", 568, 256, 1, 1); // %795 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 569, 128, 1, 1); // %796 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 569, 8, 1, 1); // %796 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
     this.run(pass, "permute_0132_16x2x64x64", 570, 512, 1, 1); // %797 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 571, 64, 1, 1); // %798 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 571, 16, 1, 1); // %798 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
     this.run(pass, "dropout_p0p1_k6_16x2x64x64", 572, 512, 1, 1); // %799 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
     this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 573, 512, 1, 1); // %800 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:37
     this.run(pass, "sum_a3_16x2x64x64", 574, 32, 1, 1); // %801 blocks.1.attn.softmax1.grad.sum0 stdlib.mt:37
@@ -2647,9 +2647,9 @@ export class Program {
     this.run(pass, "causal_mask_f0_16x2x64x64", 577, 512, 1, 1); // %804 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
     this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 578, 512, 1, 1); // %805 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
     this.run(pass, "permute_0132_16x2x32x64", 579, 256, 1, 1); // %806 blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 580, 64, 1, 1); // %807 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 580, 16, 1, 1); // %807 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
     this.run(pass, "permute_0132_16x2x64x32", 581, 256, 1, 1); // %808 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 582, 64, 1, 1); // %809 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 582, 16, 1, 1); // %809 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
     this.run(pass, "permute_0132_16x2x32x64", 583, 256, 1, 1); // %810 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
     this.run(pass, "permute_0213_16x2x64x32", 584, 256, 1, 1); // %811 blocks.1.attn.permute7.grad.permute0 stdlib.mt:35
     this.run(pass, "permute_10_8x8", 585, 1, 1, 1); // %814 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
@@ -2660,7 +2660,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 590, 256, 1, 1); // %820 blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 591, 256, 1, 1); // %821 blocks.1.attn.v.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 592, 16, 1, 1); // %822 blocks.1.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 593, 64, 1, 1); // %823 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 593, 1, 1, 1); // %823 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 594, 1, 1, 1); // %825 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 595, 16, 1, 1); // %826 blocks.1.attn.v.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "permute_0213_16x2x64x32", 596, 256, 1, 1); // %827 blocks.1.attn.permute6.grad.permute0 stdlib.mt:34
@@ -2672,7 +2672,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 602, 256, 1, 1); // %836 blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 603, 256, 1, 1); // %837 blocks.1.attn.k.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 604, 16, 1, 1); // %838 blocks.1.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 605, 64, 1, 1); // %839 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 605, 1, 1, 1); // %839 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 606, 1, 1, 1); // %841 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 607, 16, 1, 1); // %842 blocks.1.attn.k.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 608, 256, 1, 1); // %843 blocks.1.attn.norm.mul5.grad.add0 stdlib.mt:18
@@ -2685,13 +2685,13 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 615, 256, 1, 1); // %853 blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 616, 256, 1, 1); // %854 blocks.1.attn.q.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 617, 16, 1, 1); // %855 blocks.1.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 618, 64, 1, 1); // %856 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 618, 1, 1, 1); // %856 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 619, 1, 1, 1); // %858 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 620, 16, 1, 1); // %859 blocks.1.attn.q.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 621, 256, 1, 1); // %860 blocks.1.attn.norm.mul5.grad.add1 stdlib.mt:18
     this.run(pass, "binary_mul_16x64x8x8_8x8", 622, 256, 1, 1); // %861 blocks.1.attn.norm.mul5.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 623, 256, 1, 1); // %862 blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 624, 64, 1, 1); // %863 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 624, 1, 1, 1); // %863 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 625, 256, 1, 1); // %865 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 626, 256, 1, 1); // %866 blocks.1.attn.norm.mul4.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a23_16x64x8x8", 627, 16, 1, 1); // %867 blocks.1.attn.norm.mul4.grad.sum0 stdlib.mt:9
@@ -2721,7 +2721,7 @@ export class Program {
     this.run(pass, "sum_a0123_16x64x1x1", 651, 1, 1, 1); // %891 blocks.0.think.add9.grad.sum0 stdlib.mt:72
     this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 652, 256, 1, 1); // %893 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 653, 256, 1, 1); // %894 blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 654, 64, 1, 1); // %895 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 654, 1, 1, 1); // %895 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_mul_16x64x8x8_8x8", 655, 256, 1, 1); // %897 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 656, 256, 1, 1); // %898 blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
     this.run(pass, "unary_square_16x64x1x1", 657, 4, 1, 1); // %899 blocks.0.think.sigmoid2.grad.square0 stdlib.mt:71
@@ -2730,7 +2730,7 @@ export class Program {
     this.run(pass, "sum_a0123_16x64x1x1", 660, 1, 1, 1); // %902 blocks.0.think.add8.grad.sum0 stdlib.mt:71
     this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 661, 256, 1, 1); // %904 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 662, 256, 1, 1); // %905 blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 663, 64, 1, 1); // %906 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 663, 1, 1, 1); // %906 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_mul_16x64x8x8_8x8", 664, 256, 1, 1); // %908 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 665, 256, 1, 1); // %909 blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
     this.run(pass, "permute_0132_16x64x1x8", 666, 32, 1, 1); // %910 blocks.0.think.matmul9.grad.permute0 stdlib.mt:70
@@ -2763,7 +2763,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 693, 256, 1, 1); // %946 blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 694, 256, 1, 1); // %947 blocks.0.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 695, 16, 1, 1); // %948 blocks.0.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 696, 64, 1, 1); // %949 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 696, 1, 1, 1); // %949 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 697, 1, 1, 1); // %951 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 698, 16, 1, 1); // %952 blocks.0.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 699, 256, 1, 1); // %953 blocks.0.think.gamma.mul2.grad.mul0 stdlib.mt:49
@@ -2776,7 +2776,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 706, 256, 1, 1); // %962 blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 707, 256, 1, 1); // %963 blocks.0.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 708, 16, 1, 1); // %964 blocks.0.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 709, 64, 1, 1); // %965 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 709, 1, 1, 1); // %965 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 710, 1, 1, 1); // %967 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 711, 16, 1, 1); // %968 blocks.0.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 712, 256, 1, 1); // %969 blocks.0.think.norm.mul5.grad.add4 stdlib.mt:18
@@ -2790,7 +2790,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 720, 256, 1, 1); // %979 blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 721, 256, 1, 1); // %980 blocks.0.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 722, 16, 1, 1); // %981 blocks.0.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 723, 64, 1, 1); // %982 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 723, 1, 1, 1); // %982 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 724, 1, 1, 1); // %984 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 725, 16, 1, 1); // %985 blocks.0.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 726, 256, 1, 1); // %986 blocks.0.think.norm.mul5.grad.add5 stdlib.mt:18
@@ -2811,7 +2811,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 741, 256, 1, 1); // %1006 blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 742, 256, 1, 1); // %1007 blocks.0.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 743, 16, 1, 1); // %1008 blocks.0.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 744, 64, 1, 1); // %1009 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 744, 1, 1, 1); // %1009 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 745, 1, 1, 1); // %1011 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 746, 16, 1, 1); // %1012 blocks.0.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 747, 256, 1, 1); // %1013 blocks.0.think.delta.mul2.grad.mul0 stdlib.mt:49
@@ -2824,7 +2824,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 754, 256, 1, 1); // %1022 blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 755, 256, 1, 1); // %1023 blocks.0.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 756, 16, 1, 1); // %1024 blocks.0.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 757, 64, 1, 1); // %1025 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 757, 1, 1, 1); // %1025 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 758, 1, 1, 1); // %1027 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 759, 16, 1, 1); // %1028 blocks.0.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 760, 256, 1, 1); // %1029 blocks.0.think.norm.mul5.grad.add7 stdlib.mt:18
@@ -2838,7 +2838,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 768, 256, 1, 1); // %1039 blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 769, 256, 1, 1); // %1040 blocks.0.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 770, 16, 1, 1); // %1041 blocks.0.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 771, 64, 1, 1); // %1042 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 771, 1, 1, 1); // %1042 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 772, 1, 1, 1); // %1044 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 773, 16, 1, 1); // %1045 blocks.0.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 774, 256, 1, 1); // %1046 blocks.0.think.norm.mul5.grad.add8 stdlib.mt:18
@@ -2846,7 +2846,7 @@ export class Program {
     this.run(pass, "binary_mul_s_s", 776, 1, 1, 1); // %1048 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
     this.run(pass, "binary_mul_16x64x8x8_8x8", 777, 256, 1, 1); // %1049 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 778, 256, 1, 1); // %1050 blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 779, 64, 1, 1); // %1051 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 779, 1, 1, 1); // %1051 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 780, 256, 1, 1); // %1053 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 781, 256, 1, 1); // %1054 blocks.0.think.norm.mul4.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a23_16x64x8x8", 782, 16, 1, 1); // %1055 blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
@@ -2870,14 +2870,14 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 800, 256, 1, 1); // %1075 blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 801, 256, 1, 1); // %1076 blocks.0.attn.o.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 802, 16, 1, 1); // %1077 blocks.0.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 803, 64, 1, 1); // %1078 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 803, 1, 1, 1); // %1078 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 804, 1, 1, 1); // %1080 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 805, 16, 1, 1); // %1081 blocks.0.attn.o.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "permute_0213_16x64x2x32", 806, 256, 1, 1); // %1083 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
     this.run(pass, "permute_0132_16x2x64x32", 807, 256, 1, 1); // %1084 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 808, 128, 1, 1); // %1085 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 808, 8, 1, 1); // %1085 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
     this.run(pass, "permute_0132_16x2x64x64", 809, 512, 1, 1); // %1086 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 810, 64, 1, 1); // %1087 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 810, 16, 1, 1); // %1087 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
     this.run(pass, "dropout_p0p1_k4_16x2x64x64", 811, 512, 1, 1); // %1088 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
     this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 812, 512, 1, 1); // %1089 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:37
     this.run(pass, "sum_a3_16x2x64x64", 813, 32, 1, 1); // %1090 blocks.0.attn.softmax1.grad.sum0 stdlib.mt:37
@@ -2886,9 +2886,9 @@ export class Program {
     this.run(pass, "causal_mask_f0_16x2x64x64", 816, 512, 1, 1); // %1093 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
     this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 817, 512, 1, 1); // %1094 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
     this.run(pass, "permute_0132_16x2x32x64", 818, 256, 1, 1); // %1095 blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 819, 64, 1, 1); // %1096 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 819, 16, 1, 1); // %1096 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
     this.run(pass, "permute_0132_16x2x64x32", 820, 256, 1, 1); // %1097 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 821, 64, 1, 1); // %1098 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 821, 16, 1, 1); // %1098 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
     this.run(pass, "permute_0132_16x2x32x64", 822, 256, 1, 1); // %1099 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
     this.run(pass, "permute_0213_16x2x64x32", 823, 256, 1, 1); // %1100 blocks.0.attn.permute7.grad.permute0 stdlib.mt:35
     this.run(pass, "permute_10_8x8", 824, 1, 1, 1); // %1103 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
@@ -2899,7 +2899,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 829, 256, 1, 1); // %1109 blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 830, 256, 1, 1); // %1110 blocks.0.attn.v.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 831, 16, 1, 1); // %1111 blocks.0.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 832, 64, 1, 1); // %1112 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 832, 1, 1, 1); // %1112 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 833, 1, 1, 1); // %1114 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 834, 16, 1, 1); // %1115 blocks.0.attn.v.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "permute_0213_16x2x64x32", 835, 256, 1, 1); // %1116 blocks.0.attn.permute6.grad.permute0 stdlib.mt:34
@@ -2911,7 +2911,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 841, 256, 1, 1); // %1125 blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 842, 256, 1, 1); // %1126 blocks.0.attn.k.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 843, 16, 1, 1); // %1127 blocks.0.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 844, 64, 1, 1); // %1128 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 844, 1, 1, 1); // %1128 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 845, 1, 1, 1); // %1130 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 846, 16, 1, 1); // %1131 blocks.0.attn.k.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 847, 256, 1, 1); // %1132 blocks.0.attn.norm.mul5.grad.add0 stdlib.mt:18
@@ -2924,13 +2924,13 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 854, 256, 1, 1); // %1142 blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 855, 256, 1, 1); // %1143 blocks.0.attn.q.matmul2.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 856, 16, 1, 1); // %1144 blocks.0.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 857, 64, 1, 1); // %1145 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 857, 1, 1, 1); // %1145 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 858, 1, 1, 1); // %1147 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 859, 16, 1, 1); // %1148 blocks.0.attn.q.matmul2.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 860, 256, 1, 1); // %1149 blocks.0.attn.norm.mul5.grad.add1 stdlib.mt:18
     this.run(pass, "binary_mul_16x64x8x8_8x8", 861, 256, 1, 1); // %1150 blocks.0.attn.norm.mul5.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 862, 256, 1, 1); // %1151 blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 863, 64, 1, 1); // %1152 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 863, 1, 1, 1); // %1152 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 864, 256, 1, 1); // %1154 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 865, 256, 1, 1); // %1155 blocks.0.attn.norm.mul4.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a23_16x64x8x8", 866, 16, 1, 1); // %1156 blocks.0.attn.norm.mul4.grad.sum0 stdlib.mt:9
@@ -2961,7 +2961,7 @@ export class Program {
     this.run(pass, "binary_add_s_s", 891, 1, 1, 1); // %1182 param61.grad.add0 stdlib.mt:72
     this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 892, 256, 1, 1); // %1183 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 893, 256, 1, 1); // %1184 blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 894, 64, 1, 1); // %1185 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 894, 1, 1, 1); // %1185 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_mul_16x64x8x8_8x8", 895, 256, 1, 1); // %1187 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
     this.run(pass, "binary_add_8x8_8x8", 896, 1, 1, 1); // %1188 param60.grad.add0 stdlib.mt:72
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 897, 256, 1, 1); // %1189 blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
@@ -2972,7 +2972,7 @@ export class Program {
     this.run(pass, "binary_add_s_s", 902, 1, 1, 1); // %1195 param59.grad.add0 stdlib.mt:71
     this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 903, 256, 1, 1); // %1196 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 904, 256, 1, 1); // %1197 blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 905, 64, 1, 1); // %1198 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 905, 1, 1, 1); // %1198 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_mul_16x64x8x8_8x8", 906, 256, 1, 1); // %1200 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
     this.run(pass, "binary_add_8x8_8x8", 907, 1, 1, 1); // %1201 param58.grad.add0 stdlib.mt:71
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 908, 256, 1, 1); // %1202 blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
@@ -3009,7 +3009,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 939, 256, 1, 1); // %1242 blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 940, 256, 1, 1); // %1243 blocks.1.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 941, 16, 1, 1); // %1244 blocks.1.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 942, 64, 1, 1); // %1245 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 942, 1, 1, 1); // %1245 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 943, 1, 1, 1); // %1247 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 944, 16, 1, 1); // %1248 blocks.1.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 945, 1, 1, 1); // %1249 param53.grad.add0 stdlib.mt:18
@@ -3024,7 +3024,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 954, 256, 1, 1); // %1260 blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 955, 256, 1, 1); // %1261 blocks.1.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 956, 16, 1, 1); // %1262 blocks.1.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 957, 64, 1, 1); // %1263 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 957, 1, 1, 1); // %1263 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 958, 1, 1, 1); // %1265 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 959, 16, 1, 1); // %1266 blocks.1.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 960, 1, 1, 1); // %1267 param51.grad.add0 stdlib.mt:18
@@ -3040,7 +3040,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 970, 256, 1, 1); // %1279 blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 971, 256, 1, 1); // %1280 blocks.1.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 972, 16, 1, 1); // %1281 blocks.1.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 973, 64, 1, 1); // %1282 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 973, 1, 1, 1); // %1282 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 974, 1, 1, 1); // %1284 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 975, 16, 1, 1); // %1285 blocks.1.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 976, 1, 1, 1); // %1286 param49.grad.add0 stdlib.mt:18
@@ -3063,7 +3063,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 993, 256, 1, 1); // %1308 blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 994, 256, 1, 1); // %1309 blocks.1.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 995, 16, 1, 1); // %1310 blocks.1.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 996, 64, 1, 1); // %1311 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 996, 1, 1, 1); // %1311 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 997, 1, 1, 1); // %1313 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 998, 16, 1, 1); // %1314 blocks.1.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 999, 1, 1, 1); // %1315 param47.grad.add0 stdlib.mt:18
@@ -3078,7 +3078,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1008, 256, 1, 1); // %1326 blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1009, 256, 1, 1); // %1327 blocks.1.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1010, 16, 1, 1); // %1328 blocks.1.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1011, 64, 1, 1); // %1329 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1011, 1, 1, 1); // %1329 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1012, 1, 1, 1); // %1331 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1013, 16, 1, 1); // %1332 blocks.1.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1014, 1, 1, 1); // %1333 param45.grad.add0 stdlib.mt:18
@@ -3094,7 +3094,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1024, 256, 1, 1); // %1345 blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1025, 256, 1, 1); // %1346 blocks.1.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1026, 16, 1, 1); // %1347 blocks.1.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1027, 64, 1, 1); // %1348 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1027, 1, 1, 1); // %1348 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1028, 1, 1, 1); // %1350 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1029, 16, 1, 1); // %1351 blocks.1.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1030, 1, 1, 1); // %1352 param43.grad.add0 stdlib.mt:18
@@ -3104,7 +3104,7 @@ export class Program {
     this.run(pass, "binary_add_s_s", 1034, 1, 1, 1); // %1356 param55.grad.add0 stdlib.mt:67
     this.run(pass, "binary_mul_16x64x8x8_8x8", 1035, 256, 1, 1); // %1357 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1036, 256, 1, 1); // %1358 blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1037, 64, 1, 1); // %1359 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 1037, 1, 1, 1); // %1359 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 1038, 1, 1, 1); // %1361 param42.grad.add0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1039, 256, 1, 1); // %1362 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1040, 256, 1, 1); // %1363 blocks.1.think.norm.mul1.grad.mul1 stdlib.mt:9
@@ -3130,15 +3130,15 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1060, 256, 1, 1); // %1385 blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1061, 256, 1, 1); // %1386 blocks.1.attn.o.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1062, 16, 1, 1); // %1387 blocks.1.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1063, 64, 1, 1); // %1388 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1063, 1, 1, 1); // %1388 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1064, 1, 1, 1); // %1390 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1065, 16, 1, 1); // %1391 blocks.1.attn.o.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1066, 1, 1, 1); // %1392 param40.grad.add0 stdlib.mt:18
     this.run(pass, "permute_0213_16x64x2x32", 1067, 256, 1, 1); // %1394 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
     this.run(pass, "permute_0132_16x2x64x32", 1068, 256, 1, 1); // %1395 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 1069, 128, 1, 1); // %1396 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 1069, 8, 1, 1); // %1396 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
     this.run(pass, "permute_0132_16x2x64x64", 1070, 512, 1, 1); // %1397 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1071, 64, 1, 1); // %1398 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1071, 16, 1, 1); // %1398 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
     this.run(pass, "dropout_p0p1_k2_16x2x64x64", 1072, 512, 1, 1); // %1399 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
     this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1073, 512, 1, 1); // %1400 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:37
     this.run(pass, "sum_a3_16x2x64x64", 1074, 32, 1, 1); // %1401 blocks.1.attn.softmax0.grad.sum0 stdlib.mt:37
@@ -3147,9 +3147,9 @@ export class Program {
     this.run(pass, "causal_mask_f0_16x2x64x64", 1077, 512, 1, 1); // %1404 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
     this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 1078, 512, 1, 1); // %1405 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
     this.run(pass, "permute_0132_16x2x32x64", 1079, 256, 1, 1); // %1406 blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1080, 64, 1, 1); // %1407 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1080, 16, 1, 1); // %1407 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
     this.run(pass, "permute_0132_16x2x64x32", 1081, 256, 1, 1); // %1408 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1082, 64, 1, 1); // %1409 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1082, 16, 1, 1); // %1409 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
     this.run(pass, "permute_0132_16x2x32x64", 1083, 256, 1, 1); // %1410 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
     this.run(pass, "permute_0213_16x2x64x32", 1084, 256, 1, 1); // %1411 blocks.1.attn.permute2.grad.permute0 stdlib.mt:35
     this.run(pass, "permute_10_8x8", 1085, 1, 1, 1); // %1414 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
@@ -3161,7 +3161,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1091, 256, 1, 1); // %1421 blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1092, 256, 1, 1); // %1422 blocks.1.attn.v.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1093, 16, 1, 1); // %1423 blocks.1.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1094, 64, 1, 1); // %1424 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1094, 1, 1, 1); // %1424 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1095, 1, 1, 1); // %1426 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1096, 16, 1, 1); // %1427 blocks.1.attn.v.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1097, 1, 1, 1); // %1428 param38.grad.add0 stdlib.mt:18
@@ -3175,7 +3175,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1105, 256, 1, 1); // %1439 blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1106, 256, 1, 1); // %1440 blocks.1.attn.k.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1107, 16, 1, 1); // %1441 blocks.1.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1108, 64, 1, 1); // %1442 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1108, 1, 1, 1); // %1442 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1109, 1, 1, 1); // %1444 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1110, 16, 1, 1); // %1445 blocks.1.attn.k.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1111, 1, 1, 1); // %1446 param36.grad.add0 stdlib.mt:18
@@ -3190,14 +3190,14 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1120, 256, 1, 1); // %1458 blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1121, 256, 1, 1); // %1459 blocks.1.attn.q.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1122, 16, 1, 1); // %1460 blocks.1.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1123, 64, 1, 1); // %1461 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1123, 1, 1, 1); // %1461 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1124, 1, 1, 1); // %1463 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1125, 16, 1, 1); // %1464 blocks.1.attn.q.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1126, 1, 1, 1); // %1465 param34.grad.add0 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1127, 256, 1, 1); // %1466 blocks.1.attn.norm.mul2.grad.add1 stdlib.mt:18
     this.run(pass, "binary_mul_16x64x8x8_8x8", 1128, 256, 1, 1); // %1467 blocks.1.attn.norm.mul2.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1129, 256, 1, 1); // %1468 blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1130, 64, 1, 1); // %1469 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 1130, 1, 1, 1); // %1469 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 1131, 1, 1, 1); // %1471 param33.grad.add0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1132, 256, 1, 1); // %1472 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1133, 256, 1, 1); // %1473 blocks.1.attn.norm.mul1.grad.mul1 stdlib.mt:9
@@ -3229,7 +3229,7 @@ export class Program {
     this.run(pass, "binary_add_s_s", 1159, 1, 1, 1); // %1500 param32.grad.add0 stdlib.mt:72
     this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1160, 256, 1, 1); // %1501 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1161, 256, 1, 1); // %1502 blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 1162, 64, 1, 1); // %1503 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 1162, 1, 1, 1); // %1503 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_mul_16x64x8x8_8x8", 1163, 256, 1, 1); // %1505 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
     this.run(pass, "binary_add_8x8_8x8", 1164, 1, 1, 1); // %1506 param31.grad.add0 stdlib.mt:72
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1165, 256, 1, 1); // %1507 blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
@@ -3240,7 +3240,7 @@ export class Program {
     this.run(pass, "binary_add_s_s", 1170, 1, 1, 1); // %1513 param30.grad.add0 stdlib.mt:71
     this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1171, 256, 1, 1); // %1514 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1172, 256, 1, 1); // %1515 blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 1173, 64, 1, 1); // %1516 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 1173, 1, 1, 1); // %1516 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_mul_16x64x8x8_8x8", 1174, 256, 1, 1); // %1518 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
     this.run(pass, "binary_add_8x8_8x8", 1175, 1, 1, 1); // %1519 param29.grad.add0 stdlib.mt:71
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1176, 256, 1, 1); // %1520 blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
@@ -3277,7 +3277,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1207, 256, 1, 1); // %1560 blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1208, 256, 1, 1); // %1561 blocks.0.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1209, 16, 1, 1); // %1562 blocks.0.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1210, 64, 1, 1); // %1563 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1210, 1, 1, 1); // %1563 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1211, 1, 1, 1); // %1565 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1212, 16, 1, 1); // %1566 blocks.0.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1213, 1, 1, 1); // %1567 param24.grad.add0 stdlib.mt:18
@@ -3292,7 +3292,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1222, 256, 1, 1); // %1578 blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1223, 256, 1, 1); // %1579 blocks.0.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1224, 16, 1, 1); // %1580 blocks.0.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1225, 64, 1, 1); // %1581 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1225, 1, 1, 1); // %1581 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1226, 1, 1, 1); // %1583 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1227, 16, 1, 1); // %1584 blocks.0.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1228, 1, 1, 1); // %1585 param22.grad.add0 stdlib.mt:18
@@ -3308,7 +3308,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1238, 256, 1, 1); // %1597 blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1239, 256, 1, 1); // %1598 blocks.0.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1240, 16, 1, 1); // %1599 blocks.0.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1241, 64, 1, 1); // %1600 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1241, 1, 1, 1); // %1600 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1242, 1, 1, 1); // %1602 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1243, 16, 1, 1); // %1603 blocks.0.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1244, 1, 1, 1); // %1604 param20.grad.add0 stdlib.mt:18
@@ -3331,7 +3331,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1261, 256, 1, 1); // %1626 blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1262, 256, 1, 1); // %1627 blocks.0.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1263, 16, 1, 1); // %1628 blocks.0.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1264, 64, 1, 1); // %1629 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1264, 1, 1, 1); // %1629 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1265, 1, 1, 1); // %1631 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1266, 16, 1, 1); // %1632 blocks.0.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1267, 1, 1, 1); // %1633 param18.grad.add0 stdlib.mt:18
@@ -3346,7 +3346,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1276, 256, 1, 1); // %1644 blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1277, 256, 1, 1); // %1645 blocks.0.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1278, 16, 1, 1); // %1646 blocks.0.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1279, 64, 1, 1); // %1647 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1279, 1, 1, 1); // %1647 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1280, 1, 1, 1); // %1649 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1281, 16, 1, 1); // %1650 blocks.0.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1282, 1, 1, 1); // %1651 param16.grad.add0 stdlib.mt:18
@@ -3362,7 +3362,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1292, 256, 1, 1); // %1663 blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1293, 256, 1, 1); // %1664 blocks.0.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1294, 16, 1, 1); // %1665 blocks.0.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1295, 64, 1, 1); // %1666 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1295, 1, 1, 1); // %1666 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1296, 1, 1, 1); // %1668 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1297, 16, 1, 1); // %1669 blocks.0.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1298, 1, 1, 1); // %1670 param14.grad.add0 stdlib.mt:18
@@ -3372,7 +3372,7 @@ export class Program {
     this.run(pass, "binary_add_s_s", 1302, 1, 1, 1); // %1674 param26.grad.add0 stdlib.mt:67
     this.run(pass, "binary_mul_16x64x8x8_8x8", 1303, 256, 1, 1); // %1675 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1304, 256, 1, 1); // %1676 blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1305, 64, 1, 1); // %1677 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 1305, 1, 1, 1); // %1677 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 1306, 1, 1, 1); // %1679 param13.grad.add0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1307, 256, 1, 1); // %1680 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1308, 256, 1, 1); // %1681 blocks.0.think.norm.mul1.grad.mul1 stdlib.mt:9
@@ -3398,15 +3398,15 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1328, 256, 1, 1); // %1703 blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1329, 256, 1, 1); // %1704 blocks.0.attn.o.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1330, 16, 1, 1); // %1705 blocks.0.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1331, 64, 1, 1); // %1706 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1331, 1, 1, 1); // %1706 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1332, 1, 1, 1); // %1708 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1333, 16, 1, 1); // %1709 blocks.0.attn.o.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1334, 1, 1, 1); // %1710 param11.grad.add0 stdlib.mt:18
     this.run(pass, "permute_0213_16x64x2x32", 1335, 256, 1, 1); // %1712 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
     this.run(pass, "permute_0132_16x2x64x32", 1336, 256, 1, 1); // %1713 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 1337, 128, 1, 1); // %1714 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 1337, 8, 1, 1); // %1714 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
     this.run(pass, "permute_0132_16x2x64x64", 1338, 512, 1, 1); // %1715 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1339, 64, 1, 1); // %1716 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1339, 16, 1, 1); // %1716 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
     this.run(pass, "dropout_p0p1_k0_16x2x64x64", 1340, 512, 1, 1); // %1717 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
     this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1341, 512, 1, 1); // %1718 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:37
     this.run(pass, "sum_a3_16x2x64x64", 1342, 32, 1, 1); // %1719 blocks.0.attn.softmax0.grad.sum0 stdlib.mt:37
@@ -3415,9 +3415,9 @@ export class Program {
     this.run(pass, "causal_mask_f0_16x2x64x64", 1345, 512, 1, 1); // %1722 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
     this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 1346, 512, 1, 1); // %1723 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
     this.run(pass, "permute_0132_16x2x32x64", 1347, 256, 1, 1); // %1724 blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1348, 64, 1, 1); // %1725 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1348, 16, 1, 1); // %1725 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
     this.run(pass, "permute_0132_16x2x64x32", 1349, 256, 1, 1); // %1726 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1350, 64, 1, 1); // %1727 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1350, 16, 1, 1); // %1727 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
     this.run(pass, "permute_0132_16x2x32x64", 1351, 256, 1, 1); // %1728 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
     this.run(pass, "permute_0213_16x2x64x32", 1352, 256, 1, 1); // %1729 blocks.0.attn.permute2.grad.permute0 stdlib.mt:35
     this.run(pass, "permute_10_8x8", 1353, 1, 1, 1); // %1732 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
@@ -3429,7 +3429,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1359, 256, 1, 1); // %1739 blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1360, 256, 1, 1); // %1740 blocks.0.attn.v.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1361, 16, 1, 1); // %1741 blocks.0.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1362, 64, 1, 1); // %1742 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1362, 1, 1, 1); // %1742 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1363, 1, 1, 1); // %1744 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1364, 16, 1, 1); // %1745 blocks.0.attn.v.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1365, 1, 1, 1); // %1746 param9.grad.add0 stdlib.mt:18
@@ -3443,7 +3443,7 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1373, 256, 1, 1); // %1757 blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1374, 256, 1, 1); // %1758 blocks.0.attn.k.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1375, 16, 1, 1); // %1759 blocks.0.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1376, 64, 1, 1); // %1760 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1376, 1, 1, 1); // %1760 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1377, 1, 1, 1); // %1762 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1378, 16, 1, 1); // %1763 blocks.0.attn.k.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1379, 1, 1, 1); // %1764 param7.grad.add0 stdlib.mt:18
@@ -3458,14 +3458,14 @@ export class Program {
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1388, 256, 1, 1); // %1776 blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "permute_0132_16x64x8x8", 1389, 256, 1, 1); // %1777 blocks.0.attn.q.matmul0.grad.permute0 stdlib.mt:18
     this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1390, 16, 1, 1); // %1778 blocks.0.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1391, 64, 1, 1); // %1779 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 1391, 1, 1, 1); // %1779 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "permute_10_8x8", 1392, 1, 1, 1); // %1781 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8_16x64x8x8", 1393, 16, 1, 1); // %1782 blocks.0.attn.q.matmul0.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 1394, 1, 1, 1); // %1783 param5.grad.add0 stdlib.mt:18
     this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1395, 256, 1, 1); // %1784 blocks.0.attn.norm.mul2.grad.add1 stdlib.mt:18
     this.run(pass, "binary_mul_16x64x8x8_8x8", 1396, 256, 1, 1); // %1785 blocks.0.attn.norm.mul2.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1397, 256, 1, 1); // %1786 blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1398, 64, 1, 1); // %1787 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 1398, 1, 1, 1); // %1787 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 1399, 1, 1, 1); // %1789 param4.grad.add0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1400, 256, 1, 1); // %1790 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
     this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1401, 256, 1, 1); // %1791 blocks.0.attn.norm.mul1.grad.mul1 stdlib.mt:9
@@ -3494,8 +3494,8 @@ export class Program {
     this.run(pass, "matmul_16x64x1x8_16x64x8x8", 1424, 16, 1, 1); // %1815 embed.matmul0.grad.matmul1 stdlib.mt:96
     this.run(pass, "pad_ax0_at0_64x8_to_64x8", 1425, 2, 1, 1); // %1817 embed.slice1.grad.pad0 stdlib.mt:95
     this.run(pass, "pad_ax0_at0_64x8_to_64x8", 1426, 2, 1, 1); // %1819 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "scatter_add_16x64x8_16x64_to_256x8", 1427, 4, 1, 1); // %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64_to_256x8", 1428, 4, 1, 1); // %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 1427, 4, 1, 1); // %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 1428, 4, 1, 1); // %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
     this.run(pass, "affine_s1_b0_8x8", 1429, 1, 1, 1); // %1824 norm_final.g.grad.affine0 stdlib.mt:7
     this.run(pass, "affine_s1_b0_16x8", 1430, 1, 1, 1); // %1825 head.U.grad.affine0 stdlib.mt:102
     this.run(pass, "affine_s1_b0_16x8", 1431, 1, 1, 1); // %1826 head.V.grad.affine0 stdlib.mt:103

@@ -116,14 +116,14 @@ export const layout = {
     "binary_sub_16x64x256_16x64x256",
     "causal_mask_f0_16x4x64x64",
     "causal_mask_fminf_16x4x64x64",
-    "cross_entropy_16x64x256",
+    "cross_entropy_16x64x256_16x64i",
     "dropout_p0p1_k0_16x4x64x64",
     "dropout_p0p1_k1_16x64x64",
     "dropout_p0p1_k2_16x4x64x64",
     "dropout_p0p1_k3_16x64x64",
     "expand_16x64x1_to_16x64x64",
     "fill_v1_s",
-    "gather_256x64_16x64",
+    "gather_256x64_16x64i",
     "gradnorm_partial_136896",
     "gradnorm_total_34",
     "matmul_1024x256_256x64",
@@ -135,7 +135,7 @@ export const layout = {
     "matmul_256x1024_1024x64",
     "matmul_64x1024_1024x256",
     "matmul_64x1024_1024x64",
-    "onehot_16x64_to_16x64x256",
+    "onehot_16x64i_to_16x64x256",
     "permute_0132_16x4x16x64",
     "permute_0132_16x4x64x16",
     "permute_0132_16x4x64x64",
@@ -146,7 +146,7 @@ export const layout = {
     "permute_10_256x64",
     "permute_10_64x256",
     "permute_10_64x64",
-    "scatter_add_16x64x64_16x64_to_256x64",
+    "scatter_add_16x64x64_16x64i_to_256x64",
     "softmax_16x4x64x64",
     "softmax_16x64x256",
     "sum_a01_16x64x256",
@@ -282,7 +282,7 @@ export class Program {
         entries: bindings.map(([buffer, offset, size], binding) => ({ binding, resource: { buffer, offset, size } }))
       }));
     group("fill_v1_s", [[this.act[40], 0, 4]]); // 0: %163 loss.grad.fill0 vector_transformer.mt:84
-    group("gather_256x64_16x64", [[this.params, 0, 65536], [this.tokens, 0, 4096], [this.act[0], 0, 262144]]); // 1: %35 gather0 vector_transformer.mt:85
+    group("gather_256x64_16x64i", [[this.params, 0, 65536], [this.tokens, 0, 4096], [this.act[0], 0, 262144]]); // 1: %35 gather0 vector_transformer.mt:85
     group("binary_add_16x64x64_64x64", [[this.act[0], 0, 262144], [this.params, 65536, 16384], [this.act[1], 0, 262144]]); // 2: %36 add0 vector_transformer.mt:85
     group("binary_mul_16x64x64_16x64x64", [[this.act[1], 0, 262144], [this.act[1], 0, 262144], [this.act[0], 0, 262144]]); // 3: %37 blocks.0.norm1.mul0 vector_transformer.mt:39
     group("sum_a2_16x64x64", [[this.act[0], 0, 262144], [this.act[2], 0, 4096]]); // 4: %38 blocks.0.norm1.sum0 vector_transformer.mt:39
@@ -375,9 +375,9 @@ export class Program {
     group("binary_mul_16x64x64_64", [[this.act[33], 0, 262144], [this.params, 480768, 256], [this.act[36], 0, 262144]]); // 91: %157 norm_f.mul2 vector_transformer.mt:39
     group("matmul_1024x64_64x256", [[this.act[36], 0, 262144], [this.params, 481024, 65536], [this.act[37], 0, 1048576]]); // 92: %159 head.matmul0 vector_transformer.mt:47
     group("binary_add_16x64x256_256", [[this.act[37], 0, 1048576], [this.params, 546560, 1024], [this.act[38], 0, 1048576]]); // 93: %161 head.add0 vector_transformer.mt:47
-    group("cross_entropy_16x64x256", [[this.act[38], 0, 1048576], [this.targets, 0, 4096], [this.act[39], 0, 4]]); // 94: %162 loss.cross_entropy0 vector_transformer.mt:84
+    group("cross_entropy_16x64x256_16x64i", [[this.act[38], 0, 1048576], [this.targets, 0, 4096], [this.act[39], 0, 4]]); // 94: %162 loss.cross_entropy0 vector_transformer.mt:84
     group("softmax_16x64x256", [[this.act[38], 0, 1048576], [this.act[37], 0, 1048576]]); // 95: %164 loss.cross_entropy0.grad.softmax0 vector_transformer.mt:84
-    group("onehot_16x64_to_16x64x256", [[this.targets, 0, 4096], [this.act[41], 0, 1048576]]); // 96: %165 loss.cross_entropy0.grad.onehot0 vector_transformer.mt:84
+    group("onehot_16x64i_to_16x64x256", [[this.targets, 0, 4096], [this.act[41], 0, 1048576]]); // 96: %165 loss.cross_entropy0.grad.onehot0 vector_transformer.mt:84
     group("binary_sub_16x64x256_16x64x256", [[this.act[37], 0, 1048576], [this.act[41], 0, 1048576], [this.act[42], 0, 1048576]]); // 97: %166 loss.cross_entropy0.grad.sub0 vector_transformer.mt:84
     group("binary_mul_16x64x256_s", [[this.act[42], 0, 1048576], [this.act[40], 0, 4], [this.act[41], 0, 1048576]]); // 98: %167 loss.cross_entropy0.grad.mul0 vector_transformer.mt:84
     group("affine_s0p0009765625_b0_16x64x256", [[this.act[41], 0, 1048576], [this.act[42], 0, 1048576]]); // 99: %168 loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
@@ -586,7 +586,7 @@ export class Program {
     group("binary_add_16x64x64_16x64x64", [[this.act[0], 0, 262144], [this.act[46], 0, 262144], [this.act[1], 0, 262144]]); // 302: %423 add0.grad.add1 vector_transformer.mt:39
     group("binary_add_16x64x64_16x64x64", [[this.act[1], 0, 262144], [this.act[8], 0, 262144], [this.act[46], 0, 262144]]); // 303: %424 add0.grad.add2 vector_transformer.mt:39
     group("sum_a0_16x64x64", [[this.act[46], 0, 262144], [this.act[54], 0, 16384]]); // 304: %425 add0.grad.sum0 vector_transformer.mt:85
-    group("scatter_add_16x64x64_16x64_to_256x64", [[this.act[46], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 305: %427 gather0.grad.scatter_add0 vector_transformer.mt:85
+    group("scatter_add_16x64x64_16x64i_to_256x64", [[this.act[46], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 305: %427 gather0.grad.scatter_add0 vector_transformer.mt:85
     group("affine_s1_b0_64x64", [[this.act[54], 0, 16384], [this.grads, 65536, 16384]]); // 306: %428 wpe.grad.affine0 vector_transformer.mt:80
     group("affine_s1_b0_64", [[this.act[66], 0, 256], [this.grads, 81920, 256]]); // 307: %429 blocks.0.norm1.g.grad.affine0 vector_transformer.mt:37
     group("affine_s1_b0_64", [[this.act[65], 0, 256], [this.grads, 98560, 256]]); // 308: %430 blocks.0.attn.q.b.grad.affine0 vector_transformer.mt:45
@@ -625,7 +625,7 @@ export class Program {
 
   /** The forward pass up to the loss. */
   forward(pass: GPUComputePassEncoder) {
-    this.run(pass, "gather_256x64_16x64", 1, 256, 1, 1); // %35 gather0 vector_transformer.mt:85
+    this.run(pass, "gather_256x64_16x64i", 1, 256, 1, 1); // %35 gather0 vector_transformer.mt:85
     this.run(pass, "binary_add_16x64x64_64x64", 2, 256, 1, 1); // %36 add0 vector_transformer.mt:85
     this.run(pass, "binary_mul_16x64x64_16x64x64", 3, 256, 1, 1); // %37 blocks.0.norm1.mul0 vector_transformer.mt:39
     this.run(pass, "sum_a2_16x64x64", 4, 16, 1, 1); // %38 blocks.0.norm1.sum0 vector_transformer.mt:39
@@ -634,24 +634,24 @@ export class Program {
     this.run(pass, "unary_rsqrt_16x64x1", 7, 4, 1, 1); // %41 blocks.0.norm1.rsqrt0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x1", 8, 256, 1, 1); // %42 blocks.0.norm1.mul1 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_64", 9, 256, 1, 1); // %43 blocks.0.norm1.mul2 vector_transformer.mt:39
-    this.run(pass, "matmul_1024x64_64x64", 10, 64, 1, 1); // %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 10, 4, 1, 1); // %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_64", 11, 256, 1, 1); // %47 blocks.0.attn.q.add0 vector_transformer.mt:47
     this.run(pass, "permute_0213_16x64x4x16", 12, 256, 1, 1); // %49 blocks.0.attn.permute0 vector_transformer.mt:58
-    this.run(pass, "matmul_1024x64_64x64", 13, 64, 1, 1); // %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 13, 4, 1, 1); // %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_64", 14, 256, 1, 1); // %53 blocks.0.attn.k.add0 vector_transformer.mt:47
     this.run(pass, "permute_0213_16x64x4x16", 15, 256, 1, 1); // %55 blocks.0.attn.permute1 vector_transformer.mt:59
-    this.run(pass, "matmul_1024x64_64x64", 16, 64, 1, 1); // %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 16, 4, 1, 1); // %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_64", 17, 256, 1, 1); // %59 blocks.0.attn.v.add0 vector_transformer.mt:47
     this.run(pass, "permute_0213_16x64x4x16", 18, 256, 1, 1); // %61 blocks.0.attn.permute2 vector_transformer.mt:60
     this.run(pass, "permute_0132_16x4x64x16", 19, 256, 1, 1); // %62 blocks.0.attn.permute3 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 20, 256, 1, 1); // %63 blocks.0.attn.matmul0 vector_transformer.mt:61
+    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 20, 16, 1, 1); // %63 blocks.0.attn.matmul0 vector_transformer.mt:61
     this.run(pass, "affine_s0p25_b0_16x4x64x64", 21, 1024, 1, 1); // %64 blocks.0.attn.affine0 vector_transformer.mt:61
     this.run(pass, "causal_mask_fminf_16x4x64x64", 22, 1024, 1, 1); // %65 blocks.0.attn.causal_mask0 vector_transformer.mt:61
     this.run(pass, "softmax_16x4x64x64", 23, 64, 1, 1); // %66 blocks.0.attn.softmax0 vector_transformer.mt:61
     this.run(pass, "dropout_p0p1_k0_16x4x64x64", 24, 1024, 1, 1); // %67 blocks.0.attn.dropout0 vector_transformer.mt:61
     this.run(pass, "matmul_16x4x64x64_16x4x64x16", 25, 16, 1, 1); // %68 blocks.0.attn.matmul1 vector_transformer.mt:62
     this.run(pass, "permute_0213_16x4x64x16", 26, 256, 1, 1); // %69 blocks.0.attn.permute4 vector_transformer.mt:62
-    this.run(pass, "matmul_1024x64_64x64", 27, 64, 1, 1); // %72 blocks.0.attn.o.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 27, 4, 1, 1); // %72 blocks.0.attn.o.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_64", 28, 256, 1, 1); // %74 blocks.0.attn.o.add0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_16x64x64", 29, 256, 1, 1); // %75 blocks.0.add0 vector_transformer.mt:73
     this.run(pass, "binary_mul_16x64x64_16x64x64", 30, 256, 1, 1); // %76 blocks.0.norm2.mul0 vector_transformer.mt:39
@@ -661,10 +661,10 @@ export class Program {
     this.run(pass, "unary_rsqrt_16x64x1", 34, 4, 1, 1); // %80 blocks.0.norm2.rsqrt0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x1", 35, 256, 1, 1); // %81 blocks.0.norm2.mul1 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_64", 36, 256, 1, 1); // %82 blocks.0.norm2.mul2 vector_transformer.mt:39
-    this.run(pass, "matmul_1024x64_64x256", 37, 256, 1, 1); // %84 blocks.0.up.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 37, 16, 1, 1); // %84 blocks.0.up.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x256_256", 38, 1024, 1, 1); // %86 blocks.0.up.add0 vector_transformer.mt:47
     this.run(pass, "unary_silu_16x64x256", 39, 1024, 1, 1); // %87 blocks.0.silu0 vector_transformer.mt:74
-    this.run(pass, "matmul_1024x256_256x64", 40, 64, 1, 1); // %89 blocks.0.down.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 40, 4, 1, 1); // %89 blocks.0.down.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_64", 41, 256, 1, 1); // %91 blocks.0.down.add0 vector_transformer.mt:47
     this.run(pass, "dropout_p0p1_k1_16x64x64", 42, 256, 1, 1); // %92 blocks.0.dropout0 vector_transformer.mt:74
     this.run(pass, "binary_add_16x64x64_16x64x64", 43, 256, 1, 1); // %93 blocks.0.add1 vector_transformer.mt:74
@@ -675,24 +675,24 @@ export class Program {
     this.run(pass, "unary_rsqrt_16x64x1", 48, 4, 1, 1); // %98 blocks.1.norm1.rsqrt0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x1", 49, 256, 1, 1); // %99 blocks.1.norm1.mul1 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_64", 50, 256, 1, 1); // %100 blocks.1.norm1.mul2 vector_transformer.mt:39
-    this.run(pass, "matmul_1024x64_64x64", 51, 64, 1, 1); // %102 blocks.1.attn.q.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 51, 4, 1, 1); // %102 blocks.1.attn.q.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_64", 52, 256, 1, 1); // %104 blocks.1.attn.q.add0 vector_transformer.mt:47
     this.run(pass, "permute_0213_16x64x4x16", 53, 256, 1, 1); // %106 blocks.1.attn.permute0 vector_transformer.mt:58
-    this.run(pass, "matmul_1024x64_64x64", 54, 64, 1, 1); // %108 blocks.1.attn.k.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 54, 4, 1, 1); // %108 blocks.1.attn.k.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_64", 55, 256, 1, 1); // %110 blocks.1.attn.k.add0 vector_transformer.mt:47
     this.run(pass, "permute_0213_16x64x4x16", 56, 256, 1, 1); // %112 blocks.1.attn.permute1 vector_transformer.mt:59
-    this.run(pass, "matmul_1024x64_64x64", 57, 64, 1, 1); // %114 blocks.1.attn.v.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 57, 4, 1, 1); // %114 blocks.1.attn.v.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_64", 58, 256, 1, 1); // %116 blocks.1.attn.v.add0 vector_transformer.mt:47
     this.run(pass, "permute_0213_16x64x4x16", 59, 256, 1, 1); // %118 blocks.1.attn.permute2 vector_transformer.mt:60
     this.run(pass, "permute_0132_16x4x64x16", 60, 256, 1, 1); // %119 blocks.1.attn.permute3 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 61, 256, 1, 1); // %120 blocks.1.attn.matmul0 vector_transformer.mt:61
+    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 61, 16, 1, 1); // %120 blocks.1.attn.matmul0 vector_transformer.mt:61
     this.run(pass, "affine_s0p25_b0_16x4x64x64", 62, 1024, 1, 1); // %121 blocks.1.attn.affine0 vector_transformer.mt:61
     this.run(pass, "causal_mask_fminf_16x4x64x64", 63, 1024, 1, 1); // %122 blocks.1.attn.causal_mask0 vector_transformer.mt:61
     this.run(pass, "softmax_16x4x64x64", 64, 64, 1, 1); // %123 blocks.1.attn.softmax0 vector_transformer.mt:61
     this.run(pass, "dropout_p0p1_k2_16x4x64x64", 65, 1024, 1, 1); // %124 blocks.1.attn.dropout0 vector_transformer.mt:61
     this.run(pass, "matmul_16x4x64x64_16x4x64x16", 66, 16, 1, 1); // %125 blocks.1.attn.matmul1 vector_transformer.mt:62
     this.run(pass, "permute_0213_16x4x64x16", 67, 256, 1, 1); // %126 blocks.1.attn.permute4 vector_transformer.mt:62
-    this.run(pass, "matmul_1024x64_64x64", 68, 64, 1, 1); // %129 blocks.1.attn.o.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 68, 4, 1, 1); // %129 blocks.1.attn.o.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_64", 69, 256, 1, 1); // %131 blocks.1.attn.o.add0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_16x64x64", 70, 256, 1, 1); // %132 blocks.1.add0 vector_transformer.mt:73
     this.run(pass, "binary_mul_16x64x64_16x64x64", 71, 256, 1, 1); // %133 blocks.1.norm2.mul0 vector_transformer.mt:39
@@ -702,10 +702,10 @@ export class Program {
     this.run(pass, "unary_rsqrt_16x64x1", 75, 4, 1, 1); // %137 blocks.1.norm2.rsqrt0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x1", 76, 256, 1, 1); // %138 blocks.1.norm2.mul1 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_64", 77, 256, 1, 1); // %139 blocks.1.norm2.mul2 vector_transformer.mt:39
-    this.run(pass, "matmul_1024x64_64x256", 78, 256, 1, 1); // %141 blocks.1.up.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 78, 16, 1, 1); // %141 blocks.1.up.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x256_256", 79, 1024, 1, 1); // %143 blocks.1.up.add0 vector_transformer.mt:47
     this.run(pass, "unary_silu_16x64x256", 80, 1024, 1, 1); // %144 blocks.1.silu0 vector_transformer.mt:74
-    this.run(pass, "matmul_1024x256_256x64", 81, 64, 1, 1); // %146 blocks.1.down.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 81, 4, 1, 1); // %146 blocks.1.down.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_64", 82, 256, 1, 1); // %148 blocks.1.down.add0 vector_transformer.mt:47
     this.run(pass, "dropout_p0p1_k3_16x64x64", 83, 256, 1, 1); // %149 blocks.1.dropout0 vector_transformer.mt:74
     this.run(pass, "binary_add_16x64x64_16x64x64", 84, 256, 1, 1); // %150 blocks.1.add1 vector_transformer.mt:74
@@ -716,26 +716,26 @@ export class Program {
     this.run(pass, "unary_rsqrt_16x64x1", 89, 4, 1, 1); // %155 norm_f.rsqrt0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x1", 90, 256, 1, 1); // %156 norm_f.mul1 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_64", 91, 256, 1, 1); // %157 norm_f.mul2 vector_transformer.mt:39
-    this.run(pass, "matmul_1024x64_64x256", 92, 256, 1, 1); // %159 head.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 92, 16, 1, 1); // %159 head.matmul0 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x256_256", 93, 1024, 1, 1); // %161 head.add0 vector_transformer.mt:47
-    this.run(pass, "cross_entropy_16x64x256", 94, 1, 1, 1); // %162 loss.cross_entropy0 vector_transformer.mt:84
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 94, 1, 1, 1); // %162 loss.cross_entropy0 vector_transformer.mt:84
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
     this.run(pass, "softmax_16x64x256", 95, 16, 1, 1); // %164 loss.cross_entropy0.grad.softmax0 vector_transformer.mt:84
-    this.run(pass, "onehot_16x64_to_16x64x256", 96, 1024, 1, 1); // %165 loss.cross_entropy0.grad.onehot0 vector_transformer.mt:84
+    this.run(pass, "onehot_16x64i_to_16x64x256", 96, 1024, 1, 1); // %165 loss.cross_entropy0.grad.onehot0 vector_transformer.mt:84
     this.run(pass, "binary_sub_16x64x256_16x64x256", 97, 1024, 1, 1); // %166 loss.cross_entropy0.grad.sub0 vector_transformer.mt:84
     this.run(pass, "binary_mul_16x64x256_s", 98, 1024, 1, 1); // %167 loss.cross_entropy0.grad.mul0 vector_transformer.mt:84
     this.run(pass, "affine_s0p0009765625_b0_16x64x256", 99, 1024, 1, 1); // %168 loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
-    this.run(pass, "sum_a01_16x64x256", 100, 256, 1, 1); // %169 head.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x256", 100, 4, 1, 1); // %169 head.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 101, 64, 1, 1); // %172 head.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 102, 64, 1, 1); // %173 head.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 102, 4, 1, 1); // %173 head.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x64", 103, 256, 1, 1); // %174 head.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x256", 104, 16, 1, 1); // %175 head.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x256", 104, 4, 1, 1); // %175 head.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "binary_mul_16x64x64_64", 105, 256, 1, 1); // %177 norm_f.mul2.grad.mul0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x64", 106, 256, 1, 1); // %178 norm_f.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 107, 64, 1, 1); // %179 norm_f.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 107, 1, 1, 1); // %179 norm_f.mul2.grad.sum0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x1", 108, 256, 1, 1); // %181 norm_f.mul1.grad.mul0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x64", 109, 256, 1, 1); // %182 norm_f.mul1.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a2_16x64x64", 110, 16, 1, 1); // %183 norm_f.mul1.grad.sum0 vector_transformer.mt:39
@@ -751,21 +751,21 @@ export class Program {
     this.run(pass, "binary_add_16x64x64_16x64x64", 120, 256, 1, 1); // %193 blocks.1.add1.grad.add0 vector_transformer.mt:39
     this.run(pass, "binary_add_16x64x64_16x64x64", 121, 256, 1, 1); // %194 blocks.1.add1.grad.add1 vector_transformer.mt:39
     this.run(pass, "dropout_p0p1_k3_16x64x64", 122, 256, 1, 1); // %195 blocks.1.dropout0.grad.dropout0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x64", 123, 64, 1, 1); // %196 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 123, 1, 1, 1); // %196 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_256x64", 124, 64, 1, 1); // %199 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 125, 256, 1, 1); // %200 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 125, 16, 1, 1); // %200 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x256", 126, 1024, 1, 1); // %201 blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_256x1024_1024x64", 127, 16, 1, 1); // %202 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_256x1024_1024x64", 127, 4, 1, 1); // %202 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "unary_silu_grad_16x64x256", 128, 1024, 1, 1); // %204 blocks.1.silu0.grad.silu_grad0 vector_transformer.mt:74
     this.run(pass, "binary_mul_16x64x256_16x64x256", 129, 1024, 1, 1); // %205 blocks.1.silu0.grad.mul0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x256", 130, 256, 1, 1); // %206 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x256", 130, 4, 1, 1); // %206 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 131, 64, 1, 1); // %209 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 132, 64, 1, 1); // %210 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 132, 4, 1, 1); // %210 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x64", 133, 256, 1, 1); // %211 blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x256", 134, 16, 1, 1); // %212 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x256", 134, 4, 1, 1); // %212 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "binary_mul_16x64x64_64", 135, 256, 1, 1); // %214 blocks.1.norm2.mul2.grad.mul0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x64", 136, 256, 1, 1); // %215 blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 137, 64, 1, 1); // %216 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 137, 1, 1, 1); // %216 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x1", 138, 256, 1, 1); // %218 blocks.1.norm2.mul1.grad.mul0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x64", 139, 256, 1, 1); // %219 blocks.1.norm2.mul1.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a2_16x64x64", 140, 16, 1, 1); // %220 blocks.1.norm2.mul1.grad.sum0 vector_transformer.mt:39
@@ -781,14 +781,14 @@ export class Program {
     this.run(pass, "binary_mul_16x64x64_16x64x64", 150, 256, 1, 1); // %230 blocks.1.norm2.mul0.grad.mul1 vector_transformer.mt:39
     this.run(pass, "binary_add_16x64x64_16x64x64", 151, 256, 1, 1); // %231 blocks.1.add0.grad.add1 vector_transformer.mt:39
     this.run(pass, "binary_add_16x64x64_16x64x64", 152, 256, 1, 1); // %232 blocks.1.add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 153, 64, 1, 1); // %233 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 153, 1, 1, 1); // %233 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 154, 16, 1, 1); // %236 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 155, 64, 1, 1); // %237 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 155, 4, 1, 1); // %237 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x64", 156, 256, 1, 1); // %238 blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 157, 64, 1, 1); // %239 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 157, 1, 1, 1); // %239 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "permute_0213_16x64x4x16", 158, 256, 1, 1); // %242 blocks.1.attn.permute4.grad.permute0 vector_transformer.mt:62
     this.run(pass, "permute_0132_16x4x64x16", 159, 256, 1, 1); // %243 blocks.1.attn.matmul1.grad.permute0 vector_transformer.mt:62
-    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 160, 256, 1, 1); // %244 blocks.1.attn.matmul1.grad.matmul0 vector_transformer.mt:62
+    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 160, 16, 1, 1); // %244 blocks.1.attn.matmul1.grad.matmul0 vector_transformer.mt:62
     this.run(pass, "permute_0132_16x4x64x64", 161, 1024, 1, 1); // %245 blocks.1.attn.matmul1.grad.permute1 vector_transformer.mt:62
     this.run(pass, "matmul_16x4x64x64_16x4x64x16", 162, 16, 1, 1); // %246 blocks.1.attn.matmul1.grad.matmul1 vector_transformer.mt:62
     this.run(pass, "dropout_p0p1_k2_16x4x64x64", 163, 1024, 1, 1); // %247 blocks.1.attn.dropout0.grad.dropout0 vector_transformer.mt:61
@@ -804,28 +804,28 @@ export class Program {
     this.run(pass, "matmul_16x4x16x64_16x4x64x64", 173, 16, 1, 1); // %257 blocks.1.attn.matmul0.grad.matmul1 vector_transformer.mt:61
     this.run(pass, "permute_0132_16x4x16x64", 174, 256, 1, 1); // %258 blocks.1.attn.permute3.grad.permute0 vector_transformer.mt:61
     this.run(pass, "permute_0213_16x4x64x16", 175, 256, 1, 1); // %259 blocks.1.attn.permute2.grad.permute0 vector_transformer.mt:60
-    this.run(pass, "sum_a01_16x64x64", 176, 64, 1, 1); // %261 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 176, 1, 1, 1); // %261 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 177, 16, 1, 1); // %264 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 178, 64, 1, 1); // %265 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 178, 4, 1, 1); // %265 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x64", 179, 256, 1, 1); // %266 blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 180, 64, 1, 1); // %267 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 180, 1, 1, 1); // %267 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "permute_0213_16x4x64x16", 181, 256, 1, 1); // %269 blocks.1.attn.permute1.grad.permute0 vector_transformer.mt:59
-    this.run(pass, "sum_a01_16x64x64", 182, 64, 1, 1); // %271 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 182, 1, 1, 1); // %271 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 183, 16, 1, 1); // %274 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 184, 64, 1, 1); // %275 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 184, 4, 1, 1); // %275 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x64", 185, 256, 1, 1); // %276 blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 186, 64, 1, 1); // %277 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 186, 1, 1, 1); // %277 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_16x64x64", 187, 256, 1, 1); // %279 blocks.1.norm1.mul2.grad.add0 vector_transformer.mt:47
     this.run(pass, "permute_0213_16x4x64x16", 188, 256, 1, 1); // %280 blocks.1.attn.permute0.grad.permute0 vector_transformer.mt:58
-    this.run(pass, "sum_a01_16x64x64", 189, 64, 1, 1); // %282 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 189, 1, 1, 1); // %282 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 190, 16, 1, 1); // %285 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 191, 64, 1, 1); // %286 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 191, 4, 1, 1); // %286 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x64", 192, 256, 1, 1); // %287 blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 193, 64, 1, 1); // %288 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 193, 1, 1, 1); // %288 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_16x64x64", 194, 256, 1, 1); // %290 blocks.1.norm1.mul2.grad.add1 vector_transformer.mt:47
     this.run(pass, "binary_mul_16x64x64_64", 195, 256, 1, 1); // %291 blocks.1.norm1.mul2.grad.mul0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x64", 196, 256, 1, 1); // %292 blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 197, 64, 1, 1); // %293 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 197, 1, 1, 1); // %293 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x1", 198, 256, 1, 1); // %295 blocks.1.norm1.mul1.grad.mul0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x64", 199, 256, 1, 1); // %296 blocks.1.norm1.mul1.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a2_16x64x64", 200, 16, 1, 1); // %297 blocks.1.norm1.mul1.grad.sum0 vector_transformer.mt:39
@@ -842,21 +842,21 @@ export class Program {
     this.run(pass, "binary_add_16x64x64_16x64x64", 211, 256, 1, 1); // %308 blocks.0.add1.grad.add1 vector_transformer.mt:39
     this.run(pass, "binary_add_16x64x64_16x64x64", 212, 256, 1, 1); // %309 blocks.0.add1.grad.add2 vector_transformer.mt:39
     this.run(pass, "dropout_p0p1_k1_16x64x64", 213, 256, 1, 1); // %310 blocks.0.dropout0.grad.dropout0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x64", 214, 64, 1, 1); // %311 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 214, 1, 1, 1); // %311 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_256x64", 215, 64, 1, 1); // %314 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 216, 256, 1, 1); // %315 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 216, 16, 1, 1); // %315 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x256", 217, 1024, 1, 1); // %316 blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_256x1024_1024x64", 218, 16, 1, 1); // %317 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_256x1024_1024x64", 218, 4, 1, 1); // %317 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "unary_silu_grad_16x64x256", 219, 1024, 1, 1); // %319 blocks.0.silu0.grad.silu_grad0 vector_transformer.mt:74
     this.run(pass, "binary_mul_16x64x256_16x64x256", 220, 1024, 1, 1); // %320 blocks.0.silu0.grad.mul0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x256", 221, 256, 1, 1); // %321 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x256", 221, 4, 1, 1); // %321 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 222, 64, 1, 1); // %324 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 223, 64, 1, 1); // %325 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 223, 4, 1, 1); // %325 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x64", 224, 256, 1, 1); // %326 blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x256", 225, 16, 1, 1); // %327 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x256", 225, 4, 1, 1); // %327 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "binary_mul_16x64x64_64", 226, 256, 1, 1); // %329 blocks.0.norm2.mul2.grad.mul0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x64", 227, 256, 1, 1); // %330 blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 228, 64, 1, 1); // %331 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 228, 1, 1, 1); // %331 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x1", 229, 256, 1, 1); // %333 blocks.0.norm2.mul1.grad.mul0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x64", 230, 256, 1, 1); // %334 blocks.0.norm2.mul1.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a2_16x64x64", 231, 16, 1, 1); // %335 blocks.0.norm2.mul1.grad.sum0 vector_transformer.mt:39
@@ -872,14 +872,14 @@ export class Program {
     this.run(pass, "binary_mul_16x64x64_16x64x64", 241, 256, 1, 1); // %345 blocks.0.norm2.mul0.grad.mul1 vector_transformer.mt:39
     this.run(pass, "binary_add_16x64x64_16x64x64", 242, 256, 1, 1); // %346 blocks.0.add0.grad.add1 vector_transformer.mt:39
     this.run(pass, "binary_add_16x64x64_16x64x64", 243, 256, 1, 1); // %347 blocks.0.add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 244, 64, 1, 1); // %348 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 244, 1, 1, 1); // %348 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 245, 16, 1, 1); // %351 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 246, 64, 1, 1); // %352 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 246, 4, 1, 1); // %352 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x64", 247, 256, 1, 1); // %353 blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 248, 64, 1, 1); // %354 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 248, 1, 1, 1); // %354 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "permute_0213_16x64x4x16", 249, 256, 1, 1); // %357 blocks.0.attn.permute4.grad.permute0 vector_transformer.mt:62
     this.run(pass, "permute_0132_16x4x64x16", 250, 256, 1, 1); // %358 blocks.0.attn.matmul1.grad.permute0 vector_transformer.mt:62
-    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 251, 256, 1, 1); // %359 blocks.0.attn.matmul1.grad.matmul0 vector_transformer.mt:62
+    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 251, 16, 1, 1); // %359 blocks.0.attn.matmul1.grad.matmul0 vector_transformer.mt:62
     this.run(pass, "permute_0132_16x4x64x64", 252, 1024, 1, 1); // %360 blocks.0.attn.matmul1.grad.permute1 vector_transformer.mt:62
     this.run(pass, "matmul_16x4x64x64_16x4x64x16", 253, 16, 1, 1); // %361 blocks.0.attn.matmul1.grad.matmul1 vector_transformer.mt:62
     this.run(pass, "dropout_p0p1_k0_16x4x64x64", 254, 1024, 1, 1); // %362 blocks.0.attn.dropout0.grad.dropout0 vector_transformer.mt:61
@@ -895,28 +895,28 @@ export class Program {
     this.run(pass, "matmul_16x4x16x64_16x4x64x64", 264, 16, 1, 1); // %372 blocks.0.attn.matmul0.grad.matmul1 vector_transformer.mt:61
     this.run(pass, "permute_0132_16x4x16x64", 265, 256, 1, 1); // %373 blocks.0.attn.permute3.grad.permute0 vector_transformer.mt:61
     this.run(pass, "permute_0213_16x4x64x16", 266, 256, 1, 1); // %374 blocks.0.attn.permute2.grad.permute0 vector_transformer.mt:60
-    this.run(pass, "sum_a01_16x64x64", 267, 64, 1, 1); // %376 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 267, 1, 1, 1); // %376 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 268, 16, 1, 1); // %379 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 269, 64, 1, 1); // %380 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 269, 4, 1, 1); // %380 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x64", 270, 256, 1, 1); // %381 blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 271, 64, 1, 1); // %382 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 271, 1, 1, 1); // %382 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "permute_0213_16x4x64x16", 272, 256, 1, 1); // %384 blocks.0.attn.permute1.grad.permute0 vector_transformer.mt:59
-    this.run(pass, "sum_a01_16x64x64", 273, 64, 1, 1); // %386 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 273, 1, 1, 1); // %386 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 274, 16, 1, 1); // %389 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 275, 64, 1, 1); // %390 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 275, 4, 1, 1); // %390 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x64", 276, 256, 1, 1); // %391 blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 277, 64, 1, 1); // %392 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 277, 1, 1, 1); // %392 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_16x64x64", 278, 256, 1, 1); // %394 blocks.0.norm1.mul2.grad.add0 vector_transformer.mt:47
     this.run(pass, "permute_0213_16x4x64x16", 279, 256, 1, 1); // %395 blocks.0.attn.permute0.grad.permute0 vector_transformer.mt:58
-    this.run(pass, "sum_a01_16x64x64", 280, 64, 1, 1); // %397 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 280, 1, 1, 1); // %397 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 281, 16, 1, 1); // %400 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 282, 64, 1, 1); // %401 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 282, 4, 1, 1); // %401 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "permute_10_1024x64", 283, 256, 1, 1); // %402 blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 284, 64, 1, 1); // %403 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 284, 1, 1, 1); // %403 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "binary_add_16x64x64_16x64x64", 285, 256, 1, 1); // %405 blocks.0.norm1.mul2.grad.add1 vector_transformer.mt:47
     this.run(pass, "binary_mul_16x64x64_64", 286, 256, 1, 1); // %406 blocks.0.norm1.mul2.grad.mul0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x64", 287, 256, 1, 1); // %407 blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 288, 64, 1, 1); // %408 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 288, 1, 1, 1); // %408 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x1", 289, 256, 1, 1); // %410 blocks.0.norm1.mul1.grad.mul0 vector_transformer.mt:39
     this.run(pass, "binary_mul_16x64x64_16x64x64", 290, 256, 1, 1); // %411 blocks.0.norm1.mul1.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a2_16x64x64", 291, 16, 1, 1); // %412 blocks.0.norm1.mul1.grad.sum0 vector_transformer.mt:39
@@ -933,7 +933,7 @@ export class Program {
     this.run(pass, "binary_add_16x64x64_16x64x64", 302, 256, 1, 1); // %423 add0.grad.add1 vector_transformer.mt:39
     this.run(pass, "binary_add_16x64x64_16x64x64", 303, 256, 1, 1); // %424 add0.grad.add2 vector_transformer.mt:39
     this.run(pass, "sum_a0_16x64x64", 304, 64, 1, 1); // %425 add0.grad.sum0 vector_transformer.mt:85
-    this.run(pass, "scatter_add_16x64x64_16x64_to_256x64", 305, 32, 1, 1); // %427 gather0.grad.scatter_add0 vector_transformer.mt:85
+    this.run(pass, "scatter_add_16x64x64_16x64i_to_256x64", 305, 4, 1, 1); // %427 gather0.grad.scatter_add0 vector_transformer.mt:85
     this.run(pass, "affine_s1_b0_64x64", 306, 16, 1, 1); // %428 wpe.grad.affine0 vector_transformer.mt:80
     this.run(pass, "affine_s1_b0_64", 307, 1, 1, 1); // %429 blocks.0.norm1.g.grad.affine0 vector_transformer.mt:37
     this.run(pass, "affine_s1_b0_64", 308, 1, 1, 1); // %430 blocks.0.attn.q.b.grad.affine0 vector_transformer.mt:45

@@ -4,7 +4,7 @@
 // Do not edit: change the .mt source or the compiler and run `mtc compile`.
 // mtc kernel affine_s1_b0_16x8
 // out = 1 * a + 0
-// dispatch: 1 workgroups of 64 threads
+// dispatch: 1 workgroup of 64 threads
 
 @group(0) @binding(0) var<storage, read> a: array<f32>; // [16, 8]
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // [16, 8]

@@ -16,7 +16,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let first = (group * 64u + lid) * 4u;
   let end = min(first + 4u, 131072u);
   for (var i = first; i < end; i++) {
-    let c0 = (i / 128u);
     let c1 = i % 128u;
     let a_at = i;
     let b_at = c1;

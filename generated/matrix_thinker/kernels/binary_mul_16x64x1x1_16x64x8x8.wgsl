@@ -17,7 +17,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let end = min(first + 4u, 65536u);
   for (var i = first; i < end; i++) {
     let c0 = (i / 64u);
-    let c1 = i % 64u;
     let a_at = c0;
     let b_at = i;
     out[i] = a[a_at] * b[b_at];

@@ -4,7 +4,7 @@
 // Do not edit: change the .mt source or the compiler and run `mtc compile`.
 // mtc kernel fill_v1_s
 // out = 1 everywhere
-// dispatch: 1 workgroups of 64 threads
+// dispatch: 1 workgroup of 64 threads
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>; // []
 

@@ -4,7 +4,7 @@
 // Do not edit: change the .mt source or the compiler and run `mtc compile`.
 // mtc kernel matmul_16x64x8x8_16x64x8x1
 // out = a @ b, batch axes broadcast to [16, 64]
-// canonical form: 1024 x [8 x 8] @ [8 x 1]; strides A (8, 1), B (1, 8), C (1, 8)
+// canonical form: 1024 x [8 x 8] @ [8 x 1]; strides A (8, 1), B (1, 1), C (1, 1)
 // variant regs: each thread computes a 8 x 1 block, operands read from storage
 // dispatch: 16 workgroups of 64 threads
 
@@ -33,7 +33,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let ar_5 = a_base + (i0 + 5u) * 8u;
   let ar_6 = a_base + (i0 + 6u) * 8u;
   let ar_7 = a_base + (i0 + 7u) * 8u;
-  let bc_0 = b_base + (j0) * 8u;
+  let bc_0 = b_base + (j0);
   var acc_0_0 = 0.0;
   var acc_1_0 = 0.0;
   var acc_2_0 = 0.0;
@@ -63,12 +63,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     acc_6_0 += a_6 * b_0;
     acc_7_0 += a_7 * b_0;
   }
-  out[c_base + (i0) + (j0) * 8u] = acc_0_0;
-  out[c_base + (i0 + 1u) + (j0) * 8u] = acc_1_0;
-  out[c_base + (i0 + 2u) + (j0) * 8u] = acc_2_0;
-  out[c_base + (i0 + 3u) + (j0) * 8u] = acc_3_0;
-  out[c_base + (i0 + 4u) + (j0) * 8u] = acc_4_0;
-  out[c_base + (i0 + 5u) + (j0) * 8u] = acc_5_0;
-  out[c_base + (i0 + 6u) + (j0) * 8u] = acc_6_0;
-  out[c_base + (i0 + 7u) + (j0) * 8u] = acc_7_0;
+  out[c_base + (i0) + (j0)] = acc_0_0;
+  out[c_base + (i0 + 1u) + (j0)] = acc_1_0;
+  out[c_base + (i0 + 2u) + (j0)] = acc_2_0;
+  out[c_base + (i0 + 3u) + (j0)] = acc_3_0;
+  out[c_base + (i0 + 4u) + (j0)] = acc_4_0;
+  out[c_base + (i0 + 5u) + (j0)] = acc_5_0;
+  out[c_base + (i0 + 6u) + (j0)] = acc_6_0;
+  out[c_base + (i0 + 7u) + (j0)] = acc_7_0;
 }

@@ -6,7 +6,7 @@
 // out = a @ b, batch axes broadcast to [64]
 // canonical form: 64 x [8 x 1] @ [1 x 8]; strides A (1, 1), B (8, 1), C (8, 1)
 // variant regs: each thread computes a 8 x 8 block, operands read from storage
-// dispatch: 1 workgroups of 64 threads
+// dispatch: 1 workgroup of 64 threads
 
 @group(0) @binding(0) var<storage, read> a: array<f32>; // [64, 8, 1]
 @group(0) @binding(1) var<storage, read> b: array<f32>; // [64, 1, 8]

@@ -6,7 +6,7 @@
 // out = a @ b, batch axes broadcast to []
 // canonical form: [8 x 8192] @ [8192 x 8]; strides A (8192, 1), B (8, 1), C (8, 1)
 // variant splitk: a workgroup per 8 x 8 block; its 64 threads take every 64th k, then a tree in workgroup memory sums them
-// dispatch: 1 workgroups of 64 threads
+// dispatch: 1 workgroup of 64 threads
 
 @group(0) @binding(0) var<storage, read> a: array<f32>; // [8, 8192]
 @group(0) @binding(1) var<storage, read> b: array<f32>; // [8192, 8]

@@ -4,7 +4,7 @@
 // Do not edit: change the .mt source or the compiler and run `mtc compile`.
 // mtc kernel permute_10_8x1
 // out = a permuted by [1, 0] (out axis i is a's axis perm[i])
-// dispatch: 1 workgroups of 64 threads
+// dispatch: 1 workgroup of 64 threads
 
 @group(0) @binding(0) var<storage, read> a: array<f32>; // [8, 1]
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // [1, 8]

@@ -5,7 +5,7 @@
 // mtc kernel sum_a0123_16x64x8x8
 // out = a summed over axes [0, 1, 2, 3], kept as size 1
 // one workgroup per output: 256 threads stride over the 65536 terms, then a tree in workgroup memory
-// dispatch: 1 workgroups of 256 threads
+// dispatch: 1 workgroup of 256 threads
 
 @group(0) @binding(0) var<storage, read> a: array<f32>; // [16, 64, 8, 8]
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // [1, 1, 1, 1]

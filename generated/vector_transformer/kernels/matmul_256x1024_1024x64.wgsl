@@ -5,162 +5,196 @@
 // mtc kernel matmul_256x1024_1024x64
 // out = a @ b, batch axes broadcast to []
 // canonical form: [256 x 1024] @ [1024 x 64]; strides A (1024, 1), B (64, 1), C (64, 1)
-// variant tiled: a workgroup computes a 32 x 32 tile, staging 16-deep slices in workgroup memory; each thread a 4 x 4 block
-// dispatch: 16 workgroups of 64 threads
+// variant regs: each thread computes a 8 x 8 block, operands read from storage
+// dispatch: 4 workgroups of 64 threads
 
 @group(0) @binding(0) var<storage, read> a: array<f32>; // [256, 1024]
 @group(0) @binding(1) var<storage, read> b: array<f32>; // [1024, 64]
 @group(0) @binding(2) var<storage, read_write> out: array<f32>; // [256, 64]
 
-var<workgroup> tile_a: array<f32, 512>; // [k][row]
-var<workgroup> tile_b: array<f32, 512>; // [k][col]
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let group = wid.x;
-  if (group >= 16u) {
-    return; // uniform: the whole workgroup leaves
+  let t = group * 64u + lid;
+  if (t >= 256u) {
+    return;
   }
-  let bt = group / 16u;
+  let bt = t / 256u;
   let a_base = 0u;
   let b_base = 0u;
   let c_base = 0u;
-  let i0 = ((group / 2u) % 8u) * 32u;
-  let j0 = (group % 2u) * 32u;
-  let ti = (lid / 8u) * 4u;
-  let tj = (lid % 8u) * 4u;
-  var acc_0_0 = 0.0; var acc_0_1 = 0.0; var acc_0_2 = 0.0; var acc_0_3 = 0.0;
-  var acc_1_0 = 0.0; var acc_1_1 = 0.0; var acc_1_2 = 0.0; var acc_1_3 = 0.0;
-  var acc_2_0 = 0.0; var acc_2_1 = 0.0; var acc_2_2 = 0.0; var acc_2_3 = 0.0;
-  var acc_3_0 = 0.0; var acc_3_1 = 0.0; var acc_3_2 = 0.0; var acc_3_3 = 0.0;
-  for (var k0 = 0u; k0 < 1024u; k0 += 16u) {
-    {
-      let r = (lid) / 16u;
-      let kq = (lid) % 16u;
-      tile_a[kq * 32u + r] = a[a_base + (i0 + r) * 1024u + (k0 + kq)];
-    }
-    {
-      let r = (lid + 64u) / 16u;
-      let kq = (lid + 64u) % 16u;
-      tile_a[kq * 32u + r] = a[a_base + (i0 + r) * 1024u + (k0 + kq)];
-    }
-    {
-      let r = (lid + 128u) / 16u;
-      let kq = (lid + 128u) % 16u;
-      tile_a[kq * 32u + r] = a[a_base + (i0 + r) * 1024u + (k0 + kq)];
-    }
-    {
-      let r = (lid + 192u) / 16u;
-      let kq = (lid + 192u) % 16u;
-      tile_a[kq * 32u + r] = a[a_base + (i0 + r) * 1024u + (k0 + kq)];
-    }
-    {
-      let r = (lid + 256u) / 16u;
-      let kq = (lid + 256u) % 16u;
-      tile_a[kq * 32u + r] = a[a_base + (i0 + r) * 1024u + (k0 + kq)];
-    }
-    {
-      let r = (lid + 320u) / 16u;
-      let kq = (lid + 320u) % 16u;
-      tile_a[kq * 32u + r] = a[a_base + (i0 + r) * 1024u + (k0 + kq)];
-    }
-    {
-      let r = (lid + 384u) / 16u;
-      let kq = (lid + 384u) % 16u;
-      tile_a[kq * 32u + r] = a[a_base + (i0 + r) * 1024u + (k0 + kq)];
-    }
-    {
-      let r = (lid + 448u) / 16u;
-      let kq = (lid + 448u) % 16u;
-      tile_a[kq * 32u + r] = a[a_base + (i0 + r) * 1024u + (k0 + kq)];
-    }
-    {
-      let kq = (lid) / 32u;
-      let col = (lid) % 32u;
-      tile_b[kq * 32u + col] = b[b_base + (k0 + kq) * 64u + (j0 + col)];
-    }
-    {
-      let kq = (lid + 64u) / 32u;
-      let col = (lid + 64u) % 32u;
-      tile_b[kq * 32u + col] = b[b_base + (k0 + kq) * 64u + (j0 + col)];
-    }
-    {
-      let kq = (lid + 128u) / 32u;
-      let col = (lid + 128u) % 32u;
-      tile_b[kq * 32u + col] = b[b_base + (k0 + kq) * 64u + (j0 + col)];
-    }
-    {
-      let kq = (lid + 192u) / 32u;
-      let col = (lid + 192u) % 32u;
-      tile_b[kq * 32u + col] = b[b_base + (k0 + kq) * 64u + (j0 + col)];
-    }
-    {
-      let kq = (lid + 256u) / 32u;
-      let col = (lid + 256u) % 32u;
-      tile_b[kq * 32u + col] = b[b_base + (k0 + kq) * 64u + (j0 + col)];
-    }
-    {
-      let kq = (lid + 320u) / 32u;
-      let col = (lid + 320u) % 32u;
-      tile_b[kq * 32u + col] = b[b_base + (k0 + kq) * 64u + (j0 + col)];
-    }
-    {
-      let kq = (lid + 384u) / 32u;
-      let col = (lid + 384u) % 32u;
-      tile_b[kq * 32u + col] = b[b_base + (k0 + kq) * 64u + (j0 + col)];
-    }
-    {
-      let kq = (lid + 448u) / 32u;
-      let col = (lid + 448u) % 32u;
-      tile_b[kq * 32u + col] = b[b_base + (k0 + kq) * 64u + (j0 + col)];
-    }
-    workgroupBarrier();
-    for (var kq = 0u; kq < 16u; kq++) {
-      let ta = kq * 32u + ti;
-      let tb = kq * 32u + tj;
-      let a_0 = tile_a[ta];
-      let a_1 = tile_a[ta + 1u];
-      let a_2 = tile_a[ta + 2u];
-      let a_3 = tile_a[ta + 3u];
-      let b_0 = tile_b[tb];
-      let b_1 = tile_b[tb + 1u];
-      let b_2 = tile_b[tb + 2u];
-      let b_3 = tile_b[tb + 3u];
-      acc_0_0 += a_0 * b_0;
-      acc_0_1 += a_0 * b_1;
-      acc_0_2 += a_0 * b_2;
-      acc_0_3 += a_0 * b_3;
-      acc_1_0 += a_1 * b_0;
-      acc_1_1 += a_1 * b_1;
-      acc_1_2 += a_1 * b_2;
-      acc_1_3 += a_1 * b_3;
-      acc_2_0 += a_2 * b_0;
-      acc_2_1 += a_2 * b_1;
-      acc_2_2 += a_2 * b_2;
-      acc_2_3 += a_2 * b_3;
-      acc_3_0 += a_3 * b_0;
-      acc_3_1 += a_3 * b_1;
-      acc_3_2 += a_3 * b_2;
-      acc_3_3 += a_3 * b_3;
-    }
-    workgroupBarrier();
+  let i0 = ((t / 8u) % 32u) * 8u;
+  let j0 = (t % 8u) * 8u;
+  let ar_0 = a_base + (i0) * 1024u;
+  let ar_1 = a_base + (i0 + 1u) * 1024u;
+  let ar_2 = a_base + (i0 + 2u) * 1024u;
+  let ar_3 = a_base + (i0 + 3u) * 1024u;
+  let ar_4 = a_base + (i0 + 4u) * 1024u;
+  let ar_5 = a_base + (i0 + 5u) * 1024u;
+  let ar_6 = a_base + (i0 + 6u) * 1024u;
+  let ar_7 = a_base + (i0 + 7u) * 1024u;
+  let bc_0 = b_base + (j0);
+  let bc_1 = b_base + (j0 + 1u);
+  let bc_2 = b_base + (j0 + 2u);
+  let bc_3 = b_base + (j0 + 3u);
+  let bc_4 = b_base + (j0 + 4u);
+  let bc_5 = b_base + (j0 + 5u);
+  let bc_6 = b_base + (j0 + 6u);
+  let bc_7 = b_base + (j0 + 7u);
+  var acc_0_0 = 0.0; var acc_0_1 = 0.0; var acc_0_2 = 0.0; var acc_0_3 = 0.0; var acc_0_4 = 0.0; var acc_0_5 = 0.0; var acc_0_6 = 0.0; var acc_0_7 = 0.0;
+  var acc_1_0 = 0.0; var acc_1_1 = 0.0; var acc_1_2 = 0.0; var acc_1_3 = 0.0; var acc_1_4 = 0.0; var acc_1_5 = 0.0; var acc_1_6 = 0.0; var acc_1_7 = 0.0;
+  var acc_2_0 = 0.0; var acc_2_1 = 0.0; var acc_2_2 = 0.0; var acc_2_3 = 0.0; var acc_2_4 = 0.0; var acc_2_5 = 0.0; var acc_2_6 = 0.0; var acc_2_7 = 0.0;
+  var acc_3_0 = 0.0; var acc_3_1 = 0.0; var acc_3_2 = 0.0; var acc_3_3 = 0.0; var acc_3_4 = 0.0; var acc_3_5 = 0.0; var acc_3_6 = 0.0; var acc_3_7 = 0.0;
+  var acc_4_0 = 0.0; var acc_4_1 = 0.0; var acc_4_2 = 0.0; var acc_4_3 = 0.0; var acc_4_4 = 0.0; var acc_4_5 = 0.0; var acc_4_6 = 0.0; var acc_4_7 = 0.0;
+  var acc_5_0 = 0.0; var acc_5_1 = 0.0; var acc_5_2 = 0.0; var acc_5_3 = 0.0; var acc_5_4 = 0.0; var acc_5_5 = 0.0; var acc_5_6 = 0.0; var acc_5_7 = 0.0;
+  var acc_6_0 = 0.0; var acc_6_1 = 0.0; var acc_6_2 = 0.0; var acc_6_3 = 0.0; var acc_6_4 = 0.0; var acc_6_5 = 0.0; var acc_6_6 = 0.0; var acc_6_7 = 0.0;
+  var acc_7_0 = 0.0; var acc_7_1 = 0.0; var acc_7_2 = 0.0; var acc_7_3 = 0.0; var acc_7_4 = 0.0; var acc_7_5 = 0.0; var acc_7_6 = 0.0; var acc_7_7 = 0.0;
+  for (var kk = 0u; kk < 1024u; kk++) {
+    let ak = kk;
+    let bk = kk * 64u;
+    let a_0 = a[ar_0 + ak];
+    let a_1 = a[ar_1 + ak];
+    let a_2 = a[ar_2 + ak];
+    let a_3 = a[ar_3 + ak];
+    let a_4 = a[ar_4 + ak];
+    let a_5 = a[ar_5 + ak];
+    let a_6 = a[ar_6 + ak];
+    let a_7 = a[ar_7 + ak];
+    let b_0 = b[bc_0 + bk];
+    let b_1 = b[bc_1 + bk];
+    let b_2 = b[bc_2 + bk];
+    let b_3 = b[bc_3 + bk];
+    let b_4 = b[bc_4 + bk];
+    let b_5 = b[bc_5 + bk];
+    let b_6 = b[bc_6 + bk];
+    let b_7 = b[bc_7 + bk];
+    acc_0_0 += a_0 * b_0;
+    acc_0_1 += a_0 * b_1;
+    acc_0_2 += a_0 * b_2;
+    acc_0_3 += a_0 * b_3;
+    acc_0_4 += a_0 * b_4;
+    acc_0_5 += a_0 * b_5;
+    acc_0_6 += a_0 * b_6;
+    acc_0_7 += a_0 * b_7;
+    acc_1_0 += a_1 * b_0;
+    acc_1_1 += a_1 * b_1;
+    acc_1_2 += a_1 * b_2;
+    acc_1_3 += a_1 * b_3;
+    acc_1_4 += a_1 * b_4;
+    acc_1_5 += a_1 * b_5;
+    acc_1_6 += a_1 * b_6;
+    acc_1_7 += a_1 * b_7;
+    acc_2_0 += a_2 * b_0;
+    acc_2_1 += a_2 * b_1;
+    acc_2_2 += a_2 * b_2;
+    acc_2_3 += a_2 * b_3;
+    acc_2_4 += a_2 * b_4;
+    acc_2_5 += a_2 * b_5;
+    acc_2_6 += a_2 * b_6;
+    acc_2_7 += a_2 * b_7;
+    acc_3_0 += a_3 * b_0;
+    acc_3_1 += a_3 * b_1;
+    acc_3_2 += a_3 * b_2;
+    acc_3_3 += a_3 * b_3;
+    acc_3_4 += a_3 * b_4;
+    acc_3_5 += a_3 * b_5;
+    acc_3_6 += a_3 * b_6;
+    acc_3_7 += a_3 * b_7;
+    acc_4_0 += a_4 * b_0;
+    acc_4_1 += a_4 * b_1;
+    acc_4_2 += a_4 * b_2;
+    acc_4_3 += a_4 * b_3;
+    acc_4_4 += a_4 * b_4;
+    acc_4_5 += a_4 * b_5;
+    acc_4_6 += a_4 * b_6;
+    acc_4_7 += a_4 * b_7;
+    acc_5_0 += a_5 * b_0;
+    acc_5_1 += a_5 * b_1;
+    acc_5_2 += a_5 * b_2;
+    acc_5_3 += a_5 * b_3;
+    acc_5_4 += a_5 * b_4;
+    acc_5_5 += a_5 * b_5;
+    acc_5_6 += a_5 * b_6;
+    acc_5_7 += a_5 * b_7;
+    acc_6_0 += a_6 * b_0;
+    acc_6_1 += a_6 * b_1;
+    acc_6_2 += a_6 * b_2;
+    acc_6_3 += a_6 * b_3;
+    acc_6_4 += a_6 * b_4;
+    acc_6_5 += a_6 * b_5;
+    acc_6_6 += a_6 * b_6;
+    acc_6_7 += a_6 * b_7;
+    acc_7_0 += a_7 * b_0;
+    acc_7_1 += a_7 * b_1;
+    acc_7_2 += a_7 * b_2;
+    acc_7_3 += a_7 * b_3;
+    acc_7_4 += a_7 * b_4;
+    acc_7_5 += a_7 * b_5;
+    acc_7_6 += a_7 * b_6;
+    acc_7_7 += a_7 * b_7;
   }
-  let i0t = i0 + ti;
-  let j0t = j0 + tj;
-  out[c_base + (i0t) * 64u + (j0t)] = acc_0_0;
-  out[c_base + (i0t) * 64u + (j0t + 1u)] = acc_0_1;
-  out[c_base + (i0t) * 64u + (j0t + 2u)] = acc_0_2;
-  out[c_base + (i0t) * 64u + (j0t + 3u)] = acc_0_3;
-  out[c_base + (i0t + 1u) * 64u + (j0t)] = acc_1_0;
-  out[c_base + (i0t + 1u) * 64u + (j0t + 1u)] = acc_1_1;
-  out[c_base + (i0t + 1u) * 64u + (j0t + 2u)] = acc_1_2;
-  out[c_base + (i0t + 1u) * 64u + (j0t + 3u)] = acc_1_3;
-  out[c_base + (i0t + 2u) * 64u + (j0t)] = acc_2_0;
-  out[c_base + (i0t + 2u) * 64u + (j0t + 1u)] = acc_2_1;
-  out[c_base + (i0t + 2u) * 64u + (j0t + 2u)] = acc_2_2;
-  out[c_base + (i0t + 2u) * 64u + (j0t + 3u)] = acc_2_3;
-  out[c_base + (i0t + 3u) * 64u + (j0t)] = acc_3_0;
-  out[c_base + (i0t + 3u) * 64u + (j0t + 1u)] = acc_3_1;
-  out[c_base + (i0t + 3u) * 64u + (j0t + 2u)] = acc_3_2;
-  out[c_base + (i0t + 3u) * 64u + (j0t + 3u)] = acc_3_3;
+  out[c_base + (i0) * 64u + (j0)] = acc_0_0;
+  out[c_base + (i0) * 64u + (j0 + 1u)] = acc_0_1;
+  out[c_base + (i0) * 64u + (j0 + 2u)] = acc_0_2;
+  out[c_base + (i0) * 64u + (j0 + 3u)] = acc_0_3;
+  out[c_base + (i0) * 64u + (j0 + 4u)] = acc_0_4;
+  out[c_base + (i0) * 64u + (j0 + 5u)] = acc_0_5;
+  out[c_base + (i0) * 64u + (j0 + 6u)] = acc_0_6;
+  out[c_base + (i0) * 64u + (j0 + 7u)] = acc_0_7;
+  out[c_base + (i0 + 1u) * 64u + (j0)] = acc_1_0;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 1u)] = acc_1_1;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 2u)] = acc_1_2;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 3u)] = acc_1_3;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 4u)] = acc_1_4;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 5u)] = acc_1_5;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 6u)] = acc_1_6;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 7u)] = acc_1_7;
+  out[c_base + (i0 + 2u) * 64u + (j0)] = acc_2_0;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 1u)] = acc_2_1;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 2u)] = acc_2_2;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 3u)] = acc_2_3;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 4u)] = acc_2_4;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 5u)] = acc_2_5;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 6u)] = acc_2_6;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 7u)] = acc_2_7;
+  out[c_base + (i0 + 3u) * 64u + (j0)] = acc_3_0;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 1u)] = acc_3_1;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 2u)] = acc_3_2;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 3u)] = acc_3_3;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 4u)] = acc_3_4;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 5u)] = acc_3_5;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 6u)] = acc_3_6;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 7u)] = acc_3_7;
+  out[c_base + (i0 + 4u) * 64u + (j0)] = acc_4_0;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 1u)] = acc_4_1;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 2u)] = acc_4_2;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 3u)] = acc_4_3;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 4u)] = acc_4_4;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 5u)] = acc_4_5;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 6u)] = acc_4_6;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 7u)] = acc_4_7;
+  out[c_base + (i0 + 5u) * 64u + (j0)] = acc_5_0;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 1u)] = acc_5_1;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 2u)] = acc_5_2;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 3u)] = acc_5_3;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 4u)] = acc_5_4;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 5u)] = acc_5_5;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 6u)] = acc_5_6;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 7u)] = acc_5_7;
+  out[c_base + (i0 + 6u) * 64u + (j0)] = acc_6_0;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 1u)] = acc_6_1;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 2u)] = acc_6_2;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 3u)] = acc_6_3;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 4u)] = acc_6_4;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 5u)] = acc_6_5;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 6u)] = acc_6_6;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 7u)] = acc_6_7;
+  out[c_base + (i0 + 7u) * 64u + (j0)] = acc_7_0;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 1u)] = acc_7_1;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 2u)] = acc_7_2;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 3u)] = acc_7_3;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 4u)] = acc_7_4;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 5u)] = acc_7_5;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 6u)] = acc_7_6;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 7u)] = acc_7_7;
 }

@@ -5,27 +5,26 @@
 // mtc kernel matmul_64x1024_1024x64
 // out = a @ b, batch axes broadcast to []
 // canonical form: [64 x 1024] @ [1024 x 64]; strides A (1024, 1), B (64, 1), C (64, 1)
-// variant splitk: a workgroup per 8 x 8 block; its 64 threads take every 64th k, then a tree in workgroup memory sums them
-// dispatch: 64 workgroups of 64 threads
+// variant regs: each thread computes a 8 x 8 block, operands read from storage
+// dispatch: 1 workgroup of 64 threads
 
 @group(0) @binding(0) var<storage, read> a: array<f32>; // [64, 1024]
 @group(0) @binding(1) var<storage, read> b: array<f32>; // [1024, 64]
 @group(0) @binding(2) var<storage, read_write> out: array<f32>; // [64, 64]
 
-var<workgroup> partial: array<f32, 4096>; // [cell][thread]
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let group = wid.x;
-  if (group >= 64u) {
-    return; // uniform: the whole workgroup leaves
+  let t = group * 64u + lid;
+  if (t >= 64u) {
+    return;
   }
-  let bt = group / 64u;
+  let bt = t / 64u;
   let a_base = 0u;
   let b_base = 0u;
   let c_base = 0u;
-  let i0 = ((group / 8u) % 8u) * 8u;
-  let j0 = (group % 8u) * 8u;
+  let i0 = ((t / 8u) % 8u) * 8u;
+  let j0 = (t % 8u) * 8u;
   let ar_0 = a_base + (i0) * 1024u;
   let ar_1 = a_base + (i0 + 1u) * 1024u;
   let ar_2 = a_base + (i0 + 2u) * 1024u;
@@ -50,7 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var acc_5_0 = 0.0; var acc_5_1 = 0.0; var acc_5_2 = 0.0; var acc_5_3 = 0.0; var acc_5_4 = 0.0; var acc_5_5 = 0.0; var acc_5_6 = 0.0; var acc_5_7 = 0.0;
   var acc_6_0 = 0.0; var acc_6_1 = 0.0; var acc_6_2 = 0.0; var acc_6_3 = 0.0; var acc_6_4 = 0.0; var acc_6_5 = 0.0; var acc_6_6 = 0.0; var acc_6_7 = 0.0;
   var acc_7_0 = 0.0; var acc_7_1 = 0.0; var acc_7_2 = 0.0; var acc_7_3 = 0.0; var acc_7_4 = 0.0; var acc_7_5 = 0.0; var acc_7_6 = 0.0; var acc_7_7 = 0.0;
-  for (var kk = lid; kk < 1024u; kk += 64u) {
+  for (var kk = 0u; kk < 1024u; kk++) {
     let ak = kk;
     let bk = kk * 64u;
     let a_0 = a[ar_0 + ak];
@@ -134,144 +133,68 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     acc_7_6 += a_7 * b_6;
     acc_7_7 += a_7 * b_7;
   }
-  partial[0u + lid] = acc_0_0;
-  partial[64u + lid] = acc_0_1;
-  partial[128u + lid] = acc_0_2;
-  partial[192u + lid] = acc_0_3;
-  partial[256u + lid] = acc_0_4;
-  partial[320u + lid] = acc_0_5;
-  partial[384u + lid] = acc_0_6;
-  partial[448u + lid] = acc_0_7;
-  partial[512u + lid] = acc_1_0;
-  partial[576u + lid] = acc_1_1;
-  partial[640u + lid] = acc_1_2;
-  partial[704u + lid] = acc_1_3;
-  partial[768u + lid] = acc_1_4;
-  partial[832u + lid] = acc_1_5;
-  partial[896u + lid] = acc_1_6;
-  partial[960u + lid] = acc_1_7;
-  partial[1024u + lid] = acc_2_0;
-  partial[1088u + lid] = acc_2_1;
-  partial[1152u + lid] = acc_2_2;
-  partial[1216u + lid] = acc_2_3;
-  partial[1280u + lid] = acc_2_4;
-  partial[1344u + lid] = acc_2_5;
-  partial[1408u + lid] = acc_2_6;
-  partial[1472u + lid] = acc_2_7;
-  partial[1536u + lid] = acc_3_0;
-  partial[1600u + lid] = acc_3_1;
-  partial[1664u + lid] = acc_3_2;
-  partial[1728u + lid] = acc_3_3;
-  partial[1792u + lid] = acc_3_4;
-  partial[1856u + lid] = acc_3_5;
-  partial[1920u + lid] = acc_3_6;
-  partial[1984u + lid] = acc_3_7;
-  partial[2048u + lid] = acc_4_0;
-  partial[2112u + lid] = acc_4_1;
-  partial[2176u + lid] = acc_4_2;
-  partial[2240u + lid] = acc_4_3;
-  partial[2304u + lid] = acc_4_4;
-  partial[2368u + lid] = acc_4_5;
-  partial[2432u + lid] = acc_4_6;
-  partial[2496u + lid] = acc_4_7;
-  partial[2560u + lid] = acc_5_0;
-  partial[2624u + lid] = acc_5_1;
-  partial[2688u + lid] = acc_5_2;
-  partial[2752u + lid] = acc_5_3;
-  partial[2816u + lid] = acc_5_4;
-  partial[2880u + lid] = acc_5_5;
-  partial[2944u + lid] = acc_5_6;
-  partial[3008u + lid] = acc_5_7;
-  partial[3072u + lid] = acc_6_0;
-  partial[3136u + lid] = acc_6_1;
-  partial[3200u + lid] = acc_6_2;
-  partial[3264u + lid] = acc_6_3;
-  partial[3328u + lid] = acc_6_4;
-  partial[3392u + lid] = acc_6_5;
-  partial[3456u + lid] = acc_6_6;
-  partial[3520u + lid] = acc_6_7;
-  partial[3584u + lid] = acc_7_0;
-  partial[3648u + lid] = acc_7_1;
-  partial[3712u + lid] = acc_7_2;
-  partial[3776u + lid] = acc_7_3;
-  partial[3840u + lid] = acc_7_4;
-  partial[3904u + lid] = acc_7_5;
-  partial[3968u + lid] = acc_7_6;
-  partial[4032u + lid] = acc_7_7;
-  workgroupBarrier();
-  for (var width = 32u; width > 0u; width >>= 1u) {
-    if (lid < width) {
-      for (var cell = 0u; cell < 64u; cell++) {
-        let at = cell * 64u + lid;
-        partial[at] += partial[at + width];
-      }
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    out[c_base + (i0) * 64u + (j0)] = partial[0u];
-    out[c_base + (i0) * 64u + (j0 + 1u)] = partial[64u];
-    out[c_base + (i0) * 64u + (j0 + 2u)] = partial[128u];
-    out[c_base + (i0) * 64u + (j0 + 3u)] = partial[192u];
-    out[c_base + (i0) * 64u + (j0 + 4u)] = partial[256u];
-    out[c_base + (i0) * 64u + (j0 + 5u)] = partial[320u];
-    out[c_base + (i0) * 64u + (j0 + 6u)] = partial[384u];
-    out[c_base + (i0) * 64u + (j0 + 7u)] = partial[448u];
-    out[c_base + (i0 + 1u) * 64u + (j0)] = partial[512u];
-    out[c_base + (i0 + 1u) * 64u + (j0 + 1u)] = partial[576u];
-    out[c_base + (i0 + 1u) * 64u + (j0 + 2u)] = partial[640u];
-    out[c_base + (i0 + 1u) * 64u + (j0 + 3u)] = partial[704u];
-    out[c_base + (i0 + 1u) * 64u + (j0 + 4u)] = partial[768u];
-    out[c_base + (i0 + 1u) * 64u + (j0 + 5u)] = partial[832u];
-    out[c_base + (i0 + 1u) * 64u + (j0 + 6u)] = partial[896u];
-    out[c_base + (i0 + 1u) * 64u + (j0 + 7u)] = partial[960u];
-    out[c_base + (i0 + 2u) * 64u + (j0)] = partial[1024u];
-    out[c_base + (i0 + 2u) * 64u + (j0 + 1u)] = partial[1088u];
-    out[c_base + (i0 + 2u) * 64u + (j0 + 2u)] = partial[1152u];
-    out[c_base + (i0 + 2u) * 64u + (j0 + 3u)] = partial[1216u];
-    out[c_base + (i0 + 2u) * 64u + (j0 + 4u)] = partial[1280u];
-    out[c_base + (i0 + 2u) * 64u + (j0 + 5u)] = partial[1344u];
-    out[c_base + (i0 + 2u) * 64u + (j0 + 6u)] = partial[1408u];
-    out[c_base + (i0 + 2u) * 64u + (j0 + 7u)] = partial[1472u];
-    out[c_base + (i0 + 3u) * 64u + (j0)] = partial[1536u];
-    out[c_base + (i0 + 3u) * 64u + (j0 + 1u)] = partial[1600u];
-    out[c_base + (i0 + 3u) * 64u + (j0 + 2u)] = partial[1664u];
-    out[c_base + (i0 + 3u) * 64u + (j0 + 3u)] = partial[1728u];
-    out[c_base + (i0 + 3u) * 64u + (j0 + 4u)] = partial[1792u];
-    out[c_base + (i0 + 3u) * 64u + (j0 + 5u)] = partial[1856u];
-    out[c_base + (i0 + 3u) * 64u + (j0 + 6u)] = partial[1920u];
-    out[c_base + (i0 + 3u) * 64u + (j0 + 7u)] = partial[1984u];
-    out[c_base + (i0 + 4u) * 64u + (j0)] = partial[2048u];
-    out[c_base + (i0 + 4u) * 64u + (j0 + 1u)] = partial[2112u];
-    out[c_base + (i0 + 4u) * 64u + (j0 + 2u)] = partial[2176u];
-    out[c_base + (i0 + 4u) * 64u + (j0 + 3u)] = partial[2240u];
-    out[c_base + (i0 + 4u) * 64u + (j0 + 4u)] = partial[2304u];
-    out[c_base + (i0 + 4u) * 64u + (j0 + 5u)] = partial[2368u];
-    out[c_base + (i0 + 4u) * 64u + (j0 + 6u)] = partial[2432u];
-    out[c_base + (i0 + 4u) * 64u + (j0 + 7u)] = partial[2496u];
-    out[c_base + (i0 + 5u) * 64u + (j0)] = partial[2560u];
-    out[c_base + (i0 + 5u) * 64u + (j0 + 1u)] = partial[2624u];
-    out[c_base + (i0 + 5u) * 64u + (j0 + 2u)] = partial[2688u];
-    out[c_base + (i0 + 5u) * 64u + (j0 + 3u)] = partial[2752u];
-    out[c_base + (i0 + 5u) * 64u + (j0 + 4u)] = partial[2816u];
-    out[c_base + (i0 + 5u) * 64u + (j0 + 5u)] = partial[2880u];
-    out[c_base + (i0 + 5u) * 64u + (j0 + 6u)] = partial[2944u];
-    out[c_base + (i0 + 5u) * 64u + (j0 + 7u)] = partial[3008u];
-    out[c_base + (i0 + 6u) * 64u + (j0)] = partial[3072u];
-    out[c_base + (i0 + 6u) * 64u + (j0 + 1u)] = partial[3136u];
-    out[c_base + (i0 + 6u) * 64u + (j0 + 2u)] = partial[3200u];
-    out[c_base + (i0 + 6u) * 64u + (j0 + 3u)] = partial[3264u];
-    out[c_base + (i0 + 6u) * 64u + (j0 + 4u)] = partial[3328u];
-    out[c_base + (i0 + 6u) * 64u + (j0 + 5u)] = partial[3392u];
-    out[c_base + (i0 + 6u) * 64u + (j0 + 6u)] = partial[3456u];
-    out[c_base + (i0 + 6u) * 64u + (j0 + 7u)] = partial[3520u];
-    out[c_base + (i0 + 7u) * 64u + (j0)] = partial[3584u];
-    out[c_base + (i0 + 7u) * 64u + (j0 + 1u)] = partial[3648u];
-    out[c_base + (i0 + 7u) * 64u + (j0 + 2u)] = partial[3712u];
-    out[c_base + (i0 + 7u) * 64u + (j0 + 3u)] = partial[3776u];
-    out[c_base + (i0 + 7u) * 64u + (j0 + 4u)] = partial[3840u];
-    out[c_base + (i0 + 7u) * 64u + (j0 + 5u)] = partial[3904u];
-    out[c_base + (i0 + 7u) * 64u + (j0 + 6u)] = partial[3968u];
-    out[c_base + (i0 + 7u) * 64u + (j0 + 7u)] = partial[4032u];
-  }
+  out[c_base + (i0) * 64u + (j0)] = acc_0_0;
+  out[c_base + (i0) * 64u + (j0 + 1u)] = acc_0_1;
+  out[c_base + (i0) * 64u + (j0 + 2u)] = acc_0_2;
+  out[c_base + (i0) * 64u + (j0 + 3u)] = acc_0_3;
+  out[c_base + (i0) * 64u + (j0 + 4u)] = acc_0_4;
+  out[c_base + (i0) * 64u + (j0 + 5u)] = acc_0_5;
+  out[c_base + (i0) * 64u + (j0 + 6u)] = acc_0_6;
+  out[c_base + (i0) * 64u + (j0 + 7u)] = acc_0_7;
+  out[c_base + (i0 + 1u) * 64u + (j0)] = acc_1_0;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 1u)] = acc_1_1;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 2u)] = acc_1_2;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 3u)] = acc_1_3;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 4u)] = acc_1_4;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 5u)] = acc_1_5;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 6u)] = acc_1_6;
+  out[c_base + (i0 + 1u) * 64u + (j0 + 7u)] = acc_1_7;
+  out[c_base + (i0 + 2u) * 64u + (j0)] = acc_2_0;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 1u)] = acc_2_1;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 2u)] = acc_2_2;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 3u)] = acc_2_3;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 4u)] = acc_2_4;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 5u)] = acc_2_5;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 6u)] = acc_2_6;
+  out[c_base + (i0 + 2u) * 64u + (j0 + 7u)] = acc_2_7;
+  out[c_base + (i0 + 3u) * 64u + (j0)] = acc_3_0;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 1u)] = acc_3_1;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 2u)] = acc_3_2;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 3u)] = acc_3_3;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 4u)] = acc_3_4;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 5u)] = acc_3_5;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 6u)] = acc_3_6;
+  out[c_base + (i0 + 3u) * 64u + (j0 + 7u)] = acc_3_7;
+  out[c_base + (i0 + 4u) * 64u + (j0)] = acc_4_0;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 1u)] = acc_4_1;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 2u)] = acc_4_2;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 3u)] = acc_4_3;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 4u)] = acc_4_4;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 5u)] = acc_4_5;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 6u)] = acc_4_6;
+  out[c_base + (i0 + 4u) * 64u + (j0 + 7u)] = acc_4_7;
+  out[c_base + (i0 + 5u) * 64u + (j0)] = acc_5_0;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 1u)] = acc_5_1;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 2u)] = acc_5_2;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 3u)] = acc_5_3;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 4u)] = acc_5_4;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 5u)] = acc_5_5;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 6u)] = acc_5_6;
+  out[c_base + (i0 + 5u) * 64u + (j0 + 7u)] = acc_5_7;
+  out[c_base + (i0 + 6u) * 64u + (j0)] = acc_6_0;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 1u)] = acc_6_1;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 2u)] = acc_6_2;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 3u)] = acc_6_3;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 4u)] = acc_6_4;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 5u)] = acc_6_5;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 6u)] = acc_6_6;
+  out[c_base + (i0 + 6u) * 64u + (j0 + 7u)] = acc_6_7;
+  out[c_base + (i0 + 7u) * 64u + (j0)] = acc_7_0;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 1u)] = acc_7_1;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 2u)] = acc_7_2;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 3u)] = acc_7_3;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 4u)] = acc_7_4;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 5u)] = acc_7_5;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 6u)] = acc_7_6;
+  out[c_base + (i0 + 7u) * 64u + (j0 + 7u)] = acc_7_7;
 }

@@ -4,35 +4,23 @@
 // Do not edit: change the .mt source or the compiler and run `mtc compile`.
 // mtc kernel sum_a01_16x64x256
 // out = a summed over axes [0, 1], kept as size 1
-// one workgroup per output: 256 threads stride over the 1024 terms, then a tree in workgroup memory
-// dispatch: 256 workgroups of 256 threads
+// one output per thread, 1024 terms each
+// dispatch: 4 workgroups of 64 threads
 
 @group(0) @binding(0) var<storage, read> a: array<f32>; // [16, 64, 256]
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // [1, 1, 256]
 
-var<workgroup> partial: array<f32, 256>;
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let group = wid.x;
-  if (group >= 256u) {
-    return; // uniform: the whole workgroup leaves
+  let o = group * 64u + lid;
+  if (o >= 256u) {
+    return;
   }
-  let base = group;
+  let base = o;
   var acc = 0.0;
-  for (var r = lid; r < 1024u; r += 256u) {
-    let r_at = r * 256u;
-    acc += a[base + r_at];
+  for (var r0 = 0u; r0 < 1024u; r0++) {
+    acc += a[base + r0 * 256u];
   }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var width = 128u; width > 0u; width >>= 1u) {
-    if (lid < width) {
-      partial[lid] += partial[lid + width];
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    out[group] = partial[0];
-  }
+  out[o] = acc;
 }

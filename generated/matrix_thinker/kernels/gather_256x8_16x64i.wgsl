@@ -2,7 +2,7 @@
 // preset: (defaults)
 // source sha256: d959f1e51b2deaf0
 // Do not edit: change the .mt source or the compiler and run `mtc compile`.
-// mtc kernel gather_256x8_16x64
+// mtc kernel gather_256x8_16x64i
 // out[..., :] = table[idx[...], :]; indices outside [0, 256) give zeros
 // dispatch: 32 workgroups of 64 threads
 

@@ -2,7 +2,7 @@
 // preset: (defaults)
 // source sha256: 31e5b36725ca0972
 // Do not edit: change the .mt source or the compiler and run `mtc compile`.
-// mtc kernel gather_256x64_16x64
+// mtc kernel gather_256x64_16x64i
 // out[..., :] = table[idx[...], :]; indices outside [0, 256) give zeros
 // dispatch: 256 workgroups of 64 threads
 

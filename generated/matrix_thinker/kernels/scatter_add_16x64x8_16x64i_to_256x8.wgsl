@@ -2,7 +2,7 @@
 // preset: (defaults)
 // source sha256: d959f1e51b2deaf0
 // Do not edit: change the .mt source or the compiler and run `mtc compile`.
-// mtc kernel scatter_add_16x64x8_16x64_to_256x8
+// mtc kernel scatter_add_16x64x8_16x64i_to_256x8
 // out[v, :] = sum of g[r, :] over r with idx[r] == v, v in [0, 256)
 // each thread owns 8 consecutive columns of one output row and scans all 1024 indices
 // dispatch: 4 workgroups of 64 threads
@@ -20,14 +20,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let v = i32(t / 1u);
   let j0 = (t % 1u) * 8u;
-  var acc0 = 0.0;
-  var acc1 = 0.0;
-  var acc2 = 0.0;
-  var acc3 = 0.0;
-  var acc4 = 0.0;
-  var acc5 = 0.0;
-  var acc6 = 0.0;
-  var acc7 = 0.0;
+  var acc0 = 0.0; var acc1 = 0.0; var acc2 = 0.0; var acc3 = 0.0; var acc4 = 0.0; var acc5 = 0.0; var acc6 = 0.0; var acc7 = 0.0;
   for (var r = 0u; r < 1024u; r++) {
     if (idx[r] == v) {
       let base = r * 8u;

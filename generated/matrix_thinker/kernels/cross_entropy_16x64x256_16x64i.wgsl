@@ -2,10 +2,10 @@
 // preset: (defaults)
 // source sha256: d959f1e51b2deaf0
 // Do not edit: change the .mt source or the compiler and run `mtc compile`.
-// mtc kernel cross_entropy_16x64x256
+// mtc kernel cross_entropy_16x64x256_16x64i
 // out = mean over 1024 rows of logsumexp(logits[r, :]) - logits[r, targets[r]] (a target outside [0, 256) picks 0)
 // one workgroup; each of 256 threads takes every 256th row, then a tree sums the threads
-// dispatch: 1 workgroups of 256 threads
+// dispatch: 1 workgroup of 256 threads
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>; // [16, 64, 256]
 @group(0) @binding(1) var<storage, read> targets: array<i32>; // [16, 64]
