@@ -53,9 +53,10 @@ export function buildCli(): Command {
     .option('--steps <n>', 'number of optimizer steps (default: the train section\'s)', positiveInt('--steps'))
     .option('--seed <n>', 'seed of weights, data order and dropout (default: the train section\'s)', positiveInt('--seed'))
     .option('--out <dir>', 'run folder for metrics.jsonl, config.json, the compiled code and checkpoints (default: runs/<model>[-<preset>])')
-    .action(async (file: string, o: { preset?: string; set: Record<string, string>; data?: string; val?: string; steps?: number; seed?: number; out?: string }) => {
+    .option('--resume', 'continue from the newest checkpoint in the run folder, exactly where it stopped')
+    .action(async (file: string, o: { preset?: string; set: Record<string, string>; data?: string; val?: string; steps?: number; seed?: number; out?: string; resume?: boolean }) => {
       const { train } = await import('./train.ts');
-      await train({ file, preset: o.preset, sets: o.set, data: o.data, val: o.val, steps: o.steps, seed: o.seed, out: o.out });
+      await train({ file, preset: o.preset, sets: o.set, data: o.data, val: o.val, steps: o.steps, seed: o.seed, out: o.out, resume: o.resume });
     });
   return program;
 }

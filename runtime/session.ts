@@ -4,10 +4,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { InitTerm, ParamInfo } from '../compiler/ir.ts';
 import { writeCompiled, type Compiled } from '../compiler/pipeline.ts';
 import { compileShader, type Gpu } from './device.ts';
 import { initParams } from './init.ts';
+import { checkpointPaths, pruneCheckpoints, readSafetensors, writeSafetensors } from './checkpoint.ts';
+import { MtcError } from '../compiler/diagnostics.ts';
+import { numel, type InitTerm, type ParamInfo } from '../compiler/ir.ts';
 import type { Batch } from './data.ts';
 
 type Binding = [GPUBuffer, number, number];
@@ -193,6 +195,52 @@ export class Session {
   /** The parameter arena as float32 (for checkpoints and tests). */
   async readParams(): Promise<Float32Array> {
     return this.readArena('params');
+  }
+
+  /** Writes the arena (or one of the same layout) to the device. */
+  writeArena(which: 'params' | 'grads' | 'm' | 'v', data: Float32Array): void {
+    this.gpu.device.queue.writeBuffer(this.prog[which], 0, data);
+  }
+
+  /** Saves weights and AdamW moments after `step` steps into <runDir>/checkpoints. */
+  async saveCheckpoint(runDir: string, step: number, seed: number): Promise<string> {
+    const paths = checkpointPaths(runDir, step);
+    fs.mkdirSync(path.dirname(paths.model), { recursive: true });
+    const meta = { format: 'mtc', model: this.mod.model.name, hypers: JSON.stringify(this.mod.model.hypers), step: String(step), seed: String(seed) };
+    const table = (arena: Float32Array, prefix: string) => ({
+      names: this.mod.params.map((p) => prefix + p.path),
+      shapes: this.mod.params.map((p) => p.shape),
+      data: this.mod.params.map((p) => arena.slice(p.offset, p.offset + numel(p.shape))),
+    });
+    const [params, m, v] = [await this.readArena('params'), await this.readArena('m'), await this.readArena('v')];
+    // optimizer first: the model file's presence marks a complete checkpoint
+    writeSafetensors(paths.optimizer, { names: [...table(m, 'm.').names, ...table(v, 'v.').names], shapes: [...table(m, 'm.').shapes, ...table(v, 'v.').shapes], data: [...table(m, 'm.').data, ...table(v, 'v.').data] }, meta);
+    writeSafetensors(paths.model, table(params, ''), meta);
+    pruneCheckpoints(runDir);
+    return paths.model;
+  }
+
+  /** Loads weights (and, given its file, the AdamW moments) written for this model. */
+  loadCheckpoint(modelFile: string, optimizerFile?: string): Record<string, string> {
+    const fill = (file: string, prefix: string): [Float32Array, Record<string, string>] => {
+      const ck = readSafetensors(file);
+      const arena = new Float32Array(this.mod.layout.arenaFloats);
+      for (const p of this.mod.params) {
+        const t = ck.tensors.get(prefix + p.path);
+        if (!t) throw new MtcError(`checkpoint ${file} has no tensor '${prefix}${p.path}': it was written for another model`);
+        if (t.shape.join(',') !== p.shape.join(','))
+          throw new MtcError(`checkpoint ${file}: tensor '${prefix}${p.path}' has shape [${t.shape.join(', ')}], the model has [${p.shape.join(', ')}]`);
+        arena.set(t.data, p.offset);
+      }
+      return [arena, ck.meta];
+    };
+    const [params, meta] = fill(modelFile, '');
+    this.writeArena('params', params);
+    if (optimizerFile) {
+      this.writeArena('m', fill(optimizerFile, 'm.')[0]);
+      this.writeArena('v', fill(optimizerFile, 'v.')[0]);
+    }
+    return meta;
   }
 
   /** One of the four arenas (same layout): parameters, gradients, Adam moments. */

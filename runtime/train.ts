@@ -1,6 +1,8 @@
 // `mtc run train`: compile the model into the run folder, then train it on the device with
 // the protocol of its train section (AdamW, warmup + cosine, clipping), logging to
-// metrics.jsonl and evaluating held-out bits per byte as it goes.
+// metrics.jsonl, evaluating held-out bits per byte and checkpointing as it goes.
+// Data order and dropout derive from (seed, step), so `--resume` continues exactly where a
+// killed run stopped.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { compile } from '../compiler/pipeline.ts';
@@ -10,7 +12,7 @@ import { loadCorpus, WindowSampler } from './data.ts';
 import { RunLog } from './log.ts';
 import { lrAt } from './schedule.ts';
 import { Session, writeModule } from './session.ts';
-import { writeCheckpoint } from './checkpoint.ts';
+import { checkpointPaths, listCheckpoints } from './checkpoint.ts';
 
 export interface TrainOptions {
   file: string;
@@ -21,6 +23,8 @@ export interface TrainOptions {
   steps?: number;
   seed?: number;
   out?: string;
+  /** continue from the newest checkpoint in the run folder */
+  resume?: boolean;
 }
 
 export interface TrainResult {
@@ -48,70 +52,81 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
   const steps = o.steps ?? cfg.steps;
   const seed = o.seed ?? cfg.seed;
   const outDir = o.out ?? path.join('runs', `${path.basename(o.file, '.mt')}${o.preset ? '-' + o.preset : ''}`);
+  const resumeFrom = o.resume ? listCheckpoints(outDir)[0] : undefined;
+  if (o.resume && resumeFrom === undefined) throw new MtcError(`--resume: ${outDir} holds no checkpoint (looked in ${path.join(outDir, 'checkpoints')})`);
   const codeDir = path.join(outDir, 'compiled');
   writeModule(compiled, codeDir);
   fs.writeFileSync(path.join(outDir, 'config.json'), JSON.stringify({ file: o.file, preset: o.preset ?? null, sets: o.sets, data: o.data ?? cfg.data, val: o.val ?? null, steps, seed, hypers: compiled.hypers, train: cfg }, null, 2) + '\n');
-  fs.rmSync(path.join(outDir, 'metrics.jsonl'), { force: true });
+  if (resumeFrom === undefined) fs.rmSync(path.join(outDir, 'metrics.jsonl'), { force: true });
 
   const corpus = loadCorpus({ data: o.data ?? cfg.data, val: o.val, valFraction: cfg.valFraction });
   const trainData = new WindowSampler(corpus.train, cfg.ctx, cfg.batch, seed, corpus.trainSource);
   const valData = new WindowSampler(corpus.val, cfg.ctx, cfg.batch, seed, corpus.valSource);
   const evalBatches = valData.evalBatches(cfg.evalBatches);
 
-  const log = new RunLog(outDir, steps, cfg.batch * cfg.ctx);
+  const start = resumeFrom ?? 0;
+  const log = new RunLog(outDir, steps, cfg.batch * cfg.ctx, start);
   let stopping = false;
   const onSigint = (): void => {
+    if (stopping) process.exit(130); // a second Ctrl-C stops at once
     stopping = true;
+    log.line('mtc: stopping after this step (Ctrl-C again to stop at once)');
   };
   process.on('SIGINT', onSigint);
   try {
     const session = await Session.open(codeDir, gpu);
+    const nParams = compiled.plan.params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
     log.line(
-      `mtc: ${compiled.modelName} (${o.preset ?? 'defaults'}) on ${gpu.description}: ${session.mod.params.length} tensors, ` +
-        `${compiled.plan.params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0)} parameters, ` +
+      `mtc: ${compiled.modelName} (${o.preset ?? 'defaults'}) on ${gpu.description}: ${nParams} parameters, ` +
         `${compiled.plan.forward.length + compiled.plan.backward.length + 3} dispatches per step; ` +
-        `train ${trainData.numWindows} windows, val ${evalBatches.length} batches`,
+        `train ${trainData.numWindows} windows of ${cfg.ctx + 1} tokens, val ${evalBatches.length} batches`,
     );
     session.initialise(seed);
+    if (resumeFrom !== undefined) {
+      const p = checkpointPaths(outDir, resumeFrom);
+      session.loadCheckpoint(p.model, p.optimizer);
+      log.line(`mtc: resumed from ${p.model} (step ${resumeFrom})`);
+    }
     const t0 = performance.now();
-    let valLoss = await session.evaluate(evalBatches);
-    log.eval(0, valLoss);
+    let valLoss = NaN;
+    if (resumeFrom === undefined) {
+      valLoss = await session.evaluate(evalBatches);
+      log.eval(0, valLoss);
+    }
     let last = NaN;
-    let done = 0;
+    let done = start;
     const schedule = { peak: cfg.lr, warmup: cfg.warmup, total: steps };
-    for (let step = 0; step < steps && !stopping; step++) {
+    for (let step = start; step < steps && !stopping; step++) {
       const lr = lrAt(step, schedule);
       session.trainStep(trainData.batchAt(step), step, lr, seed);
       done = step + 1;
       const isLog = done % cfg.logEvery === 0 || done === steps;
       const isEval = done % cfg.evalEvery === 0 || done === steps;
-      if (isLog || isEval) {
+      if (isLog || isEval || stopping) {
         const losses = await session.readLosses();
+        const bad = losses.findIndex((l) => !Number.isFinite(l));
+        if (bad >= 0) await numericalFault(session, done - losses.length + bad + 1, losses[bad], outDir);
         last = losses[losses.length - 1];
-        if (!Number.isFinite(last)) {
-          throw new MtcError(`the training loss became ${last} at step ${done}; the last checkpoint in ${outDir} is kept`);
-        }
         log.train(done, last, lr);
       }
       if (isEval) {
         valLoss = await session.evaluate(evalBatches);
         log.eval(done, valLoss);
-        writeCheckpoint(path.join(outDir, 'checkpoint.safetensors'), session, await session.readParams(), { step: done, seed });
+        await session.saveCheckpoint(outDir, done, seed);
       }
     }
-    if (stopping && done % cfg.evalEvery !== 0) {
-      await session.readLosses();
-      writeCheckpoint(path.join(outDir, 'checkpoint.safetensors'), session, await session.readParams(), { step: done, seed });
-      log.line(`mtc: interrupted after step ${done}; checkpoint written to ${outDir}`);
+    if (stopping && done % cfg.evalEvery !== 0 && done !== steps) {
+      const file = await session.saveCheckpoint(outDir, done, seed);
+      log.line(`mtc: interrupted after step ${done}; checkpoint ${file}; continue with --resume`);
     }
     const seconds = (performance.now() - t0) / 1000;
-    log.line(`mtc: ${done} steps in ${seconds.toFixed(1)} s; held-out bits per byte ${(valLoss / Math.LN2).toFixed(3)}; log in ${path.join(outDir, 'metrics.jsonl')}`);
+    log.line(`mtc: ${done - start} steps in ${seconds.toFixed(1)} s; held-out bits per byte ${(valLoss / Math.LN2).toFixed(3)}; log in ${path.join(outDir, 'metrics.jsonl')}`);
     return {
       steps: done,
       finalLoss: last,
       valLoss,
       valBpb: valLoss / Math.LN2,
-      tokensPerSecond: (done * cfg.batch * cfg.ctx) / seconds,
+      tokensPerSecond: ((done - start) * cfg.batch * cfg.ctx) / seconds,
       seconds,
       outDir,
     };
@@ -119,4 +134,17 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
     process.off('SIGINT', onSigint);
     log.close();
   }
+}
+
+/** A non-finite loss: name the step and the first parameter whose gradient or value broke. */
+async function numericalFault(session: Session, step: number, loss: number, outDir: string): Promise<never> {
+  const [grads, params] = [await session.readArena('grads'), await session.readArena('params')];
+  const first = (arena: Float32Array) =>
+    session.mod.params.find((p) => arena.subarray(p.offset, p.offset + p.shape.reduce((a, b) => a * b, 1)).some((x) => !Number.isFinite(x)))?.path;
+  const where = first(grads) ? `; the first parameter with a non-finite gradient is ${first(grads)}` : first(params) ? `; the first non-finite parameter is ${first(params)}` : '';
+  const kept = listCheckpoints(outDir)[0];
+  throw new MtcError(
+    `the training loss became ${loss} at step ${step}${where}. ` +
+      (kept !== undefined ? `The last good checkpoint (step ${kept}) is kept in ${path.join(outDir, 'checkpoints')}.` : 'No checkpoint had been written yet.'),
+  );
 }

@@ -2,7 +2,7 @@
 // training run whose metrics.jsonl and safetensors checkpoint are read back independently.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -58,7 +58,7 @@ test('mtc run train writes metrics.jsonl and a safetensors checkpoint with the .
   assert.ok(evalRecs[0].val_bpb > 7 && evalRecs[0].val_bpb < 10, `initial bpb ${evalRecs[0].val_bpb}`);
 
   // An independent safetensors reader: u64 header length, JSON header, raw little-endian data.
-  const buf = fs.readFileSync(path.join(out, 'checkpoint.safetensors'));
+  const buf = fs.readFileSync(path.join(out, 'checkpoints', 'step-000012.safetensors'));
   const n = Number(buf.readBigUInt64LE(0));
   const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
   assert.equal(header.__metadata__.model, 'MatrixThinker');
@@ -72,4 +72,56 @@ test('mtc run train writes metrics.jsonl and a safetensors checkpoint with the .
   assert.equal(vals.length, 16);
   assert.ok(vals.every((v) => Number.isFinite(v) && Math.abs(v - 1) < 0.1), 'RMSNorm gains start at 1 and move a little');
   assert.ok(vals.some((v) => v !== 1), 'the gains were trained');
+});
+
+test('a run killed with SIGKILL and resumed logs the same losses as an uninterrupted run', async () => {
+  // the Matrix Thinker with checkpoints every 6 steps and a log every 2
+  const src = fs
+    .readFileSync(path.join(repoRoot, 'models/matrix_thinker.mt'), 'utf8')
+    .replace('import "stdlib.mt"', `import "${path.join(repoRoot, 'models/stdlib.mt')}"`)
+    .replace('eval_every = 50', 'eval_every = 6')
+    .replace('log_every = 10', 'log_every = 2');
+  const file = tempModel(src);
+  const args = (out: string) => [
+    path.join(repoRoot, 'bin/mtc.js'), 'run', 'train', file, '--steps', '12', '--out', out,
+    '--set', 'd=4', '--set', 'n_blocks=1', '--set', 'T=2', '--set', 'probes=4', '--set', 'ctx=16', '--set', 'pos_rows=16', '--set', 'batch=4',
+  ];
+  const straight = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-straight-'));
+  assert.equal(spawnSync(process.execPath, args(straight), { encoding: 'utf8' }).status, 0);
+
+  const killed = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-killed-'));
+  const child = spawn(process.execPath, args(killed), { stdio: 'ignore' });
+  const ckpt = path.join(killed, 'checkpoints', 'step-000006.safetensors');
+  const t0 = Date.now();
+  while (!fs.existsSync(ckpt) && Date.now() - t0 < 300_000 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  assert.ok(fs.existsSync(ckpt), 'the checkpoint at step 6 was written before the kill');
+  const resumed = spawnSync(process.execPath, [...args(killed), '--resume'], { encoding: 'utf8' });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stderr, /resumed from .*step-000006\.safetensors \(step 6\)/);
+
+  const losses = (dir: string) =>
+    new Map(
+      fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+        .filter((r) => 'loss' in r).map((r) => [r.step, r.loss]),
+    );
+  const a = losses(straight);
+  const b = losses(killed);
+  for (const step of [8, 10, 12]) assert.equal(b.get(step), a.get(step), `loss at step ${step}`);
+});
+
+test('a damaged checkpoint is refused with a clear error', async () => {
+  const { readSafetensors } = await import('../runtime/checkpoint.ts');
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-bad-'));
+  const f = path.join(out, 'x.safetensors');
+  const { writeSafetensors } = await import('../runtime/checkpoint.ts');
+  writeSafetensors(f, { names: ['a.b'], shapes: [[2, 2]], data: [new Float32Array([1, 2, 3, 4])] }, { step: '1' });
+  assert.deepEqual(Array.from(readSafetensors(f).tensors.get('a.b')!.data), [1, 2, 3, 4]);
+  const bytes = fs.readFileSync(f);
+  bytes[bytes.length - 1] ^= 0x40;
+  fs.writeFileSync(f, bytes);
+  assert.throws(() => readSafetensors(f), /checkpoint .* is damaged: its checksum does not match its data/);
+  fs.writeFileSync(f, bytes.subarray(0, bytes.length - 5));
+  assert.throws(() => readSafetensors(f), /is damaged: tensor a\.b lies outside the file/);
 });
