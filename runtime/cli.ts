@@ -58,8 +58,33 @@ export function buildCli(): Command {
       const { train } = await import('./train.ts');
       await train({ file, preset: o.preset, sets: o.set, data: o.data, val: o.val, steps: o.steps, seed: o.seed, out: o.out, resume: o.resume });
     });
+  run
+    .command('eval')
+    .description('held-out loss, bits per byte and perplexity of a checkpoint (dropout off), identical on every run')
+    .argument('<model.mt>', 'the model source file the checkpoint was trained from')
+    .requiredOption('--checkpoint <file>', 'a model checkpoint (.safetensors) written by mtc run train')
+    .requiredOption('--data <file>', 'text or .jsonl to evaluate on')
+    .option('--preset <name>', 'the preset the checkpoint was trained with')
+    .option('--set <name=value>', 'the --set overrides the checkpoint was trained with (repeatable)', collectSet, {})
+    .option('--windows <n|all>', "how many ctx+1 windows: a number (drawn by --seed) or 'all' (every window in file order)", windowsArg, 64)
+    .option('--seed <n>', 'which windows --windows N takes', positiveInt('--seed'), 0)
+    .addOption(new Option('--backend <name>', 'gpu, or reference: the float64 interpreter').choices(['gpu', 'reference']).default('gpu'))
+    .option('--json', 'print one JSON object (loss, bpb, ppl, windows, tokens, bytes, backend)')
+    .action(async (file: string, o: { checkpoint: string; data: string; preset?: string; set: Record<string, string>; windows: number | 'all'; seed: number; backend: 'gpu' | 'reference'; json?: boolean }) => {
+      const { evaluateCheckpoint } = await import('./eval.ts');
+      const r = await evaluateCheckpoint({ file, preset: o.preset, sets: o.set, checkpoint: o.checkpoint, data: o.data, windows: o.windows, seed: o.seed, backend: o.backend });
+      if (o.json) console.log(JSON.stringify(r));
+      else console.log(`loss ${r.loss.toFixed(6)} nats/token  bpb ${r.bpb.toFixed(6)}  ppl ${r.ppl.toFixed(4)}  (${r.windows} windows, ${r.tokens} tokens, ${r.backend})`);
+    });
   return program;
 }
+
+const windowsArg = (v: string): number | 'all' => {
+  if (v === 'all') return 'all';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`--windows must be a positive whole number or 'all', got '${v}'`);
+  return n;
+};
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildCli();

@@ -203,6 +203,16 @@ export class WindowSampler {
     return out;
   }
 
+  /** Windows by index as one batch (any number of rows). */
+  batchOf(windows: number[]): Batch {
+    return this.gather(windows);
+  }
+
+  /** `count` distinct window indices drawn by the seed (the first epoch's order). */
+  sampleWindows(count: number): number[] {
+    return Array.from(this.permutation(0).subarray(0, Math.min(count, this.numWindows)));
+  }
+
   private gather(windows: number[]): Batch {
     const { ctx, stride } = this;
     const tokens = new Int32Array(windows.length * ctx);

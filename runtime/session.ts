@@ -149,6 +149,13 @@ export class Session {
     );
   }
 
+  /** Logits [batch, ctx, vocab] of one batch, dropout off. */
+  async logits(b: Batch): Promise<Float32Array> {
+    this.writeBatch(b, 0, 0, false);
+    this.encode((pass) => this.prog.forward(pass));
+    return this.read(this.prog.outputs.logits);
+  }
+
   /** Waits for the device and returns the losses logged since the last read, in order. */
   async readLosses(): Promise<number[]> {
     const n = this.pending;
