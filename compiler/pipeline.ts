@@ -30,6 +30,8 @@ export interface CompileOptions {
   dumpAfter?: PassName;
   dump?: (text: string) => void;
   maxBindingBytes?: number;
+  /** Sequences per program run, replacing the train section's batch (evaluation programs). */
+  batch?: number;
 }
 
 export interface Compiled {
@@ -62,6 +64,7 @@ export function buildGraph(file: string, opts: CompileOptions = {}): Built {
 
   const hypers = resolveHypers(unit, opts.preset, opts.sets ?? {});
   const train = resolveTrain(unit, hypers);
+  if (opts.batch !== undefined) train.batch = opts.batch;
   dump('config', () => JSON.stringify({ hypers: Object.fromEntries(hypers), train }, null, 2));
 
   const b = lowerModel(unit, hypers, train);

@@ -8,14 +8,14 @@ hyper {
   heads = 2         # attention heads; hd = d / heads rows per head
   n_blocks = 2      # distinct thinking blocks, each with its own weights
   T = 2             # iterations of the whole block stack, shared weights
-  probes = 16       # K of the MultiProbeHead
+  probes = 32       # K of the MultiProbeHead
   dropout = 0.1     # attention probabilities and thinking-layer update; off at eval
   vocab = 256       # byte tokens
   ctx = 64          # sequence length
   pos_rows = ctx    # rows of the position tables (>= ctx)
   batch = 16        # sequences per step
   steps = 300
-  lr = 3e-3         # peak learning rate
+  lr = 3e-2         # peak learning rate
   warmup = 30       # linear warmup steps, then cosine to 0
 }
 

@@ -43,6 +43,16 @@ export async function acquireDevice(): Promise<Gpu> {
       maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
     },
   });
+  // A lost device (driver reset, GPU removed, out of memory in the driver) ends the run with
+  // a message instead of a hang; destroy() at the end of a run is not a loss.
+  void device.lost.then((info) => {
+    if (info.reason === 'destroyed') return;
+    process.stderr.write(
+      `mtc: error: the WebGPU device was lost (${info.reason || 'unknown reason'}: ${info.message}). ` +
+        'The last checkpoint of the run is kept; check the GPU driver (nvidia-smi, or the Vulkan driver under software rendering) and rerun with --resume.\n',
+    );
+    process.exit(1);
+  });
   device.addEventListener('uncapturederror', (ev) => {
     const e = (ev as GPUUncapturedErrorEvent).error;
     console.error(`mtc: WebGPU error: ${e.message}`);
@@ -69,7 +79,9 @@ export async function compileShader(device: GPUDevice, code: string, label: stri
   if (errors.length || err) {
     const msgs = errors.map((m) => `${label}:${m.lineNum}:${m.linePos}: ${m.message}`);
     if (err) msgs.push(err.message);
-    throw new Error(`WGSL kernel ${label} failed to compile:\n${msgs.join('\n')}`);
+    throw new MtcError(
+      `the WGSL kernel ${label} failed to compile on this device, so nothing was run; this is a compiler bug, please report it with the model file:\n${msgs.join('\n')}`,
+    );
   }
   return module;
 }

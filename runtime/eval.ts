@@ -23,6 +23,8 @@ export interface EvalOptions {
   windows: number | 'all';
   seed: number;
   backend: 'gpu' | 'reference';
+  /** sequences per device run (default: the train section's batch) */
+  batch?: number;
 }
 
 export interface EvalResult {
@@ -49,7 +51,7 @@ function rowLosses(logits: ArrayLike<number>, targets: Int32Array, rows: number,
 }
 
 export async function evaluateCheckpoint(o: EvalOptions): Promise<EvalResult> {
-  const compiled = compile(o.file, { preset: o.preset, sets: o.sets });
+  const compiled = compile(o.file, { preset: o.preset, sets: o.sets, batch: o.batch });
   const { ctx, batch } = compiled.train;
   const vocab = compiled.graph.nodes[compiled.graph.outputs.logits].shape[2];
   const tokens = encodeBytes(loadText(o.data));

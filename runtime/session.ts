@@ -71,10 +71,15 @@ export class Session {
       const code = fs.readFileSync(path.join(dir, 'kernels', `${name}.wgsl`), 'utf8');
       shaders[name] = await compileShader(gpu.device, code, `${name}.wgsl`);
     }
+    gpu.device.pushErrorScope('out-of-memory');
     gpu.device.pushErrorScope('validation');
     const prog = new mod.Program(gpu.device, shaders);
-    const err = await gpu.device.popErrorScope();
-    if (err) throw new Error(`creating the compiled program failed: ${err.message}`);
+    const invalid = await gpu.device.popErrorScope();
+    const oom = await gpu.device.popErrorScope();
+    if (oom) {
+      throw new MtcError(`the device ran out of memory creating the model's buffers (${oom.message}); reduce batch or ctx with --set, or use a device with more memory`);
+    }
+    if (invalid) throw new MtcError(`creating the compiled program failed on this device: ${invalid.message}; this is a compiler bug, please report it with the model file`);
     const s = new Session(gpu, mod, prog);
     s.encode((pass) => prog.setup(pass));
     return s;

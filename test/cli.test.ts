@@ -72,6 +72,24 @@ test('mtc run train writes metrics.jsonl and a safetensors checkpoint with the .
   assert.equal(vals.length, 16);
   assert.ok(vals.every((v) => Number.isFinite(v) && Math.abs(v - 1) < 0.1), 'RMSNorm gains start at 1 and move a little');
   assert.ok(vals.some((v) => v !== 1), 'the gains were trained');
+
+  // mtc run eval on that checkpoint: the device and the float64 interpreter agree, and a
+  // short last batch (5 windows, batch 4) counts only its real windows.
+  const evalArgs = [
+    'run', 'eval', 'models/matrix_thinker.mt', '--checkpoint', path.join(out, 'checkpoints', 'step-000012.safetensors'),
+    '--set', 'd=4', '--set', 'heads=2', '--set', 'n_blocks=1', '--set', 'T=2', '--set', 'probes=4',
+    '--set', 'ctx=16', '--set', 'pos_rows=16', '--set', 'batch=4', '--data', path.join(repoRoot, 'README.md'), '--windows', '5', '--json',
+  ];
+  const onGpu = mtc(evalArgs);
+  assert.equal(onGpu.status, 0, onGpu.stderr);
+  const gpu = JSON.parse(onGpu.stdout);
+  const ref = JSON.parse(mtc([...evalArgs, '--backend', 'reference']).stdout);
+  const again = JSON.parse(mtc([...evalArgs, '--batch', '2']).stdout);
+  assert.equal(gpu.windows, 5);
+  assert.equal(gpu.tokens, 80);
+  assert.ok(Math.abs(gpu.loss - ref.loss) / ref.loss < 1e-4, `gpu ${gpu.loss} vs reference ${ref.loss}`);
+  assert.ok(Math.abs(gpu.loss - again.loss) / ref.loss < 1e-6, `batch 4 ${gpu.loss} vs batch 2 ${again.loss}`);
+  assert.ok(Math.abs(gpu.bpb - gpu.loss / Math.LN2) < 1e-12 && Math.abs(gpu.ppl - Math.exp(gpu.loss)) < 1e-9);
 });
 
 test('a run killed with SIGKILL and resumed logs the same losses as an uninterrupted run', async () => {

@@ -49,7 +49,7 @@ test('initialisers are read from the source', () => {
   assert.deepEqual(byPath.get('blocks.0.think.b_m')?.init, [{ kind: 'const', value: -2 }]);
   assert.deepEqual(byPath.get('blocks.0.think.scale')?.init, [{ kind: 'const', value: 0.1 }]);
   assert.deepEqual(byPath.get('head.U')?.init, [{ kind: 'normal', std: 1 / Math.sqrt(8) }]);
-  assert.deepEqual(byPath.get('head.W_out')?.init, [{ kind: 'uniform', bound: 1 / Math.sqrt(16) }]);
+  assert.deepEqual(byPath.get('head.W_out')?.init, [{ kind: 'uniform', bound: 1 / Math.sqrt(32) }]);
   assert.deepEqual(byPath.get('blocks.0.think.scale')?.shape, []);
 });
 
