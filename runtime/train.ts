@@ -115,9 +115,10 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
         await session.saveCheckpoint(outDir, done, seed);
       }
     }
-    if (stopping && done % cfg.evalEvery !== 0 && done !== steps) {
+    // The final state always has a checkpoint (also after Ctrl-C, and for --steps 0).
+    if (!listCheckpoints(outDir).includes(done)) {
       const file = await session.saveCheckpoint(outDir, done, seed);
-      log.line(`mtc: interrupted after step ${done}; checkpoint ${file}; continue with --resume`);
+      if (stopping) log.line(`mtc: interrupted after step ${done}; checkpoint ${file}; continue with --resume`);
     }
     const seconds = (performance.now() - t0) / 1000;
     log.line(`mtc: ${done - start} steps in ${seconds.toFixed(1)} s; held-out bits per byte ${(valLoss / Math.LN2).toFixed(3)}; log in ${path.join(outDir, 'metrics.jsonl')}`);

@@ -66,3 +66,10 @@ test('Ctrl-C stops after the current step and writes a checkpoint that --resume 
   assert.ok(Number(m[1]) >= 10 && Number(m[1]) < 400);
   assert.ok(fs.existsSync(m[2]));
 });
+
+test('no GPU adapter: a clear error and exit code 1, never a hang', () => {
+  const env = { ...process.env, VK_DRIVER_FILES: '/nonexistent/icd.json', VK_ICD_FILENAMES: '/nonexistent/icd.json' };
+  const r = spawnSync(process.execPath, [bin, 'run', 'train', 'models/matrix_thinker.mt', '--steps', '1', '--out', fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-noadapter-'))], { cwd: repoRoot, env, encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /error: no WebGPU adapter found: install a Vulkan driver/);
+});
