@@ -14,7 +14,7 @@ hyper {
   ctx = 64          # sequence length
   pos_rows = ctx    # rows of the position tables (>= ctx)
   batch = 16        # sequences per step
-  steps = 300
+  steps = 600
   lr = 3e-2         # peak learning rate
   warmup = 30       # linear warmup steps, then cosine to 0
 }
