@@ -58,7 +58,11 @@ function unary(fn: UnaryFn): Builtin {
     arity: [1, 1],
     fn: ([x], cx) => {
       const f = unaryMath[fn];
-      if (x.t === 'num' && f) return num(f(x.v));
+      if (x.t === 'num' && f) {
+        const v = f(x.v);
+        if (!Number.isFinite(v)) fail(`${cx.name}(${x.v}) is not a finite number`, cx.loc);
+        return num(v);
+      }
       return tensor(cx.b.unary(fn, asTensor(x, cx)));
     },
   };

@@ -60,7 +60,7 @@ export function resolveHypers(unit: Unit, preset: string | undefined, sets: Reco
   const host = numericHost();
   for (const e of unit.hyper) {
     let v: number;
-    if (e.name in sets) {
+    if (Object.hasOwn(sets, e.name)) {
       const text = sets[e.name];
       v = Number(text);
       if (text.trim() === '' || !Number.isFinite(v)) throw new MtcError(`--set ${e.name}=${text}: the value must be a number`);
@@ -94,6 +94,11 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
       vals.set(e.name, { v: { t: 'str', v: 'cross_entropy' }, loc: e.loc });
       continue;
     }
+    const want = e.name === 'optimizer' ? 'adamw' : e.name === 'schedule' ? 'warmup_cosine' : undefined;
+    if (want && (e.value.kind !== 'call' || e.value.callee !== want)) {
+      const got = e.value.kind === 'call' ? `'${e.value.callee}(...)'` : e.value.kind === 'name' ? `'${e.value.name}'` : 'something else';
+      fail(`the ${e.name} must be ${want}(...), got ${got}`, e.value.loc);
+    }
     if (e.value.kind === 'call' && (e.value.callee === 'adamw' || e.value.callee === 'warmup_cosine')) {
       const args = new Map<string, Value>();
       for (const a of e.value.args) {
@@ -111,7 +116,10 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
   const numOf = (key: string, dflt: number | undefined, check: (x: number) => boolean, rule: string): number => {
     const got = vals.get(key);
     if (!got) {
-      if (dflt === undefined) throw new MtcError(`the train section must set '${key}'`);
+      if (dflt === undefined) {
+        if (!unit.train) throw new MtcError(`there is no train section; add one that sets at least ctx and batch`, unit.model?.loc);
+        throw new MtcError(`the train section must set '${key}'`, unit.trainLoc);
+      }
       return dflt;
     }
     if (got.v.t !== 'num' || !check(got.v.v)) fail(`train setting '${key}' must be ${rule}, got ${describe(got.v)}`, got.loc);
@@ -124,16 +132,16 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
     if (got.v.t !== 'str') fail(`train setting '${key}' must be a string, got ${describe(got.v)}`, got.loc);
     return (got.v as { v: string }).v;
   };
-  const cfgArg = (key: string, name: string, arg: string, dflt: number): number | [number, number] => {
+  const cfgArg = (key: string, name: string, arg: string, dflt: number, pair = false): number | [number, number] => {
     const got = vals.get(key);
     if (!got) return dflt;
     if (got.v.t !== 'config' || got.v.name !== name) fail(`train setting '${key}' must be ${name}(...)`, got.loc);
     const a = (got.v as { args: Map<string, Value> }).args.get(arg);
     if (!a) return dflt;
-    if (a.t === 'num') return a.v;
-    if (a.t === 'list' && a.items.length === 2 && a.items.every((x) => x.t === 'num'))
+    if (!pair && a.t === 'num') return a.v;
+    if (pair && a.t === 'list' && a.items.length === 2 && a.items.every((x) => x.t === 'num'))
       return [(a.items[0] as { v: number }).v, (a.items[1] as { v: number }).v];
-    return fail(`${name}: '${arg}' must be a number`, got.loc);
+    return fail(`${name}: '${arg}' must be ${pair ? 'a list of two numbers such as [0.9, 0.98]' : 'a number'}, got ${describe(a)}`, got.loc);
   };
   const tokenizer = strOf('tokenizer', 'bytes');
   if (tokenizer !== 'bytes') fail(`tokenizer '${tokenizer}' is not supported yet; use "bytes"`, vals.get('tokenizer')?.loc);
@@ -144,7 +152,7 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
     if (k === 'optimizer' && v.name !== 'adamw') fail(`the optimizer must be adamw(...)`, loc);
     if (k === 'schedule' && v.name !== 'warmup_cosine') fail(`the schedule must be warmup_cosine(...)`, loc);
   }
-  const betas = cfgArg('optimizer', 'adamw', 'betas', NaN);
+  const betas = cfgArg('optimizer', 'adamw', 'betas', NaN, true);
   return {
     data: strOf('data', 'sotu'),
     tokenizer: 'bytes',

@@ -27,6 +27,12 @@ export interface Scope {
 }
 
 const MAX_UNROLL = 100_000;
+/**
+ * The most operations lowering may create: about 13 times the forward pass of the study's full
+ * Matrix Thinker (7,500). A bigger graph would take minutes to plan and hundreds of thousands of
+ * dispatches per step; it is almost always a runaway `repeat` or layer count.
+ */
+export const MAX_NODES = 100_000;
 
 export function lookup(sc: Scope, name: string, loc: SrcLoc): Value {
   const v = sc.locals.get(name) ?? sc.layer?.members.get(name) ?? sc.layer?.args.get(name) ?? sc.globals.get(name);
@@ -34,7 +40,21 @@ export function lookup(sc: Scope, name: string, loc: SrcLoc): Value {
   return v;
 }
 
+/** The deepest expression evaluation may nest (a chain `1 + 1 + ... + 1` nests once per operator). */
+export const MAX_EXPR_DEPTH = 1000;
+let exprDepth = 0;
+
 export function evalExpr(e: Expr, sc: Scope, host: Host): Value {
+  if (exprDepth >= MAX_EXPR_DEPTH) return fail(`this expression nests more than ${MAX_EXPR_DEPTH} operations deep; split it into several statements`, e.loc);
+  exprDepth++;
+  try {
+    return evalExprAt(e, sc, host);
+  } finally {
+    exprDepth--;
+  }
+}
+
+function evalExprAt(e: Expr, sc: Scope, host: Host): Value {
   switch (e.kind) {
     case 'num':
       return num(e.value);
@@ -52,8 +72,14 @@ export function evalExpr(e: Expr, sc: Scope, host: Host): Value {
       if (v.t === 'tensor') return tensor(builder(host, e.loc).unary('neg', v.id));
       return fail(`cannot negate ${describe(v)}`, e.loc);
     }
-    case 'binary':
-      return binary(e.op, evalExpr(e.left, sc, host), evalExpr(e.right, sc, host), e.loc, host);
+    case 'binary': {
+      const l = evalExpr(e.left, sc, host);
+      const r = evalExpr(e.right, sc, host);
+      const v = binary(e.op, l, r, e.loc, host);
+      if (v.t === 'num' && !Number.isFinite(v.v))
+        return fail(`${(l as { v: number }).v} ${e.op} ${(r as { v: number }).v} is not a finite number`, e.loc);
+      return v;
+    }
     case 'index': {
       const t = evalExpr(e.target, sc, host);
       const i = evalExpr(e.index, sc, host);
@@ -71,6 +97,7 @@ export function evalExpr(e: Expr, sc: Scope, host: Host): Value {
 
 function builder(host: Host, loc: SrcLoc): GraphBuilder {
   if (!host.b) return fail('tensor operations are only allowed inside a forward function', loc);
+  if (host.b.graph.nodes.length > MAX_NODES) fail(`the model has more than ${MAX_NODES} operations (a runaway repeat or layer count?)`, loc);
   host.b.loc = loc;
   return host.b;
 }
@@ -140,7 +167,7 @@ function call(e: Extract<Expr, { kind: 'call' }>, sc: Scope, host: Host): Value 
     if (named) return fail('layer calls take positional arguments only', named.loc);
     return host.callLayer(target.inst, args, e.loc);
   }
-  const bi = builtins[e.callee];
+  const bi = Object.hasOwn(builtins, e.callee) ? builtins[e.callee] : undefined;
   if (bi) {
     if (named) return fail(`${e.callee} takes positional arguments only`, named.loc);
     const [lo, hi] = bi.arity;

@@ -23,6 +23,9 @@ export interface HostMeta {
 /** Comment text: only characters that cannot end a comment or a line. */
 export const safeComment = (s: string): string => s.replace(/[^\x20-\x7e]/g, '?');
 
+/** JSON as a TS object literal: a `__proto__` key is written computed so that it stays a key. */
+const objectLiteral = (v: unknown): string => JSON.stringify(v, null, 2).replace(/^(\s*)"__proto__":/gm, '$1["__proto__"]:');
+
 const slotExpr = (s: Slot): string => {
   const buf = s.buffer.startsWith('act') ? `this.act[${s.buffer.slice(3)}]` : `this.${s.buffer}`;
   return `[${buf}, ${s.offset}, ${s.bytes}]`;
@@ -44,7 +47,7 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
     docs: ['What was compiled: the model, its resolved hyperparameters and train section.'],
-    declarations: [{ name: 'model', initializer: JSON.stringify({ name: meta.model, sources: meta.sources, preset: meta.preset, sets: meta.sets, hypers: meta.hypers, train: meta.train }, null, 2) }],
+    declarations: [{ name: 'model', initializer: objectLiteral({ name: meta.model, sources: meta.sources, preset: meta.preset, sets: meta.sets, hypers: meta.hypers, train: meta.train }) }],
   });
   sf.addVariableStatement({
     isExported: true,
@@ -163,7 +166,7 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
             w.writeLine(`group(${JSON.stringify(gr.kernel)}, [${gr.bindings.join(', ')}]); // ${i}: ${gr.note}`);
           });
           const obs = Object.entries(plan.observations)
-            .map(([k, v]) => `${JSON.stringify(k)}: [${v.map(slotExpr).join(', ')}]`)
+            .map(([k, v]) => `[${JSON.stringify(k)}]: [${v.map(slotExpr).join(', ')}]`)
             .join(', ');
           w.writeLine(`this.outputs = { loss: ${slotExpr(plan.loss)}, logits: ${slotExpr(plan.logits)}, observations: { ${obs} } };`);
         },

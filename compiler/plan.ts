@@ -65,7 +65,10 @@ export function planProgram(g: Graph, maxBindingBytes = Infinity): Plan {
   const live = new Array<boolean>(nodes.length).fill(false);
   for (const id of keep) live[id] = true;
   for (let i = nodes.length - 1; i >= 0; i--) if (live[i]) for (const j of nodes[i].inputs) live[j] = true;
-  const root = (id: number): number => (nodes[id].op.kind === 'reshape' ? root(nodes[id].inputs[0]) : id);
+  const root = (id: number): number => {
+    while (nodes[id].op.kind === 'reshape') id = nodes[id].inputs[0];
+    return id;
+  };
   for (const id of [...keep]) keep.add(root(id));
   const lastUse = new Array<number>(nodes.length).fill(-1);
   for (const n of nodes) if (live[n.id]) for (const i of n.inputs) lastUse[root(i)] = Math.max(lastUse[root(i)], n.id);

@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 import { parseFile } from '../grammar/index.ts';
 import type { Decl, Entry, Program } from '../grammar/ast.ts';
-import { MtcError, type Diagnostic } from './diagnostics.ts';
+import { MtcError, type Diagnostic, type SrcLoc } from './diagnostics.ts';
 
 type LayerDecl = Extract<Decl, { kind: 'layer' }>;
 type FnDecl = Extract<Decl, { kind: 'fn' }>;
@@ -19,6 +19,8 @@ export interface Unit {
   presets: Map<string, PresetDecl>;
   model?: LayerDecl;
   train?: Entry[];
+  /** where the train section starts (for settings it lacks) */
+  trainLoc?: SrcLoc;
   files: string[];
 }
 
@@ -70,11 +72,13 @@ export function loadProgram(file: string): Unit {
       } else if (d.kind === 'train') {
         if (unit.train) errors.push({ loc: d.loc, message: `a file holds one train section` });
         unit.train = d.entries;
+        unit.trainLoc = d.loc;
       }
     }
   };
   visit(file, true);
-  if (!errors.length && !unit.model) errors.push({ message: `${file} declares no model (write \`model Name { ... }\`)` });
+  if (!errors.length && !unit.model)
+    errors.push({ message: 'this file declares no model (write `model Name { ... }`)', loc: { file, line: 1, col: 1, length: 1 } });
   if (errors.length) throw new MtcError(errors);
   return unit;
 }

@@ -18,6 +18,8 @@ const needGiven = (given?: Shape): number[] => {
   return [...given];
 };
 
+const VERB = { add: 'add', sub: 'subtract', mul: 'multiply', div: 'divide' } as const;
+
 export const shapeRules: { [K in OpKind]: Rule<K> } = {
   input: (_op, _ins, given) => ({ shape: needGiven(given), dtype: 'i32' }),
   param: (_op, _ins, given) => f32(needGiven(given)),
@@ -33,7 +35,7 @@ export const shapeRules: { [K in OpKind]: Rule<K> } = {
   inrange: same,
   binary: (op, [a, b]) => {
     const s = broadcastShapes(a.shape, b.shape);
-    if (!s) return { error: `cannot ${op.fn} tensors of shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)}: they do not broadcast` };
+    if (!s) return { error: `cannot ${VERB[op.fn]} tensors of shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)}: they do not broadcast` };
     return f32(s);
   },
   matmul: (_op, [a, b]) => {
@@ -104,6 +106,17 @@ export const shapeRules: { [K in OpKind]: Rule<K> } = {
   },
 };
 
+/**
+ * The most elements one tensor may have: WGSL indexes with 32-bit integers, and a larger tensor
+ * would not fit in any device buffer anyway. Absurd sizes (a mistyped `d = 1e9`) stop here, with a
+ * diagnostic, instead of reaching the planner.
+ */
+export const MAX_ELEMENTS = 2 ** 31 - 1;
+
 export function inferShape(op: Op, ins: ShapeIn[], given?: Shape): ShapeResult {
-  return (shapeRules[op.kind] as Rule<OpKind>)(op as never, ins, given);
+  if (given && !given.every((d) => Number.isInteger(d) && d >= 0)) return { error: `tensor sizes must be whole numbers ≥ 0, got ${fmtShape(given)}` };
+  const res = (shapeRules[op.kind] as Rule<OpKind>)(op as never, ins, given);
+  if ('shape' in res && !(numel(res.shape) <= MAX_ELEMENTS && res.shape.every((d) => d <= MAX_ELEMENTS)))
+    return { error: `a tensor of shape ${fmtShape(res.shape)} is too large: more than ${MAX_ELEMENTS} elements` };
+  return res;
 }

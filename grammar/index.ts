@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { IRecognitionException, IToken } from 'chevrotain';
 import { MtcError, registerSource, type Diagnostic, type SrcLoc } from '../compiler/diagnostics.ts';
 import type { Program } from './ast.ts';
-import { tokenize } from './lexer.ts';
+import { LCurly, LParen, LSquare, Minus, RCurly, RParen, RSquare, tokenize } from './lexer.ts';
 import { parser } from './parser.ts';
 import { buildAst } from './visitor.ts';
 
@@ -40,8 +40,17 @@ export function parseFile(path: string): Program {
   return parseSource(text, path);
 }
 
+/**
+ * The deepest nesting of brackets (and runs of unary minus) a source may have. Far beyond what
+ * anyone writes by hand; it keeps the recursive parser (and its error recovery, which slows down
+ * with depth) well inside the stack, whatever thread it runs on.
+ */
+export const MAX_NESTING = 200;
+
 function parseUnguarded(text: string, file: string): Program {
   const { tokens, problems } = tokenize(text);
+  const deep = tooDeep(tokens);
+  if (deep) throw new MtcError('the source is nested too deeply to parse', { file, line: deep.startLine ?? 1, col: deep.startColumn ?? 1, length: 1 });
   parser.input = tokens;
   const cst = parser.program();
 
@@ -56,6 +65,20 @@ function parseUnguarded(text: string, file: string): Program {
     throw new MtcError(diagnostics);
   }
   return buildAst(cst, file);
+}
+
+/** The first token nested deeper than MAX_NESTING, if any. */
+function tooDeep(tokens: IToken[]): IToken | undefined {
+  let depth = 0;
+  let minuses = 0;
+  for (const t of tokens) {
+    const type = t.tokenType;
+    if (type === LParen || type === LSquare || type === LCurly) depth++;
+    else if (type === RParen || type === RSquare || type === RCurly) depth = Math.max(0, depth - 1);
+    minuses = type === Minus ? minuses + 1 : 0;
+    if (depth + minuses > MAX_NESTING) return t;
+  }
+  return undefined;
 }
 
 /**

@@ -2047,7 +2047,7 @@ export class Program {
     group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 1433: gradient norm, partial sums
     group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 1434: gradient norm
     group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 1435: AdamW update
-    this.outputs = { loss: [this.act[235], 0, 4], logits: [this.act[233], 0, 1048576], observations: { "residual": [[this.act[120], 0, 262144], [this.act[230], 0, 262144]] } };
+    this.outputs = { loss: [this.act[235], 0, 4], logits: [this.act[233], 0, 1048576], observations: { ["residual"]: [[this.act[120], 0, 262144], [this.act[230], 0, 262144]] } };
   }
 
   run(pass: GPUComputePassEncoder, kernel: string, group: number, x: number, y: number, z: number) {

@@ -609,7 +609,7 @@ export class Program {
     group("gradnorm_partial_136896", [[this.grads, 0, ARENA], [this.partials, 0, 136]]); // 325: gradient norm, partial sums
     group("gradnorm_total_34", [[this.partials, 0, 136], [this.norm, 0, 16]]); // 326: gradient norm
     group("adamw_136896", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 327: AdamW update
-    this.outputs = { loss: [this.act[39], 0, 4], logits: [this.act[38], 0, 1048576], observations: { "final": [[this.act[34], 0, 262144]] } };
+    this.outputs = { loss: [this.act[39], 0, 4], logits: [this.act[38], 0, 1048576], observations: { ["final"]: [[this.act[34], 0, 262144]] } };
   }
 
   run(pass: GPUComputePassEncoder, kernel: string, group: number, x: number, y: number, z: number) {
