@@ -18,10 +18,17 @@ export interface InterpEnv {
 
 type Rule<K extends OpKind> = (op: OpOf<K>, args: Float64Array[], node: Node, graph: Graph, env: InterpEnv) => Float64Array;
 
-/** Values of every node (index = node id), in order; only up to node `upto` (inclusive) if given. */
-export function interpret(graph: Graph, env: InterpEnv, upto?: number): Float64Array[] {
+/**
+ * Values of every node (index = node id), in order; only up to node `upto` (inclusive) if given.
+ * With `keepOnly`, every other value is dropped once its last reader has run, so that large
+ * models (the full preset) fit in memory; the result then holds only those nodes.
+ */
+export function interpret(graph: Graph, env: InterpEnv, upto?: number, keepOnly?: number[]): Float64Array[] {
   const last = upto ?? graph.nodes.length - 1;
   const values: Float64Array[] = [];
+  const lastUse = new Int32Array(graph.nodes.length).fill(-1);
+  if (keepOnly) for (const n of graph.nodes) if (n.id <= last) for (const i of n.inputs) lastUse[i] = n.id;
+  const keep = new Set(keepOnly);
   for (const node of graph.nodes) {
     if (node.id > last) break;
     values[node.id] = evalNode(
@@ -30,6 +37,7 @@ export function interpret(graph: Graph, env: InterpEnv, upto?: number): Float64A
       graph,
       env,
     );
+    if (keepOnly) for (const i of node.inputs) if (lastUse[i] === node.id && !keep.has(i)) delete values[i];
   }
   return values;
 }

@@ -96,7 +96,7 @@ function referenceLosses(c: Compiled, file: string, batches: Array<{ b: Batch; r
   const g = c.graph;
   let total = 0;
   for (const { b, rows } of batches) {
-    const values = interpret(g, { params, inputs: { tokens: b.tokens, targets: b.targets }, training: false, seed: 0, step: 0 }, g.outputs.logits);
+    const values = interpret(g, { params, inputs: { tokens: b.tokens, targets: b.targets }, training: false, seed: 0, step: 0 }, g.outputs.logits, [g.outputs.logits]);
     total += rowLosses(values[g.outputs.logits], b.targets, rows, ctx, vocab);
   }
   return total;
