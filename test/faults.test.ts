@@ -73,3 +73,17 @@ test('no GPU adapter: a clear error and exit code 1, never a hang', () => {
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /error: no WebGPU adapter found: install a Vulkan driver/);
 });
+
+test('a kernel that fails validation is a clear error, not a silent skip', async () => {
+  const { acquireDevice, compileShader } = await import('../runtime/device.ts');
+  const { MtcError } = await import('../compiler/diagnostics.ts');
+  const gpu = await acquireDevice();
+  try {
+    await assert.rejects(
+      compileShader(gpu.device, '@compute @workgroup_size(1) fn main() { let x: f32 = undefined_name; }', 'broken.wgsl'),
+      (e: unknown) => e instanceof MtcError && /the WGSL kernel broken\.wgsl failed to compile on this device, so nothing was run/.test((e as Error).message) && /broken\.wgsl:1:/.test((e as Error).message),
+    );
+  } finally {
+    gpu.close();
+  }
+});
