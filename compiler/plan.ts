@@ -117,7 +117,14 @@ export function planProgram(g: Graph, maxBindingBytes = Infinity): Plan {
       slot = take(bytes);
     }
     slots.set(n.id, slot);
-    const k = emitKernel(g, n);
+    let k: Kernel | null;
+    try {
+      k = emitKernel(g, n);
+    } catch (e) {
+      // Sizes past 32-bit indexing are the user's (a mistyped ctx or d), not a compiler bug.
+      if (e instanceof Error && /too large for u32 indexing/.test(e.message)) throw new MtcError(e.message.replace(/^internal: /, ''), n.loc);
+      throw e;
+    }
     if (k) {
       const prev = kernels.get(k.name);
       if (prev && prev.code !== k.code) throw new Error(`internal: two kernels named ${k.name} differ`);

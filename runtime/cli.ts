@@ -69,17 +69,22 @@ export function buildCli(): Command {
     .option('--windows <n|all>', "how many ctx+1 windows: a number (drawn by --seed) or 'all' (every window in file order)", windowsArg, 64)
     .option('--seed <n>', 'which windows --windows N takes', positiveInt('--seed'), 0)
     .addOption(new Option('--backend <name>', 'gpu, or reference: the float64 interpreter').choices(['gpu', 'reference']).default('gpu'))
-    .option('--batch <n>', 'windows per device run (default: the train section\'s batch; the result does not depend on it)', positiveInt('--batch'))
+    .option('--batch <n>', 'windows per device run (default: the train section\'s batch; the result does not depend on it)', atLeastOne)
     .option('--json', 'print one JSON object (loss, bpb, ppl, windows, tokens, bytes, backend)')
     .action(async (file: string, o: { checkpoint: string; data: string; preset?: string; set: Record<string, string>; windows: number | 'all'; seed: number; backend: 'gpu' | 'reference'; batch?: number; json?: boolean }) => {
       const { evaluateCheckpoint } = await import('./eval.ts');
-      if (o.batch === 0) throw new InvalidArgumentError('--batch must be at least 1');
       const r = await evaluateCheckpoint({ file, preset: o.preset, sets: o.set, checkpoint: o.checkpoint, data: o.data, windows: o.windows, seed: o.seed, backend: o.backend, batch: o.batch });
       if (o.json) console.log(JSON.stringify(r));
       else console.log(`loss ${r.loss.toFixed(6)} nats/token  bpb ${r.bpb.toFixed(6)}  ppl ${r.ppl.toFixed(4)}  (${r.windows} windows, ${r.tokens} tokens, ${r.backend})`);
     });
   return program;
 }
+
+const atLeastOne = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`must be a whole number ≥ 1, got '${v}'`);
+  return n;
+};
 
 const windowsArg = (v: string): number | 'all' => {
   if (v === 'all') return 'all';

@@ -73,7 +73,7 @@ export async function evaluateCheckpoint(o: EvalOptions): Promise<EvalResult> {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-eval-'));
       writeModule(compiled, dir);
       const session = await Session.open(dir, gpu);
-      session.loadCheckpoint(o.checkpoint);
+      checkHypers(o.checkpoint, session.loadCheckpoint(o.checkpoint), compiled.hypers);
       for (const { b, rows } of batches) total += rowLosses(await session.logits(b), b.targets, rows, ctx, vocab);
       fs.rmSync(dir, { recursive: true, force: true });
     } finally {
@@ -86,8 +86,21 @@ export async function evaluateCheckpoint(o: EvalOptions): Promise<EvalResult> {
   return { loss, bpb: loss / Math.LN2, ppl: Math.exp(loss), windows: windows.length, tokens: n, bytes: n, backend: o.backend };
 }
 
+/** The checkpoint records the hyperparameters it was trained with: they must be the ones compiled now. */
+function checkHypers(file: string, meta: Record<string, string>, now: Record<string, number>): void {
+  if (!meta.hypers) return;
+  const then = JSON.parse(meta.hypers) as Record<string, number>;
+  const diff = Object.keys(now).filter((k) => k in then && then[k] !== now[k] && !['batch', 'steps', 'lr', 'warmup', 'dropout'].includes(k));
+  if (diff.length) {
+    throw new MtcError(
+      `checkpoint ${file} was trained with ${diff.map((k) => `${k}=${then[k]}`).join(', ')}, but the model is compiled with ${diff.map((k) => `${k}=${now[k]}`).join(', ')}; pass the run's --preset and --set`,
+    );
+  }
+}
+
 function referenceLosses(c: Compiled, file: string, batches: Array<{ b: Batch; rows: number }>, ctx: number, vocab: number): number {
   const ck = readSafetensors(file);
+  checkHypers(file, ck.meta, c.hypers);
   const params = c.graph.params.map((p) => {
     const t = ck.tensors.get(p.path);
     if (!t || t.shape.join(',') !== p.shape.join(',')) throw new MtcError(`checkpoint ${file} does not hold '${p.path}' of shape [${p.shape.join(', ')}]`);

@@ -54,15 +54,25 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
   const outDir = o.out ?? path.join('runs', `${path.basename(o.file, '.mt')}${o.preset ? '-' + o.preset : ''}`);
   const resumeFrom = o.resume ? listCheckpoints(outDir)[0] : undefined;
   if (o.resume && resumeFrom === undefined) throw new MtcError(`--resume: ${outDir} holds no checkpoint (looked in ${path.join(outDir, 'checkpoints')})`);
-  const codeDir = path.join(outDir, 'compiled');
-  writeModule(compiled, codeDir);
-  fs.writeFileSync(path.join(outDir, 'config.json'), JSON.stringify({ file: o.file, preset: o.preset ?? null, sets: o.sets, data: o.data ?? cfg.data, val: o.val ?? null, steps, seed, hypers: compiled.hypers, train: cfg }, null, 2) + '\n');
-  if (resumeFrom === undefined) fs.rmSync(path.join(outDir, 'metrics.jsonl'), { force: true });
+  if (!o.resume && listCheckpoints(outDir).length) {
+    throw new MtcError(
+      `the run folder ${outDir} already holds a run (checkpoints up to step ${listCheckpoints(outDir)[0]}); continue it with --resume, or choose another folder with --out`,
+    );
+  }
+  if (resumeFrom !== undefined && resumeFrom >= steps) throw new MtcError(`--resume: the run in ${outDir} already finished step ${resumeFrom} of ${steps}; pass a larger --steps to train on`);
+  const vocab = compiled.graph.nodes[compiled.graph.outputs.logits].shape[2];
+  if (vocab < 256) throw new MtcError(`the model's logits have ${vocab} classes, but byte tokens take 256 values: set vocab to at least 256`);
 
+  // Check every input before the run folder is touched: a failed start keeps the last run's files.
   const corpus = loadCorpus({ data: o.data ?? cfg.data, val: o.val, valFraction: cfg.valFraction });
   const trainData = new WindowSampler(corpus.train, cfg.ctx, cfg.batch, seed, corpus.trainSource);
   const valData = new WindowSampler(corpus.val, cfg.ctx, cfg.batch, seed, corpus.valSource);
   const evalBatches = valData.evalBatches(cfg.evalBatches);
+
+  const codeDir = path.join(outDir, 'compiled');
+  writeModule(compiled, codeDir);
+  fs.writeFileSync(path.join(outDir, 'config.json'), JSON.stringify({ file: o.file, preset: o.preset ?? null, sets: o.sets, data: o.data ?? cfg.data, val: o.val ?? null, steps, seed, hypers: compiled.hypers, train: cfg }, null, 2) + '\n');
+  if (resumeFrom === undefined) fs.rmSync(path.join(outDir, 'metrics.jsonl'), { force: true });
 
   const start = resumeFrom ?? 0;
   const log = new RunLog(outDir, steps, cfg.batch * cfg.ctx, start);
@@ -115,8 +125,12 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
         await session.saveCheckpoint(outDir, done, seed);
       }
     }
-    // The final state always has a checkpoint (also after Ctrl-C, and for --steps 0).
+    // The final state always has an evaluation and a checkpoint (also after Ctrl-C, and for --steps 0).
     if (!listCheckpoints(outDir).includes(done)) {
+      if (done > start) {
+        valLoss = await session.evaluate(evalBatches);
+        log.eval(done, valLoss);
+      }
       const file = await session.saveCheckpoint(outDir, done, seed);
       if (stopping) log.line(`mtc: interrupted after step ${done}; checkpoint ${file}; continue with --resume`);
     }
