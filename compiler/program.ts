@@ -1,5 +1,6 @@
 // Loading a .mt program: the file and its imports (resolved relative to the importing file,
 // each file once), merged into one table of declarations with duplicate names reported.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseFile } from '../grammar/index.ts';
 import type { Decl, Entry, Program } from '../grammar/ast.ts';
@@ -46,6 +47,10 @@ export function loadProgram(file: string): Unit {
     for (const d of prog.decls) {
       if (d.kind === 'import') {
         const target = path.resolve(path.dirname(f), d.path);
+        if (!fs.existsSync(target) || !fs.statSync(target).isFile()) {
+          errors.push({ loc: d.loc, message: `cannot import "${d.path}": no such file (looked for ${target})` });
+          continue;
+        }
         visit(target, false);
         continue;
       }
