@@ -5,9 +5,13 @@ import { evalExpr, type Host, type Scope } from './evaluate.ts';
 import type { Unit } from './program.ts';
 import { describe, num, type Value } from './values.ts';
 
+/** The tokenizers a train section may name (runtime/tokenizer.ts implements them). */
+export const TOKENIZERS = ['bytes', 'gpt2'] as const;
+export type TokenizerName = (typeof TOKENIZERS)[number];
+
 export interface TrainConfig {
   data: string;
-  tokenizer: 'bytes';
+  tokenizer: TokenizerName;
   ctx: number;
   batch: number;
   steps: number;
@@ -144,7 +148,9 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
     return fail(`${name}: '${arg}' must be ${pair ? 'a list of two numbers such as [0.9, 0.98]' : 'a number'}, got ${describe(a)}`, got.loc);
   };
   const tokenizer = strOf('tokenizer', 'bytes');
-  if (tokenizer !== 'bytes') fail(`tokenizer '${tokenizer}' is not supported yet; use "bytes"`, vals.get('tokenizer')?.loc);
+  if (!(TOKENIZERS as readonly string[]).includes(tokenizer)) {
+    fail(`unknown tokenizer '${tokenizer}'; known: ${TOKENIZERS.join(', ')}`, vals.get('tokenizer')?.loc);
+  }
   for (const [k, { v, loc }] of vals) {
     if (v.t !== 'config') continue;
     const allowed = v.name === 'adamw' ? ['lr', 'betas', 'eps', 'weight_decay'] : ['warmup'];
@@ -155,7 +161,7 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
   const betas = cfgArg('optimizer', 'adamw', 'betas', NaN, true);
   return {
     data: strOf('data', 'sotu'),
-    tokenizer: 'bytes',
+    tokenizer: tokenizer as TokenizerName,
     ctx: numOf('ctx', undefined, posInt, 'a positive whole number'),
     batch: numOf('batch', undefined, posInt, 'a positive whole number'),
     steps: numOf('steps', undefined, (x) => Number.isInteger(x) && x >= 0, 'a whole number'),

@@ -42,6 +42,31 @@ export function interpret(graph: Graph, env: InterpEnv, upto?: number, keepOnly?
   return values;
 }
 
+/**
+ * The values of the nodes `want`, computing only what they need when the nodes of `given`
+ * take the values given instead of their own: the rest of a graph from a cut through it
+ * (e.g. the output head from token matrices changed on the host). Returns want's values.
+ */
+export function interpretFrom(graph: Graph, env: InterpEnv, given: Map<number, ArrayLike<number>>, want: number[]): Float64Array[] {
+  const needed = new Array<boolean>(graph.nodes.length).fill(false);
+  for (const id of want) needed[id] = true;
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    if (needed[i] && !given.has(i)) for (const j of graph.nodes[i].inputs) needed[j] = true;
+  }
+  const values: Float64Array[] = [];
+  for (const node of graph.nodes) {
+    if (!needed[node.id]) continue;
+    const g = given.get(node.id);
+    if (g !== undefined) {
+      if (g.length !== numel(node.shape)) throw new Error(`interp: value given for node ${node.id} has ${g.length} entries, its shape [${node.shape}] holds ${numel(node.shape)}`);
+      values[node.id] = Float64Array.from(g);
+    } else {
+      values[node.id] = evalNode(node, node.inputs.map((i) => values[i]), graph, env);
+    }
+  }
+  return want.map((id) => values[id]);
+}
+
 /** The value of one node from the values of its inputs. */
 export function evalNode(node: Node, args: Float64Array[], graph: Graph, env: InterpEnv): Float64Array {
   const out = (rules[node.op.kind] as Rule<OpKind>)(node.op as never, args, node, graph, env);

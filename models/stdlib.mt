@@ -117,3 +117,41 @@ layer VectorCollapseHead(n, vocab) {
     return reshape(W_out @ vec, [..., vocab])
   }
 }
+
+# 3D matrix-product attention: per head, row blocks Q_s, K_t, V_t ∈ R^{hd×n} (hd = n / heads),
+# S_st = Q_s K_tᵀ (hd×hd), score tr(S_st) / sqrt(hd), causal softmax, out_s = Σ_t a_st S_st V_t.
+# Computed without the L²·hd² pair matrices (MODEL.md, Numerics): tr(Q_s K_tᵀ) = ⟨Q_s, K_t⟩_F,
+# and Σ_t a_st Q_s K_tᵀ V_t = Q_s @ Σ_t a_st (K_tᵀ V_t). The largest tensors are the per-token
+# products K_tᵀ V_t and their causal mixtures, [B, heads, L, n·n], and the scores [B, heads, L, L].
+layer MatrixProductAttention(n, heads, p) {
+  norm = RMSNorm(n)
+  q = RowThenCol(n)
+  k = RowThenCol(n)
+  v = RowThenCol(n)
+  o = RowThenCol(n)
+  forward(M) {
+    Mn = norm(M)
+    # [B, L, n, n] -> [B, L, heads, hd, n] -> [B, heads, L, hd, n]: head h owns rows h·hd … h·hd+hd−1
+    Q = transpose(reshape(q(Mn), [..., heads, n / heads, n], 2), 1, 2)
+    K = transpose(reshape(k(Mn), [..., heads, n / heads, n], 2), 1, 2)
+    V = transpose(reshape(v(Mn), [..., heads, n / heads, n], 2), 1, 2)
+    # tr(Q_s K_tᵀ) = ⟨Q_s, K_t⟩_F: the blocks flattened to [B, heads, L, hd·n], then one product
+    Qf = reshape(Q, [..., n * n / heads], 2)                 # [B, heads, L, hd·n]
+    Kf = reshape(K, [..., n * n / heads], 2)                 # [B, heads, L, hd·n]
+    S = (Qf @ transpose(Kf)) / sqrt(n / heads)               # [B, heads, L, L]
+    A = dropout(softmax(causal_mask(S)), p)                  # [B, heads, L, L]
+    KV = reshape(transpose(K) @ V, [..., n * n], 2)          # K_tᵀ V_t: [B, heads, L, n, n] -> [B, heads, L, n·n]
+    W = reshape(A @ KV, [..., n, n], 1)                      # Σ_t a_st K_tᵀ V_t: [B, heads, L, n·n] -> [B, heads, L, n, n]
+    out = reshape(transpose(Q @ W, 1, 2), [..., n, n], 3)    # [B, heads, L, hd, n] -> [B, L, heads, hd, n] -> [B, L, n, n]
+    return M + o(out)
+  }
+}
+
+# The thinking block of the 3D-attention configuration.
+layer MatrixProductThinkingBlock(n, heads, p) {
+  attn = MatrixProductAttention(n, heads, p)
+  think = ThinkingLayer(n, p)
+  forward(M) {
+    return think(attn(M))
+  }
+}

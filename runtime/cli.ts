@@ -1,9 +1,10 @@
 // The mtc command line (commander). Exit codes: 0 ok, 1 user error (a diagnostic was
 // printed), 2 usage error. Stack traces only with MTC_DEBUG set.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatError, MtcError } from '../compiler/diagnostics.ts';
-import { compile, PASSES, writeCompiled, type PassName } from '../compiler/pipeline.ts';
+import { compile, MTC_VERSION, PASSES, writeCompiled, type PassName } from '../compiler/pipeline.ts';
 
 const collectSet = (v: string, prev: Record<string, string>): Record<string, string> => {
   const eq = v.indexOf('=');
@@ -19,6 +20,7 @@ const positiveInt = (what: string) => (v: string): number => {
 export function buildCli(): Command {
   const program = new Command('mtc')
     .description('mtc compiles .mt matrix-token models to WGSL kernels and TypeScript host code, and trains them on WebGPU.')
+    .version(MTC_VERSION, '-V, --version', 'print the version of mtc')
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)');
 
@@ -54,28 +56,107 @@ export function buildCli(): Command {
     .option('--seed <n>', 'seed of weights, data order and dropout (default: the train section\'s)', positiveInt('--seed'))
     .option('--out <dir>', 'run folder for metrics.jsonl, config.json, the compiled code and checkpoints (default: runs/<model>[-<preset>])')
     .option('--resume', 'continue from the newest checkpoint in the run folder, exactly where it stopped')
-    .action(async (file: string, o: { preset?: string; set: Record<string, string>; data?: string; val?: string; steps?: number; seed?: number; out?: string; resume?: boolean }) => {
+    .addOption(new Option('--tokenizer <name>', "bytes, or gpt2 (GPT-2 BPE, vocabulary 50257: needs --set vocab=50257); default: the train section's").choices(['bytes', 'gpt2']))
+    .action(async (file: string, o: { preset?: string; set: Record<string, string>; data?: string; val?: string; steps?: number; seed?: number; out?: string; resume?: boolean; tokenizer?: string }) => {
       const { train } = await import('./train.ts');
-      await train({ file, preset: o.preset, sets: o.set, data: o.data, val: o.val, steps: o.steps, seed: o.seed, out: o.out, resume: o.resume });
+      await train({ file, preset: o.preset, sets: o.set, data: o.data, val: o.val, steps: o.steps, seed: o.seed, out: o.out, resume: o.resume, tokenizer: o.tokenizer });
     });
   run
     .command('eval')
-    .description('held-out loss, bits per byte and perplexity of a checkpoint (dropout off), identical on every run')
-    .argument('<model.mt>', 'the model source file the checkpoint was trained from')
-    .requiredOption('--checkpoint <file>', 'a model checkpoint (.safetensors) written by mtc run train')
-    .requiredOption('--data <file>', 'text or .jsonl to evaluate on')
+    .description('held-out loss, bits per byte and perplexity of a checkpoint (dropout off), identical on every run; with the val-time rank trajectory where the model observes its token matrices')
+    .argument('[model.mt]', 'the model source file the checkpoint was trained from (default with --run: the run\'s)')
+    .option('--run <dir>', 'a run folder of mtc run train: its model, preset, --set values, newest checkpoint and held-out split; the result is also saved to <dir>/eval.json')
+    .option('--checkpoint <file>', 'a model checkpoint (.safetensors) written by mtc run train')
+    .option('--data <file>', 'text or .jsonl to evaluate on (default with --run: the run\'s held-out split)')
     .option('--preset <name>', 'the preset the checkpoint was trained with')
     .option('--set <name=value>', 'the --set overrides the checkpoint was trained with (repeatable)', collectSet, {})
     .option('--windows <n|all>', "how many ctx+1 windows: a number (drawn by --seed) or 'all' (every window in file order)", windowsArg, 64)
-    .option('--seed <n>', 'which windows --windows N takes', positiveInt('--seed'), 0)
+    .option('--seed <n>', 'which windows --windows N takes, and which positions the rank metric draws', positiveInt('--seed'), 0)
     .addOption(new Option('--backend <name>', 'gpu, or reference: the float64 interpreter').choices(['gpu', 'reference']).default('gpu'))
     .option('--batch <n>', 'windows per device run (default: the train section\'s batch; the result does not depend on it)', atLeastOne)
-    .option('--json', 'print one JSON object (loss, bpb, ppl, windows, tokens, bytes, backend)')
-    .action(async (file: string, o: { checkpoint: string; data: string; preset?: string; set: Record<string, string>; windows: number | 'all'; seed: number; backend: 'gpu' | 'reference'; batch?: number; json?: boolean }) => {
-      const { evaluateCheckpoint } = await import('./eval.ts');
-      const r = await evaluateCheckpoint({ file, preset: o.preset, sets: o.set, checkpoint: o.checkpoint, data: o.data, windows: o.windows, seed: o.seed, backend: o.backend, batch: o.batch });
+    .option('--vary <name=v1,v2,...>', 'also evaluate the same weights with other values of a hyperparameter, e.g. T=1,2,4,8 (the iteration count)', varyArg)
+    .option('--project-rank <k1,k2,...>', 'rank-projection ablation: replace each token matrix after the last iteration by its best rank-k approximation before the head, e.g. 1,2,4,8,16', intList('--project-rank'))
+    .option('--rank-positions <n|all>', 'positions drawn per batch and iteration for the effective rank (the study: 512)', countOrAll('--rank-positions'), 512)
+    .addOption(new Option('--tokenizer <name>', "the run's tokenizer (default: the run folder's, else the train section's)").choices(['bytes', 'gpt2']))
+    .option('--save <file>', 'write the result as JSON to this file')
+    .option('--json', 'print the result as one JSON object')
+    .action(async (fileArg: string | undefined, o: EvalCliOptions) => {
+      const { evaluateCheckpoint, readRunConfig, newestCheckpoint } = await import('./eval.ts');
+      const { printEval } = await import('./evalprint.ts');
+      const runCfg = o.run !== undefined ? readRunConfig(o.run) : undefined;
+      const file = fileArg ?? runCfg?.file;
+      if (file === undefined) throw new MtcError('mtc run eval: give the model file, or --run <dir>');
+      const checkpoint = o.checkpoint ?? (o.run !== undefined ? newestCheckpoint(o.run) : undefined);
+      if (checkpoint === undefined) throw new MtcError('mtc run eval: give --checkpoint <file>, or --run <dir>');
+      const data = o.data ?? (runCfg ? { run: runCfg } : undefined);
+      if (data === undefined) throw new MtcError('mtc run eval: give --data <file>, or --run <dir>');
+      const r = await evaluateCheckpoint({
+        file,
+        preset: o.preset ?? runCfg?.preset ?? undefined,
+        sets: { ...(runCfg?.sets ?? {}), ...o.set },
+        checkpoint,
+        data,
+        windows: o.windows,
+        seed: o.seed,
+        backend: o.backend,
+        batch: o.batch,
+        vary: o.vary,
+        projectRanks: o.projectRank,
+        rankPositions: o.rankPositions,
+        tokenizer: o.tokenizer,
+      });
+      const save = o.save ?? (o.run !== undefined ? path.join(o.run, 'eval.json') : undefined);
+      if (save !== undefined) fs.writeFileSync(save, JSON.stringify(r, null, 2) + '\n');
       if (o.json) console.log(JSON.stringify(r));
-      else console.log(`loss ${r.loss.toFixed(6)} nats/token  bpb ${r.bpb.toFixed(6)}  ppl ${r.ppl.toFixed(4)}  (${r.windows} windows, ${r.tokens} tokens, ${r.backend})`);
+      else console.log(printEval(r) + (save !== undefined ? `\nsaved to ${save}` : ''));
+    });
+  run
+    .command('sweep')
+    .description('train and evaluate every model with every seed (resumable: rerun the same command to continue), then the mean and 95% confidence interval per metric and iteration')
+    .argument('<models...>', 'model source files')
+    .requiredOption('--seeds <list>', 'seeds, e.g. 0-4 or 0,1,2')
+    .option('--preset <name>', 'a preset of the model files (e.g. tiny, full)')
+    .option('--set <name=value>', 'override a hyperparameter of every model (repeatable)', collectSet, {})
+    .option('--data <file>', 'training text (default: each train section\'s)')
+    .option('--val <file>', 'held-out text (default: the last val_fraction of --data)')
+    .option('--steps <n>', 'optimizer steps of every run', positiveInt('--steps'))
+    .option('--out <dir>', 'sweep folder: runs go to <dir>/<model>/seed-<n>', 'runs/sweep')
+    .option('--vary <name=v1,v2,...>', 'evaluate each run also with these values of a hyperparameter (e.g. T=1,2,4,8)')
+    .option('--project-rank <k1,k2,...>', 'the rank-projection ablation of each run, e.g. 1,2,4,8,16')
+    .option('--windows <n|all>', 'held-out windows of each final evaluation (default 64)')
+    .option('--parallel <n>', 'jobs at once (each its own process and device)', atLeastOne, 1)
+    .option('--adapters <names>', 'comma-separated WebGPU adapter names, given to the parallel jobs in turn (see the adapter list printed by MTC_ADAPTER=?)')
+    .action(async (models: string[], o: { seeds: string; preset?: string; set: Record<string, string>; data?: string; val?: string; steps?: number; out: string; vary?: string; projectRank?: string; windows?: string; parallel: number; adapters?: string }) => {
+      const { sweep, parseSeeds } = await import('./sweep.ts');
+      const r = await sweep({
+        models,
+        seeds: parseSeeds(o.seeds),
+        preset: o.preset,
+        sets: o.set,
+        data: o.data,
+        val: o.val,
+        steps: o.steps,
+        out: o.out,
+        vary: o.vary,
+        projectRank: o.projectRank,
+        windows: o.windows,
+        parallel: o.parallel,
+        adapters: o.adapters ? o.adapters.split(',').map((x) => x.trim()).filter(Boolean) : [],
+      });
+      console.log(r.summary);
+      console.log(`summary: ${path.join(o.out, 'summary.json')}; report: mtc report ${o.out}`);
+      if (r.failed.length) throw new MtcError(`${r.failed.length} of the sweep's runs failed (${r.failed.map((j) => `${path.basename(j.model, '.mt')} seed ${j.seed}`).join(', ')}); rerun the same command to resume them`);
+    });
+
+  program
+    .command('report')
+    .description('a Markdown report with SVG figures from run folders and sweep folders: rank trajectories, loss curves, the T-sweep, the ablation, and the study\'s numbers beside ours')
+    .argument('<folders...>', 'run folders (mtc run train --out) and sweep folders (mtc run sweep --out)')
+    .option('-o, --out <dir>', 'where report.md and the figures go', 'report')
+    .action(async (folders: string[], o: { out: string }) => {
+      const { writeReport } = await import('./report.ts');
+      const r = writeReport(folders, o.out);
+      console.log(`mtc: wrote ${path.join(o.out, 'report.md')} and ${r.files.filter((f) => f.endsWith('.svg')).length} figures`);
     });
   return program;
 }
@@ -86,12 +167,45 @@ const atLeastOne = (v: string): number => {
   return n;
 };
 
-const windowsArg = (v: string): number | 'all' => {
+interface EvalCliOptions {
+  run?: string;
+  checkpoint?: string;
+  data?: string;
+  preset?: string;
+  set: Record<string, string>;
+  windows: number | 'all';
+  seed: number;
+  backend: 'gpu' | 'reference';
+  batch?: number;
+  vary?: { name: string; values: number[] };
+  projectRank?: number[];
+  rankPositions: number | 'all';
+  tokenizer?: string;
+  save?: string;
+  json?: boolean;
+}
+
+const intList = (what: string) => (v: string): number[] => {
+  const xs = v.split(',').map((x) => Number(x.trim()));
+  if (xs.length === 0 || xs.some((x) => !Number.isInteger(x) || x < 1)) throw new InvalidArgumentError(`${what} takes positive whole numbers separated by commas, got '${v}'`);
+  return [...new Set(xs)];
+};
+
+const varyArg = (v: string): { name: string; values: number[] } => {
+  const eq = v.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError(`expected name=v1,v2,..., got '${v}'`);
+  const values = v.slice(eq + 1).split(',').map((x) => Number(x.trim()));
+  if (values.some((x) => !Number.isFinite(x)) || values.length === 0) throw new InvalidArgumentError(`the values of --vary must be numbers separated by commas, got '${v.slice(eq + 1)}'`);
+  return { name: v.slice(0, eq).trim(), values };
+};
+
+const countOrAll = (what: string) => (v: string): number | 'all' => {
   if (v === 'all') return 'all';
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`--windows must be a positive whole number or 'all', got '${v}'`);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${what} must be a positive whole number or 'all', got '${v}'`);
   return n;
 };
+const windowsArg = countOrAll('--windows');
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildCli();

@@ -1,10 +1,23 @@
-// Training data: loading text (plain or JSONL), the default corpus, the byte tokenizer, the
-// train/val split, and the window sampler that cuts a token stream into training batches.
+// Training data: loading text (plain or JSONL), the default corpus, tokenizing it (bytes or
+// GPT-2 BPE, runtime/tokenizer.ts), the train/val split, and the window sampler that cuts a
+// token stream into training batches that know how many bytes of text their targets cover.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { MtcError } from '../compiler/diagnostics.ts';
 import { Rng, pcgHash } from '../compiler/rng.ts';
+import { getTokenizer, type Encoded, type Tokenizer } from './tokenizer.ts';
+
+export {
+  BYTE_VOCAB,
+  bitsPerByte,
+  checkModelVocab,
+  decodeBytes,
+  encodeBytes,
+  getTokenizer,
+  type Encoded,
+  type Tokenizer,
+} from './tokenizer.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Text files
@@ -84,25 +97,12 @@ export function defaultCorpus(): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Byte tokenizer: token = UTF-8 byte.
-
-export const BYTE_VOCAB = 256;
-
-export function encodeBytes(text: string): Uint8Array {
-  return new TextEncoder().encode(text);
-}
-
-/** Tokens back to text; bytes that do not form valid UTF-8 become U+FFFD. */
-export function decodeBytes(tokens: ArrayLike<number>): string {
-  return new TextDecoder('utf-8').decode(Uint8Array.from(tokens));
-}
-
-// ---------------------------------------------------------------------------------------------
 // Train / validation split
 
 export interface Corpus {
-  train: Uint8Array;
-  val: Uint8Array;
+  tokenizer: Tokenizer;
+  train: Encoded;
+  val: Encoded;
   /** Names for messages, e.g. "the first 90% of data.txt". */
   trainSource: string;
   valSource: string;
@@ -111,25 +111,36 @@ export interface Corpus {
 export const DEFAULT_CORPUS_NAME = 'sotu';
 
 /**
- * The token streams to train and validate on. `data` undefined or "sotu" is the default
- * corpus. With `val`, that file is the validation split and all of `data` trains; otherwise
- * the last `valFraction` of the data's bytes is held out.
+ * The token streams to train and validate on, tokenized by `tokenizer` ("bytes" when not
+ * given). `data` undefined or "sotu" is the default corpus. With `val`, that file is the
+ * validation split and all of `data` trains; otherwise the last `valFraction` of the data's
+ * bytes is held out: the data is encoded whole and split at the first token boundary at or
+ * after that byte (for byte tokens, exactly there).
  */
-export function loadCorpus(opts: { data?: string; val?: string; valFraction: number }): Corpus {
+export function loadCorpus(opts: { data?: string; val?: string; valFraction: number; tokenizer?: string }): Corpus {
+  const tokenizer = getTokenizer(opts.tokenizer ?? 'bytes');
   const isDefault = opts.data === undefined || opts.data === DEFAULT_CORPUS_NAME;
   const name = isDefault ? 'the default corpus (State of the Union addresses)' : opts.data!;
-  const data = encodeBytes(isDefault ? defaultCorpus() : loadText(opts.data!));
+  const text = isDefault ? defaultCorpus() : loadText(opts.data!);
   if (opts.val !== undefined) {
-    return { train: data, val: encodeBytes(loadText(opts.val)), trainSource: name, valSource: opts.val };
+    const val = loadText(opts.val);
+    return { tokenizer, train: tokenizer.encode(text), val: tokenizer.encode(val), trainSource: name, valSource: opts.val };
   }
   const f = opts.valFraction;
   if (!(f > 0 && f < 1)) throw new MtcError(`the validation fraction must be between 0 and 1 (exclusive), got ${f}`);
-  const cut = data.length - Math.round(data.length * f);
+  const data = tokenizer.encode(text);
+  let total = 0;
+  for (let i = 0; i < data.bytes.length; i++) total += data.bytes[i];
+  const cutByte = total - Math.round(total * f);
+  let cut = 0;
+  for (let at = 0; at < cutByte; cut++) at += data.bytes[cut];
   const pct = `${+(f * 100).toFixed(2)}%`;
   const trainPct = `${+((1 - f) * 100).toFixed(2)}%`;
+  const part = (a: number, b?: number): Encoded => ({ tokens: data.tokens.subarray(a, b), bytes: data.bytes.subarray(a, b) });
   return {
-    train: data.subarray(0, cut),
-    val: data.subarray(cut),
+    tokenizer,
+    train: part(0, cut),
+    val: part(cut),
     trainSource: `the first ${trainPct} of ${name}`,
     valSource: `the last ${pct} of ${name}`,
   };
@@ -145,6 +156,15 @@ export interface Batch {
   targets: Int32Array;
 }
 
+/** A batch cut from a text: every batch the WindowSampler serves. */
+export interface TextBatch extends Batch {
+  /** the UTF-8 bytes of text its targets cover (for byte tokens, the number of targets) */
+  bytes: number;
+}
+
+/** A bare token stream (byte tokens: each covers one byte) or an encoded text. */
+export type TokenStream = Uint8Array | Uint16Array | Uint32Array | Int32Array;
+
 /**
  * Cuts a token stream into non-overlapping windows of ctx+1 tokens from the first token
  * (window w starts at w·(ctx+1); a tail shorter than a window is unused) and serves batches.
@@ -155,11 +175,15 @@ export interface Batch {
 export class WindowSampler {
   readonly numWindows: number;
   private readonly stride: number;
+  private readonly tokens: TokenStream;
+  /** per window, the bytes its targets cover; undefined for a bare stream (ctx each) */
+  private readonly windowBytes: Uint32Array | undefined;
   // The permutations of the epochs last used (a batch can straddle two epochs).
   private perms = new Map<number, Uint32Array>();
 
+  /** `stream`: an Encoded text, or a bare stream of byte tokens (one byte per token). */
   constructor(
-    private readonly tokens: Uint8Array,
+    stream: TokenStream | Encoded,
     readonly ctx: number,
     readonly batch: number,
     readonly seed: number,
@@ -167,15 +191,36 @@ export class WindowSampler {
   ) {
     if (!Number.isInteger(ctx) || ctx < 1) throw new MtcError(`the context length must be a positive integer, got ${ctx}`);
     if (!Number.isInteger(batch) || batch < 1) throw new MtcError(`the batch size must be a positive integer, got ${batch}`);
+    const encoded = 'tokens' in stream ? stream : undefined;
+    const tokens = encoded ? encoded.tokens : (stream as TokenStream);
+    this.tokens = tokens;
     this.stride = ctx + 1;
     this.numWindows = Math.floor(tokens.length / this.stride);
     if (this.numWindows === 0) {
       throw new MtcError(`${source} holds ${tokens.length} tokens, fewer than one window of ctx+1 = ${this.stride}`);
     }
+    if (encoded) {
+      if (encoded.bytes.length !== tokens.length) {
+        throw new Error(`${source}: ${tokens.length} tokens but ${encoded.bytes.length} byte counts`);
+      }
+      this.windowBytes = new Uint32Array(this.numWindows);
+      for (let w = 0; w < this.numWindows; w++) {
+        let sum = 0;
+        for (let i = w * this.stride + 1; i < (w + 1) * this.stride; i++) sum += encoded.bytes[i];
+        this.windowBytes[w] = sum;
+      }
+    }
+  }
+
+  /** The UTF-8 bytes covered by the targets of these windows (what bits per byte divides by). */
+  targetBytes(windows: readonly number[]): number {
+    let sum = 0;
+    for (const w of windows) sum += this.windowBytes ? this.windowBytes[w] : this.ctx;
+    return sum;
   }
 
   /** The training batch of a step (0-based). */
-  batchAt(step: number): Batch {
+  batchAt(step: number): TextBatch {
     const n = this.numWindows;
     const windows = new Array<number>(this.batch);
     for (let r = 0; r < this.batch; r++) {
@@ -189,14 +234,14 @@ export class WindowSampler {
    * The first `count` batches of windows in file order, unshuffled: the evaluation set.
    * Only full batches: fewer when the split is short, and an error when it holds less than one.
    */
-  evalBatches(count: number): Batch[] {
+  evalBatches(count: number): TextBatch[] {
     const full = Math.floor(this.numWindows / this.batch);
     if (full === 0) {
       throw new MtcError(
         `${this.source} holds ${this.numWindows} windows of ctx+1 = ${this.stride} tokens, fewer than one evaluation batch of ${this.batch}`,
       );
     }
-    const out: Batch[] = [];
+    const out: TextBatch[] = [];
     for (let b = 0; b < Math.min(count, full); b++) {
       out.push(this.gather(Array.from({ length: this.batch }, (_, r) => b * this.batch + r)));
     }
@@ -204,7 +249,7 @@ export class WindowSampler {
   }
 
   /** Windows by index as one batch (any number of rows). */
-  batchOf(windows: number[]): Batch {
+  batchOf(windows: number[]): TextBatch {
     return this.gather(windows);
   }
 
@@ -213,7 +258,7 @@ export class WindowSampler {
     return Array.from(this.permutation(0).subarray(0, Math.min(count, this.numWindows)));
   }
 
-  private gather(windows: number[]): Batch {
+  private gather(windows: number[]): TextBatch {
     const { ctx, stride } = this;
     const tokens = new Int32Array(windows.length * ctx);
     const targets = new Int32Array(windows.length * ctx);
@@ -222,7 +267,7 @@ export class WindowSampler {
       tokens.set(win.subarray(0, ctx), r * ctx);
       targets.set(win.subarray(1, stride), r * ctx);
     });
-    return { tokens, targets };
+    return { tokens, targets, bytes: this.targetBytes(windows) };
   }
 
   /** Fisher–Yates permutation of the windows for one epoch, from Rng seeded by (seed, epoch). */

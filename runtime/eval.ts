@@ -3,41 +3,106 @@
 // ctx+1 window of the file in order from its first byte). The cross-entropy of every window
 // is computed on the host in float64 from the logits, so a short last batch counts exactly
 // its real windows. `--backend reference` runs the same evaluation on the float64 interpreter.
+//
+// Where the model observes its token matrices (`observe residual`), the evaluation also gives
+// the val-time rank trajectory and token-collapse ratio per iteration (runtime/trajectory.ts),
+// and two studies of ../shared/MODEL.md: `--vary T=1,2,4,8` evaluates the same weights with
+// other values of a hyperparameter that leaves the parameters' shapes alone (the iteration
+// count), and `--project-rank 1,2,4,8,16` replaces each token matrix of the last observation
+// by its best rank-k approximation before the rest of the graph (the final norm and the
+// head) runs, in float64 on the host.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { compile, type Compiled } from '../compiler/pipeline.ts';
-import { interpret } from '../compiler/interp.ts';
+import { interpret, interpretFrom, type InterpEnv } from '../compiler/interp.ts';
 import { MtcError } from '../compiler/diagnostics.ts';
-import { encodeBytes, loadText, WindowSampler, type Batch } from './data.ts';
-import { acquireDevice } from './device.ts';
+import { numel } from '../compiler/ir.ts';
+import { loadCorpus, loadText, WindowSampler, type Batch } from './data.ts';
+import { bitsPerByte, checkModelVocab, getTokenizer, type Tokenizer } from './tokenizer.ts';
+import { acquireDevice, type Gpu } from './device.ts';
 import { Session, writeModule } from './session.ts';
-import { readSafetensors } from './checkpoint.ts';
+import { listCheckpoints, checkpointPaths, readSafetensors } from './checkpoint.ts';
+import { effectiveRank, svd } from './rank.ts';
+import { RANK_POSITIONS, rankObservation, TrajectoryMeter, type Trajectory } from './trajectory.ts';
 
 export interface EvalOptions {
   file: string;
   preset?: string;
   sets: Record<string, string>;
   checkpoint: string;
-  data: string;
+  /** a text file, or the held-out split of a run (`run`) */
+  data: string | { run: RunConfig };
   windows: number | 'all';
   seed: number;
   backend: 'gpu' | 'reference';
   /** sequences per device run (default: the train section's batch) */
   batch?: number;
+  /** other values of one hyperparameter to evaluate the same weights with, e.g. T = [1, 2, 4, 8] */
+  vary?: { name: string; values: number[] };
+  /** ranks k of the projection ablation */
+  projectRanks?: number[];
+  /** positions per batch and iteration for the erank, or 'all' */
+  rankPositions?: number | 'all';
+  /** the tokenizer (default: the run's, else the train section's) */
+  tokenizer?: string;
 }
 
-export interface EvalResult {
+/** One evaluated configuration: loss and, where observed, the trajectory per iteration. */
+export interface Measured {
   loss: number;
   bpb: number;
   ppl: number;
+  erank?: number[];
+  collapse?: number[];
+}
+
+export interface EvalResult extends Measured {
+  model: string;
+  checkpoint: string;
+  step: number | null;
   windows: number;
   tokens: number;
   bytes: number;
   backend: string;
+  tokenizer: string;
+  hypers: Record<string, number>;
+  /** the --vary study: one entry per value, `hypers` naming it */
+  variants?: Array<Measured & { hypers: Record<string, number> }>;
+  /** the --project-rank study: k = null is the model unprojected (through the same host path) */
+  ablation?: Array<{ k: number | null; loss: number; bpb: number; ppl: number; erank: number }>;
 }
 
-/** Mean cross-entropy (nats) of the first `rows` rows of logits [rows·ctx, vocab] against targets. */
+/** What a run folder's config.json records (runtime/train.ts). */
+export interface RunConfig {
+  file: string;
+  preset: string | null;
+  sets: Record<string, string>;
+  data: string;
+  val: string | null;
+  steps: number;
+  seed: number;
+  train: { valFraction: number; tokenizer?: string };
+}
+
+export function readRunConfig(dir: string): RunConfig {
+  const file = path.join(dir, 'config.json');
+  if (!fs.existsSync(file)) throw new MtcError(`${dir} is not a run folder of mtc run train (it has no config.json)`);
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as RunConfig;
+  } catch {
+    throw new MtcError(`${file} is not valid JSON; was it edited by hand?`);
+  }
+}
+
+/** The newest checkpoint of a run folder. */
+export function newestCheckpoint(dir: string): string {
+  const step = listCheckpoints(dir)[0];
+  if (step === undefined) throw new MtcError(`the run folder ${dir} holds no checkpoint (looked in ${path.join(dir, 'checkpoints')})`);
+  return checkpointPaths(dir, step).model;
+}
+
+/** Summed cross-entropy (nats) of the first `rows` rows of logits [rows·ctx, vocab] against targets. */
 function rowLosses(logits: ArrayLike<number>, targets: Int32Array, rows: number, ctx: number, vocab: number): number {
   let sum = 0;
   for (let i = 0; i < rows * ctx; i++) {
@@ -50,67 +115,217 @@ function rowLosses(logits: ArrayLike<number>, targets: Int32Array, rows: number,
   return sum;
 }
 
-export async function evaluateCheckpoint(o: EvalOptions): Promise<EvalResult> {
-  const compiled = compile(o.file, { preset: o.preset, sets: o.sets, batch: o.batch });
-  const { ctx, batch } = compiled.train;
-  const vocab = compiled.graph.nodes[compiled.graph.outputs.logits].shape[2];
-  const tokens = encodeBytes(loadText(o.data));
-  const sampler = new WindowSampler(tokens, ctx, batch, o.seed, o.data);
-  const windows = o.windows === 'all' ? [...Array(sampler.numWindows).keys()] : sampler.sampleWindows(o.windows);
-  if (windows.length === 0) throw new MtcError('--windows must be at least 1');
-  const batches: Array<{ b: Batch; rows: number }> = [];
-  for (let i = 0; i < windows.length; i += batch) {
-    const rows = Math.min(batch, windows.length - i);
-    const ids = windows.slice(i, i + batch);
-    while (ids.length < batch) ids.push(ids[0]); // pad a short last batch; only `rows` count
-    batches.push({ b: sampler.batchOf(ids), rows });
-  }
-  let total = 0;
-  if (o.backend === 'reference') total = referenceLosses(compiled, o.checkpoint, batches, ctx, vocab);
-  else {
-    const gpu = await acquireDevice();
-    try {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-eval-'));
-      writeModule(compiled, dir);
-      const session = await Session.open(dir, gpu);
-      checkHypers(o.checkpoint, session.loadCheckpoint(o.checkpoint), compiled.hypers);
-      for (const { b, rows } of batches) total += rowLosses(await session.logits(b), b.targets, rows, ctx, vocab);
-      fs.rmSync(dir, { recursive: true, force: true });
-    } finally {
-      gpu.close();
-    }
-  }
-  const n = windows.length * ctx;
-  const loss = total / n;
-  // byte tokens: one byte per token, so bits per byte is the loss in bits
-  return { loss, bpb: loss / Math.LN2, ppl: Math.exp(loss), windows: windows.length, tokens: n, bytes: n, backend: o.backend };
+interface Windows {
+  batches: Array<{ b: Batch; rows: number }>;
+  windows: number;
+  /** UTF-8 bytes of text the counted targets cover (what bits per byte divides by) */
+  bytes: number;
 }
 
-/** The checkpoint records the hyperparameters it was trained with: they must be the ones compiled now. */
-function checkHypers(file: string, meta: Record<string, string>, now: Record<string, number>): void {
-  if (!meta.hypers) return;
-  const then = JSON.parse(meta.hypers) as Record<string, number>;
-  const diff = Object.keys(now).filter((k) => k in then && then[k] !== now[k] && !['batch', 'steps', 'lr', 'warmup', 'dropout'].includes(k));
-  if (diff.length) {
-    throw new MtcError(
-      `checkpoint ${file} was trained with ${diff.map((k) => `${k}=${then[k]}`).join(', ')}, but the model is compiled with ${diff.map((k) => `${k}=${now[k]}`).join(', ')}; pass the run's --preset and --set`,
-    );
+function windowsOf(o: EvalOptions, ctx: number, batch: number, tokenizer: Tokenizer): Windows {
+  let sampler: WindowSampler;
+  if (typeof o.data === 'string') {
+    sampler = new WindowSampler(tokenizer.encode(loadText(o.data)), ctx, batch, o.seed, o.data);
+  } else {
+    const r = o.data.run;
+    const corpus = loadCorpus({ data: r.data, val: r.val ?? undefined, valFraction: r.train.valFraction, tokenizer: tokenizer.name });
+    sampler = new WindowSampler(corpus.val, ctx, batch, o.seed, corpus.valSource);
   }
+  const ids = o.windows === 'all' ? [...Array(sampler.numWindows).keys()] : sampler.sampleWindows(o.windows);
+  if (ids.length === 0) throw new MtcError('--windows must be at least 1');
+  const batches: Windows['batches'] = [];
+  for (let i = 0; i < ids.length; i += batch) {
+    const rows = Math.min(batch, ids.length - i);
+    const part = ids.slice(i, i + batch);
+    while (part.length < batch) part.push(part[0]); // pad a short last batch; only `rows` count
+    batches.push({ b: sampler.batchOf(part), rows });
+  }
+  return { batches, windows: ids.length, bytes: sampler.targetBytes(ids) };
 }
 
-function referenceLosses(c: Compiled, file: string, batches: Array<{ b: Batch; rows: number }>, ctx: number, vocab: number): number {
+/** The checkpoint's weights in graph order, checked against the model's parameters. */
+function checkpointParams(c: Compiled, file: string, allowed: string[]): { params: Float32Array[]; meta: Record<string, string> } {
   const ck = readSafetensors(file);
-  checkHypers(file, ck.meta, c.hypers);
+  checkHypers(file, ck.meta, c.hypers, allowed);
   const params = c.graph.params.map((p) => {
     const t = ck.tensors.get(p.path);
     if (!t || t.shape.join(',') !== p.shape.join(',')) throw new MtcError(`checkpoint ${file} does not hold '${p.path}' of shape [${p.shape.join(', ')}]`);
     return t.data;
   });
+  return { params, meta: ck.meta };
+}
+
+/** Runs one compiled configuration over the windows: per batch, logits and observations. */
+type Runner = (b: Batch, withObservations: boolean) => Promise<{ logits: ArrayLike<number>; observations: ArrayLike<number>[] }>;
+
+async function withRunner<T>(c: Compiled, o: EvalOptions, gpu: Gpu | undefined, params: Float32Array[], body: (run: Runner) => Promise<T>): Promise<T> {
   const g = c.graph;
-  let total = 0;
-  for (const { b, rows } of batches) {
-    const values = interpret(g, { params, inputs: { tokens: b.tokens, targets: b.targets }, training: false, seed: 0, step: 0 }, g.outputs.logits, [g.outputs.logits]);
-    total += rowLosses(values[g.outputs.logits], b.targets, rows, ctx, vocab);
+  const obs = rankObservation(g);
+  if (o.backend === 'reference') {
+    return body(async (b, withObs) => {
+      const env: InterpEnv = { params, inputs: { tokens: b.tokens, targets: b.targets }, training: false, seed: 0, step: 0 };
+      const ids = withObs && obs ? g.observations[obs.name] : [];
+      const last = Math.max(g.outputs.logits, ...ids);
+      const v = interpret(g, env, last, [g.outputs.logits, ...ids]);
+      return { logits: v[g.outputs.logits], observations: ids.map((i) => v[i]) };
+    });
   }
-  return total;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-eval-'));
+  try {
+    writeModule(c, dir);
+    const session = await Session.open(dir, gpu!);
+    session.loadCheckpoint(o.checkpoint);
+    return await body(async (b, withObs) => {
+      const r = await session.forwardRead(b, { logits: true, observe: withObs && obs ? obs.name : undefined });
+      return { logits: r.logits!, observations: r.observations };
+    });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Loss and trajectory of one configuration; with `ablate`, also hands each batch's values to it. */
+async function measure(c: Compiled, o: EvalOptions, w: Windows, run: Runner, ablate?: (b: Batch, rows: number, last: ArrayLike<number>) => void): Promise<Measured> {
+  const { ctx } = c.train;
+  const vocab = c.graph.nodes[c.graph.outputs.logits].shape[2];
+  const obs = rankObservation(c.graph);
+  const meter = obs && new TrajectoryMeter(obs.shape, obs.iterations, o.rankPositions ?? RANK_POSITIONS, o.seed);
+  let total = 0;
+  for (const { b, rows } of w.batches) {
+    const r = await run(b, meter !== undefined);
+    total += rowLosses(r.logits, b.targets, rows, ctx, vocab);
+    if (meter) meter.add(r.observations, rows);
+    if (ablate) ablate(b, rows, r.observations[r.observations.length - 1]);
+  }
+  const loss = total / (w.windows * ctx);
+  const t: Trajectory | undefined = meter?.result();
+  return { loss, bpb: bitsPerByte(loss, w.windows * ctx, w.bytes), ppl: Math.exp(loss), ...(t ? { erank: t.erank, collapse: t.collapse } : {}) };
+}
+
+export async function evaluateCheckpoint(o: EvalOptions): Promise<EvalResult> {
+  const compiled = compile(o.file, { preset: o.preset, sets: o.sets, batch: o.batch });
+  const { ctx, batch } = compiled.train;
+  const allowed = o.vary ? [o.vary.name] : [];
+  const { params, meta } = checkpointParams(compiled, o.checkpoint, []);
+  const tokenizer = getTokenizer(o.tokenizer ?? (typeof o.data === 'string' ? undefined : o.data.run.train.tokenizer) ?? compiled.train.tokenizer);
+  checkModelVocab(compiled.graph.nodes[compiled.graph.outputs.logits].shape[2], tokenizer);
+  const w = windowsOf(o, ctx, batch, tokenizer);
+  if (o.projectRanks?.length && !rankObservation(compiled.graph)) {
+    throw new MtcError(`--project-rank needs the model to observe its token matrices (\`observe residual = M\` in its forward), and ${compiled.modelName} does not`);
+  }
+  const gpu = o.backend === 'gpu' ? await acquireDevice() : undefined;
+  try {
+    const ablation = o.projectRanks?.length ? new Ablation(compiled, params, o.projectRanks) : undefined;
+    const base = await withRunner(compiled, o, gpu, params, (run) => measure(compiled, o, w, run, ablation && ((b, rows, last) => ablation.add(b, rows, last))));
+    const variants: EvalResult['variants'] = [];
+    for (const value of o.vary?.values ?? []) {
+      const sets = { ...o.sets, [o.vary!.name]: String(value) };
+      const c = value === compiled.hypers[o.vary!.name] ? compiled : compile(o.file, { preset: o.preset, sets, batch: o.batch });
+      const p = c === compiled ? params : checkpointParams(c, o.checkpoint, allowed).params;
+      const m = c === compiled ? base : await withRunner(c, o, gpu, p, (run) => measure(c, o, w, run));
+      variants.push({ hypers: { [o.vary!.name]: value }, ...m });
+    }
+    const tokens = w.windows * ctx;
+    return {
+      model: compiled.modelName,
+      checkpoint: o.checkpoint,
+      step: meta.step !== undefined ? Number(meta.step) : null,
+      windows: w.windows,
+      tokens,
+      bytes: w.bytes,
+      backend: o.backend,
+      tokenizer: tokenizer.name,
+      hypers: compiled.hypers,
+      ...base,
+      ...(o.vary ? { variants } : {}),
+      ...(ablation ? { ablation: ablation.result(w.windows * ctx, w.bytes) } : {}),
+    };
+  } finally {
+    gpu?.close();
+  }
+}
+
+/**
+ * The rank-projection ablation: each token matrix of the last observation, replaced by its best
+ * rank-k approximation (truncated SVD, float64), goes through the rest of the graph on the
+ * float64 interpreter. k = null runs the unprojected matrices through the same path.
+ */
+class Ablation {
+  private readonly ks: Array<number | null>;
+  private readonly losses: number[];
+  /** per k, the sum over batches of the batch's mean erank (as the trajectory averages) */
+  private readonly eranks: number[];
+  private batches = 0;
+  private readonly cut: number;
+  private readonly rows: number;
+  private readonly cols: number;
+
+  constructor(
+    private readonly c: Compiled,
+    private readonly params: Float32Array[],
+    ranks: number[],
+  ) {
+    const obs = rankObservation(c.graph)!;
+    this.cut = c.graph.observations[obs.name][obs.iterations - 1];
+    [, , this.rows, this.cols] = obs.shape;
+    this.ks = [null, ...ranks];
+    this.losses = this.ks.map(() => 0);
+    this.eranks = this.ks.map(() => 0);
+  }
+
+  add(b: Batch, rows: number, last: ArrayLike<number>): void {
+    const g = this.c.graph;
+    const { ctx } = this.c.train;
+    const vocab = g.nodes[g.outputs.logits].shape[2];
+    const size = this.rows * this.cols;
+    const r = Math.min(this.rows, this.cols);
+    const projected = this.ks.map(() => new Float64Array(numel(g.nodes[this.cut].shape)));
+    const count = rows * ctx;
+    const sums = this.ks.map(() => 0);
+    for (let p = 0; p < count; p++) {
+      const { U, S, V } = svd(last, this.rows, this.cols, p * size);
+      this.ks.forEach((k, j) => {
+        const keep = k === null ? r : Math.min(k, r);
+        const out = projected[j];
+        if (k === null) for (let i = 0; i < size; i++) out[p * size + i] = last[p * size + i];
+        else
+          for (let i = 0; i < this.rows; i++)
+            for (let l = 0; l < this.cols; l++) {
+              let acc = 0;
+              for (let q = 0; q < keep; q++) acc += U[i * r + q] * S[q] * V[l * r + q];
+              out[p * size + i * this.cols + l] = acc;
+            }
+        const sigma = Float64Array.from(S, (s, q) => (q < keep ? s : 0));
+        sums[j] += effectiveRank(sigma);
+      });
+    }
+    // A padded last batch: the rows past `rows` are copies of row 0 and never counted.
+    this.ks.forEach((_, j) => (this.eranks[j] += sums[j] / count));
+    this.batches++;
+    this.ks.forEach((_, j) => {
+      const env: InterpEnv = { params: this.params, inputs: { tokens: b.tokens, targets: b.targets }, training: false, seed: 0, step: 0 };
+      const [logits] = interpretFrom(g, env, new Map([[this.cut, projected[j]]]), [g.outputs.logits]);
+      this.losses[j] += rowLosses(logits, b.targets, rows, ctx, vocab);
+    });
+  }
+
+  result(tokens: number, bytes: number): NonNullable<EvalResult['ablation']> {
+    return this.ks.map((k, j) => {
+      const loss = this.losses[j] / tokens;
+      return { k, loss, bpb: bitsPerByte(loss, tokens, bytes), ppl: Math.exp(loss), erank: this.eranks[j] / this.batches };
+    });
+  }
+}
+
+/** The checkpoint records the hyperparameters it was trained with: they must be the ones compiled now. */
+function checkHypers(file: string, meta: Record<string, string>, now: Record<string, number>, allowed: string[]): void {
+  if (!meta.hypers) return;
+  const then = JSON.parse(meta.hypers) as Record<string, number>;
+  const free = ['batch', 'steps', 'lr', 'warmup', 'dropout', ...allowed];
+  const diff = Object.keys(now).filter((k) => k in then && then[k] !== now[k] && !free.includes(k));
+  if (diff.length) {
+    throw new MtcError(
+      `checkpoint ${file} was trained with ${diff.map((k) => `${k}=${then[k]}`).join(', ')}, but the model is compiled with ${diff.map((k) => `${k}=${now[k]}`).join(', ')}; pass the run's --preset and --set`,
+    );
+  }
 }

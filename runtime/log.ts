@@ -66,13 +66,14 @@ export class RunLog {
     }
   }
 
-  /** An evaluation record: val loss in nats per byte token, bits per byte = loss / ln 2. */
+  /** An evaluation record: val loss in nats per token; bits per byte from `extra.val_bpb` (byte tokens: loss / ln 2). */
   eval(step: number, valLoss: number, extra: Extra = {}): void {
     const now = performance.now();
-    this.valBpb = valLoss / Math.LN2;
+    this.valBpb = typeof extra.val_bpb === 'number' ? extra.val_bpb : valLoss / Math.LN2;
     this.write({ step, val_loss: valLoss, val_bpb: this.valBpb, elapsed_s: this.elapsed(now), ...extra });
     const extras = Object.entries(extra)
-      .map(([k, v]) => `  ${k} ${typeof v === 'number' ? fmt(v, 4) : JSON.stringify(v)}`)
+      .filter(([k]) => k !== 'val_bpb')
+      .map(([k, v]) => `  ${k} ${typeof v === 'number' ? fmt(v, 4) : Array.isArray(v) ? v.map((x) => (typeof x === 'number' ? fmt(x, 3) : String(x))).join(' ') : JSON.stringify(v)}`)
       .join('');
     this.line(`eval ${step}/${this.totalSteps}  val loss ${fmt(valLoss, 4)}  val bpb ${fmt(this.valBpb, 4)}${extras}`);
     this.bar?.update({ bpb: fmt(this.valBpb, 4) });

@@ -42,6 +42,8 @@ export interface CompiledModule {
 
 const LOG_SLOTS = 1024;
 
+const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
 /** Writes compiled code where Session.open can load it, also outside any ESM package. */
 export function writeModule(c: Compiled, dir: string): void {
   writeCompiled(c, dir);
@@ -71,13 +73,29 @@ export class Session {
       const code = fs.readFileSync(path.join(dir, 'kernels', `${name}.wgsl`), 'utf8');
       shaders[name] = await compileShader(gpu.device, code, `${name}.wgsl`);
     }
+    // The parameter arena is bound whole (the optimizer and gradient-norm kernels), so it has
+    // to fit one storage binding; activations were checked against it when compiling.
+    const arenaBytes = mod.layout.arenaFloats * 4;
+    const maxBinding = gpu.device.limits.maxStorageBufferBindingSize;
+    if (arenaBytes > maxBinding) {
+      throw new MtcError(
+        `the model's parameters take ${mb(arenaBytes)} (${mod.layout.arenaFloats} floats), more than this device binds as one storage buffer (${mb(maxBinding)}); ` +
+          'make the model smaller (fewer or smaller parameters), or use a device with a larger maxStorageBufferBindingSize',
+      );
+    }
     gpu.device.pushErrorScope('out-of-memory');
     gpu.device.pushErrorScope('validation');
     const prog = new mod.Program(gpu.device, shaders);
-    const invalid = await gpu.device.popErrorScope();
-    const oom = await gpu.device.popErrorScope();
+    const invalid = await gpu.settle(gpu.device.popErrorScope(), "creating the model's buffers");
+    const oom = await gpu.settle(gpu.device.popErrorScope(), "creating the model's buffers");
     if (oom) {
-      throw new MtcError(`the device ran out of memory creating the model's buffers (${oom.message}); reduce batch or ctx with --set, or use a device with more memory`);
+      const bytes = Object.values(prog as object)
+        .flat()
+        .reduce((sum: number, b: unknown) => sum + (b instanceof GPUBuffer ? b.size : 0), 0);
+      throw new MtcError(
+        `the device ran out of memory creating the model's buffers (${mb(bytes)} in all; ${oom.message}), so nothing was run; ` +
+          'reduce batch or ctx (or the model size) with --set, or use a device with more memory',
+      );
     }
     if (invalid) throw new MtcError(`creating the compiled program failed on this device: ${invalid.message}; this is a compiler bug, please report it with the model file`);
     const s = new Session(gpu, mod, prog);
@@ -161,6 +179,32 @@ export class Session {
     return this.read(this.prog.outputs.logits);
   }
 
+  /**
+   * Runs the forward pass on one batch and reads back what is asked: the logits and/or every
+   * value of one observation point (one per iteration). Training mode draws the dropout of
+   * (seed, step), the masks of that training step; evaluation mode turns dropout off.
+   */
+  async forwardRead(
+    b: Batch,
+    o: { training?: boolean; seed?: number; step?: number; logits?: boolean; observe?: string },
+  ): Promise<{ logits?: Float32Array; observations: Float32Array[] }> {
+    const training = o.training ?? false;
+    this.writeBatch(b, training ? (o.seed ?? 0) : 0, training ? (o.step ?? 0) : 0, training);
+    this.encode((pass) => this.prog.forward(pass));
+    const logits = o.logits ? await this.read(this.prog.outputs.logits) : undefined;
+    const observations = o.observe === undefined ? [] : await this.readObservation(o.observe);
+    return { logits, observations };
+  }
+
+  /** The values of an observation point (one per iteration) left by the last forward pass. */
+  async readObservation(name: string): Promise<Float32Array[]> {
+    const slots = Object.hasOwn(this.prog.outputs.observations, name) ? this.prog.outputs.observations[name] : undefined;
+    if (!slots) throw new MtcError(`the model has no observation point '${name}' (it observes: ${Object.keys(this.prog.outputs.observations).join(', ') || 'nothing'})`);
+    const out: Float32Array[] = [];
+    for (const s of slots) out.push(await this.read(s));
+    return out;
+  }
+
   /** Waits for the device and returns the losses logged since the last read, in order. */
   async readLosses(): Promise<number[]> {
     const n = this.pending;
@@ -169,20 +213,27 @@ export class Session {
     enc.copyBufferToBuffer(this.logBuf, 0, this.staging, 0, n * 4);
     this.gpu.device.queue.submit([enc.finish()]);
     this.pending = 0;
-    await this.staging.mapAsync(GPUMapMode.READ, 0, n * 4);
+    await this.gpu.settle(this.staging.mapAsync(GPUMapMode.READ, 0, n * 4), 'reading the losses back from it');
     const out = Array.from(new Float32Array(this.staging.getMappedRange(0, n * 4).slice(0)));
     this.staging.unmap();
     return out;
   }
 
-  /** Mean held-out loss over the batches (dropout off). */
-  async evaluate(batches: Batch[]): Promise<number> {
+  /**
+   * Mean held-out loss over the batches (dropout off). With `onBatch`, the forward pass of
+   * each batch is followed by a call that may read its observations (the device then waits
+   * for each batch in turn).
+   */
+  async evaluate(batches: Batch[], onBatch?: (b: Batch) => Promise<void>): Promise<number> {
     const before = this.pending;
     if (before) throw new Error('internal: read training losses before evaluating');
     let sum = 0;
     let count = 0;
     for (let i = 0; i < batches.length; i += LOG_SLOTS) {
-      for (const b of batches.slice(i, i + LOG_SLOTS)) this.evalStep(b);
+      for (const b of batches.slice(i, i + LOG_SLOTS)) {
+        this.evalStep(b);
+        if (onBatch) await onBatch(b);
+      }
       for (const l of await this.readLosses()) {
         sum += l;
         count++;
@@ -198,7 +249,7 @@ export class Session {
     const enc = d.createCommandEncoder();
     enc.copyBufferToBuffer(buf, off, staging, 0, size);
     d.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
+    await this.gpu.settle(staging.mapAsync(GPUMapMode.READ), 'reading results back from it');
     const out = new Float32Array(staging.getMappedRange().slice(0));
     staging.destroy();
     return out;

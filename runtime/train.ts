@@ -9,10 +9,12 @@ import { compile } from '../compiler/pipeline.ts';
 import { MtcError } from '../compiler/diagnostics.ts';
 import { acquireDevice, type Gpu } from './device.ts';
 import { loadCorpus, WindowSampler } from './data.ts';
+import { bitsPerByte, checkModelVocab, getTokenizer } from './tokenizer.ts';
 import { RunLog } from './log.ts';
 import { lrAt } from './schedule.ts';
 import { Session, writeModule } from './session.ts';
 import { checkpointPaths, listCheckpoints } from './checkpoint.ts';
+import { RANK_POSITIONS, rankObservation, TrajectoryMeter } from './trajectory.ts';
 
 export interface TrainOptions {
   file: string;
@@ -25,6 +27,8 @@ export interface TrainOptions {
   out?: string;
   /** continue from the newest checkpoint in the run folder */
   resume?: boolean;
+  /** the tokenizer, replacing the train section's */
+  tokenizer?: string;
 }
 
 export interface TrainResult {
@@ -61,17 +65,20 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
   }
   if (resumeFrom !== undefined && resumeFrom >= steps) throw new MtcError(`--resume: the run in ${outDir} already finished step ${resumeFrom} of ${steps}; pass a larger --steps to train on`);
   const vocab = compiled.graph.nodes[compiled.graph.outputs.logits].shape[2];
-  if (vocab < 256) throw new MtcError(`the model's logits have ${vocab} classes, but byte tokens take 256 values: set vocab to at least 256`);
+  const tokenizer = getTokenizer(o.tokenizer ?? cfg.tokenizer);
+  checkModelVocab(vocab, tokenizer);
 
   // Check every input before the run folder is touched: a failed start keeps the last run's files.
-  const corpus = loadCorpus({ data: o.data ?? cfg.data, val: o.val, valFraction: cfg.valFraction });
+  const corpus = loadCorpus({ data: o.data ?? cfg.data, val: o.val, valFraction: cfg.valFraction, tokenizer: tokenizer.name });
   const trainData = new WindowSampler(corpus.train, cfg.ctx, cfg.batch, seed, corpus.trainSource);
   const valData = new WindowSampler(corpus.val, cfg.ctx, cfg.batch, seed, corpus.valSource);
   const evalBatches = valData.evalBatches(cfg.evalBatches);
+  // bits per byte from the bytes of text the evaluated targets cover (exact for any tokenizer)
+  const bpb = (loss: number) => bitsPerByte(loss, evalBatches.length * cfg.batch * cfg.ctx, evalBatches.reduce((a, b) => a + b.bytes, 0));
 
   const codeDir = path.join(outDir, 'compiled');
   writeModule(compiled, codeDir);
-  fs.writeFileSync(path.join(outDir, 'config.json'), JSON.stringify({ file: o.file, preset: o.preset ?? null, sets: o.sets, data: o.data ?? cfg.data, val: o.val ?? null, steps, seed, hypers: compiled.hypers, train: cfg }, null, 2) + '\n');
+  fs.writeFileSync(path.join(outDir, 'config.json'), JSON.stringify({ file: o.file, preset: o.preset ?? null, sets: o.sets, data: o.data ?? cfg.data, val: o.val ?? null, steps, seed, model: compiled.modelName, hypers: compiled.hypers, train: { ...cfg, tokenizer: tokenizer.name } }, null, 2) + '\n');
   if (resumeFrom === undefined) fs.rmSync(path.join(outDir, 'metrics.jsonl'), { force: true });
 
   const start = resumeFrom ?? 0;
@@ -97,12 +104,28 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
       session.loadCheckpoint(p.model, p.optimizer);
       log.line(`mtc: resumed from ${p.model} (step ${resumeFrom})`);
     }
+    // Held-out loss, and where the model observes its token matrices, the val-time rank
+    // trajectory (dropout off) and, labelled apart, the same on the last training batch
+    // with that step's dropout (MODEL.md, "Metrics").
+    const obs = rankObservation(compiled.graph);
+    const evaluate = async (done: number): Promise<number> => {
+      const val = obs && new TrajectoryMeter(obs.shape, obs.iterations, RANK_POSITIONS, seed);
+      const loss = await session.evaluate(evalBatches, val && (async () => val.add(await session.readObservation(obs.name))));
+      const extra: Record<string, unknown> = { val_bpb: bpb(loss), val_ppl: Math.exp(loss) };
+      if (obs && val) {
+        const step = Math.max(done - 1, 0);
+        const tr = new TrajectoryMeter(obs.shape, obs.iterations, RANK_POSITIONS, seed);
+        tr.add((await session.forwardRead(trainData.batchAt(step), { training: true, seed, step, observe: obs.name })).observations);
+        const v = val.result();
+        const t = tr.result();
+        Object.assign(extra, { val_erank: v.erank, val_collapse: v.collapse, train_erank: t.erank, train_collapse: t.collapse });
+      }
+      log.eval(done, loss, extra);
+      return loss;
+    };
     const t0 = performance.now();
     let valLoss = NaN;
-    if (resumeFrom === undefined) {
-      valLoss = await session.evaluate(evalBatches);
-      log.eval(0, valLoss);
-    }
+    if (resumeFrom === undefined) valLoss = await evaluate(0);
     let last = NaN;
     let done = start;
     const schedule = { peak: cfg.lr, warmup: cfg.warmup, total: steps };
@@ -120,27 +143,23 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
         log.train(done, last, lr);
       }
       if (isEval) {
-        valLoss = await session.evaluate(evalBatches);
-        log.eval(done, valLoss);
+        valLoss = await evaluate(done);
         await session.saveCheckpoint(outDir, done, seed);
       }
     }
     // The final state always has an evaluation and a checkpoint (also after Ctrl-C, and for --steps 0).
     if (!listCheckpoints(outDir).includes(done)) {
-      if (done > start) {
-        valLoss = await session.evaluate(evalBatches);
-        log.eval(done, valLoss);
-      }
+      if (done > start) valLoss = await evaluate(done);
       const file = await session.saveCheckpoint(outDir, done, seed);
       if (stopping) log.line(`mtc: interrupted after step ${done}; checkpoint ${file}; continue with --resume`);
     }
     const seconds = (performance.now() - t0) / 1000;
-    log.line(`mtc: ${done - start} steps in ${seconds.toFixed(1)} s; held-out bits per byte ${(valLoss / Math.LN2).toFixed(3)}; log in ${path.join(outDir, 'metrics.jsonl')}`);
+    log.line(`mtc: ${done - start} steps in ${seconds.toFixed(1)} s; held-out bits per byte ${bpb(valLoss).toFixed(3)}; log in ${path.join(outDir, 'metrics.jsonl')}`);
     return {
       steps: done,
       finalLoss: last,
       valLoss,
-      valBpb: valLoss / Math.LN2,
+      valBpb: bpb(valLoss),
       tokensPerSecond: ((done - start) * cfg.batch * cfg.ctx) / seconds,
       seconds,
       outDir,

@@ -5,14 +5,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MtcError } from '../compiler/diagnostics.ts';
+import { gpt2Bytes } from '../runtime/tokenizer.ts';
 import {
   WindowSampler,
   decodeBytes,
   defaultCorpus,
   encodeBytes,
+  getTokenizer,
   loadCorpus,
   loadText,
   type Batch,
+  type Encoded,
 } from '../runtime/data.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -137,26 +140,65 @@ test('loadCorpus holds out the last valFraction of the bytes', () => {
   const content = 'abcdefghij'.repeat(100); // 1000 bytes
   const p = write('corpus.txt', content);
   const c = loadCorpus({ data: p, valFraction: 0.1 });
-  assert.equal(c.train.length, 900);
-  assert.equal(c.val.length, 100);
-  assert.equal(decodeBytes(c.train) + decodeBytes(c.val), content);
+  assert.equal(c.tokenizer.name, 'bytes');
+  assert.equal(c.train.tokens.length, 900);
+  assert.equal(c.val.tokens.length, 100);
+  assert.ok(c.train.bytes.every((b) => b === 1) && c.val.bytes.length === 100 && c.val.bytes.every((b) => b === 1));
+  assert.equal(decodeBytes(c.train.tokens) + decodeBytes(c.val.tokens), content);
   assert.equal(c.trainSource, `the first 90% of ${p}`);
   assert.equal(c.valSource, `the last 10% of ${p}`);
 
   const v = write('val.txt', 'held out');
   const withVal = loadCorpus({ data: p, val: v, valFraction: 0.1 });
-  assert.equal(withVal.train.length, 1000);
-  assert.equal(decodeBytes(withVal.val), 'held out');
+  assert.equal(withVal.train.tokens.length, 1000);
+  assert.equal(decodeBytes(withVal.val.tokens), 'held out');
   assert.equal(withVal.valSource, v);
 
   throwsMtc(() => loadCorpus({ data: p, valFraction: 0 }), 'the validation fraction must be between 0 and 1 (exclusive), got 0');
+});
+
+test('loadCorpus with the gpt2 tokenizer splits at a token boundary by bytes', () => {
+  const content = 'Janet\u2019s ducks lay 16 eggs per day. Ünïcödé 中文 🤗 text.\n\n'.repeat(20);
+  const total = Buffer.byteLength(content);
+  const p = write('gpt2.txt', content);
+  const gpt2 = getTokenizer('gpt2');
+  const c = loadCorpus({ data: p, valFraction: 0.1, tokenizer: 'gpt2' });
+  assert.equal(c.tokenizer, gpt2);
+  const all = gpt2.encode(content);
+  assert.deepEqual([...c.train.tokens, ...c.val.tokens], [...all.tokens], 'the split of the whole encoding');
+  assert.equal(gpt2.decode(c.train.tokens) + gpt2.decode(c.val.tokens), content);
+  const sum = (e: Encoded) => e.bytes.reduce((a, b) => a + b, 0);
+  assert.equal(sum(c.train) + sum(c.val), total);
+  // the val split starts at the first token boundary at or after the byte cut
+  const cutByte = total - Math.round(total * 0.1);
+  assert.ok(sum(c.train) >= cutByte && sum(c.train) - c.train.bytes[c.train.bytes.length - 1] < cutByte);
+  assert.equal(c.valSource, `the last 10% of ${p}`);
+
+  const v = write('gpt2-val.txt', 'held out 🤗');
+  const withVal = loadCorpus({ data: p, val: v, valFraction: 0.1, tokenizer: 'gpt2' });
+  assert.deepEqual(withVal.train, all);
+  assert.deepEqual(withVal.val, gpt2.encode('held out 🤗'));
+  assert.equal(sum(withVal.val), Buffer.byteLength('held out 🤗'));
+
+  throwsMtc(() => loadCorpus({ data: p, valFraction: 0.1, tokenizer: 'bpe' }), "unknown tokenizer 'bpe'; known: bytes, gpt2");
+  assert.deepEqual(loadCorpus({ data: p, valFraction: 0.1, tokenizer: 'bytes' }), loadCorpus({ data: p, valFraction: 0.1 }));
+});
+
+test('gpt2 on the real GSM8K test split: bytes per token', { skip: !fs.existsSync(gsm8k) && `${gsm8k} not found` }, () => {
+  const text = loadText(gsm8k);
+  const e = getTokenizer('gpt2').encode(text);
+  const bytes = e.bytes.reduce((a, b) => a + b, 0);
+  assert.equal(bytes, Buffer.byteLength(text));
+  const perToken = bytes / e.tokens.length;
+  assert.ok(perToken > 3.3 && perToken < 3.5, `${perToken} bytes per token`); // measured 3.40
+  assert.equal(getTokenizer('gpt2').decode(e.tokens), text);
 });
 
 test('loadCorpus defaults to the State of the Union corpus', () => {
   const a = loadCorpus({ valFraction: 0.05 });
   const b = loadCorpus({ data: 'sotu', valFraction: 0.05 });
   assert.deepEqual(a.val, b.val);
-  assert.equal(a.val.length, Math.round((a.train.length + a.val.length) * 0.05));
+  assert.equal(a.val.tokens.length, Math.round((a.train.tokens.length + a.val.tokens.length) * 0.05));
   assert.equal(a.valSource, 'the last 5% of the default corpus (State of the Union addresses)');
 });
 
@@ -223,4 +265,39 @@ test('batchAt is a pure function of (seed, step): a resumed run sees the same da
     assert.deepEqual(b.batchAt(step), first[step]);
   }
   assert.deepEqual(a.batchAt(4), first[4]);
+});
+
+test('every batch knows the bytes its targets cover', () => {
+  // byte tokens: one byte per target
+  const s = new WindowSampler(iota(23), 4, 2, 0, 'iota');
+  for (const b of [...s.evalBatches(2), s.batchAt(0), s.batchAt(5)]) assert.equal(b.bytes, 2 * 4);
+  assert.equal(s.batchOf([0, 1, 2]).bytes, 12);
+  assert.equal(s.targetBytes([3]), 4);
+
+  // gpt2 tokens: the sum of the targets' byte counts (the first token of a window is no target)
+  const text = 'The quick brown fox 🦊 jumps over the lazy dog; 中文 text, naïve café. '.repeat(30);
+  const enc = getTokenizer('gpt2').encode(text);
+  const ctx = 8;
+  const g = new WindowSampler(enc, ctx, 3, 5, 'fox');
+  assert.equal(g.numWindows, Math.floor(enc.tokens.length / (ctx + 1)));
+  const windowBytes = (w: number) => enc.bytes.subarray(w * (ctx + 1) + 1, (w + 1) * (ctx + 1)).reduce((a, b) => a + b, 0);
+  let covered = 0;
+  for (let w = 0; w < g.numWindows; w++) {
+    assert.equal(g.targetBytes([w]), windowBytes(w));
+    covered += windowBytes(w);
+  }
+  assert.ok(covered > g.numWindows * ctx * 2, 'gpt2 targets cover several bytes each');
+  // a token's byte count is a function of its id: the batch's bytes are its targets' bytes
+  for (let step = 0; step < 20; step++) {
+    const b = g.batchAt(step);
+    assert.equal(b.bytes, gpt2Bytes(b.targets).length);
+  }
+  const evalBytes = g.evalBatches(100).reduce((a, b) => a + b.bytes, 0);
+  assert.equal(evalBytes, g.targetBytes([...Array(Math.floor(g.numWindows / 3) * 3).keys()]));
+
+  // determinism holds for any stream: a fresh sampler gives identical batches, bytes included
+  const again = new WindowSampler(getTokenizer('gpt2').encode(text), ctx, 3, 5, 'fox');
+  for (const step of [7, 0, 3]) assert.deepEqual(again.batchAt(step), g.batchAt(step));
+
+  assert.throws(() => new WindowSampler({ tokens: enc.tokens, bytes: enc.bytes.subarray(1) }, ctx, 3, 5, 'bad'), /tokens but/);
 });

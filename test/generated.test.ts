@@ -13,7 +13,7 @@ function listFiles(dir: string, prefix = ''): string[] {
   );
 }
 
-for (const model of ['matrix_thinker', 'vector_transformer']) {
+for (const model of ['matrix_thinker', 'vector_transformer', 'vector_collapse', 'matrix_product_attention']) {
   test(`generated/${model} is what mtc compile produces now`, () => {
     const cwd = process.cwd();
     process.chdir(repoRoot); // provenance headers name sources relative to the repo root

@@ -63,7 +63,7 @@ function errorOf(src: string): string {
 // These files are edited as the project grows, so these tests check structure, not line numbers;
 // exact locations are checked on inline sources below.
 
-test('stdlib.mt parses into its nine layers', () => {
+test('stdlib.mt parses into its eleven layers', () => {
   const prog = parseFile('models/stdlib.mt');
   assert.equal(prog.file, 'models/stdlib.mt');
   assert.deepEqual(
@@ -71,6 +71,7 @@ test('stdlib.mt parses into its nine layers', () => {
     [
       'layer RMSNorm', 'layer RowThenCol', 'layer FrobeniusAttention', 'layer GatedUpdate', 'layer ThinkingLayer',
       'layer ThinkingBlock', 'layer MatrixEmbedding', 'layer MultiProbeHead', 'layer VectorCollapseHead',
+      'layer MatrixProductAttention', 'layer MatrixProductThinkingBlock',
     ],
   );
   const att = layer(prog.decls, 'FrobeniusAttention');
@@ -418,5 +419,5 @@ test('deep nesting is an MtcError, not a stack overflow', () => {
     (e: unknown) => e instanceof MtcError && e.message === 'the source is nested too deeply to parse',
   );
   // The shared parser instance is still usable afterwards.
-  assert.equal(parseFile('models/stdlib.mt').decls.length, 9);
+  assert.equal(parseFile('models/stdlib.mt').decls.length, 11);
 });

@@ -13,11 +13,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { interpret, type InterpEnv } from '../compiler/interp.ts';
 import type { Graph } from '../compiler/ir.ts';
+import * as path from 'node:path';
 import { buildGraph } from '../compiler/pipeline.ts';
 import { Rng } from '../compiler/rng.ts';
 import { initParams } from '../runtime/init.ts';
 import { fdCheck } from './helpers/fd.ts';
-import { smallTrain, stdlibPath, tempModel } from './helpers/models.ts';
+import { modelsDir, smallTrain, stdlibPath, tempModel } from './helpers/models.ts';
 
 const SIZES = { d: 4, heads: 2, ctx: 5, batch: 2, vocab: 7, probes: 3, pos_rows: 6 };
 const { d, ctx, batch, vocab } = SIZES;
@@ -29,8 +30,8 @@ const EMBED = 'embed = MatrixEmbedding(vocab, pos_rows, ctx, d)';
 const HEAD = 'head = MultiProbeHead(d, probes, vocab)';
 
 /** A model: hypers (SIZES, dropout p), members, and `return <ret>` as its forward. */
-function source(members: string[], ret: string, p = 0.1): string {
-  const hyper = Object.entries({ ...SIZES, dropout: p })
+function source(members: string[], ret: string, p = 0.1, over: Partial<typeof SIZES> = {}): string {
+  const hyper = Object.entries({ ...SIZES, ...over, dropout: p })
     .map(([k, v]) => `  ${k} = ${v}`)
     .join('\n');
   return `import "${stdlibPath}"
@@ -100,6 +101,18 @@ const layerCases: Array<{ name: string; members: string[]; ret: string; under: s
   },
   { name: 'ThinkingLayer (dropout on)', members: [EMBED, 'x = ThinkingLayer(d, dropout)', HEAD], ret: 'head(x(embed(tokens)))', under: ['x'] },
   { name: 'ThinkingBlock', members: [EMBED, 'x = ThinkingBlock(d, heads, dropout)', HEAD], ret: 'head(x(embed(tokens)))', under: ['x'] },
+  {
+    name: 'MatrixProductAttention (causal, dropout on)',
+    members: [EMBED, 'x = MatrixProductAttention(d, heads, dropout)', HEAD],
+    ret: 'head(x(embed(tokens)))',
+    under: ['x'],
+  },
+  {
+    name: 'MatrixProductThinkingBlock',
+    members: [EMBED, 'x = MatrixProductThinkingBlock(d, heads, dropout)', HEAD],
+    ret: 'head(x(embed(tokens)))',
+    under: ['x'],
+  },
   { name: 'MatrixEmbedding', members: [EMBED, HEAD], ret: 'head(embed(tokens))', under: ['embed'] },
   { name: 'MultiProbeHead', members: [EMBED, HEAD], ret: 'head(embed(tokens))', under: ['head'] },
   { name: 'VectorCollapseHead', members: [EMBED, 'head = VectorCollapseHead(d, vocab)'], ret: 'head(embed(tokens))', under: ['head'] },
@@ -229,4 +242,71 @@ test('forward by hand: ThinkingLayer rank-1 write M + g_w (Mn v)(Mn k)ᵀ, multi
     const [a, k] = [matmul(Mn, val), matmul(Mn, key)]; // [d, 1] each
     return probeHeadByHand(m, M.map((row, i) => row.map((x, j) => x + gw * a[i][0] * k[j][0])));
   });
+});
+
+test('forward by hand: MatrixProductAttention = M + o(out), out_s = Σ_t a_st (Q_s K_tᵀ) V_t with the pair matrices', (t) => {
+  // vocab = d·d, and the model returns the layer's output itself as its [B, L, d·d] "logits"
+  const m = build(source([EMBED, 'x = MatrixProductAttention(d, heads, dropout)'], 'reshape(x(embed(tokens)), [..., vocab], 2)', 0, { vocab: d * d }));
+  const got = interpret(m.graph, m.env, m.graph.outputs.logits)[m.graph.outputs.logits];
+  const hd = d / SIZES.heads;
+  const W = (p: string): Mat => rowsOf(m.byPath.get(`x.${p}`)!, d);
+  const g = W('norm.g');
+  const proj = (name: string) => (X: Mat): Mat => rowThenColByHand(W(`${name}.A`), W(`${name}.B`), X);
+  const transposed = (a: Mat): Mat => a[0].map((_, j) => a.map((r) => r[j]));
+  let worst = 0;
+  let oMax = 0;
+  let mMax = 0;
+  for (let b = 0; b < batch; b++) {
+    const Ms = Array.from({ length: ctx }, (_, l) => embedByHand(m, b, l));
+    const Mn = Ms.map((M) => rmsNormByHand(M, g));
+    const [Q, K, V] = ['q', 'k', 'v'].map((name) => Mn.map(proj(name)));
+    for (let s = 0; s < ctx; s++) {
+      const out: Mat = [];
+      for (let h = 0; h < SIZES.heads; h++) {
+        const rows = (X: Mat): Mat => X.slice(h * hd, (h + 1) * hd); // hd × d
+        // S_st = Q_s K_tᵀ (hd × hd) for t ≤ s, score tr(S_st) / sqrt(hd), softmax over t
+        const S = Array.from({ length: s + 1 }, (_, t2) => matmul(rows(Q[s]), transposed(rows(K[t2]))));
+        const score = S.map((St) => St.reduce((a, row, i) => a + row[i], 0) / Math.sqrt(hd));
+        const top = Math.max(...score);
+        const e = score.map((x) => Math.exp(x - top));
+        const a = e.map((x) => x / e.reduce((p, q) => p + q, 0));
+        // out_s = Σ_t a_st S_st V_t (hd × d)
+        const acc: Mat = Array.from({ length: hd }, () => new Array<number>(d).fill(0));
+        S.forEach((St, t2) => matmul(St, rows(V[t2])).forEach((row, i) => row.forEach((x, j) => (acc[i][j] += a[t2] * x))));
+        out.push(...acc);
+      }
+      const o = proj('o')(out);
+      const flat = Array.from(got.subarray((b * ctx + s) * d * d, (b * ctx + s + 1) * d * d));
+      // the attention's own contribution: got − M against o(out), and got against M + o(out)
+      flat.forEach((x, i) => {
+        const M = Ms[s][Math.floor(i / d)][i % d];
+        const want = o[Math.floor(i / d)][i % d];
+        worst = Math.max(worst, Math.abs(x - M - want));
+        oMax = Math.max(oMax, Math.abs(want));
+        mMax = Math.max(mMax, Math.abs(M));
+      });
+    }
+  }
+  t.diagnostic(`max |o(out)| ${oMax.toExponential(2)}, max |M| ${mMax.toExponential(2)}, max |got − M − o(out)| ${worst.toExponential(2)}`);
+  assert.ok(oMax > 0.1 * mMax, 'the attention term is not negligible next to the residual');
+  assert.ok(worst <= 1e-10 * oMax, `relative error ${worst / oMax}`);
+});
+
+test('the vector-collapse and 3D-attention models compile, and one interpreter step has a finite loss that a gradient step lowers', () => {
+  for (const file of ['vector_collapse.mt', 'matrix_product_attention.mt']) {
+    const { graph } = buildGraph(path.join(modelsDir, file), { sets: { batch: '2', ctx: '8' } });
+    const rng = new Rng(1);
+    const params = initParams(graph.params, 0).map((p) => Float64Array.from(p));
+    const n = 2 * 8;
+    const env = { params, inputs: { tokens: Array.from({ length: n }, () => rng.int(256)), targets: Array.from({ length: n }, () => rng.int(256)) }, training: true, seed: 1, step: 1 };
+    const values = interpret(graph, env);
+    const loss = values[graph.outputs.loss][0];
+    assert.ok(Number.isFinite(loss) && loss > 0, `${file}: loss ${loss}`);
+    const grads = graph.grads!.map((id) => values[id]);
+    const norm = Math.sqrt(grads.reduce((a, gr) => a + gr.reduce((s2, x) => s2 + x * x, 0), 0));
+    assert.ok(Number.isFinite(norm) && norm > 0, `${file}: gradient norm ${norm}`);
+    params.forEach((p, i) => p.forEach((_, k) => (p[k] -= (1e-3 / norm) * grads[i][k])));
+    const after = interpret(graph, env, graph.outputs.loss)[graph.outputs.loss][0];
+    assert.ok(after < loss, `${file}: ${loss} -> ${after}`);
+  }
 });
