@@ -8,11 +8,20 @@ to size presets. Runs with Debian's python3-torch (1.13): attention is written o
     /usr/bin/python3 bench/torch_matrix_thinker.py --d 8 --heads 2 --blocks 2 --T 2 --K 16 --ctx 64 --batch 16 --steps 300
 
 Prints one line per log step (step, lr, loss, val bpb, tokens/s) and a final JSON line.
+
+With --bench it measures training speed only (what `npm run bench` compares mtc against):
+no data files and no evaluation, byte windows drawn at random, a constant learning rate,
+--warmup-steps untimed steps, then --rounds rounds of wall-clock time over --steps steps
+(synchronised with the device at both ends, losses read back once per round; the fastest round
+counts), and one JSON line:
+
+    /usr/bin/python3 bench/torch_matrix_thinker.py --bench --d 8 --heads 2 --blocks 2 --T 2 --K 32 --ctx 64 --batch 16 --steps 10
 """
 import argparse
 import json
 import math
 import os
+import resource
 import sys
 import time
 
@@ -254,6 +263,96 @@ def lr_at(step, peak, warmup, total):
     return peak * 0.5 * (1.0 + math.cos(math.pi * prog))
 
 
+# ----------------------------------------------------------------------------- speed benchmark
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
+def peak_rss_bytes():
+    """This process's peak resident memory. /proc's VmHWM starts afresh at exec; getrusage's
+    ru_maxrss does not (a child of a large process inherits its parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def bench(args, pos_rows):
+    """Training steps/s of the model on random byte windows: the protocol of `npm run bench`."""
+    dev = pick_device(args.device)
+    rss0 = peak_rss_bytes()
+    torch.manual_seed(args.seed)
+    model = MatrixThinker(args.vocab, args.d, args.heads, args.blocks, args.T, args.K, pos_rows,
+                          args.dropout, args.head).to(dev)
+    model.train()
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-8, weight_decay=args.wd)
+    g = torch.Generator().manual_seed(args.seed + 1)
+    total = args.warmup_steps + args.rounds * args.steps
+    data = torch.randint(0, args.vocab, (total, args.batch, args.ctx + 1), generator=g).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    def step(i):
+        x, y = data[i, :, :-1], data[i, :, 1:]
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        return loss.detach()
+
+    losses = [step(i) for i in range(args.warmup_steps)]
+    sync()
+    kernels = None
+    if dev.type == "cuda" and args.count_kernels:
+        # CUDA kernels (and memcpy/memset) launched by one training step, outside the timed steps
+        try:
+            from torch.profiler import ProfilerActivity, profile
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                losses.append(step(0))
+                sync()
+            kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA) or None
+        except Exception as e:  # the profiler is a nicety: the timing does not depend on it
+            print(f"kernel count unavailable: {e}", file=sys.stderr)
+    round_s = []
+    for r in range(args.rounds):
+        t0 = time.perf_counter()
+        base = args.warmup_steps + r * args.steps
+        timed = [step(base + i) for i in range(args.steps)]
+        losses += [float(v) for v in torch.stack(timed).cpu()]  # reads back: synchronises
+        sync()
+        round_s.append((time.perf_counter() - t0) / args.steps)
+    step_s = min(round_s)
+    vals = [float(v) for v in losses]
+    if dev.type == "cuda":
+        peak, peak_kind = torch.cuda.max_memory_allocated(dev), "cuda max_memory_allocated"
+    else:
+        peak, peak_kind = peak_rss_bytes() - rss0, "growth of the process's peak RSS (CPU: no device memory)"
+    tokens = args.batch * args.ctx
+    print(json.dumps({
+        "impl": "pytorch", "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "threads": torch.get_num_threads(), "params": n_params,
+        "config": {k: getattr(args, k) for k in ("d", "heads", "blocks", "T", "K", "ctx", "batch", "vocab", "dropout",
+                                                  "lr", "wd", "clip", "seed", "head")} | {"pos_rows": pos_rows},
+        "warmup_steps": args.warmup_steps, "steps": args.steps, "rounds": args.rounds,
+        "step_s": step_s, "round_step_s": round_s, "tokens_per_step": tokens, "tokens_per_s": tokens / step_s,
+        "kernels_per_step": kernels, "peak_bytes": peak, "peak_kind": peak_kind,
+        "loss_first": vals[0], "loss_last": vals[-1], "finite": all(math.isfinite(v) for v in vals),
+    }), flush=True)
+
+
 # ----------------------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -283,10 +382,18 @@ def main():
     ap.add_argument("--count-only", action="store_true")
     ap.add_argument("--save", default=None, help="save the final state_dict here (.pt)")
     ap.add_argument("--data-dir", default=DATA_DIR)
+    ap.add_argument("--bench", action="store_true", help="measure training speed only (see above)")
+    ap.add_argument("--warmup-steps", type=int, default=2, help="--bench: untimed steps first")
+    ap.add_argument("--rounds", type=int, default=1, help="--bench: timed rounds of --steps steps; the fastest counts")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="--bench: where to run")
+    ap.add_argument("--count-kernels", action=argparse.BooleanOptionalAction, default=True,
+                    help="--bench on CUDA: count the kernels of one step with the profiler")
     args = ap.parse_args()
     pos_rows = args.pos_rows or args.ctx
 
     torch.set_num_threads(args.threads)
+    if args.bench:
+        return bench(args, pos_rows)
     torch.manual_seed(args.seed)
     model = MatrixThinker(args.vocab, args.d, args.heads, args.blocks, args.T, args.K, pos_rows,
                           args.dropout, args.head)
