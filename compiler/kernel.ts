@@ -5,7 +5,7 @@
 //   0 .. n-1   the node's inputs, in order, `var<storage, read>` (array<f32> or array<i32>)
 //   n          the output, `var<storage, read_write>`
 //   n + 1      (only when usesStep) `var<uniform> step: StepParams`, the per-step uniform:
-//              struct StepParams { seed: u32, step: u32, training: u32, pad: u32 }
+//              struct StepParams { seed: u32, step: u32, training: u32, zero: u32 } (zero is always 0)
 // Every binding is indexed from element 0; shapes and strides are baked in as constants.
 
 export interface Kernel {

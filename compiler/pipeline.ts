@@ -4,6 +4,7 @@
 //   config    hyperparameters, preset, --set; the train section    (compiler/config.ts)
 //   lower     model -> tensor graph with static shapes             (compiler/lower.ts)
 //   autodiff  reverse-mode gradients, one VJP rule per op          (compiler/autodiff.ts)
+//   fuse      per-token stretches into one kernel each             (compiler/fuse.ts)
 //   plan      kernels, dispatch order, buffers                     (compiler/plan.ts)
 //   emit      WGSL files and TypeScript host code                  (compiler/hostgen.ts)
 import { createHash } from 'node:crypto';
@@ -15,12 +16,13 @@ import { emitHost, safeComment } from './hostgen.ts';
 import type { Graph } from './ir.ts';
 import { lowerModel } from './lower.ts';
 import { planProgram, type Plan } from './plan.ts';
+import { describeGroups } from './fuse.ts';
 import { printGraph } from './printer.ts';
 import { loadProgram, type Unit } from './program.ts';
 import { optimizerKernels } from './wgsl/optimizer.ts';
 
 export const MTC_VERSION = '0.1.0';
-export const PASSES = ['load', 'config', 'lower', 'autodiff', 'plan', 'emit'] as const;
+export const PASSES = ['load', 'config', 'lower', 'autodiff', 'fuse', 'plan', 'emit'] as const;
 export type PassName = (typeof PASSES)[number];
 
 export interface CompileOptions {
@@ -30,6 +32,8 @@ export interface CompileOptions {
   dumpAfter?: PassName;
   dump?: (text: string) => void;
   maxBindingBytes?: number;
+  /** Fuse per-token stretches of the graph into regions (default true); false: one kernel per node. */
+  fuse?: boolean;
   /** Sequences per program run, replacing the train section's batch (evaluation programs). */
   batch?: number;
 }
@@ -77,7 +81,8 @@ export function buildGraph(file: string, opts: CompileOptions = {}): Built {
 
 export function compile(file: string, opts: CompileOptions = {}): Compiled {
   const { unit, hypers, train, graph } = buildGraph(file, opts);
-  const plan = planProgram(graph, opts.maxBindingBytes);
+  const plan = planProgram(graph, { maxBindingBytes: opts.maxBindingBytes, fuse: opts.fuse ?? true });
+  if (opts.dumpAfter === 'fuse') (opts.dump ?? console.log)(describeGroups(graph, plan.groups));
   if (opts.dumpAfter === 'plan') (opts.dump ?? console.log)(describePlan(graph, plan));
 
   const sources = unit.files.map((f) => posix(path.relative(process.cwd(), f) || f));

@@ -6,6 +6,8 @@ import { MtcError } from './diagnostics.ts';
 import type { Kernel } from './kernel.ts';
 import { numel, type Graph, type Node } from './ir.ts';
 import { emitKernel } from './wgsl/index.ts';
+import { emitRegion } from './wgsl/region.ts';
+import { fuseGraph, isConstNode, keptNodes, liveNodes, type FuseOptions, type Group } from './fuse.ts';
 
 /** A region of a device buffer. Buffers: "params", "grads", "tokens", "targets", "act<N>". */
 export interface Slot {
@@ -21,6 +23,8 @@ export interface Dispatch {
   bindings: Slot[];
   usesStep: boolean;
   workgroups: [number, number, number];
+  /** a fused region: its last member (node is the first) */
+  last?: number;
 }
 
 export interface ParamSlot {
@@ -43,13 +47,23 @@ export interface Plan {
   loss: Slot;
   logits: Slot;
   observations: Record<string, Slot[]>;
+  /** the kernels' groups of nodes, in dispatch order (compiler/fuse.ts) */
+  groups: Group[];
 }
 
 const ALIGN_FLOATS = 64; // 256 bytes
 const align = (n: number, a: number): number => Math.ceil(n / a) * a;
 
-export function planProgram(g: Graph, maxBindingBytes = Infinity): Plan {
+export interface PlanOptions {
+  /** the largest storage binding of the device, in bytes */
+  maxBindingBytes?: number;
+  /** fuse per-token stretches into regions (compiler/fuse.ts); false: one kernel per node */
+  fuse?: boolean | FuseOptions;
+}
+
+export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
   if (!g.grads) throw new Error('internal: plan needs a differentiated graph');
+  const maxBindingBytes = opts.maxBindingBytes ?? Infinity;
   const nodes = g.nodes;
   // Arena layout: params in declaration order.
   let arena = 0;
@@ -60,19 +74,31 @@ export function planProgram(g: Graph, maxBindingBytes = Infinity): Plan {
   });
   arena = Math.max(arena, ALIGN_FLOATS);
 
-  // Liveness: what is needed by the outputs, observations and gradients.
-  const keep = new Set<number>([g.outputs.loss, g.outputs.logits, ...Object.values(g.observations).flat(), ...g.grads]);
-  const live = new Array<boolean>(nodes.length).fill(false);
-  for (const id of keep) live[id] = true;
-  for (let i = nodes.length - 1; i >= 0; i--) if (live[i]) for (const j of nodes[i].inputs) live[j] = true;
+  // What is computed, and in which kernels: one per node, or fused regions.
+  const live = liveNodes(g);
+  const keep = keptNodes(g);
+  const groups: Group[] = opts.fuse === false ? nodes.filter((n) => live[n.id]).map((n) => ({ kind: 'node', node: n.id })) : fuseGraph(g, opts.fuse === true || opts.fuse === undefined ? {} : opts.fuse);
+  // A reshape scheduled on its own is a view of its input's slot; one inside a region that is
+  // written out has a slot of its own.
+  const views = new Set(groups.flatMap((gr) => (gr.kind === 'node' && nodes[gr.node].op.kind === 'reshape' ? [gr.node] : [])));
   const root = (id: number): number => {
-    while (nodes[id].op.kind === 'reshape') id = nodes[id].inputs[0];
+    while (views.has(id)) id = nodes[id].inputs[0];
     return id;
   };
   for (const id of [...keep]) keep.add(root(id));
+  const isConst = (n: Node): boolean => isConstNode(n);
+
+  // Liveness in dispatch order: the last group that reads each value (reshapes read nothing).
+  const reads = (gr: Group): number[] => (gr.kind === 'region' ? gr.leaves : nodes[gr.node].op.kind === 'reshape' ? [] : nodes[gr.node].inputs);
   const lastUse = new Array<number>(nodes.length).fill(-1);
-  for (const n of nodes) if (live[n.id]) for (const i of n.inputs) lastUse[root(i)] = Math.max(lastUse[root(i)], n.id);
-  const isConst = (n: Node): boolean => (n.op.kind === 'fill' || n.op.kind === 'eye') && n.inputs.length === 0;
+  const constNeeded = new Set<number>();
+  groups.forEach((gr, gi) => {
+    for (const i of reads(gr)) {
+      lastUse[root(i)] = Math.max(lastUse[root(i)], gi);
+      if (gr.kind === 'node' && isConst(nodes[root(i)])) constNeeded.add(root(i));
+    }
+  });
+  for (const id of keep) if (isConst(nodes[id])) constNeeded.add(id);
 
   const slots = new Map<number, Slot>();
   const gradOf = new Map<number, number>(g.grads.map((gid, pi) => [gid, pi]));
@@ -93,57 +119,66 @@ export function planProgram(g: Graph, maxBindingBytes = Infinity): Plan {
     list.push(s.buffer);
     pool.set(s.bytes, list);
   };
+  /** The slot of a node's own value (params, inputs and gradients have fixed places). */
+  const slotFor = (n: Node): Slot => {
+    const bytes = numel(n.shape) * 4;
+    if (n.op.kind === 'param') return { buffer: 'params', offset: params[n.op.index].offset * 4, bytes };
+    if (n.op.kind === 'input') return { buffer: n.op.name === 'tokens' ? 'tokens' : 'targets', offset: 0, bytes };
+    if (gradOf.has(n.id)) return { buffer: 'grads', offset: params[gradOf.get(n.id) as number].offset * 4, bytes };
+    if (views.has(n.id)) return { ...(slots.get(n.inputs[0]) as Slot), bytes };
+    return take(bytes);
+  };
 
   const kernels = new Map<string, Kernel>();
+  const addKernel = (k: Kernel): void => {
+    const prev = kernels.get(k.name);
+    if (prev && prev.code !== k.code) throw new Error(`internal: two kernels named ${k.name} differ`);
+    kernels.set(k.name, k);
+  };
   const setup: Dispatch[] = [];
   const forward: Dispatch[] = [];
   const backward: Dispatch[] = [];
   const nFwd = g.backwardStart ?? nodes.length;
+  const listFor = (first: Node): Dispatch[] => (isConst(first) ? setup : first.id < nFwd ? forward : backward);
+  const canRelease = (id: number): boolean => !keep.has(id) && !isConst(nodes[id]) && nodes[id].op.kind !== 'param' && nodes[id].op.kind !== 'input';
+  const arenaSlot = (buffer: 'params' | 'grads', base: number): Slot => ({ buffer, offset: base * 4, bytes: (arena - base) * 4 });
 
-  for (const n of nodes) {
-    if (!live[n.id]) continue;
-    const bytes = numel(n.shape) * 4;
-    let slot: Slot;
-    if (n.op.kind === 'param') {
-      const p = params[n.op.index];
-      slot = { buffer: 'params', offset: p.offset * 4, bytes };
-    } else if (n.op.kind === 'input') {
-      slot = { buffer: n.op.name === 'tokens' ? 'tokens' : 'targets', offset: 0, bytes };
-    } else if (gradOf.has(n.id)) {
-      slot = { buffer: 'grads', offset: params[gradOf.get(n.id) as number].offset * 4, bytes };
-    } else if (n.op.kind === 'reshape') {
-      slot = { ...(slots.get(n.inputs[0]) as Slot), bytes };
+  groups.forEach((gr, gi) => {
+    const written: number[] = [];
+    if (gr.kind === 'region') {
+      const k = emitRegion(g, gr, (pi) => params[pi].offset, (id) => (gradOf.has(id) ? params[gradOf.get(id) as number].offset : undefined), root);
+      for (const o of gr.outputs) {
+        slots.set(o, gradOf.has(o) ? slotFor(nodes[o]) : take(numel(nodes[o].shape) * 4));
+        written.push(o);
+      }
+      addKernel(k);
+      const bindings = k.bindings.map((b) => (b.kind === 'params' || b.kind === 'grads' ? arenaSlot(b.kind, b.base) : (slots.get(b.node) as Slot)));
+      const first = nodes[gr.members[0]];
+      const last = nodes[gr.members[gr.members.length - 1]];
+      listFor(first).push({ kernel: k.name, node: first.id, last: last.id, bindings, usesStep: k.usesStep, workgroups: k.workgroups });
     } else {
-      slot = take(bytes);
+      const n = nodes[gr.node];
+      if (isConst(n) && !constNeeded.has(n.id)) return;
+      const slot = slotFor(n);
+      slots.set(n.id, slot);
+      if (!views.has(n.id)) written.push(n.id);
+      let k: Kernel | null;
+      try {
+        k = emitKernel(g, n);
+      } catch (e) {
+        // Sizes past 32-bit indexing are the user's (a mistyped ctx or d), not a compiler bug.
+        if (e instanceof Error && /too large for u32 indexing/.test(e.message)) throw new MtcError(e.message.replace(/^internal: /, ''), n.loc);
+        throw e;
+      }
+      if (k) {
+        addKernel(k);
+        listFor(n).push({ kernel: k.name, node: n.id, bindings: [...n.inputs.map((i) => slots.get(i) as Slot), slot], usesStep: k.usesStep, workgroups: k.workgroups });
+      }
     }
-    slots.set(n.id, slot);
-    let k: Kernel | null;
-    try {
-      k = emitKernel(g, n);
-    } catch (e) {
-      // Sizes past 32-bit indexing are the user's (a mistyped ctx or d), not a compiler bug.
-      if (e instanceof Error && /too large for u32 indexing/.test(e.message)) throw new MtcError(e.message.replace(/^internal: /, ''), n.loc);
-      throw e;
-    }
-    if (k) {
-      const prev = kernels.get(k.name);
-      if (prev && prev.code !== k.code) throw new Error(`internal: two kernels named ${k.name} differ`);
-      kernels.set(k.name, k);
-      const d: Dispatch = {
-        kernel: k.name,
-        node: n.id,
-        bindings: [...n.inputs.map((i) => slots.get(i) as Slot), slot],
-        usesStep: k.usesStep,
-        workgroups: k.workgroups,
-      };
-      (isConst(n) ? setup : n.id < nFwd ? forward : backward).push(d);
-    }
-    // Free inputs whose last reader this was (never constants or kept values).
-    for (const i of new Set(n.inputs.map(root))) {
-      if (lastUse[i] === n.id && !keep.has(i) && !isConst(nodes[i])) release(slots.get(i) as Slot);
-    }
-    if (lastUse[n.id] < 0 && !keep.has(n.id) && !isConst(n) && n.op.kind !== 'reshape') release(slot);
-  }
+    // Free what this group read for the last time, and what it wrote that nobody reads.
+    for (const i of new Set(reads(gr).map(root))) if (lastUse[i] === gi && canRelease(i)) release(slots.get(i) as Slot);
+    for (const w of written) if (lastUse[w] < 0 && canRelease(w)) release(slots.get(w) as Slot);
+  });
   const sorted = [...kernels.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const obs: Record<string, Slot[]> = {};
   for (const [k, ids] of Object.entries(g.observations)) obs[k] = ids.map((i) => slots.get(i) as Slot);
@@ -159,5 +194,6 @@ export function planProgram(g: Graph, maxBindingBytes = Infinity): Plan {
     loss: slots.get(g.outputs.loss) as Slot,
     logits: slots.get(g.outputs.logits) as Slot,
     observations: obs,
+    groups,
   };
 }

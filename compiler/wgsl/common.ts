@@ -68,7 +68,7 @@ function nextF32(f: number, dir: 1 | -1): number {
  * Infinities and NaN cannot be WGSL constants (Tint rejects them even through bitcast), so
  * they come from a bitcast of a variable.
  */
-const INF_HELPERS: Record<string, string> = {
+export const INF_HELPERS: Record<string, string> = {
   'pos_inf()': 'fn pos_inf() -> f32 {\n  var bits = 0x7f800000u;\n  return bitcast<f32>(bits);\n}',
   'neg_inf()': 'fn neg_inf() -> f32 {\n  var bits = 0xff800000u;\n  return bitcast<f32>(bits);\n}',
   'nan_f32()': 'fn nan_f32() -> f32 {\n  var bits = 0x7fc00000u;\n  return bitcast<f32>(bits);\n}',
@@ -101,7 +101,9 @@ export interface Binding {
   shape: Shape;
 }
 
-const STEP_STRUCT = 'struct StepParams {\n  seed: u32,\n  step: u32,\n  training: u32,\n  pad: u32,\n}';
+// `zero` is always 0: fused kernels add it to their loop bounds, so that the shader compiler
+// cannot unroll them (lavapipe took 17x longer to compile a fused kernel with constant bounds).
+export const STEP_STRUCT = 'struct StepParams {\n  seed: u32,\n  step: u32,\n  training: u32,\n  zero: u32,\n}';
 
 /** Inputs at 0..n-1 (read), the output at n (read_write), StepParams at n+1 when usesStep. */
 function bindingBlock(ins: Binding[], out: Binding, usesStep: boolean): string {

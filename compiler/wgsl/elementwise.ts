@@ -72,7 +72,7 @@ export function mapKernel(s: MapSpec): Kernel {
 }
 
 /** f32(x) -> f32 bodies of the unary functions, on `x`. */
-const UNARY_WGSL: { [F in UnaryFn]: string } = {
+export const UNARY_WGSL: { [F in UnaryFn]: string } = {
   neg: '-x',
   exp: 'exp(x)',
   log: 'log(x)',

@@ -1,0 +1,363 @@
+// The fusion pass: which nodes of the graph are computed together in one kernel.
+//
+// The Matrix Thinker is a long chain of small per-token operations (norms, products of d x d
+// matrices, gates, residual adds) broken only by attention, which mixes tokens, and by the
+// weight gradients, which sum over them. This pass finds the per-token stretches and makes
+// each one a *region*: one kernel in which a thread owns one token and computes every member
+// of the region for it, keeping intermediate values in private memory. Only what is read
+// outside the region is written to device memory.
+//
+// Token blocks. A tensor of `tokens` blocks (tokens = the numel of the `tokens` input) is cut
+// into contiguous blocks, one per token, in row-major order: [16, 64, 8, 8] into 1024 blocks of
+// [8, 8]; the rows of [8192, 8] (the builder's folded product) into 1024 blocks of [8, 8].
+// A node may join a region when every output block depends only on the same block of each
+// operand that has blocks, and on whole operands that are the same for every token
+// (*uniform*: parameters and what is computed from them alone). This is checked per op, from
+// strides: for each axis of the output, the stride at which each operand is read.
+//
+// Partition. Nodes are visited in order. A node that can join joins the open region; a node
+// that cannot is scheduled on its own, after the open region is closed if it reads from it
+// (otherwise before it: it cannot depend on the region, whose members come earlier). A region
+// also closes at the start of the backward pass, and before it would bind more storage buffers
+// than `maxStorageBuffers` (the WebGPU default, 8) or keep more than `maxPrivateFloats` floats
+// per thread alive.
+import { numel, strides, type Graph, type Node } from './ir.ts';
+
+/** A unit of scheduling: one node with its own kernel (or none), or a fused region. */
+export type Group = { kind: 'node'; node: number } | Region;
+
+export interface Region {
+  kind: 'region';
+  /** member node ids, in graph order */
+  members: number[];
+  /** members whose values are written to device memory (read outside, or kept) */
+  outputs: number[];
+  /** values read from device memory: non-members (params and constants included) */
+  leaves: number[];
+  /** the number of token blocks (one thread each) */
+  tokens: number;
+  /** per member: 'tok' (one block per token) or 'uni' (the same for every token) */
+  modes: Map<number, Mode>;
+}
+
+export type Mode = 'tok' | 'uni';
+
+export interface FuseOptions {
+  /** storage buffers one kernel may bind (WebGPU's default limit is 8) */
+  maxStorageBuffers?: number;
+  /** private floats per thread (values alive at once in a region) */
+  maxPrivateFloats?: number;
+  /** uniform members larger than this are not recomputed by every thread */
+  maxUniformFloats?: number;
+}
+
+export const FUSE_DEFAULTS: Required<FuseOptions> = { maxStorageBuffers: 8, maxPrivateFloats: 4096, maxUniformFloats: 256 };
+
+// ---------------------------------------------------------------------------------------------
+// Token blocks
+
+/** How a shape is cut into `tokens` row-major blocks: axes before `axis`, and the high part of `axis`, index the block. */
+export interface Split {
+  axis: number;
+  /** the low factor of `axis` that lies inside a block */
+  lo: number;
+}
+
+export function tokenSplit(shape: readonly number[], tokens: number): Split | null {
+  let p = 1;
+  for (let a = 0; a < shape.length; a++) {
+    const q = p * shape[a];
+    if (q % tokens === 0 && tokens % p === 0) return { axis: a, lo: q / tokens };
+    if (tokens % q !== 0) return null;
+    p = q;
+  }
+  return null;
+}
+
+/** The shape of one block: the low part of the split axis, then the axes after it. */
+export const blockDims = (shape: readonly number[], s: Split): number[] => [s.lo, ...shape.slice(s.axis + 1)];
+
+/** How one operand of an op is read for one output block. */
+export interface OperandRead {
+  /** the operand's stride for each axis of the output block (blockDims) */
+  local: number[];
+  /** the axes that index blocks (axes before the split, then the split axis's high part): sizes and the operand's strides */
+  blockDims: number[];
+  blockStrides: number[];
+  /** block t of the output reads block t of the operand (cut into `tokens` blocks), at the same place */
+  aligned: boolean;
+  /** every output block reads the same elements */
+  same: boolean;
+}
+
+/** How an operand with stride `perAxis[a]` for output axis a is read by one block of an output of `outShape` cut by `split`. */
+export function operandRead(outShape: readonly number[], split: Split, perAxis: readonly number[], operandNumel: number, tokens: number): OperandRead {
+  const local = [perAxis[split.axis], ...perAxis.slice(split.axis + 1)];
+  const blockDims = [...outShape.slice(0, split.axis), outShape[split.axis] / split.lo];
+  const blockStrides = [...perAxis.slice(0, split.axis), perAxis[split.axis] * split.lo];
+  const same = blockDims.every((d, k) => d === 1 || blockStrides[k] === 0);
+  const size = operandNumel / tokens;
+  const w = strides(blockDims);
+  const aligned = operandNumel % tokens === 0 && blockDims.every((d, k) => d === 1 || blockStrides[k] === size * w[k]);
+  return { local, blockDims, blockStrides, aligned, same };
+}
+
+/** Strides of `shape` broadcast to `to` (aligned right, 0 on stretched axes). */
+export function broadcastAxisStrides(shape: readonly number[], to: readonly number[]): number[] {
+  const s = strides(shape);
+  return to.map((_, i) => {
+    const j = i - (to.length - shape.length);
+    return j < 0 || shape[j] === 1 ? 0 : s[j];
+  });
+}
+
+/**
+ * Per operand of `n`, its stride for each output axis (null: the op has no such form, or
+ * reads its operands in a way a block cannot: reshape is handled apart).
+ */
+export function readStrides(n: Node, g: Graph): number[][] | null {
+  const ins = n.inputs.map((i) => g.nodes[i].shape);
+  const out = n.shape;
+  const r = out.length;
+  switch (n.op.kind) {
+    case 'unary':
+    case 'affine':
+    case 'clamp':
+    case 'inrange':
+    case 'binary':
+    case 'expand':
+    case 'dropout':
+    case 'softmax':
+    case 'causal_mask':
+      return ins.map((s) => broadcastAxisStrides(s, out));
+    case 'sum':
+      return [strides(ins[0])]; // same rank; reduced axes are size 1 in the output
+    case 'permute': {
+      const s = strides(ins[0]);
+      return [n.op.perm.map((p) => s[p])];
+    }
+    case 'slice':
+    case 'pad':
+      return [strides(ins[0])];
+    case 'matmul': {
+      const [a, b] = ins;
+      const batch = out.slice(0, -2);
+      const [m, k] = a.slice(-2);
+      const nn = b[b.length - 1];
+      const ab = broadcastAxisStrides(a.slice(0, -2), batch).map((x) => x * m * k);
+      const bb = broadcastAxisStrides(b.slice(0, -2), batch).map((x) => x * k * nn);
+      return [
+        [...ab, k, 0],
+        [...bb, 0, 1],
+      ];
+    }
+    case 'gather':
+    case 'onehot': {
+      const idx = ins[n.op.kind === 'gather' ? 1 : 0];
+      const s = [...strides(idx), ...new Array<number>(r - idx.length).fill(0)];
+      return n.op.kind === 'gather' ? [new Array<number>(r).fill(0), s] : [s];
+    }
+    default:
+      return null;
+  }
+}
+
+/** Per-op conditions on the split: the axes an op works along must lie inside a block. */
+function splitAllowed(n: Node, s: Split, g: Graph): boolean {
+  const r = n.shape.length;
+  switch (n.op.kind) {
+    case 'matmul':
+    case 'softmax':
+      return s.axis < r - 1; // never cut the columns (matmul: rows may be cut, see memberMode)
+    case 'causal_mask':
+      return s.axis < r - 2;
+    case 'sum': {
+      const x = g.nodes[n.inputs[0]].shape;
+      return n.op.axes.every((a) => a > s.axis || x[a] === 1);
+    }
+    case 'slice':
+    case 'pad':
+      return n.op.axis > s.axis;
+    case 'gather':
+    case 'onehot':
+      return s.axis < g.nodes[n.inputs[n.op.kind === 'gather' ? 1 : 0]].shape.length;
+    default:
+      return true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which nodes may join a region, and how
+
+const FUSIBLE = new Set<string>(['unary', 'affine', 'clamp', 'inrange', 'binary', 'expand', 'dropout', 'softmax', 'causal_mask', 'sum', 'permute', 'slice', 'pad', 'matmul', 'gather', 'onehot', 'reshape']);
+
+/** Constants with no inputs are recomputed where they are read, never fused as members. */
+export const isConstNode = (n: Node): boolean => (n.op.kind === 'fill' || n.op.kind === 'eye') && n.inputs.length === 0;
+
+/** How a region holds a value: one block per thread ('tok'), the whole value in every thread ('uni'), or in device memory ('leaf'). */
+export type Holding = 'tok' | 'uni' | 'leaf';
+
+/** The reads of each operand of a block member `n` (mode 'tok'; reshape excluded). */
+export function memberReads(n: Node, g: Graph, tokens: number): OperandRead[] | null {
+  const split = tokenSplit(n.shape, tokens);
+  if (!split || !splitAllowed(n, split, g)) return null;
+  const per = readStrides(n, g);
+  if (!per) return null;
+  return n.inputs.map((i, k) => operandRead(n.shape, split, per[k], numel(g.nodes[i].shape), tokens));
+}
+
+/**
+ * The mode of `n` as a member of a region in which each operand is held as `held(id)`, or
+ * null when it cannot join: computed from uniform values only, it is 'uni'; otherwise 'tok',
+ * when every operand held as blocks is read at its own block.
+ */
+export function memberMode(n: Node, g: Graph, tokens: number, uniform: (id: number) => boolean, held: (id: number) => Holding): Mode | null {
+  if (!FUSIBLE.has(n.op.kind) || n.dtype !== 'f32') return null;
+  if (n.inputs.every(uniform)) return n.op.kind === 'gather' || n.op.kind === 'onehot' ? null : 'uni';
+  if (n.op.kind === 'reshape') return numel(n.shape) % tokens === 0 ? 'tok' : null;
+  const reads = memberReads(n, g, tokens);
+  if (!reads) return null;
+  return n.inputs.every((i, k) => held(i) !== 'tok' || reads[k].aligned) ? 'tok' : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partition
+
+/** The live nodes: what the loss, logits, observations and gradients need. */
+export function liveNodes(g: Graph): boolean[] {
+  const keep = [g.outputs.loss, g.outputs.logits, ...Object.values(g.observations).flat(), ...(g.grads ?? [])];
+  const live = new Array<boolean>(g.nodes.length).fill(false);
+  for (const id of keep) live[id] = true;
+  for (let i = g.nodes.length - 1; i >= 0; i--) if (live[i]) for (const j of g.nodes[i].inputs) live[j] = true;
+  return live;
+}
+
+/** Nodes whose values must be in device memory whatever reads them. */
+export function keptNodes(g: Graph): Set<number> {
+  return new Set([g.outputs.loss, g.outputs.logits, ...Object.values(g.observations).flat(), ...(g.grads ?? [])]);
+}
+
+export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
+  const o = { ...FUSE_DEFAULTS, ...opts };
+  const nodes = g.nodes;
+  const live = liveNodes(g);
+  const kept = keptNodes(g);
+  const grads = new Set(g.grads ?? []);
+  const tokensId = g.inputs.tokens;
+  const tokens = tokensId === undefined ? 0 : numel(nodes[tokensId].shape);
+  const consumers: number[][] = nodes.map(() => []);
+  for (const n of nodes) if (live[n.id]) for (const i of new Set(n.inputs)) consumers[i].push(n.id);
+
+  // Uniform values: parameters, constants, and what is computed from them alone.
+  const uniform = new Array<boolean>(nodes.length).fill(false);
+  for (const n of nodes) {
+    uniform[n.id] = n.op.kind === 'param' || isConstNode(n) || (n.op.kind !== 'input' && n.inputs.length > 0 && n.inputs.every((i) => uniform[i]));
+  }
+
+  const groups: Group[] = [];
+  let open: Region | null = null;
+  let openIds = new Set<number>();
+  const backwardStart = g.backwardStart ?? nodes.length;
+
+  const close = (): void => {
+    if (!open) return;
+    const r = open;
+    const members = new Set(r.members);
+    r.outputs = r.members.filter((m) => kept.has(m) || consumers[m].some((c) => !members.has(c)));
+    const leaves = new Set<number>();
+    for (const m of r.members) for (const i of nodes[m].inputs) if (!members.has(i)) leaves.add(i);
+    r.leaves = [...leaves].sort((a, b) => a - b);
+    // a region of one node that is not worth a region keeps its own kernel
+    if (r.members.length === 1 && nodes[r.members[0]].op.kind === 'reshape') groups.push({ kind: 'node', node: r.members[0] });
+    else if (r.members.length > 0) groups.push(r);
+    open = null;
+    openIds = new Set();
+  };
+
+  /** Storage bindings and private floats of the open region if `n` joined it. */
+  const cost = (r: Region, n: Node): { bindings: number; floats: number } => {
+    const members = new Set([...r.members, n.id]);
+    const leafRoots = new Set<string>();
+    let floats = 0;
+    for (const m of members) {
+      const mn = nodes[m];
+      floats += r.modes.get(m) === 'uni' || (m === n.id && uniform[m]) ? numel(mn.shape) : numel(mn.shape) / Math.max(1, tokens);
+      for (const i of mn.inputs) {
+        if (members.has(i)) continue;
+        const x = nodes[i];
+        if (isConstNode(x)) continue;
+        leafRoots.add(x.op.kind === 'param' ? 'params' : `v${rootOf(i)}`);
+      }
+    }
+    let outs = 0;
+    let gradsOut = false;
+    for (const m of members) {
+      const read = kept.has(m) || consumers[m].some((c) => !members.has(c) || c > n.id);
+      if (!read) continue;
+      if (grads.has(m)) gradsOut = true;
+      else outs++;
+    }
+    return { bindings: leafRoots.size + outs + (gradsOut ? 1 : 0), floats };
+  };
+  const rootOf = (id: number): number => {
+    while (nodes[id].op.kind === 'reshape') id = nodes[id].inputs[0];
+    return id;
+  };
+
+  for (const n of nodes) {
+    if (!live[n.id]) continue;
+    if (n.id === backwardStart) close();
+    const kind = n.op.kind;
+    if (kind === 'input' || kind === 'param' || isConstNode(n)) {
+      groups.push({ kind: 'node', node: n.id });
+      continue;
+    }
+    const fitsUniform = !uniform[n.id] || numel(n.shape) <= o.maxUniformFloats;
+    // values of the gradient arena are written, never read, by regions
+    const readsGrads = n.inputs.some((i) => grads.has(i));
+    const held = (id: number): Holding => (open?.modes.get(id) as Holding | undefined) ?? 'leaf';
+    const mode = tokens > 0 && fitsUniform && !readsGrads ? memberMode(n, g, tokens, (id) => uniform[id], held) : null;
+    if (mode && !grads.has(n.id) && !(kind === 'reshape' && !open)) {
+      if (!open) {
+        open = { kind: 'region', members: [], outputs: [], leaves: [], tokens, modes: new Map() };
+      } else {
+        const c = cost(open, n);
+        if (c.bindings > o.maxStorageBuffers || c.floats > o.maxPrivateFloats) {
+          close();
+          open = { kind: 'region', members: [], outputs: [], leaves: [], tokens, modes: new Map() };
+        }
+      }
+      const r = open as Region;
+      r.members.push(n.id);
+      r.modes.set(n.id, mode);
+      openIds.add(n.id);
+      continue;
+    }
+    if (open && n.inputs.some((i) => openIds.has(i))) close();
+    groups.push({ kind: 'node', node: n.id });
+  }
+  close();
+  return groups;
+}
+
+/** One line per group, for `--dump-after fuse`. */
+export function describeGroups(g: Graph, groups: Group[]): string {
+  const lines: string[] = [];
+  let regions = 0;
+  let kernels = 0;
+  for (const gr of groups) {
+    if (gr.kind === 'node') {
+      const n = g.nodes[gr.node];
+      if (n.op.kind === 'input' || n.op.kind === 'param' || n.op.kind === 'reshape') continue;
+      kernels++;
+      lines.push(`%${n.id} ${n.op.kind} ${n.name}`);
+    } else {
+      regions++;
+      kernels++;
+      const first = g.nodes[gr.members[0]];
+      const last = g.nodes[gr.members[gr.members.length - 1]];
+      lines.push(`region of ${gr.members.length} nodes (%${first.id} ${first.name} .. %${last.id} ${last.name}): reads ${gr.leaves.map((l) => `%${l}`).join(' ')}; writes ${gr.outputs.map((x) => `%${x}`).join(' ')}`);
+    }
+  }
+  return [`${kernels} kernels, ${regions} of them fused regions`, ...lines].join('\n');
+}

@@ -1,0 +1,460 @@
+// The kernel of a fused region (compiler/fuse.ts): one thread per token block computes every
+// member of the region for its block, member after member, each as a loop nest over the
+// member's block with its operands read through strided views. Values read only inside the
+// region live in private arrays (reused once their last reader has run); members read outside
+// are written to device memory. Uniform members (computed from parameters alone) are computed
+// whole by every thread and written by thread 0.
+//
+// Bindings, in order: the leaves (the parameter arena once, then each other value read from
+// device memory), then the outputs (the gradient arena once, then each other written value);
+// the step uniform last when a member draws dropout. `RegionKernel.bindings` names them so
+// that the scheduler can bind the right buffers.
+import { createHash } from 'node:crypto';
+import { numel, strides, type Graph, type Node, type OpOf } from '../ir.ts';
+import type { Kernel } from '../kernel.ts';
+import { blockDims, isConstNode, memberReads, readStrides, tokenSplit, type OperandRead, type Region } from '../fuse.ts';
+import { f32Down, f32Lit, f32Up, grid, INF_HELPERS, PCG_WGSL, STEP_STRUCT, u32Lit } from './common.ts';
+import { UNARY_WGSL } from './elementwise.ts';
+import { safeComment } from '../hostgen.ts';
+
+/** What a binding of a region kernel holds. */
+/** The arenas are bound from `base` (floats, 256-byte aligned) on, so that regions of blocks alike share one kernel. */
+export type RegionBinding = { kind: 'params'; base: number } | { kind: 'grads'; base: number } | { kind: 'value'; node: number; write: boolean };
+
+export interface RegionKernel extends Kernel {
+  bindings: RegionBinding[];
+}
+
+const WG = 64;
+const LOWEST = f32Lit(-3.4028234663852886e38);
+
+/** How the region reads one value: a private array, or a binding (with a parameter's arena offset). */
+type Home = { kind: 'array'; name: string; whole: boolean } | { kind: 'binding'; name: string; dtype: 'f32' | 'i32'; offset: number; tok: boolean; size: number } | { kind: 'const'; node: Node };
+
+/**
+ * @param paramOffset a parameter's offset in the arena, in floats
+ * @param gradParam the arena offset of the gradient a node is, if it is one
+ * @param rootOf the node whose device memory a value is (a reshape scheduled alone is a view)
+ */
+export function emitRegion(
+  g: Graph,
+  r: Region,
+  paramOffset: (index: number) => number,
+  gradParam: (node: number) => number | undefined,
+  rootOf: (node: number) => number,
+): RegionKernel {
+  const nodes = g.nodes;
+  const members = new Set(r.members);
+  const T = r.tokens;
+  // ---- bindings
+  const bindings: RegionBinding[] = [];
+  const decl: string[] = [];
+  const bind = (b: RegionBinding, name: string, dtype: string, access: string, what: string): void => {
+    decl.push(`@group(0) @binding(${bindings.length}) var<storage, ${access}> ${name}: array<${dtype}>; // ${what}`);
+    bindings.push(b);
+  };
+  const leafNodes = r.leaves.filter((l) => !isConstNode(nodes[l]));
+  const home = new Map<number, Home>();
+  const paramLeaves = leafNodes.filter((l) => nodes[l].op.kind === 'param');
+  const paramBase = Math.min(...paramLeaves.map((l) => paramOffset((nodes[l].op as OpOf<'param'>).index)));
+  if (paramLeaves.length) bind({ kind: 'params', base: paramBase }, 'params', 'f32', 'read', 'the parameter arena, from the first parameter read here');
+  const leafName = new Map<number, string>();
+  for (const l of leafNodes) {
+    const n = nodes[l];
+    if (n.op.kind === 'param') {
+      home.set(l, { kind: 'binding', name: 'params', dtype: 'f32', offset: paramOffset(n.op.index) - paramBase, tok: false, size: numel(n.shape) });
+      continue;
+    }
+    const root = rootOf(l);
+    if (!leafName.has(root)) {
+      const name = `in${leafName.size}`;
+      leafName.set(root, name);
+      bind({ kind: 'value', node: root, write: false }, name, nodes[root].dtype, 'read', `[${nodes[root].shape.join(', ')}]`);
+    }
+    home.set(l, { kind: 'binding', name: leafName.get(root) as string, dtype: n.dtype, offset: 0, tok: false, size: numel(n.shape) });
+  }
+  for (const l of r.leaves) if (isConstNode(nodes[l])) home.set(l, { kind: 'const', node: nodes[l] });
+  const gradOuts = r.outputs.filter((o) => gradParam(o) !== undefined);
+  const gradBase = Math.min(...gradOuts.map((o) => gradParam(o) as number));
+  if (gradOuts.length) bind({ kind: 'grads', base: gradBase }, 'grads', 'f32', 'read_write', 'the gradient arena, from the first gradient written here');
+  const outName = new Map<number, string>();
+  for (const o of r.outputs) {
+    if (gradParam(o) !== undefined) continue;
+    const name = `out${outName.size}`;
+    outName.set(o, name);
+    bind({ kind: 'value', node: o, write: true }, name, 'f32', 'read_write', `[${nodes[o].shape.join(', ')}]`);
+  }
+
+  // ---- private arrays: members read inside the region, reused after their last reader
+  const lastUse = new Map<number, number>();
+  const aliasOf = (id: number): number => {
+    while (members.has(id) && nodes[id].op.kind === 'reshape') id = nodes[id].inputs[0];
+    return id;
+  };
+  r.members.forEach((m, pos) => {
+    // a reshape reads its input only when it is written out (a copy)
+    if (nodes[m].op.kind === 'reshape' && !r.outputs.includes(m)) return;
+    for (const i of nodes[m].inputs) if (members.has(aliasOf(i))) lastUse.set(aliasOf(i), pos);
+  });
+  const outputsSet = new Set(r.outputs);
+  const free = new Map<number, string[]>();
+  const arrays: Array<{ name: string; size: number }> = [];
+  const sizeOf = (m: number): number => (r.modes.get(m) === 'uni' ? numel(nodes[m].shape) : numel(nodes[m].shape) / T);
+
+  // ---- code
+  const body: string[] = [];
+  let dropout = false;
+  const notes: string[] = [];
+  const toFree: Array<{ pos: number; name: string; size: number }> = [];
+
+  r.members.forEach((m, pos) => {
+    const n = nodes[m];
+    const uni = r.modes.get(m) === 'uni';
+    notes.push(safeComment(`${n.op.kind}${opAttrs(n)} [${n.shape.join(', ')}]${n.loc ? ` ${n.loc.file.split(/[\\/]/).pop()}:${n.loc.line}` : ''}`));
+    // release arrays whose last reader ran before this member
+    for (let k = toFree.length - 1; k >= 0; k--) {
+      if (toFree[k].pos < pos) {
+        const f = toFree[k];
+        (free.get(f.size) ?? free.set(f.size, []).get(f.size) as string[]).push(f.name);
+        toFree.splice(k, 1);
+      }
+    }
+    if (n.op.kind === 'reshape') {
+      const src = n.inputs[0];
+      const h = home.get(src) as Home;
+      home.set(m, h.kind === 'binding' ? { ...h, size: numel(n.shape) } : h);
+      if (outputsSet.has(m)) body.push(...storeCopy(m));
+      return;
+    }
+    const size = sizeOf(m);
+    let arr: string | undefined;
+    if (lastUse.has(m)) {
+      arr = free.get(size)?.pop();
+      if (!arr) {
+        arr = `v${arrays.length}`;
+        arrays.push({ name: arr, size });
+      }
+      home.set(m, { kind: 'array', name: arr, whole: uni });
+      toFree.push({ pos: lastUse.get(m) as number, name: arr, size });
+    }
+    body.push('// ' + safeComment(`${n.op.kind}${opAttrs(n)} [${n.shape.join(', ')}]${n.loc ? ` (${n.loc.file.split(/[\\/]/).pop()}:${n.loc.line})` : ''}`));
+    const lines = memberLines(n, pos, uni, (v, off) => {
+      const st: string[] = [];
+      if (arr) st.push(`${arr}[${off}] = ${v};`);
+      if (outputsSet.has(m)) st.push(store(m, off, arr ? `${arr}[${off}]` : v));
+      return st;
+    });
+    body.push(...lines);
+  });
+
+  /** The statement writing member m's element at local offset `off`. */
+  function store(m: number, off: string, v: string): string {
+    const uni = r.modes.get(m) === 'uni';
+    const gp = gradParam(m);
+    const target = gp !== undefined ? `grads[${plus(gp - gradBase ? u32Lit(gp - gradBase) : '', off)}]` : `${outName.get(m)}[${uni ? off : `t * ${u32Lit(sizeOf(m))} + ${off}`}]`;
+    return uni ? `if (t == 0u) { ${target} = ${v}; }` : `${target} = ${v};`;
+  }
+
+  /** A reshape output: copy its block from where its input is held. */
+  function storeCopy(m: number): string[] {
+    const size = sizeOf(m);
+    const h = home.get(m) as Home;
+    const src = (off: string) => readHome(h, off, r.modes.get(m) === 'uni' ? '0u' : `t * ${u32Lit(size)}`, 'f32');
+    return [`for (var e = 0u; e < ${u32Lit(size)} + z; e++) {`, `  ${store(m, 'e', src('e'))}`, '}'];
+  }
+
+  /** An element of a held value: `base` is the block's start in the whole value (bindings and whole arrays only). */
+  function readHome(h: Home, off: string, base: string, as: 'f32' | 'i32'): string {
+    if (h.kind === 'const') {
+      const n = h.node;
+      const e = plus(base, off);
+      if (n.op.kind === 'fill') return f32Lit(n.op.value);
+      const d = n.shape[n.shape.length - 1];
+      return `select(0.0, 1.0, (${e}) % ${u32Lit(d)} == ((${e}) / ${u32Lit(d)}) % ${u32Lit(d)})`;
+    }
+    if (h.kind === 'array') return `${h.name}[${h.whole ? plus(base, off) : off}]`;
+    const idx = plus(plus(h.offset ? u32Lit(h.offset) : '', base), off);
+    const v = `${h.name}[${idx}]`;
+    return h.dtype === as ? v : as === 'f32' ? `f32(${v})` : `i32(${v})`;
+  }
+
+  /** The base of operand k's block for the current thread (t), as a WGSL expression. */
+  function readBase(read: OperandRead, operand: number): string {
+    const h = home.get(operand) as Home;
+    if (read.same) return '0u';
+    if (h.kind === 'array' && !h.whole) return '0u'; // aligned: the thread's own block
+    if (read.aligned) return `t * ${u32Lit(numel(nodes[operand].shape) / T)}`;
+    const w = strides(read.blockDims);
+    const terms = read.blockDims.flatMap((d, k) => {
+      if (d === 1 || read.blockStrides[k] === 0) return [];
+      const c = w[k] === 1 ? 't' : `(t / ${u32Lit(w[k])})`;
+      const coord = k === 0 && w[k] * d === T ? c : `(${c} % ${u32Lit(d)})`;
+      return [read.blockStrides[k] === 1 ? coord : `${coord} * ${u32Lit(read.blockStrides[k])}`];
+    });
+    return terms.length ? terms.join(' + ') : '0u';
+  }
+
+  /** Lines computing member n; `put(value, localOffset)` gives the statements storing one element. */
+  function memberLines(n: Node, pos: number, uni: boolean, put: (v: string, off: string) => string[]): string[] {
+    const reads: OperandRead[] = uni ? uniformReads(n, g) : (memberReads(n, g, T) as OperandRead[]);
+    const dims = uni ? [...n.shape] : blockDims(n.shape, tokenSplit(n.shape, T) as { axis: number; lo: number });
+    const bases = n.inputs.map((i, k) => readBase(reads[k], i));
+    const pre: string[] = [];
+    const baseNames = bases.map((b, k) => {
+      if (b === '0u') return '0u';
+      const name = `b${pos}_${k}`;
+      pre.push(`let ${name} = ${b};`);
+      return name;
+    });
+    const src = (k: number, off: string, as: 'f32' | 'i32' = 'f32') => readHome(home.get(n.inputs[k]) as Home, off, baseNames[k], as);
+    const outStrides = strides(dims);
+    const ivars = dims.map((_, a) => `i${a}`);
+    const lin = (st: readonly number[], skip: Set<number> = new Set()) => linear(ivars, dims, st, skip);
+    const outOff = lin(outStrides);
+    const op = n.op;
+    let inner: string[];
+    const skip = new Set<number>();
+    switch (op.kind) {
+      case 'unary':
+      case 'affine':
+      case 'clamp':
+      case 'inrange':
+      case 'expand': {
+        const x = src(0, lin(reads[0].local));
+        inner = [`let x = ${x};`, ...unaryPre(n), ...put(unaryExpr(n), outOff)];
+        break;
+      }
+      case 'binary': {
+        const sym = { add: '+', sub: '-', mul: '*', div: '/' }[op.fn];
+        inner = put(`${src(0, lin(reads[0].local))} ${sym} ${src(1, lin(reads[1].local))}`, outOff);
+        break;
+      }
+      case 'dropout': {
+        dropout = true;
+        const threshold = Math.min(Math.max(Math.ceil(op.p * 16777216), 0), 16777216);
+        const flat = uni ? outOff : `t * ${u32Lit(numel(dims))} + ${outOff}`;
+        inner = [
+          `let x = ${src(0, lin(reads[0].local))};`,
+          `let keep = step_params.training == 0u || counter_bits24(step_params.seed, step_params.step, ${u32Lit(op.key)}, ${flat}) >= ${u32Lit(threshold)};`,
+          ...put(`select(0.0, select(x, x * ${f32Lit(1 / (1 - op.p))}, step_params.training != 0u), keep)`, outOff),
+        ];
+        break;
+      }
+      case 'causal_mask': {
+        const r = dims.length;
+        inner = put(`select(${src(0, lin(reads[0].local))}, ${f32Lit(op.fill)}, i${r - 1} > i${r - 2})`, outOff);
+        break;
+      }
+      case 'permute':
+        inner = put(src(0, lin(reads[0].local)), outOff);
+        break;
+      case 'slice': {
+        const a = uni ? op.axis : localAxis(n, op.axis);
+        const extra = op.start * reads[0].local[a];
+        inner = put(src(0, plus(lin(reads[0].local), extra ? u32Lit(extra) : '')), outOff);
+        break;
+      }
+      case 'pad': {
+        const a = uni ? op.axis : localAxis(n, op.axis);
+        const len = nodes[n.inputs[0]].shape[op.axis];
+        const sh = op.start * reads[0].local[a];
+        const off = lin(reads[0].local);
+        const read = src(0, sh ? `${off} - ${u32Lit(sh)}` : off);
+        inner = [
+          `var v = 0.0;`,
+          `if (i${a} >= ${u32Lit(op.start)} && i${a} < ${u32Lit(op.start + len)}) {`,
+          `  v = ${read};`,
+          '}',
+          ...put('v', outOff),
+        ];
+        break;
+      }
+      case 'sum': {
+        const x = nodes[n.inputs[0]].shape;
+        const split = uni ? { axis: 0, lo: x[0] } : (tokenSplit(n.shape, T) as { axis: number; lo: number });
+        const red = op.axes.filter((a) => x[a] !== 1).map((a) => (uni ? a : a - split.axis));
+        const xs = readStrides(n, g)?.[0] as number[];
+        const redLoops = red.map((la) => ({ v: `r${la}`, d: uni ? x[la] : x[la + split.axis], s: uni ? xs[la] : xs[la + split.axis] }));
+        const offIn = plus(lin(reads[0].local), redLoops.map((l) => (l.s === 1 ? l.v : `${l.v} * ${u32Lit(l.s)}`)).join(' + '));
+        inner = ['var acc = 0.0;', ...loopNest(redLoops.map((l) => ({ v: l.v, d: l.d })), [`acc += ${src(0, offIn)};`]), ...put('acc', outOff)];
+        break;
+      }
+      case 'softmax': {
+        const last = dims.length - 1;
+        const d = dims[last];
+        skip.add(last);
+        const sIn = reads[0].local[last];
+        const rowIn = lin(reads[0].local, skip);
+        const rowOut = lin(outStrides, skip);
+        const x = (j: string) => src(0, plus(rowIn, sIn === 1 ? j : `${j} * ${u32Lit(sIn)}`));
+        inner = [
+          `var mx = ${LOWEST};`,
+          `for (var j = 0u; j < ${u32Lit(d)} + z; j++) { mx = max(mx, ${x('j')}); }`,
+          'var total = 0.0;',
+          `for (var j = 0u; j < ${u32Lit(d)} + z; j++) { total += exp(${x('j')} - mx); }`,
+          `for (var j = 0u; j < ${u32Lit(d)} + z; j++) {`,
+          ...put(`exp(${x('j')} - mx) / total`, plus(rowOut, 'j')).map((l) => `  ${l}`),
+          '}',
+        ];
+        break;
+      }
+      case 'matmul': {
+        const last = dims.length - 1;
+        const a = nodes[n.inputs[0]].shape;
+        const b = nodes[n.inputs[1]].shape;
+        const k = a[a.length - 1];
+        const nn = b[b.length - 1];
+        inner = [
+          'var acc = 0.0;',
+          `for (var q = 0u; q < ${u32Lit(k)}; q++) {`,
+          `  acc += ${src(0, plus(lin(reads[0].local), 'q'))} * ${src(1, plus(lin(reads[1].local), nn === 1 ? 'q' : `q * ${u32Lit(nn)}`))};`,
+          '}',
+          ...put('acc', outOff),
+        ];
+        void last;
+        break;
+      }
+      case 'gather':
+      case 'onehot': {
+        const kIdx = op.kind === 'gather' ? 1 : 0;
+        const idxShape = nodes[n.inputs[kIdx]].shape;
+        const split = tokenSplit(n.shape, T) as { axis: number; lo: number };
+        const restAxes = n.shape.length - idxShape.length; // the trailing axes of the output past the index's
+        const local0 = dims.length - restAxes;
+        const row = `row${pos}`;
+        if (op.kind === 'gather') {
+          const table = nodes[n.inputs[0]].shape;
+          const ts = strides(table);
+          const restOff = linear(ivars.slice(local0), dims.slice(local0), ts.slice(1));
+          inner = [
+            `let ${row} = ${src(1, lin(reads[1].local), 'i32')};`,
+            `var v = 0.0;`,
+            `if (${row} >= 0 && ${row} < ${table[0]}) {`,
+            `  v = ${readHome(home.get(n.inputs[0]) as Home, plus(`u32(${row}) * ${u32Lit(ts[0])}`, restOff), '0u', 'f32')};`,
+            '}',
+            ...put('v', outOff),
+          ];
+        } else {
+          inner = [`let ${row} = ${src(0, lin(reads[0].local), 'i32')};`, ...put(`select(0.0, 1.0, ${row} == i32(i${dims.length - 1}))`, outOff)];
+        }
+        void split;
+        break;
+      }
+      default:
+        throw new Error(`internal: ${op.kind} cannot be a region member`);
+    }
+    const loops = dims.map((d, a) => ({ v: ivars[a], d })).filter((_, a) => !skip.has(a));
+    return [...pre, ...loopNest(loops, inner)];
+  }
+
+  /** The axis of a block of n (blockDims) that output axis `axis` is. */
+  function localAxis(n: Node, axis: number): number {
+    const s = tokenSplit(n.shape, T) as { axis: number; lo: number };
+    return axis - s.axis;
+  }
+
+  function unaryPre(n: Node): string[] {
+    return n.op.kind === 'unary' && n.op.fn === 'silu_grad' ? ['let s = 1.0 / (1.0 + exp(-x));'] : [];
+  }
+  function unaryExpr(n: Node): string {
+    const op = n.op;
+    switch (op.kind) {
+      case 'unary':
+        return UNARY_WGSL[op.fn];
+      case 'affine':
+        return `${f32Lit(op.scale)} * x + ${f32Lit(op.shift)}`;
+      case 'clamp':
+        return `min(max(x, ${f32Lit(op.lo)}), ${f32Lit(op.hi)})`;
+      case 'inrange':
+        return `select(0.0, 1.0, x >= ${f32Lit(f32Up(op.lo))} && x <= ${f32Lit(f32Down(op.hi))})`;
+      default:
+        return 'x'; // expand
+    }
+  }
+
+  // ---- assembly
+  const gr = grid(Math.ceil(T / WG));
+  const main = [
+    `@compute @workgroup_size(${WG})`,
+    'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {',
+    `  ${gr.groupLine}`,
+    `  let t = group * ${u32Lit(WG)} + lid; // this thread's token block`,
+    `  if (t >= ${u32Lit(T)}) {`,
+    '    return;',
+    '  }',
+    '  let z = step_params.zero; // 0: keeps loop bounds opaque to the shader compiler',
+    ...arrays.map((a) => `  var ${a.name}: array<f32, ${a.size}>;`),
+    ...indent(body, 1),
+    '}',
+  ].join('\n');
+  const sections = [decl.join('\n')];
+  // every region reads step_params.zero; dropout also the seed, step and training flag
+  sections.push(STEP_STRUCT, `@group(0) @binding(${bindings.length}) var<uniform> step_params: StepParams;`);
+  if (dropout) sections.push(PCG_WGSL);
+  for (const [call, def] of Object.entries(INF_HELPERS)) if (main.includes(call)) sections.push(def);
+  sections.push(main);
+  const code = sections.join('\n\n') + '\n';
+  const hash = createHash('sha256').update(notes.join('\n')).update(code).digest('hex').slice(0, 10);
+  const name = `fused_${r.members.length}ops_${hash}`;
+  const [x, y] = gr.workgroups;
+  const header = [
+    `// mtc kernel ${name}`,
+    `// a fused region of ${r.members.length} ops, one thread per token block (${T} blocks); it fuses:`,
+    ...notes.map((l) => `//   ${l}`),
+    `// dispatch: ${x}${y > 1 ? ` x ${y}` : ''} workgroup${x * y > 1 ? 's' : ''} of ${WG} threads`,
+  ].join('\n');
+  return {
+    name,
+    code: `${header}\n\n${code}`,
+    usesStep: true,
+    workgroups: gr.workgroups,
+    summary: `${r.members.length} fused ops, ${nodes[r.members[0]].name} .. ${nodes[r.members[r.members.length - 1]].name}`,
+    bindings,
+  };
+}
+
+/** Reads of a uniform member: its whole value, operands at their own strides. */
+function uniformReads(n: Node, g: Graph): OperandRead[] {
+  if (n.op.kind === 'reshape') return [];
+  const per = readStrides(n, g) as number[][];
+  return per.map((local) => ({ local, blockDims: [], blockStrides: [], aligned: false, same: true }));
+}
+
+const opAttrs = (n: Node): string => {
+  const op = n.op as Record<string, unknown>;
+  const parts = Object.entries(op)
+    .filter(([k]) => k !== 'kind')
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.join(',')}]` : String(v)}`);
+  return parts.length ? ` ${parts.join(' ')}` : '';
+};
+
+/** `a + b` leaving out empty and zero parts. */
+function plus(a: string, b: string): string {
+  const parts = [a, b].filter((x) => x && x !== '0u');
+  return parts.length ? parts.join(' + ') : '0u';
+}
+
+/** Σ var·stride over the axes with size > 1 and a nonzero stride. */
+function linear(vars: readonly string[], dims: readonly number[], st: readonly number[], skip: Set<number> = new Set()): string {
+  const terms = vars.flatMap((v, a) => (skip.has(a) || dims[a] === 1 || st[a] === 0 ? [] : [st[a] === 1 ? v : `${v} * ${u32Lit(st[a])}`]));
+  return terms.length ? terms.join(' + ') : '0u';
+}
+
+/** Loops over the given sizes; bounds are `n + z` (z = 0 at run time) so that they are not unrolled. */
+function loopNest(loops: Array<{ v: string; d: number }>, inner: string[]): string[] {
+  const real = loops.filter((l) => l.d > 1);
+  const consts = loops.filter((l) => l.d === 1).map((l) => `let ${l.v} = 0u;`);
+  let lines = inner;
+  for (let k = real.length - 1; k >= 0; k--) {
+    const l = real[k];
+    lines = [`for (var ${l.v} = 0u; ${l.v} < ${u32Lit(l.d)} + z; ${l.v}++) {`, ...lines.map((x) => `  ${x}`), '}'];
+  }
+  return consts.length || real.length ? ['{', ...[...consts, ...lines].map((x) => `  ${x}`), '}'] : ['{', ...inner.map((x) => `  ${x}`), '}'];
+}
+
+function indent(lines: string[], level: number): string[] {
+  const pad = '  '.repeat(level);
+  return lines.map((l) => (l ? pad + l : l));
+}
+
+export type { OpOf };
