@@ -51,6 +51,9 @@ export interface FuseOptions {
   maxUniformFloats?: number;
 }
 
+/** Multiply-adds of one block's product above which a matmul is not fused (8 x 8 x 8 = 512). */
+export const MAX_BLOCK_MATMUL_FLOPS = 1024;
+
 export const FUSE_DEFAULTS: Required<FuseOptions> = { maxStorageBuffers: 8, maxPrivateFloats: 4096, maxUniformFloats: 256 };
 
 // ---------------------------------------------------------------------------------------------
@@ -217,6 +220,12 @@ export function memberMode(n: Node, g: Graph, tokens: number, uniform: (id: numb
   if (n.op.kind === 'reshape') return numel(n.shape) % tokens === 0 ? 'tok' : null;
   const reads = memberReads(n, g, tokens);
   if (!reads) return null;
+  // a thread computes its whole block: large products per block (the head, attention rows,
+  // outer products of weight gradients) run faster as the tiled matmul kernels
+  if (n.op.kind === 'matmul') {
+    const k = g.nodes[n.inputs[0]].shape.at(-1) as number;
+    if ((numel(n.shape) / tokens) * k > MAX_BLOCK_MATMUL_FLOPS) return null;
+  }
   return n.inputs.every((i, k) => held(i) !== 'tok' || reads[k].aligned) ? 'tok' : null;
 }
 
@@ -268,7 +277,10 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     for (const m of r.members) for (const i of nodes[m].inputs) if (!members.has(i)) leaves.add(i);
     r.leaves = [...leaves].sort((a, b) => a - b);
     // a region of one node that is not worth a region keeps its own kernel
-    if (r.members.length === 1 && nodes[r.members[0]].op.kind === 'reshape') groups.push({ kind: 'node', node: r.members[0] });
+    if (r.members.length === 1 && nodes[r.members[0]].op.kind === 'reshape') {
+      groups.push({ kind: 'node', node: r.members[0] });
+      views.add(r.members[0]);
+    }
     else if (r.members.length > 0) groups.push(r);
     open = null;
     openIds = new Set();
@@ -299,8 +311,11 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     }
     return { bindings: leafRoots.size + outs + (gradsOut ? 1 : 0), floats };
   };
+  // reshapes scheduled on their own are views of their input's memory (those fused in a region
+  // and written out have memory of their own)
+  const views = new Set<number>();
   const rootOf = (id: number): number => {
-    while (nodes[id].op.kind === 'reshape') id = nodes[id].inputs[0];
+    while (views.has(id)) id = nodes[id].inputs[0];
     return id;
   };
 
@@ -335,6 +350,7 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     }
     if (open && n.inputs.some((i) => openIds.has(i))) close();
     groups.push({ kind: 'node', node: n.id });
+    if (kind === 'reshape') views.add(n.id);
   }
   close();
   return groups;

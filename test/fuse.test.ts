@@ -1,0 +1,98 @@
+// The fusion pass (compiler/fuse.ts): how it cuts the graph into kernels, and that fused and
+// unfused programs train alike on the device.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { compile } from '../compiler/pipeline.ts';
+import { fuseGraph, liveNodes, operandRead, tokenSplit, FUSE_DEFAULTS } from '../compiler/fuse.ts';
+import { Rng } from '../compiler/rng.ts';
+import { acquireDevice, type Gpu } from '../runtime/device.ts';
+import { Session, writeModule } from '../runtime/session.ts';
+import { modelsDir } from './helpers/models.ts';
+
+const sets = { d: '6', heads: '3', n_blocks: '2', T: '2', probes: '5', vocab: '19', ctx: '7', pos_rows: '9', batch: '3' };
+
+test('token blocks: where a shape is cut into one block per token', () => {
+  assert.deepEqual(tokenSplit([16, 64, 8, 8], 1024), { axis: 1, lo: 1 });
+  assert.deepEqual(tokenSplit([8192, 8], 1024), { axis: 0, lo: 8 }); // folded rows: 8 per token
+  assert.deepEqual(tokenSplit([16, 2, 64, 32], 1024), { axis: 2, lo: 2 });
+  assert.equal(tokenSplit([8, 8], 1024), null);
+  assert.equal(tokenSplit([3, 5, 7], 21), null); // 21 does not divide at an axis boundary
+  // a [16, 64, 1, 1] operand broadcast over [16, 64, 8, 8]: read at its own block
+  const r = operandRead([16, 64, 8, 8], { axis: 1, lo: 1 }, [64, 1, 0, 0], 1024, 1024);
+  assert.equal(r.aligned, true);
+  assert.deepEqual(r.local, [1, 0, 0]);
+  // a [64, 8, 8] position table broadcast over the batch: not aligned, not the same for all blocks
+  const p = operandRead([16, 64, 8, 8], { axis: 1, lo: 1 }, [0, 64, 8, 1], 4096, 1024);
+  assert.equal(p.aligned, false);
+  assert.equal(p.same, false);
+});
+
+test('fusion partitions the graph: every computed node once, regions within the binding limit, deterministic', () => {
+  const c = compile(path.join(modelsDir, 'matrix_thinker.mt'), { sets });
+  const g = c.graph;
+  const groups = fuseGraph(g);
+  const live = liveNodes(g);
+  const seen = new Map<number, number>();
+  for (const gr of groups) for (const id of gr.kind === 'region' ? gr.members : [gr.node]) seen.set(id, (seen.get(id) ?? 0) + 1);
+  for (const n of g.nodes) if (live[n.id]) assert.equal(seen.get(n.id), 1, `node %${n.id} ${n.op.kind} scheduled ${seen.get(n.id) ?? 0} times`);
+  // dispatch order respects dependencies
+  const at = new Map<number, number>();
+  groups.forEach((gr, i) => {
+    for (const id of gr.kind === 'region' ? gr.members : [gr.node]) at.set(id, i);
+  });
+  for (const n of g.nodes) if (live[n.id]) for (const i of n.inputs) assert.ok((at.get(i) as number) <= (at.get(n.id) as number), `%${n.id} runs before its input %${i}`);
+  // every region kernel binds at most the default limit of storage buffers
+  const regions = c.plan.forward.concat(c.plan.backward).filter((d) => d.kernel.startsWith('fused_'));
+  assert.ok(regions.length > 10, 'the thinker has fused regions');
+  for (const d of regions) assert.ok(d.bindings.length <= FUSE_DEFAULTS.maxStorageBuffers, `${d.kernel} binds ${d.bindings.length} buffers`);
+  // fewer kernels than one per node
+  const unfused = compile(path.join(modelsDir, 'matrix_thinker.mt'), { sets, fuse: false });
+  const count = (x: typeof c) => x.plan.forward.length + x.plan.backward.length;
+  assert.ok(count(c) * 2 < count(unfused), `fused ${count(c)} dispatches, unfused ${count(unfused)}`);
+  // same input, same bytes
+  const again = compile(path.join(modelsDir, 'matrix_thinker.mt'), { sets });
+  assert.deepEqual([...again.files], [...c.files]);
+});
+
+test('fused region kernels say what they fuse and where it comes from', () => {
+  const c = compile(path.join(modelsDir, 'matrix_thinker.mt'), { sets });
+  const fused = [...c.files].filter(([f]) => f.startsWith('kernels/fused_'));
+  assert.ok(fused.length > 0);
+  for (const [f, code] of fused) {
+    assert.match(code, /a fused region of \d+ ops/, f);
+    assert.match(code, /stdlib\.mt:\d+/, f);
+  }
+});
+
+let gpu: Gpu;
+before(async () => {
+  gpu = await acquireDevice();
+});
+after(() => gpu?.close());
+
+async function losses(fuse: boolean, steps: number): Promise<number[]> {
+  const c = compile(path.join(modelsDir, 'matrix_thinker.mt'), { sets, fuse });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-fuse-'));
+  writeModule(c, dir);
+  const s = await Session.open(dir, gpu);
+  s.initialise(3);
+  const rng = new Rng(11);
+  const b = { tokens: Int32Array.from({ length: 21 }, () => rng.int(19)), targets: Int32Array.from({ length: 21 }, () => rng.int(19)) };
+  // one batch over and over, so that the loss falls; dropout on, the same masks in both (seed, step, index)
+  for (let step = 0; step < steps; step++) s.trainStep(b, step, 1e-2, 5);
+  return s.readLosses();
+}
+
+test('fused and unfused programs give the same training losses, step for step', async () => {
+  const steps = 6;
+  const [a, b] = [await losses(true, steps), await losses(false, steps)];
+  assert.equal(a.length, steps);
+  for (let i = 0; i < steps; i++) {
+    // f32 rounding only: the fused kernels compute the same ops, some in another order
+    assert.ok(Math.abs(a[i] - b[i]) <= 1e-5 * Math.abs(b[i]), `step ${i}: fused ${a[i]}, unfused ${b[i]}`);
+  }
+  assert.ok(a[steps - 1] < a[0], `the loss falls: ${a.join(', ')}`);
+});
