@@ -22,9 +22,25 @@
 // than `maxStorageBuffers` (the WebGPU default, 8) or keep more than `maxPrivateFloats` floats
 // per thread alive.
 import { numel, strides, type Graph, type Node } from './ir.ts';
+import type { OperandView } from './wgsl/contract.ts';
 
-/** A unit of scheduling: one node with its own kernel (or none), or a fused region. */
-export type Group = { kind: 'node'; node: number } | Region;
+/** A unit of scheduling: one node with its own kernel (or none), a fused region, or a contraction. */
+export type Group = { kind: 'node'; node: number } | Region | Contraction;
+
+/**
+ * `node` = sum(product, summed) with product = matmul(a, b), in one kernel that reads the
+ * product's operands (a transposed one as a strided view of its input): neither the product
+ * nor the transposes (`absorbed`) are computed.
+ */
+export interface Contraction {
+  kind: 'contract';
+  node: number;
+  product: number;
+  summed: number[];
+  a: OperandView;
+  b: OperandView;
+  absorbed: number[];
+}
 
 export interface Region {
   kind: 'region';
@@ -263,6 +279,9 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     uniform[n.id] = n.op.kind === 'param' || isConstNode(n) || (n.op.kind !== 'input' && n.inputs.length > 0 && n.inputs.every((i) => uniform[i]));
   }
 
+  const contractions = findContractions(g, consumers, kept);
+  const absorbed = new Set([...contractions.values()].flatMap((c) => c.absorbed));
+
   const groups: Group[] = [];
   let open: Region | null = null;
   let openIds = new Set<number>();
@@ -320,8 +339,14 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
   };
 
   for (const n of nodes) {
-    if (!live[n.id]) continue;
+    if (!live[n.id] || absorbed.has(n.id)) continue;
     if (n.id === backwardStart) close();
+    const contraction = contractions.get(n.id);
+    if (contraction) {
+      if (open && [contraction.a.node, contraction.b.node].some((i) => openIds.has(i))) close();
+      groups.push(contraction);
+      continue;
+    }
     const kind = n.op.kind;
     if (kind === 'input' || kind === 'param' || isConstNode(n)) {
       groups.push({ kind: 'node', node: n.id });
@@ -356,13 +381,48 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
   return groups;
 }
 
+/**
+ * Sums over batch axes of a product read by nothing else (weight gradients), keyed by the sum;
+ * an operand that is a transpose read only by the product becomes a view of its input.
+ */
+export function findContractions(g: Graph, consumers: number[][], kept: Set<number>): Map<number, Contraction> {
+  const out = new Map<number, Contraction>();
+  const view = (id: number, absorbed: number[]): OperandView => {
+    const x = g.nodes[id];
+    if (x.op.kind === 'permute' && consumers[id].length === 1 && !kept.has(id)) {
+      const src = g.nodes[x.inputs[0]];
+      const st = strides(src.shape);
+      absorbed.push(id);
+      return { node: src.id, shape: [...x.shape], strides: x.op.perm.map((p) => st[p]) };
+    }
+    return { node: id, shape: [...x.shape], strides: strides(x.shape) };
+  };
+  for (const n of g.nodes) {
+    if (n.op.kind !== 'sum') continue;
+    const p = g.nodes[n.inputs[0]];
+    const axes = n.op.axes.filter((a) => p.shape[a] !== 1);
+    if (p.op.kind !== 'matmul' || kept.has(p.id) || consumers[p.id].length !== 1 || axes.length === 0) continue;
+    if (axes.some((a) => a >= p.shape.length - 2) || axes.length !== n.op.axes.length) continue;
+    if (p.inputs.some((i) => g.nodes[i].dtype !== 'f32')) continue;
+    const absorbed = [p.id];
+    const a = view(p.inputs[0], absorbed);
+    const b = view(p.inputs[1], absorbed);
+    out.set(n.id, { kind: 'contract', node: n.id, product: p.id, summed: axes, a, b, absorbed });
+  }
+  return out;
+}
+
 /** One line per group, for `--dump-after fuse`. */
 export function describeGroups(g: Graph, groups: Group[]): string {
   const lines: string[] = [];
   let regions = 0;
   let kernels = 0;
   for (const gr of groups) {
-    if (gr.kind === 'node') {
+    if (gr.kind === 'contract') {
+      kernels++;
+      const n = g.nodes[gr.node];
+      lines.push(`%${n.id} contraction ${n.name}: sum over axes [${gr.summed.join(', ')}] of %${gr.product} = %${gr.a.node} @ %${gr.b.node} (not computed: ${gr.absorbed.map((x) => `%${x}`).join(' ')})`);
+    } else if (gr.kind === 'node') {
       const n = g.nodes[gr.node];
       if (n.op.kind === 'input' || n.op.kind === 'param' || n.op.kind === 'reshape') continue;
       kernels++;

@@ -7,6 +7,7 @@ import type { Kernel } from './kernel.ts';
 import { numel, type Graph, type Node } from './ir.ts';
 import { emitKernel } from './wgsl/index.ts';
 import { emitRegion } from './wgsl/region.ts';
+import { emitContraction } from './wgsl/contract.ts';
 import { fuseGraph, isConstNode, keptNodes, liveNodes, type FuseOptions, type Group } from './fuse.ts';
 
 /** A region of a device buffer. Buffers: "params", "grads", "tokens", "targets", "act<N>". */
@@ -89,7 +90,8 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
   const isConst = (n: Node): boolean => isConstNode(n);
 
   // Liveness in dispatch order: the last group that reads each value (reshapes read nothing).
-  const reads = (gr: Group): number[] => (gr.kind === 'region' ? gr.leaves : nodes[gr.node].op.kind === 'reshape' ? [] : nodes[gr.node].inputs);
+  const reads = (gr: Group): number[] =>
+    gr.kind === 'region' ? gr.leaves : gr.kind === 'contract' ? [gr.a.node, gr.b.node] : nodes[gr.node].op.kind === 'reshape' ? [] : nodes[gr.node].inputs;
   const lastUse = new Array<number>(nodes.length).fill(-1);
   const constNeeded = new Set<number>();
   groups.forEach((gr, gi) => {
@@ -156,6 +158,14 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
       const first = nodes[gr.members[0]];
       const last = nodes[gr.members[gr.members.length - 1]];
       listFor(first).push({ kernel: k.name, node: first.id, last: last.id, bindings, usesStep: k.usesStep, workgroups: k.workgroups });
+    } else if (gr.kind === 'contract') {
+      const n = nodes[gr.node];
+      const slot = slotFor(n);
+      slots.set(n.id, slot);
+      written.push(n.id);
+      const k = emitContraction(g, n, nodes[gr.product], gr.summed, gr.a, gr.b);
+      addKernel(k);
+      listFor(n).push({ kernel: k.name, node: n.id, bindings: [slots.get(gr.a.node) as Slot, slots.get(gr.b.node) as Slot, slot], usesStep: false, workgroups: k.workgroups });
     } else {
       const n = nodes[gr.node];
       if (isConst(n) && !constNeeded.has(n.id)) return;

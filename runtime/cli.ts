@@ -32,8 +32,9 @@ export function buildCli(): Command {
     .option('--preset <name>', 'a preset of the model file (e.g. tiny, full); default: the hyper section as written')
     .option('--set <name=value>', 'override a hyperparameter (repeatable)', collectSet, {})
     .addOption(new Option('--dump-after <pass>', 'print the program after a compiler pass and stop').choices([...PASSES]))
-    .action((file: string, o: { out?: string; preset?: string; set: Record<string, string>; dumpAfter?: PassName }) => {
-      const c = compile(file, { preset: o.preset, sets: o.set, dumpAfter: o.dumpAfter, dump: (t) => process.stdout.write(t.endsWith('\n') ? t : t + '\n') });
+    .option('--no-fuse', 'one kernel per graph node: no fused regions (compiler/fuse.ts)')
+    .action((file: string, o: { out?: string; preset?: string; set: Record<string, string>; dumpAfter?: PassName; fuse: boolean }) => {
+      const c = compile(file, { preset: o.preset, sets: o.set, fuse: o.fuse, dumpAfter: o.dumpAfter, dump: (t) => process.stdout.write(t.endsWith('\n') ? t : t + '\n') });
       if (o.dumpAfter) return;
       const out = o.out ?? path.join('generated', path.basename(file, '.mt'));
       writeCompiled(c, out);
@@ -57,9 +58,10 @@ export function buildCli(): Command {
     .option('--out <dir>', 'run folder for metrics.jsonl, config.json, the compiled code and checkpoints (default: runs/<model>[-<preset>])')
     .option('--resume', 'continue from the newest checkpoint in the run folder, exactly where it stopped')
     .addOption(new Option('--tokenizer <name>', "bytes, or gpt2 (GPT-2 BPE, vocabulary 50257: needs --set vocab=50257); default: the train section's").choices(['bytes', 'gpt2']))
-    .action(async (file: string, o: { preset?: string; set: Record<string, string>; data?: string; val?: string; steps?: number; seed?: number; out?: string; resume?: boolean; tokenizer?: string }) => {
+    .option('--no-fuse', 'compile one kernel per graph node (no fused regions)')
+    .action(async (file: string, o: { preset?: string; set: Record<string, string>; data?: string; val?: string; steps?: number; seed?: number; out?: string; resume?: boolean; tokenizer?: string; fuse: boolean }) => {
       const { train } = await import('./train.ts');
-      await train({ file, preset: o.preset, sets: o.set, data: o.data, val: o.val, steps: o.steps, seed: o.seed, out: o.out, resume: o.resume, tokenizer: o.tokenizer });
+      await train({ file, preset: o.preset, sets: o.set, data: o.data, val: o.val, steps: o.steps, seed: o.seed, out: o.out, resume: o.resume, tokenizer: o.tokenizer, fuse: o.fuse });
     });
   run
     .command('eval')

@@ -29,6 +29,8 @@ export interface TrainOptions {
   resume?: boolean;
   /** the tokenizer, replacing the train section's */
   tokenizer?: string;
+  /** fused regions (default true); false: one kernel per node */
+  fuse?: boolean;
 }
 
 export interface TrainResult {
@@ -51,7 +53,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 }
 
 async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
-  const compiled = compile(o.file, { preset: o.preset, sets: o.sets, maxBindingBytes: gpu.device.limits.maxStorageBufferBindingSize });
+  const compiled = compile(o.file, { preset: o.preset, sets: o.sets, fuse: o.fuse, maxBindingBytes: gpu.device.limits.maxStorageBufferBindingSize });
   const cfg = compiled.train;
   const steps = o.steps ?? cfg.steps;
   const seed = o.seed ?? cfg.seed;

@@ -36,14 +36,16 @@ test('fusion partitions the graph: every computed node once, regions within the 
   const groups = fuseGraph(g);
   const live = liveNodes(g);
   const seen = new Map<number, number>();
-  for (const gr of groups) for (const id of gr.kind === 'region' ? gr.members : [gr.node]) seen.set(id, (seen.get(id) ?? 0) + 1);
+  const ids = (gr: (typeof groups)[number]): number[] => (gr.kind === 'region' ? gr.members : gr.kind === 'contract' ? [gr.node, ...gr.absorbed] : [gr.node]);
+  for (const gr of groups) for (const id of ids(gr)) seen.set(id, (seen.get(id) ?? 0) + 1);
   for (const n of g.nodes) if (live[n.id]) assert.equal(seen.get(n.id), 1, `node %${n.id} ${n.op.kind} scheduled ${seen.get(n.id) ?? 0} times`);
   // dispatch order respects dependencies
   const at = new Map<number, number>();
   groups.forEach((gr, i) => {
-    for (const id of gr.kind === 'region' ? gr.members : [gr.node]) at.set(id, i);
+    for (const id of ids(gr)) at.set(id, i);
   });
   for (const n of g.nodes) if (live[n.id]) for (const i of n.inputs) assert.ok((at.get(i) as number) <= (at.get(n.id) as number), `%${n.id} runs before its input %${i}`);
+  assert.ok(groups.some((gr) => gr.kind === 'contract'), 'weight gradients are contractions');
   // every region kernel binds at most the default limit of storage buffers
   const regions = c.plan.forward.concat(c.plan.backward).filter((d) => d.kernel.startsWith('fused_'));
   assert.ok(regions.length > 10, 'the thinker has fused regions');
