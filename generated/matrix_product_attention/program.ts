@@ -129,131 +129,125 @@ export const layout = {
   "vocab": 256,
   "kernels": [
     "adamw_17600",
-    "affine_s0p0009765625_b0_16x64x256",
-    "affine_s0p015625_b0_16x64x1x1",
     "affine_s0p1_b0_64x8x8",
-    "affine_s0p5_b0_16x2x64x64",
-    "affine_s1_b0_16x64x1x1",
     "affine_s1_b0_256x32",
     "affine_s1_b0_32x8",
     "affine_s1_b0_8x8",
-    "affine_s1_b0p000001_16x64x1x1",
-    "affine_sm0p5_b0_16x64x1x1",
-    "binary_add_16x2x64x4x8_16x2x64x4x8",
-    "binary_add_16x64x1x1_s",
-    "binary_add_16x64x8x8_16x64x8x8",
-    "binary_add_16x64x8x8_64x8x8",
     "binary_add_8x1_8x1",
-    "binary_add_8x8_16x64x8x8",
     "binary_add_8x8_8x8",
     "binary_add_s_s",
-    "binary_mul_16x2x64x64_16x2x64x64",
-    "binary_mul_16x64x1x1_16x64x1x1",
-    "binary_mul_16x64x1x1_16x64x8x8",
-    "binary_mul_16x64x256_s",
-    "binary_mul_16x64x32x8_16x64x32x8",
-    "binary_mul_16x64x32x8_32x8",
-    "binary_mul_16x64x8x8_16x64x1x1",
-    "binary_mul_16x64x8x8_16x64x8x8",
-    "binary_mul_16x64x8x8_8x8",
-    "binary_mul_16x64x8x8_s",
-    "binary_mul_8x8_16x64x8x8",
     "binary_mul_s_s",
-    "binary_sub_16x2x64x64_16x2x64x1",
-    "binary_sub_16x64x1x1_16x64x1x1",
-    "binary_sub_16x64x256_16x64x256",
-    "binary_sub_16x64x8x8_16x64x8x8",
     "causal_mask_f0_16x2x64x64",
     "causal_mask_fminf_16x2x64x64",
-    "clamp_lo0p01_hi0p5_s",
+    "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01",
+    "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01",
+    "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01",
     "cross_entropy_16x64x256_16x64i",
-    "dropout_p0p1_k0_16x2x64x64",
-    "dropout_p0p1_k1_16x64x8x8",
-    "dropout_p0p1_k2_16x2x64x64",
-    "dropout_p0p1_k3_16x64x8x8",
-    "dropout_p0p1_k4_16x2x64x64",
-    "dropout_p0p1_k5_16x64x8x8",
-    "dropout_p0p1_k6_16x2x64x64",
-    "dropout_p0p1_k7_16x64x8x8",
-    "expand_16x64x1x1_to_16x64x8x8",
-    "expand_16x64x32x1_to_16x64x32x8",
-    "eye_8x8",
-    "fill_v1_s",
-    "gather_256x8_16x64i",
+    "fused_10ops_1bd4cd7d9f",
+    "fused_10ops_3c8446ed91",
+    "fused_10ops_e2110cdb1b",
+    "fused_10ops_edd470fd40",
+    "fused_11ops_3395ec0dcd",
+    "fused_12ops_5b79a6b370",
+    "fused_12ops_e33672a183",
+    "fused_15ops_42d3aa720c",
+    "fused_17ops_5258cdc6d7",
+    "fused_18ops_b98f3b8252",
+    "fused_18ops_bbfc3bbd87",
+    "fused_18ops_c41b283b6a",
+    "fused_18ops_e85ccd577b",
+    "fused_1ops_02b920d313",
+    "fused_1ops_3155f8ad16",
+    "fused_1ops_46c0b229b4",
+    "fused_1ops_470b17a1ea",
+    "fused_1ops_630518298d",
+    "fused_1ops_97d97d4ab2",
+    "fused_1ops_9ceb6e9d77",
+    "fused_1ops_cfcdd64937",
+    "fused_1ops_df29fea321",
+    "fused_1ops_e2a2b66d6c",
+    "fused_2ops_1730e0d43d",
+    "fused_2ops_69d817fe6a",
+    "fused_2ops_82a5835e66",
+    "fused_2ops_8b79402e4a",
+    "fused_2ops_94817482d7",
+    "fused_2ops_ad30155e7e",
+    "fused_2ops_f17440cbbb",
+    "fused_3ops_068e496b13",
+    "fused_3ops_4a99104037",
+    "fused_3ops_a1b80a8fd0",
+    "fused_3ops_a25da1dcf7",
+    "fused_3ops_f3aa4f59ba",
+    "fused_4ops_0bbc388eb3",
+    "fused_4ops_12ed07e96e",
+    "fused_4ops_1512e32d6e",
+    "fused_4ops_a23b7168cc",
+    "fused_4ops_de5186fd52",
+    "fused_4ops_fca0968df6",
+    "fused_5ops_09dc3d6959",
+    "fused_5ops_2a15e87308",
+    "fused_5ops_635579a41a",
+    "fused_5ops_84229fdeed",
+    "fused_5ops_9170c57bdc",
+    "fused_5ops_9c806ba1e6",
+    "fused_5ops_ad00f751b5",
+    "fused_5ops_b94007d905",
+    "fused_5ops_d141dac110",
+    "fused_5ops_e55517e480",
+    "fused_6ops_4405733e47",
+    "fused_6ops_532af6464b",
+    "fused_6ops_62411935d6",
+    "fused_6ops_86782dbef3",
+    "fused_6ops_90a6e26ccc",
+    "fused_6ops_c4e3617a2d",
+    "fused_6ops_c8554497c9",
+    "fused_6ops_dfdf8a4fb4",
+    "fused_6ops_e2450af657",
+    "fused_7ops_0bcd9507b8",
+    "fused_7ops_3568b9c9bb",
+    "fused_7ops_973b81dba5",
+    "fused_7ops_de1060329d",
+    "fused_7ops_df43ab5e36",
+    "fused_8ops_38aa17c349",
+    "fused_8ops_62779d04ea",
+    "fused_8ops_a925fe2888",
+    "fused_8ops_b53d1cc3d3",
+    "fused_8ops_d3146bb1b5",
+    "fused_8ops_fe15e1d620",
+    "fused_9ops_7d3849f016",
     "gradnorm_partial_17600",
     "gradnorm_total_5",
-    "inrange_lo0p01_hi0p5_s",
     "matmul_16x2x32x64_16x2x64x64",
     "matmul_16x2x64x32_16x2x32x64",
-    "matmul_16x2x64x4x8_16x2x64x8x8",
     "matmul_16x2x64x64_16x2x64x32",
     "matmul_16x2x64x64_16x2x64x64",
-    "matmul_16x2x64x8x4_16x2x64x4x8",
-    "matmul_16x2x64x8x8_16x2x64x8x4",
-    "matmul_16x64x1x8_16x64x8x8",
-    "matmul_16x64x256x1_16x64x1x32",
-    "matmul_16x64x32x8_16x64x8x8",
-    "matmul_16x64x8x1_16x64x1x8",
-    "matmul_16x64x8x8_16x64x8x1",
-    "matmul_16x64x8x8_16x64x8x8",
     "matmul_256x32_16x64x32x1",
     "matmul_32x256_16x64x256x1",
     "matmul_32x8_16x64x8x8",
     "matmul_64x1x8_64x8x8",
     "matmul_64x8x1_64x1x8",
     "matmul_64x8x8_64x8x1",
-    "matmul_8192x1_1x8",
-    "matmul_8192x8_8x1",
-    "matmul_8192x8_8x8",
     "matmul_8x32_16x64x32x8",
     "matmul_8x8192_8192x1",
     "matmul_8x8192_8192x8",
-    "matmul_8x8_16x64x8x8",
-    "onehot_16x64i_to_16x64x256",
     "pad_ax0_at0_64x8_to_64x8",
-    "permute_01243_16x2x64x4x8",
-    "permute_01243_16x2x64x8x4",
-    "permute_01243_16x2x64x8x8",
-    "permute_0132_16x2x32x64",
-    "permute_0132_16x2x64x32",
-    "permute_0132_16x2x64x64",
-    "permute_0132_16x64x1x8",
-    "permute_0132_16x64x32x1",
-    "permute_0132_16x64x8x1",
-    "permute_0132_16x64x8x8",
     "permute_02134_16x2x64x4x8",
     "permute_02134_16x64x2x4x8",
     "permute_021_64x1x8",
     "permute_021_64x8x1",
     "permute_10_256x32",
-    "permute_10_32x8",
-    "permute_10_8192x8",
-    "permute_10_8x1",
-    "permute_10_8x8",
     "scatter_add_16x64x8_16x64i_to_256x8",
     "slice_ax0_at0_64x8_to_64x8",
-    "softmax_16x2x64x64",
-    "softmax_16x64x256",
     "sum_a0123_16x64x1x1",
     "sum_a0123_16x64x8x8",
-    "sum_a01_16x64x256x32",
     "sum_a01_16x64x32x8",
     "sum_a01_16x64x8x8",
-    "sum_a0_16x64x8x8",
-    "sum_a23_16x64x8x8",
-    "sum_a3_16x2x64x64",
-    "sum_a3_16x64x32x8",
-    "unary_neg_16x64x8x8",
-    "unary_rsqrt_16x64x1x1",
-    "unary_sigmoid_16x64x1x1",
-    "unary_silu_16x64x8x8",
-    "unary_silu_grad_16x64x8x8",
-    "unary_square_16x64x1x1"
+    "sum_a0_16x64x8x8"
   ],
   "dispatches": {
-    "setup": 5,
-    "forward": 372,
-    "backward": 1112,
+    "setup": 0,
+    "forward": 106,
+    "backward": 445,
     "optimizer": 3
   }
 };
@@ -296,16 +290,16 @@ export class Program {
     this.partials = buf('partials', 20);
     this.norm = buf('norm', 16);
     this.act = [
-      buf("act0", 32768),
-      buf("act1", 32768),
-      buf("act2", 2048),
-      buf("act3", 2048),
-      buf("act4", 262144),
-      buf("act5", 16384),
-      buf("act6", 16384),
-      buf("act7", 262144),
-      buf("act8", 4096),
-      buf("act9", 4096),
+      buf("act0", 2048),
+      buf("act1", 2048),
+      buf("act2", 16384),
+      buf("act3", 16384),
+      buf("act4", 32768),
+      buf("act5", 32768),
+      buf("act6", 262144),
+      buf("act7", 4096),
+      buf("act8", 262144),
+      buf("act9", 262144),
       buf("act10", 262144),
       buf("act11", 262144),
       buf("act12", 262144),
@@ -316,20 +310,20 @@ export class Program {
       buf("act17", 262144),
       buf("act18", 262144),
       buf("act19", 262144),
-      buf("act20", 262144),
+      buf("act20", 524288),
       buf("act21", 524288),
       buf("act22", 524288),
       buf("act23", 262144),
       buf("act24", 524288),
-      buf("act25", 524288),
+      buf("act25", 262144),
       buf("act26", 262144),
       buf("act27", 262144),
-      buf("act28", 262144),
+      buf("act28", 4096),
       buf("act29", 262144),
-      buf("act30", 4096),
-      buf("act31", 262144),
-      buf("act32", 4),
-      buf("act33", 256),
+      buf("act30", 262144),
+      buf("act31", 4),
+      buf("act32", 262144),
+      buf("act33", 262144),
       buf("act34", 262144),
       buf("act35", 262144),
       buf("act36", 262144),
@@ -355,17 +349,17 @@ export class Program {
       buf("act56", 262144),
       buf("act57", 262144),
       buf("act58", 262144),
-      buf("act59", 262144),
-      buf("act60", 32768),
+      buf("act59", 32768),
+      buf("act60", 262144),
       buf("act61", 32768),
-      buf("act62", 32768),
-      buf("act63", 262144),
-      buf("act64", 262144),
-      buf("act65", 4096),
-      buf("act66", 4096),
-      buf("act67", 262144),
+      buf("act62", 262144),
+      buf("act63", 4096),
+      buf("act64", 4096),
+      buf("act65", 262144),
+      buf("act66", 262144),
+      buf("act67", 4096),
       buf("act68", 262144),
-      buf("act69", 4096),
+      buf("act69", 262144),
       buf("act70", 262144),
       buf("act71", 262144),
       buf("act72", 262144),
@@ -375,20 +369,20 @@ export class Program {
       buf("act76", 262144),
       buf("act77", 262144),
       buf("act78", 262144),
-      buf("act79", 262144),
+      buf("act79", 524288),
       buf("act80", 524288),
       buf("act81", 524288),
       buf("act82", 262144),
       buf("act83", 524288),
-      buf("act84", 524288),
+      buf("act84", 262144),
       buf("act85", 262144),
       buf("act86", 262144),
-      buf("act87", 262144),
+      buf("act87", 4096),
       buf("act88", 262144),
-      buf("act89", 4096),
-      buf("act90", 262144),
-      buf("act91", 4),
-      buf("act92", 256),
+      buf("act89", 262144),
+      buf("act90", 4),
+      buf("act91", 262144),
+      buf("act92", 262144),
       buf("act93", 262144),
       buf("act94", 262144),
       buf("act95", 262144),
@@ -414,16 +408,16 @@ export class Program {
       buf("act115", 262144),
       buf("act116", 262144),
       buf("act117", 262144),
-      buf("act118", 262144),
-      buf("act119", 32768),
+      buf("act118", 32768),
+      buf("act119", 262144),
       buf("act120", 32768),
       buf("act121", 262144),
-      buf("act122", 262144),
+      buf("act122", 4096),
       buf("act123", 4096),
-      buf("act124", 4096),
+      buf("act124", 262144),
       buf("act125", 262144),
-      buf("act126", 262144),
-      buf("act127", 4096),
+      buf("act126", 4096),
+      buf("act127", 262144),
       buf("act128", 262144),
       buf("act129", 262144),
       buf("act130", 262144),
@@ -436,17 +430,17 @@ export class Program {
       buf("act137", 262144),
       buf("act138", 524288),
       buf("act139", 524288),
-      buf("act140", 262144),
-      buf("act141", 524288),
+      buf("act140", 524288),
+      buf("act141", 262144),
       buf("act142", 524288),
       buf("act143", 262144),
       buf("act144", 262144),
       buf("act145", 262144),
-      buf("act146", 262144),
-      buf("act147", 4096),
+      buf("act146", 4096),
+      buf("act147", 262144),
       buf("act148", 262144),
       buf("act149", 4),
-      buf("act150", 256),
+      buf("act150", 262144),
       buf("act151", 262144),
       buf("act152", 262144),
       buf("act153", 262144),
@@ -474,8 +468,8 @@ export class Program {
       buf("act175", 262144),
       buf("act176", 262144),
       buf("act177", 32768),
-      buf("act178", 32768),
-      buf("act179", 262144),
+      buf("act178", 262144),
+      buf("act179", 32768),
       buf("act180", 262144),
       buf("act181", 4096),
       buf("act182", 4096),
@@ -492,19 +486,19 @@ export class Program {
       buf("act193", 262144),
       buf("act194", 262144),
       buf("act195", 262144),
-      buf("act196", 524288),
+      buf("act196", 262144),
       buf("act197", 524288),
-      buf("act198", 262144),
+      buf("act198", 524288),
       buf("act199", 524288),
-      buf("act200", 524288),
-      buf("act201", 262144),
+      buf("act200", 262144),
+      buf("act201", 524288),
       buf("act202", 262144),
       buf("act203", 262144),
       buf("act204", 262144),
       buf("act205", 4096),
       buf("act206", 262144),
-      buf("act207", 4),
-      buf("act208", 256),
+      buf("act207", 262144),
+      buf("act208", 4),
       buf("act209", 262144),
       buf("act210", 262144),
       buf("act211", 262144),
@@ -531,49 +525,49 @@ export class Program {
       buf("act232", 262144),
       buf("act233", 262144),
       buf("act234", 262144),
-      buf("act235", 32768),
+      buf("act235", 262144),
       buf("act236", 32768),
       buf("act237", 262144),
-      buf("act238", 262144),
-      buf("act239", 4096),
+      buf("act238", 32768),
+      buf("act239", 262144),
       buf("act240", 4096),
-      buf("act241", 262144),
+      buf("act241", 4096),
       buf("act242", 262144),
-      buf("act243", 4096),
-      buf("act244", 1048576),
-      buf("act245", 1048576),
-      buf("act246", 131072),
-      buf("act247", 4),
-      buf("act248", 4),
-      buf("act249", 1048576),
+      buf("act243", 262144),
+      buf("act244", 4096),
+      buf("act245", 262144),
+      buf("act246", 1048576),
+      buf("act247", 131072),
+      buf("act248", 1048576),
+      buf("act249", 4),
       buf("act250", 1048576),
-      buf("act251", 1048576),
-      buf("act252", 131072),
-      buf("act253", 33554432),
-      buf("act254", 32768),
+      buf("act251", 32768),
+      buf("act252", 32768),
+      buf("act253", 1048576),
+      buf("act254", 1024),
       buf("act255", 1024),
-      buf("act256", 262144),
-      buf("act257", 1024),
-      buf("act258", 1024),
-      buf("act259", 262144),
-      buf("act260", 256),
+      buf("act256", 1024),
+      buf("act257", 262144),
+      buf("act258", 262144),
+      buf("act259", 256),
+      buf("act260", 4096),
       buf("act261", 4096),
-      buf("act262", 4096),
-      buf("act263", 4),
-      buf("act264", 256),
-      buf("act265", 4),
-      buf("act266", 256),
+      buf("act262", 4),
+      buf("act263", 256),
+      buf("act264", 4),
+      buf("act265", 256),
+      buf("act266", 32),
       buf("act267", 32),
-      buf("act268", 32),
-      buf("act269", 4),
+      buf("act268", 4),
+      buf("act269", 256),
       buf("act270", 256),
       buf("act271", 256),
       buf("act272", 256),
       buf("act273", 256),
       buf("act274", 256),
-      buf("act275", 256),
+      buf("act275", 4),
       buf("act276", 256),
-      buf("act277", 4),
+      buf("act277", 256),
       buf("act278", 256),
       buf("act279", 256),
       buf("act280", 256),
@@ -581,10 +575,10 @@ export class Program {
       buf("act282", 256),
       buf("act283", 256),
       buf("act284", 256),
-      buf("act285", 256),
-      buf("act286", 256),
-      buf("act287", 524288),
-      buf("act288", 8192),
+      buf("act285", 524288),
+      buf("act286", 524288),
+      buf("act287", 256),
+      buf("act288", 256),
       buf("act289", 256),
       buf("act290", 256),
       buf("act291", 256),
@@ -592,18 +586,18 @@ export class Program {
       buf("act293", 256),
       buf("act294", 256),
       buf("act295", 256),
-      buf("act296", 256),
+      buf("act296", 32),
       buf("act297", 32),
-      buf("act298", 32),
-      buf("act299", 4),
+      buf("act298", 4),
+      buf("act299", 256),
       buf("act300", 256),
       buf("act301", 256),
       buf("act302", 256),
       buf("act303", 256),
       buf("act304", 256),
-      buf("act305", 256),
+      buf("act305", 4),
       buf("act306", 256),
-      buf("act307", 4),
+      buf("act307", 256),
       buf("act308", 256),
       buf("act309", 256),
       buf("act310", 256),
@@ -619,9 +613,8 @@ export class Program {
       buf("act320", 256),
       buf("act321", 256),
       buf("act322", 256),
-      buf("act323", 256),
-      buf("act324", 32),
-      buf("act325", 2048),
+      buf("act323", 32),
+      buf("act324", 2048),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -631,1499 +624,561 @@ export class Program {
         label: kernel, layout: this.pipelines[kernel].getBindGroupLayout(0),
         entries: bindings.map(([buffer, offset, size], binding) => ({ binding, resource: { buffer, offset, size } }))
       }));
-    group("eye_8x8", [[this.act[33], 0, 256]]); // 0: %138 blocks.0.think.eye0 stdlib.mt:68
-    group("eye_8x8", [[this.act[92], 0, 256]]); // 1: %259 blocks.1.think.eye0 stdlib.mt:68
-    group("eye_8x8", [[this.act[150], 0, 256]]); // 2: %380 blocks.0.think.eye1 stdlib.mt:68
-    group("eye_8x8", [[this.act[208], 0, 256]]); // 3: %501 blocks.1.think.eye1 stdlib.mt:68
-    group("fill_v1_s", [[this.act[248], 0, 4]]); // 4: %577 loss.grad.fill0 matrix_product_attention.mt:21
-    group("gather_256x8_16x64i", [[this.params, 0, 8192], [this.tokens, 0, 4096], [this.act[0], 0, 32768]]); // 5: %68 embed.gather0 stdlib.mt:92
-    group("gather_256x8_16x64i", [[this.params, 8192, 8192], [this.tokens, 0, 4096], [this.act[1], 0, 32768]]); // 6: %70 embed.gather1 stdlib.mt:93
-    group("slice_ax0_at0_64x8_to_64x8", [[this.params, 16384, 2048], [this.act[2], 0, 2048]]); // 7: %72 embed.slice0 stdlib.mt:94
-    group("slice_ax0_at0_64x8_to_64x8", [[this.params, 18432, 2048], [this.act[3], 0, 2048]]); // 8: %74 embed.slice1 stdlib.mt:95
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[0], 0, 32768], [this.act[1], 0, 32768], [this.act[4], 0, 262144]]); // 9: %76 embed.matmul0 stdlib.mt:96
-    group("matmul_64x8x1_64x1x8", [[this.act[2], 0, 2048], [this.act[3], 0, 2048], [this.act[5], 0, 16384]]); // 10: %77 embed.matmul1 stdlib.mt:96
-    group("affine_s0p1_b0_64x8x8", [[this.act[5], 0, 16384], [this.act[6], 0, 16384]]); // 11: %78 embed.affine0 stdlib.mt:96
-    group("binary_add_16x64x8x8_64x8x8", [[this.act[4], 0, 262144], [this.act[6], 0, 16384], [this.act[7], 0, 262144]]); // 12: %79 embed.add0 stdlib.mt:96
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144]]); // 13: %80 blocks.0.attn.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[4], 0, 262144], [this.act[8], 0, 4096]]); // 14: %81 blocks.0.attn.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[8], 0, 4096], [this.act[9], 0, 4096]]); // 15: %82 blocks.0.attn.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[9], 0, 4096], [this.act[8], 0, 4096]]); // 16: %83 blocks.0.attn.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[8], 0, 4096], [this.act[9], 0, 4096]]); // 17: %84 blocks.0.attn.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[7], 0, 262144], [this.act[9], 0, 4096], [this.act[4], 0, 262144]]); // 18: %85 blocks.0.attn.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[4], 0, 262144], [this.params, 20480, 256], [this.act[10], 0, 262144]]); // 19: %86 blocks.0.attn.norm.mul2 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 20736, 256], [this.act[10], 0, 262144], [this.act[11], 0, 262144]]); // 20: %87 blocks.0.attn.q.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[11], 0, 262144], [this.act[12], 0, 262144]]); // 21: %88 blocks.0.attn.q.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[12], 0, 262144], [this.params, 20992, 256], [this.act[13], 0, 262144]]); // 22: %90 blocks.0.attn.q.matmul1 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[13], 0, 262144], [this.act[14], 0, 262144]]); // 23: %93 blocks.0.attn.permute0 stdlib.mt:135
-    group("matmul_8x8_16x64x8x8", [[this.params, 21248, 256], [this.act[10], 0, 262144], [this.act[13], 0, 262144]]); // 24: %94 blocks.0.attn.k.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144]]); // 25: %95 blocks.0.attn.k.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[15], 0, 262144], [this.params, 21504, 256], [this.act[16], 0, 262144]]); // 26: %97 blocks.0.attn.k.matmul1 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[16], 0, 262144], [this.act[17], 0, 262144]]); // 27: %100 blocks.0.attn.permute1 stdlib.mt:136
-    group("matmul_8x8_16x64x8x8", [[this.params, 21760, 256], [this.act[10], 0, 262144], [this.act[16], 0, 262144]]); // 28: %101 blocks.0.attn.v.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[16], 0, 262144], [this.act[18], 0, 262144]]); // 29: %102 blocks.0.attn.v.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[18], 0, 262144], [this.params, 22016, 256], [this.act[19], 0, 262144]]); // 30: %104 blocks.0.attn.v.matmul1 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[19], 0, 262144], [this.act[20], 0, 262144]]); // 31: %107 blocks.0.attn.permute2 stdlib.mt:137
-    group("permute_0132_16x2x64x32", [[this.act[17], 0, 262144], [this.act[19], 0, 262144]]); // 32: %110 blocks.0.attn.permute3 stdlib.mt:141
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[14], 0, 262144], [this.act[19], 0, 262144], [this.act[21], 0, 524288]]); // 33: %111 blocks.0.attn.matmul0 stdlib.mt:141
-    group("affine_s0p5_b0_16x2x64x64", [[this.act[21], 0, 524288], [this.act[22], 0, 524288]]); // 34: %112 blocks.0.attn.affine0 stdlib.mt:141
-    group("causal_mask_fminf_16x2x64x64", [[this.act[22], 0, 524288], [this.act[21], 0, 524288]]); // 35: %113 blocks.0.attn.causal_mask0 stdlib.mt:142
-    group("softmax_16x2x64x64", [[this.act[21], 0, 524288], [this.act[22], 0, 524288]]); // 36: %114 blocks.0.attn.softmax0 stdlib.mt:142
-    group("dropout_p0p1_k0_16x2x64x64", [[this.act[22], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 37: %115 blocks.0.attn.dropout0 stdlib.mt:142
-    group("permute_01243_16x2x64x4x8", [[this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 38: %116 blocks.0.attn.permute4 stdlib.mt:143
-    group("matmul_16x2x64x8x4_16x2x64x4x8", [[this.act[23], 0, 262144], [this.act[20], 0, 262144], [this.act[24], 0, 524288]]); // 39: %117 blocks.0.attn.matmul1 stdlib.mt:143
-    group("matmul_16x2x64x64_16x2x64x64", [[this.act[21], 0, 524288], [this.act[24], 0, 524288], [this.act[25], 0, 524288]]); // 40: %119 blocks.0.attn.matmul2 stdlib.mt:144
-    group("matmul_16x2x64x4x8_16x2x64x8x8", [[this.act[14], 0, 262144], [this.act[25], 0, 524288], [this.act[17], 0, 262144]]); // 41: %121 blocks.0.attn.matmul3 stdlib.mt:145
-    group("permute_02134_16x2x64x4x8", [[this.act[17], 0, 262144], [this.act[26], 0, 262144]]); // 42: %122 blocks.0.attn.permute5 stdlib.mt:145
-    group("matmul_8x8_16x64x8x8", [[this.params, 22272, 256], [this.act[26], 0, 262144], [this.act[17], 0, 262144]]); // 43: %124 blocks.0.attn.o.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[17], 0, 262144], [this.act[27], 0, 262144]]); // 44: %125 blocks.0.attn.o.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[27], 0, 262144], [this.params, 22528, 256], [this.act[28], 0, 262144]]); // 45: %127 blocks.0.attn.o.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 262144]]); // 46: %129 blocks.0.attn.add0 stdlib.mt:146
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[29], 0, 262144], [this.act[29], 0, 262144], [this.act[28], 0, 262144]]); // 47: %130 blocks.0.think.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[28], 0, 262144], [this.act[8], 0, 4096]]); // 48: %131 blocks.0.think.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[8], 0, 4096], [this.act[30], 0, 4096]]); // 49: %132 blocks.0.think.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[30], 0, 4096], [this.act[8], 0, 4096]]); // 50: %133 blocks.0.think.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[8], 0, 4096], [this.act[30], 0, 4096]]); // 51: %134 blocks.0.think.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[29], 0, 262144], [this.act[30], 0, 4096], [this.act[28], 0, 262144]]); // 52: %135 blocks.0.think.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[28], 0, 262144], [this.params, 22784, 256], [this.act[31], 0, 262144]]); // 53: %136 blocks.0.think.norm.mul2 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[32], 0, 4]]); // 54: %137 blocks.0.think.clamp0 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 23040, 256], [this.act[31], 0, 262144], [this.act[34], 0, 262144]]); // 55: %139 blocks.0.think.delta.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[34], 0, 262144], [this.act[35], 0, 262144]]); // 56: %140 blocks.0.think.delta.gate.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[35], 0, 262144], [this.params, 23296, 256], [this.act[36], 0, 262144]]); // 57: %142 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[36], 0, 262144], [this.act[37], 0, 262144]]); // 58: %144 blocks.0.think.delta.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 23552, 256], [this.act[31], 0, 262144], [this.act[38], 0, 262144]]); // 59: %145 blocks.0.think.delta.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[38], 0, 262144], [this.act[39], 0, 262144]]); // 60: %146 blocks.0.think.delta.value.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[39], 0, 262144], [this.params, 23808, 256], [this.act[40], 0, 262144]]); // 61: %148 blocks.0.think.delta.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[37], 0, 262144], [this.act[40], 0, 262144], [this.act[41], 0, 262144]]); // 62: %150 blocks.0.think.delta.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 24064, 256], [this.act[41], 0, 262144], [this.act[42], 0, 262144]]); // 63: %151 blocks.0.think.delta.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[42], 0, 262144], [this.act[43], 0, 262144]]); // 64: %152 blocks.0.think.delta.up.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[43], 0, 262144], [this.params, 24320, 256], [this.act[44], 0, 262144]]); // 65: %154 blocks.0.think.delta.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[44], 0, 262144], [this.act[32], 0, 4], [this.act[45], 0, 262144]]); // 66: %156 blocks.0.think.delta.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[33], 0, 256], [this.act[45], 0, 262144], [this.act[46], 0, 262144]]); // 67: %157 blocks.0.think.add0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[46], 0, 262144], [this.act[31], 0, 262144], [this.act[45], 0, 262144]]); // 68: %158 blocks.0.think.matmul0 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 24576, 256], [this.act[31], 0, 262144], [this.act[47], 0, 262144]]); // 69: %159 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[47], 0, 262144], [this.act[48], 0, 262144]]); // 70: %160 blocks.0.think.gamma.gate.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[48], 0, 262144], [this.params, 24832, 256], [this.act[49], 0, 262144]]); // 71: %162 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[49], 0, 262144], [this.act[50], 0, 262144]]); // 72: %164 blocks.0.think.gamma.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25088, 256], [this.act[31], 0, 262144], [this.act[51], 0, 262144]]); // 73: %165 blocks.0.think.gamma.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[51], 0, 262144], [this.act[52], 0, 262144]]); // 74: %166 blocks.0.think.gamma.value.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[52], 0, 262144], [this.params, 25344, 256], [this.act[53], 0, 262144]]); // 75: %168 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[50], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144]]); // 76: %170 blocks.0.think.gamma.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25600, 256], [this.act[54], 0, 262144], [this.act[55], 0, 262144]]); // 77: %171 blocks.0.think.gamma.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[55], 0, 262144], [this.act[56], 0, 262144]]); // 78: %172 blocks.0.think.gamma.up.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[56], 0, 262144], [this.params, 25856, 256], [this.act[57], 0, 262144]]); // 79: %174 blocks.0.think.gamma.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[57], 0, 262144], [this.act[32], 0, 4], [this.act[58], 0, 262144]]); // 80: %176 blocks.0.think.gamma.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[33], 0, 256], [this.act[58], 0, 262144], [this.act[59], 0, 262144]]); // 81: %177 blocks.0.think.add1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[45], 0, 262144], [this.act[59], 0, 262144], [this.act[58], 0, 262144]]); // 82: %178 blocks.0.think.matmul1 stdlib.mt:69
-    group("matmul_8192x8_8x1", [[this.act[31], 0, 262144], [this.params, 26624, 32], [this.act[60], 0, 32768]]); // 83: %180 blocks.0.think.matmul2 stdlib.mt:70
-    group("matmul_8192x8_8x1", [[this.act[31], 0, 262144], [this.params, 26368, 32], [this.act[61], 0, 32768]]); // 84: %183 blocks.0.think.matmul3 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[61], 0, 32768], [this.act[62], 0, 32768]]); // 85: %185 blocks.0.think.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[60], 0, 32768], [this.act[62], 0, 32768], [this.act[63], 0, 262144]]); // 86: %186 blocks.0.think.matmul4 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 26880, 256], [this.act[31], 0, 262144], [this.act[64], 0, 262144]]); // 87: %187 blocks.0.think.mul0 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[64], 0, 262144], [this.act[8], 0, 4096]]); // 88: %188 blocks.0.think.sum0 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[8], 0, 4096], [this.params, 27136, 4], [this.act[65], 0, 4096]]); // 89: %189 blocks.0.think.add2 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[65], 0, 4096], [this.act[8], 0, 4096]]); // 90: %190 blocks.0.think.sigmoid0 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 27392, 256], [this.act[31], 0, 262144], [this.act[64], 0, 262144]]); // 91: %191 blocks.0.think.mul1 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[64], 0, 262144], [this.act[65], 0, 4096]]); // 92: %192 blocks.0.think.sum1 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[65], 0, 4096], [this.params, 27648, 4], [this.act[66], 0, 4096]]); // 93: %193 blocks.0.think.add3 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[66], 0, 4096], [this.act[65], 0, 4096]]); // 94: %194 blocks.0.think.sigmoid1 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[58], 0, 262144], [this.act[31], 0, 262144], [this.act[64], 0, 262144]]); // 95: %195 blocks.0.think.sub0 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[8], 0, 4096], [this.act[64], 0, 262144], [this.act[58], 0, 262144]]); // 96: %196 blocks.0.think.mul2 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[65], 0, 4096], [this.act[63], 0, 262144], [this.act[67], 0, 262144]]); // 97: %197 blocks.0.think.mul3 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[58], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144]]); // 98: %198 blocks.0.think.add4 stdlib.mt:73
-    group("dropout_p0p1_k1_16x64x8x8", [[this.act[68], 0, 262144], [this.act[67], 0, 262144], [this.step, 0, 16]]); // 99: %199 blocks.0.think.dropout0 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[29], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144]]); // 100: %200 blocks.0.think.add5 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[68], 0, 262144], [this.act[68], 0, 262144], [this.act[67], 0, 262144]]); // 101: %201 blocks.1.attn.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[67], 0, 262144], [this.act[66], 0, 4096]]); // 102: %202 blocks.1.attn.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[69], 0, 4096]]); // 103: %203 blocks.1.attn.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[69], 0, 4096], [this.act[66], 0, 4096]]); // 104: %204 blocks.1.attn.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[66], 0, 4096], [this.act[69], 0, 4096]]); // 105: %205 blocks.1.attn.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[68], 0, 262144], [this.act[69], 0, 4096], [this.act[67], 0, 262144]]); // 106: %206 blocks.1.attn.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[67], 0, 262144], [this.params, 27904, 256], [this.act[58], 0, 262144]]); // 107: %207 blocks.1.attn.norm.mul2 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 28160, 256], [this.act[58], 0, 262144], [this.act[70], 0, 262144]]); // 108: %208 blocks.1.attn.q.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[70], 0, 262144], [this.act[71], 0, 262144]]); // 109: %209 blocks.1.attn.q.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[71], 0, 262144], [this.params, 28416, 256], [this.act[72], 0, 262144]]); // 110: %211 blocks.1.attn.q.matmul1 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 111: %214 blocks.1.attn.permute0 stdlib.mt:135
-    group("matmul_8x8_16x64x8x8", [[this.params, 28672, 256], [this.act[58], 0, 262144], [this.act[72], 0, 262144]]); // 112: %215 blocks.1.attn.k.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[72], 0, 262144], [this.act[74], 0, 262144]]); // 113: %216 blocks.1.attn.k.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[74], 0, 262144], [this.params, 28928, 256], [this.act[75], 0, 262144]]); // 114: %218 blocks.1.attn.k.matmul1 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[75], 0, 262144], [this.act[76], 0, 262144]]); // 115: %221 blocks.1.attn.permute1 stdlib.mt:136
-    group("matmul_8x8_16x64x8x8", [[this.params, 29184, 256], [this.act[58], 0, 262144], [this.act[75], 0, 262144]]); // 116: %222 blocks.1.attn.v.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[75], 0, 262144], [this.act[77], 0, 262144]]); // 117: %223 blocks.1.attn.v.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[77], 0, 262144], [this.params, 29440, 256], [this.act[78], 0, 262144]]); // 118: %225 blocks.1.attn.v.matmul1 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[78], 0, 262144], [this.act[79], 0, 262144]]); // 119: %228 blocks.1.attn.permute2 stdlib.mt:137
-    group("permute_0132_16x2x64x32", [[this.act[76], 0, 262144], [this.act[78], 0, 262144]]); // 120: %231 blocks.1.attn.permute3 stdlib.mt:141
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[73], 0, 262144], [this.act[78], 0, 262144], [this.act[80], 0, 524288]]); // 121: %232 blocks.1.attn.matmul0 stdlib.mt:141
-    group("affine_s0p5_b0_16x2x64x64", [[this.act[80], 0, 524288], [this.act[81], 0, 524288]]); // 122: %233 blocks.1.attn.affine0 stdlib.mt:141
-    group("causal_mask_fminf_16x2x64x64", [[this.act[81], 0, 524288], [this.act[80], 0, 524288]]); // 123: %234 blocks.1.attn.causal_mask0 stdlib.mt:142
-    group("softmax_16x2x64x64", [[this.act[80], 0, 524288], [this.act[81], 0, 524288]]); // 124: %235 blocks.1.attn.softmax0 stdlib.mt:142
-    group("dropout_p0p1_k2_16x2x64x64", [[this.act[81], 0, 524288], [this.act[80], 0, 524288], [this.step, 0, 16]]); // 125: %236 blocks.1.attn.dropout0 stdlib.mt:142
-    group("permute_01243_16x2x64x4x8", [[this.act[76], 0, 262144], [this.act[82], 0, 262144]]); // 126: %237 blocks.1.attn.permute4 stdlib.mt:143
-    group("matmul_16x2x64x8x4_16x2x64x4x8", [[this.act[82], 0, 262144], [this.act[79], 0, 262144], [this.act[83], 0, 524288]]); // 127: %238 blocks.1.attn.matmul1 stdlib.mt:143
-    group("matmul_16x2x64x64_16x2x64x64", [[this.act[80], 0, 524288], [this.act[83], 0, 524288], [this.act[84], 0, 524288]]); // 128: %240 blocks.1.attn.matmul2 stdlib.mt:144
-    group("matmul_16x2x64x4x8_16x2x64x8x8", [[this.act[73], 0, 262144], [this.act[84], 0, 524288], [this.act[76], 0, 262144]]); // 129: %242 blocks.1.attn.matmul3 stdlib.mt:145
-    group("permute_02134_16x2x64x4x8", [[this.act[76], 0, 262144], [this.act[85], 0, 262144]]); // 130: %243 blocks.1.attn.permute5 stdlib.mt:145
-    group("matmul_8x8_16x64x8x8", [[this.params, 29696, 256], [this.act[85], 0, 262144], [this.act[76], 0, 262144]]); // 131: %245 blocks.1.attn.o.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[76], 0, 262144], [this.act[86], 0, 262144]]); // 132: %246 blocks.1.attn.o.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[86], 0, 262144], [this.params, 29952, 256], [this.act[87], 0, 262144]]); // 133: %248 blocks.1.attn.o.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[68], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144]]); // 134: %250 blocks.1.attn.add0 stdlib.mt:146
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[88], 0, 262144], [this.act[88], 0, 262144], [this.act[87], 0, 262144]]); // 135: %251 blocks.1.think.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[87], 0, 262144], [this.act[66], 0, 4096]]); // 136: %252 blocks.1.think.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[89], 0, 4096]]); // 137: %253 blocks.1.think.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[89], 0, 4096], [this.act[66], 0, 4096]]); // 138: %254 blocks.1.think.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[66], 0, 4096], [this.act[89], 0, 4096]]); // 139: %255 blocks.1.think.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[88], 0, 262144], [this.act[89], 0, 4096], [this.act[87], 0, 262144]]); // 140: %256 blocks.1.think.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[87], 0, 262144], [this.params, 30208, 256], [this.act[90], 0, 262144]]); // 141: %257 blocks.1.think.norm.mul2 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[91], 0, 4]]); // 142: %258 blocks.1.think.clamp0 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 30464, 256], [this.act[90], 0, 262144], [this.act[93], 0, 262144]]); // 143: %260 blocks.1.think.delta.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[93], 0, 262144], [this.act[94], 0, 262144]]); // 144: %261 blocks.1.think.delta.gate.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[94], 0, 262144], [this.params, 30720, 256], [this.act[95], 0, 262144]]); // 145: %263 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[95], 0, 262144], [this.act[96], 0, 262144]]); // 146: %265 blocks.1.think.delta.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 30976, 256], [this.act[90], 0, 262144], [this.act[97], 0, 262144]]); // 147: %266 blocks.1.think.delta.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[97], 0, 262144], [this.act[98], 0, 262144]]); // 148: %267 blocks.1.think.delta.value.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[98], 0, 262144], [this.params, 31232, 256], [this.act[99], 0, 262144]]); // 149: %269 blocks.1.think.delta.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[96], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144]]); // 150: %271 blocks.1.think.delta.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 31488, 256], [this.act[100], 0, 262144], [this.act[101], 0, 262144]]); // 151: %272 blocks.1.think.delta.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[101], 0, 262144], [this.act[102], 0, 262144]]); // 152: %273 blocks.1.think.delta.up.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[102], 0, 262144], [this.params, 31744, 256], [this.act[103], 0, 262144]]); // 153: %275 blocks.1.think.delta.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[103], 0, 262144], [this.act[91], 0, 4], [this.act[104], 0, 262144]]); // 154: %277 blocks.1.think.delta.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[92], 0, 256], [this.act[104], 0, 262144], [this.act[105], 0, 262144]]); // 155: %278 blocks.1.think.add0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[105], 0, 262144], [this.act[90], 0, 262144], [this.act[104], 0, 262144]]); // 156: %279 blocks.1.think.matmul0 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 32000, 256], [this.act[90], 0, 262144], [this.act[106], 0, 262144]]); // 157: %280 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[106], 0, 262144], [this.act[107], 0, 262144]]); // 158: %281 blocks.1.think.gamma.gate.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[107], 0, 262144], [this.params, 32256, 256], [this.act[108], 0, 262144]]); // 159: %283 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[108], 0, 262144], [this.act[109], 0, 262144]]); // 160: %285 blocks.1.think.gamma.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 32512, 256], [this.act[90], 0, 262144], [this.act[110], 0, 262144]]); // 161: %286 blocks.1.think.gamma.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[110], 0, 262144], [this.act[111], 0, 262144]]); // 162: %287 blocks.1.think.gamma.value.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[111], 0, 262144], [this.params, 32768, 256], [this.act[112], 0, 262144]]); // 163: %289 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[109], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 262144]]); // 164: %291 blocks.1.think.gamma.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 33024, 256], [this.act[113], 0, 262144], [this.act[114], 0, 262144]]); // 165: %292 blocks.1.think.gamma.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[114], 0, 262144], [this.act[115], 0, 262144]]); // 166: %293 blocks.1.think.gamma.up.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[115], 0, 262144], [this.params, 33280, 256], [this.act[116], 0, 262144]]); // 167: %295 blocks.1.think.gamma.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[116], 0, 262144], [this.act[91], 0, 4], [this.act[117], 0, 262144]]); // 168: %297 blocks.1.think.gamma.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[92], 0, 256], [this.act[117], 0, 262144], [this.act[118], 0, 262144]]); // 169: %298 blocks.1.think.add1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[118], 0, 262144], [this.act[117], 0, 262144]]); // 170: %299 blocks.1.think.matmul1 stdlib.mt:69
-    group("matmul_8192x8_8x1", [[this.act[90], 0, 262144], [this.params, 34048, 32], [this.act[61], 0, 32768]]); // 171: %301 blocks.1.think.matmul2 stdlib.mt:70
-    group("matmul_8192x8_8x1", [[this.act[90], 0, 262144], [this.params, 33792, 32], [this.act[119], 0, 32768]]); // 172: %304 blocks.1.think.matmul3 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[119], 0, 32768], [this.act[120], 0, 32768]]); // 173: %306 blocks.1.think.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[61], 0, 32768], [this.act[120], 0, 32768], [this.act[121], 0, 262144]]); // 174: %307 blocks.1.think.matmul4 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34304, 256], [this.act[90], 0, 262144], [this.act[122], 0, 262144]]); // 175: %308 blocks.1.think.mul0 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[122], 0, 262144], [this.act[66], 0, 4096]]); // 176: %309 blocks.1.think.sum0 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[66], 0, 4096], [this.params, 34560, 4], [this.act[123], 0, 4096]]); // 177: %310 blocks.1.think.add2 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[123], 0, 4096], [this.act[66], 0, 4096]]); // 178: %311 blocks.1.think.sigmoid0 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34816, 256], [this.act[90], 0, 262144], [this.act[122], 0, 262144]]); // 179: %312 blocks.1.think.mul1 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[122], 0, 262144], [this.act[123], 0, 4096]]); // 180: %313 blocks.1.think.sum1 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[123], 0, 4096], [this.params, 35072, 4], [this.act[124], 0, 4096]]); // 181: %314 blocks.1.think.add3 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[124], 0, 4096], [this.act[123], 0, 4096]]); // 182: %315 blocks.1.think.sigmoid1 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[117], 0, 262144], [this.act[90], 0, 262144], [this.act[122], 0, 262144]]); // 183: %316 blocks.1.think.sub0 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[66], 0, 4096], [this.act[122], 0, 262144], [this.act[117], 0, 262144]]); // 184: %317 blocks.1.think.mul2 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[123], 0, 4096], [this.act[121], 0, 262144], [this.act[125], 0, 262144]]); // 185: %318 blocks.1.think.mul3 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[117], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144]]); // 186: %319 blocks.1.think.add4 stdlib.mt:73
-    group("dropout_p0p1_k3_16x64x8x8", [[this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 187: %320 blocks.1.think.dropout0 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[88], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144]]); // 188: %321 blocks.1.think.add5 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[126], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144]]); // 189: %322 blocks.0.attn.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[125], 0, 262144], [this.act[124], 0, 4096]]); // 190: %323 blocks.0.attn.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[124], 0, 4096], [this.act[127], 0, 4096]]); // 191: %324 blocks.0.attn.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[127], 0, 4096], [this.act[124], 0, 4096]]); // 192: %325 blocks.0.attn.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[124], 0, 4096], [this.act[127], 0, 4096]]); // 193: %326 blocks.0.attn.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[126], 0, 262144], [this.act[127], 0, 4096], [this.act[125], 0, 262144]]); // 194: %327 blocks.0.attn.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[125], 0, 262144], [this.params, 20480, 256], [this.act[117], 0, 262144]]); // 195: %328 blocks.0.attn.norm.mul5 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 20736, 256], [this.act[117], 0, 262144], [this.act[128], 0, 262144]]); // 196: %329 blocks.0.attn.q.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[128], 0, 262144], [this.act[129], 0, 262144]]); // 197: %330 blocks.0.attn.q.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[129], 0, 262144], [this.params, 20992, 256], [this.act[130], 0, 262144]]); // 198: %332 blocks.0.attn.q.matmul3 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[130], 0, 262144], [this.act[131], 0, 262144]]); // 199: %335 blocks.0.attn.permute6 stdlib.mt:135
-    group("matmul_8x8_16x64x8x8", [[this.params, 21248, 256], [this.act[117], 0, 262144], [this.act[130], 0, 262144]]); // 200: %336 blocks.0.attn.k.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[130], 0, 262144], [this.act[132], 0, 262144]]); // 201: %337 blocks.0.attn.k.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[132], 0, 262144], [this.params, 21504, 256], [this.act[133], 0, 262144]]); // 202: %339 blocks.0.attn.k.matmul3 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[133], 0, 262144], [this.act[134], 0, 262144]]); // 203: %342 blocks.0.attn.permute7 stdlib.mt:136
-    group("matmul_8x8_16x64x8x8", [[this.params, 21760, 256], [this.act[117], 0, 262144], [this.act[133], 0, 262144]]); // 204: %343 blocks.0.attn.v.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[133], 0, 262144], [this.act[135], 0, 262144]]); // 205: %344 blocks.0.attn.v.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[135], 0, 262144], [this.params, 22016, 256], [this.act[136], 0, 262144]]); // 206: %346 blocks.0.attn.v.matmul3 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[136], 0, 262144], [this.act[137], 0, 262144]]); // 207: %349 blocks.0.attn.permute8 stdlib.mt:137
-    group("permute_0132_16x2x64x32", [[this.act[134], 0, 262144], [this.act[136], 0, 262144]]); // 208: %352 blocks.0.attn.permute9 stdlib.mt:141
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[131], 0, 262144], [this.act[136], 0, 262144], [this.act[138], 0, 524288]]); // 209: %353 blocks.0.attn.matmul4 stdlib.mt:141
-    group("affine_s0p5_b0_16x2x64x64", [[this.act[138], 0, 524288], [this.act[139], 0, 524288]]); // 210: %354 blocks.0.attn.affine1 stdlib.mt:141
-    group("causal_mask_fminf_16x2x64x64", [[this.act[139], 0, 524288], [this.act[138], 0, 524288]]); // 211: %355 blocks.0.attn.causal_mask1 stdlib.mt:142
-    group("softmax_16x2x64x64", [[this.act[138], 0, 524288], [this.act[139], 0, 524288]]); // 212: %356 blocks.0.attn.softmax1 stdlib.mt:142
-    group("dropout_p0p1_k4_16x2x64x64", [[this.act[139], 0, 524288], [this.act[138], 0, 524288], [this.step, 0, 16]]); // 213: %357 blocks.0.attn.dropout1 stdlib.mt:142
-    group("permute_01243_16x2x64x4x8", [[this.act[134], 0, 262144], [this.act[140], 0, 262144]]); // 214: %358 blocks.0.attn.permute10 stdlib.mt:143
-    group("matmul_16x2x64x8x4_16x2x64x4x8", [[this.act[140], 0, 262144], [this.act[137], 0, 262144], [this.act[141], 0, 524288]]); // 215: %359 blocks.0.attn.matmul5 stdlib.mt:143
-    group("matmul_16x2x64x64_16x2x64x64", [[this.act[138], 0, 524288], [this.act[141], 0, 524288], [this.act[142], 0, 524288]]); // 216: %361 blocks.0.attn.matmul6 stdlib.mt:144
-    group("matmul_16x2x64x4x8_16x2x64x8x8", [[this.act[131], 0, 262144], [this.act[142], 0, 524288], [this.act[134], 0, 262144]]); // 217: %363 blocks.0.attn.matmul7 stdlib.mt:145
-    group("permute_02134_16x2x64x4x8", [[this.act[134], 0, 262144], [this.act[143], 0, 262144]]); // 218: %364 blocks.0.attn.permute11 stdlib.mt:145
-    group("matmul_8x8_16x64x8x8", [[this.params, 22272, 256], [this.act[143], 0, 262144], [this.act[134], 0, 262144]]); // 219: %366 blocks.0.attn.o.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[134], 0, 262144], [this.act[144], 0, 262144]]); // 220: %367 blocks.0.attn.o.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[144], 0, 262144], [this.params, 22528, 256], [this.act[145], 0, 262144]]); // 221: %369 blocks.0.attn.o.matmul3 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[126], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144]]); // 222: %371 blocks.0.attn.add1 stdlib.mt:146
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[146], 0, 262144], [this.act[145], 0, 262144]]); // 223: %372 blocks.0.think.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[145], 0, 262144], [this.act[124], 0, 4096]]); // 224: %373 blocks.0.think.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[124], 0, 4096], [this.act[147], 0, 4096]]); // 225: %374 blocks.0.think.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[147], 0, 4096], [this.act[124], 0, 4096]]); // 226: %375 blocks.0.think.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[124], 0, 4096], [this.act[147], 0, 4096]]); // 227: %376 blocks.0.think.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[146], 0, 262144], [this.act[147], 0, 4096], [this.act[145], 0, 262144]]); // 228: %377 blocks.0.think.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[145], 0, 262144], [this.params, 22784, 256], [this.act[148], 0, 262144]]); // 229: %378 blocks.0.think.norm.mul5 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[149], 0, 4]]); // 230: %379 blocks.0.think.clamp1 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 23040, 256], [this.act[148], 0, 262144], [this.act[151], 0, 262144]]); // 231: %381 blocks.0.think.delta.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[151], 0, 262144], [this.act[152], 0, 262144]]); // 232: %382 blocks.0.think.delta.gate.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[152], 0, 262144], [this.params, 23296, 256], [this.act[153], 0, 262144]]); // 233: %384 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[153], 0, 262144], [this.act[154], 0, 262144]]); // 234: %386 blocks.0.think.delta.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 23552, 256], [this.act[148], 0, 262144], [this.act[155], 0, 262144]]); // 235: %387 blocks.0.think.delta.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[155], 0, 262144], [this.act[156], 0, 262144]]); // 236: %388 blocks.0.think.delta.value.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[156], 0, 262144], [this.params, 23808, 256], [this.act[157], 0, 262144]]); // 237: %390 blocks.0.think.delta.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[154], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144]]); // 238: %392 blocks.0.think.delta.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 24064, 256], [this.act[158], 0, 262144], [this.act[159], 0, 262144]]); // 239: %393 blocks.0.think.delta.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[159], 0, 262144], [this.act[160], 0, 262144]]); // 240: %394 blocks.0.think.delta.up.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[160], 0, 262144], [this.params, 24320, 256], [this.act[161], 0, 262144]]); // 241: %396 blocks.0.think.delta.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[161], 0, 262144], [this.act[149], 0, 4], [this.act[162], 0, 262144]]); // 242: %398 blocks.0.think.delta.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[150], 0, 256], [this.act[162], 0, 262144], [this.act[163], 0, 262144]]); // 243: %399 blocks.0.think.add6 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[163], 0, 262144], [this.act[148], 0, 262144], [this.act[162], 0, 262144]]); // 244: %400 blocks.0.think.matmul5 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 24576, 256], [this.act[148], 0, 262144], [this.act[164], 0, 262144]]); // 245: %401 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[164], 0, 262144], [this.act[165], 0, 262144]]); // 246: %402 blocks.0.think.gamma.gate.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[165], 0, 262144], [this.params, 24832, 256], [this.act[166], 0, 262144]]); // 247: %404 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[166], 0, 262144], [this.act[167], 0, 262144]]); // 248: %406 blocks.0.think.gamma.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25088, 256], [this.act[148], 0, 262144], [this.act[168], 0, 262144]]); // 249: %407 blocks.0.think.gamma.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[168], 0, 262144], [this.act[169], 0, 262144]]); // 250: %408 blocks.0.think.gamma.value.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[169], 0, 262144], [this.params, 25344, 256], [this.act[170], 0, 262144]]); // 251: %410 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[167], 0, 262144], [this.act[170], 0, 262144], [this.act[171], 0, 262144]]); // 252: %412 blocks.0.think.gamma.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25600, 256], [this.act[171], 0, 262144], [this.act[172], 0, 262144]]); // 253: %413 blocks.0.think.gamma.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[172], 0, 262144], [this.act[173], 0, 262144]]); // 254: %414 blocks.0.think.gamma.up.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[173], 0, 262144], [this.params, 25856, 256], [this.act[174], 0, 262144]]); // 255: %416 blocks.0.think.gamma.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[174], 0, 262144], [this.act[149], 0, 4], [this.act[175], 0, 262144]]); // 256: %418 blocks.0.think.gamma.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[150], 0, 256], [this.act[175], 0, 262144], [this.act[176], 0, 262144]]); // 257: %419 blocks.0.think.add7 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[162], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144]]); // 258: %420 blocks.0.think.matmul6 stdlib.mt:69
-    group("matmul_8192x8_8x1", [[this.act[148], 0, 262144], [this.params, 26624, 32], [this.act[119], 0, 32768]]); // 259: %422 blocks.0.think.matmul7 stdlib.mt:70
-    group("matmul_8192x8_8x1", [[this.act[148], 0, 262144], [this.params, 26368, 32], [this.act[177], 0, 32768]]); // 260: %425 blocks.0.think.matmul8 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[177], 0, 32768], [this.act[178], 0, 32768]]); // 261: %427 blocks.0.think.permute1 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[119], 0, 32768], [this.act[178], 0, 32768], [this.act[179], 0, 262144]]); // 262: %428 blocks.0.think.matmul9 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 26880, 256], [this.act[148], 0, 262144], [this.act[180], 0, 262144]]); // 263: %429 blocks.0.think.mul4 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[180], 0, 262144], [this.act[124], 0, 4096]]); // 264: %430 blocks.0.think.sum2 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[124], 0, 4096], [this.params, 27136, 4], [this.act[181], 0, 4096]]); // 265: %431 blocks.0.think.add8 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[181], 0, 4096], [this.act[124], 0, 4096]]); // 266: %432 blocks.0.think.sigmoid2 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 27392, 256], [this.act[148], 0, 262144], [this.act[180], 0, 262144]]); // 267: %433 blocks.0.think.mul5 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[180], 0, 262144], [this.act[181], 0, 4096]]); // 268: %434 blocks.0.think.sum3 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[181], 0, 4096], [this.params, 27648, 4], [this.act[182], 0, 4096]]); // 269: %435 blocks.0.think.add9 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[182], 0, 4096], [this.act[181], 0, 4096]]); // 270: %436 blocks.0.think.sigmoid3 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[148], 0, 262144], [this.act[180], 0, 262144]]); // 271: %437 blocks.0.think.sub1 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[124], 0, 4096], [this.act[180], 0, 262144], [this.act[175], 0, 262144]]); // 272: %438 blocks.0.think.mul6 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[181], 0, 4096], [this.act[179], 0, 262144], [this.act[183], 0, 262144]]); // 273: %439 blocks.0.think.mul7 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144]]); // 274: %440 blocks.0.think.add10 stdlib.mt:73
-    group("dropout_p0p1_k5_16x64x8x8", [[this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 275: %441 blocks.0.think.dropout1 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144]]); // 276: %442 blocks.0.think.add11 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[184], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144]]); // 277: %443 blocks.1.attn.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[183], 0, 262144], [this.act[182], 0, 4096]]); // 278: %444 blocks.1.attn.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[182], 0, 4096], [this.act[185], 0, 4096]]); // 279: %445 blocks.1.attn.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[185], 0, 4096], [this.act[182], 0, 4096]]); // 280: %446 blocks.1.attn.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[182], 0, 4096], [this.act[185], 0, 4096]]); // 281: %447 blocks.1.attn.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[184], 0, 262144], [this.act[185], 0, 4096], [this.act[183], 0, 262144]]); // 282: %448 blocks.1.attn.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[183], 0, 262144], [this.params, 27904, 256], [this.act[175], 0, 262144]]); // 283: %449 blocks.1.attn.norm.mul5 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 28160, 256], [this.act[175], 0, 262144], [this.act[186], 0, 262144]]); // 284: %450 blocks.1.attn.q.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[186], 0, 262144], [this.act[187], 0, 262144]]); // 285: %451 blocks.1.attn.q.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[187], 0, 262144], [this.params, 28416, 256], [this.act[188], 0, 262144]]); // 286: %453 blocks.1.attn.q.matmul3 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[188], 0, 262144], [this.act[189], 0, 262144]]); // 287: %456 blocks.1.attn.permute6 stdlib.mt:135
-    group("matmul_8x8_16x64x8x8", [[this.params, 28672, 256], [this.act[175], 0, 262144], [this.act[188], 0, 262144]]); // 288: %457 blocks.1.attn.k.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[188], 0, 262144], [this.act[190], 0, 262144]]); // 289: %458 blocks.1.attn.k.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[190], 0, 262144], [this.params, 28928, 256], [this.act[191], 0, 262144]]); // 290: %460 blocks.1.attn.k.matmul3 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[191], 0, 262144], [this.act[192], 0, 262144]]); // 291: %463 blocks.1.attn.permute7 stdlib.mt:136
-    group("matmul_8x8_16x64x8x8", [[this.params, 29184, 256], [this.act[175], 0, 262144], [this.act[191], 0, 262144]]); // 292: %464 blocks.1.attn.v.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[191], 0, 262144], [this.act[193], 0, 262144]]); // 293: %465 blocks.1.attn.v.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[193], 0, 262144], [this.params, 29440, 256], [this.act[194], 0, 262144]]); // 294: %467 blocks.1.attn.v.matmul3 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[194], 0, 262144], [this.act[195], 0, 262144]]); // 295: %470 blocks.1.attn.permute8 stdlib.mt:137
-    group("permute_0132_16x2x64x32", [[this.act[192], 0, 262144], [this.act[194], 0, 262144]]); // 296: %473 blocks.1.attn.permute9 stdlib.mt:141
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[189], 0, 262144], [this.act[194], 0, 262144], [this.act[196], 0, 524288]]); // 297: %474 blocks.1.attn.matmul4 stdlib.mt:141
-    group("affine_s0p5_b0_16x2x64x64", [[this.act[196], 0, 524288], [this.act[197], 0, 524288]]); // 298: %475 blocks.1.attn.affine1 stdlib.mt:141
-    group("causal_mask_fminf_16x2x64x64", [[this.act[197], 0, 524288], [this.act[196], 0, 524288]]); // 299: %476 blocks.1.attn.causal_mask1 stdlib.mt:142
-    group("softmax_16x2x64x64", [[this.act[196], 0, 524288], [this.act[197], 0, 524288]]); // 300: %477 blocks.1.attn.softmax1 stdlib.mt:142
-    group("dropout_p0p1_k6_16x2x64x64", [[this.act[197], 0, 524288], [this.act[196], 0, 524288], [this.step, 0, 16]]); // 301: %478 blocks.1.attn.dropout1 stdlib.mt:142
-    group("permute_01243_16x2x64x4x8", [[this.act[192], 0, 262144], [this.act[198], 0, 262144]]); // 302: %479 blocks.1.attn.permute10 stdlib.mt:143
-    group("matmul_16x2x64x8x4_16x2x64x4x8", [[this.act[198], 0, 262144], [this.act[195], 0, 262144], [this.act[199], 0, 524288]]); // 303: %480 blocks.1.attn.matmul5 stdlib.mt:143
-    group("matmul_16x2x64x64_16x2x64x64", [[this.act[196], 0, 524288], [this.act[199], 0, 524288], [this.act[200], 0, 524288]]); // 304: %482 blocks.1.attn.matmul6 stdlib.mt:144
-    group("matmul_16x2x64x4x8_16x2x64x8x8", [[this.act[189], 0, 262144], [this.act[200], 0, 524288], [this.act[192], 0, 262144]]); // 305: %484 blocks.1.attn.matmul7 stdlib.mt:145
-    group("permute_02134_16x2x64x4x8", [[this.act[192], 0, 262144], [this.act[201], 0, 262144]]); // 306: %485 blocks.1.attn.permute11 stdlib.mt:145
-    group("matmul_8x8_16x64x8x8", [[this.params, 29696, 256], [this.act[201], 0, 262144], [this.act[192], 0, 262144]]); // 307: %487 blocks.1.attn.o.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[192], 0, 262144], [this.act[202], 0, 262144]]); // 308: %488 blocks.1.attn.o.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[202], 0, 262144], [this.params, 29952, 256], [this.act[203], 0, 262144]]); // 309: %490 blocks.1.attn.o.matmul3 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[184], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144]]); // 310: %492 blocks.1.attn.add1 stdlib.mt:146
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[204], 0, 262144], [this.act[204], 0, 262144], [this.act[203], 0, 262144]]); // 311: %493 blocks.1.think.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[203], 0, 262144], [this.act[182], 0, 4096]]); // 312: %494 blocks.1.think.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[182], 0, 4096], [this.act[205], 0, 4096]]); // 313: %495 blocks.1.think.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[205], 0, 4096], [this.act[182], 0, 4096]]); // 314: %496 blocks.1.think.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[182], 0, 4096], [this.act[205], 0, 4096]]); // 315: %497 blocks.1.think.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[204], 0, 262144], [this.act[205], 0, 4096], [this.act[203], 0, 262144]]); // 316: %498 blocks.1.think.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[203], 0, 262144], [this.params, 30208, 256], [this.act[206], 0, 262144]]); // 317: %499 blocks.1.think.norm.mul5 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[207], 0, 4]]); // 318: %500 blocks.1.think.clamp1 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 30464, 256], [this.act[206], 0, 262144], [this.act[209], 0, 262144]]); // 319: %502 blocks.1.think.delta.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[209], 0, 262144], [this.act[210], 0, 262144]]); // 320: %503 blocks.1.think.delta.gate.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[210], 0, 262144], [this.params, 30720, 256], [this.act[211], 0, 262144]]); // 321: %505 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[211], 0, 262144], [this.act[212], 0, 262144]]); // 322: %507 blocks.1.think.delta.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 30976, 256], [this.act[206], 0, 262144], [this.act[213], 0, 262144]]); // 323: %508 blocks.1.think.delta.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[213], 0, 262144], [this.act[214], 0, 262144]]); // 324: %509 blocks.1.think.delta.value.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[214], 0, 262144], [this.params, 31232, 256], [this.act[215], 0, 262144]]); // 325: %511 blocks.1.think.delta.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[212], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144]]); // 326: %513 blocks.1.think.delta.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 31488, 256], [this.act[216], 0, 262144], [this.act[217], 0, 262144]]); // 327: %514 blocks.1.think.delta.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[217], 0, 262144], [this.act[218], 0, 262144]]); // 328: %515 blocks.1.think.delta.up.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[218], 0, 262144], [this.params, 31744, 256], [this.act[219], 0, 262144]]); // 329: %517 blocks.1.think.delta.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[219], 0, 262144], [this.act[207], 0, 4], [this.act[220], 0, 262144]]); // 330: %519 blocks.1.think.delta.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[208], 0, 256], [this.act[220], 0, 262144], [this.act[221], 0, 262144]]); // 331: %520 blocks.1.think.add6 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[206], 0, 262144], [this.act[220], 0, 262144]]); // 332: %521 blocks.1.think.matmul5 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 32000, 256], [this.act[206], 0, 262144], [this.act[222], 0, 262144]]); // 333: %522 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[222], 0, 262144], [this.act[223], 0, 262144]]); // 334: %523 blocks.1.think.gamma.gate.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[223], 0, 262144], [this.params, 32256, 256], [this.act[224], 0, 262144]]); // 335: %525 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[224], 0, 262144], [this.act[225], 0, 262144]]); // 336: %527 blocks.1.think.gamma.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 32512, 256], [this.act[206], 0, 262144], [this.act[226], 0, 262144]]); // 337: %528 blocks.1.think.gamma.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[226], 0, 262144], [this.act[227], 0, 262144]]); // 338: %529 blocks.1.think.gamma.value.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[227], 0, 262144], [this.params, 32768, 256], [this.act[228], 0, 262144]]); // 339: %531 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[225], 0, 262144], [this.act[228], 0, 262144], [this.act[229], 0, 262144]]); // 340: %533 blocks.1.think.gamma.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 33024, 256], [this.act[229], 0, 262144], [this.act[230], 0, 262144]]); // 341: %534 blocks.1.think.gamma.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[230], 0, 262144], [this.act[231], 0, 262144]]); // 342: %535 blocks.1.think.gamma.up.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[231], 0, 262144], [this.params, 33280, 256], [this.act[232], 0, 262144]]); // 343: %537 blocks.1.think.gamma.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[232], 0, 262144], [this.act[207], 0, 4], [this.act[233], 0, 262144]]); // 344: %539 blocks.1.think.gamma.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[208], 0, 256], [this.act[233], 0, 262144], [this.act[234], 0, 262144]]); // 345: %540 blocks.1.think.add7 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[220], 0, 262144], [this.act[234], 0, 262144], [this.act[233], 0, 262144]]); // 346: %541 blocks.1.think.matmul6 stdlib.mt:69
-    group("matmul_8192x8_8x1", [[this.act[206], 0, 262144], [this.params, 34048, 32], [this.act[177], 0, 32768]]); // 347: %543 blocks.1.think.matmul7 stdlib.mt:70
-    group("matmul_8192x8_8x1", [[this.act[206], 0, 262144], [this.params, 33792, 32], [this.act[235], 0, 32768]]); // 348: %546 blocks.1.think.matmul8 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[235], 0, 32768], [this.act[236], 0, 32768]]); // 349: %548 blocks.1.think.permute1 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[177], 0, 32768], [this.act[236], 0, 32768], [this.act[237], 0, 262144]]); // 350: %549 blocks.1.think.matmul9 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34304, 256], [this.act[206], 0, 262144], [this.act[238], 0, 262144]]); // 351: %550 blocks.1.think.mul4 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[238], 0, 262144], [this.act[182], 0, 4096]]); // 352: %551 blocks.1.think.sum2 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[182], 0, 4096], [this.params, 34560, 4], [this.act[239], 0, 4096]]); // 353: %552 blocks.1.think.add8 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[239], 0, 4096], [this.act[182], 0, 4096]]); // 354: %553 blocks.1.think.sigmoid2 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34816, 256], [this.act[206], 0, 262144], [this.act[238], 0, 262144]]); // 355: %554 blocks.1.think.mul5 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[238], 0, 262144], [this.act[239], 0, 4096]]); // 356: %555 blocks.1.think.sum3 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[239], 0, 4096], [this.params, 35072, 4], [this.act[240], 0, 4096]]); // 357: %556 blocks.1.think.add9 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[240], 0, 4096], [this.act[239], 0, 4096]]); // 358: %557 blocks.1.think.sigmoid3 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[233], 0, 262144], [this.act[206], 0, 262144], [this.act[238], 0, 262144]]); // 359: %558 blocks.1.think.sub1 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[182], 0, 4096], [this.act[238], 0, 262144], [this.act[233], 0, 262144]]); // 360: %559 blocks.1.think.mul6 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[239], 0, 4096], [this.act[237], 0, 262144], [this.act[241], 0, 262144]]); // 361: %560 blocks.1.think.mul7 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[233], 0, 262144], [this.act[241], 0, 262144], [this.act[242], 0, 262144]]); // 362: %561 blocks.1.think.add10 stdlib.mt:73
-    group("dropout_p0p1_k7_16x64x8x8", [[this.act[242], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 363: %562 blocks.1.think.dropout1 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[204], 0, 262144], [this.act[241], 0, 262144], [this.act[242], 0, 262144]]); // 364: %563 blocks.1.think.add11 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[242], 0, 262144], [this.act[242], 0, 262144], [this.act[241], 0, 262144]]); // 365: %564 norm_final.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[241], 0, 262144], [this.act[240], 0, 4096]]); // 366: %565 norm_final.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[240], 0, 4096], [this.act[243], 0, 4096]]); // 367: %566 norm_final.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[243], 0, 4096], [this.act[240], 0, 4096]]); // 368: %567 norm_final.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[240], 0, 4096], [this.act[243], 0, 4096]]); // 369: %568 norm_final.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[242], 0, 262144], [this.act[243], 0, 4096], [this.act[241], 0, 262144]]); // 370: %569 norm_final.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[241], 0, 262144], [this.params, 35328, 256], [this.act[233], 0, 262144]]); // 371: %570 norm_final.mul2 stdlib.mt:9
-    group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[233], 0, 262144], [this.act[244], 0, 1048576]]); // 372: %571 head.matmul0 stdlib.mt:106
-    group("binary_mul_16x64x32x8_32x8", [[this.act[244], 0, 1048576], [this.params, 36608, 1024], [this.act[245], 0, 1048576]]); // 373: %572 head.mul0 stdlib.mt:106
-    group("sum_a3_16x64x32x8", [[this.act[245], 0, 1048576], [this.act[246], 0, 131072]]); // 374: %573 head.sum0 stdlib.mt:106
-    group("matmul_256x32_16x64x32x1", [[this.params, 37632, 32768], [this.act[246], 0, 131072], [this.act[245], 0, 1048576]]); // 375: %574 head.matmul1 stdlib.mt:107
-    group("cross_entropy_16x64x256_16x64i", [[this.act[245], 0, 1048576], [this.targets, 0, 4096], [this.act[247], 0, 4]]); // 376: %576 loss.cross_entropy0 matrix_product_attention.mt:21
-    group("softmax_16x64x256", [[this.act[245], 0, 1048576], [this.act[249], 0, 1048576]]); // 377: %578 loss.cross_entropy0.grad.softmax0 matrix_product_attention.mt:21
-    group("onehot_16x64i_to_16x64x256", [[this.targets, 0, 4096], [this.act[250], 0, 1048576]]); // 378: %579 loss.cross_entropy0.grad.onehot0 matrix_product_attention.mt:21
-    group("binary_sub_16x64x256_16x64x256", [[this.act[249], 0, 1048576], [this.act[250], 0, 1048576], [this.act[251], 0, 1048576]]); // 379: %580 loss.cross_entropy0.grad.sub0 matrix_product_attention.mt:21
-    group("binary_mul_16x64x256_s", [[this.act[251], 0, 1048576], [this.act[248], 0, 4], [this.act[250], 0, 1048576]]); // 380: %581 loss.cross_entropy0.grad.mul0 matrix_product_attention.mt:21
-    group("affine_s0p0009765625_b0_16x64x256", [[this.act[250], 0, 1048576], [this.act[251], 0, 1048576]]); // 381: %582 loss.cross_entropy0.grad.affine0 matrix_product_attention.mt:21
-    group("permute_0132_16x64x32x1", [[this.act[246], 0, 131072], [this.act[252], 0, 131072]]); // 382: %584 head.matmul1.grad.permute0 stdlib.mt:107
-    group("matmul_16x64x256x1_16x64x1x32", [[this.act[251], 0, 1048576], [this.act[252], 0, 131072], [this.act[253], 0, 33554432]]); // 383: %585 head.matmul1.grad.matmul0 stdlib.mt:107
-    group("sum_a01_16x64x256x32", [[this.act[253], 0, 33554432], [this.act[235], 0, 32768]]); // 384: %586 head.matmul1.grad.sum0 stdlib.mt:107
-    group("permute_10_256x32", [[this.params, 37632, 32768], [this.act[254], 0, 32768]]); // 385: %588 head.matmul1.grad.permute1 stdlib.mt:107
-    group("matmul_32x256_16x64x256x1", [[this.act[254], 0, 32768], [this.act[251], 0, 1048576], [this.act[252], 0, 131072]]); // 386: %589 head.matmul1.grad.matmul1 stdlib.mt:107
-    group("expand_16x64x32x1_to_16x64x32x8", [[this.act[252], 0, 131072], [this.act[251], 0, 1048576]]); // 387: %590 head.sum0.grad.expand0 stdlib.mt:106
-    group("binary_mul_16x64x32x8_32x8", [[this.act[251], 0, 1048576], [this.params, 36608, 1024], [this.act[250], 0, 1048576]]); // 388: %591 head.mul0.grad.mul0 stdlib.mt:106
-    group("binary_mul_16x64x32x8_16x64x32x8", [[this.act[251], 0, 1048576], [this.act[244], 0, 1048576], [this.act[249], 0, 1048576]]); // 389: %592 head.mul0.grad.mul1 stdlib.mt:106
-    group("sum_a01_16x64x32x8", [[this.act[249], 0, 1048576], [this.act[255], 0, 1024]]); // 390: %593 head.mul0.grad.sum0 stdlib.mt:106
-    group("permute_0132_16x64x8x8", [[this.act[233], 0, 262144], [this.act[256], 0, 262144]]); // 391: %595 head.matmul0.grad.permute0 stdlib.mt:106
-    group("matmul_16x64x32x8_16x64x8x8", [[this.act[250], 0, 1048576], [this.act[256], 0, 262144], [this.act[249], 0, 1048576]]); // 392: %596 head.matmul0.grad.matmul0 stdlib.mt:106
-    group("sum_a01_16x64x32x8", [[this.act[249], 0, 1048576], [this.act[257], 0, 1024]]); // 393: %597 head.matmul0.grad.sum0 stdlib.mt:106
-    group("permute_10_32x8", [[this.params, 35584, 1024], [this.act[258], 0, 1024]]); // 394: %599 head.matmul0.grad.permute1 stdlib.mt:106
-    group("matmul_8x32_16x64x32x8", [[this.act[258], 0, 1024], [this.act[250], 0, 1048576], [this.act[256], 0, 262144]]); // 395: %600 head.matmul0.grad.matmul1 stdlib.mt:106
-    group("binary_mul_16x64x8x8_8x8", [[this.act[256], 0, 262144], [this.params, 35328, 256], [this.act[233], 0, 262144]]); // 396: %601 norm_final.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[256], 0, 262144], [this.act[241], 0, 262144], [this.act[259], 0, 262144]]); // 397: %602 norm_final.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[259], 0, 262144], [this.act[260], 0, 256]]); // 398: %603 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[233], 0, 262144], [this.act[243], 0, 4096], [this.act[259], 0, 262144]]); // 399: %605 norm_final.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[233], 0, 262144], [this.act[242], 0, 262144], [this.act[241], 0, 262144]]); // 400: %606 norm_final.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[241], 0, 262144], [this.act[240], 0, 4096]]); // 401: %607 norm_final.mul1.grad.sum0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[243], 0, 4096], [this.act[261], 0, 4096]]); // 402: %608 norm_final.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[243], 0, 4096], [this.act[261], 0, 4096], [this.act[262], 0, 4096]]); // 403: %609 norm_final.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[240], 0, 4096], [this.act[262], 0, 4096], [this.act[261], 0, 4096]]); // 404: %610 norm_final.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[261], 0, 4096], [this.act[262], 0, 4096]]); // 405: %611 norm_final.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[262], 0, 4096], [this.act[261], 0, 4096]]); // 406: %612 norm_final.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[261], 0, 4096], [this.act[262], 0, 4096]]); // 407: %613 norm_final.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[262], 0, 4096], [this.act[241], 0, 262144]]); // 408: %614 norm_final.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.act[233], 0, 262144]]); // 409: %615 norm_final.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.act[256], 0, 262144]]); // 410: %616 norm_final.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[259], 0, 262144], [this.act[233], 0, 262144], [this.act[241], 0, 262144]]); // 411: %617 blocks.1.think.add11.grad.add0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[241], 0, 262144], [this.act[256], 0, 262144], [this.act[233], 0, 262144]]); // 412: %618 blocks.1.think.add11.grad.add1 stdlib.mt:9
-    group("dropout_p0p1_k7_16x64x8x8", [[this.act[233], 0, 262144], [this.act[256], 0, 262144], [this.step, 0, 16]]); // 413: %619 blocks.1.think.dropout1.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[256], 0, 262144], [this.act[237], 0, 262144], [this.act[241], 0, 262144]]); // 414: %620 blocks.1.think.mul7.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[241], 0, 262144], [this.act[262], 0, 4096]]); // 415: %621 blocks.1.think.mul7.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[256], 0, 262144], [this.act[239], 0, 4096], [this.act[241], 0, 262144]]); // 416: %622 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[256], 0, 262144], [this.act[238], 0, 262144], [this.act[237], 0, 262144]]); // 417: %623 blocks.1.think.mul6.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[237], 0, 262144], [this.act[261], 0, 4096]]); // 418: %624 blocks.1.think.mul6.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[256], 0, 262144], [this.act[182], 0, 4096], [this.act[237], 0, 262144]]); // 419: %625 blocks.1.think.mul6.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[237], 0, 262144], [this.act[256], 0, 262144]]); // 420: %626 blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[239], 0, 4096], [this.act[240], 0, 4096]]); // 421: %627 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[239], 0, 4096], [this.act[240], 0, 4096], [this.act[243], 0, 4096]]); // 422: %628 blocks.1.think.sigmoid3.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[262], 0, 4096], [this.act[243], 0, 4096], [this.act[240], 0, 4096]]); // 423: %629 blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[240], 0, 4096], [this.act[263], 0, 4]]); // 424: %630 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[240], 0, 4096], [this.act[238], 0, 262144]]); // 425: %632 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[238], 0, 262144], [this.act[206], 0, 262144], [this.act[259], 0, 262144]]); // 426: %633 blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[259], 0, 262144], [this.act[264], 0, 256]]); // 427: %634 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[238], 0, 262144], [this.params, 34816, 256], [this.act[259], 0, 262144]]); // 428: %636 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[256], 0, 262144], [this.act[259], 0, 262144], [this.act[238], 0, 262144]]); // 429: %637 blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[182], 0, 4096], [this.act[240], 0, 4096]]); // 430: %638 blocks.1.think.sigmoid2.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[182], 0, 4096], [this.act[240], 0, 4096], [this.act[243], 0, 4096]]); // 431: %639 blocks.1.think.sigmoid2.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[261], 0, 4096], [this.act[243], 0, 4096], [this.act[240], 0, 4096]]); // 432: %640 blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[240], 0, 4096], [this.act[265], 0, 4]]); // 433: %641 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[240], 0, 4096], [this.act[259], 0, 262144]]); // 434: %643 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[259], 0, 262144], [this.act[206], 0, 262144], [this.act[256], 0, 262144]]); // 435: %644 blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[256], 0, 262144], [this.act[266], 0, 256]]); // 436: %645 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[259], 0, 262144], [this.params, 34304, 256], [this.act[256], 0, 262144]]); // 437: %647 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[238], 0, 262144], [this.act[256], 0, 262144], [this.act[259], 0, 262144]]); // 438: %648 blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[236], 0, 32768], [this.act[254], 0, 32768]]); // 439: %649 blocks.1.think.matmul9.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[241], 0, 262144], [this.act[254], 0, 32768], [this.act[236], 0, 32768]]); // 440: %650 blocks.1.think.matmul9.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[177], 0, 32768], [this.act[254], 0, 32768]]); // 441: %651 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[254], 0, 32768], [this.act[241], 0, 262144], [this.act[177], 0, 32768]]); // 442: %652 blocks.1.think.matmul9.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[177], 0, 32768], [this.act[254], 0, 32768]]); // 443: %653 blocks.1.think.permute1.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 33792, 32], [this.act[267], 0, 32]]); // 444: %655 blocks.1.think.matmul8.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[254], 0, 32768], [this.act[267], 0, 32], [this.act[241], 0, 262144]]); // 445: %656 blocks.1.think.matmul8.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[206], 0, 262144], [this.act[256], 0, 262144]]); // 446: %657 blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[256], 0, 262144], [this.act[254], 0, 32768], [this.act[267], 0, 32]]); // 447: %658 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[259], 0, 262144], [this.act[241], 0, 262144], [this.act[256], 0, 262144]]); // 448: %660 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 34048, 32], [this.act[268], 0, 32]]); // 449: %662 blocks.1.think.matmul7.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[236], 0, 32768], [this.act[268], 0, 32], [this.act[241], 0, 262144]]); // 450: %663 blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[206], 0, 262144], [this.act[259], 0, 262144]]); // 451: %664 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[259], 0, 262144], [this.act[236], 0, 32768], [this.act[268], 0, 32]]); // 452: %665 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[256], 0, 262144], [this.act[241], 0, 262144], [this.act[259], 0, 262144]]); // 453: %667 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[234], 0, 262144], [this.act[241], 0, 262144]]); // 454: %668 blocks.1.think.matmul6.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[237], 0, 262144], [this.act[241], 0, 262144], [this.act[234], 0, 262144]]); // 455: %669 blocks.1.think.matmul6.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[220], 0, 262144], [this.act[241], 0, 262144]]); // 456: %670 blocks.1.think.matmul6.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[241], 0, 262144], [this.act[237], 0, 262144], [this.act[220], 0, 262144]]); // 457: %671 blocks.1.think.matmul6.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[220], 0, 262144], [this.act[207], 0, 4], [this.act[237], 0, 262144]]); // 458: %674 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[220], 0, 262144], [this.act[232], 0, 262144], [this.act[241], 0, 262144]]); // 459: %675 blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[241], 0, 262144], [this.act[269], 0, 4]]); // 460: %676 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 33280, 256], [this.act[270], 0, 256]]); // 461: %679 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[237], 0, 262144], [this.act[270], 0, 256], [this.act[241], 0, 262144]]); // 462: %680 blocks.1.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[231], 0, 262144], [this.act[232], 0, 262144]]); // 463: %681 blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[232], 0, 262144], [this.act[237], 0, 262144], [this.act[270], 0, 256]]); // 464: %682 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[230], 0, 262144], [this.act[237], 0, 262144]]); // 465: %684 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[241], 0, 262144], [this.act[237], 0, 262144], [this.act[230], 0, 262144]]); // 466: %685 blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[229], 0, 262144], [this.act[237], 0, 262144]]); // 467: %686 blocks.1.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[230], 0, 262144], [this.act[237], 0, 262144], [this.act[229], 0, 262144]]); // 468: %687 blocks.1.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[229], 0, 262144], [this.act[271], 0, 256]]); // 469: %688 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 33024, 256], [this.act[272], 0, 256]]); // 470: %690 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[272], 0, 256], [this.act[230], 0, 262144], [this.act[229], 0, 262144]]); // 471: %691 blocks.1.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 262144]]); // 472: %692 blocks.1.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[225], 0, 262144], [this.act[228], 0, 262144]]); // 473: %693 blocks.1.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32768, 256], [this.act[272], 0, 256]]); // 474: %695 blocks.1.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[228], 0, 262144], [this.act[272], 0, 256], [this.act[225], 0, 262144]]); // 475: %696 blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[227], 0, 262144], [this.act[229], 0, 262144]]); // 476: %697 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[229], 0, 262144], [this.act[228], 0, 262144], [this.act[272], 0, 256]]); // 477: %698 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[226], 0, 262144], [this.act[228], 0, 262144]]); // 478: %700 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[225], 0, 262144], [this.act[228], 0, 262144], [this.act[226], 0, 262144]]); // 479: %701 blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[206], 0, 262144], [this.act[228], 0, 262144]]); // 480: %702 blocks.1.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[226], 0, 262144], [this.act[228], 0, 262144], [this.act[225], 0, 262144]]); // 481: %703 blocks.1.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[225], 0, 262144], [this.act[273], 0, 256]]); // 482: %704 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32512, 256], [this.act[274], 0, 256]]); // 483: %706 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[274], 0, 256], [this.act[226], 0, 262144], [this.act[225], 0, 262144]]); // 484: %707 blocks.1.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[259], 0, 262144], [this.act[225], 0, 262144], [this.act[226], 0, 262144]]); // 485: %708 blocks.1.think.norm.mul5.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[224], 0, 262144], [this.act[225], 0, 262144]]); // 486: %709 blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[230], 0, 262144], [this.act[225], 0, 262144], [this.act[224], 0, 262144]]); // 487: %710 blocks.1.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32256, 256], [this.act[274], 0, 256]]); // 488: %712 blocks.1.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[224], 0, 262144], [this.act[274], 0, 256], [this.act[225], 0, 262144]]); // 489: %713 blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[223], 0, 262144], [this.act[230], 0, 262144]]); // 490: %714 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[230], 0, 262144], [this.act[224], 0, 262144], [this.act[274], 0, 256]]); // 491: %715 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[222], 0, 262144], [this.act[224], 0, 262144]]); // 492: %717 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[225], 0, 262144], [this.act[224], 0, 262144], [this.act[222], 0, 262144]]); // 493: %718 blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[206], 0, 262144], [this.act[224], 0, 262144]]); // 494: %719 blocks.1.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[222], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 262144]]); // 495: %720 blocks.1.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[225], 0, 262144], [this.act[275], 0, 256]]); // 496: %721 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32000, 256], [this.act[276], 0, 256]]); // 497: %723 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[276], 0, 256], [this.act[222], 0, 262144], [this.act[225], 0, 262144]]); // 498: %724 blocks.1.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[226], 0, 262144], [this.act[225], 0, 262144], [this.act[222], 0, 262144]]); // 499: %725 blocks.1.think.norm.mul5.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[206], 0, 262144], [this.act[225], 0, 262144]]); // 500: %726 blocks.1.think.matmul5.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[234], 0, 262144], [this.act[225], 0, 262144], [this.act[226], 0, 262144]]); // 501: %727 blocks.1.think.matmul5.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[221], 0, 262144], [this.act[225], 0, 262144]]); // 502: %728 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[225], 0, 262144], [this.act[234], 0, 262144], [this.act[221], 0, 262144]]); // 503: %729 blocks.1.think.matmul5.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[222], 0, 262144], [this.act[221], 0, 262144], [this.act[234], 0, 262144]]); // 504: %730 blocks.1.think.norm.mul5.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[226], 0, 262144], [this.act[207], 0, 4], [this.act[221], 0, 262144]]); // 505: %733 blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[226], 0, 262144], [this.act[219], 0, 262144], [this.act[222], 0, 262144]]); // 506: %734 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[222], 0, 262144], [this.act[207], 0, 4]]); // 507: %735 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[269], 0, 4], [this.act[207], 0, 4], [this.act[277], 0, 4]]); // 508: %737 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31744, 256], [this.act[276], 0, 256]]); // 509: %739 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[221], 0, 262144], [this.act[276], 0, 256], [this.act[222], 0, 262144]]); // 510: %740 blocks.1.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[218], 0, 262144], [this.act[219], 0, 262144]]); // 511: %741 blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[219], 0, 262144], [this.act[221], 0, 262144], [this.act[276], 0, 256]]); // 512: %742 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[217], 0, 262144], [this.act[221], 0, 262144]]); // 513: %744 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[222], 0, 262144], [this.act[221], 0, 262144], [this.act[217], 0, 262144]]); // 514: %745 blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[216], 0, 262144], [this.act[221], 0, 262144]]); // 515: %746 blocks.1.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[217], 0, 262144], [this.act[221], 0, 262144], [this.act[216], 0, 262144]]); // 516: %747 blocks.1.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[216], 0, 262144], [this.act[278], 0, 256]]); // 517: %748 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 31488, 256], [this.act[279], 0, 256]]); // 518: %750 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[279], 0, 256], [this.act[217], 0, 262144], [this.act[216], 0, 262144]]); // 519: %751 blocks.1.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[216], 0, 262144], [this.act[215], 0, 262144], [this.act[217], 0, 262144]]); // 520: %752 blocks.1.think.delta.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[216], 0, 262144], [this.act[212], 0, 262144], [this.act[215], 0, 262144]]); // 521: %753 blocks.1.think.delta.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31232, 256], [this.act[279], 0, 256]]); // 522: %755 blocks.1.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[215], 0, 262144], [this.act[279], 0, 256], [this.act[212], 0, 262144]]); // 523: %756 blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[214], 0, 262144], [this.act[216], 0, 262144]]); // 524: %757 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[216], 0, 262144], [this.act[215], 0, 262144], [this.act[279], 0, 256]]); // 525: %758 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[213], 0, 262144], [this.act[215], 0, 262144]]); // 526: %760 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[212], 0, 262144], [this.act[215], 0, 262144], [this.act[213], 0, 262144]]); // 527: %761 blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[206], 0, 262144], [this.act[215], 0, 262144]]); // 528: %762 blocks.1.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[215], 0, 262144], [this.act[212], 0, 262144]]); // 529: %763 blocks.1.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[212], 0, 262144], [this.act[280], 0, 256]]); // 530: %764 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30976, 256], [this.act[281], 0, 256]]); // 531: %766 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[281], 0, 256], [this.act[213], 0, 262144], [this.act[212], 0, 262144]]); // 532: %767 blocks.1.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[234], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144]]); // 533: %768 blocks.1.think.norm.mul5.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[211], 0, 262144], [this.act[212], 0, 262144]]); // 534: %769 blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[217], 0, 262144], [this.act[212], 0, 262144], [this.act[211], 0, 262144]]); // 535: %770 blocks.1.think.delta.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 30720, 256], [this.act[281], 0, 256]]); // 536: %772 blocks.1.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[211], 0, 262144], [this.act[281], 0, 256], [this.act[212], 0, 262144]]); // 537: %773 blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[210], 0, 262144], [this.act[217], 0, 262144]]); // 538: %774 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[217], 0, 262144], [this.act[211], 0, 262144], [this.act[281], 0, 256]]); // 539: %775 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[209], 0, 262144], [this.act[211], 0, 262144]]); // 540: %777 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[212], 0, 262144], [this.act[211], 0, 262144], [this.act[209], 0, 262144]]); // 541: %778 blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[206], 0, 262144], [this.act[211], 0, 262144]]); // 542: %779 blocks.1.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[209], 0, 262144], [this.act[211], 0, 262144], [this.act[206], 0, 262144]]); // 543: %780 blocks.1.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[206], 0, 262144], [this.act[282], 0, 256]]); // 544: %781 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30464, 256], [this.act[283], 0, 256]]); // 545: %783 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[283], 0, 256], [this.act[209], 0, 262144], [this.act[206], 0, 262144]]); // 546: %784 blocks.1.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[206], 0, 262144], [this.act[209], 0, 262144]]); // 547: %785 blocks.1.think.norm.mul5.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[207], 0, 4]]); // 548: %786 blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[277], 0, 4], [this.act[207], 0, 4], [this.act[269], 0, 4]]); // 549: %787 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[209], 0, 262144], [this.params, 30208, 256], [this.act[206], 0, 262144]]); // 550: %788 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[209], 0, 262144], [this.act[203], 0, 262144], [this.act[213], 0, 262144]]); // 551: %789 blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[213], 0, 262144], [this.act[283], 0, 256]]); // 552: %790 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[206], 0, 262144], [this.act[205], 0, 4096], [this.act[213], 0, 262144]]); // 553: %792 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[206], 0, 262144], [this.act[204], 0, 262144], [this.act[203], 0, 262144]]); // 554: %793 blocks.1.think.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[203], 0, 262144], [this.act[240], 0, 4096]]); // 555: %794 blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[233], 0, 262144], [this.act[213], 0, 262144], [this.act[203], 0, 262144]]); // 556: %795 blocks.1.attn.add1.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[205], 0, 4096], [this.act[243], 0, 4096]]); // 557: %796 blocks.1.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[205], 0, 4096], [this.act[243], 0, 4096], [this.act[261], 0, 4096]]); // 558: %797 blocks.1.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[240], 0, 4096], [this.act[261], 0, 4096], [this.act[243], 0, 4096]]); // 559: %798 blocks.1.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[243], 0, 4096], [this.act[261], 0, 4096]]); // 560: %799 blocks.1.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[261], 0, 4096], [this.act[243], 0, 4096]]); // 561: %800 blocks.1.think.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[243], 0, 4096], [this.act[261], 0, 4096]]); // 562: %801 blocks.1.think.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[261], 0, 4096], [this.act[213], 0, 262144]]); // 563: %802 blocks.1.think.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[204], 0, 262144], [this.act[233], 0, 262144]]); // 564: %803 blocks.1.think.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[204], 0, 262144], [this.act[206], 0, 262144]]); // 565: %804 blocks.1.think.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[203], 0, 262144], [this.act[233], 0, 262144], [this.act[204], 0, 262144]]); // 566: %805 blocks.1.attn.add1.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[204], 0, 262144], [this.act[206], 0, 262144], [this.act[233], 0, 262144]]); // 567: %806 blocks.1.attn.add1.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 29952, 256], [this.act[284], 0, 256]]); // 568: %808 blocks.1.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[233], 0, 262144], [this.act[284], 0, 256], [this.act[206], 0, 262144]]); // 569: %809 blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[202], 0, 262144], [this.act[204], 0, 262144]]); // 570: %810 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[204], 0, 262144], [this.act[233], 0, 262144], [this.act[284], 0, 256]]); // 571: %811 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[192], 0, 262144], [this.act[204], 0, 262144]]); // 572: %813 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[206], 0, 262144], [this.act[204], 0, 262144], [this.act[192], 0, 262144]]); // 573: %814 blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[201], 0, 262144], [this.act[204], 0, 262144]]); // 574: %815 blocks.1.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[204], 0, 262144], [this.act[201], 0, 262144]]); // 575: %816 blocks.1.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[201], 0, 262144], [this.act[285], 0, 256]]); // 576: %817 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29696, 256], [this.act[286], 0, 256]]); // 577: %819 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[286], 0, 256], [this.act[192], 0, 262144], [this.act[201], 0, 262144]]); // 578: %820 blocks.1.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[201], 0, 262144], [this.act[192], 0, 262144]]); // 579: %822 blocks.1.attn.permute11.grad.permute0 stdlib.mt:145
-    group("permute_01243_16x2x64x8x8", [[this.act[200], 0, 524288], [this.act[287], 0, 524288]]); // 580: %823 blocks.1.attn.matmul7.grad.permute0 stdlib.mt:145
-    group("matmul_16x2x64x4x8_16x2x64x8x8", [[this.act[192], 0, 262144], [this.act[287], 0, 524288], [this.act[201], 0, 262144]]); // 581: %824 blocks.1.attn.matmul7.grad.matmul0 stdlib.mt:145
-    group("permute_01243_16x2x64x4x8", [[this.act[189], 0, 262144], [this.act[204], 0, 262144]]); // 582: %825 blocks.1.attn.matmul7.grad.permute1 stdlib.mt:145
-    group("matmul_16x2x64x8x4_16x2x64x4x8", [[this.act[204], 0, 262144], [this.act[192], 0, 262144], [this.act[287], 0, 524288]]); // 583: %826 blocks.1.attn.matmul7.grad.matmul1 stdlib.mt:145
-    group("permute_0132_16x2x64x64", [[this.act[199], 0, 524288], [this.act[200], 0, 524288]]); // 584: %828 blocks.1.attn.matmul6.grad.permute0 stdlib.mt:144
-    group("matmul_16x2x64x64_16x2x64x64", [[this.act[287], 0, 524288], [this.act[200], 0, 524288], [this.act[199], 0, 524288]]); // 585: %829 blocks.1.attn.matmul6.grad.matmul0 stdlib.mt:144
-    group("permute_0132_16x2x64x64", [[this.act[196], 0, 524288], [this.act[200], 0, 524288]]); // 586: %830 blocks.1.attn.matmul6.grad.permute1 stdlib.mt:144
-    group("matmul_16x2x64x64_16x2x64x64", [[this.act[200], 0, 524288], [this.act[287], 0, 524288], [this.act[196], 0, 524288]]); // 587: %831 blocks.1.attn.matmul6.grad.matmul1 stdlib.mt:144
-    group("permute_01243_16x2x64x4x8", [[this.act[195], 0, 262144], [this.act[192], 0, 262144]]); // 588: %833 blocks.1.attn.matmul5.grad.permute0 stdlib.mt:143
-    group("matmul_16x2x64x8x8_16x2x64x8x4", [[this.act[196], 0, 524288], [this.act[192], 0, 262144], [this.act[195], 0, 262144]]); // 589: %834 blocks.1.attn.matmul5.grad.matmul0 stdlib.mt:143
-    group("permute_01243_16x2x64x8x4", [[this.act[198], 0, 262144], [this.act[192], 0, 262144]]); // 590: %835 blocks.1.attn.matmul5.grad.permute1 stdlib.mt:143
-    group("matmul_16x2x64x4x8_16x2x64x8x8", [[this.act[192], 0, 262144], [this.act[196], 0, 524288], [this.act[198], 0, 262144]]); // 591: %836 blocks.1.attn.matmul5.grad.matmul1 stdlib.mt:143
-    group("permute_01243_16x2x64x8x4", [[this.act[195], 0, 262144], [this.act[192], 0, 262144]]); // 592: %837 blocks.1.attn.permute10.grad.permute0 stdlib.mt:143
-    group("dropout_p0p1_k6_16x2x64x64", [[this.act[199], 0, 524288], [this.act[196], 0, 524288], [this.step, 0, 16]]); // 593: %838 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:142
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[196], 0, 524288], [this.act[197], 0, 524288], [this.act[199], 0, 524288]]); // 594: %839 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:142
-    group("sum_a3_16x2x64x64", [[this.act[199], 0, 524288], [this.act[288], 0, 8192]]); // 595: %840 blocks.1.attn.softmax1.grad.sum0 stdlib.mt:142
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[196], 0, 524288], [this.act[288], 0, 8192], [this.act[199], 0, 524288]]); // 596: %841 blocks.1.attn.softmax1.grad.sub0 stdlib.mt:142
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[197], 0, 524288], [this.act[199], 0, 524288], [this.act[196], 0, 524288]]); // 597: %842 blocks.1.attn.softmax1.grad.mul1 stdlib.mt:142
-    group("causal_mask_f0_16x2x64x64", [[this.act[196], 0, 524288], [this.act[199], 0, 524288]]); // 598: %843 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:142
-    group("affine_s0p5_b0_16x2x64x64", [[this.act[199], 0, 524288], [this.act[196], 0, 524288]]); // 599: %844 blocks.1.attn.affine1.grad.affine0 stdlib.mt:141
-    group("permute_0132_16x2x32x64", [[this.act[194], 0, 262144], [this.act[195], 0, 262144]]); // 600: %845 blocks.1.attn.matmul4.grad.permute0 stdlib.mt:141
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[196], 0, 524288], [this.act[195], 0, 262144], [this.act[194], 0, 262144]]); // 601: %846 blocks.1.attn.matmul4.grad.matmul0 stdlib.mt:141
-    group("permute_0132_16x2x64x32", [[this.act[189], 0, 262144], [this.act[195], 0, 262144]]); // 602: %847 blocks.1.attn.matmul4.grad.permute1 stdlib.mt:141
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[195], 0, 262144], [this.act[196], 0, 524288], [this.act[189], 0, 262144]]); // 603: %848 blocks.1.attn.matmul4.grad.matmul1 stdlib.mt:141
-    group("permute_0132_16x2x32x64", [[this.act[189], 0, 262144], [this.act[195], 0, 262144]]); // 604: %849 blocks.1.attn.permute9.grad.permute0 stdlib.mt:141
-    group("binary_add_16x2x64x4x8_16x2x64x4x8", [[this.act[192], 0, 262144], [this.act[195], 0, 262144], [this.act[189], 0, 262144]]); // 605: %851 blocks.1.attn.permute7.grad.add0 stdlib.mt:140
-    group("binary_add_16x2x64x4x8_16x2x64x4x8", [[this.act[201], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144]]); // 606: %853 blocks.1.attn.permute6.grad.add0 stdlib.mt:139
-    group("permute_02134_16x2x64x4x8", [[this.act[198], 0, 262144], [this.act[194], 0, 262144]]); // 607: %854 blocks.1.attn.permute8.grad.permute0 stdlib.mt:137
-    group("permute_10_8x8", [[this.params, 29440, 256], [this.act[286], 0, 256]]); // 608: %857 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[194], 0, 262144], [this.act[286], 0, 256], [this.act[198], 0, 262144]]); // 609: %858 blocks.1.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[193], 0, 262144], [this.act[201], 0, 262144]]); // 610: %859 blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[201], 0, 262144], [this.act[194], 0, 262144], [this.act[286], 0, 256]]); // 611: %860 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[191], 0, 262144], [this.act[194], 0, 262144]]); // 612: %862 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[198], 0, 262144], [this.act[194], 0, 262144], [this.act[191], 0, 262144]]); // 613: %863 blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[175], 0, 262144], [this.act[194], 0, 262144]]); // 614: %864 blocks.1.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[191], 0, 262144], [this.act[194], 0, 262144], [this.act[198], 0, 262144]]); // 615: %865 blocks.1.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[198], 0, 262144], [this.act[289], 0, 256]]); // 616: %866 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29184, 256], [this.act[290], 0, 256]]); // 617: %868 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[290], 0, 256], [this.act[191], 0, 262144], [this.act[198], 0, 262144]]); // 618: %869 blocks.1.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_02134_16x2x64x4x8", [[this.act[189], 0, 262144], [this.act[191], 0, 262144]]); // 619: %870 blocks.1.attn.permute7.grad.permute0 stdlib.mt:136
-    group("permute_10_8x8", [[this.params, 28928, 256], [this.act[290], 0, 256]]); // 620: %873 blocks.1.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[191], 0, 262144], [this.act[290], 0, 256], [this.act[189], 0, 262144]]); // 621: %874 blocks.1.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[190], 0, 262144], [this.act[194], 0, 262144]]); // 622: %875 blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[194], 0, 262144], [this.act[191], 0, 262144], [this.act[290], 0, 256]]); // 623: %876 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[188], 0, 262144], [this.act[191], 0, 262144]]); // 624: %878 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[189], 0, 262144], [this.act[191], 0, 262144], [this.act[188], 0, 262144]]); // 625: %879 blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[175], 0, 262144], [this.act[191], 0, 262144]]); // 626: %880 blocks.1.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[188], 0, 262144], [this.act[191], 0, 262144], [this.act[189], 0, 262144]]); // 627: %881 blocks.1.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[189], 0, 262144], [this.act[291], 0, 256]]); // 628: %882 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28672, 256], [this.act[292], 0, 256]]); // 629: %884 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[292], 0, 256], [this.act[188], 0, 262144], [this.act[189], 0, 262144]]); // 630: %885 blocks.1.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[198], 0, 262144], [this.act[189], 0, 262144], [this.act[188], 0, 262144]]); // 631: %886 blocks.1.attn.norm.mul5.grad.add0 stdlib.mt:18
-    group("permute_02134_16x2x64x4x8", [[this.act[195], 0, 262144], [this.act[189], 0, 262144]]); // 632: %887 blocks.1.attn.permute6.grad.permute0 stdlib.mt:135
-    group("permute_10_8x8", [[this.params, 28416, 256], [this.act[292], 0, 256]]); // 633: %890 blocks.1.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[189], 0, 262144], [this.act[292], 0, 256], [this.act[195], 0, 262144]]); // 634: %891 blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[187], 0, 262144], [this.act[198], 0, 262144]]); // 635: %892 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[198], 0, 262144], [this.act[189], 0, 262144], [this.act[292], 0, 256]]); // 636: %893 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[186], 0, 262144], [this.act[189], 0, 262144]]); // 637: %895 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[186], 0, 262144]]); // 638: %896 blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[175], 0, 262144], [this.act[189], 0, 262144]]); // 639: %897 blocks.1.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[186], 0, 262144], [this.act[189], 0, 262144], [this.act[175], 0, 262144]]); // 640: %898 blocks.1.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[175], 0, 262144], [this.act[293], 0, 256]]); // 641: %899 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28160, 256], [this.act[294], 0, 256]]); // 642: %901 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[294], 0, 256], [this.act[186], 0, 262144], [this.act[175], 0, 262144]]); // 643: %902 blocks.1.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[188], 0, 262144], [this.act[175], 0, 262144], [this.act[186], 0, 262144]]); // 644: %903 blocks.1.attn.norm.mul5.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[186], 0, 262144], [this.params, 27904, 256], [this.act[175], 0, 262144]]); // 645: %904 blocks.1.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[186], 0, 262144], [this.act[183], 0, 262144], [this.act[188], 0, 262144]]); // 646: %905 blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[188], 0, 262144], [this.act[294], 0, 256]]); // 647: %906 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[188], 0, 262144]]); // 648: %908 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144]]); // 649: %909 blocks.1.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[183], 0, 262144], [this.act[261], 0, 4096]]); // 650: %910 blocks.1.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[233], 0, 262144], [this.act[188], 0, 262144], [this.act[183], 0, 262144]]); // 651: %911 blocks.0.think.add11.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[185], 0, 4096], [this.act[243], 0, 4096]]); // 652: %912 blocks.1.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[185], 0, 4096], [this.act[243], 0, 4096], [this.act[240], 0, 4096]]); // 653: %913 blocks.1.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[261], 0, 4096], [this.act[240], 0, 4096], [this.act[243], 0, 4096]]); // 654: %914 blocks.1.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[243], 0, 4096], [this.act[240], 0, 4096]]); // 655: %915 blocks.1.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[240], 0, 4096], [this.act[243], 0, 4096]]); // 656: %916 blocks.1.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[243], 0, 4096], [this.act[240], 0, 4096]]); // 657: %917 blocks.1.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[240], 0, 4096], [this.act[188], 0, 262144]]); // 658: %918 blocks.1.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[188], 0, 262144], [this.act[184], 0, 262144], [this.act[233], 0, 262144]]); // 659: %919 blocks.1.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[188], 0, 262144], [this.act[184], 0, 262144], [this.act[175], 0, 262144]]); // 660: %920 blocks.1.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[183], 0, 262144], [this.act[233], 0, 262144], [this.act[184], 0, 262144]]); // 661: %921 blocks.0.think.add11.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[184], 0, 262144], [this.act[175], 0, 262144], [this.act[233], 0, 262144]]); // 662: %922 blocks.0.think.add11.grad.add2 stdlib.mt:9
-    group("dropout_p0p1_k5_16x64x8x8", [[this.act[233], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 663: %923 blocks.0.think.dropout1.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[179], 0, 262144], [this.act[184], 0, 262144]]); // 664: %924 blocks.0.think.mul7.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[184], 0, 262144], [this.act[240], 0, 4096]]); // 665: %925 blocks.0.think.mul7.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[175], 0, 262144], [this.act[181], 0, 4096], [this.act[184], 0, 262144]]); // 666: %926 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.act[179], 0, 262144]]); // 667: %927 blocks.0.think.mul6.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[179], 0, 262144], [this.act[243], 0, 4096]]); // 668: %928 blocks.0.think.mul6.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[175], 0, 262144], [this.act[124], 0, 4096], [this.act[179], 0, 262144]]); // 669: %929 blocks.0.think.mul6.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[179], 0, 262144], [this.act[175], 0, 262144]]); // 670: %930 blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[181], 0, 4096], [this.act[261], 0, 4096]]); // 671: %931 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[181], 0, 4096], [this.act[261], 0, 4096], [this.act[185], 0, 4096]]); // 672: %932 blocks.0.think.sigmoid3.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[240], 0, 4096], [this.act[185], 0, 4096], [this.act[261], 0, 4096]]); // 673: %933 blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[207], 0, 4]]); // 674: %934 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[261], 0, 4096], [this.act[180], 0, 262144]]); // 675: %936 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[180], 0, 262144], [this.act[148], 0, 262144], [this.act[183], 0, 262144]]); // 676: %937 blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[183], 0, 262144], [this.act[295], 0, 256]]); // 677: %938 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[180], 0, 262144], [this.params, 27392, 256], [this.act[183], 0, 262144]]); // 678: %940 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[183], 0, 262144], [this.act[180], 0, 262144]]); // 679: %941 blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[124], 0, 4096], [this.act[261], 0, 4096]]); // 680: %942 blocks.0.think.sigmoid2.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[124], 0, 4096], [this.act[261], 0, 4096], [this.act[185], 0, 4096]]); // 681: %943 blocks.0.think.sigmoid2.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[243], 0, 4096], [this.act[185], 0, 4096], [this.act[261], 0, 4096]]); // 682: %944 blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[277], 0, 4]]); // 683: %945 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[261], 0, 4096], [this.act[183], 0, 262144]]); // 684: %947 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[183], 0, 262144], [this.act[148], 0, 262144], [this.act[175], 0, 262144]]); // 685: %948 blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[175], 0, 262144], [this.act[296], 0, 256]]); // 686: %949 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[183], 0, 262144], [this.params, 26880, 256], [this.act[175], 0, 262144]]); // 687: %951 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[183], 0, 262144]]); // 688: %952 blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[178], 0, 32768], [this.act[236], 0, 32768]]); // 689: %953 blocks.0.think.matmul9.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[184], 0, 262144], [this.act[236], 0, 32768], [this.act[178], 0, 32768]]); // 690: %954 blocks.0.think.matmul9.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[119], 0, 32768], [this.act[236], 0, 32768]]); // 691: %955 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[236], 0, 32768], [this.act[184], 0, 262144], [this.act[119], 0, 32768]]); // 692: %956 blocks.0.think.matmul9.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[119], 0, 32768], [this.act[236], 0, 32768]]); // 693: %957 blocks.0.think.permute1.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26368, 32], [this.act[297], 0, 32]]); // 694: %959 blocks.0.think.matmul8.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[236], 0, 32768], [this.act[297], 0, 32], [this.act[184], 0, 262144]]); // 695: %960 blocks.0.think.matmul8.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[148], 0, 262144], [this.act[175], 0, 262144]]); // 696: %961 blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[175], 0, 262144], [this.act[236], 0, 32768], [this.act[297], 0, 32]]); // 697: %962 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.act[175], 0, 262144]]); // 698: %964 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26624, 32], [this.act[298], 0, 32]]); // 699: %966 blocks.0.think.matmul7.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[178], 0, 32768], [this.act[298], 0, 32], [this.act[184], 0, 262144]]); // 700: %967 blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[148], 0, 262144], [this.act[183], 0, 262144]]); // 701: %968 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[183], 0, 262144], [this.act[178], 0, 32768], [this.act[298], 0, 32]]); // 702: %969 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144]]); // 703: %971 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[176], 0, 262144], [this.act[184], 0, 262144]]); // 704: %972 blocks.0.think.matmul6.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[184], 0, 262144], [this.act[176], 0, 262144]]); // 705: %973 blocks.0.think.matmul6.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[162], 0, 262144], [this.act[184], 0, 262144]]); // 706: %974 blocks.0.think.matmul6.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[184], 0, 262144], [this.act[179], 0, 262144], [this.act[162], 0, 262144]]); // 707: %975 blocks.0.think.matmul6.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[162], 0, 262144], [this.act[149], 0, 4], [this.act[179], 0, 262144]]); // 708: %978 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[162], 0, 262144], [this.act[174], 0, 262144], [this.act[184], 0, 262144]]); // 709: %979 blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[184], 0, 262144], [this.act[299], 0, 4]]); // 710: %980 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25856, 256], [this.act[300], 0, 256]]); // 711: %983 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[179], 0, 262144], [this.act[300], 0, 256], [this.act[184], 0, 262144]]); // 712: %984 blocks.0.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[173], 0, 262144], [this.act[174], 0, 262144]]); // 713: %985 blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[174], 0, 262144], [this.act[179], 0, 262144], [this.act[300], 0, 256]]); // 714: %986 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[172], 0, 262144], [this.act[179], 0, 262144]]); // 715: %988 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[184], 0, 262144], [this.act[179], 0, 262144], [this.act[172], 0, 262144]]); // 716: %989 blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[171], 0, 262144], [this.act[179], 0, 262144]]); // 717: %990 blocks.0.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[172], 0, 262144], [this.act[179], 0, 262144], [this.act[171], 0, 262144]]); // 718: %991 blocks.0.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[171], 0, 262144], [this.act[301], 0, 256]]); // 719: %992 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25600, 256], [this.act[302], 0, 256]]); // 720: %994 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[302], 0, 256], [this.act[172], 0, 262144], [this.act[171], 0, 262144]]); // 721: %995 blocks.0.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[171], 0, 262144], [this.act[170], 0, 262144], [this.act[172], 0, 262144]]); // 722: %996 blocks.0.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[171], 0, 262144], [this.act[167], 0, 262144], [this.act[170], 0, 262144]]); // 723: %997 blocks.0.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25344, 256], [this.act[302], 0, 256]]); // 724: %999 blocks.0.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[170], 0, 262144], [this.act[302], 0, 256], [this.act[167], 0, 262144]]); // 725: %1000 blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[169], 0, 262144], [this.act[171], 0, 262144]]); // 726: %1001 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[171], 0, 262144], [this.act[170], 0, 262144], [this.act[302], 0, 256]]); // 727: %1002 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[168], 0, 262144], [this.act[170], 0, 262144]]); // 728: %1004 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[167], 0, 262144], [this.act[170], 0, 262144], [this.act[168], 0, 262144]]); // 729: %1005 blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[148], 0, 262144], [this.act[170], 0, 262144]]); // 730: %1006 blocks.0.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[168], 0, 262144], [this.act[170], 0, 262144], [this.act[167], 0, 262144]]); // 731: %1007 blocks.0.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[167], 0, 262144], [this.act[303], 0, 256]]); // 732: %1008 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25088, 256], [this.act[304], 0, 256]]); // 733: %1010 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[304], 0, 256], [this.act[168], 0, 262144], [this.act[167], 0, 262144]]); // 734: %1011 blocks.0.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[183], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144]]); // 735: %1012 blocks.0.think.norm.mul5.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[166], 0, 262144], [this.act[167], 0, 262144]]); // 736: %1013 blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[172], 0, 262144], [this.act[167], 0, 262144], [this.act[166], 0, 262144]]); // 737: %1014 blocks.0.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24832, 256], [this.act[304], 0, 256]]); // 738: %1016 blocks.0.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[166], 0, 262144], [this.act[304], 0, 256], [this.act[167], 0, 262144]]); // 739: %1017 blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[165], 0, 262144], [this.act[172], 0, 262144]]); // 740: %1018 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[172], 0, 262144], [this.act[166], 0, 262144], [this.act[304], 0, 256]]); // 741: %1019 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[164], 0, 262144], [this.act[166], 0, 262144]]); // 742: %1021 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[167], 0, 262144], [this.act[166], 0, 262144], [this.act[164], 0, 262144]]); // 743: %1022 blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[148], 0, 262144], [this.act[166], 0, 262144]]); // 744: %1023 blocks.0.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[164], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144]]); // 745: %1024 blocks.0.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[167], 0, 262144], [this.act[305], 0, 256]]); // 746: %1025 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24576, 256], [this.act[306], 0, 256]]); // 747: %1027 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[306], 0, 256], [this.act[164], 0, 262144], [this.act[167], 0, 262144]]); // 748: %1028 blocks.0.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[168], 0, 262144], [this.act[167], 0, 262144], [this.act[164], 0, 262144]]); // 749: %1029 blocks.0.think.norm.mul5.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[148], 0, 262144], [this.act[167], 0, 262144]]); // 750: %1030 blocks.0.think.matmul5.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[176], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144]]); // 751: %1031 blocks.0.think.matmul5.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[163], 0, 262144], [this.act[167], 0, 262144]]); // 752: %1032 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[163], 0, 262144]]); // 753: %1033 blocks.0.think.matmul5.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[164], 0, 262144], [this.act[163], 0, 262144], [this.act[176], 0, 262144]]); // 754: %1034 blocks.0.think.norm.mul5.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[168], 0, 262144], [this.act[149], 0, 4], [this.act[163], 0, 262144]]); // 755: %1037 blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[168], 0, 262144], [this.act[161], 0, 262144], [this.act[164], 0, 262144]]); // 756: %1038 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[164], 0, 262144], [this.act[149], 0, 4]]); // 757: %1039 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[299], 0, 4], [this.act[149], 0, 4], [this.act[307], 0, 4]]); // 758: %1041 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24320, 256], [this.act[306], 0, 256]]); // 759: %1043 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[163], 0, 262144], [this.act[306], 0, 256], [this.act[164], 0, 262144]]); // 760: %1044 blocks.0.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[160], 0, 262144], [this.act[161], 0, 262144]]); // 761: %1045 blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[161], 0, 262144], [this.act[163], 0, 262144], [this.act[306], 0, 256]]); // 762: %1046 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[159], 0, 262144], [this.act[163], 0, 262144]]); // 763: %1048 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[164], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144]]); // 764: %1049 blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[158], 0, 262144], [this.act[163], 0, 262144]]); // 765: %1050 blocks.0.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.act[158], 0, 262144]]); // 766: %1051 blocks.0.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[308], 0, 256]]); // 767: %1052 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24064, 256], [this.act[309], 0, 256]]); // 768: %1054 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[309], 0, 256], [this.act[159], 0, 262144], [this.act[158], 0, 262144]]); // 769: %1055 blocks.0.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[157], 0, 262144], [this.act[159], 0, 262144]]); // 770: %1056 blocks.0.think.delta.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[154], 0, 262144], [this.act[157], 0, 262144]]); // 771: %1057 blocks.0.think.delta.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23808, 256], [this.act[309], 0, 256]]); // 772: %1059 blocks.0.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[157], 0, 262144], [this.act[309], 0, 256], [this.act[154], 0, 262144]]); // 773: %1060 blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[156], 0, 262144], [this.act[158], 0, 262144]]); // 774: %1061 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[158], 0, 262144], [this.act[157], 0, 262144], [this.act[309], 0, 256]]); // 775: %1062 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[155], 0, 262144], [this.act[157], 0, 262144]]); // 776: %1064 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[154], 0, 262144], [this.act[157], 0, 262144], [this.act[155], 0, 262144]]); // 777: %1065 blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[148], 0, 262144], [this.act[157], 0, 262144]]); // 778: %1066 blocks.0.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[157], 0, 262144], [this.act[154], 0, 262144]]); // 779: %1067 blocks.0.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[154], 0, 262144], [this.act[310], 0, 256]]); // 780: %1068 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23552, 256], [this.act[311], 0, 256]]); // 781: %1070 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[311], 0, 256], [this.act[155], 0, 262144], [this.act[154], 0, 262144]]); // 782: %1071 blocks.0.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[176], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144]]); // 783: %1072 blocks.0.think.norm.mul5.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[153], 0, 262144], [this.act[154], 0, 262144]]); // 784: %1073 blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[154], 0, 262144], [this.act[153], 0, 262144]]); // 785: %1074 blocks.0.think.delta.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23296, 256], [this.act[311], 0, 256]]); // 786: %1076 blocks.0.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[153], 0, 262144], [this.act[311], 0, 256], [this.act[154], 0, 262144]]); // 787: %1077 blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[152], 0, 262144], [this.act[159], 0, 262144]]); // 788: %1078 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[159], 0, 262144], [this.act[153], 0, 262144], [this.act[311], 0, 256]]); // 789: %1079 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[151], 0, 262144], [this.act[153], 0, 262144]]); // 790: %1081 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[154], 0, 262144], [this.act[153], 0, 262144], [this.act[151], 0, 262144]]); // 791: %1082 blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[148], 0, 262144], [this.act[153], 0, 262144]]); // 792: %1083 blocks.0.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[151], 0, 262144], [this.act[153], 0, 262144], [this.act[148], 0, 262144]]); // 793: %1084 blocks.0.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[148], 0, 262144], [this.act[312], 0, 256]]); // 794: %1085 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23040, 256], [this.act[313], 0, 256]]); // 795: %1087 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[313], 0, 256], [this.act[151], 0, 262144], [this.act[148], 0, 262144]]); // 796: %1088 blocks.0.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[148], 0, 262144], [this.act[151], 0, 262144]]); // 797: %1089 blocks.0.think.norm.mul5.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[149], 0, 4]]); // 798: %1090 blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[307], 0, 4], [this.act[149], 0, 4], [this.act[299], 0, 4]]); // 799: %1091 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[151], 0, 262144], [this.params, 22784, 256], [this.act[148], 0, 262144]]); // 800: %1092 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[151], 0, 262144], [this.act[145], 0, 262144], [this.act[155], 0, 262144]]); // 801: %1093 blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[155], 0, 262144], [this.act[313], 0, 256]]); // 802: %1094 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[148], 0, 262144], [this.act[147], 0, 4096], [this.act[155], 0, 262144]]); // 803: %1096 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[148], 0, 262144], [this.act[146], 0, 262144], [this.act[145], 0, 262144]]); // 804: %1097 blocks.0.think.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[145], 0, 262144], [this.act[261], 0, 4096]]); // 805: %1098 blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[233], 0, 262144], [this.act[155], 0, 262144], [this.act[145], 0, 262144]]); // 806: %1099 blocks.0.attn.add1.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[147], 0, 4096], [this.act[185], 0, 4096]]); // 807: %1100 blocks.0.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[147], 0, 4096], [this.act[185], 0, 4096], [this.act[243], 0, 4096]]); // 808: %1101 blocks.0.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[261], 0, 4096], [this.act[243], 0, 4096], [this.act[185], 0, 4096]]); // 809: %1102 blocks.0.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[185], 0, 4096], [this.act[243], 0, 4096]]); // 810: %1103 blocks.0.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[243], 0, 4096], [this.act[185], 0, 4096]]); // 811: %1104 blocks.0.think.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[185], 0, 4096], [this.act[243], 0, 4096]]); // 812: %1105 blocks.0.think.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[243], 0, 4096], [this.act[155], 0, 262144]]); // 813: %1106 blocks.0.think.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[146], 0, 262144], [this.act[233], 0, 262144]]); // 814: %1107 blocks.0.think.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[146], 0, 262144], [this.act[148], 0, 262144]]); // 815: %1108 blocks.0.think.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[233], 0, 262144], [this.act[146], 0, 262144]]); // 816: %1109 blocks.0.attn.add1.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[148], 0, 262144], [this.act[233], 0, 262144]]); // 817: %1110 blocks.0.attn.add1.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 22528, 256], [this.act[314], 0, 256]]); // 818: %1112 blocks.0.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[233], 0, 262144], [this.act[314], 0, 256], [this.act[148], 0, 262144]]); // 819: %1113 blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[144], 0, 262144], [this.act[146], 0, 262144]]); // 820: %1114 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[146], 0, 262144], [this.act[233], 0, 262144], [this.act[314], 0, 256]]); // 821: %1115 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[134], 0, 262144], [this.act[146], 0, 262144]]); // 822: %1117 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[148], 0, 262144], [this.act[146], 0, 262144], [this.act[134], 0, 262144]]); // 823: %1118 blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[143], 0, 262144], [this.act[146], 0, 262144]]); // 824: %1119 blocks.0.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[134], 0, 262144], [this.act[146], 0, 262144], [this.act[143], 0, 262144]]); // 825: %1120 blocks.0.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[143], 0, 262144], [this.act[315], 0, 256]]); // 826: %1121 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 22272, 256], [this.act[316], 0, 256]]); // 827: %1123 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[316], 0, 256], [this.act[134], 0, 262144], [this.act[143], 0, 262144]]); // 828: %1124 blocks.0.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[143], 0, 262144], [this.act[134], 0, 262144]]); // 829: %1126 blocks.0.attn.permute11.grad.permute0 stdlib.mt:145
-    group("permute_01243_16x2x64x8x8", [[this.act[142], 0, 524288], [this.act[196], 0, 524288]]); // 830: %1127 blocks.0.attn.matmul7.grad.permute0 stdlib.mt:145
-    group("matmul_16x2x64x4x8_16x2x64x8x8", [[this.act[134], 0, 262144], [this.act[196], 0, 524288], [this.act[143], 0, 262144]]); // 831: %1128 blocks.0.attn.matmul7.grad.matmul0 stdlib.mt:145
-    group("permute_01243_16x2x64x4x8", [[this.act[131], 0, 262144], [this.act[146], 0, 262144]]); // 832: %1129 blocks.0.attn.matmul7.grad.permute1 stdlib.mt:145
-    group("matmul_16x2x64x8x4_16x2x64x4x8", [[this.act[146], 0, 262144], [this.act[134], 0, 262144], [this.act[196], 0, 524288]]); // 833: %1130 blocks.0.attn.matmul7.grad.matmul1 stdlib.mt:145
-    group("permute_0132_16x2x64x64", [[this.act[141], 0, 524288], [this.act[142], 0, 524288]]); // 834: %1132 blocks.0.attn.matmul6.grad.permute0 stdlib.mt:144
-    group("matmul_16x2x64x64_16x2x64x64", [[this.act[196], 0, 524288], [this.act[142], 0, 524288], [this.act[141], 0, 524288]]); // 835: %1133 blocks.0.attn.matmul6.grad.matmul0 stdlib.mt:144
-    group("permute_0132_16x2x64x64", [[this.act[138], 0, 524288], [this.act[142], 0, 524288]]); // 836: %1134 blocks.0.attn.matmul6.grad.permute1 stdlib.mt:144
-    group("matmul_16x2x64x64_16x2x64x64", [[this.act[142], 0, 524288], [this.act[196], 0, 524288], [this.act[138], 0, 524288]]); // 837: %1135 blocks.0.attn.matmul6.grad.matmul1 stdlib.mt:144
-    group("permute_01243_16x2x64x4x8", [[this.act[137], 0, 262144], [this.act[134], 0, 262144]]); // 838: %1137 blocks.0.attn.matmul5.grad.permute0 stdlib.mt:143
-    group("matmul_16x2x64x8x8_16x2x64x8x4", [[this.act[138], 0, 524288], [this.act[134], 0, 262144], [this.act[137], 0, 262144]]); // 839: %1138 blocks.0.attn.matmul5.grad.matmul0 stdlib.mt:143
-    group("permute_01243_16x2x64x8x4", [[this.act[140], 0, 262144], [this.act[134], 0, 262144]]); // 840: %1139 blocks.0.attn.matmul5.grad.permute1 stdlib.mt:143
-    group("matmul_16x2x64x4x8_16x2x64x8x8", [[this.act[134], 0, 262144], [this.act[138], 0, 524288], [this.act[140], 0, 262144]]); // 841: %1140 blocks.0.attn.matmul5.grad.matmul1 stdlib.mt:143
-    group("permute_01243_16x2x64x8x4", [[this.act[137], 0, 262144], [this.act[134], 0, 262144]]); // 842: %1141 blocks.0.attn.permute10.grad.permute0 stdlib.mt:143
-    group("dropout_p0p1_k4_16x2x64x64", [[this.act[141], 0, 524288], [this.act[138], 0, 524288], [this.step, 0, 16]]); // 843: %1142 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:142
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[138], 0, 524288], [this.act[139], 0, 524288], [this.act[141], 0, 524288]]); // 844: %1143 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:142
-    group("sum_a3_16x2x64x64", [[this.act[141], 0, 524288], [this.act[288], 0, 8192]]); // 845: %1144 blocks.0.attn.softmax1.grad.sum0 stdlib.mt:142
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[138], 0, 524288], [this.act[288], 0, 8192], [this.act[141], 0, 524288]]); // 846: %1145 blocks.0.attn.softmax1.grad.sub0 stdlib.mt:142
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[139], 0, 524288], [this.act[141], 0, 524288], [this.act[138], 0, 524288]]); // 847: %1146 blocks.0.attn.softmax1.grad.mul1 stdlib.mt:142
-    group("causal_mask_f0_16x2x64x64", [[this.act[138], 0, 524288], [this.act[141], 0, 524288]]); // 848: %1147 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:142
-    group("affine_s0p5_b0_16x2x64x64", [[this.act[141], 0, 524288], [this.act[138], 0, 524288]]); // 849: %1148 blocks.0.attn.affine1.grad.affine0 stdlib.mt:141
-    group("permute_0132_16x2x32x64", [[this.act[136], 0, 262144], [this.act[137], 0, 262144]]); // 850: %1149 blocks.0.attn.matmul4.grad.permute0 stdlib.mt:141
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[138], 0, 524288], [this.act[137], 0, 262144], [this.act[136], 0, 262144]]); // 851: %1150 blocks.0.attn.matmul4.grad.matmul0 stdlib.mt:141
-    group("permute_0132_16x2x64x32", [[this.act[131], 0, 262144], [this.act[137], 0, 262144]]); // 852: %1151 blocks.0.attn.matmul4.grad.permute1 stdlib.mt:141
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[137], 0, 262144], [this.act[138], 0, 524288], [this.act[131], 0, 262144]]); // 853: %1152 blocks.0.attn.matmul4.grad.matmul1 stdlib.mt:141
-    group("permute_0132_16x2x32x64", [[this.act[131], 0, 262144], [this.act[137], 0, 262144]]); // 854: %1153 blocks.0.attn.permute9.grad.permute0 stdlib.mt:141
-    group("binary_add_16x2x64x4x8_16x2x64x4x8", [[this.act[134], 0, 262144], [this.act[137], 0, 262144], [this.act[131], 0, 262144]]); // 855: %1155 blocks.0.attn.permute7.grad.add0 stdlib.mt:140
-    group("binary_add_16x2x64x4x8_16x2x64x4x8", [[this.act[143], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144]]); // 856: %1157 blocks.0.attn.permute6.grad.add0 stdlib.mt:139
-    group("permute_02134_16x2x64x4x8", [[this.act[140], 0, 262144], [this.act[136], 0, 262144]]); // 857: %1158 blocks.0.attn.permute8.grad.permute0 stdlib.mt:137
-    group("permute_10_8x8", [[this.params, 22016, 256], [this.act[316], 0, 256]]); // 858: %1161 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[136], 0, 262144], [this.act[316], 0, 256], [this.act[140], 0, 262144]]); // 859: %1162 blocks.0.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[135], 0, 262144], [this.act[143], 0, 262144]]); // 860: %1163 blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[143], 0, 262144], [this.act[136], 0, 262144], [this.act[316], 0, 256]]); // 861: %1164 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[133], 0, 262144], [this.act[136], 0, 262144]]); // 862: %1166 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[140], 0, 262144], [this.act[136], 0, 262144], [this.act[133], 0, 262144]]); // 863: %1167 blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[117], 0, 262144], [this.act[136], 0, 262144]]); // 864: %1168 blocks.0.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[133], 0, 262144], [this.act[136], 0, 262144], [this.act[140], 0, 262144]]); // 865: %1169 blocks.0.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[140], 0, 262144], [this.act[317], 0, 256]]); // 866: %1170 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21760, 256], [this.act[318], 0, 256]]); // 867: %1172 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[318], 0, 256], [this.act[133], 0, 262144], [this.act[140], 0, 262144]]); // 868: %1173 blocks.0.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_02134_16x2x64x4x8", [[this.act[131], 0, 262144], [this.act[133], 0, 262144]]); // 869: %1174 blocks.0.attn.permute7.grad.permute0 stdlib.mt:136
-    group("permute_10_8x8", [[this.params, 21504, 256], [this.act[318], 0, 256]]); // 870: %1177 blocks.0.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[133], 0, 262144], [this.act[318], 0, 256], [this.act[131], 0, 262144]]); // 871: %1178 blocks.0.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[132], 0, 262144], [this.act[136], 0, 262144]]); // 872: %1179 blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[136], 0, 262144], [this.act[133], 0, 262144], [this.act[318], 0, 256]]); // 873: %1180 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[130], 0, 262144], [this.act[133], 0, 262144]]); // 874: %1182 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[131], 0, 262144], [this.act[133], 0, 262144], [this.act[130], 0, 262144]]); // 875: %1183 blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[117], 0, 262144], [this.act[133], 0, 262144]]); // 876: %1184 blocks.0.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[130], 0, 262144], [this.act[133], 0, 262144], [this.act[131], 0, 262144]]); // 877: %1185 blocks.0.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[131], 0, 262144], [this.act[319], 0, 256]]); // 878: %1186 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21248, 256], [this.act[320], 0, 256]]); // 879: %1188 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[320], 0, 256], [this.act[130], 0, 262144], [this.act[131], 0, 262144]]); // 880: %1189 blocks.0.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[140], 0, 262144], [this.act[131], 0, 262144], [this.act[130], 0, 262144]]); // 881: %1190 blocks.0.attn.norm.mul5.grad.add0 stdlib.mt:18
-    group("permute_02134_16x2x64x4x8", [[this.act[137], 0, 262144], [this.act[131], 0, 262144]]); // 882: %1191 blocks.0.attn.permute6.grad.permute0 stdlib.mt:135
-    group("permute_10_8x8", [[this.params, 20992, 256], [this.act[320], 0, 256]]); // 883: %1194 blocks.0.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[131], 0, 262144], [this.act[320], 0, 256], [this.act[137], 0, 262144]]); // 884: %1195 blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[129], 0, 262144], [this.act[140], 0, 262144]]); // 885: %1196 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[140], 0, 262144], [this.act[131], 0, 262144], [this.act[320], 0, 256]]); // 886: %1197 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[128], 0, 262144], [this.act[131], 0, 262144]]); // 887: %1199 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[131], 0, 262144], [this.act[128], 0, 262144]]); // 888: %1200 blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[117], 0, 262144], [this.act[131], 0, 262144]]); // 889: %1201 blocks.0.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[117], 0, 262144]]); // 890: %1202 blocks.0.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[117], 0, 262144], [this.act[321], 0, 256]]); // 891: %1203 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 20736, 256], [this.act[322], 0, 256]]); // 892: %1205 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[322], 0, 256], [this.act[128], 0, 262144], [this.act[117], 0, 262144]]); // 893: %1206 blocks.0.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[130], 0, 262144], [this.act[117], 0, 262144], [this.act[128], 0, 262144]]); // 894: %1207 blocks.0.attn.norm.mul5.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[128], 0, 262144], [this.params, 20480, 256], [this.act[117], 0, 262144]]); // 895: %1208 blocks.0.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[128], 0, 262144], [this.act[125], 0, 262144], [this.act[130], 0, 262144]]); // 896: %1209 blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[130], 0, 262144], [this.act[322], 0, 256]]); // 897: %1210 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[117], 0, 262144], [this.act[127], 0, 4096], [this.act[130], 0, 262144]]); // 898: %1212 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[117], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144]]); // 899: %1213 blocks.0.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[125], 0, 262144], [this.act[243], 0, 4096]]); // 900: %1214 blocks.0.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[233], 0, 262144], [this.act[130], 0, 262144], [this.act[125], 0, 262144]]); // 901: %1215 blocks.1.think.add5.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[127], 0, 4096], [this.act[185], 0, 4096]]); // 902: %1216 blocks.0.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[127], 0, 4096], [this.act[185], 0, 4096], [this.act[261], 0, 4096]]); // 903: %1217 blocks.0.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[243], 0, 4096], [this.act[261], 0, 4096], [this.act[185], 0, 4096]]); // 904: %1218 blocks.0.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[185], 0, 4096], [this.act[261], 0, 4096]]); // 905: %1219 blocks.0.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[261], 0, 4096], [this.act[185], 0, 4096]]); // 906: %1220 blocks.0.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[185], 0, 4096], [this.act[261], 0, 4096]]); // 907: %1221 blocks.0.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[261], 0, 4096], [this.act[130], 0, 262144]]); // 908: %1222 blocks.0.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[130], 0, 262144], [this.act[126], 0, 262144], [this.act[233], 0, 262144]]); // 909: %1223 blocks.0.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[130], 0, 262144], [this.act[126], 0, 262144], [this.act[117], 0, 262144]]); // 910: %1224 blocks.0.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[125], 0, 262144], [this.act[233], 0, 262144], [this.act[130], 0, 262144]]); // 911: %1225 blocks.1.think.add5.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[130], 0, 262144], [this.act[117], 0, 262144], [this.act[233], 0, 262144]]); // 912: %1226 blocks.1.think.add5.grad.add2 stdlib.mt:9
-    group("dropout_p0p1_k3_16x64x8x8", [[this.act[233], 0, 262144], [this.act[117], 0, 262144], [this.step, 0, 16]]); // 913: %1227 blocks.1.think.dropout0.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[117], 0, 262144], [this.act[121], 0, 262144], [this.act[130], 0, 262144]]); // 914: %1228 blocks.1.think.mul3.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[130], 0, 262144], [this.act[261], 0, 4096]]); // 915: %1229 blocks.1.think.mul3.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[117], 0, 262144], [this.act[123], 0, 4096], [this.act[130], 0, 262144]]); // 916: %1230 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[117], 0, 262144], [this.act[122], 0, 262144], [this.act[121], 0, 262144]]); // 917: %1231 blocks.1.think.mul2.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[121], 0, 262144], [this.act[185], 0, 4096]]); // 918: %1232 blocks.1.think.mul2.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[117], 0, 262144], [this.act[66], 0, 4096], [this.act[121], 0, 262144]]); // 919: %1233 blocks.1.think.mul2.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[121], 0, 262144], [this.act[117], 0, 262144]]); // 920: %1234 blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[123], 0, 4096], [this.act[243], 0, 4096]]); // 921: %1235 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[123], 0, 4096], [this.act[243], 0, 4096], [this.act[127], 0, 4096]]); // 922: %1236 blocks.1.think.sigmoid1.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[261], 0, 4096], [this.act[127], 0, 4096], [this.act[243], 0, 4096]]); // 923: %1237 blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[243], 0, 4096], [this.act[149], 0, 4]]); // 924: %1238 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[263], 0, 4], [this.act[149], 0, 4], [this.grads, 35072, 4]]); // 925: %1240 param61.grad.add0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[243], 0, 4096], [this.act[122], 0, 262144]]); // 926: %1241 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[122], 0, 262144], [this.act[90], 0, 262144], [this.act[125], 0, 262144]]); // 927: %1242 blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[125], 0, 262144], [this.act[323], 0, 256]]); // 928: %1243 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[122], 0, 262144], [this.params, 34816, 256], [this.act[125], 0, 262144]]); // 929: %1245 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[264], 0, 256], [this.act[323], 0, 256], [this.grads, 34816, 256]]); // 930: %1246 param60.grad.add0 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[117], 0, 262144], [this.act[125], 0, 262144], [this.act[122], 0, 262144]]); // 931: %1247 blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[66], 0, 4096], [this.act[243], 0, 4096]]); // 932: %1248 blocks.1.think.sigmoid0.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[66], 0, 4096], [this.act[243], 0, 4096], [this.act[127], 0, 4096]]); // 933: %1249 blocks.1.think.sigmoid0.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[185], 0, 4096], [this.act[127], 0, 4096], [this.act[243], 0, 4096]]); // 934: %1250 blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[243], 0, 4096], [this.act[149], 0, 4]]); // 935: %1251 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[265], 0, 4], [this.act[149], 0, 4], [this.grads, 34560, 4]]); // 936: %1253 param59.grad.add0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[243], 0, 4096], [this.act[125], 0, 262144]]); // 937: %1254 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[125], 0, 262144], [this.act[90], 0, 262144], [this.act[117], 0, 262144]]); // 938: %1255 blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[117], 0, 262144], [this.act[323], 0, 256]]); // 939: %1256 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[125], 0, 262144], [this.params, 34304, 256], [this.act[117], 0, 262144]]); // 940: %1258 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[323], 0, 256], [this.grads, 34304, 256]]); // 941: %1259 param58.grad.add0 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[122], 0, 262144], [this.act[117], 0, 262144], [this.act[125], 0, 262144]]); // 942: %1260 blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[120], 0, 32768], [this.act[178], 0, 32768]]); // 943: %1261 blocks.1.think.matmul4.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[130], 0, 262144], [this.act[178], 0, 32768], [this.act[120], 0, 32768]]); // 944: %1262 blocks.1.think.matmul4.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[61], 0, 32768], [this.act[178], 0, 32768]]); // 945: %1263 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[178], 0, 32768], [this.act[130], 0, 262144], [this.act[61], 0, 32768]]); // 946: %1264 blocks.1.think.matmul4.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[61], 0, 32768], [this.act[178], 0, 32768]]); // 947: %1265 blocks.1.think.permute0.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 33792, 32], [this.act[324], 0, 32]]); // 948: %1267 blocks.1.think.matmul3.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[178], 0, 32768], [this.act[324], 0, 32], [this.act[130], 0, 262144]]); // 949: %1268 blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[90], 0, 262144], [this.act[117], 0, 262144]]); // 950: %1269 blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[117], 0, 262144], [this.act[178], 0, 32768], [this.act[324], 0, 32]]); // 951: %1270 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[267], 0, 32], [this.act[324], 0, 32], [this.grads, 33792, 32]]); // 952: %1271 param56.grad.add0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[117], 0, 262144]]); // 953: %1273 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 34048, 32], [this.act[324], 0, 32]]); // 954: %1275 blocks.1.think.matmul2.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[120], 0, 32768], [this.act[324], 0, 32], [this.act[130], 0, 262144]]); // 955: %1276 blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[90], 0, 262144], [this.act[125], 0, 262144]]); // 956: %1277 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[125], 0, 262144], [this.act[120], 0, 32768], [this.act[324], 0, 32]]); // 957: %1278 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[268], 0, 32], [this.act[324], 0, 32], [this.grads, 34048, 32]]); // 958: %1279 param57.grad.add0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[117], 0, 262144], [this.act[130], 0, 262144], [this.act[125], 0, 262144]]); // 959: %1281 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[118], 0, 262144], [this.act[130], 0, 262144]]); // 960: %1282 blocks.1.think.matmul1.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[121], 0, 262144], [this.act[130], 0, 262144], [this.act[118], 0, 262144]]); // 961: %1283 blocks.1.think.matmul1.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[104], 0, 262144], [this.act[130], 0, 262144]]); // 962: %1284 blocks.1.think.matmul1.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[130], 0, 262144], [this.act[121], 0, 262144], [this.act[104], 0, 262144]]); // 963: %1285 blocks.1.think.matmul1.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[104], 0, 262144], [this.act[91], 0, 4], [this.act[121], 0, 262144]]); // 964: %1288 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[116], 0, 262144], [this.act[130], 0, 262144]]); // 965: %1289 blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[130], 0, 262144], [this.act[149], 0, 4]]); // 966: %1290 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 33280, 256], [this.act[323], 0, 256]]); // 967: %1293 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[121], 0, 262144], [this.act[323], 0, 256], [this.act[130], 0, 262144]]); // 968: %1294 blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[115], 0, 262144], [this.act[116], 0, 262144]]); // 969: %1295 blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[116], 0, 262144], [this.act[121], 0, 262144], [this.act[323], 0, 256]]); // 970: %1296 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[323], 0, 256], [this.grads, 33280, 256]]); // 971: %1297 param54.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[114], 0, 262144], [this.act[121], 0, 262144]]); // 972: %1299 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[130], 0, 262144], [this.act[121], 0, 262144], [this.act[114], 0, 262144]]); // 973: %1300 blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[113], 0, 262144], [this.act[121], 0, 262144]]); // 974: %1301 blocks.1.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[114], 0, 262144], [this.act[121], 0, 262144], [this.act[113], 0, 262144]]); // 975: %1302 blocks.1.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[113], 0, 262144], [this.act[323], 0, 256]]); // 976: %1303 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 33024, 256], [this.act[270], 0, 256]]); // 977: %1305 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[270], 0, 256], [this.act[114], 0, 262144], [this.act[113], 0, 262144]]); // 978: %1306 blocks.1.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[323], 0, 256], [this.grads, 33024, 256]]); // 979: %1307 param53.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[113], 0, 262144], [this.act[112], 0, 262144], [this.act[114], 0, 262144]]); // 980: %1308 blocks.1.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[113], 0, 262144], [this.act[109], 0, 262144], [this.act[112], 0, 262144]]); // 981: %1309 blocks.1.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32768, 256], [this.act[323], 0, 256]]); // 982: %1311 blocks.1.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[112], 0, 262144], [this.act[323], 0, 256], [this.act[109], 0, 262144]]); // 983: %1312 blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[111], 0, 262144], [this.act[113], 0, 262144]]); // 984: %1313 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[113], 0, 262144], [this.act[112], 0, 262144], [this.act[323], 0, 256]]); // 985: %1314 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[323], 0, 256], [this.grads, 32768, 256]]); // 986: %1315 param52.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[110], 0, 262144], [this.act[112], 0, 262144]]); // 987: %1317 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[109], 0, 262144], [this.act[112], 0, 262144], [this.act[110], 0, 262144]]); // 988: %1318 blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[90], 0, 262144], [this.act[112], 0, 262144]]); // 989: %1319 blocks.1.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[110], 0, 262144], [this.act[112], 0, 262144], [this.act[109], 0, 262144]]); // 990: %1320 blocks.1.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[109], 0, 262144], [this.act[323], 0, 256]]); // 991: %1321 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32512, 256], [this.act[272], 0, 256]]); // 992: %1323 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[272], 0, 256], [this.act[110], 0, 262144], [this.act[109], 0, 262144]]); // 993: %1324 blocks.1.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[323], 0, 256], [this.grads, 32512, 256]]); // 994: %1325 param51.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[125], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144]]); // 995: %1326 blocks.1.think.norm.mul2.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[108], 0, 262144], [this.act[109], 0, 262144]]); // 996: %1327 blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[114], 0, 262144], [this.act[109], 0, 262144], [this.act[108], 0, 262144]]); // 997: %1328 blocks.1.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32256, 256], [this.act[323], 0, 256]]); // 998: %1330 blocks.1.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[108], 0, 262144], [this.act[323], 0, 256], [this.act[109], 0, 262144]]); // 999: %1331 blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[107], 0, 262144], [this.act[114], 0, 262144]]); // 1000: %1332 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[114], 0, 262144], [this.act[108], 0, 262144], [this.act[323], 0, 256]]); // 1001: %1333 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[323], 0, 256], [this.grads, 32256, 256]]); // 1002: %1334 param50.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[106], 0, 262144], [this.act[108], 0, 262144]]); // 1003: %1336 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[109], 0, 262144], [this.act[108], 0, 262144], [this.act[106], 0, 262144]]); // 1004: %1337 blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[90], 0, 262144], [this.act[108], 0, 262144]]); // 1005: %1338 blocks.1.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[106], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144]]); // 1006: %1339 blocks.1.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[109], 0, 262144], [this.act[323], 0, 256]]); // 1007: %1340 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32000, 256], [this.act[274], 0, 256]]); // 1008: %1342 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[274], 0, 256], [this.act[106], 0, 262144], [this.act[109], 0, 262144]]); // 1009: %1343 blocks.1.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[323], 0, 256], [this.grads, 32000, 256]]); // 1010: %1344 param49.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[110], 0, 262144], [this.act[109], 0, 262144], [this.act[106], 0, 262144]]); // 1011: %1345 blocks.1.think.norm.mul2.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[90], 0, 262144], [this.act[109], 0, 262144]]); // 1012: %1346 blocks.1.think.matmul0.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[118], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144]]); // 1013: %1347 blocks.1.think.matmul0.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[105], 0, 262144], [this.act[109], 0, 262144]]); // 1014: %1348 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[109], 0, 262144], [this.act[118], 0, 262144], [this.act[105], 0, 262144]]); // 1015: %1349 blocks.1.think.matmul0.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[106], 0, 262144], [this.act[105], 0, 262144], [this.act[118], 0, 262144]]); // 1016: %1350 blocks.1.think.norm.mul2.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[110], 0, 262144], [this.act[91], 0, 4], [this.act[105], 0, 262144]]); // 1017: %1353 blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[110], 0, 262144], [this.act[103], 0, 262144], [this.act[106], 0, 262144]]); // 1018: %1354 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[106], 0, 262144], [this.act[91], 0, 4]]); // 1019: %1355 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[149], 0, 4], [this.act[91], 0, 4], [this.act[265], 0, 4]]); // 1020: %1357 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31744, 256], [this.act[323], 0, 256]]); // 1021: %1359 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[105], 0, 262144], [this.act[323], 0, 256], [this.act[106], 0, 262144]]); // 1022: %1360 blocks.1.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[102], 0, 262144], [this.act[103], 0, 262144]]); // 1023: %1361 blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[103], 0, 262144], [this.act[105], 0, 262144], [this.act[323], 0, 256]]); // 1024: %1362 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[323], 0, 256], [this.grads, 31744, 256]]); // 1025: %1363 param48.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[101], 0, 262144], [this.act[105], 0, 262144]]); // 1026: %1365 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[106], 0, 262144], [this.act[105], 0, 262144], [this.act[101], 0, 262144]]); // 1027: %1366 blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[100], 0, 262144], [this.act[105], 0, 262144]]); // 1028: %1367 blocks.1.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[101], 0, 262144], [this.act[105], 0, 262144], [this.act[100], 0, 262144]]); // 1029: %1368 blocks.1.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[100], 0, 262144], [this.act[323], 0, 256]]); // 1030: %1369 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 31488, 256], [this.act[276], 0, 256]]); // 1031: %1371 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[276], 0, 256], [this.act[101], 0, 262144], [this.act[100], 0, 262144]]); // 1032: %1372 blocks.1.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[323], 0, 256], [this.grads, 31488, 256]]); // 1033: %1373 param47.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[99], 0, 262144], [this.act[101], 0, 262144]]); // 1034: %1374 blocks.1.think.delta.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[96], 0, 262144], [this.act[99], 0, 262144]]); // 1035: %1375 blocks.1.think.delta.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31232, 256], [this.act[323], 0, 256]]); // 1036: %1377 blocks.1.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[99], 0, 262144], [this.act[323], 0, 256], [this.act[96], 0, 262144]]); // 1037: %1378 blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[98], 0, 262144], [this.act[100], 0, 262144]]); // 1038: %1379 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[100], 0, 262144], [this.act[99], 0, 262144], [this.act[323], 0, 256]]); // 1039: %1380 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[323], 0, 256], [this.grads, 31232, 256]]); // 1040: %1381 param46.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[97], 0, 262144], [this.act[99], 0, 262144]]); // 1041: %1383 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[96], 0, 262144], [this.act[99], 0, 262144], [this.act[97], 0, 262144]]); // 1042: %1384 blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[90], 0, 262144], [this.act[99], 0, 262144]]); // 1043: %1385 blocks.1.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[97], 0, 262144], [this.act[99], 0, 262144], [this.act[96], 0, 262144]]); // 1044: %1386 blocks.1.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[96], 0, 262144], [this.act[323], 0, 256]]); // 1045: %1387 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30976, 256], [this.act[279], 0, 256]]); // 1046: %1389 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[279], 0, 256], [this.act[97], 0, 262144], [this.act[96], 0, 262144]]); // 1047: %1390 blocks.1.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[323], 0, 256], [this.grads, 30976, 256]]); // 1048: %1391 param45.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[118], 0, 262144], [this.act[96], 0, 262144], [this.act[97], 0, 262144]]); // 1049: %1392 blocks.1.think.norm.mul2.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[95], 0, 262144], [this.act[96], 0, 262144]]); // 1050: %1393 blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[101], 0, 262144], [this.act[96], 0, 262144], [this.act[95], 0, 262144]]); // 1051: %1394 blocks.1.think.delta.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 30720, 256], [this.act[323], 0, 256]]); // 1052: %1396 blocks.1.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[95], 0, 262144], [this.act[323], 0, 256], [this.act[96], 0, 262144]]); // 1053: %1397 blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[94], 0, 262144], [this.act[101], 0, 262144]]); // 1054: %1398 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[101], 0, 262144], [this.act[95], 0, 262144], [this.act[323], 0, 256]]); // 1055: %1399 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[323], 0, 256], [this.grads, 30720, 256]]); // 1056: %1400 param44.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[93], 0, 262144], [this.act[95], 0, 262144]]); // 1057: %1402 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[96], 0, 262144], [this.act[95], 0, 262144], [this.act[93], 0, 262144]]); // 1058: %1403 blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[90], 0, 262144], [this.act[95], 0, 262144]]); // 1059: %1404 blocks.1.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[93], 0, 262144], [this.act[95], 0, 262144], [this.act[90], 0, 262144]]); // 1060: %1405 blocks.1.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[90], 0, 262144], [this.act[323], 0, 256]]); // 1061: %1406 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30464, 256], [this.act[281], 0, 256]]); // 1062: %1408 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[281], 0, 256], [this.act[93], 0, 262144], [this.act[90], 0, 262144]]); // 1063: %1409 blocks.1.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[323], 0, 256], [this.grads, 30464, 256]]); // 1064: %1410 param43.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[97], 0, 262144], [this.act[90], 0, 262144], [this.act[93], 0, 262144]]); // 1065: %1411 blocks.1.think.norm.mul2.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[91], 0, 4]]); // 1066: %1412 blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[265], 0, 4], [this.act[91], 0, 4], [this.act[149], 0, 4]]); // 1067: %1413 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[269], 0, 4], [this.act[149], 0, 4], [this.grads, 33536, 4]]); // 1068: %1414 param55.grad.add0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[93], 0, 262144], [this.params, 30208, 256], [this.act[90], 0, 262144]]); // 1069: %1415 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[93], 0, 262144], [this.act[87], 0, 262144], [this.act[97], 0, 262144]]); // 1070: %1416 blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[97], 0, 262144], [this.act[323], 0, 256]]); // 1071: %1417 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[323], 0, 256], [this.grads, 30208, 256]]); // 1072: %1419 param42.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[90], 0, 262144], [this.act[89], 0, 4096], [this.act[97], 0, 262144]]); // 1073: %1420 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[88], 0, 262144], [this.act[87], 0, 262144]]); // 1074: %1421 blocks.1.think.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[87], 0, 262144], [this.act[243], 0, 4096]]); // 1075: %1422 blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[233], 0, 262144], [this.act[97], 0, 262144], [this.act[87], 0, 262144]]); // 1076: %1423 blocks.1.attn.add0.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[89], 0, 4096], [this.act[127], 0, 4096]]); // 1077: %1424 blocks.1.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[89], 0, 4096], [this.act[127], 0, 4096], [this.act[185], 0, 4096]]); // 1078: %1425 blocks.1.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[243], 0, 4096], [this.act[185], 0, 4096], [this.act[127], 0, 4096]]); // 1079: %1426 blocks.1.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[127], 0, 4096], [this.act[185], 0, 4096]]); // 1080: %1427 blocks.1.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[185], 0, 4096], [this.act[127], 0, 4096]]); // 1081: %1428 blocks.1.think.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[127], 0, 4096], [this.act[185], 0, 4096]]); // 1082: %1429 blocks.1.think.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[185], 0, 4096], [this.act[97], 0, 262144]]); // 1083: %1430 blocks.1.think.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[97], 0, 262144], [this.act[88], 0, 262144], [this.act[233], 0, 262144]]); // 1084: %1431 blocks.1.think.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[97], 0, 262144], [this.act[88], 0, 262144], [this.act[90], 0, 262144]]); // 1085: %1432 blocks.1.think.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[87], 0, 262144], [this.act[233], 0, 262144], [this.act[88], 0, 262144]]); // 1086: %1433 blocks.1.attn.add0.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[88], 0, 262144], [this.act[90], 0, 262144], [this.act[233], 0, 262144]]); // 1087: %1434 blocks.1.attn.add0.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 29952, 256], [this.act[323], 0, 256]]); // 1088: %1436 blocks.1.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[233], 0, 262144], [this.act[323], 0, 256], [this.act[90], 0, 262144]]); // 1089: %1437 blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[86], 0, 262144], [this.act[88], 0, 262144]]); // 1090: %1438 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[88], 0, 262144], [this.act[233], 0, 262144], [this.act[323], 0, 256]]); // 1091: %1439 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[284], 0, 256], [this.act[323], 0, 256], [this.grads, 29952, 256]]); // 1092: %1440 param41.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[76], 0, 262144], [this.act[88], 0, 262144]]); // 1093: %1442 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[88], 0, 262144], [this.act[76], 0, 262144]]); // 1094: %1443 blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[85], 0, 262144], [this.act[88], 0, 262144]]); // 1095: %1444 blocks.1.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[76], 0, 262144], [this.act[88], 0, 262144], [this.act[85], 0, 262144]]); // 1096: %1445 blocks.1.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[85], 0, 262144], [this.act[323], 0, 256]]); // 1097: %1446 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29696, 256], [this.act[284], 0, 256]]); // 1098: %1448 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[284], 0, 256], [this.act[76], 0, 262144], [this.act[85], 0, 262144]]); // 1099: %1449 blocks.1.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[285], 0, 256], [this.act[323], 0, 256], [this.grads, 29696, 256]]); // 1100: %1450 param40.grad.add0 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[85], 0, 262144], [this.act[76], 0, 262144]]); // 1101: %1452 blocks.1.attn.permute5.grad.permute0 stdlib.mt:145
-    group("permute_01243_16x2x64x8x8", [[this.act[84], 0, 524288], [this.act[138], 0, 524288]]); // 1102: %1453 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:145
-    group("matmul_16x2x64x4x8_16x2x64x8x8", [[this.act[76], 0, 262144], [this.act[138], 0, 524288], [this.act[85], 0, 262144]]); // 1103: %1454 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:145
-    group("permute_01243_16x2x64x4x8", [[this.act[73], 0, 262144], [this.act[88], 0, 262144]]); // 1104: %1455 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:145
-    group("matmul_16x2x64x8x4_16x2x64x4x8", [[this.act[88], 0, 262144], [this.act[76], 0, 262144], [this.act[138], 0, 524288]]); // 1105: %1456 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:145
-    group("permute_0132_16x2x64x64", [[this.act[83], 0, 524288], [this.act[84], 0, 524288]]); // 1106: %1458 blocks.1.attn.matmul2.grad.permute0 stdlib.mt:144
-    group("matmul_16x2x64x64_16x2x64x64", [[this.act[138], 0, 524288], [this.act[84], 0, 524288], [this.act[83], 0, 524288]]); // 1107: %1459 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:144
-    group("permute_0132_16x2x64x64", [[this.act[80], 0, 524288], [this.act[84], 0, 524288]]); // 1108: %1460 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:144
-    group("matmul_16x2x64x64_16x2x64x64", [[this.act[84], 0, 524288], [this.act[138], 0, 524288], [this.act[80], 0, 524288]]); // 1109: %1461 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:144
-    group("permute_01243_16x2x64x4x8", [[this.act[79], 0, 262144], [this.act[76], 0, 262144]]); // 1110: %1463 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:143
-    group("matmul_16x2x64x8x8_16x2x64x8x4", [[this.act[80], 0, 524288], [this.act[76], 0, 262144], [this.act[79], 0, 262144]]); // 1111: %1464 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:143
-    group("permute_01243_16x2x64x8x4", [[this.act[82], 0, 262144], [this.act[76], 0, 262144]]); // 1112: %1465 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:143
-    group("matmul_16x2x64x4x8_16x2x64x8x8", [[this.act[76], 0, 262144], [this.act[80], 0, 524288], [this.act[82], 0, 262144]]); // 1113: %1466 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:143
-    group("permute_01243_16x2x64x8x4", [[this.act[79], 0, 262144], [this.act[76], 0, 262144]]); // 1114: %1467 blocks.1.attn.permute4.grad.permute0 stdlib.mt:143
-    group("dropout_p0p1_k2_16x2x64x64", [[this.act[83], 0, 524288], [this.act[80], 0, 524288], [this.step, 0, 16]]); // 1115: %1468 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:142
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[80], 0, 524288], [this.act[81], 0, 524288], [this.act[83], 0, 524288]]); // 1116: %1469 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:142
-    group("sum_a3_16x2x64x64", [[this.act[83], 0, 524288], [this.act[288], 0, 8192]]); // 1117: %1470 blocks.1.attn.softmax0.grad.sum0 stdlib.mt:142
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[80], 0, 524288], [this.act[288], 0, 8192], [this.act[83], 0, 524288]]); // 1118: %1471 blocks.1.attn.softmax0.grad.sub0 stdlib.mt:142
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[81], 0, 524288], [this.act[83], 0, 524288], [this.act[80], 0, 524288]]); // 1119: %1472 blocks.1.attn.softmax0.grad.mul1 stdlib.mt:142
-    group("causal_mask_f0_16x2x64x64", [[this.act[80], 0, 524288], [this.act[83], 0, 524288]]); // 1120: %1473 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:142
-    group("affine_s0p5_b0_16x2x64x64", [[this.act[83], 0, 524288], [this.act[80], 0, 524288]]); // 1121: %1474 blocks.1.attn.affine0.grad.affine0 stdlib.mt:141
-    group("permute_0132_16x2x32x64", [[this.act[78], 0, 262144], [this.act[79], 0, 262144]]); // 1122: %1475 blocks.1.attn.matmul0.grad.permute0 stdlib.mt:141
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[80], 0, 524288], [this.act[79], 0, 262144], [this.act[78], 0, 262144]]); // 1123: %1476 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:141
-    group("permute_0132_16x2x64x32", [[this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 1124: %1477 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:141
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[79], 0, 262144], [this.act[80], 0, 524288], [this.act[73], 0, 262144]]); // 1125: %1478 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:141
-    group("permute_0132_16x2x32x64", [[this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 1126: %1479 blocks.1.attn.permute3.grad.permute0 stdlib.mt:141
-    group("binary_add_16x2x64x4x8_16x2x64x4x8", [[this.act[76], 0, 262144], [this.act[79], 0, 262144], [this.act[73], 0, 262144]]); // 1127: %1481 blocks.1.attn.permute1.grad.add0 stdlib.mt:140
-    group("binary_add_16x2x64x4x8_16x2x64x4x8", [[this.act[85], 0, 262144], [this.act[78], 0, 262144], [this.act[79], 0, 262144]]); // 1128: %1483 blocks.1.attn.permute0.grad.add0 stdlib.mt:139
-    group("permute_02134_16x2x64x4x8", [[this.act[82], 0, 262144], [this.act[78], 0, 262144]]); // 1129: %1484 blocks.1.attn.permute2.grad.permute0 stdlib.mt:137
-    group("permute_10_8x8", [[this.params, 29440, 256], [this.act[323], 0, 256]]); // 1130: %1487 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[78], 0, 262144], [this.act[323], 0, 256], [this.act[82], 0, 262144]]); // 1131: %1488 blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[77], 0, 262144], [this.act[85], 0, 262144]]); // 1132: %1489 blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[85], 0, 262144], [this.act[78], 0, 262144], [this.act[323], 0, 256]]); // 1133: %1490 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[286], 0, 256], [this.act[323], 0, 256], [this.grads, 29440, 256]]); // 1134: %1491 param39.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[75], 0, 262144], [this.act[78], 0, 262144]]); // 1135: %1493 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[78], 0, 262144], [this.act[75], 0, 262144]]); // 1136: %1494 blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[58], 0, 262144], [this.act[78], 0, 262144]]); // 1137: %1495 blocks.1.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[75], 0, 262144], [this.act[78], 0, 262144], [this.act[82], 0, 262144]]); // 1138: %1496 blocks.1.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[82], 0, 262144], [this.act[323], 0, 256]]); // 1139: %1497 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29184, 256], [this.act[286], 0, 256]]); // 1140: %1499 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[286], 0, 256], [this.act[75], 0, 262144], [this.act[82], 0, 262144]]); // 1141: %1500 blocks.1.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[323], 0, 256], [this.grads, 29184, 256]]); // 1142: %1501 param38.grad.add0 stdlib.mt:18
-    group("permute_02134_16x2x64x4x8", [[this.act[73], 0, 262144], [this.act[75], 0, 262144]]); // 1143: %1502 blocks.1.attn.permute1.grad.permute0 stdlib.mt:136
-    group("permute_10_8x8", [[this.params, 28928, 256], [this.act[323], 0, 256]]); // 1144: %1505 blocks.1.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[75], 0, 262144], [this.act[323], 0, 256], [this.act[73], 0, 262144]]); // 1145: %1506 blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[74], 0, 262144], [this.act[78], 0, 262144]]); // 1146: %1507 blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[78], 0, 262144], [this.act[75], 0, 262144], [this.act[323], 0, 256]]); // 1147: %1508 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[323], 0, 256], [this.grads, 28928, 256]]); // 1148: %1509 param37.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[72], 0, 262144], [this.act[75], 0, 262144]]); // 1149: %1511 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.act[72], 0, 262144]]); // 1150: %1512 blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[58], 0, 262144], [this.act[75], 0, 262144]]); // 1151: %1513 blocks.1.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[73], 0, 262144]]); // 1152: %1514 blocks.1.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[73], 0, 262144], [this.act[323], 0, 256]]); // 1153: %1515 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28672, 256], [this.act[290], 0, 256]]); // 1154: %1517 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[290], 0, 256], [this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 1155: %1518 blocks.1.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[323], 0, 256], [this.grads, 28672, 256]]); // 1156: %1519 param36.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144]]); // 1157: %1520 blocks.1.attn.norm.mul2.grad.add0 stdlib.mt:18
-    group("permute_02134_16x2x64x4x8", [[this.act[79], 0, 262144], [this.act[73], 0, 262144]]); // 1158: %1521 blocks.1.attn.permute0.grad.permute0 stdlib.mt:135
-    group("permute_10_8x8", [[this.params, 28416, 256], [this.act[323], 0, 256]]); // 1159: %1524 blocks.1.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[73], 0, 262144], [this.act[323], 0, 256], [this.act[79], 0, 262144]]); // 1160: %1525 blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[71], 0, 262144], [this.act[82], 0, 262144]]); // 1161: %1526 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[82], 0, 262144], [this.act[73], 0, 262144], [this.act[323], 0, 256]]); // 1162: %1527 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[323], 0, 256], [this.grads, 28416, 256]]); // 1163: %1528 param35.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[70], 0, 262144], [this.act[73], 0, 262144]]); // 1164: %1530 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[79], 0, 262144], [this.act[73], 0, 262144], [this.act[70], 0, 262144]]); // 1165: %1531 blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[58], 0, 262144], [this.act[73], 0, 262144]]); // 1166: %1532 blocks.1.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[70], 0, 262144], [this.act[73], 0, 262144], [this.act[58], 0, 262144]]); // 1167: %1533 blocks.1.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[58], 0, 262144], [this.act[323], 0, 256]]); // 1168: %1534 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28160, 256], [this.act[292], 0, 256]]); // 1169: %1536 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[292], 0, 256], [this.act[70], 0, 262144], [this.act[58], 0, 262144]]); // 1170: %1537 blocks.1.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[323], 0, 256], [this.grads, 28160, 256]]); // 1171: %1538 param34.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[72], 0, 262144], [this.act[58], 0, 262144], [this.act[70], 0, 262144]]); // 1172: %1539 blocks.1.attn.norm.mul2.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[70], 0, 262144], [this.params, 27904, 256], [this.act[58], 0, 262144]]); // 1173: %1540 blocks.1.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[70], 0, 262144], [this.act[67], 0, 262144], [this.act[72], 0, 262144]]); // 1174: %1541 blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[72], 0, 262144], [this.act[323], 0, 256]]); // 1175: %1542 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[323], 0, 256], [this.grads, 27904, 256]]); // 1176: %1544 param33.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[58], 0, 262144], [this.act[69], 0, 4096], [this.act[72], 0, 262144]]); // 1177: %1545 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[58], 0, 262144], [this.act[68], 0, 262144], [this.act[67], 0, 262144]]); // 1178: %1546 blocks.1.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[67], 0, 262144], [this.act[185], 0, 4096]]); // 1179: %1547 blocks.1.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[233], 0, 262144], [this.act[72], 0, 262144], [this.act[67], 0, 262144]]); // 1180: %1548 blocks.0.think.add5.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[69], 0, 4096], [this.act[127], 0, 4096]]); // 1181: %1549 blocks.1.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[69], 0, 4096], [this.act[127], 0, 4096], [this.act[243], 0, 4096]]); // 1182: %1550 blocks.1.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[185], 0, 4096], [this.act[243], 0, 4096], [this.act[127], 0, 4096]]); // 1183: %1551 blocks.1.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[127], 0, 4096], [this.act[243], 0, 4096]]); // 1184: %1552 blocks.1.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[243], 0, 4096], [this.act[127], 0, 4096]]); // 1185: %1553 blocks.1.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[127], 0, 4096], [this.act[243], 0, 4096]]); // 1186: %1554 blocks.1.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[243], 0, 4096], [this.act[72], 0, 262144]]); // 1187: %1555 blocks.1.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[72], 0, 262144], [this.act[68], 0, 262144], [this.act[233], 0, 262144]]); // 1188: %1556 blocks.1.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[72], 0, 262144], [this.act[68], 0, 262144], [this.act[58], 0, 262144]]); // 1189: %1557 blocks.1.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[67], 0, 262144], [this.act[233], 0, 262144], [this.act[68], 0, 262144]]); // 1190: %1558 blocks.0.think.add5.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[68], 0, 262144], [this.act[58], 0, 262144], [this.act[233], 0, 262144]]); // 1191: %1559 blocks.0.think.add5.grad.add2 stdlib.mt:9
-    group("dropout_p0p1_k1_16x64x8x8", [[this.act[233], 0, 262144], [this.act[58], 0, 262144], [this.step, 0, 16]]); // 1192: %1560 blocks.0.think.dropout0.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[58], 0, 262144], [this.act[63], 0, 262144], [this.act[68], 0, 262144]]); // 1193: %1561 blocks.0.think.mul3.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[68], 0, 262144], [this.act[243], 0, 4096]]); // 1194: %1562 blocks.0.think.mul3.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[58], 0, 262144], [this.act[65], 0, 4096], [this.act[68], 0, 262144]]); // 1195: %1563 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[58], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144]]); // 1196: %1564 blocks.0.think.mul2.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[63], 0, 262144], [this.act[127], 0, 4096]]); // 1197: %1565 blocks.0.think.mul2.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[58], 0, 262144], [this.act[8], 0, 4096], [this.act[63], 0, 262144]]); // 1198: %1566 blocks.0.think.mul2.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[63], 0, 262144], [this.act[58], 0, 262144]]); // 1199: %1567 blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[65], 0, 4096], [this.act[185], 0, 4096]]); // 1200: %1568 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[65], 0, 4096], [this.act[185], 0, 4096], [this.act[69], 0, 4096]]); // 1201: %1569 blocks.0.think.sigmoid1.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[243], 0, 4096], [this.act[69], 0, 4096], [this.act[185], 0, 4096]]); // 1202: %1570 blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[185], 0, 4096], [this.act[149], 0, 4]]); // 1203: %1571 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[207], 0, 4], [this.act[149], 0, 4], [this.grads, 27648, 4]]); // 1204: %1573 param32.grad.add0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[185], 0, 4096], [this.act[64], 0, 262144]]); // 1205: %1574 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[31], 0, 262144], [this.act[67], 0, 262144]]); // 1206: %1575 blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[67], 0, 262144], [this.act[323], 0, 256]]); // 1207: %1576 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[64], 0, 262144], [this.params, 27392, 256], [this.act[67], 0, 262144]]); // 1208: %1578 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[323], 0, 256], [this.grads, 27392, 256]]); // 1209: %1579 param31.grad.add0 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[58], 0, 262144], [this.act[67], 0, 262144], [this.act[64], 0, 262144]]); // 1210: %1580 blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[8], 0, 4096], [this.act[185], 0, 4096]]); // 1211: %1581 blocks.0.think.sigmoid0.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[8], 0, 4096], [this.act[185], 0, 4096], [this.act[69], 0, 4096]]); // 1212: %1582 blocks.0.think.sigmoid0.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[127], 0, 4096], [this.act[69], 0, 4096], [this.act[185], 0, 4096]]); // 1213: %1583 blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[185], 0, 4096], [this.act[149], 0, 4]]); // 1214: %1584 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[277], 0, 4], [this.act[149], 0, 4], [this.grads, 27136, 4]]); // 1215: %1586 param30.grad.add0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[185], 0, 4096], [this.act[67], 0, 262144]]); // 1216: %1587 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[67], 0, 262144], [this.act[31], 0, 262144], [this.act[58], 0, 262144]]); // 1217: %1588 blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[58], 0, 262144], [this.act[323], 0, 256]]); // 1218: %1589 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[67], 0, 262144], [this.params, 26880, 256], [this.act[58], 0, 262144]]); // 1219: %1591 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[323], 0, 256], [this.grads, 26880, 256]]); // 1220: %1592 param29.grad.add0 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[58], 0, 262144], [this.act[67], 0, 262144]]); // 1221: %1593 blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[62], 0, 32768], [this.act[120], 0, 32768]]); // 1222: %1594 blocks.0.think.matmul4.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[68], 0, 262144], [this.act[120], 0, 32768], [this.act[62], 0, 32768]]); // 1223: %1595 blocks.0.think.matmul4.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[60], 0, 32768], [this.act[120], 0, 32768]]); // 1224: %1596 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[120], 0, 32768], [this.act[68], 0, 262144], [this.act[60], 0, 32768]]); // 1225: %1597 blocks.0.think.matmul4.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[60], 0, 32768], [this.act[120], 0, 32768]]); // 1226: %1598 blocks.0.think.permute0.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26368, 32], [this.act[324], 0, 32]]); // 1227: %1600 blocks.0.think.matmul3.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[120], 0, 32768], [this.act[324], 0, 32], [this.act[68], 0, 262144]]); // 1228: %1601 blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[31], 0, 262144], [this.act[58], 0, 262144]]); // 1229: %1602 blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[58], 0, 262144], [this.act[120], 0, 32768], [this.act[324], 0, 32]]); // 1230: %1603 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[297], 0, 32], [this.act[324], 0, 32], [this.grads, 26368, 32]]); // 1231: %1604 param27.grad.add0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[58], 0, 262144]]); // 1232: %1606 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26624, 32], [this.act[324], 0, 32]]); // 1233: %1608 blocks.0.think.matmul2.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[62], 0, 32768], [this.act[324], 0, 32], [this.act[68], 0, 262144]]); // 1234: %1609 blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[31], 0, 262144], [this.act[67], 0, 262144]]); // 1235: %1610 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[67], 0, 262144], [this.act[62], 0, 32768], [this.act[324], 0, 32]]); // 1236: %1611 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[298], 0, 32], [this.act[324], 0, 32], [this.grads, 26624, 32]]); // 1237: %1612 param28.grad.add0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[58], 0, 262144], [this.act[68], 0, 262144], [this.act[67], 0, 262144]]); // 1238: %1614 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[59], 0, 262144], [this.act[68], 0, 262144]]); // 1239: %1615 blocks.0.think.matmul1.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[63], 0, 262144], [this.act[68], 0, 262144], [this.act[59], 0, 262144]]); // 1240: %1616 blocks.0.think.matmul1.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[45], 0, 262144], [this.act[68], 0, 262144]]); // 1241: %1617 blocks.0.think.matmul1.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[45], 0, 262144]]); // 1242: %1618 blocks.0.think.matmul1.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[45], 0, 262144], [this.act[32], 0, 4], [this.act[63], 0, 262144]]); // 1243: %1621 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[45], 0, 262144], [this.act[57], 0, 262144], [this.act[68], 0, 262144]]); // 1244: %1622 blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[68], 0, 262144], [this.act[149], 0, 4]]); // 1245: %1623 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25856, 256], [this.act[323], 0, 256]]); // 1246: %1626 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[63], 0, 262144], [this.act[323], 0, 256], [this.act[68], 0, 262144]]); // 1247: %1627 blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[56], 0, 262144], [this.act[57], 0, 262144]]); // 1248: %1628 blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[57], 0, 262144], [this.act[63], 0, 262144], [this.act[323], 0, 256]]); // 1249: %1629 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[323], 0, 256], [this.grads, 25856, 256]]); // 1250: %1630 param25.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[55], 0, 262144], [this.act[63], 0, 262144]]); // 1251: %1632 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[55], 0, 262144]]); // 1252: %1633 blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[54], 0, 262144], [this.act[63], 0, 262144]]); // 1253: %1634 blocks.0.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[63], 0, 262144], [this.act[54], 0, 262144]]); // 1254: %1635 blocks.0.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[54], 0, 262144], [this.act[323], 0, 256]]); // 1255: %1636 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25600, 256], [this.act[300], 0, 256]]); // 1256: %1638 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[300], 0, 256], [this.act[55], 0, 262144], [this.act[54], 0, 262144]]); // 1257: %1639 blocks.0.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[323], 0, 256], [this.grads, 25600, 256]]); // 1258: %1640 param24.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[54], 0, 262144], [this.act[53], 0, 262144], [this.act[55], 0, 262144]]); // 1259: %1641 blocks.0.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[54], 0, 262144], [this.act[50], 0, 262144], [this.act[53], 0, 262144]]); // 1260: %1642 blocks.0.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25344, 256], [this.act[323], 0, 256]]); // 1261: %1644 blocks.0.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[53], 0, 262144], [this.act[323], 0, 256], [this.act[50], 0, 262144]]); // 1262: %1645 blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[52], 0, 262144], [this.act[54], 0, 262144]]); // 1263: %1646 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[54], 0, 262144], [this.act[53], 0, 262144], [this.act[323], 0, 256]]); // 1264: %1647 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[323], 0, 256], [this.grads, 25344, 256]]); // 1265: %1648 param23.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[51], 0, 262144], [this.act[53], 0, 262144]]); // 1266: %1650 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[50], 0, 262144], [this.act[53], 0, 262144], [this.act[51], 0, 262144]]); // 1267: %1651 blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[31], 0, 262144], [this.act[53], 0, 262144]]); // 1268: %1652 blocks.0.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[51], 0, 262144], [this.act[53], 0, 262144], [this.act[50], 0, 262144]]); // 1269: %1653 blocks.0.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[50], 0, 262144], [this.act[323], 0, 256]]); // 1270: %1654 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25088, 256], [this.act[302], 0, 256]]); // 1271: %1656 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[302], 0, 256], [this.act[51], 0, 262144], [this.act[50], 0, 262144]]); // 1272: %1657 blocks.0.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[323], 0, 256], [this.grads, 25088, 256]]); // 1273: %1658 param22.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[67], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144]]); // 1274: %1659 blocks.0.think.norm.mul2.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[49], 0, 262144], [this.act[50], 0, 262144]]); // 1275: %1660 blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[50], 0, 262144], [this.act[49], 0, 262144]]); // 1276: %1661 blocks.0.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24832, 256], [this.act[323], 0, 256]]); // 1277: %1663 blocks.0.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[49], 0, 262144], [this.act[323], 0, 256], [this.act[50], 0, 262144]]); // 1278: %1664 blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[48], 0, 262144], [this.act[55], 0, 262144]]); // 1279: %1665 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[55], 0, 262144], [this.act[49], 0, 262144], [this.act[323], 0, 256]]); // 1280: %1666 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[323], 0, 256], [this.grads, 24832, 256]]); // 1281: %1667 param21.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[47], 0, 262144], [this.act[49], 0, 262144]]); // 1282: %1669 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[50], 0, 262144], [this.act[49], 0, 262144], [this.act[47], 0, 262144]]); // 1283: %1670 blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[31], 0, 262144], [this.act[49], 0, 262144]]); // 1284: %1671 blocks.0.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144]]); // 1285: %1672 blocks.0.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[50], 0, 262144], [this.act[323], 0, 256]]); // 1286: %1673 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24576, 256], [this.act[304], 0, 256]]); // 1287: %1675 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[304], 0, 256], [this.act[47], 0, 262144], [this.act[50], 0, 262144]]); // 1288: %1676 blocks.0.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[323], 0, 256], [this.grads, 24576, 256]]); // 1289: %1677 param20.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[51], 0, 262144], [this.act[50], 0, 262144], [this.act[47], 0, 262144]]); // 1290: %1678 blocks.0.think.norm.mul2.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[31], 0, 262144], [this.act[50], 0, 262144]]); // 1291: %1679 blocks.0.think.matmul0.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[59], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144]]); // 1292: %1680 blocks.0.think.matmul0.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[46], 0, 262144], [this.act[50], 0, 262144]]); // 1293: %1681 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[50], 0, 262144], [this.act[59], 0, 262144], [this.act[46], 0, 262144]]); // 1294: %1682 blocks.0.think.matmul0.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[46], 0, 262144], [this.act[59], 0, 262144]]); // 1295: %1683 blocks.0.think.norm.mul2.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[51], 0, 262144], [this.act[32], 0, 4], [this.act[46], 0, 262144]]); // 1296: %1686 blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[51], 0, 262144], [this.act[44], 0, 262144], [this.act[47], 0, 262144]]); // 1297: %1687 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[47], 0, 262144], [this.act[32], 0, 4]]); // 1298: %1688 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[149], 0, 4], [this.act[32], 0, 4], [this.act[277], 0, 4]]); // 1299: %1690 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24320, 256], [this.act[323], 0, 256]]); // 1300: %1692 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[46], 0, 262144], [this.act[323], 0, 256], [this.act[47], 0, 262144]]); // 1301: %1693 blocks.0.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[43], 0, 262144], [this.act[44], 0, 262144]]); // 1302: %1694 blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[44], 0, 262144], [this.act[46], 0, 262144], [this.act[323], 0, 256]]); // 1303: %1695 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[323], 0, 256], [this.grads, 24320, 256]]); // 1304: %1696 param19.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[42], 0, 262144], [this.act[46], 0, 262144]]); // 1305: %1698 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[46], 0, 262144], [this.act[42], 0, 262144]]); // 1306: %1699 blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[41], 0, 262144], [this.act[46], 0, 262144]]); // 1307: %1700 blocks.0.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[42], 0, 262144], [this.act[46], 0, 262144], [this.act[41], 0, 262144]]); // 1308: %1701 blocks.0.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[41], 0, 262144], [this.act[323], 0, 256]]); // 1309: %1702 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24064, 256], [this.act[306], 0, 256]]); // 1310: %1704 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[306], 0, 256], [this.act[42], 0, 262144], [this.act[41], 0, 262144]]); // 1311: %1705 blocks.0.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[308], 0, 256], [this.act[323], 0, 256], [this.grads, 24064, 256]]); // 1312: %1706 param18.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[41], 0, 262144], [this.act[40], 0, 262144], [this.act[42], 0, 262144]]); // 1313: %1707 blocks.0.think.delta.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[41], 0, 262144], [this.act[37], 0, 262144], [this.act[40], 0, 262144]]); // 1314: %1708 blocks.0.think.delta.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23808, 256], [this.act[323], 0, 256]]); // 1315: %1710 blocks.0.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[40], 0, 262144], [this.act[323], 0, 256], [this.act[37], 0, 262144]]); // 1316: %1711 blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[39], 0, 262144], [this.act[41], 0, 262144]]); // 1317: %1712 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[41], 0, 262144], [this.act[40], 0, 262144], [this.act[323], 0, 256]]); // 1318: %1713 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[309], 0, 256], [this.act[323], 0, 256], [this.grads, 23808, 256]]); // 1319: %1714 param17.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[38], 0, 262144], [this.act[40], 0, 262144]]); // 1320: %1716 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[37], 0, 262144], [this.act[40], 0, 262144], [this.act[38], 0, 262144]]); // 1321: %1717 blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[31], 0, 262144], [this.act[40], 0, 262144]]); // 1322: %1718 blocks.0.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[40], 0, 262144], [this.act[37], 0, 262144]]); // 1323: %1719 blocks.0.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[37], 0, 262144], [this.act[323], 0, 256]]); // 1324: %1720 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23552, 256], [this.act[309], 0, 256]]); // 1325: %1722 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[309], 0, 256], [this.act[38], 0, 262144], [this.act[37], 0, 262144]]); // 1326: %1723 blocks.0.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[310], 0, 256], [this.act[323], 0, 256], [this.grads, 23552, 256]]); // 1327: %1724 param16.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[59], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144]]); // 1328: %1725 blocks.0.think.norm.mul2.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[36], 0, 262144], [this.act[37], 0, 262144]]); // 1329: %1726 blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[42], 0, 262144], [this.act[37], 0, 262144], [this.act[36], 0, 262144]]); // 1330: %1727 blocks.0.think.delta.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23296, 256], [this.act[323], 0, 256]]); // 1331: %1729 blocks.0.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[36], 0, 262144], [this.act[323], 0, 256], [this.act[37], 0, 262144]]); // 1332: %1730 blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[35], 0, 262144], [this.act[42], 0, 262144]]); // 1333: %1731 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[42], 0, 262144], [this.act[36], 0, 262144], [this.act[323], 0, 256]]); // 1334: %1732 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[311], 0, 256], [this.act[323], 0, 256], [this.grads, 23296, 256]]); // 1335: %1733 param15.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[34], 0, 262144], [this.act[36], 0, 262144]]); // 1336: %1735 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[37], 0, 262144], [this.act[36], 0, 262144], [this.act[34], 0, 262144]]); // 1337: %1736 blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[31], 0, 262144], [this.act[36], 0, 262144]]); // 1338: %1737 blocks.0.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[36], 0, 262144], [this.act[31], 0, 262144]]); // 1339: %1738 blocks.0.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[31], 0, 262144], [this.act[323], 0, 256]]); // 1340: %1739 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23040, 256], [this.act[311], 0, 256]]); // 1341: %1741 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[311], 0, 256], [this.act[34], 0, 262144], [this.act[31], 0, 262144]]); // 1342: %1742 blocks.0.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[312], 0, 256], [this.act[323], 0, 256], [this.grads, 23040, 256]]); // 1343: %1743 param14.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[31], 0, 262144], [this.act[34], 0, 262144]]); // 1344: %1744 blocks.0.think.norm.mul2.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[32], 0, 4]]); // 1345: %1745 blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[277], 0, 4], [this.act[32], 0, 4], [this.act[149], 0, 4]]); // 1346: %1746 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[299], 0, 4], [this.act[149], 0, 4], [this.grads, 26112, 4]]); // 1347: %1747 param26.grad.add0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[34], 0, 262144], [this.params, 22784, 256], [this.act[31], 0, 262144]]); // 1348: %1748 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[38], 0, 262144]]); // 1349: %1749 blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[38], 0, 262144], [this.act[323], 0, 256]]); // 1350: %1750 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[313], 0, 256], [this.act[323], 0, 256], [this.grads, 22784, 256]]); // 1351: %1752 param13.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[31], 0, 262144], [this.act[30], 0, 4096], [this.act[38], 0, 262144]]); // 1352: %1753 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[31], 0, 262144], [this.act[29], 0, 262144], [this.act[28], 0, 262144]]); // 1353: %1754 blocks.0.think.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[28], 0, 262144], [this.act[185], 0, 4096]]); // 1354: %1755 blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[233], 0, 262144], [this.act[38], 0, 262144], [this.act[28], 0, 262144]]); // 1355: %1756 blocks.0.attn.add0.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[30], 0, 4096], [this.act[69], 0, 4096]]); // 1356: %1757 blocks.0.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[30], 0, 4096], [this.act[69], 0, 4096], [this.act[127], 0, 4096]]); // 1357: %1758 blocks.0.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[185], 0, 4096], [this.act[127], 0, 4096], [this.act[69], 0, 4096]]); // 1358: %1759 blocks.0.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[69], 0, 4096], [this.act[127], 0, 4096]]); // 1359: %1760 blocks.0.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[127], 0, 4096], [this.act[69], 0, 4096]]); // 1360: %1761 blocks.0.think.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[69], 0, 4096], [this.act[127], 0, 4096]]); // 1361: %1762 blocks.0.think.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[127], 0, 4096], [this.act[38], 0, 262144]]); // 1362: %1763 blocks.0.think.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[29], 0, 262144], [this.act[233], 0, 262144]]); // 1363: %1764 blocks.0.think.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[29], 0, 262144], [this.act[31], 0, 262144]]); // 1364: %1765 blocks.0.think.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[28], 0, 262144], [this.act[233], 0, 262144], [this.act[29], 0, 262144]]); // 1365: %1766 blocks.0.attn.add0.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[29], 0, 262144], [this.act[31], 0, 262144], [this.act[233], 0, 262144]]); // 1366: %1767 blocks.0.attn.add0.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 22528, 256], [this.act[323], 0, 256]]); // 1367: %1769 blocks.0.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[233], 0, 262144], [this.act[323], 0, 256], [this.act[31], 0, 262144]]); // 1368: %1770 blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[27], 0, 262144], [this.act[29], 0, 262144]]); // 1369: %1771 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[29], 0, 262144], [this.act[233], 0, 262144], [this.act[323], 0, 256]]); // 1370: %1772 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[314], 0, 256], [this.act[323], 0, 256], [this.grads, 22528, 256]]); // 1371: %1773 param12.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[17], 0, 262144], [this.act[29], 0, 262144]]); // 1372: %1775 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[31], 0, 262144], [this.act[29], 0, 262144], [this.act[17], 0, 262144]]); // 1373: %1776 blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[26], 0, 262144], [this.act[29], 0, 262144]]); // 1374: %1777 blocks.0.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[17], 0, 262144], [this.act[29], 0, 262144], [this.act[26], 0, 262144]]); // 1375: %1778 blocks.0.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[26], 0, 262144], [this.act[323], 0, 256]]); // 1376: %1779 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 22272, 256], [this.act[314], 0, 256]]); // 1377: %1781 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[314], 0, 256], [this.act[17], 0, 262144], [this.act[26], 0, 262144]]); // 1378: %1782 blocks.0.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[315], 0, 256], [this.act[323], 0, 256], [this.grads, 22272, 256]]); // 1379: %1783 param11.grad.add0 stdlib.mt:18
-    group("permute_02134_16x64x2x4x8", [[this.act[26], 0, 262144], [this.act[17], 0, 262144]]); // 1380: %1785 blocks.0.attn.permute5.grad.permute0 stdlib.mt:145
-    group("permute_01243_16x2x64x8x8", [[this.act[25], 0, 524288], [this.act[80], 0, 524288]]); // 1381: %1786 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:145
-    group("matmul_16x2x64x4x8_16x2x64x8x8", [[this.act[17], 0, 262144], [this.act[80], 0, 524288], [this.act[26], 0, 262144]]); // 1382: %1787 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:145
-    group("permute_01243_16x2x64x4x8", [[this.act[14], 0, 262144], [this.act[29], 0, 262144]]); // 1383: %1788 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:145
-    group("matmul_16x2x64x8x4_16x2x64x4x8", [[this.act[29], 0, 262144], [this.act[17], 0, 262144], [this.act[80], 0, 524288]]); // 1384: %1789 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:145
-    group("permute_0132_16x2x64x64", [[this.act[24], 0, 524288], [this.act[25], 0, 524288]]); // 1385: %1791 blocks.0.attn.matmul2.grad.permute0 stdlib.mt:144
-    group("matmul_16x2x64x64_16x2x64x64", [[this.act[80], 0, 524288], [this.act[25], 0, 524288], [this.act[24], 0, 524288]]); // 1386: %1792 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:144
-    group("permute_0132_16x2x64x64", [[this.act[21], 0, 524288], [this.act[25], 0, 524288]]); // 1387: %1793 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:144
-    group("matmul_16x2x64x64_16x2x64x64", [[this.act[25], 0, 524288], [this.act[80], 0, 524288], [this.act[21], 0, 524288]]); // 1388: %1794 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:144
-    group("permute_01243_16x2x64x4x8", [[this.act[20], 0, 262144], [this.act[17], 0, 262144]]); // 1389: %1796 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:143
-    group("matmul_16x2x64x8x8_16x2x64x8x4", [[this.act[21], 0, 524288], [this.act[17], 0, 262144], [this.act[20], 0, 262144]]); // 1390: %1797 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:143
-    group("permute_01243_16x2x64x8x4", [[this.act[23], 0, 262144], [this.act[17], 0, 262144]]); // 1391: %1798 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:143
-    group("matmul_16x2x64x4x8_16x2x64x8x8", [[this.act[17], 0, 262144], [this.act[21], 0, 524288], [this.act[23], 0, 262144]]); // 1392: %1799 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:143
-    group("permute_01243_16x2x64x8x4", [[this.act[20], 0, 262144], [this.act[17], 0, 262144]]); // 1393: %1800 blocks.0.attn.permute4.grad.permute0 stdlib.mt:143
-    group("dropout_p0p1_k0_16x2x64x64", [[this.act[24], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 1394: %1801 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:142
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[21], 0, 524288], [this.act[22], 0, 524288], [this.act[24], 0, 524288]]); // 1395: %1802 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:142
-    group("sum_a3_16x2x64x64", [[this.act[24], 0, 524288], [this.act[288], 0, 8192]]); // 1396: %1803 blocks.0.attn.softmax0.grad.sum0 stdlib.mt:142
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[21], 0, 524288], [this.act[288], 0, 8192], [this.act[24], 0, 524288]]); // 1397: %1804 blocks.0.attn.softmax0.grad.sub0 stdlib.mt:142
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[22], 0, 524288], [this.act[24], 0, 524288], [this.act[21], 0, 524288]]); // 1398: %1805 blocks.0.attn.softmax0.grad.mul1 stdlib.mt:142
-    group("causal_mask_f0_16x2x64x64", [[this.act[21], 0, 524288], [this.act[24], 0, 524288]]); // 1399: %1806 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:142
-    group("affine_s0p5_b0_16x2x64x64", [[this.act[24], 0, 524288], [this.act[21], 0, 524288]]); // 1400: %1807 blocks.0.attn.affine0.grad.affine0 stdlib.mt:141
-    group("permute_0132_16x2x32x64", [[this.act[19], 0, 262144], [this.act[20], 0, 262144]]); // 1401: %1808 blocks.0.attn.matmul0.grad.permute0 stdlib.mt:141
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[21], 0, 524288], [this.act[20], 0, 262144], [this.act[19], 0, 262144]]); // 1402: %1809 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:141
-    group("permute_0132_16x2x64x32", [[this.act[14], 0, 262144], [this.act[20], 0, 262144]]); // 1403: %1810 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:141
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[20], 0, 262144], [this.act[21], 0, 524288], [this.act[14], 0, 262144]]); // 1404: %1811 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:141
-    group("permute_0132_16x2x32x64", [[this.act[14], 0, 262144], [this.act[20], 0, 262144]]); // 1405: %1812 blocks.0.attn.permute3.grad.permute0 stdlib.mt:141
-    group("binary_add_16x2x64x4x8_16x2x64x4x8", [[this.act[17], 0, 262144], [this.act[20], 0, 262144], [this.act[14], 0, 262144]]); // 1406: %1814 blocks.0.attn.permute1.grad.add0 stdlib.mt:140
-    group("binary_add_16x2x64x4x8_16x2x64x4x8", [[this.act[26], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 262144]]); // 1407: %1816 blocks.0.attn.permute0.grad.add0 stdlib.mt:139
-    group("permute_02134_16x2x64x4x8", [[this.act[23], 0, 262144], [this.act[19], 0, 262144]]); // 1408: %1817 blocks.0.attn.permute2.grad.permute0 stdlib.mt:137
-    group("permute_10_8x8", [[this.params, 22016, 256], [this.act[323], 0, 256]]); // 1409: %1820 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[19], 0, 262144], [this.act[323], 0, 256], [this.act[23], 0, 262144]]); // 1410: %1821 blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[18], 0, 262144], [this.act[26], 0, 262144]]); // 1411: %1822 blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[26], 0, 262144], [this.act[19], 0, 262144], [this.act[323], 0, 256]]); // 1412: %1823 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[316], 0, 256], [this.act[323], 0, 256], [this.grads, 22016, 256]]); // 1413: %1824 param10.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[16], 0, 262144], [this.act[19], 0, 262144]]); // 1414: %1826 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[23], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144]]); // 1415: %1827 blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[19], 0, 262144]]); // 1416: %1828 blocks.0.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[23], 0, 262144]]); // 1417: %1829 blocks.0.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[23], 0, 262144], [this.act[323], 0, 256]]); // 1418: %1830 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21760, 256], [this.act[316], 0, 256]]); // 1419: %1832 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[316], 0, 256], [this.act[16], 0, 262144], [this.act[23], 0, 262144]]); // 1420: %1833 blocks.0.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[317], 0, 256], [this.act[323], 0, 256], [this.grads, 21760, 256]]); // 1421: %1834 param9.grad.add0 stdlib.mt:18
-    group("permute_02134_16x2x64x4x8", [[this.act[14], 0, 262144], [this.act[16], 0, 262144]]); // 1422: %1835 blocks.0.attn.permute1.grad.permute0 stdlib.mt:136
-    group("permute_10_8x8", [[this.params, 21504, 256], [this.act[323], 0, 256]]); // 1423: %1838 blocks.0.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[16], 0, 262144], [this.act[323], 0, 256], [this.act[14], 0, 262144]]); // 1424: %1839 blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[15], 0, 262144], [this.act[19], 0, 262144]]); // 1425: %1840 blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[323], 0, 256]]); // 1426: %1841 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[318], 0, 256], [this.act[323], 0, 256], [this.grads, 21504, 256]]); // 1427: %1842 param8.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[13], 0, 262144], [this.act[16], 0, 262144]]); // 1428: %1844 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[14], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144]]); // 1429: %1845 blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[16], 0, 262144]]); // 1430: %1846 blocks.0.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[14], 0, 262144]]); // 1431: %1847 blocks.0.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[14], 0, 262144], [this.act[323], 0, 256]]); // 1432: %1848 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21248, 256], [this.act[318], 0, 256]]); // 1433: %1850 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[318], 0, 256], [this.act[13], 0, 262144], [this.act[14], 0, 262144]]); // 1434: %1851 blocks.0.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[319], 0, 256], [this.act[323], 0, 256], [this.grads, 21248, 256]]); // 1435: %1852 param7.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[23], 0, 262144], [this.act[14], 0, 262144], [this.act[13], 0, 262144]]); // 1436: %1853 blocks.0.attn.norm.mul2.grad.add0 stdlib.mt:18
-    group("permute_02134_16x2x64x4x8", [[this.act[20], 0, 262144], [this.act[14], 0, 262144]]); // 1437: %1854 blocks.0.attn.permute0.grad.permute0 stdlib.mt:135
-    group("permute_10_8x8", [[this.params, 20992, 256], [this.act[323], 0, 256]]); // 1438: %1857 blocks.0.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[14], 0, 262144], [this.act[323], 0, 256], [this.act[20], 0, 262144]]); // 1439: %1858 blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[12], 0, 262144], [this.act[23], 0, 262144]]); // 1440: %1859 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[23], 0, 262144], [this.act[14], 0, 262144], [this.act[323], 0, 256]]); // 1441: %1860 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[320], 0, 256], [this.act[323], 0, 256], [this.grads, 20992, 256]]); // 1442: %1861 param6.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[11], 0, 262144], [this.act[14], 0, 262144]]); // 1443: %1863 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[20], 0, 262144], [this.act[14], 0, 262144], [this.act[11], 0, 262144]]); // 1444: %1864 blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[14], 0, 262144]]); // 1445: %1865 blocks.0.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[11], 0, 262144], [this.act[14], 0, 262144], [this.act[10], 0, 262144]]); // 1446: %1866 blocks.0.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[10], 0, 262144], [this.act[323], 0, 256]]); // 1447: %1867 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 20736, 256], [this.act[320], 0, 256]]); // 1448: %1869 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[320], 0, 256], [this.act[11], 0, 262144], [this.act[10], 0, 262144]]); // 1449: %1870 blocks.0.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[321], 0, 256], [this.act[323], 0, 256], [this.grads, 20736, 256]]); // 1450: %1871 param5.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144]]); // 1451: %1872 blocks.0.attn.norm.mul2.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[11], 0, 262144], [this.params, 20480, 256], [this.act[10], 0, 262144]]); // 1452: %1873 blocks.0.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[11], 0, 262144], [this.act[4], 0, 262144], [this.act[13], 0, 262144]]); // 1453: %1874 blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[13], 0, 262144], [this.act[323], 0, 256]]); // 1454: %1875 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[322], 0, 256], [this.act[323], 0, 256], [this.grads, 20480, 256]]); // 1455: %1877 param4.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[10], 0, 262144], [this.act[9], 0, 4096], [this.act[13], 0, 262144]]); // 1456: %1878 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[10], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144]]); // 1457: %1879 blocks.0.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[4], 0, 262144], [this.act[127], 0, 4096]]); // 1458: %1880 blocks.0.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[233], 0, 262144], [this.act[13], 0, 262144], [this.act[4], 0, 262144]]); // 1459: %1881 embed.add0.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[9], 0, 4096], [this.act[69], 0, 4096]]); // 1460: %1882 blocks.0.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[9], 0, 4096], [this.act[69], 0, 4096], [this.act[185], 0, 4096]]); // 1461: %1883 blocks.0.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[127], 0, 4096], [this.act[185], 0, 4096], [this.act[69], 0, 4096]]); // 1462: %1884 blocks.0.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[69], 0, 4096], [this.act[185], 0, 4096]]); // 1463: %1885 blocks.0.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[185], 0, 4096], [this.act[69], 0, 4096]]); // 1464: %1886 blocks.0.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[69], 0, 4096], [this.act[185], 0, 4096]]); // 1465: %1887 blocks.0.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[185], 0, 4096], [this.act[13], 0, 262144]]); // 1466: %1888 blocks.0.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[7], 0, 262144], [this.act[233], 0, 262144]]); // 1467: %1889 blocks.0.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[7], 0, 262144], [this.act[10], 0, 262144]]); // 1468: %1890 blocks.0.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[4], 0, 262144], [this.act[233], 0, 262144], [this.act[7], 0, 262144]]); // 1469: %1891 embed.add0.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[10], 0, 262144], [this.act[233], 0, 262144]]); // 1470: %1892 embed.add0.grad.add2 stdlib.mt:9
-    group("sum_a0_16x64x8x8", [[this.act[233], 0, 262144], [this.act[6], 0, 16384]]); // 1471: %1893 embed.add0.grad.sum0 stdlib.mt:96
-    group("affine_s0p1_b0_64x8x8", [[this.act[6], 0, 16384], [this.act[5], 0, 16384]]); // 1472: %1895 embed.affine0.grad.affine0 stdlib.mt:96
-    group("permute_021_64x1x8", [[this.act[3], 0, 2048], [this.act[325], 0, 2048]]); // 1473: %1896 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("matmul_64x8x8_64x8x1", [[this.act[5], 0, 16384], [this.act[325], 0, 2048], [this.act[3], 0, 2048]]); // 1474: %1897 embed.matmul1.grad.matmul0 stdlib.mt:96
-    group("permute_021_64x8x1", [[this.act[2], 0, 2048], [this.act[325], 0, 2048]]); // 1475: %1898 embed.matmul1.grad.permute1 stdlib.mt:96
-    group("matmul_64x1x8_64x8x8", [[this.act[325], 0, 2048], [this.act[5], 0, 16384], [this.act[2], 0, 2048]]); // 1476: %1899 embed.matmul1.grad.matmul1 stdlib.mt:96
-    group("permute_0132_16x64x1x8", [[this.act[1], 0, 32768], [this.act[62], 0, 32768]]); // 1477: %1900 embed.matmul0.grad.permute0 stdlib.mt:96
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[233], 0, 262144], [this.act[62], 0, 32768], [this.act[1], 0, 32768]]); // 1478: %1901 embed.matmul0.grad.matmul0 stdlib.mt:96
-    group("permute_0132_16x64x8x1", [[this.act[0], 0, 32768], [this.act[62], 0, 32768]]); // 1479: %1902 embed.matmul0.grad.permute1 stdlib.mt:96
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[62], 0, 32768], [this.act[233], 0, 262144], [this.act[0], 0, 32768]]); // 1480: %1903 embed.matmul0.grad.matmul1 stdlib.mt:96
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[2], 0, 2048], [this.grads, 18432, 2048]]); // 1481: %1905 embed.slice1.grad.pad0 stdlib.mt:95
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[3], 0, 2048], [this.grads, 16384, 2048]]); // 1482: %1907 embed.slice0.grad.pad0 stdlib.mt:94
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[0], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 1483: %1909 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[1], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 1484: %1911 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    group("affine_s1_b0_8x8", [[this.act[260], 0, 256], [this.grads, 35328, 256]]); // 1485: %1912 norm_final.g.grad.affine0 stdlib.mt:7
-    group("affine_s1_b0_32x8", [[this.act[257], 0, 1024], [this.grads, 35584, 1024]]); // 1486: %1913 head.U.grad.affine0 stdlib.mt:102
-    group("affine_s1_b0_32x8", [[this.act[255], 0, 1024], [this.grads, 36608, 1024]]); // 1487: %1914 head.V.grad.affine0 stdlib.mt:103
-    group("affine_s1_b0_256x32", [[this.act[235], 0, 32768], [this.grads, 37632, 32768]]); // 1488: %1915 head.W_out.grad.affine0 stdlib.mt:104
-    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 1489: gradient norm, partial sums
-    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 1490: gradient norm
-    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 1491: AdamW update
-    this.outputs = { loss: [this.act[247], 0, 4], logits: [this.act[245], 0, 1048576], observations: { ["residual"]: [[this.act[126], 0, 262144], [this.act[242], 0, 262144]] } };
+    group("slice_ax0_at0_64x8_to_64x8", [[this.params, 16384, 2048], [this.act[0], 0, 2048]]); // 0: %72 embed.slice0 stdlib.mt:94
+    group("slice_ax0_at0_64x8_to_64x8", [[this.params, 18432, 2048], [this.act[1], 0, 2048]]); // 1: %74 embed.slice1 stdlib.mt:95
+    group("matmul_64x8x1_64x1x8", [[this.act[0], 0, 2048], [this.act[1], 0, 2048], [this.act[2], 0, 16384]]); // 2: %77 embed.matmul1 stdlib.mt:96
+    group("affine_s0p1_b0_64x8x8", [[this.act[2], 0, 16384], [this.act[3], 0, 16384]]); // 3: %78 embed.affine0 stdlib.mt:96
+    group("fused_12ops_e33672a183", [[this.params, 0, 70400], [this.tokens, 0, 4096], [this.act[3], 0, 16384], [this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 4: %68 embed.gather0 stdlib.mt:92
+    group("fused_7ops_3568b9c9bb", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 5: %86 blocks.0.attn.norm.mul2 stdlib.mt:9
+    group("permute_02134_16x64x2x4x8", [[this.act[12], 0, 262144], [this.act[13], 0, 262144]]); // 6: %93 blocks.0.attn.permute0 stdlib.mt:135
+    group("fused_6ops_dfdf8a4fb4", [[this.params, 21248, 49152], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 7: %94 blocks.0.attn.k.matmul0 stdlib.mt:18
+    group("permute_02134_16x64x2x4x8", [[this.act[15], 0, 262144], [this.act[16], 0, 262144]]); // 8: %100 blocks.0.attn.permute1 stdlib.mt:136
+    group("fused_6ops_c8554497c9", [[this.params, 21760, 48640], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: %101 blocks.0.attn.v.matmul0 stdlib.mt:18
+    group("permute_02134_16x64x2x4x8", [[this.act[18], 0, 262144], [this.act[19], 0, 262144]]); // 10: %107 blocks.0.attn.permute2 stdlib.mt:137
+    group("fused_1ops_470b17a1ea", [[this.act[16], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 11: %110 blocks.0.attn.permute3 stdlib.mt:141
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[13], 0, 262144], [this.act[18], 0, 262144], [this.act[20], 0, 524288]]); // 12: %111 blocks.0.attn.matmul0 stdlib.mt:141
+    group("fused_1ops_630518298d", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 13: %112 blocks.0.attn.affine0 stdlib.mt:141
+    group("causal_mask_fminf_16x2x64x64", [[this.act[21], 0, 524288], [this.act[20], 0, 524288]]); // 14: %113 blocks.0.attn.causal_mask0 stdlib.mt:142
+    group("fused_5ops_d141dac110", [[this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.act[22], 0, 524288], [this.act[23], 0, 262144], [this.act[24], 0, 524288], [this.step, 0, 16]]); // 15: %114 blocks.0.attn.softmax0 stdlib.mt:142
+    group("matmul_16x2x64x64_16x2x64x64", [[this.act[22], 0, 524288], [this.act[24], 0, 524288], [this.act[20], 0, 524288]]); // 16: %119 blocks.0.attn.matmul2 stdlib.mt:144
+    group("fused_1ops_97d97d4ab2", [[this.act[13], 0, 262144], [this.act[20], 0, 524288], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 17: %121 blocks.0.attn.matmul3 stdlib.mt:145
+    group("permute_02134_16x2x64x4x8", [[this.act[16], 0, 262144], [this.act[25], 0, 262144]]); // 18: %122 blocks.0.attn.permute5 stdlib.mt:145
+    group("fused_12ops_5b79a6b370", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[25], 0, 262144], [this.act[16], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4096], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 19: %124 blocks.0.attn.o.matmul0 stdlib.mt:18
+    group("fused_8ops_38aa17c349", [[this.params, 22784, 47616], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 20: %136 blocks.0.think.norm.mul2 stdlib.mt:9
+    group("fused_7ops_de1060329d", [[this.params, 23552, 46848], [this.act[30], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 21: %145 blocks.0.think.delta.value.matmul0 stdlib.mt:18
+    group("fused_7ops_0bcd9507b8", [[this.params, 24320, 46080], [this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 22: %152 blocks.0.think.delta.up.silu0 stdlib.mt:18
+    group("fused_9ops_7d3849f016", [[this.params, 24576, 45824], [this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 23: %159 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
+    group("fused_8ops_62779d04ea", [[this.params, 25344, 45056], [this.act[48], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 24: %168 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
+    group("fused_4ops_1512e32d6e", [[this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[44], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 262144], [this.act[58], 0, 262144], [this.step, 0, 16]]); // 25: %176 blocks.0.think.gamma.mul1 stdlib.mt:49
+    group("fused_11ops_3395ec0dcd", [[this.params, 26368, 44032], [this.act[30], 0, 262144], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 32768], [this.act[62], 0, 262144], [this.act[63], 0, 4096], [this.step, 0, 16]]); // 26: %180 blocks.0.think.matmul2 stdlib.mt:70
+    group("fused_6ops_c4e3617a2d", [[this.params, 27392, 43008], [this.act[30], 0, 262144], [this.act[57], 0, 262144], [this.act[63], 0, 4096], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 27: %191 blocks.0.think.mul1 stdlib.mt:72
+    group("fused_10ops_1bd4cd7d9f", [[this.act[27], 0, 262144], [this.act[62], 0, 262144], [this.act[64], 0, 4096], [this.act[66], 0, 262144], [this.act[57], 0, 262144], [this.act[67], 0, 4096], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 28: %197 blocks.0.think.mul3 stdlib.mt:73
+    group("fused_7ops_3568b9c9bb", [[this.params, 27904, 42496], [this.act[68], 0, 262144], [this.act[66], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 29: %207 blocks.1.attn.norm.mul2 stdlib.mt:9
+    group("permute_02134_16x64x2x4x8", [[this.act[71], 0, 262144], [this.act[72], 0, 262144]]); // 30: %214 blocks.1.attn.permute0 stdlib.mt:135
+    group("fused_6ops_dfdf8a4fb4", [[this.params, 28672, 41728], [this.act[66], 0, 262144], [this.act[71], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 31: %215 blocks.1.attn.k.matmul0 stdlib.mt:18
+    group("permute_02134_16x64x2x4x8", [[this.act[74], 0, 262144], [this.act[75], 0, 262144]]); // 32: %221 blocks.1.attn.permute1 stdlib.mt:136
+    group("fused_6ops_c8554497c9", [[this.params, 29184, 41216], [this.act[66], 0, 262144], [this.act[74], 0, 262144], [this.act[76], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 33: %222 blocks.1.attn.v.matmul0 stdlib.mt:18
+    group("permute_02134_16x64x2x4x8", [[this.act[77], 0, 262144], [this.act[78], 0, 262144]]); // 34: %228 blocks.1.attn.permute2 stdlib.mt:137
+    group("fused_1ops_470b17a1ea", [[this.act[75], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 35: %231 blocks.1.attn.permute3 stdlib.mt:141
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[72], 0, 262144], [this.act[77], 0, 262144], [this.act[79], 0, 524288]]); // 36: %232 blocks.1.attn.matmul0 stdlib.mt:141
+    group("fused_1ops_630518298d", [[this.act[79], 0, 524288], [this.act[80], 0, 524288], [this.step, 0, 16]]); // 37: %233 blocks.1.attn.affine0 stdlib.mt:141
+    group("causal_mask_fminf_16x2x64x64", [[this.act[80], 0, 524288], [this.act[79], 0, 524288]]); // 38: %234 blocks.1.attn.causal_mask0 stdlib.mt:142
+    group("fused_5ops_9170c57bdc", [[this.act[75], 0, 262144], [this.act[78], 0, 262144], [this.act[79], 0, 524288], [this.act[80], 0, 524288], [this.act[81], 0, 524288], [this.act[82], 0, 262144], [this.act[83], 0, 524288], [this.step, 0, 16]]); // 39: %235 blocks.1.attn.softmax0 stdlib.mt:142
+    group("matmul_16x2x64x64_16x2x64x64", [[this.act[81], 0, 524288], [this.act[83], 0, 524288], [this.act[79], 0, 524288]]); // 40: %240 blocks.1.attn.matmul2 stdlib.mt:144
+    group("fused_1ops_97d97d4ab2", [[this.act[72], 0, 262144], [this.act[79], 0, 524288], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 41: %242 blocks.1.attn.matmul3 stdlib.mt:145
+    group("permute_02134_16x2x64x4x8", [[this.act[75], 0, 262144], [this.act[84], 0, 262144]]); // 42: %243 blocks.1.attn.permute5 stdlib.mt:145
+    group("fused_12ops_5b79a6b370", [[this.params, 29696, 40704], [this.act[57], 0, 262144], [this.act[84], 0, 262144], [this.act[75], 0, 262144], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 4096], [this.act[88], 0, 262144], [this.step, 0, 16]]); // 43: %245 blocks.1.attn.o.matmul0 stdlib.mt:18
+    group("fused_8ops_38aa17c349", [[this.params, 30208, 40192], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 44: %257 blocks.1.think.norm.mul2 stdlib.mt:9
+    group("fused_7ops_de1060329d", [[this.params, 30976, 39424], [this.act[89], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 45: %266 blocks.1.think.delta.value.matmul0 stdlib.mt:18
+    group("fused_7ops_0bcd9507b8", [[this.params, 31744, 38656], [this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 46: %273 blocks.1.think.delta.up.silu0 stdlib.mt:18
+    group("fused_9ops_7d3849f016", [[this.params, 32000, 38400], [this.act[89], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 47: %280 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
+    group("fused_8ops_62779d04ea", [[this.params, 32768, 37632], [this.act[107], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 262144], [this.act[114], 0, 262144], [this.step, 0, 16]]); // 48: %289 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
+    group("fused_4ops_1512e32d6e", [[this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[103], 0, 262144], [this.act[114], 0, 262144], [this.act[115], 0, 262144], [this.act[116], 0, 262144], [this.act[117], 0, 262144], [this.step, 0, 16]]); // 49: %297 blocks.1.think.gamma.mul1 stdlib.mt:49
+    group("fused_11ops_3395ec0dcd", [[this.params, 33792, 36608], [this.act[89], 0, 262144], [this.act[117], 0, 262144], [this.act[118], 0, 32768], [this.act[119], 0, 262144], [this.act[120], 0, 32768], [this.act[121], 0, 262144], [this.act[122], 0, 4096], [this.step, 0, 16]]); // 50: %301 blocks.1.think.matmul2 stdlib.mt:70
+    group("fused_6ops_c4e3617a2d", [[this.params, 34816, 35584], [this.act[89], 0, 262144], [this.act[116], 0, 262144], [this.act[122], 0, 4096], [this.act[123], 0, 4096], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 51: %312 blocks.1.think.mul1 stdlib.mt:72
+    group("fused_10ops_edd470fd40", [[this.act[86], 0, 262144], [this.act[121], 0, 262144], [this.act[123], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[126], 0, 4096], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 52: %318 blocks.1.think.mul3 stdlib.mt:73
+    group("fused_7ops_3568b9c9bb", [[this.params, 20480, 49920], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 53: %328 blocks.0.attn.norm.mul5 stdlib.mt:9
+    group("permute_02134_16x64x2x4x8", [[this.act[130], 0, 262144], [this.act[131], 0, 262144]]); // 54: %335 blocks.0.attn.permute6 stdlib.mt:135
+    group("fused_6ops_dfdf8a4fb4", [[this.params, 21248, 49152], [this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 55: %336 blocks.0.attn.k.matmul2 stdlib.mt:18
+    group("permute_02134_16x64x2x4x8", [[this.act[133], 0, 262144], [this.act[134], 0, 262144]]); // 56: %342 blocks.0.attn.permute7 stdlib.mt:136
+    group("fused_6ops_c8554497c9", [[this.params, 21760, 48640], [this.act[125], 0, 262144], [this.act[133], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 57: %343 blocks.0.attn.v.matmul2 stdlib.mt:18
+    group("permute_02134_16x64x2x4x8", [[this.act[136], 0, 262144], [this.act[137], 0, 262144]]); // 58: %349 blocks.0.attn.permute8 stdlib.mt:137
+    group("fused_1ops_470b17a1ea", [[this.act[134], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 59: %352 blocks.0.attn.permute9 stdlib.mt:141
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[131], 0, 262144], [this.act[136], 0, 262144], [this.act[138], 0, 524288]]); // 60: %353 blocks.0.attn.matmul4 stdlib.mt:141
+    group("fused_1ops_630518298d", [[this.act[138], 0, 524288], [this.act[139], 0, 524288], [this.step, 0, 16]]); // 61: %354 blocks.0.attn.affine1 stdlib.mt:141
+    group("causal_mask_fminf_16x2x64x64", [[this.act[139], 0, 524288], [this.act[138], 0, 524288]]); // 62: %355 blocks.0.attn.causal_mask1 stdlib.mt:142
+    group("fused_5ops_e55517e480", [[this.act[134], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 524288], [this.act[139], 0, 524288], [this.act[140], 0, 524288], [this.act[141], 0, 262144], [this.act[142], 0, 524288], [this.step, 0, 16]]); // 63: %356 blocks.0.attn.softmax1 stdlib.mt:142
+    group("matmul_16x2x64x64_16x2x64x64", [[this.act[140], 0, 524288], [this.act[142], 0, 524288], [this.act[138], 0, 524288]]); // 64: %361 blocks.0.attn.matmul6 stdlib.mt:144
+    group("fused_1ops_97d97d4ab2", [[this.act[131], 0, 262144], [this.act[138], 0, 524288], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 65: %363 blocks.0.attn.matmul7 stdlib.mt:145
+    group("permute_02134_16x2x64x4x8", [[this.act[134], 0, 262144], [this.act[143], 0, 262144]]); // 66: %364 blocks.0.attn.permute11 stdlib.mt:145
+    group("fused_12ops_5b79a6b370", [[this.params, 22272, 48128], [this.act[116], 0, 262144], [this.act[143], 0, 262144], [this.act[134], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 4096], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 67: %366 blocks.0.attn.o.matmul2 stdlib.mt:18
+    group("fused_8ops_38aa17c349", [[this.params, 22784, 47616], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 68: %378 blocks.0.think.norm.mul5 stdlib.mt:9
+    group("fused_7ops_de1060329d", [[this.params, 23552, 46848], [this.act[148], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 69: %387 blocks.0.think.delta.value.matmul2 stdlib.mt:18
+    group("fused_7ops_0bcd9507b8", [[this.params, 24320, 46080], [this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 70: %394 blocks.0.think.delta.up.silu1 stdlib.mt:18
+    group("fused_9ops_7d3849f016", [[this.params, 24576, 45824], [this.act[148], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 71: %401 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
+    group("fused_8ops_62779d04ea", [[this.params, 25344, 45056], [this.act[166], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 262144], [this.act[170], 0, 262144], [this.act[171], 0, 262144], [this.act[172], 0, 262144], [this.act[173], 0, 262144], [this.step, 0, 16]]); // 72: %410 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
+    group("fused_4ops_1512e32d6e", [[this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[162], 0, 262144], [this.act[173], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 73: %418 blocks.0.think.gamma.mul3 stdlib.mt:49
+    group("fused_11ops_3395ec0dcd", [[this.params, 26368, 44032], [this.act[148], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 32768], [this.act[178], 0, 262144], [this.act[179], 0, 32768], [this.act[180], 0, 262144], [this.act[181], 0, 4096], [this.step, 0, 16]]); // 74: %422 blocks.0.think.matmul7 stdlib.mt:70
+    group("fused_6ops_c4e3617a2d", [[this.params, 27392, 43008], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 4096], [this.act[182], 0, 4096], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 75: %433 blocks.0.think.mul5 stdlib.mt:72
+    group("fused_10ops_3c8446ed91", [[this.act[145], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 4096], [this.act[184], 0, 262144], [this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 76: %439 blocks.0.think.mul7 stdlib.mt:73
+    group("fused_7ops_3568b9c9bb", [[this.params, 27904, 42496], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 77: %449 blocks.1.attn.norm.mul5 stdlib.mt:9
+    group("permute_02134_16x64x2x4x8", [[this.act[189], 0, 262144], [this.act[190], 0, 262144]]); // 78: %456 blocks.1.attn.permute6 stdlib.mt:135
+    group("fused_6ops_dfdf8a4fb4", [[this.params, 28672, 41728], [this.act[184], 0, 262144], [this.act[189], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 79: %457 blocks.1.attn.k.matmul2 stdlib.mt:18
+    group("permute_02134_16x64x2x4x8", [[this.act[192], 0, 262144], [this.act[193], 0, 262144]]); // 80: %463 blocks.1.attn.permute7 stdlib.mt:136
+    group("fused_6ops_c8554497c9", [[this.params, 29184, 41216], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 81: %464 blocks.1.attn.v.matmul2 stdlib.mt:18
+    group("permute_02134_16x64x2x4x8", [[this.act[195], 0, 262144], [this.act[196], 0, 262144]]); // 82: %470 blocks.1.attn.permute8 stdlib.mt:137
+    group("fused_1ops_470b17a1ea", [[this.act[193], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 83: %473 blocks.1.attn.permute9 stdlib.mt:141
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[190], 0, 262144], [this.act[195], 0, 262144], [this.act[197], 0, 524288]]); // 84: %474 blocks.1.attn.matmul4 stdlib.mt:141
+    group("fused_1ops_630518298d", [[this.act[197], 0, 524288], [this.act[198], 0, 524288], [this.step, 0, 16]]); // 85: %475 blocks.1.attn.affine1 stdlib.mt:141
+    group("causal_mask_fminf_16x2x64x64", [[this.act[198], 0, 524288], [this.act[197], 0, 524288]]); // 86: %476 blocks.1.attn.causal_mask1 stdlib.mt:142
+    group("fused_5ops_84229fdeed", [[this.act[193], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 524288], [this.act[198], 0, 524288], [this.act[199], 0, 524288], [this.act[200], 0, 262144], [this.act[201], 0, 524288], [this.step, 0, 16]]); // 87: %477 blocks.1.attn.softmax1 stdlib.mt:142
+    group("matmul_16x2x64x64_16x2x64x64", [[this.act[199], 0, 524288], [this.act[201], 0, 524288], [this.act[197], 0, 524288]]); // 88: %482 blocks.1.attn.matmul6 stdlib.mt:144
+    group("fused_1ops_97d97d4ab2", [[this.act[190], 0, 262144], [this.act[197], 0, 524288], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 89: %484 blocks.1.attn.matmul7 stdlib.mt:145
+    group("permute_02134_16x2x64x4x8", [[this.act[193], 0, 262144], [this.act[202], 0, 262144]]); // 90: %485 blocks.1.attn.permute11 stdlib.mt:145
+    group("fused_12ops_5b79a6b370", [[this.params, 29696, 40704], [this.act[175], 0, 262144], [this.act[202], 0, 262144], [this.act[193], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 4096], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 91: %487 blocks.1.attn.o.matmul2 stdlib.mt:18
+    group("fused_8ops_38aa17c349", [[this.params, 30208, 40192], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 92: %499 blocks.1.think.norm.mul5 stdlib.mt:9
+    group("fused_7ops_de1060329d", [[this.params, 30976, 39424], [this.act[207], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 93: %508 blocks.1.think.delta.value.matmul2 stdlib.mt:18
+    group("fused_7ops_0bcd9507b8", [[this.params, 31744, 38656], [this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 94: %515 blocks.1.think.delta.up.silu1 stdlib.mt:18
+    group("fused_9ops_7d3849f016", [[this.params, 32000, 38400], [this.act[207], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 262144], [this.act[226], 0, 262144], [this.act[227], 0, 262144], [this.step, 0, 16]]); // 95: %522 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
+    group("fused_8ops_62779d04ea", [[this.params, 32768, 37632], [this.act[225], 0, 262144], [this.act[227], 0, 262144], [this.act[228], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 96: %531 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
+    group("fused_4ops_1512e32d6e", [[this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[221], 0, 262144], [this.act[232], 0, 262144], [this.act[233], 0, 262144], [this.act[234], 0, 262144], [this.act[235], 0, 262144], [this.step, 0, 16]]); // 97: %539 blocks.1.think.gamma.mul3 stdlib.mt:49
+    group("fused_11ops_3395ec0dcd", [[this.params, 33792, 36608], [this.act[207], 0, 262144], [this.act[235], 0, 262144], [this.act[236], 0, 32768], [this.act[237], 0, 262144], [this.act[238], 0, 32768], [this.act[239], 0, 262144], [this.act[240], 0, 4096], [this.step, 0, 16]]); // 98: %543 blocks.1.think.matmul7 stdlib.mt:70
+    group("fused_6ops_c4e3617a2d", [[this.params, 34816, 35584], [this.act[207], 0, 262144], [this.act[234], 0, 262144], [this.act[240], 0, 4096], [this.act[241], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 99: %554 blocks.1.think.mul5 stdlib.mt:72
+    group("fused_10ops_e2110cdb1b", [[this.act[204], 0, 262144], [this.act[239], 0, 262144], [this.act[241], 0, 4096], [this.act[243], 0, 262144], [this.act[234], 0, 262144], [this.act[244], 0, 4096], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 100: %560 blocks.1.think.mul7 stdlib.mt:73
+    group("fused_1ops_e2a2b66d6c", [[this.params, 35328, 35072], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 101: %570 norm_final.mul2 stdlib.mt:9
+    group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[243], 0, 262144], [this.act[246], 0, 1048576]]); // 102: %571 head.matmul0 stdlib.mt:106
+    group("fused_2ops_ad30155e7e", [[this.params, 36608, 33792], [this.act[246], 0, 1048576], [this.act[247], 0, 131072], [this.step, 0, 16]]); // 103: %572 head.mul0 stdlib.mt:106
+    group("matmul_256x32_16x64x32x1", [[this.params, 37632, 32768], [this.act[247], 0, 131072], [this.act[248], 0, 1048576]]); // 104: %574 head.matmul1 stdlib.mt:107
+    group("cross_entropy_16x64x256_16x64i", [[this.act[248], 0, 1048576], [this.targets, 0, 4096], [this.act[249], 0, 4]]); // 105: %576 loss.cross_entropy0 matrix_product_attention.mt:21
+    group("fused_6ops_62411935d6", [[this.targets, 0, 4096], [this.act[248], 0, 1048576], [this.act[250], 0, 1048576], [this.step, 0, 16]]); // 106: %578 loss.cross_entropy0.grad.softmax0 matrix_product_attention.mt:21
+    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", [[this.act[250], 0, 1048576], [this.act[247], 0, 131072], [this.act[251], 0, 32768]]); // 107: %586 head.matmul1.grad.sum0 stdlib.mt:107
+    group("permute_10_256x32", [[this.params, 37632, 32768], [this.act[252], 0, 32768]]); // 108: %588 head.matmul1.grad.permute1 stdlib.mt:107
+    group("matmul_32x256_16x64x256x1", [[this.act[252], 0, 32768], [this.act[250], 0, 1048576], [this.act[247], 0, 131072]]); // 109: %589 head.matmul1.grad.matmul1 stdlib.mt:107
+    group("fused_3ops_a25da1dcf7", [[this.params, 36608, 33792], [this.act[246], 0, 1048576], [this.act[247], 0, 131072], [this.act[250], 0, 1048576], [this.act[253], 0, 1048576], [this.step, 0, 16]]); // 110: %590 head.sum0.grad.expand0 stdlib.mt:106
+    group("sum_a01_16x64x32x8", [[this.act[253], 0, 1048576], [this.act[254], 0, 1024]]); // 111: %593 head.mul0.grad.sum0 stdlib.mt:106
+    group("contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[250], 0, 1048576], [this.act[243], 0, 262144], [this.act[255], 0, 1024]]); // 112: %597 head.matmul0.grad.sum0 stdlib.mt:106
+    group("fused_1ops_9ceb6e9d77", [[this.params, 35584, 34816], [this.act[256], 0, 1024], [this.step, 0, 16]]); // 113: %599 head.matmul0.grad.permute1 stdlib.mt:106
+    group("matmul_8x32_16x64x32x8", [[this.act[256], 0, 1024], [this.act[250], 0, 1048576], [this.act[243], 0, 262144]]); // 114: %600 head.matmul0.grad.matmul1 stdlib.mt:106
+    group("fused_2ops_f17440cbbb", [[this.params, 35328, 35072], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.act[257], 0, 262144], [this.act[258], 0, 262144], [this.step, 0, 16]]); // 115: %601 norm_final.mul2.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[258], 0, 262144], [this.act[259], 0, 256]]); // 116: %603 norm_final.mul2.grad.sum0 stdlib.mt:9
+    group("fused_17ops_5258cdc6d7", [[this.act[239], 0, 262144], [this.act[234], 0, 262144], [this.act[244], 0, 4096], [this.act[257], 0, 262144], [this.act[258], 0, 262144], [this.act[243], 0, 262144], [this.act[260], 0, 4096], [this.step, 0, 16]]); // 117: %605 norm_final.mul1.grad.mul0 stdlib.mt:9
+    group("fused_5ops_ad00f751b5", [[this.act[240], 0, 4096], [this.act[241], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.act[257], 0, 262144], [this.act[244], 0, 4096], [this.act[239], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 118: %622 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
+    group("fused_3ops_068e496b13", [[this.act[241], 0, 4096], [this.act[260], 0, 4096], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 119: %627 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[262], 0, 4]]); // 120: %630 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_82a5835e66", [[this.act[207], 0, 262144], [this.act[261], 0, 4096], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 121: %632 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[242], 0, 262144], [this.act[263], 0, 256]]); // 122: %634 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_b94007d905", [[this.params, 34816, 35584], [this.act[240], 0, 4096], [this.act[244], 0, 4096], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 123: %636 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[264], 0, 4]]); // 124: %641 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_94817482d7", [[this.act[207], 0, 262144], [this.act[261], 0, 4096], [this.act[243], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 125: %643 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[245], 0, 262144], [this.act[265], 0, 256]]); // 126: %645 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_fca0968df6", [[this.params, 34304, 36096], [this.act[238], 0, 32768], [this.act[257], 0, 262144], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.act[245], 0, 262144], [this.act[252], 0, 32768], [this.step, 0, 16]]); // 127: %647 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
+    group("fused_7ops_973b81dba5", [[this.params, 33792, 36608], [this.act[236], 0, 32768], [this.act[237], 0, 262144], [this.act[257], 0, 262144], [this.act[238], 0, 32768], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 128: %651 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[242], 0, 262144], [this.act[238], 0, 32768], [this.act[266], 0, 32]]); // 129: %658 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("fused_4ops_de5186fd52", [[this.params, 34048, 36352], [this.act[245], 0, 262144], [this.act[252], 0, 32768], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.act[238], 0, 32768], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 130: %660 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
+    group("fused_1ops_02b920d313", [[this.act[235], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 131: %664 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[243], 0, 262144], [this.act[238], 0, 32768], [this.act[267], 0, 32]]); // 132: %665 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_5ops_635579a41a", [[this.act[221], 0, 262144], [this.act[233], 0, 262144], [this.act[239], 0, 262144], [this.act[242], 0, 262144], [this.act[257], 0, 262144], [this.act[243], 0, 262144], [this.act[235], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 133: %667 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
+    group("fused_2ops_1730e0d43d", [[this.act[208], 0, 4], [this.act[232], 0, 262144], [this.act[245], 0, 262144], [this.act[257], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 134: %674 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[242], 0, 262144], [this.act[268], 0, 4]]); // 135: %676 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 33280, 37120], [this.act[231], 0, 262144], [this.act[257], 0, 262144], [this.act[242], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 136: %679 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[245], 0, 262144], [this.act[257], 0, 262144], [this.act[269], 0, 256]]); // 137: %682 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[230], 0, 262144], [this.act[242], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 138: %684 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[257], 0, 262144], [this.act[229], 0, 262144], [this.act[270], 0, 256]]); // 139: %688 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 32768, 37632], [this.act[225], 0, 262144], [this.act[228], 0, 262144], [this.act[257], 0, 262144], [this.act[229], 0, 262144], [this.act[242], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 140: %690 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[227], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 141: %697 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[257], 0, 262144], [this.act[242], 0, 262144], [this.act[271], 0, 256]]); // 142: %698 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[226], 0, 262144], [this.act[230], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 143: %700 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[242], 0, 262144], [this.act[207], 0, 262144], [this.act[272], 0, 256]]); // 144: %704 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 32256, 38144], [this.act[224], 0, 262144], [this.act[243], 0, 262144], [this.act[229], 0, 262144], [this.act[242], 0, 262144], [this.act[230], 0, 262144], [this.act[226], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 145: %706 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[223], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 146: %714 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[242], 0, 262144], [this.act[226], 0, 262144], [this.act[273], 0, 256]]); // 147: %715 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[222], 0, 262144], [this.act[257], 0, 262144], [this.act[226], 0, 262144], [this.step, 0, 16]]); // 148: %717 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[226], 0, 262144], [this.act[207], 0, 262144], [this.act[274], 0, 256]]); // 149: %721 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_9c806ba1e6", [[this.params, 32000, 38400], [this.act[207], 0, 262144], [this.act[235], 0, 262144], [this.act[230], 0, 262144], [this.act[226], 0, 262144], [this.act[257], 0, 262144], [this.act[222], 0, 262144], [this.step, 0, 16]]); // 150: %723 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_4ops_a23b7168cc", [[this.act[208], 0, 4], [this.act[220], 0, 262144], [this.act[235], 0, 262144], [this.act[257], 0, 262144], [this.act[222], 0, 262144], [this.act[226], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 151: %728 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
+    group("fused_1ops_46c0b229b4", [[this.act[219], 0, 262144], [this.act[222], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 152: %734 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[257], 0, 262144], [this.act[208], 0, 4]]); // 153: %735 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[268], 0, 4], [this.act[208], 0, 4], [this.act[275], 0, 4]]); // 154: %737 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 31744, 38656], [this.act[218], 0, 262144], [this.act[230], 0, 262144], [this.act[257], 0, 262144], [this.act[222], 0, 262144], [this.step, 0, 16]]); // 155: %739 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[222], 0, 262144], [this.act[230], 0, 262144], [this.act[276], 0, 256]]); // 156: %742 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[217], 0, 262144], [this.act[257], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 157: %744 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[230], 0, 262144], [this.act[216], 0, 262144], [this.act[277], 0, 256]]); // 158: %748 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 31232, 39168], [this.act[212], 0, 262144], [this.act[215], 0, 262144], [this.act[230], 0, 262144], [this.act[216], 0, 262144], [this.act[257], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 159: %750 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[214], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 160: %757 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[230], 0, 262144], [this.act[257], 0, 262144], [this.act[278], 0, 256]]); // 161: %758 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[213], 0, 262144], [this.act[217], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 162: %760 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[257], 0, 262144], [this.act[207], 0, 262144], [this.act[279], 0, 256]]); // 163: %764 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 30720, 39680], [this.act[211], 0, 262144], [this.act[226], 0, 262144], [this.act[216], 0, 262144], [this.act[257], 0, 262144], [this.act[217], 0, 262144], [this.act[213], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 164: %766 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[210], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 165: %774 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[257], 0, 262144], [this.act[213], 0, 262144], [this.act[280], 0, 256]]); // 166: %775 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[209], 0, 262144], [this.act[230], 0, 262144], [this.act[213], 0, 262144], [this.step, 0, 16]]); // 167: %777 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[213], 0, 262144], [this.act[207], 0, 262144], [this.act[281], 0, 256]]); // 168: %781 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_0bbc388eb3", [[this.params, 30464, 39936], [this.act[217], 0, 262144], [this.act[213], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 4], [this.step, 0, 16]]); // 169: %783 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("binary_mul_s_s", [[this.act[275], 0, 4], [this.act[208], 0, 4], [this.act[268], 0, 4]]); // 170: %787 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_f17440cbbb", [[this.params, 30208, 40192], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[213], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 171: %788 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[217], 0, 262144], [this.act[282], 0, 256]]); // 172: %790 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_bbfc3bbd87", [[this.params, 29952, 40448], [this.act[204], 0, 262144], [this.act[205], 0, 4096], [this.act[258], 0, 262144], [this.act[213], 0, 262144], [this.act[217], 0, 262144], [this.act[207], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 173: %792 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
+    group("fused_1ops_cfcdd64937", [[this.act[203], 0, 262144], [this.act[213], 0, 262144], [this.step, 0, 16]]); // 174: %810 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[213], 0, 262144], [this.act[207], 0, 262144], [this.act[283], 0, 256]]); // 175: %811 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[193], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.step, 0, 16]]); // 176: %813 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[207], 0, 262144], [this.act[202], 0, 262144], [this.act[284], 0, 256]]); // 177: %817 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_a1b80a8fd0", [[this.params, 29696, 40704], [this.act[207], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 178: %819 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("permute_02134_16x64x2x4x8", [[this.act[202], 0, 262144], [this.act[207], 0, 262144]]); // 179: %822 blocks.1.attn.permute11.grad.permute0 stdlib.mt:145
+    group("fused_6ops_e2450af657", [[this.act[190], 0, 262144], [this.act[201], 0, 524288], [this.act[197], 0, 524288], [this.act[207], 0, 262144], [this.act[202], 0, 262144], [this.act[285], 0, 524288], [this.act[286], 0, 524288], [this.step, 0, 16]]); // 180: %823 blocks.1.attn.matmul7.grad.permute0 stdlib.mt:145
+    group("matmul_16x2x64x64_16x2x64x64", [[this.act[285], 0, 524288], [this.act[286], 0, 524288], [this.act[197], 0, 524288]]); // 181: %829 blocks.1.attn.matmul6.grad.matmul0 stdlib.mt:144
+    group("fused_1ops_3155f8ad16", [[this.act[199], 0, 524288], [this.act[286], 0, 524288], [this.step, 0, 16]]); // 182: %830 blocks.1.attn.matmul6.grad.permute1 stdlib.mt:144
+    group("matmul_16x2x64x64_16x2x64x64", [[this.act[286], 0, 524288], [this.act[285], 0, 524288], [this.act[199], 0, 524288]]); // 183: %831 blocks.1.attn.matmul6.grad.matmul1 stdlib.mt:144
+    group("fused_6ops_4405733e47", [[this.act[196], 0, 262144], [this.act[200], 0, 262144], [this.act[197], 0, 524288], [this.act[199], 0, 524288], [this.act[207], 0, 262144], [this.act[206], 0, 262144], [this.act[285], 0, 524288], [this.step, 0, 16]]); // 184: %833 blocks.1.attn.matmul5.grad.permute0 stdlib.mt:143
+    group("fused_4ops_12ed07e96e", [[this.act[198], 0, 524288], [this.act[285], 0, 524288], [this.act[199], 0, 524288], [this.step, 0, 16]]); // 185: %839 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:142
+    group("causal_mask_f0_16x2x64x64", [[this.act[199], 0, 524288], [this.act[285], 0, 524288]]); // 186: %843 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:142
+    group("fused_2ops_8b79402e4a", [[this.act[195], 0, 262144], [this.act[285], 0, 524288], [this.act[199], 0, 524288], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 187: %844 blocks.1.attn.affine1.grad.affine0 stdlib.mt:141
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[199], 0, 524288], [this.act[200], 0, 262144], [this.act[195], 0, 262144]]); // 188: %846 blocks.1.attn.matmul4.grad.matmul0 stdlib.mt:141
+    group("fused_1ops_470b17a1ea", [[this.act[190], 0, 262144], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 189: %847 blocks.1.attn.matmul4.grad.permute1 stdlib.mt:141
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[200], 0, 262144], [this.act[199], 0, 524288], [this.act[190], 0, 262144]]); // 190: %848 blocks.1.attn.matmul4.grad.matmul1 stdlib.mt:141
+    group("fused_8ops_d3146bb1b5", [[this.act[202], 0, 262144], [this.act[207], 0, 262144], [this.act[206], 0, 262144], [this.act[195], 0, 262144], [this.act[190], 0, 262144], [this.act[200], 0, 262144], [this.act[196], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 191: %849 blocks.1.attn.permute9.grad.permute0 stdlib.mt:141
+    group("fused_3ops_4a99104037", [[this.params, 29440, 40960], [this.act[194], 0, 262144], [this.act[193], 0, 262144], [this.act[190], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 192: %857 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[195], 0, 262144], [this.act[193], 0, 262144], [this.act[287], 0, 256]]); // 193: %860 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[192], 0, 262144], [this.act[190], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 194: %862 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[193], 0, 262144], [this.act[184], 0, 262144], [this.act[288], 0, 256]]); // 195: %866 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_a925fe2888", [[this.params, 28928, 41472], [this.act[191], 0, 262144], [this.act[200], 0, 262144], [this.act[193], 0, 262144], [this.act[190], 0, 262144], [this.act[192], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 196: %868 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[194], 0, 262144], [this.act[192], 0, 262144], [this.act[289], 0, 256]]); // 197: %876 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[189], 0, 262144], [this.act[195], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 198: %878 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.act[290], 0, 256]]); // 199: %882 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_b53d1cc3d3", [[this.params, 28416, 41984], [this.act[196], 0, 262144], [this.act[190], 0, 262144], [this.act[192], 0, 262144], [this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 200: %884 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[188], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 201: %892 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[192], 0, 262144], [this.act[189], 0, 262144], [this.act[291], 0, 256]]); // 202: %893 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[187], 0, 262144], [this.act[194], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 203: %895 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[189], 0, 262144], [this.act[184], 0, 262144], [this.act[292], 0, 256]]); // 204: %899 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_09dc3d6959", [[this.params, 27904, 42496], [this.act[186], 0, 262144], [this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[184], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 205: %901 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[194], 0, 262144], [this.act[293], 0, 256]]); // 206: %906 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_b98f3b8252", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[217], 0, 262144], [this.act[184], 0, 262144], [this.act[194], 0, 262144], [this.act[189], 0, 262144], [this.act[205], 0, 4096], [this.step, 0, 16]]); // 207: %908 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    group("fused_5ops_ad00f751b5", [[this.act[181], 0, 4096], [this.act[182], 0, 4096], [this.act[183], 0, 262144], [this.act[189], 0, 262144], [this.act[184], 0, 262144], [this.act[185], 0, 4096], [this.act[217], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 208: %926 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
+    group("fused_3ops_068e496b13", [[this.act[182], 0, 4096], [this.act[205], 0, 4096], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 209: %931 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[208], 0, 4]]); // 210: %934 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_82a5835e66", [[this.act[148], 0, 262144], [this.act[261], 0, 4096], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 211: %936 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[183], 0, 262144], [this.act[294], 0, 256]]); // 212: %938 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_b94007d905", [[this.params, 27392, 43008], [this.act[181], 0, 4096], [this.act[185], 0, 4096], [this.act[175], 0, 262144], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 213: %940 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[275], 0, 4]]); // 214: %945 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_94817482d7", [[this.act[148], 0, 262144], [this.act[261], 0, 4096], [this.act[189], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 215: %947 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[175], 0, 262144], [this.act[295], 0, 256]]); // 216: %949 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_fca0968df6", [[this.params, 26880, 43520], [this.act[179], 0, 32768], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[189], 0, 262144], [this.act[175], 0, 262144], [this.act[238], 0, 32768], [this.step, 0, 16]]); // 217: %951 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
+    group("fused_7ops_973b81dba5", [[this.params, 26368, 44032], [this.act[177], 0, 32768], [this.act[178], 0, 262144], [this.act[184], 0, 262144], [this.act[179], 0, 32768], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 218: %955 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[183], 0, 262144], [this.act[179], 0, 32768], [this.act[296], 0, 32]]); // 219: %962 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("fused_4ops_de5186fd52", [[this.params, 26624, 43776], [this.act[175], 0, 262144], [this.act[238], 0, 32768], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[179], 0, 32768], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 220: %964 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
+    group("fused_1ops_02b920d313", [[this.act[176], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 221: %968 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[189], 0, 262144], [this.act[179], 0, 32768], [this.act[297], 0, 32]]); // 222: %969 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_5ops_635579a41a", [[this.act[162], 0, 262144], [this.act[174], 0, 262144], [this.act[217], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.act[189], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 223: %971 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
+    group("fused_2ops_1730e0d43d", [[this.act[149], 0, 4], [this.act[173], 0, 262144], [this.act[175], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 224: %978 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[183], 0, 262144], [this.act[298], 0, 4]]); // 225: %980 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 25856, 44544], [this.act[172], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 226: %983 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[184], 0, 262144], [this.act[299], 0, 256]]); // 227: %986 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[171], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 228: %988 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[170], 0, 262144], [this.act[300], 0, 256]]); // 229: %992 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 25344, 45056], [this.act[166], 0, 262144], [this.act[169], 0, 262144], [this.act[184], 0, 262144], [this.act[170], 0, 262144], [this.act[183], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 230: %994 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[168], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 231: %1001 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[301], 0, 256]]); // 232: %1002 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[167], 0, 262144], [this.act[171], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 233: %1004 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[183], 0, 262144], [this.act[148], 0, 262144], [this.act[302], 0, 256]]); // 234: %1008 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 24832, 45568], [this.act[165], 0, 262144], [this.act[189], 0, 262144], [this.act[170], 0, 262144], [this.act[183], 0, 262144], [this.act[171], 0, 262144], [this.act[167], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 235: %1010 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[164], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 236: %1018 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[183], 0, 262144], [this.act[167], 0, 262144], [this.act[303], 0, 256]]); // 237: %1019 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[163], 0, 262144], [this.act[184], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 238: %1021 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[167], 0, 262144], [this.act[148], 0, 262144], [this.act[304], 0, 256]]); // 239: %1025 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_9c806ba1e6", [[this.params, 24576, 45824], [this.act[148], 0, 262144], [this.act[176], 0, 262144], [this.act[171], 0, 262144], [this.act[167], 0, 262144], [this.act[184], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 240: %1027 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_4ops_a23b7168cc", [[this.act[149], 0, 4], [this.act[161], 0, 262144], [this.act[176], 0, 262144], [this.act[184], 0, 262144], [this.act[163], 0, 262144], [this.act[167], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 241: %1032 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
+    group("fused_1ops_46c0b229b4", [[this.act[160], 0, 262144], [this.act[163], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 242: %1038 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[184], 0, 262144], [this.act[149], 0, 4]]); // 243: %1039 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[298], 0, 4], [this.act[149], 0, 4], [this.act[305], 0, 4]]); // 244: %1041 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 24320, 46080], [this.act[159], 0, 262144], [this.act[171], 0, 262144], [this.act[184], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 245: %1043 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[163], 0, 262144], [this.act[171], 0, 262144], [this.act[306], 0, 256]]); // 246: %1046 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[158], 0, 262144], [this.act[184], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 247: %1048 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[171], 0, 262144], [this.act[157], 0, 262144], [this.act[307], 0, 256]]); // 248: %1052 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 23808, 46592], [this.act[153], 0, 262144], [this.act[156], 0, 262144], [this.act[171], 0, 262144], [this.act[157], 0, 262144], [this.act[184], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 249: %1054 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[155], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 250: %1061 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[171], 0, 262144], [this.act[184], 0, 262144], [this.act[308], 0, 256]]); // 251: %1062 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 252: %1064 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[148], 0, 262144], [this.act[309], 0, 256]]); // 253: %1068 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 23296, 47104], [this.act[152], 0, 262144], [this.act[167], 0, 262144], [this.act[157], 0, 262144], [this.act[184], 0, 262144], [this.act[158], 0, 262144], [this.act[154], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 254: %1070 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[151], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 255: %1078 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[184], 0, 262144], [this.act[154], 0, 262144], [this.act[310], 0, 256]]); // 256: %1079 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[150], 0, 262144], [this.act[171], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 257: %1081 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[154], 0, 262144], [this.act[148], 0, 262144], [this.act[311], 0, 256]]); // 258: %1085 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_0bbc388eb3", [[this.params, 23040, 47360], [this.act[158], 0, 262144], [this.act[154], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 4], [this.step, 0, 16]]); // 259: %1087 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("binary_mul_s_s", [[this.act[305], 0, 4], [this.act[149], 0, 4], [this.act[298], 0, 4]]); // 260: %1091 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_f17440cbbb", [[this.params, 22784, 47616], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 261: %1092 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[312], 0, 256]]); // 262: %1094 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_bbfc3bbd87", [[this.params, 22528, 47872], [this.act[145], 0, 262144], [this.act[146], 0, 4096], [this.act[194], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 263: %1096 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
+    group("fused_1ops_cfcdd64937", [[this.act[144], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 264: %1114 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[154], 0, 262144], [this.act[148], 0, 262144], [this.act[313], 0, 256]]); // 265: %1115 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[134], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 266: %1117 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[148], 0, 262144], [this.act[143], 0, 262144], [this.act[314], 0, 256]]); // 267: %1121 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_a1b80a8fd0", [[this.params, 22272, 48128], [this.act[148], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 268: %1123 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("permute_02134_16x64x2x4x8", [[this.act[143], 0, 262144], [this.act[148], 0, 262144]]); // 269: %1126 blocks.0.attn.permute11.grad.permute0 stdlib.mt:145
+    group("fused_6ops_e2450af657", [[this.act[131], 0, 262144], [this.act[142], 0, 524288], [this.act[138], 0, 524288], [this.act[148], 0, 262144], [this.act[143], 0, 262144], [this.act[199], 0, 524288], [this.act[285], 0, 524288], [this.step, 0, 16]]); // 270: %1127 blocks.0.attn.matmul7.grad.permute0 stdlib.mt:145
+    group("matmul_16x2x64x64_16x2x64x64", [[this.act[199], 0, 524288], [this.act[285], 0, 524288], [this.act[138], 0, 524288]]); // 271: %1133 blocks.0.attn.matmul6.grad.matmul0 stdlib.mt:144
+    group("fused_1ops_3155f8ad16", [[this.act[140], 0, 524288], [this.act[285], 0, 524288], [this.step, 0, 16]]); // 272: %1134 blocks.0.attn.matmul6.grad.permute1 stdlib.mt:144
+    group("matmul_16x2x64x64_16x2x64x64", [[this.act[285], 0, 524288], [this.act[199], 0, 524288], [this.act[140], 0, 524288]]); // 273: %1135 blocks.0.attn.matmul6.grad.matmul1 stdlib.mt:144
+    group("fused_6ops_532af6464b", [[this.act[137], 0, 262144], [this.act[141], 0, 262144], [this.act[138], 0, 524288], [this.act[140], 0, 524288], [this.act[148], 0, 262144], [this.act[147], 0, 262144], [this.act[199], 0, 524288], [this.step, 0, 16]]); // 274: %1137 blocks.0.attn.matmul5.grad.permute0 stdlib.mt:143
+    group("fused_4ops_12ed07e96e", [[this.act[139], 0, 524288], [this.act[199], 0, 524288], [this.act[140], 0, 524288], [this.step, 0, 16]]); // 275: %1143 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:142
+    group("causal_mask_f0_16x2x64x64", [[this.act[140], 0, 524288], [this.act[199], 0, 524288]]); // 276: %1147 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:142
+    group("fused_2ops_8b79402e4a", [[this.act[136], 0, 262144], [this.act[199], 0, 524288], [this.act[140], 0, 524288], [this.act[141], 0, 262144], [this.step, 0, 16]]); // 277: %1148 blocks.0.attn.affine1.grad.affine0 stdlib.mt:141
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[140], 0, 524288], [this.act[141], 0, 262144], [this.act[136], 0, 262144]]); // 278: %1150 blocks.0.attn.matmul4.grad.matmul0 stdlib.mt:141
+    group("fused_1ops_470b17a1ea", [[this.act[131], 0, 262144], [this.act[141], 0, 262144], [this.step, 0, 16]]); // 279: %1151 blocks.0.attn.matmul4.grad.permute1 stdlib.mt:141
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[141], 0, 262144], [this.act[140], 0, 524288], [this.act[131], 0, 262144]]); // 280: %1152 blocks.0.attn.matmul4.grad.matmul1 stdlib.mt:141
+    group("fused_8ops_d3146bb1b5", [[this.act[143], 0, 262144], [this.act[148], 0, 262144], [this.act[147], 0, 262144], [this.act[136], 0, 262144], [this.act[131], 0, 262144], [this.act[141], 0, 262144], [this.act[137], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 281: %1153 blocks.0.attn.permute9.grad.permute0 stdlib.mt:141
+    group("fused_3ops_4a99104037", [[this.params, 22016, 48384], [this.act[135], 0, 262144], [this.act[134], 0, 262144], [this.act[131], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 282: %1161 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[136], 0, 262144], [this.act[134], 0, 262144], [this.act[315], 0, 256]]); // 283: %1164 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[133], 0, 262144], [this.act[131], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 284: %1166 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[134], 0, 262144], [this.act[125], 0, 262144], [this.act[316], 0, 256]]); // 285: %1170 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_a925fe2888", [[this.params, 21504, 48896], [this.act[132], 0, 262144], [this.act[141], 0, 262144], [this.act[134], 0, 262144], [this.act[131], 0, 262144], [this.act[133], 0, 262144], [this.act[136], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 286: %1172 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[135], 0, 262144], [this.act[133], 0, 262144], [this.act[317], 0, 256]]); // 287: %1180 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[130], 0, 262144], [this.act[136], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 288: %1182 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[133], 0, 262144], [this.act[125], 0, 262144], [this.act[318], 0, 256]]); // 289: %1186 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_b53d1cc3d3", [[this.params, 20992, 49408], [this.act[137], 0, 262144], [this.act[131], 0, 262144], [this.act[133], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 290: %1188 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[129], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 291: %1196 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[133], 0, 262144], [this.act[130], 0, 262144], [this.act[319], 0, 256]]); // 292: %1197 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[128], 0, 262144], [this.act[135], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 293: %1199 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[130], 0, 262144], [this.act[125], 0, 262144], [this.act[320], 0, 256]]); // 294: %1203 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_09dc3d6959", [[this.params, 20480, 49920], [this.act[127], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[125], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 295: %1205 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[135], 0, 262144], [this.act[321], 0, 256]]); // 296: %1210 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_e85ccd577b", [[this.act[121], 0, 262144], [this.act[116], 0, 262144], [this.act[126], 0, 4096], [this.act[158], 0, 262144], [this.act[125], 0, 262144], [this.act[135], 0, 262144], [this.act[130], 0, 262144], [this.act[146], 0, 4096], [this.step, 0, 16]]); // 297: %1212 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    group("fused_5ops_ad00f751b5", [[this.act[122], 0, 4096], [this.act[123], 0, 4096], [this.act[124], 0, 262144], [this.act[130], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 4096], [this.act[158], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 298: %1230 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
+    group("fused_3ops_068e496b13", [[this.act[123], 0, 4096], [this.act[146], 0, 4096], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 299: %1235 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[149], 0, 4]]); // 300: %1238 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    group("binary_add_s_s", [[this.act[262], 0, 4], [this.act[149], 0, 4], [this.grads, 35072, 4]]); // 301: %1240 param61.grad.add0 stdlib.mt:72
+    group("fused_2ops_82a5835e66", [[this.act[89], 0, 262144], [this.act[261], 0, 4096], [this.act[130], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 302: %1241 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[124], 0, 262144], [this.act[322], 0, 256]]); // 303: %1243 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[322], 0, 256], [this.grads, 34816, 256]]); // 304: %1246 param60.grad.add0 stdlib.mt:72
+    group("fused_5ops_b94007d905", [[this.params, 34816, 35584], [this.act[122], 0, 4096], [this.act[126], 0, 4096], [this.act[121], 0, 262144], [this.act[130], 0, 262144], [this.act[124], 0, 262144], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 305: %1245 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[149], 0, 4]]); // 306: %1251 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    group("binary_add_s_s", [[this.act[264], 0, 4], [this.act[149], 0, 4], [this.grads, 34560, 4]]); // 307: %1253 param59.grad.add0 stdlib.mt:71
+    group("fused_2ops_94817482d7", [[this.act[89], 0, 262144], [this.act[261], 0, 4096], [this.act[130], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 308: %1254 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[121], 0, 262144], [this.act[322], 0, 256]]); // 309: %1256 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[322], 0, 256], [this.grads, 34304, 256]]); // 310: %1259 param58.grad.add0 stdlib.mt:71
+    group("fused_4ops_fca0968df6", [[this.params, 34304, 36096], [this.act[120], 0, 32768], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[130], 0, 262144], [this.act[121], 0, 262144], [this.act[179], 0, 32768], [this.step, 0, 16]]); // 311: %1258 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
+    group("fused_7ops_973b81dba5", [[this.params, 33792, 36608], [this.act[118], 0, 32768], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 32768], [this.act[130], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 312: %1263 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[124], 0, 262144], [this.act[120], 0, 32768], [this.act[323], 0, 32]]); // 313: %1270 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[266], 0, 32], [this.act[323], 0, 32], [this.grads, 33792, 32]]); // 314: %1271 param56.grad.add0 stdlib.mt:70
+    group("fused_4ops_de5186fd52", [[this.params, 34048, 36352], [this.act[121], 0, 262144], [this.act[179], 0, 32768], [this.act[130], 0, 262144], [this.act[124], 0, 262144], [this.act[120], 0, 32768], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 315: %1273 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
+    group("fused_1ops_02b920d313", [[this.act[117], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 316: %1277 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[130], 0, 262144], [this.act[120], 0, 32768], [this.act[323], 0, 32]]); // 317: %1278 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[267], 0, 32], [this.act[323], 0, 32], [this.grads, 34048, 32]]); // 318: %1279 param57.grad.add0 stdlib.mt:70
+    group("fused_5ops_635579a41a", [[this.act[103], 0, 262144], [this.act[115], 0, 262144], [this.act[158], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[117], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 319: %1281 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
+    group("fused_2ops_1730e0d43d", [[this.act[90], 0, 4], [this.act[114], 0, 262144], [this.act[121], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 320: %1288 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[124], 0, 262144], [this.act[149], 0, 4]]); // 321: %1290 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 33280, 37120], [this.act[113], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 322: %1293 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[121], 0, 262144], [this.act[125], 0, 262144], [this.act[322], 0, 256]]); // 323: %1296 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[322], 0, 256], [this.grads, 33280, 256]]); // 324: %1297 param54.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[112], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 325: %1299 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[125], 0, 262144], [this.act[111], 0, 262144], [this.act[322], 0, 256]]); // 326: %1303 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[322], 0, 256], [this.grads, 33024, 256]]); // 327: %1307 param53.grad.add0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 32768, 37632], [this.act[107], 0, 262144], [this.act[110], 0, 262144], [this.act[125], 0, 262144], [this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 328: %1305 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[109], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 329: %1313 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[322], 0, 256]]); // 330: %1314 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[322], 0, 256], [this.grads, 32768, 256]]); // 331: %1315 param52.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[108], 0, 262144], [this.act[112], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 332: %1317 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[124], 0, 262144], [this.act[89], 0, 262144], [this.act[322], 0, 256]]); // 333: %1321 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[322], 0, 256], [this.grads, 32512, 256]]); // 334: %1325 param51.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 32256, 38144], [this.act[106], 0, 262144], [this.act[130], 0, 262144], [this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.act[112], 0, 262144], [this.act[108], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 335: %1323 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[105], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 336: %1332 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[124], 0, 262144], [this.act[108], 0, 262144], [this.act[322], 0, 256]]); // 337: %1333 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[322], 0, 256], [this.grads, 32256, 256]]); // 338: %1334 param50.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[104], 0, 262144], [this.act[125], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 339: %1336 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[108], 0, 262144], [this.act[89], 0, 262144], [this.act[322], 0, 256]]); // 340: %1340 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[322], 0, 256], [this.grads, 32000, 256]]); // 341: %1344 param49.grad.add0 stdlib.mt:18
+    group("fused_5ops_9c806ba1e6", [[this.params, 32000, 38400], [this.act[89], 0, 262144], [this.act[117], 0, 262144], [this.act[112], 0, 262144], [this.act[108], 0, 262144], [this.act[125], 0, 262144], [this.act[104], 0, 262144], [this.step, 0, 16]]); // 342: %1342 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_4ops_a23b7168cc", [[this.act[90], 0, 4], [this.act[102], 0, 262144], [this.act[117], 0, 262144], [this.act[125], 0, 262144], [this.act[104], 0, 262144], [this.act[108], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 343: %1348 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
+    group("fused_1ops_46c0b229b4", [[this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 344: %1354 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[125], 0, 262144], [this.act[90], 0, 4]]); // 345: %1355 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[149], 0, 4], [this.act[90], 0, 4], [this.act[264], 0, 4]]); // 346: %1357 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 31744, 38656], [this.act[100], 0, 262144], [this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.act[104], 0, 262144], [this.step, 0, 16]]); // 347: %1359 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[104], 0, 262144], [this.act[112], 0, 262144], [this.act[322], 0, 256]]); // 348: %1362 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[322], 0, 256], [this.grads, 31744, 256]]); // 349: %1363 param48.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[99], 0, 262144], [this.act[125], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 350: %1365 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[112], 0, 262144], [this.act[98], 0, 262144], [this.act[322], 0, 256]]); // 351: %1369 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[322], 0, 256], [this.grads, 31488, 256]]); // 352: %1373 param47.grad.add0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 31232, 39168], [this.act[94], 0, 262144], [this.act[97], 0, 262144], [this.act[112], 0, 262144], [this.act[98], 0, 262144], [this.act[125], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 353: %1371 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[96], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 354: %1379 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.act[322], 0, 256]]); // 355: %1380 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[322], 0, 256], [this.grads, 31232, 256]]); // 356: %1381 param46.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[95], 0, 262144], [this.act[99], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 357: %1383 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[125], 0, 262144], [this.act[89], 0, 262144], [this.act[322], 0, 256]]); // 358: %1387 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[322], 0, 256], [this.grads, 30976, 256]]); // 359: %1391 param45.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 30720, 39680], [this.act[93], 0, 262144], [this.act[108], 0, 262144], [this.act[98], 0, 262144], [this.act[125], 0, 262144], [this.act[99], 0, 262144], [this.act[95], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 360: %1389 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[92], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 361: %1398 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[125], 0, 262144], [this.act[95], 0, 262144], [this.act[322], 0, 256]]); // 362: %1399 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[322], 0, 256], [this.grads, 30720, 256]]); // 363: %1400 param44.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[91], 0, 262144], [this.act[112], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 364: %1402 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[95], 0, 262144], [this.act[89], 0, 262144], [this.act[322], 0, 256]]); // 365: %1406 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[322], 0, 256], [this.grads, 30464, 256]]); // 366: %1410 param43.grad.add0 stdlib.mt:18
+    group("fused_4ops_0bbc388eb3", [[this.params, 30464, 39936], [this.act[99], 0, 262144], [this.act[95], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 4], [this.step, 0, 16]]); // 367: %1408 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("binary_mul_s_s", [[this.act[264], 0, 4], [this.act[90], 0, 4], [this.act[149], 0, 4]]); // 368: %1413 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[268], 0, 4], [this.act[149], 0, 4], [this.grads, 33536, 4]]); // 369: %1414 param55.grad.add0 stdlib.mt:67
+    group("fused_2ops_f17440cbbb", [[this.params, 30208, 40192], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[95], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 370: %1415 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[99], 0, 262144], [this.act[322], 0, 256]]); // 371: %1417 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[322], 0, 256], [this.grads, 30208, 256]]); // 372: %1419 param42.grad.add0 stdlib.mt:9
+    group("fused_18ops_bbfc3bbd87", [[this.params, 29952, 40448], [this.act[86], 0, 262144], [this.act[87], 0, 4096], [this.act[135], 0, 262144], [this.act[95], 0, 262144], [this.act[99], 0, 262144], [this.act[89], 0, 262144], [this.act[88], 0, 262144], [this.step, 0, 16]]); // 373: %1420 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
+    group("fused_1ops_cfcdd64937", [[this.act[85], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 374: %1438 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[95], 0, 262144], [this.act[89], 0, 262144], [this.act[322], 0, 256]]); // 375: %1439 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[322], 0, 256], [this.grads, 29952, 256]]); // 376: %1440 param41.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[75], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 377: %1442 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[89], 0, 262144], [this.act[84], 0, 262144], [this.act[322], 0, 256]]); // 378: %1446 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[284], 0, 256], [this.act[322], 0, 256], [this.grads, 29696, 256]]); // 379: %1450 param40.grad.add0 stdlib.mt:18
+    group("fused_3ops_a1b80a8fd0", [[this.params, 29696, 40704], [this.act[89], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 380: %1448 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("permute_02134_16x64x2x4x8", [[this.act[84], 0, 262144], [this.act[89], 0, 262144]]); // 381: %1452 blocks.1.attn.permute5.grad.permute0 stdlib.mt:145
+    group("fused_6ops_e2450af657", [[this.act[72], 0, 262144], [this.act[83], 0, 524288], [this.act[79], 0, 524288], [this.act[89], 0, 262144], [this.act[84], 0, 262144], [this.act[140], 0, 524288], [this.act[199], 0, 524288], [this.step, 0, 16]]); // 382: %1453 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:145
+    group("matmul_16x2x64x64_16x2x64x64", [[this.act[140], 0, 524288], [this.act[199], 0, 524288], [this.act[79], 0, 524288]]); // 383: %1459 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:144
+    group("fused_1ops_3155f8ad16", [[this.act[81], 0, 524288], [this.act[199], 0, 524288], [this.step, 0, 16]]); // 384: %1460 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:144
+    group("matmul_16x2x64x64_16x2x64x64", [[this.act[199], 0, 524288], [this.act[140], 0, 524288], [this.act[81], 0, 524288]]); // 385: %1461 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:144
+    group("fused_6ops_86782dbef3", [[this.act[78], 0, 262144], [this.act[82], 0, 262144], [this.act[79], 0, 524288], [this.act[81], 0, 524288], [this.act[89], 0, 262144], [this.act[88], 0, 262144], [this.act[140], 0, 524288], [this.step, 0, 16]]); // 386: %1463 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:143
+    group("fused_4ops_12ed07e96e", [[this.act[80], 0, 524288], [this.act[140], 0, 524288], [this.act[81], 0, 524288], [this.step, 0, 16]]); // 387: %1469 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:142
+    group("causal_mask_f0_16x2x64x64", [[this.act[81], 0, 524288], [this.act[140], 0, 524288]]); // 388: %1473 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:142
+    group("fused_2ops_8b79402e4a", [[this.act[77], 0, 262144], [this.act[140], 0, 524288], [this.act[81], 0, 524288], [this.act[82], 0, 262144], [this.step, 0, 16]]); // 389: %1474 blocks.1.attn.affine0.grad.affine0 stdlib.mt:141
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[81], 0, 524288], [this.act[82], 0, 262144], [this.act[77], 0, 262144]]); // 390: %1476 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:141
+    group("fused_1ops_470b17a1ea", [[this.act[72], 0, 262144], [this.act[82], 0, 262144], [this.step, 0, 16]]); // 391: %1477 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:141
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[82], 0, 262144], [this.act[81], 0, 524288], [this.act[72], 0, 262144]]); // 392: %1478 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:141
+    group("fused_8ops_d3146bb1b5", [[this.act[84], 0, 262144], [this.act[89], 0, 262144], [this.act[88], 0, 262144], [this.act[77], 0, 262144], [this.act[72], 0, 262144], [this.act[82], 0, 262144], [this.act[78], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 393: %1479 blocks.1.attn.permute3.grad.permute0 stdlib.mt:141
+    group("fused_3ops_4a99104037", [[this.params, 29440, 40960], [this.act[76], 0, 262144], [this.act[75], 0, 262144], [this.act[72], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 394: %1487 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[77], 0, 262144], [this.act[75], 0, 262144], [this.act[322], 0, 256]]); // 395: %1490 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[287], 0, 256], [this.act[322], 0, 256], [this.grads, 29440, 256]]); // 396: %1491 param39.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[74], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 397: %1493 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[75], 0, 262144], [this.act[66], 0, 262144], [this.act[322], 0, 256]]); // 398: %1497 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[322], 0, 256], [this.grads, 29184, 256]]); // 399: %1501 param38.grad.add0 stdlib.mt:18
+    group("fused_8ops_a925fe2888", [[this.params, 28928, 41472], [this.act[73], 0, 262144], [this.act[82], 0, 262144], [this.act[75], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[77], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 400: %1499 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[76], 0, 262144], [this.act[74], 0, 262144], [this.act[322], 0, 256]]); // 401: %1508 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[322], 0, 256], [this.grads, 28928, 256]]); // 402: %1509 param37.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[71], 0, 262144], [this.act[77], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 403: %1511 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[74], 0, 262144], [this.act[66], 0, 262144], [this.act[322], 0, 256]]); // 404: %1515 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[322], 0, 256], [this.grads, 28672, 256]]); // 405: %1519 param36.grad.add0 stdlib.mt:18
+    group("fused_8ops_b53d1cc3d3", [[this.params, 28416, 41984], [this.act[78], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[77], 0, 262144], [this.act[71], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 406: %1517 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[70], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 407: %1526 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[74], 0, 262144], [this.act[71], 0, 262144], [this.act[322], 0, 256]]); // 408: %1527 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[322], 0, 256], [this.grads, 28416, 256]]); // 409: %1528 param35.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[69], 0, 262144], [this.act[76], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 410: %1530 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[71], 0, 262144], [this.act[66], 0, 262144], [this.act[322], 0, 256]]); // 411: %1534 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[322], 0, 256], [this.grads, 28160, 256]]); // 412: %1538 param34.grad.add0 stdlib.mt:18
+    group("fused_5ops_09dc3d6959", [[this.params, 27904, 42496], [this.act[68], 0, 262144], [this.act[77], 0, 262144], [this.act[71], 0, 262144], [this.act[66], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 413: %1536 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[76], 0, 262144], [this.act[322], 0, 256]]); // 414: %1542 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[322], 0, 256], [this.grads, 27904, 256]]); // 415: %1544 param33.grad.add0 stdlib.mt:9
+    group("fused_18ops_c41b283b6a", [[this.act[62], 0, 262144], [this.act[57], 0, 262144], [this.act[67], 0, 4096], [this.act[99], 0, 262144], [this.act[66], 0, 262144], [this.act[76], 0, 262144], [this.act[71], 0, 262144], [this.act[87], 0, 4096], [this.step, 0, 16]]); // 416: %1545 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    group("fused_5ops_ad00f751b5", [[this.act[63], 0, 4096], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.act[71], 0, 262144], [this.act[66], 0, 262144], [this.act[67], 0, 4096], [this.act[99], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 417: %1563 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
+    group("fused_3ops_068e496b13", [[this.act[64], 0, 4096], [this.act[87], 0, 4096], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 418: %1568 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[149], 0, 4]]); // 419: %1571 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    group("binary_add_s_s", [[this.act[208], 0, 4], [this.act[149], 0, 4], [this.grads, 27648, 4]]); // 420: %1573 param32.grad.add0 stdlib.mt:72
+    group("fused_2ops_82a5835e66", [[this.act[30], 0, 262144], [this.act[261], 0, 4096], [this.act[71], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 421: %1574 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[65], 0, 262144], [this.act[322], 0, 256]]); // 422: %1576 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[322], 0, 256], [this.grads, 27392, 256]]); // 423: %1579 param31.grad.add0 stdlib.mt:72
+    group("fused_5ops_b94007d905", [[this.params, 27392, 43008], [this.act[63], 0, 4096], [this.act[67], 0, 4096], [this.act[57], 0, 262144], [this.act[71], 0, 262144], [this.act[65], 0, 262144], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 424: %1578 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[149], 0, 4]]); // 425: %1584 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    group("binary_add_s_s", [[this.act[275], 0, 4], [this.act[149], 0, 4], [this.grads, 27136, 4]]); // 426: %1586 param30.grad.add0 stdlib.mt:71
+    group("fused_2ops_94817482d7", [[this.act[30], 0, 262144], [this.act[261], 0, 4096], [this.act[71], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 427: %1587 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[57], 0, 262144], [this.act[322], 0, 256]]); // 428: %1589 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[322], 0, 256], [this.grads, 26880, 256]]); // 429: %1592 param29.grad.add0 stdlib.mt:71
+    group("fused_4ops_fca0968df6", [[this.params, 26880, 43520], [this.act[61], 0, 32768], [this.act[66], 0, 262144], [this.act[65], 0, 262144], [this.act[71], 0, 262144], [this.act[57], 0, 262144], [this.act[120], 0, 32768], [this.step, 0, 16]]); // 430: %1591 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
+    group("fused_7ops_973b81dba5", [[this.params, 26368, 44032], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[66], 0, 262144], [this.act[61], 0, 32768], [this.act[71], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 431: %1596 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[65], 0, 262144], [this.act[61], 0, 32768], [this.act[323], 0, 32]]); // 432: %1603 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[296], 0, 32], [this.act[323], 0, 32], [this.grads, 26368, 32]]); // 433: %1604 param27.grad.add0 stdlib.mt:70
+    group("fused_4ops_de5186fd52", [[this.params, 26624, 43776], [this.act[57], 0, 262144], [this.act[120], 0, 32768], [this.act[71], 0, 262144], [this.act[65], 0, 262144], [this.act[61], 0, 32768], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 434: %1606 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
+    group("fused_1ops_02b920d313", [[this.act[58], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 435: %1610 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[71], 0, 262144], [this.act[61], 0, 32768], [this.act[323], 0, 32]]); // 436: %1611 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[297], 0, 32], [this.act[323], 0, 32], [this.grads, 26624, 32]]); // 437: %1612 param28.grad.add0 stdlib.mt:70
+    group("fused_5ops_635579a41a", [[this.act[44], 0, 262144], [this.act[56], 0, 262144], [this.act[99], 0, 262144], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.act[71], 0, 262144], [this.act[58], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 438: %1614 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
+    group("fused_2ops_1730e0d43d", [[this.act[31], 0, 4], [this.act[55], 0, 262144], [this.act[57], 0, 262144], [this.act[66], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 439: %1621 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[65], 0, 262144], [this.act[149], 0, 4]]); // 440: %1623 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 25856, 44544], [this.act[54], 0, 262144], [this.act[66], 0, 262144], [this.act[65], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 441: %1626 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[57], 0, 262144], [this.act[66], 0, 262144], [this.act[322], 0, 256]]); // 442: %1629 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[322], 0, 256], [this.grads, 25856, 256]]); // 443: %1630 param25.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[53], 0, 262144], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 444: %1632 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[66], 0, 262144], [this.act[52], 0, 262144], [this.act[322], 0, 256]]); // 445: %1636 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[322], 0, 256], [this.grads, 25600, 256]]); // 446: %1640 param24.grad.add0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 25344, 45056], [this.act[48], 0, 262144], [this.act[51], 0, 262144], [this.act[66], 0, 262144], [this.act[52], 0, 262144], [this.act[65], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 447: %1638 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[50], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 448: %1646 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[66], 0, 262144], [this.act[65], 0, 262144], [this.act[322], 0, 256]]); // 449: %1647 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[322], 0, 256], [this.grads, 25344, 256]]); // 450: %1648 param23.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[49], 0, 262144], [this.act[53], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 451: %1650 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[65], 0, 262144], [this.act[30], 0, 262144], [this.act[322], 0, 256]]); // 452: %1654 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[322], 0, 256], [this.grads, 25088, 256]]); // 453: %1658 param22.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 24832, 45568], [this.act[47], 0, 262144], [this.act[71], 0, 262144], [this.act[52], 0, 262144], [this.act[65], 0, 262144], [this.act[53], 0, 262144], [this.act[49], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 454: %1656 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[46], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 455: %1665 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[65], 0, 262144], [this.act[49], 0, 262144], [this.act[322], 0, 256]]); // 456: %1666 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[322], 0, 256], [this.grads, 24832, 256]]); // 457: %1667 param21.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[45], 0, 262144], [this.act[66], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 458: %1669 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[49], 0, 262144], [this.act[30], 0, 262144], [this.act[322], 0, 256]]); // 459: %1673 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[322], 0, 256], [this.grads, 24576, 256]]); // 460: %1677 param20.grad.add0 stdlib.mt:18
+    group("fused_5ops_9c806ba1e6", [[this.params, 24576, 45824], [this.act[30], 0, 262144], [this.act[58], 0, 262144], [this.act[53], 0, 262144], [this.act[49], 0, 262144], [this.act[66], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 461: %1675 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_4ops_a23b7168cc", [[this.act[31], 0, 4], [this.act[43], 0, 262144], [this.act[58], 0, 262144], [this.act[66], 0, 262144], [this.act[45], 0, 262144], [this.act[49], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 462: %1681 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
+    group("fused_1ops_46c0b229b4", [[this.act[42], 0, 262144], [this.act[45], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 463: %1687 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[66], 0, 262144], [this.act[31], 0, 4]]); // 464: %1688 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[149], 0, 4], [this.act[31], 0, 4], [this.act[275], 0, 4]]); // 465: %1690 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 24320, 46080], [this.act[41], 0, 262144], [this.act[53], 0, 262144], [this.act[66], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 466: %1692 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[45], 0, 262144], [this.act[53], 0, 262144], [this.act[322], 0, 256]]); // 467: %1695 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[322], 0, 256], [this.grads, 24320, 256]]); // 468: %1696 param19.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[40], 0, 262144], [this.act[66], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 469: %1698 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[53], 0, 262144], [this.act[39], 0, 262144], [this.act[322], 0, 256]]); // 470: %1702 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[307], 0, 256], [this.act[322], 0, 256], [this.grads, 24064, 256]]); // 471: %1706 param18.grad.add0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 23808, 46592], [this.act[35], 0, 262144], [this.act[38], 0, 262144], [this.act[53], 0, 262144], [this.act[39], 0, 262144], [this.act[66], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 472: %1704 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[37], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 473: %1712 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[53], 0, 262144], [this.act[66], 0, 262144], [this.act[322], 0, 256]]); // 474: %1713 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[308], 0, 256], [this.act[322], 0, 256], [this.grads, 23808, 256]]); // 475: %1714 param17.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[36], 0, 262144], [this.act[40], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 476: %1716 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[66], 0, 262144], [this.act[30], 0, 262144], [this.act[322], 0, 256]]); // 477: %1720 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[309], 0, 256], [this.act[322], 0, 256], [this.grads, 23552, 256]]); // 478: %1724 param16.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 23296, 47104], [this.act[34], 0, 262144], [this.act[49], 0, 262144], [this.act[39], 0, 262144], [this.act[66], 0, 262144], [this.act[40], 0, 262144], [this.act[36], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 479: %1722 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[33], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 480: %1731 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[66], 0, 262144], [this.act[36], 0, 262144], [this.act[322], 0, 256]]); // 481: %1732 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[310], 0, 256], [this.act[322], 0, 256], [this.grads, 23296, 256]]); // 482: %1733 param15.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[32], 0, 262144], [this.act[53], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 483: %1735 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[36], 0, 262144], [this.act[30], 0, 262144], [this.act[322], 0, 256]]); // 484: %1739 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[311], 0, 256], [this.act[322], 0, 256], [this.grads, 23040, 256]]); // 485: %1743 param14.grad.add0 stdlib.mt:18
+    group("fused_4ops_0bbc388eb3", [[this.params, 23040, 47360], [this.act[40], 0, 262144], [this.act[36], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4], [this.step, 0, 16]]); // 486: %1741 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("binary_mul_s_s", [[this.act[275], 0, 4], [this.act[31], 0, 4], [this.act[149], 0, 4]]); // 487: %1746 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[298], 0, 4], [this.act[149], 0, 4], [this.grads, 26112, 4]]); // 488: %1747 param26.grad.add0 stdlib.mt:67
+    group("fused_2ops_f17440cbbb", [[this.params, 22784, 47616], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.act[36], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 489: %1748 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[40], 0, 262144], [this.act[322], 0, 256]]); // 490: %1750 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[312], 0, 256], [this.act[322], 0, 256], [this.grads, 22784, 256]]); // 491: %1752 param13.grad.add0 stdlib.mt:9
+    group("fused_18ops_bbfc3bbd87", [[this.params, 22528, 47872], [this.act[27], 0, 262144], [this.act[28], 0, 4096], [this.act[76], 0, 262144], [this.act[36], 0, 262144], [this.act[40], 0, 262144], [this.act[30], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 492: %1753 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
+    group("fused_1ops_cfcdd64937", [[this.act[26], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 493: %1771 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[36], 0, 262144], [this.act[30], 0, 262144], [this.act[322], 0, 256]]); // 494: %1772 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[313], 0, 256], [this.act[322], 0, 256], [this.grads, 22528, 256]]); // 495: %1773 param12.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[16], 0, 262144], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 496: %1775 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[30], 0, 262144], [this.act[25], 0, 262144], [this.act[322], 0, 256]]); // 497: %1779 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[314], 0, 256], [this.act[322], 0, 256], [this.grads, 22272, 256]]); // 498: %1783 param11.grad.add0 stdlib.mt:18
+    group("fused_3ops_a1b80a8fd0", [[this.params, 22272, 48128], [this.act[30], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 499: %1781 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("permute_02134_16x64x2x4x8", [[this.act[25], 0, 262144], [this.act[30], 0, 262144]]); // 500: %1785 blocks.0.attn.permute5.grad.permute0 stdlib.mt:145
+    group("fused_6ops_e2450af657", [[this.act[13], 0, 262144], [this.act[24], 0, 524288], [this.act[20], 0, 524288], [this.act[30], 0, 262144], [this.act[25], 0, 262144], [this.act[81], 0, 524288], [this.act[140], 0, 524288], [this.step, 0, 16]]); // 501: %1786 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:145
+    group("matmul_16x2x64x64_16x2x64x64", [[this.act[81], 0, 524288], [this.act[140], 0, 524288], [this.act[20], 0, 524288]]); // 502: %1792 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:144
+    group("fused_1ops_3155f8ad16", [[this.act[22], 0, 524288], [this.act[140], 0, 524288], [this.step, 0, 16]]); // 503: %1793 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:144
+    group("matmul_16x2x64x64_16x2x64x64", [[this.act[140], 0, 524288], [this.act[81], 0, 524288], [this.act[22], 0, 524288]]); // 504: %1794 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:144
+    group("fused_6ops_90a6e26ccc", [[this.act[19], 0, 262144], [this.act[23], 0, 262144], [this.act[20], 0, 524288], [this.act[22], 0, 524288], [this.act[30], 0, 262144], [this.act[29], 0, 262144], [this.act[81], 0, 524288], [this.step, 0, 16]]); // 505: %1796 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:143
+    group("fused_4ops_12ed07e96e", [[this.act[21], 0, 524288], [this.act[81], 0, 524288], [this.act[22], 0, 524288], [this.step, 0, 16]]); // 506: %1802 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:142
+    group("causal_mask_f0_16x2x64x64", [[this.act[22], 0, 524288], [this.act[81], 0, 524288]]); // 507: %1806 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:142
+    group("fused_2ops_8b79402e4a", [[this.act[18], 0, 262144], [this.act[81], 0, 524288], [this.act[22], 0, 524288], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 508: %1807 blocks.0.attn.affine0.grad.affine0 stdlib.mt:141
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[22], 0, 524288], [this.act[23], 0, 262144], [this.act[18], 0, 262144]]); // 509: %1809 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:141
+    group("fused_1ops_470b17a1ea", [[this.act[13], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 510: %1810 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:141
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[23], 0, 262144], [this.act[22], 0, 524288], [this.act[13], 0, 262144]]); // 511: %1811 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:141
+    group("fused_8ops_d3146bb1b5", [[this.act[25], 0, 262144], [this.act[30], 0, 262144], [this.act[29], 0, 262144], [this.act[18], 0, 262144], [this.act[13], 0, 262144], [this.act[23], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 512: %1812 blocks.0.attn.permute3.grad.permute0 stdlib.mt:141
+    group("fused_3ops_4a99104037", [[this.params, 22016, 48384], [this.act[17], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 513: %1820 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[322], 0, 256]]); // 514: %1823 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[315], 0, 256], [this.act[322], 0, 256], [this.grads, 22016, 256]]); // 515: %1824 param10.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[15], 0, 262144], [this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 516: %1826 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[16], 0, 262144], [this.act[9], 0, 262144], [this.act[322], 0, 256]]); // 517: %1830 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[316], 0, 256], [this.act[322], 0, 256], [this.grads, 21760, 256]]); // 518: %1834 param9.grad.add0 stdlib.mt:18
+    group("fused_8ops_a925fe2888", [[this.params, 21504, 48896], [this.act[14], 0, 262144], [this.act[23], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 519: %1832 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[17], 0, 262144], [this.act[15], 0, 262144], [this.act[322], 0, 256]]); // 520: %1841 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[317], 0, 256], [this.act[322], 0, 256], [this.grads, 21504, 256]]); // 521: %1842 param8.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[12], 0, 262144], [this.act[18], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 522: %1844 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[322], 0, 256]]); // 523: %1848 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[318], 0, 256], [this.act[322], 0, 256], [this.grads, 21248, 256]]); // 524: %1852 param7.grad.add0 stdlib.mt:18
+    group("fused_8ops_b53d1cc3d3", [[this.params, 20992, 49408], [this.act[19], 0, 262144], [this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[12], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 525: %1850 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 526: %1859 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[322], 0, 256]]); // 527: %1860 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[319], 0, 256], [this.act[322], 0, 256], [this.grads, 20992, 256]]); // 528: %1861 param6.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[10], 0, 262144], [this.act[17], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 529: %1863 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[322], 0, 256]]); // 530: %1867 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[320], 0, 256], [this.act[322], 0, 256], [this.grads, 20736, 256]]); // 531: %1871 param5.grad.add0 stdlib.mt:18
+    group("fused_5ops_09dc3d6959", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[18], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 532: %1869 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[17], 0, 262144], [this.act[322], 0, 256]]); // 533: %1875 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[321], 0, 256], [this.act[322], 0, 256], [this.grads, 20480, 256]]); // 534: %1877 param4.grad.add0 stdlib.mt:9
+    group("fused_15ops_42d3aa720c", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[40], 0, 262144], [this.act[9], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 535: %1878 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    group("sum_a0_16x64x8x8", [[this.act[17], 0, 262144], [this.act[3], 0, 16384]]); // 536: %1893 embed.add0.grad.sum0 stdlib.mt:96
+    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[324], 0, 2048]]); // 537: %1896 embed.matmul1.grad.permute0 stdlib.mt:96
+    group("fused_1ops_df29fea321", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 538: %1895 embed.affine0.grad.affine0 stdlib.mt:96
+    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[324], 0, 2048], [this.act[1], 0, 2048]]); // 539: %1897 embed.matmul1.grad.matmul0 stdlib.mt:96
+    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[324], 0, 2048]]); // 540: %1898 embed.matmul1.grad.permute1 stdlib.mt:96
+    group("matmul_64x1x8_64x8x8", [[this.act[324], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 541: %1899 embed.matmul1.grad.matmul1 stdlib.mt:96
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 542: %1905 embed.slice1.grad.pad0 stdlib.mt:95
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 543: %1907 embed.slice0.grad.pad0 stdlib.mt:94
+    group("fused_5ops_2a15e87308", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[17], 0, 262144], [this.act[61], 0, 32768], [this.act[120], 0, 32768], [this.step, 0, 16]]); // 544: %1900 embed.matmul0.grad.permute0 stdlib.mt:96
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[120], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 545: %1909 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[61], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 546: %1911 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("affine_s1_b0_8x8", [[this.act[259], 0, 256], [this.grads, 35328, 256]]); // 547: %1912 norm_final.g.grad.affine0 stdlib.mt:7
+    group("affine_s1_b0_32x8", [[this.act[255], 0, 1024], [this.grads, 35584, 1024]]); // 548: %1913 head.U.grad.affine0 stdlib.mt:102
+    group("affine_s1_b0_32x8", [[this.act[254], 0, 1024], [this.grads, 36608, 1024]]); // 549: %1914 head.V.grad.affine0 stdlib.mt:103
+    group("affine_s1_b0_256x32", [[this.act[251], 0, 32768], [this.grads, 37632, 32768]]); // 550: %1915 head.W_out.grad.affine0 stdlib.mt:104
+    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 551: gradient norm, partial sums
+    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 552: gradient norm
+    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 553: AdamW update
+    this.outputs = { loss: [this.act[249], 0, 4], logits: [this.act[248], 0, 1048576], observations: { ["residual"]: [[this.act[116], 0, 262144], [this.act[234], 0, 262144]] } };
   }
 
   run(pass: GPUComputePassEncoder, kernel: string, group: number, x: number, y: number, z: number) {
@@ -2134,1509 +1189,571 @@ export class Program {
 
   /** Constants (identity matrices, fills): once, after creation. */
   setup(pass: GPUComputePassEncoder) {
-    this.run(pass, "eye_8x8", 0, 1, 1, 1); // %138 blocks.0.think.eye0 stdlib.mt:68
-    this.run(pass, "eye_8x8", 1, 1, 1, 1); // %259 blocks.1.think.eye0 stdlib.mt:68
-    this.run(pass, "eye_8x8", 2, 1, 1, 1); // %380 blocks.0.think.eye1 stdlib.mt:68
-    this.run(pass, "eye_8x8", 3, 1, 1, 1); // %501 blocks.1.think.eye1 stdlib.mt:68
-    this.run(pass, "fill_v1_s", 4, 1, 1, 1); // %577 loss.grad.fill0 matrix_product_attention.mt:21
   }
 
   /** The forward pass up to the loss. */
   forward(pass: GPUComputePassEncoder) {
-    this.run(pass, "gather_256x8_16x64i", 5, 32, 1, 1); // %68 embed.gather0 stdlib.mt:92
-    this.run(pass, "gather_256x8_16x64i", 6, 32, 1, 1); // %70 embed.gather1 stdlib.mt:93
-    this.run(pass, "slice_ax0_at0_64x8_to_64x8", 7, 2, 1, 1); // %72 embed.slice0 stdlib.mt:94
-    this.run(pass, "slice_ax0_at0_64x8_to_64x8", 8, 2, 1, 1); // %74 embed.slice1 stdlib.mt:95
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 9, 16, 1, 1); // %76 embed.matmul0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x1_64x1x8", 10, 1, 1, 1); // %77 embed.matmul1 stdlib.mt:96
-    this.run(pass, "affine_s0p1_b0_64x8x8", 11, 16, 1, 1); // %78 embed.affine0 stdlib.mt:96
-    this.run(pass, "binary_add_16x64x8x8_64x8x8", 12, 256, 1, 1); // %79 embed.add0 stdlib.mt:96
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 13, 256, 1, 1); // %80 blocks.0.attn.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 14, 16, 1, 1); // %81 blocks.0.attn.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 15, 4, 1, 1); // %82 blocks.0.attn.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 16, 4, 1, 1); // %83 blocks.0.attn.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 17, 4, 1, 1); // %84 blocks.0.attn.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 18, 256, 1, 1); // %85 blocks.0.attn.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 19, 256, 1, 1); // %86 blocks.0.attn.norm.mul2 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 20, 16, 1, 1); // %87 blocks.0.attn.q.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 21, 256, 1, 1); // %88 blocks.0.attn.q.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 22, 16, 1, 1); // %90 blocks.0.attn.q.matmul1 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 23, 256, 1, 1); // %93 blocks.0.attn.permute0 stdlib.mt:135
-    this.run(pass, "matmul_8x8_16x64x8x8", 24, 16, 1, 1); // %94 blocks.0.attn.k.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 25, 256, 1, 1); // %95 blocks.0.attn.k.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 26, 16, 1, 1); // %97 blocks.0.attn.k.matmul1 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 27, 256, 1, 1); // %100 blocks.0.attn.permute1 stdlib.mt:136
-    this.run(pass, "matmul_8x8_16x64x8x8", 28, 16, 1, 1); // %101 blocks.0.attn.v.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 29, 256, 1, 1); // %102 blocks.0.attn.v.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 30, 16, 1, 1); // %104 blocks.0.attn.v.matmul1 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 31, 256, 1, 1); // %107 blocks.0.attn.permute2 stdlib.mt:137
-    this.run(pass, "permute_0132_16x2x64x32", 32, 256, 1, 1); // %110 blocks.0.attn.permute3 stdlib.mt:141
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 33, 8, 1, 1); // %111 blocks.0.attn.matmul0 stdlib.mt:141
-    this.run(pass, "affine_s0p5_b0_16x2x64x64", 34, 512, 1, 1); // %112 blocks.0.attn.affine0 stdlib.mt:141
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 35, 512, 1, 1); // %113 blocks.0.attn.causal_mask0 stdlib.mt:142
-    this.run(pass, "softmax_16x2x64x64", 36, 32, 1, 1); // %114 blocks.0.attn.softmax0 stdlib.mt:142
-    this.run(pass, "dropout_p0p1_k0_16x2x64x64", 37, 512, 1, 1); // %115 blocks.0.attn.dropout0 stdlib.mt:142
-    this.run(pass, "permute_01243_16x2x64x4x8", 38, 256, 1, 1); // %116 blocks.0.attn.permute4 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x8x4_16x2x64x4x8", 39, 32, 1, 1); // %117 blocks.0.attn.matmul1 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 40, 8, 1, 1); // %119 blocks.0.attn.matmul2 stdlib.mt:144
-    this.run(pass, "matmul_16x2x64x4x8_16x2x64x8x8", 41, 32, 1, 1); // %121 blocks.0.attn.matmul3 stdlib.mt:145
-    this.run(pass, "permute_02134_16x2x64x4x8", 42, 256, 1, 1); // %122 blocks.0.attn.permute5 stdlib.mt:145
-    this.run(pass, "matmul_8x8_16x64x8x8", 43, 16, 1, 1); // %124 blocks.0.attn.o.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 44, 256, 1, 1); // %125 blocks.0.attn.o.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 45, 16, 1, 1); // %127 blocks.0.attn.o.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 46, 256, 1, 1); // %129 blocks.0.attn.add0 stdlib.mt:146
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 47, 256, 1, 1); // %130 blocks.0.think.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 48, 16, 1, 1); // %131 blocks.0.think.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 49, 4, 1, 1); // %132 blocks.0.think.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 50, 4, 1, 1); // %133 blocks.0.think.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 51, 4, 1, 1); // %134 blocks.0.think.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 52, 256, 1, 1); // %135 blocks.0.think.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 53, 256, 1, 1); // %136 blocks.0.think.norm.mul2 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 54, 1, 1, 1); // %137 blocks.0.think.clamp0 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 55, 16, 1, 1); // %139 blocks.0.think.delta.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 56, 256, 1, 1); // %140 blocks.0.think.delta.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 57, 16, 1, 1); // %142 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 58, 256, 1, 1); // %144 blocks.0.think.delta.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 59, 16, 1, 1); // %145 blocks.0.think.delta.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 60, 256, 1, 1); // %146 blocks.0.think.delta.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 61, 16, 1, 1); // %148 blocks.0.think.delta.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 62, 256, 1, 1); // %150 blocks.0.think.delta.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 63, 16, 1, 1); // %151 blocks.0.think.delta.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 64, 256, 1, 1); // %152 blocks.0.think.delta.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 65, 16, 1, 1); // %154 blocks.0.think.delta.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 66, 256, 1, 1); // %156 blocks.0.think.delta.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 67, 256, 1, 1); // %157 blocks.0.think.add0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 68, 16, 1, 1); // %158 blocks.0.think.matmul0 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 69, 16, 1, 1); // %159 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 70, 256, 1, 1); // %160 blocks.0.think.gamma.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 71, 16, 1, 1); // %162 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 72, 256, 1, 1); // %164 blocks.0.think.gamma.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 73, 16, 1, 1); // %165 blocks.0.think.gamma.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 74, 256, 1, 1); // %166 blocks.0.think.gamma.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 75, 16, 1, 1); // %168 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 76, 256, 1, 1); // %170 blocks.0.think.gamma.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 77, 16, 1, 1); // %171 blocks.0.think.gamma.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 78, 256, 1, 1); // %172 blocks.0.think.gamma.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 79, 16, 1, 1); // %174 blocks.0.think.gamma.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 80, 256, 1, 1); // %176 blocks.0.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 81, 256, 1, 1); // %177 blocks.0.think.add1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 82, 16, 1, 1); // %178 blocks.0.think.matmul1 stdlib.mt:69
-    this.run(pass, "matmul_8192x8_8x1", 83, 16, 1, 1); // %180 blocks.0.think.matmul2 stdlib.mt:70
-    this.run(pass, "matmul_8192x8_8x1", 84, 16, 1, 1); // %183 blocks.0.think.matmul3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 85, 32, 1, 1); // %185 blocks.0.think.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 86, 16, 1, 1); // %186 blocks.0.think.matmul4 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 87, 256, 1, 1); // %187 blocks.0.think.mul0 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 88, 16, 1, 1); // %188 blocks.0.think.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 89, 4, 1, 1); // %189 blocks.0.think.add2 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 90, 4, 1, 1); // %190 blocks.0.think.sigmoid0 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 91, 256, 1, 1); // %191 blocks.0.think.mul1 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 92, 16, 1, 1); // %192 blocks.0.think.sum1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 93, 4, 1, 1); // %193 blocks.0.think.add3 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 94, 4, 1, 1); // %194 blocks.0.think.sigmoid1 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 95, 256, 1, 1); // %195 blocks.0.think.sub0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 96, 256, 1, 1); // %196 blocks.0.think.mul2 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 97, 256, 1, 1); // %197 blocks.0.think.mul3 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 98, 256, 1, 1); // %198 blocks.0.think.add4 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k1_16x64x8x8", 99, 256, 1, 1); // %199 blocks.0.think.dropout0 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 100, 256, 1, 1); // %200 blocks.0.think.add5 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 101, 256, 1, 1); // %201 blocks.1.attn.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 102, 16, 1, 1); // %202 blocks.1.attn.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 103, 4, 1, 1); // %203 blocks.1.attn.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 104, 4, 1, 1); // %204 blocks.1.attn.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 105, 4, 1, 1); // %205 blocks.1.attn.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 106, 256, 1, 1); // %206 blocks.1.attn.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 107, 256, 1, 1); // %207 blocks.1.attn.norm.mul2 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 108, 16, 1, 1); // %208 blocks.1.attn.q.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 109, 256, 1, 1); // %209 blocks.1.attn.q.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 110, 16, 1, 1); // %211 blocks.1.attn.q.matmul1 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 111, 256, 1, 1); // %214 blocks.1.attn.permute0 stdlib.mt:135
-    this.run(pass, "matmul_8x8_16x64x8x8", 112, 16, 1, 1); // %215 blocks.1.attn.k.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 113, 256, 1, 1); // %216 blocks.1.attn.k.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 114, 16, 1, 1); // %218 blocks.1.attn.k.matmul1 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 115, 256, 1, 1); // %221 blocks.1.attn.permute1 stdlib.mt:136
-    this.run(pass, "matmul_8x8_16x64x8x8", 116, 16, 1, 1); // %222 blocks.1.attn.v.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 117, 256, 1, 1); // %223 blocks.1.attn.v.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 118, 16, 1, 1); // %225 blocks.1.attn.v.matmul1 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 119, 256, 1, 1); // %228 blocks.1.attn.permute2 stdlib.mt:137
-    this.run(pass, "permute_0132_16x2x64x32", 120, 256, 1, 1); // %231 blocks.1.attn.permute3 stdlib.mt:141
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 121, 8, 1, 1); // %232 blocks.1.attn.matmul0 stdlib.mt:141
-    this.run(pass, "affine_s0p5_b0_16x2x64x64", 122, 512, 1, 1); // %233 blocks.1.attn.affine0 stdlib.mt:141
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 123, 512, 1, 1); // %234 blocks.1.attn.causal_mask0 stdlib.mt:142
-    this.run(pass, "softmax_16x2x64x64", 124, 32, 1, 1); // %235 blocks.1.attn.softmax0 stdlib.mt:142
-    this.run(pass, "dropout_p0p1_k2_16x2x64x64", 125, 512, 1, 1); // %236 blocks.1.attn.dropout0 stdlib.mt:142
-    this.run(pass, "permute_01243_16x2x64x4x8", 126, 256, 1, 1); // %237 blocks.1.attn.permute4 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x8x4_16x2x64x4x8", 127, 32, 1, 1); // %238 blocks.1.attn.matmul1 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 128, 8, 1, 1); // %240 blocks.1.attn.matmul2 stdlib.mt:144
-    this.run(pass, "matmul_16x2x64x4x8_16x2x64x8x8", 129, 32, 1, 1); // %242 blocks.1.attn.matmul3 stdlib.mt:145
-    this.run(pass, "permute_02134_16x2x64x4x8", 130, 256, 1, 1); // %243 blocks.1.attn.permute5 stdlib.mt:145
-    this.run(pass, "matmul_8x8_16x64x8x8", 131, 16, 1, 1); // %245 blocks.1.attn.o.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 132, 256, 1, 1); // %246 blocks.1.attn.o.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 133, 16, 1, 1); // %248 blocks.1.attn.o.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 134, 256, 1, 1); // %250 blocks.1.attn.add0 stdlib.mt:146
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 135, 256, 1, 1); // %251 blocks.1.think.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 136, 16, 1, 1); // %252 blocks.1.think.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 137, 4, 1, 1); // %253 blocks.1.think.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 138, 4, 1, 1); // %254 blocks.1.think.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 139, 4, 1, 1); // %255 blocks.1.think.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 140, 256, 1, 1); // %256 blocks.1.think.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 141, 256, 1, 1); // %257 blocks.1.think.norm.mul2 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 142, 1, 1, 1); // %258 blocks.1.think.clamp0 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 143, 16, 1, 1); // %260 blocks.1.think.delta.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 144, 256, 1, 1); // %261 blocks.1.think.delta.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 145, 16, 1, 1); // %263 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 146, 256, 1, 1); // %265 blocks.1.think.delta.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 147, 16, 1, 1); // %266 blocks.1.think.delta.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 148, 256, 1, 1); // %267 blocks.1.think.delta.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 149, 16, 1, 1); // %269 blocks.1.think.delta.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 150, 256, 1, 1); // %271 blocks.1.think.delta.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 151, 16, 1, 1); // %272 blocks.1.think.delta.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 152, 256, 1, 1); // %273 blocks.1.think.delta.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 153, 16, 1, 1); // %275 blocks.1.think.delta.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 154, 256, 1, 1); // %277 blocks.1.think.delta.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 155, 256, 1, 1); // %278 blocks.1.think.add0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 156, 16, 1, 1); // %279 blocks.1.think.matmul0 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 157, 16, 1, 1); // %280 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 158, 256, 1, 1); // %281 blocks.1.think.gamma.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 159, 16, 1, 1); // %283 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 160, 256, 1, 1); // %285 blocks.1.think.gamma.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 161, 16, 1, 1); // %286 blocks.1.think.gamma.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 162, 256, 1, 1); // %287 blocks.1.think.gamma.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 163, 16, 1, 1); // %289 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 164, 256, 1, 1); // %291 blocks.1.think.gamma.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 165, 16, 1, 1); // %292 blocks.1.think.gamma.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 166, 256, 1, 1); // %293 blocks.1.think.gamma.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 167, 16, 1, 1); // %295 blocks.1.think.gamma.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 168, 256, 1, 1); // %297 blocks.1.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 169, 256, 1, 1); // %298 blocks.1.think.add1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 170, 16, 1, 1); // %299 blocks.1.think.matmul1 stdlib.mt:69
-    this.run(pass, "matmul_8192x8_8x1", 171, 16, 1, 1); // %301 blocks.1.think.matmul2 stdlib.mt:70
-    this.run(pass, "matmul_8192x8_8x1", 172, 16, 1, 1); // %304 blocks.1.think.matmul3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 173, 32, 1, 1); // %306 blocks.1.think.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 174, 16, 1, 1); // %307 blocks.1.think.matmul4 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 175, 256, 1, 1); // %308 blocks.1.think.mul0 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 176, 16, 1, 1); // %309 blocks.1.think.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 177, 4, 1, 1); // %310 blocks.1.think.add2 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 178, 4, 1, 1); // %311 blocks.1.think.sigmoid0 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 179, 256, 1, 1); // %312 blocks.1.think.mul1 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 180, 16, 1, 1); // %313 blocks.1.think.sum1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 181, 4, 1, 1); // %314 blocks.1.think.add3 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 182, 4, 1, 1); // %315 blocks.1.think.sigmoid1 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 183, 256, 1, 1); // %316 blocks.1.think.sub0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 184, 256, 1, 1); // %317 blocks.1.think.mul2 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 185, 256, 1, 1); // %318 blocks.1.think.mul3 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 186, 256, 1, 1); // %319 blocks.1.think.add4 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k3_16x64x8x8", 187, 256, 1, 1); // %320 blocks.1.think.dropout0 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 188, 256, 1, 1); // %321 blocks.1.think.add5 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 189, 256, 1, 1); // %322 blocks.0.attn.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 190, 16, 1, 1); // %323 blocks.0.attn.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 191, 4, 1, 1); // %324 blocks.0.attn.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 192, 4, 1, 1); // %325 blocks.0.attn.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 193, 4, 1, 1); // %326 blocks.0.attn.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 194, 256, 1, 1); // %327 blocks.0.attn.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 195, 256, 1, 1); // %328 blocks.0.attn.norm.mul5 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 196, 16, 1, 1); // %329 blocks.0.attn.q.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 197, 256, 1, 1); // %330 blocks.0.attn.q.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 198, 16, 1, 1); // %332 blocks.0.attn.q.matmul3 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 199, 256, 1, 1); // %335 blocks.0.attn.permute6 stdlib.mt:135
-    this.run(pass, "matmul_8x8_16x64x8x8", 200, 16, 1, 1); // %336 blocks.0.attn.k.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 201, 256, 1, 1); // %337 blocks.0.attn.k.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 202, 16, 1, 1); // %339 blocks.0.attn.k.matmul3 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 203, 256, 1, 1); // %342 blocks.0.attn.permute7 stdlib.mt:136
-    this.run(pass, "matmul_8x8_16x64x8x8", 204, 16, 1, 1); // %343 blocks.0.attn.v.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 205, 256, 1, 1); // %344 blocks.0.attn.v.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 206, 16, 1, 1); // %346 blocks.0.attn.v.matmul3 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 207, 256, 1, 1); // %349 blocks.0.attn.permute8 stdlib.mt:137
-    this.run(pass, "permute_0132_16x2x64x32", 208, 256, 1, 1); // %352 blocks.0.attn.permute9 stdlib.mt:141
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 209, 8, 1, 1); // %353 blocks.0.attn.matmul4 stdlib.mt:141
-    this.run(pass, "affine_s0p5_b0_16x2x64x64", 210, 512, 1, 1); // %354 blocks.0.attn.affine1 stdlib.mt:141
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 211, 512, 1, 1); // %355 blocks.0.attn.causal_mask1 stdlib.mt:142
-    this.run(pass, "softmax_16x2x64x64", 212, 32, 1, 1); // %356 blocks.0.attn.softmax1 stdlib.mt:142
-    this.run(pass, "dropout_p0p1_k4_16x2x64x64", 213, 512, 1, 1); // %357 blocks.0.attn.dropout1 stdlib.mt:142
-    this.run(pass, "permute_01243_16x2x64x4x8", 214, 256, 1, 1); // %358 blocks.0.attn.permute10 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x8x4_16x2x64x4x8", 215, 32, 1, 1); // %359 blocks.0.attn.matmul5 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 216, 8, 1, 1); // %361 blocks.0.attn.matmul6 stdlib.mt:144
-    this.run(pass, "matmul_16x2x64x4x8_16x2x64x8x8", 217, 32, 1, 1); // %363 blocks.0.attn.matmul7 stdlib.mt:145
-    this.run(pass, "permute_02134_16x2x64x4x8", 218, 256, 1, 1); // %364 blocks.0.attn.permute11 stdlib.mt:145
-    this.run(pass, "matmul_8x8_16x64x8x8", 219, 16, 1, 1); // %366 blocks.0.attn.o.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 220, 256, 1, 1); // %367 blocks.0.attn.o.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 221, 16, 1, 1); // %369 blocks.0.attn.o.matmul3 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 222, 256, 1, 1); // %371 blocks.0.attn.add1 stdlib.mt:146
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 223, 256, 1, 1); // %372 blocks.0.think.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 224, 16, 1, 1); // %373 blocks.0.think.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 225, 4, 1, 1); // %374 blocks.0.think.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 226, 4, 1, 1); // %375 blocks.0.think.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 227, 4, 1, 1); // %376 blocks.0.think.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 228, 256, 1, 1); // %377 blocks.0.think.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 229, 256, 1, 1); // %378 blocks.0.think.norm.mul5 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 230, 1, 1, 1); // %379 blocks.0.think.clamp1 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 231, 16, 1, 1); // %381 blocks.0.think.delta.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 232, 256, 1, 1); // %382 blocks.0.think.delta.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 233, 16, 1, 1); // %384 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 234, 256, 1, 1); // %386 blocks.0.think.delta.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 235, 16, 1, 1); // %387 blocks.0.think.delta.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 236, 256, 1, 1); // %388 blocks.0.think.delta.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 237, 16, 1, 1); // %390 blocks.0.think.delta.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 238, 256, 1, 1); // %392 blocks.0.think.delta.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 239, 16, 1, 1); // %393 blocks.0.think.delta.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 240, 256, 1, 1); // %394 blocks.0.think.delta.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 241, 16, 1, 1); // %396 blocks.0.think.delta.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 242, 256, 1, 1); // %398 blocks.0.think.delta.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 243, 256, 1, 1); // %399 blocks.0.think.add6 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 244, 16, 1, 1); // %400 blocks.0.think.matmul5 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 245, 16, 1, 1); // %401 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 246, 256, 1, 1); // %402 blocks.0.think.gamma.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 247, 16, 1, 1); // %404 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 248, 256, 1, 1); // %406 blocks.0.think.gamma.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 249, 16, 1, 1); // %407 blocks.0.think.gamma.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 250, 256, 1, 1); // %408 blocks.0.think.gamma.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 251, 16, 1, 1); // %410 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 252, 256, 1, 1); // %412 blocks.0.think.gamma.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 253, 16, 1, 1); // %413 blocks.0.think.gamma.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 254, 256, 1, 1); // %414 blocks.0.think.gamma.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 255, 16, 1, 1); // %416 blocks.0.think.gamma.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 256, 256, 1, 1); // %418 blocks.0.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 257, 256, 1, 1); // %419 blocks.0.think.add7 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 258, 16, 1, 1); // %420 blocks.0.think.matmul6 stdlib.mt:69
-    this.run(pass, "matmul_8192x8_8x1", 259, 16, 1, 1); // %422 blocks.0.think.matmul7 stdlib.mt:70
-    this.run(pass, "matmul_8192x8_8x1", 260, 16, 1, 1); // %425 blocks.0.think.matmul8 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 261, 32, 1, 1); // %427 blocks.0.think.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 262, 16, 1, 1); // %428 blocks.0.think.matmul9 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 263, 256, 1, 1); // %429 blocks.0.think.mul4 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 264, 16, 1, 1); // %430 blocks.0.think.sum2 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 265, 4, 1, 1); // %431 blocks.0.think.add8 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 266, 4, 1, 1); // %432 blocks.0.think.sigmoid2 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 267, 256, 1, 1); // %433 blocks.0.think.mul5 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 268, 16, 1, 1); // %434 blocks.0.think.sum3 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 269, 4, 1, 1); // %435 blocks.0.think.add9 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 270, 4, 1, 1); // %436 blocks.0.think.sigmoid3 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 271, 256, 1, 1); // %437 blocks.0.think.sub1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 272, 256, 1, 1); // %438 blocks.0.think.mul6 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 273, 256, 1, 1); // %439 blocks.0.think.mul7 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 274, 256, 1, 1); // %440 blocks.0.think.add10 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k5_16x64x8x8", 275, 256, 1, 1); // %441 blocks.0.think.dropout1 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 276, 256, 1, 1); // %442 blocks.0.think.add11 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 277, 256, 1, 1); // %443 blocks.1.attn.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 278, 16, 1, 1); // %444 blocks.1.attn.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 279, 4, 1, 1); // %445 blocks.1.attn.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 280, 4, 1, 1); // %446 blocks.1.attn.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 281, 4, 1, 1); // %447 blocks.1.attn.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 282, 256, 1, 1); // %448 blocks.1.attn.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 283, 256, 1, 1); // %449 blocks.1.attn.norm.mul5 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 284, 16, 1, 1); // %450 blocks.1.attn.q.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 285, 256, 1, 1); // %451 blocks.1.attn.q.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 286, 16, 1, 1); // %453 blocks.1.attn.q.matmul3 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 287, 256, 1, 1); // %456 blocks.1.attn.permute6 stdlib.mt:135
-    this.run(pass, "matmul_8x8_16x64x8x8", 288, 16, 1, 1); // %457 blocks.1.attn.k.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 289, 256, 1, 1); // %458 blocks.1.attn.k.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 290, 16, 1, 1); // %460 blocks.1.attn.k.matmul3 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 291, 256, 1, 1); // %463 blocks.1.attn.permute7 stdlib.mt:136
-    this.run(pass, "matmul_8x8_16x64x8x8", 292, 16, 1, 1); // %464 blocks.1.attn.v.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 293, 256, 1, 1); // %465 blocks.1.attn.v.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 294, 16, 1, 1); // %467 blocks.1.attn.v.matmul3 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 295, 256, 1, 1); // %470 blocks.1.attn.permute8 stdlib.mt:137
-    this.run(pass, "permute_0132_16x2x64x32", 296, 256, 1, 1); // %473 blocks.1.attn.permute9 stdlib.mt:141
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 297, 8, 1, 1); // %474 blocks.1.attn.matmul4 stdlib.mt:141
-    this.run(pass, "affine_s0p5_b0_16x2x64x64", 298, 512, 1, 1); // %475 blocks.1.attn.affine1 stdlib.mt:141
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 299, 512, 1, 1); // %476 blocks.1.attn.causal_mask1 stdlib.mt:142
-    this.run(pass, "softmax_16x2x64x64", 300, 32, 1, 1); // %477 blocks.1.attn.softmax1 stdlib.mt:142
-    this.run(pass, "dropout_p0p1_k6_16x2x64x64", 301, 512, 1, 1); // %478 blocks.1.attn.dropout1 stdlib.mt:142
-    this.run(pass, "permute_01243_16x2x64x4x8", 302, 256, 1, 1); // %479 blocks.1.attn.permute10 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x8x4_16x2x64x4x8", 303, 32, 1, 1); // %480 blocks.1.attn.matmul5 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 304, 8, 1, 1); // %482 blocks.1.attn.matmul6 stdlib.mt:144
-    this.run(pass, "matmul_16x2x64x4x8_16x2x64x8x8", 305, 32, 1, 1); // %484 blocks.1.attn.matmul7 stdlib.mt:145
-    this.run(pass, "permute_02134_16x2x64x4x8", 306, 256, 1, 1); // %485 blocks.1.attn.permute11 stdlib.mt:145
-    this.run(pass, "matmul_8x8_16x64x8x8", 307, 16, 1, 1); // %487 blocks.1.attn.o.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 308, 256, 1, 1); // %488 blocks.1.attn.o.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 309, 16, 1, 1); // %490 blocks.1.attn.o.matmul3 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 310, 256, 1, 1); // %492 blocks.1.attn.add1 stdlib.mt:146
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 311, 256, 1, 1); // %493 blocks.1.think.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 312, 16, 1, 1); // %494 blocks.1.think.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 313, 4, 1, 1); // %495 blocks.1.think.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 314, 4, 1, 1); // %496 blocks.1.think.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 315, 4, 1, 1); // %497 blocks.1.think.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 316, 256, 1, 1); // %498 blocks.1.think.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 317, 256, 1, 1); // %499 blocks.1.think.norm.mul5 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 318, 1, 1, 1); // %500 blocks.1.think.clamp1 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 319, 16, 1, 1); // %502 blocks.1.think.delta.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 320, 256, 1, 1); // %503 blocks.1.think.delta.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 321, 16, 1, 1); // %505 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 322, 256, 1, 1); // %507 blocks.1.think.delta.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 323, 16, 1, 1); // %508 blocks.1.think.delta.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 324, 256, 1, 1); // %509 blocks.1.think.delta.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 325, 16, 1, 1); // %511 blocks.1.think.delta.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 326, 256, 1, 1); // %513 blocks.1.think.delta.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 327, 16, 1, 1); // %514 blocks.1.think.delta.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 328, 256, 1, 1); // %515 blocks.1.think.delta.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 329, 16, 1, 1); // %517 blocks.1.think.delta.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 330, 256, 1, 1); // %519 blocks.1.think.delta.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 331, 256, 1, 1); // %520 blocks.1.think.add6 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 332, 16, 1, 1); // %521 blocks.1.think.matmul5 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 333, 16, 1, 1); // %522 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 334, 256, 1, 1); // %523 blocks.1.think.gamma.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 335, 16, 1, 1); // %525 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 336, 256, 1, 1); // %527 blocks.1.think.gamma.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 337, 16, 1, 1); // %528 blocks.1.think.gamma.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 338, 256, 1, 1); // %529 blocks.1.think.gamma.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 339, 16, 1, 1); // %531 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 340, 256, 1, 1); // %533 blocks.1.think.gamma.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 341, 16, 1, 1); // %534 blocks.1.think.gamma.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 342, 256, 1, 1); // %535 blocks.1.think.gamma.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 343, 16, 1, 1); // %537 blocks.1.think.gamma.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 344, 256, 1, 1); // %539 blocks.1.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 345, 256, 1, 1); // %540 blocks.1.think.add7 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 346, 16, 1, 1); // %541 blocks.1.think.matmul6 stdlib.mt:69
-    this.run(pass, "matmul_8192x8_8x1", 347, 16, 1, 1); // %543 blocks.1.think.matmul7 stdlib.mt:70
-    this.run(pass, "matmul_8192x8_8x1", 348, 16, 1, 1); // %546 blocks.1.think.matmul8 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 349, 32, 1, 1); // %548 blocks.1.think.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 350, 16, 1, 1); // %549 blocks.1.think.matmul9 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 351, 256, 1, 1); // %550 blocks.1.think.mul4 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 352, 16, 1, 1); // %551 blocks.1.think.sum2 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 353, 4, 1, 1); // %552 blocks.1.think.add8 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 354, 4, 1, 1); // %553 blocks.1.think.sigmoid2 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 355, 256, 1, 1); // %554 blocks.1.think.mul5 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 356, 16, 1, 1); // %555 blocks.1.think.sum3 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 357, 4, 1, 1); // %556 blocks.1.think.add9 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 358, 4, 1, 1); // %557 blocks.1.think.sigmoid3 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 359, 256, 1, 1); // %558 blocks.1.think.sub1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 360, 256, 1, 1); // %559 blocks.1.think.mul6 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 361, 256, 1, 1); // %560 blocks.1.think.mul7 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 362, 256, 1, 1); // %561 blocks.1.think.add10 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k7_16x64x8x8", 363, 256, 1, 1); // %562 blocks.1.think.dropout1 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 364, 256, 1, 1); // %563 blocks.1.think.add11 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 365, 256, 1, 1); // %564 norm_final.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 366, 16, 1, 1); // %565 norm_final.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 367, 4, 1, 1); // %566 norm_final.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 368, 4, 1, 1); // %567 norm_final.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 369, 4, 1, 1); // %568 norm_final.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 370, 256, 1, 1); // %569 norm_final.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 371, 256, 1, 1); // %570 norm_final.mul2 stdlib.mt:9
-    this.run(pass, "matmul_32x8_16x64x8x8", 372, 64, 1, 1); // %571 head.matmul0 stdlib.mt:106
-    this.run(pass, "binary_mul_16x64x32x8_32x8", 373, 1024, 1, 1); // %572 head.mul0 stdlib.mt:106
-    this.run(pass, "sum_a3_16x64x32x8", 374, 512, 1, 1); // %573 head.sum0 stdlib.mt:106
-    this.run(pass, "matmul_256x32_16x64x32x1", 375, 16, 1, 1); // %574 head.matmul1 stdlib.mt:107
-    this.run(pass, "cross_entropy_16x64x256_16x64i", 376, 1, 1, 1); // %576 loss.cross_entropy0 matrix_product_attention.mt:21
+    this.run(pass, "slice_ax0_at0_64x8_to_64x8", 0, 2, 1, 1); // %72 embed.slice0 stdlib.mt:94
+    this.run(pass, "slice_ax0_at0_64x8_to_64x8", 1, 2, 1, 1); // %74 embed.slice1 stdlib.mt:95
+    this.run(pass, "matmul_64x8x1_64x1x8", 2, 1, 1, 1); // %77 embed.matmul1 stdlib.mt:96
+    this.run(pass, "affine_s0p1_b0_64x8x8", 3, 16, 1, 1); // %78 embed.affine0 stdlib.mt:96
+    this.run(pass, "fused_12ops_e33672a183", 4, 16, 1, 1); // %68 embed.gather0 stdlib.mt:92
+    this.run(pass, "fused_7ops_3568b9c9bb", 5, 16, 1, 1); // %86 blocks.0.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "permute_02134_16x64x2x4x8", 6, 256, 1, 1); // %93 blocks.0.attn.permute0 stdlib.mt:135
+    this.run(pass, "fused_6ops_dfdf8a4fb4", 7, 16, 1, 1); // %94 blocks.0.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "permute_02134_16x64x2x4x8", 8, 256, 1, 1); // %100 blocks.0.attn.permute1 stdlib.mt:136
+    this.run(pass, "fused_6ops_c8554497c9", 9, 16, 1, 1); // %101 blocks.0.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "permute_02134_16x64x2x4x8", 10, 256, 1, 1); // %107 blocks.0.attn.permute2 stdlib.mt:137
+    this.run(pass, "fused_1ops_470b17a1ea", 11, 16, 1, 1); // %110 blocks.0.attn.permute3 stdlib.mt:141
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 12, 8, 1, 1); // %111 blocks.0.attn.matmul0 stdlib.mt:141
+    this.run(pass, "fused_1ops_630518298d", 13, 16, 1, 1); // %112 blocks.0.attn.affine0 stdlib.mt:141
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 14, 512, 1, 1); // %113 blocks.0.attn.causal_mask0 stdlib.mt:142
+    this.run(pass, "fused_5ops_d141dac110", 15, 16, 1, 1); // %114 blocks.0.attn.softmax0 stdlib.mt:142
+    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 16, 8, 1, 1); // %119 blocks.0.attn.matmul2 stdlib.mt:144
+    this.run(pass, "fused_1ops_97d97d4ab2", 17, 16, 1, 1); // %121 blocks.0.attn.matmul3 stdlib.mt:145
+    this.run(pass, "permute_02134_16x2x64x4x8", 18, 256, 1, 1); // %122 blocks.0.attn.permute5 stdlib.mt:145
+    this.run(pass, "fused_12ops_5b79a6b370", 19, 16, 1, 1); // %124 blocks.0.attn.o.matmul0 stdlib.mt:18
+    this.run(pass, "fused_8ops_38aa17c349", 20, 16, 1, 1); // %136 blocks.0.think.norm.mul2 stdlib.mt:9
+    this.run(pass, "fused_7ops_de1060329d", 21, 16, 1, 1); // %145 blocks.0.think.delta.value.matmul0 stdlib.mt:18
+    this.run(pass, "fused_7ops_0bcd9507b8", 22, 16, 1, 1); // %152 blocks.0.think.delta.up.silu0 stdlib.mt:18
+    this.run(pass, "fused_9ops_7d3849f016", 23, 16, 1, 1); // %159 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
+    this.run(pass, "fused_8ops_62779d04ea", 24, 16, 1, 1); // %168 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
+    this.run(pass, "fused_4ops_1512e32d6e", 25, 16, 1, 1); // %176 blocks.0.think.gamma.mul1 stdlib.mt:49
+    this.run(pass, "fused_11ops_3395ec0dcd", 26, 16, 1, 1); // %180 blocks.0.think.matmul2 stdlib.mt:70
+    this.run(pass, "fused_6ops_c4e3617a2d", 27, 16, 1, 1); // %191 blocks.0.think.mul1 stdlib.mt:72
+    this.run(pass, "fused_10ops_1bd4cd7d9f", 28, 16, 1, 1); // %197 blocks.0.think.mul3 stdlib.mt:73
+    this.run(pass, "fused_7ops_3568b9c9bb", 29, 16, 1, 1); // %207 blocks.1.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "permute_02134_16x64x2x4x8", 30, 256, 1, 1); // %214 blocks.1.attn.permute0 stdlib.mt:135
+    this.run(pass, "fused_6ops_dfdf8a4fb4", 31, 16, 1, 1); // %215 blocks.1.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "permute_02134_16x64x2x4x8", 32, 256, 1, 1); // %221 blocks.1.attn.permute1 stdlib.mt:136
+    this.run(pass, "fused_6ops_c8554497c9", 33, 16, 1, 1); // %222 blocks.1.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "permute_02134_16x64x2x4x8", 34, 256, 1, 1); // %228 blocks.1.attn.permute2 stdlib.mt:137
+    this.run(pass, "fused_1ops_470b17a1ea", 35, 16, 1, 1); // %231 blocks.1.attn.permute3 stdlib.mt:141
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 36, 8, 1, 1); // %232 blocks.1.attn.matmul0 stdlib.mt:141
+    this.run(pass, "fused_1ops_630518298d", 37, 16, 1, 1); // %233 blocks.1.attn.affine0 stdlib.mt:141
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 38, 512, 1, 1); // %234 blocks.1.attn.causal_mask0 stdlib.mt:142
+    this.run(pass, "fused_5ops_9170c57bdc", 39, 16, 1, 1); // %235 blocks.1.attn.softmax0 stdlib.mt:142
+    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 40, 8, 1, 1); // %240 blocks.1.attn.matmul2 stdlib.mt:144
+    this.run(pass, "fused_1ops_97d97d4ab2", 41, 16, 1, 1); // %242 blocks.1.attn.matmul3 stdlib.mt:145
+    this.run(pass, "permute_02134_16x2x64x4x8", 42, 256, 1, 1); // %243 blocks.1.attn.permute5 stdlib.mt:145
+    this.run(pass, "fused_12ops_5b79a6b370", 43, 16, 1, 1); // %245 blocks.1.attn.o.matmul0 stdlib.mt:18
+    this.run(pass, "fused_8ops_38aa17c349", 44, 16, 1, 1); // %257 blocks.1.think.norm.mul2 stdlib.mt:9
+    this.run(pass, "fused_7ops_de1060329d", 45, 16, 1, 1); // %266 blocks.1.think.delta.value.matmul0 stdlib.mt:18
+    this.run(pass, "fused_7ops_0bcd9507b8", 46, 16, 1, 1); // %273 blocks.1.think.delta.up.silu0 stdlib.mt:18
+    this.run(pass, "fused_9ops_7d3849f016", 47, 16, 1, 1); // %280 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
+    this.run(pass, "fused_8ops_62779d04ea", 48, 16, 1, 1); // %289 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
+    this.run(pass, "fused_4ops_1512e32d6e", 49, 16, 1, 1); // %297 blocks.1.think.gamma.mul1 stdlib.mt:49
+    this.run(pass, "fused_11ops_3395ec0dcd", 50, 16, 1, 1); // %301 blocks.1.think.matmul2 stdlib.mt:70
+    this.run(pass, "fused_6ops_c4e3617a2d", 51, 16, 1, 1); // %312 blocks.1.think.mul1 stdlib.mt:72
+    this.run(pass, "fused_10ops_edd470fd40", 52, 16, 1, 1); // %318 blocks.1.think.mul3 stdlib.mt:73
+    this.run(pass, "fused_7ops_3568b9c9bb", 53, 16, 1, 1); // %328 blocks.0.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "permute_02134_16x64x2x4x8", 54, 256, 1, 1); // %335 blocks.0.attn.permute6 stdlib.mt:135
+    this.run(pass, "fused_6ops_dfdf8a4fb4", 55, 16, 1, 1); // %336 blocks.0.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "permute_02134_16x64x2x4x8", 56, 256, 1, 1); // %342 blocks.0.attn.permute7 stdlib.mt:136
+    this.run(pass, "fused_6ops_c8554497c9", 57, 16, 1, 1); // %343 blocks.0.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "permute_02134_16x64x2x4x8", 58, 256, 1, 1); // %349 blocks.0.attn.permute8 stdlib.mt:137
+    this.run(pass, "fused_1ops_470b17a1ea", 59, 16, 1, 1); // %352 blocks.0.attn.permute9 stdlib.mt:141
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 60, 8, 1, 1); // %353 blocks.0.attn.matmul4 stdlib.mt:141
+    this.run(pass, "fused_1ops_630518298d", 61, 16, 1, 1); // %354 blocks.0.attn.affine1 stdlib.mt:141
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 62, 512, 1, 1); // %355 blocks.0.attn.causal_mask1 stdlib.mt:142
+    this.run(pass, "fused_5ops_e55517e480", 63, 16, 1, 1); // %356 blocks.0.attn.softmax1 stdlib.mt:142
+    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 64, 8, 1, 1); // %361 blocks.0.attn.matmul6 stdlib.mt:144
+    this.run(pass, "fused_1ops_97d97d4ab2", 65, 16, 1, 1); // %363 blocks.0.attn.matmul7 stdlib.mt:145
+    this.run(pass, "permute_02134_16x2x64x4x8", 66, 256, 1, 1); // %364 blocks.0.attn.permute11 stdlib.mt:145
+    this.run(pass, "fused_12ops_5b79a6b370", 67, 16, 1, 1); // %366 blocks.0.attn.o.matmul2 stdlib.mt:18
+    this.run(pass, "fused_8ops_38aa17c349", 68, 16, 1, 1); // %378 blocks.0.think.norm.mul5 stdlib.mt:9
+    this.run(pass, "fused_7ops_de1060329d", 69, 16, 1, 1); // %387 blocks.0.think.delta.value.matmul2 stdlib.mt:18
+    this.run(pass, "fused_7ops_0bcd9507b8", 70, 16, 1, 1); // %394 blocks.0.think.delta.up.silu1 stdlib.mt:18
+    this.run(pass, "fused_9ops_7d3849f016", 71, 16, 1, 1); // %401 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
+    this.run(pass, "fused_8ops_62779d04ea", 72, 16, 1, 1); // %410 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
+    this.run(pass, "fused_4ops_1512e32d6e", 73, 16, 1, 1); // %418 blocks.0.think.gamma.mul3 stdlib.mt:49
+    this.run(pass, "fused_11ops_3395ec0dcd", 74, 16, 1, 1); // %422 blocks.0.think.matmul7 stdlib.mt:70
+    this.run(pass, "fused_6ops_c4e3617a2d", 75, 16, 1, 1); // %433 blocks.0.think.mul5 stdlib.mt:72
+    this.run(pass, "fused_10ops_3c8446ed91", 76, 16, 1, 1); // %439 blocks.0.think.mul7 stdlib.mt:73
+    this.run(pass, "fused_7ops_3568b9c9bb", 77, 16, 1, 1); // %449 blocks.1.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "permute_02134_16x64x2x4x8", 78, 256, 1, 1); // %456 blocks.1.attn.permute6 stdlib.mt:135
+    this.run(pass, "fused_6ops_dfdf8a4fb4", 79, 16, 1, 1); // %457 blocks.1.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "permute_02134_16x64x2x4x8", 80, 256, 1, 1); // %463 blocks.1.attn.permute7 stdlib.mt:136
+    this.run(pass, "fused_6ops_c8554497c9", 81, 16, 1, 1); // %464 blocks.1.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "permute_02134_16x64x2x4x8", 82, 256, 1, 1); // %470 blocks.1.attn.permute8 stdlib.mt:137
+    this.run(pass, "fused_1ops_470b17a1ea", 83, 16, 1, 1); // %473 blocks.1.attn.permute9 stdlib.mt:141
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 84, 8, 1, 1); // %474 blocks.1.attn.matmul4 stdlib.mt:141
+    this.run(pass, "fused_1ops_630518298d", 85, 16, 1, 1); // %475 blocks.1.attn.affine1 stdlib.mt:141
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 86, 512, 1, 1); // %476 blocks.1.attn.causal_mask1 stdlib.mt:142
+    this.run(pass, "fused_5ops_84229fdeed", 87, 16, 1, 1); // %477 blocks.1.attn.softmax1 stdlib.mt:142
+    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 88, 8, 1, 1); // %482 blocks.1.attn.matmul6 stdlib.mt:144
+    this.run(pass, "fused_1ops_97d97d4ab2", 89, 16, 1, 1); // %484 blocks.1.attn.matmul7 stdlib.mt:145
+    this.run(pass, "permute_02134_16x2x64x4x8", 90, 256, 1, 1); // %485 blocks.1.attn.permute11 stdlib.mt:145
+    this.run(pass, "fused_12ops_5b79a6b370", 91, 16, 1, 1); // %487 blocks.1.attn.o.matmul2 stdlib.mt:18
+    this.run(pass, "fused_8ops_38aa17c349", 92, 16, 1, 1); // %499 blocks.1.think.norm.mul5 stdlib.mt:9
+    this.run(pass, "fused_7ops_de1060329d", 93, 16, 1, 1); // %508 blocks.1.think.delta.value.matmul2 stdlib.mt:18
+    this.run(pass, "fused_7ops_0bcd9507b8", 94, 16, 1, 1); // %515 blocks.1.think.delta.up.silu1 stdlib.mt:18
+    this.run(pass, "fused_9ops_7d3849f016", 95, 16, 1, 1); // %522 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
+    this.run(pass, "fused_8ops_62779d04ea", 96, 16, 1, 1); // %531 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
+    this.run(pass, "fused_4ops_1512e32d6e", 97, 16, 1, 1); // %539 blocks.1.think.gamma.mul3 stdlib.mt:49
+    this.run(pass, "fused_11ops_3395ec0dcd", 98, 16, 1, 1); // %543 blocks.1.think.matmul7 stdlib.mt:70
+    this.run(pass, "fused_6ops_c4e3617a2d", 99, 16, 1, 1); // %554 blocks.1.think.mul5 stdlib.mt:72
+    this.run(pass, "fused_10ops_e2110cdb1b", 100, 16, 1, 1); // %560 blocks.1.think.mul7 stdlib.mt:73
+    this.run(pass, "fused_1ops_e2a2b66d6c", 101, 16, 1, 1); // %570 norm_final.mul2 stdlib.mt:9
+    this.run(pass, "matmul_32x8_16x64x8x8", 102, 64, 1, 1); // %571 head.matmul0 stdlib.mt:106
+    this.run(pass, "fused_2ops_ad30155e7e", 103, 16, 1, 1); // %572 head.mul0 stdlib.mt:106
+    this.run(pass, "matmul_256x32_16x64x32x1", 104, 16, 1, 1); // %574 head.matmul1 stdlib.mt:107
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 105, 1, 1, 1); // %576 loss.cross_entropy0 matrix_product_attention.mt:21
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "softmax_16x64x256", 377, 16, 1, 1); // %578 loss.cross_entropy0.grad.softmax0 matrix_product_attention.mt:21
-    this.run(pass, "onehot_16x64i_to_16x64x256", 378, 1024, 1, 1); // %579 loss.cross_entropy0.grad.onehot0 matrix_product_attention.mt:21
-    this.run(pass, "binary_sub_16x64x256_16x64x256", 379, 1024, 1, 1); // %580 loss.cross_entropy0.grad.sub0 matrix_product_attention.mt:21
-    this.run(pass, "binary_mul_16x64x256_s", 380, 1024, 1, 1); // %581 loss.cross_entropy0.grad.mul0 matrix_product_attention.mt:21
-    this.run(pass, "affine_s0p0009765625_b0_16x64x256", 381, 1024, 1, 1); // %582 loss.cross_entropy0.grad.affine0 matrix_product_attention.mt:21
-    this.run(pass, "permute_0132_16x64x32x1", 382, 128, 1, 1); // %584 head.matmul1.grad.permute0 stdlib.mt:107
-    this.run(pass, "matmul_16x64x256x1_16x64x1x32", 383, 2048, 1, 1); // %585 head.matmul1.grad.matmul0 stdlib.mt:107
-    this.run(pass, "sum_a01_16x64x256x32", 384, 128, 1, 1); // %586 head.matmul1.grad.sum0 stdlib.mt:107
-    this.run(pass, "permute_10_256x32", 385, 32, 1, 1); // %588 head.matmul1.grad.permute1 stdlib.mt:107
-    this.run(pass, "matmul_32x256_16x64x256x1", 386, 8, 1, 1); // %589 head.matmul1.grad.matmul1 stdlib.mt:107
-    this.run(pass, "expand_16x64x32x1_to_16x64x32x8", 387, 1024, 1, 1); // %590 head.sum0.grad.expand0 stdlib.mt:106
-    this.run(pass, "binary_mul_16x64x32x8_32x8", 388, 1024, 1, 1); // %591 head.mul0.grad.mul0 stdlib.mt:106
-    this.run(pass, "binary_mul_16x64x32x8_16x64x32x8", 389, 1024, 1, 1); // %592 head.mul0.grad.mul1 stdlib.mt:106
-    this.run(pass, "sum_a01_16x64x32x8", 390, 4, 1, 1); // %593 head.mul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "permute_0132_16x64x8x8", 391, 256, 1, 1); // %595 head.matmul0.grad.permute0 stdlib.mt:106
-    this.run(pass, "matmul_16x64x32x8_16x64x8x8", 392, 64, 1, 1); // %596 head.matmul0.grad.matmul0 stdlib.mt:106
-    this.run(pass, "sum_a01_16x64x32x8", 393, 4, 1, 1); // %597 head.matmul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "permute_10_32x8", 394, 1, 1, 1); // %599 head.matmul0.grad.permute1 stdlib.mt:106
-    this.run(pass, "matmul_8x32_16x64x32x8", 395, 16, 1, 1); // %600 head.matmul0.grad.matmul1 stdlib.mt:106
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 396, 256, 1, 1); // %601 norm_final.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 397, 256, 1, 1); // %602 norm_final.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 398, 1, 1, 1); // %603 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 399, 256, 1, 1); // %605 norm_final.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 400, 256, 1, 1); // %606 norm_final.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 401, 16, 1, 1); // %607 norm_final.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 402, 4, 1, 1); // %608 norm_final.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 403, 4, 1, 1); // %609 norm_final.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 404, 4, 1, 1); // %610 norm_final.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 405, 4, 1, 1); // %611 norm_final.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 406, 4, 1, 1); // %612 norm_final.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 407, 4, 1, 1); // %613 norm_final.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 408, 256, 1, 1); // %614 norm_final.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 409, 256, 1, 1); // %615 norm_final.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 410, 256, 1, 1); // %616 norm_final.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 411, 256, 1, 1); // %617 blocks.1.think.add11.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 412, 256, 1, 1); // %618 blocks.1.think.add11.grad.add1 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k7_16x64x8x8", 413, 256, 1, 1); // %619 blocks.1.think.dropout1.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 414, 256, 1, 1); // %620 blocks.1.think.mul7.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 415, 16, 1, 1); // %621 blocks.1.think.mul7.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 416, 256, 1, 1); // %622 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 417, 256, 1, 1); // %623 blocks.1.think.mul6.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 418, 16, 1, 1); // %624 blocks.1.think.mul6.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 419, 256, 1, 1); // %625 blocks.1.think.mul6.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 420, 256, 1, 1); // %626 blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 421, 4, 1, 1); // %627 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 422, 4, 1, 1); // %628 blocks.1.think.sigmoid3.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 423, 4, 1, 1); // %629 blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 424, 1, 1, 1); // %630 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 425, 256, 1, 1); // %632 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 426, 256, 1, 1); // %633 blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 427, 1, 1, 1); // %634 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 428, 256, 1, 1); // %636 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 429, 256, 1, 1); // %637 blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 430, 4, 1, 1); // %638 blocks.1.think.sigmoid2.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 431, 4, 1, 1); // %639 blocks.1.think.sigmoid2.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 432, 4, 1, 1); // %640 blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 433, 1, 1, 1); // %641 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 434, 256, 1, 1); // %643 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 435, 256, 1, 1); // %644 blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 436, 1, 1, 1); // %645 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 437, 256, 1, 1); // %647 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 438, 256, 1, 1); // %648 blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 439, 32, 1, 1); // %649 blocks.1.think.matmul9.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 440, 16, 1, 1); // %650 blocks.1.think.matmul9.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 441, 32, 1, 1); // %651 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 442, 16, 1, 1); // %652 blocks.1.think.matmul9.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 443, 32, 1, 1); // %653 blocks.1.think.permute1.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 444, 1, 1, 1); // %655 blocks.1.think.matmul8.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 445, 16, 1, 1); // %656 blocks.1.think.matmul8.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 446, 256, 1, 1); // %657 blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 447, 1, 1, 1); // %658 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 448, 256, 1, 1); // %660 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 449, 1, 1, 1); // %662 blocks.1.think.matmul7.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 450, 16, 1, 1); // %663 blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 451, 256, 1, 1); // %664 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 452, 1, 1, 1); // %665 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 453, 256, 1, 1); // %667 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 454, 256, 1, 1); // %668 blocks.1.think.matmul6.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 455, 16, 1, 1); // %669 blocks.1.think.matmul6.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 456, 256, 1, 1); // %670 blocks.1.think.matmul6.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 457, 16, 1, 1); // %671 blocks.1.think.matmul6.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 458, 256, 1, 1); // %674 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 459, 256, 1, 1); // %675 blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 460, 1, 1, 1); // %676 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 461, 1, 1, 1); // %679 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 462, 16, 1, 1); // %680 blocks.1.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 463, 256, 1, 1); // %681 blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 464, 1, 1, 1); // %682 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 465, 256, 1, 1); // %684 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 466, 256, 1, 1); // %685 blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 467, 256, 1, 1); // %686 blocks.1.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 468, 16, 1, 1); // %687 blocks.1.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 469, 1, 1, 1); // %688 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 470, 1, 1, 1); // %690 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 471, 16, 1, 1); // %691 blocks.1.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 472, 256, 1, 1); // %692 blocks.1.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 473, 256, 1, 1); // %693 blocks.1.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 474, 1, 1, 1); // %695 blocks.1.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 475, 16, 1, 1); // %696 blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 476, 256, 1, 1); // %697 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 477, 1, 1, 1); // %698 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 478, 256, 1, 1); // %700 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 479, 256, 1, 1); // %701 blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 480, 256, 1, 1); // %702 blocks.1.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 481, 16, 1, 1); // %703 blocks.1.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 482, 1, 1, 1); // %704 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 483, 1, 1, 1); // %706 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 484, 16, 1, 1); // %707 blocks.1.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 485, 256, 1, 1); // %708 blocks.1.think.norm.mul5.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 486, 256, 1, 1); // %709 blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 487, 256, 1, 1); // %710 blocks.1.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 488, 1, 1, 1); // %712 blocks.1.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 489, 16, 1, 1); // %713 blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 490, 256, 1, 1); // %714 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 491, 1, 1, 1); // %715 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 492, 256, 1, 1); // %717 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 493, 256, 1, 1); // %718 blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 494, 256, 1, 1); // %719 blocks.1.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 495, 16, 1, 1); // %720 blocks.1.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 496, 1, 1, 1); // %721 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 497, 1, 1, 1); // %723 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 498, 16, 1, 1); // %724 blocks.1.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 499, 256, 1, 1); // %725 blocks.1.think.norm.mul5.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 500, 256, 1, 1); // %726 blocks.1.think.matmul5.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 501, 16, 1, 1); // %727 blocks.1.think.matmul5.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 502, 256, 1, 1); // %728 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 503, 16, 1, 1); // %729 blocks.1.think.matmul5.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 504, 256, 1, 1); // %730 blocks.1.think.norm.mul5.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 505, 256, 1, 1); // %733 blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 506, 256, 1, 1); // %734 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 507, 1, 1, 1); // %735 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 508, 1, 1, 1); // %737 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 509, 1, 1, 1); // %739 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 510, 16, 1, 1); // %740 blocks.1.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 511, 256, 1, 1); // %741 blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 512, 1, 1, 1); // %742 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 513, 256, 1, 1); // %744 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 514, 256, 1, 1); // %745 blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 515, 256, 1, 1); // %746 blocks.1.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 516, 16, 1, 1); // %747 blocks.1.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 517, 1, 1, 1); // %748 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 518, 1, 1, 1); // %750 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 519, 16, 1, 1); // %751 blocks.1.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 520, 256, 1, 1); // %752 blocks.1.think.delta.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 521, 256, 1, 1); // %753 blocks.1.think.delta.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 522, 1, 1, 1); // %755 blocks.1.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 523, 16, 1, 1); // %756 blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 524, 256, 1, 1); // %757 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 525, 1, 1, 1); // %758 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 526, 256, 1, 1); // %760 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 527, 256, 1, 1); // %761 blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 528, 256, 1, 1); // %762 blocks.1.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 529, 16, 1, 1); // %763 blocks.1.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 530, 1, 1, 1); // %764 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 531, 1, 1, 1); // %766 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 532, 16, 1, 1); // %767 blocks.1.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 533, 256, 1, 1); // %768 blocks.1.think.norm.mul5.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 534, 256, 1, 1); // %769 blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 535, 256, 1, 1); // %770 blocks.1.think.delta.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 536, 1, 1, 1); // %772 blocks.1.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 537, 16, 1, 1); // %773 blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 538, 256, 1, 1); // %774 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 539, 1, 1, 1); // %775 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 540, 256, 1, 1); // %777 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 541, 256, 1, 1); // %778 blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 542, 256, 1, 1); // %779 blocks.1.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 543, 16, 1, 1); // %780 blocks.1.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 544, 1, 1, 1); // %781 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 545, 1, 1, 1); // %783 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 546, 16, 1, 1); // %784 blocks.1.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 547, 256, 1, 1); // %785 blocks.1.think.norm.mul5.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 548, 1, 1, 1); // %786 blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 549, 1, 1, 1); // %787 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 550, 256, 1, 1); // %788 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 551, 256, 1, 1); // %789 blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 552, 1, 1, 1); // %790 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 553, 256, 1, 1); // %792 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 554, 256, 1, 1); // %793 blocks.1.think.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 555, 16, 1, 1); // %794 blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 556, 256, 1, 1); // %795 blocks.1.attn.add1.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 557, 4, 1, 1); // %796 blocks.1.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 558, 4, 1, 1); // %797 blocks.1.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 559, 4, 1, 1); // %798 blocks.1.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 560, 4, 1, 1); // %799 blocks.1.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 561, 4, 1, 1); // %800 blocks.1.think.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 562, 4, 1, 1); // %801 blocks.1.think.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 563, 256, 1, 1); // %802 blocks.1.think.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 564, 256, 1, 1); // %803 blocks.1.think.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 565, 256, 1, 1); // %804 blocks.1.think.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 566, 256, 1, 1); // %805 blocks.1.attn.add1.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 567, 256, 1, 1); // %806 blocks.1.attn.add1.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 568, 1, 1, 1); // %808 blocks.1.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 569, 16, 1, 1); // %809 blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 570, 256, 1, 1); // %810 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 571, 1, 1, 1); // %811 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 572, 256, 1, 1); // %813 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 573, 256, 1, 1); // %814 blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 574, 256, 1, 1); // %815 blocks.1.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 575, 16, 1, 1); // %816 blocks.1.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 576, 1, 1, 1); // %817 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 577, 1, 1, 1); // %819 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 578, 16, 1, 1); // %820 blocks.1.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 579, 256, 1, 1); // %822 blocks.1.attn.permute11.grad.permute0 stdlib.mt:145
-    this.run(pass, "permute_01243_16x2x64x8x8", 580, 512, 1, 1); // %823 blocks.1.attn.matmul7.grad.permute0 stdlib.mt:145
-    this.run(pass, "matmul_16x2x64x4x8_16x2x64x8x8", 581, 32, 1, 1); // %824 blocks.1.attn.matmul7.grad.matmul0 stdlib.mt:145
-    this.run(pass, "permute_01243_16x2x64x4x8", 582, 256, 1, 1); // %825 blocks.1.attn.matmul7.grad.permute1 stdlib.mt:145
-    this.run(pass, "matmul_16x2x64x8x4_16x2x64x4x8", 583, 32, 1, 1); // %826 blocks.1.attn.matmul7.grad.matmul1 stdlib.mt:145
-    this.run(pass, "permute_0132_16x2x64x64", 584, 512, 1, 1); // %828 blocks.1.attn.matmul6.grad.permute0 stdlib.mt:144
-    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 585, 8, 1, 1); // %829 blocks.1.attn.matmul6.grad.matmul0 stdlib.mt:144
-    this.run(pass, "permute_0132_16x2x64x64", 586, 512, 1, 1); // %830 blocks.1.attn.matmul6.grad.permute1 stdlib.mt:144
-    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 587, 8, 1, 1); // %831 blocks.1.attn.matmul6.grad.matmul1 stdlib.mt:144
-    this.run(pass, "permute_01243_16x2x64x4x8", 588, 256, 1, 1); // %833 blocks.1.attn.matmul5.grad.permute0 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x8x8_16x2x64x8x4", 589, 32, 1, 1); // %834 blocks.1.attn.matmul5.grad.matmul0 stdlib.mt:143
-    this.run(pass, "permute_01243_16x2x64x8x4", 590, 256, 1, 1); // %835 blocks.1.attn.matmul5.grad.permute1 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x4x8_16x2x64x8x8", 591, 32, 1, 1); // %836 blocks.1.attn.matmul5.grad.matmul1 stdlib.mt:143
-    this.run(pass, "permute_01243_16x2x64x8x4", 592, 256, 1, 1); // %837 blocks.1.attn.permute10.grad.permute0 stdlib.mt:143
-    this.run(pass, "dropout_p0p1_k6_16x2x64x64", 593, 512, 1, 1); // %838 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:142
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 594, 512, 1, 1); // %839 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:142
-    this.run(pass, "sum_a3_16x2x64x64", 595, 32, 1, 1); // %840 blocks.1.attn.softmax1.grad.sum0 stdlib.mt:142
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 596, 512, 1, 1); // %841 blocks.1.attn.softmax1.grad.sub0 stdlib.mt:142
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 597, 512, 1, 1); // %842 blocks.1.attn.softmax1.grad.mul1 stdlib.mt:142
-    this.run(pass, "causal_mask_f0_16x2x64x64", 598, 512, 1, 1); // %843 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:142
-    this.run(pass, "affine_s0p5_b0_16x2x64x64", 599, 512, 1, 1); // %844 blocks.1.attn.affine1.grad.affine0 stdlib.mt:141
-    this.run(pass, "permute_0132_16x2x32x64", 600, 256, 1, 1); // %845 blocks.1.attn.matmul4.grad.permute0 stdlib.mt:141
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 601, 16, 1, 1); // %846 blocks.1.attn.matmul4.grad.matmul0 stdlib.mt:141
-    this.run(pass, "permute_0132_16x2x64x32", 602, 256, 1, 1); // %847 blocks.1.attn.matmul4.grad.permute1 stdlib.mt:141
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 603, 16, 1, 1); // %848 blocks.1.attn.matmul4.grad.matmul1 stdlib.mt:141
-    this.run(pass, "permute_0132_16x2x32x64", 604, 256, 1, 1); // %849 blocks.1.attn.permute9.grad.permute0 stdlib.mt:141
-    this.run(pass, "binary_add_16x2x64x4x8_16x2x64x4x8", 605, 256, 1, 1); // %851 blocks.1.attn.permute7.grad.add0 stdlib.mt:140
-    this.run(pass, "binary_add_16x2x64x4x8_16x2x64x4x8", 606, 256, 1, 1); // %853 blocks.1.attn.permute6.grad.add0 stdlib.mt:139
-    this.run(pass, "permute_02134_16x2x64x4x8", 607, 256, 1, 1); // %854 blocks.1.attn.permute8.grad.permute0 stdlib.mt:137
-    this.run(pass, "permute_10_8x8", 608, 1, 1, 1); // %857 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 609, 16, 1, 1); // %858 blocks.1.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 610, 256, 1, 1); // %859 blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 611, 1, 1, 1); // %860 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 612, 256, 1, 1); // %862 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 613, 256, 1, 1); // %863 blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 614, 256, 1, 1); // %864 blocks.1.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 615, 16, 1, 1); // %865 blocks.1.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 616, 1, 1, 1); // %866 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 617, 1, 1, 1); // %868 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 618, 16, 1, 1); // %869 blocks.1.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_02134_16x2x64x4x8", 619, 256, 1, 1); // %870 blocks.1.attn.permute7.grad.permute0 stdlib.mt:136
-    this.run(pass, "permute_10_8x8", 620, 1, 1, 1); // %873 blocks.1.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 621, 16, 1, 1); // %874 blocks.1.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 622, 256, 1, 1); // %875 blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 623, 1, 1, 1); // %876 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 624, 256, 1, 1); // %878 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 625, 256, 1, 1); // %879 blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 626, 256, 1, 1); // %880 blocks.1.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 627, 16, 1, 1); // %881 blocks.1.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 628, 1, 1, 1); // %882 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 629, 1, 1, 1); // %884 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 630, 16, 1, 1); // %885 blocks.1.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 631, 256, 1, 1); // %886 blocks.1.attn.norm.mul5.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_02134_16x2x64x4x8", 632, 256, 1, 1); // %887 blocks.1.attn.permute6.grad.permute0 stdlib.mt:135
-    this.run(pass, "permute_10_8x8", 633, 1, 1, 1); // %890 blocks.1.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 634, 16, 1, 1); // %891 blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 635, 256, 1, 1); // %892 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 636, 1, 1, 1); // %893 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 637, 256, 1, 1); // %895 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 638, 256, 1, 1); // %896 blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 639, 256, 1, 1); // %897 blocks.1.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 640, 16, 1, 1); // %898 blocks.1.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 641, 1, 1, 1); // %899 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 642, 1, 1, 1); // %901 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 643, 16, 1, 1); // %902 blocks.1.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 644, 256, 1, 1); // %903 blocks.1.attn.norm.mul5.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 645, 256, 1, 1); // %904 blocks.1.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 646, 256, 1, 1); // %905 blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 647, 1, 1, 1); // %906 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 648, 256, 1, 1); // %908 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 649, 256, 1, 1); // %909 blocks.1.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 650, 16, 1, 1); // %910 blocks.1.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 651, 256, 1, 1); // %911 blocks.0.think.add11.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 652, 4, 1, 1); // %912 blocks.1.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 653, 4, 1, 1); // %913 blocks.1.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 654, 4, 1, 1); // %914 blocks.1.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 655, 4, 1, 1); // %915 blocks.1.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 656, 4, 1, 1); // %916 blocks.1.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 657, 4, 1, 1); // %917 blocks.1.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 658, 256, 1, 1); // %918 blocks.1.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 659, 256, 1, 1); // %919 blocks.1.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 660, 256, 1, 1); // %920 blocks.1.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 661, 256, 1, 1); // %921 blocks.0.think.add11.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 662, 256, 1, 1); // %922 blocks.0.think.add11.grad.add2 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k5_16x64x8x8", 663, 256, 1, 1); // %923 blocks.0.think.dropout1.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 664, 256, 1, 1); // %924 blocks.0.think.mul7.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 665, 16, 1, 1); // %925 blocks.0.think.mul7.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 666, 256, 1, 1); // %926 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 667, 256, 1, 1); // %927 blocks.0.think.mul6.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 668, 16, 1, 1); // %928 blocks.0.think.mul6.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 669, 256, 1, 1); // %929 blocks.0.think.mul6.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 670, 256, 1, 1); // %930 blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 671, 4, 1, 1); // %931 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 672, 4, 1, 1); // %932 blocks.0.think.sigmoid3.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 673, 4, 1, 1); // %933 blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 674, 1, 1, 1); // %934 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 675, 256, 1, 1); // %936 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 676, 256, 1, 1); // %937 blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 677, 1, 1, 1); // %938 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 678, 256, 1, 1); // %940 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 679, 256, 1, 1); // %941 blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 680, 4, 1, 1); // %942 blocks.0.think.sigmoid2.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 681, 4, 1, 1); // %943 blocks.0.think.sigmoid2.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 682, 4, 1, 1); // %944 blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 683, 1, 1, 1); // %945 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 684, 256, 1, 1); // %947 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 685, 256, 1, 1); // %948 blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 686, 1, 1, 1); // %949 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 687, 256, 1, 1); // %951 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 688, 256, 1, 1); // %952 blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 689, 32, 1, 1); // %953 blocks.0.think.matmul9.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 690, 16, 1, 1); // %954 blocks.0.think.matmul9.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 691, 32, 1, 1); // %955 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 692, 16, 1, 1); // %956 blocks.0.think.matmul9.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 693, 32, 1, 1); // %957 blocks.0.think.permute1.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 694, 1, 1, 1); // %959 blocks.0.think.matmul8.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 695, 16, 1, 1); // %960 blocks.0.think.matmul8.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 696, 256, 1, 1); // %961 blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 697, 1, 1, 1); // %962 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 698, 256, 1, 1); // %964 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 699, 1, 1, 1); // %966 blocks.0.think.matmul7.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 700, 16, 1, 1); // %967 blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 701, 256, 1, 1); // %968 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 702, 1, 1, 1); // %969 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 703, 256, 1, 1); // %971 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 704, 256, 1, 1); // %972 blocks.0.think.matmul6.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 705, 16, 1, 1); // %973 blocks.0.think.matmul6.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 706, 256, 1, 1); // %974 blocks.0.think.matmul6.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 707, 16, 1, 1); // %975 blocks.0.think.matmul6.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 708, 256, 1, 1); // %978 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 709, 256, 1, 1); // %979 blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 710, 1, 1, 1); // %980 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 711, 1, 1, 1); // %983 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 712, 16, 1, 1); // %984 blocks.0.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 713, 256, 1, 1); // %985 blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 714, 1, 1, 1); // %986 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 715, 256, 1, 1); // %988 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 716, 256, 1, 1); // %989 blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 717, 256, 1, 1); // %990 blocks.0.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 718, 16, 1, 1); // %991 blocks.0.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 719, 1, 1, 1); // %992 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 720, 1, 1, 1); // %994 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 721, 16, 1, 1); // %995 blocks.0.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 722, 256, 1, 1); // %996 blocks.0.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 723, 256, 1, 1); // %997 blocks.0.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 724, 1, 1, 1); // %999 blocks.0.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 725, 16, 1, 1); // %1000 blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 726, 256, 1, 1); // %1001 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 727, 1, 1, 1); // %1002 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 728, 256, 1, 1); // %1004 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 729, 256, 1, 1); // %1005 blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 730, 256, 1, 1); // %1006 blocks.0.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 731, 16, 1, 1); // %1007 blocks.0.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 732, 1, 1, 1); // %1008 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 733, 1, 1, 1); // %1010 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 734, 16, 1, 1); // %1011 blocks.0.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 735, 256, 1, 1); // %1012 blocks.0.think.norm.mul5.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 736, 256, 1, 1); // %1013 blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 737, 256, 1, 1); // %1014 blocks.0.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 738, 1, 1, 1); // %1016 blocks.0.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 739, 16, 1, 1); // %1017 blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 740, 256, 1, 1); // %1018 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 741, 1, 1, 1); // %1019 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 742, 256, 1, 1); // %1021 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 743, 256, 1, 1); // %1022 blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 744, 256, 1, 1); // %1023 blocks.0.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 745, 16, 1, 1); // %1024 blocks.0.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 746, 1, 1, 1); // %1025 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 747, 1, 1, 1); // %1027 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 748, 16, 1, 1); // %1028 blocks.0.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 749, 256, 1, 1); // %1029 blocks.0.think.norm.mul5.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 750, 256, 1, 1); // %1030 blocks.0.think.matmul5.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 751, 16, 1, 1); // %1031 blocks.0.think.matmul5.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 752, 256, 1, 1); // %1032 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 753, 16, 1, 1); // %1033 blocks.0.think.matmul5.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 754, 256, 1, 1); // %1034 blocks.0.think.norm.mul5.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 755, 256, 1, 1); // %1037 blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 756, 256, 1, 1); // %1038 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 757, 1, 1, 1); // %1039 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 758, 1, 1, 1); // %1041 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 759, 1, 1, 1); // %1043 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 760, 16, 1, 1); // %1044 blocks.0.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 761, 256, 1, 1); // %1045 blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 762, 1, 1, 1); // %1046 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 763, 256, 1, 1); // %1048 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 764, 256, 1, 1); // %1049 blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 765, 256, 1, 1); // %1050 blocks.0.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 766, 16, 1, 1); // %1051 blocks.0.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 767, 1, 1, 1); // %1052 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 768, 1, 1, 1); // %1054 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 769, 16, 1, 1); // %1055 blocks.0.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 770, 256, 1, 1); // %1056 blocks.0.think.delta.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 771, 256, 1, 1); // %1057 blocks.0.think.delta.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 772, 1, 1, 1); // %1059 blocks.0.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 773, 16, 1, 1); // %1060 blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 774, 256, 1, 1); // %1061 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 775, 1, 1, 1); // %1062 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 776, 256, 1, 1); // %1064 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 777, 256, 1, 1); // %1065 blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 778, 256, 1, 1); // %1066 blocks.0.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 779, 16, 1, 1); // %1067 blocks.0.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 780, 1, 1, 1); // %1068 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 781, 1, 1, 1); // %1070 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 782, 16, 1, 1); // %1071 blocks.0.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 783, 256, 1, 1); // %1072 blocks.0.think.norm.mul5.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 784, 256, 1, 1); // %1073 blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 785, 256, 1, 1); // %1074 blocks.0.think.delta.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 786, 1, 1, 1); // %1076 blocks.0.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 787, 16, 1, 1); // %1077 blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 788, 256, 1, 1); // %1078 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 789, 1, 1, 1); // %1079 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 790, 256, 1, 1); // %1081 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 791, 256, 1, 1); // %1082 blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 792, 256, 1, 1); // %1083 blocks.0.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 793, 16, 1, 1); // %1084 blocks.0.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 794, 1, 1, 1); // %1085 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 795, 1, 1, 1); // %1087 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 796, 16, 1, 1); // %1088 blocks.0.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 797, 256, 1, 1); // %1089 blocks.0.think.norm.mul5.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 798, 1, 1, 1); // %1090 blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 799, 1, 1, 1); // %1091 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 800, 256, 1, 1); // %1092 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 801, 256, 1, 1); // %1093 blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 802, 1, 1, 1); // %1094 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 803, 256, 1, 1); // %1096 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 804, 256, 1, 1); // %1097 blocks.0.think.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 805, 16, 1, 1); // %1098 blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 806, 256, 1, 1); // %1099 blocks.0.attn.add1.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 807, 4, 1, 1); // %1100 blocks.0.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 808, 4, 1, 1); // %1101 blocks.0.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 809, 4, 1, 1); // %1102 blocks.0.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 810, 4, 1, 1); // %1103 blocks.0.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 811, 4, 1, 1); // %1104 blocks.0.think.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 812, 4, 1, 1); // %1105 blocks.0.think.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 813, 256, 1, 1); // %1106 blocks.0.think.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 814, 256, 1, 1); // %1107 blocks.0.think.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 815, 256, 1, 1); // %1108 blocks.0.think.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 816, 256, 1, 1); // %1109 blocks.0.attn.add1.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 817, 256, 1, 1); // %1110 blocks.0.attn.add1.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 818, 1, 1, 1); // %1112 blocks.0.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 819, 16, 1, 1); // %1113 blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 820, 256, 1, 1); // %1114 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 821, 1, 1, 1); // %1115 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 822, 256, 1, 1); // %1117 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 823, 256, 1, 1); // %1118 blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 824, 256, 1, 1); // %1119 blocks.0.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 825, 16, 1, 1); // %1120 blocks.0.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 826, 1, 1, 1); // %1121 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 827, 1, 1, 1); // %1123 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 828, 16, 1, 1); // %1124 blocks.0.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 829, 256, 1, 1); // %1126 blocks.0.attn.permute11.grad.permute0 stdlib.mt:145
-    this.run(pass, "permute_01243_16x2x64x8x8", 830, 512, 1, 1); // %1127 blocks.0.attn.matmul7.grad.permute0 stdlib.mt:145
-    this.run(pass, "matmul_16x2x64x4x8_16x2x64x8x8", 831, 32, 1, 1); // %1128 blocks.0.attn.matmul7.grad.matmul0 stdlib.mt:145
-    this.run(pass, "permute_01243_16x2x64x4x8", 832, 256, 1, 1); // %1129 blocks.0.attn.matmul7.grad.permute1 stdlib.mt:145
-    this.run(pass, "matmul_16x2x64x8x4_16x2x64x4x8", 833, 32, 1, 1); // %1130 blocks.0.attn.matmul7.grad.matmul1 stdlib.mt:145
-    this.run(pass, "permute_0132_16x2x64x64", 834, 512, 1, 1); // %1132 blocks.0.attn.matmul6.grad.permute0 stdlib.mt:144
-    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 835, 8, 1, 1); // %1133 blocks.0.attn.matmul6.grad.matmul0 stdlib.mt:144
-    this.run(pass, "permute_0132_16x2x64x64", 836, 512, 1, 1); // %1134 blocks.0.attn.matmul6.grad.permute1 stdlib.mt:144
-    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 837, 8, 1, 1); // %1135 blocks.0.attn.matmul6.grad.matmul1 stdlib.mt:144
-    this.run(pass, "permute_01243_16x2x64x4x8", 838, 256, 1, 1); // %1137 blocks.0.attn.matmul5.grad.permute0 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x8x8_16x2x64x8x4", 839, 32, 1, 1); // %1138 blocks.0.attn.matmul5.grad.matmul0 stdlib.mt:143
-    this.run(pass, "permute_01243_16x2x64x8x4", 840, 256, 1, 1); // %1139 blocks.0.attn.matmul5.grad.permute1 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x4x8_16x2x64x8x8", 841, 32, 1, 1); // %1140 blocks.0.attn.matmul5.grad.matmul1 stdlib.mt:143
-    this.run(pass, "permute_01243_16x2x64x8x4", 842, 256, 1, 1); // %1141 blocks.0.attn.permute10.grad.permute0 stdlib.mt:143
-    this.run(pass, "dropout_p0p1_k4_16x2x64x64", 843, 512, 1, 1); // %1142 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:142
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 844, 512, 1, 1); // %1143 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:142
-    this.run(pass, "sum_a3_16x2x64x64", 845, 32, 1, 1); // %1144 blocks.0.attn.softmax1.grad.sum0 stdlib.mt:142
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 846, 512, 1, 1); // %1145 blocks.0.attn.softmax1.grad.sub0 stdlib.mt:142
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 847, 512, 1, 1); // %1146 blocks.0.attn.softmax1.grad.mul1 stdlib.mt:142
-    this.run(pass, "causal_mask_f0_16x2x64x64", 848, 512, 1, 1); // %1147 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:142
-    this.run(pass, "affine_s0p5_b0_16x2x64x64", 849, 512, 1, 1); // %1148 blocks.0.attn.affine1.grad.affine0 stdlib.mt:141
-    this.run(pass, "permute_0132_16x2x32x64", 850, 256, 1, 1); // %1149 blocks.0.attn.matmul4.grad.permute0 stdlib.mt:141
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 851, 16, 1, 1); // %1150 blocks.0.attn.matmul4.grad.matmul0 stdlib.mt:141
-    this.run(pass, "permute_0132_16x2x64x32", 852, 256, 1, 1); // %1151 blocks.0.attn.matmul4.grad.permute1 stdlib.mt:141
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 853, 16, 1, 1); // %1152 blocks.0.attn.matmul4.grad.matmul1 stdlib.mt:141
-    this.run(pass, "permute_0132_16x2x32x64", 854, 256, 1, 1); // %1153 blocks.0.attn.permute9.grad.permute0 stdlib.mt:141
-    this.run(pass, "binary_add_16x2x64x4x8_16x2x64x4x8", 855, 256, 1, 1); // %1155 blocks.0.attn.permute7.grad.add0 stdlib.mt:140
-    this.run(pass, "binary_add_16x2x64x4x8_16x2x64x4x8", 856, 256, 1, 1); // %1157 blocks.0.attn.permute6.grad.add0 stdlib.mt:139
-    this.run(pass, "permute_02134_16x2x64x4x8", 857, 256, 1, 1); // %1158 blocks.0.attn.permute8.grad.permute0 stdlib.mt:137
-    this.run(pass, "permute_10_8x8", 858, 1, 1, 1); // %1161 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 859, 16, 1, 1); // %1162 blocks.0.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 860, 256, 1, 1); // %1163 blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 861, 1, 1, 1); // %1164 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 862, 256, 1, 1); // %1166 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 863, 256, 1, 1); // %1167 blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 864, 256, 1, 1); // %1168 blocks.0.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 865, 16, 1, 1); // %1169 blocks.0.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 866, 1, 1, 1); // %1170 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 867, 1, 1, 1); // %1172 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 868, 16, 1, 1); // %1173 blocks.0.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_02134_16x2x64x4x8", 869, 256, 1, 1); // %1174 blocks.0.attn.permute7.grad.permute0 stdlib.mt:136
-    this.run(pass, "permute_10_8x8", 870, 1, 1, 1); // %1177 blocks.0.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 871, 16, 1, 1); // %1178 blocks.0.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 872, 256, 1, 1); // %1179 blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 873, 1, 1, 1); // %1180 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 874, 256, 1, 1); // %1182 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 875, 256, 1, 1); // %1183 blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 876, 256, 1, 1); // %1184 blocks.0.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 877, 16, 1, 1); // %1185 blocks.0.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 878, 1, 1, 1); // %1186 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 879, 1, 1, 1); // %1188 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 880, 16, 1, 1); // %1189 blocks.0.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 881, 256, 1, 1); // %1190 blocks.0.attn.norm.mul5.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_02134_16x2x64x4x8", 882, 256, 1, 1); // %1191 blocks.0.attn.permute6.grad.permute0 stdlib.mt:135
-    this.run(pass, "permute_10_8x8", 883, 1, 1, 1); // %1194 blocks.0.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 884, 16, 1, 1); // %1195 blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 885, 256, 1, 1); // %1196 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 886, 1, 1, 1); // %1197 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 887, 256, 1, 1); // %1199 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 888, 256, 1, 1); // %1200 blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 889, 256, 1, 1); // %1201 blocks.0.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 890, 16, 1, 1); // %1202 blocks.0.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 891, 1, 1, 1); // %1203 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 892, 1, 1, 1); // %1205 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 893, 16, 1, 1); // %1206 blocks.0.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 894, 256, 1, 1); // %1207 blocks.0.attn.norm.mul5.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 895, 256, 1, 1); // %1208 blocks.0.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 896, 256, 1, 1); // %1209 blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 897, 1, 1, 1); // %1210 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 898, 256, 1, 1); // %1212 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 899, 256, 1, 1); // %1213 blocks.0.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 900, 16, 1, 1); // %1214 blocks.0.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 901, 256, 1, 1); // %1215 blocks.1.think.add5.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 902, 4, 1, 1); // %1216 blocks.0.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 903, 4, 1, 1); // %1217 blocks.0.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 904, 4, 1, 1); // %1218 blocks.0.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 905, 4, 1, 1); // %1219 blocks.0.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 906, 4, 1, 1); // %1220 blocks.0.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 907, 4, 1, 1); // %1221 blocks.0.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 908, 256, 1, 1); // %1222 blocks.0.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 909, 256, 1, 1); // %1223 blocks.0.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 910, 256, 1, 1); // %1224 blocks.0.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 911, 256, 1, 1); // %1225 blocks.1.think.add5.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 912, 256, 1, 1); // %1226 blocks.1.think.add5.grad.add2 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k3_16x64x8x8", 913, 256, 1, 1); // %1227 blocks.1.think.dropout0.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 914, 256, 1, 1); // %1228 blocks.1.think.mul3.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 915, 16, 1, 1); // %1229 blocks.1.think.mul3.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 916, 256, 1, 1); // %1230 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 917, 256, 1, 1); // %1231 blocks.1.think.mul2.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 918, 16, 1, 1); // %1232 blocks.1.think.mul2.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 919, 256, 1, 1); // %1233 blocks.1.think.mul2.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 920, 256, 1, 1); // %1234 blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 921, 4, 1, 1); // %1235 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 922, 4, 1, 1); // %1236 blocks.1.think.sigmoid1.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 923, 4, 1, 1); // %1237 blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 924, 1, 1, 1); // %1238 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 925, 1, 1, 1); // %1240 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 926, 256, 1, 1); // %1241 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 927, 256, 1, 1); // %1242 blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 928, 1, 1, 1); // %1243 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 929, 256, 1, 1); // %1245 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 930, 1, 1, 1); // %1246 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 931, 256, 1, 1); // %1247 blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 932, 4, 1, 1); // %1248 blocks.1.think.sigmoid0.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 933, 4, 1, 1); // %1249 blocks.1.think.sigmoid0.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 934, 4, 1, 1); // %1250 blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 935, 1, 1, 1); // %1251 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 936, 1, 1, 1); // %1253 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 937, 256, 1, 1); // %1254 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 938, 256, 1, 1); // %1255 blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 939, 1, 1, 1); // %1256 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 940, 256, 1, 1); // %1258 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 941, 1, 1, 1); // %1259 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 942, 256, 1, 1); // %1260 blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 943, 32, 1, 1); // %1261 blocks.1.think.matmul4.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 944, 16, 1, 1); // %1262 blocks.1.think.matmul4.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 945, 32, 1, 1); // %1263 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 946, 16, 1, 1); // %1264 blocks.1.think.matmul4.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 947, 32, 1, 1); // %1265 blocks.1.think.permute0.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 948, 1, 1, 1); // %1267 blocks.1.think.matmul3.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 949, 16, 1, 1); // %1268 blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 950, 256, 1, 1); // %1269 blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 951, 1, 1, 1); // %1270 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 952, 1, 1, 1); // %1271 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 953, 256, 1, 1); // %1273 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 954, 1, 1, 1); // %1275 blocks.1.think.matmul2.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 955, 16, 1, 1); // %1276 blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 956, 256, 1, 1); // %1277 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 957, 1, 1, 1); // %1278 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 958, 1, 1, 1); // %1279 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 959, 256, 1, 1); // %1281 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 960, 256, 1, 1); // %1282 blocks.1.think.matmul1.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 961, 16, 1, 1); // %1283 blocks.1.think.matmul1.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 962, 256, 1, 1); // %1284 blocks.1.think.matmul1.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 963, 16, 1, 1); // %1285 blocks.1.think.matmul1.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 964, 256, 1, 1); // %1288 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 965, 256, 1, 1); // %1289 blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 966, 1, 1, 1); // %1290 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 967, 1, 1, 1); // %1293 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 968, 16, 1, 1); // %1294 blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 969, 256, 1, 1); // %1295 blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 970, 1, 1, 1); // %1296 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 971, 1, 1, 1); // %1297 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 972, 256, 1, 1); // %1299 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 973, 256, 1, 1); // %1300 blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 974, 256, 1, 1); // %1301 blocks.1.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 975, 16, 1, 1); // %1302 blocks.1.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 976, 1, 1, 1); // %1303 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 977, 1, 1, 1); // %1305 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 978, 16, 1, 1); // %1306 blocks.1.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 979, 1, 1, 1); // %1307 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 980, 256, 1, 1); // %1308 blocks.1.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 981, 256, 1, 1); // %1309 blocks.1.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 982, 1, 1, 1); // %1311 blocks.1.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 983, 16, 1, 1); // %1312 blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 984, 256, 1, 1); // %1313 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 985, 1, 1, 1); // %1314 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 986, 1, 1, 1); // %1315 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 987, 256, 1, 1); // %1317 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 988, 256, 1, 1); // %1318 blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 989, 256, 1, 1); // %1319 blocks.1.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 990, 16, 1, 1); // %1320 blocks.1.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 991, 1, 1, 1); // %1321 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 992, 1, 1, 1); // %1323 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 993, 16, 1, 1); // %1324 blocks.1.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 994, 1, 1, 1); // %1325 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 995, 256, 1, 1); // %1326 blocks.1.think.norm.mul2.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 996, 256, 1, 1); // %1327 blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 997, 256, 1, 1); // %1328 blocks.1.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 998, 1, 1, 1); // %1330 blocks.1.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 999, 16, 1, 1); // %1331 blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1000, 256, 1, 1); // %1332 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1001, 1, 1, 1); // %1333 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1002, 1, 1, 1); // %1334 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1003, 256, 1, 1); // %1336 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1004, 256, 1, 1); // %1337 blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1005, 256, 1, 1); // %1338 blocks.1.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1006, 16, 1, 1); // %1339 blocks.1.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1007, 1, 1, 1); // %1340 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1008, 1, 1, 1); // %1342 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1009, 16, 1, 1); // %1343 blocks.1.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1010, 1, 1, 1); // %1344 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1011, 256, 1, 1); // %1345 blocks.1.think.norm.mul2.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1012, 256, 1, 1); // %1346 blocks.1.think.matmul0.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1013, 16, 1, 1); // %1347 blocks.1.think.matmul0.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 1014, 256, 1, 1); // %1348 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1015, 16, 1, 1); // %1349 blocks.1.think.matmul0.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1016, 256, 1, 1); // %1350 blocks.1.think.norm.mul2.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 1017, 256, 1, 1); // %1353 blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1018, 256, 1, 1); // %1354 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 1019, 1, 1, 1); // %1355 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 1020, 1, 1, 1); // %1357 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1021, 1, 1, 1); // %1359 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1022, 16, 1, 1); // %1360 blocks.1.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1023, 256, 1, 1); // %1361 blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1024, 1, 1, 1); // %1362 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1025, 1, 1, 1); // %1363 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1026, 256, 1, 1); // %1365 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1027, 256, 1, 1); // %1366 blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1028, 256, 1, 1); // %1367 blocks.1.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1029, 16, 1, 1); // %1368 blocks.1.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1030, 1, 1, 1); // %1369 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1031, 1, 1, 1); // %1371 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1032, 16, 1, 1); // %1372 blocks.1.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1033, 1, 1, 1); // %1373 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1034, 256, 1, 1); // %1374 blocks.1.think.delta.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1035, 256, 1, 1); // %1375 blocks.1.think.delta.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1036, 1, 1, 1); // %1377 blocks.1.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1037, 16, 1, 1); // %1378 blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1038, 256, 1, 1); // %1379 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1039, 1, 1, 1); // %1380 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1040, 1, 1, 1); // %1381 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1041, 256, 1, 1); // %1383 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1042, 256, 1, 1); // %1384 blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1043, 256, 1, 1); // %1385 blocks.1.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1044, 16, 1, 1); // %1386 blocks.1.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1045, 1, 1, 1); // %1387 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1046, 1, 1, 1); // %1389 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1047, 16, 1, 1); // %1390 blocks.1.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1048, 1, 1, 1); // %1391 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1049, 256, 1, 1); // %1392 blocks.1.think.norm.mul2.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1050, 256, 1, 1); // %1393 blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1051, 256, 1, 1); // %1394 blocks.1.think.delta.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1052, 1, 1, 1); // %1396 blocks.1.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1053, 16, 1, 1); // %1397 blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1054, 256, 1, 1); // %1398 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1055, 1, 1, 1); // %1399 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1056, 1, 1, 1); // %1400 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1057, 256, 1, 1); // %1402 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1058, 256, 1, 1); // %1403 blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1059, 256, 1, 1); // %1404 blocks.1.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1060, 16, 1, 1); // %1405 blocks.1.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1061, 1, 1, 1); // %1406 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1062, 1, 1, 1); // %1408 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1063, 16, 1, 1); // %1409 blocks.1.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1064, 1, 1, 1); // %1410 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1065, 256, 1, 1); // %1411 blocks.1.think.norm.mul2.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 1066, 1, 1, 1); // %1412 blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 1067, 1, 1, 1); // %1413 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 1068, 1, 1, 1); // %1414 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1069, 256, 1, 1); // %1415 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1070, 256, 1, 1); // %1416 blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1071, 1, 1, 1); // %1417 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1072, 1, 1, 1); // %1419 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1073, 256, 1, 1); // %1420 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1074, 256, 1, 1); // %1421 blocks.1.think.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1075, 16, 1, 1); // %1422 blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1076, 256, 1, 1); // %1423 blocks.1.attn.add0.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1077, 4, 1, 1); // %1424 blocks.1.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1078, 4, 1, 1); // %1425 blocks.1.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1079, 4, 1, 1); // %1426 blocks.1.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1080, 4, 1, 1); // %1427 blocks.1.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1081, 4, 1, 1); // %1428 blocks.1.think.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1082, 4, 1, 1); // %1429 blocks.1.think.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1083, 256, 1, 1); // %1430 blocks.1.think.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1084, 256, 1, 1); // %1431 blocks.1.think.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1085, 256, 1, 1); // %1432 blocks.1.think.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1086, 256, 1, 1); // %1433 blocks.1.attn.add0.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1087, 256, 1, 1); // %1434 blocks.1.attn.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 1088, 1, 1, 1); // %1436 blocks.1.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1089, 16, 1, 1); // %1437 blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1090, 256, 1, 1); // %1438 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1091, 1, 1, 1); // %1439 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1092, 1, 1, 1); // %1440 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1093, 256, 1, 1); // %1442 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1094, 256, 1, 1); // %1443 blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1095, 256, 1, 1); // %1444 blocks.1.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1096, 16, 1, 1); // %1445 blocks.1.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1097, 1, 1, 1); // %1446 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1098, 1, 1, 1); // %1448 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1099, 16, 1, 1); // %1449 blocks.1.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1100, 1, 1, 1); // %1450 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 1101, 256, 1, 1); // %1452 blocks.1.attn.permute5.grad.permute0 stdlib.mt:145
-    this.run(pass, "permute_01243_16x2x64x8x8", 1102, 512, 1, 1); // %1453 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:145
-    this.run(pass, "matmul_16x2x64x4x8_16x2x64x8x8", 1103, 32, 1, 1); // %1454 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:145
-    this.run(pass, "permute_01243_16x2x64x4x8", 1104, 256, 1, 1); // %1455 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:145
-    this.run(pass, "matmul_16x2x64x8x4_16x2x64x4x8", 1105, 32, 1, 1); // %1456 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:145
-    this.run(pass, "permute_0132_16x2x64x64", 1106, 512, 1, 1); // %1458 blocks.1.attn.matmul2.grad.permute0 stdlib.mt:144
-    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 1107, 8, 1, 1); // %1459 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:144
-    this.run(pass, "permute_0132_16x2x64x64", 1108, 512, 1, 1); // %1460 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:144
-    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 1109, 8, 1, 1); // %1461 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:144
-    this.run(pass, "permute_01243_16x2x64x4x8", 1110, 256, 1, 1); // %1463 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x8x8_16x2x64x8x4", 1111, 32, 1, 1); // %1464 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:143
-    this.run(pass, "permute_01243_16x2x64x8x4", 1112, 256, 1, 1); // %1465 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x4x8_16x2x64x8x8", 1113, 32, 1, 1); // %1466 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:143
-    this.run(pass, "permute_01243_16x2x64x8x4", 1114, 256, 1, 1); // %1467 blocks.1.attn.permute4.grad.permute0 stdlib.mt:143
-    this.run(pass, "dropout_p0p1_k2_16x2x64x64", 1115, 512, 1, 1); // %1468 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:142
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1116, 512, 1, 1); // %1469 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:142
-    this.run(pass, "sum_a3_16x2x64x64", 1117, 32, 1, 1); // %1470 blocks.1.attn.softmax0.grad.sum0 stdlib.mt:142
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 1118, 512, 1, 1); // %1471 blocks.1.attn.softmax0.grad.sub0 stdlib.mt:142
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1119, 512, 1, 1); // %1472 blocks.1.attn.softmax0.grad.mul1 stdlib.mt:142
-    this.run(pass, "causal_mask_f0_16x2x64x64", 1120, 512, 1, 1); // %1473 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:142
-    this.run(pass, "affine_s0p5_b0_16x2x64x64", 1121, 512, 1, 1); // %1474 blocks.1.attn.affine0.grad.affine0 stdlib.mt:141
-    this.run(pass, "permute_0132_16x2x32x64", 1122, 256, 1, 1); // %1475 blocks.1.attn.matmul0.grad.permute0 stdlib.mt:141
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1123, 16, 1, 1); // %1476 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:141
-    this.run(pass, "permute_0132_16x2x64x32", 1124, 256, 1, 1); // %1477 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:141
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1125, 16, 1, 1); // %1478 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:141
-    this.run(pass, "permute_0132_16x2x32x64", 1126, 256, 1, 1); // %1479 blocks.1.attn.permute3.grad.permute0 stdlib.mt:141
-    this.run(pass, "binary_add_16x2x64x4x8_16x2x64x4x8", 1127, 256, 1, 1); // %1481 blocks.1.attn.permute1.grad.add0 stdlib.mt:140
-    this.run(pass, "binary_add_16x2x64x4x8_16x2x64x4x8", 1128, 256, 1, 1); // %1483 blocks.1.attn.permute0.grad.add0 stdlib.mt:139
-    this.run(pass, "permute_02134_16x2x64x4x8", 1129, 256, 1, 1); // %1484 blocks.1.attn.permute2.grad.permute0 stdlib.mt:137
-    this.run(pass, "permute_10_8x8", 1130, 1, 1, 1); // %1487 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1131, 16, 1, 1); // %1488 blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1132, 256, 1, 1); // %1489 blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1133, 1, 1, 1); // %1490 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1134, 1, 1, 1); // %1491 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1135, 256, 1, 1); // %1493 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1136, 256, 1, 1); // %1494 blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1137, 256, 1, 1); // %1495 blocks.1.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1138, 16, 1, 1); // %1496 blocks.1.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1139, 1, 1, 1); // %1497 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1140, 1, 1, 1); // %1499 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1141, 16, 1, 1); // %1500 blocks.1.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1142, 1, 1, 1); // %1501 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_02134_16x2x64x4x8", 1143, 256, 1, 1); // %1502 blocks.1.attn.permute1.grad.permute0 stdlib.mt:136
-    this.run(pass, "permute_10_8x8", 1144, 1, 1, 1); // %1505 blocks.1.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1145, 16, 1, 1); // %1506 blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1146, 256, 1, 1); // %1507 blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1147, 1, 1, 1); // %1508 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1148, 1, 1, 1); // %1509 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1149, 256, 1, 1); // %1511 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1150, 256, 1, 1); // %1512 blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1151, 256, 1, 1); // %1513 blocks.1.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1152, 16, 1, 1); // %1514 blocks.1.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1153, 1, 1, 1); // %1515 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1154, 1, 1, 1); // %1517 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1155, 16, 1, 1); // %1518 blocks.1.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1156, 1, 1, 1); // %1519 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1157, 256, 1, 1); // %1520 blocks.1.attn.norm.mul2.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_02134_16x2x64x4x8", 1158, 256, 1, 1); // %1521 blocks.1.attn.permute0.grad.permute0 stdlib.mt:135
-    this.run(pass, "permute_10_8x8", 1159, 1, 1, 1); // %1524 blocks.1.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1160, 16, 1, 1); // %1525 blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1161, 256, 1, 1); // %1526 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1162, 1, 1, 1); // %1527 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1163, 1, 1, 1); // %1528 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1164, 256, 1, 1); // %1530 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1165, 256, 1, 1); // %1531 blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1166, 256, 1, 1); // %1532 blocks.1.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1167, 16, 1, 1); // %1533 blocks.1.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1168, 1, 1, 1); // %1534 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1169, 1, 1, 1); // %1536 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1170, 16, 1, 1); // %1537 blocks.1.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1171, 1, 1, 1); // %1538 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1172, 256, 1, 1); // %1539 blocks.1.attn.norm.mul2.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1173, 256, 1, 1); // %1540 blocks.1.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1174, 256, 1, 1); // %1541 blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1175, 1, 1, 1); // %1542 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1176, 1, 1, 1); // %1544 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1177, 256, 1, 1); // %1545 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1178, 256, 1, 1); // %1546 blocks.1.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1179, 16, 1, 1); // %1547 blocks.1.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1180, 256, 1, 1); // %1548 blocks.0.think.add5.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1181, 4, 1, 1); // %1549 blocks.1.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1182, 4, 1, 1); // %1550 blocks.1.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1183, 4, 1, 1); // %1551 blocks.1.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1184, 4, 1, 1); // %1552 blocks.1.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1185, 4, 1, 1); // %1553 blocks.1.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1186, 4, 1, 1); // %1554 blocks.1.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1187, 256, 1, 1); // %1555 blocks.1.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1188, 256, 1, 1); // %1556 blocks.1.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1189, 256, 1, 1); // %1557 blocks.1.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1190, 256, 1, 1); // %1558 blocks.0.think.add5.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1191, 256, 1, 1); // %1559 blocks.0.think.add5.grad.add2 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k1_16x64x8x8", 1192, 256, 1, 1); // %1560 blocks.0.think.dropout0.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1193, 256, 1, 1); // %1561 blocks.0.think.mul3.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 1194, 16, 1, 1); // %1562 blocks.0.think.mul3.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1195, 256, 1, 1); // %1563 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1196, 256, 1, 1); // %1564 blocks.0.think.mul2.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 1197, 16, 1, 1); // %1565 blocks.0.think.mul2.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1198, 256, 1, 1); // %1566 blocks.0.think.mul2.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 1199, 256, 1, 1); // %1567 blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 1200, 4, 1, 1); // %1568 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 1201, 4, 1, 1); // %1569 blocks.0.think.sigmoid1.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1202, 4, 1, 1); // %1570 blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 1203, 1, 1, 1); // %1571 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 1204, 1, 1, 1); // %1573 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1205, 256, 1, 1); // %1574 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1206, 256, 1, 1); // %1575 blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 1207, 1, 1, 1); // %1576 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1208, 256, 1, 1); // %1578 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 1209, 1, 1, 1); // %1579 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1210, 256, 1, 1); // %1580 blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 1211, 4, 1, 1); // %1581 blocks.0.think.sigmoid0.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 1212, 4, 1, 1); // %1582 blocks.0.think.sigmoid0.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1213, 4, 1, 1); // %1583 blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 1214, 1, 1, 1); // %1584 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 1215, 1, 1, 1); // %1586 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1216, 256, 1, 1); // %1587 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1217, 256, 1, 1); // %1588 blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 1218, 1, 1, 1); // %1589 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1219, 256, 1, 1); // %1591 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 1220, 1, 1, 1); // %1592 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1221, 256, 1, 1); // %1593 blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 1222, 32, 1, 1); // %1594 blocks.0.think.matmul4.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 1223, 16, 1, 1); // %1595 blocks.0.think.matmul4.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 1224, 32, 1, 1); // %1596 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 1225, 16, 1, 1); // %1597 blocks.0.think.matmul4.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 1226, 32, 1, 1); // %1598 blocks.0.think.permute0.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 1227, 1, 1, 1); // %1600 blocks.0.think.matmul3.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 1228, 16, 1, 1); // %1601 blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 1229, 256, 1, 1); // %1602 blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 1230, 1, 1, 1); // %1603 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 1231, 1, 1, 1); // %1604 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1232, 256, 1, 1); // %1606 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 1233, 1, 1, 1); // %1608 blocks.0.think.matmul2.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 1234, 16, 1, 1); // %1609 blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 1235, 256, 1, 1); // %1610 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 1236, 1, 1, 1); // %1611 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 1237, 1, 1, 1); // %1612 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1238, 256, 1, 1); // %1614 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 1239, 256, 1, 1); // %1615 blocks.0.think.matmul1.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1240, 16, 1, 1); // %1616 blocks.0.think.matmul1.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 1241, 256, 1, 1); // %1617 blocks.0.think.matmul1.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1242, 16, 1, 1); // %1618 blocks.0.think.matmul1.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 1243, 256, 1, 1); // %1621 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1244, 256, 1, 1); // %1622 blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 1245, 1, 1, 1); // %1623 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1246, 1, 1, 1); // %1626 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1247, 16, 1, 1); // %1627 blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1248, 256, 1, 1); // %1628 blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1249, 1, 1, 1); // %1629 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1250, 1, 1, 1); // %1630 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1251, 256, 1, 1); // %1632 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1252, 256, 1, 1); // %1633 blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1253, 256, 1, 1); // %1634 blocks.0.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1254, 16, 1, 1); // %1635 blocks.0.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1255, 1, 1, 1); // %1636 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1256, 1, 1, 1); // %1638 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1257, 16, 1, 1); // %1639 blocks.0.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1258, 1, 1, 1); // %1640 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1259, 256, 1, 1); // %1641 blocks.0.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1260, 256, 1, 1); // %1642 blocks.0.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1261, 1, 1, 1); // %1644 blocks.0.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1262, 16, 1, 1); // %1645 blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1263, 256, 1, 1); // %1646 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1264, 1, 1, 1); // %1647 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1265, 1, 1, 1); // %1648 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1266, 256, 1, 1); // %1650 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1267, 256, 1, 1); // %1651 blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1268, 256, 1, 1); // %1652 blocks.0.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1269, 16, 1, 1); // %1653 blocks.0.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1270, 1, 1, 1); // %1654 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1271, 1, 1, 1); // %1656 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1272, 16, 1, 1); // %1657 blocks.0.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1273, 1, 1, 1); // %1658 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1274, 256, 1, 1); // %1659 blocks.0.think.norm.mul2.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1275, 256, 1, 1); // %1660 blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1276, 256, 1, 1); // %1661 blocks.0.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1277, 1, 1, 1); // %1663 blocks.0.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1278, 16, 1, 1); // %1664 blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1279, 256, 1, 1); // %1665 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1280, 1, 1, 1); // %1666 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1281, 1, 1, 1); // %1667 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1282, 256, 1, 1); // %1669 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1283, 256, 1, 1); // %1670 blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1284, 256, 1, 1); // %1671 blocks.0.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1285, 16, 1, 1); // %1672 blocks.0.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1286, 1, 1, 1); // %1673 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1287, 1, 1, 1); // %1675 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1288, 16, 1, 1); // %1676 blocks.0.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1289, 1, 1, 1); // %1677 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1290, 256, 1, 1); // %1678 blocks.0.think.norm.mul2.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1291, 256, 1, 1); // %1679 blocks.0.think.matmul0.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1292, 16, 1, 1); // %1680 blocks.0.think.matmul0.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 1293, 256, 1, 1); // %1681 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1294, 16, 1, 1); // %1682 blocks.0.think.matmul0.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1295, 256, 1, 1); // %1683 blocks.0.think.norm.mul2.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 1296, 256, 1, 1); // %1686 blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1297, 256, 1, 1); // %1687 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 1298, 1, 1, 1); // %1688 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 1299, 1, 1, 1); // %1690 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1300, 1, 1, 1); // %1692 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1301, 16, 1, 1); // %1693 blocks.0.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1302, 256, 1, 1); // %1694 blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1303, 1, 1, 1); // %1695 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1304, 1, 1, 1); // %1696 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1305, 256, 1, 1); // %1698 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1306, 256, 1, 1); // %1699 blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1307, 256, 1, 1); // %1700 blocks.0.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1308, 16, 1, 1); // %1701 blocks.0.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1309, 1, 1, 1); // %1702 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1310, 1, 1, 1); // %1704 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1311, 16, 1, 1); // %1705 blocks.0.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1312, 1, 1, 1); // %1706 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1313, 256, 1, 1); // %1707 blocks.0.think.delta.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1314, 256, 1, 1); // %1708 blocks.0.think.delta.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1315, 1, 1, 1); // %1710 blocks.0.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1316, 16, 1, 1); // %1711 blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1317, 256, 1, 1); // %1712 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1318, 1, 1, 1); // %1713 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1319, 1, 1, 1); // %1714 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1320, 256, 1, 1); // %1716 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1321, 256, 1, 1); // %1717 blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1322, 256, 1, 1); // %1718 blocks.0.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1323, 16, 1, 1); // %1719 blocks.0.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1324, 1, 1, 1); // %1720 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1325, 1, 1, 1); // %1722 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1326, 16, 1, 1); // %1723 blocks.0.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1327, 1, 1, 1); // %1724 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1328, 256, 1, 1); // %1725 blocks.0.think.norm.mul2.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1329, 256, 1, 1); // %1726 blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1330, 256, 1, 1); // %1727 blocks.0.think.delta.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1331, 1, 1, 1); // %1729 blocks.0.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1332, 16, 1, 1); // %1730 blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1333, 256, 1, 1); // %1731 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1334, 1, 1, 1); // %1732 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1335, 1, 1, 1); // %1733 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1336, 256, 1, 1); // %1735 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1337, 256, 1, 1); // %1736 blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1338, 256, 1, 1); // %1737 blocks.0.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1339, 16, 1, 1); // %1738 blocks.0.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1340, 1, 1, 1); // %1739 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1341, 1, 1, 1); // %1741 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1342, 16, 1, 1); // %1742 blocks.0.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1343, 1, 1, 1); // %1743 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1344, 256, 1, 1); // %1744 blocks.0.think.norm.mul2.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 1345, 1, 1, 1); // %1745 blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 1346, 1, 1, 1); // %1746 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 1347, 1, 1, 1); // %1747 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1348, 256, 1, 1); // %1748 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1349, 256, 1, 1); // %1749 blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1350, 1, 1, 1); // %1750 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1351, 1, 1, 1); // %1752 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1352, 256, 1, 1); // %1753 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1353, 256, 1, 1); // %1754 blocks.0.think.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1354, 16, 1, 1); // %1755 blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1355, 256, 1, 1); // %1756 blocks.0.attn.add0.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1356, 4, 1, 1); // %1757 blocks.0.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1357, 4, 1, 1); // %1758 blocks.0.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1358, 4, 1, 1); // %1759 blocks.0.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1359, 4, 1, 1); // %1760 blocks.0.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1360, 4, 1, 1); // %1761 blocks.0.think.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1361, 4, 1, 1); // %1762 blocks.0.think.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1362, 256, 1, 1); // %1763 blocks.0.think.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1363, 256, 1, 1); // %1764 blocks.0.think.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1364, 256, 1, 1); // %1765 blocks.0.think.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1365, 256, 1, 1); // %1766 blocks.0.attn.add0.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1366, 256, 1, 1); // %1767 blocks.0.attn.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 1367, 1, 1, 1); // %1769 blocks.0.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1368, 16, 1, 1); // %1770 blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1369, 256, 1, 1); // %1771 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1370, 1, 1, 1); // %1772 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1371, 1, 1, 1); // %1773 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1372, 256, 1, 1); // %1775 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1373, 256, 1, 1); // %1776 blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1374, 256, 1, 1); // %1777 blocks.0.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1375, 16, 1, 1); // %1778 blocks.0.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1376, 1, 1, 1); // %1779 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1377, 1, 1, 1); // %1781 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1378, 16, 1, 1); // %1782 blocks.0.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1379, 1, 1, 1); // %1783 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_02134_16x64x2x4x8", 1380, 256, 1, 1); // %1785 blocks.0.attn.permute5.grad.permute0 stdlib.mt:145
-    this.run(pass, "permute_01243_16x2x64x8x8", 1381, 512, 1, 1); // %1786 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:145
-    this.run(pass, "matmul_16x2x64x4x8_16x2x64x8x8", 1382, 32, 1, 1); // %1787 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:145
-    this.run(pass, "permute_01243_16x2x64x4x8", 1383, 256, 1, 1); // %1788 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:145
-    this.run(pass, "matmul_16x2x64x8x4_16x2x64x4x8", 1384, 32, 1, 1); // %1789 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:145
-    this.run(pass, "permute_0132_16x2x64x64", 1385, 512, 1, 1); // %1791 blocks.0.attn.matmul2.grad.permute0 stdlib.mt:144
-    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 1386, 8, 1, 1); // %1792 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:144
-    this.run(pass, "permute_0132_16x2x64x64", 1387, 512, 1, 1); // %1793 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:144
-    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 1388, 8, 1, 1); // %1794 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:144
-    this.run(pass, "permute_01243_16x2x64x4x8", 1389, 256, 1, 1); // %1796 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x8x8_16x2x64x8x4", 1390, 32, 1, 1); // %1797 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:143
-    this.run(pass, "permute_01243_16x2x64x8x4", 1391, 256, 1, 1); // %1798 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:143
-    this.run(pass, "matmul_16x2x64x4x8_16x2x64x8x8", 1392, 32, 1, 1); // %1799 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:143
-    this.run(pass, "permute_01243_16x2x64x8x4", 1393, 256, 1, 1); // %1800 blocks.0.attn.permute4.grad.permute0 stdlib.mt:143
-    this.run(pass, "dropout_p0p1_k0_16x2x64x64", 1394, 512, 1, 1); // %1801 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:142
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1395, 512, 1, 1); // %1802 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:142
-    this.run(pass, "sum_a3_16x2x64x64", 1396, 32, 1, 1); // %1803 blocks.0.attn.softmax0.grad.sum0 stdlib.mt:142
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 1397, 512, 1, 1); // %1804 blocks.0.attn.softmax0.grad.sub0 stdlib.mt:142
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1398, 512, 1, 1); // %1805 blocks.0.attn.softmax0.grad.mul1 stdlib.mt:142
-    this.run(pass, "causal_mask_f0_16x2x64x64", 1399, 512, 1, 1); // %1806 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:142
-    this.run(pass, "affine_s0p5_b0_16x2x64x64", 1400, 512, 1, 1); // %1807 blocks.0.attn.affine0.grad.affine0 stdlib.mt:141
-    this.run(pass, "permute_0132_16x2x32x64", 1401, 256, 1, 1); // %1808 blocks.0.attn.matmul0.grad.permute0 stdlib.mt:141
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1402, 16, 1, 1); // %1809 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:141
-    this.run(pass, "permute_0132_16x2x64x32", 1403, 256, 1, 1); // %1810 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:141
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1404, 16, 1, 1); // %1811 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:141
-    this.run(pass, "permute_0132_16x2x32x64", 1405, 256, 1, 1); // %1812 blocks.0.attn.permute3.grad.permute0 stdlib.mt:141
-    this.run(pass, "binary_add_16x2x64x4x8_16x2x64x4x8", 1406, 256, 1, 1); // %1814 blocks.0.attn.permute1.grad.add0 stdlib.mt:140
-    this.run(pass, "binary_add_16x2x64x4x8_16x2x64x4x8", 1407, 256, 1, 1); // %1816 blocks.0.attn.permute0.grad.add0 stdlib.mt:139
-    this.run(pass, "permute_02134_16x2x64x4x8", 1408, 256, 1, 1); // %1817 blocks.0.attn.permute2.grad.permute0 stdlib.mt:137
-    this.run(pass, "permute_10_8x8", 1409, 1, 1, 1); // %1820 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1410, 16, 1, 1); // %1821 blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1411, 256, 1, 1); // %1822 blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1412, 1, 1, 1); // %1823 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1413, 1, 1, 1); // %1824 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1414, 256, 1, 1); // %1826 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1415, 256, 1, 1); // %1827 blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1416, 256, 1, 1); // %1828 blocks.0.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1417, 16, 1, 1); // %1829 blocks.0.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1418, 1, 1, 1); // %1830 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1419, 1, 1, 1); // %1832 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1420, 16, 1, 1); // %1833 blocks.0.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1421, 1, 1, 1); // %1834 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_02134_16x2x64x4x8", 1422, 256, 1, 1); // %1835 blocks.0.attn.permute1.grad.permute0 stdlib.mt:136
-    this.run(pass, "permute_10_8x8", 1423, 1, 1, 1); // %1838 blocks.0.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1424, 16, 1, 1); // %1839 blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1425, 256, 1, 1); // %1840 blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1426, 1, 1, 1); // %1841 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1427, 1, 1, 1); // %1842 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1428, 256, 1, 1); // %1844 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1429, 256, 1, 1); // %1845 blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1430, 256, 1, 1); // %1846 blocks.0.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1431, 16, 1, 1); // %1847 blocks.0.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1432, 1, 1, 1); // %1848 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1433, 1, 1, 1); // %1850 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1434, 16, 1, 1); // %1851 blocks.0.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1435, 1, 1, 1); // %1852 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1436, 256, 1, 1); // %1853 blocks.0.attn.norm.mul2.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_02134_16x2x64x4x8", 1437, 256, 1, 1); // %1854 blocks.0.attn.permute0.grad.permute0 stdlib.mt:135
-    this.run(pass, "permute_10_8x8", 1438, 1, 1, 1); // %1857 blocks.0.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1439, 16, 1, 1); // %1858 blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1440, 256, 1, 1); // %1859 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1441, 1, 1, 1); // %1860 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1442, 1, 1, 1); // %1861 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1443, 256, 1, 1); // %1863 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1444, 256, 1, 1); // %1864 blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1445, 256, 1, 1); // %1865 blocks.0.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1446, 16, 1, 1); // %1866 blocks.0.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1447, 1, 1, 1); // %1867 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1448, 1, 1, 1); // %1869 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1449, 16, 1, 1); // %1870 blocks.0.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1450, 1, 1, 1); // %1871 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1451, 256, 1, 1); // %1872 blocks.0.attn.norm.mul2.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1452, 256, 1, 1); // %1873 blocks.0.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1453, 256, 1, 1); // %1874 blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1454, 1, 1, 1); // %1875 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1455, 1, 1, 1); // %1877 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1456, 256, 1, 1); // %1878 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1457, 256, 1, 1); // %1879 blocks.0.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1458, 16, 1, 1); // %1880 blocks.0.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1459, 256, 1, 1); // %1881 embed.add0.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1460, 4, 1, 1); // %1882 blocks.0.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1461, 4, 1, 1); // %1883 blocks.0.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1462, 4, 1, 1); // %1884 blocks.0.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1463, 4, 1, 1); // %1885 blocks.0.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1464, 4, 1, 1); // %1886 blocks.0.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1465, 4, 1, 1); // %1887 blocks.0.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1466, 256, 1, 1); // %1888 blocks.0.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1467, 256, 1, 1); // %1889 blocks.0.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1468, 256, 1, 1); // %1890 blocks.0.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1469, 256, 1, 1); // %1891 embed.add0.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1470, 256, 1, 1); // %1892 embed.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "sum_a0_16x64x8x8", 1471, 64, 1, 1); // %1893 embed.add0.grad.sum0 stdlib.mt:96
-    this.run(pass, "affine_s0p1_b0_64x8x8", 1472, 16, 1, 1); // %1895 embed.affine0.grad.affine0 stdlib.mt:96
-    this.run(pass, "permute_021_64x1x8", 1473, 2, 1, 1); // %1896 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x8_64x8x1", 1474, 1, 1, 1); // %1897 embed.matmul1.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_021_64x8x1", 1475, 2, 1, 1); // %1898 embed.matmul1.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_64x1x8_64x8x8", 1476, 1, 1, 1); // %1899 embed.matmul1.grad.matmul1 stdlib.mt:96
-    this.run(pass, "permute_0132_16x64x1x8", 1477, 32, 1, 1); // %1900 embed.matmul0.grad.permute0 stdlib.mt:96
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 1478, 16, 1, 1); // %1901 embed.matmul0.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_0132_16x64x8x1", 1479, 32, 1, 1); // %1902 embed.matmul0.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 1480, 16, 1, 1); // %1903 embed.matmul0.grad.matmul1 stdlib.mt:96
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 1481, 2, 1, 1); // %1905 embed.slice1.grad.pad0 stdlib.mt:95
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 1482, 2, 1, 1); // %1907 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 1483, 4, 1, 1); // %1909 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 1484, 4, 1, 1); // %1911 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    this.run(pass, "affine_s1_b0_8x8", 1485, 1, 1, 1); // %1912 norm_final.g.grad.affine0 stdlib.mt:7
-    this.run(pass, "affine_s1_b0_32x8", 1486, 1, 1, 1); // %1913 head.U.grad.affine0 stdlib.mt:102
-    this.run(pass, "affine_s1_b0_32x8", 1487, 1, 1, 1); // %1914 head.V.grad.affine0 stdlib.mt:103
-    this.run(pass, "affine_s1_b0_256x32", 1488, 32, 1, 1); // %1915 head.W_out.grad.affine0 stdlib.mt:104
+    this.run(pass, "fused_6ops_62411935d6", 106, 16, 1, 1); // %578 loss.cross_entropy0.grad.softmax0 matrix_product_attention.mt:21
+    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", 107, 128, 1, 1); // %586 head.matmul1.grad.sum0 stdlib.mt:107
+    this.run(pass, "permute_10_256x32", 108, 32, 1, 1); // %588 head.matmul1.grad.permute1 stdlib.mt:107
+    this.run(pass, "matmul_32x256_16x64x256x1", 109, 8, 1, 1); // %589 head.matmul1.grad.matmul1 stdlib.mt:107
+    this.run(pass, "fused_3ops_a25da1dcf7", 110, 16, 1, 1); // %590 head.sum0.grad.expand0 stdlib.mt:106
+    this.run(pass, "sum_a01_16x64x32x8", 111, 4, 1, 1); // %593 head.mul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", 112, 4, 1, 1); // %597 head.matmul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "fused_1ops_9ceb6e9d77", 113, 16, 1, 1); // %599 head.matmul0.grad.permute1 stdlib.mt:106
+    this.run(pass, "matmul_8x32_16x64x32x8", 114, 16, 1, 1); // %600 head.matmul0.grad.matmul1 stdlib.mt:106
+    this.run(pass, "fused_2ops_f17440cbbb", 115, 16, 1, 1); // %601 norm_final.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 116, 1, 1, 1); // %603 norm_final.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_17ops_5258cdc6d7", 117, 16, 1, 1); // %605 norm_final.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_5ops_ad00f751b5", 118, 16, 1, 1); // %622 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
+    this.run(pass, "fused_3ops_068e496b13", 119, 16, 1, 1); // %627 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 120, 1, 1, 1); // %630 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_82a5835e66", 121, 16, 1, 1); // %632 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 122, 1, 1, 1); // %634 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_b94007d905", 123, 16, 1, 1); // %636 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 124, 1, 1, 1); // %641 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_94817482d7", 125, 16, 1, 1); // %643 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 126, 1, 1, 1); // %645 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_fca0968df6", 127, 16, 1, 1); // %647 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
+    this.run(pass, "fused_7ops_973b81dba5", 128, 16, 1, 1); // %651 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 129, 1, 1, 1); // %658 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_4ops_de5186fd52", 130, 16, 1, 1); // %660 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
+    this.run(pass, "fused_1ops_02b920d313", 131, 16, 1, 1); // %664 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 132, 1, 1, 1); // %665 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_5ops_635579a41a", 133, 16, 1, 1); // %667 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
+    this.run(pass, "fused_2ops_1730e0d43d", 134, 16, 1, 1); // %674 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 135, 1, 1, 1); // %676 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 136, 16, 1, 1); // %679 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 137, 1, 1, 1); // %682 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 138, 16, 1, 1); // %684 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 139, 1, 1, 1); // %688 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 140, 16, 1, 1); // %690 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 141, 16, 1, 1); // %697 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 142, 1, 1, 1); // %698 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 143, 16, 1, 1); // %700 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 144, 1, 1, 1); // %704 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 145, 16, 1, 1); // %706 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 146, 16, 1, 1); // %714 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 147, 1, 1, 1); // %715 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 148, 16, 1, 1); // %717 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 149, 1, 1, 1); // %721 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_9c806ba1e6", 150, 16, 1, 1); // %723 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_a23b7168cc", 151, 16, 1, 1); // %728 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
+    this.run(pass, "fused_1ops_46c0b229b4", 152, 16, 1, 1); // %734 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 153, 1, 1, 1); // %735 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 154, 1, 1, 1); // %737 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 155, 16, 1, 1); // %739 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 156, 1, 1, 1); // %742 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 157, 16, 1, 1); // %744 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 158, 1, 1, 1); // %748 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 159, 16, 1, 1); // %750 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 160, 16, 1, 1); // %757 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 161, 1, 1, 1); // %758 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 162, 16, 1, 1); // %760 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 163, 1, 1, 1); // %764 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 164, 16, 1, 1); // %766 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 165, 16, 1, 1); // %774 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 166, 1, 1, 1); // %775 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 167, 16, 1, 1); // %777 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 168, 1, 1, 1); // %781 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_0bbc388eb3", 169, 16, 1, 1); // %783 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "binary_mul_s_s", 170, 1, 1, 1); // %787 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_f17440cbbb", 171, 16, 1, 1); // %788 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 172, 1, 1, 1); // %790 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_bbfc3bbd87", 173, 16, 1, 1); // %792 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_1ops_cfcdd64937", 174, 16, 1, 1); // %810 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 175, 1, 1, 1); // %811 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 176, 16, 1, 1); // %813 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 177, 1, 1, 1); // %817 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_a1b80a8fd0", 178, 16, 1, 1); // %819 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "permute_02134_16x64x2x4x8", 179, 256, 1, 1); // %822 blocks.1.attn.permute11.grad.permute0 stdlib.mt:145
+    this.run(pass, "fused_6ops_e2450af657", 180, 16, 1, 1); // %823 blocks.1.attn.matmul7.grad.permute0 stdlib.mt:145
+    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 181, 8, 1, 1); // %829 blocks.1.attn.matmul6.grad.matmul0 stdlib.mt:144
+    this.run(pass, "fused_1ops_3155f8ad16", 182, 16, 1, 1); // %830 blocks.1.attn.matmul6.grad.permute1 stdlib.mt:144
+    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 183, 8, 1, 1); // %831 blocks.1.attn.matmul6.grad.matmul1 stdlib.mt:144
+    this.run(pass, "fused_6ops_4405733e47", 184, 16, 1, 1); // %833 blocks.1.attn.matmul5.grad.permute0 stdlib.mt:143
+    this.run(pass, "fused_4ops_12ed07e96e", 185, 16, 1, 1); // %839 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:142
+    this.run(pass, "causal_mask_f0_16x2x64x64", 186, 512, 1, 1); // %843 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:142
+    this.run(pass, "fused_2ops_8b79402e4a", 187, 16, 1, 1); // %844 blocks.1.attn.affine1.grad.affine0 stdlib.mt:141
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 188, 16, 1, 1); // %846 blocks.1.attn.matmul4.grad.matmul0 stdlib.mt:141
+    this.run(pass, "fused_1ops_470b17a1ea", 189, 16, 1, 1); // %847 blocks.1.attn.matmul4.grad.permute1 stdlib.mt:141
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 190, 16, 1, 1); // %848 blocks.1.attn.matmul4.grad.matmul1 stdlib.mt:141
+    this.run(pass, "fused_8ops_d3146bb1b5", 191, 16, 1, 1); // %849 blocks.1.attn.permute9.grad.permute0 stdlib.mt:141
+    this.run(pass, "fused_3ops_4a99104037", 192, 16, 1, 1); // %857 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 193, 1, 1, 1); // %860 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 194, 16, 1, 1); // %862 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 195, 1, 1, 1); // %866 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_a925fe2888", 196, 16, 1, 1); // %868 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 197, 1, 1, 1); // %876 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 198, 16, 1, 1); // %878 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 199, 1, 1, 1); // %882 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_b53d1cc3d3", 200, 16, 1, 1); // %884 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 201, 16, 1, 1); // %892 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 202, 1, 1, 1); // %893 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 203, 16, 1, 1); // %895 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 204, 1, 1, 1); // %899 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_09dc3d6959", 205, 16, 1, 1); // %901 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 206, 1, 1, 1); // %906 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_b98f3b8252", 207, 16, 1, 1); // %908 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_5ops_ad00f751b5", 208, 16, 1, 1); // %926 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
+    this.run(pass, "fused_3ops_068e496b13", 209, 16, 1, 1); // %931 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 210, 1, 1, 1); // %934 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_82a5835e66", 211, 16, 1, 1); // %936 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 212, 1, 1, 1); // %938 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_b94007d905", 213, 16, 1, 1); // %940 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 214, 1, 1, 1); // %945 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_94817482d7", 215, 16, 1, 1); // %947 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 216, 1, 1, 1); // %949 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_fca0968df6", 217, 16, 1, 1); // %951 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
+    this.run(pass, "fused_7ops_973b81dba5", 218, 16, 1, 1); // %955 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 219, 1, 1, 1); // %962 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_4ops_de5186fd52", 220, 16, 1, 1); // %964 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
+    this.run(pass, "fused_1ops_02b920d313", 221, 16, 1, 1); // %968 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 222, 1, 1, 1); // %969 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_5ops_635579a41a", 223, 16, 1, 1); // %971 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
+    this.run(pass, "fused_2ops_1730e0d43d", 224, 16, 1, 1); // %978 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 225, 1, 1, 1); // %980 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 226, 16, 1, 1); // %983 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 227, 1, 1, 1); // %986 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 228, 16, 1, 1); // %988 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 229, 1, 1, 1); // %992 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 230, 16, 1, 1); // %994 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 231, 16, 1, 1); // %1001 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 232, 1, 1, 1); // %1002 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 233, 16, 1, 1); // %1004 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 234, 1, 1, 1); // %1008 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 235, 16, 1, 1); // %1010 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 236, 16, 1, 1); // %1018 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 237, 1, 1, 1); // %1019 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 238, 16, 1, 1); // %1021 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 239, 1, 1, 1); // %1025 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_9c806ba1e6", 240, 16, 1, 1); // %1027 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_a23b7168cc", 241, 16, 1, 1); // %1032 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
+    this.run(pass, "fused_1ops_46c0b229b4", 242, 16, 1, 1); // %1038 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 243, 1, 1, 1); // %1039 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 244, 1, 1, 1); // %1041 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 245, 16, 1, 1); // %1043 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 246, 1, 1, 1); // %1046 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 247, 16, 1, 1); // %1048 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 248, 1, 1, 1); // %1052 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 249, 16, 1, 1); // %1054 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 250, 16, 1, 1); // %1061 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 251, 1, 1, 1); // %1062 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 252, 16, 1, 1); // %1064 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 253, 1, 1, 1); // %1068 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 254, 16, 1, 1); // %1070 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 255, 16, 1, 1); // %1078 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 256, 1, 1, 1); // %1079 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 257, 16, 1, 1); // %1081 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 258, 1, 1, 1); // %1085 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_0bbc388eb3", 259, 16, 1, 1); // %1087 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "binary_mul_s_s", 260, 1, 1, 1); // %1091 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_f17440cbbb", 261, 16, 1, 1); // %1092 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 262, 1, 1, 1); // %1094 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_bbfc3bbd87", 263, 16, 1, 1); // %1096 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_1ops_cfcdd64937", 264, 16, 1, 1); // %1114 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 265, 1, 1, 1); // %1115 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 266, 16, 1, 1); // %1117 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 267, 1, 1, 1); // %1121 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_a1b80a8fd0", 268, 16, 1, 1); // %1123 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "permute_02134_16x64x2x4x8", 269, 256, 1, 1); // %1126 blocks.0.attn.permute11.grad.permute0 stdlib.mt:145
+    this.run(pass, "fused_6ops_e2450af657", 270, 16, 1, 1); // %1127 blocks.0.attn.matmul7.grad.permute0 stdlib.mt:145
+    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 271, 8, 1, 1); // %1133 blocks.0.attn.matmul6.grad.matmul0 stdlib.mt:144
+    this.run(pass, "fused_1ops_3155f8ad16", 272, 16, 1, 1); // %1134 blocks.0.attn.matmul6.grad.permute1 stdlib.mt:144
+    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 273, 8, 1, 1); // %1135 blocks.0.attn.matmul6.grad.matmul1 stdlib.mt:144
+    this.run(pass, "fused_6ops_532af6464b", 274, 16, 1, 1); // %1137 blocks.0.attn.matmul5.grad.permute0 stdlib.mt:143
+    this.run(pass, "fused_4ops_12ed07e96e", 275, 16, 1, 1); // %1143 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:142
+    this.run(pass, "causal_mask_f0_16x2x64x64", 276, 512, 1, 1); // %1147 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:142
+    this.run(pass, "fused_2ops_8b79402e4a", 277, 16, 1, 1); // %1148 blocks.0.attn.affine1.grad.affine0 stdlib.mt:141
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 278, 16, 1, 1); // %1150 blocks.0.attn.matmul4.grad.matmul0 stdlib.mt:141
+    this.run(pass, "fused_1ops_470b17a1ea", 279, 16, 1, 1); // %1151 blocks.0.attn.matmul4.grad.permute1 stdlib.mt:141
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 280, 16, 1, 1); // %1152 blocks.0.attn.matmul4.grad.matmul1 stdlib.mt:141
+    this.run(pass, "fused_8ops_d3146bb1b5", 281, 16, 1, 1); // %1153 blocks.0.attn.permute9.grad.permute0 stdlib.mt:141
+    this.run(pass, "fused_3ops_4a99104037", 282, 16, 1, 1); // %1161 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 283, 1, 1, 1); // %1164 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 284, 16, 1, 1); // %1166 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 285, 1, 1, 1); // %1170 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_a925fe2888", 286, 16, 1, 1); // %1172 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 287, 1, 1, 1); // %1180 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 288, 16, 1, 1); // %1182 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 289, 1, 1, 1); // %1186 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_b53d1cc3d3", 290, 16, 1, 1); // %1188 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 291, 16, 1, 1); // %1196 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 292, 1, 1, 1); // %1197 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 293, 16, 1, 1); // %1199 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 294, 1, 1, 1); // %1203 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_09dc3d6959", 295, 16, 1, 1); // %1205 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 296, 1, 1, 1); // %1210 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_e85ccd577b", 297, 16, 1, 1); // %1212 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_5ops_ad00f751b5", 298, 16, 1, 1); // %1230 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
+    this.run(pass, "fused_3ops_068e496b13", 299, 16, 1, 1); // %1235 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 300, 1, 1, 1); // %1238 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_s_s", 301, 1, 1, 1); // %1240 param61.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_82a5835e66", 302, 16, 1, 1); // %1241 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 303, 1, 1, 1); // %1243 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_8x8_8x8", 304, 1, 1, 1); // %1246 param60.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_b94007d905", 305, 16, 1, 1); // %1245 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 306, 1, 1, 1); // %1251 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_s_s", 307, 1, 1, 1); // %1253 param59.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_94817482d7", 308, 16, 1, 1); // %1254 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 309, 1, 1, 1); // %1256 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_8x8_8x8", 310, 1, 1, 1); // %1259 param58.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_fca0968df6", 311, 16, 1, 1); // %1258 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
+    this.run(pass, "fused_7ops_973b81dba5", 312, 16, 1, 1); // %1263 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 313, 1, 1, 1); // %1270 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 314, 1, 1, 1); // %1271 param56.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_de5186fd52", 315, 16, 1, 1); // %1273 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
+    this.run(pass, "fused_1ops_02b920d313", 316, 16, 1, 1); // %1277 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 317, 1, 1, 1); // %1278 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 318, 1, 1, 1); // %1279 param57.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_635579a41a", 319, 16, 1, 1); // %1281 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
+    this.run(pass, "fused_2ops_1730e0d43d", 320, 16, 1, 1); // %1288 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 321, 1, 1, 1); // %1290 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 322, 16, 1, 1); // %1293 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 323, 1, 1, 1); // %1296 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 324, 1, 1, 1); // %1297 param54.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 325, 16, 1, 1); // %1299 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 326, 1, 1, 1); // %1303 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 327, 1, 1, 1); // %1307 param53.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 328, 16, 1, 1); // %1305 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 329, 16, 1, 1); // %1313 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 330, 1, 1, 1); // %1314 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 331, 1, 1, 1); // %1315 param52.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 332, 16, 1, 1); // %1317 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 333, 1, 1, 1); // %1321 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 334, 1, 1, 1); // %1325 param51.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 335, 16, 1, 1); // %1323 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 336, 16, 1, 1); // %1332 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 337, 1, 1, 1); // %1333 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 338, 1, 1, 1); // %1334 param50.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 339, 16, 1, 1); // %1336 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 340, 1, 1, 1); // %1340 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 341, 1, 1, 1); // %1344 param49.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_9c806ba1e6", 342, 16, 1, 1); // %1342 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_a23b7168cc", 343, 16, 1, 1); // %1348 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
+    this.run(pass, "fused_1ops_46c0b229b4", 344, 16, 1, 1); // %1354 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 345, 1, 1, 1); // %1355 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 346, 1, 1, 1); // %1357 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 347, 16, 1, 1); // %1359 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 348, 1, 1, 1); // %1362 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 349, 1, 1, 1); // %1363 param48.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 350, 16, 1, 1); // %1365 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 351, 1, 1, 1); // %1369 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 352, 1, 1, 1); // %1373 param47.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 353, 16, 1, 1); // %1371 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 354, 16, 1, 1); // %1379 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 355, 1, 1, 1); // %1380 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 356, 1, 1, 1); // %1381 param46.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 357, 16, 1, 1); // %1383 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 358, 1, 1, 1); // %1387 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 359, 1, 1, 1); // %1391 param45.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 360, 16, 1, 1); // %1389 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 361, 16, 1, 1); // %1398 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 362, 1, 1, 1); // %1399 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 363, 1, 1, 1); // %1400 param44.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 364, 16, 1, 1); // %1402 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 365, 1, 1, 1); // %1406 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 366, 1, 1, 1); // %1410 param43.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_0bbc388eb3", 367, 16, 1, 1); // %1408 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "binary_mul_s_s", 368, 1, 1, 1); // %1413 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 369, 1, 1, 1); // %1414 param55.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_f17440cbbb", 370, 16, 1, 1); // %1415 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 371, 1, 1, 1); // %1417 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 372, 1, 1, 1); // %1419 param42.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_bbfc3bbd87", 373, 16, 1, 1); // %1420 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_1ops_cfcdd64937", 374, 16, 1, 1); // %1438 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 375, 1, 1, 1); // %1439 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 376, 1, 1, 1); // %1440 param41.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 377, 16, 1, 1); // %1442 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 378, 1, 1, 1); // %1446 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 379, 1, 1, 1); // %1450 param40.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_a1b80a8fd0", 380, 16, 1, 1); // %1448 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "permute_02134_16x64x2x4x8", 381, 256, 1, 1); // %1452 blocks.1.attn.permute5.grad.permute0 stdlib.mt:145
+    this.run(pass, "fused_6ops_e2450af657", 382, 16, 1, 1); // %1453 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:145
+    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 383, 8, 1, 1); // %1459 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:144
+    this.run(pass, "fused_1ops_3155f8ad16", 384, 16, 1, 1); // %1460 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:144
+    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 385, 8, 1, 1); // %1461 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:144
+    this.run(pass, "fused_6ops_86782dbef3", 386, 16, 1, 1); // %1463 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:143
+    this.run(pass, "fused_4ops_12ed07e96e", 387, 16, 1, 1); // %1469 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:142
+    this.run(pass, "causal_mask_f0_16x2x64x64", 388, 512, 1, 1); // %1473 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:142
+    this.run(pass, "fused_2ops_8b79402e4a", 389, 16, 1, 1); // %1474 blocks.1.attn.affine0.grad.affine0 stdlib.mt:141
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 390, 16, 1, 1); // %1476 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:141
+    this.run(pass, "fused_1ops_470b17a1ea", 391, 16, 1, 1); // %1477 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:141
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 392, 16, 1, 1); // %1478 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:141
+    this.run(pass, "fused_8ops_d3146bb1b5", 393, 16, 1, 1); // %1479 blocks.1.attn.permute3.grad.permute0 stdlib.mt:141
+    this.run(pass, "fused_3ops_4a99104037", 394, 16, 1, 1); // %1487 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 395, 1, 1, 1); // %1490 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 396, 1, 1, 1); // %1491 param39.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 397, 16, 1, 1); // %1493 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 398, 1, 1, 1); // %1497 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 399, 1, 1, 1); // %1501 param38.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_a925fe2888", 400, 16, 1, 1); // %1499 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 401, 1, 1, 1); // %1508 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 402, 1, 1, 1); // %1509 param37.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 403, 16, 1, 1); // %1511 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 404, 1, 1, 1); // %1515 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 405, 1, 1, 1); // %1519 param36.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_b53d1cc3d3", 406, 16, 1, 1); // %1517 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 407, 16, 1, 1); // %1526 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 408, 1, 1, 1); // %1527 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 409, 1, 1, 1); // %1528 param35.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 410, 16, 1, 1); // %1530 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 411, 1, 1, 1); // %1534 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 412, 1, 1, 1); // %1538 param34.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_09dc3d6959", 413, 16, 1, 1); // %1536 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 414, 1, 1, 1); // %1542 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 415, 1, 1, 1); // %1544 param33.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_c41b283b6a", 416, 16, 1, 1); // %1545 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_5ops_ad00f751b5", 417, 16, 1, 1); // %1563 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
+    this.run(pass, "fused_3ops_068e496b13", 418, 16, 1, 1); // %1568 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 419, 1, 1, 1); // %1571 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_s_s", 420, 1, 1, 1); // %1573 param32.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_82a5835e66", 421, 16, 1, 1); // %1574 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 422, 1, 1, 1); // %1576 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_8x8_8x8", 423, 1, 1, 1); // %1579 param31.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_b94007d905", 424, 16, 1, 1); // %1578 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 425, 1, 1, 1); // %1584 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_s_s", 426, 1, 1, 1); // %1586 param30.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_94817482d7", 427, 16, 1, 1); // %1587 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 428, 1, 1, 1); // %1589 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_8x8_8x8", 429, 1, 1, 1); // %1592 param29.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_fca0968df6", 430, 16, 1, 1); // %1591 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
+    this.run(pass, "fused_7ops_973b81dba5", 431, 16, 1, 1); // %1596 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 432, 1, 1, 1); // %1603 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 433, 1, 1, 1); // %1604 param27.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_de5186fd52", 434, 16, 1, 1); // %1606 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
+    this.run(pass, "fused_1ops_02b920d313", 435, 16, 1, 1); // %1610 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 436, 1, 1, 1); // %1611 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 437, 1, 1, 1); // %1612 param28.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_635579a41a", 438, 16, 1, 1); // %1614 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
+    this.run(pass, "fused_2ops_1730e0d43d", 439, 16, 1, 1); // %1621 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 440, 1, 1, 1); // %1623 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 441, 16, 1, 1); // %1626 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 442, 1, 1, 1); // %1629 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 443, 1, 1, 1); // %1630 param25.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 444, 16, 1, 1); // %1632 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 445, 1, 1, 1); // %1636 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 446, 1, 1, 1); // %1640 param24.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 447, 16, 1, 1); // %1638 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 448, 16, 1, 1); // %1646 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 449, 1, 1, 1); // %1647 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 450, 1, 1, 1); // %1648 param23.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 451, 16, 1, 1); // %1650 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 452, 1, 1, 1); // %1654 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 453, 1, 1, 1); // %1658 param22.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 454, 16, 1, 1); // %1656 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 455, 16, 1, 1); // %1665 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 456, 1, 1, 1); // %1666 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 457, 1, 1, 1); // %1667 param21.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 458, 16, 1, 1); // %1669 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 459, 1, 1, 1); // %1673 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 460, 1, 1, 1); // %1677 param20.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_9c806ba1e6", 461, 16, 1, 1); // %1675 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_a23b7168cc", 462, 16, 1, 1); // %1681 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
+    this.run(pass, "fused_1ops_46c0b229b4", 463, 16, 1, 1); // %1687 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 464, 1, 1, 1); // %1688 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 465, 1, 1, 1); // %1690 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 466, 16, 1, 1); // %1692 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 467, 1, 1, 1); // %1695 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 468, 1, 1, 1); // %1696 param19.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 469, 16, 1, 1); // %1698 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 470, 1, 1, 1); // %1702 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 471, 1, 1, 1); // %1706 param18.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 472, 16, 1, 1); // %1704 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 473, 16, 1, 1); // %1712 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 474, 1, 1, 1); // %1713 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 475, 1, 1, 1); // %1714 param17.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 476, 16, 1, 1); // %1716 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 477, 1, 1, 1); // %1720 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 478, 1, 1, 1); // %1724 param16.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 479, 16, 1, 1); // %1722 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 480, 16, 1, 1); // %1731 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 481, 1, 1, 1); // %1732 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 482, 1, 1, 1); // %1733 param15.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 483, 16, 1, 1); // %1735 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 484, 1, 1, 1); // %1739 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 485, 1, 1, 1); // %1743 param14.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_0bbc388eb3", 486, 16, 1, 1); // %1741 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "binary_mul_s_s", 487, 1, 1, 1); // %1746 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 488, 1, 1, 1); // %1747 param26.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_f17440cbbb", 489, 16, 1, 1); // %1748 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 490, 1, 1, 1); // %1750 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 491, 1, 1, 1); // %1752 param13.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_bbfc3bbd87", 492, 16, 1, 1); // %1753 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_1ops_cfcdd64937", 493, 16, 1, 1); // %1771 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 494, 1, 1, 1); // %1772 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 495, 1, 1, 1); // %1773 param12.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 496, 16, 1, 1); // %1775 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 497, 1, 1, 1); // %1779 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 498, 1, 1, 1); // %1783 param11.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_a1b80a8fd0", 499, 16, 1, 1); // %1781 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "permute_02134_16x64x2x4x8", 500, 256, 1, 1); // %1785 blocks.0.attn.permute5.grad.permute0 stdlib.mt:145
+    this.run(pass, "fused_6ops_e2450af657", 501, 16, 1, 1); // %1786 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:145
+    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 502, 8, 1, 1); // %1792 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:144
+    this.run(pass, "fused_1ops_3155f8ad16", 503, 16, 1, 1); // %1793 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:144
+    this.run(pass, "matmul_16x2x64x64_16x2x64x64", 504, 8, 1, 1); // %1794 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:144
+    this.run(pass, "fused_6ops_90a6e26ccc", 505, 16, 1, 1); // %1796 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:143
+    this.run(pass, "fused_4ops_12ed07e96e", 506, 16, 1, 1); // %1802 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:142
+    this.run(pass, "causal_mask_f0_16x2x64x64", 507, 512, 1, 1); // %1806 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:142
+    this.run(pass, "fused_2ops_8b79402e4a", 508, 16, 1, 1); // %1807 blocks.0.attn.affine0.grad.affine0 stdlib.mt:141
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 509, 16, 1, 1); // %1809 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:141
+    this.run(pass, "fused_1ops_470b17a1ea", 510, 16, 1, 1); // %1810 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:141
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 511, 16, 1, 1); // %1811 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:141
+    this.run(pass, "fused_8ops_d3146bb1b5", 512, 16, 1, 1); // %1812 blocks.0.attn.permute3.grad.permute0 stdlib.mt:141
+    this.run(pass, "fused_3ops_4a99104037", 513, 16, 1, 1); // %1820 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 514, 1, 1, 1); // %1823 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 515, 1, 1, 1); // %1824 param10.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 516, 16, 1, 1); // %1826 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 517, 1, 1, 1); // %1830 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 518, 1, 1, 1); // %1834 param9.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_a925fe2888", 519, 16, 1, 1); // %1832 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 520, 1, 1, 1); // %1841 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 521, 1, 1, 1); // %1842 param8.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 522, 16, 1, 1); // %1844 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 523, 1, 1, 1); // %1848 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 524, 1, 1, 1); // %1852 param7.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_b53d1cc3d3", 525, 16, 1, 1); // %1850 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 526, 16, 1, 1); // %1859 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 527, 1, 1, 1); // %1860 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 528, 1, 1, 1); // %1861 param6.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 529, 16, 1, 1); // %1863 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 530, 1, 1, 1); // %1867 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 531, 1, 1, 1); // %1871 param5.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_09dc3d6959", 532, 16, 1, 1); // %1869 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 533, 1, 1, 1); // %1875 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 534, 1, 1, 1); // %1877 param4.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_15ops_42d3aa720c", 535, 16, 1, 1); // %1878 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a0_16x64x8x8", 536, 64, 1, 1); // %1893 embed.add0.grad.sum0 stdlib.mt:96
+    this.run(pass, "permute_021_64x1x8", 537, 2, 1, 1); // %1896 embed.matmul1.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_1ops_df29fea321", 538, 16, 1, 1); // %1895 embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "matmul_64x8x8_64x8x1", 539, 1, 1, 1); // %1897 embed.matmul1.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_021_64x8x1", 540, 2, 1, 1); // %1898 embed.matmul1.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_64x1x8_64x8x8", 541, 1, 1, 1); // %1899 embed.matmul1.grad.matmul1 stdlib.mt:96
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 542, 2, 1, 1); // %1905 embed.slice1.grad.pad0 stdlib.mt:95
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 543, 2, 1, 1); // %1907 embed.slice0.grad.pad0 stdlib.mt:94
+    this.run(pass, "fused_5ops_2a15e87308", 544, 16, 1, 1); // %1900 embed.matmul0.grad.permute0 stdlib.mt:96
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 545, 4, 1, 1); // %1909 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 546, 4, 1, 1); // %1911 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    this.run(pass, "affine_s1_b0_8x8", 547, 1, 1, 1); // %1912 norm_final.g.grad.affine0 stdlib.mt:7
+    this.run(pass, "affine_s1_b0_32x8", 548, 1, 1, 1); // %1913 head.U.grad.affine0 stdlib.mt:102
+    this.run(pass, "affine_s1_b0_32x8", 549, 1, 1, 1); // %1914 head.V.grad.affine0 stdlib.mt:103
+    this.run(pass, "affine_s1_b0_256x32", 550, 32, 1, 1); // %1915 head.W_out.grad.affine0 stdlib.mt:104
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_17600", 1489, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
-    this.run(pass, "gradnorm_total_5", 1490, 1, 1, 1); // global gradient L2 norm from 5 partial sums
-    this.run(pass, "adamw_17600", 1491, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
+    this.run(pass, "gradnorm_partial_17600", 551, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
+    this.run(pass, "gradnorm_total_5", 552, 1, 1, 1); // global gradient L2 norm from 5 partial sums
+    this.run(pass, "adamw_17600", 553, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
   }
 }

@@ -128,123 +128,119 @@ export const layout = {
   "vocab": 256,
   "kernels": [
     "adamw_17600",
-    "affine_s0p0009765625_b0_16x64x256",
-    "affine_s0p015625_b0_16x64x1x1",
-    "affine_s0p17677669529663687_b0_16x2x64x64",
     "affine_s0p1_b0_64x8x8",
-    "affine_s1_b0_16x64x1x1",
     "affine_s1_b0_256x32",
     "affine_s1_b0_32x8",
     "affine_s1_b0_8x8",
-    "affine_s1_b0p000001_16x64x1x1",
-    "affine_sm0p5_b0_16x64x1x1",
-    "binary_add_16x64x1x1_s",
-    "binary_add_16x64x8x8_16x64x8x8",
-    "binary_add_16x64x8x8_64x8x8",
     "binary_add_8x1_8x1",
-    "binary_add_8x8_16x64x8x8",
     "binary_add_8x8_8x8",
     "binary_add_s_s",
-    "binary_mul_16x2x64x64_16x2x64x64",
-    "binary_mul_16x64x1x1_16x64x1x1",
-    "binary_mul_16x64x1x1_16x64x8x8",
-    "binary_mul_16x64x256_s",
-    "binary_mul_16x64x32x8_16x64x32x8",
-    "binary_mul_16x64x32x8_32x8",
-    "binary_mul_16x64x8x8_16x64x1x1",
-    "binary_mul_16x64x8x8_16x64x8x8",
-    "binary_mul_16x64x8x8_8x8",
-    "binary_mul_16x64x8x8_s",
-    "binary_mul_8x8_16x64x8x8",
     "binary_mul_s_s",
-    "binary_sub_16x2x64x64_16x2x64x1",
-    "binary_sub_16x64x1x1_16x64x1x1",
-    "binary_sub_16x64x256_16x64x256",
-    "binary_sub_16x64x8x8_16x64x8x8",
     "causal_mask_f0_16x2x64x64",
     "causal_mask_fminf_16x2x64x64",
-    "clamp_lo0p01_hi0p5_s",
+    "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01",
+    "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01",
+    "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01",
     "cross_entropy_16x64x256_16x64i",
-    "dropout_p0p1_k0_16x2x64x64",
-    "dropout_p0p1_k1_16x64x8x8",
-    "dropout_p0p1_k2_16x2x64x64",
-    "dropout_p0p1_k3_16x64x8x8",
-    "dropout_p0p1_k4_16x2x64x64",
-    "dropout_p0p1_k5_16x64x8x8",
-    "dropout_p0p1_k6_16x2x64x64",
-    "dropout_p0p1_k7_16x64x8x8",
-    "expand_16x64x1x1_to_16x64x8x8",
-    "expand_16x64x32x1_to_16x64x32x8",
-    "eye_8x8",
-    "fill_v1_s",
-    "gather_256x8_16x64i",
+    "fused_10ops_1bd4cd7d9f",
+    "fused_10ops_3c8446ed91",
+    "fused_10ops_e2110cdb1b",
+    "fused_10ops_edd470fd40",
+    "fused_11ops_3395ec0dcd",
+    "fused_12ops_e33672a183",
+    "fused_13ops_198d3fb54e",
+    "fused_15ops_42d3aa720c",
+    "fused_17ops_5258cdc6d7",
+    "fused_18ops_b98f3b8252",
+    "fused_18ops_bbfc3bbd87",
+    "fused_18ops_c41b283b6a",
+    "fused_18ops_e85ccd577b",
+    "fused_1ops_02b920d313",
+    "fused_1ops_46c0b229b4",
+    "fused_1ops_47f5f88d7b",
+    "fused_1ops_5e68f20328",
+    "fused_1ops_9ceb6e9d77",
+    "fused_1ops_a6e3260ac3",
+    "fused_1ops_cc9f92de88",
+    "fused_1ops_cfcdd64937",
+    "fused_1ops_df29fea321",
+    "fused_1ops_e2a2b66d6c",
+    "fused_2ops_1730e0d43d",
+    "fused_2ops_47f2aae676",
+    "fused_2ops_69d817fe6a",
+    "fused_2ops_82a5835e66",
+    "fused_2ops_8bb6995af2",
+    "fused_2ops_8be8dc7ae8",
+    "fused_2ops_94817482d7",
+    "fused_2ops_94efe5e865",
+    "fused_2ops_ad30155e7e",
+    "fused_2ops_bf2d5bd5b2",
+    "fused_2ops_f17440cbbb",
+    "fused_3ops_068e496b13",
+    "fused_3ops_7cca0bbdbc",
+    "fused_3ops_a25da1dcf7",
+    "fused_3ops_f3aa4f59ba",
+    "fused_4ops_0bbc388eb3",
+    "fused_4ops_1512e32d6e",
+    "fused_4ops_a23b7168cc",
+    "fused_4ops_de5186fd52",
+    "fused_4ops_fca0968df6",
+    "fused_5ops_09dc3d6959",
+    "fused_5ops_26ca5d1565",
+    "fused_5ops_2a15e87308",
+    "fused_5ops_3cf4f0a1d5",
+    "fused_5ops_635579a41a",
+    "fused_5ops_6c7c733d2f",
+    "fused_5ops_9c806ba1e6",
+    "fused_5ops_ad00f751b5",
+    "fused_5ops_b94007d905",
+    "fused_5ops_df2501acee",
+    "fused_6ops_6e80e8c197",
+    "fused_6ops_8be4b4d573",
+    "fused_6ops_9c0c464cdb",
+    "fused_6ops_b281e8428a",
+    "fused_6ops_c4e3617a2d",
+    "fused_6ops_de30427ed2",
+    "fused_6ops_fb1aa4ac4e",
+    "fused_7ops_1b1b3fcf5b",
+    "fused_7ops_973b81dba5",
+    "fused_7ops_9b56bc9662",
+    "fused_7ops_df43ab5e36",
+    "fused_8ops_0816ee8de5",
+    "fused_8ops_745972c6a3",
+    "fused_8ops_fe15e1d620",
+    "fused_8ops_fe3afec744",
     "gradnorm_partial_17600",
     "gradnorm_total_5",
-    "inrange_lo0p01_hi0p5_s",
     "matmul_16x2x32x64_16x2x64x64",
     "matmul_16x2x64x32_16x2x32x64",
     "matmul_16x2x64x64_16x2x64x32",
-    "matmul_16x64x1x8_16x64x8x8",
-    "matmul_16x64x256x1_16x64x1x32",
-    "matmul_16x64x32x8_16x64x8x8",
-    "matmul_16x64x8x1_16x64x1x8",
-    "matmul_16x64x8x8_16x64x8x1",
-    "matmul_16x64x8x8_16x64x8x8",
     "matmul_256x32_16x64x32x1",
     "matmul_32x256_16x64x256x1",
     "matmul_32x8_16x64x8x8",
     "matmul_64x1x8_64x8x8",
     "matmul_64x8x1_64x1x8",
     "matmul_64x8x8_64x8x1",
-    "matmul_8192x1_1x8",
-    "matmul_8192x8_8x1",
-    "matmul_8192x8_8x8",
     "matmul_8x32_16x64x32x8",
     "matmul_8x8192_8192x1",
     "matmul_8x8192_8192x8",
-    "matmul_8x8_16x64x8x8",
-    "onehot_16x64i_to_16x64x256",
     "pad_ax0_at0_64x8_to_64x8",
-    "permute_0132_16x2x32x64",
-    "permute_0132_16x2x64x32",
-    "permute_0132_16x2x64x64",
-    "permute_0132_16x64x1x8",
-    "permute_0132_16x64x32x1",
-    "permute_0132_16x64x8x1",
-    "permute_0132_16x64x8x8",
-    "permute_0213_16x2x64x32",
     "permute_0213_16x64x2x32",
     "permute_021_64x1x8",
     "permute_021_64x8x1",
     "permute_10_256x32",
-    "permute_10_32x8",
-    "permute_10_8192x8",
-    "permute_10_8x1",
-    "permute_10_8x8",
     "scatter_add_16x64x8_16x64i_to_256x8",
     "slice_ax0_at0_64x8_to_64x8",
-    "softmax_16x2x64x64",
-    "softmax_16x64x256",
     "sum_a0123_16x64x1x1",
     "sum_a0123_16x64x8x8",
-    "sum_a01_16x64x256x32",
     "sum_a01_16x64x32x8",
     "sum_a01_16x64x8x8",
-    "sum_a0_16x64x8x8",
-    "sum_a23_16x64x8x8",
-    "sum_a3_16x2x64x64",
-    "sum_a3_16x64x32x8",
-    "unary_neg_16x64x8x8",
-    "unary_rsqrt_16x64x1x1",
-    "unary_sigmoid_16x64x1x1",
-    "unary_silu_16x64x8x8",
-    "unary_silu_grad_16x64x8x8",
-    "unary_square_16x64x1x1"
+    "sum_a0_16x64x8x8"
   ],
   "dispatches": {
-    "setup": 5,
-    "forward": 360,
-    "backward": 1068,
+    "setup": 0,
+    "forward": 102,
+    "backward": 437,
     "optimizer": 3
   }
 };
@@ -287,16 +283,16 @@ export class Program {
     this.partials = buf('partials', 20);
     this.norm = buf('norm', 16);
     this.act = [
-      buf("act0", 32768),
-      buf("act1", 32768),
-      buf("act2", 2048),
-      buf("act3", 2048),
-      buf("act4", 262144),
-      buf("act5", 16384),
-      buf("act6", 16384),
-      buf("act7", 262144),
-      buf("act8", 4096),
-      buf("act9", 4096),
+      buf("act0", 2048),
+      buf("act1", 2048),
+      buf("act2", 16384),
+      buf("act3", 16384),
+      buf("act4", 32768),
+      buf("act5", 32768),
+      buf("act6", 262144),
+      buf("act7", 4096),
+      buf("act8", 262144),
+      buf("act9", 262144),
       buf("act10", 262144),
       buf("act11", 262144),
       buf("act12", 262144),
@@ -307,7 +303,7 @@ export class Program {
       buf("act17", 262144),
       buf("act18", 262144),
       buf("act19", 262144),
-      buf("act20", 262144),
+      buf("act20", 524288),
       buf("act21", 524288),
       buf("act22", 524288),
       buf("act23", 262144),
@@ -317,7 +313,7 @@ export class Program {
       buf("act27", 4096),
       buf("act28", 262144),
       buf("act29", 4),
-      buf("act30", 256),
+      buf("act30", 262144),
       buf("act31", 262144),
       buf("act32", 262144),
       buf("act33", 262144),
@@ -345,15 +341,15 @@ export class Program {
       buf("act55", 262144),
       buf("act56", 262144),
       buf("act57", 32768),
-      buf("act58", 32768),
+      buf("act58", 262144),
       buf("act59", 32768),
       buf("act60", 262144),
-      buf("act61", 262144),
+      buf("act61", 4096),
       buf("act62", 4096),
-      buf("act63", 4096),
+      buf("act63", 262144),
       buf("act64", 262144),
-      buf("act65", 262144),
-      buf("act66", 4096),
+      buf("act65", 4096),
+      buf("act66", 262144),
       buf("act67", 262144),
       buf("act68", 262144),
       buf("act69", 262144),
@@ -373,7 +369,7 @@ export class Program {
       buf("act83", 4096),
       buf("act84", 262144),
       buf("act85", 4),
-      buf("act86", 256),
+      buf("act86", 262144),
       buf("act87", 262144),
       buf("act88", 262144),
       buf("act89", 262144),
@@ -401,8 +397,8 @@ export class Program {
       buf("act111", 262144),
       buf("act112", 262144),
       buf("act113", 32768),
-      buf("act114", 32768),
-      buf("act115", 262144),
+      buf("act114", 262144),
+      buf("act115", 32768),
       buf("act116", 262144),
       buf("act117", 4096),
       buf("act118", 4096),
@@ -419,16 +415,16 @@ export class Program {
       buf("act129", 262144),
       buf("act130", 262144),
       buf("act131", 262144),
-      buf("act132", 524288),
+      buf("act132", 262144),
       buf("act133", 524288),
-      buf("act134", 262144),
+      buf("act134", 524288),
       buf("act135", 262144),
       buf("act136", 262144),
       buf("act137", 262144),
-      buf("act138", 4096),
-      buf("act139", 262144),
-      buf("act140", 4),
-      buf("act141", 256),
+      buf("act138", 262144),
+      buf("act139", 4096),
+      buf("act140", 262144),
+      buf("act141", 4),
       buf("act142", 262144),
       buf("act143", 262144),
       buf("act144", 262144),
@@ -455,16 +451,16 @@ export class Program {
       buf("act165", 262144),
       buf("act166", 262144),
       buf("act167", 262144),
-      buf("act168", 32768),
+      buf("act168", 262144),
       buf("act169", 32768),
       buf("act170", 262144),
-      buf("act171", 262144),
-      buf("act172", 4096),
+      buf("act171", 32768),
+      buf("act172", 262144),
       buf("act173", 4096),
-      buf("act174", 262144),
+      buf("act174", 4096),
       buf("act175", 262144),
-      buf("act176", 4096),
-      buf("act177", 262144),
+      buf("act176", 262144),
+      buf("act177", 4096),
       buf("act178", 262144),
       buf("act179", 262144),
       buf("act180", 262144),
@@ -474,17 +470,17 @@ export class Program {
       buf("act184", 262144),
       buf("act185", 262144),
       buf("act186", 262144),
-      buf("act187", 524288),
-      buf("act188", 524288),
-      buf("act189", 262144),
-      buf("act190", 262144),
+      buf("act187", 262144),
+      buf("act188", 262144),
+      buf("act189", 524288),
+      buf("act190", 524288),
       buf("act191", 262144),
       buf("act192", 262144),
-      buf("act193", 4096),
+      buf("act193", 262144),
       buf("act194", 262144),
-      buf("act195", 4),
-      buf("act196", 256),
-      buf("act197", 262144),
+      buf("act195", 4096),
+      buf("act196", 262144),
+      buf("act197", 4),
       buf("act198", 262144),
       buf("act199", 262144),
       buf("act200", 262144),
@@ -510,30 +506,30 @@ export class Program {
       buf("act220", 262144),
       buf("act221", 262144),
       buf("act222", 262144),
-      buf("act223", 32768),
-      buf("act224", 32768),
-      buf("act225", 262144),
+      buf("act223", 262144),
+      buf("act224", 262144),
+      buf("act225", 32768),
       buf("act226", 262144),
-      buf("act227", 4096),
-      buf("act228", 4096),
-      buf("act229", 262144),
-      buf("act230", 262144),
-      buf("act231", 4096),
-      buf("act232", 1048576),
-      buf("act233", 1048576),
-      buf("act234", 131072),
-      buf("act235", 4),
-      buf("act236", 4),
+      buf("act227", 32768),
+      buf("act228", 262144),
+      buf("act229", 4096),
+      buf("act230", 4096),
+      buf("act231", 262144),
+      buf("act232", 262144),
+      buf("act233", 4096),
+      buf("act234", 262144),
+      buf("act235", 1048576),
+      buf("act236", 131072),
       buf("act237", 1048576),
-      buf("act238", 1048576),
+      buf("act238", 4),
       buf("act239", 1048576),
-      buf("act240", 131072),
-      buf("act241", 33554432),
-      buf("act242", 32768),
+      buf("act240", 32768),
+      buf("act241", 32768),
+      buf("act242", 1048576),
       buf("act243", 1024),
-      buf("act244", 262144),
+      buf("act244", 1024),
       buf("act245", 1024),
-      buf("act246", 1024),
+      buf("act246", 262144),
       buf("act247", 262144),
       buf("act248", 256),
       buf("act249", 4096),
@@ -551,8 +547,8 @@ export class Program {
       buf("act261", 256),
       buf("act262", 256),
       buf("act263", 256),
-      buf("act264", 256),
-      buf("act265", 4),
+      buf("act264", 4),
+      buf("act265", 256),
       buf("act266", 256),
       buf("act267", 256),
       buf("act268", 256),
@@ -561,29 +557,29 @@ export class Program {
       buf("act271", 256),
       buf("act272", 256),
       buf("act273", 256),
-      buf("act274", 256),
-      buf("act275", 524288),
-      buf("act276", 524288),
-      buf("act277", 8192),
+      buf("act274", 524288),
+      buf("act275", 256),
+      buf("act276", 256),
+      buf("act277", 256),
       buf("act278", 256),
       buf("act279", 256),
       buf("act280", 256),
       buf("act281", 256),
       buf("act282", 256),
       buf("act283", 256),
-      buf("act284", 256),
-      buf("act285", 256),
-      buf("act286", 32),
-      buf("act287", 32),
-      buf("act288", 4),
+      buf("act284", 32),
+      buf("act285", 32),
+      buf("act286", 4),
+      buf("act287", 256),
+      buf("act288", 256),
       buf("act289", 256),
       buf("act290", 256),
       buf("act291", 256),
       buf("act292", 256),
-      buf("act293", 256),
+      buf("act293", 4),
       buf("act294", 256),
       buf("act295", 256),
-      buf("act296", 4),
+      buf("act296", 256),
       buf("act297", 256),
       buf("act298", 256),
       buf("act299", 256),
@@ -598,10 +594,8 @@ export class Program {
       buf("act308", 256),
       buf("act309", 256),
       buf("act310", 256),
-      buf("act311", 256),
-      buf("act312", 256),
-      buf("act313", 32),
-      buf("act314", 2048),
+      buf("act311", 32),
+      buf("act312", 2048),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -611,1443 +605,549 @@ export class Program {
         label: kernel, layout: this.pipelines[kernel].getBindGroupLayout(0),
         entries: bindings.map(([buffer, offset, size], binding) => ({ binding, resource: { buffer, offset, size } }))
       }));
-    group("eye_8x8", [[this.act[30], 0, 256]]); // 0: %131 blocks.0.think.eye0 stdlib.mt:68
-    group("eye_8x8", [[this.act[86], 0, 256]]); // 1: %245 blocks.1.think.eye0 stdlib.mt:68
-    group("eye_8x8", [[this.act[141], 0, 256]]); // 2: %359 blocks.0.think.eye1 stdlib.mt:68
-    group("eye_8x8", [[this.act[196], 0, 256]]); // 3: %473 blocks.1.think.eye1 stdlib.mt:68
-    group("fill_v1_s", [[this.act[236], 0, 4]]); // 4: %549 loss.grad.fill0 matrix_thinker.mt:46
-    group("gather_256x8_16x64i", [[this.params, 0, 8192], [this.tokens, 0, 4096], [this.act[0], 0, 32768]]); // 5: %68 embed.gather0 stdlib.mt:92
-    group("gather_256x8_16x64i", [[this.params, 8192, 8192], [this.tokens, 0, 4096], [this.act[1], 0, 32768]]); // 6: %70 embed.gather1 stdlib.mt:93
-    group("slice_ax0_at0_64x8_to_64x8", [[this.params, 16384, 2048], [this.act[2], 0, 2048]]); // 7: %72 embed.slice0 stdlib.mt:94
-    group("slice_ax0_at0_64x8_to_64x8", [[this.params, 18432, 2048], [this.act[3], 0, 2048]]); // 8: %74 embed.slice1 stdlib.mt:95
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[0], 0, 32768], [this.act[1], 0, 32768], [this.act[4], 0, 262144]]); // 9: %76 embed.matmul0 stdlib.mt:96
-    group("matmul_64x8x1_64x1x8", [[this.act[2], 0, 2048], [this.act[3], 0, 2048], [this.act[5], 0, 16384]]); // 10: %77 embed.matmul1 stdlib.mt:96
-    group("affine_s0p1_b0_64x8x8", [[this.act[5], 0, 16384], [this.act[6], 0, 16384]]); // 11: %78 embed.affine0 stdlib.mt:96
-    group("binary_add_16x64x8x8_64x8x8", [[this.act[4], 0, 262144], [this.act[6], 0, 16384], [this.act[7], 0, 262144]]); // 12: %79 embed.add0 stdlib.mt:96
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144]]); // 13: %80 blocks.0.attn.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[4], 0, 262144], [this.act[8], 0, 4096]]); // 14: %81 blocks.0.attn.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[8], 0, 4096], [this.act[9], 0, 4096]]); // 15: %82 blocks.0.attn.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[9], 0, 4096], [this.act[8], 0, 4096]]); // 16: %83 blocks.0.attn.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[8], 0, 4096], [this.act[9], 0, 4096]]); // 17: %84 blocks.0.attn.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[7], 0, 262144], [this.act[9], 0, 4096], [this.act[4], 0, 262144]]); // 18: %85 blocks.0.attn.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[4], 0, 262144], [this.params, 20480, 256], [this.act[10], 0, 262144]]); // 19: %86 blocks.0.attn.norm.mul2 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 20736, 256], [this.act[10], 0, 262144], [this.act[11], 0, 262144]]); // 20: %87 blocks.0.attn.q.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[11], 0, 262144], [this.act[12], 0, 262144]]); // 21: %88 blocks.0.attn.q.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[12], 0, 262144], [this.params, 20992, 256], [this.act[13], 0, 262144]]); // 22: %90 blocks.0.attn.q.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[13], 0, 262144], [this.act[14], 0, 262144]]); // 23: %93 blocks.0.attn.permute0 stdlib.mt:33
-    group("matmul_8x8_16x64x8x8", [[this.params, 21248, 256], [this.act[10], 0, 262144], [this.act[13], 0, 262144]]); // 24: %94 blocks.0.attn.k.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144]]); // 25: %95 blocks.0.attn.k.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[15], 0, 262144], [this.params, 21504, 256], [this.act[16], 0, 262144]]); // 26: %97 blocks.0.attn.k.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[16], 0, 262144], [this.act[17], 0, 262144]]); // 27: %100 blocks.0.attn.permute1 stdlib.mt:34
-    group("matmul_8x8_16x64x8x8", [[this.params, 21760, 256], [this.act[10], 0, 262144], [this.act[16], 0, 262144]]); // 28: %101 blocks.0.attn.v.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[16], 0, 262144], [this.act[18], 0, 262144]]); // 29: %102 blocks.0.attn.v.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[18], 0, 262144], [this.params, 22016, 256], [this.act[19], 0, 262144]]); // 30: %104 blocks.0.attn.v.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[19], 0, 262144], [this.act[20], 0, 262144]]); // 31: %107 blocks.0.attn.permute2 stdlib.mt:35
-    group("permute_0132_16x2x64x32", [[this.act[17], 0, 262144], [this.act[19], 0, 262144]]); // 32: %108 blocks.0.attn.permute3 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[14], 0, 262144], [this.act[19], 0, 262144], [this.act[21], 0, 524288]]); // 33: %109 blocks.0.attn.matmul0 stdlib.mt:36
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[21], 0, 524288], [this.act[22], 0, 524288]]); // 34: %110 blocks.0.attn.affine0 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[22], 0, 524288], [this.act[21], 0, 524288]]); // 35: %111 blocks.0.attn.causal_mask0 stdlib.mt:37
-    group("softmax_16x2x64x64", [[this.act[21], 0, 524288], [this.act[22], 0, 524288]]); // 36: %112 blocks.0.attn.softmax0 stdlib.mt:37
-    group("dropout_p0p1_k0_16x2x64x64", [[this.act[22], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 37: %113 blocks.0.attn.dropout0 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[21], 0, 524288], [this.act[20], 0, 262144], [this.act[17], 0, 262144]]); // 38: %114 blocks.0.attn.matmul1 stdlib.mt:38
-    group("permute_0213_16x2x64x32", [[this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 39: %115 blocks.0.attn.permute4 stdlib.mt:38
-    group("matmul_8x8_16x64x8x8", [[this.params, 22272, 256], [this.act[23], 0, 262144], [this.act[17], 0, 262144]]); // 40: %117 blocks.0.attn.o.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[17], 0, 262144], [this.act[24], 0, 262144]]); // 41: %118 blocks.0.attn.o.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[24], 0, 262144], [this.params, 22528, 256], [this.act[25], 0, 262144]]); // 42: %120 blocks.0.attn.o.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144]]); // 43: %122 blocks.0.attn.add0 stdlib.mt:39
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 44: %123 blocks.0.think.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[25], 0, 262144], [this.act[8], 0, 4096]]); // 45: %124 blocks.0.think.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[8], 0, 4096], [this.act[27], 0, 4096]]); // 46: %125 blocks.0.think.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[27], 0, 4096], [this.act[8], 0, 4096]]); // 47: %126 blocks.0.think.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[8], 0, 4096], [this.act[27], 0, 4096]]); // 48: %127 blocks.0.think.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[25], 0, 262144]]); // 49: %128 blocks.0.think.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[25], 0, 262144], [this.params, 22784, 256], [this.act[28], 0, 262144]]); // 50: %129 blocks.0.think.norm.mul2 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[29], 0, 4]]); // 51: %130 blocks.0.think.clamp0 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 23040, 256], [this.act[28], 0, 262144], [this.act[31], 0, 262144]]); // 52: %132 blocks.0.think.delta.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[31], 0, 262144], [this.act[32], 0, 262144]]); // 53: %133 blocks.0.think.delta.gate.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[32], 0, 262144], [this.params, 23296, 256], [this.act[33], 0, 262144]]); // 54: %135 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[33], 0, 262144], [this.act[34], 0, 262144]]); // 55: %137 blocks.0.think.delta.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 23552, 256], [this.act[28], 0, 262144], [this.act[35], 0, 262144]]); // 56: %138 blocks.0.think.delta.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[35], 0, 262144], [this.act[36], 0, 262144]]); // 57: %139 blocks.0.think.delta.value.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[36], 0, 262144], [this.params, 23808, 256], [this.act[37], 0, 262144]]); // 58: %141 blocks.0.think.delta.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144]]); // 59: %143 blocks.0.think.delta.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 24064, 256], [this.act[38], 0, 262144], [this.act[39], 0, 262144]]); // 60: %144 blocks.0.think.delta.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[39], 0, 262144], [this.act[40], 0, 262144]]); // 61: %145 blocks.0.think.delta.up.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[40], 0, 262144], [this.params, 24320, 256], [this.act[41], 0, 262144]]); // 62: %147 blocks.0.think.delta.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[41], 0, 262144], [this.act[29], 0, 4], [this.act[42], 0, 262144]]); // 63: %149 blocks.0.think.delta.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[30], 0, 256], [this.act[42], 0, 262144], [this.act[43], 0, 262144]]); // 64: %150 blocks.0.think.add0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[43], 0, 262144], [this.act[28], 0, 262144], [this.act[42], 0, 262144]]); // 65: %151 blocks.0.think.matmul0 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 24576, 256], [this.act[28], 0, 262144], [this.act[44], 0, 262144]]); // 66: %152 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[44], 0, 262144], [this.act[45], 0, 262144]]); // 67: %153 blocks.0.think.gamma.gate.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[45], 0, 262144], [this.params, 24832, 256], [this.act[46], 0, 262144]]); // 68: %155 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[46], 0, 262144], [this.act[47], 0, 262144]]); // 69: %157 blocks.0.think.gamma.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25088, 256], [this.act[28], 0, 262144], [this.act[48], 0, 262144]]); // 70: %158 blocks.0.think.gamma.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[48], 0, 262144], [this.act[49], 0, 262144]]); // 71: %159 blocks.0.think.gamma.value.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[49], 0, 262144], [this.params, 25344, 256], [this.act[50], 0, 262144]]); // 72: %161 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144]]); // 73: %163 blocks.0.think.gamma.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25600, 256], [this.act[51], 0, 262144], [this.act[52], 0, 262144]]); // 74: %164 blocks.0.think.gamma.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[52], 0, 262144], [this.act[53], 0, 262144]]); // 75: %165 blocks.0.think.gamma.up.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[53], 0, 262144], [this.params, 25856, 256], [this.act[54], 0, 262144]]); // 76: %167 blocks.0.think.gamma.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[54], 0, 262144], [this.act[29], 0, 4], [this.act[55], 0, 262144]]); // 77: %169 blocks.0.think.gamma.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[30], 0, 256], [this.act[55], 0, 262144], [this.act[56], 0, 262144]]); // 78: %170 blocks.0.think.add1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[42], 0, 262144], [this.act[56], 0, 262144], [this.act[55], 0, 262144]]); // 79: %171 blocks.0.think.matmul1 stdlib.mt:69
-    group("matmul_8192x8_8x1", [[this.act[28], 0, 262144], [this.params, 26624, 32], [this.act[57], 0, 32768]]); // 80: %173 blocks.0.think.matmul2 stdlib.mt:70
-    group("matmul_8192x8_8x1", [[this.act[28], 0, 262144], [this.params, 26368, 32], [this.act[58], 0, 32768]]); // 81: %176 blocks.0.think.matmul3 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[58], 0, 32768], [this.act[59], 0, 32768]]); // 82: %178 blocks.0.think.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[57], 0, 32768], [this.act[59], 0, 32768], [this.act[60], 0, 262144]]); // 83: %179 blocks.0.think.matmul4 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 26880, 256], [this.act[28], 0, 262144], [this.act[61], 0, 262144]]); // 84: %180 blocks.0.think.mul0 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[61], 0, 262144], [this.act[8], 0, 4096]]); // 85: %181 blocks.0.think.sum0 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[8], 0, 4096], [this.params, 27136, 4], [this.act[62], 0, 4096]]); // 86: %182 blocks.0.think.add2 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[62], 0, 4096], [this.act[8], 0, 4096]]); // 87: %183 blocks.0.think.sigmoid0 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 27392, 256], [this.act[28], 0, 262144], [this.act[61], 0, 262144]]); // 88: %184 blocks.0.think.mul1 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[61], 0, 262144], [this.act[62], 0, 4096]]); // 89: %185 blocks.0.think.sum1 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[62], 0, 4096], [this.params, 27648, 4], [this.act[63], 0, 4096]]); // 90: %186 blocks.0.think.add3 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[63], 0, 4096], [this.act[62], 0, 4096]]); // 91: %187 blocks.0.think.sigmoid1 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[28], 0, 262144], [this.act[61], 0, 262144]]); // 92: %188 blocks.0.think.sub0 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[8], 0, 4096], [this.act[61], 0, 262144], [this.act[55], 0, 262144]]); // 93: %189 blocks.0.think.mul2 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[62], 0, 4096], [this.act[60], 0, 262144], [this.act[64], 0, 262144]]); // 94: %190 blocks.0.think.mul3 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 262144]]); // 95: %191 blocks.0.think.add4 stdlib.mt:73
-    group("dropout_p0p1_k1_16x64x8x8", [[this.act[65], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 96: %192 blocks.0.think.dropout0 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 262144]]); // 97: %193 blocks.0.think.add5 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144]]); // 98: %194 blocks.1.attn.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[64], 0, 262144], [this.act[63], 0, 4096]]); // 99: %195 blocks.1.attn.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[63], 0, 4096], [this.act[66], 0, 4096]]); // 100: %196 blocks.1.attn.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[66], 0, 4096], [this.act[63], 0, 4096]]); // 101: %197 blocks.1.attn.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[63], 0, 4096], [this.act[66], 0, 4096]]); // 102: %198 blocks.1.attn.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[65], 0, 262144], [this.act[66], 0, 4096], [this.act[64], 0, 262144]]); // 103: %199 blocks.1.attn.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[64], 0, 262144], [this.params, 27904, 256], [this.act[55], 0, 262144]]); // 104: %200 blocks.1.attn.norm.mul2 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 28160, 256], [this.act[55], 0, 262144], [this.act[67], 0, 262144]]); // 105: %201 blocks.1.attn.q.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[67], 0, 262144], [this.act[68], 0, 262144]]); // 106: %202 blocks.1.attn.q.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[68], 0, 262144], [this.params, 28416, 256], [this.act[69], 0, 262144]]); // 107: %204 blocks.1.attn.q.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[69], 0, 262144], [this.act[70], 0, 262144]]); // 108: %207 blocks.1.attn.permute0 stdlib.mt:33
-    group("matmul_8x8_16x64x8x8", [[this.params, 28672, 256], [this.act[55], 0, 262144], [this.act[69], 0, 262144]]); // 109: %208 blocks.1.attn.k.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[69], 0, 262144], [this.act[71], 0, 262144]]); // 110: %209 blocks.1.attn.k.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[71], 0, 262144], [this.params, 28928, 256], [this.act[72], 0, 262144]]); // 111: %211 blocks.1.attn.k.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 112: %214 blocks.1.attn.permute1 stdlib.mt:34
-    group("matmul_8x8_16x64x8x8", [[this.params, 29184, 256], [this.act[55], 0, 262144], [this.act[72], 0, 262144]]); // 113: %215 blocks.1.attn.v.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[72], 0, 262144], [this.act[74], 0, 262144]]); // 114: %216 blocks.1.attn.v.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[74], 0, 262144], [this.params, 29440, 256], [this.act[75], 0, 262144]]); // 115: %218 blocks.1.attn.v.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[75], 0, 262144], [this.act[76], 0, 262144]]); // 116: %221 blocks.1.attn.permute2 stdlib.mt:35
-    group("permute_0132_16x2x64x32", [[this.act[73], 0, 262144], [this.act[75], 0, 262144]]); // 117: %222 blocks.1.attn.permute3 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[70], 0, 262144], [this.act[75], 0, 262144], [this.act[77], 0, 524288]]); // 118: %223 blocks.1.attn.matmul0 stdlib.mt:36
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[77], 0, 524288], [this.act[78], 0, 524288]]); // 119: %224 blocks.1.attn.affine0 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[78], 0, 524288], [this.act[77], 0, 524288]]); // 120: %225 blocks.1.attn.causal_mask0 stdlib.mt:37
-    group("softmax_16x2x64x64", [[this.act[77], 0, 524288], [this.act[78], 0, 524288]]); // 121: %226 blocks.1.attn.softmax0 stdlib.mt:37
-    group("dropout_p0p1_k2_16x2x64x64", [[this.act[78], 0, 524288], [this.act[77], 0, 524288], [this.step, 0, 16]]); // 122: %227 blocks.1.attn.dropout0 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[77], 0, 524288], [this.act[76], 0, 262144], [this.act[73], 0, 262144]]); // 123: %228 blocks.1.attn.matmul1 stdlib.mt:38
-    group("permute_0213_16x2x64x32", [[this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 124: %229 blocks.1.attn.permute4 stdlib.mt:38
-    group("matmul_8x8_16x64x8x8", [[this.params, 29696, 256], [this.act[79], 0, 262144], [this.act[73], 0, 262144]]); // 125: %231 blocks.1.attn.o.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[73], 0, 262144], [this.act[80], 0, 262144]]); // 126: %232 blocks.1.attn.o.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[80], 0, 262144], [this.params, 29952, 256], [this.act[81], 0, 262144]]); // 127: %234 blocks.1.attn.o.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[81], 0, 262144], [this.act[82], 0, 262144]]); // 128: %236 blocks.1.attn.add0 stdlib.mt:39
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[82], 0, 262144], [this.act[81], 0, 262144]]); // 129: %237 blocks.1.think.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[81], 0, 262144], [this.act[63], 0, 4096]]); // 130: %238 blocks.1.think.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[63], 0, 4096], [this.act[83], 0, 4096]]); // 131: %239 blocks.1.think.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[83], 0, 4096], [this.act[63], 0, 4096]]); // 132: %240 blocks.1.think.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[63], 0, 4096], [this.act[83], 0, 4096]]); // 133: %241 blocks.1.think.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[81], 0, 262144]]); // 134: %242 blocks.1.think.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[81], 0, 262144], [this.params, 30208, 256], [this.act[84], 0, 262144]]); // 135: %243 blocks.1.think.norm.mul2 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[85], 0, 4]]); // 136: %244 blocks.1.think.clamp0 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 30464, 256], [this.act[84], 0, 262144], [this.act[87], 0, 262144]]); // 137: %246 blocks.1.think.delta.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[87], 0, 262144], [this.act[88], 0, 262144]]); // 138: %247 blocks.1.think.delta.gate.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[88], 0, 262144], [this.params, 30720, 256], [this.act[89], 0, 262144]]); // 139: %249 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[89], 0, 262144], [this.act[90], 0, 262144]]); // 140: %251 blocks.1.think.delta.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 30976, 256], [this.act[84], 0, 262144], [this.act[91], 0, 262144]]); // 141: %252 blocks.1.think.delta.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[91], 0, 262144], [this.act[92], 0, 262144]]); // 142: %253 blocks.1.think.delta.value.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[92], 0, 262144], [this.params, 31232, 256], [this.act[93], 0, 262144]]); // 143: %255 blocks.1.think.delta.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144]]); // 144: %257 blocks.1.think.delta.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 31488, 256], [this.act[94], 0, 262144], [this.act[95], 0, 262144]]); // 145: %258 blocks.1.think.delta.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[95], 0, 262144], [this.act[96], 0, 262144]]); // 146: %259 blocks.1.think.delta.up.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[96], 0, 262144], [this.params, 31744, 256], [this.act[97], 0, 262144]]); // 147: %261 blocks.1.think.delta.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[97], 0, 262144], [this.act[85], 0, 4], [this.act[98], 0, 262144]]); // 148: %263 blocks.1.think.delta.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[86], 0, 256], [this.act[98], 0, 262144], [this.act[99], 0, 262144]]); // 149: %264 blocks.1.think.add0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[99], 0, 262144], [this.act[84], 0, 262144], [this.act[98], 0, 262144]]); // 150: %265 blocks.1.think.matmul0 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 32000, 256], [this.act[84], 0, 262144], [this.act[100], 0, 262144]]); // 151: %266 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[100], 0, 262144], [this.act[101], 0, 262144]]); // 152: %267 blocks.1.think.gamma.gate.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[101], 0, 262144], [this.params, 32256, 256], [this.act[102], 0, 262144]]); // 153: %269 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[102], 0, 262144], [this.act[103], 0, 262144]]); // 154: %271 blocks.1.think.gamma.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 32512, 256], [this.act[84], 0, 262144], [this.act[104], 0, 262144]]); // 155: %272 blocks.1.think.gamma.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[104], 0, 262144], [this.act[105], 0, 262144]]); // 156: %273 blocks.1.think.gamma.value.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[105], 0, 262144], [this.params, 32768, 256], [this.act[106], 0, 262144]]); // 157: %275 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144]]); // 158: %277 blocks.1.think.gamma.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 33024, 256], [this.act[107], 0, 262144], [this.act[108], 0, 262144]]); // 159: %278 blocks.1.think.gamma.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[108], 0, 262144], [this.act[109], 0, 262144]]); // 160: %279 blocks.1.think.gamma.up.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[109], 0, 262144], [this.params, 33280, 256], [this.act[110], 0, 262144]]); // 161: %281 blocks.1.think.gamma.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[110], 0, 262144], [this.act[85], 0, 4], [this.act[111], 0, 262144]]); // 162: %283 blocks.1.think.gamma.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[86], 0, 256], [this.act[111], 0, 262144], [this.act[112], 0, 262144]]); // 163: %284 blocks.1.think.add1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[98], 0, 262144], [this.act[112], 0, 262144], [this.act[111], 0, 262144]]); // 164: %285 blocks.1.think.matmul1 stdlib.mt:69
-    group("matmul_8192x8_8x1", [[this.act[84], 0, 262144], [this.params, 34048, 32], [this.act[58], 0, 32768]]); // 165: %287 blocks.1.think.matmul2 stdlib.mt:70
-    group("matmul_8192x8_8x1", [[this.act[84], 0, 262144], [this.params, 33792, 32], [this.act[113], 0, 32768]]); // 166: %290 blocks.1.think.matmul3 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[113], 0, 32768], [this.act[114], 0, 32768]]); // 167: %292 blocks.1.think.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[58], 0, 32768], [this.act[114], 0, 32768], [this.act[115], 0, 262144]]); // 168: %293 blocks.1.think.matmul4 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34304, 256], [this.act[84], 0, 262144], [this.act[116], 0, 262144]]); // 169: %294 blocks.1.think.mul0 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[116], 0, 262144], [this.act[63], 0, 4096]]); // 170: %295 blocks.1.think.sum0 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[63], 0, 4096], [this.params, 34560, 4], [this.act[117], 0, 4096]]); // 171: %296 blocks.1.think.add2 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[117], 0, 4096], [this.act[63], 0, 4096]]); // 172: %297 blocks.1.think.sigmoid0 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34816, 256], [this.act[84], 0, 262144], [this.act[116], 0, 262144]]); // 173: %298 blocks.1.think.mul1 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[116], 0, 262144], [this.act[117], 0, 4096]]); // 174: %299 blocks.1.think.sum1 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[117], 0, 4096], [this.params, 35072, 4], [this.act[118], 0, 4096]]); // 175: %300 blocks.1.think.add3 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[118], 0, 4096], [this.act[117], 0, 4096]]); // 176: %301 blocks.1.think.sigmoid1 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[84], 0, 262144], [this.act[116], 0, 262144]]); // 177: %302 blocks.1.think.sub0 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[63], 0, 4096], [this.act[116], 0, 262144], [this.act[111], 0, 262144]]); // 178: %303 blocks.1.think.mul2 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[117], 0, 4096], [this.act[115], 0, 262144], [this.act[119], 0, 262144]]); // 179: %304 blocks.1.think.mul3 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144]]); // 180: %305 blocks.1.think.add4 stdlib.mt:73
-    group("dropout_p0p1_k3_16x64x8x8", [[this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 181: %306 blocks.1.think.dropout0 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144]]); // 182: %307 blocks.1.think.add5 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[120], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144]]); // 183: %308 blocks.0.attn.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[119], 0, 262144], [this.act[118], 0, 4096]]); // 184: %309 blocks.0.attn.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[118], 0, 4096], [this.act[121], 0, 4096]]); // 185: %310 blocks.0.attn.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[121], 0, 4096], [this.act[118], 0, 4096]]); // 186: %311 blocks.0.attn.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[118], 0, 4096], [this.act[121], 0, 4096]]); // 187: %312 blocks.0.attn.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[120], 0, 262144], [this.act[121], 0, 4096], [this.act[119], 0, 262144]]); // 188: %313 blocks.0.attn.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[119], 0, 262144], [this.params, 20480, 256], [this.act[111], 0, 262144]]); // 189: %314 blocks.0.attn.norm.mul5 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 20736, 256], [this.act[111], 0, 262144], [this.act[122], 0, 262144]]); // 190: %315 blocks.0.attn.q.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[122], 0, 262144], [this.act[123], 0, 262144]]); // 191: %316 blocks.0.attn.q.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[123], 0, 262144], [this.params, 20992, 256], [this.act[124], 0, 262144]]); // 192: %318 blocks.0.attn.q.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[124], 0, 262144], [this.act[125], 0, 262144]]); // 193: %321 blocks.0.attn.permute5 stdlib.mt:33
-    group("matmul_8x8_16x64x8x8", [[this.params, 21248, 256], [this.act[111], 0, 262144], [this.act[124], 0, 262144]]); // 194: %322 blocks.0.attn.k.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[124], 0, 262144], [this.act[126], 0, 262144]]); // 195: %323 blocks.0.attn.k.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[126], 0, 262144], [this.params, 21504, 256], [this.act[127], 0, 262144]]); // 196: %325 blocks.0.attn.k.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[127], 0, 262144], [this.act[128], 0, 262144]]); // 197: %328 blocks.0.attn.permute6 stdlib.mt:34
-    group("matmul_8x8_16x64x8x8", [[this.params, 21760, 256], [this.act[111], 0, 262144], [this.act[127], 0, 262144]]); // 198: %329 blocks.0.attn.v.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[127], 0, 262144], [this.act[129], 0, 262144]]); // 199: %330 blocks.0.attn.v.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[129], 0, 262144], [this.params, 22016, 256], [this.act[130], 0, 262144]]); // 200: %332 blocks.0.attn.v.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[130], 0, 262144], [this.act[131], 0, 262144]]); // 201: %335 blocks.0.attn.permute7 stdlib.mt:35
-    group("permute_0132_16x2x64x32", [[this.act[128], 0, 262144], [this.act[130], 0, 262144]]); // 202: %336 blocks.0.attn.permute8 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[132], 0, 524288]]); // 203: %337 blocks.0.attn.matmul2 stdlib.mt:36
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[132], 0, 524288], [this.act[133], 0, 524288]]); // 204: %338 blocks.0.attn.affine1 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[133], 0, 524288], [this.act[132], 0, 524288]]); // 205: %339 blocks.0.attn.causal_mask1 stdlib.mt:37
-    group("softmax_16x2x64x64", [[this.act[132], 0, 524288], [this.act[133], 0, 524288]]); // 206: %340 blocks.0.attn.softmax1 stdlib.mt:37
-    group("dropout_p0p1_k4_16x2x64x64", [[this.act[133], 0, 524288], [this.act[132], 0, 524288], [this.step, 0, 16]]); // 207: %341 blocks.0.attn.dropout1 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[132], 0, 524288], [this.act[131], 0, 262144], [this.act[128], 0, 262144]]); // 208: %342 blocks.0.attn.matmul3 stdlib.mt:38
-    group("permute_0213_16x2x64x32", [[this.act[128], 0, 262144], [this.act[134], 0, 262144]]); // 209: %343 blocks.0.attn.permute9 stdlib.mt:38
-    group("matmul_8x8_16x64x8x8", [[this.params, 22272, 256], [this.act[134], 0, 262144], [this.act[128], 0, 262144]]); // 210: %345 blocks.0.attn.o.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[128], 0, 262144], [this.act[135], 0, 262144]]); // 211: %346 blocks.0.attn.o.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[135], 0, 262144], [this.params, 22528, 256], [this.act[136], 0, 262144]]); // 212: %348 blocks.0.attn.o.matmul3 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[120], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144]]); // 213: %350 blocks.0.attn.add1 stdlib.mt:39
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[137], 0, 262144], [this.act[136], 0, 262144]]); // 214: %351 blocks.0.think.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[136], 0, 262144], [this.act[118], 0, 4096]]); // 215: %352 blocks.0.think.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[118], 0, 4096], [this.act[138], 0, 4096]]); // 216: %353 blocks.0.think.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[138], 0, 4096], [this.act[118], 0, 4096]]); // 217: %354 blocks.0.think.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[118], 0, 4096], [this.act[138], 0, 4096]]); // 218: %355 blocks.0.think.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[137], 0, 262144], [this.act[138], 0, 4096], [this.act[136], 0, 262144]]); // 219: %356 blocks.0.think.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[136], 0, 262144], [this.params, 22784, 256], [this.act[139], 0, 262144]]); // 220: %357 blocks.0.think.norm.mul5 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[140], 0, 4]]); // 221: %358 blocks.0.think.clamp1 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 23040, 256], [this.act[139], 0, 262144], [this.act[142], 0, 262144]]); // 222: %360 blocks.0.think.delta.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[142], 0, 262144], [this.act[143], 0, 262144]]); // 223: %361 blocks.0.think.delta.gate.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[143], 0, 262144], [this.params, 23296, 256], [this.act[144], 0, 262144]]); // 224: %363 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[144], 0, 262144], [this.act[145], 0, 262144]]); // 225: %365 blocks.0.think.delta.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 23552, 256], [this.act[139], 0, 262144], [this.act[146], 0, 262144]]); // 226: %366 blocks.0.think.delta.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[146], 0, 262144], [this.act[147], 0, 262144]]); // 227: %367 blocks.0.think.delta.value.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[147], 0, 262144], [this.params, 23808, 256], [this.act[148], 0, 262144]]); // 228: %369 blocks.0.think.delta.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144]]); // 229: %371 blocks.0.think.delta.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 24064, 256], [this.act[149], 0, 262144], [this.act[150], 0, 262144]]); // 230: %372 blocks.0.think.delta.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[150], 0, 262144], [this.act[151], 0, 262144]]); // 231: %373 blocks.0.think.delta.up.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[151], 0, 262144], [this.params, 24320, 256], [this.act[152], 0, 262144]]); // 232: %375 blocks.0.think.delta.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[152], 0, 262144], [this.act[140], 0, 4], [this.act[153], 0, 262144]]); // 233: %377 blocks.0.think.delta.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[141], 0, 256], [this.act[153], 0, 262144], [this.act[154], 0, 262144]]); // 234: %378 blocks.0.think.add6 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[154], 0, 262144], [this.act[139], 0, 262144], [this.act[153], 0, 262144]]); // 235: %379 blocks.0.think.matmul5 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 24576, 256], [this.act[139], 0, 262144], [this.act[155], 0, 262144]]); // 236: %380 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[155], 0, 262144], [this.act[156], 0, 262144]]); // 237: %381 blocks.0.think.gamma.gate.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[156], 0, 262144], [this.params, 24832, 256], [this.act[157], 0, 262144]]); // 238: %383 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[157], 0, 262144], [this.act[158], 0, 262144]]); // 239: %385 blocks.0.think.gamma.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25088, 256], [this.act[139], 0, 262144], [this.act[159], 0, 262144]]); // 240: %386 blocks.0.think.gamma.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[159], 0, 262144], [this.act[160], 0, 262144]]); // 241: %387 blocks.0.think.gamma.value.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[160], 0, 262144], [this.params, 25344, 256], [this.act[161], 0, 262144]]); // 242: %389 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144]]); // 243: %391 blocks.0.think.gamma.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25600, 256], [this.act[162], 0, 262144], [this.act[163], 0, 262144]]); // 244: %392 blocks.0.think.gamma.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[163], 0, 262144], [this.act[164], 0, 262144]]); // 245: %393 blocks.0.think.gamma.up.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[164], 0, 262144], [this.params, 25856, 256], [this.act[165], 0, 262144]]); // 246: %395 blocks.0.think.gamma.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[165], 0, 262144], [this.act[140], 0, 4], [this.act[166], 0, 262144]]); // 247: %397 blocks.0.think.gamma.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[141], 0, 256], [this.act[166], 0, 262144], [this.act[167], 0, 262144]]); // 248: %398 blocks.0.think.add7 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[153], 0, 262144], [this.act[167], 0, 262144], [this.act[166], 0, 262144]]); // 249: %399 blocks.0.think.matmul6 stdlib.mt:69
-    group("matmul_8192x8_8x1", [[this.act[139], 0, 262144], [this.params, 26624, 32], [this.act[113], 0, 32768]]); // 250: %401 blocks.0.think.matmul7 stdlib.mt:70
-    group("matmul_8192x8_8x1", [[this.act[139], 0, 262144], [this.params, 26368, 32], [this.act[168], 0, 32768]]); // 251: %404 blocks.0.think.matmul8 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[168], 0, 32768], [this.act[169], 0, 32768]]); // 252: %406 blocks.0.think.permute1 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[113], 0, 32768], [this.act[169], 0, 32768], [this.act[170], 0, 262144]]); // 253: %407 blocks.0.think.matmul9 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 26880, 256], [this.act[139], 0, 262144], [this.act[171], 0, 262144]]); // 254: %408 blocks.0.think.mul4 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[171], 0, 262144], [this.act[118], 0, 4096]]); // 255: %409 blocks.0.think.sum2 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[118], 0, 4096], [this.params, 27136, 4], [this.act[172], 0, 4096]]); // 256: %410 blocks.0.think.add8 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[172], 0, 4096], [this.act[118], 0, 4096]]); // 257: %411 blocks.0.think.sigmoid2 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 27392, 256], [this.act[139], 0, 262144], [this.act[171], 0, 262144]]); // 258: %412 blocks.0.think.mul5 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[171], 0, 262144], [this.act[172], 0, 4096]]); // 259: %413 blocks.0.think.sum3 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[172], 0, 4096], [this.params, 27648, 4], [this.act[173], 0, 4096]]); // 260: %414 blocks.0.think.add9 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[173], 0, 4096], [this.act[172], 0, 4096]]); // 261: %415 blocks.0.think.sigmoid3 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[139], 0, 262144], [this.act[171], 0, 262144]]); // 262: %416 blocks.0.think.sub1 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[118], 0, 4096], [this.act[171], 0, 262144], [this.act[166], 0, 262144]]); // 263: %417 blocks.0.think.mul6 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[172], 0, 4096], [this.act[170], 0, 262144], [this.act[174], 0, 262144]]); // 264: %418 blocks.0.think.mul7 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144]]); // 265: %419 blocks.0.think.add10 stdlib.mt:73
-    group("dropout_p0p1_k5_16x64x8x8", [[this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 266: %420 blocks.0.think.dropout1 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144]]); // 267: %421 blocks.0.think.add11 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144]]); // 268: %422 blocks.1.attn.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[174], 0, 262144], [this.act[173], 0, 4096]]); // 269: %423 blocks.1.attn.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[173], 0, 4096], [this.act[176], 0, 4096]]); // 270: %424 blocks.1.attn.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[176], 0, 4096], [this.act[173], 0, 4096]]); // 271: %425 blocks.1.attn.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[173], 0, 4096], [this.act[176], 0, 4096]]); // 272: %426 blocks.1.attn.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[175], 0, 262144], [this.act[176], 0, 4096], [this.act[174], 0, 262144]]); // 273: %427 blocks.1.attn.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[174], 0, 262144], [this.params, 27904, 256], [this.act[166], 0, 262144]]); // 274: %428 blocks.1.attn.norm.mul5 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 28160, 256], [this.act[166], 0, 262144], [this.act[177], 0, 262144]]); // 275: %429 blocks.1.attn.q.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[177], 0, 262144], [this.act[178], 0, 262144]]); // 276: %430 blocks.1.attn.q.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[178], 0, 262144], [this.params, 28416, 256], [this.act[179], 0, 262144]]); // 277: %432 blocks.1.attn.q.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[179], 0, 262144], [this.act[180], 0, 262144]]); // 278: %435 blocks.1.attn.permute5 stdlib.mt:33
-    group("matmul_8x8_16x64x8x8", [[this.params, 28672, 256], [this.act[166], 0, 262144], [this.act[179], 0, 262144]]); // 279: %436 blocks.1.attn.k.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[179], 0, 262144], [this.act[181], 0, 262144]]); // 280: %437 blocks.1.attn.k.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[181], 0, 262144], [this.params, 28928, 256], [this.act[182], 0, 262144]]); // 281: %439 blocks.1.attn.k.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[182], 0, 262144], [this.act[183], 0, 262144]]); // 282: %442 blocks.1.attn.permute6 stdlib.mt:34
-    group("matmul_8x8_16x64x8x8", [[this.params, 29184, 256], [this.act[166], 0, 262144], [this.act[182], 0, 262144]]); // 283: %443 blocks.1.attn.v.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[182], 0, 262144], [this.act[184], 0, 262144]]); // 284: %444 blocks.1.attn.v.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[184], 0, 262144], [this.params, 29440, 256], [this.act[185], 0, 262144]]); // 285: %446 blocks.1.attn.v.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[185], 0, 262144], [this.act[186], 0, 262144]]); // 286: %449 blocks.1.attn.permute7 stdlib.mt:35
-    group("permute_0132_16x2x64x32", [[this.act[183], 0, 262144], [this.act[185], 0, 262144]]); // 287: %450 blocks.1.attn.permute8 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[180], 0, 262144], [this.act[185], 0, 262144], [this.act[187], 0, 524288]]); // 288: %451 blocks.1.attn.matmul2 stdlib.mt:36
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[187], 0, 524288], [this.act[188], 0, 524288]]); // 289: %452 blocks.1.attn.affine1 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[188], 0, 524288], [this.act[187], 0, 524288]]); // 290: %453 blocks.1.attn.causal_mask1 stdlib.mt:37
-    group("softmax_16x2x64x64", [[this.act[187], 0, 524288], [this.act[188], 0, 524288]]); // 291: %454 blocks.1.attn.softmax1 stdlib.mt:37
-    group("dropout_p0p1_k6_16x2x64x64", [[this.act[188], 0, 524288], [this.act[187], 0, 524288], [this.step, 0, 16]]); // 292: %455 blocks.1.attn.dropout1 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[187], 0, 524288], [this.act[186], 0, 262144], [this.act[183], 0, 262144]]); // 293: %456 blocks.1.attn.matmul3 stdlib.mt:38
-    group("permute_0213_16x2x64x32", [[this.act[183], 0, 262144], [this.act[189], 0, 262144]]); // 294: %457 blocks.1.attn.permute9 stdlib.mt:38
-    group("matmul_8x8_16x64x8x8", [[this.params, 29696, 256], [this.act[189], 0, 262144], [this.act[183], 0, 262144]]); // 295: %459 blocks.1.attn.o.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[183], 0, 262144], [this.act[190], 0, 262144]]); // 296: %460 blocks.1.attn.o.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[190], 0, 262144], [this.params, 29952, 256], [this.act[191], 0, 262144]]); // 297: %462 blocks.1.attn.o.matmul3 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144]]); // 298: %464 blocks.1.attn.add1 stdlib.mt:39
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[192], 0, 262144], [this.act[191], 0, 262144]]); // 299: %465 blocks.1.think.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[191], 0, 262144], [this.act[173], 0, 4096]]); // 300: %466 blocks.1.think.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[173], 0, 4096], [this.act[193], 0, 4096]]); // 301: %467 blocks.1.think.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[193], 0, 4096], [this.act[173], 0, 4096]]); // 302: %468 blocks.1.think.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[173], 0, 4096], [this.act[193], 0, 4096]]); // 303: %469 blocks.1.think.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[191], 0, 262144]]); // 304: %470 blocks.1.think.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[191], 0, 262144], [this.params, 30208, 256], [this.act[194], 0, 262144]]); // 305: %471 blocks.1.think.norm.mul5 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[195], 0, 4]]); // 306: %472 blocks.1.think.clamp1 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 30464, 256], [this.act[194], 0, 262144], [this.act[197], 0, 262144]]); // 307: %474 blocks.1.think.delta.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[197], 0, 262144], [this.act[198], 0, 262144]]); // 308: %475 blocks.1.think.delta.gate.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[198], 0, 262144], [this.params, 30720, 256], [this.act[199], 0, 262144]]); // 309: %477 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[199], 0, 262144], [this.act[200], 0, 262144]]); // 310: %479 blocks.1.think.delta.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 30976, 256], [this.act[194], 0, 262144], [this.act[201], 0, 262144]]); // 311: %480 blocks.1.think.delta.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[201], 0, 262144], [this.act[202], 0, 262144]]); // 312: %481 blocks.1.think.delta.value.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[202], 0, 262144], [this.params, 31232, 256], [this.act[203], 0, 262144]]); // 313: %483 blocks.1.think.delta.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144]]); // 314: %485 blocks.1.think.delta.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 31488, 256], [this.act[204], 0, 262144], [this.act[205], 0, 262144]]); // 315: %486 blocks.1.think.delta.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[205], 0, 262144], [this.act[206], 0, 262144]]); // 316: %487 blocks.1.think.delta.up.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[206], 0, 262144], [this.params, 31744, 256], [this.act[207], 0, 262144]]); // 317: %489 blocks.1.think.delta.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[207], 0, 262144], [this.act[195], 0, 4], [this.act[208], 0, 262144]]); // 318: %491 blocks.1.think.delta.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[196], 0, 256], [this.act[208], 0, 262144], [this.act[209], 0, 262144]]); // 319: %492 blocks.1.think.add6 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[209], 0, 262144], [this.act[194], 0, 262144], [this.act[208], 0, 262144]]); // 320: %493 blocks.1.think.matmul5 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 32000, 256], [this.act[194], 0, 262144], [this.act[210], 0, 262144]]); // 321: %494 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[210], 0, 262144], [this.act[211], 0, 262144]]); // 322: %495 blocks.1.think.gamma.gate.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[211], 0, 262144], [this.params, 32256, 256], [this.act[212], 0, 262144]]); // 323: %497 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[212], 0, 262144], [this.act[213], 0, 262144]]); // 324: %499 blocks.1.think.gamma.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 32512, 256], [this.act[194], 0, 262144], [this.act[214], 0, 262144]]); // 325: %500 blocks.1.think.gamma.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[214], 0, 262144], [this.act[215], 0, 262144]]); // 326: %501 blocks.1.think.gamma.value.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[215], 0, 262144], [this.params, 32768, 256], [this.act[216], 0, 262144]]); // 327: %503 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144]]); // 328: %505 blocks.1.think.gamma.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 33024, 256], [this.act[217], 0, 262144], [this.act[218], 0, 262144]]); // 329: %506 blocks.1.think.gamma.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[218], 0, 262144], [this.act[219], 0, 262144]]); // 330: %507 blocks.1.think.gamma.up.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[219], 0, 262144], [this.params, 33280, 256], [this.act[220], 0, 262144]]); // 331: %509 blocks.1.think.gamma.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[220], 0, 262144], [this.act[195], 0, 4], [this.act[221], 0, 262144]]); // 332: %511 blocks.1.think.gamma.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[196], 0, 256], [this.act[221], 0, 262144], [this.act[222], 0, 262144]]); // 333: %512 blocks.1.think.add7 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[208], 0, 262144], [this.act[222], 0, 262144], [this.act[221], 0, 262144]]); // 334: %513 blocks.1.think.matmul6 stdlib.mt:69
-    group("matmul_8192x8_8x1", [[this.act[194], 0, 262144], [this.params, 34048, 32], [this.act[168], 0, 32768]]); // 335: %515 blocks.1.think.matmul7 stdlib.mt:70
-    group("matmul_8192x8_8x1", [[this.act[194], 0, 262144], [this.params, 33792, 32], [this.act[223], 0, 32768]]); // 336: %518 blocks.1.think.matmul8 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[223], 0, 32768], [this.act[224], 0, 32768]]); // 337: %520 blocks.1.think.permute1 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[168], 0, 32768], [this.act[224], 0, 32768], [this.act[225], 0, 262144]]); // 338: %521 blocks.1.think.matmul9 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34304, 256], [this.act[194], 0, 262144], [this.act[226], 0, 262144]]); // 339: %522 blocks.1.think.mul4 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[226], 0, 262144], [this.act[173], 0, 4096]]); // 340: %523 blocks.1.think.sum2 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[173], 0, 4096], [this.params, 34560, 4], [this.act[227], 0, 4096]]); // 341: %524 blocks.1.think.add8 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[227], 0, 4096], [this.act[173], 0, 4096]]); // 342: %525 blocks.1.think.sigmoid2 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34816, 256], [this.act[194], 0, 262144], [this.act[226], 0, 262144]]); // 343: %526 blocks.1.think.mul5 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[226], 0, 262144], [this.act[227], 0, 4096]]); // 344: %527 blocks.1.think.sum3 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[227], 0, 4096], [this.params, 35072, 4], [this.act[228], 0, 4096]]); // 345: %528 blocks.1.think.add9 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[228], 0, 4096], [this.act[227], 0, 4096]]); // 346: %529 blocks.1.think.sigmoid3 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[194], 0, 262144], [this.act[226], 0, 262144]]); // 347: %530 blocks.1.think.sub1 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[173], 0, 4096], [this.act[226], 0, 262144], [this.act[221], 0, 262144]]); // 348: %531 blocks.1.think.mul6 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[227], 0, 4096], [this.act[225], 0, 262144], [this.act[229], 0, 262144]]); // 349: %532 blocks.1.think.mul7 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144]]); // 350: %533 blocks.1.think.add10 stdlib.mt:73
-    group("dropout_p0p1_k7_16x64x8x8", [[this.act[230], 0, 262144], [this.act[229], 0, 262144], [this.step, 0, 16]]); // 351: %534 blocks.1.think.dropout1 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144]]); // 352: %535 blocks.1.think.add11 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[230], 0, 262144], [this.act[230], 0, 262144], [this.act[229], 0, 262144]]); // 353: %536 norm_final.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[229], 0, 262144], [this.act[228], 0, 4096]]); // 354: %537 norm_final.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 355: %538 norm_final.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 356: %539 norm_final.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 357: %540 norm_final.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[230], 0, 262144], [this.act[231], 0, 4096], [this.act[229], 0, 262144]]); // 358: %541 norm_final.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[229], 0, 262144], [this.params, 35328, 256], [this.act[221], 0, 262144]]); // 359: %542 norm_final.mul2 stdlib.mt:9
-    group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[221], 0, 262144], [this.act[232], 0, 1048576]]); // 360: %543 head.matmul0 stdlib.mt:106
-    group("binary_mul_16x64x32x8_32x8", [[this.act[232], 0, 1048576], [this.params, 36608, 1024], [this.act[233], 0, 1048576]]); // 361: %544 head.mul0 stdlib.mt:106
-    group("sum_a3_16x64x32x8", [[this.act[233], 0, 1048576], [this.act[234], 0, 131072]]); // 362: %545 head.sum0 stdlib.mt:106
-    group("matmul_256x32_16x64x32x1", [[this.params, 37632, 32768], [this.act[234], 0, 131072], [this.act[233], 0, 1048576]]); // 363: %546 head.matmul1 stdlib.mt:107
-    group("cross_entropy_16x64x256_16x64i", [[this.act[233], 0, 1048576], [this.targets, 0, 4096], [this.act[235], 0, 4]]); // 364: %548 loss.cross_entropy0 matrix_thinker.mt:46
-    group("softmax_16x64x256", [[this.act[233], 0, 1048576], [this.act[237], 0, 1048576]]); // 365: %550 loss.cross_entropy0.grad.softmax0 matrix_thinker.mt:46
-    group("onehot_16x64i_to_16x64x256", [[this.targets, 0, 4096], [this.act[238], 0, 1048576]]); // 366: %551 loss.cross_entropy0.grad.onehot0 matrix_thinker.mt:46
-    group("binary_sub_16x64x256_16x64x256", [[this.act[237], 0, 1048576], [this.act[238], 0, 1048576], [this.act[239], 0, 1048576]]); // 367: %552 loss.cross_entropy0.grad.sub0 matrix_thinker.mt:46
-    group("binary_mul_16x64x256_s", [[this.act[239], 0, 1048576], [this.act[236], 0, 4], [this.act[238], 0, 1048576]]); // 368: %553 loss.cross_entropy0.grad.mul0 matrix_thinker.mt:46
-    group("affine_s0p0009765625_b0_16x64x256", [[this.act[238], 0, 1048576], [this.act[239], 0, 1048576]]); // 369: %554 loss.cross_entropy0.grad.affine0 matrix_thinker.mt:46
-    group("permute_0132_16x64x32x1", [[this.act[234], 0, 131072], [this.act[240], 0, 131072]]); // 370: %556 head.matmul1.grad.permute0 stdlib.mt:107
-    group("matmul_16x64x256x1_16x64x1x32", [[this.act[239], 0, 1048576], [this.act[240], 0, 131072], [this.act[241], 0, 33554432]]); // 371: %557 head.matmul1.grad.matmul0 stdlib.mt:107
-    group("sum_a01_16x64x256x32", [[this.act[241], 0, 33554432], [this.act[223], 0, 32768]]); // 372: %558 head.matmul1.grad.sum0 stdlib.mt:107
-    group("permute_10_256x32", [[this.params, 37632, 32768], [this.act[242], 0, 32768]]); // 373: %560 head.matmul1.grad.permute1 stdlib.mt:107
-    group("matmul_32x256_16x64x256x1", [[this.act[242], 0, 32768], [this.act[239], 0, 1048576], [this.act[240], 0, 131072]]); // 374: %561 head.matmul1.grad.matmul1 stdlib.mt:107
-    group("expand_16x64x32x1_to_16x64x32x8", [[this.act[240], 0, 131072], [this.act[239], 0, 1048576]]); // 375: %562 head.sum0.grad.expand0 stdlib.mt:106
-    group("binary_mul_16x64x32x8_32x8", [[this.act[239], 0, 1048576], [this.params, 36608, 1024], [this.act[238], 0, 1048576]]); // 376: %563 head.mul0.grad.mul0 stdlib.mt:106
-    group("binary_mul_16x64x32x8_16x64x32x8", [[this.act[239], 0, 1048576], [this.act[232], 0, 1048576], [this.act[237], 0, 1048576]]); // 377: %564 head.mul0.grad.mul1 stdlib.mt:106
-    group("sum_a01_16x64x32x8", [[this.act[237], 0, 1048576], [this.act[243], 0, 1024]]); // 378: %565 head.mul0.grad.sum0 stdlib.mt:106
-    group("permute_0132_16x64x8x8", [[this.act[221], 0, 262144], [this.act[244], 0, 262144]]); // 379: %567 head.matmul0.grad.permute0 stdlib.mt:106
-    group("matmul_16x64x32x8_16x64x8x8", [[this.act[238], 0, 1048576], [this.act[244], 0, 262144], [this.act[237], 0, 1048576]]); // 380: %568 head.matmul0.grad.matmul0 stdlib.mt:106
-    group("sum_a01_16x64x32x8", [[this.act[237], 0, 1048576], [this.act[245], 0, 1024]]); // 381: %569 head.matmul0.grad.sum0 stdlib.mt:106
-    group("permute_10_32x8", [[this.params, 35584, 1024], [this.act[246], 0, 1024]]); // 382: %571 head.matmul0.grad.permute1 stdlib.mt:106
-    group("matmul_8x32_16x64x32x8", [[this.act[246], 0, 1024], [this.act[238], 0, 1048576], [this.act[244], 0, 262144]]); // 383: %572 head.matmul0.grad.matmul1 stdlib.mt:106
-    group("binary_mul_16x64x8x8_8x8", [[this.act[244], 0, 262144], [this.params, 35328, 256], [this.act[221], 0, 262144]]); // 384: %573 norm_final.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[244], 0, 262144], [this.act[229], 0, 262144], [this.act[247], 0, 262144]]); // 385: %574 norm_final.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[247], 0, 262144], [this.act[248], 0, 256]]); // 386: %575 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[221], 0, 262144], [this.act[231], 0, 4096], [this.act[247], 0, 262144]]); // 387: %577 norm_final.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[230], 0, 262144], [this.act[229], 0, 262144]]); // 388: %578 norm_final.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[229], 0, 262144], [this.act[228], 0, 4096]]); // 389: %579 norm_final.mul1.grad.sum0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[231], 0, 4096], [this.act[249], 0, 4096]]); // 390: %580 norm_final.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[249], 0, 4096], [this.act[250], 0, 4096]]); // 391: %581 norm_final.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[228], 0, 4096], [this.act[250], 0, 4096], [this.act[249], 0, 4096]]); // 392: %582 norm_final.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[249], 0, 4096], [this.act[250], 0, 4096]]); // 393: %583 norm_final.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[250], 0, 4096], [this.act[249], 0, 4096]]); // 394: %584 norm_final.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[249], 0, 4096], [this.act[250], 0, 4096]]); // 395: %585 norm_final.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[250], 0, 4096], [this.act[229], 0, 262144]]); // 396: %586 norm_final.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[221], 0, 262144]]); // 397: %587 norm_final.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[244], 0, 262144]]); // 398: %588 norm_final.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[247], 0, 262144], [this.act[221], 0, 262144], [this.act[229], 0, 262144]]); // 399: %589 blocks.1.think.add11.grad.add0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[244], 0, 262144], [this.act[221], 0, 262144]]); // 400: %590 blocks.1.think.add11.grad.add1 stdlib.mt:9
-    group("dropout_p0p1_k7_16x64x8x8", [[this.act[221], 0, 262144], [this.act[244], 0, 262144], [this.step, 0, 16]]); // 401: %591 blocks.1.think.dropout1.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[244], 0, 262144], [this.act[225], 0, 262144], [this.act[229], 0, 262144]]); // 402: %592 blocks.1.think.mul7.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[229], 0, 262144], [this.act[250], 0, 4096]]); // 403: %593 blocks.1.think.mul7.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[244], 0, 262144], [this.act[227], 0, 4096], [this.act[229], 0, 262144]]); // 404: %594 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[244], 0, 262144], [this.act[226], 0, 262144], [this.act[225], 0, 262144]]); // 405: %595 blocks.1.think.mul6.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[225], 0, 262144], [this.act[249], 0, 4096]]); // 406: %596 blocks.1.think.mul6.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[244], 0, 262144], [this.act[173], 0, 4096], [this.act[225], 0, 262144]]); // 407: %597 blocks.1.think.mul6.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[225], 0, 262144], [this.act[244], 0, 262144]]); // 408: %598 blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[227], 0, 4096], [this.act[228], 0, 4096]]); // 409: %599 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[227], 0, 4096], [this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 410: %600 blocks.1.think.sigmoid3.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[250], 0, 4096], [this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 411: %601 blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[228], 0, 4096], [this.act[251], 0, 4]]); // 412: %602 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[228], 0, 4096], [this.act[226], 0, 262144]]); // 413: %604 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[226], 0, 262144], [this.act[194], 0, 262144], [this.act[247], 0, 262144]]); // 414: %605 blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[247], 0, 262144], [this.act[252], 0, 256]]); // 415: %606 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[226], 0, 262144], [this.params, 34816, 256], [this.act[247], 0, 262144]]); // 416: %608 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[244], 0, 262144], [this.act[247], 0, 262144], [this.act[226], 0, 262144]]); // 417: %609 blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[173], 0, 4096], [this.act[228], 0, 4096]]); // 418: %610 blocks.1.think.sigmoid2.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[173], 0, 4096], [this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 419: %611 blocks.1.think.sigmoid2.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[249], 0, 4096], [this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 420: %612 blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[228], 0, 4096], [this.act[253], 0, 4]]); // 421: %613 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[228], 0, 4096], [this.act[247], 0, 262144]]); // 422: %615 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[247], 0, 262144], [this.act[194], 0, 262144], [this.act[244], 0, 262144]]); // 423: %616 blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[244], 0, 262144], [this.act[254], 0, 256]]); // 424: %617 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[247], 0, 262144], [this.params, 34304, 256], [this.act[244], 0, 262144]]); // 425: %619 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[226], 0, 262144], [this.act[244], 0, 262144], [this.act[247], 0, 262144]]); // 426: %620 blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[224], 0, 32768], [this.act[242], 0, 32768]]); // 427: %621 blocks.1.think.matmul9.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[229], 0, 262144], [this.act[242], 0, 32768], [this.act[224], 0, 32768]]); // 428: %622 blocks.1.think.matmul9.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[168], 0, 32768], [this.act[242], 0, 32768]]); // 429: %623 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[242], 0, 32768], [this.act[229], 0, 262144], [this.act[168], 0, 32768]]); // 430: %624 blocks.1.think.matmul9.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[168], 0, 32768], [this.act[242], 0, 32768]]); // 431: %625 blocks.1.think.permute1.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 33792, 32], [this.act[255], 0, 32]]); // 432: %627 blocks.1.think.matmul8.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[242], 0, 32768], [this.act[255], 0, 32], [this.act[229], 0, 262144]]); // 433: %628 blocks.1.think.matmul8.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[194], 0, 262144], [this.act[244], 0, 262144]]); // 434: %629 blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[244], 0, 262144], [this.act[242], 0, 32768], [this.act[255], 0, 32]]); // 435: %630 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[247], 0, 262144], [this.act[229], 0, 262144], [this.act[244], 0, 262144]]); // 436: %632 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 34048, 32], [this.act[256], 0, 32]]); // 437: %634 blocks.1.think.matmul7.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[224], 0, 32768], [this.act[256], 0, 32], [this.act[229], 0, 262144]]); // 438: %635 blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[194], 0, 262144], [this.act[247], 0, 262144]]); // 439: %636 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[247], 0, 262144], [this.act[224], 0, 32768], [this.act[256], 0, 32]]); // 440: %637 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[244], 0, 262144], [this.act[229], 0, 262144], [this.act[247], 0, 262144]]); // 441: %639 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[222], 0, 262144], [this.act[229], 0, 262144]]); // 442: %640 blocks.1.think.matmul6.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[225], 0, 262144], [this.act[229], 0, 262144], [this.act[222], 0, 262144]]); // 443: %641 blocks.1.think.matmul6.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[208], 0, 262144], [this.act[229], 0, 262144]]); // 444: %642 blocks.1.think.matmul6.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[225], 0, 262144], [this.act[208], 0, 262144]]); // 445: %643 blocks.1.think.matmul6.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[208], 0, 262144], [this.act[195], 0, 4], [this.act[225], 0, 262144]]); // 446: %646 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[208], 0, 262144], [this.act[220], 0, 262144], [this.act[229], 0, 262144]]); // 447: %647 blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[229], 0, 262144], [this.act[257], 0, 4]]); // 448: %648 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 33280, 256], [this.act[258], 0, 256]]); // 449: %651 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[225], 0, 262144], [this.act[258], 0, 256], [this.act[229], 0, 262144]]); // 450: %652 blocks.1.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[219], 0, 262144], [this.act[220], 0, 262144]]); // 451: %653 blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[220], 0, 262144], [this.act[225], 0, 262144], [this.act[258], 0, 256]]); // 452: %654 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[218], 0, 262144], [this.act[225], 0, 262144]]); // 453: %656 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[225], 0, 262144], [this.act[218], 0, 262144]]); // 454: %657 blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[217], 0, 262144], [this.act[225], 0, 262144]]); // 455: %658 blocks.1.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[218], 0, 262144], [this.act[225], 0, 262144], [this.act[217], 0, 262144]]); // 456: %659 blocks.1.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[217], 0, 262144], [this.act[259], 0, 256]]); // 457: %660 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 33024, 256], [this.act[260], 0, 256]]); // 458: %662 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[260], 0, 256], [this.act[218], 0, 262144], [this.act[217], 0, 262144]]); // 459: %663 blocks.1.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[217], 0, 262144], [this.act[216], 0, 262144], [this.act[218], 0, 262144]]); // 460: %664 blocks.1.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[217], 0, 262144], [this.act[213], 0, 262144], [this.act[216], 0, 262144]]); // 461: %665 blocks.1.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32768, 256], [this.act[260], 0, 256]]); // 462: %667 blocks.1.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[216], 0, 262144], [this.act[260], 0, 256], [this.act[213], 0, 262144]]); // 463: %668 blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[215], 0, 262144], [this.act[217], 0, 262144]]); // 464: %669 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[217], 0, 262144], [this.act[216], 0, 262144], [this.act[260], 0, 256]]); // 465: %670 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[214], 0, 262144], [this.act[216], 0, 262144]]); // 466: %672 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[214], 0, 262144]]); // 467: %673 blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[216], 0, 262144]]); // 468: %674 blocks.1.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[214], 0, 262144], [this.act[216], 0, 262144], [this.act[213], 0, 262144]]); // 469: %675 blocks.1.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[213], 0, 262144], [this.act[261], 0, 256]]); // 470: %676 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32512, 256], [this.act[262], 0, 256]]); // 471: %678 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[262], 0, 256], [this.act[214], 0, 262144], [this.act[213], 0, 262144]]); // 472: %679 blocks.1.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[247], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144]]); // 473: %680 blocks.1.think.norm.mul5.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[212], 0, 262144], [this.act[213], 0, 262144]]); // 474: %681 blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[218], 0, 262144], [this.act[213], 0, 262144], [this.act[212], 0, 262144]]); // 475: %682 blocks.1.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32256, 256], [this.act[262], 0, 256]]); // 476: %684 blocks.1.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[212], 0, 262144], [this.act[262], 0, 256], [this.act[213], 0, 262144]]); // 477: %685 blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[211], 0, 262144], [this.act[218], 0, 262144]]); // 478: %686 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[218], 0, 262144], [this.act[212], 0, 262144], [this.act[262], 0, 256]]); // 479: %687 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[210], 0, 262144], [this.act[212], 0, 262144]]); // 480: %689 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[212], 0, 262144], [this.act[210], 0, 262144]]); // 481: %690 blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[212], 0, 262144]]); // 482: %691 blocks.1.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[210], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144]]); // 483: %692 blocks.1.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[213], 0, 262144], [this.act[263], 0, 256]]); // 484: %693 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32000, 256], [this.act[264], 0, 256]]); // 485: %695 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[264], 0, 256], [this.act[210], 0, 262144], [this.act[213], 0, 262144]]); // 486: %696 blocks.1.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[214], 0, 262144], [this.act[213], 0, 262144], [this.act[210], 0, 262144]]); // 487: %697 blocks.1.think.norm.mul5.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[213], 0, 262144]]); // 488: %698 blocks.1.think.matmul5.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[222], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144]]); // 489: %699 blocks.1.think.matmul5.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[209], 0, 262144], [this.act[213], 0, 262144]]); // 490: %700 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[222], 0, 262144], [this.act[209], 0, 262144]]); // 491: %701 blocks.1.think.matmul5.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[210], 0, 262144], [this.act[209], 0, 262144], [this.act[222], 0, 262144]]); // 492: %702 blocks.1.think.norm.mul5.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[214], 0, 262144], [this.act[195], 0, 4], [this.act[209], 0, 262144]]); // 493: %705 blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[214], 0, 262144], [this.act[207], 0, 262144], [this.act[210], 0, 262144]]); // 494: %706 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[210], 0, 262144], [this.act[195], 0, 4]]); // 495: %707 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[257], 0, 4], [this.act[195], 0, 4], [this.act[265], 0, 4]]); // 496: %709 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31744, 256], [this.act[264], 0, 256]]); // 497: %711 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[209], 0, 262144], [this.act[264], 0, 256], [this.act[210], 0, 262144]]); // 498: %712 blocks.1.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[206], 0, 262144], [this.act[207], 0, 262144]]); // 499: %713 blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[207], 0, 262144], [this.act[209], 0, 262144], [this.act[264], 0, 256]]); // 500: %714 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[205], 0, 262144], [this.act[209], 0, 262144]]); // 501: %716 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[210], 0, 262144], [this.act[209], 0, 262144], [this.act[205], 0, 262144]]); // 502: %717 blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[204], 0, 262144], [this.act[209], 0, 262144]]); // 503: %718 blocks.1.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[205], 0, 262144], [this.act[209], 0, 262144], [this.act[204], 0, 262144]]); // 504: %719 blocks.1.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[204], 0, 262144], [this.act[266], 0, 256]]); // 505: %720 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 31488, 256], [this.act[267], 0, 256]]); // 506: %722 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[267], 0, 256], [this.act[205], 0, 262144], [this.act[204], 0, 262144]]); // 507: %723 blocks.1.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[204], 0, 262144], [this.act[203], 0, 262144], [this.act[205], 0, 262144]]); // 508: %724 blocks.1.think.delta.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[204], 0, 262144], [this.act[200], 0, 262144], [this.act[203], 0, 262144]]); // 509: %725 blocks.1.think.delta.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31232, 256], [this.act[267], 0, 256]]); // 510: %727 blocks.1.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[203], 0, 262144], [this.act[267], 0, 256], [this.act[200], 0, 262144]]); // 511: %728 blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[202], 0, 262144], [this.act[204], 0, 262144]]); // 512: %729 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[204], 0, 262144], [this.act[203], 0, 262144], [this.act[267], 0, 256]]); // 513: %730 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[201], 0, 262144], [this.act[203], 0, 262144]]); // 514: %732 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[201], 0, 262144]]); // 515: %733 blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[203], 0, 262144]]); // 516: %734 blocks.1.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[203], 0, 262144], [this.act[200], 0, 262144]]); // 517: %735 blocks.1.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[200], 0, 262144], [this.act[268], 0, 256]]); // 518: %736 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30976, 256], [this.act[269], 0, 256]]); // 519: %738 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[269], 0, 256], [this.act[201], 0, 262144], [this.act[200], 0, 262144]]); // 520: %739 blocks.1.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[222], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144]]); // 521: %740 blocks.1.think.norm.mul5.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[199], 0, 262144], [this.act[200], 0, 262144]]); // 522: %741 blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[205], 0, 262144], [this.act[200], 0, 262144], [this.act[199], 0, 262144]]); // 523: %742 blocks.1.think.delta.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 30720, 256], [this.act[269], 0, 256]]); // 524: %744 blocks.1.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[199], 0, 262144], [this.act[269], 0, 256], [this.act[200], 0, 262144]]); // 525: %745 blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[198], 0, 262144], [this.act[205], 0, 262144]]); // 526: %746 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[205], 0, 262144], [this.act[199], 0, 262144], [this.act[269], 0, 256]]); // 527: %747 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[197], 0, 262144], [this.act[199], 0, 262144]]); // 528: %749 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[200], 0, 262144], [this.act[199], 0, 262144], [this.act[197], 0, 262144]]); // 529: %750 blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[199], 0, 262144]]); // 530: %751 blocks.1.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[197], 0, 262144], [this.act[199], 0, 262144], [this.act[194], 0, 262144]]); // 531: %752 blocks.1.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[194], 0, 262144], [this.act[270], 0, 256]]); // 532: %753 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30464, 256], [this.act[271], 0, 256]]); // 533: %755 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[271], 0, 256], [this.act[197], 0, 262144], [this.act[194], 0, 262144]]); // 534: %756 blocks.1.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[194], 0, 262144], [this.act[197], 0, 262144]]); // 535: %757 blocks.1.think.norm.mul5.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[195], 0, 4]]); // 536: %758 blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[265], 0, 4], [this.act[195], 0, 4], [this.act[257], 0, 4]]); // 537: %759 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[197], 0, 262144], [this.params, 30208, 256], [this.act[194], 0, 262144]]); // 538: %760 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[197], 0, 262144], [this.act[191], 0, 262144], [this.act[201], 0, 262144]]); // 539: %761 blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[201], 0, 262144], [this.act[271], 0, 256]]); // 540: %762 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[194], 0, 262144], [this.act[193], 0, 4096], [this.act[201], 0, 262144]]); // 541: %764 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[194], 0, 262144], [this.act[192], 0, 262144], [this.act[191], 0, 262144]]); // 542: %765 blocks.1.think.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[191], 0, 262144], [this.act[228], 0, 4096]]); // 543: %766 blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[201], 0, 262144], [this.act[191], 0, 262144]]); // 544: %767 blocks.1.attn.add1.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[193], 0, 4096], [this.act[231], 0, 4096]]); // 545: %768 blocks.1.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[193], 0, 4096], [this.act[231], 0, 4096], [this.act[249], 0, 4096]]); // 546: %769 blocks.1.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[228], 0, 4096], [this.act[249], 0, 4096], [this.act[231], 0, 4096]]); // 547: %770 blocks.1.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[249], 0, 4096]]); // 548: %771 blocks.1.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[249], 0, 4096], [this.act[231], 0, 4096]]); // 549: %772 blocks.1.think.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[249], 0, 4096]]); // 550: %773 blocks.1.think.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[249], 0, 4096], [this.act[201], 0, 262144]]); // 551: %774 blocks.1.think.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[192], 0, 262144], [this.act[221], 0, 262144]]); // 552: %775 blocks.1.think.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[192], 0, 262144], [this.act[194], 0, 262144]]); // 553: %776 blocks.1.think.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[191], 0, 262144], [this.act[221], 0, 262144], [this.act[192], 0, 262144]]); // 554: %777 blocks.1.attn.add1.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[194], 0, 262144], [this.act[221], 0, 262144]]); // 555: %778 blocks.1.attn.add1.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 29952, 256], [this.act[272], 0, 256]]); // 556: %780 blocks.1.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[221], 0, 262144], [this.act[272], 0, 256], [this.act[194], 0, 262144]]); // 557: %781 blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[190], 0, 262144], [this.act[192], 0, 262144]]); // 558: %782 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[192], 0, 262144], [this.act[221], 0, 262144], [this.act[272], 0, 256]]); // 559: %783 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[183], 0, 262144], [this.act[192], 0, 262144]]); // 560: %785 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[194], 0, 262144], [this.act[192], 0, 262144], [this.act[183], 0, 262144]]); // 561: %786 blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[189], 0, 262144], [this.act[192], 0, 262144]]); // 562: %787 blocks.1.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[183], 0, 262144], [this.act[192], 0, 262144], [this.act[189], 0, 262144]]); // 563: %788 blocks.1.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[189], 0, 262144], [this.act[273], 0, 256]]); // 564: %789 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29696, 256], [this.act[274], 0, 256]]); // 565: %791 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[274], 0, 256], [this.act[183], 0, 262144], [this.act[189], 0, 262144]]); // 566: %792 blocks.1.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[189], 0, 262144], [this.act[183], 0, 262144]]); // 567: %794 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    group("permute_0132_16x2x64x32", [[this.act[186], 0, 262144], [this.act[189], 0, 262144]]); // 568: %795 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[183], 0, 262144], [this.act[189], 0, 262144], [this.act[275], 0, 524288]]); // 569: %796 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("permute_0132_16x2x64x64", [[this.act[187], 0, 524288], [this.act[276], 0, 524288]]); // 570: %797 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[276], 0, 524288], [this.act[183], 0, 262144], [this.act[189], 0, 262144]]); // 571: %798 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("dropout_p0p1_k6_16x2x64x64", [[this.act[275], 0, 524288], [this.act[276], 0, 524288], [this.step, 0, 16]]); // 572: %799 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[276], 0, 524288], [this.act[188], 0, 524288], [this.act[275], 0, 524288]]); // 573: %800 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:37
-    group("sum_a3_16x2x64x64", [[this.act[275], 0, 524288], [this.act[277], 0, 8192]]); // 574: %801 blocks.1.attn.softmax1.grad.sum0 stdlib.mt:37
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[276], 0, 524288], [this.act[277], 0, 8192], [this.act[275], 0, 524288]]); // 575: %802 blocks.1.attn.softmax1.grad.sub0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[188], 0, 524288], [this.act[275], 0, 524288], [this.act[276], 0, 524288]]); // 576: %803 blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[276], 0, 524288], [this.act[275], 0, 524288]]); // 577: %804 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[275], 0, 524288], [this.act[276], 0, 524288]]); // 578: %805 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[185], 0, 262144], [this.act[183], 0, 262144]]); // 579: %806 blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[276], 0, 524288], [this.act[183], 0, 262144], [this.act[185], 0, 262144]]); // 580: %807 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("permute_0132_16x2x64x32", [[this.act[180], 0, 262144], [this.act[183], 0, 262144]]); // 581: %808 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[183], 0, 262144], [this.act[276], 0, 524288], [this.act[180], 0, 262144]]); // 582: %809 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[180], 0, 262144], [this.act[183], 0, 262144]]); // 583: %810 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
-    group("permute_0213_16x2x64x32", [[this.act[189], 0, 262144], [this.act[180], 0, 262144]]); // 584: %811 blocks.1.attn.permute7.grad.permute0 stdlib.mt:35
-    group("permute_10_8x8", [[this.params, 29440, 256], [this.act[274], 0, 256]]); // 585: %814 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[180], 0, 262144], [this.act[274], 0, 256], [this.act[189], 0, 262144]]); // 586: %815 blocks.1.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[184], 0, 262144], [this.act[186], 0, 262144]]); // 587: %816 blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[186], 0, 262144], [this.act[180], 0, 262144], [this.act[274], 0, 256]]); // 588: %817 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[182], 0, 262144], [this.act[180], 0, 262144]]); // 589: %819 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[189], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 262144]]); // 590: %820 blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[166], 0, 262144], [this.act[180], 0, 262144]]); // 591: %821 blocks.1.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[182], 0, 262144], [this.act[180], 0, 262144], [this.act[189], 0, 262144]]); // 592: %822 blocks.1.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[189], 0, 262144], [this.act[278], 0, 256]]); // 593: %823 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29184, 256], [this.act[279], 0, 256]]); // 594: %825 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[279], 0, 256], [this.act[182], 0, 262144], [this.act[189], 0, 262144]]); // 595: %826 blocks.1.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[183], 0, 262144], [this.act[182], 0, 262144]]); // 596: %827 blocks.1.attn.permute6.grad.permute0 stdlib.mt:34
-    group("permute_10_8x8", [[this.params, 28928, 256], [this.act[279], 0, 256]]); // 597: %830 blocks.1.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[182], 0, 262144], [this.act[279], 0, 256], [this.act[183], 0, 262144]]); // 598: %831 blocks.1.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[181], 0, 262144], [this.act[180], 0, 262144]]); // 599: %832 blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[180], 0, 262144], [this.act[182], 0, 262144], [this.act[279], 0, 256]]); // 600: %833 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[179], 0, 262144], [this.act[182], 0, 262144]]); // 601: %835 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[183], 0, 262144], [this.act[182], 0, 262144], [this.act[179], 0, 262144]]); // 602: %836 blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[166], 0, 262144], [this.act[182], 0, 262144]]); // 603: %837 blocks.1.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144]]); // 604: %838 blocks.1.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[183], 0, 262144], [this.act[280], 0, 256]]); // 605: %839 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28672, 256], [this.act[281], 0, 256]]); // 606: %841 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[281], 0, 256], [this.act[179], 0, 262144], [this.act[183], 0, 262144]]); // 607: %842 blocks.1.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[179], 0, 262144]]); // 608: %843 blocks.1.attn.norm.mul5.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[185], 0, 262144], [this.act[183], 0, 262144]]); // 609: %844 blocks.1.attn.permute5.grad.permute0 stdlib.mt:33
-    group("permute_10_8x8", [[this.params, 28416, 256], [this.act[281], 0, 256]]); // 610: %847 blocks.1.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[183], 0, 262144], [this.act[281], 0, 256], [this.act[185], 0, 262144]]); // 611: %848 blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[178], 0, 262144], [this.act[189], 0, 262144]]); // 612: %849 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[281], 0, 256]]); // 613: %850 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[177], 0, 262144], [this.act[183], 0, 262144]]); // 614: %852 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[185], 0, 262144], [this.act[183], 0, 262144], [this.act[177], 0, 262144]]); // 615: %853 blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[166], 0, 262144], [this.act[183], 0, 262144]]); // 616: %854 blocks.1.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[177], 0, 262144], [this.act[183], 0, 262144], [this.act[166], 0, 262144]]); // 617: %855 blocks.1.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[282], 0, 256]]); // 618: %856 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28160, 256], [this.act[283], 0, 256]]); // 619: %858 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[283], 0, 256], [this.act[177], 0, 262144], [this.act[166], 0, 262144]]); // 620: %859 blocks.1.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[166], 0, 262144], [this.act[177], 0, 262144]]); // 621: %860 blocks.1.attn.norm.mul5.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[177], 0, 262144], [this.params, 27904, 256], [this.act[166], 0, 262144]]); // 622: %861 blocks.1.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[177], 0, 262144], [this.act[174], 0, 262144], [this.act[179], 0, 262144]]); // 623: %862 blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[179], 0, 262144], [this.act[283], 0, 256]]); // 624: %863 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[179], 0, 262144]]); // 625: %865 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144]]); // 626: %866 blocks.1.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[174], 0, 262144], [this.act[249], 0, 4096]]); // 627: %867 blocks.1.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[179], 0, 262144], [this.act[174], 0, 262144]]); // 628: %868 blocks.0.think.add11.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 629: %869 blocks.1.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 630: %870 blocks.1.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[249], 0, 4096], [this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 631: %871 blocks.1.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 632: %872 blocks.1.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 633: %873 blocks.1.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 634: %874 blocks.1.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[228], 0, 4096], [this.act[179], 0, 262144]]); // 635: %875 blocks.1.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[175], 0, 262144], [this.act[221], 0, 262144]]); // 636: %876 blocks.1.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[175], 0, 262144], [this.act[166], 0, 262144]]); // 637: %877 blocks.1.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[221], 0, 262144], [this.act[175], 0, 262144]]); // 638: %878 blocks.0.think.add11.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[221], 0, 262144]]); // 639: %879 blocks.0.think.add11.grad.add2 stdlib.mt:9
-    group("dropout_p0p1_k5_16x64x8x8", [[this.act[221], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 640: %880 blocks.0.think.dropout1.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[170], 0, 262144], [this.act[175], 0, 262144]]); // 641: %881 blocks.0.think.mul7.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[175], 0, 262144], [this.act[228], 0, 4096]]); // 642: %882 blocks.0.think.mul7.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[166], 0, 262144], [this.act[172], 0, 4096], [this.act[175], 0, 262144]]); // 643: %883 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[171], 0, 262144], [this.act[170], 0, 262144]]); // 644: %884 blocks.0.think.mul6.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[170], 0, 262144], [this.act[231], 0, 4096]]); // 645: %885 blocks.0.think.mul6.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[166], 0, 262144], [this.act[118], 0, 4096], [this.act[170], 0, 262144]]); // 646: %886 blocks.0.think.mul6.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[170], 0, 262144], [this.act[166], 0, 262144]]); // 647: %887 blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[172], 0, 4096], [this.act[249], 0, 4096]]); // 648: %888 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[172], 0, 4096], [this.act[249], 0, 4096], [this.act[176], 0, 4096]]); // 649: %889 blocks.0.think.sigmoid3.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[228], 0, 4096], [this.act[176], 0, 4096], [this.act[249], 0, 4096]]); // 650: %890 blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[195], 0, 4]]); // 651: %891 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[249], 0, 4096], [this.act[171], 0, 262144]]); // 652: %893 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[171], 0, 262144], [this.act[139], 0, 262144], [this.act[174], 0, 262144]]); // 653: %894 blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[174], 0, 262144], [this.act[284], 0, 256]]); // 654: %895 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[171], 0, 262144], [this.params, 27392, 256], [this.act[174], 0, 262144]]); // 655: %897 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[174], 0, 262144], [this.act[171], 0, 262144]]); // 656: %898 blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[118], 0, 4096], [this.act[249], 0, 4096]]); // 657: %899 blocks.0.think.sigmoid2.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[118], 0, 4096], [this.act[249], 0, 4096], [this.act[176], 0, 4096]]); // 658: %900 blocks.0.think.sigmoid2.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[176], 0, 4096], [this.act[249], 0, 4096]]); // 659: %901 blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[265], 0, 4]]); // 660: %902 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[249], 0, 4096], [this.act[174], 0, 262144]]); // 661: %904 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[139], 0, 262144], [this.act[166], 0, 262144]]); // 662: %905 blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[285], 0, 256]]); // 663: %906 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[174], 0, 262144], [this.params, 26880, 256], [this.act[166], 0, 262144]]); // 664: %908 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[174], 0, 262144]]); // 665: %909 blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[169], 0, 32768], [this.act[224], 0, 32768]]); // 666: %910 blocks.0.think.matmul9.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[175], 0, 262144], [this.act[224], 0, 32768], [this.act[169], 0, 32768]]); // 667: %911 blocks.0.think.matmul9.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[113], 0, 32768], [this.act[224], 0, 32768]]); // 668: %912 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[224], 0, 32768], [this.act[175], 0, 262144], [this.act[113], 0, 32768]]); // 669: %913 blocks.0.think.matmul9.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[113], 0, 32768], [this.act[224], 0, 32768]]); // 670: %914 blocks.0.think.permute1.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26368, 32], [this.act[286], 0, 32]]); // 671: %916 blocks.0.think.matmul8.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[224], 0, 32768], [this.act[286], 0, 32], [this.act[175], 0, 262144]]); // 672: %917 blocks.0.think.matmul8.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[139], 0, 262144], [this.act[166], 0, 262144]]); // 673: %918 blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[166], 0, 262144], [this.act[224], 0, 32768], [this.act[286], 0, 32]]); // 674: %919 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[166], 0, 262144]]); // 675: %921 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26624, 32], [this.act[287], 0, 32]]); // 676: %923 blocks.0.think.matmul7.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[169], 0, 32768], [this.act[287], 0, 32], [this.act[175], 0, 262144]]); // 677: %924 blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[139], 0, 262144], [this.act[174], 0, 262144]]); // 678: %925 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[174], 0, 262144], [this.act[169], 0, 32768], [this.act[287], 0, 32]]); // 679: %926 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144]]); // 680: %928 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[167], 0, 262144], [this.act[175], 0, 262144]]); // 681: %929 blocks.0.think.matmul6.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[170], 0, 262144], [this.act[175], 0, 262144], [this.act[167], 0, 262144]]); // 682: %930 blocks.0.think.matmul6.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[153], 0, 262144], [this.act[175], 0, 262144]]); // 683: %931 blocks.0.think.matmul6.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[170], 0, 262144], [this.act[153], 0, 262144]]); // 684: %932 blocks.0.think.matmul6.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[153], 0, 262144], [this.act[140], 0, 4], [this.act[170], 0, 262144]]); // 685: %935 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[153], 0, 262144], [this.act[165], 0, 262144], [this.act[175], 0, 262144]]); // 686: %936 blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[288], 0, 4]]); // 687: %937 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25856, 256], [this.act[289], 0, 256]]); // 688: %940 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[170], 0, 262144], [this.act[289], 0, 256], [this.act[175], 0, 262144]]); // 689: %941 blocks.0.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[164], 0, 262144], [this.act[165], 0, 262144]]); // 690: %942 blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[165], 0, 262144], [this.act[170], 0, 262144], [this.act[289], 0, 256]]); // 691: %943 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[163], 0, 262144], [this.act[170], 0, 262144]]); // 692: %945 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[170], 0, 262144], [this.act[163], 0, 262144]]); // 693: %946 blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[162], 0, 262144], [this.act[170], 0, 262144]]); // 694: %947 blocks.0.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[163], 0, 262144], [this.act[170], 0, 262144], [this.act[162], 0, 262144]]); // 695: %948 blocks.0.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[162], 0, 262144], [this.act[290], 0, 256]]); // 696: %949 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25600, 256], [this.act[291], 0, 256]]); // 697: %951 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[291], 0, 256], [this.act[163], 0, 262144], [this.act[162], 0, 262144]]); // 698: %952 blocks.0.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[162], 0, 262144], [this.act[161], 0, 262144], [this.act[163], 0, 262144]]); // 699: %953 blocks.0.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[161], 0, 262144]]); // 700: %954 blocks.0.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25344, 256], [this.act[291], 0, 256]]); // 701: %956 blocks.0.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[161], 0, 262144], [this.act[291], 0, 256], [this.act[158], 0, 262144]]); // 702: %957 blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[160], 0, 262144], [this.act[162], 0, 262144]]); // 703: %958 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[162], 0, 262144], [this.act[161], 0, 262144], [this.act[291], 0, 256]]); // 704: %959 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[159], 0, 262144], [this.act[161], 0, 262144]]); // 705: %961 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[159], 0, 262144]]); // 706: %962 blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[161], 0, 262144]]); // 707: %963 blocks.0.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[161], 0, 262144], [this.act[158], 0, 262144]]); // 708: %964 blocks.0.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[292], 0, 256]]); // 709: %965 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25088, 256], [this.act[293], 0, 256]]); // 710: %967 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[293], 0, 256], [this.act[159], 0, 262144], [this.act[158], 0, 262144]]); // 711: %968 blocks.0.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144]]); // 712: %969 blocks.0.think.norm.mul5.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[157], 0, 262144], [this.act[158], 0, 262144]]); // 713: %970 blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[163], 0, 262144], [this.act[158], 0, 262144], [this.act[157], 0, 262144]]); // 714: %971 blocks.0.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24832, 256], [this.act[293], 0, 256]]); // 715: %973 blocks.0.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[157], 0, 262144], [this.act[293], 0, 256], [this.act[158], 0, 262144]]); // 716: %974 blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[156], 0, 262144], [this.act[163], 0, 262144]]); // 717: %975 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[163], 0, 262144], [this.act[157], 0, 262144], [this.act[293], 0, 256]]); // 718: %976 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[155], 0, 262144], [this.act[157], 0, 262144]]); // 719: %978 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[157], 0, 262144], [this.act[155], 0, 262144]]); // 720: %979 blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[157], 0, 262144]]); // 721: %980 blocks.0.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144]]); // 722: %981 blocks.0.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[294], 0, 256]]); // 723: %982 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24576, 256], [this.act[295], 0, 256]]); // 724: %984 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[295], 0, 256], [this.act[155], 0, 262144], [this.act[158], 0, 262144]]); // 725: %985 blocks.0.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[158], 0, 262144], [this.act[155], 0, 262144]]); // 726: %986 blocks.0.think.norm.mul5.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[158], 0, 262144]]); // 727: %987 blocks.0.think.matmul5.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[167], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144]]); // 728: %988 blocks.0.think.matmul5.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[154], 0, 262144], [this.act[158], 0, 262144]]); // 729: %989 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[167], 0, 262144], [this.act[154], 0, 262144]]); // 730: %990 blocks.0.think.matmul5.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[154], 0, 262144], [this.act[167], 0, 262144]]); // 731: %991 blocks.0.think.norm.mul5.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[159], 0, 262144], [this.act[140], 0, 4], [this.act[154], 0, 262144]]); // 732: %994 blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[152], 0, 262144], [this.act[155], 0, 262144]]); // 733: %995 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[155], 0, 262144], [this.act[140], 0, 4]]); // 734: %996 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[288], 0, 4], [this.act[140], 0, 4], [this.act[296], 0, 4]]); // 735: %998 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24320, 256], [this.act[295], 0, 256]]); // 736: %1000 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[154], 0, 262144], [this.act[295], 0, 256], [this.act[155], 0, 262144]]); // 737: %1001 blocks.0.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[151], 0, 262144], [this.act[152], 0, 262144]]); // 738: %1002 blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[152], 0, 262144], [this.act[154], 0, 262144], [this.act[295], 0, 256]]); // 739: %1003 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[150], 0, 262144], [this.act[154], 0, 262144]]); // 740: %1005 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[154], 0, 262144], [this.act[150], 0, 262144]]); // 741: %1006 blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[149], 0, 262144], [this.act[154], 0, 262144]]); // 742: %1007 blocks.0.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[150], 0, 262144], [this.act[154], 0, 262144], [this.act[149], 0, 262144]]); // 743: %1008 blocks.0.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[297], 0, 256]]); // 744: %1009 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24064, 256], [this.act[298], 0, 256]]); // 745: %1011 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[298], 0, 256], [this.act[150], 0, 262144], [this.act[149], 0, 262144]]); // 746: %1012 blocks.0.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[149], 0, 262144], [this.act[148], 0, 262144], [this.act[150], 0, 262144]]); // 747: %1013 blocks.0.think.delta.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[148], 0, 262144]]); // 748: %1014 blocks.0.think.delta.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23808, 256], [this.act[298], 0, 256]]); // 749: %1016 blocks.0.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[148], 0, 262144], [this.act[298], 0, 256], [this.act[145], 0, 262144]]); // 750: %1017 blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[147], 0, 262144], [this.act[149], 0, 262144]]); // 751: %1018 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[149], 0, 262144], [this.act[148], 0, 262144], [this.act[298], 0, 256]]); // 752: %1019 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[146], 0, 262144], [this.act[148], 0, 262144]]); // 753: %1021 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[146], 0, 262144]]); // 754: %1022 blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[148], 0, 262144]]); // 755: %1023 blocks.0.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[148], 0, 262144], [this.act[145], 0, 262144]]); // 756: %1024 blocks.0.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[145], 0, 262144], [this.act[299], 0, 256]]); // 757: %1025 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23552, 256], [this.act[300], 0, 256]]); // 758: %1027 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[300], 0, 256], [this.act[146], 0, 262144], [this.act[145], 0, 262144]]); // 759: %1028 blocks.0.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[167], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144]]); // 760: %1029 blocks.0.think.norm.mul5.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[144], 0, 262144], [this.act[145], 0, 262144]]); // 761: %1030 blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[150], 0, 262144], [this.act[145], 0, 262144], [this.act[144], 0, 262144]]); // 762: %1031 blocks.0.think.delta.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23296, 256], [this.act[300], 0, 256]]); // 763: %1033 blocks.0.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[144], 0, 262144], [this.act[300], 0, 256], [this.act[145], 0, 262144]]); // 764: %1034 blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[143], 0, 262144], [this.act[150], 0, 262144]]); // 765: %1035 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[150], 0, 262144], [this.act[144], 0, 262144], [this.act[300], 0, 256]]); // 766: %1036 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[142], 0, 262144], [this.act[144], 0, 262144]]); // 767: %1038 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[144], 0, 262144], [this.act[142], 0, 262144]]); // 768: %1039 blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[144], 0, 262144]]); // 769: %1040 blocks.0.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[142], 0, 262144], [this.act[144], 0, 262144], [this.act[139], 0, 262144]]); // 770: %1041 blocks.0.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[139], 0, 262144], [this.act[301], 0, 256]]); // 771: %1042 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23040, 256], [this.act[302], 0, 256]]); // 772: %1044 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[302], 0, 256], [this.act[142], 0, 262144], [this.act[139], 0, 262144]]); // 773: %1045 blocks.0.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[139], 0, 262144], [this.act[142], 0, 262144]]); // 774: %1046 blocks.0.think.norm.mul5.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[140], 0, 4]]); // 775: %1047 blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[296], 0, 4], [this.act[140], 0, 4], [this.act[288], 0, 4]]); // 776: %1048 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[142], 0, 262144], [this.params, 22784, 256], [this.act[139], 0, 262144]]); // 777: %1049 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[142], 0, 262144], [this.act[136], 0, 262144], [this.act[146], 0, 262144]]); // 778: %1050 blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[146], 0, 262144], [this.act[302], 0, 256]]); // 779: %1051 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[139], 0, 262144], [this.act[138], 0, 4096], [this.act[146], 0, 262144]]); // 780: %1053 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[139], 0, 262144], [this.act[137], 0, 262144], [this.act[136], 0, 262144]]); // 781: %1054 blocks.0.think.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[136], 0, 262144], [this.act[249], 0, 4096]]); // 782: %1055 blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[146], 0, 262144], [this.act[136], 0, 262144]]); // 783: %1056 blocks.0.attn.add1.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[138], 0, 4096], [this.act[176], 0, 4096]]); // 784: %1057 blocks.0.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[138], 0, 4096], [this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 785: %1058 blocks.0.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[249], 0, 4096], [this.act[231], 0, 4096], [this.act[176], 0, 4096]]); // 786: %1059 blocks.0.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 787: %1060 blocks.0.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[176], 0, 4096]]); // 788: %1061 blocks.0.think.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 789: %1062 blocks.0.think.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[146], 0, 262144]]); // 790: %1063 blocks.0.think.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[137], 0, 262144], [this.act[221], 0, 262144]]); // 791: %1064 blocks.0.think.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[137], 0, 262144], [this.act[139], 0, 262144]]); // 792: %1065 blocks.0.think.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[136], 0, 262144], [this.act[221], 0, 262144], [this.act[137], 0, 262144]]); // 793: %1066 blocks.0.attn.add1.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[139], 0, 262144], [this.act[221], 0, 262144]]); // 794: %1067 blocks.0.attn.add1.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 22528, 256], [this.act[303], 0, 256]]); // 795: %1069 blocks.0.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[221], 0, 262144], [this.act[303], 0, 256], [this.act[139], 0, 262144]]); // 796: %1070 blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[135], 0, 262144], [this.act[137], 0, 262144]]); // 797: %1071 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[137], 0, 262144], [this.act[221], 0, 262144], [this.act[303], 0, 256]]); // 798: %1072 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[128], 0, 262144], [this.act[137], 0, 262144]]); // 799: %1074 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[139], 0, 262144], [this.act[137], 0, 262144], [this.act[128], 0, 262144]]); // 800: %1075 blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[134], 0, 262144], [this.act[137], 0, 262144]]); // 801: %1076 blocks.0.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[128], 0, 262144], [this.act[137], 0, 262144], [this.act[134], 0, 262144]]); // 802: %1077 blocks.0.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[134], 0, 262144], [this.act[304], 0, 256]]); // 803: %1078 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 22272, 256], [this.act[305], 0, 256]]); // 804: %1080 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[305], 0, 256], [this.act[128], 0, 262144], [this.act[134], 0, 262144]]); // 805: %1081 blocks.0.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[134], 0, 262144], [this.act[128], 0, 262144]]); // 806: %1083 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    group("permute_0132_16x2x64x32", [[this.act[131], 0, 262144], [this.act[134], 0, 262144]]); // 807: %1084 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[128], 0, 262144], [this.act[134], 0, 262144], [this.act[276], 0, 524288]]); // 808: %1085 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("permute_0132_16x2x64x64", [[this.act[132], 0, 524288], [this.act[275], 0, 524288]]); // 809: %1086 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[275], 0, 524288], [this.act[128], 0, 262144], [this.act[134], 0, 262144]]); // 810: %1087 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("dropout_p0p1_k4_16x2x64x64", [[this.act[276], 0, 524288], [this.act[275], 0, 524288], [this.step, 0, 16]]); // 811: %1088 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[275], 0, 524288], [this.act[133], 0, 524288], [this.act[276], 0, 524288]]); // 812: %1089 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:37
-    group("sum_a3_16x2x64x64", [[this.act[276], 0, 524288], [this.act[277], 0, 8192]]); // 813: %1090 blocks.0.attn.softmax1.grad.sum0 stdlib.mt:37
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[275], 0, 524288], [this.act[277], 0, 8192], [this.act[276], 0, 524288]]); // 814: %1091 blocks.0.attn.softmax1.grad.sub0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[133], 0, 524288], [this.act[276], 0, 524288], [this.act[275], 0, 524288]]); // 815: %1092 blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[275], 0, 524288], [this.act[276], 0, 524288]]); // 816: %1093 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[276], 0, 524288], [this.act[275], 0, 524288]]); // 817: %1094 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[130], 0, 262144], [this.act[128], 0, 262144]]); // 818: %1095 blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[275], 0, 524288], [this.act[128], 0, 262144], [this.act[130], 0, 262144]]); // 819: %1096 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("permute_0132_16x2x64x32", [[this.act[125], 0, 262144], [this.act[128], 0, 262144]]); // 820: %1097 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[128], 0, 262144], [this.act[275], 0, 524288], [this.act[125], 0, 262144]]); // 821: %1098 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[125], 0, 262144], [this.act[128], 0, 262144]]); // 822: %1099 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
-    group("permute_0213_16x2x64x32", [[this.act[134], 0, 262144], [this.act[125], 0, 262144]]); // 823: %1100 blocks.0.attn.permute7.grad.permute0 stdlib.mt:35
-    group("permute_10_8x8", [[this.params, 22016, 256], [this.act[305], 0, 256]]); // 824: %1103 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[125], 0, 262144], [this.act[305], 0, 256], [this.act[134], 0, 262144]]); // 825: %1104 blocks.0.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[129], 0, 262144], [this.act[131], 0, 262144]]); // 826: %1105 blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[131], 0, 262144], [this.act[125], 0, 262144], [this.act[305], 0, 256]]); // 827: %1106 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[127], 0, 262144], [this.act[125], 0, 262144]]); // 828: %1108 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[134], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144]]); // 829: %1109 blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[111], 0, 262144], [this.act[125], 0, 262144]]); // 830: %1110 blocks.0.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[134], 0, 262144]]); // 831: %1111 blocks.0.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[134], 0, 262144], [this.act[306], 0, 256]]); // 832: %1112 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21760, 256], [this.act[307], 0, 256]]); // 833: %1114 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[307], 0, 256], [this.act[127], 0, 262144], [this.act[134], 0, 262144]]); // 834: %1115 blocks.0.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[128], 0, 262144], [this.act[127], 0, 262144]]); // 835: %1116 blocks.0.attn.permute6.grad.permute0 stdlib.mt:34
-    group("permute_10_8x8", [[this.params, 21504, 256], [this.act[307], 0, 256]]); // 836: %1119 blocks.0.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[127], 0, 262144], [this.act[307], 0, 256], [this.act[128], 0, 262144]]); // 837: %1120 blocks.0.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[126], 0, 262144], [this.act[125], 0, 262144]]); // 838: %1121 blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.act[307], 0, 256]]); // 839: %1122 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[124], 0, 262144], [this.act[127], 0, 262144]]); // 840: %1124 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[128], 0, 262144], [this.act[127], 0, 262144], [this.act[124], 0, 262144]]); // 841: %1125 blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[111], 0, 262144], [this.act[127], 0, 262144]]); // 842: %1126 blocks.0.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144]]); // 843: %1127 blocks.0.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[128], 0, 262144], [this.act[308], 0, 256]]); // 844: %1128 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21248, 256], [this.act[309], 0, 256]]); // 845: %1130 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[309], 0, 256], [this.act[124], 0, 262144], [this.act[128], 0, 262144]]); // 846: %1131 blocks.0.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.act[124], 0, 262144]]); // 847: %1132 blocks.0.attn.norm.mul5.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[130], 0, 262144], [this.act[128], 0, 262144]]); // 848: %1133 blocks.0.attn.permute5.grad.permute0 stdlib.mt:33
-    group("permute_10_8x8", [[this.params, 20992, 256], [this.act[309], 0, 256]]); // 849: %1136 blocks.0.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[128], 0, 262144], [this.act[309], 0, 256], [this.act[130], 0, 262144]]); // 850: %1137 blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[123], 0, 262144], [this.act[134], 0, 262144]]); // 851: %1138 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.act[309], 0, 256]]); // 852: %1139 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[122], 0, 262144], [this.act[128], 0, 262144]]); // 853: %1141 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[130], 0, 262144], [this.act[128], 0, 262144], [this.act[122], 0, 262144]]); // 854: %1142 blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[111], 0, 262144], [this.act[128], 0, 262144]]); // 855: %1143 blocks.0.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[122], 0, 262144], [this.act[128], 0, 262144], [this.act[111], 0, 262144]]); // 856: %1144 blocks.0.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[111], 0, 262144], [this.act[310], 0, 256]]); // 857: %1145 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 20736, 256], [this.act[311], 0, 256]]); // 858: %1147 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[311], 0, 256], [this.act[122], 0, 262144], [this.act[111], 0, 262144]]); // 859: %1148 blocks.0.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[111], 0, 262144], [this.act[122], 0, 262144]]); // 860: %1149 blocks.0.attn.norm.mul5.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[122], 0, 262144], [this.params, 20480, 256], [this.act[111], 0, 262144]]); // 861: %1150 blocks.0.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[122], 0, 262144], [this.act[119], 0, 262144], [this.act[124], 0, 262144]]); // 862: %1151 blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[124], 0, 262144], [this.act[311], 0, 256]]); // 863: %1152 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[124], 0, 262144]]); // 864: %1154 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144]]); // 865: %1155 blocks.0.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[119], 0, 262144], [this.act[231], 0, 4096]]); // 866: %1156 blocks.0.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144]]); // 867: %1157 blocks.1.think.add5.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 868: %1158 blocks.0.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096], [this.act[249], 0, 4096]]); // 869: %1159 blocks.0.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[249], 0, 4096], [this.act[176], 0, 4096]]); // 870: %1160 blocks.0.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[249], 0, 4096]]); // 871: %1161 blocks.0.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[249], 0, 4096], [this.act[176], 0, 4096]]); // 872: %1162 blocks.0.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[249], 0, 4096]]); // 873: %1163 blocks.0.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[249], 0, 4096], [this.act[124], 0, 262144]]); // 874: %1164 blocks.0.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[120], 0, 262144], [this.act[221], 0, 262144]]); // 875: %1165 blocks.0.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[120], 0, 262144], [this.act[111], 0, 262144]]); // 876: %1166 blocks.0.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[221], 0, 262144], [this.act[124], 0, 262144]]); // 877: %1167 blocks.1.think.add5.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[111], 0, 262144], [this.act[221], 0, 262144]]); // 878: %1168 blocks.1.think.add5.grad.add2 stdlib.mt:9
-    group("dropout_p0p1_k3_16x64x8x8", [[this.act[221], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 879: %1169 blocks.1.think.dropout0.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[115], 0, 262144], [this.act[124], 0, 262144]]); // 880: %1170 blocks.1.think.mul3.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[124], 0, 262144], [this.act[249], 0, 4096]]); // 881: %1171 blocks.1.think.mul3.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[111], 0, 262144], [this.act[117], 0, 4096], [this.act[124], 0, 262144]]); // 882: %1172 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[116], 0, 262144], [this.act[115], 0, 262144]]); // 883: %1173 blocks.1.think.mul2.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[115], 0, 262144], [this.act[176], 0, 4096]]); // 884: %1174 blocks.1.think.mul2.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[111], 0, 262144], [this.act[63], 0, 4096], [this.act[115], 0, 262144]]); // 885: %1175 blocks.1.think.mul2.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[115], 0, 262144], [this.act[111], 0, 262144]]); // 886: %1176 blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[117], 0, 4096], [this.act[231], 0, 4096]]); // 887: %1177 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[117], 0, 4096], [this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 888: %1178 blocks.1.think.sigmoid1.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[249], 0, 4096], [this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 889: %1179 blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[231], 0, 4096], [this.act[140], 0, 4]]); // 890: %1180 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[251], 0, 4], [this.act[140], 0, 4], [this.grads, 35072, 4]]); // 891: %1182 param61.grad.add0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[116], 0, 262144]]); // 892: %1183 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[116], 0, 262144], [this.act[84], 0, 262144], [this.act[119], 0, 262144]]); // 893: %1184 blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[119], 0, 262144], [this.act[312], 0, 256]]); // 894: %1185 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[116], 0, 262144], [this.params, 34816, 256], [this.act[119], 0, 262144]]); // 895: %1187 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[252], 0, 256], [this.act[312], 0, 256], [this.grads, 34816, 256]]); // 896: %1188 param60.grad.add0 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[119], 0, 262144], [this.act[116], 0, 262144]]); // 897: %1189 blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[63], 0, 4096], [this.act[231], 0, 4096]]); // 898: %1190 blocks.1.think.sigmoid0.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[63], 0, 4096], [this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 899: %1191 blocks.1.think.sigmoid0.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 900: %1192 blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[231], 0, 4096], [this.act[140], 0, 4]]); // 901: %1193 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[253], 0, 4], [this.act[140], 0, 4], [this.grads, 34560, 4]]); // 902: %1195 param59.grad.add0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[119], 0, 262144]]); // 903: %1196 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[84], 0, 262144], [this.act[111], 0, 262144]]); // 904: %1197 blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[111], 0, 262144], [this.act[312], 0, 256]]); // 905: %1198 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[119], 0, 262144], [this.params, 34304, 256], [this.act[111], 0, 262144]]); // 906: %1200 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[254], 0, 256], [this.act[312], 0, 256], [this.grads, 34304, 256]]); // 907: %1201 param58.grad.add0 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[116], 0, 262144], [this.act[111], 0, 262144], [this.act[119], 0, 262144]]); // 908: %1202 blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[114], 0, 32768], [this.act[169], 0, 32768]]); // 909: %1203 blocks.1.think.matmul4.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[124], 0, 262144], [this.act[169], 0, 32768], [this.act[114], 0, 32768]]); // 910: %1204 blocks.1.think.matmul4.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[58], 0, 32768], [this.act[169], 0, 32768]]); // 911: %1205 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[169], 0, 32768], [this.act[124], 0, 262144], [this.act[58], 0, 32768]]); // 912: %1206 blocks.1.think.matmul4.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[58], 0, 32768], [this.act[169], 0, 32768]]); // 913: %1207 blocks.1.think.permute0.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 33792, 32], [this.act[313], 0, 32]]); // 914: %1209 blocks.1.think.matmul3.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[169], 0, 32768], [this.act[313], 0, 32], [this.act[124], 0, 262144]]); // 915: %1210 blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[84], 0, 262144], [this.act[111], 0, 262144]]); // 916: %1211 blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[111], 0, 262144], [this.act[169], 0, 32768], [this.act[313], 0, 32]]); // 917: %1212 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[255], 0, 32], [this.act[313], 0, 32], [this.grads, 33792, 32]]); // 918: %1213 param56.grad.add0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.act[111], 0, 262144]]); // 919: %1215 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 34048, 32], [this.act[313], 0, 32]]); // 920: %1217 blocks.1.think.matmul2.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[114], 0, 32768], [this.act[313], 0, 32], [this.act[124], 0, 262144]]); // 921: %1218 blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[84], 0, 262144], [this.act[119], 0, 262144]]); // 922: %1219 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[119], 0, 262144], [this.act[114], 0, 32768], [this.act[313], 0, 32]]); // 923: %1220 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[256], 0, 32], [this.act[313], 0, 32], [this.grads, 34048, 32]]); // 924: %1221 param57.grad.add0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144]]); // 925: %1223 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[112], 0, 262144], [this.act[124], 0, 262144]]); // 926: %1224 blocks.1.think.matmul1.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[115], 0, 262144], [this.act[124], 0, 262144], [this.act[112], 0, 262144]]); // 927: %1225 blocks.1.think.matmul1.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[98], 0, 262144], [this.act[124], 0, 262144]]); // 928: %1226 blocks.1.think.matmul1.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.act[98], 0, 262144]]); // 929: %1227 blocks.1.think.matmul1.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[98], 0, 262144], [this.act[85], 0, 4], [this.act[115], 0, 262144]]); // 930: %1230 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[124], 0, 262144]]); // 931: %1231 blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[124], 0, 262144], [this.act[140], 0, 4]]); // 932: %1232 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 33280, 256], [this.act[312], 0, 256]]); // 933: %1235 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[115], 0, 262144], [this.act[312], 0, 256], [this.act[124], 0, 262144]]); // 934: %1236 blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[109], 0, 262144], [this.act[110], 0, 262144]]); // 935: %1237 blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[110], 0, 262144], [this.act[115], 0, 262144], [this.act[312], 0, 256]]); // 936: %1238 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[258], 0, 256], [this.act[312], 0, 256], [this.grads, 33280, 256]]); // 937: %1239 param54.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[108], 0, 262144], [this.act[115], 0, 262144]]); // 938: %1241 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.act[108], 0, 262144]]); // 939: %1242 blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[107], 0, 262144], [this.act[115], 0, 262144]]); // 940: %1243 blocks.1.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[108], 0, 262144], [this.act[115], 0, 262144], [this.act[107], 0, 262144]]); // 941: %1244 blocks.1.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[107], 0, 262144], [this.act[312], 0, 256]]); // 942: %1245 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 33024, 256], [this.act[258], 0, 256]]); // 943: %1247 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[258], 0, 256], [this.act[108], 0, 262144], [this.act[107], 0, 262144]]); // 944: %1248 blocks.1.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[259], 0, 256], [this.act[312], 0, 256], [this.grads, 33024, 256]]); // 945: %1249 param53.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[107], 0, 262144], [this.act[106], 0, 262144], [this.act[108], 0, 262144]]); // 946: %1250 blocks.1.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[106], 0, 262144]]); // 947: %1251 blocks.1.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32768, 256], [this.act[312], 0, 256]]); // 948: %1253 blocks.1.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[106], 0, 262144], [this.act[312], 0, 256], [this.act[103], 0, 262144]]); // 949: %1254 blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[105], 0, 262144], [this.act[107], 0, 262144]]); // 950: %1255 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[107], 0, 262144], [this.act[106], 0, 262144], [this.act[312], 0, 256]]); // 951: %1256 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[260], 0, 256], [this.act[312], 0, 256], [this.grads, 32768, 256]]); // 952: %1257 param52.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[104], 0, 262144], [this.act[106], 0, 262144]]); // 953: %1259 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[106], 0, 262144], [this.act[104], 0, 262144]]); // 954: %1260 blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[106], 0, 262144]]); // 955: %1261 blocks.1.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[106], 0, 262144], [this.act[103], 0, 262144]]); // 956: %1262 blocks.1.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[103], 0, 262144], [this.act[312], 0, 256]]); // 957: %1263 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32512, 256], [this.act[260], 0, 256]]); // 958: %1265 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[260], 0, 256], [this.act[104], 0, 262144], [this.act[103], 0, 262144]]); // 959: %1266 blocks.1.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[312], 0, 256], [this.grads, 32512, 256]]); // 960: %1267 param51.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144]]); // 961: %1268 blocks.1.think.norm.mul2.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[102], 0, 262144], [this.act[103], 0, 262144]]); // 962: %1269 blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[108], 0, 262144], [this.act[103], 0, 262144], [this.act[102], 0, 262144]]); // 963: %1270 blocks.1.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32256, 256], [this.act[312], 0, 256]]); // 964: %1272 blocks.1.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[102], 0, 262144], [this.act[312], 0, 256], [this.act[103], 0, 262144]]); // 965: %1273 blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[101], 0, 262144], [this.act[108], 0, 262144]]); // 966: %1274 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[108], 0, 262144], [this.act[102], 0, 262144], [this.act[312], 0, 256]]); // 967: %1275 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[312], 0, 256], [this.grads, 32256, 256]]); // 968: %1276 param50.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[100], 0, 262144], [this.act[102], 0, 262144]]); // 969: %1278 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[102], 0, 262144], [this.act[100], 0, 262144]]); // 970: %1279 blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[102], 0, 262144]]); // 971: %1280 blocks.1.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144]]); // 972: %1281 blocks.1.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[103], 0, 262144], [this.act[312], 0, 256]]); // 973: %1282 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32000, 256], [this.act[262], 0, 256]]); // 974: %1284 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[262], 0, 256], [this.act[100], 0, 262144], [this.act[103], 0, 262144]]); // 975: %1285 blocks.1.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[312], 0, 256], [this.grads, 32000, 256]]); // 976: %1286 param49.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[103], 0, 262144], [this.act[100], 0, 262144]]); // 977: %1287 blocks.1.think.norm.mul2.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[103], 0, 262144]]); // 978: %1288 blocks.1.think.matmul0.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[112], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144]]); // 979: %1289 blocks.1.think.matmul0.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[99], 0, 262144], [this.act[103], 0, 262144]]); // 980: %1290 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[112], 0, 262144], [this.act[99], 0, 262144]]); // 981: %1291 blocks.1.think.matmul0.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[99], 0, 262144], [this.act[112], 0, 262144]]); // 982: %1292 blocks.1.think.norm.mul2.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[104], 0, 262144], [this.act[85], 0, 4], [this.act[99], 0, 262144]]); // 983: %1295 blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[97], 0, 262144], [this.act[100], 0, 262144]]); // 984: %1296 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[100], 0, 262144], [this.act[85], 0, 4]]); // 985: %1297 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[85], 0, 4], [this.act[253], 0, 4]]); // 986: %1299 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31744, 256], [this.act[312], 0, 256]]); // 987: %1301 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[99], 0, 262144], [this.act[312], 0, 256], [this.act[100], 0, 262144]]); // 988: %1302 blocks.1.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[96], 0, 262144], [this.act[97], 0, 262144]]); // 989: %1303 blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[97], 0, 262144], [this.act[99], 0, 262144], [this.act[312], 0, 256]]); // 990: %1304 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[264], 0, 256], [this.act[312], 0, 256], [this.grads, 31744, 256]]); // 991: %1305 param48.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[95], 0, 262144], [this.act[99], 0, 262144]]); // 992: %1307 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[99], 0, 262144], [this.act[95], 0, 262144]]); // 993: %1308 blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[94], 0, 262144], [this.act[99], 0, 262144]]); // 994: %1309 blocks.1.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[95], 0, 262144], [this.act[99], 0, 262144], [this.act[94], 0, 262144]]); // 995: %1310 blocks.1.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[94], 0, 262144], [this.act[312], 0, 256]]); // 996: %1311 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 31488, 256], [this.act[264], 0, 256]]); // 997: %1313 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[264], 0, 256], [this.act[95], 0, 262144], [this.act[94], 0, 262144]]); // 998: %1314 blocks.1.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[312], 0, 256], [this.grads, 31488, 256]]); // 999: %1315 param47.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[94], 0, 262144], [this.act[93], 0, 262144], [this.act[95], 0, 262144]]); // 1000: %1316 blocks.1.think.delta.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[93], 0, 262144]]); // 1001: %1317 blocks.1.think.delta.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31232, 256], [this.act[312], 0, 256]]); // 1002: %1319 blocks.1.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[93], 0, 262144], [this.act[312], 0, 256], [this.act[90], 0, 262144]]); // 1003: %1320 blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[92], 0, 262144], [this.act[94], 0, 262144]]); // 1004: %1321 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[94], 0, 262144], [this.act[93], 0, 262144], [this.act[312], 0, 256]]); // 1005: %1322 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[312], 0, 256], [this.grads, 31232, 256]]); // 1006: %1323 param46.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[91], 0, 262144], [this.act[93], 0, 262144]]); // 1007: %1325 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[93], 0, 262144], [this.act[91], 0, 262144]]); // 1008: %1326 blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[93], 0, 262144]]); // 1009: %1327 blocks.1.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[93], 0, 262144], [this.act[90], 0, 262144]]); // 1010: %1328 blocks.1.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[90], 0, 262144], [this.act[312], 0, 256]]); // 1011: %1329 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30976, 256], [this.act[267], 0, 256]]); // 1012: %1331 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[267], 0, 256], [this.act[91], 0, 262144], [this.act[90], 0, 262144]]); // 1013: %1332 blocks.1.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[312], 0, 256], [this.grads, 30976, 256]]); // 1014: %1333 param45.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[112], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144]]); // 1015: %1334 blocks.1.think.norm.mul2.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[89], 0, 262144], [this.act[90], 0, 262144]]); // 1016: %1335 blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[95], 0, 262144], [this.act[90], 0, 262144], [this.act[89], 0, 262144]]); // 1017: %1336 blocks.1.think.delta.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 30720, 256], [this.act[312], 0, 256]]); // 1018: %1338 blocks.1.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[89], 0, 262144], [this.act[312], 0, 256], [this.act[90], 0, 262144]]); // 1019: %1339 blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[88], 0, 262144], [this.act[95], 0, 262144]]); // 1020: %1340 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[95], 0, 262144], [this.act[89], 0, 262144], [this.act[312], 0, 256]]); // 1021: %1341 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[312], 0, 256], [this.grads, 30720, 256]]); // 1022: %1342 param44.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[87], 0, 262144], [this.act[89], 0, 262144]]); // 1023: %1344 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[89], 0, 262144], [this.act[87], 0, 262144]]); // 1024: %1345 blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[89], 0, 262144]]); // 1025: %1346 blocks.1.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[87], 0, 262144], [this.act[89], 0, 262144], [this.act[84], 0, 262144]]); // 1026: %1347 blocks.1.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[84], 0, 262144], [this.act[312], 0, 256]]); // 1027: %1348 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30464, 256], [this.act[269], 0, 256]]); // 1028: %1350 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[269], 0, 256], [this.act[87], 0, 262144], [this.act[84], 0, 262144]]); // 1029: %1351 blocks.1.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[312], 0, 256], [this.grads, 30464, 256]]); // 1030: %1352 param43.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[84], 0, 262144], [this.act[87], 0, 262144]]); // 1031: %1353 blocks.1.think.norm.mul2.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[85], 0, 4]]); // 1032: %1354 blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[253], 0, 4], [this.act[85], 0, 4], [this.act[140], 0, 4]]); // 1033: %1355 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[257], 0, 4], [this.act[140], 0, 4], [this.grads, 33536, 4]]); // 1034: %1356 param55.grad.add0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[87], 0, 262144], [this.params, 30208, 256], [this.act[84], 0, 262144]]); // 1035: %1357 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[87], 0, 262144], [this.act[81], 0, 262144], [this.act[91], 0, 262144]]); // 1036: %1358 blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[91], 0, 262144], [this.act[312], 0, 256]]); // 1037: %1359 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[312], 0, 256], [this.grads, 30208, 256]]); // 1038: %1361 param42.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[84], 0, 262144], [this.act[83], 0, 4096], [this.act[91], 0, 262144]]); // 1039: %1362 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[84], 0, 262144], [this.act[82], 0, 262144], [this.act[81], 0, 262144]]); // 1040: %1363 blocks.1.think.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[81], 0, 262144], [this.act[231], 0, 4096]]); // 1041: %1364 blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[91], 0, 262144], [this.act[81], 0, 262144]]); // 1042: %1365 blocks.1.attn.add0.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[83], 0, 4096], [this.act[121], 0, 4096]]); // 1043: %1366 blocks.1.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[83], 0, 4096], [this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 1044: %1367 blocks.1.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[176], 0, 4096], [this.act[121], 0, 4096]]); // 1045: %1368 blocks.1.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 1046: %1369 blocks.1.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[121], 0, 4096]]); // 1047: %1370 blocks.1.think.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 1048: %1371 blocks.1.think.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[91], 0, 262144]]); // 1049: %1372 blocks.1.think.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[82], 0, 262144], [this.act[221], 0, 262144]]); // 1050: %1373 blocks.1.think.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[82], 0, 262144], [this.act[84], 0, 262144]]); // 1051: %1374 blocks.1.think.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[81], 0, 262144], [this.act[221], 0, 262144], [this.act[82], 0, 262144]]); // 1052: %1375 blocks.1.attn.add0.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[84], 0, 262144], [this.act[221], 0, 262144]]); // 1053: %1376 blocks.1.attn.add0.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 29952, 256], [this.act[312], 0, 256]]); // 1054: %1378 blocks.1.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[221], 0, 262144], [this.act[312], 0, 256], [this.act[84], 0, 262144]]); // 1055: %1379 blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[80], 0, 262144], [this.act[82], 0, 262144]]); // 1056: %1380 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[82], 0, 262144], [this.act[221], 0, 262144], [this.act[312], 0, 256]]); // 1057: %1381 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[312], 0, 256], [this.grads, 29952, 256]]); // 1058: %1382 param41.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[73], 0, 262144], [this.act[82], 0, 262144]]); // 1059: %1384 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[84], 0, 262144], [this.act[82], 0, 262144], [this.act[73], 0, 262144]]); // 1060: %1385 blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[79], 0, 262144], [this.act[82], 0, 262144]]); // 1061: %1386 blocks.1.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[73], 0, 262144], [this.act[82], 0, 262144], [this.act[79], 0, 262144]]); // 1062: %1387 blocks.1.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[79], 0, 262144], [this.act[312], 0, 256]]); // 1063: %1388 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29696, 256], [this.act[272], 0, 256]]); // 1064: %1390 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[272], 0, 256], [this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 1065: %1391 blocks.1.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[312], 0, 256], [this.grads, 29696, 256]]); // 1066: %1392 param40.grad.add0 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[79], 0, 262144], [this.act[73], 0, 262144]]); // 1067: %1394 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    group("permute_0132_16x2x64x32", [[this.act[76], 0, 262144], [this.act[79], 0, 262144]]); // 1068: %1395 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[73], 0, 262144], [this.act[79], 0, 262144], [this.act[275], 0, 524288]]); // 1069: %1396 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("permute_0132_16x2x64x64", [[this.act[77], 0, 524288], [this.act[276], 0, 524288]]); // 1070: %1397 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[276], 0, 524288], [this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 1071: %1398 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("dropout_p0p1_k2_16x2x64x64", [[this.act[275], 0, 524288], [this.act[276], 0, 524288], [this.step, 0, 16]]); // 1072: %1399 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[276], 0, 524288], [this.act[78], 0, 524288], [this.act[275], 0, 524288]]); // 1073: %1400 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:37
-    group("sum_a3_16x2x64x64", [[this.act[275], 0, 524288], [this.act[277], 0, 8192]]); // 1074: %1401 blocks.1.attn.softmax0.grad.sum0 stdlib.mt:37
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[276], 0, 524288], [this.act[277], 0, 8192], [this.act[275], 0, 524288]]); // 1075: %1402 blocks.1.attn.softmax0.grad.sub0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[78], 0, 524288], [this.act[275], 0, 524288], [this.act[276], 0, 524288]]); // 1076: %1403 blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[276], 0, 524288], [this.act[275], 0, 524288]]); // 1077: %1404 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[275], 0, 524288], [this.act[276], 0, 524288]]); // 1078: %1405 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[75], 0, 262144], [this.act[73], 0, 262144]]); // 1079: %1406 blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[276], 0, 524288], [this.act[73], 0, 262144], [this.act[75], 0, 262144]]); // 1080: %1407 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("permute_0132_16x2x64x32", [[this.act[70], 0, 262144], [this.act[73], 0, 262144]]); // 1081: %1408 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[73], 0, 262144], [this.act[276], 0, 524288], [this.act[70], 0, 262144]]); // 1082: %1409 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[70], 0, 262144], [this.act[73], 0, 262144]]); // 1083: %1410 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
-    group("permute_0213_16x2x64x32", [[this.act[79], 0, 262144], [this.act[70], 0, 262144]]); // 1084: %1411 blocks.1.attn.permute2.grad.permute0 stdlib.mt:35
-    group("permute_10_8x8", [[this.params, 29440, 256], [this.act[312], 0, 256]]); // 1085: %1414 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[70], 0, 262144], [this.act[312], 0, 256], [this.act[79], 0, 262144]]); // 1086: %1415 blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[74], 0, 262144], [this.act[76], 0, 262144]]); // 1087: %1416 blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[76], 0, 262144], [this.act[70], 0, 262144], [this.act[312], 0, 256]]); // 1088: %1417 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[312], 0, 256], [this.grads, 29440, 256]]); // 1089: %1418 param39.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[72], 0, 262144], [this.act[70], 0, 262144]]); // 1090: %1420 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[72], 0, 262144]]); // 1091: %1421 blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[55], 0, 262144], [this.act[70], 0, 262144]]); // 1092: %1422 blocks.1.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[72], 0, 262144], [this.act[70], 0, 262144], [this.act[79], 0, 262144]]); // 1093: %1423 blocks.1.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[79], 0, 262144], [this.act[312], 0, 256]]); // 1094: %1424 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29184, 256], [this.act[274], 0, 256]]); // 1095: %1426 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[274], 0, 256], [this.act[72], 0, 262144], [this.act[79], 0, 262144]]); // 1096: %1427 blocks.1.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[312], 0, 256], [this.grads, 29184, 256]]); // 1097: %1428 param38.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[73], 0, 262144], [this.act[72], 0, 262144]]); // 1098: %1429 blocks.1.attn.permute1.grad.permute0 stdlib.mt:34
-    group("permute_10_8x8", [[this.params, 28928, 256], [this.act[312], 0, 256]]); // 1099: %1432 blocks.1.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[72], 0, 262144], [this.act[312], 0, 256], [this.act[73], 0, 262144]]); // 1100: %1433 blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[71], 0, 262144], [this.act[70], 0, 262144]]); // 1101: %1434 blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[70], 0, 262144], [this.act[72], 0, 262144], [this.act[312], 0, 256]]); // 1102: %1435 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[312], 0, 256], [this.grads, 28928, 256]]); // 1103: %1436 param37.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[69], 0, 262144], [this.act[72], 0, 262144]]); // 1104: %1438 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[69], 0, 262144]]); // 1105: %1439 blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[55], 0, 262144], [this.act[72], 0, 262144]]); // 1106: %1440 blocks.1.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 1107: %1441 blocks.1.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[73], 0, 262144], [this.act[312], 0, 256]]); // 1108: %1442 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28672, 256], [this.act[279], 0, 256]]); // 1109: %1444 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[279], 0, 256], [this.act[69], 0, 262144], [this.act[73], 0, 262144]]); // 1110: %1445 blocks.1.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[312], 0, 256], [this.grads, 28672, 256]]); // 1111: %1446 param36.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[79], 0, 262144], [this.act[73], 0, 262144], [this.act[69], 0, 262144]]); // 1112: %1447 blocks.1.attn.norm.mul2.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[75], 0, 262144], [this.act[73], 0, 262144]]); // 1113: %1448 blocks.1.attn.permute0.grad.permute0 stdlib.mt:33
-    group("permute_10_8x8", [[this.params, 28416, 256], [this.act[312], 0, 256]]); // 1114: %1451 blocks.1.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[73], 0, 262144], [this.act[312], 0, 256], [this.act[75], 0, 262144]]); // 1115: %1452 blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[68], 0, 262144], [this.act[79], 0, 262144]]); // 1116: %1453 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[79], 0, 262144], [this.act[73], 0, 262144], [this.act[312], 0, 256]]); // 1117: %1454 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[312], 0, 256], [this.grads, 28416, 256]]); // 1118: %1455 param35.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[67], 0, 262144], [this.act[73], 0, 262144]]); // 1119: %1457 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[75], 0, 262144], [this.act[73], 0, 262144], [this.act[67], 0, 262144]]); // 1120: %1458 blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[55], 0, 262144], [this.act[73], 0, 262144]]); // 1121: %1459 blocks.1.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[67], 0, 262144], [this.act[73], 0, 262144], [this.act[55], 0, 262144]]); // 1122: %1460 blocks.1.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[312], 0, 256]]); // 1123: %1461 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28160, 256], [this.act[281], 0, 256]]); // 1124: %1463 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[281], 0, 256], [this.act[67], 0, 262144], [this.act[55], 0, 262144]]); // 1125: %1464 blocks.1.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[312], 0, 256], [this.grads, 28160, 256]]); // 1126: %1465 param34.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.act[67], 0, 262144]]); // 1127: %1466 blocks.1.attn.norm.mul2.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[67], 0, 262144], [this.params, 27904, 256], [this.act[55], 0, 262144]]); // 1128: %1467 blocks.1.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[67], 0, 262144], [this.act[64], 0, 262144], [this.act[69], 0, 262144]]); // 1129: %1468 blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[69], 0, 262144], [this.act[312], 0, 256]]); // 1130: %1469 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[312], 0, 256], [this.grads, 27904, 256]]); // 1131: %1471 param33.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[55], 0, 262144], [this.act[66], 0, 4096], [this.act[69], 0, 262144]]); // 1132: %1472 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144]]); // 1133: %1473 blocks.1.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[64], 0, 262144], [this.act[176], 0, 4096]]); // 1134: %1474 blocks.1.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144]]); // 1135: %1475 blocks.0.think.add5.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1136: %1476 blocks.1.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 1137: %1477 blocks.1.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 1138: %1478 blocks.1.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 1139: %1479 blocks.1.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 1140: %1480 blocks.1.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 1141: %1481 blocks.1.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[69], 0, 262144]]); // 1142: %1482 blocks.1.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[65], 0, 262144], [this.act[221], 0, 262144]]); // 1143: %1483 blocks.1.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[65], 0, 262144], [this.act[55], 0, 262144]]); // 1144: %1484 blocks.1.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[221], 0, 262144], [this.act[65], 0, 262144]]); // 1145: %1485 blocks.0.think.add5.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[55], 0, 262144], [this.act[221], 0, 262144]]); // 1146: %1486 blocks.0.think.add5.grad.add2 stdlib.mt:9
-    group("dropout_p0p1_k1_16x64x8x8", [[this.act[221], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 1147: %1487 blocks.0.think.dropout0.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[60], 0, 262144], [this.act[65], 0, 262144]]); // 1148: %1488 blocks.0.think.mul3.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[65], 0, 262144], [this.act[231], 0, 4096]]); // 1149: %1489 blocks.0.think.mul3.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[55], 0, 262144], [this.act[62], 0, 4096], [this.act[65], 0, 262144]]); // 1150: %1490 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[61], 0, 262144], [this.act[60], 0, 262144]]); // 1151: %1491 blocks.0.think.mul2.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[60], 0, 262144], [this.act[121], 0, 4096]]); // 1152: %1492 blocks.0.think.mul2.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[55], 0, 262144], [this.act[8], 0, 4096], [this.act[60], 0, 262144]]); // 1153: %1493 blocks.0.think.mul2.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[60], 0, 262144], [this.act[55], 0, 262144]]); // 1154: %1494 blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[62], 0, 4096], [this.act[176], 0, 4096]]); // 1155: %1495 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[62], 0, 4096], [this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1156: %1496 blocks.0.think.sigmoid1.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1157: %1497 blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[176], 0, 4096], [this.act[140], 0, 4]]); // 1158: %1498 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[195], 0, 4], [this.act[140], 0, 4], [this.grads, 27648, 4]]); // 1159: %1500 param32.grad.add0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[61], 0, 262144]]); // 1160: %1501 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[61], 0, 262144], [this.act[28], 0, 262144], [this.act[64], 0, 262144]]); // 1161: %1502 blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[64], 0, 262144], [this.act[312], 0, 256]]); // 1162: %1503 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[61], 0, 262144], [this.params, 27392, 256], [this.act[64], 0, 262144]]); // 1163: %1505 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[284], 0, 256], [this.act[312], 0, 256], [this.grads, 27392, 256]]); // 1164: %1506 param31.grad.add0 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[61], 0, 262144]]); // 1165: %1507 blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[8], 0, 4096], [this.act[176], 0, 4096]]); // 1166: %1508 blocks.0.think.sigmoid0.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[8], 0, 4096], [this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1167: %1509 blocks.0.think.sigmoid0.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[121], 0, 4096], [this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1168: %1510 blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[176], 0, 4096], [this.act[140], 0, 4]]); // 1169: %1511 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[265], 0, 4], [this.act[140], 0, 4], [this.grads, 27136, 4]]); // 1170: %1513 param30.grad.add0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[64], 0, 262144]]); // 1171: %1514 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[28], 0, 262144], [this.act[55], 0, 262144]]); // 1172: %1515 blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[312], 0, 256]]); // 1173: %1516 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[64], 0, 262144], [this.params, 26880, 256], [this.act[55], 0, 262144]]); // 1174: %1518 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[285], 0, 256], [this.act[312], 0, 256], [this.grads, 26880, 256]]); // 1175: %1519 param29.grad.add0 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[61], 0, 262144], [this.act[55], 0, 262144], [this.act[64], 0, 262144]]); // 1176: %1520 blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[59], 0, 32768], [this.act[114], 0, 32768]]); // 1177: %1521 blocks.0.think.matmul4.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[65], 0, 262144], [this.act[114], 0, 32768], [this.act[59], 0, 32768]]); // 1178: %1522 blocks.0.think.matmul4.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[57], 0, 32768], [this.act[114], 0, 32768]]); // 1179: %1523 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[114], 0, 32768], [this.act[65], 0, 262144], [this.act[57], 0, 32768]]); // 1180: %1524 blocks.0.think.matmul4.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[57], 0, 32768], [this.act[114], 0, 32768]]); // 1181: %1525 blocks.0.think.permute0.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26368, 32], [this.act[313], 0, 32]]); // 1182: %1527 blocks.0.think.matmul3.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[114], 0, 32768], [this.act[313], 0, 32], [this.act[65], 0, 262144]]); // 1183: %1528 blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[28], 0, 262144], [this.act[55], 0, 262144]]); // 1184: %1529 blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[55], 0, 262144], [this.act[114], 0, 32768], [this.act[313], 0, 32]]); // 1185: %1530 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[286], 0, 32], [this.act[313], 0, 32], [this.grads, 26368, 32]]); // 1186: %1531 param27.grad.add0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[65], 0, 262144], [this.act[55], 0, 262144]]); // 1187: %1533 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26624, 32], [this.act[313], 0, 32]]); // 1188: %1535 blocks.0.think.matmul2.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[59], 0, 32768], [this.act[313], 0, 32], [this.act[65], 0, 262144]]); // 1189: %1536 blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[28], 0, 262144], [this.act[64], 0, 262144]]); // 1190: %1537 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[64], 0, 262144], [this.act[59], 0, 32768], [this.act[313], 0, 32]]); // 1191: %1538 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[287], 0, 32], [this.act[313], 0, 32], [this.grads, 26624, 32]]); // 1192: %1539 param28.grad.add0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144]]); // 1193: %1541 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[56], 0, 262144], [this.act[65], 0, 262144]]); // 1194: %1542 blocks.0.think.matmul1.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[60], 0, 262144], [this.act[65], 0, 262144], [this.act[56], 0, 262144]]); // 1195: %1543 blocks.0.think.matmul1.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[42], 0, 262144], [this.act[65], 0, 262144]]); // 1196: %1544 blocks.0.think.matmul1.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[60], 0, 262144], [this.act[42], 0, 262144]]); // 1197: %1545 blocks.0.think.matmul1.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[42], 0, 262144], [this.act[29], 0, 4], [this.act[60], 0, 262144]]); // 1198: %1548 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[42], 0, 262144], [this.act[54], 0, 262144], [this.act[65], 0, 262144]]); // 1199: %1549 blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[65], 0, 262144], [this.act[140], 0, 4]]); // 1200: %1550 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25856, 256], [this.act[312], 0, 256]]); // 1201: %1553 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[60], 0, 262144], [this.act[312], 0, 256], [this.act[65], 0, 262144]]); // 1202: %1554 blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[53], 0, 262144], [this.act[54], 0, 262144]]); // 1203: %1555 blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[54], 0, 262144], [this.act[60], 0, 262144], [this.act[312], 0, 256]]); // 1204: %1556 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[312], 0, 256], [this.grads, 25856, 256]]); // 1205: %1557 param25.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[52], 0, 262144], [this.act[60], 0, 262144]]); // 1206: %1559 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[60], 0, 262144], [this.act[52], 0, 262144]]); // 1207: %1560 blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[51], 0, 262144], [this.act[60], 0, 262144]]); // 1208: %1561 blocks.0.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[52], 0, 262144], [this.act[60], 0, 262144], [this.act[51], 0, 262144]]); // 1209: %1562 blocks.0.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[51], 0, 262144], [this.act[312], 0, 256]]); // 1210: %1563 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25600, 256], [this.act[289], 0, 256]]); // 1211: %1565 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[289], 0, 256], [this.act[52], 0, 262144], [this.act[51], 0, 262144]]); // 1212: %1566 blocks.0.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[312], 0, 256], [this.grads, 25600, 256]]); // 1213: %1567 param24.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[51], 0, 262144], [this.act[50], 0, 262144], [this.act[52], 0, 262144]]); // 1214: %1568 blocks.0.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[50], 0, 262144]]); // 1215: %1569 blocks.0.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25344, 256], [this.act[312], 0, 256]]); // 1216: %1571 blocks.0.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[50], 0, 262144], [this.act[312], 0, 256], [this.act[47], 0, 262144]]); // 1217: %1572 blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[49], 0, 262144], [this.act[51], 0, 262144]]); // 1218: %1573 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[51], 0, 262144], [this.act[50], 0, 262144], [this.act[312], 0, 256]]); // 1219: %1574 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[312], 0, 256], [this.grads, 25344, 256]]); // 1220: %1575 param23.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[48], 0, 262144], [this.act[50], 0, 262144]]); // 1221: %1577 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[50], 0, 262144], [this.act[48], 0, 262144]]); // 1222: %1578 blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[50], 0, 262144]]); // 1223: %1579 blocks.0.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[48], 0, 262144], [this.act[50], 0, 262144], [this.act[47], 0, 262144]]); // 1224: %1580 blocks.0.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[47], 0, 262144], [this.act[312], 0, 256]]); // 1225: %1581 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25088, 256], [this.act[291], 0, 256]]); // 1226: %1583 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[291], 0, 256], [this.act[48], 0, 262144], [this.act[47], 0, 262144]]); // 1227: %1584 blocks.0.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[312], 0, 256], [this.grads, 25088, 256]]); // 1228: %1585 param22.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144]]); // 1229: %1586 blocks.0.think.norm.mul2.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[46], 0, 262144], [this.act[47], 0, 262144]]); // 1230: %1587 blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[52], 0, 262144], [this.act[47], 0, 262144], [this.act[46], 0, 262144]]); // 1231: %1588 blocks.0.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24832, 256], [this.act[312], 0, 256]]); // 1232: %1590 blocks.0.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[46], 0, 262144], [this.act[312], 0, 256], [this.act[47], 0, 262144]]); // 1233: %1591 blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[45], 0, 262144], [this.act[52], 0, 262144]]); // 1234: %1592 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[52], 0, 262144], [this.act[46], 0, 262144], [this.act[312], 0, 256]]); // 1235: %1593 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[312], 0, 256], [this.grads, 24832, 256]]); // 1236: %1594 param21.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[44], 0, 262144], [this.act[46], 0, 262144]]); // 1237: %1596 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[46], 0, 262144], [this.act[44], 0, 262144]]); // 1238: %1597 blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[46], 0, 262144]]); // 1239: %1598 blocks.0.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[44], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144]]); // 1240: %1599 blocks.0.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[47], 0, 262144], [this.act[312], 0, 256]]); // 1241: %1600 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24576, 256], [this.act[293], 0, 256]]); // 1242: %1602 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[293], 0, 256], [this.act[44], 0, 262144], [this.act[47], 0, 262144]]); // 1243: %1603 blocks.0.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[312], 0, 256], [this.grads, 24576, 256]]); // 1244: %1604 param20.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[48], 0, 262144], [this.act[47], 0, 262144], [this.act[44], 0, 262144]]); // 1245: %1605 blocks.0.think.norm.mul2.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[47], 0, 262144]]); // 1246: %1606 blocks.0.think.matmul0.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[56], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144]]); // 1247: %1607 blocks.0.think.matmul0.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[43], 0, 262144], [this.act[47], 0, 262144]]); // 1248: %1608 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[56], 0, 262144], [this.act[43], 0, 262144]]); // 1249: %1609 blocks.0.think.matmul0.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[44], 0, 262144], [this.act[43], 0, 262144], [this.act[56], 0, 262144]]); // 1250: %1610 blocks.0.think.norm.mul2.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[48], 0, 262144], [this.act[29], 0, 4], [this.act[43], 0, 262144]]); // 1251: %1613 blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[48], 0, 262144], [this.act[41], 0, 262144], [this.act[44], 0, 262144]]); // 1252: %1614 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[44], 0, 262144], [this.act[29], 0, 4]]); // 1253: %1615 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[29], 0, 4], [this.act[265], 0, 4]]); // 1254: %1617 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24320, 256], [this.act[312], 0, 256]]); // 1255: %1619 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[43], 0, 262144], [this.act[312], 0, 256], [this.act[44], 0, 262144]]); // 1256: %1620 blocks.0.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[40], 0, 262144], [this.act[41], 0, 262144]]); // 1257: %1621 blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[41], 0, 262144], [this.act[43], 0, 262144], [this.act[312], 0, 256]]); // 1258: %1622 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[312], 0, 256], [this.grads, 24320, 256]]); // 1259: %1623 param19.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[39], 0, 262144], [this.act[43], 0, 262144]]); // 1260: %1625 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[44], 0, 262144], [this.act[43], 0, 262144], [this.act[39], 0, 262144]]); // 1261: %1626 blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[38], 0, 262144], [this.act[43], 0, 262144]]); // 1262: %1627 blocks.0.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[39], 0, 262144], [this.act[43], 0, 262144], [this.act[38], 0, 262144]]); // 1263: %1628 blocks.0.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[38], 0, 262144], [this.act[312], 0, 256]]); // 1264: %1629 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24064, 256], [this.act[295], 0, 256]]); // 1265: %1631 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[295], 0, 256], [this.act[39], 0, 262144], [this.act[38], 0, 262144]]); // 1266: %1632 blocks.0.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[312], 0, 256], [this.grads, 24064, 256]]); // 1267: %1633 param18.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[37], 0, 262144], [this.act[39], 0, 262144]]); // 1268: %1634 blocks.0.think.delta.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[37], 0, 262144]]); // 1269: %1635 blocks.0.think.delta.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23808, 256], [this.act[312], 0, 256]]); // 1270: %1637 blocks.0.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[37], 0, 262144], [this.act[312], 0, 256], [this.act[34], 0, 262144]]); // 1271: %1638 blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[36], 0, 262144], [this.act[38], 0, 262144]]); // 1272: %1639 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[38], 0, 262144], [this.act[37], 0, 262144], [this.act[312], 0, 256]]); // 1273: %1640 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[312], 0, 256], [this.grads, 23808, 256]]); // 1274: %1641 param17.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[35], 0, 262144], [this.act[37], 0, 262144]]); // 1275: %1643 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[37], 0, 262144], [this.act[35], 0, 262144]]); // 1276: %1644 blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[37], 0, 262144]]); // 1277: %1645 blocks.0.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[37], 0, 262144], [this.act[34], 0, 262144]]); // 1278: %1646 blocks.0.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[34], 0, 262144], [this.act[312], 0, 256]]); // 1279: %1647 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23552, 256], [this.act[298], 0, 256]]); // 1280: %1649 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[298], 0, 256], [this.act[35], 0, 262144], [this.act[34], 0, 262144]]); // 1281: %1650 blocks.0.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[312], 0, 256], [this.grads, 23552, 256]]); // 1282: %1651 param16.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[56], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144]]); // 1283: %1652 blocks.0.think.norm.mul2.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[33], 0, 262144], [this.act[34], 0, 262144]]); // 1284: %1653 blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[39], 0, 262144], [this.act[34], 0, 262144], [this.act[33], 0, 262144]]); // 1285: %1654 blocks.0.think.delta.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23296, 256], [this.act[312], 0, 256]]); // 1286: %1656 blocks.0.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[33], 0, 262144], [this.act[312], 0, 256], [this.act[34], 0, 262144]]); // 1287: %1657 blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[32], 0, 262144], [this.act[39], 0, 262144]]); // 1288: %1658 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[39], 0, 262144], [this.act[33], 0, 262144], [this.act[312], 0, 256]]); // 1289: %1659 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[312], 0, 256], [this.grads, 23296, 256]]); // 1290: %1660 param15.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[31], 0, 262144], [this.act[33], 0, 262144]]); // 1291: %1662 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[33], 0, 262144], [this.act[31], 0, 262144]]); // 1292: %1663 blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[33], 0, 262144]]); // 1293: %1664 blocks.0.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[31], 0, 262144], [this.act[33], 0, 262144], [this.act[28], 0, 262144]]); // 1294: %1665 blocks.0.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[28], 0, 262144], [this.act[312], 0, 256]]); // 1295: %1666 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23040, 256], [this.act[300], 0, 256]]); // 1296: %1668 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[300], 0, 256], [this.act[31], 0, 262144], [this.act[28], 0, 262144]]); // 1297: %1669 blocks.0.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[312], 0, 256], [this.grads, 23040, 256]]); // 1298: %1670 param14.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[28], 0, 262144], [this.act[31], 0, 262144]]); // 1299: %1671 blocks.0.think.norm.mul2.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[29], 0, 4]]); // 1300: %1672 blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[265], 0, 4], [this.act[29], 0, 4], [this.act[140], 0, 4]]); // 1301: %1673 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[288], 0, 4], [this.act[140], 0, 4], [this.grads, 26112, 4]]); // 1302: %1674 param26.grad.add0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[31], 0, 262144], [this.params, 22784, 256], [this.act[28], 0, 262144]]); // 1303: %1675 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[31], 0, 262144], [this.act[25], 0, 262144], [this.act[35], 0, 262144]]); // 1304: %1676 blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[35], 0, 262144], [this.act[312], 0, 256]]); // 1305: %1677 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[312], 0, 256], [this.grads, 22784, 256]]); // 1306: %1679 param13.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[28], 0, 262144], [this.act[27], 0, 4096], [this.act[35], 0, 262144]]); // 1307: %1680 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[28], 0, 262144], [this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 1308: %1681 blocks.0.think.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[25], 0, 262144], [this.act[176], 0, 4096]]); // 1309: %1682 blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[35], 0, 262144], [this.act[25], 0, 262144]]); // 1310: %1683 blocks.0.attn.add0.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[27], 0, 4096], [this.act[66], 0, 4096]]); // 1311: %1684 blocks.0.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[27], 0, 4096], [this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1312: %1685 blocks.0.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[121], 0, 4096], [this.act[66], 0, 4096]]); // 1313: %1686 blocks.0.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1314: %1687 blocks.0.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[66], 0, 4096]]); // 1315: %1688 blocks.0.think.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1316: %1689 blocks.0.think.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[121], 0, 4096], [this.act[35], 0, 262144]]); // 1317: %1690 blocks.0.think.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[221], 0, 262144]]); // 1318: %1691 blocks.0.think.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[28], 0, 262144]]); // 1319: %1692 blocks.0.think.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[25], 0, 262144], [this.act[221], 0, 262144], [this.act[26], 0, 262144]]); // 1320: %1693 blocks.0.attn.add0.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[28], 0, 262144], [this.act[221], 0, 262144]]); // 1321: %1694 blocks.0.attn.add0.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 22528, 256], [this.act[312], 0, 256]]); // 1322: %1696 blocks.0.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[221], 0, 262144], [this.act[312], 0, 256], [this.act[28], 0, 262144]]); // 1323: %1697 blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[24], 0, 262144], [this.act[26], 0, 262144]]); // 1324: %1698 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[26], 0, 262144], [this.act[221], 0, 262144], [this.act[312], 0, 256]]); // 1325: %1699 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[312], 0, 256], [this.grads, 22528, 256]]); // 1326: %1700 param12.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[17], 0, 262144], [this.act[26], 0, 262144]]); // 1327: %1702 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[28], 0, 262144], [this.act[26], 0, 262144], [this.act[17], 0, 262144]]); // 1328: %1703 blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[23], 0, 262144], [this.act[26], 0, 262144]]); // 1329: %1704 blocks.0.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[17], 0, 262144], [this.act[26], 0, 262144], [this.act[23], 0, 262144]]); // 1330: %1705 blocks.0.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[23], 0, 262144], [this.act[312], 0, 256]]); // 1331: %1706 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 22272, 256], [this.act[303], 0, 256]]); // 1332: %1708 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[303], 0, 256], [this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 1333: %1709 blocks.0.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[312], 0, 256], [this.grads, 22272, 256]]); // 1334: %1710 param11.grad.add0 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[23], 0, 262144], [this.act[17], 0, 262144]]); // 1335: %1712 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    group("permute_0132_16x2x64x32", [[this.act[20], 0, 262144], [this.act[23], 0, 262144]]); // 1336: %1713 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.act[276], 0, 524288]]); // 1337: %1714 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("permute_0132_16x2x64x64", [[this.act[21], 0, 524288], [this.act[275], 0, 524288]]); // 1338: %1715 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[275], 0, 524288], [this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 1339: %1716 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("dropout_p0p1_k0_16x2x64x64", [[this.act[276], 0, 524288], [this.act[275], 0, 524288], [this.step, 0, 16]]); // 1340: %1717 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[275], 0, 524288], [this.act[22], 0, 524288], [this.act[276], 0, 524288]]); // 1341: %1718 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:37
-    group("sum_a3_16x2x64x64", [[this.act[276], 0, 524288], [this.act[277], 0, 8192]]); // 1342: %1719 blocks.0.attn.softmax0.grad.sum0 stdlib.mt:37
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[275], 0, 524288], [this.act[277], 0, 8192], [this.act[276], 0, 524288]]); // 1343: %1720 blocks.0.attn.softmax0.grad.sub0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[22], 0, 524288], [this.act[276], 0, 524288], [this.act[275], 0, 524288]]); // 1344: %1721 blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[275], 0, 524288], [this.act[276], 0, 524288]]); // 1345: %1722 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[276], 0, 524288], [this.act[275], 0, 524288]]); // 1346: %1723 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[19], 0, 262144], [this.act[17], 0, 262144]]); // 1347: %1724 blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[275], 0, 524288], [this.act[17], 0, 262144], [this.act[19], 0, 262144]]); // 1348: %1725 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("permute_0132_16x2x64x32", [[this.act[14], 0, 262144], [this.act[17], 0, 262144]]); // 1349: %1726 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[17], 0, 262144], [this.act[275], 0, 524288], [this.act[14], 0, 262144]]); // 1350: %1727 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[14], 0, 262144], [this.act[17], 0, 262144]]); // 1351: %1728 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
-    group("permute_0213_16x2x64x32", [[this.act[23], 0, 262144], [this.act[14], 0, 262144]]); // 1352: %1729 blocks.0.attn.permute2.grad.permute0 stdlib.mt:35
-    group("permute_10_8x8", [[this.params, 22016, 256], [this.act[312], 0, 256]]); // 1353: %1732 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[14], 0, 262144], [this.act[312], 0, 256], [this.act[23], 0, 262144]]); // 1354: %1733 blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[18], 0, 262144], [this.act[20], 0, 262144]]); // 1355: %1734 blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[20], 0, 262144], [this.act[14], 0, 262144], [this.act[312], 0, 256]]); // 1356: %1735 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[312], 0, 256], [this.grads, 22016, 256]]); // 1357: %1736 param10.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[16], 0, 262144], [this.act[14], 0, 262144]]); // 1358: %1738 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[23], 0, 262144], [this.act[14], 0, 262144], [this.act[16], 0, 262144]]); // 1359: %1739 blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[14], 0, 262144]]); // 1360: %1740 blocks.0.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[16], 0, 262144], [this.act[14], 0, 262144], [this.act[23], 0, 262144]]); // 1361: %1741 blocks.0.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[23], 0, 262144], [this.act[312], 0, 256]]); // 1362: %1742 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21760, 256], [this.act[305], 0, 256]]); // 1363: %1744 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[305], 0, 256], [this.act[16], 0, 262144], [this.act[23], 0, 262144]]); // 1364: %1745 blocks.0.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[312], 0, 256], [this.grads, 21760, 256]]); // 1365: %1746 param9.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[17], 0, 262144], [this.act[16], 0, 262144]]); // 1366: %1747 blocks.0.attn.permute1.grad.permute0 stdlib.mt:34
-    group("permute_10_8x8", [[this.params, 21504, 256], [this.act[312], 0, 256]]); // 1367: %1750 blocks.0.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[16], 0, 262144], [this.act[312], 0, 256], [this.act[17], 0, 262144]]); // 1368: %1751 blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[15], 0, 262144], [this.act[14], 0, 262144]]); // 1369: %1752 blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[14], 0, 262144], [this.act[16], 0, 262144], [this.act[312], 0, 256]]); // 1370: %1753 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[307], 0, 256], [this.act[312], 0, 256], [this.grads, 21504, 256]]); // 1371: %1754 param8.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[13], 0, 262144], [this.act[16], 0, 262144]]); // 1372: %1756 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[17], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144]]); // 1373: %1757 blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[16], 0, 262144]]); // 1374: %1758 blocks.0.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[17], 0, 262144]]); // 1375: %1759 blocks.0.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[17], 0, 262144], [this.act[312], 0, 256]]); // 1376: %1760 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21248, 256], [this.act[307], 0, 256]]); // 1377: %1762 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[307], 0, 256], [this.act[13], 0, 262144], [this.act[17], 0, 262144]]); // 1378: %1763 blocks.0.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[308], 0, 256], [this.act[312], 0, 256], [this.grads, 21248, 256]]); // 1379: %1764 param7.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[23], 0, 262144], [this.act[17], 0, 262144], [this.act[13], 0, 262144]]); // 1380: %1765 blocks.0.attn.norm.mul2.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[19], 0, 262144], [this.act[17], 0, 262144]]); // 1381: %1766 blocks.0.attn.permute0.grad.permute0 stdlib.mt:33
-    group("permute_10_8x8", [[this.params, 20992, 256], [this.act[312], 0, 256]]); // 1382: %1769 blocks.0.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[17], 0, 262144], [this.act[312], 0, 256], [this.act[19], 0, 262144]]); // 1383: %1770 blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[12], 0, 262144], [this.act[23], 0, 262144]]); // 1384: %1771 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[23], 0, 262144], [this.act[17], 0, 262144], [this.act[312], 0, 256]]); // 1385: %1772 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[309], 0, 256], [this.act[312], 0, 256], [this.grads, 20992, 256]]); // 1386: %1773 param6.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[11], 0, 262144], [this.act[17], 0, 262144]]); // 1387: %1775 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[19], 0, 262144], [this.act[17], 0, 262144], [this.act[11], 0, 262144]]); // 1388: %1776 blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[17], 0, 262144]]); // 1389: %1777 blocks.0.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[11], 0, 262144], [this.act[17], 0, 262144], [this.act[10], 0, 262144]]); // 1390: %1778 blocks.0.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[10], 0, 262144], [this.act[312], 0, 256]]); // 1391: %1779 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 20736, 256], [this.act[309], 0, 256]]); // 1392: %1781 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[309], 0, 256], [this.act[11], 0, 262144], [this.act[10], 0, 262144]]); // 1393: %1782 blocks.0.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[310], 0, 256], [this.act[312], 0, 256], [this.grads, 20736, 256]]); // 1394: %1783 param5.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144]]); // 1395: %1784 blocks.0.attn.norm.mul2.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[11], 0, 262144], [this.params, 20480, 256], [this.act[10], 0, 262144]]); // 1396: %1785 blocks.0.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[11], 0, 262144], [this.act[4], 0, 262144], [this.act[13], 0, 262144]]); // 1397: %1786 blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[13], 0, 262144], [this.act[312], 0, 256]]); // 1398: %1787 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[311], 0, 256], [this.act[312], 0, 256], [this.grads, 20480, 256]]); // 1399: %1789 param4.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[10], 0, 262144], [this.act[9], 0, 4096], [this.act[13], 0, 262144]]); // 1400: %1790 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[10], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144]]); // 1401: %1791 blocks.0.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[4], 0, 262144], [this.act[121], 0, 4096]]); // 1402: %1792 blocks.0.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[13], 0, 262144], [this.act[4], 0, 262144]]); // 1403: %1793 embed.add0.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[9], 0, 4096], [this.act[66], 0, 4096]]); // 1404: %1794 blocks.0.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[9], 0, 4096], [this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1405: %1795 blocks.0.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1406: %1796 blocks.0.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1407: %1797 blocks.0.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1408: %1798 blocks.0.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1409: %1799 blocks.0.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[13], 0, 262144]]); // 1410: %1800 blocks.0.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[7], 0, 262144], [this.act[221], 0, 262144]]); // 1411: %1801 blocks.0.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[7], 0, 262144], [this.act[10], 0, 262144]]); // 1412: %1802 blocks.0.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[4], 0, 262144], [this.act[221], 0, 262144], [this.act[7], 0, 262144]]); // 1413: %1803 embed.add0.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[10], 0, 262144], [this.act[221], 0, 262144]]); // 1414: %1804 embed.add0.grad.add2 stdlib.mt:9
-    group("sum_a0_16x64x8x8", [[this.act[221], 0, 262144], [this.act[6], 0, 16384]]); // 1415: %1805 embed.add0.grad.sum0 stdlib.mt:96
-    group("affine_s0p1_b0_64x8x8", [[this.act[6], 0, 16384], [this.act[5], 0, 16384]]); // 1416: %1807 embed.affine0.grad.affine0 stdlib.mt:96
-    group("permute_021_64x1x8", [[this.act[3], 0, 2048], [this.act[314], 0, 2048]]); // 1417: %1808 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("matmul_64x8x8_64x8x1", [[this.act[5], 0, 16384], [this.act[314], 0, 2048], [this.act[3], 0, 2048]]); // 1418: %1809 embed.matmul1.grad.matmul0 stdlib.mt:96
-    group("permute_021_64x8x1", [[this.act[2], 0, 2048], [this.act[314], 0, 2048]]); // 1419: %1810 embed.matmul1.grad.permute1 stdlib.mt:96
-    group("matmul_64x1x8_64x8x8", [[this.act[314], 0, 2048], [this.act[5], 0, 16384], [this.act[2], 0, 2048]]); // 1420: %1811 embed.matmul1.grad.matmul1 stdlib.mt:96
-    group("permute_0132_16x64x1x8", [[this.act[1], 0, 32768], [this.act[59], 0, 32768]]); // 1421: %1812 embed.matmul0.grad.permute0 stdlib.mt:96
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[221], 0, 262144], [this.act[59], 0, 32768], [this.act[1], 0, 32768]]); // 1422: %1813 embed.matmul0.grad.matmul0 stdlib.mt:96
-    group("permute_0132_16x64x8x1", [[this.act[0], 0, 32768], [this.act[59], 0, 32768]]); // 1423: %1814 embed.matmul0.grad.permute1 stdlib.mt:96
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[59], 0, 32768], [this.act[221], 0, 262144], [this.act[0], 0, 32768]]); // 1424: %1815 embed.matmul0.grad.matmul1 stdlib.mt:96
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[2], 0, 2048], [this.grads, 18432, 2048]]); // 1425: %1817 embed.slice1.grad.pad0 stdlib.mt:95
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[3], 0, 2048], [this.grads, 16384, 2048]]); // 1426: %1819 embed.slice0.grad.pad0 stdlib.mt:94
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[0], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 1427: %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[1], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 1428: %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    group("affine_s1_b0_8x8", [[this.act[248], 0, 256], [this.grads, 35328, 256]]); // 1429: %1824 norm_final.g.grad.affine0 stdlib.mt:7
-    group("affine_s1_b0_32x8", [[this.act[245], 0, 1024], [this.grads, 35584, 1024]]); // 1430: %1825 head.U.grad.affine0 stdlib.mt:102
-    group("affine_s1_b0_32x8", [[this.act[243], 0, 1024], [this.grads, 36608, 1024]]); // 1431: %1826 head.V.grad.affine0 stdlib.mt:103
-    group("affine_s1_b0_256x32", [[this.act[223], 0, 32768], [this.grads, 37632, 32768]]); // 1432: %1827 head.W_out.grad.affine0 stdlib.mt:104
-    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 1433: gradient norm, partial sums
-    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 1434: gradient norm
-    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 1435: AdamW update
-    this.outputs = { loss: [this.act[235], 0, 4], logits: [this.act[233], 0, 1048576], observations: { ["residual"]: [[this.act[120], 0, 262144], [this.act[230], 0, 262144]] } };
+    group("slice_ax0_at0_64x8_to_64x8", [[this.params, 16384, 2048], [this.act[0], 0, 2048]]); // 0: %72 embed.slice0 stdlib.mt:94
+    group("slice_ax0_at0_64x8_to_64x8", [[this.params, 18432, 2048], [this.act[1], 0, 2048]]); // 1: %74 embed.slice1 stdlib.mt:95
+    group("matmul_64x8x1_64x1x8", [[this.act[0], 0, 2048], [this.act[1], 0, 2048], [this.act[2], 0, 16384]]); // 2: %77 embed.matmul1 stdlib.mt:96
+    group("affine_s0p1_b0_64x8x8", [[this.act[2], 0, 16384], [this.act[3], 0, 16384]]); // 3: %78 embed.affine0 stdlib.mt:96
+    group("fused_12ops_e33672a183", [[this.params, 0, 70400], [this.tokens, 0, 4096], [this.act[3], 0, 16384], [this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 4: %68 embed.gather0 stdlib.mt:92
+    group("fused_7ops_1b1b3fcf5b", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 5: %86 blocks.0.attn.norm.mul2 stdlib.mt:9
+    group("permute_0213_16x64x2x32", [[this.act[12], 0, 262144], [this.act[13], 0, 262144]]); // 6: %93 blocks.0.attn.permute0 stdlib.mt:33
+    group("fused_6ops_b281e8428a", [[this.params, 21248, 49152], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 7: %94 blocks.0.attn.k.matmul0 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[15], 0, 262144], [this.act[16], 0, 262144]]); // 8: %100 blocks.0.attn.permute1 stdlib.mt:34
+    group("fused_6ops_9c0c464cdb", [[this.params, 21760, 48640], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: %101 blocks.0.attn.v.matmul0 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[18], 0, 262144], [this.act[19], 0, 262144]]); // 10: %107 blocks.0.attn.permute2 stdlib.mt:35
+    group("fused_1ops_a6e3260ac3", [[this.act[16], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 11: %108 blocks.0.attn.permute3 stdlib.mt:36
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[13], 0, 262144], [this.act[18], 0, 262144], [this.act[20], 0, 524288]]); // 12: %109 blocks.0.attn.matmul0 stdlib.mt:36
+    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 13: %110 blocks.0.attn.affine0 stdlib.mt:36
+    group("causal_mask_fminf_16x2x64x64", [[this.act[21], 0, 524288], [this.act[20], 0, 524288]]); // 14: %111 blocks.0.attn.causal_mask0 stdlib.mt:37
+    group("fused_2ops_8be8dc7ae8", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.act[22], 0, 524288], [this.step, 0, 16]]); // 15: %112 blocks.0.attn.softmax0 stdlib.mt:37
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[22], 0, 524288], [this.act[19], 0, 262144], [this.act[16], 0, 262144]]); // 16: %114 blocks.0.attn.matmul1 stdlib.mt:38
+    group("fused_13ops_198d3fb54e", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[16], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.step, 0, 16]]); // 17: %115 blocks.0.attn.permute4 stdlib.mt:38
+    group("fused_6ops_8be4b4d573", [[this.params, 22784, 47616], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 18: %128 blocks.0.think.norm.mul1 stdlib.mt:9
+    group("fused_8ops_745972c6a3", [[this.params, 23296, 47104], [this.act[28], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 19: %135 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 24064, 46336], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 20: %143 blocks.0.think.delta.mul0 stdlib.mt:49
+    group("fused_6ops_de30427ed2", [[this.params, 24576, 45824], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 21: %149 blocks.0.think.delta.mul1 stdlib.mt:49
+    group("fused_8ops_745972c6a3", [[this.params, 24832, 45568], [this.act[28], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 22: %155 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 25600, 44800], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 23: %163 blocks.0.think.gamma.mul0 stdlib.mt:49
+    group("fused_4ops_1512e32d6e", [[this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[42], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 24: %169 blocks.0.think.gamma.mul1 stdlib.mt:49
+    group("fused_11ops_3395ec0dcd", [[this.params, 26368, 44032], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 4096], [this.step, 0, 16]]); // 25: %173 blocks.0.think.matmul2 stdlib.mt:70
+    group("fused_6ops_c4e3617a2d", [[this.params, 27392, 43008], [this.act[28], 0, 262144], [this.act[55], 0, 262144], [this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 26: %184 blocks.0.think.mul1 stdlib.mt:72
+    group("fused_10ops_1bd4cd7d9f", [[this.act[26], 0, 262144], [this.act[60], 0, 262144], [this.act[62], 0, 4096], [this.act[64], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 27: %190 blocks.0.think.mul3 stdlib.mt:73
+    group("fused_7ops_1b1b3fcf5b", [[this.params, 27904, 42496], [this.act[66], 0, 262144], [this.act[64], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 28: %200 blocks.1.attn.norm.mul2 stdlib.mt:9
+    group("permute_0213_16x64x2x32", [[this.act[69], 0, 262144], [this.act[70], 0, 262144]]); // 29: %207 blocks.1.attn.permute0 stdlib.mt:33
+    group("fused_6ops_b281e8428a", [[this.params, 28672, 41728], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 30: %208 blocks.1.attn.k.matmul0 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 31: %214 blocks.1.attn.permute1 stdlib.mt:34
+    group("fused_6ops_9c0c464cdb", [[this.params, 29184, 41216], [this.act[64], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 32: %215 blocks.1.attn.v.matmul0 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[75], 0, 262144], [this.act[76], 0, 262144]]); // 33: %221 blocks.1.attn.permute2 stdlib.mt:35
+    group("fused_1ops_a6e3260ac3", [[this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 34: %222 blocks.1.attn.permute3 stdlib.mt:36
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[70], 0, 262144], [this.act[75], 0, 262144], [this.act[20], 0, 524288]]); // 35: %223 blocks.1.attn.matmul0 stdlib.mt:36
+    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.step, 0, 16]]); // 36: %224 blocks.1.attn.affine0 stdlib.mt:36
+    group("causal_mask_fminf_16x2x64x64", [[this.act[77], 0, 524288], [this.act[20], 0, 524288]]); // 37: %225 blocks.1.attn.causal_mask0 stdlib.mt:37
+    group("fused_2ops_94efe5e865", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.act[78], 0, 524288], [this.step, 0, 16]]); // 38: %226 blocks.1.attn.softmax0 stdlib.mt:37
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[78], 0, 524288], [this.act[76], 0, 262144], [this.act[73], 0, 262144]]); // 39: %228 blocks.1.attn.matmul1 stdlib.mt:38
+    group("fused_13ops_198d3fb54e", [[this.params, 29696, 40704], [this.act[55], 0, 262144], [this.act[73], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 262144], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 40: %229 blocks.1.attn.permute4 stdlib.mt:38
+    group("fused_6ops_8be4b4d573", [[this.params, 30208, 40192], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.step, 0, 16]]); // 41: %242 blocks.1.think.norm.mul1 stdlib.mt:9
+    group("fused_8ops_745972c6a3", [[this.params, 30720, 39680], [this.act[84], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 42: %249 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 31488, 38912], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.step, 0, 16]]); // 43: %257 blocks.1.think.delta.mul0 stdlib.mt:49
+    group("fused_6ops_de30427ed2", [[this.params, 32000, 38400], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.step, 0, 16]]); // 44: %263 blocks.1.think.delta.mul1 stdlib.mt:49
+    group("fused_8ops_745972c6a3", [[this.params, 32256, 38144], [this.act[84], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 45: %269 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 33024, 37376], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 46: %277 blocks.1.think.gamma.mul0 stdlib.mt:49
+    group("fused_4ops_1512e32d6e", [[this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[98], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 47: %283 blocks.1.think.gamma.mul1 stdlib.mt:49
+    group("fused_11ops_3395ec0dcd", [[this.params, 33792, 36608], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[115], 0, 32768], [this.act[116], 0, 262144], [this.act[117], 0, 4096], [this.step, 0, 16]]); // 48: %287 blocks.1.think.matmul2 stdlib.mt:70
+    group("fused_6ops_c4e3617a2d", [[this.params, 34816, 35584], [this.act[84], 0, 262144], [this.act[111], 0, 262144], [this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 49: %298 blocks.1.think.mul1 stdlib.mt:72
+    group("fused_10ops_edd470fd40", [[this.act[82], 0, 262144], [this.act[116], 0, 262144], [this.act[118], 0, 4096], [this.act[120], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 50: %304 blocks.1.think.mul3 stdlib.mt:73
+    group("fused_7ops_1b1b3fcf5b", [[this.params, 20480, 49920], [this.act[122], 0, 262144], [this.act[120], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 51: %314 blocks.0.attn.norm.mul5 stdlib.mt:9
+    group("permute_0213_16x64x2x32", [[this.act[125], 0, 262144], [this.act[126], 0, 262144]]); // 52: %321 blocks.0.attn.permute5 stdlib.mt:33
+    group("fused_6ops_b281e8428a", [[this.params, 21248, 49152], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 53: %322 blocks.0.attn.k.matmul2 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[128], 0, 262144], [this.act[129], 0, 262144]]); // 54: %328 blocks.0.attn.permute6 stdlib.mt:34
+    group("fused_6ops_9c0c464cdb", [[this.params, 21760, 48640], [this.act[120], 0, 262144], [this.act[128], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 55: %329 blocks.0.attn.v.matmul2 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[131], 0, 262144], [this.act[132], 0, 262144]]); // 56: %335 blocks.0.attn.permute7 stdlib.mt:35
+    group("fused_1ops_a6e3260ac3", [[this.act[129], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 57: %336 blocks.0.attn.permute8 stdlib.mt:36
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[126], 0, 262144], [this.act[131], 0, 262144], [this.act[20], 0, 524288]]); // 58: %337 blocks.0.attn.matmul2 stdlib.mt:36
+    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.step, 0, 16]]); // 59: %338 blocks.0.attn.affine1 stdlib.mt:36
+    group("causal_mask_fminf_16x2x64x64", [[this.act[133], 0, 524288], [this.act[20], 0, 524288]]); // 60: %339 blocks.0.attn.causal_mask1 stdlib.mt:37
+    group("fused_2ops_8bb6995af2", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.act[134], 0, 524288], [this.step, 0, 16]]); // 61: %340 blocks.0.attn.softmax1 stdlib.mt:37
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[134], 0, 524288], [this.act[132], 0, 262144], [this.act[129], 0, 262144]]); // 62: %342 blocks.0.attn.matmul3 stdlib.mt:38
+    group("fused_13ops_198d3fb54e", [[this.params, 22272, 48128], [this.act[111], 0, 262144], [this.act[129], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 63: %343 blocks.0.attn.permute9 stdlib.mt:38
+    group("fused_6ops_8be4b4d573", [[this.params, 22784, 47616], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 64: %356 blocks.0.think.norm.mul4 stdlib.mt:9
+    group("fused_8ops_745972c6a3", [[this.params, 23296, 47104], [this.act[140], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 65: %363 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 24064, 46336], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 66: %371 blocks.0.think.delta.mul2 stdlib.mt:49
+    group("fused_6ops_de30427ed2", [[this.params, 24576, 45824], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 67: %377 blocks.0.think.delta.mul3 stdlib.mt:49
+    group("fused_8ops_745972c6a3", [[this.params, 24832, 45568], [this.act[140], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.step, 0, 16]]); // 68: %383 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 25600, 44800], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 69: %391 blocks.0.think.gamma.mul2 stdlib.mt:49
+    group("fused_4ops_1512e32d6e", [[this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[154], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 70: %397 blocks.0.think.gamma.mul3 stdlib.mt:49
+    group("fused_11ops_3395ec0dcd", [[this.params, 26368, 44032], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[171], 0, 32768], [this.act[172], 0, 262144], [this.act[173], 0, 4096], [this.step, 0, 16]]); // 71: %401 blocks.0.think.matmul7 stdlib.mt:70
+    group("fused_6ops_c4e3617a2d", [[this.params, 27392, 43008], [this.act[140], 0, 262144], [this.act[167], 0, 262144], [this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 72: %412 blocks.0.think.mul5 stdlib.mt:72
+    group("fused_10ops_3c8446ed91", [[this.act[138], 0, 262144], [this.act[172], 0, 262144], [this.act[174], 0, 4096], [this.act[176], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[178], 0, 262144], [this.step, 0, 16]]); // 73: %418 blocks.0.think.mul7 stdlib.mt:73
+    group("fused_7ops_1b1b3fcf5b", [[this.params, 27904, 42496], [this.act[178], 0, 262144], [this.act[176], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 74: %428 blocks.1.attn.norm.mul5 stdlib.mt:9
+    group("permute_0213_16x64x2x32", [[this.act[181], 0, 262144], [this.act[182], 0, 262144]]); // 75: %435 blocks.1.attn.permute5 stdlib.mt:33
+    group("fused_6ops_b281e8428a", [[this.params, 28672, 41728], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 76: %436 blocks.1.attn.k.matmul2 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[184], 0, 262144], [this.act[185], 0, 262144]]); // 77: %442 blocks.1.attn.permute6 stdlib.mt:34
+    group("fused_6ops_9c0c464cdb", [[this.params, 29184, 41216], [this.act[176], 0, 262144], [this.act[184], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 78: %443 blocks.1.attn.v.matmul2 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[187], 0, 262144], [this.act[188], 0, 262144]]); // 79: %449 blocks.1.attn.permute7 stdlib.mt:35
+    group("fused_1ops_a6e3260ac3", [[this.act[185], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 80: %450 blocks.1.attn.permute8 stdlib.mt:36
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[182], 0, 262144], [this.act[187], 0, 262144], [this.act[20], 0, 524288]]); // 81: %451 blocks.1.attn.matmul2 stdlib.mt:36
+    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.step, 0, 16]]); // 82: %452 blocks.1.attn.affine1 stdlib.mt:36
+    group("causal_mask_fminf_16x2x64x64", [[this.act[189], 0, 524288], [this.act[20], 0, 524288]]); // 83: %453 blocks.1.attn.causal_mask1 stdlib.mt:37
+    group("fused_2ops_bf2d5bd5b2", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.act[190], 0, 524288], [this.step, 0, 16]]); // 84: %454 blocks.1.attn.softmax1 stdlib.mt:37
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[190], 0, 524288], [this.act[188], 0, 262144], [this.act[185], 0, 262144]]); // 85: %456 blocks.1.attn.matmul3 stdlib.mt:38
+    group("fused_13ops_198d3fb54e", [[this.params, 29696, 40704], [this.act[167], 0, 262144], [this.act[185], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 86: %457 blocks.1.attn.permute9 stdlib.mt:38
+    group("fused_6ops_8be4b4d573", [[this.params, 30208, 40192], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.step, 0, 16]]); // 87: %470 blocks.1.think.norm.mul4 stdlib.mt:9
+    group("fused_8ops_745972c6a3", [[this.params, 30720, 39680], [this.act[196], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.step, 0, 16]]); // 88: %477 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 31488, 38912], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 89: %485 blocks.1.think.delta.mul2 stdlib.mt:49
+    group("fused_6ops_de30427ed2", [[this.params, 32000, 38400], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 90: %491 blocks.1.think.delta.mul3 stdlib.mt:49
+    group("fused_8ops_745972c6a3", [[this.params, 32256, 38144], [this.act[196], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 91: %497 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 33024, 37376], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 92: %505 blocks.1.think.gamma.mul2 stdlib.mt:49
+    group("fused_4ops_1512e32d6e", [[this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[210], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.step, 0, 16]]); // 93: %511 blocks.1.think.gamma.mul3 stdlib.mt:49
+    group("fused_11ops_3395ec0dcd", [[this.params, 33792, 36608], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[227], 0, 32768], [this.act[228], 0, 262144], [this.act[229], 0, 4096], [this.step, 0, 16]]); // 94: %515 blocks.1.think.matmul7 stdlib.mt:70
+    group("fused_6ops_c4e3617a2d", [[this.params, 34816, 35584], [this.act[196], 0, 262144], [this.act[223], 0, 262144], [this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 95: %526 blocks.1.think.mul5 stdlib.mt:72
+    group("fused_10ops_e2110cdb1b", [[this.act[194], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 4096], [this.act[232], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 96: %532 blocks.1.think.mul7 stdlib.mt:73
+    group("fused_1ops_e2a2b66d6c", [[this.params, 35328, 35072], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 97: %542 norm_final.mul2 stdlib.mt:9
+    group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[232], 0, 262144], [this.act[235], 0, 1048576]]); // 98: %543 head.matmul0 stdlib.mt:106
+    group("fused_2ops_ad30155e7e", [[this.params, 36608, 33792], [this.act[235], 0, 1048576], [this.act[236], 0, 131072], [this.step, 0, 16]]); // 99: %544 head.mul0 stdlib.mt:106
+    group("matmul_256x32_16x64x32x1", [[this.params, 37632, 32768], [this.act[236], 0, 131072], [this.act[237], 0, 1048576]]); // 100: %546 head.matmul1 stdlib.mt:107
+    group("cross_entropy_16x64x256_16x64i", [[this.act[237], 0, 1048576], [this.targets, 0, 4096], [this.act[238], 0, 4]]); // 101: %548 loss.cross_entropy0 matrix_thinker.mt:46
+    group("fused_6ops_fb1aa4ac4e", [[this.targets, 0, 4096], [this.act[237], 0, 1048576], [this.act[239], 0, 1048576], [this.step, 0, 16]]); // 102: %550 loss.cross_entropy0.grad.softmax0 matrix_thinker.mt:46
+    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", [[this.act[239], 0, 1048576], [this.act[236], 0, 131072], [this.act[240], 0, 32768]]); // 103: %558 head.matmul1.grad.sum0 stdlib.mt:107
+    group("permute_10_256x32", [[this.params, 37632, 32768], [this.act[241], 0, 32768]]); // 104: %560 head.matmul1.grad.permute1 stdlib.mt:107
+    group("matmul_32x256_16x64x256x1", [[this.act[241], 0, 32768], [this.act[239], 0, 1048576], [this.act[236], 0, 131072]]); // 105: %561 head.matmul1.grad.matmul1 stdlib.mt:107
+    group("fused_3ops_a25da1dcf7", [[this.params, 36608, 33792], [this.act[235], 0, 1048576], [this.act[236], 0, 131072], [this.act[239], 0, 1048576], [this.act[242], 0, 1048576], [this.step, 0, 16]]); // 106: %562 head.sum0.grad.expand0 stdlib.mt:106
+    group("sum_a01_16x64x32x8", [[this.act[242], 0, 1048576], [this.act[243], 0, 1024]]); // 107: %565 head.mul0.grad.sum0 stdlib.mt:106
+    group("contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[239], 0, 1048576], [this.act[232], 0, 262144], [this.act[244], 0, 1024]]); // 108: %569 head.matmul0.grad.sum0 stdlib.mt:106
+    group("fused_1ops_9ceb6e9d77", [[this.params, 35584, 34816], [this.act[245], 0, 1024], [this.step, 0, 16]]); // 109: %571 head.matmul0.grad.permute1 stdlib.mt:106
+    group("matmul_8x32_16x64x32x8", [[this.act[245], 0, 1024], [this.act[239], 0, 1048576], [this.act[232], 0, 262144]]); // 110: %572 head.matmul0.grad.matmul1 stdlib.mt:106
+    group("fused_2ops_f17440cbbb", [[this.params, 35328, 35072], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.act[246], 0, 262144], [this.act[247], 0, 262144], [this.step, 0, 16]]); // 111: %573 norm_final.mul2.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[247], 0, 262144], [this.act[248], 0, 256]]); // 112: %575 norm_final.mul2.grad.sum0 stdlib.mt:9
+    group("fused_17ops_5258cdc6d7", [[this.act[228], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[246], 0, 262144], [this.act[247], 0, 262144], [this.act[232], 0, 262144], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 113: %577 norm_final.mul1.grad.mul0 stdlib.mt:9
+    group("fused_5ops_ad00f751b5", [[this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.act[246], 0, 262144], [this.act[233], 0, 4096], [this.act[228], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 114: %594 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
+    group("fused_3ops_068e496b13", [[this.act[230], 0, 4096], [this.act[249], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 115: %599 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[251], 0, 4]]); // 116: %602 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_82a5835e66", [[this.act[196], 0, 262144], [this.act[250], 0, 4096], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 117: %604 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[231], 0, 262144], [this.act[252], 0, 256]]); // 118: %606 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_b94007d905", [[this.params, 34816, 35584], [this.act[229], 0, 4096], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 119: %608 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[253], 0, 4]]); // 120: %613 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_94817482d7", [[this.act[196], 0, 262144], [this.act[250], 0, 4096], [this.act[232], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 121: %615 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[234], 0, 262144], [this.act[254], 0, 256]]); // 122: %617 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_fca0968df6", [[this.params, 34304, 36096], [this.act[227], 0, 32768], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.act[234], 0, 262144], [this.act[241], 0, 32768], [this.step, 0, 16]]); // 123: %619 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
+    group("fused_7ops_973b81dba5", [[this.params, 33792, 36608], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[246], 0, 262144], [this.act[227], 0, 32768], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 124: %623 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[255], 0, 32]]); // 125: %630 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("fused_4ops_de5186fd52", [[this.params, 34048, 36352], [this.act[234], 0, 262144], [this.act[241], 0, 32768], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 126: %632 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
+    group("fused_1ops_02b920d313", [[this.act[224], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 127: %636 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[232], 0, 262144], [this.act[227], 0, 32768], [this.act[256], 0, 32]]); // 128: %637 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_5ops_635579a41a", [[this.act[210], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 262144], [this.act[231], 0, 262144], [this.act[246], 0, 262144], [this.act[232], 0, 262144], [this.act[224], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 129: %639 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
+    group("fused_2ops_1730e0d43d", [[this.act[197], 0, 4], [this.act[221], 0, 262144], [this.act[234], 0, 262144], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 130: %646 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[231], 0, 262144], [this.act[257], 0, 4]]); // 131: %648 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 33280, 37120], [this.act[220], 0, 262144], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 132: %651 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[234], 0, 262144], [this.act[246], 0, 262144], [this.act[258], 0, 256]]); // 133: %654 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 134: %656 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[246], 0, 262144], [this.act[218], 0, 262144], [this.act[259], 0, 256]]); // 135: %660 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 32768, 37632], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[246], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 136: %662 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[216], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 137: %669 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[260], 0, 256]]); // 138: %670 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 139: %672 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[231], 0, 262144], [this.act[196], 0, 262144], [this.act[261], 0, 256]]); // 140: %676 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 32256, 38144], [this.act[213], 0, 262144], [this.act[232], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 141: %678 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[212], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 142: %686 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[231], 0, 262144], [this.act[215], 0, 262144], [this.act[262], 0, 256]]); // 143: %687 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[211], 0, 262144], [this.act[246], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 144: %689 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[215], 0, 262144], [this.act[196], 0, 262144], [this.act[263], 0, 256]]); // 145: %693 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_9c806ba1e6", [[this.params, 32000, 38400], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[246], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 146: %695 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_4ops_a23b7168cc", [[this.act[197], 0, 4], [this.act[209], 0, 262144], [this.act[224], 0, 262144], [this.act[246], 0, 262144], [this.act[211], 0, 262144], [this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 147: %700 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
+    group("fused_1ops_46c0b229b4", [[this.act[208], 0, 262144], [this.act[211], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 148: %706 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[246], 0, 262144], [this.act[197], 0, 4]]); // 149: %707 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[257], 0, 4], [this.act[197], 0, 4], [this.act[264], 0, 4]]); // 150: %709 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 31744, 38656], [this.act[207], 0, 262144], [this.act[219], 0, 262144], [this.act[246], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 151: %711 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[211], 0, 262144], [this.act[219], 0, 262144], [this.act[265], 0, 256]]); // 152: %714 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[206], 0, 262144], [this.act[246], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 153: %716 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[266], 0, 256]]); // 154: %720 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 31232, 39168], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[246], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 155: %722 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[203], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 156: %729 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[219], 0, 262144], [this.act[246], 0, 262144], [this.act[267], 0, 256]]); // 157: %730 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 158: %732 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[246], 0, 262144], [this.act[196], 0, 262144], [this.act[268], 0, 256]]); // 159: %736 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 30720, 39680], [this.act[200], 0, 262144], [this.act[215], 0, 262144], [this.act[205], 0, 262144], [this.act[246], 0, 262144], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 160: %738 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[199], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 161: %746 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[246], 0, 262144], [this.act[202], 0, 262144], [this.act[269], 0, 256]]); // 162: %747 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[198], 0, 262144], [this.act[219], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 163: %749 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[270], 0, 256]]); // 164: %753 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_0bbc388eb3", [[this.params, 30464, 39936], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.step, 0, 16]]); // 165: %755 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("binary_mul_s_s", [[this.act[264], 0, 4], [this.act[197], 0, 4], [this.act[257], 0, 4]]); // 166: %759 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_f17440cbbb", [[this.params, 30208, 40192], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 167: %760 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[206], 0, 262144], [this.act[271], 0, 256]]); // 168: %762 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_bbfc3bbd87", [[this.params, 29952, 40448], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[247], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[196], 0, 262144], [this.act[185], 0, 262144], [this.step, 0, 16]]); // 169: %764 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
+    group("fused_1ops_cfcdd64937", [[this.act[193], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 170: %782 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[272], 0, 256]]); // 171: %783 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[192], 0, 262144], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 172: %785 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.act[273], 0, 256]]); // 173: %789 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_7cca0bbdbc", [[this.params, 29696, 40704], [this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 174: %791 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[191], 0, 262144], [this.act[196], 0, 262144]]); // 175: %794 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
+    group("fused_1ops_cc9f92de88", [[this.act[188], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 176: %795 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.act[20], 0, 524288]]); // 177: %796 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
+    group("fused_1ops_47f5f88d7b", [[this.act[190], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 178: %797 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[274], 0, 524288], [this.act[196], 0, 262144], [this.act[191], 0, 262144]]); // 179: %798 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
+    group("fused_5ops_3cf4f0a1d5", [[this.act[189], 0, 524288], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 180: %799 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
+    group("causal_mask_f0_16x2x64x64", [[this.act[274], 0, 524288], [this.act[20], 0, 524288]]); // 181: %804 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
+    group("fused_2ops_47f2aae676", [[this.act[187], 0, 262144], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 182: %805 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[274], 0, 524288], [this.act[196], 0, 262144], [this.act[187], 0, 262144]]); // 183: %807 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
+    group("fused_1ops_a6e3260ac3", [[this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 184: %808 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[196], 0, 262144], [this.act[274], 0, 524288], [this.act[182], 0, 262144]]); // 185: %809 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
+    group("fused_7ops_9b56bc9662", [[this.params, 29440, 40960], [this.act[186], 0, 262144], [this.act[191], 0, 262144], [this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 186: %810 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
+    group("matmul_8x8192_8192x8", [[this.act[192], 0, 262144], [this.act[188], 0, 262144], [this.act[275], 0, 256]]); // 187: %817 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 188: %819 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[188], 0, 262144], [this.act[176], 0, 262144], [this.act[276], 0, 256]]); // 189: %823 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_0816ee8de5", [[this.params, 28928, 41472], [this.act[183], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 190: %825 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[182], 0, 262144], [this.act[184], 0, 262144], [this.act[277], 0, 256]]); // 191: %833 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[181], 0, 262144], [this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 192: %835 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[176], 0, 262144], [this.act[278], 0, 256]]); // 193: %839 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe3afec744", [[this.params, 28416, 41984], [this.act[187], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 194: %841 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[180], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 195: %849 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[184], 0, 262144], [this.act[181], 0, 262144], [this.act[279], 0, 256]]); // 196: %850 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 197: %852 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[280], 0, 256]]); // 198: %856 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_09dc3d6959", [[this.params, 27904, 42496], [this.act[178], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 199: %858 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[182], 0, 262144], [this.act[281], 0, 256]]); // 200: %863 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_b98f3b8252", [[this.act[172], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 201: %865 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    group("fused_5ops_ad00f751b5", [[this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 202: %883 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
+    group("fused_3ops_068e496b13", [[this.act[174], 0, 4096], [this.act[195], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 203: %888 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[197], 0, 4]]); // 204: %891 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_82a5835e66", [[this.act[140], 0, 262144], [this.act[250], 0, 4096], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 205: %893 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[175], 0, 262144], [this.act[282], 0, 256]]); // 206: %895 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_b94007d905", [[this.params, 27392, 43008], [this.act[173], 0, 4096], [this.act[177], 0, 4096], [this.act[167], 0, 262144], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 207: %897 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[264], 0, 4]]); // 208: %902 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_94817482d7", [[this.act[140], 0, 262144], [this.act[250], 0, 4096], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 209: %904 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[167], 0, 262144], [this.act[283], 0, 256]]); // 210: %906 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_fca0968df6", [[this.params, 26880, 43520], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.step, 0, 16]]); // 211: %908 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
+    group("fused_7ops_973b81dba5", [[this.params, 26368, 44032], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[176], 0, 262144], [this.act[171], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 212: %912 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[284], 0, 32]]); // 213: %919 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("fused_4ops_de5186fd52", [[this.params, 26624, 43776], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 214: %921 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
+    group("fused_1ops_02b920d313", [[this.act[168], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 215: %925 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[181], 0, 262144], [this.act[171], 0, 32768], [this.act[285], 0, 32]]); // 216: %926 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_5ops_635579a41a", [[this.act[154], 0, 262144], [this.act[166], 0, 262144], [this.act[206], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[168], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 217: %928 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
+    group("fused_2ops_1730e0d43d", [[this.act[141], 0, 4], [this.act[165], 0, 262144], [this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 218: %935 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[286], 0, 4]]); // 219: %937 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 25856, 44544], [this.act[164], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 220: %940 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[287], 0, 256]]); // 221: %943 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 222: %945 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[288], 0, 256]]); // 223: %949 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 25344, 45056], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 224: %951 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[160], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 225: %958 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[289], 0, 256]]); // 226: %959 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 227: %961 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[140], 0, 262144], [this.act[290], 0, 256]]); // 228: %965 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 24832, 45568], [this.act[157], 0, 262144], [this.act[181], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 229: %967 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[156], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 230: %975 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[159], 0, 262144], [this.act[291], 0, 256]]); // 231: %976 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.act[159], 0, 262144], [this.step, 0, 16]]); // 232: %978 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[159], 0, 262144], [this.act[140], 0, 262144], [this.act[292], 0, 256]]); // 233: %982 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_9c806ba1e6", [[this.params, 24576, 45824], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 234: %984 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_4ops_a23b7168cc", [[this.act[141], 0, 4], [this.act[153], 0, 262144], [this.act[168], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 235: %989 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
+    group("fused_1ops_46c0b229b4", [[this.act[152], 0, 262144], [this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 236: %995 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[176], 0, 262144], [this.act[141], 0, 4]]); // 237: %996 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[286], 0, 4], [this.act[141], 0, 4], [this.act[293], 0, 4]]); // 238: %998 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 24320, 46080], [this.act[151], 0, 262144], [this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 239: %1000 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[155], 0, 262144], [this.act[163], 0, 262144], [this.act[294], 0, 256]]); // 240: %1003 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 241: %1005 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[295], 0, 256]]); // 242: %1009 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 23808, 46592], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 243: %1011 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[147], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 244: %1018 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[296], 0, 256]]); // 245: %1019 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 246: %1021 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[176], 0, 262144], [this.act[140], 0, 262144], [this.act[297], 0, 256]]); // 247: %1025 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 23296, 47104], [this.act[144], 0, 262144], [this.act[159], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 248: %1027 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[143], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 249: %1035 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[176], 0, 262144], [this.act[146], 0, 262144], [this.act[298], 0, 256]]); // 250: %1036 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[142], 0, 262144], [this.act[163], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 251: %1038 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[299], 0, 256]]); // 252: %1042 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_0bbc388eb3", [[this.params, 23040, 47360], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.step, 0, 16]]); // 253: %1044 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("binary_mul_s_s", [[this.act[293], 0, 4], [this.act[141], 0, 4], [this.act[286], 0, 4]]); // 254: %1048 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_f17440cbbb", [[this.params, 22784, 47616], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 255: %1049 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[150], 0, 262144], [this.act[300], 0, 256]]); // 256: %1051 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_bbfc3bbd87", [[this.params, 22528, 47872], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[182], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[140], 0, 262144], [this.act[129], 0, 262144], [this.step, 0, 16]]); // 257: %1053 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
+    group("fused_1ops_cfcdd64937", [[this.act[137], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 258: %1071 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[301], 0, 256]]); // 259: %1072 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[136], 0, 262144], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 260: %1074 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.act[302], 0, 256]]); // 261: %1078 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_7cca0bbdbc", [[this.params, 22272, 48128], [this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 262: %1080 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[135], 0, 262144], [this.act[140], 0, 262144]]); // 263: %1083 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
+    group("fused_1ops_cc9f92de88", [[this.act[132], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 264: %1084 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.act[274], 0, 524288]]); // 265: %1085 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
+    group("fused_1ops_47f5f88d7b", [[this.act[134], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 266: %1086 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.act[135], 0, 262144]]); // 267: %1087 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
+    group("fused_5ops_6c7c733d2f", [[this.act[133], 0, 524288], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 268: %1088 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
+    group("causal_mask_f0_16x2x64x64", [[this.act[20], 0, 524288], [this.act[274], 0, 524288]]); // 269: %1093 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
+    group("fused_2ops_47f2aae676", [[this.act[131], 0, 262144], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 270: %1094 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.act[131], 0, 262144]]); // 271: %1096 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
+    group("fused_1ops_a6e3260ac3", [[this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 272: %1097 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[140], 0, 262144], [this.act[20], 0, 524288], [this.act[126], 0, 262144]]); // 273: %1098 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
+    group("fused_7ops_9b56bc9662", [[this.params, 22016, 48384], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 274: %1099 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
+    group("matmul_8x8192_8192x8", [[this.act[136], 0, 262144], [this.act[132], 0, 262144], [this.act[303], 0, 256]]); // 275: %1106 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 276: %1108 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[132], 0, 262144], [this.act[120], 0, 262144], [this.act[304], 0, 256]]); // 277: %1112 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_0816ee8de5", [[this.params, 21504, 48896], [this.act[127], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 278: %1114 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[126], 0, 262144], [this.act[128], 0, 262144], [this.act[305], 0, 256]]); // 279: %1122 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[125], 0, 262144], [this.act[136], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 280: %1124 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[128], 0, 262144], [this.act[120], 0, 262144], [this.act[306], 0, 256]]); // 281: %1128 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe3afec744", [[this.params, 20992, 49408], [this.act[131], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 282: %1130 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[124], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 283: %1138 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[128], 0, 262144], [this.act[125], 0, 262144], [this.act[307], 0, 256]]); // 284: %1139 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[123], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 285: %1141 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[308], 0, 256]]); // 286: %1145 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_09dc3d6959", [[this.params, 20480, 49920], [this.act[122], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 287: %1147 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[126], 0, 262144], [this.act[309], 0, 256]]); // 288: %1152 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_e85ccd577b", [[this.act[116], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 289: %1154 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    group("fused_5ops_ad00f751b5", [[this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 290: %1172 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
+    group("fused_3ops_068e496b13", [[this.act[118], 0, 4096], [this.act[139], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 291: %1177 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[141], 0, 4]]); // 292: %1180 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    group("binary_add_s_s", [[this.act[251], 0, 4], [this.act[141], 0, 4], [this.grads, 35072, 4]]); // 293: %1182 param61.grad.add0 stdlib.mt:72
+    group("fused_2ops_82a5835e66", [[this.act[84], 0, 262144], [this.act[250], 0, 4096], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 294: %1183 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[119], 0, 262144], [this.act[310], 0, 256]]); // 295: %1185 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    group("binary_add_8x8_8x8", [[this.act[252], 0, 256], [this.act[310], 0, 256], [this.grads, 34816, 256]]); // 296: %1188 param60.grad.add0 stdlib.mt:72
+    group("fused_5ops_b94007d905", [[this.params, 34816, 35584], [this.act[117], 0, 4096], [this.act[121], 0, 4096], [this.act[116], 0, 262144], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 297: %1187 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[141], 0, 4]]); // 298: %1193 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    group("binary_add_s_s", [[this.act[253], 0, 4], [this.act[141], 0, 4], [this.grads, 34560, 4]]); // 299: %1195 param59.grad.add0 stdlib.mt:71
+    group("fused_2ops_94817482d7", [[this.act[84], 0, 262144], [this.act[250], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 300: %1196 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[116], 0, 262144], [this.act[310], 0, 256]]); // 301: %1198 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    group("binary_add_8x8_8x8", [[this.act[254], 0, 256], [this.act[310], 0, 256], [this.grads, 34304, 256]]); // 302: %1201 param58.grad.add0 stdlib.mt:71
+    group("fused_4ops_fca0968df6", [[this.params, 34304, 36096], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.step, 0, 16]]); // 303: %1200 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
+    group("fused_7ops_973b81dba5", [[this.params, 33792, 36608], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[120], 0, 262144], [this.act[115], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 304: %1205 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[311], 0, 32]]); // 305: %1212 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[255], 0, 32], [this.act[311], 0, 32], [this.grads, 33792, 32]]); // 306: %1213 param56.grad.add0 stdlib.mt:70
+    group("fused_4ops_de5186fd52", [[this.params, 34048, 36352], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 307: %1215 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
+    group("fused_1ops_02b920d313", [[this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 308: %1219 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[125], 0, 262144], [this.act[115], 0, 32768], [this.act[311], 0, 32]]); // 309: %1220 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[256], 0, 32], [this.act[311], 0, 32], [this.grads, 34048, 32]]); // 310: %1221 param57.grad.add0 stdlib.mt:70
+    group("fused_5ops_635579a41a", [[this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[150], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[112], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 311: %1223 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
+    group("fused_2ops_1730e0d43d", [[this.act[85], 0, 4], [this.act[109], 0, 262144], [this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 312: %1230 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[119], 0, 262144], [this.act[141], 0, 4]]); // 313: %1232 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 33280, 37120], [this.act[108], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 314: %1235 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[310], 0, 256]]); // 315: %1238 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[258], 0, 256], [this.act[310], 0, 256], [this.grads, 33280, 256]]); // 316: %1239 param54.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 317: %1241 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[310], 0, 256]]); // 318: %1245 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[259], 0, 256], [this.act[310], 0, 256], [this.grads, 33024, 256]]); // 319: %1249 param53.grad.add0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 32768, 37632], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 320: %1247 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[104], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 321: %1255 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[310], 0, 256]]); // 322: %1256 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[260], 0, 256], [this.act[310], 0, 256], [this.grads, 32768, 256]]); // 323: %1257 param52.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 324: %1259 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 325: %1263 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[310], 0, 256], [this.grads, 32512, 256]]); // 326: %1267 param51.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 32256, 38144], [this.act[101], 0, 262144], [this.act[125], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 327: %1265 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[100], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 328: %1274 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[103], 0, 262144], [this.act[310], 0, 256]]); // 329: %1275 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[310], 0, 256], [this.grads, 32256, 256]]); // 330: %1276 param50.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 331: %1278 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[103], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 332: %1282 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[310], 0, 256], [this.grads, 32000, 256]]); // 333: %1286 param49.grad.add0 stdlib.mt:18
+    group("fused_5ops_9c806ba1e6", [[this.params, 32000, 38400], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 334: %1284 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_4ops_a23b7168cc", [[this.act[85], 0, 4], [this.act[97], 0, 262144], [this.act[112], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 335: %1290 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
+    group("fused_1ops_46c0b229b4", [[this.act[96], 0, 262144], [this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 336: %1296 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[120], 0, 262144], [this.act[85], 0, 4]]); // 337: %1297 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[141], 0, 4], [this.act[85], 0, 4], [this.act[253], 0, 4]]); // 338: %1299 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 31744, 38656], [this.act[95], 0, 262144], [this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 339: %1301 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[99], 0, 262144], [this.act[107], 0, 262144], [this.act[310], 0, 256]]); // 340: %1304 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[310], 0, 256], [this.grads, 31744, 256]]); // 341: %1305 param48.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 342: %1307 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[310], 0, 256]]); // 343: %1311 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[310], 0, 256], [this.grads, 31488, 256]]); // 344: %1315 param47.grad.add0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 31232, 39168], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 345: %1313 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[91], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 346: %1321 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[310], 0, 256]]); // 347: %1322 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[310], 0, 256], [this.grads, 31232, 256]]); // 348: %1323 param46.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 349: %1325 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[120], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 350: %1329 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[310], 0, 256], [this.grads, 30976, 256]]); // 351: %1333 param45.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 30720, 39680], [this.act[88], 0, 262144], [this.act[103], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 352: %1331 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[87], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 353: %1340 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[120], 0, 262144], [this.act[90], 0, 262144], [this.act[310], 0, 256]]); // 354: %1341 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[310], 0, 256], [this.grads, 30720, 256]]); // 355: %1342 param44.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[86], 0, 262144], [this.act[107], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 356: %1344 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 357: %1348 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[310], 0, 256], [this.grads, 30464, 256]]); // 358: %1352 param43.grad.add0 stdlib.mt:18
+    group("fused_4ops_0bbc388eb3", [[this.params, 30464, 39936], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.step, 0, 16]]); // 359: %1350 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("binary_mul_s_s", [[this.act[253], 0, 4], [this.act[85], 0, 4], [this.act[141], 0, 4]]); // 360: %1355 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[257], 0, 4], [this.act[141], 0, 4], [this.grads, 33536, 4]]); // 361: %1356 param55.grad.add0 stdlib.mt:67
+    group("fused_2ops_f17440cbbb", [[this.params, 30208, 40192], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 362: %1357 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[94], 0, 262144], [this.act[310], 0, 256]]); // 363: %1359 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[310], 0, 256], [this.grads, 30208, 256]]); // 364: %1361 param42.grad.add0 stdlib.mt:9
+    group("fused_18ops_bbfc3bbd87", [[this.params, 29952, 40448], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[126], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[84], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 365: %1362 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
+    group("fused_1ops_cfcdd64937", [[this.act[81], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 366: %1380 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 367: %1381 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[310], 0, 256], [this.grads, 29952, 256]]); // 368: %1382 param41.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[80], 0, 262144], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 369: %1384 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.act[310], 0, 256]]); // 370: %1388 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[310], 0, 256], [this.grads, 29696, 256]]); // 371: %1392 param40.grad.add0 stdlib.mt:18
+    group("fused_3ops_7cca0bbdbc", [[this.params, 29696, 40704], [this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 372: %1390 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[79], 0, 262144], [this.act[84], 0, 262144]]); // 373: %1394 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
+    group("fused_1ops_cc9f92de88", [[this.act[76], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 374: %1395 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.act[20], 0, 524288]]); // 375: %1396 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
+    group("fused_1ops_47f5f88d7b", [[this.act[78], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 376: %1397 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[274], 0, 524288], [this.act[84], 0, 262144], [this.act[79], 0, 262144]]); // 377: %1398 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
+    group("fused_5ops_df2501acee", [[this.act[77], 0, 524288], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 378: %1399 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
+    group("causal_mask_f0_16x2x64x64", [[this.act[274], 0, 524288], [this.act[20], 0, 524288]]); // 379: %1404 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
+    group("fused_2ops_47f2aae676", [[this.act[75], 0, 262144], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 380: %1405 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[274], 0, 524288], [this.act[84], 0, 262144], [this.act[75], 0, 262144]]); // 381: %1407 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
+    group("fused_1ops_a6e3260ac3", [[this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 382: %1408 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[84], 0, 262144], [this.act[274], 0, 524288], [this.act[70], 0, 262144]]); // 383: %1409 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
+    group("fused_7ops_9b56bc9662", [[this.params, 29440, 40960], [this.act[74], 0, 262144], [this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[80], 0, 262144], [this.step, 0, 16]]); // 384: %1410 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
+    group("matmul_8x8192_8192x8", [[this.act[80], 0, 262144], [this.act[76], 0, 262144], [this.act[310], 0, 256]]); // 385: %1417 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[310], 0, 256], [this.grads, 29440, 256]]); // 386: %1418 param39.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 387: %1420 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[76], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 388: %1424 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[310], 0, 256], [this.grads, 29184, 256]]); // 389: %1428 param38.grad.add0 stdlib.mt:18
+    group("fused_8ops_0816ee8de5", [[this.params, 28928, 41472], [this.act[71], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 390: %1426 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[70], 0, 262144], [this.act[72], 0, 262144], [this.act[310], 0, 256]]); // 391: %1435 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[310], 0, 256], [this.grads, 28928, 256]]); // 392: %1436 param37.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[69], 0, 262144], [this.act[80], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 393: %1438 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[72], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 394: %1442 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[310], 0, 256], [this.grads, 28672, 256]]); // 395: %1446 param36.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe3afec744", [[this.params, 28416, 41984], [this.act[75], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 396: %1444 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[68], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 397: %1453 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.act[310], 0, 256]]); // 398: %1454 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[310], 0, 256], [this.grads, 28416, 256]]); // 399: %1455 param35.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[67], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 400: %1457 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 401: %1461 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[310], 0, 256], [this.grads, 28160, 256]]); // 402: %1465 param34.grad.add0 stdlib.mt:18
+    group("fused_5ops_09dc3d6959", [[this.params, 27904, 42496], [this.act[66], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 403: %1463 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[70], 0, 262144], [this.act[310], 0, 256]]); // 404: %1469 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[310], 0, 256], [this.grads, 27904, 256]]); // 405: %1471 param33.grad.add0 stdlib.mt:9
+    group("fused_18ops_c41b283b6a", [[this.act[60], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 406: %1472 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    group("fused_5ops_ad00f751b5", [[this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 407: %1490 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
+    group("fused_3ops_068e496b13", [[this.act[62], 0, 4096], [this.act[83], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 408: %1495 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[141], 0, 4]]); // 409: %1498 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    group("binary_add_s_s", [[this.act[197], 0, 4], [this.act[141], 0, 4], [this.grads, 27648, 4]]); // 410: %1500 param32.grad.add0 stdlib.mt:72
+    group("fused_2ops_82a5835e66", [[this.act[28], 0, 262144], [this.act[250], 0, 4096], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 411: %1501 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[63], 0, 262144], [this.act[310], 0, 256]]); // 412: %1503 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[310], 0, 256], [this.grads, 27392, 256]]); // 413: %1506 param31.grad.add0 stdlib.mt:72
+    group("fused_5ops_b94007d905", [[this.params, 27392, 43008], [this.act[61], 0, 4096], [this.act[65], 0, 4096], [this.act[55], 0, 262144], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 414: %1505 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[141], 0, 4]]); // 415: %1511 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    group("binary_add_s_s", [[this.act[264], 0, 4], [this.act[141], 0, 4], [this.grads, 27136, 4]]); // 416: %1513 param30.grad.add0 stdlib.mt:71
+    group("fused_2ops_94817482d7", [[this.act[28], 0, 262144], [this.act[250], 0, 4096], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 417: %1514 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[310], 0, 256]]); // 418: %1516 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[310], 0, 256], [this.grads, 26880, 256]]); // 419: %1519 param29.grad.add0 stdlib.mt:71
+    group("fused_4ops_fca0968df6", [[this.params, 26880, 43520], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 420: %1518 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
+    group("fused_7ops_973b81dba5", [[this.params, 26368, 44032], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[64], 0, 262144], [this.act[59], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 421: %1523 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[311], 0, 32]]); // 422: %1530 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[284], 0, 32], [this.act[311], 0, 32], [this.grads, 26368, 32]]); // 423: %1531 param27.grad.add0 stdlib.mt:70
+    group("fused_4ops_de5186fd52", [[this.params, 26624, 43776], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 424: %1533 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
+    group("fused_1ops_02b920d313", [[this.act[56], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 425: %1537 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[69], 0, 262144], [this.act[59], 0, 32768], [this.act[311], 0, 32]]); // 426: %1538 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[285], 0, 32], [this.act[311], 0, 32], [this.grads, 26624, 32]]); // 427: %1539 param28.grad.add0 stdlib.mt:70
+    group("fused_5ops_635579a41a", [[this.act[42], 0, 262144], [this.act[54], 0, 262144], [this.act[94], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[56], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 428: %1541 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
+    group("fused_2ops_1730e0d43d", [[this.act[29], 0, 4], [this.act[53], 0, 262144], [this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 429: %1548 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[63], 0, 262144], [this.act[141], 0, 4]]); // 430: %1550 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 25856, 44544], [this.act[52], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 431: %1553 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 432: %1556 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[287], 0, 256], [this.act[310], 0, 256], [this.grads, 25856, 256]]); // 433: %1557 param25.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 434: %1559 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[310], 0, 256]]); // 435: %1563 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[310], 0, 256], [this.grads, 25600, 256]]); // 436: %1567 param24.grad.add0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 25344, 45056], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 437: %1565 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[48], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 438: %1573 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[310], 0, 256]]); // 439: %1574 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[310], 0, 256], [this.grads, 25344, 256]]); // 440: %1575 param23.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 441: %1577 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 442: %1581 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[310], 0, 256], [this.grads, 25088, 256]]); // 443: %1585 param22.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 24832, 45568], [this.act[45], 0, 262144], [this.act[69], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 444: %1583 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[44], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 445: %1592 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[47], 0, 262144], [this.act[310], 0, 256]]); // 446: %1593 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[310], 0, 256], [this.grads, 24832, 256]]); // 447: %1594 param21.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.act[47], 0, 262144], [this.step, 0, 16]]); // 448: %1596 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[47], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 449: %1600 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[310], 0, 256], [this.grads, 24576, 256]]); // 450: %1604 param20.grad.add0 stdlib.mt:18
+    group("fused_5ops_9c806ba1e6", [[this.params, 24576, 45824], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 451: %1602 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_4ops_a23b7168cc", [[this.act[29], 0, 4], [this.act[41], 0, 262144], [this.act[56], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 452: %1608 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
+    group("fused_1ops_46c0b229b4", [[this.act[40], 0, 262144], [this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 453: %1614 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[64], 0, 262144], [this.act[29], 0, 4]]); // 454: %1615 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[141], 0, 4], [this.act[29], 0, 4], [this.act[264], 0, 4]]); // 455: %1617 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 24320, 46080], [this.act[39], 0, 262144], [this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 456: %1619 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[43], 0, 262144], [this.act[51], 0, 262144], [this.act[310], 0, 256]]); // 457: %1622 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[310], 0, 256], [this.grads, 24320, 256]]); // 458: %1623 param19.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 459: %1625 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[310], 0, 256]]); // 460: %1629 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[310], 0, 256], [this.grads, 24064, 256]]); // 461: %1633 param18.grad.add0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 23808, 46592], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 462: %1631 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[35], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 463: %1639 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 464: %1640 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[310], 0, 256], [this.grads, 23808, 256]]); // 465: %1641 param17.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 466: %1643 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 467: %1647 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[310], 0, 256], [this.grads, 23552, 256]]); // 468: %1651 param16.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 23296, 47104], [this.act[32], 0, 262144], [this.act[47], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 469: %1649 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[31], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 470: %1658 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[34], 0, 262144], [this.act[310], 0, 256]]); // 471: %1659 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[310], 0, 256], [this.grads, 23296, 256]]); // 472: %1660 param15.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[30], 0, 262144], [this.act[51], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 473: %1662 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 474: %1666 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[310], 0, 256], [this.grads, 23040, 256]]); // 475: %1670 param14.grad.add0 stdlib.mt:18
+    group("fused_4ops_0bbc388eb3", [[this.params, 23040, 47360], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.step, 0, 16]]); // 476: %1668 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("binary_mul_s_s", [[this.act[264], 0, 4], [this.act[29], 0, 4], [this.act[141], 0, 4]]); // 477: %1673 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[286], 0, 4], [this.act[141], 0, 4], [this.grads, 26112, 4]]); // 478: %1674 param26.grad.add0 stdlib.mt:67
+    group("fused_2ops_f17440cbbb", [[this.params, 22784, 47616], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 479: %1675 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[38], 0, 262144], [this.act[310], 0, 256]]); // 480: %1677 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[310], 0, 256], [this.grads, 22784, 256]]); // 481: %1679 param13.grad.add0 stdlib.mt:9
+    group("fused_18ops_bbfc3bbd87", [[this.params, 22528, 47872], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[70], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[28], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 482: %1680 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
+    group("fused_1ops_cfcdd64937", [[this.act[25], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 483: %1698 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 484: %1699 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[310], 0, 256], [this.grads, 22528, 256]]); // 485: %1700 param12.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[24], 0, 262144], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 486: %1702 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.act[310], 0, 256]]); // 487: %1706 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[310], 0, 256], [this.grads, 22272, 256]]); // 488: %1710 param11.grad.add0 stdlib.mt:18
+    group("fused_3ops_7cca0bbdbc", [[this.params, 22272, 48128], [this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 489: %1708 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[23], 0, 262144], [this.act[28], 0, 262144]]); // 490: %1712 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
+    group("fused_1ops_cc9f92de88", [[this.act[19], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 491: %1713 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.act[274], 0, 524288]]); // 492: %1714 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
+    group("fused_1ops_47f5f88d7b", [[this.act[22], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 493: %1715 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.act[23], 0, 262144]]); // 494: %1716 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
+    group("fused_5ops_26ca5d1565", [[this.act[21], 0, 524288], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 495: %1717 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
+    group("causal_mask_f0_16x2x64x64", [[this.act[20], 0, 524288], [this.act[274], 0, 524288]]); // 496: %1722 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
+    group("fused_2ops_47f2aae676", [[this.act[18], 0, 262144], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 497: %1723 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.act[18], 0, 262144]]); // 498: %1725 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
+    group("fused_1ops_a6e3260ac3", [[this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 499: %1726 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[28], 0, 262144], [this.act[20], 0, 524288], [this.act[13], 0, 262144]]); // 500: %1727 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
+    group("fused_7ops_9b56bc9662", [[this.params, 22016, 48384], [this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 501: %1728 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
+    group("matmul_8x8192_8192x8", [[this.act[24], 0, 262144], [this.act[19], 0, 262144], [this.act[310], 0, 256]]); // 502: %1735 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[310], 0, 256], [this.grads, 22016, 256]]); // 503: %1736 param10.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 504: %1738 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[19], 0, 262144], [this.act[9], 0, 262144], [this.act[310], 0, 256]]); // 505: %1742 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[310], 0, 256], [this.grads, 21760, 256]]); // 506: %1746 param9.grad.add0 stdlib.mt:18
+    group("fused_8ops_0816ee8de5", [[this.params, 21504, 48896], [this.act[14], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 507: %1744 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[310], 0, 256]]); // 508: %1753 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[310], 0, 256], [this.grads, 21504, 256]]); // 509: %1754 param8.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[12], 0, 262144], [this.act[24], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 510: %1756 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[310], 0, 256]]); // 511: %1760 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[310], 0, 256], [this.grads, 21248, 256]]); // 512: %1764 param7.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe3afec744", [[this.params, 20992, 49408], [this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 513: %1762 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 514: %1771 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[310], 0, 256]]); // 515: %1772 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[307], 0, 256], [this.act[310], 0, 256], [this.grads, 20992, 256]]); // 516: %1773 param6.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[10], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 517: %1775 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[310], 0, 256]]); // 518: %1779 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[308], 0, 256], [this.act[310], 0, 256], [this.grads, 20736, 256]]); // 519: %1783 param5.grad.add0 stdlib.mt:18
+    group("fused_5ops_09dc3d6959", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 520: %1781 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[13], 0, 262144], [this.act[310], 0, 256]]); // 521: %1787 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[309], 0, 256], [this.act[310], 0, 256], [this.grads, 20480, 256]]); // 522: %1789 param4.grad.add0 stdlib.mt:9
+    group("fused_15ops_42d3aa720c", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[38], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 523: %1790 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    group("sum_a0_16x64x8x8", [[this.act[13], 0, 262144], [this.act[3], 0, 16384]]); // 524: %1805 embed.add0.grad.sum0 stdlib.mt:96
+    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[312], 0, 2048]]); // 525: %1808 embed.matmul1.grad.permute0 stdlib.mt:96
+    group("fused_1ops_df29fea321", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 526: %1807 embed.affine0.grad.affine0 stdlib.mt:96
+    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[312], 0, 2048], [this.act[1], 0, 2048]]); // 527: %1809 embed.matmul1.grad.matmul0 stdlib.mt:96
+    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[312], 0, 2048]]); // 528: %1810 embed.matmul1.grad.permute1 stdlib.mt:96
+    group("matmul_64x1x8_64x8x8", [[this.act[312], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 529: %1811 embed.matmul1.grad.matmul1 stdlib.mt:96
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 530: %1817 embed.slice1.grad.pad0 stdlib.mt:95
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 531: %1819 embed.slice0.grad.pad0 stdlib.mt:94
+    group("fused_5ops_2a15e87308", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[13], 0, 262144], [this.act[59], 0, 32768], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 532: %1812 embed.matmul0.grad.permute0 stdlib.mt:96
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[115], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 533: %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[59], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 534: %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("affine_s1_b0_8x8", [[this.act[248], 0, 256], [this.grads, 35328, 256]]); // 535: %1824 norm_final.g.grad.affine0 stdlib.mt:7
+    group("affine_s1_b0_32x8", [[this.act[244], 0, 1024], [this.grads, 35584, 1024]]); // 536: %1825 head.U.grad.affine0 stdlib.mt:102
+    group("affine_s1_b0_32x8", [[this.act[243], 0, 1024], [this.grads, 36608, 1024]]); // 537: %1826 head.V.grad.affine0 stdlib.mt:103
+    group("affine_s1_b0_256x32", [[this.act[240], 0, 32768], [this.grads, 37632, 32768]]); // 538: %1827 head.W_out.grad.affine0 stdlib.mt:104
+    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 539: gradient norm, partial sums
+    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 540: gradient norm
+    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 541: AdamW update
+    this.outputs = { loss: [this.act[238], 0, 4], logits: [this.act[237], 0, 1048576], observations: { ["residual"]: [[this.act[111], 0, 262144], [this.act[223], 0, 262144]] } };
   }
 
   run(pass: GPUComputePassEncoder, kernel: string, group: number, x: number, y: number, z: number) {
@@ -2058,1453 +1158,559 @@ export class Program {
 
   /** Constants (identity matrices, fills): once, after creation. */
   setup(pass: GPUComputePassEncoder) {
-    this.run(pass, "eye_8x8", 0, 1, 1, 1); // %131 blocks.0.think.eye0 stdlib.mt:68
-    this.run(pass, "eye_8x8", 1, 1, 1, 1); // %245 blocks.1.think.eye0 stdlib.mt:68
-    this.run(pass, "eye_8x8", 2, 1, 1, 1); // %359 blocks.0.think.eye1 stdlib.mt:68
-    this.run(pass, "eye_8x8", 3, 1, 1, 1); // %473 blocks.1.think.eye1 stdlib.mt:68
-    this.run(pass, "fill_v1_s", 4, 1, 1, 1); // %549 loss.grad.fill0 matrix_thinker.mt:46
   }
 
   /** The forward pass up to the loss. */
   forward(pass: GPUComputePassEncoder) {
-    this.run(pass, "gather_256x8_16x64i", 5, 32, 1, 1); // %68 embed.gather0 stdlib.mt:92
-    this.run(pass, "gather_256x8_16x64i", 6, 32, 1, 1); // %70 embed.gather1 stdlib.mt:93
-    this.run(pass, "slice_ax0_at0_64x8_to_64x8", 7, 2, 1, 1); // %72 embed.slice0 stdlib.mt:94
-    this.run(pass, "slice_ax0_at0_64x8_to_64x8", 8, 2, 1, 1); // %74 embed.slice1 stdlib.mt:95
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 9, 16, 1, 1); // %76 embed.matmul0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x1_64x1x8", 10, 1, 1, 1); // %77 embed.matmul1 stdlib.mt:96
-    this.run(pass, "affine_s0p1_b0_64x8x8", 11, 16, 1, 1); // %78 embed.affine0 stdlib.mt:96
-    this.run(pass, "binary_add_16x64x8x8_64x8x8", 12, 256, 1, 1); // %79 embed.add0 stdlib.mt:96
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 13, 256, 1, 1); // %80 blocks.0.attn.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 14, 16, 1, 1); // %81 blocks.0.attn.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 15, 4, 1, 1); // %82 blocks.0.attn.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 16, 4, 1, 1); // %83 blocks.0.attn.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 17, 4, 1, 1); // %84 blocks.0.attn.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 18, 256, 1, 1); // %85 blocks.0.attn.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 19, 256, 1, 1); // %86 blocks.0.attn.norm.mul2 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 20, 16, 1, 1); // %87 blocks.0.attn.q.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 21, 256, 1, 1); // %88 blocks.0.attn.q.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 22, 16, 1, 1); // %90 blocks.0.attn.q.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 23, 256, 1, 1); // %93 blocks.0.attn.permute0 stdlib.mt:33
-    this.run(pass, "matmul_8x8_16x64x8x8", 24, 16, 1, 1); // %94 blocks.0.attn.k.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 25, 256, 1, 1); // %95 blocks.0.attn.k.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 26, 16, 1, 1); // %97 blocks.0.attn.k.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 27, 256, 1, 1); // %100 blocks.0.attn.permute1 stdlib.mt:34
-    this.run(pass, "matmul_8x8_16x64x8x8", 28, 16, 1, 1); // %101 blocks.0.attn.v.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 29, 256, 1, 1); // %102 blocks.0.attn.v.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 30, 16, 1, 1); // %104 blocks.0.attn.v.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 31, 256, 1, 1); // %107 blocks.0.attn.permute2 stdlib.mt:35
-    this.run(pass, "permute_0132_16x2x64x32", 32, 256, 1, 1); // %108 blocks.0.attn.permute3 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 33, 8, 1, 1); // %109 blocks.0.attn.matmul0 stdlib.mt:36
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 34, 512, 1, 1); // %110 blocks.0.attn.affine0 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 35, 512, 1, 1); // %111 blocks.0.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "softmax_16x2x64x64", 36, 32, 1, 1); // %112 blocks.0.attn.softmax0 stdlib.mt:37
-    this.run(pass, "dropout_p0p1_k0_16x2x64x64", 37, 512, 1, 1); // %113 blocks.0.attn.dropout0 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 38, 16, 1, 1); // %114 blocks.0.attn.matmul1 stdlib.mt:38
-    this.run(pass, "permute_0213_16x2x64x32", 39, 256, 1, 1); // %115 blocks.0.attn.permute4 stdlib.mt:38
-    this.run(pass, "matmul_8x8_16x64x8x8", 40, 16, 1, 1); // %117 blocks.0.attn.o.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 41, 256, 1, 1); // %118 blocks.0.attn.o.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 42, 16, 1, 1); // %120 blocks.0.attn.o.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 43, 256, 1, 1); // %122 blocks.0.attn.add0 stdlib.mt:39
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 44, 256, 1, 1); // %123 blocks.0.think.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 45, 16, 1, 1); // %124 blocks.0.think.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 46, 4, 1, 1); // %125 blocks.0.think.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 47, 4, 1, 1); // %126 blocks.0.think.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 48, 4, 1, 1); // %127 blocks.0.think.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 49, 256, 1, 1); // %128 blocks.0.think.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 50, 256, 1, 1); // %129 blocks.0.think.norm.mul2 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 51, 1, 1, 1); // %130 blocks.0.think.clamp0 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 52, 16, 1, 1); // %132 blocks.0.think.delta.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 53, 256, 1, 1); // %133 blocks.0.think.delta.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 54, 16, 1, 1); // %135 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 55, 256, 1, 1); // %137 blocks.0.think.delta.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 56, 16, 1, 1); // %138 blocks.0.think.delta.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 57, 256, 1, 1); // %139 blocks.0.think.delta.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 58, 16, 1, 1); // %141 blocks.0.think.delta.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 59, 256, 1, 1); // %143 blocks.0.think.delta.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 60, 16, 1, 1); // %144 blocks.0.think.delta.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 61, 256, 1, 1); // %145 blocks.0.think.delta.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 62, 16, 1, 1); // %147 blocks.0.think.delta.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 63, 256, 1, 1); // %149 blocks.0.think.delta.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 64, 256, 1, 1); // %150 blocks.0.think.add0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 65, 16, 1, 1); // %151 blocks.0.think.matmul0 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 66, 16, 1, 1); // %152 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 67, 256, 1, 1); // %153 blocks.0.think.gamma.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 68, 16, 1, 1); // %155 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 69, 256, 1, 1); // %157 blocks.0.think.gamma.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 70, 16, 1, 1); // %158 blocks.0.think.gamma.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 71, 256, 1, 1); // %159 blocks.0.think.gamma.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 72, 16, 1, 1); // %161 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 73, 256, 1, 1); // %163 blocks.0.think.gamma.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 74, 16, 1, 1); // %164 blocks.0.think.gamma.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 75, 256, 1, 1); // %165 blocks.0.think.gamma.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 76, 16, 1, 1); // %167 blocks.0.think.gamma.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 77, 256, 1, 1); // %169 blocks.0.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 78, 256, 1, 1); // %170 blocks.0.think.add1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 79, 16, 1, 1); // %171 blocks.0.think.matmul1 stdlib.mt:69
-    this.run(pass, "matmul_8192x8_8x1", 80, 16, 1, 1); // %173 blocks.0.think.matmul2 stdlib.mt:70
-    this.run(pass, "matmul_8192x8_8x1", 81, 16, 1, 1); // %176 blocks.0.think.matmul3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 82, 32, 1, 1); // %178 blocks.0.think.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 83, 16, 1, 1); // %179 blocks.0.think.matmul4 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 84, 256, 1, 1); // %180 blocks.0.think.mul0 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 85, 16, 1, 1); // %181 blocks.0.think.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 86, 4, 1, 1); // %182 blocks.0.think.add2 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 87, 4, 1, 1); // %183 blocks.0.think.sigmoid0 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 88, 256, 1, 1); // %184 blocks.0.think.mul1 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 89, 16, 1, 1); // %185 blocks.0.think.sum1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 90, 4, 1, 1); // %186 blocks.0.think.add3 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 91, 4, 1, 1); // %187 blocks.0.think.sigmoid1 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 92, 256, 1, 1); // %188 blocks.0.think.sub0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 93, 256, 1, 1); // %189 blocks.0.think.mul2 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 94, 256, 1, 1); // %190 blocks.0.think.mul3 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 95, 256, 1, 1); // %191 blocks.0.think.add4 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k1_16x64x8x8", 96, 256, 1, 1); // %192 blocks.0.think.dropout0 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 97, 256, 1, 1); // %193 blocks.0.think.add5 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 98, 256, 1, 1); // %194 blocks.1.attn.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 99, 16, 1, 1); // %195 blocks.1.attn.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 100, 4, 1, 1); // %196 blocks.1.attn.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 101, 4, 1, 1); // %197 blocks.1.attn.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 102, 4, 1, 1); // %198 blocks.1.attn.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 103, 256, 1, 1); // %199 blocks.1.attn.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 104, 256, 1, 1); // %200 blocks.1.attn.norm.mul2 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 105, 16, 1, 1); // %201 blocks.1.attn.q.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 106, 256, 1, 1); // %202 blocks.1.attn.q.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 107, 16, 1, 1); // %204 blocks.1.attn.q.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 108, 256, 1, 1); // %207 blocks.1.attn.permute0 stdlib.mt:33
-    this.run(pass, "matmul_8x8_16x64x8x8", 109, 16, 1, 1); // %208 blocks.1.attn.k.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 110, 256, 1, 1); // %209 blocks.1.attn.k.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 111, 16, 1, 1); // %211 blocks.1.attn.k.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 112, 256, 1, 1); // %214 blocks.1.attn.permute1 stdlib.mt:34
-    this.run(pass, "matmul_8x8_16x64x8x8", 113, 16, 1, 1); // %215 blocks.1.attn.v.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 114, 256, 1, 1); // %216 blocks.1.attn.v.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 115, 16, 1, 1); // %218 blocks.1.attn.v.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 116, 256, 1, 1); // %221 blocks.1.attn.permute2 stdlib.mt:35
-    this.run(pass, "permute_0132_16x2x64x32", 117, 256, 1, 1); // %222 blocks.1.attn.permute3 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 118, 8, 1, 1); // %223 blocks.1.attn.matmul0 stdlib.mt:36
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 119, 512, 1, 1); // %224 blocks.1.attn.affine0 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 120, 512, 1, 1); // %225 blocks.1.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "softmax_16x2x64x64", 121, 32, 1, 1); // %226 blocks.1.attn.softmax0 stdlib.mt:37
-    this.run(pass, "dropout_p0p1_k2_16x2x64x64", 122, 512, 1, 1); // %227 blocks.1.attn.dropout0 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 123, 16, 1, 1); // %228 blocks.1.attn.matmul1 stdlib.mt:38
-    this.run(pass, "permute_0213_16x2x64x32", 124, 256, 1, 1); // %229 blocks.1.attn.permute4 stdlib.mt:38
-    this.run(pass, "matmul_8x8_16x64x8x8", 125, 16, 1, 1); // %231 blocks.1.attn.o.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 126, 256, 1, 1); // %232 blocks.1.attn.o.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 127, 16, 1, 1); // %234 blocks.1.attn.o.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 128, 256, 1, 1); // %236 blocks.1.attn.add0 stdlib.mt:39
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 129, 256, 1, 1); // %237 blocks.1.think.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 130, 16, 1, 1); // %238 blocks.1.think.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 131, 4, 1, 1); // %239 blocks.1.think.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 132, 4, 1, 1); // %240 blocks.1.think.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 133, 4, 1, 1); // %241 blocks.1.think.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 134, 256, 1, 1); // %242 blocks.1.think.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 135, 256, 1, 1); // %243 blocks.1.think.norm.mul2 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 136, 1, 1, 1); // %244 blocks.1.think.clamp0 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 137, 16, 1, 1); // %246 blocks.1.think.delta.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 138, 256, 1, 1); // %247 blocks.1.think.delta.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 139, 16, 1, 1); // %249 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 140, 256, 1, 1); // %251 blocks.1.think.delta.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 141, 16, 1, 1); // %252 blocks.1.think.delta.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 142, 256, 1, 1); // %253 blocks.1.think.delta.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 143, 16, 1, 1); // %255 blocks.1.think.delta.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 144, 256, 1, 1); // %257 blocks.1.think.delta.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 145, 16, 1, 1); // %258 blocks.1.think.delta.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 146, 256, 1, 1); // %259 blocks.1.think.delta.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 147, 16, 1, 1); // %261 blocks.1.think.delta.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 148, 256, 1, 1); // %263 blocks.1.think.delta.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 149, 256, 1, 1); // %264 blocks.1.think.add0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 150, 16, 1, 1); // %265 blocks.1.think.matmul0 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 151, 16, 1, 1); // %266 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 152, 256, 1, 1); // %267 blocks.1.think.gamma.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 153, 16, 1, 1); // %269 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 154, 256, 1, 1); // %271 blocks.1.think.gamma.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 155, 16, 1, 1); // %272 blocks.1.think.gamma.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 156, 256, 1, 1); // %273 blocks.1.think.gamma.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 157, 16, 1, 1); // %275 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 158, 256, 1, 1); // %277 blocks.1.think.gamma.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 159, 16, 1, 1); // %278 blocks.1.think.gamma.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 160, 256, 1, 1); // %279 blocks.1.think.gamma.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 161, 16, 1, 1); // %281 blocks.1.think.gamma.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 162, 256, 1, 1); // %283 blocks.1.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 163, 256, 1, 1); // %284 blocks.1.think.add1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 164, 16, 1, 1); // %285 blocks.1.think.matmul1 stdlib.mt:69
-    this.run(pass, "matmul_8192x8_8x1", 165, 16, 1, 1); // %287 blocks.1.think.matmul2 stdlib.mt:70
-    this.run(pass, "matmul_8192x8_8x1", 166, 16, 1, 1); // %290 blocks.1.think.matmul3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 167, 32, 1, 1); // %292 blocks.1.think.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 168, 16, 1, 1); // %293 blocks.1.think.matmul4 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 169, 256, 1, 1); // %294 blocks.1.think.mul0 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 170, 16, 1, 1); // %295 blocks.1.think.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 171, 4, 1, 1); // %296 blocks.1.think.add2 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 172, 4, 1, 1); // %297 blocks.1.think.sigmoid0 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 173, 256, 1, 1); // %298 blocks.1.think.mul1 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 174, 16, 1, 1); // %299 blocks.1.think.sum1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 175, 4, 1, 1); // %300 blocks.1.think.add3 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 176, 4, 1, 1); // %301 blocks.1.think.sigmoid1 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 177, 256, 1, 1); // %302 blocks.1.think.sub0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 178, 256, 1, 1); // %303 blocks.1.think.mul2 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 179, 256, 1, 1); // %304 blocks.1.think.mul3 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 180, 256, 1, 1); // %305 blocks.1.think.add4 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k3_16x64x8x8", 181, 256, 1, 1); // %306 blocks.1.think.dropout0 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 182, 256, 1, 1); // %307 blocks.1.think.add5 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 183, 256, 1, 1); // %308 blocks.0.attn.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 184, 16, 1, 1); // %309 blocks.0.attn.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 185, 4, 1, 1); // %310 blocks.0.attn.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 186, 4, 1, 1); // %311 blocks.0.attn.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 187, 4, 1, 1); // %312 blocks.0.attn.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 188, 256, 1, 1); // %313 blocks.0.attn.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 189, 256, 1, 1); // %314 blocks.0.attn.norm.mul5 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 190, 16, 1, 1); // %315 blocks.0.attn.q.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 191, 256, 1, 1); // %316 blocks.0.attn.q.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 192, 16, 1, 1); // %318 blocks.0.attn.q.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 193, 256, 1, 1); // %321 blocks.0.attn.permute5 stdlib.mt:33
-    this.run(pass, "matmul_8x8_16x64x8x8", 194, 16, 1, 1); // %322 blocks.0.attn.k.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 195, 256, 1, 1); // %323 blocks.0.attn.k.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 196, 16, 1, 1); // %325 blocks.0.attn.k.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 197, 256, 1, 1); // %328 blocks.0.attn.permute6 stdlib.mt:34
-    this.run(pass, "matmul_8x8_16x64x8x8", 198, 16, 1, 1); // %329 blocks.0.attn.v.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 199, 256, 1, 1); // %330 blocks.0.attn.v.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 200, 16, 1, 1); // %332 blocks.0.attn.v.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 201, 256, 1, 1); // %335 blocks.0.attn.permute7 stdlib.mt:35
-    this.run(pass, "permute_0132_16x2x64x32", 202, 256, 1, 1); // %336 blocks.0.attn.permute8 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 203, 8, 1, 1); // %337 blocks.0.attn.matmul2 stdlib.mt:36
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 204, 512, 1, 1); // %338 blocks.0.attn.affine1 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 205, 512, 1, 1); // %339 blocks.0.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "softmax_16x2x64x64", 206, 32, 1, 1); // %340 blocks.0.attn.softmax1 stdlib.mt:37
-    this.run(pass, "dropout_p0p1_k4_16x2x64x64", 207, 512, 1, 1); // %341 blocks.0.attn.dropout1 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 208, 16, 1, 1); // %342 blocks.0.attn.matmul3 stdlib.mt:38
-    this.run(pass, "permute_0213_16x2x64x32", 209, 256, 1, 1); // %343 blocks.0.attn.permute9 stdlib.mt:38
-    this.run(pass, "matmul_8x8_16x64x8x8", 210, 16, 1, 1); // %345 blocks.0.attn.o.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 211, 256, 1, 1); // %346 blocks.0.attn.o.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 212, 16, 1, 1); // %348 blocks.0.attn.o.matmul3 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 213, 256, 1, 1); // %350 blocks.0.attn.add1 stdlib.mt:39
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 214, 256, 1, 1); // %351 blocks.0.think.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 215, 16, 1, 1); // %352 blocks.0.think.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 216, 4, 1, 1); // %353 blocks.0.think.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 217, 4, 1, 1); // %354 blocks.0.think.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 218, 4, 1, 1); // %355 blocks.0.think.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 219, 256, 1, 1); // %356 blocks.0.think.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 220, 256, 1, 1); // %357 blocks.0.think.norm.mul5 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 221, 1, 1, 1); // %358 blocks.0.think.clamp1 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 222, 16, 1, 1); // %360 blocks.0.think.delta.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 223, 256, 1, 1); // %361 blocks.0.think.delta.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 224, 16, 1, 1); // %363 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 225, 256, 1, 1); // %365 blocks.0.think.delta.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 226, 16, 1, 1); // %366 blocks.0.think.delta.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 227, 256, 1, 1); // %367 blocks.0.think.delta.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 228, 16, 1, 1); // %369 blocks.0.think.delta.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 229, 256, 1, 1); // %371 blocks.0.think.delta.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 230, 16, 1, 1); // %372 blocks.0.think.delta.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 231, 256, 1, 1); // %373 blocks.0.think.delta.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 232, 16, 1, 1); // %375 blocks.0.think.delta.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 233, 256, 1, 1); // %377 blocks.0.think.delta.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 234, 256, 1, 1); // %378 blocks.0.think.add6 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 235, 16, 1, 1); // %379 blocks.0.think.matmul5 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 236, 16, 1, 1); // %380 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 237, 256, 1, 1); // %381 blocks.0.think.gamma.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 238, 16, 1, 1); // %383 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 239, 256, 1, 1); // %385 blocks.0.think.gamma.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 240, 16, 1, 1); // %386 blocks.0.think.gamma.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 241, 256, 1, 1); // %387 blocks.0.think.gamma.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 242, 16, 1, 1); // %389 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 243, 256, 1, 1); // %391 blocks.0.think.gamma.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 244, 16, 1, 1); // %392 blocks.0.think.gamma.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 245, 256, 1, 1); // %393 blocks.0.think.gamma.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 246, 16, 1, 1); // %395 blocks.0.think.gamma.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 247, 256, 1, 1); // %397 blocks.0.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 248, 256, 1, 1); // %398 blocks.0.think.add7 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 249, 16, 1, 1); // %399 blocks.0.think.matmul6 stdlib.mt:69
-    this.run(pass, "matmul_8192x8_8x1", 250, 16, 1, 1); // %401 blocks.0.think.matmul7 stdlib.mt:70
-    this.run(pass, "matmul_8192x8_8x1", 251, 16, 1, 1); // %404 blocks.0.think.matmul8 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 252, 32, 1, 1); // %406 blocks.0.think.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 253, 16, 1, 1); // %407 blocks.0.think.matmul9 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 254, 256, 1, 1); // %408 blocks.0.think.mul4 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 255, 16, 1, 1); // %409 blocks.0.think.sum2 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 256, 4, 1, 1); // %410 blocks.0.think.add8 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 257, 4, 1, 1); // %411 blocks.0.think.sigmoid2 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 258, 256, 1, 1); // %412 blocks.0.think.mul5 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 259, 16, 1, 1); // %413 blocks.0.think.sum3 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 260, 4, 1, 1); // %414 blocks.0.think.add9 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 261, 4, 1, 1); // %415 blocks.0.think.sigmoid3 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 262, 256, 1, 1); // %416 blocks.0.think.sub1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 263, 256, 1, 1); // %417 blocks.0.think.mul6 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 264, 256, 1, 1); // %418 blocks.0.think.mul7 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 265, 256, 1, 1); // %419 blocks.0.think.add10 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k5_16x64x8x8", 266, 256, 1, 1); // %420 blocks.0.think.dropout1 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 267, 256, 1, 1); // %421 blocks.0.think.add11 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 268, 256, 1, 1); // %422 blocks.1.attn.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 269, 16, 1, 1); // %423 blocks.1.attn.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 270, 4, 1, 1); // %424 blocks.1.attn.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 271, 4, 1, 1); // %425 blocks.1.attn.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 272, 4, 1, 1); // %426 blocks.1.attn.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 273, 256, 1, 1); // %427 blocks.1.attn.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 274, 256, 1, 1); // %428 blocks.1.attn.norm.mul5 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 275, 16, 1, 1); // %429 blocks.1.attn.q.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 276, 256, 1, 1); // %430 blocks.1.attn.q.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 277, 16, 1, 1); // %432 blocks.1.attn.q.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 278, 256, 1, 1); // %435 blocks.1.attn.permute5 stdlib.mt:33
-    this.run(pass, "matmul_8x8_16x64x8x8", 279, 16, 1, 1); // %436 blocks.1.attn.k.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 280, 256, 1, 1); // %437 blocks.1.attn.k.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 281, 16, 1, 1); // %439 blocks.1.attn.k.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 282, 256, 1, 1); // %442 blocks.1.attn.permute6 stdlib.mt:34
-    this.run(pass, "matmul_8x8_16x64x8x8", 283, 16, 1, 1); // %443 blocks.1.attn.v.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 284, 256, 1, 1); // %444 blocks.1.attn.v.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 285, 16, 1, 1); // %446 blocks.1.attn.v.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 286, 256, 1, 1); // %449 blocks.1.attn.permute7 stdlib.mt:35
-    this.run(pass, "permute_0132_16x2x64x32", 287, 256, 1, 1); // %450 blocks.1.attn.permute8 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 288, 8, 1, 1); // %451 blocks.1.attn.matmul2 stdlib.mt:36
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 289, 512, 1, 1); // %452 blocks.1.attn.affine1 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 290, 512, 1, 1); // %453 blocks.1.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "softmax_16x2x64x64", 291, 32, 1, 1); // %454 blocks.1.attn.softmax1 stdlib.mt:37
-    this.run(pass, "dropout_p0p1_k6_16x2x64x64", 292, 512, 1, 1); // %455 blocks.1.attn.dropout1 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 293, 16, 1, 1); // %456 blocks.1.attn.matmul3 stdlib.mt:38
-    this.run(pass, "permute_0213_16x2x64x32", 294, 256, 1, 1); // %457 blocks.1.attn.permute9 stdlib.mt:38
-    this.run(pass, "matmul_8x8_16x64x8x8", 295, 16, 1, 1); // %459 blocks.1.attn.o.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 296, 256, 1, 1); // %460 blocks.1.attn.o.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 297, 16, 1, 1); // %462 blocks.1.attn.o.matmul3 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 298, 256, 1, 1); // %464 blocks.1.attn.add1 stdlib.mt:39
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 299, 256, 1, 1); // %465 blocks.1.think.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 300, 16, 1, 1); // %466 blocks.1.think.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 301, 4, 1, 1); // %467 blocks.1.think.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 302, 4, 1, 1); // %468 blocks.1.think.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 303, 4, 1, 1); // %469 blocks.1.think.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 304, 256, 1, 1); // %470 blocks.1.think.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 305, 256, 1, 1); // %471 blocks.1.think.norm.mul5 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 306, 1, 1, 1); // %472 blocks.1.think.clamp1 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 307, 16, 1, 1); // %474 blocks.1.think.delta.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 308, 256, 1, 1); // %475 blocks.1.think.delta.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 309, 16, 1, 1); // %477 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 310, 256, 1, 1); // %479 blocks.1.think.delta.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 311, 16, 1, 1); // %480 blocks.1.think.delta.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 312, 256, 1, 1); // %481 blocks.1.think.delta.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 313, 16, 1, 1); // %483 blocks.1.think.delta.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 314, 256, 1, 1); // %485 blocks.1.think.delta.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 315, 16, 1, 1); // %486 blocks.1.think.delta.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 316, 256, 1, 1); // %487 blocks.1.think.delta.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 317, 16, 1, 1); // %489 blocks.1.think.delta.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 318, 256, 1, 1); // %491 blocks.1.think.delta.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 319, 256, 1, 1); // %492 blocks.1.think.add6 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 320, 16, 1, 1); // %493 blocks.1.think.matmul5 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 321, 16, 1, 1); // %494 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 322, 256, 1, 1); // %495 blocks.1.think.gamma.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 323, 16, 1, 1); // %497 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 324, 256, 1, 1); // %499 blocks.1.think.gamma.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 325, 16, 1, 1); // %500 blocks.1.think.gamma.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 326, 256, 1, 1); // %501 blocks.1.think.gamma.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 327, 16, 1, 1); // %503 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 328, 256, 1, 1); // %505 blocks.1.think.gamma.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 329, 16, 1, 1); // %506 blocks.1.think.gamma.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 330, 256, 1, 1); // %507 blocks.1.think.gamma.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 331, 16, 1, 1); // %509 blocks.1.think.gamma.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 332, 256, 1, 1); // %511 blocks.1.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 333, 256, 1, 1); // %512 blocks.1.think.add7 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 334, 16, 1, 1); // %513 blocks.1.think.matmul6 stdlib.mt:69
-    this.run(pass, "matmul_8192x8_8x1", 335, 16, 1, 1); // %515 blocks.1.think.matmul7 stdlib.mt:70
-    this.run(pass, "matmul_8192x8_8x1", 336, 16, 1, 1); // %518 blocks.1.think.matmul8 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 337, 32, 1, 1); // %520 blocks.1.think.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 338, 16, 1, 1); // %521 blocks.1.think.matmul9 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 339, 256, 1, 1); // %522 blocks.1.think.mul4 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 340, 16, 1, 1); // %523 blocks.1.think.sum2 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 341, 4, 1, 1); // %524 blocks.1.think.add8 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 342, 4, 1, 1); // %525 blocks.1.think.sigmoid2 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 343, 256, 1, 1); // %526 blocks.1.think.mul5 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 344, 16, 1, 1); // %527 blocks.1.think.sum3 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 345, 4, 1, 1); // %528 blocks.1.think.add9 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 346, 4, 1, 1); // %529 blocks.1.think.sigmoid3 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 347, 256, 1, 1); // %530 blocks.1.think.sub1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 348, 256, 1, 1); // %531 blocks.1.think.mul6 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 349, 256, 1, 1); // %532 blocks.1.think.mul7 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 350, 256, 1, 1); // %533 blocks.1.think.add10 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k7_16x64x8x8", 351, 256, 1, 1); // %534 blocks.1.think.dropout1 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 352, 256, 1, 1); // %535 blocks.1.think.add11 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 353, 256, 1, 1); // %536 norm_final.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 354, 16, 1, 1); // %537 norm_final.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 355, 4, 1, 1); // %538 norm_final.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 356, 4, 1, 1); // %539 norm_final.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 357, 4, 1, 1); // %540 norm_final.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 358, 256, 1, 1); // %541 norm_final.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 359, 256, 1, 1); // %542 norm_final.mul2 stdlib.mt:9
-    this.run(pass, "matmul_32x8_16x64x8x8", 360, 64, 1, 1); // %543 head.matmul0 stdlib.mt:106
-    this.run(pass, "binary_mul_16x64x32x8_32x8", 361, 1024, 1, 1); // %544 head.mul0 stdlib.mt:106
-    this.run(pass, "sum_a3_16x64x32x8", 362, 512, 1, 1); // %545 head.sum0 stdlib.mt:106
-    this.run(pass, "matmul_256x32_16x64x32x1", 363, 16, 1, 1); // %546 head.matmul1 stdlib.mt:107
-    this.run(pass, "cross_entropy_16x64x256_16x64i", 364, 1, 1, 1); // %548 loss.cross_entropy0 matrix_thinker.mt:46
+    this.run(pass, "slice_ax0_at0_64x8_to_64x8", 0, 2, 1, 1); // %72 embed.slice0 stdlib.mt:94
+    this.run(pass, "slice_ax0_at0_64x8_to_64x8", 1, 2, 1, 1); // %74 embed.slice1 stdlib.mt:95
+    this.run(pass, "matmul_64x8x1_64x1x8", 2, 1, 1, 1); // %77 embed.matmul1 stdlib.mt:96
+    this.run(pass, "affine_s0p1_b0_64x8x8", 3, 16, 1, 1); // %78 embed.affine0 stdlib.mt:96
+    this.run(pass, "fused_12ops_e33672a183", 4, 16, 1, 1); // %68 embed.gather0 stdlib.mt:92
+    this.run(pass, "fused_7ops_1b1b3fcf5b", 5, 16, 1, 1); // %86 blocks.0.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "permute_0213_16x64x2x32", 6, 256, 1, 1); // %93 blocks.0.attn.permute0 stdlib.mt:33
+    this.run(pass, "fused_6ops_b281e8428a", 7, 16, 1, 1); // %94 blocks.0.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 8, 256, 1, 1); // %100 blocks.0.attn.permute1 stdlib.mt:34
+    this.run(pass, "fused_6ops_9c0c464cdb", 9, 16, 1, 1); // %101 blocks.0.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 10, 256, 1, 1); // %107 blocks.0.attn.permute2 stdlib.mt:35
+    this.run(pass, "fused_1ops_a6e3260ac3", 11, 16, 1, 1); // %108 blocks.0.attn.permute3 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 12, 8, 1, 1); // %109 blocks.0.attn.matmul0 stdlib.mt:36
+    this.run(pass, "fused_1ops_5e68f20328", 13, 16, 1, 1); // %110 blocks.0.attn.affine0 stdlib.mt:36
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 14, 512, 1, 1); // %111 blocks.0.attn.causal_mask0 stdlib.mt:37
+    this.run(pass, "fused_2ops_8be8dc7ae8", 15, 16, 1, 1); // %112 blocks.0.attn.softmax0 stdlib.mt:37
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 16, 16, 1, 1); // %114 blocks.0.attn.matmul1 stdlib.mt:38
+    this.run(pass, "fused_13ops_198d3fb54e", 17, 16, 1, 1); // %115 blocks.0.attn.permute4 stdlib.mt:38
+    this.run(pass, "fused_6ops_8be4b4d573", 18, 16, 1, 1); // %128 blocks.0.think.norm.mul1 stdlib.mt:9
+    this.run(pass, "fused_8ops_745972c6a3", 19, 16, 1, 1); // %135 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 20, 16, 1, 1); // %143 blocks.0.think.delta.mul0 stdlib.mt:49
+    this.run(pass, "fused_6ops_de30427ed2", 21, 16, 1, 1); // %149 blocks.0.think.delta.mul1 stdlib.mt:49
+    this.run(pass, "fused_8ops_745972c6a3", 22, 16, 1, 1); // %155 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 23, 16, 1, 1); // %163 blocks.0.think.gamma.mul0 stdlib.mt:49
+    this.run(pass, "fused_4ops_1512e32d6e", 24, 16, 1, 1); // %169 blocks.0.think.gamma.mul1 stdlib.mt:49
+    this.run(pass, "fused_11ops_3395ec0dcd", 25, 16, 1, 1); // %173 blocks.0.think.matmul2 stdlib.mt:70
+    this.run(pass, "fused_6ops_c4e3617a2d", 26, 16, 1, 1); // %184 blocks.0.think.mul1 stdlib.mt:72
+    this.run(pass, "fused_10ops_1bd4cd7d9f", 27, 16, 1, 1); // %190 blocks.0.think.mul3 stdlib.mt:73
+    this.run(pass, "fused_7ops_1b1b3fcf5b", 28, 16, 1, 1); // %200 blocks.1.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "permute_0213_16x64x2x32", 29, 256, 1, 1); // %207 blocks.1.attn.permute0 stdlib.mt:33
+    this.run(pass, "fused_6ops_b281e8428a", 30, 16, 1, 1); // %208 blocks.1.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 31, 256, 1, 1); // %214 blocks.1.attn.permute1 stdlib.mt:34
+    this.run(pass, "fused_6ops_9c0c464cdb", 32, 16, 1, 1); // %215 blocks.1.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 33, 256, 1, 1); // %221 blocks.1.attn.permute2 stdlib.mt:35
+    this.run(pass, "fused_1ops_a6e3260ac3", 34, 16, 1, 1); // %222 blocks.1.attn.permute3 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 35, 8, 1, 1); // %223 blocks.1.attn.matmul0 stdlib.mt:36
+    this.run(pass, "fused_1ops_5e68f20328", 36, 16, 1, 1); // %224 blocks.1.attn.affine0 stdlib.mt:36
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 37, 512, 1, 1); // %225 blocks.1.attn.causal_mask0 stdlib.mt:37
+    this.run(pass, "fused_2ops_94efe5e865", 38, 16, 1, 1); // %226 blocks.1.attn.softmax0 stdlib.mt:37
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 39, 16, 1, 1); // %228 blocks.1.attn.matmul1 stdlib.mt:38
+    this.run(pass, "fused_13ops_198d3fb54e", 40, 16, 1, 1); // %229 blocks.1.attn.permute4 stdlib.mt:38
+    this.run(pass, "fused_6ops_8be4b4d573", 41, 16, 1, 1); // %242 blocks.1.think.norm.mul1 stdlib.mt:9
+    this.run(pass, "fused_8ops_745972c6a3", 42, 16, 1, 1); // %249 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 43, 16, 1, 1); // %257 blocks.1.think.delta.mul0 stdlib.mt:49
+    this.run(pass, "fused_6ops_de30427ed2", 44, 16, 1, 1); // %263 blocks.1.think.delta.mul1 stdlib.mt:49
+    this.run(pass, "fused_8ops_745972c6a3", 45, 16, 1, 1); // %269 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 46, 16, 1, 1); // %277 blocks.1.think.gamma.mul0 stdlib.mt:49
+    this.run(pass, "fused_4ops_1512e32d6e", 47, 16, 1, 1); // %283 blocks.1.think.gamma.mul1 stdlib.mt:49
+    this.run(pass, "fused_11ops_3395ec0dcd", 48, 16, 1, 1); // %287 blocks.1.think.matmul2 stdlib.mt:70
+    this.run(pass, "fused_6ops_c4e3617a2d", 49, 16, 1, 1); // %298 blocks.1.think.mul1 stdlib.mt:72
+    this.run(pass, "fused_10ops_edd470fd40", 50, 16, 1, 1); // %304 blocks.1.think.mul3 stdlib.mt:73
+    this.run(pass, "fused_7ops_1b1b3fcf5b", 51, 16, 1, 1); // %314 blocks.0.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "permute_0213_16x64x2x32", 52, 256, 1, 1); // %321 blocks.0.attn.permute5 stdlib.mt:33
+    this.run(pass, "fused_6ops_b281e8428a", 53, 16, 1, 1); // %322 blocks.0.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 54, 256, 1, 1); // %328 blocks.0.attn.permute6 stdlib.mt:34
+    this.run(pass, "fused_6ops_9c0c464cdb", 55, 16, 1, 1); // %329 blocks.0.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 56, 256, 1, 1); // %335 blocks.0.attn.permute7 stdlib.mt:35
+    this.run(pass, "fused_1ops_a6e3260ac3", 57, 16, 1, 1); // %336 blocks.0.attn.permute8 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 58, 8, 1, 1); // %337 blocks.0.attn.matmul2 stdlib.mt:36
+    this.run(pass, "fused_1ops_5e68f20328", 59, 16, 1, 1); // %338 blocks.0.attn.affine1 stdlib.mt:36
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 60, 512, 1, 1); // %339 blocks.0.attn.causal_mask1 stdlib.mt:37
+    this.run(pass, "fused_2ops_8bb6995af2", 61, 16, 1, 1); // %340 blocks.0.attn.softmax1 stdlib.mt:37
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 62, 16, 1, 1); // %342 blocks.0.attn.matmul3 stdlib.mt:38
+    this.run(pass, "fused_13ops_198d3fb54e", 63, 16, 1, 1); // %343 blocks.0.attn.permute9 stdlib.mt:38
+    this.run(pass, "fused_6ops_8be4b4d573", 64, 16, 1, 1); // %356 blocks.0.think.norm.mul4 stdlib.mt:9
+    this.run(pass, "fused_8ops_745972c6a3", 65, 16, 1, 1); // %363 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 66, 16, 1, 1); // %371 blocks.0.think.delta.mul2 stdlib.mt:49
+    this.run(pass, "fused_6ops_de30427ed2", 67, 16, 1, 1); // %377 blocks.0.think.delta.mul3 stdlib.mt:49
+    this.run(pass, "fused_8ops_745972c6a3", 68, 16, 1, 1); // %383 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 69, 16, 1, 1); // %391 blocks.0.think.gamma.mul2 stdlib.mt:49
+    this.run(pass, "fused_4ops_1512e32d6e", 70, 16, 1, 1); // %397 blocks.0.think.gamma.mul3 stdlib.mt:49
+    this.run(pass, "fused_11ops_3395ec0dcd", 71, 16, 1, 1); // %401 blocks.0.think.matmul7 stdlib.mt:70
+    this.run(pass, "fused_6ops_c4e3617a2d", 72, 16, 1, 1); // %412 blocks.0.think.mul5 stdlib.mt:72
+    this.run(pass, "fused_10ops_3c8446ed91", 73, 16, 1, 1); // %418 blocks.0.think.mul7 stdlib.mt:73
+    this.run(pass, "fused_7ops_1b1b3fcf5b", 74, 16, 1, 1); // %428 blocks.1.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "permute_0213_16x64x2x32", 75, 256, 1, 1); // %435 blocks.1.attn.permute5 stdlib.mt:33
+    this.run(pass, "fused_6ops_b281e8428a", 76, 16, 1, 1); // %436 blocks.1.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 77, 256, 1, 1); // %442 blocks.1.attn.permute6 stdlib.mt:34
+    this.run(pass, "fused_6ops_9c0c464cdb", 78, 16, 1, 1); // %443 blocks.1.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 79, 256, 1, 1); // %449 blocks.1.attn.permute7 stdlib.mt:35
+    this.run(pass, "fused_1ops_a6e3260ac3", 80, 16, 1, 1); // %450 blocks.1.attn.permute8 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 81, 8, 1, 1); // %451 blocks.1.attn.matmul2 stdlib.mt:36
+    this.run(pass, "fused_1ops_5e68f20328", 82, 16, 1, 1); // %452 blocks.1.attn.affine1 stdlib.mt:36
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 83, 512, 1, 1); // %453 blocks.1.attn.causal_mask1 stdlib.mt:37
+    this.run(pass, "fused_2ops_bf2d5bd5b2", 84, 16, 1, 1); // %454 blocks.1.attn.softmax1 stdlib.mt:37
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 85, 16, 1, 1); // %456 blocks.1.attn.matmul3 stdlib.mt:38
+    this.run(pass, "fused_13ops_198d3fb54e", 86, 16, 1, 1); // %457 blocks.1.attn.permute9 stdlib.mt:38
+    this.run(pass, "fused_6ops_8be4b4d573", 87, 16, 1, 1); // %470 blocks.1.think.norm.mul4 stdlib.mt:9
+    this.run(pass, "fused_8ops_745972c6a3", 88, 16, 1, 1); // %477 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 89, 16, 1, 1); // %485 blocks.1.think.delta.mul2 stdlib.mt:49
+    this.run(pass, "fused_6ops_de30427ed2", 90, 16, 1, 1); // %491 blocks.1.think.delta.mul3 stdlib.mt:49
+    this.run(pass, "fused_8ops_745972c6a3", 91, 16, 1, 1); // %497 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 92, 16, 1, 1); // %505 blocks.1.think.gamma.mul2 stdlib.mt:49
+    this.run(pass, "fused_4ops_1512e32d6e", 93, 16, 1, 1); // %511 blocks.1.think.gamma.mul3 stdlib.mt:49
+    this.run(pass, "fused_11ops_3395ec0dcd", 94, 16, 1, 1); // %515 blocks.1.think.matmul7 stdlib.mt:70
+    this.run(pass, "fused_6ops_c4e3617a2d", 95, 16, 1, 1); // %526 blocks.1.think.mul5 stdlib.mt:72
+    this.run(pass, "fused_10ops_e2110cdb1b", 96, 16, 1, 1); // %532 blocks.1.think.mul7 stdlib.mt:73
+    this.run(pass, "fused_1ops_e2a2b66d6c", 97, 16, 1, 1); // %542 norm_final.mul2 stdlib.mt:9
+    this.run(pass, "matmul_32x8_16x64x8x8", 98, 64, 1, 1); // %543 head.matmul0 stdlib.mt:106
+    this.run(pass, "fused_2ops_ad30155e7e", 99, 16, 1, 1); // %544 head.mul0 stdlib.mt:106
+    this.run(pass, "matmul_256x32_16x64x32x1", 100, 16, 1, 1); // %546 head.matmul1 stdlib.mt:107
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 101, 1, 1, 1); // %548 loss.cross_entropy0 matrix_thinker.mt:46
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "softmax_16x64x256", 365, 16, 1, 1); // %550 loss.cross_entropy0.grad.softmax0 matrix_thinker.mt:46
-    this.run(pass, "onehot_16x64i_to_16x64x256", 366, 1024, 1, 1); // %551 loss.cross_entropy0.grad.onehot0 matrix_thinker.mt:46
-    this.run(pass, "binary_sub_16x64x256_16x64x256", 367, 1024, 1, 1); // %552 loss.cross_entropy0.grad.sub0 matrix_thinker.mt:46
-    this.run(pass, "binary_mul_16x64x256_s", 368, 1024, 1, 1); // %553 loss.cross_entropy0.grad.mul0 matrix_thinker.mt:46
-    this.run(pass, "affine_s0p0009765625_b0_16x64x256", 369, 1024, 1, 1); // %554 loss.cross_entropy0.grad.affine0 matrix_thinker.mt:46
-    this.run(pass, "permute_0132_16x64x32x1", 370, 128, 1, 1); // %556 head.matmul1.grad.permute0 stdlib.mt:107
-    this.run(pass, "matmul_16x64x256x1_16x64x1x32", 371, 2048, 1, 1); // %557 head.matmul1.grad.matmul0 stdlib.mt:107
-    this.run(pass, "sum_a01_16x64x256x32", 372, 128, 1, 1); // %558 head.matmul1.grad.sum0 stdlib.mt:107
-    this.run(pass, "permute_10_256x32", 373, 32, 1, 1); // %560 head.matmul1.grad.permute1 stdlib.mt:107
-    this.run(pass, "matmul_32x256_16x64x256x1", 374, 8, 1, 1); // %561 head.matmul1.grad.matmul1 stdlib.mt:107
-    this.run(pass, "expand_16x64x32x1_to_16x64x32x8", 375, 1024, 1, 1); // %562 head.sum0.grad.expand0 stdlib.mt:106
-    this.run(pass, "binary_mul_16x64x32x8_32x8", 376, 1024, 1, 1); // %563 head.mul0.grad.mul0 stdlib.mt:106
-    this.run(pass, "binary_mul_16x64x32x8_16x64x32x8", 377, 1024, 1, 1); // %564 head.mul0.grad.mul1 stdlib.mt:106
-    this.run(pass, "sum_a01_16x64x32x8", 378, 4, 1, 1); // %565 head.mul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "permute_0132_16x64x8x8", 379, 256, 1, 1); // %567 head.matmul0.grad.permute0 stdlib.mt:106
-    this.run(pass, "matmul_16x64x32x8_16x64x8x8", 380, 64, 1, 1); // %568 head.matmul0.grad.matmul0 stdlib.mt:106
-    this.run(pass, "sum_a01_16x64x32x8", 381, 4, 1, 1); // %569 head.matmul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "permute_10_32x8", 382, 1, 1, 1); // %571 head.matmul0.grad.permute1 stdlib.mt:106
-    this.run(pass, "matmul_8x32_16x64x32x8", 383, 16, 1, 1); // %572 head.matmul0.grad.matmul1 stdlib.mt:106
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 384, 256, 1, 1); // %573 norm_final.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 385, 256, 1, 1); // %574 norm_final.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 386, 1, 1, 1); // %575 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 387, 256, 1, 1); // %577 norm_final.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 388, 256, 1, 1); // %578 norm_final.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 389, 16, 1, 1); // %579 norm_final.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 390, 4, 1, 1); // %580 norm_final.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 391, 4, 1, 1); // %581 norm_final.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 392, 4, 1, 1); // %582 norm_final.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 393, 4, 1, 1); // %583 norm_final.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 394, 4, 1, 1); // %584 norm_final.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 395, 4, 1, 1); // %585 norm_final.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 396, 256, 1, 1); // %586 norm_final.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 397, 256, 1, 1); // %587 norm_final.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 398, 256, 1, 1); // %588 norm_final.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 399, 256, 1, 1); // %589 blocks.1.think.add11.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 400, 256, 1, 1); // %590 blocks.1.think.add11.grad.add1 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k7_16x64x8x8", 401, 256, 1, 1); // %591 blocks.1.think.dropout1.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 402, 256, 1, 1); // %592 blocks.1.think.mul7.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 403, 16, 1, 1); // %593 blocks.1.think.mul7.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 404, 256, 1, 1); // %594 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 405, 256, 1, 1); // %595 blocks.1.think.mul6.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 406, 16, 1, 1); // %596 blocks.1.think.mul6.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 407, 256, 1, 1); // %597 blocks.1.think.mul6.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 408, 256, 1, 1); // %598 blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 409, 4, 1, 1); // %599 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 410, 4, 1, 1); // %600 blocks.1.think.sigmoid3.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 411, 4, 1, 1); // %601 blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 412, 1, 1, 1); // %602 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 413, 256, 1, 1); // %604 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 414, 256, 1, 1); // %605 blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 415, 1, 1, 1); // %606 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 416, 256, 1, 1); // %608 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 417, 256, 1, 1); // %609 blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 418, 4, 1, 1); // %610 blocks.1.think.sigmoid2.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 419, 4, 1, 1); // %611 blocks.1.think.sigmoid2.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 420, 4, 1, 1); // %612 blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 421, 1, 1, 1); // %613 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 422, 256, 1, 1); // %615 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 423, 256, 1, 1); // %616 blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 424, 1, 1, 1); // %617 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 425, 256, 1, 1); // %619 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 426, 256, 1, 1); // %620 blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 427, 32, 1, 1); // %621 blocks.1.think.matmul9.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 428, 16, 1, 1); // %622 blocks.1.think.matmul9.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 429, 32, 1, 1); // %623 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 430, 16, 1, 1); // %624 blocks.1.think.matmul9.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 431, 32, 1, 1); // %625 blocks.1.think.permute1.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 432, 1, 1, 1); // %627 blocks.1.think.matmul8.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 433, 16, 1, 1); // %628 blocks.1.think.matmul8.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 434, 256, 1, 1); // %629 blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 435, 1, 1, 1); // %630 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 436, 256, 1, 1); // %632 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 437, 1, 1, 1); // %634 blocks.1.think.matmul7.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 438, 16, 1, 1); // %635 blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 439, 256, 1, 1); // %636 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 440, 1, 1, 1); // %637 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 441, 256, 1, 1); // %639 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 442, 256, 1, 1); // %640 blocks.1.think.matmul6.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 443, 16, 1, 1); // %641 blocks.1.think.matmul6.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 444, 256, 1, 1); // %642 blocks.1.think.matmul6.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 445, 16, 1, 1); // %643 blocks.1.think.matmul6.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 446, 256, 1, 1); // %646 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 447, 256, 1, 1); // %647 blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 448, 1, 1, 1); // %648 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 449, 1, 1, 1); // %651 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 450, 16, 1, 1); // %652 blocks.1.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 451, 256, 1, 1); // %653 blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 452, 1, 1, 1); // %654 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 453, 256, 1, 1); // %656 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 454, 256, 1, 1); // %657 blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 455, 256, 1, 1); // %658 blocks.1.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 456, 16, 1, 1); // %659 blocks.1.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 457, 1, 1, 1); // %660 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 458, 1, 1, 1); // %662 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 459, 16, 1, 1); // %663 blocks.1.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 460, 256, 1, 1); // %664 blocks.1.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 461, 256, 1, 1); // %665 blocks.1.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 462, 1, 1, 1); // %667 blocks.1.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 463, 16, 1, 1); // %668 blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 464, 256, 1, 1); // %669 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 465, 1, 1, 1); // %670 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 466, 256, 1, 1); // %672 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 467, 256, 1, 1); // %673 blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 468, 256, 1, 1); // %674 blocks.1.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 469, 16, 1, 1); // %675 blocks.1.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 470, 1, 1, 1); // %676 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 471, 1, 1, 1); // %678 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 472, 16, 1, 1); // %679 blocks.1.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 473, 256, 1, 1); // %680 blocks.1.think.norm.mul5.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 474, 256, 1, 1); // %681 blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 475, 256, 1, 1); // %682 blocks.1.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 476, 1, 1, 1); // %684 blocks.1.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 477, 16, 1, 1); // %685 blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 478, 256, 1, 1); // %686 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 479, 1, 1, 1); // %687 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 480, 256, 1, 1); // %689 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 481, 256, 1, 1); // %690 blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 482, 256, 1, 1); // %691 blocks.1.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 483, 16, 1, 1); // %692 blocks.1.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 484, 1, 1, 1); // %693 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 485, 1, 1, 1); // %695 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 486, 16, 1, 1); // %696 blocks.1.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 487, 256, 1, 1); // %697 blocks.1.think.norm.mul5.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 488, 256, 1, 1); // %698 blocks.1.think.matmul5.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 489, 16, 1, 1); // %699 blocks.1.think.matmul5.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 490, 256, 1, 1); // %700 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 491, 16, 1, 1); // %701 blocks.1.think.matmul5.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 492, 256, 1, 1); // %702 blocks.1.think.norm.mul5.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 493, 256, 1, 1); // %705 blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 494, 256, 1, 1); // %706 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 495, 1, 1, 1); // %707 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 496, 1, 1, 1); // %709 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 497, 1, 1, 1); // %711 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 498, 16, 1, 1); // %712 blocks.1.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 499, 256, 1, 1); // %713 blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 500, 1, 1, 1); // %714 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 501, 256, 1, 1); // %716 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 502, 256, 1, 1); // %717 blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 503, 256, 1, 1); // %718 blocks.1.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 504, 16, 1, 1); // %719 blocks.1.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 505, 1, 1, 1); // %720 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 506, 1, 1, 1); // %722 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 507, 16, 1, 1); // %723 blocks.1.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 508, 256, 1, 1); // %724 blocks.1.think.delta.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 509, 256, 1, 1); // %725 blocks.1.think.delta.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 510, 1, 1, 1); // %727 blocks.1.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 511, 16, 1, 1); // %728 blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 512, 256, 1, 1); // %729 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 513, 1, 1, 1); // %730 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 514, 256, 1, 1); // %732 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 515, 256, 1, 1); // %733 blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 516, 256, 1, 1); // %734 blocks.1.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 517, 16, 1, 1); // %735 blocks.1.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 518, 1, 1, 1); // %736 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 519, 1, 1, 1); // %738 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 520, 16, 1, 1); // %739 blocks.1.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 521, 256, 1, 1); // %740 blocks.1.think.norm.mul5.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 522, 256, 1, 1); // %741 blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 523, 256, 1, 1); // %742 blocks.1.think.delta.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 524, 1, 1, 1); // %744 blocks.1.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 525, 16, 1, 1); // %745 blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 526, 256, 1, 1); // %746 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 527, 1, 1, 1); // %747 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 528, 256, 1, 1); // %749 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 529, 256, 1, 1); // %750 blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 530, 256, 1, 1); // %751 blocks.1.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 531, 16, 1, 1); // %752 blocks.1.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 532, 1, 1, 1); // %753 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 533, 1, 1, 1); // %755 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 534, 16, 1, 1); // %756 blocks.1.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 535, 256, 1, 1); // %757 blocks.1.think.norm.mul5.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 536, 1, 1, 1); // %758 blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 537, 1, 1, 1); // %759 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 538, 256, 1, 1); // %760 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 539, 256, 1, 1); // %761 blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 540, 1, 1, 1); // %762 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 541, 256, 1, 1); // %764 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 542, 256, 1, 1); // %765 blocks.1.think.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 543, 16, 1, 1); // %766 blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 544, 256, 1, 1); // %767 blocks.1.attn.add1.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 545, 4, 1, 1); // %768 blocks.1.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 546, 4, 1, 1); // %769 blocks.1.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 547, 4, 1, 1); // %770 blocks.1.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 548, 4, 1, 1); // %771 blocks.1.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 549, 4, 1, 1); // %772 blocks.1.think.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 550, 4, 1, 1); // %773 blocks.1.think.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 551, 256, 1, 1); // %774 blocks.1.think.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 552, 256, 1, 1); // %775 blocks.1.think.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 553, 256, 1, 1); // %776 blocks.1.think.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 554, 256, 1, 1); // %777 blocks.1.attn.add1.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 555, 256, 1, 1); // %778 blocks.1.attn.add1.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 556, 1, 1, 1); // %780 blocks.1.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 557, 16, 1, 1); // %781 blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 558, 256, 1, 1); // %782 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 559, 1, 1, 1); // %783 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 560, 256, 1, 1); // %785 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 561, 256, 1, 1); // %786 blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 562, 256, 1, 1); // %787 blocks.1.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 563, 16, 1, 1); // %788 blocks.1.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 564, 1, 1, 1); // %789 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 565, 1, 1, 1); // %791 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 566, 16, 1, 1); // %792 blocks.1.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 567, 256, 1, 1); // %794 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x32", 568, 256, 1, 1); // %795 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 569, 8, 1, 1); // %796 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x64", 570, 512, 1, 1); // %797 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 571, 16, 1, 1); // %798 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "dropout_p0p1_k6_16x2x64x64", 572, 512, 1, 1); // %799 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 573, 512, 1, 1); // %800 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:37
-    this.run(pass, "sum_a3_16x2x64x64", 574, 32, 1, 1); // %801 blocks.1.attn.softmax1.grad.sum0 stdlib.mt:37
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 575, 512, 1, 1); // %802 blocks.1.attn.softmax1.grad.sub0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 576, 512, 1, 1); // %803 blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 577, 512, 1, 1); // %804 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 578, 512, 1, 1); // %805 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 579, 256, 1, 1); // %806 blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 580, 16, 1, 1); // %807 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x64x32", 581, 256, 1, 1); // %808 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 582, 16, 1, 1); // %809 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 583, 256, 1, 1); // %810 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
-    this.run(pass, "permute_0213_16x2x64x32", 584, 256, 1, 1); // %811 blocks.1.attn.permute7.grad.permute0 stdlib.mt:35
-    this.run(pass, "permute_10_8x8", 585, 1, 1, 1); // %814 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 586, 16, 1, 1); // %815 blocks.1.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 587, 256, 1, 1); // %816 blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 588, 1, 1, 1); // %817 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 589, 256, 1, 1); // %819 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 590, 256, 1, 1); // %820 blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 591, 256, 1, 1); // %821 blocks.1.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 592, 16, 1, 1); // %822 blocks.1.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 593, 1, 1, 1); // %823 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 594, 1, 1, 1); // %825 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 595, 16, 1, 1); // %826 blocks.1.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 596, 256, 1, 1); // %827 blocks.1.attn.permute6.grad.permute0 stdlib.mt:34
-    this.run(pass, "permute_10_8x8", 597, 1, 1, 1); // %830 blocks.1.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 598, 16, 1, 1); // %831 blocks.1.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 599, 256, 1, 1); // %832 blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 600, 1, 1, 1); // %833 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 601, 256, 1, 1); // %835 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 602, 256, 1, 1); // %836 blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 603, 256, 1, 1); // %837 blocks.1.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 604, 16, 1, 1); // %838 blocks.1.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 605, 1, 1, 1); // %839 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 606, 1, 1, 1); // %841 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 607, 16, 1, 1); // %842 blocks.1.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 608, 256, 1, 1); // %843 blocks.1.attn.norm.mul5.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 609, 256, 1, 1); // %844 blocks.1.attn.permute5.grad.permute0 stdlib.mt:33
-    this.run(pass, "permute_10_8x8", 610, 1, 1, 1); // %847 blocks.1.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 611, 16, 1, 1); // %848 blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 612, 256, 1, 1); // %849 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 613, 1, 1, 1); // %850 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 614, 256, 1, 1); // %852 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 615, 256, 1, 1); // %853 blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 616, 256, 1, 1); // %854 blocks.1.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 617, 16, 1, 1); // %855 blocks.1.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 618, 1, 1, 1); // %856 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 619, 1, 1, 1); // %858 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 620, 16, 1, 1); // %859 blocks.1.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 621, 256, 1, 1); // %860 blocks.1.attn.norm.mul5.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 622, 256, 1, 1); // %861 blocks.1.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 623, 256, 1, 1); // %862 blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 624, 1, 1, 1); // %863 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 625, 256, 1, 1); // %865 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 626, 256, 1, 1); // %866 blocks.1.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 627, 16, 1, 1); // %867 blocks.1.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 628, 256, 1, 1); // %868 blocks.0.think.add11.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 629, 4, 1, 1); // %869 blocks.1.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 630, 4, 1, 1); // %870 blocks.1.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 631, 4, 1, 1); // %871 blocks.1.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 632, 4, 1, 1); // %872 blocks.1.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 633, 4, 1, 1); // %873 blocks.1.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 634, 4, 1, 1); // %874 blocks.1.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 635, 256, 1, 1); // %875 blocks.1.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 636, 256, 1, 1); // %876 blocks.1.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 637, 256, 1, 1); // %877 blocks.1.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 638, 256, 1, 1); // %878 blocks.0.think.add11.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 639, 256, 1, 1); // %879 blocks.0.think.add11.grad.add2 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k5_16x64x8x8", 640, 256, 1, 1); // %880 blocks.0.think.dropout1.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 641, 256, 1, 1); // %881 blocks.0.think.mul7.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 642, 16, 1, 1); // %882 blocks.0.think.mul7.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 643, 256, 1, 1); // %883 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 644, 256, 1, 1); // %884 blocks.0.think.mul6.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 645, 16, 1, 1); // %885 blocks.0.think.mul6.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 646, 256, 1, 1); // %886 blocks.0.think.mul6.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 647, 256, 1, 1); // %887 blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 648, 4, 1, 1); // %888 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 649, 4, 1, 1); // %889 blocks.0.think.sigmoid3.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 650, 4, 1, 1); // %890 blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 651, 1, 1, 1); // %891 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 652, 256, 1, 1); // %893 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 653, 256, 1, 1); // %894 blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 654, 1, 1, 1); // %895 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 655, 256, 1, 1); // %897 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 656, 256, 1, 1); // %898 blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 657, 4, 1, 1); // %899 blocks.0.think.sigmoid2.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 658, 4, 1, 1); // %900 blocks.0.think.sigmoid2.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 659, 4, 1, 1); // %901 blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 660, 1, 1, 1); // %902 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 661, 256, 1, 1); // %904 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 662, 256, 1, 1); // %905 blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 663, 1, 1, 1); // %906 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 664, 256, 1, 1); // %908 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 665, 256, 1, 1); // %909 blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 666, 32, 1, 1); // %910 blocks.0.think.matmul9.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 667, 16, 1, 1); // %911 blocks.0.think.matmul9.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 668, 32, 1, 1); // %912 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 669, 16, 1, 1); // %913 blocks.0.think.matmul9.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 670, 32, 1, 1); // %914 blocks.0.think.permute1.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 671, 1, 1, 1); // %916 blocks.0.think.matmul8.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 672, 16, 1, 1); // %917 blocks.0.think.matmul8.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 673, 256, 1, 1); // %918 blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 674, 1, 1, 1); // %919 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 675, 256, 1, 1); // %921 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 676, 1, 1, 1); // %923 blocks.0.think.matmul7.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 677, 16, 1, 1); // %924 blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 678, 256, 1, 1); // %925 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 679, 1, 1, 1); // %926 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 680, 256, 1, 1); // %928 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 681, 256, 1, 1); // %929 blocks.0.think.matmul6.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 682, 16, 1, 1); // %930 blocks.0.think.matmul6.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 683, 256, 1, 1); // %931 blocks.0.think.matmul6.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 684, 16, 1, 1); // %932 blocks.0.think.matmul6.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 685, 256, 1, 1); // %935 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 686, 256, 1, 1); // %936 blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 687, 1, 1, 1); // %937 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 688, 1, 1, 1); // %940 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 689, 16, 1, 1); // %941 blocks.0.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 690, 256, 1, 1); // %942 blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 691, 1, 1, 1); // %943 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 692, 256, 1, 1); // %945 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 693, 256, 1, 1); // %946 blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 694, 256, 1, 1); // %947 blocks.0.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 695, 16, 1, 1); // %948 blocks.0.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 696, 1, 1, 1); // %949 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 697, 1, 1, 1); // %951 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 698, 16, 1, 1); // %952 blocks.0.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 699, 256, 1, 1); // %953 blocks.0.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 700, 256, 1, 1); // %954 blocks.0.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 701, 1, 1, 1); // %956 blocks.0.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 702, 16, 1, 1); // %957 blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 703, 256, 1, 1); // %958 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 704, 1, 1, 1); // %959 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 705, 256, 1, 1); // %961 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 706, 256, 1, 1); // %962 blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 707, 256, 1, 1); // %963 blocks.0.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 708, 16, 1, 1); // %964 blocks.0.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 709, 1, 1, 1); // %965 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 710, 1, 1, 1); // %967 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 711, 16, 1, 1); // %968 blocks.0.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 712, 256, 1, 1); // %969 blocks.0.think.norm.mul5.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 713, 256, 1, 1); // %970 blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 714, 256, 1, 1); // %971 blocks.0.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 715, 1, 1, 1); // %973 blocks.0.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 716, 16, 1, 1); // %974 blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 717, 256, 1, 1); // %975 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 718, 1, 1, 1); // %976 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 719, 256, 1, 1); // %978 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 720, 256, 1, 1); // %979 blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 721, 256, 1, 1); // %980 blocks.0.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 722, 16, 1, 1); // %981 blocks.0.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 723, 1, 1, 1); // %982 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 724, 1, 1, 1); // %984 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 725, 16, 1, 1); // %985 blocks.0.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 726, 256, 1, 1); // %986 blocks.0.think.norm.mul5.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 727, 256, 1, 1); // %987 blocks.0.think.matmul5.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 728, 16, 1, 1); // %988 blocks.0.think.matmul5.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 729, 256, 1, 1); // %989 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 730, 16, 1, 1); // %990 blocks.0.think.matmul5.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 731, 256, 1, 1); // %991 blocks.0.think.norm.mul5.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 732, 256, 1, 1); // %994 blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 733, 256, 1, 1); // %995 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 734, 1, 1, 1); // %996 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 735, 1, 1, 1); // %998 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 736, 1, 1, 1); // %1000 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 737, 16, 1, 1); // %1001 blocks.0.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 738, 256, 1, 1); // %1002 blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 739, 1, 1, 1); // %1003 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 740, 256, 1, 1); // %1005 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 741, 256, 1, 1); // %1006 blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 742, 256, 1, 1); // %1007 blocks.0.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 743, 16, 1, 1); // %1008 blocks.0.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 744, 1, 1, 1); // %1009 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 745, 1, 1, 1); // %1011 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 746, 16, 1, 1); // %1012 blocks.0.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 747, 256, 1, 1); // %1013 blocks.0.think.delta.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 748, 256, 1, 1); // %1014 blocks.0.think.delta.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 749, 1, 1, 1); // %1016 blocks.0.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 750, 16, 1, 1); // %1017 blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 751, 256, 1, 1); // %1018 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 752, 1, 1, 1); // %1019 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 753, 256, 1, 1); // %1021 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 754, 256, 1, 1); // %1022 blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 755, 256, 1, 1); // %1023 blocks.0.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 756, 16, 1, 1); // %1024 blocks.0.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 757, 1, 1, 1); // %1025 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 758, 1, 1, 1); // %1027 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 759, 16, 1, 1); // %1028 blocks.0.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 760, 256, 1, 1); // %1029 blocks.0.think.norm.mul5.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 761, 256, 1, 1); // %1030 blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 762, 256, 1, 1); // %1031 blocks.0.think.delta.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 763, 1, 1, 1); // %1033 blocks.0.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 764, 16, 1, 1); // %1034 blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 765, 256, 1, 1); // %1035 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 766, 1, 1, 1); // %1036 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 767, 256, 1, 1); // %1038 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 768, 256, 1, 1); // %1039 blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 769, 256, 1, 1); // %1040 blocks.0.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 770, 16, 1, 1); // %1041 blocks.0.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 771, 1, 1, 1); // %1042 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 772, 1, 1, 1); // %1044 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 773, 16, 1, 1); // %1045 blocks.0.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 774, 256, 1, 1); // %1046 blocks.0.think.norm.mul5.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 775, 1, 1, 1); // %1047 blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 776, 1, 1, 1); // %1048 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 777, 256, 1, 1); // %1049 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 778, 256, 1, 1); // %1050 blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 779, 1, 1, 1); // %1051 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 780, 256, 1, 1); // %1053 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 781, 256, 1, 1); // %1054 blocks.0.think.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 782, 16, 1, 1); // %1055 blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 783, 256, 1, 1); // %1056 blocks.0.attn.add1.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 784, 4, 1, 1); // %1057 blocks.0.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 785, 4, 1, 1); // %1058 blocks.0.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 786, 4, 1, 1); // %1059 blocks.0.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 787, 4, 1, 1); // %1060 blocks.0.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 788, 4, 1, 1); // %1061 blocks.0.think.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 789, 4, 1, 1); // %1062 blocks.0.think.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 790, 256, 1, 1); // %1063 blocks.0.think.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 791, 256, 1, 1); // %1064 blocks.0.think.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 792, 256, 1, 1); // %1065 blocks.0.think.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 793, 256, 1, 1); // %1066 blocks.0.attn.add1.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 794, 256, 1, 1); // %1067 blocks.0.attn.add1.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 795, 1, 1, 1); // %1069 blocks.0.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 796, 16, 1, 1); // %1070 blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 797, 256, 1, 1); // %1071 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 798, 1, 1, 1); // %1072 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 799, 256, 1, 1); // %1074 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 800, 256, 1, 1); // %1075 blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 801, 256, 1, 1); // %1076 blocks.0.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 802, 16, 1, 1); // %1077 blocks.0.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 803, 1, 1, 1); // %1078 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 804, 1, 1, 1); // %1080 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 805, 16, 1, 1); // %1081 blocks.0.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 806, 256, 1, 1); // %1083 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x32", 807, 256, 1, 1); // %1084 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 808, 8, 1, 1); // %1085 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x64", 809, 512, 1, 1); // %1086 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 810, 16, 1, 1); // %1087 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "dropout_p0p1_k4_16x2x64x64", 811, 512, 1, 1); // %1088 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 812, 512, 1, 1); // %1089 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:37
-    this.run(pass, "sum_a3_16x2x64x64", 813, 32, 1, 1); // %1090 blocks.0.attn.softmax1.grad.sum0 stdlib.mt:37
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 814, 512, 1, 1); // %1091 blocks.0.attn.softmax1.grad.sub0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 815, 512, 1, 1); // %1092 blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 816, 512, 1, 1); // %1093 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 817, 512, 1, 1); // %1094 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 818, 256, 1, 1); // %1095 blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 819, 16, 1, 1); // %1096 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x64x32", 820, 256, 1, 1); // %1097 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 821, 16, 1, 1); // %1098 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 822, 256, 1, 1); // %1099 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
-    this.run(pass, "permute_0213_16x2x64x32", 823, 256, 1, 1); // %1100 blocks.0.attn.permute7.grad.permute0 stdlib.mt:35
-    this.run(pass, "permute_10_8x8", 824, 1, 1, 1); // %1103 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 825, 16, 1, 1); // %1104 blocks.0.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 826, 256, 1, 1); // %1105 blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 827, 1, 1, 1); // %1106 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 828, 256, 1, 1); // %1108 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 829, 256, 1, 1); // %1109 blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 830, 256, 1, 1); // %1110 blocks.0.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 831, 16, 1, 1); // %1111 blocks.0.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 832, 1, 1, 1); // %1112 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 833, 1, 1, 1); // %1114 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 834, 16, 1, 1); // %1115 blocks.0.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 835, 256, 1, 1); // %1116 blocks.0.attn.permute6.grad.permute0 stdlib.mt:34
-    this.run(pass, "permute_10_8x8", 836, 1, 1, 1); // %1119 blocks.0.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 837, 16, 1, 1); // %1120 blocks.0.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 838, 256, 1, 1); // %1121 blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 839, 1, 1, 1); // %1122 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 840, 256, 1, 1); // %1124 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 841, 256, 1, 1); // %1125 blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 842, 256, 1, 1); // %1126 blocks.0.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 843, 16, 1, 1); // %1127 blocks.0.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 844, 1, 1, 1); // %1128 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 845, 1, 1, 1); // %1130 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 846, 16, 1, 1); // %1131 blocks.0.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 847, 256, 1, 1); // %1132 blocks.0.attn.norm.mul5.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 848, 256, 1, 1); // %1133 blocks.0.attn.permute5.grad.permute0 stdlib.mt:33
-    this.run(pass, "permute_10_8x8", 849, 1, 1, 1); // %1136 blocks.0.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 850, 16, 1, 1); // %1137 blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 851, 256, 1, 1); // %1138 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 852, 1, 1, 1); // %1139 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 853, 256, 1, 1); // %1141 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 854, 256, 1, 1); // %1142 blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 855, 256, 1, 1); // %1143 blocks.0.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 856, 16, 1, 1); // %1144 blocks.0.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 857, 1, 1, 1); // %1145 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 858, 1, 1, 1); // %1147 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 859, 16, 1, 1); // %1148 blocks.0.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 860, 256, 1, 1); // %1149 blocks.0.attn.norm.mul5.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 861, 256, 1, 1); // %1150 blocks.0.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 862, 256, 1, 1); // %1151 blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 863, 1, 1, 1); // %1152 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 864, 256, 1, 1); // %1154 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 865, 256, 1, 1); // %1155 blocks.0.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 866, 16, 1, 1); // %1156 blocks.0.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 867, 256, 1, 1); // %1157 blocks.1.think.add5.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 868, 4, 1, 1); // %1158 blocks.0.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 869, 4, 1, 1); // %1159 blocks.0.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 870, 4, 1, 1); // %1160 blocks.0.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 871, 4, 1, 1); // %1161 blocks.0.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 872, 4, 1, 1); // %1162 blocks.0.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 873, 4, 1, 1); // %1163 blocks.0.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 874, 256, 1, 1); // %1164 blocks.0.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 875, 256, 1, 1); // %1165 blocks.0.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 876, 256, 1, 1); // %1166 blocks.0.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 877, 256, 1, 1); // %1167 blocks.1.think.add5.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 878, 256, 1, 1); // %1168 blocks.1.think.add5.grad.add2 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k3_16x64x8x8", 879, 256, 1, 1); // %1169 blocks.1.think.dropout0.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 880, 256, 1, 1); // %1170 blocks.1.think.mul3.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 881, 16, 1, 1); // %1171 blocks.1.think.mul3.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 882, 256, 1, 1); // %1172 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 883, 256, 1, 1); // %1173 blocks.1.think.mul2.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 884, 16, 1, 1); // %1174 blocks.1.think.mul2.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 885, 256, 1, 1); // %1175 blocks.1.think.mul2.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 886, 256, 1, 1); // %1176 blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 887, 4, 1, 1); // %1177 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 888, 4, 1, 1); // %1178 blocks.1.think.sigmoid1.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 889, 4, 1, 1); // %1179 blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 890, 1, 1, 1); // %1180 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 891, 1, 1, 1); // %1182 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 892, 256, 1, 1); // %1183 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 893, 256, 1, 1); // %1184 blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 894, 1, 1, 1); // %1185 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 895, 256, 1, 1); // %1187 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 896, 1, 1, 1); // %1188 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 897, 256, 1, 1); // %1189 blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 898, 4, 1, 1); // %1190 blocks.1.think.sigmoid0.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 899, 4, 1, 1); // %1191 blocks.1.think.sigmoid0.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 900, 4, 1, 1); // %1192 blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 901, 1, 1, 1); // %1193 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 902, 1, 1, 1); // %1195 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 903, 256, 1, 1); // %1196 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 904, 256, 1, 1); // %1197 blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 905, 1, 1, 1); // %1198 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 906, 256, 1, 1); // %1200 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 907, 1, 1, 1); // %1201 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 908, 256, 1, 1); // %1202 blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 909, 32, 1, 1); // %1203 blocks.1.think.matmul4.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 910, 16, 1, 1); // %1204 blocks.1.think.matmul4.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 911, 32, 1, 1); // %1205 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 912, 16, 1, 1); // %1206 blocks.1.think.matmul4.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 913, 32, 1, 1); // %1207 blocks.1.think.permute0.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 914, 1, 1, 1); // %1209 blocks.1.think.matmul3.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 915, 16, 1, 1); // %1210 blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 916, 256, 1, 1); // %1211 blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 917, 1, 1, 1); // %1212 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 918, 1, 1, 1); // %1213 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 919, 256, 1, 1); // %1215 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 920, 1, 1, 1); // %1217 blocks.1.think.matmul2.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 921, 16, 1, 1); // %1218 blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 922, 256, 1, 1); // %1219 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 923, 1, 1, 1); // %1220 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 924, 1, 1, 1); // %1221 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 925, 256, 1, 1); // %1223 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 926, 256, 1, 1); // %1224 blocks.1.think.matmul1.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 927, 16, 1, 1); // %1225 blocks.1.think.matmul1.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 928, 256, 1, 1); // %1226 blocks.1.think.matmul1.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 929, 16, 1, 1); // %1227 blocks.1.think.matmul1.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 930, 256, 1, 1); // %1230 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 931, 256, 1, 1); // %1231 blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 932, 1, 1, 1); // %1232 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 933, 1, 1, 1); // %1235 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 934, 16, 1, 1); // %1236 blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 935, 256, 1, 1); // %1237 blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 936, 1, 1, 1); // %1238 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 937, 1, 1, 1); // %1239 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 938, 256, 1, 1); // %1241 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 939, 256, 1, 1); // %1242 blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 940, 256, 1, 1); // %1243 blocks.1.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 941, 16, 1, 1); // %1244 blocks.1.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 942, 1, 1, 1); // %1245 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 943, 1, 1, 1); // %1247 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 944, 16, 1, 1); // %1248 blocks.1.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 945, 1, 1, 1); // %1249 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 946, 256, 1, 1); // %1250 blocks.1.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 947, 256, 1, 1); // %1251 blocks.1.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 948, 1, 1, 1); // %1253 blocks.1.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 949, 16, 1, 1); // %1254 blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 950, 256, 1, 1); // %1255 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 951, 1, 1, 1); // %1256 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 952, 1, 1, 1); // %1257 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 953, 256, 1, 1); // %1259 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 954, 256, 1, 1); // %1260 blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 955, 256, 1, 1); // %1261 blocks.1.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 956, 16, 1, 1); // %1262 blocks.1.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 957, 1, 1, 1); // %1263 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 958, 1, 1, 1); // %1265 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 959, 16, 1, 1); // %1266 blocks.1.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 960, 1, 1, 1); // %1267 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 961, 256, 1, 1); // %1268 blocks.1.think.norm.mul2.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 962, 256, 1, 1); // %1269 blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 963, 256, 1, 1); // %1270 blocks.1.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 964, 1, 1, 1); // %1272 blocks.1.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 965, 16, 1, 1); // %1273 blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 966, 256, 1, 1); // %1274 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 967, 1, 1, 1); // %1275 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 968, 1, 1, 1); // %1276 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 969, 256, 1, 1); // %1278 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 970, 256, 1, 1); // %1279 blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 971, 256, 1, 1); // %1280 blocks.1.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 972, 16, 1, 1); // %1281 blocks.1.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 973, 1, 1, 1); // %1282 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 974, 1, 1, 1); // %1284 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 975, 16, 1, 1); // %1285 blocks.1.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 976, 1, 1, 1); // %1286 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 977, 256, 1, 1); // %1287 blocks.1.think.norm.mul2.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 978, 256, 1, 1); // %1288 blocks.1.think.matmul0.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 979, 16, 1, 1); // %1289 blocks.1.think.matmul0.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 980, 256, 1, 1); // %1290 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 981, 16, 1, 1); // %1291 blocks.1.think.matmul0.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 982, 256, 1, 1); // %1292 blocks.1.think.norm.mul2.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 983, 256, 1, 1); // %1295 blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 984, 256, 1, 1); // %1296 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 985, 1, 1, 1); // %1297 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 986, 1, 1, 1); // %1299 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 987, 1, 1, 1); // %1301 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 988, 16, 1, 1); // %1302 blocks.1.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 989, 256, 1, 1); // %1303 blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 990, 1, 1, 1); // %1304 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 991, 1, 1, 1); // %1305 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 992, 256, 1, 1); // %1307 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 993, 256, 1, 1); // %1308 blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 994, 256, 1, 1); // %1309 blocks.1.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 995, 16, 1, 1); // %1310 blocks.1.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 996, 1, 1, 1); // %1311 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 997, 1, 1, 1); // %1313 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 998, 16, 1, 1); // %1314 blocks.1.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 999, 1, 1, 1); // %1315 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1000, 256, 1, 1); // %1316 blocks.1.think.delta.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1001, 256, 1, 1); // %1317 blocks.1.think.delta.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1002, 1, 1, 1); // %1319 blocks.1.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1003, 16, 1, 1); // %1320 blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1004, 256, 1, 1); // %1321 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1005, 1, 1, 1); // %1322 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1006, 1, 1, 1); // %1323 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1007, 256, 1, 1); // %1325 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1008, 256, 1, 1); // %1326 blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1009, 256, 1, 1); // %1327 blocks.1.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1010, 16, 1, 1); // %1328 blocks.1.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1011, 1, 1, 1); // %1329 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1012, 1, 1, 1); // %1331 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1013, 16, 1, 1); // %1332 blocks.1.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1014, 1, 1, 1); // %1333 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1015, 256, 1, 1); // %1334 blocks.1.think.norm.mul2.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1016, 256, 1, 1); // %1335 blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1017, 256, 1, 1); // %1336 blocks.1.think.delta.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1018, 1, 1, 1); // %1338 blocks.1.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1019, 16, 1, 1); // %1339 blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1020, 256, 1, 1); // %1340 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1021, 1, 1, 1); // %1341 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1022, 1, 1, 1); // %1342 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1023, 256, 1, 1); // %1344 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1024, 256, 1, 1); // %1345 blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1025, 256, 1, 1); // %1346 blocks.1.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1026, 16, 1, 1); // %1347 blocks.1.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1027, 1, 1, 1); // %1348 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1028, 1, 1, 1); // %1350 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1029, 16, 1, 1); // %1351 blocks.1.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1030, 1, 1, 1); // %1352 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1031, 256, 1, 1); // %1353 blocks.1.think.norm.mul2.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 1032, 1, 1, 1); // %1354 blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 1033, 1, 1, 1); // %1355 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 1034, 1, 1, 1); // %1356 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1035, 256, 1, 1); // %1357 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1036, 256, 1, 1); // %1358 blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1037, 1, 1, 1); // %1359 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1038, 1, 1, 1); // %1361 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1039, 256, 1, 1); // %1362 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1040, 256, 1, 1); // %1363 blocks.1.think.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1041, 16, 1, 1); // %1364 blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1042, 256, 1, 1); // %1365 blocks.1.attn.add0.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1043, 4, 1, 1); // %1366 blocks.1.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1044, 4, 1, 1); // %1367 blocks.1.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1045, 4, 1, 1); // %1368 blocks.1.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1046, 4, 1, 1); // %1369 blocks.1.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1047, 4, 1, 1); // %1370 blocks.1.think.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1048, 4, 1, 1); // %1371 blocks.1.think.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1049, 256, 1, 1); // %1372 blocks.1.think.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1050, 256, 1, 1); // %1373 blocks.1.think.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1051, 256, 1, 1); // %1374 blocks.1.think.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1052, 256, 1, 1); // %1375 blocks.1.attn.add0.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1053, 256, 1, 1); // %1376 blocks.1.attn.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 1054, 1, 1, 1); // %1378 blocks.1.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1055, 16, 1, 1); // %1379 blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1056, 256, 1, 1); // %1380 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1057, 1, 1, 1); // %1381 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1058, 1, 1, 1); // %1382 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1059, 256, 1, 1); // %1384 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1060, 256, 1, 1); // %1385 blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1061, 256, 1, 1); // %1386 blocks.1.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1062, 16, 1, 1); // %1387 blocks.1.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1063, 1, 1, 1); // %1388 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1064, 1, 1, 1); // %1390 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1065, 16, 1, 1); // %1391 blocks.1.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1066, 1, 1, 1); // %1392 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 1067, 256, 1, 1); // %1394 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x32", 1068, 256, 1, 1); // %1395 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 1069, 8, 1, 1); // %1396 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x64", 1070, 512, 1, 1); // %1397 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1071, 16, 1, 1); // %1398 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "dropout_p0p1_k2_16x2x64x64", 1072, 512, 1, 1); // %1399 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1073, 512, 1, 1); // %1400 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:37
-    this.run(pass, "sum_a3_16x2x64x64", 1074, 32, 1, 1); // %1401 blocks.1.attn.softmax0.grad.sum0 stdlib.mt:37
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 1075, 512, 1, 1); // %1402 blocks.1.attn.softmax0.grad.sub0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1076, 512, 1, 1); // %1403 blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 1077, 512, 1, 1); // %1404 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 1078, 512, 1, 1); // %1405 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 1079, 256, 1, 1); // %1406 blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1080, 16, 1, 1); // %1407 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x64x32", 1081, 256, 1, 1); // %1408 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1082, 16, 1, 1); // %1409 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 1083, 256, 1, 1); // %1410 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
-    this.run(pass, "permute_0213_16x2x64x32", 1084, 256, 1, 1); // %1411 blocks.1.attn.permute2.grad.permute0 stdlib.mt:35
-    this.run(pass, "permute_10_8x8", 1085, 1, 1, 1); // %1414 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1086, 16, 1, 1); // %1415 blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1087, 256, 1, 1); // %1416 blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1088, 1, 1, 1); // %1417 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1089, 1, 1, 1); // %1418 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1090, 256, 1, 1); // %1420 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1091, 256, 1, 1); // %1421 blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1092, 256, 1, 1); // %1422 blocks.1.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1093, 16, 1, 1); // %1423 blocks.1.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1094, 1, 1, 1); // %1424 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1095, 1, 1, 1); // %1426 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1096, 16, 1, 1); // %1427 blocks.1.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1097, 1, 1, 1); // %1428 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 1098, 256, 1, 1); // %1429 blocks.1.attn.permute1.grad.permute0 stdlib.mt:34
-    this.run(pass, "permute_10_8x8", 1099, 1, 1, 1); // %1432 blocks.1.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1100, 16, 1, 1); // %1433 blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1101, 256, 1, 1); // %1434 blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1102, 1, 1, 1); // %1435 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1103, 1, 1, 1); // %1436 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1104, 256, 1, 1); // %1438 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1105, 256, 1, 1); // %1439 blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1106, 256, 1, 1); // %1440 blocks.1.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1107, 16, 1, 1); // %1441 blocks.1.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1108, 1, 1, 1); // %1442 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1109, 1, 1, 1); // %1444 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1110, 16, 1, 1); // %1445 blocks.1.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1111, 1, 1, 1); // %1446 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1112, 256, 1, 1); // %1447 blocks.1.attn.norm.mul2.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 1113, 256, 1, 1); // %1448 blocks.1.attn.permute0.grad.permute0 stdlib.mt:33
-    this.run(pass, "permute_10_8x8", 1114, 1, 1, 1); // %1451 blocks.1.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1115, 16, 1, 1); // %1452 blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1116, 256, 1, 1); // %1453 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1117, 1, 1, 1); // %1454 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1118, 1, 1, 1); // %1455 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1119, 256, 1, 1); // %1457 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1120, 256, 1, 1); // %1458 blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1121, 256, 1, 1); // %1459 blocks.1.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1122, 16, 1, 1); // %1460 blocks.1.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1123, 1, 1, 1); // %1461 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1124, 1, 1, 1); // %1463 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1125, 16, 1, 1); // %1464 blocks.1.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1126, 1, 1, 1); // %1465 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1127, 256, 1, 1); // %1466 blocks.1.attn.norm.mul2.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1128, 256, 1, 1); // %1467 blocks.1.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1129, 256, 1, 1); // %1468 blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1130, 1, 1, 1); // %1469 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1131, 1, 1, 1); // %1471 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1132, 256, 1, 1); // %1472 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1133, 256, 1, 1); // %1473 blocks.1.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1134, 16, 1, 1); // %1474 blocks.1.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1135, 256, 1, 1); // %1475 blocks.0.think.add5.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1136, 4, 1, 1); // %1476 blocks.1.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1137, 4, 1, 1); // %1477 blocks.1.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1138, 4, 1, 1); // %1478 blocks.1.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1139, 4, 1, 1); // %1479 blocks.1.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1140, 4, 1, 1); // %1480 blocks.1.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1141, 4, 1, 1); // %1481 blocks.1.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1142, 256, 1, 1); // %1482 blocks.1.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1143, 256, 1, 1); // %1483 blocks.1.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1144, 256, 1, 1); // %1484 blocks.1.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1145, 256, 1, 1); // %1485 blocks.0.think.add5.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1146, 256, 1, 1); // %1486 blocks.0.think.add5.grad.add2 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k1_16x64x8x8", 1147, 256, 1, 1); // %1487 blocks.0.think.dropout0.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1148, 256, 1, 1); // %1488 blocks.0.think.mul3.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 1149, 16, 1, 1); // %1489 blocks.0.think.mul3.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1150, 256, 1, 1); // %1490 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1151, 256, 1, 1); // %1491 blocks.0.think.mul2.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 1152, 16, 1, 1); // %1492 blocks.0.think.mul2.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1153, 256, 1, 1); // %1493 blocks.0.think.mul2.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 1154, 256, 1, 1); // %1494 blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 1155, 4, 1, 1); // %1495 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 1156, 4, 1, 1); // %1496 blocks.0.think.sigmoid1.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1157, 4, 1, 1); // %1497 blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 1158, 1, 1, 1); // %1498 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 1159, 1, 1, 1); // %1500 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1160, 256, 1, 1); // %1501 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1161, 256, 1, 1); // %1502 blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 1162, 1, 1, 1); // %1503 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1163, 256, 1, 1); // %1505 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 1164, 1, 1, 1); // %1506 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1165, 256, 1, 1); // %1507 blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 1166, 4, 1, 1); // %1508 blocks.0.think.sigmoid0.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 1167, 4, 1, 1); // %1509 blocks.0.think.sigmoid0.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1168, 4, 1, 1); // %1510 blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 1169, 1, 1, 1); // %1511 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 1170, 1, 1, 1); // %1513 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1171, 256, 1, 1); // %1514 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1172, 256, 1, 1); // %1515 blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 1173, 1, 1, 1); // %1516 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1174, 256, 1, 1); // %1518 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 1175, 1, 1, 1); // %1519 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1176, 256, 1, 1); // %1520 blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 1177, 32, 1, 1); // %1521 blocks.0.think.matmul4.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 1178, 16, 1, 1); // %1522 blocks.0.think.matmul4.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 1179, 32, 1, 1); // %1523 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 1180, 16, 1, 1); // %1524 blocks.0.think.matmul4.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 1181, 32, 1, 1); // %1525 blocks.0.think.permute0.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 1182, 1, 1, 1); // %1527 blocks.0.think.matmul3.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 1183, 16, 1, 1); // %1528 blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 1184, 256, 1, 1); // %1529 blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 1185, 1, 1, 1); // %1530 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 1186, 1, 1, 1); // %1531 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1187, 256, 1, 1); // %1533 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 1188, 1, 1, 1); // %1535 blocks.0.think.matmul2.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 1189, 16, 1, 1); // %1536 blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 1190, 256, 1, 1); // %1537 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 1191, 1, 1, 1); // %1538 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 1192, 1, 1, 1); // %1539 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1193, 256, 1, 1); // %1541 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 1194, 256, 1, 1); // %1542 blocks.0.think.matmul1.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1195, 16, 1, 1); // %1543 blocks.0.think.matmul1.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 1196, 256, 1, 1); // %1544 blocks.0.think.matmul1.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1197, 16, 1, 1); // %1545 blocks.0.think.matmul1.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 1198, 256, 1, 1); // %1548 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1199, 256, 1, 1); // %1549 blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 1200, 1, 1, 1); // %1550 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1201, 1, 1, 1); // %1553 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1202, 16, 1, 1); // %1554 blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1203, 256, 1, 1); // %1555 blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1204, 1, 1, 1); // %1556 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1205, 1, 1, 1); // %1557 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1206, 256, 1, 1); // %1559 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1207, 256, 1, 1); // %1560 blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1208, 256, 1, 1); // %1561 blocks.0.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1209, 16, 1, 1); // %1562 blocks.0.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1210, 1, 1, 1); // %1563 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1211, 1, 1, 1); // %1565 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1212, 16, 1, 1); // %1566 blocks.0.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1213, 1, 1, 1); // %1567 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1214, 256, 1, 1); // %1568 blocks.0.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1215, 256, 1, 1); // %1569 blocks.0.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1216, 1, 1, 1); // %1571 blocks.0.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1217, 16, 1, 1); // %1572 blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1218, 256, 1, 1); // %1573 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1219, 1, 1, 1); // %1574 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1220, 1, 1, 1); // %1575 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1221, 256, 1, 1); // %1577 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1222, 256, 1, 1); // %1578 blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1223, 256, 1, 1); // %1579 blocks.0.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1224, 16, 1, 1); // %1580 blocks.0.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1225, 1, 1, 1); // %1581 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1226, 1, 1, 1); // %1583 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1227, 16, 1, 1); // %1584 blocks.0.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1228, 1, 1, 1); // %1585 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1229, 256, 1, 1); // %1586 blocks.0.think.norm.mul2.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1230, 256, 1, 1); // %1587 blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1231, 256, 1, 1); // %1588 blocks.0.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1232, 1, 1, 1); // %1590 blocks.0.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1233, 16, 1, 1); // %1591 blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1234, 256, 1, 1); // %1592 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1235, 1, 1, 1); // %1593 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1236, 1, 1, 1); // %1594 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1237, 256, 1, 1); // %1596 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1238, 256, 1, 1); // %1597 blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1239, 256, 1, 1); // %1598 blocks.0.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1240, 16, 1, 1); // %1599 blocks.0.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1241, 1, 1, 1); // %1600 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1242, 1, 1, 1); // %1602 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1243, 16, 1, 1); // %1603 blocks.0.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1244, 1, 1, 1); // %1604 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1245, 256, 1, 1); // %1605 blocks.0.think.norm.mul2.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1246, 256, 1, 1); // %1606 blocks.0.think.matmul0.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1247, 16, 1, 1); // %1607 blocks.0.think.matmul0.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 1248, 256, 1, 1); // %1608 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1249, 16, 1, 1); // %1609 blocks.0.think.matmul0.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1250, 256, 1, 1); // %1610 blocks.0.think.norm.mul2.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 1251, 256, 1, 1); // %1613 blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1252, 256, 1, 1); // %1614 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 1253, 1, 1, 1); // %1615 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 1254, 1, 1, 1); // %1617 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1255, 1, 1, 1); // %1619 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1256, 16, 1, 1); // %1620 blocks.0.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1257, 256, 1, 1); // %1621 blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1258, 1, 1, 1); // %1622 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1259, 1, 1, 1); // %1623 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1260, 256, 1, 1); // %1625 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1261, 256, 1, 1); // %1626 blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1262, 256, 1, 1); // %1627 blocks.0.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1263, 16, 1, 1); // %1628 blocks.0.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1264, 1, 1, 1); // %1629 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1265, 1, 1, 1); // %1631 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1266, 16, 1, 1); // %1632 blocks.0.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1267, 1, 1, 1); // %1633 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1268, 256, 1, 1); // %1634 blocks.0.think.delta.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1269, 256, 1, 1); // %1635 blocks.0.think.delta.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1270, 1, 1, 1); // %1637 blocks.0.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1271, 16, 1, 1); // %1638 blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1272, 256, 1, 1); // %1639 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1273, 1, 1, 1); // %1640 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1274, 1, 1, 1); // %1641 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1275, 256, 1, 1); // %1643 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1276, 256, 1, 1); // %1644 blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1277, 256, 1, 1); // %1645 blocks.0.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1278, 16, 1, 1); // %1646 blocks.0.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1279, 1, 1, 1); // %1647 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1280, 1, 1, 1); // %1649 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1281, 16, 1, 1); // %1650 blocks.0.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1282, 1, 1, 1); // %1651 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1283, 256, 1, 1); // %1652 blocks.0.think.norm.mul2.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1284, 256, 1, 1); // %1653 blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1285, 256, 1, 1); // %1654 blocks.0.think.delta.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1286, 1, 1, 1); // %1656 blocks.0.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1287, 16, 1, 1); // %1657 blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1288, 256, 1, 1); // %1658 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1289, 1, 1, 1); // %1659 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1290, 1, 1, 1); // %1660 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1291, 256, 1, 1); // %1662 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1292, 256, 1, 1); // %1663 blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1293, 256, 1, 1); // %1664 blocks.0.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1294, 16, 1, 1); // %1665 blocks.0.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1295, 1, 1, 1); // %1666 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1296, 1, 1, 1); // %1668 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1297, 16, 1, 1); // %1669 blocks.0.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1298, 1, 1, 1); // %1670 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1299, 256, 1, 1); // %1671 blocks.0.think.norm.mul2.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 1300, 1, 1, 1); // %1672 blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 1301, 1, 1, 1); // %1673 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 1302, 1, 1, 1); // %1674 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1303, 256, 1, 1); // %1675 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1304, 256, 1, 1); // %1676 blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1305, 1, 1, 1); // %1677 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1306, 1, 1, 1); // %1679 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1307, 256, 1, 1); // %1680 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1308, 256, 1, 1); // %1681 blocks.0.think.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1309, 16, 1, 1); // %1682 blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1310, 256, 1, 1); // %1683 blocks.0.attn.add0.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1311, 4, 1, 1); // %1684 blocks.0.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1312, 4, 1, 1); // %1685 blocks.0.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1313, 4, 1, 1); // %1686 blocks.0.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1314, 4, 1, 1); // %1687 blocks.0.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1315, 4, 1, 1); // %1688 blocks.0.think.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1316, 4, 1, 1); // %1689 blocks.0.think.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1317, 256, 1, 1); // %1690 blocks.0.think.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1318, 256, 1, 1); // %1691 blocks.0.think.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1319, 256, 1, 1); // %1692 blocks.0.think.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1320, 256, 1, 1); // %1693 blocks.0.attn.add0.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1321, 256, 1, 1); // %1694 blocks.0.attn.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 1322, 1, 1, 1); // %1696 blocks.0.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1323, 16, 1, 1); // %1697 blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1324, 256, 1, 1); // %1698 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1325, 1, 1, 1); // %1699 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1326, 1, 1, 1); // %1700 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1327, 256, 1, 1); // %1702 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1328, 256, 1, 1); // %1703 blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1329, 256, 1, 1); // %1704 blocks.0.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1330, 16, 1, 1); // %1705 blocks.0.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1331, 1, 1, 1); // %1706 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1332, 1, 1, 1); // %1708 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1333, 16, 1, 1); // %1709 blocks.0.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1334, 1, 1, 1); // %1710 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 1335, 256, 1, 1); // %1712 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x32", 1336, 256, 1, 1); // %1713 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 1337, 8, 1, 1); // %1714 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x64", 1338, 512, 1, 1); // %1715 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1339, 16, 1, 1); // %1716 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "dropout_p0p1_k0_16x2x64x64", 1340, 512, 1, 1); // %1717 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1341, 512, 1, 1); // %1718 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:37
-    this.run(pass, "sum_a3_16x2x64x64", 1342, 32, 1, 1); // %1719 blocks.0.attn.softmax0.grad.sum0 stdlib.mt:37
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 1343, 512, 1, 1); // %1720 blocks.0.attn.softmax0.grad.sub0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1344, 512, 1, 1); // %1721 blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 1345, 512, 1, 1); // %1722 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 1346, 512, 1, 1); // %1723 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 1347, 256, 1, 1); // %1724 blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1348, 16, 1, 1); // %1725 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x64x32", 1349, 256, 1, 1); // %1726 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1350, 16, 1, 1); // %1727 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 1351, 256, 1, 1); // %1728 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
-    this.run(pass, "permute_0213_16x2x64x32", 1352, 256, 1, 1); // %1729 blocks.0.attn.permute2.grad.permute0 stdlib.mt:35
-    this.run(pass, "permute_10_8x8", 1353, 1, 1, 1); // %1732 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1354, 16, 1, 1); // %1733 blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1355, 256, 1, 1); // %1734 blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1356, 1, 1, 1); // %1735 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1357, 1, 1, 1); // %1736 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1358, 256, 1, 1); // %1738 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1359, 256, 1, 1); // %1739 blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1360, 256, 1, 1); // %1740 blocks.0.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1361, 16, 1, 1); // %1741 blocks.0.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1362, 1, 1, 1); // %1742 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1363, 1, 1, 1); // %1744 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1364, 16, 1, 1); // %1745 blocks.0.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1365, 1, 1, 1); // %1746 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 1366, 256, 1, 1); // %1747 blocks.0.attn.permute1.grad.permute0 stdlib.mt:34
-    this.run(pass, "permute_10_8x8", 1367, 1, 1, 1); // %1750 blocks.0.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1368, 16, 1, 1); // %1751 blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1369, 256, 1, 1); // %1752 blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1370, 1, 1, 1); // %1753 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1371, 1, 1, 1); // %1754 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1372, 256, 1, 1); // %1756 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1373, 256, 1, 1); // %1757 blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1374, 256, 1, 1); // %1758 blocks.0.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1375, 16, 1, 1); // %1759 blocks.0.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1376, 1, 1, 1); // %1760 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1377, 1, 1, 1); // %1762 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1378, 16, 1, 1); // %1763 blocks.0.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1379, 1, 1, 1); // %1764 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1380, 256, 1, 1); // %1765 blocks.0.attn.norm.mul2.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 1381, 256, 1, 1); // %1766 blocks.0.attn.permute0.grad.permute0 stdlib.mt:33
-    this.run(pass, "permute_10_8x8", 1382, 1, 1, 1); // %1769 blocks.0.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1383, 16, 1, 1); // %1770 blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1384, 256, 1, 1); // %1771 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1385, 1, 1, 1); // %1772 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1386, 1, 1, 1); // %1773 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1387, 256, 1, 1); // %1775 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1388, 256, 1, 1); // %1776 blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1389, 256, 1, 1); // %1777 blocks.0.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1390, 16, 1, 1); // %1778 blocks.0.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1391, 1, 1, 1); // %1779 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1392, 1, 1, 1); // %1781 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1393, 16, 1, 1); // %1782 blocks.0.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1394, 1, 1, 1); // %1783 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1395, 256, 1, 1); // %1784 blocks.0.attn.norm.mul2.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1396, 256, 1, 1); // %1785 blocks.0.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1397, 256, 1, 1); // %1786 blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1398, 1, 1, 1); // %1787 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1399, 1, 1, 1); // %1789 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1400, 256, 1, 1); // %1790 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1401, 256, 1, 1); // %1791 blocks.0.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1402, 16, 1, 1); // %1792 blocks.0.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1403, 256, 1, 1); // %1793 embed.add0.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1404, 4, 1, 1); // %1794 blocks.0.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1405, 4, 1, 1); // %1795 blocks.0.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1406, 4, 1, 1); // %1796 blocks.0.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1407, 4, 1, 1); // %1797 blocks.0.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1408, 4, 1, 1); // %1798 blocks.0.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1409, 4, 1, 1); // %1799 blocks.0.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1410, 256, 1, 1); // %1800 blocks.0.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1411, 256, 1, 1); // %1801 blocks.0.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1412, 256, 1, 1); // %1802 blocks.0.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1413, 256, 1, 1); // %1803 embed.add0.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1414, 256, 1, 1); // %1804 embed.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "sum_a0_16x64x8x8", 1415, 64, 1, 1); // %1805 embed.add0.grad.sum0 stdlib.mt:96
-    this.run(pass, "affine_s0p1_b0_64x8x8", 1416, 16, 1, 1); // %1807 embed.affine0.grad.affine0 stdlib.mt:96
-    this.run(pass, "permute_021_64x1x8", 1417, 2, 1, 1); // %1808 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x8_64x8x1", 1418, 1, 1, 1); // %1809 embed.matmul1.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_021_64x8x1", 1419, 2, 1, 1); // %1810 embed.matmul1.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_64x1x8_64x8x8", 1420, 1, 1, 1); // %1811 embed.matmul1.grad.matmul1 stdlib.mt:96
-    this.run(pass, "permute_0132_16x64x1x8", 1421, 32, 1, 1); // %1812 embed.matmul0.grad.permute0 stdlib.mt:96
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 1422, 16, 1, 1); // %1813 embed.matmul0.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_0132_16x64x8x1", 1423, 32, 1, 1); // %1814 embed.matmul0.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 1424, 16, 1, 1); // %1815 embed.matmul0.grad.matmul1 stdlib.mt:96
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 1425, 2, 1, 1); // %1817 embed.slice1.grad.pad0 stdlib.mt:95
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 1426, 2, 1, 1); // %1819 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 1427, 4, 1, 1); // %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 1428, 4, 1, 1); // %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    this.run(pass, "affine_s1_b0_8x8", 1429, 1, 1, 1); // %1824 norm_final.g.grad.affine0 stdlib.mt:7
-    this.run(pass, "affine_s1_b0_32x8", 1430, 1, 1, 1); // %1825 head.U.grad.affine0 stdlib.mt:102
-    this.run(pass, "affine_s1_b0_32x8", 1431, 1, 1, 1); // %1826 head.V.grad.affine0 stdlib.mt:103
-    this.run(pass, "affine_s1_b0_256x32", 1432, 32, 1, 1); // %1827 head.W_out.grad.affine0 stdlib.mt:104
+    this.run(pass, "fused_6ops_fb1aa4ac4e", 102, 16, 1, 1); // %550 loss.cross_entropy0.grad.softmax0 matrix_thinker.mt:46
+    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", 103, 128, 1, 1); // %558 head.matmul1.grad.sum0 stdlib.mt:107
+    this.run(pass, "permute_10_256x32", 104, 32, 1, 1); // %560 head.matmul1.grad.permute1 stdlib.mt:107
+    this.run(pass, "matmul_32x256_16x64x256x1", 105, 8, 1, 1); // %561 head.matmul1.grad.matmul1 stdlib.mt:107
+    this.run(pass, "fused_3ops_a25da1dcf7", 106, 16, 1, 1); // %562 head.sum0.grad.expand0 stdlib.mt:106
+    this.run(pass, "sum_a01_16x64x32x8", 107, 4, 1, 1); // %565 head.mul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", 108, 4, 1, 1); // %569 head.matmul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "fused_1ops_9ceb6e9d77", 109, 16, 1, 1); // %571 head.matmul0.grad.permute1 stdlib.mt:106
+    this.run(pass, "matmul_8x32_16x64x32x8", 110, 16, 1, 1); // %572 head.matmul0.grad.matmul1 stdlib.mt:106
+    this.run(pass, "fused_2ops_f17440cbbb", 111, 16, 1, 1); // %573 norm_final.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 112, 1, 1, 1); // %575 norm_final.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_17ops_5258cdc6d7", 113, 16, 1, 1); // %577 norm_final.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_5ops_ad00f751b5", 114, 16, 1, 1); // %594 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
+    this.run(pass, "fused_3ops_068e496b13", 115, 16, 1, 1); // %599 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 116, 1, 1, 1); // %602 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_82a5835e66", 117, 16, 1, 1); // %604 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 118, 1, 1, 1); // %606 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_b94007d905", 119, 16, 1, 1); // %608 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 120, 1, 1, 1); // %613 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_94817482d7", 121, 16, 1, 1); // %615 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 122, 1, 1, 1); // %617 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_fca0968df6", 123, 16, 1, 1); // %619 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
+    this.run(pass, "fused_7ops_973b81dba5", 124, 16, 1, 1); // %623 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 125, 1, 1, 1); // %630 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_4ops_de5186fd52", 126, 16, 1, 1); // %632 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
+    this.run(pass, "fused_1ops_02b920d313", 127, 16, 1, 1); // %636 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 128, 1, 1, 1); // %637 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_5ops_635579a41a", 129, 16, 1, 1); // %639 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
+    this.run(pass, "fused_2ops_1730e0d43d", 130, 16, 1, 1); // %646 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 131, 1, 1, 1); // %648 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 132, 16, 1, 1); // %651 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 133, 1, 1, 1); // %654 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 134, 16, 1, 1); // %656 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 135, 1, 1, 1); // %660 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 136, 16, 1, 1); // %662 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 137, 16, 1, 1); // %669 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 138, 1, 1, 1); // %670 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 139, 16, 1, 1); // %672 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 140, 1, 1, 1); // %676 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 141, 16, 1, 1); // %678 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 142, 16, 1, 1); // %686 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 143, 1, 1, 1); // %687 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 144, 16, 1, 1); // %689 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 145, 1, 1, 1); // %693 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_9c806ba1e6", 146, 16, 1, 1); // %695 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_a23b7168cc", 147, 16, 1, 1); // %700 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
+    this.run(pass, "fused_1ops_46c0b229b4", 148, 16, 1, 1); // %706 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 149, 1, 1, 1); // %707 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 150, 1, 1, 1); // %709 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 151, 16, 1, 1); // %711 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 152, 1, 1, 1); // %714 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 153, 16, 1, 1); // %716 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 154, 1, 1, 1); // %720 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 155, 16, 1, 1); // %722 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 156, 16, 1, 1); // %729 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 157, 1, 1, 1); // %730 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 158, 16, 1, 1); // %732 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 159, 1, 1, 1); // %736 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 160, 16, 1, 1); // %738 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 161, 16, 1, 1); // %746 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 162, 1, 1, 1); // %747 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 163, 16, 1, 1); // %749 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 164, 1, 1, 1); // %753 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_0bbc388eb3", 165, 16, 1, 1); // %755 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "binary_mul_s_s", 166, 1, 1, 1); // %759 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_f17440cbbb", 167, 16, 1, 1); // %760 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 168, 1, 1, 1); // %762 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_bbfc3bbd87", 169, 16, 1, 1); // %764 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_1ops_cfcdd64937", 170, 16, 1, 1); // %782 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 171, 1, 1, 1); // %783 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 172, 16, 1, 1); // %785 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 173, 1, 1, 1); // %789 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_7cca0bbdbc", 174, 16, 1, 1); // %791 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 175, 256, 1, 1); // %794 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_cc9f92de88", 176, 16, 1, 1); // %795 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 177, 8, 1, 1); // %796 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
+    this.run(pass, "fused_1ops_47f5f88d7b", 178, 16, 1, 1); // %797 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 179, 16, 1, 1); // %798 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
+    this.run(pass, "fused_5ops_3cf4f0a1d5", 180, 16, 1, 1); // %799 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
+    this.run(pass, "causal_mask_f0_16x2x64x64", 181, 512, 1, 1); // %804 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
+    this.run(pass, "fused_2ops_47f2aae676", 182, 16, 1, 1); // %805 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 183, 16, 1, 1); // %807 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
+    this.run(pass, "fused_1ops_a6e3260ac3", 184, 16, 1, 1); // %808 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 185, 16, 1, 1); // %809 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
+    this.run(pass, "fused_7ops_9b56bc9662", 186, 16, 1, 1); // %810 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
+    this.run(pass, "matmul_8x8192_8192x8", 187, 1, 1, 1); // %817 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 188, 16, 1, 1); // %819 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 189, 1, 1, 1); // %823 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_0816ee8de5", 190, 16, 1, 1); // %825 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 191, 1, 1, 1); // %833 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 192, 16, 1, 1); // %835 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 193, 1, 1, 1); // %839 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe3afec744", 194, 16, 1, 1); // %841 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 195, 16, 1, 1); // %849 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 196, 1, 1, 1); // %850 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 197, 16, 1, 1); // %852 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 198, 1, 1, 1); // %856 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_09dc3d6959", 199, 16, 1, 1); // %858 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 200, 1, 1, 1); // %863 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_b98f3b8252", 201, 16, 1, 1); // %865 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_5ops_ad00f751b5", 202, 16, 1, 1); // %883 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
+    this.run(pass, "fused_3ops_068e496b13", 203, 16, 1, 1); // %888 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 204, 1, 1, 1); // %891 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_82a5835e66", 205, 16, 1, 1); // %893 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 206, 1, 1, 1); // %895 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_b94007d905", 207, 16, 1, 1); // %897 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 208, 1, 1, 1); // %902 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_94817482d7", 209, 16, 1, 1); // %904 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 210, 1, 1, 1); // %906 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_fca0968df6", 211, 16, 1, 1); // %908 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
+    this.run(pass, "fused_7ops_973b81dba5", 212, 16, 1, 1); // %912 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 213, 1, 1, 1); // %919 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_4ops_de5186fd52", 214, 16, 1, 1); // %921 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
+    this.run(pass, "fused_1ops_02b920d313", 215, 16, 1, 1); // %925 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 216, 1, 1, 1); // %926 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_5ops_635579a41a", 217, 16, 1, 1); // %928 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
+    this.run(pass, "fused_2ops_1730e0d43d", 218, 16, 1, 1); // %935 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 219, 1, 1, 1); // %937 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 220, 16, 1, 1); // %940 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 221, 1, 1, 1); // %943 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 222, 16, 1, 1); // %945 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 223, 1, 1, 1); // %949 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 224, 16, 1, 1); // %951 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 225, 16, 1, 1); // %958 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 226, 1, 1, 1); // %959 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 227, 16, 1, 1); // %961 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 228, 1, 1, 1); // %965 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 229, 16, 1, 1); // %967 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 230, 16, 1, 1); // %975 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 231, 1, 1, 1); // %976 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 232, 16, 1, 1); // %978 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 233, 1, 1, 1); // %982 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_9c806ba1e6", 234, 16, 1, 1); // %984 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_a23b7168cc", 235, 16, 1, 1); // %989 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
+    this.run(pass, "fused_1ops_46c0b229b4", 236, 16, 1, 1); // %995 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 237, 1, 1, 1); // %996 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 238, 1, 1, 1); // %998 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 239, 16, 1, 1); // %1000 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 240, 1, 1, 1); // %1003 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 241, 16, 1, 1); // %1005 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 242, 1, 1, 1); // %1009 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 243, 16, 1, 1); // %1011 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 244, 16, 1, 1); // %1018 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 245, 1, 1, 1); // %1019 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 246, 16, 1, 1); // %1021 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 247, 1, 1, 1); // %1025 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 248, 16, 1, 1); // %1027 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 249, 16, 1, 1); // %1035 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 250, 1, 1, 1); // %1036 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 251, 16, 1, 1); // %1038 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 252, 1, 1, 1); // %1042 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_0bbc388eb3", 253, 16, 1, 1); // %1044 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "binary_mul_s_s", 254, 1, 1, 1); // %1048 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_f17440cbbb", 255, 16, 1, 1); // %1049 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 256, 1, 1, 1); // %1051 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_bbfc3bbd87", 257, 16, 1, 1); // %1053 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_1ops_cfcdd64937", 258, 16, 1, 1); // %1071 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 259, 1, 1, 1); // %1072 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 260, 16, 1, 1); // %1074 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 261, 1, 1, 1); // %1078 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_7cca0bbdbc", 262, 16, 1, 1); // %1080 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 263, 256, 1, 1); // %1083 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_cc9f92de88", 264, 16, 1, 1); // %1084 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 265, 8, 1, 1); // %1085 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
+    this.run(pass, "fused_1ops_47f5f88d7b", 266, 16, 1, 1); // %1086 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 267, 16, 1, 1); // %1087 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
+    this.run(pass, "fused_5ops_6c7c733d2f", 268, 16, 1, 1); // %1088 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
+    this.run(pass, "causal_mask_f0_16x2x64x64", 269, 512, 1, 1); // %1093 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
+    this.run(pass, "fused_2ops_47f2aae676", 270, 16, 1, 1); // %1094 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 271, 16, 1, 1); // %1096 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
+    this.run(pass, "fused_1ops_a6e3260ac3", 272, 16, 1, 1); // %1097 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 273, 16, 1, 1); // %1098 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
+    this.run(pass, "fused_7ops_9b56bc9662", 274, 16, 1, 1); // %1099 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
+    this.run(pass, "matmul_8x8192_8192x8", 275, 1, 1, 1); // %1106 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 276, 16, 1, 1); // %1108 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 277, 1, 1, 1); // %1112 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_0816ee8de5", 278, 16, 1, 1); // %1114 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 279, 1, 1, 1); // %1122 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 280, 16, 1, 1); // %1124 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 281, 1, 1, 1); // %1128 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe3afec744", 282, 16, 1, 1); // %1130 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 283, 16, 1, 1); // %1138 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 284, 1, 1, 1); // %1139 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 285, 16, 1, 1); // %1141 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 286, 1, 1, 1); // %1145 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_09dc3d6959", 287, 16, 1, 1); // %1147 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 288, 1, 1, 1); // %1152 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_e85ccd577b", 289, 16, 1, 1); // %1154 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_5ops_ad00f751b5", 290, 16, 1, 1); // %1172 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
+    this.run(pass, "fused_3ops_068e496b13", 291, 16, 1, 1); // %1177 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 292, 1, 1, 1); // %1180 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_s_s", 293, 1, 1, 1); // %1182 param61.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_82a5835e66", 294, 16, 1, 1); // %1183 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 295, 1, 1, 1); // %1185 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_8x8_8x8", 296, 1, 1, 1); // %1188 param60.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_b94007d905", 297, 16, 1, 1); // %1187 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 298, 1, 1, 1); // %1193 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_s_s", 299, 1, 1, 1); // %1195 param59.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_94817482d7", 300, 16, 1, 1); // %1196 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 301, 1, 1, 1); // %1198 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_8x8_8x8", 302, 1, 1, 1); // %1201 param58.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_fca0968df6", 303, 16, 1, 1); // %1200 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
+    this.run(pass, "fused_7ops_973b81dba5", 304, 16, 1, 1); // %1205 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 305, 1, 1, 1); // %1212 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 306, 1, 1, 1); // %1213 param56.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_de5186fd52", 307, 16, 1, 1); // %1215 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
+    this.run(pass, "fused_1ops_02b920d313", 308, 16, 1, 1); // %1219 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 309, 1, 1, 1); // %1220 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 310, 1, 1, 1); // %1221 param57.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_635579a41a", 311, 16, 1, 1); // %1223 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
+    this.run(pass, "fused_2ops_1730e0d43d", 312, 16, 1, 1); // %1230 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 313, 1, 1, 1); // %1232 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 314, 16, 1, 1); // %1235 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 315, 1, 1, 1); // %1238 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 316, 1, 1, 1); // %1239 param54.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 317, 16, 1, 1); // %1241 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 318, 1, 1, 1); // %1245 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 319, 1, 1, 1); // %1249 param53.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 320, 16, 1, 1); // %1247 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 321, 16, 1, 1); // %1255 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 322, 1, 1, 1); // %1256 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 323, 1, 1, 1); // %1257 param52.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 324, 16, 1, 1); // %1259 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 325, 1, 1, 1); // %1263 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 326, 1, 1, 1); // %1267 param51.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 327, 16, 1, 1); // %1265 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 328, 16, 1, 1); // %1274 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 329, 1, 1, 1); // %1275 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 330, 1, 1, 1); // %1276 param50.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 331, 16, 1, 1); // %1278 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 332, 1, 1, 1); // %1282 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 333, 1, 1, 1); // %1286 param49.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_9c806ba1e6", 334, 16, 1, 1); // %1284 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_a23b7168cc", 335, 16, 1, 1); // %1290 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
+    this.run(pass, "fused_1ops_46c0b229b4", 336, 16, 1, 1); // %1296 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 337, 1, 1, 1); // %1297 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 338, 1, 1, 1); // %1299 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 339, 16, 1, 1); // %1301 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 340, 1, 1, 1); // %1304 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 341, 1, 1, 1); // %1305 param48.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 342, 16, 1, 1); // %1307 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 343, 1, 1, 1); // %1311 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 344, 1, 1, 1); // %1315 param47.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 345, 16, 1, 1); // %1313 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 346, 16, 1, 1); // %1321 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 347, 1, 1, 1); // %1322 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 348, 1, 1, 1); // %1323 param46.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 349, 16, 1, 1); // %1325 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 350, 1, 1, 1); // %1329 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 351, 1, 1, 1); // %1333 param45.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 352, 16, 1, 1); // %1331 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 353, 16, 1, 1); // %1340 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 354, 1, 1, 1); // %1341 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 355, 1, 1, 1); // %1342 param44.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 356, 16, 1, 1); // %1344 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 357, 1, 1, 1); // %1348 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 358, 1, 1, 1); // %1352 param43.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_0bbc388eb3", 359, 16, 1, 1); // %1350 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "binary_mul_s_s", 360, 1, 1, 1); // %1355 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 361, 1, 1, 1); // %1356 param55.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_f17440cbbb", 362, 16, 1, 1); // %1357 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 363, 1, 1, 1); // %1359 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 364, 1, 1, 1); // %1361 param42.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_bbfc3bbd87", 365, 16, 1, 1); // %1362 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_1ops_cfcdd64937", 366, 16, 1, 1); // %1380 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 367, 1, 1, 1); // %1381 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 368, 1, 1, 1); // %1382 param41.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 369, 16, 1, 1); // %1384 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 370, 1, 1, 1); // %1388 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 371, 1, 1, 1); // %1392 param40.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_7cca0bbdbc", 372, 16, 1, 1); // %1390 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 373, 256, 1, 1); // %1394 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_cc9f92de88", 374, 16, 1, 1); // %1395 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 375, 8, 1, 1); // %1396 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
+    this.run(pass, "fused_1ops_47f5f88d7b", 376, 16, 1, 1); // %1397 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 377, 16, 1, 1); // %1398 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
+    this.run(pass, "fused_5ops_df2501acee", 378, 16, 1, 1); // %1399 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
+    this.run(pass, "causal_mask_f0_16x2x64x64", 379, 512, 1, 1); // %1404 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
+    this.run(pass, "fused_2ops_47f2aae676", 380, 16, 1, 1); // %1405 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 381, 16, 1, 1); // %1407 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
+    this.run(pass, "fused_1ops_a6e3260ac3", 382, 16, 1, 1); // %1408 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 383, 16, 1, 1); // %1409 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
+    this.run(pass, "fused_7ops_9b56bc9662", 384, 16, 1, 1); // %1410 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
+    this.run(pass, "matmul_8x8192_8192x8", 385, 1, 1, 1); // %1417 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 386, 1, 1, 1); // %1418 param39.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 387, 16, 1, 1); // %1420 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 388, 1, 1, 1); // %1424 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 389, 1, 1, 1); // %1428 param38.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_0816ee8de5", 390, 16, 1, 1); // %1426 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 391, 1, 1, 1); // %1435 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 392, 1, 1, 1); // %1436 param37.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 393, 16, 1, 1); // %1438 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 394, 1, 1, 1); // %1442 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 395, 1, 1, 1); // %1446 param36.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe3afec744", 396, 16, 1, 1); // %1444 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 397, 16, 1, 1); // %1453 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 398, 1, 1, 1); // %1454 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 399, 1, 1, 1); // %1455 param35.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 400, 16, 1, 1); // %1457 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 401, 1, 1, 1); // %1461 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 402, 1, 1, 1); // %1465 param34.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_09dc3d6959", 403, 16, 1, 1); // %1463 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 404, 1, 1, 1); // %1469 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 405, 1, 1, 1); // %1471 param33.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_c41b283b6a", 406, 16, 1, 1); // %1472 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_5ops_ad00f751b5", 407, 16, 1, 1); // %1490 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
+    this.run(pass, "fused_3ops_068e496b13", 408, 16, 1, 1); // %1495 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 409, 1, 1, 1); // %1498 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_s_s", 410, 1, 1, 1); // %1500 param32.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_82a5835e66", 411, 16, 1, 1); // %1501 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 412, 1, 1, 1); // %1503 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_8x8_8x8", 413, 1, 1, 1); // %1506 param31.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_b94007d905", 414, 16, 1, 1); // %1505 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 415, 1, 1, 1); // %1511 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_s_s", 416, 1, 1, 1); // %1513 param30.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_94817482d7", 417, 16, 1, 1); // %1514 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 418, 1, 1, 1); // %1516 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_8x8_8x8", 419, 1, 1, 1); // %1519 param29.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_fca0968df6", 420, 16, 1, 1); // %1518 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
+    this.run(pass, "fused_7ops_973b81dba5", 421, 16, 1, 1); // %1523 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 422, 1, 1, 1); // %1530 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 423, 1, 1, 1); // %1531 param27.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_de5186fd52", 424, 16, 1, 1); // %1533 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
+    this.run(pass, "fused_1ops_02b920d313", 425, 16, 1, 1); // %1537 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 426, 1, 1, 1); // %1538 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 427, 1, 1, 1); // %1539 param28.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_635579a41a", 428, 16, 1, 1); // %1541 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
+    this.run(pass, "fused_2ops_1730e0d43d", 429, 16, 1, 1); // %1548 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 430, 1, 1, 1); // %1550 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 431, 16, 1, 1); // %1553 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 432, 1, 1, 1); // %1556 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 433, 1, 1, 1); // %1557 param25.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 434, 16, 1, 1); // %1559 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 435, 1, 1, 1); // %1563 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 436, 1, 1, 1); // %1567 param24.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 437, 16, 1, 1); // %1565 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 438, 16, 1, 1); // %1573 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 439, 1, 1, 1); // %1574 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 440, 1, 1, 1); // %1575 param23.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 441, 16, 1, 1); // %1577 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 442, 1, 1, 1); // %1581 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 443, 1, 1, 1); // %1585 param22.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 444, 16, 1, 1); // %1583 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 445, 16, 1, 1); // %1592 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 446, 1, 1, 1); // %1593 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 447, 1, 1, 1); // %1594 param21.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 448, 16, 1, 1); // %1596 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 449, 1, 1, 1); // %1600 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 450, 1, 1, 1); // %1604 param20.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_9c806ba1e6", 451, 16, 1, 1); // %1602 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_a23b7168cc", 452, 16, 1, 1); // %1608 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
+    this.run(pass, "fused_1ops_46c0b229b4", 453, 16, 1, 1); // %1614 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 454, 1, 1, 1); // %1615 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 455, 1, 1, 1); // %1617 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 456, 16, 1, 1); // %1619 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 457, 1, 1, 1); // %1622 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 458, 1, 1, 1); // %1623 param19.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 459, 16, 1, 1); // %1625 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 460, 1, 1, 1); // %1629 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 461, 1, 1, 1); // %1633 param18.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 462, 16, 1, 1); // %1631 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 463, 16, 1, 1); // %1639 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 464, 1, 1, 1); // %1640 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 465, 1, 1, 1); // %1641 param17.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 466, 16, 1, 1); // %1643 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 467, 1, 1, 1); // %1647 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 468, 1, 1, 1); // %1651 param16.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 469, 16, 1, 1); // %1649 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 470, 16, 1, 1); // %1658 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 471, 1, 1, 1); // %1659 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 472, 1, 1, 1); // %1660 param15.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 473, 16, 1, 1); // %1662 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 474, 1, 1, 1); // %1666 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 475, 1, 1, 1); // %1670 param14.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_0bbc388eb3", 476, 16, 1, 1); // %1668 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "binary_mul_s_s", 477, 1, 1, 1); // %1673 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 478, 1, 1, 1); // %1674 param26.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_f17440cbbb", 479, 16, 1, 1); // %1675 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 480, 1, 1, 1); // %1677 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 481, 1, 1, 1); // %1679 param13.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_bbfc3bbd87", 482, 16, 1, 1); // %1680 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_1ops_cfcdd64937", 483, 16, 1, 1); // %1698 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 484, 1, 1, 1); // %1699 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 485, 1, 1, 1); // %1700 param12.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 486, 16, 1, 1); // %1702 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 487, 1, 1, 1); // %1706 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 488, 1, 1, 1); // %1710 param11.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_7cca0bbdbc", 489, 16, 1, 1); // %1708 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 490, 256, 1, 1); // %1712 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_cc9f92de88", 491, 16, 1, 1); // %1713 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 492, 8, 1, 1); // %1714 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
+    this.run(pass, "fused_1ops_47f5f88d7b", 493, 16, 1, 1); // %1715 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 494, 16, 1, 1); // %1716 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
+    this.run(pass, "fused_5ops_26ca5d1565", 495, 16, 1, 1); // %1717 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
+    this.run(pass, "causal_mask_f0_16x2x64x64", 496, 512, 1, 1); // %1722 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
+    this.run(pass, "fused_2ops_47f2aae676", 497, 16, 1, 1); // %1723 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 498, 16, 1, 1); // %1725 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
+    this.run(pass, "fused_1ops_a6e3260ac3", 499, 16, 1, 1); // %1726 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 500, 16, 1, 1); // %1727 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
+    this.run(pass, "fused_7ops_9b56bc9662", 501, 16, 1, 1); // %1728 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
+    this.run(pass, "matmul_8x8192_8192x8", 502, 1, 1, 1); // %1735 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 503, 1, 1, 1); // %1736 param10.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 504, 16, 1, 1); // %1738 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 505, 1, 1, 1); // %1742 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 506, 1, 1, 1); // %1746 param9.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_0816ee8de5", 507, 16, 1, 1); // %1744 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 508, 1, 1, 1); // %1753 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 509, 1, 1, 1); // %1754 param8.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 510, 16, 1, 1); // %1756 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 511, 1, 1, 1); // %1760 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 512, 1, 1, 1); // %1764 param7.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe3afec744", 513, 16, 1, 1); // %1762 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 514, 16, 1, 1); // %1771 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 515, 1, 1, 1); // %1772 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 516, 1, 1, 1); // %1773 param6.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 517, 16, 1, 1); // %1775 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 518, 1, 1, 1); // %1779 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 519, 1, 1, 1); // %1783 param5.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_09dc3d6959", 520, 16, 1, 1); // %1781 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 521, 1, 1, 1); // %1787 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 522, 1, 1, 1); // %1789 param4.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_15ops_42d3aa720c", 523, 16, 1, 1); // %1790 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a0_16x64x8x8", 524, 64, 1, 1); // %1805 embed.add0.grad.sum0 stdlib.mt:96
+    this.run(pass, "permute_021_64x1x8", 525, 2, 1, 1); // %1808 embed.matmul1.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_1ops_df29fea321", 526, 16, 1, 1); // %1807 embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "matmul_64x8x8_64x8x1", 527, 1, 1, 1); // %1809 embed.matmul1.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_021_64x8x1", 528, 2, 1, 1); // %1810 embed.matmul1.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_64x1x8_64x8x8", 529, 1, 1, 1); // %1811 embed.matmul1.grad.matmul1 stdlib.mt:96
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 530, 2, 1, 1); // %1817 embed.slice1.grad.pad0 stdlib.mt:95
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 531, 2, 1, 1); // %1819 embed.slice0.grad.pad0 stdlib.mt:94
+    this.run(pass, "fused_5ops_2a15e87308", 532, 16, 1, 1); // %1812 embed.matmul0.grad.permute0 stdlib.mt:96
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 533, 4, 1, 1); // %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 534, 4, 1, 1); // %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    this.run(pass, "affine_s1_b0_8x8", 535, 1, 1, 1); // %1824 norm_final.g.grad.affine0 stdlib.mt:7
+    this.run(pass, "affine_s1_b0_32x8", 536, 1, 1, 1); // %1825 head.U.grad.affine0 stdlib.mt:102
+    this.run(pass, "affine_s1_b0_32x8", 537, 1, 1, 1); // %1826 head.V.grad.affine0 stdlib.mt:103
+    this.run(pass, "affine_s1_b0_256x32", 538, 32, 1, 1); // %1827 head.W_out.grad.affine0 stdlib.mt:104
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_17600", 1433, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
-    this.run(pass, "gradnorm_total_5", 1434, 1, 1, 1); // global gradient L2 norm from 5 partial sums
-    this.run(pass, "adamw_17600", 1435, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
+    this.run(pass, "gradnorm_partial_17600", 539, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
+    this.run(pass, "gradnorm_total_5", 540, 1, 1, 1); // global gradient L2 norm from 5 partial sums
+    this.run(pass, "adamw_17600", 541, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
   }
 }

@@ -128,114 +128,113 @@ export const layout = {
   "vocab": 256,
   "kernels": [
     "adamw_11008",
-    "affine_s0p0009765625_b0_16x64x256",
-    "affine_s0p015625_b0_16x64x1x1",
-    "affine_s0p17677669529663687_b0_16x2x64x64",
     "affine_s0p1_b0_64x8x8",
-    "affine_s1_b0_16x64x1x1",
     "affine_s1_b0_256x8",
     "affine_s1_b0_8x8",
-    "affine_s1_b0p000001_16x64x1x1",
-    "affine_sm0p5_b0_16x64x1x1",
-    "binary_add_16x64x1x1_s",
-    "binary_add_16x64x8x8_16x64x8x8",
-    "binary_add_16x64x8x8_64x8x8",
     "binary_add_8x1_8x1",
-    "binary_add_8x8_16x64x8x8",
     "binary_add_8x8_8x8",
     "binary_add_s_s",
-    "binary_mul_16x2x64x64_16x2x64x64",
-    "binary_mul_16x64x1x1_16x64x1x1",
-    "binary_mul_16x64x1x1_16x64x8x8",
-    "binary_mul_16x64x256_s",
-    "binary_mul_16x64x8x8_16x64x1x1",
-    "binary_mul_16x64x8x8_16x64x8x8",
-    "binary_mul_16x64x8x8_8x8",
-    "binary_mul_16x64x8x8_s",
-    "binary_mul_8x8_16x64x8x8",
     "binary_mul_s_s",
-    "binary_sub_16x2x64x64_16x2x64x1",
-    "binary_sub_16x64x1x1_16x64x1x1",
-    "binary_sub_16x64x256_16x64x256",
-    "binary_sub_16x64x8x8_16x64x8x8",
     "causal_mask_f0_16x2x64x64",
     "causal_mask_fminf_16x2x64x64",
-    "clamp_lo0p01_hi0p5_s",
+    "contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01",
+    "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01",
     "cross_entropy_16x64x256_16x64i",
-    "dropout_p0p1_k0_16x2x64x64",
-    "dropout_p0p1_k1_16x64x8x8",
-    "dropout_p0p1_k2_16x2x64x64",
-    "dropout_p0p1_k3_16x64x8x8",
-    "dropout_p0p1_k4_16x2x64x64",
-    "dropout_p0p1_k5_16x64x8x8",
-    "dropout_p0p1_k6_16x2x64x64",
-    "dropout_p0p1_k7_16x64x8x8",
-    "expand_16x64x1x1_to_16x64x8x8",
-    "expand_16x64x8x1_to_16x64x8x8",
-    "eye_8x8",
-    "fill_v1_s",
-    "gather_256x8_16x64i",
+    "fused_10ops_1bd4cd7d9f",
+    "fused_10ops_3c8446ed91",
+    "fused_10ops_e2110cdb1b",
+    "fused_10ops_edd470fd40",
+    "fused_11ops_3395ec0dcd",
+    "fused_12ops_e33672a183",
+    "fused_13ops_198d3fb54e",
+    "fused_15ops_42d3aa720c",
+    "fused_17ops_5258cdc6d7",
+    "fused_18ops_b98f3b8252",
+    "fused_18ops_bbfc3bbd87",
+    "fused_18ops_c41b283b6a",
+    "fused_18ops_e85ccd577b",
+    "fused_1ops_02b920d313",
+    "fused_1ops_46c0b229b4",
+    "fused_1ops_47f5f88d7b",
+    "fused_1ops_5e68f20328",
+    "fused_1ops_a6e3260ac3",
+    "fused_1ops_cc9f92de88",
+    "fused_1ops_cfcdd64937",
+    "fused_1ops_df29fea321",
+    "fused_2ops_139c78b5ae",
+    "fused_2ops_1730e0d43d",
+    "fused_2ops_47f2aae676",
+    "fused_2ops_69d817fe6a",
+    "fused_2ops_82a5835e66",
+    "fused_2ops_8bb6995af2",
+    "fused_2ops_8be8dc7ae8",
+    "fused_2ops_94817482d7",
+    "fused_2ops_94efe5e865",
+    "fused_2ops_bf2d5bd5b2",
+    "fused_2ops_f17440cbbb",
+    "fused_3ops_068e496b13",
+    "fused_3ops_6043f134a6",
+    "fused_3ops_7cca0bbdbc",
+    "fused_3ops_b3ac5ce4f1",
+    "fused_3ops_f3aa4f59ba",
+    "fused_4ops_0bbc388eb3",
+    "fused_4ops_1512e32d6e",
+    "fused_4ops_a23b7168cc",
+    "fused_4ops_de5186fd52",
+    "fused_4ops_fca0968df6",
+    "fused_5ops_09dc3d6959",
+    "fused_5ops_26ca5d1565",
+    "fused_5ops_2a15e87308",
+    "fused_5ops_3cf4f0a1d5",
+    "fused_5ops_635579a41a",
+    "fused_5ops_6c7c733d2f",
+    "fused_5ops_9c806ba1e6",
+    "fused_5ops_ad00f751b5",
+    "fused_5ops_b94007d905",
+    "fused_5ops_df2501acee",
+    "fused_6ops_5dc6260f6b",
+    "fused_6ops_6e80e8c197",
+    "fused_6ops_8be4b4d573",
+    "fused_6ops_9c0c464cdb",
+    "fused_6ops_b281e8428a",
+    "fused_6ops_c4e3617a2d",
+    "fused_6ops_de30427ed2",
+    "fused_7ops_1b1b3fcf5b",
+    "fused_7ops_973b81dba5",
+    "fused_7ops_9b56bc9662",
+    "fused_7ops_df43ab5e36",
+    "fused_8ops_0816ee8de5",
+    "fused_8ops_745972c6a3",
+    "fused_8ops_fe15e1d620",
+    "fused_8ops_fe3afec744",
     "gradnorm_partial_11008",
     "gradnorm_total_3",
-    "inrange_lo0p01_hi0p5_s",
     "matmul_16x2x32x64_16x2x64x64",
     "matmul_16x2x64x32_16x2x32x64",
     "matmul_16x2x64x64_16x2x64x32",
-    "matmul_16x64x1x8_16x64x8x8",
-    "matmul_16x64x256x1_16x64x1x8",
-    "matmul_16x64x8x1_16x64x1x8",
-    "matmul_16x64x8x8_16x64x8x1",
-    "matmul_16x64x8x8_16x64x8x8",
     "matmul_256x8_16x64x8x1",
     "matmul_64x1x8_64x8x8",
     "matmul_64x8x1_64x1x8",
     "matmul_64x8x8_64x8x1",
-    "matmul_8192x1_1x8",
-    "matmul_8192x8_8x1",
-    "matmul_8192x8_8x8",
     "matmul_8x256_16x64x256x1",
     "matmul_8x8192_8192x1",
     "matmul_8x8192_8192x8",
-    "matmul_8x8_16x64x8x8",
-    "onehot_16x64i_to_16x64x256",
     "pad_ax0_at0_64x8_to_64x8",
-    "permute_0132_16x2x32x64",
-    "permute_0132_16x2x64x32",
-    "permute_0132_16x2x64x64",
-    "permute_0132_16x64x1x8",
-    "permute_0132_16x64x8x1",
-    "permute_0132_16x64x8x8",
-    "permute_0213_16x2x64x32",
     "permute_0213_16x64x2x32",
     "permute_021_64x1x8",
     "permute_021_64x8x1",
     "permute_10_256x8",
-    "permute_10_8192x8",
-    "permute_10_8x1",
-    "permute_10_8x8",
     "scatter_add_16x64x8_16x64i_to_256x8",
     "slice_ax0_at0_64x8_to_64x8",
-    "softmax_16x2x64x64",
-    "softmax_16x64x256",
     "sum_a0123_16x64x1x1",
     "sum_a0123_16x64x8x8",
-    "sum_a01_16x64x256x8",
     "sum_a01_16x64x8x8",
-    "sum_a0_16x64x8x8",
-    "sum_a23_16x64x8x8",
-    "sum_a3_16x2x64x64",
-    "sum_a3_16x64x8x8",
-    "unary_neg_16x64x8x8",
-    "unary_rsqrt_16x64x1x1",
-    "unary_sigmoid_16x64x1x1",
-    "unary_silu_16x64x8x8",
-    "unary_silu_grad_16x64x8x8",
-    "unary_square_16x64x1x1"
+    "sum_a0_16x64x8x8"
   ],
   "dispatches": {
-    "setup": 5,
-    "forward": 359,
-    "backward": 1062,
+    "setup": 0,
+    "forward": 100,
+    "backward": 433,
     "optimizer": 3
   }
 };
@@ -278,16 +277,16 @@ export class Program {
     this.partials = buf('partials', 12);
     this.norm = buf('norm', 16);
     this.act = [
-      buf("act0", 32768),
-      buf("act1", 32768),
-      buf("act2", 2048),
-      buf("act3", 2048),
-      buf("act4", 262144),
-      buf("act5", 16384),
-      buf("act6", 16384),
-      buf("act7", 262144),
-      buf("act8", 4096),
-      buf("act9", 4096),
+      buf("act0", 2048),
+      buf("act1", 2048),
+      buf("act2", 16384),
+      buf("act3", 16384),
+      buf("act4", 32768),
+      buf("act5", 32768),
+      buf("act6", 262144),
+      buf("act7", 4096),
+      buf("act8", 262144),
+      buf("act9", 262144),
       buf("act10", 262144),
       buf("act11", 262144),
       buf("act12", 262144),
@@ -298,7 +297,7 @@ export class Program {
       buf("act17", 262144),
       buf("act18", 262144),
       buf("act19", 262144),
-      buf("act20", 262144),
+      buf("act20", 524288),
       buf("act21", 524288),
       buf("act22", 524288),
       buf("act23", 262144),
@@ -308,7 +307,7 @@ export class Program {
       buf("act27", 4096),
       buf("act28", 262144),
       buf("act29", 4),
-      buf("act30", 256),
+      buf("act30", 262144),
       buf("act31", 262144),
       buf("act32", 262144),
       buf("act33", 262144),
@@ -336,15 +335,15 @@ export class Program {
       buf("act55", 262144),
       buf("act56", 262144),
       buf("act57", 32768),
-      buf("act58", 32768),
+      buf("act58", 262144),
       buf("act59", 32768),
       buf("act60", 262144),
-      buf("act61", 262144),
+      buf("act61", 4096),
       buf("act62", 4096),
-      buf("act63", 4096),
+      buf("act63", 262144),
       buf("act64", 262144),
-      buf("act65", 262144),
-      buf("act66", 4096),
+      buf("act65", 4096),
+      buf("act66", 262144),
       buf("act67", 262144),
       buf("act68", 262144),
       buf("act69", 262144),
@@ -364,7 +363,7 @@ export class Program {
       buf("act83", 4096),
       buf("act84", 262144),
       buf("act85", 4),
-      buf("act86", 256),
+      buf("act86", 262144),
       buf("act87", 262144),
       buf("act88", 262144),
       buf("act89", 262144),
@@ -392,8 +391,8 @@ export class Program {
       buf("act111", 262144),
       buf("act112", 262144),
       buf("act113", 32768),
-      buf("act114", 32768),
-      buf("act115", 262144),
+      buf("act114", 262144),
+      buf("act115", 32768),
       buf("act116", 262144),
       buf("act117", 4096),
       buf("act118", 4096),
@@ -410,16 +409,16 @@ export class Program {
       buf("act129", 262144),
       buf("act130", 262144),
       buf("act131", 262144),
-      buf("act132", 524288),
+      buf("act132", 262144),
       buf("act133", 524288),
-      buf("act134", 262144),
+      buf("act134", 524288),
       buf("act135", 262144),
       buf("act136", 262144),
       buf("act137", 262144),
-      buf("act138", 4096),
-      buf("act139", 262144),
-      buf("act140", 4),
-      buf("act141", 256),
+      buf("act138", 262144),
+      buf("act139", 4096),
+      buf("act140", 262144),
+      buf("act141", 4),
       buf("act142", 262144),
       buf("act143", 262144),
       buf("act144", 262144),
@@ -446,16 +445,16 @@ export class Program {
       buf("act165", 262144),
       buf("act166", 262144),
       buf("act167", 262144),
-      buf("act168", 32768),
+      buf("act168", 262144),
       buf("act169", 32768),
       buf("act170", 262144),
-      buf("act171", 262144),
-      buf("act172", 4096),
+      buf("act171", 32768),
+      buf("act172", 262144),
       buf("act173", 4096),
-      buf("act174", 262144),
+      buf("act174", 4096),
       buf("act175", 262144),
-      buf("act176", 4096),
-      buf("act177", 262144),
+      buf("act176", 262144),
+      buf("act177", 4096),
       buf("act178", 262144),
       buf("act179", 262144),
       buf("act180", 262144),
@@ -465,17 +464,17 @@ export class Program {
       buf("act184", 262144),
       buf("act185", 262144),
       buf("act186", 262144),
-      buf("act187", 524288),
-      buf("act188", 524288),
-      buf("act189", 262144),
-      buf("act190", 262144),
+      buf("act187", 262144),
+      buf("act188", 262144),
+      buf("act189", 524288),
+      buf("act190", 524288),
       buf("act191", 262144),
       buf("act192", 262144),
-      buf("act193", 4096),
+      buf("act193", 262144),
       buf("act194", 262144),
-      buf("act195", 4),
-      buf("act196", 256),
-      buf("act197", 262144),
+      buf("act195", 4096),
+      buf("act196", 262144),
+      buf("act197", 4),
       buf("act198", 262144),
       buf("act199", 262144),
       buf("act200", 262144),
@@ -501,46 +500,46 @@ export class Program {
       buf("act220", 262144),
       buf("act221", 262144),
       buf("act222", 262144),
-      buf("act223", 32768),
-      buf("act224", 32768),
-      buf("act225", 262144),
+      buf("act223", 262144),
+      buf("act224", 262144),
+      buf("act225", 32768),
       buf("act226", 262144),
-      buf("act227", 4096),
-      buf("act228", 4096),
-      buf("act229", 262144),
-      buf("act230", 262144),
-      buf("act231", 4096),
+      buf("act227", 32768),
+      buf("act228", 262144),
+      buf("act229", 4096),
+      buf("act230", 4096),
+      buf("act231", 262144),
       buf("act232", 262144),
-      buf("act233", 1048576),
-      buf("act234", 4),
-      buf("act235", 4),
+      buf("act233", 4096),
+      buf("act234", 262144),
+      buf("act235", 32768),
       buf("act236", 1048576),
-      buf("act237", 1048576),
+      buf("act237", 4),
       buf("act238", 1048576),
-      buf("act239", 32768),
-      buf("act240", 8388608),
-      buf("act241", 8192),
-      buf("act242", 8192),
-      buf("act243", 262144),
+      buf("act239", 8192),
+      buf("act240", 8192),
+      buf("act241", 262144),
+      buf("act242", 262144),
+      buf("act243", 256),
       buf("act244", 256),
-      buf("act245", 256),
+      buf("act245", 4096),
       buf("act246", 4096),
-      buf("act247", 4096),
-      buf("act248", 4),
-      buf("act249", 256),
-      buf("act250", 4),
-      buf("act251", 256),
+      buf("act247", 4),
+      buf("act248", 256),
+      buf("act249", 4),
+      buf("act250", 256),
+      buf("act251", 32),
       buf("act252", 32),
-      buf("act253", 32),
-      buf("act254", 4),
+      buf("act253", 4),
+      buf("act254", 256),
       buf("act255", 256),
       buf("act256", 256),
       buf("act257", 256),
       buf("act258", 256),
       buf("act259", 256),
-      buf("act260", 256),
+      buf("act260", 4),
       buf("act261", 256),
-      buf("act262", 4),
+      buf("act262", 256),
       buf("act263", 256),
       buf("act264", 256),
       buf("act265", 256),
@@ -548,29 +547,29 @@ export class Program {
       buf("act267", 256),
       buf("act268", 256),
       buf("act269", 256),
-      buf("act270", 256),
+      buf("act270", 524288),
       buf("act271", 256),
-      buf("act272", 524288),
-      buf("act273", 524288),
+      buf("act272", 256),
+      buf("act273", 256),
       buf("act274", 256),
       buf("act275", 256),
       buf("act276", 256),
       buf("act277", 256),
       buf("act278", 256),
       buf("act279", 256),
-      buf("act280", 256),
-      buf("act281", 256),
-      buf("act282", 32),
-      buf("act283", 32),
-      buf("act284", 4),
+      buf("act280", 32),
+      buf("act281", 32),
+      buf("act282", 4),
+      buf("act283", 256),
+      buf("act284", 256),
       buf("act285", 256),
       buf("act286", 256),
       buf("act287", 256),
       buf("act288", 256),
-      buf("act289", 256),
+      buf("act289", 4),
       buf("act290", 256),
       buf("act291", 256),
-      buf("act292", 4),
+      buf("act292", 256),
       buf("act293", 256),
       buf("act294", 256),
       buf("act295", 256),
@@ -585,10 +584,8 @@ export class Program {
       buf("act304", 256),
       buf("act305", 256),
       buf("act306", 256),
-      buf("act307", 256),
-      buf("act308", 256),
-      buf("act309", 32),
-      buf("act310", 2048),
+      buf("act307", 32),
+      buf("act308", 2048),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -598,1436 +595,543 @@ export class Program {
         label: kernel, layout: this.pipelines[kernel].getBindGroupLayout(0),
         entries: bindings.map(([buffer, offset, size], binding) => ({ binding, resource: { buffer, offset, size } }))
       }));
-    group("eye_8x8", [[this.act[30], 0, 256]]); // 0: %130 blocks.0.think.eye0 stdlib.mt:68
-    group("eye_8x8", [[this.act[86], 0, 256]]); // 1: %244 blocks.1.think.eye0 stdlib.mt:68
-    group("eye_8x8", [[this.act[141], 0, 256]]); // 2: %358 blocks.0.think.eye1 stdlib.mt:68
-    group("eye_8x8", [[this.act[196], 0, 256]]); // 3: %472 blocks.1.think.eye1 stdlib.mt:68
-    group("fill_v1_s", [[this.act[235], 0, 4]]); // 4: %547 loss.grad.fill0 vector_collapse.mt:13
-    group("gather_256x8_16x64i", [[this.params, 0, 8192], [this.tokens, 0, 4096], [this.act[0], 0, 32768]]); // 5: %67 embed.gather0 stdlib.mt:92
-    group("gather_256x8_16x64i", [[this.params, 8192, 8192], [this.tokens, 0, 4096], [this.act[1], 0, 32768]]); // 6: %69 embed.gather1 stdlib.mt:93
-    group("slice_ax0_at0_64x8_to_64x8", [[this.params, 16384, 2048], [this.act[2], 0, 2048]]); // 7: %71 embed.slice0 stdlib.mt:94
-    group("slice_ax0_at0_64x8_to_64x8", [[this.params, 18432, 2048], [this.act[3], 0, 2048]]); // 8: %73 embed.slice1 stdlib.mt:95
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[0], 0, 32768], [this.act[1], 0, 32768], [this.act[4], 0, 262144]]); // 9: %75 embed.matmul0 stdlib.mt:96
-    group("matmul_64x8x1_64x1x8", [[this.act[2], 0, 2048], [this.act[3], 0, 2048], [this.act[5], 0, 16384]]); // 10: %76 embed.matmul1 stdlib.mt:96
-    group("affine_s0p1_b0_64x8x8", [[this.act[5], 0, 16384], [this.act[6], 0, 16384]]); // 11: %77 embed.affine0 stdlib.mt:96
-    group("binary_add_16x64x8x8_64x8x8", [[this.act[4], 0, 262144], [this.act[6], 0, 16384], [this.act[7], 0, 262144]]); // 12: %78 embed.add0 stdlib.mt:96
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144]]); // 13: %79 blocks.0.attn.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[4], 0, 262144], [this.act[8], 0, 4096]]); // 14: %80 blocks.0.attn.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[8], 0, 4096], [this.act[9], 0, 4096]]); // 15: %81 blocks.0.attn.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[9], 0, 4096], [this.act[8], 0, 4096]]); // 16: %82 blocks.0.attn.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[8], 0, 4096], [this.act[9], 0, 4096]]); // 17: %83 blocks.0.attn.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[7], 0, 262144], [this.act[9], 0, 4096], [this.act[4], 0, 262144]]); // 18: %84 blocks.0.attn.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[4], 0, 262144], [this.params, 20480, 256], [this.act[10], 0, 262144]]); // 19: %85 blocks.0.attn.norm.mul2 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 20736, 256], [this.act[10], 0, 262144], [this.act[11], 0, 262144]]); // 20: %86 blocks.0.attn.q.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[11], 0, 262144], [this.act[12], 0, 262144]]); // 21: %87 blocks.0.attn.q.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[12], 0, 262144], [this.params, 20992, 256], [this.act[13], 0, 262144]]); // 22: %89 blocks.0.attn.q.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[13], 0, 262144], [this.act[14], 0, 262144]]); // 23: %92 blocks.0.attn.permute0 stdlib.mt:33
-    group("matmul_8x8_16x64x8x8", [[this.params, 21248, 256], [this.act[10], 0, 262144], [this.act[13], 0, 262144]]); // 24: %93 blocks.0.attn.k.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144]]); // 25: %94 blocks.0.attn.k.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[15], 0, 262144], [this.params, 21504, 256], [this.act[16], 0, 262144]]); // 26: %96 blocks.0.attn.k.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[16], 0, 262144], [this.act[17], 0, 262144]]); // 27: %99 blocks.0.attn.permute1 stdlib.mt:34
-    group("matmul_8x8_16x64x8x8", [[this.params, 21760, 256], [this.act[10], 0, 262144], [this.act[16], 0, 262144]]); // 28: %100 blocks.0.attn.v.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[16], 0, 262144], [this.act[18], 0, 262144]]); // 29: %101 blocks.0.attn.v.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[18], 0, 262144], [this.params, 22016, 256], [this.act[19], 0, 262144]]); // 30: %103 blocks.0.attn.v.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[19], 0, 262144], [this.act[20], 0, 262144]]); // 31: %106 blocks.0.attn.permute2 stdlib.mt:35
-    group("permute_0132_16x2x64x32", [[this.act[17], 0, 262144], [this.act[19], 0, 262144]]); // 32: %107 blocks.0.attn.permute3 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[14], 0, 262144], [this.act[19], 0, 262144], [this.act[21], 0, 524288]]); // 33: %108 blocks.0.attn.matmul0 stdlib.mt:36
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[21], 0, 524288], [this.act[22], 0, 524288]]); // 34: %109 blocks.0.attn.affine0 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[22], 0, 524288], [this.act[21], 0, 524288]]); // 35: %110 blocks.0.attn.causal_mask0 stdlib.mt:37
-    group("softmax_16x2x64x64", [[this.act[21], 0, 524288], [this.act[22], 0, 524288]]); // 36: %111 blocks.0.attn.softmax0 stdlib.mt:37
-    group("dropout_p0p1_k0_16x2x64x64", [[this.act[22], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 37: %112 blocks.0.attn.dropout0 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[21], 0, 524288], [this.act[20], 0, 262144], [this.act[17], 0, 262144]]); // 38: %113 blocks.0.attn.matmul1 stdlib.mt:38
-    group("permute_0213_16x2x64x32", [[this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 39: %114 blocks.0.attn.permute4 stdlib.mt:38
-    group("matmul_8x8_16x64x8x8", [[this.params, 22272, 256], [this.act[23], 0, 262144], [this.act[17], 0, 262144]]); // 40: %116 blocks.0.attn.o.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[17], 0, 262144], [this.act[24], 0, 262144]]); // 41: %117 blocks.0.attn.o.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[24], 0, 262144], [this.params, 22528, 256], [this.act[25], 0, 262144]]); // 42: %119 blocks.0.attn.o.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144]]); // 43: %121 blocks.0.attn.add0 stdlib.mt:39
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 44: %122 blocks.0.think.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[25], 0, 262144], [this.act[8], 0, 4096]]); // 45: %123 blocks.0.think.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[8], 0, 4096], [this.act[27], 0, 4096]]); // 46: %124 blocks.0.think.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[27], 0, 4096], [this.act[8], 0, 4096]]); // 47: %125 blocks.0.think.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[8], 0, 4096], [this.act[27], 0, 4096]]); // 48: %126 blocks.0.think.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[25], 0, 262144]]); // 49: %127 blocks.0.think.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[25], 0, 262144], [this.params, 22784, 256], [this.act[28], 0, 262144]]); // 50: %128 blocks.0.think.norm.mul2 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[29], 0, 4]]); // 51: %129 blocks.0.think.clamp0 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 23040, 256], [this.act[28], 0, 262144], [this.act[31], 0, 262144]]); // 52: %131 blocks.0.think.delta.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[31], 0, 262144], [this.act[32], 0, 262144]]); // 53: %132 blocks.0.think.delta.gate.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[32], 0, 262144], [this.params, 23296, 256], [this.act[33], 0, 262144]]); // 54: %134 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[33], 0, 262144], [this.act[34], 0, 262144]]); // 55: %136 blocks.0.think.delta.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 23552, 256], [this.act[28], 0, 262144], [this.act[35], 0, 262144]]); // 56: %137 blocks.0.think.delta.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[35], 0, 262144], [this.act[36], 0, 262144]]); // 57: %138 blocks.0.think.delta.value.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[36], 0, 262144], [this.params, 23808, 256], [this.act[37], 0, 262144]]); // 58: %140 blocks.0.think.delta.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144]]); // 59: %142 blocks.0.think.delta.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 24064, 256], [this.act[38], 0, 262144], [this.act[39], 0, 262144]]); // 60: %143 blocks.0.think.delta.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[39], 0, 262144], [this.act[40], 0, 262144]]); // 61: %144 blocks.0.think.delta.up.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[40], 0, 262144], [this.params, 24320, 256], [this.act[41], 0, 262144]]); // 62: %146 blocks.0.think.delta.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[41], 0, 262144], [this.act[29], 0, 4], [this.act[42], 0, 262144]]); // 63: %148 blocks.0.think.delta.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[30], 0, 256], [this.act[42], 0, 262144], [this.act[43], 0, 262144]]); // 64: %149 blocks.0.think.add0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[43], 0, 262144], [this.act[28], 0, 262144], [this.act[42], 0, 262144]]); // 65: %150 blocks.0.think.matmul0 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 24576, 256], [this.act[28], 0, 262144], [this.act[44], 0, 262144]]); // 66: %151 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[44], 0, 262144], [this.act[45], 0, 262144]]); // 67: %152 blocks.0.think.gamma.gate.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[45], 0, 262144], [this.params, 24832, 256], [this.act[46], 0, 262144]]); // 68: %154 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[46], 0, 262144], [this.act[47], 0, 262144]]); // 69: %156 blocks.0.think.gamma.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25088, 256], [this.act[28], 0, 262144], [this.act[48], 0, 262144]]); // 70: %157 blocks.0.think.gamma.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[48], 0, 262144], [this.act[49], 0, 262144]]); // 71: %158 blocks.0.think.gamma.value.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[49], 0, 262144], [this.params, 25344, 256], [this.act[50], 0, 262144]]); // 72: %160 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144]]); // 73: %162 blocks.0.think.gamma.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25600, 256], [this.act[51], 0, 262144], [this.act[52], 0, 262144]]); // 74: %163 blocks.0.think.gamma.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[52], 0, 262144], [this.act[53], 0, 262144]]); // 75: %164 blocks.0.think.gamma.up.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[53], 0, 262144], [this.params, 25856, 256], [this.act[54], 0, 262144]]); // 76: %166 blocks.0.think.gamma.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[54], 0, 262144], [this.act[29], 0, 4], [this.act[55], 0, 262144]]); // 77: %168 blocks.0.think.gamma.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[30], 0, 256], [this.act[55], 0, 262144], [this.act[56], 0, 262144]]); // 78: %169 blocks.0.think.add1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[42], 0, 262144], [this.act[56], 0, 262144], [this.act[55], 0, 262144]]); // 79: %170 blocks.0.think.matmul1 stdlib.mt:69
-    group("matmul_8192x8_8x1", [[this.act[28], 0, 262144], [this.params, 26624, 32], [this.act[57], 0, 32768]]); // 80: %172 blocks.0.think.matmul2 stdlib.mt:70
-    group("matmul_8192x8_8x1", [[this.act[28], 0, 262144], [this.params, 26368, 32], [this.act[58], 0, 32768]]); // 81: %175 blocks.0.think.matmul3 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[58], 0, 32768], [this.act[59], 0, 32768]]); // 82: %177 blocks.0.think.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[57], 0, 32768], [this.act[59], 0, 32768], [this.act[60], 0, 262144]]); // 83: %178 blocks.0.think.matmul4 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 26880, 256], [this.act[28], 0, 262144], [this.act[61], 0, 262144]]); // 84: %179 blocks.0.think.mul0 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[61], 0, 262144], [this.act[8], 0, 4096]]); // 85: %180 blocks.0.think.sum0 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[8], 0, 4096], [this.params, 27136, 4], [this.act[62], 0, 4096]]); // 86: %181 blocks.0.think.add2 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[62], 0, 4096], [this.act[8], 0, 4096]]); // 87: %182 blocks.0.think.sigmoid0 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 27392, 256], [this.act[28], 0, 262144], [this.act[61], 0, 262144]]); // 88: %183 blocks.0.think.mul1 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[61], 0, 262144], [this.act[62], 0, 4096]]); // 89: %184 blocks.0.think.sum1 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[62], 0, 4096], [this.params, 27648, 4], [this.act[63], 0, 4096]]); // 90: %185 blocks.0.think.add3 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[63], 0, 4096], [this.act[62], 0, 4096]]); // 91: %186 blocks.0.think.sigmoid1 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[28], 0, 262144], [this.act[61], 0, 262144]]); // 92: %187 blocks.0.think.sub0 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[8], 0, 4096], [this.act[61], 0, 262144], [this.act[55], 0, 262144]]); // 93: %188 blocks.0.think.mul2 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[62], 0, 4096], [this.act[60], 0, 262144], [this.act[64], 0, 262144]]); // 94: %189 blocks.0.think.mul3 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 262144]]); // 95: %190 blocks.0.think.add4 stdlib.mt:73
-    group("dropout_p0p1_k1_16x64x8x8", [[this.act[65], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 96: %191 blocks.0.think.dropout0 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 262144]]); // 97: %192 blocks.0.think.add5 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144]]); // 98: %193 blocks.1.attn.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[64], 0, 262144], [this.act[63], 0, 4096]]); // 99: %194 blocks.1.attn.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[63], 0, 4096], [this.act[66], 0, 4096]]); // 100: %195 blocks.1.attn.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[66], 0, 4096], [this.act[63], 0, 4096]]); // 101: %196 blocks.1.attn.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[63], 0, 4096], [this.act[66], 0, 4096]]); // 102: %197 blocks.1.attn.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[65], 0, 262144], [this.act[66], 0, 4096], [this.act[64], 0, 262144]]); // 103: %198 blocks.1.attn.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[64], 0, 262144], [this.params, 27904, 256], [this.act[55], 0, 262144]]); // 104: %199 blocks.1.attn.norm.mul2 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 28160, 256], [this.act[55], 0, 262144], [this.act[67], 0, 262144]]); // 105: %200 blocks.1.attn.q.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[67], 0, 262144], [this.act[68], 0, 262144]]); // 106: %201 blocks.1.attn.q.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[68], 0, 262144], [this.params, 28416, 256], [this.act[69], 0, 262144]]); // 107: %203 blocks.1.attn.q.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[69], 0, 262144], [this.act[70], 0, 262144]]); // 108: %206 blocks.1.attn.permute0 stdlib.mt:33
-    group("matmul_8x8_16x64x8x8", [[this.params, 28672, 256], [this.act[55], 0, 262144], [this.act[69], 0, 262144]]); // 109: %207 blocks.1.attn.k.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[69], 0, 262144], [this.act[71], 0, 262144]]); // 110: %208 blocks.1.attn.k.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[71], 0, 262144], [this.params, 28928, 256], [this.act[72], 0, 262144]]); // 111: %210 blocks.1.attn.k.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 112: %213 blocks.1.attn.permute1 stdlib.mt:34
-    group("matmul_8x8_16x64x8x8", [[this.params, 29184, 256], [this.act[55], 0, 262144], [this.act[72], 0, 262144]]); // 113: %214 blocks.1.attn.v.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[72], 0, 262144], [this.act[74], 0, 262144]]); // 114: %215 blocks.1.attn.v.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[74], 0, 262144], [this.params, 29440, 256], [this.act[75], 0, 262144]]); // 115: %217 blocks.1.attn.v.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[75], 0, 262144], [this.act[76], 0, 262144]]); // 116: %220 blocks.1.attn.permute2 stdlib.mt:35
-    group("permute_0132_16x2x64x32", [[this.act[73], 0, 262144], [this.act[75], 0, 262144]]); // 117: %221 blocks.1.attn.permute3 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[70], 0, 262144], [this.act[75], 0, 262144], [this.act[77], 0, 524288]]); // 118: %222 blocks.1.attn.matmul0 stdlib.mt:36
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[77], 0, 524288], [this.act[78], 0, 524288]]); // 119: %223 blocks.1.attn.affine0 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[78], 0, 524288], [this.act[77], 0, 524288]]); // 120: %224 blocks.1.attn.causal_mask0 stdlib.mt:37
-    group("softmax_16x2x64x64", [[this.act[77], 0, 524288], [this.act[78], 0, 524288]]); // 121: %225 blocks.1.attn.softmax0 stdlib.mt:37
-    group("dropout_p0p1_k2_16x2x64x64", [[this.act[78], 0, 524288], [this.act[77], 0, 524288], [this.step, 0, 16]]); // 122: %226 blocks.1.attn.dropout0 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[77], 0, 524288], [this.act[76], 0, 262144], [this.act[73], 0, 262144]]); // 123: %227 blocks.1.attn.matmul1 stdlib.mt:38
-    group("permute_0213_16x2x64x32", [[this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 124: %228 blocks.1.attn.permute4 stdlib.mt:38
-    group("matmul_8x8_16x64x8x8", [[this.params, 29696, 256], [this.act[79], 0, 262144], [this.act[73], 0, 262144]]); // 125: %230 blocks.1.attn.o.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[73], 0, 262144], [this.act[80], 0, 262144]]); // 126: %231 blocks.1.attn.o.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[80], 0, 262144], [this.params, 29952, 256], [this.act[81], 0, 262144]]); // 127: %233 blocks.1.attn.o.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[81], 0, 262144], [this.act[82], 0, 262144]]); // 128: %235 blocks.1.attn.add0 stdlib.mt:39
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[82], 0, 262144], [this.act[81], 0, 262144]]); // 129: %236 blocks.1.think.norm.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[81], 0, 262144], [this.act[63], 0, 4096]]); // 130: %237 blocks.1.think.norm.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[63], 0, 4096], [this.act[83], 0, 4096]]); // 131: %238 blocks.1.think.norm.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[83], 0, 4096], [this.act[63], 0, 4096]]); // 132: %239 blocks.1.think.norm.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[63], 0, 4096], [this.act[83], 0, 4096]]); // 133: %240 blocks.1.think.norm.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[81], 0, 262144]]); // 134: %241 blocks.1.think.norm.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[81], 0, 262144], [this.params, 30208, 256], [this.act[84], 0, 262144]]); // 135: %242 blocks.1.think.norm.mul2 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[85], 0, 4]]); // 136: %243 blocks.1.think.clamp0 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 30464, 256], [this.act[84], 0, 262144], [this.act[87], 0, 262144]]); // 137: %245 blocks.1.think.delta.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[87], 0, 262144], [this.act[88], 0, 262144]]); // 138: %246 blocks.1.think.delta.gate.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[88], 0, 262144], [this.params, 30720, 256], [this.act[89], 0, 262144]]); // 139: %248 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[89], 0, 262144], [this.act[90], 0, 262144]]); // 140: %250 blocks.1.think.delta.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 30976, 256], [this.act[84], 0, 262144], [this.act[91], 0, 262144]]); // 141: %251 blocks.1.think.delta.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[91], 0, 262144], [this.act[92], 0, 262144]]); // 142: %252 blocks.1.think.delta.value.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[92], 0, 262144], [this.params, 31232, 256], [this.act[93], 0, 262144]]); // 143: %254 blocks.1.think.delta.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144]]); // 144: %256 blocks.1.think.delta.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 31488, 256], [this.act[94], 0, 262144], [this.act[95], 0, 262144]]); // 145: %257 blocks.1.think.delta.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[95], 0, 262144], [this.act[96], 0, 262144]]); // 146: %258 blocks.1.think.delta.up.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[96], 0, 262144], [this.params, 31744, 256], [this.act[97], 0, 262144]]); // 147: %260 blocks.1.think.delta.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[97], 0, 262144], [this.act[85], 0, 4], [this.act[98], 0, 262144]]); // 148: %262 blocks.1.think.delta.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[86], 0, 256], [this.act[98], 0, 262144], [this.act[99], 0, 262144]]); // 149: %263 blocks.1.think.add0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[99], 0, 262144], [this.act[84], 0, 262144], [this.act[98], 0, 262144]]); // 150: %264 blocks.1.think.matmul0 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 32000, 256], [this.act[84], 0, 262144], [this.act[100], 0, 262144]]); // 151: %265 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[100], 0, 262144], [this.act[101], 0, 262144]]); // 152: %266 blocks.1.think.gamma.gate.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[101], 0, 262144], [this.params, 32256, 256], [this.act[102], 0, 262144]]); // 153: %268 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[102], 0, 262144], [this.act[103], 0, 262144]]); // 154: %270 blocks.1.think.gamma.silu0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 32512, 256], [this.act[84], 0, 262144], [this.act[104], 0, 262144]]); // 155: %271 blocks.1.think.gamma.value.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[104], 0, 262144], [this.act[105], 0, 262144]]); // 156: %272 blocks.1.think.gamma.value.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[105], 0, 262144], [this.params, 32768, 256], [this.act[106], 0, 262144]]); // 157: %274 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144]]); // 158: %276 blocks.1.think.gamma.mul0 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 33024, 256], [this.act[107], 0, 262144], [this.act[108], 0, 262144]]); // 159: %277 blocks.1.think.gamma.up.matmul0 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[108], 0, 262144], [this.act[109], 0, 262144]]); // 160: %278 blocks.1.think.gamma.up.silu0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[109], 0, 262144], [this.params, 33280, 256], [this.act[110], 0, 262144]]); // 161: %280 blocks.1.think.gamma.up.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[110], 0, 262144], [this.act[85], 0, 4], [this.act[111], 0, 262144]]); // 162: %282 blocks.1.think.gamma.mul1 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[86], 0, 256], [this.act[111], 0, 262144], [this.act[112], 0, 262144]]); // 163: %283 blocks.1.think.add1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[98], 0, 262144], [this.act[112], 0, 262144], [this.act[111], 0, 262144]]); // 164: %284 blocks.1.think.matmul1 stdlib.mt:69
-    group("matmul_8192x8_8x1", [[this.act[84], 0, 262144], [this.params, 34048, 32], [this.act[58], 0, 32768]]); // 165: %286 blocks.1.think.matmul2 stdlib.mt:70
-    group("matmul_8192x8_8x1", [[this.act[84], 0, 262144], [this.params, 33792, 32], [this.act[113], 0, 32768]]); // 166: %289 blocks.1.think.matmul3 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[113], 0, 32768], [this.act[114], 0, 32768]]); // 167: %291 blocks.1.think.permute0 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[58], 0, 32768], [this.act[114], 0, 32768], [this.act[115], 0, 262144]]); // 168: %292 blocks.1.think.matmul4 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34304, 256], [this.act[84], 0, 262144], [this.act[116], 0, 262144]]); // 169: %293 blocks.1.think.mul0 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[116], 0, 262144], [this.act[63], 0, 4096]]); // 170: %294 blocks.1.think.sum0 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[63], 0, 4096], [this.params, 34560, 4], [this.act[117], 0, 4096]]); // 171: %295 blocks.1.think.add2 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[117], 0, 4096], [this.act[63], 0, 4096]]); // 172: %296 blocks.1.think.sigmoid0 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34816, 256], [this.act[84], 0, 262144], [this.act[116], 0, 262144]]); // 173: %297 blocks.1.think.mul1 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[116], 0, 262144], [this.act[117], 0, 4096]]); // 174: %298 blocks.1.think.sum1 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[117], 0, 4096], [this.params, 35072, 4], [this.act[118], 0, 4096]]); // 175: %299 blocks.1.think.add3 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[118], 0, 4096], [this.act[117], 0, 4096]]); // 176: %300 blocks.1.think.sigmoid1 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[84], 0, 262144], [this.act[116], 0, 262144]]); // 177: %301 blocks.1.think.sub0 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[63], 0, 4096], [this.act[116], 0, 262144], [this.act[111], 0, 262144]]); // 178: %302 blocks.1.think.mul2 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[117], 0, 4096], [this.act[115], 0, 262144], [this.act[119], 0, 262144]]); // 179: %303 blocks.1.think.mul3 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144]]); // 180: %304 blocks.1.think.add4 stdlib.mt:73
-    group("dropout_p0p1_k3_16x64x8x8", [[this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 181: %305 blocks.1.think.dropout0 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144]]); // 182: %306 blocks.1.think.add5 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[120], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144]]); // 183: %307 blocks.0.attn.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[119], 0, 262144], [this.act[118], 0, 4096]]); // 184: %308 blocks.0.attn.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[118], 0, 4096], [this.act[121], 0, 4096]]); // 185: %309 blocks.0.attn.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[121], 0, 4096], [this.act[118], 0, 4096]]); // 186: %310 blocks.0.attn.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[118], 0, 4096], [this.act[121], 0, 4096]]); // 187: %311 blocks.0.attn.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[120], 0, 262144], [this.act[121], 0, 4096], [this.act[119], 0, 262144]]); // 188: %312 blocks.0.attn.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[119], 0, 262144], [this.params, 20480, 256], [this.act[111], 0, 262144]]); // 189: %313 blocks.0.attn.norm.mul5 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 20736, 256], [this.act[111], 0, 262144], [this.act[122], 0, 262144]]); // 190: %314 blocks.0.attn.q.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[122], 0, 262144], [this.act[123], 0, 262144]]); // 191: %315 blocks.0.attn.q.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[123], 0, 262144], [this.params, 20992, 256], [this.act[124], 0, 262144]]); // 192: %317 blocks.0.attn.q.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[124], 0, 262144], [this.act[125], 0, 262144]]); // 193: %320 blocks.0.attn.permute5 stdlib.mt:33
-    group("matmul_8x8_16x64x8x8", [[this.params, 21248, 256], [this.act[111], 0, 262144], [this.act[124], 0, 262144]]); // 194: %321 blocks.0.attn.k.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[124], 0, 262144], [this.act[126], 0, 262144]]); // 195: %322 blocks.0.attn.k.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[126], 0, 262144], [this.params, 21504, 256], [this.act[127], 0, 262144]]); // 196: %324 blocks.0.attn.k.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[127], 0, 262144], [this.act[128], 0, 262144]]); // 197: %327 blocks.0.attn.permute6 stdlib.mt:34
-    group("matmul_8x8_16x64x8x8", [[this.params, 21760, 256], [this.act[111], 0, 262144], [this.act[127], 0, 262144]]); // 198: %328 blocks.0.attn.v.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[127], 0, 262144], [this.act[129], 0, 262144]]); // 199: %329 blocks.0.attn.v.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[129], 0, 262144], [this.params, 22016, 256], [this.act[130], 0, 262144]]); // 200: %331 blocks.0.attn.v.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[130], 0, 262144], [this.act[131], 0, 262144]]); // 201: %334 blocks.0.attn.permute7 stdlib.mt:35
-    group("permute_0132_16x2x64x32", [[this.act[128], 0, 262144], [this.act[130], 0, 262144]]); // 202: %335 blocks.0.attn.permute8 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[132], 0, 524288]]); // 203: %336 blocks.0.attn.matmul2 stdlib.mt:36
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[132], 0, 524288], [this.act[133], 0, 524288]]); // 204: %337 blocks.0.attn.affine1 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[133], 0, 524288], [this.act[132], 0, 524288]]); // 205: %338 blocks.0.attn.causal_mask1 stdlib.mt:37
-    group("softmax_16x2x64x64", [[this.act[132], 0, 524288], [this.act[133], 0, 524288]]); // 206: %339 blocks.0.attn.softmax1 stdlib.mt:37
-    group("dropout_p0p1_k4_16x2x64x64", [[this.act[133], 0, 524288], [this.act[132], 0, 524288], [this.step, 0, 16]]); // 207: %340 blocks.0.attn.dropout1 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[132], 0, 524288], [this.act[131], 0, 262144], [this.act[128], 0, 262144]]); // 208: %341 blocks.0.attn.matmul3 stdlib.mt:38
-    group("permute_0213_16x2x64x32", [[this.act[128], 0, 262144], [this.act[134], 0, 262144]]); // 209: %342 blocks.0.attn.permute9 stdlib.mt:38
-    group("matmul_8x8_16x64x8x8", [[this.params, 22272, 256], [this.act[134], 0, 262144], [this.act[128], 0, 262144]]); // 210: %344 blocks.0.attn.o.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[128], 0, 262144], [this.act[135], 0, 262144]]); // 211: %345 blocks.0.attn.o.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[135], 0, 262144], [this.params, 22528, 256], [this.act[136], 0, 262144]]); // 212: %347 blocks.0.attn.o.matmul3 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[120], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144]]); // 213: %349 blocks.0.attn.add1 stdlib.mt:39
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[137], 0, 262144], [this.act[136], 0, 262144]]); // 214: %350 blocks.0.think.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[136], 0, 262144], [this.act[118], 0, 4096]]); // 215: %351 blocks.0.think.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[118], 0, 4096], [this.act[138], 0, 4096]]); // 216: %352 blocks.0.think.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[138], 0, 4096], [this.act[118], 0, 4096]]); // 217: %353 blocks.0.think.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[118], 0, 4096], [this.act[138], 0, 4096]]); // 218: %354 blocks.0.think.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[137], 0, 262144], [this.act[138], 0, 4096], [this.act[136], 0, 262144]]); // 219: %355 blocks.0.think.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[136], 0, 262144], [this.params, 22784, 256], [this.act[139], 0, 262144]]); // 220: %356 blocks.0.think.norm.mul5 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[140], 0, 4]]); // 221: %357 blocks.0.think.clamp1 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 23040, 256], [this.act[139], 0, 262144], [this.act[142], 0, 262144]]); // 222: %359 blocks.0.think.delta.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[142], 0, 262144], [this.act[143], 0, 262144]]); // 223: %360 blocks.0.think.delta.gate.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[143], 0, 262144], [this.params, 23296, 256], [this.act[144], 0, 262144]]); // 224: %362 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[144], 0, 262144], [this.act[145], 0, 262144]]); // 225: %364 blocks.0.think.delta.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 23552, 256], [this.act[139], 0, 262144], [this.act[146], 0, 262144]]); // 226: %365 blocks.0.think.delta.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[146], 0, 262144], [this.act[147], 0, 262144]]); // 227: %366 blocks.0.think.delta.value.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[147], 0, 262144], [this.params, 23808, 256], [this.act[148], 0, 262144]]); // 228: %368 blocks.0.think.delta.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144]]); // 229: %370 blocks.0.think.delta.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 24064, 256], [this.act[149], 0, 262144], [this.act[150], 0, 262144]]); // 230: %371 blocks.0.think.delta.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[150], 0, 262144], [this.act[151], 0, 262144]]); // 231: %372 blocks.0.think.delta.up.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[151], 0, 262144], [this.params, 24320, 256], [this.act[152], 0, 262144]]); // 232: %374 blocks.0.think.delta.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[152], 0, 262144], [this.act[140], 0, 4], [this.act[153], 0, 262144]]); // 233: %376 blocks.0.think.delta.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[141], 0, 256], [this.act[153], 0, 262144], [this.act[154], 0, 262144]]); // 234: %377 blocks.0.think.add6 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[154], 0, 262144], [this.act[139], 0, 262144], [this.act[153], 0, 262144]]); // 235: %378 blocks.0.think.matmul5 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 24576, 256], [this.act[139], 0, 262144], [this.act[155], 0, 262144]]); // 236: %379 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[155], 0, 262144], [this.act[156], 0, 262144]]); // 237: %380 blocks.0.think.gamma.gate.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[156], 0, 262144], [this.params, 24832, 256], [this.act[157], 0, 262144]]); // 238: %382 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[157], 0, 262144], [this.act[158], 0, 262144]]); // 239: %384 blocks.0.think.gamma.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25088, 256], [this.act[139], 0, 262144], [this.act[159], 0, 262144]]); // 240: %385 blocks.0.think.gamma.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[159], 0, 262144], [this.act[160], 0, 262144]]); // 241: %386 blocks.0.think.gamma.value.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[160], 0, 262144], [this.params, 25344, 256], [this.act[161], 0, 262144]]); // 242: %388 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144]]); // 243: %390 blocks.0.think.gamma.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 25600, 256], [this.act[162], 0, 262144], [this.act[163], 0, 262144]]); // 244: %391 blocks.0.think.gamma.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[163], 0, 262144], [this.act[164], 0, 262144]]); // 245: %392 blocks.0.think.gamma.up.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[164], 0, 262144], [this.params, 25856, 256], [this.act[165], 0, 262144]]); // 246: %394 blocks.0.think.gamma.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[165], 0, 262144], [this.act[140], 0, 4], [this.act[166], 0, 262144]]); // 247: %396 blocks.0.think.gamma.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[141], 0, 256], [this.act[166], 0, 262144], [this.act[167], 0, 262144]]); // 248: %397 blocks.0.think.add7 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[153], 0, 262144], [this.act[167], 0, 262144], [this.act[166], 0, 262144]]); // 249: %398 blocks.0.think.matmul6 stdlib.mt:69
-    group("matmul_8192x8_8x1", [[this.act[139], 0, 262144], [this.params, 26624, 32], [this.act[113], 0, 32768]]); // 250: %400 blocks.0.think.matmul7 stdlib.mt:70
-    group("matmul_8192x8_8x1", [[this.act[139], 0, 262144], [this.params, 26368, 32], [this.act[168], 0, 32768]]); // 251: %403 blocks.0.think.matmul8 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[168], 0, 32768], [this.act[169], 0, 32768]]); // 252: %405 blocks.0.think.permute1 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[113], 0, 32768], [this.act[169], 0, 32768], [this.act[170], 0, 262144]]); // 253: %406 blocks.0.think.matmul9 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 26880, 256], [this.act[139], 0, 262144], [this.act[171], 0, 262144]]); // 254: %407 blocks.0.think.mul4 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[171], 0, 262144], [this.act[118], 0, 4096]]); // 255: %408 blocks.0.think.sum2 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[118], 0, 4096], [this.params, 27136, 4], [this.act[172], 0, 4096]]); // 256: %409 blocks.0.think.add8 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[172], 0, 4096], [this.act[118], 0, 4096]]); // 257: %410 blocks.0.think.sigmoid2 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 27392, 256], [this.act[139], 0, 262144], [this.act[171], 0, 262144]]); // 258: %411 blocks.0.think.mul5 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[171], 0, 262144], [this.act[172], 0, 4096]]); // 259: %412 blocks.0.think.sum3 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[172], 0, 4096], [this.params, 27648, 4], [this.act[173], 0, 4096]]); // 260: %413 blocks.0.think.add9 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[173], 0, 4096], [this.act[172], 0, 4096]]); // 261: %414 blocks.0.think.sigmoid3 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[139], 0, 262144], [this.act[171], 0, 262144]]); // 262: %415 blocks.0.think.sub1 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[118], 0, 4096], [this.act[171], 0, 262144], [this.act[166], 0, 262144]]); // 263: %416 blocks.0.think.mul6 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[172], 0, 4096], [this.act[170], 0, 262144], [this.act[174], 0, 262144]]); // 264: %417 blocks.0.think.mul7 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144]]); // 265: %418 blocks.0.think.add10 stdlib.mt:73
-    group("dropout_p0p1_k5_16x64x8x8", [[this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 266: %419 blocks.0.think.dropout1 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144]]); // 267: %420 blocks.0.think.add11 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144]]); // 268: %421 blocks.1.attn.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[174], 0, 262144], [this.act[173], 0, 4096]]); // 269: %422 blocks.1.attn.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[173], 0, 4096], [this.act[176], 0, 4096]]); // 270: %423 blocks.1.attn.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[176], 0, 4096], [this.act[173], 0, 4096]]); // 271: %424 blocks.1.attn.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[173], 0, 4096], [this.act[176], 0, 4096]]); // 272: %425 blocks.1.attn.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[175], 0, 262144], [this.act[176], 0, 4096], [this.act[174], 0, 262144]]); // 273: %426 blocks.1.attn.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[174], 0, 262144], [this.params, 27904, 256], [this.act[166], 0, 262144]]); // 274: %427 blocks.1.attn.norm.mul5 stdlib.mt:9
-    group("matmul_8x8_16x64x8x8", [[this.params, 28160, 256], [this.act[166], 0, 262144], [this.act[177], 0, 262144]]); // 275: %428 blocks.1.attn.q.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[177], 0, 262144], [this.act[178], 0, 262144]]); // 276: %429 blocks.1.attn.q.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[178], 0, 262144], [this.params, 28416, 256], [this.act[179], 0, 262144]]); // 277: %431 blocks.1.attn.q.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[179], 0, 262144], [this.act[180], 0, 262144]]); // 278: %434 blocks.1.attn.permute5 stdlib.mt:33
-    group("matmul_8x8_16x64x8x8", [[this.params, 28672, 256], [this.act[166], 0, 262144], [this.act[179], 0, 262144]]); // 279: %435 blocks.1.attn.k.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[179], 0, 262144], [this.act[181], 0, 262144]]); // 280: %436 blocks.1.attn.k.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[181], 0, 262144], [this.params, 28928, 256], [this.act[182], 0, 262144]]); // 281: %438 blocks.1.attn.k.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[182], 0, 262144], [this.act[183], 0, 262144]]); // 282: %441 blocks.1.attn.permute6 stdlib.mt:34
-    group("matmul_8x8_16x64x8x8", [[this.params, 29184, 256], [this.act[166], 0, 262144], [this.act[182], 0, 262144]]); // 283: %442 blocks.1.attn.v.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[182], 0, 262144], [this.act[184], 0, 262144]]); // 284: %443 blocks.1.attn.v.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[184], 0, 262144], [this.params, 29440, 256], [this.act[185], 0, 262144]]); // 285: %445 blocks.1.attn.v.matmul3 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[185], 0, 262144], [this.act[186], 0, 262144]]); // 286: %448 blocks.1.attn.permute7 stdlib.mt:35
-    group("permute_0132_16x2x64x32", [[this.act[183], 0, 262144], [this.act[185], 0, 262144]]); // 287: %449 blocks.1.attn.permute8 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[180], 0, 262144], [this.act[185], 0, 262144], [this.act[187], 0, 524288]]); // 288: %450 blocks.1.attn.matmul2 stdlib.mt:36
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[187], 0, 524288], [this.act[188], 0, 524288]]); // 289: %451 blocks.1.attn.affine1 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[188], 0, 524288], [this.act[187], 0, 524288]]); // 290: %452 blocks.1.attn.causal_mask1 stdlib.mt:37
-    group("softmax_16x2x64x64", [[this.act[187], 0, 524288], [this.act[188], 0, 524288]]); // 291: %453 blocks.1.attn.softmax1 stdlib.mt:37
-    group("dropout_p0p1_k6_16x2x64x64", [[this.act[188], 0, 524288], [this.act[187], 0, 524288], [this.step, 0, 16]]); // 292: %454 blocks.1.attn.dropout1 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[187], 0, 524288], [this.act[186], 0, 262144], [this.act[183], 0, 262144]]); // 293: %455 blocks.1.attn.matmul3 stdlib.mt:38
-    group("permute_0213_16x2x64x32", [[this.act[183], 0, 262144], [this.act[189], 0, 262144]]); // 294: %456 blocks.1.attn.permute9 stdlib.mt:38
-    group("matmul_8x8_16x64x8x8", [[this.params, 29696, 256], [this.act[189], 0, 262144], [this.act[183], 0, 262144]]); // 295: %458 blocks.1.attn.o.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[183], 0, 262144], [this.act[190], 0, 262144]]); // 296: %459 blocks.1.attn.o.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[190], 0, 262144], [this.params, 29952, 256], [this.act[191], 0, 262144]]); // 297: %461 blocks.1.attn.o.matmul3 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144]]); // 298: %463 blocks.1.attn.add1 stdlib.mt:39
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[192], 0, 262144], [this.act[191], 0, 262144]]); // 299: %464 blocks.1.think.norm.mul3 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[191], 0, 262144], [this.act[173], 0, 4096]]); // 300: %465 blocks.1.think.norm.sum1 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[173], 0, 4096], [this.act[193], 0, 4096]]); // 301: %466 blocks.1.think.norm.affine2 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[193], 0, 4096], [this.act[173], 0, 4096]]); // 302: %467 blocks.1.think.norm.affine3 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[173], 0, 4096], [this.act[193], 0, 4096]]); // 303: %468 blocks.1.think.norm.rsqrt1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[191], 0, 262144]]); // 304: %469 blocks.1.think.norm.mul4 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[191], 0, 262144], [this.params, 30208, 256], [this.act[194], 0, 262144]]); // 305: %470 blocks.1.think.norm.mul5 stdlib.mt:9
-    group("clamp_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[195], 0, 4]]); // 306: %471 blocks.1.think.clamp1 stdlib.mt:67
-    group("matmul_8x8_16x64x8x8", [[this.params, 30464, 256], [this.act[194], 0, 262144], [this.act[197], 0, 262144]]); // 307: %473 blocks.1.think.delta.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[197], 0, 262144], [this.act[198], 0, 262144]]); // 308: %474 blocks.1.think.delta.gate.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[198], 0, 262144], [this.params, 30720, 256], [this.act[199], 0, 262144]]); // 309: %476 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[199], 0, 262144], [this.act[200], 0, 262144]]); // 310: %478 blocks.1.think.delta.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 30976, 256], [this.act[194], 0, 262144], [this.act[201], 0, 262144]]); // 311: %479 blocks.1.think.delta.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[201], 0, 262144], [this.act[202], 0, 262144]]); // 312: %480 blocks.1.think.delta.value.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[202], 0, 262144], [this.params, 31232, 256], [this.act[203], 0, 262144]]); // 313: %482 blocks.1.think.delta.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144]]); // 314: %484 blocks.1.think.delta.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 31488, 256], [this.act[204], 0, 262144], [this.act[205], 0, 262144]]); // 315: %485 blocks.1.think.delta.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[205], 0, 262144], [this.act[206], 0, 262144]]); // 316: %486 blocks.1.think.delta.up.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[206], 0, 262144], [this.params, 31744, 256], [this.act[207], 0, 262144]]); // 317: %488 blocks.1.think.delta.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[207], 0, 262144], [this.act[195], 0, 4], [this.act[208], 0, 262144]]); // 318: %490 blocks.1.think.delta.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[196], 0, 256], [this.act[208], 0, 262144], [this.act[209], 0, 262144]]); // 319: %491 blocks.1.think.add6 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[209], 0, 262144], [this.act[194], 0, 262144], [this.act[208], 0, 262144]]); // 320: %492 blocks.1.think.matmul5 stdlib.mt:69
-    group("matmul_8x8_16x64x8x8", [[this.params, 32000, 256], [this.act[194], 0, 262144], [this.act[210], 0, 262144]]); // 321: %493 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[210], 0, 262144], [this.act[211], 0, 262144]]); // 322: %494 blocks.1.think.gamma.gate.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[211], 0, 262144], [this.params, 32256, 256], [this.act[212], 0, 262144]]); // 323: %496 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[212], 0, 262144], [this.act[213], 0, 262144]]); // 324: %498 blocks.1.think.gamma.silu1 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 32512, 256], [this.act[194], 0, 262144], [this.act[214], 0, 262144]]); // 325: %499 blocks.1.think.gamma.value.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[214], 0, 262144], [this.act[215], 0, 262144]]); // 326: %500 blocks.1.think.gamma.value.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[215], 0, 262144], [this.params, 32768, 256], [this.act[216], 0, 262144]]); // 327: %502 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144]]); // 328: %504 blocks.1.think.gamma.mul2 stdlib.mt:49
-    group("matmul_8x8_16x64x8x8", [[this.params, 33024, 256], [this.act[217], 0, 262144], [this.act[218], 0, 262144]]); // 329: %505 blocks.1.think.gamma.up.matmul2 stdlib.mt:18
-    group("unary_silu_16x64x8x8", [[this.act[218], 0, 262144], [this.act[219], 0, 262144]]); // 330: %506 blocks.1.think.gamma.up.silu1 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[219], 0, 262144], [this.params, 33280, 256], [this.act[220], 0, 262144]]); // 331: %508 blocks.1.think.gamma.up.matmul3 stdlib.mt:18
-    group("binary_mul_16x64x8x8_s", [[this.act[220], 0, 262144], [this.act[195], 0, 4], [this.act[221], 0, 262144]]); // 332: %510 blocks.1.think.gamma.mul3 stdlib.mt:49
-    group("binary_add_8x8_16x64x8x8", [[this.act[196], 0, 256], [this.act[221], 0, 262144], [this.act[222], 0, 262144]]); // 333: %511 blocks.1.think.add7 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[208], 0, 262144], [this.act[222], 0, 262144], [this.act[221], 0, 262144]]); // 334: %512 blocks.1.think.matmul6 stdlib.mt:69
-    group("matmul_8192x8_8x1", [[this.act[194], 0, 262144], [this.params, 34048, 32], [this.act[168], 0, 32768]]); // 335: %514 blocks.1.think.matmul7 stdlib.mt:70
-    group("matmul_8192x8_8x1", [[this.act[194], 0, 262144], [this.params, 33792, 32], [this.act[223], 0, 32768]]); // 336: %517 blocks.1.think.matmul8 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[223], 0, 32768], [this.act[224], 0, 32768]]); // 337: %519 blocks.1.think.permute1 stdlib.mt:70
-    group("matmul_16x64x8x1_16x64x1x8", [[this.act[168], 0, 32768], [this.act[224], 0, 32768], [this.act[225], 0, 262144]]); // 338: %520 blocks.1.think.matmul9 stdlib.mt:70
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34304, 256], [this.act[194], 0, 262144], [this.act[226], 0, 262144]]); // 339: %521 blocks.1.think.mul4 stdlib.mt:71
-    group("sum_a23_16x64x8x8", [[this.act[226], 0, 262144], [this.act[173], 0, 4096]]); // 340: %522 blocks.1.think.sum2 stdlib.mt:71
-    group("binary_add_16x64x1x1_s", [[this.act[173], 0, 4096], [this.params, 34560, 4], [this.act[227], 0, 4096]]); // 341: %523 blocks.1.think.add8 stdlib.mt:71
-    group("unary_sigmoid_16x64x1x1", [[this.act[227], 0, 4096], [this.act[173], 0, 4096]]); // 342: %524 blocks.1.think.sigmoid2 stdlib.mt:71
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 34816, 256], [this.act[194], 0, 262144], [this.act[226], 0, 262144]]); // 343: %525 blocks.1.think.mul5 stdlib.mt:72
-    group("sum_a23_16x64x8x8", [[this.act[226], 0, 262144], [this.act[227], 0, 4096]]); // 344: %526 blocks.1.think.sum3 stdlib.mt:72
-    group("binary_add_16x64x1x1_s", [[this.act[227], 0, 4096], [this.params, 35072, 4], [this.act[228], 0, 4096]]); // 345: %527 blocks.1.think.add9 stdlib.mt:72
-    group("unary_sigmoid_16x64x1x1", [[this.act[228], 0, 4096], [this.act[227], 0, 4096]]); // 346: %528 blocks.1.think.sigmoid3 stdlib.mt:72
-    group("binary_sub_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[194], 0, 262144], [this.act[226], 0, 262144]]); // 347: %529 blocks.1.think.sub1 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[173], 0, 4096], [this.act[226], 0, 262144], [this.act[221], 0, 262144]]); // 348: %530 blocks.1.think.mul6 stdlib.mt:73
-    group("binary_mul_16x64x1x1_16x64x8x8", [[this.act[227], 0, 4096], [this.act[225], 0, 262144], [this.act[229], 0, 262144]]); // 349: %531 blocks.1.think.mul7 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144]]); // 350: %532 blocks.1.think.add10 stdlib.mt:73
-    group("dropout_p0p1_k7_16x64x8x8", [[this.act[230], 0, 262144], [this.act[229], 0, 262144], [this.step, 0, 16]]); // 351: %533 blocks.1.think.dropout1 stdlib.mt:73
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144]]); // 352: %534 blocks.1.think.add11 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[230], 0, 262144], [this.act[230], 0, 262144], [this.act[229], 0, 262144]]); // 353: %535 norm_final.mul0 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[229], 0, 262144], [this.act[228], 0, 4096]]); // 354: %536 norm_final.sum0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 355: %537 norm_final.affine0 stdlib.mt:9
-    group("affine_s1_b0p000001_16x64x1x1", [[this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 356: %538 norm_final.affine1 stdlib.mt:9
-    group("unary_rsqrt_16x64x1x1", [[this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 357: %539 norm_final.rsqrt0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[230], 0, 262144], [this.act[231], 0, 4096], [this.act[229], 0, 262144]]); // 358: %540 norm_final.mul1 stdlib.mt:9
-    group("binary_mul_16x64x8x8_8x8", [[this.act[229], 0, 262144], [this.params, 35328, 256], [this.act[221], 0, 262144]]); // 359: %541 norm_final.mul2 stdlib.mt:9
-    group("binary_mul_8x8_16x64x8x8", [[this.params, 35584, 256], [this.act[221], 0, 262144], [this.act[232], 0, 262144]]); // 360: %542 head.mul0 stdlib.mt:116
-    group("sum_a3_16x64x8x8", [[this.act[232], 0, 262144], [this.act[223], 0, 32768]]); // 361: %543 head.sum0 stdlib.mt:116
-    group("matmul_256x8_16x64x8x1", [[this.params, 35840, 8192], [this.act[223], 0, 32768], [this.act[233], 0, 1048576]]); // 362: %544 head.matmul0 stdlib.mt:117
-    group("cross_entropy_16x64x256_16x64i", [[this.act[233], 0, 1048576], [this.targets, 0, 4096], [this.act[234], 0, 4]]); // 363: %546 loss.cross_entropy0 vector_collapse.mt:13
-    group("softmax_16x64x256", [[this.act[233], 0, 1048576], [this.act[236], 0, 1048576]]); // 364: %548 loss.cross_entropy0.grad.softmax0 vector_collapse.mt:13
-    group("onehot_16x64i_to_16x64x256", [[this.targets, 0, 4096], [this.act[237], 0, 1048576]]); // 365: %549 loss.cross_entropy0.grad.onehot0 vector_collapse.mt:13
-    group("binary_sub_16x64x256_16x64x256", [[this.act[236], 0, 1048576], [this.act[237], 0, 1048576], [this.act[238], 0, 1048576]]); // 366: %550 loss.cross_entropy0.grad.sub0 vector_collapse.mt:13
-    group("binary_mul_16x64x256_s", [[this.act[238], 0, 1048576], [this.act[235], 0, 4], [this.act[237], 0, 1048576]]); // 367: %551 loss.cross_entropy0.grad.mul0 vector_collapse.mt:13
-    group("affine_s0p0009765625_b0_16x64x256", [[this.act[237], 0, 1048576], [this.act[238], 0, 1048576]]); // 368: %552 loss.cross_entropy0.grad.affine0 vector_collapse.mt:13
-    group("permute_0132_16x64x8x1", [[this.act[223], 0, 32768], [this.act[239], 0, 32768]]); // 369: %554 head.matmul0.grad.permute0 stdlib.mt:117
-    group("matmul_16x64x256x1_16x64x1x8", [[this.act[238], 0, 1048576], [this.act[239], 0, 32768], [this.act[240], 0, 8388608]]); // 370: %555 head.matmul0.grad.matmul0 stdlib.mt:117
-    group("sum_a01_16x64x256x8", [[this.act[240], 0, 8388608], [this.act[241], 0, 8192]]); // 371: %556 head.matmul0.grad.sum0 stdlib.mt:117
-    group("permute_10_256x8", [[this.params, 35840, 8192], [this.act[242], 0, 8192]]); // 372: %558 head.matmul0.grad.permute1 stdlib.mt:117
-    group("matmul_8x256_16x64x256x1", [[this.act[242], 0, 8192], [this.act[238], 0, 1048576], [this.act[239], 0, 32768]]); // 373: %559 head.matmul0.grad.matmul1 stdlib.mt:117
-    group("expand_16x64x8x1_to_16x64x8x8", [[this.act[239], 0, 32768], [this.act[232], 0, 262144]]); // 374: %560 head.sum0.grad.expand0 stdlib.mt:116
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[232], 0, 262144], [this.act[221], 0, 262144], [this.act[243], 0, 262144]]); // 375: %561 head.mul0.grad.mul0 stdlib.mt:116
-    group("sum_a01_16x64x8x8", [[this.act[243], 0, 262144], [this.act[244], 0, 256]]); // 376: %562 head.mul0.grad.sum0 stdlib.mt:116
-    group("binary_mul_16x64x8x8_8x8", [[this.act[232], 0, 262144], [this.params, 35584, 256], [this.act[243], 0, 262144]]); // 377: %564 head.mul0.grad.mul1 stdlib.mt:116
-    group("binary_mul_16x64x8x8_8x8", [[this.act[243], 0, 262144], [this.params, 35328, 256], [this.act[232], 0, 262144]]); // 378: %565 norm_final.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[243], 0, 262144], [this.act[229], 0, 262144], [this.act[221], 0, 262144]]); // 379: %566 norm_final.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[221], 0, 262144], [this.act[245], 0, 256]]); // 380: %567 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[232], 0, 262144], [this.act[231], 0, 4096], [this.act[221], 0, 262144]]); // 381: %569 norm_final.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[232], 0, 262144], [this.act[230], 0, 262144], [this.act[229], 0, 262144]]); // 382: %570 norm_final.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[229], 0, 262144], [this.act[228], 0, 4096]]); // 383: %571 norm_final.mul1.grad.sum0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[231], 0, 4096], [this.act[246], 0, 4096]]); // 384: %572 norm_final.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[246], 0, 4096], [this.act[247], 0, 4096]]); // 385: %573 norm_final.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[228], 0, 4096], [this.act[247], 0, 4096], [this.act[246], 0, 4096]]); // 386: %574 norm_final.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[246], 0, 4096], [this.act[247], 0, 4096]]); // 387: %575 norm_final.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[247], 0, 4096], [this.act[246], 0, 4096]]); // 388: %576 norm_final.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[246], 0, 4096], [this.act[247], 0, 4096]]); // 389: %577 norm_final.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[247], 0, 4096], [this.act[229], 0, 262144]]); // 390: %578 norm_final.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[232], 0, 262144]]); // 391: %579 norm_final.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[243], 0, 262144]]); // 392: %580 norm_final.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[232], 0, 262144], [this.act[229], 0, 262144]]); // 393: %581 blocks.1.think.add11.grad.add0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[243], 0, 262144], [this.act[232], 0, 262144]]); // 394: %582 blocks.1.think.add11.grad.add1 stdlib.mt:9
-    group("dropout_p0p1_k7_16x64x8x8", [[this.act[232], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 395: %583 blocks.1.think.dropout1.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[243], 0, 262144], [this.act[225], 0, 262144], [this.act[229], 0, 262144]]); // 396: %584 blocks.1.think.mul7.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[229], 0, 262144], [this.act[247], 0, 4096]]); // 397: %585 blocks.1.think.mul7.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[243], 0, 262144], [this.act[227], 0, 4096], [this.act[229], 0, 262144]]); // 398: %586 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[243], 0, 262144], [this.act[226], 0, 262144], [this.act[225], 0, 262144]]); // 399: %587 blocks.1.think.mul6.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[225], 0, 262144], [this.act[246], 0, 4096]]); // 400: %588 blocks.1.think.mul6.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[243], 0, 262144], [this.act[173], 0, 4096], [this.act[225], 0, 262144]]); // 401: %589 blocks.1.think.mul6.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[225], 0, 262144], [this.act[243], 0, 262144]]); // 402: %590 blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[227], 0, 4096], [this.act[228], 0, 4096]]); // 403: %591 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[227], 0, 4096], [this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 404: %592 blocks.1.think.sigmoid3.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[247], 0, 4096], [this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 405: %593 blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[228], 0, 4096], [this.act[248], 0, 4]]); // 406: %594 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[228], 0, 4096], [this.act[226], 0, 262144]]); // 407: %596 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[226], 0, 262144], [this.act[194], 0, 262144], [this.act[221], 0, 262144]]); // 408: %597 blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[221], 0, 262144], [this.act[249], 0, 256]]); // 409: %598 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[226], 0, 262144], [this.params, 34816, 256], [this.act[221], 0, 262144]]); // 410: %600 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[243], 0, 262144], [this.act[221], 0, 262144], [this.act[226], 0, 262144]]); // 411: %601 blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[173], 0, 4096], [this.act[228], 0, 4096]]); // 412: %602 blocks.1.think.sigmoid2.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[173], 0, 4096], [this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 413: %603 blocks.1.think.sigmoid2.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[246], 0, 4096], [this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 414: %604 blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[228], 0, 4096], [this.act[250], 0, 4]]); // 415: %605 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[228], 0, 4096], [this.act[221], 0, 262144]]); // 416: %607 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[194], 0, 262144], [this.act[243], 0, 262144]]); // 417: %608 blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[243], 0, 262144], [this.act[251], 0, 256]]); // 418: %609 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[221], 0, 262144], [this.params, 34304, 256], [this.act[243], 0, 262144]]); // 419: %611 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[226], 0, 262144], [this.act[243], 0, 262144], [this.act[221], 0, 262144]]); // 420: %612 blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[224], 0, 32768], [this.act[239], 0, 32768]]); // 421: %613 blocks.1.think.matmul9.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[229], 0, 262144], [this.act[239], 0, 32768], [this.act[224], 0, 32768]]); // 422: %614 blocks.1.think.matmul9.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[168], 0, 32768], [this.act[239], 0, 32768]]); // 423: %615 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[239], 0, 32768], [this.act[229], 0, 262144], [this.act[168], 0, 32768]]); // 424: %616 blocks.1.think.matmul9.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[168], 0, 32768], [this.act[239], 0, 32768]]); // 425: %617 blocks.1.think.permute1.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 33792, 32], [this.act[252], 0, 32]]); // 426: %619 blocks.1.think.matmul8.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[239], 0, 32768], [this.act[252], 0, 32], [this.act[229], 0, 262144]]); // 427: %620 blocks.1.think.matmul8.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[194], 0, 262144], [this.act[243], 0, 262144]]); // 428: %621 blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[243], 0, 262144], [this.act[239], 0, 32768], [this.act[252], 0, 32]]); // 429: %622 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[229], 0, 262144], [this.act[243], 0, 262144]]); // 430: %624 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 34048, 32], [this.act[253], 0, 32]]); // 431: %626 blocks.1.think.matmul7.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[224], 0, 32768], [this.act[253], 0, 32], [this.act[229], 0, 262144]]); // 432: %627 blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[194], 0, 262144], [this.act[221], 0, 262144]]); // 433: %628 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[221], 0, 262144], [this.act[224], 0, 32768], [this.act[253], 0, 32]]); // 434: %629 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[243], 0, 262144], [this.act[229], 0, 262144], [this.act[221], 0, 262144]]); // 435: %631 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[222], 0, 262144], [this.act[229], 0, 262144]]); // 436: %632 blocks.1.think.matmul6.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[225], 0, 262144], [this.act[229], 0, 262144], [this.act[222], 0, 262144]]); // 437: %633 blocks.1.think.matmul6.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[208], 0, 262144], [this.act[229], 0, 262144]]); // 438: %634 blocks.1.think.matmul6.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[225], 0, 262144], [this.act[208], 0, 262144]]); // 439: %635 blocks.1.think.matmul6.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[208], 0, 262144], [this.act[195], 0, 4], [this.act[225], 0, 262144]]); // 440: %638 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[208], 0, 262144], [this.act[220], 0, 262144], [this.act[229], 0, 262144]]); // 441: %639 blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[229], 0, 262144], [this.act[254], 0, 4]]); // 442: %640 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 33280, 256], [this.act[255], 0, 256]]); // 443: %643 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[225], 0, 262144], [this.act[255], 0, 256], [this.act[229], 0, 262144]]); // 444: %644 blocks.1.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[219], 0, 262144], [this.act[220], 0, 262144]]); // 445: %645 blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[220], 0, 262144], [this.act[225], 0, 262144], [this.act[255], 0, 256]]); // 446: %646 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[218], 0, 262144], [this.act[225], 0, 262144]]); // 447: %648 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[229], 0, 262144], [this.act[225], 0, 262144], [this.act[218], 0, 262144]]); // 448: %649 blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[217], 0, 262144], [this.act[225], 0, 262144]]); // 449: %650 blocks.1.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[218], 0, 262144], [this.act[225], 0, 262144], [this.act[217], 0, 262144]]); // 450: %651 blocks.1.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[217], 0, 262144], [this.act[256], 0, 256]]); // 451: %652 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 33024, 256], [this.act[257], 0, 256]]); // 452: %654 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[257], 0, 256], [this.act[218], 0, 262144], [this.act[217], 0, 262144]]); // 453: %655 blocks.1.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[217], 0, 262144], [this.act[216], 0, 262144], [this.act[218], 0, 262144]]); // 454: %656 blocks.1.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[217], 0, 262144], [this.act[213], 0, 262144], [this.act[216], 0, 262144]]); // 455: %657 blocks.1.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32768, 256], [this.act[257], 0, 256]]); // 456: %659 blocks.1.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[216], 0, 262144], [this.act[257], 0, 256], [this.act[213], 0, 262144]]); // 457: %660 blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[215], 0, 262144], [this.act[217], 0, 262144]]); // 458: %661 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[217], 0, 262144], [this.act[216], 0, 262144], [this.act[257], 0, 256]]); // 459: %662 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[214], 0, 262144], [this.act[216], 0, 262144]]); // 460: %664 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[214], 0, 262144]]); // 461: %665 blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[216], 0, 262144]]); // 462: %666 blocks.1.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[214], 0, 262144], [this.act[216], 0, 262144], [this.act[213], 0, 262144]]); // 463: %667 blocks.1.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[213], 0, 262144], [this.act[258], 0, 256]]); // 464: %668 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32512, 256], [this.act[259], 0, 256]]); // 465: %670 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[259], 0, 256], [this.act[214], 0, 262144], [this.act[213], 0, 262144]]); // 466: %671 blocks.1.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[221], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144]]); // 467: %672 blocks.1.think.norm.mul5.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[212], 0, 262144], [this.act[213], 0, 262144]]); // 468: %673 blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[218], 0, 262144], [this.act[213], 0, 262144], [this.act[212], 0, 262144]]); // 469: %674 blocks.1.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32256, 256], [this.act[259], 0, 256]]); // 470: %676 blocks.1.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[212], 0, 262144], [this.act[259], 0, 256], [this.act[213], 0, 262144]]); // 471: %677 blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[211], 0, 262144], [this.act[218], 0, 262144]]); // 472: %678 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[218], 0, 262144], [this.act[212], 0, 262144], [this.act[259], 0, 256]]); // 473: %679 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[210], 0, 262144], [this.act[212], 0, 262144]]); // 474: %681 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[212], 0, 262144], [this.act[210], 0, 262144]]); // 475: %682 blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[212], 0, 262144]]); // 476: %683 blocks.1.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[210], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144]]); // 477: %684 blocks.1.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[213], 0, 262144], [this.act[260], 0, 256]]); // 478: %685 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32000, 256], [this.act[261], 0, 256]]); // 479: %687 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[261], 0, 256], [this.act[210], 0, 262144], [this.act[213], 0, 262144]]); // 480: %688 blocks.1.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[214], 0, 262144], [this.act[213], 0, 262144], [this.act[210], 0, 262144]]); // 481: %689 blocks.1.think.norm.mul5.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[213], 0, 262144]]); // 482: %690 blocks.1.think.matmul5.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[222], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144]]); // 483: %691 blocks.1.think.matmul5.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[209], 0, 262144], [this.act[213], 0, 262144]]); // 484: %692 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[213], 0, 262144], [this.act[222], 0, 262144], [this.act[209], 0, 262144]]); // 485: %693 blocks.1.think.matmul5.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[210], 0, 262144], [this.act[209], 0, 262144], [this.act[222], 0, 262144]]); // 486: %694 blocks.1.think.norm.mul5.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[214], 0, 262144], [this.act[195], 0, 4], [this.act[209], 0, 262144]]); // 487: %697 blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[214], 0, 262144], [this.act[207], 0, 262144], [this.act[210], 0, 262144]]); // 488: %698 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[210], 0, 262144], [this.act[195], 0, 4]]); // 489: %699 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[254], 0, 4], [this.act[195], 0, 4], [this.act[262], 0, 4]]); // 490: %701 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31744, 256], [this.act[261], 0, 256]]); // 491: %703 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[209], 0, 262144], [this.act[261], 0, 256], [this.act[210], 0, 262144]]); // 492: %704 blocks.1.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[206], 0, 262144], [this.act[207], 0, 262144]]); // 493: %705 blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[207], 0, 262144], [this.act[209], 0, 262144], [this.act[261], 0, 256]]); // 494: %706 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[205], 0, 262144], [this.act[209], 0, 262144]]); // 495: %708 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[210], 0, 262144], [this.act[209], 0, 262144], [this.act[205], 0, 262144]]); // 496: %709 blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[204], 0, 262144], [this.act[209], 0, 262144]]); // 497: %710 blocks.1.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[205], 0, 262144], [this.act[209], 0, 262144], [this.act[204], 0, 262144]]); // 498: %711 blocks.1.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[204], 0, 262144], [this.act[263], 0, 256]]); // 499: %712 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 31488, 256], [this.act[264], 0, 256]]); // 500: %714 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[264], 0, 256], [this.act[205], 0, 262144], [this.act[204], 0, 262144]]); // 501: %715 blocks.1.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[204], 0, 262144], [this.act[203], 0, 262144], [this.act[205], 0, 262144]]); // 502: %716 blocks.1.think.delta.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[204], 0, 262144], [this.act[200], 0, 262144], [this.act[203], 0, 262144]]); // 503: %717 blocks.1.think.delta.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31232, 256], [this.act[264], 0, 256]]); // 504: %719 blocks.1.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[203], 0, 262144], [this.act[264], 0, 256], [this.act[200], 0, 262144]]); // 505: %720 blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[202], 0, 262144], [this.act[204], 0, 262144]]); // 506: %721 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[204], 0, 262144], [this.act[203], 0, 262144], [this.act[264], 0, 256]]); // 507: %722 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[201], 0, 262144], [this.act[203], 0, 262144]]); // 508: %724 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[201], 0, 262144]]); // 509: %725 blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[203], 0, 262144]]); // 510: %726 blocks.1.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[203], 0, 262144], [this.act[200], 0, 262144]]); // 511: %727 blocks.1.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[200], 0, 262144], [this.act[265], 0, 256]]); // 512: %728 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30976, 256], [this.act[266], 0, 256]]); // 513: %730 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[266], 0, 256], [this.act[201], 0, 262144], [this.act[200], 0, 262144]]); // 514: %731 blocks.1.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[222], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144]]); // 515: %732 blocks.1.think.norm.mul5.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[199], 0, 262144], [this.act[200], 0, 262144]]); // 516: %733 blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[205], 0, 262144], [this.act[200], 0, 262144], [this.act[199], 0, 262144]]); // 517: %734 blocks.1.think.delta.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 30720, 256], [this.act[266], 0, 256]]); // 518: %736 blocks.1.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[199], 0, 262144], [this.act[266], 0, 256], [this.act[200], 0, 262144]]); // 519: %737 blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[198], 0, 262144], [this.act[205], 0, 262144]]); // 520: %738 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[205], 0, 262144], [this.act[199], 0, 262144], [this.act[266], 0, 256]]); // 521: %739 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[197], 0, 262144], [this.act[199], 0, 262144]]); // 522: %741 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[200], 0, 262144], [this.act[199], 0, 262144], [this.act[197], 0, 262144]]); // 523: %742 blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[194], 0, 262144], [this.act[199], 0, 262144]]); // 524: %743 blocks.1.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[197], 0, 262144], [this.act[199], 0, 262144], [this.act[194], 0, 262144]]); // 525: %744 blocks.1.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[194], 0, 262144], [this.act[267], 0, 256]]); // 526: %745 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30464, 256], [this.act[268], 0, 256]]); // 527: %747 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[268], 0, 256], [this.act[197], 0, 262144], [this.act[194], 0, 262144]]); // 528: %748 blocks.1.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[194], 0, 262144], [this.act[197], 0, 262144]]); // 529: %749 blocks.1.think.norm.mul5.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[195], 0, 4]]); // 530: %750 blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[262], 0, 4], [this.act[195], 0, 4], [this.act[254], 0, 4]]); // 531: %751 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[197], 0, 262144], [this.params, 30208, 256], [this.act[194], 0, 262144]]); // 532: %752 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[197], 0, 262144], [this.act[191], 0, 262144], [this.act[201], 0, 262144]]); // 533: %753 blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[201], 0, 262144], [this.act[268], 0, 256]]); // 534: %754 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[194], 0, 262144], [this.act[193], 0, 4096], [this.act[201], 0, 262144]]); // 535: %756 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[194], 0, 262144], [this.act[192], 0, 262144], [this.act[191], 0, 262144]]); // 536: %757 blocks.1.think.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[191], 0, 262144], [this.act[228], 0, 4096]]); // 537: %758 blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[232], 0, 262144], [this.act[201], 0, 262144], [this.act[191], 0, 262144]]); // 538: %759 blocks.1.attn.add1.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[193], 0, 4096], [this.act[231], 0, 4096]]); // 539: %760 blocks.1.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[193], 0, 4096], [this.act[231], 0, 4096], [this.act[246], 0, 4096]]); // 540: %761 blocks.1.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[228], 0, 4096], [this.act[246], 0, 4096], [this.act[231], 0, 4096]]); // 541: %762 blocks.1.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[246], 0, 4096]]); // 542: %763 blocks.1.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[246], 0, 4096], [this.act[231], 0, 4096]]); // 543: %764 blocks.1.think.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[246], 0, 4096]]); // 544: %765 blocks.1.think.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[246], 0, 4096], [this.act[201], 0, 262144]]); // 545: %766 blocks.1.think.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[192], 0, 262144], [this.act[232], 0, 262144]]); // 546: %767 blocks.1.think.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[201], 0, 262144], [this.act[192], 0, 262144], [this.act[194], 0, 262144]]); // 547: %768 blocks.1.think.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[191], 0, 262144], [this.act[232], 0, 262144], [this.act[192], 0, 262144]]); // 548: %769 blocks.1.attn.add1.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[192], 0, 262144], [this.act[194], 0, 262144], [this.act[232], 0, 262144]]); // 549: %770 blocks.1.attn.add1.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 29952, 256], [this.act[269], 0, 256]]); // 550: %772 blocks.1.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[232], 0, 262144], [this.act[269], 0, 256], [this.act[194], 0, 262144]]); // 551: %773 blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[190], 0, 262144], [this.act[192], 0, 262144]]); // 552: %774 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[192], 0, 262144], [this.act[232], 0, 262144], [this.act[269], 0, 256]]); // 553: %775 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[183], 0, 262144], [this.act[192], 0, 262144]]); // 554: %777 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[194], 0, 262144], [this.act[192], 0, 262144], [this.act[183], 0, 262144]]); // 555: %778 blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[189], 0, 262144], [this.act[192], 0, 262144]]); // 556: %779 blocks.1.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[183], 0, 262144], [this.act[192], 0, 262144], [this.act[189], 0, 262144]]); // 557: %780 blocks.1.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[189], 0, 262144], [this.act[270], 0, 256]]); // 558: %781 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29696, 256], [this.act[271], 0, 256]]); // 559: %783 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[271], 0, 256], [this.act[183], 0, 262144], [this.act[189], 0, 262144]]); // 560: %784 blocks.1.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[189], 0, 262144], [this.act[183], 0, 262144]]); // 561: %786 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    group("permute_0132_16x2x64x32", [[this.act[186], 0, 262144], [this.act[189], 0, 262144]]); // 562: %787 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[183], 0, 262144], [this.act[189], 0, 262144], [this.act[272], 0, 524288]]); // 563: %788 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("permute_0132_16x2x64x64", [[this.act[187], 0, 524288], [this.act[273], 0, 524288]]); // 564: %789 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[273], 0, 524288], [this.act[183], 0, 262144], [this.act[189], 0, 262144]]); // 565: %790 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("dropout_p0p1_k6_16x2x64x64", [[this.act[272], 0, 524288], [this.act[273], 0, 524288], [this.step, 0, 16]]); // 566: %791 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[273], 0, 524288], [this.act[188], 0, 524288], [this.act[272], 0, 524288]]); // 567: %792 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:37
-    group("sum_a3_16x2x64x64", [[this.act[272], 0, 524288], [this.act[242], 0, 8192]]); // 568: %793 blocks.1.attn.softmax1.grad.sum0 stdlib.mt:37
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[273], 0, 524288], [this.act[242], 0, 8192], [this.act[272], 0, 524288]]); // 569: %794 blocks.1.attn.softmax1.grad.sub0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[188], 0, 524288], [this.act[272], 0, 524288], [this.act[273], 0, 524288]]); // 570: %795 blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[273], 0, 524288], [this.act[272], 0, 524288]]); // 571: %796 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[272], 0, 524288], [this.act[273], 0, 524288]]); // 572: %797 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[185], 0, 262144], [this.act[183], 0, 262144]]); // 573: %798 blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[273], 0, 524288], [this.act[183], 0, 262144], [this.act[185], 0, 262144]]); // 574: %799 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("permute_0132_16x2x64x32", [[this.act[180], 0, 262144], [this.act[183], 0, 262144]]); // 575: %800 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[183], 0, 262144], [this.act[273], 0, 524288], [this.act[180], 0, 262144]]); // 576: %801 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[180], 0, 262144], [this.act[183], 0, 262144]]); // 577: %802 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
-    group("permute_0213_16x2x64x32", [[this.act[189], 0, 262144], [this.act[180], 0, 262144]]); // 578: %803 blocks.1.attn.permute7.grad.permute0 stdlib.mt:35
-    group("permute_10_8x8", [[this.params, 29440, 256], [this.act[271], 0, 256]]); // 579: %806 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[180], 0, 262144], [this.act[271], 0, 256], [this.act[189], 0, 262144]]); // 580: %807 blocks.1.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[184], 0, 262144], [this.act[186], 0, 262144]]); // 581: %808 blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[186], 0, 262144], [this.act[180], 0, 262144], [this.act[271], 0, 256]]); // 582: %809 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[182], 0, 262144], [this.act[180], 0, 262144]]); // 583: %811 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[189], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 262144]]); // 584: %812 blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[166], 0, 262144], [this.act[180], 0, 262144]]); // 585: %813 blocks.1.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[182], 0, 262144], [this.act[180], 0, 262144], [this.act[189], 0, 262144]]); // 586: %814 blocks.1.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[189], 0, 262144], [this.act[274], 0, 256]]); // 587: %815 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29184, 256], [this.act[275], 0, 256]]); // 588: %817 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[275], 0, 256], [this.act[182], 0, 262144], [this.act[189], 0, 262144]]); // 589: %818 blocks.1.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[183], 0, 262144], [this.act[182], 0, 262144]]); // 590: %819 blocks.1.attn.permute6.grad.permute0 stdlib.mt:34
-    group("permute_10_8x8", [[this.params, 28928, 256], [this.act[275], 0, 256]]); // 591: %822 blocks.1.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[182], 0, 262144], [this.act[275], 0, 256], [this.act[183], 0, 262144]]); // 592: %823 blocks.1.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[181], 0, 262144], [this.act[180], 0, 262144]]); // 593: %824 blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[180], 0, 262144], [this.act[182], 0, 262144], [this.act[275], 0, 256]]); // 594: %825 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[179], 0, 262144], [this.act[182], 0, 262144]]); // 595: %827 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[183], 0, 262144], [this.act[182], 0, 262144], [this.act[179], 0, 262144]]); // 596: %828 blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[166], 0, 262144], [this.act[182], 0, 262144]]); // 597: %829 blocks.1.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144]]); // 598: %830 blocks.1.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[183], 0, 262144], [this.act[276], 0, 256]]); // 599: %831 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28672, 256], [this.act[277], 0, 256]]); // 600: %833 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[277], 0, 256], [this.act[179], 0, 262144], [this.act[183], 0, 262144]]); // 601: %834 blocks.1.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[179], 0, 262144]]); // 602: %835 blocks.1.attn.norm.mul5.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[185], 0, 262144], [this.act[183], 0, 262144]]); // 603: %836 blocks.1.attn.permute5.grad.permute0 stdlib.mt:33
-    group("permute_10_8x8", [[this.params, 28416, 256], [this.act[277], 0, 256]]); // 604: %839 blocks.1.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[183], 0, 262144], [this.act[277], 0, 256], [this.act[185], 0, 262144]]); // 605: %840 blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[178], 0, 262144], [this.act[189], 0, 262144]]); // 606: %841 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[277], 0, 256]]); // 607: %842 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[177], 0, 262144], [this.act[183], 0, 262144]]); // 608: %844 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[185], 0, 262144], [this.act[183], 0, 262144], [this.act[177], 0, 262144]]); // 609: %845 blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[166], 0, 262144], [this.act[183], 0, 262144]]); // 610: %846 blocks.1.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[177], 0, 262144], [this.act[183], 0, 262144], [this.act[166], 0, 262144]]); // 611: %847 blocks.1.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[278], 0, 256]]); // 612: %848 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28160, 256], [this.act[279], 0, 256]]); // 613: %850 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[279], 0, 256], [this.act[177], 0, 262144], [this.act[166], 0, 262144]]); // 614: %851 blocks.1.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[166], 0, 262144], [this.act[177], 0, 262144]]); // 615: %852 blocks.1.attn.norm.mul5.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[177], 0, 262144], [this.params, 27904, 256], [this.act[166], 0, 262144]]); // 616: %853 blocks.1.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[177], 0, 262144], [this.act[174], 0, 262144], [this.act[179], 0, 262144]]); // 617: %854 blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[179], 0, 262144], [this.act[279], 0, 256]]); // 618: %855 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[179], 0, 262144]]); // 619: %857 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144]]); // 620: %858 blocks.1.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[174], 0, 262144], [this.act[246], 0, 4096]]); // 621: %859 blocks.1.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[232], 0, 262144], [this.act[179], 0, 262144], [this.act[174], 0, 262144]]); // 622: %860 blocks.0.think.add11.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 623: %861 blocks.1.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 624: %862 blocks.1.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[246], 0, 4096], [this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 625: %863 blocks.1.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 626: %864 blocks.1.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[228], 0, 4096], [this.act[231], 0, 4096]]); // 627: %865 blocks.1.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[228], 0, 4096]]); // 628: %866 blocks.1.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[228], 0, 4096], [this.act[179], 0, 262144]]); // 629: %867 blocks.1.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[175], 0, 262144], [this.act[232], 0, 262144]]); // 630: %868 blocks.1.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[179], 0, 262144], [this.act[175], 0, 262144], [this.act[166], 0, 262144]]); // 631: %869 blocks.1.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[232], 0, 262144], [this.act[175], 0, 262144]]); // 632: %870 blocks.0.think.add11.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[232], 0, 262144]]); // 633: %871 blocks.0.think.add11.grad.add2 stdlib.mt:9
-    group("dropout_p0p1_k5_16x64x8x8", [[this.act[232], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 634: %872 blocks.0.think.dropout1.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[170], 0, 262144], [this.act[175], 0, 262144]]); // 635: %873 blocks.0.think.mul7.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[175], 0, 262144], [this.act[228], 0, 4096]]); // 636: %874 blocks.0.think.mul7.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[166], 0, 262144], [this.act[172], 0, 4096], [this.act[175], 0, 262144]]); // 637: %875 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[171], 0, 262144], [this.act[170], 0, 262144]]); // 638: %876 blocks.0.think.mul6.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[170], 0, 262144], [this.act[231], 0, 4096]]); // 639: %877 blocks.0.think.mul6.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[166], 0, 262144], [this.act[118], 0, 4096], [this.act[170], 0, 262144]]); // 640: %878 blocks.0.think.mul6.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[170], 0, 262144], [this.act[166], 0, 262144]]); // 641: %879 blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[172], 0, 4096], [this.act[246], 0, 4096]]); // 642: %880 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[172], 0, 4096], [this.act[246], 0, 4096], [this.act[176], 0, 4096]]); // 643: %881 blocks.0.think.sigmoid3.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[228], 0, 4096], [this.act[176], 0, 4096], [this.act[246], 0, 4096]]); // 644: %882 blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[195], 0, 4]]); // 645: %883 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[246], 0, 4096], [this.act[171], 0, 262144]]); // 646: %885 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[171], 0, 262144], [this.act[139], 0, 262144], [this.act[174], 0, 262144]]); // 647: %886 blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[174], 0, 262144], [this.act[280], 0, 256]]); // 648: %887 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[171], 0, 262144], [this.params, 27392, 256], [this.act[174], 0, 262144]]); // 649: %889 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[174], 0, 262144], [this.act[171], 0, 262144]]); // 650: %890 blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[118], 0, 4096], [this.act[246], 0, 4096]]); // 651: %891 blocks.0.think.sigmoid2.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[118], 0, 4096], [this.act[246], 0, 4096], [this.act[176], 0, 4096]]); // 652: %892 blocks.0.think.sigmoid2.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[176], 0, 4096], [this.act[246], 0, 4096]]); // 653: %893 blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[262], 0, 4]]); // 654: %894 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[246], 0, 4096], [this.act[174], 0, 262144]]); // 655: %896 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[139], 0, 262144], [this.act[166], 0, 262144]]); // 656: %897 blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[281], 0, 256]]); // 657: %898 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[174], 0, 262144], [this.params, 26880, 256], [this.act[166], 0, 262144]]); // 658: %900 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[174], 0, 262144]]); // 659: %901 blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[169], 0, 32768], [this.act[224], 0, 32768]]); // 660: %902 blocks.0.think.matmul9.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[175], 0, 262144], [this.act[224], 0, 32768], [this.act[169], 0, 32768]]); // 661: %903 blocks.0.think.matmul9.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[113], 0, 32768], [this.act[224], 0, 32768]]); // 662: %904 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[224], 0, 32768], [this.act[175], 0, 262144], [this.act[113], 0, 32768]]); // 663: %905 blocks.0.think.matmul9.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[113], 0, 32768], [this.act[224], 0, 32768]]); // 664: %906 blocks.0.think.permute1.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26368, 32], [this.act[282], 0, 32]]); // 665: %908 blocks.0.think.matmul8.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[224], 0, 32768], [this.act[282], 0, 32], [this.act[175], 0, 262144]]); // 666: %909 blocks.0.think.matmul8.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[139], 0, 262144], [this.act[166], 0, 262144]]); // 667: %910 blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[166], 0, 262144], [this.act[224], 0, 32768], [this.act[282], 0, 32]]); // 668: %911 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[166], 0, 262144]]); // 669: %913 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26624, 32], [this.act[283], 0, 32]]); // 670: %915 blocks.0.think.matmul7.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[169], 0, 32768], [this.act[283], 0, 32], [this.act[175], 0, 262144]]); // 671: %916 blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[139], 0, 262144], [this.act[174], 0, 262144]]); // 672: %917 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[174], 0, 262144], [this.act[169], 0, 32768], [this.act[283], 0, 32]]); // 673: %918 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144]]); // 674: %920 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[167], 0, 262144], [this.act[175], 0, 262144]]); // 675: %921 blocks.0.think.matmul6.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[170], 0, 262144], [this.act[175], 0, 262144], [this.act[167], 0, 262144]]); // 676: %922 blocks.0.think.matmul6.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[153], 0, 262144], [this.act[175], 0, 262144]]); // 677: %923 blocks.0.think.matmul6.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[170], 0, 262144], [this.act[153], 0, 262144]]); // 678: %924 blocks.0.think.matmul6.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[153], 0, 262144], [this.act[140], 0, 4], [this.act[170], 0, 262144]]); // 679: %927 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[153], 0, 262144], [this.act[165], 0, 262144], [this.act[175], 0, 262144]]); // 680: %928 blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[284], 0, 4]]); // 681: %929 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25856, 256], [this.act[285], 0, 256]]); // 682: %932 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[170], 0, 262144], [this.act[285], 0, 256], [this.act[175], 0, 262144]]); // 683: %933 blocks.0.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[164], 0, 262144], [this.act[165], 0, 262144]]); // 684: %934 blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[165], 0, 262144], [this.act[170], 0, 262144], [this.act[285], 0, 256]]); // 685: %935 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[163], 0, 262144], [this.act[170], 0, 262144]]); // 686: %937 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[175], 0, 262144], [this.act[170], 0, 262144], [this.act[163], 0, 262144]]); // 687: %938 blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[162], 0, 262144], [this.act[170], 0, 262144]]); // 688: %939 blocks.0.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[163], 0, 262144], [this.act[170], 0, 262144], [this.act[162], 0, 262144]]); // 689: %940 blocks.0.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[162], 0, 262144], [this.act[286], 0, 256]]); // 690: %941 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25600, 256], [this.act[287], 0, 256]]); // 691: %943 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[287], 0, 256], [this.act[163], 0, 262144], [this.act[162], 0, 262144]]); // 692: %944 blocks.0.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[162], 0, 262144], [this.act[161], 0, 262144], [this.act[163], 0, 262144]]); // 693: %945 blocks.0.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[161], 0, 262144]]); // 694: %946 blocks.0.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25344, 256], [this.act[287], 0, 256]]); // 695: %948 blocks.0.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[161], 0, 262144], [this.act[287], 0, 256], [this.act[158], 0, 262144]]); // 696: %949 blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[160], 0, 262144], [this.act[162], 0, 262144]]); // 697: %950 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[162], 0, 262144], [this.act[161], 0, 262144], [this.act[287], 0, 256]]); // 698: %951 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[159], 0, 262144], [this.act[161], 0, 262144]]); // 699: %953 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[159], 0, 262144]]); // 700: %954 blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[161], 0, 262144]]); // 701: %955 blocks.0.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[161], 0, 262144], [this.act[158], 0, 262144]]); // 702: %956 blocks.0.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[288], 0, 256]]); // 703: %957 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25088, 256], [this.act[289], 0, 256]]); // 704: %959 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[289], 0, 256], [this.act[159], 0, 262144], [this.act[158], 0, 262144]]); // 705: %960 blocks.0.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[174], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144]]); // 706: %961 blocks.0.think.norm.mul5.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[157], 0, 262144], [this.act[158], 0, 262144]]); // 707: %962 blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[163], 0, 262144], [this.act[158], 0, 262144], [this.act[157], 0, 262144]]); // 708: %963 blocks.0.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24832, 256], [this.act[289], 0, 256]]); // 709: %965 blocks.0.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[157], 0, 262144], [this.act[289], 0, 256], [this.act[158], 0, 262144]]); // 710: %966 blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[156], 0, 262144], [this.act[163], 0, 262144]]); // 711: %967 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[163], 0, 262144], [this.act[157], 0, 262144], [this.act[289], 0, 256]]); // 712: %968 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[155], 0, 262144], [this.act[157], 0, 262144]]); // 713: %970 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[157], 0, 262144], [this.act[155], 0, 262144]]); // 714: %971 blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[157], 0, 262144]]); // 715: %972 blocks.0.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144]]); // 716: %973 blocks.0.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[290], 0, 256]]); // 717: %974 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24576, 256], [this.act[291], 0, 256]]); // 718: %976 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[291], 0, 256], [this.act[155], 0, 262144], [this.act[158], 0, 262144]]); // 719: %977 blocks.0.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[158], 0, 262144], [this.act[155], 0, 262144]]); // 720: %978 blocks.0.think.norm.mul5.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[158], 0, 262144]]); // 721: %979 blocks.0.think.matmul5.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[167], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144]]); // 722: %980 blocks.0.think.matmul5.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[154], 0, 262144], [this.act[158], 0, 262144]]); // 723: %981 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[158], 0, 262144], [this.act[167], 0, 262144], [this.act[154], 0, 262144]]); // 724: %982 blocks.0.think.matmul5.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[154], 0, 262144], [this.act[167], 0, 262144]]); // 725: %983 blocks.0.think.norm.mul5.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[159], 0, 262144], [this.act[140], 0, 4], [this.act[154], 0, 262144]]); // 726: %986 blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[159], 0, 262144], [this.act[152], 0, 262144], [this.act[155], 0, 262144]]); // 727: %987 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[155], 0, 262144], [this.act[140], 0, 4]]); // 728: %988 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[284], 0, 4], [this.act[140], 0, 4], [this.act[292], 0, 4]]); // 729: %990 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24320, 256], [this.act[291], 0, 256]]); // 730: %992 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[154], 0, 262144], [this.act[291], 0, 256], [this.act[155], 0, 262144]]); // 731: %993 blocks.0.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[151], 0, 262144], [this.act[152], 0, 262144]]); // 732: %994 blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[152], 0, 262144], [this.act[154], 0, 262144], [this.act[291], 0, 256]]); // 733: %995 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[150], 0, 262144], [this.act[154], 0, 262144]]); // 734: %997 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[155], 0, 262144], [this.act[154], 0, 262144], [this.act[150], 0, 262144]]); // 735: %998 blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[149], 0, 262144], [this.act[154], 0, 262144]]); // 736: %999 blocks.0.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[150], 0, 262144], [this.act[154], 0, 262144], [this.act[149], 0, 262144]]); // 737: %1000 blocks.0.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[293], 0, 256]]); // 738: %1001 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24064, 256], [this.act[294], 0, 256]]); // 739: %1003 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[294], 0, 256], [this.act[150], 0, 262144], [this.act[149], 0, 262144]]); // 740: %1004 blocks.0.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[149], 0, 262144], [this.act[148], 0, 262144], [this.act[150], 0, 262144]]); // 741: %1005 blocks.0.think.delta.mul2.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[148], 0, 262144]]); // 742: %1006 blocks.0.think.delta.mul2.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23808, 256], [this.act[294], 0, 256]]); // 743: %1008 blocks.0.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[148], 0, 262144], [this.act[294], 0, 256], [this.act[145], 0, 262144]]); // 744: %1009 blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[147], 0, 262144], [this.act[149], 0, 262144]]); // 745: %1010 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[149], 0, 262144], [this.act[148], 0, 262144], [this.act[294], 0, 256]]); // 746: %1011 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[146], 0, 262144], [this.act[148], 0, 262144]]); // 747: %1013 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[146], 0, 262144]]); // 748: %1014 blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[148], 0, 262144]]); // 749: %1015 blocks.0.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[148], 0, 262144], [this.act[145], 0, 262144]]); // 750: %1016 blocks.0.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[145], 0, 262144], [this.act[295], 0, 256]]); // 751: %1017 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23552, 256], [this.act[296], 0, 256]]); // 752: %1019 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[296], 0, 256], [this.act[146], 0, 262144], [this.act[145], 0, 262144]]); // 753: %1020 blocks.0.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[167], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144]]); // 754: %1021 blocks.0.think.norm.mul5.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[144], 0, 262144], [this.act[145], 0, 262144]]); // 755: %1022 blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[150], 0, 262144], [this.act[145], 0, 262144], [this.act[144], 0, 262144]]); // 756: %1023 blocks.0.think.delta.silu1.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23296, 256], [this.act[296], 0, 256]]); // 757: %1025 blocks.0.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[144], 0, 262144], [this.act[296], 0, 256], [this.act[145], 0, 262144]]); // 758: %1026 blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[143], 0, 262144], [this.act[150], 0, 262144]]); // 759: %1027 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[150], 0, 262144], [this.act[144], 0, 262144], [this.act[296], 0, 256]]); // 760: %1028 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[142], 0, 262144], [this.act[144], 0, 262144]]); // 761: %1030 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[145], 0, 262144], [this.act[144], 0, 262144], [this.act[142], 0, 262144]]); // 762: %1031 blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[139], 0, 262144], [this.act[144], 0, 262144]]); // 763: %1032 blocks.0.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[142], 0, 262144], [this.act[144], 0, 262144], [this.act[139], 0, 262144]]); // 764: %1033 blocks.0.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[139], 0, 262144], [this.act[297], 0, 256]]); // 765: %1034 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23040, 256], [this.act[298], 0, 256]]); // 766: %1036 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[298], 0, 256], [this.act[142], 0, 262144], [this.act[139], 0, 262144]]); // 767: %1037 blocks.0.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[139], 0, 262144], [this.act[142], 0, 262144]]); // 768: %1038 blocks.0.think.norm.mul5.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[140], 0, 4]]); // 769: %1039 blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[292], 0, 4], [this.act[140], 0, 4], [this.act[284], 0, 4]]); // 770: %1040 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[142], 0, 262144], [this.params, 22784, 256], [this.act[139], 0, 262144]]); // 771: %1041 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[142], 0, 262144], [this.act[136], 0, 262144], [this.act[146], 0, 262144]]); // 772: %1042 blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[146], 0, 262144], [this.act[298], 0, 256]]); // 773: %1043 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[139], 0, 262144], [this.act[138], 0, 4096], [this.act[146], 0, 262144]]); // 774: %1045 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[139], 0, 262144], [this.act[137], 0, 262144], [this.act[136], 0, 262144]]); // 775: %1046 blocks.0.think.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[136], 0, 262144], [this.act[246], 0, 4096]]); // 776: %1047 blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[232], 0, 262144], [this.act[146], 0, 262144], [this.act[136], 0, 262144]]); // 777: %1048 blocks.0.attn.add1.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[138], 0, 4096], [this.act[176], 0, 4096]]); // 778: %1049 blocks.0.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[138], 0, 4096], [this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 779: %1050 blocks.0.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[246], 0, 4096], [this.act[231], 0, 4096], [this.act[176], 0, 4096]]); // 780: %1051 blocks.0.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 781: %1052 blocks.0.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[176], 0, 4096]]); // 782: %1053 blocks.0.think.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096]]); // 783: %1054 blocks.0.think.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[146], 0, 262144]]); // 784: %1055 blocks.0.think.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[137], 0, 262144], [this.act[232], 0, 262144]]); // 785: %1056 blocks.0.think.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[146], 0, 262144], [this.act[137], 0, 262144], [this.act[139], 0, 262144]]); // 786: %1057 blocks.0.think.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[136], 0, 262144], [this.act[232], 0, 262144], [this.act[137], 0, 262144]]); // 787: %1058 blocks.0.attn.add1.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[137], 0, 262144], [this.act[139], 0, 262144], [this.act[232], 0, 262144]]); // 788: %1059 blocks.0.attn.add1.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 22528, 256], [this.act[299], 0, 256]]); // 789: %1061 blocks.0.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[232], 0, 262144], [this.act[299], 0, 256], [this.act[139], 0, 262144]]); // 790: %1062 blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[135], 0, 262144], [this.act[137], 0, 262144]]); // 791: %1063 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[137], 0, 262144], [this.act[232], 0, 262144], [this.act[299], 0, 256]]); // 792: %1064 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[128], 0, 262144], [this.act[137], 0, 262144]]); // 793: %1066 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[139], 0, 262144], [this.act[137], 0, 262144], [this.act[128], 0, 262144]]); // 794: %1067 blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[134], 0, 262144], [this.act[137], 0, 262144]]); // 795: %1068 blocks.0.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[128], 0, 262144], [this.act[137], 0, 262144], [this.act[134], 0, 262144]]); // 796: %1069 blocks.0.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[134], 0, 262144], [this.act[300], 0, 256]]); // 797: %1070 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 22272, 256], [this.act[301], 0, 256]]); // 798: %1072 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[301], 0, 256], [this.act[128], 0, 262144], [this.act[134], 0, 262144]]); // 799: %1073 blocks.0.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[134], 0, 262144], [this.act[128], 0, 262144]]); // 800: %1075 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    group("permute_0132_16x2x64x32", [[this.act[131], 0, 262144], [this.act[134], 0, 262144]]); // 801: %1076 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[128], 0, 262144], [this.act[134], 0, 262144], [this.act[273], 0, 524288]]); // 802: %1077 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("permute_0132_16x2x64x64", [[this.act[132], 0, 524288], [this.act[272], 0, 524288]]); // 803: %1078 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[272], 0, 524288], [this.act[128], 0, 262144], [this.act[134], 0, 262144]]); // 804: %1079 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("dropout_p0p1_k4_16x2x64x64", [[this.act[273], 0, 524288], [this.act[272], 0, 524288], [this.step, 0, 16]]); // 805: %1080 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[272], 0, 524288], [this.act[133], 0, 524288], [this.act[273], 0, 524288]]); // 806: %1081 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:37
-    group("sum_a3_16x2x64x64", [[this.act[273], 0, 524288], [this.act[242], 0, 8192]]); // 807: %1082 blocks.0.attn.softmax1.grad.sum0 stdlib.mt:37
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[272], 0, 524288], [this.act[242], 0, 8192], [this.act[273], 0, 524288]]); // 808: %1083 blocks.0.attn.softmax1.grad.sub0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[133], 0, 524288], [this.act[273], 0, 524288], [this.act[272], 0, 524288]]); // 809: %1084 blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[272], 0, 524288], [this.act[273], 0, 524288]]); // 810: %1085 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[273], 0, 524288], [this.act[272], 0, 524288]]); // 811: %1086 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[130], 0, 262144], [this.act[128], 0, 262144]]); // 812: %1087 blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[272], 0, 524288], [this.act[128], 0, 262144], [this.act[130], 0, 262144]]); // 813: %1088 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("permute_0132_16x2x64x32", [[this.act[125], 0, 262144], [this.act[128], 0, 262144]]); // 814: %1089 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[128], 0, 262144], [this.act[272], 0, 524288], [this.act[125], 0, 262144]]); // 815: %1090 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[125], 0, 262144], [this.act[128], 0, 262144]]); // 816: %1091 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
-    group("permute_0213_16x2x64x32", [[this.act[134], 0, 262144], [this.act[125], 0, 262144]]); // 817: %1092 blocks.0.attn.permute7.grad.permute0 stdlib.mt:35
-    group("permute_10_8x8", [[this.params, 22016, 256], [this.act[301], 0, 256]]); // 818: %1095 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[125], 0, 262144], [this.act[301], 0, 256], [this.act[134], 0, 262144]]); // 819: %1096 blocks.0.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[129], 0, 262144], [this.act[131], 0, 262144]]); // 820: %1097 blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[131], 0, 262144], [this.act[125], 0, 262144], [this.act[301], 0, 256]]); // 821: %1098 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[127], 0, 262144], [this.act[125], 0, 262144]]); // 822: %1100 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[134], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144]]); // 823: %1101 blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[111], 0, 262144], [this.act[125], 0, 262144]]); // 824: %1102 blocks.0.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[134], 0, 262144]]); // 825: %1103 blocks.0.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[134], 0, 262144], [this.act[302], 0, 256]]); // 826: %1104 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21760, 256], [this.act[303], 0, 256]]); // 827: %1106 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[303], 0, 256], [this.act[127], 0, 262144], [this.act[134], 0, 262144]]); // 828: %1107 blocks.0.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[128], 0, 262144], [this.act[127], 0, 262144]]); // 829: %1108 blocks.0.attn.permute6.grad.permute0 stdlib.mt:34
-    group("permute_10_8x8", [[this.params, 21504, 256], [this.act[303], 0, 256]]); // 830: %1111 blocks.0.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[127], 0, 262144], [this.act[303], 0, 256], [this.act[128], 0, 262144]]); // 831: %1112 blocks.0.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[126], 0, 262144], [this.act[125], 0, 262144]]); // 832: %1113 blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.act[303], 0, 256]]); // 833: %1114 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[124], 0, 262144], [this.act[127], 0, 262144]]); // 834: %1116 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[128], 0, 262144], [this.act[127], 0, 262144], [this.act[124], 0, 262144]]); // 835: %1117 blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[111], 0, 262144], [this.act[127], 0, 262144]]); // 836: %1118 blocks.0.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144]]); // 837: %1119 blocks.0.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[128], 0, 262144], [this.act[304], 0, 256]]); // 838: %1120 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21248, 256], [this.act[305], 0, 256]]); // 839: %1122 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[305], 0, 256], [this.act[124], 0, 262144], [this.act[128], 0, 262144]]); // 840: %1123 blocks.0.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.act[124], 0, 262144]]); // 841: %1124 blocks.0.attn.norm.mul5.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[130], 0, 262144], [this.act[128], 0, 262144]]); // 842: %1125 blocks.0.attn.permute5.grad.permute0 stdlib.mt:33
-    group("permute_10_8x8", [[this.params, 20992, 256], [this.act[305], 0, 256]]); // 843: %1128 blocks.0.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[128], 0, 262144], [this.act[305], 0, 256], [this.act[130], 0, 262144]]); // 844: %1129 blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[123], 0, 262144], [this.act[134], 0, 262144]]); // 845: %1130 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.act[305], 0, 256]]); // 846: %1131 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[122], 0, 262144], [this.act[128], 0, 262144]]); // 847: %1133 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[130], 0, 262144], [this.act[128], 0, 262144], [this.act[122], 0, 262144]]); // 848: %1134 blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[111], 0, 262144], [this.act[128], 0, 262144]]); // 849: %1135 blocks.0.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[122], 0, 262144], [this.act[128], 0, 262144], [this.act[111], 0, 262144]]); // 850: %1136 blocks.0.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[111], 0, 262144], [this.act[306], 0, 256]]); // 851: %1137 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 20736, 256], [this.act[307], 0, 256]]); // 852: %1139 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[307], 0, 256], [this.act[122], 0, 262144], [this.act[111], 0, 262144]]); // 853: %1140 blocks.0.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[111], 0, 262144], [this.act[122], 0, 262144]]); // 854: %1141 blocks.0.attn.norm.mul5.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[122], 0, 262144], [this.params, 20480, 256], [this.act[111], 0, 262144]]); // 855: %1142 blocks.0.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[122], 0, 262144], [this.act[119], 0, 262144], [this.act[124], 0, 262144]]); // 856: %1143 blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[124], 0, 262144], [this.act[307], 0, 256]]); // 857: %1144 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[124], 0, 262144]]); // 858: %1146 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144]]); // 859: %1147 blocks.0.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[119], 0, 262144], [this.act[231], 0, 4096]]); // 860: %1148 blocks.0.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[232], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144]]); // 861: %1149 blocks.1.think.add5.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 862: %1150 blocks.0.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096], [this.act[246], 0, 4096]]); // 863: %1151 blocks.0.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[246], 0, 4096], [this.act[176], 0, 4096]]); // 864: %1152 blocks.0.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[246], 0, 4096]]); // 865: %1153 blocks.0.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[246], 0, 4096], [this.act[176], 0, 4096]]); // 866: %1154 blocks.0.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[246], 0, 4096]]); // 867: %1155 blocks.0.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[246], 0, 4096], [this.act[124], 0, 262144]]); // 868: %1156 blocks.0.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[120], 0, 262144], [this.act[232], 0, 262144]]); // 869: %1157 blocks.0.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[120], 0, 262144], [this.act[111], 0, 262144]]); // 870: %1158 blocks.0.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[232], 0, 262144], [this.act[124], 0, 262144]]); // 871: %1159 blocks.1.think.add5.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[111], 0, 262144], [this.act[232], 0, 262144]]); // 872: %1160 blocks.1.think.add5.grad.add2 stdlib.mt:9
-    group("dropout_p0p1_k3_16x64x8x8", [[this.act[232], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 873: %1161 blocks.1.think.dropout0.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[115], 0, 262144], [this.act[124], 0, 262144]]); // 874: %1162 blocks.1.think.mul3.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[124], 0, 262144], [this.act[246], 0, 4096]]); // 875: %1163 blocks.1.think.mul3.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[111], 0, 262144], [this.act[117], 0, 4096], [this.act[124], 0, 262144]]); // 876: %1164 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[116], 0, 262144], [this.act[115], 0, 262144]]); // 877: %1165 blocks.1.think.mul2.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[115], 0, 262144], [this.act[176], 0, 4096]]); // 878: %1166 blocks.1.think.mul2.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[111], 0, 262144], [this.act[63], 0, 4096], [this.act[115], 0, 262144]]); // 879: %1167 blocks.1.think.mul2.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[115], 0, 262144], [this.act[111], 0, 262144]]); // 880: %1168 blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[117], 0, 4096], [this.act[231], 0, 4096]]); // 881: %1169 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[117], 0, 4096], [this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 882: %1170 blocks.1.think.sigmoid1.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[246], 0, 4096], [this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 883: %1171 blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[231], 0, 4096], [this.act[140], 0, 4]]); // 884: %1172 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[248], 0, 4], [this.act[140], 0, 4], [this.grads, 35072, 4]]); // 885: %1174 param61.grad.add0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[116], 0, 262144]]); // 886: %1175 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[116], 0, 262144], [this.act[84], 0, 262144], [this.act[119], 0, 262144]]); // 887: %1176 blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[119], 0, 262144], [this.act[308], 0, 256]]); // 888: %1177 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[116], 0, 262144], [this.params, 34816, 256], [this.act[119], 0, 262144]]); // 889: %1179 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[249], 0, 256], [this.act[308], 0, 256], [this.grads, 34816, 256]]); // 890: %1180 param60.grad.add0 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[119], 0, 262144], [this.act[116], 0, 262144]]); // 891: %1181 blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[63], 0, 4096], [this.act[231], 0, 4096]]); // 892: %1182 blocks.1.think.sigmoid0.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[63], 0, 4096], [this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 893: %1183 blocks.1.think.sigmoid0.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 894: %1184 blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[231], 0, 4096], [this.act[140], 0, 4]]); // 895: %1185 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[250], 0, 4], [this.act[140], 0, 4], [this.grads, 34560, 4]]); // 896: %1187 param59.grad.add0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[119], 0, 262144]]); // 897: %1188 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[84], 0, 262144], [this.act[111], 0, 262144]]); // 898: %1189 blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[111], 0, 262144], [this.act[308], 0, 256]]); // 899: %1190 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[119], 0, 262144], [this.params, 34304, 256], [this.act[111], 0, 262144]]); // 900: %1192 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[251], 0, 256], [this.act[308], 0, 256], [this.grads, 34304, 256]]); // 901: %1193 param58.grad.add0 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[116], 0, 262144], [this.act[111], 0, 262144], [this.act[119], 0, 262144]]); // 902: %1194 blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[114], 0, 32768], [this.act[169], 0, 32768]]); // 903: %1195 blocks.1.think.matmul4.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[124], 0, 262144], [this.act[169], 0, 32768], [this.act[114], 0, 32768]]); // 904: %1196 blocks.1.think.matmul4.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[58], 0, 32768], [this.act[169], 0, 32768]]); // 905: %1197 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[169], 0, 32768], [this.act[124], 0, 262144], [this.act[58], 0, 32768]]); // 906: %1198 blocks.1.think.matmul4.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[58], 0, 32768], [this.act[169], 0, 32768]]); // 907: %1199 blocks.1.think.permute0.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 33792, 32], [this.act[309], 0, 32]]); // 908: %1201 blocks.1.think.matmul3.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[169], 0, 32768], [this.act[309], 0, 32], [this.act[124], 0, 262144]]); // 909: %1202 blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[84], 0, 262144], [this.act[111], 0, 262144]]); // 910: %1203 blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[111], 0, 262144], [this.act[169], 0, 32768], [this.act[309], 0, 32]]); // 911: %1204 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[252], 0, 32], [this.act[309], 0, 32], [this.grads, 33792, 32]]); // 912: %1205 param56.grad.add0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.act[111], 0, 262144]]); // 913: %1207 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 34048, 32], [this.act[309], 0, 32]]); // 914: %1209 blocks.1.think.matmul2.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[114], 0, 32768], [this.act[309], 0, 32], [this.act[124], 0, 262144]]); // 915: %1210 blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[84], 0, 262144], [this.act[119], 0, 262144]]); // 916: %1211 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[119], 0, 262144], [this.act[114], 0, 32768], [this.act[309], 0, 32]]); // 917: %1212 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[253], 0, 32], [this.act[309], 0, 32], [this.grads, 34048, 32]]); // 918: %1213 param57.grad.add0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144]]); // 919: %1215 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[112], 0, 262144], [this.act[124], 0, 262144]]); // 920: %1216 blocks.1.think.matmul1.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[115], 0, 262144], [this.act[124], 0, 262144], [this.act[112], 0, 262144]]); // 921: %1217 blocks.1.think.matmul1.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[98], 0, 262144], [this.act[124], 0, 262144]]); // 922: %1218 blocks.1.think.matmul1.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.act[98], 0, 262144]]); // 923: %1219 blocks.1.think.matmul1.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[98], 0, 262144], [this.act[85], 0, 4], [this.act[115], 0, 262144]]); // 924: %1222 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[124], 0, 262144]]); // 925: %1223 blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[124], 0, 262144], [this.act[140], 0, 4]]); // 926: %1224 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 33280, 256], [this.act[308], 0, 256]]); // 927: %1227 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[115], 0, 262144], [this.act[308], 0, 256], [this.act[124], 0, 262144]]); // 928: %1228 blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[109], 0, 262144], [this.act[110], 0, 262144]]); // 929: %1229 blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[110], 0, 262144], [this.act[115], 0, 262144], [this.act[308], 0, 256]]); // 930: %1230 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[255], 0, 256], [this.act[308], 0, 256], [this.grads, 33280, 256]]); // 931: %1231 param54.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[108], 0, 262144], [this.act[115], 0, 262144]]); // 932: %1233 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.act[108], 0, 262144]]); // 933: %1234 blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[107], 0, 262144], [this.act[115], 0, 262144]]); // 934: %1235 blocks.1.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[108], 0, 262144], [this.act[115], 0, 262144], [this.act[107], 0, 262144]]); // 935: %1236 blocks.1.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[107], 0, 262144], [this.act[308], 0, 256]]); // 936: %1237 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 33024, 256], [this.act[255], 0, 256]]); // 937: %1239 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[255], 0, 256], [this.act[108], 0, 262144], [this.act[107], 0, 262144]]); // 938: %1240 blocks.1.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[256], 0, 256], [this.act[308], 0, 256], [this.grads, 33024, 256]]); // 939: %1241 param53.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[107], 0, 262144], [this.act[106], 0, 262144], [this.act[108], 0, 262144]]); // 940: %1242 blocks.1.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[106], 0, 262144]]); // 941: %1243 blocks.1.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32768, 256], [this.act[308], 0, 256]]); // 942: %1245 blocks.1.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[106], 0, 262144], [this.act[308], 0, 256], [this.act[103], 0, 262144]]); // 943: %1246 blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[105], 0, 262144], [this.act[107], 0, 262144]]); // 944: %1247 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[107], 0, 262144], [this.act[106], 0, 262144], [this.act[308], 0, 256]]); // 945: %1248 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[257], 0, 256], [this.act[308], 0, 256], [this.grads, 32768, 256]]); // 946: %1249 param52.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[104], 0, 262144], [this.act[106], 0, 262144]]); // 947: %1251 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[106], 0, 262144], [this.act[104], 0, 262144]]); // 948: %1252 blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[106], 0, 262144]]); // 949: %1253 blocks.1.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[106], 0, 262144], [this.act[103], 0, 262144]]); // 950: %1254 blocks.1.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[103], 0, 262144], [this.act[308], 0, 256]]); // 951: %1255 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32512, 256], [this.act[257], 0, 256]]); // 952: %1257 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[257], 0, 256], [this.act[104], 0, 262144], [this.act[103], 0, 262144]]); // 953: %1258 blocks.1.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[258], 0, 256], [this.act[308], 0, 256], [this.grads, 32512, 256]]); // 954: %1259 param51.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[119], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144]]); // 955: %1260 blocks.1.think.norm.mul2.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[102], 0, 262144], [this.act[103], 0, 262144]]); // 956: %1261 blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[108], 0, 262144], [this.act[103], 0, 262144], [this.act[102], 0, 262144]]); // 957: %1262 blocks.1.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 32256, 256], [this.act[308], 0, 256]]); // 958: %1264 blocks.1.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[102], 0, 262144], [this.act[308], 0, 256], [this.act[103], 0, 262144]]); // 959: %1265 blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[101], 0, 262144], [this.act[108], 0, 262144]]); // 960: %1266 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[108], 0, 262144], [this.act[102], 0, 262144], [this.act[308], 0, 256]]); // 961: %1267 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[259], 0, 256], [this.act[308], 0, 256], [this.grads, 32256, 256]]); // 962: %1268 param50.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[100], 0, 262144], [this.act[102], 0, 262144]]); // 963: %1270 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[102], 0, 262144], [this.act[100], 0, 262144]]); // 964: %1271 blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[102], 0, 262144]]); // 965: %1272 blocks.1.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144]]); // 966: %1273 blocks.1.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[103], 0, 262144], [this.act[308], 0, 256]]); // 967: %1274 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 32000, 256], [this.act[259], 0, 256]]); // 968: %1276 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[259], 0, 256], [this.act[100], 0, 262144], [this.act[103], 0, 262144]]); // 969: %1277 blocks.1.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[260], 0, 256], [this.act[308], 0, 256], [this.grads, 32000, 256]]); // 970: %1278 param49.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[103], 0, 262144], [this.act[100], 0, 262144]]); // 971: %1279 blocks.1.think.norm.mul2.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[103], 0, 262144]]); // 972: %1280 blocks.1.think.matmul0.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[112], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144]]); // 973: %1281 blocks.1.think.matmul0.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[99], 0, 262144], [this.act[103], 0, 262144]]); // 974: %1282 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[103], 0, 262144], [this.act[112], 0, 262144], [this.act[99], 0, 262144]]); // 975: %1283 blocks.1.think.matmul0.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[99], 0, 262144], [this.act[112], 0, 262144]]); // 976: %1284 blocks.1.think.norm.mul2.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[104], 0, 262144], [this.act[85], 0, 4], [this.act[99], 0, 262144]]); // 977: %1287 blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[104], 0, 262144], [this.act[97], 0, 262144], [this.act[100], 0, 262144]]); // 978: %1288 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[100], 0, 262144], [this.act[85], 0, 4]]); // 979: %1289 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[85], 0, 4], [this.act[250], 0, 4]]); // 980: %1291 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31744, 256], [this.act[308], 0, 256]]); // 981: %1293 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[99], 0, 262144], [this.act[308], 0, 256], [this.act[100], 0, 262144]]); // 982: %1294 blocks.1.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[96], 0, 262144], [this.act[97], 0, 262144]]); // 983: %1295 blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[97], 0, 262144], [this.act[99], 0, 262144], [this.act[308], 0, 256]]); // 984: %1296 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[308], 0, 256], [this.grads, 31744, 256]]); // 985: %1297 param48.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[95], 0, 262144], [this.act[99], 0, 262144]]); // 986: %1299 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[100], 0, 262144], [this.act[99], 0, 262144], [this.act[95], 0, 262144]]); // 987: %1300 blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[94], 0, 262144], [this.act[99], 0, 262144]]); // 988: %1301 blocks.1.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[95], 0, 262144], [this.act[99], 0, 262144], [this.act[94], 0, 262144]]); // 989: %1302 blocks.1.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[94], 0, 262144], [this.act[308], 0, 256]]); // 990: %1303 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 31488, 256], [this.act[261], 0, 256]]); // 991: %1305 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[261], 0, 256], [this.act[95], 0, 262144], [this.act[94], 0, 262144]]); // 992: %1306 blocks.1.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[308], 0, 256], [this.grads, 31488, 256]]); // 993: %1307 param47.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[94], 0, 262144], [this.act[93], 0, 262144], [this.act[95], 0, 262144]]); // 994: %1308 blocks.1.think.delta.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[93], 0, 262144]]); // 995: %1309 blocks.1.think.delta.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 31232, 256], [this.act[308], 0, 256]]); // 996: %1311 blocks.1.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[93], 0, 262144], [this.act[308], 0, 256], [this.act[90], 0, 262144]]); // 997: %1312 blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[92], 0, 262144], [this.act[94], 0, 262144]]); // 998: %1313 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[94], 0, 262144], [this.act[93], 0, 262144], [this.act[308], 0, 256]]); // 999: %1314 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[264], 0, 256], [this.act[308], 0, 256], [this.grads, 31232, 256]]); // 1000: %1315 param46.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[91], 0, 262144], [this.act[93], 0, 262144]]); // 1001: %1317 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[93], 0, 262144], [this.act[91], 0, 262144]]); // 1002: %1318 blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[93], 0, 262144]]); // 1003: %1319 blocks.1.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[93], 0, 262144], [this.act[90], 0, 262144]]); // 1004: %1320 blocks.1.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[90], 0, 262144], [this.act[308], 0, 256]]); // 1005: %1321 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30976, 256], [this.act[264], 0, 256]]); // 1006: %1323 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[264], 0, 256], [this.act[91], 0, 262144], [this.act[90], 0, 262144]]); // 1007: %1324 blocks.1.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[308], 0, 256], [this.grads, 30976, 256]]); // 1008: %1325 param45.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[112], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144]]); // 1009: %1326 blocks.1.think.norm.mul2.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[89], 0, 262144], [this.act[90], 0, 262144]]); // 1010: %1327 blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[95], 0, 262144], [this.act[90], 0, 262144], [this.act[89], 0, 262144]]); // 1011: %1328 blocks.1.think.delta.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 30720, 256], [this.act[308], 0, 256]]); // 1012: %1330 blocks.1.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[89], 0, 262144], [this.act[308], 0, 256], [this.act[90], 0, 262144]]); // 1013: %1331 blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[88], 0, 262144], [this.act[95], 0, 262144]]); // 1014: %1332 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[95], 0, 262144], [this.act[89], 0, 262144], [this.act[308], 0, 256]]); // 1015: %1333 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[308], 0, 256], [this.grads, 30720, 256]]); // 1016: %1334 param44.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[87], 0, 262144], [this.act[89], 0, 262144]]); // 1017: %1336 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[90], 0, 262144], [this.act[89], 0, 262144], [this.act[87], 0, 262144]]); // 1018: %1337 blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[84], 0, 262144], [this.act[89], 0, 262144]]); // 1019: %1338 blocks.1.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[87], 0, 262144], [this.act[89], 0, 262144], [this.act[84], 0, 262144]]); // 1020: %1339 blocks.1.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[84], 0, 262144], [this.act[308], 0, 256]]); // 1021: %1340 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 30464, 256], [this.act[266], 0, 256]]); // 1022: %1342 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[266], 0, 256], [this.act[87], 0, 262144], [this.act[84], 0, 262144]]); // 1023: %1343 blocks.1.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[308], 0, 256], [this.grads, 30464, 256]]); // 1024: %1344 param43.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[84], 0, 262144], [this.act[87], 0, 262144]]); // 1025: %1345 blocks.1.think.norm.mul2.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 33536, 4], [this.act[85], 0, 4]]); // 1026: %1346 blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[250], 0, 4], [this.act[85], 0, 4], [this.act[140], 0, 4]]); // 1027: %1347 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[254], 0, 4], [this.act[140], 0, 4], [this.grads, 33536, 4]]); // 1028: %1348 param55.grad.add0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[87], 0, 262144], [this.params, 30208, 256], [this.act[84], 0, 262144]]); // 1029: %1349 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[87], 0, 262144], [this.act[81], 0, 262144], [this.act[91], 0, 262144]]); // 1030: %1350 blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[91], 0, 262144], [this.act[308], 0, 256]]); // 1031: %1351 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[308], 0, 256], [this.grads, 30208, 256]]); // 1032: %1353 param42.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[84], 0, 262144], [this.act[83], 0, 4096], [this.act[91], 0, 262144]]); // 1033: %1354 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[84], 0, 262144], [this.act[82], 0, 262144], [this.act[81], 0, 262144]]); // 1034: %1355 blocks.1.think.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[81], 0, 262144], [this.act[231], 0, 4096]]); // 1035: %1356 blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[232], 0, 262144], [this.act[91], 0, 262144], [this.act[81], 0, 262144]]); // 1036: %1357 blocks.1.attn.add0.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[83], 0, 4096], [this.act[121], 0, 4096]]); // 1037: %1358 blocks.1.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[83], 0, 4096], [this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 1038: %1359 blocks.1.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[176], 0, 4096], [this.act[121], 0, 4096]]); // 1039: %1360 blocks.1.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 1040: %1361 blocks.1.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[121], 0, 4096]]); // 1041: %1362 blocks.1.think.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096]]); // 1042: %1363 blocks.1.think.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[91], 0, 262144]]); // 1043: %1364 blocks.1.think.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[82], 0, 262144], [this.act[232], 0, 262144]]); // 1044: %1365 blocks.1.think.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[91], 0, 262144], [this.act[82], 0, 262144], [this.act[84], 0, 262144]]); // 1045: %1366 blocks.1.think.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[81], 0, 262144], [this.act[232], 0, 262144], [this.act[82], 0, 262144]]); // 1046: %1367 blocks.1.attn.add0.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[82], 0, 262144], [this.act[84], 0, 262144], [this.act[232], 0, 262144]]); // 1047: %1368 blocks.1.attn.add0.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 29952, 256], [this.act[308], 0, 256]]); // 1048: %1370 blocks.1.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[232], 0, 262144], [this.act[308], 0, 256], [this.act[84], 0, 262144]]); // 1049: %1371 blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[80], 0, 262144], [this.act[82], 0, 262144]]); // 1050: %1372 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[82], 0, 262144], [this.act[232], 0, 262144], [this.act[308], 0, 256]]); // 1051: %1373 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[308], 0, 256], [this.grads, 29952, 256]]); // 1052: %1374 param41.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[73], 0, 262144], [this.act[82], 0, 262144]]); // 1053: %1376 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[84], 0, 262144], [this.act[82], 0, 262144], [this.act[73], 0, 262144]]); // 1054: %1377 blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[79], 0, 262144], [this.act[82], 0, 262144]]); // 1055: %1378 blocks.1.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[73], 0, 262144], [this.act[82], 0, 262144], [this.act[79], 0, 262144]]); // 1056: %1379 blocks.1.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[79], 0, 262144], [this.act[308], 0, 256]]); // 1057: %1380 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29696, 256], [this.act[269], 0, 256]]); // 1058: %1382 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[269], 0, 256], [this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 1059: %1383 blocks.1.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[308], 0, 256], [this.grads, 29696, 256]]); // 1060: %1384 param40.grad.add0 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[79], 0, 262144], [this.act[73], 0, 262144]]); // 1061: %1386 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    group("permute_0132_16x2x64x32", [[this.act[76], 0, 262144], [this.act[79], 0, 262144]]); // 1062: %1387 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[73], 0, 262144], [this.act[79], 0, 262144], [this.act[272], 0, 524288]]); // 1063: %1388 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("permute_0132_16x2x64x64", [[this.act[77], 0, 524288], [this.act[273], 0, 524288]]); // 1064: %1389 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[273], 0, 524288], [this.act[73], 0, 262144], [this.act[79], 0, 262144]]); // 1065: %1390 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("dropout_p0p1_k2_16x2x64x64", [[this.act[272], 0, 524288], [this.act[273], 0, 524288], [this.step, 0, 16]]); // 1066: %1391 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[273], 0, 524288], [this.act[78], 0, 524288], [this.act[272], 0, 524288]]); // 1067: %1392 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:37
-    group("sum_a3_16x2x64x64", [[this.act[272], 0, 524288], [this.act[242], 0, 8192]]); // 1068: %1393 blocks.1.attn.softmax0.grad.sum0 stdlib.mt:37
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[273], 0, 524288], [this.act[242], 0, 8192], [this.act[272], 0, 524288]]); // 1069: %1394 blocks.1.attn.softmax0.grad.sub0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[78], 0, 524288], [this.act[272], 0, 524288], [this.act[273], 0, 524288]]); // 1070: %1395 blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[273], 0, 524288], [this.act[272], 0, 524288]]); // 1071: %1396 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[272], 0, 524288], [this.act[273], 0, 524288]]); // 1072: %1397 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[75], 0, 262144], [this.act[73], 0, 262144]]); // 1073: %1398 blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[273], 0, 524288], [this.act[73], 0, 262144], [this.act[75], 0, 262144]]); // 1074: %1399 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("permute_0132_16x2x64x32", [[this.act[70], 0, 262144], [this.act[73], 0, 262144]]); // 1075: %1400 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[73], 0, 262144], [this.act[273], 0, 524288], [this.act[70], 0, 262144]]); // 1076: %1401 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[70], 0, 262144], [this.act[73], 0, 262144]]); // 1077: %1402 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
-    group("permute_0213_16x2x64x32", [[this.act[79], 0, 262144], [this.act[70], 0, 262144]]); // 1078: %1403 blocks.1.attn.permute2.grad.permute0 stdlib.mt:35
-    group("permute_10_8x8", [[this.params, 29440, 256], [this.act[308], 0, 256]]); // 1079: %1406 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[70], 0, 262144], [this.act[308], 0, 256], [this.act[79], 0, 262144]]); // 1080: %1407 blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[74], 0, 262144], [this.act[76], 0, 262144]]); // 1081: %1408 blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[76], 0, 262144], [this.act[70], 0, 262144], [this.act[308], 0, 256]]); // 1082: %1409 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[308], 0, 256], [this.grads, 29440, 256]]); // 1083: %1410 param39.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[72], 0, 262144], [this.act[70], 0, 262144]]); // 1084: %1412 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[72], 0, 262144]]); // 1085: %1413 blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[55], 0, 262144], [this.act[70], 0, 262144]]); // 1086: %1414 blocks.1.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[72], 0, 262144], [this.act[70], 0, 262144], [this.act[79], 0, 262144]]); // 1087: %1415 blocks.1.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[79], 0, 262144], [this.act[308], 0, 256]]); // 1088: %1416 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 29184, 256], [this.act[271], 0, 256]]); // 1089: %1418 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[271], 0, 256], [this.act[72], 0, 262144], [this.act[79], 0, 262144]]); // 1090: %1419 blocks.1.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[308], 0, 256], [this.grads, 29184, 256]]); // 1091: %1420 param38.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[73], 0, 262144], [this.act[72], 0, 262144]]); // 1092: %1421 blocks.1.attn.permute1.grad.permute0 stdlib.mt:34
-    group("permute_10_8x8", [[this.params, 28928, 256], [this.act[308], 0, 256]]); // 1093: %1424 blocks.1.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[72], 0, 262144], [this.act[308], 0, 256], [this.act[73], 0, 262144]]); // 1094: %1425 blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[71], 0, 262144], [this.act[70], 0, 262144]]); // 1095: %1426 blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[70], 0, 262144], [this.act[72], 0, 262144], [this.act[308], 0, 256]]); // 1096: %1427 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[308], 0, 256], [this.grads, 28928, 256]]); // 1097: %1428 param37.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[69], 0, 262144], [this.act[72], 0, 262144]]); // 1098: %1430 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[69], 0, 262144]]); // 1099: %1431 blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[55], 0, 262144], [this.act[72], 0, 262144]]); // 1100: %1432 blocks.1.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 1101: %1433 blocks.1.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[73], 0, 262144], [this.act[308], 0, 256]]); // 1102: %1434 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28672, 256], [this.act[275], 0, 256]]); // 1103: %1436 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[275], 0, 256], [this.act[69], 0, 262144], [this.act[73], 0, 262144]]); // 1104: %1437 blocks.1.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[308], 0, 256], [this.grads, 28672, 256]]); // 1105: %1438 param36.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[79], 0, 262144], [this.act[73], 0, 262144], [this.act[69], 0, 262144]]); // 1106: %1439 blocks.1.attn.norm.mul2.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[75], 0, 262144], [this.act[73], 0, 262144]]); // 1107: %1440 blocks.1.attn.permute0.grad.permute0 stdlib.mt:33
-    group("permute_10_8x8", [[this.params, 28416, 256], [this.act[308], 0, 256]]); // 1108: %1443 blocks.1.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[73], 0, 262144], [this.act[308], 0, 256], [this.act[75], 0, 262144]]); // 1109: %1444 blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[68], 0, 262144], [this.act[79], 0, 262144]]); // 1110: %1445 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[79], 0, 262144], [this.act[73], 0, 262144], [this.act[308], 0, 256]]); // 1111: %1446 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[308], 0, 256], [this.grads, 28416, 256]]); // 1112: %1447 param35.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[67], 0, 262144], [this.act[73], 0, 262144]]); // 1113: %1449 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[75], 0, 262144], [this.act[73], 0, 262144], [this.act[67], 0, 262144]]); // 1114: %1450 blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[55], 0, 262144], [this.act[73], 0, 262144]]); // 1115: %1451 blocks.1.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[67], 0, 262144], [this.act[73], 0, 262144], [this.act[55], 0, 262144]]); // 1116: %1452 blocks.1.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[308], 0, 256]]); // 1117: %1453 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 28160, 256], [this.act[277], 0, 256]]); // 1118: %1455 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[277], 0, 256], [this.act[67], 0, 262144], [this.act[55], 0, 262144]]); // 1119: %1456 blocks.1.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[308], 0, 256], [this.grads, 28160, 256]]); // 1120: %1457 param34.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.act[67], 0, 262144]]); // 1121: %1458 blocks.1.attn.norm.mul2.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[67], 0, 262144], [this.params, 27904, 256], [this.act[55], 0, 262144]]); // 1122: %1459 blocks.1.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[67], 0, 262144], [this.act[64], 0, 262144], [this.act[69], 0, 262144]]); // 1123: %1460 blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[69], 0, 262144], [this.act[308], 0, 256]]); // 1124: %1461 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[308], 0, 256], [this.grads, 27904, 256]]); // 1125: %1463 param33.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[55], 0, 262144], [this.act[66], 0, 4096], [this.act[69], 0, 262144]]); // 1126: %1464 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144]]); // 1127: %1465 blocks.1.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[64], 0, 262144], [this.act[176], 0, 4096]]); // 1128: %1466 blocks.1.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[232], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144]]); // 1129: %1467 blocks.0.think.add5.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1130: %1468 blocks.1.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 1131: %1469 blocks.1.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 1132: %1470 blocks.1.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 1133: %1471 blocks.1.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[231], 0, 4096], [this.act[121], 0, 4096]]); // 1134: %1472 blocks.1.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[231], 0, 4096]]); // 1135: %1473 blocks.1.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[231], 0, 4096], [this.act[69], 0, 262144]]); // 1136: %1474 blocks.1.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[65], 0, 262144], [this.act[232], 0, 262144]]); // 1137: %1475 blocks.1.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[69], 0, 262144], [this.act[65], 0, 262144], [this.act[55], 0, 262144]]); // 1138: %1476 blocks.1.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[232], 0, 262144], [this.act[65], 0, 262144]]); // 1139: %1477 blocks.0.think.add5.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[55], 0, 262144], [this.act[232], 0, 262144]]); // 1140: %1478 blocks.0.think.add5.grad.add2 stdlib.mt:9
-    group("dropout_p0p1_k1_16x64x8x8", [[this.act[232], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 1141: %1479 blocks.0.think.dropout0.grad.dropout0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[60], 0, 262144], [this.act[65], 0, 262144]]); // 1142: %1480 blocks.0.think.mul3.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[65], 0, 262144], [this.act[231], 0, 4096]]); // 1143: %1481 blocks.0.think.mul3.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[55], 0, 262144], [this.act[62], 0, 4096], [this.act[65], 0, 262144]]); // 1144: %1482 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[61], 0, 262144], [this.act[60], 0, 262144]]); // 1145: %1483 blocks.0.think.mul2.grad.mul0 stdlib.mt:73
-    group("sum_a23_16x64x8x8", [[this.act[60], 0, 262144], [this.act[121], 0, 4096]]); // 1146: %1484 blocks.0.think.mul2.grad.sum0 stdlib.mt:73
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[55], 0, 262144], [this.act[8], 0, 4096], [this.act[60], 0, 262144]]); // 1147: %1485 blocks.0.think.mul2.grad.mul1 stdlib.mt:73
-    group("unary_neg_16x64x8x8", [[this.act[60], 0, 262144], [this.act[55], 0, 262144]]); // 1148: %1486 blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    group("unary_square_16x64x1x1", [[this.act[62], 0, 4096], [this.act[176], 0, 4096]]); // 1149: %1487 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[62], 0, 4096], [this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1150: %1488 blocks.0.think.sigmoid1.grad.sub0 stdlib.mt:72
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[231], 0, 4096], [this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1151: %1489 blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[176], 0, 4096], [this.act[140], 0, 4]]); // 1152: %1490 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[195], 0, 4], [this.act[140], 0, 4], [this.grads, 27648, 4]]); // 1153: %1492 param32.grad.add0 stdlib.mt:72
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[61], 0, 262144]]); // 1154: %1493 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[61], 0, 262144], [this.act[28], 0, 262144], [this.act[64], 0, 262144]]); // 1155: %1494 blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[64], 0, 262144], [this.act[308], 0, 256]]); // 1156: %1495 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_mul_16x64x8x8_8x8", [[this.act[61], 0, 262144], [this.params, 27392, 256], [this.act[64], 0, 262144]]); // 1157: %1497 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[308], 0, 256], [this.grads, 27392, 256]]); // 1158: %1498 param31.grad.add0 stdlib.mt:72
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[61], 0, 262144]]); // 1159: %1499 blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
-    group("unary_square_16x64x1x1", [[this.act[8], 0, 4096], [this.act[176], 0, 4096]]); // 1160: %1500 blocks.0.think.sigmoid0.grad.square0 stdlib.mt:71
-    group("binary_sub_16x64x1x1_16x64x1x1", [[this.act[8], 0, 4096], [this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1161: %1501 blocks.0.think.sigmoid0.grad.sub0 stdlib.mt:71
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[121], 0, 4096], [this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1162: %1502 blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1", [[this.act[176], 0, 4096], [this.act[140], 0, 4]]); // 1163: %1503 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[262], 0, 4], [this.act[140], 0, 4], [this.grads, 27136, 4]]); // 1164: %1505 param30.grad.add0 stdlib.mt:71
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[64], 0, 262144]]); // 1165: %1506 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[28], 0, 262144], [this.act[55], 0, 262144]]); // 1166: %1507 blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[308], 0, 256]]); // 1167: %1508 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_mul_16x64x8x8_8x8", [[this.act[64], 0, 262144], [this.params, 26880, 256], [this.act[55], 0, 262144]]); // 1168: %1510 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[308], 0, 256], [this.grads, 26880, 256]]); // 1169: %1511 param29.grad.add0 stdlib.mt:71
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[61], 0, 262144], [this.act[55], 0, 262144], [this.act[64], 0, 262144]]); // 1170: %1512 blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
-    group("permute_0132_16x64x1x8", [[this.act[59], 0, 32768], [this.act[114], 0, 32768]]); // 1171: %1513 blocks.0.think.matmul4.grad.permute0 stdlib.mt:70
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[65], 0, 262144], [this.act[114], 0, 32768], [this.act[59], 0, 32768]]); // 1172: %1514 blocks.0.think.matmul4.grad.matmul0 stdlib.mt:70
-    group("permute_0132_16x64x8x1", [[this.act[57], 0, 32768], [this.act[114], 0, 32768]]); // 1173: %1515 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[114], 0, 32768], [this.act[65], 0, 262144], [this.act[57], 0, 32768]]); // 1174: %1516 blocks.0.think.matmul4.grad.matmul1 stdlib.mt:70
-    group("permute_0132_16x64x1x8", [[this.act[57], 0, 32768], [this.act[114], 0, 32768]]); // 1175: %1517 blocks.0.think.permute0.grad.permute0 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26368, 32], [this.act[309], 0, 32]]); // 1176: %1519 blocks.0.think.matmul3.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[114], 0, 32768], [this.act[309], 0, 32], [this.act[65], 0, 262144]]); // 1177: %1520 blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[28], 0, 262144], [this.act[55], 0, 262144]]); // 1178: %1521 blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[55], 0, 262144], [this.act[114], 0, 32768], [this.act[309], 0, 32]]); // 1179: %1522 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[282], 0, 32], [this.act[309], 0, 32], [this.grads, 26368, 32]]); // 1180: %1523 param27.grad.add0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[65], 0, 262144], [this.act[55], 0, 262144]]); // 1181: %1525 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("permute_10_8x1", [[this.params, 26624, 32], [this.act[309], 0, 32]]); // 1182: %1527 blocks.0.think.matmul2.grad.permute0 stdlib.mt:70
-    group("matmul_8192x1_1x8", [[this.act[59], 0, 32768], [this.act[309], 0, 32], [this.act[65], 0, 262144]]); // 1183: %1528 blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("permute_10_8192x8", [[this.act[28], 0, 262144], [this.act[64], 0, 262144]]); // 1184: %1529 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[64], 0, 262144], [this.act[59], 0, 32768], [this.act[309], 0, 32]]); // 1185: %1530 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[283], 0, 32], [this.act[309], 0, 32], [this.grads, 26624, 32]]); // 1186: %1531 param28.grad.add0 stdlib.mt:70
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[55], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144]]); // 1187: %1533 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("permute_0132_16x64x8x8", [[this.act[56], 0, 262144], [this.act[65], 0, 262144]]); // 1188: %1534 blocks.0.think.matmul1.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[60], 0, 262144], [this.act[65], 0, 262144], [this.act[56], 0, 262144]]); // 1189: %1535 blocks.0.think.matmul1.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[42], 0, 262144], [this.act[65], 0, 262144]]); // 1190: %1536 blocks.0.think.matmul1.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[60], 0, 262144], [this.act[42], 0, 262144]]); // 1191: %1537 blocks.0.think.matmul1.grad.matmul1 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[42], 0, 262144], [this.act[29], 0, 4], [this.act[60], 0, 262144]]); // 1192: %1540 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[42], 0, 262144], [this.act[54], 0, 262144], [this.act[65], 0, 262144]]); // 1193: %1541 blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[65], 0, 262144], [this.act[140], 0, 4]]); // 1194: %1542 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25856, 256], [this.act[308], 0, 256]]); // 1195: %1545 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[60], 0, 262144], [this.act[308], 0, 256], [this.act[65], 0, 262144]]); // 1196: %1546 blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[53], 0, 262144], [this.act[54], 0, 262144]]); // 1197: %1547 blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[54], 0, 262144], [this.act[60], 0, 262144], [this.act[308], 0, 256]]); // 1198: %1548 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[285], 0, 256], [this.act[308], 0, 256], [this.grads, 25856, 256]]); // 1199: %1549 param25.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[52], 0, 262144], [this.act[60], 0, 262144]]); // 1200: %1551 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[65], 0, 262144], [this.act[60], 0, 262144], [this.act[52], 0, 262144]]); // 1201: %1552 blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[51], 0, 262144], [this.act[60], 0, 262144]]); // 1202: %1553 blocks.0.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[52], 0, 262144], [this.act[60], 0, 262144], [this.act[51], 0, 262144]]); // 1203: %1554 blocks.0.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[51], 0, 262144], [this.act[308], 0, 256]]); // 1204: %1555 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25600, 256], [this.act[285], 0, 256]]); // 1205: %1557 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[285], 0, 256], [this.act[52], 0, 262144], [this.act[51], 0, 262144]]); // 1206: %1558 blocks.0.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[286], 0, 256], [this.act[308], 0, 256], [this.grads, 25600, 256]]); // 1207: %1559 param24.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[51], 0, 262144], [this.act[50], 0, 262144], [this.act[52], 0, 262144]]); // 1208: %1560 blocks.0.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[50], 0, 262144]]); // 1209: %1561 blocks.0.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 25344, 256], [this.act[308], 0, 256]]); // 1210: %1563 blocks.0.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[50], 0, 262144], [this.act[308], 0, 256], [this.act[47], 0, 262144]]); // 1211: %1564 blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[49], 0, 262144], [this.act[51], 0, 262144]]); // 1212: %1565 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[51], 0, 262144], [this.act[50], 0, 262144], [this.act[308], 0, 256]]); // 1213: %1566 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[287], 0, 256], [this.act[308], 0, 256], [this.grads, 25344, 256]]); // 1214: %1567 param23.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[48], 0, 262144], [this.act[50], 0, 262144]]); // 1215: %1569 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[50], 0, 262144], [this.act[48], 0, 262144]]); // 1216: %1570 blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[50], 0, 262144]]); // 1217: %1571 blocks.0.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[48], 0, 262144], [this.act[50], 0, 262144], [this.act[47], 0, 262144]]); // 1218: %1572 blocks.0.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[47], 0, 262144], [this.act[308], 0, 256]]); // 1219: %1573 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 25088, 256], [this.act[287], 0, 256]]); // 1220: %1575 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[287], 0, 256], [this.act[48], 0, 262144], [this.act[47], 0, 262144]]); // 1221: %1576 blocks.0.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[308], 0, 256], [this.grads, 25088, 256]]); // 1222: %1577 param22.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[64], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144]]); // 1223: %1578 blocks.0.think.norm.mul2.grad.add4 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[46], 0, 262144], [this.act[47], 0, 262144]]); // 1224: %1579 blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[52], 0, 262144], [this.act[47], 0, 262144], [this.act[46], 0, 262144]]); // 1225: %1580 blocks.0.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24832, 256], [this.act[308], 0, 256]]); // 1226: %1582 blocks.0.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[46], 0, 262144], [this.act[308], 0, 256], [this.act[47], 0, 262144]]); // 1227: %1583 blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[45], 0, 262144], [this.act[52], 0, 262144]]); // 1228: %1584 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[52], 0, 262144], [this.act[46], 0, 262144], [this.act[308], 0, 256]]); // 1229: %1585 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[308], 0, 256], [this.grads, 24832, 256]]); // 1230: %1586 param21.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[44], 0, 262144], [this.act[46], 0, 262144]]); // 1231: %1588 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[46], 0, 262144], [this.act[44], 0, 262144]]); // 1232: %1589 blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[46], 0, 262144]]); // 1233: %1590 blocks.0.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[44], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144]]); // 1234: %1591 blocks.0.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[47], 0, 262144], [this.act[308], 0, 256]]); // 1235: %1592 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24576, 256], [this.act[289], 0, 256]]); // 1236: %1594 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[289], 0, 256], [this.act[44], 0, 262144], [this.act[47], 0, 262144]]); // 1237: %1595 blocks.0.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[308], 0, 256], [this.grads, 24576, 256]]); // 1238: %1596 param20.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[48], 0, 262144], [this.act[47], 0, 262144], [this.act[44], 0, 262144]]); // 1239: %1597 blocks.0.think.norm.mul2.grad.add5 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[47], 0, 262144]]); // 1240: %1598 blocks.0.think.matmul0.grad.permute0 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[56], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144]]); // 1241: %1599 blocks.0.think.matmul0.grad.matmul0 stdlib.mt:69
-    group("permute_0132_16x64x8x8", [[this.act[43], 0, 262144], [this.act[47], 0, 262144]]); // 1242: %1600 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[47], 0, 262144], [this.act[56], 0, 262144], [this.act[43], 0, 262144]]); // 1243: %1601 blocks.0.think.matmul0.grad.matmul1 stdlib.mt:69
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[44], 0, 262144], [this.act[43], 0, 262144], [this.act[56], 0, 262144]]); // 1244: %1602 blocks.0.think.norm.mul2.grad.add6 stdlib.mt:69
-    group("binary_mul_16x64x8x8_s", [[this.act[48], 0, 262144], [this.act[29], 0, 4], [this.act[43], 0, 262144]]); // 1245: %1605 blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[48], 0, 262144], [this.act[41], 0, 262144], [this.act[44], 0, 262144]]); // 1246: %1606 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[44], 0, 262144], [this.act[29], 0, 4]]); // 1247: %1607 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[29], 0, 4], [this.act[262], 0, 4]]); // 1248: %1609 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 24320, 256], [this.act[308], 0, 256]]); // 1249: %1611 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[43], 0, 262144], [this.act[308], 0, 256], [this.act[44], 0, 262144]]); // 1250: %1612 blocks.0.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[40], 0, 262144], [this.act[41], 0, 262144]]); // 1251: %1613 blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[41], 0, 262144], [this.act[43], 0, 262144], [this.act[308], 0, 256]]); // 1252: %1614 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[308], 0, 256], [this.grads, 24320, 256]]); // 1253: %1615 param19.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[39], 0, 262144], [this.act[43], 0, 262144]]); // 1254: %1617 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[44], 0, 262144], [this.act[43], 0, 262144], [this.act[39], 0, 262144]]); // 1255: %1618 blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[38], 0, 262144], [this.act[43], 0, 262144]]); // 1256: %1619 blocks.0.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[39], 0, 262144], [this.act[43], 0, 262144], [this.act[38], 0, 262144]]); // 1257: %1620 blocks.0.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[38], 0, 262144], [this.act[308], 0, 256]]); // 1258: %1621 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 24064, 256], [this.act[291], 0, 256]]); // 1259: %1623 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[291], 0, 256], [this.act[39], 0, 262144], [this.act[38], 0, 262144]]); // 1260: %1624 blocks.0.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[308], 0, 256], [this.grads, 24064, 256]]); // 1261: %1625 param18.grad.add0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[37], 0, 262144], [this.act[39], 0, 262144]]); // 1262: %1626 blocks.0.think.delta.mul0.grad.mul0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[37], 0, 262144]]); // 1263: %1627 blocks.0.think.delta.mul0.grad.mul1 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23808, 256], [this.act[308], 0, 256]]); // 1264: %1629 blocks.0.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[37], 0, 262144], [this.act[308], 0, 256], [this.act[34], 0, 262144]]); // 1265: %1630 blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[36], 0, 262144], [this.act[38], 0, 262144]]); // 1266: %1631 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[38], 0, 262144], [this.act[37], 0, 262144], [this.act[308], 0, 256]]); // 1267: %1632 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[308], 0, 256], [this.grads, 23808, 256]]); // 1268: %1633 param17.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[35], 0, 262144], [this.act[37], 0, 262144]]); // 1269: %1635 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[37], 0, 262144], [this.act[35], 0, 262144]]); // 1270: %1636 blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[37], 0, 262144]]); // 1271: %1637 blocks.0.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[37], 0, 262144], [this.act[34], 0, 262144]]); // 1272: %1638 blocks.0.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[34], 0, 262144], [this.act[308], 0, 256]]); // 1273: %1639 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23552, 256], [this.act[294], 0, 256]]); // 1274: %1641 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[294], 0, 256], [this.act[35], 0, 262144], [this.act[34], 0, 262144]]); // 1275: %1642 blocks.0.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[308], 0, 256], [this.grads, 23552, 256]]); // 1276: %1643 param16.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[56], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144]]); // 1277: %1644 blocks.0.think.norm.mul2.grad.add7 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[33], 0, 262144], [this.act[34], 0, 262144]]); // 1278: %1645 blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[39], 0, 262144], [this.act[34], 0, 262144], [this.act[33], 0, 262144]]); // 1279: %1646 blocks.0.think.delta.silu0.grad.mul0 stdlib.mt:49
-    group("permute_10_8x8", [[this.params, 23296, 256], [this.act[308], 0, 256]]); // 1280: %1648 blocks.0.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[33], 0, 262144], [this.act[308], 0, 256], [this.act[34], 0, 262144]]); // 1281: %1649 blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[32], 0, 262144], [this.act[39], 0, 262144]]); // 1282: %1650 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[39], 0, 262144], [this.act[33], 0, 262144], [this.act[308], 0, 256]]); // 1283: %1651 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[308], 0, 256], [this.grads, 23296, 256]]); // 1284: %1652 param15.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[31], 0, 262144], [this.act[33], 0, 262144]]); // 1285: %1654 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[34], 0, 262144], [this.act[33], 0, 262144], [this.act[31], 0, 262144]]); // 1286: %1655 blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[28], 0, 262144], [this.act[33], 0, 262144]]); // 1287: %1656 blocks.0.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[31], 0, 262144], [this.act[33], 0, 262144], [this.act[28], 0, 262144]]); // 1288: %1657 blocks.0.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[28], 0, 262144], [this.act[308], 0, 256]]); // 1289: %1658 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 23040, 256], [this.act[296], 0, 256]]); // 1290: %1660 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[296], 0, 256], [this.act[31], 0, 262144], [this.act[28], 0, 262144]]); // 1291: %1661 blocks.0.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[308], 0, 256], [this.grads, 23040, 256]]); // 1292: %1662 param14.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[28], 0, 262144], [this.act[31], 0, 262144]]); // 1293: %1663 blocks.0.think.norm.mul2.grad.add8 stdlib.mt:18
-    group("inrange_lo0p01_hi0p5_s", [[this.params, 26112, 4], [this.act[29], 0, 4]]); // 1294: %1664 blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[262], 0, 4], [this.act[29], 0, 4], [this.act[140], 0, 4]]); // 1295: %1665 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[284], 0, 4], [this.act[140], 0, 4], [this.grads, 26112, 4]]); // 1296: %1666 param26.grad.add0 stdlib.mt:67
-    group("binary_mul_16x64x8x8_8x8", [[this.act[31], 0, 262144], [this.params, 22784, 256], [this.act[28], 0, 262144]]); // 1297: %1667 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[31], 0, 262144], [this.act[25], 0, 262144], [this.act[35], 0, 262144]]); // 1298: %1668 blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[35], 0, 262144], [this.act[308], 0, 256]]); // 1299: %1669 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[308], 0, 256], [this.grads, 22784, 256]]); // 1300: %1671 param13.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[28], 0, 262144], [this.act[27], 0, 4096], [this.act[35], 0, 262144]]); // 1301: %1672 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[28], 0, 262144], [this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 1302: %1673 blocks.0.think.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[25], 0, 262144], [this.act[176], 0, 4096]]); // 1303: %1674 blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[232], 0, 262144], [this.act[35], 0, 262144], [this.act[25], 0, 262144]]); // 1304: %1675 blocks.0.attn.add0.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[27], 0, 4096], [this.act[66], 0, 4096]]); // 1305: %1676 blocks.0.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[27], 0, 4096], [this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1306: %1677 blocks.0.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[176], 0, 4096], [this.act[121], 0, 4096], [this.act[66], 0, 4096]]); // 1307: %1678 blocks.0.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1308: %1679 blocks.0.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[121], 0, 4096], [this.act[66], 0, 4096]]); // 1309: %1680 blocks.0.think.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[121], 0, 4096]]); // 1310: %1681 blocks.0.think.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[121], 0, 4096], [this.act[35], 0, 262144]]); // 1311: %1682 blocks.0.think.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[232], 0, 262144]]); // 1312: %1683 blocks.0.think.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[28], 0, 262144]]); // 1313: %1684 blocks.0.think.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[25], 0, 262144], [this.act[232], 0, 262144], [this.act[26], 0, 262144]]); // 1314: %1685 blocks.0.attn.add0.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[26], 0, 262144], [this.act[28], 0, 262144], [this.act[232], 0, 262144]]); // 1315: %1686 blocks.0.attn.add0.grad.add2 stdlib.mt:9
-    group("permute_10_8x8", [[this.params, 22528, 256], [this.act[308], 0, 256]]); // 1316: %1688 blocks.0.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[232], 0, 262144], [this.act[308], 0, 256], [this.act[28], 0, 262144]]); // 1317: %1689 blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[24], 0, 262144], [this.act[26], 0, 262144]]); // 1318: %1690 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[26], 0, 262144], [this.act[232], 0, 262144], [this.act[308], 0, 256]]); // 1319: %1691 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[308], 0, 256], [this.grads, 22528, 256]]); // 1320: %1692 param12.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[17], 0, 262144], [this.act[26], 0, 262144]]); // 1321: %1694 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[28], 0, 262144], [this.act[26], 0, 262144], [this.act[17], 0, 262144]]); // 1322: %1695 blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[23], 0, 262144], [this.act[26], 0, 262144]]); // 1323: %1696 blocks.0.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[17], 0, 262144], [this.act[26], 0, 262144], [this.act[23], 0, 262144]]); // 1324: %1697 blocks.0.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[23], 0, 262144], [this.act[308], 0, 256]]); // 1325: %1698 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 22272, 256], [this.act[299], 0, 256]]); // 1326: %1700 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[299], 0, 256], [this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 1327: %1701 blocks.0.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[308], 0, 256], [this.grads, 22272, 256]]); // 1328: %1702 param11.grad.add0 stdlib.mt:18
-    group("permute_0213_16x64x2x32", [[this.act[23], 0, 262144], [this.act[17], 0, 262144]]); // 1329: %1704 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    group("permute_0132_16x2x64x32", [[this.act[20], 0, 262144], [this.act[23], 0, 262144]]); // 1330: %1705 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.act[273], 0, 524288]]); // 1331: %1706 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("permute_0132_16x2x64x64", [[this.act[21], 0, 524288], [this.act[272], 0, 524288]]); // 1332: %1707 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[272], 0, 524288], [this.act[17], 0, 262144], [this.act[23], 0, 262144]]); // 1333: %1708 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("dropout_p0p1_k0_16x2x64x64", [[this.act[273], 0, 524288], [this.act[272], 0, 524288], [this.step, 0, 16]]); // 1334: %1709 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[272], 0, 524288], [this.act[22], 0, 524288], [this.act[273], 0, 524288]]); // 1335: %1710 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:37
-    group("sum_a3_16x2x64x64", [[this.act[273], 0, 524288], [this.act[242], 0, 8192]]); // 1336: %1711 blocks.0.attn.softmax0.grad.sum0 stdlib.mt:37
-    group("binary_sub_16x2x64x64_16x2x64x1", [[this.act[272], 0, 524288], [this.act[242], 0, 8192], [this.act[273], 0, 524288]]); // 1337: %1712 blocks.0.attn.softmax0.grad.sub0 stdlib.mt:37
-    group("binary_mul_16x2x64x64_16x2x64x64", [[this.act[22], 0, 524288], [this.act[273], 0, 524288], [this.act[272], 0, 524288]]); // 1338: %1713 blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[272], 0, 524288], [this.act[273], 0, 524288]]); // 1339: %1714 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("affine_s0p17677669529663687_b0_16x2x64x64", [[this.act[273], 0, 524288], [this.act[272], 0, 524288]]); // 1340: %1715 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[19], 0, 262144], [this.act[17], 0, 262144]]); // 1341: %1716 blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[272], 0, 524288], [this.act[17], 0, 262144], [this.act[19], 0, 262144]]); // 1342: %1717 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("permute_0132_16x2x64x32", [[this.act[14], 0, 262144], [this.act[17], 0, 262144]]); // 1343: %1718 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[17], 0, 262144], [this.act[272], 0, 524288], [this.act[14], 0, 262144]]); // 1344: %1719 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("permute_0132_16x2x32x64", [[this.act[14], 0, 262144], [this.act[17], 0, 262144]]); // 1345: %1720 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
-    group("permute_0213_16x2x64x32", [[this.act[23], 0, 262144], [this.act[14], 0, 262144]]); // 1346: %1721 blocks.0.attn.permute2.grad.permute0 stdlib.mt:35
-    group("permute_10_8x8", [[this.params, 22016, 256], [this.act[308], 0, 256]]); // 1347: %1724 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[14], 0, 262144], [this.act[308], 0, 256], [this.act[23], 0, 262144]]); // 1348: %1725 blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[18], 0, 262144], [this.act[20], 0, 262144]]); // 1349: %1726 blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[20], 0, 262144], [this.act[14], 0, 262144], [this.act[308], 0, 256]]); // 1350: %1727 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[308], 0, 256], [this.grads, 22016, 256]]); // 1351: %1728 param10.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[16], 0, 262144], [this.act[14], 0, 262144]]); // 1352: %1730 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[23], 0, 262144], [this.act[14], 0, 262144], [this.act[16], 0, 262144]]); // 1353: %1731 blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[14], 0, 262144]]); // 1354: %1732 blocks.0.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[16], 0, 262144], [this.act[14], 0, 262144], [this.act[23], 0, 262144]]); // 1355: %1733 blocks.0.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[23], 0, 262144], [this.act[308], 0, 256]]); // 1356: %1734 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21760, 256], [this.act[301], 0, 256]]); // 1357: %1736 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[301], 0, 256], [this.act[16], 0, 262144], [this.act[23], 0, 262144]]); // 1358: %1737 blocks.0.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[308], 0, 256], [this.grads, 21760, 256]]); // 1359: %1738 param9.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[17], 0, 262144], [this.act[16], 0, 262144]]); // 1360: %1739 blocks.0.attn.permute1.grad.permute0 stdlib.mt:34
-    group("permute_10_8x8", [[this.params, 21504, 256], [this.act[308], 0, 256]]); // 1361: %1742 blocks.0.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[16], 0, 262144], [this.act[308], 0, 256], [this.act[17], 0, 262144]]); // 1362: %1743 blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[15], 0, 262144], [this.act[14], 0, 262144]]); // 1363: %1744 blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[14], 0, 262144], [this.act[16], 0, 262144], [this.act[308], 0, 256]]); // 1364: %1745 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[308], 0, 256], [this.grads, 21504, 256]]); // 1365: %1746 param8.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[13], 0, 262144], [this.act[16], 0, 262144]]); // 1366: %1748 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[17], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144]]); // 1367: %1749 blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[16], 0, 262144]]); // 1368: %1750 blocks.0.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[17], 0, 262144]]); // 1369: %1751 blocks.0.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[17], 0, 262144], [this.act[308], 0, 256]]); // 1370: %1752 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 21248, 256], [this.act[303], 0, 256]]); // 1371: %1754 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[303], 0, 256], [this.act[13], 0, 262144], [this.act[17], 0, 262144]]); // 1372: %1755 blocks.0.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[308], 0, 256], [this.grads, 21248, 256]]); // 1373: %1756 param7.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[23], 0, 262144], [this.act[17], 0, 262144], [this.act[13], 0, 262144]]); // 1374: %1757 blocks.0.attn.norm.mul2.grad.add0 stdlib.mt:18
-    group("permute_0213_16x2x64x32", [[this.act[19], 0, 262144], [this.act[17], 0, 262144]]); // 1375: %1758 blocks.0.attn.permute0.grad.permute0 stdlib.mt:33
-    group("permute_10_8x8", [[this.params, 20992, 256], [this.act[308], 0, 256]]); // 1376: %1761 blocks.0.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    group("matmul_8192x8_8x8", [[this.act[17], 0, 262144], [this.act[308], 0, 256], [this.act[19], 0, 262144]]); // 1377: %1762 blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("permute_10_8192x8", [[this.act[12], 0, 262144], [this.act[23], 0, 262144]]); // 1378: %1763 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[23], 0, 262144], [this.act[17], 0, 262144], [this.act[308], 0, 256]]); // 1379: %1764 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[308], 0, 256], [this.grads, 20992, 256]]); // 1380: %1765 param6.grad.add0 stdlib.mt:18
-    group("unary_silu_grad_16x64x8x8", [[this.act[11], 0, 262144], [this.act[17], 0, 262144]]); // 1381: %1767 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[19], 0, 262144], [this.act[17], 0, 262144], [this.act[11], 0, 262144]]); // 1382: %1768 blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("permute_0132_16x64x8x8", [[this.act[10], 0, 262144], [this.act[17], 0, 262144]]); // 1383: %1769 blocks.0.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    group("matmul_16x64x8x8_16x64x8x8", [[this.act[11], 0, 262144], [this.act[17], 0, 262144], [this.act[10], 0, 262144]]); // 1384: %1770 blocks.0.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    group("sum_a01_16x64x8x8", [[this.act[10], 0, 262144], [this.act[308], 0, 256]]); // 1385: %1771 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("permute_10_8x8", [[this.params, 20736, 256], [this.act[305], 0, 256]]); // 1386: %1773 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    group("matmul_8x8_16x64x8x8", [[this.act[305], 0, 256], [this.act[11], 0, 262144], [this.act[10], 0, 262144]]); // 1387: %1774 blocks.0.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[308], 0, 256], [this.grads, 20736, 256]]); // 1388: %1775 param5.grad.add0 stdlib.mt:18
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144]]); // 1389: %1776 blocks.0.attn.norm.mul2.grad.add1 stdlib.mt:18
-    group("binary_mul_16x64x8x8_8x8", [[this.act[11], 0, 262144], [this.params, 20480, 256], [this.act[10], 0, 262144]]); // 1390: %1777 blocks.0.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[11], 0, 262144], [this.act[4], 0, 262144], [this.act[13], 0, 262144]]); // 1391: %1778 blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[13], 0, 262144], [this.act[308], 0, 256]]); // 1392: %1779 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[307], 0, 256], [this.act[308], 0, 256], [this.grads, 20480, 256]]); // 1393: %1781 param4.grad.add0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x1x1", [[this.act[10], 0, 262144], [this.act[9], 0, 4096], [this.act[13], 0, 262144]]); // 1394: %1782 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[10], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144]]); // 1395: %1783 blocks.0.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    group("sum_a23_16x64x8x8", [[this.act[4], 0, 262144], [this.act[121], 0, 4096]]); // 1396: %1784 blocks.0.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[232], 0, 262144], [this.act[13], 0, 262144], [this.act[4], 0, 262144]]); // 1397: %1785 embed.add0.grad.add0 stdlib.mt:9
-    group("unary_square_16x64x1x1", [[this.act[9], 0, 4096], [this.act[66], 0, 4096]]); // 1398: %1786 blocks.0.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[9], 0, 4096], [this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1399: %1787 blocks.0.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x1x1_16x64x1x1", [[this.act[121], 0, 4096], [this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1400: %1788 blocks.0.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    group("affine_sm0p5_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1401: %1789 blocks.0.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    group("affine_s1_b0_16x64x1x1", [[this.act[176], 0, 4096], [this.act[66], 0, 4096]]); // 1402: %1790 blocks.0.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    group("affine_s0p015625_b0_16x64x1x1", [[this.act[66], 0, 4096], [this.act[176], 0, 4096]]); // 1403: %1791 blocks.0.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    group("expand_16x64x1x1_to_16x64x8x8", [[this.act[176], 0, 4096], [this.act[13], 0, 262144]]); // 1404: %1792 blocks.0.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[7], 0, 262144], [this.act[232], 0, 262144]]); // 1405: %1793 blocks.0.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    group("binary_mul_16x64x8x8_16x64x8x8", [[this.act[13], 0, 262144], [this.act[7], 0, 262144], [this.act[10], 0, 262144]]); // 1406: %1794 blocks.0.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[4], 0, 262144], [this.act[232], 0, 262144], [this.act[7], 0, 262144]]); // 1407: %1795 embed.add0.grad.add1 stdlib.mt:9
-    group("binary_add_16x64x8x8_16x64x8x8", [[this.act[7], 0, 262144], [this.act[10], 0, 262144], [this.act[232], 0, 262144]]); // 1408: %1796 embed.add0.grad.add2 stdlib.mt:9
-    group("sum_a0_16x64x8x8", [[this.act[232], 0, 262144], [this.act[6], 0, 16384]]); // 1409: %1797 embed.add0.grad.sum0 stdlib.mt:96
-    group("affine_s0p1_b0_64x8x8", [[this.act[6], 0, 16384], [this.act[5], 0, 16384]]); // 1410: %1799 embed.affine0.grad.affine0 stdlib.mt:96
-    group("permute_021_64x1x8", [[this.act[3], 0, 2048], [this.act[310], 0, 2048]]); // 1411: %1800 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("matmul_64x8x8_64x8x1", [[this.act[5], 0, 16384], [this.act[310], 0, 2048], [this.act[3], 0, 2048]]); // 1412: %1801 embed.matmul1.grad.matmul0 stdlib.mt:96
-    group("permute_021_64x8x1", [[this.act[2], 0, 2048], [this.act[310], 0, 2048]]); // 1413: %1802 embed.matmul1.grad.permute1 stdlib.mt:96
-    group("matmul_64x1x8_64x8x8", [[this.act[310], 0, 2048], [this.act[5], 0, 16384], [this.act[2], 0, 2048]]); // 1414: %1803 embed.matmul1.grad.matmul1 stdlib.mt:96
-    group("permute_0132_16x64x1x8", [[this.act[1], 0, 32768], [this.act[59], 0, 32768]]); // 1415: %1804 embed.matmul0.grad.permute0 stdlib.mt:96
-    group("matmul_16x64x8x8_16x64x8x1", [[this.act[232], 0, 262144], [this.act[59], 0, 32768], [this.act[1], 0, 32768]]); // 1416: %1805 embed.matmul0.grad.matmul0 stdlib.mt:96
-    group("permute_0132_16x64x8x1", [[this.act[0], 0, 32768], [this.act[59], 0, 32768]]); // 1417: %1806 embed.matmul0.grad.permute1 stdlib.mt:96
-    group("matmul_16x64x1x8_16x64x8x8", [[this.act[59], 0, 32768], [this.act[232], 0, 262144], [this.act[0], 0, 32768]]); // 1418: %1807 embed.matmul0.grad.matmul1 stdlib.mt:96
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[2], 0, 2048], [this.grads, 18432, 2048]]); // 1419: %1809 embed.slice1.grad.pad0 stdlib.mt:95
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[3], 0, 2048], [this.grads, 16384, 2048]]); // 1420: %1811 embed.slice0.grad.pad0 stdlib.mt:94
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[0], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 1421: %1813 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[1], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 1422: %1815 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    group("affine_s1_b0_8x8", [[this.act[245], 0, 256], [this.grads, 35328, 256]]); // 1423: %1816 norm_final.g.grad.affine0 stdlib.mt:7
-    group("affine_s1_b0_8x8", [[this.act[244], 0, 256], [this.grads, 35584, 256]]); // 1424: %1817 head.W.grad.affine0 stdlib.mt:113
-    group("affine_s1_b0_256x8", [[this.act[241], 0, 8192], [this.grads, 35840, 8192]]); // 1425: %1818 head.W_out.grad.affine0 stdlib.mt:114
-    group("gradnorm_partial_11008", [[this.grads, 0, ARENA], [this.partials, 0, 12]]); // 1426: gradient norm, partial sums
-    group("gradnorm_total_3", [[this.partials, 0, 12], [this.norm, 0, 16]]); // 1427: gradient norm
-    group("adamw_11008", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 1428: AdamW update
-    this.outputs = { loss: [this.act[234], 0, 4], logits: [this.act[233], 0, 1048576], observations: { ["residual"]: [[this.act[120], 0, 262144], [this.act[230], 0, 262144]] } };
+    group("slice_ax0_at0_64x8_to_64x8", [[this.params, 16384, 2048], [this.act[0], 0, 2048]]); // 0: %71 embed.slice0 stdlib.mt:94
+    group("slice_ax0_at0_64x8_to_64x8", [[this.params, 18432, 2048], [this.act[1], 0, 2048]]); // 1: %73 embed.slice1 stdlib.mt:95
+    group("matmul_64x8x1_64x1x8", [[this.act[0], 0, 2048], [this.act[1], 0, 2048], [this.act[2], 0, 16384]]); // 2: %76 embed.matmul1 stdlib.mt:96
+    group("affine_s0p1_b0_64x8x8", [[this.act[2], 0, 16384], [this.act[3], 0, 16384]]); // 3: %77 embed.affine0 stdlib.mt:96
+    group("fused_12ops_e33672a183", [[this.params, 0, 44032], [this.tokens, 0, 4096], [this.act[3], 0, 16384], [this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 4: %67 embed.gather0 stdlib.mt:92
+    group("fused_7ops_1b1b3fcf5b", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 5: %85 blocks.0.attn.norm.mul2 stdlib.mt:9
+    group("permute_0213_16x64x2x32", [[this.act[12], 0, 262144], [this.act[13], 0, 262144]]); // 6: %92 blocks.0.attn.permute0 stdlib.mt:33
+    group("fused_6ops_b281e8428a", [[this.params, 21248, 22784], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 7: %93 blocks.0.attn.k.matmul0 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[15], 0, 262144], [this.act[16], 0, 262144]]); // 8: %99 blocks.0.attn.permute1 stdlib.mt:34
+    group("fused_6ops_9c0c464cdb", [[this.params, 21760, 22272], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: %100 blocks.0.attn.v.matmul0 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[18], 0, 262144], [this.act[19], 0, 262144]]); // 10: %106 blocks.0.attn.permute2 stdlib.mt:35
+    group("fused_1ops_a6e3260ac3", [[this.act[16], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 11: %107 blocks.0.attn.permute3 stdlib.mt:36
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[13], 0, 262144], [this.act[18], 0, 262144], [this.act[20], 0, 524288]]); // 12: %108 blocks.0.attn.matmul0 stdlib.mt:36
+    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 13: %109 blocks.0.attn.affine0 stdlib.mt:36
+    group("causal_mask_fminf_16x2x64x64", [[this.act[21], 0, 524288], [this.act[20], 0, 524288]]); // 14: %110 blocks.0.attn.causal_mask0 stdlib.mt:37
+    group("fused_2ops_8be8dc7ae8", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.act[22], 0, 524288], [this.step, 0, 16]]); // 15: %111 blocks.0.attn.softmax0 stdlib.mt:37
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[22], 0, 524288], [this.act[19], 0, 262144], [this.act[16], 0, 262144]]); // 16: %113 blocks.0.attn.matmul1 stdlib.mt:38
+    group("fused_13ops_198d3fb54e", [[this.params, 22272, 21760], [this.act[6], 0, 262144], [this.act[16], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.step, 0, 16]]); // 17: %114 blocks.0.attn.permute4 stdlib.mt:38
+    group("fused_6ops_8be4b4d573", [[this.params, 22784, 21248], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 18: %127 blocks.0.think.norm.mul1 stdlib.mt:9
+    group("fused_8ops_745972c6a3", [[this.params, 23296, 20736], [this.act[28], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 19: %134 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 24064, 19968], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 20: %142 blocks.0.think.delta.mul0 stdlib.mt:49
+    group("fused_6ops_de30427ed2", [[this.params, 24576, 19456], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 21: %148 blocks.0.think.delta.mul1 stdlib.mt:49
+    group("fused_8ops_745972c6a3", [[this.params, 24832, 19200], [this.act[28], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 22: %154 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 25600, 18432], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 23: %162 blocks.0.think.gamma.mul0 stdlib.mt:49
+    group("fused_4ops_1512e32d6e", [[this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[42], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 24: %168 blocks.0.think.gamma.mul1 stdlib.mt:49
+    group("fused_11ops_3395ec0dcd", [[this.params, 26368, 17664], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 4096], [this.step, 0, 16]]); // 25: %172 blocks.0.think.matmul2 stdlib.mt:70
+    group("fused_6ops_c4e3617a2d", [[this.params, 27392, 16640], [this.act[28], 0, 262144], [this.act[55], 0, 262144], [this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 26: %183 blocks.0.think.mul1 stdlib.mt:72
+    group("fused_10ops_1bd4cd7d9f", [[this.act[26], 0, 262144], [this.act[60], 0, 262144], [this.act[62], 0, 4096], [this.act[64], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 27: %189 blocks.0.think.mul3 stdlib.mt:73
+    group("fused_7ops_1b1b3fcf5b", [[this.params, 27904, 16128], [this.act[66], 0, 262144], [this.act[64], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 28: %199 blocks.1.attn.norm.mul2 stdlib.mt:9
+    group("permute_0213_16x64x2x32", [[this.act[69], 0, 262144], [this.act[70], 0, 262144]]); // 29: %206 blocks.1.attn.permute0 stdlib.mt:33
+    group("fused_6ops_b281e8428a", [[this.params, 28672, 15360], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 30: %207 blocks.1.attn.k.matmul0 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 31: %213 blocks.1.attn.permute1 stdlib.mt:34
+    group("fused_6ops_9c0c464cdb", [[this.params, 29184, 14848], [this.act[64], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 32: %214 blocks.1.attn.v.matmul0 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[75], 0, 262144], [this.act[76], 0, 262144]]); // 33: %220 blocks.1.attn.permute2 stdlib.mt:35
+    group("fused_1ops_a6e3260ac3", [[this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 34: %221 blocks.1.attn.permute3 stdlib.mt:36
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[70], 0, 262144], [this.act[75], 0, 262144], [this.act[20], 0, 524288]]); // 35: %222 blocks.1.attn.matmul0 stdlib.mt:36
+    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.step, 0, 16]]); // 36: %223 blocks.1.attn.affine0 stdlib.mt:36
+    group("causal_mask_fminf_16x2x64x64", [[this.act[77], 0, 524288], [this.act[20], 0, 524288]]); // 37: %224 blocks.1.attn.causal_mask0 stdlib.mt:37
+    group("fused_2ops_94efe5e865", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.act[78], 0, 524288], [this.step, 0, 16]]); // 38: %225 blocks.1.attn.softmax0 stdlib.mt:37
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[78], 0, 524288], [this.act[76], 0, 262144], [this.act[73], 0, 262144]]); // 39: %227 blocks.1.attn.matmul1 stdlib.mt:38
+    group("fused_13ops_198d3fb54e", [[this.params, 29696, 14336], [this.act[55], 0, 262144], [this.act[73], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 262144], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 40: %228 blocks.1.attn.permute4 stdlib.mt:38
+    group("fused_6ops_8be4b4d573", [[this.params, 30208, 13824], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.step, 0, 16]]); // 41: %241 blocks.1.think.norm.mul1 stdlib.mt:9
+    group("fused_8ops_745972c6a3", [[this.params, 30720, 13312], [this.act[84], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 42: %248 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 31488, 12544], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.step, 0, 16]]); // 43: %256 blocks.1.think.delta.mul0 stdlib.mt:49
+    group("fused_6ops_de30427ed2", [[this.params, 32000, 12032], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.step, 0, 16]]); // 44: %262 blocks.1.think.delta.mul1 stdlib.mt:49
+    group("fused_8ops_745972c6a3", [[this.params, 32256, 11776], [this.act[84], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 45: %268 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 33024, 11008], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 46: %276 blocks.1.think.gamma.mul0 stdlib.mt:49
+    group("fused_4ops_1512e32d6e", [[this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[98], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 47: %282 blocks.1.think.gamma.mul1 stdlib.mt:49
+    group("fused_11ops_3395ec0dcd", [[this.params, 33792, 10240], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[115], 0, 32768], [this.act[116], 0, 262144], [this.act[117], 0, 4096], [this.step, 0, 16]]); // 48: %286 blocks.1.think.matmul2 stdlib.mt:70
+    group("fused_6ops_c4e3617a2d", [[this.params, 34816, 9216], [this.act[84], 0, 262144], [this.act[111], 0, 262144], [this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 49: %297 blocks.1.think.mul1 stdlib.mt:72
+    group("fused_10ops_edd470fd40", [[this.act[82], 0, 262144], [this.act[116], 0, 262144], [this.act[118], 0, 4096], [this.act[120], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 50: %303 blocks.1.think.mul3 stdlib.mt:73
+    group("fused_7ops_1b1b3fcf5b", [[this.params, 20480, 23552], [this.act[122], 0, 262144], [this.act[120], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 51: %313 blocks.0.attn.norm.mul5 stdlib.mt:9
+    group("permute_0213_16x64x2x32", [[this.act[125], 0, 262144], [this.act[126], 0, 262144]]); // 52: %320 blocks.0.attn.permute5 stdlib.mt:33
+    group("fused_6ops_b281e8428a", [[this.params, 21248, 22784], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 53: %321 blocks.0.attn.k.matmul2 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[128], 0, 262144], [this.act[129], 0, 262144]]); // 54: %327 blocks.0.attn.permute6 stdlib.mt:34
+    group("fused_6ops_9c0c464cdb", [[this.params, 21760, 22272], [this.act[120], 0, 262144], [this.act[128], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 55: %328 blocks.0.attn.v.matmul2 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[131], 0, 262144], [this.act[132], 0, 262144]]); // 56: %334 blocks.0.attn.permute7 stdlib.mt:35
+    group("fused_1ops_a6e3260ac3", [[this.act[129], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 57: %335 blocks.0.attn.permute8 stdlib.mt:36
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[126], 0, 262144], [this.act[131], 0, 262144], [this.act[20], 0, 524288]]); // 58: %336 blocks.0.attn.matmul2 stdlib.mt:36
+    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.step, 0, 16]]); // 59: %337 blocks.0.attn.affine1 stdlib.mt:36
+    group("causal_mask_fminf_16x2x64x64", [[this.act[133], 0, 524288], [this.act[20], 0, 524288]]); // 60: %338 blocks.0.attn.causal_mask1 stdlib.mt:37
+    group("fused_2ops_8bb6995af2", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.act[134], 0, 524288], [this.step, 0, 16]]); // 61: %339 blocks.0.attn.softmax1 stdlib.mt:37
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[134], 0, 524288], [this.act[132], 0, 262144], [this.act[129], 0, 262144]]); // 62: %341 blocks.0.attn.matmul3 stdlib.mt:38
+    group("fused_13ops_198d3fb54e", [[this.params, 22272, 21760], [this.act[111], 0, 262144], [this.act[129], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 63: %342 blocks.0.attn.permute9 stdlib.mt:38
+    group("fused_6ops_8be4b4d573", [[this.params, 22784, 21248], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 64: %355 blocks.0.think.norm.mul4 stdlib.mt:9
+    group("fused_8ops_745972c6a3", [[this.params, 23296, 20736], [this.act[140], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 65: %362 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 24064, 19968], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 66: %370 blocks.0.think.delta.mul2 stdlib.mt:49
+    group("fused_6ops_de30427ed2", [[this.params, 24576, 19456], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 67: %376 blocks.0.think.delta.mul3 stdlib.mt:49
+    group("fused_8ops_745972c6a3", [[this.params, 24832, 19200], [this.act[140], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.step, 0, 16]]); // 68: %382 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 25600, 18432], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 69: %390 blocks.0.think.gamma.mul2 stdlib.mt:49
+    group("fused_4ops_1512e32d6e", [[this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[154], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 70: %396 blocks.0.think.gamma.mul3 stdlib.mt:49
+    group("fused_11ops_3395ec0dcd", [[this.params, 26368, 17664], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[171], 0, 32768], [this.act[172], 0, 262144], [this.act[173], 0, 4096], [this.step, 0, 16]]); // 71: %400 blocks.0.think.matmul7 stdlib.mt:70
+    group("fused_6ops_c4e3617a2d", [[this.params, 27392, 16640], [this.act[140], 0, 262144], [this.act[167], 0, 262144], [this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 72: %411 blocks.0.think.mul5 stdlib.mt:72
+    group("fused_10ops_3c8446ed91", [[this.act[138], 0, 262144], [this.act[172], 0, 262144], [this.act[174], 0, 4096], [this.act[176], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[178], 0, 262144], [this.step, 0, 16]]); // 73: %417 blocks.0.think.mul7 stdlib.mt:73
+    group("fused_7ops_1b1b3fcf5b", [[this.params, 27904, 16128], [this.act[178], 0, 262144], [this.act[176], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 74: %427 blocks.1.attn.norm.mul5 stdlib.mt:9
+    group("permute_0213_16x64x2x32", [[this.act[181], 0, 262144], [this.act[182], 0, 262144]]); // 75: %434 blocks.1.attn.permute5 stdlib.mt:33
+    group("fused_6ops_b281e8428a", [[this.params, 28672, 15360], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 76: %435 blocks.1.attn.k.matmul2 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[184], 0, 262144], [this.act[185], 0, 262144]]); // 77: %441 blocks.1.attn.permute6 stdlib.mt:34
+    group("fused_6ops_9c0c464cdb", [[this.params, 29184, 14848], [this.act[176], 0, 262144], [this.act[184], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 78: %442 blocks.1.attn.v.matmul2 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[187], 0, 262144], [this.act[188], 0, 262144]]); // 79: %448 blocks.1.attn.permute7 stdlib.mt:35
+    group("fused_1ops_a6e3260ac3", [[this.act[185], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 80: %449 blocks.1.attn.permute8 stdlib.mt:36
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[182], 0, 262144], [this.act[187], 0, 262144], [this.act[20], 0, 524288]]); // 81: %450 blocks.1.attn.matmul2 stdlib.mt:36
+    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.step, 0, 16]]); // 82: %451 blocks.1.attn.affine1 stdlib.mt:36
+    group("causal_mask_fminf_16x2x64x64", [[this.act[189], 0, 524288], [this.act[20], 0, 524288]]); // 83: %452 blocks.1.attn.causal_mask1 stdlib.mt:37
+    group("fused_2ops_bf2d5bd5b2", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.act[190], 0, 524288], [this.step, 0, 16]]); // 84: %453 blocks.1.attn.softmax1 stdlib.mt:37
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[190], 0, 524288], [this.act[188], 0, 262144], [this.act[185], 0, 262144]]); // 85: %455 blocks.1.attn.matmul3 stdlib.mt:38
+    group("fused_13ops_198d3fb54e", [[this.params, 29696, 14336], [this.act[167], 0, 262144], [this.act[185], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 86: %456 blocks.1.attn.permute9 stdlib.mt:38
+    group("fused_6ops_8be4b4d573", [[this.params, 30208, 13824], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.step, 0, 16]]); // 87: %469 blocks.1.think.norm.mul4 stdlib.mt:9
+    group("fused_8ops_745972c6a3", [[this.params, 30720, 13312], [this.act[196], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.step, 0, 16]]); // 88: %476 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 31488, 12544], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 89: %484 blocks.1.think.delta.mul2 stdlib.mt:49
+    group("fused_6ops_de30427ed2", [[this.params, 32000, 12032], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 90: %490 blocks.1.think.delta.mul3 stdlib.mt:49
+    group("fused_8ops_745972c6a3", [[this.params, 32256, 11776], [this.act[196], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 91: %496 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
+    group("fused_6ops_6e80e8c197", [[this.params, 33024, 11008], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 92: %504 blocks.1.think.gamma.mul2 stdlib.mt:49
+    group("fused_4ops_1512e32d6e", [[this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[210], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.step, 0, 16]]); // 93: %510 blocks.1.think.gamma.mul3 stdlib.mt:49
+    group("fused_11ops_3395ec0dcd", [[this.params, 33792, 10240], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[227], 0, 32768], [this.act[228], 0, 262144], [this.act[229], 0, 4096], [this.step, 0, 16]]); // 94: %514 blocks.1.think.matmul7 stdlib.mt:70
+    group("fused_6ops_c4e3617a2d", [[this.params, 34816, 9216], [this.act[196], 0, 262144], [this.act[223], 0, 262144], [this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 95: %525 blocks.1.think.mul5 stdlib.mt:72
+    group("fused_10ops_e2110cdb1b", [[this.act[194], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 4096], [this.act[232], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 96: %531 blocks.1.think.mul7 stdlib.mt:73
+    group("fused_3ops_b3ac5ce4f1", [[this.params, 35328, 8704], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.act[235], 0, 32768], [this.step, 0, 16]]); // 97: %541 norm_final.mul2 stdlib.mt:9
+    group("matmul_256x8_16x64x8x1", [[this.params, 35840, 8192], [this.act[235], 0, 32768], [this.act[236], 0, 1048576]]); // 98: %544 head.matmul0 stdlib.mt:117
+    group("cross_entropy_16x64x256_16x64i", [[this.act[236], 0, 1048576], [this.targets, 0, 4096], [this.act[237], 0, 4]]); // 99: %546 loss.cross_entropy0 vector_collapse.mt:13
+    group("fused_6ops_5dc6260f6b", [[this.targets, 0, 4096], [this.act[236], 0, 1048576], [this.act[238], 0, 1048576], [this.step, 0, 16]]); // 100: %548 loss.cross_entropy0.grad.softmax0 vector_collapse.mt:13
+    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01", [[this.act[238], 0, 1048576], [this.act[235], 0, 32768], [this.act[239], 0, 8192]]); // 101: %556 head.matmul0.grad.sum0 stdlib.mt:117
+    group("permute_10_256x8", [[this.params, 35840, 8192], [this.act[240], 0, 8192]]); // 102: %558 head.matmul0.grad.permute1 stdlib.mt:117
+    group("matmul_8x256_16x64x256x1", [[this.act[240], 0, 8192], [this.act[238], 0, 1048576], [this.act[235], 0, 32768]]); // 103: %559 head.matmul0.grad.matmul1 stdlib.mt:117
+    group("fused_2ops_139c78b5ae", [[this.act[232], 0, 262144], [this.act[235], 0, 32768], [this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 104: %560 head.sum0.grad.expand0 stdlib.mt:116
+    group("sum_a01_16x64x8x8", [[this.act[242], 0, 262144], [this.act[243], 0, 256]]); // 105: %562 head.mul0.grad.sum0 stdlib.mt:116
+    group("fused_3ops_6043f134a6", [[this.params, 35328, 8704], [this.act[234], 0, 262144], [this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 106: %564 head.mul0.grad.mul1 stdlib.mt:116
+    group("sum_a01_16x64x8x8", [[this.act[232], 0, 262144], [this.act[244], 0, 256]]); // 107: %567 norm_final.mul2.grad.sum0 stdlib.mt:9
+    group("fused_17ops_5258cdc6d7", [[this.act[228], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[242], 0, 262144], [this.act[232], 0, 262144], [this.act[241], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 108: %569 norm_final.mul1.grad.mul0 stdlib.mt:9
+    group("fused_5ops_ad00f751b5", [[this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.act[233], 0, 4096], [this.act[228], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 109: %586 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
+    group("fused_3ops_068e496b13", [[this.act[230], 0, 4096], [this.act[245], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 110: %591 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[247], 0, 4]]); // 111: %594 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_82a5835e66", [[this.act[196], 0, 262144], [this.act[246], 0, 4096], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 112: %596 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[231], 0, 262144], [this.act[248], 0, 256]]); // 113: %598 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_b94007d905", [[this.params, 34816, 9216], [this.act[229], 0, 4096], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 114: %600 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[249], 0, 4]]); // 115: %605 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_94817482d7", [[this.act[196], 0, 262144], [this.act[246], 0, 4096], [this.act[241], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 116: %607 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[234], 0, 262144], [this.act[250], 0, 256]]); // 117: %609 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_fca0968df6", [[this.params, 34304, 9728], [this.act[227], 0, 32768], [this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.act[241], 0, 262144], [this.act[234], 0, 262144], [this.act[235], 0, 32768], [this.step, 0, 16]]); // 118: %611 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
+    group("fused_7ops_973b81dba5", [[this.params, 33792, 10240], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[242], 0, 262144], [this.act[227], 0, 32768], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 119: %615 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[251], 0, 32]]); // 120: %622 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("fused_4ops_de5186fd52", [[this.params, 34048, 9984], [this.act[234], 0, 262144], [this.act[235], 0, 32768], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 121: %624 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
+    group("fused_1ops_02b920d313", [[this.act[224], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 122: %628 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[241], 0, 262144], [this.act[227], 0, 32768], [this.act[252], 0, 32]]); // 123: %629 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_5ops_635579a41a", [[this.act[210], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 262144], [this.act[231], 0, 262144], [this.act[242], 0, 262144], [this.act[241], 0, 262144], [this.act[224], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 124: %631 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
+    group("fused_2ops_1730e0d43d", [[this.act[197], 0, 4], [this.act[221], 0, 262144], [this.act[234], 0, 262144], [this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 125: %638 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[231], 0, 262144], [this.act[253], 0, 4]]); // 126: %640 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 33280, 10752], [this.act[220], 0, 262144], [this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 127: %643 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[234], 0, 262144], [this.act[242], 0, 262144], [this.act[254], 0, 256]]); // 128: %646 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 129: %648 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[242], 0, 262144], [this.act[218], 0, 262144], [this.act[255], 0, 256]]); // 130: %652 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 32768, 11264], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[242], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 131: %654 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[216], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 132: %661 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.act[256], 0, 256]]); // 133: %662 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 134: %664 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[231], 0, 262144], [this.act[196], 0, 262144], [this.act[257], 0, 256]]); // 135: %668 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 32256, 11776], [this.act[213], 0, 262144], [this.act[241], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 136: %670 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[212], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 137: %678 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[231], 0, 262144], [this.act[215], 0, 262144], [this.act[258], 0, 256]]); // 138: %679 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[211], 0, 262144], [this.act[242], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 139: %681 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[215], 0, 262144], [this.act[196], 0, 262144], [this.act[259], 0, 256]]); // 140: %685 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_9c806ba1e6", [[this.params, 32000, 12032], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[242], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 141: %687 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_4ops_a23b7168cc", [[this.act[197], 0, 4], [this.act[209], 0, 262144], [this.act[224], 0, 262144], [this.act[242], 0, 262144], [this.act[211], 0, 262144], [this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 142: %692 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
+    group("fused_1ops_46c0b229b4", [[this.act[208], 0, 262144], [this.act[211], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 143: %698 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[242], 0, 262144], [this.act[197], 0, 4]]); // 144: %699 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[253], 0, 4], [this.act[197], 0, 4], [this.act[260], 0, 4]]); // 145: %701 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 31744, 12288], [this.act[207], 0, 262144], [this.act[219], 0, 262144], [this.act[242], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 146: %703 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[211], 0, 262144], [this.act[219], 0, 262144], [this.act[261], 0, 256]]); // 147: %706 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[206], 0, 262144], [this.act[242], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 148: %708 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[262], 0, 256]]); // 149: %712 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 31232, 12800], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[242], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 150: %714 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[203], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 151: %721 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[219], 0, 262144], [this.act[242], 0, 262144], [this.act[263], 0, 256]]); // 152: %722 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 153: %724 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[242], 0, 262144], [this.act[196], 0, 262144], [this.act[264], 0, 256]]); // 154: %728 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 30720, 13312], [this.act[200], 0, 262144], [this.act[215], 0, 262144], [this.act[205], 0, 262144], [this.act[242], 0, 262144], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 155: %730 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[199], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 156: %738 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[242], 0, 262144], [this.act[202], 0, 262144], [this.act[265], 0, 256]]); // 157: %739 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[198], 0, 262144], [this.act[219], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 158: %741 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[266], 0, 256]]); // 159: %745 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_0bbc388eb3", [[this.params, 30464, 13568], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.step, 0, 16]]); // 160: %747 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("binary_mul_s_s", [[this.act[260], 0, 4], [this.act[197], 0, 4], [this.act[253], 0, 4]]); // 161: %751 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_f17440cbbb", [[this.params, 30208, 13824], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 162: %752 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[206], 0, 262144], [this.act[267], 0, 256]]); // 163: %754 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_bbfc3bbd87", [[this.params, 29952, 14080], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[232], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[196], 0, 262144], [this.act[185], 0, 262144], [this.step, 0, 16]]); // 164: %756 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
+    group("fused_1ops_cfcdd64937", [[this.act[193], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 165: %774 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[268], 0, 256]]); // 166: %775 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[192], 0, 262144], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 167: %777 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.act[269], 0, 256]]); // 168: %781 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_7cca0bbdbc", [[this.params, 29696, 14336], [this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 169: %783 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[191], 0, 262144], [this.act[196], 0, 262144]]); // 170: %786 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
+    group("fused_1ops_cc9f92de88", [[this.act[188], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 171: %787 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.act[20], 0, 524288]]); // 172: %788 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
+    group("fused_1ops_47f5f88d7b", [[this.act[190], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 173: %789 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[270], 0, 524288], [this.act[196], 0, 262144], [this.act[191], 0, 262144]]); // 174: %790 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
+    group("fused_5ops_3cf4f0a1d5", [[this.act[189], 0, 524288], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 175: %791 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
+    group("causal_mask_f0_16x2x64x64", [[this.act[270], 0, 524288], [this.act[20], 0, 524288]]); // 176: %796 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
+    group("fused_2ops_47f2aae676", [[this.act[187], 0, 262144], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 177: %797 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[270], 0, 524288], [this.act[196], 0, 262144], [this.act[187], 0, 262144]]); // 178: %799 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
+    group("fused_1ops_a6e3260ac3", [[this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 179: %800 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[196], 0, 262144], [this.act[270], 0, 524288], [this.act[182], 0, 262144]]); // 180: %801 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
+    group("fused_7ops_9b56bc9662", [[this.params, 29440, 14592], [this.act[186], 0, 262144], [this.act[191], 0, 262144], [this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 181: %802 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
+    group("matmul_8x8192_8192x8", [[this.act[192], 0, 262144], [this.act[188], 0, 262144], [this.act[271], 0, 256]]); // 182: %809 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 183: %811 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[188], 0, 262144], [this.act[176], 0, 262144], [this.act[272], 0, 256]]); // 184: %815 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_0816ee8de5", [[this.params, 28928, 15104], [this.act[183], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 185: %817 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[182], 0, 262144], [this.act[184], 0, 262144], [this.act[273], 0, 256]]); // 186: %825 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[181], 0, 262144], [this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 187: %827 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[176], 0, 262144], [this.act[274], 0, 256]]); // 188: %831 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe3afec744", [[this.params, 28416, 15616], [this.act[187], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 189: %833 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[180], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 190: %841 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[184], 0, 262144], [this.act[181], 0, 262144], [this.act[275], 0, 256]]); // 191: %842 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 192: %844 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[276], 0, 256]]); // 193: %848 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_09dc3d6959", [[this.params, 27904, 16128], [this.act[178], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 194: %850 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[182], 0, 262144], [this.act[277], 0, 256]]); // 195: %855 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_b98f3b8252", [[this.act[172], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 196: %857 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    group("fused_5ops_ad00f751b5", [[this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 197: %875 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
+    group("fused_3ops_068e496b13", [[this.act[174], 0, 4096], [this.act[195], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 198: %880 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[197], 0, 4]]); // 199: %883 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_82a5835e66", [[this.act[140], 0, 262144], [this.act[246], 0, 4096], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 200: %885 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[175], 0, 262144], [this.act[278], 0, 256]]); // 201: %887 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_b94007d905", [[this.params, 27392, 16640], [this.act[173], 0, 4096], [this.act[177], 0, 4096], [this.act[167], 0, 262144], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 202: %889 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[260], 0, 4]]); // 203: %894 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_94817482d7", [[this.act[140], 0, 262144], [this.act[246], 0, 4096], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 204: %896 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[167], 0, 262144], [this.act[279], 0, 256]]); // 205: %898 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_fca0968df6", [[this.params, 26880, 17152], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.step, 0, 16]]); // 206: %900 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
+    group("fused_7ops_973b81dba5", [[this.params, 26368, 17664], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[176], 0, 262144], [this.act[171], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 207: %904 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[280], 0, 32]]); // 208: %911 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("fused_4ops_de5186fd52", [[this.params, 26624, 17408], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 209: %913 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
+    group("fused_1ops_02b920d313", [[this.act[168], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 210: %917 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[181], 0, 262144], [this.act[171], 0, 32768], [this.act[281], 0, 32]]); // 211: %918 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_5ops_635579a41a", [[this.act[154], 0, 262144], [this.act[166], 0, 262144], [this.act[206], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[168], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 212: %920 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
+    group("fused_2ops_1730e0d43d", [[this.act[141], 0, 4], [this.act[165], 0, 262144], [this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 213: %927 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[282], 0, 4]]); // 214: %929 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 25856, 18176], [this.act[164], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 215: %932 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[283], 0, 256]]); // 216: %935 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 217: %937 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[284], 0, 256]]); // 218: %941 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 25344, 18688], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 219: %943 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[160], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 220: %950 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[285], 0, 256]]); // 221: %951 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 222: %953 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[140], 0, 262144], [this.act[286], 0, 256]]); // 223: %957 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 24832, 19200], [this.act[157], 0, 262144], [this.act[181], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 224: %959 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[156], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 225: %967 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[159], 0, 262144], [this.act[287], 0, 256]]); // 226: %968 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.act[159], 0, 262144], [this.step, 0, 16]]); // 227: %970 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[159], 0, 262144], [this.act[140], 0, 262144], [this.act[288], 0, 256]]); // 228: %974 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_9c806ba1e6", [[this.params, 24576, 19456], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 229: %976 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_4ops_a23b7168cc", [[this.act[141], 0, 4], [this.act[153], 0, 262144], [this.act[168], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 230: %981 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
+    group("fused_1ops_46c0b229b4", [[this.act[152], 0, 262144], [this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 231: %987 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[176], 0, 262144], [this.act[141], 0, 4]]); // 232: %988 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[282], 0, 4], [this.act[141], 0, 4], [this.act[289], 0, 4]]); // 233: %990 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 24320, 19712], [this.act[151], 0, 262144], [this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 234: %992 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[155], 0, 262144], [this.act[163], 0, 262144], [this.act[290], 0, 256]]); // 235: %995 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 236: %997 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[291], 0, 256]]); // 237: %1001 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 23808, 20224], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 238: %1003 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[147], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 239: %1010 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[292], 0, 256]]); // 240: %1011 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 241: %1013 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[176], 0, 262144], [this.act[140], 0, 262144], [this.act[293], 0, 256]]); // 242: %1017 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 23296, 20736], [this.act[144], 0, 262144], [this.act[159], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 243: %1019 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[143], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 244: %1027 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[176], 0, 262144], [this.act[146], 0, 262144], [this.act[294], 0, 256]]); // 245: %1028 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[142], 0, 262144], [this.act[163], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 246: %1030 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[295], 0, 256]]); // 247: %1034 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_0bbc388eb3", [[this.params, 23040, 20992], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.step, 0, 16]]); // 248: %1036 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("binary_mul_s_s", [[this.act[289], 0, 4], [this.act[141], 0, 4], [this.act[282], 0, 4]]); // 249: %1040 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_f17440cbbb", [[this.params, 22784, 21248], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 250: %1041 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[150], 0, 262144], [this.act[296], 0, 256]]); // 251: %1043 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_bbfc3bbd87", [[this.params, 22528, 21504], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[182], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[140], 0, 262144], [this.act[129], 0, 262144], [this.step, 0, 16]]); // 252: %1045 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
+    group("fused_1ops_cfcdd64937", [[this.act[137], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 253: %1063 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[297], 0, 256]]); // 254: %1064 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[136], 0, 262144], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 255: %1066 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.act[298], 0, 256]]); // 256: %1070 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_7cca0bbdbc", [[this.params, 22272, 21760], [this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 257: %1072 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[135], 0, 262144], [this.act[140], 0, 262144]]); // 258: %1075 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
+    group("fused_1ops_cc9f92de88", [[this.act[132], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 259: %1076 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.act[270], 0, 524288]]); // 260: %1077 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
+    group("fused_1ops_47f5f88d7b", [[this.act[134], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 261: %1078 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.act[135], 0, 262144]]); // 262: %1079 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
+    group("fused_5ops_6c7c733d2f", [[this.act[133], 0, 524288], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 263: %1080 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
+    group("causal_mask_f0_16x2x64x64", [[this.act[20], 0, 524288], [this.act[270], 0, 524288]]); // 264: %1085 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
+    group("fused_2ops_47f2aae676", [[this.act[131], 0, 262144], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 265: %1086 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.act[131], 0, 262144]]); // 266: %1088 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
+    group("fused_1ops_a6e3260ac3", [[this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 267: %1089 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[140], 0, 262144], [this.act[20], 0, 524288], [this.act[126], 0, 262144]]); // 268: %1090 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
+    group("fused_7ops_9b56bc9662", [[this.params, 22016, 22016], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 269: %1091 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
+    group("matmul_8x8192_8192x8", [[this.act[136], 0, 262144], [this.act[132], 0, 262144], [this.act[299], 0, 256]]); // 270: %1098 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 271: %1100 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[132], 0, 262144], [this.act[120], 0, 262144], [this.act[300], 0, 256]]); // 272: %1104 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_0816ee8de5", [[this.params, 21504, 22528], [this.act[127], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 273: %1106 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[126], 0, 262144], [this.act[128], 0, 262144], [this.act[301], 0, 256]]); // 274: %1114 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[125], 0, 262144], [this.act[136], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 275: %1116 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[128], 0, 262144], [this.act[120], 0, 262144], [this.act[302], 0, 256]]); // 276: %1120 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_fe3afec744", [[this.params, 20992, 23040], [this.act[131], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 277: %1122 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[124], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 278: %1130 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[128], 0, 262144], [this.act[125], 0, 262144], [this.act[303], 0, 256]]); // 279: %1131 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[123], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 280: %1133 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[304], 0, 256]]); // 281: %1137 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_09dc3d6959", [[this.params, 20480, 23552], [this.act[122], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 282: %1139 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[126], 0, 262144], [this.act[305], 0, 256]]); // 283: %1144 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_e85ccd577b", [[this.act[116], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 284: %1146 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    group("fused_5ops_ad00f751b5", [[this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 285: %1164 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
+    group("fused_3ops_068e496b13", [[this.act[118], 0, 4096], [this.act[139], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 286: %1169 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[141], 0, 4]]); // 287: %1172 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    group("binary_add_s_s", [[this.act[247], 0, 4], [this.act[141], 0, 4], [this.grads, 35072, 4]]); // 288: %1174 param61.grad.add0 stdlib.mt:72
+    group("fused_2ops_82a5835e66", [[this.act[84], 0, 262144], [this.act[246], 0, 4096], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 289: %1175 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[119], 0, 262144], [this.act[306], 0, 256]]); // 290: %1177 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    group("binary_add_8x8_8x8", [[this.act[248], 0, 256], [this.act[306], 0, 256], [this.grads, 34816, 256]]); // 291: %1180 param60.grad.add0 stdlib.mt:72
+    group("fused_5ops_b94007d905", [[this.params, 34816, 9216], [this.act[117], 0, 4096], [this.act[121], 0, 4096], [this.act[116], 0, 262144], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 292: %1179 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[141], 0, 4]]); // 293: %1185 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    group("binary_add_s_s", [[this.act[249], 0, 4], [this.act[141], 0, 4], [this.grads, 34560, 4]]); // 294: %1187 param59.grad.add0 stdlib.mt:71
+    group("fused_2ops_94817482d7", [[this.act[84], 0, 262144], [this.act[246], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 295: %1188 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[116], 0, 262144], [this.act[306], 0, 256]]); // 296: %1190 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    group("binary_add_8x8_8x8", [[this.act[250], 0, 256], [this.act[306], 0, 256], [this.grads, 34304, 256]]); // 297: %1193 param58.grad.add0 stdlib.mt:71
+    group("fused_4ops_fca0968df6", [[this.params, 34304, 9728], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.step, 0, 16]]); // 298: %1192 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
+    group("fused_7ops_973b81dba5", [[this.params, 33792, 10240], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[120], 0, 262144], [this.act[115], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 299: %1197 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[307], 0, 32]]); // 300: %1204 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[251], 0, 32], [this.act[307], 0, 32], [this.grads, 33792, 32]]); // 301: %1205 param56.grad.add0 stdlib.mt:70
+    group("fused_4ops_de5186fd52", [[this.params, 34048, 9984], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 302: %1207 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
+    group("fused_1ops_02b920d313", [[this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 303: %1211 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[125], 0, 262144], [this.act[115], 0, 32768], [this.act[307], 0, 32]]); // 304: %1212 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[252], 0, 32], [this.act[307], 0, 32], [this.grads, 34048, 32]]); // 305: %1213 param57.grad.add0 stdlib.mt:70
+    group("fused_5ops_635579a41a", [[this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[150], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[112], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 306: %1215 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
+    group("fused_2ops_1730e0d43d", [[this.act[85], 0, 4], [this.act[109], 0, 262144], [this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 307: %1222 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[119], 0, 262144], [this.act[141], 0, 4]]); // 308: %1224 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 33280, 10752], [this.act[108], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 309: %1227 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[306], 0, 256]]); // 310: %1230 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[254], 0, 256], [this.act[306], 0, 256], [this.grads, 33280, 256]]); // 311: %1231 param54.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 312: %1233 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[306], 0, 256]]); // 313: %1237 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[255], 0, 256], [this.act[306], 0, 256], [this.grads, 33024, 256]]); // 314: %1241 param53.grad.add0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 32768, 11264], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 315: %1239 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[104], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 316: %1247 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[306], 0, 256]]); // 317: %1248 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[256], 0, 256], [this.act[306], 0, 256], [this.grads, 32768, 256]]); // 318: %1249 param52.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 319: %1251 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 320: %1255 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[257], 0, 256], [this.act[306], 0, 256], [this.grads, 32512, 256]]); // 321: %1259 param51.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 32256, 11776], [this.act[101], 0, 262144], [this.act[125], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 322: %1257 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[100], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 323: %1266 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[103], 0, 262144], [this.act[306], 0, 256]]); // 324: %1267 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[258], 0, 256], [this.act[306], 0, 256], [this.grads, 32256, 256]]); // 325: %1268 param50.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 326: %1270 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[103], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 327: %1274 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[259], 0, 256], [this.act[306], 0, 256], [this.grads, 32000, 256]]); // 328: %1278 param49.grad.add0 stdlib.mt:18
+    group("fused_5ops_9c806ba1e6", [[this.params, 32000, 12032], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 329: %1276 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_4ops_a23b7168cc", [[this.act[85], 0, 4], [this.act[97], 0, 262144], [this.act[112], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 330: %1282 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
+    group("fused_1ops_46c0b229b4", [[this.act[96], 0, 262144], [this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 331: %1288 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[120], 0, 262144], [this.act[85], 0, 4]]); // 332: %1289 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[141], 0, 4], [this.act[85], 0, 4], [this.act[249], 0, 4]]); // 333: %1291 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 31744, 12288], [this.act[95], 0, 262144], [this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 334: %1293 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[99], 0, 262144], [this.act[107], 0, 262144], [this.act[306], 0, 256]]); // 335: %1296 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[306], 0, 256], [this.grads, 31744, 256]]); // 336: %1297 param48.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 337: %1299 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[306], 0, 256]]); // 338: %1303 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[306], 0, 256], [this.grads, 31488, 256]]); // 339: %1307 param47.grad.add0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 31232, 12800], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 340: %1305 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[91], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 341: %1313 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[306], 0, 256]]); // 342: %1314 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[306], 0, 256], [this.grads, 31232, 256]]); // 343: %1315 param46.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 344: %1317 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[120], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 345: %1321 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[264], 0, 256], [this.act[306], 0, 256], [this.grads, 30976, 256]]); // 346: %1325 param45.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 30720, 13312], [this.act[88], 0, 262144], [this.act[103], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 347: %1323 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[87], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 348: %1332 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[120], 0, 262144], [this.act[90], 0, 262144], [this.act[306], 0, 256]]); // 349: %1333 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[306], 0, 256], [this.grads, 30720, 256]]); // 350: %1334 param44.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[86], 0, 262144], [this.act[107], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 351: %1336 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 352: %1340 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[306], 0, 256], [this.grads, 30464, 256]]); // 353: %1344 param43.grad.add0 stdlib.mt:18
+    group("fused_4ops_0bbc388eb3", [[this.params, 30464, 13568], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.step, 0, 16]]); // 354: %1342 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("binary_mul_s_s", [[this.act[249], 0, 4], [this.act[85], 0, 4], [this.act[141], 0, 4]]); // 355: %1347 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[253], 0, 4], [this.act[141], 0, 4], [this.grads, 33536, 4]]); // 356: %1348 param55.grad.add0 stdlib.mt:67
+    group("fused_2ops_f17440cbbb", [[this.params, 30208, 13824], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 357: %1349 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[94], 0, 262144], [this.act[306], 0, 256]]); // 358: %1351 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[306], 0, 256], [this.grads, 30208, 256]]); // 359: %1353 param42.grad.add0 stdlib.mt:9
+    group("fused_18ops_bbfc3bbd87", [[this.params, 29952, 14080], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[126], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[84], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 360: %1354 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
+    group("fused_1ops_cfcdd64937", [[this.act[81], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 361: %1372 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 362: %1373 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[306], 0, 256], [this.grads, 29952, 256]]); // 363: %1374 param41.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[80], 0, 262144], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 364: %1376 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.act[306], 0, 256]]); // 365: %1380 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[306], 0, 256], [this.grads, 29696, 256]]); // 366: %1384 param40.grad.add0 stdlib.mt:18
+    group("fused_3ops_7cca0bbdbc", [[this.params, 29696, 14336], [this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 367: %1382 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[79], 0, 262144], [this.act[84], 0, 262144]]); // 368: %1386 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
+    group("fused_1ops_cc9f92de88", [[this.act[76], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 369: %1387 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.act[20], 0, 524288]]); // 370: %1388 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
+    group("fused_1ops_47f5f88d7b", [[this.act[78], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 371: %1389 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[270], 0, 524288], [this.act[84], 0, 262144], [this.act[79], 0, 262144]]); // 372: %1390 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
+    group("fused_5ops_df2501acee", [[this.act[77], 0, 524288], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 373: %1391 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
+    group("causal_mask_f0_16x2x64x64", [[this.act[270], 0, 524288], [this.act[20], 0, 524288]]); // 374: %1396 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
+    group("fused_2ops_47f2aae676", [[this.act[75], 0, 262144], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 375: %1397 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[270], 0, 524288], [this.act[84], 0, 262144], [this.act[75], 0, 262144]]); // 376: %1399 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
+    group("fused_1ops_a6e3260ac3", [[this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 377: %1400 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[84], 0, 262144], [this.act[270], 0, 524288], [this.act[70], 0, 262144]]); // 378: %1401 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
+    group("fused_7ops_9b56bc9662", [[this.params, 29440, 14592], [this.act[74], 0, 262144], [this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[80], 0, 262144], [this.step, 0, 16]]); // 379: %1402 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
+    group("matmul_8x8192_8192x8", [[this.act[80], 0, 262144], [this.act[76], 0, 262144], [this.act[306], 0, 256]]); // 380: %1409 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[306], 0, 256], [this.grads, 29440, 256]]); // 381: %1410 param39.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 382: %1412 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[76], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 383: %1416 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[306], 0, 256], [this.grads, 29184, 256]]); // 384: %1420 param38.grad.add0 stdlib.mt:18
+    group("fused_8ops_0816ee8de5", [[this.params, 28928, 15104], [this.act[71], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 385: %1418 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[70], 0, 262144], [this.act[72], 0, 262144], [this.act[306], 0, 256]]); // 386: %1427 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[306], 0, 256], [this.grads, 28928, 256]]); // 387: %1428 param37.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[69], 0, 262144], [this.act[80], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 388: %1430 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[72], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 389: %1434 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[306], 0, 256], [this.grads, 28672, 256]]); // 390: %1438 param36.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe3afec744", [[this.params, 28416, 15616], [this.act[75], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 391: %1436 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[68], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 392: %1445 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.act[306], 0, 256]]); // 393: %1446 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[306], 0, 256], [this.grads, 28416, 256]]); // 394: %1447 param35.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[67], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 395: %1449 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 396: %1453 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[306], 0, 256], [this.grads, 28160, 256]]); // 397: %1457 param34.grad.add0 stdlib.mt:18
+    group("fused_5ops_09dc3d6959", [[this.params, 27904, 16128], [this.act[66], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 398: %1455 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[70], 0, 262144], [this.act[306], 0, 256]]); // 399: %1461 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[306], 0, 256], [this.grads, 27904, 256]]); // 400: %1463 param33.grad.add0 stdlib.mt:9
+    group("fused_18ops_c41b283b6a", [[this.act[60], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 401: %1464 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    group("fused_5ops_ad00f751b5", [[this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 402: %1482 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
+    group("fused_3ops_068e496b13", [[this.act[62], 0, 4096], [this.act[83], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 403: %1487 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[141], 0, 4]]); // 404: %1490 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    group("binary_add_s_s", [[this.act[197], 0, 4], [this.act[141], 0, 4], [this.grads, 27648, 4]]); // 405: %1492 param32.grad.add0 stdlib.mt:72
+    group("fused_2ops_82a5835e66", [[this.act[28], 0, 262144], [this.act[246], 0, 4096], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 406: %1493 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[63], 0, 262144], [this.act[306], 0, 256]]); // 407: %1495 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[306], 0, 256], [this.grads, 27392, 256]]); // 408: %1498 param31.grad.add0 stdlib.mt:72
+    group("fused_5ops_b94007d905", [[this.params, 27392, 16640], [this.act[61], 0, 4096], [this.act[65], 0, 4096], [this.act[55], 0, 262144], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 409: %1497 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[141], 0, 4]]); // 410: %1503 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    group("binary_add_s_s", [[this.act[260], 0, 4], [this.act[141], 0, 4], [this.grads, 27136, 4]]); // 411: %1505 param30.grad.add0 stdlib.mt:71
+    group("fused_2ops_94817482d7", [[this.act[28], 0, 262144], [this.act[246], 0, 4096], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 412: %1506 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[306], 0, 256]]); // 413: %1508 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[306], 0, 256], [this.grads, 26880, 256]]); // 414: %1511 param29.grad.add0 stdlib.mt:71
+    group("fused_4ops_fca0968df6", [[this.params, 26880, 17152], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 415: %1510 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
+    group("fused_7ops_973b81dba5", [[this.params, 26368, 17664], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[64], 0, 262144], [this.act[59], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 416: %1515 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[307], 0, 32]]); // 417: %1522 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[280], 0, 32], [this.act[307], 0, 32], [this.grads, 26368, 32]]); // 418: %1523 param27.grad.add0 stdlib.mt:70
+    group("fused_4ops_de5186fd52", [[this.params, 26624, 17408], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 419: %1525 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
+    group("fused_1ops_02b920d313", [[this.act[56], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 420: %1529 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[69], 0, 262144], [this.act[59], 0, 32768], [this.act[307], 0, 32]]); // 421: %1530 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[281], 0, 32], [this.act[307], 0, 32], [this.grads, 26624, 32]]); // 422: %1531 param28.grad.add0 stdlib.mt:70
+    group("fused_5ops_635579a41a", [[this.act[42], 0, 262144], [this.act[54], 0, 262144], [this.act[94], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[56], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 423: %1533 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
+    group("fused_2ops_1730e0d43d", [[this.act[29], 0, 4], [this.act[53], 0, 262144], [this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 424: %1540 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[63], 0, 262144], [this.act[141], 0, 4]]); // 425: %1542 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 25856, 18176], [this.act[52], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 426: %1545 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 427: %1548 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[306], 0, 256], [this.grads, 25856, 256]]); // 428: %1549 param25.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 429: %1551 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[306], 0, 256]]); // 430: %1555 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[284], 0, 256], [this.act[306], 0, 256], [this.grads, 25600, 256]]); // 431: %1559 param24.grad.add0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 25344, 18688], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 432: %1557 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[48], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 433: %1565 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[306], 0, 256]]); // 434: %1566 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[285], 0, 256], [this.act[306], 0, 256], [this.grads, 25344, 256]]); // 435: %1567 param23.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 436: %1569 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 437: %1573 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[286], 0, 256], [this.act[306], 0, 256], [this.grads, 25088, 256]]); // 438: %1577 param22.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 24832, 19200], [this.act[45], 0, 262144], [this.act[69], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 439: %1575 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[44], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 440: %1584 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[47], 0, 262144], [this.act[306], 0, 256]]); // 441: %1585 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[287], 0, 256], [this.act[306], 0, 256], [this.grads, 24832, 256]]); // 442: %1586 param21.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.act[47], 0, 262144], [this.step, 0, 16]]); // 443: %1588 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[47], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 444: %1592 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[306], 0, 256], [this.grads, 24576, 256]]); // 445: %1596 param20.grad.add0 stdlib.mt:18
+    group("fused_5ops_9c806ba1e6", [[this.params, 24576, 19456], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 446: %1594 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_4ops_a23b7168cc", [[this.act[29], 0, 4], [this.act[41], 0, 262144], [this.act[56], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 447: %1600 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
+    group("fused_1ops_46c0b229b4", [[this.act[40], 0, 262144], [this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 448: %1606 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[64], 0, 262144], [this.act[29], 0, 4]]); // 449: %1607 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[141], 0, 4], [this.act[29], 0, 4], [this.act[260], 0, 4]]); // 450: %1609 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    group("fused_3ops_f3aa4f59ba", [[this.params, 24320, 19712], [this.act[39], 0, 262144], [this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 451: %1611 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[43], 0, 262144], [this.act[51], 0, 262144], [this.act[306], 0, 256]]); // 452: %1614 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[306], 0, 256], [this.grads, 24320, 256]]); // 453: %1615 param19.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 454: %1617 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[306], 0, 256]]); // 455: %1621 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[306], 0, 256], [this.grads, 24064, 256]]); // 456: %1625 param18.grad.add0 stdlib.mt:18
+    group("fused_7ops_df43ab5e36", [[this.params, 23808, 20224], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 457: %1623 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[35], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 458: %1631 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 459: %1632 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[306], 0, 256], [this.grads, 23808, 256]]); // 460: %1633 param17.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 461: %1635 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 462: %1639 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[306], 0, 256], [this.grads, 23552, 256]]); // 463: %1643 param16.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe15e1d620", [[this.params, 23296, 20736], [this.act[32], 0, 262144], [this.act[47], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 464: %1641 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[31], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 465: %1650 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[34], 0, 262144], [this.act[306], 0, 256]]); // 466: %1651 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[306], 0, 256], [this.grads, 23296, 256]]); // 467: %1652 param15.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[30], 0, 262144], [this.act[51], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 468: %1654 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 469: %1658 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[306], 0, 256], [this.grads, 23040, 256]]); // 470: %1662 param14.grad.add0 stdlib.mt:18
+    group("fused_4ops_0bbc388eb3", [[this.params, 23040, 20992], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.step, 0, 16]]); // 471: %1660 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("binary_mul_s_s", [[this.act[260], 0, 4], [this.act[29], 0, 4], [this.act[141], 0, 4]]); // 472: %1665 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[282], 0, 4], [this.act[141], 0, 4], [this.grads, 26112, 4]]); // 473: %1666 param26.grad.add0 stdlib.mt:67
+    group("fused_2ops_f17440cbbb", [[this.params, 22784, 21248], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 474: %1667 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[38], 0, 262144], [this.act[306], 0, 256]]); // 475: %1669 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[306], 0, 256], [this.grads, 22784, 256]]); // 476: %1671 param13.grad.add0 stdlib.mt:9
+    group("fused_18ops_bbfc3bbd87", [[this.params, 22528, 21504], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[70], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[28], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 477: %1672 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
+    group("fused_1ops_cfcdd64937", [[this.act[25], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 478: %1690 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 479: %1691 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[306], 0, 256], [this.grads, 22528, 256]]); // 480: %1692 param12.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[24], 0, 262144], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 481: %1694 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.act[306], 0, 256]]); // 482: %1698 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[306], 0, 256], [this.grads, 22272, 256]]); // 483: %1702 param11.grad.add0 stdlib.mt:18
+    group("fused_3ops_7cca0bbdbc", [[this.params, 22272, 21760], [this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 484: %1700 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("permute_0213_16x64x2x32", [[this.act[23], 0, 262144], [this.act[28], 0, 262144]]); // 485: %1704 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
+    group("fused_1ops_cc9f92de88", [[this.act[19], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 486: %1705 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
+    group("matmul_16x2x64x32_16x2x32x64", [[this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.act[270], 0, 524288]]); // 487: %1706 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
+    group("fused_1ops_47f5f88d7b", [[this.act[22], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 488: %1707 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.act[23], 0, 262144]]); // 489: %1708 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
+    group("fused_5ops_26ca5d1565", [[this.act[21], 0, 524288], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 490: %1709 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
+    group("causal_mask_f0_16x2x64x64", [[this.act[20], 0, 524288], [this.act[270], 0, 524288]]); // 491: %1714 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
+    group("fused_2ops_47f2aae676", [[this.act[18], 0, 262144], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 492: %1715 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
+    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.act[18], 0, 262144]]); // 493: %1717 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
+    group("fused_1ops_a6e3260ac3", [[this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 494: %1718 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
+    group("matmul_16x2x32x64_16x2x64x64", [[this.act[28], 0, 262144], [this.act[20], 0, 524288], [this.act[13], 0, 262144]]); // 495: %1719 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
+    group("fused_7ops_9b56bc9662", [[this.params, 22016, 22016], [this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 496: %1720 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
+    group("matmul_8x8192_8192x8", [[this.act[24], 0, 262144], [this.act[19], 0, 262144], [this.act[306], 0, 256]]); // 497: %1727 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[306], 0, 256], [this.grads, 22016, 256]]); // 498: %1728 param10.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 499: %1730 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[19], 0, 262144], [this.act[9], 0, 262144], [this.act[306], 0, 256]]); // 500: %1734 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[306], 0, 256], [this.grads, 21760, 256]]); // 501: %1738 param9.grad.add0 stdlib.mt:18
+    group("fused_8ops_0816ee8de5", [[this.params, 21504, 22528], [this.act[14], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 502: %1736 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[306], 0, 256]]); // 503: %1745 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[306], 0, 256], [this.grads, 21504, 256]]); // 504: %1746 param8.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[12], 0, 262144], [this.act[24], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 505: %1748 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[306], 0, 256]]); // 506: %1752 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[306], 0, 256], [this.grads, 21248, 256]]); // 507: %1756 param7.grad.add0 stdlib.mt:18
+    group("fused_8ops_fe3afec744", [[this.params, 20992, 23040], [this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 508: %1754 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_1ops_cfcdd64937", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 509: %1763 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[306], 0, 256]]); // 510: %1764 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[306], 0, 256], [this.grads, 20992, 256]]); // 511: %1765 param6.grad.add0 stdlib.mt:18
+    group("fused_2ops_69d817fe6a", [[this.act[10], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 512: %1767 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[306], 0, 256]]); // 513: %1771 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[306], 0, 256], [this.grads, 20736, 256]]); // 514: %1775 param5.grad.add0 stdlib.mt:18
+    group("fused_5ops_09dc3d6959", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 515: %1773 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("sum_a01_16x64x8x8", [[this.act[13], 0, 262144], [this.act[306], 0, 256]]); // 516: %1779 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[306], 0, 256], [this.grads, 20480, 256]]); // 517: %1781 param4.grad.add0 stdlib.mt:9
+    group("fused_15ops_42d3aa720c", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[38], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 518: %1782 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    group("sum_a0_16x64x8x8", [[this.act[13], 0, 262144], [this.act[3], 0, 16384]]); // 519: %1797 embed.add0.grad.sum0 stdlib.mt:96
+    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[308], 0, 2048]]); // 520: %1800 embed.matmul1.grad.permute0 stdlib.mt:96
+    group("fused_1ops_df29fea321", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 521: %1799 embed.affine0.grad.affine0 stdlib.mt:96
+    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[308], 0, 2048], [this.act[1], 0, 2048]]); // 522: %1801 embed.matmul1.grad.matmul0 stdlib.mt:96
+    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[308], 0, 2048]]); // 523: %1802 embed.matmul1.grad.permute1 stdlib.mt:96
+    group("matmul_64x1x8_64x8x8", [[this.act[308], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 524: %1803 embed.matmul1.grad.matmul1 stdlib.mt:96
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 525: %1809 embed.slice1.grad.pad0 stdlib.mt:95
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 526: %1811 embed.slice0.grad.pad0 stdlib.mt:94
+    group("fused_5ops_2a15e87308", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[13], 0, 262144], [this.act[59], 0, 32768], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 527: %1804 embed.matmul0.grad.permute0 stdlib.mt:96
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[115], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 528: %1813 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[59], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 529: %1815 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("affine_s1_b0_8x8", [[this.act[244], 0, 256], [this.grads, 35328, 256]]); // 530: %1816 norm_final.g.grad.affine0 stdlib.mt:7
+    group("affine_s1_b0_8x8", [[this.act[243], 0, 256], [this.grads, 35584, 256]]); // 531: %1817 head.W.grad.affine0 stdlib.mt:113
+    group("affine_s1_b0_256x8", [[this.act[239], 0, 8192], [this.grads, 35840, 8192]]); // 532: %1818 head.W_out.grad.affine0 stdlib.mt:114
+    group("gradnorm_partial_11008", [[this.grads, 0, ARENA], [this.partials, 0, 12]]); // 533: gradient norm, partial sums
+    group("gradnorm_total_3", [[this.partials, 0, 12], [this.norm, 0, 16]]); // 534: gradient norm
+    group("adamw_11008", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 535: AdamW update
+    this.outputs = { loss: [this.act[237], 0, 4], logits: [this.act[236], 0, 1048576], observations: { ["residual"]: [[this.act[111], 0, 262144], [this.act[223], 0, 262144]] } };
   }
 
   run(pass: GPUComputePassEncoder, kernel: string, group: number, x: number, y: number, z: number) {
@@ -2038,1446 +1142,553 @@ export class Program {
 
   /** Constants (identity matrices, fills): once, after creation. */
   setup(pass: GPUComputePassEncoder) {
-    this.run(pass, "eye_8x8", 0, 1, 1, 1); // %130 blocks.0.think.eye0 stdlib.mt:68
-    this.run(pass, "eye_8x8", 1, 1, 1, 1); // %244 blocks.1.think.eye0 stdlib.mt:68
-    this.run(pass, "eye_8x8", 2, 1, 1, 1); // %358 blocks.0.think.eye1 stdlib.mt:68
-    this.run(pass, "eye_8x8", 3, 1, 1, 1); // %472 blocks.1.think.eye1 stdlib.mt:68
-    this.run(pass, "fill_v1_s", 4, 1, 1, 1); // %547 loss.grad.fill0 vector_collapse.mt:13
   }
 
   /** The forward pass up to the loss. */
   forward(pass: GPUComputePassEncoder) {
-    this.run(pass, "gather_256x8_16x64i", 5, 32, 1, 1); // %67 embed.gather0 stdlib.mt:92
-    this.run(pass, "gather_256x8_16x64i", 6, 32, 1, 1); // %69 embed.gather1 stdlib.mt:93
-    this.run(pass, "slice_ax0_at0_64x8_to_64x8", 7, 2, 1, 1); // %71 embed.slice0 stdlib.mt:94
-    this.run(pass, "slice_ax0_at0_64x8_to_64x8", 8, 2, 1, 1); // %73 embed.slice1 stdlib.mt:95
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 9, 16, 1, 1); // %75 embed.matmul0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x1_64x1x8", 10, 1, 1, 1); // %76 embed.matmul1 stdlib.mt:96
-    this.run(pass, "affine_s0p1_b0_64x8x8", 11, 16, 1, 1); // %77 embed.affine0 stdlib.mt:96
-    this.run(pass, "binary_add_16x64x8x8_64x8x8", 12, 256, 1, 1); // %78 embed.add0 stdlib.mt:96
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 13, 256, 1, 1); // %79 blocks.0.attn.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 14, 16, 1, 1); // %80 blocks.0.attn.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 15, 4, 1, 1); // %81 blocks.0.attn.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 16, 4, 1, 1); // %82 blocks.0.attn.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 17, 4, 1, 1); // %83 blocks.0.attn.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 18, 256, 1, 1); // %84 blocks.0.attn.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 19, 256, 1, 1); // %85 blocks.0.attn.norm.mul2 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 20, 16, 1, 1); // %86 blocks.0.attn.q.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 21, 256, 1, 1); // %87 blocks.0.attn.q.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 22, 16, 1, 1); // %89 blocks.0.attn.q.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 23, 256, 1, 1); // %92 blocks.0.attn.permute0 stdlib.mt:33
-    this.run(pass, "matmul_8x8_16x64x8x8", 24, 16, 1, 1); // %93 blocks.0.attn.k.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 25, 256, 1, 1); // %94 blocks.0.attn.k.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 26, 16, 1, 1); // %96 blocks.0.attn.k.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 27, 256, 1, 1); // %99 blocks.0.attn.permute1 stdlib.mt:34
-    this.run(pass, "matmul_8x8_16x64x8x8", 28, 16, 1, 1); // %100 blocks.0.attn.v.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 29, 256, 1, 1); // %101 blocks.0.attn.v.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 30, 16, 1, 1); // %103 blocks.0.attn.v.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 31, 256, 1, 1); // %106 blocks.0.attn.permute2 stdlib.mt:35
-    this.run(pass, "permute_0132_16x2x64x32", 32, 256, 1, 1); // %107 blocks.0.attn.permute3 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 33, 8, 1, 1); // %108 blocks.0.attn.matmul0 stdlib.mt:36
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 34, 512, 1, 1); // %109 blocks.0.attn.affine0 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 35, 512, 1, 1); // %110 blocks.0.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "softmax_16x2x64x64", 36, 32, 1, 1); // %111 blocks.0.attn.softmax0 stdlib.mt:37
-    this.run(pass, "dropout_p0p1_k0_16x2x64x64", 37, 512, 1, 1); // %112 blocks.0.attn.dropout0 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 38, 16, 1, 1); // %113 blocks.0.attn.matmul1 stdlib.mt:38
-    this.run(pass, "permute_0213_16x2x64x32", 39, 256, 1, 1); // %114 blocks.0.attn.permute4 stdlib.mt:38
-    this.run(pass, "matmul_8x8_16x64x8x8", 40, 16, 1, 1); // %116 blocks.0.attn.o.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 41, 256, 1, 1); // %117 blocks.0.attn.o.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 42, 16, 1, 1); // %119 blocks.0.attn.o.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 43, 256, 1, 1); // %121 blocks.0.attn.add0 stdlib.mt:39
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 44, 256, 1, 1); // %122 blocks.0.think.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 45, 16, 1, 1); // %123 blocks.0.think.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 46, 4, 1, 1); // %124 blocks.0.think.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 47, 4, 1, 1); // %125 blocks.0.think.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 48, 4, 1, 1); // %126 blocks.0.think.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 49, 256, 1, 1); // %127 blocks.0.think.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 50, 256, 1, 1); // %128 blocks.0.think.norm.mul2 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 51, 1, 1, 1); // %129 blocks.0.think.clamp0 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 52, 16, 1, 1); // %131 blocks.0.think.delta.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 53, 256, 1, 1); // %132 blocks.0.think.delta.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 54, 16, 1, 1); // %134 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 55, 256, 1, 1); // %136 blocks.0.think.delta.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 56, 16, 1, 1); // %137 blocks.0.think.delta.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 57, 256, 1, 1); // %138 blocks.0.think.delta.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 58, 16, 1, 1); // %140 blocks.0.think.delta.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 59, 256, 1, 1); // %142 blocks.0.think.delta.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 60, 16, 1, 1); // %143 blocks.0.think.delta.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 61, 256, 1, 1); // %144 blocks.0.think.delta.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 62, 16, 1, 1); // %146 blocks.0.think.delta.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 63, 256, 1, 1); // %148 blocks.0.think.delta.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 64, 256, 1, 1); // %149 blocks.0.think.add0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 65, 16, 1, 1); // %150 blocks.0.think.matmul0 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 66, 16, 1, 1); // %151 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 67, 256, 1, 1); // %152 blocks.0.think.gamma.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 68, 16, 1, 1); // %154 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 69, 256, 1, 1); // %156 blocks.0.think.gamma.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 70, 16, 1, 1); // %157 blocks.0.think.gamma.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 71, 256, 1, 1); // %158 blocks.0.think.gamma.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 72, 16, 1, 1); // %160 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 73, 256, 1, 1); // %162 blocks.0.think.gamma.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 74, 16, 1, 1); // %163 blocks.0.think.gamma.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 75, 256, 1, 1); // %164 blocks.0.think.gamma.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 76, 16, 1, 1); // %166 blocks.0.think.gamma.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 77, 256, 1, 1); // %168 blocks.0.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 78, 256, 1, 1); // %169 blocks.0.think.add1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 79, 16, 1, 1); // %170 blocks.0.think.matmul1 stdlib.mt:69
-    this.run(pass, "matmul_8192x8_8x1", 80, 16, 1, 1); // %172 blocks.0.think.matmul2 stdlib.mt:70
-    this.run(pass, "matmul_8192x8_8x1", 81, 16, 1, 1); // %175 blocks.0.think.matmul3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 82, 32, 1, 1); // %177 blocks.0.think.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 83, 16, 1, 1); // %178 blocks.0.think.matmul4 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 84, 256, 1, 1); // %179 blocks.0.think.mul0 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 85, 16, 1, 1); // %180 blocks.0.think.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 86, 4, 1, 1); // %181 blocks.0.think.add2 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 87, 4, 1, 1); // %182 blocks.0.think.sigmoid0 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 88, 256, 1, 1); // %183 blocks.0.think.mul1 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 89, 16, 1, 1); // %184 blocks.0.think.sum1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 90, 4, 1, 1); // %185 blocks.0.think.add3 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 91, 4, 1, 1); // %186 blocks.0.think.sigmoid1 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 92, 256, 1, 1); // %187 blocks.0.think.sub0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 93, 256, 1, 1); // %188 blocks.0.think.mul2 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 94, 256, 1, 1); // %189 blocks.0.think.mul3 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 95, 256, 1, 1); // %190 blocks.0.think.add4 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k1_16x64x8x8", 96, 256, 1, 1); // %191 blocks.0.think.dropout0 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 97, 256, 1, 1); // %192 blocks.0.think.add5 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 98, 256, 1, 1); // %193 blocks.1.attn.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 99, 16, 1, 1); // %194 blocks.1.attn.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 100, 4, 1, 1); // %195 blocks.1.attn.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 101, 4, 1, 1); // %196 blocks.1.attn.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 102, 4, 1, 1); // %197 blocks.1.attn.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 103, 256, 1, 1); // %198 blocks.1.attn.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 104, 256, 1, 1); // %199 blocks.1.attn.norm.mul2 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 105, 16, 1, 1); // %200 blocks.1.attn.q.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 106, 256, 1, 1); // %201 blocks.1.attn.q.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 107, 16, 1, 1); // %203 blocks.1.attn.q.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 108, 256, 1, 1); // %206 blocks.1.attn.permute0 stdlib.mt:33
-    this.run(pass, "matmul_8x8_16x64x8x8", 109, 16, 1, 1); // %207 blocks.1.attn.k.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 110, 256, 1, 1); // %208 blocks.1.attn.k.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 111, 16, 1, 1); // %210 blocks.1.attn.k.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 112, 256, 1, 1); // %213 blocks.1.attn.permute1 stdlib.mt:34
-    this.run(pass, "matmul_8x8_16x64x8x8", 113, 16, 1, 1); // %214 blocks.1.attn.v.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 114, 256, 1, 1); // %215 blocks.1.attn.v.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 115, 16, 1, 1); // %217 blocks.1.attn.v.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 116, 256, 1, 1); // %220 blocks.1.attn.permute2 stdlib.mt:35
-    this.run(pass, "permute_0132_16x2x64x32", 117, 256, 1, 1); // %221 blocks.1.attn.permute3 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 118, 8, 1, 1); // %222 blocks.1.attn.matmul0 stdlib.mt:36
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 119, 512, 1, 1); // %223 blocks.1.attn.affine0 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 120, 512, 1, 1); // %224 blocks.1.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "softmax_16x2x64x64", 121, 32, 1, 1); // %225 blocks.1.attn.softmax0 stdlib.mt:37
-    this.run(pass, "dropout_p0p1_k2_16x2x64x64", 122, 512, 1, 1); // %226 blocks.1.attn.dropout0 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 123, 16, 1, 1); // %227 blocks.1.attn.matmul1 stdlib.mt:38
-    this.run(pass, "permute_0213_16x2x64x32", 124, 256, 1, 1); // %228 blocks.1.attn.permute4 stdlib.mt:38
-    this.run(pass, "matmul_8x8_16x64x8x8", 125, 16, 1, 1); // %230 blocks.1.attn.o.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 126, 256, 1, 1); // %231 blocks.1.attn.o.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 127, 16, 1, 1); // %233 blocks.1.attn.o.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 128, 256, 1, 1); // %235 blocks.1.attn.add0 stdlib.mt:39
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 129, 256, 1, 1); // %236 blocks.1.think.norm.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 130, 16, 1, 1); // %237 blocks.1.think.norm.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 131, 4, 1, 1); // %238 blocks.1.think.norm.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 132, 4, 1, 1); // %239 blocks.1.think.norm.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 133, 4, 1, 1); // %240 blocks.1.think.norm.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 134, 256, 1, 1); // %241 blocks.1.think.norm.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 135, 256, 1, 1); // %242 blocks.1.think.norm.mul2 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 136, 1, 1, 1); // %243 blocks.1.think.clamp0 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 137, 16, 1, 1); // %245 blocks.1.think.delta.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 138, 256, 1, 1); // %246 blocks.1.think.delta.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 139, 16, 1, 1); // %248 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 140, 256, 1, 1); // %250 blocks.1.think.delta.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 141, 16, 1, 1); // %251 blocks.1.think.delta.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 142, 256, 1, 1); // %252 blocks.1.think.delta.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 143, 16, 1, 1); // %254 blocks.1.think.delta.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 144, 256, 1, 1); // %256 blocks.1.think.delta.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 145, 16, 1, 1); // %257 blocks.1.think.delta.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 146, 256, 1, 1); // %258 blocks.1.think.delta.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 147, 16, 1, 1); // %260 blocks.1.think.delta.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 148, 256, 1, 1); // %262 blocks.1.think.delta.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 149, 256, 1, 1); // %263 blocks.1.think.add0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 150, 16, 1, 1); // %264 blocks.1.think.matmul0 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 151, 16, 1, 1); // %265 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 152, 256, 1, 1); // %266 blocks.1.think.gamma.gate.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 153, 16, 1, 1); // %268 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 154, 256, 1, 1); // %270 blocks.1.think.gamma.silu0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 155, 16, 1, 1); // %271 blocks.1.think.gamma.value.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 156, 256, 1, 1); // %272 blocks.1.think.gamma.value.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 157, 16, 1, 1); // %274 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 158, 256, 1, 1); // %276 blocks.1.think.gamma.mul0 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 159, 16, 1, 1); // %277 blocks.1.think.gamma.up.matmul0 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 160, 256, 1, 1); // %278 blocks.1.think.gamma.up.silu0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 161, 16, 1, 1); // %280 blocks.1.think.gamma.up.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 162, 256, 1, 1); // %282 blocks.1.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 163, 256, 1, 1); // %283 blocks.1.think.add1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 164, 16, 1, 1); // %284 blocks.1.think.matmul1 stdlib.mt:69
-    this.run(pass, "matmul_8192x8_8x1", 165, 16, 1, 1); // %286 blocks.1.think.matmul2 stdlib.mt:70
-    this.run(pass, "matmul_8192x8_8x1", 166, 16, 1, 1); // %289 blocks.1.think.matmul3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 167, 32, 1, 1); // %291 blocks.1.think.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 168, 16, 1, 1); // %292 blocks.1.think.matmul4 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 169, 256, 1, 1); // %293 blocks.1.think.mul0 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 170, 16, 1, 1); // %294 blocks.1.think.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 171, 4, 1, 1); // %295 blocks.1.think.add2 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 172, 4, 1, 1); // %296 blocks.1.think.sigmoid0 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 173, 256, 1, 1); // %297 blocks.1.think.mul1 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 174, 16, 1, 1); // %298 blocks.1.think.sum1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 175, 4, 1, 1); // %299 blocks.1.think.add3 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 176, 4, 1, 1); // %300 blocks.1.think.sigmoid1 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 177, 256, 1, 1); // %301 blocks.1.think.sub0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 178, 256, 1, 1); // %302 blocks.1.think.mul2 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 179, 256, 1, 1); // %303 blocks.1.think.mul3 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 180, 256, 1, 1); // %304 blocks.1.think.add4 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k3_16x64x8x8", 181, 256, 1, 1); // %305 blocks.1.think.dropout0 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 182, 256, 1, 1); // %306 blocks.1.think.add5 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 183, 256, 1, 1); // %307 blocks.0.attn.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 184, 16, 1, 1); // %308 blocks.0.attn.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 185, 4, 1, 1); // %309 blocks.0.attn.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 186, 4, 1, 1); // %310 blocks.0.attn.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 187, 4, 1, 1); // %311 blocks.0.attn.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 188, 256, 1, 1); // %312 blocks.0.attn.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 189, 256, 1, 1); // %313 blocks.0.attn.norm.mul5 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 190, 16, 1, 1); // %314 blocks.0.attn.q.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 191, 256, 1, 1); // %315 blocks.0.attn.q.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 192, 16, 1, 1); // %317 blocks.0.attn.q.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 193, 256, 1, 1); // %320 blocks.0.attn.permute5 stdlib.mt:33
-    this.run(pass, "matmul_8x8_16x64x8x8", 194, 16, 1, 1); // %321 blocks.0.attn.k.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 195, 256, 1, 1); // %322 blocks.0.attn.k.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 196, 16, 1, 1); // %324 blocks.0.attn.k.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 197, 256, 1, 1); // %327 blocks.0.attn.permute6 stdlib.mt:34
-    this.run(pass, "matmul_8x8_16x64x8x8", 198, 16, 1, 1); // %328 blocks.0.attn.v.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 199, 256, 1, 1); // %329 blocks.0.attn.v.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 200, 16, 1, 1); // %331 blocks.0.attn.v.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 201, 256, 1, 1); // %334 blocks.0.attn.permute7 stdlib.mt:35
-    this.run(pass, "permute_0132_16x2x64x32", 202, 256, 1, 1); // %335 blocks.0.attn.permute8 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 203, 8, 1, 1); // %336 blocks.0.attn.matmul2 stdlib.mt:36
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 204, 512, 1, 1); // %337 blocks.0.attn.affine1 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 205, 512, 1, 1); // %338 blocks.0.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "softmax_16x2x64x64", 206, 32, 1, 1); // %339 blocks.0.attn.softmax1 stdlib.mt:37
-    this.run(pass, "dropout_p0p1_k4_16x2x64x64", 207, 512, 1, 1); // %340 blocks.0.attn.dropout1 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 208, 16, 1, 1); // %341 blocks.0.attn.matmul3 stdlib.mt:38
-    this.run(pass, "permute_0213_16x2x64x32", 209, 256, 1, 1); // %342 blocks.0.attn.permute9 stdlib.mt:38
-    this.run(pass, "matmul_8x8_16x64x8x8", 210, 16, 1, 1); // %344 blocks.0.attn.o.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 211, 256, 1, 1); // %345 blocks.0.attn.o.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 212, 16, 1, 1); // %347 blocks.0.attn.o.matmul3 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 213, 256, 1, 1); // %349 blocks.0.attn.add1 stdlib.mt:39
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 214, 256, 1, 1); // %350 blocks.0.think.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 215, 16, 1, 1); // %351 blocks.0.think.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 216, 4, 1, 1); // %352 blocks.0.think.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 217, 4, 1, 1); // %353 blocks.0.think.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 218, 4, 1, 1); // %354 blocks.0.think.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 219, 256, 1, 1); // %355 blocks.0.think.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 220, 256, 1, 1); // %356 blocks.0.think.norm.mul5 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 221, 1, 1, 1); // %357 blocks.0.think.clamp1 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 222, 16, 1, 1); // %359 blocks.0.think.delta.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 223, 256, 1, 1); // %360 blocks.0.think.delta.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 224, 16, 1, 1); // %362 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 225, 256, 1, 1); // %364 blocks.0.think.delta.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 226, 16, 1, 1); // %365 blocks.0.think.delta.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 227, 256, 1, 1); // %366 blocks.0.think.delta.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 228, 16, 1, 1); // %368 blocks.0.think.delta.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 229, 256, 1, 1); // %370 blocks.0.think.delta.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 230, 16, 1, 1); // %371 blocks.0.think.delta.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 231, 256, 1, 1); // %372 blocks.0.think.delta.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 232, 16, 1, 1); // %374 blocks.0.think.delta.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 233, 256, 1, 1); // %376 blocks.0.think.delta.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 234, 256, 1, 1); // %377 blocks.0.think.add6 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 235, 16, 1, 1); // %378 blocks.0.think.matmul5 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 236, 16, 1, 1); // %379 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 237, 256, 1, 1); // %380 blocks.0.think.gamma.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 238, 16, 1, 1); // %382 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 239, 256, 1, 1); // %384 blocks.0.think.gamma.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 240, 16, 1, 1); // %385 blocks.0.think.gamma.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 241, 256, 1, 1); // %386 blocks.0.think.gamma.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 242, 16, 1, 1); // %388 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 243, 256, 1, 1); // %390 blocks.0.think.gamma.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 244, 16, 1, 1); // %391 blocks.0.think.gamma.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 245, 256, 1, 1); // %392 blocks.0.think.gamma.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 246, 16, 1, 1); // %394 blocks.0.think.gamma.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 247, 256, 1, 1); // %396 blocks.0.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 248, 256, 1, 1); // %397 blocks.0.think.add7 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 249, 16, 1, 1); // %398 blocks.0.think.matmul6 stdlib.mt:69
-    this.run(pass, "matmul_8192x8_8x1", 250, 16, 1, 1); // %400 blocks.0.think.matmul7 stdlib.mt:70
-    this.run(pass, "matmul_8192x8_8x1", 251, 16, 1, 1); // %403 blocks.0.think.matmul8 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 252, 32, 1, 1); // %405 blocks.0.think.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 253, 16, 1, 1); // %406 blocks.0.think.matmul9 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 254, 256, 1, 1); // %407 blocks.0.think.mul4 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 255, 16, 1, 1); // %408 blocks.0.think.sum2 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 256, 4, 1, 1); // %409 blocks.0.think.add8 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 257, 4, 1, 1); // %410 blocks.0.think.sigmoid2 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 258, 256, 1, 1); // %411 blocks.0.think.mul5 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 259, 16, 1, 1); // %412 blocks.0.think.sum3 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 260, 4, 1, 1); // %413 blocks.0.think.add9 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 261, 4, 1, 1); // %414 blocks.0.think.sigmoid3 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 262, 256, 1, 1); // %415 blocks.0.think.sub1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 263, 256, 1, 1); // %416 blocks.0.think.mul6 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 264, 256, 1, 1); // %417 blocks.0.think.mul7 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 265, 256, 1, 1); // %418 blocks.0.think.add10 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k5_16x64x8x8", 266, 256, 1, 1); // %419 blocks.0.think.dropout1 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 267, 256, 1, 1); // %420 blocks.0.think.add11 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 268, 256, 1, 1); // %421 blocks.1.attn.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 269, 16, 1, 1); // %422 blocks.1.attn.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 270, 4, 1, 1); // %423 blocks.1.attn.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 271, 4, 1, 1); // %424 blocks.1.attn.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 272, 4, 1, 1); // %425 blocks.1.attn.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 273, 256, 1, 1); // %426 blocks.1.attn.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 274, 256, 1, 1); // %427 blocks.1.attn.norm.mul5 stdlib.mt:9
-    this.run(pass, "matmul_8x8_16x64x8x8", 275, 16, 1, 1); // %428 blocks.1.attn.q.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 276, 256, 1, 1); // %429 blocks.1.attn.q.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 277, 16, 1, 1); // %431 blocks.1.attn.q.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 278, 256, 1, 1); // %434 blocks.1.attn.permute5 stdlib.mt:33
-    this.run(pass, "matmul_8x8_16x64x8x8", 279, 16, 1, 1); // %435 blocks.1.attn.k.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 280, 256, 1, 1); // %436 blocks.1.attn.k.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 281, 16, 1, 1); // %438 blocks.1.attn.k.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 282, 256, 1, 1); // %441 blocks.1.attn.permute6 stdlib.mt:34
-    this.run(pass, "matmul_8x8_16x64x8x8", 283, 16, 1, 1); // %442 blocks.1.attn.v.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 284, 256, 1, 1); // %443 blocks.1.attn.v.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 285, 16, 1, 1); // %445 blocks.1.attn.v.matmul3 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 286, 256, 1, 1); // %448 blocks.1.attn.permute7 stdlib.mt:35
-    this.run(pass, "permute_0132_16x2x64x32", 287, 256, 1, 1); // %449 blocks.1.attn.permute8 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 288, 8, 1, 1); // %450 blocks.1.attn.matmul2 stdlib.mt:36
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 289, 512, 1, 1); // %451 blocks.1.attn.affine1 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 290, 512, 1, 1); // %452 blocks.1.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "softmax_16x2x64x64", 291, 32, 1, 1); // %453 blocks.1.attn.softmax1 stdlib.mt:37
-    this.run(pass, "dropout_p0p1_k6_16x2x64x64", 292, 512, 1, 1); // %454 blocks.1.attn.dropout1 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 293, 16, 1, 1); // %455 blocks.1.attn.matmul3 stdlib.mt:38
-    this.run(pass, "permute_0213_16x2x64x32", 294, 256, 1, 1); // %456 blocks.1.attn.permute9 stdlib.mt:38
-    this.run(pass, "matmul_8x8_16x64x8x8", 295, 16, 1, 1); // %458 blocks.1.attn.o.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 296, 256, 1, 1); // %459 blocks.1.attn.o.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 297, 16, 1, 1); // %461 blocks.1.attn.o.matmul3 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 298, 256, 1, 1); // %463 blocks.1.attn.add1 stdlib.mt:39
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 299, 256, 1, 1); // %464 blocks.1.think.norm.mul3 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 300, 16, 1, 1); // %465 blocks.1.think.norm.sum1 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 301, 4, 1, 1); // %466 blocks.1.think.norm.affine2 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 302, 4, 1, 1); // %467 blocks.1.think.norm.affine3 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 303, 4, 1, 1); // %468 blocks.1.think.norm.rsqrt1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 304, 256, 1, 1); // %469 blocks.1.think.norm.mul4 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 305, 256, 1, 1); // %470 blocks.1.think.norm.mul5 stdlib.mt:9
-    this.run(pass, "clamp_lo0p01_hi0p5_s", 306, 1, 1, 1); // %471 blocks.1.think.clamp1 stdlib.mt:67
-    this.run(pass, "matmul_8x8_16x64x8x8", 307, 16, 1, 1); // %473 blocks.1.think.delta.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 308, 256, 1, 1); // %474 blocks.1.think.delta.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 309, 16, 1, 1); // %476 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 310, 256, 1, 1); // %478 blocks.1.think.delta.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 311, 16, 1, 1); // %479 blocks.1.think.delta.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 312, 256, 1, 1); // %480 blocks.1.think.delta.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 313, 16, 1, 1); // %482 blocks.1.think.delta.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 314, 256, 1, 1); // %484 blocks.1.think.delta.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 315, 16, 1, 1); // %485 blocks.1.think.delta.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 316, 256, 1, 1); // %486 blocks.1.think.delta.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 317, 16, 1, 1); // %488 blocks.1.think.delta.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 318, 256, 1, 1); // %490 blocks.1.think.delta.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 319, 256, 1, 1); // %491 blocks.1.think.add6 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 320, 16, 1, 1); // %492 blocks.1.think.matmul5 stdlib.mt:69
-    this.run(pass, "matmul_8x8_16x64x8x8", 321, 16, 1, 1); // %493 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 322, 256, 1, 1); // %494 blocks.1.think.gamma.gate.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 323, 16, 1, 1); // %496 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 324, 256, 1, 1); // %498 blocks.1.think.gamma.silu1 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 325, 16, 1, 1); // %499 blocks.1.think.gamma.value.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 326, 256, 1, 1); // %500 blocks.1.think.gamma.value.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 327, 16, 1, 1); // %502 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 328, 256, 1, 1); // %504 blocks.1.think.gamma.mul2 stdlib.mt:49
-    this.run(pass, "matmul_8x8_16x64x8x8", 329, 16, 1, 1); // %505 blocks.1.think.gamma.up.matmul2 stdlib.mt:18
-    this.run(pass, "unary_silu_16x64x8x8", 330, 256, 1, 1); // %506 blocks.1.think.gamma.up.silu1 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 331, 16, 1, 1); // %508 blocks.1.think.gamma.up.matmul3 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_s", 332, 256, 1, 1); // %510 blocks.1.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "binary_add_8x8_16x64x8x8", 333, 256, 1, 1); // %511 blocks.1.think.add7 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 334, 16, 1, 1); // %512 blocks.1.think.matmul6 stdlib.mt:69
-    this.run(pass, "matmul_8192x8_8x1", 335, 16, 1, 1); // %514 blocks.1.think.matmul7 stdlib.mt:70
-    this.run(pass, "matmul_8192x8_8x1", 336, 16, 1, 1); // %517 blocks.1.think.matmul8 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 337, 32, 1, 1); // %519 blocks.1.think.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x1_16x64x1x8", 338, 16, 1, 1); // %520 blocks.1.think.matmul9 stdlib.mt:70
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 339, 256, 1, 1); // %521 blocks.1.think.mul4 stdlib.mt:71
-    this.run(pass, "sum_a23_16x64x8x8", 340, 16, 1, 1); // %522 blocks.1.think.sum2 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x1x1_s", 341, 4, 1, 1); // %523 blocks.1.think.add8 stdlib.mt:71
-    this.run(pass, "unary_sigmoid_16x64x1x1", 342, 4, 1, 1); // %524 blocks.1.think.sigmoid2 stdlib.mt:71
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 343, 256, 1, 1); // %525 blocks.1.think.mul5 stdlib.mt:72
-    this.run(pass, "sum_a23_16x64x8x8", 344, 16, 1, 1); // %526 blocks.1.think.sum3 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x1x1_s", 345, 4, 1, 1); // %527 blocks.1.think.add9 stdlib.mt:72
-    this.run(pass, "unary_sigmoid_16x64x1x1", 346, 4, 1, 1); // %528 blocks.1.think.sigmoid3 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x8x8_16x64x8x8", 347, 256, 1, 1); // %529 blocks.1.think.sub1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 348, 256, 1, 1); // %530 blocks.1.think.mul6 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x1x1_16x64x8x8", 349, 256, 1, 1); // %531 blocks.1.think.mul7 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 350, 256, 1, 1); // %532 blocks.1.think.add10 stdlib.mt:73
-    this.run(pass, "dropout_p0p1_k7_16x64x8x8", 351, 256, 1, 1); // %533 blocks.1.think.dropout1 stdlib.mt:73
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 352, 256, 1, 1); // %534 blocks.1.think.add11 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 353, 256, 1, 1); // %535 norm_final.mul0 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 354, 16, 1, 1); // %536 norm_final.sum0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 355, 4, 1, 1); // %537 norm_final.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0p000001_16x64x1x1", 356, 4, 1, 1); // %538 norm_final.affine1 stdlib.mt:9
-    this.run(pass, "unary_rsqrt_16x64x1x1", 357, 4, 1, 1); // %539 norm_final.rsqrt0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 358, 256, 1, 1); // %540 norm_final.mul1 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 359, 256, 1, 1); // %541 norm_final.mul2 stdlib.mt:9
-    this.run(pass, "binary_mul_8x8_16x64x8x8", 360, 256, 1, 1); // %542 head.mul0 stdlib.mt:116
-    this.run(pass, "sum_a3_16x64x8x8", 361, 128, 1, 1); // %543 head.sum0 stdlib.mt:116
-    this.run(pass, "matmul_256x8_16x64x8x1", 362, 16, 1, 1); // %544 head.matmul0 stdlib.mt:117
-    this.run(pass, "cross_entropy_16x64x256_16x64i", 363, 1, 1, 1); // %546 loss.cross_entropy0 vector_collapse.mt:13
+    this.run(pass, "slice_ax0_at0_64x8_to_64x8", 0, 2, 1, 1); // %71 embed.slice0 stdlib.mt:94
+    this.run(pass, "slice_ax0_at0_64x8_to_64x8", 1, 2, 1, 1); // %73 embed.slice1 stdlib.mt:95
+    this.run(pass, "matmul_64x8x1_64x1x8", 2, 1, 1, 1); // %76 embed.matmul1 stdlib.mt:96
+    this.run(pass, "affine_s0p1_b0_64x8x8", 3, 16, 1, 1); // %77 embed.affine0 stdlib.mt:96
+    this.run(pass, "fused_12ops_e33672a183", 4, 16, 1, 1); // %67 embed.gather0 stdlib.mt:92
+    this.run(pass, "fused_7ops_1b1b3fcf5b", 5, 16, 1, 1); // %85 blocks.0.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "permute_0213_16x64x2x32", 6, 256, 1, 1); // %92 blocks.0.attn.permute0 stdlib.mt:33
+    this.run(pass, "fused_6ops_b281e8428a", 7, 16, 1, 1); // %93 blocks.0.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 8, 256, 1, 1); // %99 blocks.0.attn.permute1 stdlib.mt:34
+    this.run(pass, "fused_6ops_9c0c464cdb", 9, 16, 1, 1); // %100 blocks.0.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 10, 256, 1, 1); // %106 blocks.0.attn.permute2 stdlib.mt:35
+    this.run(pass, "fused_1ops_a6e3260ac3", 11, 16, 1, 1); // %107 blocks.0.attn.permute3 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 12, 8, 1, 1); // %108 blocks.0.attn.matmul0 stdlib.mt:36
+    this.run(pass, "fused_1ops_5e68f20328", 13, 16, 1, 1); // %109 blocks.0.attn.affine0 stdlib.mt:36
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 14, 512, 1, 1); // %110 blocks.0.attn.causal_mask0 stdlib.mt:37
+    this.run(pass, "fused_2ops_8be8dc7ae8", 15, 16, 1, 1); // %111 blocks.0.attn.softmax0 stdlib.mt:37
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 16, 16, 1, 1); // %113 blocks.0.attn.matmul1 stdlib.mt:38
+    this.run(pass, "fused_13ops_198d3fb54e", 17, 16, 1, 1); // %114 blocks.0.attn.permute4 stdlib.mt:38
+    this.run(pass, "fused_6ops_8be4b4d573", 18, 16, 1, 1); // %127 blocks.0.think.norm.mul1 stdlib.mt:9
+    this.run(pass, "fused_8ops_745972c6a3", 19, 16, 1, 1); // %134 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 20, 16, 1, 1); // %142 blocks.0.think.delta.mul0 stdlib.mt:49
+    this.run(pass, "fused_6ops_de30427ed2", 21, 16, 1, 1); // %148 blocks.0.think.delta.mul1 stdlib.mt:49
+    this.run(pass, "fused_8ops_745972c6a3", 22, 16, 1, 1); // %154 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 23, 16, 1, 1); // %162 blocks.0.think.gamma.mul0 stdlib.mt:49
+    this.run(pass, "fused_4ops_1512e32d6e", 24, 16, 1, 1); // %168 blocks.0.think.gamma.mul1 stdlib.mt:49
+    this.run(pass, "fused_11ops_3395ec0dcd", 25, 16, 1, 1); // %172 blocks.0.think.matmul2 stdlib.mt:70
+    this.run(pass, "fused_6ops_c4e3617a2d", 26, 16, 1, 1); // %183 blocks.0.think.mul1 stdlib.mt:72
+    this.run(pass, "fused_10ops_1bd4cd7d9f", 27, 16, 1, 1); // %189 blocks.0.think.mul3 stdlib.mt:73
+    this.run(pass, "fused_7ops_1b1b3fcf5b", 28, 16, 1, 1); // %199 blocks.1.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "permute_0213_16x64x2x32", 29, 256, 1, 1); // %206 blocks.1.attn.permute0 stdlib.mt:33
+    this.run(pass, "fused_6ops_b281e8428a", 30, 16, 1, 1); // %207 blocks.1.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 31, 256, 1, 1); // %213 blocks.1.attn.permute1 stdlib.mt:34
+    this.run(pass, "fused_6ops_9c0c464cdb", 32, 16, 1, 1); // %214 blocks.1.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 33, 256, 1, 1); // %220 blocks.1.attn.permute2 stdlib.mt:35
+    this.run(pass, "fused_1ops_a6e3260ac3", 34, 16, 1, 1); // %221 blocks.1.attn.permute3 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 35, 8, 1, 1); // %222 blocks.1.attn.matmul0 stdlib.mt:36
+    this.run(pass, "fused_1ops_5e68f20328", 36, 16, 1, 1); // %223 blocks.1.attn.affine0 stdlib.mt:36
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 37, 512, 1, 1); // %224 blocks.1.attn.causal_mask0 stdlib.mt:37
+    this.run(pass, "fused_2ops_94efe5e865", 38, 16, 1, 1); // %225 blocks.1.attn.softmax0 stdlib.mt:37
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 39, 16, 1, 1); // %227 blocks.1.attn.matmul1 stdlib.mt:38
+    this.run(pass, "fused_13ops_198d3fb54e", 40, 16, 1, 1); // %228 blocks.1.attn.permute4 stdlib.mt:38
+    this.run(pass, "fused_6ops_8be4b4d573", 41, 16, 1, 1); // %241 blocks.1.think.norm.mul1 stdlib.mt:9
+    this.run(pass, "fused_8ops_745972c6a3", 42, 16, 1, 1); // %248 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 43, 16, 1, 1); // %256 blocks.1.think.delta.mul0 stdlib.mt:49
+    this.run(pass, "fused_6ops_de30427ed2", 44, 16, 1, 1); // %262 blocks.1.think.delta.mul1 stdlib.mt:49
+    this.run(pass, "fused_8ops_745972c6a3", 45, 16, 1, 1); // %268 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 46, 16, 1, 1); // %276 blocks.1.think.gamma.mul0 stdlib.mt:49
+    this.run(pass, "fused_4ops_1512e32d6e", 47, 16, 1, 1); // %282 blocks.1.think.gamma.mul1 stdlib.mt:49
+    this.run(pass, "fused_11ops_3395ec0dcd", 48, 16, 1, 1); // %286 blocks.1.think.matmul2 stdlib.mt:70
+    this.run(pass, "fused_6ops_c4e3617a2d", 49, 16, 1, 1); // %297 blocks.1.think.mul1 stdlib.mt:72
+    this.run(pass, "fused_10ops_edd470fd40", 50, 16, 1, 1); // %303 blocks.1.think.mul3 stdlib.mt:73
+    this.run(pass, "fused_7ops_1b1b3fcf5b", 51, 16, 1, 1); // %313 blocks.0.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "permute_0213_16x64x2x32", 52, 256, 1, 1); // %320 blocks.0.attn.permute5 stdlib.mt:33
+    this.run(pass, "fused_6ops_b281e8428a", 53, 16, 1, 1); // %321 blocks.0.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 54, 256, 1, 1); // %327 blocks.0.attn.permute6 stdlib.mt:34
+    this.run(pass, "fused_6ops_9c0c464cdb", 55, 16, 1, 1); // %328 blocks.0.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 56, 256, 1, 1); // %334 blocks.0.attn.permute7 stdlib.mt:35
+    this.run(pass, "fused_1ops_a6e3260ac3", 57, 16, 1, 1); // %335 blocks.0.attn.permute8 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 58, 8, 1, 1); // %336 blocks.0.attn.matmul2 stdlib.mt:36
+    this.run(pass, "fused_1ops_5e68f20328", 59, 16, 1, 1); // %337 blocks.0.attn.affine1 stdlib.mt:36
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 60, 512, 1, 1); // %338 blocks.0.attn.causal_mask1 stdlib.mt:37
+    this.run(pass, "fused_2ops_8bb6995af2", 61, 16, 1, 1); // %339 blocks.0.attn.softmax1 stdlib.mt:37
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 62, 16, 1, 1); // %341 blocks.0.attn.matmul3 stdlib.mt:38
+    this.run(pass, "fused_13ops_198d3fb54e", 63, 16, 1, 1); // %342 blocks.0.attn.permute9 stdlib.mt:38
+    this.run(pass, "fused_6ops_8be4b4d573", 64, 16, 1, 1); // %355 blocks.0.think.norm.mul4 stdlib.mt:9
+    this.run(pass, "fused_8ops_745972c6a3", 65, 16, 1, 1); // %362 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 66, 16, 1, 1); // %370 blocks.0.think.delta.mul2 stdlib.mt:49
+    this.run(pass, "fused_6ops_de30427ed2", 67, 16, 1, 1); // %376 blocks.0.think.delta.mul3 stdlib.mt:49
+    this.run(pass, "fused_8ops_745972c6a3", 68, 16, 1, 1); // %382 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 69, 16, 1, 1); // %390 blocks.0.think.gamma.mul2 stdlib.mt:49
+    this.run(pass, "fused_4ops_1512e32d6e", 70, 16, 1, 1); // %396 blocks.0.think.gamma.mul3 stdlib.mt:49
+    this.run(pass, "fused_11ops_3395ec0dcd", 71, 16, 1, 1); // %400 blocks.0.think.matmul7 stdlib.mt:70
+    this.run(pass, "fused_6ops_c4e3617a2d", 72, 16, 1, 1); // %411 blocks.0.think.mul5 stdlib.mt:72
+    this.run(pass, "fused_10ops_3c8446ed91", 73, 16, 1, 1); // %417 blocks.0.think.mul7 stdlib.mt:73
+    this.run(pass, "fused_7ops_1b1b3fcf5b", 74, 16, 1, 1); // %427 blocks.1.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "permute_0213_16x64x2x32", 75, 256, 1, 1); // %434 blocks.1.attn.permute5 stdlib.mt:33
+    this.run(pass, "fused_6ops_b281e8428a", 76, 16, 1, 1); // %435 blocks.1.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 77, 256, 1, 1); // %441 blocks.1.attn.permute6 stdlib.mt:34
+    this.run(pass, "fused_6ops_9c0c464cdb", 78, 16, 1, 1); // %442 blocks.1.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 79, 256, 1, 1); // %448 blocks.1.attn.permute7 stdlib.mt:35
+    this.run(pass, "fused_1ops_a6e3260ac3", 80, 16, 1, 1); // %449 blocks.1.attn.permute8 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 81, 8, 1, 1); // %450 blocks.1.attn.matmul2 stdlib.mt:36
+    this.run(pass, "fused_1ops_5e68f20328", 82, 16, 1, 1); // %451 blocks.1.attn.affine1 stdlib.mt:36
+    this.run(pass, "causal_mask_fminf_16x2x64x64", 83, 512, 1, 1); // %452 blocks.1.attn.causal_mask1 stdlib.mt:37
+    this.run(pass, "fused_2ops_bf2d5bd5b2", 84, 16, 1, 1); // %453 blocks.1.attn.softmax1 stdlib.mt:37
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 85, 16, 1, 1); // %455 blocks.1.attn.matmul3 stdlib.mt:38
+    this.run(pass, "fused_13ops_198d3fb54e", 86, 16, 1, 1); // %456 blocks.1.attn.permute9 stdlib.mt:38
+    this.run(pass, "fused_6ops_8be4b4d573", 87, 16, 1, 1); // %469 blocks.1.think.norm.mul4 stdlib.mt:9
+    this.run(pass, "fused_8ops_745972c6a3", 88, 16, 1, 1); // %476 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 89, 16, 1, 1); // %484 blocks.1.think.delta.mul2 stdlib.mt:49
+    this.run(pass, "fused_6ops_de30427ed2", 90, 16, 1, 1); // %490 blocks.1.think.delta.mul3 stdlib.mt:49
+    this.run(pass, "fused_8ops_745972c6a3", 91, 16, 1, 1); // %496 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
+    this.run(pass, "fused_6ops_6e80e8c197", 92, 16, 1, 1); // %504 blocks.1.think.gamma.mul2 stdlib.mt:49
+    this.run(pass, "fused_4ops_1512e32d6e", 93, 16, 1, 1); // %510 blocks.1.think.gamma.mul3 stdlib.mt:49
+    this.run(pass, "fused_11ops_3395ec0dcd", 94, 16, 1, 1); // %514 blocks.1.think.matmul7 stdlib.mt:70
+    this.run(pass, "fused_6ops_c4e3617a2d", 95, 16, 1, 1); // %525 blocks.1.think.mul5 stdlib.mt:72
+    this.run(pass, "fused_10ops_e2110cdb1b", 96, 16, 1, 1); // %531 blocks.1.think.mul7 stdlib.mt:73
+    this.run(pass, "fused_3ops_b3ac5ce4f1", 97, 16, 1, 1); // %541 norm_final.mul2 stdlib.mt:9
+    this.run(pass, "matmul_256x8_16x64x8x1", 98, 16, 1, 1); // %544 head.matmul0 stdlib.mt:117
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 99, 1, 1, 1); // %546 loss.cross_entropy0 vector_collapse.mt:13
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "softmax_16x64x256", 364, 16, 1, 1); // %548 loss.cross_entropy0.grad.softmax0 vector_collapse.mt:13
-    this.run(pass, "onehot_16x64i_to_16x64x256", 365, 1024, 1, 1); // %549 loss.cross_entropy0.grad.onehot0 vector_collapse.mt:13
-    this.run(pass, "binary_sub_16x64x256_16x64x256", 366, 1024, 1, 1); // %550 loss.cross_entropy0.grad.sub0 vector_collapse.mt:13
-    this.run(pass, "binary_mul_16x64x256_s", 367, 1024, 1, 1); // %551 loss.cross_entropy0.grad.mul0 vector_collapse.mt:13
-    this.run(pass, "affine_s0p0009765625_b0_16x64x256", 368, 1024, 1, 1); // %552 loss.cross_entropy0.grad.affine0 vector_collapse.mt:13
-    this.run(pass, "permute_0132_16x64x8x1", 369, 32, 1, 1); // %554 head.matmul0.grad.permute0 stdlib.mt:117
-    this.run(pass, "matmul_16x64x256x1_16x64x1x8", 370, 512, 1, 1); // %555 head.matmul0.grad.matmul0 stdlib.mt:117
-    this.run(pass, "sum_a01_16x64x256x8", 371, 32, 1, 1); // %556 head.matmul0.grad.sum0 stdlib.mt:117
-    this.run(pass, "permute_10_256x8", 372, 8, 1, 1); // %558 head.matmul0.grad.permute1 stdlib.mt:117
-    this.run(pass, "matmul_8x256_16x64x256x1", 373, 2, 1, 1); // %559 head.matmul0.grad.matmul1 stdlib.mt:117
-    this.run(pass, "expand_16x64x8x1_to_16x64x8x8", 374, 256, 1, 1); // %560 head.sum0.grad.expand0 stdlib.mt:116
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 375, 256, 1, 1); // %561 head.mul0.grad.mul0 stdlib.mt:116
-    this.run(pass, "sum_a01_16x64x8x8", 376, 1, 1, 1); // %562 head.mul0.grad.sum0 stdlib.mt:116
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 377, 256, 1, 1); // %564 head.mul0.grad.mul1 stdlib.mt:116
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 378, 256, 1, 1); // %565 norm_final.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 379, 256, 1, 1); // %566 norm_final.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 380, 1, 1, 1); // %567 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 381, 256, 1, 1); // %569 norm_final.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 382, 256, 1, 1); // %570 norm_final.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 383, 16, 1, 1); // %571 norm_final.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 384, 4, 1, 1); // %572 norm_final.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 385, 4, 1, 1); // %573 norm_final.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 386, 4, 1, 1); // %574 norm_final.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 387, 4, 1, 1); // %575 norm_final.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 388, 4, 1, 1); // %576 norm_final.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 389, 4, 1, 1); // %577 norm_final.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 390, 256, 1, 1); // %578 norm_final.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 391, 256, 1, 1); // %579 norm_final.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 392, 256, 1, 1); // %580 norm_final.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 393, 256, 1, 1); // %581 blocks.1.think.add11.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 394, 256, 1, 1); // %582 blocks.1.think.add11.grad.add1 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k7_16x64x8x8", 395, 256, 1, 1); // %583 blocks.1.think.dropout1.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 396, 256, 1, 1); // %584 blocks.1.think.mul7.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 397, 16, 1, 1); // %585 blocks.1.think.mul7.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 398, 256, 1, 1); // %586 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 399, 256, 1, 1); // %587 blocks.1.think.mul6.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 400, 16, 1, 1); // %588 blocks.1.think.mul6.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 401, 256, 1, 1); // %589 blocks.1.think.mul6.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 402, 256, 1, 1); // %590 blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 403, 4, 1, 1); // %591 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 404, 4, 1, 1); // %592 blocks.1.think.sigmoid3.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 405, 4, 1, 1); // %593 blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 406, 1, 1, 1); // %594 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 407, 256, 1, 1); // %596 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 408, 256, 1, 1); // %597 blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 409, 1, 1, 1); // %598 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 410, 256, 1, 1); // %600 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 411, 256, 1, 1); // %601 blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 412, 4, 1, 1); // %602 blocks.1.think.sigmoid2.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 413, 4, 1, 1); // %603 blocks.1.think.sigmoid2.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 414, 4, 1, 1); // %604 blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 415, 1, 1, 1); // %605 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 416, 256, 1, 1); // %607 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 417, 256, 1, 1); // %608 blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 418, 1, 1, 1); // %609 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 419, 256, 1, 1); // %611 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 420, 256, 1, 1); // %612 blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 421, 32, 1, 1); // %613 blocks.1.think.matmul9.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 422, 16, 1, 1); // %614 blocks.1.think.matmul9.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 423, 32, 1, 1); // %615 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 424, 16, 1, 1); // %616 blocks.1.think.matmul9.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 425, 32, 1, 1); // %617 blocks.1.think.permute1.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 426, 1, 1, 1); // %619 blocks.1.think.matmul8.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 427, 16, 1, 1); // %620 blocks.1.think.matmul8.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 428, 256, 1, 1); // %621 blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 429, 1, 1, 1); // %622 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 430, 256, 1, 1); // %624 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 431, 1, 1, 1); // %626 blocks.1.think.matmul7.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 432, 16, 1, 1); // %627 blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 433, 256, 1, 1); // %628 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 434, 1, 1, 1); // %629 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 435, 256, 1, 1); // %631 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 436, 256, 1, 1); // %632 blocks.1.think.matmul6.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 437, 16, 1, 1); // %633 blocks.1.think.matmul6.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 438, 256, 1, 1); // %634 blocks.1.think.matmul6.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 439, 16, 1, 1); // %635 blocks.1.think.matmul6.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 440, 256, 1, 1); // %638 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 441, 256, 1, 1); // %639 blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 442, 1, 1, 1); // %640 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 443, 1, 1, 1); // %643 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 444, 16, 1, 1); // %644 blocks.1.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 445, 256, 1, 1); // %645 blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 446, 1, 1, 1); // %646 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 447, 256, 1, 1); // %648 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 448, 256, 1, 1); // %649 blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 449, 256, 1, 1); // %650 blocks.1.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 450, 16, 1, 1); // %651 blocks.1.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 451, 1, 1, 1); // %652 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 452, 1, 1, 1); // %654 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 453, 16, 1, 1); // %655 blocks.1.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 454, 256, 1, 1); // %656 blocks.1.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 455, 256, 1, 1); // %657 blocks.1.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 456, 1, 1, 1); // %659 blocks.1.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 457, 16, 1, 1); // %660 blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 458, 256, 1, 1); // %661 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 459, 1, 1, 1); // %662 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 460, 256, 1, 1); // %664 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 461, 256, 1, 1); // %665 blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 462, 256, 1, 1); // %666 blocks.1.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 463, 16, 1, 1); // %667 blocks.1.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 464, 1, 1, 1); // %668 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 465, 1, 1, 1); // %670 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 466, 16, 1, 1); // %671 blocks.1.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 467, 256, 1, 1); // %672 blocks.1.think.norm.mul5.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 468, 256, 1, 1); // %673 blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 469, 256, 1, 1); // %674 blocks.1.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 470, 1, 1, 1); // %676 blocks.1.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 471, 16, 1, 1); // %677 blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 472, 256, 1, 1); // %678 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 473, 1, 1, 1); // %679 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 474, 256, 1, 1); // %681 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 475, 256, 1, 1); // %682 blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 476, 256, 1, 1); // %683 blocks.1.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 477, 16, 1, 1); // %684 blocks.1.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 478, 1, 1, 1); // %685 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 479, 1, 1, 1); // %687 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 480, 16, 1, 1); // %688 blocks.1.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 481, 256, 1, 1); // %689 blocks.1.think.norm.mul5.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 482, 256, 1, 1); // %690 blocks.1.think.matmul5.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 483, 16, 1, 1); // %691 blocks.1.think.matmul5.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 484, 256, 1, 1); // %692 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 485, 16, 1, 1); // %693 blocks.1.think.matmul5.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 486, 256, 1, 1); // %694 blocks.1.think.norm.mul5.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 487, 256, 1, 1); // %697 blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 488, 256, 1, 1); // %698 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 489, 1, 1, 1); // %699 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 490, 1, 1, 1); // %701 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 491, 1, 1, 1); // %703 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 492, 16, 1, 1); // %704 blocks.1.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 493, 256, 1, 1); // %705 blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 494, 1, 1, 1); // %706 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 495, 256, 1, 1); // %708 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 496, 256, 1, 1); // %709 blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 497, 256, 1, 1); // %710 blocks.1.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 498, 16, 1, 1); // %711 blocks.1.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 499, 1, 1, 1); // %712 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 500, 1, 1, 1); // %714 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 501, 16, 1, 1); // %715 blocks.1.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 502, 256, 1, 1); // %716 blocks.1.think.delta.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 503, 256, 1, 1); // %717 blocks.1.think.delta.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 504, 1, 1, 1); // %719 blocks.1.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 505, 16, 1, 1); // %720 blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 506, 256, 1, 1); // %721 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 507, 1, 1, 1); // %722 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 508, 256, 1, 1); // %724 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 509, 256, 1, 1); // %725 blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 510, 256, 1, 1); // %726 blocks.1.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 511, 16, 1, 1); // %727 blocks.1.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 512, 1, 1, 1); // %728 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 513, 1, 1, 1); // %730 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 514, 16, 1, 1); // %731 blocks.1.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 515, 256, 1, 1); // %732 blocks.1.think.norm.mul5.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 516, 256, 1, 1); // %733 blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 517, 256, 1, 1); // %734 blocks.1.think.delta.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 518, 1, 1, 1); // %736 blocks.1.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 519, 16, 1, 1); // %737 blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 520, 256, 1, 1); // %738 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 521, 1, 1, 1); // %739 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 522, 256, 1, 1); // %741 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 523, 256, 1, 1); // %742 blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 524, 256, 1, 1); // %743 blocks.1.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 525, 16, 1, 1); // %744 blocks.1.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 526, 1, 1, 1); // %745 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 527, 1, 1, 1); // %747 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 528, 16, 1, 1); // %748 blocks.1.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 529, 256, 1, 1); // %749 blocks.1.think.norm.mul5.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 530, 1, 1, 1); // %750 blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 531, 1, 1, 1); // %751 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 532, 256, 1, 1); // %752 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 533, 256, 1, 1); // %753 blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 534, 1, 1, 1); // %754 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 535, 256, 1, 1); // %756 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 536, 256, 1, 1); // %757 blocks.1.think.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 537, 16, 1, 1); // %758 blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 538, 256, 1, 1); // %759 blocks.1.attn.add1.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 539, 4, 1, 1); // %760 blocks.1.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 540, 4, 1, 1); // %761 blocks.1.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 541, 4, 1, 1); // %762 blocks.1.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 542, 4, 1, 1); // %763 blocks.1.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 543, 4, 1, 1); // %764 blocks.1.think.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 544, 4, 1, 1); // %765 blocks.1.think.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 545, 256, 1, 1); // %766 blocks.1.think.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 546, 256, 1, 1); // %767 blocks.1.think.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 547, 256, 1, 1); // %768 blocks.1.think.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 548, 256, 1, 1); // %769 blocks.1.attn.add1.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 549, 256, 1, 1); // %770 blocks.1.attn.add1.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 550, 1, 1, 1); // %772 blocks.1.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 551, 16, 1, 1); // %773 blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 552, 256, 1, 1); // %774 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 553, 1, 1, 1); // %775 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 554, 256, 1, 1); // %777 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 555, 256, 1, 1); // %778 blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 556, 256, 1, 1); // %779 blocks.1.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 557, 16, 1, 1); // %780 blocks.1.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 558, 1, 1, 1); // %781 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 559, 1, 1, 1); // %783 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 560, 16, 1, 1); // %784 blocks.1.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 561, 256, 1, 1); // %786 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x32", 562, 256, 1, 1); // %787 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 563, 8, 1, 1); // %788 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x64", 564, 512, 1, 1); // %789 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 565, 16, 1, 1); // %790 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "dropout_p0p1_k6_16x2x64x64", 566, 512, 1, 1); // %791 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 567, 512, 1, 1); // %792 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:37
-    this.run(pass, "sum_a3_16x2x64x64", 568, 32, 1, 1); // %793 blocks.1.attn.softmax1.grad.sum0 stdlib.mt:37
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 569, 512, 1, 1); // %794 blocks.1.attn.softmax1.grad.sub0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 570, 512, 1, 1); // %795 blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 571, 512, 1, 1); // %796 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 572, 512, 1, 1); // %797 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 573, 256, 1, 1); // %798 blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 574, 16, 1, 1); // %799 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x64x32", 575, 256, 1, 1); // %800 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 576, 16, 1, 1); // %801 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 577, 256, 1, 1); // %802 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
-    this.run(pass, "permute_0213_16x2x64x32", 578, 256, 1, 1); // %803 blocks.1.attn.permute7.grad.permute0 stdlib.mt:35
-    this.run(pass, "permute_10_8x8", 579, 1, 1, 1); // %806 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 580, 16, 1, 1); // %807 blocks.1.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 581, 256, 1, 1); // %808 blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 582, 1, 1, 1); // %809 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 583, 256, 1, 1); // %811 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 584, 256, 1, 1); // %812 blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 585, 256, 1, 1); // %813 blocks.1.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 586, 16, 1, 1); // %814 blocks.1.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 587, 1, 1, 1); // %815 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 588, 1, 1, 1); // %817 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 589, 16, 1, 1); // %818 blocks.1.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 590, 256, 1, 1); // %819 blocks.1.attn.permute6.grad.permute0 stdlib.mt:34
-    this.run(pass, "permute_10_8x8", 591, 1, 1, 1); // %822 blocks.1.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 592, 16, 1, 1); // %823 blocks.1.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 593, 256, 1, 1); // %824 blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 594, 1, 1, 1); // %825 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 595, 256, 1, 1); // %827 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 596, 256, 1, 1); // %828 blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 597, 256, 1, 1); // %829 blocks.1.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 598, 16, 1, 1); // %830 blocks.1.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 599, 1, 1, 1); // %831 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 600, 1, 1, 1); // %833 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 601, 16, 1, 1); // %834 blocks.1.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 602, 256, 1, 1); // %835 blocks.1.attn.norm.mul5.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 603, 256, 1, 1); // %836 blocks.1.attn.permute5.grad.permute0 stdlib.mt:33
-    this.run(pass, "permute_10_8x8", 604, 1, 1, 1); // %839 blocks.1.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 605, 16, 1, 1); // %840 blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 606, 256, 1, 1); // %841 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 607, 1, 1, 1); // %842 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 608, 256, 1, 1); // %844 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 609, 256, 1, 1); // %845 blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 610, 256, 1, 1); // %846 blocks.1.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 611, 16, 1, 1); // %847 blocks.1.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 612, 1, 1, 1); // %848 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 613, 1, 1, 1); // %850 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 614, 16, 1, 1); // %851 blocks.1.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 615, 256, 1, 1); // %852 blocks.1.attn.norm.mul5.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 616, 256, 1, 1); // %853 blocks.1.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 617, 256, 1, 1); // %854 blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 618, 1, 1, 1); // %855 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 619, 256, 1, 1); // %857 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 620, 256, 1, 1); // %858 blocks.1.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 621, 16, 1, 1); // %859 blocks.1.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 622, 256, 1, 1); // %860 blocks.0.think.add11.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 623, 4, 1, 1); // %861 blocks.1.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 624, 4, 1, 1); // %862 blocks.1.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 625, 4, 1, 1); // %863 blocks.1.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 626, 4, 1, 1); // %864 blocks.1.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 627, 4, 1, 1); // %865 blocks.1.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 628, 4, 1, 1); // %866 blocks.1.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 629, 256, 1, 1); // %867 blocks.1.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 630, 256, 1, 1); // %868 blocks.1.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 631, 256, 1, 1); // %869 blocks.1.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 632, 256, 1, 1); // %870 blocks.0.think.add11.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 633, 256, 1, 1); // %871 blocks.0.think.add11.grad.add2 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k5_16x64x8x8", 634, 256, 1, 1); // %872 blocks.0.think.dropout1.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 635, 256, 1, 1); // %873 blocks.0.think.mul7.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 636, 16, 1, 1); // %874 blocks.0.think.mul7.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 637, 256, 1, 1); // %875 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 638, 256, 1, 1); // %876 blocks.0.think.mul6.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 639, 16, 1, 1); // %877 blocks.0.think.mul6.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 640, 256, 1, 1); // %878 blocks.0.think.mul6.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 641, 256, 1, 1); // %879 blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 642, 4, 1, 1); // %880 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 643, 4, 1, 1); // %881 blocks.0.think.sigmoid3.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 644, 4, 1, 1); // %882 blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 645, 1, 1, 1); // %883 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 646, 256, 1, 1); // %885 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 647, 256, 1, 1); // %886 blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 648, 1, 1, 1); // %887 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 649, 256, 1, 1); // %889 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 650, 256, 1, 1); // %890 blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 651, 4, 1, 1); // %891 blocks.0.think.sigmoid2.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 652, 4, 1, 1); // %892 blocks.0.think.sigmoid2.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 653, 4, 1, 1); // %893 blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 654, 1, 1, 1); // %894 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 655, 256, 1, 1); // %896 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 656, 256, 1, 1); // %897 blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 657, 1, 1, 1); // %898 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 658, 256, 1, 1); // %900 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 659, 256, 1, 1); // %901 blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 660, 32, 1, 1); // %902 blocks.0.think.matmul9.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 661, 16, 1, 1); // %903 blocks.0.think.matmul9.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 662, 32, 1, 1); // %904 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 663, 16, 1, 1); // %905 blocks.0.think.matmul9.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 664, 32, 1, 1); // %906 blocks.0.think.permute1.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 665, 1, 1, 1); // %908 blocks.0.think.matmul8.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 666, 16, 1, 1); // %909 blocks.0.think.matmul8.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 667, 256, 1, 1); // %910 blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 668, 1, 1, 1); // %911 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 669, 256, 1, 1); // %913 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 670, 1, 1, 1); // %915 blocks.0.think.matmul7.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 671, 16, 1, 1); // %916 blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 672, 256, 1, 1); // %917 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 673, 1, 1, 1); // %918 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 674, 256, 1, 1); // %920 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 675, 256, 1, 1); // %921 blocks.0.think.matmul6.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 676, 16, 1, 1); // %922 blocks.0.think.matmul6.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 677, 256, 1, 1); // %923 blocks.0.think.matmul6.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 678, 16, 1, 1); // %924 blocks.0.think.matmul6.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 679, 256, 1, 1); // %927 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 680, 256, 1, 1); // %928 blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 681, 1, 1, 1); // %929 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 682, 1, 1, 1); // %932 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 683, 16, 1, 1); // %933 blocks.0.think.gamma.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 684, 256, 1, 1); // %934 blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 685, 1, 1, 1); // %935 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 686, 256, 1, 1); // %937 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 687, 256, 1, 1); // %938 blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 688, 256, 1, 1); // %939 blocks.0.think.gamma.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 689, 16, 1, 1); // %940 blocks.0.think.gamma.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 690, 1, 1, 1); // %941 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 691, 1, 1, 1); // %943 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 692, 16, 1, 1); // %944 blocks.0.think.gamma.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 693, 256, 1, 1); // %945 blocks.0.think.gamma.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 694, 256, 1, 1); // %946 blocks.0.think.gamma.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 695, 1, 1, 1); // %948 blocks.0.think.gamma.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 696, 16, 1, 1); // %949 blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 697, 256, 1, 1); // %950 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 698, 1, 1, 1); // %951 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 699, 256, 1, 1); // %953 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 700, 256, 1, 1); // %954 blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 701, 256, 1, 1); // %955 blocks.0.think.gamma.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 702, 16, 1, 1); // %956 blocks.0.think.gamma.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 703, 1, 1, 1); // %957 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 704, 1, 1, 1); // %959 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 705, 16, 1, 1); // %960 blocks.0.think.gamma.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 706, 256, 1, 1); // %961 blocks.0.think.norm.mul5.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 707, 256, 1, 1); // %962 blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 708, 256, 1, 1); // %963 blocks.0.think.gamma.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 709, 1, 1, 1); // %965 blocks.0.think.gamma.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 710, 16, 1, 1); // %966 blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 711, 256, 1, 1); // %967 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 712, 1, 1, 1); // %968 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 713, 256, 1, 1); // %970 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 714, 256, 1, 1); // %971 blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 715, 256, 1, 1); // %972 blocks.0.think.gamma.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 716, 16, 1, 1); // %973 blocks.0.think.gamma.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 717, 1, 1, 1); // %974 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 718, 1, 1, 1); // %976 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 719, 16, 1, 1); // %977 blocks.0.think.gamma.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 720, 256, 1, 1); // %978 blocks.0.think.norm.mul5.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 721, 256, 1, 1); // %979 blocks.0.think.matmul5.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 722, 16, 1, 1); // %980 blocks.0.think.matmul5.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 723, 256, 1, 1); // %981 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 724, 16, 1, 1); // %982 blocks.0.think.matmul5.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 725, 256, 1, 1); // %983 blocks.0.think.norm.mul5.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 726, 256, 1, 1); // %986 blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 727, 256, 1, 1); // %987 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 728, 1, 1, 1); // %988 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 729, 1, 1, 1); // %990 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 730, 1, 1, 1); // %992 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 731, 16, 1, 1); // %993 blocks.0.think.delta.up.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 732, 256, 1, 1); // %994 blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 733, 1, 1, 1); // %995 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 734, 256, 1, 1); // %997 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 735, 256, 1, 1); // %998 blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 736, 256, 1, 1); // %999 blocks.0.think.delta.up.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 737, 16, 1, 1); // %1000 blocks.0.think.delta.up.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 738, 1, 1, 1); // %1001 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 739, 1, 1, 1); // %1003 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 740, 16, 1, 1); // %1004 blocks.0.think.delta.up.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 741, 256, 1, 1); // %1005 blocks.0.think.delta.mul2.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 742, 256, 1, 1); // %1006 blocks.0.think.delta.mul2.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 743, 1, 1, 1); // %1008 blocks.0.think.delta.value.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 744, 16, 1, 1); // %1009 blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 745, 256, 1, 1); // %1010 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 746, 1, 1, 1); // %1011 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 747, 256, 1, 1); // %1013 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 748, 256, 1, 1); // %1014 blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 749, 256, 1, 1); // %1015 blocks.0.think.delta.value.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 750, 16, 1, 1); // %1016 blocks.0.think.delta.value.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 751, 1, 1, 1); // %1017 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 752, 1, 1, 1); // %1019 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 753, 16, 1, 1); // %1020 blocks.0.think.delta.value.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 754, 256, 1, 1); // %1021 blocks.0.think.norm.mul5.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 755, 256, 1, 1); // %1022 blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 756, 256, 1, 1); // %1023 blocks.0.think.delta.silu1.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 757, 1, 1, 1); // %1025 blocks.0.think.delta.gate.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 758, 16, 1, 1); // %1026 blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 759, 256, 1, 1); // %1027 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 760, 1, 1, 1); // %1028 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 761, 256, 1, 1); // %1030 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 762, 256, 1, 1); // %1031 blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 763, 256, 1, 1); // %1032 blocks.0.think.delta.gate.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 764, 16, 1, 1); // %1033 blocks.0.think.delta.gate.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 765, 1, 1, 1); // %1034 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 766, 1, 1, 1); // %1036 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 767, 16, 1, 1); // %1037 blocks.0.think.delta.gate.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 768, 256, 1, 1); // %1038 blocks.0.think.norm.mul5.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 769, 1, 1, 1); // %1039 blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 770, 1, 1, 1); // %1040 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 771, 256, 1, 1); // %1041 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 772, 256, 1, 1); // %1042 blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 773, 1, 1, 1); // %1043 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 774, 256, 1, 1); // %1045 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 775, 256, 1, 1); // %1046 blocks.0.think.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 776, 16, 1, 1); // %1047 blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 777, 256, 1, 1); // %1048 blocks.0.attn.add1.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 778, 4, 1, 1); // %1049 blocks.0.think.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 779, 4, 1, 1); // %1050 blocks.0.think.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 780, 4, 1, 1); // %1051 blocks.0.think.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 781, 4, 1, 1); // %1052 blocks.0.think.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 782, 4, 1, 1); // %1053 blocks.0.think.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 783, 4, 1, 1); // %1054 blocks.0.think.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 784, 256, 1, 1); // %1055 blocks.0.think.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 785, 256, 1, 1); // %1056 blocks.0.think.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 786, 256, 1, 1); // %1057 blocks.0.think.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 787, 256, 1, 1); // %1058 blocks.0.attn.add1.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 788, 256, 1, 1); // %1059 blocks.0.attn.add1.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 789, 1, 1, 1); // %1061 blocks.0.attn.o.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 790, 16, 1, 1); // %1062 blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 791, 256, 1, 1); // %1063 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 792, 1, 1, 1); // %1064 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 793, 256, 1, 1); // %1066 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 794, 256, 1, 1); // %1067 blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 795, 256, 1, 1); // %1068 blocks.0.attn.o.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 796, 16, 1, 1); // %1069 blocks.0.attn.o.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 797, 1, 1, 1); // %1070 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 798, 1, 1, 1); // %1072 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 799, 16, 1, 1); // %1073 blocks.0.attn.o.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 800, 256, 1, 1); // %1075 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x32", 801, 256, 1, 1); // %1076 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 802, 8, 1, 1); // %1077 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x64", 803, 512, 1, 1); // %1078 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 804, 16, 1, 1); // %1079 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "dropout_p0p1_k4_16x2x64x64", 805, 512, 1, 1); // %1080 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 806, 512, 1, 1); // %1081 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:37
-    this.run(pass, "sum_a3_16x2x64x64", 807, 32, 1, 1); // %1082 blocks.0.attn.softmax1.grad.sum0 stdlib.mt:37
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 808, 512, 1, 1); // %1083 blocks.0.attn.softmax1.grad.sub0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 809, 512, 1, 1); // %1084 blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 810, 512, 1, 1); // %1085 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 811, 512, 1, 1); // %1086 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 812, 256, 1, 1); // %1087 blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 813, 16, 1, 1); // %1088 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x64x32", 814, 256, 1, 1); // %1089 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 815, 16, 1, 1); // %1090 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 816, 256, 1, 1); // %1091 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
-    this.run(pass, "permute_0213_16x2x64x32", 817, 256, 1, 1); // %1092 blocks.0.attn.permute7.grad.permute0 stdlib.mt:35
-    this.run(pass, "permute_10_8x8", 818, 1, 1, 1); // %1095 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 819, 16, 1, 1); // %1096 blocks.0.attn.v.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 820, 256, 1, 1); // %1097 blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 821, 1, 1, 1); // %1098 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 822, 256, 1, 1); // %1100 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 823, 256, 1, 1); // %1101 blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 824, 256, 1, 1); // %1102 blocks.0.attn.v.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 825, 16, 1, 1); // %1103 blocks.0.attn.v.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 826, 1, 1, 1); // %1104 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 827, 1, 1, 1); // %1106 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 828, 16, 1, 1); // %1107 blocks.0.attn.v.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 829, 256, 1, 1); // %1108 blocks.0.attn.permute6.grad.permute0 stdlib.mt:34
-    this.run(pass, "permute_10_8x8", 830, 1, 1, 1); // %1111 blocks.0.attn.k.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 831, 16, 1, 1); // %1112 blocks.0.attn.k.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 832, 256, 1, 1); // %1113 blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 833, 1, 1, 1); // %1114 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 834, 256, 1, 1); // %1116 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 835, 256, 1, 1); // %1117 blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 836, 256, 1, 1); // %1118 blocks.0.attn.k.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 837, 16, 1, 1); // %1119 blocks.0.attn.k.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 838, 1, 1, 1); // %1120 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 839, 1, 1, 1); // %1122 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 840, 16, 1, 1); // %1123 blocks.0.attn.k.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 841, 256, 1, 1); // %1124 blocks.0.attn.norm.mul5.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 842, 256, 1, 1); // %1125 blocks.0.attn.permute5.grad.permute0 stdlib.mt:33
-    this.run(pass, "permute_10_8x8", 843, 1, 1, 1); // %1128 blocks.0.attn.q.matmul3.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 844, 16, 1, 1); // %1129 blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 845, 256, 1, 1); // %1130 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 846, 1, 1, 1); // %1131 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 847, 256, 1, 1); // %1133 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 848, 256, 1, 1); // %1134 blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 849, 256, 1, 1); // %1135 blocks.0.attn.q.matmul2.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 850, 16, 1, 1); // %1136 blocks.0.attn.q.matmul2.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 851, 1, 1, 1); // %1137 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 852, 1, 1, 1); // %1139 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 853, 16, 1, 1); // %1140 blocks.0.attn.q.matmul2.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 854, 256, 1, 1); // %1141 blocks.0.attn.norm.mul5.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 855, 256, 1, 1); // %1142 blocks.0.attn.norm.mul5.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 856, 256, 1, 1); // %1143 blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 857, 1, 1, 1); // %1144 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 858, 256, 1, 1); // %1146 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 859, 256, 1, 1); // %1147 blocks.0.attn.norm.mul4.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 860, 16, 1, 1); // %1148 blocks.0.attn.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 861, 256, 1, 1); // %1149 blocks.1.think.add5.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 862, 4, 1, 1); // %1150 blocks.0.attn.norm.rsqrt1.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 863, 4, 1, 1); // %1151 blocks.0.attn.norm.rsqrt1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 864, 4, 1, 1); // %1152 blocks.0.attn.norm.rsqrt1.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 865, 4, 1, 1); // %1153 blocks.0.attn.norm.rsqrt1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 866, 4, 1, 1); // %1154 blocks.0.attn.norm.affine3.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 867, 4, 1, 1); // %1155 blocks.0.attn.norm.affine2.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 868, 256, 1, 1); // %1156 blocks.0.attn.norm.sum1.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 869, 256, 1, 1); // %1157 blocks.0.attn.norm.mul3.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 870, 256, 1, 1); // %1158 blocks.0.attn.norm.mul3.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 871, 256, 1, 1); // %1159 blocks.1.think.add5.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 872, 256, 1, 1); // %1160 blocks.1.think.add5.grad.add2 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k3_16x64x8x8", 873, 256, 1, 1); // %1161 blocks.1.think.dropout0.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 874, 256, 1, 1); // %1162 blocks.1.think.mul3.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 875, 16, 1, 1); // %1163 blocks.1.think.mul3.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 876, 256, 1, 1); // %1164 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 877, 256, 1, 1); // %1165 blocks.1.think.mul2.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 878, 16, 1, 1); // %1166 blocks.1.think.mul2.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 879, 256, 1, 1); // %1167 blocks.1.think.mul2.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 880, 256, 1, 1); // %1168 blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 881, 4, 1, 1); // %1169 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 882, 4, 1, 1); // %1170 blocks.1.think.sigmoid1.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 883, 4, 1, 1); // %1171 blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 884, 1, 1, 1); // %1172 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 885, 1, 1, 1); // %1174 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 886, 256, 1, 1); // %1175 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 887, 256, 1, 1); // %1176 blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 888, 1, 1, 1); // %1177 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 889, 256, 1, 1); // %1179 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 890, 1, 1, 1); // %1180 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 891, 256, 1, 1); // %1181 blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 892, 4, 1, 1); // %1182 blocks.1.think.sigmoid0.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 893, 4, 1, 1); // %1183 blocks.1.think.sigmoid0.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 894, 4, 1, 1); // %1184 blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 895, 1, 1, 1); // %1185 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 896, 1, 1, 1); // %1187 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 897, 256, 1, 1); // %1188 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 898, 256, 1, 1); // %1189 blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 899, 1, 1, 1); // %1190 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 900, 256, 1, 1); // %1192 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 901, 1, 1, 1); // %1193 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 902, 256, 1, 1); // %1194 blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 903, 32, 1, 1); // %1195 blocks.1.think.matmul4.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 904, 16, 1, 1); // %1196 blocks.1.think.matmul4.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 905, 32, 1, 1); // %1197 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 906, 16, 1, 1); // %1198 blocks.1.think.matmul4.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 907, 32, 1, 1); // %1199 blocks.1.think.permute0.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 908, 1, 1, 1); // %1201 blocks.1.think.matmul3.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 909, 16, 1, 1); // %1202 blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 910, 256, 1, 1); // %1203 blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 911, 1, 1, 1); // %1204 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 912, 1, 1, 1); // %1205 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 913, 256, 1, 1); // %1207 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 914, 1, 1, 1); // %1209 blocks.1.think.matmul2.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 915, 16, 1, 1); // %1210 blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 916, 256, 1, 1); // %1211 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 917, 1, 1, 1); // %1212 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 918, 1, 1, 1); // %1213 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 919, 256, 1, 1); // %1215 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 920, 256, 1, 1); // %1216 blocks.1.think.matmul1.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 921, 16, 1, 1); // %1217 blocks.1.think.matmul1.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 922, 256, 1, 1); // %1218 blocks.1.think.matmul1.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 923, 16, 1, 1); // %1219 blocks.1.think.matmul1.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 924, 256, 1, 1); // %1222 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 925, 256, 1, 1); // %1223 blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 926, 1, 1, 1); // %1224 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 927, 1, 1, 1); // %1227 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 928, 16, 1, 1); // %1228 blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 929, 256, 1, 1); // %1229 blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 930, 1, 1, 1); // %1230 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 931, 1, 1, 1); // %1231 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 932, 256, 1, 1); // %1233 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 933, 256, 1, 1); // %1234 blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 934, 256, 1, 1); // %1235 blocks.1.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 935, 16, 1, 1); // %1236 blocks.1.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 936, 1, 1, 1); // %1237 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 937, 1, 1, 1); // %1239 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 938, 16, 1, 1); // %1240 blocks.1.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 939, 1, 1, 1); // %1241 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 940, 256, 1, 1); // %1242 blocks.1.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 941, 256, 1, 1); // %1243 blocks.1.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 942, 1, 1, 1); // %1245 blocks.1.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 943, 16, 1, 1); // %1246 blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 944, 256, 1, 1); // %1247 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 945, 1, 1, 1); // %1248 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 946, 1, 1, 1); // %1249 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 947, 256, 1, 1); // %1251 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 948, 256, 1, 1); // %1252 blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 949, 256, 1, 1); // %1253 blocks.1.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 950, 16, 1, 1); // %1254 blocks.1.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 951, 1, 1, 1); // %1255 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 952, 1, 1, 1); // %1257 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 953, 16, 1, 1); // %1258 blocks.1.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 954, 1, 1, 1); // %1259 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 955, 256, 1, 1); // %1260 blocks.1.think.norm.mul2.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 956, 256, 1, 1); // %1261 blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 957, 256, 1, 1); // %1262 blocks.1.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 958, 1, 1, 1); // %1264 blocks.1.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 959, 16, 1, 1); // %1265 blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 960, 256, 1, 1); // %1266 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 961, 1, 1, 1); // %1267 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 962, 1, 1, 1); // %1268 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 963, 256, 1, 1); // %1270 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 964, 256, 1, 1); // %1271 blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 965, 256, 1, 1); // %1272 blocks.1.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 966, 16, 1, 1); // %1273 blocks.1.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 967, 1, 1, 1); // %1274 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 968, 1, 1, 1); // %1276 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 969, 16, 1, 1); // %1277 blocks.1.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 970, 1, 1, 1); // %1278 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 971, 256, 1, 1); // %1279 blocks.1.think.norm.mul2.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 972, 256, 1, 1); // %1280 blocks.1.think.matmul0.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 973, 16, 1, 1); // %1281 blocks.1.think.matmul0.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 974, 256, 1, 1); // %1282 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 975, 16, 1, 1); // %1283 blocks.1.think.matmul0.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 976, 256, 1, 1); // %1284 blocks.1.think.norm.mul2.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 977, 256, 1, 1); // %1287 blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 978, 256, 1, 1); // %1288 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 979, 1, 1, 1); // %1289 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 980, 1, 1, 1); // %1291 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 981, 1, 1, 1); // %1293 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 982, 16, 1, 1); // %1294 blocks.1.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 983, 256, 1, 1); // %1295 blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 984, 1, 1, 1); // %1296 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 985, 1, 1, 1); // %1297 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 986, 256, 1, 1); // %1299 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 987, 256, 1, 1); // %1300 blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 988, 256, 1, 1); // %1301 blocks.1.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 989, 16, 1, 1); // %1302 blocks.1.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 990, 1, 1, 1); // %1303 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 991, 1, 1, 1); // %1305 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 992, 16, 1, 1); // %1306 blocks.1.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 993, 1, 1, 1); // %1307 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 994, 256, 1, 1); // %1308 blocks.1.think.delta.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 995, 256, 1, 1); // %1309 blocks.1.think.delta.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 996, 1, 1, 1); // %1311 blocks.1.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 997, 16, 1, 1); // %1312 blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 998, 256, 1, 1); // %1313 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 999, 1, 1, 1); // %1314 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1000, 1, 1, 1); // %1315 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1001, 256, 1, 1); // %1317 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1002, 256, 1, 1); // %1318 blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1003, 256, 1, 1); // %1319 blocks.1.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1004, 16, 1, 1); // %1320 blocks.1.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1005, 1, 1, 1); // %1321 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1006, 1, 1, 1); // %1323 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1007, 16, 1, 1); // %1324 blocks.1.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1008, 1, 1, 1); // %1325 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1009, 256, 1, 1); // %1326 blocks.1.think.norm.mul2.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1010, 256, 1, 1); // %1327 blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1011, 256, 1, 1); // %1328 blocks.1.think.delta.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1012, 1, 1, 1); // %1330 blocks.1.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1013, 16, 1, 1); // %1331 blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1014, 256, 1, 1); // %1332 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1015, 1, 1, 1); // %1333 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1016, 1, 1, 1); // %1334 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1017, 256, 1, 1); // %1336 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1018, 256, 1, 1); // %1337 blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1019, 256, 1, 1); // %1338 blocks.1.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1020, 16, 1, 1); // %1339 blocks.1.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1021, 1, 1, 1); // %1340 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1022, 1, 1, 1); // %1342 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1023, 16, 1, 1); // %1343 blocks.1.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1024, 1, 1, 1); // %1344 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1025, 256, 1, 1); // %1345 blocks.1.think.norm.mul2.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 1026, 1, 1, 1); // %1346 blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 1027, 1, 1, 1); // %1347 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 1028, 1, 1, 1); // %1348 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1029, 256, 1, 1); // %1349 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1030, 256, 1, 1); // %1350 blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1031, 1, 1, 1); // %1351 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1032, 1, 1, 1); // %1353 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1033, 256, 1, 1); // %1354 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1034, 256, 1, 1); // %1355 blocks.1.think.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1035, 16, 1, 1); // %1356 blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1036, 256, 1, 1); // %1357 blocks.1.attn.add0.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1037, 4, 1, 1); // %1358 blocks.1.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1038, 4, 1, 1); // %1359 blocks.1.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1039, 4, 1, 1); // %1360 blocks.1.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1040, 4, 1, 1); // %1361 blocks.1.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1041, 4, 1, 1); // %1362 blocks.1.think.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1042, 4, 1, 1); // %1363 blocks.1.think.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1043, 256, 1, 1); // %1364 blocks.1.think.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1044, 256, 1, 1); // %1365 blocks.1.think.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1045, 256, 1, 1); // %1366 blocks.1.think.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1046, 256, 1, 1); // %1367 blocks.1.attn.add0.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1047, 256, 1, 1); // %1368 blocks.1.attn.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 1048, 1, 1, 1); // %1370 blocks.1.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1049, 16, 1, 1); // %1371 blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1050, 256, 1, 1); // %1372 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1051, 1, 1, 1); // %1373 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1052, 1, 1, 1); // %1374 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1053, 256, 1, 1); // %1376 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1054, 256, 1, 1); // %1377 blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1055, 256, 1, 1); // %1378 blocks.1.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1056, 16, 1, 1); // %1379 blocks.1.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1057, 1, 1, 1); // %1380 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1058, 1, 1, 1); // %1382 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1059, 16, 1, 1); // %1383 blocks.1.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1060, 1, 1, 1); // %1384 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 1061, 256, 1, 1); // %1386 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x32", 1062, 256, 1, 1); // %1387 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 1063, 8, 1, 1); // %1388 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x64", 1064, 512, 1, 1); // %1389 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1065, 16, 1, 1); // %1390 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "dropout_p0p1_k2_16x2x64x64", 1066, 512, 1, 1); // %1391 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1067, 512, 1, 1); // %1392 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:37
-    this.run(pass, "sum_a3_16x2x64x64", 1068, 32, 1, 1); // %1393 blocks.1.attn.softmax0.grad.sum0 stdlib.mt:37
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 1069, 512, 1, 1); // %1394 blocks.1.attn.softmax0.grad.sub0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1070, 512, 1, 1); // %1395 blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 1071, 512, 1, 1); // %1396 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 1072, 512, 1, 1); // %1397 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 1073, 256, 1, 1); // %1398 blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1074, 16, 1, 1); // %1399 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x64x32", 1075, 256, 1, 1); // %1400 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1076, 16, 1, 1); // %1401 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 1077, 256, 1, 1); // %1402 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
-    this.run(pass, "permute_0213_16x2x64x32", 1078, 256, 1, 1); // %1403 blocks.1.attn.permute2.grad.permute0 stdlib.mt:35
-    this.run(pass, "permute_10_8x8", 1079, 1, 1, 1); // %1406 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1080, 16, 1, 1); // %1407 blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1081, 256, 1, 1); // %1408 blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1082, 1, 1, 1); // %1409 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1083, 1, 1, 1); // %1410 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1084, 256, 1, 1); // %1412 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1085, 256, 1, 1); // %1413 blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1086, 256, 1, 1); // %1414 blocks.1.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1087, 16, 1, 1); // %1415 blocks.1.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1088, 1, 1, 1); // %1416 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1089, 1, 1, 1); // %1418 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1090, 16, 1, 1); // %1419 blocks.1.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1091, 1, 1, 1); // %1420 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 1092, 256, 1, 1); // %1421 blocks.1.attn.permute1.grad.permute0 stdlib.mt:34
-    this.run(pass, "permute_10_8x8", 1093, 1, 1, 1); // %1424 blocks.1.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1094, 16, 1, 1); // %1425 blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1095, 256, 1, 1); // %1426 blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1096, 1, 1, 1); // %1427 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1097, 1, 1, 1); // %1428 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1098, 256, 1, 1); // %1430 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1099, 256, 1, 1); // %1431 blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1100, 256, 1, 1); // %1432 blocks.1.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1101, 16, 1, 1); // %1433 blocks.1.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1102, 1, 1, 1); // %1434 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1103, 1, 1, 1); // %1436 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1104, 16, 1, 1); // %1437 blocks.1.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1105, 1, 1, 1); // %1438 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1106, 256, 1, 1); // %1439 blocks.1.attn.norm.mul2.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 1107, 256, 1, 1); // %1440 blocks.1.attn.permute0.grad.permute0 stdlib.mt:33
-    this.run(pass, "permute_10_8x8", 1108, 1, 1, 1); // %1443 blocks.1.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1109, 16, 1, 1); // %1444 blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1110, 256, 1, 1); // %1445 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1111, 1, 1, 1); // %1446 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1112, 1, 1, 1); // %1447 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1113, 256, 1, 1); // %1449 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1114, 256, 1, 1); // %1450 blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1115, 256, 1, 1); // %1451 blocks.1.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1116, 16, 1, 1); // %1452 blocks.1.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1117, 1, 1, 1); // %1453 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1118, 1, 1, 1); // %1455 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1119, 16, 1, 1); // %1456 blocks.1.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1120, 1, 1, 1); // %1457 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1121, 256, 1, 1); // %1458 blocks.1.attn.norm.mul2.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1122, 256, 1, 1); // %1459 blocks.1.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1123, 256, 1, 1); // %1460 blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1124, 1, 1, 1); // %1461 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1125, 1, 1, 1); // %1463 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1126, 256, 1, 1); // %1464 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1127, 256, 1, 1); // %1465 blocks.1.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1128, 16, 1, 1); // %1466 blocks.1.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1129, 256, 1, 1); // %1467 blocks.0.think.add5.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1130, 4, 1, 1); // %1468 blocks.1.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1131, 4, 1, 1); // %1469 blocks.1.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1132, 4, 1, 1); // %1470 blocks.1.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1133, 4, 1, 1); // %1471 blocks.1.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1134, 4, 1, 1); // %1472 blocks.1.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1135, 4, 1, 1); // %1473 blocks.1.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1136, 256, 1, 1); // %1474 blocks.1.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1137, 256, 1, 1); // %1475 blocks.1.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1138, 256, 1, 1); // %1476 blocks.1.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1139, 256, 1, 1); // %1477 blocks.0.think.add5.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1140, 256, 1, 1); // %1478 blocks.0.think.add5.grad.add2 stdlib.mt:9
-    this.run(pass, "dropout_p0p1_k1_16x64x8x8", 1141, 256, 1, 1); // %1479 blocks.0.think.dropout0.grad.dropout0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1142, 256, 1, 1); // %1480 blocks.0.think.mul3.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 1143, 16, 1, 1); // %1481 blocks.0.think.mul3.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1144, 256, 1, 1); // %1482 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1145, 256, 1, 1); // %1483 blocks.0.think.mul2.grad.mul0 stdlib.mt:73
-    this.run(pass, "sum_a23_16x64x8x8", 1146, 16, 1, 1); // %1484 blocks.0.think.mul2.grad.sum0 stdlib.mt:73
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1147, 256, 1, 1); // %1485 blocks.0.think.mul2.grad.mul1 stdlib.mt:73
-    this.run(pass, "unary_neg_16x64x8x8", 1148, 256, 1, 1); // %1486 blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "unary_square_16x64x1x1", 1149, 4, 1, 1); // %1487 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 1150, 4, 1, 1); // %1488 blocks.0.think.sigmoid1.grad.sub0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1151, 4, 1, 1); // %1489 blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 1152, 1, 1, 1); // %1490 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 1153, 1, 1, 1); // %1492 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1154, 256, 1, 1); // %1493 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1155, 256, 1, 1); // %1494 blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 1156, 1, 1, 1); // %1495 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1157, 256, 1, 1); // %1497 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 1158, 1, 1, 1); // %1498 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1159, 256, 1, 1); // %1499 blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
-    this.run(pass, "unary_square_16x64x1x1", 1160, 4, 1, 1); // %1500 blocks.0.think.sigmoid0.grad.square0 stdlib.mt:71
-    this.run(pass, "binary_sub_16x64x1x1_16x64x1x1", 1161, 4, 1, 1); // %1501 blocks.0.think.sigmoid0.grad.sub0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1162, 4, 1, 1); // %1502 blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1", 1163, 1, 1, 1); // %1503 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 1164, 1, 1, 1); // %1505 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1165, 256, 1, 1); // %1506 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1166, 256, 1, 1); // %1507 blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 1167, 1, 1, 1); // %1508 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1168, 256, 1, 1); // %1510 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 1169, 1, 1, 1); // %1511 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1170, 256, 1, 1); // %1512 blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
-    this.run(pass, "permute_0132_16x64x1x8", 1171, 32, 1, 1); // %1513 blocks.0.think.matmul4.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 1172, 16, 1, 1); // %1514 blocks.0.think.matmul4.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x1", 1173, 32, 1, 1); // %1515 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 1174, 16, 1, 1); // %1516 blocks.0.think.matmul4.grad.matmul1 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x1x8", 1175, 32, 1, 1); // %1517 blocks.0.think.permute0.grad.permute0 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 1176, 1, 1, 1); // %1519 blocks.0.think.matmul3.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 1177, 16, 1, 1); // %1520 blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 1178, 256, 1, 1); // %1521 blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 1179, 1, 1, 1); // %1522 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 1180, 1, 1, 1); // %1523 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1181, 256, 1, 1); // %1525 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "permute_10_8x1", 1182, 1, 1, 1); // %1527 blocks.0.think.matmul2.grad.permute0 stdlib.mt:70
-    this.run(pass, "matmul_8192x1_1x8", 1183, 16, 1, 1); // %1528 blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "permute_10_8192x8", 1184, 256, 1, 1); // %1529 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 1185, 1, 1, 1); // %1530 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 1186, 1, 1, 1); // %1531 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1187, 256, 1, 1); // %1533 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "permute_0132_16x64x8x8", 1188, 256, 1, 1); // %1534 blocks.0.think.matmul1.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1189, 16, 1, 1); // %1535 blocks.0.think.matmul1.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 1190, 256, 1, 1); // %1536 blocks.0.think.matmul1.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1191, 16, 1, 1); // %1537 blocks.0.think.matmul1.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 1192, 256, 1, 1); // %1540 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1193, 256, 1, 1); // %1541 blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 1194, 1, 1, 1); // %1542 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1195, 1, 1, 1); // %1545 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1196, 16, 1, 1); // %1546 blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1197, 256, 1, 1); // %1547 blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1198, 1, 1, 1); // %1548 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1199, 1, 1, 1); // %1549 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1200, 256, 1, 1); // %1551 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1201, 256, 1, 1); // %1552 blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1202, 256, 1, 1); // %1553 blocks.0.think.gamma.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1203, 16, 1, 1); // %1554 blocks.0.think.gamma.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1204, 1, 1, 1); // %1555 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1205, 1, 1, 1); // %1557 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1206, 16, 1, 1); // %1558 blocks.0.think.gamma.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1207, 1, 1, 1); // %1559 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1208, 256, 1, 1); // %1560 blocks.0.think.gamma.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1209, 256, 1, 1); // %1561 blocks.0.think.gamma.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1210, 1, 1, 1); // %1563 blocks.0.think.gamma.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1211, 16, 1, 1); // %1564 blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1212, 256, 1, 1); // %1565 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1213, 1, 1, 1); // %1566 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1214, 1, 1, 1); // %1567 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1215, 256, 1, 1); // %1569 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1216, 256, 1, 1); // %1570 blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1217, 256, 1, 1); // %1571 blocks.0.think.gamma.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1218, 16, 1, 1); // %1572 blocks.0.think.gamma.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1219, 1, 1, 1); // %1573 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1220, 1, 1, 1); // %1575 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1221, 16, 1, 1); // %1576 blocks.0.think.gamma.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1222, 1, 1, 1); // %1577 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1223, 256, 1, 1); // %1578 blocks.0.think.norm.mul2.grad.add4 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1224, 256, 1, 1); // %1579 blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1225, 256, 1, 1); // %1580 blocks.0.think.gamma.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1226, 1, 1, 1); // %1582 blocks.0.think.gamma.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1227, 16, 1, 1); // %1583 blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1228, 256, 1, 1); // %1584 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1229, 1, 1, 1); // %1585 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1230, 1, 1, 1); // %1586 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1231, 256, 1, 1); // %1588 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1232, 256, 1, 1); // %1589 blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1233, 256, 1, 1); // %1590 blocks.0.think.gamma.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1234, 16, 1, 1); // %1591 blocks.0.think.gamma.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1235, 1, 1, 1); // %1592 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1236, 1, 1, 1); // %1594 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1237, 16, 1, 1); // %1595 blocks.0.think.gamma.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1238, 1, 1, 1); // %1596 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1239, 256, 1, 1); // %1597 blocks.0.think.norm.mul2.grad.add5 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1240, 256, 1, 1); // %1598 blocks.0.think.matmul0.grad.permute0 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1241, 16, 1, 1); // %1599 blocks.0.think.matmul0.grad.matmul0 stdlib.mt:69
-    this.run(pass, "permute_0132_16x64x8x8", 1242, 256, 1, 1); // %1600 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1243, 16, 1, 1); // %1601 blocks.0.think.matmul0.grad.matmul1 stdlib.mt:69
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1244, 256, 1, 1); // %1602 blocks.0.think.norm.mul2.grad.add6 stdlib.mt:69
-    this.run(pass, "binary_mul_16x64x8x8_s", 1245, 256, 1, 1); // %1605 blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1246, 256, 1, 1); // %1606 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 1247, 1, 1, 1); // %1607 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 1248, 1, 1, 1); // %1609 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1249, 1, 1, 1); // %1611 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1250, 16, 1, 1); // %1612 blocks.0.think.delta.up.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1251, 256, 1, 1); // %1613 blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1252, 1, 1, 1); // %1614 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1253, 1, 1, 1); // %1615 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1254, 256, 1, 1); // %1617 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1255, 256, 1, 1); // %1618 blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1256, 256, 1, 1); // %1619 blocks.0.think.delta.up.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1257, 16, 1, 1); // %1620 blocks.0.think.delta.up.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1258, 1, 1, 1); // %1621 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1259, 1, 1, 1); // %1623 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1260, 16, 1, 1); // %1624 blocks.0.think.delta.up.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1261, 1, 1, 1); // %1625 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1262, 256, 1, 1); // %1626 blocks.0.think.delta.mul0.grad.mul0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1263, 256, 1, 1); // %1627 blocks.0.think.delta.mul0.grad.mul1 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1264, 1, 1, 1); // %1629 blocks.0.think.delta.value.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1265, 16, 1, 1); // %1630 blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1266, 256, 1, 1); // %1631 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1267, 1, 1, 1); // %1632 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1268, 1, 1, 1); // %1633 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1269, 256, 1, 1); // %1635 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1270, 256, 1, 1); // %1636 blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1271, 256, 1, 1); // %1637 blocks.0.think.delta.value.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1272, 16, 1, 1); // %1638 blocks.0.think.delta.value.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1273, 1, 1, 1); // %1639 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1274, 1, 1, 1); // %1641 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1275, 16, 1, 1); // %1642 blocks.0.think.delta.value.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1276, 1, 1, 1); // %1643 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1277, 256, 1, 1); // %1644 blocks.0.think.norm.mul2.grad.add7 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1278, 256, 1, 1); // %1645 blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:49
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1279, 256, 1, 1); // %1646 blocks.0.think.delta.silu0.grad.mul0 stdlib.mt:49
-    this.run(pass, "permute_10_8x8", 1280, 1, 1, 1); // %1648 blocks.0.think.delta.gate.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1281, 16, 1, 1); // %1649 blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1282, 256, 1, 1); // %1650 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1283, 1, 1, 1); // %1651 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1284, 1, 1, 1); // %1652 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1285, 256, 1, 1); // %1654 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1286, 256, 1, 1); // %1655 blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1287, 256, 1, 1); // %1656 blocks.0.think.delta.gate.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1288, 16, 1, 1); // %1657 blocks.0.think.delta.gate.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1289, 1, 1, 1); // %1658 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1290, 1, 1, 1); // %1660 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1291, 16, 1, 1); // %1661 blocks.0.think.delta.gate.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1292, 1, 1, 1); // %1662 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1293, 256, 1, 1); // %1663 blocks.0.think.norm.mul2.grad.add8 stdlib.mt:18
-    this.run(pass, "inrange_lo0p01_hi0p5_s", 1294, 1, 1, 1); // %1664 blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 1295, 1, 1, 1); // %1665 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 1296, 1, 1, 1); // %1666 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1297, 256, 1, 1); // %1667 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1298, 256, 1, 1); // %1668 blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1299, 1, 1, 1); // %1669 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1300, 1, 1, 1); // %1671 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1301, 256, 1, 1); // %1672 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1302, 256, 1, 1); // %1673 blocks.0.think.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1303, 16, 1, 1); // %1674 blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1304, 256, 1, 1); // %1675 blocks.0.attn.add0.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1305, 4, 1, 1); // %1676 blocks.0.think.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1306, 4, 1, 1); // %1677 blocks.0.think.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1307, 4, 1, 1); // %1678 blocks.0.think.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1308, 4, 1, 1); // %1679 blocks.0.think.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1309, 4, 1, 1); // %1680 blocks.0.think.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1310, 4, 1, 1); // %1681 blocks.0.think.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1311, 256, 1, 1); // %1682 blocks.0.think.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1312, 256, 1, 1); // %1683 blocks.0.think.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1313, 256, 1, 1); // %1684 blocks.0.think.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1314, 256, 1, 1); // %1685 blocks.0.attn.add0.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1315, 256, 1, 1); // %1686 blocks.0.attn.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "permute_10_8x8", 1316, 1, 1, 1); // %1688 blocks.0.attn.o.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1317, 16, 1, 1); // %1689 blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1318, 256, 1, 1); // %1690 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1319, 1, 1, 1); // %1691 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1320, 1, 1, 1); // %1692 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1321, 256, 1, 1); // %1694 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1322, 256, 1, 1); // %1695 blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1323, 256, 1, 1); // %1696 blocks.0.attn.o.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1324, 16, 1, 1); // %1697 blocks.0.attn.o.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1325, 1, 1, 1); // %1698 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1326, 1, 1, 1); // %1700 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1327, 16, 1, 1); // %1701 blocks.0.attn.o.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1328, 1, 1, 1); // %1702 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x64x2x32", 1329, 256, 1, 1); // %1704 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x32", 1330, 256, 1, 1); // %1705 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 1331, 8, 1, 1); // %1706 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "permute_0132_16x2x64x64", 1332, 512, 1, 1); // %1707 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1333, 16, 1, 1); // %1708 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "dropout_p0p1_k0_16x2x64x64", 1334, 512, 1, 1); // %1709 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1335, 512, 1, 1); // %1710 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:37
-    this.run(pass, "sum_a3_16x2x64x64", 1336, 32, 1, 1); // %1711 blocks.0.attn.softmax0.grad.sum0 stdlib.mt:37
-    this.run(pass, "binary_sub_16x2x64x64_16x2x64x1", 1337, 512, 1, 1); // %1712 blocks.0.attn.softmax0.grad.sub0 stdlib.mt:37
-    this.run(pass, "binary_mul_16x2x64x64_16x2x64x64", 1338, 512, 1, 1); // %1713 blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 1339, 512, 1, 1); // %1714 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "affine_s0p17677669529663687_b0_16x2x64x64", 1340, 512, 1, 1); // %1715 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 1341, 256, 1, 1); // %1716 blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 1342, 16, 1, 1); // %1717 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x64x32", 1343, 256, 1, 1); // %1718 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 1344, 16, 1, 1); // %1719 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "permute_0132_16x2x32x64", 1345, 256, 1, 1); // %1720 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
-    this.run(pass, "permute_0213_16x2x64x32", 1346, 256, 1, 1); // %1721 blocks.0.attn.permute2.grad.permute0 stdlib.mt:35
-    this.run(pass, "permute_10_8x8", 1347, 1, 1, 1); // %1724 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1348, 16, 1, 1); // %1725 blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1349, 256, 1, 1); // %1726 blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1350, 1, 1, 1); // %1727 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1351, 1, 1, 1); // %1728 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1352, 256, 1, 1); // %1730 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1353, 256, 1, 1); // %1731 blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1354, 256, 1, 1); // %1732 blocks.0.attn.v.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1355, 16, 1, 1); // %1733 blocks.0.attn.v.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1356, 1, 1, 1); // %1734 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1357, 1, 1, 1); // %1736 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1358, 16, 1, 1); // %1737 blocks.0.attn.v.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1359, 1, 1, 1); // %1738 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 1360, 256, 1, 1); // %1739 blocks.0.attn.permute1.grad.permute0 stdlib.mt:34
-    this.run(pass, "permute_10_8x8", 1361, 1, 1, 1); // %1742 blocks.0.attn.k.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1362, 16, 1, 1); // %1743 blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1363, 256, 1, 1); // %1744 blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1364, 1, 1, 1); // %1745 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1365, 1, 1, 1); // %1746 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1366, 256, 1, 1); // %1748 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1367, 256, 1, 1); // %1749 blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1368, 256, 1, 1); // %1750 blocks.0.attn.k.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1369, 16, 1, 1); // %1751 blocks.0.attn.k.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1370, 1, 1, 1); // %1752 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1371, 1, 1, 1); // %1754 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1372, 16, 1, 1); // %1755 blocks.0.attn.k.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1373, 1, 1, 1); // %1756 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1374, 256, 1, 1); // %1757 blocks.0.attn.norm.mul2.grad.add0 stdlib.mt:18
-    this.run(pass, "permute_0213_16x2x64x32", 1375, 256, 1, 1); // %1758 blocks.0.attn.permute0.grad.permute0 stdlib.mt:33
-    this.run(pass, "permute_10_8x8", 1376, 1, 1, 1); // %1761 blocks.0.attn.q.matmul1.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_8192x8_8x8", 1377, 16, 1, 1); // %1762 blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "permute_10_8192x8", 1378, 256, 1, 1); // %1763 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 1379, 1, 1, 1); // %1764 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1380, 1, 1, 1); // %1765 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "unary_silu_grad_16x64x8x8", 1381, 256, 1, 1); // %1767 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1382, 256, 1, 1); // %1768 blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "permute_0132_16x64x8x8", 1383, 256, 1, 1); // %1769 blocks.0.attn.q.matmul0.grad.permute0 stdlib.mt:18
-    this.run(pass, "matmul_16x64x8x8_16x64x8x8", 1384, 16, 1, 1); // %1770 blocks.0.attn.q.matmul0.grad.matmul0 stdlib.mt:18
-    this.run(pass, "sum_a01_16x64x8x8", 1385, 1, 1, 1); // %1771 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "permute_10_8x8", 1386, 1, 1, 1); // %1773 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8_16x64x8x8", 1387, 16, 1, 1); // %1774 blocks.0.attn.q.matmul0.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 1388, 1, 1, 1); // %1775 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1389, 256, 1, 1); // %1776 blocks.0.attn.norm.mul2.grad.add1 stdlib.mt:18
-    this.run(pass, "binary_mul_16x64x8x8_8x8", 1390, 256, 1, 1); // %1777 blocks.0.attn.norm.mul2.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1391, 256, 1, 1); // %1778 blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 1392, 1, 1, 1); // %1779 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 1393, 1, 1, 1); // %1781 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x1x1", 1394, 256, 1, 1); // %1782 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1395, 256, 1, 1); // %1783 blocks.0.attn.norm.mul1.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a23_16x64x8x8", 1396, 16, 1, 1); // %1784 blocks.0.attn.norm.mul1.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1397, 256, 1, 1); // %1785 embed.add0.grad.add0 stdlib.mt:9
-    this.run(pass, "unary_square_16x64x1x1", 1398, 4, 1, 1); // %1786 blocks.0.attn.norm.rsqrt0.grad.square0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1399, 4, 1, 1); // %1787 blocks.0.attn.norm.rsqrt0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x1x1_16x64x1x1", 1400, 4, 1, 1); // %1788 blocks.0.attn.norm.rsqrt0.grad.mul1 stdlib.mt:9
-    this.run(pass, "affine_sm0p5_b0_16x64x1x1", 1401, 4, 1, 1); // %1789 blocks.0.attn.norm.rsqrt0.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s1_b0_16x64x1x1", 1402, 4, 1, 1); // %1790 blocks.0.attn.norm.affine1.grad.affine0 stdlib.mt:9
-    this.run(pass, "affine_s0p015625_b0_16x64x1x1", 1403, 4, 1, 1); // %1791 blocks.0.attn.norm.affine0.grad.affine0 stdlib.mt:9
-    this.run(pass, "expand_16x64x1x1_to_16x64x8x8", 1404, 256, 1, 1); // %1792 blocks.0.attn.norm.sum0.grad.expand0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1405, 256, 1, 1); // %1793 blocks.0.attn.norm.mul0.grad.mul0 stdlib.mt:9
-    this.run(pass, "binary_mul_16x64x8x8_16x64x8x8", 1406, 256, 1, 1); // %1794 blocks.0.attn.norm.mul0.grad.mul1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1407, 256, 1, 1); // %1795 embed.add0.grad.add1 stdlib.mt:9
-    this.run(pass, "binary_add_16x64x8x8_16x64x8x8", 1408, 256, 1, 1); // %1796 embed.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "sum_a0_16x64x8x8", 1409, 64, 1, 1); // %1797 embed.add0.grad.sum0 stdlib.mt:96
-    this.run(pass, "affine_s0p1_b0_64x8x8", 1410, 16, 1, 1); // %1799 embed.affine0.grad.affine0 stdlib.mt:96
-    this.run(pass, "permute_021_64x1x8", 1411, 2, 1, 1); // %1800 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x8_64x8x1", 1412, 1, 1, 1); // %1801 embed.matmul1.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_021_64x8x1", 1413, 2, 1, 1); // %1802 embed.matmul1.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_64x1x8_64x8x8", 1414, 1, 1, 1); // %1803 embed.matmul1.grad.matmul1 stdlib.mt:96
-    this.run(pass, "permute_0132_16x64x1x8", 1415, 32, 1, 1); // %1804 embed.matmul0.grad.permute0 stdlib.mt:96
-    this.run(pass, "matmul_16x64x8x8_16x64x8x1", 1416, 16, 1, 1); // %1805 embed.matmul0.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_0132_16x64x8x1", 1417, 32, 1, 1); // %1806 embed.matmul0.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_16x64x1x8_16x64x8x8", 1418, 16, 1, 1); // %1807 embed.matmul0.grad.matmul1 stdlib.mt:96
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 1419, 2, 1, 1); // %1809 embed.slice1.grad.pad0 stdlib.mt:95
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 1420, 2, 1, 1); // %1811 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 1421, 4, 1, 1); // %1813 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 1422, 4, 1, 1); // %1815 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    this.run(pass, "affine_s1_b0_8x8", 1423, 1, 1, 1); // %1816 norm_final.g.grad.affine0 stdlib.mt:7
-    this.run(pass, "affine_s1_b0_8x8", 1424, 1, 1, 1); // %1817 head.W.grad.affine0 stdlib.mt:113
-    this.run(pass, "affine_s1_b0_256x8", 1425, 8, 1, 1); // %1818 head.W_out.grad.affine0 stdlib.mt:114
+    this.run(pass, "fused_6ops_5dc6260f6b", 100, 16, 1, 1); // %548 loss.cross_entropy0.grad.softmax0 vector_collapse.mt:13
+    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01", 101, 32, 1, 1); // %556 head.matmul0.grad.sum0 stdlib.mt:117
+    this.run(pass, "permute_10_256x8", 102, 8, 1, 1); // %558 head.matmul0.grad.permute1 stdlib.mt:117
+    this.run(pass, "matmul_8x256_16x64x256x1", 103, 2, 1, 1); // %559 head.matmul0.grad.matmul1 stdlib.mt:117
+    this.run(pass, "fused_2ops_139c78b5ae", 104, 16, 1, 1); // %560 head.sum0.grad.expand0 stdlib.mt:116
+    this.run(pass, "sum_a01_16x64x8x8", 105, 1, 1, 1); // %562 head.mul0.grad.sum0 stdlib.mt:116
+    this.run(pass, "fused_3ops_6043f134a6", 106, 16, 1, 1); // %564 head.mul0.grad.mul1 stdlib.mt:116
+    this.run(pass, "sum_a01_16x64x8x8", 107, 1, 1, 1); // %567 norm_final.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_17ops_5258cdc6d7", 108, 16, 1, 1); // %569 norm_final.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_5ops_ad00f751b5", 109, 16, 1, 1); // %586 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
+    this.run(pass, "fused_3ops_068e496b13", 110, 16, 1, 1); // %591 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 111, 1, 1, 1); // %594 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_82a5835e66", 112, 16, 1, 1); // %596 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 113, 1, 1, 1); // %598 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_b94007d905", 114, 16, 1, 1); // %600 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 115, 1, 1, 1); // %605 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_94817482d7", 116, 16, 1, 1); // %607 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 117, 1, 1, 1); // %609 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_fca0968df6", 118, 16, 1, 1); // %611 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
+    this.run(pass, "fused_7ops_973b81dba5", 119, 16, 1, 1); // %615 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 120, 1, 1, 1); // %622 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_4ops_de5186fd52", 121, 16, 1, 1); // %624 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
+    this.run(pass, "fused_1ops_02b920d313", 122, 16, 1, 1); // %628 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 123, 1, 1, 1); // %629 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_5ops_635579a41a", 124, 16, 1, 1); // %631 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
+    this.run(pass, "fused_2ops_1730e0d43d", 125, 16, 1, 1); // %638 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 126, 1, 1, 1); // %640 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 127, 16, 1, 1); // %643 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 128, 1, 1, 1); // %646 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 129, 16, 1, 1); // %648 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 130, 1, 1, 1); // %652 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 131, 16, 1, 1); // %654 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 132, 16, 1, 1); // %661 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 133, 1, 1, 1); // %662 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 134, 16, 1, 1); // %664 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 135, 1, 1, 1); // %668 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 136, 16, 1, 1); // %670 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 137, 16, 1, 1); // %678 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 138, 1, 1, 1); // %679 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 139, 16, 1, 1); // %681 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 140, 1, 1, 1); // %685 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_9c806ba1e6", 141, 16, 1, 1); // %687 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_a23b7168cc", 142, 16, 1, 1); // %692 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
+    this.run(pass, "fused_1ops_46c0b229b4", 143, 16, 1, 1); // %698 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 144, 1, 1, 1); // %699 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 145, 1, 1, 1); // %701 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 146, 16, 1, 1); // %703 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 147, 1, 1, 1); // %706 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 148, 16, 1, 1); // %708 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 149, 1, 1, 1); // %712 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 150, 16, 1, 1); // %714 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 151, 16, 1, 1); // %721 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 152, 1, 1, 1); // %722 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 153, 16, 1, 1); // %724 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 154, 1, 1, 1); // %728 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 155, 16, 1, 1); // %730 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 156, 16, 1, 1); // %738 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 157, 1, 1, 1); // %739 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 158, 16, 1, 1); // %741 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 159, 1, 1, 1); // %745 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_0bbc388eb3", 160, 16, 1, 1); // %747 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "binary_mul_s_s", 161, 1, 1, 1); // %751 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_f17440cbbb", 162, 16, 1, 1); // %752 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 163, 1, 1, 1); // %754 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_bbfc3bbd87", 164, 16, 1, 1); // %756 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_1ops_cfcdd64937", 165, 16, 1, 1); // %774 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 166, 1, 1, 1); // %775 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 167, 16, 1, 1); // %777 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 168, 1, 1, 1); // %781 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_7cca0bbdbc", 169, 16, 1, 1); // %783 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 170, 256, 1, 1); // %786 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_cc9f92de88", 171, 16, 1, 1); // %787 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 172, 8, 1, 1); // %788 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
+    this.run(pass, "fused_1ops_47f5f88d7b", 173, 16, 1, 1); // %789 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 174, 16, 1, 1); // %790 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
+    this.run(pass, "fused_5ops_3cf4f0a1d5", 175, 16, 1, 1); // %791 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
+    this.run(pass, "causal_mask_f0_16x2x64x64", 176, 512, 1, 1); // %796 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
+    this.run(pass, "fused_2ops_47f2aae676", 177, 16, 1, 1); // %797 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 178, 16, 1, 1); // %799 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
+    this.run(pass, "fused_1ops_a6e3260ac3", 179, 16, 1, 1); // %800 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 180, 16, 1, 1); // %801 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
+    this.run(pass, "fused_7ops_9b56bc9662", 181, 16, 1, 1); // %802 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
+    this.run(pass, "matmul_8x8192_8192x8", 182, 1, 1, 1); // %809 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 183, 16, 1, 1); // %811 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 184, 1, 1, 1); // %815 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_0816ee8de5", 185, 16, 1, 1); // %817 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 186, 1, 1, 1); // %825 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 187, 16, 1, 1); // %827 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 188, 1, 1, 1); // %831 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe3afec744", 189, 16, 1, 1); // %833 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 190, 16, 1, 1); // %841 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 191, 1, 1, 1); // %842 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 192, 16, 1, 1); // %844 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 193, 1, 1, 1); // %848 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_09dc3d6959", 194, 16, 1, 1); // %850 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 195, 1, 1, 1); // %855 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_b98f3b8252", 196, 16, 1, 1); // %857 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_5ops_ad00f751b5", 197, 16, 1, 1); // %875 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
+    this.run(pass, "fused_3ops_068e496b13", 198, 16, 1, 1); // %880 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 199, 1, 1, 1); // %883 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_82a5835e66", 200, 16, 1, 1); // %885 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 201, 1, 1, 1); // %887 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_b94007d905", 202, 16, 1, 1); // %889 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 203, 1, 1, 1); // %894 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_94817482d7", 204, 16, 1, 1); // %896 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 205, 1, 1, 1); // %898 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_fca0968df6", 206, 16, 1, 1); // %900 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
+    this.run(pass, "fused_7ops_973b81dba5", 207, 16, 1, 1); // %904 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 208, 1, 1, 1); // %911 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_4ops_de5186fd52", 209, 16, 1, 1); // %913 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
+    this.run(pass, "fused_1ops_02b920d313", 210, 16, 1, 1); // %917 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 211, 1, 1, 1); // %918 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_5ops_635579a41a", 212, 16, 1, 1); // %920 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
+    this.run(pass, "fused_2ops_1730e0d43d", 213, 16, 1, 1); // %927 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 214, 1, 1, 1); // %929 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 215, 16, 1, 1); // %932 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 216, 1, 1, 1); // %935 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 217, 16, 1, 1); // %937 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 218, 1, 1, 1); // %941 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 219, 16, 1, 1); // %943 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 220, 16, 1, 1); // %950 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 221, 1, 1, 1); // %951 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 222, 16, 1, 1); // %953 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 223, 1, 1, 1); // %957 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 224, 16, 1, 1); // %959 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 225, 16, 1, 1); // %967 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 226, 1, 1, 1); // %968 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 227, 16, 1, 1); // %970 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 228, 1, 1, 1); // %974 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_9c806ba1e6", 229, 16, 1, 1); // %976 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_a23b7168cc", 230, 16, 1, 1); // %981 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
+    this.run(pass, "fused_1ops_46c0b229b4", 231, 16, 1, 1); // %987 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 232, 1, 1, 1); // %988 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 233, 1, 1, 1); // %990 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 234, 16, 1, 1); // %992 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 235, 1, 1, 1); // %995 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 236, 16, 1, 1); // %997 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 237, 1, 1, 1); // %1001 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 238, 16, 1, 1); // %1003 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 239, 16, 1, 1); // %1010 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 240, 1, 1, 1); // %1011 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 241, 16, 1, 1); // %1013 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 242, 1, 1, 1); // %1017 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 243, 16, 1, 1); // %1019 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 244, 16, 1, 1); // %1027 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 245, 1, 1, 1); // %1028 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 246, 16, 1, 1); // %1030 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 247, 1, 1, 1); // %1034 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_0bbc388eb3", 248, 16, 1, 1); // %1036 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "binary_mul_s_s", 249, 1, 1, 1); // %1040 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_f17440cbbb", 250, 16, 1, 1); // %1041 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 251, 1, 1, 1); // %1043 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_bbfc3bbd87", 252, 16, 1, 1); // %1045 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_1ops_cfcdd64937", 253, 16, 1, 1); // %1063 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 254, 1, 1, 1); // %1064 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 255, 16, 1, 1); // %1066 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 256, 1, 1, 1); // %1070 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_7cca0bbdbc", 257, 16, 1, 1); // %1072 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 258, 256, 1, 1); // %1075 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_cc9f92de88", 259, 16, 1, 1); // %1076 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 260, 8, 1, 1); // %1077 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
+    this.run(pass, "fused_1ops_47f5f88d7b", 261, 16, 1, 1); // %1078 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 262, 16, 1, 1); // %1079 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
+    this.run(pass, "fused_5ops_6c7c733d2f", 263, 16, 1, 1); // %1080 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
+    this.run(pass, "causal_mask_f0_16x2x64x64", 264, 512, 1, 1); // %1085 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
+    this.run(pass, "fused_2ops_47f2aae676", 265, 16, 1, 1); // %1086 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 266, 16, 1, 1); // %1088 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
+    this.run(pass, "fused_1ops_a6e3260ac3", 267, 16, 1, 1); // %1089 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 268, 16, 1, 1); // %1090 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
+    this.run(pass, "fused_7ops_9b56bc9662", 269, 16, 1, 1); // %1091 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
+    this.run(pass, "matmul_8x8192_8192x8", 270, 1, 1, 1); // %1098 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 271, 16, 1, 1); // %1100 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 272, 1, 1, 1); // %1104 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_0816ee8de5", 273, 16, 1, 1); // %1106 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 274, 1, 1, 1); // %1114 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 275, 16, 1, 1); // %1116 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 276, 1, 1, 1); // %1120 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe3afec744", 277, 16, 1, 1); // %1122 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 278, 16, 1, 1); // %1130 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 279, 1, 1, 1); // %1131 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 280, 16, 1, 1); // %1133 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 281, 1, 1, 1); // %1137 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_09dc3d6959", 282, 16, 1, 1); // %1139 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 283, 1, 1, 1); // %1144 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_e85ccd577b", 284, 16, 1, 1); // %1146 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_5ops_ad00f751b5", 285, 16, 1, 1); // %1164 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
+    this.run(pass, "fused_3ops_068e496b13", 286, 16, 1, 1); // %1169 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 287, 1, 1, 1); // %1172 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_s_s", 288, 1, 1, 1); // %1174 param61.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_82a5835e66", 289, 16, 1, 1); // %1175 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 290, 1, 1, 1); // %1177 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_8x8_8x8", 291, 1, 1, 1); // %1180 param60.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_b94007d905", 292, 16, 1, 1); // %1179 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 293, 1, 1, 1); // %1185 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_s_s", 294, 1, 1, 1); // %1187 param59.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_94817482d7", 295, 16, 1, 1); // %1188 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 296, 1, 1, 1); // %1190 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_8x8_8x8", 297, 1, 1, 1); // %1193 param58.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_fca0968df6", 298, 16, 1, 1); // %1192 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
+    this.run(pass, "fused_7ops_973b81dba5", 299, 16, 1, 1); // %1197 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 300, 1, 1, 1); // %1204 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 301, 1, 1, 1); // %1205 param56.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_de5186fd52", 302, 16, 1, 1); // %1207 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
+    this.run(pass, "fused_1ops_02b920d313", 303, 16, 1, 1); // %1211 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 304, 1, 1, 1); // %1212 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 305, 1, 1, 1); // %1213 param57.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_635579a41a", 306, 16, 1, 1); // %1215 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
+    this.run(pass, "fused_2ops_1730e0d43d", 307, 16, 1, 1); // %1222 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 308, 1, 1, 1); // %1224 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 309, 16, 1, 1); // %1227 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 310, 1, 1, 1); // %1230 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 311, 1, 1, 1); // %1231 param54.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 312, 16, 1, 1); // %1233 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 313, 1, 1, 1); // %1237 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 314, 1, 1, 1); // %1241 param53.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 315, 16, 1, 1); // %1239 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 316, 16, 1, 1); // %1247 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 317, 1, 1, 1); // %1248 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 318, 1, 1, 1); // %1249 param52.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 319, 16, 1, 1); // %1251 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 320, 1, 1, 1); // %1255 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 321, 1, 1, 1); // %1259 param51.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 322, 16, 1, 1); // %1257 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 323, 16, 1, 1); // %1266 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 324, 1, 1, 1); // %1267 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 325, 1, 1, 1); // %1268 param50.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 326, 16, 1, 1); // %1270 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 327, 1, 1, 1); // %1274 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 328, 1, 1, 1); // %1278 param49.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_9c806ba1e6", 329, 16, 1, 1); // %1276 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_a23b7168cc", 330, 16, 1, 1); // %1282 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
+    this.run(pass, "fused_1ops_46c0b229b4", 331, 16, 1, 1); // %1288 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 332, 1, 1, 1); // %1289 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 333, 1, 1, 1); // %1291 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 334, 16, 1, 1); // %1293 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 335, 1, 1, 1); // %1296 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 336, 1, 1, 1); // %1297 param48.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 337, 16, 1, 1); // %1299 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 338, 1, 1, 1); // %1303 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 339, 1, 1, 1); // %1307 param47.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 340, 16, 1, 1); // %1305 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 341, 16, 1, 1); // %1313 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 342, 1, 1, 1); // %1314 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 343, 1, 1, 1); // %1315 param46.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 344, 16, 1, 1); // %1317 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 345, 1, 1, 1); // %1321 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 346, 1, 1, 1); // %1325 param45.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 347, 16, 1, 1); // %1323 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 348, 16, 1, 1); // %1332 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 349, 1, 1, 1); // %1333 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 350, 1, 1, 1); // %1334 param44.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 351, 16, 1, 1); // %1336 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 352, 1, 1, 1); // %1340 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 353, 1, 1, 1); // %1344 param43.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_0bbc388eb3", 354, 16, 1, 1); // %1342 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "binary_mul_s_s", 355, 1, 1, 1); // %1347 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 356, 1, 1, 1); // %1348 param55.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_f17440cbbb", 357, 16, 1, 1); // %1349 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 358, 1, 1, 1); // %1351 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 359, 1, 1, 1); // %1353 param42.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_bbfc3bbd87", 360, 16, 1, 1); // %1354 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_1ops_cfcdd64937", 361, 16, 1, 1); // %1372 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 362, 1, 1, 1); // %1373 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 363, 1, 1, 1); // %1374 param41.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 364, 16, 1, 1); // %1376 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 365, 1, 1, 1); // %1380 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 366, 1, 1, 1); // %1384 param40.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_7cca0bbdbc", 367, 16, 1, 1); // %1382 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 368, 256, 1, 1); // %1386 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_cc9f92de88", 369, 16, 1, 1); // %1387 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 370, 8, 1, 1); // %1388 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
+    this.run(pass, "fused_1ops_47f5f88d7b", 371, 16, 1, 1); // %1389 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 372, 16, 1, 1); // %1390 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
+    this.run(pass, "fused_5ops_df2501acee", 373, 16, 1, 1); // %1391 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
+    this.run(pass, "causal_mask_f0_16x2x64x64", 374, 512, 1, 1); // %1396 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
+    this.run(pass, "fused_2ops_47f2aae676", 375, 16, 1, 1); // %1397 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 376, 16, 1, 1); // %1399 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
+    this.run(pass, "fused_1ops_a6e3260ac3", 377, 16, 1, 1); // %1400 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 378, 16, 1, 1); // %1401 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
+    this.run(pass, "fused_7ops_9b56bc9662", 379, 16, 1, 1); // %1402 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
+    this.run(pass, "matmul_8x8192_8192x8", 380, 1, 1, 1); // %1409 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 381, 1, 1, 1); // %1410 param39.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 382, 16, 1, 1); // %1412 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 383, 1, 1, 1); // %1416 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 384, 1, 1, 1); // %1420 param38.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_0816ee8de5", 385, 16, 1, 1); // %1418 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 386, 1, 1, 1); // %1427 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 387, 1, 1, 1); // %1428 param37.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 388, 16, 1, 1); // %1430 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 389, 1, 1, 1); // %1434 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 390, 1, 1, 1); // %1438 param36.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe3afec744", 391, 16, 1, 1); // %1436 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 392, 16, 1, 1); // %1445 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 393, 1, 1, 1); // %1446 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 394, 1, 1, 1); // %1447 param35.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 395, 16, 1, 1); // %1449 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 396, 1, 1, 1); // %1453 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 397, 1, 1, 1); // %1457 param34.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_09dc3d6959", 398, 16, 1, 1); // %1455 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 399, 1, 1, 1); // %1461 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 400, 1, 1, 1); // %1463 param33.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_c41b283b6a", 401, 16, 1, 1); // %1464 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_5ops_ad00f751b5", 402, 16, 1, 1); // %1482 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
+    this.run(pass, "fused_3ops_068e496b13", 403, 16, 1, 1); // %1487 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 404, 1, 1, 1); // %1490 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_s_s", 405, 1, 1, 1); // %1492 param32.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_82a5835e66", 406, 16, 1, 1); // %1493 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 407, 1, 1, 1); // %1495 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_8x8_8x8", 408, 1, 1, 1); // %1498 param31.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_b94007d905", 409, 16, 1, 1); // %1497 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 410, 1, 1, 1); // %1503 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_s_s", 411, 1, 1, 1); // %1505 param30.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_94817482d7", 412, 16, 1, 1); // %1506 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 413, 1, 1, 1); // %1508 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_8x8_8x8", 414, 1, 1, 1); // %1511 param29.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_fca0968df6", 415, 16, 1, 1); // %1510 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
+    this.run(pass, "fused_7ops_973b81dba5", 416, 16, 1, 1); // %1515 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 417, 1, 1, 1); // %1522 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 418, 1, 1, 1); // %1523 param27.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_de5186fd52", 419, 16, 1, 1); // %1525 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
+    this.run(pass, "fused_1ops_02b920d313", 420, 16, 1, 1); // %1529 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 421, 1, 1, 1); // %1530 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 422, 1, 1, 1); // %1531 param28.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_635579a41a", 423, 16, 1, 1); // %1533 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
+    this.run(pass, "fused_2ops_1730e0d43d", 424, 16, 1, 1); // %1540 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 425, 1, 1, 1); // %1542 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 426, 16, 1, 1); // %1545 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 427, 1, 1, 1); // %1548 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 428, 1, 1, 1); // %1549 param25.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 429, 16, 1, 1); // %1551 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 430, 1, 1, 1); // %1555 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 431, 1, 1, 1); // %1559 param24.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 432, 16, 1, 1); // %1557 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 433, 16, 1, 1); // %1565 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 434, 1, 1, 1); // %1566 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 435, 1, 1, 1); // %1567 param23.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 436, 16, 1, 1); // %1569 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 437, 1, 1, 1); // %1573 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 438, 1, 1, 1); // %1577 param22.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 439, 16, 1, 1); // %1575 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 440, 16, 1, 1); // %1584 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 441, 1, 1, 1); // %1585 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 442, 1, 1, 1); // %1586 param21.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 443, 16, 1, 1); // %1588 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 444, 1, 1, 1); // %1592 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 445, 1, 1, 1); // %1596 param20.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_9c806ba1e6", 446, 16, 1, 1); // %1594 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_a23b7168cc", 447, 16, 1, 1); // %1600 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
+    this.run(pass, "fused_1ops_46c0b229b4", 448, 16, 1, 1); // %1606 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 449, 1, 1, 1); // %1607 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 450, 1, 1, 1); // %1609 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_f3aa4f59ba", 451, 16, 1, 1); // %1611 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 452, 1, 1, 1); // %1614 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 453, 1, 1, 1); // %1615 param19.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 454, 16, 1, 1); // %1617 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 455, 1, 1, 1); // %1621 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 456, 1, 1, 1); // %1625 param18.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_df43ab5e36", 457, 16, 1, 1); // %1623 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 458, 16, 1, 1); // %1631 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 459, 1, 1, 1); // %1632 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 460, 1, 1, 1); // %1633 param17.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 461, 16, 1, 1); // %1635 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 462, 1, 1, 1); // %1639 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 463, 1, 1, 1); // %1643 param16.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe15e1d620", 464, 16, 1, 1); // %1641 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 465, 16, 1, 1); // %1650 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 466, 1, 1, 1); // %1651 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 467, 1, 1, 1); // %1652 param15.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 468, 16, 1, 1); // %1654 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 469, 1, 1, 1); // %1658 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 470, 1, 1, 1); // %1662 param14.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_0bbc388eb3", 471, 16, 1, 1); // %1660 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "binary_mul_s_s", 472, 1, 1, 1); // %1665 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 473, 1, 1, 1); // %1666 param26.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_f17440cbbb", 474, 16, 1, 1); // %1667 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 475, 1, 1, 1); // %1669 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 476, 1, 1, 1); // %1671 param13.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_bbfc3bbd87", 477, 16, 1, 1); // %1672 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_1ops_cfcdd64937", 478, 16, 1, 1); // %1690 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 479, 1, 1, 1); // %1691 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 480, 1, 1, 1); // %1692 param12.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 481, 16, 1, 1); // %1694 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 482, 1, 1, 1); // %1698 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 483, 1, 1, 1); // %1702 param11.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_7cca0bbdbc", 484, 16, 1, 1); // %1700 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "permute_0213_16x64x2x32", 485, 256, 1, 1); // %1704 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_cc9f92de88", 486, 16, 1, 1); // %1705 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 487, 8, 1, 1); // %1706 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
+    this.run(pass, "fused_1ops_47f5f88d7b", 488, 16, 1, 1); // %1707 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 489, 16, 1, 1); // %1708 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
+    this.run(pass, "fused_5ops_26ca5d1565", 490, 16, 1, 1); // %1709 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
+    this.run(pass, "causal_mask_f0_16x2x64x64", 491, 512, 1, 1); // %1714 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
+    this.run(pass, "fused_2ops_47f2aae676", 492, 16, 1, 1); // %1715 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
+    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 493, 16, 1, 1); // %1717 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
+    this.run(pass, "fused_1ops_a6e3260ac3", 494, 16, 1, 1); // %1718 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
+    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 495, 16, 1, 1); // %1719 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
+    this.run(pass, "fused_7ops_9b56bc9662", 496, 16, 1, 1); // %1720 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
+    this.run(pass, "matmul_8x8192_8192x8", 497, 1, 1, 1); // %1727 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 498, 1, 1, 1); // %1728 param10.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 499, 16, 1, 1); // %1730 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 500, 1, 1, 1); // %1734 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 501, 1, 1, 1); // %1738 param9.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_0816ee8de5", 502, 16, 1, 1); // %1736 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 503, 1, 1, 1); // %1745 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 504, 1, 1, 1); // %1746 param8.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 505, 16, 1, 1); // %1748 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 506, 1, 1, 1); // %1752 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 507, 1, 1, 1); // %1756 param7.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_fe3afec744", 508, 16, 1, 1); // %1754 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_1ops_cfcdd64937", 509, 16, 1, 1); // %1763 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 510, 1, 1, 1); // %1764 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 511, 1, 1, 1); // %1765 param6.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_69d817fe6a", 512, 16, 1, 1); // %1767 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 513, 1, 1, 1); // %1771 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 514, 1, 1, 1); // %1775 param5.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_09dc3d6959", 515, 16, 1, 1); // %1773 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8", 516, 1, 1, 1); // %1779 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 517, 1, 1, 1); // %1781 param4.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_15ops_42d3aa720c", 518, 16, 1, 1); // %1782 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "sum_a0_16x64x8x8", 519, 64, 1, 1); // %1797 embed.add0.grad.sum0 stdlib.mt:96
+    this.run(pass, "permute_021_64x1x8", 520, 2, 1, 1); // %1800 embed.matmul1.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_1ops_df29fea321", 521, 16, 1, 1); // %1799 embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "matmul_64x8x8_64x8x1", 522, 1, 1, 1); // %1801 embed.matmul1.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_021_64x8x1", 523, 2, 1, 1); // %1802 embed.matmul1.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_64x1x8_64x8x8", 524, 1, 1, 1); // %1803 embed.matmul1.grad.matmul1 stdlib.mt:96
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 525, 2, 1, 1); // %1809 embed.slice1.grad.pad0 stdlib.mt:95
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 526, 2, 1, 1); // %1811 embed.slice0.grad.pad0 stdlib.mt:94
+    this.run(pass, "fused_5ops_2a15e87308", 527, 16, 1, 1); // %1804 embed.matmul0.grad.permute0 stdlib.mt:96
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 528, 4, 1, 1); // %1813 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 529, 4, 1, 1); // %1815 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    this.run(pass, "affine_s1_b0_8x8", 530, 1, 1, 1); // %1816 norm_final.g.grad.affine0 stdlib.mt:7
+    this.run(pass, "affine_s1_b0_8x8", 531, 1, 1, 1); // %1817 head.W.grad.affine0 stdlib.mt:113
+    this.run(pass, "affine_s1_b0_256x8", 532, 8, 1, 1); // %1818 head.W_out.grad.affine0 stdlib.mt:114
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_11008", 1426, 3, 1, 1); // sum of squared gradients, 4096 per workgroup, 3 partial sums
-    this.run(pass, "gradnorm_total_3", 1427, 1, 1, 1); // global gradient L2 norm from 3 partial sums
-    this.run(pass, "adamw_11008", 1428, 43, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 11008 floats
+    this.run(pass, "gradnorm_partial_11008", 533, 3, 1, 1); // sum of squared gradients, 4096 per workgroup, 3 partial sums
+    this.run(pass, "gradnorm_total_3", 534, 1, 1, 1); // global gradient L2 norm from 3 partial sums
+    this.run(pass, "adamw_11008", 535, 43, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 11008 floats
   }
 }

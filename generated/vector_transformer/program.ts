@@ -92,38 +92,44 @@ export const layout = {
   "vocab": 256,
   "kernels": [
     "adamw_136896",
-    "affine_s0p0009765625_b0_16x64x256",
-    "affine_s0p015625_b0_16x64x1",
-    "affine_s0p25_b0_16x4x64x64",
-    "affine_s1_b0_16x64x1",
     "affine_s1_b0_256",
     "affine_s1_b0_64",
     "affine_s1_b0_64x64",
-    "affine_s1_b0p000001_16x64x1",
-    "affine_sm0p5_b0_16x64x1",
-    "binary_add_16x64x256_256",
-    "binary_add_16x64x64_16x64x64",
-    "binary_add_16x64x64_64",
-    "binary_add_16x64x64_64x64",
-    "binary_mul_16x4x64x64_16x4x64x64",
-    "binary_mul_16x64x1_16x64x1",
-    "binary_mul_16x64x256_16x64x256",
-    "binary_mul_16x64x256_s",
-    "binary_mul_16x64x64_16x64x1",
-    "binary_mul_16x64x64_16x64x64",
-    "binary_mul_16x64x64_64",
-    "binary_sub_16x4x64x64_16x4x64x1",
-    "binary_sub_16x64x256_16x64x256",
     "causal_mask_f0_16x4x64x64",
     "causal_mask_fminf_16x4x64x64",
     "cross_entropy_16x64x256_16x64i",
-    "dropout_p0p1_k0_16x4x64x64",
-    "dropout_p0p1_k1_16x64x64",
-    "dropout_p0p1_k2_16x4x64x64",
-    "dropout_p0p1_k3_16x64x64",
-    "expand_16x64x1_to_16x64x64",
-    "fill_v1_s",
-    "gather_256x64_16x64i",
+    "fused_10ops_1f2eaa8efb",
+    "fused_10ops_6ccfae2fec",
+    "fused_11ops_7bbae1836b",
+    "fused_11ops_85270b838c",
+    "fused_15ops_a7c1925238",
+    "fused_15ops_faf73dc509",
+    "fused_16ops_5479507a67",
+    "fused_1ops_00cc12a17d",
+    "fused_1ops_4bab4619ed",
+    "fused_1ops_9b9c38de17",
+    "fused_1ops_9d25370093",
+    "fused_1ops_9f1ebe1a50",
+    "fused_1ops_c536e104a2",
+    "fused_1ops_de2f10db9e",
+    "fused_2ops_1434096560",
+    "fused_2ops_2e559f004b",
+    "fused_2ops_4563aedc9b",
+    "fused_2ops_4dc8553e4f",
+    "fused_2ops_50613fc096",
+    "fused_2ops_5324bc1fde",
+    "fused_2ops_7e39e93a61",
+    "fused_2ops_8b94724873",
+    "fused_2ops_a69ee36974",
+    "fused_2ops_dbc9a8ea10",
+    "fused_3ops_0a9e2a7abd",
+    "fused_3ops_44f88e57e0",
+    "fused_3ops_59bd3a9182",
+    "fused_3ops_93026a0c8e",
+    "fused_3ops_f1e222b31c",
+    "fused_5ops_2cb216ed41",
+    "fused_5ops_5cec2b252e",
+    "fused_5ops_8b4316f612",
     "gradnorm_partial_136896",
     "gradnorm_total_34",
     "matmul_1024x256_256x64",
@@ -135,34 +141,19 @@ export const layout = {
     "matmul_256x1024_1024x64",
     "matmul_64x1024_1024x256",
     "matmul_64x1024_1024x64",
-    "onehot_16x64i_to_16x64x256",
-    "permute_0132_16x4x16x64",
-    "permute_0132_16x4x64x16",
-    "permute_0132_16x4x64x64",
-    "permute_0213_16x4x64x16",
     "permute_0213_16x64x4x16",
-    "permute_10_1024x256",
-    "permute_10_1024x64",
     "permute_10_256x64",
     "permute_10_64x256",
     "permute_10_64x64",
     "scatter_add_16x64x64_16x64i_to_256x64",
-    "softmax_16x4x64x64",
-    "softmax_16x64x256",
     "sum_a01_16x64x256",
     "sum_a01_16x64x64",
-    "sum_a0_16x64x64",
-    "sum_a2_16x64x64",
-    "sum_a3_16x4x64x64",
-    "unary_rsqrt_16x64x1",
-    "unary_silu_16x64x256",
-    "unary_silu_grad_16x64x256",
-    "unary_square_16x64x1"
+    "sum_a0_16x64x64"
   ],
   "dispatches": {
-    "setup": 1,
-    "forward": 94,
-    "backward": 230,
+    "setup": 0,
+    "forward": 48,
+    "backward": 130,
     "optimizer": 3
   }
 };
@@ -206,9 +197,9 @@ export class Program {
     this.norm = buf('norm', 16);
     this.act = [
       buf("act0", 262144),
-      buf("act1", 262144),
-      buf("act2", 4096),
-      buf("act3", 4096),
+      buf("act1", 4096),
+      buf("act2", 262144),
+      buf("act3", 262144),
       buf("act4", 262144),
       buf("act5", 262144),
       buf("act6", 262144),
@@ -216,62 +207,59 @@ export class Program {
       buf("act8", 262144),
       buf("act9", 1048576),
       buf("act10", 1048576),
-      buf("act11", 262144),
+      buf("act11", 1048576),
       buf("act12", 262144),
-      buf("act13", 4096),
-      buf("act14", 262144),
-      buf("act15", 1048576),
-      buf("act16", 1048576),
-      buf("act17", 262144),
-      buf("act18", 262144),
-      buf("act19", 4096),
-      buf("act20", 262144),
+      buf("act13", 262144),
+      buf("act14", 4096),
+      buf("act15", 262144),
+      buf("act16", 262144),
+      buf("act17", 1048576),
+      buf("act18", 1048576),
+      buf("act19", 262144),
+      buf("act20", 4096),
       buf("act21", 262144),
       buf("act22", 262144),
       buf("act23", 262144),
       buf("act24", 262144),
-      buf("act25", 1048576),
-      buf("act26", 1048576),
-      buf("act27", 262144),
-      buf("act28", 262144),
-      buf("act29", 4096),
+      buf("act25", 262144),
+      buf("act26", 262144),
+      buf("act27", 1048576),
+      buf("act28", 1048576),
+      buf("act29", 262144),
       buf("act30", 262144),
-      buf("act31", 1048576),
-      buf("act32", 1048576),
+      buf("act31", 4096),
+      buf("act32", 262144),
       buf("act33", 262144),
-      buf("act34", 262144),
-      buf("act35", 4096),
+      buf("act34", 1048576),
+      buf("act35", 1048576),
       buf("act36", 262144),
-      buf("act37", 1048576),
-      buf("act38", 1048576),
-      buf("act39", 4),
-      buf("act40", 4),
-      buf("act41", 1048576),
-      buf("act42", 1048576),
-      buf("act43", 1024),
-      buf("act44", 65536),
-      buf("act45", 262144),
-      buf("act46", 262144),
-      buf("act47", 256),
-      buf("act48", 4096),
-      buf("act49", 4096),
+      buf("act37", 4096),
+      buf("act38", 262144),
+      buf("act39", 262144),
+      buf("act40", 1048576),
+      buf("act41", 4),
+      buf("act42", 1024),
+      buf("act43", 65536),
+      buf("act44", 262144),
+      buf("act45", 256),
+      buf("act46", 256),
+      buf("act47", 1048576),
+      buf("act48", 1024),
+      buf("act49", 256),
       buf("act50", 256),
-      buf("act51", 1024),
+      buf("act51", 16384),
       buf("act52", 256),
       buf("act53", 256),
-      buf("act54", 16384),
+      buf("act54", 256),
       buf("act55", 256),
       buf("act56", 256),
-      buf("act57", 256),
+      buf("act57", 1024),
       buf("act58", 256),
       buf("act59", 256),
-      buf("act60", 1024),
+      buf("act60", 256),
       buf("act61", 256),
       buf("act62", 256),
       buf("act63", 256),
-      buf("act64", 256),
-      buf("act65", 256),
-      buf("act66", 256),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -281,335 +269,188 @@ export class Program {
         label: kernel, layout: this.pipelines[kernel].getBindGroupLayout(0),
         entries: bindings.map(([buffer, offset, size], binding) => ({ binding, resource: { buffer, offset, size } }))
       }));
-    group("fill_v1_s", [[this.act[40], 0, 4]]); // 0: %163 loss.grad.fill0 vector_transformer.mt:84
-    group("gather_256x64_16x64i", [[this.params, 0, 65536], [this.tokens, 0, 4096], [this.act[0], 0, 262144]]); // 1: %35 gather0 vector_transformer.mt:85
-    group("binary_add_16x64x64_64x64", [[this.act[0], 0, 262144], [this.params, 65536, 16384], [this.act[1], 0, 262144]]); // 2: %36 add0 vector_transformer.mt:85
-    group("binary_mul_16x64x64_16x64x64", [[this.act[1], 0, 262144], [this.act[1], 0, 262144], [this.act[0], 0, 262144]]); // 3: %37 blocks.0.norm1.mul0 vector_transformer.mt:39
-    group("sum_a2_16x64x64", [[this.act[0], 0, 262144], [this.act[2], 0, 4096]]); // 4: %38 blocks.0.norm1.sum0 vector_transformer.mt:39
-    group("affine_s0p015625_b0_16x64x1", [[this.act[2], 0, 4096], [this.act[3], 0, 4096]]); // 5: %39 blocks.0.norm1.affine0 vector_transformer.mt:39
-    group("affine_s1_b0p000001_16x64x1", [[this.act[3], 0, 4096], [this.act[2], 0, 4096]]); // 6: %40 blocks.0.norm1.affine1 vector_transformer.mt:39
-    group("unary_rsqrt_16x64x1", [[this.act[2], 0, 4096], [this.act[3], 0, 4096]]); // 7: %41 blocks.0.norm1.rsqrt0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x1", [[this.act[1], 0, 262144], [this.act[3], 0, 4096], [this.act[0], 0, 262144]]); // 8: %42 blocks.0.norm1.mul1 vector_transformer.mt:39
-    group("binary_mul_16x64x64_64", [[this.act[0], 0, 262144], [this.params, 81920, 256], [this.act[4], 0, 262144]]); // 9: %43 blocks.0.norm1.mul2 vector_transformer.mt:39
-    group("matmul_1024x64_64x64", [[this.act[4], 0, 262144], [this.params, 82176, 16384], [this.act[5], 0, 262144]]); // 10: %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x64_64", [[this.act[5], 0, 262144], [this.params, 98560, 256], [this.act[6], 0, 262144]]); // 11: %47 blocks.0.attn.q.add0 vector_transformer.mt:47
-    group("permute_0213_16x64x4x16", [[this.act[6], 0, 262144], [this.act[5], 0, 262144]]); // 12: %49 blocks.0.attn.permute0 vector_transformer.mt:58
-    group("matmul_1024x64_64x64", [[this.act[4], 0, 262144], [this.params, 98816, 16384], [this.act[6], 0, 262144]]); // 13: %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x64_64", [[this.act[6], 0, 262144], [this.params, 115200, 256], [this.act[7], 0, 262144]]); // 14: %53 blocks.0.attn.k.add0 vector_transformer.mt:47
-    group("permute_0213_16x64x4x16", [[this.act[7], 0, 262144], [this.act[6], 0, 262144]]); // 15: %55 blocks.0.attn.permute1 vector_transformer.mt:59
-    group("matmul_1024x64_64x64", [[this.act[4], 0, 262144], [this.params, 115456, 16384], [this.act[7], 0, 262144]]); // 16: %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x64_64", [[this.act[7], 0, 262144], [this.params, 131840, 256], [this.act[8], 0, 262144]]); // 17: %59 blocks.0.attn.v.add0 vector_transformer.mt:47
-    group("permute_0213_16x64x4x16", [[this.act[8], 0, 262144], [this.act[7], 0, 262144]]); // 18: %61 blocks.0.attn.permute2 vector_transformer.mt:60
-    group("permute_0132_16x4x64x16", [[this.act[6], 0, 262144], [this.act[8], 0, 262144]]); // 19: %62 blocks.0.attn.permute3 vector_transformer.mt:61
-    group("matmul_16x4x64x16_16x4x16x64", [[this.act[5], 0, 262144], [this.act[8], 0, 262144], [this.act[9], 0, 1048576]]); // 20: %63 blocks.0.attn.matmul0 vector_transformer.mt:61
-    group("affine_s0p25_b0_16x4x64x64", [[this.act[9], 0, 1048576], [this.act[10], 0, 1048576]]); // 21: %64 blocks.0.attn.affine0 vector_transformer.mt:61
-    group("causal_mask_fminf_16x4x64x64", [[this.act[10], 0, 1048576], [this.act[9], 0, 1048576]]); // 22: %65 blocks.0.attn.causal_mask0 vector_transformer.mt:61
-    group("softmax_16x4x64x64", [[this.act[9], 0, 1048576], [this.act[10], 0, 1048576]]); // 23: %66 blocks.0.attn.softmax0 vector_transformer.mt:61
-    group("dropout_p0p1_k0_16x4x64x64", [[this.act[10], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 24: %67 blocks.0.attn.dropout0 vector_transformer.mt:61
-    group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[7], 0, 262144], [this.act[6], 0, 262144]]); // 25: %68 blocks.0.attn.matmul1 vector_transformer.mt:62
-    group("permute_0213_16x4x64x16", [[this.act[6], 0, 262144], [this.act[11], 0, 262144]]); // 26: %69 blocks.0.attn.permute4 vector_transformer.mt:62
-    group("matmul_1024x64_64x64", [[this.act[11], 0, 262144], [this.params, 132096, 16384], [this.act[6], 0, 262144]]); // 27: %72 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x64_64", [[this.act[6], 0, 262144], [this.params, 148480, 256], [this.act[12], 0, 262144]]); // 28: %74 blocks.0.attn.o.add0 vector_transformer.mt:47
-    group("binary_add_16x64x64_16x64x64", [[this.act[1], 0, 262144], [this.act[12], 0, 262144], [this.act[6], 0, 262144]]); // 29: %75 blocks.0.add0 vector_transformer.mt:73
-    group("binary_mul_16x64x64_16x64x64", [[this.act[6], 0, 262144], [this.act[6], 0, 262144], [this.act[12], 0, 262144]]); // 30: %76 blocks.0.norm2.mul0 vector_transformer.mt:39
-    group("sum_a2_16x64x64", [[this.act[12], 0, 262144], [this.act[2], 0, 4096]]); // 31: %77 blocks.0.norm2.sum0 vector_transformer.mt:39
-    group("affine_s0p015625_b0_16x64x1", [[this.act[2], 0, 4096], [this.act[13], 0, 4096]]); // 32: %78 blocks.0.norm2.affine0 vector_transformer.mt:39
-    group("affine_s1_b0p000001_16x64x1", [[this.act[13], 0, 4096], [this.act[2], 0, 4096]]); // 33: %79 blocks.0.norm2.affine1 vector_transformer.mt:39
-    group("unary_rsqrt_16x64x1", [[this.act[2], 0, 4096], [this.act[13], 0, 4096]]); // 34: %80 blocks.0.norm2.rsqrt0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x1", [[this.act[6], 0, 262144], [this.act[13], 0, 4096], [this.act[12], 0, 262144]]); // 35: %81 blocks.0.norm2.mul1 vector_transformer.mt:39
-    group("binary_mul_16x64x64_64", [[this.act[12], 0, 262144], [this.params, 148736, 256], [this.act[14], 0, 262144]]); // 36: %82 blocks.0.norm2.mul2 vector_transformer.mt:39
-    group("matmul_1024x64_64x256", [[this.act[14], 0, 262144], [this.params, 148992, 65536], [this.act[15], 0, 1048576]]); // 37: %84 blocks.0.up.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x256_256", [[this.act[15], 0, 1048576], [this.params, 214528, 1024], [this.act[16], 0, 1048576]]); // 38: %86 blocks.0.up.add0 vector_transformer.mt:47
-    group("unary_silu_16x64x256", [[this.act[16], 0, 1048576], [this.act[15], 0, 1048576]]); // 39: %87 blocks.0.silu0 vector_transformer.mt:74
-    group("matmul_1024x256_256x64", [[this.act[15], 0, 1048576], [this.params, 215552, 65536], [this.act[17], 0, 262144]]); // 40: %89 blocks.0.down.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x64_64", [[this.act[17], 0, 262144], [this.params, 281088, 256], [this.act[18], 0, 262144]]); // 41: %91 blocks.0.down.add0 vector_transformer.mt:47
-    group("dropout_p0p1_k1_16x64x64", [[this.act[18], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 42: %92 blocks.0.dropout0 vector_transformer.mt:74
-    group("binary_add_16x64x64_16x64x64", [[this.act[6], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144]]); // 43: %93 blocks.0.add1 vector_transformer.mt:74
-    group("binary_mul_16x64x64_16x64x64", [[this.act[18], 0, 262144], [this.act[18], 0, 262144], [this.act[17], 0, 262144]]); // 44: %94 blocks.1.norm1.mul0 vector_transformer.mt:39
-    group("sum_a2_16x64x64", [[this.act[17], 0, 262144], [this.act[2], 0, 4096]]); // 45: %95 blocks.1.norm1.sum0 vector_transformer.mt:39
-    group("affine_s0p015625_b0_16x64x1", [[this.act[2], 0, 4096], [this.act[19], 0, 4096]]); // 46: %96 blocks.1.norm1.affine0 vector_transformer.mt:39
-    group("affine_s1_b0p000001_16x64x1", [[this.act[19], 0, 4096], [this.act[2], 0, 4096]]); // 47: %97 blocks.1.norm1.affine1 vector_transformer.mt:39
-    group("unary_rsqrt_16x64x1", [[this.act[2], 0, 4096], [this.act[19], 0, 4096]]); // 48: %98 blocks.1.norm1.rsqrt0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x1", [[this.act[18], 0, 262144], [this.act[19], 0, 4096], [this.act[17], 0, 262144]]); // 49: %99 blocks.1.norm1.mul1 vector_transformer.mt:39
-    group("binary_mul_16x64x64_64", [[this.act[17], 0, 262144], [this.params, 281344, 256], [this.act[20], 0, 262144]]); // 50: %100 blocks.1.norm1.mul2 vector_transformer.mt:39
-    group("matmul_1024x64_64x64", [[this.act[20], 0, 262144], [this.params, 281600, 16384], [this.act[21], 0, 262144]]); // 51: %102 blocks.1.attn.q.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x64_64", [[this.act[21], 0, 262144], [this.params, 297984, 256], [this.act[22], 0, 262144]]); // 52: %104 blocks.1.attn.q.add0 vector_transformer.mt:47
-    group("permute_0213_16x64x4x16", [[this.act[22], 0, 262144], [this.act[21], 0, 262144]]); // 53: %106 blocks.1.attn.permute0 vector_transformer.mt:58
-    group("matmul_1024x64_64x64", [[this.act[20], 0, 262144], [this.params, 298240, 16384], [this.act[22], 0, 262144]]); // 54: %108 blocks.1.attn.k.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x64_64", [[this.act[22], 0, 262144], [this.params, 314624, 256], [this.act[23], 0, 262144]]); // 55: %110 blocks.1.attn.k.add0 vector_transformer.mt:47
-    group("permute_0213_16x64x4x16", [[this.act[23], 0, 262144], [this.act[22], 0, 262144]]); // 56: %112 blocks.1.attn.permute1 vector_transformer.mt:59
-    group("matmul_1024x64_64x64", [[this.act[20], 0, 262144], [this.params, 314880, 16384], [this.act[23], 0, 262144]]); // 57: %114 blocks.1.attn.v.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x64_64", [[this.act[23], 0, 262144], [this.params, 331264, 256], [this.act[24], 0, 262144]]); // 58: %116 blocks.1.attn.v.add0 vector_transformer.mt:47
-    group("permute_0213_16x64x4x16", [[this.act[24], 0, 262144], [this.act[23], 0, 262144]]); // 59: %118 blocks.1.attn.permute2 vector_transformer.mt:60
-    group("permute_0132_16x4x64x16", [[this.act[22], 0, 262144], [this.act[24], 0, 262144]]); // 60: %119 blocks.1.attn.permute3 vector_transformer.mt:61
-    group("matmul_16x4x64x16_16x4x16x64", [[this.act[21], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 1048576]]); // 61: %120 blocks.1.attn.matmul0 vector_transformer.mt:61
-    group("affine_s0p25_b0_16x4x64x64", [[this.act[25], 0, 1048576], [this.act[26], 0, 1048576]]); // 62: %121 blocks.1.attn.affine0 vector_transformer.mt:61
-    group("causal_mask_fminf_16x4x64x64", [[this.act[26], 0, 1048576], [this.act[25], 0, 1048576]]); // 63: %122 blocks.1.attn.causal_mask0 vector_transformer.mt:61
-    group("softmax_16x4x64x64", [[this.act[25], 0, 1048576], [this.act[26], 0, 1048576]]); // 64: %123 blocks.1.attn.softmax0 vector_transformer.mt:61
-    group("dropout_p0p1_k2_16x4x64x64", [[this.act[26], 0, 1048576], [this.act[25], 0, 1048576], [this.step, 0, 16]]); // 65: %124 blocks.1.attn.dropout0 vector_transformer.mt:61
-    group("matmul_16x4x64x64_16x4x64x16", [[this.act[25], 0, 1048576], [this.act[23], 0, 262144], [this.act[22], 0, 262144]]); // 66: %125 blocks.1.attn.matmul1 vector_transformer.mt:62
-    group("permute_0213_16x4x64x16", [[this.act[22], 0, 262144], [this.act[27], 0, 262144]]); // 67: %126 blocks.1.attn.permute4 vector_transformer.mt:62
-    group("matmul_1024x64_64x64", [[this.act[27], 0, 262144], [this.params, 331520, 16384], [this.act[22], 0, 262144]]); // 68: %129 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x64_64", [[this.act[22], 0, 262144], [this.params, 347904, 256], [this.act[28], 0, 262144]]); // 69: %131 blocks.1.attn.o.add0 vector_transformer.mt:47
-    group("binary_add_16x64x64_16x64x64", [[this.act[18], 0, 262144], [this.act[28], 0, 262144], [this.act[22], 0, 262144]]); // 70: %132 blocks.1.add0 vector_transformer.mt:73
-    group("binary_mul_16x64x64_16x64x64", [[this.act[22], 0, 262144], [this.act[22], 0, 262144], [this.act[28], 0, 262144]]); // 71: %133 blocks.1.norm2.mul0 vector_transformer.mt:39
-    group("sum_a2_16x64x64", [[this.act[28], 0, 262144], [this.act[2], 0, 4096]]); // 72: %134 blocks.1.norm2.sum0 vector_transformer.mt:39
-    group("affine_s0p015625_b0_16x64x1", [[this.act[2], 0, 4096], [this.act[29], 0, 4096]]); // 73: %135 blocks.1.norm2.affine0 vector_transformer.mt:39
-    group("affine_s1_b0p000001_16x64x1", [[this.act[29], 0, 4096], [this.act[2], 0, 4096]]); // 74: %136 blocks.1.norm2.affine1 vector_transformer.mt:39
-    group("unary_rsqrt_16x64x1", [[this.act[2], 0, 4096], [this.act[29], 0, 4096]]); // 75: %137 blocks.1.norm2.rsqrt0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x1", [[this.act[22], 0, 262144], [this.act[29], 0, 4096], [this.act[28], 0, 262144]]); // 76: %138 blocks.1.norm2.mul1 vector_transformer.mt:39
-    group("binary_mul_16x64x64_64", [[this.act[28], 0, 262144], [this.params, 348160, 256], [this.act[30], 0, 262144]]); // 77: %139 blocks.1.norm2.mul2 vector_transformer.mt:39
-    group("matmul_1024x64_64x256", [[this.act[30], 0, 262144], [this.params, 348416, 65536], [this.act[31], 0, 1048576]]); // 78: %141 blocks.1.up.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x256_256", [[this.act[31], 0, 1048576], [this.params, 413952, 1024], [this.act[32], 0, 1048576]]); // 79: %143 blocks.1.up.add0 vector_transformer.mt:47
-    group("unary_silu_16x64x256", [[this.act[32], 0, 1048576], [this.act[31], 0, 1048576]]); // 80: %144 blocks.1.silu0 vector_transformer.mt:74
-    group("matmul_1024x256_256x64", [[this.act[31], 0, 1048576], [this.params, 414976, 65536], [this.act[33], 0, 262144]]); // 81: %146 blocks.1.down.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x64_64", [[this.act[33], 0, 262144], [this.params, 480512, 256], [this.act[34], 0, 262144]]); // 82: %148 blocks.1.down.add0 vector_transformer.mt:47
-    group("dropout_p0p1_k3_16x64x64", [[this.act[34], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 83: %149 blocks.1.dropout0 vector_transformer.mt:74
-    group("binary_add_16x64x64_16x64x64", [[this.act[22], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144]]); // 84: %150 blocks.1.add1 vector_transformer.mt:74
-    group("binary_mul_16x64x64_16x64x64", [[this.act[34], 0, 262144], [this.act[34], 0, 262144], [this.act[33], 0, 262144]]); // 85: %151 norm_f.mul0 vector_transformer.mt:39
-    group("sum_a2_16x64x64", [[this.act[33], 0, 262144], [this.act[2], 0, 4096]]); // 86: %152 norm_f.sum0 vector_transformer.mt:39
-    group("affine_s0p015625_b0_16x64x1", [[this.act[2], 0, 4096], [this.act[35], 0, 4096]]); // 87: %153 norm_f.affine0 vector_transformer.mt:39
-    group("affine_s1_b0p000001_16x64x1", [[this.act[35], 0, 4096], [this.act[2], 0, 4096]]); // 88: %154 norm_f.affine1 vector_transformer.mt:39
-    group("unary_rsqrt_16x64x1", [[this.act[2], 0, 4096], [this.act[35], 0, 4096]]); // 89: %155 norm_f.rsqrt0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x1", [[this.act[34], 0, 262144], [this.act[35], 0, 4096], [this.act[33], 0, 262144]]); // 90: %156 norm_f.mul1 vector_transformer.mt:39
-    group("binary_mul_16x64x64_64", [[this.act[33], 0, 262144], [this.params, 480768, 256], [this.act[36], 0, 262144]]); // 91: %157 norm_f.mul2 vector_transformer.mt:39
-    group("matmul_1024x64_64x256", [[this.act[36], 0, 262144], [this.params, 481024, 65536], [this.act[37], 0, 1048576]]); // 92: %159 head.matmul0 vector_transformer.mt:47
-    group("binary_add_16x64x256_256", [[this.act[37], 0, 1048576], [this.params, 546560, 1024], [this.act[38], 0, 1048576]]); // 93: %161 head.add0 vector_transformer.mt:47
-    group("cross_entropy_16x64x256_16x64i", [[this.act[38], 0, 1048576], [this.targets, 0, 4096], [this.act[39], 0, 4]]); // 94: %162 loss.cross_entropy0 vector_transformer.mt:84
-    group("softmax_16x64x256", [[this.act[38], 0, 1048576], [this.act[37], 0, 1048576]]); // 95: %164 loss.cross_entropy0.grad.softmax0 vector_transformer.mt:84
-    group("onehot_16x64i_to_16x64x256", [[this.targets, 0, 4096], [this.act[41], 0, 1048576]]); // 96: %165 loss.cross_entropy0.grad.onehot0 vector_transformer.mt:84
-    group("binary_sub_16x64x256_16x64x256", [[this.act[37], 0, 1048576], [this.act[41], 0, 1048576], [this.act[42], 0, 1048576]]); // 97: %166 loss.cross_entropy0.grad.sub0 vector_transformer.mt:84
-    group("binary_mul_16x64x256_s", [[this.act[42], 0, 1048576], [this.act[40], 0, 4], [this.act[41], 0, 1048576]]); // 98: %167 loss.cross_entropy0.grad.mul0 vector_transformer.mt:84
-    group("affine_s0p0009765625_b0_16x64x256", [[this.act[41], 0, 1048576], [this.act[42], 0, 1048576]]); // 99: %168 loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
-    group("sum_a01_16x64x256", [[this.act[42], 0, 1048576], [this.act[43], 0, 1024]]); // 100: %169 head.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x256", [[this.params, 481024, 65536], [this.act[44], 0, 65536]]); // 101: %172 head.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[42], 0, 1048576], [this.act[44], 0, 65536], [this.act[45], 0, 262144]]); // 102: %173 head.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x64", [[this.act[36], 0, 262144], [this.act[46], 0, 262144]]); // 103: %174 head.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x256", [[this.act[46], 0, 262144], [this.act[42], 0, 1048576], [this.grads, 481024, 65536]]); // 104: %175 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("binary_mul_16x64x64_64", [[this.act[45], 0, 262144], [this.params, 480768, 256], [this.act[46], 0, 262144]]); // 105: %177 norm_f.mul2.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[45], 0, 262144], [this.act[33], 0, 262144], [this.act[36], 0, 262144]]); // 106: %178 norm_f.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[36], 0, 262144], [this.act[47], 0, 256]]); // 107: %179 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x1", [[this.act[46], 0, 262144], [this.act[35], 0, 4096], [this.act[36], 0, 262144]]); // 108: %181 norm_f.mul1.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[46], 0, 262144], [this.act[34], 0, 262144], [this.act[33], 0, 262144]]); // 109: %182 norm_f.mul1.grad.mul1 vector_transformer.mt:39
-    group("sum_a2_16x64x64", [[this.act[33], 0, 262144], [this.act[2], 0, 4096]]); // 110: %183 norm_f.mul1.grad.sum0 vector_transformer.mt:39
-    group("unary_square_16x64x1", [[this.act[35], 0, 4096], [this.act[48], 0, 4096]]); // 111: %184 norm_f.rsqrt0.grad.square0 vector_transformer.mt:39
-    group("binary_mul_16x64x1_16x64x1", [[this.act[35], 0, 4096], [this.act[48], 0, 4096], [this.act[49], 0, 4096]]); // 112: %185 norm_f.rsqrt0.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x1_16x64x1", [[this.act[2], 0, 4096], [this.act[49], 0, 4096], [this.act[48], 0, 4096]]); // 113: %186 norm_f.rsqrt0.grad.mul1 vector_transformer.mt:39
-    group("affine_sm0p5_b0_16x64x1", [[this.act[48], 0, 4096], [this.act[49], 0, 4096]]); // 114: %187 norm_f.rsqrt0.grad.affine0 vector_transformer.mt:39
-    group("affine_s1_b0_16x64x1", [[this.act[49], 0, 4096], [this.act[48], 0, 4096]]); // 115: %188 norm_f.affine1.grad.affine0 vector_transformer.mt:39
-    group("affine_s0p015625_b0_16x64x1", [[this.act[48], 0, 4096], [this.act[49], 0, 4096]]); // 116: %189 norm_f.affine0.grad.affine0 vector_transformer.mt:39
-    group("expand_16x64x1_to_16x64x64", [[this.act[49], 0, 4096], [this.act[33], 0, 262144]]); // 117: %190 norm_f.sum0.grad.expand0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[46], 0, 262144]]); // 118: %191 norm_f.mul0.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[45], 0, 262144]]); // 119: %192 norm_f.mul0.grad.mul1 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[36], 0, 262144], [this.act[46], 0, 262144], [this.act[33], 0, 262144]]); // 120: %193 blocks.1.add1.grad.add0 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[33], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144]]); // 121: %194 blocks.1.add1.grad.add1 vector_transformer.mt:39
-    group("dropout_p0p1_k3_16x64x64", [[this.act[46], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 122: %195 blocks.1.dropout0.grad.dropout0 vector_transformer.mt:74
-    group("sum_a01_16x64x64", [[this.act[45], 0, 262144], [this.act[50], 0, 256]]); // 123: %196 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_256x64", [[this.params, 414976, 65536], [this.act[44], 0, 65536]]); // 124: %199 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[45], 0, 262144], [this.act[44], 0, 65536], [this.act[42], 0, 1048576]]); // 125: %200 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x256", [[this.act[31], 0, 1048576], [this.act[41], 0, 1048576]]); // 126: %201 blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_256x1024_1024x64", [[this.act[41], 0, 1048576], [this.act[45], 0, 262144], [this.grads, 414976, 65536]]); // 127: %202 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("unary_silu_grad_16x64x256", [[this.act[32], 0, 1048576], [this.act[41], 0, 1048576]]); // 128: %204 blocks.1.silu0.grad.silu_grad0 vector_transformer.mt:74
-    group("binary_mul_16x64x256_16x64x256", [[this.act[42], 0, 1048576], [this.act[41], 0, 1048576], [this.act[32], 0, 1048576]]); // 129: %205 blocks.1.silu0.grad.mul0 vector_transformer.mt:74
-    group("sum_a01_16x64x256", [[this.act[32], 0, 1048576], [this.act[51], 0, 1024]]); // 130: %206 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x256", [[this.params, 348416, 65536], [this.act[44], 0, 65536]]); // 131: %209 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[32], 0, 1048576], [this.act[44], 0, 65536], [this.act[45], 0, 262144]]); // 132: %210 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x64", [[this.act[30], 0, 262144], [this.act[33], 0, 262144]]); // 133: %211 blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x256", [[this.act[33], 0, 262144], [this.act[32], 0, 1048576], [this.grads, 348416, 65536]]); // 134: %212 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("binary_mul_16x64x64_64", [[this.act[45], 0, 262144], [this.params, 348160, 256], [this.act[33], 0, 262144]]); // 135: %214 blocks.1.norm2.mul2.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[45], 0, 262144], [this.act[28], 0, 262144], [this.act[30], 0, 262144]]); // 136: %215 blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[30], 0, 262144], [this.act[52], 0, 256]]); // 137: %216 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x1", [[this.act[33], 0, 262144], [this.act[29], 0, 4096], [this.act[30], 0, 262144]]); // 138: %218 blocks.1.norm2.mul1.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[33], 0, 262144], [this.act[22], 0, 262144], [this.act[28], 0, 262144]]); // 139: %219 blocks.1.norm2.mul1.grad.mul1 vector_transformer.mt:39
-    group("sum_a2_16x64x64", [[this.act[28], 0, 262144], [this.act[49], 0, 4096]]); // 140: %220 blocks.1.norm2.mul1.grad.sum0 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[46], 0, 262144], [this.act[30], 0, 262144], [this.act[28], 0, 262144]]); // 141: %221 blocks.1.add0.grad.add0 vector_transformer.mt:39
-    group("unary_square_16x64x1", [[this.act[29], 0, 4096], [this.act[48], 0, 4096]]); // 142: %222 blocks.1.norm2.rsqrt0.grad.square0 vector_transformer.mt:39
-    group("binary_mul_16x64x1_16x64x1", [[this.act[29], 0, 4096], [this.act[48], 0, 4096], [this.act[2], 0, 4096]]); // 143: %223 blocks.1.norm2.rsqrt0.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x1_16x64x1", [[this.act[49], 0, 4096], [this.act[2], 0, 4096], [this.act[48], 0, 4096]]); // 144: %224 blocks.1.norm2.rsqrt0.grad.mul1 vector_transformer.mt:39
-    group("affine_sm0p5_b0_16x64x1", [[this.act[48], 0, 4096], [this.act[2], 0, 4096]]); // 145: %225 blocks.1.norm2.rsqrt0.grad.affine0 vector_transformer.mt:39
-    group("affine_s1_b0_16x64x1", [[this.act[2], 0, 4096], [this.act[48], 0, 4096]]); // 146: %226 blocks.1.norm2.affine1.grad.affine0 vector_transformer.mt:39
-    group("affine_s0p015625_b0_16x64x1", [[this.act[48], 0, 4096], [this.act[2], 0, 4096]]); // 147: %227 blocks.1.norm2.affine0.grad.affine0 vector_transformer.mt:39
-    group("expand_16x64x1_to_16x64x64", [[this.act[2], 0, 4096], [this.act[30], 0, 262144]]); // 148: %228 blocks.1.norm2.sum0.grad.expand0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[30], 0, 262144], [this.act[22], 0, 262144], [this.act[46], 0, 262144]]); // 149: %229 blocks.1.norm2.mul0.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[30], 0, 262144], [this.act[22], 0, 262144], [this.act[33], 0, 262144]]); // 150: %230 blocks.1.norm2.mul0.grad.mul1 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[28], 0, 262144], [this.act[46], 0, 262144], [this.act[22], 0, 262144]]); // 151: %231 blocks.1.add0.grad.add1 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[22], 0, 262144], [this.act[33], 0, 262144], [this.act[46], 0, 262144]]); // 152: %232 blocks.1.add0.grad.add2 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[46], 0, 262144], [this.act[53], 0, 256]]); // 153: %233 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 331520, 16384], [this.act[54], 0, 16384]]); // 154: %236 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[46], 0, 262144], [this.act[54], 0, 16384], [this.act[33], 0, 262144]]); // 155: %237 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x64", [[this.act[27], 0, 262144], [this.act[22], 0, 262144]]); // 156: %238 blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[22], 0, 262144], [this.act[46], 0, 262144], [this.grads, 331520, 16384]]); // 157: %239 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("permute_0213_16x64x4x16", [[this.act[33], 0, 262144], [this.act[22], 0, 262144]]); // 158: %242 blocks.1.attn.permute4.grad.permute0 vector_transformer.mt:62
-    group("permute_0132_16x4x64x16", [[this.act[23], 0, 262144], [this.act[33], 0, 262144]]); // 159: %243 blocks.1.attn.matmul1.grad.permute0 vector_transformer.mt:62
-    group("matmul_16x4x64x16_16x4x16x64", [[this.act[22], 0, 262144], [this.act[33], 0, 262144], [this.act[32], 0, 1048576]]); // 160: %244 blocks.1.attn.matmul1.grad.matmul0 vector_transformer.mt:62
-    group("permute_0132_16x4x64x64", [[this.act[25], 0, 1048576], [this.act[41], 0, 1048576]]); // 161: %245 blocks.1.attn.matmul1.grad.permute1 vector_transformer.mt:62
-    group("matmul_16x4x64x64_16x4x64x16", [[this.act[41], 0, 1048576], [this.act[22], 0, 262144], [this.act[33], 0, 262144]]); // 162: %246 blocks.1.attn.matmul1.grad.matmul1 vector_transformer.mt:62
-    group("dropout_p0p1_k2_16x4x64x64", [[this.act[32], 0, 1048576], [this.act[41], 0, 1048576], [this.step, 0, 16]]); // 163: %247 blocks.1.attn.dropout0.grad.dropout0 vector_transformer.mt:61
-    group("binary_mul_16x4x64x64_16x4x64x64", [[this.act[41], 0, 1048576], [this.act[26], 0, 1048576], [this.act[32], 0, 1048576]]); // 164: %248 blocks.1.attn.softmax0.grad.mul0 vector_transformer.mt:61
-    group("sum_a3_16x4x64x64", [[this.act[32], 0, 1048576], [this.act[54], 0, 16384]]); // 165: %249 blocks.1.attn.softmax0.grad.sum0 vector_transformer.mt:61
-    group("binary_sub_16x4x64x64_16x4x64x1", [[this.act[41], 0, 1048576], [this.act[54], 0, 16384], [this.act[32], 0, 1048576]]); // 166: %250 blocks.1.attn.softmax0.grad.sub0 vector_transformer.mt:61
-    group("binary_mul_16x4x64x64_16x4x64x64", [[this.act[26], 0, 1048576], [this.act[32], 0, 1048576], [this.act[41], 0, 1048576]]); // 167: %251 blocks.1.attn.softmax0.grad.mul1 vector_transformer.mt:61
-    group("causal_mask_f0_16x4x64x64", [[this.act[41], 0, 1048576], [this.act[32], 0, 1048576]]); // 168: %252 blocks.1.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
-    group("affine_s0p25_b0_16x4x64x64", [[this.act[32], 0, 1048576], [this.act[41], 0, 1048576]]); // 169: %253 blocks.1.attn.affine0.grad.affine0 vector_transformer.mt:61
-    group("permute_0132_16x4x16x64", [[this.act[24], 0, 262144], [this.act[22], 0, 262144]]); // 170: %254 blocks.1.attn.matmul0.grad.permute0 vector_transformer.mt:61
-    group("matmul_16x4x64x64_16x4x64x16", [[this.act[41], 0, 1048576], [this.act[22], 0, 262144], [this.act[24], 0, 262144]]); // 171: %255 blocks.1.attn.matmul0.grad.matmul0 vector_transformer.mt:61
-    group("permute_0132_16x4x64x16", [[this.act[21], 0, 262144], [this.act[22], 0, 262144]]); // 172: %256 blocks.1.attn.matmul0.grad.permute1 vector_transformer.mt:61
-    group("matmul_16x4x16x64_16x4x64x64", [[this.act[22], 0, 262144], [this.act[41], 0, 1048576], [this.act[21], 0, 262144]]); // 173: %257 blocks.1.attn.matmul0.grad.matmul1 vector_transformer.mt:61
-    group("permute_0132_16x4x16x64", [[this.act[21], 0, 262144], [this.act[22], 0, 262144]]); // 174: %258 blocks.1.attn.permute3.grad.permute0 vector_transformer.mt:61
-    group("permute_0213_16x4x64x16", [[this.act[33], 0, 262144], [this.act[21], 0, 262144]]); // 175: %259 blocks.1.attn.permute2.grad.permute0 vector_transformer.mt:60
-    group("sum_a01_16x64x64", [[this.act[21], 0, 262144], [this.act[55], 0, 256]]); // 176: %261 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 314880, 16384], [this.act[54], 0, 16384]]); // 177: %264 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[21], 0, 262144], [this.act[54], 0, 16384], [this.act[33], 0, 262144]]); // 178: %265 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x64", [[this.act[20], 0, 262144], [this.act[23], 0, 262144]]); // 179: %266 blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[23], 0, 262144], [this.act[21], 0, 262144], [this.grads, 314880, 16384]]); // 180: %267 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("permute_0213_16x4x64x16", [[this.act[22], 0, 262144], [this.act[21], 0, 262144]]); // 181: %269 blocks.1.attn.permute1.grad.permute0 vector_transformer.mt:59
-    group("sum_a01_16x64x64", [[this.act[21], 0, 262144], [this.act[56], 0, 256]]); // 182: %271 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 298240, 16384], [this.act[54], 0, 16384]]); // 183: %274 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[21], 0, 262144], [this.act[54], 0, 16384], [this.act[22], 0, 262144]]); // 184: %275 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x64", [[this.act[20], 0, 262144], [this.act[23], 0, 262144]]); // 185: %276 blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[23], 0, 262144], [this.act[21], 0, 262144], [this.grads, 298240, 16384]]); // 186: %277 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("binary_add_16x64x64_16x64x64", [[this.act[33], 0, 262144], [this.act[22], 0, 262144], [this.act[21], 0, 262144]]); // 187: %279 blocks.1.norm1.mul2.grad.add0 vector_transformer.mt:47
-    group("permute_0213_16x4x64x16", [[this.act[24], 0, 262144], [this.act[22], 0, 262144]]); // 188: %280 blocks.1.attn.permute0.grad.permute0 vector_transformer.mt:58
-    group("sum_a01_16x64x64", [[this.act[22], 0, 262144], [this.act[57], 0, 256]]); // 189: %282 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 281600, 16384], [this.act[54], 0, 16384]]); // 190: %285 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[22], 0, 262144], [this.act[54], 0, 16384], [this.act[24], 0, 262144]]); // 191: %286 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x64", [[this.act[20], 0, 262144], [this.act[33], 0, 262144]]); // 192: %287 blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[33], 0, 262144], [this.act[22], 0, 262144], [this.grads, 281600, 16384]]); // 193: %288 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("binary_add_16x64x64_16x64x64", [[this.act[21], 0, 262144], [this.act[24], 0, 262144], [this.act[22], 0, 262144]]); // 194: %290 blocks.1.norm1.mul2.grad.add1 vector_transformer.mt:47
-    group("binary_mul_16x64x64_64", [[this.act[22], 0, 262144], [this.params, 281344, 256], [this.act[24], 0, 262144]]); // 195: %291 blocks.1.norm1.mul2.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[22], 0, 262144], [this.act[17], 0, 262144], [this.act[21], 0, 262144]]); // 196: %292 blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[21], 0, 262144], [this.act[58], 0, 256]]); // 197: %293 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x1", [[this.act[24], 0, 262144], [this.act[19], 0, 4096], [this.act[21], 0, 262144]]); // 198: %295 blocks.1.norm1.mul1.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[24], 0, 262144], [this.act[18], 0, 262144], [this.act[17], 0, 262144]]); // 199: %296 blocks.1.norm1.mul1.grad.mul1 vector_transformer.mt:39
-    group("sum_a2_16x64x64", [[this.act[17], 0, 262144], [this.act[2], 0, 4096]]); // 200: %297 blocks.1.norm1.mul1.grad.sum0 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[46], 0, 262144], [this.act[21], 0, 262144], [this.act[17], 0, 262144]]); // 201: %298 blocks.0.add1.grad.add0 vector_transformer.mt:39
-    group("unary_square_16x64x1", [[this.act[19], 0, 4096], [this.act[48], 0, 4096]]); // 202: %299 blocks.1.norm1.rsqrt0.grad.square0 vector_transformer.mt:39
-    group("binary_mul_16x64x1_16x64x1", [[this.act[19], 0, 4096], [this.act[48], 0, 4096], [this.act[49], 0, 4096]]); // 203: %300 blocks.1.norm1.rsqrt0.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x1_16x64x1", [[this.act[2], 0, 4096], [this.act[49], 0, 4096], [this.act[48], 0, 4096]]); // 204: %301 blocks.1.norm1.rsqrt0.grad.mul1 vector_transformer.mt:39
-    group("affine_sm0p5_b0_16x64x1", [[this.act[48], 0, 4096], [this.act[49], 0, 4096]]); // 205: %302 blocks.1.norm1.rsqrt0.grad.affine0 vector_transformer.mt:39
-    group("affine_s1_b0_16x64x1", [[this.act[49], 0, 4096], [this.act[48], 0, 4096]]); // 206: %303 blocks.1.norm1.affine1.grad.affine0 vector_transformer.mt:39
-    group("affine_s0p015625_b0_16x64x1", [[this.act[48], 0, 4096], [this.act[49], 0, 4096]]); // 207: %304 blocks.1.norm1.affine0.grad.affine0 vector_transformer.mt:39
-    group("expand_16x64x1_to_16x64x64", [[this.act[49], 0, 4096], [this.act[21], 0, 262144]]); // 208: %305 blocks.1.norm1.sum0.grad.expand0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[21], 0, 262144], [this.act[18], 0, 262144], [this.act[46], 0, 262144]]); // 209: %306 blocks.1.norm1.mul0.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[21], 0, 262144], [this.act[18], 0, 262144], [this.act[24], 0, 262144]]); // 210: %307 blocks.1.norm1.mul0.grad.mul1 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[17], 0, 262144], [this.act[46], 0, 262144], [this.act[18], 0, 262144]]); // 211: %308 blocks.0.add1.grad.add1 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[18], 0, 262144], [this.act[24], 0, 262144], [this.act[46], 0, 262144]]); // 212: %309 blocks.0.add1.grad.add2 vector_transformer.mt:39
-    group("dropout_p0p1_k1_16x64x64", [[this.act[46], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 213: %310 blocks.0.dropout0.grad.dropout0 vector_transformer.mt:74
-    group("sum_a01_16x64x64", [[this.act[24], 0, 262144], [this.act[59], 0, 256]]); // 214: %311 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_256x64", [[this.params, 215552, 65536], [this.act[44], 0, 65536]]); // 215: %314 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[24], 0, 262144], [this.act[44], 0, 65536], [this.act[41], 0, 1048576]]); // 216: %315 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x256", [[this.act[15], 0, 1048576], [this.act[32], 0, 1048576]]); // 217: %316 blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_256x1024_1024x64", [[this.act[32], 0, 1048576], [this.act[24], 0, 262144], [this.grads, 215552, 65536]]); // 218: %317 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("unary_silu_grad_16x64x256", [[this.act[16], 0, 1048576], [this.act[32], 0, 1048576]]); // 219: %319 blocks.0.silu0.grad.silu_grad0 vector_transformer.mt:74
-    group("binary_mul_16x64x256_16x64x256", [[this.act[41], 0, 1048576], [this.act[32], 0, 1048576], [this.act[16], 0, 1048576]]); // 220: %320 blocks.0.silu0.grad.mul0 vector_transformer.mt:74
-    group("sum_a01_16x64x256", [[this.act[16], 0, 1048576], [this.act[60], 0, 1024]]); // 221: %321 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x256", [[this.params, 148992, 65536], [this.act[44], 0, 65536]]); // 222: %324 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[16], 0, 1048576], [this.act[44], 0, 65536], [this.act[24], 0, 262144]]); // 223: %325 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x64", [[this.act[14], 0, 262144], [this.act[18], 0, 262144]]); // 224: %326 blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x256", [[this.act[18], 0, 262144], [this.act[16], 0, 1048576], [this.grads, 148992, 65536]]); // 225: %327 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("binary_mul_16x64x64_64", [[this.act[24], 0, 262144], [this.params, 148736, 256], [this.act[18], 0, 262144]]); // 226: %329 blocks.0.norm2.mul2.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144]]); // 227: %330 blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[14], 0, 262144], [this.act[61], 0, 256]]); // 228: %331 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x1", [[this.act[18], 0, 262144], [this.act[13], 0, 4096], [this.act[14], 0, 262144]]); // 229: %333 blocks.0.norm2.mul1.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[18], 0, 262144], [this.act[6], 0, 262144], [this.act[12], 0, 262144]]); // 230: %334 blocks.0.norm2.mul1.grad.mul1 vector_transformer.mt:39
-    group("sum_a2_16x64x64", [[this.act[12], 0, 262144], [this.act[49], 0, 4096]]); // 231: %335 blocks.0.norm2.mul1.grad.sum0 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[46], 0, 262144], [this.act[14], 0, 262144], [this.act[12], 0, 262144]]); // 232: %336 blocks.0.add0.grad.add0 vector_transformer.mt:39
-    group("unary_square_16x64x1", [[this.act[13], 0, 4096], [this.act[48], 0, 4096]]); // 233: %337 blocks.0.norm2.rsqrt0.grad.square0 vector_transformer.mt:39
-    group("binary_mul_16x64x1_16x64x1", [[this.act[13], 0, 4096], [this.act[48], 0, 4096], [this.act[2], 0, 4096]]); // 234: %338 blocks.0.norm2.rsqrt0.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x1_16x64x1", [[this.act[49], 0, 4096], [this.act[2], 0, 4096], [this.act[48], 0, 4096]]); // 235: %339 blocks.0.norm2.rsqrt0.grad.mul1 vector_transformer.mt:39
-    group("affine_sm0p5_b0_16x64x1", [[this.act[48], 0, 4096], [this.act[2], 0, 4096]]); // 236: %340 blocks.0.norm2.rsqrt0.grad.affine0 vector_transformer.mt:39
-    group("affine_s1_b0_16x64x1", [[this.act[2], 0, 4096], [this.act[48], 0, 4096]]); // 237: %341 blocks.0.norm2.affine1.grad.affine0 vector_transformer.mt:39
-    group("affine_s0p015625_b0_16x64x1", [[this.act[48], 0, 4096], [this.act[2], 0, 4096]]); // 238: %342 blocks.0.norm2.affine0.grad.affine0 vector_transformer.mt:39
-    group("expand_16x64x1_to_16x64x64", [[this.act[2], 0, 4096], [this.act[14], 0, 262144]]); // 239: %343 blocks.0.norm2.sum0.grad.expand0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[14], 0, 262144], [this.act[6], 0, 262144], [this.act[46], 0, 262144]]); // 240: %344 blocks.0.norm2.mul0.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[14], 0, 262144], [this.act[6], 0, 262144], [this.act[18], 0, 262144]]); // 241: %345 blocks.0.norm2.mul0.grad.mul1 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[12], 0, 262144], [this.act[46], 0, 262144], [this.act[6], 0, 262144]]); // 242: %346 blocks.0.add0.grad.add1 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[6], 0, 262144], [this.act[18], 0, 262144], [this.act[46], 0, 262144]]); // 243: %347 blocks.0.add0.grad.add2 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[46], 0, 262144], [this.act[62], 0, 256]]); // 244: %348 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 132096, 16384], [this.act[54], 0, 16384]]); // 245: %351 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[46], 0, 262144], [this.act[54], 0, 16384], [this.act[18], 0, 262144]]); // 246: %352 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x64", [[this.act[11], 0, 262144], [this.act[6], 0, 262144]]); // 247: %353 blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[6], 0, 262144], [this.act[46], 0, 262144], [this.grads, 132096, 16384]]); // 248: %354 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("permute_0213_16x64x4x16", [[this.act[18], 0, 262144], [this.act[6], 0, 262144]]); // 249: %357 blocks.0.attn.permute4.grad.permute0 vector_transformer.mt:62
-    group("permute_0132_16x4x64x16", [[this.act[7], 0, 262144], [this.act[18], 0, 262144]]); // 250: %358 blocks.0.attn.matmul1.grad.permute0 vector_transformer.mt:62
-    group("matmul_16x4x64x16_16x4x16x64", [[this.act[6], 0, 262144], [this.act[18], 0, 262144], [this.act[16], 0, 1048576]]); // 251: %359 blocks.0.attn.matmul1.grad.matmul0 vector_transformer.mt:62
-    group("permute_0132_16x4x64x64", [[this.act[9], 0, 1048576], [this.act[32], 0, 1048576]]); // 252: %360 blocks.0.attn.matmul1.grad.permute1 vector_transformer.mt:62
-    group("matmul_16x4x64x64_16x4x64x16", [[this.act[32], 0, 1048576], [this.act[6], 0, 262144], [this.act[18], 0, 262144]]); // 253: %361 blocks.0.attn.matmul1.grad.matmul1 vector_transformer.mt:62
-    group("dropout_p0p1_k0_16x4x64x64", [[this.act[16], 0, 1048576], [this.act[32], 0, 1048576], [this.step, 0, 16]]); // 254: %362 blocks.0.attn.dropout0.grad.dropout0 vector_transformer.mt:61
-    group("binary_mul_16x4x64x64_16x4x64x64", [[this.act[32], 0, 1048576], [this.act[10], 0, 1048576], [this.act[16], 0, 1048576]]); // 255: %363 blocks.0.attn.softmax0.grad.mul0 vector_transformer.mt:61
-    group("sum_a3_16x4x64x64", [[this.act[16], 0, 1048576], [this.act[54], 0, 16384]]); // 256: %364 blocks.0.attn.softmax0.grad.sum0 vector_transformer.mt:61
-    group("binary_sub_16x4x64x64_16x4x64x1", [[this.act[32], 0, 1048576], [this.act[54], 0, 16384], [this.act[16], 0, 1048576]]); // 257: %365 blocks.0.attn.softmax0.grad.sub0 vector_transformer.mt:61
-    group("binary_mul_16x4x64x64_16x4x64x64", [[this.act[10], 0, 1048576], [this.act[16], 0, 1048576], [this.act[32], 0, 1048576]]); // 258: %366 blocks.0.attn.softmax0.grad.mul1 vector_transformer.mt:61
-    group("causal_mask_f0_16x4x64x64", [[this.act[32], 0, 1048576], [this.act[16], 0, 1048576]]); // 259: %367 blocks.0.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
-    group("affine_s0p25_b0_16x4x64x64", [[this.act[16], 0, 1048576], [this.act[32], 0, 1048576]]); // 260: %368 blocks.0.attn.affine0.grad.affine0 vector_transformer.mt:61
-    group("permute_0132_16x4x16x64", [[this.act[8], 0, 262144], [this.act[6], 0, 262144]]); // 261: %369 blocks.0.attn.matmul0.grad.permute0 vector_transformer.mt:61
-    group("matmul_16x4x64x64_16x4x64x16", [[this.act[32], 0, 1048576], [this.act[6], 0, 262144], [this.act[8], 0, 262144]]); // 262: %370 blocks.0.attn.matmul0.grad.matmul0 vector_transformer.mt:61
-    group("permute_0132_16x4x64x16", [[this.act[5], 0, 262144], [this.act[6], 0, 262144]]); // 263: %371 blocks.0.attn.matmul0.grad.permute1 vector_transformer.mt:61
-    group("matmul_16x4x16x64_16x4x64x64", [[this.act[6], 0, 262144], [this.act[32], 0, 1048576], [this.act[5], 0, 262144]]); // 264: %372 blocks.0.attn.matmul0.grad.matmul1 vector_transformer.mt:61
-    group("permute_0132_16x4x16x64", [[this.act[5], 0, 262144], [this.act[6], 0, 262144]]); // 265: %373 blocks.0.attn.permute3.grad.permute0 vector_transformer.mt:61
-    group("permute_0213_16x4x64x16", [[this.act[18], 0, 262144], [this.act[5], 0, 262144]]); // 266: %374 blocks.0.attn.permute2.grad.permute0 vector_transformer.mt:60
-    group("sum_a01_16x64x64", [[this.act[5], 0, 262144], [this.act[63], 0, 256]]); // 267: %376 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 115456, 16384], [this.act[54], 0, 16384]]); // 268: %379 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[5], 0, 262144], [this.act[54], 0, 16384], [this.act[18], 0, 262144]]); // 269: %380 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x64", [[this.act[4], 0, 262144], [this.act[7], 0, 262144]]); // 270: %381 blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[7], 0, 262144], [this.act[5], 0, 262144], [this.grads, 115456, 16384]]); // 271: %382 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("permute_0213_16x4x64x16", [[this.act[6], 0, 262144], [this.act[5], 0, 262144]]); // 272: %384 blocks.0.attn.permute1.grad.permute0 vector_transformer.mt:59
-    group("sum_a01_16x64x64", [[this.act[5], 0, 262144], [this.act[64], 0, 256]]); // 273: %386 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 98816, 16384], [this.act[54], 0, 16384]]); // 274: %389 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[5], 0, 262144], [this.act[54], 0, 16384], [this.act[6], 0, 262144]]); // 275: %390 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x64", [[this.act[4], 0, 262144], [this.act[7], 0, 262144]]); // 276: %391 blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[7], 0, 262144], [this.act[5], 0, 262144], [this.grads, 98816, 16384]]); // 277: %392 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("binary_add_16x64x64_16x64x64", [[this.act[18], 0, 262144], [this.act[6], 0, 262144], [this.act[5], 0, 262144]]); // 278: %394 blocks.0.norm1.mul2.grad.add0 vector_transformer.mt:47
-    group("permute_0213_16x4x64x16", [[this.act[8], 0, 262144], [this.act[6], 0, 262144]]); // 279: %395 blocks.0.attn.permute0.grad.permute0 vector_transformer.mt:58
-    group("sum_a01_16x64x64", [[this.act[6], 0, 262144], [this.act[65], 0, 256]]); // 280: %397 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 82176, 16384], [this.act[54], 0, 16384]]); // 281: %400 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[6], 0, 262144], [this.act[54], 0, 16384], [this.act[8], 0, 262144]]); // 282: %401 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("permute_10_1024x64", [[this.act[4], 0, 262144], [this.act[18], 0, 262144]]); // 283: %402 blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[18], 0, 262144], [this.act[6], 0, 262144], [this.grads, 82176, 16384]]); // 284: %403 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("binary_add_16x64x64_16x64x64", [[this.act[5], 0, 262144], [this.act[8], 0, 262144], [this.act[6], 0, 262144]]); // 285: %405 blocks.0.norm1.mul2.grad.add1 vector_transformer.mt:47
-    group("binary_mul_16x64x64_64", [[this.act[6], 0, 262144], [this.params, 81920, 256], [this.act[8], 0, 262144]]); // 286: %406 blocks.0.norm1.mul2.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[6], 0, 262144], [this.act[0], 0, 262144], [this.act[5], 0, 262144]]); // 287: %407 blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[5], 0, 262144], [this.act[66], 0, 256]]); // 288: %408 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x1", [[this.act[8], 0, 262144], [this.act[3], 0, 4096], [this.act[5], 0, 262144]]); // 289: %410 blocks.0.norm1.mul1.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[8], 0, 262144], [this.act[1], 0, 262144], [this.act[0], 0, 262144]]); // 290: %411 blocks.0.norm1.mul1.grad.mul1 vector_transformer.mt:39
-    group("sum_a2_16x64x64", [[this.act[0], 0, 262144], [this.act[2], 0, 4096]]); // 291: %412 blocks.0.norm1.mul1.grad.sum0 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[46], 0, 262144], [this.act[5], 0, 262144], [this.act[0], 0, 262144]]); // 292: %413 add0.grad.add0 vector_transformer.mt:39
-    group("unary_square_16x64x1", [[this.act[3], 0, 4096], [this.act[48], 0, 4096]]); // 293: %414 blocks.0.norm1.rsqrt0.grad.square0 vector_transformer.mt:39
-    group("binary_mul_16x64x1_16x64x1", [[this.act[3], 0, 4096], [this.act[48], 0, 4096], [this.act[49], 0, 4096]]); // 294: %415 blocks.0.norm1.rsqrt0.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x1_16x64x1", [[this.act[2], 0, 4096], [this.act[49], 0, 4096], [this.act[48], 0, 4096]]); // 295: %416 blocks.0.norm1.rsqrt0.grad.mul1 vector_transformer.mt:39
-    group("affine_sm0p5_b0_16x64x1", [[this.act[48], 0, 4096], [this.act[49], 0, 4096]]); // 296: %417 blocks.0.norm1.rsqrt0.grad.affine0 vector_transformer.mt:39
-    group("affine_s1_b0_16x64x1", [[this.act[49], 0, 4096], [this.act[48], 0, 4096]]); // 297: %418 blocks.0.norm1.affine1.grad.affine0 vector_transformer.mt:39
-    group("affine_s0p015625_b0_16x64x1", [[this.act[48], 0, 4096], [this.act[49], 0, 4096]]); // 298: %419 blocks.0.norm1.affine0.grad.affine0 vector_transformer.mt:39
-    group("expand_16x64x1_to_16x64x64", [[this.act[49], 0, 4096], [this.act[5], 0, 262144]]); // 299: %420 blocks.0.norm1.sum0.grad.expand0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[5], 0, 262144], [this.act[1], 0, 262144], [this.act[46], 0, 262144]]); // 300: %421 blocks.0.norm1.mul0.grad.mul0 vector_transformer.mt:39
-    group("binary_mul_16x64x64_16x64x64", [[this.act[5], 0, 262144], [this.act[1], 0, 262144], [this.act[8], 0, 262144]]); // 301: %422 blocks.0.norm1.mul0.grad.mul1 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[0], 0, 262144], [this.act[46], 0, 262144], [this.act[1], 0, 262144]]); // 302: %423 add0.grad.add1 vector_transformer.mt:39
-    group("binary_add_16x64x64_16x64x64", [[this.act[1], 0, 262144], [this.act[8], 0, 262144], [this.act[46], 0, 262144]]); // 303: %424 add0.grad.add2 vector_transformer.mt:39
-    group("sum_a0_16x64x64", [[this.act[46], 0, 262144], [this.act[54], 0, 16384]]); // 304: %425 add0.grad.sum0 vector_transformer.mt:85
-    group("scatter_add_16x64x64_16x64i_to_256x64", [[this.act[46], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 305: %427 gather0.grad.scatter_add0 vector_transformer.mt:85
-    group("affine_s1_b0_64x64", [[this.act[54], 0, 16384], [this.grads, 65536, 16384]]); // 306: %428 wpe.grad.affine0 vector_transformer.mt:80
-    group("affine_s1_b0_64", [[this.act[66], 0, 256], [this.grads, 81920, 256]]); // 307: %429 blocks.0.norm1.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_64", [[this.act[65], 0, 256], [this.grads, 98560, 256]]); // 308: %430 blocks.0.attn.q.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[64], 0, 256], [this.grads, 115200, 256]]); // 309: %431 blocks.0.attn.k.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[63], 0, 256], [this.grads, 131840, 256]]); // 310: %432 blocks.0.attn.v.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[62], 0, 256], [this.grads, 148480, 256]]); // 311: %433 blocks.0.attn.o.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[61], 0, 256], [this.grads, 148736, 256]]); // 312: %434 blocks.0.norm2.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_256", [[this.act[60], 0, 1024], [this.grads, 214528, 1024]]); // 313: %435 blocks.0.up.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[59], 0, 256], [this.grads, 281088, 256]]); // 314: %436 blocks.0.down.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[58], 0, 256], [this.grads, 281344, 256]]); // 315: %437 blocks.1.norm1.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_64", [[this.act[57], 0, 256], [this.grads, 297984, 256]]); // 316: %438 blocks.1.attn.q.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[56], 0, 256], [this.grads, 314624, 256]]); // 317: %439 blocks.1.attn.k.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[55], 0, 256], [this.grads, 331264, 256]]); // 318: %440 blocks.1.attn.v.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[53], 0, 256], [this.grads, 347904, 256]]); // 319: %441 blocks.1.attn.o.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[52], 0, 256], [this.grads, 348160, 256]]); // 320: %442 blocks.1.norm2.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_256", [[this.act[51], 0, 1024], [this.grads, 413952, 1024]]); // 321: %443 blocks.1.up.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[50], 0, 256], [this.grads, 480512, 256]]); // 322: %444 blocks.1.down.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[47], 0, 256], [this.grads, 480768, 256]]); // 323: %445 norm_f.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_256", [[this.act[43], 0, 1024], [this.grads, 546560, 1024]]); // 324: %446 head.b.grad.affine0 vector_transformer.mt:45
-    group("gradnorm_partial_136896", [[this.grads, 0, ARENA], [this.partials, 0, 136]]); // 325: gradient norm, partial sums
-    group("gradnorm_total_34", [[this.partials, 0, 136], [this.norm, 0, 16]]); // 326: gradient norm
-    group("adamw_136896", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 327: AdamW update
-    this.outputs = { loss: [this.act[39], 0, 4], logits: [this.act[38], 0, 1048576], observations: { ["final"]: [[this.act[34], 0, 262144]] } };
+    group("fused_10ops_1f2eaa8efb", [[this.params, 0, 547584], [this.tokens, 0, 4096], [this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[2], 0, 262144], [this.act[3], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 0: %35 gather0 vector_transformer.mt:85
+    group("matmul_1024x64_64x64", [[this.act[4], 0, 262144], [this.params, 82176, 16384], [this.act[5], 0, 262144]]); // 1: %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
+    group("fused_2ops_dbc9a8ea10", [[this.params, 98560, 449024], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 2: %47 blocks.0.attn.q.add0 vector_transformer.mt:47
+    group("permute_0213_16x64x4x16", [[this.act[6], 0, 262144], [this.act[5], 0, 262144]]); // 3: %49 blocks.0.attn.permute0 vector_transformer.mt:58
+    group("matmul_1024x64_64x64", [[this.act[3], 0, 262144], [this.params, 98816, 16384], [this.act[6], 0, 262144]]); // 4: %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
+    group("fused_2ops_1434096560", [[this.params, 115200, 432384], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 5: %53 blocks.0.attn.k.add0 vector_transformer.mt:47
+    group("permute_0213_16x64x4x16", [[this.act[7], 0, 262144], [this.act[6], 0, 262144]]); // 6: %55 blocks.0.attn.permute1 vector_transformer.mt:59
+    group("matmul_1024x64_64x64", [[this.act[3], 0, 262144], [this.params, 115456, 16384], [this.act[7], 0, 262144]]); // 7: %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
+    group("fused_2ops_8b94724873", [[this.params, 131840, 415744], [this.act[7], 0, 262144], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 8: %59 blocks.0.attn.v.add0 vector_transformer.mt:47
+    group("permute_0213_16x64x4x16", [[this.act[8], 0, 262144], [this.act[7], 0, 262144]]); // 9: %61 blocks.0.attn.permute2 vector_transformer.mt:60
+    group("fused_1ops_c536e104a2", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 10: %62 blocks.0.attn.permute3 vector_transformer.mt:61
+    group("matmul_16x4x64x16_16x4x16x64", [[this.act[5], 0, 262144], [this.act[8], 0, 262144], [this.act[9], 0, 1048576]]); // 11: %63 blocks.0.attn.matmul0 vector_transformer.mt:61
+    group("fused_1ops_9f1ebe1a50", [[this.act[9], 0, 1048576], [this.act[10], 0, 1048576], [this.step, 0, 16]]); // 12: %64 blocks.0.attn.affine0 vector_transformer.mt:61
+    group("causal_mask_fminf_16x4x64x64", [[this.act[10], 0, 1048576], [this.act[9], 0, 1048576]]); // 13: %65 blocks.0.attn.causal_mask0 vector_transformer.mt:61
+    group("fused_2ops_a69ee36974", [[this.act[9], 0, 1048576], [this.act[10], 0, 1048576], [this.act[11], 0, 1048576], [this.step, 0, 16]]); // 14: %66 blocks.0.attn.softmax0 vector_transformer.mt:61
+    group("matmul_16x4x64x64_16x4x64x16", [[this.act[11], 0, 1048576], [this.act[7], 0, 262144], [this.act[6], 0, 262144]]); // 15: %68 blocks.0.attn.matmul1 vector_transformer.mt:62
+    group("fused_3ops_0a9e2a7abd", [[this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 16: %69 blocks.0.attn.permute4 vector_transformer.mt:62
+    group("matmul_1024x64_64x64", [[this.act[12], 0, 262144], [this.params, 132096, 16384], [this.act[6], 0, 262144]]); // 17: %72 blocks.0.attn.o.matmul0 vector_transformer.mt:47
+    group("fused_10ops_6ccfae2fec", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[6], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 18: %74 blocks.0.attn.o.add0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[16], 0, 262144], [this.params, 148992, 65536], [this.act[9], 0, 1048576]]); // 19: %84 blocks.0.up.matmul0 vector_transformer.mt:47
+    group("fused_3ops_93026a0c8e", [[this.params, 214528, 333056], [this.act[9], 0, 1048576], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.step, 0, 16]]); // 20: %86 blocks.0.up.add0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[18], 0, 1048576], [this.params, 215552, 65536], [this.act[6], 0, 262144]]); // 21: %89 blocks.0.down.matmul0 vector_transformer.mt:47
+    group("fused_11ops_7bbae1836b", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[6], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 4096], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 22: %91 blocks.0.down.add0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[23], 0, 262144], [this.params, 281600, 16384], [this.act[6], 0, 262144]]); // 23: %102 blocks.1.attn.q.matmul0 vector_transformer.mt:47
+    group("fused_2ops_dbc9a8ea10", [[this.params, 297984, 249600], [this.act[6], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 24: %104 blocks.1.attn.q.add0 vector_transformer.mt:47
+    group("permute_0213_16x64x4x16", [[this.act[24], 0, 262144], [this.act[6], 0, 262144]]); // 25: %106 blocks.1.attn.permute0 vector_transformer.mt:58
+    group("matmul_1024x64_64x64", [[this.act[22], 0, 262144], [this.params, 298240, 16384], [this.act[24], 0, 262144]]); // 26: %108 blocks.1.attn.k.matmul0 vector_transformer.mt:47
+    group("fused_2ops_1434096560", [[this.params, 314624, 232960], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 27: %110 blocks.1.attn.k.add0 vector_transformer.mt:47
+    group("permute_0213_16x64x4x16", [[this.act[25], 0, 262144], [this.act[24], 0, 262144]]); // 28: %112 blocks.1.attn.permute1 vector_transformer.mt:59
+    group("matmul_1024x64_64x64", [[this.act[22], 0, 262144], [this.params, 314880, 16384], [this.act[25], 0, 262144]]); // 29: %114 blocks.1.attn.v.matmul0 vector_transformer.mt:47
+    group("fused_2ops_8b94724873", [[this.params, 331264, 216320], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 30: %116 blocks.1.attn.v.add0 vector_transformer.mt:47
+    group("permute_0213_16x64x4x16", [[this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 31: %118 blocks.1.attn.permute2 vector_transformer.mt:60
+    group("fused_1ops_c536e104a2", [[this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 32: %119 blocks.1.attn.permute3 vector_transformer.mt:61
+    group("matmul_16x4x64x16_16x4x16x64", [[this.act[6], 0, 262144], [this.act[26], 0, 262144], [this.act[9], 0, 1048576]]); // 33: %120 blocks.1.attn.matmul0 vector_transformer.mt:61
+    group("fused_1ops_9f1ebe1a50", [[this.act[9], 0, 1048576], [this.act[27], 0, 1048576], [this.step, 0, 16]]); // 34: %121 blocks.1.attn.affine0 vector_transformer.mt:61
+    group("causal_mask_fminf_16x4x64x64", [[this.act[27], 0, 1048576], [this.act[9], 0, 1048576]]); // 35: %122 blocks.1.attn.causal_mask0 vector_transformer.mt:61
+    group("fused_2ops_7e39e93a61", [[this.act[9], 0, 1048576], [this.act[27], 0, 1048576], [this.act[28], 0, 1048576], [this.step, 0, 16]]); // 36: %123 blocks.1.attn.softmax0 vector_transformer.mt:61
+    group("matmul_16x4x64x64_16x4x64x16", [[this.act[28], 0, 1048576], [this.act[25], 0, 262144], [this.act[24], 0, 262144]]); // 37: %125 blocks.1.attn.matmul1 vector_transformer.mt:62
+    group("fused_3ops_0a9e2a7abd", [[this.act[24], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 38: %126 blocks.1.attn.permute4 vector_transformer.mt:62
+    group("matmul_1024x64_64x64", [[this.act[29], 0, 262144], [this.params, 331520, 16384], [this.act[24], 0, 262144]]); // 39: %129 blocks.1.attn.o.matmul0 vector_transformer.mt:47
+    group("fused_10ops_6ccfae2fec", [[this.params, 347904, 199680], [this.act[19], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4096], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 40: %131 blocks.1.attn.o.add0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[33], 0, 262144], [this.params, 348416, 65536], [this.act[9], 0, 1048576]]); // 41: %141 blocks.1.up.matmul0 vector_transformer.mt:47
+    group("fused_3ops_93026a0c8e", [[this.params, 413952, 133632], [this.act[9], 0, 1048576], [this.act[34], 0, 1048576], [this.act[35], 0, 1048576], [this.step, 0, 16]]); // 42: %143 blocks.1.up.add0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[35], 0, 1048576], [this.params, 414976, 65536], [this.act[24], 0, 262144]]); // 43: %146 blocks.1.down.matmul0 vector_transformer.mt:47
+    group("fused_11ops_85270b838c", [[this.params, 480512, 67072], [this.act[30], 0, 262144], [this.act[24], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 4096], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 44: %148 blocks.1.down.add0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[39], 0, 262144], [this.params, 481024, 65536], [this.act[9], 0, 1048576]]); // 45: %159 head.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9d25370093", [[this.params, 546560, 1024], [this.act[9], 0, 1048576], [this.act[40], 0, 1048576], [this.step, 0, 16]]); // 46: %161 head.add0 vector_transformer.mt:47
+    group("cross_entropy_16x64x256_16x64i", [[this.act[40], 0, 1048576], [this.targets, 0, 4096], [this.act[41], 0, 4]]); // 47: %162 loss.cross_entropy0 vector_transformer.mt:84
+    group("fused_5ops_8b4316f612", [[this.targets, 0, 4096], [this.act[40], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 48: %164 loss.cross_entropy0.grad.softmax0 vector_transformer.mt:84
+    group("sum_a01_16x64x256", [[this.act[9], 0, 1048576], [this.act[42], 0, 1024]]); // 49: %169 head.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x256", [[this.params, 481024, 65536], [this.act[43], 0, 65536]]); // 50: %172 head.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[9], 0, 1048576], [this.act[43], 0, 65536], [this.act[24], 0, 262144]]); // 51: %173 head.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_4bab4619ed", [[this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 52: %174 head.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x256", [[this.act[44], 0, 262144], [this.act[9], 0, 1048576], [this.grads, 481024, 65536]]); // 53: %175 head.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_4563aedc9b", [[this.params, 480768, 66816], [this.act[38], 0, 262144], [this.act[24], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 54: %177 norm_f.mul2.grad.mul0 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[39], 0, 262144], [this.act[45], 0, 256]]); // 55: %179 norm_f.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_faf73dc509", [[this.act[36], 0, 262144], [this.act[37], 0, 4096], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 56: %181 norm_f.mul1.grad.mul0 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[24], 0, 262144], [this.act[46], 0, 256]]); // 57: %196 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_256x64", [[this.params, 414976, 65536], [this.act[43], 0, 65536]]); // 58: %199 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[24], 0, 262144], [this.act[43], 0, 65536], [this.act[9], 0, 1048576]]); // 59: %200 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_00cc12a17d", [[this.act[35], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 60: %201 blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_256x1024_1024x64", [[this.act[47], 0, 1048576], [this.act[24], 0, 262144], [this.grads, 414976, 65536]]); // 61: %202 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_5324bc1fde", [[this.act[34], 0, 1048576], [this.act[9], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 62: %204 blocks.1.silu0.grad.silu_grad0 vector_transformer.mt:74
+    group("sum_a01_16x64x256", [[this.act[47], 0, 1048576], [this.act[48], 0, 1024]]); // 63: %206 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x256", [[this.params, 348416, 65536], [this.act[43], 0, 65536]]); // 64: %209 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[47], 0, 1048576], [this.act[43], 0, 65536], [this.act[24], 0, 262144]]); // 65: %210 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_4bab4619ed", [[this.act[33], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 66: %211 blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x256", [[this.act[44], 0, 262144], [this.act[47], 0, 1048576], [this.grads, 348416, 65536]]); // 67: %212 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_4563aedc9b", [[this.params, 348160, 199424], [this.act[32], 0, 262144], [this.act[24], 0, 262144], [this.act[44], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 68: %214 blocks.1.norm2.mul2.grad.mul0 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[33], 0, 262144], [this.act[49], 0, 256]]); // 69: %216 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_a7c1925238", [[this.act[30], 0, 262144], [this.act[31], 0, 4096], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 70: %218 blocks.1.norm2.mul1.grad.mul0 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[33], 0, 262144], [this.act[50], 0, 256]]); // 71: %233 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 331520, 16384], [this.act[51], 0, 16384]]); // 72: %236 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[33], 0, 262144], [this.act[51], 0, 16384], [this.act[44], 0, 262144]]); // 73: %237 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_4bab4619ed", [[this.act[29], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 74: %238 blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[39], 0, 262144], [this.act[33], 0, 262144], [this.grads, 331520, 16384]]); // 75: %239 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_50613fc096", [[this.act[25], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 76: %242 blocks.1.attn.permute4.grad.permute0 vector_transformer.mt:62
+    group("matmul_16x4x64x16_16x4x16x64", [[this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.act[47], 0, 1048576]]); // 77: %244 blocks.1.attn.matmul1.grad.matmul0 vector_transformer.mt:62
+    group("fused_1ops_9b9c38de17", [[this.act[28], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 78: %245 blocks.1.attn.matmul1.grad.permute1 vector_transformer.mt:62
+    group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[39], 0, 262144], [this.act[29], 0, 262144]]); // 79: %246 blocks.1.attn.matmul1.grad.matmul1 vector_transformer.mt:62
+    group("fused_5ops_2cb216ed41", [[this.act[27], 0, 1048576], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 80: %247 blocks.1.attn.dropout0.grad.dropout0 vector_transformer.mt:61
+    group("causal_mask_f0_16x4x64x64", [[this.act[9], 0, 1048576], [this.act[47], 0, 1048576]]); // 81: %252 blocks.1.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
+    group("fused_2ops_2e559f004b", [[this.act[26], 0, 262144], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 82: %253 blocks.1.attn.affine0.grad.affine0 vector_transformer.mt:61
+    group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[39], 0, 262144], [this.act[26], 0, 262144]]); // 83: %255 blocks.1.attn.matmul0.grad.matmul0 vector_transformer.mt:61
+    group("fused_1ops_c536e104a2", [[this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 84: %256 blocks.1.attn.matmul0.grad.permute1 vector_transformer.mt:61
+    group("matmul_16x4x16x64_16x4x64x64", [[this.act[39], 0, 262144], [this.act[9], 0, 1048576], [this.act[6], 0, 262144]]); // 85: %257 blocks.1.attn.matmul0.grad.matmul1 vector_transformer.mt:61
+    group("fused_3ops_44f88e57e0", [[this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 86: %258 blocks.1.attn.permute3.grad.permute0 vector_transformer.mt:61
+    group("sum_a01_16x64x64", [[this.act[44], 0, 262144], [this.act[52], 0, 256]]); // 87: %261 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 314880, 16384], [this.act[51], 0, 16384]]); // 88: %264 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[44], 0, 262144], [this.act[51], 0, 16384], [this.act[6], 0, 262144]]); // 89: %265 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_de2f10db9e", [[this.act[22], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 90: %266 blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[29], 0, 262144], [this.act[44], 0, 262144], [this.grads, 314880, 16384]]); // 91: %267 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_4dc8553e4f", [[this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 92: %269 blocks.1.attn.permute1.grad.permute0 vector_transformer.mt:59
+    group("sum_a01_16x64x64", [[this.act[44], 0, 262144], [this.act[53], 0, 256]]); // 93: %271 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 298240, 16384], [this.act[51], 0, 16384]]); // 94: %274 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[44], 0, 262144], [this.act[51], 0, 16384], [this.act[39], 0, 262144]]); // 95: %275 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_de2f10db9e", [[this.act[22], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 96: %276 blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[29], 0, 262144], [this.act[44], 0, 262144], [this.grads, 298240, 16384]]); // 97: %277 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_f1e222b31c", [[this.act[26], 0, 262144], [this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 98: %279 blocks.1.norm1.mul2.grad.add0 vector_transformer.mt:47
+    group("sum_a01_16x64x64", [[this.act[29], 0, 262144], [this.act[54], 0, 256]]); // 99: %282 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 281600, 16384], [this.act[51], 0, 16384]]); // 100: %285 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[29], 0, 262144], [this.act[51], 0, 16384], [this.act[39], 0, 262144]]); // 101: %286 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_4bab4619ed", [[this.act[23], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 102: %287 blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.grads, 281600, 16384]]); // 103: %288 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_59bd3a9182", [[this.params, 281344, 266240], [this.act[21], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 104: %290 blocks.1.norm1.mul2.grad.add1 vector_transformer.mt:47
+    group("sum_a01_16x64x64", [[this.act[6], 0, 262144], [this.act[55], 0, 256]]); // 105: %293 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_16ops_5479507a67", [[this.act[19], 0, 262144], [this.act[20], 0, 4096], [this.act[33], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 106: %295 blocks.1.norm1.mul1.grad.mul0 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[39], 0, 262144], [this.act[56], 0, 256]]); // 107: %311 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_256x64", [[this.params, 215552, 65536], [this.act[43], 0, 65536]]); // 108: %314 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[39], 0, 262144], [this.act[43], 0, 65536], [this.act[9], 0, 1048576]]); // 109: %315 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_00cc12a17d", [[this.act[18], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 110: %316 blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_256x1024_1024x64", [[this.act[47], 0, 1048576], [this.act[39], 0, 262144], [this.grads, 215552, 65536]]); // 111: %317 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_5324bc1fde", [[this.act[17], 0, 1048576], [this.act[9], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 112: %319 blocks.0.silu0.grad.silu_grad0 vector_transformer.mt:74
+    group("sum_a01_16x64x256", [[this.act[47], 0, 1048576], [this.act[57], 0, 1024]]); // 113: %321 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x256", [[this.params, 148992, 65536], [this.act[43], 0, 65536]]); // 114: %324 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[47], 0, 1048576], [this.act[43], 0, 65536], [this.act[39], 0, 262144]]); // 115: %325 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_4bab4619ed", [[this.act[16], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 116: %326 blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x256", [[this.act[29], 0, 262144], [this.act[47], 0, 1048576], [this.grads, 148992, 65536]]); // 117: %327 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_4563aedc9b", [[this.params, 148736, 398848], [this.act[15], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 118: %329 blocks.0.norm2.mul2.grad.mul0 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.act[58], 0, 256]]); // 119: %331 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_a7c1925238", [[this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 120: %333 blocks.0.norm2.mul1.grad.mul0 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.act[59], 0, 256]]); // 121: %348 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 132096, 16384], [this.act[51], 0, 16384]]); // 122: %351 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[16], 0, 262144], [this.act[51], 0, 16384], [this.act[29], 0, 262144]]); // 123: %352 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_4bab4619ed", [[this.act[12], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 124: %353 blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[6], 0, 262144], [this.act[16], 0, 262144], [this.grads, 132096, 16384]]); // 125: %354 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_50613fc096", [[this.act[7], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 126: %357 blocks.0.attn.permute4.grad.permute0 vector_transformer.mt:62
+    group("matmul_16x4x64x16_16x4x16x64", [[this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.act[47], 0, 1048576]]); // 127: %359 blocks.0.attn.matmul1.grad.matmul0 vector_transformer.mt:62
+    group("fused_1ops_9b9c38de17", [[this.act[11], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 128: %360 blocks.0.attn.matmul1.grad.permute1 vector_transformer.mt:62
+    group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[6], 0, 262144], [this.act[12], 0, 262144]]); // 129: %361 blocks.0.attn.matmul1.grad.matmul1 vector_transformer.mt:62
+    group("fused_5ops_5cec2b252e", [[this.act[10], 0, 1048576], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 130: %362 blocks.0.attn.dropout0.grad.dropout0 vector_transformer.mt:61
+    group("causal_mask_f0_16x4x64x64", [[this.act[9], 0, 1048576], [this.act[47], 0, 1048576]]); // 131: %367 blocks.0.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
+    group("fused_2ops_2e559f004b", [[this.act[8], 0, 262144], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 132: %368 blocks.0.attn.affine0.grad.affine0 vector_transformer.mt:61
+    group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[6], 0, 262144], [this.act[8], 0, 262144]]); // 133: %370 blocks.0.attn.matmul0.grad.matmul0 vector_transformer.mt:61
+    group("fused_1ops_c536e104a2", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 134: %371 blocks.0.attn.matmul0.grad.permute1 vector_transformer.mt:61
+    group("matmul_16x4x16x64_16x4x64x64", [[this.act[6], 0, 262144], [this.act[9], 0, 1048576], [this.act[5], 0, 262144]]); // 135: %372 blocks.0.attn.matmul0.grad.matmul1 vector_transformer.mt:61
+    group("fused_3ops_44f88e57e0", [[this.act[12], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 136: %373 blocks.0.attn.permute3.grad.permute0 vector_transformer.mt:61
+    group("sum_a01_16x64x64", [[this.act[29], 0, 262144], [this.act[60], 0, 256]]); // 137: %376 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 115456, 16384], [this.act[51], 0, 16384]]); // 138: %379 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[29], 0, 262144], [this.act[51], 0, 16384], [this.act[5], 0, 262144]]); // 139: %380 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_de2f10db9e", [[this.act[3], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 140: %381 blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[12], 0, 262144], [this.act[29], 0, 262144], [this.grads, 115456, 16384]]); // 141: %382 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_4dc8553e4f", [[this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 142: %384 blocks.0.attn.permute1.grad.permute0 vector_transformer.mt:59
+    group("sum_a01_16x64x64", [[this.act[29], 0, 262144], [this.act[61], 0, 256]]); // 143: %386 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 98816, 16384], [this.act[51], 0, 16384]]); // 144: %389 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[29], 0, 262144], [this.act[51], 0, 16384], [this.act[6], 0, 262144]]); // 145: %390 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_de2f10db9e", [[this.act[3], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 146: %391 blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[12], 0, 262144], [this.act[29], 0, 262144], [this.grads, 98816, 16384]]); // 147: %392 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_f1e222b31c", [[this.act[8], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 148: %394 blocks.0.norm1.mul2.grad.add0 vector_transformer.mt:47
+    group("sum_a01_16x64x64", [[this.act[12], 0, 262144], [this.act[62], 0, 256]]); // 149: %397 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 82176, 16384], [this.act[51], 0, 16384]]); // 150: %400 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[12], 0, 262144], [this.act[51], 0, 16384], [this.act[6], 0, 262144]]); // 151: %401 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_4bab4619ed", [[this.act[4], 0, 262144], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 152: %402 blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[5], 0, 262144], [this.act[12], 0, 262144], [this.grads, 82176, 16384]]); // 153: %403 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_59bd3a9182", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 154: %405 blocks.0.norm1.mul2.grad.add1 vector_transformer.mt:47
+    group("sum_a01_16x64x64", [[this.act[5], 0, 262144], [this.act[63], 0, 256]]); // 155: %408 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_a7c1925238", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[16], 0, 262144], [this.act[12], 0, 262144], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 156: %410 blocks.0.norm1.mul1.grad.mul0 vector_transformer.mt:39
+    group("sum_a0_16x64x64", [[this.act[5], 0, 262144], [this.act[51], 0, 16384]]); // 157: %425 add0.grad.sum0 vector_transformer.mt:85
+    group("scatter_add_16x64x64_16x64i_to_256x64", [[this.act[5], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 158: %427 gather0.grad.scatter_add0 vector_transformer.mt:85
+    group("affine_s1_b0_64x64", [[this.act[51], 0, 16384], [this.grads, 65536, 16384]]); // 159: %428 wpe.grad.affine0 vector_transformer.mt:80
+    group("affine_s1_b0_64", [[this.act[63], 0, 256], [this.grads, 81920, 256]]); // 160: %429 blocks.0.norm1.g.grad.affine0 vector_transformer.mt:37
+    group("affine_s1_b0_64", [[this.act[62], 0, 256], [this.grads, 98560, 256]]); // 161: %430 blocks.0.attn.q.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[61], 0, 256], [this.grads, 115200, 256]]); // 162: %431 blocks.0.attn.k.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[60], 0, 256], [this.grads, 131840, 256]]); // 163: %432 blocks.0.attn.v.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[59], 0, 256], [this.grads, 148480, 256]]); // 164: %433 blocks.0.attn.o.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[58], 0, 256], [this.grads, 148736, 256]]); // 165: %434 blocks.0.norm2.g.grad.affine0 vector_transformer.mt:37
+    group("affine_s1_b0_256", [[this.act[57], 0, 1024], [this.grads, 214528, 1024]]); // 166: %435 blocks.0.up.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[56], 0, 256], [this.grads, 281088, 256]]); // 167: %436 blocks.0.down.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[55], 0, 256], [this.grads, 281344, 256]]); // 168: %437 blocks.1.norm1.g.grad.affine0 vector_transformer.mt:37
+    group("affine_s1_b0_64", [[this.act[54], 0, 256], [this.grads, 297984, 256]]); // 169: %438 blocks.1.attn.q.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[53], 0, 256], [this.grads, 314624, 256]]); // 170: %439 blocks.1.attn.k.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[52], 0, 256], [this.grads, 331264, 256]]); // 171: %440 blocks.1.attn.v.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[50], 0, 256], [this.grads, 347904, 256]]); // 172: %441 blocks.1.attn.o.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[49], 0, 256], [this.grads, 348160, 256]]); // 173: %442 blocks.1.norm2.g.grad.affine0 vector_transformer.mt:37
+    group("affine_s1_b0_256", [[this.act[48], 0, 1024], [this.grads, 413952, 1024]]); // 174: %443 blocks.1.up.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[46], 0, 256], [this.grads, 480512, 256]]); // 175: %444 blocks.1.down.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[45], 0, 256], [this.grads, 480768, 256]]); // 176: %445 norm_f.g.grad.affine0 vector_transformer.mt:37
+    group("affine_s1_b0_256", [[this.act[42], 0, 1024], [this.grads, 546560, 1024]]); // 177: %446 head.b.grad.affine0 vector_transformer.mt:45
+    group("gradnorm_partial_136896", [[this.grads, 0, ARENA], [this.partials, 0, 136]]); // 178: gradient norm, partial sums
+    group("gradnorm_total_34", [[this.partials, 0, 136], [this.norm, 0, 16]]); // 179: gradient norm
+    group("adamw_136896", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 180: AdamW update
+    this.outputs = { loss: [this.act[41], 0, 4], logits: [this.act[40], 0, 1048576], observations: { ["final"]: [[this.act[36], 0, 262144]] } };
   }
 
   run(pass: GPUComputePassEncoder, kernel: string, group: number, x: number, y: number, z: number) {
@@ -620,345 +461,198 @@ export class Program {
 
   /** Constants (identity matrices, fills): once, after creation. */
   setup(pass: GPUComputePassEncoder) {
-    this.run(pass, "fill_v1_s", 0, 1, 1, 1); // %163 loss.grad.fill0 vector_transformer.mt:84
   }
 
   /** The forward pass up to the loss. */
   forward(pass: GPUComputePassEncoder) {
-    this.run(pass, "gather_256x64_16x64i", 1, 256, 1, 1); // %35 gather0 vector_transformer.mt:85
-    this.run(pass, "binary_add_16x64x64_64x64", 2, 256, 1, 1); // %36 add0 vector_transformer.mt:85
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 3, 256, 1, 1); // %37 blocks.0.norm1.mul0 vector_transformer.mt:39
-    this.run(pass, "sum_a2_16x64x64", 4, 16, 1, 1); // %38 blocks.0.norm1.sum0 vector_transformer.mt:39
-    this.run(pass, "affine_s0p015625_b0_16x64x1", 5, 4, 1, 1); // %39 blocks.0.norm1.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s1_b0p000001_16x64x1", 6, 4, 1, 1); // %40 blocks.0.norm1.affine1 vector_transformer.mt:39
-    this.run(pass, "unary_rsqrt_16x64x1", 7, 4, 1, 1); // %41 blocks.0.norm1.rsqrt0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x1", 8, 256, 1, 1); // %42 blocks.0.norm1.mul1 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_64", 9, 256, 1, 1); // %43 blocks.0.norm1.mul2 vector_transformer.mt:39
-    this.run(pass, "matmul_1024x64_64x64", 10, 4, 1, 1); // %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_64", 11, 256, 1, 1); // %47 blocks.0.attn.q.add0 vector_transformer.mt:47
-    this.run(pass, "permute_0213_16x64x4x16", 12, 256, 1, 1); // %49 blocks.0.attn.permute0 vector_transformer.mt:58
-    this.run(pass, "matmul_1024x64_64x64", 13, 4, 1, 1); // %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_64", 14, 256, 1, 1); // %53 blocks.0.attn.k.add0 vector_transformer.mt:47
-    this.run(pass, "permute_0213_16x64x4x16", 15, 256, 1, 1); // %55 blocks.0.attn.permute1 vector_transformer.mt:59
-    this.run(pass, "matmul_1024x64_64x64", 16, 4, 1, 1); // %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_64", 17, 256, 1, 1); // %59 blocks.0.attn.v.add0 vector_transformer.mt:47
-    this.run(pass, "permute_0213_16x64x4x16", 18, 256, 1, 1); // %61 blocks.0.attn.permute2 vector_transformer.mt:60
-    this.run(pass, "permute_0132_16x4x64x16", 19, 256, 1, 1); // %62 blocks.0.attn.permute3 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 20, 16, 1, 1); // %63 blocks.0.attn.matmul0 vector_transformer.mt:61
-    this.run(pass, "affine_s0p25_b0_16x4x64x64", 21, 1024, 1, 1); // %64 blocks.0.attn.affine0 vector_transformer.mt:61
-    this.run(pass, "causal_mask_fminf_16x4x64x64", 22, 1024, 1, 1); // %65 blocks.0.attn.causal_mask0 vector_transformer.mt:61
-    this.run(pass, "softmax_16x4x64x64", 23, 64, 1, 1); // %66 blocks.0.attn.softmax0 vector_transformer.mt:61
-    this.run(pass, "dropout_p0p1_k0_16x4x64x64", 24, 1024, 1, 1); // %67 blocks.0.attn.dropout0 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 25, 16, 1, 1); // %68 blocks.0.attn.matmul1 vector_transformer.mt:62
-    this.run(pass, "permute_0213_16x4x64x16", 26, 256, 1, 1); // %69 blocks.0.attn.permute4 vector_transformer.mt:62
-    this.run(pass, "matmul_1024x64_64x64", 27, 4, 1, 1); // %72 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_64", 28, 256, 1, 1); // %74 blocks.0.attn.o.add0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_16x64x64", 29, 256, 1, 1); // %75 blocks.0.add0 vector_transformer.mt:73
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 30, 256, 1, 1); // %76 blocks.0.norm2.mul0 vector_transformer.mt:39
-    this.run(pass, "sum_a2_16x64x64", 31, 16, 1, 1); // %77 blocks.0.norm2.sum0 vector_transformer.mt:39
-    this.run(pass, "affine_s0p015625_b0_16x64x1", 32, 4, 1, 1); // %78 blocks.0.norm2.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s1_b0p000001_16x64x1", 33, 4, 1, 1); // %79 blocks.0.norm2.affine1 vector_transformer.mt:39
-    this.run(pass, "unary_rsqrt_16x64x1", 34, 4, 1, 1); // %80 blocks.0.norm2.rsqrt0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x1", 35, 256, 1, 1); // %81 blocks.0.norm2.mul1 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_64", 36, 256, 1, 1); // %82 blocks.0.norm2.mul2 vector_transformer.mt:39
-    this.run(pass, "matmul_1024x64_64x256", 37, 16, 1, 1); // %84 blocks.0.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x256_256", 38, 1024, 1, 1); // %86 blocks.0.up.add0 vector_transformer.mt:47
-    this.run(pass, "unary_silu_16x64x256", 39, 1024, 1, 1); // %87 blocks.0.silu0 vector_transformer.mt:74
-    this.run(pass, "matmul_1024x256_256x64", 40, 4, 1, 1); // %89 blocks.0.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_64", 41, 256, 1, 1); // %91 blocks.0.down.add0 vector_transformer.mt:47
-    this.run(pass, "dropout_p0p1_k1_16x64x64", 42, 256, 1, 1); // %92 blocks.0.dropout0 vector_transformer.mt:74
-    this.run(pass, "binary_add_16x64x64_16x64x64", 43, 256, 1, 1); // %93 blocks.0.add1 vector_transformer.mt:74
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 44, 256, 1, 1); // %94 blocks.1.norm1.mul0 vector_transformer.mt:39
-    this.run(pass, "sum_a2_16x64x64", 45, 16, 1, 1); // %95 blocks.1.norm1.sum0 vector_transformer.mt:39
-    this.run(pass, "affine_s0p015625_b0_16x64x1", 46, 4, 1, 1); // %96 blocks.1.norm1.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s1_b0p000001_16x64x1", 47, 4, 1, 1); // %97 blocks.1.norm1.affine1 vector_transformer.mt:39
-    this.run(pass, "unary_rsqrt_16x64x1", 48, 4, 1, 1); // %98 blocks.1.norm1.rsqrt0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x1", 49, 256, 1, 1); // %99 blocks.1.norm1.mul1 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_64", 50, 256, 1, 1); // %100 blocks.1.norm1.mul2 vector_transformer.mt:39
-    this.run(pass, "matmul_1024x64_64x64", 51, 4, 1, 1); // %102 blocks.1.attn.q.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_64", 52, 256, 1, 1); // %104 blocks.1.attn.q.add0 vector_transformer.mt:47
-    this.run(pass, "permute_0213_16x64x4x16", 53, 256, 1, 1); // %106 blocks.1.attn.permute0 vector_transformer.mt:58
-    this.run(pass, "matmul_1024x64_64x64", 54, 4, 1, 1); // %108 blocks.1.attn.k.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_64", 55, 256, 1, 1); // %110 blocks.1.attn.k.add0 vector_transformer.mt:47
-    this.run(pass, "permute_0213_16x64x4x16", 56, 256, 1, 1); // %112 blocks.1.attn.permute1 vector_transformer.mt:59
-    this.run(pass, "matmul_1024x64_64x64", 57, 4, 1, 1); // %114 blocks.1.attn.v.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_64", 58, 256, 1, 1); // %116 blocks.1.attn.v.add0 vector_transformer.mt:47
-    this.run(pass, "permute_0213_16x64x4x16", 59, 256, 1, 1); // %118 blocks.1.attn.permute2 vector_transformer.mt:60
-    this.run(pass, "permute_0132_16x4x64x16", 60, 256, 1, 1); // %119 blocks.1.attn.permute3 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 61, 16, 1, 1); // %120 blocks.1.attn.matmul0 vector_transformer.mt:61
-    this.run(pass, "affine_s0p25_b0_16x4x64x64", 62, 1024, 1, 1); // %121 blocks.1.attn.affine0 vector_transformer.mt:61
-    this.run(pass, "causal_mask_fminf_16x4x64x64", 63, 1024, 1, 1); // %122 blocks.1.attn.causal_mask0 vector_transformer.mt:61
-    this.run(pass, "softmax_16x4x64x64", 64, 64, 1, 1); // %123 blocks.1.attn.softmax0 vector_transformer.mt:61
-    this.run(pass, "dropout_p0p1_k2_16x4x64x64", 65, 1024, 1, 1); // %124 blocks.1.attn.dropout0 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 66, 16, 1, 1); // %125 blocks.1.attn.matmul1 vector_transformer.mt:62
-    this.run(pass, "permute_0213_16x4x64x16", 67, 256, 1, 1); // %126 blocks.1.attn.permute4 vector_transformer.mt:62
-    this.run(pass, "matmul_1024x64_64x64", 68, 4, 1, 1); // %129 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_64", 69, 256, 1, 1); // %131 blocks.1.attn.o.add0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_16x64x64", 70, 256, 1, 1); // %132 blocks.1.add0 vector_transformer.mt:73
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 71, 256, 1, 1); // %133 blocks.1.norm2.mul0 vector_transformer.mt:39
-    this.run(pass, "sum_a2_16x64x64", 72, 16, 1, 1); // %134 blocks.1.norm2.sum0 vector_transformer.mt:39
-    this.run(pass, "affine_s0p015625_b0_16x64x1", 73, 4, 1, 1); // %135 blocks.1.norm2.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s1_b0p000001_16x64x1", 74, 4, 1, 1); // %136 blocks.1.norm2.affine1 vector_transformer.mt:39
-    this.run(pass, "unary_rsqrt_16x64x1", 75, 4, 1, 1); // %137 blocks.1.norm2.rsqrt0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x1", 76, 256, 1, 1); // %138 blocks.1.norm2.mul1 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_64", 77, 256, 1, 1); // %139 blocks.1.norm2.mul2 vector_transformer.mt:39
-    this.run(pass, "matmul_1024x64_64x256", 78, 16, 1, 1); // %141 blocks.1.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x256_256", 79, 1024, 1, 1); // %143 blocks.1.up.add0 vector_transformer.mt:47
-    this.run(pass, "unary_silu_16x64x256", 80, 1024, 1, 1); // %144 blocks.1.silu0 vector_transformer.mt:74
-    this.run(pass, "matmul_1024x256_256x64", 81, 4, 1, 1); // %146 blocks.1.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_64", 82, 256, 1, 1); // %148 blocks.1.down.add0 vector_transformer.mt:47
-    this.run(pass, "dropout_p0p1_k3_16x64x64", 83, 256, 1, 1); // %149 blocks.1.dropout0 vector_transformer.mt:74
-    this.run(pass, "binary_add_16x64x64_16x64x64", 84, 256, 1, 1); // %150 blocks.1.add1 vector_transformer.mt:74
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 85, 256, 1, 1); // %151 norm_f.mul0 vector_transformer.mt:39
-    this.run(pass, "sum_a2_16x64x64", 86, 16, 1, 1); // %152 norm_f.sum0 vector_transformer.mt:39
-    this.run(pass, "affine_s0p015625_b0_16x64x1", 87, 4, 1, 1); // %153 norm_f.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s1_b0p000001_16x64x1", 88, 4, 1, 1); // %154 norm_f.affine1 vector_transformer.mt:39
-    this.run(pass, "unary_rsqrt_16x64x1", 89, 4, 1, 1); // %155 norm_f.rsqrt0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x1", 90, 256, 1, 1); // %156 norm_f.mul1 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_64", 91, 256, 1, 1); // %157 norm_f.mul2 vector_transformer.mt:39
-    this.run(pass, "matmul_1024x64_64x256", 92, 16, 1, 1); // %159 head.matmul0 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x256_256", 93, 1024, 1, 1); // %161 head.add0 vector_transformer.mt:47
-    this.run(pass, "cross_entropy_16x64x256_16x64i", 94, 1, 1, 1); // %162 loss.cross_entropy0 vector_transformer.mt:84
+    this.run(pass, "fused_10ops_1f2eaa8efb", 0, 16, 1, 1); // %35 gather0 vector_transformer.mt:85
+    this.run(pass, "matmul_1024x64_64x64", 1, 4, 1, 1); // %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_dbc9a8ea10", 2, 16, 1, 1); // %47 blocks.0.attn.q.add0 vector_transformer.mt:47
+    this.run(pass, "permute_0213_16x64x4x16", 3, 256, 1, 1); // %49 blocks.0.attn.permute0 vector_transformer.mt:58
+    this.run(pass, "matmul_1024x64_64x64", 4, 4, 1, 1); // %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_1434096560", 5, 16, 1, 1); // %53 blocks.0.attn.k.add0 vector_transformer.mt:47
+    this.run(pass, "permute_0213_16x64x4x16", 6, 256, 1, 1); // %55 blocks.0.attn.permute1 vector_transformer.mt:59
+    this.run(pass, "matmul_1024x64_64x64", 7, 4, 1, 1); // %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_8b94724873", 8, 16, 1, 1); // %59 blocks.0.attn.v.add0 vector_transformer.mt:47
+    this.run(pass, "permute_0213_16x64x4x16", 9, 256, 1, 1); // %61 blocks.0.attn.permute2 vector_transformer.mt:60
+    this.run(pass, "fused_1ops_c536e104a2", 10, 16, 1, 1); // %62 blocks.0.attn.permute3 vector_transformer.mt:61
+    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 11, 16, 1, 1); // %63 blocks.0.attn.matmul0 vector_transformer.mt:61
+    this.run(pass, "fused_1ops_9f1ebe1a50", 12, 16, 1, 1); // %64 blocks.0.attn.affine0 vector_transformer.mt:61
+    this.run(pass, "causal_mask_fminf_16x4x64x64", 13, 1024, 1, 1); // %65 blocks.0.attn.causal_mask0 vector_transformer.mt:61
+    this.run(pass, "fused_2ops_a69ee36974", 14, 16, 1, 1); // %66 blocks.0.attn.softmax0 vector_transformer.mt:61
+    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 15, 16, 1, 1); // %68 blocks.0.attn.matmul1 vector_transformer.mt:62
+    this.run(pass, "fused_3ops_0a9e2a7abd", 16, 16, 1, 1); // %69 blocks.0.attn.permute4 vector_transformer.mt:62
+    this.run(pass, "matmul_1024x64_64x64", 17, 4, 1, 1); // %72 blocks.0.attn.o.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_6ccfae2fec", 18, 16, 1, 1); // %74 blocks.0.attn.o.add0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 19, 16, 1, 1); // %84 blocks.0.up.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_93026a0c8e", 20, 16, 1, 1); // %86 blocks.0.up.add0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 21, 4, 1, 1); // %89 blocks.0.down.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_7bbae1836b", 22, 16, 1, 1); // %91 blocks.0.down.add0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 23, 4, 1, 1); // %102 blocks.1.attn.q.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_dbc9a8ea10", 24, 16, 1, 1); // %104 blocks.1.attn.q.add0 vector_transformer.mt:47
+    this.run(pass, "permute_0213_16x64x4x16", 25, 256, 1, 1); // %106 blocks.1.attn.permute0 vector_transformer.mt:58
+    this.run(pass, "matmul_1024x64_64x64", 26, 4, 1, 1); // %108 blocks.1.attn.k.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_1434096560", 27, 16, 1, 1); // %110 blocks.1.attn.k.add0 vector_transformer.mt:47
+    this.run(pass, "permute_0213_16x64x4x16", 28, 256, 1, 1); // %112 blocks.1.attn.permute1 vector_transformer.mt:59
+    this.run(pass, "matmul_1024x64_64x64", 29, 4, 1, 1); // %114 blocks.1.attn.v.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_8b94724873", 30, 16, 1, 1); // %116 blocks.1.attn.v.add0 vector_transformer.mt:47
+    this.run(pass, "permute_0213_16x64x4x16", 31, 256, 1, 1); // %118 blocks.1.attn.permute2 vector_transformer.mt:60
+    this.run(pass, "fused_1ops_c536e104a2", 32, 16, 1, 1); // %119 blocks.1.attn.permute3 vector_transformer.mt:61
+    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 33, 16, 1, 1); // %120 blocks.1.attn.matmul0 vector_transformer.mt:61
+    this.run(pass, "fused_1ops_9f1ebe1a50", 34, 16, 1, 1); // %121 blocks.1.attn.affine0 vector_transformer.mt:61
+    this.run(pass, "causal_mask_fminf_16x4x64x64", 35, 1024, 1, 1); // %122 blocks.1.attn.causal_mask0 vector_transformer.mt:61
+    this.run(pass, "fused_2ops_7e39e93a61", 36, 16, 1, 1); // %123 blocks.1.attn.softmax0 vector_transformer.mt:61
+    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 37, 16, 1, 1); // %125 blocks.1.attn.matmul1 vector_transformer.mt:62
+    this.run(pass, "fused_3ops_0a9e2a7abd", 38, 16, 1, 1); // %126 blocks.1.attn.permute4 vector_transformer.mt:62
+    this.run(pass, "matmul_1024x64_64x64", 39, 4, 1, 1); // %129 blocks.1.attn.o.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_6ccfae2fec", 40, 16, 1, 1); // %131 blocks.1.attn.o.add0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 41, 16, 1, 1); // %141 blocks.1.up.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_93026a0c8e", 42, 16, 1, 1); // %143 blocks.1.up.add0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 43, 4, 1, 1); // %146 blocks.1.down.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_85270b838c", 44, 16, 1, 1); // %148 blocks.1.down.add0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 45, 16, 1, 1); // %159 head.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9d25370093", 46, 16, 1, 1); // %161 head.add0 vector_transformer.mt:47
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 47, 1, 1, 1); // %162 loss.cross_entropy0 vector_transformer.mt:84
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "softmax_16x64x256", 95, 16, 1, 1); // %164 loss.cross_entropy0.grad.softmax0 vector_transformer.mt:84
-    this.run(pass, "onehot_16x64i_to_16x64x256", 96, 1024, 1, 1); // %165 loss.cross_entropy0.grad.onehot0 vector_transformer.mt:84
-    this.run(pass, "binary_sub_16x64x256_16x64x256", 97, 1024, 1, 1); // %166 loss.cross_entropy0.grad.sub0 vector_transformer.mt:84
-    this.run(pass, "binary_mul_16x64x256_s", 98, 1024, 1, 1); // %167 loss.cross_entropy0.grad.mul0 vector_transformer.mt:84
-    this.run(pass, "affine_s0p0009765625_b0_16x64x256", 99, 1024, 1, 1); // %168 loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
-    this.run(pass, "sum_a01_16x64x256", 100, 4, 1, 1); // %169 head.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x256", 101, 64, 1, 1); // %172 head.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 102, 4, 1, 1); // %173 head.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x64", 103, 256, 1, 1); // %174 head.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x256", 104, 4, 1, 1); // %175 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "binary_mul_16x64x64_64", 105, 256, 1, 1); // %177 norm_f.mul2.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 106, 256, 1, 1); // %178 norm_f.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 107, 1, 1, 1); // %179 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x1", 108, 256, 1, 1); // %181 norm_f.mul1.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 109, 256, 1, 1); // %182 norm_f.mul1.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a2_16x64x64", 110, 16, 1, 1); // %183 norm_f.mul1.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "unary_square_16x64x1", 111, 4, 1, 1); // %184 norm_f.rsqrt0.grad.square0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x1_16x64x1", 112, 4, 1, 1); // %185 norm_f.rsqrt0.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x1_16x64x1", 113, 4, 1, 1); // %186 norm_f.rsqrt0.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "affine_sm0p5_b0_16x64x1", 114, 4, 1, 1); // %187 norm_f.rsqrt0.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s1_b0_16x64x1", 115, 4, 1, 1); // %188 norm_f.affine1.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s0p015625_b0_16x64x1", 116, 4, 1, 1); // %189 norm_f.affine0.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "expand_16x64x1_to_16x64x64", 117, 256, 1, 1); // %190 norm_f.sum0.grad.expand0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 118, 256, 1, 1); // %191 norm_f.mul0.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 119, 256, 1, 1); // %192 norm_f.mul0.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 120, 256, 1, 1); // %193 blocks.1.add1.grad.add0 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 121, 256, 1, 1); // %194 blocks.1.add1.grad.add1 vector_transformer.mt:39
-    this.run(pass, "dropout_p0p1_k3_16x64x64", 122, 256, 1, 1); // %195 blocks.1.dropout0.grad.dropout0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x64", 123, 1, 1, 1); // %196 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_256x64", 124, 64, 1, 1); // %199 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 125, 16, 1, 1); // %200 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x256", 126, 1024, 1, 1); // %201 blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_256x1024_1024x64", 127, 4, 1, 1); // %202 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "unary_silu_grad_16x64x256", 128, 1024, 1, 1); // %204 blocks.1.silu0.grad.silu_grad0 vector_transformer.mt:74
-    this.run(pass, "binary_mul_16x64x256_16x64x256", 129, 1024, 1, 1); // %205 blocks.1.silu0.grad.mul0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x256", 130, 4, 1, 1); // %206 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x256", 131, 64, 1, 1); // %209 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 132, 4, 1, 1); // %210 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x64", 133, 256, 1, 1); // %211 blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x256", 134, 4, 1, 1); // %212 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "binary_mul_16x64x64_64", 135, 256, 1, 1); // %214 blocks.1.norm2.mul2.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 136, 256, 1, 1); // %215 blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 137, 1, 1, 1); // %216 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x1", 138, 256, 1, 1); // %218 blocks.1.norm2.mul1.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 139, 256, 1, 1); // %219 blocks.1.norm2.mul1.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a2_16x64x64", 140, 16, 1, 1); // %220 blocks.1.norm2.mul1.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 141, 256, 1, 1); // %221 blocks.1.add0.grad.add0 vector_transformer.mt:39
-    this.run(pass, "unary_square_16x64x1", 142, 4, 1, 1); // %222 blocks.1.norm2.rsqrt0.grad.square0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x1_16x64x1", 143, 4, 1, 1); // %223 blocks.1.norm2.rsqrt0.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x1_16x64x1", 144, 4, 1, 1); // %224 blocks.1.norm2.rsqrt0.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "affine_sm0p5_b0_16x64x1", 145, 4, 1, 1); // %225 blocks.1.norm2.rsqrt0.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s1_b0_16x64x1", 146, 4, 1, 1); // %226 blocks.1.norm2.affine1.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s0p015625_b0_16x64x1", 147, 4, 1, 1); // %227 blocks.1.norm2.affine0.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "expand_16x64x1_to_16x64x64", 148, 256, 1, 1); // %228 blocks.1.norm2.sum0.grad.expand0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 149, 256, 1, 1); // %229 blocks.1.norm2.mul0.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 150, 256, 1, 1); // %230 blocks.1.norm2.mul0.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 151, 256, 1, 1); // %231 blocks.1.add0.grad.add1 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 152, 256, 1, 1); // %232 blocks.1.add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 153, 1, 1, 1); // %233 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 154, 16, 1, 1); // %236 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 155, 4, 1, 1); // %237 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x64", 156, 256, 1, 1); // %238 blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 157, 1, 1, 1); // %239 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "permute_0213_16x64x4x16", 158, 256, 1, 1); // %242 blocks.1.attn.permute4.grad.permute0 vector_transformer.mt:62
-    this.run(pass, "permute_0132_16x4x64x16", 159, 256, 1, 1); // %243 blocks.1.attn.matmul1.grad.permute0 vector_transformer.mt:62
-    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 160, 16, 1, 1); // %244 blocks.1.attn.matmul1.grad.matmul0 vector_transformer.mt:62
-    this.run(pass, "permute_0132_16x4x64x64", 161, 1024, 1, 1); // %245 blocks.1.attn.matmul1.grad.permute1 vector_transformer.mt:62
-    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 162, 16, 1, 1); // %246 blocks.1.attn.matmul1.grad.matmul1 vector_transformer.mt:62
-    this.run(pass, "dropout_p0p1_k2_16x4x64x64", 163, 1024, 1, 1); // %247 blocks.1.attn.dropout0.grad.dropout0 vector_transformer.mt:61
-    this.run(pass, "binary_mul_16x4x64x64_16x4x64x64", 164, 1024, 1, 1); // %248 blocks.1.attn.softmax0.grad.mul0 vector_transformer.mt:61
-    this.run(pass, "sum_a3_16x4x64x64", 165, 64, 1, 1); // %249 blocks.1.attn.softmax0.grad.sum0 vector_transformer.mt:61
-    this.run(pass, "binary_sub_16x4x64x64_16x4x64x1", 166, 1024, 1, 1); // %250 blocks.1.attn.softmax0.grad.sub0 vector_transformer.mt:61
-    this.run(pass, "binary_mul_16x4x64x64_16x4x64x64", 167, 1024, 1, 1); // %251 blocks.1.attn.softmax0.grad.mul1 vector_transformer.mt:61
-    this.run(pass, "causal_mask_f0_16x4x64x64", 168, 1024, 1, 1); // %252 blocks.1.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
-    this.run(pass, "affine_s0p25_b0_16x4x64x64", 169, 1024, 1, 1); // %253 blocks.1.attn.affine0.grad.affine0 vector_transformer.mt:61
-    this.run(pass, "permute_0132_16x4x16x64", 170, 256, 1, 1); // %254 blocks.1.attn.matmul0.grad.permute0 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 171, 16, 1, 1); // %255 blocks.1.attn.matmul0.grad.matmul0 vector_transformer.mt:61
-    this.run(pass, "permute_0132_16x4x64x16", 172, 256, 1, 1); // %256 blocks.1.attn.matmul0.grad.permute1 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x16x64_16x4x64x64", 173, 16, 1, 1); // %257 blocks.1.attn.matmul0.grad.matmul1 vector_transformer.mt:61
-    this.run(pass, "permute_0132_16x4x16x64", 174, 256, 1, 1); // %258 blocks.1.attn.permute3.grad.permute0 vector_transformer.mt:61
-    this.run(pass, "permute_0213_16x4x64x16", 175, 256, 1, 1); // %259 blocks.1.attn.permute2.grad.permute0 vector_transformer.mt:60
-    this.run(pass, "sum_a01_16x64x64", 176, 1, 1, 1); // %261 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 177, 16, 1, 1); // %264 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 178, 4, 1, 1); // %265 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x64", 179, 256, 1, 1); // %266 blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 180, 1, 1, 1); // %267 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "permute_0213_16x4x64x16", 181, 256, 1, 1); // %269 blocks.1.attn.permute1.grad.permute0 vector_transformer.mt:59
-    this.run(pass, "sum_a01_16x64x64", 182, 1, 1, 1); // %271 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 183, 16, 1, 1); // %274 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 184, 4, 1, 1); // %275 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x64", 185, 256, 1, 1); // %276 blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 186, 1, 1, 1); // %277 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_16x64x64", 187, 256, 1, 1); // %279 blocks.1.norm1.mul2.grad.add0 vector_transformer.mt:47
-    this.run(pass, "permute_0213_16x4x64x16", 188, 256, 1, 1); // %280 blocks.1.attn.permute0.grad.permute0 vector_transformer.mt:58
-    this.run(pass, "sum_a01_16x64x64", 189, 1, 1, 1); // %282 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 190, 16, 1, 1); // %285 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 191, 4, 1, 1); // %286 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x64", 192, 256, 1, 1); // %287 blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 193, 1, 1, 1); // %288 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_16x64x64", 194, 256, 1, 1); // %290 blocks.1.norm1.mul2.grad.add1 vector_transformer.mt:47
-    this.run(pass, "binary_mul_16x64x64_64", 195, 256, 1, 1); // %291 blocks.1.norm1.mul2.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 196, 256, 1, 1); // %292 blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 197, 1, 1, 1); // %293 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x1", 198, 256, 1, 1); // %295 blocks.1.norm1.mul1.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 199, 256, 1, 1); // %296 blocks.1.norm1.mul1.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a2_16x64x64", 200, 16, 1, 1); // %297 blocks.1.norm1.mul1.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 201, 256, 1, 1); // %298 blocks.0.add1.grad.add0 vector_transformer.mt:39
-    this.run(pass, "unary_square_16x64x1", 202, 4, 1, 1); // %299 blocks.1.norm1.rsqrt0.grad.square0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x1_16x64x1", 203, 4, 1, 1); // %300 blocks.1.norm1.rsqrt0.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x1_16x64x1", 204, 4, 1, 1); // %301 blocks.1.norm1.rsqrt0.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "affine_sm0p5_b0_16x64x1", 205, 4, 1, 1); // %302 blocks.1.norm1.rsqrt0.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s1_b0_16x64x1", 206, 4, 1, 1); // %303 blocks.1.norm1.affine1.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s0p015625_b0_16x64x1", 207, 4, 1, 1); // %304 blocks.1.norm1.affine0.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "expand_16x64x1_to_16x64x64", 208, 256, 1, 1); // %305 blocks.1.norm1.sum0.grad.expand0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 209, 256, 1, 1); // %306 blocks.1.norm1.mul0.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 210, 256, 1, 1); // %307 blocks.1.norm1.mul0.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 211, 256, 1, 1); // %308 blocks.0.add1.grad.add1 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 212, 256, 1, 1); // %309 blocks.0.add1.grad.add2 vector_transformer.mt:39
-    this.run(pass, "dropout_p0p1_k1_16x64x64", 213, 256, 1, 1); // %310 blocks.0.dropout0.grad.dropout0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x64", 214, 1, 1, 1); // %311 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_256x64", 215, 64, 1, 1); // %314 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 216, 16, 1, 1); // %315 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x256", 217, 1024, 1, 1); // %316 blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_256x1024_1024x64", 218, 4, 1, 1); // %317 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "unary_silu_grad_16x64x256", 219, 1024, 1, 1); // %319 blocks.0.silu0.grad.silu_grad0 vector_transformer.mt:74
-    this.run(pass, "binary_mul_16x64x256_16x64x256", 220, 1024, 1, 1); // %320 blocks.0.silu0.grad.mul0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x256", 221, 4, 1, 1); // %321 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x256", 222, 64, 1, 1); // %324 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 223, 4, 1, 1); // %325 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x64", 224, 256, 1, 1); // %326 blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x256", 225, 4, 1, 1); // %327 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "binary_mul_16x64x64_64", 226, 256, 1, 1); // %329 blocks.0.norm2.mul2.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 227, 256, 1, 1); // %330 blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 228, 1, 1, 1); // %331 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x1", 229, 256, 1, 1); // %333 blocks.0.norm2.mul1.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 230, 256, 1, 1); // %334 blocks.0.norm2.mul1.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a2_16x64x64", 231, 16, 1, 1); // %335 blocks.0.norm2.mul1.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 232, 256, 1, 1); // %336 blocks.0.add0.grad.add0 vector_transformer.mt:39
-    this.run(pass, "unary_square_16x64x1", 233, 4, 1, 1); // %337 blocks.0.norm2.rsqrt0.grad.square0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x1_16x64x1", 234, 4, 1, 1); // %338 blocks.0.norm2.rsqrt0.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x1_16x64x1", 235, 4, 1, 1); // %339 blocks.0.norm2.rsqrt0.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "affine_sm0p5_b0_16x64x1", 236, 4, 1, 1); // %340 blocks.0.norm2.rsqrt0.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s1_b0_16x64x1", 237, 4, 1, 1); // %341 blocks.0.norm2.affine1.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s0p015625_b0_16x64x1", 238, 4, 1, 1); // %342 blocks.0.norm2.affine0.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "expand_16x64x1_to_16x64x64", 239, 256, 1, 1); // %343 blocks.0.norm2.sum0.grad.expand0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 240, 256, 1, 1); // %344 blocks.0.norm2.mul0.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 241, 256, 1, 1); // %345 blocks.0.norm2.mul0.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 242, 256, 1, 1); // %346 blocks.0.add0.grad.add1 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 243, 256, 1, 1); // %347 blocks.0.add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 244, 1, 1, 1); // %348 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 245, 16, 1, 1); // %351 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 246, 4, 1, 1); // %352 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x64", 247, 256, 1, 1); // %353 blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 248, 1, 1, 1); // %354 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "permute_0213_16x64x4x16", 249, 256, 1, 1); // %357 blocks.0.attn.permute4.grad.permute0 vector_transformer.mt:62
-    this.run(pass, "permute_0132_16x4x64x16", 250, 256, 1, 1); // %358 blocks.0.attn.matmul1.grad.permute0 vector_transformer.mt:62
-    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 251, 16, 1, 1); // %359 blocks.0.attn.matmul1.grad.matmul0 vector_transformer.mt:62
-    this.run(pass, "permute_0132_16x4x64x64", 252, 1024, 1, 1); // %360 blocks.0.attn.matmul1.grad.permute1 vector_transformer.mt:62
-    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 253, 16, 1, 1); // %361 blocks.0.attn.matmul1.grad.matmul1 vector_transformer.mt:62
-    this.run(pass, "dropout_p0p1_k0_16x4x64x64", 254, 1024, 1, 1); // %362 blocks.0.attn.dropout0.grad.dropout0 vector_transformer.mt:61
-    this.run(pass, "binary_mul_16x4x64x64_16x4x64x64", 255, 1024, 1, 1); // %363 blocks.0.attn.softmax0.grad.mul0 vector_transformer.mt:61
-    this.run(pass, "sum_a3_16x4x64x64", 256, 64, 1, 1); // %364 blocks.0.attn.softmax0.grad.sum0 vector_transformer.mt:61
-    this.run(pass, "binary_sub_16x4x64x64_16x4x64x1", 257, 1024, 1, 1); // %365 blocks.0.attn.softmax0.grad.sub0 vector_transformer.mt:61
-    this.run(pass, "binary_mul_16x4x64x64_16x4x64x64", 258, 1024, 1, 1); // %366 blocks.0.attn.softmax0.grad.mul1 vector_transformer.mt:61
-    this.run(pass, "causal_mask_f0_16x4x64x64", 259, 1024, 1, 1); // %367 blocks.0.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
-    this.run(pass, "affine_s0p25_b0_16x4x64x64", 260, 1024, 1, 1); // %368 blocks.0.attn.affine0.grad.affine0 vector_transformer.mt:61
-    this.run(pass, "permute_0132_16x4x16x64", 261, 256, 1, 1); // %369 blocks.0.attn.matmul0.grad.permute0 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 262, 16, 1, 1); // %370 blocks.0.attn.matmul0.grad.matmul0 vector_transformer.mt:61
-    this.run(pass, "permute_0132_16x4x64x16", 263, 256, 1, 1); // %371 blocks.0.attn.matmul0.grad.permute1 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x16x64_16x4x64x64", 264, 16, 1, 1); // %372 blocks.0.attn.matmul0.grad.matmul1 vector_transformer.mt:61
-    this.run(pass, "permute_0132_16x4x16x64", 265, 256, 1, 1); // %373 blocks.0.attn.permute3.grad.permute0 vector_transformer.mt:61
-    this.run(pass, "permute_0213_16x4x64x16", 266, 256, 1, 1); // %374 blocks.0.attn.permute2.grad.permute0 vector_transformer.mt:60
-    this.run(pass, "sum_a01_16x64x64", 267, 1, 1, 1); // %376 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 268, 16, 1, 1); // %379 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 269, 4, 1, 1); // %380 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x64", 270, 256, 1, 1); // %381 blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 271, 1, 1, 1); // %382 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "permute_0213_16x4x64x16", 272, 256, 1, 1); // %384 blocks.0.attn.permute1.grad.permute0 vector_transformer.mt:59
-    this.run(pass, "sum_a01_16x64x64", 273, 1, 1, 1); // %386 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 274, 16, 1, 1); // %389 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 275, 4, 1, 1); // %390 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x64", 276, 256, 1, 1); // %391 blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 277, 1, 1, 1); // %392 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_16x64x64", 278, 256, 1, 1); // %394 blocks.0.norm1.mul2.grad.add0 vector_transformer.mt:47
-    this.run(pass, "permute_0213_16x4x64x16", 279, 256, 1, 1); // %395 blocks.0.attn.permute0.grad.permute0 vector_transformer.mt:58
-    this.run(pass, "sum_a01_16x64x64", 280, 1, 1, 1); // %397 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 281, 16, 1, 1); // %400 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 282, 4, 1, 1); // %401 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "permute_10_1024x64", 283, 256, 1, 1); // %402 blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 284, 1, 1, 1); // %403 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "binary_add_16x64x64_16x64x64", 285, 256, 1, 1); // %405 blocks.0.norm1.mul2.grad.add1 vector_transformer.mt:47
-    this.run(pass, "binary_mul_16x64x64_64", 286, 256, 1, 1); // %406 blocks.0.norm1.mul2.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 287, 256, 1, 1); // %407 blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 288, 1, 1, 1); // %408 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x1", 289, 256, 1, 1); // %410 blocks.0.norm1.mul1.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 290, 256, 1, 1); // %411 blocks.0.norm1.mul1.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a2_16x64x64", 291, 16, 1, 1); // %412 blocks.0.norm1.mul1.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 292, 256, 1, 1); // %413 add0.grad.add0 vector_transformer.mt:39
-    this.run(pass, "unary_square_16x64x1", 293, 4, 1, 1); // %414 blocks.0.norm1.rsqrt0.grad.square0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x1_16x64x1", 294, 4, 1, 1); // %415 blocks.0.norm1.rsqrt0.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x1_16x64x1", 295, 4, 1, 1); // %416 blocks.0.norm1.rsqrt0.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "affine_sm0p5_b0_16x64x1", 296, 4, 1, 1); // %417 blocks.0.norm1.rsqrt0.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s1_b0_16x64x1", 297, 4, 1, 1); // %418 blocks.0.norm1.affine1.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "affine_s0p015625_b0_16x64x1", 298, 4, 1, 1); // %419 blocks.0.norm1.affine0.grad.affine0 vector_transformer.mt:39
-    this.run(pass, "expand_16x64x1_to_16x64x64", 299, 256, 1, 1); // %420 blocks.0.norm1.sum0.grad.expand0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 300, 256, 1, 1); // %421 blocks.0.norm1.mul0.grad.mul0 vector_transformer.mt:39
-    this.run(pass, "binary_mul_16x64x64_16x64x64", 301, 256, 1, 1); // %422 blocks.0.norm1.mul0.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 302, 256, 1, 1); // %423 add0.grad.add1 vector_transformer.mt:39
-    this.run(pass, "binary_add_16x64x64_16x64x64", 303, 256, 1, 1); // %424 add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a0_16x64x64", 304, 64, 1, 1); // %425 add0.grad.sum0 vector_transformer.mt:85
-    this.run(pass, "scatter_add_16x64x64_16x64i_to_256x64", 305, 4, 1, 1); // %427 gather0.grad.scatter_add0 vector_transformer.mt:85
-    this.run(pass, "affine_s1_b0_64x64", 306, 16, 1, 1); // %428 wpe.grad.affine0 vector_transformer.mt:80
-    this.run(pass, "affine_s1_b0_64", 307, 1, 1, 1); // %429 blocks.0.norm1.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_64", 308, 1, 1, 1); // %430 blocks.0.attn.q.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 309, 1, 1, 1); // %431 blocks.0.attn.k.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 310, 1, 1, 1); // %432 blocks.0.attn.v.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 311, 1, 1, 1); // %433 blocks.0.attn.o.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 312, 1, 1, 1); // %434 blocks.0.norm2.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_256", 313, 1, 1, 1); // %435 blocks.0.up.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 314, 1, 1, 1); // %436 blocks.0.down.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 315, 1, 1, 1); // %437 blocks.1.norm1.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_64", 316, 1, 1, 1); // %438 blocks.1.attn.q.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 317, 1, 1, 1); // %439 blocks.1.attn.k.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 318, 1, 1, 1); // %440 blocks.1.attn.v.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 319, 1, 1, 1); // %441 blocks.1.attn.o.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 320, 1, 1, 1); // %442 blocks.1.norm2.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_256", 321, 1, 1, 1); // %443 blocks.1.up.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 322, 1, 1, 1); // %444 blocks.1.down.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 323, 1, 1, 1); // %445 norm_f.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_256", 324, 1, 1, 1); // %446 head.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "fused_5ops_8b4316f612", 48, 16, 1, 1); // %164 loss.cross_entropy0.grad.softmax0 vector_transformer.mt:84
+    this.run(pass, "sum_a01_16x64x256", 49, 4, 1, 1); // %169 head.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x256", 50, 64, 1, 1); // %172 head.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 51, 4, 1, 1); // %173 head.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_4bab4619ed", 52, 16, 1, 1); // %174 head.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x256", 53, 4, 1, 1); // %175 head.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_4563aedc9b", 54, 16, 1, 1); // %177 norm_f.mul2.grad.mul0 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 55, 1, 1, 1); // %179 norm_f.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_faf73dc509", 56, 16, 1, 1); // %181 norm_f.mul1.grad.mul0 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 57, 1, 1, 1); // %196 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_256x64", 58, 64, 1, 1); // %199 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 59, 16, 1, 1); // %200 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_00cc12a17d", 60, 16, 1, 1); // %201 blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_256x1024_1024x64", 61, 4, 1, 1); // %202 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_5324bc1fde", 62, 16, 1, 1); // %204 blocks.1.silu0.grad.silu_grad0 vector_transformer.mt:74
+    this.run(pass, "sum_a01_16x64x256", 63, 4, 1, 1); // %206 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x256", 64, 64, 1, 1); // %209 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 65, 4, 1, 1); // %210 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_4bab4619ed", 66, 16, 1, 1); // %211 blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x256", 67, 4, 1, 1); // %212 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_4563aedc9b", 68, 16, 1, 1); // %214 blocks.1.norm2.mul2.grad.mul0 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 69, 1, 1, 1); // %216 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_a7c1925238", 70, 16, 1, 1); // %218 blocks.1.norm2.mul1.grad.mul0 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 71, 1, 1, 1); // %233 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 72, 16, 1, 1); // %236 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 73, 4, 1, 1); // %237 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_4bab4619ed", 74, 16, 1, 1); // %238 blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 75, 1, 1, 1); // %239 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_50613fc096", 76, 16, 1, 1); // %242 blocks.1.attn.permute4.grad.permute0 vector_transformer.mt:62
+    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 77, 16, 1, 1); // %244 blocks.1.attn.matmul1.grad.matmul0 vector_transformer.mt:62
+    this.run(pass, "fused_1ops_9b9c38de17", 78, 16, 1, 1); // %245 blocks.1.attn.matmul1.grad.permute1 vector_transformer.mt:62
+    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 79, 16, 1, 1); // %246 blocks.1.attn.matmul1.grad.matmul1 vector_transformer.mt:62
+    this.run(pass, "fused_5ops_2cb216ed41", 80, 16, 1, 1); // %247 blocks.1.attn.dropout0.grad.dropout0 vector_transformer.mt:61
+    this.run(pass, "causal_mask_f0_16x4x64x64", 81, 1024, 1, 1); // %252 blocks.1.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
+    this.run(pass, "fused_2ops_2e559f004b", 82, 16, 1, 1); // %253 blocks.1.attn.affine0.grad.affine0 vector_transformer.mt:61
+    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 83, 16, 1, 1); // %255 blocks.1.attn.matmul0.grad.matmul0 vector_transformer.mt:61
+    this.run(pass, "fused_1ops_c536e104a2", 84, 16, 1, 1); // %256 blocks.1.attn.matmul0.grad.permute1 vector_transformer.mt:61
+    this.run(pass, "matmul_16x4x16x64_16x4x64x64", 85, 16, 1, 1); // %257 blocks.1.attn.matmul0.grad.matmul1 vector_transformer.mt:61
+    this.run(pass, "fused_3ops_44f88e57e0", 86, 16, 1, 1); // %258 blocks.1.attn.permute3.grad.permute0 vector_transformer.mt:61
+    this.run(pass, "sum_a01_16x64x64", 87, 1, 1, 1); // %261 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 88, 16, 1, 1); // %264 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 89, 4, 1, 1); // %265 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_de2f10db9e", 90, 16, 1, 1); // %266 blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 91, 1, 1, 1); // %267 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_4dc8553e4f", 92, 16, 1, 1); // %269 blocks.1.attn.permute1.grad.permute0 vector_transformer.mt:59
+    this.run(pass, "sum_a01_16x64x64", 93, 1, 1, 1); // %271 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 94, 16, 1, 1); // %274 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 95, 4, 1, 1); // %275 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_de2f10db9e", 96, 16, 1, 1); // %276 blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 97, 1, 1, 1); // %277 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_f1e222b31c", 98, 16, 1, 1); // %279 blocks.1.norm1.mul2.grad.add0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 99, 1, 1, 1); // %282 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 100, 16, 1, 1); // %285 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 101, 4, 1, 1); // %286 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_4bab4619ed", 102, 16, 1, 1); // %287 blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 103, 1, 1, 1); // %288 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_59bd3a9182", 104, 16, 1, 1); // %290 blocks.1.norm1.mul2.grad.add1 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 105, 1, 1, 1); // %293 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_16ops_5479507a67", 106, 16, 1, 1); // %295 blocks.1.norm1.mul1.grad.mul0 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 107, 1, 1, 1); // %311 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_256x64", 108, 64, 1, 1); // %314 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 109, 16, 1, 1); // %315 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_00cc12a17d", 110, 16, 1, 1); // %316 blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_256x1024_1024x64", 111, 4, 1, 1); // %317 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_5324bc1fde", 112, 16, 1, 1); // %319 blocks.0.silu0.grad.silu_grad0 vector_transformer.mt:74
+    this.run(pass, "sum_a01_16x64x256", 113, 4, 1, 1); // %321 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x256", 114, 64, 1, 1); // %324 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 115, 4, 1, 1); // %325 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_4bab4619ed", 116, 16, 1, 1); // %326 blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x256", 117, 4, 1, 1); // %327 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_4563aedc9b", 118, 16, 1, 1); // %329 blocks.0.norm2.mul2.grad.mul0 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 119, 1, 1, 1); // %331 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_a7c1925238", 120, 16, 1, 1); // %333 blocks.0.norm2.mul1.grad.mul0 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 121, 1, 1, 1); // %348 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 122, 16, 1, 1); // %351 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 123, 4, 1, 1); // %352 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_4bab4619ed", 124, 16, 1, 1); // %353 blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 125, 1, 1, 1); // %354 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_50613fc096", 126, 16, 1, 1); // %357 blocks.0.attn.permute4.grad.permute0 vector_transformer.mt:62
+    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 127, 16, 1, 1); // %359 blocks.0.attn.matmul1.grad.matmul0 vector_transformer.mt:62
+    this.run(pass, "fused_1ops_9b9c38de17", 128, 16, 1, 1); // %360 blocks.0.attn.matmul1.grad.permute1 vector_transformer.mt:62
+    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 129, 16, 1, 1); // %361 blocks.0.attn.matmul1.grad.matmul1 vector_transformer.mt:62
+    this.run(pass, "fused_5ops_5cec2b252e", 130, 16, 1, 1); // %362 blocks.0.attn.dropout0.grad.dropout0 vector_transformer.mt:61
+    this.run(pass, "causal_mask_f0_16x4x64x64", 131, 1024, 1, 1); // %367 blocks.0.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
+    this.run(pass, "fused_2ops_2e559f004b", 132, 16, 1, 1); // %368 blocks.0.attn.affine0.grad.affine0 vector_transformer.mt:61
+    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 133, 16, 1, 1); // %370 blocks.0.attn.matmul0.grad.matmul0 vector_transformer.mt:61
+    this.run(pass, "fused_1ops_c536e104a2", 134, 16, 1, 1); // %371 blocks.0.attn.matmul0.grad.permute1 vector_transformer.mt:61
+    this.run(pass, "matmul_16x4x16x64_16x4x64x64", 135, 16, 1, 1); // %372 blocks.0.attn.matmul0.grad.matmul1 vector_transformer.mt:61
+    this.run(pass, "fused_3ops_44f88e57e0", 136, 16, 1, 1); // %373 blocks.0.attn.permute3.grad.permute0 vector_transformer.mt:61
+    this.run(pass, "sum_a01_16x64x64", 137, 1, 1, 1); // %376 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 138, 16, 1, 1); // %379 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 139, 4, 1, 1); // %380 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_de2f10db9e", 140, 16, 1, 1); // %381 blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 141, 1, 1, 1); // %382 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_4dc8553e4f", 142, 16, 1, 1); // %384 blocks.0.attn.permute1.grad.permute0 vector_transformer.mt:59
+    this.run(pass, "sum_a01_16x64x64", 143, 1, 1, 1); // %386 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 144, 16, 1, 1); // %389 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 145, 4, 1, 1); // %390 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_de2f10db9e", 146, 16, 1, 1); // %391 blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 147, 1, 1, 1); // %392 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_f1e222b31c", 148, 16, 1, 1); // %394 blocks.0.norm1.mul2.grad.add0 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 149, 1, 1, 1); // %397 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 150, 16, 1, 1); // %400 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 151, 4, 1, 1); // %401 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_4bab4619ed", 152, 16, 1, 1); // %402 blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 153, 1, 1, 1); // %403 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_59bd3a9182", 154, 16, 1, 1); // %405 blocks.0.norm1.mul2.grad.add1 vector_transformer.mt:47
+    this.run(pass, "sum_a01_16x64x64", 155, 1, 1, 1); // %408 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_a7c1925238", 156, 16, 1, 1); // %410 blocks.0.norm1.mul1.grad.mul0 vector_transformer.mt:39
+    this.run(pass, "sum_a0_16x64x64", 157, 64, 1, 1); // %425 add0.grad.sum0 vector_transformer.mt:85
+    this.run(pass, "scatter_add_16x64x64_16x64i_to_256x64", 158, 4, 1, 1); // %427 gather0.grad.scatter_add0 vector_transformer.mt:85
+    this.run(pass, "affine_s1_b0_64x64", 159, 16, 1, 1); // %428 wpe.grad.affine0 vector_transformer.mt:80
+    this.run(pass, "affine_s1_b0_64", 160, 1, 1, 1); // %429 blocks.0.norm1.g.grad.affine0 vector_transformer.mt:37
+    this.run(pass, "affine_s1_b0_64", 161, 1, 1, 1); // %430 blocks.0.attn.q.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 162, 1, 1, 1); // %431 blocks.0.attn.k.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 163, 1, 1, 1); // %432 blocks.0.attn.v.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 164, 1, 1, 1); // %433 blocks.0.attn.o.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 165, 1, 1, 1); // %434 blocks.0.norm2.g.grad.affine0 vector_transformer.mt:37
+    this.run(pass, "affine_s1_b0_256", 166, 1, 1, 1); // %435 blocks.0.up.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 167, 1, 1, 1); // %436 blocks.0.down.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 168, 1, 1, 1); // %437 blocks.1.norm1.g.grad.affine0 vector_transformer.mt:37
+    this.run(pass, "affine_s1_b0_64", 169, 1, 1, 1); // %438 blocks.1.attn.q.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 170, 1, 1, 1); // %439 blocks.1.attn.k.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 171, 1, 1, 1); // %440 blocks.1.attn.v.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 172, 1, 1, 1); // %441 blocks.1.attn.o.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 173, 1, 1, 1); // %442 blocks.1.norm2.g.grad.affine0 vector_transformer.mt:37
+    this.run(pass, "affine_s1_b0_256", 174, 1, 1, 1); // %443 blocks.1.up.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 175, 1, 1, 1); // %444 blocks.1.down.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 176, 1, 1, 1); // %445 norm_f.g.grad.affine0 vector_transformer.mt:37
+    this.run(pass, "affine_s1_b0_256", 177, 1, 1, 1); // %446 head.b.grad.affine0 vector_transformer.mt:45
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_136896", 325, 34, 1, 1); // sum of squared gradients, 4096 per workgroup, 34 partial sums
-    this.run(pass, "gradnorm_total_34", 326, 1, 1, 1); // global gradient L2 norm from 34 partial sums
-    this.run(pass, "adamw_136896", 327, 535, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 136896 floats
+    this.run(pass, "gradnorm_partial_136896", 178, 34, 1, 1); // sum of squared gradients, 4096 per workgroup, 34 partial sums
+    this.run(pass, "gradnorm_total_34", 179, 1, 1, 1); // global gradient L2 norm from 34 partial sums
+    this.run(pass, "adamw_136896", 180, 535, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 136896 floats
   }
 }
