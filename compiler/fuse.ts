@@ -263,7 +263,7 @@ export function keptNodes(g: Graph): Set<number> {
 }
 
 export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
-  const o = { ...FUSE_DEFAULTS, ...opts };
+  const o = { ...FUSE_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
   const nodes = g.nodes;
   const live = liveNodes(g);
   const kept = keptNodes(g);
@@ -358,20 +358,20 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     const held = (id: number): Holding => (open?.modes.get(id) as Holding | undefined) ?? 'leaf';
     const mode = tokens > 0 && fitsUniform && !readsGrads ? memberMode(n, g, tokens, (id) => uniform[id], held) : null;
     if (mode && !grads.has(n.id) && !(kind === 'reshape' && !open)) {
-      if (!open) {
-        open = { kind: 'region', members: [], outputs: [], leaves: [], tokens, modes: new Map() };
-      } else {
-        const c = cost(open, n);
-        if (c.bindings > o.maxStorageBuffers || c.floats > o.maxPrivateFloats) {
-          close();
-          open = { kind: 'region', members: [], outputs: [], leaves: [], tokens, modes: new Map() };
-        }
+      const fits = (r: Region): boolean => {
+        const c = cost(r, n);
+        return c.bindings <= o.maxStorageBuffers && c.floats <= o.maxPrivateFloats;
+      };
+      if (open && !fits(open)) close();
+      const r: Region = open ?? { kind: 'region', members: [], outputs: [], leaves: [], tokens, modes: new Map() };
+      if (fits(r)) {
+        open = r;
+        r.members.push(n.id);
+        r.modes.set(n.id, mode);
+        openIds.add(n.id);
+        continue;
       }
-      const r = open as Region;
-      r.members.push(n.id);
-      r.modes.set(n.id, mode);
-      openIds.add(n.id);
-      continue;
+      // too many buffers even alone: its own kernel
     }
     if (open && n.inputs.some((i) => openIds.has(i))) close();
     groups.push({ kind: 'node', node: n.id });

@@ -39,7 +39,9 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
     const n = g.nodes[d.node];
     const label = n.op.kind === 'param' ? g.params[n.op.index].path : n.name;
     const loc = n.loc ? ` ${n.loc.file.split(/[\\/]/).pop()}:${n.loc.line}` : '';
-    return safeComment(`%${n.id} ${label}${loc}`);
+    if (d.last === undefined) return safeComment(`%${n.id} ${label}${loc}`);
+    const l = g.nodes[d.last];
+    return safeComment(`fused %${n.id}..%${l.id} ${label} .. ${l.name}${loc}${l.loc && l.loc.line !== n.loc?.line ? `-${l.loc.line}` : ''}`);
   };
 
   sf.addStatements(meta.header);

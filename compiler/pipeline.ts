@@ -34,6 +34,8 @@ export interface CompileOptions {
   maxBindingBytes?: number;
   /** Fuse per-token stretches of the graph into regions (default true); false: one kernel per node. */
   fuse?: boolean;
+  /** Storage buffers a fused kernel may bind: the device's maxStorageBuffersPerShaderStage (default 8, WebGPU's default limit). */
+  maxStorageBuffers?: number;
   /** Sequences per program run, replacing the train section's batch (evaluation programs). */
   batch?: number;
 }
@@ -81,7 +83,7 @@ export function buildGraph(file: string, opts: CompileOptions = {}): Built {
 
 export function compile(file: string, opts: CompileOptions = {}): Compiled {
   const { unit, hypers, train, graph } = buildGraph(file, opts);
-  const plan = planProgram(graph, { maxBindingBytes: opts.maxBindingBytes, fuse: opts.fuse ?? true });
+  const plan = planProgram(graph, { maxBindingBytes: opts.maxBindingBytes, fuse: opts.fuse === false ? false : { maxStorageBuffers: opts.maxStorageBuffers } });
   if (opts.dumpAfter === 'fuse') (opts.dump ?? console.log)(describeGroups(graph, plan.groups));
   if (opts.dumpAfter === 'plan') (opts.dump ?? console.log)(describePlan(graph, plan));
 

@@ -53,6 +53,7 @@ export interface Plan {
 }
 
 const ALIGN_FLOATS = 64; // 256 bytes
+const uncommented = (code: string): string => code.replace(/\/\/[^\n]*/g, '');
 const align = (n: number, a: number): number => Math.ceil(n / a) * a;
 
 export interface PlanOptions {
@@ -133,9 +134,10 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
 
   const kernels = new Map<string, Kernel>();
   const addKernel = (k: Kernel): void => {
+    // Fused kernels are named by their code; the comments of the first one are kept.
     const prev = kernels.get(k.name);
-    if (prev && prev.code !== k.code) throw new Error(`internal: two kernels named ${k.name} differ`);
-    kernels.set(k.name, k);
+    if (prev && uncommented(prev.code) !== uncommented(k.code)) throw new Error(`internal: two kernels named ${k.name} differ`);
+    if (!prev) kernels.set(k.name, k);
   };
   const setup: Dispatch[] = [];
   const forward: Dispatch[] = [];

@@ -53,7 +53,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 }
 
 async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
-  const compiled = compile(o.file, { preset: o.preset, sets: o.sets, fuse: o.fuse, maxBindingBytes: gpu.device.limits.maxStorageBufferBindingSize });
+  const compiled = compile(o.file, { preset: o.preset, sets: o.sets, fuse: o.fuse, maxBindingBytes: gpu.device.limits.maxStorageBufferBindingSize, maxStorageBuffers: gpu.device.limits.maxStorageBuffersPerShaderStage });
   const cfg = compiled.train;
   const steps = o.steps ?? cfg.steps;
   const seed = o.seed ?? cfg.seed;

@@ -15,7 +15,6 @@ import type { Kernel } from '../kernel.ts';
 import { blockDims, isConstNode, memberReads, readStrides, tokenSplit, type OperandRead, type Region } from '../fuse.ts';
 import { f32Down, f32Lit, f32Up, grid, INF_HELPERS, PCG_WGSL, STEP_STRUCT, u32Lit } from './common.ts';
 import { UNARY_WGSL } from './elementwise.ts';
-import { safeComment } from '../hostgen.ts';
 
 /** What a binding of a region kernel holds. */
 /** The arenas are bound from `base` (floats, 256-byte aligned) on, so that regions of blocks alike share one kernel. */
@@ -110,7 +109,7 @@ export function emitRegion(
   r.members.forEach((m, pos) => {
     const n = nodes[m];
     const uni = r.modes.get(m) === 'uni';
-    notes.push(safeComment(`${n.op.kind}${opAttrs(n)} [${n.shape.join(', ')}]${n.loc ? ` ${n.loc.file.split(/[\\/]/).pop()}:${n.loc.line}` : ''}`));
+    notes.push(`${n.op.kind}${opAttrs(n)} [${n.shape.join(', ')}]${n.loc ? ` line ${n.loc.line}` : ''}`);
     // release arrays whose last reader ran before this member
     for (let k = toFree.length - 1; k >= 0; k--) {
       if (toFree[k].pos < pos) {
@@ -137,7 +136,7 @@ export function emitRegion(
       home.set(m, { kind: 'array', name: arr, whole: uni });
       toFree.push({ pos: lastUse.get(m) as number, name: arr, size });
     }
-    body.push('// ' + safeComment(`${n.op.kind}${opAttrs(n)} [${n.shape.join(', ')}]${n.loc ? ` (${n.loc.file.split(/[\\/]/).pop()}:${n.loc.line})` : ''}`));
+    body.push(`// ${n.op.kind}${opAttrs(n)} [${n.shape.join(', ')}]${n.loc ? ` (line ${n.loc.line})` : ''}`);
     const lines = memberLines(n, pos, uni, (v, off) => {
       const st: string[] = [];
       if (arr) st.push(`${arr}[${off}] = ${v};`);
@@ -394,12 +393,12 @@ export function emitRegion(
   for (const [call, def] of Object.entries(INF_HELPERS)) if (main.includes(call)) sections.push(def);
   sections.push(main);
   const code = sections.join('\n\n') + '\n';
-  const hash = createHash('sha256').update(notes.join('\n')).update(code).digest('hex').slice(0, 10);
+  const hash = createHash('sha256').update(code).digest('hex').slice(0, 10);
   const name = `fused_${r.members.length}ops_${hash}`;
   const [x, y] = gr.workgroups;
   const header = [
     `// mtc kernel ${name}`,
-    `// a fused region of ${r.members.length} ops, one thread per token block (${T} blocks); it fuses:`,
+    `// a fused region of ${r.members.length} ops, one thread per token block (${T} blocks); it fuses (with their .mt lines):`,
     ...notes.map((l) => `//   ${l}`),
     `// dispatch: ${x}${y > 1 ? ` x ${y}` : ''} workgroup${x * y > 1 ? 's' : ''} of ${WG} threads`,
   ].join('\n');

@@ -143,78 +143,77 @@ export const layout = {
     "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01",
     "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01",
     "cross_entropy_16x64x256_16x64i",
-    "fused_10ops_1bd4cd7d9f",
-    "fused_10ops_3c8446ed91",
-    "fused_10ops_e2110cdb1b",
-    "fused_10ops_edd470fd40",
-    "fused_11ops_3395ec0dcd",
-    "fused_12ops_5b79a6b370",
-    "fused_12ops_e33672a183",
-    "fused_15ops_42d3aa720c",
-    "fused_17ops_5258cdc6d7",
-    "fused_18ops_b98f3b8252",
-    "fused_18ops_bbfc3bbd87",
-    "fused_18ops_c41b283b6a",
-    "fused_18ops_e85ccd577b",
-    "fused_1ops_02b920d313",
-    "fused_1ops_3155f8ad16",
-    "fused_1ops_46c0b229b4",
-    "fused_1ops_470b17a1ea",
-    "fused_1ops_630518298d",
-    "fused_1ops_97d97d4ab2",
-    "fused_1ops_9ceb6e9d77",
-    "fused_1ops_cfcdd64937",
-    "fused_1ops_df29fea321",
-    "fused_1ops_e2a2b66d6c",
-    "fused_2ops_1730e0d43d",
-    "fused_2ops_69d817fe6a",
-    "fused_2ops_82a5835e66",
-    "fused_2ops_8b79402e4a",
-    "fused_2ops_94817482d7",
-    "fused_2ops_ad30155e7e",
-    "fused_2ops_f17440cbbb",
-    "fused_3ops_068e496b13",
-    "fused_3ops_4a99104037",
-    "fused_3ops_a1b80a8fd0",
-    "fused_3ops_a25da1dcf7",
-    "fused_3ops_f3aa4f59ba",
-    "fused_4ops_0bbc388eb3",
-    "fused_4ops_12ed07e96e",
-    "fused_4ops_1512e32d6e",
-    "fused_4ops_a23b7168cc",
-    "fused_4ops_de5186fd52",
-    "fused_4ops_fca0968df6",
-    "fused_5ops_09dc3d6959",
-    "fused_5ops_2a15e87308",
-    "fused_5ops_635579a41a",
-    "fused_5ops_84229fdeed",
-    "fused_5ops_9170c57bdc",
-    "fused_5ops_9c806ba1e6",
-    "fused_5ops_ad00f751b5",
-    "fused_5ops_b94007d905",
-    "fused_5ops_d141dac110",
-    "fused_5ops_e55517e480",
-    "fused_6ops_4405733e47",
-    "fused_6ops_532af6464b",
-    "fused_6ops_62411935d6",
-    "fused_6ops_86782dbef3",
-    "fused_6ops_90a6e26ccc",
-    "fused_6ops_c4e3617a2d",
-    "fused_6ops_c8554497c9",
-    "fused_6ops_dfdf8a4fb4",
-    "fused_6ops_e2450af657",
-    "fused_7ops_0bcd9507b8",
-    "fused_7ops_3568b9c9bb",
-    "fused_7ops_973b81dba5",
-    "fused_7ops_de1060329d",
-    "fused_7ops_df43ab5e36",
-    "fused_8ops_38aa17c349",
-    "fused_8ops_62779d04ea",
-    "fused_8ops_a925fe2888",
-    "fused_8ops_b53d1cc3d3",
-    "fused_8ops_d3146bb1b5",
-    "fused_8ops_fe15e1d620",
-    "fused_9ops_7d3849f016",
+    "fused_10ops_16e37f7448",
+    "fused_10ops_3e2289d01b",
+    "fused_10ops_692db5fc73",
+    "fused_10ops_f65910af4b",
+    "fused_11ops_16821ac87f",
+    "fused_12ops_8828ea07b2",
+    "fused_12ops_ee0b748158",
+    "fused_15ops_5f8b6860d6",
+    "fused_17ops_1486e5c9ba",
+    "fused_18ops_9eaf2e4e38",
+    "fused_18ops_d94baa33ad",
+    "fused_18ops_e55821f18c",
+    "fused_18ops_fa4e161a56",
+    "fused_1ops_024d952c2c",
+    "fused_1ops_1c9a58ca11",
+    "fused_1ops_211c8e1edf",
+    "fused_1ops_45e0af7593",
+    "fused_1ops_6abbbe7492",
+    "fused_1ops_766bfb40b9",
+    "fused_1ops_7cd42fe508",
+    "fused_1ops_c7b094d0f3",
+    "fused_1ops_d0721115aa",
+    "fused_1ops_d95b946eb4",
+    "fused_2ops_125cd61582",
+    "fused_2ops_1ea0485f5d",
+    "fused_2ops_2aa6fc4479",
+    "fused_2ops_45a7332e31",
+    "fused_2ops_68a4855b88",
+    "fused_2ops_89887b5fb2",
+    "fused_2ops_bb400655b6",
+    "fused_3ops_461fbbfa10",
+    "fused_3ops_644611d13c",
+    "fused_3ops_72d39d8881",
+    "fused_3ops_8c9f144dff",
+    "fused_3ops_d0737471ce",
+    "fused_4ops_15e0c9d7a9",
+    "fused_4ops_9f2cf5b9e9",
+    "fused_4ops_aebb5b263c",
+    "fused_4ops_c739588d55",
+    "fused_4ops_ca961ea74f",
+    "fused_4ops_e167153de3",
+    "fused_5ops_1a12c91ebe",
+    "fused_5ops_260ecd5091",
+    "fused_5ops_4941573b3e",
+    "fused_5ops_5280e39407",
+    "fused_5ops_826de48acd",
+    "fused_5ops_8785744697",
+    "fused_5ops_9a9e316aeb",
+    "fused_5ops_e2d3ed7535",
+    "fused_5ops_f071b42653",
+    "fused_5ops_fb41ae4077",
+    "fused_6ops_36e6b34a21",
+    "fused_6ops_378e781276",
+    "fused_6ops_6af3fe7772",
+    "fused_6ops_729ee89094",
+    "fused_6ops_73e270433a",
+    "fused_6ops_74b8778a94",
+    "fused_6ops_949b94868f",
+    "fused_6ops_b4d3e35132",
+    "fused_7ops_3f27ed2026",
+    "fused_7ops_40e884f510",
+    "fused_7ops_a15e5cdbf9",
+    "fused_7ops_acf6a6e9cb",
+    "fused_7ops_b86ef6fedd",
+    "fused_8ops_172127c8e9",
+    "fused_8ops_5ed11e3998",
+    "fused_8ops_77b58dff08",
+    "fused_8ops_7bf6b22e84",
+    "fused_8ops_7f64f3a224",
+    "fused_8ops_aa71459ad0",
+    "fused_9ops_678f3cfc15",
     "gradnorm_partial_17600",
     "gradnorm_total_5",
     "matmul_16x2x32x64_16x2x64x64",
@@ -628,547 +627,547 @@ export class Program {
     group("slice_ax0_at0_64x8_to_64x8", [[this.params, 18432, 2048], [this.act[1], 0, 2048]]); // 1: %74 embed.slice1 stdlib.mt:95
     group("matmul_64x8x1_64x1x8", [[this.act[0], 0, 2048], [this.act[1], 0, 2048], [this.act[2], 0, 16384]]); // 2: %77 embed.matmul1 stdlib.mt:96
     group("affine_s0p1_b0_64x8x8", [[this.act[2], 0, 16384], [this.act[3], 0, 16384]]); // 3: %78 embed.affine0 stdlib.mt:96
-    group("fused_12ops_e33672a183", [[this.params, 0, 70400], [this.tokens, 0, 4096], [this.act[3], 0, 16384], [this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 4: %68 embed.gather0 stdlib.mt:92
-    group("fused_7ops_3568b9c9bb", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 5: %86 blocks.0.attn.norm.mul2 stdlib.mt:9
+    group("fused_12ops_8828ea07b2", [[this.params, 0, 70400], [this.tokens, 0, 4096], [this.act[3], 0, 16384], [this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 4: fused %68..%85 embed.gather0 .. blocks.0.attn.norm.mul1 stdlib.mt:92-9
+    group("fused_7ops_a15e5cdbf9", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 5: fused %86..%92 blocks.0.attn.norm.mul2 .. blocks.0.attn.reshape0 stdlib.mt:9-135
     group("permute_02134_16x64x2x4x8", [[this.act[12], 0, 262144], [this.act[13], 0, 262144]]); // 6: %93 blocks.0.attn.permute0 stdlib.mt:135
-    group("fused_6ops_dfdf8a4fb4", [[this.params, 21248, 49152], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 7: %94 blocks.0.attn.k.matmul0 stdlib.mt:18
+    group("fused_6ops_729ee89094", [[this.params, 21248, 49152], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 7: fused %94..%99 blocks.0.attn.k.matmul0 .. blocks.0.attn.reshape1 stdlib.mt:18-136
     group("permute_02134_16x64x2x4x8", [[this.act[15], 0, 262144], [this.act[16], 0, 262144]]); // 8: %100 blocks.0.attn.permute1 stdlib.mt:136
-    group("fused_6ops_c8554497c9", [[this.params, 21760, 48640], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: %101 blocks.0.attn.v.matmul0 stdlib.mt:18
+    group("fused_6ops_729ee89094", [[this.params, 21760, 48640], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: fused %101..%106 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-137
     group("permute_02134_16x64x2x4x8", [[this.act[18], 0, 262144], [this.act[19], 0, 262144]]); // 10: %107 blocks.0.attn.permute2 stdlib.mt:137
-    group("fused_1ops_470b17a1ea", [[this.act[16], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 11: %110 blocks.0.attn.permute3 stdlib.mt:141
+    group("fused_1ops_7cd42fe508", [[this.act[16], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 11: fused %110..%110 blocks.0.attn.permute3 .. blocks.0.attn.permute3 stdlib.mt:141
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[13], 0, 262144], [this.act[18], 0, 262144], [this.act[20], 0, 524288]]); // 12: %111 blocks.0.attn.matmul0 stdlib.mt:141
-    group("fused_1ops_630518298d", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 13: %112 blocks.0.attn.affine0 stdlib.mt:141
+    group("fused_1ops_766bfb40b9", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 13: fused %112..%112 blocks.0.attn.affine0 .. blocks.0.attn.affine0 stdlib.mt:141
     group("causal_mask_fminf_16x2x64x64", [[this.act[21], 0, 524288], [this.act[20], 0, 524288]]); // 14: %113 blocks.0.attn.causal_mask0 stdlib.mt:142
-    group("fused_5ops_d141dac110", [[this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.act[22], 0, 524288], [this.act[23], 0, 262144], [this.act[24], 0, 524288], [this.step, 0, 16]]); // 15: %114 blocks.0.attn.softmax0 stdlib.mt:142
+    group("fused_5ops_8785744697", [[this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.act[22], 0, 524288], [this.act[23], 0, 262144], [this.act[24], 0, 524288], [this.step, 0, 16]]); // 15: fused %114..%118 blocks.0.attn.softmax0 .. blocks.0.attn.reshape5 stdlib.mt:142-143
     group("matmul_16x2x64x64_16x2x64x64", [[this.act[22], 0, 524288], [this.act[24], 0, 524288], [this.act[20], 0, 524288]]); // 16: %119 blocks.0.attn.matmul2 stdlib.mt:144
-    group("fused_1ops_97d97d4ab2", [[this.act[13], 0, 262144], [this.act[20], 0, 524288], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 17: %121 blocks.0.attn.matmul3 stdlib.mt:145
+    group("fused_1ops_d95b946eb4", [[this.act[13], 0, 262144], [this.act[20], 0, 524288], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 17: fused %121..%121 blocks.0.attn.matmul3 .. blocks.0.attn.matmul3 stdlib.mt:145
     group("permute_02134_16x2x64x4x8", [[this.act[16], 0, 262144], [this.act[25], 0, 262144]]); // 18: %122 blocks.0.attn.permute5 stdlib.mt:145
-    group("fused_12ops_5b79a6b370", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[25], 0, 262144], [this.act[16], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4096], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 19: %124 blocks.0.attn.o.matmul0 stdlib.mt:18
-    group("fused_8ops_38aa17c349", [[this.params, 22784, 47616], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 20: %136 blocks.0.think.norm.mul2 stdlib.mt:9
-    group("fused_7ops_de1060329d", [[this.params, 23552, 46848], [this.act[30], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 21: %145 blocks.0.think.delta.value.matmul0 stdlib.mt:18
-    group("fused_7ops_0bcd9507b8", [[this.params, 24320, 46080], [this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 22: %152 blocks.0.think.delta.up.silu0 stdlib.mt:18
-    group("fused_9ops_7d3849f016", [[this.params, 24576, 45824], [this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 23: %159 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
-    group("fused_8ops_62779d04ea", [[this.params, 25344, 45056], [this.act[48], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 24: %168 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
-    group("fused_4ops_1512e32d6e", [[this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[44], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 262144], [this.act[58], 0, 262144], [this.step, 0, 16]]); // 25: %176 blocks.0.think.gamma.mul1 stdlib.mt:49
-    group("fused_11ops_3395ec0dcd", [[this.params, 26368, 44032], [this.act[30], 0, 262144], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 32768], [this.act[62], 0, 262144], [this.act[63], 0, 4096], [this.step, 0, 16]]); // 26: %180 blocks.0.think.matmul2 stdlib.mt:70
-    group("fused_6ops_c4e3617a2d", [[this.params, 27392, 43008], [this.act[30], 0, 262144], [this.act[57], 0, 262144], [this.act[63], 0, 4096], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 27: %191 blocks.0.think.mul1 stdlib.mt:72
-    group("fused_10ops_1bd4cd7d9f", [[this.act[27], 0, 262144], [this.act[62], 0, 262144], [this.act[64], 0, 4096], [this.act[66], 0, 262144], [this.act[57], 0, 262144], [this.act[67], 0, 4096], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 28: %197 blocks.0.think.mul3 stdlib.mt:73
-    group("fused_7ops_3568b9c9bb", [[this.params, 27904, 42496], [this.act[68], 0, 262144], [this.act[66], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 29: %207 blocks.1.attn.norm.mul2 stdlib.mt:9
+    group("fused_12ops_ee0b748158", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[25], 0, 262144], [this.act[16], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4096], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 19: fused %124..%135 blocks.0.attn.o.matmul0 .. blocks.0.think.norm.mul1 stdlib.mt:18-9
+    group("fused_8ops_77b58dff08", [[this.params, 22784, 47616], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 20: fused %136..%144 blocks.0.think.norm.mul2 .. blocks.0.think.delta.silu0 stdlib.mt:9-49
+    group("fused_7ops_40e884f510", [[this.params, 23552, 46848], [this.act[30], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 21: fused %145..%151 blocks.0.think.delta.value.matmul0 .. blocks.0.think.delta.up.matmul0 stdlib.mt:18
+    group("fused_7ops_acf6a6e9cb", [[this.params, 24320, 46080], [this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 22: fused %152..%158 blocks.0.think.delta.up.silu0 .. blocks.0.think.matmul0 stdlib.mt:18-69
+    group("fused_9ops_678f3cfc15", [[this.params, 24576, 45824], [this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 23: fused %159..%167 blocks.0.think.gamma.gate.matmul0 .. blocks.0.think.gamma.value.reshape0 stdlib.mt:18
+    group("fused_8ops_7f64f3a224", [[this.params, 25344, 45056], [this.act[48], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 24: fused %168..%175 blocks.0.think.gamma.value.matmul1 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:18
+    group("fused_4ops_9f2cf5b9e9", [[this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[44], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 262144], [this.act[58], 0, 262144], [this.step, 0, 16]]); // 25: fused %176..%179 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_16821ac87f", [[this.params, 26368, 44032], [this.act[30], 0, 262144], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 32768], [this.act[62], 0, 262144], [this.act[63], 0, 4096], [this.step, 0, 16]]); // 26: fused %180..%190 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_6af3fe7772", [[this.params, 27392, 43008], [this.act[30], 0, 262144], [this.act[57], 0, 262144], [this.act[63], 0, 4096], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 27: fused %191..%196 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_16e37f7448", [[this.act[27], 0, 262144], [this.act[62], 0, 262144], [this.act[64], 0, 4096], [this.act[66], 0, 262144], [this.act[57], 0, 262144], [this.act[67], 0, 4096], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 28: fused %197..%206 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    group("fused_7ops_a15e5cdbf9", [[this.params, 27904, 42496], [this.act[68], 0, 262144], [this.act[66], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 29: fused %207..%213 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-135
     group("permute_02134_16x64x2x4x8", [[this.act[71], 0, 262144], [this.act[72], 0, 262144]]); // 30: %214 blocks.1.attn.permute0 stdlib.mt:135
-    group("fused_6ops_dfdf8a4fb4", [[this.params, 28672, 41728], [this.act[66], 0, 262144], [this.act[71], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 31: %215 blocks.1.attn.k.matmul0 stdlib.mt:18
+    group("fused_6ops_729ee89094", [[this.params, 28672, 41728], [this.act[66], 0, 262144], [this.act[71], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 31: fused %215..%220 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-136
     group("permute_02134_16x64x2x4x8", [[this.act[74], 0, 262144], [this.act[75], 0, 262144]]); // 32: %221 blocks.1.attn.permute1 stdlib.mt:136
-    group("fused_6ops_c8554497c9", [[this.params, 29184, 41216], [this.act[66], 0, 262144], [this.act[74], 0, 262144], [this.act[76], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 33: %222 blocks.1.attn.v.matmul0 stdlib.mt:18
+    group("fused_6ops_729ee89094", [[this.params, 29184, 41216], [this.act[66], 0, 262144], [this.act[74], 0, 262144], [this.act[76], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 33: fused %222..%227 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-137
     group("permute_02134_16x64x2x4x8", [[this.act[77], 0, 262144], [this.act[78], 0, 262144]]); // 34: %228 blocks.1.attn.permute2 stdlib.mt:137
-    group("fused_1ops_470b17a1ea", [[this.act[75], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 35: %231 blocks.1.attn.permute3 stdlib.mt:141
+    group("fused_1ops_7cd42fe508", [[this.act[75], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 35: fused %231..%231 blocks.1.attn.permute3 .. blocks.1.attn.permute3 stdlib.mt:141
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[72], 0, 262144], [this.act[77], 0, 262144], [this.act[79], 0, 524288]]); // 36: %232 blocks.1.attn.matmul0 stdlib.mt:141
-    group("fused_1ops_630518298d", [[this.act[79], 0, 524288], [this.act[80], 0, 524288], [this.step, 0, 16]]); // 37: %233 blocks.1.attn.affine0 stdlib.mt:141
+    group("fused_1ops_766bfb40b9", [[this.act[79], 0, 524288], [this.act[80], 0, 524288], [this.step, 0, 16]]); // 37: fused %233..%233 blocks.1.attn.affine0 .. blocks.1.attn.affine0 stdlib.mt:141
     group("causal_mask_fminf_16x2x64x64", [[this.act[80], 0, 524288], [this.act[79], 0, 524288]]); // 38: %234 blocks.1.attn.causal_mask0 stdlib.mt:142
-    group("fused_5ops_9170c57bdc", [[this.act[75], 0, 262144], [this.act[78], 0, 262144], [this.act[79], 0, 524288], [this.act[80], 0, 524288], [this.act[81], 0, 524288], [this.act[82], 0, 262144], [this.act[83], 0, 524288], [this.step, 0, 16]]); // 39: %235 blocks.1.attn.softmax0 stdlib.mt:142
+    group("fused_5ops_e2d3ed7535", [[this.act[75], 0, 262144], [this.act[78], 0, 262144], [this.act[79], 0, 524288], [this.act[80], 0, 524288], [this.act[81], 0, 524288], [this.act[82], 0, 262144], [this.act[83], 0, 524288], [this.step, 0, 16]]); // 39: fused %235..%239 blocks.1.attn.softmax0 .. blocks.1.attn.reshape5 stdlib.mt:142-143
     group("matmul_16x2x64x64_16x2x64x64", [[this.act[81], 0, 524288], [this.act[83], 0, 524288], [this.act[79], 0, 524288]]); // 40: %240 blocks.1.attn.matmul2 stdlib.mt:144
-    group("fused_1ops_97d97d4ab2", [[this.act[72], 0, 262144], [this.act[79], 0, 524288], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 41: %242 blocks.1.attn.matmul3 stdlib.mt:145
+    group("fused_1ops_d95b946eb4", [[this.act[72], 0, 262144], [this.act[79], 0, 524288], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 41: fused %242..%242 blocks.1.attn.matmul3 .. blocks.1.attn.matmul3 stdlib.mt:145
     group("permute_02134_16x2x64x4x8", [[this.act[75], 0, 262144], [this.act[84], 0, 262144]]); // 42: %243 blocks.1.attn.permute5 stdlib.mt:145
-    group("fused_12ops_5b79a6b370", [[this.params, 29696, 40704], [this.act[57], 0, 262144], [this.act[84], 0, 262144], [this.act[75], 0, 262144], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 4096], [this.act[88], 0, 262144], [this.step, 0, 16]]); // 43: %245 blocks.1.attn.o.matmul0 stdlib.mt:18
-    group("fused_8ops_38aa17c349", [[this.params, 30208, 40192], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 44: %257 blocks.1.think.norm.mul2 stdlib.mt:9
-    group("fused_7ops_de1060329d", [[this.params, 30976, 39424], [this.act[89], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 45: %266 blocks.1.think.delta.value.matmul0 stdlib.mt:18
-    group("fused_7ops_0bcd9507b8", [[this.params, 31744, 38656], [this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 46: %273 blocks.1.think.delta.up.silu0 stdlib.mt:18
-    group("fused_9ops_7d3849f016", [[this.params, 32000, 38400], [this.act[89], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 47: %280 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
-    group("fused_8ops_62779d04ea", [[this.params, 32768, 37632], [this.act[107], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 262144], [this.act[114], 0, 262144], [this.step, 0, 16]]); // 48: %289 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
-    group("fused_4ops_1512e32d6e", [[this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[103], 0, 262144], [this.act[114], 0, 262144], [this.act[115], 0, 262144], [this.act[116], 0, 262144], [this.act[117], 0, 262144], [this.step, 0, 16]]); // 49: %297 blocks.1.think.gamma.mul1 stdlib.mt:49
-    group("fused_11ops_3395ec0dcd", [[this.params, 33792, 36608], [this.act[89], 0, 262144], [this.act[117], 0, 262144], [this.act[118], 0, 32768], [this.act[119], 0, 262144], [this.act[120], 0, 32768], [this.act[121], 0, 262144], [this.act[122], 0, 4096], [this.step, 0, 16]]); // 50: %301 blocks.1.think.matmul2 stdlib.mt:70
-    group("fused_6ops_c4e3617a2d", [[this.params, 34816, 35584], [this.act[89], 0, 262144], [this.act[116], 0, 262144], [this.act[122], 0, 4096], [this.act[123], 0, 4096], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 51: %312 blocks.1.think.mul1 stdlib.mt:72
-    group("fused_10ops_edd470fd40", [[this.act[86], 0, 262144], [this.act[121], 0, 262144], [this.act[123], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[126], 0, 4096], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 52: %318 blocks.1.think.mul3 stdlib.mt:73
-    group("fused_7ops_3568b9c9bb", [[this.params, 20480, 49920], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 53: %328 blocks.0.attn.norm.mul5 stdlib.mt:9
+    group("fused_12ops_ee0b748158", [[this.params, 29696, 40704], [this.act[57], 0, 262144], [this.act[84], 0, 262144], [this.act[75], 0, 262144], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 4096], [this.act[88], 0, 262144], [this.step, 0, 16]]); // 43: fused %245..%256 blocks.1.attn.o.matmul0 .. blocks.1.think.norm.mul1 stdlib.mt:18-9
+    group("fused_8ops_77b58dff08", [[this.params, 30208, 40192], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 44: fused %257..%265 blocks.1.think.norm.mul2 .. blocks.1.think.delta.silu0 stdlib.mt:9-49
+    group("fused_7ops_40e884f510", [[this.params, 30976, 39424], [this.act[89], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 45: fused %266..%272 blocks.1.think.delta.value.matmul0 .. blocks.1.think.delta.up.matmul0 stdlib.mt:18
+    group("fused_7ops_acf6a6e9cb", [[this.params, 31744, 38656], [this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 46: fused %273..%279 blocks.1.think.delta.up.silu0 .. blocks.1.think.matmul0 stdlib.mt:18-69
+    group("fused_9ops_678f3cfc15", [[this.params, 32000, 38400], [this.act[89], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 47: fused %280..%288 blocks.1.think.gamma.gate.matmul0 .. blocks.1.think.gamma.value.reshape0 stdlib.mt:18
+    group("fused_8ops_7f64f3a224", [[this.params, 32768, 37632], [this.act[107], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 262144], [this.act[114], 0, 262144], [this.step, 0, 16]]); // 48: fused %289..%296 blocks.1.think.gamma.value.matmul1 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:18
+    group("fused_4ops_9f2cf5b9e9", [[this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[103], 0, 262144], [this.act[114], 0, 262144], [this.act[115], 0, 262144], [this.act[116], 0, 262144], [this.act[117], 0, 262144], [this.step, 0, 16]]); // 49: fused %297..%300 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_16821ac87f", [[this.params, 33792, 36608], [this.act[89], 0, 262144], [this.act[117], 0, 262144], [this.act[118], 0, 32768], [this.act[119], 0, 262144], [this.act[120], 0, 32768], [this.act[121], 0, 262144], [this.act[122], 0, 4096], [this.step, 0, 16]]); // 50: fused %301..%311 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_6af3fe7772", [[this.params, 34816, 35584], [this.act[89], 0, 262144], [this.act[116], 0, 262144], [this.act[122], 0, 4096], [this.act[123], 0, 4096], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 51: fused %312..%317 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_f65910af4b", [[this.act[86], 0, 262144], [this.act[121], 0, 262144], [this.act[123], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[126], 0, 4096], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 52: fused %318..%327 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_7ops_a15e5cdbf9", [[this.params, 20480, 49920], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 53: fused %328..%334 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape8 stdlib.mt:9-135
     group("permute_02134_16x64x2x4x8", [[this.act[130], 0, 262144], [this.act[131], 0, 262144]]); // 54: %335 blocks.0.attn.permute6 stdlib.mt:135
-    group("fused_6ops_dfdf8a4fb4", [[this.params, 21248, 49152], [this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 55: %336 blocks.0.attn.k.matmul2 stdlib.mt:18
+    group("fused_6ops_729ee89094", [[this.params, 21248, 49152], [this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 55: fused %336..%341 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape9 stdlib.mt:18-136
     group("permute_02134_16x64x2x4x8", [[this.act[133], 0, 262144], [this.act[134], 0, 262144]]); // 56: %342 blocks.0.attn.permute7 stdlib.mt:136
-    group("fused_6ops_c8554497c9", [[this.params, 21760, 48640], [this.act[125], 0, 262144], [this.act[133], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 57: %343 blocks.0.attn.v.matmul2 stdlib.mt:18
+    group("fused_6ops_729ee89094", [[this.params, 21760, 48640], [this.act[125], 0, 262144], [this.act[133], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 57: fused %343..%348 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape10 stdlib.mt:18-137
     group("permute_02134_16x64x2x4x8", [[this.act[136], 0, 262144], [this.act[137], 0, 262144]]); // 58: %349 blocks.0.attn.permute8 stdlib.mt:137
-    group("fused_1ops_470b17a1ea", [[this.act[134], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 59: %352 blocks.0.attn.permute9 stdlib.mt:141
+    group("fused_1ops_7cd42fe508", [[this.act[134], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 59: fused %352..%352 blocks.0.attn.permute9 .. blocks.0.attn.permute9 stdlib.mt:141
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[131], 0, 262144], [this.act[136], 0, 262144], [this.act[138], 0, 524288]]); // 60: %353 blocks.0.attn.matmul4 stdlib.mt:141
-    group("fused_1ops_630518298d", [[this.act[138], 0, 524288], [this.act[139], 0, 524288], [this.step, 0, 16]]); // 61: %354 blocks.0.attn.affine1 stdlib.mt:141
+    group("fused_1ops_766bfb40b9", [[this.act[138], 0, 524288], [this.act[139], 0, 524288], [this.step, 0, 16]]); // 61: fused %354..%354 blocks.0.attn.affine1 .. blocks.0.attn.affine1 stdlib.mt:141
     group("causal_mask_fminf_16x2x64x64", [[this.act[139], 0, 524288], [this.act[138], 0, 524288]]); // 62: %355 blocks.0.attn.causal_mask1 stdlib.mt:142
-    group("fused_5ops_e55517e480", [[this.act[134], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 524288], [this.act[139], 0, 524288], [this.act[140], 0, 524288], [this.act[141], 0, 262144], [this.act[142], 0, 524288], [this.step, 0, 16]]); // 63: %356 blocks.0.attn.softmax1 stdlib.mt:142
+    group("fused_5ops_f071b42653", [[this.act[134], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 524288], [this.act[139], 0, 524288], [this.act[140], 0, 524288], [this.act[141], 0, 262144], [this.act[142], 0, 524288], [this.step, 0, 16]]); // 63: fused %356..%360 blocks.0.attn.softmax1 .. blocks.0.attn.reshape13 stdlib.mt:142-143
     group("matmul_16x2x64x64_16x2x64x64", [[this.act[140], 0, 524288], [this.act[142], 0, 524288], [this.act[138], 0, 524288]]); // 64: %361 blocks.0.attn.matmul6 stdlib.mt:144
-    group("fused_1ops_97d97d4ab2", [[this.act[131], 0, 262144], [this.act[138], 0, 524288], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 65: %363 blocks.0.attn.matmul7 stdlib.mt:145
+    group("fused_1ops_d95b946eb4", [[this.act[131], 0, 262144], [this.act[138], 0, 524288], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 65: fused %363..%363 blocks.0.attn.matmul7 .. blocks.0.attn.matmul7 stdlib.mt:145
     group("permute_02134_16x2x64x4x8", [[this.act[134], 0, 262144], [this.act[143], 0, 262144]]); // 66: %364 blocks.0.attn.permute11 stdlib.mt:145
-    group("fused_12ops_5b79a6b370", [[this.params, 22272, 48128], [this.act[116], 0, 262144], [this.act[143], 0, 262144], [this.act[134], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 4096], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 67: %366 blocks.0.attn.o.matmul2 stdlib.mt:18
-    group("fused_8ops_38aa17c349", [[this.params, 22784, 47616], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 68: %378 blocks.0.think.norm.mul5 stdlib.mt:9
-    group("fused_7ops_de1060329d", [[this.params, 23552, 46848], [this.act[148], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 69: %387 blocks.0.think.delta.value.matmul2 stdlib.mt:18
-    group("fused_7ops_0bcd9507b8", [[this.params, 24320, 46080], [this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 70: %394 blocks.0.think.delta.up.silu1 stdlib.mt:18
-    group("fused_9ops_7d3849f016", [[this.params, 24576, 45824], [this.act[148], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 71: %401 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
-    group("fused_8ops_62779d04ea", [[this.params, 25344, 45056], [this.act[166], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 262144], [this.act[170], 0, 262144], [this.act[171], 0, 262144], [this.act[172], 0, 262144], [this.act[173], 0, 262144], [this.step, 0, 16]]); // 72: %410 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
-    group("fused_4ops_1512e32d6e", [[this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[162], 0, 262144], [this.act[173], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 73: %418 blocks.0.think.gamma.mul3 stdlib.mt:49
-    group("fused_11ops_3395ec0dcd", [[this.params, 26368, 44032], [this.act[148], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 32768], [this.act[178], 0, 262144], [this.act[179], 0, 32768], [this.act[180], 0, 262144], [this.act[181], 0, 4096], [this.step, 0, 16]]); // 74: %422 blocks.0.think.matmul7 stdlib.mt:70
-    group("fused_6ops_c4e3617a2d", [[this.params, 27392, 43008], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 4096], [this.act[182], 0, 4096], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 75: %433 blocks.0.think.mul5 stdlib.mt:72
-    group("fused_10ops_3c8446ed91", [[this.act[145], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 4096], [this.act[184], 0, 262144], [this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 76: %439 blocks.0.think.mul7 stdlib.mt:73
-    group("fused_7ops_3568b9c9bb", [[this.params, 27904, 42496], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 77: %449 blocks.1.attn.norm.mul5 stdlib.mt:9
+    group("fused_12ops_ee0b748158", [[this.params, 22272, 48128], [this.act[116], 0, 262144], [this.act[143], 0, 262144], [this.act[134], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 4096], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 67: fused %366..%377 blocks.0.attn.o.matmul2 .. blocks.0.think.norm.mul4 stdlib.mt:18-9
+    group("fused_8ops_77b58dff08", [[this.params, 22784, 47616], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 68: fused %378..%386 blocks.0.think.norm.mul5 .. blocks.0.think.delta.silu1 stdlib.mt:9-49
+    group("fused_7ops_40e884f510", [[this.params, 23552, 46848], [this.act[148], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 69: fused %387..%393 blocks.0.think.delta.value.matmul2 .. blocks.0.think.delta.up.matmul2 stdlib.mt:18
+    group("fused_7ops_acf6a6e9cb", [[this.params, 24320, 46080], [this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 70: fused %394..%400 blocks.0.think.delta.up.silu1 .. blocks.0.think.matmul5 stdlib.mt:18-69
+    group("fused_9ops_678f3cfc15", [[this.params, 24576, 45824], [this.act[148], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 71: fused %401..%409 blocks.0.think.gamma.gate.matmul2 .. blocks.0.think.gamma.value.reshape2 stdlib.mt:18
+    group("fused_8ops_7f64f3a224", [[this.params, 25344, 45056], [this.act[166], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 262144], [this.act[170], 0, 262144], [this.act[171], 0, 262144], [this.act[172], 0, 262144], [this.act[173], 0, 262144], [this.step, 0, 16]]); // 72: fused %410..%417 blocks.0.think.gamma.value.matmul3 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:18
+    group("fused_4ops_9f2cf5b9e9", [[this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[162], 0, 262144], [this.act[173], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 73: fused %418..%421 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_16821ac87f", [[this.params, 26368, 44032], [this.act[148], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 32768], [this.act[178], 0, 262144], [this.act[179], 0, 32768], [this.act[180], 0, 262144], [this.act[181], 0, 4096], [this.step, 0, 16]]); // 74: fused %422..%432 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_6af3fe7772", [[this.params, 27392, 43008], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 4096], [this.act[182], 0, 4096], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 75: fused %433..%438 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_692db5fc73", [[this.act[145], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 4096], [this.act[184], 0, 262144], [this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 76: fused %439..%448 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_7ops_a15e5cdbf9", [[this.params, 27904, 42496], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 77: fused %449..%455 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape8 stdlib.mt:9-135
     group("permute_02134_16x64x2x4x8", [[this.act[189], 0, 262144], [this.act[190], 0, 262144]]); // 78: %456 blocks.1.attn.permute6 stdlib.mt:135
-    group("fused_6ops_dfdf8a4fb4", [[this.params, 28672, 41728], [this.act[184], 0, 262144], [this.act[189], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 79: %457 blocks.1.attn.k.matmul2 stdlib.mt:18
+    group("fused_6ops_729ee89094", [[this.params, 28672, 41728], [this.act[184], 0, 262144], [this.act[189], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 79: fused %457..%462 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape9 stdlib.mt:18-136
     group("permute_02134_16x64x2x4x8", [[this.act[192], 0, 262144], [this.act[193], 0, 262144]]); // 80: %463 blocks.1.attn.permute7 stdlib.mt:136
-    group("fused_6ops_c8554497c9", [[this.params, 29184, 41216], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 81: %464 blocks.1.attn.v.matmul2 stdlib.mt:18
+    group("fused_6ops_729ee89094", [[this.params, 29184, 41216], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 81: fused %464..%469 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape10 stdlib.mt:18-137
     group("permute_02134_16x64x2x4x8", [[this.act[195], 0, 262144], [this.act[196], 0, 262144]]); // 82: %470 blocks.1.attn.permute8 stdlib.mt:137
-    group("fused_1ops_470b17a1ea", [[this.act[193], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 83: %473 blocks.1.attn.permute9 stdlib.mt:141
+    group("fused_1ops_7cd42fe508", [[this.act[193], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 83: fused %473..%473 blocks.1.attn.permute9 .. blocks.1.attn.permute9 stdlib.mt:141
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[190], 0, 262144], [this.act[195], 0, 262144], [this.act[197], 0, 524288]]); // 84: %474 blocks.1.attn.matmul4 stdlib.mt:141
-    group("fused_1ops_630518298d", [[this.act[197], 0, 524288], [this.act[198], 0, 524288], [this.step, 0, 16]]); // 85: %475 blocks.1.attn.affine1 stdlib.mt:141
+    group("fused_1ops_766bfb40b9", [[this.act[197], 0, 524288], [this.act[198], 0, 524288], [this.step, 0, 16]]); // 85: fused %475..%475 blocks.1.attn.affine1 .. blocks.1.attn.affine1 stdlib.mt:141
     group("causal_mask_fminf_16x2x64x64", [[this.act[198], 0, 524288], [this.act[197], 0, 524288]]); // 86: %476 blocks.1.attn.causal_mask1 stdlib.mt:142
-    group("fused_5ops_84229fdeed", [[this.act[193], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 524288], [this.act[198], 0, 524288], [this.act[199], 0, 524288], [this.act[200], 0, 262144], [this.act[201], 0, 524288], [this.step, 0, 16]]); // 87: %477 blocks.1.attn.softmax1 stdlib.mt:142
+    group("fused_5ops_fb41ae4077", [[this.act[193], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 524288], [this.act[198], 0, 524288], [this.act[199], 0, 524288], [this.act[200], 0, 262144], [this.act[201], 0, 524288], [this.step, 0, 16]]); // 87: fused %477..%481 blocks.1.attn.softmax1 .. blocks.1.attn.reshape13 stdlib.mt:142-143
     group("matmul_16x2x64x64_16x2x64x64", [[this.act[199], 0, 524288], [this.act[201], 0, 524288], [this.act[197], 0, 524288]]); // 88: %482 blocks.1.attn.matmul6 stdlib.mt:144
-    group("fused_1ops_97d97d4ab2", [[this.act[190], 0, 262144], [this.act[197], 0, 524288], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 89: %484 blocks.1.attn.matmul7 stdlib.mt:145
+    group("fused_1ops_d95b946eb4", [[this.act[190], 0, 262144], [this.act[197], 0, 524288], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 89: fused %484..%484 blocks.1.attn.matmul7 .. blocks.1.attn.matmul7 stdlib.mt:145
     group("permute_02134_16x2x64x4x8", [[this.act[193], 0, 262144], [this.act[202], 0, 262144]]); // 90: %485 blocks.1.attn.permute11 stdlib.mt:145
-    group("fused_12ops_5b79a6b370", [[this.params, 29696, 40704], [this.act[175], 0, 262144], [this.act[202], 0, 262144], [this.act[193], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 4096], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 91: %487 blocks.1.attn.o.matmul2 stdlib.mt:18
-    group("fused_8ops_38aa17c349", [[this.params, 30208, 40192], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 92: %499 blocks.1.think.norm.mul5 stdlib.mt:9
-    group("fused_7ops_de1060329d", [[this.params, 30976, 39424], [this.act[207], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 93: %508 blocks.1.think.delta.value.matmul2 stdlib.mt:18
-    group("fused_7ops_0bcd9507b8", [[this.params, 31744, 38656], [this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 94: %515 blocks.1.think.delta.up.silu1 stdlib.mt:18
-    group("fused_9ops_7d3849f016", [[this.params, 32000, 38400], [this.act[207], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 262144], [this.act[226], 0, 262144], [this.act[227], 0, 262144], [this.step, 0, 16]]); // 95: %522 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
-    group("fused_8ops_62779d04ea", [[this.params, 32768, 37632], [this.act[225], 0, 262144], [this.act[227], 0, 262144], [this.act[228], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 96: %531 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
-    group("fused_4ops_1512e32d6e", [[this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[221], 0, 262144], [this.act[232], 0, 262144], [this.act[233], 0, 262144], [this.act[234], 0, 262144], [this.act[235], 0, 262144], [this.step, 0, 16]]); // 97: %539 blocks.1.think.gamma.mul3 stdlib.mt:49
-    group("fused_11ops_3395ec0dcd", [[this.params, 33792, 36608], [this.act[207], 0, 262144], [this.act[235], 0, 262144], [this.act[236], 0, 32768], [this.act[237], 0, 262144], [this.act[238], 0, 32768], [this.act[239], 0, 262144], [this.act[240], 0, 4096], [this.step, 0, 16]]); // 98: %543 blocks.1.think.matmul7 stdlib.mt:70
-    group("fused_6ops_c4e3617a2d", [[this.params, 34816, 35584], [this.act[207], 0, 262144], [this.act[234], 0, 262144], [this.act[240], 0, 4096], [this.act[241], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 99: %554 blocks.1.think.mul5 stdlib.mt:72
-    group("fused_10ops_e2110cdb1b", [[this.act[204], 0, 262144], [this.act[239], 0, 262144], [this.act[241], 0, 4096], [this.act[243], 0, 262144], [this.act[234], 0, 262144], [this.act[244], 0, 4096], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 100: %560 blocks.1.think.mul7 stdlib.mt:73
-    group("fused_1ops_e2a2b66d6c", [[this.params, 35328, 35072], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 101: %570 norm_final.mul2 stdlib.mt:9
+    group("fused_12ops_ee0b748158", [[this.params, 29696, 40704], [this.act[175], 0, 262144], [this.act[202], 0, 262144], [this.act[193], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 4096], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 91: fused %487..%498 blocks.1.attn.o.matmul2 .. blocks.1.think.norm.mul4 stdlib.mt:18-9
+    group("fused_8ops_77b58dff08", [[this.params, 30208, 40192], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 92: fused %499..%507 blocks.1.think.norm.mul5 .. blocks.1.think.delta.silu1 stdlib.mt:9-49
+    group("fused_7ops_40e884f510", [[this.params, 30976, 39424], [this.act[207], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 93: fused %508..%514 blocks.1.think.delta.value.matmul2 .. blocks.1.think.delta.up.matmul2 stdlib.mt:18
+    group("fused_7ops_acf6a6e9cb", [[this.params, 31744, 38656], [this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 94: fused %515..%521 blocks.1.think.delta.up.silu1 .. blocks.1.think.matmul5 stdlib.mt:18-69
+    group("fused_9ops_678f3cfc15", [[this.params, 32000, 38400], [this.act[207], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 262144], [this.act[226], 0, 262144], [this.act[227], 0, 262144], [this.step, 0, 16]]); // 95: fused %522..%530 blocks.1.think.gamma.gate.matmul2 .. blocks.1.think.gamma.value.reshape2 stdlib.mt:18
+    group("fused_8ops_7f64f3a224", [[this.params, 32768, 37632], [this.act[225], 0, 262144], [this.act[227], 0, 262144], [this.act[228], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 96: fused %531..%538 blocks.1.think.gamma.value.matmul3 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:18
+    group("fused_4ops_9f2cf5b9e9", [[this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[221], 0, 262144], [this.act[232], 0, 262144], [this.act[233], 0, 262144], [this.act[234], 0, 262144], [this.act[235], 0, 262144], [this.step, 0, 16]]); // 97: fused %539..%542 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_16821ac87f", [[this.params, 33792, 36608], [this.act[207], 0, 262144], [this.act[235], 0, 262144], [this.act[236], 0, 32768], [this.act[237], 0, 262144], [this.act[238], 0, 32768], [this.act[239], 0, 262144], [this.act[240], 0, 4096], [this.step, 0, 16]]); // 98: fused %543..%553 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_6af3fe7772", [[this.params, 34816, 35584], [this.act[207], 0, 262144], [this.act[234], 0, 262144], [this.act[240], 0, 4096], [this.act[241], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 99: fused %554..%559 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_3e2289d01b", [[this.act[204], 0, 262144], [this.act[239], 0, 262144], [this.act[241], 0, 4096], [this.act[243], 0, 262144], [this.act[234], 0, 262144], [this.act[244], 0, 4096], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 100: fused %560..%569 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    group("fused_1ops_45e0af7593", [[this.params, 35328, 35072], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 101: fused %570..%570 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
     group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[243], 0, 262144], [this.act[246], 0, 1048576]]); // 102: %571 head.matmul0 stdlib.mt:106
-    group("fused_2ops_ad30155e7e", [[this.params, 36608, 33792], [this.act[246], 0, 1048576], [this.act[247], 0, 131072], [this.step, 0, 16]]); // 103: %572 head.mul0 stdlib.mt:106
+    group("fused_2ops_45a7332e31", [[this.params, 36608, 33792], [this.act[246], 0, 1048576], [this.act[247], 0, 131072], [this.step, 0, 16]]); // 103: fused %572..%573 head.mul0 .. head.sum0 stdlib.mt:106
     group("matmul_256x32_16x64x32x1", [[this.params, 37632, 32768], [this.act[247], 0, 131072], [this.act[248], 0, 1048576]]); // 104: %574 head.matmul1 stdlib.mt:107
     group("cross_entropy_16x64x256_16x64i", [[this.act[248], 0, 1048576], [this.targets, 0, 4096], [this.act[249], 0, 4]]); // 105: %576 loss.cross_entropy0 matrix_product_attention.mt:21
-    group("fused_6ops_62411935d6", [[this.targets, 0, 4096], [this.act[248], 0, 1048576], [this.act[250], 0, 1048576], [this.step, 0, 16]]); // 106: %578 loss.cross_entropy0.grad.softmax0 matrix_product_attention.mt:21
+    group("fused_6ops_378e781276", [[this.targets, 0, 4096], [this.act[248], 0, 1048576], [this.act[250], 0, 1048576], [this.step, 0, 16]]); // 106: fused %578..%583 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_product_attention.mt:21-107
     group("contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", [[this.act[250], 0, 1048576], [this.act[247], 0, 131072], [this.act[251], 0, 32768]]); // 107: %586 head.matmul1.grad.sum0 stdlib.mt:107
     group("permute_10_256x32", [[this.params, 37632, 32768], [this.act[252], 0, 32768]]); // 108: %588 head.matmul1.grad.permute1 stdlib.mt:107
     group("matmul_32x256_16x64x256x1", [[this.act[252], 0, 32768], [this.act[250], 0, 1048576], [this.act[247], 0, 131072]]); // 109: %589 head.matmul1.grad.matmul1 stdlib.mt:107
-    group("fused_3ops_a25da1dcf7", [[this.params, 36608, 33792], [this.act[246], 0, 1048576], [this.act[247], 0, 131072], [this.act[250], 0, 1048576], [this.act[253], 0, 1048576], [this.step, 0, 16]]); // 110: %590 head.sum0.grad.expand0 stdlib.mt:106
+    group("fused_3ops_d0737471ce", [[this.params, 36608, 33792], [this.act[246], 0, 1048576], [this.act[247], 0, 131072], [this.act[250], 0, 1048576], [this.act[253], 0, 1048576], [this.step, 0, 16]]); // 110: fused %590..%592 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
     group("sum_a01_16x64x32x8", [[this.act[253], 0, 1048576], [this.act[254], 0, 1024]]); // 111: %593 head.mul0.grad.sum0 stdlib.mt:106
     group("contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[250], 0, 1048576], [this.act[243], 0, 262144], [this.act[255], 0, 1024]]); // 112: %597 head.matmul0.grad.sum0 stdlib.mt:106
-    group("fused_1ops_9ceb6e9d77", [[this.params, 35584, 34816], [this.act[256], 0, 1024], [this.step, 0, 16]]); // 113: %599 head.matmul0.grad.permute1 stdlib.mt:106
+    group("fused_1ops_1c9a58ca11", [[this.params, 35584, 34816], [this.act[256], 0, 1024], [this.step, 0, 16]]); // 113: fused %599..%599 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
     group("matmul_8x32_16x64x32x8", [[this.act[256], 0, 1024], [this.act[250], 0, 1048576], [this.act[243], 0, 262144]]); // 114: %600 head.matmul0.grad.matmul1 stdlib.mt:106
-    group("fused_2ops_f17440cbbb", [[this.params, 35328, 35072], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.act[257], 0, 262144], [this.act[258], 0, 262144], [this.step, 0, 16]]); // 115: %601 norm_final.mul2.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 35328, 35072], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.act[257], 0, 262144], [this.act[258], 0, 262144], [this.step, 0, 16]]); // 115: fused %601..%602 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[258], 0, 262144], [this.act[259], 0, 256]]); // 116: %603 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("fused_17ops_5258cdc6d7", [[this.act[239], 0, 262144], [this.act[234], 0, 262144], [this.act[244], 0, 4096], [this.act[257], 0, 262144], [this.act[258], 0, 262144], [this.act[243], 0, 262144], [this.act[260], 0, 4096], [this.step, 0, 16]]); // 117: %605 norm_final.mul1.grad.mul0 stdlib.mt:9
-    group("fused_5ops_ad00f751b5", [[this.act[240], 0, 4096], [this.act[241], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.act[257], 0, 262144], [this.act[244], 0, 4096], [this.act[239], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 118: %622 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    group("fused_3ops_068e496b13", [[this.act[241], 0, 4096], [this.act[260], 0, 4096], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 119: %627 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("fused_17ops_1486e5c9ba", [[this.act[239], 0, 262144], [this.act[234], 0, 262144], [this.act[244], 0, 4096], [this.act[257], 0, 262144], [this.act[258], 0, 262144], [this.act[243], 0, 262144], [this.act[260], 0, 4096], [this.step, 0, 16]]); // 117: fused %605..%621 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_5280e39407", [[this.act[240], 0, 4096], [this.act[241], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.act[257], 0, 262144], [this.act[244], 0, 4096], [this.act[239], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 118: fused %622..%626 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_461fbbfa10", [[this.act[241], 0, 4096], [this.act[260], 0, 4096], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 119: fused %627..%629 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
     group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[262], 0, 4]]); // 120: %630 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_82a5835e66", [[this.act[207], 0, 262144], [this.act[261], 0, 4096], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 121: %632 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    group("fused_2ops_125cd61582", [[this.act[207], 0, 262144], [this.act[261], 0, 4096], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 121: fused %632..%633 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
     group("sum_a01_16x64x8x8", [[this.act[242], 0, 262144], [this.act[263], 0, 256]]); // 122: %634 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_b94007d905", [[this.params, 34816, 35584], [this.act[240], 0, 4096], [this.act[244], 0, 4096], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 123: %636 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    group("fused_5ops_4941573b3e", [[this.params, 34816, 35584], [this.act[240], 0, 4096], [this.act[244], 0, 4096], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 123: fused %636..%640 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
     group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[264], 0, 4]]); // 124: %641 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_94817482d7", [[this.act[207], 0, 262144], [this.act[261], 0, 4096], [this.act[243], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 125: %643 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    group("fused_2ops_1ea0485f5d", [[this.act[207], 0, 262144], [this.act[261], 0, 4096], [this.act[243], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 125: fused %643..%644 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
     group("sum_a01_16x64x8x8", [[this.act[245], 0, 262144], [this.act[265], 0, 256]]); // 126: %645 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_fca0968df6", [[this.params, 34304, 36096], [this.act[238], 0, 32768], [this.act[257], 0, 262144], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.act[245], 0, 262144], [this.act[252], 0, 32768], [this.step, 0, 16]]); // 127: %647 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    group("fused_7ops_973b81dba5", [[this.params, 33792, 36608], [this.act[236], 0, 32768], [this.act[237], 0, 262144], [this.act[257], 0, 262144], [this.act[238], 0, 32768], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 128: %651 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    group("fused_4ops_ca961ea74f", [[this.params, 34304, 36096], [this.act[238], 0, 32768], [this.act[257], 0, 262144], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.act[245], 0, 262144], [this.act[252], 0, 32768], [this.step, 0, 16]]); // 127: fused %647..%650 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_3f27ed2026", [[this.params, 33792, 36608], [this.act[236], 0, 32768], [this.act[237], 0, 262144], [this.act[257], 0, 262144], [this.act[238], 0, 32768], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 128: fused %651..%657 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[242], 0, 262144], [this.act[238], 0, 32768], [this.act[266], 0, 32]]); // 129: %658 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_de5186fd52", [[this.params, 34048, 36352], [this.act[245], 0, 262144], [this.act[252], 0, 32768], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.act[238], 0, 32768], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 130: %660 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("fused_1ops_02b920d313", [[this.act[235], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 131: %664 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    group("fused_4ops_15e0c9d7a9", [[this.params, 34048, 36352], [this.act[245], 0, 262144], [this.act[252], 0, 32768], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.act[238], 0, 32768], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 130: fused %660..%663 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_d0721115aa", [[this.act[235], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 131: fused %664..%664 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[243], 0, 262144], [this.act[238], 0, 32768], [this.act[267], 0, 32]]); // 132: %665 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_635579a41a", [[this.act[221], 0, 262144], [this.act[233], 0, 262144], [this.act[239], 0, 262144], [this.act[242], 0, 262144], [this.act[257], 0, 262144], [this.act[243], 0, 262144], [this.act[235], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 133: %667 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("fused_2ops_1730e0d43d", [[this.act[208], 0, 4], [this.act[232], 0, 262144], [this.act[245], 0, 262144], [this.act[257], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 134: %674 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("fused_5ops_1a12c91ebe", [[this.act[221], 0, 262144], [this.act[233], 0, 262144], [this.act[239], 0, 262144], [this.act[242], 0, 262144], [this.act[257], 0, 262144], [this.act[243], 0, 262144], [this.act[235], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 133: fused %667..%671 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_68a4855b88", [[this.act[208], 0, 4], [this.act[232], 0, 262144], [this.act[245], 0, 262144], [this.act[257], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 134: fused %674..%675 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[242], 0, 262144], [this.act[268], 0, 4]]); // 135: %676 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 33280, 37120], [this.act[231], 0, 262144], [this.act[257], 0, 262144], [this.act[242], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 136: %679 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 33280, 37120], [this.act[231], 0, 262144], [this.act[257], 0, 262144], [this.act[242], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 136: fused %679..%681 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[245], 0, 262144], [this.act[257], 0, 262144], [this.act[269], 0, 256]]); // 137: %682 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[230], 0, 262144], [this.act[242], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 138: %684 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[230], 0, 262144], [this.act[242], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 138: fused %684..%685 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[257], 0, 262144], [this.act[229], 0, 262144], [this.act[270], 0, 256]]); // 139: %688 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 32768, 37632], [this.act[225], 0, 262144], [this.act[228], 0, 262144], [this.act[257], 0, 262144], [this.act[229], 0, 262144], [this.act[242], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 140: %690 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[227], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 141: %697 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 32768, 37632], [this.act[225], 0, 262144], [this.act[228], 0, 262144], [this.act[257], 0, 262144], [this.act[229], 0, 262144], [this.act[242], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 140: fused %690..%696 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[227], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 141: fused %697..%697 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[257], 0, 262144], [this.act[242], 0, 262144], [this.act[271], 0, 256]]); // 142: %698 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[226], 0, 262144], [this.act[230], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 143: %700 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[226], 0, 262144], [this.act[230], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 143: fused %700..%701 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[242], 0, 262144], [this.act[207], 0, 262144], [this.act[272], 0, 256]]); // 144: %704 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 32256, 38144], [this.act[224], 0, 262144], [this.act[243], 0, 262144], [this.act[229], 0, 262144], [this.act[242], 0, 262144], [this.act[230], 0, 262144], [this.act[226], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 145: %706 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[223], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 146: %714 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 32256, 38144], [this.act[224], 0, 262144], [this.act[243], 0, 262144], [this.act[229], 0, 262144], [this.act[242], 0, 262144], [this.act[230], 0, 262144], [this.act[226], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 145: fused %706..%713 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[223], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 146: fused %714..%714 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[242], 0, 262144], [this.act[226], 0, 262144], [this.act[273], 0, 256]]); // 147: %715 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[222], 0, 262144], [this.act[257], 0, 262144], [this.act[226], 0, 262144], [this.step, 0, 16]]); // 148: %717 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[222], 0, 262144], [this.act[257], 0, 262144], [this.act[226], 0, 262144], [this.step, 0, 16]]); // 148: fused %717..%718 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[226], 0, 262144], [this.act[207], 0, 262144], [this.act[274], 0, 256]]); // 149: %721 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_9c806ba1e6", [[this.params, 32000, 38400], [this.act[207], 0, 262144], [this.act[235], 0, 262144], [this.act[230], 0, 262144], [this.act[226], 0, 262144], [this.act[257], 0, 262144], [this.act[222], 0, 262144], [this.step, 0, 16]]); // 150: %723 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_4ops_a23b7168cc", [[this.act[208], 0, 4], [this.act[220], 0, 262144], [this.act[235], 0, 262144], [this.act[257], 0, 262144], [this.act[222], 0, 262144], [this.act[226], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 151: %728 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    group("fused_1ops_46c0b229b4", [[this.act[219], 0, 262144], [this.act[222], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 152: %734 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("fused_5ops_9a9e316aeb", [[this.params, 32000, 38400], [this.act[207], 0, 262144], [this.act[235], 0, 262144], [this.act[230], 0, 262144], [this.act[226], 0, 262144], [this.act[257], 0, 262144], [this.act[222], 0, 262144], [this.step, 0, 16]]); // 150: fused %723..%727 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_aebb5b263c", [[this.act[208], 0, 4], [this.act[220], 0, 262144], [this.act[235], 0, 262144], [this.act[257], 0, 262144], [this.act[222], 0, 262144], [this.act[226], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 151: fused %728..%733 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_024d952c2c", [[this.act[219], 0, 262144], [this.act[222], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 152: fused %734..%734 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[257], 0, 262144], [this.act[208], 0, 4]]); // 153: %735 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
     group("binary_add_s_s", [[this.act[268], 0, 4], [this.act[208], 0, 4], [this.act[275], 0, 4]]); // 154: %737 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 31744, 38656], [this.act[218], 0, 262144], [this.act[230], 0, 262144], [this.act[257], 0, 262144], [this.act[222], 0, 262144], [this.step, 0, 16]]); // 155: %739 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 31744, 38656], [this.act[218], 0, 262144], [this.act[230], 0, 262144], [this.act[257], 0, 262144], [this.act[222], 0, 262144], [this.step, 0, 16]]); // 155: fused %739..%741 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[222], 0, 262144], [this.act[230], 0, 262144], [this.act[276], 0, 256]]); // 156: %742 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[217], 0, 262144], [this.act[257], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 157: %744 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[217], 0, 262144], [this.act[257], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 157: fused %744..%745 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[230], 0, 262144], [this.act[216], 0, 262144], [this.act[277], 0, 256]]); // 158: %748 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 31232, 39168], [this.act[212], 0, 262144], [this.act[215], 0, 262144], [this.act[230], 0, 262144], [this.act[216], 0, 262144], [this.act[257], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 159: %750 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[214], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 160: %757 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 31232, 39168], [this.act[212], 0, 262144], [this.act[215], 0, 262144], [this.act[230], 0, 262144], [this.act[216], 0, 262144], [this.act[257], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 159: fused %750..%756 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[214], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 160: fused %757..%757 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[230], 0, 262144], [this.act[257], 0, 262144], [this.act[278], 0, 256]]); // 161: %758 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[213], 0, 262144], [this.act[217], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 162: %760 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[213], 0, 262144], [this.act[217], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 162: fused %760..%761 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[257], 0, 262144], [this.act[207], 0, 262144], [this.act[279], 0, 256]]); // 163: %764 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 30720, 39680], [this.act[211], 0, 262144], [this.act[226], 0, 262144], [this.act[216], 0, 262144], [this.act[257], 0, 262144], [this.act[217], 0, 262144], [this.act[213], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 164: %766 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[210], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 165: %774 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 30720, 39680], [this.act[211], 0, 262144], [this.act[226], 0, 262144], [this.act[216], 0, 262144], [this.act[257], 0, 262144], [this.act[217], 0, 262144], [this.act[213], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 164: fused %766..%773 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[210], 0, 262144], [this.act[257], 0, 262144], [this.step, 0, 16]]); // 165: fused %774..%774 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[257], 0, 262144], [this.act[213], 0, 262144], [this.act[280], 0, 256]]); // 166: %775 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[209], 0, 262144], [this.act[230], 0, 262144], [this.act[213], 0, 262144], [this.step, 0, 16]]); // 167: %777 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[209], 0, 262144], [this.act[230], 0, 262144], [this.act[213], 0, 262144], [this.step, 0, 16]]); // 167: fused %777..%778 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[213], 0, 262144], [this.act[207], 0, 262144], [this.act[281], 0, 256]]); // 168: %781 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_0bbc388eb3", [[this.params, 30464, 39936], [this.act[217], 0, 262144], [this.act[213], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 4], [this.step, 0, 16]]); // 169: %783 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_4ops_e167153de3", [[this.params, 30464, 39936], [this.act[217], 0, 262144], [this.act[213], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 4], [this.step, 0, 16]]); // 169: fused %783..%786 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
     group("binary_mul_s_s", [[this.act[275], 0, 4], [this.act[208], 0, 4], [this.act[268], 0, 4]]); // 170: %787 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_f17440cbbb", [[this.params, 30208, 40192], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[213], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 171: %788 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 30208, 40192], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[213], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 171: fused %788..%789 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[217], 0, 262144], [this.act[282], 0, 256]]); // 172: %790 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_bbfc3bbd87", [[this.params, 29952, 40448], [this.act[204], 0, 262144], [this.act[205], 0, 4096], [this.act[258], 0, 262144], [this.act[213], 0, 262144], [this.act[217], 0, 262144], [this.act[207], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 173: %792 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("fused_1ops_cfcdd64937", [[this.act[203], 0, 262144], [this.act[213], 0, 262144], [this.step, 0, 16]]); // 174: %810 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_18ops_9eaf2e4e38", [[this.params, 29952, 40448], [this.act[204], 0, 262144], [this.act[205], 0, 4096], [this.act[258], 0, 262144], [this.act[213], 0, 262144], [this.act[217], 0, 262144], [this.act[207], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 173: fused %792..%809 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_c7b094d0f3", [[this.act[203], 0, 262144], [this.act[213], 0, 262144], [this.step, 0, 16]]); // 174: fused %810..%810 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[213], 0, 262144], [this.act[207], 0, 262144], [this.act[283], 0, 256]]); // 175: %811 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[193], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.step, 0, 16]]); // 176: %813 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[193], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.step, 0, 16]]); // 176: fused %813..%814 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[207], 0, 262144], [this.act[202], 0, 262144], [this.act[284], 0, 256]]); // 177: %817 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_a1b80a8fd0", [[this.params, 29696, 40704], [this.act[207], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 178: %819 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_3ops_8c9f144dff", [[this.params, 29696, 40704], [this.act[207], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 178: fused %819..%821 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape15.grad.reshape0 stdlib.mt:18-145
     group("permute_02134_16x64x2x4x8", [[this.act[202], 0, 262144], [this.act[207], 0, 262144]]); // 179: %822 blocks.1.attn.permute11.grad.permute0 stdlib.mt:145
-    group("fused_6ops_e2450af657", [[this.act[190], 0, 262144], [this.act[201], 0, 524288], [this.act[197], 0, 524288], [this.act[207], 0, 262144], [this.act[202], 0, 262144], [this.act[285], 0, 524288], [this.act[286], 0, 524288], [this.step, 0, 16]]); // 180: %823 blocks.1.attn.matmul7.grad.permute0 stdlib.mt:145
+    group("fused_6ops_73e270433a", [[this.act[190], 0, 262144], [this.act[201], 0, 524288], [this.act[197], 0, 524288], [this.act[207], 0, 262144], [this.act[202], 0, 262144], [this.act[285], 0, 524288], [this.act[286], 0, 524288], [this.step, 0, 16]]); // 180: fused %823..%828 blocks.1.attn.matmul7.grad.permute0 .. blocks.1.attn.matmul6.grad.permute0 stdlib.mt:145-144
     group("matmul_16x2x64x64_16x2x64x64", [[this.act[285], 0, 524288], [this.act[286], 0, 524288], [this.act[197], 0, 524288]]); // 181: %829 blocks.1.attn.matmul6.grad.matmul0 stdlib.mt:144
-    group("fused_1ops_3155f8ad16", [[this.act[199], 0, 524288], [this.act[286], 0, 524288], [this.step, 0, 16]]); // 182: %830 blocks.1.attn.matmul6.grad.permute1 stdlib.mt:144
+    group("fused_1ops_211c8e1edf", [[this.act[199], 0, 524288], [this.act[286], 0, 524288], [this.step, 0, 16]]); // 182: fused %830..%830 blocks.1.attn.matmul6.grad.permute1 .. blocks.1.attn.matmul6.grad.permute1 stdlib.mt:144
     group("matmul_16x2x64x64_16x2x64x64", [[this.act[286], 0, 524288], [this.act[285], 0, 524288], [this.act[199], 0, 524288]]); // 183: %831 blocks.1.attn.matmul6.grad.matmul1 stdlib.mt:144
-    group("fused_6ops_4405733e47", [[this.act[196], 0, 262144], [this.act[200], 0, 262144], [this.act[197], 0, 524288], [this.act[199], 0, 524288], [this.act[207], 0, 262144], [this.act[206], 0, 262144], [this.act[285], 0, 524288], [this.step, 0, 16]]); // 184: %833 blocks.1.attn.matmul5.grad.permute0 stdlib.mt:143
-    group("fused_4ops_12ed07e96e", [[this.act[198], 0, 524288], [this.act[285], 0, 524288], [this.act[199], 0, 524288], [this.step, 0, 16]]); // 185: %839 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:142
+    group("fused_6ops_74b8778a94", [[this.act[196], 0, 262144], [this.act[200], 0, 262144], [this.act[197], 0, 524288], [this.act[199], 0, 524288], [this.act[207], 0, 262144], [this.act[206], 0, 262144], [this.act[285], 0, 524288], [this.step, 0, 16]]); // 184: fused %833..%838 blocks.1.attn.matmul5.grad.permute0 .. blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:143-142
+    group("fused_4ops_c739588d55", [[this.act[198], 0, 524288], [this.act[285], 0, 524288], [this.act[199], 0, 524288], [this.step, 0, 16]]); // 185: fused %839..%842 blocks.1.attn.softmax1.grad.mul0 .. blocks.1.attn.softmax1.grad.mul1 stdlib.mt:142
     group("causal_mask_f0_16x2x64x64", [[this.act[199], 0, 524288], [this.act[285], 0, 524288]]); // 186: %843 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:142
-    group("fused_2ops_8b79402e4a", [[this.act[195], 0, 262144], [this.act[285], 0, 524288], [this.act[199], 0, 524288], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 187: %844 blocks.1.attn.affine1.grad.affine0 stdlib.mt:141
+    group("fused_2ops_2aa6fc4479", [[this.act[195], 0, 262144], [this.act[285], 0, 524288], [this.act[199], 0, 524288], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 187: fused %844..%845 blocks.1.attn.affine1.grad.affine0 .. blocks.1.attn.matmul4.grad.permute0 stdlib.mt:141
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[199], 0, 524288], [this.act[200], 0, 262144], [this.act[195], 0, 262144]]); // 188: %846 blocks.1.attn.matmul4.grad.matmul0 stdlib.mt:141
-    group("fused_1ops_470b17a1ea", [[this.act[190], 0, 262144], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 189: %847 blocks.1.attn.matmul4.grad.permute1 stdlib.mt:141
+    group("fused_1ops_7cd42fe508", [[this.act[190], 0, 262144], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 189: fused %847..%847 blocks.1.attn.matmul4.grad.permute1 .. blocks.1.attn.matmul4.grad.permute1 stdlib.mt:141
     group("matmul_16x2x32x64_16x2x64x64", [[this.act[200], 0, 262144], [this.act[199], 0, 524288], [this.act[190], 0, 262144]]); // 190: %848 blocks.1.attn.matmul4.grad.matmul1 stdlib.mt:141
-    group("fused_8ops_d3146bb1b5", [[this.act[202], 0, 262144], [this.act[207], 0, 262144], [this.act[206], 0, 262144], [this.act[195], 0, 262144], [this.act[190], 0, 262144], [this.act[200], 0, 262144], [this.act[196], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 191: %849 blocks.1.attn.permute9.grad.permute0 stdlib.mt:141
-    group("fused_3ops_4a99104037", [[this.params, 29440, 40960], [this.act[194], 0, 262144], [this.act[193], 0, 262144], [this.act[190], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 192: %857 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_8ops_7bf6b22e84", [[this.act[202], 0, 262144], [this.act[207], 0, 262144], [this.act[206], 0, 262144], [this.act[195], 0, 262144], [this.act[190], 0, 262144], [this.act[200], 0, 262144], [this.act[196], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 191: fused %849..%856 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.v.reshape3.grad.reshape0 stdlib.mt:141-18
+    group("fused_3ops_644611d13c", [[this.params, 29440, 40960], [this.act[194], 0, 262144], [this.act[193], 0, 262144], [this.act[190], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 192: fused %857..%859 blocks.1.attn.v.matmul3.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[195], 0, 262144], [this.act[193], 0, 262144], [this.act[287], 0, 256]]); // 193: %860 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[192], 0, 262144], [this.act[190], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 194: %862 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[192], 0, 262144], [this.act[190], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 194: fused %862..%863 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[193], 0, 262144], [this.act[184], 0, 262144], [this.act[288], 0, 256]]); // 195: %866 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_a925fe2888", [[this.params, 28928, 41472], [this.act[191], 0, 262144], [this.act[200], 0, 262144], [this.act[193], 0, 262144], [this.act[190], 0, 262144], [this.act[192], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 196: %868 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_8ops_172127c8e9", [[this.params, 28928, 41472], [this.act[191], 0, 262144], [this.act[200], 0, 262144], [this.act[193], 0, 262144], [this.act[190], 0, 262144], [this.act[192], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 196: fused %868..%875 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[194], 0, 262144], [this.act[192], 0, 262144], [this.act[289], 0, 256]]); // 197: %876 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[189], 0, 262144], [this.act[195], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 198: %878 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[189], 0, 262144], [this.act[195], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 198: fused %878..%879 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.act[290], 0, 256]]); // 199: %882 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_b53d1cc3d3", [[this.params, 28416, 41984], [this.act[196], 0, 262144], [this.act[190], 0, 262144], [this.act[192], 0, 262144], [this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 200: %884 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[188], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 201: %892 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_aa71459ad0", [[this.params, 28416, 41984], [this.act[196], 0, 262144], [this.act[190], 0, 262144], [this.act[192], 0, 262144], [this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 200: fused %884..%891 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[188], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 201: fused %892..%892 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[192], 0, 262144], [this.act[189], 0, 262144], [this.act[291], 0, 256]]); // 202: %893 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[187], 0, 262144], [this.act[194], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 203: %895 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[187], 0, 262144], [this.act[194], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 203: fused %895..%896 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[189], 0, 262144], [this.act[184], 0, 262144], [this.act[292], 0, 256]]); // 204: %899 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_09dc3d6959", [[this.params, 27904, 42496], [this.act[186], 0, 262144], [this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[184], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 205: %901 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_5ops_260ecd5091", [[this.params, 27904, 42496], [this.act[186], 0, 262144], [this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[184], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 205: fused %901..%905 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
     group("sum_a01_16x64x8x8", [[this.act[194], 0, 262144], [this.act[293], 0, 256]]); // 206: %906 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_b98f3b8252", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[217], 0, 262144], [this.act[184], 0, 262144], [this.act[194], 0, 262144], [this.act[189], 0, 262144], [this.act[205], 0, 4096], [this.step, 0, 16]]); // 207: %908 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("fused_5ops_ad00f751b5", [[this.act[181], 0, 4096], [this.act[182], 0, 4096], [this.act[183], 0, 262144], [this.act[189], 0, 262144], [this.act[184], 0, 262144], [this.act[185], 0, 4096], [this.act[217], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 208: %926 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    group("fused_3ops_068e496b13", [[this.act[182], 0, 4096], [this.act[205], 0, 4096], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 209: %931 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("fused_18ops_e55821f18c", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[217], 0, 262144], [this.act[184], 0, 262144], [this.act[194], 0, 262144], [this.act[189], 0, 262144], [this.act[205], 0, 4096], [this.step, 0, 16]]); // 207: fused %908..%925 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_5280e39407", [[this.act[181], 0, 4096], [this.act[182], 0, 4096], [this.act[183], 0, 262144], [this.act[189], 0, 262144], [this.act[184], 0, 262144], [this.act[185], 0, 4096], [this.act[217], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 208: fused %926..%930 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_461fbbfa10", [[this.act[182], 0, 4096], [this.act[205], 0, 4096], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 209: fused %931..%933 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
     group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[208], 0, 4]]); // 210: %934 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_82a5835e66", [[this.act[148], 0, 262144], [this.act[261], 0, 4096], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 211: %936 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    group("fused_2ops_125cd61582", [[this.act[148], 0, 262144], [this.act[261], 0, 4096], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 211: fused %936..%937 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
     group("sum_a01_16x64x8x8", [[this.act[183], 0, 262144], [this.act[294], 0, 256]]); // 212: %938 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_b94007d905", [[this.params, 27392, 43008], [this.act[181], 0, 4096], [this.act[185], 0, 4096], [this.act[175], 0, 262144], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 213: %940 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    group("fused_5ops_4941573b3e", [[this.params, 27392, 43008], [this.act[181], 0, 4096], [this.act[185], 0, 4096], [this.act[175], 0, 262144], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 213: fused %940..%944 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
     group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[275], 0, 4]]); // 214: %945 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_94817482d7", [[this.act[148], 0, 262144], [this.act[261], 0, 4096], [this.act[189], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 215: %947 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    group("fused_2ops_1ea0485f5d", [[this.act[148], 0, 262144], [this.act[261], 0, 4096], [this.act[189], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 215: fused %947..%948 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
     group("sum_a01_16x64x8x8", [[this.act[175], 0, 262144], [this.act[295], 0, 256]]); // 216: %949 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_fca0968df6", [[this.params, 26880, 43520], [this.act[179], 0, 32768], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[189], 0, 262144], [this.act[175], 0, 262144], [this.act[238], 0, 32768], [this.step, 0, 16]]); // 217: %951 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    group("fused_7ops_973b81dba5", [[this.params, 26368, 44032], [this.act[177], 0, 32768], [this.act[178], 0, 262144], [this.act[184], 0, 262144], [this.act[179], 0, 32768], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 218: %955 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    group("fused_4ops_ca961ea74f", [[this.params, 26880, 43520], [this.act[179], 0, 32768], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[189], 0, 262144], [this.act[175], 0, 262144], [this.act[238], 0, 32768], [this.step, 0, 16]]); // 217: fused %951..%954 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_3f27ed2026", [[this.params, 26368, 44032], [this.act[177], 0, 32768], [this.act[178], 0, 262144], [this.act[184], 0, 262144], [this.act[179], 0, 32768], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 218: fused %955..%961 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[183], 0, 262144], [this.act[179], 0, 32768], [this.act[296], 0, 32]]); // 219: %962 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_de5186fd52", [[this.params, 26624, 43776], [this.act[175], 0, 262144], [this.act[238], 0, 32768], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[179], 0, 32768], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 220: %964 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("fused_1ops_02b920d313", [[this.act[176], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 221: %968 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    group("fused_4ops_15e0c9d7a9", [[this.params, 26624, 43776], [this.act[175], 0, 262144], [this.act[238], 0, 32768], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.act[179], 0, 32768], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 220: fused %964..%967 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_d0721115aa", [[this.act[176], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 221: fused %968..%968 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[189], 0, 262144], [this.act[179], 0, 32768], [this.act[297], 0, 32]]); // 222: %969 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_635579a41a", [[this.act[162], 0, 262144], [this.act[174], 0, 262144], [this.act[217], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.act[189], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 223: %971 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("fused_2ops_1730e0d43d", [[this.act[149], 0, 4], [this.act[173], 0, 262144], [this.act[175], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 224: %978 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("fused_5ops_1a12c91ebe", [[this.act[162], 0, 262144], [this.act[174], 0, 262144], [this.act[217], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.act[189], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 223: fused %971..%975 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_68a4855b88", [[this.act[149], 0, 4], [this.act[173], 0, 262144], [this.act[175], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 224: fused %978..%979 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[183], 0, 262144], [this.act[298], 0, 4]]); // 225: %980 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 25856, 44544], [this.act[172], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 226: %983 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 25856, 44544], [this.act[172], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 226: fused %983..%985 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[184], 0, 262144], [this.act[299], 0, 256]]); // 227: %986 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[171], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 228: %988 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[171], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 228: fused %988..%989 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[170], 0, 262144], [this.act[300], 0, 256]]); // 229: %992 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 25344, 45056], [this.act[166], 0, 262144], [this.act[169], 0, 262144], [this.act[184], 0, 262144], [this.act[170], 0, 262144], [this.act[183], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 230: %994 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[168], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 231: %1001 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 25344, 45056], [this.act[166], 0, 262144], [this.act[169], 0, 262144], [this.act[184], 0, 262144], [this.act[170], 0, 262144], [this.act[183], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 230: fused %994..%1000 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[168], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 231: fused %1001..%1001 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[301], 0, 256]]); // 232: %1002 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[167], 0, 262144], [this.act[171], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 233: %1004 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[167], 0, 262144], [this.act[171], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 233: fused %1004..%1005 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[183], 0, 262144], [this.act[148], 0, 262144], [this.act[302], 0, 256]]); // 234: %1008 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 24832, 45568], [this.act[165], 0, 262144], [this.act[189], 0, 262144], [this.act[170], 0, 262144], [this.act[183], 0, 262144], [this.act[171], 0, 262144], [this.act[167], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 235: %1010 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[164], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 236: %1018 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 24832, 45568], [this.act[165], 0, 262144], [this.act[189], 0, 262144], [this.act[170], 0, 262144], [this.act[183], 0, 262144], [this.act[171], 0, 262144], [this.act[167], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 235: fused %1010..%1017 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[164], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 236: fused %1018..%1018 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[183], 0, 262144], [this.act[167], 0, 262144], [this.act[303], 0, 256]]); // 237: %1019 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[163], 0, 262144], [this.act[184], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 238: %1021 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[163], 0, 262144], [this.act[184], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 238: fused %1021..%1022 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[167], 0, 262144], [this.act[148], 0, 262144], [this.act[304], 0, 256]]); // 239: %1025 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_9c806ba1e6", [[this.params, 24576, 45824], [this.act[148], 0, 262144], [this.act[176], 0, 262144], [this.act[171], 0, 262144], [this.act[167], 0, 262144], [this.act[184], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 240: %1027 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_4ops_a23b7168cc", [[this.act[149], 0, 4], [this.act[161], 0, 262144], [this.act[176], 0, 262144], [this.act[184], 0, 262144], [this.act[163], 0, 262144], [this.act[167], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 241: %1032 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    group("fused_1ops_46c0b229b4", [[this.act[160], 0, 262144], [this.act[163], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 242: %1038 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("fused_5ops_9a9e316aeb", [[this.params, 24576, 45824], [this.act[148], 0, 262144], [this.act[176], 0, 262144], [this.act[171], 0, 262144], [this.act[167], 0, 262144], [this.act[184], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 240: fused %1027..%1031 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_aebb5b263c", [[this.act[149], 0, 4], [this.act[161], 0, 262144], [this.act[176], 0, 262144], [this.act[184], 0, 262144], [this.act[163], 0, 262144], [this.act[167], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 241: fused %1032..%1037 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_024d952c2c", [[this.act[160], 0, 262144], [this.act[163], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 242: fused %1038..%1038 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[184], 0, 262144], [this.act[149], 0, 4]]); // 243: %1039 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
     group("binary_add_s_s", [[this.act[298], 0, 4], [this.act[149], 0, 4], [this.act[305], 0, 4]]); // 244: %1041 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 24320, 46080], [this.act[159], 0, 262144], [this.act[171], 0, 262144], [this.act[184], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 245: %1043 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 24320, 46080], [this.act[159], 0, 262144], [this.act[171], 0, 262144], [this.act[184], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 245: fused %1043..%1045 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[163], 0, 262144], [this.act[171], 0, 262144], [this.act[306], 0, 256]]); // 246: %1046 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[158], 0, 262144], [this.act[184], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 247: %1048 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[158], 0, 262144], [this.act[184], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 247: fused %1048..%1049 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[171], 0, 262144], [this.act[157], 0, 262144], [this.act[307], 0, 256]]); // 248: %1052 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 23808, 46592], [this.act[153], 0, 262144], [this.act[156], 0, 262144], [this.act[171], 0, 262144], [this.act[157], 0, 262144], [this.act[184], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 249: %1054 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[155], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 250: %1061 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 23808, 46592], [this.act[153], 0, 262144], [this.act[156], 0, 262144], [this.act[171], 0, 262144], [this.act[157], 0, 262144], [this.act[184], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 249: fused %1054..%1060 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[155], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 250: fused %1061..%1061 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[171], 0, 262144], [this.act[184], 0, 262144], [this.act[308], 0, 256]]); // 251: %1062 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 252: %1064 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 252: fused %1064..%1065 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[148], 0, 262144], [this.act[309], 0, 256]]); // 253: %1068 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 23296, 47104], [this.act[152], 0, 262144], [this.act[167], 0, 262144], [this.act[157], 0, 262144], [this.act[184], 0, 262144], [this.act[158], 0, 262144], [this.act[154], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 254: %1070 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[151], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 255: %1078 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 23296, 47104], [this.act[152], 0, 262144], [this.act[167], 0, 262144], [this.act[157], 0, 262144], [this.act[184], 0, 262144], [this.act[158], 0, 262144], [this.act[154], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 254: fused %1070..%1077 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[151], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 255: fused %1078..%1078 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[184], 0, 262144], [this.act[154], 0, 262144], [this.act[310], 0, 256]]); // 256: %1079 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[150], 0, 262144], [this.act[171], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 257: %1081 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[150], 0, 262144], [this.act[171], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 257: fused %1081..%1082 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[154], 0, 262144], [this.act[148], 0, 262144], [this.act[311], 0, 256]]); // 258: %1085 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_0bbc388eb3", [[this.params, 23040, 47360], [this.act[158], 0, 262144], [this.act[154], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 4], [this.step, 0, 16]]); // 259: %1087 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_4ops_e167153de3", [[this.params, 23040, 47360], [this.act[158], 0, 262144], [this.act[154], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 4], [this.step, 0, 16]]); // 259: fused %1087..%1090 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
     group("binary_mul_s_s", [[this.act[305], 0, 4], [this.act[149], 0, 4], [this.act[298], 0, 4]]); // 260: %1091 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_f17440cbbb", [[this.params, 22784, 47616], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 261: %1092 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 22784, 47616], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 261: fused %1092..%1093 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[312], 0, 256]]); // 262: %1094 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_bbfc3bbd87", [[this.params, 22528, 47872], [this.act[145], 0, 262144], [this.act[146], 0, 4096], [this.act[194], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 263: %1096 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("fused_1ops_cfcdd64937", [[this.act[144], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 264: %1114 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_18ops_9eaf2e4e38", [[this.params, 22528, 47872], [this.act[145], 0, 262144], [this.act[146], 0, 4096], [this.act[194], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 263: fused %1096..%1113 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_c7b094d0f3", [[this.act[144], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 264: fused %1114..%1114 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[154], 0, 262144], [this.act[148], 0, 262144], [this.act[313], 0, 256]]); // 265: %1115 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[134], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 266: %1117 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[134], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 266: fused %1117..%1118 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[148], 0, 262144], [this.act[143], 0, 262144], [this.act[314], 0, 256]]); // 267: %1121 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_a1b80a8fd0", [[this.params, 22272, 48128], [this.act[148], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 268: %1123 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_3ops_8c9f144dff", [[this.params, 22272, 48128], [this.act[148], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 268: fused %1123..%1125 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape15.grad.reshape0 stdlib.mt:18-145
     group("permute_02134_16x64x2x4x8", [[this.act[143], 0, 262144], [this.act[148], 0, 262144]]); // 269: %1126 blocks.0.attn.permute11.grad.permute0 stdlib.mt:145
-    group("fused_6ops_e2450af657", [[this.act[131], 0, 262144], [this.act[142], 0, 524288], [this.act[138], 0, 524288], [this.act[148], 0, 262144], [this.act[143], 0, 262144], [this.act[199], 0, 524288], [this.act[285], 0, 524288], [this.step, 0, 16]]); // 270: %1127 blocks.0.attn.matmul7.grad.permute0 stdlib.mt:145
+    group("fused_6ops_73e270433a", [[this.act[131], 0, 262144], [this.act[142], 0, 524288], [this.act[138], 0, 524288], [this.act[148], 0, 262144], [this.act[143], 0, 262144], [this.act[199], 0, 524288], [this.act[285], 0, 524288], [this.step, 0, 16]]); // 270: fused %1127..%1132 blocks.0.attn.matmul7.grad.permute0 .. blocks.0.attn.matmul6.grad.permute0 stdlib.mt:145-144
     group("matmul_16x2x64x64_16x2x64x64", [[this.act[199], 0, 524288], [this.act[285], 0, 524288], [this.act[138], 0, 524288]]); // 271: %1133 blocks.0.attn.matmul6.grad.matmul0 stdlib.mt:144
-    group("fused_1ops_3155f8ad16", [[this.act[140], 0, 524288], [this.act[285], 0, 524288], [this.step, 0, 16]]); // 272: %1134 blocks.0.attn.matmul6.grad.permute1 stdlib.mt:144
+    group("fused_1ops_211c8e1edf", [[this.act[140], 0, 524288], [this.act[285], 0, 524288], [this.step, 0, 16]]); // 272: fused %1134..%1134 blocks.0.attn.matmul6.grad.permute1 .. blocks.0.attn.matmul6.grad.permute1 stdlib.mt:144
     group("matmul_16x2x64x64_16x2x64x64", [[this.act[285], 0, 524288], [this.act[199], 0, 524288], [this.act[140], 0, 524288]]); // 273: %1135 blocks.0.attn.matmul6.grad.matmul1 stdlib.mt:144
-    group("fused_6ops_532af6464b", [[this.act[137], 0, 262144], [this.act[141], 0, 262144], [this.act[138], 0, 524288], [this.act[140], 0, 524288], [this.act[148], 0, 262144], [this.act[147], 0, 262144], [this.act[199], 0, 524288], [this.step, 0, 16]]); // 274: %1137 blocks.0.attn.matmul5.grad.permute0 stdlib.mt:143
-    group("fused_4ops_12ed07e96e", [[this.act[139], 0, 524288], [this.act[199], 0, 524288], [this.act[140], 0, 524288], [this.step, 0, 16]]); // 275: %1143 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:142
+    group("fused_6ops_36e6b34a21", [[this.act[137], 0, 262144], [this.act[141], 0, 262144], [this.act[138], 0, 524288], [this.act[140], 0, 524288], [this.act[148], 0, 262144], [this.act[147], 0, 262144], [this.act[199], 0, 524288], [this.step, 0, 16]]); // 274: fused %1137..%1142 blocks.0.attn.matmul5.grad.permute0 .. blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:143-142
+    group("fused_4ops_c739588d55", [[this.act[139], 0, 524288], [this.act[199], 0, 524288], [this.act[140], 0, 524288], [this.step, 0, 16]]); // 275: fused %1143..%1146 blocks.0.attn.softmax1.grad.mul0 .. blocks.0.attn.softmax1.grad.mul1 stdlib.mt:142
     group("causal_mask_f0_16x2x64x64", [[this.act[140], 0, 524288], [this.act[199], 0, 524288]]); // 276: %1147 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:142
-    group("fused_2ops_8b79402e4a", [[this.act[136], 0, 262144], [this.act[199], 0, 524288], [this.act[140], 0, 524288], [this.act[141], 0, 262144], [this.step, 0, 16]]); // 277: %1148 blocks.0.attn.affine1.grad.affine0 stdlib.mt:141
+    group("fused_2ops_2aa6fc4479", [[this.act[136], 0, 262144], [this.act[199], 0, 524288], [this.act[140], 0, 524288], [this.act[141], 0, 262144], [this.step, 0, 16]]); // 277: fused %1148..%1149 blocks.0.attn.affine1.grad.affine0 .. blocks.0.attn.matmul4.grad.permute0 stdlib.mt:141
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[140], 0, 524288], [this.act[141], 0, 262144], [this.act[136], 0, 262144]]); // 278: %1150 blocks.0.attn.matmul4.grad.matmul0 stdlib.mt:141
-    group("fused_1ops_470b17a1ea", [[this.act[131], 0, 262144], [this.act[141], 0, 262144], [this.step, 0, 16]]); // 279: %1151 blocks.0.attn.matmul4.grad.permute1 stdlib.mt:141
+    group("fused_1ops_7cd42fe508", [[this.act[131], 0, 262144], [this.act[141], 0, 262144], [this.step, 0, 16]]); // 279: fused %1151..%1151 blocks.0.attn.matmul4.grad.permute1 .. blocks.0.attn.matmul4.grad.permute1 stdlib.mt:141
     group("matmul_16x2x32x64_16x2x64x64", [[this.act[141], 0, 262144], [this.act[140], 0, 524288], [this.act[131], 0, 262144]]); // 280: %1152 blocks.0.attn.matmul4.grad.matmul1 stdlib.mt:141
-    group("fused_8ops_d3146bb1b5", [[this.act[143], 0, 262144], [this.act[148], 0, 262144], [this.act[147], 0, 262144], [this.act[136], 0, 262144], [this.act[131], 0, 262144], [this.act[141], 0, 262144], [this.act[137], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 281: %1153 blocks.0.attn.permute9.grad.permute0 stdlib.mt:141
-    group("fused_3ops_4a99104037", [[this.params, 22016, 48384], [this.act[135], 0, 262144], [this.act[134], 0, 262144], [this.act[131], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 282: %1161 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_8ops_7bf6b22e84", [[this.act[143], 0, 262144], [this.act[148], 0, 262144], [this.act[147], 0, 262144], [this.act[136], 0, 262144], [this.act[131], 0, 262144], [this.act[141], 0, 262144], [this.act[137], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 281: fused %1153..%1160 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.v.reshape3.grad.reshape0 stdlib.mt:141-18
+    group("fused_3ops_644611d13c", [[this.params, 22016, 48384], [this.act[135], 0, 262144], [this.act[134], 0, 262144], [this.act[131], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 282: fused %1161..%1163 blocks.0.attn.v.matmul3.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[136], 0, 262144], [this.act[134], 0, 262144], [this.act[315], 0, 256]]); // 283: %1164 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[133], 0, 262144], [this.act[131], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 284: %1166 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[133], 0, 262144], [this.act[131], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 284: fused %1166..%1167 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[134], 0, 262144], [this.act[125], 0, 262144], [this.act[316], 0, 256]]); // 285: %1170 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_a925fe2888", [[this.params, 21504, 48896], [this.act[132], 0, 262144], [this.act[141], 0, 262144], [this.act[134], 0, 262144], [this.act[131], 0, 262144], [this.act[133], 0, 262144], [this.act[136], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 286: %1172 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_8ops_172127c8e9", [[this.params, 21504, 48896], [this.act[132], 0, 262144], [this.act[141], 0, 262144], [this.act[134], 0, 262144], [this.act[131], 0, 262144], [this.act[133], 0, 262144], [this.act[136], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 286: fused %1172..%1179 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[135], 0, 262144], [this.act[133], 0, 262144], [this.act[317], 0, 256]]); // 287: %1180 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[130], 0, 262144], [this.act[136], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 288: %1182 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[130], 0, 262144], [this.act[136], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 288: fused %1182..%1183 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[133], 0, 262144], [this.act[125], 0, 262144], [this.act[318], 0, 256]]); // 289: %1186 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_b53d1cc3d3", [[this.params, 20992, 49408], [this.act[137], 0, 262144], [this.act[131], 0, 262144], [this.act[133], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 290: %1188 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[129], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 291: %1196 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_aa71459ad0", [[this.params, 20992, 49408], [this.act[137], 0, 262144], [this.act[131], 0, 262144], [this.act[133], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 290: fused %1188..%1195 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[129], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 291: fused %1196..%1196 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[133], 0, 262144], [this.act[130], 0, 262144], [this.act[319], 0, 256]]); // 292: %1197 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[128], 0, 262144], [this.act[135], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 293: %1199 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[128], 0, 262144], [this.act[135], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 293: fused %1199..%1200 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[130], 0, 262144], [this.act[125], 0, 262144], [this.act[320], 0, 256]]); // 294: %1203 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_09dc3d6959", [[this.params, 20480, 49920], [this.act[127], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[125], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 295: %1205 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_5ops_260ecd5091", [[this.params, 20480, 49920], [this.act[127], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[125], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 295: fused %1205..%1209 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
     group("sum_a01_16x64x8x8", [[this.act[135], 0, 262144], [this.act[321], 0, 256]]); // 296: %1210 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_e85ccd577b", [[this.act[121], 0, 262144], [this.act[116], 0, 262144], [this.act[126], 0, 4096], [this.act[158], 0, 262144], [this.act[125], 0, 262144], [this.act[135], 0, 262144], [this.act[130], 0, 262144], [this.act[146], 0, 4096], [this.step, 0, 16]]); // 297: %1212 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("fused_5ops_ad00f751b5", [[this.act[122], 0, 4096], [this.act[123], 0, 4096], [this.act[124], 0, 262144], [this.act[130], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 4096], [this.act[158], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 298: %1230 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    group("fused_3ops_068e496b13", [[this.act[123], 0, 4096], [this.act[146], 0, 4096], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 299: %1235 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("fused_18ops_fa4e161a56", [[this.act[121], 0, 262144], [this.act[116], 0, 262144], [this.act[126], 0, 4096], [this.act[158], 0, 262144], [this.act[125], 0, 262144], [this.act[135], 0, 262144], [this.act[130], 0, 262144], [this.act[146], 0, 4096], [this.step, 0, 16]]); // 297: fused %1212..%1229 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_5280e39407", [[this.act[122], 0, 4096], [this.act[123], 0, 4096], [this.act[124], 0, 262144], [this.act[130], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 4096], [this.act[158], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 298: fused %1230..%1234 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_461fbbfa10", [[this.act[123], 0, 4096], [this.act[146], 0, 4096], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 299: fused %1235..%1237 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
     group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[149], 0, 4]]); // 300: %1238 blocks.1.think.add3.grad.sum0 stdlib.mt:72
     group("binary_add_s_s", [[this.act[262], 0, 4], [this.act[149], 0, 4], [this.grads, 35072, 4]]); // 301: %1240 param61.grad.add0 stdlib.mt:72
-    group("fused_2ops_82a5835e66", [[this.act[89], 0, 262144], [this.act[261], 0, 4096], [this.act[130], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 302: %1241 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    group("fused_2ops_125cd61582", [[this.act[89], 0, 262144], [this.act[261], 0, 4096], [this.act[130], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 302: fused %1241..%1242 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
     group("sum_a01_16x64x8x8", [[this.act[124], 0, 262144], [this.act[322], 0, 256]]); // 303: %1243 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
     group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[322], 0, 256], [this.grads, 34816, 256]]); // 304: %1246 param60.grad.add0 stdlib.mt:72
-    group("fused_5ops_b94007d905", [[this.params, 34816, 35584], [this.act[122], 0, 4096], [this.act[126], 0, 4096], [this.act[121], 0, 262144], [this.act[130], 0, 262144], [this.act[124], 0, 262144], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 305: %1245 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    group("fused_5ops_4941573b3e", [[this.params, 34816, 35584], [this.act[122], 0, 4096], [this.act[126], 0, 4096], [this.act[121], 0, 262144], [this.act[130], 0, 262144], [this.act[124], 0, 262144], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 305: fused %1245..%1250 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
     group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[149], 0, 4]]); // 306: %1251 blocks.1.think.add2.grad.sum0 stdlib.mt:71
     group("binary_add_s_s", [[this.act[264], 0, 4], [this.act[149], 0, 4], [this.grads, 34560, 4]]); // 307: %1253 param59.grad.add0 stdlib.mt:71
-    group("fused_2ops_94817482d7", [[this.act[89], 0, 262144], [this.act[261], 0, 4096], [this.act[130], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 308: %1254 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    group("fused_2ops_1ea0485f5d", [[this.act[89], 0, 262144], [this.act[261], 0, 4096], [this.act[130], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 308: fused %1254..%1255 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
     group("sum_a01_16x64x8x8", [[this.act[121], 0, 262144], [this.act[322], 0, 256]]); // 309: %1256 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
     group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[322], 0, 256], [this.grads, 34304, 256]]); // 310: %1259 param58.grad.add0 stdlib.mt:71
-    group("fused_4ops_fca0968df6", [[this.params, 34304, 36096], [this.act[120], 0, 32768], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[130], 0, 262144], [this.act[121], 0, 262144], [this.act[179], 0, 32768], [this.step, 0, 16]]); // 311: %1258 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    group("fused_7ops_973b81dba5", [[this.params, 33792, 36608], [this.act[118], 0, 32768], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 32768], [this.act[130], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 312: %1263 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    group("fused_4ops_ca961ea74f", [[this.params, 34304, 36096], [this.act[120], 0, 32768], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[130], 0, 262144], [this.act[121], 0, 262144], [this.act[179], 0, 32768], [this.step, 0, 16]]); // 311: fused %1258..%1262 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_3f27ed2026", [[this.params, 33792, 36608], [this.act[118], 0, 32768], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 32768], [this.act[130], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 312: fused %1263..%1269 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[124], 0, 262144], [this.act[120], 0, 32768], [this.act[323], 0, 32]]); // 313: %1270 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
     group("binary_add_8x1_8x1", [[this.act[266], 0, 32], [this.act[323], 0, 32], [this.grads, 33792, 32]]); // 314: %1271 param56.grad.add0 stdlib.mt:70
-    group("fused_4ops_de5186fd52", [[this.params, 34048, 36352], [this.act[121], 0, 262144], [this.act[179], 0, 32768], [this.act[130], 0, 262144], [this.act[124], 0, 262144], [this.act[120], 0, 32768], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 315: %1273 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("fused_1ops_02b920d313", [[this.act[117], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 316: %1277 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    group("fused_4ops_15e0c9d7a9", [[this.params, 34048, 36352], [this.act[121], 0, 262144], [this.act[179], 0, 32768], [this.act[130], 0, 262144], [this.act[124], 0, 262144], [this.act[120], 0, 32768], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 315: fused %1273..%1276 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_d0721115aa", [[this.act[117], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 316: fused %1277..%1277 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[130], 0, 262144], [this.act[120], 0, 32768], [this.act[323], 0, 32]]); // 317: %1278 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
     group("binary_add_8x1_8x1", [[this.act[267], 0, 32], [this.act[323], 0, 32], [this.grads, 34048, 32]]); // 318: %1279 param57.grad.add0 stdlib.mt:70
-    group("fused_5ops_635579a41a", [[this.act[103], 0, 262144], [this.act[115], 0, 262144], [this.act[158], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[117], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 319: %1281 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("fused_2ops_1730e0d43d", [[this.act[90], 0, 4], [this.act[114], 0, 262144], [this.act[121], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 320: %1288 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("fused_5ops_1a12c91ebe", [[this.act[103], 0, 262144], [this.act[115], 0, 262144], [this.act[158], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[117], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 319: fused %1281..%1285 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_68a4855b88", [[this.act[90], 0, 4], [this.act[114], 0, 262144], [this.act[121], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 320: fused %1288..%1289 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[124], 0, 262144], [this.act[149], 0, 4]]); // 321: %1290 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 33280, 37120], [this.act[113], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 322: %1293 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 33280, 37120], [this.act[113], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 322: fused %1293..%1295 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[121], 0, 262144], [this.act[125], 0, 262144], [this.act[322], 0, 256]]); // 323: %1296 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[322], 0, 256], [this.grads, 33280, 256]]); // 324: %1297 param54.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[112], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 325: %1299 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[112], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 325: fused %1299..%1300 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[125], 0, 262144], [this.act[111], 0, 262144], [this.act[322], 0, 256]]); // 326: %1303 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[322], 0, 256], [this.grads, 33024, 256]]); // 327: %1307 param53.grad.add0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 32768, 37632], [this.act[107], 0, 262144], [this.act[110], 0, 262144], [this.act[125], 0, 262144], [this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 328: %1305 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[109], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 329: %1313 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 32768, 37632], [this.act[107], 0, 262144], [this.act[110], 0, 262144], [this.act[125], 0, 262144], [this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 328: fused %1305..%1312 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[109], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 329: fused %1313..%1313 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[322], 0, 256]]); // 330: %1314 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[322], 0, 256], [this.grads, 32768, 256]]); // 331: %1315 param52.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[108], 0, 262144], [this.act[112], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 332: %1317 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[108], 0, 262144], [this.act[112], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 332: fused %1317..%1318 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[124], 0, 262144], [this.act[89], 0, 262144], [this.act[322], 0, 256]]); // 333: %1321 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[322], 0, 256], [this.grads, 32512, 256]]); // 334: %1325 param51.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 32256, 38144], [this.act[106], 0, 262144], [this.act[130], 0, 262144], [this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.act[112], 0, 262144], [this.act[108], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 335: %1323 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[105], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 336: %1332 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 32256, 38144], [this.act[106], 0, 262144], [this.act[130], 0, 262144], [this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.act[112], 0, 262144], [this.act[108], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 335: fused %1323..%1331 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[105], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 336: fused %1332..%1332 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[124], 0, 262144], [this.act[108], 0, 262144], [this.act[322], 0, 256]]); // 337: %1333 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[322], 0, 256], [this.grads, 32256, 256]]); // 338: %1334 param50.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[104], 0, 262144], [this.act[125], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 339: %1336 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[104], 0, 262144], [this.act[125], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 339: fused %1336..%1337 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[108], 0, 262144], [this.act[89], 0, 262144], [this.act[322], 0, 256]]); // 340: %1340 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[322], 0, 256], [this.grads, 32000, 256]]); // 341: %1344 param49.grad.add0 stdlib.mt:18
-    group("fused_5ops_9c806ba1e6", [[this.params, 32000, 38400], [this.act[89], 0, 262144], [this.act[117], 0, 262144], [this.act[112], 0, 262144], [this.act[108], 0, 262144], [this.act[125], 0, 262144], [this.act[104], 0, 262144], [this.step, 0, 16]]); // 342: %1342 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_4ops_a23b7168cc", [[this.act[90], 0, 4], [this.act[102], 0, 262144], [this.act[117], 0, 262144], [this.act[125], 0, 262144], [this.act[104], 0, 262144], [this.act[108], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 343: %1348 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    group("fused_1ops_46c0b229b4", [[this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 344: %1354 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("fused_5ops_9a9e316aeb", [[this.params, 32000, 38400], [this.act[89], 0, 262144], [this.act[117], 0, 262144], [this.act[112], 0, 262144], [this.act[108], 0, 262144], [this.act[125], 0, 262144], [this.act[104], 0, 262144], [this.step, 0, 16]]); // 342: fused %1342..%1347 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_aebb5b263c", [[this.act[90], 0, 4], [this.act[102], 0, 262144], [this.act[117], 0, 262144], [this.act[125], 0, 262144], [this.act[104], 0, 262144], [this.act[108], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 343: fused %1348..%1353 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_024d952c2c", [[this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 344: fused %1354..%1354 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[125], 0, 262144], [this.act[90], 0, 4]]); // 345: %1355 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
     group("binary_add_s_s", [[this.act[149], 0, 4], [this.act[90], 0, 4], [this.act[264], 0, 4]]); // 346: %1357 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 31744, 38656], [this.act[100], 0, 262144], [this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.act[104], 0, 262144], [this.step, 0, 16]]); // 347: %1359 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 31744, 38656], [this.act[100], 0, 262144], [this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.act[104], 0, 262144], [this.step, 0, 16]]); // 347: fused %1359..%1361 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[104], 0, 262144], [this.act[112], 0, 262144], [this.act[322], 0, 256]]); // 348: %1362 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[322], 0, 256], [this.grads, 31744, 256]]); // 349: %1363 param48.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[99], 0, 262144], [this.act[125], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 350: %1365 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[99], 0, 262144], [this.act[125], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 350: fused %1365..%1366 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[112], 0, 262144], [this.act[98], 0, 262144], [this.act[322], 0, 256]]); // 351: %1369 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[322], 0, 256], [this.grads, 31488, 256]]); // 352: %1373 param47.grad.add0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 31232, 39168], [this.act[94], 0, 262144], [this.act[97], 0, 262144], [this.act[112], 0, 262144], [this.act[98], 0, 262144], [this.act[125], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 353: %1371 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[96], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 354: %1379 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 31232, 39168], [this.act[94], 0, 262144], [this.act[97], 0, 262144], [this.act[112], 0, 262144], [this.act[98], 0, 262144], [this.act[125], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 353: fused %1371..%1378 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[96], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 354: fused %1379..%1379 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.act[322], 0, 256]]); // 355: %1380 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[322], 0, 256], [this.grads, 31232, 256]]); // 356: %1381 param46.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[95], 0, 262144], [this.act[99], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 357: %1383 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[95], 0, 262144], [this.act[99], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 357: fused %1383..%1384 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[125], 0, 262144], [this.act[89], 0, 262144], [this.act[322], 0, 256]]); // 358: %1387 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[322], 0, 256], [this.grads, 30976, 256]]); // 359: %1391 param45.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 30720, 39680], [this.act[93], 0, 262144], [this.act[108], 0, 262144], [this.act[98], 0, 262144], [this.act[125], 0, 262144], [this.act[99], 0, 262144], [this.act[95], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 360: %1389 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[92], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 361: %1398 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 30720, 39680], [this.act[93], 0, 262144], [this.act[108], 0, 262144], [this.act[98], 0, 262144], [this.act[125], 0, 262144], [this.act[99], 0, 262144], [this.act[95], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 360: fused %1389..%1397 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[92], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 361: fused %1398..%1398 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[125], 0, 262144], [this.act[95], 0, 262144], [this.act[322], 0, 256]]); // 362: %1399 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[322], 0, 256], [this.grads, 30720, 256]]); // 363: %1400 param44.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[91], 0, 262144], [this.act[112], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 364: %1402 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[91], 0, 262144], [this.act[112], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 364: fused %1402..%1403 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[95], 0, 262144], [this.act[89], 0, 262144], [this.act[322], 0, 256]]); // 365: %1406 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[322], 0, 256], [this.grads, 30464, 256]]); // 366: %1410 param43.grad.add0 stdlib.mt:18
-    group("fused_4ops_0bbc388eb3", [[this.params, 30464, 39936], [this.act[99], 0, 262144], [this.act[95], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 4], [this.step, 0, 16]]); // 367: %1408 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_4ops_e167153de3", [[this.params, 30464, 39936], [this.act[99], 0, 262144], [this.act[95], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 4], [this.step, 0, 16]]); // 367: fused %1408..%1412 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
     group("binary_mul_s_s", [[this.act[264], 0, 4], [this.act[90], 0, 4], [this.act[149], 0, 4]]); // 368: %1413 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
     group("binary_add_s_s", [[this.act[268], 0, 4], [this.act[149], 0, 4], [this.grads, 33536, 4]]); // 369: %1414 param55.grad.add0 stdlib.mt:67
-    group("fused_2ops_f17440cbbb", [[this.params, 30208, 40192], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[95], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 370: %1415 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 30208, 40192], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[95], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 370: fused %1415..%1416 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[99], 0, 262144], [this.act[322], 0, 256]]); // 371: %1417 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
     group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[322], 0, 256], [this.grads, 30208, 256]]); // 372: %1419 param42.grad.add0 stdlib.mt:9
-    group("fused_18ops_bbfc3bbd87", [[this.params, 29952, 40448], [this.act[86], 0, 262144], [this.act[87], 0, 4096], [this.act[135], 0, 262144], [this.act[95], 0, 262144], [this.act[99], 0, 262144], [this.act[89], 0, 262144], [this.act[88], 0, 262144], [this.step, 0, 16]]); // 373: %1420 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("fused_1ops_cfcdd64937", [[this.act[85], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 374: %1438 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_18ops_9eaf2e4e38", [[this.params, 29952, 40448], [this.act[86], 0, 262144], [this.act[87], 0, 4096], [this.act[135], 0, 262144], [this.act[95], 0, 262144], [this.act[99], 0, 262144], [this.act[89], 0, 262144], [this.act[88], 0, 262144], [this.step, 0, 16]]); // 373: fused %1420..%1437 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_c7b094d0f3", [[this.act[85], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 374: fused %1438..%1438 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[95], 0, 262144], [this.act[89], 0, 262144], [this.act[322], 0, 256]]); // 375: %1439 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[322], 0, 256], [this.grads, 29952, 256]]); // 376: %1440 param41.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[75], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 377: %1442 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[75], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 377: fused %1442..%1443 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[89], 0, 262144], [this.act[84], 0, 262144], [this.act[322], 0, 256]]); // 378: %1446 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[284], 0, 256], [this.act[322], 0, 256], [this.grads, 29696, 256]]); // 379: %1450 param40.grad.add0 stdlib.mt:18
-    group("fused_3ops_a1b80a8fd0", [[this.params, 29696, 40704], [this.act[89], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 380: %1448 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_3ops_8c9f144dff", [[this.params, 29696, 40704], [this.act[89], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 380: fused %1448..%1451 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-145
     group("permute_02134_16x64x2x4x8", [[this.act[84], 0, 262144], [this.act[89], 0, 262144]]); // 381: %1452 blocks.1.attn.permute5.grad.permute0 stdlib.mt:145
-    group("fused_6ops_e2450af657", [[this.act[72], 0, 262144], [this.act[83], 0, 524288], [this.act[79], 0, 524288], [this.act[89], 0, 262144], [this.act[84], 0, 262144], [this.act[140], 0, 524288], [this.act[199], 0, 524288], [this.step, 0, 16]]); // 382: %1453 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:145
+    group("fused_6ops_73e270433a", [[this.act[72], 0, 262144], [this.act[83], 0, 524288], [this.act[79], 0, 524288], [this.act[89], 0, 262144], [this.act[84], 0, 262144], [this.act[140], 0, 524288], [this.act[199], 0, 524288], [this.step, 0, 16]]); // 382: fused %1453..%1458 blocks.1.attn.matmul3.grad.permute0 .. blocks.1.attn.matmul2.grad.permute0 stdlib.mt:145-144
     group("matmul_16x2x64x64_16x2x64x64", [[this.act[140], 0, 524288], [this.act[199], 0, 524288], [this.act[79], 0, 524288]]); // 383: %1459 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:144
-    group("fused_1ops_3155f8ad16", [[this.act[81], 0, 524288], [this.act[199], 0, 524288], [this.step, 0, 16]]); // 384: %1460 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:144
+    group("fused_1ops_211c8e1edf", [[this.act[81], 0, 524288], [this.act[199], 0, 524288], [this.step, 0, 16]]); // 384: fused %1460..%1460 blocks.1.attn.matmul2.grad.permute1 .. blocks.1.attn.matmul2.grad.permute1 stdlib.mt:144
     group("matmul_16x2x64x64_16x2x64x64", [[this.act[199], 0, 524288], [this.act[140], 0, 524288], [this.act[81], 0, 524288]]); // 385: %1461 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:144
-    group("fused_6ops_86782dbef3", [[this.act[78], 0, 262144], [this.act[82], 0, 262144], [this.act[79], 0, 524288], [this.act[81], 0, 524288], [this.act[89], 0, 262144], [this.act[88], 0, 262144], [this.act[140], 0, 524288], [this.step, 0, 16]]); // 386: %1463 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:143
-    group("fused_4ops_12ed07e96e", [[this.act[80], 0, 524288], [this.act[140], 0, 524288], [this.act[81], 0, 524288], [this.step, 0, 16]]); // 387: %1469 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:142
+    group("fused_6ops_949b94868f", [[this.act[78], 0, 262144], [this.act[82], 0, 262144], [this.act[79], 0, 524288], [this.act[81], 0, 524288], [this.act[89], 0, 262144], [this.act[88], 0, 262144], [this.act[140], 0, 524288], [this.step, 0, 16]]); // 386: fused %1463..%1468 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:143-142
+    group("fused_4ops_c739588d55", [[this.act[80], 0, 524288], [this.act[140], 0, 524288], [this.act[81], 0, 524288], [this.step, 0, 16]]); // 387: fused %1469..%1472 blocks.1.attn.softmax0.grad.mul0 .. blocks.1.attn.softmax0.grad.mul1 stdlib.mt:142
     group("causal_mask_f0_16x2x64x64", [[this.act[81], 0, 524288], [this.act[140], 0, 524288]]); // 388: %1473 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:142
-    group("fused_2ops_8b79402e4a", [[this.act[77], 0, 262144], [this.act[140], 0, 524288], [this.act[81], 0, 524288], [this.act[82], 0, 262144], [this.step, 0, 16]]); // 389: %1474 blocks.1.attn.affine0.grad.affine0 stdlib.mt:141
+    group("fused_2ops_2aa6fc4479", [[this.act[77], 0, 262144], [this.act[140], 0, 524288], [this.act[81], 0, 524288], [this.act[82], 0, 262144], [this.step, 0, 16]]); // 389: fused %1474..%1475 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 stdlib.mt:141
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[81], 0, 524288], [this.act[82], 0, 262144], [this.act[77], 0, 262144]]); // 390: %1476 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:141
-    group("fused_1ops_470b17a1ea", [[this.act[72], 0, 262144], [this.act[82], 0, 262144], [this.step, 0, 16]]); // 391: %1477 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:141
+    group("fused_1ops_7cd42fe508", [[this.act[72], 0, 262144], [this.act[82], 0, 262144], [this.step, 0, 16]]); // 391: fused %1477..%1477 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 stdlib.mt:141
     group("matmul_16x2x32x64_16x2x64x64", [[this.act[82], 0, 262144], [this.act[81], 0, 524288], [this.act[72], 0, 262144]]); // 392: %1478 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:141
-    group("fused_8ops_d3146bb1b5", [[this.act[84], 0, 262144], [this.act[89], 0, 262144], [this.act[88], 0, 262144], [this.act[77], 0, 262144], [this.act[72], 0, 262144], [this.act[82], 0, 262144], [this.act[78], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 393: %1479 blocks.1.attn.permute3.grad.permute0 stdlib.mt:141
-    group("fused_3ops_4a99104037", [[this.params, 29440, 40960], [this.act[76], 0, 262144], [this.act[75], 0, 262144], [this.act[72], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 394: %1487 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_8ops_7bf6b22e84", [[this.act[84], 0, 262144], [this.act[89], 0, 262144], [this.act[88], 0, 262144], [this.act[77], 0, 262144], [this.act[72], 0, 262144], [this.act[82], 0, 262144], [this.act[78], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 393: fused %1479..%1486 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.v.reshape1.grad.reshape0 stdlib.mt:141-18
+    group("fused_3ops_644611d13c", [[this.params, 29440, 40960], [this.act[76], 0, 262144], [this.act[75], 0, 262144], [this.act[72], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 394: fused %1487..%1489 blocks.1.attn.v.matmul1.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[77], 0, 262144], [this.act[75], 0, 262144], [this.act[322], 0, 256]]); // 395: %1490 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[287], 0, 256], [this.act[322], 0, 256], [this.grads, 29440, 256]]); // 396: %1491 param39.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[74], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 397: %1493 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[74], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 397: fused %1493..%1494 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[75], 0, 262144], [this.act[66], 0, 262144], [this.act[322], 0, 256]]); // 398: %1497 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[322], 0, 256], [this.grads, 29184, 256]]); // 399: %1501 param38.grad.add0 stdlib.mt:18
-    group("fused_8ops_a925fe2888", [[this.params, 28928, 41472], [this.act[73], 0, 262144], [this.act[82], 0, 262144], [this.act[75], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[77], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 400: %1499 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_8ops_172127c8e9", [[this.params, 28928, 41472], [this.act[73], 0, 262144], [this.act[82], 0, 262144], [this.act[75], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[77], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 400: fused %1499..%1507 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[76], 0, 262144], [this.act[74], 0, 262144], [this.act[322], 0, 256]]); // 401: %1508 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[322], 0, 256], [this.grads, 28928, 256]]); // 402: %1509 param37.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[71], 0, 262144], [this.act[77], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 403: %1511 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[71], 0, 262144], [this.act[77], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 403: fused %1511..%1512 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[74], 0, 262144], [this.act[66], 0, 262144], [this.act[322], 0, 256]]); // 404: %1515 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[322], 0, 256], [this.grads, 28672, 256]]); // 405: %1519 param36.grad.add0 stdlib.mt:18
-    group("fused_8ops_b53d1cc3d3", [[this.params, 28416, 41984], [this.act[78], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[77], 0, 262144], [this.act[71], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 406: %1517 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[70], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 407: %1526 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_aa71459ad0", [[this.params, 28416, 41984], [this.act[78], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[77], 0, 262144], [this.act[71], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 406: fused %1517..%1525 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[70], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 407: fused %1526..%1526 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[74], 0, 262144], [this.act[71], 0, 262144], [this.act[322], 0, 256]]); // 408: %1527 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[322], 0, 256], [this.grads, 28416, 256]]); // 409: %1528 param35.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[69], 0, 262144], [this.act[76], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 410: %1530 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[69], 0, 262144], [this.act[76], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 410: fused %1530..%1531 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[71], 0, 262144], [this.act[66], 0, 262144], [this.act[322], 0, 256]]); // 411: %1534 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[322], 0, 256], [this.grads, 28160, 256]]); // 412: %1538 param34.grad.add0 stdlib.mt:18
-    group("fused_5ops_09dc3d6959", [[this.params, 27904, 42496], [this.act[68], 0, 262144], [this.act[77], 0, 262144], [this.act[71], 0, 262144], [this.act[66], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 413: %1536 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_5ops_260ecd5091", [[this.params, 27904, 42496], [this.act[68], 0, 262144], [this.act[77], 0, 262144], [this.act[71], 0, 262144], [this.act[66], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 413: fused %1536..%1541 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
     group("sum_a01_16x64x8x8", [[this.act[76], 0, 262144], [this.act[322], 0, 256]]); // 414: %1542 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
     group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[322], 0, 256], [this.grads, 27904, 256]]); // 415: %1544 param33.grad.add0 stdlib.mt:9
-    group("fused_18ops_c41b283b6a", [[this.act[62], 0, 262144], [this.act[57], 0, 262144], [this.act[67], 0, 4096], [this.act[99], 0, 262144], [this.act[66], 0, 262144], [this.act[76], 0, 262144], [this.act[71], 0, 262144], [this.act[87], 0, 4096], [this.step, 0, 16]]); // 416: %1545 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    group("fused_5ops_ad00f751b5", [[this.act[63], 0, 4096], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.act[71], 0, 262144], [this.act[66], 0, 262144], [this.act[67], 0, 4096], [this.act[99], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 417: %1563 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    group("fused_3ops_068e496b13", [[this.act[64], 0, 4096], [this.act[87], 0, 4096], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 418: %1568 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("fused_18ops_d94baa33ad", [[this.act[62], 0, 262144], [this.act[57], 0, 262144], [this.act[67], 0, 4096], [this.act[99], 0, 262144], [this.act[66], 0, 262144], [this.act[76], 0, 262144], [this.act[71], 0, 262144], [this.act[87], 0, 4096], [this.step, 0, 16]]); // 416: fused %1545..%1562 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_5280e39407", [[this.act[63], 0, 4096], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.act[71], 0, 262144], [this.act[66], 0, 262144], [this.act[67], 0, 4096], [this.act[99], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 417: fused %1563..%1567 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_461fbbfa10", [[this.act[64], 0, 4096], [this.act[87], 0, 4096], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 418: fused %1568..%1570 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
     group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[149], 0, 4]]); // 419: %1571 blocks.0.think.add3.grad.sum0 stdlib.mt:72
     group("binary_add_s_s", [[this.act[208], 0, 4], [this.act[149], 0, 4], [this.grads, 27648, 4]]); // 420: %1573 param32.grad.add0 stdlib.mt:72
-    group("fused_2ops_82a5835e66", [[this.act[30], 0, 262144], [this.act[261], 0, 4096], [this.act[71], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 421: %1574 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    group("fused_2ops_125cd61582", [[this.act[30], 0, 262144], [this.act[261], 0, 4096], [this.act[71], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 421: fused %1574..%1575 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
     group("sum_a01_16x64x8x8", [[this.act[65], 0, 262144], [this.act[322], 0, 256]]); // 422: %1576 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
     group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[322], 0, 256], [this.grads, 27392, 256]]); // 423: %1579 param31.grad.add0 stdlib.mt:72
-    group("fused_5ops_b94007d905", [[this.params, 27392, 43008], [this.act[63], 0, 4096], [this.act[67], 0, 4096], [this.act[57], 0, 262144], [this.act[71], 0, 262144], [this.act[65], 0, 262144], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 424: %1578 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    group("fused_5ops_4941573b3e", [[this.params, 27392, 43008], [this.act[63], 0, 4096], [this.act[67], 0, 4096], [this.act[57], 0, 262144], [this.act[71], 0, 262144], [this.act[65], 0, 262144], [this.act[261], 0, 4096], [this.step, 0, 16]]); // 424: fused %1578..%1583 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
     group("sum_a0123_16x64x1x1", [[this.act[261], 0, 4096], [this.act[149], 0, 4]]); // 425: %1584 blocks.0.think.add2.grad.sum0 stdlib.mt:71
     group("binary_add_s_s", [[this.act[275], 0, 4], [this.act[149], 0, 4], [this.grads, 27136, 4]]); // 426: %1586 param30.grad.add0 stdlib.mt:71
-    group("fused_2ops_94817482d7", [[this.act[30], 0, 262144], [this.act[261], 0, 4096], [this.act[71], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 427: %1587 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    group("fused_2ops_1ea0485f5d", [[this.act[30], 0, 262144], [this.act[261], 0, 4096], [this.act[71], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 427: fused %1587..%1588 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
     group("sum_a01_16x64x8x8", [[this.act[57], 0, 262144], [this.act[322], 0, 256]]); // 428: %1589 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
     group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[322], 0, 256], [this.grads, 26880, 256]]); // 429: %1592 param29.grad.add0 stdlib.mt:71
-    group("fused_4ops_fca0968df6", [[this.params, 26880, 43520], [this.act[61], 0, 32768], [this.act[66], 0, 262144], [this.act[65], 0, 262144], [this.act[71], 0, 262144], [this.act[57], 0, 262144], [this.act[120], 0, 32768], [this.step, 0, 16]]); // 430: %1591 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    group("fused_7ops_973b81dba5", [[this.params, 26368, 44032], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[66], 0, 262144], [this.act[61], 0, 32768], [this.act[71], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 431: %1596 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    group("fused_4ops_ca961ea74f", [[this.params, 26880, 43520], [this.act[61], 0, 32768], [this.act[66], 0, 262144], [this.act[65], 0, 262144], [this.act[71], 0, 262144], [this.act[57], 0, 262144], [this.act[120], 0, 32768], [this.step, 0, 16]]); // 430: fused %1591..%1595 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_3f27ed2026", [[this.params, 26368, 44032], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[66], 0, 262144], [this.act[61], 0, 32768], [this.act[71], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 431: fused %1596..%1602 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[65], 0, 262144], [this.act[61], 0, 32768], [this.act[323], 0, 32]]); // 432: %1603 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
     group("binary_add_8x1_8x1", [[this.act[296], 0, 32], [this.act[323], 0, 32], [this.grads, 26368, 32]]); // 433: %1604 param27.grad.add0 stdlib.mt:70
-    group("fused_4ops_de5186fd52", [[this.params, 26624, 43776], [this.act[57], 0, 262144], [this.act[120], 0, 32768], [this.act[71], 0, 262144], [this.act[65], 0, 262144], [this.act[61], 0, 32768], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 434: %1606 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("fused_1ops_02b920d313", [[this.act[58], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 435: %1610 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    group("fused_4ops_15e0c9d7a9", [[this.params, 26624, 43776], [this.act[57], 0, 262144], [this.act[120], 0, 32768], [this.act[71], 0, 262144], [this.act[65], 0, 262144], [this.act[61], 0, 32768], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 434: fused %1606..%1609 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_d0721115aa", [[this.act[58], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 435: fused %1610..%1610 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[71], 0, 262144], [this.act[61], 0, 32768], [this.act[323], 0, 32]]); // 436: %1611 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
     group("binary_add_8x1_8x1", [[this.act[297], 0, 32], [this.act[323], 0, 32], [this.grads, 26624, 32]]); // 437: %1612 param28.grad.add0 stdlib.mt:70
-    group("fused_5ops_635579a41a", [[this.act[44], 0, 262144], [this.act[56], 0, 262144], [this.act[99], 0, 262144], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.act[71], 0, 262144], [this.act[58], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 438: %1614 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("fused_2ops_1730e0d43d", [[this.act[31], 0, 4], [this.act[55], 0, 262144], [this.act[57], 0, 262144], [this.act[66], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 439: %1621 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("fused_5ops_1a12c91ebe", [[this.act[44], 0, 262144], [this.act[56], 0, 262144], [this.act[99], 0, 262144], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.act[71], 0, 262144], [this.act[58], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 438: fused %1614..%1618 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_68a4855b88", [[this.act[31], 0, 4], [this.act[55], 0, 262144], [this.act[57], 0, 262144], [this.act[66], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 439: fused %1621..%1622 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[65], 0, 262144], [this.act[149], 0, 4]]); // 440: %1623 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 25856, 44544], [this.act[54], 0, 262144], [this.act[66], 0, 262144], [this.act[65], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 441: %1626 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 25856, 44544], [this.act[54], 0, 262144], [this.act[66], 0, 262144], [this.act[65], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 441: fused %1626..%1628 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[57], 0, 262144], [this.act[66], 0, 262144], [this.act[322], 0, 256]]); // 442: %1629 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[322], 0, 256], [this.grads, 25856, 256]]); // 443: %1630 param25.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[53], 0, 262144], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 444: %1632 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[53], 0, 262144], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 444: fused %1632..%1633 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[66], 0, 262144], [this.act[52], 0, 262144], [this.act[322], 0, 256]]); // 445: %1636 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[322], 0, 256], [this.grads, 25600, 256]]); // 446: %1640 param24.grad.add0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 25344, 45056], [this.act[48], 0, 262144], [this.act[51], 0, 262144], [this.act[66], 0, 262144], [this.act[52], 0, 262144], [this.act[65], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 447: %1638 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[50], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 448: %1646 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 25344, 45056], [this.act[48], 0, 262144], [this.act[51], 0, 262144], [this.act[66], 0, 262144], [this.act[52], 0, 262144], [this.act[65], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 447: fused %1638..%1645 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[50], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 448: fused %1646..%1646 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[66], 0, 262144], [this.act[65], 0, 262144], [this.act[322], 0, 256]]); // 449: %1647 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[322], 0, 256], [this.grads, 25344, 256]]); // 450: %1648 param23.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[49], 0, 262144], [this.act[53], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 451: %1650 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[49], 0, 262144], [this.act[53], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 451: fused %1650..%1651 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[65], 0, 262144], [this.act[30], 0, 262144], [this.act[322], 0, 256]]); // 452: %1654 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[322], 0, 256], [this.grads, 25088, 256]]); // 453: %1658 param22.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 24832, 45568], [this.act[47], 0, 262144], [this.act[71], 0, 262144], [this.act[52], 0, 262144], [this.act[65], 0, 262144], [this.act[53], 0, 262144], [this.act[49], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 454: %1656 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[46], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 455: %1665 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 24832, 45568], [this.act[47], 0, 262144], [this.act[71], 0, 262144], [this.act[52], 0, 262144], [this.act[65], 0, 262144], [this.act[53], 0, 262144], [this.act[49], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 454: fused %1656..%1664 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[46], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 455: fused %1665..%1665 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[65], 0, 262144], [this.act[49], 0, 262144], [this.act[322], 0, 256]]); // 456: %1666 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[322], 0, 256], [this.grads, 24832, 256]]); // 457: %1667 param21.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[45], 0, 262144], [this.act[66], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 458: %1669 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[45], 0, 262144], [this.act[66], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 458: fused %1669..%1670 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[49], 0, 262144], [this.act[30], 0, 262144], [this.act[322], 0, 256]]); // 459: %1673 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[322], 0, 256], [this.grads, 24576, 256]]); // 460: %1677 param20.grad.add0 stdlib.mt:18
-    group("fused_5ops_9c806ba1e6", [[this.params, 24576, 45824], [this.act[30], 0, 262144], [this.act[58], 0, 262144], [this.act[53], 0, 262144], [this.act[49], 0, 262144], [this.act[66], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 461: %1675 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_4ops_a23b7168cc", [[this.act[31], 0, 4], [this.act[43], 0, 262144], [this.act[58], 0, 262144], [this.act[66], 0, 262144], [this.act[45], 0, 262144], [this.act[49], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 462: %1681 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    group("fused_1ops_46c0b229b4", [[this.act[42], 0, 262144], [this.act[45], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 463: %1687 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("fused_5ops_9a9e316aeb", [[this.params, 24576, 45824], [this.act[30], 0, 262144], [this.act[58], 0, 262144], [this.act[53], 0, 262144], [this.act[49], 0, 262144], [this.act[66], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 461: fused %1675..%1680 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_aebb5b263c", [[this.act[31], 0, 4], [this.act[43], 0, 262144], [this.act[58], 0, 262144], [this.act[66], 0, 262144], [this.act[45], 0, 262144], [this.act[49], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 462: fused %1681..%1686 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_024d952c2c", [[this.act[42], 0, 262144], [this.act[45], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 463: fused %1687..%1687 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[66], 0, 262144], [this.act[31], 0, 4]]); // 464: %1688 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
     group("binary_add_s_s", [[this.act[149], 0, 4], [this.act[31], 0, 4], [this.act[275], 0, 4]]); // 465: %1690 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 24320, 46080], [this.act[41], 0, 262144], [this.act[53], 0, 262144], [this.act[66], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 466: %1692 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 24320, 46080], [this.act[41], 0, 262144], [this.act[53], 0, 262144], [this.act[66], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 466: fused %1692..%1694 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[45], 0, 262144], [this.act[53], 0, 262144], [this.act[322], 0, 256]]); // 467: %1695 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[322], 0, 256], [this.grads, 24320, 256]]); // 468: %1696 param19.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[40], 0, 262144], [this.act[66], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 469: %1698 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[40], 0, 262144], [this.act[66], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 469: fused %1698..%1699 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[53], 0, 262144], [this.act[39], 0, 262144], [this.act[322], 0, 256]]); // 470: %1702 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[307], 0, 256], [this.act[322], 0, 256], [this.grads, 24064, 256]]); // 471: %1706 param18.grad.add0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 23808, 46592], [this.act[35], 0, 262144], [this.act[38], 0, 262144], [this.act[53], 0, 262144], [this.act[39], 0, 262144], [this.act[66], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 472: %1704 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[37], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 473: %1712 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 23808, 46592], [this.act[35], 0, 262144], [this.act[38], 0, 262144], [this.act[53], 0, 262144], [this.act[39], 0, 262144], [this.act[66], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 472: fused %1704..%1711 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[37], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 473: fused %1712..%1712 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[53], 0, 262144], [this.act[66], 0, 262144], [this.act[322], 0, 256]]); // 474: %1713 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[308], 0, 256], [this.act[322], 0, 256], [this.grads, 23808, 256]]); // 475: %1714 param17.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[36], 0, 262144], [this.act[40], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 476: %1716 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[36], 0, 262144], [this.act[40], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 476: fused %1716..%1717 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[66], 0, 262144], [this.act[30], 0, 262144], [this.act[322], 0, 256]]); // 477: %1720 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[309], 0, 256], [this.act[322], 0, 256], [this.grads, 23552, 256]]); // 478: %1724 param16.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 23296, 47104], [this.act[34], 0, 262144], [this.act[49], 0, 262144], [this.act[39], 0, 262144], [this.act[66], 0, 262144], [this.act[40], 0, 262144], [this.act[36], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 479: %1722 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[33], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 480: %1731 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 23296, 47104], [this.act[34], 0, 262144], [this.act[49], 0, 262144], [this.act[39], 0, 262144], [this.act[66], 0, 262144], [this.act[40], 0, 262144], [this.act[36], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 479: fused %1722..%1730 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[33], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 480: fused %1731..%1731 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[66], 0, 262144], [this.act[36], 0, 262144], [this.act[322], 0, 256]]); // 481: %1732 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[310], 0, 256], [this.act[322], 0, 256], [this.grads, 23296, 256]]); // 482: %1733 param15.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[32], 0, 262144], [this.act[53], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 483: %1735 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[32], 0, 262144], [this.act[53], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 483: fused %1735..%1736 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[36], 0, 262144], [this.act[30], 0, 262144], [this.act[322], 0, 256]]); // 484: %1739 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[311], 0, 256], [this.act[322], 0, 256], [this.grads, 23040, 256]]); // 485: %1743 param14.grad.add0 stdlib.mt:18
-    group("fused_4ops_0bbc388eb3", [[this.params, 23040, 47360], [this.act[40], 0, 262144], [this.act[36], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4], [this.step, 0, 16]]); // 486: %1741 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_4ops_e167153de3", [[this.params, 23040, 47360], [this.act[40], 0, 262144], [this.act[36], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4], [this.step, 0, 16]]); // 486: fused %1741..%1745 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
     group("binary_mul_s_s", [[this.act[275], 0, 4], [this.act[31], 0, 4], [this.act[149], 0, 4]]); // 487: %1746 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
     group("binary_add_s_s", [[this.act[298], 0, 4], [this.act[149], 0, 4], [this.grads, 26112, 4]]); // 488: %1747 param26.grad.add0 stdlib.mt:67
-    group("fused_2ops_f17440cbbb", [[this.params, 22784, 47616], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.act[36], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 489: %1748 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 22784, 47616], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.act[36], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 489: fused %1748..%1749 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[40], 0, 262144], [this.act[322], 0, 256]]); // 490: %1750 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
     group("binary_add_8x8_8x8", [[this.act[312], 0, 256], [this.act[322], 0, 256], [this.grads, 22784, 256]]); // 491: %1752 param13.grad.add0 stdlib.mt:9
-    group("fused_18ops_bbfc3bbd87", [[this.params, 22528, 47872], [this.act[27], 0, 262144], [this.act[28], 0, 4096], [this.act[76], 0, 262144], [this.act[36], 0, 262144], [this.act[40], 0, 262144], [this.act[30], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 492: %1753 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("fused_1ops_cfcdd64937", [[this.act[26], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 493: %1771 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_18ops_9eaf2e4e38", [[this.params, 22528, 47872], [this.act[27], 0, 262144], [this.act[28], 0, 4096], [this.act[76], 0, 262144], [this.act[36], 0, 262144], [this.act[40], 0, 262144], [this.act[30], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 492: fused %1753..%1770 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_c7b094d0f3", [[this.act[26], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 493: fused %1771..%1771 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[36], 0, 262144], [this.act[30], 0, 262144], [this.act[322], 0, 256]]); // 494: %1772 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[313], 0, 256], [this.act[322], 0, 256], [this.grads, 22528, 256]]); // 495: %1773 param12.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[16], 0, 262144], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 496: %1775 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[16], 0, 262144], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 496: fused %1775..%1776 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[30], 0, 262144], [this.act[25], 0, 262144], [this.act[322], 0, 256]]); // 497: %1779 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[314], 0, 256], [this.act[322], 0, 256], [this.grads, 22272, 256]]); // 498: %1783 param11.grad.add0 stdlib.mt:18
-    group("fused_3ops_a1b80a8fd0", [[this.params, 22272, 48128], [this.act[30], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 499: %1781 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_3ops_8c9f144dff", [[this.params, 22272, 48128], [this.act[30], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 499: fused %1781..%1784 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-145
     group("permute_02134_16x64x2x4x8", [[this.act[25], 0, 262144], [this.act[30], 0, 262144]]); // 500: %1785 blocks.0.attn.permute5.grad.permute0 stdlib.mt:145
-    group("fused_6ops_e2450af657", [[this.act[13], 0, 262144], [this.act[24], 0, 524288], [this.act[20], 0, 524288], [this.act[30], 0, 262144], [this.act[25], 0, 262144], [this.act[81], 0, 524288], [this.act[140], 0, 524288], [this.step, 0, 16]]); // 501: %1786 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:145
+    group("fused_6ops_73e270433a", [[this.act[13], 0, 262144], [this.act[24], 0, 524288], [this.act[20], 0, 524288], [this.act[30], 0, 262144], [this.act[25], 0, 262144], [this.act[81], 0, 524288], [this.act[140], 0, 524288], [this.step, 0, 16]]); // 501: fused %1786..%1791 blocks.0.attn.matmul3.grad.permute0 .. blocks.0.attn.matmul2.grad.permute0 stdlib.mt:145-144
     group("matmul_16x2x64x64_16x2x64x64", [[this.act[81], 0, 524288], [this.act[140], 0, 524288], [this.act[20], 0, 524288]]); // 502: %1792 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:144
-    group("fused_1ops_3155f8ad16", [[this.act[22], 0, 524288], [this.act[140], 0, 524288], [this.step, 0, 16]]); // 503: %1793 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:144
+    group("fused_1ops_211c8e1edf", [[this.act[22], 0, 524288], [this.act[140], 0, 524288], [this.step, 0, 16]]); // 503: fused %1793..%1793 blocks.0.attn.matmul2.grad.permute1 .. blocks.0.attn.matmul2.grad.permute1 stdlib.mt:144
     group("matmul_16x2x64x64_16x2x64x64", [[this.act[140], 0, 524288], [this.act[81], 0, 524288], [this.act[22], 0, 524288]]); // 504: %1794 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:144
-    group("fused_6ops_90a6e26ccc", [[this.act[19], 0, 262144], [this.act[23], 0, 262144], [this.act[20], 0, 524288], [this.act[22], 0, 524288], [this.act[30], 0, 262144], [this.act[29], 0, 262144], [this.act[81], 0, 524288], [this.step, 0, 16]]); // 505: %1796 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:143
-    group("fused_4ops_12ed07e96e", [[this.act[21], 0, 524288], [this.act[81], 0, 524288], [this.act[22], 0, 524288], [this.step, 0, 16]]); // 506: %1802 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:142
+    group("fused_6ops_b4d3e35132", [[this.act[19], 0, 262144], [this.act[23], 0, 262144], [this.act[20], 0, 524288], [this.act[22], 0, 524288], [this.act[30], 0, 262144], [this.act[29], 0, 262144], [this.act[81], 0, 524288], [this.step, 0, 16]]); // 505: fused %1796..%1801 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:143-142
+    group("fused_4ops_c739588d55", [[this.act[21], 0, 524288], [this.act[81], 0, 524288], [this.act[22], 0, 524288], [this.step, 0, 16]]); // 506: fused %1802..%1805 blocks.0.attn.softmax0.grad.mul0 .. blocks.0.attn.softmax0.grad.mul1 stdlib.mt:142
     group("causal_mask_f0_16x2x64x64", [[this.act[22], 0, 524288], [this.act[81], 0, 524288]]); // 507: %1806 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:142
-    group("fused_2ops_8b79402e4a", [[this.act[18], 0, 262144], [this.act[81], 0, 524288], [this.act[22], 0, 524288], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 508: %1807 blocks.0.attn.affine0.grad.affine0 stdlib.mt:141
+    group("fused_2ops_2aa6fc4479", [[this.act[18], 0, 262144], [this.act[81], 0, 524288], [this.act[22], 0, 524288], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 508: fused %1807..%1808 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 stdlib.mt:141
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[22], 0, 524288], [this.act[23], 0, 262144], [this.act[18], 0, 262144]]); // 509: %1809 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:141
-    group("fused_1ops_470b17a1ea", [[this.act[13], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 510: %1810 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:141
+    group("fused_1ops_7cd42fe508", [[this.act[13], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 510: fused %1810..%1810 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 stdlib.mt:141
     group("matmul_16x2x32x64_16x2x64x64", [[this.act[23], 0, 262144], [this.act[22], 0, 524288], [this.act[13], 0, 262144]]); // 511: %1811 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:141
-    group("fused_8ops_d3146bb1b5", [[this.act[25], 0, 262144], [this.act[30], 0, 262144], [this.act[29], 0, 262144], [this.act[18], 0, 262144], [this.act[13], 0, 262144], [this.act[23], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 512: %1812 blocks.0.attn.permute3.grad.permute0 stdlib.mt:141
-    group("fused_3ops_4a99104037", [[this.params, 22016, 48384], [this.act[17], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 513: %1820 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_8ops_7bf6b22e84", [[this.act[25], 0, 262144], [this.act[30], 0, 262144], [this.act[29], 0, 262144], [this.act[18], 0, 262144], [this.act[13], 0, 262144], [this.act[23], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 512: fused %1812..%1819 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.v.reshape1.grad.reshape0 stdlib.mt:141-18
+    group("fused_3ops_644611d13c", [[this.params, 22016, 48384], [this.act[17], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 513: fused %1820..%1822 blocks.0.attn.v.matmul1.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[322], 0, 256]]); // 514: %1823 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[315], 0, 256], [this.act[322], 0, 256], [this.grads, 22016, 256]]); // 515: %1824 param10.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[15], 0, 262144], [this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 516: %1826 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[15], 0, 262144], [this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 516: fused %1826..%1827 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[16], 0, 262144], [this.act[9], 0, 262144], [this.act[322], 0, 256]]); // 517: %1830 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[316], 0, 256], [this.act[322], 0, 256], [this.grads, 21760, 256]]); // 518: %1834 param9.grad.add0 stdlib.mt:18
-    group("fused_8ops_a925fe2888", [[this.params, 21504, 48896], [this.act[14], 0, 262144], [this.act[23], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 519: %1832 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_8ops_172127c8e9", [[this.params, 21504, 48896], [this.act[14], 0, 262144], [this.act[23], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 519: fused %1832..%1840 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[17], 0, 262144], [this.act[15], 0, 262144], [this.act[322], 0, 256]]); // 520: %1841 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[317], 0, 256], [this.act[322], 0, 256], [this.grads, 21504, 256]]); // 521: %1842 param8.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[12], 0, 262144], [this.act[18], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 522: %1844 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[12], 0, 262144], [this.act[18], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 522: fused %1844..%1845 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[322], 0, 256]]); // 523: %1848 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[318], 0, 256], [this.act[322], 0, 256], [this.grads, 21248, 256]]); // 524: %1852 param7.grad.add0 stdlib.mt:18
-    group("fused_8ops_b53d1cc3d3", [[this.params, 20992, 49408], [this.act[19], 0, 262144], [this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[12], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 525: %1850 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 526: %1859 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_aa71459ad0", [[this.params, 20992, 49408], [this.act[19], 0, 262144], [this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[12], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 525: fused %1850..%1858 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 526: fused %1859..%1859 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[322], 0, 256]]); // 527: %1860 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[319], 0, 256], [this.act[322], 0, 256], [this.grads, 20992, 256]]); // 528: %1861 param6.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[10], 0, 262144], [this.act[17], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 529: %1863 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[10], 0, 262144], [this.act[17], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 529: fused %1863..%1864 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[322], 0, 256]]); // 530: %1867 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[320], 0, 256], [this.act[322], 0, 256], [this.grads, 20736, 256]]); // 531: %1871 param5.grad.add0 stdlib.mt:18
-    group("fused_5ops_09dc3d6959", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[18], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 532: %1869 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_5ops_260ecd5091", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[18], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 532: fused %1869..%1874 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
     group("sum_a01_16x64x8x8", [[this.act[17], 0, 262144], [this.act[322], 0, 256]]); // 533: %1875 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
     group("binary_add_8x8_8x8", [[this.act[321], 0, 256], [this.act[322], 0, 256], [this.grads, 20480, 256]]); // 534: %1877 param4.grad.add0 stdlib.mt:9
-    group("fused_15ops_42d3aa720c", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[40], 0, 262144], [this.act[9], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 535: %1878 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    group("fused_15ops_5f8b6860d6", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[40], 0, 262144], [this.act[9], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 535: fused %1878..%1892 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
     group("sum_a0_16x64x8x8", [[this.act[17], 0, 262144], [this.act[3], 0, 16384]]); // 536: %1893 embed.add0.grad.sum0 stdlib.mt:96
     group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[324], 0, 2048]]); // 537: %1896 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("fused_1ops_df29fea321", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 538: %1895 embed.affine0.grad.affine0 stdlib.mt:96
+    group("fused_1ops_6abbbe7492", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 538: fused %1895..%1895 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
     group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[324], 0, 2048], [this.act[1], 0, 2048]]); // 539: %1897 embed.matmul1.grad.matmul0 stdlib.mt:96
     group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[324], 0, 2048]]); // 540: %1898 embed.matmul1.grad.permute1 stdlib.mt:96
     group("matmul_64x1x8_64x8x8", [[this.act[324], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 541: %1899 embed.matmul1.grad.matmul1 stdlib.mt:96
     group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 542: %1905 embed.slice1.grad.pad0 stdlib.mt:95
     group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 543: %1907 embed.slice0.grad.pad0 stdlib.mt:94
-    group("fused_5ops_2a15e87308", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[17], 0, 262144], [this.act[61], 0, 32768], [this.act[120], 0, 32768], [this.step, 0, 16]]); // 544: %1900 embed.matmul0.grad.permute0 stdlib.mt:96
+    group("fused_5ops_826de48acd", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[17], 0, 262144], [this.act[61], 0, 32768], [this.act[120], 0, 32768], [this.step, 0, 16]]); // 544: fused %1900..%1908 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
     group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[120], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 545: %1909 embed.gather1.grad.scatter_add0 stdlib.mt:93
     group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[61], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 546: %1911 embed.gather0.grad.scatter_add0 stdlib.mt:92
     group("affine_s1_b0_8x8", [[this.act[259], 0, 256], [this.grads, 35328, 256]]); // 547: %1912 norm_final.g.grad.affine0 stdlib.mt:7
@@ -1197,551 +1196,551 @@ export class Program {
     this.run(pass, "slice_ax0_at0_64x8_to_64x8", 1, 2, 1, 1); // %74 embed.slice1 stdlib.mt:95
     this.run(pass, "matmul_64x8x1_64x1x8", 2, 1, 1, 1); // %77 embed.matmul1 stdlib.mt:96
     this.run(pass, "affine_s0p1_b0_64x8x8", 3, 16, 1, 1); // %78 embed.affine0 stdlib.mt:96
-    this.run(pass, "fused_12ops_e33672a183", 4, 16, 1, 1); // %68 embed.gather0 stdlib.mt:92
-    this.run(pass, "fused_7ops_3568b9c9bb", 5, 16, 1, 1); // %86 blocks.0.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "fused_12ops_8828ea07b2", 4, 16, 1, 1); // fused %68..%85 embed.gather0 .. blocks.0.attn.norm.mul1 stdlib.mt:92-9
+    this.run(pass, "fused_7ops_a15e5cdbf9", 5, 16, 1, 1); // fused %86..%92 blocks.0.attn.norm.mul2 .. blocks.0.attn.reshape0 stdlib.mt:9-135
     this.run(pass, "permute_02134_16x64x2x4x8", 6, 256, 1, 1); // %93 blocks.0.attn.permute0 stdlib.mt:135
-    this.run(pass, "fused_6ops_dfdf8a4fb4", 7, 16, 1, 1); // %94 blocks.0.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "fused_6ops_729ee89094", 7, 16, 1, 1); // fused %94..%99 blocks.0.attn.k.matmul0 .. blocks.0.attn.reshape1 stdlib.mt:18-136
     this.run(pass, "permute_02134_16x64x2x4x8", 8, 256, 1, 1); // %100 blocks.0.attn.permute1 stdlib.mt:136
-    this.run(pass, "fused_6ops_c8554497c9", 9, 16, 1, 1); // %101 blocks.0.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "fused_6ops_729ee89094", 9, 16, 1, 1); // fused %101..%106 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-137
     this.run(pass, "permute_02134_16x64x2x4x8", 10, 256, 1, 1); // %107 blocks.0.attn.permute2 stdlib.mt:137
-    this.run(pass, "fused_1ops_470b17a1ea", 11, 16, 1, 1); // %110 blocks.0.attn.permute3 stdlib.mt:141
+    this.run(pass, "fused_1ops_7cd42fe508", 11, 16, 1, 1); // fused %110..%110 blocks.0.attn.permute3 .. blocks.0.attn.permute3 stdlib.mt:141
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 12, 8, 1, 1); // %111 blocks.0.attn.matmul0 stdlib.mt:141
-    this.run(pass, "fused_1ops_630518298d", 13, 16, 1, 1); // %112 blocks.0.attn.affine0 stdlib.mt:141
+    this.run(pass, "fused_1ops_766bfb40b9", 13, 16, 1, 1); // fused %112..%112 blocks.0.attn.affine0 .. blocks.0.attn.affine0 stdlib.mt:141
     this.run(pass, "causal_mask_fminf_16x2x64x64", 14, 512, 1, 1); // %113 blocks.0.attn.causal_mask0 stdlib.mt:142
-    this.run(pass, "fused_5ops_d141dac110", 15, 16, 1, 1); // %114 blocks.0.attn.softmax0 stdlib.mt:142
+    this.run(pass, "fused_5ops_8785744697", 15, 16, 1, 1); // fused %114..%118 blocks.0.attn.softmax0 .. blocks.0.attn.reshape5 stdlib.mt:142-143
     this.run(pass, "matmul_16x2x64x64_16x2x64x64", 16, 8, 1, 1); // %119 blocks.0.attn.matmul2 stdlib.mt:144
-    this.run(pass, "fused_1ops_97d97d4ab2", 17, 16, 1, 1); // %121 blocks.0.attn.matmul3 stdlib.mt:145
+    this.run(pass, "fused_1ops_d95b946eb4", 17, 16, 1, 1); // fused %121..%121 blocks.0.attn.matmul3 .. blocks.0.attn.matmul3 stdlib.mt:145
     this.run(pass, "permute_02134_16x2x64x4x8", 18, 256, 1, 1); // %122 blocks.0.attn.permute5 stdlib.mt:145
-    this.run(pass, "fused_12ops_5b79a6b370", 19, 16, 1, 1); // %124 blocks.0.attn.o.matmul0 stdlib.mt:18
-    this.run(pass, "fused_8ops_38aa17c349", 20, 16, 1, 1); // %136 blocks.0.think.norm.mul2 stdlib.mt:9
-    this.run(pass, "fused_7ops_de1060329d", 21, 16, 1, 1); // %145 blocks.0.think.delta.value.matmul0 stdlib.mt:18
-    this.run(pass, "fused_7ops_0bcd9507b8", 22, 16, 1, 1); // %152 blocks.0.think.delta.up.silu0 stdlib.mt:18
-    this.run(pass, "fused_9ops_7d3849f016", 23, 16, 1, 1); // %159 blocks.0.think.gamma.gate.matmul0 stdlib.mt:18
-    this.run(pass, "fused_8ops_62779d04ea", 24, 16, 1, 1); // %168 blocks.0.think.gamma.value.matmul1 stdlib.mt:18
-    this.run(pass, "fused_4ops_1512e32d6e", 25, 16, 1, 1); // %176 blocks.0.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "fused_11ops_3395ec0dcd", 26, 16, 1, 1); // %180 blocks.0.think.matmul2 stdlib.mt:70
-    this.run(pass, "fused_6ops_c4e3617a2d", 27, 16, 1, 1); // %191 blocks.0.think.mul1 stdlib.mt:72
-    this.run(pass, "fused_10ops_1bd4cd7d9f", 28, 16, 1, 1); // %197 blocks.0.think.mul3 stdlib.mt:73
-    this.run(pass, "fused_7ops_3568b9c9bb", 29, 16, 1, 1); // %207 blocks.1.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "fused_12ops_ee0b748158", 19, 16, 1, 1); // fused %124..%135 blocks.0.attn.o.matmul0 .. blocks.0.think.norm.mul1 stdlib.mt:18-9
+    this.run(pass, "fused_8ops_77b58dff08", 20, 16, 1, 1); // fused %136..%144 blocks.0.think.norm.mul2 .. blocks.0.think.delta.silu0 stdlib.mt:9-49
+    this.run(pass, "fused_7ops_40e884f510", 21, 16, 1, 1); // fused %145..%151 blocks.0.think.delta.value.matmul0 .. blocks.0.think.delta.up.matmul0 stdlib.mt:18
+    this.run(pass, "fused_7ops_acf6a6e9cb", 22, 16, 1, 1); // fused %152..%158 blocks.0.think.delta.up.silu0 .. blocks.0.think.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_9ops_678f3cfc15", 23, 16, 1, 1); // fused %159..%167 blocks.0.think.gamma.gate.matmul0 .. blocks.0.think.gamma.value.reshape0 stdlib.mt:18
+    this.run(pass, "fused_8ops_7f64f3a224", 24, 16, 1, 1); // fused %168..%175 blocks.0.think.gamma.value.matmul1 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:18
+    this.run(pass, "fused_4ops_9f2cf5b9e9", 25, 16, 1, 1); // fused %176..%179 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_16821ac87f", 26, 16, 1, 1); // fused %180..%190 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_6af3fe7772", 27, 16, 1, 1); // fused %191..%196 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_16e37f7448", 28, 16, 1, 1); // fused %197..%206 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_a15e5cdbf9", 29, 16, 1, 1); // fused %207..%213 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-135
     this.run(pass, "permute_02134_16x64x2x4x8", 30, 256, 1, 1); // %214 blocks.1.attn.permute0 stdlib.mt:135
-    this.run(pass, "fused_6ops_dfdf8a4fb4", 31, 16, 1, 1); // %215 blocks.1.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "fused_6ops_729ee89094", 31, 16, 1, 1); // fused %215..%220 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-136
     this.run(pass, "permute_02134_16x64x2x4x8", 32, 256, 1, 1); // %221 blocks.1.attn.permute1 stdlib.mt:136
-    this.run(pass, "fused_6ops_c8554497c9", 33, 16, 1, 1); // %222 blocks.1.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "fused_6ops_729ee89094", 33, 16, 1, 1); // fused %222..%227 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-137
     this.run(pass, "permute_02134_16x64x2x4x8", 34, 256, 1, 1); // %228 blocks.1.attn.permute2 stdlib.mt:137
-    this.run(pass, "fused_1ops_470b17a1ea", 35, 16, 1, 1); // %231 blocks.1.attn.permute3 stdlib.mt:141
+    this.run(pass, "fused_1ops_7cd42fe508", 35, 16, 1, 1); // fused %231..%231 blocks.1.attn.permute3 .. blocks.1.attn.permute3 stdlib.mt:141
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 36, 8, 1, 1); // %232 blocks.1.attn.matmul0 stdlib.mt:141
-    this.run(pass, "fused_1ops_630518298d", 37, 16, 1, 1); // %233 blocks.1.attn.affine0 stdlib.mt:141
+    this.run(pass, "fused_1ops_766bfb40b9", 37, 16, 1, 1); // fused %233..%233 blocks.1.attn.affine0 .. blocks.1.attn.affine0 stdlib.mt:141
     this.run(pass, "causal_mask_fminf_16x2x64x64", 38, 512, 1, 1); // %234 blocks.1.attn.causal_mask0 stdlib.mt:142
-    this.run(pass, "fused_5ops_9170c57bdc", 39, 16, 1, 1); // %235 blocks.1.attn.softmax0 stdlib.mt:142
+    this.run(pass, "fused_5ops_e2d3ed7535", 39, 16, 1, 1); // fused %235..%239 blocks.1.attn.softmax0 .. blocks.1.attn.reshape5 stdlib.mt:142-143
     this.run(pass, "matmul_16x2x64x64_16x2x64x64", 40, 8, 1, 1); // %240 blocks.1.attn.matmul2 stdlib.mt:144
-    this.run(pass, "fused_1ops_97d97d4ab2", 41, 16, 1, 1); // %242 blocks.1.attn.matmul3 stdlib.mt:145
+    this.run(pass, "fused_1ops_d95b946eb4", 41, 16, 1, 1); // fused %242..%242 blocks.1.attn.matmul3 .. blocks.1.attn.matmul3 stdlib.mt:145
     this.run(pass, "permute_02134_16x2x64x4x8", 42, 256, 1, 1); // %243 blocks.1.attn.permute5 stdlib.mt:145
-    this.run(pass, "fused_12ops_5b79a6b370", 43, 16, 1, 1); // %245 blocks.1.attn.o.matmul0 stdlib.mt:18
-    this.run(pass, "fused_8ops_38aa17c349", 44, 16, 1, 1); // %257 blocks.1.think.norm.mul2 stdlib.mt:9
-    this.run(pass, "fused_7ops_de1060329d", 45, 16, 1, 1); // %266 blocks.1.think.delta.value.matmul0 stdlib.mt:18
-    this.run(pass, "fused_7ops_0bcd9507b8", 46, 16, 1, 1); // %273 blocks.1.think.delta.up.silu0 stdlib.mt:18
-    this.run(pass, "fused_9ops_7d3849f016", 47, 16, 1, 1); // %280 blocks.1.think.gamma.gate.matmul0 stdlib.mt:18
-    this.run(pass, "fused_8ops_62779d04ea", 48, 16, 1, 1); // %289 blocks.1.think.gamma.value.matmul1 stdlib.mt:18
-    this.run(pass, "fused_4ops_1512e32d6e", 49, 16, 1, 1); // %297 blocks.1.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "fused_11ops_3395ec0dcd", 50, 16, 1, 1); // %301 blocks.1.think.matmul2 stdlib.mt:70
-    this.run(pass, "fused_6ops_c4e3617a2d", 51, 16, 1, 1); // %312 blocks.1.think.mul1 stdlib.mt:72
-    this.run(pass, "fused_10ops_edd470fd40", 52, 16, 1, 1); // %318 blocks.1.think.mul3 stdlib.mt:73
-    this.run(pass, "fused_7ops_3568b9c9bb", 53, 16, 1, 1); // %328 blocks.0.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "fused_12ops_ee0b748158", 43, 16, 1, 1); // fused %245..%256 blocks.1.attn.o.matmul0 .. blocks.1.think.norm.mul1 stdlib.mt:18-9
+    this.run(pass, "fused_8ops_77b58dff08", 44, 16, 1, 1); // fused %257..%265 blocks.1.think.norm.mul2 .. blocks.1.think.delta.silu0 stdlib.mt:9-49
+    this.run(pass, "fused_7ops_40e884f510", 45, 16, 1, 1); // fused %266..%272 blocks.1.think.delta.value.matmul0 .. blocks.1.think.delta.up.matmul0 stdlib.mt:18
+    this.run(pass, "fused_7ops_acf6a6e9cb", 46, 16, 1, 1); // fused %273..%279 blocks.1.think.delta.up.silu0 .. blocks.1.think.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_9ops_678f3cfc15", 47, 16, 1, 1); // fused %280..%288 blocks.1.think.gamma.gate.matmul0 .. blocks.1.think.gamma.value.reshape0 stdlib.mt:18
+    this.run(pass, "fused_8ops_7f64f3a224", 48, 16, 1, 1); // fused %289..%296 blocks.1.think.gamma.value.matmul1 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:18
+    this.run(pass, "fused_4ops_9f2cf5b9e9", 49, 16, 1, 1); // fused %297..%300 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_16821ac87f", 50, 16, 1, 1); // fused %301..%311 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_6af3fe7772", 51, 16, 1, 1); // fused %312..%317 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_f65910af4b", 52, 16, 1, 1); // fused %318..%327 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_a15e5cdbf9", 53, 16, 1, 1); // fused %328..%334 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape8 stdlib.mt:9-135
     this.run(pass, "permute_02134_16x64x2x4x8", 54, 256, 1, 1); // %335 blocks.0.attn.permute6 stdlib.mt:135
-    this.run(pass, "fused_6ops_dfdf8a4fb4", 55, 16, 1, 1); // %336 blocks.0.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "fused_6ops_729ee89094", 55, 16, 1, 1); // fused %336..%341 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape9 stdlib.mt:18-136
     this.run(pass, "permute_02134_16x64x2x4x8", 56, 256, 1, 1); // %342 blocks.0.attn.permute7 stdlib.mt:136
-    this.run(pass, "fused_6ops_c8554497c9", 57, 16, 1, 1); // %343 blocks.0.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "fused_6ops_729ee89094", 57, 16, 1, 1); // fused %343..%348 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape10 stdlib.mt:18-137
     this.run(pass, "permute_02134_16x64x2x4x8", 58, 256, 1, 1); // %349 blocks.0.attn.permute8 stdlib.mt:137
-    this.run(pass, "fused_1ops_470b17a1ea", 59, 16, 1, 1); // %352 blocks.0.attn.permute9 stdlib.mt:141
+    this.run(pass, "fused_1ops_7cd42fe508", 59, 16, 1, 1); // fused %352..%352 blocks.0.attn.permute9 .. blocks.0.attn.permute9 stdlib.mt:141
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 60, 8, 1, 1); // %353 blocks.0.attn.matmul4 stdlib.mt:141
-    this.run(pass, "fused_1ops_630518298d", 61, 16, 1, 1); // %354 blocks.0.attn.affine1 stdlib.mt:141
+    this.run(pass, "fused_1ops_766bfb40b9", 61, 16, 1, 1); // fused %354..%354 blocks.0.attn.affine1 .. blocks.0.attn.affine1 stdlib.mt:141
     this.run(pass, "causal_mask_fminf_16x2x64x64", 62, 512, 1, 1); // %355 blocks.0.attn.causal_mask1 stdlib.mt:142
-    this.run(pass, "fused_5ops_e55517e480", 63, 16, 1, 1); // %356 blocks.0.attn.softmax1 stdlib.mt:142
+    this.run(pass, "fused_5ops_f071b42653", 63, 16, 1, 1); // fused %356..%360 blocks.0.attn.softmax1 .. blocks.0.attn.reshape13 stdlib.mt:142-143
     this.run(pass, "matmul_16x2x64x64_16x2x64x64", 64, 8, 1, 1); // %361 blocks.0.attn.matmul6 stdlib.mt:144
-    this.run(pass, "fused_1ops_97d97d4ab2", 65, 16, 1, 1); // %363 blocks.0.attn.matmul7 stdlib.mt:145
+    this.run(pass, "fused_1ops_d95b946eb4", 65, 16, 1, 1); // fused %363..%363 blocks.0.attn.matmul7 .. blocks.0.attn.matmul7 stdlib.mt:145
     this.run(pass, "permute_02134_16x2x64x4x8", 66, 256, 1, 1); // %364 blocks.0.attn.permute11 stdlib.mt:145
-    this.run(pass, "fused_12ops_5b79a6b370", 67, 16, 1, 1); // %366 blocks.0.attn.o.matmul2 stdlib.mt:18
-    this.run(pass, "fused_8ops_38aa17c349", 68, 16, 1, 1); // %378 blocks.0.think.norm.mul5 stdlib.mt:9
-    this.run(pass, "fused_7ops_de1060329d", 69, 16, 1, 1); // %387 blocks.0.think.delta.value.matmul2 stdlib.mt:18
-    this.run(pass, "fused_7ops_0bcd9507b8", 70, 16, 1, 1); // %394 blocks.0.think.delta.up.silu1 stdlib.mt:18
-    this.run(pass, "fused_9ops_7d3849f016", 71, 16, 1, 1); // %401 blocks.0.think.gamma.gate.matmul2 stdlib.mt:18
-    this.run(pass, "fused_8ops_62779d04ea", 72, 16, 1, 1); // %410 blocks.0.think.gamma.value.matmul3 stdlib.mt:18
-    this.run(pass, "fused_4ops_1512e32d6e", 73, 16, 1, 1); // %418 blocks.0.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "fused_11ops_3395ec0dcd", 74, 16, 1, 1); // %422 blocks.0.think.matmul7 stdlib.mt:70
-    this.run(pass, "fused_6ops_c4e3617a2d", 75, 16, 1, 1); // %433 blocks.0.think.mul5 stdlib.mt:72
-    this.run(pass, "fused_10ops_3c8446ed91", 76, 16, 1, 1); // %439 blocks.0.think.mul7 stdlib.mt:73
-    this.run(pass, "fused_7ops_3568b9c9bb", 77, 16, 1, 1); // %449 blocks.1.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "fused_12ops_ee0b748158", 67, 16, 1, 1); // fused %366..%377 blocks.0.attn.o.matmul2 .. blocks.0.think.norm.mul4 stdlib.mt:18-9
+    this.run(pass, "fused_8ops_77b58dff08", 68, 16, 1, 1); // fused %378..%386 blocks.0.think.norm.mul5 .. blocks.0.think.delta.silu1 stdlib.mt:9-49
+    this.run(pass, "fused_7ops_40e884f510", 69, 16, 1, 1); // fused %387..%393 blocks.0.think.delta.value.matmul2 .. blocks.0.think.delta.up.matmul2 stdlib.mt:18
+    this.run(pass, "fused_7ops_acf6a6e9cb", 70, 16, 1, 1); // fused %394..%400 blocks.0.think.delta.up.silu1 .. blocks.0.think.matmul5 stdlib.mt:18-69
+    this.run(pass, "fused_9ops_678f3cfc15", 71, 16, 1, 1); // fused %401..%409 blocks.0.think.gamma.gate.matmul2 .. blocks.0.think.gamma.value.reshape2 stdlib.mt:18
+    this.run(pass, "fused_8ops_7f64f3a224", 72, 16, 1, 1); // fused %410..%417 blocks.0.think.gamma.value.matmul3 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:18
+    this.run(pass, "fused_4ops_9f2cf5b9e9", 73, 16, 1, 1); // fused %418..%421 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_16821ac87f", 74, 16, 1, 1); // fused %422..%432 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_6af3fe7772", 75, 16, 1, 1); // fused %433..%438 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_692db5fc73", 76, 16, 1, 1); // fused %439..%448 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_a15e5cdbf9", 77, 16, 1, 1); // fused %449..%455 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape8 stdlib.mt:9-135
     this.run(pass, "permute_02134_16x64x2x4x8", 78, 256, 1, 1); // %456 blocks.1.attn.permute6 stdlib.mt:135
-    this.run(pass, "fused_6ops_dfdf8a4fb4", 79, 16, 1, 1); // %457 blocks.1.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "fused_6ops_729ee89094", 79, 16, 1, 1); // fused %457..%462 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape9 stdlib.mt:18-136
     this.run(pass, "permute_02134_16x64x2x4x8", 80, 256, 1, 1); // %463 blocks.1.attn.permute7 stdlib.mt:136
-    this.run(pass, "fused_6ops_c8554497c9", 81, 16, 1, 1); // %464 blocks.1.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "fused_6ops_729ee89094", 81, 16, 1, 1); // fused %464..%469 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape10 stdlib.mt:18-137
     this.run(pass, "permute_02134_16x64x2x4x8", 82, 256, 1, 1); // %470 blocks.1.attn.permute8 stdlib.mt:137
-    this.run(pass, "fused_1ops_470b17a1ea", 83, 16, 1, 1); // %473 blocks.1.attn.permute9 stdlib.mt:141
+    this.run(pass, "fused_1ops_7cd42fe508", 83, 16, 1, 1); // fused %473..%473 blocks.1.attn.permute9 .. blocks.1.attn.permute9 stdlib.mt:141
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 84, 8, 1, 1); // %474 blocks.1.attn.matmul4 stdlib.mt:141
-    this.run(pass, "fused_1ops_630518298d", 85, 16, 1, 1); // %475 blocks.1.attn.affine1 stdlib.mt:141
+    this.run(pass, "fused_1ops_766bfb40b9", 85, 16, 1, 1); // fused %475..%475 blocks.1.attn.affine1 .. blocks.1.attn.affine1 stdlib.mt:141
     this.run(pass, "causal_mask_fminf_16x2x64x64", 86, 512, 1, 1); // %476 blocks.1.attn.causal_mask1 stdlib.mt:142
-    this.run(pass, "fused_5ops_84229fdeed", 87, 16, 1, 1); // %477 blocks.1.attn.softmax1 stdlib.mt:142
+    this.run(pass, "fused_5ops_fb41ae4077", 87, 16, 1, 1); // fused %477..%481 blocks.1.attn.softmax1 .. blocks.1.attn.reshape13 stdlib.mt:142-143
     this.run(pass, "matmul_16x2x64x64_16x2x64x64", 88, 8, 1, 1); // %482 blocks.1.attn.matmul6 stdlib.mt:144
-    this.run(pass, "fused_1ops_97d97d4ab2", 89, 16, 1, 1); // %484 blocks.1.attn.matmul7 stdlib.mt:145
+    this.run(pass, "fused_1ops_d95b946eb4", 89, 16, 1, 1); // fused %484..%484 blocks.1.attn.matmul7 .. blocks.1.attn.matmul7 stdlib.mt:145
     this.run(pass, "permute_02134_16x2x64x4x8", 90, 256, 1, 1); // %485 blocks.1.attn.permute11 stdlib.mt:145
-    this.run(pass, "fused_12ops_5b79a6b370", 91, 16, 1, 1); // %487 blocks.1.attn.o.matmul2 stdlib.mt:18
-    this.run(pass, "fused_8ops_38aa17c349", 92, 16, 1, 1); // %499 blocks.1.think.norm.mul5 stdlib.mt:9
-    this.run(pass, "fused_7ops_de1060329d", 93, 16, 1, 1); // %508 blocks.1.think.delta.value.matmul2 stdlib.mt:18
-    this.run(pass, "fused_7ops_0bcd9507b8", 94, 16, 1, 1); // %515 blocks.1.think.delta.up.silu1 stdlib.mt:18
-    this.run(pass, "fused_9ops_7d3849f016", 95, 16, 1, 1); // %522 blocks.1.think.gamma.gate.matmul2 stdlib.mt:18
-    this.run(pass, "fused_8ops_62779d04ea", 96, 16, 1, 1); // %531 blocks.1.think.gamma.value.matmul3 stdlib.mt:18
-    this.run(pass, "fused_4ops_1512e32d6e", 97, 16, 1, 1); // %539 blocks.1.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "fused_11ops_3395ec0dcd", 98, 16, 1, 1); // %543 blocks.1.think.matmul7 stdlib.mt:70
-    this.run(pass, "fused_6ops_c4e3617a2d", 99, 16, 1, 1); // %554 blocks.1.think.mul5 stdlib.mt:72
-    this.run(pass, "fused_10ops_e2110cdb1b", 100, 16, 1, 1); // %560 blocks.1.think.mul7 stdlib.mt:73
-    this.run(pass, "fused_1ops_e2a2b66d6c", 101, 16, 1, 1); // %570 norm_final.mul2 stdlib.mt:9
+    this.run(pass, "fused_12ops_ee0b748158", 91, 16, 1, 1); // fused %487..%498 blocks.1.attn.o.matmul2 .. blocks.1.think.norm.mul4 stdlib.mt:18-9
+    this.run(pass, "fused_8ops_77b58dff08", 92, 16, 1, 1); // fused %499..%507 blocks.1.think.norm.mul5 .. blocks.1.think.delta.silu1 stdlib.mt:9-49
+    this.run(pass, "fused_7ops_40e884f510", 93, 16, 1, 1); // fused %508..%514 blocks.1.think.delta.value.matmul2 .. blocks.1.think.delta.up.matmul2 stdlib.mt:18
+    this.run(pass, "fused_7ops_acf6a6e9cb", 94, 16, 1, 1); // fused %515..%521 blocks.1.think.delta.up.silu1 .. blocks.1.think.matmul5 stdlib.mt:18-69
+    this.run(pass, "fused_9ops_678f3cfc15", 95, 16, 1, 1); // fused %522..%530 blocks.1.think.gamma.gate.matmul2 .. blocks.1.think.gamma.value.reshape2 stdlib.mt:18
+    this.run(pass, "fused_8ops_7f64f3a224", 96, 16, 1, 1); // fused %531..%538 blocks.1.think.gamma.value.matmul3 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:18
+    this.run(pass, "fused_4ops_9f2cf5b9e9", 97, 16, 1, 1); // fused %539..%542 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_16821ac87f", 98, 16, 1, 1); // fused %543..%553 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_6af3fe7772", 99, 16, 1, 1); // fused %554..%559 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_3e2289d01b", 100, 16, 1, 1); // fused %560..%569 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_1ops_45e0af7593", 101, 16, 1, 1); // fused %570..%570 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
     this.run(pass, "matmul_32x8_16x64x8x8", 102, 64, 1, 1); // %571 head.matmul0 stdlib.mt:106
-    this.run(pass, "fused_2ops_ad30155e7e", 103, 16, 1, 1); // %572 head.mul0 stdlib.mt:106
+    this.run(pass, "fused_2ops_45a7332e31", 103, 16, 1, 1); // fused %572..%573 head.mul0 .. head.sum0 stdlib.mt:106
     this.run(pass, "matmul_256x32_16x64x32x1", 104, 16, 1, 1); // %574 head.matmul1 stdlib.mt:107
     this.run(pass, "cross_entropy_16x64x256_16x64i", 105, 1, 1, 1); // %576 loss.cross_entropy0 matrix_product_attention.mt:21
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_6ops_62411935d6", 106, 16, 1, 1); // %578 loss.cross_entropy0.grad.softmax0 matrix_product_attention.mt:21
+    this.run(pass, "fused_6ops_378e781276", 106, 16, 1, 1); // fused %578..%583 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_product_attention.mt:21-107
     this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", 107, 128, 1, 1); // %586 head.matmul1.grad.sum0 stdlib.mt:107
     this.run(pass, "permute_10_256x32", 108, 32, 1, 1); // %588 head.matmul1.grad.permute1 stdlib.mt:107
     this.run(pass, "matmul_32x256_16x64x256x1", 109, 8, 1, 1); // %589 head.matmul1.grad.matmul1 stdlib.mt:107
-    this.run(pass, "fused_3ops_a25da1dcf7", 110, 16, 1, 1); // %590 head.sum0.grad.expand0 stdlib.mt:106
+    this.run(pass, "fused_3ops_d0737471ce", 110, 16, 1, 1); // fused %590..%592 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
     this.run(pass, "sum_a01_16x64x32x8", 111, 4, 1, 1); // %593 head.mul0.grad.sum0 stdlib.mt:106
     this.run(pass, "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", 112, 4, 1, 1); // %597 head.matmul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "fused_1ops_9ceb6e9d77", 113, 16, 1, 1); // %599 head.matmul0.grad.permute1 stdlib.mt:106
+    this.run(pass, "fused_1ops_1c9a58ca11", 113, 16, 1, 1); // fused %599..%599 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
     this.run(pass, "matmul_8x32_16x64x32x8", 114, 16, 1, 1); // %600 head.matmul0.grad.matmul1 stdlib.mt:106
-    this.run(pass, "fused_2ops_f17440cbbb", 115, 16, 1, 1); // %601 norm_final.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 115, 16, 1, 1); // fused %601..%602 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 116, 1, 1, 1); // %603 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_17ops_5258cdc6d7", 117, 16, 1, 1); // %605 norm_final.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_5ops_ad00f751b5", 118, 16, 1, 1); // %622 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "fused_3ops_068e496b13", 119, 16, 1, 1); // %627 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "fused_17ops_1486e5c9ba", 117, 16, 1, 1); // fused %605..%621 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_5280e39407", 118, 16, 1, 1); // fused %622..%626 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_461fbbfa10", 119, 16, 1, 1); // fused %627..%629 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a0123_16x64x1x1", 120, 1, 1, 1); // %630 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_82a5835e66", 121, 16, 1, 1); // %632 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "fused_2ops_125cd61582", 121, 16, 1, 1); // fused %632..%633 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a01_16x64x8x8", 122, 1, 1, 1); // %634 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_b94007d905", 123, 16, 1, 1); // %636 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "fused_5ops_4941573b3e", 123, 16, 1, 1); // fused %636..%640 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
     this.run(pass, "sum_a0123_16x64x1x1", 124, 1, 1, 1); // %641 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_94817482d7", 125, 16, 1, 1); // %643 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "fused_2ops_1ea0485f5d", 125, 16, 1, 1); // fused %643..%644 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
     this.run(pass, "sum_a01_16x64x8x8", 126, 1, 1, 1); // %645 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_fca0968df6", 127, 16, 1, 1); // %647 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "fused_7ops_973b81dba5", 128, 16, 1, 1); // %651 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_ca961ea74f", 127, 16, 1, 1); // fused %647..%650 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_3f27ed2026", 128, 16, 1, 1); // fused %651..%657 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 129, 1, 1, 1); // %658 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_de5186fd52", 130, 16, 1, 1); // %660 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "fused_1ops_02b920d313", 131, 16, 1, 1); // %664 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_15e0c9d7a9", 130, 16, 1, 1); // fused %660..%663 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_d0721115aa", 131, 16, 1, 1); // fused %664..%664 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 132, 1, 1, 1); // %665 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_635579a41a", 133, 16, 1, 1); // %667 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "fused_2ops_1730e0d43d", 134, 16, 1, 1); // %674 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "fused_5ops_1a12c91ebe", 133, 16, 1, 1); // fused %667..%671 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_68a4855b88", 134, 16, 1, 1); // fused %674..%675 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 135, 1, 1, 1); // %676 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 136, 16, 1, 1); // %679 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 136, 16, 1, 1); // fused %679..%681 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 137, 1, 1, 1); // %682 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 138, 16, 1, 1); // %684 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 138, 16, 1, 1); // fused %684..%685 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 139, 1, 1, 1); // %688 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 140, 16, 1, 1); // %690 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 141, 16, 1, 1); // %697 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 140, 16, 1, 1); // fused %690..%696 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 141, 16, 1, 1); // fused %697..%697 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 142, 1, 1, 1); // %698 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 143, 16, 1, 1); // %700 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 143, 16, 1, 1); // fused %700..%701 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 144, 1, 1, 1); // %704 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 145, 16, 1, 1); // %706 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 146, 16, 1, 1); // %714 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 145, 16, 1, 1); // fused %706..%713 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 146, 16, 1, 1); // fused %714..%714 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 147, 1, 1, 1); // %715 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 148, 16, 1, 1); // %717 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 148, 16, 1, 1); // fused %717..%718 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 149, 1, 1, 1); // %721 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_9c806ba1e6", 150, 16, 1, 1); // %723 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_4ops_a23b7168cc", 151, 16, 1, 1); // %728 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "fused_1ops_46c0b229b4", 152, 16, 1, 1); // %734 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "fused_5ops_9a9e316aeb", 150, 16, 1, 1); // fused %723..%727 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_aebb5b263c", 151, 16, 1, 1); // fused %728..%733 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_024d952c2c", 152, 16, 1, 1); // fused %734..%734 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 153, 1, 1, 1); // %735 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
     this.run(pass, "binary_add_s_s", 154, 1, 1, 1); // %737 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 155, 16, 1, 1); // %739 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 155, 16, 1, 1); // fused %739..%741 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 156, 1, 1, 1); // %742 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 157, 16, 1, 1); // %744 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 157, 16, 1, 1); // fused %744..%745 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 158, 1, 1, 1); // %748 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 159, 16, 1, 1); // %750 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 160, 16, 1, 1); // %757 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 159, 16, 1, 1); // fused %750..%756 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 160, 16, 1, 1); // fused %757..%757 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 161, 1, 1, 1); // %758 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 162, 16, 1, 1); // %760 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 162, 16, 1, 1); // fused %760..%761 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 163, 1, 1, 1); // %764 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 164, 16, 1, 1); // %766 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 165, 16, 1, 1); // %774 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 164, 16, 1, 1); // fused %766..%773 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 165, 16, 1, 1); // fused %774..%774 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 166, 1, 1, 1); // %775 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 167, 16, 1, 1); // %777 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 167, 16, 1, 1); // fused %777..%778 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 168, 1, 1, 1); // %781 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_0bbc388eb3", 169, 16, 1, 1); // %783 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_e167153de3", 169, 16, 1, 1); // fused %783..%786 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
     this.run(pass, "binary_mul_s_s", 170, 1, 1, 1); // %787 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_f17440cbbb", 171, 16, 1, 1); // %788 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 171, 16, 1, 1); // fused %788..%789 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 172, 1, 1, 1); // %790 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_bbfc3bbd87", 173, 16, 1, 1); // %792 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_1ops_cfcdd64937", 174, 16, 1, 1); // %810 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_18ops_9eaf2e4e38", 173, 16, 1, 1); // fused %792..%809 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_c7b094d0f3", 174, 16, 1, 1); // fused %810..%810 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 175, 1, 1, 1); // %811 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 176, 16, 1, 1); // %813 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 176, 16, 1, 1); // fused %813..%814 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 177, 1, 1, 1); // %817 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_a1b80a8fd0", 178, 16, 1, 1); // %819 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_3ops_8c9f144dff", 178, 16, 1, 1); // fused %819..%821 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape15.grad.reshape0 stdlib.mt:18-145
     this.run(pass, "permute_02134_16x64x2x4x8", 179, 256, 1, 1); // %822 blocks.1.attn.permute11.grad.permute0 stdlib.mt:145
-    this.run(pass, "fused_6ops_e2450af657", 180, 16, 1, 1); // %823 blocks.1.attn.matmul7.grad.permute0 stdlib.mt:145
+    this.run(pass, "fused_6ops_73e270433a", 180, 16, 1, 1); // fused %823..%828 blocks.1.attn.matmul7.grad.permute0 .. blocks.1.attn.matmul6.grad.permute0 stdlib.mt:145-144
     this.run(pass, "matmul_16x2x64x64_16x2x64x64", 181, 8, 1, 1); // %829 blocks.1.attn.matmul6.grad.matmul0 stdlib.mt:144
-    this.run(pass, "fused_1ops_3155f8ad16", 182, 16, 1, 1); // %830 blocks.1.attn.matmul6.grad.permute1 stdlib.mt:144
+    this.run(pass, "fused_1ops_211c8e1edf", 182, 16, 1, 1); // fused %830..%830 blocks.1.attn.matmul6.grad.permute1 .. blocks.1.attn.matmul6.grad.permute1 stdlib.mt:144
     this.run(pass, "matmul_16x2x64x64_16x2x64x64", 183, 8, 1, 1); // %831 blocks.1.attn.matmul6.grad.matmul1 stdlib.mt:144
-    this.run(pass, "fused_6ops_4405733e47", 184, 16, 1, 1); // %833 blocks.1.attn.matmul5.grad.permute0 stdlib.mt:143
-    this.run(pass, "fused_4ops_12ed07e96e", 185, 16, 1, 1); // %839 blocks.1.attn.softmax1.grad.mul0 stdlib.mt:142
+    this.run(pass, "fused_6ops_74b8778a94", 184, 16, 1, 1); // fused %833..%838 blocks.1.attn.matmul5.grad.permute0 .. blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:143-142
+    this.run(pass, "fused_4ops_c739588d55", 185, 16, 1, 1); // fused %839..%842 blocks.1.attn.softmax1.grad.mul0 .. blocks.1.attn.softmax1.grad.mul1 stdlib.mt:142
     this.run(pass, "causal_mask_f0_16x2x64x64", 186, 512, 1, 1); // %843 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:142
-    this.run(pass, "fused_2ops_8b79402e4a", 187, 16, 1, 1); // %844 blocks.1.attn.affine1.grad.affine0 stdlib.mt:141
+    this.run(pass, "fused_2ops_2aa6fc4479", 187, 16, 1, 1); // fused %844..%845 blocks.1.attn.affine1.grad.affine0 .. blocks.1.attn.matmul4.grad.permute0 stdlib.mt:141
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 188, 16, 1, 1); // %846 blocks.1.attn.matmul4.grad.matmul0 stdlib.mt:141
-    this.run(pass, "fused_1ops_470b17a1ea", 189, 16, 1, 1); // %847 blocks.1.attn.matmul4.grad.permute1 stdlib.mt:141
+    this.run(pass, "fused_1ops_7cd42fe508", 189, 16, 1, 1); // fused %847..%847 blocks.1.attn.matmul4.grad.permute1 .. blocks.1.attn.matmul4.grad.permute1 stdlib.mt:141
     this.run(pass, "matmul_16x2x32x64_16x2x64x64", 190, 16, 1, 1); // %848 blocks.1.attn.matmul4.grad.matmul1 stdlib.mt:141
-    this.run(pass, "fused_8ops_d3146bb1b5", 191, 16, 1, 1); // %849 blocks.1.attn.permute9.grad.permute0 stdlib.mt:141
-    this.run(pass, "fused_3ops_4a99104037", 192, 16, 1, 1); // %857 blocks.1.attn.v.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_8ops_7bf6b22e84", 191, 16, 1, 1); // fused %849..%856 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.v.reshape3.grad.reshape0 stdlib.mt:141-18
+    this.run(pass, "fused_3ops_644611d13c", 192, 16, 1, 1); // fused %857..%859 blocks.1.attn.v.matmul3.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 193, 1, 1, 1); // %860 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 194, 16, 1, 1); // %862 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 194, 16, 1, 1); // fused %862..%863 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 195, 1, 1, 1); // %866 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_a925fe2888", 196, 16, 1, 1); // %868 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_172127c8e9", 196, 16, 1, 1); // fused %868..%875 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 197, 1, 1, 1); // %876 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 198, 16, 1, 1); // %878 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 198, 16, 1, 1); // fused %878..%879 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 199, 1, 1, 1); // %882 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_b53d1cc3d3", 200, 16, 1, 1); // %884 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 201, 16, 1, 1); // %892 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_aa71459ad0", 200, 16, 1, 1); // fused %884..%891 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 201, 16, 1, 1); // fused %892..%892 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 202, 1, 1, 1); // %893 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 203, 16, 1, 1); // %895 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 203, 16, 1, 1); // fused %895..%896 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 204, 1, 1, 1); // %899 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_09dc3d6959", 205, 16, 1, 1); // %901 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_5ops_260ecd5091", 205, 16, 1, 1); // fused %901..%905 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
     this.run(pass, "sum_a01_16x64x8x8", 206, 1, 1, 1); // %906 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_b98f3b8252", 207, 16, 1, 1); // %908 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_5ops_ad00f751b5", 208, 16, 1, 1); // %926 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "fused_3ops_068e496b13", 209, 16, 1, 1); // %931 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "fused_18ops_e55821f18c", 207, 16, 1, 1); // fused %908..%925 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_5280e39407", 208, 16, 1, 1); // fused %926..%930 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_461fbbfa10", 209, 16, 1, 1); // fused %931..%933 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a0123_16x64x1x1", 210, 1, 1, 1); // %934 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_82a5835e66", 211, 16, 1, 1); // %936 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "fused_2ops_125cd61582", 211, 16, 1, 1); // fused %936..%937 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a01_16x64x8x8", 212, 1, 1, 1); // %938 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_b94007d905", 213, 16, 1, 1); // %940 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "fused_5ops_4941573b3e", 213, 16, 1, 1); // fused %940..%944 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
     this.run(pass, "sum_a0123_16x64x1x1", 214, 1, 1, 1); // %945 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_94817482d7", 215, 16, 1, 1); // %947 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "fused_2ops_1ea0485f5d", 215, 16, 1, 1); // fused %947..%948 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
     this.run(pass, "sum_a01_16x64x8x8", 216, 1, 1, 1); // %949 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_fca0968df6", 217, 16, 1, 1); // %951 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "fused_7ops_973b81dba5", 218, 16, 1, 1); // %955 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_ca961ea74f", 217, 16, 1, 1); // fused %951..%954 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_3f27ed2026", 218, 16, 1, 1); // fused %955..%961 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 219, 1, 1, 1); // %962 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_de5186fd52", 220, 16, 1, 1); // %964 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "fused_1ops_02b920d313", 221, 16, 1, 1); // %968 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_15e0c9d7a9", 220, 16, 1, 1); // fused %964..%967 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_d0721115aa", 221, 16, 1, 1); // fused %968..%968 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 222, 1, 1, 1); // %969 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_635579a41a", 223, 16, 1, 1); // %971 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "fused_2ops_1730e0d43d", 224, 16, 1, 1); // %978 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "fused_5ops_1a12c91ebe", 223, 16, 1, 1); // fused %971..%975 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_68a4855b88", 224, 16, 1, 1); // fused %978..%979 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 225, 1, 1, 1); // %980 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 226, 16, 1, 1); // %983 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 226, 16, 1, 1); // fused %983..%985 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 227, 1, 1, 1); // %986 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 228, 16, 1, 1); // %988 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 228, 16, 1, 1); // fused %988..%989 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 229, 1, 1, 1); // %992 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 230, 16, 1, 1); // %994 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 231, 16, 1, 1); // %1001 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 230, 16, 1, 1); // fused %994..%1000 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 231, 16, 1, 1); // fused %1001..%1001 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 232, 1, 1, 1); // %1002 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 233, 16, 1, 1); // %1004 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 233, 16, 1, 1); // fused %1004..%1005 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 234, 1, 1, 1); // %1008 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 235, 16, 1, 1); // %1010 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 236, 16, 1, 1); // %1018 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 235, 16, 1, 1); // fused %1010..%1017 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 236, 16, 1, 1); // fused %1018..%1018 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 237, 1, 1, 1); // %1019 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 238, 16, 1, 1); // %1021 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 238, 16, 1, 1); // fused %1021..%1022 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 239, 1, 1, 1); // %1025 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_9c806ba1e6", 240, 16, 1, 1); // %1027 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_4ops_a23b7168cc", 241, 16, 1, 1); // %1032 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "fused_1ops_46c0b229b4", 242, 16, 1, 1); // %1038 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "fused_5ops_9a9e316aeb", 240, 16, 1, 1); // fused %1027..%1031 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_aebb5b263c", 241, 16, 1, 1); // fused %1032..%1037 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_024d952c2c", 242, 16, 1, 1); // fused %1038..%1038 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 243, 1, 1, 1); // %1039 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
     this.run(pass, "binary_add_s_s", 244, 1, 1, 1); // %1041 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 245, 16, 1, 1); // %1043 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 245, 16, 1, 1); // fused %1043..%1045 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 246, 1, 1, 1); // %1046 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 247, 16, 1, 1); // %1048 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 247, 16, 1, 1); // fused %1048..%1049 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 248, 1, 1, 1); // %1052 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 249, 16, 1, 1); // %1054 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 250, 16, 1, 1); // %1061 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 249, 16, 1, 1); // fused %1054..%1060 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 250, 16, 1, 1); // fused %1061..%1061 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 251, 1, 1, 1); // %1062 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 252, 16, 1, 1); // %1064 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 252, 16, 1, 1); // fused %1064..%1065 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 253, 1, 1, 1); // %1068 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 254, 16, 1, 1); // %1070 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 255, 16, 1, 1); // %1078 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 254, 16, 1, 1); // fused %1070..%1077 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 255, 16, 1, 1); // fused %1078..%1078 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 256, 1, 1, 1); // %1079 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 257, 16, 1, 1); // %1081 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 257, 16, 1, 1); // fused %1081..%1082 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 258, 1, 1, 1); // %1085 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_0bbc388eb3", 259, 16, 1, 1); // %1087 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_e167153de3", 259, 16, 1, 1); // fused %1087..%1090 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
     this.run(pass, "binary_mul_s_s", 260, 1, 1, 1); // %1091 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_f17440cbbb", 261, 16, 1, 1); // %1092 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 261, 16, 1, 1); // fused %1092..%1093 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 262, 1, 1, 1); // %1094 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_bbfc3bbd87", 263, 16, 1, 1); // %1096 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_1ops_cfcdd64937", 264, 16, 1, 1); // %1114 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_18ops_9eaf2e4e38", 263, 16, 1, 1); // fused %1096..%1113 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_c7b094d0f3", 264, 16, 1, 1); // fused %1114..%1114 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 265, 1, 1, 1); // %1115 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 266, 16, 1, 1); // %1117 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 266, 16, 1, 1); // fused %1117..%1118 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 267, 1, 1, 1); // %1121 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_a1b80a8fd0", 268, 16, 1, 1); // %1123 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_3ops_8c9f144dff", 268, 16, 1, 1); // fused %1123..%1125 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape15.grad.reshape0 stdlib.mt:18-145
     this.run(pass, "permute_02134_16x64x2x4x8", 269, 256, 1, 1); // %1126 blocks.0.attn.permute11.grad.permute0 stdlib.mt:145
-    this.run(pass, "fused_6ops_e2450af657", 270, 16, 1, 1); // %1127 blocks.0.attn.matmul7.grad.permute0 stdlib.mt:145
+    this.run(pass, "fused_6ops_73e270433a", 270, 16, 1, 1); // fused %1127..%1132 blocks.0.attn.matmul7.grad.permute0 .. blocks.0.attn.matmul6.grad.permute0 stdlib.mt:145-144
     this.run(pass, "matmul_16x2x64x64_16x2x64x64", 271, 8, 1, 1); // %1133 blocks.0.attn.matmul6.grad.matmul0 stdlib.mt:144
-    this.run(pass, "fused_1ops_3155f8ad16", 272, 16, 1, 1); // %1134 blocks.0.attn.matmul6.grad.permute1 stdlib.mt:144
+    this.run(pass, "fused_1ops_211c8e1edf", 272, 16, 1, 1); // fused %1134..%1134 blocks.0.attn.matmul6.grad.permute1 .. blocks.0.attn.matmul6.grad.permute1 stdlib.mt:144
     this.run(pass, "matmul_16x2x64x64_16x2x64x64", 273, 8, 1, 1); // %1135 blocks.0.attn.matmul6.grad.matmul1 stdlib.mt:144
-    this.run(pass, "fused_6ops_532af6464b", 274, 16, 1, 1); // %1137 blocks.0.attn.matmul5.grad.permute0 stdlib.mt:143
-    this.run(pass, "fused_4ops_12ed07e96e", 275, 16, 1, 1); // %1143 blocks.0.attn.softmax1.grad.mul0 stdlib.mt:142
+    this.run(pass, "fused_6ops_36e6b34a21", 274, 16, 1, 1); // fused %1137..%1142 blocks.0.attn.matmul5.grad.permute0 .. blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:143-142
+    this.run(pass, "fused_4ops_c739588d55", 275, 16, 1, 1); // fused %1143..%1146 blocks.0.attn.softmax1.grad.mul0 .. blocks.0.attn.softmax1.grad.mul1 stdlib.mt:142
     this.run(pass, "causal_mask_f0_16x2x64x64", 276, 512, 1, 1); // %1147 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:142
-    this.run(pass, "fused_2ops_8b79402e4a", 277, 16, 1, 1); // %1148 blocks.0.attn.affine1.grad.affine0 stdlib.mt:141
+    this.run(pass, "fused_2ops_2aa6fc4479", 277, 16, 1, 1); // fused %1148..%1149 blocks.0.attn.affine1.grad.affine0 .. blocks.0.attn.matmul4.grad.permute0 stdlib.mt:141
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 278, 16, 1, 1); // %1150 blocks.0.attn.matmul4.grad.matmul0 stdlib.mt:141
-    this.run(pass, "fused_1ops_470b17a1ea", 279, 16, 1, 1); // %1151 blocks.0.attn.matmul4.grad.permute1 stdlib.mt:141
+    this.run(pass, "fused_1ops_7cd42fe508", 279, 16, 1, 1); // fused %1151..%1151 blocks.0.attn.matmul4.grad.permute1 .. blocks.0.attn.matmul4.grad.permute1 stdlib.mt:141
     this.run(pass, "matmul_16x2x32x64_16x2x64x64", 280, 16, 1, 1); // %1152 blocks.0.attn.matmul4.grad.matmul1 stdlib.mt:141
-    this.run(pass, "fused_8ops_d3146bb1b5", 281, 16, 1, 1); // %1153 blocks.0.attn.permute9.grad.permute0 stdlib.mt:141
-    this.run(pass, "fused_3ops_4a99104037", 282, 16, 1, 1); // %1161 blocks.0.attn.v.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_8ops_7bf6b22e84", 281, 16, 1, 1); // fused %1153..%1160 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.v.reshape3.grad.reshape0 stdlib.mt:141-18
+    this.run(pass, "fused_3ops_644611d13c", 282, 16, 1, 1); // fused %1161..%1163 blocks.0.attn.v.matmul3.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 283, 1, 1, 1); // %1164 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 284, 16, 1, 1); // %1166 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 284, 16, 1, 1); // fused %1166..%1167 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 285, 1, 1, 1); // %1170 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_a925fe2888", 286, 16, 1, 1); // %1172 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_172127c8e9", 286, 16, 1, 1); // fused %1172..%1179 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 287, 1, 1, 1); // %1180 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 288, 16, 1, 1); // %1182 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 288, 16, 1, 1); // fused %1182..%1183 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 289, 1, 1, 1); // %1186 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_b53d1cc3d3", 290, 16, 1, 1); // %1188 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 291, 16, 1, 1); // %1196 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_aa71459ad0", 290, 16, 1, 1); // fused %1188..%1195 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 291, 16, 1, 1); // fused %1196..%1196 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 292, 1, 1, 1); // %1197 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 293, 16, 1, 1); // %1199 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 293, 16, 1, 1); // fused %1199..%1200 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 294, 1, 1, 1); // %1203 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_09dc3d6959", 295, 16, 1, 1); // %1205 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_5ops_260ecd5091", 295, 16, 1, 1); // fused %1205..%1209 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
     this.run(pass, "sum_a01_16x64x8x8", 296, 1, 1, 1); // %1210 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_e85ccd577b", 297, 16, 1, 1); // %1212 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_5ops_ad00f751b5", 298, 16, 1, 1); // %1230 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "fused_3ops_068e496b13", 299, 16, 1, 1); // %1235 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "fused_18ops_fa4e161a56", 297, 16, 1, 1); // fused %1212..%1229 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_5280e39407", 298, 16, 1, 1); // fused %1230..%1234 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_461fbbfa10", 299, 16, 1, 1); // fused %1235..%1237 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a0123_16x64x1x1", 300, 1, 1, 1); // %1238 blocks.1.think.add3.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_add_s_s", 301, 1, 1, 1); // %1240 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_82a5835e66", 302, 16, 1, 1); // %1241 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "fused_2ops_125cd61582", 302, 16, 1, 1); // fused %1241..%1242 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a01_16x64x8x8", 303, 1, 1, 1); // %1243 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_add_8x8_8x8", 304, 1, 1, 1); // %1246 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_b94007d905", 305, 16, 1, 1); // %1245 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "fused_5ops_4941573b3e", 305, 16, 1, 1); // fused %1245..%1250 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
     this.run(pass, "sum_a0123_16x64x1x1", 306, 1, 1, 1); // %1251 blocks.1.think.add2.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_add_s_s", 307, 1, 1, 1); // %1253 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_94817482d7", 308, 16, 1, 1); // %1254 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "fused_2ops_1ea0485f5d", 308, 16, 1, 1); // fused %1254..%1255 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
     this.run(pass, "sum_a01_16x64x8x8", 309, 1, 1, 1); // %1256 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_add_8x8_8x8", 310, 1, 1, 1); // %1259 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_fca0968df6", 311, 16, 1, 1); // %1258 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "fused_7ops_973b81dba5", 312, 16, 1, 1); // %1263 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_ca961ea74f", 311, 16, 1, 1); // fused %1258..%1262 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_3f27ed2026", 312, 16, 1, 1); // fused %1263..%1269 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 313, 1, 1, 1); // %1270 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
     this.run(pass, "binary_add_8x1_8x1", 314, 1, 1, 1); // %1271 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_de5186fd52", 315, 16, 1, 1); // %1273 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "fused_1ops_02b920d313", 316, 16, 1, 1); // %1277 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_15e0c9d7a9", 315, 16, 1, 1); // fused %1273..%1276 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_d0721115aa", 316, 16, 1, 1); // fused %1277..%1277 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 317, 1, 1, 1); // %1278 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
     this.run(pass, "binary_add_8x1_8x1", 318, 1, 1, 1); // %1279 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_635579a41a", 319, 16, 1, 1); // %1281 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "fused_2ops_1730e0d43d", 320, 16, 1, 1); // %1288 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "fused_5ops_1a12c91ebe", 319, 16, 1, 1); // fused %1281..%1285 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_68a4855b88", 320, 16, 1, 1); // fused %1288..%1289 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 321, 1, 1, 1); // %1290 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 322, 16, 1, 1); // %1293 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 322, 16, 1, 1); // fused %1293..%1295 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 323, 1, 1, 1); // %1296 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 324, 1, 1, 1); // %1297 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 325, 16, 1, 1); // %1299 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 325, 16, 1, 1); // fused %1299..%1300 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 326, 1, 1, 1); // %1303 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 327, 1, 1, 1); // %1307 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 328, 16, 1, 1); // %1305 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 329, 16, 1, 1); // %1313 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 328, 16, 1, 1); // fused %1305..%1312 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 329, 16, 1, 1); // fused %1313..%1313 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 330, 1, 1, 1); // %1314 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 331, 1, 1, 1); // %1315 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 332, 16, 1, 1); // %1317 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 332, 16, 1, 1); // fused %1317..%1318 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 333, 1, 1, 1); // %1321 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 334, 1, 1, 1); // %1325 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 335, 16, 1, 1); // %1323 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 336, 16, 1, 1); // %1332 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 335, 16, 1, 1); // fused %1323..%1331 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 336, 16, 1, 1); // fused %1332..%1332 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 337, 1, 1, 1); // %1333 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 338, 1, 1, 1); // %1334 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 339, 16, 1, 1); // %1336 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 339, 16, 1, 1); // fused %1336..%1337 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 340, 1, 1, 1); // %1340 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 341, 1, 1, 1); // %1344 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_9c806ba1e6", 342, 16, 1, 1); // %1342 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_4ops_a23b7168cc", 343, 16, 1, 1); // %1348 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "fused_1ops_46c0b229b4", 344, 16, 1, 1); // %1354 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "fused_5ops_9a9e316aeb", 342, 16, 1, 1); // fused %1342..%1347 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_aebb5b263c", 343, 16, 1, 1); // fused %1348..%1353 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_024d952c2c", 344, 16, 1, 1); // fused %1354..%1354 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 345, 1, 1, 1); // %1355 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
     this.run(pass, "binary_add_s_s", 346, 1, 1, 1); // %1357 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 347, 16, 1, 1); // %1359 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 347, 16, 1, 1); // fused %1359..%1361 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 348, 1, 1, 1); // %1362 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 349, 1, 1, 1); // %1363 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 350, 16, 1, 1); // %1365 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 350, 16, 1, 1); // fused %1365..%1366 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 351, 1, 1, 1); // %1369 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 352, 1, 1, 1); // %1373 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 353, 16, 1, 1); // %1371 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 354, 16, 1, 1); // %1379 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 353, 16, 1, 1); // fused %1371..%1378 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 354, 16, 1, 1); // fused %1379..%1379 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 355, 1, 1, 1); // %1380 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 356, 1, 1, 1); // %1381 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 357, 16, 1, 1); // %1383 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 357, 16, 1, 1); // fused %1383..%1384 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 358, 1, 1, 1); // %1387 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 359, 1, 1, 1); // %1391 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 360, 16, 1, 1); // %1389 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 361, 16, 1, 1); // %1398 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 360, 16, 1, 1); // fused %1389..%1397 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 361, 16, 1, 1); // fused %1398..%1398 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 362, 1, 1, 1); // %1399 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 363, 1, 1, 1); // %1400 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 364, 16, 1, 1); // %1402 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 364, 16, 1, 1); // fused %1402..%1403 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 365, 1, 1, 1); // %1406 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 366, 1, 1, 1); // %1410 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_0bbc388eb3", 367, 16, 1, 1); // %1408 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_e167153de3", 367, 16, 1, 1); // fused %1408..%1412 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
     this.run(pass, "binary_mul_s_s", 368, 1, 1, 1); // %1413 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
     this.run(pass, "binary_add_s_s", 369, 1, 1, 1); // %1414 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_f17440cbbb", 370, 16, 1, 1); // %1415 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 370, 16, 1, 1); // fused %1415..%1416 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 371, 1, 1, 1); // %1417 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 372, 1, 1, 1); // %1419 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_bbfc3bbd87", 373, 16, 1, 1); // %1420 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_1ops_cfcdd64937", 374, 16, 1, 1); // %1438 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_18ops_9eaf2e4e38", 373, 16, 1, 1); // fused %1420..%1437 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_c7b094d0f3", 374, 16, 1, 1); // fused %1438..%1438 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 375, 1, 1, 1); // %1439 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 376, 1, 1, 1); // %1440 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 377, 16, 1, 1); // %1442 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 377, 16, 1, 1); // fused %1442..%1443 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 378, 1, 1, 1); // %1446 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 379, 1, 1, 1); // %1450 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_a1b80a8fd0", 380, 16, 1, 1); // %1448 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_3ops_8c9f144dff", 380, 16, 1, 1); // fused %1448..%1451 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-145
     this.run(pass, "permute_02134_16x64x2x4x8", 381, 256, 1, 1); // %1452 blocks.1.attn.permute5.grad.permute0 stdlib.mt:145
-    this.run(pass, "fused_6ops_e2450af657", 382, 16, 1, 1); // %1453 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:145
+    this.run(pass, "fused_6ops_73e270433a", 382, 16, 1, 1); // fused %1453..%1458 blocks.1.attn.matmul3.grad.permute0 .. blocks.1.attn.matmul2.grad.permute0 stdlib.mt:145-144
     this.run(pass, "matmul_16x2x64x64_16x2x64x64", 383, 8, 1, 1); // %1459 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:144
-    this.run(pass, "fused_1ops_3155f8ad16", 384, 16, 1, 1); // %1460 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:144
+    this.run(pass, "fused_1ops_211c8e1edf", 384, 16, 1, 1); // fused %1460..%1460 blocks.1.attn.matmul2.grad.permute1 .. blocks.1.attn.matmul2.grad.permute1 stdlib.mt:144
     this.run(pass, "matmul_16x2x64x64_16x2x64x64", 385, 8, 1, 1); // %1461 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:144
-    this.run(pass, "fused_6ops_86782dbef3", 386, 16, 1, 1); // %1463 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:143
-    this.run(pass, "fused_4ops_12ed07e96e", 387, 16, 1, 1); // %1469 blocks.1.attn.softmax0.grad.mul0 stdlib.mt:142
+    this.run(pass, "fused_6ops_949b94868f", 386, 16, 1, 1); // fused %1463..%1468 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:143-142
+    this.run(pass, "fused_4ops_c739588d55", 387, 16, 1, 1); // fused %1469..%1472 blocks.1.attn.softmax0.grad.mul0 .. blocks.1.attn.softmax0.grad.mul1 stdlib.mt:142
     this.run(pass, "causal_mask_f0_16x2x64x64", 388, 512, 1, 1); // %1473 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:142
-    this.run(pass, "fused_2ops_8b79402e4a", 389, 16, 1, 1); // %1474 blocks.1.attn.affine0.grad.affine0 stdlib.mt:141
+    this.run(pass, "fused_2ops_2aa6fc4479", 389, 16, 1, 1); // fused %1474..%1475 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 stdlib.mt:141
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 390, 16, 1, 1); // %1476 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:141
-    this.run(pass, "fused_1ops_470b17a1ea", 391, 16, 1, 1); // %1477 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:141
+    this.run(pass, "fused_1ops_7cd42fe508", 391, 16, 1, 1); // fused %1477..%1477 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 stdlib.mt:141
     this.run(pass, "matmul_16x2x32x64_16x2x64x64", 392, 16, 1, 1); // %1478 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:141
-    this.run(pass, "fused_8ops_d3146bb1b5", 393, 16, 1, 1); // %1479 blocks.1.attn.permute3.grad.permute0 stdlib.mt:141
-    this.run(pass, "fused_3ops_4a99104037", 394, 16, 1, 1); // %1487 blocks.1.attn.v.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_8ops_7bf6b22e84", 393, 16, 1, 1); // fused %1479..%1486 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.v.reshape1.grad.reshape0 stdlib.mt:141-18
+    this.run(pass, "fused_3ops_644611d13c", 394, 16, 1, 1); // fused %1487..%1489 blocks.1.attn.v.matmul1.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 395, 1, 1, 1); // %1490 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 396, 1, 1, 1); // %1491 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 397, 16, 1, 1); // %1493 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 397, 16, 1, 1); // fused %1493..%1494 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 398, 1, 1, 1); // %1497 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 399, 1, 1, 1); // %1501 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_a925fe2888", 400, 16, 1, 1); // %1499 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_172127c8e9", 400, 16, 1, 1); // fused %1499..%1507 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 401, 1, 1, 1); // %1508 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 402, 1, 1, 1); // %1509 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 403, 16, 1, 1); // %1511 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 403, 16, 1, 1); // fused %1511..%1512 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 404, 1, 1, 1); // %1515 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 405, 1, 1, 1); // %1519 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_b53d1cc3d3", 406, 16, 1, 1); // %1517 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 407, 16, 1, 1); // %1526 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_aa71459ad0", 406, 16, 1, 1); // fused %1517..%1525 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 407, 16, 1, 1); // fused %1526..%1526 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 408, 1, 1, 1); // %1527 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 409, 1, 1, 1); // %1528 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 410, 16, 1, 1); // %1530 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 410, 16, 1, 1); // fused %1530..%1531 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 411, 1, 1, 1); // %1534 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 412, 1, 1, 1); // %1538 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_09dc3d6959", 413, 16, 1, 1); // %1536 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_5ops_260ecd5091", 413, 16, 1, 1); // fused %1536..%1541 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
     this.run(pass, "sum_a01_16x64x8x8", 414, 1, 1, 1); // %1542 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 415, 1, 1, 1); // %1544 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_c41b283b6a", 416, 16, 1, 1); // %1545 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_5ops_ad00f751b5", 417, 16, 1, 1); // %1563 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "fused_3ops_068e496b13", 418, 16, 1, 1); // %1568 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "fused_18ops_d94baa33ad", 416, 16, 1, 1); // fused %1545..%1562 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_5280e39407", 417, 16, 1, 1); // fused %1563..%1567 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_461fbbfa10", 418, 16, 1, 1); // fused %1568..%1570 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a0123_16x64x1x1", 419, 1, 1, 1); // %1571 blocks.0.think.add3.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_add_s_s", 420, 1, 1, 1); // %1573 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_82a5835e66", 421, 16, 1, 1); // %1574 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "fused_2ops_125cd61582", 421, 16, 1, 1); // fused %1574..%1575 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a01_16x64x8x8", 422, 1, 1, 1); // %1576 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_add_8x8_8x8", 423, 1, 1, 1); // %1579 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_b94007d905", 424, 16, 1, 1); // %1578 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "fused_5ops_4941573b3e", 424, 16, 1, 1); // fused %1578..%1583 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
     this.run(pass, "sum_a0123_16x64x1x1", 425, 1, 1, 1); // %1584 blocks.0.think.add2.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_add_s_s", 426, 1, 1, 1); // %1586 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_94817482d7", 427, 16, 1, 1); // %1587 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "fused_2ops_1ea0485f5d", 427, 16, 1, 1); // fused %1587..%1588 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
     this.run(pass, "sum_a01_16x64x8x8", 428, 1, 1, 1); // %1589 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_add_8x8_8x8", 429, 1, 1, 1); // %1592 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_fca0968df6", 430, 16, 1, 1); // %1591 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "fused_7ops_973b81dba5", 431, 16, 1, 1); // %1596 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_ca961ea74f", 430, 16, 1, 1); // fused %1591..%1595 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_3f27ed2026", 431, 16, 1, 1); // fused %1596..%1602 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 432, 1, 1, 1); // %1603 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
     this.run(pass, "binary_add_8x1_8x1", 433, 1, 1, 1); // %1604 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_de5186fd52", 434, 16, 1, 1); // %1606 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "fused_1ops_02b920d313", 435, 16, 1, 1); // %1610 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_15e0c9d7a9", 434, 16, 1, 1); // fused %1606..%1609 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_d0721115aa", 435, 16, 1, 1); // fused %1610..%1610 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 436, 1, 1, 1); // %1611 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
     this.run(pass, "binary_add_8x1_8x1", 437, 1, 1, 1); // %1612 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_635579a41a", 438, 16, 1, 1); // %1614 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "fused_2ops_1730e0d43d", 439, 16, 1, 1); // %1621 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "fused_5ops_1a12c91ebe", 438, 16, 1, 1); // fused %1614..%1618 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_68a4855b88", 439, 16, 1, 1); // fused %1621..%1622 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 440, 1, 1, 1); // %1623 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 441, 16, 1, 1); // %1626 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 441, 16, 1, 1); // fused %1626..%1628 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 442, 1, 1, 1); // %1629 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 443, 1, 1, 1); // %1630 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 444, 16, 1, 1); // %1632 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 444, 16, 1, 1); // fused %1632..%1633 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 445, 1, 1, 1); // %1636 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 446, 1, 1, 1); // %1640 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 447, 16, 1, 1); // %1638 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 448, 16, 1, 1); // %1646 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 447, 16, 1, 1); // fused %1638..%1645 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 448, 16, 1, 1); // fused %1646..%1646 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 449, 1, 1, 1); // %1647 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 450, 1, 1, 1); // %1648 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 451, 16, 1, 1); // %1650 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 451, 16, 1, 1); // fused %1650..%1651 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 452, 1, 1, 1); // %1654 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 453, 1, 1, 1); // %1658 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 454, 16, 1, 1); // %1656 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 455, 16, 1, 1); // %1665 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 454, 16, 1, 1); // fused %1656..%1664 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 455, 16, 1, 1); // fused %1665..%1665 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 456, 1, 1, 1); // %1666 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 457, 1, 1, 1); // %1667 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 458, 16, 1, 1); // %1669 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 458, 16, 1, 1); // fused %1669..%1670 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 459, 1, 1, 1); // %1673 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 460, 1, 1, 1); // %1677 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_9c806ba1e6", 461, 16, 1, 1); // %1675 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_4ops_a23b7168cc", 462, 16, 1, 1); // %1681 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "fused_1ops_46c0b229b4", 463, 16, 1, 1); // %1687 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "fused_5ops_9a9e316aeb", 461, 16, 1, 1); // fused %1675..%1680 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_aebb5b263c", 462, 16, 1, 1); // fused %1681..%1686 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_024d952c2c", 463, 16, 1, 1); // fused %1687..%1687 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 464, 1, 1, 1); // %1688 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
     this.run(pass, "binary_add_s_s", 465, 1, 1, 1); // %1690 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 466, 16, 1, 1); // %1692 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 466, 16, 1, 1); // fused %1692..%1694 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 467, 1, 1, 1); // %1695 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 468, 1, 1, 1); // %1696 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 469, 16, 1, 1); // %1698 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 469, 16, 1, 1); // fused %1698..%1699 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 470, 1, 1, 1); // %1702 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 471, 1, 1, 1); // %1706 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 472, 16, 1, 1); // %1704 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 473, 16, 1, 1); // %1712 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 472, 16, 1, 1); // fused %1704..%1711 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 473, 16, 1, 1); // fused %1712..%1712 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 474, 1, 1, 1); // %1713 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 475, 1, 1, 1); // %1714 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 476, 16, 1, 1); // %1716 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 476, 16, 1, 1); // fused %1716..%1717 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 477, 1, 1, 1); // %1720 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 478, 1, 1, 1); // %1724 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 479, 16, 1, 1); // %1722 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 480, 16, 1, 1); // %1731 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 479, 16, 1, 1); // fused %1722..%1730 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 480, 16, 1, 1); // fused %1731..%1731 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 481, 1, 1, 1); // %1732 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 482, 1, 1, 1); // %1733 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 483, 16, 1, 1); // %1735 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 483, 16, 1, 1); // fused %1735..%1736 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 484, 1, 1, 1); // %1739 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 485, 1, 1, 1); // %1743 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_0bbc388eb3", 486, 16, 1, 1); // %1741 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_e167153de3", 486, 16, 1, 1); // fused %1741..%1745 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
     this.run(pass, "binary_mul_s_s", 487, 1, 1, 1); // %1746 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
     this.run(pass, "binary_add_s_s", 488, 1, 1, 1); // %1747 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_f17440cbbb", 489, 16, 1, 1); // %1748 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 489, 16, 1, 1); // fused %1748..%1749 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 490, 1, 1, 1); // %1750 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 491, 1, 1, 1); // %1752 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_bbfc3bbd87", 492, 16, 1, 1); // %1753 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_1ops_cfcdd64937", 493, 16, 1, 1); // %1771 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_18ops_9eaf2e4e38", 492, 16, 1, 1); // fused %1753..%1770 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_c7b094d0f3", 493, 16, 1, 1); // fused %1771..%1771 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 494, 1, 1, 1); // %1772 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 495, 1, 1, 1); // %1773 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 496, 16, 1, 1); // %1775 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 496, 16, 1, 1); // fused %1775..%1776 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 497, 1, 1, 1); // %1779 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 498, 1, 1, 1); // %1783 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_a1b80a8fd0", 499, 16, 1, 1); // %1781 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_3ops_8c9f144dff", 499, 16, 1, 1); // fused %1781..%1784 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-145
     this.run(pass, "permute_02134_16x64x2x4x8", 500, 256, 1, 1); // %1785 blocks.0.attn.permute5.grad.permute0 stdlib.mt:145
-    this.run(pass, "fused_6ops_e2450af657", 501, 16, 1, 1); // %1786 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:145
+    this.run(pass, "fused_6ops_73e270433a", 501, 16, 1, 1); // fused %1786..%1791 blocks.0.attn.matmul3.grad.permute0 .. blocks.0.attn.matmul2.grad.permute0 stdlib.mt:145-144
     this.run(pass, "matmul_16x2x64x64_16x2x64x64", 502, 8, 1, 1); // %1792 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:144
-    this.run(pass, "fused_1ops_3155f8ad16", 503, 16, 1, 1); // %1793 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:144
+    this.run(pass, "fused_1ops_211c8e1edf", 503, 16, 1, 1); // fused %1793..%1793 blocks.0.attn.matmul2.grad.permute1 .. blocks.0.attn.matmul2.grad.permute1 stdlib.mt:144
     this.run(pass, "matmul_16x2x64x64_16x2x64x64", 504, 8, 1, 1); // %1794 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:144
-    this.run(pass, "fused_6ops_90a6e26ccc", 505, 16, 1, 1); // %1796 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:143
-    this.run(pass, "fused_4ops_12ed07e96e", 506, 16, 1, 1); // %1802 blocks.0.attn.softmax0.grad.mul0 stdlib.mt:142
+    this.run(pass, "fused_6ops_b4d3e35132", 505, 16, 1, 1); // fused %1796..%1801 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:143-142
+    this.run(pass, "fused_4ops_c739588d55", 506, 16, 1, 1); // fused %1802..%1805 blocks.0.attn.softmax0.grad.mul0 .. blocks.0.attn.softmax0.grad.mul1 stdlib.mt:142
     this.run(pass, "causal_mask_f0_16x2x64x64", 507, 512, 1, 1); // %1806 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:142
-    this.run(pass, "fused_2ops_8b79402e4a", 508, 16, 1, 1); // %1807 blocks.0.attn.affine0.grad.affine0 stdlib.mt:141
+    this.run(pass, "fused_2ops_2aa6fc4479", 508, 16, 1, 1); // fused %1807..%1808 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 stdlib.mt:141
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 509, 16, 1, 1); // %1809 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:141
-    this.run(pass, "fused_1ops_470b17a1ea", 510, 16, 1, 1); // %1810 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:141
+    this.run(pass, "fused_1ops_7cd42fe508", 510, 16, 1, 1); // fused %1810..%1810 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 stdlib.mt:141
     this.run(pass, "matmul_16x2x32x64_16x2x64x64", 511, 16, 1, 1); // %1811 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:141
-    this.run(pass, "fused_8ops_d3146bb1b5", 512, 16, 1, 1); // %1812 blocks.0.attn.permute3.grad.permute0 stdlib.mt:141
-    this.run(pass, "fused_3ops_4a99104037", 513, 16, 1, 1); // %1820 blocks.0.attn.v.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_8ops_7bf6b22e84", 512, 16, 1, 1); // fused %1812..%1819 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.v.reshape1.grad.reshape0 stdlib.mt:141-18
+    this.run(pass, "fused_3ops_644611d13c", 513, 16, 1, 1); // fused %1820..%1822 blocks.0.attn.v.matmul1.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 514, 1, 1, 1); // %1823 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 515, 1, 1, 1); // %1824 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 516, 16, 1, 1); // %1826 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 516, 16, 1, 1); // fused %1826..%1827 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 517, 1, 1, 1); // %1830 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 518, 1, 1, 1); // %1834 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_a925fe2888", 519, 16, 1, 1); // %1832 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_172127c8e9", 519, 16, 1, 1); // fused %1832..%1840 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 520, 1, 1, 1); // %1841 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 521, 1, 1, 1); // %1842 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 522, 16, 1, 1); // %1844 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 522, 16, 1, 1); // fused %1844..%1845 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 523, 1, 1, 1); // %1848 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 524, 1, 1, 1); // %1852 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_b53d1cc3d3", 525, 16, 1, 1); // %1850 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 526, 16, 1, 1); // %1859 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_aa71459ad0", 525, 16, 1, 1); // fused %1850..%1858 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 526, 16, 1, 1); // fused %1859..%1859 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 527, 1, 1, 1); // %1860 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 528, 1, 1, 1); // %1861 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 529, 16, 1, 1); // %1863 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 529, 16, 1, 1); // fused %1863..%1864 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 530, 1, 1, 1); // %1867 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 531, 1, 1, 1); // %1871 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_09dc3d6959", 532, 16, 1, 1); // %1869 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_5ops_260ecd5091", 532, 16, 1, 1); // fused %1869..%1874 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
     this.run(pass, "sum_a01_16x64x8x8", 533, 1, 1, 1); // %1875 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 534, 1, 1, 1); // %1877 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_15ops_42d3aa720c", 535, 16, 1, 1); // %1878 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_15ops_5f8b6860d6", 535, 16, 1, 1); // fused %1878..%1892 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
     this.run(pass, "sum_a0_16x64x8x8", 536, 64, 1, 1); // %1893 embed.add0.grad.sum0 stdlib.mt:96
     this.run(pass, "permute_021_64x1x8", 537, 2, 1, 1); // %1896 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "fused_1ops_df29fea321", 538, 16, 1, 1); // %1895 embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "fused_1ops_6abbbe7492", 538, 16, 1, 1); // fused %1895..%1895 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
     this.run(pass, "matmul_64x8x8_64x8x1", 539, 1, 1, 1); // %1897 embed.matmul1.grad.matmul0 stdlib.mt:96
     this.run(pass, "permute_021_64x8x1", 540, 2, 1, 1); // %1898 embed.matmul1.grad.permute1 stdlib.mt:96
     this.run(pass, "matmul_64x1x8_64x8x8", 541, 1, 1, 1); // %1899 embed.matmul1.grad.matmul1 stdlib.mt:96
     this.run(pass, "pad_ax0_at0_64x8_to_64x8", 542, 2, 1, 1); // %1905 embed.slice1.grad.pad0 stdlib.mt:95
     this.run(pass, "pad_ax0_at0_64x8_to_64x8", 543, 2, 1, 1); // %1907 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "fused_5ops_2a15e87308", 544, 16, 1, 1); // %1900 embed.matmul0.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_5ops_826de48acd", 544, 16, 1, 1); // fused %1900..%1908 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
     this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 545, 4, 1, 1); // %1909 embed.gather1.grad.scatter_add0 stdlib.mt:93
     this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 546, 4, 1, 1); // %1911 embed.gather0.grad.scatter_add0 stdlib.mt:92
     this.run(pass, "affine_s1_b0_8x8", 547, 1, 1, 1); // %1912 norm_final.g.grad.affine0 stdlib.mt:7

@@ -142,74 +142,73 @@ export const layout = {
     "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01",
     "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01",
     "cross_entropy_16x64x256_16x64i",
-    "fused_10ops_1bd4cd7d9f",
-    "fused_10ops_3c8446ed91",
-    "fused_10ops_e2110cdb1b",
-    "fused_10ops_edd470fd40",
-    "fused_11ops_3395ec0dcd",
-    "fused_12ops_e33672a183",
-    "fused_13ops_198d3fb54e",
-    "fused_15ops_42d3aa720c",
-    "fused_17ops_5258cdc6d7",
-    "fused_18ops_b98f3b8252",
-    "fused_18ops_bbfc3bbd87",
-    "fused_18ops_c41b283b6a",
-    "fused_18ops_e85ccd577b",
-    "fused_1ops_02b920d313",
-    "fused_1ops_46c0b229b4",
-    "fused_1ops_47f5f88d7b",
-    "fused_1ops_5e68f20328",
-    "fused_1ops_9ceb6e9d77",
-    "fused_1ops_a6e3260ac3",
-    "fused_1ops_cc9f92de88",
-    "fused_1ops_cfcdd64937",
-    "fused_1ops_df29fea321",
-    "fused_1ops_e2a2b66d6c",
-    "fused_2ops_1730e0d43d",
-    "fused_2ops_47f2aae676",
-    "fused_2ops_69d817fe6a",
-    "fused_2ops_82a5835e66",
-    "fused_2ops_8bb6995af2",
-    "fused_2ops_8be8dc7ae8",
-    "fused_2ops_94817482d7",
-    "fused_2ops_94efe5e865",
-    "fused_2ops_ad30155e7e",
-    "fused_2ops_bf2d5bd5b2",
-    "fused_2ops_f17440cbbb",
-    "fused_3ops_068e496b13",
-    "fused_3ops_7cca0bbdbc",
-    "fused_3ops_a25da1dcf7",
-    "fused_3ops_f3aa4f59ba",
-    "fused_4ops_0bbc388eb3",
-    "fused_4ops_1512e32d6e",
-    "fused_4ops_a23b7168cc",
-    "fused_4ops_de5186fd52",
-    "fused_4ops_fca0968df6",
-    "fused_5ops_09dc3d6959",
-    "fused_5ops_26ca5d1565",
-    "fused_5ops_2a15e87308",
-    "fused_5ops_3cf4f0a1d5",
-    "fused_5ops_635579a41a",
-    "fused_5ops_6c7c733d2f",
-    "fused_5ops_9c806ba1e6",
-    "fused_5ops_ad00f751b5",
-    "fused_5ops_b94007d905",
-    "fused_5ops_df2501acee",
-    "fused_6ops_6e80e8c197",
-    "fused_6ops_8be4b4d573",
-    "fused_6ops_9c0c464cdb",
-    "fused_6ops_b281e8428a",
-    "fused_6ops_c4e3617a2d",
-    "fused_6ops_de30427ed2",
-    "fused_6ops_fb1aa4ac4e",
-    "fused_7ops_1b1b3fcf5b",
-    "fused_7ops_973b81dba5",
-    "fused_7ops_9b56bc9662",
-    "fused_7ops_df43ab5e36",
-    "fused_8ops_0816ee8de5",
-    "fused_8ops_745972c6a3",
-    "fused_8ops_fe15e1d620",
-    "fused_8ops_fe3afec744",
+    "fused_10ops_16e37f7448",
+    "fused_10ops_3e2289d01b",
+    "fused_10ops_692db5fc73",
+    "fused_10ops_f65910af4b",
+    "fused_11ops_16821ac87f",
+    "fused_12ops_8828ea07b2",
+    "fused_13ops_bd4251f8fd",
+    "fused_15ops_5f8b6860d6",
+    "fused_17ops_1486e5c9ba",
+    "fused_18ops_9eaf2e4e38",
+    "fused_18ops_d94baa33ad",
+    "fused_18ops_e55821f18c",
+    "fused_18ops_fa4e161a56",
+    "fused_1ops_024d952c2c",
+    "fused_1ops_1c9a58ca11",
+    "fused_1ops_207cdef261",
+    "fused_1ops_45e0af7593",
+    "fused_1ops_6abbbe7492",
+    "fused_1ops_7b897fd46e",
+    "fused_1ops_c7b094d0f3",
+    "fused_1ops_d0721115aa",
+    "fused_1ops_dbee46129d",
+    "fused_1ops_ebcfe3eb10",
+    "fused_2ops_125cd61582",
+    "fused_2ops_1ea0485f5d",
+    "fused_2ops_45a7332e31",
+    "fused_2ops_4fe15cd8c6",
+    "fused_2ops_68a4855b88",
+    "fused_2ops_8154be7818",
+    "fused_2ops_89887b5fb2",
+    "fused_2ops_a3e7c7decf",
+    "fused_2ops_ab950fa883",
+    "fused_2ops_bb400655b6",
+    "fused_2ops_d785a9235b",
+    "fused_3ops_461fbbfa10",
+    "fused_3ops_72d39d8881",
+    "fused_3ops_d0737471ce",
+    "fused_3ops_e65b1c3094",
+    "fused_4ops_15e0c9d7a9",
+    "fused_4ops_9f2cf5b9e9",
+    "fused_4ops_aebb5b263c",
+    "fused_4ops_ca961ea74f",
+    "fused_4ops_e167153de3",
+    "fused_5ops_1a12c91ebe",
+    "fused_5ops_260ecd5091",
+    "fused_5ops_4941573b3e",
+    "fused_5ops_5280e39407",
+    "fused_5ops_6d3a8535bb",
+    "fused_5ops_826de48acd",
+    "fused_5ops_8f745897f3",
+    "fused_5ops_9a9e316aeb",
+    "fused_5ops_bab89a3dbc",
+    "fused_5ops_d1792f2fb1",
+    "fused_6ops_0bc961fcee",
+    "fused_6ops_6af3fe7772",
+    "fused_6ops_77bacf644a",
+    "fused_6ops_7c5f242327",
+    "fused_6ops_bc923bef02",
+    "fused_6ops_e79d97c584",
+    "fused_7ops_3f27ed2026",
+    "fused_7ops_6a010d6f06",
+    "fused_7ops_8dfed4d09e",
+    "fused_7ops_b86ef6fedd",
+    "fused_8ops_5ed11e3998",
+    "fused_8ops_a2b689a512",
+    "fused_8ops_e6387c8ef0",
+    "fused_8ops_f310f5c18d",
     "gradnorm_partial_17600",
     "gradnorm_total_5",
     "matmul_16x2x32x64_16x2x64x64",
@@ -609,535 +608,535 @@ export class Program {
     group("slice_ax0_at0_64x8_to_64x8", [[this.params, 18432, 2048], [this.act[1], 0, 2048]]); // 1: %74 embed.slice1 stdlib.mt:95
     group("matmul_64x8x1_64x1x8", [[this.act[0], 0, 2048], [this.act[1], 0, 2048], [this.act[2], 0, 16384]]); // 2: %77 embed.matmul1 stdlib.mt:96
     group("affine_s0p1_b0_64x8x8", [[this.act[2], 0, 16384], [this.act[3], 0, 16384]]); // 3: %78 embed.affine0 stdlib.mt:96
-    group("fused_12ops_e33672a183", [[this.params, 0, 70400], [this.tokens, 0, 4096], [this.act[3], 0, 16384], [this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 4: %68 embed.gather0 stdlib.mt:92
-    group("fused_7ops_1b1b3fcf5b", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 5: %86 blocks.0.attn.norm.mul2 stdlib.mt:9
+    group("fused_12ops_8828ea07b2", [[this.params, 0, 70400], [this.tokens, 0, 4096], [this.act[3], 0, 16384], [this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 4: fused %68..%85 embed.gather0 .. blocks.0.attn.norm.mul1 stdlib.mt:92-9
+    group("fused_7ops_6a010d6f06", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 5: fused %86..%92 blocks.0.attn.norm.mul2 .. blocks.0.attn.reshape0 stdlib.mt:9-33
     group("permute_0213_16x64x2x32", [[this.act[12], 0, 262144], [this.act[13], 0, 262144]]); // 6: %93 blocks.0.attn.permute0 stdlib.mt:33
-    group("fused_6ops_b281e8428a", [[this.params, 21248, 49152], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 7: %94 blocks.0.attn.k.matmul0 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 21248, 49152], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 7: fused %94..%99 blocks.0.attn.k.matmul0 .. blocks.0.attn.reshape1 stdlib.mt:18-34
     group("permute_0213_16x64x2x32", [[this.act[15], 0, 262144], [this.act[16], 0, 262144]]); // 8: %100 blocks.0.attn.permute1 stdlib.mt:34
-    group("fused_6ops_9c0c464cdb", [[this.params, 21760, 48640], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: %101 blocks.0.attn.v.matmul0 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 21760, 48640], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: fused %101..%106 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-35
     group("permute_0213_16x64x2x32", [[this.act[18], 0, 262144], [this.act[19], 0, 262144]]); // 10: %107 blocks.0.attn.permute2 stdlib.mt:35
-    group("fused_1ops_a6e3260ac3", [[this.act[16], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 11: %108 blocks.0.attn.permute3 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[16], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 11: fused %108..%108 blocks.0.attn.permute3 .. blocks.0.attn.permute3 stdlib.mt:36
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[13], 0, 262144], [this.act[18], 0, 262144], [this.act[20], 0, 524288]]); // 12: %109 blocks.0.attn.matmul0 stdlib.mt:36
-    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 13: %110 blocks.0.attn.affine0 stdlib.mt:36
+    group("fused_1ops_7b897fd46e", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 13: fused %110..%110 blocks.0.attn.affine0 .. blocks.0.attn.affine0 stdlib.mt:36
     group("causal_mask_fminf_16x2x64x64", [[this.act[21], 0, 524288], [this.act[20], 0, 524288]]); // 14: %111 blocks.0.attn.causal_mask0 stdlib.mt:37
-    group("fused_2ops_8be8dc7ae8", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.act[22], 0, 524288], [this.step, 0, 16]]); // 15: %112 blocks.0.attn.softmax0 stdlib.mt:37
+    group("fused_2ops_d785a9235b", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.act[22], 0, 524288], [this.step, 0, 16]]); // 15: fused %112..%113 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 stdlib.mt:37
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[22], 0, 524288], [this.act[19], 0, 262144], [this.act[16], 0, 262144]]); // 16: %114 blocks.0.attn.matmul1 stdlib.mt:38
-    group("fused_13ops_198d3fb54e", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[16], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.step, 0, 16]]); // 17: %115 blocks.0.attn.permute4 stdlib.mt:38
-    group("fused_6ops_8be4b4d573", [[this.params, 22784, 47616], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 18: %128 blocks.0.think.norm.mul1 stdlib.mt:9
-    group("fused_8ops_745972c6a3", [[this.params, 23296, 47104], [this.act[28], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 19: %135 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 24064, 46336], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 20: %143 blocks.0.think.delta.mul0 stdlib.mt:49
-    group("fused_6ops_de30427ed2", [[this.params, 24576, 45824], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 21: %149 blocks.0.think.delta.mul1 stdlib.mt:49
-    group("fused_8ops_745972c6a3", [[this.params, 24832, 45568], [this.act[28], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 22: %155 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 25600, 44800], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 23: %163 blocks.0.think.gamma.mul0 stdlib.mt:49
-    group("fused_4ops_1512e32d6e", [[this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[42], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 24: %169 blocks.0.think.gamma.mul1 stdlib.mt:49
-    group("fused_11ops_3395ec0dcd", [[this.params, 26368, 44032], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 4096], [this.step, 0, 16]]); // 25: %173 blocks.0.think.matmul2 stdlib.mt:70
-    group("fused_6ops_c4e3617a2d", [[this.params, 27392, 43008], [this.act[28], 0, 262144], [this.act[55], 0, 262144], [this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 26: %184 blocks.0.think.mul1 stdlib.mt:72
-    group("fused_10ops_1bd4cd7d9f", [[this.act[26], 0, 262144], [this.act[60], 0, 262144], [this.act[62], 0, 4096], [this.act[64], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 27: %190 blocks.0.think.mul3 stdlib.mt:73
-    group("fused_7ops_1b1b3fcf5b", [[this.params, 27904, 42496], [this.act[66], 0, 262144], [this.act[64], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 28: %200 blocks.1.attn.norm.mul2 stdlib.mt:9
+    group("fused_13ops_bd4251f8fd", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[16], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.step, 0, 16]]); // 17: fused %115..%127 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
+    group("fused_6ops_77bacf644a", [[this.params, 22784, 47616], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 18: fused %128..%134 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 23296, 47104], [this.act[28], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 19: fused %135..%142 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 24064, 46336], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 20: fused %143..%148 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_e79d97c584", [[this.params, 24576, 45824], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 21: fused %149..%154 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 24832, 45568], [this.act[28], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 22: fused %155..%162 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 25600, 44800], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 23: fused %163..%168 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_9f2cf5b9e9", [[this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[42], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 24: fused %169..%172 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_16821ac87f", [[this.params, 26368, 44032], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 4096], [this.step, 0, 16]]); // 25: fused %173..%183 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_6af3fe7772", [[this.params, 27392, 43008], [this.act[28], 0, 262144], [this.act[55], 0, 262144], [this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 26: fused %184..%189 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_16e37f7448", [[this.act[26], 0, 262144], [this.act[60], 0, 262144], [this.act[62], 0, 4096], [this.act[64], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 27: fused %190..%199 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    group("fused_7ops_6a010d6f06", [[this.params, 27904, 42496], [this.act[66], 0, 262144], [this.act[64], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 28: fused %200..%206 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
     group("permute_0213_16x64x2x32", [[this.act[69], 0, 262144], [this.act[70], 0, 262144]]); // 29: %207 blocks.1.attn.permute0 stdlib.mt:33
-    group("fused_6ops_b281e8428a", [[this.params, 28672, 41728], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 30: %208 blocks.1.attn.k.matmul0 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 28672, 41728], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 30: fused %208..%213 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
     group("permute_0213_16x64x2x32", [[this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 31: %214 blocks.1.attn.permute1 stdlib.mt:34
-    group("fused_6ops_9c0c464cdb", [[this.params, 29184, 41216], [this.act[64], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 32: %215 blocks.1.attn.v.matmul0 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 29184, 41216], [this.act[64], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 32: fused %215..%220 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
     group("permute_0213_16x64x2x32", [[this.act[75], 0, 262144], [this.act[76], 0, 262144]]); // 33: %221 blocks.1.attn.permute2 stdlib.mt:35
-    group("fused_1ops_a6e3260ac3", [[this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 34: %222 blocks.1.attn.permute3 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 34: fused %222..%222 blocks.1.attn.permute3 .. blocks.1.attn.permute3 stdlib.mt:36
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[70], 0, 262144], [this.act[75], 0, 262144], [this.act[20], 0, 524288]]); // 35: %223 blocks.1.attn.matmul0 stdlib.mt:36
-    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.step, 0, 16]]); // 36: %224 blocks.1.attn.affine0 stdlib.mt:36
+    group("fused_1ops_7b897fd46e", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.step, 0, 16]]); // 36: fused %224..%224 blocks.1.attn.affine0 .. blocks.1.attn.affine0 stdlib.mt:36
     group("causal_mask_fminf_16x2x64x64", [[this.act[77], 0, 524288], [this.act[20], 0, 524288]]); // 37: %225 blocks.1.attn.causal_mask0 stdlib.mt:37
-    group("fused_2ops_94efe5e865", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.act[78], 0, 524288], [this.step, 0, 16]]); // 38: %226 blocks.1.attn.softmax0 stdlib.mt:37
+    group("fused_2ops_8154be7818", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.act[78], 0, 524288], [this.step, 0, 16]]); // 38: fused %226..%227 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 stdlib.mt:37
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[78], 0, 524288], [this.act[76], 0, 262144], [this.act[73], 0, 262144]]); // 39: %228 blocks.1.attn.matmul1 stdlib.mt:38
-    group("fused_13ops_198d3fb54e", [[this.params, 29696, 40704], [this.act[55], 0, 262144], [this.act[73], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 262144], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 40: %229 blocks.1.attn.permute4 stdlib.mt:38
-    group("fused_6ops_8be4b4d573", [[this.params, 30208, 40192], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.step, 0, 16]]); // 41: %242 blocks.1.think.norm.mul1 stdlib.mt:9
-    group("fused_8ops_745972c6a3", [[this.params, 30720, 39680], [this.act[84], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 42: %249 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 31488, 38912], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.step, 0, 16]]); // 43: %257 blocks.1.think.delta.mul0 stdlib.mt:49
-    group("fused_6ops_de30427ed2", [[this.params, 32000, 38400], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.step, 0, 16]]); // 44: %263 blocks.1.think.delta.mul1 stdlib.mt:49
-    group("fused_8ops_745972c6a3", [[this.params, 32256, 38144], [this.act[84], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 45: %269 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 33024, 37376], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 46: %277 blocks.1.think.gamma.mul0 stdlib.mt:49
-    group("fused_4ops_1512e32d6e", [[this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[98], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 47: %283 blocks.1.think.gamma.mul1 stdlib.mt:49
-    group("fused_11ops_3395ec0dcd", [[this.params, 33792, 36608], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[115], 0, 32768], [this.act[116], 0, 262144], [this.act[117], 0, 4096], [this.step, 0, 16]]); // 48: %287 blocks.1.think.matmul2 stdlib.mt:70
-    group("fused_6ops_c4e3617a2d", [[this.params, 34816, 35584], [this.act[84], 0, 262144], [this.act[111], 0, 262144], [this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 49: %298 blocks.1.think.mul1 stdlib.mt:72
-    group("fused_10ops_edd470fd40", [[this.act[82], 0, 262144], [this.act[116], 0, 262144], [this.act[118], 0, 4096], [this.act[120], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 50: %304 blocks.1.think.mul3 stdlib.mt:73
-    group("fused_7ops_1b1b3fcf5b", [[this.params, 20480, 49920], [this.act[122], 0, 262144], [this.act[120], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 51: %314 blocks.0.attn.norm.mul5 stdlib.mt:9
+    group("fused_13ops_bd4251f8fd", [[this.params, 29696, 40704], [this.act[55], 0, 262144], [this.act[73], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 262144], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 40: fused %229..%241 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
+    group("fused_6ops_77bacf644a", [[this.params, 30208, 40192], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.step, 0, 16]]); // 41: fused %242..%248 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 30720, 39680], [this.act[84], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 42: fused %249..%256 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 31488, 38912], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.step, 0, 16]]); // 43: fused %257..%262 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_e79d97c584", [[this.params, 32000, 38400], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.step, 0, 16]]); // 44: fused %263..%268 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 32256, 38144], [this.act[84], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 45: fused %269..%276 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 33024, 37376], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 46: fused %277..%282 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_9f2cf5b9e9", [[this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[98], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 47: fused %283..%286 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_16821ac87f", [[this.params, 33792, 36608], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[115], 0, 32768], [this.act[116], 0, 262144], [this.act[117], 0, 4096], [this.step, 0, 16]]); // 48: fused %287..%297 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_6af3fe7772", [[this.params, 34816, 35584], [this.act[84], 0, 262144], [this.act[111], 0, 262144], [this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 49: fused %298..%303 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_f65910af4b", [[this.act[82], 0, 262144], [this.act[116], 0, 262144], [this.act[118], 0, 4096], [this.act[120], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 50: fused %304..%313 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_7ops_6a010d6f06", [[this.params, 20480, 49920], [this.act[122], 0, 262144], [this.act[120], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 51: fused %314..%320 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
     group("permute_0213_16x64x2x32", [[this.act[125], 0, 262144], [this.act[126], 0, 262144]]); // 52: %321 blocks.0.attn.permute5 stdlib.mt:33
-    group("fused_6ops_b281e8428a", [[this.params, 21248, 49152], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 53: %322 blocks.0.attn.k.matmul2 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 21248, 49152], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 53: fused %322..%327 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
     group("permute_0213_16x64x2x32", [[this.act[128], 0, 262144], [this.act[129], 0, 262144]]); // 54: %328 blocks.0.attn.permute6 stdlib.mt:34
-    group("fused_6ops_9c0c464cdb", [[this.params, 21760, 48640], [this.act[120], 0, 262144], [this.act[128], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 55: %329 blocks.0.attn.v.matmul2 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 21760, 48640], [this.act[120], 0, 262144], [this.act[128], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 55: fused %329..%334 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
     group("permute_0213_16x64x2x32", [[this.act[131], 0, 262144], [this.act[132], 0, 262144]]); // 56: %335 blocks.0.attn.permute7 stdlib.mt:35
-    group("fused_1ops_a6e3260ac3", [[this.act[129], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 57: %336 blocks.0.attn.permute8 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[129], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 57: fused %336..%336 blocks.0.attn.permute8 .. blocks.0.attn.permute8 stdlib.mt:36
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[126], 0, 262144], [this.act[131], 0, 262144], [this.act[20], 0, 524288]]); // 58: %337 blocks.0.attn.matmul2 stdlib.mt:36
-    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.step, 0, 16]]); // 59: %338 blocks.0.attn.affine1 stdlib.mt:36
+    group("fused_1ops_7b897fd46e", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.step, 0, 16]]); // 59: fused %338..%338 blocks.0.attn.affine1 .. blocks.0.attn.affine1 stdlib.mt:36
     group("causal_mask_fminf_16x2x64x64", [[this.act[133], 0, 524288], [this.act[20], 0, 524288]]); // 60: %339 blocks.0.attn.causal_mask1 stdlib.mt:37
-    group("fused_2ops_8bb6995af2", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.act[134], 0, 524288], [this.step, 0, 16]]); // 61: %340 blocks.0.attn.softmax1 stdlib.mt:37
+    group("fused_2ops_4fe15cd8c6", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.act[134], 0, 524288], [this.step, 0, 16]]); // 61: fused %340..%341 blocks.0.attn.softmax1 .. blocks.0.attn.dropout1 stdlib.mt:37
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[134], 0, 524288], [this.act[132], 0, 262144], [this.act[129], 0, 262144]]); // 62: %342 blocks.0.attn.matmul3 stdlib.mt:38
-    group("fused_13ops_198d3fb54e", [[this.params, 22272, 48128], [this.act[111], 0, 262144], [this.act[129], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 63: %343 blocks.0.attn.permute9 stdlib.mt:38
-    group("fused_6ops_8be4b4d573", [[this.params, 22784, 47616], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 64: %356 blocks.0.think.norm.mul4 stdlib.mt:9
-    group("fused_8ops_745972c6a3", [[this.params, 23296, 47104], [this.act[140], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 65: %363 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 24064, 46336], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 66: %371 blocks.0.think.delta.mul2 stdlib.mt:49
-    group("fused_6ops_de30427ed2", [[this.params, 24576, 45824], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 67: %377 blocks.0.think.delta.mul3 stdlib.mt:49
-    group("fused_8ops_745972c6a3", [[this.params, 24832, 45568], [this.act[140], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.step, 0, 16]]); // 68: %383 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 25600, 44800], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 69: %391 blocks.0.think.gamma.mul2 stdlib.mt:49
-    group("fused_4ops_1512e32d6e", [[this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[154], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 70: %397 blocks.0.think.gamma.mul3 stdlib.mt:49
-    group("fused_11ops_3395ec0dcd", [[this.params, 26368, 44032], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[171], 0, 32768], [this.act[172], 0, 262144], [this.act[173], 0, 4096], [this.step, 0, 16]]); // 71: %401 blocks.0.think.matmul7 stdlib.mt:70
-    group("fused_6ops_c4e3617a2d", [[this.params, 27392, 43008], [this.act[140], 0, 262144], [this.act[167], 0, 262144], [this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 72: %412 blocks.0.think.mul5 stdlib.mt:72
-    group("fused_10ops_3c8446ed91", [[this.act[138], 0, 262144], [this.act[172], 0, 262144], [this.act[174], 0, 4096], [this.act[176], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[178], 0, 262144], [this.step, 0, 16]]); // 73: %418 blocks.0.think.mul7 stdlib.mt:73
-    group("fused_7ops_1b1b3fcf5b", [[this.params, 27904, 42496], [this.act[178], 0, 262144], [this.act[176], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 74: %428 blocks.1.attn.norm.mul5 stdlib.mt:9
+    group("fused_13ops_bd4251f8fd", [[this.params, 22272, 48128], [this.act[111], 0, 262144], [this.act[129], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 63: fused %343..%355 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
+    group("fused_6ops_77bacf644a", [[this.params, 22784, 47616], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 64: fused %356..%362 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 23296, 47104], [this.act[140], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 65: fused %363..%370 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 24064, 46336], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 66: fused %371..%376 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_e79d97c584", [[this.params, 24576, 45824], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 67: fused %377..%382 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 24832, 45568], [this.act[140], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.step, 0, 16]]); // 68: fused %383..%390 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 25600, 44800], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 69: fused %391..%396 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_9f2cf5b9e9", [[this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[154], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 70: fused %397..%400 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_16821ac87f", [[this.params, 26368, 44032], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[171], 0, 32768], [this.act[172], 0, 262144], [this.act[173], 0, 4096], [this.step, 0, 16]]); // 71: fused %401..%411 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_6af3fe7772", [[this.params, 27392, 43008], [this.act[140], 0, 262144], [this.act[167], 0, 262144], [this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 72: fused %412..%417 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_692db5fc73", [[this.act[138], 0, 262144], [this.act[172], 0, 262144], [this.act[174], 0, 4096], [this.act[176], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[178], 0, 262144], [this.step, 0, 16]]); // 73: fused %418..%427 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_7ops_6a010d6f06", [[this.params, 27904, 42496], [this.act[178], 0, 262144], [this.act[176], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 74: fused %428..%434 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
     group("permute_0213_16x64x2x32", [[this.act[181], 0, 262144], [this.act[182], 0, 262144]]); // 75: %435 blocks.1.attn.permute5 stdlib.mt:33
-    group("fused_6ops_b281e8428a", [[this.params, 28672, 41728], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 76: %436 blocks.1.attn.k.matmul2 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 28672, 41728], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 76: fused %436..%441 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
     group("permute_0213_16x64x2x32", [[this.act[184], 0, 262144], [this.act[185], 0, 262144]]); // 77: %442 blocks.1.attn.permute6 stdlib.mt:34
-    group("fused_6ops_9c0c464cdb", [[this.params, 29184, 41216], [this.act[176], 0, 262144], [this.act[184], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 78: %443 blocks.1.attn.v.matmul2 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 29184, 41216], [this.act[176], 0, 262144], [this.act[184], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 78: fused %443..%448 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
     group("permute_0213_16x64x2x32", [[this.act[187], 0, 262144], [this.act[188], 0, 262144]]); // 79: %449 blocks.1.attn.permute7 stdlib.mt:35
-    group("fused_1ops_a6e3260ac3", [[this.act[185], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 80: %450 blocks.1.attn.permute8 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[185], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 80: fused %450..%450 blocks.1.attn.permute8 .. blocks.1.attn.permute8 stdlib.mt:36
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[182], 0, 262144], [this.act[187], 0, 262144], [this.act[20], 0, 524288]]); // 81: %451 blocks.1.attn.matmul2 stdlib.mt:36
-    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.step, 0, 16]]); // 82: %452 blocks.1.attn.affine1 stdlib.mt:36
+    group("fused_1ops_7b897fd46e", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.step, 0, 16]]); // 82: fused %452..%452 blocks.1.attn.affine1 .. blocks.1.attn.affine1 stdlib.mt:36
     group("causal_mask_fminf_16x2x64x64", [[this.act[189], 0, 524288], [this.act[20], 0, 524288]]); // 83: %453 blocks.1.attn.causal_mask1 stdlib.mt:37
-    group("fused_2ops_bf2d5bd5b2", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.act[190], 0, 524288], [this.step, 0, 16]]); // 84: %454 blocks.1.attn.softmax1 stdlib.mt:37
+    group("fused_2ops_a3e7c7decf", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.act[190], 0, 524288], [this.step, 0, 16]]); // 84: fused %454..%455 blocks.1.attn.softmax1 .. blocks.1.attn.dropout1 stdlib.mt:37
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[190], 0, 524288], [this.act[188], 0, 262144], [this.act[185], 0, 262144]]); // 85: %456 blocks.1.attn.matmul3 stdlib.mt:38
-    group("fused_13ops_198d3fb54e", [[this.params, 29696, 40704], [this.act[167], 0, 262144], [this.act[185], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 86: %457 blocks.1.attn.permute9 stdlib.mt:38
-    group("fused_6ops_8be4b4d573", [[this.params, 30208, 40192], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.step, 0, 16]]); // 87: %470 blocks.1.think.norm.mul4 stdlib.mt:9
-    group("fused_8ops_745972c6a3", [[this.params, 30720, 39680], [this.act[196], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.step, 0, 16]]); // 88: %477 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 31488, 38912], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 89: %485 blocks.1.think.delta.mul2 stdlib.mt:49
-    group("fused_6ops_de30427ed2", [[this.params, 32000, 38400], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 90: %491 blocks.1.think.delta.mul3 stdlib.mt:49
-    group("fused_8ops_745972c6a3", [[this.params, 32256, 38144], [this.act[196], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 91: %497 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 33024, 37376], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 92: %505 blocks.1.think.gamma.mul2 stdlib.mt:49
-    group("fused_4ops_1512e32d6e", [[this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[210], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.step, 0, 16]]); // 93: %511 blocks.1.think.gamma.mul3 stdlib.mt:49
-    group("fused_11ops_3395ec0dcd", [[this.params, 33792, 36608], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[227], 0, 32768], [this.act[228], 0, 262144], [this.act[229], 0, 4096], [this.step, 0, 16]]); // 94: %515 blocks.1.think.matmul7 stdlib.mt:70
-    group("fused_6ops_c4e3617a2d", [[this.params, 34816, 35584], [this.act[196], 0, 262144], [this.act[223], 0, 262144], [this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 95: %526 blocks.1.think.mul5 stdlib.mt:72
-    group("fused_10ops_e2110cdb1b", [[this.act[194], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 4096], [this.act[232], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 96: %532 blocks.1.think.mul7 stdlib.mt:73
-    group("fused_1ops_e2a2b66d6c", [[this.params, 35328, 35072], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 97: %542 norm_final.mul2 stdlib.mt:9
+    group("fused_13ops_bd4251f8fd", [[this.params, 29696, 40704], [this.act[167], 0, 262144], [this.act[185], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 86: fused %457..%469 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
+    group("fused_6ops_77bacf644a", [[this.params, 30208, 40192], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.step, 0, 16]]); // 87: fused %470..%476 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 30720, 39680], [this.act[196], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.step, 0, 16]]); // 88: fused %477..%484 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 31488, 38912], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 89: fused %485..%490 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_e79d97c584", [[this.params, 32000, 38400], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 90: fused %491..%496 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 32256, 38144], [this.act[196], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 91: fused %497..%504 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 33024, 37376], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 92: fused %505..%510 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_9f2cf5b9e9", [[this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[210], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.step, 0, 16]]); // 93: fused %511..%514 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_16821ac87f", [[this.params, 33792, 36608], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[227], 0, 32768], [this.act[228], 0, 262144], [this.act[229], 0, 4096], [this.step, 0, 16]]); // 94: fused %515..%525 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_6af3fe7772", [[this.params, 34816, 35584], [this.act[196], 0, 262144], [this.act[223], 0, 262144], [this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 95: fused %526..%531 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_3e2289d01b", [[this.act[194], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 4096], [this.act[232], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 96: fused %532..%541 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    group("fused_1ops_45e0af7593", [[this.params, 35328, 35072], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 97: fused %542..%542 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
     group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[232], 0, 262144], [this.act[235], 0, 1048576]]); // 98: %543 head.matmul0 stdlib.mt:106
-    group("fused_2ops_ad30155e7e", [[this.params, 36608, 33792], [this.act[235], 0, 1048576], [this.act[236], 0, 131072], [this.step, 0, 16]]); // 99: %544 head.mul0 stdlib.mt:106
+    group("fused_2ops_45a7332e31", [[this.params, 36608, 33792], [this.act[235], 0, 1048576], [this.act[236], 0, 131072], [this.step, 0, 16]]); // 99: fused %544..%545 head.mul0 .. head.sum0 stdlib.mt:106
     group("matmul_256x32_16x64x32x1", [[this.params, 37632, 32768], [this.act[236], 0, 131072], [this.act[237], 0, 1048576]]); // 100: %546 head.matmul1 stdlib.mt:107
     group("cross_entropy_16x64x256_16x64i", [[this.act[237], 0, 1048576], [this.targets, 0, 4096], [this.act[238], 0, 4]]); // 101: %548 loss.cross_entropy0 matrix_thinker.mt:46
-    group("fused_6ops_fb1aa4ac4e", [[this.targets, 0, 4096], [this.act[237], 0, 1048576], [this.act[239], 0, 1048576], [this.step, 0, 16]]); // 102: %550 loss.cross_entropy0.grad.softmax0 matrix_thinker.mt:46
+    group("fused_6ops_7c5f242327", [[this.targets, 0, 4096], [this.act[237], 0, 1048576], [this.act[239], 0, 1048576], [this.step, 0, 16]]); // 102: fused %550..%555 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_thinker.mt:46-107
     group("contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", [[this.act[239], 0, 1048576], [this.act[236], 0, 131072], [this.act[240], 0, 32768]]); // 103: %558 head.matmul1.grad.sum0 stdlib.mt:107
     group("permute_10_256x32", [[this.params, 37632, 32768], [this.act[241], 0, 32768]]); // 104: %560 head.matmul1.grad.permute1 stdlib.mt:107
     group("matmul_32x256_16x64x256x1", [[this.act[241], 0, 32768], [this.act[239], 0, 1048576], [this.act[236], 0, 131072]]); // 105: %561 head.matmul1.grad.matmul1 stdlib.mt:107
-    group("fused_3ops_a25da1dcf7", [[this.params, 36608, 33792], [this.act[235], 0, 1048576], [this.act[236], 0, 131072], [this.act[239], 0, 1048576], [this.act[242], 0, 1048576], [this.step, 0, 16]]); // 106: %562 head.sum0.grad.expand0 stdlib.mt:106
+    group("fused_3ops_d0737471ce", [[this.params, 36608, 33792], [this.act[235], 0, 1048576], [this.act[236], 0, 131072], [this.act[239], 0, 1048576], [this.act[242], 0, 1048576], [this.step, 0, 16]]); // 106: fused %562..%564 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
     group("sum_a01_16x64x32x8", [[this.act[242], 0, 1048576], [this.act[243], 0, 1024]]); // 107: %565 head.mul0.grad.sum0 stdlib.mt:106
     group("contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[239], 0, 1048576], [this.act[232], 0, 262144], [this.act[244], 0, 1024]]); // 108: %569 head.matmul0.grad.sum0 stdlib.mt:106
-    group("fused_1ops_9ceb6e9d77", [[this.params, 35584, 34816], [this.act[245], 0, 1024], [this.step, 0, 16]]); // 109: %571 head.matmul0.grad.permute1 stdlib.mt:106
+    group("fused_1ops_1c9a58ca11", [[this.params, 35584, 34816], [this.act[245], 0, 1024], [this.step, 0, 16]]); // 109: fused %571..%571 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
     group("matmul_8x32_16x64x32x8", [[this.act[245], 0, 1024], [this.act[239], 0, 1048576], [this.act[232], 0, 262144]]); // 110: %572 head.matmul0.grad.matmul1 stdlib.mt:106
-    group("fused_2ops_f17440cbbb", [[this.params, 35328, 35072], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.act[246], 0, 262144], [this.act[247], 0, 262144], [this.step, 0, 16]]); // 111: %573 norm_final.mul2.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 35328, 35072], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.act[246], 0, 262144], [this.act[247], 0, 262144], [this.step, 0, 16]]); // 111: fused %573..%574 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[247], 0, 262144], [this.act[248], 0, 256]]); // 112: %575 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("fused_17ops_5258cdc6d7", [[this.act[228], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[246], 0, 262144], [this.act[247], 0, 262144], [this.act[232], 0, 262144], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 113: %577 norm_final.mul1.grad.mul0 stdlib.mt:9
-    group("fused_5ops_ad00f751b5", [[this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.act[246], 0, 262144], [this.act[233], 0, 4096], [this.act[228], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 114: %594 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    group("fused_3ops_068e496b13", [[this.act[230], 0, 4096], [this.act[249], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 115: %599 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("fused_17ops_1486e5c9ba", [[this.act[228], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[246], 0, 262144], [this.act[247], 0, 262144], [this.act[232], 0, 262144], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 113: fused %577..%593 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_5280e39407", [[this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.act[246], 0, 262144], [this.act[233], 0, 4096], [this.act[228], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 114: fused %594..%598 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_461fbbfa10", [[this.act[230], 0, 4096], [this.act[249], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 115: fused %599..%601 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
     group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[251], 0, 4]]); // 116: %602 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_82a5835e66", [[this.act[196], 0, 262144], [this.act[250], 0, 4096], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 117: %604 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    group("fused_2ops_125cd61582", [[this.act[196], 0, 262144], [this.act[250], 0, 4096], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 117: fused %604..%605 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
     group("sum_a01_16x64x8x8", [[this.act[231], 0, 262144], [this.act[252], 0, 256]]); // 118: %606 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_b94007d905", [[this.params, 34816, 35584], [this.act[229], 0, 4096], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 119: %608 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    group("fused_5ops_4941573b3e", [[this.params, 34816, 35584], [this.act[229], 0, 4096], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 119: fused %608..%612 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
     group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[253], 0, 4]]); // 120: %613 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_94817482d7", [[this.act[196], 0, 262144], [this.act[250], 0, 4096], [this.act[232], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 121: %615 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    group("fused_2ops_1ea0485f5d", [[this.act[196], 0, 262144], [this.act[250], 0, 4096], [this.act[232], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 121: fused %615..%616 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
     group("sum_a01_16x64x8x8", [[this.act[234], 0, 262144], [this.act[254], 0, 256]]); // 122: %617 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_fca0968df6", [[this.params, 34304, 36096], [this.act[227], 0, 32768], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.act[234], 0, 262144], [this.act[241], 0, 32768], [this.step, 0, 16]]); // 123: %619 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    group("fused_7ops_973b81dba5", [[this.params, 33792, 36608], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[246], 0, 262144], [this.act[227], 0, 32768], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 124: %623 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    group("fused_4ops_ca961ea74f", [[this.params, 34304, 36096], [this.act[227], 0, 32768], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.act[234], 0, 262144], [this.act[241], 0, 32768], [this.step, 0, 16]]); // 123: fused %619..%622 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_3f27ed2026", [[this.params, 33792, 36608], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[246], 0, 262144], [this.act[227], 0, 32768], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 124: fused %623..%629 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[255], 0, 32]]); // 125: %630 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_de5186fd52", [[this.params, 34048, 36352], [this.act[234], 0, 262144], [this.act[241], 0, 32768], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 126: %632 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("fused_1ops_02b920d313", [[this.act[224], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 127: %636 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    group("fused_4ops_15e0c9d7a9", [[this.params, 34048, 36352], [this.act[234], 0, 262144], [this.act[241], 0, 32768], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 126: fused %632..%635 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_d0721115aa", [[this.act[224], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 127: fused %636..%636 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[232], 0, 262144], [this.act[227], 0, 32768], [this.act[256], 0, 32]]); // 128: %637 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_635579a41a", [[this.act[210], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 262144], [this.act[231], 0, 262144], [this.act[246], 0, 262144], [this.act[232], 0, 262144], [this.act[224], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 129: %639 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("fused_2ops_1730e0d43d", [[this.act[197], 0, 4], [this.act[221], 0, 262144], [this.act[234], 0, 262144], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 130: %646 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("fused_5ops_1a12c91ebe", [[this.act[210], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 262144], [this.act[231], 0, 262144], [this.act[246], 0, 262144], [this.act[232], 0, 262144], [this.act[224], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 129: fused %639..%643 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_68a4855b88", [[this.act[197], 0, 4], [this.act[221], 0, 262144], [this.act[234], 0, 262144], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 130: fused %646..%647 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[231], 0, 262144], [this.act[257], 0, 4]]); // 131: %648 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 33280, 37120], [this.act[220], 0, 262144], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 132: %651 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 33280, 37120], [this.act[220], 0, 262144], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 132: fused %651..%653 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[234], 0, 262144], [this.act[246], 0, 262144], [this.act[258], 0, 256]]); // 133: %654 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 134: %656 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 134: fused %656..%657 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[246], 0, 262144], [this.act[218], 0, 262144], [this.act[259], 0, 256]]); // 135: %660 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 32768, 37632], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[246], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 136: %662 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[216], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 137: %669 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 32768, 37632], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[246], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 136: fused %662..%668 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[216], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 137: fused %669..%669 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[260], 0, 256]]); // 138: %670 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 139: %672 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 139: fused %672..%673 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[231], 0, 262144], [this.act[196], 0, 262144], [this.act[261], 0, 256]]); // 140: %676 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 32256, 38144], [this.act[213], 0, 262144], [this.act[232], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 141: %678 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[212], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 142: %686 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 32256, 38144], [this.act[213], 0, 262144], [this.act[232], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 141: fused %678..%685 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[212], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 142: fused %686..%686 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[231], 0, 262144], [this.act[215], 0, 262144], [this.act[262], 0, 256]]); // 143: %687 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[211], 0, 262144], [this.act[246], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 144: %689 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[211], 0, 262144], [this.act[246], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 144: fused %689..%690 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[215], 0, 262144], [this.act[196], 0, 262144], [this.act[263], 0, 256]]); // 145: %693 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_9c806ba1e6", [[this.params, 32000, 38400], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[246], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 146: %695 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_4ops_a23b7168cc", [[this.act[197], 0, 4], [this.act[209], 0, 262144], [this.act[224], 0, 262144], [this.act[246], 0, 262144], [this.act[211], 0, 262144], [this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 147: %700 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    group("fused_1ops_46c0b229b4", [[this.act[208], 0, 262144], [this.act[211], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 148: %706 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("fused_5ops_9a9e316aeb", [[this.params, 32000, 38400], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[246], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 146: fused %695..%699 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_aebb5b263c", [[this.act[197], 0, 4], [this.act[209], 0, 262144], [this.act[224], 0, 262144], [this.act[246], 0, 262144], [this.act[211], 0, 262144], [this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 147: fused %700..%705 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_024d952c2c", [[this.act[208], 0, 262144], [this.act[211], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 148: fused %706..%706 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[246], 0, 262144], [this.act[197], 0, 4]]); // 149: %707 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
     group("binary_add_s_s", [[this.act[257], 0, 4], [this.act[197], 0, 4], [this.act[264], 0, 4]]); // 150: %709 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 31744, 38656], [this.act[207], 0, 262144], [this.act[219], 0, 262144], [this.act[246], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 151: %711 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 31744, 38656], [this.act[207], 0, 262144], [this.act[219], 0, 262144], [this.act[246], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 151: fused %711..%713 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[211], 0, 262144], [this.act[219], 0, 262144], [this.act[265], 0, 256]]); // 152: %714 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[206], 0, 262144], [this.act[246], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 153: %716 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[206], 0, 262144], [this.act[246], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 153: fused %716..%717 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[266], 0, 256]]); // 154: %720 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 31232, 39168], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[246], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 155: %722 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[203], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 156: %729 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 31232, 39168], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[246], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 155: fused %722..%728 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[203], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 156: fused %729..%729 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[219], 0, 262144], [this.act[246], 0, 262144], [this.act[267], 0, 256]]); // 157: %730 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 158: %732 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 158: fused %732..%733 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[246], 0, 262144], [this.act[196], 0, 262144], [this.act[268], 0, 256]]); // 159: %736 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 30720, 39680], [this.act[200], 0, 262144], [this.act[215], 0, 262144], [this.act[205], 0, 262144], [this.act[246], 0, 262144], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 160: %738 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[199], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 161: %746 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 30720, 39680], [this.act[200], 0, 262144], [this.act[215], 0, 262144], [this.act[205], 0, 262144], [this.act[246], 0, 262144], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 160: fused %738..%745 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[199], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 161: fused %746..%746 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[246], 0, 262144], [this.act[202], 0, 262144], [this.act[269], 0, 256]]); // 162: %747 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[198], 0, 262144], [this.act[219], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 163: %749 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[198], 0, 262144], [this.act[219], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 163: fused %749..%750 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[270], 0, 256]]); // 164: %753 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_0bbc388eb3", [[this.params, 30464, 39936], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.step, 0, 16]]); // 165: %755 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_4ops_e167153de3", [[this.params, 30464, 39936], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.step, 0, 16]]); // 165: fused %755..%758 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
     group("binary_mul_s_s", [[this.act[264], 0, 4], [this.act[197], 0, 4], [this.act[257], 0, 4]]); // 166: %759 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_f17440cbbb", [[this.params, 30208, 40192], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 167: %760 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 30208, 40192], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 167: fused %760..%761 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[206], 0, 262144], [this.act[271], 0, 256]]); // 168: %762 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_bbfc3bbd87", [[this.params, 29952, 40448], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[247], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[196], 0, 262144], [this.act[185], 0, 262144], [this.step, 0, 16]]); // 169: %764 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("fused_1ops_cfcdd64937", [[this.act[193], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 170: %782 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_18ops_9eaf2e4e38", [[this.params, 29952, 40448], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[247], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[196], 0, 262144], [this.act[185], 0, 262144], [this.step, 0, 16]]); // 169: fused %764..%781 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_c7b094d0f3", [[this.act[193], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 170: fused %782..%782 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[272], 0, 256]]); // 171: %783 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[192], 0, 262144], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 172: %785 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[192], 0, 262144], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 172: fused %785..%786 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.act[273], 0, 256]]); // 173: %789 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_7cca0bbdbc", [[this.params, 29696, 40704], [this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 174: %791 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_3ops_e65b1c3094", [[this.params, 29696, 40704], [this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 174: fused %791..%793 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
     group("permute_0213_16x64x2x32", [[this.act[191], 0, 262144], [this.act[196], 0, 262144]]); // 175: %794 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    group("fused_1ops_cc9f92de88", [[this.act[188], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 176: %795 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
+    group("fused_1ops_dbee46129d", [[this.act[188], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 176: fused %795..%795 blocks.1.attn.matmul3.grad.permute0 .. blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.act[20], 0, 524288]]); // 177: %796 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_47f5f88d7b", [[this.act[190], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 178: %797 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
+    group("fused_1ops_ebcfe3eb10", [[this.act[190], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 178: fused %797..%797 blocks.1.attn.matmul3.grad.permute1 .. blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[274], 0, 524288], [this.act[196], 0, 262144], [this.act[191], 0, 262144]]); // 179: %798 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_3cf4f0a1d5", [[this.act[189], 0, 524288], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 180: %799 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
+    group("fused_5ops_d1792f2fb1", [[this.act[189], 0, 524288], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 180: fused %799..%803 blocks.1.attn.dropout1.grad.dropout0 .. blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
     group("causal_mask_f0_16x2x64x64", [[this.act[274], 0, 524288], [this.act[20], 0, 524288]]); // 181: %804 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_47f2aae676", [[this.act[187], 0, 262144], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 182: %805 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
+    group("fused_2ops_ab950fa883", [[this.act[187], 0, 262144], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 182: fused %805..%806 blocks.1.attn.affine1.grad.affine0 .. blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[274], 0, 524288], [this.act[196], 0, 262144], [this.act[187], 0, 262144]]); // 183: %807 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_a6e3260ac3", [[this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 184: %808 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 184: fused %808..%808 blocks.1.attn.matmul2.grad.permute1 .. blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
     group("matmul_16x2x32x64_16x2x64x64", [[this.act[196], 0, 262144], [this.act[274], 0, 524288], [this.act[182], 0, 262144]]); // 185: %809 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_9b56bc9662", [[this.params, 29440, 40960], [this.act[186], 0, 262144], [this.act[191], 0, 262144], [this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 186: %810 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
+    group("fused_7ops_8dfed4d09e", [[this.params, 29440, 40960], [this.act[186], 0, 262144], [this.act[191], 0, 262144], [this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 186: fused %810..%816 blocks.1.attn.permute8.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
     group("matmul_8x8192_8192x8", [[this.act[192], 0, 262144], [this.act[188], 0, 262144], [this.act[275], 0, 256]]); // 187: %817 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 188: %819 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 188: fused %819..%820 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[188], 0, 262144], [this.act[176], 0, 262144], [this.act[276], 0, 256]]); // 189: %823 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_0816ee8de5", [[this.params, 28928, 41472], [this.act[183], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 190: %825 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_8ops_a2b689a512", [[this.params, 28928, 41472], [this.act[183], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 190: fused %825..%832 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[182], 0, 262144], [this.act[184], 0, 262144], [this.act[277], 0, 256]]); // 191: %833 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[181], 0, 262144], [this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 192: %835 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[181], 0, 262144], [this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 192: fused %835..%836 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[176], 0, 262144], [this.act[278], 0, 256]]); // 193: %839 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe3afec744", [[this.params, 28416, 41984], [this.act[187], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 194: %841 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[180], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 195: %849 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_f310f5c18d", [[this.params, 28416, 41984], [this.act[187], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 194: fused %841..%848 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[180], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 195: fused %849..%849 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[184], 0, 262144], [this.act[181], 0, 262144], [this.act[279], 0, 256]]); // 196: %850 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 197: %852 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 197: fused %852..%853 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[280], 0, 256]]); // 198: %856 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_09dc3d6959", [[this.params, 27904, 42496], [this.act[178], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 199: %858 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_5ops_260ecd5091", [[this.params, 27904, 42496], [this.act[178], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 199: fused %858..%862 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
     group("sum_a01_16x64x8x8", [[this.act[182], 0, 262144], [this.act[281], 0, 256]]); // 200: %863 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_b98f3b8252", [[this.act[172], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 201: %865 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("fused_5ops_ad00f751b5", [[this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 202: %883 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    group("fused_3ops_068e496b13", [[this.act[174], 0, 4096], [this.act[195], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 203: %888 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("fused_18ops_e55821f18c", [[this.act[172], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 201: fused %865..%882 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_5280e39407", [[this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 202: fused %883..%887 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_461fbbfa10", [[this.act[174], 0, 4096], [this.act[195], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 203: fused %888..%890 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
     group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[197], 0, 4]]); // 204: %891 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_82a5835e66", [[this.act[140], 0, 262144], [this.act[250], 0, 4096], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 205: %893 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    group("fused_2ops_125cd61582", [[this.act[140], 0, 262144], [this.act[250], 0, 4096], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 205: fused %893..%894 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
     group("sum_a01_16x64x8x8", [[this.act[175], 0, 262144], [this.act[282], 0, 256]]); // 206: %895 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_b94007d905", [[this.params, 27392, 43008], [this.act[173], 0, 4096], [this.act[177], 0, 4096], [this.act[167], 0, 262144], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 207: %897 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    group("fused_5ops_4941573b3e", [[this.params, 27392, 43008], [this.act[173], 0, 4096], [this.act[177], 0, 4096], [this.act[167], 0, 262144], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 207: fused %897..%901 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
     group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[264], 0, 4]]); // 208: %902 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_94817482d7", [[this.act[140], 0, 262144], [this.act[250], 0, 4096], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 209: %904 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    group("fused_2ops_1ea0485f5d", [[this.act[140], 0, 262144], [this.act[250], 0, 4096], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 209: fused %904..%905 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
     group("sum_a01_16x64x8x8", [[this.act[167], 0, 262144], [this.act[283], 0, 256]]); // 210: %906 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_fca0968df6", [[this.params, 26880, 43520], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.step, 0, 16]]); // 211: %908 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    group("fused_7ops_973b81dba5", [[this.params, 26368, 44032], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[176], 0, 262144], [this.act[171], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 212: %912 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    group("fused_4ops_ca961ea74f", [[this.params, 26880, 43520], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.step, 0, 16]]); // 211: fused %908..%911 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_3f27ed2026", [[this.params, 26368, 44032], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[176], 0, 262144], [this.act[171], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 212: fused %912..%918 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[284], 0, 32]]); // 213: %919 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_de5186fd52", [[this.params, 26624, 43776], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 214: %921 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("fused_1ops_02b920d313", [[this.act[168], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 215: %925 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    group("fused_4ops_15e0c9d7a9", [[this.params, 26624, 43776], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 214: fused %921..%924 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_d0721115aa", [[this.act[168], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 215: fused %925..%925 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[181], 0, 262144], [this.act[171], 0, 32768], [this.act[285], 0, 32]]); // 216: %926 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_635579a41a", [[this.act[154], 0, 262144], [this.act[166], 0, 262144], [this.act[206], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[168], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 217: %928 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("fused_2ops_1730e0d43d", [[this.act[141], 0, 4], [this.act[165], 0, 262144], [this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 218: %935 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("fused_5ops_1a12c91ebe", [[this.act[154], 0, 262144], [this.act[166], 0, 262144], [this.act[206], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[168], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 217: fused %928..%932 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_68a4855b88", [[this.act[141], 0, 4], [this.act[165], 0, 262144], [this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 218: fused %935..%936 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[286], 0, 4]]); // 219: %937 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 25856, 44544], [this.act[164], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 220: %940 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 25856, 44544], [this.act[164], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 220: fused %940..%942 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[287], 0, 256]]); // 221: %943 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 222: %945 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 222: fused %945..%946 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[288], 0, 256]]); // 223: %949 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 25344, 45056], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 224: %951 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[160], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 225: %958 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 25344, 45056], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 224: fused %951..%957 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[160], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 225: fused %958..%958 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[289], 0, 256]]); // 226: %959 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 227: %961 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 227: fused %961..%962 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[140], 0, 262144], [this.act[290], 0, 256]]); // 228: %965 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 24832, 45568], [this.act[157], 0, 262144], [this.act[181], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 229: %967 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[156], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 230: %975 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 24832, 45568], [this.act[157], 0, 262144], [this.act[181], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 229: fused %967..%974 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[156], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 230: fused %975..%975 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[159], 0, 262144], [this.act[291], 0, 256]]); // 231: %976 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.act[159], 0, 262144], [this.step, 0, 16]]); // 232: %978 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.act[159], 0, 262144], [this.step, 0, 16]]); // 232: fused %978..%979 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[159], 0, 262144], [this.act[140], 0, 262144], [this.act[292], 0, 256]]); // 233: %982 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_9c806ba1e6", [[this.params, 24576, 45824], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 234: %984 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_4ops_a23b7168cc", [[this.act[141], 0, 4], [this.act[153], 0, 262144], [this.act[168], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 235: %989 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    group("fused_1ops_46c0b229b4", [[this.act[152], 0, 262144], [this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 236: %995 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("fused_5ops_9a9e316aeb", [[this.params, 24576, 45824], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 234: fused %984..%988 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_aebb5b263c", [[this.act[141], 0, 4], [this.act[153], 0, 262144], [this.act[168], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 235: fused %989..%994 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_024d952c2c", [[this.act[152], 0, 262144], [this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 236: fused %995..%995 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[176], 0, 262144], [this.act[141], 0, 4]]); // 237: %996 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
     group("binary_add_s_s", [[this.act[286], 0, 4], [this.act[141], 0, 4], [this.act[293], 0, 4]]); // 238: %998 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 24320, 46080], [this.act[151], 0, 262144], [this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 239: %1000 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 24320, 46080], [this.act[151], 0, 262144], [this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 239: fused %1000..%1002 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[155], 0, 262144], [this.act[163], 0, 262144], [this.act[294], 0, 256]]); // 240: %1003 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 241: %1005 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 241: fused %1005..%1006 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[295], 0, 256]]); // 242: %1009 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 23808, 46592], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 243: %1011 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[147], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 244: %1018 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 23808, 46592], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 243: fused %1011..%1017 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[147], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 244: fused %1018..%1018 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[296], 0, 256]]); // 245: %1019 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 246: %1021 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 246: fused %1021..%1022 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[176], 0, 262144], [this.act[140], 0, 262144], [this.act[297], 0, 256]]); // 247: %1025 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 23296, 47104], [this.act[144], 0, 262144], [this.act[159], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 248: %1027 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[143], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 249: %1035 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 23296, 47104], [this.act[144], 0, 262144], [this.act[159], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 248: fused %1027..%1034 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[143], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 249: fused %1035..%1035 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[176], 0, 262144], [this.act[146], 0, 262144], [this.act[298], 0, 256]]); // 250: %1036 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[142], 0, 262144], [this.act[163], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 251: %1038 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[142], 0, 262144], [this.act[163], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 251: fused %1038..%1039 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[299], 0, 256]]); // 252: %1042 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_0bbc388eb3", [[this.params, 23040, 47360], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.step, 0, 16]]); // 253: %1044 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_4ops_e167153de3", [[this.params, 23040, 47360], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.step, 0, 16]]); // 253: fused %1044..%1047 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
     group("binary_mul_s_s", [[this.act[293], 0, 4], [this.act[141], 0, 4], [this.act[286], 0, 4]]); // 254: %1048 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_f17440cbbb", [[this.params, 22784, 47616], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 255: %1049 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 22784, 47616], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 255: fused %1049..%1050 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[150], 0, 262144], [this.act[300], 0, 256]]); // 256: %1051 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_bbfc3bbd87", [[this.params, 22528, 47872], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[182], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[140], 0, 262144], [this.act[129], 0, 262144], [this.step, 0, 16]]); // 257: %1053 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("fused_1ops_cfcdd64937", [[this.act[137], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 258: %1071 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_18ops_9eaf2e4e38", [[this.params, 22528, 47872], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[182], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[140], 0, 262144], [this.act[129], 0, 262144], [this.step, 0, 16]]); // 257: fused %1053..%1070 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_c7b094d0f3", [[this.act[137], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 258: fused %1071..%1071 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[301], 0, 256]]); // 259: %1072 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[136], 0, 262144], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 260: %1074 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[136], 0, 262144], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 260: fused %1074..%1075 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.act[302], 0, 256]]); // 261: %1078 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_7cca0bbdbc", [[this.params, 22272, 48128], [this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 262: %1080 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_3ops_e65b1c3094", [[this.params, 22272, 48128], [this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 262: fused %1080..%1082 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
     group("permute_0213_16x64x2x32", [[this.act[135], 0, 262144], [this.act[140], 0, 262144]]); // 263: %1083 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    group("fused_1ops_cc9f92de88", [[this.act[132], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 264: %1084 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
+    group("fused_1ops_dbee46129d", [[this.act[132], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 264: fused %1084..%1084 blocks.0.attn.matmul3.grad.permute0 .. blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.act[274], 0, 524288]]); // 265: %1085 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_47f5f88d7b", [[this.act[134], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 266: %1086 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
+    group("fused_1ops_ebcfe3eb10", [[this.act[134], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 266: fused %1086..%1086 blocks.0.attn.matmul3.grad.permute1 .. blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.act[135], 0, 262144]]); // 267: %1087 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_6c7c733d2f", [[this.act[133], 0, 524288], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 268: %1088 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
+    group("fused_5ops_8f745897f3", [[this.act[133], 0, 524288], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 268: fused %1088..%1092 blocks.0.attn.dropout1.grad.dropout0 .. blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
     group("causal_mask_f0_16x2x64x64", [[this.act[20], 0, 524288], [this.act[274], 0, 524288]]); // 269: %1093 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_47f2aae676", [[this.act[131], 0, 262144], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 270: %1094 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
+    group("fused_2ops_ab950fa883", [[this.act[131], 0, 262144], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 270: fused %1094..%1095 blocks.0.attn.affine1.grad.affine0 .. blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.act[131], 0, 262144]]); // 271: %1096 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_a6e3260ac3", [[this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 272: %1097 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 272: fused %1097..%1097 blocks.0.attn.matmul2.grad.permute1 .. blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
     group("matmul_16x2x32x64_16x2x64x64", [[this.act[140], 0, 262144], [this.act[20], 0, 524288], [this.act[126], 0, 262144]]); // 273: %1098 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_9b56bc9662", [[this.params, 22016, 48384], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 274: %1099 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
+    group("fused_7ops_8dfed4d09e", [[this.params, 22016, 48384], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 274: fused %1099..%1105 blocks.0.attn.permute8.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
     group("matmul_8x8192_8192x8", [[this.act[136], 0, 262144], [this.act[132], 0, 262144], [this.act[303], 0, 256]]); // 275: %1106 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 276: %1108 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 276: fused %1108..%1109 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[132], 0, 262144], [this.act[120], 0, 262144], [this.act[304], 0, 256]]); // 277: %1112 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_0816ee8de5", [[this.params, 21504, 48896], [this.act[127], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 278: %1114 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_8ops_a2b689a512", [[this.params, 21504, 48896], [this.act[127], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 278: fused %1114..%1121 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[126], 0, 262144], [this.act[128], 0, 262144], [this.act[305], 0, 256]]); // 279: %1122 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[125], 0, 262144], [this.act[136], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 280: %1124 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[125], 0, 262144], [this.act[136], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 280: fused %1124..%1125 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[128], 0, 262144], [this.act[120], 0, 262144], [this.act[306], 0, 256]]); // 281: %1128 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe3afec744", [[this.params, 20992, 49408], [this.act[131], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 282: %1130 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[124], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 283: %1138 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_f310f5c18d", [[this.params, 20992, 49408], [this.act[131], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 282: fused %1130..%1137 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[124], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 283: fused %1138..%1138 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[128], 0, 262144], [this.act[125], 0, 262144], [this.act[307], 0, 256]]); // 284: %1139 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[123], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 285: %1141 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[123], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 285: fused %1141..%1142 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[308], 0, 256]]); // 286: %1145 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_09dc3d6959", [[this.params, 20480, 49920], [this.act[122], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 287: %1147 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_5ops_260ecd5091", [[this.params, 20480, 49920], [this.act[122], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 287: fused %1147..%1151 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
     group("sum_a01_16x64x8x8", [[this.act[126], 0, 262144], [this.act[309], 0, 256]]); // 288: %1152 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_e85ccd577b", [[this.act[116], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 289: %1154 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("fused_5ops_ad00f751b5", [[this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 290: %1172 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    group("fused_3ops_068e496b13", [[this.act[118], 0, 4096], [this.act[139], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 291: %1177 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("fused_18ops_fa4e161a56", [[this.act[116], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 289: fused %1154..%1171 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_5280e39407", [[this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 290: fused %1172..%1176 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_461fbbfa10", [[this.act[118], 0, 4096], [this.act[139], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 291: fused %1177..%1179 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
     group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[141], 0, 4]]); // 292: %1180 blocks.1.think.add3.grad.sum0 stdlib.mt:72
     group("binary_add_s_s", [[this.act[251], 0, 4], [this.act[141], 0, 4], [this.grads, 35072, 4]]); // 293: %1182 param61.grad.add0 stdlib.mt:72
-    group("fused_2ops_82a5835e66", [[this.act[84], 0, 262144], [this.act[250], 0, 4096], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 294: %1183 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    group("fused_2ops_125cd61582", [[this.act[84], 0, 262144], [this.act[250], 0, 4096], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 294: fused %1183..%1184 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
     group("sum_a01_16x64x8x8", [[this.act[119], 0, 262144], [this.act[310], 0, 256]]); // 295: %1185 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
     group("binary_add_8x8_8x8", [[this.act[252], 0, 256], [this.act[310], 0, 256], [this.grads, 34816, 256]]); // 296: %1188 param60.grad.add0 stdlib.mt:72
-    group("fused_5ops_b94007d905", [[this.params, 34816, 35584], [this.act[117], 0, 4096], [this.act[121], 0, 4096], [this.act[116], 0, 262144], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 297: %1187 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    group("fused_5ops_4941573b3e", [[this.params, 34816, 35584], [this.act[117], 0, 4096], [this.act[121], 0, 4096], [this.act[116], 0, 262144], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 297: fused %1187..%1192 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
     group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[141], 0, 4]]); // 298: %1193 blocks.1.think.add2.grad.sum0 stdlib.mt:71
     group("binary_add_s_s", [[this.act[253], 0, 4], [this.act[141], 0, 4], [this.grads, 34560, 4]]); // 299: %1195 param59.grad.add0 stdlib.mt:71
-    group("fused_2ops_94817482d7", [[this.act[84], 0, 262144], [this.act[250], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 300: %1196 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    group("fused_2ops_1ea0485f5d", [[this.act[84], 0, 262144], [this.act[250], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 300: fused %1196..%1197 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
     group("sum_a01_16x64x8x8", [[this.act[116], 0, 262144], [this.act[310], 0, 256]]); // 301: %1198 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
     group("binary_add_8x8_8x8", [[this.act[254], 0, 256], [this.act[310], 0, 256], [this.grads, 34304, 256]]); // 302: %1201 param58.grad.add0 stdlib.mt:71
-    group("fused_4ops_fca0968df6", [[this.params, 34304, 36096], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.step, 0, 16]]); // 303: %1200 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    group("fused_7ops_973b81dba5", [[this.params, 33792, 36608], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[120], 0, 262144], [this.act[115], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 304: %1205 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    group("fused_4ops_ca961ea74f", [[this.params, 34304, 36096], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.step, 0, 16]]); // 303: fused %1200..%1204 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_3f27ed2026", [[this.params, 33792, 36608], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[120], 0, 262144], [this.act[115], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 304: fused %1205..%1211 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[311], 0, 32]]); // 305: %1212 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
     group("binary_add_8x1_8x1", [[this.act[255], 0, 32], [this.act[311], 0, 32], [this.grads, 33792, 32]]); // 306: %1213 param56.grad.add0 stdlib.mt:70
-    group("fused_4ops_de5186fd52", [[this.params, 34048, 36352], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 307: %1215 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("fused_1ops_02b920d313", [[this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 308: %1219 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    group("fused_4ops_15e0c9d7a9", [[this.params, 34048, 36352], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 307: fused %1215..%1218 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_d0721115aa", [[this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 308: fused %1219..%1219 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[125], 0, 262144], [this.act[115], 0, 32768], [this.act[311], 0, 32]]); // 309: %1220 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
     group("binary_add_8x1_8x1", [[this.act[256], 0, 32], [this.act[311], 0, 32], [this.grads, 34048, 32]]); // 310: %1221 param57.grad.add0 stdlib.mt:70
-    group("fused_5ops_635579a41a", [[this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[150], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[112], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 311: %1223 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("fused_2ops_1730e0d43d", [[this.act[85], 0, 4], [this.act[109], 0, 262144], [this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 312: %1230 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("fused_5ops_1a12c91ebe", [[this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[150], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[112], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 311: fused %1223..%1227 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_68a4855b88", [[this.act[85], 0, 4], [this.act[109], 0, 262144], [this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 312: fused %1230..%1231 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[119], 0, 262144], [this.act[141], 0, 4]]); // 313: %1232 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 33280, 37120], [this.act[108], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 314: %1235 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 33280, 37120], [this.act[108], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 314: fused %1235..%1237 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[310], 0, 256]]); // 315: %1238 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[258], 0, 256], [this.act[310], 0, 256], [this.grads, 33280, 256]]); // 316: %1239 param54.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 317: %1241 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 317: fused %1241..%1242 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[310], 0, 256]]); // 318: %1245 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[259], 0, 256], [this.act[310], 0, 256], [this.grads, 33024, 256]]); // 319: %1249 param53.grad.add0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 32768, 37632], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 320: %1247 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[104], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 321: %1255 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 32768, 37632], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 320: fused %1247..%1254 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[104], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 321: fused %1255..%1255 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[310], 0, 256]]); // 322: %1256 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[260], 0, 256], [this.act[310], 0, 256], [this.grads, 32768, 256]]); // 323: %1257 param52.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 324: %1259 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 324: fused %1259..%1260 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 325: %1263 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[310], 0, 256], [this.grads, 32512, 256]]); // 326: %1267 param51.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 32256, 38144], [this.act[101], 0, 262144], [this.act[125], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 327: %1265 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[100], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 328: %1274 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 32256, 38144], [this.act[101], 0, 262144], [this.act[125], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 327: fused %1265..%1273 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[100], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 328: fused %1274..%1274 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[103], 0, 262144], [this.act[310], 0, 256]]); // 329: %1275 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[310], 0, 256], [this.grads, 32256, 256]]); // 330: %1276 param50.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 331: %1278 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 331: fused %1278..%1279 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[103], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 332: %1282 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[310], 0, 256], [this.grads, 32000, 256]]); // 333: %1286 param49.grad.add0 stdlib.mt:18
-    group("fused_5ops_9c806ba1e6", [[this.params, 32000, 38400], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 334: %1284 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_4ops_a23b7168cc", [[this.act[85], 0, 4], [this.act[97], 0, 262144], [this.act[112], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 335: %1290 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    group("fused_1ops_46c0b229b4", [[this.act[96], 0, 262144], [this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 336: %1296 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("fused_5ops_9a9e316aeb", [[this.params, 32000, 38400], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 334: fused %1284..%1289 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_aebb5b263c", [[this.act[85], 0, 4], [this.act[97], 0, 262144], [this.act[112], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 335: fused %1290..%1295 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_024d952c2c", [[this.act[96], 0, 262144], [this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 336: fused %1296..%1296 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[120], 0, 262144], [this.act[85], 0, 4]]); // 337: %1297 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
     group("binary_add_s_s", [[this.act[141], 0, 4], [this.act[85], 0, 4], [this.act[253], 0, 4]]); // 338: %1299 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 31744, 38656], [this.act[95], 0, 262144], [this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 339: %1301 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 31744, 38656], [this.act[95], 0, 262144], [this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 339: fused %1301..%1303 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[99], 0, 262144], [this.act[107], 0, 262144], [this.act[310], 0, 256]]); // 340: %1304 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[310], 0, 256], [this.grads, 31744, 256]]); // 341: %1305 param48.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 342: %1307 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 342: fused %1307..%1308 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[310], 0, 256]]); // 343: %1311 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[310], 0, 256], [this.grads, 31488, 256]]); // 344: %1315 param47.grad.add0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 31232, 39168], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 345: %1313 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[91], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 346: %1321 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 31232, 39168], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 345: fused %1313..%1320 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[91], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 346: fused %1321..%1321 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[310], 0, 256]]); // 347: %1322 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[310], 0, 256], [this.grads, 31232, 256]]); // 348: %1323 param46.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 349: %1325 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 349: fused %1325..%1326 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[120], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 350: %1329 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[310], 0, 256], [this.grads, 30976, 256]]); // 351: %1333 param45.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 30720, 39680], [this.act[88], 0, 262144], [this.act[103], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 352: %1331 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[87], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 353: %1340 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 30720, 39680], [this.act[88], 0, 262144], [this.act[103], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 352: fused %1331..%1339 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[87], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 353: fused %1340..%1340 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[120], 0, 262144], [this.act[90], 0, 262144], [this.act[310], 0, 256]]); // 354: %1341 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[310], 0, 256], [this.grads, 30720, 256]]); // 355: %1342 param44.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[86], 0, 262144], [this.act[107], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 356: %1344 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[86], 0, 262144], [this.act[107], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 356: fused %1344..%1345 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 357: %1348 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[310], 0, 256], [this.grads, 30464, 256]]); // 358: %1352 param43.grad.add0 stdlib.mt:18
-    group("fused_4ops_0bbc388eb3", [[this.params, 30464, 39936], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.step, 0, 16]]); // 359: %1350 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_4ops_e167153de3", [[this.params, 30464, 39936], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.step, 0, 16]]); // 359: fused %1350..%1354 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
     group("binary_mul_s_s", [[this.act[253], 0, 4], [this.act[85], 0, 4], [this.act[141], 0, 4]]); // 360: %1355 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
     group("binary_add_s_s", [[this.act[257], 0, 4], [this.act[141], 0, 4], [this.grads, 33536, 4]]); // 361: %1356 param55.grad.add0 stdlib.mt:67
-    group("fused_2ops_f17440cbbb", [[this.params, 30208, 40192], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 362: %1357 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 30208, 40192], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 362: fused %1357..%1358 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[94], 0, 262144], [this.act[310], 0, 256]]); // 363: %1359 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
     group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[310], 0, 256], [this.grads, 30208, 256]]); // 364: %1361 param42.grad.add0 stdlib.mt:9
-    group("fused_18ops_bbfc3bbd87", [[this.params, 29952, 40448], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[126], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[84], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 365: %1362 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("fused_1ops_cfcdd64937", [[this.act[81], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 366: %1380 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_18ops_9eaf2e4e38", [[this.params, 29952, 40448], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[126], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[84], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 365: fused %1362..%1379 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_c7b094d0f3", [[this.act[81], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 366: fused %1380..%1380 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 367: %1381 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[310], 0, 256], [this.grads, 29952, 256]]); // 368: %1382 param41.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[80], 0, 262144], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 369: %1384 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[80], 0, 262144], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 369: fused %1384..%1385 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.act[310], 0, 256]]); // 370: %1388 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[310], 0, 256], [this.grads, 29696, 256]]); // 371: %1392 param40.grad.add0 stdlib.mt:18
-    group("fused_3ops_7cca0bbdbc", [[this.params, 29696, 40704], [this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 372: %1390 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_3ops_e65b1c3094", [[this.params, 29696, 40704], [this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 372: fused %1390..%1393 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
     group("permute_0213_16x64x2x32", [[this.act[79], 0, 262144], [this.act[84], 0, 262144]]); // 373: %1394 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    group("fused_1ops_cc9f92de88", [[this.act[76], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 374: %1395 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
+    group("fused_1ops_dbee46129d", [[this.act[76], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 374: fused %1395..%1395 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.act[20], 0, 524288]]); // 375: %1396 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_47f5f88d7b", [[this.act[78], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 376: %1397 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
+    group("fused_1ops_ebcfe3eb10", [[this.act[78], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 376: fused %1397..%1397 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[274], 0, 524288], [this.act[84], 0, 262144], [this.act[79], 0, 262144]]); // 377: %1398 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_df2501acee", [[this.act[77], 0, 524288], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 378: %1399 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
+    group("fused_5ops_6d3a8535bb", [[this.act[77], 0, 524288], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 378: fused %1399..%1403 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
     group("causal_mask_f0_16x2x64x64", [[this.act[274], 0, 524288], [this.act[20], 0, 524288]]); // 379: %1404 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_47f2aae676", [[this.act[75], 0, 262144], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 380: %1405 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
+    group("fused_2ops_ab950fa883", [[this.act[75], 0, 262144], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 380: fused %1405..%1406 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[274], 0, 524288], [this.act[84], 0, 262144], [this.act[75], 0, 262144]]); // 381: %1407 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_a6e3260ac3", [[this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 382: %1408 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 382: fused %1408..%1408 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
     group("matmul_16x2x32x64_16x2x64x64", [[this.act[84], 0, 262144], [this.act[274], 0, 524288], [this.act[70], 0, 262144]]); // 383: %1409 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_9b56bc9662", [[this.params, 29440, 40960], [this.act[74], 0, 262144], [this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[80], 0, 262144], [this.step, 0, 16]]); // 384: %1410 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
+    group("fused_7ops_8dfed4d09e", [[this.params, 29440, 40960], [this.act[74], 0, 262144], [this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[80], 0, 262144], [this.step, 0, 16]]); // 384: fused %1410..%1416 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
     group("matmul_8x8192_8192x8", [[this.act[80], 0, 262144], [this.act[76], 0, 262144], [this.act[310], 0, 256]]); // 385: %1417 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[310], 0, 256], [this.grads, 29440, 256]]); // 386: %1418 param39.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 387: %1420 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 387: fused %1420..%1421 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[76], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 388: %1424 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[310], 0, 256], [this.grads, 29184, 256]]); // 389: %1428 param38.grad.add0 stdlib.mt:18
-    group("fused_8ops_0816ee8de5", [[this.params, 28928, 41472], [this.act[71], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 390: %1426 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_8ops_a2b689a512", [[this.params, 28928, 41472], [this.act[71], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 390: fused %1426..%1434 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[70], 0, 262144], [this.act[72], 0, 262144], [this.act[310], 0, 256]]); // 391: %1435 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[310], 0, 256], [this.grads, 28928, 256]]); // 392: %1436 param37.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[69], 0, 262144], [this.act[80], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 393: %1438 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[69], 0, 262144], [this.act[80], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 393: fused %1438..%1439 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[72], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 394: %1442 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[310], 0, 256], [this.grads, 28672, 256]]); // 395: %1446 param36.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe3afec744", [[this.params, 28416, 41984], [this.act[75], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 396: %1444 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[68], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 397: %1453 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_f310f5c18d", [[this.params, 28416, 41984], [this.act[75], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 396: fused %1444..%1452 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[68], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 397: fused %1453..%1453 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.act[310], 0, 256]]); // 398: %1454 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[310], 0, 256], [this.grads, 28416, 256]]); // 399: %1455 param35.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[67], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 400: %1457 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[67], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 400: fused %1457..%1458 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 401: %1461 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[310], 0, 256], [this.grads, 28160, 256]]); // 402: %1465 param34.grad.add0 stdlib.mt:18
-    group("fused_5ops_09dc3d6959", [[this.params, 27904, 42496], [this.act[66], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 403: %1463 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_5ops_260ecd5091", [[this.params, 27904, 42496], [this.act[66], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 403: fused %1463..%1468 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
     group("sum_a01_16x64x8x8", [[this.act[70], 0, 262144], [this.act[310], 0, 256]]); // 404: %1469 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
     group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[310], 0, 256], [this.grads, 27904, 256]]); // 405: %1471 param33.grad.add0 stdlib.mt:9
-    group("fused_18ops_c41b283b6a", [[this.act[60], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 406: %1472 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    group("fused_5ops_ad00f751b5", [[this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 407: %1490 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    group("fused_3ops_068e496b13", [[this.act[62], 0, 4096], [this.act[83], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 408: %1495 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("fused_18ops_d94baa33ad", [[this.act[60], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 406: fused %1472..%1489 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_5280e39407", [[this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 407: fused %1490..%1494 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_461fbbfa10", [[this.act[62], 0, 4096], [this.act[83], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 408: fused %1495..%1497 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
     group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[141], 0, 4]]); // 409: %1498 blocks.0.think.add3.grad.sum0 stdlib.mt:72
     group("binary_add_s_s", [[this.act[197], 0, 4], [this.act[141], 0, 4], [this.grads, 27648, 4]]); // 410: %1500 param32.grad.add0 stdlib.mt:72
-    group("fused_2ops_82a5835e66", [[this.act[28], 0, 262144], [this.act[250], 0, 4096], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 411: %1501 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    group("fused_2ops_125cd61582", [[this.act[28], 0, 262144], [this.act[250], 0, 4096], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 411: fused %1501..%1502 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
     group("sum_a01_16x64x8x8", [[this.act[63], 0, 262144], [this.act[310], 0, 256]]); // 412: %1503 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
     group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[310], 0, 256], [this.grads, 27392, 256]]); // 413: %1506 param31.grad.add0 stdlib.mt:72
-    group("fused_5ops_b94007d905", [[this.params, 27392, 43008], [this.act[61], 0, 4096], [this.act[65], 0, 4096], [this.act[55], 0, 262144], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 414: %1505 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    group("fused_5ops_4941573b3e", [[this.params, 27392, 43008], [this.act[61], 0, 4096], [this.act[65], 0, 4096], [this.act[55], 0, 262144], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 414: fused %1505..%1510 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
     group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[141], 0, 4]]); // 415: %1511 blocks.0.think.add2.grad.sum0 stdlib.mt:71
     group("binary_add_s_s", [[this.act[264], 0, 4], [this.act[141], 0, 4], [this.grads, 27136, 4]]); // 416: %1513 param30.grad.add0 stdlib.mt:71
-    group("fused_2ops_94817482d7", [[this.act[28], 0, 262144], [this.act[250], 0, 4096], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 417: %1514 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    group("fused_2ops_1ea0485f5d", [[this.act[28], 0, 262144], [this.act[250], 0, 4096], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 417: fused %1514..%1515 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
     group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[310], 0, 256]]); // 418: %1516 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
     group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[310], 0, 256], [this.grads, 26880, 256]]); // 419: %1519 param29.grad.add0 stdlib.mt:71
-    group("fused_4ops_fca0968df6", [[this.params, 26880, 43520], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 420: %1518 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    group("fused_7ops_973b81dba5", [[this.params, 26368, 44032], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[64], 0, 262144], [this.act[59], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 421: %1523 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    group("fused_4ops_ca961ea74f", [[this.params, 26880, 43520], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 420: fused %1518..%1522 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_3f27ed2026", [[this.params, 26368, 44032], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[64], 0, 262144], [this.act[59], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 421: fused %1523..%1529 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[311], 0, 32]]); // 422: %1530 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
     group("binary_add_8x1_8x1", [[this.act[284], 0, 32], [this.act[311], 0, 32], [this.grads, 26368, 32]]); // 423: %1531 param27.grad.add0 stdlib.mt:70
-    group("fused_4ops_de5186fd52", [[this.params, 26624, 43776], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 424: %1533 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("fused_1ops_02b920d313", [[this.act[56], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 425: %1537 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    group("fused_4ops_15e0c9d7a9", [[this.params, 26624, 43776], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 424: fused %1533..%1536 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_d0721115aa", [[this.act[56], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 425: fused %1537..%1537 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[69], 0, 262144], [this.act[59], 0, 32768], [this.act[311], 0, 32]]); // 426: %1538 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
     group("binary_add_8x1_8x1", [[this.act[285], 0, 32], [this.act[311], 0, 32], [this.grads, 26624, 32]]); // 427: %1539 param28.grad.add0 stdlib.mt:70
-    group("fused_5ops_635579a41a", [[this.act[42], 0, 262144], [this.act[54], 0, 262144], [this.act[94], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[56], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 428: %1541 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("fused_2ops_1730e0d43d", [[this.act[29], 0, 4], [this.act[53], 0, 262144], [this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 429: %1548 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("fused_5ops_1a12c91ebe", [[this.act[42], 0, 262144], [this.act[54], 0, 262144], [this.act[94], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[56], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 428: fused %1541..%1545 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_68a4855b88", [[this.act[29], 0, 4], [this.act[53], 0, 262144], [this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 429: fused %1548..%1549 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[63], 0, 262144], [this.act[141], 0, 4]]); // 430: %1550 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 25856, 44544], [this.act[52], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 431: %1553 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 25856, 44544], [this.act[52], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 431: fused %1553..%1555 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 432: %1556 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[287], 0, 256], [this.act[310], 0, 256], [this.grads, 25856, 256]]); // 433: %1557 param25.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 434: %1559 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 434: fused %1559..%1560 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[310], 0, 256]]); // 435: %1563 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[310], 0, 256], [this.grads, 25600, 256]]); // 436: %1567 param24.grad.add0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 25344, 45056], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 437: %1565 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[48], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 438: %1573 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 25344, 45056], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 437: fused %1565..%1572 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[48], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 438: fused %1573..%1573 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[310], 0, 256]]); // 439: %1574 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[310], 0, 256], [this.grads, 25344, 256]]); // 440: %1575 param23.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 441: %1577 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 441: fused %1577..%1578 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 442: %1581 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[310], 0, 256], [this.grads, 25088, 256]]); // 443: %1585 param22.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 24832, 45568], [this.act[45], 0, 262144], [this.act[69], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 444: %1583 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[44], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 445: %1592 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 24832, 45568], [this.act[45], 0, 262144], [this.act[69], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 444: fused %1583..%1591 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[44], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 445: fused %1592..%1592 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[47], 0, 262144], [this.act[310], 0, 256]]); // 446: %1593 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[310], 0, 256], [this.grads, 24832, 256]]); // 447: %1594 param21.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.act[47], 0, 262144], [this.step, 0, 16]]); // 448: %1596 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.act[47], 0, 262144], [this.step, 0, 16]]); // 448: fused %1596..%1597 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[47], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 449: %1600 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[310], 0, 256], [this.grads, 24576, 256]]); // 450: %1604 param20.grad.add0 stdlib.mt:18
-    group("fused_5ops_9c806ba1e6", [[this.params, 24576, 45824], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 451: %1602 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_4ops_a23b7168cc", [[this.act[29], 0, 4], [this.act[41], 0, 262144], [this.act[56], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 452: %1608 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    group("fused_1ops_46c0b229b4", [[this.act[40], 0, 262144], [this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 453: %1614 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("fused_5ops_9a9e316aeb", [[this.params, 24576, 45824], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 451: fused %1602..%1607 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_aebb5b263c", [[this.act[29], 0, 4], [this.act[41], 0, 262144], [this.act[56], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 452: fused %1608..%1613 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_024d952c2c", [[this.act[40], 0, 262144], [this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 453: fused %1614..%1614 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[64], 0, 262144], [this.act[29], 0, 4]]); // 454: %1615 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
     group("binary_add_s_s", [[this.act[141], 0, 4], [this.act[29], 0, 4], [this.act[264], 0, 4]]); // 455: %1617 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 24320, 46080], [this.act[39], 0, 262144], [this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 456: %1619 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 24320, 46080], [this.act[39], 0, 262144], [this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 456: fused %1619..%1621 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[43], 0, 262144], [this.act[51], 0, 262144], [this.act[310], 0, 256]]); // 457: %1622 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[310], 0, 256], [this.grads, 24320, 256]]); // 458: %1623 param19.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 459: %1625 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 459: fused %1625..%1626 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[310], 0, 256]]); // 460: %1629 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[310], 0, 256], [this.grads, 24064, 256]]); // 461: %1633 param18.grad.add0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 23808, 46592], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 462: %1631 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[35], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 463: %1639 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 23808, 46592], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 462: fused %1631..%1638 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[35], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 463: fused %1639..%1639 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 464: %1640 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[310], 0, 256], [this.grads, 23808, 256]]); // 465: %1641 param17.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 466: %1643 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 466: fused %1643..%1644 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 467: %1647 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[310], 0, 256], [this.grads, 23552, 256]]); // 468: %1651 param16.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 23296, 47104], [this.act[32], 0, 262144], [this.act[47], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 469: %1649 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[31], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 470: %1658 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 23296, 47104], [this.act[32], 0, 262144], [this.act[47], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 469: fused %1649..%1657 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[31], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 470: fused %1658..%1658 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[34], 0, 262144], [this.act[310], 0, 256]]); // 471: %1659 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[310], 0, 256], [this.grads, 23296, 256]]); // 472: %1660 param15.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[30], 0, 262144], [this.act[51], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 473: %1662 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[30], 0, 262144], [this.act[51], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 473: fused %1662..%1663 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 474: %1666 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[310], 0, 256], [this.grads, 23040, 256]]); // 475: %1670 param14.grad.add0 stdlib.mt:18
-    group("fused_4ops_0bbc388eb3", [[this.params, 23040, 47360], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.step, 0, 16]]); // 476: %1668 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_4ops_e167153de3", [[this.params, 23040, 47360], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.step, 0, 16]]); // 476: fused %1668..%1672 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
     group("binary_mul_s_s", [[this.act[264], 0, 4], [this.act[29], 0, 4], [this.act[141], 0, 4]]); // 477: %1673 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
     group("binary_add_s_s", [[this.act[286], 0, 4], [this.act[141], 0, 4], [this.grads, 26112, 4]]); // 478: %1674 param26.grad.add0 stdlib.mt:67
-    group("fused_2ops_f17440cbbb", [[this.params, 22784, 47616], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 479: %1675 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 22784, 47616], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 479: fused %1675..%1676 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[38], 0, 262144], [this.act[310], 0, 256]]); // 480: %1677 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
     group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[310], 0, 256], [this.grads, 22784, 256]]); // 481: %1679 param13.grad.add0 stdlib.mt:9
-    group("fused_18ops_bbfc3bbd87", [[this.params, 22528, 47872], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[70], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[28], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 482: %1680 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("fused_1ops_cfcdd64937", [[this.act[25], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 483: %1698 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_18ops_9eaf2e4e38", [[this.params, 22528, 47872], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[70], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[28], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 482: fused %1680..%1697 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_c7b094d0f3", [[this.act[25], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 483: fused %1698..%1698 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 484: %1699 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[310], 0, 256], [this.grads, 22528, 256]]); // 485: %1700 param12.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[24], 0, 262144], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 486: %1702 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[24], 0, 262144], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 486: fused %1702..%1703 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.act[310], 0, 256]]); // 487: %1706 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[310], 0, 256], [this.grads, 22272, 256]]); // 488: %1710 param11.grad.add0 stdlib.mt:18
-    group("fused_3ops_7cca0bbdbc", [[this.params, 22272, 48128], [this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 489: %1708 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_3ops_e65b1c3094", [[this.params, 22272, 48128], [this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 489: fused %1708..%1711 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
     group("permute_0213_16x64x2x32", [[this.act[23], 0, 262144], [this.act[28], 0, 262144]]); // 490: %1712 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    group("fused_1ops_cc9f92de88", [[this.act[19], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 491: %1713 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
+    group("fused_1ops_dbee46129d", [[this.act[19], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 491: fused %1713..%1713 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.act[274], 0, 524288]]); // 492: %1714 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_47f5f88d7b", [[this.act[22], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 493: %1715 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
+    group("fused_1ops_ebcfe3eb10", [[this.act[22], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 493: fused %1715..%1715 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.act[23], 0, 262144]]); // 494: %1716 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_26ca5d1565", [[this.act[21], 0, 524288], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 495: %1717 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
+    group("fused_5ops_bab89a3dbc", [[this.act[21], 0, 524288], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 495: fused %1717..%1721 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
     group("causal_mask_f0_16x2x64x64", [[this.act[20], 0, 524288], [this.act[274], 0, 524288]]); // 496: %1722 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_47f2aae676", [[this.act[18], 0, 262144], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 497: %1723 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
+    group("fused_2ops_ab950fa883", [[this.act[18], 0, 262144], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 497: fused %1723..%1724 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.act[18], 0, 262144]]); // 498: %1725 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_a6e3260ac3", [[this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 499: %1726 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 499: fused %1726..%1726 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
     group("matmul_16x2x32x64_16x2x64x64", [[this.act[28], 0, 262144], [this.act[20], 0, 524288], [this.act[13], 0, 262144]]); // 500: %1727 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_9b56bc9662", [[this.params, 22016, 48384], [this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 501: %1728 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
+    group("fused_7ops_8dfed4d09e", [[this.params, 22016, 48384], [this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 501: fused %1728..%1734 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
     group("matmul_8x8192_8192x8", [[this.act[24], 0, 262144], [this.act[19], 0, 262144], [this.act[310], 0, 256]]); // 502: %1735 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[310], 0, 256], [this.grads, 22016, 256]]); // 503: %1736 param10.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 504: %1738 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 504: fused %1738..%1739 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[19], 0, 262144], [this.act[9], 0, 262144], [this.act[310], 0, 256]]); // 505: %1742 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[310], 0, 256], [this.grads, 21760, 256]]); // 506: %1746 param9.grad.add0 stdlib.mt:18
-    group("fused_8ops_0816ee8de5", [[this.params, 21504, 48896], [this.act[14], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 507: %1744 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_8ops_a2b689a512", [[this.params, 21504, 48896], [this.act[14], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 507: fused %1744..%1752 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[310], 0, 256]]); // 508: %1753 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[310], 0, 256], [this.grads, 21504, 256]]); // 509: %1754 param8.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[12], 0, 262144], [this.act[24], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 510: %1756 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[12], 0, 262144], [this.act[24], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 510: fused %1756..%1757 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[310], 0, 256]]); // 511: %1760 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[310], 0, 256], [this.grads, 21248, 256]]); // 512: %1764 param7.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe3afec744", [[this.params, 20992, 49408], [this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 513: %1762 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 514: %1771 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_f310f5c18d", [[this.params, 20992, 49408], [this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 513: fused %1762..%1770 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 514: fused %1771..%1771 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[310], 0, 256]]); // 515: %1772 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[307], 0, 256], [this.act[310], 0, 256], [this.grads, 20992, 256]]); // 516: %1773 param6.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[10], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 517: %1775 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[10], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 517: fused %1775..%1776 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[310], 0, 256]]); // 518: %1779 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[308], 0, 256], [this.act[310], 0, 256], [this.grads, 20736, 256]]); // 519: %1783 param5.grad.add0 stdlib.mt:18
-    group("fused_5ops_09dc3d6959", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 520: %1781 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_5ops_260ecd5091", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 520: fused %1781..%1786 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
     group("sum_a01_16x64x8x8", [[this.act[13], 0, 262144], [this.act[310], 0, 256]]); // 521: %1787 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
     group("binary_add_8x8_8x8", [[this.act[309], 0, 256], [this.act[310], 0, 256], [this.grads, 20480, 256]]); // 522: %1789 param4.grad.add0 stdlib.mt:9
-    group("fused_15ops_42d3aa720c", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[38], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 523: %1790 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    group("fused_15ops_5f8b6860d6", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[38], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 523: fused %1790..%1804 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
     group("sum_a0_16x64x8x8", [[this.act[13], 0, 262144], [this.act[3], 0, 16384]]); // 524: %1805 embed.add0.grad.sum0 stdlib.mt:96
     group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[312], 0, 2048]]); // 525: %1808 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("fused_1ops_df29fea321", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 526: %1807 embed.affine0.grad.affine0 stdlib.mt:96
+    group("fused_1ops_6abbbe7492", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 526: fused %1807..%1807 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
     group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[312], 0, 2048], [this.act[1], 0, 2048]]); // 527: %1809 embed.matmul1.grad.matmul0 stdlib.mt:96
     group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[312], 0, 2048]]); // 528: %1810 embed.matmul1.grad.permute1 stdlib.mt:96
     group("matmul_64x1x8_64x8x8", [[this.act[312], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 529: %1811 embed.matmul1.grad.matmul1 stdlib.mt:96
     group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 530: %1817 embed.slice1.grad.pad0 stdlib.mt:95
     group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 531: %1819 embed.slice0.grad.pad0 stdlib.mt:94
-    group("fused_5ops_2a15e87308", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[13], 0, 262144], [this.act[59], 0, 32768], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 532: %1812 embed.matmul0.grad.permute0 stdlib.mt:96
+    group("fused_5ops_826de48acd", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[13], 0, 262144], [this.act[59], 0, 32768], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 532: fused %1812..%1820 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
     group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[115], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 533: %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
     group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[59], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 534: %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
     group("affine_s1_b0_8x8", [[this.act[248], 0, 256], [this.grads, 35328, 256]]); // 535: %1824 norm_final.g.grad.affine0 stdlib.mt:7
@@ -1166,539 +1165,539 @@ export class Program {
     this.run(pass, "slice_ax0_at0_64x8_to_64x8", 1, 2, 1, 1); // %74 embed.slice1 stdlib.mt:95
     this.run(pass, "matmul_64x8x1_64x1x8", 2, 1, 1, 1); // %77 embed.matmul1 stdlib.mt:96
     this.run(pass, "affine_s0p1_b0_64x8x8", 3, 16, 1, 1); // %78 embed.affine0 stdlib.mt:96
-    this.run(pass, "fused_12ops_e33672a183", 4, 16, 1, 1); // %68 embed.gather0 stdlib.mt:92
-    this.run(pass, "fused_7ops_1b1b3fcf5b", 5, 16, 1, 1); // %86 blocks.0.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "fused_12ops_8828ea07b2", 4, 16, 1, 1); // fused %68..%85 embed.gather0 .. blocks.0.attn.norm.mul1 stdlib.mt:92-9
+    this.run(pass, "fused_7ops_6a010d6f06", 5, 16, 1, 1); // fused %86..%92 blocks.0.attn.norm.mul2 .. blocks.0.attn.reshape0 stdlib.mt:9-33
     this.run(pass, "permute_0213_16x64x2x32", 6, 256, 1, 1); // %93 blocks.0.attn.permute0 stdlib.mt:33
-    this.run(pass, "fused_6ops_b281e8428a", 7, 16, 1, 1); // %94 blocks.0.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 7, 16, 1, 1); // fused %94..%99 blocks.0.attn.k.matmul0 .. blocks.0.attn.reshape1 stdlib.mt:18-34
     this.run(pass, "permute_0213_16x64x2x32", 8, 256, 1, 1); // %100 blocks.0.attn.permute1 stdlib.mt:34
-    this.run(pass, "fused_6ops_9c0c464cdb", 9, 16, 1, 1); // %101 blocks.0.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 9, 16, 1, 1); // fused %101..%106 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-35
     this.run(pass, "permute_0213_16x64x2x32", 10, 256, 1, 1); // %107 blocks.0.attn.permute2 stdlib.mt:35
-    this.run(pass, "fused_1ops_a6e3260ac3", 11, 16, 1, 1); // %108 blocks.0.attn.permute3 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 11, 16, 1, 1); // fused %108..%108 blocks.0.attn.permute3 .. blocks.0.attn.permute3 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 12, 8, 1, 1); // %109 blocks.0.attn.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_5e68f20328", 13, 16, 1, 1); // %110 blocks.0.attn.affine0 stdlib.mt:36
+    this.run(pass, "fused_1ops_7b897fd46e", 13, 16, 1, 1); // fused %110..%110 blocks.0.attn.affine0 .. blocks.0.attn.affine0 stdlib.mt:36
     this.run(pass, "causal_mask_fminf_16x2x64x64", 14, 512, 1, 1); // %111 blocks.0.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_8be8dc7ae8", 15, 16, 1, 1); // %112 blocks.0.attn.softmax0 stdlib.mt:37
+    this.run(pass, "fused_2ops_d785a9235b", 15, 16, 1, 1); // fused %112..%113 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 stdlib.mt:37
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 16, 16, 1, 1); // %114 blocks.0.attn.matmul1 stdlib.mt:38
-    this.run(pass, "fused_13ops_198d3fb54e", 17, 16, 1, 1); // %115 blocks.0.attn.permute4 stdlib.mt:38
-    this.run(pass, "fused_6ops_8be4b4d573", 18, 16, 1, 1); // %128 blocks.0.think.norm.mul1 stdlib.mt:9
-    this.run(pass, "fused_8ops_745972c6a3", 19, 16, 1, 1); // %135 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 20, 16, 1, 1); // %143 blocks.0.think.delta.mul0 stdlib.mt:49
-    this.run(pass, "fused_6ops_de30427ed2", 21, 16, 1, 1); // %149 blocks.0.think.delta.mul1 stdlib.mt:49
-    this.run(pass, "fused_8ops_745972c6a3", 22, 16, 1, 1); // %155 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 23, 16, 1, 1); // %163 blocks.0.think.gamma.mul0 stdlib.mt:49
-    this.run(pass, "fused_4ops_1512e32d6e", 24, 16, 1, 1); // %169 blocks.0.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "fused_11ops_3395ec0dcd", 25, 16, 1, 1); // %173 blocks.0.think.matmul2 stdlib.mt:70
-    this.run(pass, "fused_6ops_c4e3617a2d", 26, 16, 1, 1); // %184 blocks.0.think.mul1 stdlib.mt:72
-    this.run(pass, "fused_10ops_1bd4cd7d9f", 27, 16, 1, 1); // %190 blocks.0.think.mul3 stdlib.mt:73
-    this.run(pass, "fused_7ops_1b1b3fcf5b", 28, 16, 1, 1); // %200 blocks.1.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "fused_13ops_bd4251f8fd", 17, 16, 1, 1); // fused %115..%127 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_77bacf644a", 18, 16, 1, 1); // fused %128..%134 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 19, 16, 1, 1); // fused %135..%142 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 20, 16, 1, 1); // fused %143..%148 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_e79d97c584", 21, 16, 1, 1); // fused %149..%154 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 22, 16, 1, 1); // fused %155..%162 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 23, 16, 1, 1); // fused %163..%168 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_9f2cf5b9e9", 24, 16, 1, 1); // fused %169..%172 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_16821ac87f", 25, 16, 1, 1); // fused %173..%183 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_6af3fe7772", 26, 16, 1, 1); // fused %184..%189 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_16e37f7448", 27, 16, 1, 1); // fused %190..%199 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_6a010d6f06", 28, 16, 1, 1); // fused %200..%206 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
     this.run(pass, "permute_0213_16x64x2x32", 29, 256, 1, 1); // %207 blocks.1.attn.permute0 stdlib.mt:33
-    this.run(pass, "fused_6ops_b281e8428a", 30, 16, 1, 1); // %208 blocks.1.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 30, 16, 1, 1); // fused %208..%213 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
     this.run(pass, "permute_0213_16x64x2x32", 31, 256, 1, 1); // %214 blocks.1.attn.permute1 stdlib.mt:34
-    this.run(pass, "fused_6ops_9c0c464cdb", 32, 16, 1, 1); // %215 blocks.1.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 32, 16, 1, 1); // fused %215..%220 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
     this.run(pass, "permute_0213_16x64x2x32", 33, 256, 1, 1); // %221 blocks.1.attn.permute2 stdlib.mt:35
-    this.run(pass, "fused_1ops_a6e3260ac3", 34, 16, 1, 1); // %222 blocks.1.attn.permute3 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 34, 16, 1, 1); // fused %222..%222 blocks.1.attn.permute3 .. blocks.1.attn.permute3 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 35, 8, 1, 1); // %223 blocks.1.attn.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_5e68f20328", 36, 16, 1, 1); // %224 blocks.1.attn.affine0 stdlib.mt:36
+    this.run(pass, "fused_1ops_7b897fd46e", 36, 16, 1, 1); // fused %224..%224 blocks.1.attn.affine0 .. blocks.1.attn.affine0 stdlib.mt:36
     this.run(pass, "causal_mask_fminf_16x2x64x64", 37, 512, 1, 1); // %225 blocks.1.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_94efe5e865", 38, 16, 1, 1); // %226 blocks.1.attn.softmax0 stdlib.mt:37
+    this.run(pass, "fused_2ops_8154be7818", 38, 16, 1, 1); // fused %226..%227 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 stdlib.mt:37
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 39, 16, 1, 1); // %228 blocks.1.attn.matmul1 stdlib.mt:38
-    this.run(pass, "fused_13ops_198d3fb54e", 40, 16, 1, 1); // %229 blocks.1.attn.permute4 stdlib.mt:38
-    this.run(pass, "fused_6ops_8be4b4d573", 41, 16, 1, 1); // %242 blocks.1.think.norm.mul1 stdlib.mt:9
-    this.run(pass, "fused_8ops_745972c6a3", 42, 16, 1, 1); // %249 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 43, 16, 1, 1); // %257 blocks.1.think.delta.mul0 stdlib.mt:49
-    this.run(pass, "fused_6ops_de30427ed2", 44, 16, 1, 1); // %263 blocks.1.think.delta.mul1 stdlib.mt:49
-    this.run(pass, "fused_8ops_745972c6a3", 45, 16, 1, 1); // %269 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 46, 16, 1, 1); // %277 blocks.1.think.gamma.mul0 stdlib.mt:49
-    this.run(pass, "fused_4ops_1512e32d6e", 47, 16, 1, 1); // %283 blocks.1.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "fused_11ops_3395ec0dcd", 48, 16, 1, 1); // %287 blocks.1.think.matmul2 stdlib.mt:70
-    this.run(pass, "fused_6ops_c4e3617a2d", 49, 16, 1, 1); // %298 blocks.1.think.mul1 stdlib.mt:72
-    this.run(pass, "fused_10ops_edd470fd40", 50, 16, 1, 1); // %304 blocks.1.think.mul3 stdlib.mt:73
-    this.run(pass, "fused_7ops_1b1b3fcf5b", 51, 16, 1, 1); // %314 blocks.0.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "fused_13ops_bd4251f8fd", 40, 16, 1, 1); // fused %229..%241 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_77bacf644a", 41, 16, 1, 1); // fused %242..%248 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 42, 16, 1, 1); // fused %249..%256 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 43, 16, 1, 1); // fused %257..%262 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_e79d97c584", 44, 16, 1, 1); // fused %263..%268 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 45, 16, 1, 1); // fused %269..%276 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 46, 16, 1, 1); // fused %277..%282 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_9f2cf5b9e9", 47, 16, 1, 1); // fused %283..%286 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_16821ac87f", 48, 16, 1, 1); // fused %287..%297 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_6af3fe7772", 49, 16, 1, 1); // fused %298..%303 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_f65910af4b", 50, 16, 1, 1); // fused %304..%313 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_6a010d6f06", 51, 16, 1, 1); // fused %314..%320 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
     this.run(pass, "permute_0213_16x64x2x32", 52, 256, 1, 1); // %321 blocks.0.attn.permute5 stdlib.mt:33
-    this.run(pass, "fused_6ops_b281e8428a", 53, 16, 1, 1); // %322 blocks.0.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 53, 16, 1, 1); // fused %322..%327 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
     this.run(pass, "permute_0213_16x64x2x32", 54, 256, 1, 1); // %328 blocks.0.attn.permute6 stdlib.mt:34
-    this.run(pass, "fused_6ops_9c0c464cdb", 55, 16, 1, 1); // %329 blocks.0.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 55, 16, 1, 1); // fused %329..%334 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
     this.run(pass, "permute_0213_16x64x2x32", 56, 256, 1, 1); // %335 blocks.0.attn.permute7 stdlib.mt:35
-    this.run(pass, "fused_1ops_a6e3260ac3", 57, 16, 1, 1); // %336 blocks.0.attn.permute8 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 57, 16, 1, 1); // fused %336..%336 blocks.0.attn.permute8 .. blocks.0.attn.permute8 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 58, 8, 1, 1); // %337 blocks.0.attn.matmul2 stdlib.mt:36
-    this.run(pass, "fused_1ops_5e68f20328", 59, 16, 1, 1); // %338 blocks.0.attn.affine1 stdlib.mt:36
+    this.run(pass, "fused_1ops_7b897fd46e", 59, 16, 1, 1); // fused %338..%338 blocks.0.attn.affine1 .. blocks.0.attn.affine1 stdlib.mt:36
     this.run(pass, "causal_mask_fminf_16x2x64x64", 60, 512, 1, 1); // %339 blocks.0.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "fused_2ops_8bb6995af2", 61, 16, 1, 1); // %340 blocks.0.attn.softmax1 stdlib.mt:37
+    this.run(pass, "fused_2ops_4fe15cd8c6", 61, 16, 1, 1); // fused %340..%341 blocks.0.attn.softmax1 .. blocks.0.attn.dropout1 stdlib.mt:37
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 62, 16, 1, 1); // %342 blocks.0.attn.matmul3 stdlib.mt:38
-    this.run(pass, "fused_13ops_198d3fb54e", 63, 16, 1, 1); // %343 blocks.0.attn.permute9 stdlib.mt:38
-    this.run(pass, "fused_6ops_8be4b4d573", 64, 16, 1, 1); // %356 blocks.0.think.norm.mul4 stdlib.mt:9
-    this.run(pass, "fused_8ops_745972c6a3", 65, 16, 1, 1); // %363 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 66, 16, 1, 1); // %371 blocks.0.think.delta.mul2 stdlib.mt:49
-    this.run(pass, "fused_6ops_de30427ed2", 67, 16, 1, 1); // %377 blocks.0.think.delta.mul3 stdlib.mt:49
-    this.run(pass, "fused_8ops_745972c6a3", 68, 16, 1, 1); // %383 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 69, 16, 1, 1); // %391 blocks.0.think.gamma.mul2 stdlib.mt:49
-    this.run(pass, "fused_4ops_1512e32d6e", 70, 16, 1, 1); // %397 blocks.0.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "fused_11ops_3395ec0dcd", 71, 16, 1, 1); // %401 blocks.0.think.matmul7 stdlib.mt:70
-    this.run(pass, "fused_6ops_c4e3617a2d", 72, 16, 1, 1); // %412 blocks.0.think.mul5 stdlib.mt:72
-    this.run(pass, "fused_10ops_3c8446ed91", 73, 16, 1, 1); // %418 blocks.0.think.mul7 stdlib.mt:73
-    this.run(pass, "fused_7ops_1b1b3fcf5b", 74, 16, 1, 1); // %428 blocks.1.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "fused_13ops_bd4251f8fd", 63, 16, 1, 1); // fused %343..%355 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_77bacf644a", 64, 16, 1, 1); // fused %356..%362 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 65, 16, 1, 1); // fused %363..%370 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 66, 16, 1, 1); // fused %371..%376 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_e79d97c584", 67, 16, 1, 1); // fused %377..%382 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 68, 16, 1, 1); // fused %383..%390 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 69, 16, 1, 1); // fused %391..%396 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_9f2cf5b9e9", 70, 16, 1, 1); // fused %397..%400 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_16821ac87f", 71, 16, 1, 1); // fused %401..%411 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_6af3fe7772", 72, 16, 1, 1); // fused %412..%417 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_692db5fc73", 73, 16, 1, 1); // fused %418..%427 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_6a010d6f06", 74, 16, 1, 1); // fused %428..%434 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
     this.run(pass, "permute_0213_16x64x2x32", 75, 256, 1, 1); // %435 blocks.1.attn.permute5 stdlib.mt:33
-    this.run(pass, "fused_6ops_b281e8428a", 76, 16, 1, 1); // %436 blocks.1.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 76, 16, 1, 1); // fused %436..%441 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
     this.run(pass, "permute_0213_16x64x2x32", 77, 256, 1, 1); // %442 blocks.1.attn.permute6 stdlib.mt:34
-    this.run(pass, "fused_6ops_9c0c464cdb", 78, 16, 1, 1); // %443 blocks.1.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 78, 16, 1, 1); // fused %443..%448 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
     this.run(pass, "permute_0213_16x64x2x32", 79, 256, 1, 1); // %449 blocks.1.attn.permute7 stdlib.mt:35
-    this.run(pass, "fused_1ops_a6e3260ac3", 80, 16, 1, 1); // %450 blocks.1.attn.permute8 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 80, 16, 1, 1); // fused %450..%450 blocks.1.attn.permute8 .. blocks.1.attn.permute8 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 81, 8, 1, 1); // %451 blocks.1.attn.matmul2 stdlib.mt:36
-    this.run(pass, "fused_1ops_5e68f20328", 82, 16, 1, 1); // %452 blocks.1.attn.affine1 stdlib.mt:36
+    this.run(pass, "fused_1ops_7b897fd46e", 82, 16, 1, 1); // fused %452..%452 blocks.1.attn.affine1 .. blocks.1.attn.affine1 stdlib.mt:36
     this.run(pass, "causal_mask_fminf_16x2x64x64", 83, 512, 1, 1); // %453 blocks.1.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "fused_2ops_bf2d5bd5b2", 84, 16, 1, 1); // %454 blocks.1.attn.softmax1 stdlib.mt:37
+    this.run(pass, "fused_2ops_a3e7c7decf", 84, 16, 1, 1); // fused %454..%455 blocks.1.attn.softmax1 .. blocks.1.attn.dropout1 stdlib.mt:37
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 85, 16, 1, 1); // %456 blocks.1.attn.matmul3 stdlib.mt:38
-    this.run(pass, "fused_13ops_198d3fb54e", 86, 16, 1, 1); // %457 blocks.1.attn.permute9 stdlib.mt:38
-    this.run(pass, "fused_6ops_8be4b4d573", 87, 16, 1, 1); // %470 blocks.1.think.norm.mul4 stdlib.mt:9
-    this.run(pass, "fused_8ops_745972c6a3", 88, 16, 1, 1); // %477 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 89, 16, 1, 1); // %485 blocks.1.think.delta.mul2 stdlib.mt:49
-    this.run(pass, "fused_6ops_de30427ed2", 90, 16, 1, 1); // %491 blocks.1.think.delta.mul3 stdlib.mt:49
-    this.run(pass, "fused_8ops_745972c6a3", 91, 16, 1, 1); // %497 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 92, 16, 1, 1); // %505 blocks.1.think.gamma.mul2 stdlib.mt:49
-    this.run(pass, "fused_4ops_1512e32d6e", 93, 16, 1, 1); // %511 blocks.1.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "fused_11ops_3395ec0dcd", 94, 16, 1, 1); // %515 blocks.1.think.matmul7 stdlib.mt:70
-    this.run(pass, "fused_6ops_c4e3617a2d", 95, 16, 1, 1); // %526 blocks.1.think.mul5 stdlib.mt:72
-    this.run(pass, "fused_10ops_e2110cdb1b", 96, 16, 1, 1); // %532 blocks.1.think.mul7 stdlib.mt:73
-    this.run(pass, "fused_1ops_e2a2b66d6c", 97, 16, 1, 1); // %542 norm_final.mul2 stdlib.mt:9
+    this.run(pass, "fused_13ops_bd4251f8fd", 86, 16, 1, 1); // fused %457..%469 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_77bacf644a", 87, 16, 1, 1); // fused %470..%476 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 88, 16, 1, 1); // fused %477..%484 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 89, 16, 1, 1); // fused %485..%490 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_e79d97c584", 90, 16, 1, 1); // fused %491..%496 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 91, 16, 1, 1); // fused %497..%504 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 92, 16, 1, 1); // fused %505..%510 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_9f2cf5b9e9", 93, 16, 1, 1); // fused %511..%514 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_16821ac87f", 94, 16, 1, 1); // fused %515..%525 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_6af3fe7772", 95, 16, 1, 1); // fused %526..%531 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_3e2289d01b", 96, 16, 1, 1); // fused %532..%541 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_1ops_45e0af7593", 97, 16, 1, 1); // fused %542..%542 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
     this.run(pass, "matmul_32x8_16x64x8x8", 98, 64, 1, 1); // %543 head.matmul0 stdlib.mt:106
-    this.run(pass, "fused_2ops_ad30155e7e", 99, 16, 1, 1); // %544 head.mul0 stdlib.mt:106
+    this.run(pass, "fused_2ops_45a7332e31", 99, 16, 1, 1); // fused %544..%545 head.mul0 .. head.sum0 stdlib.mt:106
     this.run(pass, "matmul_256x32_16x64x32x1", 100, 16, 1, 1); // %546 head.matmul1 stdlib.mt:107
     this.run(pass, "cross_entropy_16x64x256_16x64i", 101, 1, 1, 1); // %548 loss.cross_entropy0 matrix_thinker.mt:46
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_6ops_fb1aa4ac4e", 102, 16, 1, 1); // %550 loss.cross_entropy0.grad.softmax0 matrix_thinker.mt:46
+    this.run(pass, "fused_6ops_7c5f242327", 102, 16, 1, 1); // fused %550..%555 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_thinker.mt:46-107
     this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", 103, 128, 1, 1); // %558 head.matmul1.grad.sum0 stdlib.mt:107
     this.run(pass, "permute_10_256x32", 104, 32, 1, 1); // %560 head.matmul1.grad.permute1 stdlib.mt:107
     this.run(pass, "matmul_32x256_16x64x256x1", 105, 8, 1, 1); // %561 head.matmul1.grad.matmul1 stdlib.mt:107
-    this.run(pass, "fused_3ops_a25da1dcf7", 106, 16, 1, 1); // %562 head.sum0.grad.expand0 stdlib.mt:106
+    this.run(pass, "fused_3ops_d0737471ce", 106, 16, 1, 1); // fused %562..%564 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
     this.run(pass, "sum_a01_16x64x32x8", 107, 4, 1, 1); // %565 head.mul0.grad.sum0 stdlib.mt:106
     this.run(pass, "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", 108, 4, 1, 1); // %569 head.matmul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "fused_1ops_9ceb6e9d77", 109, 16, 1, 1); // %571 head.matmul0.grad.permute1 stdlib.mt:106
+    this.run(pass, "fused_1ops_1c9a58ca11", 109, 16, 1, 1); // fused %571..%571 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
     this.run(pass, "matmul_8x32_16x64x32x8", 110, 16, 1, 1); // %572 head.matmul0.grad.matmul1 stdlib.mt:106
-    this.run(pass, "fused_2ops_f17440cbbb", 111, 16, 1, 1); // %573 norm_final.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 111, 16, 1, 1); // fused %573..%574 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 112, 1, 1, 1); // %575 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_17ops_5258cdc6d7", 113, 16, 1, 1); // %577 norm_final.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_5ops_ad00f751b5", 114, 16, 1, 1); // %594 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "fused_3ops_068e496b13", 115, 16, 1, 1); // %599 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "fused_17ops_1486e5c9ba", 113, 16, 1, 1); // fused %577..%593 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_5280e39407", 114, 16, 1, 1); // fused %594..%598 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_461fbbfa10", 115, 16, 1, 1); // fused %599..%601 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a0123_16x64x1x1", 116, 1, 1, 1); // %602 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_82a5835e66", 117, 16, 1, 1); // %604 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "fused_2ops_125cd61582", 117, 16, 1, 1); // fused %604..%605 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a01_16x64x8x8", 118, 1, 1, 1); // %606 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_b94007d905", 119, 16, 1, 1); // %608 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "fused_5ops_4941573b3e", 119, 16, 1, 1); // fused %608..%612 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
     this.run(pass, "sum_a0123_16x64x1x1", 120, 1, 1, 1); // %613 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_94817482d7", 121, 16, 1, 1); // %615 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "fused_2ops_1ea0485f5d", 121, 16, 1, 1); // fused %615..%616 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
     this.run(pass, "sum_a01_16x64x8x8", 122, 1, 1, 1); // %617 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_fca0968df6", 123, 16, 1, 1); // %619 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "fused_7ops_973b81dba5", 124, 16, 1, 1); // %623 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_ca961ea74f", 123, 16, 1, 1); // fused %619..%622 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_3f27ed2026", 124, 16, 1, 1); // fused %623..%629 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 125, 1, 1, 1); // %630 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_de5186fd52", 126, 16, 1, 1); // %632 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "fused_1ops_02b920d313", 127, 16, 1, 1); // %636 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_15e0c9d7a9", 126, 16, 1, 1); // fused %632..%635 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_d0721115aa", 127, 16, 1, 1); // fused %636..%636 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 128, 1, 1, 1); // %637 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_635579a41a", 129, 16, 1, 1); // %639 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "fused_2ops_1730e0d43d", 130, 16, 1, 1); // %646 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "fused_5ops_1a12c91ebe", 129, 16, 1, 1); // fused %639..%643 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_68a4855b88", 130, 16, 1, 1); // fused %646..%647 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 131, 1, 1, 1); // %648 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 132, 16, 1, 1); // %651 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 132, 16, 1, 1); // fused %651..%653 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 133, 1, 1, 1); // %654 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 134, 16, 1, 1); // %656 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 134, 16, 1, 1); // fused %656..%657 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 135, 1, 1, 1); // %660 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 136, 16, 1, 1); // %662 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 137, 16, 1, 1); // %669 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 136, 16, 1, 1); // fused %662..%668 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 137, 16, 1, 1); // fused %669..%669 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 138, 1, 1, 1); // %670 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 139, 16, 1, 1); // %672 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 139, 16, 1, 1); // fused %672..%673 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 140, 1, 1, 1); // %676 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 141, 16, 1, 1); // %678 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 142, 16, 1, 1); // %686 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 141, 16, 1, 1); // fused %678..%685 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 142, 16, 1, 1); // fused %686..%686 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 143, 1, 1, 1); // %687 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 144, 16, 1, 1); // %689 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 144, 16, 1, 1); // fused %689..%690 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 145, 1, 1, 1); // %693 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_9c806ba1e6", 146, 16, 1, 1); // %695 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_4ops_a23b7168cc", 147, 16, 1, 1); // %700 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "fused_1ops_46c0b229b4", 148, 16, 1, 1); // %706 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "fused_5ops_9a9e316aeb", 146, 16, 1, 1); // fused %695..%699 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_aebb5b263c", 147, 16, 1, 1); // fused %700..%705 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_024d952c2c", 148, 16, 1, 1); // fused %706..%706 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 149, 1, 1, 1); // %707 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
     this.run(pass, "binary_add_s_s", 150, 1, 1, 1); // %709 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 151, 16, 1, 1); // %711 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 151, 16, 1, 1); // fused %711..%713 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 152, 1, 1, 1); // %714 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 153, 16, 1, 1); // %716 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 153, 16, 1, 1); // fused %716..%717 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 154, 1, 1, 1); // %720 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 155, 16, 1, 1); // %722 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 156, 16, 1, 1); // %729 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 155, 16, 1, 1); // fused %722..%728 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 156, 16, 1, 1); // fused %729..%729 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 157, 1, 1, 1); // %730 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 158, 16, 1, 1); // %732 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 158, 16, 1, 1); // fused %732..%733 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 159, 1, 1, 1); // %736 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 160, 16, 1, 1); // %738 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 161, 16, 1, 1); // %746 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 160, 16, 1, 1); // fused %738..%745 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 161, 16, 1, 1); // fused %746..%746 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 162, 1, 1, 1); // %747 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 163, 16, 1, 1); // %749 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 163, 16, 1, 1); // fused %749..%750 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 164, 1, 1, 1); // %753 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_0bbc388eb3", 165, 16, 1, 1); // %755 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_e167153de3", 165, 16, 1, 1); // fused %755..%758 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
     this.run(pass, "binary_mul_s_s", 166, 1, 1, 1); // %759 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_f17440cbbb", 167, 16, 1, 1); // %760 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 167, 16, 1, 1); // fused %760..%761 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 168, 1, 1, 1); // %762 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_bbfc3bbd87", 169, 16, 1, 1); // %764 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_1ops_cfcdd64937", 170, 16, 1, 1); // %782 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_18ops_9eaf2e4e38", 169, 16, 1, 1); // fused %764..%781 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_c7b094d0f3", 170, 16, 1, 1); // fused %782..%782 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 171, 1, 1, 1); // %783 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 172, 16, 1, 1); // %785 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 172, 16, 1, 1); // fused %785..%786 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 173, 1, 1, 1); // %789 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_7cca0bbdbc", 174, 16, 1, 1); // %791 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_3ops_e65b1c3094", 174, 16, 1, 1); // fused %791..%793 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
     this.run(pass, "permute_0213_16x64x2x32", 175, 256, 1, 1); // %794 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_cc9f92de88", 176, 16, 1, 1); // %795 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_dbee46129d", 176, 16, 1, 1); // fused %795..%795 blocks.1.attn.matmul3.grad.permute0 .. blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 177, 8, 1, 1); // %796 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_47f5f88d7b", 178, 16, 1, 1); // %797 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
+    this.run(pass, "fused_1ops_ebcfe3eb10", 178, 16, 1, 1); // fused %797..%797 blocks.1.attn.matmul3.grad.permute1 .. blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 179, 16, 1, 1); // %798 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_3cf4f0a1d5", 180, 16, 1, 1); // %799 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
+    this.run(pass, "fused_5ops_d1792f2fb1", 180, 16, 1, 1); // fused %799..%803 blocks.1.attn.dropout1.grad.dropout0 .. blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
     this.run(pass, "causal_mask_f0_16x2x64x64", 181, 512, 1, 1); // %804 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_47f2aae676", 182, 16, 1, 1); // %805 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
+    this.run(pass, "fused_2ops_ab950fa883", 182, 16, 1, 1); // fused %805..%806 blocks.1.attn.affine1.grad.affine0 .. blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 183, 16, 1, 1); // %807 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_a6e3260ac3", 184, 16, 1, 1); // %808 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 184, 16, 1, 1); // fused %808..%808 blocks.1.attn.matmul2.grad.permute1 .. blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
     this.run(pass, "matmul_16x2x32x64_16x2x64x64", 185, 16, 1, 1); // %809 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_9b56bc9662", 186, 16, 1, 1); // %810 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
+    this.run(pass, "fused_7ops_8dfed4d09e", 186, 16, 1, 1); // fused %810..%816 blocks.1.attn.permute8.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
     this.run(pass, "matmul_8x8192_8192x8", 187, 1, 1, 1); // %817 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 188, 16, 1, 1); // %819 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 188, 16, 1, 1); // fused %819..%820 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 189, 1, 1, 1); // %823 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_0816ee8de5", 190, 16, 1, 1); // %825 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_a2b689a512", 190, 16, 1, 1); // fused %825..%832 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 191, 1, 1, 1); // %833 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 192, 16, 1, 1); // %835 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 192, 16, 1, 1); // fused %835..%836 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 193, 1, 1, 1); // %839 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe3afec744", 194, 16, 1, 1); // %841 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 195, 16, 1, 1); // %849 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_f310f5c18d", 194, 16, 1, 1); // fused %841..%848 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 195, 16, 1, 1); // fused %849..%849 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 196, 1, 1, 1); // %850 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 197, 16, 1, 1); // %852 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 197, 16, 1, 1); // fused %852..%853 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 198, 1, 1, 1); // %856 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_09dc3d6959", 199, 16, 1, 1); // %858 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_5ops_260ecd5091", 199, 16, 1, 1); // fused %858..%862 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
     this.run(pass, "sum_a01_16x64x8x8", 200, 1, 1, 1); // %863 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_b98f3b8252", 201, 16, 1, 1); // %865 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_5ops_ad00f751b5", 202, 16, 1, 1); // %883 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "fused_3ops_068e496b13", 203, 16, 1, 1); // %888 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "fused_18ops_e55821f18c", 201, 16, 1, 1); // fused %865..%882 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_5280e39407", 202, 16, 1, 1); // fused %883..%887 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_461fbbfa10", 203, 16, 1, 1); // fused %888..%890 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a0123_16x64x1x1", 204, 1, 1, 1); // %891 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_82a5835e66", 205, 16, 1, 1); // %893 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "fused_2ops_125cd61582", 205, 16, 1, 1); // fused %893..%894 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a01_16x64x8x8", 206, 1, 1, 1); // %895 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_b94007d905", 207, 16, 1, 1); // %897 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "fused_5ops_4941573b3e", 207, 16, 1, 1); // fused %897..%901 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
     this.run(pass, "sum_a0123_16x64x1x1", 208, 1, 1, 1); // %902 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_94817482d7", 209, 16, 1, 1); // %904 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "fused_2ops_1ea0485f5d", 209, 16, 1, 1); // fused %904..%905 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
     this.run(pass, "sum_a01_16x64x8x8", 210, 1, 1, 1); // %906 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_fca0968df6", 211, 16, 1, 1); // %908 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "fused_7ops_973b81dba5", 212, 16, 1, 1); // %912 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_ca961ea74f", 211, 16, 1, 1); // fused %908..%911 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_3f27ed2026", 212, 16, 1, 1); // fused %912..%918 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 213, 1, 1, 1); // %919 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_de5186fd52", 214, 16, 1, 1); // %921 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "fused_1ops_02b920d313", 215, 16, 1, 1); // %925 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_15e0c9d7a9", 214, 16, 1, 1); // fused %921..%924 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_d0721115aa", 215, 16, 1, 1); // fused %925..%925 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 216, 1, 1, 1); // %926 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_635579a41a", 217, 16, 1, 1); // %928 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "fused_2ops_1730e0d43d", 218, 16, 1, 1); // %935 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "fused_5ops_1a12c91ebe", 217, 16, 1, 1); // fused %928..%932 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_68a4855b88", 218, 16, 1, 1); // fused %935..%936 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 219, 1, 1, 1); // %937 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 220, 16, 1, 1); // %940 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 220, 16, 1, 1); // fused %940..%942 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 221, 1, 1, 1); // %943 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 222, 16, 1, 1); // %945 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 222, 16, 1, 1); // fused %945..%946 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 223, 1, 1, 1); // %949 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 224, 16, 1, 1); // %951 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 225, 16, 1, 1); // %958 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 224, 16, 1, 1); // fused %951..%957 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 225, 16, 1, 1); // fused %958..%958 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 226, 1, 1, 1); // %959 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 227, 16, 1, 1); // %961 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 227, 16, 1, 1); // fused %961..%962 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 228, 1, 1, 1); // %965 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 229, 16, 1, 1); // %967 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 230, 16, 1, 1); // %975 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 229, 16, 1, 1); // fused %967..%974 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 230, 16, 1, 1); // fused %975..%975 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 231, 1, 1, 1); // %976 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 232, 16, 1, 1); // %978 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 232, 16, 1, 1); // fused %978..%979 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 233, 1, 1, 1); // %982 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_9c806ba1e6", 234, 16, 1, 1); // %984 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_4ops_a23b7168cc", 235, 16, 1, 1); // %989 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "fused_1ops_46c0b229b4", 236, 16, 1, 1); // %995 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "fused_5ops_9a9e316aeb", 234, 16, 1, 1); // fused %984..%988 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_aebb5b263c", 235, 16, 1, 1); // fused %989..%994 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_024d952c2c", 236, 16, 1, 1); // fused %995..%995 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 237, 1, 1, 1); // %996 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
     this.run(pass, "binary_add_s_s", 238, 1, 1, 1); // %998 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 239, 16, 1, 1); // %1000 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 239, 16, 1, 1); // fused %1000..%1002 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 240, 1, 1, 1); // %1003 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 241, 16, 1, 1); // %1005 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 241, 16, 1, 1); // fused %1005..%1006 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 242, 1, 1, 1); // %1009 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 243, 16, 1, 1); // %1011 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 244, 16, 1, 1); // %1018 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 243, 16, 1, 1); // fused %1011..%1017 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 244, 16, 1, 1); // fused %1018..%1018 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 245, 1, 1, 1); // %1019 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 246, 16, 1, 1); // %1021 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 246, 16, 1, 1); // fused %1021..%1022 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 247, 1, 1, 1); // %1025 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 248, 16, 1, 1); // %1027 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 249, 16, 1, 1); // %1035 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 248, 16, 1, 1); // fused %1027..%1034 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 249, 16, 1, 1); // fused %1035..%1035 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 250, 1, 1, 1); // %1036 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 251, 16, 1, 1); // %1038 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 251, 16, 1, 1); // fused %1038..%1039 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 252, 1, 1, 1); // %1042 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_0bbc388eb3", 253, 16, 1, 1); // %1044 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_e167153de3", 253, 16, 1, 1); // fused %1044..%1047 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
     this.run(pass, "binary_mul_s_s", 254, 1, 1, 1); // %1048 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_f17440cbbb", 255, 16, 1, 1); // %1049 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 255, 16, 1, 1); // fused %1049..%1050 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 256, 1, 1, 1); // %1051 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_bbfc3bbd87", 257, 16, 1, 1); // %1053 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_1ops_cfcdd64937", 258, 16, 1, 1); // %1071 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_18ops_9eaf2e4e38", 257, 16, 1, 1); // fused %1053..%1070 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_c7b094d0f3", 258, 16, 1, 1); // fused %1071..%1071 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 259, 1, 1, 1); // %1072 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 260, 16, 1, 1); // %1074 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 260, 16, 1, 1); // fused %1074..%1075 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 261, 1, 1, 1); // %1078 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_7cca0bbdbc", 262, 16, 1, 1); // %1080 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_3ops_e65b1c3094", 262, 16, 1, 1); // fused %1080..%1082 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
     this.run(pass, "permute_0213_16x64x2x32", 263, 256, 1, 1); // %1083 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_cc9f92de88", 264, 16, 1, 1); // %1084 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_dbee46129d", 264, 16, 1, 1); // fused %1084..%1084 blocks.0.attn.matmul3.grad.permute0 .. blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 265, 8, 1, 1); // %1085 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_47f5f88d7b", 266, 16, 1, 1); // %1086 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
+    this.run(pass, "fused_1ops_ebcfe3eb10", 266, 16, 1, 1); // fused %1086..%1086 blocks.0.attn.matmul3.grad.permute1 .. blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 267, 16, 1, 1); // %1087 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_6c7c733d2f", 268, 16, 1, 1); // %1088 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
+    this.run(pass, "fused_5ops_8f745897f3", 268, 16, 1, 1); // fused %1088..%1092 blocks.0.attn.dropout1.grad.dropout0 .. blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
     this.run(pass, "causal_mask_f0_16x2x64x64", 269, 512, 1, 1); // %1093 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_47f2aae676", 270, 16, 1, 1); // %1094 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
+    this.run(pass, "fused_2ops_ab950fa883", 270, 16, 1, 1); // fused %1094..%1095 blocks.0.attn.affine1.grad.affine0 .. blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 271, 16, 1, 1); // %1096 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_a6e3260ac3", 272, 16, 1, 1); // %1097 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 272, 16, 1, 1); // fused %1097..%1097 blocks.0.attn.matmul2.grad.permute1 .. blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
     this.run(pass, "matmul_16x2x32x64_16x2x64x64", 273, 16, 1, 1); // %1098 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_9b56bc9662", 274, 16, 1, 1); // %1099 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
+    this.run(pass, "fused_7ops_8dfed4d09e", 274, 16, 1, 1); // fused %1099..%1105 blocks.0.attn.permute8.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
     this.run(pass, "matmul_8x8192_8192x8", 275, 1, 1, 1); // %1106 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 276, 16, 1, 1); // %1108 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 276, 16, 1, 1); // fused %1108..%1109 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 277, 1, 1, 1); // %1112 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_0816ee8de5", 278, 16, 1, 1); // %1114 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_a2b689a512", 278, 16, 1, 1); // fused %1114..%1121 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 279, 1, 1, 1); // %1122 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 280, 16, 1, 1); // %1124 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 280, 16, 1, 1); // fused %1124..%1125 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 281, 1, 1, 1); // %1128 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe3afec744", 282, 16, 1, 1); // %1130 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 283, 16, 1, 1); // %1138 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_f310f5c18d", 282, 16, 1, 1); // fused %1130..%1137 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 283, 16, 1, 1); // fused %1138..%1138 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 284, 1, 1, 1); // %1139 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 285, 16, 1, 1); // %1141 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 285, 16, 1, 1); // fused %1141..%1142 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 286, 1, 1, 1); // %1145 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_09dc3d6959", 287, 16, 1, 1); // %1147 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_5ops_260ecd5091", 287, 16, 1, 1); // fused %1147..%1151 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
     this.run(pass, "sum_a01_16x64x8x8", 288, 1, 1, 1); // %1152 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_e85ccd577b", 289, 16, 1, 1); // %1154 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_5ops_ad00f751b5", 290, 16, 1, 1); // %1172 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "fused_3ops_068e496b13", 291, 16, 1, 1); // %1177 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "fused_18ops_fa4e161a56", 289, 16, 1, 1); // fused %1154..%1171 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_5280e39407", 290, 16, 1, 1); // fused %1172..%1176 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_461fbbfa10", 291, 16, 1, 1); // fused %1177..%1179 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a0123_16x64x1x1", 292, 1, 1, 1); // %1180 blocks.1.think.add3.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_add_s_s", 293, 1, 1, 1); // %1182 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_82a5835e66", 294, 16, 1, 1); // %1183 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "fused_2ops_125cd61582", 294, 16, 1, 1); // fused %1183..%1184 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a01_16x64x8x8", 295, 1, 1, 1); // %1185 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_add_8x8_8x8", 296, 1, 1, 1); // %1188 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_b94007d905", 297, 16, 1, 1); // %1187 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "fused_5ops_4941573b3e", 297, 16, 1, 1); // fused %1187..%1192 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
     this.run(pass, "sum_a0123_16x64x1x1", 298, 1, 1, 1); // %1193 blocks.1.think.add2.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_add_s_s", 299, 1, 1, 1); // %1195 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_94817482d7", 300, 16, 1, 1); // %1196 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "fused_2ops_1ea0485f5d", 300, 16, 1, 1); // fused %1196..%1197 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
     this.run(pass, "sum_a01_16x64x8x8", 301, 1, 1, 1); // %1198 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_add_8x8_8x8", 302, 1, 1, 1); // %1201 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_fca0968df6", 303, 16, 1, 1); // %1200 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "fused_7ops_973b81dba5", 304, 16, 1, 1); // %1205 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_ca961ea74f", 303, 16, 1, 1); // fused %1200..%1204 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_3f27ed2026", 304, 16, 1, 1); // fused %1205..%1211 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 305, 1, 1, 1); // %1212 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
     this.run(pass, "binary_add_8x1_8x1", 306, 1, 1, 1); // %1213 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_de5186fd52", 307, 16, 1, 1); // %1215 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "fused_1ops_02b920d313", 308, 16, 1, 1); // %1219 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_15e0c9d7a9", 307, 16, 1, 1); // fused %1215..%1218 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_d0721115aa", 308, 16, 1, 1); // fused %1219..%1219 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 309, 1, 1, 1); // %1220 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
     this.run(pass, "binary_add_8x1_8x1", 310, 1, 1, 1); // %1221 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_635579a41a", 311, 16, 1, 1); // %1223 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "fused_2ops_1730e0d43d", 312, 16, 1, 1); // %1230 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "fused_5ops_1a12c91ebe", 311, 16, 1, 1); // fused %1223..%1227 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_68a4855b88", 312, 16, 1, 1); // fused %1230..%1231 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 313, 1, 1, 1); // %1232 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 314, 16, 1, 1); // %1235 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 314, 16, 1, 1); // fused %1235..%1237 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 315, 1, 1, 1); // %1238 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 316, 1, 1, 1); // %1239 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 317, 16, 1, 1); // %1241 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 317, 16, 1, 1); // fused %1241..%1242 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 318, 1, 1, 1); // %1245 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 319, 1, 1, 1); // %1249 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 320, 16, 1, 1); // %1247 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 321, 16, 1, 1); // %1255 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 320, 16, 1, 1); // fused %1247..%1254 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 321, 16, 1, 1); // fused %1255..%1255 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 322, 1, 1, 1); // %1256 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 323, 1, 1, 1); // %1257 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 324, 16, 1, 1); // %1259 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 324, 16, 1, 1); // fused %1259..%1260 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 325, 1, 1, 1); // %1263 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 326, 1, 1, 1); // %1267 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 327, 16, 1, 1); // %1265 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 328, 16, 1, 1); // %1274 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 327, 16, 1, 1); // fused %1265..%1273 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 328, 16, 1, 1); // fused %1274..%1274 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 329, 1, 1, 1); // %1275 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 330, 1, 1, 1); // %1276 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 331, 16, 1, 1); // %1278 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 331, 16, 1, 1); // fused %1278..%1279 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 332, 1, 1, 1); // %1282 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 333, 1, 1, 1); // %1286 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_9c806ba1e6", 334, 16, 1, 1); // %1284 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_4ops_a23b7168cc", 335, 16, 1, 1); // %1290 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "fused_1ops_46c0b229b4", 336, 16, 1, 1); // %1296 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "fused_5ops_9a9e316aeb", 334, 16, 1, 1); // fused %1284..%1289 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_aebb5b263c", 335, 16, 1, 1); // fused %1290..%1295 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_024d952c2c", 336, 16, 1, 1); // fused %1296..%1296 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 337, 1, 1, 1); // %1297 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
     this.run(pass, "binary_add_s_s", 338, 1, 1, 1); // %1299 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 339, 16, 1, 1); // %1301 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 339, 16, 1, 1); // fused %1301..%1303 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 340, 1, 1, 1); // %1304 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 341, 1, 1, 1); // %1305 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 342, 16, 1, 1); // %1307 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 342, 16, 1, 1); // fused %1307..%1308 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 343, 1, 1, 1); // %1311 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 344, 1, 1, 1); // %1315 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 345, 16, 1, 1); // %1313 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 346, 16, 1, 1); // %1321 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 345, 16, 1, 1); // fused %1313..%1320 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 346, 16, 1, 1); // fused %1321..%1321 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 347, 1, 1, 1); // %1322 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 348, 1, 1, 1); // %1323 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 349, 16, 1, 1); // %1325 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 349, 16, 1, 1); // fused %1325..%1326 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 350, 1, 1, 1); // %1329 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 351, 1, 1, 1); // %1333 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 352, 16, 1, 1); // %1331 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 353, 16, 1, 1); // %1340 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 352, 16, 1, 1); // fused %1331..%1339 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 353, 16, 1, 1); // fused %1340..%1340 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 354, 1, 1, 1); // %1341 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 355, 1, 1, 1); // %1342 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 356, 16, 1, 1); // %1344 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 356, 16, 1, 1); // fused %1344..%1345 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 357, 1, 1, 1); // %1348 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 358, 1, 1, 1); // %1352 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_0bbc388eb3", 359, 16, 1, 1); // %1350 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_e167153de3", 359, 16, 1, 1); // fused %1350..%1354 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
     this.run(pass, "binary_mul_s_s", 360, 1, 1, 1); // %1355 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
     this.run(pass, "binary_add_s_s", 361, 1, 1, 1); // %1356 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_f17440cbbb", 362, 16, 1, 1); // %1357 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 362, 16, 1, 1); // fused %1357..%1358 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 363, 1, 1, 1); // %1359 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 364, 1, 1, 1); // %1361 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_bbfc3bbd87", 365, 16, 1, 1); // %1362 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_1ops_cfcdd64937", 366, 16, 1, 1); // %1380 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_18ops_9eaf2e4e38", 365, 16, 1, 1); // fused %1362..%1379 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_c7b094d0f3", 366, 16, 1, 1); // fused %1380..%1380 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 367, 1, 1, 1); // %1381 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 368, 1, 1, 1); // %1382 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 369, 16, 1, 1); // %1384 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 369, 16, 1, 1); // fused %1384..%1385 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 370, 1, 1, 1); // %1388 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 371, 1, 1, 1); // %1392 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_7cca0bbdbc", 372, 16, 1, 1); // %1390 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_3ops_e65b1c3094", 372, 16, 1, 1); // fused %1390..%1393 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
     this.run(pass, "permute_0213_16x64x2x32", 373, 256, 1, 1); // %1394 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_cc9f92de88", 374, 16, 1, 1); // %1395 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_dbee46129d", 374, 16, 1, 1); // fused %1395..%1395 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 375, 8, 1, 1); // %1396 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_47f5f88d7b", 376, 16, 1, 1); // %1397 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
+    this.run(pass, "fused_1ops_ebcfe3eb10", 376, 16, 1, 1); // fused %1397..%1397 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 377, 16, 1, 1); // %1398 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_df2501acee", 378, 16, 1, 1); // %1399 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
+    this.run(pass, "fused_5ops_6d3a8535bb", 378, 16, 1, 1); // fused %1399..%1403 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
     this.run(pass, "causal_mask_f0_16x2x64x64", 379, 512, 1, 1); // %1404 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_47f2aae676", 380, 16, 1, 1); // %1405 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
+    this.run(pass, "fused_2ops_ab950fa883", 380, 16, 1, 1); // fused %1405..%1406 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 381, 16, 1, 1); // %1407 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_a6e3260ac3", 382, 16, 1, 1); // %1408 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 382, 16, 1, 1); // fused %1408..%1408 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
     this.run(pass, "matmul_16x2x32x64_16x2x64x64", 383, 16, 1, 1); // %1409 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_9b56bc9662", 384, 16, 1, 1); // %1410 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
+    this.run(pass, "fused_7ops_8dfed4d09e", 384, 16, 1, 1); // fused %1410..%1416 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
     this.run(pass, "matmul_8x8192_8192x8", 385, 1, 1, 1); // %1417 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 386, 1, 1, 1); // %1418 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 387, 16, 1, 1); // %1420 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 387, 16, 1, 1); // fused %1420..%1421 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 388, 1, 1, 1); // %1424 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 389, 1, 1, 1); // %1428 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_0816ee8de5", 390, 16, 1, 1); // %1426 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_a2b689a512", 390, 16, 1, 1); // fused %1426..%1434 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 391, 1, 1, 1); // %1435 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 392, 1, 1, 1); // %1436 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 393, 16, 1, 1); // %1438 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 393, 16, 1, 1); // fused %1438..%1439 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 394, 1, 1, 1); // %1442 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 395, 1, 1, 1); // %1446 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe3afec744", 396, 16, 1, 1); // %1444 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 397, 16, 1, 1); // %1453 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_f310f5c18d", 396, 16, 1, 1); // fused %1444..%1452 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 397, 16, 1, 1); // fused %1453..%1453 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 398, 1, 1, 1); // %1454 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 399, 1, 1, 1); // %1455 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 400, 16, 1, 1); // %1457 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 400, 16, 1, 1); // fused %1457..%1458 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 401, 1, 1, 1); // %1461 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 402, 1, 1, 1); // %1465 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_09dc3d6959", 403, 16, 1, 1); // %1463 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_5ops_260ecd5091", 403, 16, 1, 1); // fused %1463..%1468 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
     this.run(pass, "sum_a01_16x64x8x8", 404, 1, 1, 1); // %1469 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 405, 1, 1, 1); // %1471 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_c41b283b6a", 406, 16, 1, 1); // %1472 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_5ops_ad00f751b5", 407, 16, 1, 1); // %1490 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "fused_3ops_068e496b13", 408, 16, 1, 1); // %1495 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "fused_18ops_d94baa33ad", 406, 16, 1, 1); // fused %1472..%1489 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_5280e39407", 407, 16, 1, 1); // fused %1490..%1494 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_461fbbfa10", 408, 16, 1, 1); // fused %1495..%1497 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a0123_16x64x1x1", 409, 1, 1, 1); // %1498 blocks.0.think.add3.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_add_s_s", 410, 1, 1, 1); // %1500 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_82a5835e66", 411, 16, 1, 1); // %1501 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "fused_2ops_125cd61582", 411, 16, 1, 1); // fused %1501..%1502 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a01_16x64x8x8", 412, 1, 1, 1); // %1503 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_add_8x8_8x8", 413, 1, 1, 1); // %1506 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_b94007d905", 414, 16, 1, 1); // %1505 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "fused_5ops_4941573b3e", 414, 16, 1, 1); // fused %1505..%1510 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
     this.run(pass, "sum_a0123_16x64x1x1", 415, 1, 1, 1); // %1511 blocks.0.think.add2.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_add_s_s", 416, 1, 1, 1); // %1513 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_94817482d7", 417, 16, 1, 1); // %1514 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "fused_2ops_1ea0485f5d", 417, 16, 1, 1); // fused %1514..%1515 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
     this.run(pass, "sum_a01_16x64x8x8", 418, 1, 1, 1); // %1516 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_add_8x8_8x8", 419, 1, 1, 1); // %1519 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_fca0968df6", 420, 16, 1, 1); // %1518 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "fused_7ops_973b81dba5", 421, 16, 1, 1); // %1523 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_ca961ea74f", 420, 16, 1, 1); // fused %1518..%1522 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_3f27ed2026", 421, 16, 1, 1); // fused %1523..%1529 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 422, 1, 1, 1); // %1530 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
     this.run(pass, "binary_add_8x1_8x1", 423, 1, 1, 1); // %1531 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_de5186fd52", 424, 16, 1, 1); // %1533 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "fused_1ops_02b920d313", 425, 16, 1, 1); // %1537 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_15e0c9d7a9", 424, 16, 1, 1); // fused %1533..%1536 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_d0721115aa", 425, 16, 1, 1); // fused %1537..%1537 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 426, 1, 1, 1); // %1538 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
     this.run(pass, "binary_add_8x1_8x1", 427, 1, 1, 1); // %1539 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_635579a41a", 428, 16, 1, 1); // %1541 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "fused_2ops_1730e0d43d", 429, 16, 1, 1); // %1548 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "fused_5ops_1a12c91ebe", 428, 16, 1, 1); // fused %1541..%1545 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_68a4855b88", 429, 16, 1, 1); // fused %1548..%1549 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 430, 1, 1, 1); // %1550 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 431, 16, 1, 1); // %1553 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 431, 16, 1, 1); // fused %1553..%1555 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 432, 1, 1, 1); // %1556 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 433, 1, 1, 1); // %1557 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 434, 16, 1, 1); // %1559 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 434, 16, 1, 1); // fused %1559..%1560 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 435, 1, 1, 1); // %1563 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 436, 1, 1, 1); // %1567 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 437, 16, 1, 1); // %1565 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 438, 16, 1, 1); // %1573 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 437, 16, 1, 1); // fused %1565..%1572 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 438, 16, 1, 1); // fused %1573..%1573 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 439, 1, 1, 1); // %1574 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 440, 1, 1, 1); // %1575 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 441, 16, 1, 1); // %1577 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 441, 16, 1, 1); // fused %1577..%1578 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 442, 1, 1, 1); // %1581 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 443, 1, 1, 1); // %1585 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 444, 16, 1, 1); // %1583 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 445, 16, 1, 1); // %1592 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 444, 16, 1, 1); // fused %1583..%1591 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 445, 16, 1, 1); // fused %1592..%1592 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 446, 1, 1, 1); // %1593 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 447, 1, 1, 1); // %1594 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 448, 16, 1, 1); // %1596 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 448, 16, 1, 1); // fused %1596..%1597 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 449, 1, 1, 1); // %1600 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 450, 1, 1, 1); // %1604 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_9c806ba1e6", 451, 16, 1, 1); // %1602 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_4ops_a23b7168cc", 452, 16, 1, 1); // %1608 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "fused_1ops_46c0b229b4", 453, 16, 1, 1); // %1614 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "fused_5ops_9a9e316aeb", 451, 16, 1, 1); // fused %1602..%1607 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_aebb5b263c", 452, 16, 1, 1); // fused %1608..%1613 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_024d952c2c", 453, 16, 1, 1); // fused %1614..%1614 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 454, 1, 1, 1); // %1615 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
     this.run(pass, "binary_add_s_s", 455, 1, 1, 1); // %1617 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 456, 16, 1, 1); // %1619 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 456, 16, 1, 1); // fused %1619..%1621 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 457, 1, 1, 1); // %1622 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 458, 1, 1, 1); // %1623 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 459, 16, 1, 1); // %1625 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 459, 16, 1, 1); // fused %1625..%1626 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 460, 1, 1, 1); // %1629 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 461, 1, 1, 1); // %1633 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 462, 16, 1, 1); // %1631 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 463, 16, 1, 1); // %1639 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 462, 16, 1, 1); // fused %1631..%1638 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 463, 16, 1, 1); // fused %1639..%1639 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 464, 1, 1, 1); // %1640 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 465, 1, 1, 1); // %1641 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 466, 16, 1, 1); // %1643 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 466, 16, 1, 1); // fused %1643..%1644 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 467, 1, 1, 1); // %1647 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 468, 1, 1, 1); // %1651 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 469, 16, 1, 1); // %1649 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 470, 16, 1, 1); // %1658 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 469, 16, 1, 1); // fused %1649..%1657 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 470, 16, 1, 1); // fused %1658..%1658 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 471, 1, 1, 1); // %1659 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 472, 1, 1, 1); // %1660 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 473, 16, 1, 1); // %1662 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 473, 16, 1, 1); // fused %1662..%1663 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 474, 1, 1, 1); // %1666 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 475, 1, 1, 1); // %1670 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_0bbc388eb3", 476, 16, 1, 1); // %1668 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_e167153de3", 476, 16, 1, 1); // fused %1668..%1672 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
     this.run(pass, "binary_mul_s_s", 477, 1, 1, 1); // %1673 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
     this.run(pass, "binary_add_s_s", 478, 1, 1, 1); // %1674 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_f17440cbbb", 479, 16, 1, 1); // %1675 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 479, 16, 1, 1); // fused %1675..%1676 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 480, 1, 1, 1); // %1677 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 481, 1, 1, 1); // %1679 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_bbfc3bbd87", 482, 16, 1, 1); // %1680 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_1ops_cfcdd64937", 483, 16, 1, 1); // %1698 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_18ops_9eaf2e4e38", 482, 16, 1, 1); // fused %1680..%1697 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_c7b094d0f3", 483, 16, 1, 1); // fused %1698..%1698 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 484, 1, 1, 1); // %1699 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 485, 1, 1, 1); // %1700 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 486, 16, 1, 1); // %1702 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 486, 16, 1, 1); // fused %1702..%1703 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 487, 1, 1, 1); // %1706 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 488, 1, 1, 1); // %1710 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_7cca0bbdbc", 489, 16, 1, 1); // %1708 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_3ops_e65b1c3094", 489, 16, 1, 1); // fused %1708..%1711 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
     this.run(pass, "permute_0213_16x64x2x32", 490, 256, 1, 1); // %1712 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_cc9f92de88", 491, 16, 1, 1); // %1713 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_dbee46129d", 491, 16, 1, 1); // fused %1713..%1713 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 492, 8, 1, 1); // %1714 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_47f5f88d7b", 493, 16, 1, 1); // %1715 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
+    this.run(pass, "fused_1ops_ebcfe3eb10", 493, 16, 1, 1); // fused %1715..%1715 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 494, 16, 1, 1); // %1716 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_26ca5d1565", 495, 16, 1, 1); // %1717 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
+    this.run(pass, "fused_5ops_bab89a3dbc", 495, 16, 1, 1); // fused %1717..%1721 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
     this.run(pass, "causal_mask_f0_16x2x64x64", 496, 512, 1, 1); // %1722 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_47f2aae676", 497, 16, 1, 1); // %1723 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
+    this.run(pass, "fused_2ops_ab950fa883", 497, 16, 1, 1); // fused %1723..%1724 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 498, 16, 1, 1); // %1725 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_a6e3260ac3", 499, 16, 1, 1); // %1726 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 499, 16, 1, 1); // fused %1726..%1726 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
     this.run(pass, "matmul_16x2x32x64_16x2x64x64", 500, 16, 1, 1); // %1727 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_9b56bc9662", 501, 16, 1, 1); // %1728 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
+    this.run(pass, "fused_7ops_8dfed4d09e", 501, 16, 1, 1); // fused %1728..%1734 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
     this.run(pass, "matmul_8x8192_8192x8", 502, 1, 1, 1); // %1735 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 503, 1, 1, 1); // %1736 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 504, 16, 1, 1); // %1738 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 504, 16, 1, 1); // fused %1738..%1739 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 505, 1, 1, 1); // %1742 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 506, 1, 1, 1); // %1746 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_0816ee8de5", 507, 16, 1, 1); // %1744 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_a2b689a512", 507, 16, 1, 1); // fused %1744..%1752 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 508, 1, 1, 1); // %1753 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 509, 1, 1, 1); // %1754 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 510, 16, 1, 1); // %1756 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 510, 16, 1, 1); // fused %1756..%1757 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 511, 1, 1, 1); // %1760 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 512, 1, 1, 1); // %1764 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe3afec744", 513, 16, 1, 1); // %1762 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 514, 16, 1, 1); // %1771 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_f310f5c18d", 513, 16, 1, 1); // fused %1762..%1770 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 514, 16, 1, 1); // fused %1771..%1771 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 515, 1, 1, 1); // %1772 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 516, 1, 1, 1); // %1773 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 517, 16, 1, 1); // %1775 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 517, 16, 1, 1); // fused %1775..%1776 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 518, 1, 1, 1); // %1779 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 519, 1, 1, 1); // %1783 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_09dc3d6959", 520, 16, 1, 1); // %1781 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_5ops_260ecd5091", 520, 16, 1, 1); // fused %1781..%1786 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
     this.run(pass, "sum_a01_16x64x8x8", 521, 1, 1, 1); // %1787 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 522, 1, 1, 1); // %1789 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_15ops_42d3aa720c", 523, 16, 1, 1); // %1790 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_15ops_5f8b6860d6", 523, 16, 1, 1); // fused %1790..%1804 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
     this.run(pass, "sum_a0_16x64x8x8", 524, 64, 1, 1); // %1805 embed.add0.grad.sum0 stdlib.mt:96
     this.run(pass, "permute_021_64x1x8", 525, 2, 1, 1); // %1808 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "fused_1ops_df29fea321", 526, 16, 1, 1); // %1807 embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "fused_1ops_6abbbe7492", 526, 16, 1, 1); // fused %1807..%1807 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
     this.run(pass, "matmul_64x8x8_64x8x1", 527, 1, 1, 1); // %1809 embed.matmul1.grad.matmul0 stdlib.mt:96
     this.run(pass, "permute_021_64x8x1", 528, 2, 1, 1); // %1810 embed.matmul1.grad.permute1 stdlib.mt:96
     this.run(pass, "matmul_64x1x8_64x8x8", 529, 1, 1, 1); // %1811 embed.matmul1.grad.matmul1 stdlib.mt:96
     this.run(pass, "pad_ax0_at0_64x8_to_64x8", 530, 2, 1, 1); // %1817 embed.slice1.grad.pad0 stdlib.mt:95
     this.run(pass, "pad_ax0_at0_64x8_to_64x8", 531, 2, 1, 1); // %1819 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "fused_5ops_2a15e87308", 532, 16, 1, 1); // %1812 embed.matmul0.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_5ops_826de48acd", 532, 16, 1, 1); // fused %1812..%1820 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
     this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 533, 4, 1, 1); // %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
     this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 534, 4, 1, 1); // %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
     this.run(pass, "affine_s1_b0_8x8", 535, 1, 1, 1); // %1824 norm_final.g.grad.affine0 stdlib.mt:7

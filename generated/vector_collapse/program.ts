@@ -140,73 +140,72 @@ export const layout = {
     "contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01",
     "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01",
     "cross_entropy_16x64x256_16x64i",
-    "fused_10ops_1bd4cd7d9f",
-    "fused_10ops_3c8446ed91",
-    "fused_10ops_e2110cdb1b",
-    "fused_10ops_edd470fd40",
-    "fused_11ops_3395ec0dcd",
-    "fused_12ops_e33672a183",
-    "fused_13ops_198d3fb54e",
-    "fused_15ops_42d3aa720c",
-    "fused_17ops_5258cdc6d7",
-    "fused_18ops_b98f3b8252",
-    "fused_18ops_bbfc3bbd87",
-    "fused_18ops_c41b283b6a",
-    "fused_18ops_e85ccd577b",
-    "fused_1ops_02b920d313",
-    "fused_1ops_46c0b229b4",
-    "fused_1ops_47f5f88d7b",
-    "fused_1ops_5e68f20328",
-    "fused_1ops_a6e3260ac3",
-    "fused_1ops_cc9f92de88",
-    "fused_1ops_cfcdd64937",
-    "fused_1ops_df29fea321",
-    "fused_2ops_139c78b5ae",
-    "fused_2ops_1730e0d43d",
-    "fused_2ops_47f2aae676",
-    "fused_2ops_69d817fe6a",
-    "fused_2ops_82a5835e66",
-    "fused_2ops_8bb6995af2",
-    "fused_2ops_8be8dc7ae8",
-    "fused_2ops_94817482d7",
-    "fused_2ops_94efe5e865",
-    "fused_2ops_bf2d5bd5b2",
-    "fused_2ops_f17440cbbb",
-    "fused_3ops_068e496b13",
-    "fused_3ops_6043f134a6",
-    "fused_3ops_7cca0bbdbc",
-    "fused_3ops_b3ac5ce4f1",
-    "fused_3ops_f3aa4f59ba",
-    "fused_4ops_0bbc388eb3",
-    "fused_4ops_1512e32d6e",
-    "fused_4ops_a23b7168cc",
-    "fused_4ops_de5186fd52",
-    "fused_4ops_fca0968df6",
-    "fused_5ops_09dc3d6959",
-    "fused_5ops_26ca5d1565",
-    "fused_5ops_2a15e87308",
-    "fused_5ops_3cf4f0a1d5",
-    "fused_5ops_635579a41a",
-    "fused_5ops_6c7c733d2f",
-    "fused_5ops_9c806ba1e6",
-    "fused_5ops_ad00f751b5",
-    "fused_5ops_b94007d905",
-    "fused_5ops_df2501acee",
-    "fused_6ops_5dc6260f6b",
-    "fused_6ops_6e80e8c197",
-    "fused_6ops_8be4b4d573",
-    "fused_6ops_9c0c464cdb",
-    "fused_6ops_b281e8428a",
-    "fused_6ops_c4e3617a2d",
-    "fused_6ops_de30427ed2",
-    "fused_7ops_1b1b3fcf5b",
-    "fused_7ops_973b81dba5",
-    "fused_7ops_9b56bc9662",
-    "fused_7ops_df43ab5e36",
-    "fused_8ops_0816ee8de5",
-    "fused_8ops_745972c6a3",
-    "fused_8ops_fe15e1d620",
-    "fused_8ops_fe3afec744",
+    "fused_10ops_16e37f7448",
+    "fused_10ops_3e2289d01b",
+    "fused_10ops_692db5fc73",
+    "fused_10ops_f65910af4b",
+    "fused_11ops_16821ac87f",
+    "fused_12ops_8828ea07b2",
+    "fused_13ops_bd4251f8fd",
+    "fused_15ops_5f8b6860d6",
+    "fused_17ops_1486e5c9ba",
+    "fused_18ops_9eaf2e4e38",
+    "fused_18ops_d94baa33ad",
+    "fused_18ops_e55821f18c",
+    "fused_18ops_fa4e161a56",
+    "fused_1ops_024d952c2c",
+    "fused_1ops_207cdef261",
+    "fused_1ops_6abbbe7492",
+    "fused_1ops_7b897fd46e",
+    "fused_1ops_c7b094d0f3",
+    "fused_1ops_d0721115aa",
+    "fused_1ops_dbee46129d",
+    "fused_1ops_ebcfe3eb10",
+    "fused_2ops_125cd61582",
+    "fused_2ops_1ea0485f5d",
+    "fused_2ops_34b22f320c",
+    "fused_2ops_4fe15cd8c6",
+    "fused_2ops_68a4855b88",
+    "fused_2ops_8154be7818",
+    "fused_2ops_89887b5fb2",
+    "fused_2ops_a3e7c7decf",
+    "fused_2ops_ab950fa883",
+    "fused_2ops_bb400655b6",
+    "fused_2ops_d785a9235b",
+    "fused_3ops_3da69d2d45",
+    "fused_3ops_461fbbfa10",
+    "fused_3ops_72d39d8881",
+    "fused_3ops_c5ac56652c",
+    "fused_3ops_e65b1c3094",
+    "fused_4ops_15e0c9d7a9",
+    "fused_4ops_9f2cf5b9e9",
+    "fused_4ops_aebb5b263c",
+    "fused_4ops_ca961ea74f",
+    "fused_4ops_e167153de3",
+    "fused_5ops_1a12c91ebe",
+    "fused_5ops_260ecd5091",
+    "fused_5ops_4941573b3e",
+    "fused_5ops_5280e39407",
+    "fused_5ops_6d3a8535bb",
+    "fused_5ops_826de48acd",
+    "fused_5ops_8f745897f3",
+    "fused_5ops_9a9e316aeb",
+    "fused_5ops_bab89a3dbc",
+    "fused_5ops_d1792f2fb1",
+    "fused_6ops_019ad1237a",
+    "fused_6ops_0bc961fcee",
+    "fused_6ops_6af3fe7772",
+    "fused_6ops_77bacf644a",
+    "fused_6ops_bc923bef02",
+    "fused_6ops_e79d97c584",
+    "fused_7ops_3f27ed2026",
+    "fused_7ops_6a010d6f06",
+    "fused_7ops_8dfed4d09e",
+    "fused_7ops_b86ef6fedd",
+    "fused_8ops_5ed11e3998",
+    "fused_8ops_a2b689a512",
+    "fused_8ops_e6387c8ef0",
+    "fused_8ops_f310f5c18d",
     "gradnorm_partial_11008",
     "gradnorm_total_3",
     "matmul_16x2x32x64_16x2x64x64",
@@ -599,530 +598,530 @@ export class Program {
     group("slice_ax0_at0_64x8_to_64x8", [[this.params, 18432, 2048], [this.act[1], 0, 2048]]); // 1: %73 embed.slice1 stdlib.mt:95
     group("matmul_64x8x1_64x1x8", [[this.act[0], 0, 2048], [this.act[1], 0, 2048], [this.act[2], 0, 16384]]); // 2: %76 embed.matmul1 stdlib.mt:96
     group("affine_s0p1_b0_64x8x8", [[this.act[2], 0, 16384], [this.act[3], 0, 16384]]); // 3: %77 embed.affine0 stdlib.mt:96
-    group("fused_12ops_e33672a183", [[this.params, 0, 44032], [this.tokens, 0, 4096], [this.act[3], 0, 16384], [this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 4: %67 embed.gather0 stdlib.mt:92
-    group("fused_7ops_1b1b3fcf5b", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 5: %85 blocks.0.attn.norm.mul2 stdlib.mt:9
+    group("fused_12ops_8828ea07b2", [[this.params, 0, 44032], [this.tokens, 0, 4096], [this.act[3], 0, 16384], [this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 4: fused %67..%84 embed.gather0 .. blocks.0.attn.norm.mul1 stdlib.mt:92-9
+    group("fused_7ops_6a010d6f06", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 5: fused %85..%91 blocks.0.attn.norm.mul2 .. blocks.0.attn.reshape0 stdlib.mt:9-33
     group("permute_0213_16x64x2x32", [[this.act[12], 0, 262144], [this.act[13], 0, 262144]]); // 6: %92 blocks.0.attn.permute0 stdlib.mt:33
-    group("fused_6ops_b281e8428a", [[this.params, 21248, 22784], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 7: %93 blocks.0.attn.k.matmul0 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 21248, 22784], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 7: fused %93..%98 blocks.0.attn.k.matmul0 .. blocks.0.attn.reshape1 stdlib.mt:18-34
     group("permute_0213_16x64x2x32", [[this.act[15], 0, 262144], [this.act[16], 0, 262144]]); // 8: %99 blocks.0.attn.permute1 stdlib.mt:34
-    group("fused_6ops_9c0c464cdb", [[this.params, 21760, 22272], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: %100 blocks.0.attn.v.matmul0 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 21760, 22272], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: fused %100..%105 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-35
     group("permute_0213_16x64x2x32", [[this.act[18], 0, 262144], [this.act[19], 0, 262144]]); // 10: %106 blocks.0.attn.permute2 stdlib.mt:35
-    group("fused_1ops_a6e3260ac3", [[this.act[16], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 11: %107 blocks.0.attn.permute3 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[16], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 11: fused %107..%107 blocks.0.attn.permute3 .. blocks.0.attn.permute3 stdlib.mt:36
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[13], 0, 262144], [this.act[18], 0, 262144], [this.act[20], 0, 524288]]); // 12: %108 blocks.0.attn.matmul0 stdlib.mt:36
-    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 13: %109 blocks.0.attn.affine0 stdlib.mt:36
+    group("fused_1ops_7b897fd46e", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 13: fused %109..%109 blocks.0.attn.affine0 .. blocks.0.attn.affine0 stdlib.mt:36
     group("causal_mask_fminf_16x2x64x64", [[this.act[21], 0, 524288], [this.act[20], 0, 524288]]); // 14: %110 blocks.0.attn.causal_mask0 stdlib.mt:37
-    group("fused_2ops_8be8dc7ae8", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.act[22], 0, 524288], [this.step, 0, 16]]); // 15: %111 blocks.0.attn.softmax0 stdlib.mt:37
+    group("fused_2ops_d785a9235b", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.act[22], 0, 524288], [this.step, 0, 16]]); // 15: fused %111..%112 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 stdlib.mt:37
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[22], 0, 524288], [this.act[19], 0, 262144], [this.act[16], 0, 262144]]); // 16: %113 blocks.0.attn.matmul1 stdlib.mt:38
-    group("fused_13ops_198d3fb54e", [[this.params, 22272, 21760], [this.act[6], 0, 262144], [this.act[16], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.step, 0, 16]]); // 17: %114 blocks.0.attn.permute4 stdlib.mt:38
-    group("fused_6ops_8be4b4d573", [[this.params, 22784, 21248], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 18: %127 blocks.0.think.norm.mul1 stdlib.mt:9
-    group("fused_8ops_745972c6a3", [[this.params, 23296, 20736], [this.act[28], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 19: %134 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 24064, 19968], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 20: %142 blocks.0.think.delta.mul0 stdlib.mt:49
-    group("fused_6ops_de30427ed2", [[this.params, 24576, 19456], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 21: %148 blocks.0.think.delta.mul1 stdlib.mt:49
-    group("fused_8ops_745972c6a3", [[this.params, 24832, 19200], [this.act[28], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 22: %154 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 25600, 18432], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 23: %162 blocks.0.think.gamma.mul0 stdlib.mt:49
-    group("fused_4ops_1512e32d6e", [[this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[42], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 24: %168 blocks.0.think.gamma.mul1 stdlib.mt:49
-    group("fused_11ops_3395ec0dcd", [[this.params, 26368, 17664], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 4096], [this.step, 0, 16]]); // 25: %172 blocks.0.think.matmul2 stdlib.mt:70
-    group("fused_6ops_c4e3617a2d", [[this.params, 27392, 16640], [this.act[28], 0, 262144], [this.act[55], 0, 262144], [this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 26: %183 blocks.0.think.mul1 stdlib.mt:72
-    group("fused_10ops_1bd4cd7d9f", [[this.act[26], 0, 262144], [this.act[60], 0, 262144], [this.act[62], 0, 4096], [this.act[64], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 27: %189 blocks.0.think.mul3 stdlib.mt:73
-    group("fused_7ops_1b1b3fcf5b", [[this.params, 27904, 16128], [this.act[66], 0, 262144], [this.act[64], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 28: %199 blocks.1.attn.norm.mul2 stdlib.mt:9
+    group("fused_13ops_bd4251f8fd", [[this.params, 22272, 21760], [this.act[6], 0, 262144], [this.act[16], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.step, 0, 16]]); // 17: fused %114..%126 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
+    group("fused_6ops_77bacf644a", [[this.params, 22784, 21248], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 18: fused %127..%133 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 23296, 20736], [this.act[28], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 19: fused %134..%141 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 24064, 19968], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 20: fused %142..%147 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_e79d97c584", [[this.params, 24576, 19456], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 21: fused %148..%153 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 24832, 19200], [this.act[28], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 22: fused %154..%161 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 25600, 18432], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 23: fused %162..%167 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_9f2cf5b9e9", [[this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[42], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 24: fused %168..%171 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_16821ac87f", [[this.params, 26368, 17664], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 4096], [this.step, 0, 16]]); // 25: fused %172..%182 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_6af3fe7772", [[this.params, 27392, 16640], [this.act[28], 0, 262144], [this.act[55], 0, 262144], [this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 26: fused %183..%188 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_16e37f7448", [[this.act[26], 0, 262144], [this.act[60], 0, 262144], [this.act[62], 0, 4096], [this.act[64], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 27: fused %189..%198 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    group("fused_7ops_6a010d6f06", [[this.params, 27904, 16128], [this.act[66], 0, 262144], [this.act[64], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 28: fused %199..%205 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
     group("permute_0213_16x64x2x32", [[this.act[69], 0, 262144], [this.act[70], 0, 262144]]); // 29: %206 blocks.1.attn.permute0 stdlib.mt:33
-    group("fused_6ops_b281e8428a", [[this.params, 28672, 15360], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 30: %207 blocks.1.attn.k.matmul0 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 28672, 15360], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 30: fused %207..%212 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
     group("permute_0213_16x64x2x32", [[this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 31: %213 blocks.1.attn.permute1 stdlib.mt:34
-    group("fused_6ops_9c0c464cdb", [[this.params, 29184, 14848], [this.act[64], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 32: %214 blocks.1.attn.v.matmul0 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 29184, 14848], [this.act[64], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 32: fused %214..%219 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
     group("permute_0213_16x64x2x32", [[this.act[75], 0, 262144], [this.act[76], 0, 262144]]); // 33: %220 blocks.1.attn.permute2 stdlib.mt:35
-    group("fused_1ops_a6e3260ac3", [[this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 34: %221 blocks.1.attn.permute3 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 34: fused %221..%221 blocks.1.attn.permute3 .. blocks.1.attn.permute3 stdlib.mt:36
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[70], 0, 262144], [this.act[75], 0, 262144], [this.act[20], 0, 524288]]); // 35: %222 blocks.1.attn.matmul0 stdlib.mt:36
-    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.step, 0, 16]]); // 36: %223 blocks.1.attn.affine0 stdlib.mt:36
+    group("fused_1ops_7b897fd46e", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.step, 0, 16]]); // 36: fused %223..%223 blocks.1.attn.affine0 .. blocks.1.attn.affine0 stdlib.mt:36
     group("causal_mask_fminf_16x2x64x64", [[this.act[77], 0, 524288], [this.act[20], 0, 524288]]); // 37: %224 blocks.1.attn.causal_mask0 stdlib.mt:37
-    group("fused_2ops_94efe5e865", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.act[78], 0, 524288], [this.step, 0, 16]]); // 38: %225 blocks.1.attn.softmax0 stdlib.mt:37
+    group("fused_2ops_8154be7818", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.act[78], 0, 524288], [this.step, 0, 16]]); // 38: fused %225..%226 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 stdlib.mt:37
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[78], 0, 524288], [this.act[76], 0, 262144], [this.act[73], 0, 262144]]); // 39: %227 blocks.1.attn.matmul1 stdlib.mt:38
-    group("fused_13ops_198d3fb54e", [[this.params, 29696, 14336], [this.act[55], 0, 262144], [this.act[73], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 262144], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 40: %228 blocks.1.attn.permute4 stdlib.mt:38
-    group("fused_6ops_8be4b4d573", [[this.params, 30208, 13824], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.step, 0, 16]]); // 41: %241 blocks.1.think.norm.mul1 stdlib.mt:9
-    group("fused_8ops_745972c6a3", [[this.params, 30720, 13312], [this.act[84], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 42: %248 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 31488, 12544], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.step, 0, 16]]); // 43: %256 blocks.1.think.delta.mul0 stdlib.mt:49
-    group("fused_6ops_de30427ed2", [[this.params, 32000, 12032], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.step, 0, 16]]); // 44: %262 blocks.1.think.delta.mul1 stdlib.mt:49
-    group("fused_8ops_745972c6a3", [[this.params, 32256, 11776], [this.act[84], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 45: %268 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 33024, 11008], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 46: %276 blocks.1.think.gamma.mul0 stdlib.mt:49
-    group("fused_4ops_1512e32d6e", [[this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[98], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 47: %282 blocks.1.think.gamma.mul1 stdlib.mt:49
-    group("fused_11ops_3395ec0dcd", [[this.params, 33792, 10240], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[115], 0, 32768], [this.act[116], 0, 262144], [this.act[117], 0, 4096], [this.step, 0, 16]]); // 48: %286 blocks.1.think.matmul2 stdlib.mt:70
-    group("fused_6ops_c4e3617a2d", [[this.params, 34816, 9216], [this.act[84], 0, 262144], [this.act[111], 0, 262144], [this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 49: %297 blocks.1.think.mul1 stdlib.mt:72
-    group("fused_10ops_edd470fd40", [[this.act[82], 0, 262144], [this.act[116], 0, 262144], [this.act[118], 0, 4096], [this.act[120], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 50: %303 blocks.1.think.mul3 stdlib.mt:73
-    group("fused_7ops_1b1b3fcf5b", [[this.params, 20480, 23552], [this.act[122], 0, 262144], [this.act[120], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 51: %313 blocks.0.attn.norm.mul5 stdlib.mt:9
+    group("fused_13ops_bd4251f8fd", [[this.params, 29696, 14336], [this.act[55], 0, 262144], [this.act[73], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 262144], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 40: fused %228..%240 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
+    group("fused_6ops_77bacf644a", [[this.params, 30208, 13824], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.step, 0, 16]]); // 41: fused %241..%247 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 30720, 13312], [this.act[84], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 42: fused %248..%255 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 31488, 12544], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.step, 0, 16]]); // 43: fused %256..%261 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_e79d97c584", [[this.params, 32000, 12032], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.step, 0, 16]]); // 44: fused %262..%267 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 32256, 11776], [this.act[84], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 45: fused %268..%275 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 33024, 11008], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 46: fused %276..%281 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_9f2cf5b9e9", [[this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[98], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 47: fused %282..%285 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_16821ac87f", [[this.params, 33792, 10240], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[115], 0, 32768], [this.act[116], 0, 262144], [this.act[117], 0, 4096], [this.step, 0, 16]]); // 48: fused %286..%296 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_6af3fe7772", [[this.params, 34816, 9216], [this.act[84], 0, 262144], [this.act[111], 0, 262144], [this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 49: fused %297..%302 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_f65910af4b", [[this.act[82], 0, 262144], [this.act[116], 0, 262144], [this.act[118], 0, 4096], [this.act[120], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 50: fused %303..%312 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_7ops_6a010d6f06", [[this.params, 20480, 23552], [this.act[122], 0, 262144], [this.act[120], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 51: fused %313..%319 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
     group("permute_0213_16x64x2x32", [[this.act[125], 0, 262144], [this.act[126], 0, 262144]]); // 52: %320 blocks.0.attn.permute5 stdlib.mt:33
-    group("fused_6ops_b281e8428a", [[this.params, 21248, 22784], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 53: %321 blocks.0.attn.k.matmul2 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 21248, 22784], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 53: fused %321..%326 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
     group("permute_0213_16x64x2x32", [[this.act[128], 0, 262144], [this.act[129], 0, 262144]]); // 54: %327 blocks.0.attn.permute6 stdlib.mt:34
-    group("fused_6ops_9c0c464cdb", [[this.params, 21760, 22272], [this.act[120], 0, 262144], [this.act[128], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 55: %328 blocks.0.attn.v.matmul2 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 21760, 22272], [this.act[120], 0, 262144], [this.act[128], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 55: fused %328..%333 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
     group("permute_0213_16x64x2x32", [[this.act[131], 0, 262144], [this.act[132], 0, 262144]]); // 56: %334 blocks.0.attn.permute7 stdlib.mt:35
-    group("fused_1ops_a6e3260ac3", [[this.act[129], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 57: %335 blocks.0.attn.permute8 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[129], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 57: fused %335..%335 blocks.0.attn.permute8 .. blocks.0.attn.permute8 stdlib.mt:36
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[126], 0, 262144], [this.act[131], 0, 262144], [this.act[20], 0, 524288]]); // 58: %336 blocks.0.attn.matmul2 stdlib.mt:36
-    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.step, 0, 16]]); // 59: %337 blocks.0.attn.affine1 stdlib.mt:36
+    group("fused_1ops_7b897fd46e", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.step, 0, 16]]); // 59: fused %337..%337 blocks.0.attn.affine1 .. blocks.0.attn.affine1 stdlib.mt:36
     group("causal_mask_fminf_16x2x64x64", [[this.act[133], 0, 524288], [this.act[20], 0, 524288]]); // 60: %338 blocks.0.attn.causal_mask1 stdlib.mt:37
-    group("fused_2ops_8bb6995af2", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.act[134], 0, 524288], [this.step, 0, 16]]); // 61: %339 blocks.0.attn.softmax1 stdlib.mt:37
+    group("fused_2ops_4fe15cd8c6", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.act[134], 0, 524288], [this.step, 0, 16]]); // 61: fused %339..%340 blocks.0.attn.softmax1 .. blocks.0.attn.dropout1 stdlib.mt:37
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[134], 0, 524288], [this.act[132], 0, 262144], [this.act[129], 0, 262144]]); // 62: %341 blocks.0.attn.matmul3 stdlib.mt:38
-    group("fused_13ops_198d3fb54e", [[this.params, 22272, 21760], [this.act[111], 0, 262144], [this.act[129], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 63: %342 blocks.0.attn.permute9 stdlib.mt:38
-    group("fused_6ops_8be4b4d573", [[this.params, 22784, 21248], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 64: %355 blocks.0.think.norm.mul4 stdlib.mt:9
-    group("fused_8ops_745972c6a3", [[this.params, 23296, 20736], [this.act[140], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 65: %362 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 24064, 19968], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 66: %370 blocks.0.think.delta.mul2 stdlib.mt:49
-    group("fused_6ops_de30427ed2", [[this.params, 24576, 19456], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 67: %376 blocks.0.think.delta.mul3 stdlib.mt:49
-    group("fused_8ops_745972c6a3", [[this.params, 24832, 19200], [this.act[140], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.step, 0, 16]]); // 68: %382 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 25600, 18432], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 69: %390 blocks.0.think.gamma.mul2 stdlib.mt:49
-    group("fused_4ops_1512e32d6e", [[this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[154], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 70: %396 blocks.0.think.gamma.mul3 stdlib.mt:49
-    group("fused_11ops_3395ec0dcd", [[this.params, 26368, 17664], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[171], 0, 32768], [this.act[172], 0, 262144], [this.act[173], 0, 4096], [this.step, 0, 16]]); // 71: %400 blocks.0.think.matmul7 stdlib.mt:70
-    group("fused_6ops_c4e3617a2d", [[this.params, 27392, 16640], [this.act[140], 0, 262144], [this.act[167], 0, 262144], [this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 72: %411 blocks.0.think.mul5 stdlib.mt:72
-    group("fused_10ops_3c8446ed91", [[this.act[138], 0, 262144], [this.act[172], 0, 262144], [this.act[174], 0, 4096], [this.act[176], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[178], 0, 262144], [this.step, 0, 16]]); // 73: %417 blocks.0.think.mul7 stdlib.mt:73
-    group("fused_7ops_1b1b3fcf5b", [[this.params, 27904, 16128], [this.act[178], 0, 262144], [this.act[176], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 74: %427 blocks.1.attn.norm.mul5 stdlib.mt:9
+    group("fused_13ops_bd4251f8fd", [[this.params, 22272, 21760], [this.act[111], 0, 262144], [this.act[129], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 63: fused %342..%354 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
+    group("fused_6ops_77bacf644a", [[this.params, 22784, 21248], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 64: fused %355..%361 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 23296, 20736], [this.act[140], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 65: fused %362..%369 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 24064, 19968], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 66: fused %370..%375 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_e79d97c584", [[this.params, 24576, 19456], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 67: fused %376..%381 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 24832, 19200], [this.act[140], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.step, 0, 16]]); // 68: fused %382..%389 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 25600, 18432], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 69: fused %390..%395 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_9f2cf5b9e9", [[this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[154], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 70: fused %396..%399 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_16821ac87f", [[this.params, 26368, 17664], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[171], 0, 32768], [this.act[172], 0, 262144], [this.act[173], 0, 4096], [this.step, 0, 16]]); // 71: fused %400..%410 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_6af3fe7772", [[this.params, 27392, 16640], [this.act[140], 0, 262144], [this.act[167], 0, 262144], [this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 72: fused %411..%416 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_692db5fc73", [[this.act[138], 0, 262144], [this.act[172], 0, 262144], [this.act[174], 0, 4096], [this.act[176], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[178], 0, 262144], [this.step, 0, 16]]); // 73: fused %417..%426 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_7ops_6a010d6f06", [[this.params, 27904, 16128], [this.act[178], 0, 262144], [this.act[176], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 74: fused %427..%433 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
     group("permute_0213_16x64x2x32", [[this.act[181], 0, 262144], [this.act[182], 0, 262144]]); // 75: %434 blocks.1.attn.permute5 stdlib.mt:33
-    group("fused_6ops_b281e8428a", [[this.params, 28672, 15360], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 76: %435 blocks.1.attn.k.matmul2 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 28672, 15360], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 76: fused %435..%440 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
     group("permute_0213_16x64x2x32", [[this.act[184], 0, 262144], [this.act[185], 0, 262144]]); // 77: %441 blocks.1.attn.permute6 stdlib.mt:34
-    group("fused_6ops_9c0c464cdb", [[this.params, 29184, 14848], [this.act[176], 0, 262144], [this.act[184], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 78: %442 blocks.1.attn.v.matmul2 stdlib.mt:18
+    group("fused_6ops_0bc961fcee", [[this.params, 29184, 14848], [this.act[176], 0, 262144], [this.act[184], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 78: fused %442..%447 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
     group("permute_0213_16x64x2x32", [[this.act[187], 0, 262144], [this.act[188], 0, 262144]]); // 79: %448 blocks.1.attn.permute7 stdlib.mt:35
-    group("fused_1ops_a6e3260ac3", [[this.act[185], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 80: %449 blocks.1.attn.permute8 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[185], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 80: fused %449..%449 blocks.1.attn.permute8 .. blocks.1.attn.permute8 stdlib.mt:36
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[182], 0, 262144], [this.act[187], 0, 262144], [this.act[20], 0, 524288]]); // 81: %450 blocks.1.attn.matmul2 stdlib.mt:36
-    group("fused_1ops_5e68f20328", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.step, 0, 16]]); // 82: %451 blocks.1.attn.affine1 stdlib.mt:36
+    group("fused_1ops_7b897fd46e", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.step, 0, 16]]); // 82: fused %451..%451 blocks.1.attn.affine1 .. blocks.1.attn.affine1 stdlib.mt:36
     group("causal_mask_fminf_16x2x64x64", [[this.act[189], 0, 524288], [this.act[20], 0, 524288]]); // 83: %452 blocks.1.attn.causal_mask1 stdlib.mt:37
-    group("fused_2ops_bf2d5bd5b2", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.act[190], 0, 524288], [this.step, 0, 16]]); // 84: %453 blocks.1.attn.softmax1 stdlib.mt:37
+    group("fused_2ops_a3e7c7decf", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.act[190], 0, 524288], [this.step, 0, 16]]); // 84: fused %453..%454 blocks.1.attn.softmax1 .. blocks.1.attn.dropout1 stdlib.mt:37
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[190], 0, 524288], [this.act[188], 0, 262144], [this.act[185], 0, 262144]]); // 85: %455 blocks.1.attn.matmul3 stdlib.mt:38
-    group("fused_13ops_198d3fb54e", [[this.params, 29696, 14336], [this.act[167], 0, 262144], [this.act[185], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 86: %456 blocks.1.attn.permute9 stdlib.mt:38
-    group("fused_6ops_8be4b4d573", [[this.params, 30208, 13824], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.step, 0, 16]]); // 87: %469 blocks.1.think.norm.mul4 stdlib.mt:9
-    group("fused_8ops_745972c6a3", [[this.params, 30720, 13312], [this.act[196], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.step, 0, 16]]); // 88: %476 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 31488, 12544], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 89: %484 blocks.1.think.delta.mul2 stdlib.mt:49
-    group("fused_6ops_de30427ed2", [[this.params, 32000, 12032], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 90: %490 blocks.1.think.delta.mul3 stdlib.mt:49
-    group("fused_8ops_745972c6a3", [[this.params, 32256, 11776], [this.act[196], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 91: %496 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
-    group("fused_6ops_6e80e8c197", [[this.params, 33024, 11008], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 92: %504 blocks.1.think.gamma.mul2 stdlib.mt:49
-    group("fused_4ops_1512e32d6e", [[this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[210], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.step, 0, 16]]); // 93: %510 blocks.1.think.gamma.mul3 stdlib.mt:49
-    group("fused_11ops_3395ec0dcd", [[this.params, 33792, 10240], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[227], 0, 32768], [this.act[228], 0, 262144], [this.act[229], 0, 4096], [this.step, 0, 16]]); // 94: %514 blocks.1.think.matmul7 stdlib.mt:70
-    group("fused_6ops_c4e3617a2d", [[this.params, 34816, 9216], [this.act[196], 0, 262144], [this.act[223], 0, 262144], [this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 95: %525 blocks.1.think.mul5 stdlib.mt:72
-    group("fused_10ops_e2110cdb1b", [[this.act[194], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 4096], [this.act[232], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 96: %531 blocks.1.think.mul7 stdlib.mt:73
-    group("fused_3ops_b3ac5ce4f1", [[this.params, 35328, 8704], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.act[235], 0, 32768], [this.step, 0, 16]]); // 97: %541 norm_final.mul2 stdlib.mt:9
+    group("fused_13ops_bd4251f8fd", [[this.params, 29696, 14336], [this.act[167], 0, 262144], [this.act[185], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 86: fused %456..%468 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
+    group("fused_6ops_77bacf644a", [[this.params, 30208, 13824], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.step, 0, 16]]); // 87: fused %469..%475 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 30720, 13312], [this.act[196], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.step, 0, 16]]); // 88: fused %476..%483 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 31488, 12544], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 89: fused %484..%489 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_e79d97c584", [[this.params, 32000, 12032], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 90: fused %490..%495 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_e6387c8ef0", [[this.params, 32256, 11776], [this.act[196], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 91: fused %496..%503 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_bc923bef02", [[this.params, 33024, 11008], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 92: fused %504..%509 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_9f2cf5b9e9", [[this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[210], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.step, 0, 16]]); // 93: fused %510..%513 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_16821ac87f", [[this.params, 33792, 10240], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[227], 0, 32768], [this.act[228], 0, 262144], [this.act[229], 0, 4096], [this.step, 0, 16]]); // 94: fused %514..%524 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_6af3fe7772", [[this.params, 34816, 9216], [this.act[196], 0, 262144], [this.act[223], 0, 262144], [this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 95: fused %525..%530 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_3e2289d01b", [[this.act[194], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 4096], [this.act[232], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 96: fused %531..%540 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    group("fused_3ops_3da69d2d45", [[this.params, 35328, 8704], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.act[235], 0, 32768], [this.step, 0, 16]]); // 97: fused %541..%543 norm_final.mul2 .. head.sum0 stdlib.mt:9-116
     group("matmul_256x8_16x64x8x1", [[this.params, 35840, 8192], [this.act[235], 0, 32768], [this.act[236], 0, 1048576]]); // 98: %544 head.matmul0 stdlib.mt:117
     group("cross_entropy_16x64x256_16x64i", [[this.act[236], 0, 1048576], [this.targets, 0, 4096], [this.act[237], 0, 4]]); // 99: %546 loss.cross_entropy0 vector_collapse.mt:13
-    group("fused_6ops_5dc6260f6b", [[this.targets, 0, 4096], [this.act[236], 0, 1048576], [this.act[238], 0, 1048576], [this.step, 0, 16]]); // 100: %548 loss.cross_entropy0.grad.softmax0 vector_collapse.mt:13
+    group("fused_6ops_019ad1237a", [[this.targets, 0, 4096], [this.act[236], 0, 1048576], [this.act[238], 0, 1048576], [this.step, 0, 16]]); // 100: fused %548..%553 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 vector_collapse.mt:13-117
     group("contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01", [[this.act[238], 0, 1048576], [this.act[235], 0, 32768], [this.act[239], 0, 8192]]); // 101: %556 head.matmul0.grad.sum0 stdlib.mt:117
     group("permute_10_256x8", [[this.params, 35840, 8192], [this.act[240], 0, 8192]]); // 102: %558 head.matmul0.grad.permute1 stdlib.mt:117
     group("matmul_8x256_16x64x256x1", [[this.act[240], 0, 8192], [this.act[238], 0, 1048576], [this.act[235], 0, 32768]]); // 103: %559 head.matmul0.grad.matmul1 stdlib.mt:117
-    group("fused_2ops_139c78b5ae", [[this.act[232], 0, 262144], [this.act[235], 0, 32768], [this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 104: %560 head.sum0.grad.expand0 stdlib.mt:116
+    group("fused_2ops_34b22f320c", [[this.act[232], 0, 262144], [this.act[235], 0, 32768], [this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 104: fused %560..%561 head.sum0.grad.expand0 .. head.mul0.grad.mul0 stdlib.mt:116
     group("sum_a01_16x64x8x8", [[this.act[242], 0, 262144], [this.act[243], 0, 256]]); // 105: %562 head.mul0.grad.sum0 stdlib.mt:116
-    group("fused_3ops_6043f134a6", [[this.params, 35328, 8704], [this.act[234], 0, 262144], [this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 106: %564 head.mul0.grad.mul1 stdlib.mt:116
+    group("fused_3ops_c5ac56652c", [[this.params, 35328, 8704], [this.act[234], 0, 262144], [this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 106: fused %564..%566 head.mul0.grad.mul1 .. norm_final.mul2.grad.mul1 stdlib.mt:116-9
     group("sum_a01_16x64x8x8", [[this.act[232], 0, 262144], [this.act[244], 0, 256]]); // 107: %567 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("fused_17ops_5258cdc6d7", [[this.act[228], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[242], 0, 262144], [this.act[232], 0, 262144], [this.act[241], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 108: %569 norm_final.mul1.grad.mul0 stdlib.mt:9
-    group("fused_5ops_ad00f751b5", [[this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.act[233], 0, 4096], [this.act[228], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 109: %586 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    group("fused_3ops_068e496b13", [[this.act[230], 0, 4096], [this.act[245], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 110: %591 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("fused_17ops_1486e5c9ba", [[this.act[228], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[242], 0, 262144], [this.act[232], 0, 262144], [this.act[241], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 108: fused %569..%585 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_5280e39407", [[this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.act[233], 0, 4096], [this.act[228], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 109: fused %586..%590 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_461fbbfa10", [[this.act[230], 0, 4096], [this.act[245], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 110: fused %591..%593 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
     group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[247], 0, 4]]); // 111: %594 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_82a5835e66", [[this.act[196], 0, 262144], [this.act[246], 0, 4096], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 112: %596 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    group("fused_2ops_125cd61582", [[this.act[196], 0, 262144], [this.act[246], 0, 4096], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 112: fused %596..%597 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
     group("sum_a01_16x64x8x8", [[this.act[231], 0, 262144], [this.act[248], 0, 256]]); // 113: %598 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_b94007d905", [[this.params, 34816, 9216], [this.act[229], 0, 4096], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 114: %600 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    group("fused_5ops_4941573b3e", [[this.params, 34816, 9216], [this.act[229], 0, 4096], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 114: fused %600..%604 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
     group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[249], 0, 4]]); // 115: %605 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_94817482d7", [[this.act[196], 0, 262144], [this.act[246], 0, 4096], [this.act[241], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 116: %607 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    group("fused_2ops_1ea0485f5d", [[this.act[196], 0, 262144], [this.act[246], 0, 4096], [this.act[241], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 116: fused %607..%608 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
     group("sum_a01_16x64x8x8", [[this.act[234], 0, 262144], [this.act[250], 0, 256]]); // 117: %609 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_fca0968df6", [[this.params, 34304, 9728], [this.act[227], 0, 32768], [this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.act[241], 0, 262144], [this.act[234], 0, 262144], [this.act[235], 0, 32768], [this.step, 0, 16]]); // 118: %611 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    group("fused_7ops_973b81dba5", [[this.params, 33792, 10240], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[242], 0, 262144], [this.act[227], 0, 32768], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 119: %615 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    group("fused_4ops_ca961ea74f", [[this.params, 34304, 9728], [this.act[227], 0, 32768], [this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.act[241], 0, 262144], [this.act[234], 0, 262144], [this.act[235], 0, 32768], [this.step, 0, 16]]); // 118: fused %611..%614 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_3f27ed2026", [[this.params, 33792, 10240], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[242], 0, 262144], [this.act[227], 0, 32768], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 119: fused %615..%621 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[251], 0, 32]]); // 120: %622 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_de5186fd52", [[this.params, 34048, 9984], [this.act[234], 0, 262144], [this.act[235], 0, 32768], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 121: %624 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("fused_1ops_02b920d313", [[this.act[224], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 122: %628 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    group("fused_4ops_15e0c9d7a9", [[this.params, 34048, 9984], [this.act[234], 0, 262144], [this.act[235], 0, 32768], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 121: fused %624..%627 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_d0721115aa", [[this.act[224], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 122: fused %628..%628 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[241], 0, 262144], [this.act[227], 0, 32768], [this.act[252], 0, 32]]); // 123: %629 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_635579a41a", [[this.act[210], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 262144], [this.act[231], 0, 262144], [this.act[242], 0, 262144], [this.act[241], 0, 262144], [this.act[224], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 124: %631 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("fused_2ops_1730e0d43d", [[this.act[197], 0, 4], [this.act[221], 0, 262144], [this.act[234], 0, 262144], [this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 125: %638 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("fused_5ops_1a12c91ebe", [[this.act[210], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 262144], [this.act[231], 0, 262144], [this.act[242], 0, 262144], [this.act[241], 0, 262144], [this.act[224], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 124: fused %631..%635 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_68a4855b88", [[this.act[197], 0, 4], [this.act[221], 0, 262144], [this.act[234], 0, 262144], [this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 125: fused %638..%639 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[231], 0, 262144], [this.act[253], 0, 4]]); // 126: %640 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 33280, 10752], [this.act[220], 0, 262144], [this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 127: %643 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 33280, 10752], [this.act[220], 0, 262144], [this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 127: fused %643..%645 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[234], 0, 262144], [this.act[242], 0, 262144], [this.act[254], 0, 256]]); // 128: %646 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 129: %648 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 129: fused %648..%649 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[242], 0, 262144], [this.act[218], 0, 262144], [this.act[255], 0, 256]]); // 130: %652 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 32768, 11264], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[242], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 131: %654 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[216], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 132: %661 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 32768, 11264], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[242], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 131: fused %654..%660 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[216], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 132: fused %661..%661 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.act[256], 0, 256]]); // 133: %662 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 134: %664 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 134: fused %664..%665 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[231], 0, 262144], [this.act[196], 0, 262144], [this.act[257], 0, 256]]); // 135: %668 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 32256, 11776], [this.act[213], 0, 262144], [this.act[241], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 136: %670 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[212], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 137: %678 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 32256, 11776], [this.act[213], 0, 262144], [this.act[241], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 136: fused %670..%677 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[212], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 137: fused %678..%678 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[231], 0, 262144], [this.act[215], 0, 262144], [this.act[258], 0, 256]]); // 138: %679 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[211], 0, 262144], [this.act[242], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 139: %681 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[211], 0, 262144], [this.act[242], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 139: fused %681..%682 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[215], 0, 262144], [this.act[196], 0, 262144], [this.act[259], 0, 256]]); // 140: %685 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_9c806ba1e6", [[this.params, 32000, 12032], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[242], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 141: %687 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_4ops_a23b7168cc", [[this.act[197], 0, 4], [this.act[209], 0, 262144], [this.act[224], 0, 262144], [this.act[242], 0, 262144], [this.act[211], 0, 262144], [this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 142: %692 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    group("fused_1ops_46c0b229b4", [[this.act[208], 0, 262144], [this.act[211], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 143: %698 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("fused_5ops_9a9e316aeb", [[this.params, 32000, 12032], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[242], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 141: fused %687..%691 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_aebb5b263c", [[this.act[197], 0, 4], [this.act[209], 0, 262144], [this.act[224], 0, 262144], [this.act[242], 0, 262144], [this.act[211], 0, 262144], [this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 142: fused %692..%697 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_024d952c2c", [[this.act[208], 0, 262144], [this.act[211], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 143: fused %698..%698 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[242], 0, 262144], [this.act[197], 0, 4]]); // 144: %699 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
     group("binary_add_s_s", [[this.act[253], 0, 4], [this.act[197], 0, 4], [this.act[260], 0, 4]]); // 145: %701 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 31744, 12288], [this.act[207], 0, 262144], [this.act[219], 0, 262144], [this.act[242], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 146: %703 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 31744, 12288], [this.act[207], 0, 262144], [this.act[219], 0, 262144], [this.act[242], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 146: fused %703..%705 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[211], 0, 262144], [this.act[219], 0, 262144], [this.act[261], 0, 256]]); // 147: %706 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[206], 0, 262144], [this.act[242], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 148: %708 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[206], 0, 262144], [this.act[242], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 148: fused %708..%709 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[262], 0, 256]]); // 149: %712 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 31232, 12800], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[242], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 150: %714 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[203], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 151: %721 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 31232, 12800], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[242], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 150: fused %714..%720 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[203], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 151: fused %721..%721 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[219], 0, 262144], [this.act[242], 0, 262144], [this.act[263], 0, 256]]); // 152: %722 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 153: %724 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 153: fused %724..%725 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[242], 0, 262144], [this.act[196], 0, 262144], [this.act[264], 0, 256]]); // 154: %728 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 30720, 13312], [this.act[200], 0, 262144], [this.act[215], 0, 262144], [this.act[205], 0, 262144], [this.act[242], 0, 262144], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 155: %730 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[199], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 156: %738 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 30720, 13312], [this.act[200], 0, 262144], [this.act[215], 0, 262144], [this.act[205], 0, 262144], [this.act[242], 0, 262144], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 155: fused %730..%737 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[199], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 156: fused %738..%738 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[242], 0, 262144], [this.act[202], 0, 262144], [this.act[265], 0, 256]]); // 157: %739 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[198], 0, 262144], [this.act[219], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 158: %741 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[198], 0, 262144], [this.act[219], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 158: fused %741..%742 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[266], 0, 256]]); // 159: %745 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_0bbc388eb3", [[this.params, 30464, 13568], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.step, 0, 16]]); // 160: %747 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_4ops_e167153de3", [[this.params, 30464, 13568], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.step, 0, 16]]); // 160: fused %747..%750 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
     group("binary_mul_s_s", [[this.act[260], 0, 4], [this.act[197], 0, 4], [this.act[253], 0, 4]]); // 161: %751 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_f17440cbbb", [[this.params, 30208, 13824], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 162: %752 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 30208, 13824], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 162: fused %752..%753 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[206], 0, 262144], [this.act[267], 0, 256]]); // 163: %754 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_bbfc3bbd87", [[this.params, 29952, 14080], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[232], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[196], 0, 262144], [this.act[185], 0, 262144], [this.step, 0, 16]]); // 164: %756 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("fused_1ops_cfcdd64937", [[this.act[193], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 165: %774 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_18ops_9eaf2e4e38", [[this.params, 29952, 14080], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[232], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[196], 0, 262144], [this.act[185], 0, 262144], [this.step, 0, 16]]); // 164: fused %756..%773 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_c7b094d0f3", [[this.act[193], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 165: fused %774..%774 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[268], 0, 256]]); // 166: %775 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[192], 0, 262144], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 167: %777 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[192], 0, 262144], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 167: fused %777..%778 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.act[269], 0, 256]]); // 168: %781 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_7cca0bbdbc", [[this.params, 29696, 14336], [this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 169: %783 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_3ops_e65b1c3094", [[this.params, 29696, 14336], [this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 169: fused %783..%785 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
     group("permute_0213_16x64x2x32", [[this.act[191], 0, 262144], [this.act[196], 0, 262144]]); // 170: %786 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    group("fused_1ops_cc9f92de88", [[this.act[188], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 171: %787 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
+    group("fused_1ops_dbee46129d", [[this.act[188], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 171: fused %787..%787 blocks.1.attn.matmul3.grad.permute0 .. blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.act[20], 0, 524288]]); // 172: %788 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_47f5f88d7b", [[this.act[190], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 173: %789 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
+    group("fused_1ops_ebcfe3eb10", [[this.act[190], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 173: fused %789..%789 blocks.1.attn.matmul3.grad.permute1 .. blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[270], 0, 524288], [this.act[196], 0, 262144], [this.act[191], 0, 262144]]); // 174: %790 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_3cf4f0a1d5", [[this.act[189], 0, 524288], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 175: %791 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
+    group("fused_5ops_d1792f2fb1", [[this.act[189], 0, 524288], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 175: fused %791..%795 blocks.1.attn.dropout1.grad.dropout0 .. blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
     group("causal_mask_f0_16x2x64x64", [[this.act[270], 0, 524288], [this.act[20], 0, 524288]]); // 176: %796 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_47f2aae676", [[this.act[187], 0, 262144], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 177: %797 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
+    group("fused_2ops_ab950fa883", [[this.act[187], 0, 262144], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 177: fused %797..%798 blocks.1.attn.affine1.grad.affine0 .. blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[270], 0, 524288], [this.act[196], 0, 262144], [this.act[187], 0, 262144]]); // 178: %799 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_a6e3260ac3", [[this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 179: %800 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 179: fused %800..%800 blocks.1.attn.matmul2.grad.permute1 .. blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
     group("matmul_16x2x32x64_16x2x64x64", [[this.act[196], 0, 262144], [this.act[270], 0, 524288], [this.act[182], 0, 262144]]); // 180: %801 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_9b56bc9662", [[this.params, 29440, 14592], [this.act[186], 0, 262144], [this.act[191], 0, 262144], [this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 181: %802 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
+    group("fused_7ops_8dfed4d09e", [[this.params, 29440, 14592], [this.act[186], 0, 262144], [this.act[191], 0, 262144], [this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 181: fused %802..%808 blocks.1.attn.permute8.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
     group("matmul_8x8192_8192x8", [[this.act[192], 0, 262144], [this.act[188], 0, 262144], [this.act[271], 0, 256]]); // 182: %809 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 183: %811 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 183: fused %811..%812 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[188], 0, 262144], [this.act[176], 0, 262144], [this.act[272], 0, 256]]); // 184: %815 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_0816ee8de5", [[this.params, 28928, 15104], [this.act[183], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 185: %817 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_8ops_a2b689a512", [[this.params, 28928, 15104], [this.act[183], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 185: fused %817..%824 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[182], 0, 262144], [this.act[184], 0, 262144], [this.act[273], 0, 256]]); // 186: %825 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[181], 0, 262144], [this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 187: %827 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[181], 0, 262144], [this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 187: fused %827..%828 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[176], 0, 262144], [this.act[274], 0, 256]]); // 188: %831 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe3afec744", [[this.params, 28416, 15616], [this.act[187], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 189: %833 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[180], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 190: %841 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_f310f5c18d", [[this.params, 28416, 15616], [this.act[187], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 189: fused %833..%840 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[180], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 190: fused %841..%841 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[184], 0, 262144], [this.act[181], 0, 262144], [this.act[275], 0, 256]]); // 191: %842 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 192: %844 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 192: fused %844..%845 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[276], 0, 256]]); // 193: %848 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_09dc3d6959", [[this.params, 27904, 16128], [this.act[178], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 194: %850 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_5ops_260ecd5091", [[this.params, 27904, 16128], [this.act[178], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 194: fused %850..%854 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
     group("sum_a01_16x64x8x8", [[this.act[182], 0, 262144], [this.act[277], 0, 256]]); // 195: %855 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_b98f3b8252", [[this.act[172], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 196: %857 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("fused_5ops_ad00f751b5", [[this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 197: %875 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    group("fused_3ops_068e496b13", [[this.act[174], 0, 4096], [this.act[195], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 198: %880 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    group("fused_18ops_e55821f18c", [[this.act[172], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 196: fused %857..%874 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_5280e39407", [[this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 197: fused %875..%879 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_461fbbfa10", [[this.act[174], 0, 4096], [this.act[195], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 198: fused %880..%882 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
     group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[197], 0, 4]]); // 199: %883 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_82a5835e66", [[this.act[140], 0, 262144], [this.act[246], 0, 4096], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 200: %885 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    group("fused_2ops_125cd61582", [[this.act[140], 0, 262144], [this.act[246], 0, 4096], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 200: fused %885..%886 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
     group("sum_a01_16x64x8x8", [[this.act[175], 0, 262144], [this.act[278], 0, 256]]); // 201: %887 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_b94007d905", [[this.params, 27392, 16640], [this.act[173], 0, 4096], [this.act[177], 0, 4096], [this.act[167], 0, 262144], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 202: %889 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    group("fused_5ops_4941573b3e", [[this.params, 27392, 16640], [this.act[173], 0, 4096], [this.act[177], 0, 4096], [this.act[167], 0, 262144], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 202: fused %889..%893 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
     group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[260], 0, 4]]); // 203: %894 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_94817482d7", [[this.act[140], 0, 262144], [this.act[246], 0, 4096], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 204: %896 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    group("fused_2ops_1ea0485f5d", [[this.act[140], 0, 262144], [this.act[246], 0, 4096], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 204: fused %896..%897 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
     group("sum_a01_16x64x8x8", [[this.act[167], 0, 262144], [this.act[279], 0, 256]]); // 205: %898 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_fca0968df6", [[this.params, 26880, 17152], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.step, 0, 16]]); // 206: %900 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    group("fused_7ops_973b81dba5", [[this.params, 26368, 17664], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[176], 0, 262144], [this.act[171], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 207: %904 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    group("fused_4ops_ca961ea74f", [[this.params, 26880, 17152], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.step, 0, 16]]); // 206: fused %900..%903 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_3f27ed2026", [[this.params, 26368, 17664], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[176], 0, 262144], [this.act[171], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 207: fused %904..%910 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[280], 0, 32]]); // 208: %911 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_de5186fd52", [[this.params, 26624, 17408], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 209: %913 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    group("fused_1ops_02b920d313", [[this.act[168], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 210: %917 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    group("fused_4ops_15e0c9d7a9", [[this.params, 26624, 17408], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 209: fused %913..%916 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_d0721115aa", [[this.act[168], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 210: fused %917..%917 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[181], 0, 262144], [this.act[171], 0, 32768], [this.act[281], 0, 32]]); // 211: %918 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_635579a41a", [[this.act[154], 0, 262144], [this.act[166], 0, 262144], [this.act[206], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[168], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 212: %920 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    group("fused_2ops_1730e0d43d", [[this.act[141], 0, 4], [this.act[165], 0, 262144], [this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 213: %927 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    group("fused_5ops_1a12c91ebe", [[this.act[154], 0, 262144], [this.act[166], 0, 262144], [this.act[206], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[168], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 212: fused %920..%924 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_68a4855b88", [[this.act[141], 0, 4], [this.act[165], 0, 262144], [this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 213: fused %927..%928 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[282], 0, 4]]); // 214: %929 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 25856, 18176], [this.act[164], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 215: %932 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 25856, 18176], [this.act[164], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 215: fused %932..%934 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[283], 0, 256]]); // 216: %935 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 217: %937 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 217: fused %937..%938 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[284], 0, 256]]); // 218: %941 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 25344, 18688], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 219: %943 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[160], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 220: %950 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 25344, 18688], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 219: fused %943..%949 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[160], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 220: fused %950..%950 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[285], 0, 256]]); // 221: %951 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 222: %953 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 222: fused %953..%954 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[140], 0, 262144], [this.act[286], 0, 256]]); // 223: %957 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 24832, 19200], [this.act[157], 0, 262144], [this.act[181], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 224: %959 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[156], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 225: %967 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 24832, 19200], [this.act[157], 0, 262144], [this.act[181], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 224: fused %959..%966 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[156], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 225: fused %967..%967 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[159], 0, 262144], [this.act[287], 0, 256]]); // 226: %968 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.act[159], 0, 262144], [this.step, 0, 16]]); // 227: %970 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.act[159], 0, 262144], [this.step, 0, 16]]); // 227: fused %970..%971 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[159], 0, 262144], [this.act[140], 0, 262144], [this.act[288], 0, 256]]); // 228: %974 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_9c806ba1e6", [[this.params, 24576, 19456], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 229: %976 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_4ops_a23b7168cc", [[this.act[141], 0, 4], [this.act[153], 0, 262144], [this.act[168], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 230: %981 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    group("fused_1ops_46c0b229b4", [[this.act[152], 0, 262144], [this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 231: %987 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("fused_5ops_9a9e316aeb", [[this.params, 24576, 19456], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 229: fused %976..%980 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_aebb5b263c", [[this.act[141], 0, 4], [this.act[153], 0, 262144], [this.act[168], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 230: fused %981..%986 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_024d952c2c", [[this.act[152], 0, 262144], [this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 231: fused %987..%987 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[176], 0, 262144], [this.act[141], 0, 4]]); // 232: %988 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
     group("binary_add_s_s", [[this.act[282], 0, 4], [this.act[141], 0, 4], [this.act[289], 0, 4]]); // 233: %990 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 24320, 19712], [this.act[151], 0, 262144], [this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 234: %992 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 24320, 19712], [this.act[151], 0, 262144], [this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 234: fused %992..%994 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[155], 0, 262144], [this.act[163], 0, 262144], [this.act[290], 0, 256]]); // 235: %995 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 236: %997 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 236: fused %997..%998 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[291], 0, 256]]); // 237: %1001 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 23808, 20224], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 238: %1003 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[147], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 239: %1010 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 23808, 20224], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 238: fused %1003..%1009 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[147], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 239: fused %1010..%1010 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[292], 0, 256]]); // 240: %1011 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 241: %1013 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 241: fused %1013..%1014 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[176], 0, 262144], [this.act[140], 0, 262144], [this.act[293], 0, 256]]); // 242: %1017 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 23296, 20736], [this.act[144], 0, 262144], [this.act[159], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 243: %1019 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[143], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 244: %1027 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 23296, 20736], [this.act[144], 0, 262144], [this.act[159], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 243: fused %1019..%1026 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[143], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 244: fused %1027..%1027 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[176], 0, 262144], [this.act[146], 0, 262144], [this.act[294], 0, 256]]); // 245: %1028 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[142], 0, 262144], [this.act[163], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 246: %1030 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[142], 0, 262144], [this.act[163], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 246: fused %1030..%1031 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[295], 0, 256]]); // 247: %1034 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_0bbc388eb3", [[this.params, 23040, 20992], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.step, 0, 16]]); // 248: %1036 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_4ops_e167153de3", [[this.params, 23040, 20992], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.step, 0, 16]]); // 248: fused %1036..%1039 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
     group("binary_mul_s_s", [[this.act[289], 0, 4], [this.act[141], 0, 4], [this.act[282], 0, 4]]); // 249: %1040 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_f17440cbbb", [[this.params, 22784, 21248], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 250: %1041 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 22784, 21248], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 250: fused %1041..%1042 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[150], 0, 262144], [this.act[296], 0, 256]]); // 251: %1043 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_bbfc3bbd87", [[this.params, 22528, 21504], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[182], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[140], 0, 262144], [this.act[129], 0, 262144], [this.step, 0, 16]]); // 252: %1045 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    group("fused_1ops_cfcdd64937", [[this.act[137], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 253: %1063 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_18ops_9eaf2e4e38", [[this.params, 22528, 21504], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[182], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[140], 0, 262144], [this.act[129], 0, 262144], [this.step, 0, 16]]); // 252: fused %1045..%1062 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_c7b094d0f3", [[this.act[137], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 253: fused %1063..%1063 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[297], 0, 256]]); // 254: %1064 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[136], 0, 262144], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 255: %1066 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[136], 0, 262144], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 255: fused %1066..%1067 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.act[298], 0, 256]]); // 256: %1070 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_7cca0bbdbc", [[this.params, 22272, 21760], [this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 257: %1072 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_3ops_e65b1c3094", [[this.params, 22272, 21760], [this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 257: fused %1072..%1074 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
     group("permute_0213_16x64x2x32", [[this.act[135], 0, 262144], [this.act[140], 0, 262144]]); // 258: %1075 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    group("fused_1ops_cc9f92de88", [[this.act[132], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 259: %1076 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
+    group("fused_1ops_dbee46129d", [[this.act[132], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 259: fused %1076..%1076 blocks.0.attn.matmul3.grad.permute0 .. blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.act[270], 0, 524288]]); // 260: %1077 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_47f5f88d7b", [[this.act[134], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 261: %1078 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
+    group("fused_1ops_ebcfe3eb10", [[this.act[134], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 261: fused %1078..%1078 blocks.0.attn.matmul3.grad.permute1 .. blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.act[135], 0, 262144]]); // 262: %1079 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_6c7c733d2f", [[this.act[133], 0, 524288], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 263: %1080 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
+    group("fused_5ops_8f745897f3", [[this.act[133], 0, 524288], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 263: fused %1080..%1084 blocks.0.attn.dropout1.grad.dropout0 .. blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
     group("causal_mask_f0_16x2x64x64", [[this.act[20], 0, 524288], [this.act[270], 0, 524288]]); // 264: %1085 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_47f2aae676", [[this.act[131], 0, 262144], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 265: %1086 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
+    group("fused_2ops_ab950fa883", [[this.act[131], 0, 262144], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 265: fused %1086..%1087 blocks.0.attn.affine1.grad.affine0 .. blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.act[131], 0, 262144]]); // 266: %1088 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_a6e3260ac3", [[this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 267: %1089 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 267: fused %1089..%1089 blocks.0.attn.matmul2.grad.permute1 .. blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
     group("matmul_16x2x32x64_16x2x64x64", [[this.act[140], 0, 262144], [this.act[20], 0, 524288], [this.act[126], 0, 262144]]); // 268: %1090 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_9b56bc9662", [[this.params, 22016, 22016], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 269: %1091 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
+    group("fused_7ops_8dfed4d09e", [[this.params, 22016, 22016], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 269: fused %1091..%1097 blocks.0.attn.permute8.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
     group("matmul_8x8192_8192x8", [[this.act[136], 0, 262144], [this.act[132], 0, 262144], [this.act[299], 0, 256]]); // 270: %1098 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 271: %1100 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 271: fused %1100..%1101 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[132], 0, 262144], [this.act[120], 0, 262144], [this.act[300], 0, 256]]); // 272: %1104 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_0816ee8de5", [[this.params, 21504, 22528], [this.act[127], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 273: %1106 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_8ops_a2b689a512", [[this.params, 21504, 22528], [this.act[127], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 273: fused %1106..%1113 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[126], 0, 262144], [this.act[128], 0, 262144], [this.act[301], 0, 256]]); // 274: %1114 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[125], 0, 262144], [this.act[136], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 275: %1116 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[125], 0, 262144], [this.act[136], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 275: fused %1116..%1117 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[128], 0, 262144], [this.act[120], 0, 262144], [this.act[302], 0, 256]]); // 276: %1120 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_fe3afec744", [[this.params, 20992, 23040], [this.act[131], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 277: %1122 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[124], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 278: %1130 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("fused_8ops_f310f5c18d", [[this.params, 20992, 23040], [this.act[131], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 277: fused %1122..%1129 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[124], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 278: fused %1130..%1130 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[128], 0, 262144], [this.act[125], 0, 262144], [this.act[303], 0, 256]]); // 279: %1131 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[123], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 280: %1133 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[123], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 280: fused %1133..%1134 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[304], 0, 256]]); // 281: %1137 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_09dc3d6959", [[this.params, 20480, 23552], [this.act[122], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 282: %1139 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    group("fused_5ops_260ecd5091", [[this.params, 20480, 23552], [this.act[122], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 282: fused %1139..%1143 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
     group("sum_a01_16x64x8x8", [[this.act[126], 0, 262144], [this.act[305], 0, 256]]); // 283: %1144 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_e85ccd577b", [[this.act[116], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 284: %1146 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    group("fused_5ops_ad00f751b5", [[this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 285: %1164 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    group("fused_3ops_068e496b13", [[this.act[118], 0, 4096], [this.act[139], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 286: %1169 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("fused_18ops_fa4e161a56", [[this.act[116], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 284: fused %1146..%1163 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_5280e39407", [[this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 285: fused %1164..%1168 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_461fbbfa10", [[this.act[118], 0, 4096], [this.act[139], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 286: fused %1169..%1171 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
     group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[141], 0, 4]]); // 287: %1172 blocks.1.think.add3.grad.sum0 stdlib.mt:72
     group("binary_add_s_s", [[this.act[247], 0, 4], [this.act[141], 0, 4], [this.grads, 35072, 4]]); // 288: %1174 param61.grad.add0 stdlib.mt:72
-    group("fused_2ops_82a5835e66", [[this.act[84], 0, 262144], [this.act[246], 0, 4096], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 289: %1175 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    group("fused_2ops_125cd61582", [[this.act[84], 0, 262144], [this.act[246], 0, 4096], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 289: fused %1175..%1176 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
     group("sum_a01_16x64x8x8", [[this.act[119], 0, 262144], [this.act[306], 0, 256]]); // 290: %1177 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
     group("binary_add_8x8_8x8", [[this.act[248], 0, 256], [this.act[306], 0, 256], [this.grads, 34816, 256]]); // 291: %1180 param60.grad.add0 stdlib.mt:72
-    group("fused_5ops_b94007d905", [[this.params, 34816, 9216], [this.act[117], 0, 4096], [this.act[121], 0, 4096], [this.act[116], 0, 262144], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 292: %1179 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    group("fused_5ops_4941573b3e", [[this.params, 34816, 9216], [this.act[117], 0, 4096], [this.act[121], 0, 4096], [this.act[116], 0, 262144], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 292: fused %1179..%1184 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
     group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[141], 0, 4]]); // 293: %1185 blocks.1.think.add2.grad.sum0 stdlib.mt:71
     group("binary_add_s_s", [[this.act[249], 0, 4], [this.act[141], 0, 4], [this.grads, 34560, 4]]); // 294: %1187 param59.grad.add0 stdlib.mt:71
-    group("fused_2ops_94817482d7", [[this.act[84], 0, 262144], [this.act[246], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 295: %1188 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    group("fused_2ops_1ea0485f5d", [[this.act[84], 0, 262144], [this.act[246], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 295: fused %1188..%1189 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
     group("sum_a01_16x64x8x8", [[this.act[116], 0, 262144], [this.act[306], 0, 256]]); // 296: %1190 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
     group("binary_add_8x8_8x8", [[this.act[250], 0, 256], [this.act[306], 0, 256], [this.grads, 34304, 256]]); // 297: %1193 param58.grad.add0 stdlib.mt:71
-    group("fused_4ops_fca0968df6", [[this.params, 34304, 9728], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.step, 0, 16]]); // 298: %1192 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    group("fused_7ops_973b81dba5", [[this.params, 33792, 10240], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[120], 0, 262144], [this.act[115], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 299: %1197 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    group("fused_4ops_ca961ea74f", [[this.params, 34304, 9728], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.step, 0, 16]]); // 298: fused %1192..%1196 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_3f27ed2026", [[this.params, 33792, 10240], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[120], 0, 262144], [this.act[115], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 299: fused %1197..%1203 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[307], 0, 32]]); // 300: %1204 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
     group("binary_add_8x1_8x1", [[this.act[251], 0, 32], [this.act[307], 0, 32], [this.grads, 33792, 32]]); // 301: %1205 param56.grad.add0 stdlib.mt:70
-    group("fused_4ops_de5186fd52", [[this.params, 34048, 9984], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 302: %1207 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("fused_1ops_02b920d313", [[this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 303: %1211 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    group("fused_4ops_15e0c9d7a9", [[this.params, 34048, 9984], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 302: fused %1207..%1210 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_d0721115aa", [[this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 303: fused %1211..%1211 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[125], 0, 262144], [this.act[115], 0, 32768], [this.act[307], 0, 32]]); // 304: %1212 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
     group("binary_add_8x1_8x1", [[this.act[252], 0, 32], [this.act[307], 0, 32], [this.grads, 34048, 32]]); // 305: %1213 param57.grad.add0 stdlib.mt:70
-    group("fused_5ops_635579a41a", [[this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[150], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[112], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 306: %1215 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("fused_2ops_1730e0d43d", [[this.act[85], 0, 4], [this.act[109], 0, 262144], [this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 307: %1222 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("fused_5ops_1a12c91ebe", [[this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[150], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[112], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 306: fused %1215..%1219 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_68a4855b88", [[this.act[85], 0, 4], [this.act[109], 0, 262144], [this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 307: fused %1222..%1223 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[119], 0, 262144], [this.act[141], 0, 4]]); // 308: %1224 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 33280, 10752], [this.act[108], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 309: %1227 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 33280, 10752], [this.act[108], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 309: fused %1227..%1229 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[306], 0, 256]]); // 310: %1230 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[254], 0, 256], [this.act[306], 0, 256], [this.grads, 33280, 256]]); // 311: %1231 param54.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 312: %1233 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 312: fused %1233..%1234 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[306], 0, 256]]); // 313: %1237 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[255], 0, 256], [this.act[306], 0, 256], [this.grads, 33024, 256]]); // 314: %1241 param53.grad.add0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 32768, 11264], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 315: %1239 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[104], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 316: %1247 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 32768, 11264], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 315: fused %1239..%1246 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[104], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 316: fused %1247..%1247 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[306], 0, 256]]); // 317: %1248 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[256], 0, 256], [this.act[306], 0, 256], [this.grads, 32768, 256]]); // 318: %1249 param52.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 319: %1251 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 319: fused %1251..%1252 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 320: %1255 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[257], 0, 256], [this.act[306], 0, 256], [this.grads, 32512, 256]]); // 321: %1259 param51.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 32256, 11776], [this.act[101], 0, 262144], [this.act[125], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 322: %1257 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[100], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 323: %1266 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 32256, 11776], [this.act[101], 0, 262144], [this.act[125], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 322: fused %1257..%1265 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[100], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 323: fused %1266..%1266 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[103], 0, 262144], [this.act[306], 0, 256]]); // 324: %1267 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[258], 0, 256], [this.act[306], 0, 256], [this.grads, 32256, 256]]); // 325: %1268 param50.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 326: %1270 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 326: fused %1270..%1271 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[103], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 327: %1274 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[259], 0, 256], [this.act[306], 0, 256], [this.grads, 32000, 256]]); // 328: %1278 param49.grad.add0 stdlib.mt:18
-    group("fused_5ops_9c806ba1e6", [[this.params, 32000, 12032], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 329: %1276 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_4ops_a23b7168cc", [[this.act[85], 0, 4], [this.act[97], 0, 262144], [this.act[112], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 330: %1282 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    group("fused_1ops_46c0b229b4", [[this.act[96], 0, 262144], [this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 331: %1288 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("fused_5ops_9a9e316aeb", [[this.params, 32000, 12032], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 329: fused %1276..%1281 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_aebb5b263c", [[this.act[85], 0, 4], [this.act[97], 0, 262144], [this.act[112], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 330: fused %1282..%1287 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_024d952c2c", [[this.act[96], 0, 262144], [this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 331: fused %1288..%1288 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[120], 0, 262144], [this.act[85], 0, 4]]); // 332: %1289 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
     group("binary_add_s_s", [[this.act[141], 0, 4], [this.act[85], 0, 4], [this.act[249], 0, 4]]); // 333: %1291 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 31744, 12288], [this.act[95], 0, 262144], [this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 334: %1293 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 31744, 12288], [this.act[95], 0, 262144], [this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 334: fused %1293..%1295 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[99], 0, 262144], [this.act[107], 0, 262144], [this.act[306], 0, 256]]); // 335: %1296 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[306], 0, 256], [this.grads, 31744, 256]]); // 336: %1297 param48.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 337: %1299 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 337: fused %1299..%1300 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[306], 0, 256]]); // 338: %1303 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[306], 0, 256], [this.grads, 31488, 256]]); // 339: %1307 param47.grad.add0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 31232, 12800], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 340: %1305 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[91], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 341: %1313 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 31232, 12800], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 340: fused %1305..%1312 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[91], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 341: fused %1313..%1313 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[306], 0, 256]]); // 342: %1314 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[306], 0, 256], [this.grads, 31232, 256]]); // 343: %1315 param46.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 344: %1317 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 344: fused %1317..%1318 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[120], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 345: %1321 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[264], 0, 256], [this.act[306], 0, 256], [this.grads, 30976, 256]]); // 346: %1325 param45.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 30720, 13312], [this.act[88], 0, 262144], [this.act[103], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 347: %1323 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[87], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 348: %1332 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 30720, 13312], [this.act[88], 0, 262144], [this.act[103], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 347: fused %1323..%1331 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[87], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 348: fused %1332..%1332 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[120], 0, 262144], [this.act[90], 0, 262144], [this.act[306], 0, 256]]); // 349: %1333 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[306], 0, 256], [this.grads, 30720, 256]]); // 350: %1334 param44.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[86], 0, 262144], [this.act[107], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 351: %1336 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[86], 0, 262144], [this.act[107], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 351: fused %1336..%1337 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 352: %1340 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[306], 0, 256], [this.grads, 30464, 256]]); // 353: %1344 param43.grad.add0 stdlib.mt:18
-    group("fused_4ops_0bbc388eb3", [[this.params, 30464, 13568], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.step, 0, 16]]); // 354: %1342 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_4ops_e167153de3", [[this.params, 30464, 13568], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.step, 0, 16]]); // 354: fused %1342..%1346 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
     group("binary_mul_s_s", [[this.act[249], 0, 4], [this.act[85], 0, 4], [this.act[141], 0, 4]]); // 355: %1347 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
     group("binary_add_s_s", [[this.act[253], 0, 4], [this.act[141], 0, 4], [this.grads, 33536, 4]]); // 356: %1348 param55.grad.add0 stdlib.mt:67
-    group("fused_2ops_f17440cbbb", [[this.params, 30208, 13824], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 357: %1349 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 30208, 13824], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 357: fused %1349..%1350 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[94], 0, 262144], [this.act[306], 0, 256]]); // 358: %1351 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
     group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[306], 0, 256], [this.grads, 30208, 256]]); // 359: %1353 param42.grad.add0 stdlib.mt:9
-    group("fused_18ops_bbfc3bbd87", [[this.params, 29952, 14080], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[126], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[84], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 360: %1354 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("fused_1ops_cfcdd64937", [[this.act[81], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 361: %1372 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_18ops_9eaf2e4e38", [[this.params, 29952, 14080], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[126], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[84], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 360: fused %1354..%1371 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_c7b094d0f3", [[this.act[81], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 361: fused %1372..%1372 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 362: %1373 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[306], 0, 256], [this.grads, 29952, 256]]); // 363: %1374 param41.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[80], 0, 262144], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 364: %1376 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[80], 0, 262144], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 364: fused %1376..%1377 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.act[306], 0, 256]]); // 365: %1380 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[306], 0, 256], [this.grads, 29696, 256]]); // 366: %1384 param40.grad.add0 stdlib.mt:18
-    group("fused_3ops_7cca0bbdbc", [[this.params, 29696, 14336], [this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 367: %1382 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_3ops_e65b1c3094", [[this.params, 29696, 14336], [this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 367: fused %1382..%1385 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
     group("permute_0213_16x64x2x32", [[this.act[79], 0, 262144], [this.act[84], 0, 262144]]); // 368: %1386 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    group("fused_1ops_cc9f92de88", [[this.act[76], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 369: %1387 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
+    group("fused_1ops_dbee46129d", [[this.act[76], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 369: fused %1387..%1387 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.act[20], 0, 524288]]); // 370: %1388 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_47f5f88d7b", [[this.act[78], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 371: %1389 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
+    group("fused_1ops_ebcfe3eb10", [[this.act[78], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 371: fused %1389..%1389 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[270], 0, 524288], [this.act[84], 0, 262144], [this.act[79], 0, 262144]]); // 372: %1390 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_df2501acee", [[this.act[77], 0, 524288], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 373: %1391 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
+    group("fused_5ops_6d3a8535bb", [[this.act[77], 0, 524288], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 373: fused %1391..%1395 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
     group("causal_mask_f0_16x2x64x64", [[this.act[270], 0, 524288], [this.act[20], 0, 524288]]); // 374: %1396 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_47f2aae676", [[this.act[75], 0, 262144], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 375: %1397 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
+    group("fused_2ops_ab950fa883", [[this.act[75], 0, 262144], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 375: fused %1397..%1398 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[270], 0, 524288], [this.act[84], 0, 262144], [this.act[75], 0, 262144]]); // 376: %1399 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_a6e3260ac3", [[this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 377: %1400 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 377: fused %1400..%1400 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
     group("matmul_16x2x32x64_16x2x64x64", [[this.act[84], 0, 262144], [this.act[270], 0, 524288], [this.act[70], 0, 262144]]); // 378: %1401 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_9b56bc9662", [[this.params, 29440, 14592], [this.act[74], 0, 262144], [this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[80], 0, 262144], [this.step, 0, 16]]); // 379: %1402 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
+    group("fused_7ops_8dfed4d09e", [[this.params, 29440, 14592], [this.act[74], 0, 262144], [this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[80], 0, 262144], [this.step, 0, 16]]); // 379: fused %1402..%1408 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
     group("matmul_8x8192_8192x8", [[this.act[80], 0, 262144], [this.act[76], 0, 262144], [this.act[306], 0, 256]]); // 380: %1409 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[306], 0, 256], [this.grads, 29440, 256]]); // 381: %1410 param39.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 382: %1412 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 382: fused %1412..%1413 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[76], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 383: %1416 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[306], 0, 256], [this.grads, 29184, 256]]); // 384: %1420 param38.grad.add0 stdlib.mt:18
-    group("fused_8ops_0816ee8de5", [[this.params, 28928, 15104], [this.act[71], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 385: %1418 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_8ops_a2b689a512", [[this.params, 28928, 15104], [this.act[71], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 385: fused %1418..%1426 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[70], 0, 262144], [this.act[72], 0, 262144], [this.act[306], 0, 256]]); // 386: %1427 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[306], 0, 256], [this.grads, 28928, 256]]); // 387: %1428 param37.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[69], 0, 262144], [this.act[80], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 388: %1430 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[69], 0, 262144], [this.act[80], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 388: fused %1430..%1431 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[72], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 389: %1434 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[306], 0, 256], [this.grads, 28672, 256]]); // 390: %1438 param36.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe3afec744", [[this.params, 28416, 15616], [this.act[75], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 391: %1436 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[68], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 392: %1445 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_f310f5c18d", [[this.params, 28416, 15616], [this.act[75], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 391: fused %1436..%1444 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[68], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 392: fused %1445..%1445 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.act[306], 0, 256]]); // 393: %1446 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[306], 0, 256], [this.grads, 28416, 256]]); // 394: %1447 param35.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[67], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 395: %1449 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[67], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 395: fused %1449..%1450 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 396: %1453 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[306], 0, 256], [this.grads, 28160, 256]]); // 397: %1457 param34.grad.add0 stdlib.mt:18
-    group("fused_5ops_09dc3d6959", [[this.params, 27904, 16128], [this.act[66], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 398: %1455 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_5ops_260ecd5091", [[this.params, 27904, 16128], [this.act[66], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 398: fused %1455..%1460 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
     group("sum_a01_16x64x8x8", [[this.act[70], 0, 262144], [this.act[306], 0, 256]]); // 399: %1461 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
     group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[306], 0, 256], [this.grads, 27904, 256]]); // 400: %1463 param33.grad.add0 stdlib.mt:9
-    group("fused_18ops_c41b283b6a", [[this.act[60], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 401: %1464 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    group("fused_5ops_ad00f751b5", [[this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 402: %1482 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    group("fused_3ops_068e496b13", [[this.act[62], 0, 4096], [this.act[83], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 403: %1487 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    group("fused_18ops_d94baa33ad", [[this.act[60], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 401: fused %1464..%1481 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_5280e39407", [[this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 402: fused %1482..%1486 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_461fbbfa10", [[this.act[62], 0, 4096], [this.act[83], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 403: fused %1487..%1489 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
     group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[141], 0, 4]]); // 404: %1490 blocks.0.think.add3.grad.sum0 stdlib.mt:72
     group("binary_add_s_s", [[this.act[197], 0, 4], [this.act[141], 0, 4], [this.grads, 27648, 4]]); // 405: %1492 param32.grad.add0 stdlib.mt:72
-    group("fused_2ops_82a5835e66", [[this.act[28], 0, 262144], [this.act[246], 0, 4096], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 406: %1493 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    group("fused_2ops_125cd61582", [[this.act[28], 0, 262144], [this.act[246], 0, 4096], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 406: fused %1493..%1494 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
     group("sum_a01_16x64x8x8", [[this.act[63], 0, 262144], [this.act[306], 0, 256]]); // 407: %1495 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
     group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[306], 0, 256], [this.grads, 27392, 256]]); // 408: %1498 param31.grad.add0 stdlib.mt:72
-    group("fused_5ops_b94007d905", [[this.params, 27392, 16640], [this.act[61], 0, 4096], [this.act[65], 0, 4096], [this.act[55], 0, 262144], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 409: %1497 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    group("fused_5ops_4941573b3e", [[this.params, 27392, 16640], [this.act[61], 0, 4096], [this.act[65], 0, 4096], [this.act[55], 0, 262144], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 409: fused %1497..%1502 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
     group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[141], 0, 4]]); // 410: %1503 blocks.0.think.add2.grad.sum0 stdlib.mt:71
     group("binary_add_s_s", [[this.act[260], 0, 4], [this.act[141], 0, 4], [this.grads, 27136, 4]]); // 411: %1505 param30.grad.add0 stdlib.mt:71
-    group("fused_2ops_94817482d7", [[this.act[28], 0, 262144], [this.act[246], 0, 4096], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 412: %1506 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    group("fused_2ops_1ea0485f5d", [[this.act[28], 0, 262144], [this.act[246], 0, 4096], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 412: fused %1506..%1507 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
     group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[306], 0, 256]]); // 413: %1508 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
     group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[306], 0, 256], [this.grads, 26880, 256]]); // 414: %1511 param29.grad.add0 stdlib.mt:71
-    group("fused_4ops_fca0968df6", [[this.params, 26880, 17152], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 415: %1510 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    group("fused_7ops_973b81dba5", [[this.params, 26368, 17664], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[64], 0, 262144], [this.act[59], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 416: %1515 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    group("fused_4ops_ca961ea74f", [[this.params, 26880, 17152], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 415: fused %1510..%1514 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_3f27ed2026", [[this.params, 26368, 17664], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[64], 0, 262144], [this.act[59], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 416: fused %1515..%1521 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[307], 0, 32]]); // 417: %1522 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
     group("binary_add_8x1_8x1", [[this.act[280], 0, 32], [this.act[307], 0, 32], [this.grads, 26368, 32]]); // 418: %1523 param27.grad.add0 stdlib.mt:70
-    group("fused_4ops_de5186fd52", [[this.params, 26624, 17408], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 419: %1525 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    group("fused_1ops_02b920d313", [[this.act[56], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 420: %1529 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    group("fused_4ops_15e0c9d7a9", [[this.params, 26624, 17408], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 419: fused %1525..%1528 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_d0721115aa", [[this.act[56], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 420: fused %1529..%1529 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
     group("matmul_8x8192_8192x1", [[this.act[69], 0, 262144], [this.act[59], 0, 32768], [this.act[307], 0, 32]]); // 421: %1530 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
     group("binary_add_8x1_8x1", [[this.act[281], 0, 32], [this.act[307], 0, 32], [this.grads, 26624, 32]]); // 422: %1531 param28.grad.add0 stdlib.mt:70
-    group("fused_5ops_635579a41a", [[this.act[42], 0, 262144], [this.act[54], 0, 262144], [this.act[94], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[56], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 423: %1533 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    group("fused_2ops_1730e0d43d", [[this.act[29], 0, 4], [this.act[53], 0, 262144], [this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 424: %1540 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    group("fused_5ops_1a12c91ebe", [[this.act[42], 0, 262144], [this.act[54], 0, 262144], [this.act[94], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[56], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 423: fused %1533..%1537 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_68a4855b88", [[this.act[29], 0, 4], [this.act[53], 0, 262144], [this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 424: fused %1540..%1541 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[63], 0, 262144], [this.act[141], 0, 4]]); // 425: %1542 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 25856, 18176], [this.act[52], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 426: %1545 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 25856, 18176], [this.act[52], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 426: fused %1545..%1547 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 427: %1548 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[306], 0, 256], [this.grads, 25856, 256]]); // 428: %1549 param25.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 429: %1551 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 429: fused %1551..%1552 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[306], 0, 256]]); // 430: %1555 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[284], 0, 256], [this.act[306], 0, 256], [this.grads, 25600, 256]]); // 431: %1559 param24.grad.add0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 25344, 18688], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 432: %1557 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[48], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 433: %1565 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 25344, 18688], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 432: fused %1557..%1564 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[48], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 433: fused %1565..%1565 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[306], 0, 256]]); // 434: %1566 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[285], 0, 256], [this.act[306], 0, 256], [this.grads, 25344, 256]]); // 435: %1567 param23.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 436: %1569 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 436: fused %1569..%1570 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 437: %1573 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[286], 0, 256], [this.act[306], 0, 256], [this.grads, 25088, 256]]); // 438: %1577 param22.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 24832, 19200], [this.act[45], 0, 262144], [this.act[69], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 439: %1575 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[44], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 440: %1584 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 24832, 19200], [this.act[45], 0, 262144], [this.act[69], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 439: fused %1575..%1583 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[44], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 440: fused %1584..%1584 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[47], 0, 262144], [this.act[306], 0, 256]]); // 441: %1585 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[287], 0, 256], [this.act[306], 0, 256], [this.grads, 24832, 256]]); // 442: %1586 param21.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.act[47], 0, 262144], [this.step, 0, 16]]); // 443: %1588 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.act[47], 0, 262144], [this.step, 0, 16]]); // 443: fused %1588..%1589 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[47], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 444: %1592 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[306], 0, 256], [this.grads, 24576, 256]]); // 445: %1596 param20.grad.add0 stdlib.mt:18
-    group("fused_5ops_9c806ba1e6", [[this.params, 24576, 19456], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 446: %1594 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_4ops_a23b7168cc", [[this.act[29], 0, 4], [this.act[41], 0, 262144], [this.act[56], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 447: %1600 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    group("fused_1ops_46c0b229b4", [[this.act[40], 0, 262144], [this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 448: %1606 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("fused_5ops_9a9e316aeb", [[this.params, 24576, 19456], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 446: fused %1594..%1599 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_aebb5b263c", [[this.act[29], 0, 4], [this.act[41], 0, 262144], [this.act[56], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 447: fused %1600..%1605 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_024d952c2c", [[this.act[40], 0, 262144], [this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 448: fused %1606..%1606 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
     group("sum_a0123_16x64x8x8", [[this.act[64], 0, 262144], [this.act[29], 0, 4]]); // 449: %1607 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
     group("binary_add_s_s", [[this.act[141], 0, 4], [this.act[29], 0, 4], [this.act[260], 0, 4]]); // 450: %1609 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_f3aa4f59ba", [[this.params, 24320, 19712], [this.act[39], 0, 262144], [this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 451: %1611 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    group("fused_3ops_72d39d8881", [[this.params, 24320, 19712], [this.act[39], 0, 262144], [this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 451: fused %1611..%1613 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[43], 0, 262144], [this.act[51], 0, 262144], [this.act[306], 0, 256]]); // 452: %1614 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[306], 0, 256], [this.grads, 24320, 256]]); // 453: %1615 param19.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 454: %1617 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 454: fused %1617..%1618 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[306], 0, 256]]); // 455: %1621 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[306], 0, 256], [this.grads, 24064, 256]]); // 456: %1625 param18.grad.add0 stdlib.mt:18
-    group("fused_7ops_df43ab5e36", [[this.params, 23808, 20224], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 457: %1623 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[35], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 458: %1631 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_7ops_b86ef6fedd", [[this.params, 23808, 20224], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 457: fused %1623..%1630 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[35], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 458: fused %1631..%1631 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 459: %1632 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[306], 0, 256], [this.grads, 23808, 256]]); // 460: %1633 param17.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 461: %1635 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 461: fused %1635..%1636 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 462: %1639 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[306], 0, 256], [this.grads, 23552, 256]]); // 463: %1643 param16.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe15e1d620", [[this.params, 23296, 20736], [this.act[32], 0, 262144], [this.act[47], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 464: %1641 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[31], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 465: %1650 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_5ed11e3998", [[this.params, 23296, 20736], [this.act[32], 0, 262144], [this.act[47], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 464: fused %1641..%1649 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[31], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 465: fused %1650..%1650 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[34], 0, 262144], [this.act[306], 0, 256]]); // 466: %1651 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[306], 0, 256], [this.grads, 23296, 256]]); // 467: %1652 param15.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[30], 0, 262144], [this.act[51], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 468: %1654 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[30], 0, 262144], [this.act[51], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 468: fused %1654..%1655 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 469: %1658 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[306], 0, 256], [this.grads, 23040, 256]]); // 470: %1662 param14.grad.add0 stdlib.mt:18
-    group("fused_4ops_0bbc388eb3", [[this.params, 23040, 20992], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.step, 0, 16]]); // 471: %1660 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_4ops_e167153de3", [[this.params, 23040, 20992], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.step, 0, 16]]); // 471: fused %1660..%1664 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
     group("binary_mul_s_s", [[this.act[260], 0, 4], [this.act[29], 0, 4], [this.act[141], 0, 4]]); // 472: %1665 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
     group("binary_add_s_s", [[this.act[282], 0, 4], [this.act[141], 0, 4], [this.grads, 26112, 4]]); // 473: %1666 param26.grad.add0 stdlib.mt:67
-    group("fused_2ops_f17440cbbb", [[this.params, 22784, 21248], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 474: %1667 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    group("fused_2ops_89887b5fb2", [[this.params, 22784, 21248], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 474: fused %1667..%1668 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[38], 0, 262144], [this.act[306], 0, 256]]); // 475: %1669 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
     group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[306], 0, 256], [this.grads, 22784, 256]]); // 476: %1671 param13.grad.add0 stdlib.mt:9
-    group("fused_18ops_bbfc3bbd87", [[this.params, 22528, 21504], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[70], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[28], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 477: %1672 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    group("fused_1ops_cfcdd64937", [[this.act[25], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 478: %1690 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_18ops_9eaf2e4e38", [[this.params, 22528, 21504], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[70], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[28], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 477: fused %1672..%1689 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_c7b094d0f3", [[this.act[25], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 478: fused %1690..%1690 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 479: %1691 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[306], 0, 256], [this.grads, 22528, 256]]); // 480: %1692 param12.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[24], 0, 262144], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 481: %1694 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[24], 0, 262144], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 481: fused %1694..%1695 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.act[306], 0, 256]]); // 482: %1698 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[306], 0, 256], [this.grads, 22272, 256]]); // 483: %1702 param11.grad.add0 stdlib.mt:18
-    group("fused_3ops_7cca0bbdbc", [[this.params, 22272, 21760], [this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 484: %1700 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_3ops_e65b1c3094", [[this.params, 22272, 21760], [this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 484: fused %1700..%1703 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
     group("permute_0213_16x64x2x32", [[this.act[23], 0, 262144], [this.act[28], 0, 262144]]); // 485: %1704 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    group("fused_1ops_cc9f92de88", [[this.act[19], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 486: %1705 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
+    group("fused_1ops_dbee46129d", [[this.act[19], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 486: fused %1705..%1705 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
     group("matmul_16x2x64x32_16x2x32x64", [[this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.act[270], 0, 524288]]); // 487: %1706 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_47f5f88d7b", [[this.act[22], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 488: %1707 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
+    group("fused_1ops_ebcfe3eb10", [[this.act[22], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 488: fused %1707..%1707 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.act[23], 0, 262144]]); // 489: %1708 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_26ca5d1565", [[this.act[21], 0, 524288], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 490: %1709 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
+    group("fused_5ops_bab89a3dbc", [[this.act[21], 0, 524288], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 490: fused %1709..%1713 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
     group("causal_mask_f0_16x2x64x64", [[this.act[20], 0, 524288], [this.act[270], 0, 524288]]); // 491: %1714 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_47f2aae676", [[this.act[18], 0, 262144], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 492: %1715 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
+    group("fused_2ops_ab950fa883", [[this.act[18], 0, 262144], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 492: fused %1715..%1716 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
     group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.act[18], 0, 262144]]); // 493: %1717 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_a6e3260ac3", [[this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 494: %1718 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
+    group("fused_1ops_207cdef261", [[this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 494: fused %1718..%1718 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
     group("matmul_16x2x32x64_16x2x64x64", [[this.act[28], 0, 262144], [this.act[20], 0, 524288], [this.act[13], 0, 262144]]); // 495: %1719 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_9b56bc9662", [[this.params, 22016, 22016], [this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 496: %1720 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
+    group("fused_7ops_8dfed4d09e", [[this.params, 22016, 22016], [this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 496: fused %1720..%1726 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
     group("matmul_8x8192_8192x8", [[this.act[24], 0, 262144], [this.act[19], 0, 262144], [this.act[306], 0, 256]]); // 497: %1727 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[306], 0, 256], [this.grads, 22016, 256]]); // 498: %1728 param10.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 499: %1730 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 499: fused %1730..%1731 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[19], 0, 262144], [this.act[9], 0, 262144], [this.act[306], 0, 256]]); // 500: %1734 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[306], 0, 256], [this.grads, 21760, 256]]); // 501: %1738 param9.grad.add0 stdlib.mt:18
-    group("fused_8ops_0816ee8de5", [[this.params, 21504, 22528], [this.act[14], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 502: %1736 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_8ops_a2b689a512", [[this.params, 21504, 22528], [this.act[14], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 502: fused %1736..%1744 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[306], 0, 256]]); // 503: %1745 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[306], 0, 256], [this.grads, 21504, 256]]); // 504: %1746 param8.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[12], 0, 262144], [this.act[24], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 505: %1748 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[12], 0, 262144], [this.act[24], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 505: fused %1748..%1749 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[306], 0, 256]]); // 506: %1752 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[306], 0, 256], [this.grads, 21248, 256]]); // 507: %1756 param7.grad.add0 stdlib.mt:18
-    group("fused_8ops_fe3afec744", [[this.params, 20992, 23040], [this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 508: %1754 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    group("fused_1ops_cfcdd64937", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 509: %1763 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("fused_8ops_f310f5c18d", [[this.params, 20992, 23040], [this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 508: fused %1754..%1762 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_c7b094d0f3", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 509: fused %1763..%1763 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
     group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[306], 0, 256]]); // 510: %1764 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[306], 0, 256], [this.grads, 20992, 256]]); // 511: %1765 param6.grad.add0 stdlib.mt:18
-    group("fused_2ops_69d817fe6a", [[this.act[10], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 512: %1767 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    group("fused_2ops_bb400655b6", [[this.act[10], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 512: fused %1767..%1768 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
     group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[306], 0, 256]]); // 513: %1771 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
     group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[306], 0, 256], [this.grads, 20736, 256]]); // 514: %1775 param5.grad.add0 stdlib.mt:18
-    group("fused_5ops_09dc3d6959", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 515: %1773 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    group("fused_5ops_260ecd5091", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 515: fused %1773..%1778 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
     group("sum_a01_16x64x8x8", [[this.act[13], 0, 262144], [this.act[306], 0, 256]]); // 516: %1779 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
     group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[306], 0, 256], [this.grads, 20480, 256]]); // 517: %1781 param4.grad.add0 stdlib.mt:9
-    group("fused_15ops_42d3aa720c", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[38], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 518: %1782 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    group("fused_15ops_5f8b6860d6", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[38], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 518: fused %1782..%1796 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
     group("sum_a0_16x64x8x8", [[this.act[13], 0, 262144], [this.act[3], 0, 16384]]); // 519: %1797 embed.add0.grad.sum0 stdlib.mt:96
     group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[308], 0, 2048]]); // 520: %1800 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("fused_1ops_df29fea321", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 521: %1799 embed.affine0.grad.affine0 stdlib.mt:96
+    group("fused_1ops_6abbbe7492", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 521: fused %1799..%1799 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
     group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[308], 0, 2048], [this.act[1], 0, 2048]]); // 522: %1801 embed.matmul1.grad.matmul0 stdlib.mt:96
     group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[308], 0, 2048]]); // 523: %1802 embed.matmul1.grad.permute1 stdlib.mt:96
     group("matmul_64x1x8_64x8x8", [[this.act[308], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 524: %1803 embed.matmul1.grad.matmul1 stdlib.mt:96
     group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 525: %1809 embed.slice1.grad.pad0 stdlib.mt:95
     group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 526: %1811 embed.slice0.grad.pad0 stdlib.mt:94
-    group("fused_5ops_2a15e87308", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[13], 0, 262144], [this.act[59], 0, 32768], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 527: %1804 embed.matmul0.grad.permute0 stdlib.mt:96
+    group("fused_5ops_826de48acd", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[13], 0, 262144], [this.act[59], 0, 32768], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 527: fused %1804..%1812 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
     group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[115], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 528: %1813 embed.gather1.grad.scatter_add0 stdlib.mt:93
     group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[59], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 529: %1815 embed.gather0.grad.scatter_add0 stdlib.mt:92
     group("affine_s1_b0_8x8", [[this.act[244], 0, 256], [this.grads, 35328, 256]]); // 530: %1816 norm_final.g.grad.affine0 stdlib.mt:7
@@ -1150,534 +1149,534 @@ export class Program {
     this.run(pass, "slice_ax0_at0_64x8_to_64x8", 1, 2, 1, 1); // %73 embed.slice1 stdlib.mt:95
     this.run(pass, "matmul_64x8x1_64x1x8", 2, 1, 1, 1); // %76 embed.matmul1 stdlib.mt:96
     this.run(pass, "affine_s0p1_b0_64x8x8", 3, 16, 1, 1); // %77 embed.affine0 stdlib.mt:96
-    this.run(pass, "fused_12ops_e33672a183", 4, 16, 1, 1); // %67 embed.gather0 stdlib.mt:92
-    this.run(pass, "fused_7ops_1b1b3fcf5b", 5, 16, 1, 1); // %85 blocks.0.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "fused_12ops_8828ea07b2", 4, 16, 1, 1); // fused %67..%84 embed.gather0 .. blocks.0.attn.norm.mul1 stdlib.mt:92-9
+    this.run(pass, "fused_7ops_6a010d6f06", 5, 16, 1, 1); // fused %85..%91 blocks.0.attn.norm.mul2 .. blocks.0.attn.reshape0 stdlib.mt:9-33
     this.run(pass, "permute_0213_16x64x2x32", 6, 256, 1, 1); // %92 blocks.0.attn.permute0 stdlib.mt:33
-    this.run(pass, "fused_6ops_b281e8428a", 7, 16, 1, 1); // %93 blocks.0.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 7, 16, 1, 1); // fused %93..%98 blocks.0.attn.k.matmul0 .. blocks.0.attn.reshape1 stdlib.mt:18-34
     this.run(pass, "permute_0213_16x64x2x32", 8, 256, 1, 1); // %99 blocks.0.attn.permute1 stdlib.mt:34
-    this.run(pass, "fused_6ops_9c0c464cdb", 9, 16, 1, 1); // %100 blocks.0.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 9, 16, 1, 1); // fused %100..%105 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-35
     this.run(pass, "permute_0213_16x64x2x32", 10, 256, 1, 1); // %106 blocks.0.attn.permute2 stdlib.mt:35
-    this.run(pass, "fused_1ops_a6e3260ac3", 11, 16, 1, 1); // %107 blocks.0.attn.permute3 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 11, 16, 1, 1); // fused %107..%107 blocks.0.attn.permute3 .. blocks.0.attn.permute3 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 12, 8, 1, 1); // %108 blocks.0.attn.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_5e68f20328", 13, 16, 1, 1); // %109 blocks.0.attn.affine0 stdlib.mt:36
+    this.run(pass, "fused_1ops_7b897fd46e", 13, 16, 1, 1); // fused %109..%109 blocks.0.attn.affine0 .. blocks.0.attn.affine0 stdlib.mt:36
     this.run(pass, "causal_mask_fminf_16x2x64x64", 14, 512, 1, 1); // %110 blocks.0.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_8be8dc7ae8", 15, 16, 1, 1); // %111 blocks.0.attn.softmax0 stdlib.mt:37
+    this.run(pass, "fused_2ops_d785a9235b", 15, 16, 1, 1); // fused %111..%112 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 stdlib.mt:37
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 16, 16, 1, 1); // %113 blocks.0.attn.matmul1 stdlib.mt:38
-    this.run(pass, "fused_13ops_198d3fb54e", 17, 16, 1, 1); // %114 blocks.0.attn.permute4 stdlib.mt:38
-    this.run(pass, "fused_6ops_8be4b4d573", 18, 16, 1, 1); // %127 blocks.0.think.norm.mul1 stdlib.mt:9
-    this.run(pass, "fused_8ops_745972c6a3", 19, 16, 1, 1); // %134 blocks.0.think.delta.gate.matmul1 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 20, 16, 1, 1); // %142 blocks.0.think.delta.mul0 stdlib.mt:49
-    this.run(pass, "fused_6ops_de30427ed2", 21, 16, 1, 1); // %148 blocks.0.think.delta.mul1 stdlib.mt:49
-    this.run(pass, "fused_8ops_745972c6a3", 22, 16, 1, 1); // %154 blocks.0.think.gamma.gate.matmul1 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 23, 16, 1, 1); // %162 blocks.0.think.gamma.mul0 stdlib.mt:49
-    this.run(pass, "fused_4ops_1512e32d6e", 24, 16, 1, 1); // %168 blocks.0.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "fused_11ops_3395ec0dcd", 25, 16, 1, 1); // %172 blocks.0.think.matmul2 stdlib.mt:70
-    this.run(pass, "fused_6ops_c4e3617a2d", 26, 16, 1, 1); // %183 blocks.0.think.mul1 stdlib.mt:72
-    this.run(pass, "fused_10ops_1bd4cd7d9f", 27, 16, 1, 1); // %189 blocks.0.think.mul3 stdlib.mt:73
-    this.run(pass, "fused_7ops_1b1b3fcf5b", 28, 16, 1, 1); // %199 blocks.1.attn.norm.mul2 stdlib.mt:9
+    this.run(pass, "fused_13ops_bd4251f8fd", 17, 16, 1, 1); // fused %114..%126 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_77bacf644a", 18, 16, 1, 1); // fused %127..%133 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 19, 16, 1, 1); // fused %134..%141 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 20, 16, 1, 1); // fused %142..%147 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_e79d97c584", 21, 16, 1, 1); // fused %148..%153 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 22, 16, 1, 1); // fused %154..%161 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 23, 16, 1, 1); // fused %162..%167 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_9f2cf5b9e9", 24, 16, 1, 1); // fused %168..%171 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_16821ac87f", 25, 16, 1, 1); // fused %172..%182 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_6af3fe7772", 26, 16, 1, 1); // fused %183..%188 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_16e37f7448", 27, 16, 1, 1); // fused %189..%198 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_6a010d6f06", 28, 16, 1, 1); // fused %199..%205 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
     this.run(pass, "permute_0213_16x64x2x32", 29, 256, 1, 1); // %206 blocks.1.attn.permute0 stdlib.mt:33
-    this.run(pass, "fused_6ops_b281e8428a", 30, 16, 1, 1); // %207 blocks.1.attn.k.matmul0 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 30, 16, 1, 1); // fused %207..%212 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
     this.run(pass, "permute_0213_16x64x2x32", 31, 256, 1, 1); // %213 blocks.1.attn.permute1 stdlib.mt:34
-    this.run(pass, "fused_6ops_9c0c464cdb", 32, 16, 1, 1); // %214 blocks.1.attn.v.matmul0 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 32, 16, 1, 1); // fused %214..%219 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
     this.run(pass, "permute_0213_16x64x2x32", 33, 256, 1, 1); // %220 blocks.1.attn.permute2 stdlib.mt:35
-    this.run(pass, "fused_1ops_a6e3260ac3", 34, 16, 1, 1); // %221 blocks.1.attn.permute3 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 34, 16, 1, 1); // fused %221..%221 blocks.1.attn.permute3 .. blocks.1.attn.permute3 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 35, 8, 1, 1); // %222 blocks.1.attn.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_5e68f20328", 36, 16, 1, 1); // %223 blocks.1.attn.affine0 stdlib.mt:36
+    this.run(pass, "fused_1ops_7b897fd46e", 36, 16, 1, 1); // fused %223..%223 blocks.1.attn.affine0 .. blocks.1.attn.affine0 stdlib.mt:36
     this.run(pass, "causal_mask_fminf_16x2x64x64", 37, 512, 1, 1); // %224 blocks.1.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_94efe5e865", 38, 16, 1, 1); // %225 blocks.1.attn.softmax0 stdlib.mt:37
+    this.run(pass, "fused_2ops_8154be7818", 38, 16, 1, 1); // fused %225..%226 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 stdlib.mt:37
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 39, 16, 1, 1); // %227 blocks.1.attn.matmul1 stdlib.mt:38
-    this.run(pass, "fused_13ops_198d3fb54e", 40, 16, 1, 1); // %228 blocks.1.attn.permute4 stdlib.mt:38
-    this.run(pass, "fused_6ops_8be4b4d573", 41, 16, 1, 1); // %241 blocks.1.think.norm.mul1 stdlib.mt:9
-    this.run(pass, "fused_8ops_745972c6a3", 42, 16, 1, 1); // %248 blocks.1.think.delta.gate.matmul1 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 43, 16, 1, 1); // %256 blocks.1.think.delta.mul0 stdlib.mt:49
-    this.run(pass, "fused_6ops_de30427ed2", 44, 16, 1, 1); // %262 blocks.1.think.delta.mul1 stdlib.mt:49
-    this.run(pass, "fused_8ops_745972c6a3", 45, 16, 1, 1); // %268 blocks.1.think.gamma.gate.matmul1 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 46, 16, 1, 1); // %276 blocks.1.think.gamma.mul0 stdlib.mt:49
-    this.run(pass, "fused_4ops_1512e32d6e", 47, 16, 1, 1); // %282 blocks.1.think.gamma.mul1 stdlib.mt:49
-    this.run(pass, "fused_11ops_3395ec0dcd", 48, 16, 1, 1); // %286 blocks.1.think.matmul2 stdlib.mt:70
-    this.run(pass, "fused_6ops_c4e3617a2d", 49, 16, 1, 1); // %297 blocks.1.think.mul1 stdlib.mt:72
-    this.run(pass, "fused_10ops_edd470fd40", 50, 16, 1, 1); // %303 blocks.1.think.mul3 stdlib.mt:73
-    this.run(pass, "fused_7ops_1b1b3fcf5b", 51, 16, 1, 1); // %313 blocks.0.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "fused_13ops_bd4251f8fd", 40, 16, 1, 1); // fused %228..%240 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_77bacf644a", 41, 16, 1, 1); // fused %241..%247 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 42, 16, 1, 1); // fused %248..%255 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 43, 16, 1, 1); // fused %256..%261 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_e79d97c584", 44, 16, 1, 1); // fused %262..%267 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 45, 16, 1, 1); // fused %268..%275 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 46, 16, 1, 1); // fused %276..%281 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_9f2cf5b9e9", 47, 16, 1, 1); // fused %282..%285 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_16821ac87f", 48, 16, 1, 1); // fused %286..%296 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_6af3fe7772", 49, 16, 1, 1); // fused %297..%302 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_f65910af4b", 50, 16, 1, 1); // fused %303..%312 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_6a010d6f06", 51, 16, 1, 1); // fused %313..%319 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
     this.run(pass, "permute_0213_16x64x2x32", 52, 256, 1, 1); // %320 blocks.0.attn.permute5 stdlib.mt:33
-    this.run(pass, "fused_6ops_b281e8428a", 53, 16, 1, 1); // %321 blocks.0.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 53, 16, 1, 1); // fused %321..%326 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
     this.run(pass, "permute_0213_16x64x2x32", 54, 256, 1, 1); // %327 blocks.0.attn.permute6 stdlib.mt:34
-    this.run(pass, "fused_6ops_9c0c464cdb", 55, 16, 1, 1); // %328 blocks.0.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 55, 16, 1, 1); // fused %328..%333 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
     this.run(pass, "permute_0213_16x64x2x32", 56, 256, 1, 1); // %334 blocks.0.attn.permute7 stdlib.mt:35
-    this.run(pass, "fused_1ops_a6e3260ac3", 57, 16, 1, 1); // %335 blocks.0.attn.permute8 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 57, 16, 1, 1); // fused %335..%335 blocks.0.attn.permute8 .. blocks.0.attn.permute8 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 58, 8, 1, 1); // %336 blocks.0.attn.matmul2 stdlib.mt:36
-    this.run(pass, "fused_1ops_5e68f20328", 59, 16, 1, 1); // %337 blocks.0.attn.affine1 stdlib.mt:36
+    this.run(pass, "fused_1ops_7b897fd46e", 59, 16, 1, 1); // fused %337..%337 blocks.0.attn.affine1 .. blocks.0.attn.affine1 stdlib.mt:36
     this.run(pass, "causal_mask_fminf_16x2x64x64", 60, 512, 1, 1); // %338 blocks.0.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "fused_2ops_8bb6995af2", 61, 16, 1, 1); // %339 blocks.0.attn.softmax1 stdlib.mt:37
+    this.run(pass, "fused_2ops_4fe15cd8c6", 61, 16, 1, 1); // fused %339..%340 blocks.0.attn.softmax1 .. blocks.0.attn.dropout1 stdlib.mt:37
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 62, 16, 1, 1); // %341 blocks.0.attn.matmul3 stdlib.mt:38
-    this.run(pass, "fused_13ops_198d3fb54e", 63, 16, 1, 1); // %342 blocks.0.attn.permute9 stdlib.mt:38
-    this.run(pass, "fused_6ops_8be4b4d573", 64, 16, 1, 1); // %355 blocks.0.think.norm.mul4 stdlib.mt:9
-    this.run(pass, "fused_8ops_745972c6a3", 65, 16, 1, 1); // %362 blocks.0.think.delta.gate.matmul3 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 66, 16, 1, 1); // %370 blocks.0.think.delta.mul2 stdlib.mt:49
-    this.run(pass, "fused_6ops_de30427ed2", 67, 16, 1, 1); // %376 blocks.0.think.delta.mul3 stdlib.mt:49
-    this.run(pass, "fused_8ops_745972c6a3", 68, 16, 1, 1); // %382 blocks.0.think.gamma.gate.matmul3 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 69, 16, 1, 1); // %390 blocks.0.think.gamma.mul2 stdlib.mt:49
-    this.run(pass, "fused_4ops_1512e32d6e", 70, 16, 1, 1); // %396 blocks.0.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "fused_11ops_3395ec0dcd", 71, 16, 1, 1); // %400 blocks.0.think.matmul7 stdlib.mt:70
-    this.run(pass, "fused_6ops_c4e3617a2d", 72, 16, 1, 1); // %411 blocks.0.think.mul5 stdlib.mt:72
-    this.run(pass, "fused_10ops_3c8446ed91", 73, 16, 1, 1); // %417 blocks.0.think.mul7 stdlib.mt:73
-    this.run(pass, "fused_7ops_1b1b3fcf5b", 74, 16, 1, 1); // %427 blocks.1.attn.norm.mul5 stdlib.mt:9
+    this.run(pass, "fused_13ops_bd4251f8fd", 63, 16, 1, 1); // fused %342..%354 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_77bacf644a", 64, 16, 1, 1); // fused %355..%361 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 65, 16, 1, 1); // fused %362..%369 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 66, 16, 1, 1); // fused %370..%375 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_e79d97c584", 67, 16, 1, 1); // fused %376..%381 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 68, 16, 1, 1); // fused %382..%389 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 69, 16, 1, 1); // fused %390..%395 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_9f2cf5b9e9", 70, 16, 1, 1); // fused %396..%399 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_16821ac87f", 71, 16, 1, 1); // fused %400..%410 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_6af3fe7772", 72, 16, 1, 1); // fused %411..%416 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_692db5fc73", 73, 16, 1, 1); // fused %417..%426 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_6a010d6f06", 74, 16, 1, 1); // fused %427..%433 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
     this.run(pass, "permute_0213_16x64x2x32", 75, 256, 1, 1); // %434 blocks.1.attn.permute5 stdlib.mt:33
-    this.run(pass, "fused_6ops_b281e8428a", 76, 16, 1, 1); // %435 blocks.1.attn.k.matmul2 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 76, 16, 1, 1); // fused %435..%440 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
     this.run(pass, "permute_0213_16x64x2x32", 77, 256, 1, 1); // %441 blocks.1.attn.permute6 stdlib.mt:34
-    this.run(pass, "fused_6ops_9c0c464cdb", 78, 16, 1, 1); // %442 blocks.1.attn.v.matmul2 stdlib.mt:18
+    this.run(pass, "fused_6ops_0bc961fcee", 78, 16, 1, 1); // fused %442..%447 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
     this.run(pass, "permute_0213_16x64x2x32", 79, 256, 1, 1); // %448 blocks.1.attn.permute7 stdlib.mt:35
-    this.run(pass, "fused_1ops_a6e3260ac3", 80, 16, 1, 1); // %449 blocks.1.attn.permute8 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 80, 16, 1, 1); // fused %449..%449 blocks.1.attn.permute8 .. blocks.1.attn.permute8 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 81, 8, 1, 1); // %450 blocks.1.attn.matmul2 stdlib.mt:36
-    this.run(pass, "fused_1ops_5e68f20328", 82, 16, 1, 1); // %451 blocks.1.attn.affine1 stdlib.mt:36
+    this.run(pass, "fused_1ops_7b897fd46e", 82, 16, 1, 1); // fused %451..%451 blocks.1.attn.affine1 .. blocks.1.attn.affine1 stdlib.mt:36
     this.run(pass, "causal_mask_fminf_16x2x64x64", 83, 512, 1, 1); // %452 blocks.1.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "fused_2ops_bf2d5bd5b2", 84, 16, 1, 1); // %453 blocks.1.attn.softmax1 stdlib.mt:37
+    this.run(pass, "fused_2ops_a3e7c7decf", 84, 16, 1, 1); // fused %453..%454 blocks.1.attn.softmax1 .. blocks.1.attn.dropout1 stdlib.mt:37
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 85, 16, 1, 1); // %455 blocks.1.attn.matmul3 stdlib.mt:38
-    this.run(pass, "fused_13ops_198d3fb54e", 86, 16, 1, 1); // %456 blocks.1.attn.permute9 stdlib.mt:38
-    this.run(pass, "fused_6ops_8be4b4d573", 87, 16, 1, 1); // %469 blocks.1.think.norm.mul4 stdlib.mt:9
-    this.run(pass, "fused_8ops_745972c6a3", 88, 16, 1, 1); // %476 blocks.1.think.delta.gate.matmul3 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 89, 16, 1, 1); // %484 blocks.1.think.delta.mul2 stdlib.mt:49
-    this.run(pass, "fused_6ops_de30427ed2", 90, 16, 1, 1); // %490 blocks.1.think.delta.mul3 stdlib.mt:49
-    this.run(pass, "fused_8ops_745972c6a3", 91, 16, 1, 1); // %496 blocks.1.think.gamma.gate.matmul3 stdlib.mt:18
-    this.run(pass, "fused_6ops_6e80e8c197", 92, 16, 1, 1); // %504 blocks.1.think.gamma.mul2 stdlib.mt:49
-    this.run(pass, "fused_4ops_1512e32d6e", 93, 16, 1, 1); // %510 blocks.1.think.gamma.mul3 stdlib.mt:49
-    this.run(pass, "fused_11ops_3395ec0dcd", 94, 16, 1, 1); // %514 blocks.1.think.matmul7 stdlib.mt:70
-    this.run(pass, "fused_6ops_c4e3617a2d", 95, 16, 1, 1); // %525 blocks.1.think.mul5 stdlib.mt:72
-    this.run(pass, "fused_10ops_e2110cdb1b", 96, 16, 1, 1); // %531 blocks.1.think.mul7 stdlib.mt:73
-    this.run(pass, "fused_3ops_b3ac5ce4f1", 97, 16, 1, 1); // %541 norm_final.mul2 stdlib.mt:9
+    this.run(pass, "fused_13ops_bd4251f8fd", 86, 16, 1, 1); // fused %456..%468 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_77bacf644a", 87, 16, 1, 1); // fused %469..%475 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 88, 16, 1, 1); // fused %476..%483 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 89, 16, 1, 1); // fused %484..%489 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_e79d97c584", 90, 16, 1, 1); // fused %490..%495 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_e6387c8ef0", 91, 16, 1, 1); // fused %496..%503 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_bc923bef02", 92, 16, 1, 1); // fused %504..%509 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_9f2cf5b9e9", 93, 16, 1, 1); // fused %510..%513 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_16821ac87f", 94, 16, 1, 1); // fused %514..%524 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_6af3fe7772", 95, 16, 1, 1); // fused %525..%530 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_3e2289d01b", 96, 16, 1, 1); // fused %531..%540 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_3ops_3da69d2d45", 97, 16, 1, 1); // fused %541..%543 norm_final.mul2 .. head.sum0 stdlib.mt:9-116
     this.run(pass, "matmul_256x8_16x64x8x1", 98, 16, 1, 1); // %544 head.matmul0 stdlib.mt:117
     this.run(pass, "cross_entropy_16x64x256_16x64i", 99, 1, 1, 1); // %546 loss.cross_entropy0 vector_collapse.mt:13
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_6ops_5dc6260f6b", 100, 16, 1, 1); // %548 loss.cross_entropy0.grad.softmax0 vector_collapse.mt:13
+    this.run(pass, "fused_6ops_019ad1237a", 100, 16, 1, 1); // fused %548..%553 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 vector_collapse.mt:13-117
     this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01", 101, 32, 1, 1); // %556 head.matmul0.grad.sum0 stdlib.mt:117
     this.run(pass, "permute_10_256x8", 102, 8, 1, 1); // %558 head.matmul0.grad.permute1 stdlib.mt:117
     this.run(pass, "matmul_8x256_16x64x256x1", 103, 2, 1, 1); // %559 head.matmul0.grad.matmul1 stdlib.mt:117
-    this.run(pass, "fused_2ops_139c78b5ae", 104, 16, 1, 1); // %560 head.sum0.grad.expand0 stdlib.mt:116
+    this.run(pass, "fused_2ops_34b22f320c", 104, 16, 1, 1); // fused %560..%561 head.sum0.grad.expand0 .. head.mul0.grad.mul0 stdlib.mt:116
     this.run(pass, "sum_a01_16x64x8x8", 105, 1, 1, 1); // %562 head.mul0.grad.sum0 stdlib.mt:116
-    this.run(pass, "fused_3ops_6043f134a6", 106, 16, 1, 1); // %564 head.mul0.grad.mul1 stdlib.mt:116
+    this.run(pass, "fused_3ops_c5ac56652c", 106, 16, 1, 1); // fused %564..%566 head.mul0.grad.mul1 .. norm_final.mul2.grad.mul1 stdlib.mt:116-9
     this.run(pass, "sum_a01_16x64x8x8", 107, 1, 1, 1); // %567 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_17ops_5258cdc6d7", 108, 16, 1, 1); // %569 norm_final.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_5ops_ad00f751b5", 109, 16, 1, 1); // %586 blocks.1.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "fused_3ops_068e496b13", 110, 16, 1, 1); // %591 blocks.1.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "fused_17ops_1486e5c9ba", 108, 16, 1, 1); // fused %569..%585 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_5280e39407", 109, 16, 1, 1); // fused %586..%590 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_461fbbfa10", 110, 16, 1, 1); // fused %591..%593 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a0123_16x64x1x1", 111, 1, 1, 1); // %594 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_82a5835e66", 112, 16, 1, 1); // %596 blocks.1.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "fused_2ops_125cd61582", 112, 16, 1, 1); // fused %596..%597 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a01_16x64x8x8", 113, 1, 1, 1); // %598 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_b94007d905", 114, 16, 1, 1); // %600 blocks.1.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "fused_5ops_4941573b3e", 114, 16, 1, 1); // fused %600..%604 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
     this.run(pass, "sum_a0123_16x64x1x1", 115, 1, 1, 1); // %605 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_94817482d7", 116, 16, 1, 1); // %607 blocks.1.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "fused_2ops_1ea0485f5d", 116, 16, 1, 1); // fused %607..%608 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
     this.run(pass, "sum_a01_16x64x8x8", 117, 1, 1, 1); // %609 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_fca0968df6", 118, 16, 1, 1); // %611 blocks.1.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "fused_7ops_973b81dba5", 119, 16, 1, 1); // %615 blocks.1.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_ca961ea74f", 118, 16, 1, 1); // fused %611..%614 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_3f27ed2026", 119, 16, 1, 1); // fused %615..%621 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 120, 1, 1, 1); // %622 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_de5186fd52", 121, 16, 1, 1); // %624 blocks.1.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "fused_1ops_02b920d313", 122, 16, 1, 1); // %628 blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_15e0c9d7a9", 121, 16, 1, 1); // fused %624..%627 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_d0721115aa", 122, 16, 1, 1); // fused %628..%628 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 123, 1, 1, 1); // %629 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_635579a41a", 124, 16, 1, 1); // %631 blocks.1.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "fused_2ops_1730e0d43d", 125, 16, 1, 1); // %638 blocks.1.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "fused_5ops_1a12c91ebe", 124, 16, 1, 1); // fused %631..%635 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_68a4855b88", 125, 16, 1, 1); // fused %638..%639 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 126, 1, 1, 1); // %640 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 127, 16, 1, 1); // %643 blocks.1.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 127, 16, 1, 1); // fused %643..%645 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 128, 1, 1, 1); // %646 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 129, 16, 1, 1); // %648 blocks.1.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 129, 16, 1, 1); // fused %648..%649 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 130, 1, 1, 1); // %652 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 131, 16, 1, 1); // %654 blocks.1.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 132, 16, 1, 1); // %661 blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 131, 16, 1, 1); // fused %654..%660 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 132, 16, 1, 1); // fused %661..%661 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 133, 1, 1, 1); // %662 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 134, 16, 1, 1); // %664 blocks.1.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 134, 16, 1, 1); // fused %664..%665 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 135, 1, 1, 1); // %668 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 136, 16, 1, 1); // %670 blocks.1.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 137, 16, 1, 1); // %678 blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 136, 16, 1, 1); // fused %670..%677 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 137, 16, 1, 1); // fused %678..%678 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 138, 1, 1, 1); // %679 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 139, 16, 1, 1); // %681 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 139, 16, 1, 1); // fused %681..%682 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 140, 1, 1, 1); // %685 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_9c806ba1e6", 141, 16, 1, 1); // %687 blocks.1.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_4ops_a23b7168cc", 142, 16, 1, 1); // %692 blocks.1.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "fused_1ops_46c0b229b4", 143, 16, 1, 1); // %698 blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "fused_5ops_9a9e316aeb", 141, 16, 1, 1); // fused %687..%691 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_aebb5b263c", 142, 16, 1, 1); // fused %692..%697 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_024d952c2c", 143, 16, 1, 1); // fused %698..%698 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 144, 1, 1, 1); // %699 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
     this.run(pass, "binary_add_s_s", 145, 1, 1, 1); // %701 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 146, 16, 1, 1); // %703 blocks.1.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 146, 16, 1, 1); // fused %703..%705 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 147, 1, 1, 1); // %706 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 148, 16, 1, 1); // %708 blocks.1.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 148, 16, 1, 1); // fused %708..%709 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 149, 1, 1, 1); // %712 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 150, 16, 1, 1); // %714 blocks.1.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 151, 16, 1, 1); // %721 blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 150, 16, 1, 1); // fused %714..%720 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 151, 16, 1, 1); // fused %721..%721 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 152, 1, 1, 1); // %722 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 153, 16, 1, 1); // %724 blocks.1.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 153, 16, 1, 1); // fused %724..%725 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 154, 1, 1, 1); // %728 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 155, 16, 1, 1); // %730 blocks.1.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 156, 16, 1, 1); // %738 blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 155, 16, 1, 1); // fused %730..%737 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 156, 16, 1, 1); // fused %738..%738 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 157, 1, 1, 1); // %739 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 158, 16, 1, 1); // %741 blocks.1.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 158, 16, 1, 1); // fused %741..%742 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 159, 1, 1, 1); // %745 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_0bbc388eb3", 160, 16, 1, 1); // %747 blocks.1.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_e167153de3", 160, 16, 1, 1); // fused %747..%750 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
     this.run(pass, "binary_mul_s_s", 161, 1, 1, 1); // %751 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_f17440cbbb", 162, 16, 1, 1); // %752 blocks.1.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 162, 16, 1, 1); // fused %752..%753 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 163, 1, 1, 1); // %754 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_bbfc3bbd87", 164, 16, 1, 1); // %756 blocks.1.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_1ops_cfcdd64937", 165, 16, 1, 1); // %774 blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_18ops_9eaf2e4e38", 164, 16, 1, 1); // fused %756..%773 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_c7b094d0f3", 165, 16, 1, 1); // fused %774..%774 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 166, 1, 1, 1); // %775 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 167, 16, 1, 1); // %777 blocks.1.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 167, 16, 1, 1); // fused %777..%778 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 168, 1, 1, 1); // %781 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_7cca0bbdbc", 169, 16, 1, 1); // %783 blocks.1.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_3ops_e65b1c3094", 169, 16, 1, 1); // fused %783..%785 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
     this.run(pass, "permute_0213_16x64x2x32", 170, 256, 1, 1); // %786 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_cc9f92de88", 171, 16, 1, 1); // %787 blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_dbee46129d", 171, 16, 1, 1); // fused %787..%787 blocks.1.attn.matmul3.grad.permute0 .. blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 172, 8, 1, 1); // %788 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_47f5f88d7b", 173, 16, 1, 1); // %789 blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
+    this.run(pass, "fused_1ops_ebcfe3eb10", 173, 16, 1, 1); // fused %789..%789 blocks.1.attn.matmul3.grad.permute1 .. blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 174, 16, 1, 1); // %790 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_3cf4f0a1d5", 175, 16, 1, 1); // %791 blocks.1.attn.dropout1.grad.dropout0 stdlib.mt:37
+    this.run(pass, "fused_5ops_d1792f2fb1", 175, 16, 1, 1); // fused %791..%795 blocks.1.attn.dropout1.grad.dropout0 .. blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
     this.run(pass, "causal_mask_f0_16x2x64x64", 176, 512, 1, 1); // %796 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_47f2aae676", 177, 16, 1, 1); // %797 blocks.1.attn.affine1.grad.affine0 stdlib.mt:36
+    this.run(pass, "fused_2ops_ab950fa883", 177, 16, 1, 1); // fused %797..%798 blocks.1.attn.affine1.grad.affine0 .. blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 178, 16, 1, 1); // %799 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_a6e3260ac3", 179, 16, 1, 1); // %800 blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 179, 16, 1, 1); // fused %800..%800 blocks.1.attn.matmul2.grad.permute1 .. blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
     this.run(pass, "matmul_16x2x32x64_16x2x64x64", 180, 16, 1, 1); // %801 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_9b56bc9662", 181, 16, 1, 1); // %802 blocks.1.attn.permute8.grad.permute0 stdlib.mt:36
+    this.run(pass, "fused_7ops_8dfed4d09e", 181, 16, 1, 1); // fused %802..%808 blocks.1.attn.permute8.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
     this.run(pass, "matmul_8x8192_8192x8", 182, 1, 1, 1); // %809 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 183, 16, 1, 1); // %811 blocks.1.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 183, 16, 1, 1); // fused %811..%812 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 184, 1, 1, 1); // %815 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_0816ee8de5", 185, 16, 1, 1); // %817 blocks.1.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_a2b689a512", 185, 16, 1, 1); // fused %817..%824 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 186, 1, 1, 1); // %825 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 187, 16, 1, 1); // %827 blocks.1.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 187, 16, 1, 1); // fused %827..%828 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 188, 1, 1, 1); // %831 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe3afec744", 189, 16, 1, 1); // %833 blocks.1.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 190, 16, 1, 1); // %841 blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_f310f5c18d", 189, 16, 1, 1); // fused %833..%840 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 190, 16, 1, 1); // fused %841..%841 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 191, 1, 1, 1); // %842 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 192, 16, 1, 1); // %844 blocks.1.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 192, 16, 1, 1); // fused %844..%845 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 193, 1, 1, 1); // %848 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_09dc3d6959", 194, 16, 1, 1); // %850 blocks.1.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_5ops_260ecd5091", 194, 16, 1, 1); // fused %850..%854 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
     this.run(pass, "sum_a01_16x64x8x8", 195, 1, 1, 1); // %855 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_b98f3b8252", 196, 16, 1, 1); // %857 blocks.1.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_5ops_ad00f751b5", 197, 16, 1, 1); // %875 blocks.0.think.mul7.grad.mul1 stdlib.mt:73
-    this.run(pass, "fused_3ops_068e496b13", 198, 16, 1, 1); // %880 blocks.0.think.sigmoid3.grad.square0 stdlib.mt:72
+    this.run(pass, "fused_18ops_e55821f18c", 196, 16, 1, 1); // fused %857..%874 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_5280e39407", 197, 16, 1, 1); // fused %875..%879 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_461fbbfa10", 198, 16, 1, 1); // fused %880..%882 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a0123_16x64x1x1", 199, 1, 1, 1); // %883 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_82a5835e66", 200, 16, 1, 1); // %885 blocks.0.think.sum3.grad.expand0 stdlib.mt:72
+    this.run(pass, "fused_2ops_125cd61582", 200, 16, 1, 1); // fused %885..%886 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a01_16x64x8x8", 201, 1, 1, 1); // %887 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_b94007d905", 202, 16, 1, 1); // %889 blocks.0.think.mul5.grad.mul1 stdlib.mt:72
+    this.run(pass, "fused_5ops_4941573b3e", 202, 16, 1, 1); // fused %889..%893 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
     this.run(pass, "sum_a0123_16x64x1x1", 203, 1, 1, 1); // %894 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_94817482d7", 204, 16, 1, 1); // %896 blocks.0.think.sum2.grad.expand0 stdlib.mt:71
+    this.run(pass, "fused_2ops_1ea0485f5d", 204, 16, 1, 1); // fused %896..%897 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
     this.run(pass, "sum_a01_16x64x8x8", 205, 1, 1, 1); // %898 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_fca0968df6", 206, 16, 1, 1); // %900 blocks.0.think.mul4.grad.mul1 stdlib.mt:71
-    this.run(pass, "fused_7ops_973b81dba5", 207, 16, 1, 1); // %904 blocks.0.think.matmul9.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_ca961ea74f", 206, 16, 1, 1); // fused %900..%903 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_3f27ed2026", 207, 16, 1, 1); // fused %904..%910 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 208, 1, 1, 1); // %911 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_de5186fd52", 209, 16, 1, 1); // %913 blocks.0.think.norm.mul5.grad.add2 stdlib.mt:70
-    this.run(pass, "fused_1ops_02b920d313", 210, 16, 1, 1); // %917 blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_15e0c9d7a9", 209, 16, 1, 1); // fused %913..%916 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_d0721115aa", 210, 16, 1, 1); // fused %917..%917 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 211, 1, 1, 1); // %918 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_635579a41a", 212, 16, 1, 1); // %920 blocks.0.think.norm.mul5.grad.add3 stdlib.mt:70
-    this.run(pass, "fused_2ops_1730e0d43d", 213, 16, 1, 1); // %927 blocks.0.think.gamma.mul3.grad.mul0 stdlib.mt:49
+    this.run(pass, "fused_5ops_1a12c91ebe", 212, 16, 1, 1); // fused %920..%924 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_68a4855b88", 213, 16, 1, 1); // fused %927..%928 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 214, 1, 1, 1); // %929 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 215, 16, 1, 1); // %932 blocks.0.think.gamma.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 215, 16, 1, 1); // fused %932..%934 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 216, 1, 1, 1); // %935 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 217, 16, 1, 1); // %937 blocks.0.think.gamma.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 217, 16, 1, 1); // fused %937..%938 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 218, 1, 1, 1); // %941 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 219, 16, 1, 1); // %943 blocks.0.think.gamma.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 220, 16, 1, 1); // %950 blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 219, 16, 1, 1); // fused %943..%949 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 220, 16, 1, 1); // fused %950..%950 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 221, 1, 1, 1); // %951 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 222, 16, 1, 1); // %953 blocks.0.think.gamma.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 222, 16, 1, 1); // fused %953..%954 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 223, 1, 1, 1); // %957 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 224, 16, 1, 1); // %959 blocks.0.think.gamma.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 225, 16, 1, 1); // %967 blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 224, 16, 1, 1); // fused %959..%966 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 225, 16, 1, 1); // fused %967..%967 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 226, 1, 1, 1); // %968 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 227, 16, 1, 1); // %970 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 227, 16, 1, 1); // fused %970..%971 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 228, 1, 1, 1); // %974 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_9c806ba1e6", 229, 16, 1, 1); // %976 blocks.0.think.gamma.gate.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_4ops_a23b7168cc", 230, 16, 1, 1); // %981 blocks.0.think.matmul5.grad.permute1 stdlib.mt:69
-    this.run(pass, "fused_1ops_46c0b229b4", 231, 16, 1, 1); // %987 blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "fused_5ops_9a9e316aeb", 229, 16, 1, 1); // fused %976..%980 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_aebb5b263c", 230, 16, 1, 1); // fused %981..%986 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_024d952c2c", 231, 16, 1, 1); // fused %987..%987 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 232, 1, 1, 1); // %988 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
     this.run(pass, "binary_add_s_s", 233, 1, 1, 1); // %990 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 234, 16, 1, 1); // %992 blocks.0.think.delta.up.matmul3.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 234, 16, 1, 1); // fused %992..%994 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 235, 1, 1, 1); // %995 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 236, 16, 1, 1); // %997 blocks.0.think.delta.up.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 236, 16, 1, 1); // fused %997..%998 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 237, 1, 1, 1); // %1001 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 238, 16, 1, 1); // %1003 blocks.0.think.delta.up.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 239, 16, 1, 1); // %1010 blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 238, 16, 1, 1); // fused %1003..%1009 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 239, 16, 1, 1); // fused %1010..%1010 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 240, 1, 1, 1); // %1011 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 241, 16, 1, 1); // %1013 blocks.0.think.delta.value.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 241, 16, 1, 1); // fused %1013..%1014 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 242, 1, 1, 1); // %1017 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 243, 16, 1, 1); // %1019 blocks.0.think.delta.value.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 244, 16, 1, 1); // %1027 blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 243, 16, 1, 1); // fused %1019..%1026 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 244, 16, 1, 1); // fused %1027..%1027 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 245, 1, 1, 1); // %1028 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 246, 16, 1, 1); // %1030 blocks.0.think.delta.gate.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 246, 16, 1, 1); // fused %1030..%1031 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 247, 1, 1, 1); // %1034 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_0bbc388eb3", 248, 16, 1, 1); // %1036 blocks.0.think.delta.gate.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_e167153de3", 248, 16, 1, 1); // fused %1036..%1039 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
     this.run(pass, "binary_mul_s_s", 249, 1, 1, 1); // %1040 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_f17440cbbb", 250, 16, 1, 1); // %1041 blocks.0.think.norm.mul5.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 250, 16, 1, 1); // fused %1041..%1042 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 251, 1, 1, 1); // %1043 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_bbfc3bbd87", 252, 16, 1, 1); // %1045 blocks.0.think.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_1ops_cfcdd64937", 253, 16, 1, 1); // %1063 blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_18ops_9eaf2e4e38", 252, 16, 1, 1); // fused %1045..%1062 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_c7b094d0f3", 253, 16, 1, 1); // fused %1063..%1063 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 254, 1, 1, 1); // %1064 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 255, 16, 1, 1); // %1066 blocks.0.attn.o.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 255, 16, 1, 1); // fused %1066..%1067 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 256, 1, 1, 1); // %1070 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_7cca0bbdbc", 257, 16, 1, 1); // %1072 blocks.0.attn.o.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_3ops_e65b1c3094", 257, 16, 1, 1); // fused %1072..%1074 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
     this.run(pass, "permute_0213_16x64x2x32", 258, 256, 1, 1); // %1075 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_cc9f92de88", 259, 16, 1, 1); // %1076 blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_dbee46129d", 259, 16, 1, 1); // fused %1076..%1076 blocks.0.attn.matmul3.grad.permute0 .. blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 260, 8, 1, 1); // %1077 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_47f5f88d7b", 261, 16, 1, 1); // %1078 blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
+    this.run(pass, "fused_1ops_ebcfe3eb10", 261, 16, 1, 1); // fused %1078..%1078 blocks.0.attn.matmul3.grad.permute1 .. blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 262, 16, 1, 1); // %1079 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_6c7c733d2f", 263, 16, 1, 1); // %1080 blocks.0.attn.dropout1.grad.dropout0 stdlib.mt:37
+    this.run(pass, "fused_5ops_8f745897f3", 263, 16, 1, 1); // fused %1080..%1084 blocks.0.attn.dropout1.grad.dropout0 .. blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
     this.run(pass, "causal_mask_f0_16x2x64x64", 264, 512, 1, 1); // %1085 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_47f2aae676", 265, 16, 1, 1); // %1086 blocks.0.attn.affine1.grad.affine0 stdlib.mt:36
+    this.run(pass, "fused_2ops_ab950fa883", 265, 16, 1, 1); // fused %1086..%1087 blocks.0.attn.affine1.grad.affine0 .. blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 266, 16, 1, 1); // %1088 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_a6e3260ac3", 267, 16, 1, 1); // %1089 blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 267, 16, 1, 1); // fused %1089..%1089 blocks.0.attn.matmul2.grad.permute1 .. blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
     this.run(pass, "matmul_16x2x32x64_16x2x64x64", 268, 16, 1, 1); // %1090 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_9b56bc9662", 269, 16, 1, 1); // %1091 blocks.0.attn.permute8.grad.permute0 stdlib.mt:36
+    this.run(pass, "fused_7ops_8dfed4d09e", 269, 16, 1, 1); // fused %1091..%1097 blocks.0.attn.permute8.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
     this.run(pass, "matmul_8x8192_8192x8", 270, 1, 1, 1); // %1098 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 271, 16, 1, 1); // %1100 blocks.0.attn.v.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 271, 16, 1, 1); // fused %1100..%1101 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 272, 1, 1, 1); // %1104 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_0816ee8de5", 273, 16, 1, 1); // %1106 blocks.0.attn.v.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_a2b689a512", 273, 16, 1, 1); // fused %1106..%1113 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 274, 1, 1, 1); // %1114 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 275, 16, 1, 1); // %1116 blocks.0.attn.k.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 275, 16, 1, 1); // fused %1116..%1117 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 276, 1, 1, 1); // %1120 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe3afec744", 277, 16, 1, 1); // %1122 blocks.0.attn.k.matmul2.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 278, 16, 1, 1); // %1130 blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_f310f5c18d", 277, 16, 1, 1); // fused %1122..%1129 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 278, 16, 1, 1); // fused %1130..%1130 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 279, 1, 1, 1); // %1131 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 280, 16, 1, 1); // %1133 blocks.0.attn.q.silu1.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 280, 16, 1, 1); // fused %1133..%1134 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 281, 1, 1, 1); // %1137 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_09dc3d6959", 282, 16, 1, 1); // %1139 blocks.0.attn.q.matmul2.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_5ops_260ecd5091", 282, 16, 1, 1); // fused %1139..%1143 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
     this.run(pass, "sum_a01_16x64x8x8", 283, 1, 1, 1); // %1144 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_e85ccd577b", 284, 16, 1, 1); // %1146 blocks.0.attn.norm.mul4.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_5ops_ad00f751b5", 285, 16, 1, 1); // %1164 blocks.1.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "fused_3ops_068e496b13", 286, 16, 1, 1); // %1169 blocks.1.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "fused_18ops_fa4e161a56", 284, 16, 1, 1); // fused %1146..%1163 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_5280e39407", 285, 16, 1, 1); // fused %1164..%1168 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_461fbbfa10", 286, 16, 1, 1); // fused %1169..%1171 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a0123_16x64x1x1", 287, 1, 1, 1); // %1172 blocks.1.think.add3.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_add_s_s", 288, 1, 1, 1); // %1174 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_82a5835e66", 289, 16, 1, 1); // %1175 blocks.1.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "fused_2ops_125cd61582", 289, 16, 1, 1); // fused %1175..%1176 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a01_16x64x8x8", 290, 1, 1, 1); // %1177 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_add_8x8_8x8", 291, 1, 1, 1); // %1180 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_b94007d905", 292, 16, 1, 1); // %1179 blocks.1.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "fused_5ops_4941573b3e", 292, 16, 1, 1); // fused %1179..%1184 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
     this.run(pass, "sum_a0123_16x64x1x1", 293, 1, 1, 1); // %1185 blocks.1.think.add2.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_add_s_s", 294, 1, 1, 1); // %1187 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_94817482d7", 295, 16, 1, 1); // %1188 blocks.1.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "fused_2ops_1ea0485f5d", 295, 16, 1, 1); // fused %1188..%1189 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
     this.run(pass, "sum_a01_16x64x8x8", 296, 1, 1, 1); // %1190 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_add_8x8_8x8", 297, 1, 1, 1); // %1193 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_fca0968df6", 298, 16, 1, 1); // %1192 blocks.1.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "fused_7ops_973b81dba5", 299, 16, 1, 1); // %1197 blocks.1.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_ca961ea74f", 298, 16, 1, 1); // fused %1192..%1196 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_3f27ed2026", 299, 16, 1, 1); // fused %1197..%1203 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 300, 1, 1, 1); // %1204 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
     this.run(pass, "binary_add_8x1_8x1", 301, 1, 1, 1); // %1205 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_de5186fd52", 302, 16, 1, 1); // %1207 blocks.1.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "fused_1ops_02b920d313", 303, 16, 1, 1); // %1211 blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_15e0c9d7a9", 302, 16, 1, 1); // fused %1207..%1210 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_d0721115aa", 303, 16, 1, 1); // fused %1211..%1211 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 304, 1, 1, 1); // %1212 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
     this.run(pass, "binary_add_8x1_8x1", 305, 1, 1, 1); // %1213 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_635579a41a", 306, 16, 1, 1); // %1215 blocks.1.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "fused_2ops_1730e0d43d", 307, 16, 1, 1); // %1222 blocks.1.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "fused_5ops_1a12c91ebe", 306, 16, 1, 1); // fused %1215..%1219 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_68a4855b88", 307, 16, 1, 1); // fused %1222..%1223 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 308, 1, 1, 1); // %1224 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 309, 16, 1, 1); // %1227 blocks.1.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 309, 16, 1, 1); // fused %1227..%1229 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 310, 1, 1, 1); // %1230 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 311, 1, 1, 1); // %1231 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 312, 16, 1, 1); // %1233 blocks.1.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 312, 16, 1, 1); // fused %1233..%1234 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 313, 1, 1, 1); // %1237 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 314, 1, 1, 1); // %1241 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 315, 16, 1, 1); // %1239 blocks.1.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 316, 16, 1, 1); // %1247 blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 315, 16, 1, 1); // fused %1239..%1246 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 316, 16, 1, 1); // fused %1247..%1247 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 317, 1, 1, 1); // %1248 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 318, 1, 1, 1); // %1249 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 319, 16, 1, 1); // %1251 blocks.1.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 319, 16, 1, 1); // fused %1251..%1252 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 320, 1, 1, 1); // %1255 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 321, 1, 1, 1); // %1259 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 322, 16, 1, 1); // %1257 blocks.1.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 323, 16, 1, 1); // %1266 blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 322, 16, 1, 1); // fused %1257..%1265 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 323, 16, 1, 1); // fused %1266..%1266 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 324, 1, 1, 1); // %1267 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 325, 1, 1, 1); // %1268 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 326, 16, 1, 1); // %1270 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 326, 16, 1, 1); // fused %1270..%1271 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 327, 1, 1, 1); // %1274 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 328, 1, 1, 1); // %1278 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_9c806ba1e6", 329, 16, 1, 1); // %1276 blocks.1.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_4ops_a23b7168cc", 330, 16, 1, 1); // %1282 blocks.1.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "fused_1ops_46c0b229b4", 331, 16, 1, 1); // %1288 blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "fused_5ops_9a9e316aeb", 329, 16, 1, 1); // fused %1276..%1281 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_aebb5b263c", 330, 16, 1, 1); // fused %1282..%1287 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_024d952c2c", 331, 16, 1, 1); // fused %1288..%1288 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 332, 1, 1, 1); // %1289 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
     this.run(pass, "binary_add_s_s", 333, 1, 1, 1); // %1291 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 334, 16, 1, 1); // %1293 blocks.1.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 334, 16, 1, 1); // fused %1293..%1295 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 335, 1, 1, 1); // %1296 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 336, 1, 1, 1); // %1297 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 337, 16, 1, 1); // %1299 blocks.1.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 337, 16, 1, 1); // fused %1299..%1300 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 338, 1, 1, 1); // %1303 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 339, 1, 1, 1); // %1307 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 340, 16, 1, 1); // %1305 blocks.1.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 341, 16, 1, 1); // %1313 blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 340, 16, 1, 1); // fused %1305..%1312 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 341, 16, 1, 1); // fused %1313..%1313 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 342, 1, 1, 1); // %1314 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 343, 1, 1, 1); // %1315 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 344, 16, 1, 1); // %1317 blocks.1.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 344, 16, 1, 1); // fused %1317..%1318 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 345, 1, 1, 1); // %1321 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 346, 1, 1, 1); // %1325 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 347, 16, 1, 1); // %1323 blocks.1.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 348, 16, 1, 1); // %1332 blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 347, 16, 1, 1); // fused %1323..%1331 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 348, 16, 1, 1); // fused %1332..%1332 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 349, 1, 1, 1); // %1333 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 350, 1, 1, 1); // %1334 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 351, 16, 1, 1); // %1336 blocks.1.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 351, 16, 1, 1); // fused %1336..%1337 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 352, 1, 1, 1); // %1340 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 353, 1, 1, 1); // %1344 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_0bbc388eb3", 354, 16, 1, 1); // %1342 blocks.1.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_e167153de3", 354, 16, 1, 1); // fused %1342..%1346 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
     this.run(pass, "binary_mul_s_s", 355, 1, 1, 1); // %1347 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
     this.run(pass, "binary_add_s_s", 356, 1, 1, 1); // %1348 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_f17440cbbb", 357, 16, 1, 1); // %1349 blocks.1.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 357, 16, 1, 1); // fused %1349..%1350 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 358, 1, 1, 1); // %1351 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 359, 1, 1, 1); // %1353 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_bbfc3bbd87", 360, 16, 1, 1); // %1354 blocks.1.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_1ops_cfcdd64937", 361, 16, 1, 1); // %1372 blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_18ops_9eaf2e4e38", 360, 16, 1, 1); // fused %1354..%1371 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_c7b094d0f3", 361, 16, 1, 1); // fused %1372..%1372 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 362, 1, 1, 1); // %1373 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 363, 1, 1, 1); // %1374 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 364, 16, 1, 1); // %1376 blocks.1.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 364, 16, 1, 1); // fused %1376..%1377 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 365, 1, 1, 1); // %1380 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 366, 1, 1, 1); // %1384 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_7cca0bbdbc", 367, 16, 1, 1); // %1382 blocks.1.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_3ops_e65b1c3094", 367, 16, 1, 1); // fused %1382..%1385 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
     this.run(pass, "permute_0213_16x64x2x32", 368, 256, 1, 1); // %1386 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_cc9f92de88", 369, 16, 1, 1); // %1387 blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_dbee46129d", 369, 16, 1, 1); // fused %1387..%1387 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 370, 8, 1, 1); // %1388 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_47f5f88d7b", 371, 16, 1, 1); // %1389 blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
+    this.run(pass, "fused_1ops_ebcfe3eb10", 371, 16, 1, 1); // fused %1389..%1389 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 372, 16, 1, 1); // %1390 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_df2501acee", 373, 16, 1, 1); // %1391 blocks.1.attn.dropout0.grad.dropout0 stdlib.mt:37
+    this.run(pass, "fused_5ops_6d3a8535bb", 373, 16, 1, 1); // fused %1391..%1395 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
     this.run(pass, "causal_mask_f0_16x2x64x64", 374, 512, 1, 1); // %1396 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_47f2aae676", 375, 16, 1, 1); // %1397 blocks.1.attn.affine0.grad.affine0 stdlib.mt:36
+    this.run(pass, "fused_2ops_ab950fa883", 375, 16, 1, 1); // fused %1397..%1398 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 376, 16, 1, 1); // %1399 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_a6e3260ac3", 377, 16, 1, 1); // %1400 blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 377, 16, 1, 1); // fused %1400..%1400 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
     this.run(pass, "matmul_16x2x32x64_16x2x64x64", 378, 16, 1, 1); // %1401 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_9b56bc9662", 379, 16, 1, 1); // %1402 blocks.1.attn.permute3.grad.permute0 stdlib.mt:36
+    this.run(pass, "fused_7ops_8dfed4d09e", 379, 16, 1, 1); // fused %1402..%1408 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
     this.run(pass, "matmul_8x8192_8192x8", 380, 1, 1, 1); // %1409 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 381, 1, 1, 1); // %1410 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 382, 16, 1, 1); // %1412 blocks.1.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 382, 16, 1, 1); // fused %1412..%1413 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 383, 1, 1, 1); // %1416 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 384, 1, 1, 1); // %1420 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_0816ee8de5", 385, 16, 1, 1); // %1418 blocks.1.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_a2b689a512", 385, 16, 1, 1); // fused %1418..%1426 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 386, 1, 1, 1); // %1427 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 387, 1, 1, 1); // %1428 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 388, 16, 1, 1); // %1430 blocks.1.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 388, 16, 1, 1); // fused %1430..%1431 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 389, 1, 1, 1); // %1434 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 390, 1, 1, 1); // %1438 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe3afec744", 391, 16, 1, 1); // %1436 blocks.1.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 392, 16, 1, 1); // %1445 blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_f310f5c18d", 391, 16, 1, 1); // fused %1436..%1444 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 392, 16, 1, 1); // fused %1445..%1445 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 393, 1, 1, 1); // %1446 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 394, 1, 1, 1); // %1447 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 395, 16, 1, 1); // %1449 blocks.1.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 395, 16, 1, 1); // fused %1449..%1450 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 396, 1, 1, 1); // %1453 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 397, 1, 1, 1); // %1457 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_09dc3d6959", 398, 16, 1, 1); // %1455 blocks.1.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_5ops_260ecd5091", 398, 16, 1, 1); // fused %1455..%1460 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
     this.run(pass, "sum_a01_16x64x8x8", 399, 1, 1, 1); // %1461 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 400, 1, 1, 1); // %1463 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_c41b283b6a", 401, 16, 1, 1); // %1464 blocks.1.attn.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_5ops_ad00f751b5", 402, 16, 1, 1); // %1482 blocks.0.think.mul3.grad.mul1 stdlib.mt:73
-    this.run(pass, "fused_3ops_068e496b13", 403, 16, 1, 1); // %1487 blocks.0.think.sigmoid1.grad.square0 stdlib.mt:72
+    this.run(pass, "fused_18ops_d94baa33ad", 401, 16, 1, 1); // fused %1464..%1481 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_5280e39407", 402, 16, 1, 1); // fused %1482..%1486 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_461fbbfa10", 403, 16, 1, 1); // fused %1487..%1489 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a0123_16x64x1x1", 404, 1, 1, 1); // %1490 blocks.0.think.add3.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_add_s_s", 405, 1, 1, 1); // %1492 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_82a5835e66", 406, 16, 1, 1); // %1493 blocks.0.think.sum1.grad.expand0 stdlib.mt:72
+    this.run(pass, "fused_2ops_125cd61582", 406, 16, 1, 1); // fused %1493..%1494 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
     this.run(pass, "sum_a01_16x64x8x8", 407, 1, 1, 1); // %1495 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
     this.run(pass, "binary_add_8x8_8x8", 408, 1, 1, 1); // %1498 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_b94007d905", 409, 16, 1, 1); // %1497 blocks.0.think.mul1.grad.mul1 stdlib.mt:72
+    this.run(pass, "fused_5ops_4941573b3e", 409, 16, 1, 1); // fused %1497..%1502 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
     this.run(pass, "sum_a0123_16x64x1x1", 410, 1, 1, 1); // %1503 blocks.0.think.add2.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_add_s_s", 411, 1, 1, 1); // %1505 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_94817482d7", 412, 16, 1, 1); // %1506 blocks.0.think.sum0.grad.expand0 stdlib.mt:71
+    this.run(pass, "fused_2ops_1ea0485f5d", 412, 16, 1, 1); // fused %1506..%1507 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
     this.run(pass, "sum_a01_16x64x8x8", 413, 1, 1, 1); // %1508 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
     this.run(pass, "binary_add_8x8_8x8", 414, 1, 1, 1); // %1511 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_fca0968df6", 415, 16, 1, 1); // %1510 blocks.0.think.mul0.grad.mul1 stdlib.mt:71
-    this.run(pass, "fused_7ops_973b81dba5", 416, 16, 1, 1); // %1515 blocks.0.think.matmul4.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_ca961ea74f", 415, 16, 1, 1); // fused %1510..%1514 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_3f27ed2026", 416, 16, 1, 1); // fused %1515..%1521 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 417, 1, 1, 1); // %1522 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
     this.run(pass, "binary_add_8x1_8x1", 418, 1, 1, 1); // %1523 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_de5186fd52", 419, 16, 1, 1); // %1525 blocks.0.think.norm.mul2.grad.add2 stdlib.mt:70
-    this.run(pass, "fused_1ops_02b920d313", 420, 16, 1, 1); // %1529 blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "fused_4ops_15e0c9d7a9", 419, 16, 1, 1); // fused %1525..%1528 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_d0721115aa", 420, 16, 1, 1); // fused %1529..%1529 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
     this.run(pass, "matmul_8x8192_8192x1", 421, 1, 1, 1); // %1530 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
     this.run(pass, "binary_add_8x1_8x1", 422, 1, 1, 1); // %1531 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_635579a41a", 423, 16, 1, 1); // %1533 blocks.0.think.norm.mul2.grad.add3 stdlib.mt:70
-    this.run(pass, "fused_2ops_1730e0d43d", 424, 16, 1, 1); // %1540 blocks.0.think.gamma.mul1.grad.mul0 stdlib.mt:49
+    this.run(pass, "fused_5ops_1a12c91ebe", 423, 16, 1, 1); // fused %1533..%1537 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_68a4855b88", 424, 16, 1, 1); // fused %1540..%1541 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 425, 1, 1, 1); // %1542 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 426, 16, 1, 1); // %1545 blocks.0.think.gamma.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 426, 16, 1, 1); // fused %1545..%1547 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 427, 1, 1, 1); // %1548 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 428, 1, 1, 1); // %1549 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 429, 16, 1, 1); // %1551 blocks.0.think.gamma.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 429, 16, 1, 1); // fused %1551..%1552 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 430, 1, 1, 1); // %1555 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 431, 1, 1, 1); // %1559 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 432, 16, 1, 1); // %1557 blocks.0.think.gamma.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 433, 16, 1, 1); // %1565 blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 432, 16, 1, 1); // fused %1557..%1564 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 433, 16, 1, 1); // fused %1565..%1565 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 434, 1, 1, 1); // %1566 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 435, 1, 1, 1); // %1567 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 436, 16, 1, 1); // %1569 blocks.0.think.gamma.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 436, 16, 1, 1); // fused %1569..%1570 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 437, 1, 1, 1); // %1573 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 438, 1, 1, 1); // %1577 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 439, 16, 1, 1); // %1575 blocks.0.think.gamma.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 440, 16, 1, 1); // %1584 blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 439, 16, 1, 1); // fused %1575..%1583 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 440, 16, 1, 1); // fused %1584..%1584 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 441, 1, 1, 1); // %1585 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 442, 1, 1, 1); // %1586 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 443, 16, 1, 1); // %1588 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 443, 16, 1, 1); // fused %1588..%1589 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 444, 1, 1, 1); // %1592 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 445, 1, 1, 1); // %1596 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_9c806ba1e6", 446, 16, 1, 1); // %1594 blocks.0.think.gamma.gate.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_4ops_a23b7168cc", 447, 16, 1, 1); // %1600 blocks.0.think.matmul0.grad.permute1 stdlib.mt:69
-    this.run(pass, "fused_1ops_46c0b229b4", 448, 16, 1, 1); // %1606 blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "fused_5ops_9a9e316aeb", 446, 16, 1, 1); // fused %1594..%1599 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_aebb5b263c", 447, 16, 1, 1); // fused %1600..%1605 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_024d952c2c", 448, 16, 1, 1); // fused %1606..%1606 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
     this.run(pass, "sum_a0123_16x64x8x8", 449, 1, 1, 1); // %1607 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
     this.run(pass, "binary_add_s_s", 450, 1, 1, 1); // %1609 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_f3aa4f59ba", 451, 16, 1, 1); // %1611 blocks.0.think.delta.up.matmul1.grad.permute0 stdlib.mt:18
+    this.run(pass, "fused_3ops_72d39d8881", 451, 16, 1, 1); // fused %1611..%1613 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 452, 1, 1, 1); // %1614 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 453, 1, 1, 1); // %1615 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 454, 16, 1, 1); // %1617 blocks.0.think.delta.up.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 454, 16, 1, 1); // fused %1617..%1618 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 455, 1, 1, 1); // %1621 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 456, 1, 1, 1); // %1625 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_df43ab5e36", 457, 16, 1, 1); // %1623 blocks.0.think.delta.up.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 458, 16, 1, 1); // %1631 blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_7ops_b86ef6fedd", 457, 16, 1, 1); // fused %1623..%1630 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 458, 16, 1, 1); // fused %1631..%1631 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 459, 1, 1, 1); // %1632 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 460, 1, 1, 1); // %1633 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 461, 16, 1, 1); // %1635 blocks.0.think.delta.value.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 461, 16, 1, 1); // fused %1635..%1636 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 462, 1, 1, 1); // %1639 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 463, 1, 1, 1); // %1643 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe15e1d620", 464, 16, 1, 1); // %1641 blocks.0.think.delta.value.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 465, 16, 1, 1); // %1650 blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_5ed11e3998", 464, 16, 1, 1); // fused %1641..%1649 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 465, 16, 1, 1); // fused %1650..%1650 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 466, 1, 1, 1); // %1651 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 467, 1, 1, 1); // %1652 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 468, 16, 1, 1); // %1654 blocks.0.think.delta.gate.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 468, 16, 1, 1); // fused %1654..%1655 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 469, 1, 1, 1); // %1658 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 470, 1, 1, 1); // %1662 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_0bbc388eb3", 471, 16, 1, 1); // %1660 blocks.0.think.delta.gate.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_4ops_e167153de3", 471, 16, 1, 1); // fused %1660..%1664 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
     this.run(pass, "binary_mul_s_s", 472, 1, 1, 1); // %1665 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
     this.run(pass, "binary_add_s_s", 473, 1, 1, 1); // %1666 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_f17440cbbb", 474, 16, 1, 1); // %1667 blocks.0.think.norm.mul2.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_2ops_89887b5fb2", 474, 16, 1, 1); // fused %1667..%1668 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 475, 1, 1, 1); // %1669 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 476, 1, 1, 1); // %1671 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_bbfc3bbd87", 477, 16, 1, 1); // %1672 blocks.0.think.norm.mul1.grad.mul0 stdlib.mt:9
-    this.run(pass, "fused_1ops_cfcdd64937", 478, 16, 1, 1); // %1690 blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_18ops_9eaf2e4e38", 477, 16, 1, 1); // fused %1672..%1689 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_c7b094d0f3", 478, 16, 1, 1); // fused %1690..%1690 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 479, 1, 1, 1); // %1691 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 480, 1, 1, 1); // %1692 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 481, 16, 1, 1); // %1694 blocks.0.attn.o.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 481, 16, 1, 1); // fused %1694..%1695 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 482, 1, 1, 1); // %1698 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 483, 1, 1, 1); // %1702 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_7cca0bbdbc", 484, 16, 1, 1); // %1700 blocks.0.attn.o.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_3ops_e65b1c3094", 484, 16, 1, 1); // fused %1700..%1703 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
     this.run(pass, "permute_0213_16x64x2x32", 485, 256, 1, 1); // %1704 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_cc9f92de88", 486, 16, 1, 1); // %1705 blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_1ops_dbee46129d", 486, 16, 1, 1); // fused %1705..%1705 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x32_16x2x32x64", 487, 8, 1, 1); // %1706 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_47f5f88d7b", 488, 16, 1, 1); // %1707 blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
+    this.run(pass, "fused_1ops_ebcfe3eb10", 488, 16, 1, 1); // fused %1707..%1707 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 489, 16, 1, 1); // %1708 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_26ca5d1565", 490, 16, 1, 1); // %1709 blocks.0.attn.dropout0.grad.dropout0 stdlib.mt:37
+    this.run(pass, "fused_5ops_bab89a3dbc", 490, 16, 1, 1); // fused %1709..%1713 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
     this.run(pass, "causal_mask_f0_16x2x64x64", 491, 512, 1, 1); // %1714 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_47f2aae676", 492, 16, 1, 1); // %1715 blocks.0.attn.affine0.grad.affine0 stdlib.mt:36
+    this.run(pass, "fused_2ops_ab950fa883", 492, 16, 1, 1); // fused %1715..%1716 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
     this.run(pass, "matmul_16x2x64x64_16x2x64x32", 493, 16, 1, 1); // %1717 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_a6e3260ac3", 494, 16, 1, 1); // %1718 blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
+    this.run(pass, "fused_1ops_207cdef261", 494, 16, 1, 1); // fused %1718..%1718 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
     this.run(pass, "matmul_16x2x32x64_16x2x64x64", 495, 16, 1, 1); // %1719 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_9b56bc9662", 496, 16, 1, 1); // %1720 blocks.0.attn.permute3.grad.permute0 stdlib.mt:36
+    this.run(pass, "fused_7ops_8dfed4d09e", 496, 16, 1, 1); // fused %1720..%1726 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
     this.run(pass, "matmul_8x8192_8192x8", 497, 1, 1, 1); // %1727 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 498, 1, 1, 1); // %1728 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 499, 16, 1, 1); // %1730 blocks.0.attn.v.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 499, 16, 1, 1); // fused %1730..%1731 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 500, 1, 1, 1); // %1734 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 501, 1, 1, 1); // %1738 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_0816ee8de5", 502, 16, 1, 1); // %1736 blocks.0.attn.v.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_a2b689a512", 502, 16, 1, 1); // fused %1736..%1744 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 503, 1, 1, 1); // %1745 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 504, 1, 1, 1); // %1746 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 505, 16, 1, 1); // %1748 blocks.0.attn.k.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 505, 16, 1, 1); // fused %1748..%1749 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 506, 1, 1, 1); // %1752 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 507, 1, 1, 1); // %1756 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_fe3afec744", 508, 16, 1, 1); // %1754 blocks.0.attn.k.matmul0.grad.permute1 stdlib.mt:18
-    this.run(pass, "fused_1ops_cfcdd64937", 509, 16, 1, 1); // %1763 blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_8ops_f310f5c18d", 508, 16, 1, 1); // fused %1754..%1762 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_c7b094d0f3", 509, 16, 1, 1); // fused %1763..%1763 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
     this.run(pass, "matmul_8x8192_8192x8", 510, 1, 1, 1); // %1764 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 511, 1, 1, 1); // %1765 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_69d817fe6a", 512, 16, 1, 1); // %1767 blocks.0.attn.q.silu0.grad.silu_grad0 stdlib.mt:18
+    this.run(pass, "fused_2ops_bb400655b6", 512, 16, 1, 1); // fused %1767..%1768 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
     this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 513, 1, 1, 1); // %1771 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
     this.run(pass, "binary_add_8x8_8x8", 514, 1, 1, 1); // %1775 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_09dc3d6959", 515, 16, 1, 1); // %1773 blocks.0.attn.q.matmul0.grad.permute1 stdlib.mt:18
+    this.run(pass, "fused_5ops_260ecd5091", 515, 16, 1, 1); // fused %1773..%1778 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
     this.run(pass, "sum_a01_16x64x8x8", 516, 1, 1, 1); // %1779 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
     this.run(pass, "binary_add_8x8_8x8", 517, 1, 1, 1); // %1781 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_15ops_42d3aa720c", 518, 16, 1, 1); // %1782 blocks.0.attn.norm.mul1.grad.mul0 stdlib.mt:9
+    this.run(pass, "fused_15ops_5f8b6860d6", 518, 16, 1, 1); // fused %1782..%1796 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
     this.run(pass, "sum_a0_16x64x8x8", 519, 64, 1, 1); // %1797 embed.add0.grad.sum0 stdlib.mt:96
     this.run(pass, "permute_021_64x1x8", 520, 2, 1, 1); // %1800 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "fused_1ops_df29fea321", 521, 16, 1, 1); // %1799 embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "fused_1ops_6abbbe7492", 521, 16, 1, 1); // fused %1799..%1799 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
     this.run(pass, "matmul_64x8x8_64x8x1", 522, 1, 1, 1); // %1801 embed.matmul1.grad.matmul0 stdlib.mt:96
     this.run(pass, "permute_021_64x8x1", 523, 2, 1, 1); // %1802 embed.matmul1.grad.permute1 stdlib.mt:96
     this.run(pass, "matmul_64x1x8_64x8x8", 524, 1, 1, 1); // %1803 embed.matmul1.grad.matmul1 stdlib.mt:96
     this.run(pass, "pad_ax0_at0_64x8_to_64x8", 525, 2, 1, 1); // %1809 embed.slice1.grad.pad0 stdlib.mt:95
     this.run(pass, "pad_ax0_at0_64x8_to_64x8", 526, 2, 1, 1); // %1811 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "fused_5ops_2a15e87308", 527, 16, 1, 1); // %1804 embed.matmul0.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_5ops_826de48acd", 527, 16, 1, 1); // fused %1804..%1812 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
     this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 528, 4, 1, 1); // %1813 embed.gather1.grad.scatter_add0 stdlib.mt:93
     this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 529, 4, 1, 1); // %1815 embed.gather0.grad.scatter_add0 stdlib.mt:92
     this.run(pass, "affine_s1_b0_8x8", 530, 1, 1, 1); // %1816 norm_final.g.grad.affine0 stdlib.mt:7
