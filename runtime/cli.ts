@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatError, MtcError } from '../compiler/diagnostics.ts';
 import { compile, MTC_VERSION, PASSES, writeCompiled, type PassName } from '../compiler/pipeline.ts';
+import { parseSeeds } from './sweep.ts';
 
 const collectSet = (v: string, prev: Record<string, string>): Record<string, string> => {
   const eq = v.indexOf('=');
@@ -85,6 +86,7 @@ export function buildCli(): Command {
     .action(async (fileArg: string | undefined, o: EvalCliOptions) => {
       const { evaluateCheckpoint, readRunConfig, newestCheckpoint } = await import('./eval.ts');
       const { printEval } = await import('./evalprint.ts');
+      if (o.run !== undefined && !fs.existsSync(o.run)) throw new MtcError(`--run ${o.run}: no such folder`);
       const runCfg = o.run !== undefined ? readRunConfig(o.run) : undefined;
       const file = fileArg ?? runCfg?.file;
       if (file === undefined) throw new MtcError('mtc run eval: give the model file, or --run <dir>');
@@ -116,28 +118,30 @@ export function buildCli(): Command {
     .command('sweep')
     .description('train and evaluate every model with every seed (resumable: rerun the same command to continue), then the mean and 95% confidence interval per metric and iteration')
     .argument('<models...>', 'model source files')
-    .requiredOption('--seeds <list>', 'seeds, e.g. 0-4 or 0,1,2')
+    .requiredOption('--seeds <list>', 'seeds, e.g. 0-4 or 0,1,2', seedsArg)
     .option('--preset <name>', 'a preset of the model files (e.g. tiny, full)')
     .option('--set <name=value>', 'override a hyperparameter of every model (repeatable)', collectSet, {})
     .option('--data <file>', 'training text (default: each train section\'s)')
     .option('--val <file>', 'held-out text (default: the last val_fraction of --data)')
     .option('--steps <n>', 'optimizer steps of every run', positiveInt('--steps'))
+    .addOption(new Option('--tokenizer <name>', "bytes, or gpt2 (GPT-2 BPE, vocabulary 50257: needs --set vocab=50257) for every run; default: each train section's").choices(['bytes', 'gpt2']))
     .option('--out <dir>', 'sweep folder: runs go to <dir>/<model>/seed-<n>', 'runs/sweep')
-    .option('--vary <name=v1,v2,...>', 'evaluate each run also with these values of a hyperparameter (e.g. T=1,2,4,8)')
-    .option('--project-rank <k1,k2,...>', 'the rank-projection ablation of each run, e.g. 1,2,4,8,16')
-    .option('--windows <n|all>', 'held-out windows of each final evaluation (default 64)')
+    .option('--vary <name=v1,v2,...>', 'evaluate each run also with these values of a hyperparameter (e.g. T=1,2,4,8)', checked(varyArg))
+    .option('--project-rank <k1,k2,...>', 'the rank-projection ablation of each run, e.g. 1,2,4,8,16', checked(intList('--project-rank')))
+    .option('--windows <n|all>', 'held-out windows of each final evaluation (default 64)', checked(windowsArg))
     .option('--parallel <n>', 'jobs at once (each its own process and device)', atLeastOne, 1)
     .option('--adapters <names>', 'comma-separated WebGPU adapter names, given to the parallel jobs in turn (see the adapter list printed by MTC_ADAPTER=?)')
-    .action(async (models: string[], o: { seeds: string; preset?: string; set: Record<string, string>; data?: string; val?: string; steps?: number; out: string; vary?: string; projectRank?: string; windows?: string; parallel: number; adapters?: string }) => {
-      const { sweep, parseSeeds } = await import('./sweep.ts');
+    .action(async (models: string[], o: { seeds: number[]; preset?: string; set: Record<string, string>; data?: string; val?: string; steps?: number; tokenizer?: string; out: string; vary?: string; projectRank?: string; windows?: string; parallel: number; adapters?: string }) => {
+      const { sweep } = await import('./sweep.ts');
       const r = await sweep({
         models,
-        seeds: parseSeeds(o.seeds),
+        seeds: o.seeds,
         preset: o.preset,
         sets: o.set,
         data: o.data,
         val: o.val,
         steps: o.steps,
+        tokenizer: o.tokenizer,
         out: o.out,
         vary: o.vary,
         projectRank: o.projectRank,
@@ -196,8 +200,9 @@ const intList = (what: string) => (v: string): number[] => {
 const varyArg = (v: string): { name: string; values: number[] } => {
   const eq = v.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError(`expected name=v1,v2,..., got '${v}'`);
-  const values = v.slice(eq + 1).split(',').map((x) => Number(x.trim()));
-  if (values.some((x) => !Number.isFinite(x)) || values.length === 0) throw new InvalidArgumentError(`the values of --vary must be numbers separated by commas, got '${v.slice(eq + 1)}'`);
+  const texts = v.slice(eq + 1).split(',').map((x) => x.trim());
+  const values = texts.map(Number);
+  if (texts.some((x) => x === '') || values.some((x) => !Number.isFinite(x))) throw new InvalidArgumentError(`the values of --vary must be numbers separated by commas, got '${v.slice(eq + 1)}'`);
   return { name: v.slice(0, eq).trim(), values };
 };
 
@@ -208,6 +213,22 @@ const countOrAll = (what: string) => (v: string): number | 'all' => {
   return n;
 };
 const windowsArg = countOrAll('--windows');
+
+/** `--seeds 0-4`: a bad list is a usage error (exit 2), like any bad option value. */
+const seedsArg = (v: string): number[] => {
+  try {
+    return parseSeeds(v);
+  } catch (e) {
+    if (e instanceof MtcError) throw new InvalidArgumentError(e.message);
+    throw e;
+  }
+};
+
+/** Checks an option value with `parse` (a usage error when bad) and keeps its text. */
+const checked = (parse: (v: string) => unknown) => (v: string): string => {
+  parse(v);
+  return v;
+};
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildCli();

@@ -14,10 +14,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { compile, type Compiled } from '../compiler/pipeline.ts';
+import { buildGraph, compile, type Compiled } from '../compiler/pipeline.ts';
 import { interpret, interpretFrom, type InterpEnv } from '../compiler/interp.ts';
 import { MtcError } from '../compiler/diagnostics.ts';
-import { numel } from '../compiler/ir.ts';
+import { numel, type Graph } from '../compiler/ir.ts';
 import { loadCorpus, loadText, WindowSampler, type Batch } from './data.ts';
 import { bitsPerByte, checkModelVocab, getTokenizer, type Tokenizer } from './tokenizer.ts';
 import { acquireDevice, type Gpu } from './device.ts';
@@ -202,25 +202,102 @@ async function measure(c: Compiled, o: EvalOptions, w: Windows, run: Runner, abl
   return { loss, bpb: bitsPerByte(loss, w.windows * ctx, w.bytes), ppl: Math.exp(loss), ...(t ? { erank: t.erank, collapse: t.collapse } : {}) };
 }
 
+// ---------------------------------------------------------------------------------------
+// Checks of the --vary and --project-rank studies, made before any device work (and by
+// `mtc run sweep` before any training), so a mistake costs seconds, not a trained run.
+
+/** The varied name must be a hyperparameter of the model. */
+function checkVaryName(file: string, hypers: Record<string, number>, name: string): void {
+  if (!Object.hasOwn(hypers, name)) {
+    throw new MtcError(`--vary ${name}: '${name}' is not a hyperparameter of ${file}; known: ${Object.keys(hypers).join(', ')}`);
+  }
+}
+
+/** A varied value must leave every parameter's shape alone: the same checkpoint has to load. */
+function checkSameShapes(file: string, base: Graph, varied: Graph, what: string): void {
+  const before = new Map(base.params.map((p) => [p.path, p.shape]));
+  for (const p of varied.params) {
+    const b = before.get(p.path);
+    if (b === undefined || b.join(',') !== p.shape.join(',')) {
+      const change = b === undefined ? `adds the parameter ${p.path}` : `changes ${p.path} from [${b.join(', ')}] to [${p.shape.join(', ')}]`;
+      throw new MtcError(`--vary ${what} ${change} in ${file}, so the trained weights do not fit it; vary a hyperparameter that leaves the parameters' shapes alone, such as T`);
+    }
+  }
+  if (varied.params.length !== base.params.length) {
+    throw new MtcError(`--vary ${what} changes the number of parameter tensors of ${file}, so the trained weights do not fit it; vary a hyperparameter that leaves the parameters' shapes alone, such as T`);
+  }
+}
+
+/** The ablation needs observed token matrices, and each rank k at most their smaller side. */
+function checkRanks(file: string, modelName: string, g: Graph, ks: readonly number[]): void {
+  if (ks.length === 0) return;
+  const obs = rankObservation(g);
+  if (!obs) throw new MtcError(`--project-rank needs the model to observe its token matrices (\`observe residual = M\` in its forward), and ${modelName} (${file}) does not`);
+  const [, , rows, cols] = obs.shape;
+  const most = Math.min(rows, cols);
+  const over = ks.filter((k) => k > most);
+  if (over.length > 0) {
+    throw new MtcError(`--project-rank ${over.join(',')}: the token matrices of ${modelName} are ${rows}×${cols}, so the rank k can be at most ${most}`);
+  }
+}
+
+export interface StudyCheck {
+  file: string;
+  preset?: string;
+  sets: Record<string, string>;
+  vary?: { name: string; values: number[] };
+  projectRanks?: number[];
+  /** the tokenizer the runs will use (default: the train section's) */
+  tokenizer?: string;
+}
+
+/**
+ * Checks a model's --vary and --project-rank requests without training or a device: the
+ * model compiles with the preset and sets, the varied name is a hyperparameter, every varied
+ * value compiles and keeps the parameters' shapes, every k fits the token matrices, and the
+ * logits have a class for every token of the tokenizer.
+ * The model is built at its training batch (a tensor too large for the device's indexing is
+ * found here too), the varied ones at batch 1 (the parameters' shapes do not depend on it).
+ */
+export function checkStudy(o: StudyCheck): void {
+  const build = (sets: Record<string, string>) => buildGraph(o.file, { preset: o.preset, sets, batch: 1 });
+  const base = buildGraph(o.file, { preset: o.preset, sets: o.sets });
+  const hypers = Object.fromEntries(base.hypers);
+  checkModelVocab(base.graph.nodes[base.graph.outputs.logits].shape[2], o.tokenizer ?? base.train.tokenizer);
+  if (o.vary) {
+    checkVaryName(o.file, hypers, o.vary.name);
+    for (const value of o.vary.values) {
+      if (value === hypers[o.vary.name]) continue;
+      const varied = build({ ...o.sets, [o.vary.name]: String(value) });
+      checkSameShapes(o.file, base.graph, varied.graph, `${o.vary.name}=${value}`);
+    }
+  }
+  checkRanks(o.file, base.unit.model?.name ?? path.basename(o.file, '.mt'), base.graph, o.projectRanks ?? []);
+}
+
 export async function evaluateCheckpoint(o: EvalOptions): Promise<EvalResult> {
   const compiled = compile(o.file, { preset: o.preset, sets: o.sets, batch: o.batch });
   const { ctx, batch } = compiled.train;
   const allowed = o.vary ? [o.vary.name] : [];
+  if (o.vary) checkVaryName(o.file, compiled.hypers, o.vary.name);
+  checkRanks(o.file, compiled.modelName, compiled.graph, o.projectRanks ?? []);
   const { params, meta } = checkpointParams(compiled, o.checkpoint, []);
   const tokenizer = getTokenizer(o.tokenizer ?? (typeof o.data === 'string' ? undefined : o.data.run.train.tokenizer) ?? compiled.train.tokenizer);
   checkModelVocab(compiled.graph.nodes[compiled.graph.outputs.logits].shape[2], tokenizer);
   const w = windowsOf(o, ctx, batch, tokenizer);
-  if (o.projectRanks?.length && !rankObservation(compiled.graph)) {
-    throw new MtcError(`--project-rank needs the model to observe its token matrices (\`observe residual = M\` in its forward), and ${compiled.modelName} does not`);
-  }
+  // Every varied program is compiled and checked before the device does any work.
+  const programs = (o.vary?.values ?? []).map((value) => {
+    if (value === compiled.hypers[o.vary!.name]) return { value, c: compiled };
+    const c = compile(o.file, { preset: o.preset, sets: { ...o.sets, [o.vary!.name]: String(value) }, batch: o.batch });
+    checkSameShapes(o.file, compiled.graph, c.graph, `${o.vary!.name}=${value}`);
+    return { value, c };
+  });
   const gpu = o.backend === 'gpu' ? await acquireDevice() : undefined;
   try {
     const ablation = o.projectRanks?.length ? new Ablation(compiled, params, o.projectRanks) : undefined;
     const base = await withRunner(compiled, o, gpu, params, (run) => measure(compiled, o, w, run, ablation && ((b, rows, last) => ablation.add(b, rows, last))));
     const variants: EvalResult['variants'] = [];
-    for (const value of o.vary?.values ?? []) {
-      const sets = { ...o.sets, [o.vary!.name]: String(value) };
-      const c = value === compiled.hypers[o.vary!.name] ? compiled : compile(o.file, { preset: o.preset, sets, batch: o.batch });
+    for (const { value, c } of programs) {
       const p = c === compiled ? params : checkpointParams(c, o.checkpoint, allowed).params;
       const m = c === compiled ? base : await withRunner(c, o, gpu, p, (run) => measure(c, o, w, run));
       variants.push({ hypers: { [o.vary!.name]: value }, ...m });

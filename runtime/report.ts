@@ -12,6 +12,7 @@
 // sorted everything).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { MtcError } from '../compiler/diagnostics.ts';
 import { meanCI, type CI } from './stats.ts';
 import { lineChart, type RefLine, type Series } from './svg.ts';
 
@@ -112,17 +113,17 @@ export function findRunFolders(folders: readonly string[]): string[] {
     for (const s of subs) visit(path.join(dir, s), depth + 1);
   };
   for (const f of folders) {
-    if (!fs.existsSync(f)) throw new Error(`${f}: no such folder`);
+    if (!fs.existsSync(f)) throw new MtcError(`${f}: no such folder`);
     const st = fs.statSync(f);
     if (st.isFile() && path.basename(f) === 'config.json') {
       found.add(fs.realpathSync(path.dirname(f)));
       continue;
     }
-    if (!st.isDirectory()) throw new Error(`${f}: not a folder`);
+    if (!st.isDirectory()) throw new MtcError(`${f}: not a folder (give run folders of mtc run train, or sweep folders of mtc run sweep)`);
     const before = found.size;
     visit(f, 0);
     if (found.size === before && !found.has(fs.realpathSync(f))) {
-      throw new Error(`${f}: no run folder (one holding config.json) in it or up to three levels below`);
+      throw new MtcError(`${f}: no run folder (one holding config.json) in it or up to three levels below`);
     }
   }
   return [...found].sort(byString);
@@ -167,8 +168,13 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function loadRun(dir: string): Run {
   const abs = path.resolve(dir);
   const warnings: string[] = [];
-  const cfg: unknown = JSON.parse(fs.readFileSync(path.join(abs, 'config.json'), 'utf8'));
-  if (!isObject(cfg)) throw new Error(`${path.join(dir, 'config.json')}: not a JSON object`);
+  let cfg: unknown;
+  try {
+    cfg = JSON.parse(fs.readFileSync(path.join(abs, 'config.json'), 'utf8'));
+  } catch {
+    throw new MtcError('config.json is not valid JSON');
+  }
+  if (!isObject(cfg)) throw new MtcError(`${path.join(dir, 'config.json')}: not a JSON object`);
   const hypers = isObject(cfg.hypers) ? cfg.hypers : {};
   const trainCfg = isObject(cfg.train) ? cfg.train : {};
   const sets: Record<string, string> = {};
@@ -518,6 +524,7 @@ export function buildReport(runs: readonly Run[], display: (dir: string) => stri
   const st = new Map(configs.map((c) => [c, stats(c)]));
   const anyCI = configs.some((c) => c.runs.length > 1);
   const band = anyCI ? 'mean over seeds; shaded: 95% CI (Student t)' : 'one seed per configuration: no CI';
+  const bandIn = (range: Range | undefined) => (anyCI && range ? `${band}, cut to ${range.what}` : band);
   const md: string[] = [];
   const figures: Figure[] = [];
   const addFigure = (name: string, title: string, svg: string) => {
@@ -569,23 +576,23 @@ export function buildReport(runs: readonly Run[], display: (dir: string) => stri
       rows.map((c) => [label(c), ...Array.from({ length: width }, (_, i) => fmtCI(st.get(c)![key][i], d))]),
     );
   };
-  const iterationChart = (key: 'valErank' | 'trainErank' | 'valCollapse' | 'trainCollapse', title: string, yLabel: string, dashed: boolean) => {
+  const iterationChart = (key: 'valErank' | 'trainErank' | 'valCollapse' | 'trainCollapse', title: string, yLabel: string, dashed: boolean, range: Range) => {
     const rows = configs.filter((c) => st.get(c)![key].length > 0);
     const width = Math.max(0, ...rows.map((c) => st.get(c)![key].length));
     return lineChart({
       title,
-      subtitle: band,
+      subtitle: bandIn(range),
       xLabel: 'iteration t',
       yLabel,
       xTicks: Array.from({ length: width }, (_, i) => i + 1),
-      series: rows.map((c) => seriesOf(c, st.get(c)![key].map((_, i) => i + 1), st.get(c)![key], dashed)),
+      series: rows.map((c) => seriesOf(c, st.get(c)![key].map((_, i) => i + 1), st.get(c)![key], dashed, range)),
     });
   };
-  const sections: Array<{ key: 'valErank' | 'trainErank' | 'valCollapse' | 'trainCollapse'; heading: string; file: string; title: string; y: string; d: number; dashed: boolean }> = [
-    { key: 'valErank', heading: 'Val rank per iteration (held-out data, dropout off)', file: 'rank_val.svg', title: 'Effective rank per iteration — validation (dropout off)', y: 'effective rank', d: 2, dashed: false },
-    { key: 'trainErank', heading: 'Training-batch rank per iteration (dropout on; not comparable with the val rank)', file: 'rank_train.svg', title: 'Effective rank per iteration — TRAINING batch (dropout on)', y: 'effective rank (training batch)', d: 2, dashed: true },
-    { key: 'valCollapse', heading: 'Token-collapse ratio per iteration (val)', file: 'collapse_val.svg', title: 'Token-collapse ratio per iteration — validation (dropout off)', y: 'token-collapse ratio', d: 3, dashed: false },
-    { key: 'trainCollapse', heading: 'Token-collapse ratio per iteration (training batch, dropout on)', file: 'collapse_train.svg', title: 'Token-collapse ratio per iteration — TRAINING batch (dropout on)', y: 'token-collapse ratio (training batch)', d: 3, dashed: true },
+  const sections: Array<{ key: 'valErank' | 'trainErank' | 'valCollapse' | 'trainCollapse'; heading: string; file: string; title: string; y: string; d: number; dashed: boolean; range: Range }> = [
+    { key: 'valErank', heading: 'Val rank per iteration (held-out data, dropout off)', file: 'rank_val.svg', title: 'Effective rank per iteration — validation (dropout off)', y: 'effective rank', d: 2, dashed: false, range: RANK_RANGE },
+    { key: 'trainErank', heading: 'Training-batch rank per iteration (dropout on; not comparable with the val rank)', file: 'rank_train.svg', title: 'Effective rank per iteration — TRAINING batch (dropout on)', y: 'effective rank (training batch)', d: 2, dashed: true, range: RANK_RANGE },
+    { key: 'valCollapse', heading: 'Token-collapse ratio per iteration (val)', file: 'collapse_val.svg', title: 'Token-collapse ratio per iteration — validation (dropout off)', y: 'token-collapse ratio', d: 3, dashed: false, range: COLLAPSE_RANGE },
+    { key: 'trainCollapse', heading: 'Token-collapse ratio per iteration (training batch, dropout on)', file: 'collapse_train.svg', title: 'Token-collapse ratio per iteration — TRAINING batch (dropout on)', y: 'token-collapse ratio (training batch)', d: 3, dashed: true, range: COLLAPSE_RANGE },
   ];
   for (const sec of sections) {
     md.push(`## ${sec.heading}`, '');
@@ -594,7 +601,7 @@ export function buildReport(runs: readonly Run[], display: (dir: string) => stri
       continue;
     }
     md.push(perIteration(sec.key, sec.d), '');
-    addFigure(sec.file, sec.title, iterationChart(sec.key, sec.title, sec.y, sec.dashed));
+    addFigure(sec.file, sec.title, iterationChart(sec.key, sec.title, sec.y, sec.dashed, sec.range));
   }
 
   // Curves over training.
@@ -632,21 +639,21 @@ export function buildReport(runs: readonly Run[], display: (dir: string) => stri
       );
     md.push('bpb:', '', sweepTable((v) => v.bpb, 3), '');
     md.push('Val rank at the last iteration (t = T):', '', sweepTable((v) => v.rank, 2), '');
-    const sweepChart = (pick: (v: { bpb: CI; ppl: CI; rank: CI }) => CI, title: string, yLabel: string) =>
+    const sweepChart = (pick: (v: { bpb: CI; ppl: CI; rank: CI }) => CI, title: string, yLabel: string, range?: Range) =>
       lineChart({
         title,
-        subtitle: band,
+        subtitle: bandIn(range),
         xLabel: 'iterations T at evaluation',
         yLabel,
         logX: true,
         xTicks: Ts,
         series: swept.map((c) => {
           const s = st.get(c)!;
-          return seriesOf(c, s.sweepTs, s.sweepTs.map((T) => pick(s.sweep.get(T)!)), false);
+          return seriesOf(c, s.sweepTs, s.sweepTs.map((T) => pick(s.sweep.get(T)!)), false, range);
         }),
       });
     addFigure('tsweep_bpb.svg', 'T-sweep: bpb', sweepChart((v) => v.bpb, 'T-sweep: bits per byte vs iterations T', 'bpb'));
-    addFigure('tsweep_rank.svg', 'T-sweep: rank at the last iteration', sweepChart((v) => v.rank, 'T-sweep: val rank at the last iteration vs T', 'effective rank at t = T'));
+    addFigure('tsweep_rank.svg', 'T-sweep: rank at the last iteration', sweepChart((v) => v.rank, 'T-sweep: val rank at the last iteration vs T', 'effective rank at t = T', RANK_RANGE));
   }
 
   // Rank-projection ablation.
@@ -707,6 +714,14 @@ export function buildReport(runs: readonly Run[], display: (dir: string) => stri
     '',
   );
   const warnings = ordered.flatMap((r) => r.warnings.map((w) => `- ${cell(display(r.dir))}: ${cell(w)}`));
+  for (const c of configs) {
+    const fromMetrics = c.runs.filter((r) => r.final?.source === 'metrics.jsonl');
+    if (fromMetrics.length > 0 && fromMetrics.length < c.runs.length) {
+      warnings.push(
+        `- ${cell(c.label)}: the final values mix eval.json (${c.runs.length - fromMetrics.length} run${c.runs.length - fromMetrics.length === 1 ? '' : 's'}) with the last evaluation in metrics.jsonl, on other windows (${fromMetrics.map((r) => cell(display(r.dir))).join(', ')}: run \`mtc run eval --run <folder>\` there)`,
+      );
+    }
+  }
   const unfinished = ordered.filter((r) => r.steps !== undefined && r.stepsDone !== undefined && r.stepsDone < r.steps);
   for (const r of unfinished) warnings.push(`- ${cell(display(r.dir))}: stopped at step ${r.stepsDone} of ${r.steps}`);
   if (warnings.length > 0) md.push('## Notes', '', ...warnings, '');
@@ -714,15 +729,32 @@ export function buildReport(runs: readonly Run[], display: (dir: string) => stri
   return { markdown: md.join('\n').replace(/\n+$/, '\n'), figures };
 }
 
-/** A chart series for configuration `c`: mean line, CI band when some point has two or more seeds. */
-function seriesOf(c: Configuration, x: number[], ci: CI[], dashed: boolean): Series {
+/** The values a metric can take; a t interval over few seeds can reach past them. */
+interface Range {
+  lo: number;
+  hi: number;
+  /** how the figure's subtitle says it */
+  what: string;
+}
+const RANK_RANGE: Range = { lo: 1, hi: Infinity, what: 'erank ≥ 1' };
+const COLLAPSE_RANGE: Range = { lo: 0, hi: 2, what: 'the ratio\'s range [0, 2]' };
+
+/**
+ * A chart series for configuration `c`: mean line, CI band when some point has two or more
+ * seeds, the band cut to the values the metric can take (`range`).
+ */
+function seriesOf(c: Configuration, x: number[], ci: CI[], dashed: boolean, range?: Range): Series {
+  const clip = (v: number) => (range ? Math.min(range.hi, Math.max(range.lo, v)) : v);
   const withBand = ci.some((v) => v.n > 1);
+  // The seeds this figure's values come from (a run without eval.json has no T-sweep), not
+  // the configuration's runs.
+  const n = Math.max(0, ...ci.map((v) => v.n));
   return {
-    label: `${c.label} (${c.runs.length} seed${c.runs.length === 1 ? '' : 's'})`,
+    label: `${c.label} (${n} seed${n === 1 ? '' : 's'})`,
     x,
     y: ci.map((v) => v.mean),
-    lo: withBand ? ci.map((v) => v.lo) : undefined,
-    hi: withBand ? ci.map((v) => v.hi) : undefined,
+    lo: withBand ? ci.map((v) => clip(v.lo)) : undefined,
+    hi: withBand ? ci.map((v) => clip(v.hi)) : undefined,
     color: c.color,
     dashed,
   };
@@ -735,7 +767,11 @@ function seriesOf(c: Configuration, x: number[], ci: CI[], dashed: boolean): Ser
 export function writeReport(folders: readonly string[], outDir: string): { markdown: string; files: string[] } {
   const dirs = findRunFolders(folders);
   const absOut = path.resolve(outDir);
-  const display = (d: string) => posix(path.relative(process.cwd(), d)) || '.';
+  // Folders below the working directory by their relative path, others by their absolute one.
+  const display = (d: string) => {
+    const rel = path.relative(process.cwd(), d);
+    return rel.startsWith('..') || path.isAbsolute(rel) ? posix(d) : posix(rel) || '.';
+  };
   const link = (d: string) => posix(path.relative(absOut, d)) || '.';
   const runs: Run[] = [];
   const skipped: string[] = [];
@@ -746,7 +782,8 @@ export function writeReport(folders: readonly string[], outDir: string): { markd
       skipped.push(`${display(d)}: ${(e as Error).message}`);
     }
   }
-  if (runs.length === 0) throw new Error(`no readable run folder in ${folders.join(', ')}${skipped.length ? `:\n${skipped.join('\n')}` : ''}`);
+  if (runs.length === 0) throw new MtcError(`no readable run folder in ${folders.join(', ')}${skipped.length ? ` (${skipped.join('; ')})` : ''}`);
+  if (fs.existsSync(absOut) && !fs.statSync(absOut).isDirectory()) throw new MtcError(`-o ${outDir}: a file of that name is in the way; give a folder for the report`);
   const built = buildReport(runs, display, link);
   let markdown = built.markdown;
   if (skipped.length > 0) markdown += `\n## Skipped folders\n\n${skipped.map((s) => `- ${cell(s)}`).join('\n')}\n`;

@@ -22,6 +22,8 @@ export interface SweepOptions {
   data?: string;
   val?: string;
   steps?: number;
+  /** the tokenizer of every run (default: each train section's) */
+  tokenizer?: string;
   out: string;
   /** evaluation of each run: the --vary and --project-rank studies and the windows */
   vary?: string;
@@ -53,6 +55,12 @@ export function parseSeeds(text: string): number[] {
   return out;
 }
 
+/** "T=1,2,4,8" -> { name: 'T', values: [1, 2, 4, 8] } (the CLI has checked the syntax) */
+function parseVary(text: string): { name: string; values: number[] } {
+  const eq = text.indexOf('=');
+  return { name: text.slice(0, eq).trim(), values: text.slice(eq + 1).split(',').map((x) => Number(x.trim())) };
+}
+
 /** Where a job stands: finished (evaluated), trained but not evaluated, partly trained, or new. */
 function stateOf(job: Job, steps: number | undefined): 'done' | 'evaluate' | 'resume' | 'new' {
   const cks = listCheckpoints(job.dir);
@@ -81,6 +89,7 @@ function commandsFor(job: Job, state: ReturnType<typeof stateOf>, o: SweepOption
   if (o.data) trainArgs.push('--data', o.data);
   if (o.val) trainArgs.push('--val', o.val);
   if (o.steps !== undefined) trainArgs.push('--steps', String(o.steps));
+  if (o.tokenizer !== undefined) trainArgs.push('--tokenizer', o.tokenizer);
   const evalArgs = ['run', 'eval', '--run', job.dir];
   if (o.vary) evalArgs.push('--vary', o.vary);
   if (o.projectRank) evalArgs.push('--project-rank', o.projectRank);
@@ -107,6 +116,13 @@ export async function sweep(o: SweepOptions): Promise<{ failed: Job[]; summary: 
   for (const m of o.models) if (!fs.existsSync(m)) throw new MtcError(`model file ${m} does not exist`);
   const stems = o.models.map((m) => path.basename(m, '.mt'));
   if (new Set(stems).size !== stems.length) throw new MtcError('two model files of the sweep have the same name; their run folders would collide');
+  // Every model, with the preset, the sets and the evaluation's studies, is checked before the
+  // first run trains: a typo in --vary or a rank k too large for d would otherwise surface only
+  // at the first evaluation, after a whole training run.
+  const { checkStudy } = await import('./eval.ts');
+  const vary = o.vary === undefined ? undefined : parseVary(o.vary);
+  const projectRanks = o.projectRank === undefined ? undefined : o.projectRank.split(',').map((k) => Number(k.trim()));
+  for (const model of o.models) checkStudy({ file: model, preset: o.preset, sets: o.sets, vary, projectRanks, tokenizer: o.tokenizer });
   const jobs: Job[] = o.models.flatMap((model) => o.seeds.map((seed) => ({ model, seed, dir: path.join(o.out, path.basename(model, '.mt'), `seed-${seed}`) })));
   const failed: Job[] = [];
   let next = 0;
@@ -169,7 +185,7 @@ export function summarise(out: string, models: string[]): string {
     };
     result[stem] = entry;
     const pm = (m: { mean: number; lo: number; hi: number }, d = 3) => `${m.mean.toFixed(d)} ± ${((m.hi - m.lo) / 2).toFixed(d)}`;
-    lines.push(`${stem} (${evals.length} seeds): bpb ${pm(entry.bpb)}  erank per iteration ${entry.erank?.map((m) => pm(m, 2)).join('  ') ?? '-'}`);
+    lines.push(`${stem} (${evals.length} seed${evals.length === 1 ? '' : 's'}): bpb ${pm(entry.bpb)}  erank per iteration ${entry.erank?.map((m) => pm(m, 2)).join('  ') ?? '-'}`);
   }
   fs.mkdirSync(out, { recursive: true });
   fs.writeFileSync(path.join(out, 'summary.json'), JSON.stringify(result, null, 2) + '\n');

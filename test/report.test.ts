@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { aggregate, lnGamma, meanCI, regIncBeta, tCdf, tQuantile } from '../runtime/stats.ts';
 import { escapeXml, lineChart, logTicks, niceTicks } from '../runtime/svg.ts';
 import { buildReport, findRunFolders, loadRun, modelFromFile, writeReport } from '../runtime/report.ts';
+import { MtcError } from '../compiler/diagnostics.ts';
 
 const close = (a: number, b: number, tol: number, what = '') => assert.ok(Math.abs(a - b) <= tol, `${what} ${a} != ${b} (tol ${tol})`);
 
@@ -431,6 +432,65 @@ test('report: runs with only training records and no rank fields anywhere', () =
     assert.ok(markdown.includes('No run has an eval.json with variants.'));
     assert.ok(markdown.includes('stopped at step 10 of 20'));
     assert.deepEqual(files.map((p) => path.basename(p)), ['report.md', 'loss_train.svg']);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('report: a user\'s mistakes are MtcErrors (one line, exit 1, no "internal error"): empty, missing, a file, broken config.json, -o a file', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-report-'));
+  try {
+    const isUserError = (re: RegExp) => (e: unknown) => e instanceof MtcError && re.test(e.message) && !e.message.includes('\n');
+    fs.mkdirSync(path.join(root, 'empty'));
+    assert.throws(() => writeReport([path.join(root, 'empty')], path.join(root, 'out')), isUserError(/empty: no run folder \(one holding config\.json\)/));
+    assert.throws(() => writeReport([path.join(root, 'missing')], path.join(root, 'out')), isUserError(/missing: no such folder/));
+    fs.writeFileSync(path.join(root, 'notes.txt'), 'hi');
+    assert.throws(() => writeReport([path.join(root, 'notes.txt')], path.join(root, 'out')), isUserError(/notes\.txt: not a folder/));
+    fs.mkdirSync(path.join(root, 'broken'));
+    fs.writeFileSync(path.join(root, 'broken', 'config.json'), '{bad');
+    assert.throws(() => writeReport([path.join(root, 'broken')], path.join(root, 'out')), isUserError(/no readable run folder in .*broken: config\.json is not valid JSON/));
+    makeRun(path.join(root, 'run'), { file: 'models/matrix_thinker.mt', model: 'MatrixThinker', seed: 0, T: 2, finalBpb: 3 });
+    assert.throws(() => writeReport([path.join(root, 'run')], path.join(root, 'notes.txt')), isUserError(/-o .*notes\.txt: a file of that name is in the way/));
+    // a broken run beside a good one is listed, not fatal
+    const { markdown } = writeReport([path.join(root, 'run'), path.join(root, 'broken')], path.join(root, 'out'));
+    assert.ok(markdown.includes('## Skipped folders') && markdown.includes('config.json is not valid JSON'));
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('report: a partly evaluated configuration says how many seeds each figure holds, and notes the mixed sources', () => {
+  withFixture((root, f) => {
+    // seed 2 loses its eval.json: the T-sweep and ablation have two seeds, the summary three
+    fs.rmSync(path.join(f.sweep, 'matrix_thinker', 'seed-2', 'eval.json'));
+    const out = path.join(root, 'report');
+    const { markdown } = writeReport([f.sweep], out);
+    const tsweep = fs.readFileSync(path.join(out, 'tsweep_bpb.svg'), 'utf8');
+    assert.ok(tsweep.includes('MatrixThinker (2 seeds)') && !tsweep.includes('MatrixThinker (3 seeds)'), 'T-sweep legend counts the seeds with a T-sweep');
+    assert.ok(fs.readFileSync(path.join(out, 'ablation_bpb.svg'), 'utf8').includes('MatrixThinker (2 seeds)'));
+    assert.ok(fs.readFileSync(path.join(out, 'loss_train.svg'), 'utf8').includes('MatrixThinker (3 seeds)'));
+    assert.ok(markdown.includes('| MatrixThinker | 3 |'));
+    assert.match(markdown, /- MatrixThinker: the final values mix eval\.json \(2 runs\) with the last evaluation in metrics\.jsonl, on other windows \(\S*seed-2: run `mtc run eval --run <folder>` there\)/);
+  });
+});
+
+test('report: a CI band is cut to the values the metric can take (erank ≥ 1), the table keeps the interval', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-report-'));
+  try {
+    // t=1 ranks 1.1, 3.0, 1.2: mean 1.77, the t interval reaches far below 1
+    [1.1, 3.0, 1.2].forEach((r, seed) =>
+      makeRun(path.join(root, 'sweep', 'matrix_thinker', `seed-${seed}`), { file: 'models/matrix_thinker.mt', model: 'MatrixThinker', seed, T: 2, valErank: [r, r + 0.5], finalBpb: 3 }),
+    );
+    const out = path.join(root, 'report');
+    const { markdown } = writeReport([path.join(root, 'sweep')], out);
+    const svg = fs.readFileSync(path.join(out, 'rank_val.svg'), 'utf8');
+    const yTicks = [...svg.matchAll(/text-anchor="end">([^<]+)</g)].map((m) => Number(m[1]));
+    assert.ok(yTicks.length > 2 && Math.min(...yTicks) >= 1, `y ticks ${yTicks}`);
+    assert.ok(svg.includes('shaded: 95% CI (Student t), cut to erank ≥ 1'));
+    assert.ok(fs.readFileSync(path.join(out, 'collapse_val.svg'), 'utf8').includes("cut to the ratio's range [0, 2]".replace("'", '&apos;')));
+    assert.ok(!fs.readFileSync(path.join(out, 'loss_train.svg'), 'utf8').includes('cut to'), 'loss bands are not cut');
+    // sd 1.07, half 4.3027·1.07/√3 = 2.66: the table gives the interval as computed
+    assert.ok(markdown.includes('| MatrixThinker | 1.77 ± 2.66 | 2.27 ± 2.66 |'), markdown);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }

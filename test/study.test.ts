@@ -130,7 +130,7 @@ test('training logs the val-time rank trajectory and, apart, the training-batch 
   // a varied hyperparameter that changes the parameters' shapes is refused clearly
   const bad = mtc([...base, '--vary', 'd=8']);
   assert.equal(bad.status, 1);
-  assert.match(bad.stderr, /does not hold 'embed\.u_tok' of shape \[256, 8\]/);
+  assert.match(bad.stderr, /--vary d=8 changes embed\.u_tok from \[256, 4\] to \[256, 8\]/);
   assert.doesNotMatch(bad.stderr, /\n\s+at /);
 });
 
@@ -161,4 +161,52 @@ test('mtc run sweep trains every (model, seed), resumes when rerun, aggregates o
   const svgs = fs.readdirSync(rep).filter((f) => f.endsWith('.svg'));
   assert.ok(svgs.length >= 3, `figures: ${svgs}`);
   for (const f of svgs) assert.match(fs.readFileSync(path.join(rep, f), 'utf8'), /^<svg[\s\S]*<\/svg>\s*$/);
+});
+
+test('the study commands refuse a bad request in one sentence before any training: seeds, model file, --vary, --project-rank, --windows, a run without checkpoint', () => {
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-refuse-')), 'sweep');
+  const sweep = (...extra: string[]) => mtc(['run', 'sweep', 'models/matrix_thinker.mt', '--seeds', '0', ...small, '--steps', '2', '--out', out, ...extra]);
+  const refused = (r: ReturnType<typeof mtc>, status: number, re: RegExp) => {
+    assert.equal(r.status, status, `exit ${r.status}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+    assert.doesNotMatch(r.stderr, /\n\s+at |internal error/);
+  };
+  // usage errors (exit 2): the option's value is malformed
+  for (const seeds of ['abc', '3-1', '-1', '0,,1', '']) refused(mtc(['run', 'sweep', 'models/matrix_thinker.mt', '--seeds', seeds, '--out', out]), 2, /--seeds/);
+  refused(sweep('--project-rank', '0'), 2, /--project-rank takes positive whole numbers/);
+  refused(sweep('--vary', 'T='), 2, /the values of --vary must be numbers/);
+  refused(sweep('--vary', 'T=1,,2'), 2, /the values of --vary must be numbers/);
+  refused(sweep('--windows', '0'), 2, /--windows must be a positive whole number/);
+  // user errors (exit 1), found by compiling each model before the first run trains
+  refused(mtc(['run', 'sweep', 'models/nope.mt', '--seeds', '0', '--out', out]), 1, /model file models\/nope\.mt does not exist/);
+  refused(sweep('--vary', 'foo=1,2'), 1, /--vary foo: 'foo' is not a hyperparameter of models\/matrix_thinker\.mt; known: d, /);
+  refused(sweep('--vary', 'd=8'), 1, /--vary d=8 changes embed\.u_tok from \[256, 4\] to \[256, 8\]/);
+  refused(sweep('--project-rank', '1,8'), 1, /--project-rank 8: the token matrices of MatrixThinker are 4×4, so the rank k can be at most 4/);
+  refused(sweep('--preset', 'huge'), 1, /unknown preset 'huge'/);
+  refused(sweep('--tokenizer', 'gpt2'), 1, /the model's logits have 256 classes, but gpt2 tokens take 50257 values: set vocab to at least 50257/);
+  refused(sweep('--tokenizer', 'words'), 2, /--tokenizer/);
+  assert.ok(!fs.existsSync(out), 'nothing was trained');
+
+  // mtc run eval: a missing run folder, a run folder without checkpoint, the same study checks
+  refused(mtc(['run', 'eval', '--run', path.join(out, 'missing')]), 1, /--run \S+missing: no such folder/);
+  const noCk = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-nock-'));
+  fs.writeFileSync(path.join(noCk, 'config.json'), JSON.stringify({ file: 'models/matrix_thinker.mt', preset: null, sets: smallSets, data: 'sotu', val: null, steps: 2, seed: 0, train: { valFraction: 0.1 } }));
+  refused(mtc(['run', 'eval', '--run', noCk]), 1, /the run folder \S+ holds no checkpoint/);
+  const evalArgs = ['run', 'eval', 'models/matrix_thinker.mt', ...small, '--checkpoint', path.join(noCk, 'none.safetensors'), '--data', 'models/matrix_thinker.mt'];
+  refused(mtc([...evalArgs, '--vary', 'foo=1']), 1, /--vary foo: 'foo' is not a hyperparameter/);
+  refused(mtc([...evalArgs, '--project-rank', '5']), 1, /--project-rank 5: the token matrices of MatrixThinker are 4×4/);
+  refused(mtc([...evalArgs, '--project-rank', '0']), 2, /--project-rank takes positive whole numbers/);
+  refused(mtc(evalArgs), 1, /cannot read checkpoint/);
+});
+
+test('mtc run sweep --tokenizer gpt2: every run trains and evaluates on GPT-2 BPE tokens', () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-sweep-bpe-'));
+  const r = mtc(['run', 'sweep', 'models/matrix_thinker.mt', '--seeds', '0', ...small, '--set', 'vocab=50257', '--tokenizer', 'gpt2', '--steps', '1', '--windows', '2', '--out', out]);
+  assert.equal(r.status, 0, r.stderr);
+  const run = path.join(out, 'matrix_thinker', 'seed-0');
+  assert.equal(JSON.parse(fs.readFileSync(path.join(run, 'config.json'), 'utf8')).train.tokenizer, 'gpt2');
+  const e = JSON.parse(fs.readFileSync(path.join(run, 'eval.json'), 'utf8'));
+  assert.equal(e.tokenizer, 'gpt2');
+  assert.ok(e.bytes > e.tokens, `BPE tokens cover more than a byte each: ${e.tokens} tokens, ${e.bytes} bytes`);
+  assert.match(r.stdout, /matrix_thinker \(1 seed\): bpb /);
 });
