@@ -266,6 +266,30 @@ export function offsetLines(view: View, flat: string, names: string[], bases: nu
   return lines;
 }
 
+/**
+ * The tree in workgroup memory that adds the register tiles of `wg` threads: each thread's
+ * accumulators acc_r_q go to partial[cell * wg + lid], then halves are added until
+ * partial[cell * wg] holds the sum of cell (r * tn + q). Needs `var<workgroup> partial`.
+ */
+export function tileTreeLines(tm: number, tn: number, wg: number): string[] {
+  const cells = tm * tn;
+  const lines: string[] = [];
+  for (let r = 0; r < tm; r++) for (let q = 0; q < tn; q++) lines.push(`partial[${u32Lit((r * tn + q) * wg)} + lid] = acc_${r}_${q};`);
+  return [
+    ...lines,
+    'workgroupBarrier();',
+    `for (var width = ${u32Lit(wg / 2)}; width > 0u; width >>= 1u) {`,
+    '  if (lid < width) {',
+    `    for (var cell = 0u; cell < ${u32Lit(cells)}; cell++) {`,
+    `      let at = cell * ${u32Lit(wg)} + lid;`,
+    '      partial[at] += partial[at + width];',
+    '    }',
+    '  }',
+    '  workgroupBarrier();',
+    '}',
+  ];
+}
+
 /** numel with the guard that WGSL u32 indexing can address it. */
 export function count(shape: Shape): number {
   const n = numel(shape);

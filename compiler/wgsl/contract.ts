@@ -7,7 +7,7 @@
 // split the summed terms (every WG-th one) and add their blocks in a tree in workgroup memory.
 import { numel, strides, type Graph, type Node } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
-import { assemble, grid, kernelName, offsetLines, shapeName, simplifyView, u32Lit, type Binding } from './common.ts';
+import { assemble, grid, kernelName, offsetLines, shapeName, simplifyView, tileTreeLines, u32Lit, type Binding } from './common.ts';
 
 /** An operand of a product: the node whose memory is read, and its stride for each axis of the operand's shape. */
 export interface OperandView {
@@ -33,7 +33,6 @@ function batchStrides(v: OperandView, batch: readonly number[]): number[] {
  * `out` the node computed (the sum, or the product itself).
  */
 export function emitContraction(g: Graph, out: Node, product: Node, summed: readonly number[], a: OperandView, b: OperandView): Kernel {
-  const r = product.shape.length;
   const batch = product.shape.slice(0, -2);
   const [m, n] = product.shape.slice(-2);
   const k = a.shape[a.shape.length - 1];
@@ -95,17 +94,7 @@ export function emitContraction(g: Graph, out: Node, product: Node, summed: read
     ...range(tn).map((j) => `  let b_${j} = b[bc_${j} + bk];`),
     ...range(tm).flatMap((i) => range(tn).map((j) => `  acc_${i}_${j} += a_${i} * b_${j};`)),
     '}',
-    ...range(tm).flatMap((i) => range(tn).map((j) => `partial[${u32Lit((i * tn + j) * WG)} + lid] = acc_${i}_${j};`)),
-    'workgroupBarrier();',
-    `for (var width = ${u32Lit(WG / 2)}; width > 0u; width >>= 1u) {`,
-    '  if (lid < width) {',
-    `    for (var cell = 0u; cell < ${u32Lit(cells)}; cell++) {`,
-    `      let at = cell * ${u32Lit(WG)} + lid;`,
-    '      partial[at] += partial[at + width];',
-    '    }',
-    '  }',
-    '  workgroupBarrier();',
-    '}',
+    ...tileTreeLines(tm, tn, WG),
     'if (lid == 0u) {',
     ...range(tm).flatMap((i) =>
       range(tn).flatMap((j) => {
@@ -116,7 +105,6 @@ export function emitContraction(g: Graph, out: Node, product: Node, summed: read
     ),
     '}',
   ];
-  void r;
   return assemble({
     name,
     summary: summed.length ? `out = a @ b summed over batch axes [${summed.join(', ')}] (a contraction: the product is never written)` : 'out = a @ b, operands read through strided views',

@@ -13,7 +13,7 @@
 // registers, while arrays indexed at run time go to memory.
 import { strides, type Graph, type Node } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
-import { assemble, broadcastStrides, grid, inShapes, kernelName, loadF32, nodeBindings, offsetLines, simplifyView, u32Lit, type View } from './common.ts';
+import { assemble, broadcastStrides, grid, inShapes, kernelName, loadF32, nodeBindings, offsetLines, simplifyView, tileTreeLines, u32Lit, type View } from './common.ts';
 
 /** C[i, j] = sum_k A[i, k] B[k, j] for each batch element (view operands: A, B, C). */
 export interface MatmulCanon {
@@ -297,17 +297,7 @@ function splitkKernel(c: MatmulCanon, p: Extract<MatmulPlan, { variant: 'splitk'
       ...range(tn).map((q) => `  let b_${q} = ${ld.b(`bc_${q} + bk`)};`),
       ...fmaLines(tm, tn).map((l) => `  ${l}`),
       '}',
-      ...range(tm).flatMap((r) => range(tn).map((q) => `partial[${u32Lit((r * tn + q) * wg)} + lid] = acc_${r}_${q};`)),
-      'workgroupBarrier();',
-      `for (var width = ${u32Lit(wg / 2)}; width > 0u; width >>= 1u) {`,
-      '  if (lid < width) {',
-      `    for (var cell = 0u; cell < ${u32Lit(cells)}; cell++) {`,
-      `      let at = cell * ${u32Lit(wg)} + lid;`,
-      '      partial[at] += partial[at + width];',
-      '    }',
-      '  }',
-      '  workgroupBarrier();',
-      '}',
+      ...tileTreeLines(tm, tn, wg),
       'if (lid == 0u) {',
       ...storeLines(c, tm, tn, (r, q) => `partial[${u32Lit((r * tn + q) * wg)}]`).map((l) => `  ${l}`),
       '}',
