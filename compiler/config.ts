@@ -159,17 +159,24 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
     if (k === 'schedule' && v.name !== 'warmup_cosine') fail(`the schedule must be warmup_cosine(...)`, loc);
   }
   const betas = cfgArg('optimizer', 'adamw', 'betas', NaN, true);
+  // Values that would train silently wrong (a negative lr climbs the loss) are refused here.
+  const inRange = (key: string, name: string, arg: string, ok: (x: number) => boolean, what: string, dflt: number): number => {
+    const x = cfgArg(key, name, arg, dflt) as number;
+    if (!ok(x)) fail(`${name}: '${arg}' must be ${what}, got ${x}`, vals.get(key)?.loc);
+    return x;
+  };
+  if (Array.isArray(betas) && !betas.every((b) => b >= 0 && b < 1)) fail(`adamw: 'betas' must lie in [0, 1), got [${betas.join(', ')}]`, vals.get('optimizer')?.loc);
   return {
     data: strOf('data', 'sotu'),
     tokenizer: tokenizer as TokenizerName,
     ctx: numOf('ctx', undefined, posInt, 'a positive whole number'),
     batch: numOf('batch', undefined, posInt, 'a positive whole number'),
     steps: numOf('steps', undefined, (x) => Number.isInteger(x) && x >= 0, 'a whole number'),
-    lr: cfgArg('optimizer', 'adamw', 'lr', 3e-4) as number,
+    lr: inRange('optimizer', 'adamw', 'lr', (x) => x > 0 && Number.isFinite(x), 'a positive number', 3e-4),
     betas: Array.isArray(betas) ? betas : [0.9, 0.98],
-    eps: cfgArg('optimizer', 'adamw', 'eps', 1e-8) as number,
-    weightDecay: cfgArg('optimizer', 'adamw', 'weight_decay', 0.01) as number,
-    warmup: cfgArg('schedule', 'warmup_cosine', 'warmup', 0) as number,
+    eps: inRange('optimizer', 'adamw', 'eps', (x) => x > 0 && Number.isFinite(x), 'a positive number', 1e-8),
+    weightDecay: inRange('optimizer', 'adamw', 'weight_decay', (x) => x >= 0 && Number.isFinite(x), 'a number ≥ 0', 0.01),
+    warmup: inRange('schedule', 'warmup_cosine', 'warmup', (x) => Number.isInteger(x) && x >= 0, 'a whole number ≥ 0', 0),
     clip: numOf('clip', 1.0, (x) => x > 0, 'a positive number'),
     logEvery: numOf('log_every', 10, posInt, 'a positive whole number'),
     evalEvery: numOf('eval_every', 100, posInt, 'a positive whole number'),

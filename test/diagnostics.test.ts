@@ -419,6 +419,24 @@ ${TRAIN}
     ],
   },
   {
+    name: 'a negative learning rate',
+    src: tiny('    return gather(E, tokens) @ W').replace('  steps = 1', '  steps = 1\n  optimizer = adamw(lr = -0.1)'),
+    expect: [
+      "model.mt:15:3: error: adamw: 'lr' must be a positive number, got -0.1",
+      '15 |   optimizer = adamw(lr = -0.1)',
+      '       ^~~~~~~~~~~~~~~~~~~~~~~~~~~~',
+    ],
+  },
+  {
+    name: 'a fractional warmup',
+    src: tiny('    return gather(E, tokens) @ W').replace('  steps = 1', '  steps = 1\n  schedule = warmup_cosine(warmup = 2.5)'),
+    expect: [
+      "model.mt:15:3: error: warmup_cosine: 'warmup' must be a whole number ≥ 0, got 2.5",
+      '15 |   schedule = warmup_cosine(warmup = 2.5)',
+      '       ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~',
+    ],
+  },
+  {
     name: 'a train section without ctx',
     src: tiny('    return gather(E, tokens) @ W').replace('  ctx = 8\n', ''),
     expect: [
