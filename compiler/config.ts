@@ -26,6 +26,8 @@ export interface TrainConfig {
   evalBatches: number;
   valFraction: number;
   seed: number;
+  /** per-block gradient checkpointing: recompute each call of a layer-array item in the backward pass */
+  checkpoint: boolean;
 }
 
 const numericHost = (): Host => ({
@@ -114,7 +116,7 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
     }
     vals.set(e.name, { v: evalExpr(e.value, scope, host), loc: e.loc });
   }
-  const known = new Set(['data', 'tokenizer', 'ctx', 'batch', 'steps', 'loss', 'optimizer', 'schedule', 'clip', 'log_every', 'eval_every', 'eval_batches', 'val_fraction', 'seed']);
+  const known = new Set(['data', 'tokenizer', 'ctx', 'batch', 'steps', 'loss', 'optimizer', 'schedule', 'clip', 'log_every', 'eval_every', 'eval_batches', 'val_fraction', 'seed', 'checkpoint']);
   for (const [k, { loc }] of vals) if (!known.has(k)) fail(`unknown train setting '${k}'; known: ${[...known].join(', ')}`, loc);
 
   const numOf = (key: string, dflt: number | undefined, check: (x: number) => boolean, rule: string): number => {
@@ -183,5 +185,6 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
     evalBatches: numOf('eval_batches', 4, posInt, 'a positive whole number'),
     valFraction: numOf('val_fraction', 0.05, (x) => x > 0 && x < 1, 'between 0 and 1'),
     seed: numOf('seed', 0, (x) => Number.isInteger(x) && x >= 0, 'a whole number ≥ 0'),
+    checkpoint: numOf('checkpoint', 0, (x) => x === 0 || x === 1, '0 (off) or 1 (recompute each block in the backward pass)') === 1,
   };
 }

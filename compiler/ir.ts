@@ -113,6 +113,8 @@ export interface Graph {
   outputs: Record<string, number>;
   /** Observation points: name -> node ids, one per iteration of the enclosing repeat. */
   observations: Record<string, number[]>;
+  /** Paths of the items of layer arrays (`blocks.0`, `blocks.1`, ...): the calls gradient checkpointing recomputes. */
+  arrayItems?: string[];
   /** After autodiff: param index -> node id of its gradient. */
   grads?: number[];
   /** After autodiff: id of the first backward node (forward nodes come before it). */

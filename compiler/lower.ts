@@ -131,6 +131,7 @@ function lowerUnguarded(unit: Unit, hypers: Map<string, number>, train: TrainCon
             if (!Number.isInteger(n) || n < 0) fail(`the number of layers must be a whole number, got ${n}`, m.count.loc);
             if (n > MAX_LAYER_COUNT) fail(`${n} layers are too many for one array (at most ${MAX_LAYER_COUNT})`, m.count.loc);
             const items = [...Array(n).keys()].map((i) => instantiate(callee as LayerDecl, cargs, `${sub}.${i}`, m.call.loc));
+            (b.graph.arrayItems ??= []).push(...items.map((_, i) => `${sub}.${i}`));
             inst.members.set(m.name, { t: 'layers', items });
           } else {
             inst.members.set(m.name, { t: 'layer', inst: instantiate(callee as LayerDecl, cargs, sub, m.call.loc) });

@@ -4,6 +4,7 @@
 //   config    hyperparameters, preset, --set; the train section    (compiler/config.ts)
 //   lower     model -> tensor graph with static shapes             (compiler/lower.ts)
 //   autodiff  reverse-mode gradients, one VJP rule per op          (compiler/autodiff.ts)
+//             and, with `checkpoint = 1`, recomputation per block  (compiler/checkpoint.ts)
 //   fuse      per-token stretches into one kernel each             (compiler/fuse.ts)
 //   plan      kernels, dispatch order, buffers                     (compiler/plan.ts)
 //   emit      WGSL files and TypeScript host code                  (compiler/hostgen.ts)
@@ -17,6 +18,7 @@ import type { Graph } from './ir.ts';
 import { lowerModel } from './lower.ts';
 import { planProgram, type Plan } from './plan.ts';
 import { describeGroups } from './fuse.ts';
+import { checkpointCalls } from './checkpoint.ts';
 import { printGraph } from './printer.ts';
 import { loadProgram, type Unit } from './program.ts';
 import { optimizerKernels } from './wgsl/optimizer.ts';
@@ -77,6 +79,7 @@ export function buildGraph(file: string, opts: CompileOptions = {}): Built {
   dump('lower', () => printGraph(b.graph));
 
   differentiate(b, b.graph.outputs.loss);
+  if (train.checkpoint) checkpointCalls(b.graph, b.graph.arrayItems ?? []);
   dump('autodiff', () => printGraph(b.graph));
   return { unit, hypers, train, graph: b.graph };
 }

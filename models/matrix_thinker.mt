@@ -17,6 +17,7 @@ hyper {
   steps = 600
   lr = 3e-2         # peak learning rate
   warmup = 30       # linear warmup steps, then cosine to 0
+  checkpoint = 0    # 1: recompute each block in the backward pass (less memory, more compute)
 }
 
 preset tiny {
@@ -36,6 +37,7 @@ preset full {
   steps = 3000
   lr = 3e-4
   warmup = 300
+  checkpoint = 1    # per-block gradient checkpointing, as the study trained
 }
 
 model MatrixThinker {
@@ -70,4 +72,5 @@ train {
   eval_batches = 4
   val_fraction = 0.05
   seed = 0
+  checkpoint = checkpoint
 }

@@ -393,7 +393,8 @@ export function emitRegion(
   for (const [call, def] of Object.entries(INF_HELPERS)) if (main.includes(call)) sections.push(def);
   sections.push(main);
   const code = sections.join('\n\n') + '\n';
-  const hash = createHash('sha256').update(code).digest('hex').slice(0, 10);
+  // named by the code without its comments, so that moving a source line renames nothing
+  const hash = createHash('sha256').update(code.replace(/\/\/[^\n]*/g, '')).digest('hex').slice(0, 10);
   const name = `fused_${r.members.length}ops_${hash}`;
   const [x, y] = gr.workgroups;
   const header = [

@@ -42,7 +42,8 @@ export const model = {
     "evalEvery": 50,
     "evalBatches": 4,
     "valFraction": 0.05,
-    "seed": 0
+    "seed": 0,
+    "checkpoint": false
   }
 };
 /** Parameters in the arena, in source order: dotted path, shape (row-major float32), offset in floats, initialiser. */
@@ -98,36 +99,35 @@ export const layout = {
     "causal_mask_f0_16x4x64x64",
     "causal_mask_fminf_16x4x64x64",
     "cross_entropy_16x64x256_16x64i",
-    "fused_10ops_5172d54234",
-    "fused_10ops_935aeb9834",
-    "fused_11ops_cca30c12d9",
-    "fused_11ops_d53eafa93b",
-    "fused_15ops_c4a325e7cb",
-    "fused_15ops_d0d2eba669",
-    "fused_16ops_bde96d7275",
-    "fused_1ops_09f49c20a4",
-    "fused_1ops_3b520c889b",
-    "fused_1ops_555d2f3c3f",
-    "fused_1ops_87ae750ef7",
-    "fused_1ops_baa51ca5a5",
-    "fused_1ops_c2b5630ba8",
-    "fused_1ops_fd29873bcc",
-    "fused_2ops_10375582f0",
-    "fused_2ops_2a6ce95297",
-    "fused_2ops_5a2fc5d29a",
-    "fused_2ops_5d1523a483",
-    "fused_2ops_63a0643e9f",
-    "fused_2ops_85be7e2af5",
-    "fused_2ops_dcf3b9706f",
-    "fused_2ops_e7f60015da",
-    "fused_3ops_55a5be67ec",
-    "fused_3ops_7636a65163",
-    "fused_3ops_c64b9f0a64",
-    "fused_3ops_e8251e6425",
-    "fused_3ops_eda2a7fdfc",
-    "fused_5ops_3174d7ce63",
-    "fused_5ops_69dfb5747c",
-    "fused_5ops_96ab545b35",
+    "fused_10ops_08e87eeb0d",
+    "fused_10ops_60ffa0d4fe",
+    "fused_11ops_2de11efbde",
+    "fused_11ops_b3462cd80d",
+    "fused_15ops_0353280b0d",
+    "fused_15ops_ae89a28e6f",
+    "fused_16ops_6721c5c849",
+    "fused_1ops_60af686166",
+    "fused_1ops_845112d029",
+    "fused_1ops_8d2c4f68c4",
+    "fused_1ops_9af091d3d6",
+    "fused_1ops_9c03c2973b",
+    "fused_1ops_cb08a662da",
+    "fused_2ops_09e8391b03",
+    "fused_2ops_5819fbebfa",
+    "fused_2ops_9185567ec1",
+    "fused_2ops_a42ab60fb4",
+    "fused_2ops_b01f10e7e5",
+    "fused_2ops_b8c5b7e55b",
+    "fused_2ops_e94fdf9c18",
+    "fused_2ops_f60d389043",
+    "fused_3ops_58715b6c06",
+    "fused_3ops_9ddd684941",
+    "fused_3ops_a42ab60fb4",
+    "fused_3ops_cb47b79800",
+    "fused_3ops_d77d54730e",
+    "fused_5ops_35d73c9948",
+    "fused_5ops_b214c8e2bd",
+    "fused_5ops_e62d857e69",
     "gradnorm_partial_136896",
     "gradnorm_total_34",
     "matmul_1024x256_256x64",
@@ -267,163 +267,163 @@ export class Program {
         label: kernel, layout: this.pipelines[kernel].getBindGroupLayout(0),
         entries: bindings.map(([buffer, offset, size], binding) => ({ binding, resource: { buffer, offset, size } }))
       }));
-    group("fused_10ops_5172d54234", [[this.params, 0, 547584], [this.tokens, 0, 4096], [this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[2], 0, 262144], [this.act[3], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 0: fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
+    group("fused_10ops_60ffa0d4fe", [[this.params, 0, 547584], [this.tokens, 0, 4096], [this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[2], 0, 262144], [this.act[3], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 0: fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
     group("matmul_1024x64_64x64", [[this.act[4], 0, 262144], [this.params, 82176, 16384], [this.act[5], 0, 262144]]); // 1: %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
-    group("fused_2ops_63a0643e9f", [[this.params, 98560, 449024], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 2: fused %47..%48 blocks.0.attn.q.add0 .. blocks.0.attn.reshape0 vector_transformer.mt:47-58
+    group("fused_2ops_f60d389043", [[this.params, 98560, 449024], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 2: fused %47..%48 blocks.0.attn.q.add0 .. blocks.0.attn.reshape0 vector_transformer.mt:47-58
     group("permute_0213_16x64x4x16", [[this.act[6], 0, 262144], [this.act[5], 0, 262144]]); // 3: %49 blocks.0.attn.permute0 vector_transformer.mt:58
     group("matmul_1024x64_64x64", [[this.act[3], 0, 262144], [this.params, 98816, 16384], [this.act[6], 0, 262144]]); // 4: %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
-    group("fused_2ops_63a0643e9f", [[this.params, 115200, 432384], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 5: fused %53..%54 blocks.0.attn.k.add0 .. blocks.0.attn.reshape1 vector_transformer.mt:47-59
+    group("fused_2ops_f60d389043", [[this.params, 115200, 432384], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 5: fused %53..%54 blocks.0.attn.k.add0 .. blocks.0.attn.reshape1 vector_transformer.mt:47-59
     group("permute_0213_16x64x4x16", [[this.act[7], 0, 262144], [this.act[6], 0, 262144]]); // 6: %55 blocks.0.attn.permute1 vector_transformer.mt:59
     group("matmul_1024x64_64x64", [[this.act[3], 0, 262144], [this.params, 115456, 16384], [this.act[7], 0, 262144]]); // 7: %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
-    group("fused_2ops_63a0643e9f", [[this.params, 131840, 415744], [this.act[7], 0, 262144], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 8: fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
+    group("fused_2ops_f60d389043", [[this.params, 131840, 415744], [this.act[7], 0, 262144], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 8: fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
     group("permute_0213_16x64x4x16", [[this.act[8], 0, 262144], [this.act[7], 0, 262144]]); // 9: %61 blocks.0.attn.permute2 vector_transformer.mt:60
-    group("fused_1ops_fd29873bcc", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 10: fused %62..%62 blocks.0.attn.permute3 .. blocks.0.attn.permute3 vector_transformer.mt:61
+    group("fused_1ops_845112d029", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 10: fused %62..%62 blocks.0.attn.permute3 .. blocks.0.attn.permute3 vector_transformer.mt:61
     group("matmul_16x4x64x16_16x4x16x64", [[this.act[5], 0, 262144], [this.act[8], 0, 262144], [this.act[9], 0, 1048576]]); // 11: %63 blocks.0.attn.matmul0 vector_transformer.mt:61
-    group("fused_1ops_baa51ca5a5", [[this.act[9], 0, 1048576], [this.act[10], 0, 1048576], [this.step, 0, 16]]); // 12: fused %64..%64 blocks.0.attn.affine0 .. blocks.0.attn.affine0 vector_transformer.mt:61
+    group("fused_1ops_8d2c4f68c4", [[this.act[9], 0, 1048576], [this.act[10], 0, 1048576], [this.step, 0, 16]]); // 12: fused %64..%64 blocks.0.attn.affine0 .. blocks.0.attn.affine0 vector_transformer.mt:61
     group("causal_mask_fminf_16x4x64x64", [[this.act[10], 0, 1048576], [this.act[9], 0, 1048576]]); // 13: %65 blocks.0.attn.causal_mask0 vector_transformer.mt:61
-    group("fused_2ops_e7f60015da", [[this.act[9], 0, 1048576], [this.act[10], 0, 1048576], [this.act[11], 0, 1048576], [this.step, 0, 16]]); // 14: fused %66..%67 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 vector_transformer.mt:61
+    group("fused_2ops_e94fdf9c18", [[this.act[9], 0, 1048576], [this.act[10], 0, 1048576], [this.act[11], 0, 1048576], [this.step, 0, 16]]); // 14: fused %66..%67 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 vector_transformer.mt:61
     group("matmul_16x4x64x64_16x4x64x16", [[this.act[11], 0, 1048576], [this.act[7], 0, 262144], [this.act[6], 0, 262144]]); // 15: %68 blocks.0.attn.matmul1 vector_transformer.mt:62
-    group("fused_3ops_c64b9f0a64", [[this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 16: fused %69..%71 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
+    group("fused_3ops_a42ab60fb4", [[this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 16: fused %69..%71 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
     group("matmul_1024x64_64x64", [[this.act[12], 0, 262144], [this.params, 132096, 16384], [this.act[6], 0, 262144]]); // 17: %72 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    group("fused_10ops_935aeb9834", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[6], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 18: fused %74..%83 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
+    group("fused_10ops_08e87eeb0d", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[6], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 18: fused %74..%83 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[16], 0, 262144], [this.params, 148992, 65536], [this.act[9], 0, 1048576]]); // 19: %84 blocks.0.up.matmul0 vector_transformer.mt:47
-    group("fused_3ops_55a5be67ec", [[this.params, 214528, 333056], [this.act[9], 0, 1048576], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.step, 0, 16]]); // 20: fused %86..%88 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
+    group("fused_3ops_cb47b79800", [[this.params, 214528, 333056], [this.act[9], 0, 1048576], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.step, 0, 16]]); // 20: fused %86..%88 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[18], 0, 1048576], [this.params, 215552, 65536], [this.act[6], 0, 262144]]); // 21: %89 blocks.0.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_d53eafa93b", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[6], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 4096], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 22: fused %91..%101 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    group("fused_11ops_2de11efbde", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[6], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 4096], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 22: fused %91..%101 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[23], 0, 262144], [this.params, 281600, 16384], [this.act[6], 0, 262144]]); // 23: %102 blocks.1.attn.q.matmul0 vector_transformer.mt:47
-    group("fused_2ops_63a0643e9f", [[this.params, 297984, 249600], [this.act[6], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 24: fused %104..%105 blocks.1.attn.q.add0 .. blocks.1.attn.reshape0 vector_transformer.mt:47-58
+    group("fused_2ops_f60d389043", [[this.params, 297984, 249600], [this.act[6], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 24: fused %104..%105 blocks.1.attn.q.add0 .. blocks.1.attn.reshape0 vector_transformer.mt:47-58
     group("permute_0213_16x64x4x16", [[this.act[24], 0, 262144], [this.act[6], 0, 262144]]); // 25: %106 blocks.1.attn.permute0 vector_transformer.mt:58
     group("matmul_1024x64_64x64", [[this.act[22], 0, 262144], [this.params, 298240, 16384], [this.act[24], 0, 262144]]); // 26: %108 blocks.1.attn.k.matmul0 vector_transformer.mt:47
-    group("fused_2ops_63a0643e9f", [[this.params, 314624, 232960], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 27: fused %110..%111 blocks.1.attn.k.add0 .. blocks.1.attn.reshape1 vector_transformer.mt:47-59
+    group("fused_2ops_f60d389043", [[this.params, 314624, 232960], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 27: fused %110..%111 blocks.1.attn.k.add0 .. blocks.1.attn.reshape1 vector_transformer.mt:47-59
     group("permute_0213_16x64x4x16", [[this.act[25], 0, 262144], [this.act[24], 0, 262144]]); // 28: %112 blocks.1.attn.permute1 vector_transformer.mt:59
     group("matmul_1024x64_64x64", [[this.act[22], 0, 262144], [this.params, 314880, 16384], [this.act[25], 0, 262144]]); // 29: %114 blocks.1.attn.v.matmul0 vector_transformer.mt:47
-    group("fused_2ops_63a0643e9f", [[this.params, 331264, 216320], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 30: fused %116..%117 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
+    group("fused_2ops_f60d389043", [[this.params, 331264, 216320], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 30: fused %116..%117 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
     group("permute_0213_16x64x4x16", [[this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 31: %118 blocks.1.attn.permute2 vector_transformer.mt:60
-    group("fused_1ops_fd29873bcc", [[this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 32: fused %119..%119 blocks.1.attn.permute3 .. blocks.1.attn.permute3 vector_transformer.mt:61
+    group("fused_1ops_845112d029", [[this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 32: fused %119..%119 blocks.1.attn.permute3 .. blocks.1.attn.permute3 vector_transformer.mt:61
     group("matmul_16x4x64x16_16x4x16x64", [[this.act[6], 0, 262144], [this.act[26], 0, 262144], [this.act[9], 0, 1048576]]); // 33: %120 blocks.1.attn.matmul0 vector_transformer.mt:61
-    group("fused_1ops_baa51ca5a5", [[this.act[9], 0, 1048576], [this.act[27], 0, 1048576], [this.step, 0, 16]]); // 34: fused %121..%121 blocks.1.attn.affine0 .. blocks.1.attn.affine0 vector_transformer.mt:61
+    group("fused_1ops_8d2c4f68c4", [[this.act[9], 0, 1048576], [this.act[27], 0, 1048576], [this.step, 0, 16]]); // 34: fused %121..%121 blocks.1.attn.affine0 .. blocks.1.attn.affine0 vector_transformer.mt:61
     group("causal_mask_fminf_16x4x64x64", [[this.act[27], 0, 1048576], [this.act[9], 0, 1048576]]); // 35: %122 blocks.1.attn.causal_mask0 vector_transformer.mt:61
-    group("fused_2ops_10375582f0", [[this.act[9], 0, 1048576], [this.act[27], 0, 1048576], [this.act[28], 0, 1048576], [this.step, 0, 16]]); // 36: fused %123..%124 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 vector_transformer.mt:61
+    group("fused_2ops_b8c5b7e55b", [[this.act[9], 0, 1048576], [this.act[27], 0, 1048576], [this.act[28], 0, 1048576], [this.step, 0, 16]]); // 36: fused %123..%124 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 vector_transformer.mt:61
     group("matmul_16x4x64x64_16x4x64x16", [[this.act[28], 0, 1048576], [this.act[25], 0, 262144], [this.act[24], 0, 262144]]); // 37: %125 blocks.1.attn.matmul1 vector_transformer.mt:62
-    group("fused_3ops_c64b9f0a64", [[this.act[24], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 38: fused %126..%128 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
+    group("fused_3ops_a42ab60fb4", [[this.act[24], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 38: fused %126..%128 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
     group("matmul_1024x64_64x64", [[this.act[29], 0, 262144], [this.params, 331520, 16384], [this.act[24], 0, 262144]]); // 39: %129 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    group("fused_10ops_935aeb9834", [[this.params, 347904, 199680], [this.act[19], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4096], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 40: fused %131..%140 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
+    group("fused_10ops_08e87eeb0d", [[this.params, 347904, 199680], [this.act[19], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4096], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 40: fused %131..%140 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[33], 0, 262144], [this.params, 348416, 65536], [this.act[9], 0, 1048576]]); // 41: %141 blocks.1.up.matmul0 vector_transformer.mt:47
-    group("fused_3ops_55a5be67ec", [[this.params, 413952, 133632], [this.act[9], 0, 1048576], [this.act[34], 0, 1048576], [this.act[35], 0, 1048576], [this.step, 0, 16]]); // 42: fused %143..%145 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
+    group("fused_3ops_cb47b79800", [[this.params, 413952, 133632], [this.act[9], 0, 1048576], [this.act[34], 0, 1048576], [this.act[35], 0, 1048576], [this.step, 0, 16]]); // 42: fused %143..%145 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[35], 0, 1048576], [this.params, 414976, 65536], [this.act[24], 0, 262144]]); // 43: %146 blocks.1.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_cca30c12d9", [[this.params, 480512, 67072], [this.act[30], 0, 262144], [this.act[24], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 4096], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 44: fused %148..%158 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    group("fused_11ops_b3462cd80d", [[this.params, 480512, 67072], [this.act[30], 0, 262144], [this.act[24], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 4096], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 44: fused %148..%158 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[39], 0, 262144], [this.params, 481024, 65536], [this.act[9], 0, 1048576]]); // 45: %159 head.matmul0 vector_transformer.mt:47
-    group("fused_1ops_87ae750ef7", [[this.params, 546560, 1024], [this.act[9], 0, 1048576], [this.act[40], 0, 1048576], [this.step, 0, 16]]); // 46: fused %161..%161 head.add0 .. head.add0 vector_transformer.mt:47
+    group("fused_1ops_60af686166", [[this.params, 546560, 1024], [this.act[9], 0, 1048576], [this.act[40], 0, 1048576], [this.step, 0, 16]]); // 46: fused %161..%161 head.add0 .. head.add0 vector_transformer.mt:47
     group("cross_entropy_16x64x256_16x64i", [[this.act[40], 0, 1048576], [this.targets, 0, 4096], [this.act[41], 0, 4]]); // 47: %162 loss.cross_entropy0 vector_transformer.mt:84
-    group("fused_5ops_3174d7ce63", [[this.targets, 0, 4096], [this.act[40], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 48: fused %164..%168 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
+    group("fused_5ops_b214c8e2bd", [[this.targets, 0, 4096], [this.act[40], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 48: fused %164..%168 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
     group("sum_a01_16x64x256", [[this.act[9], 0, 1048576], [this.act[42], 0, 1024]]); // 49: %169 head.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x256", [[this.params, 481024, 65536], [this.act[43], 0, 65536]]); // 50: %172 head.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[9], 0, 1048576], [this.act[43], 0, 65536], [this.act[24], 0, 262144]]); // 51: %173 head.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_3b520c889b", [[this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 52: fused %174..%174 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 52: fused %174..%174 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x256", [[this.act[44], 0, 262144], [this.act[9], 0, 1048576], [this.grads, 481024, 65536]]); // 53: %175 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_dcf3b9706f", [[this.params, 480768, 66816], [this.act[38], 0, 262144], [this.act[24], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 54: fused %177..%178 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
+    group("fused_2ops_5819fbebfa", [[this.params, 480768, 66816], [this.act[38], 0, 262144], [this.act[24], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 54: fused %177..%178 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[39], 0, 262144], [this.act[45], 0, 256]]); // 55: %179 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_d0d2eba669", [[this.act[36], 0, 262144], [this.act[37], 0, 4096], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 56: fused %181..%195 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("fused_15ops_ae89a28e6f", [[this.act[36], 0, 262144], [this.act[37], 0, 4096], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 56: fused %181..%195 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
     group("sum_a01_16x64x64", [[this.act[24], 0, 262144], [this.act[46], 0, 256]]); // 57: %196 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_256x64", [[this.params, 414976, 65536], [this.act[43], 0, 65536]]); // 58: %199 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[24], 0, 262144], [this.act[43], 0, 65536], [this.act[9], 0, 1048576]]); // 59: %200 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_555d2f3c3f", [[this.act[35], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 60: fused %201..%201 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9af091d3d6", [[this.act[35], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 60: fused %201..%201 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_256x1024_1024x64", [[this.act[47], 0, 1048576], [this.act[24], 0, 262144], [this.grads, 414976, 65536]]); // 61: %202 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_2a6ce95297", [[this.act[34], 0, 1048576], [this.act[9], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 62: fused %204..%205 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
+    group("fused_2ops_9185567ec1", [[this.act[34], 0, 1048576], [this.act[9], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 62: fused %204..%205 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
     group("sum_a01_16x64x256", [[this.act[47], 0, 1048576], [this.act[48], 0, 1024]]); // 63: %206 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x256", [[this.params, 348416, 65536], [this.act[43], 0, 65536]]); // 64: %209 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[47], 0, 1048576], [this.act[43], 0, 65536], [this.act[24], 0, 262144]]); // 65: %210 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_3b520c889b", [[this.act[33], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 66: fused %211..%211 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[33], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 66: fused %211..%211 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x256", [[this.act[44], 0, 262144], [this.act[47], 0, 1048576], [this.grads, 348416, 65536]]); // 67: %212 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_dcf3b9706f", [[this.params, 348160, 199424], [this.act[32], 0, 262144], [this.act[24], 0, 262144], [this.act[44], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 68: fused %214..%215 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    group("fused_2ops_5819fbebfa", [[this.params, 348160, 199424], [this.act[32], 0, 262144], [this.act[24], 0, 262144], [this.act[44], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 68: fused %214..%215 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[33], 0, 262144], [this.act[49], 0, 256]]); // 69: %216 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_c4a325e7cb", [[this.act[30], 0, 262144], [this.act[31], 0, 4096], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 70: fused %218..%232 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
+    group("fused_15ops_0353280b0d", [[this.act[30], 0, 262144], [this.act[31], 0, 4096], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 70: fused %218..%232 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[33], 0, 262144], [this.act[50], 0, 256]]); // 71: %233 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 331520, 16384], [this.act[51], 0, 16384]]); // 72: %236 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[33], 0, 262144], [this.act[51], 0, 16384], [this.act[44], 0, 262144]]); // 73: %237 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_3b520c889b", [[this.act[29], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 74: fused %238..%238 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[29], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 74: fused %238..%238 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x64", [[this.act[39], 0, 262144], [this.act[33], 0, 262144], [this.grads, 331520, 16384]]); // 75: %239 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5d1523a483", [[this.act[25], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 76: fused %242..%243 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 vector_transformer.mt:62
+    group("fused_2ops_b01f10e7e5", [[this.act[25], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 76: fused %242..%243 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 vector_transformer.mt:62
     group("matmul_16x4x64x16_16x4x16x64", [[this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.act[47], 0, 1048576]]); // 77: %244 blocks.1.attn.matmul1.grad.matmul0 vector_transformer.mt:62
-    group("fused_1ops_c2b5630ba8", [[this.act[28], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 78: fused %245..%245 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 vector_transformer.mt:62
+    group("fused_1ops_cb08a662da", [[this.act[28], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 78: fused %245..%245 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 vector_transformer.mt:62
     group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[39], 0, 262144], [this.act[29], 0, 262144]]); // 79: %246 blocks.1.attn.matmul1.grad.matmul1 vector_transformer.mt:62
-    group("fused_5ops_69dfb5747c", [[this.act[27], 0, 1048576], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 80: fused %247..%251 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 vector_transformer.mt:61
+    group("fused_5ops_e62d857e69", [[this.act[27], 0, 1048576], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 80: fused %247..%251 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 vector_transformer.mt:61
     group("causal_mask_f0_16x4x64x64", [[this.act[9], 0, 1048576], [this.act[47], 0, 1048576]]); // 81: %252 blocks.1.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
-    group("fused_2ops_5a2fc5d29a", [[this.act[26], 0, 262144], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 82: fused %253..%254 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 vector_transformer.mt:61
+    group("fused_2ops_09e8391b03", [[this.act[26], 0, 262144], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 82: fused %253..%254 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 vector_transformer.mt:61
     group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[39], 0, 262144], [this.act[26], 0, 262144]]); // 83: %255 blocks.1.attn.matmul0.grad.matmul0 vector_transformer.mt:61
-    group("fused_1ops_fd29873bcc", [[this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 84: fused %256..%256 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 vector_transformer.mt:61
+    group("fused_1ops_845112d029", [[this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 84: fused %256..%256 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 vector_transformer.mt:61
     group("matmul_16x4x16x64_16x4x64x64", [[this.act[39], 0, 262144], [this.act[9], 0, 1048576], [this.act[6], 0, 262144]]); // 85: %257 blocks.1.attn.matmul0.grad.matmul1 vector_transformer.mt:61
-    group("fused_3ops_e8251e6425", [[this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 86: fused %258..%260 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:61-60
+    group("fused_3ops_d77d54730e", [[this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 86: fused %258..%260 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:61-60
     group("sum_a01_16x64x64", [[this.act[44], 0, 262144], [this.act[52], 0, 256]]); // 87: %261 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 314880, 16384], [this.act[51], 0, 16384]]); // 88: %264 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[44], 0, 262144], [this.act[51], 0, 16384], [this.act[6], 0, 262144]]); // 89: %265 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_09f49c20a4", [[this.act[22], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 90: fused %266..%266 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[22], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 90: fused %266..%266 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x64", [[this.act[29], 0, 262144], [this.act[44], 0, 262144], [this.grads, 314880, 16384]]); // 91: %267 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_85be7e2af5", [[this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 92: fused %269..%270 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    group("fused_2ops_a42ab60fb4", [[this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 92: fused %269..%270 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
     group("sum_a01_16x64x64", [[this.act[44], 0, 262144], [this.act[53], 0, 256]]); // 93: %271 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 298240, 16384], [this.act[51], 0, 16384]]); // 94: %274 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[44], 0, 262144], [this.act[51], 0, 16384], [this.act[39], 0, 262144]]); // 95: %275 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_09f49c20a4", [[this.act[22], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 96: fused %276..%276 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[22], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 96: fused %276..%276 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x64", [[this.act[29], 0, 262144], [this.act[44], 0, 262144], [this.grads, 298240, 16384]]); // 97: %277 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_7636a65163", [[this.act[26], 0, 262144], [this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 98: fused %279..%281 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    group("fused_3ops_9ddd684941", [[this.act[26], 0, 262144], [this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 98: fused %279..%281 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
     group("sum_a01_16x64x64", [[this.act[29], 0, 262144], [this.act[54], 0, 256]]); // 99: %282 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 281600, 16384], [this.act[51], 0, 16384]]); // 100: %285 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[29], 0, 262144], [this.act[51], 0, 16384], [this.act[39], 0, 262144]]); // 101: %286 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_3b520c889b", [[this.act[23], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 102: fused %287..%287 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[23], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 102: fused %287..%287 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x64", [[this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.grads, 281600, 16384]]); // 103: %288 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_eda2a7fdfc", [[this.params, 281344, 266240], [this.act[21], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 104: fused %290..%292 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    group("fused_3ops_58715b6c06", [[this.params, 281344, 266240], [this.act[21], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 104: fused %290..%292 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
     group("sum_a01_16x64x64", [[this.act[6], 0, 262144], [this.act[55], 0, 256]]); // 105: %293 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_16ops_bde96d7275", [[this.act[19], 0, 262144], [this.act[20], 0, 4096], [this.act[33], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 106: fused %295..%310 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("fused_16ops_6721c5c849", [[this.act[19], 0, 262144], [this.act[20], 0, 4096], [this.act[33], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 106: fused %295..%310 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
     group("sum_a01_16x64x64", [[this.act[39], 0, 262144], [this.act[56], 0, 256]]); // 107: %311 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_256x64", [[this.params, 215552, 65536], [this.act[43], 0, 65536]]); // 108: %314 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[39], 0, 262144], [this.act[43], 0, 65536], [this.act[9], 0, 1048576]]); // 109: %315 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_555d2f3c3f", [[this.act[18], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 110: fused %316..%316 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9af091d3d6", [[this.act[18], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 110: fused %316..%316 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_256x1024_1024x64", [[this.act[47], 0, 1048576], [this.act[39], 0, 262144], [this.grads, 215552, 65536]]); // 111: %317 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_2a6ce95297", [[this.act[17], 0, 1048576], [this.act[9], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 112: fused %319..%320 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
+    group("fused_2ops_9185567ec1", [[this.act[17], 0, 1048576], [this.act[9], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 112: fused %319..%320 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
     group("sum_a01_16x64x256", [[this.act[47], 0, 1048576], [this.act[57], 0, 1024]]); // 113: %321 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x256", [[this.params, 148992, 65536], [this.act[43], 0, 65536]]); // 114: %324 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[47], 0, 1048576], [this.act[43], 0, 65536], [this.act[39], 0, 262144]]); // 115: %325 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_3b520c889b", [[this.act[16], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 116: fused %326..%326 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[16], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 116: fused %326..%326 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x256", [[this.act[29], 0, 262144], [this.act[47], 0, 1048576], [this.grads, 148992, 65536]]); // 117: %327 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_dcf3b9706f", [[this.params, 148736, 398848], [this.act[15], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 118: fused %329..%330 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    group("fused_2ops_5819fbebfa", [[this.params, 148736, 398848], [this.act[15], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 118: fused %329..%330 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.act[58], 0, 256]]); // 119: %331 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_c4a325e7cb", [[this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 120: fused %333..%347 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
+    group("fused_15ops_0353280b0d", [[this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 120: fused %333..%347 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.act[59], 0, 256]]); // 121: %348 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 132096, 16384], [this.act[51], 0, 16384]]); // 122: %351 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[16], 0, 262144], [this.act[51], 0, 16384], [this.act[29], 0, 262144]]); // 123: %352 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_3b520c889b", [[this.act[12], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 124: fused %353..%353 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[12], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 124: fused %353..%353 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x64", [[this.act[6], 0, 262144], [this.act[16], 0, 262144], [this.grads, 132096, 16384]]); // 125: %354 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5d1523a483", [[this.act[7], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 126: fused %357..%358 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 vector_transformer.mt:62
+    group("fused_2ops_b01f10e7e5", [[this.act[7], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 126: fused %357..%358 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 vector_transformer.mt:62
     group("matmul_16x4x64x16_16x4x16x64", [[this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.act[47], 0, 1048576]]); // 127: %359 blocks.0.attn.matmul1.grad.matmul0 vector_transformer.mt:62
-    group("fused_1ops_c2b5630ba8", [[this.act[11], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 128: fused %360..%360 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 vector_transformer.mt:62
+    group("fused_1ops_cb08a662da", [[this.act[11], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 128: fused %360..%360 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 vector_transformer.mt:62
     group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[6], 0, 262144], [this.act[12], 0, 262144]]); // 129: %361 blocks.0.attn.matmul1.grad.matmul1 vector_transformer.mt:62
-    group("fused_5ops_96ab545b35", [[this.act[10], 0, 1048576], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 130: fused %362..%366 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 vector_transformer.mt:61
+    group("fused_5ops_35d73c9948", [[this.act[10], 0, 1048576], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 130: fused %362..%366 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 vector_transformer.mt:61
     group("causal_mask_f0_16x4x64x64", [[this.act[9], 0, 1048576], [this.act[47], 0, 1048576]]); // 131: %367 blocks.0.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
-    group("fused_2ops_5a2fc5d29a", [[this.act[8], 0, 262144], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 132: fused %368..%369 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 vector_transformer.mt:61
+    group("fused_2ops_09e8391b03", [[this.act[8], 0, 262144], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 132: fused %368..%369 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 vector_transformer.mt:61
     group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[6], 0, 262144], [this.act[8], 0, 262144]]); // 133: %370 blocks.0.attn.matmul0.grad.matmul0 vector_transformer.mt:61
-    group("fused_1ops_fd29873bcc", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 134: fused %371..%371 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 vector_transformer.mt:61
+    group("fused_1ops_845112d029", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 134: fused %371..%371 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 vector_transformer.mt:61
     group("matmul_16x4x16x64_16x4x64x64", [[this.act[6], 0, 262144], [this.act[9], 0, 1048576], [this.act[5], 0, 262144]]); // 135: %372 blocks.0.attn.matmul0.grad.matmul1 vector_transformer.mt:61
-    group("fused_3ops_e8251e6425", [[this.act[12], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 136: fused %373..%375 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:61-60
+    group("fused_3ops_d77d54730e", [[this.act[12], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 136: fused %373..%375 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:61-60
     group("sum_a01_16x64x64", [[this.act[29], 0, 262144], [this.act[60], 0, 256]]); // 137: %376 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 115456, 16384], [this.act[51], 0, 16384]]); // 138: %379 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[29], 0, 262144], [this.act[51], 0, 16384], [this.act[5], 0, 262144]]); // 139: %380 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_09f49c20a4", [[this.act[3], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 140: fused %381..%381 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[3], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 140: fused %381..%381 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x64", [[this.act[12], 0, 262144], [this.act[29], 0, 262144], [this.grads, 115456, 16384]]); // 141: %382 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_85be7e2af5", [[this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 142: fused %384..%385 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    group("fused_2ops_a42ab60fb4", [[this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 142: fused %384..%385 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
     group("sum_a01_16x64x64", [[this.act[29], 0, 262144], [this.act[61], 0, 256]]); // 143: %386 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 98816, 16384], [this.act[51], 0, 16384]]); // 144: %389 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[29], 0, 262144], [this.act[51], 0, 16384], [this.act[6], 0, 262144]]); // 145: %390 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_09f49c20a4", [[this.act[3], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 146: fused %391..%391 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[3], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 146: fused %391..%391 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x64", [[this.act[12], 0, 262144], [this.act[29], 0, 262144], [this.grads, 98816, 16384]]); // 147: %392 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_7636a65163", [[this.act[8], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 148: fused %394..%396 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    group("fused_3ops_9ddd684941", [[this.act[8], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 148: fused %394..%396 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
     group("sum_a01_16x64x64", [[this.act[12], 0, 262144], [this.act[62], 0, 256]]); // 149: %397 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 82176, 16384], [this.act[51], 0, 16384]]); // 150: %400 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[12], 0, 262144], [this.act[51], 0, 16384], [this.act[6], 0, 262144]]); // 151: %401 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_3b520c889b", [[this.act[4], 0, 262144], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 152: fused %402..%402 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[4], 0, 262144], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 152: fused %402..%402 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x64", [[this.act[5], 0, 262144], [this.act[12], 0, 262144], [this.grads, 82176, 16384]]); // 153: %403 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_eda2a7fdfc", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 154: fused %405..%407 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    group("fused_3ops_58715b6c06", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 154: fused %405..%407 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
     group("sum_a01_16x64x64", [[this.act[5], 0, 262144], [this.act[63], 0, 256]]); // 155: %408 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_c4a325e7cb", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[16], 0, 262144], [this.act[12], 0, 262144], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 156: fused %410..%424 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
+    group("fused_15ops_0353280b0d", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[16], 0, 262144], [this.act[12], 0, 262144], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 156: fused %410..%424 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
     group("sum_a0_16x64x64", [[this.act[5], 0, 262144], [this.act[51], 0, 16384]]); // 157: %425 add0.grad.sum0 vector_transformer.mt:85
     group("scatter_add_16x64x64_16x64i_to_256x64", [[this.act[5], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 158: %427 gather0.grad.scatter_add0 vector_transformer.mt:85
     group("affine_s1_b0_64x64", [[this.act[51], 0, 16384], [this.grads, 65536, 16384]]); // 159: %428 wpe.grad.affine0 vector_transformer.mt:80
@@ -463,167 +463,167 @@ export class Program {
 
   /** The forward pass up to the loss. */
   forward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_10ops_5172d54234", 0, 16, 1, 1); // fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
+    this.run(pass, "fused_10ops_60ffa0d4fe", 0, 16, 1, 1); // fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
     this.run(pass, "matmul_1024x64_64x64", 1, 4, 1, 1); // %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_63a0643e9f", 2, 16, 1, 1); // fused %47..%48 blocks.0.attn.q.add0 .. blocks.0.attn.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "fused_2ops_f60d389043", 2, 16, 1, 1); // fused %47..%48 blocks.0.attn.q.add0 .. blocks.0.attn.reshape0 vector_transformer.mt:47-58
     this.run(pass, "permute_0213_16x64x4x16", 3, 256, 1, 1); // %49 blocks.0.attn.permute0 vector_transformer.mt:58
     this.run(pass, "matmul_1024x64_64x64", 4, 4, 1, 1); // %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_63a0643e9f", 5, 16, 1, 1); // fused %53..%54 blocks.0.attn.k.add0 .. blocks.0.attn.reshape1 vector_transformer.mt:47-59
+    this.run(pass, "fused_2ops_f60d389043", 5, 16, 1, 1); // fused %53..%54 blocks.0.attn.k.add0 .. blocks.0.attn.reshape1 vector_transformer.mt:47-59
     this.run(pass, "permute_0213_16x64x4x16", 6, 256, 1, 1); // %55 blocks.0.attn.permute1 vector_transformer.mt:59
     this.run(pass, "matmul_1024x64_64x64", 7, 4, 1, 1); // %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_63a0643e9f", 8, 16, 1, 1); // fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
+    this.run(pass, "fused_2ops_f60d389043", 8, 16, 1, 1); // fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
     this.run(pass, "permute_0213_16x64x4x16", 9, 256, 1, 1); // %61 blocks.0.attn.permute2 vector_transformer.mt:60
-    this.run(pass, "fused_1ops_fd29873bcc", 10, 16, 1, 1); // fused %62..%62 blocks.0.attn.permute3 .. blocks.0.attn.permute3 vector_transformer.mt:61
+    this.run(pass, "fused_1ops_845112d029", 10, 16, 1, 1); // fused %62..%62 blocks.0.attn.permute3 .. blocks.0.attn.permute3 vector_transformer.mt:61
     this.run(pass, "matmul_16x4x64x16_16x4x16x64", 11, 16, 1, 1); // %63 blocks.0.attn.matmul0 vector_transformer.mt:61
-    this.run(pass, "fused_1ops_baa51ca5a5", 12, 16, 1, 1); // fused %64..%64 blocks.0.attn.affine0 .. blocks.0.attn.affine0 vector_transformer.mt:61
+    this.run(pass, "fused_1ops_8d2c4f68c4", 12, 16, 1, 1); // fused %64..%64 blocks.0.attn.affine0 .. blocks.0.attn.affine0 vector_transformer.mt:61
     this.run(pass, "causal_mask_fminf_16x4x64x64", 13, 1024, 1, 1); // %65 blocks.0.attn.causal_mask0 vector_transformer.mt:61
-    this.run(pass, "fused_2ops_e7f60015da", 14, 16, 1, 1); // fused %66..%67 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 vector_transformer.mt:61
+    this.run(pass, "fused_2ops_e94fdf9c18", 14, 16, 1, 1); // fused %66..%67 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 vector_transformer.mt:61
     this.run(pass, "matmul_16x4x64x64_16x4x64x16", 15, 16, 1, 1); // %68 blocks.0.attn.matmul1 vector_transformer.mt:62
-    this.run(pass, "fused_3ops_c64b9f0a64", 16, 16, 1, 1); // fused %69..%71 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
+    this.run(pass, "fused_3ops_a42ab60fb4", 16, 16, 1, 1); // fused %69..%71 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
     this.run(pass, "matmul_1024x64_64x64", 17, 4, 1, 1); // %72 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_10ops_935aeb9834", 18, 16, 1, 1); // fused %74..%83 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_08e87eeb0d", 18, 16, 1, 1); // fused %74..%83 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 19, 16, 1, 1); // %84 blocks.0.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_55a5be67ec", 20, 16, 1, 1); // fused %86..%88 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_cb47b79800", 20, 16, 1, 1); // fused %86..%88 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 21, 4, 1, 1); // %89 blocks.0.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_d53eafa93b", 22, 16, 1, 1); // fused %91..%101 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_2de11efbde", 22, 16, 1, 1); // fused %91..%101 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 23, 4, 1, 1); // %102 blocks.1.attn.q.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_63a0643e9f", 24, 16, 1, 1); // fused %104..%105 blocks.1.attn.q.add0 .. blocks.1.attn.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "fused_2ops_f60d389043", 24, 16, 1, 1); // fused %104..%105 blocks.1.attn.q.add0 .. blocks.1.attn.reshape0 vector_transformer.mt:47-58
     this.run(pass, "permute_0213_16x64x4x16", 25, 256, 1, 1); // %106 blocks.1.attn.permute0 vector_transformer.mt:58
     this.run(pass, "matmul_1024x64_64x64", 26, 4, 1, 1); // %108 blocks.1.attn.k.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_63a0643e9f", 27, 16, 1, 1); // fused %110..%111 blocks.1.attn.k.add0 .. blocks.1.attn.reshape1 vector_transformer.mt:47-59
+    this.run(pass, "fused_2ops_f60d389043", 27, 16, 1, 1); // fused %110..%111 blocks.1.attn.k.add0 .. blocks.1.attn.reshape1 vector_transformer.mt:47-59
     this.run(pass, "permute_0213_16x64x4x16", 28, 256, 1, 1); // %112 blocks.1.attn.permute1 vector_transformer.mt:59
     this.run(pass, "matmul_1024x64_64x64", 29, 4, 1, 1); // %114 blocks.1.attn.v.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_63a0643e9f", 30, 16, 1, 1); // fused %116..%117 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
+    this.run(pass, "fused_2ops_f60d389043", 30, 16, 1, 1); // fused %116..%117 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
     this.run(pass, "permute_0213_16x64x4x16", 31, 256, 1, 1); // %118 blocks.1.attn.permute2 vector_transformer.mt:60
-    this.run(pass, "fused_1ops_fd29873bcc", 32, 16, 1, 1); // fused %119..%119 blocks.1.attn.permute3 .. blocks.1.attn.permute3 vector_transformer.mt:61
+    this.run(pass, "fused_1ops_845112d029", 32, 16, 1, 1); // fused %119..%119 blocks.1.attn.permute3 .. blocks.1.attn.permute3 vector_transformer.mt:61
     this.run(pass, "matmul_16x4x64x16_16x4x16x64", 33, 16, 1, 1); // %120 blocks.1.attn.matmul0 vector_transformer.mt:61
-    this.run(pass, "fused_1ops_baa51ca5a5", 34, 16, 1, 1); // fused %121..%121 blocks.1.attn.affine0 .. blocks.1.attn.affine0 vector_transformer.mt:61
+    this.run(pass, "fused_1ops_8d2c4f68c4", 34, 16, 1, 1); // fused %121..%121 blocks.1.attn.affine0 .. blocks.1.attn.affine0 vector_transformer.mt:61
     this.run(pass, "causal_mask_fminf_16x4x64x64", 35, 1024, 1, 1); // %122 blocks.1.attn.causal_mask0 vector_transformer.mt:61
-    this.run(pass, "fused_2ops_10375582f0", 36, 16, 1, 1); // fused %123..%124 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 vector_transformer.mt:61
+    this.run(pass, "fused_2ops_b8c5b7e55b", 36, 16, 1, 1); // fused %123..%124 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 vector_transformer.mt:61
     this.run(pass, "matmul_16x4x64x64_16x4x64x16", 37, 16, 1, 1); // %125 blocks.1.attn.matmul1 vector_transformer.mt:62
-    this.run(pass, "fused_3ops_c64b9f0a64", 38, 16, 1, 1); // fused %126..%128 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
+    this.run(pass, "fused_3ops_a42ab60fb4", 38, 16, 1, 1); // fused %126..%128 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
     this.run(pass, "matmul_1024x64_64x64", 39, 4, 1, 1); // %129 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_10ops_935aeb9834", 40, 16, 1, 1); // fused %131..%140 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_08e87eeb0d", 40, 16, 1, 1); // fused %131..%140 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 41, 16, 1, 1); // %141 blocks.1.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_55a5be67ec", 42, 16, 1, 1); // fused %143..%145 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_cb47b79800", 42, 16, 1, 1); // fused %143..%145 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 43, 4, 1, 1); // %146 blocks.1.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_cca30c12d9", 44, 16, 1, 1); // fused %148..%158 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_b3462cd80d", 44, 16, 1, 1); // fused %148..%158 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 45, 16, 1, 1); // %159 head.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_87ae750ef7", 46, 16, 1, 1); // fused %161..%161 head.add0 .. head.add0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_60af686166", 46, 16, 1, 1); // fused %161..%161 head.add0 .. head.add0 vector_transformer.mt:47
     this.run(pass, "cross_entropy_16x64x256_16x64i", 47, 1, 1, 1); // %162 loss.cross_entropy0 vector_transformer.mt:84
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_5ops_3174d7ce63", 48, 16, 1, 1); // fused %164..%168 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
+    this.run(pass, "fused_5ops_b214c8e2bd", 48, 16, 1, 1); // fused %164..%168 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
     this.run(pass, "sum_a01_16x64x256", 49, 4, 1, 1); // %169 head.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 50, 64, 1, 1); // %172 head.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 51, 4, 1, 1); // %173 head.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_3b520c889b", 52, 16, 1, 1); // fused %174..%174 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 52, 16, 1, 1); // fused %174..%174 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x256", 53, 4, 1, 1); // %175 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_dcf3b9706f", 54, 16, 1, 1); // fused %177..%178 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "fused_2ops_5819fbebfa", 54, 16, 1, 1); // fused %177..%178 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 55, 1, 1, 1); // %179 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_d0d2eba669", 56, 16, 1, 1); // fused %181..%195 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "fused_15ops_ae89a28e6f", 56, 16, 1, 1); // fused %181..%195 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
     this.run(pass, "sum_a01_16x64x64", 57, 1, 1, 1); // %196 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_256x64", 58, 64, 1, 1); // %199 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 59, 16, 1, 1); // %200 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_555d2f3c3f", 60, 16, 1, 1); // fused %201..%201 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9af091d3d6", 60, 16, 1, 1); // fused %201..%201 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_256x1024_1024x64", 61, 4, 1, 1); // %202 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_2a6ce95297", 62, 16, 1, 1); // fused %204..%205 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
+    this.run(pass, "fused_2ops_9185567ec1", 62, 16, 1, 1); // fused %204..%205 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
     this.run(pass, "sum_a01_16x64x256", 63, 4, 1, 1); // %206 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 64, 64, 1, 1); // %209 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 65, 4, 1, 1); // %210 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_3b520c889b", 66, 16, 1, 1); // fused %211..%211 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 66, 16, 1, 1); // fused %211..%211 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x256", 67, 4, 1, 1); // %212 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_dcf3b9706f", 68, 16, 1, 1); // fused %214..%215 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "fused_2ops_5819fbebfa", 68, 16, 1, 1); // fused %214..%215 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 69, 1, 1, 1); // %216 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_c4a325e7cb", 70, 16, 1, 1); // fused %218..%232 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_0353280b0d", 70, 16, 1, 1); // fused %218..%232 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 71, 1, 1, 1); // %233 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 72, 16, 1, 1); // %236 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 73, 4, 1, 1); // %237 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_3b520c889b", 74, 16, 1, 1); // fused %238..%238 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 74, 16, 1, 1); // fused %238..%238 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x64", 75, 1, 1, 1); // %239 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5d1523a483", 76, 16, 1, 1); // fused %242..%243 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 vector_transformer.mt:62
+    this.run(pass, "fused_2ops_b01f10e7e5", 76, 16, 1, 1); // fused %242..%243 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 vector_transformer.mt:62
     this.run(pass, "matmul_16x4x64x16_16x4x16x64", 77, 16, 1, 1); // %244 blocks.1.attn.matmul1.grad.matmul0 vector_transformer.mt:62
-    this.run(pass, "fused_1ops_c2b5630ba8", 78, 16, 1, 1); // fused %245..%245 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 vector_transformer.mt:62
+    this.run(pass, "fused_1ops_cb08a662da", 78, 16, 1, 1); // fused %245..%245 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 vector_transformer.mt:62
     this.run(pass, "matmul_16x4x64x64_16x4x64x16", 79, 16, 1, 1); // %246 blocks.1.attn.matmul1.grad.matmul1 vector_transformer.mt:62
-    this.run(pass, "fused_5ops_69dfb5747c", 80, 16, 1, 1); // fused %247..%251 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 vector_transformer.mt:61
+    this.run(pass, "fused_5ops_e62d857e69", 80, 16, 1, 1); // fused %247..%251 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 vector_transformer.mt:61
     this.run(pass, "causal_mask_f0_16x4x64x64", 81, 1024, 1, 1); // %252 blocks.1.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
-    this.run(pass, "fused_2ops_5a2fc5d29a", 82, 16, 1, 1); // fused %253..%254 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 vector_transformer.mt:61
+    this.run(pass, "fused_2ops_09e8391b03", 82, 16, 1, 1); // fused %253..%254 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 vector_transformer.mt:61
     this.run(pass, "matmul_16x4x64x64_16x4x64x16", 83, 16, 1, 1); // %255 blocks.1.attn.matmul0.grad.matmul0 vector_transformer.mt:61
-    this.run(pass, "fused_1ops_fd29873bcc", 84, 16, 1, 1); // fused %256..%256 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 vector_transformer.mt:61
+    this.run(pass, "fused_1ops_845112d029", 84, 16, 1, 1); // fused %256..%256 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 vector_transformer.mt:61
     this.run(pass, "matmul_16x4x16x64_16x4x64x64", 85, 16, 1, 1); // %257 blocks.1.attn.matmul0.grad.matmul1 vector_transformer.mt:61
-    this.run(pass, "fused_3ops_e8251e6425", 86, 16, 1, 1); // fused %258..%260 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:61-60
+    this.run(pass, "fused_3ops_d77d54730e", 86, 16, 1, 1); // fused %258..%260 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:61-60
     this.run(pass, "sum_a01_16x64x64", 87, 1, 1, 1); // %261 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 88, 16, 1, 1); // %264 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 89, 4, 1, 1); // %265 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_09f49c20a4", 90, 16, 1, 1); // fused %266..%266 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 90, 16, 1, 1); // fused %266..%266 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x64", 91, 1, 1, 1); // %267 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_85be7e2af5", 92, 16, 1, 1); // fused %269..%270 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    this.run(pass, "fused_2ops_a42ab60fb4", 92, 16, 1, 1); // fused %269..%270 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
     this.run(pass, "sum_a01_16x64x64", 93, 1, 1, 1); // %271 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 94, 16, 1, 1); // %274 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 95, 4, 1, 1); // %275 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_09f49c20a4", 96, 16, 1, 1); // fused %276..%276 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 96, 16, 1, 1); // fused %276..%276 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x64", 97, 1, 1, 1); // %277 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_7636a65163", 98, 16, 1, 1); // fused %279..%281 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "fused_3ops_9ddd684941", 98, 16, 1, 1); // fused %279..%281 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
     this.run(pass, "sum_a01_16x64x64", 99, 1, 1, 1); // %282 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 100, 16, 1, 1); // %285 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 101, 4, 1, 1); // %286 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_3b520c889b", 102, 16, 1, 1); // fused %287..%287 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 102, 16, 1, 1); // fused %287..%287 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x64", 103, 1, 1, 1); // %288 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_eda2a7fdfc", 104, 16, 1, 1); // fused %290..%292 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    this.run(pass, "fused_3ops_58715b6c06", 104, 16, 1, 1); // fused %290..%292 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
     this.run(pass, "sum_a01_16x64x64", 105, 1, 1, 1); // %293 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_16ops_bde96d7275", 106, 16, 1, 1); // fused %295..%310 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "fused_16ops_6721c5c849", 106, 16, 1, 1); // fused %295..%310 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
     this.run(pass, "sum_a01_16x64x64", 107, 1, 1, 1); // %311 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_256x64", 108, 64, 1, 1); // %314 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 109, 16, 1, 1); // %315 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_555d2f3c3f", 110, 16, 1, 1); // fused %316..%316 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9af091d3d6", 110, 16, 1, 1); // fused %316..%316 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_256x1024_1024x64", 111, 4, 1, 1); // %317 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_2a6ce95297", 112, 16, 1, 1); // fused %319..%320 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
+    this.run(pass, "fused_2ops_9185567ec1", 112, 16, 1, 1); // fused %319..%320 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
     this.run(pass, "sum_a01_16x64x256", 113, 4, 1, 1); // %321 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 114, 64, 1, 1); // %324 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 115, 4, 1, 1); // %325 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_3b520c889b", 116, 16, 1, 1); // fused %326..%326 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 116, 16, 1, 1); // fused %326..%326 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x256", 117, 4, 1, 1); // %327 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_dcf3b9706f", 118, 16, 1, 1); // fused %329..%330 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "fused_2ops_5819fbebfa", 118, 16, 1, 1); // fused %329..%330 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 119, 1, 1, 1); // %331 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_c4a325e7cb", 120, 16, 1, 1); // fused %333..%347 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_0353280b0d", 120, 16, 1, 1); // fused %333..%347 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 121, 1, 1, 1); // %348 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 122, 16, 1, 1); // %351 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 123, 4, 1, 1); // %352 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_3b520c889b", 124, 16, 1, 1); // fused %353..%353 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 124, 16, 1, 1); // fused %353..%353 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x64", 125, 1, 1, 1); // %354 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5d1523a483", 126, 16, 1, 1); // fused %357..%358 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 vector_transformer.mt:62
+    this.run(pass, "fused_2ops_b01f10e7e5", 126, 16, 1, 1); // fused %357..%358 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 vector_transformer.mt:62
     this.run(pass, "matmul_16x4x64x16_16x4x16x64", 127, 16, 1, 1); // %359 blocks.0.attn.matmul1.grad.matmul0 vector_transformer.mt:62
-    this.run(pass, "fused_1ops_c2b5630ba8", 128, 16, 1, 1); // fused %360..%360 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 vector_transformer.mt:62
+    this.run(pass, "fused_1ops_cb08a662da", 128, 16, 1, 1); // fused %360..%360 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 vector_transformer.mt:62
     this.run(pass, "matmul_16x4x64x64_16x4x64x16", 129, 16, 1, 1); // %361 blocks.0.attn.matmul1.grad.matmul1 vector_transformer.mt:62
-    this.run(pass, "fused_5ops_96ab545b35", 130, 16, 1, 1); // fused %362..%366 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 vector_transformer.mt:61
+    this.run(pass, "fused_5ops_35d73c9948", 130, 16, 1, 1); // fused %362..%366 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 vector_transformer.mt:61
     this.run(pass, "causal_mask_f0_16x4x64x64", 131, 1024, 1, 1); // %367 blocks.0.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
-    this.run(pass, "fused_2ops_5a2fc5d29a", 132, 16, 1, 1); // fused %368..%369 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 vector_transformer.mt:61
+    this.run(pass, "fused_2ops_09e8391b03", 132, 16, 1, 1); // fused %368..%369 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 vector_transformer.mt:61
     this.run(pass, "matmul_16x4x64x64_16x4x64x16", 133, 16, 1, 1); // %370 blocks.0.attn.matmul0.grad.matmul0 vector_transformer.mt:61
-    this.run(pass, "fused_1ops_fd29873bcc", 134, 16, 1, 1); // fused %371..%371 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 vector_transformer.mt:61
+    this.run(pass, "fused_1ops_845112d029", 134, 16, 1, 1); // fused %371..%371 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 vector_transformer.mt:61
     this.run(pass, "matmul_16x4x16x64_16x4x64x64", 135, 16, 1, 1); // %372 blocks.0.attn.matmul0.grad.matmul1 vector_transformer.mt:61
-    this.run(pass, "fused_3ops_e8251e6425", 136, 16, 1, 1); // fused %373..%375 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:61-60
+    this.run(pass, "fused_3ops_d77d54730e", 136, 16, 1, 1); // fused %373..%375 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:61-60
     this.run(pass, "sum_a01_16x64x64", 137, 1, 1, 1); // %376 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 138, 16, 1, 1); // %379 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 139, 4, 1, 1); // %380 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_09f49c20a4", 140, 16, 1, 1); // fused %381..%381 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 140, 16, 1, 1); // fused %381..%381 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x64", 141, 1, 1, 1); // %382 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_85be7e2af5", 142, 16, 1, 1); // fused %384..%385 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    this.run(pass, "fused_2ops_a42ab60fb4", 142, 16, 1, 1); // fused %384..%385 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
     this.run(pass, "sum_a01_16x64x64", 143, 1, 1, 1); // %386 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 144, 16, 1, 1); // %389 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 145, 4, 1, 1); // %390 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_09f49c20a4", 146, 16, 1, 1); // fused %391..%391 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 146, 16, 1, 1); // fused %391..%391 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x64", 147, 1, 1, 1); // %392 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_7636a65163", 148, 16, 1, 1); // fused %394..%396 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "fused_3ops_9ddd684941", 148, 16, 1, 1); // fused %394..%396 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
     this.run(pass, "sum_a01_16x64x64", 149, 1, 1, 1); // %397 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 150, 16, 1, 1); // %400 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 151, 4, 1, 1); // %401 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_3b520c889b", 152, 16, 1, 1); // fused %402..%402 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 152, 16, 1, 1); // fused %402..%402 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x64", 153, 1, 1, 1); // %403 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_eda2a7fdfc", 154, 16, 1, 1); // fused %405..%407 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    this.run(pass, "fused_3ops_58715b6c06", 154, 16, 1, 1); // fused %405..%407 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
     this.run(pass, "sum_a01_16x64x64", 155, 1, 1, 1); // %408 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_c4a325e7cb", 156, 16, 1, 1); // fused %410..%424 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_0353280b0d", 156, 16, 1, 1); // fused %410..%424 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
     this.run(pass, "sum_a0_16x64x64", 157, 64, 1, 1); // %425 add0.grad.sum0 vector_transformer.mt:85
     this.run(pass, "scatter_add_16x64x64_16x64i_to_256x64", 158, 4, 1, 1); // %427 gather0.grad.scatter_add0 vector_transformer.mt:85
     this.run(pass, "affine_s1_b0_64x64", 159, 16, 1, 1); // %428 wpe.grad.affine0 vector_transformer.mt:80
