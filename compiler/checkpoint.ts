@@ -32,8 +32,9 @@ export function checkpointCalls(g: Graph, scopes: readonly string[]): number {
   let last: string | undefined;
   for (let i = 0; i < nFwd; i++) {
     const n = nodes[i];
-    const fixed = n.op.kind === 'param' || n.op.kind === 'input' || n.inputs.length === 0;
-    const s = fixed ? undefined : scopeOf(n, scopes);
+    // parameters and constants are kept anyway: they neither join nor break a call's run
+    if (n.op.kind === 'param' || n.op.kind === 'input' || n.inputs.length === 0) continue;
+    const s = scopeOf(n, scopes);
     if (s === undefined) {
       last = undefined;
       continue;

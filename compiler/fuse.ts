@@ -279,7 +279,7 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     uniform[n.id] = n.op.kind === 'param' || isConstNode(n) || (n.op.kind !== 'input' && n.inputs.length > 0 && n.inputs.every((i) => uniform[i]));
   }
 
-  const contractions = findContractions(g, consumers, kept);
+  const contractions = findContractions(g, consumers, kept, live);
   const absorbed = new Set([...contractions.values()].flatMap((c) => c.absorbed));
 
   const groups: Group[] = [];
@@ -385,7 +385,7 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
  * Sums over batch axes of a product read by nothing else (weight gradients), keyed by the sum;
  * an operand that is a transpose read only by the product becomes a view of its input.
  */
-export function findContractions(g: Graph, consumers: number[][], kept: Set<number>): Map<number, Contraction> {
+export function findContractions(g: Graph, consumers: number[][], kept: Set<number>, live: readonly boolean[]): Map<number, Contraction> {
   const out = new Map<number, Contraction>();
   const view = (id: number, absorbed: number[]): OperandView => {
     const x = g.nodes[id];
@@ -398,7 +398,7 @@ export function findContractions(g: Graph, consumers: number[][], kept: Set<numb
     return { node: id, shape: [...x.shape], strides: strides(x.shape) };
   };
   for (const n of g.nodes) {
-    if (n.op.kind !== 'sum') continue;
+    if (n.op.kind !== 'sum' || !live[n.id]) continue;
     const p = g.nodes[n.inputs[0]];
     const axes = n.op.axes.filter((a) => p.shape[a] !== 1);
     if (p.op.kind !== 'matmul' || kept.has(p.id) || consumers[p.id].length !== 1 || axes.length === 0) continue;

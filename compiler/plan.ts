@@ -98,7 +98,8 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
   groups.forEach((gr, gi) => {
     for (const i of reads(gr)) {
       lastUse[root(i)] = Math.max(lastUse[root(i)], gi);
-      if (gr.kind === 'node' && isConst(nodes[root(i)])) constNeeded.add(root(i));
+      // a region computes the constants it reads itself, not those it reads through a view
+      if (isConst(nodes[root(i)]) && !(gr.kind === 'region' && isConst(nodes[i]))) constNeeded.add(root(i));
     }
   });
   for (const id of keep) if (isConst(nodes[id])) constNeeded.add(id);
@@ -107,10 +108,10 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
   const gradOf = new Map<number, number>(g.grads.map((gid, pi) => [gid, pi]));
   const buffers: Array<{ name: string; bytes: number }> = [];
   const pool = new Map<number, string[]>(); // bytes -> free buffer names
-  const take = (bytes: number): Slot => {
+  const take = (bytes: number, fresh = false): Slot => {
     if (bytes > maxBindingBytes)
       throw new MtcError(`a tensor of ${bytes} bytes exceeds the device's largest storage binding (${maxBindingBytes} bytes); reduce batch or ctx`);
-    const reused = pool.get(bytes)?.pop();
+    const reused = fresh ? undefined : pool.get(bytes)?.pop();
     if (reused) return { buffer: reused, offset: 0, bytes };
     const name = `act${buffers.length}`;
     buffers.push({ name, bytes });
@@ -129,6 +130,8 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
     if (n.op.kind === 'input') return { buffer: n.op.name === 'tokens' ? 'tokens' : 'targets', offset: 0, bytes };
     if (gradOf.has(n.id)) return { buffer: 'grads', offset: params[gradOf.get(n.id) as number].offset * 4, bytes };
     if (views.has(n.id)) return { ...(slots.get(n.inputs[0]) as Slot), bytes };
+    // constants are written once, in setup: a buffer of their own, never one of the pool
+    if (isConst(n)) return take(bytes, true);
     return take(bytes);
   };
 

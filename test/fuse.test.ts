@@ -8,6 +8,8 @@ import * as path from 'node:path';
 import { compile } from '../compiler/pipeline.ts';
 import { fuseGraph, liveNodes, operandRead, tokenSplit, FUSE_DEFAULTS } from '../compiler/fuse.ts';
 import { Rng } from '../compiler/rng.ts';
+import { interpret } from '../compiler/interp.ts';
+import { initParams } from '../runtime/init.ts';
 import { acquireDevice, type Gpu } from '../runtime/device.ts';
 import { Session, writeModule } from '../runtime/session.ts';
 import { modelsDir } from './helpers/models.ts';
@@ -80,6 +82,56 @@ test('fused region kernels say what they fuse and where it comes from', () => {
   }
 });
 
+// Models that once broke the scheduler (found in review): a constant read through a reshape,
+// and a dead sum of a product that something else reads.
+const probe = (body: string, params: string) => `hyper {
+  n = 4
+  vocab = 7
+  ctx = 5
+  batch = 3
+}
+model Probe {
+${params}
+  forward(tokens) {
+${body}
+  }
+}
+train {
+  ctx = ctx
+  batch = batch
+  steps = 1
+  loss = cross_entropy
+}
+`;
+const constThroughView = probe(
+  '    J = reshape(eye(n), [n * n])\n    E = gather(emb, tokens)\n    return (E * J + E) @ out',
+  '  param emb: [vocab, n * n] = normal(1)\n  param out: [n * n, vocab] = normal(0.3)',
+);
+const deadSum = probe(
+  '    X = reshape(gather(emb, tokens), [..., n, n], 1)\n    Y = X @ transpose(X)\n    Z = sum(Y, [0, 1])\n    return reshape(Y, [..., n * n], 2) @ out',
+  '  param emb: [vocab, n * n] = normal(1)\n  param out: [n * n, vocab] = normal(0.3)',
+);
+const writeProbe = (src: string): string => {
+  const f = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-probe-')), 'probe.mt');
+  fs.writeFileSync(f, src);
+  return f;
+};
+
+test('constants have buffers of their own: setup writes them once, nothing may reuse them', () => {
+  for (const fuse of [true, false]) {
+    // batch · ctx = d: the rank-1 write's vectors [1, 8, 8, 1] have the size of the identity
+    // [8, 8] of each block, which once took the buffer such a vector had released
+    const c = compile(path.join(modelsDir, 'matrix_thinker.mt'), { sets: { batch: '1', ctx: '8', pos_rows: '8', checkpoint: '1' }, fuse });
+    const g = c.graph;
+    const consts = [...c.plan.slots].filter(([id]) => g.nodes[id].inputs.length === 0 && (g.nodes[id].op.kind === 'eye' || g.nodes[id].op.kind === 'fill'));
+    for (const [id, slot] of consts) {
+      for (const [other, s] of c.plan.slots) {
+        if (other !== id && s.buffer === slot.buffer) assert.fail(`constant %${id} shares ${slot.buffer} with %${other} (fuse ${fuse})`);
+      }
+    }
+  }
+});
+
 let gpu: Gpu;
 before(async () => {
   gpu = await acquireDevice();
@@ -98,6 +150,24 @@ async function losses(fuse: boolean, steps: number): Promise<number[]> {
   for (let step = 0; step < steps; step++) s.trainStep(b, step, 1e-2, 5);
   return s.readLosses();
 }
+
+test('a constant read through a view, and a dead sum of a live product, compile and compute right', async () => {
+  for (const src of [constThroughView, deadSum]) {
+    const file = writeProbe(src);
+    for (const fuse of [true, false]) {
+      const c = compile(file, { fuse });
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-probe-run-'));
+      writeModule(c, dir);
+      const s = await Session.open(dir, gpu);
+      s.initialise(1);
+      const b = { tokens: Int32Array.from({ length: 15 }, (_, i) => (i * 3) % 7), targets: Int32Array.from({ length: 15 }, (_, i) => (i * 5) % 7) };
+      const got = await s.evaluate([b]);
+      const g = c.graph;
+      const want = interpret(g, { params: initParams(g.params, 1), inputs: b, training: false, seed: 0, step: 0 }, g.outputs.loss)[g.outputs.loss][0];
+      assert.ok(Math.abs(got - want) <= 1e-5 * Math.abs(want), `fuse ${fuse}: device ${got}, interpreter ${want}`);
+    }
+  }
+});
 
 test('fused and unfused programs give the same training losses, step for step', async () => {
   const steps = 6;
