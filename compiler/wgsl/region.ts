@@ -298,7 +298,6 @@ export function emitRegion(
         break;
       }
       case 'matmul': {
-        const last = dims.length - 1;
         const a = nodes[n.inputs[0]].shape;
         const b = nodes[n.inputs[1]].shape;
         const k = a[a.length - 1];
@@ -310,14 +309,12 @@ export function emitRegion(
           '}',
           ...put('acc', outOff),
         ];
-        void last;
         break;
       }
       case 'gather':
       case 'onehot': {
         const kIdx = op.kind === 'gather' ? 1 : 0;
         const idxShape = nodes[n.inputs[kIdx]].shape;
-        const split = tokenSplit(n.shape, T) as { axis: number; lo: number };
         const restAxes = n.shape.length - idxShape.length; // the trailing axes of the output past the index's
         const local0 = dims.length - restAxes;
         const row = `row${pos}`;
@@ -336,7 +333,6 @@ export function emitRegion(
         } else {
           inner = [`let ${row} = ${src(0, lin(reads[0].local), 'i32')};`, ...put(`select(0.0, 1.0, ${row} == i32(i${dims.length - 1}))`, outOff)];
         }
-        void split;
         break;
       }
       default:
@@ -465,4 +461,3 @@ function indent(lines: string[], level: number): string[] {
   return lines.map((l) => (l ? pad + l : l));
 }
 
-export type { OpOf };
