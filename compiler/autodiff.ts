@@ -126,6 +126,20 @@ export const vjpRules: { [K in OpKind]: VjpRule<K> } = {
     return [[0, b.binary('mul', y, b.binary('sub', g, dot))]];
   },
   dropout: (b, n, g) => [[0, b.node({ kind: 'dropout', p: n.op.p, key: n.op.key }, [g])]],
+  // The whole softmax derivative goes to Q and K (compiler/ir.ts): lse, a function of them
+  // that 'out' reads, takes none, and the parts other than 'out' are backward-only.
+  attention: (b, n, g) => {
+    if (n.op.part !== 'out') return [];
+    const [q, k, v, lse] = n.inputs;
+    const last = b.shape(n.id).length - 1;
+    const d = b.sum(b.binary('mul', g, n.id), [last]);
+    const part = (p: 'dq' | 'dk' | 'dv', ins: number[]) => b.node({ ...n.op, part: p }, ins);
+    return [
+      [0, part('dq', [q, k, v, lse, g, d])],
+      [1, part('dk', [q, k, v, lse, g, d])],
+      [2, part('dv', [q, k, lse, g])],
+    ];
+  },
   cross_entropy: (b, n, g) => {
     const [logits, targets] = n.inputs;
     const ls = b.shape(logits);

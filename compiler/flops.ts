@@ -4,8 +4,10 @@
 // (a transcendental function included) is 1, and moving data (reshape, permute, slice, gather,
 // expand, masks) is free. Only the nodes the program computes count: those the loss, the
 // logits, the observations and the gradients need (the liveness of compiler/plan.ts).
-// The count describes the model's math, not the kernels that compute it: fusing kernels
-// changes how many dispatches a step takes, never its FLOPs.
+// Region fusion changes how many dispatches a step takes, never its FLOPs. The attention pass
+// (compiler/attention.ts) does change them: its kernels skip the masked half of the scores and
+// recompute them in the backward pass; `npm run bench` therefore counts the model's FLOPs on
+// the graph of primitives (fusion off) for every row.
 import { numel, type Graph, type Node, type OpKind, type OpOf } from './ir.ts';
 
 type FlopRule<K extends OpKind> = (op: OpOf<K>, node: Node, inputs: Node[]) => number;
@@ -48,6 +50,14 @@ export const flopRules: { [K in OpKind]: FlopRule<K> } = {
   causal_mask: free, // a select
   softmax: (_op, n) => SOFTMAX_FLOPS_PER_ELEMENT * numel(n.shape),
   dropout: perOut, // the scale; the mask's hash is integer work
+  attention: (op, n, [q, , v]) => {
+    const L = q.shape[q.shape.length - 2];
+    const e = q.shape[q.shape.length - 1];
+    const f = op.part === 'lse' ? 0 : op.part === 'out' || op.part === 'dv' ? n.shape[n.shape.length - 1] : v.shape[v.shape.length - 1];
+    const pairs = (numel(q.shape) / (L * e)) * ((L * (L + 1)) / 2); // the causal triangle
+    const perPair = { lse: 2 * e + 3, out: 2 * e + 2 + 2 * f, dq: 4 * e + 2 * f + 4, dk: 4 * e + 2 * f + 4, dv: 2 * e + 2 + 2 * f }[op.part];
+    return pairs * perPair;
+  },
   cross_entropy: (_op, _n, [logits]) => {
     const v = logits.shape[logits.shape.length - 1];
     const rows = numel(logits.shape) / v;

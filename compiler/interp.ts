@@ -267,6 +267,7 @@ const rules: { [K in OpKind]: Rule<K> } = {
     const scale = 1 / (1 - op.p);
     return map(a, (x, i) => (dropoutKeep(env.seed, env.step, op.key, i, op.p) ? x * scale : 0));
   },
+  attention: (op, args, node, graph, env) => attentionRef(op, args, node, graph, env),
   // An out-of-range target picks nothing (a logit of 0), like onehot and gather do.
   cross_entropy: (_op, [logits, targets], node, graph) => {
     const v = graph.nodes[node.inputs[0]].shape.at(-1)!;
@@ -284,3 +285,59 @@ const rules: { [K in OpKind]: Rule<K> } = {
     return Float64Array.of(total / rows);
   },
 };
+
+/**
+ * The attention parts (compiler/ir.ts), straight from the definitions: for every pair j ≤ i
+ * the score, P_ij = exp(s_ij − lse_i) and the dropout mask of flat index (i, j) of the scores.
+ */
+function attentionRef(op: OpOf<'attention'>, args: Float64Array[], node: Node, graph: Graph, env: InterpEnv): Float64Array {
+  const qShape = graph.nodes[node.inputs[0]].shape;
+  const L = qShape[qShape.length - 2];
+  const e = qShape[qShape.length - 1];
+  const slices = numel(qShape) / (L * e);
+  const [Q, K] = args;
+  const V = op.part === 'dv' ? undefined : args[2];
+  const f = op.part === 'lse' ? 0 : op.part === 'dv' ? node.shape[node.shape.length - 1] : (V as Float64Array).length / (slices * L);
+  const lse = op.part === 'lse' ? new Float64Array(slices * L) : args[3];
+  const dO = op.part === 'dq' || op.part === 'dk' ? args[4] : op.part === 'dv' ? args[3] : undefined;
+  const D = op.part === 'dq' || op.part === 'dk' ? args[5] : undefined;
+  const lseIn = op.part === 'dv' ? args[2] : lse;
+  const out = new Float64Array(numel(node.shape));
+  const drop = env.training && op.p > 0;
+  const keepScale = 1 / (1 - op.p);
+  const score = (b: number, i: number, j: number): number => {
+    let s = 0;
+    for (let x = 0; x < e; x++) s += Q[(b * L + i) * e + x] * K[(b * L + j) * e + x];
+    return op.scale * s;
+  };
+  // the factor dropout puts on entry (i, j): 1/(1-p) kept, 0 dropped, 1 when not training
+  const mask = (b: number, i: number, j: number): number => (!drop ? 1 : dropoutKeep(env.seed, env.step, op.key, (b * L + i) * L + j, op.p) ? keepScale : 0);
+  for (let b = 0; b < slices; b++) {
+    for (let i = 0; i < L; i++) {
+      if (op.part === 'lse') {
+        let mx = -Infinity;
+        for (let j = 0; j <= i; j++) mx = Math.max(mx, score(b, i, j));
+        let t = 0;
+        for (let j = 0; j <= i; j++) t += Math.exp(score(b, i, j) - mx);
+        out[b * L + i] = mx + Math.log(t);
+        continue;
+      }
+      for (let j = 0; j <= i; j++) {
+        const p = Math.exp(score(b, i, j) - lseIn[b * L + i]);
+        const m = mask(b, i, j);
+        if (op.part === 'out') {
+          for (let y = 0; y < f; y++) out[(b * L + i) * f + y] += p * m * (V as Float64Array)[(b * L + j) * f + y];
+        } else if (op.part === 'dv') {
+          for (let y = 0; y < f; y++) out[(b * L + j) * f + y] += p * m * (dO as Float64Array)[(b * L + i) * f + y];
+        } else {
+          let dA = 0;
+          for (let y = 0; y < f; y++) dA += (dO as Float64Array)[(b * L + i) * f + y] * (V as Float64Array)[(b * L + j) * f + y];
+          const dS = op.scale * p * (dA * m - (D as Float64Array)[b * L + i]);
+          const [to, from] = op.part === 'dq' ? [i, j] : [j, i];
+          for (let x = 0; x < e; x++) out[(b * L + to) * e + x] += dS * (op.part === 'dq' ? K : Q)[(b * L + from) * e + x];
+        }
+      }
+    }
+  }
+  return out;
+}

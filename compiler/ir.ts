@@ -88,7 +88,22 @@ export type Op =
    */
   | { kind: 'dropout'; p: number; key: number }
   /** logits [..., V], targets i32 [...] -> [] mean over rows of -log softmax(logits)[target]. */
-  | { kind: 'cross_entropy' };
+  | { kind: 'cross_entropy' }
+  /**
+   * Causal attention without its [..., L, L] scores (compiler/attention.ts builds it from
+   * dropout(softmax(causal_mask(scale · Q Kᵀ)), p) @ V). Q, K [..., L, e], V [..., L, f];
+   * P_ij = exp(scale · Q_i·K_j − lse_i) for j ≤ i (0 above the diagonal), A = dropout(P) with
+   * the mask of the scores' flat index (i, j), as the dropout op draws it. The parts:
+   *   lse (Q, K) -> [..., L, 1]                 log Σ_j exp(scale · Q_i·K_j), an online softmax
+   *   out (Q, K, V, lse) -> [..., L, f]         A V
+   *   dq  (Q, K, V, lse, dO, D) -> [..., L, e]  scale Σ_j dS_ij K_j
+   *   dk  (Q, K, V, lse, dO, D) -> [..., L, e]  scale Σ_i dS_ij Q_i
+   *   dv  (Q, K, lse, dO) -> [..., L, f]        Σ_i A_ij dO_i
+   * with D_i = dO_i·O_i and dS_ij = P_ij (dropout'(dO_i·V_j) − D_i).
+   */
+  | { kind: 'attention'; part: AttentionPart; scale: number; p: number; key: number };
+
+export type AttentionPart = 'lse' | 'out' | 'dq' | 'dk' | 'dv';
 
 export type OpKind = Op['kind'];
 export type OpOf<K extends OpKind> = Extract<Op, { kind: K }>;

@@ -3,6 +3,7 @@
 //   load      .mt file and its imports -> declarations            (compiler/program.ts)
 //   config    hyperparameters, preset, --set; the train section    (compiler/config.ts)
 //   lower     model -> tensor graph with static shapes             (compiler/lower.ts)
+//   attention causal attention as one op, scores never stored      (compiler/attention.ts)
 //   autodiff  reverse-mode gradients, one VJP rule per op          (compiler/autodiff.ts)
 //             and, with `checkpoint = 1`, recomputation per block  (compiler/checkpoint.ts)
 //   fuse      per-token stretches into one kernel each             (compiler/fuse.ts)
@@ -11,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fuseAttention } from './attention.ts';
 import { differentiate } from './autodiff.ts';
 import { resolveHypers, resolveTrain, type TrainConfig } from './config.ts';
 import { emitHost, safeComment } from './hostgen.ts';
@@ -24,7 +26,7 @@ import { loadProgram, type Unit } from './program.ts';
 import { optimizerKernels } from './wgsl/optimizer.ts';
 
 export const MTC_VERSION = '0.1.0';
-export const PASSES = ['load', 'config', 'lower', 'autodiff', 'fuse', 'plan', 'emit'] as const;
+export const PASSES = ['load', 'config', 'lower', 'attention', 'autodiff', 'fuse', 'plan', 'emit'] as const;
 export type PassName = (typeof PASSES)[number];
 
 export interface CompileOptions {
@@ -77,6 +79,9 @@ export function buildGraph(file: string, opts: CompileOptions = {}): Built {
 
   const b = lowerModel(unit, hypers, train);
   dump('lower', () => printGraph(b.graph));
+
+  if (opts.fuse !== false) fuseAttention(b.graph);
+  dump('attention', () => printGraph(b.graph));
 
   differentiate(b, b.graph.outputs.loss);
   if (train.checkpoint) checkpointCalls(b.graph, b.graph.arrayItems ?? []);

@@ -20,6 +20,18 @@ const needGiven = (given?: Shape): number[] => {
 
 const VERB = { add: 'add', sub: 'subtract', mul: 'multiply', div: 'divide' } as const;
 
+/** The attention parts' shapes (compiler/ir.ts): Q, K [..., L, e], V [..., L, f]. */
+const attentionShape: Rule<'attention'> = (op, ins) => {
+  const [q, k] = ins;
+  const v = op.part === 'dv' ? ins[3] : ins[2]; // dv reads dO [..., L, f] in V's place
+  const ok = q.shape.length >= 2 && fmtShape(q.shape) === fmtShape(k.shape) && (op.part === 'lse' || (v.shape.length === q.shape.length && fmtShape(v.shape.slice(0, -1)) === fmtShape(q.shape.slice(0, -1))));
+  if (!ok) return { error: `attention needs Q and K of one shape [..., L, e] and V [..., L, f], got ${ins.map((x) => fmtShape(x.shape)).join(', ')}` };
+  const rows = q.shape.slice(0, -1);
+  if (op.part === 'lse') return f32([...rows, 1]);
+  if (op.part === 'dq' || op.part === 'dk') return f32(q.shape);
+  return f32(v.shape);
+};
+
 export const shapeRules: { [K in OpKind]: Rule<K> } = {
   input: (_op, _ins, given) => ({ shape: needGiven(given), dtype: 'i32' }),
   param: (_op, _ins, given) => f32(needGiven(given)),
@@ -104,6 +116,7 @@ export const shapeRules: { [K in OpKind]: Rule<K> } = {
       return { error: `cross_entropy: logits of shape ${fmtShape(logits.shape)} do not match targets of shape ${fmtShape(targets.shape)}` };
     return f32([]);
   },
+  attention: attentionShape,
 };
 
 /**

@@ -354,6 +354,40 @@ describe('kernels: reductions', () => {
     });
 });
 
+// The attention parts (compiler/wgsl/attention.ts): L past one block of 64 rows and across
+// tile edges, odd e and f, several slices, dropout on while training. Scores are sums of e
+// products and every output a sum of up to L terms of exp(·) times values in [-1, 1]:
+// rel(4e-6) (67 u, as for exp) on O(1) values; the worst seen is printed at the end.
+describe('kernels: attention', () => {
+  const sizes: Array<{ lead: number[]; L: number; e: number; f: number; p: number }> = [
+    { lead: [3], L: 70, e: 5, f: 3, p: 0.25 },
+    { lead: [2, 2], L: 9, e: 8, f: 8, p: 0 },
+    { lead: [1], L: 130, e: 40, f: 24, p: 0.1 },
+    { lead: [2], L: 1, e: 3, f: 2, p: 0.5 },
+  ];
+  for (const { lead, L, e, f, p } of sizes)
+    test(`lse, out, dq, dk, dv on [${lead}, ${L}, ${e}] x [${lead}, ${L}, ${f}], dropout ${p}`, async () => {
+      const c = new Case(21);
+      const attrs = { scale: 1 / Math.sqrt(e), p, key: 3 };
+      const [q, k, v] = [c.f([...lead, L, e], -2, 2), c.f([...lead, L, e], -2, 2), c.f([...lead, L, f])];
+      const lse = c.op({ kind: 'attention', part: 'lse', ...attrs }, [q, k]);
+      const out = c.op({ kind: 'attention', part: 'out', ...attrs }, [q, k, v, lse]);
+      const g = c.f([...lead, L, f]);
+      const d = c.b.sum(c.b.binary('mul', g, out), [lead.length + 1]);
+      const env = { training: p > 0, seed: 9, step: 4 };
+      for (const [part, ins] of [
+        ['lse', [q, k]],
+        ['out', [q, k, v, lse]],
+        ['dq', [q, k, v, lse, g, d]],
+        ['dk', [q, k, v, lse, g, d]],
+        ['dv', [q, k, lse, g]],
+      ] as const) {
+        const id = part === 'lse' ? lse : part === 'out' ? out : c.op({ kind: 'attention', part, ...attrs }, [...ins]);
+        await check('attention', c, id, rel(4e-6), { env });
+      }
+    });
+});
+
 describe('kernels: dispatch limits and determinism', () => {
   test('a huge elementwise op is folded into a grid within 65535 per dimension', () => {
     const c = new Case();

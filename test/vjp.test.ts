@@ -313,18 +313,35 @@ family('causal_mask, softmax, dropout, cross_entropy', [
   },
 ]);
 
+// ---- attention without its scores (compiler/attention.ts) ------------------------------------
+// The 'out' part's rule sends the whole softmax derivative to Q and K; lse, recomputed from the
+// perturbed Q and K by the finite difference, takes none.
+
+const attentionCase = (L: number, e: number, f: number, p: number, training: boolean): Spec => ({
+  name: `attention [2, ${L}, ${e}] x [2, ${L}, ${f}], scale 0.7, dropout ${p}${training ? ', training' : ''}`,
+  training,
+  build: (c) => {
+    const [q, k, v] = [c.p([2, L, e]), c.p([2, L, e]), c.p([2, L, f])];
+    const attrs = { scale: 0.7, p, key: 5 };
+    const lse = c.op({ kind: 'attention', part: 'lse', ...attrs }, [q, k]);
+    return c.op({ kind: 'attention', part: 'out', ...attrs }, [q, k, v, lse]);
+  },
+});
+
+family('attention', [attentionCase(5, 3, 4, 0, false), attentionCase(6, 2, 3, 0.3, true), attentionCase(4, 3, 3, 0.3, false), attentionCase(1, 2, 2, 0, false)]);
+
 // ---- the rule table itself -----------------------------------------------------------------
 
 const ALL_KINDS: OpKind[] = [
   ...(['input', 'param', 'fill', 'eye', 'unary', 'affine', 'clamp', 'inrange', 'binary', 'matmul', 'sum', 'expand'] as const),
   ...(['reshape', 'permute', 'slice', 'pad', 'gather', 'scatter_add', 'onehot', 'causal_mask', 'softmax'] as const),
-  ...(['dropout', 'cross_entropy'] as const),
+  ...(['dropout', 'cross_entropy', 'attention'] as const),
 ];
 /** Kinds with no differentiable input: nothing to check by finite differences. */
 const NO_GRADIENT: OpKind[] = ['input', 'param', 'fill', 'eye', 'onehot'];
 
 test('vjpRules has one rule per op kind, and every differentiable kind and unary fn was checked above', () => {
-  assert.equal(new Set(ALL_KINDS).size, 23);
+  assert.equal(new Set(ALL_KINDS).size, 24);
   assert.equal(Object.keys(vjpRules).length, ALL_KINDS.length);
   assert.deepEqual(Object.keys(vjpRules).sort(), [...ALL_KINDS].sort());
   const missing = ALL_KINDS.filter((k) => !NO_GRADIENT.includes(k) && !coveredKinds.has(k));

@@ -6,6 +6,7 @@ import type { Graph, Node, OpKind } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
 import { elementwiseEmitters } from './elementwise.ts';
 import { layoutEmitters } from './layout.ts';
+import { emitAttention } from './attention.ts';
 import { emitMatmul } from './matmul.ts';
 import { reduceEmitters } from './reduce.ts';
 
@@ -23,6 +24,7 @@ const emitters: { [K in OpKind]: Emitter } = {
   ...layoutEmitters,
   ...reduceEmitters,
   matmul: (node, graph) => emitMatmul(node, graph),
+  attention: (node, graph) => emitAttention(node, graph),
 };
 
 /** The kernel computing `node`, or null when the node needs none (input, param, reshape). */

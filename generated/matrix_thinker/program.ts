@@ -134,12 +134,27 @@ export const layout = {
     "affine_s1_b0_256x32",
     "affine_s1_b0_32x8",
     "affine_s1_b0_8x8",
+    "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
+    "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
+    "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
+    "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
+    "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32",
+    "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
+    "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
+    "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
+    "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
     "binary_add_8x1_8x1",
     "binary_add_8x8_8x8",
     "binary_add_s_s",
     "binary_mul_s_s",
-    "causal_mask_f0_16x2x64x64",
-    "causal_mask_fminf_16x2x64x64",
     "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01",
     "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01",
     "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01",
@@ -157,23 +172,16 @@ export const layout = {
     "fused_18ops_4f9c9b0221",
     "fused_18ops_99f25a92a5",
     "fused_18ops_d414ff6507",
-    "fused_1ops_0649c1fd59",
     "fused_1ops_4757b88c6d",
     "fused_1ops_5d2ec40eca",
     "fused_1ops_ab457c8f23",
     "fused_1ops_b127ed186b",
     "fused_1ops_cc63f4d573",
-    "fused_1ops_d8a8283594",
-    "fused_1ops_f21fc46159",
-    "fused_2ops_13919e8b5e",
     "fused_2ops_40e2860e92",
     "fused_2ops_44dcc0d004",
-    "fused_2ops_56da853455",
-    "fused_2ops_575b8087a0",
     "fused_2ops_665796529c",
-    "fused_2ops_91d6c74e9e",
+    "fused_2ops_76348a532d",
     "fused_2ops_9b7abf453b",
-    "fused_2ops_c636ff14ab",
     "fused_2ops_dba17607cb",
     "fused_3ops_69a85688ff",
     "fused_3ops_8ded8da892",
@@ -184,16 +192,13 @@ export const layout = {
     "fused_4ops_639c0eaebe",
     "fused_4ops_bbbdf33c10",
     "fused_4ops_dc56ce1d58",
-    "fused_5ops_20d66e08c0",
     "fused_5ops_38ed373bf3",
     "fused_5ops_9945a40d4f",
     "fused_5ops_9f3eb47915",
     "fused_5ops_a742fd6ece",
-    "fused_5ops_c1f8eb1992",
-    "fused_5ops_c6ce270008",
     "fused_5ops_c99f1d200c",
     "fused_5ops_cc498e92db",
-    "fused_5ops_f2557bfba3",
+    "fused_6ops_02694bca0d",
     "fused_6ops_0bedcad539",
     "fused_6ops_5dfc1b2d2a",
     "fused_6ops_aec82b26d8",
@@ -202,7 +207,6 @@ export const layout = {
     "fused_6ops_da412c2f6d",
     "fused_7ops_083d0a8352",
     "fused_7ops_1db5c853f2",
-    "fused_7ops_63a4ec9915",
     "fused_7ops_cd35b2c901",
     "fused_8ops_046fa3602b",
     "fused_8ops_258467e860",
@@ -210,9 +214,6 @@ export const layout = {
     "fused_8ops_dcb2dffbad",
     "gradnorm_partial_17600",
     "gradnorm_total_5",
-    "matmul_16x2x32x64_16x2x64x64",
-    "matmul_16x2x64x32_16x2x32x64",
-    "matmul_16x2x64x64_16x2x64x32",
     "matmul_256x32_16x64x32x1",
     "matmul_32x256_16x64x256x1",
     "matmul_32x8_16x64x8x8",
@@ -237,8 +238,8 @@ export const layout = {
   ],
   "dispatches": {
     "setup": 0,
-    "forward": 102,
-    "backward": 437,
+    "forward": 86,
+    "backward": 413,
     "optimizer": 3
   }
 };
@@ -301,16 +302,16 @@ export class Program {
       buf("act17", 262144),
       buf("act18", 262144),
       buf("act19", 262144),
-      buf("act20", 524288),
-      buf("act21", 524288),
-      buf("act22", 524288),
+      buf("act20", 8192),
+      buf("act21", 262144),
+      buf("act22", 262144),
       buf("act23", 262144),
       buf("act24", 262144),
-      buf("act25", 262144),
+      buf("act25", 4096),
       buf("act26", 262144),
-      buf("act27", 4096),
-      buf("act28", 262144),
-      buf("act29", 4),
+      buf("act27", 262144),
+      buf("act28", 4),
+      buf("act29", 262144),
       buf("act30", 262144),
       buf("act31", 262144),
       buf("act32", 262144),
@@ -337,16 +338,16 @@ export class Program {
       buf("act53", 262144),
       buf("act54", 262144),
       buf("act55", 262144),
-      buf("act56", 262144),
-      buf("act57", 32768),
-      buf("act58", 262144),
-      buf("act59", 32768),
-      buf("act60", 262144),
+      buf("act56", 32768),
+      buf("act57", 262144),
+      buf("act58", 32768),
+      buf("act59", 262144),
+      buf("act60", 4096),
       buf("act61", 4096),
-      buf("act62", 4096),
+      buf("act62", 262144),
       buf("act63", 262144),
-      buf("act64", 262144),
-      buf("act65", 4096),
+      buf("act64", 4096),
+      buf("act65", 262144),
       buf("act66", 262144),
       buf("act67", 262144),
       buf("act68", 262144),
@@ -357,16 +358,16 @@ export class Program {
       buf("act73", 262144),
       buf("act74", 262144),
       buf("act75", 262144),
-      buf("act76", 262144),
-      buf("act77", 524288),
-      buf("act78", 524288),
+      buf("act76", 8192),
+      buf("act77", 262144),
+      buf("act78", 262144),
       buf("act79", 262144),
       buf("act80", 262144),
-      buf("act81", 262144),
+      buf("act81", 4096),
       buf("act82", 262144),
-      buf("act83", 4096),
-      buf("act84", 262144),
-      buf("act85", 4),
+      buf("act83", 262144),
+      buf("act84", 4),
+      buf("act85", 262144),
       buf("act86", 262144),
       buf("act87", 262144),
       buf("act88", 262144),
@@ -393,16 +394,16 @@ export class Program {
       buf("act109", 262144),
       buf("act110", 262144),
       buf("act111", 262144),
-      buf("act112", 262144),
-      buf("act113", 32768),
-      buf("act114", 262144),
-      buf("act115", 32768),
-      buf("act116", 262144),
+      buf("act112", 32768),
+      buf("act113", 262144),
+      buf("act114", 32768),
+      buf("act115", 262144),
+      buf("act116", 4096),
       buf("act117", 4096),
-      buf("act118", 4096),
+      buf("act118", 262144),
       buf("act119", 262144),
-      buf("act120", 262144),
-      buf("act121", 4096),
+      buf("act120", 4096),
+      buf("act121", 262144),
       buf("act122", 262144),
       buf("act123", 262144),
       buf("act124", 262144),
@@ -413,16 +414,16 @@ export class Program {
       buf("act129", 262144),
       buf("act130", 262144),
       buf("act131", 262144),
-      buf("act132", 262144),
-      buf("act133", 524288),
-      buf("act134", 524288),
+      buf("act132", 8192),
+      buf("act133", 262144),
+      buf("act134", 262144),
       buf("act135", 262144),
       buf("act136", 262144),
-      buf("act137", 262144),
+      buf("act137", 4096),
       buf("act138", 262144),
-      buf("act139", 4096),
-      buf("act140", 262144),
-      buf("act141", 4),
+      buf("act139", 262144),
+      buf("act140", 4),
+      buf("act141", 262144),
       buf("act142", 262144),
       buf("act143", 262144),
       buf("act144", 262144),
@@ -449,16 +450,16 @@ export class Program {
       buf("act165", 262144),
       buf("act166", 262144),
       buf("act167", 262144),
-      buf("act168", 262144),
-      buf("act169", 32768),
-      buf("act170", 262144),
-      buf("act171", 32768),
-      buf("act172", 262144),
+      buf("act168", 32768),
+      buf("act169", 262144),
+      buf("act170", 32768),
+      buf("act171", 262144),
+      buf("act172", 4096),
       buf("act173", 4096),
-      buf("act174", 4096),
+      buf("act174", 262144),
       buf("act175", 262144),
-      buf("act176", 262144),
-      buf("act177", 4096),
+      buf("act176", 4096),
+      buf("act177", 262144),
       buf("act178", 262144),
       buf("act179", 262144),
       buf("act180", 262144),
@@ -469,16 +470,16 @@ export class Program {
       buf("act185", 262144),
       buf("act186", 262144),
       buf("act187", 262144),
-      buf("act188", 262144),
-      buf("act189", 524288),
-      buf("act190", 524288),
+      buf("act188", 8192),
+      buf("act189", 262144),
+      buf("act190", 262144),
       buf("act191", 262144),
       buf("act192", 262144),
-      buf("act193", 262144),
+      buf("act193", 4096),
       buf("act194", 262144),
-      buf("act195", 4096),
-      buf("act196", 262144),
-      buf("act197", 4),
+      buf("act195", 262144),
+      buf("act196", 4),
+      buf("act197", 262144),
       buf("act198", 262144),
       buf("act199", 262144),
       buf("act200", 262144),
@@ -505,47 +506,47 @@ export class Program {
       buf("act221", 262144),
       buf("act222", 262144),
       buf("act223", 262144),
-      buf("act224", 262144),
-      buf("act225", 32768),
-      buf("act226", 262144),
-      buf("act227", 32768),
-      buf("act228", 262144),
+      buf("act224", 32768),
+      buf("act225", 262144),
+      buf("act226", 32768),
+      buf("act227", 262144),
+      buf("act228", 4096),
       buf("act229", 4096),
-      buf("act230", 4096),
+      buf("act230", 262144),
       buf("act231", 262144),
-      buf("act232", 262144),
-      buf("act233", 4096),
-      buf("act234", 262144),
-      buf("act235", 1048576),
-      buf("act236", 131072),
-      buf("act237", 1048576),
-      buf("act238", 4),
-      buf("act239", 1048576),
+      buf("act232", 4096),
+      buf("act233", 262144),
+      buf("act234", 1048576),
+      buf("act235", 131072),
+      buf("act236", 1048576),
+      buf("act237", 4),
+      buf("act238", 1048576),
+      buf("act239", 32768),
       buf("act240", 32768),
-      buf("act241", 32768),
-      buf("act242", 1048576),
+      buf("act241", 1048576),
+      buf("act242", 1024),
       buf("act243", 1024),
       buf("act244", 1024),
-      buf("act245", 1024),
+      buf("act245", 262144),
       buf("act246", 262144),
-      buf("act247", 262144),
-      buf("act248", 256),
+      buf("act247", 256),
+      buf("act248", 4096),
       buf("act249", 4096),
-      buf("act250", 4096),
-      buf("act251", 4),
-      buf("act252", 256),
-      buf("act253", 4),
-      buf("act254", 256),
+      buf("act250", 4),
+      buf("act251", 256),
+      buf("act252", 4),
+      buf("act253", 256),
+      buf("act254", 32),
       buf("act255", 32),
-      buf("act256", 32),
-      buf("act257", 4),
+      buf("act256", 4),
+      buf("act257", 256),
       buf("act258", 256),
       buf("act259", 256),
       buf("act260", 256),
       buf("act261", 256),
       buf("act262", 256),
-      buf("act263", 256),
-      buf("act264", 4),
+      buf("act263", 4),
+      buf("act264", 256),
       buf("act265", 256),
       buf("act266", 256),
       buf("act267", 256),
@@ -554,8 +555,8 @@ export class Program {
       buf("act270", 256),
       buf("act271", 256),
       buf("act272", 256),
-      buf("act273", 256),
-      buf("act274", 524288),
+      buf("act273", 8192),
+      buf("act274", 256),
       buf("act275", 256),
       buf("act276", 256),
       buf("act277", 256),
@@ -564,17 +565,17 @@ export class Program {
       buf("act280", 256),
       buf("act281", 256),
       buf("act282", 256),
-      buf("act283", 256),
+      buf("act283", 32),
       buf("act284", 32),
-      buf("act285", 32),
-      buf("act286", 4),
+      buf("act285", 4),
+      buf("act286", 256),
       buf("act287", 256),
       buf("act288", 256),
       buf("act289", 256),
       buf("act290", 256),
       buf("act291", 256),
-      buf("act292", 256),
-      buf("act293", 4),
+      buf("act292", 4),
+      buf("act293", 256),
       buf("act294", 256),
       buf("act295", 256),
       buf("act296", 256),
@@ -591,9 +592,8 @@ export class Program {
       buf("act307", 256),
       buf("act308", 256),
       buf("act309", 256),
-      buf("act310", 256),
-      buf("act311", 32),
-      buf("act312", 2048),
+      buf("act310", 32),
+      buf("act311", 2048),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -614,538 +614,498 @@ export class Program {
     group("permute_0213_16x64x2x32", [[this.act[15], 0, 262144], [this.act[16], 0, 262144]]); // 8: %100 blocks.0.attn.permute1 stdlib.mt:34
     group("fused_6ops_ce912df11f", [[this.params, 21760, 48640], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: fused %101..%106 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-35
     group("permute_0213_16x64x2x32", [[this.act[18], 0, 262144], [this.act[19], 0, 262144]]); // 10: %107 blocks.0.attn.permute2 stdlib.mt:35
-    group("fused_1ops_f21fc46159", [[this.act[16], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 11: fused %108..%108 blocks.0.attn.permute3 .. blocks.0.attn.permute3 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[13], 0, 262144], [this.act[18], 0, 262144], [this.act[20], 0, 524288]]); // 12: %109 blocks.0.attn.matmul0 stdlib.mt:36
-    group("fused_1ops_0649c1fd59", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 13: fused %110..%110 blocks.0.attn.affine0 .. blocks.0.attn.affine0 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[21], 0, 524288], [this.act[20], 0, 524288]]); // 14: %111 blocks.0.attn.causal_mask0 stdlib.mt:37
-    group("fused_2ops_c636ff14ab", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.act[22], 0, 524288], [this.step, 0, 16]]); // 15: fused %112..%113 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[22], 0, 524288], [this.act[19], 0, 262144], [this.act[16], 0, 262144]]); // 16: %114 blocks.0.attn.matmul1 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[16], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.step, 0, 16]]); // 17: fused %115..%127 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 22784, 47616], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 18: fused %128..%134 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 23296, 47104], [this.act[28], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 19: fused %135..%142 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 46336], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 20: fused %143..%148 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 24576, 45824], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 21: fused %149..%154 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 24832, 45568], [this.act[28], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 22: fused %155..%162 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 44800], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 23: fused %163..%168 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[42], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 24: fused %169..%172 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 26368, 44032], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 4096], [this.step, 0, 16]]); // 25: fused %173..%183 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 27392, 43008], [this.act[28], 0, 262144], [this.act[55], 0, 262144], [this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 26: fused %184..%189 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_d0480892e7", [[this.act[26], 0, 262144], [this.act[60], 0, 262144], [this.act[62], 0, 4096], [this.act[64], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 27: fused %190..%199 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 27904, 42496], [this.act[66], 0, 262144], [this.act[64], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 28: fused %200..%206 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[69], 0, 262144], [this.act[70], 0, 262144]]); // 29: %207 blocks.1.attn.permute0 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 28672, 41728], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 30: fused %208..%213 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 31: %214 blocks.1.attn.permute1 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 29184, 41216], [this.act[64], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 32: fused %215..%220 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[75], 0, 262144], [this.act[76], 0, 262144]]); // 33: %221 blocks.1.attn.permute2 stdlib.mt:35
-    group("fused_1ops_f21fc46159", [[this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 34: fused %222..%222 blocks.1.attn.permute3 .. blocks.1.attn.permute3 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[70], 0, 262144], [this.act[75], 0, 262144], [this.act[20], 0, 524288]]); // 35: %223 blocks.1.attn.matmul0 stdlib.mt:36
-    group("fused_1ops_0649c1fd59", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.step, 0, 16]]); // 36: fused %224..%224 blocks.1.attn.affine0 .. blocks.1.attn.affine0 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[77], 0, 524288], [this.act[20], 0, 524288]]); // 37: %225 blocks.1.attn.causal_mask0 stdlib.mt:37
-    group("fused_2ops_13919e8b5e", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.act[78], 0, 524288], [this.step, 0, 16]]); // 38: fused %226..%227 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[78], 0, 524288], [this.act[76], 0, 262144], [this.act[73], 0, 262144]]); // 39: %228 blocks.1.attn.matmul1 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 40704], [this.act[55], 0, 262144], [this.act[73], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 262144], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 40: fused %229..%241 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 30208, 40192], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.step, 0, 16]]); // 41: fused %242..%248 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 30720, 39680], [this.act[84], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 42: fused %249..%256 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 38912], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.step, 0, 16]]); // 43: fused %257..%262 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 32000, 38400], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.step, 0, 16]]); // 44: fused %263..%268 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 32256, 38144], [this.act[84], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 45: fused %269..%276 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 37376], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 46: fused %277..%282 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[98], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 47: fused %283..%286 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 33792, 36608], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[115], 0, 32768], [this.act[116], 0, 262144], [this.act[117], 0, 4096], [this.step, 0, 16]]); // 48: fused %287..%297 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 34816, 35584], [this.act[84], 0, 262144], [this.act[111], 0, 262144], [this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 49: fused %298..%303 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_438c595591", [[this.act[82], 0, 262144], [this.act[116], 0, 262144], [this.act[118], 0, 4096], [this.act[120], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 50: fused %304..%313 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 20480, 49920], [this.act[122], 0, 262144], [this.act[120], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 51: fused %314..%320 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[125], 0, 262144], [this.act[126], 0, 262144]]); // 52: %321 blocks.0.attn.permute5 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 21248, 49152], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 53: fused %322..%327 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[128], 0, 262144], [this.act[129], 0, 262144]]); // 54: %328 blocks.0.attn.permute6 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 21760, 48640], [this.act[120], 0, 262144], [this.act[128], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 55: fused %329..%334 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[131], 0, 262144], [this.act[132], 0, 262144]]); // 56: %335 blocks.0.attn.permute7 stdlib.mt:35
-    group("fused_1ops_f21fc46159", [[this.act[129], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 57: fused %336..%336 blocks.0.attn.permute8 .. blocks.0.attn.permute8 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[126], 0, 262144], [this.act[131], 0, 262144], [this.act[20], 0, 524288]]); // 58: %337 blocks.0.attn.matmul2 stdlib.mt:36
-    group("fused_1ops_0649c1fd59", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.step, 0, 16]]); // 59: fused %338..%338 blocks.0.attn.affine1 .. blocks.0.attn.affine1 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[133], 0, 524288], [this.act[20], 0, 524288]]); // 60: %339 blocks.0.attn.causal_mask1 stdlib.mt:37
-    group("fused_2ops_91d6c74e9e", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.act[134], 0, 524288], [this.step, 0, 16]]); // 61: fused %340..%341 blocks.0.attn.softmax1 .. blocks.0.attn.dropout1 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[134], 0, 524288], [this.act[132], 0, 262144], [this.act[129], 0, 262144]]); // 62: %342 blocks.0.attn.matmul3 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 48128], [this.act[111], 0, 262144], [this.act[129], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 63: fused %343..%355 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 22784, 47616], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 64: fused %356..%362 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 23296, 47104], [this.act[140], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 65: fused %363..%370 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 46336], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 66: fused %371..%376 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 24576, 45824], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 67: fused %377..%382 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 24832, 45568], [this.act[140], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.step, 0, 16]]); // 68: fused %383..%390 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 44800], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 69: fused %391..%396 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[154], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 70: fused %397..%400 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 26368, 44032], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[171], 0, 32768], [this.act[172], 0, 262144], [this.act[173], 0, 4096], [this.step, 0, 16]]); // 71: fused %401..%411 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 27392, 43008], [this.act[140], 0, 262144], [this.act[167], 0, 262144], [this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 72: fused %412..%417 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_be340e8fa4", [[this.act[138], 0, 262144], [this.act[172], 0, 262144], [this.act[174], 0, 4096], [this.act[176], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[178], 0, 262144], [this.step, 0, 16]]); // 73: fused %418..%427 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 27904, 42496], [this.act[178], 0, 262144], [this.act[176], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 74: fused %428..%434 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[181], 0, 262144], [this.act[182], 0, 262144]]); // 75: %435 blocks.1.attn.permute5 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 28672, 41728], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 76: fused %436..%441 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[184], 0, 262144], [this.act[185], 0, 262144]]); // 77: %442 blocks.1.attn.permute6 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 29184, 41216], [this.act[176], 0, 262144], [this.act[184], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 78: fused %443..%448 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[187], 0, 262144], [this.act[188], 0, 262144]]); // 79: %449 blocks.1.attn.permute7 stdlib.mt:35
-    group("fused_1ops_f21fc46159", [[this.act[185], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 80: fused %450..%450 blocks.1.attn.permute8 .. blocks.1.attn.permute8 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[182], 0, 262144], [this.act[187], 0, 262144], [this.act[20], 0, 524288]]); // 81: %451 blocks.1.attn.matmul2 stdlib.mt:36
-    group("fused_1ops_0649c1fd59", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.step, 0, 16]]); // 82: fused %452..%452 blocks.1.attn.affine1 .. blocks.1.attn.affine1 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[189], 0, 524288], [this.act[20], 0, 524288]]); // 83: %453 blocks.1.attn.causal_mask1 stdlib.mt:37
-    group("fused_2ops_575b8087a0", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.act[190], 0, 524288], [this.step, 0, 16]]); // 84: fused %454..%455 blocks.1.attn.softmax1 .. blocks.1.attn.dropout1 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[190], 0, 524288], [this.act[188], 0, 262144], [this.act[185], 0, 262144]]); // 85: %456 blocks.1.attn.matmul3 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 40704], [this.act[167], 0, 262144], [this.act[185], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 86: fused %457..%469 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 30208, 40192], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.step, 0, 16]]); // 87: fused %470..%476 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 30720, 39680], [this.act[196], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.step, 0, 16]]); // 88: fused %477..%484 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 38912], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 89: fused %485..%490 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 32000, 38400], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 90: fused %491..%496 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 32256, 38144], [this.act[196], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 91: fused %497..%504 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 37376], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 92: fused %505..%510 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[210], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.step, 0, 16]]); // 93: fused %511..%514 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 33792, 36608], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[227], 0, 32768], [this.act[228], 0, 262144], [this.act[229], 0, 4096], [this.step, 0, 16]]); // 94: fused %515..%525 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 34816, 35584], [this.act[196], 0, 262144], [this.act[223], 0, 262144], [this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 95: fused %526..%531 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_ce3a23b1b0", [[this.act[194], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 4096], [this.act[232], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 96: fused %532..%541 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
-    group("fused_1ops_5d2ec40eca", [[this.params, 35328, 35072], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 97: fused %542..%542 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
-    group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[232], 0, 262144], [this.act[235], 0, 1048576]]); // 98: %543 head.matmul0 stdlib.mt:106
-    group("fused_2ops_dba17607cb", [[this.params, 36608, 33792], [this.act[235], 0, 1048576], [this.act[236], 0, 131072], [this.step, 0, 16]]); // 99: fused %544..%545 head.mul0 .. head.sum0 stdlib.mt:106
-    group("matmul_256x32_16x64x32x1", [[this.params, 37632, 32768], [this.act[236], 0, 131072], [this.act[237], 0, 1048576]]); // 100: %546 head.matmul1 stdlib.mt:107
-    group("cross_entropy_16x64x256_16x64i", [[this.act[237], 0, 1048576], [this.targets, 0, 4096], [this.act[238], 0, 4]]); // 101: %548 loss.cross_entropy0 matrix_thinker.mt:48
-    group("fused_6ops_aec82b26d8", [[this.targets, 0, 4096], [this.act[237], 0, 1048576], [this.act[239], 0, 1048576], [this.step, 0, 16]]); // 102: fused %550..%555 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_thinker.mt:48-107
-    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", [[this.act[239], 0, 1048576], [this.act[236], 0, 131072], [this.act[240], 0, 32768]]); // 103: %558 head.matmul1.grad.sum0 stdlib.mt:107
-    group("permute_10_256x32", [[this.params, 37632, 32768], [this.act[241], 0, 32768]]); // 104: %560 head.matmul1.grad.permute1 stdlib.mt:107
-    group("matmul_32x256_16x64x256x1", [[this.act[241], 0, 32768], [this.act[239], 0, 1048576], [this.act[236], 0, 131072]]); // 105: %561 head.matmul1.grad.matmul1 stdlib.mt:107
-    group("fused_3ops_b2994f0e14", [[this.params, 36608, 33792], [this.act[235], 0, 1048576], [this.act[236], 0, 131072], [this.act[239], 0, 1048576], [this.act[242], 0, 1048576], [this.step, 0, 16]]); // 106: fused %562..%564 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
-    group("sum_a01_16x64x32x8", [[this.act[242], 0, 1048576], [this.act[243], 0, 1024]]); // 107: %565 head.mul0.grad.sum0 stdlib.mt:106
-    group("contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[239], 0, 1048576], [this.act[232], 0, 262144], [this.act[244], 0, 1024]]); // 108: %569 head.matmul0.grad.sum0 stdlib.mt:106
-    group("fused_1ops_cc63f4d573", [[this.params, 35584, 34816], [this.act[245], 0, 1024], [this.step, 0, 16]]); // 109: fused %571..%571 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
-    group("matmul_8x32_16x64x32x8", [[this.act[245], 0, 1024], [this.act[239], 0, 1048576], [this.act[232], 0, 262144]]); // 110: %572 head.matmul0.grad.matmul1 stdlib.mt:106
-    group("fused_2ops_665796529c", [[this.params, 35328, 35072], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.act[246], 0, 262144], [this.act[247], 0, 262144], [this.step, 0, 16]]); // 111: fused %573..%574 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[247], 0, 262144], [this.act[248], 0, 256]]); // 112: %575 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("fused_17ops_e138ebbc8e", [[this.act[228], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[246], 0, 262144], [this.act[247], 0, 262144], [this.act[232], 0, 262144], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 113: fused %577..%593 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.act[246], 0, 262144], [this.act[233], 0, 4096], [this.act[228], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 114: fused %594..%598 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[230], 0, 4096], [this.act[249], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 115: fused %599..%601 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[251], 0, 4]]); // 116: %602 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[196], 0, 262144], [this.act[250], 0, 4096], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 117: fused %604..%605 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[231], 0, 262144], [this.act[252], 0, 256]]); // 118: %606 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 34816, 35584], [this.act[229], 0, 4096], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 119: fused %608..%612 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[253], 0, 4]]); // 120: %613 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[196], 0, 262144], [this.act[250], 0, 4096], [this.act[232], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 121: fused %615..%616 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[234], 0, 262144], [this.act[254], 0, 256]]); // 122: %617 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 36096], [this.act[227], 0, 32768], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.act[234], 0, 262144], [this.act[241], 0, 32768], [this.step, 0, 16]]); // 123: fused %619..%622 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 33792, 36608], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[246], 0, 262144], [this.act[227], 0, 32768], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 124: fused %623..%629 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[255], 0, 32]]); // 125: %630 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 34048, 36352], [this.act[234], 0, 262144], [this.act[241], 0, 32768], [this.act[232], 0, 262144], [this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 126: fused %632..%635 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[224], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 127: fused %636..%636 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[232], 0, 262144], [this.act[227], 0, 32768], [this.act[256], 0, 32]]); // 128: %637 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[210], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 262144], [this.act[231], 0, 262144], [this.act[246], 0, 262144], [this.act[232], 0, 262144], [this.act[224], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 129: fused %639..%643 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[197], 0, 4], [this.act[221], 0, 262144], [this.act[234], 0, 262144], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 130: fused %646..%647 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[231], 0, 262144], [this.act[257], 0, 4]]); // 131: %648 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 33280, 37120], [this.act[220], 0, 262144], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 132: fused %651..%653 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[234], 0, 262144], [this.act[246], 0, 262144], [this.act[258], 0, 256]]); // 133: %654 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 134: fused %656..%657 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[246], 0, 262144], [this.act[218], 0, 262144], [this.act[259], 0, 256]]); // 135: %660 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 32768, 37632], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[246], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 136: fused %662..%668 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[216], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 137: fused %669..%669 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[260], 0, 256]]); // 138: %670 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 139: fused %672..%673 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[231], 0, 262144], [this.act[196], 0, 262144], [this.act[261], 0, 256]]); // 140: %676 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 32256, 38144], [this.act[213], 0, 262144], [this.act[232], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 141: fused %678..%685 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[212], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 142: fused %686..%686 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[231], 0, 262144], [this.act[215], 0, 262144], [this.act[262], 0, 256]]); // 143: %687 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[211], 0, 262144], [this.act[246], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 144: fused %689..%690 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[215], 0, 262144], [this.act[196], 0, 262144], [this.act[263], 0, 256]]); // 145: %693 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 32000, 38400], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[246], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 146: fused %695..%699 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[197], 0, 4], [this.act[209], 0, 262144], [this.act[224], 0, 262144], [this.act[246], 0, 262144], [this.act[211], 0, 262144], [this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 147: fused %700..%705 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[208], 0, 262144], [this.act[211], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 148: fused %706..%706 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[246], 0, 262144], [this.act[197], 0, 4]]); // 149: %707 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[257], 0, 4], [this.act[197], 0, 4], [this.act[264], 0, 4]]); // 150: %709 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 31744, 38656], [this.act[207], 0, 262144], [this.act[219], 0, 262144], [this.act[246], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 151: fused %711..%713 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[211], 0, 262144], [this.act[219], 0, 262144], [this.act[265], 0, 256]]); // 152: %714 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[206], 0, 262144], [this.act[246], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 153: fused %716..%717 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[266], 0, 256]]); // 154: %720 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 31232, 39168], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[246], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 155: fused %722..%728 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[203], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 156: fused %729..%729 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[219], 0, 262144], [this.act[246], 0, 262144], [this.act[267], 0, 256]]); // 157: %730 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 158: fused %732..%733 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[246], 0, 262144], [this.act[196], 0, 262144], [this.act[268], 0, 256]]); // 159: %736 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 30720, 39680], [this.act[200], 0, 262144], [this.act[215], 0, 262144], [this.act[205], 0, 262144], [this.act[246], 0, 262144], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 160: fused %738..%745 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[199], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 161: fused %746..%746 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[246], 0, 262144], [this.act[202], 0, 262144], [this.act[269], 0, 256]]); // 162: %747 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[198], 0, 262144], [this.act[219], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 163: fused %749..%750 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[270], 0, 256]]); // 164: %753 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 39936], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.step, 0, 16]]); // 165: fused %755..%758 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[264], 0, 4], [this.act[197], 0, 4], [this.act[257], 0, 4]]); // 166: %759 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 30208, 40192], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 167: fused %760..%761 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[206], 0, 262144], [this.act[271], 0, 256]]); // 168: %762 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 40448], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[247], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[196], 0, 262144], [this.act[185], 0, 262144], [this.step, 0, 16]]); // 169: fused %764..%781 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[193], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 170: fused %782..%782 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[272], 0, 256]]); // 171: %783 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[192], 0, 262144], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 172: fused %785..%786 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.act[273], 0, 256]]); // 173: %789 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 40704], [this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 174: fused %791..%793 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[191], 0, 262144], [this.act[196], 0, 262144]]); // 175: %794 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    group("fused_1ops_f21fc46159", [[this.act[188], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 176: fused %795..%795 blocks.1.attn.matmul3.grad.permute0 .. blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.act[20], 0, 524288]]); // 177: %796 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_d8a8283594", [[this.act[190], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 178: fused %797..%797 blocks.1.attn.matmul3.grad.permute1 .. blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[274], 0, 524288], [this.act[196], 0, 262144], [this.act[191], 0, 262144]]); // 179: %798 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_f2557bfba3", [[this.act[189], 0, 524288], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 180: fused %799..%803 blocks.1.attn.dropout1.grad.dropout0 .. blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[274], 0, 524288], [this.act[20], 0, 524288]]); // 181: %804 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_56da853455", [[this.act[187], 0, 262144], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 182: fused %805..%806 blocks.1.attn.affine1.grad.affine0 .. blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[274], 0, 524288], [this.act[196], 0, 262144], [this.act[187], 0, 262144]]); // 183: %807 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_f21fc46159", [[this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 184: fused %808..%808 blocks.1.attn.matmul2.grad.permute1 .. blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[196], 0, 262144], [this.act[274], 0, 524288], [this.act[182], 0, 262144]]); // 185: %809 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_63a4ec9915", [[this.params, 29440, 40960], [this.act[186], 0, 262144], [this.act[191], 0, 262144], [this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 186: fused %810..%816 blocks.1.attn.permute8.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
-    group("matmul_8x8192_8192x8", [[this.act[192], 0, 262144], [this.act[188], 0, 262144], [this.act[275], 0, 256]]); // 187: %817 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 188: fused %819..%820 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[188], 0, 262144], [this.act[176], 0, 262144], [this.act[276], 0, 256]]); // 189: %823 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 28928, 41472], [this.act[183], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 190: fused %825..%832 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[182], 0, 262144], [this.act[184], 0, 262144], [this.act[277], 0, 256]]); // 191: %833 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[181], 0, 262144], [this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 192: fused %835..%836 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[176], 0, 262144], [this.act[278], 0, 256]]); // 193: %839 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 28416, 41984], [this.act[187], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 194: fused %841..%848 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[180], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 195: fused %849..%849 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[184], 0, 262144], [this.act[181], 0, 262144], [this.act[279], 0, 256]]); // 196: %850 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 197: fused %852..%853 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[280], 0, 256]]); // 198: %856 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 27904, 42496], [this.act[178], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 199: fused %858..%862 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[182], 0, 262144], [this.act[281], 0, 256]]); // 200: %863 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_0c2364d5d7", [[this.act[172], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 201: fused %865..%882 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 202: fused %883..%887 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[174], 0, 4096], [this.act[195], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 203: fused %888..%890 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[197], 0, 4]]); // 204: %891 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[140], 0, 262144], [this.act[250], 0, 4096], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 205: fused %893..%894 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[175], 0, 262144], [this.act[282], 0, 256]]); // 206: %895 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 27392, 43008], [this.act[173], 0, 4096], [this.act[177], 0, 4096], [this.act[167], 0, 262144], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 207: fused %897..%901 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[264], 0, 4]]); // 208: %902 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[140], 0, 262144], [this.act[250], 0, 4096], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 209: fused %904..%905 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[167], 0, 262144], [this.act[283], 0, 256]]); // 210: %906 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 43520], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.step, 0, 16]]); // 211: fused %908..%911 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 26368, 44032], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[176], 0, 262144], [this.act[171], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 212: fused %912..%918 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[284], 0, 32]]); // 213: %919 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 26624, 43776], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 214: fused %921..%924 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[168], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 215: fused %925..%925 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[181], 0, 262144], [this.act[171], 0, 32768], [this.act[285], 0, 32]]); // 216: %926 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[154], 0, 262144], [this.act[166], 0, 262144], [this.act[206], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[168], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 217: fused %928..%932 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[141], 0, 4], [this.act[165], 0, 262144], [this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 218: fused %935..%936 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[286], 0, 4]]); // 219: %937 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 25856, 44544], [this.act[164], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 220: fused %940..%942 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[287], 0, 256]]); // 221: %943 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 222: fused %945..%946 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[288], 0, 256]]); // 223: %949 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 25344, 45056], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 224: fused %951..%957 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[160], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 225: fused %958..%958 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[289], 0, 256]]); // 226: %959 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 227: fused %961..%962 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[140], 0, 262144], [this.act[290], 0, 256]]); // 228: %965 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 24832, 45568], [this.act[157], 0, 262144], [this.act[181], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 229: fused %967..%974 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[156], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 230: fused %975..%975 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[159], 0, 262144], [this.act[291], 0, 256]]); // 231: %976 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.act[159], 0, 262144], [this.step, 0, 16]]); // 232: fused %978..%979 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[159], 0, 262144], [this.act[140], 0, 262144], [this.act[292], 0, 256]]); // 233: %982 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 24576, 45824], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 234: fused %984..%988 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[141], 0, 4], [this.act[153], 0, 262144], [this.act[168], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 235: fused %989..%994 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[152], 0, 262144], [this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 236: fused %995..%995 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[176], 0, 262144], [this.act[141], 0, 4]]); // 237: %996 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[286], 0, 4], [this.act[141], 0, 4], [this.act[293], 0, 4]]); // 238: %998 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 24320, 46080], [this.act[151], 0, 262144], [this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 239: fused %1000..%1002 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[155], 0, 262144], [this.act[163], 0, 262144], [this.act[294], 0, 256]]); // 240: %1003 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 241: fused %1005..%1006 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[295], 0, 256]]); // 242: %1009 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 23808, 46592], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 243: fused %1011..%1017 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[147], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 244: fused %1018..%1018 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[296], 0, 256]]); // 245: %1019 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 246: fused %1021..%1022 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[176], 0, 262144], [this.act[140], 0, 262144], [this.act[297], 0, 256]]); // 247: %1025 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 23296, 47104], [this.act[144], 0, 262144], [this.act[159], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 248: fused %1027..%1034 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[143], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 249: fused %1035..%1035 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[176], 0, 262144], [this.act[146], 0, 262144], [this.act[298], 0, 256]]); // 250: %1036 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[142], 0, 262144], [this.act[163], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 251: fused %1038..%1039 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[299], 0, 256]]); // 252: %1042 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 47360], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.step, 0, 16]]); // 253: fused %1044..%1047 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[293], 0, 4], [this.act[141], 0, 4], [this.act[286], 0, 4]]); // 254: %1048 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 22784, 47616], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 255: fused %1049..%1050 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[150], 0, 262144], [this.act[300], 0, 256]]); // 256: %1051 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 47872], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[182], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[140], 0, 262144], [this.act[129], 0, 262144], [this.step, 0, 16]]); // 257: fused %1053..%1070 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[137], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 258: fused %1071..%1071 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[301], 0, 256]]); // 259: %1072 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[136], 0, 262144], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 260: fused %1074..%1075 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.act[302], 0, 256]]); // 261: %1078 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 48128], [this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 262: fused %1080..%1082 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[135], 0, 262144], [this.act[140], 0, 262144]]); // 263: %1083 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    group("fused_1ops_f21fc46159", [[this.act[132], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 264: fused %1084..%1084 blocks.0.attn.matmul3.grad.permute0 .. blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.act[274], 0, 524288]]); // 265: %1085 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_d8a8283594", [[this.act[134], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 266: fused %1086..%1086 blocks.0.attn.matmul3.grad.permute1 .. blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.act[135], 0, 262144]]); // 267: %1087 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_20d66e08c0", [[this.act[133], 0, 524288], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 268: fused %1088..%1092 blocks.0.attn.dropout1.grad.dropout0 .. blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[20], 0, 524288], [this.act[274], 0, 524288]]); // 269: %1093 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_56da853455", [[this.act[131], 0, 262144], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 270: fused %1094..%1095 blocks.0.attn.affine1.grad.affine0 .. blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.act[131], 0, 262144]]); // 271: %1096 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_f21fc46159", [[this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 272: fused %1097..%1097 blocks.0.attn.matmul2.grad.permute1 .. blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[140], 0, 262144], [this.act[20], 0, 524288], [this.act[126], 0, 262144]]); // 273: %1098 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_63a4ec9915", [[this.params, 22016, 48384], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 274: fused %1099..%1105 blocks.0.attn.permute8.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
-    group("matmul_8x8192_8192x8", [[this.act[136], 0, 262144], [this.act[132], 0, 262144], [this.act[303], 0, 256]]); // 275: %1106 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 276: fused %1108..%1109 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[132], 0, 262144], [this.act[120], 0, 262144], [this.act[304], 0, 256]]); // 277: %1112 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 21504, 48896], [this.act[127], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 278: fused %1114..%1121 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[126], 0, 262144], [this.act[128], 0, 262144], [this.act[305], 0, 256]]); // 279: %1122 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[125], 0, 262144], [this.act[136], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 280: fused %1124..%1125 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[128], 0, 262144], [this.act[120], 0, 262144], [this.act[306], 0, 256]]); // 281: %1128 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 20992, 49408], [this.act[131], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 282: fused %1130..%1137 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[124], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 283: fused %1138..%1138 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[128], 0, 262144], [this.act[125], 0, 262144], [this.act[307], 0, 256]]); // 284: %1139 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[123], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 285: fused %1141..%1142 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[308], 0, 256]]); // 286: %1145 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 20480, 49920], [this.act[122], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 287: fused %1147..%1151 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[126], 0, 262144], [this.act[309], 0, 256]]); // 288: %1152 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_d414ff6507", [[this.act[116], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 289: fused %1154..%1171 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 290: fused %1172..%1176 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[118], 0, 4096], [this.act[139], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 291: fused %1177..%1179 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[141], 0, 4]]); // 292: %1180 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[251], 0, 4], [this.act[141], 0, 4], [this.grads, 35072, 4]]); // 293: %1182 param61.grad.add0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[84], 0, 262144], [this.act[250], 0, 4096], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 294: fused %1183..%1184 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[119], 0, 262144], [this.act[310], 0, 256]]); // 295: %1185 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[252], 0, 256], [this.act[310], 0, 256], [this.grads, 34816, 256]]); // 296: %1188 param60.grad.add0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 34816, 35584], [this.act[117], 0, 4096], [this.act[121], 0, 4096], [this.act[116], 0, 262144], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 297: fused %1187..%1192 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[141], 0, 4]]); // 298: %1193 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[253], 0, 4], [this.act[141], 0, 4], [this.grads, 34560, 4]]); // 299: %1195 param59.grad.add0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[84], 0, 262144], [this.act[250], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 300: fused %1196..%1197 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[116], 0, 262144], [this.act[310], 0, 256]]); // 301: %1198 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[254], 0, 256], [this.act[310], 0, 256], [this.grads, 34304, 256]]); // 302: %1201 param58.grad.add0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 36096], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.step, 0, 16]]); // 303: fused %1200..%1204 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 33792, 36608], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[120], 0, 262144], [this.act[115], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 304: fused %1205..%1211 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[311], 0, 32]]); // 305: %1212 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[255], 0, 32], [this.act[311], 0, 32], [this.grads, 33792, 32]]); // 306: %1213 param56.grad.add0 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 34048, 36352], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 307: fused %1215..%1218 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 308: fused %1219..%1219 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[125], 0, 262144], [this.act[115], 0, 32768], [this.act[311], 0, 32]]); // 309: %1220 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[256], 0, 32], [this.act[311], 0, 32], [this.grads, 34048, 32]]); // 310: %1221 param57.grad.add0 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[150], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[112], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 311: fused %1223..%1227 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[85], 0, 4], [this.act[109], 0, 262144], [this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 312: fused %1230..%1231 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[119], 0, 262144], [this.act[141], 0, 4]]); // 313: %1232 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 33280, 37120], [this.act[108], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 314: fused %1235..%1237 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[310], 0, 256]]); // 315: %1238 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[258], 0, 256], [this.act[310], 0, 256], [this.grads, 33280, 256]]); // 316: %1239 param54.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 317: fused %1241..%1242 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[310], 0, 256]]); // 318: %1245 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[259], 0, 256], [this.act[310], 0, 256], [this.grads, 33024, 256]]); // 319: %1249 param53.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 32768, 37632], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 320: fused %1247..%1254 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[104], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 321: fused %1255..%1255 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[310], 0, 256]]); // 322: %1256 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[260], 0, 256], [this.act[310], 0, 256], [this.grads, 32768, 256]]); // 323: %1257 param52.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 324: fused %1259..%1260 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 325: %1263 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[310], 0, 256], [this.grads, 32512, 256]]); // 326: %1267 param51.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 32256, 38144], [this.act[101], 0, 262144], [this.act[125], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 327: fused %1265..%1273 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[100], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 328: fused %1274..%1274 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[103], 0, 262144], [this.act[310], 0, 256]]); // 329: %1275 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[310], 0, 256], [this.grads, 32256, 256]]); // 330: %1276 param50.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 331: fused %1278..%1279 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[103], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 332: %1282 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[310], 0, 256], [this.grads, 32000, 256]]); // 333: %1286 param49.grad.add0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 32000, 38400], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 334: fused %1284..%1289 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[85], 0, 4], [this.act[97], 0, 262144], [this.act[112], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 335: fused %1290..%1295 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[96], 0, 262144], [this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 336: fused %1296..%1296 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[120], 0, 262144], [this.act[85], 0, 4]]); // 337: %1297 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[141], 0, 4], [this.act[85], 0, 4], [this.act[253], 0, 4]]); // 338: %1299 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 31744, 38656], [this.act[95], 0, 262144], [this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 339: fused %1301..%1303 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[99], 0, 262144], [this.act[107], 0, 262144], [this.act[310], 0, 256]]); // 340: %1304 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[310], 0, 256], [this.grads, 31744, 256]]); // 341: %1305 param48.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 342: fused %1307..%1308 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[310], 0, 256]]); // 343: %1311 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[310], 0, 256], [this.grads, 31488, 256]]); // 344: %1315 param47.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 31232, 39168], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 345: fused %1313..%1320 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[91], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 346: fused %1321..%1321 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[310], 0, 256]]); // 347: %1322 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[310], 0, 256], [this.grads, 31232, 256]]); // 348: %1323 param46.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 349: fused %1325..%1326 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[120], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 350: %1329 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[310], 0, 256], [this.grads, 30976, 256]]); // 351: %1333 param45.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 30720, 39680], [this.act[88], 0, 262144], [this.act[103], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 352: fused %1331..%1339 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[87], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 353: fused %1340..%1340 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[120], 0, 262144], [this.act[90], 0, 262144], [this.act[310], 0, 256]]); // 354: %1341 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[310], 0, 256], [this.grads, 30720, 256]]); // 355: %1342 param44.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[86], 0, 262144], [this.act[107], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 356: fused %1344..%1345 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 357: %1348 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[310], 0, 256], [this.grads, 30464, 256]]); // 358: %1352 param43.grad.add0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 39936], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.step, 0, 16]]); // 359: fused %1350..%1354 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[253], 0, 4], [this.act[85], 0, 4], [this.act[141], 0, 4]]); // 360: %1355 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[257], 0, 4], [this.act[141], 0, 4], [this.grads, 33536, 4]]); // 361: %1356 param55.grad.add0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 30208, 40192], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 362: fused %1357..%1358 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[94], 0, 262144], [this.act[310], 0, 256]]); // 363: %1359 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[310], 0, 256], [this.grads, 30208, 256]]); // 364: %1361 param42.grad.add0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 40448], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[126], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[84], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 365: fused %1362..%1379 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[81], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 366: fused %1380..%1380 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[310], 0, 256]]); // 367: %1381 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[310], 0, 256], [this.grads, 29952, 256]]); // 368: %1382 param41.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[80], 0, 262144], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 369: fused %1384..%1385 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.act[310], 0, 256]]); // 370: %1388 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[310], 0, 256], [this.grads, 29696, 256]]); // 371: %1392 param40.grad.add0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 40704], [this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 372: fused %1390..%1393 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[79], 0, 262144], [this.act[84], 0, 262144]]); // 373: %1394 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    group("fused_1ops_f21fc46159", [[this.act[76], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 374: fused %1395..%1395 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.act[20], 0, 524288]]); // 375: %1396 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_d8a8283594", [[this.act[78], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 376: fused %1397..%1397 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[274], 0, 524288], [this.act[84], 0, 262144], [this.act[79], 0, 262144]]); // 377: %1398 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_c6ce270008", [[this.act[77], 0, 524288], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.step, 0, 16]]); // 378: fused %1399..%1403 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[274], 0, 524288], [this.act[20], 0, 524288]]); // 379: %1404 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_56da853455", [[this.act[75], 0, 262144], [this.act[20], 0, 524288], [this.act[274], 0, 524288], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 380: fused %1405..%1406 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[274], 0, 524288], [this.act[84], 0, 262144], [this.act[75], 0, 262144]]); // 381: %1407 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_f21fc46159", [[this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 382: fused %1408..%1408 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[84], 0, 262144], [this.act[274], 0, 524288], [this.act[70], 0, 262144]]); // 383: %1409 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_63a4ec9915", [[this.params, 29440, 40960], [this.act[74], 0, 262144], [this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[80], 0, 262144], [this.step, 0, 16]]); // 384: fused %1410..%1416 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
-    group("matmul_8x8192_8192x8", [[this.act[80], 0, 262144], [this.act[76], 0, 262144], [this.act[310], 0, 256]]); // 385: %1417 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[310], 0, 256], [this.grads, 29440, 256]]); // 386: %1418 param39.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 387: fused %1420..%1421 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[76], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 388: %1424 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[310], 0, 256], [this.grads, 29184, 256]]); // 389: %1428 param38.grad.add0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 28928, 41472], [this.act[71], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 390: fused %1426..%1434 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[70], 0, 262144], [this.act[72], 0, 262144], [this.act[310], 0, 256]]); // 391: %1435 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[310], 0, 256], [this.grads, 28928, 256]]); // 392: %1436 param37.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[69], 0, 262144], [this.act[80], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 393: fused %1438..%1439 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[72], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 394: %1442 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[310], 0, 256], [this.grads, 28672, 256]]); // 395: %1446 param36.grad.add0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 28416, 41984], [this.act[75], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 396: fused %1444..%1452 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[68], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 397: fused %1453..%1453 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.act[310], 0, 256]]); // 398: %1454 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[310], 0, 256], [this.grads, 28416, 256]]); // 399: %1455 param35.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[67], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 400: fused %1457..%1458 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 401: %1461 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[310], 0, 256], [this.grads, 28160, 256]]); // 402: %1465 param34.grad.add0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 27904, 42496], [this.act[66], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 403: fused %1463..%1468 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[70], 0, 262144], [this.act[310], 0, 256]]); // 404: %1469 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[310], 0, 256], [this.grads, 27904, 256]]); // 405: %1471 param33.grad.add0 stdlib.mt:9
-    group("fused_18ops_99f25a92a5", [[this.act[60], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 406: fused %1472..%1489 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 407: fused %1490..%1494 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[62], 0, 4096], [this.act[83], 0, 4096], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 408: fused %1495..%1497 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[141], 0, 4]]); // 409: %1498 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[197], 0, 4], [this.act[141], 0, 4], [this.grads, 27648, 4]]); // 410: %1500 param32.grad.add0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[28], 0, 262144], [this.act[250], 0, 4096], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 411: fused %1501..%1502 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[63], 0, 262144], [this.act[310], 0, 256]]); // 412: %1503 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[310], 0, 256], [this.grads, 27392, 256]]); // 413: %1506 param31.grad.add0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 27392, 43008], [this.act[61], 0, 4096], [this.act[65], 0, 4096], [this.act[55], 0, 262144], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[250], 0, 4096], [this.step, 0, 16]]); // 414: fused %1505..%1510 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[250], 0, 4096], [this.act[141], 0, 4]]); // 415: %1511 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[264], 0, 4], [this.act[141], 0, 4], [this.grads, 27136, 4]]); // 416: %1513 param30.grad.add0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[28], 0, 262144], [this.act[250], 0, 4096], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 417: fused %1514..%1515 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[310], 0, 256]]); // 418: %1516 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[310], 0, 256], [this.grads, 26880, 256]]); // 419: %1519 param29.grad.add0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 43520], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 420: fused %1518..%1522 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 26368, 44032], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[64], 0, 262144], [this.act[59], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 421: fused %1523..%1529 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[311], 0, 32]]); // 422: %1530 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[284], 0, 32], [this.act[311], 0, 32], [this.grads, 26368, 32]]); // 423: %1531 param27.grad.add0 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 26624, 43776], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 424: fused %1533..%1536 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[56], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 425: fused %1537..%1537 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[69], 0, 262144], [this.act[59], 0, 32768], [this.act[311], 0, 32]]); // 426: %1538 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[285], 0, 32], [this.act[311], 0, 32], [this.grads, 26624, 32]]); // 427: %1539 param28.grad.add0 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[42], 0, 262144], [this.act[54], 0, 262144], [this.act[94], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[56], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 428: fused %1541..%1545 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[29], 0, 4], [this.act[53], 0, 262144], [this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 429: fused %1548..%1549 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[63], 0, 262144], [this.act[141], 0, 4]]); // 430: %1550 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 25856, 44544], [this.act[52], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 431: fused %1553..%1555 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 432: %1556 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[287], 0, 256], [this.act[310], 0, 256], [this.grads, 25856, 256]]); // 433: %1557 param25.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 434: fused %1559..%1560 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[310], 0, 256]]); // 435: %1563 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[310], 0, 256], [this.grads, 25600, 256]]); // 436: %1567 param24.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 25344, 45056], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 437: fused %1565..%1572 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[48], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 438: fused %1573..%1573 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[310], 0, 256]]); // 439: %1574 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[310], 0, 256], [this.grads, 25344, 256]]); // 440: %1575 param23.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 441: fused %1577..%1578 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 442: %1581 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[310], 0, 256], [this.grads, 25088, 256]]); // 443: %1585 param22.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 24832, 45568], [this.act[45], 0, 262144], [this.act[69], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 444: fused %1583..%1591 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[44], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 445: fused %1592..%1592 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[47], 0, 262144], [this.act[310], 0, 256]]); // 446: %1593 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[310], 0, 256], [this.grads, 24832, 256]]); // 447: %1594 param21.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.act[47], 0, 262144], [this.step, 0, 16]]); // 448: fused %1596..%1597 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[47], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 449: %1600 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[310], 0, 256], [this.grads, 24576, 256]]); // 450: %1604 param20.grad.add0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 24576, 45824], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 451: fused %1602..%1607 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[29], 0, 4], [this.act[41], 0, 262144], [this.act[56], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 452: fused %1608..%1613 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[40], 0, 262144], [this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 453: fused %1614..%1614 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[64], 0, 262144], [this.act[29], 0, 4]]); // 454: %1615 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[141], 0, 4], [this.act[29], 0, 4], [this.act[264], 0, 4]]); // 455: %1617 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 24320, 46080], [this.act[39], 0, 262144], [this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 456: fused %1619..%1621 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[43], 0, 262144], [this.act[51], 0, 262144], [this.act[310], 0, 256]]); // 457: %1622 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[310], 0, 256], [this.grads, 24320, 256]]); // 458: %1623 param19.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 459: fused %1625..%1626 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[310], 0, 256]]); // 460: %1629 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[310], 0, 256], [this.grads, 24064, 256]]); // 461: %1633 param18.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 23808, 46592], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 462: fused %1631..%1638 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[35], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 463: fused %1639..%1639 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[310], 0, 256]]); // 464: %1640 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[310], 0, 256], [this.grads, 23808, 256]]); // 465: %1641 param17.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 466: fused %1643..%1644 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 467: %1647 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[310], 0, 256], [this.grads, 23552, 256]]); // 468: %1651 param16.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 23296, 47104], [this.act[32], 0, 262144], [this.act[47], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 469: fused %1649..%1657 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[31], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 470: fused %1658..%1658 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[34], 0, 262144], [this.act[310], 0, 256]]); // 471: %1659 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[310], 0, 256], [this.grads, 23296, 256]]); // 472: %1660 param15.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[30], 0, 262144], [this.act[51], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 473: fused %1662..%1663 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 474: %1666 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[310], 0, 256], [this.grads, 23040, 256]]); // 475: %1670 param14.grad.add0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 47360], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.step, 0, 16]]); // 476: fused %1668..%1672 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[264], 0, 4], [this.act[29], 0, 4], [this.act[141], 0, 4]]); // 477: %1673 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[286], 0, 4], [this.act[141], 0, 4], [this.grads, 26112, 4]]); // 478: %1674 param26.grad.add0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 22784, 47616], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 479: fused %1675..%1676 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[38], 0, 262144], [this.act[310], 0, 256]]); // 480: %1677 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[310], 0, 256], [this.grads, 22784, 256]]); // 481: %1679 param13.grad.add0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 47872], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[70], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[28], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 482: fused %1680..%1697 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[25], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 483: fused %1698..%1698 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[310], 0, 256]]); // 484: %1699 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[310], 0, 256], [this.grads, 22528, 256]]); // 485: %1700 param12.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[24], 0, 262144], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 486: fused %1702..%1703 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.act[310], 0, 256]]); // 487: %1706 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[310], 0, 256], [this.grads, 22272, 256]]); // 488: %1710 param11.grad.add0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 48128], [this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 489: fused %1708..%1711 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[23], 0, 262144], [this.act[28], 0, 262144]]); // 490: %1712 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    group("fused_1ops_f21fc46159", [[this.act[19], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 491: fused %1713..%1713 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.act[274], 0, 524288]]); // 492: %1714 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_d8a8283594", [[this.act[22], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 493: fused %1715..%1715 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.act[23], 0, 262144]]); // 494: %1716 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_c1f8eb1992", [[this.act[21], 0, 524288], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 495: fused %1717..%1721 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[20], 0, 524288], [this.act[274], 0, 524288]]); // 496: %1722 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_56da853455", [[this.act[18], 0, 262144], [this.act[274], 0, 524288], [this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 497: fused %1723..%1724 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.act[18], 0, 262144]]); // 498: %1725 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_f21fc46159", [[this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 499: fused %1726..%1726 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[28], 0, 262144], [this.act[20], 0, 524288], [this.act[13], 0, 262144]]); // 500: %1727 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_63a4ec9915", [[this.params, 22016, 48384], [this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 501: fused %1728..%1734 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
-    group("matmul_8x8192_8192x8", [[this.act[24], 0, 262144], [this.act[19], 0, 262144], [this.act[310], 0, 256]]); // 502: %1735 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[310], 0, 256], [this.grads, 22016, 256]]); // 503: %1736 param10.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 504: fused %1738..%1739 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[19], 0, 262144], [this.act[9], 0, 262144], [this.act[310], 0, 256]]); // 505: %1742 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[310], 0, 256], [this.grads, 21760, 256]]); // 506: %1746 param9.grad.add0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 21504, 48896], [this.act[14], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 507: fused %1744..%1752 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[310], 0, 256]]); // 508: %1753 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[310], 0, 256], [this.grads, 21504, 256]]); // 509: %1754 param8.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[12], 0, 262144], [this.act[24], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 510: fused %1756..%1757 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[310], 0, 256]]); // 511: %1760 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[310], 0, 256], [this.grads, 21248, 256]]); // 512: %1764 param7.grad.add0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 20992, 49408], [this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 513: fused %1762..%1770 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 514: fused %1771..%1771 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[310], 0, 256]]); // 515: %1772 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[307], 0, 256], [this.act[310], 0, 256], [this.grads, 20992, 256]]); // 516: %1773 param6.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[10], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 517: fused %1775..%1776 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[310], 0, 256]]); // 518: %1779 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[308], 0, 256], [this.act[310], 0, 256], [this.grads, 20736, 256]]); // 519: %1783 param5.grad.add0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 520: fused %1781..%1786 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[13], 0, 262144], [this.act[310], 0, 256]]); // 521: %1787 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[309], 0, 256], [this.act[310], 0, 256], [this.grads, 20480, 256]]); // 522: %1789 param4.grad.add0 stdlib.mt:9
-    group("fused_15ops_b9fd1c7832", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[38], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 523: fused %1790..%1804 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    group("sum_a0_16x64x8x8", [[this.act[13], 0, 262144], [this.act[3], 0, 16384]]); // 524: %1805 embed.add0.grad.sum0 stdlib.mt:96
-    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[312], 0, 2048]]); // 525: %1808 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 526: fused %1807..%1807 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[312], 0, 2048], [this.act[1], 0, 2048]]); // 527: %1809 embed.matmul1.grad.matmul0 stdlib.mt:96
-    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[312], 0, 2048]]); // 528: %1810 embed.matmul1.grad.permute1 stdlib.mt:96
-    group("matmul_64x1x8_64x8x8", [[this.act[312], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 529: %1811 embed.matmul1.grad.matmul1 stdlib.mt:96
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 530: %1817 embed.slice1.grad.pad0 stdlib.mt:95
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 531: %1819 embed.slice0.grad.pad0 stdlib.mt:94
-    group("fused_5ops_a742fd6ece", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[13], 0, 262144], [this.act[59], 0, 32768], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 532: fused %1812..%1820 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[115], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 533: %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[59], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 534: %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    group("affine_s1_b0_8x8", [[this.act[248], 0, 256], [this.grads, 35328, 256]]); // 535: %1824 norm_final.g.grad.affine0 stdlib.mt:7
-    group("affine_s1_b0_32x8", [[this.act[244], 0, 1024], [this.grads, 35584, 1024]]); // 536: %1825 head.U.grad.affine0 stdlib.mt:102
-    group("affine_s1_b0_32x8", [[this.act[243], 0, 1024], [this.grads, 36608, 1024]]); // 537: %1826 head.V.grad.affine0 stdlib.mt:103
-    group("affine_s1_b0_256x32", [[this.act[240], 0, 32768], [this.grads, 37632, 32768]]); // 538: %1827 head.W_out.grad.affine0 stdlib.mt:104
-    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 539: gradient norm, partial sums
-    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 540: gradient norm
-    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 541: AdamW update
-    this.outputs = { loss: [this.act[238], 0, 4], logits: [this.act[237], 0, 1048576], observations: { ["residual"]: [[this.act[111], 0, 262144], [this.act[223], 0, 262144]] } };
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[20], 0, 8192], [this.step, 0, 16]]); // 11: %108 blocks.0.attn.attention_lse0 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 8192], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 12: %109 blocks.0.attn.attention0 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[18], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.step, 0, 16]]); // 13: fused %110..%122 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 22784, 47616], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 14: fused %123..%129 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 23296, 47104], [this.act[27], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 15: fused %130..%137 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 46336], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 16: fused %138..%143 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 24576, 45824], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 17: fused %144..%149 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 24832, 45568], [this.act[27], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.step, 0, 16]]); // 18: fused %150..%157 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 44800], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 19: fused %158..%163 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[41], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 20: fused %164..%167 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 26368, 44032], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 32768], [this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[59], 0, 262144], [this.act[60], 0, 4096], [this.step, 0, 16]]); // 21: fused %168..%178 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 27392, 43008], [this.act[27], 0, 262144], [this.act[54], 0, 262144], [this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 22: fused %179..%184 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_d0480892e7", [[this.act[24], 0, 262144], [this.act[59], 0, 262144], [this.act[61], 0, 4096], [this.act[63], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 23: fused %185..%194 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    group("fused_7ops_cd35b2c901", [[this.params, 27904, 42496], [this.act[65], 0, 262144], [this.act[63], 0, 262144], [this.act[66], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 24: fused %195..%201 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
+    group("permute_0213_16x64x2x32", [[this.act[68], 0, 262144], [this.act[69], 0, 262144]]); // 25: %202 blocks.1.attn.permute0 stdlib.mt:33
+    group("fused_6ops_ce912df11f", [[this.params, 28672, 41728], [this.act[63], 0, 262144], [this.act[68], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 26: fused %203..%208 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
+    group("permute_0213_16x64x2x32", [[this.act[71], 0, 262144], [this.act[72], 0, 262144]]); // 27: %209 blocks.1.attn.permute1 stdlib.mt:34
+    group("fused_6ops_ce912df11f", [[this.params, 29184, 41216], [this.act[63], 0, 262144], [this.act[71], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 28: fused %210..%215 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
+    group("permute_0213_16x64x2x32", [[this.act[74], 0, 262144], [this.act[75], 0, 262144]]); // 29: %216 blocks.1.attn.permute2 stdlib.mt:35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[76], 0, 8192], [this.step, 0, 16]]); // 30: %217 blocks.1.attn.attention_lse0 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 8192], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 31: %218 blocks.1.attn.attention0 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 40704], [this.act[54], 0, 262144], [this.act[74], 0, 262144], [this.act[77], 0, 262144], [this.act[78], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 32: fused %219..%231 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 30208, 40192], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.step, 0, 16]]); // 33: fused %232..%238 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 30720, 39680], [this.act[83], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.step, 0, 16]]); // 34: fused %239..%246 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 38912], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 35: fused %247..%252 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 32000, 38400], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 36: fused %253..%258 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 32256, 38144], [this.act[83], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.step, 0, 16]]); // 37: fused %259..%266 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 37376], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 38: fused %267..%272 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[97], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 39: fused %273..%276 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 33792, 36608], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 32768], [this.act[113], 0, 262144], [this.act[114], 0, 32768], [this.act[115], 0, 262144], [this.act[116], 0, 4096], [this.step, 0, 16]]); // 40: fused %277..%287 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 34816, 35584], [this.act[83], 0, 262144], [this.act[110], 0, 262144], [this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 41: fused %288..%293 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_438c595591", [[this.act[80], 0, 262144], [this.act[115], 0, 262144], [this.act[117], 0, 4096], [this.act[119], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 42: fused %294..%303 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_7ops_cd35b2c901", [[this.params, 20480, 49920], [this.act[121], 0, 262144], [this.act[119], 0, 262144], [this.act[122], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 43: fused %304..%310 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
+    group("permute_0213_16x64x2x32", [[this.act[124], 0, 262144], [this.act[125], 0, 262144]]); // 44: %311 blocks.0.attn.permute5 stdlib.mt:33
+    group("fused_6ops_ce912df11f", [[this.params, 21248, 49152], [this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.act[126], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 45: fused %312..%317 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
+    group("permute_0213_16x64x2x32", [[this.act[127], 0, 262144], [this.act[128], 0, 262144]]); // 46: %318 blocks.0.attn.permute6 stdlib.mt:34
+    group("fused_6ops_ce912df11f", [[this.params, 21760, 48640], [this.act[119], 0, 262144], [this.act[127], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 47: fused %319..%324 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
+    group("permute_0213_16x64x2x32", [[this.act[130], 0, 262144], [this.act[131], 0, 262144]]); // 48: %325 blocks.0.attn.permute7 stdlib.mt:35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[132], 0, 8192], [this.step, 0, 16]]); // 49: %326 blocks.0.attn.attention_lse1 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 8192], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 50: %327 blocks.0.attn.attention1 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 48128], [this.act[110], 0, 262144], [this.act[130], 0, 262144], [this.act[133], 0, 262144], [this.act[134], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 51: fused %328..%340 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 22784, 47616], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[141], 0, 262144], [this.act[142], 0, 262144], [this.step, 0, 16]]); // 52: fused %341..%347 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 23296, 47104], [this.act[139], 0, 262144], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 53: fused %348..%355 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 46336], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.step, 0, 16]]); // 54: fused %356..%361 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 24576, 45824], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 55: fused %362..%367 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 24832, 45568], [this.act[139], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 56: fused %368..%375 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 44800], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 57: fused %376..%381 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 58: fused %382..%385 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 26368, 44032], [this.act[139], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 32768], [this.act[169], 0, 262144], [this.act[170], 0, 32768], [this.act[171], 0, 262144], [this.act[172], 0, 4096], [this.step, 0, 16]]); // 59: fused %386..%396 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 27392, 43008], [this.act[139], 0, 262144], [this.act[166], 0, 262144], [this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 60: fused %397..%402 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_be340e8fa4", [[this.act[136], 0, 262144], [this.act[171], 0, 262144], [this.act[173], 0, 4096], [this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 61: fused %403..%412 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_7ops_cd35b2c901", [[this.params, 27904, 42496], [this.act[177], 0, 262144], [this.act[175], 0, 262144], [this.act[178], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 62: fused %413..%419 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
+    group("permute_0213_16x64x2x32", [[this.act[180], 0, 262144], [this.act[181], 0, 262144]]); // 63: %420 blocks.1.attn.permute5 stdlib.mt:33
+    group("fused_6ops_ce912df11f", [[this.params, 28672, 41728], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 64: fused %421..%426 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
+    group("permute_0213_16x64x2x32", [[this.act[183], 0, 262144], [this.act[184], 0, 262144]]); // 65: %427 blocks.1.attn.permute6 stdlib.mt:34
+    group("fused_6ops_ce912df11f", [[this.params, 29184, 41216], [this.act[175], 0, 262144], [this.act[183], 0, 262144], [this.act[185], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 66: fused %428..%433 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
+    group("permute_0213_16x64x2x32", [[this.act[186], 0, 262144], [this.act[187], 0, 262144]]); // 67: %434 blocks.1.attn.permute7 stdlib.mt:35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[188], 0, 8192], [this.step, 0, 16]]); // 68: %435 blocks.1.attn.attention_lse1 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 8192], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 69: %436 blocks.1.attn.attention1 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 40704], [this.act[166], 0, 262144], [this.act[186], 0, 262144], [this.act[189], 0, 262144], [this.act[190], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16]]); // 70: fused %437..%449 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 30208, 40192], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 71: fused %450..%456 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 30720, 39680], [this.act[195], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 72: fused %457..%464 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 38912], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.step, 0, 16]]); // 73: fused %465..%470 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 32000, 38400], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 74: fused %471..%476 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 32256, 38144], [this.act[195], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 75: fused %477..%484 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 37376], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 76: fused %485..%490 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.step, 0, 16]]); // 77: fused %491..%494 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 33792, 36608], [this.act[195], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 32768], [this.act[225], 0, 262144], [this.act[226], 0, 32768], [this.act[227], 0, 262144], [this.act[228], 0, 4096], [this.step, 0, 16]]); // 78: fused %495..%505 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 34816, 35584], [this.act[195], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 79: fused %506..%511 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_ce3a23b1b0", [[this.act[192], 0, 262144], [this.act[227], 0, 262144], [this.act[229], 0, 4096], [this.act[231], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 80: fused %512..%521 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    group("fused_1ops_5d2ec40eca", [[this.params, 35328, 35072], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 81: fused %522..%522 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
+    group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[231], 0, 262144], [this.act[234], 0, 1048576]]); // 82: %523 head.matmul0 stdlib.mt:106
+    group("fused_2ops_dba17607cb", [[this.params, 36608, 33792], [this.act[234], 0, 1048576], [this.act[235], 0, 131072], [this.step, 0, 16]]); // 83: fused %524..%525 head.mul0 .. head.sum0 stdlib.mt:106
+    group("matmul_256x32_16x64x32x1", [[this.params, 37632, 32768], [this.act[235], 0, 131072], [this.act[236], 0, 1048576]]); // 84: %526 head.matmul1 stdlib.mt:107
+    group("cross_entropy_16x64x256_16x64i", [[this.act[236], 0, 1048576], [this.targets, 0, 4096], [this.act[237], 0, 4]]); // 85: %528 loss.cross_entropy0 matrix_thinker.mt:48
+    group("fused_6ops_aec82b26d8", [[this.targets, 0, 4096], [this.act[236], 0, 1048576], [this.act[238], 0, 1048576], [this.step, 0, 16]]); // 86: fused %530..%535 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_thinker.mt:48-107
+    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", [[this.act[238], 0, 1048576], [this.act[235], 0, 131072], [this.act[239], 0, 32768]]); // 87: %538 head.matmul1.grad.sum0 stdlib.mt:107
+    group("permute_10_256x32", [[this.params, 37632, 32768], [this.act[240], 0, 32768]]); // 88: %540 head.matmul1.grad.permute1 stdlib.mt:107
+    group("matmul_32x256_16x64x256x1", [[this.act[240], 0, 32768], [this.act[238], 0, 1048576], [this.act[235], 0, 131072]]); // 89: %541 head.matmul1.grad.matmul1 stdlib.mt:107
+    group("fused_3ops_b2994f0e14", [[this.params, 36608, 33792], [this.act[234], 0, 1048576], [this.act[235], 0, 131072], [this.act[238], 0, 1048576], [this.act[241], 0, 1048576], [this.step, 0, 16]]); // 90: fused %542..%544 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
+    group("sum_a01_16x64x32x8", [[this.act[241], 0, 1048576], [this.act[242], 0, 1024]]); // 91: %545 head.mul0.grad.sum0 stdlib.mt:106
+    group("contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[238], 0, 1048576], [this.act[231], 0, 262144], [this.act[243], 0, 1024]]); // 92: %549 head.matmul0.grad.sum0 stdlib.mt:106
+    group("fused_1ops_cc63f4d573", [[this.params, 35584, 34816], [this.act[244], 0, 1024], [this.step, 0, 16]]); // 93: fused %551..%551 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
+    group("matmul_8x32_16x64x32x8", [[this.act[244], 0, 1024], [this.act[238], 0, 1048576], [this.act[231], 0, 262144]]); // 94: %552 head.matmul0.grad.matmul1 stdlib.mt:106
+    group("fused_2ops_665796529c", [[this.params, 35328, 35072], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.act[245], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 95: fused %553..%554 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[246], 0, 262144], [this.act[247], 0, 256]]); // 96: %555 norm_final.mul2.grad.sum0 stdlib.mt:9
+    group("fused_17ops_e138ebbc8e", [[this.act[227], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[245], 0, 262144], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[248], 0, 4096], [this.step, 0, 16]]); // 97: fused %557..%573 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.act[245], 0, 262144], [this.act[232], 0, 4096], [this.act[227], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 98: fused %574..%578 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[229], 0, 4096], [this.act[248], 0, 4096], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 99: fused %579..%581 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[250], 0, 4]]); // 100: %582 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[195], 0, 262144], [this.act[249], 0, 4096], [this.act[231], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 101: fused %584..%585 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[230], 0, 262144], [this.act[251], 0, 256]]); // 102: %586 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 34816, 35584], [this.act[228], 0, 4096], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.act[230], 0, 262144], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 103: fused %588..%592 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[252], 0, 4]]); // 104: %593 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[195], 0, 262144], [this.act[249], 0, 4096], [this.act[231], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 105: fused %595..%596 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[233], 0, 262144], [this.act[253], 0, 256]]); // 106: %597 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 36096], [this.act[226], 0, 32768], [this.act[245], 0, 262144], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.act[233], 0, 262144], [this.act[240], 0, 32768], [this.step, 0, 16]]); // 107: fused %599..%602 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_083d0a8352", [[this.params, 33792, 36608], [this.act[224], 0, 32768], [this.act[225], 0, 262144], [this.act[245], 0, 262144], [this.act[226], 0, 32768], [this.act[231], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 108: fused %603..%609 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[230], 0, 262144], [this.act[226], 0, 32768], [this.act[254], 0, 32]]); // 109: %610 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 34048, 36352], [this.act[233], 0, 262144], [this.act[240], 0, 32768], [this.act[231], 0, 262144], [this.act[230], 0, 262144], [this.act[226], 0, 32768], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 110: fused %612..%615 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_4757b88c6d", [[this.act[223], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 111: fused %616..%616 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[231], 0, 262144], [this.act[226], 0, 32768], [this.act[255], 0, 32]]); // 112: %617 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[209], 0, 262144], [this.act[221], 0, 262144], [this.act[227], 0, 262144], [this.act[230], 0, 262144], [this.act[245], 0, 262144], [this.act[231], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 113: fused %619..%623 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_44dcc0d004", [[this.act[196], 0, 4], [this.act[220], 0, 262144], [this.act[233], 0, 262144], [this.act[245], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 114: fused %626..%627 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[230], 0, 262144], [this.act[256], 0, 4]]); // 115: %628 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 33280, 37120], [this.act[219], 0, 262144], [this.act[245], 0, 262144], [this.act[230], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 116: fused %631..%633 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[233], 0, 262144], [this.act[245], 0, 262144], [this.act[257], 0, 256]]); // 117: %634 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[218], 0, 262144], [this.act[230], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 118: fused %636..%637 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[245], 0, 262144], [this.act[217], 0, 262144], [this.act[258], 0, 256]]); // 119: %640 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 32768, 37632], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[245], 0, 262144], [this.act[217], 0, 262144], [this.act[230], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 120: fused %642..%648 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[215], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 121: fused %649..%649 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[245], 0, 262144], [this.act[230], 0, 262144], [this.act[259], 0, 256]]); // 122: %650 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[214], 0, 262144], [this.act[218], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 123: fused %652..%653 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[230], 0, 262144], [this.act[195], 0, 262144], [this.act[260], 0, 256]]); // 124: %656 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 32256, 38144], [this.act[212], 0, 262144], [this.act[231], 0, 262144], [this.act[217], 0, 262144], [this.act[230], 0, 262144], [this.act[218], 0, 262144], [this.act[214], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 125: fused %658..%665 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[211], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 126: fused %666..%666 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[230], 0, 262144], [this.act[214], 0, 262144], [this.act[261], 0, 256]]); // 127: %667 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[210], 0, 262144], [this.act[245], 0, 262144], [this.act[214], 0, 262144], [this.step, 0, 16]]); // 128: fused %669..%670 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[214], 0, 262144], [this.act[195], 0, 262144], [this.act[262], 0, 256]]); // 129: %673 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 32000, 38400], [this.act[195], 0, 262144], [this.act[223], 0, 262144], [this.act[218], 0, 262144], [this.act[214], 0, 262144], [this.act[245], 0, 262144], [this.act[210], 0, 262144], [this.step, 0, 16]]); // 130: fused %675..%679 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[196], 0, 4], [this.act[208], 0, 262144], [this.act[223], 0, 262144], [this.act[245], 0, 262144], [this.act[210], 0, 262144], [this.act[214], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 131: fused %680..%685 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[207], 0, 262144], [this.act[210], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 132: fused %686..%686 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[245], 0, 262144], [this.act[196], 0, 4]]); // 133: %687 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[256], 0, 4], [this.act[196], 0, 4], [this.act[263], 0, 4]]); // 134: %689 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 31744, 38656], [this.act[206], 0, 262144], [this.act[218], 0, 262144], [this.act[245], 0, 262144], [this.act[210], 0, 262144], [this.step, 0, 16]]); // 135: fused %691..%693 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[210], 0, 262144], [this.act[218], 0, 262144], [this.act[264], 0, 256]]); // 136: %694 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[205], 0, 262144], [this.act[245], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 137: fused %696..%697 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[218], 0, 262144], [this.act[204], 0, 262144], [this.act[265], 0, 256]]); // 138: %700 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 31232, 39168], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[218], 0, 262144], [this.act[204], 0, 262144], [this.act[245], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 139: fused %702..%708 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[202], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 140: fused %709..%709 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[218], 0, 262144], [this.act[245], 0, 262144], [this.act[266], 0, 256]]); // 141: %710 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 142: fused %712..%713 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[245], 0, 262144], [this.act[195], 0, 262144], [this.act[267], 0, 256]]); // 143: %716 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 30720, 39680], [this.act[199], 0, 262144], [this.act[214], 0, 262144], [this.act[204], 0, 262144], [this.act[245], 0, 262144], [this.act[205], 0, 262144], [this.act[201], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 144: fused %718..%725 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[198], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 145: fused %726..%726 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[245], 0, 262144], [this.act[201], 0, 262144], [this.act[268], 0, 256]]); // 146: %727 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[197], 0, 262144], [this.act[218], 0, 262144], [this.act[201], 0, 262144], [this.step, 0, 16]]); // 147: fused %729..%730 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[269], 0, 256]]); // 148: %733 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 39936], [this.act[205], 0, 262144], [this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.step, 0, 16]]); // 149: fused %735..%738 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[263], 0, 4], [this.act[196], 0, 4], [this.act[256], 0, 4]]); // 150: %739 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 30208, 40192], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 151: fused %740..%741 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[205], 0, 262144], [this.act[270], 0, 256]]); // 152: %742 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 40448], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[246], 0, 262144], [this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 153: fused %744..%761 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_4757b88c6d", [[this.act[191], 0, 262144], [this.act[201], 0, 262144], [this.step, 0, 16]]); // 154: fused %762..%762 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[271], 0, 256]]); // 155: %763 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[190], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 156: fused %765..%766 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[272], 0, 256]]); // 157: %769 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 40704], [this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 158: fused %771..%773 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    group("permute_0213_16x64x2x32", [[this.act[189], 0, 262144], [this.act[195], 0, 262144]]); // 159: %774 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
+    group("fused_2ops_76348a532d", [[this.act[186], 0, 262144], [this.act[195], 0, 262144], [this.act[273], 0, 8192], [this.step, 0, 16]]); // 160: fused %775..%776 blocks.1.attn.attention1.grad.mul0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 8192], [this.act[195], 0, 262144], [this.act[273], 0, 8192], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 161: %777 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 8192], [this.act[195], 0, 262144], [this.act[273], 0, 8192], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 162: %778 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[188], 0, 8192], [this.act[195], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 163: %779 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
+    group("fused_6ops_02694bca0d", [[this.params, 29440, 40960], [this.act[185], 0, 262144], [this.act[187], 0, 262144], [this.act[195], 0, 262144], [this.act[184], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 164: fused %780..%785 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
+    group("matmul_8x8192_8192x8", [[this.act[181], 0, 262144], [this.act[195], 0, 262144], [this.act[274], 0, 256]]); // 165: %786 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 166: fused %788..%789 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[195], 0, 262144], [this.act[175], 0, 262144], [this.act[275], 0, 256]]); // 167: %792 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_dcb2dffbad", [[this.params, 28928, 41472], [this.act[182], 0, 262144], [this.act[189], 0, 262144], [this.act[195], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[181], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 168: fused %794..%801 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[187], 0, 262144], [this.act[183], 0, 262144], [this.act[276], 0, 256]]); // 169: %802 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 170: fused %804..%805 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.act[277], 0, 256]]); // 171: %808 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_258467e860", [[this.params, 28416, 41984], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 172: fused %810..%817 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[179], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 173: fused %818..%818 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[183], 0, 262144], [this.act[180], 0, 262144], [this.act[278], 0, 256]]); // 174: %819 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[178], 0, 262144], [this.act[187], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 175: fused %821..%822 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[279], 0, 256]]); // 176: %825 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 27904, 42496], [this.act[177], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 177: fused %827..%831 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[187], 0, 262144], [this.act[280], 0, 256]]); // 178: %832 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_0c2364d5d7", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[205], 0, 262144], [this.act[175], 0, 262144], [this.act[187], 0, 262144], [this.act[180], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16]]); // 179: fused %834..%851 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 4096], [this.act[205], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 180: fused %852..%856 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[173], 0, 4096], [this.act[193], 0, 4096], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 181: fused %857..%859 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[196], 0, 4]]); // 182: %860 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[139], 0, 262144], [this.act[249], 0, 4096], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 183: fused %862..%863 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[174], 0, 262144], [this.act[281], 0, 256]]); // 184: %864 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 27392, 43008], [this.act[172], 0, 4096], [this.act[176], 0, 4096], [this.act[166], 0, 262144], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 185: fused %866..%870 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[263], 0, 4]]); // 186: %871 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[139], 0, 262144], [this.act[249], 0, 4096], [this.act[180], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 187: fused %873..%874 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[282], 0, 256]]); // 188: %875 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 43520], [this.act[170], 0, 32768], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[180], 0, 262144], [this.act[166], 0, 262144], [this.act[226], 0, 32768], [this.step, 0, 16]]); // 189: fused %877..%880 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_083d0a8352", [[this.params, 26368, 44032], [this.act[168], 0, 32768], [this.act[169], 0, 262144], [this.act[175], 0, 262144], [this.act[170], 0, 32768], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 190: fused %881..%887 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[174], 0, 262144], [this.act[170], 0, 32768], [this.act[283], 0, 32]]); // 191: %888 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 26624, 43776], [this.act[166], 0, 262144], [this.act[226], 0, 32768], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.act[170], 0, 32768], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 192: fused %890..%893 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_4757b88c6d", [[this.act[167], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 193: fused %894..%894 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[180], 0, 262144], [this.act[170], 0, 32768], [this.act[284], 0, 32]]); // 194: %895 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[153], 0, 262144], [this.act[165], 0, 262144], [this.act[205], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.act[167], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 195: fused %897..%901 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_44dcc0d004", [[this.act[140], 0, 4], [this.act[164], 0, 262144], [this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 196: fused %904..%905 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[174], 0, 262144], [this.act[285], 0, 4]]); // 197: %906 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 25856, 44544], [this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 198: fused %909..%911 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[286], 0, 256]]); // 199: %912 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[162], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 200: fused %914..%915 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[161], 0, 262144], [this.act[287], 0, 256]]); // 201: %918 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 25344, 45056], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[175], 0, 262144], [this.act[161], 0, 262144], [this.act[174], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 202: fused %920..%926 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[159], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 203: fused %927..%927 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[288], 0, 256]]); // 204: %928 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[158], 0, 262144], [this.act[162], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 205: fused %930..%931 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[174], 0, 262144], [this.act[139], 0, 262144], [this.act[289], 0, 256]]); // 206: %934 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 24832, 45568], [this.act[156], 0, 262144], [this.act[180], 0, 262144], [this.act[161], 0, 262144], [this.act[174], 0, 262144], [this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 207: fused %936..%943 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[155], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 208: fused %944..%944 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[174], 0, 262144], [this.act[158], 0, 262144], [this.act[290], 0, 256]]); // 209: %945 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[154], 0, 262144], [this.act[175], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 210: fused %947..%948 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[158], 0, 262144], [this.act[139], 0, 262144], [this.act[291], 0, 256]]); // 211: %951 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 24576, 45824], [this.act[139], 0, 262144], [this.act[167], 0, 262144], [this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[175], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 212: fused %953..%957 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[140], 0, 4], [this.act[152], 0, 262144], [this.act[167], 0, 262144], [this.act[175], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 213: fused %958..%963 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[151], 0, 262144], [this.act[154], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 214: fused %964..%964 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[140], 0, 4]]); // 215: %965 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[285], 0, 4], [this.act[140], 0, 4], [this.act[292], 0, 4]]); // 216: %967 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 24320, 46080], [this.act[150], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 217: fused %969..%971 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[154], 0, 262144], [this.act[162], 0, 262144], [this.act[293], 0, 256]]); // 218: %972 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[149], 0, 262144], [this.act[175], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 219: fused %974..%975 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[162], 0, 262144], [this.act[148], 0, 262144], [this.act[294], 0, 256]]); // 220: %978 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 23808, 46592], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[162], 0, 262144], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 221: fused %980..%986 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[146], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 222: fused %987..%987 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[295], 0, 256]]); // 223: %988 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 224: fused %990..%991 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[139], 0, 262144], [this.act[296], 0, 256]]); // 225: %994 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 23296, 47104], [this.act[143], 0, 262144], [this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 226: fused %996..%1003 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[142], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 227: fused %1004..%1004 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[145], 0, 262144], [this.act[297], 0, 256]]); // 228: %1005 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[141], 0, 262144], [this.act[162], 0, 262144], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 229: fused %1007..%1008 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[298], 0, 256]]); // 230: %1011 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 47360], [this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.step, 0, 16]]); // 231: fused %1013..%1016 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[292], 0, 4], [this.act[140], 0, 4], [this.act[285], 0, 4]]); // 232: %1017 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 22784, 47616], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 233: fused %1018..%1019 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[299], 0, 256]]); // 234: %1020 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 47872], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[187], 0, 262144], [this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 235: fused %1022..%1039 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_4757b88c6d", [[this.act[135], 0, 262144], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 236: fused %1040..%1040 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[300], 0, 256]]); // 237: %1041 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[134], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 238: fused %1043..%1044 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.act[301], 0, 256]]); // 239: %1047 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 48128], [this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 240: fused %1049..%1051 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    group("permute_0213_16x64x2x32", [[this.act[133], 0, 262144], [this.act[139], 0, 262144]]); // 241: %1052 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
+    group("fused_2ops_76348a532d", [[this.act[130], 0, 262144], [this.act[139], 0, 262144], [this.act[188], 0, 8192], [this.step, 0, 16]]); // 242: fused %1053..%1054 blocks.0.attn.attention1.grad.mul0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 8192], [this.act[139], 0, 262144], [this.act[188], 0, 8192], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 243: %1055 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 8192], [this.act[139], 0, 262144], [this.act[188], 0, 8192], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 244: %1056 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[132], 0, 8192], [this.act[139], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 245: %1057 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
+    group("fused_6ops_02694bca0d", [[this.params, 22016, 48384], [this.act[129], 0, 262144], [this.act[131], 0, 262144], [this.act[139], 0, 262144], [this.act[128], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 246: fused %1058..%1063 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
+    group("matmul_8x8192_8192x8", [[this.act[125], 0, 262144], [this.act[139], 0, 262144], [this.act[302], 0, 256]]); // 247: %1064 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 248: fused %1066..%1067 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[139], 0, 262144], [this.act[119], 0, 262144], [this.act[303], 0, 256]]); // 249: %1070 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_dcb2dffbad", [[this.params, 21504, 48896], [this.act[126], 0, 262144], [this.act[133], 0, 262144], [this.act[139], 0, 262144], [this.act[128], 0, 262144], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 250: fused %1072..%1079 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[131], 0, 262144], [this.act[127], 0, 262144], [this.act[304], 0, 256]]); // 251: %1080 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 252: fused %1082..%1083 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[127], 0, 262144], [this.act[119], 0, 262144], [this.act[305], 0, 256]]); // 253: %1086 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_258467e860", [[this.params, 20992, 49408], [this.act[130], 0, 262144], [this.act[128], 0, 262144], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 254: fused %1088..%1095 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[123], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 255: fused %1096..%1096 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[127], 0, 262144], [this.act[124], 0, 262144], [this.act[306], 0, 256]]); // 256: %1097 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[122], 0, 262144], [this.act[131], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 257: fused %1099..%1100 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[307], 0, 256]]); // 258: %1103 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 20480, 49920], [this.act[121], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 259: fused %1105..%1109 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[131], 0, 262144], [this.act[308], 0, 256]]); // 260: %1110 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_d414ff6507", [[this.act[115], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[149], 0, 262144], [this.act[119], 0, 262144], [this.act[131], 0, 262144], [this.act[124], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 261: fused %1112..%1129 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 4096], [this.act[149], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 262: fused %1130..%1134 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[117], 0, 4096], [this.act[137], 0, 4096], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 263: fused %1135..%1137 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[140], 0, 4]]); // 264: %1138 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    group("binary_add_s_s", [[this.act[250], 0, 4], [this.act[140], 0, 4], [this.grads, 35072, 4]]); // 265: %1140 param61.grad.add0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[83], 0, 262144], [this.act[249], 0, 4096], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 266: fused %1141..%1142 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[118], 0, 262144], [this.act[309], 0, 256]]); // 267: %1143 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    group("binary_add_8x8_8x8", [[this.act[251], 0, 256], [this.act[309], 0, 256], [this.grads, 34816, 256]]); // 268: %1146 param60.grad.add0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 34816, 35584], [this.act[116], 0, 4096], [this.act[120], 0, 4096], [this.act[115], 0, 262144], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 269: fused %1145..%1150 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[140], 0, 4]]); // 270: %1151 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    group("binary_add_s_s", [[this.act[252], 0, 4], [this.act[140], 0, 4], [this.grads, 34560, 4]]); // 271: %1153 param59.grad.add0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[83], 0, 262144], [this.act[249], 0, 4096], [this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 272: fused %1154..%1155 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[115], 0, 262144], [this.act[309], 0, 256]]); // 273: %1156 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    group("binary_add_8x8_8x8", [[this.act[253], 0, 256], [this.act[309], 0, 256], [this.grads, 34304, 256]]); // 274: %1159 param58.grad.add0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 36096], [this.act[114], 0, 32768], [this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.act[170], 0, 32768], [this.step, 0, 16]]); // 275: fused %1158..%1162 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_083d0a8352", [[this.params, 33792, 36608], [this.act[112], 0, 32768], [this.act[113], 0, 262144], [this.act[119], 0, 262144], [this.act[114], 0, 32768], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 276: fused %1163..%1169 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[118], 0, 262144], [this.act[114], 0, 32768], [this.act[310], 0, 32]]); // 277: %1170 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[254], 0, 32], [this.act[310], 0, 32], [this.grads, 33792, 32]]); // 278: %1171 param56.grad.add0 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 34048, 36352], [this.act[115], 0, 262144], [this.act[170], 0, 32768], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.act[114], 0, 32768], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 279: fused %1173..%1176 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_4757b88c6d", [[this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 280: fused %1177..%1177 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[124], 0, 262144], [this.act[114], 0, 32768], [this.act[310], 0, 32]]); // 281: %1178 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[255], 0, 32], [this.act[310], 0, 32], [this.grads, 34048, 32]]); // 282: %1179 param57.grad.add0 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[97], 0, 262144], [this.act[109], 0, 262144], [this.act[149], 0, 262144], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.act[111], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 283: fused %1181..%1185 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_44dcc0d004", [[this.act[84], 0, 4], [this.act[108], 0, 262144], [this.act[115], 0, 262144], [this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 284: fused %1188..%1189 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[118], 0, 262144], [this.act[140], 0, 4]]); // 285: %1190 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 33280, 37120], [this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 286: fused %1193..%1195 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[115], 0, 262144], [this.act[119], 0, 262144], [this.act[309], 0, 256]]); // 287: %1196 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[257], 0, 256], [this.act[309], 0, 256], [this.grads, 33280, 256]]); // 288: %1197 param54.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[106], 0, 262144], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 289: fused %1199..%1200 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[105], 0, 262144], [this.act[309], 0, 256]]); // 290: %1203 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[258], 0, 256], [this.act[309], 0, 256], [this.grads, 33024, 256]]); // 291: %1207 param53.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 32768, 37632], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[119], 0, 262144], [this.act[105], 0, 262144], [this.act[118], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 292: fused %1205..%1212 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[103], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 293: fused %1213..%1213 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.act[309], 0, 256]]); // 294: %1214 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[259], 0, 256], [this.act[309], 0, 256], [this.grads, 32768, 256]]); // 295: %1215 param52.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[102], 0, 262144], [this.act[106], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 296: fused %1217..%1218 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[118], 0, 262144], [this.act[83], 0, 262144], [this.act[309], 0, 256]]); // 297: %1221 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[260], 0, 256], [this.act[309], 0, 256], [this.grads, 32512, 256]]); // 298: %1225 param51.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 32256, 38144], [this.act[100], 0, 262144], [this.act[124], 0, 262144], [this.act[105], 0, 262144], [this.act[118], 0, 262144], [this.act[106], 0, 262144], [this.act[102], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 299: fused %1223..%1231 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[99], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 300: fused %1232..%1232 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[118], 0, 262144], [this.act[102], 0, 262144], [this.act[309], 0, 256]]); // 301: %1233 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[309], 0, 256], [this.grads, 32256, 256]]); // 302: %1234 param50.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[98], 0, 262144], [this.act[119], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 303: fused %1236..%1237 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[102], 0, 262144], [this.act[83], 0, 262144], [this.act[309], 0, 256]]); // 304: %1240 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[309], 0, 256], [this.grads, 32000, 256]]); // 305: %1244 param49.grad.add0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 32000, 38400], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[106], 0, 262144], [this.act[102], 0, 262144], [this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.step, 0, 16]]); // 306: fused %1242..%1247 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[84], 0, 4], [this.act[96], 0, 262144], [this.act[111], 0, 262144], [this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.act[102], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 307: fused %1248..%1253 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[95], 0, 262144], [this.act[98], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 308: fused %1254..%1254 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[119], 0, 262144], [this.act[84], 0, 4]]); // 309: %1255 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[84], 0, 4], [this.act[252], 0, 4]]); // 310: %1257 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 31744, 38656], [this.act[94], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.step, 0, 16]]); // 311: fused %1259..%1261 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[98], 0, 262144], [this.act[106], 0, 262144], [this.act[309], 0, 256]]); // 312: %1262 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[264], 0, 256], [this.act[309], 0, 256], [this.grads, 31744, 256]]); // 313: %1263 param48.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[93], 0, 262144], [this.act[119], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 314: fused %1265..%1266 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[106], 0, 262144], [this.act[92], 0, 262144], [this.act[309], 0, 256]]); // 315: %1269 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[309], 0, 256], [this.grads, 31488, 256]]); // 316: %1273 param47.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 31232, 39168], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[106], 0, 262144], [this.act[92], 0, 262144], [this.act[119], 0, 262144], [this.act[93], 0, 262144], [this.step, 0, 16]]); // 317: fused %1271..%1278 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[90], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 318: fused %1279..%1279 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[309], 0, 256]]); // 319: %1280 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[309], 0, 256], [this.grads, 31232, 256]]); // 320: %1281 param46.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[89], 0, 262144], [this.act[93], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 321: fused %1283..%1284 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[83], 0, 262144], [this.act[309], 0, 256]]); // 322: %1287 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[309], 0, 256], [this.grads, 30976, 256]]); // 323: %1291 param45.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 30720, 39680], [this.act[87], 0, 262144], [this.act[102], 0, 262144], [this.act[92], 0, 262144], [this.act[119], 0, 262144], [this.act[93], 0, 262144], [this.act[89], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 324: fused %1289..%1297 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[86], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 325: fused %1298..%1298 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[89], 0, 262144], [this.act[309], 0, 256]]); // 326: %1299 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[309], 0, 256], [this.grads, 30720, 256]]); // 327: %1300 param44.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[85], 0, 262144], [this.act[106], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 328: fused %1302..%1303 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[89], 0, 262144], [this.act[83], 0, 262144], [this.act[309], 0, 256]]); // 329: %1306 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[309], 0, 256], [this.grads, 30464, 256]]); // 330: %1310 param43.grad.add0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 39936], [this.act[93], 0, 262144], [this.act[89], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.step, 0, 16]]); // 331: fused %1308..%1312 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[252], 0, 4], [this.act[84], 0, 4], [this.act[140], 0, 4]]); // 332: %1313 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[256], 0, 4], [this.act[140], 0, 4], [this.grads, 33536, 4]]); // 333: %1314 param55.grad.add0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 30208, 40192], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.act[89], 0, 262144], [this.act[93], 0, 262144], [this.step, 0, 16]]); // 334: fused %1315..%1316 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[93], 0, 262144], [this.act[309], 0, 256]]); // 335: %1317 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[309], 0, 256], [this.grads, 30208, 256]]); // 336: %1319 param42.grad.add0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 40448], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[131], 0, 262144], [this.act[89], 0, 262144], [this.act[93], 0, 262144], [this.act[83], 0, 262144], [this.act[82], 0, 262144], [this.step, 0, 16]]); // 337: fused %1320..%1337 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_4757b88c6d", [[this.act[79], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 338: fused %1338..%1338 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[89], 0, 262144], [this.act[83], 0, 262144], [this.act[309], 0, 256]]); // 339: %1339 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[309], 0, 256], [this.grads, 29952, 256]]); // 340: %1340 param41.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[78], 0, 262144], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.step, 0, 16]]); // 341: fused %1342..%1343 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[83], 0, 262144], [this.act[77], 0, 262144], [this.act[309], 0, 256]]); // 342: %1346 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[309], 0, 256], [this.grads, 29696, 256]]); // 343: %1350 param40.grad.add0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 40704], [this.act[83], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 344: fused %1348..%1351 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    group("permute_0213_16x64x2x32", [[this.act[77], 0, 262144], [this.act[83], 0, 262144]]); // 345: %1352 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
+    group("fused_2ops_76348a532d", [[this.act[74], 0, 262144], [this.act[83], 0, 262144], [this.act[132], 0, 8192], [this.step, 0, 16]]); // 346: fused %1353..%1354 blocks.1.attn.attention0.grad.mul0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 8192], [this.act[83], 0, 262144], [this.act[132], 0, 8192], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 347: %1355 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 8192], [this.act[83], 0, 262144], [this.act[132], 0, 8192], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 348: %1356 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[76], 0, 8192], [this.act[83], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 349: %1357 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
+    group("fused_6ops_02694bca0d", [[this.params, 29440, 40960], [this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.act[83], 0, 262144], [this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 350: fused %1358..%1363 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
+    group("matmul_8x8192_8192x8", [[this.act[69], 0, 262144], [this.act[83], 0, 262144], [this.act[309], 0, 256]]); // 351: %1364 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[309], 0, 256], [this.grads, 29440, 256]]); // 352: %1365 param39.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.act[83], 0, 262144], [this.step, 0, 16]]); // 353: fused %1367..%1368 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[83], 0, 262144], [this.act[63], 0, 262144], [this.act[309], 0, 256]]); // 354: %1371 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[309], 0, 256], [this.grads, 29184, 256]]); // 355: %1375 param38.grad.add0 stdlib.mt:18
+    group("fused_8ops_dcb2dffbad", [[this.params, 28928, 41472], [this.act[70], 0, 262144], [this.act[77], 0, 262144], [this.act[83], 0, 262144], [this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[69], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 356: fused %1373..%1381 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[75], 0, 262144], [this.act[71], 0, 262144], [this.act[309], 0, 256]]); // 357: %1382 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[309], 0, 256], [this.grads, 28928, 256]]); // 358: %1383 param37.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 359: fused %1385..%1386 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[71], 0, 262144], [this.act[63], 0, 262144], [this.act[309], 0, 256]]); // 360: %1389 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[309], 0, 256], [this.grads, 28672, 256]]); // 361: %1393 param36.grad.add0 stdlib.mt:18
+    group("fused_8ops_258467e860", [[this.params, 28416, 41984], [this.act[74], 0, 262144], [this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[69], 0, 262144], [this.act[68], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 362: fused %1391..%1399 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[67], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 363: fused %1400..%1400 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[71], 0, 262144], [this.act[68], 0, 262144], [this.act[309], 0, 256]]); // 364: %1401 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[309], 0, 256], [this.grads, 28416, 256]]); // 365: %1402 param35.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[66], 0, 262144], [this.act[75], 0, 262144], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 366: fused %1404..%1405 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[309], 0, 256]]); // 367: %1408 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[309], 0, 256], [this.grads, 28160, 256]]); // 368: %1412 param34.grad.add0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 27904, 42496], [this.act[65], 0, 262144], [this.act[69], 0, 262144], [this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 369: fused %1410..%1415 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[75], 0, 262144], [this.act[309], 0, 256]]); // 370: %1416 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[309], 0, 256], [this.grads, 27904, 256]]); // 371: %1418 param33.grad.add0 stdlib.mt:9
+    group("fused_18ops_99f25a92a5", [[this.act[59], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[93], 0, 262144], [this.act[63], 0, 262144], [this.act[75], 0, 262144], [this.act[68], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 372: fused %1419..%1436 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 4096], [this.act[93], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 373: fused %1437..%1441 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[61], 0, 4096], [this.act[81], 0, 4096], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 374: fused %1442..%1444 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[140], 0, 4]]); // 375: %1445 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    group("binary_add_s_s", [[this.act[196], 0, 4], [this.act[140], 0, 4], [this.grads, 27648, 4]]); // 376: %1447 param32.grad.add0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[27], 0, 262144], [this.act[249], 0, 4096], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 377: fused %1448..%1449 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[62], 0, 262144], [this.act[309], 0, 256]]); // 378: %1450 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[309], 0, 256], [this.grads, 27392, 256]]); // 379: %1453 param31.grad.add0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 27392, 43008], [this.act[60], 0, 4096], [this.act[64], 0, 4096], [this.act[54], 0, 262144], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 380: fused %1452..%1457 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[140], 0, 4]]); // 381: %1458 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    group("binary_add_s_s", [[this.act[263], 0, 4], [this.act[140], 0, 4], [this.grads, 27136, 4]]); // 382: %1460 param30.grad.add0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[27], 0, 262144], [this.act[249], 0, 4096], [this.act[68], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 383: fused %1461..%1462 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[54], 0, 262144], [this.act[309], 0, 256]]); // 384: %1463 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[309], 0, 256], [this.grads, 26880, 256]]); // 385: %1466 param29.grad.add0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 43520], [this.act[58], 0, 32768], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.act[68], 0, 262144], [this.act[54], 0, 262144], [this.act[114], 0, 32768], [this.step, 0, 16]]); // 386: fused %1465..%1469 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_083d0a8352", [[this.params, 26368, 44032], [this.act[56], 0, 32768], [this.act[57], 0, 262144], [this.act[63], 0, 262144], [this.act[58], 0, 32768], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 387: fused %1470..%1476 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[62], 0, 262144], [this.act[58], 0, 32768], [this.act[310], 0, 32]]); // 388: %1477 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[283], 0, 32], [this.act[310], 0, 32], [this.grads, 26368, 32]]); // 389: %1478 param27.grad.add0 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 26624, 43776], [this.act[54], 0, 262144], [this.act[114], 0, 32768], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.act[58], 0, 32768], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 390: fused %1480..%1483 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_4757b88c6d", [[this.act[55], 0, 262144], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 391: fused %1484..%1484 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[68], 0, 262144], [this.act[58], 0, 32768], [this.act[310], 0, 32]]); // 392: %1485 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[284], 0, 32], [this.act[310], 0, 32], [this.grads, 26624, 32]]); // 393: %1486 param28.grad.add0 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[41], 0, 262144], [this.act[53], 0, 262144], [this.act[93], 0, 262144], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.act[68], 0, 262144], [this.act[55], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 394: fused %1488..%1492 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_44dcc0d004", [[this.act[28], 0, 4], [this.act[52], 0, 262144], [this.act[54], 0, 262144], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 395: fused %1495..%1496 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[62], 0, 262144], [this.act[140], 0, 4]]); // 396: %1497 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 25856, 44544], [this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 397: fused %1500..%1502 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[54], 0, 262144], [this.act[63], 0, 262144], [this.act[309], 0, 256]]); // 398: %1503 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[286], 0, 256], [this.act[309], 0, 256], [this.grads, 25856, 256]]); // 399: %1504 param25.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[50], 0, 262144], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 400: fused %1506..%1507 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[49], 0, 262144], [this.act[309], 0, 256]]); // 401: %1510 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[287], 0, 256], [this.act[309], 0, 256], [this.grads, 25600, 256]]); // 402: %1514 param24.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 25344, 45056], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[63], 0, 262144], [this.act[49], 0, 262144], [this.act[62], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 403: fused %1512..%1519 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[47], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 404: fused %1520..%1520 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.act[309], 0, 256]]); // 405: %1521 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[309], 0, 256], [this.grads, 25344, 256]]); // 406: %1522 param23.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[46], 0, 262144], [this.act[50], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 407: fused %1524..%1525 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[62], 0, 262144], [this.act[27], 0, 262144], [this.act[309], 0, 256]]); // 408: %1528 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[309], 0, 256], [this.grads, 25088, 256]]); // 409: %1532 param22.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 24832, 45568], [this.act[44], 0, 262144], [this.act[68], 0, 262144], [this.act[49], 0, 262144], [this.act[62], 0, 262144], [this.act[50], 0, 262144], [this.act[46], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 410: fused %1530..%1538 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[43], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 411: fused %1539..%1539 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[62], 0, 262144], [this.act[46], 0, 262144], [this.act[309], 0, 256]]); // 412: %1540 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[309], 0, 256], [this.grads, 24832, 256]]); // 413: %1541 param21.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[42], 0, 262144], [this.act[63], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 414: fused %1543..%1544 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[46], 0, 262144], [this.act[27], 0, 262144], [this.act[309], 0, 256]]); // 415: %1547 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[309], 0, 256], [this.grads, 24576, 256]]); // 416: %1551 param20.grad.add0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 24576, 45824], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[50], 0, 262144], [this.act[46], 0, 262144], [this.act[63], 0, 262144], [this.act[42], 0, 262144], [this.step, 0, 16]]); // 417: fused %1549..%1554 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[28], 0, 4], [this.act[40], 0, 262144], [this.act[55], 0, 262144], [this.act[63], 0, 262144], [this.act[42], 0, 262144], [this.act[46], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 418: fused %1555..%1560 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[39], 0, 262144], [this.act[42], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 419: fused %1561..%1561 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[63], 0, 262144], [this.act[28], 0, 4]]); // 420: %1562 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[28], 0, 4], [this.act[263], 0, 4]]); // 421: %1564 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 24320, 46080], [this.act[38], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[42], 0, 262144], [this.step, 0, 16]]); // 422: fused %1566..%1568 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[42], 0, 262144], [this.act[50], 0, 262144], [this.act[309], 0, 256]]); // 423: %1569 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[309], 0, 256], [this.grads, 24320, 256]]); // 424: %1570 param19.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[37], 0, 262144], [this.act[63], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 425: fused %1572..%1573 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[50], 0, 262144], [this.act[36], 0, 262144], [this.act[309], 0, 256]]); // 426: %1576 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[309], 0, 256], [this.grads, 24064, 256]]); // 427: %1580 param18.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 23808, 46592], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[50], 0, 262144], [this.act[36], 0, 262144], [this.act[63], 0, 262144], [this.act[37], 0, 262144], [this.step, 0, 16]]); // 428: fused %1578..%1585 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[34], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 429: fused %1586..%1586 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[309], 0, 256]]); // 430: %1587 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[309], 0, 256], [this.grads, 23808, 256]]); // 431: %1588 param17.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 432: fused %1590..%1591 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[27], 0, 262144], [this.act[309], 0, 256]]); // 433: %1594 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[309], 0, 256], [this.grads, 23552, 256]]); // 434: %1598 param16.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 23296, 47104], [this.act[31], 0, 262144], [this.act[46], 0, 262144], [this.act[36], 0, 262144], [this.act[63], 0, 262144], [this.act[37], 0, 262144], [this.act[33], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 435: fused %1596..%1604 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[30], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 436: fused %1605..%1605 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[33], 0, 262144], [this.act[309], 0, 256]]); // 437: %1606 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[309], 0, 256], [this.grads, 23296, 256]]); // 438: %1607 param15.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[29], 0, 262144], [this.act[50], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 439: fused %1609..%1610 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[33], 0, 262144], [this.act[27], 0, 262144], [this.act[309], 0, 256]]); // 440: %1613 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[309], 0, 256], [this.grads, 23040, 256]]); // 441: %1617 param14.grad.add0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 47360], [this.act[37], 0, 262144], [this.act[33], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.step, 0, 16]]); // 442: fused %1615..%1619 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[263], 0, 4], [this.act[28], 0, 4], [this.act[140], 0, 4]]); // 443: %1620 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[285], 0, 4], [this.act[140], 0, 4], [this.grads, 26112, 4]]); // 444: %1621 param26.grad.add0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 22784, 47616], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.step, 0, 16]]); // 445: fused %1622..%1623 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[37], 0, 262144], [this.act[309], 0, 256]]); // 446: %1624 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[309], 0, 256], [this.grads, 22784, 256]]); // 447: %1626 param13.grad.add0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 47872], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[75], 0, 262144], [this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.act[27], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 448: fused %1627..%1644 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_4757b88c6d", [[this.act[23], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 449: fused %1645..%1645 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[33], 0, 262144], [this.act[27], 0, 262144], [this.act[309], 0, 256]]); // 450: %1646 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[309], 0, 256], [this.grads, 22528, 256]]); // 451: %1647 param12.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[22], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.step, 0, 16]]); // 452: fused %1649..%1650 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[27], 0, 262144], [this.act[21], 0, 262144], [this.act[309], 0, 256]]); // 453: %1653 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[309], 0, 256], [this.grads, 22272, 256]]); // 454: %1657 param11.grad.add0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 48128], [this.act[27], 0, 262144], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 455: fused %1655..%1658 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    group("permute_0213_16x64x2x32", [[this.act[21], 0, 262144], [this.act[27], 0, 262144]]); // 456: %1659 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
+    group("fused_2ops_76348a532d", [[this.act[18], 0, 262144], [this.act[27], 0, 262144], [this.act[76], 0, 8192], [this.step, 0, 16]]); // 457: fused %1660..%1661 blocks.0.attn.attention0.grad.mul0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 8192], [this.act[27], 0, 262144], [this.act[76], 0, 8192], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 458: %1662 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 8192], [this.act[27], 0, 262144], [this.act[76], 0, 8192], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 459: %1663 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[20], 0, 8192], [this.act[27], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 460: %1664 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
+    group("fused_6ops_02694bca0d", [[this.params, 22016, 48384], [this.act[17], 0, 262144], [this.act[19], 0, 262144], [this.act[27], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 461: fused %1665..%1670 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
+    group("matmul_8x8192_8192x8", [[this.act[13], 0, 262144], [this.act[27], 0, 262144], [this.act[309], 0, 256]]); // 462: %1671 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[309], 0, 256], [this.grads, 22016, 256]]); // 463: %1672 param10.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[27], 0, 262144], [this.step, 0, 16]]); // 464: fused %1674..%1675 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[27], 0, 262144], [this.act[9], 0, 262144], [this.act[309], 0, 256]]); // 465: %1678 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[309], 0, 256], [this.grads, 21760, 256]]); // 466: %1682 param9.grad.add0 stdlib.mt:18
+    group("fused_8ops_dcb2dffbad", [[this.params, 21504, 48896], [this.act[14], 0, 262144], [this.act[21], 0, 262144], [this.act[27], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[13], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 467: fused %1680..%1688 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[19], 0, 262144], [this.act[15], 0, 262144], [this.act[309], 0, 256]]); // 468: %1689 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[309], 0, 256], [this.grads, 21504, 256]]); // 469: %1690 param8.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 470: fused %1692..%1693 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[309], 0, 256]]); // 471: %1696 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[309], 0, 256], [this.grads, 21248, 256]]); // 472: %1700 param7.grad.add0 stdlib.mt:18
+    group("fused_8ops_258467e860", [[this.params, 20992, 49408], [this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 473: fused %1698..%1706 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 474: fused %1707..%1707 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[309], 0, 256]]); // 475: %1708 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[309], 0, 256], [this.grads, 20992, 256]]); // 476: %1709 param6.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[10], 0, 262144], [this.act[19], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 477: fused %1711..%1712 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[309], 0, 256]]); // 478: %1715 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[307], 0, 256], [this.act[309], 0, 256], [this.grads, 20736, 256]]); // 479: %1719 param5.grad.add0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 480: fused %1717..%1722 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[19], 0, 262144], [this.act[309], 0, 256]]); // 481: %1723 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[308], 0, 256], [this.act[309], 0, 256], [this.grads, 20480, 256]]); // 482: %1725 param4.grad.add0 stdlib.mt:9
+    group("fused_15ops_b9fd1c7832", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[37], 0, 262144], [this.act[9], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 483: fused %1726..%1740 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    group("sum_a0_16x64x8x8", [[this.act[19], 0, 262144], [this.act[3], 0, 16384]]); // 484: %1741 embed.add0.grad.sum0 stdlib.mt:96
+    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[311], 0, 2048]]); // 485: %1744 embed.matmul1.grad.permute0 stdlib.mt:96
+    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 486: fused %1743..%1743 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[311], 0, 2048], [this.act[1], 0, 2048]]); // 487: %1745 embed.matmul1.grad.matmul0 stdlib.mt:96
+    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[311], 0, 2048]]); // 488: %1746 embed.matmul1.grad.permute1 stdlib.mt:96
+    group("matmul_64x1x8_64x8x8", [[this.act[311], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 489: %1747 embed.matmul1.grad.matmul1 stdlib.mt:96
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 490: %1753 embed.slice1.grad.pad0 stdlib.mt:95
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 491: %1755 embed.slice0.grad.pad0 stdlib.mt:94
+    group("fused_5ops_a742fd6ece", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[19], 0, 262144], [this.act[58], 0, 32768], [this.act[114], 0, 32768], [this.step, 0, 16]]); // 492: fused %1748..%1756 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[114], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 493: %1757 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[58], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 494: %1759 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("affine_s1_b0_8x8", [[this.act[247], 0, 256], [this.grads, 35328, 256]]); // 495: %1760 norm_final.g.grad.affine0 stdlib.mt:7
+    group("affine_s1_b0_32x8", [[this.act[243], 0, 1024], [this.grads, 35584, 1024]]); // 496: %1761 head.U.grad.affine0 stdlib.mt:102
+    group("affine_s1_b0_32x8", [[this.act[242], 0, 1024], [this.grads, 36608, 1024]]); // 497: %1762 head.V.grad.affine0 stdlib.mt:103
+    group("affine_s1_b0_256x32", [[this.act[239], 0, 32768], [this.grads, 37632, 32768]]); // 498: %1763 head.W_out.grad.affine0 stdlib.mt:104
+    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 499: gradient norm, partial sums
+    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 500: gradient norm
+    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 501: AdamW update
+    this.outputs = { loss: [this.act[237], 0, 4], logits: [this.act[236], 0, 1048576], observations: { ["residual"]: [[this.act[110], 0, 262144], [this.act[222], 0, 262144]] } };
   }
 
   run(pass: GPUComputePassEncoder, kernel: string, group: number, x: number, y: number, z: number) {
@@ -1171,544 +1131,504 @@ export class Program {
     this.run(pass, "permute_0213_16x64x2x32", 8, 256, 1, 1); // %100 blocks.0.attn.permute1 stdlib.mt:34
     this.run(pass, "fused_6ops_ce912df11f", 9, 16, 1, 1); // fused %101..%106 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-35
     this.run(pass, "permute_0213_16x64x2x32", 10, 256, 1, 1); // %107 blocks.0.attn.permute2 stdlib.mt:35
-    this.run(pass, "fused_1ops_f21fc46159", 11, 16, 1, 1); // fused %108..%108 blocks.0.attn.permute3 .. blocks.0.attn.permute3 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 12, 8, 1, 1); // %109 blocks.0.attn.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_0649c1fd59", 13, 16, 1, 1); // fused %110..%110 blocks.0.attn.affine0 .. blocks.0.attn.affine0 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 14, 512, 1, 1); // %111 blocks.0.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_c636ff14ab", 15, 16, 1, 1); // fused %112..%113 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 16, 16, 1, 1); // %114 blocks.0.attn.matmul1 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 17, 16, 1, 1); // fused %115..%127 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 18, 16, 1, 1); // fused %128..%134 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 19, 16, 1, 1); // fused %135..%142 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 20, 16, 1, 1); // fused %143..%148 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 21, 16, 1, 1); // fused %149..%154 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 22, 16, 1, 1); // fused %155..%162 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 23, 16, 1, 1); // fused %163..%168 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 24, 16, 1, 1); // fused %169..%172 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 25, 16, 1, 1); // fused %173..%183 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 26, 16, 1, 1); // fused %184..%189 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_d0480892e7", 27, 16, 1, 1); // fused %190..%199 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 28, 16, 1, 1); // fused %200..%206 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 29, 256, 1, 1); // %207 blocks.1.attn.permute0 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 30, 16, 1, 1); // fused %208..%213 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 31, 256, 1, 1); // %214 blocks.1.attn.permute1 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 32, 16, 1, 1); // fused %215..%220 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 33, 256, 1, 1); // %221 blocks.1.attn.permute2 stdlib.mt:35
-    this.run(pass, "fused_1ops_f21fc46159", 34, 16, 1, 1); // fused %222..%222 blocks.1.attn.permute3 .. blocks.1.attn.permute3 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 35, 8, 1, 1); // %223 blocks.1.attn.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_0649c1fd59", 36, 16, 1, 1); // fused %224..%224 blocks.1.attn.affine0 .. blocks.1.attn.affine0 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 37, 512, 1, 1); // %225 blocks.1.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_13919e8b5e", 38, 16, 1, 1); // fused %226..%227 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 39, 16, 1, 1); // %228 blocks.1.attn.matmul1 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 40, 16, 1, 1); // fused %229..%241 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 41, 16, 1, 1); // fused %242..%248 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 42, 16, 1, 1); // fused %249..%256 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 43, 16, 1, 1); // fused %257..%262 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 44, 16, 1, 1); // fused %263..%268 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 45, 16, 1, 1); // fused %269..%276 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 46, 16, 1, 1); // fused %277..%282 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 47, 16, 1, 1); // fused %283..%286 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 48, 16, 1, 1); // fused %287..%297 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 49, 16, 1, 1); // fused %298..%303 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_438c595591", 50, 16, 1, 1); // fused %304..%313 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 51, 16, 1, 1); // fused %314..%320 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 52, 256, 1, 1); // %321 blocks.0.attn.permute5 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 53, 16, 1, 1); // fused %322..%327 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 54, 256, 1, 1); // %328 blocks.0.attn.permute6 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 55, 16, 1, 1); // fused %329..%334 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 56, 256, 1, 1); // %335 blocks.0.attn.permute7 stdlib.mt:35
-    this.run(pass, "fused_1ops_f21fc46159", 57, 16, 1, 1); // fused %336..%336 blocks.0.attn.permute8 .. blocks.0.attn.permute8 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 58, 8, 1, 1); // %337 blocks.0.attn.matmul2 stdlib.mt:36
-    this.run(pass, "fused_1ops_0649c1fd59", 59, 16, 1, 1); // fused %338..%338 blocks.0.attn.affine1 .. blocks.0.attn.affine1 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 60, 512, 1, 1); // %339 blocks.0.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "fused_2ops_91d6c74e9e", 61, 16, 1, 1); // fused %340..%341 blocks.0.attn.softmax1 .. blocks.0.attn.dropout1 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 62, 16, 1, 1); // %342 blocks.0.attn.matmul3 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 63, 16, 1, 1); // fused %343..%355 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 64, 16, 1, 1); // fused %356..%362 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 65, 16, 1, 1); // fused %363..%370 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 66, 16, 1, 1); // fused %371..%376 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 67, 16, 1, 1); // fused %377..%382 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 68, 16, 1, 1); // fused %383..%390 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 69, 16, 1, 1); // fused %391..%396 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 70, 16, 1, 1); // fused %397..%400 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 71, 16, 1, 1); // fused %401..%411 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 72, 16, 1, 1); // fused %412..%417 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_be340e8fa4", 73, 16, 1, 1); // fused %418..%427 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 74, 16, 1, 1); // fused %428..%434 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 75, 256, 1, 1); // %435 blocks.1.attn.permute5 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 76, 16, 1, 1); // fused %436..%441 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 77, 256, 1, 1); // %442 blocks.1.attn.permute6 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 78, 16, 1, 1); // fused %443..%448 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 79, 256, 1, 1); // %449 blocks.1.attn.permute7 stdlib.mt:35
-    this.run(pass, "fused_1ops_f21fc46159", 80, 16, 1, 1); // fused %450..%450 blocks.1.attn.permute8 .. blocks.1.attn.permute8 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 81, 8, 1, 1); // %451 blocks.1.attn.matmul2 stdlib.mt:36
-    this.run(pass, "fused_1ops_0649c1fd59", 82, 16, 1, 1); // fused %452..%452 blocks.1.attn.affine1 .. blocks.1.attn.affine1 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 83, 512, 1, 1); // %453 blocks.1.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "fused_2ops_575b8087a0", 84, 16, 1, 1); // fused %454..%455 blocks.1.attn.softmax1 .. blocks.1.attn.dropout1 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 85, 16, 1, 1); // %456 blocks.1.attn.matmul3 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 86, 16, 1, 1); // fused %457..%469 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 87, 16, 1, 1); // fused %470..%476 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 88, 16, 1, 1); // fused %477..%484 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 89, 16, 1, 1); // fused %485..%490 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 90, 16, 1, 1); // fused %491..%496 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 91, 16, 1, 1); // fused %497..%504 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 92, 16, 1, 1); // fused %505..%510 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 93, 16, 1, 1); // fused %511..%514 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 94, 16, 1, 1); // fused %515..%525 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 95, 16, 1, 1); // fused %526..%531 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_ce3a23b1b0", 96, 16, 1, 1); // fused %532..%541 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
-    this.run(pass, "fused_1ops_5d2ec40eca", 97, 16, 1, 1); // fused %542..%542 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
-    this.run(pass, "matmul_32x8_16x64x8x8", 98, 64, 1, 1); // %543 head.matmul0 stdlib.mt:106
-    this.run(pass, "fused_2ops_dba17607cb", 99, 16, 1, 1); // fused %544..%545 head.mul0 .. head.sum0 stdlib.mt:106
-    this.run(pass, "matmul_256x32_16x64x32x1", 100, 16, 1, 1); // %546 head.matmul1 stdlib.mt:107
-    this.run(pass, "cross_entropy_16x64x256_16x64i", 101, 1, 1, 1); // %548 loss.cross_entropy0 matrix_thinker.mt:48
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 11, 32, 1, 1); // %108 blocks.0.attn.attention_lse0 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 12, 32, 1, 1); // %109 blocks.0.attn.attention0 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 13, 16, 1, 1); // fused %110..%122 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 14, 16, 1, 1); // fused %123..%129 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 15, 16, 1, 1); // fused %130..%137 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 16, 16, 1, 1); // fused %138..%143 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 17, 16, 1, 1); // fused %144..%149 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 18, 16, 1, 1); // fused %150..%157 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 19, 16, 1, 1); // fused %158..%163 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 20, 16, 1, 1); // fused %164..%167 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 21, 16, 1, 1); // fused %168..%178 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 22, 16, 1, 1); // fused %179..%184 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_d0480892e7", 23, 16, 1, 1); // fused %185..%194 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_cd35b2c901", 24, 16, 1, 1); // fused %195..%201 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
+    this.run(pass, "permute_0213_16x64x2x32", 25, 256, 1, 1); // %202 blocks.1.attn.permute0 stdlib.mt:33
+    this.run(pass, "fused_6ops_ce912df11f", 26, 16, 1, 1); // fused %203..%208 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
+    this.run(pass, "permute_0213_16x64x2x32", 27, 256, 1, 1); // %209 blocks.1.attn.permute1 stdlib.mt:34
+    this.run(pass, "fused_6ops_ce912df11f", 28, 16, 1, 1); // fused %210..%215 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
+    this.run(pass, "permute_0213_16x64x2x32", 29, 256, 1, 1); // %216 blocks.1.attn.permute2 stdlib.mt:35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 30, 32, 1, 1); // %217 blocks.1.attn.attention_lse0 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 31, 32, 1, 1); // %218 blocks.1.attn.attention0 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 32, 16, 1, 1); // fused %219..%231 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 33, 16, 1, 1); // fused %232..%238 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 34, 16, 1, 1); // fused %239..%246 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 35, 16, 1, 1); // fused %247..%252 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 36, 16, 1, 1); // fused %253..%258 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 37, 16, 1, 1); // fused %259..%266 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 38, 16, 1, 1); // fused %267..%272 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 39, 16, 1, 1); // fused %273..%276 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 40, 16, 1, 1); // fused %277..%287 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 41, 16, 1, 1); // fused %288..%293 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_438c595591", 42, 16, 1, 1); // fused %294..%303 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_cd35b2c901", 43, 16, 1, 1); // fused %304..%310 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
+    this.run(pass, "permute_0213_16x64x2x32", 44, 256, 1, 1); // %311 blocks.0.attn.permute5 stdlib.mt:33
+    this.run(pass, "fused_6ops_ce912df11f", 45, 16, 1, 1); // fused %312..%317 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
+    this.run(pass, "permute_0213_16x64x2x32", 46, 256, 1, 1); // %318 blocks.0.attn.permute6 stdlib.mt:34
+    this.run(pass, "fused_6ops_ce912df11f", 47, 16, 1, 1); // fused %319..%324 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
+    this.run(pass, "permute_0213_16x64x2x32", 48, 256, 1, 1); // %325 blocks.0.attn.permute7 stdlib.mt:35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 49, 32, 1, 1); // %326 blocks.0.attn.attention_lse1 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 50, 32, 1, 1); // %327 blocks.0.attn.attention1 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 51, 16, 1, 1); // fused %328..%340 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 52, 16, 1, 1); // fused %341..%347 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 53, 16, 1, 1); // fused %348..%355 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 54, 16, 1, 1); // fused %356..%361 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 55, 16, 1, 1); // fused %362..%367 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 56, 16, 1, 1); // fused %368..%375 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 57, 16, 1, 1); // fused %376..%381 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 58, 16, 1, 1); // fused %382..%385 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 59, 16, 1, 1); // fused %386..%396 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 60, 16, 1, 1); // fused %397..%402 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_be340e8fa4", 61, 16, 1, 1); // fused %403..%412 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_cd35b2c901", 62, 16, 1, 1); // fused %413..%419 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
+    this.run(pass, "permute_0213_16x64x2x32", 63, 256, 1, 1); // %420 blocks.1.attn.permute5 stdlib.mt:33
+    this.run(pass, "fused_6ops_ce912df11f", 64, 16, 1, 1); // fused %421..%426 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
+    this.run(pass, "permute_0213_16x64x2x32", 65, 256, 1, 1); // %427 blocks.1.attn.permute6 stdlib.mt:34
+    this.run(pass, "fused_6ops_ce912df11f", 66, 16, 1, 1); // fused %428..%433 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
+    this.run(pass, "permute_0213_16x64x2x32", 67, 256, 1, 1); // %434 blocks.1.attn.permute7 stdlib.mt:35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 68, 32, 1, 1); // %435 blocks.1.attn.attention_lse1 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 69, 32, 1, 1); // %436 blocks.1.attn.attention1 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 70, 16, 1, 1); // fused %437..%449 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 71, 16, 1, 1); // fused %450..%456 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 72, 16, 1, 1); // fused %457..%464 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 73, 16, 1, 1); // fused %465..%470 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 74, 16, 1, 1); // fused %471..%476 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 75, 16, 1, 1); // fused %477..%484 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 76, 16, 1, 1); // fused %485..%490 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 77, 16, 1, 1); // fused %491..%494 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 78, 16, 1, 1); // fused %495..%505 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 79, 16, 1, 1); // fused %506..%511 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_ce3a23b1b0", 80, 16, 1, 1); // fused %512..%521 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_1ops_5d2ec40eca", 81, 16, 1, 1); // fused %522..%522 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
+    this.run(pass, "matmul_32x8_16x64x8x8", 82, 64, 1, 1); // %523 head.matmul0 stdlib.mt:106
+    this.run(pass, "fused_2ops_dba17607cb", 83, 16, 1, 1); // fused %524..%525 head.mul0 .. head.sum0 stdlib.mt:106
+    this.run(pass, "matmul_256x32_16x64x32x1", 84, 16, 1, 1); // %526 head.matmul1 stdlib.mt:107
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 85, 1, 1, 1); // %528 loss.cross_entropy0 matrix_thinker.mt:48
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_6ops_aec82b26d8", 102, 16, 1, 1); // fused %550..%555 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_thinker.mt:48-107
-    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", 103, 128, 1, 1); // %558 head.matmul1.grad.sum0 stdlib.mt:107
-    this.run(pass, "permute_10_256x32", 104, 32, 1, 1); // %560 head.matmul1.grad.permute1 stdlib.mt:107
-    this.run(pass, "matmul_32x256_16x64x256x1", 105, 8, 1, 1); // %561 head.matmul1.grad.matmul1 stdlib.mt:107
-    this.run(pass, "fused_3ops_b2994f0e14", 106, 16, 1, 1); // fused %562..%564 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
-    this.run(pass, "sum_a01_16x64x32x8", 107, 4, 1, 1); // %565 head.mul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", 108, 4, 1, 1); // %569 head.matmul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "fused_1ops_cc63f4d573", 109, 16, 1, 1); // fused %571..%571 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
-    this.run(pass, "matmul_8x32_16x64x32x8", 110, 16, 1, 1); // %572 head.matmul0.grad.matmul1 stdlib.mt:106
-    this.run(pass, "fused_2ops_665796529c", 111, 16, 1, 1); // fused %573..%574 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 112, 1, 1, 1); // %575 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_17ops_e138ebbc8e", 113, 16, 1, 1); // fused %577..%593 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 114, 16, 1, 1); // fused %594..%598 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 115, 16, 1, 1); // fused %599..%601 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 116, 1, 1, 1); // %602 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 117, 16, 1, 1); // fused %604..%605 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 118, 1, 1, 1); // %606 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 119, 16, 1, 1); // fused %608..%612 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 120, 1, 1, 1); // %613 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 121, 16, 1, 1); // fused %615..%616 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 122, 1, 1, 1); // %617 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 123, 16, 1, 1); // fused %619..%622 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 124, 16, 1, 1); // fused %623..%629 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 125, 1, 1, 1); // %630 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 126, 16, 1, 1); // fused %632..%635 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 127, 16, 1, 1); // fused %636..%636 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 128, 1, 1, 1); // %637 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 129, 16, 1, 1); // fused %639..%643 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 130, 16, 1, 1); // fused %646..%647 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 131, 1, 1, 1); // %648 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 132, 16, 1, 1); // fused %651..%653 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 133, 1, 1, 1); // %654 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 134, 16, 1, 1); // fused %656..%657 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 135, 1, 1, 1); // %660 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 136, 16, 1, 1); // fused %662..%668 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 137, 16, 1, 1); // fused %669..%669 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 138, 1, 1, 1); // %670 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 139, 16, 1, 1); // fused %672..%673 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 140, 1, 1, 1); // %676 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 141, 16, 1, 1); // fused %678..%685 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 142, 16, 1, 1); // fused %686..%686 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 143, 1, 1, 1); // %687 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 144, 16, 1, 1); // fused %689..%690 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 145, 1, 1, 1); // %693 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 146, 16, 1, 1); // fused %695..%699 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 147, 16, 1, 1); // fused %700..%705 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 148, 16, 1, 1); // fused %706..%706 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 149, 1, 1, 1); // %707 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 150, 1, 1, 1); // %709 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 151, 16, 1, 1); // fused %711..%713 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 152, 1, 1, 1); // %714 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 153, 16, 1, 1); // fused %716..%717 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 154, 1, 1, 1); // %720 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 155, 16, 1, 1); // fused %722..%728 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 156, 16, 1, 1); // fused %729..%729 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 157, 1, 1, 1); // %730 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 158, 16, 1, 1); // fused %732..%733 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 159, 1, 1, 1); // %736 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 160, 16, 1, 1); // fused %738..%745 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 161, 16, 1, 1); // fused %746..%746 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 162, 1, 1, 1); // %747 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 163, 16, 1, 1); // fused %749..%750 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 164, 1, 1, 1); // %753 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 165, 16, 1, 1); // fused %755..%758 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 166, 1, 1, 1); // %759 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 167, 16, 1, 1); // fused %760..%761 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 168, 1, 1, 1); // %762 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 169, 16, 1, 1); // fused %764..%781 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 170, 16, 1, 1); // fused %782..%782 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 171, 1, 1, 1); // %783 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 172, 16, 1, 1); // fused %785..%786 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 173, 1, 1, 1); // %789 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 174, 16, 1, 1); // fused %791..%793 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 175, 256, 1, 1); // %794 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_f21fc46159", 176, 16, 1, 1); // fused %795..%795 blocks.1.attn.matmul3.grad.permute0 .. blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 177, 8, 1, 1); // %796 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_d8a8283594", 178, 16, 1, 1); // fused %797..%797 blocks.1.attn.matmul3.grad.permute1 .. blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 179, 16, 1, 1); // %798 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_f2557bfba3", 180, 16, 1, 1); // fused %799..%803 blocks.1.attn.dropout1.grad.dropout0 .. blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 181, 512, 1, 1); // %804 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_56da853455", 182, 16, 1, 1); // fused %805..%806 blocks.1.attn.affine1.grad.affine0 .. blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 183, 16, 1, 1); // %807 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_f21fc46159", 184, 16, 1, 1); // fused %808..%808 blocks.1.attn.matmul2.grad.permute1 .. blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 185, 16, 1, 1); // %809 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_63a4ec9915", 186, 16, 1, 1); // fused %810..%816 blocks.1.attn.permute8.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
-    this.run(pass, "matmul_8x8192_8192x8", 187, 1, 1, 1); // %817 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 188, 16, 1, 1); // fused %819..%820 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 189, 1, 1, 1); // %823 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 190, 16, 1, 1); // fused %825..%832 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 191, 1, 1, 1); // %833 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 192, 16, 1, 1); // fused %835..%836 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 193, 1, 1, 1); // %839 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 194, 16, 1, 1); // fused %841..%848 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 195, 16, 1, 1); // fused %849..%849 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 196, 1, 1, 1); // %850 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 197, 16, 1, 1); // fused %852..%853 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 198, 1, 1, 1); // %856 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 199, 16, 1, 1); // fused %858..%862 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 200, 1, 1, 1); // %863 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_0c2364d5d7", 201, 16, 1, 1); // fused %865..%882 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 202, 16, 1, 1); // fused %883..%887 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 203, 16, 1, 1); // fused %888..%890 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 204, 1, 1, 1); // %891 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 205, 16, 1, 1); // fused %893..%894 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 206, 1, 1, 1); // %895 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 207, 16, 1, 1); // fused %897..%901 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 208, 1, 1, 1); // %902 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 209, 16, 1, 1); // fused %904..%905 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 210, 1, 1, 1); // %906 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 211, 16, 1, 1); // fused %908..%911 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 212, 16, 1, 1); // fused %912..%918 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 213, 1, 1, 1); // %919 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 214, 16, 1, 1); // fused %921..%924 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 215, 16, 1, 1); // fused %925..%925 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 216, 1, 1, 1); // %926 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 217, 16, 1, 1); // fused %928..%932 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 218, 16, 1, 1); // fused %935..%936 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 219, 1, 1, 1); // %937 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 220, 16, 1, 1); // fused %940..%942 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 221, 1, 1, 1); // %943 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 222, 16, 1, 1); // fused %945..%946 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 223, 1, 1, 1); // %949 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 224, 16, 1, 1); // fused %951..%957 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 225, 16, 1, 1); // fused %958..%958 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 226, 1, 1, 1); // %959 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 227, 16, 1, 1); // fused %961..%962 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 228, 1, 1, 1); // %965 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 229, 16, 1, 1); // fused %967..%974 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 230, 16, 1, 1); // fused %975..%975 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 231, 1, 1, 1); // %976 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 232, 16, 1, 1); // fused %978..%979 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 233, 1, 1, 1); // %982 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 234, 16, 1, 1); // fused %984..%988 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 235, 16, 1, 1); // fused %989..%994 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 236, 16, 1, 1); // fused %995..%995 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 237, 1, 1, 1); // %996 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 238, 1, 1, 1); // %998 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 239, 16, 1, 1); // fused %1000..%1002 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 240, 1, 1, 1); // %1003 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 241, 16, 1, 1); // fused %1005..%1006 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 242, 1, 1, 1); // %1009 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 243, 16, 1, 1); // fused %1011..%1017 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 244, 16, 1, 1); // fused %1018..%1018 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 245, 1, 1, 1); // %1019 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 246, 16, 1, 1); // fused %1021..%1022 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 247, 1, 1, 1); // %1025 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 248, 16, 1, 1); // fused %1027..%1034 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 249, 16, 1, 1); // fused %1035..%1035 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 250, 1, 1, 1); // %1036 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 251, 16, 1, 1); // fused %1038..%1039 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 252, 1, 1, 1); // %1042 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 253, 16, 1, 1); // fused %1044..%1047 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 254, 1, 1, 1); // %1048 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 255, 16, 1, 1); // fused %1049..%1050 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 256, 1, 1, 1); // %1051 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 257, 16, 1, 1); // fused %1053..%1070 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 258, 16, 1, 1); // fused %1071..%1071 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 259, 1, 1, 1); // %1072 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 260, 16, 1, 1); // fused %1074..%1075 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 261, 1, 1, 1); // %1078 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 262, 16, 1, 1); // fused %1080..%1082 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 263, 256, 1, 1); // %1083 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_f21fc46159", 264, 16, 1, 1); // fused %1084..%1084 blocks.0.attn.matmul3.grad.permute0 .. blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 265, 8, 1, 1); // %1085 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_d8a8283594", 266, 16, 1, 1); // fused %1086..%1086 blocks.0.attn.matmul3.grad.permute1 .. blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 267, 16, 1, 1); // %1087 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_20d66e08c0", 268, 16, 1, 1); // fused %1088..%1092 blocks.0.attn.dropout1.grad.dropout0 .. blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 269, 512, 1, 1); // %1093 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_56da853455", 270, 16, 1, 1); // fused %1094..%1095 blocks.0.attn.affine1.grad.affine0 .. blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 271, 16, 1, 1); // %1096 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_f21fc46159", 272, 16, 1, 1); // fused %1097..%1097 blocks.0.attn.matmul2.grad.permute1 .. blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 273, 16, 1, 1); // %1098 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_63a4ec9915", 274, 16, 1, 1); // fused %1099..%1105 blocks.0.attn.permute8.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
-    this.run(pass, "matmul_8x8192_8192x8", 275, 1, 1, 1); // %1106 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 276, 16, 1, 1); // fused %1108..%1109 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 277, 1, 1, 1); // %1112 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 278, 16, 1, 1); // fused %1114..%1121 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 279, 1, 1, 1); // %1122 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 280, 16, 1, 1); // fused %1124..%1125 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 281, 1, 1, 1); // %1128 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 282, 16, 1, 1); // fused %1130..%1137 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 283, 16, 1, 1); // fused %1138..%1138 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 284, 1, 1, 1); // %1139 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 285, 16, 1, 1); // fused %1141..%1142 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 286, 1, 1, 1); // %1145 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 287, 16, 1, 1); // fused %1147..%1151 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 288, 1, 1, 1); // %1152 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_d414ff6507", 289, 16, 1, 1); // fused %1154..%1171 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 290, 16, 1, 1); // fused %1172..%1176 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 291, 16, 1, 1); // fused %1177..%1179 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 292, 1, 1, 1); // %1180 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 293, 1, 1, 1); // %1182 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 294, 16, 1, 1); // fused %1183..%1184 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 295, 1, 1, 1); // %1185 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 296, 1, 1, 1); // %1188 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 297, 16, 1, 1); // fused %1187..%1192 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 298, 1, 1, 1); // %1193 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 299, 1, 1, 1); // %1195 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 300, 16, 1, 1); // fused %1196..%1197 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 301, 1, 1, 1); // %1198 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 302, 1, 1, 1); // %1201 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 303, 16, 1, 1); // fused %1200..%1204 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 304, 16, 1, 1); // fused %1205..%1211 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 305, 1, 1, 1); // %1212 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 306, 1, 1, 1); // %1213 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 307, 16, 1, 1); // fused %1215..%1218 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 308, 16, 1, 1); // fused %1219..%1219 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 309, 1, 1, 1); // %1220 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 310, 1, 1, 1); // %1221 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 311, 16, 1, 1); // fused %1223..%1227 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 312, 16, 1, 1); // fused %1230..%1231 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 313, 1, 1, 1); // %1232 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 314, 16, 1, 1); // fused %1235..%1237 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 315, 1, 1, 1); // %1238 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 316, 1, 1, 1); // %1239 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 317, 16, 1, 1); // fused %1241..%1242 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 318, 1, 1, 1); // %1245 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 319, 1, 1, 1); // %1249 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 320, 16, 1, 1); // fused %1247..%1254 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 321, 16, 1, 1); // fused %1255..%1255 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 322, 1, 1, 1); // %1256 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 323, 1, 1, 1); // %1257 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 324, 16, 1, 1); // fused %1259..%1260 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 325, 1, 1, 1); // %1263 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 326, 1, 1, 1); // %1267 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 327, 16, 1, 1); // fused %1265..%1273 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 328, 16, 1, 1); // fused %1274..%1274 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 329, 1, 1, 1); // %1275 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 330, 1, 1, 1); // %1276 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 331, 16, 1, 1); // fused %1278..%1279 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 332, 1, 1, 1); // %1282 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 333, 1, 1, 1); // %1286 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 334, 16, 1, 1); // fused %1284..%1289 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 335, 16, 1, 1); // fused %1290..%1295 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 336, 16, 1, 1); // fused %1296..%1296 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 337, 1, 1, 1); // %1297 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 338, 1, 1, 1); // %1299 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 339, 16, 1, 1); // fused %1301..%1303 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 340, 1, 1, 1); // %1304 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 341, 1, 1, 1); // %1305 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 342, 16, 1, 1); // fused %1307..%1308 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 343, 1, 1, 1); // %1311 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 344, 1, 1, 1); // %1315 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 345, 16, 1, 1); // fused %1313..%1320 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 346, 16, 1, 1); // fused %1321..%1321 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 347, 1, 1, 1); // %1322 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 348, 1, 1, 1); // %1323 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 349, 16, 1, 1); // fused %1325..%1326 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 350, 1, 1, 1); // %1329 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 351, 1, 1, 1); // %1333 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 352, 16, 1, 1); // fused %1331..%1339 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 353, 16, 1, 1); // fused %1340..%1340 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 354, 1, 1, 1); // %1341 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 355, 1, 1, 1); // %1342 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 356, 16, 1, 1); // fused %1344..%1345 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 357, 1, 1, 1); // %1348 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 358, 1, 1, 1); // %1352 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 359, 16, 1, 1); // fused %1350..%1354 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 360, 1, 1, 1); // %1355 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 361, 1, 1, 1); // %1356 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 362, 16, 1, 1); // fused %1357..%1358 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 363, 1, 1, 1); // %1359 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 364, 1, 1, 1); // %1361 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 365, 16, 1, 1); // fused %1362..%1379 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 366, 16, 1, 1); // fused %1380..%1380 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 367, 1, 1, 1); // %1381 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 368, 1, 1, 1); // %1382 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 369, 16, 1, 1); // fused %1384..%1385 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 370, 1, 1, 1); // %1388 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 371, 1, 1, 1); // %1392 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 372, 16, 1, 1); // fused %1390..%1393 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 373, 256, 1, 1); // %1394 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_f21fc46159", 374, 16, 1, 1); // fused %1395..%1395 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 375, 8, 1, 1); // %1396 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_d8a8283594", 376, 16, 1, 1); // fused %1397..%1397 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 377, 16, 1, 1); // %1398 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_c6ce270008", 378, 16, 1, 1); // fused %1399..%1403 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 379, 512, 1, 1); // %1404 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_56da853455", 380, 16, 1, 1); // fused %1405..%1406 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 381, 16, 1, 1); // %1407 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_f21fc46159", 382, 16, 1, 1); // fused %1408..%1408 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 383, 16, 1, 1); // %1409 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_63a4ec9915", 384, 16, 1, 1); // fused %1410..%1416 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
-    this.run(pass, "matmul_8x8192_8192x8", 385, 1, 1, 1); // %1417 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 386, 1, 1, 1); // %1418 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 387, 16, 1, 1); // fused %1420..%1421 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 388, 1, 1, 1); // %1424 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 389, 1, 1, 1); // %1428 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 390, 16, 1, 1); // fused %1426..%1434 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 391, 1, 1, 1); // %1435 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 392, 1, 1, 1); // %1436 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 393, 16, 1, 1); // fused %1438..%1439 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 394, 1, 1, 1); // %1442 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 395, 1, 1, 1); // %1446 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 396, 16, 1, 1); // fused %1444..%1452 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 397, 16, 1, 1); // fused %1453..%1453 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 398, 1, 1, 1); // %1454 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 399, 1, 1, 1); // %1455 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 400, 16, 1, 1); // fused %1457..%1458 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 401, 1, 1, 1); // %1461 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 402, 1, 1, 1); // %1465 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 403, 16, 1, 1); // fused %1463..%1468 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 404, 1, 1, 1); // %1469 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 405, 1, 1, 1); // %1471 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_99f25a92a5", 406, 16, 1, 1); // fused %1472..%1489 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 407, 16, 1, 1); // fused %1490..%1494 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 408, 16, 1, 1); // fused %1495..%1497 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 409, 1, 1, 1); // %1498 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 410, 1, 1, 1); // %1500 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 411, 16, 1, 1); // fused %1501..%1502 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 412, 1, 1, 1); // %1503 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 413, 1, 1, 1); // %1506 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 414, 16, 1, 1); // fused %1505..%1510 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 415, 1, 1, 1); // %1511 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 416, 1, 1, 1); // %1513 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 417, 16, 1, 1); // fused %1514..%1515 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 418, 1, 1, 1); // %1516 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 419, 1, 1, 1); // %1519 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 420, 16, 1, 1); // fused %1518..%1522 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 421, 16, 1, 1); // fused %1523..%1529 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 422, 1, 1, 1); // %1530 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 423, 1, 1, 1); // %1531 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 424, 16, 1, 1); // fused %1533..%1536 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 425, 16, 1, 1); // fused %1537..%1537 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 426, 1, 1, 1); // %1538 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 427, 1, 1, 1); // %1539 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 428, 16, 1, 1); // fused %1541..%1545 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 429, 16, 1, 1); // fused %1548..%1549 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 430, 1, 1, 1); // %1550 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 431, 16, 1, 1); // fused %1553..%1555 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 432, 1, 1, 1); // %1556 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 433, 1, 1, 1); // %1557 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 434, 16, 1, 1); // fused %1559..%1560 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 435, 1, 1, 1); // %1563 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 436, 1, 1, 1); // %1567 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 437, 16, 1, 1); // fused %1565..%1572 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 438, 16, 1, 1); // fused %1573..%1573 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 439, 1, 1, 1); // %1574 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 440, 1, 1, 1); // %1575 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 441, 16, 1, 1); // fused %1577..%1578 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 442, 1, 1, 1); // %1581 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 443, 1, 1, 1); // %1585 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 444, 16, 1, 1); // fused %1583..%1591 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 445, 16, 1, 1); // fused %1592..%1592 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 446, 1, 1, 1); // %1593 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 447, 1, 1, 1); // %1594 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 448, 16, 1, 1); // fused %1596..%1597 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 449, 1, 1, 1); // %1600 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 450, 1, 1, 1); // %1604 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 451, 16, 1, 1); // fused %1602..%1607 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 452, 16, 1, 1); // fused %1608..%1613 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 453, 16, 1, 1); // fused %1614..%1614 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 454, 1, 1, 1); // %1615 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 455, 1, 1, 1); // %1617 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 456, 16, 1, 1); // fused %1619..%1621 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 457, 1, 1, 1); // %1622 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 458, 1, 1, 1); // %1623 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 459, 16, 1, 1); // fused %1625..%1626 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 460, 1, 1, 1); // %1629 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 461, 1, 1, 1); // %1633 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 462, 16, 1, 1); // fused %1631..%1638 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 463, 16, 1, 1); // fused %1639..%1639 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 464, 1, 1, 1); // %1640 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 465, 1, 1, 1); // %1641 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 466, 16, 1, 1); // fused %1643..%1644 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 467, 1, 1, 1); // %1647 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 468, 1, 1, 1); // %1651 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 469, 16, 1, 1); // fused %1649..%1657 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 470, 16, 1, 1); // fused %1658..%1658 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 471, 1, 1, 1); // %1659 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 472, 1, 1, 1); // %1660 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 473, 16, 1, 1); // fused %1662..%1663 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 474, 1, 1, 1); // %1666 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 475, 1, 1, 1); // %1670 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 476, 16, 1, 1); // fused %1668..%1672 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 477, 1, 1, 1); // %1673 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 478, 1, 1, 1); // %1674 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 479, 16, 1, 1); // fused %1675..%1676 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 480, 1, 1, 1); // %1677 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 481, 1, 1, 1); // %1679 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 482, 16, 1, 1); // fused %1680..%1697 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 483, 16, 1, 1); // fused %1698..%1698 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 484, 1, 1, 1); // %1699 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 485, 1, 1, 1); // %1700 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 486, 16, 1, 1); // fused %1702..%1703 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 487, 1, 1, 1); // %1706 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 488, 1, 1, 1); // %1710 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 489, 16, 1, 1); // fused %1708..%1711 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 490, 256, 1, 1); // %1712 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_f21fc46159", 491, 16, 1, 1); // fused %1713..%1713 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 492, 8, 1, 1); // %1714 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_d8a8283594", 493, 16, 1, 1); // fused %1715..%1715 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 494, 16, 1, 1); // %1716 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_c1f8eb1992", 495, 16, 1, 1); // fused %1717..%1721 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 496, 512, 1, 1); // %1722 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_56da853455", 497, 16, 1, 1); // fused %1723..%1724 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 498, 16, 1, 1); // %1725 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_f21fc46159", 499, 16, 1, 1); // fused %1726..%1726 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 500, 16, 1, 1); // %1727 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_63a4ec9915", 501, 16, 1, 1); // fused %1728..%1734 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
-    this.run(pass, "matmul_8x8192_8192x8", 502, 1, 1, 1); // %1735 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 503, 1, 1, 1); // %1736 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 504, 16, 1, 1); // fused %1738..%1739 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 505, 1, 1, 1); // %1742 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 506, 1, 1, 1); // %1746 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 507, 16, 1, 1); // fused %1744..%1752 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 508, 1, 1, 1); // %1753 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 509, 1, 1, 1); // %1754 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 510, 16, 1, 1); // fused %1756..%1757 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 511, 1, 1, 1); // %1760 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 512, 1, 1, 1); // %1764 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 513, 16, 1, 1); // fused %1762..%1770 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 514, 16, 1, 1); // fused %1771..%1771 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 515, 1, 1, 1); // %1772 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 516, 1, 1, 1); // %1773 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 517, 16, 1, 1); // fused %1775..%1776 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 518, 1, 1, 1); // %1779 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 519, 1, 1, 1); // %1783 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 520, 16, 1, 1); // fused %1781..%1786 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 521, 1, 1, 1); // %1787 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 522, 1, 1, 1); // %1789 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_15ops_b9fd1c7832", 523, 16, 1, 1); // fused %1790..%1804 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "sum_a0_16x64x8x8", 524, 64, 1, 1); // %1805 embed.add0.grad.sum0 stdlib.mt:96
-    this.run(pass, "permute_021_64x1x8", 525, 2, 1, 1); // %1808 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "fused_1ops_b127ed186b", 526, 16, 1, 1); // fused %1807..%1807 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x8_64x8x1", 527, 1, 1, 1); // %1809 embed.matmul1.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_021_64x8x1", 528, 2, 1, 1); // %1810 embed.matmul1.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_64x1x8_64x8x8", 529, 1, 1, 1); // %1811 embed.matmul1.grad.matmul1 stdlib.mt:96
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 530, 2, 1, 1); // %1817 embed.slice1.grad.pad0 stdlib.mt:95
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 531, 2, 1, 1); // %1819 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "fused_5ops_a742fd6ece", 532, 16, 1, 1); // fused %1812..%1820 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 533, 4, 1, 1); // %1821 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 534, 4, 1, 1); // %1823 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    this.run(pass, "affine_s1_b0_8x8", 535, 1, 1, 1); // %1824 norm_final.g.grad.affine0 stdlib.mt:7
-    this.run(pass, "affine_s1_b0_32x8", 536, 1, 1, 1); // %1825 head.U.grad.affine0 stdlib.mt:102
-    this.run(pass, "affine_s1_b0_32x8", 537, 1, 1, 1); // %1826 head.V.grad.affine0 stdlib.mt:103
-    this.run(pass, "affine_s1_b0_256x32", 538, 32, 1, 1); // %1827 head.W_out.grad.affine0 stdlib.mt:104
+    this.run(pass, "fused_6ops_aec82b26d8", 86, 16, 1, 1); // fused %530..%535 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_thinker.mt:48-107
+    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", 87, 128, 1, 1); // %538 head.matmul1.grad.sum0 stdlib.mt:107
+    this.run(pass, "permute_10_256x32", 88, 32, 1, 1); // %540 head.matmul1.grad.permute1 stdlib.mt:107
+    this.run(pass, "matmul_32x256_16x64x256x1", 89, 8, 1, 1); // %541 head.matmul1.grad.matmul1 stdlib.mt:107
+    this.run(pass, "fused_3ops_b2994f0e14", 90, 16, 1, 1); // fused %542..%544 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
+    this.run(pass, "sum_a01_16x64x32x8", 91, 4, 1, 1); // %545 head.mul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", 92, 4, 1, 1); // %549 head.matmul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "fused_1ops_cc63f4d573", 93, 16, 1, 1); // fused %551..%551 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
+    this.run(pass, "matmul_8x32_16x64x32x8", 94, 16, 1, 1); // %552 head.matmul0.grad.matmul1 stdlib.mt:106
+    this.run(pass, "fused_2ops_665796529c", 95, 16, 1, 1); // fused %553..%554 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 96, 1, 1, 1); // %555 norm_final.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_17ops_e138ebbc8e", 97, 16, 1, 1); // fused %557..%573 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 98, 16, 1, 1); // fused %574..%578 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 99, 16, 1, 1); // fused %579..%581 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 100, 1, 1, 1); // %582 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 101, 16, 1, 1); // fused %584..%585 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 102, 1, 1, 1); // %586 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 103, 16, 1, 1); // fused %588..%592 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 104, 1, 1, 1); // %593 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 105, 16, 1, 1); // fused %595..%596 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 106, 1, 1, 1); // %597 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 107, 16, 1, 1); // fused %599..%602 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_083d0a8352", 108, 16, 1, 1); // fused %603..%609 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 109, 1, 1, 1); // %610 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 110, 16, 1, 1); // fused %612..%615 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_4757b88c6d", 111, 16, 1, 1); // fused %616..%616 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 112, 1, 1, 1); // %617 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 113, 16, 1, 1); // fused %619..%623 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_44dcc0d004", 114, 16, 1, 1); // fused %626..%627 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 115, 1, 1, 1); // %628 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 116, 16, 1, 1); // fused %631..%633 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 117, 1, 1, 1); // %634 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 118, 16, 1, 1); // fused %636..%637 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 119, 1, 1, 1); // %640 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 120, 16, 1, 1); // fused %642..%648 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 121, 16, 1, 1); // fused %649..%649 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 122, 1, 1, 1); // %650 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 123, 16, 1, 1); // fused %652..%653 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 124, 1, 1, 1); // %656 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 125, 16, 1, 1); // fused %658..%665 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 126, 16, 1, 1); // fused %666..%666 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 127, 1, 1, 1); // %667 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 128, 16, 1, 1); // fused %669..%670 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 129, 1, 1, 1); // %673 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 130, 16, 1, 1); // fused %675..%679 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 131, 16, 1, 1); // fused %680..%685 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 132, 16, 1, 1); // fused %686..%686 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 133, 1, 1, 1); // %687 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 134, 1, 1, 1); // %689 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 135, 16, 1, 1); // fused %691..%693 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 136, 1, 1, 1); // %694 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 137, 16, 1, 1); // fused %696..%697 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 138, 1, 1, 1); // %700 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 139, 16, 1, 1); // fused %702..%708 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 140, 16, 1, 1); // fused %709..%709 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 141, 1, 1, 1); // %710 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 142, 16, 1, 1); // fused %712..%713 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 143, 1, 1, 1); // %716 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 144, 16, 1, 1); // fused %718..%725 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 145, 16, 1, 1); // fused %726..%726 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 146, 1, 1, 1); // %727 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 147, 16, 1, 1); // fused %729..%730 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 148, 1, 1, 1); // %733 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 149, 16, 1, 1); // fused %735..%738 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 150, 1, 1, 1); // %739 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 151, 16, 1, 1); // fused %740..%741 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 152, 1, 1, 1); // %742 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 153, 16, 1, 1); // fused %744..%761 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_4757b88c6d", 154, 16, 1, 1); // fused %762..%762 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 155, 1, 1, 1); // %763 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 156, 16, 1, 1); // fused %765..%766 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 157, 1, 1, 1); // %769 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 158, 16, 1, 1); // fused %771..%773 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "permute_0213_16x64x2x32", 159, 256, 1, 1); // %774 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_2ops_76348a532d", 160, 16, 1, 1); // fused %775..%776 blocks.1.attn.attention1.grad.mul0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 161, 32, 1, 1); // %777 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 162, 32, 1, 1); // %778 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 163, 32, 1, 1); // %779 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_6ops_02694bca0d", 164, 16, 1, 1); // fused %780..%785 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
+    this.run(pass, "matmul_8x8192_8192x8", 165, 1, 1, 1); // %786 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 166, 16, 1, 1); // fused %788..%789 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 167, 1, 1, 1); // %792 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_dcb2dffbad", 168, 16, 1, 1); // fused %794..%801 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 169, 1, 1, 1); // %802 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 170, 16, 1, 1); // fused %804..%805 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 171, 1, 1, 1); // %808 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_258467e860", 172, 16, 1, 1); // fused %810..%817 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 173, 16, 1, 1); // fused %818..%818 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 174, 1, 1, 1); // %819 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 175, 16, 1, 1); // fused %821..%822 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 176, 1, 1, 1); // %825 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 177, 16, 1, 1); // fused %827..%831 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 178, 1, 1, 1); // %832 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_0c2364d5d7", 179, 16, 1, 1); // fused %834..%851 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 180, 16, 1, 1); // fused %852..%856 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 181, 16, 1, 1); // fused %857..%859 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 182, 1, 1, 1); // %860 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 183, 16, 1, 1); // fused %862..%863 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 184, 1, 1, 1); // %864 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 185, 16, 1, 1); // fused %866..%870 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 186, 1, 1, 1); // %871 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 187, 16, 1, 1); // fused %873..%874 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 188, 1, 1, 1); // %875 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 189, 16, 1, 1); // fused %877..%880 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_083d0a8352", 190, 16, 1, 1); // fused %881..%887 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 191, 1, 1, 1); // %888 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 192, 16, 1, 1); // fused %890..%893 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_4757b88c6d", 193, 16, 1, 1); // fused %894..%894 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 194, 1, 1, 1); // %895 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 195, 16, 1, 1); // fused %897..%901 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_44dcc0d004", 196, 16, 1, 1); // fused %904..%905 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 197, 1, 1, 1); // %906 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 198, 16, 1, 1); // fused %909..%911 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 199, 1, 1, 1); // %912 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 200, 16, 1, 1); // fused %914..%915 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 201, 1, 1, 1); // %918 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 202, 16, 1, 1); // fused %920..%926 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 203, 16, 1, 1); // fused %927..%927 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 204, 1, 1, 1); // %928 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 205, 16, 1, 1); // fused %930..%931 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 206, 1, 1, 1); // %934 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 207, 16, 1, 1); // fused %936..%943 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 208, 16, 1, 1); // fused %944..%944 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 209, 1, 1, 1); // %945 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 210, 16, 1, 1); // fused %947..%948 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 211, 1, 1, 1); // %951 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 212, 16, 1, 1); // fused %953..%957 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 213, 16, 1, 1); // fused %958..%963 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 214, 16, 1, 1); // fused %964..%964 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 215, 1, 1, 1); // %965 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 216, 1, 1, 1); // %967 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 217, 16, 1, 1); // fused %969..%971 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 218, 1, 1, 1); // %972 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 219, 16, 1, 1); // fused %974..%975 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 220, 1, 1, 1); // %978 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 221, 16, 1, 1); // fused %980..%986 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 222, 16, 1, 1); // fused %987..%987 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 223, 1, 1, 1); // %988 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 224, 16, 1, 1); // fused %990..%991 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 225, 1, 1, 1); // %994 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 226, 16, 1, 1); // fused %996..%1003 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 227, 16, 1, 1); // fused %1004..%1004 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 228, 1, 1, 1); // %1005 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 229, 16, 1, 1); // fused %1007..%1008 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 230, 1, 1, 1); // %1011 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 231, 16, 1, 1); // fused %1013..%1016 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 232, 1, 1, 1); // %1017 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 233, 16, 1, 1); // fused %1018..%1019 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 234, 1, 1, 1); // %1020 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 235, 16, 1, 1); // fused %1022..%1039 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_4757b88c6d", 236, 16, 1, 1); // fused %1040..%1040 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 237, 1, 1, 1); // %1041 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 238, 16, 1, 1); // fused %1043..%1044 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 239, 1, 1, 1); // %1047 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 240, 16, 1, 1); // fused %1049..%1051 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "permute_0213_16x64x2x32", 241, 256, 1, 1); // %1052 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_2ops_76348a532d", 242, 16, 1, 1); // fused %1053..%1054 blocks.0.attn.attention1.grad.mul0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 243, 32, 1, 1); // %1055 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 244, 32, 1, 1); // %1056 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 245, 32, 1, 1); // %1057 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_6ops_02694bca0d", 246, 16, 1, 1); // fused %1058..%1063 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
+    this.run(pass, "matmul_8x8192_8192x8", 247, 1, 1, 1); // %1064 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 248, 16, 1, 1); // fused %1066..%1067 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 249, 1, 1, 1); // %1070 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_dcb2dffbad", 250, 16, 1, 1); // fused %1072..%1079 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 251, 1, 1, 1); // %1080 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 252, 16, 1, 1); // fused %1082..%1083 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 253, 1, 1, 1); // %1086 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_258467e860", 254, 16, 1, 1); // fused %1088..%1095 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 255, 16, 1, 1); // fused %1096..%1096 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 256, 1, 1, 1); // %1097 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 257, 16, 1, 1); // fused %1099..%1100 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 258, 1, 1, 1); // %1103 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 259, 16, 1, 1); // fused %1105..%1109 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 260, 1, 1, 1); // %1110 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_d414ff6507", 261, 16, 1, 1); // fused %1112..%1129 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 262, 16, 1, 1); // fused %1130..%1134 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 263, 16, 1, 1); // fused %1135..%1137 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 264, 1, 1, 1); // %1138 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_s_s", 265, 1, 1, 1); // %1140 param61.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 266, 16, 1, 1); // fused %1141..%1142 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 267, 1, 1, 1); // %1143 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_8x8_8x8", 268, 1, 1, 1); // %1146 param60.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 269, 16, 1, 1); // fused %1145..%1150 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 270, 1, 1, 1); // %1151 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_s_s", 271, 1, 1, 1); // %1153 param59.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 272, 16, 1, 1); // fused %1154..%1155 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 273, 1, 1, 1); // %1156 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_8x8_8x8", 274, 1, 1, 1); // %1159 param58.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 275, 16, 1, 1); // fused %1158..%1162 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_083d0a8352", 276, 16, 1, 1); // fused %1163..%1169 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 277, 1, 1, 1); // %1170 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 278, 1, 1, 1); // %1171 param56.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 279, 16, 1, 1); // fused %1173..%1176 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_4757b88c6d", 280, 16, 1, 1); // fused %1177..%1177 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 281, 1, 1, 1); // %1178 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 282, 1, 1, 1); // %1179 param57.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 283, 16, 1, 1); // fused %1181..%1185 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_44dcc0d004", 284, 16, 1, 1); // fused %1188..%1189 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 285, 1, 1, 1); // %1190 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 286, 16, 1, 1); // fused %1193..%1195 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 287, 1, 1, 1); // %1196 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 288, 1, 1, 1); // %1197 param54.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 289, 16, 1, 1); // fused %1199..%1200 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 290, 1, 1, 1); // %1203 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 291, 1, 1, 1); // %1207 param53.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 292, 16, 1, 1); // fused %1205..%1212 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 293, 16, 1, 1); // fused %1213..%1213 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 294, 1, 1, 1); // %1214 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 295, 1, 1, 1); // %1215 param52.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 296, 16, 1, 1); // fused %1217..%1218 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 297, 1, 1, 1); // %1221 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 298, 1, 1, 1); // %1225 param51.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 299, 16, 1, 1); // fused %1223..%1231 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 300, 16, 1, 1); // fused %1232..%1232 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 301, 1, 1, 1); // %1233 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 302, 1, 1, 1); // %1234 param50.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 303, 16, 1, 1); // fused %1236..%1237 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 304, 1, 1, 1); // %1240 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 305, 1, 1, 1); // %1244 param49.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 306, 16, 1, 1); // fused %1242..%1247 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 307, 16, 1, 1); // fused %1248..%1253 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 308, 16, 1, 1); // fused %1254..%1254 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 309, 1, 1, 1); // %1255 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 310, 1, 1, 1); // %1257 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 311, 16, 1, 1); // fused %1259..%1261 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 312, 1, 1, 1); // %1262 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 313, 1, 1, 1); // %1263 param48.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 314, 16, 1, 1); // fused %1265..%1266 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 315, 1, 1, 1); // %1269 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 316, 1, 1, 1); // %1273 param47.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 317, 16, 1, 1); // fused %1271..%1278 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 318, 16, 1, 1); // fused %1279..%1279 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 319, 1, 1, 1); // %1280 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 320, 1, 1, 1); // %1281 param46.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 321, 16, 1, 1); // fused %1283..%1284 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 322, 1, 1, 1); // %1287 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 323, 1, 1, 1); // %1291 param45.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 324, 16, 1, 1); // fused %1289..%1297 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 325, 16, 1, 1); // fused %1298..%1298 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 326, 1, 1, 1); // %1299 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 327, 1, 1, 1); // %1300 param44.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 328, 16, 1, 1); // fused %1302..%1303 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 329, 1, 1, 1); // %1306 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 330, 1, 1, 1); // %1310 param43.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 331, 16, 1, 1); // fused %1308..%1312 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 332, 1, 1, 1); // %1313 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 333, 1, 1, 1); // %1314 param55.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 334, 16, 1, 1); // fused %1315..%1316 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 335, 1, 1, 1); // %1317 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 336, 1, 1, 1); // %1319 param42.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 337, 16, 1, 1); // fused %1320..%1337 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_4757b88c6d", 338, 16, 1, 1); // fused %1338..%1338 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 339, 1, 1, 1); // %1339 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 340, 1, 1, 1); // %1340 param41.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 341, 16, 1, 1); // fused %1342..%1343 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 342, 1, 1, 1); // %1346 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 343, 1, 1, 1); // %1350 param40.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 344, 16, 1, 1); // fused %1348..%1351 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "permute_0213_16x64x2x32", 345, 256, 1, 1); // %1352 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_2ops_76348a532d", 346, 16, 1, 1); // fused %1353..%1354 blocks.1.attn.attention0.grad.mul0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 347, 32, 1, 1); // %1355 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 348, 32, 1, 1); // %1356 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 349, 32, 1, 1); // %1357 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_6ops_02694bca0d", 350, 16, 1, 1); // fused %1358..%1363 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
+    this.run(pass, "matmul_8x8192_8192x8", 351, 1, 1, 1); // %1364 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 352, 1, 1, 1); // %1365 param39.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 353, 16, 1, 1); // fused %1367..%1368 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 354, 1, 1, 1); // %1371 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 355, 1, 1, 1); // %1375 param38.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_dcb2dffbad", 356, 16, 1, 1); // fused %1373..%1381 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 357, 1, 1, 1); // %1382 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 358, 1, 1, 1); // %1383 param37.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 359, 16, 1, 1); // fused %1385..%1386 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 360, 1, 1, 1); // %1389 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 361, 1, 1, 1); // %1393 param36.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_258467e860", 362, 16, 1, 1); // fused %1391..%1399 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 363, 16, 1, 1); // fused %1400..%1400 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 364, 1, 1, 1); // %1401 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 365, 1, 1, 1); // %1402 param35.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 366, 16, 1, 1); // fused %1404..%1405 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 367, 1, 1, 1); // %1408 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 368, 1, 1, 1); // %1412 param34.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 369, 16, 1, 1); // fused %1410..%1415 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 370, 1, 1, 1); // %1416 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 371, 1, 1, 1); // %1418 param33.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_99f25a92a5", 372, 16, 1, 1); // fused %1419..%1436 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 373, 16, 1, 1); // fused %1437..%1441 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 374, 16, 1, 1); // fused %1442..%1444 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 375, 1, 1, 1); // %1445 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_s_s", 376, 1, 1, 1); // %1447 param32.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 377, 16, 1, 1); // fused %1448..%1449 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 378, 1, 1, 1); // %1450 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_8x8_8x8", 379, 1, 1, 1); // %1453 param31.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 380, 16, 1, 1); // fused %1452..%1457 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 381, 1, 1, 1); // %1458 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_s_s", 382, 1, 1, 1); // %1460 param30.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 383, 16, 1, 1); // fused %1461..%1462 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 384, 1, 1, 1); // %1463 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_8x8_8x8", 385, 1, 1, 1); // %1466 param29.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 386, 16, 1, 1); // fused %1465..%1469 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_083d0a8352", 387, 16, 1, 1); // fused %1470..%1476 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 388, 1, 1, 1); // %1477 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 389, 1, 1, 1); // %1478 param27.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 390, 16, 1, 1); // fused %1480..%1483 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_4757b88c6d", 391, 16, 1, 1); // fused %1484..%1484 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 392, 1, 1, 1); // %1485 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 393, 1, 1, 1); // %1486 param28.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 394, 16, 1, 1); // fused %1488..%1492 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_44dcc0d004", 395, 16, 1, 1); // fused %1495..%1496 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 396, 1, 1, 1); // %1497 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 397, 16, 1, 1); // fused %1500..%1502 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 398, 1, 1, 1); // %1503 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 399, 1, 1, 1); // %1504 param25.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 400, 16, 1, 1); // fused %1506..%1507 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 401, 1, 1, 1); // %1510 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 402, 1, 1, 1); // %1514 param24.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 403, 16, 1, 1); // fused %1512..%1519 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 404, 16, 1, 1); // fused %1520..%1520 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 405, 1, 1, 1); // %1521 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 406, 1, 1, 1); // %1522 param23.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 407, 16, 1, 1); // fused %1524..%1525 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 408, 1, 1, 1); // %1528 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 409, 1, 1, 1); // %1532 param22.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 410, 16, 1, 1); // fused %1530..%1538 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 411, 16, 1, 1); // fused %1539..%1539 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 412, 1, 1, 1); // %1540 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 413, 1, 1, 1); // %1541 param21.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 414, 16, 1, 1); // fused %1543..%1544 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 415, 1, 1, 1); // %1547 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 416, 1, 1, 1); // %1551 param20.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 417, 16, 1, 1); // fused %1549..%1554 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 418, 16, 1, 1); // fused %1555..%1560 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 419, 16, 1, 1); // fused %1561..%1561 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 420, 1, 1, 1); // %1562 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 421, 1, 1, 1); // %1564 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 422, 16, 1, 1); // fused %1566..%1568 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 423, 1, 1, 1); // %1569 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 424, 1, 1, 1); // %1570 param19.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 425, 16, 1, 1); // fused %1572..%1573 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 426, 1, 1, 1); // %1576 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 427, 1, 1, 1); // %1580 param18.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 428, 16, 1, 1); // fused %1578..%1585 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 429, 16, 1, 1); // fused %1586..%1586 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 430, 1, 1, 1); // %1587 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 431, 1, 1, 1); // %1588 param17.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 432, 16, 1, 1); // fused %1590..%1591 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 433, 1, 1, 1); // %1594 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 434, 1, 1, 1); // %1598 param16.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 435, 16, 1, 1); // fused %1596..%1604 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 436, 16, 1, 1); // fused %1605..%1605 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 437, 1, 1, 1); // %1606 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 438, 1, 1, 1); // %1607 param15.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 439, 16, 1, 1); // fused %1609..%1610 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 440, 1, 1, 1); // %1613 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 441, 1, 1, 1); // %1617 param14.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 442, 16, 1, 1); // fused %1615..%1619 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 443, 1, 1, 1); // %1620 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 444, 1, 1, 1); // %1621 param26.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 445, 16, 1, 1); // fused %1622..%1623 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 446, 1, 1, 1); // %1624 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 447, 1, 1, 1); // %1626 param13.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 448, 16, 1, 1); // fused %1627..%1644 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_4757b88c6d", 449, 16, 1, 1); // fused %1645..%1645 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 450, 1, 1, 1); // %1646 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 451, 1, 1, 1); // %1647 param12.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 452, 16, 1, 1); // fused %1649..%1650 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 453, 1, 1, 1); // %1653 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 454, 1, 1, 1); // %1657 param11.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 455, 16, 1, 1); // fused %1655..%1658 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "permute_0213_16x64x2x32", 456, 256, 1, 1); // %1659 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_2ops_76348a532d", 457, 16, 1, 1); // fused %1660..%1661 blocks.0.attn.attention0.grad.mul0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 458, 32, 1, 1); // %1662 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 459, 32, 1, 1); // %1663 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 460, 32, 1, 1); // %1664 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_6ops_02694bca0d", 461, 16, 1, 1); // fused %1665..%1670 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
+    this.run(pass, "matmul_8x8192_8192x8", 462, 1, 1, 1); // %1671 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 463, 1, 1, 1); // %1672 param10.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 464, 16, 1, 1); // fused %1674..%1675 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 465, 1, 1, 1); // %1678 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 466, 1, 1, 1); // %1682 param9.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_dcb2dffbad", 467, 16, 1, 1); // fused %1680..%1688 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 468, 1, 1, 1); // %1689 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 469, 1, 1, 1); // %1690 param8.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 470, 16, 1, 1); // fused %1692..%1693 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 471, 1, 1, 1); // %1696 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 472, 1, 1, 1); // %1700 param7.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_258467e860", 473, 16, 1, 1); // fused %1698..%1706 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 474, 16, 1, 1); // fused %1707..%1707 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 475, 1, 1, 1); // %1708 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 476, 1, 1, 1); // %1709 param6.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 477, 16, 1, 1); // fused %1711..%1712 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 478, 1, 1, 1); // %1715 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 479, 1, 1, 1); // %1719 param5.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 480, 16, 1, 1); // fused %1717..%1722 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 481, 1, 1, 1); // %1723 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 482, 1, 1, 1); // %1725 param4.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_15ops_b9fd1c7832", 483, 16, 1, 1); // fused %1726..%1740 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    this.run(pass, "sum_a0_16x64x8x8", 484, 64, 1, 1); // %1741 embed.add0.grad.sum0 stdlib.mt:96
+    this.run(pass, "permute_021_64x1x8", 485, 2, 1, 1); // %1744 embed.matmul1.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_1ops_b127ed186b", 486, 16, 1, 1); // fused %1743..%1743 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "matmul_64x8x8_64x8x1", 487, 1, 1, 1); // %1745 embed.matmul1.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_021_64x8x1", 488, 2, 1, 1); // %1746 embed.matmul1.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_64x1x8_64x8x8", 489, 1, 1, 1); // %1747 embed.matmul1.grad.matmul1 stdlib.mt:96
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 490, 2, 1, 1); // %1753 embed.slice1.grad.pad0 stdlib.mt:95
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 491, 2, 1, 1); // %1755 embed.slice0.grad.pad0 stdlib.mt:94
+    this.run(pass, "fused_5ops_a742fd6ece", 492, 16, 1, 1); // fused %1748..%1756 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 493, 4, 1, 1); // %1757 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 494, 4, 1, 1); // %1759 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    this.run(pass, "affine_s1_b0_8x8", 495, 1, 1, 1); // %1760 norm_final.g.grad.affine0 stdlib.mt:7
+    this.run(pass, "affine_s1_b0_32x8", 496, 1, 1, 1); // %1761 head.U.grad.affine0 stdlib.mt:102
+    this.run(pass, "affine_s1_b0_32x8", 497, 1, 1, 1); // %1762 head.V.grad.affine0 stdlib.mt:103
+    this.run(pass, "affine_s1_b0_256x32", 498, 32, 1, 1); // %1763 head.W_out.grad.affine0 stdlib.mt:104
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_17600", 539, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
-    this.run(pass, "gradnorm_total_5", 540, 1, 1, 1); // global gradient L2 norm from 5 partial sums
-    this.run(pass, "adamw_17600", 541, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
+    this.run(pass, "gradnorm_partial_17600", 499, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
+    this.run(pass, "gradnorm_total_5", 500, 1, 1, 1); // global gradient L2 norm from 5 partial sums
+    this.run(pass, "adamw_17600", 501, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
   }
 }

@@ -133,12 +133,27 @@ export const layout = {
     "affine_s0p1_b0_64x8x8",
     "affine_s1_b0_256x8",
     "affine_s1_b0_8x8",
+    "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
+    "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
+    "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
+    "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
+    "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
+    "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32",
+    "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
+    "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
+    "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
+    "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
     "binary_add_8x1_8x1",
     "binary_add_8x8_8x8",
     "binary_add_s_s",
     "binary_mul_s_s",
-    "causal_mask_f0_16x2x64x64",
-    "causal_mask_fminf_16x2x64x64",
     "contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01",
     "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01",
     "cross_entropy_16x64x256_16x64i",
@@ -155,22 +170,15 @@ export const layout = {
     "fused_18ops_4f9c9b0221",
     "fused_18ops_99f25a92a5",
     "fused_18ops_d414ff6507",
-    "fused_1ops_0649c1fd59",
     "fused_1ops_4757b88c6d",
     "fused_1ops_ab457c8f23",
     "fused_1ops_b127ed186b",
-    "fused_1ops_d8a8283594",
-    "fused_1ops_f21fc46159",
-    "fused_2ops_13919e8b5e",
     "fused_2ops_40e2860e92",
     "fused_2ops_44dcc0d004",
-    "fused_2ops_56da853455",
-    "fused_2ops_575b8087a0",
     "fused_2ops_665796529c",
+    "fused_2ops_76348a532d",
     "fused_2ops_804421f087",
-    "fused_2ops_91d6c74e9e",
     "fused_2ops_9b7abf453b",
-    "fused_2ops_c636ff14ab",
     "fused_3ops_31fa261a73",
     "fused_3ops_4f542e9360",
     "fused_3ops_69a85688ff",
@@ -181,16 +189,13 @@ export const layout = {
     "fused_4ops_639c0eaebe",
     "fused_4ops_bbbdf33c10",
     "fused_4ops_dc56ce1d58",
-    "fused_5ops_20d66e08c0",
     "fused_5ops_38ed373bf3",
     "fused_5ops_9945a40d4f",
     "fused_5ops_9f3eb47915",
     "fused_5ops_a742fd6ece",
-    "fused_5ops_c1f8eb1992",
-    "fused_5ops_c6ce270008",
     "fused_5ops_c99f1d200c",
     "fused_5ops_cc498e92db",
-    "fused_5ops_f2557bfba3",
+    "fused_6ops_02694bca0d",
     "fused_6ops_0bedcad539",
     "fused_6ops_5dfc1b2d2a",
     "fused_6ops_aec82b26d8",
@@ -199,7 +204,6 @@ export const layout = {
     "fused_6ops_da412c2f6d",
     "fused_7ops_083d0a8352",
     "fused_7ops_1db5c853f2",
-    "fused_7ops_63a4ec9915",
     "fused_7ops_cd35b2c901",
     "fused_8ops_046fa3602b",
     "fused_8ops_258467e860",
@@ -207,9 +211,6 @@ export const layout = {
     "fused_8ops_dcb2dffbad",
     "gradnorm_partial_11008",
     "gradnorm_total_3",
-    "matmul_16x2x32x64_16x2x64x64",
-    "matmul_16x2x64x32_16x2x32x64",
-    "matmul_16x2x64x64_16x2x64x32",
     "matmul_256x8_16x64x8x1",
     "matmul_64x1x8_64x8x8",
     "matmul_64x8x1_64x1x8",
@@ -231,8 +232,8 @@ export const layout = {
   ],
   "dispatches": {
     "setup": 0,
-    "forward": 100,
-    "backward": 433,
+    "forward": 84,
+    "backward": 409,
     "optimizer": 3
   }
 };
@@ -295,16 +296,16 @@ export class Program {
       buf("act17", 262144),
       buf("act18", 262144),
       buf("act19", 262144),
-      buf("act20", 524288),
-      buf("act21", 524288),
-      buf("act22", 524288),
+      buf("act20", 8192),
+      buf("act21", 262144),
+      buf("act22", 262144),
       buf("act23", 262144),
       buf("act24", 262144),
-      buf("act25", 262144),
+      buf("act25", 4096),
       buf("act26", 262144),
-      buf("act27", 4096),
-      buf("act28", 262144),
-      buf("act29", 4),
+      buf("act27", 262144),
+      buf("act28", 4),
+      buf("act29", 262144),
       buf("act30", 262144),
       buf("act31", 262144),
       buf("act32", 262144),
@@ -331,16 +332,16 @@ export class Program {
       buf("act53", 262144),
       buf("act54", 262144),
       buf("act55", 262144),
-      buf("act56", 262144),
-      buf("act57", 32768),
-      buf("act58", 262144),
-      buf("act59", 32768),
-      buf("act60", 262144),
+      buf("act56", 32768),
+      buf("act57", 262144),
+      buf("act58", 32768),
+      buf("act59", 262144),
+      buf("act60", 4096),
       buf("act61", 4096),
-      buf("act62", 4096),
+      buf("act62", 262144),
       buf("act63", 262144),
-      buf("act64", 262144),
-      buf("act65", 4096),
+      buf("act64", 4096),
+      buf("act65", 262144),
       buf("act66", 262144),
       buf("act67", 262144),
       buf("act68", 262144),
@@ -351,16 +352,16 @@ export class Program {
       buf("act73", 262144),
       buf("act74", 262144),
       buf("act75", 262144),
-      buf("act76", 262144),
-      buf("act77", 524288),
-      buf("act78", 524288),
+      buf("act76", 8192),
+      buf("act77", 262144),
+      buf("act78", 262144),
       buf("act79", 262144),
       buf("act80", 262144),
-      buf("act81", 262144),
+      buf("act81", 4096),
       buf("act82", 262144),
-      buf("act83", 4096),
-      buf("act84", 262144),
-      buf("act85", 4),
+      buf("act83", 262144),
+      buf("act84", 4),
+      buf("act85", 262144),
       buf("act86", 262144),
       buf("act87", 262144),
       buf("act88", 262144),
@@ -387,16 +388,16 @@ export class Program {
       buf("act109", 262144),
       buf("act110", 262144),
       buf("act111", 262144),
-      buf("act112", 262144),
-      buf("act113", 32768),
-      buf("act114", 262144),
-      buf("act115", 32768),
-      buf("act116", 262144),
+      buf("act112", 32768),
+      buf("act113", 262144),
+      buf("act114", 32768),
+      buf("act115", 262144),
+      buf("act116", 4096),
       buf("act117", 4096),
-      buf("act118", 4096),
+      buf("act118", 262144),
       buf("act119", 262144),
-      buf("act120", 262144),
-      buf("act121", 4096),
+      buf("act120", 4096),
+      buf("act121", 262144),
       buf("act122", 262144),
       buf("act123", 262144),
       buf("act124", 262144),
@@ -407,16 +408,16 @@ export class Program {
       buf("act129", 262144),
       buf("act130", 262144),
       buf("act131", 262144),
-      buf("act132", 262144),
-      buf("act133", 524288),
-      buf("act134", 524288),
+      buf("act132", 8192),
+      buf("act133", 262144),
+      buf("act134", 262144),
       buf("act135", 262144),
       buf("act136", 262144),
-      buf("act137", 262144),
+      buf("act137", 4096),
       buf("act138", 262144),
-      buf("act139", 4096),
-      buf("act140", 262144),
-      buf("act141", 4),
+      buf("act139", 262144),
+      buf("act140", 4),
+      buf("act141", 262144),
       buf("act142", 262144),
       buf("act143", 262144),
       buf("act144", 262144),
@@ -443,16 +444,16 @@ export class Program {
       buf("act165", 262144),
       buf("act166", 262144),
       buf("act167", 262144),
-      buf("act168", 262144),
-      buf("act169", 32768),
-      buf("act170", 262144),
-      buf("act171", 32768),
-      buf("act172", 262144),
+      buf("act168", 32768),
+      buf("act169", 262144),
+      buf("act170", 32768),
+      buf("act171", 262144),
+      buf("act172", 4096),
       buf("act173", 4096),
-      buf("act174", 4096),
+      buf("act174", 262144),
       buf("act175", 262144),
-      buf("act176", 262144),
-      buf("act177", 4096),
+      buf("act176", 4096),
+      buf("act177", 262144),
       buf("act178", 262144),
       buf("act179", 262144),
       buf("act180", 262144),
@@ -463,16 +464,16 @@ export class Program {
       buf("act185", 262144),
       buf("act186", 262144),
       buf("act187", 262144),
-      buf("act188", 262144),
-      buf("act189", 524288),
-      buf("act190", 524288),
+      buf("act188", 8192),
+      buf("act189", 262144),
+      buf("act190", 262144),
       buf("act191", 262144),
       buf("act192", 262144),
-      buf("act193", 262144),
+      buf("act193", 4096),
       buf("act194", 262144),
-      buf("act195", 4096),
-      buf("act196", 262144),
-      buf("act197", 4),
+      buf("act195", 262144),
+      buf("act196", 4),
+      buf("act197", 262144),
       buf("act198", 262144),
       buf("act199", 262144),
       buf("act200", 262144),
@@ -499,43 +500,43 @@ export class Program {
       buf("act221", 262144),
       buf("act222", 262144),
       buf("act223", 262144),
-      buf("act224", 262144),
-      buf("act225", 32768),
-      buf("act226", 262144),
-      buf("act227", 32768),
-      buf("act228", 262144),
+      buf("act224", 32768),
+      buf("act225", 262144),
+      buf("act226", 32768),
+      buf("act227", 262144),
+      buf("act228", 4096),
       buf("act229", 4096),
-      buf("act230", 4096),
+      buf("act230", 262144),
       buf("act231", 262144),
-      buf("act232", 262144),
-      buf("act233", 4096),
-      buf("act234", 262144),
-      buf("act235", 32768),
-      buf("act236", 1048576),
-      buf("act237", 4),
-      buf("act238", 1048576),
+      buf("act232", 4096),
+      buf("act233", 262144),
+      buf("act234", 32768),
+      buf("act235", 1048576),
+      buf("act236", 4),
+      buf("act237", 1048576),
+      buf("act238", 8192),
       buf("act239", 8192),
-      buf("act240", 8192),
+      buf("act240", 262144),
       buf("act241", 262144),
-      buf("act242", 262144),
+      buf("act242", 256),
       buf("act243", 256),
-      buf("act244", 256),
+      buf("act244", 4096),
       buf("act245", 4096),
-      buf("act246", 4096),
-      buf("act247", 4),
-      buf("act248", 256),
-      buf("act249", 4),
-      buf("act250", 256),
+      buf("act246", 4),
+      buf("act247", 256),
+      buf("act248", 4),
+      buf("act249", 256),
+      buf("act250", 32),
       buf("act251", 32),
-      buf("act252", 32),
-      buf("act253", 4),
+      buf("act252", 4),
+      buf("act253", 256),
       buf("act254", 256),
       buf("act255", 256),
       buf("act256", 256),
       buf("act257", 256),
       buf("act258", 256),
-      buf("act259", 256),
-      buf("act260", 4),
+      buf("act259", 4),
+      buf("act260", 256),
       buf("act261", 256),
       buf("act262", 256),
       buf("act263", 256),
@@ -545,7 +546,7 @@ export class Program {
       buf("act267", 256),
       buf("act268", 256),
       buf("act269", 256),
-      buf("act270", 524288),
+      buf("act270", 256),
       buf("act271", 256),
       buf("act272", 256),
       buf("act273", 256),
@@ -553,18 +554,18 @@ export class Program {
       buf("act275", 256),
       buf("act276", 256),
       buf("act277", 256),
-      buf("act278", 256),
-      buf("act279", 256),
-      buf("act280", 32),
-      buf("act281", 32),
-      buf("act282", 4),
+      buf("act278", 32),
+      buf("act279", 32),
+      buf("act280", 4),
+      buf("act281", 256),
+      buf("act282", 256),
       buf("act283", 256),
       buf("act284", 256),
       buf("act285", 256),
       buf("act286", 256),
-      buf("act287", 256),
+      buf("act287", 4),
       buf("act288", 256),
-      buf("act289", 4),
+      buf("act289", 256),
       buf("act290", 256),
       buf("act291", 256),
       buf("act292", 256),
@@ -580,10 +581,8 @@ export class Program {
       buf("act302", 256),
       buf("act303", 256),
       buf("act304", 256),
-      buf("act305", 256),
-      buf("act306", 256),
-      buf("act307", 32),
-      buf("act308", 2048),
+      buf("act305", 32),
+      buf("act306", 2048),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -604,532 +603,492 @@ export class Program {
     group("permute_0213_16x64x2x32", [[this.act[15], 0, 262144], [this.act[16], 0, 262144]]); // 8: %99 blocks.0.attn.permute1 stdlib.mt:34
     group("fused_6ops_ce912df11f", [[this.params, 21760, 22272], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: fused %100..%105 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-35
     group("permute_0213_16x64x2x32", [[this.act[18], 0, 262144], [this.act[19], 0, 262144]]); // 10: %106 blocks.0.attn.permute2 stdlib.mt:35
-    group("fused_1ops_f21fc46159", [[this.act[16], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 11: fused %107..%107 blocks.0.attn.permute3 .. blocks.0.attn.permute3 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[13], 0, 262144], [this.act[18], 0, 262144], [this.act[20], 0, 524288]]); // 12: %108 blocks.0.attn.matmul0 stdlib.mt:36
-    group("fused_1ops_0649c1fd59", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 13: fused %109..%109 blocks.0.attn.affine0 .. blocks.0.attn.affine0 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[21], 0, 524288], [this.act[20], 0, 524288]]); // 14: %110 blocks.0.attn.causal_mask0 stdlib.mt:37
-    group("fused_2ops_c636ff14ab", [[this.act[20], 0, 524288], [this.act[21], 0, 524288], [this.act[22], 0, 524288], [this.step, 0, 16]]); // 15: fused %111..%112 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[22], 0, 524288], [this.act[19], 0, 262144], [this.act[16], 0, 262144]]); // 16: %113 blocks.0.attn.matmul1 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 21760], [this.act[6], 0, 262144], [this.act[16], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.step, 0, 16]]); // 17: fused %114..%126 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 22784, 21248], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 18: fused %127..%133 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 23296, 20736], [this.act[28], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 19: fused %134..%141 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 19968], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 20: fused %142..%147 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 24576, 19456], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 21: fused %148..%153 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 24832, 19200], [this.act[28], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 22: fused %154..%161 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 18432], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 23: fused %162..%167 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[28], 0, 262144], [this.act[29], 0, 4], [this.act[42], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 24: fused %168..%171 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 26368, 17664], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 4096], [this.step, 0, 16]]); // 25: fused %172..%182 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 27392, 16640], [this.act[28], 0, 262144], [this.act[55], 0, 262144], [this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 26: fused %183..%188 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_d0480892e7", [[this.act[26], 0, 262144], [this.act[60], 0, 262144], [this.act[62], 0, 4096], [this.act[64], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 27: fused %189..%198 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 27904, 16128], [this.act[66], 0, 262144], [this.act[64], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 28: fused %199..%205 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[69], 0, 262144], [this.act[70], 0, 262144]]); // 29: %206 blocks.1.attn.permute0 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 28672, 15360], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 30: fused %207..%212 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[72], 0, 262144], [this.act[73], 0, 262144]]); // 31: %213 blocks.1.attn.permute1 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 29184, 14848], [this.act[64], 0, 262144], [this.act[72], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 32: fused %214..%219 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[75], 0, 262144], [this.act[76], 0, 262144]]); // 33: %220 blocks.1.attn.permute2 stdlib.mt:35
-    group("fused_1ops_f21fc46159", [[this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 34: fused %221..%221 blocks.1.attn.permute3 .. blocks.1.attn.permute3 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[70], 0, 262144], [this.act[75], 0, 262144], [this.act[20], 0, 524288]]); // 35: %222 blocks.1.attn.matmul0 stdlib.mt:36
-    group("fused_1ops_0649c1fd59", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.step, 0, 16]]); // 36: fused %223..%223 blocks.1.attn.affine0 .. blocks.1.attn.affine0 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[77], 0, 524288], [this.act[20], 0, 524288]]); // 37: %224 blocks.1.attn.causal_mask0 stdlib.mt:37
-    group("fused_2ops_13919e8b5e", [[this.act[20], 0, 524288], [this.act[77], 0, 524288], [this.act[78], 0, 524288], [this.step, 0, 16]]); // 38: fused %225..%226 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[78], 0, 524288], [this.act[76], 0, 262144], [this.act[73], 0, 262144]]); // 39: %227 blocks.1.attn.matmul1 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 14336], [this.act[55], 0, 262144], [this.act[73], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 262144], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 40: fused %228..%240 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 30208, 13824], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.step, 0, 16]]); // 41: fused %241..%247 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 30720, 13312], [this.act[84], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 42: fused %248..%255 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 12544], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.step, 0, 16]]); // 43: fused %256..%261 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 32000, 12032], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.step, 0, 16]]); // 44: fused %262..%267 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 32256, 11776], [this.act[84], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 45: fused %268..%275 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 11008], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 46: fused %276..%281 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[84], 0, 262144], [this.act[85], 0, 4], [this.act[98], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 47: fused %282..%285 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 33792, 10240], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[115], 0, 32768], [this.act[116], 0, 262144], [this.act[117], 0, 4096], [this.step, 0, 16]]); // 48: fused %286..%296 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 34816, 9216], [this.act[84], 0, 262144], [this.act[111], 0, 262144], [this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 49: fused %297..%302 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_438c595591", [[this.act[82], 0, 262144], [this.act[116], 0, 262144], [this.act[118], 0, 4096], [this.act[120], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 50: fused %303..%312 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 20480, 23552], [this.act[122], 0, 262144], [this.act[120], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 51: fused %313..%319 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[125], 0, 262144], [this.act[126], 0, 262144]]); // 52: %320 blocks.0.attn.permute5 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 21248, 22784], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 53: fused %321..%326 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[128], 0, 262144], [this.act[129], 0, 262144]]); // 54: %327 blocks.0.attn.permute6 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 21760, 22272], [this.act[120], 0, 262144], [this.act[128], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 55: fused %328..%333 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[131], 0, 262144], [this.act[132], 0, 262144]]); // 56: %334 blocks.0.attn.permute7 stdlib.mt:35
-    group("fused_1ops_f21fc46159", [[this.act[129], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 57: fused %335..%335 blocks.0.attn.permute8 .. blocks.0.attn.permute8 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[126], 0, 262144], [this.act[131], 0, 262144], [this.act[20], 0, 524288]]); // 58: %336 blocks.0.attn.matmul2 stdlib.mt:36
-    group("fused_1ops_0649c1fd59", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.step, 0, 16]]); // 59: fused %337..%337 blocks.0.attn.affine1 .. blocks.0.attn.affine1 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[133], 0, 524288], [this.act[20], 0, 524288]]); // 60: %338 blocks.0.attn.causal_mask1 stdlib.mt:37
-    group("fused_2ops_91d6c74e9e", [[this.act[20], 0, 524288], [this.act[133], 0, 524288], [this.act[134], 0, 524288], [this.step, 0, 16]]); // 61: fused %339..%340 blocks.0.attn.softmax1 .. blocks.0.attn.dropout1 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[134], 0, 524288], [this.act[132], 0, 262144], [this.act[129], 0, 262144]]); // 62: %341 blocks.0.attn.matmul3 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 21760], [this.act[111], 0, 262144], [this.act[129], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 63: fused %342..%354 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 22784, 21248], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 64: fused %355..%361 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 23296, 20736], [this.act[140], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 65: fused %362..%369 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 19968], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 66: fused %370..%375 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 24576, 19456], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 67: fused %376..%381 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 24832, 19200], [this.act[140], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.step, 0, 16]]); // 68: fused %382..%389 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 18432], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 69: fused %390..%395 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[140], 0, 262144], [this.act[141], 0, 4], [this.act[154], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 70: fused %396..%399 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 26368, 17664], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[171], 0, 32768], [this.act[172], 0, 262144], [this.act[173], 0, 4096], [this.step, 0, 16]]); // 71: fused %400..%410 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 27392, 16640], [this.act[140], 0, 262144], [this.act[167], 0, 262144], [this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 72: fused %411..%416 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_be340e8fa4", [[this.act[138], 0, 262144], [this.act[172], 0, 262144], [this.act[174], 0, 4096], [this.act[176], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[178], 0, 262144], [this.step, 0, 16]]); // 73: fused %417..%426 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 27904, 16128], [this.act[178], 0, 262144], [this.act[176], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 74: fused %427..%433 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[181], 0, 262144], [this.act[182], 0, 262144]]); // 75: %434 blocks.1.attn.permute5 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 28672, 15360], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 76: fused %435..%440 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[184], 0, 262144], [this.act[185], 0, 262144]]); // 77: %441 blocks.1.attn.permute6 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 29184, 14848], [this.act[176], 0, 262144], [this.act[184], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 78: fused %442..%447 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[187], 0, 262144], [this.act[188], 0, 262144]]); // 79: %448 blocks.1.attn.permute7 stdlib.mt:35
-    group("fused_1ops_f21fc46159", [[this.act[185], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 80: fused %449..%449 blocks.1.attn.permute8 .. blocks.1.attn.permute8 stdlib.mt:36
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[182], 0, 262144], [this.act[187], 0, 262144], [this.act[20], 0, 524288]]); // 81: %450 blocks.1.attn.matmul2 stdlib.mt:36
-    group("fused_1ops_0649c1fd59", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.step, 0, 16]]); // 82: fused %451..%451 blocks.1.attn.affine1 .. blocks.1.attn.affine1 stdlib.mt:36
-    group("causal_mask_fminf_16x2x64x64", [[this.act[189], 0, 524288], [this.act[20], 0, 524288]]); // 83: %452 blocks.1.attn.causal_mask1 stdlib.mt:37
-    group("fused_2ops_575b8087a0", [[this.act[20], 0, 524288], [this.act[189], 0, 524288], [this.act[190], 0, 524288], [this.step, 0, 16]]); // 84: fused %453..%454 blocks.1.attn.softmax1 .. blocks.1.attn.dropout1 stdlib.mt:37
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[190], 0, 524288], [this.act[188], 0, 262144], [this.act[185], 0, 262144]]); // 85: %455 blocks.1.attn.matmul3 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 14336], [this.act[167], 0, 262144], [this.act[185], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 86: fused %456..%468 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 30208, 13824], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.step, 0, 16]]); // 87: fused %469..%475 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 30720, 13312], [this.act[196], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.step, 0, 16]]); // 88: fused %476..%483 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 12544], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 89: fused %484..%489 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 32000, 12032], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 90: fused %490..%495 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 32256, 11776], [this.act[196], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 91: fused %496..%503 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 11008], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 92: fused %504..%509 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[196], 0, 262144], [this.act[197], 0, 4], [this.act[210], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.step, 0, 16]]); // 93: fused %510..%513 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 33792, 10240], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[227], 0, 32768], [this.act[228], 0, 262144], [this.act[229], 0, 4096], [this.step, 0, 16]]); // 94: fused %514..%524 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 34816, 9216], [this.act[196], 0, 262144], [this.act[223], 0, 262144], [this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 95: fused %525..%530 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_ce3a23b1b0", [[this.act[194], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 4096], [this.act[232], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 96: fused %531..%540 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
-    group("fused_3ops_4f542e9360", [[this.params, 35328, 8704], [this.act[234], 0, 262144], [this.act[232], 0, 262144], [this.act[235], 0, 32768], [this.step, 0, 16]]); // 97: fused %541..%543 norm_final.mul2 .. head.sum0 stdlib.mt:9-116
-    group("matmul_256x8_16x64x8x1", [[this.params, 35840, 8192], [this.act[235], 0, 32768], [this.act[236], 0, 1048576]]); // 98: %544 head.matmul0 stdlib.mt:117
-    group("cross_entropy_16x64x256_16x64i", [[this.act[236], 0, 1048576], [this.targets, 0, 4096], [this.act[237], 0, 4]]); // 99: %546 loss.cross_entropy0 vector_collapse.mt:13
-    group("fused_6ops_aec82b26d8", [[this.targets, 0, 4096], [this.act[236], 0, 1048576], [this.act[238], 0, 1048576], [this.step, 0, 16]]); // 100: fused %548..%553 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 vector_collapse.mt:13-117
-    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01", [[this.act[238], 0, 1048576], [this.act[235], 0, 32768], [this.act[239], 0, 8192]]); // 101: %556 head.matmul0.grad.sum0 stdlib.mt:117
-    group("permute_10_256x8", [[this.params, 35840, 8192], [this.act[240], 0, 8192]]); // 102: %558 head.matmul0.grad.permute1 stdlib.mt:117
-    group("matmul_8x256_16x64x256x1", [[this.act[240], 0, 8192], [this.act[238], 0, 1048576], [this.act[235], 0, 32768]]); // 103: %559 head.matmul0.grad.matmul1 stdlib.mt:117
-    group("fused_2ops_804421f087", [[this.act[232], 0, 262144], [this.act[235], 0, 32768], [this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 104: fused %560..%561 head.sum0.grad.expand0 .. head.mul0.grad.mul0 stdlib.mt:116
-    group("sum_a01_16x64x8x8", [[this.act[242], 0, 262144], [this.act[243], 0, 256]]); // 105: %562 head.mul0.grad.sum0 stdlib.mt:116
-    group("fused_3ops_31fa261a73", [[this.params, 35328, 8704], [this.act[234], 0, 262144], [this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 106: fused %564..%566 head.mul0.grad.mul1 .. norm_final.mul2.grad.mul1 stdlib.mt:116-9
-    group("sum_a01_16x64x8x8", [[this.act[232], 0, 262144], [this.act[244], 0, 256]]); // 107: %567 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("fused_17ops_e138ebbc8e", [[this.act[228], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 4096], [this.act[242], 0, 262144], [this.act[232], 0, 262144], [this.act[241], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 108: fused %569..%585 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[229], 0, 4096], [this.act[230], 0, 4096], [this.act[231], 0, 262144], [this.act[241], 0, 262144], [this.act[242], 0, 262144], [this.act[233], 0, 4096], [this.act[228], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 109: fused %586..%590 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[230], 0, 4096], [this.act[245], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 110: fused %591..%593 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[247], 0, 4]]); // 111: %594 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[196], 0, 262144], [this.act[246], 0, 4096], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 112: fused %596..%597 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[231], 0, 262144], [this.act[248], 0, 256]]); // 113: %598 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 34816, 9216], [this.act[229], 0, 4096], [this.act[233], 0, 4096], [this.act[234], 0, 262144], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 114: fused %600..%604 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[249], 0, 4]]); // 115: %605 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[196], 0, 262144], [this.act[246], 0, 4096], [this.act[241], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 116: fused %607..%608 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[234], 0, 262144], [this.act[250], 0, 256]]); // 117: %609 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 9728], [this.act[227], 0, 32768], [this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.act[241], 0, 262144], [this.act[234], 0, 262144], [this.act[235], 0, 32768], [this.step, 0, 16]]); // 118: fused %611..%614 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 33792, 10240], [this.act[225], 0, 32768], [this.act[226], 0, 262144], [this.act[242], 0, 262144], [this.act[227], 0, 32768], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 119: fused %615..%621 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[251], 0, 32]]); // 120: %622 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 34048, 9984], [this.act[234], 0, 262144], [this.act[235], 0, 32768], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.act[227], 0, 32768], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 121: fused %624..%627 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[224], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 122: fused %628..%628 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[241], 0, 262144], [this.act[227], 0, 32768], [this.act[252], 0, 32]]); // 123: %629 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[210], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 262144], [this.act[231], 0, 262144], [this.act[242], 0, 262144], [this.act[241], 0, 262144], [this.act[224], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 124: fused %631..%635 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[197], 0, 4], [this.act[221], 0, 262144], [this.act[234], 0, 262144], [this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 125: fused %638..%639 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[231], 0, 262144], [this.act[253], 0, 4]]); // 126: %640 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 33280, 10752], [this.act[220], 0, 262144], [this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.act[234], 0, 262144], [this.step, 0, 16]]); // 127: fused %643..%645 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[234], 0, 262144], [this.act[242], 0, 262144], [this.act[254], 0, 256]]); // 128: %646 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 129: fused %648..%649 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[242], 0, 262144], [this.act[218], 0, 262144], [this.act[255], 0, 256]]); // 130: %652 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 32768, 11264], [this.act[214], 0, 262144], [this.act[217], 0, 262144], [this.act[242], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 131: fused %654..%660 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[216], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 132: fused %661..%661 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[242], 0, 262144], [this.act[231], 0, 262144], [this.act[256], 0, 256]]); // 133: %662 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 134: fused %664..%665 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[231], 0, 262144], [this.act[196], 0, 262144], [this.act[257], 0, 256]]); // 135: %668 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 32256, 11776], [this.act[213], 0, 262144], [this.act[241], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 136: fused %670..%677 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[212], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 137: fused %678..%678 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[231], 0, 262144], [this.act[215], 0, 262144], [this.act[258], 0, 256]]); // 138: %679 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[211], 0, 262144], [this.act[242], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 139: fused %681..%682 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[215], 0, 262144], [this.act[196], 0, 262144], [this.act[259], 0, 256]]); // 140: %685 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 32000, 12032], [this.act[196], 0, 262144], [this.act[224], 0, 262144], [this.act[219], 0, 262144], [this.act[215], 0, 262144], [this.act[242], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 141: fused %687..%691 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[197], 0, 4], [this.act[209], 0, 262144], [this.act[224], 0, 262144], [this.act[242], 0, 262144], [this.act[211], 0, 262144], [this.act[215], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 142: fused %692..%697 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[208], 0, 262144], [this.act[211], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 143: fused %698..%698 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[242], 0, 262144], [this.act[197], 0, 4]]); // 144: %699 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[253], 0, 4], [this.act[197], 0, 4], [this.act[260], 0, 4]]); // 145: %701 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 31744, 12288], [this.act[207], 0, 262144], [this.act[219], 0, 262144], [this.act[242], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 146: fused %703..%705 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[211], 0, 262144], [this.act[219], 0, 262144], [this.act[261], 0, 256]]); // 147: %706 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[206], 0, 262144], [this.act[242], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 148: fused %708..%709 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[262], 0, 256]]); // 149: %712 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 31232, 12800], [this.act[201], 0, 262144], [this.act[204], 0, 262144], [this.act[219], 0, 262144], [this.act[205], 0, 262144], [this.act[242], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 150: fused %714..%720 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[203], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 151: fused %721..%721 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[219], 0, 262144], [this.act[242], 0, 262144], [this.act[263], 0, 256]]); // 152: %722 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 153: fused %724..%725 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[242], 0, 262144], [this.act[196], 0, 262144], [this.act[264], 0, 256]]); // 154: %728 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 30720, 13312], [this.act[200], 0, 262144], [this.act[215], 0, 262144], [this.act[205], 0, 262144], [this.act[242], 0, 262144], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 155: fused %730..%737 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[199], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 156: fused %738..%738 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[242], 0, 262144], [this.act[202], 0, 262144], [this.act[265], 0, 256]]); // 157: %739 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[198], 0, 262144], [this.act[219], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 158: fused %741..%742 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[266], 0, 256]]); // 159: %745 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 13568], [this.act[206], 0, 262144], [this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 4], [this.step, 0, 16]]); // 160: fused %747..%750 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[260], 0, 4], [this.act[197], 0, 4], [this.act[253], 0, 4]]); // 161: %751 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 30208, 13824], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.step, 0, 16]]); // 162: fused %752..%753 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[206], 0, 262144], [this.act[267], 0, 256]]); // 163: %754 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 14080], [this.act[194], 0, 262144], [this.act[195], 0, 4096], [this.act[232], 0, 262144], [this.act[202], 0, 262144], [this.act[206], 0, 262144], [this.act[196], 0, 262144], [this.act[185], 0, 262144], [this.step, 0, 16]]); // 164: fused %756..%773 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[193], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 165: fused %774..%774 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[268], 0, 256]]); // 166: %775 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[192], 0, 262144], [this.act[185], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 167: fused %777..%778 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.act[269], 0, 256]]); // 168: %781 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 14336], [this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 169: fused %783..%785 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[191], 0, 262144], [this.act[196], 0, 262144]]); // 170: %786 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    group("fused_1ops_f21fc46159", [[this.act[188], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 171: fused %787..%787 blocks.1.attn.matmul3.grad.permute0 .. blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[196], 0, 262144], [this.act[191], 0, 262144], [this.act[20], 0, 524288]]); // 172: %788 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_d8a8283594", [[this.act[190], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 173: fused %789..%789 blocks.1.attn.matmul3.grad.permute1 .. blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[270], 0, 524288], [this.act[196], 0, 262144], [this.act[191], 0, 262144]]); // 174: %790 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_f2557bfba3", [[this.act[189], 0, 524288], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 175: fused %791..%795 blocks.1.attn.dropout1.grad.dropout0 .. blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[270], 0, 524288], [this.act[20], 0, 524288]]); // 176: %796 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_56da853455", [[this.act[187], 0, 262144], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 177: fused %797..%798 blocks.1.attn.affine1.grad.affine0 .. blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[270], 0, 524288], [this.act[196], 0, 262144], [this.act[187], 0, 262144]]); // 178: %799 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_f21fc46159", [[this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 179: fused %800..%800 blocks.1.attn.matmul2.grad.permute1 .. blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[196], 0, 262144], [this.act[270], 0, 524288], [this.act[182], 0, 262144]]); // 180: %801 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_63a4ec9915", [[this.params, 29440, 14592], [this.act[186], 0, 262144], [this.act[191], 0, 262144], [this.act[182], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 181: fused %802..%808 blocks.1.attn.permute8.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
-    group("matmul_8x8192_8192x8", [[this.act[192], 0, 262144], [this.act[188], 0, 262144], [this.act[271], 0, 256]]); // 182: %809 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 183: fused %811..%812 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[188], 0, 262144], [this.act[176], 0, 262144], [this.act[272], 0, 256]]); // 184: %815 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 28928, 15104], [this.act[183], 0, 262144], [this.act[196], 0, 262144], [this.act[188], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 185: fused %817..%824 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[182], 0, 262144], [this.act[184], 0, 262144], [this.act[273], 0, 256]]); // 186: %825 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[181], 0, 262144], [this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 187: fused %827..%828 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[176], 0, 262144], [this.act[274], 0, 256]]); // 188: %831 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 28416, 15616], [this.act[187], 0, 262144], [this.act[185], 0, 262144], [this.act[184], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 189: fused %833..%840 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[180], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 190: fused %841..%841 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[184], 0, 262144], [this.act[181], 0, 262144], [this.act[275], 0, 256]]); // 191: %842 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 192: fused %844..%845 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[276], 0, 256]]); // 193: %848 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 27904, 16128], [this.act[178], 0, 262144], [this.act[192], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 194: fused %850..%854 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[182], 0, 262144], [this.act[277], 0, 256]]); // 195: %855 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_0c2364d5d7", [[this.act[172], 0, 262144], [this.act[167], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[176], 0, 262144], [this.act[182], 0, 262144], [this.act[181], 0, 262144], [this.act[195], 0, 4096], [this.step, 0, 16]]); // 196: fused %857..%874 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[173], 0, 4096], [this.act[174], 0, 4096], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 4096], [this.act[206], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 197: fused %875..%879 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[174], 0, 4096], [this.act[195], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 198: fused %880..%882 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[197], 0, 4]]); // 199: %883 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[140], 0, 262144], [this.act[246], 0, 4096], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 200: fused %885..%886 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[175], 0, 262144], [this.act[278], 0, 256]]); // 201: %887 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 27392, 16640], [this.act[173], 0, 4096], [this.act[177], 0, 4096], [this.act[167], 0, 262144], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 202: fused %889..%893 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[260], 0, 4]]); // 203: %894 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[140], 0, 262144], [this.act[246], 0, 4096], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 204: fused %896..%897 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[167], 0, 262144], [this.act[279], 0, 256]]); // 205: %898 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 17152], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.step, 0, 16]]); // 206: fused %900..%903 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 26368, 17664], [this.act[169], 0, 32768], [this.act[170], 0, 262144], [this.act[176], 0, 262144], [this.act[171], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 207: fused %904..%910 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[280], 0, 32]]); // 208: %911 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 26624, 17408], [this.act[167], 0, 262144], [this.act[227], 0, 32768], [this.act[181], 0, 262144], [this.act[175], 0, 262144], [this.act[171], 0, 32768], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 209: fused %913..%916 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[168], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 210: fused %917..%917 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[181], 0, 262144], [this.act[171], 0, 32768], [this.act[281], 0, 32]]); // 211: %918 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[154], 0, 262144], [this.act[166], 0, 262144], [this.act[206], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.act[181], 0, 262144], [this.act[168], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 212: fused %920..%924 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[141], 0, 4], [this.act[165], 0, 262144], [this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 213: fused %927..%928 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[282], 0, 4]]); // 214: %929 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 25856, 18176], [this.act[164], 0, 262144], [this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 215: fused %932..%934 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[167], 0, 262144], [this.act[176], 0, 262144], [this.act[283], 0, 256]]); // 216: %935 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 217: fused %937..%938 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[284], 0, 256]]); // 218: %941 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 25344, 18688], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[176], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 219: fused %943..%949 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[160], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 220: fused %950..%950 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[176], 0, 262144], [this.act[175], 0, 262144], [this.act[285], 0, 256]]); // 221: %951 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 222: fused %953..%954 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[140], 0, 262144], [this.act[286], 0, 256]]); // 223: %957 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 24832, 19200], [this.act[157], 0, 262144], [this.act[181], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 224: fused %959..%966 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[156], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 225: fused %967..%967 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[159], 0, 262144], [this.act[287], 0, 256]]); // 226: %968 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.act[159], 0, 262144], [this.step, 0, 16]]); // 227: fused %970..%971 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[159], 0, 262144], [this.act[140], 0, 262144], [this.act[288], 0, 256]]); // 228: %974 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 24576, 19456], [this.act[140], 0, 262144], [this.act[168], 0, 262144], [this.act[163], 0, 262144], [this.act[159], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 229: fused %976..%980 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[141], 0, 4], [this.act[153], 0, 262144], [this.act[168], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.act[159], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 230: fused %981..%986 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[152], 0, 262144], [this.act[155], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 231: fused %987..%987 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[176], 0, 262144], [this.act[141], 0, 4]]); // 232: %988 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[282], 0, 4], [this.act[141], 0, 4], [this.act[289], 0, 4]]); // 233: %990 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 24320, 19712], [this.act[151], 0, 262144], [this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 234: fused %992..%994 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[155], 0, 262144], [this.act[163], 0, 262144], [this.act[290], 0, 256]]); // 235: %995 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 236: fused %997..%998 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[291], 0, 256]]); // 237: %1001 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 23808, 20224], [this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[163], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 238: fused %1003..%1009 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[147], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 239: fused %1010..%1010 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[163], 0, 262144], [this.act[176], 0, 262144], [this.act[292], 0, 256]]); // 240: %1011 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 241: fused %1013..%1014 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[176], 0, 262144], [this.act[140], 0, 262144], [this.act[293], 0, 256]]); // 242: %1017 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 23296, 20736], [this.act[144], 0, 262144], [this.act[159], 0, 262144], [this.act[149], 0, 262144], [this.act[176], 0, 262144], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 243: fused %1019..%1026 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[143], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 244: fused %1027..%1027 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[176], 0, 262144], [this.act[146], 0, 262144], [this.act[294], 0, 256]]); // 245: %1028 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[142], 0, 262144], [this.act[163], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 246: fused %1030..%1031 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[295], 0, 256]]); // 247: %1034 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 20992], [this.act[150], 0, 262144], [this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[141], 0, 4], [this.step, 0, 16]]); // 248: fused %1036..%1039 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[289], 0, 4], [this.act[141], 0, 4], [this.act[282], 0, 4]]); // 249: %1040 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 22784, 21248], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 250: fused %1041..%1042 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[150], 0, 262144], [this.act[296], 0, 256]]); // 251: %1043 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 21504], [this.act[138], 0, 262144], [this.act[139], 0, 4096], [this.act[182], 0, 262144], [this.act[146], 0, 262144], [this.act[150], 0, 262144], [this.act[140], 0, 262144], [this.act[129], 0, 262144], [this.step, 0, 16]]); // 252: fused %1045..%1062 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[137], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 253: fused %1063..%1063 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[146], 0, 262144], [this.act[140], 0, 262144], [this.act[297], 0, 256]]); // 254: %1064 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[136], 0, 262144], [this.act[129], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 255: fused %1066..%1067 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.act[298], 0, 256]]); // 256: %1070 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 21760], [this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 257: fused %1072..%1074 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[135], 0, 262144], [this.act[140], 0, 262144]]); // 258: %1075 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    group("fused_1ops_f21fc46159", [[this.act[132], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 259: fused %1076..%1076 blocks.0.attn.matmul3.grad.permute0 .. blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[140], 0, 262144], [this.act[135], 0, 262144], [this.act[270], 0, 524288]]); // 260: %1077 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_d8a8283594", [[this.act[134], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 261: fused %1078..%1078 blocks.0.attn.matmul3.grad.permute1 .. blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.act[135], 0, 262144]]); // 262: %1079 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_20d66e08c0", [[this.act[133], 0, 524288], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 263: fused %1080..%1084 blocks.0.attn.dropout1.grad.dropout0 .. blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[20], 0, 524288], [this.act[270], 0, 524288]]); // 264: %1085 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_56da853455", [[this.act[131], 0, 262144], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 265: fused %1086..%1087 blocks.0.attn.affine1.grad.affine0 .. blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[140], 0, 262144], [this.act[131], 0, 262144]]); // 266: %1088 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_f21fc46159", [[this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 267: fused %1089..%1089 blocks.0.attn.matmul2.grad.permute1 .. blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[140], 0, 262144], [this.act[20], 0, 524288], [this.act[126], 0, 262144]]); // 268: %1090 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_63a4ec9915", [[this.params, 22016, 22016], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.act[126], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 269: fused %1091..%1097 blocks.0.attn.permute8.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
-    group("matmul_8x8192_8192x8", [[this.act[136], 0, 262144], [this.act[132], 0, 262144], [this.act[299], 0, 256]]); // 270: %1098 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 271: fused %1100..%1101 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[132], 0, 262144], [this.act[120], 0, 262144], [this.act[300], 0, 256]]); // 272: %1104 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 21504, 22528], [this.act[127], 0, 262144], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 273: fused %1106..%1113 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[126], 0, 262144], [this.act[128], 0, 262144], [this.act[301], 0, 256]]); // 274: %1114 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[125], 0, 262144], [this.act[136], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 275: fused %1116..%1117 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[128], 0, 262144], [this.act[120], 0, 262144], [this.act[302], 0, 256]]); // 276: %1120 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 20992, 23040], [this.act[131], 0, 262144], [this.act[129], 0, 262144], [this.act[128], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 277: fused %1122..%1129 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[124], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 278: fused %1130..%1130 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[128], 0, 262144], [this.act[125], 0, 262144], [this.act[303], 0, 256]]); // 279: %1131 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[123], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 280: fused %1133..%1134 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[304], 0, 256]]); // 281: %1137 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 20480, 23552], [this.act[122], 0, 262144], [this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 282: fused %1139..%1143 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[126], 0, 262144], [this.act[305], 0, 256]]); // 283: %1144 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_d414ff6507", [[this.act[116], 0, 262144], [this.act[111], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[120], 0, 262144], [this.act[126], 0, 262144], [this.act[125], 0, 262144], [this.act[139], 0, 4096], [this.step, 0, 16]]); // 284: fused %1146..%1163 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[117], 0, 4096], [this.act[118], 0, 4096], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[120], 0, 262144], [this.act[121], 0, 4096], [this.act[150], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 285: fused %1164..%1168 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[118], 0, 4096], [this.act[139], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 286: fused %1169..%1171 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[141], 0, 4]]); // 287: %1172 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[247], 0, 4], [this.act[141], 0, 4], [this.grads, 35072, 4]]); // 288: %1174 param61.grad.add0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[84], 0, 262144], [this.act[246], 0, 4096], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 289: fused %1175..%1176 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[119], 0, 262144], [this.act[306], 0, 256]]); // 290: %1177 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[248], 0, 256], [this.act[306], 0, 256], [this.grads, 34816, 256]]); // 291: %1180 param60.grad.add0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 34816, 9216], [this.act[117], 0, 4096], [this.act[121], 0, 4096], [this.act[116], 0, 262144], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 292: fused %1179..%1184 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[141], 0, 4]]); // 293: %1185 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[249], 0, 4], [this.act[141], 0, 4], [this.grads, 34560, 4]]); // 294: %1187 param59.grad.add0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[84], 0, 262144], [this.act[246], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 295: fused %1188..%1189 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[116], 0, 262144], [this.act[306], 0, 256]]); // 296: %1190 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[250], 0, 256], [this.act[306], 0, 256], [this.grads, 34304, 256]]); // 297: %1193 param58.grad.add0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 9728], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.step, 0, 16]]); // 298: fused %1192..%1196 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 33792, 10240], [this.act[113], 0, 32768], [this.act[114], 0, 262144], [this.act[120], 0, 262144], [this.act[115], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 299: fused %1197..%1203 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[307], 0, 32]]); // 300: %1204 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[251], 0, 32], [this.act[307], 0, 32], [this.grads, 33792, 32]]); // 301: %1205 param56.grad.add0 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 34048, 9984], [this.act[116], 0, 262144], [this.act[171], 0, 32768], [this.act[125], 0, 262144], [this.act[119], 0, 262144], [this.act[115], 0, 32768], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 302: fused %1207..%1210 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[112], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 303: fused %1211..%1211 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[125], 0, 262144], [this.act[115], 0, 32768], [this.act[307], 0, 32]]); // 304: %1212 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[252], 0, 32], [this.act[307], 0, 32], [this.grads, 34048, 32]]); // 305: %1213 param57.grad.add0 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[150], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.act[125], 0, 262144], [this.act[112], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 306: fused %1215..%1219 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[85], 0, 4], [this.act[109], 0, 262144], [this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 307: fused %1222..%1223 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[119], 0, 262144], [this.act[141], 0, 4]]); // 308: %1224 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 33280, 10752], [this.act[108], 0, 262144], [this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[116], 0, 262144], [this.step, 0, 16]]); // 309: fused %1227..%1229 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[116], 0, 262144], [this.act[120], 0, 262144], [this.act[306], 0, 256]]); // 310: %1230 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[254], 0, 256], [this.act[306], 0, 256], [this.grads, 33280, 256]]); // 311: %1231 param54.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 312: fused %1233..%1234 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[306], 0, 256]]); // 313: %1237 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[255], 0, 256], [this.act[306], 0, 256], [this.grads, 33024, 256]]); // 314: %1241 param53.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 32768, 11264], [this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[120], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 315: fused %1239..%1246 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[104], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 316: fused %1247..%1247 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[120], 0, 262144], [this.act[119], 0, 262144], [this.act[306], 0, 256]]); // 317: %1248 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[256], 0, 256], [this.act[306], 0, 256], [this.grads, 32768, 256]]); // 318: %1249 param52.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 319: fused %1251..%1252 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 320: %1255 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[257], 0, 256], [this.act[306], 0, 256], [this.grads, 32512, 256]]); // 321: %1259 param51.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 32256, 11776], [this.act[101], 0, 262144], [this.act[125], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 322: fused %1257..%1265 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[100], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 323: fused %1266..%1266 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[103], 0, 262144], [this.act[306], 0, 256]]); // 324: %1267 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[258], 0, 256], [this.act[306], 0, 256], [this.grads, 32256, 256]]); // 325: %1268 param50.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 326: fused %1270..%1271 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[103], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 327: %1274 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[259], 0, 256], [this.act[306], 0, 256], [this.grads, 32000, 256]]); // 328: %1278 param49.grad.add0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 32000, 12032], [this.act[84], 0, 262144], [this.act[112], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 329: fused %1276..%1281 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[85], 0, 4], [this.act[97], 0, 262144], [this.act[112], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.act[103], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 330: fused %1282..%1287 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[96], 0, 262144], [this.act[99], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 331: fused %1288..%1288 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[120], 0, 262144], [this.act[85], 0, 4]]); // 332: %1289 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[141], 0, 4], [this.act[85], 0, 4], [this.act[249], 0, 4]]); // 333: %1291 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 31744, 12288], [this.act[95], 0, 262144], [this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 334: fused %1293..%1295 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[99], 0, 262144], [this.act[107], 0, 262144], [this.act[306], 0, 256]]); // 335: %1296 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[306], 0, 256], [this.grads, 31744, 256]]); // 336: %1297 param48.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 337: fused %1299..%1300 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[306], 0, 256]]); // 338: %1303 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[306], 0, 256], [this.grads, 31488, 256]]); // 339: %1307 param47.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 31232, 12800], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[107], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 340: fused %1305..%1312 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[91], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 341: fused %1313..%1313 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[107], 0, 262144], [this.act[120], 0, 262144], [this.act[306], 0, 256]]); // 342: %1314 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[306], 0, 256], [this.grads, 31232, 256]]); // 343: %1315 param46.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 344: fused %1317..%1318 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[120], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 345: %1321 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[264], 0, 256], [this.act[306], 0, 256], [this.grads, 30976, 256]]); // 346: %1325 param45.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 30720, 13312], [this.act[88], 0, 262144], [this.act[103], 0, 262144], [this.act[93], 0, 262144], [this.act[120], 0, 262144], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 347: fused %1323..%1331 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[87], 0, 262144], [this.act[120], 0, 262144], [this.step, 0, 16]]); // 348: fused %1332..%1332 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[120], 0, 262144], [this.act[90], 0, 262144], [this.act[306], 0, 256]]); // 349: %1333 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[306], 0, 256], [this.grads, 30720, 256]]); // 350: %1334 param44.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[86], 0, 262144], [this.act[107], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 351: fused %1336..%1337 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 352: %1340 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[306], 0, 256], [this.grads, 30464, 256]]); // 353: %1344 param43.grad.add0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 13568], [this.act[94], 0, 262144], [this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4], [this.step, 0, 16]]); // 354: fused %1342..%1346 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[249], 0, 4], [this.act[85], 0, 4], [this.act[141], 0, 4]]); // 355: %1347 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[253], 0, 4], [this.act[141], 0, 4], [this.grads, 33536, 4]]); // 356: %1348 param55.grad.add0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 30208, 13824], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.step, 0, 16]]); // 357: fused %1349..%1350 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[94], 0, 262144], [this.act[306], 0, 256]]); // 358: %1351 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[306], 0, 256], [this.grads, 30208, 256]]); // 359: %1353 param42.grad.add0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 14080], [this.act[82], 0, 262144], [this.act[83], 0, 4096], [this.act[126], 0, 262144], [this.act[90], 0, 262144], [this.act[94], 0, 262144], [this.act[84], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 360: fused %1354..%1371 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[81], 0, 262144], [this.act[90], 0, 262144], [this.step, 0, 16]]); // 361: fused %1372..%1372 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[90], 0, 262144], [this.act[84], 0, 262144], [this.act[306], 0, 256]]); // 362: %1373 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[306], 0, 256], [this.grads, 29952, 256]]); // 363: %1374 param41.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[80], 0, 262144], [this.act[73], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 364: fused %1376..%1377 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.act[306], 0, 256]]); // 365: %1380 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[306], 0, 256], [this.grads, 29696, 256]]); // 366: %1384 param40.grad.add0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 14336], [this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 367: fused %1382..%1385 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[79], 0, 262144], [this.act[84], 0, 262144]]); // 368: %1386 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    group("fused_1ops_f21fc46159", [[this.act[76], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 369: fused %1387..%1387 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[84], 0, 262144], [this.act[79], 0, 262144], [this.act[20], 0, 524288]]); // 370: %1388 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_d8a8283594", [[this.act[78], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 371: fused %1389..%1389 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[270], 0, 524288], [this.act[84], 0, 262144], [this.act[79], 0, 262144]]); // 372: %1390 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_c6ce270008", [[this.act[77], 0, 524288], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.step, 0, 16]]); // 373: fused %1391..%1395 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[270], 0, 524288], [this.act[20], 0, 524288]]); // 374: %1396 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_56da853455", [[this.act[75], 0, 262144], [this.act[20], 0, 524288], [this.act[270], 0, 524288], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 375: fused %1397..%1398 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[270], 0, 524288], [this.act[84], 0, 262144], [this.act[75], 0, 262144]]); // 376: %1399 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_f21fc46159", [[this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.step, 0, 16]]); // 377: fused %1400..%1400 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[84], 0, 262144], [this.act[270], 0, 524288], [this.act[70], 0, 262144]]); // 378: %1401 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_63a4ec9915", [[this.params, 29440, 14592], [this.act[74], 0, 262144], [this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[80], 0, 262144], [this.step, 0, 16]]); // 379: fused %1402..%1408 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
-    group("matmul_8x8192_8192x8", [[this.act[80], 0, 262144], [this.act[76], 0, 262144], [this.act[306], 0, 256]]); // 380: %1409 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[306], 0, 256], [this.grads, 29440, 256]]); // 381: %1410 param39.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 382: fused %1412..%1413 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[76], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 383: %1416 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[306], 0, 256], [this.grads, 29184, 256]]); // 384: %1420 param38.grad.add0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 28928, 15104], [this.act[71], 0, 262144], [this.act[84], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 385: fused %1418..%1426 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[70], 0, 262144], [this.act[72], 0, 262144], [this.act[306], 0, 256]]); // 386: %1427 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[306], 0, 256], [this.grads, 28928, 256]]); // 387: %1428 param37.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[69], 0, 262144], [this.act[80], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 388: fused %1430..%1431 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[72], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 389: %1434 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[306], 0, 256], [this.grads, 28672, 256]]); // 390: %1438 param36.grad.add0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 28416, 15616], [this.act[75], 0, 262144], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 391: fused %1436..%1444 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[68], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 392: fused %1445..%1445 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.act[306], 0, 256]]); // 393: %1446 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[306], 0, 256], [this.grads, 28416, 256]]); // 394: %1447 param35.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[67], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 395: fused %1449..%1450 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 396: %1453 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[306], 0, 256], [this.grads, 28160, 256]]); // 397: %1457 param34.grad.add0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 27904, 16128], [this.act[66], 0, 262144], [this.act[80], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 398: fused %1455..%1460 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[70], 0, 262144], [this.act[306], 0, 256]]); // 399: %1461 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[306], 0, 256], [this.grads, 27904, 256]]); // 400: %1463 param33.grad.add0 stdlib.mt:9
-    group("fused_18ops_99f25a92a5", [[this.act[60], 0, 262144], [this.act[55], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.act[69], 0, 262144], [this.act[83], 0, 4096], [this.step, 0, 16]]); // 401: fused %1464..%1481 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[61], 0, 4096], [this.act[62], 0, 4096], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 4096], [this.act[94], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 402: fused %1482..%1486 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[62], 0, 4096], [this.act[83], 0, 4096], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 403: fused %1487..%1489 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[141], 0, 4]]); // 404: %1490 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[197], 0, 4], [this.act[141], 0, 4], [this.grads, 27648, 4]]); // 405: %1492 param32.grad.add0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[28], 0, 262144], [this.act[246], 0, 4096], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 406: fused %1493..%1494 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[63], 0, 262144], [this.act[306], 0, 256]]); // 407: %1495 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[306], 0, 256], [this.grads, 27392, 256]]); // 408: %1498 param31.grad.add0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 27392, 16640], [this.act[61], 0, 4096], [this.act[65], 0, 4096], [this.act[55], 0, 262144], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[246], 0, 4096], [this.step, 0, 16]]); // 409: fused %1497..%1502 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[246], 0, 4096], [this.act[141], 0, 4]]); // 410: %1503 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[260], 0, 4], [this.act[141], 0, 4], [this.grads, 27136, 4]]); // 411: %1505 param30.grad.add0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[28], 0, 262144], [this.act[246], 0, 4096], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 412: fused %1506..%1507 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[55], 0, 262144], [this.act[306], 0, 256]]); // 413: %1508 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[306], 0, 256], [this.grads, 26880, 256]]); // 414: %1511 param29.grad.add0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 17152], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[69], 0, 262144], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 415: fused %1510..%1514 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 26368, 17664], [this.act[57], 0, 32768], [this.act[58], 0, 262144], [this.act[64], 0, 262144], [this.act[59], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 416: fused %1515..%1521 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[307], 0, 32]]); // 417: %1522 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[280], 0, 32], [this.act[307], 0, 32], [this.grads, 26368, 32]]); // 418: %1523 param27.grad.add0 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 26624, 17408], [this.act[55], 0, 262144], [this.act[115], 0, 32768], [this.act[69], 0, 262144], [this.act[63], 0, 262144], [this.act[59], 0, 32768], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 419: fused %1525..%1528 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[56], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 420: fused %1529..%1529 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[69], 0, 262144], [this.act[59], 0, 32768], [this.act[307], 0, 32]]); // 421: %1530 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[281], 0, 32], [this.act[307], 0, 32], [this.grads, 26624, 32]]); // 422: %1531 param28.grad.add0 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[42], 0, 262144], [this.act[54], 0, 262144], [this.act[94], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.act[69], 0, 262144], [this.act[56], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 423: fused %1533..%1537 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[29], 0, 4], [this.act[53], 0, 262144], [this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 424: fused %1540..%1541 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[63], 0, 262144], [this.act[141], 0, 4]]); // 425: %1542 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 25856, 18176], [this.act[52], 0, 262144], [this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 426: fused %1545..%1547 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[55], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 427: %1548 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[306], 0, 256], [this.grads, 25856, 256]]); // 428: %1549 param25.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 429: fused %1551..%1552 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[306], 0, 256]]); // 430: %1555 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[284], 0, 256], [this.act[306], 0, 256], [this.grads, 25600, 256]]); // 431: %1559 param24.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 25344, 18688], [this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[64], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 432: fused %1557..%1564 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[48], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 433: fused %1565..%1565 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[63], 0, 262144], [this.act[306], 0, 256]]); // 434: %1566 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[285], 0, 256], [this.act[306], 0, 256], [this.grads, 25344, 256]]); // 435: %1567 param23.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 436: fused %1569..%1570 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 437: %1573 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[286], 0, 256], [this.act[306], 0, 256], [this.grads, 25088, 256]]); // 438: %1577 param22.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 24832, 19200], [this.act[45], 0, 262144], [this.act[69], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 439: fused %1575..%1583 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[44], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 440: fused %1584..%1584 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[47], 0, 262144], [this.act[306], 0, 256]]); // 441: %1585 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[287], 0, 256], [this.act[306], 0, 256], [this.grads, 24832, 256]]); // 442: %1586 param21.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.act[47], 0, 262144], [this.step, 0, 16]]); // 443: fused %1588..%1589 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[47], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 444: %1592 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[306], 0, 256], [this.grads, 24576, 256]]); // 445: %1596 param20.grad.add0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 24576, 19456], [this.act[28], 0, 262144], [this.act[56], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 446: fused %1594..%1599 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[29], 0, 4], [this.act[41], 0, 262144], [this.act[56], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.act[47], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 447: fused %1600..%1605 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[40], 0, 262144], [this.act[43], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 448: fused %1606..%1606 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[64], 0, 262144], [this.act[29], 0, 4]]); // 449: %1607 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[141], 0, 4], [this.act[29], 0, 4], [this.act[260], 0, 4]]); // 450: %1609 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 24320, 19712], [this.act[39], 0, 262144], [this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 451: fused %1611..%1613 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[43], 0, 262144], [this.act[51], 0, 262144], [this.act[306], 0, 256]]); // 452: %1614 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[306], 0, 256], [this.grads, 24320, 256]]); // 453: %1615 param19.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 454: fused %1617..%1618 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[306], 0, 256]]); // 455: %1621 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[306], 0, 256], [this.grads, 24064, 256]]); // 456: %1625 param18.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 23808, 20224], [this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[51], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 457: fused %1623..%1630 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[35], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 458: fused %1631..%1631 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[306], 0, 256]]); // 459: %1632 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[306], 0, 256], [this.grads, 23808, 256]]); // 460: %1633 param17.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 461: fused %1635..%1636 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 462: %1639 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[306], 0, 256], [this.grads, 23552, 256]]); // 463: %1643 param16.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 23296, 20736], [this.act[32], 0, 262144], [this.act[47], 0, 262144], [this.act[37], 0, 262144], [this.act[64], 0, 262144], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 464: fused %1641..%1649 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[31], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 465: fused %1650..%1650 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[34], 0, 262144], [this.act[306], 0, 256]]); // 466: %1651 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[306], 0, 256], [this.grads, 23296, 256]]); // 467: %1652 param15.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[30], 0, 262144], [this.act[51], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 468: fused %1654..%1655 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 469: %1658 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[306], 0, 256], [this.grads, 23040, 256]]); // 470: %1662 param14.grad.add0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 20992], [this.act[38], 0, 262144], [this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4], [this.step, 0, 16]]); // 471: fused %1660..%1664 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[260], 0, 4], [this.act[29], 0, 4], [this.act[141], 0, 4]]); // 472: %1665 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[282], 0, 4], [this.act[141], 0, 4], [this.grads, 26112, 4]]); // 473: %1666 param26.grad.add0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 22784, 21248], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 474: fused %1667..%1668 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[38], 0, 262144], [this.act[306], 0, 256]]); // 475: %1669 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[306], 0, 256], [this.grads, 22784, 256]]); // 476: %1671 param13.grad.add0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 21504], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[70], 0, 262144], [this.act[34], 0, 262144], [this.act[38], 0, 262144], [this.act[28], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 477: fused %1672..%1689 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[25], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 478: fused %1690..%1690 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[34], 0, 262144], [this.act[28], 0, 262144], [this.act[306], 0, 256]]); // 479: %1691 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[306], 0, 256], [this.grads, 22528, 256]]); // 480: %1692 param12.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[24], 0, 262144], [this.act[16], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 481: fused %1694..%1695 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.act[306], 0, 256]]); // 482: %1698 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[306], 0, 256], [this.grads, 22272, 256]]); // 483: %1702 param11.grad.add0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 21760], [this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 484: fused %1700..%1703 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[23], 0, 262144], [this.act[28], 0, 262144]]); // 485: %1704 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    group("fused_1ops_f21fc46159", [[this.act[19], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 486: fused %1705..%1705 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
-    group("matmul_16x2x64x32_16x2x32x64", [[this.act[28], 0, 262144], [this.act[23], 0, 262144], [this.act[270], 0, 524288]]); // 487: %1706 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    group("fused_1ops_d8a8283594", [[this.act[22], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 488: fused %1707..%1707 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.act[23], 0, 262144]]); // 489: %1708 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    group("fused_5ops_c1f8eb1992", [[this.act[21], 0, 524288], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.step, 0, 16]]); // 490: fused %1709..%1713 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
-    group("causal_mask_f0_16x2x64x64", [[this.act[20], 0, 524288], [this.act[270], 0, 524288]]); // 491: %1714 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    group("fused_2ops_56da853455", [[this.act[18], 0, 262144], [this.act[270], 0, 524288], [this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 492: fused %1715..%1716 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
-    group("matmul_16x2x64x64_16x2x64x32", [[this.act[20], 0, 524288], [this.act[28], 0, 262144], [this.act[18], 0, 262144]]); // 493: %1717 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    group("fused_1ops_f21fc46159", [[this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 494: fused %1718..%1718 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
-    group("matmul_16x2x32x64_16x2x64x64", [[this.act[28], 0, 262144], [this.act[20], 0, 524288], [this.act[13], 0, 262144]]); // 495: %1719 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    group("fused_7ops_63a4ec9915", [[this.params, 22016, 22016], [this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.act[13], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 496: fused %1720..%1726 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
-    group("matmul_8x8192_8192x8", [[this.act[24], 0, 262144], [this.act[19], 0, 262144], [this.act[306], 0, 256]]); // 497: %1727 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[306], 0, 256], [this.grads, 22016, 256]]); // 498: %1728 param10.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 499: fused %1730..%1731 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[19], 0, 262144], [this.act[9], 0, 262144], [this.act[306], 0, 256]]); // 500: %1734 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[306], 0, 256], [this.grads, 21760, 256]]); // 501: %1738 param9.grad.add0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 21504, 22528], [this.act[14], 0, 262144], [this.act[28], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 502: fused %1736..%1744 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.act[306], 0, 256]]); // 503: %1745 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[306], 0, 256], [this.grads, 21504, 256]]); // 504: %1746 param8.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[12], 0, 262144], [this.act[24], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 505: fused %1748..%1749 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[306], 0, 256]]); // 506: %1752 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[306], 0, 256], [this.grads, 21248, 256]]); // 507: %1756 param7.grad.add0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 20992, 23040], [this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 508: fused %1754..%1762 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 509: fused %1763..%1763 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[306], 0, 256]]); // 510: %1764 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[306], 0, 256], [this.grads, 20992, 256]]); // 511: %1765 param6.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[10], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 512: fused %1767..%1768 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[306], 0, 256]]); // 513: %1771 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[306], 0, 256], [this.grads, 20736, 256]]); // 514: %1775 param5.grad.add0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[24], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 515: fused %1773..%1778 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[13], 0, 262144], [this.act[306], 0, 256]]); // 516: %1779 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[306], 0, 256], [this.grads, 20480, 256]]); // 517: %1781 param4.grad.add0 stdlib.mt:9
-    group("fused_15ops_b9fd1c7832", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[38], 0, 262144], [this.act[9], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 518: fused %1782..%1796 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    group("sum_a0_16x64x8x8", [[this.act[13], 0, 262144], [this.act[3], 0, 16384]]); // 519: %1797 embed.add0.grad.sum0 stdlib.mt:96
-    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[308], 0, 2048]]); // 520: %1800 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 521: fused %1799..%1799 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[308], 0, 2048], [this.act[1], 0, 2048]]); // 522: %1801 embed.matmul1.grad.matmul0 stdlib.mt:96
-    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[308], 0, 2048]]); // 523: %1802 embed.matmul1.grad.permute1 stdlib.mt:96
-    group("matmul_64x1x8_64x8x8", [[this.act[308], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 524: %1803 embed.matmul1.grad.matmul1 stdlib.mt:96
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 525: %1809 embed.slice1.grad.pad0 stdlib.mt:95
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 526: %1811 embed.slice0.grad.pad0 stdlib.mt:94
-    group("fused_5ops_a742fd6ece", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[13], 0, 262144], [this.act[59], 0, 32768], [this.act[115], 0, 32768], [this.step, 0, 16]]); // 527: fused %1804..%1812 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[115], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 528: %1813 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[59], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 529: %1815 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    group("affine_s1_b0_8x8", [[this.act[244], 0, 256], [this.grads, 35328, 256]]); // 530: %1816 norm_final.g.grad.affine0 stdlib.mt:7
-    group("affine_s1_b0_8x8", [[this.act[243], 0, 256], [this.grads, 35584, 256]]); // 531: %1817 head.W.grad.affine0 stdlib.mt:113
-    group("affine_s1_b0_256x8", [[this.act[239], 0, 8192], [this.grads, 35840, 8192]]); // 532: %1818 head.W_out.grad.affine0 stdlib.mt:114
-    group("gradnorm_partial_11008", [[this.grads, 0, ARENA], [this.partials, 0, 12]]); // 533: gradient norm, partial sums
-    group("gradnorm_total_3", [[this.partials, 0, 12], [this.norm, 0, 16]]); // 534: gradient norm
-    group("adamw_11008", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 535: AdamW update
-    this.outputs = { loss: [this.act[237], 0, 4], logits: [this.act[236], 0, 1048576], observations: { ["residual"]: [[this.act[111], 0, 262144], [this.act[223], 0, 262144]] } };
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[20], 0, 8192], [this.step, 0, 16]]); // 11: %107 blocks.0.attn.attention_lse0 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 8192], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 12: %108 blocks.0.attn.attention0 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 21760], [this.act[6], 0, 262144], [this.act[18], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.step, 0, 16]]); // 13: fused %109..%121 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 22784, 21248], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 14: fused %122..%128 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 23296, 20736], [this.act[27], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 15: fused %129..%136 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 19968], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 16: fused %137..%142 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 24576, 19456], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 17: fused %143..%148 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 24832, 19200], [this.act[27], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.step, 0, 16]]); // 18: fused %149..%156 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 18432], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 19: fused %157..%162 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[41], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 20: fused %163..%166 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 26368, 17664], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 32768], [this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[59], 0, 262144], [this.act[60], 0, 4096], [this.step, 0, 16]]); // 21: fused %167..%177 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 27392, 16640], [this.act[27], 0, 262144], [this.act[54], 0, 262144], [this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 22: fused %178..%183 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_d0480892e7", [[this.act[24], 0, 262144], [this.act[59], 0, 262144], [this.act[61], 0, 4096], [this.act[63], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 23: fused %184..%193 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    group("fused_7ops_cd35b2c901", [[this.params, 27904, 16128], [this.act[65], 0, 262144], [this.act[63], 0, 262144], [this.act[66], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 24: fused %194..%200 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
+    group("permute_0213_16x64x2x32", [[this.act[68], 0, 262144], [this.act[69], 0, 262144]]); // 25: %201 blocks.1.attn.permute0 stdlib.mt:33
+    group("fused_6ops_ce912df11f", [[this.params, 28672, 15360], [this.act[63], 0, 262144], [this.act[68], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 26: fused %202..%207 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
+    group("permute_0213_16x64x2x32", [[this.act[71], 0, 262144], [this.act[72], 0, 262144]]); // 27: %208 blocks.1.attn.permute1 stdlib.mt:34
+    group("fused_6ops_ce912df11f", [[this.params, 29184, 14848], [this.act[63], 0, 262144], [this.act[71], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 28: fused %209..%214 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
+    group("permute_0213_16x64x2x32", [[this.act[74], 0, 262144], [this.act[75], 0, 262144]]); // 29: %215 blocks.1.attn.permute2 stdlib.mt:35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[76], 0, 8192], [this.step, 0, 16]]); // 30: %216 blocks.1.attn.attention_lse0 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 8192], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 31: %217 blocks.1.attn.attention0 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 14336], [this.act[54], 0, 262144], [this.act[74], 0, 262144], [this.act[77], 0, 262144], [this.act[78], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 32: fused %218..%230 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 30208, 13824], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.step, 0, 16]]); // 33: fused %231..%237 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 30720, 13312], [this.act[83], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.step, 0, 16]]); // 34: fused %238..%245 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 12544], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 35: fused %246..%251 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 32000, 12032], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 36: fused %252..%257 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 32256, 11776], [this.act[83], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.step, 0, 16]]); // 37: fused %258..%265 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 11008], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 38: fused %266..%271 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[97], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 39: fused %272..%275 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 33792, 10240], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 32768], [this.act[113], 0, 262144], [this.act[114], 0, 32768], [this.act[115], 0, 262144], [this.act[116], 0, 4096], [this.step, 0, 16]]); // 40: fused %276..%286 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 34816, 9216], [this.act[83], 0, 262144], [this.act[110], 0, 262144], [this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 41: fused %287..%292 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_438c595591", [[this.act[80], 0, 262144], [this.act[115], 0, 262144], [this.act[117], 0, 4096], [this.act[119], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 42: fused %293..%302 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_7ops_cd35b2c901", [[this.params, 20480, 23552], [this.act[121], 0, 262144], [this.act[119], 0, 262144], [this.act[122], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 43: fused %303..%309 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
+    group("permute_0213_16x64x2x32", [[this.act[124], 0, 262144], [this.act[125], 0, 262144]]); // 44: %310 blocks.0.attn.permute5 stdlib.mt:33
+    group("fused_6ops_ce912df11f", [[this.params, 21248, 22784], [this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.act[126], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 45: fused %311..%316 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
+    group("permute_0213_16x64x2x32", [[this.act[127], 0, 262144], [this.act[128], 0, 262144]]); // 46: %317 blocks.0.attn.permute6 stdlib.mt:34
+    group("fused_6ops_ce912df11f", [[this.params, 21760, 22272], [this.act[119], 0, 262144], [this.act[127], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 47: fused %318..%323 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
+    group("permute_0213_16x64x2x32", [[this.act[130], 0, 262144], [this.act[131], 0, 262144]]); // 48: %324 blocks.0.attn.permute7 stdlib.mt:35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[132], 0, 8192], [this.step, 0, 16]]); // 49: %325 blocks.0.attn.attention_lse1 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 8192], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 50: %326 blocks.0.attn.attention1 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 21760], [this.act[110], 0, 262144], [this.act[130], 0, 262144], [this.act[133], 0, 262144], [this.act[134], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 51: fused %327..%339 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 22784, 21248], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[141], 0, 262144], [this.act[142], 0, 262144], [this.step, 0, 16]]); // 52: fused %340..%346 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 23296, 20736], [this.act[139], 0, 262144], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 53: fused %347..%354 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 19968], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.step, 0, 16]]); // 54: fused %355..%360 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 24576, 19456], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 55: fused %361..%366 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 24832, 19200], [this.act[139], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 56: fused %367..%374 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 18432], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 57: fused %375..%380 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 58: fused %381..%384 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 26368, 17664], [this.act[139], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 32768], [this.act[169], 0, 262144], [this.act[170], 0, 32768], [this.act[171], 0, 262144], [this.act[172], 0, 4096], [this.step, 0, 16]]); // 59: fused %385..%395 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 27392, 16640], [this.act[139], 0, 262144], [this.act[166], 0, 262144], [this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 60: fused %396..%401 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_be340e8fa4", [[this.act[136], 0, 262144], [this.act[171], 0, 262144], [this.act[173], 0, 4096], [this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 61: fused %402..%411 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_7ops_cd35b2c901", [[this.params, 27904, 16128], [this.act[177], 0, 262144], [this.act[175], 0, 262144], [this.act[178], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 62: fused %412..%418 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
+    group("permute_0213_16x64x2x32", [[this.act[180], 0, 262144], [this.act[181], 0, 262144]]); // 63: %419 blocks.1.attn.permute5 stdlib.mt:33
+    group("fused_6ops_ce912df11f", [[this.params, 28672, 15360], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 64: fused %420..%425 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
+    group("permute_0213_16x64x2x32", [[this.act[183], 0, 262144], [this.act[184], 0, 262144]]); // 65: %426 blocks.1.attn.permute6 stdlib.mt:34
+    group("fused_6ops_ce912df11f", [[this.params, 29184, 14848], [this.act[175], 0, 262144], [this.act[183], 0, 262144], [this.act[185], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 66: fused %427..%432 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
+    group("permute_0213_16x64x2x32", [[this.act[186], 0, 262144], [this.act[187], 0, 262144]]); // 67: %433 blocks.1.attn.permute7 stdlib.mt:35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[188], 0, 8192], [this.step, 0, 16]]); // 68: %434 blocks.1.attn.attention_lse1 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 8192], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 69: %435 blocks.1.attn.attention1 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 14336], [this.act[166], 0, 262144], [this.act[186], 0, 262144], [this.act[189], 0, 262144], [this.act[190], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16]]); // 70: fused %436..%448 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 30208, 13824], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 71: fused %449..%455 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 30720, 13312], [this.act[195], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 72: fused %456..%463 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 12544], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.step, 0, 16]]); // 73: fused %464..%469 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 32000, 12032], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 74: fused %470..%475 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 32256, 11776], [this.act[195], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 75: fused %476..%483 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 11008], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 76: fused %484..%489 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.step, 0, 16]]); // 77: fused %490..%493 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 33792, 10240], [this.act[195], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 32768], [this.act[225], 0, 262144], [this.act[226], 0, 32768], [this.act[227], 0, 262144], [this.act[228], 0, 4096], [this.step, 0, 16]]); // 78: fused %494..%504 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 34816, 9216], [this.act[195], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 79: fused %505..%510 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_ce3a23b1b0", [[this.act[192], 0, 262144], [this.act[227], 0, 262144], [this.act[229], 0, 4096], [this.act[231], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 80: fused %511..%520 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    group("fused_3ops_4f542e9360", [[this.params, 35328, 8704], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.act[234], 0, 32768], [this.step, 0, 16]]); // 81: fused %521..%523 norm_final.mul2 .. head.sum0 stdlib.mt:9-116
+    group("matmul_256x8_16x64x8x1", [[this.params, 35840, 8192], [this.act[234], 0, 32768], [this.act[235], 0, 1048576]]); // 82: %524 head.matmul0 stdlib.mt:117
+    group("cross_entropy_16x64x256_16x64i", [[this.act[235], 0, 1048576], [this.targets, 0, 4096], [this.act[236], 0, 4]]); // 83: %526 loss.cross_entropy0 vector_collapse.mt:13
+    group("fused_6ops_aec82b26d8", [[this.targets, 0, 4096], [this.act[235], 0, 1048576], [this.act[237], 0, 1048576], [this.step, 0, 16]]); // 84: fused %528..%533 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 vector_collapse.mt:13-117
+    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01", [[this.act[237], 0, 1048576], [this.act[234], 0, 32768], [this.act[238], 0, 8192]]); // 85: %536 head.matmul0.grad.sum0 stdlib.mt:117
+    group("permute_10_256x8", [[this.params, 35840, 8192], [this.act[239], 0, 8192]]); // 86: %538 head.matmul0.grad.permute1 stdlib.mt:117
+    group("matmul_8x256_16x64x256x1", [[this.act[239], 0, 8192], [this.act[237], 0, 1048576], [this.act[234], 0, 32768]]); // 87: %539 head.matmul0.grad.matmul1 stdlib.mt:117
+    group("fused_2ops_804421f087", [[this.act[231], 0, 262144], [this.act[234], 0, 32768], [this.act[240], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 88: fused %540..%541 head.sum0.grad.expand0 .. head.mul0.grad.mul0 stdlib.mt:116
+    group("sum_a01_16x64x8x8", [[this.act[241], 0, 262144], [this.act[242], 0, 256]]); // 89: %542 head.mul0.grad.sum0 stdlib.mt:116
+    group("fused_3ops_31fa261a73", [[this.params, 35328, 8704], [this.act[233], 0, 262144], [this.act[240], 0, 262144], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 90: fused %544..%546 head.mul0.grad.mul1 .. norm_final.mul2.grad.mul1 stdlib.mt:116-9
+    group("sum_a01_16x64x8x8", [[this.act[231], 0, 262144], [this.act[243], 0, 256]]); // 91: %547 norm_final.mul2.grad.sum0 stdlib.mt:9
+    group("fused_17ops_e138ebbc8e", [[this.act[227], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.act[240], 0, 262144], [this.act[244], 0, 4096], [this.step, 0, 16]]); // 92: fused %549..%565 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[240], 0, 262144], [this.act[241], 0, 262144], [this.act[232], 0, 4096], [this.act[227], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 93: fused %566..%570 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[229], 0, 4096], [this.act[244], 0, 4096], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 94: fused %571..%573 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[246], 0, 4]]); // 95: %574 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[195], 0, 262144], [this.act[245], 0, 4096], [this.act[240], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 96: fused %576..%577 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[230], 0, 262144], [this.act[247], 0, 256]]); // 97: %578 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 34816, 9216], [this.act[228], 0, 4096], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.act[240], 0, 262144], [this.act[230], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 98: fused %580..%584 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[248], 0, 4]]); // 99: %585 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[195], 0, 262144], [this.act[245], 0, 4096], [this.act[240], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 100: fused %587..%588 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[233], 0, 262144], [this.act[249], 0, 256]]); // 101: %589 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 9728], [this.act[226], 0, 32768], [this.act[241], 0, 262144], [this.act[230], 0, 262144], [this.act[240], 0, 262144], [this.act[233], 0, 262144], [this.act[234], 0, 32768], [this.step, 0, 16]]); // 102: fused %591..%594 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_083d0a8352", [[this.params, 33792, 10240], [this.act[224], 0, 32768], [this.act[225], 0, 262144], [this.act[241], 0, 262144], [this.act[226], 0, 32768], [this.act[240], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 103: fused %595..%601 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[230], 0, 262144], [this.act[226], 0, 32768], [this.act[250], 0, 32]]); // 104: %602 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 34048, 9984], [this.act[233], 0, 262144], [this.act[234], 0, 32768], [this.act[240], 0, 262144], [this.act[230], 0, 262144], [this.act[226], 0, 32768], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 105: fused %604..%607 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_4757b88c6d", [[this.act[223], 0, 262144], [this.act[240], 0, 262144], [this.step, 0, 16]]); // 106: fused %608..%608 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[240], 0, 262144], [this.act[226], 0, 32768], [this.act[251], 0, 32]]); // 107: %609 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[209], 0, 262144], [this.act[221], 0, 262144], [this.act[227], 0, 262144], [this.act[230], 0, 262144], [this.act[241], 0, 262144], [this.act[240], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 108: fused %611..%615 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_44dcc0d004", [[this.act[196], 0, 4], [this.act[220], 0, 262144], [this.act[233], 0, 262144], [this.act[241], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 109: fused %618..%619 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[230], 0, 262144], [this.act[252], 0, 4]]); // 110: %620 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 33280, 10752], [this.act[219], 0, 262144], [this.act[241], 0, 262144], [this.act[230], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 111: fused %623..%625 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[233], 0, 262144], [this.act[241], 0, 262144], [this.act[253], 0, 256]]); // 112: %626 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[218], 0, 262144], [this.act[230], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 113: fused %628..%629 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[241], 0, 262144], [this.act[217], 0, 262144], [this.act[254], 0, 256]]); // 114: %632 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 32768, 11264], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[241], 0, 262144], [this.act[217], 0, 262144], [this.act[230], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 115: fused %634..%640 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[215], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 116: fused %641..%641 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[241], 0, 262144], [this.act[230], 0, 262144], [this.act[255], 0, 256]]); // 117: %642 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[214], 0, 262144], [this.act[218], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 118: fused %644..%645 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[230], 0, 262144], [this.act[195], 0, 262144], [this.act[256], 0, 256]]); // 119: %648 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 32256, 11776], [this.act[212], 0, 262144], [this.act[240], 0, 262144], [this.act[217], 0, 262144], [this.act[230], 0, 262144], [this.act[218], 0, 262144], [this.act[214], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 120: fused %650..%657 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[211], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 121: fused %658..%658 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[230], 0, 262144], [this.act[214], 0, 262144], [this.act[257], 0, 256]]); // 122: %659 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[210], 0, 262144], [this.act[241], 0, 262144], [this.act[214], 0, 262144], [this.step, 0, 16]]); // 123: fused %661..%662 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[214], 0, 262144], [this.act[195], 0, 262144], [this.act[258], 0, 256]]); // 124: %665 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 32000, 12032], [this.act[195], 0, 262144], [this.act[223], 0, 262144], [this.act[218], 0, 262144], [this.act[214], 0, 262144], [this.act[241], 0, 262144], [this.act[210], 0, 262144], [this.step, 0, 16]]); // 125: fused %667..%671 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[196], 0, 4], [this.act[208], 0, 262144], [this.act[223], 0, 262144], [this.act[241], 0, 262144], [this.act[210], 0, 262144], [this.act[214], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 126: fused %672..%677 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[207], 0, 262144], [this.act[210], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 127: fused %678..%678 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[241], 0, 262144], [this.act[196], 0, 4]]); // 128: %679 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[252], 0, 4], [this.act[196], 0, 4], [this.act[259], 0, 4]]); // 129: %681 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 31744, 12288], [this.act[206], 0, 262144], [this.act[218], 0, 262144], [this.act[241], 0, 262144], [this.act[210], 0, 262144], [this.step, 0, 16]]); // 130: fused %683..%685 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[210], 0, 262144], [this.act[218], 0, 262144], [this.act[260], 0, 256]]); // 131: %686 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[205], 0, 262144], [this.act[241], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 132: fused %688..%689 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[218], 0, 262144], [this.act[204], 0, 262144], [this.act[261], 0, 256]]); // 133: %692 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 31232, 12800], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[218], 0, 262144], [this.act[204], 0, 262144], [this.act[241], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 134: fused %694..%700 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[202], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 135: fused %701..%701 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[218], 0, 262144], [this.act[241], 0, 262144], [this.act[262], 0, 256]]); // 136: %702 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 137: fused %704..%705 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[241], 0, 262144], [this.act[195], 0, 262144], [this.act[263], 0, 256]]); // 138: %708 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 30720, 13312], [this.act[199], 0, 262144], [this.act[214], 0, 262144], [this.act[204], 0, 262144], [this.act[241], 0, 262144], [this.act[205], 0, 262144], [this.act[201], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 139: fused %710..%717 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[198], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 140: fused %718..%718 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[241], 0, 262144], [this.act[201], 0, 262144], [this.act[264], 0, 256]]); // 141: %719 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[197], 0, 262144], [this.act[218], 0, 262144], [this.act[201], 0, 262144], [this.step, 0, 16]]); // 142: fused %721..%722 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[265], 0, 256]]); // 143: %725 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 13568], [this.act[205], 0, 262144], [this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.step, 0, 16]]); // 144: fused %727..%730 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[259], 0, 4], [this.act[196], 0, 4], [this.act[252], 0, 4]]); // 145: %731 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 30208, 13824], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 146: fused %732..%733 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[205], 0, 262144], [this.act[266], 0, 256]]); // 147: %734 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 14080], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[231], 0, 262144], [this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 148: fused %736..%753 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_4757b88c6d", [[this.act[191], 0, 262144], [this.act[201], 0, 262144], [this.step, 0, 16]]); // 149: fused %754..%754 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[267], 0, 256]]); // 150: %755 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[190], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 151: fused %757..%758 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[268], 0, 256]]); // 152: %761 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 14336], [this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 153: fused %763..%765 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    group("permute_0213_16x64x2x32", [[this.act[189], 0, 262144], [this.act[195], 0, 262144]]); // 154: %766 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
+    group("fused_2ops_76348a532d", [[this.act[186], 0, 262144], [this.act[195], 0, 262144], [this.act[239], 0, 8192], [this.step, 0, 16]]); // 155: fused %767..%768 blocks.1.attn.attention1.grad.mul0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 8192], [this.act[195], 0, 262144], [this.act[239], 0, 8192], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 156: %769 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 8192], [this.act[195], 0, 262144], [this.act[239], 0, 8192], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 157: %770 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[188], 0, 8192], [this.act[195], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 158: %771 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
+    group("fused_6ops_02694bca0d", [[this.params, 29440, 14592], [this.act[185], 0, 262144], [this.act[187], 0, 262144], [this.act[195], 0, 262144], [this.act[184], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 159: fused %772..%777 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
+    group("matmul_8x8192_8192x8", [[this.act[181], 0, 262144], [this.act[195], 0, 262144], [this.act[269], 0, 256]]); // 160: %778 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 161: fused %780..%781 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[195], 0, 262144], [this.act[175], 0, 262144], [this.act[270], 0, 256]]); // 162: %784 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_dcb2dffbad", [[this.params, 28928, 15104], [this.act[182], 0, 262144], [this.act[189], 0, 262144], [this.act[195], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[181], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 163: fused %786..%793 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[187], 0, 262144], [this.act[183], 0, 262144], [this.act[271], 0, 256]]); // 164: %794 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 165: fused %796..%797 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.act[272], 0, 256]]); // 166: %800 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_258467e860", [[this.params, 28416, 15616], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 167: fused %802..%809 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[179], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 168: fused %810..%810 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[183], 0, 262144], [this.act[180], 0, 262144], [this.act[273], 0, 256]]); // 169: %811 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[178], 0, 262144], [this.act[187], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 170: fused %813..%814 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[274], 0, 256]]); // 171: %817 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 27904, 16128], [this.act[177], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 172: fused %819..%823 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[187], 0, 262144], [this.act[275], 0, 256]]); // 173: %824 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_0c2364d5d7", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[205], 0, 262144], [this.act[175], 0, 262144], [this.act[187], 0, 262144], [this.act[180], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16]]); // 174: fused %826..%843 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 4096], [this.act[205], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 175: fused %844..%848 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[173], 0, 4096], [this.act[193], 0, 4096], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 176: fused %849..%851 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[196], 0, 4]]); // 177: %852 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[139], 0, 262144], [this.act[245], 0, 4096], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 178: fused %854..%855 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[174], 0, 262144], [this.act[276], 0, 256]]); // 179: %856 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 27392, 16640], [this.act[172], 0, 4096], [this.act[176], 0, 4096], [this.act[166], 0, 262144], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 180: fused %858..%862 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[259], 0, 4]]); // 181: %863 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[139], 0, 262144], [this.act[245], 0, 4096], [this.act[180], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 182: fused %865..%866 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[277], 0, 256]]); // 183: %867 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 17152], [this.act[170], 0, 32768], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[180], 0, 262144], [this.act[166], 0, 262144], [this.act[226], 0, 32768], [this.step, 0, 16]]); // 184: fused %869..%872 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_083d0a8352", [[this.params, 26368, 17664], [this.act[168], 0, 32768], [this.act[169], 0, 262144], [this.act[175], 0, 262144], [this.act[170], 0, 32768], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 185: fused %873..%879 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[174], 0, 262144], [this.act[170], 0, 32768], [this.act[278], 0, 32]]); // 186: %880 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 26624, 17408], [this.act[166], 0, 262144], [this.act[226], 0, 32768], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.act[170], 0, 32768], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 187: fused %882..%885 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_4757b88c6d", [[this.act[167], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 188: fused %886..%886 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[180], 0, 262144], [this.act[170], 0, 32768], [this.act[279], 0, 32]]); // 189: %887 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[153], 0, 262144], [this.act[165], 0, 262144], [this.act[205], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.act[167], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 190: fused %889..%893 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_44dcc0d004", [[this.act[140], 0, 4], [this.act[164], 0, 262144], [this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 191: fused %896..%897 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[174], 0, 262144], [this.act[280], 0, 4]]); // 192: %898 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 25856, 18176], [this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 193: fused %901..%903 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[281], 0, 256]]); // 194: %904 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[162], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 195: fused %906..%907 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[161], 0, 262144], [this.act[282], 0, 256]]); // 196: %910 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 25344, 18688], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[175], 0, 262144], [this.act[161], 0, 262144], [this.act[174], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 197: fused %912..%918 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[159], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 198: fused %919..%919 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[283], 0, 256]]); // 199: %920 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[158], 0, 262144], [this.act[162], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 200: fused %922..%923 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[174], 0, 262144], [this.act[139], 0, 262144], [this.act[284], 0, 256]]); // 201: %926 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 24832, 19200], [this.act[156], 0, 262144], [this.act[180], 0, 262144], [this.act[161], 0, 262144], [this.act[174], 0, 262144], [this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 202: fused %928..%935 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[155], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 203: fused %936..%936 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[174], 0, 262144], [this.act[158], 0, 262144], [this.act[285], 0, 256]]); // 204: %937 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[154], 0, 262144], [this.act[175], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 205: fused %939..%940 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[158], 0, 262144], [this.act[139], 0, 262144], [this.act[286], 0, 256]]); // 206: %943 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 24576, 19456], [this.act[139], 0, 262144], [this.act[167], 0, 262144], [this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[175], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 207: fused %945..%949 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[140], 0, 4], [this.act[152], 0, 262144], [this.act[167], 0, 262144], [this.act[175], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 208: fused %950..%955 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[151], 0, 262144], [this.act[154], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 209: fused %956..%956 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[140], 0, 4]]); // 210: %957 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[280], 0, 4], [this.act[140], 0, 4], [this.act[287], 0, 4]]); // 211: %959 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 24320, 19712], [this.act[150], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 212: fused %961..%963 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[154], 0, 262144], [this.act[162], 0, 262144], [this.act[288], 0, 256]]); // 213: %964 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[149], 0, 262144], [this.act[175], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 214: fused %966..%967 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[162], 0, 262144], [this.act[148], 0, 262144], [this.act[289], 0, 256]]); // 215: %970 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 23808, 20224], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[162], 0, 262144], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 216: fused %972..%978 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[146], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 217: fused %979..%979 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[290], 0, 256]]); // 218: %980 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 219: fused %982..%983 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[139], 0, 262144], [this.act[291], 0, 256]]); // 220: %986 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 23296, 20736], [this.act[143], 0, 262144], [this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 221: fused %988..%995 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[142], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 222: fused %996..%996 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[145], 0, 262144], [this.act[292], 0, 256]]); // 223: %997 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[141], 0, 262144], [this.act[162], 0, 262144], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 224: fused %999..%1000 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[293], 0, 256]]); // 225: %1003 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 20992], [this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.step, 0, 16]]); // 226: fused %1005..%1008 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[287], 0, 4], [this.act[140], 0, 4], [this.act[280], 0, 4]]); // 227: %1009 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 22784, 21248], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 228: fused %1010..%1011 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[294], 0, 256]]); // 229: %1012 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 21504], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[187], 0, 262144], [this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 230: fused %1014..%1031 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_4757b88c6d", [[this.act[135], 0, 262144], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 231: fused %1032..%1032 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[295], 0, 256]]); // 232: %1033 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[134], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 233: fused %1035..%1036 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.act[296], 0, 256]]); // 234: %1039 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 21760], [this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 235: fused %1041..%1043 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    group("permute_0213_16x64x2x32", [[this.act[133], 0, 262144], [this.act[139], 0, 262144]]); // 236: %1044 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
+    group("fused_2ops_76348a532d", [[this.act[130], 0, 262144], [this.act[139], 0, 262144], [this.act[188], 0, 8192], [this.step, 0, 16]]); // 237: fused %1045..%1046 blocks.0.attn.attention1.grad.mul0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 8192], [this.act[139], 0, 262144], [this.act[188], 0, 8192], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 238: %1047 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 8192], [this.act[139], 0, 262144], [this.act[188], 0, 8192], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 239: %1048 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[132], 0, 8192], [this.act[139], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 240: %1049 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
+    group("fused_6ops_02694bca0d", [[this.params, 22016, 22016], [this.act[129], 0, 262144], [this.act[131], 0, 262144], [this.act[139], 0, 262144], [this.act[128], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 241: fused %1050..%1055 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
+    group("matmul_8x8192_8192x8", [[this.act[125], 0, 262144], [this.act[139], 0, 262144], [this.act[297], 0, 256]]); // 242: %1056 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 243: fused %1058..%1059 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[139], 0, 262144], [this.act[119], 0, 262144], [this.act[298], 0, 256]]); // 244: %1062 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_dcb2dffbad", [[this.params, 21504, 22528], [this.act[126], 0, 262144], [this.act[133], 0, 262144], [this.act[139], 0, 262144], [this.act[128], 0, 262144], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 245: fused %1064..%1071 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[131], 0, 262144], [this.act[127], 0, 262144], [this.act[299], 0, 256]]); // 246: %1072 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 247: fused %1074..%1075 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[127], 0, 262144], [this.act[119], 0, 262144], [this.act[300], 0, 256]]); // 248: %1078 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_258467e860", [[this.params, 20992, 23040], [this.act[130], 0, 262144], [this.act[128], 0, 262144], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 249: fused %1080..%1087 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[123], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 250: fused %1088..%1088 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[127], 0, 262144], [this.act[124], 0, 262144], [this.act[301], 0, 256]]); // 251: %1089 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[122], 0, 262144], [this.act[131], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 252: fused %1091..%1092 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[302], 0, 256]]); // 253: %1095 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 20480, 23552], [this.act[121], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 254: fused %1097..%1101 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[131], 0, 262144], [this.act[303], 0, 256]]); // 255: %1102 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_d414ff6507", [[this.act[115], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[149], 0, 262144], [this.act[119], 0, 262144], [this.act[131], 0, 262144], [this.act[124], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 256: fused %1104..%1121 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 4096], [this.act[149], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 257: fused %1122..%1126 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[117], 0, 4096], [this.act[137], 0, 4096], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 258: fused %1127..%1129 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[140], 0, 4]]); // 259: %1130 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    group("binary_add_s_s", [[this.act[246], 0, 4], [this.act[140], 0, 4], [this.grads, 35072, 4]]); // 260: %1132 param61.grad.add0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[83], 0, 262144], [this.act[245], 0, 4096], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 261: fused %1133..%1134 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[118], 0, 262144], [this.act[304], 0, 256]]); // 262: %1135 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    group("binary_add_8x8_8x8", [[this.act[247], 0, 256], [this.act[304], 0, 256], [this.grads, 34816, 256]]); // 263: %1138 param60.grad.add0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 34816, 9216], [this.act[116], 0, 4096], [this.act[120], 0, 4096], [this.act[115], 0, 262144], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 264: fused %1137..%1142 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[140], 0, 4]]); // 265: %1143 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    group("binary_add_s_s", [[this.act[248], 0, 4], [this.act[140], 0, 4], [this.grads, 34560, 4]]); // 266: %1145 param59.grad.add0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[83], 0, 262144], [this.act[245], 0, 4096], [this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 267: fused %1146..%1147 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[115], 0, 262144], [this.act[304], 0, 256]]); // 268: %1148 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    group("binary_add_8x8_8x8", [[this.act[249], 0, 256], [this.act[304], 0, 256], [this.grads, 34304, 256]]); // 269: %1151 param58.grad.add0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 9728], [this.act[114], 0, 32768], [this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.act[170], 0, 32768], [this.step, 0, 16]]); // 270: fused %1150..%1154 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_083d0a8352", [[this.params, 33792, 10240], [this.act[112], 0, 32768], [this.act[113], 0, 262144], [this.act[119], 0, 262144], [this.act[114], 0, 32768], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 271: fused %1155..%1161 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[118], 0, 262144], [this.act[114], 0, 32768], [this.act[305], 0, 32]]); // 272: %1162 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[250], 0, 32], [this.act[305], 0, 32], [this.grads, 33792, 32]]); // 273: %1163 param56.grad.add0 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 34048, 9984], [this.act[115], 0, 262144], [this.act[170], 0, 32768], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.act[114], 0, 32768], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 274: fused %1165..%1168 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_4757b88c6d", [[this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 275: fused %1169..%1169 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[124], 0, 262144], [this.act[114], 0, 32768], [this.act[305], 0, 32]]); // 276: %1170 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[251], 0, 32], [this.act[305], 0, 32], [this.grads, 34048, 32]]); // 277: %1171 param57.grad.add0 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[97], 0, 262144], [this.act[109], 0, 262144], [this.act[149], 0, 262144], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.act[111], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 278: fused %1173..%1177 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_44dcc0d004", [[this.act[84], 0, 4], [this.act[108], 0, 262144], [this.act[115], 0, 262144], [this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 279: fused %1180..%1181 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[118], 0, 262144], [this.act[140], 0, 4]]); // 280: %1182 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 33280, 10752], [this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 281: fused %1185..%1187 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[115], 0, 262144], [this.act[119], 0, 262144], [this.act[304], 0, 256]]); // 282: %1188 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[253], 0, 256], [this.act[304], 0, 256], [this.grads, 33280, 256]]); // 283: %1189 param54.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[106], 0, 262144], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 284: fused %1191..%1192 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[105], 0, 262144], [this.act[304], 0, 256]]); // 285: %1195 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[254], 0, 256], [this.act[304], 0, 256], [this.grads, 33024, 256]]); // 286: %1199 param53.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 32768, 11264], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[119], 0, 262144], [this.act[105], 0, 262144], [this.act[118], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 287: fused %1197..%1204 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[103], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 288: fused %1205..%1205 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.act[304], 0, 256]]); // 289: %1206 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[255], 0, 256], [this.act[304], 0, 256], [this.grads, 32768, 256]]); // 290: %1207 param52.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[102], 0, 262144], [this.act[106], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 291: fused %1209..%1210 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[118], 0, 262144], [this.act[83], 0, 262144], [this.act[304], 0, 256]]); // 292: %1213 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[256], 0, 256], [this.act[304], 0, 256], [this.grads, 32512, 256]]); // 293: %1217 param51.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 32256, 11776], [this.act[100], 0, 262144], [this.act[124], 0, 262144], [this.act[105], 0, 262144], [this.act[118], 0, 262144], [this.act[106], 0, 262144], [this.act[102], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 294: fused %1215..%1223 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[99], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 295: fused %1224..%1224 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[118], 0, 262144], [this.act[102], 0, 262144], [this.act[304], 0, 256]]); // 296: %1225 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[257], 0, 256], [this.act[304], 0, 256], [this.grads, 32256, 256]]); // 297: %1226 param50.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[98], 0, 262144], [this.act[119], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 298: fused %1228..%1229 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[102], 0, 262144], [this.act[83], 0, 262144], [this.act[304], 0, 256]]); // 299: %1232 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[258], 0, 256], [this.act[304], 0, 256], [this.grads, 32000, 256]]); // 300: %1236 param49.grad.add0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 32000, 12032], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[106], 0, 262144], [this.act[102], 0, 262144], [this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.step, 0, 16]]); // 301: fused %1234..%1239 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[84], 0, 4], [this.act[96], 0, 262144], [this.act[111], 0, 262144], [this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.act[102], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 302: fused %1240..%1245 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[95], 0, 262144], [this.act[98], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 303: fused %1246..%1246 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[119], 0, 262144], [this.act[84], 0, 4]]); // 304: %1247 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[84], 0, 4], [this.act[248], 0, 4]]); // 305: %1249 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 31744, 12288], [this.act[94], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.step, 0, 16]]); // 306: fused %1251..%1253 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[98], 0, 262144], [this.act[106], 0, 262144], [this.act[304], 0, 256]]); // 307: %1254 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[260], 0, 256], [this.act[304], 0, 256], [this.grads, 31744, 256]]); // 308: %1255 param48.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[93], 0, 262144], [this.act[119], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 309: fused %1257..%1258 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[106], 0, 262144], [this.act[92], 0, 262144], [this.act[304], 0, 256]]); // 310: %1261 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[304], 0, 256], [this.grads, 31488, 256]]); // 311: %1265 param47.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 31232, 12800], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[106], 0, 262144], [this.act[92], 0, 262144], [this.act[119], 0, 262144], [this.act[93], 0, 262144], [this.step, 0, 16]]); // 312: fused %1263..%1270 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[90], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 313: fused %1271..%1271 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[304], 0, 256]]); // 314: %1272 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[304], 0, 256], [this.grads, 31232, 256]]); // 315: %1273 param46.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[89], 0, 262144], [this.act[93], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 316: fused %1275..%1276 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[83], 0, 262144], [this.act[304], 0, 256]]); // 317: %1279 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[304], 0, 256], [this.grads, 30976, 256]]); // 318: %1283 param45.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 30720, 13312], [this.act[87], 0, 262144], [this.act[102], 0, 262144], [this.act[92], 0, 262144], [this.act[119], 0, 262144], [this.act[93], 0, 262144], [this.act[89], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 319: fused %1281..%1289 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[86], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 320: fused %1290..%1290 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[89], 0, 262144], [this.act[304], 0, 256]]); // 321: %1291 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[264], 0, 256], [this.act[304], 0, 256], [this.grads, 30720, 256]]); // 322: %1292 param44.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[85], 0, 262144], [this.act[106], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 323: fused %1294..%1295 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[89], 0, 262144], [this.act[83], 0, 262144], [this.act[304], 0, 256]]); // 324: %1298 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[304], 0, 256], [this.grads, 30464, 256]]); // 325: %1302 param43.grad.add0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 13568], [this.act[93], 0, 262144], [this.act[89], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.step, 0, 16]]); // 326: fused %1300..%1304 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[248], 0, 4], [this.act[84], 0, 4], [this.act[140], 0, 4]]); // 327: %1305 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[252], 0, 4], [this.act[140], 0, 4], [this.grads, 33536, 4]]); // 328: %1306 param55.grad.add0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 30208, 13824], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.act[89], 0, 262144], [this.act[93], 0, 262144], [this.step, 0, 16]]); // 329: fused %1307..%1308 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[93], 0, 262144], [this.act[304], 0, 256]]); // 330: %1309 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[304], 0, 256], [this.grads, 30208, 256]]); // 331: %1311 param42.grad.add0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 14080], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[131], 0, 262144], [this.act[89], 0, 262144], [this.act[93], 0, 262144], [this.act[83], 0, 262144], [this.act[82], 0, 262144], [this.step, 0, 16]]); // 332: fused %1312..%1329 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_4757b88c6d", [[this.act[79], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 333: fused %1330..%1330 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[89], 0, 262144], [this.act[83], 0, 262144], [this.act[304], 0, 256]]); // 334: %1331 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[304], 0, 256], [this.grads, 29952, 256]]); // 335: %1332 param41.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[78], 0, 262144], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.step, 0, 16]]); // 336: fused %1334..%1335 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[83], 0, 262144], [this.act[77], 0, 262144], [this.act[304], 0, 256]]); // 337: %1338 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[304], 0, 256], [this.grads, 29696, 256]]); // 338: %1342 param40.grad.add0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 14336], [this.act[83], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 339: fused %1340..%1343 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    group("permute_0213_16x64x2x32", [[this.act[77], 0, 262144], [this.act[83], 0, 262144]]); // 340: %1344 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
+    group("fused_2ops_76348a532d", [[this.act[74], 0, 262144], [this.act[83], 0, 262144], [this.act[132], 0, 8192], [this.step, 0, 16]]); // 341: fused %1345..%1346 blocks.1.attn.attention0.grad.mul0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 8192], [this.act[83], 0, 262144], [this.act[132], 0, 8192], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 342: %1347 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 8192], [this.act[83], 0, 262144], [this.act[132], 0, 8192], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 343: %1348 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[76], 0, 8192], [this.act[83], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 344: %1349 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
+    group("fused_6ops_02694bca0d", [[this.params, 29440, 14592], [this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.act[83], 0, 262144], [this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 345: fused %1350..%1355 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
+    group("matmul_8x8192_8192x8", [[this.act[69], 0, 262144], [this.act[83], 0, 262144], [this.act[304], 0, 256]]); // 346: %1356 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[304], 0, 256], [this.grads, 29440, 256]]); // 347: %1357 param39.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.act[83], 0, 262144], [this.step, 0, 16]]); // 348: fused %1359..%1360 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[83], 0, 262144], [this.act[63], 0, 262144], [this.act[304], 0, 256]]); // 349: %1363 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[304], 0, 256], [this.grads, 29184, 256]]); // 350: %1367 param38.grad.add0 stdlib.mt:18
+    group("fused_8ops_dcb2dffbad", [[this.params, 28928, 15104], [this.act[70], 0, 262144], [this.act[77], 0, 262144], [this.act[83], 0, 262144], [this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[69], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 351: fused %1365..%1373 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[75], 0, 262144], [this.act[71], 0, 262144], [this.act[304], 0, 256]]); // 352: %1374 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[304], 0, 256], [this.grads, 28928, 256]]); // 353: %1375 param37.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 354: fused %1377..%1378 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[71], 0, 262144], [this.act[63], 0, 262144], [this.act[304], 0, 256]]); // 355: %1381 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[304], 0, 256], [this.grads, 28672, 256]]); // 356: %1385 param36.grad.add0 stdlib.mt:18
+    group("fused_8ops_258467e860", [[this.params, 28416, 15616], [this.act[74], 0, 262144], [this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[69], 0, 262144], [this.act[68], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 357: fused %1383..%1391 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[67], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 358: fused %1392..%1392 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[71], 0, 262144], [this.act[68], 0, 262144], [this.act[304], 0, 256]]); // 359: %1393 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[304], 0, 256], [this.grads, 28416, 256]]); // 360: %1394 param35.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[66], 0, 262144], [this.act[75], 0, 262144], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 361: fused %1396..%1397 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[304], 0, 256]]); // 362: %1400 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[304], 0, 256], [this.grads, 28160, 256]]); // 363: %1404 param34.grad.add0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 27904, 16128], [this.act[65], 0, 262144], [this.act[69], 0, 262144], [this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 364: fused %1402..%1407 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[75], 0, 262144], [this.act[304], 0, 256]]); // 365: %1408 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[304], 0, 256], [this.grads, 27904, 256]]); // 366: %1410 param33.grad.add0 stdlib.mt:9
+    group("fused_18ops_99f25a92a5", [[this.act[59], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[93], 0, 262144], [this.act[63], 0, 262144], [this.act[75], 0, 262144], [this.act[68], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 367: fused %1411..%1428 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 4096], [this.act[93], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 368: fused %1429..%1433 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[61], 0, 4096], [this.act[81], 0, 4096], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 369: fused %1434..%1436 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[140], 0, 4]]); // 370: %1437 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    group("binary_add_s_s", [[this.act[196], 0, 4], [this.act[140], 0, 4], [this.grads, 27648, 4]]); // 371: %1439 param32.grad.add0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[27], 0, 262144], [this.act[245], 0, 4096], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 372: fused %1440..%1441 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[62], 0, 262144], [this.act[304], 0, 256]]); // 373: %1442 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[304], 0, 256], [this.grads, 27392, 256]]); // 374: %1445 param31.grad.add0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 27392, 16640], [this.act[60], 0, 4096], [this.act[64], 0, 4096], [this.act[54], 0, 262144], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 375: fused %1444..%1449 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[140], 0, 4]]); // 376: %1450 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    group("binary_add_s_s", [[this.act[259], 0, 4], [this.act[140], 0, 4], [this.grads, 27136, 4]]); // 377: %1452 param30.grad.add0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[27], 0, 262144], [this.act[245], 0, 4096], [this.act[68], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 378: fused %1453..%1454 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[54], 0, 262144], [this.act[304], 0, 256]]); // 379: %1455 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[304], 0, 256], [this.grads, 26880, 256]]); // 380: %1458 param29.grad.add0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 17152], [this.act[58], 0, 32768], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.act[68], 0, 262144], [this.act[54], 0, 262144], [this.act[114], 0, 32768], [this.step, 0, 16]]); // 381: fused %1457..%1461 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_7ops_083d0a8352", [[this.params, 26368, 17664], [this.act[56], 0, 32768], [this.act[57], 0, 262144], [this.act[63], 0, 262144], [this.act[58], 0, 32768], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 382: fused %1462..%1468 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[62], 0, 262144], [this.act[58], 0, 32768], [this.act[305], 0, 32]]); // 383: %1469 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[278], 0, 32], [this.act[305], 0, 32], [this.grads, 26368, 32]]); // 384: %1470 param27.grad.add0 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 26624, 17408], [this.act[54], 0, 262144], [this.act[114], 0, 32768], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.act[58], 0, 32768], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 385: fused %1472..%1475 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("fused_1ops_4757b88c6d", [[this.act[55], 0, 262144], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 386: fused %1476..%1476 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    group("matmul_8x8192_8192x1", [[this.act[68], 0, 262144], [this.act[58], 0, 32768], [this.act[305], 0, 32]]); // 387: %1477 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("binary_add_8x1_8x1", [[this.act[279], 0, 32], [this.act[305], 0, 32], [this.grads, 26624, 32]]); // 388: %1478 param28.grad.add0 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[41], 0, 262144], [this.act[53], 0, 262144], [this.act[93], 0, 262144], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.act[68], 0, 262144], [this.act[55], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 389: fused %1480..%1484 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_2ops_44dcc0d004", [[this.act[28], 0, 4], [this.act[52], 0, 262144], [this.act[54], 0, 262144], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 390: fused %1487..%1488 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[62], 0, 262144], [this.act[140], 0, 4]]); // 391: %1489 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 25856, 18176], [this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 392: fused %1492..%1494 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[54], 0, 262144], [this.act[63], 0, 262144], [this.act[304], 0, 256]]); // 393: %1495 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[304], 0, 256], [this.grads, 25856, 256]]); // 394: %1496 param25.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[50], 0, 262144], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 395: fused %1498..%1499 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[49], 0, 262144], [this.act[304], 0, 256]]); // 396: %1502 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[304], 0, 256], [this.grads, 25600, 256]]); // 397: %1506 param24.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 25344, 18688], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[63], 0, 262144], [this.act[49], 0, 262144], [this.act[62], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 398: fused %1504..%1511 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[47], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 399: fused %1512..%1512 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.act[304], 0, 256]]); // 400: %1513 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[304], 0, 256], [this.grads, 25344, 256]]); // 401: %1514 param23.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[46], 0, 262144], [this.act[50], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 402: fused %1516..%1517 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[62], 0, 262144], [this.act[27], 0, 262144], [this.act[304], 0, 256]]); // 403: %1520 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[284], 0, 256], [this.act[304], 0, 256], [this.grads, 25088, 256]]); // 404: %1524 param22.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 24832, 19200], [this.act[44], 0, 262144], [this.act[68], 0, 262144], [this.act[49], 0, 262144], [this.act[62], 0, 262144], [this.act[50], 0, 262144], [this.act[46], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 405: fused %1522..%1530 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[43], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 406: fused %1531..%1531 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[62], 0, 262144], [this.act[46], 0, 262144], [this.act[304], 0, 256]]); // 407: %1532 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[285], 0, 256], [this.act[304], 0, 256], [this.grads, 24832, 256]]); // 408: %1533 param21.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[42], 0, 262144], [this.act[63], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 409: fused %1535..%1536 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[46], 0, 262144], [this.act[27], 0, 262144], [this.act[304], 0, 256]]); // 410: %1539 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[286], 0, 256], [this.act[304], 0, 256], [this.grads, 24576, 256]]); // 411: %1543 param20.grad.add0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 24576, 19456], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[50], 0, 262144], [this.act[46], 0, 262144], [this.act[63], 0, 262144], [this.act[42], 0, 262144], [this.step, 0, 16]]); // 412: fused %1541..%1546 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[28], 0, 4], [this.act[40], 0, 262144], [this.act[55], 0, 262144], [this.act[63], 0, 262144], [this.act[42], 0, 262144], [this.act[46], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 413: fused %1547..%1552 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[39], 0, 262144], [this.act[42], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 414: fused %1553..%1553 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[63], 0, 262144], [this.act[28], 0, 4]]); // 415: %1554 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[28], 0, 4], [this.act[259], 0, 4]]); // 416: %1556 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    group("fused_3ops_69a85688ff", [[this.params, 24320, 19712], [this.act[38], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[42], 0, 262144], [this.step, 0, 16]]); // 417: fused %1558..%1560 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[42], 0, 262144], [this.act[50], 0, 262144], [this.act[304], 0, 256]]); // 418: %1561 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[304], 0, 256], [this.grads, 24320, 256]]); // 419: %1562 param19.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[37], 0, 262144], [this.act[63], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 420: fused %1564..%1565 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[50], 0, 262144], [this.act[36], 0, 262144], [this.act[304], 0, 256]]); // 421: %1568 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[304], 0, 256], [this.grads, 24064, 256]]); // 422: %1572 param18.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 23808, 20224], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[50], 0, 262144], [this.act[36], 0, 262144], [this.act[63], 0, 262144], [this.act[37], 0, 262144], [this.step, 0, 16]]); // 423: fused %1570..%1577 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[34], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 424: fused %1578..%1578 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[304], 0, 256]]); // 425: %1579 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[304], 0, 256], [this.grads, 23808, 256]]); // 426: %1580 param17.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 427: fused %1582..%1583 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[27], 0, 262144], [this.act[304], 0, 256]]); // 428: %1586 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[304], 0, 256], [this.grads, 23552, 256]]); // 429: %1590 param16.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 23296, 20736], [this.act[31], 0, 262144], [this.act[46], 0, 262144], [this.act[36], 0, 262144], [this.act[63], 0, 262144], [this.act[37], 0, 262144], [this.act[33], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 430: fused %1588..%1596 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[30], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 431: fused %1597..%1597 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[33], 0, 262144], [this.act[304], 0, 256]]); // 432: %1598 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[304], 0, 256], [this.grads, 23296, 256]]); // 433: %1599 param15.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[29], 0, 262144], [this.act[50], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 434: fused %1601..%1602 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[33], 0, 262144], [this.act[27], 0, 262144], [this.act[304], 0, 256]]); // 435: %1605 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[304], 0, 256], [this.grads, 23040, 256]]); // 436: %1609 param14.grad.add0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 20992], [this.act[37], 0, 262144], [this.act[33], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.step, 0, 16]]); // 437: fused %1607..%1611 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[259], 0, 4], [this.act[28], 0, 4], [this.act[140], 0, 4]]); // 438: %1612 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[280], 0, 4], [this.act[140], 0, 4], [this.grads, 26112, 4]]); // 439: %1613 param26.grad.add0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 22784, 21248], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.step, 0, 16]]); // 440: fused %1614..%1615 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[37], 0, 262144], [this.act[304], 0, 256]]); // 441: %1616 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[304], 0, 256], [this.grads, 22784, 256]]); // 442: %1618 param13.grad.add0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 21504], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[75], 0, 262144], [this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.act[27], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 443: fused %1619..%1636 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("fused_1ops_4757b88c6d", [[this.act[23], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 444: fused %1637..%1637 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[33], 0, 262144], [this.act[27], 0, 262144], [this.act[304], 0, 256]]); // 445: %1638 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[304], 0, 256], [this.grads, 22528, 256]]); // 446: %1639 param12.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[22], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.step, 0, 16]]); // 447: fused %1641..%1642 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[27], 0, 262144], [this.act[21], 0, 262144], [this.act[304], 0, 256]]); // 448: %1645 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[304], 0, 256], [this.grads, 22272, 256]]); // 449: %1649 param11.grad.add0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 21760], [this.act[27], 0, 262144], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 450: fused %1647..%1650 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    group("permute_0213_16x64x2x32", [[this.act[21], 0, 262144], [this.act[27], 0, 262144]]); // 451: %1651 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
+    group("fused_2ops_76348a532d", [[this.act[18], 0, 262144], [this.act[27], 0, 262144], [this.act[76], 0, 8192], [this.step, 0, 16]]); // 452: fused %1652..%1653 blocks.0.attn.attention0.grad.mul0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 8192], [this.act[27], 0, 262144], [this.act[76], 0, 8192], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 453: %1654 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 8192], [this.act[27], 0, 262144], [this.act[76], 0, 8192], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 454: %1655 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[20], 0, 8192], [this.act[27], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 455: %1656 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
+    group("fused_6ops_02694bca0d", [[this.params, 22016, 22016], [this.act[17], 0, 262144], [this.act[19], 0, 262144], [this.act[27], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 456: fused %1657..%1662 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
+    group("matmul_8x8192_8192x8", [[this.act[13], 0, 262144], [this.act[27], 0, 262144], [this.act[304], 0, 256]]); // 457: %1663 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[304], 0, 256], [this.grads, 22016, 256]]); // 458: %1664 param10.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[27], 0, 262144], [this.step, 0, 16]]); // 459: fused %1666..%1667 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[27], 0, 262144], [this.act[9], 0, 262144], [this.act[304], 0, 256]]); // 460: %1670 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[304], 0, 256], [this.grads, 21760, 256]]); // 461: %1674 param9.grad.add0 stdlib.mt:18
+    group("fused_8ops_dcb2dffbad", [[this.params, 21504, 22528], [this.act[14], 0, 262144], [this.act[21], 0, 262144], [this.act[27], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[13], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 462: fused %1672..%1680 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[19], 0, 262144], [this.act[15], 0, 262144], [this.act[304], 0, 256]]); // 463: %1681 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[304], 0, 256], [this.grads, 21504, 256]]); // 464: %1682 param8.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 465: fused %1684..%1685 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[304], 0, 256]]); // 466: %1688 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[304], 0, 256], [this.grads, 21248, 256]]); // 467: %1692 param7.grad.add0 stdlib.mt:18
+    group("fused_8ops_258467e860", [[this.params, 20992, 23040], [this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 468: fused %1690..%1698 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("fused_1ops_4757b88c6d", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 469: fused %1699..%1699 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[304], 0, 256]]); // 470: %1700 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[304], 0, 256], [this.grads, 20992, 256]]); // 471: %1701 param6.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[10], 0, 262144], [this.act[19], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 472: fused %1703..%1704 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[304], 0, 256]]); // 473: %1707 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[304], 0, 256], [this.grads, 20736, 256]]); // 474: %1711 param5.grad.add0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 475: fused %1709..%1714 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[19], 0, 262144], [this.act[304], 0, 256]]); // 476: %1715 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[304], 0, 256], [this.grads, 20480, 256]]); // 477: %1717 param4.grad.add0 stdlib.mt:9
+    group("fused_15ops_b9fd1c7832", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[37], 0, 262144], [this.act[9], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 478: fused %1718..%1732 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    group("sum_a0_16x64x8x8", [[this.act[19], 0, 262144], [this.act[3], 0, 16384]]); // 479: %1733 embed.add0.grad.sum0 stdlib.mt:96
+    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[306], 0, 2048]]); // 480: %1736 embed.matmul1.grad.permute0 stdlib.mt:96
+    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 481: fused %1735..%1735 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[306], 0, 2048], [this.act[1], 0, 2048]]); // 482: %1737 embed.matmul1.grad.matmul0 stdlib.mt:96
+    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[306], 0, 2048]]); // 483: %1738 embed.matmul1.grad.permute1 stdlib.mt:96
+    group("matmul_64x1x8_64x8x8", [[this.act[306], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 484: %1739 embed.matmul1.grad.matmul1 stdlib.mt:96
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 485: %1745 embed.slice1.grad.pad0 stdlib.mt:95
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 486: %1747 embed.slice0.grad.pad0 stdlib.mt:94
+    group("fused_5ops_a742fd6ece", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[19], 0, 262144], [this.act[58], 0, 32768], [this.act[114], 0, 32768], [this.step, 0, 16]]); // 487: fused %1740..%1748 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[114], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 488: %1749 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[58], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 489: %1751 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("affine_s1_b0_8x8", [[this.act[243], 0, 256], [this.grads, 35328, 256]]); // 490: %1752 norm_final.g.grad.affine0 stdlib.mt:7
+    group("affine_s1_b0_8x8", [[this.act[242], 0, 256], [this.grads, 35584, 256]]); // 491: %1753 head.W.grad.affine0 stdlib.mt:113
+    group("affine_s1_b0_256x8", [[this.act[238], 0, 8192], [this.grads, 35840, 8192]]); // 492: %1754 head.W_out.grad.affine0 stdlib.mt:114
+    group("gradnorm_partial_11008", [[this.grads, 0, ARENA], [this.partials, 0, 12]]); // 493: gradient norm, partial sums
+    group("gradnorm_total_3", [[this.partials, 0, 12], [this.norm, 0, 16]]); // 494: gradient norm
+    group("adamw_11008", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 495: AdamW update
+    this.outputs = { loss: [this.act[236], 0, 4], logits: [this.act[235], 0, 1048576], observations: { ["residual"]: [[this.act[110], 0, 262144], [this.act[222], 0, 262144]] } };
   }
 
   run(pass: GPUComputePassEncoder, kernel: string, group: number, x: number, y: number, z: number) {
@@ -1155,538 +1114,498 @@ export class Program {
     this.run(pass, "permute_0213_16x64x2x32", 8, 256, 1, 1); // %99 blocks.0.attn.permute1 stdlib.mt:34
     this.run(pass, "fused_6ops_ce912df11f", 9, 16, 1, 1); // fused %100..%105 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-35
     this.run(pass, "permute_0213_16x64x2x32", 10, 256, 1, 1); // %106 blocks.0.attn.permute2 stdlib.mt:35
-    this.run(pass, "fused_1ops_f21fc46159", 11, 16, 1, 1); // fused %107..%107 blocks.0.attn.permute3 .. blocks.0.attn.permute3 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 12, 8, 1, 1); // %108 blocks.0.attn.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_0649c1fd59", 13, 16, 1, 1); // fused %109..%109 blocks.0.attn.affine0 .. blocks.0.attn.affine0 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 14, 512, 1, 1); // %110 blocks.0.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_c636ff14ab", 15, 16, 1, 1); // fused %111..%112 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 16, 16, 1, 1); // %113 blocks.0.attn.matmul1 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 17, 16, 1, 1); // fused %114..%126 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 18, 16, 1, 1); // fused %127..%133 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 19, 16, 1, 1); // fused %134..%141 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 20, 16, 1, 1); // fused %142..%147 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 21, 16, 1, 1); // fused %148..%153 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 22, 16, 1, 1); // fused %154..%161 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 23, 16, 1, 1); // fused %162..%167 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 24, 16, 1, 1); // fused %168..%171 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 25, 16, 1, 1); // fused %172..%182 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 26, 16, 1, 1); // fused %183..%188 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_d0480892e7", 27, 16, 1, 1); // fused %189..%198 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 28, 16, 1, 1); // fused %199..%205 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 29, 256, 1, 1); // %206 blocks.1.attn.permute0 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 30, 16, 1, 1); // fused %207..%212 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 31, 256, 1, 1); // %213 blocks.1.attn.permute1 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 32, 16, 1, 1); // fused %214..%219 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 33, 256, 1, 1); // %220 blocks.1.attn.permute2 stdlib.mt:35
-    this.run(pass, "fused_1ops_f21fc46159", 34, 16, 1, 1); // fused %221..%221 blocks.1.attn.permute3 .. blocks.1.attn.permute3 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 35, 8, 1, 1); // %222 blocks.1.attn.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_0649c1fd59", 36, 16, 1, 1); // fused %223..%223 blocks.1.attn.affine0 .. blocks.1.attn.affine0 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 37, 512, 1, 1); // %224 blocks.1.attn.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_13919e8b5e", 38, 16, 1, 1); // fused %225..%226 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 39, 16, 1, 1); // %227 blocks.1.attn.matmul1 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 40, 16, 1, 1); // fused %228..%240 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 41, 16, 1, 1); // fused %241..%247 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 42, 16, 1, 1); // fused %248..%255 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 43, 16, 1, 1); // fused %256..%261 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 44, 16, 1, 1); // fused %262..%267 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 45, 16, 1, 1); // fused %268..%275 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 46, 16, 1, 1); // fused %276..%281 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 47, 16, 1, 1); // fused %282..%285 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 48, 16, 1, 1); // fused %286..%296 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 49, 16, 1, 1); // fused %297..%302 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_438c595591", 50, 16, 1, 1); // fused %303..%312 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 51, 16, 1, 1); // fused %313..%319 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 52, 256, 1, 1); // %320 blocks.0.attn.permute5 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 53, 16, 1, 1); // fused %321..%326 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 54, 256, 1, 1); // %327 blocks.0.attn.permute6 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 55, 16, 1, 1); // fused %328..%333 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 56, 256, 1, 1); // %334 blocks.0.attn.permute7 stdlib.mt:35
-    this.run(pass, "fused_1ops_f21fc46159", 57, 16, 1, 1); // fused %335..%335 blocks.0.attn.permute8 .. blocks.0.attn.permute8 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 58, 8, 1, 1); // %336 blocks.0.attn.matmul2 stdlib.mt:36
-    this.run(pass, "fused_1ops_0649c1fd59", 59, 16, 1, 1); // fused %337..%337 blocks.0.attn.affine1 .. blocks.0.attn.affine1 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 60, 512, 1, 1); // %338 blocks.0.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "fused_2ops_91d6c74e9e", 61, 16, 1, 1); // fused %339..%340 blocks.0.attn.softmax1 .. blocks.0.attn.dropout1 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 62, 16, 1, 1); // %341 blocks.0.attn.matmul3 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 63, 16, 1, 1); // fused %342..%354 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 64, 16, 1, 1); // fused %355..%361 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 65, 16, 1, 1); // fused %362..%369 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 66, 16, 1, 1); // fused %370..%375 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 67, 16, 1, 1); // fused %376..%381 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 68, 16, 1, 1); // fused %382..%389 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 69, 16, 1, 1); // fused %390..%395 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 70, 16, 1, 1); // fused %396..%399 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 71, 16, 1, 1); // fused %400..%410 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 72, 16, 1, 1); // fused %411..%416 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_be340e8fa4", 73, 16, 1, 1); // fused %417..%426 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 74, 16, 1, 1); // fused %427..%433 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 75, 256, 1, 1); // %434 blocks.1.attn.permute5 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 76, 16, 1, 1); // fused %435..%440 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 77, 256, 1, 1); // %441 blocks.1.attn.permute6 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 78, 16, 1, 1); // fused %442..%447 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 79, 256, 1, 1); // %448 blocks.1.attn.permute7 stdlib.mt:35
-    this.run(pass, "fused_1ops_f21fc46159", 80, 16, 1, 1); // fused %449..%449 blocks.1.attn.permute8 .. blocks.1.attn.permute8 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 81, 8, 1, 1); // %450 blocks.1.attn.matmul2 stdlib.mt:36
-    this.run(pass, "fused_1ops_0649c1fd59", 82, 16, 1, 1); // fused %451..%451 blocks.1.attn.affine1 .. blocks.1.attn.affine1 stdlib.mt:36
-    this.run(pass, "causal_mask_fminf_16x2x64x64", 83, 512, 1, 1); // %452 blocks.1.attn.causal_mask1 stdlib.mt:37
-    this.run(pass, "fused_2ops_575b8087a0", 84, 16, 1, 1); // fused %453..%454 blocks.1.attn.softmax1 .. blocks.1.attn.dropout1 stdlib.mt:37
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 85, 16, 1, 1); // %455 blocks.1.attn.matmul3 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 86, 16, 1, 1); // fused %456..%468 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 87, 16, 1, 1); // fused %469..%475 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 88, 16, 1, 1); // fused %476..%483 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 89, 16, 1, 1); // fused %484..%489 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 90, 16, 1, 1); // fused %490..%495 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 91, 16, 1, 1); // fused %496..%503 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 92, 16, 1, 1); // fused %504..%509 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 93, 16, 1, 1); // fused %510..%513 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 94, 16, 1, 1); // fused %514..%524 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 95, 16, 1, 1); // fused %525..%530 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_ce3a23b1b0", 96, 16, 1, 1); // fused %531..%540 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
-    this.run(pass, "fused_3ops_4f542e9360", 97, 16, 1, 1); // fused %541..%543 norm_final.mul2 .. head.sum0 stdlib.mt:9-116
-    this.run(pass, "matmul_256x8_16x64x8x1", 98, 16, 1, 1); // %544 head.matmul0 stdlib.mt:117
-    this.run(pass, "cross_entropy_16x64x256_16x64i", 99, 1, 1, 1); // %546 loss.cross_entropy0 vector_collapse.mt:13
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 11, 32, 1, 1); // %107 blocks.0.attn.attention_lse0 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 12, 32, 1, 1); // %108 blocks.0.attn.attention0 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 13, 16, 1, 1); // fused %109..%121 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 14, 16, 1, 1); // fused %122..%128 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 15, 16, 1, 1); // fused %129..%136 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 16, 16, 1, 1); // fused %137..%142 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 17, 16, 1, 1); // fused %143..%148 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 18, 16, 1, 1); // fused %149..%156 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 19, 16, 1, 1); // fused %157..%162 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 20, 16, 1, 1); // fused %163..%166 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 21, 16, 1, 1); // fused %167..%177 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 22, 16, 1, 1); // fused %178..%183 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_d0480892e7", 23, 16, 1, 1); // fused %184..%193 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_cd35b2c901", 24, 16, 1, 1); // fused %194..%200 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
+    this.run(pass, "permute_0213_16x64x2x32", 25, 256, 1, 1); // %201 blocks.1.attn.permute0 stdlib.mt:33
+    this.run(pass, "fused_6ops_ce912df11f", 26, 16, 1, 1); // fused %202..%207 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
+    this.run(pass, "permute_0213_16x64x2x32", 27, 256, 1, 1); // %208 blocks.1.attn.permute1 stdlib.mt:34
+    this.run(pass, "fused_6ops_ce912df11f", 28, 16, 1, 1); // fused %209..%214 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
+    this.run(pass, "permute_0213_16x64x2x32", 29, 256, 1, 1); // %215 blocks.1.attn.permute2 stdlib.mt:35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 30, 32, 1, 1); // %216 blocks.1.attn.attention_lse0 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 31, 32, 1, 1); // %217 blocks.1.attn.attention0 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 32, 16, 1, 1); // fused %218..%230 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 33, 16, 1, 1); // fused %231..%237 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 34, 16, 1, 1); // fused %238..%245 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 35, 16, 1, 1); // fused %246..%251 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 36, 16, 1, 1); // fused %252..%257 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 37, 16, 1, 1); // fused %258..%265 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 38, 16, 1, 1); // fused %266..%271 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 39, 16, 1, 1); // fused %272..%275 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 40, 16, 1, 1); // fused %276..%286 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 41, 16, 1, 1); // fused %287..%292 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_438c595591", 42, 16, 1, 1); // fused %293..%302 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_cd35b2c901", 43, 16, 1, 1); // fused %303..%309 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
+    this.run(pass, "permute_0213_16x64x2x32", 44, 256, 1, 1); // %310 blocks.0.attn.permute5 stdlib.mt:33
+    this.run(pass, "fused_6ops_ce912df11f", 45, 16, 1, 1); // fused %311..%316 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
+    this.run(pass, "permute_0213_16x64x2x32", 46, 256, 1, 1); // %317 blocks.0.attn.permute6 stdlib.mt:34
+    this.run(pass, "fused_6ops_ce912df11f", 47, 16, 1, 1); // fused %318..%323 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
+    this.run(pass, "permute_0213_16x64x2x32", 48, 256, 1, 1); // %324 blocks.0.attn.permute7 stdlib.mt:35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 49, 32, 1, 1); // %325 blocks.0.attn.attention_lse1 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 50, 32, 1, 1); // %326 blocks.0.attn.attention1 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 51, 16, 1, 1); // fused %327..%339 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 52, 16, 1, 1); // fused %340..%346 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 53, 16, 1, 1); // fused %347..%354 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 54, 16, 1, 1); // fused %355..%360 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 55, 16, 1, 1); // fused %361..%366 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 56, 16, 1, 1); // fused %367..%374 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 57, 16, 1, 1); // fused %375..%380 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 58, 16, 1, 1); // fused %381..%384 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 59, 16, 1, 1); // fused %385..%395 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 60, 16, 1, 1); // fused %396..%401 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_be340e8fa4", 61, 16, 1, 1); // fused %402..%411 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_cd35b2c901", 62, 16, 1, 1); // fused %412..%418 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
+    this.run(pass, "permute_0213_16x64x2x32", 63, 256, 1, 1); // %419 blocks.1.attn.permute5 stdlib.mt:33
+    this.run(pass, "fused_6ops_ce912df11f", 64, 16, 1, 1); // fused %420..%425 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
+    this.run(pass, "permute_0213_16x64x2x32", 65, 256, 1, 1); // %426 blocks.1.attn.permute6 stdlib.mt:34
+    this.run(pass, "fused_6ops_ce912df11f", 66, 16, 1, 1); // fused %427..%432 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
+    this.run(pass, "permute_0213_16x64x2x32", 67, 256, 1, 1); // %433 blocks.1.attn.permute7 stdlib.mt:35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 68, 32, 1, 1); // %434 blocks.1.attn.attention_lse1 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 69, 32, 1, 1); // %435 blocks.1.attn.attention1 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 70, 16, 1, 1); // fused %436..%448 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 71, 16, 1, 1); // fused %449..%455 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 72, 16, 1, 1); // fused %456..%463 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 73, 16, 1, 1); // fused %464..%469 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 74, 16, 1, 1); // fused %470..%475 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 75, 16, 1, 1); // fused %476..%483 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 76, 16, 1, 1); // fused %484..%489 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 77, 16, 1, 1); // fused %490..%493 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 78, 16, 1, 1); // fused %494..%504 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 79, 16, 1, 1); // fused %505..%510 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_ce3a23b1b0", 80, 16, 1, 1); // fused %511..%520 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_3ops_4f542e9360", 81, 16, 1, 1); // fused %521..%523 norm_final.mul2 .. head.sum0 stdlib.mt:9-116
+    this.run(pass, "matmul_256x8_16x64x8x1", 82, 16, 1, 1); // %524 head.matmul0 stdlib.mt:117
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 83, 1, 1, 1); // %526 loss.cross_entropy0 vector_collapse.mt:13
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_6ops_aec82b26d8", 100, 16, 1, 1); // fused %548..%553 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 vector_collapse.mt:13-117
-    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01", 101, 32, 1, 1); // %556 head.matmul0.grad.sum0 stdlib.mt:117
-    this.run(pass, "permute_10_256x8", 102, 8, 1, 1); // %558 head.matmul0.grad.permute1 stdlib.mt:117
-    this.run(pass, "matmul_8x256_16x64x256x1", 103, 2, 1, 1); // %559 head.matmul0.grad.matmul1 stdlib.mt:117
-    this.run(pass, "fused_2ops_804421f087", 104, 16, 1, 1); // fused %560..%561 head.sum0.grad.expand0 .. head.mul0.grad.mul0 stdlib.mt:116
-    this.run(pass, "sum_a01_16x64x8x8", 105, 1, 1, 1); // %562 head.mul0.grad.sum0 stdlib.mt:116
-    this.run(pass, "fused_3ops_31fa261a73", 106, 16, 1, 1); // fused %564..%566 head.mul0.grad.mul1 .. norm_final.mul2.grad.mul1 stdlib.mt:116-9
-    this.run(pass, "sum_a01_16x64x8x8", 107, 1, 1, 1); // %567 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_17ops_e138ebbc8e", 108, 16, 1, 1); // fused %569..%585 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 109, 16, 1, 1); // fused %586..%590 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 110, 16, 1, 1); // fused %591..%593 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 111, 1, 1, 1); // %594 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 112, 16, 1, 1); // fused %596..%597 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 113, 1, 1, 1); // %598 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 114, 16, 1, 1); // fused %600..%604 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 115, 1, 1, 1); // %605 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 116, 16, 1, 1); // fused %607..%608 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 117, 1, 1, 1); // %609 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 118, 16, 1, 1); // fused %611..%614 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 119, 16, 1, 1); // fused %615..%621 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 120, 1, 1, 1); // %622 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 121, 16, 1, 1); // fused %624..%627 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 122, 16, 1, 1); // fused %628..%628 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 123, 1, 1, 1); // %629 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 124, 16, 1, 1); // fused %631..%635 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 125, 16, 1, 1); // fused %638..%639 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 126, 1, 1, 1); // %640 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 127, 16, 1, 1); // fused %643..%645 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 128, 1, 1, 1); // %646 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 129, 16, 1, 1); // fused %648..%649 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 130, 1, 1, 1); // %652 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 131, 16, 1, 1); // fused %654..%660 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 132, 16, 1, 1); // fused %661..%661 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 133, 1, 1, 1); // %662 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 134, 16, 1, 1); // fused %664..%665 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 135, 1, 1, 1); // %668 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 136, 16, 1, 1); // fused %670..%677 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 137, 16, 1, 1); // fused %678..%678 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 138, 1, 1, 1); // %679 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 139, 16, 1, 1); // fused %681..%682 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 140, 1, 1, 1); // %685 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 141, 16, 1, 1); // fused %687..%691 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 142, 16, 1, 1); // fused %692..%697 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 143, 16, 1, 1); // fused %698..%698 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 144, 1, 1, 1); // %699 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 145, 1, 1, 1); // %701 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 146, 16, 1, 1); // fused %703..%705 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 147, 1, 1, 1); // %706 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 148, 16, 1, 1); // fused %708..%709 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 149, 1, 1, 1); // %712 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 150, 16, 1, 1); // fused %714..%720 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 151, 16, 1, 1); // fused %721..%721 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 152, 1, 1, 1); // %722 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 153, 16, 1, 1); // fused %724..%725 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 154, 1, 1, 1); // %728 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 155, 16, 1, 1); // fused %730..%737 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 156, 16, 1, 1); // fused %738..%738 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 157, 1, 1, 1); // %739 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 158, 16, 1, 1); // fused %741..%742 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 159, 1, 1, 1); // %745 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 160, 16, 1, 1); // fused %747..%750 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 161, 1, 1, 1); // %751 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 162, 16, 1, 1); // fused %752..%753 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 163, 1, 1, 1); // %754 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 164, 16, 1, 1); // fused %756..%773 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 165, 16, 1, 1); // fused %774..%774 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 166, 1, 1, 1); // %775 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 167, 16, 1, 1); // fused %777..%778 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 168, 1, 1, 1); // %781 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 169, 16, 1, 1); // fused %783..%785 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 170, 256, 1, 1); // %786 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_f21fc46159", 171, 16, 1, 1); // fused %787..%787 blocks.1.attn.matmul3.grad.permute0 .. blocks.1.attn.matmul3.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 172, 8, 1, 1); // %788 blocks.1.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_d8a8283594", 173, 16, 1, 1); // fused %789..%789 blocks.1.attn.matmul3.grad.permute1 .. blocks.1.attn.matmul3.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 174, 16, 1, 1); // %790 blocks.1.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_f2557bfba3", 175, 16, 1, 1); // fused %791..%795 blocks.1.attn.dropout1.grad.dropout0 .. blocks.1.attn.softmax1.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 176, 512, 1, 1); // %796 blocks.1.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_56da853455", 177, 16, 1, 1); // fused %797..%798 blocks.1.attn.affine1.grad.affine0 .. blocks.1.attn.matmul2.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 178, 16, 1, 1); // %799 blocks.1.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_f21fc46159", 179, 16, 1, 1); // fused %800..%800 blocks.1.attn.matmul2.grad.permute1 .. blocks.1.attn.matmul2.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 180, 16, 1, 1); // %801 blocks.1.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_63a4ec9915", 181, 16, 1, 1); // fused %802..%808 blocks.1.attn.permute8.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
-    this.run(pass, "matmul_8x8192_8192x8", 182, 1, 1, 1); // %809 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 183, 16, 1, 1); // fused %811..%812 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 184, 1, 1, 1); // %815 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 185, 16, 1, 1); // fused %817..%824 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 186, 1, 1, 1); // %825 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 187, 16, 1, 1); // fused %827..%828 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 188, 1, 1, 1); // %831 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 189, 16, 1, 1); // fused %833..%840 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 190, 16, 1, 1); // fused %841..%841 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 191, 1, 1, 1); // %842 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 192, 16, 1, 1); // fused %844..%845 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 193, 1, 1, 1); // %848 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 194, 16, 1, 1); // fused %850..%854 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 195, 1, 1, 1); // %855 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_0c2364d5d7", 196, 16, 1, 1); // fused %857..%874 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 197, 16, 1, 1); // fused %875..%879 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 198, 16, 1, 1); // fused %880..%882 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 199, 1, 1, 1); // %883 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 200, 16, 1, 1); // fused %885..%886 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 201, 1, 1, 1); // %887 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 202, 16, 1, 1); // fused %889..%893 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 203, 1, 1, 1); // %894 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 204, 16, 1, 1); // fused %896..%897 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 205, 1, 1, 1); // %898 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 206, 16, 1, 1); // fused %900..%903 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 207, 16, 1, 1); // fused %904..%910 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 208, 1, 1, 1); // %911 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 209, 16, 1, 1); // fused %913..%916 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 210, 16, 1, 1); // fused %917..%917 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 211, 1, 1, 1); // %918 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 212, 16, 1, 1); // fused %920..%924 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 213, 16, 1, 1); // fused %927..%928 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 214, 1, 1, 1); // %929 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 215, 16, 1, 1); // fused %932..%934 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 216, 1, 1, 1); // %935 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 217, 16, 1, 1); // fused %937..%938 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 218, 1, 1, 1); // %941 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 219, 16, 1, 1); // fused %943..%949 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 220, 16, 1, 1); // fused %950..%950 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 221, 1, 1, 1); // %951 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 222, 16, 1, 1); // fused %953..%954 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 223, 1, 1, 1); // %957 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 224, 16, 1, 1); // fused %959..%966 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 225, 16, 1, 1); // fused %967..%967 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 226, 1, 1, 1); // %968 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 227, 16, 1, 1); // fused %970..%971 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 228, 1, 1, 1); // %974 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 229, 16, 1, 1); // fused %976..%980 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 230, 16, 1, 1); // fused %981..%986 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 231, 16, 1, 1); // fused %987..%987 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 232, 1, 1, 1); // %988 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 233, 1, 1, 1); // %990 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 234, 16, 1, 1); // fused %992..%994 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 235, 1, 1, 1); // %995 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 236, 16, 1, 1); // fused %997..%998 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 237, 1, 1, 1); // %1001 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 238, 16, 1, 1); // fused %1003..%1009 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 239, 16, 1, 1); // fused %1010..%1010 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 240, 1, 1, 1); // %1011 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 241, 16, 1, 1); // fused %1013..%1014 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 242, 1, 1, 1); // %1017 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 243, 16, 1, 1); // fused %1019..%1026 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 244, 16, 1, 1); // fused %1027..%1027 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 245, 1, 1, 1); // %1028 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 246, 16, 1, 1); // fused %1030..%1031 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 247, 1, 1, 1); // %1034 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 248, 16, 1, 1); // fused %1036..%1039 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 249, 1, 1, 1); // %1040 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 250, 16, 1, 1); // fused %1041..%1042 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 251, 1, 1, 1); // %1043 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 252, 16, 1, 1); // fused %1045..%1062 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 253, 16, 1, 1); // fused %1063..%1063 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 254, 1, 1, 1); // %1064 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 255, 16, 1, 1); // fused %1066..%1067 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 256, 1, 1, 1); // %1070 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 257, 16, 1, 1); // fused %1072..%1074 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 258, 256, 1, 1); // %1075 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_f21fc46159", 259, 16, 1, 1); // fused %1076..%1076 blocks.0.attn.matmul3.grad.permute0 .. blocks.0.attn.matmul3.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 260, 8, 1, 1); // %1077 blocks.0.attn.matmul3.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_d8a8283594", 261, 16, 1, 1); // fused %1078..%1078 blocks.0.attn.matmul3.grad.permute1 .. blocks.0.attn.matmul3.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 262, 16, 1, 1); // %1079 blocks.0.attn.matmul3.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_20d66e08c0", 263, 16, 1, 1); // fused %1080..%1084 blocks.0.attn.dropout1.grad.dropout0 .. blocks.0.attn.softmax1.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 264, 512, 1, 1); // %1085 blocks.0.attn.causal_mask1.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_56da853455", 265, 16, 1, 1); // fused %1086..%1087 blocks.0.attn.affine1.grad.affine0 .. blocks.0.attn.matmul2.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 266, 16, 1, 1); // %1088 blocks.0.attn.matmul2.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_f21fc46159", 267, 16, 1, 1); // fused %1089..%1089 blocks.0.attn.matmul2.grad.permute1 .. blocks.0.attn.matmul2.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 268, 16, 1, 1); // %1090 blocks.0.attn.matmul2.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_63a4ec9915", 269, 16, 1, 1); // fused %1091..%1097 blocks.0.attn.permute8.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:36-18
-    this.run(pass, "matmul_8x8192_8192x8", 270, 1, 1, 1); // %1098 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 271, 16, 1, 1); // fused %1100..%1101 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 272, 1, 1, 1); // %1104 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 273, 16, 1, 1); // fused %1106..%1113 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 274, 1, 1, 1); // %1114 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 275, 16, 1, 1); // fused %1116..%1117 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 276, 1, 1, 1); // %1120 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 277, 16, 1, 1); // fused %1122..%1129 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 278, 16, 1, 1); // fused %1130..%1130 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 279, 1, 1, 1); // %1131 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 280, 16, 1, 1); // fused %1133..%1134 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 281, 1, 1, 1); // %1137 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 282, 16, 1, 1); // fused %1139..%1143 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 283, 1, 1, 1); // %1144 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_d414ff6507", 284, 16, 1, 1); // fused %1146..%1163 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 285, 16, 1, 1); // fused %1164..%1168 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 286, 16, 1, 1); // fused %1169..%1171 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 287, 1, 1, 1); // %1172 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 288, 1, 1, 1); // %1174 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 289, 16, 1, 1); // fused %1175..%1176 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 290, 1, 1, 1); // %1177 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 291, 1, 1, 1); // %1180 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 292, 16, 1, 1); // fused %1179..%1184 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 293, 1, 1, 1); // %1185 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 294, 1, 1, 1); // %1187 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 295, 16, 1, 1); // fused %1188..%1189 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 296, 1, 1, 1); // %1190 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 297, 1, 1, 1); // %1193 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 298, 16, 1, 1); // fused %1192..%1196 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 299, 16, 1, 1); // fused %1197..%1203 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 300, 1, 1, 1); // %1204 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 301, 1, 1, 1); // %1205 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 302, 16, 1, 1); // fused %1207..%1210 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 303, 16, 1, 1); // fused %1211..%1211 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 304, 1, 1, 1); // %1212 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 305, 1, 1, 1); // %1213 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 306, 16, 1, 1); // fused %1215..%1219 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 307, 16, 1, 1); // fused %1222..%1223 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 308, 1, 1, 1); // %1224 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 309, 16, 1, 1); // fused %1227..%1229 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 310, 1, 1, 1); // %1230 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 311, 1, 1, 1); // %1231 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 312, 16, 1, 1); // fused %1233..%1234 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 313, 1, 1, 1); // %1237 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 314, 1, 1, 1); // %1241 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 315, 16, 1, 1); // fused %1239..%1246 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 316, 16, 1, 1); // fused %1247..%1247 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 317, 1, 1, 1); // %1248 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 318, 1, 1, 1); // %1249 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 319, 16, 1, 1); // fused %1251..%1252 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 320, 1, 1, 1); // %1255 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 321, 1, 1, 1); // %1259 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 322, 16, 1, 1); // fused %1257..%1265 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 323, 16, 1, 1); // fused %1266..%1266 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 324, 1, 1, 1); // %1267 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 325, 1, 1, 1); // %1268 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 326, 16, 1, 1); // fused %1270..%1271 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 327, 1, 1, 1); // %1274 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 328, 1, 1, 1); // %1278 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 329, 16, 1, 1); // fused %1276..%1281 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 330, 16, 1, 1); // fused %1282..%1287 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 331, 16, 1, 1); // fused %1288..%1288 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 332, 1, 1, 1); // %1289 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 333, 1, 1, 1); // %1291 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 334, 16, 1, 1); // fused %1293..%1295 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 335, 1, 1, 1); // %1296 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 336, 1, 1, 1); // %1297 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 337, 16, 1, 1); // fused %1299..%1300 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 338, 1, 1, 1); // %1303 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 339, 1, 1, 1); // %1307 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 340, 16, 1, 1); // fused %1305..%1312 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 341, 16, 1, 1); // fused %1313..%1313 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 342, 1, 1, 1); // %1314 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 343, 1, 1, 1); // %1315 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 344, 16, 1, 1); // fused %1317..%1318 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 345, 1, 1, 1); // %1321 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 346, 1, 1, 1); // %1325 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 347, 16, 1, 1); // fused %1323..%1331 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 348, 16, 1, 1); // fused %1332..%1332 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 349, 1, 1, 1); // %1333 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 350, 1, 1, 1); // %1334 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 351, 16, 1, 1); // fused %1336..%1337 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 352, 1, 1, 1); // %1340 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 353, 1, 1, 1); // %1344 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 354, 16, 1, 1); // fused %1342..%1346 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 355, 1, 1, 1); // %1347 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 356, 1, 1, 1); // %1348 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 357, 16, 1, 1); // fused %1349..%1350 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 358, 1, 1, 1); // %1351 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 359, 1, 1, 1); // %1353 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 360, 16, 1, 1); // fused %1354..%1371 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 361, 16, 1, 1); // fused %1372..%1372 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 362, 1, 1, 1); // %1373 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 363, 1, 1, 1); // %1374 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 364, 16, 1, 1); // fused %1376..%1377 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 365, 1, 1, 1); // %1380 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 366, 1, 1, 1); // %1384 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 367, 16, 1, 1); // fused %1382..%1385 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 368, 256, 1, 1); // %1386 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_f21fc46159", 369, 16, 1, 1); // fused %1387..%1387 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 370, 8, 1, 1); // %1388 blocks.1.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_d8a8283594", 371, 16, 1, 1); // fused %1389..%1389 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 372, 16, 1, 1); // %1390 blocks.1.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_c6ce270008", 373, 16, 1, 1); // fused %1391..%1395 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 374, 512, 1, 1); // %1396 blocks.1.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_56da853455", 375, 16, 1, 1); // fused %1397..%1398 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 376, 16, 1, 1); // %1399 blocks.1.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_f21fc46159", 377, 16, 1, 1); // fused %1400..%1400 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 378, 16, 1, 1); // %1401 blocks.1.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_63a4ec9915", 379, 16, 1, 1); // fused %1402..%1408 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
-    this.run(pass, "matmul_8x8192_8192x8", 380, 1, 1, 1); // %1409 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 381, 1, 1, 1); // %1410 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 382, 16, 1, 1); // fused %1412..%1413 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 383, 1, 1, 1); // %1416 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 384, 1, 1, 1); // %1420 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 385, 16, 1, 1); // fused %1418..%1426 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 386, 1, 1, 1); // %1427 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 387, 1, 1, 1); // %1428 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 388, 16, 1, 1); // fused %1430..%1431 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 389, 1, 1, 1); // %1434 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 390, 1, 1, 1); // %1438 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 391, 16, 1, 1); // fused %1436..%1444 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 392, 16, 1, 1); // fused %1445..%1445 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 393, 1, 1, 1); // %1446 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 394, 1, 1, 1); // %1447 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 395, 16, 1, 1); // fused %1449..%1450 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 396, 1, 1, 1); // %1453 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 397, 1, 1, 1); // %1457 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 398, 16, 1, 1); // fused %1455..%1460 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 399, 1, 1, 1); // %1461 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 400, 1, 1, 1); // %1463 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_99f25a92a5", 401, 16, 1, 1); // fused %1464..%1481 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 402, 16, 1, 1); // fused %1482..%1486 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 403, 16, 1, 1); // fused %1487..%1489 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 404, 1, 1, 1); // %1490 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 405, 1, 1, 1); // %1492 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 406, 16, 1, 1); // fused %1493..%1494 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 407, 1, 1, 1); // %1495 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 408, 1, 1, 1); // %1498 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 409, 16, 1, 1); // fused %1497..%1502 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 410, 1, 1, 1); // %1503 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 411, 1, 1, 1); // %1505 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 412, 16, 1, 1); // fused %1506..%1507 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 413, 1, 1, 1); // %1508 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 414, 1, 1, 1); // %1511 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 415, 16, 1, 1); // fused %1510..%1514 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 416, 16, 1, 1); // fused %1515..%1521 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 417, 1, 1, 1); // %1522 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 418, 1, 1, 1); // %1523 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 419, 16, 1, 1); // fused %1525..%1528 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 420, 16, 1, 1); // fused %1529..%1529 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 421, 1, 1, 1); // %1530 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 422, 1, 1, 1); // %1531 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 423, 16, 1, 1); // fused %1533..%1537 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 424, 16, 1, 1); // fused %1540..%1541 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 425, 1, 1, 1); // %1542 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 426, 16, 1, 1); // fused %1545..%1547 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 427, 1, 1, 1); // %1548 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 428, 1, 1, 1); // %1549 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 429, 16, 1, 1); // fused %1551..%1552 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 430, 1, 1, 1); // %1555 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 431, 1, 1, 1); // %1559 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 432, 16, 1, 1); // fused %1557..%1564 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 433, 16, 1, 1); // fused %1565..%1565 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 434, 1, 1, 1); // %1566 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 435, 1, 1, 1); // %1567 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 436, 16, 1, 1); // fused %1569..%1570 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 437, 1, 1, 1); // %1573 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 438, 1, 1, 1); // %1577 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 439, 16, 1, 1); // fused %1575..%1583 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 440, 16, 1, 1); // fused %1584..%1584 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 441, 1, 1, 1); // %1585 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 442, 1, 1, 1); // %1586 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 443, 16, 1, 1); // fused %1588..%1589 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 444, 1, 1, 1); // %1592 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 445, 1, 1, 1); // %1596 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 446, 16, 1, 1); // fused %1594..%1599 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 447, 16, 1, 1); // fused %1600..%1605 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 448, 16, 1, 1); // fused %1606..%1606 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 449, 1, 1, 1); // %1607 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 450, 1, 1, 1); // %1609 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 451, 16, 1, 1); // fused %1611..%1613 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 452, 1, 1, 1); // %1614 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 453, 1, 1, 1); // %1615 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 454, 16, 1, 1); // fused %1617..%1618 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 455, 1, 1, 1); // %1621 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 456, 1, 1, 1); // %1625 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 457, 16, 1, 1); // fused %1623..%1630 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 458, 16, 1, 1); // fused %1631..%1631 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 459, 1, 1, 1); // %1632 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 460, 1, 1, 1); // %1633 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 461, 16, 1, 1); // fused %1635..%1636 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 462, 1, 1, 1); // %1639 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 463, 1, 1, 1); // %1643 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 464, 16, 1, 1); // fused %1641..%1649 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 465, 16, 1, 1); // fused %1650..%1650 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 466, 1, 1, 1); // %1651 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 467, 1, 1, 1); // %1652 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 468, 16, 1, 1); // fused %1654..%1655 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 469, 1, 1, 1); // %1658 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 470, 1, 1, 1); // %1662 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 471, 16, 1, 1); // fused %1660..%1664 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 472, 1, 1, 1); // %1665 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 473, 1, 1, 1); // %1666 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 474, 16, 1, 1); // fused %1667..%1668 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 475, 1, 1, 1); // %1669 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 476, 1, 1, 1); // %1671 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 477, 16, 1, 1); // fused %1672..%1689 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 478, 16, 1, 1); // fused %1690..%1690 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 479, 1, 1, 1); // %1691 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 480, 1, 1, 1); // %1692 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 481, 16, 1, 1); // fused %1694..%1695 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 482, 1, 1, 1); // %1698 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 483, 1, 1, 1); // %1702 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 484, 16, 1, 1); // fused %1700..%1703 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 485, 256, 1, 1); // %1704 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_1ops_f21fc46159", 486, 16, 1, 1); // fused %1705..%1705 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x32_16x2x32x64", 487, 8, 1, 1); // %1706 blocks.0.attn.matmul1.grad.matmul0 stdlib.mt:38
-    this.run(pass, "fused_1ops_d8a8283594", 488, 16, 1, 1); // fused %1707..%1707 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 stdlib.mt:38
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 489, 16, 1, 1); // %1708 blocks.0.attn.matmul1.grad.matmul1 stdlib.mt:38
-    this.run(pass, "fused_5ops_c1f8eb1992", 490, 16, 1, 1); // fused %1709..%1713 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 stdlib.mt:37
-    this.run(pass, "causal_mask_f0_16x2x64x64", 491, 512, 1, 1); // %1714 blocks.0.attn.causal_mask0.grad.causal_mask0 stdlib.mt:37
-    this.run(pass, "fused_2ops_56da853455", 492, 16, 1, 1); // fused %1715..%1716 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 stdlib.mt:36
-    this.run(pass, "matmul_16x2x64x64_16x2x64x32", 493, 16, 1, 1); // %1717 blocks.0.attn.matmul0.grad.matmul0 stdlib.mt:36
-    this.run(pass, "fused_1ops_f21fc46159", 494, 16, 1, 1); // fused %1718..%1718 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 stdlib.mt:36
-    this.run(pass, "matmul_16x2x32x64_16x2x64x64", 495, 16, 1, 1); // %1719 blocks.0.attn.matmul0.grad.matmul1 stdlib.mt:36
-    this.run(pass, "fused_7ops_63a4ec9915", 496, 16, 1, 1); // fused %1720..%1726 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:36-18
-    this.run(pass, "matmul_8x8192_8192x8", 497, 1, 1, 1); // %1727 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 498, 1, 1, 1); // %1728 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 499, 16, 1, 1); // fused %1730..%1731 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 500, 1, 1, 1); // %1734 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 501, 1, 1, 1); // %1738 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 502, 16, 1, 1); // fused %1736..%1744 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 503, 1, 1, 1); // %1745 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 504, 1, 1, 1); // %1746 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 505, 16, 1, 1); // fused %1748..%1749 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 506, 1, 1, 1); // %1752 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 507, 1, 1, 1); // %1756 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 508, 16, 1, 1); // fused %1754..%1762 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 509, 16, 1, 1); // fused %1763..%1763 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 510, 1, 1, 1); // %1764 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 511, 1, 1, 1); // %1765 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 512, 16, 1, 1); // fused %1767..%1768 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 513, 1, 1, 1); // %1771 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 514, 1, 1, 1); // %1775 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 515, 16, 1, 1); // fused %1773..%1778 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 516, 1, 1, 1); // %1779 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 517, 1, 1, 1); // %1781 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_15ops_b9fd1c7832", 518, 16, 1, 1); // fused %1782..%1796 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "sum_a0_16x64x8x8", 519, 64, 1, 1); // %1797 embed.add0.grad.sum0 stdlib.mt:96
-    this.run(pass, "permute_021_64x1x8", 520, 2, 1, 1); // %1800 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "fused_1ops_b127ed186b", 521, 16, 1, 1); // fused %1799..%1799 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x8_64x8x1", 522, 1, 1, 1); // %1801 embed.matmul1.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_021_64x8x1", 523, 2, 1, 1); // %1802 embed.matmul1.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_64x1x8_64x8x8", 524, 1, 1, 1); // %1803 embed.matmul1.grad.matmul1 stdlib.mt:96
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 525, 2, 1, 1); // %1809 embed.slice1.grad.pad0 stdlib.mt:95
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 526, 2, 1, 1); // %1811 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "fused_5ops_a742fd6ece", 527, 16, 1, 1); // fused %1804..%1812 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 528, 4, 1, 1); // %1813 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 529, 4, 1, 1); // %1815 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    this.run(pass, "affine_s1_b0_8x8", 530, 1, 1, 1); // %1816 norm_final.g.grad.affine0 stdlib.mt:7
-    this.run(pass, "affine_s1_b0_8x8", 531, 1, 1, 1); // %1817 head.W.grad.affine0 stdlib.mt:113
-    this.run(pass, "affine_s1_b0_256x8", 532, 8, 1, 1); // %1818 head.W_out.grad.affine0 stdlib.mt:114
+    this.run(pass, "fused_6ops_aec82b26d8", 84, 16, 1, 1); // fused %528..%533 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 vector_collapse.mt:13-117
+    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01", 85, 32, 1, 1); // %536 head.matmul0.grad.sum0 stdlib.mt:117
+    this.run(pass, "permute_10_256x8", 86, 8, 1, 1); // %538 head.matmul0.grad.permute1 stdlib.mt:117
+    this.run(pass, "matmul_8x256_16x64x256x1", 87, 2, 1, 1); // %539 head.matmul0.grad.matmul1 stdlib.mt:117
+    this.run(pass, "fused_2ops_804421f087", 88, 16, 1, 1); // fused %540..%541 head.sum0.grad.expand0 .. head.mul0.grad.mul0 stdlib.mt:116
+    this.run(pass, "sum_a01_16x64x8x8", 89, 1, 1, 1); // %542 head.mul0.grad.sum0 stdlib.mt:116
+    this.run(pass, "fused_3ops_31fa261a73", 90, 16, 1, 1); // fused %544..%546 head.mul0.grad.mul1 .. norm_final.mul2.grad.mul1 stdlib.mt:116-9
+    this.run(pass, "sum_a01_16x64x8x8", 91, 1, 1, 1); // %547 norm_final.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_17ops_e138ebbc8e", 92, 16, 1, 1); // fused %549..%565 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 93, 16, 1, 1); // fused %566..%570 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 94, 16, 1, 1); // fused %571..%573 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 95, 1, 1, 1); // %574 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 96, 16, 1, 1); // fused %576..%577 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 97, 1, 1, 1); // %578 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 98, 16, 1, 1); // fused %580..%584 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 99, 1, 1, 1); // %585 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 100, 16, 1, 1); // fused %587..%588 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 101, 1, 1, 1); // %589 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 102, 16, 1, 1); // fused %591..%594 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_083d0a8352", 103, 16, 1, 1); // fused %595..%601 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 104, 1, 1, 1); // %602 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 105, 16, 1, 1); // fused %604..%607 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_4757b88c6d", 106, 16, 1, 1); // fused %608..%608 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 107, 1, 1, 1); // %609 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 108, 16, 1, 1); // fused %611..%615 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_44dcc0d004", 109, 16, 1, 1); // fused %618..%619 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 110, 1, 1, 1); // %620 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 111, 16, 1, 1); // fused %623..%625 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 112, 1, 1, 1); // %626 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 113, 16, 1, 1); // fused %628..%629 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 114, 1, 1, 1); // %632 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 115, 16, 1, 1); // fused %634..%640 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 116, 16, 1, 1); // fused %641..%641 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 117, 1, 1, 1); // %642 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 118, 16, 1, 1); // fused %644..%645 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 119, 1, 1, 1); // %648 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 120, 16, 1, 1); // fused %650..%657 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 121, 16, 1, 1); // fused %658..%658 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 122, 1, 1, 1); // %659 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 123, 16, 1, 1); // fused %661..%662 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 124, 1, 1, 1); // %665 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 125, 16, 1, 1); // fused %667..%671 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 126, 16, 1, 1); // fused %672..%677 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 127, 16, 1, 1); // fused %678..%678 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 128, 1, 1, 1); // %679 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 129, 1, 1, 1); // %681 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 130, 16, 1, 1); // fused %683..%685 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 131, 1, 1, 1); // %686 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 132, 16, 1, 1); // fused %688..%689 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 133, 1, 1, 1); // %692 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 134, 16, 1, 1); // fused %694..%700 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 135, 16, 1, 1); // fused %701..%701 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 136, 1, 1, 1); // %702 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 137, 16, 1, 1); // fused %704..%705 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 138, 1, 1, 1); // %708 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 139, 16, 1, 1); // fused %710..%717 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 140, 16, 1, 1); // fused %718..%718 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 141, 1, 1, 1); // %719 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 142, 16, 1, 1); // fused %721..%722 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 143, 1, 1, 1); // %725 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 144, 16, 1, 1); // fused %727..%730 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 145, 1, 1, 1); // %731 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 146, 16, 1, 1); // fused %732..%733 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 147, 1, 1, 1); // %734 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 148, 16, 1, 1); // fused %736..%753 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_4757b88c6d", 149, 16, 1, 1); // fused %754..%754 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 150, 1, 1, 1); // %755 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 151, 16, 1, 1); // fused %757..%758 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 152, 1, 1, 1); // %761 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 153, 16, 1, 1); // fused %763..%765 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "permute_0213_16x64x2x32", 154, 256, 1, 1); // %766 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_2ops_76348a532d", 155, 16, 1, 1); // fused %767..%768 blocks.1.attn.attention1.grad.mul0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 156, 32, 1, 1); // %769 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 157, 32, 1, 1); // %770 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 158, 32, 1, 1); // %771 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_6ops_02694bca0d", 159, 16, 1, 1); // fused %772..%777 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
+    this.run(pass, "matmul_8x8192_8192x8", 160, 1, 1, 1); // %778 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 161, 16, 1, 1); // fused %780..%781 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 162, 1, 1, 1); // %784 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_dcb2dffbad", 163, 16, 1, 1); // fused %786..%793 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 164, 1, 1, 1); // %794 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 165, 16, 1, 1); // fused %796..%797 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 166, 1, 1, 1); // %800 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_258467e860", 167, 16, 1, 1); // fused %802..%809 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 168, 16, 1, 1); // fused %810..%810 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 169, 1, 1, 1); // %811 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 170, 16, 1, 1); // fused %813..%814 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 171, 1, 1, 1); // %817 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 172, 16, 1, 1); // fused %819..%823 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 173, 1, 1, 1); // %824 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_0c2364d5d7", 174, 16, 1, 1); // fused %826..%843 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 175, 16, 1, 1); // fused %844..%848 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 176, 16, 1, 1); // fused %849..%851 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 177, 1, 1, 1); // %852 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 178, 16, 1, 1); // fused %854..%855 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 179, 1, 1, 1); // %856 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 180, 16, 1, 1); // fused %858..%862 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 181, 1, 1, 1); // %863 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 182, 16, 1, 1); // fused %865..%866 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 183, 1, 1, 1); // %867 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 184, 16, 1, 1); // fused %869..%872 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_083d0a8352", 185, 16, 1, 1); // fused %873..%879 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 186, 1, 1, 1); // %880 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 187, 16, 1, 1); // fused %882..%885 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_4757b88c6d", 188, 16, 1, 1); // fused %886..%886 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 189, 1, 1, 1); // %887 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 190, 16, 1, 1); // fused %889..%893 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_44dcc0d004", 191, 16, 1, 1); // fused %896..%897 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 192, 1, 1, 1); // %898 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 193, 16, 1, 1); // fused %901..%903 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 194, 1, 1, 1); // %904 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 195, 16, 1, 1); // fused %906..%907 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 196, 1, 1, 1); // %910 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 197, 16, 1, 1); // fused %912..%918 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 198, 16, 1, 1); // fused %919..%919 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 199, 1, 1, 1); // %920 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 200, 16, 1, 1); // fused %922..%923 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 201, 1, 1, 1); // %926 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 202, 16, 1, 1); // fused %928..%935 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 203, 16, 1, 1); // fused %936..%936 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 204, 1, 1, 1); // %937 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 205, 16, 1, 1); // fused %939..%940 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 206, 1, 1, 1); // %943 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 207, 16, 1, 1); // fused %945..%949 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 208, 16, 1, 1); // fused %950..%955 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 209, 16, 1, 1); // fused %956..%956 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 210, 1, 1, 1); // %957 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 211, 1, 1, 1); // %959 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 212, 16, 1, 1); // fused %961..%963 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 213, 1, 1, 1); // %964 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 214, 16, 1, 1); // fused %966..%967 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 215, 1, 1, 1); // %970 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 216, 16, 1, 1); // fused %972..%978 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 217, 16, 1, 1); // fused %979..%979 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 218, 1, 1, 1); // %980 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 219, 16, 1, 1); // fused %982..%983 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 220, 1, 1, 1); // %986 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 221, 16, 1, 1); // fused %988..%995 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 222, 16, 1, 1); // fused %996..%996 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 223, 1, 1, 1); // %997 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 224, 16, 1, 1); // fused %999..%1000 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 225, 1, 1, 1); // %1003 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 226, 16, 1, 1); // fused %1005..%1008 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 227, 1, 1, 1); // %1009 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 228, 16, 1, 1); // fused %1010..%1011 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 229, 1, 1, 1); // %1012 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 230, 16, 1, 1); // fused %1014..%1031 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_4757b88c6d", 231, 16, 1, 1); // fused %1032..%1032 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 232, 1, 1, 1); // %1033 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 233, 16, 1, 1); // fused %1035..%1036 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 234, 1, 1, 1); // %1039 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 235, 16, 1, 1); // fused %1041..%1043 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "permute_0213_16x64x2x32", 236, 256, 1, 1); // %1044 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_2ops_76348a532d", 237, 16, 1, 1); // fused %1045..%1046 blocks.0.attn.attention1.grad.mul0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 238, 32, 1, 1); // %1047 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 239, 32, 1, 1); // %1048 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 240, 32, 1, 1); // %1049 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_6ops_02694bca0d", 241, 16, 1, 1); // fused %1050..%1055 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
+    this.run(pass, "matmul_8x8192_8192x8", 242, 1, 1, 1); // %1056 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 243, 16, 1, 1); // fused %1058..%1059 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 244, 1, 1, 1); // %1062 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_dcb2dffbad", 245, 16, 1, 1); // fused %1064..%1071 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 246, 1, 1, 1); // %1072 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 247, 16, 1, 1); // fused %1074..%1075 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 248, 1, 1, 1); // %1078 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_258467e860", 249, 16, 1, 1); // fused %1080..%1087 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 250, 16, 1, 1); // fused %1088..%1088 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 251, 1, 1, 1); // %1089 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 252, 16, 1, 1); // fused %1091..%1092 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 253, 1, 1, 1); // %1095 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 254, 16, 1, 1); // fused %1097..%1101 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 255, 1, 1, 1); // %1102 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_d414ff6507", 256, 16, 1, 1); // fused %1104..%1121 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 257, 16, 1, 1); // fused %1122..%1126 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 258, 16, 1, 1); // fused %1127..%1129 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 259, 1, 1, 1); // %1130 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_s_s", 260, 1, 1, 1); // %1132 param61.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 261, 16, 1, 1); // fused %1133..%1134 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 262, 1, 1, 1); // %1135 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_8x8_8x8", 263, 1, 1, 1); // %1138 param60.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 264, 16, 1, 1); // fused %1137..%1142 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 265, 1, 1, 1); // %1143 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_s_s", 266, 1, 1, 1); // %1145 param59.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 267, 16, 1, 1); // fused %1146..%1147 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 268, 1, 1, 1); // %1148 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_8x8_8x8", 269, 1, 1, 1); // %1151 param58.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 270, 16, 1, 1); // fused %1150..%1154 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_083d0a8352", 271, 16, 1, 1); // fused %1155..%1161 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 272, 1, 1, 1); // %1162 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 273, 1, 1, 1); // %1163 param56.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 274, 16, 1, 1); // fused %1165..%1168 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_4757b88c6d", 275, 16, 1, 1); // fused %1169..%1169 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 276, 1, 1, 1); // %1170 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 277, 1, 1, 1); // %1171 param57.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 278, 16, 1, 1); // fused %1173..%1177 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_44dcc0d004", 279, 16, 1, 1); // fused %1180..%1181 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 280, 1, 1, 1); // %1182 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 281, 16, 1, 1); // fused %1185..%1187 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 282, 1, 1, 1); // %1188 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 283, 1, 1, 1); // %1189 param54.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 284, 16, 1, 1); // fused %1191..%1192 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 285, 1, 1, 1); // %1195 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 286, 1, 1, 1); // %1199 param53.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 287, 16, 1, 1); // fused %1197..%1204 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 288, 16, 1, 1); // fused %1205..%1205 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 289, 1, 1, 1); // %1206 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 290, 1, 1, 1); // %1207 param52.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 291, 16, 1, 1); // fused %1209..%1210 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 292, 1, 1, 1); // %1213 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 293, 1, 1, 1); // %1217 param51.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 294, 16, 1, 1); // fused %1215..%1223 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 295, 16, 1, 1); // fused %1224..%1224 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 296, 1, 1, 1); // %1225 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 297, 1, 1, 1); // %1226 param50.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 298, 16, 1, 1); // fused %1228..%1229 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 299, 1, 1, 1); // %1232 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 300, 1, 1, 1); // %1236 param49.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 301, 16, 1, 1); // fused %1234..%1239 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 302, 16, 1, 1); // fused %1240..%1245 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 303, 16, 1, 1); // fused %1246..%1246 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 304, 1, 1, 1); // %1247 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 305, 1, 1, 1); // %1249 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 306, 16, 1, 1); // fused %1251..%1253 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 307, 1, 1, 1); // %1254 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 308, 1, 1, 1); // %1255 param48.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 309, 16, 1, 1); // fused %1257..%1258 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 310, 1, 1, 1); // %1261 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 311, 1, 1, 1); // %1265 param47.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 312, 16, 1, 1); // fused %1263..%1270 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 313, 16, 1, 1); // fused %1271..%1271 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 314, 1, 1, 1); // %1272 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 315, 1, 1, 1); // %1273 param46.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 316, 16, 1, 1); // fused %1275..%1276 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 317, 1, 1, 1); // %1279 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 318, 1, 1, 1); // %1283 param45.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 319, 16, 1, 1); // fused %1281..%1289 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 320, 16, 1, 1); // fused %1290..%1290 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 321, 1, 1, 1); // %1291 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 322, 1, 1, 1); // %1292 param44.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 323, 16, 1, 1); // fused %1294..%1295 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 324, 1, 1, 1); // %1298 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 325, 1, 1, 1); // %1302 param43.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 326, 16, 1, 1); // fused %1300..%1304 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 327, 1, 1, 1); // %1305 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 328, 1, 1, 1); // %1306 param55.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 329, 16, 1, 1); // fused %1307..%1308 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 330, 1, 1, 1); // %1309 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 331, 1, 1, 1); // %1311 param42.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 332, 16, 1, 1); // fused %1312..%1329 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_4757b88c6d", 333, 16, 1, 1); // fused %1330..%1330 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 334, 1, 1, 1); // %1331 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 335, 1, 1, 1); // %1332 param41.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 336, 16, 1, 1); // fused %1334..%1335 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 337, 1, 1, 1); // %1338 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 338, 1, 1, 1); // %1342 param40.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 339, 16, 1, 1); // fused %1340..%1343 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "permute_0213_16x64x2x32", 340, 256, 1, 1); // %1344 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_2ops_76348a532d", 341, 16, 1, 1); // fused %1345..%1346 blocks.1.attn.attention0.grad.mul0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 342, 32, 1, 1); // %1347 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 343, 32, 1, 1); // %1348 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 344, 32, 1, 1); // %1349 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_6ops_02694bca0d", 345, 16, 1, 1); // fused %1350..%1355 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
+    this.run(pass, "matmul_8x8192_8192x8", 346, 1, 1, 1); // %1356 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 347, 1, 1, 1); // %1357 param39.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 348, 16, 1, 1); // fused %1359..%1360 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 349, 1, 1, 1); // %1363 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 350, 1, 1, 1); // %1367 param38.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_dcb2dffbad", 351, 16, 1, 1); // fused %1365..%1373 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 352, 1, 1, 1); // %1374 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 353, 1, 1, 1); // %1375 param37.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 354, 16, 1, 1); // fused %1377..%1378 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 355, 1, 1, 1); // %1381 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 356, 1, 1, 1); // %1385 param36.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_258467e860", 357, 16, 1, 1); // fused %1383..%1391 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 358, 16, 1, 1); // fused %1392..%1392 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 359, 1, 1, 1); // %1393 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 360, 1, 1, 1); // %1394 param35.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 361, 16, 1, 1); // fused %1396..%1397 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 362, 1, 1, 1); // %1400 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 363, 1, 1, 1); // %1404 param34.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 364, 16, 1, 1); // fused %1402..%1407 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 365, 1, 1, 1); // %1408 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 366, 1, 1, 1); // %1410 param33.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_99f25a92a5", 367, 16, 1, 1); // fused %1411..%1428 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 368, 16, 1, 1); // fused %1429..%1433 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 369, 16, 1, 1); // fused %1434..%1436 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 370, 1, 1, 1); // %1437 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_s_s", 371, 1, 1, 1); // %1439 param32.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 372, 16, 1, 1); // fused %1440..%1441 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 373, 1, 1, 1); // %1442 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "binary_add_8x8_8x8", 374, 1, 1, 1); // %1445 param31.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 375, 16, 1, 1); // fused %1444..%1449 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 376, 1, 1, 1); // %1450 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_s_s", 377, 1, 1, 1); // %1452 param30.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 378, 16, 1, 1); // fused %1453..%1454 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 379, 1, 1, 1); // %1455 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "binary_add_8x8_8x8", 380, 1, 1, 1); // %1458 param29.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 381, 16, 1, 1); // fused %1457..%1461 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_7ops_083d0a8352", 382, 16, 1, 1); // fused %1462..%1468 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 383, 1, 1, 1); // %1469 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 384, 1, 1, 1); // %1470 param27.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 385, 16, 1, 1); // fused %1472..%1475 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "fused_1ops_4757b88c6d", 386, 16, 1, 1); // fused %1476..%1476 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
+    this.run(pass, "matmul_8x8192_8192x1", 387, 1, 1, 1); // %1477 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "binary_add_8x1_8x1", 388, 1, 1, 1); // %1478 param28.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 389, 16, 1, 1); // fused %1480..%1484 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_2ops_44dcc0d004", 390, 16, 1, 1); // fused %1487..%1488 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 391, 1, 1, 1); // %1489 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 392, 16, 1, 1); // fused %1492..%1494 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 393, 1, 1, 1); // %1495 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 394, 1, 1, 1); // %1496 param25.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 395, 16, 1, 1); // fused %1498..%1499 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 396, 1, 1, 1); // %1502 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 397, 1, 1, 1); // %1506 param24.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 398, 16, 1, 1); // fused %1504..%1511 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 399, 16, 1, 1); // fused %1512..%1512 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 400, 1, 1, 1); // %1513 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 401, 1, 1, 1); // %1514 param23.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 402, 16, 1, 1); // fused %1516..%1517 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 403, 1, 1, 1); // %1520 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 404, 1, 1, 1); // %1524 param22.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 405, 16, 1, 1); // fused %1522..%1530 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 406, 16, 1, 1); // fused %1531..%1531 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 407, 1, 1, 1); // %1532 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 408, 1, 1, 1); // %1533 param21.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 409, 16, 1, 1); // fused %1535..%1536 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 410, 1, 1, 1); // %1539 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 411, 1, 1, 1); // %1543 param20.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 412, 16, 1, 1); // fused %1541..%1546 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 413, 16, 1, 1); // fused %1547..%1552 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 414, 16, 1, 1); // fused %1553..%1553 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 415, 1, 1, 1); // %1554 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "binary_add_s_s", 416, 1, 1, 1); // %1556 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_3ops_69a85688ff", 417, 16, 1, 1); // fused %1558..%1560 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 418, 1, 1, 1); // %1561 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 419, 1, 1, 1); // %1562 param19.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 420, 16, 1, 1); // fused %1564..%1565 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 421, 1, 1, 1); // %1568 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 422, 1, 1, 1); // %1572 param18.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 423, 16, 1, 1); // fused %1570..%1577 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 424, 16, 1, 1); // fused %1578..%1578 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 425, 1, 1, 1); // %1579 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 426, 1, 1, 1); // %1580 param17.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 427, 16, 1, 1); // fused %1582..%1583 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 428, 1, 1, 1); // %1586 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 429, 1, 1, 1); // %1590 param16.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 430, 16, 1, 1); // fused %1588..%1596 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 431, 16, 1, 1); // fused %1597..%1597 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 432, 1, 1, 1); // %1598 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 433, 1, 1, 1); // %1599 param15.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 434, 16, 1, 1); // fused %1601..%1602 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 435, 1, 1, 1); // %1605 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 436, 1, 1, 1); // %1609 param14.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 437, 16, 1, 1); // fused %1607..%1611 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 438, 1, 1, 1); // %1612 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 439, 1, 1, 1); // %1613 param26.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 440, 16, 1, 1); // fused %1614..%1615 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 441, 1, 1, 1); // %1616 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 442, 1, 1, 1); // %1618 param13.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 443, 16, 1, 1); // fused %1619..%1636 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "fused_1ops_4757b88c6d", 444, 16, 1, 1); // fused %1637..%1637 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 445, 1, 1, 1); // %1638 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 446, 1, 1, 1); // %1639 param12.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 447, 16, 1, 1); // fused %1641..%1642 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 448, 1, 1, 1); // %1645 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 449, 1, 1, 1); // %1649 param11.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 450, 16, 1, 1); // fused %1647..%1650 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "permute_0213_16x64x2x32", 451, 256, 1, 1); // %1651 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
+    this.run(pass, "fused_2ops_76348a532d", 452, 16, 1, 1); // fused %1652..%1653 blocks.0.attn.attention0.grad.mul0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 453, 32, 1, 1); // %1654 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 454, 32, 1, 1); // %1655 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 455, 32, 1, 1); // %1656 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_6ops_02694bca0d", 456, 16, 1, 1); // fused %1657..%1662 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
+    this.run(pass, "matmul_8x8192_8192x8", 457, 1, 1, 1); // %1663 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 458, 1, 1, 1); // %1664 param10.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 459, 16, 1, 1); // fused %1666..%1667 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 460, 1, 1, 1); // %1670 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 461, 1, 1, 1); // %1674 param9.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_dcb2dffbad", 462, 16, 1, 1); // fused %1672..%1680 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 463, 1, 1, 1); // %1681 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 464, 1, 1, 1); // %1682 param8.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 465, 16, 1, 1); // fused %1684..%1685 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 466, 1, 1, 1); // %1688 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 467, 1, 1, 1); // %1692 param7.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_258467e860", 468, 16, 1, 1); // fused %1690..%1698 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "fused_1ops_4757b88c6d", 469, 16, 1, 1); // fused %1699..%1699 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
+    this.run(pass, "matmul_8x8192_8192x8", 470, 1, 1, 1); // %1700 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 471, 1, 1, 1); // %1701 param6.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 472, 16, 1, 1); // fused %1703..%1704 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 473, 1, 1, 1); // %1707 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "binary_add_8x8_8x8", 474, 1, 1, 1); // %1711 param5.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 475, 16, 1, 1); // fused %1709..%1714 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 476, 1, 1, 1); // %1715 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "binary_add_8x8_8x8", 477, 1, 1, 1); // %1717 param4.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_15ops_b9fd1c7832", 478, 16, 1, 1); // fused %1718..%1732 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    this.run(pass, "sum_a0_16x64x8x8", 479, 64, 1, 1); // %1733 embed.add0.grad.sum0 stdlib.mt:96
+    this.run(pass, "permute_021_64x1x8", 480, 2, 1, 1); // %1736 embed.matmul1.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_1ops_b127ed186b", 481, 16, 1, 1); // fused %1735..%1735 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "matmul_64x8x8_64x8x1", 482, 1, 1, 1); // %1737 embed.matmul1.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_021_64x8x1", 483, 2, 1, 1); // %1738 embed.matmul1.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_64x1x8_64x8x8", 484, 1, 1, 1); // %1739 embed.matmul1.grad.matmul1 stdlib.mt:96
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 485, 2, 1, 1); // %1745 embed.slice1.grad.pad0 stdlib.mt:95
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 486, 2, 1, 1); // %1747 embed.slice0.grad.pad0 stdlib.mt:94
+    this.run(pass, "fused_5ops_a742fd6ece", 487, 16, 1, 1); // fused %1740..%1748 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 488, 4, 1, 1); // %1749 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 489, 4, 1, 1); // %1751 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    this.run(pass, "affine_s1_b0_8x8", 490, 1, 1, 1); // %1752 norm_final.g.grad.affine0 stdlib.mt:7
+    this.run(pass, "affine_s1_b0_8x8", 491, 1, 1, 1); // %1753 head.W.grad.affine0 stdlib.mt:113
+    this.run(pass, "affine_s1_b0_256x8", 492, 8, 1, 1); // %1754 head.W_out.grad.affine0 stdlib.mt:114
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_11008", 533, 3, 1, 1); // sum of squared gradients, 4096 per workgroup, 3 partial sums
-    this.run(pass, "gradnorm_total_3", 534, 1, 1, 1); // global gradient L2 norm from 3 partial sums
-    this.run(pass, "adamw_11008", 535, 43, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 11008 floats
+    this.run(pass, "gradnorm_partial_11008", 493, 3, 1, 1); // sum of squared gradients, 4096 per workgroup, 3 partial sums
+    this.run(pass, "gradnorm_total_3", 494, 1, 1, 1); // global gradient L2 norm from 3 partial sums
+    this.run(pass, "adamw_11008", 495, 43, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 11008 floats
   }
 }

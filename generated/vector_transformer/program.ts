@@ -96,8 +96,15 @@ export const layout = {
     "affine_s1_b0_256",
     "affine_s1_b0_64",
     "affine_s1_b0_64x64",
-    "causal_mask_f0_16x4x64x64",
-    "causal_mask_fminf_16x4x64x64",
+    "attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1",
+    "attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1",
+    "attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1",
+    "attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1",
+    "attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16",
+    "attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16",
+    "attention_lse_s0p25_16x4x64x16_16x4x64x16",
+    "attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1",
+    "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1",
     "cross_entropy_16x64x256_16x64i",
     "fused_10ops_08e87eeb0d",
     "fused_10ops_60ffa0d4fe",
@@ -107,35 +114,23 @@ export const layout = {
     "fused_15ops_ae89a28e6f",
     "fused_16ops_6721c5c849",
     "fused_1ops_60af686166",
-    "fused_1ops_845112d029",
-    "fused_1ops_8d2c4f68c4",
     "fused_1ops_9af091d3d6",
     "fused_1ops_9c03c2973b",
-    "fused_1ops_cb08a662da",
-    "fused_2ops_09e8391b03",
     "fused_2ops_5819fbebfa",
     "fused_2ops_9185567ec1",
     "fused_2ops_a42ab60fb4",
-    "fused_2ops_b01f10e7e5",
-    "fused_2ops_b8c5b7e55b",
-    "fused_2ops_e94fdf9c18",
     "fused_2ops_f60d389043",
     "fused_3ops_58715b6c06",
     "fused_3ops_9ddd684941",
     "fused_3ops_a42ab60fb4",
     "fused_3ops_cb47b79800",
-    "fused_3ops_d77d54730e",
-    "fused_5ops_35d73c9948",
+    "fused_3ops_e1eb1ff107",
     "fused_5ops_b214c8e2bd",
-    "fused_5ops_e62d857e69",
     "gradnorm_partial_136896",
     "gradnorm_total_34",
     "matmul_1024x256_256x64",
     "matmul_1024x64_64x256",
     "matmul_1024x64_64x64",
-    "matmul_16x4x16x64_16x4x64x64",
-    "matmul_16x4x64x16_16x4x16x64",
-    "matmul_16x4x64x64_16x4x64x16",
     "matmul_256x1024_1024x64",
     "matmul_64x1024_1024x256",
     "matmul_64x1024_1024x64",
@@ -150,8 +145,8 @@ export const layout = {
   ],
   "dispatches": {
     "setup": 0,
-    "forward": 48,
-    "backward": 130,
+    "forward": 40,
+    "backward": 118,
     "optimizer": 3
   }
 };
@@ -203,14 +198,14 @@ export class Program {
       buf("act6", 262144),
       buf("act7", 262144),
       buf("act8", 262144),
-      buf("act9", 1048576),
-      buf("act10", 1048576),
-      buf("act11", 1048576),
+      buf("act9", 16384),
+      buf("act10", 262144),
+      buf("act11", 262144),
       buf("act12", 262144),
-      buf("act13", 262144),
-      buf("act14", 4096),
+      buf("act13", 4096),
+      buf("act14", 262144),
       buf("act15", 262144),
-      buf("act16", 262144),
+      buf("act16", 1048576),
       buf("act17", 1048576),
       buf("act18", 1048576),
       buf("act19", 262144),
@@ -221,8 +216,8 @@ export class Program {
       buf("act24", 262144),
       buf("act25", 262144),
       buf("act26", 262144),
-      buf("act27", 1048576),
-      buf("act28", 1048576),
+      buf("act27", 16384),
+      buf("act28", 262144),
       buf("act29", 262144),
       buf("act30", 262144),
       buf("act31", 4096),
@@ -277,177 +272,157 @@ export class Program {
     group("matmul_1024x64_64x64", [[this.act[3], 0, 262144], [this.params, 115456, 16384], [this.act[7], 0, 262144]]); // 7: %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
     group("fused_2ops_f60d389043", [[this.params, 131840, 415744], [this.act[7], 0, 262144], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 8: fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
     group("permute_0213_16x64x4x16", [[this.act[8], 0, 262144], [this.act[7], 0, 262144]]); // 9: %61 blocks.0.attn.permute2 vector_transformer.mt:60
-    group("fused_1ops_845112d029", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 10: fused %62..%62 blocks.0.attn.permute3 .. blocks.0.attn.permute3 vector_transformer.mt:61
-    group("matmul_16x4x64x16_16x4x16x64", [[this.act[5], 0, 262144], [this.act[8], 0, 262144], [this.act[9], 0, 1048576]]); // 11: %63 blocks.0.attn.matmul0 vector_transformer.mt:61
-    group("fused_1ops_8d2c4f68c4", [[this.act[9], 0, 1048576], [this.act[10], 0, 1048576], [this.step, 0, 16]]); // 12: fused %64..%64 blocks.0.attn.affine0 .. blocks.0.attn.affine0 vector_transformer.mt:61
-    group("causal_mask_fminf_16x4x64x64", [[this.act[10], 0, 1048576], [this.act[9], 0, 1048576]]); // 13: %65 blocks.0.attn.causal_mask0 vector_transformer.mt:61
-    group("fused_2ops_e94fdf9c18", [[this.act[9], 0, 1048576], [this.act[10], 0, 1048576], [this.act[11], 0, 1048576], [this.step, 0, 16]]); // 14: fused %66..%67 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 vector_transformer.mt:61
-    group("matmul_16x4x64x64_16x4x64x16", [[this.act[11], 0, 1048576], [this.act[7], 0, 262144], [this.act[6], 0, 262144]]); // 15: %68 blocks.0.attn.matmul1 vector_transformer.mt:62
-    group("fused_3ops_a42ab60fb4", [[this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 16: fused %69..%71 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
-    group("matmul_1024x64_64x64", [[this.act[12], 0, 262144], [this.params, 132096, 16384], [this.act[6], 0, 262144]]); // 17: %72 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    group("fused_10ops_08e87eeb0d", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[6], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 18: fused %74..%83 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[16], 0, 262144], [this.params, 148992, 65536], [this.act[9], 0, 1048576]]); // 19: %84 blocks.0.up.matmul0 vector_transformer.mt:47
-    group("fused_3ops_cb47b79800", [[this.params, 214528, 333056], [this.act[9], 0, 1048576], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.step, 0, 16]]); // 20: fused %86..%88 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[18], 0, 1048576], [this.params, 215552, 65536], [this.act[6], 0, 262144]]); // 21: %89 blocks.0.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_2de11efbde", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[6], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 4096], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 22: fused %91..%101 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[23], 0, 262144], [this.params, 281600, 16384], [this.act[6], 0, 262144]]); // 23: %102 blocks.1.attn.q.matmul0 vector_transformer.mt:47
-    group("fused_2ops_f60d389043", [[this.params, 297984, 249600], [this.act[6], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 24: fused %104..%105 blocks.1.attn.q.add0 .. blocks.1.attn.reshape0 vector_transformer.mt:47-58
-    group("permute_0213_16x64x4x16", [[this.act[24], 0, 262144], [this.act[6], 0, 262144]]); // 25: %106 blocks.1.attn.permute0 vector_transformer.mt:58
-    group("matmul_1024x64_64x64", [[this.act[22], 0, 262144], [this.params, 298240, 16384], [this.act[24], 0, 262144]]); // 26: %108 blocks.1.attn.k.matmul0 vector_transformer.mt:47
-    group("fused_2ops_f60d389043", [[this.params, 314624, 232960], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 27: fused %110..%111 blocks.1.attn.k.add0 .. blocks.1.attn.reshape1 vector_transformer.mt:47-59
-    group("permute_0213_16x64x4x16", [[this.act[25], 0, 262144], [this.act[24], 0, 262144]]); // 28: %112 blocks.1.attn.permute1 vector_transformer.mt:59
-    group("matmul_1024x64_64x64", [[this.act[22], 0, 262144], [this.params, 314880, 16384], [this.act[25], 0, 262144]]); // 29: %114 blocks.1.attn.v.matmul0 vector_transformer.mt:47
-    group("fused_2ops_f60d389043", [[this.params, 331264, 216320], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 30: fused %116..%117 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
-    group("permute_0213_16x64x4x16", [[this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 31: %118 blocks.1.attn.permute2 vector_transformer.mt:60
-    group("fused_1ops_845112d029", [[this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 32: fused %119..%119 blocks.1.attn.permute3 .. blocks.1.attn.permute3 vector_transformer.mt:61
-    group("matmul_16x4x64x16_16x4x16x64", [[this.act[6], 0, 262144], [this.act[26], 0, 262144], [this.act[9], 0, 1048576]]); // 33: %120 blocks.1.attn.matmul0 vector_transformer.mt:61
-    group("fused_1ops_8d2c4f68c4", [[this.act[9], 0, 1048576], [this.act[27], 0, 1048576], [this.step, 0, 16]]); // 34: fused %121..%121 blocks.1.attn.affine0 .. blocks.1.attn.affine0 vector_transformer.mt:61
-    group("causal_mask_fminf_16x4x64x64", [[this.act[27], 0, 1048576], [this.act[9], 0, 1048576]]); // 35: %122 blocks.1.attn.causal_mask0 vector_transformer.mt:61
-    group("fused_2ops_b8c5b7e55b", [[this.act[9], 0, 1048576], [this.act[27], 0, 1048576], [this.act[28], 0, 1048576], [this.step, 0, 16]]); // 36: fused %123..%124 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 vector_transformer.mt:61
-    group("matmul_16x4x64x64_16x4x64x16", [[this.act[28], 0, 1048576], [this.act[25], 0, 262144], [this.act[24], 0, 262144]]); // 37: %125 blocks.1.attn.matmul1 vector_transformer.mt:62
-    group("fused_3ops_a42ab60fb4", [[this.act[24], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 38: fused %126..%128 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
-    group("matmul_1024x64_64x64", [[this.act[29], 0, 262144], [this.params, 331520, 16384], [this.act[24], 0, 262144]]); // 39: %129 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    group("fused_10ops_08e87eeb0d", [[this.params, 347904, 199680], [this.act[19], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4096], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 40: fused %131..%140 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[33], 0, 262144], [this.params, 348416, 65536], [this.act[9], 0, 1048576]]); // 41: %141 blocks.1.up.matmul0 vector_transformer.mt:47
-    group("fused_3ops_cb47b79800", [[this.params, 413952, 133632], [this.act[9], 0, 1048576], [this.act[34], 0, 1048576], [this.act[35], 0, 1048576], [this.step, 0, 16]]); // 42: fused %143..%145 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[35], 0, 1048576], [this.params, 414976, 65536], [this.act[24], 0, 262144]]); // 43: %146 blocks.1.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_b3462cd80d", [[this.params, 480512, 67072], [this.act[30], 0, 262144], [this.act[24], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 4096], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 44: fused %148..%158 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[39], 0, 262144], [this.params, 481024, 65536], [this.act[9], 0, 1048576]]); // 45: %159 head.matmul0 vector_transformer.mt:47
-    group("fused_1ops_60af686166", [[this.params, 546560, 1024], [this.act[9], 0, 1048576], [this.act[40], 0, 1048576], [this.step, 0, 16]]); // 46: fused %161..%161 head.add0 .. head.add0 vector_transformer.mt:47
-    group("cross_entropy_16x64x256_16x64i", [[this.act[40], 0, 1048576], [this.targets, 0, 4096], [this.act[41], 0, 4]]); // 47: %162 loss.cross_entropy0 vector_transformer.mt:84
-    group("fused_5ops_b214c8e2bd", [[this.targets, 0, 4096], [this.act[40], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 48: fused %164..%168 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
-    group("sum_a01_16x64x256", [[this.act[9], 0, 1048576], [this.act[42], 0, 1024]]); // 49: %169 head.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x256", [[this.params, 481024, 65536], [this.act[43], 0, 65536]]); // 50: %172 head.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[9], 0, 1048576], [this.act[43], 0, 65536], [this.act[24], 0, 262144]]); // 51: %173 head.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 52: fused %174..%174 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x256", [[this.act[44], 0, 262144], [this.act[9], 0, 1048576], [this.grads, 481024, 65536]]); // 53: %175 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5819fbebfa", [[this.params, 480768, 66816], [this.act[38], 0, 262144], [this.act[24], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 54: fused %177..%178 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[39], 0, 262144], [this.act[45], 0, 256]]); // 55: %179 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_ae89a28e6f", [[this.act[36], 0, 262144], [this.act[37], 0, 4096], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 56: fused %181..%195 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
-    group("sum_a01_16x64x64", [[this.act[24], 0, 262144], [this.act[46], 0, 256]]); // 57: %196 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_256x64", [[this.params, 414976, 65536], [this.act[43], 0, 65536]]); // 58: %199 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[24], 0, 262144], [this.act[43], 0, 65536], [this.act[9], 0, 1048576]]); // 59: %200 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9af091d3d6", [[this.act[35], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 60: fused %201..%201 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_256x1024_1024x64", [[this.act[47], 0, 1048576], [this.act[24], 0, 262144], [this.grads, 414976, 65536]]); // 61: %202 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_9185567ec1", [[this.act[34], 0, 1048576], [this.act[9], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 62: fused %204..%205 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
-    group("sum_a01_16x64x256", [[this.act[47], 0, 1048576], [this.act[48], 0, 1024]]); // 63: %206 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x256", [[this.params, 348416, 65536], [this.act[43], 0, 65536]]); // 64: %209 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[47], 0, 1048576], [this.act[43], 0, 65536], [this.act[24], 0, 262144]]); // 65: %210 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[33], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 66: fused %211..%211 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x256", [[this.act[44], 0, 262144], [this.act[47], 0, 1048576], [this.grads, 348416, 65536]]); // 67: %212 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5819fbebfa", [[this.params, 348160, 199424], [this.act[32], 0, 262144], [this.act[24], 0, 262144], [this.act[44], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 68: fused %214..%215 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[33], 0, 262144], [this.act[49], 0, 256]]); // 69: %216 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_0353280b0d", [[this.act[30], 0, 262144], [this.act[31], 0, 4096], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 70: fused %218..%232 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[33], 0, 262144], [this.act[50], 0, 256]]); // 71: %233 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 331520, 16384], [this.act[51], 0, 16384]]); // 72: %236 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[33], 0, 262144], [this.act[51], 0, 16384], [this.act[44], 0, 262144]]); // 73: %237 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[29], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 74: fused %238..%238 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[39], 0, 262144], [this.act[33], 0, 262144], [this.grads, 331520, 16384]]); // 75: %239 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_b01f10e7e5", [[this.act[25], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 76: fused %242..%243 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 vector_transformer.mt:62
-    group("matmul_16x4x64x16_16x4x16x64", [[this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.act[47], 0, 1048576]]); // 77: %244 blocks.1.attn.matmul1.grad.matmul0 vector_transformer.mt:62
-    group("fused_1ops_cb08a662da", [[this.act[28], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 78: fused %245..%245 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 vector_transformer.mt:62
-    group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[39], 0, 262144], [this.act[29], 0, 262144]]); // 79: %246 blocks.1.attn.matmul1.grad.matmul1 vector_transformer.mt:62
-    group("fused_5ops_e62d857e69", [[this.act[27], 0, 1048576], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 80: fused %247..%251 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 vector_transformer.mt:61
-    group("causal_mask_f0_16x4x64x64", [[this.act[9], 0, 1048576], [this.act[47], 0, 1048576]]); // 81: %252 blocks.1.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
-    group("fused_2ops_09e8391b03", [[this.act[26], 0, 262144], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 82: fused %253..%254 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 vector_transformer.mt:61
-    group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[39], 0, 262144], [this.act[26], 0, 262144]]); // 83: %255 blocks.1.attn.matmul0.grad.matmul0 vector_transformer.mt:61
-    group("fused_1ops_845112d029", [[this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 84: fused %256..%256 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 vector_transformer.mt:61
-    group("matmul_16x4x16x64_16x4x64x64", [[this.act[39], 0, 262144], [this.act[9], 0, 1048576], [this.act[6], 0, 262144]]); // 85: %257 blocks.1.attn.matmul0.grad.matmul1 vector_transformer.mt:61
-    group("fused_3ops_d77d54730e", [[this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 86: fused %258..%260 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:61-60
-    group("sum_a01_16x64x64", [[this.act[44], 0, 262144], [this.act[52], 0, 256]]); // 87: %261 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 314880, 16384], [this.act[51], 0, 16384]]); // 88: %264 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[44], 0, 262144], [this.act[51], 0, 16384], [this.act[6], 0, 262144]]); // 89: %265 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[22], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 90: fused %266..%266 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[29], 0, 262144], [this.act[44], 0, 262144], [this.grads, 314880, 16384]]); // 91: %267 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_a42ab60fb4", [[this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 92: fused %269..%270 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
-    group("sum_a01_16x64x64", [[this.act[44], 0, 262144], [this.act[53], 0, 256]]); // 93: %271 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 298240, 16384], [this.act[51], 0, 16384]]); // 94: %274 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[44], 0, 262144], [this.act[51], 0, 16384], [this.act[39], 0, 262144]]); // 95: %275 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[22], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 96: fused %276..%276 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[29], 0, 262144], [this.act[44], 0, 262144], [this.grads, 298240, 16384]]); // 97: %277 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_9ddd684941", [[this.act[26], 0, 262144], [this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 98: fused %279..%281 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
-    group("sum_a01_16x64x64", [[this.act[29], 0, 262144], [this.act[54], 0, 256]]); // 99: %282 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 281600, 16384], [this.act[51], 0, 16384]]); // 100: %285 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[29], 0, 262144], [this.act[51], 0, 16384], [this.act[39], 0, 262144]]); // 101: %286 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[23], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 102: fused %287..%287 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.grads, 281600, 16384]]); // 103: %288 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_58715b6c06", [[this.params, 281344, 266240], [this.act[21], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 104: fused %290..%292 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
-    group("sum_a01_16x64x64", [[this.act[6], 0, 262144], [this.act[55], 0, 256]]); // 105: %293 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_16ops_6721c5c849", [[this.act[19], 0, 262144], [this.act[20], 0, 4096], [this.act[33], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 106: fused %295..%310 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
-    group("sum_a01_16x64x64", [[this.act[39], 0, 262144], [this.act[56], 0, 256]]); // 107: %311 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_256x64", [[this.params, 215552, 65536], [this.act[43], 0, 65536]]); // 108: %314 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[39], 0, 262144], [this.act[43], 0, 65536], [this.act[9], 0, 1048576]]); // 109: %315 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9af091d3d6", [[this.act[18], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 110: fused %316..%316 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_256x1024_1024x64", [[this.act[47], 0, 1048576], [this.act[39], 0, 262144], [this.grads, 215552, 65536]]); // 111: %317 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_9185567ec1", [[this.act[17], 0, 1048576], [this.act[9], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 112: fused %319..%320 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
-    group("sum_a01_16x64x256", [[this.act[47], 0, 1048576], [this.act[57], 0, 1024]]); // 113: %321 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x256", [[this.params, 148992, 65536], [this.act[43], 0, 65536]]); // 114: %324 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[47], 0, 1048576], [this.act[43], 0, 65536], [this.act[39], 0, 262144]]); // 115: %325 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[16], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 116: fused %326..%326 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x256", [[this.act[29], 0, 262144], [this.act[47], 0, 1048576], [this.grads, 148992, 65536]]); // 117: %327 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5819fbebfa", [[this.params, 148736, 398848], [this.act[15], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 118: fused %329..%330 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.act[58], 0, 256]]); // 119: %331 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_0353280b0d", [[this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 120: fused %333..%347 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.act[59], 0, 256]]); // 121: %348 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 132096, 16384], [this.act[51], 0, 16384]]); // 122: %351 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[16], 0, 262144], [this.act[51], 0, 16384], [this.act[29], 0, 262144]]); // 123: %352 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[12], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 124: fused %353..%353 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[6], 0, 262144], [this.act[16], 0, 262144], [this.grads, 132096, 16384]]); // 125: %354 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_b01f10e7e5", [[this.act[7], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 126: fused %357..%358 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 vector_transformer.mt:62
-    group("matmul_16x4x64x16_16x4x16x64", [[this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.act[47], 0, 1048576]]); // 127: %359 blocks.0.attn.matmul1.grad.matmul0 vector_transformer.mt:62
-    group("fused_1ops_cb08a662da", [[this.act[11], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 128: fused %360..%360 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 vector_transformer.mt:62
-    group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[6], 0, 262144], [this.act[12], 0, 262144]]); // 129: %361 blocks.0.attn.matmul1.grad.matmul1 vector_transformer.mt:62
-    group("fused_5ops_35d73c9948", [[this.act[10], 0, 1048576], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.step, 0, 16]]); // 130: fused %362..%366 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 vector_transformer.mt:61
-    group("causal_mask_f0_16x4x64x64", [[this.act[9], 0, 1048576], [this.act[47], 0, 1048576]]); // 131: %367 blocks.0.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
-    group("fused_2ops_09e8391b03", [[this.act[8], 0, 262144], [this.act[47], 0, 1048576], [this.act[9], 0, 1048576], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 132: fused %368..%369 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 vector_transformer.mt:61
-    group("matmul_16x4x64x64_16x4x64x16", [[this.act[9], 0, 1048576], [this.act[6], 0, 262144], [this.act[8], 0, 262144]]); // 133: %370 blocks.0.attn.matmul0.grad.matmul0 vector_transformer.mt:61
-    group("fused_1ops_845112d029", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 134: fused %371..%371 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 vector_transformer.mt:61
-    group("matmul_16x4x16x64_16x4x64x64", [[this.act[6], 0, 262144], [this.act[9], 0, 1048576], [this.act[5], 0, 262144]]); // 135: %372 blocks.0.attn.matmul0.grad.matmul1 vector_transformer.mt:61
-    group("fused_3ops_d77d54730e", [[this.act[12], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 136: fused %373..%375 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:61-60
-    group("sum_a01_16x64x64", [[this.act[29], 0, 262144], [this.act[60], 0, 256]]); // 137: %376 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 115456, 16384], [this.act[51], 0, 16384]]); // 138: %379 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[29], 0, 262144], [this.act[51], 0, 16384], [this.act[5], 0, 262144]]); // 139: %380 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[3], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 140: fused %381..%381 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[12], 0, 262144], [this.act[29], 0, 262144], [this.grads, 115456, 16384]]); // 141: %382 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_a42ab60fb4", [[this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 142: fused %384..%385 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
-    group("sum_a01_16x64x64", [[this.act[29], 0, 262144], [this.act[61], 0, 256]]); // 143: %386 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 98816, 16384], [this.act[51], 0, 16384]]); // 144: %389 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[29], 0, 262144], [this.act[51], 0, 16384], [this.act[6], 0, 262144]]); // 145: %390 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[3], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 146: fused %391..%391 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[12], 0, 262144], [this.act[29], 0, 262144], [this.grads, 98816, 16384]]); // 147: %392 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_9ddd684941", [[this.act[8], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[29], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 148: fused %394..%396 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
-    group("sum_a01_16x64x64", [[this.act[12], 0, 262144], [this.act[62], 0, 256]]); // 149: %397 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 82176, 16384], [this.act[51], 0, 16384]]); // 150: %400 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[12], 0, 262144], [this.act[51], 0, 16384], [this.act[6], 0, 262144]]); // 151: %401 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[4], 0, 262144], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 152: fused %402..%402 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[5], 0, 262144], [this.act[12], 0, 262144], [this.grads, 82176, 16384]]); // 153: %403 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_58715b6c06", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[29], 0, 262144], [this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 154: fused %405..%407 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
-    group("sum_a01_16x64x64", [[this.act[5], 0, 262144], [this.act[63], 0, 256]]); // 155: %408 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_0353280b0d", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[16], 0, 262144], [this.act[12], 0, 262144], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 156: fused %410..%424 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
-    group("sum_a0_16x64x64", [[this.act[5], 0, 262144], [this.act[51], 0, 16384]]); // 157: %425 add0.grad.sum0 vector_transformer.mt:85
-    group("scatter_add_16x64x64_16x64i_to_256x64", [[this.act[5], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 158: %427 gather0.grad.scatter_add0 vector_transformer.mt:85
-    group("affine_s1_b0_64x64", [[this.act[51], 0, 16384], [this.grads, 65536, 16384]]); // 159: %428 wpe.grad.affine0 vector_transformer.mt:80
-    group("affine_s1_b0_64", [[this.act[63], 0, 256], [this.grads, 81920, 256]]); // 160: %429 blocks.0.norm1.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_64", [[this.act[62], 0, 256], [this.grads, 98560, 256]]); // 161: %430 blocks.0.attn.q.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[61], 0, 256], [this.grads, 115200, 256]]); // 162: %431 blocks.0.attn.k.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[60], 0, 256], [this.grads, 131840, 256]]); // 163: %432 blocks.0.attn.v.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[59], 0, 256], [this.grads, 148480, 256]]); // 164: %433 blocks.0.attn.o.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[58], 0, 256], [this.grads, 148736, 256]]); // 165: %434 blocks.0.norm2.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_256", [[this.act[57], 0, 1024], [this.grads, 214528, 1024]]); // 166: %435 blocks.0.up.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[56], 0, 256], [this.grads, 281088, 256]]); // 167: %436 blocks.0.down.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[55], 0, 256], [this.grads, 281344, 256]]); // 168: %437 blocks.1.norm1.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_64", [[this.act[54], 0, 256], [this.grads, 297984, 256]]); // 169: %438 blocks.1.attn.q.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[53], 0, 256], [this.grads, 314624, 256]]); // 170: %439 blocks.1.attn.k.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[52], 0, 256], [this.grads, 331264, 256]]); // 171: %440 blocks.1.attn.v.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[50], 0, 256], [this.grads, 347904, 256]]); // 172: %441 blocks.1.attn.o.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[49], 0, 256], [this.grads, 348160, 256]]); // 173: %442 blocks.1.norm2.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_256", [[this.act[48], 0, 1024], [this.grads, 413952, 1024]]); // 174: %443 blocks.1.up.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[46], 0, 256], [this.grads, 480512, 256]]); // 175: %444 blocks.1.down.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[45], 0, 256], [this.grads, 480768, 256]]); // 176: %445 norm_f.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_256", [[this.act[42], 0, 1024], [this.grads, 546560, 1024]]); // 177: %446 head.b.grad.affine0 vector_transformer.mt:45
-    group("gradnorm_partial_136896", [[this.grads, 0, ARENA], [this.partials, 0, 136]]); // 178: gradient norm, partial sums
-    group("gradnorm_total_34", [[this.partials, 0, 136], [this.norm, 0, 16]]); // 179: gradient norm
-    group("adamw_136896", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 180: AdamW update
+    group("attention_lse_s0p25_16x4x64x16_16x4x64x16", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[9], 0, 16384], [this.step, 0, 16]]); // 10: %62 blocks.0.attn.attention_lse0 vector_transformer.mt:61
+    group("attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.act[9], 0, 16384], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 11: %63 blocks.0.attn.attention0 vector_transformer.mt:62
+    group("fused_3ops_a42ab60fb4", [[this.act[8], 0, 262144], [this.act[10], 0, 262144], [this.step, 0, 16]]); // 12: fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
+    group("matmul_1024x64_64x64", [[this.act[10], 0, 262144], [this.params, 132096, 16384], [this.act[11], 0, 262144]]); // 13: %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
+    group("fused_10ops_08e87eeb0d", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 4096], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 14: fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[15], 0, 262144], [this.params, 148992, 65536], [this.act[16], 0, 1048576]]); // 15: %79 blocks.0.up.matmul0 vector_transformer.mt:47
+    group("fused_3ops_cb47b79800", [[this.params, 214528, 333056], [this.act[16], 0, 1048576], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.step, 0, 16]]); // 16: fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[18], 0, 1048576], [this.params, 215552, 65536], [this.act[11], 0, 262144]]); // 17: %84 blocks.0.down.matmul0 vector_transformer.mt:47
+    group("fused_11ops_2de11efbde", [[this.params, 281088, 266496], [this.act[12], 0, 262144], [this.act[11], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 4096], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 18: fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[23], 0, 262144], [this.params, 281600, 16384], [this.act[11], 0, 262144]]); // 19: %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
+    group("fused_2ops_f60d389043", [[this.params, 297984, 249600], [this.act[11], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 20: fused %99..%100 blocks.1.attn.q.add0 .. blocks.1.attn.reshape0 vector_transformer.mt:47-58
+    group("permute_0213_16x64x4x16", [[this.act[24], 0, 262144], [this.act[11], 0, 262144]]); // 21: %101 blocks.1.attn.permute0 vector_transformer.mt:58
+    group("matmul_1024x64_64x64", [[this.act[22], 0, 262144], [this.params, 298240, 16384], [this.act[24], 0, 262144]]); // 22: %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
+    group("fused_2ops_f60d389043", [[this.params, 314624, 232960], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 23: fused %105..%106 blocks.1.attn.k.add0 .. blocks.1.attn.reshape1 vector_transformer.mt:47-59
+    group("permute_0213_16x64x4x16", [[this.act[25], 0, 262144], [this.act[24], 0, 262144]]); // 24: %107 blocks.1.attn.permute1 vector_transformer.mt:59
+    group("matmul_1024x64_64x64", [[this.act[22], 0, 262144], [this.params, 314880, 16384], [this.act[25], 0, 262144]]); // 25: %109 blocks.1.attn.v.matmul0 vector_transformer.mt:47
+    group("fused_2ops_f60d389043", [[this.params, 331264, 216320], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 26: fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
+    group("permute_0213_16x64x4x16", [[this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 27: %113 blocks.1.attn.permute2 vector_transformer.mt:60
+    group("attention_lse_s0p25_16x4x64x16_16x4x64x16", [[this.act[11], 0, 262144], [this.act[24], 0, 262144], [this.act[27], 0, 16384], [this.step, 0, 16]]); // 28: %114 blocks.1.attn.attention_lse0 vector_transformer.mt:61
+    group("attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1", [[this.act[11], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[27], 0, 16384], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 29: %115 blocks.1.attn.attention0 vector_transformer.mt:62
+    group("fused_3ops_a42ab60fb4", [[this.act[26], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 30: fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
+    group("matmul_1024x64_64x64", [[this.act[28], 0, 262144], [this.params, 331520, 16384], [this.act[29], 0, 262144]]); // 31: %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
+    group("fused_10ops_08e87eeb0d", [[this.params, 347904, 199680], [this.act[19], 0, 262144], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4096], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 32: fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[33], 0, 262144], [this.params, 348416, 65536], [this.act[16], 0, 1048576]]); // 33: %131 blocks.1.up.matmul0 vector_transformer.mt:47
+    group("fused_3ops_cb47b79800", [[this.params, 413952, 133632], [this.act[16], 0, 1048576], [this.act[34], 0, 1048576], [this.act[35], 0, 1048576], [this.step, 0, 16]]); // 34: fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[35], 0, 1048576], [this.params, 414976, 65536], [this.act[29], 0, 262144]]); // 35: %136 blocks.1.down.matmul0 vector_transformer.mt:47
+    group("fused_11ops_b3462cd80d", [[this.params, 480512, 67072], [this.act[30], 0, 262144], [this.act[29], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 4096], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 36: fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[39], 0, 262144], [this.params, 481024, 65536], [this.act[16], 0, 1048576]]); // 37: %149 head.matmul0 vector_transformer.mt:47
+    group("fused_1ops_60af686166", [[this.params, 546560, 1024], [this.act[16], 0, 1048576], [this.act[40], 0, 1048576], [this.step, 0, 16]]); // 38: fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
+    group("cross_entropy_16x64x256_16x64i", [[this.act[40], 0, 1048576], [this.targets, 0, 4096], [this.act[41], 0, 4]]); // 39: %152 loss.cross_entropy0 vector_transformer.mt:84
+    group("fused_5ops_b214c8e2bd", [[this.targets, 0, 4096], [this.act[40], 0, 1048576], [this.act[16], 0, 1048576], [this.step, 0, 16]]); // 40: fused %154..%158 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
+    group("sum_a01_16x64x256", [[this.act[16], 0, 1048576], [this.act[42], 0, 1024]]); // 41: %159 head.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x256", [[this.params, 481024, 65536], [this.act[43], 0, 65536]]); // 42: %162 head.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[16], 0, 1048576], [this.act[43], 0, 65536], [this.act[29], 0, 262144]]); // 43: %163 head.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 44: fused %164..%164 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x256", [[this.act[44], 0, 262144], [this.act[16], 0, 1048576], [this.grads, 481024, 65536]]); // 45: %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_5819fbebfa", [[this.params, 480768, 66816], [this.act[38], 0, 262144], [this.act[29], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 46: fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[39], 0, 262144], [this.act[45], 0, 256]]); // 47: %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_ae89a28e6f", [[this.act[36], 0, 262144], [this.act[37], 0, 4096], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 48: fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("sum_a01_16x64x64", [[this.act[29], 0, 262144], [this.act[46], 0, 256]]); // 49: %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_256x64", [[this.params, 414976, 65536], [this.act[43], 0, 65536]]); // 50: %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[29], 0, 262144], [this.act[43], 0, 65536], [this.act[16], 0, 1048576]]); // 51: %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9af091d3d6", [[this.act[35], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 52: fused %191..%191 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_256x1024_1024x64", [[this.act[47], 0, 1048576], [this.act[29], 0, 262144], [this.grads, 414976, 65536]]); // 53: %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_9185567ec1", [[this.act[34], 0, 1048576], [this.act[16], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 54: fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
+    group("sum_a01_16x64x256", [[this.act[47], 0, 1048576], [this.act[48], 0, 1024]]); // 55: %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x256", [[this.params, 348416, 65536], [this.act[43], 0, 65536]]); // 56: %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[47], 0, 1048576], [this.act[43], 0, 65536], [this.act[29], 0, 262144]]); // 57: %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[33], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 58: fused %201..%201 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x256", [[this.act[44], 0, 262144], [this.act[47], 0, 1048576], [this.grads, 348416, 65536]]); // 59: %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_5819fbebfa", [[this.params, 348160, 199424], [this.act[32], 0, 262144], [this.act[29], 0, 262144], [this.act[44], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 60: fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[33], 0, 262144], [this.act[49], 0, 256]]); // 61: %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_0353280b0d", [[this.act[30], 0, 262144], [this.act[31], 0, 4096], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 62: fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[33], 0, 262144], [this.act[50], 0, 256]]); // 63: %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 331520, 16384], [this.act[51], 0, 16384]]); // 64: %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[33], 0, 262144], [this.act[51], 0, 16384], [this.act[44], 0, 262144]]); // 65: %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[28], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 66: fused %228..%228 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[39], 0, 262144], [this.act[33], 0, 262144], [this.grads, 331520, 16384]]); // 67: %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_e1eb1ff107", [[this.act[26], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[51], 0, 16384], [this.step, 0, 16]]); // 68: fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
+    group("attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", [[this.act[11], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[27], 0, 16384], [this.act[39], 0, 262144], [this.act[51], 0, 16384], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 69: %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
+    group("attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", [[this.act[11], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[27], 0, 16384], [this.act[39], 0, 262144], [this.act[51], 0, 16384], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 70: %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
+    group("attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16", [[this.act[11], 0, 262144], [this.act[24], 0, 262144], [this.act[27], 0, 16384], [this.act[39], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 71: %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
+    group("fused_2ops_a42ab60fb4", [[this.act[25], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 72: fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    group("sum_a01_16x64x64", [[this.act[39], 0, 262144], [this.act[52], 0, 256]]); // 73: %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 314880, 16384], [this.act[27], 0, 16384]]); // 74: %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[39], 0, 262144], [this.act[27], 0, 16384], [this.act[25], 0, 262144]]); // 75: %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[22], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 76: fused %245..%245 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[24], 0, 262144], [this.act[39], 0, 262144], [this.grads, 314880, 16384]]); // 77: %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_a42ab60fb4", [[this.act[26], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 78: fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    group("sum_a01_16x64x64", [[this.act[39], 0, 262144], [this.act[53], 0, 256]]); // 79: %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 298240, 16384], [this.act[27], 0, 16384]]); // 80: %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[39], 0, 262144], [this.act[27], 0, 16384], [this.act[26], 0, 262144]]); // 81: %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[22], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 82: fused %255..%255 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[24], 0, 262144], [this.act[39], 0, 262144], [this.grads, 298240, 16384]]); // 83: %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_9ddd684941", [[this.act[44], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[39], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 84: fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    group("sum_a01_16x64x64", [[this.act[24], 0, 262144], [this.act[54], 0, 256]]); // 85: %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 281600, 16384], [this.act[27], 0, 16384]]); // 86: %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[24], 0, 262144], [this.act[27], 0, 16384], [this.act[26], 0, 262144]]); // 87: %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[23], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 88: fused %266..%266 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[25], 0, 262144], [this.act[24], 0, 262144], [this.grads, 281600, 16384]]); // 89: %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_58715b6c06", [[this.params, 281344, 266240], [this.act[21], 0, 262144], [this.act[39], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 90: fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    group("sum_a01_16x64x64", [[this.act[25], 0, 262144], [this.act[55], 0, 256]]); // 91: %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_16ops_6721c5c849", [[this.act[19], 0, 262144], [this.act[20], 0, 4096], [this.act[33], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 92: fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.act[56], 0, 256]]); // 93: %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_256x64", [[this.params, 215552, 65536], [this.act[43], 0, 65536]]); // 94: %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[26], 0, 262144], [this.act[43], 0, 65536], [this.act[47], 0, 1048576]]); // 95: %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9af091d3d6", [[this.act[18], 0, 1048576], [this.act[16], 0, 1048576], [this.step, 0, 16]]); // 96: fused %295..%295 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_256x1024_1024x64", [[this.act[16], 0, 1048576], [this.act[26], 0, 262144], [this.grads, 215552, 65536]]); // 97: %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_9185567ec1", [[this.act[17], 0, 1048576], [this.act[47], 0, 1048576], [this.act[16], 0, 1048576], [this.step, 0, 16]]); // 98: fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
+    group("sum_a01_16x64x256", [[this.act[16], 0, 1048576], [this.act[57], 0, 1024]]); // 99: %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x256", [[this.params, 148992, 65536], [this.act[43], 0, 65536]]); // 100: %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[16], 0, 1048576], [this.act[43], 0, 65536], [this.act[26], 0, 262144]]); // 101: %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 102: fused %305..%305 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x256", [[this.act[24], 0, 262144], [this.act[16], 0, 1048576], [this.grads, 148992, 65536]]); // 103: %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_5819fbebfa", [[this.params, 148736, 398848], [this.act[14], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 104: fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[15], 0, 262144], [this.act[58], 0, 256]]); // 105: %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_0353280b0d", [[this.act[12], 0, 262144], [this.act[13], 0, 4096], [this.act[25], 0, 262144], [this.act[24], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 106: fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[15], 0, 262144], [this.act[59], 0, 256]]); // 107: %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 132096, 16384], [this.act[27], 0, 16384]]); // 108: %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[15], 0, 262144], [this.act[27], 0, 16384], [this.act[24], 0, 262144]]); // 109: %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[10], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 110: fused %332..%332 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[25], 0, 262144], [this.act[15], 0, 262144], [this.grads, 132096, 16384]]); // 111: %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_e1eb1ff107", [[this.act[8], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[27], 0, 16384], [this.step, 0, 16]]); // 112: fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
+    group("attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.act[9], 0, 16384], [this.act[25], 0, 262144], [this.act[27], 0, 16384], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 113: %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
+    group("attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.act[9], 0, 16384], [this.act[25], 0, 262144], [this.act[27], 0, 16384], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 114: %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
+    group("attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[9], 0, 16384], [this.act[25], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 115: %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
+    group("fused_2ops_a42ab60fb4", [[this.act[7], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 116: fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    group("sum_a01_16x64x64", [[this.act[25], 0, 262144], [this.act[60], 0, 256]]); // 117: %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 115456, 16384], [this.act[9], 0, 16384]]); // 118: %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[25], 0, 262144], [this.act[9], 0, 16384], [this.act[7], 0, 262144]]); // 119: %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[3], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 120: fused %349..%349 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[6], 0, 262144], [this.act[25], 0, 262144], [this.grads, 115456, 16384]]); // 121: %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_a42ab60fb4", [[this.act[8], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 122: fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    group("sum_a01_16x64x64", [[this.act[25], 0, 262144], [this.act[61], 0, 256]]); // 123: %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 98816, 16384], [this.act[9], 0, 16384]]); // 124: %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[25], 0, 262144], [this.act[9], 0, 16384], [this.act[8], 0, 262144]]); // 125: %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[3], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 126: fused %359..%359 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[6], 0, 262144], [this.act[25], 0, 262144], [this.grads, 98816, 16384]]); // 127: %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_9ddd684941", [[this.act[24], 0, 262144], [this.act[7], 0, 262144], [this.act[8], 0, 262144], [this.act[25], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 128: fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    group("sum_a01_16x64x64", [[this.act[6], 0, 262144], [this.act[62], 0, 256]]); // 129: %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 82176, 16384], [this.act[9], 0, 16384]]); // 130: %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[6], 0, 262144], [this.act[9], 0, 16384], [this.act[8], 0, 262144]]); // 131: %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[4], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 132: fused %370..%370 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x64", [[this.act[7], 0, 262144], [this.act[6], 0, 262144], [this.grads, 82176, 16384]]); // 133: %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_58715b6c06", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[25], 0, 262144], [this.act[8], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 134: fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    group("sum_a01_16x64x64", [[this.act[7], 0, 262144], [this.act[63], 0, 256]]); // 135: %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_0353280b0d", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[15], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 136: fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
+    group("sum_a0_16x64x64", [[this.act[7], 0, 262144], [this.act[9], 0, 16384]]); // 137: %393 add0.grad.sum0 vector_transformer.mt:85
+    group("scatter_add_16x64x64_16x64i_to_256x64", [[this.act[7], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 138: %395 gather0.grad.scatter_add0 vector_transformer.mt:85
+    group("affine_s1_b0_64x64", [[this.act[9], 0, 16384], [this.grads, 65536, 16384]]); // 139: %396 wpe.grad.affine0 vector_transformer.mt:80
+    group("affine_s1_b0_64", [[this.act[63], 0, 256], [this.grads, 81920, 256]]); // 140: %397 blocks.0.norm1.g.grad.affine0 vector_transformer.mt:37
+    group("affine_s1_b0_64", [[this.act[62], 0, 256], [this.grads, 98560, 256]]); // 141: %398 blocks.0.attn.q.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[61], 0, 256], [this.grads, 115200, 256]]); // 142: %399 blocks.0.attn.k.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[60], 0, 256], [this.grads, 131840, 256]]); // 143: %400 blocks.0.attn.v.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[59], 0, 256], [this.grads, 148480, 256]]); // 144: %401 blocks.0.attn.o.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[58], 0, 256], [this.grads, 148736, 256]]); // 145: %402 blocks.0.norm2.g.grad.affine0 vector_transformer.mt:37
+    group("affine_s1_b0_256", [[this.act[57], 0, 1024], [this.grads, 214528, 1024]]); // 146: %403 blocks.0.up.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[56], 0, 256], [this.grads, 281088, 256]]); // 147: %404 blocks.0.down.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[55], 0, 256], [this.grads, 281344, 256]]); // 148: %405 blocks.1.norm1.g.grad.affine0 vector_transformer.mt:37
+    group("affine_s1_b0_64", [[this.act[54], 0, 256], [this.grads, 297984, 256]]); // 149: %406 blocks.1.attn.q.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[53], 0, 256], [this.grads, 314624, 256]]); // 150: %407 blocks.1.attn.k.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[52], 0, 256], [this.grads, 331264, 256]]); // 151: %408 blocks.1.attn.v.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[50], 0, 256], [this.grads, 347904, 256]]); // 152: %409 blocks.1.attn.o.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[49], 0, 256], [this.grads, 348160, 256]]); // 153: %410 blocks.1.norm2.g.grad.affine0 vector_transformer.mt:37
+    group("affine_s1_b0_256", [[this.act[48], 0, 1024], [this.grads, 413952, 1024]]); // 154: %411 blocks.1.up.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[46], 0, 256], [this.grads, 480512, 256]]); // 155: %412 blocks.1.down.b.grad.affine0 vector_transformer.mt:45
+    group("affine_s1_b0_64", [[this.act[45], 0, 256], [this.grads, 480768, 256]]); // 156: %413 norm_f.g.grad.affine0 vector_transformer.mt:37
+    group("affine_s1_b0_256", [[this.act[42], 0, 1024], [this.grads, 546560, 1024]]); // 157: %414 head.b.grad.affine0 vector_transformer.mt:45
+    group("gradnorm_partial_136896", [[this.grads, 0, ARENA], [this.partials, 0, 136]]); // 158: gradient norm, partial sums
+    group("gradnorm_total_34", [[this.partials, 0, 136], [this.norm, 0, 16]]); // 159: gradient norm
+    group("adamw_136896", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 160: AdamW update
     this.outputs = { loss: [this.act[41], 0, 4], logits: [this.act[40], 0, 1048576], observations: { ["final"]: [[this.act[36], 0, 262144]] } };
   }
 
@@ -473,184 +448,164 @@ export class Program {
     this.run(pass, "matmul_1024x64_64x64", 7, 4, 1, 1); // %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_2ops_f60d389043", 8, 16, 1, 1); // fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
     this.run(pass, "permute_0213_16x64x4x16", 9, 256, 1, 1); // %61 blocks.0.attn.permute2 vector_transformer.mt:60
-    this.run(pass, "fused_1ops_845112d029", 10, 16, 1, 1); // fused %62..%62 blocks.0.attn.permute3 .. blocks.0.attn.permute3 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 11, 16, 1, 1); // %63 blocks.0.attn.matmul0 vector_transformer.mt:61
-    this.run(pass, "fused_1ops_8d2c4f68c4", 12, 16, 1, 1); // fused %64..%64 blocks.0.attn.affine0 .. blocks.0.attn.affine0 vector_transformer.mt:61
-    this.run(pass, "causal_mask_fminf_16x4x64x64", 13, 1024, 1, 1); // %65 blocks.0.attn.causal_mask0 vector_transformer.mt:61
-    this.run(pass, "fused_2ops_e94fdf9c18", 14, 16, 1, 1); // fused %66..%67 blocks.0.attn.softmax0 .. blocks.0.attn.dropout0 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 15, 16, 1, 1); // %68 blocks.0.attn.matmul1 vector_transformer.mt:62
-    this.run(pass, "fused_3ops_a42ab60fb4", 16, 16, 1, 1); // fused %69..%71 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
-    this.run(pass, "matmul_1024x64_64x64", 17, 4, 1, 1); // %72 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_10ops_08e87eeb0d", 18, 16, 1, 1); // fused %74..%83 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 19, 16, 1, 1); // %84 blocks.0.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_cb47b79800", 20, 16, 1, 1); // fused %86..%88 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 21, 4, 1, 1); // %89 blocks.0.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_2de11efbde", 22, 16, 1, 1); // fused %91..%101 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 23, 4, 1, 1); // %102 blocks.1.attn.q.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_f60d389043", 24, 16, 1, 1); // fused %104..%105 blocks.1.attn.q.add0 .. blocks.1.attn.reshape0 vector_transformer.mt:47-58
-    this.run(pass, "permute_0213_16x64x4x16", 25, 256, 1, 1); // %106 blocks.1.attn.permute0 vector_transformer.mt:58
-    this.run(pass, "matmul_1024x64_64x64", 26, 4, 1, 1); // %108 blocks.1.attn.k.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_f60d389043", 27, 16, 1, 1); // fused %110..%111 blocks.1.attn.k.add0 .. blocks.1.attn.reshape1 vector_transformer.mt:47-59
-    this.run(pass, "permute_0213_16x64x4x16", 28, 256, 1, 1); // %112 blocks.1.attn.permute1 vector_transformer.mt:59
-    this.run(pass, "matmul_1024x64_64x64", 29, 4, 1, 1); // %114 blocks.1.attn.v.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_f60d389043", 30, 16, 1, 1); // fused %116..%117 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
-    this.run(pass, "permute_0213_16x64x4x16", 31, 256, 1, 1); // %118 blocks.1.attn.permute2 vector_transformer.mt:60
-    this.run(pass, "fused_1ops_845112d029", 32, 16, 1, 1); // fused %119..%119 blocks.1.attn.permute3 .. blocks.1.attn.permute3 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 33, 16, 1, 1); // %120 blocks.1.attn.matmul0 vector_transformer.mt:61
-    this.run(pass, "fused_1ops_8d2c4f68c4", 34, 16, 1, 1); // fused %121..%121 blocks.1.attn.affine0 .. blocks.1.attn.affine0 vector_transformer.mt:61
-    this.run(pass, "causal_mask_fminf_16x4x64x64", 35, 1024, 1, 1); // %122 blocks.1.attn.causal_mask0 vector_transformer.mt:61
-    this.run(pass, "fused_2ops_b8c5b7e55b", 36, 16, 1, 1); // fused %123..%124 blocks.1.attn.softmax0 .. blocks.1.attn.dropout0 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 37, 16, 1, 1); // %125 blocks.1.attn.matmul1 vector_transformer.mt:62
-    this.run(pass, "fused_3ops_a42ab60fb4", 38, 16, 1, 1); // fused %126..%128 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
-    this.run(pass, "matmul_1024x64_64x64", 39, 4, 1, 1); // %129 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_10ops_08e87eeb0d", 40, 16, 1, 1); // fused %131..%140 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 41, 16, 1, 1); // %141 blocks.1.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_cb47b79800", 42, 16, 1, 1); // fused %143..%145 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 43, 4, 1, 1); // %146 blocks.1.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_b3462cd80d", 44, 16, 1, 1); // fused %148..%158 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 45, 16, 1, 1); // %159 head.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_60af686166", 46, 16, 1, 1); // fused %161..%161 head.add0 .. head.add0 vector_transformer.mt:47
-    this.run(pass, "cross_entropy_16x64x256_16x64i", 47, 1, 1, 1); // %162 loss.cross_entropy0 vector_transformer.mt:84
+    this.run(pass, "attention_lse_s0p25_16x4x64x16_16x4x64x16", 10, 64, 1, 1); // %62 blocks.0.attn.attention_lse0 vector_transformer.mt:61
+    this.run(pass, "attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1", 11, 64, 1, 1); // %63 blocks.0.attn.attention0 vector_transformer.mt:62
+    this.run(pass, "fused_3ops_a42ab60fb4", 12, 16, 1, 1); // fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
+    this.run(pass, "matmul_1024x64_64x64", 13, 4, 1, 1); // %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_08e87eeb0d", 14, 16, 1, 1); // fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 15, 16, 1, 1); // %79 blocks.0.up.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_cb47b79800", 16, 16, 1, 1); // fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 17, 4, 1, 1); // %84 blocks.0.down.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_2de11efbde", 18, 16, 1, 1); // fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 19, 4, 1, 1); // %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_f60d389043", 20, 16, 1, 1); // fused %99..%100 blocks.1.attn.q.add0 .. blocks.1.attn.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "permute_0213_16x64x4x16", 21, 256, 1, 1); // %101 blocks.1.attn.permute0 vector_transformer.mt:58
+    this.run(pass, "matmul_1024x64_64x64", 22, 4, 1, 1); // %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_f60d389043", 23, 16, 1, 1); // fused %105..%106 blocks.1.attn.k.add0 .. blocks.1.attn.reshape1 vector_transformer.mt:47-59
+    this.run(pass, "permute_0213_16x64x4x16", 24, 256, 1, 1); // %107 blocks.1.attn.permute1 vector_transformer.mt:59
+    this.run(pass, "matmul_1024x64_64x64", 25, 4, 1, 1); // %109 blocks.1.attn.v.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_f60d389043", 26, 16, 1, 1); // fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
+    this.run(pass, "permute_0213_16x64x4x16", 27, 256, 1, 1); // %113 blocks.1.attn.permute2 vector_transformer.mt:60
+    this.run(pass, "attention_lse_s0p25_16x4x64x16_16x4x64x16", 28, 64, 1, 1); // %114 blocks.1.attn.attention_lse0 vector_transformer.mt:61
+    this.run(pass, "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1", 29, 64, 1, 1); // %115 blocks.1.attn.attention0 vector_transformer.mt:62
+    this.run(pass, "fused_3ops_a42ab60fb4", 30, 16, 1, 1); // fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
+    this.run(pass, "matmul_1024x64_64x64", 31, 4, 1, 1); // %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_08e87eeb0d", 32, 16, 1, 1); // fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 33, 16, 1, 1); // %131 blocks.1.up.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_cb47b79800", 34, 16, 1, 1); // fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 35, 4, 1, 1); // %136 blocks.1.down.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_b3462cd80d", 36, 16, 1, 1); // fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 37, 16, 1, 1); // %149 head.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_60af686166", 38, 16, 1, 1); // fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 39, 1, 1, 1); // %152 loss.cross_entropy0 vector_transformer.mt:84
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_5ops_b214c8e2bd", 48, 16, 1, 1); // fused %164..%168 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
-    this.run(pass, "sum_a01_16x64x256", 49, 4, 1, 1); // %169 head.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x256", 50, 64, 1, 1); // %172 head.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 51, 4, 1, 1); // %173 head.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 52, 16, 1, 1); // fused %174..%174 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x256", 53, 4, 1, 1); // %175 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5819fbebfa", 54, 16, 1, 1); // fused %177..%178 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 55, 1, 1, 1); // %179 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_ae89a28e6f", 56, 16, 1, 1); // fused %181..%195 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
-    this.run(pass, "sum_a01_16x64x64", 57, 1, 1, 1); // %196 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_256x64", 58, 64, 1, 1); // %199 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 59, 16, 1, 1); // %200 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9af091d3d6", 60, 16, 1, 1); // fused %201..%201 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_256x1024_1024x64", 61, 4, 1, 1); // %202 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_9185567ec1", 62, 16, 1, 1); // fused %204..%205 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x256", 63, 4, 1, 1); // %206 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x256", 64, 64, 1, 1); // %209 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 65, 4, 1, 1); // %210 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 66, 16, 1, 1); // fused %211..%211 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x256", 67, 4, 1, 1); // %212 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5819fbebfa", 68, 16, 1, 1); // fused %214..%215 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 69, 1, 1, 1); // %216 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_0353280b0d", 70, 16, 1, 1); // fused %218..%232 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 71, 1, 1, 1); // %233 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 72, 16, 1, 1); // %236 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 73, 4, 1, 1); // %237 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 74, 16, 1, 1); // fused %238..%238 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 75, 1, 1, 1); // %239 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_b01f10e7e5", 76, 16, 1, 1); // fused %242..%243 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.matmul1.grad.permute0 vector_transformer.mt:62
-    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 77, 16, 1, 1); // %244 blocks.1.attn.matmul1.grad.matmul0 vector_transformer.mt:62
-    this.run(pass, "fused_1ops_cb08a662da", 78, 16, 1, 1); // fused %245..%245 blocks.1.attn.matmul1.grad.permute1 .. blocks.1.attn.matmul1.grad.permute1 vector_transformer.mt:62
-    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 79, 16, 1, 1); // %246 blocks.1.attn.matmul1.grad.matmul1 vector_transformer.mt:62
-    this.run(pass, "fused_5ops_e62d857e69", 80, 16, 1, 1); // fused %247..%251 blocks.1.attn.dropout0.grad.dropout0 .. blocks.1.attn.softmax0.grad.mul1 vector_transformer.mt:61
-    this.run(pass, "causal_mask_f0_16x4x64x64", 81, 1024, 1, 1); // %252 blocks.1.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
-    this.run(pass, "fused_2ops_09e8391b03", 82, 16, 1, 1); // fused %253..%254 blocks.1.attn.affine0.grad.affine0 .. blocks.1.attn.matmul0.grad.permute0 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 83, 16, 1, 1); // %255 blocks.1.attn.matmul0.grad.matmul0 vector_transformer.mt:61
-    this.run(pass, "fused_1ops_845112d029", 84, 16, 1, 1); // fused %256..%256 blocks.1.attn.matmul0.grad.permute1 .. blocks.1.attn.matmul0.grad.permute1 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x16x64_16x4x64x64", 85, 16, 1, 1); // %257 blocks.1.attn.matmul0.grad.matmul1 vector_transformer.mt:61
-    this.run(pass, "fused_3ops_d77d54730e", 86, 16, 1, 1); // fused %258..%260 blocks.1.attn.permute3.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:61-60
-    this.run(pass, "sum_a01_16x64x64", 87, 1, 1, 1); // %261 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 88, 16, 1, 1); // %264 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 89, 4, 1, 1); // %265 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 90, 16, 1, 1); // fused %266..%266 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 91, 1, 1, 1); // %267 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_a42ab60fb4", 92, 16, 1, 1); // fused %269..%270 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
-    this.run(pass, "sum_a01_16x64x64", 93, 1, 1, 1); // %271 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 94, 16, 1, 1); // %274 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 95, 4, 1, 1); // %275 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 96, 16, 1, 1); // fused %276..%276 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 97, 1, 1, 1); // %277 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_9ddd684941", 98, 16, 1, 1); // fused %279..%281 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
-    this.run(pass, "sum_a01_16x64x64", 99, 1, 1, 1); // %282 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 100, 16, 1, 1); // %285 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 101, 4, 1, 1); // %286 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 102, 16, 1, 1); // fused %287..%287 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 103, 1, 1, 1); // %288 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_58715b6c06", 104, 16, 1, 1); // fused %290..%292 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
-    this.run(pass, "sum_a01_16x64x64", 105, 1, 1, 1); // %293 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_16ops_6721c5c849", 106, 16, 1, 1); // fused %295..%310 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
-    this.run(pass, "sum_a01_16x64x64", 107, 1, 1, 1); // %311 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_256x64", 108, 64, 1, 1); // %314 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 109, 16, 1, 1); // %315 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9af091d3d6", 110, 16, 1, 1); // fused %316..%316 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_256x1024_1024x64", 111, 4, 1, 1); // %317 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_9185567ec1", 112, 16, 1, 1); // fused %319..%320 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x256", 113, 4, 1, 1); // %321 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x256", 114, 64, 1, 1); // %324 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 115, 4, 1, 1); // %325 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 116, 16, 1, 1); // fused %326..%326 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x256", 117, 4, 1, 1); // %327 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5819fbebfa", 118, 16, 1, 1); // fused %329..%330 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 119, 1, 1, 1); // %331 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_0353280b0d", 120, 16, 1, 1); // fused %333..%347 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 121, 1, 1, 1); // %348 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 122, 16, 1, 1); // %351 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 123, 4, 1, 1); // %352 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 124, 16, 1, 1); // fused %353..%353 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 125, 1, 1, 1); // %354 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_b01f10e7e5", 126, 16, 1, 1); // fused %357..%358 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.matmul1.grad.permute0 vector_transformer.mt:62
-    this.run(pass, "matmul_16x4x64x16_16x4x16x64", 127, 16, 1, 1); // %359 blocks.0.attn.matmul1.grad.matmul0 vector_transformer.mt:62
-    this.run(pass, "fused_1ops_cb08a662da", 128, 16, 1, 1); // fused %360..%360 blocks.0.attn.matmul1.grad.permute1 .. blocks.0.attn.matmul1.grad.permute1 vector_transformer.mt:62
-    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 129, 16, 1, 1); // %361 blocks.0.attn.matmul1.grad.matmul1 vector_transformer.mt:62
-    this.run(pass, "fused_5ops_35d73c9948", 130, 16, 1, 1); // fused %362..%366 blocks.0.attn.dropout0.grad.dropout0 .. blocks.0.attn.softmax0.grad.mul1 vector_transformer.mt:61
-    this.run(pass, "causal_mask_f0_16x4x64x64", 131, 1024, 1, 1); // %367 blocks.0.attn.causal_mask0.grad.causal_mask0 vector_transformer.mt:61
-    this.run(pass, "fused_2ops_09e8391b03", 132, 16, 1, 1); // fused %368..%369 blocks.0.attn.affine0.grad.affine0 .. blocks.0.attn.matmul0.grad.permute0 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x64x64_16x4x64x16", 133, 16, 1, 1); // %370 blocks.0.attn.matmul0.grad.matmul0 vector_transformer.mt:61
-    this.run(pass, "fused_1ops_845112d029", 134, 16, 1, 1); // fused %371..%371 blocks.0.attn.matmul0.grad.permute1 .. blocks.0.attn.matmul0.grad.permute1 vector_transformer.mt:61
-    this.run(pass, "matmul_16x4x16x64_16x4x64x64", 135, 16, 1, 1); // %372 blocks.0.attn.matmul0.grad.matmul1 vector_transformer.mt:61
-    this.run(pass, "fused_3ops_d77d54730e", 136, 16, 1, 1); // fused %373..%375 blocks.0.attn.permute3.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:61-60
-    this.run(pass, "sum_a01_16x64x64", 137, 1, 1, 1); // %376 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 138, 16, 1, 1); // %379 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 139, 4, 1, 1); // %380 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 140, 16, 1, 1); // fused %381..%381 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 141, 1, 1, 1); // %382 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_a42ab60fb4", 142, 16, 1, 1); // fused %384..%385 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
-    this.run(pass, "sum_a01_16x64x64", 143, 1, 1, 1); // %386 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 144, 16, 1, 1); // %389 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 145, 4, 1, 1); // %390 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 146, 16, 1, 1); // fused %391..%391 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 147, 1, 1, 1); // %392 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_9ddd684941", 148, 16, 1, 1); // fused %394..%396 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
-    this.run(pass, "sum_a01_16x64x64", 149, 1, 1, 1); // %397 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 150, 16, 1, 1); // %400 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 151, 4, 1, 1); // %401 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 152, 16, 1, 1); // fused %402..%402 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 153, 1, 1, 1); // %403 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_58715b6c06", 154, 16, 1, 1); // fused %405..%407 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
-    this.run(pass, "sum_a01_16x64x64", 155, 1, 1, 1); // %408 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_0353280b0d", 156, 16, 1, 1); // fused %410..%424 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a0_16x64x64", 157, 64, 1, 1); // %425 add0.grad.sum0 vector_transformer.mt:85
-    this.run(pass, "scatter_add_16x64x64_16x64i_to_256x64", 158, 4, 1, 1); // %427 gather0.grad.scatter_add0 vector_transformer.mt:85
-    this.run(pass, "affine_s1_b0_64x64", 159, 16, 1, 1); // %428 wpe.grad.affine0 vector_transformer.mt:80
-    this.run(pass, "affine_s1_b0_64", 160, 1, 1, 1); // %429 blocks.0.norm1.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_64", 161, 1, 1, 1); // %430 blocks.0.attn.q.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 162, 1, 1, 1); // %431 blocks.0.attn.k.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 163, 1, 1, 1); // %432 blocks.0.attn.v.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 164, 1, 1, 1); // %433 blocks.0.attn.o.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 165, 1, 1, 1); // %434 blocks.0.norm2.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_256", 166, 1, 1, 1); // %435 blocks.0.up.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 167, 1, 1, 1); // %436 blocks.0.down.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 168, 1, 1, 1); // %437 blocks.1.norm1.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_64", 169, 1, 1, 1); // %438 blocks.1.attn.q.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 170, 1, 1, 1); // %439 blocks.1.attn.k.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 171, 1, 1, 1); // %440 blocks.1.attn.v.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 172, 1, 1, 1); // %441 blocks.1.attn.o.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 173, 1, 1, 1); // %442 blocks.1.norm2.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_256", 174, 1, 1, 1); // %443 blocks.1.up.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 175, 1, 1, 1); // %444 blocks.1.down.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 176, 1, 1, 1); // %445 norm_f.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_256", 177, 1, 1, 1); // %446 head.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "fused_5ops_b214c8e2bd", 40, 16, 1, 1); // fused %154..%158 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
+    this.run(pass, "sum_a01_16x64x256", 41, 4, 1, 1); // %159 head.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x256", 42, 64, 1, 1); // %162 head.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 43, 4, 1, 1); // %163 head.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 44, 16, 1, 1); // fused %164..%164 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x256", 45, 4, 1, 1); // %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_5819fbebfa", 46, 16, 1, 1); // fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 47, 1, 1, 1); // %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_ae89a28e6f", 48, 16, 1, 1); // fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "sum_a01_16x64x64", 49, 1, 1, 1); // %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_256x64", 50, 64, 1, 1); // %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 51, 16, 1, 1); // %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9af091d3d6", 52, 16, 1, 1); // fused %191..%191 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_256x1024_1024x64", 53, 4, 1, 1); // %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_9185567ec1", 54, 16, 1, 1); // fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
+    this.run(pass, "sum_a01_16x64x256", 55, 4, 1, 1); // %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x256", 56, 64, 1, 1); // %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 57, 4, 1, 1); // %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 58, 16, 1, 1); // fused %201..%201 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x256", 59, 4, 1, 1); // %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_5819fbebfa", 60, 16, 1, 1); // fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 61, 1, 1, 1); // %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_0353280b0d", 62, 16, 1, 1); // fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 63, 1, 1, 1); // %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 64, 16, 1, 1); // %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 65, 4, 1, 1); // %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 66, 16, 1, 1); // fused %228..%228 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 67, 1, 1, 1); // %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_e1eb1ff107", 68, 16, 1, 1); // fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
+    this.run(pass, "attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", 69, 64, 1, 1); // %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
+    this.run(pass, "attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", 70, 64, 1, 1); // %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
+    this.run(pass, "attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16", 71, 64, 1, 1); // %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
+    this.run(pass, "fused_2ops_a42ab60fb4", 72, 16, 1, 1); // fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    this.run(pass, "sum_a01_16x64x64", 73, 1, 1, 1); // %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 74, 16, 1, 1); // %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 75, 4, 1, 1); // %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 76, 16, 1, 1); // fused %245..%245 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 77, 1, 1, 1); // %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_a42ab60fb4", 78, 16, 1, 1); // fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    this.run(pass, "sum_a01_16x64x64", 79, 1, 1, 1); // %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 80, 16, 1, 1); // %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 81, 4, 1, 1); // %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 82, 16, 1, 1); // fused %255..%255 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 83, 1, 1, 1); // %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_9ddd684941", 84, 16, 1, 1); // fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "sum_a01_16x64x64", 85, 1, 1, 1); // %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 86, 16, 1, 1); // %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 87, 4, 1, 1); // %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 88, 16, 1, 1); // fused %266..%266 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 89, 1, 1, 1); // %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_58715b6c06", 90, 16, 1, 1); // fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    this.run(pass, "sum_a01_16x64x64", 91, 1, 1, 1); // %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_16ops_6721c5c849", 92, 16, 1, 1); // fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "sum_a01_16x64x64", 93, 1, 1, 1); // %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_256x64", 94, 64, 1, 1); // %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 95, 16, 1, 1); // %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9af091d3d6", 96, 16, 1, 1); // fused %295..%295 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_256x1024_1024x64", 97, 4, 1, 1); // %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_9185567ec1", 98, 16, 1, 1); // fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
+    this.run(pass, "sum_a01_16x64x256", 99, 4, 1, 1); // %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x256", 100, 64, 1, 1); // %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 101, 4, 1, 1); // %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 102, 16, 1, 1); // fused %305..%305 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x256", 103, 4, 1, 1); // %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_5819fbebfa", 104, 16, 1, 1); // fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 105, 1, 1, 1); // %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_0353280b0d", 106, 16, 1, 1); // fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 107, 1, 1, 1); // %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 108, 16, 1, 1); // %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 109, 4, 1, 1); // %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 110, 16, 1, 1); // fused %332..%332 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 111, 1, 1, 1); // %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_e1eb1ff107", 112, 16, 1, 1); // fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
+    this.run(pass, "attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", 113, 64, 1, 1); // %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
+    this.run(pass, "attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", 114, 64, 1, 1); // %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
+    this.run(pass, "attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16", 115, 64, 1, 1); // %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
+    this.run(pass, "fused_2ops_a42ab60fb4", 116, 16, 1, 1); // fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    this.run(pass, "sum_a01_16x64x64", 117, 1, 1, 1); // %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 118, 16, 1, 1); // %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 119, 4, 1, 1); // %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 120, 16, 1, 1); // fused %349..%349 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 121, 1, 1, 1); // %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_a42ab60fb4", 122, 16, 1, 1); // fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    this.run(pass, "sum_a01_16x64x64", 123, 1, 1, 1); // %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 124, 16, 1, 1); // %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 125, 4, 1, 1); // %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 126, 16, 1, 1); // fused %359..%359 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 127, 1, 1, 1); // %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_9ddd684941", 128, 16, 1, 1); // fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "sum_a01_16x64x64", 129, 1, 1, 1); // %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 130, 16, 1, 1); // %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 131, 4, 1, 1); // %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 132, 16, 1, 1); // fused %370..%370 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x64", 133, 1, 1, 1); // %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_58715b6c06", 134, 16, 1, 1); // fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    this.run(pass, "sum_a01_16x64x64", 135, 1, 1, 1); // %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_0353280b0d", 136, 16, 1, 1); // fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "sum_a0_16x64x64", 137, 64, 1, 1); // %393 add0.grad.sum0 vector_transformer.mt:85
+    this.run(pass, "scatter_add_16x64x64_16x64i_to_256x64", 138, 4, 1, 1); // %395 gather0.grad.scatter_add0 vector_transformer.mt:85
+    this.run(pass, "affine_s1_b0_64x64", 139, 16, 1, 1); // %396 wpe.grad.affine0 vector_transformer.mt:80
+    this.run(pass, "affine_s1_b0_64", 140, 1, 1, 1); // %397 blocks.0.norm1.g.grad.affine0 vector_transformer.mt:37
+    this.run(pass, "affine_s1_b0_64", 141, 1, 1, 1); // %398 blocks.0.attn.q.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 142, 1, 1, 1); // %399 blocks.0.attn.k.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 143, 1, 1, 1); // %400 blocks.0.attn.v.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 144, 1, 1, 1); // %401 blocks.0.attn.o.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 145, 1, 1, 1); // %402 blocks.0.norm2.g.grad.affine0 vector_transformer.mt:37
+    this.run(pass, "affine_s1_b0_256", 146, 1, 1, 1); // %403 blocks.0.up.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 147, 1, 1, 1); // %404 blocks.0.down.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 148, 1, 1, 1); // %405 blocks.1.norm1.g.grad.affine0 vector_transformer.mt:37
+    this.run(pass, "affine_s1_b0_64", 149, 1, 1, 1); // %406 blocks.1.attn.q.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 150, 1, 1, 1); // %407 blocks.1.attn.k.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 151, 1, 1, 1); // %408 blocks.1.attn.v.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 152, 1, 1, 1); // %409 blocks.1.attn.o.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 153, 1, 1, 1); // %410 blocks.1.norm2.g.grad.affine0 vector_transformer.mt:37
+    this.run(pass, "affine_s1_b0_256", 154, 1, 1, 1); // %411 blocks.1.up.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 155, 1, 1, 1); // %412 blocks.1.down.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "affine_s1_b0_64", 156, 1, 1, 1); // %413 norm_f.g.grad.affine0 vector_transformer.mt:37
+    this.run(pass, "affine_s1_b0_256", 157, 1, 1, 1); // %414 head.b.grad.affine0 vector_transformer.mt:45
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_136896", 178, 34, 1, 1); // sum of squared gradients, 4096 per workgroup, 34 partial sums
-    this.run(pass, "gradnorm_total_34", 179, 1, 1, 1); // global gradient L2 norm from 34 partial sums
-    this.run(pass, "adamw_136896", 180, 535, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 136896 floats
+    this.run(pass, "gradnorm_partial_136896", 158, 34, 1, 1); // sum of squared gradients, 4096 per workgroup, 34 partial sums
+    this.run(pass, "gradnorm_total_34", 159, 1, 1, 1); // global gradient L2 norm from 34 partial sums
+    this.run(pass, "adamw_136896", 160, 535, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 136896 floats
   }
 }
