@@ -28,6 +28,8 @@ export interface TrainConfig {
   seed: number;
   /** per-block gradient checkpointing: recompute each call of a layer-array item in the backward pass */
   checkpoint: boolean;
+  /** f16 storage of the forward activations (compiler/precision.ts); needs an adapter with shader-f16 */
+  f16: boolean;
 }
 
 const numericHost = (): Host => ({
@@ -116,7 +118,7 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
     }
     vals.set(e.name, { v: evalExpr(e.value, scope, host), loc: e.loc });
   }
-  const known = new Set(['data', 'tokenizer', 'ctx', 'batch', 'steps', 'loss', 'optimizer', 'schedule', 'clip', 'log_every', 'eval_every', 'eval_batches', 'val_fraction', 'seed', 'checkpoint']);
+  const known = new Set(['data', 'tokenizer', 'ctx', 'batch', 'steps', 'loss', 'optimizer', 'schedule', 'clip', 'log_every', 'eval_every', 'eval_batches', 'val_fraction', 'seed', 'checkpoint', 'f16']);
   for (const [k, { loc }] of vals) if (!known.has(k)) fail(`unknown train setting '${k}'; known: ${[...known].join(', ')}`, loc);
 
   const numOf = (key: string, dflt: number | undefined, check: (x: number) => boolean, rule: string): number => {
@@ -186,5 +188,6 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
     valFraction: numOf('val_fraction', 0.05, (x) => x > 0 && x < 1, 'between 0 and 1'),
     seed: numOf('seed', 0, (x) => Number.isInteger(x) && x >= 0, 'a whole number ≥ 0'),
     checkpoint: numOf('checkpoint', 0, (x) => x === 0 || x === 1, '0 (off) or 1 (recompute each block in the backward pass)') === 1,
+    f16: numOf('f16', 0, (x) => x === 0 || x === 1, '0 (f32 activations) or 1 (f16 storage of the forward activations)') === 1,
   };
 }

@@ -231,7 +231,7 @@ export function memberReads(n: Node, g: Graph, tokens: number): OperandRead[] | 
  * when every operand held as blocks is read at its own block.
  */
 export function memberMode(n: Node, g: Graph, tokens: number, uniform: (id: number) => boolean, held: (id: number) => Holding): Mode | null {
-  if (!FUSIBLE.has(n.op.kind) || n.dtype !== 'f32') return null;
+  if (!FUSIBLE.has(n.op.kind) || n.dtype === 'i32') return null;
   if (n.inputs.every(uniform)) return n.op.kind === 'gather' || n.op.kind === 'onehot' ? null : 'uni';
   if (n.op.kind === 'reshape') return numel(n.shape) % tokens === 0 ? 'tok' : null;
   const reads = memberReads(n, g, tokens);
@@ -403,7 +403,7 @@ export function findContractions(g: Graph, consumers: number[][], kept: Set<numb
     const axes = n.op.axes.filter((a) => p.shape[a] !== 1);
     if (p.op.kind !== 'matmul' || kept.has(p.id) || consumers[p.id].length !== 1 || axes.length === 0) continue;
     if (axes.some((a) => a >= p.shape.length - 2) || axes.length !== n.op.axes.length) continue;
-    if (p.inputs.some((i) => g.nodes[i].dtype !== 'f32')) continue;
+    if (p.inputs.some((i) => g.nodes[i].dtype === 'i32')) continue;
     const absorbed = [p.id];
     const a = view(p.inputs[0], absorbed);
     const b = view(p.inputs[1], absorbed);

@@ -4,7 +4,8 @@
 // primitive does not compile until every table handles it.
 import type { SrcLoc } from './diagnostics.ts';
 
-export type DType = 'f32' | 'i32';
+/** f16 only as the storage of forward activations, set by compiler/precision.ts: kernels compute in f32. */
+export type DType = 'f32' | 'i32' | 'f16';
 export type Shape = readonly number[];
 
 export type UnaryFn =

@@ -6,6 +6,7 @@
 //   attention causal attention as one op, scores never stored      (compiler/attention.ts)
 //   autodiff  reverse-mode gradients, one VJP rule per op          (compiler/autodiff.ts)
 //             and, with `checkpoint = 1`, recomputation per block  (compiler/checkpoint.ts)
+//             and, with `f16 = 1`, f16 storage of activations        (compiler/precision.ts)
 //   fuse      per-token stretches into one kernel each             (compiler/fuse.ts)
 //   plan      kernels, dispatch order, buffers                     (compiler/plan.ts)
 //   emit      WGSL files and TypeScript host code                  (compiler/hostgen.ts)
@@ -21,6 +22,7 @@ import { lowerModel } from './lower.ts';
 import { planProgram, type Plan } from './plan.ts';
 import { describeGroups } from './fuse.ts';
 import { checkpointCalls } from './checkpoint.ts';
+import { storeActivationsF16 } from './precision.ts';
 import { printGraph } from './printer.ts';
 import { loadProgram, type Unit } from './program.ts';
 import { optimizerKernels } from './wgsl/optimizer.ts';
@@ -40,6 +42,8 @@ export interface CompileOptions {
   fuse?: boolean;
   /** Storage buffers a fused kernel may bind: the device's maxStorageBuffersPerShaderStage (default 8, WebGPU's default limit). */
   maxStorageBuffers?: number;
+  /** f16 storage of the forward activations, overriding the train section's `f16` setting. */
+  f16?: boolean;
   /** Sequences per program run, replacing the train section's batch (evaluation programs). */
   batch?: number;
 }
@@ -75,6 +79,7 @@ export function buildGraph(file: string, opts: CompileOptions = {}): Built {
   const hypers = resolveHypers(unit, opts.preset, opts.sets ?? {});
   const train = resolveTrain(unit, hypers);
   if (opts.batch !== undefined) train.batch = opts.batch;
+  if (opts.f16 !== undefined) train.f16 = opts.f16;
   dump('config', () => JSON.stringify({ hypers: Object.fromEntries(hypers), train }, null, 2));
 
   const b = lowerModel(unit, hypers, train);
@@ -85,6 +90,7 @@ export function buildGraph(file: string, opts: CompileOptions = {}): Built {
 
   differentiate(b, b.graph.outputs.loss);
   if (train.checkpoint) checkpointCalls(b.graph, b.graph.arrayItems ?? []);
+  if (train.f16) storeActivationsF16(b.graph);
   dump('autodiff', () => printGraph(b.graph));
   return { unit, hypers, train, graph: b.graph };
 }

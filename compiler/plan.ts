@@ -53,6 +53,9 @@ export interface Plan {
 }
 
 const ALIGN_FLOATS = 64; // 256 bytes
+
+/** A value's bytes: 2 per element when stored as f16 (rounded up to whole 4-byte words), else 4. */
+const bytesOf = (n: Node): number => (n.dtype === 'f16' ? Math.ceil(numel(n.shape) / 2) * 4 : numel(n.shape) * 4);
 const uncommented = (code: string): string => code.replace(/\/\/[^\n]*/g, '');
 const align = (n: number, a: number): number => Math.ceil(n / a) * a;
 
@@ -125,7 +128,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
   };
   /** The slot of a node's own value (params, inputs and gradients have fixed places). */
   const slotFor = (n: Node): Slot => {
-    const bytes = numel(n.shape) * 4;
+    const bytes = bytesOf(n);
     if (n.op.kind === 'param') return { buffer: 'params', offset: params[n.op.index].offset * 4, bytes };
     if (n.op.kind === 'input') return { buffer: n.op.name === 'tokens' ? 'tokens' : 'targets', offset: 0, bytes };
     if (gradOf.has(n.id)) return { buffer: 'grads', offset: params[gradOf.get(n.id) as number].offset * 4, bytes };
@@ -155,7 +158,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
     if (gr.kind === 'region') {
       const k = emitRegion(g, gr, (pi) => params[pi].offset, (id) => (gradOf.has(id) ? params[gradOf.get(id) as number].offset : undefined), root);
       for (const o of gr.outputs) {
-        slots.set(o, gradOf.has(o) ? slotFor(nodes[o]) : take(numel(nodes[o].shape) * 4));
+        slots.set(o, gradOf.has(o) ? slotFor(nodes[o]) : take(bytesOf(nodes[o])));
         written.push(o);
       }
       addKernel(k);

@@ -34,8 +34,9 @@ export function buildCli(): Command {
     .option('--set <name=value>', 'override a hyperparameter (repeatable)', collectSet, {})
     .addOption(new Option('--dump-after <pass>', 'print the program after a compiler pass and stop').choices([...PASSES]))
     .option('--no-fuse', 'one kernel per graph node: no fused regions (compiler/fuse.ts)')
-    .action((file: string, o: { out?: string; preset?: string; set: Record<string, string>; dumpAfter?: PassName; fuse: boolean }) => {
-      const c = compile(file, { preset: o.preset, sets: o.set, fuse: o.fuse, dumpAfter: o.dumpAfter, dump: (t) => process.stdout.write(t.endsWith('\n') ? t : t + '\n') });
+    .option('--f16', 'f16 storage of the forward activations, f32 math and weights (the train setting f16 = 1; needs shader-f16 to run)')
+    .action((file: string, o: { out?: string; preset?: string; set: Record<string, string>; dumpAfter?: PassName; fuse: boolean; f16?: boolean }) => {
+      const c = compile(file, { preset: o.preset, sets: o.set, fuse: o.fuse, f16: o.f16, dumpAfter: o.dumpAfter, dump: (t) => process.stdout.write(t.endsWith('\n') ? t : t + '\n') });
       if (o.dumpAfter) return;
       const out = o.out ?? path.join('generated', path.basename(file, '.mt'));
       writeCompiled(c, out);
@@ -60,9 +61,10 @@ export function buildCli(): Command {
     .option('--resume', 'continue from the newest checkpoint in the run folder, exactly where it stopped')
     .addOption(new Option('--tokenizer <name>', "bytes, or gpt2 (GPT-2 BPE, vocabulary 50257: needs --set vocab=50257); default: the train section's").choices(['bytes', 'gpt2']))
     .option('--no-fuse', 'compile one kernel per graph node (no fused regions)')
-    .action(async (file: string, o: { preset?: string; set: Record<string, string>; data?: string; val?: string; steps?: number; seed?: number; out?: string; resume?: boolean; tokenizer?: string; fuse: boolean }) => {
+    .option('--f16', 'f16 storage of the forward activations, f32 math and weights (the train setting f16 = 1); needs an adapter with shader-f16')
+    .action(async (file: string, o: { preset?: string; set: Record<string, string>; data?: string; val?: string; steps?: number; seed?: number; out?: string; resume?: boolean; tokenizer?: string; fuse: boolean; f16?: boolean }) => {
       const { train } = await import('./train.ts');
-      await train({ file, preset: o.preset, sets: o.set, data: o.data, val: o.val, steps: o.steps, seed: o.seed, out: o.out, resume: o.resume, tokenizer: o.tokenizer, fuse: o.fuse });
+      await train({ file, preset: o.preset, sets: o.set, data: o.data, val: o.val, steps: o.steps, seed: o.seed, out: o.out, resume: o.resume, tokenizer: o.tokenizer, fuse: o.fuse, f16: o.f16 });
     });
   run
     .command('eval')

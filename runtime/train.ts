@@ -31,6 +31,8 @@ export interface TrainOptions {
   tokenizer?: string;
   /** fused regions (default true); false: one kernel per node */
   fuse?: boolean;
+  /** f16 storage of the forward activations (overrides the train section's f16) */
+  f16?: boolean;
 }
 
 export interface TrainResult {
@@ -53,8 +55,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 }
 
 async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
-  const compiled = compile(o.file, { preset: o.preset, sets: o.sets, fuse: o.fuse, maxBindingBytes: gpu.device.limits.maxStorageBufferBindingSize, maxStorageBuffers: gpu.device.limits.maxStorageBuffersPerShaderStage });
+  const compiled = compile(o.file, { preset: o.preset, sets: o.sets, fuse: o.fuse, f16: o.f16, maxBindingBytes: gpu.device.limits.maxStorageBufferBindingSize, maxStorageBuffers: gpu.device.limits.maxStorageBuffersPerShaderStage });
   const cfg = compiled.train;
+  if (cfg.f16 && !gpu.hasF16) throw new MtcError(`f16 storage of activations needs an adapter with the shader-f16 feature; ${gpu.description} has none: train without --f16 (or f16 = 0)`);
   const steps = o.steps ?? cfg.steps;
   const seed = o.seed ?? cfg.seed;
   const outDir = o.out ?? path.join('runs', `${path.basename(o.file, '.mt')}${o.preset ? '-' + o.preset : ''}`);

@@ -395,7 +395,7 @@ ${TRAIN}
     name: 'an unknown train setting',
     src: tiny('    return gather(E, tokens) @ W').replace('  steps = 1', '  steps = 1\n  epochs = 3'),
     expect: [
-      "model.mt:15:3: error: unknown train setting 'epochs'; known: data, tokenizer, ctx, batch, steps, loss, optimizer, schedule, clip, log_every, eval_every, eval_batches, val_fraction, seed, checkpoint",
+      "model.mt:15:3: error: unknown train setting 'epochs'; known: data, tokenizer, ctx, batch, steps, loss, optimizer, schedule, clip, log_every, eval_every, eval_batches, val_fraction, seed, checkpoint, f16",
       '15 |   epochs = 3',
       '       ^~~~~~~~~~',
     ],

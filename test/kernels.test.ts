@@ -95,7 +95,7 @@ async function check(family: string, c: Case, id: number, tol: Tol, opts: CheckO
   for (const w of kernel.workgroups) assert.ok(w >= 1 && w <= MAX_GROUPS_PER_DIM, `workgroups ${kernel.workgroups}`);
   opts.kernel?.(kernel);
   const inputs = node.inputs.map((i) => (c.graph.nodes[i].dtype === 'i32' ? Int32Array.from(values[i]) : Float32Array.from(values[i])));
-  const got = await gpu.run(kernel, inputs, numel(node.shape), node.dtype, { seed: env.seed, step: env.step, training: env.training });
+  const got = await gpu.run(kernel, inputs, numel(node.shape), node.dtype === 'i32' ? 'i32' : 'f32', { seed: env.seed, step: env.step, training: env.training });
   const ref = values[id];
   let mag: Float64Array | undefined;
   if (tol.kind === 'sum') {

@@ -125,10 +125,10 @@ export function nodeBindings(node: Node, graph: Graph, names: string[]): { ins: 
 
 /** Name fragments of a node's input shapes (`16x64x8x8`, `16x64i` for i32). */
 export const inShapes = (node: Node, graph: Graph): string[] =>
-  node.inputs.map((id) => shapeName(graph.nodes[id].shape) + (graph.nodes[id].dtype === 'i32' ? 'i' : ''));
+  node.inputs.map((id) => shapeName(graph.nodes[id].shape) + ({ f32: '', i32: 'i', f16: 'h' } as const)[graph.nodes[id].dtype]);
 
 /** A load of `name[index]` converted to f32 when the binding holds i32. */
-export const loadF32 = (b: Binding, index: string): string => (b.dtype === 'f32' ? `${b.name}[${index}]` : `f32(${b.name}[${index}])`);
+export const loadF32 = (b: Binding, index: string): string => (b.dtype === 'i32' ? `f32(${b.name}[${index}])` : `${b.name}[${index}]`); // f16: f16Storage converts
 
 // ---------------------------------------------------------------------------------------------
 // Dispatch grid
@@ -170,6 +170,33 @@ export interface KernelSpec {
   body: string[];
 }
 
+/**
+ * f16 storage (compiler/precision.ts): the bindings of `names` hold f16. Their declarations
+ * already say array<f16> (from the node's dtype); this turns every store `x[i] = v;` into
+ * `x[i] = f16(v);` and every read into `f32(x[i])`, so that kernels compute in f32 unchanged,
+ * and enables the extension. Kernels index their bindings with bracket-free expressions, so a
+ * binding's accesses are exactly the matches of `name[...]`.
+ */
+export function f16Storage(code: string, names: string[]): string {
+  if (!names.length) return code;
+  const rules = names.flatMap((n) => {
+    const at = `\\b${n}\\[([^\\[\\]]*)\\]`;
+    return [
+      [new RegExp(`${at} = ([^;]*);`, 'g'), `${n}[$1] = f16($2);`],
+      [new RegExp(`${at}(?! = )`, 'g'), `f32(${n}[$1])`],
+    ] as Array<[RegExp, string]>;
+  });
+  const lines = code.split('\n').map((line) => {
+    const cut = line.indexOf('//');
+    let head = cut < 0 ? line : line.slice(0, cut);
+    for (const [re, to] of rules) head = head.replace(re, to);
+    return cut < 0 ? head : head + line.slice(cut);
+  });
+  const first = lines.findIndex((l) => l && !l.startsWith('//'));
+  lines.splice(first, 0, 'enable f16;', '');
+  return lines.join('\n');
+}
+
 export function assemble(k: KernelSpec): Kernel {
   const usesStep = k.usesStep ?? false;
   const [x, y] = k.grid.workgroups;
@@ -191,7 +218,8 @@ export function assemble(k: KernelSpec): Kernel {
   const used = sections.join('\n') + main;
   for (const [call, def] of Object.entries(INF_HELPERS)) if (used.includes(call)) sections.push(def);
   sections.push(main);
-  return { name: k.name, code: sections.join('\n\n') + '\n', usesStep, workgroups: k.grid.workgroups, summary: k.summary };
+  const halves = [...k.ins, k.out].filter((b) => b.dtype === 'f16').map((b) => b.name);
+  return { name: k.name, code: f16Storage(sections.join('\n\n') + '\n', halves), usesStep, workgroups: k.grid.workgroups, summary: k.summary };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -65,8 +65,8 @@ export function emitContraction(g: Graph, out: Node, product: Node, summed: read
   const row = (i: number) => (m % tm ? `min(${plus('i0', i)}, ${u32Lit(m - 1)})` : plus('i0', i));
   const col = (j: number) => (n % tn ? `min(${plus('j0', j)}, ${u32Lit(n - 1)})` : plus('j0', j));
   const ins: Binding[] = [
-    { name: 'a', dtype: 'f32', shape: g.nodes[a.node].shape },
-    { name: 'b', dtype: 'f32', shape: g.nodes[b.node].shape },
+    { name: 'a', dtype: g.nodes[a.node].dtype, shape: g.nodes[a.node].shape },
+    { name: 'b', dtype: g.nodes[b.node].dtype, shape: g.nodes[b.node].shape },
   ];
   const cells = tm * tn;
   // the summed terms: rr indexes the summed batch elements, q the inner dimension
@@ -113,7 +113,7 @@ export function emitContraction(g: Graph, out: Node, product: Node, summed: read
       `a workgroup per ${tm} x ${tn} block; its ${WG} threads take every ${WG}th term, then a tree in workgroup memory adds them`,
     ],
     ins,
-    out: { name: 'out', dtype: 'f32', shape: out.shape },
+    out: { name: 'out', dtype: out.dtype, shape: out.shape },
     decls: [`var<workgroup> partial: array<f32, ${cells * WG}>; // [cell][thread]`],
     workgroupSize: WG,
     grid: gr,

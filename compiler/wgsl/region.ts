@@ -10,10 +10,10 @@
 // the step uniform last when a member draws dropout. `RegionKernel.bindings` names them so
 // that the scheduler can bind the right buffers.
 import { createHash } from 'node:crypto';
-import { numel, strides, type Graph, type Node, type OpOf } from '../ir.ts';
+import { numel, strides, type DType, type Graph, type Node, type OpOf } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
 import { blockDims, isConstNode, memberReads, readStrides, tokenSplit, type OperandRead, type Region } from '../fuse.ts';
-import { f32Down, f32Lit, f32Up, grid, INF_HELPERS, PCG_WGSL, STEP_STRUCT, u32Lit } from './common.ts';
+import { f16Storage, f32Down, f32Lit, f32Up, grid, INF_HELPERS, PCG_WGSL, STEP_STRUCT, u32Lit } from './common.ts';
 import { UNARY_WGSL } from './elementwise.ts';
 
 /** What a binding of a region kernel holds. */
@@ -28,7 +28,7 @@ const WG = 64;
 const LOWEST = f32Lit(-3.4028234663852886e38);
 
 /** How the region reads one value: a private array, or a binding (with a parameter's arena offset). */
-type Home = { kind: 'array'; name: string; whole: boolean } | { kind: 'binding'; name: string; dtype: 'f32' | 'i32'; offset: number; tok: boolean; size: number } | { kind: 'const'; node: Node };
+type Home = { kind: 'array'; name: string; whole: boolean } | { kind: 'binding'; name: string; dtype: DType; offset: number; tok: boolean; size: number } | { kind: 'const'; node: Node };
 
 /**
  * @param paramOffset a parameter's offset in the arena, in floats
@@ -81,7 +81,7 @@ export function emitRegion(
     if (gradParam(o) !== undefined) continue;
     const name = `out${outName.size}`;
     outName.set(o, name);
-    bind({ kind: 'value', node: o, write: true }, name, 'f32', 'read_write', `[${nodes[o].shape.join(', ')}]`);
+    bind({ kind: 'value', node: o, write: true }, name, nodes[o].dtype, 'read_write', `[${nodes[o].shape.join(', ')}]`);
   }
 
   // ---- private arrays: members read inside the region, reused after their last reader
@@ -174,7 +174,7 @@ export function emitRegion(
     if (h.kind === 'array') return `${h.name}[${h.whole ? plus(base, off) : off}]`;
     const idx = plus(plus(h.offset ? u32Lit(h.offset) : '', base), off);
     const v = `${h.name}[${idx}]`;
-    return h.dtype === as ? v : as === 'f32' ? `f32(${v})` : `i32(${v})`;
+    return (h.dtype === 'f16' ? 'f32' : h.dtype) === as ? v : as === 'f32' ? `f32(${v})` : `i32(${v})`; // f16: f16Storage converts
   }
 
   /** The base of operand k's block for the current thread (t), as a WGSL expression. */
@@ -388,7 +388,8 @@ export function emitRegion(
   if (dropout) sections.push(PCG_WGSL);
   for (const [call, def] of Object.entries(INF_HELPERS)) if (main.includes(call)) sections.push(def);
   sections.push(main);
-  const code = sections.join('\n\n') + '\n';
+  const halves = bindings.flatMap((b, i) => (b.kind === 'value' && nodes[b.node].dtype === 'f16' ? [decl[i].match(/> (\w+): array/)![1]] : []));
+  const code = f16Storage(sections.join('\n\n') + '\n', halves);
   // named by the code without its comments, so that moving a source line renames nothing
   const hash = createHash('sha256').update(code.replace(/\/\/[^\n]*/g, '')).digest('hex').slice(0, 10);
   const name = `fused_${r.members.length}ops_${hash}`;

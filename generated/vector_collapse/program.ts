@@ -48,7 +48,8 @@ export const model = {
     "evalBatches": 4,
     "valFraction": 0.05,
     "seed": 0,
-    "checkpoint": false
+    "checkpoint": false,
+    "f16": false
   }
 };
 /** Parameters in the arena, in source order: dotted path, shape (row-major float32), offset in floats, initialiser. */

@@ -149,6 +149,6 @@ export class GpuExec {
     const kernel = emitKernel(graph, node);
     if (!kernel) throw new Error(`node ${node.name} (${node.op.kind}) has no kernel`);
     const inputs = node.inputs.map((id, k) => (graph.nodes[id].dtype === 'i32' ? Int32Array.from(inputValues[k]) : Float32Array.from(inputValues[k])));
-    return this.run(kernel, inputs, numel(node.shape), node.dtype, step);
+    return this.run(kernel, inputs, numel(node.shape), node.dtype === 'i32' ? 'i32' : 'f32', step);
   }
 }
