@@ -40,6 +40,8 @@ export interface Contraction {
   a: OperandView;
   b: OperandView;
   absorbed: number[];
+  /** `node` is add(contraction, addend): the kernel adds it as it stores (gradients accumulated over uses) */
+  addend?: number;
 }
 
 export interface Region {
@@ -279,7 +281,7 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     uniform[n.id] = n.op.kind === 'param' || isConstNode(n) || (n.op.kind !== 'input' && n.inputs.length > 0 && n.inputs.every((i) => uniform[i]));
   }
 
-  const contractions = findContractions(g, consumers, kept, live);
+  const contractions = findContractions(g, consumers, kept, live, tokens);
   const absorbed = new Set([...contractions.values()].flatMap((c) => c.absorbed));
 
   const groups: Group[] = [];
@@ -343,7 +345,7 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     if (n.id === backwardStart) close();
     const contraction = contractions.get(n.id);
     if (contraction) {
-      if (open && [contraction.a.node, contraction.b.node].some((i) => openIds.has(i))) close();
+      if (open && [contraction.a.node, contraction.b.node, ...(contraction.addend === undefined ? [] : [contraction.addend])].some((i) => openIds.has(i))) close();
       groups.push(contraction);
       continue;
     }
@@ -383,9 +385,12 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
 
 /**
  * Sums over batch axes of a product read by nothing else (weight gradients), keyed by the sum;
- * an operand that is a transpose read only by the product becomes a view of its input.
+ * an operand that is a transpose read only by the product becomes a view of its input. So do
+ * products that sum over at least `tokens` terms with a transposed operand (a weight gradient
+ * written as one matrix product, dW = G Xᵀ over all tokens), keyed by the product: the
+ * transpose is never written.
  */
-export function findContractions(g: Graph, consumers: number[][], kept: Set<number>, live: readonly boolean[]): Map<number, Contraction> {
+export function findContractions(g: Graph, consumers: number[][], kept: Set<number>, live: readonly boolean[], tokens = 0): Map<number, Contraction> {
   const out = new Map<number, Contraction>();
   const view = (id: number, absorbed: number[]): OperandView => {
     const x = g.nodes[id];
@@ -408,6 +413,29 @@ export function findContractions(g: Graph, consumers: number[][], kept: Set<numb
     const a = view(p.inputs[0], absorbed);
     const b = view(p.inputs[1], absorbed);
     out.set(n.id, { kind: 'contract', node: n.id, product: p.id, summed: axes, a, b, absorbed });
+  }
+  const taken = new Set([...out.values()].flatMap((c) => c.absorbed));
+  const transposed = (id: number) => g.nodes[id].op.kind === 'permute' && consumers[id].length === 1 && !kept.has(id) && !taken.has(id);
+  for (const p of g.nodes) {
+    if (p.op.kind !== 'matmul' || !live[p.id] || taken.has(p.id) || tokens === 0) continue;
+    const [ai, bi] = p.inputs;
+    if (g.nodes[ai].shape[g.nodes[ai].shape.length - 1] < tokens || !(transposed(ai) || transposed(bi))) continue;
+    if (p.inputs.some((i) => g.nodes[i].dtype === 'i32')) continue;
+    const absorbed: number[] = [];
+    const a = view(ai, absorbed);
+    const b = view(bi, absorbed);
+    for (const x of absorbed) taken.add(x);
+    out.set(p.id, { kind: 'contract', node: p.id, product: p.id, summed: [], a, b, absorbed });
+  }
+  // add(c, y) of the same shape, c read by nothing else: the contraction stores c + y
+  for (const [id, c] of [...out]) {
+    const user = consumers[id].length === 1 ? g.nodes[consumers[id][0]] : undefined;
+    if (!user || user.op.kind !== 'binary' || user.op.fn !== 'add' || kept.has(id) || out.has(user.id)) continue;
+    const y = user.inputs[0] === id ? user.inputs[1] : user.inputs[0];
+    const same = (x: readonly number[], z: readonly number[]) => x.length === z.length && x.every((d, i) => d === z[i]);
+    if (y === id || !same(g.nodes[y].shape, user.shape) || !same(g.nodes[id].shape, user.shape) || g.nodes[y].dtype === 'i32') continue;
+    out.delete(id);
+    out.set(user.id, { ...c, node: user.id, addend: y, absorbed: [...c.absorbed, id] });
   }
   return out;
 }

@@ -95,7 +95,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
 
   // Liveness in dispatch order: the last group that reads each value (reshapes read nothing).
   const reads = (gr: Group): number[] =>
-    gr.kind === 'region' ? gr.leaves : gr.kind === 'contract' ? [gr.a.node, gr.b.node] : nodes[gr.node].op.kind === 'reshape' ? [] : nodes[gr.node].inputs;
+    gr.kind === 'region' ? gr.leaves : gr.kind === 'contract' ? [gr.a.node, gr.b.node, ...(gr.addend === undefined ? [] : [gr.addend])] : nodes[gr.node].op.kind === 'reshape' ? [] : nodes[gr.node].inputs;
   const lastUse = new Array<number>(nodes.length).fill(-1);
   const constNeeded = new Set<number>();
   groups.forEach((gr, gi) => {
@@ -171,9 +171,10 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
       const slot = slotFor(n);
       slots.set(n.id, slot);
       written.push(n.id);
-      const k = emitContraction(g, n, nodes[gr.product], gr.summed, gr.a, gr.b);
+      const k = emitContraction(g, n, nodes[gr.product], gr.summed, gr.a, gr.b, gr.addend);
       addKernel(k);
-      listFor(n).push({ kernel: k.name, node: n.id, bindings: [slots.get(gr.a.node) as Slot, slots.get(gr.b.node) as Slot, slot], usesStep: false, workgroups: k.workgroups });
+      const ins = [gr.a.node, gr.b.node, ...(gr.addend === undefined ? [] : [gr.addend])].map((i) => slots.get(i) as Slot);
+      listFor(n).push({ kernel: k.name, node: n.id, bindings: [...ins, slot], usesStep: false, workgroups: k.workgroups });
     } else {
       const n = nodes[gr.node];
       if (isConst(n) && !constNeeded.has(n.id)) return;

@@ -32,7 +32,7 @@ function batchStrides(v: OperandView, batch: readonly number[]): number[] {
  * The kernel of `sum(matmul(a, b), summed)` (summed: batch axes of the product, possibly none),
  * `out` the node computed (the sum, or the product itself).
  */
-export function emitContraction(g: Graph, out: Node, product: Node, summed: readonly number[], a: OperandView, b: OperandView): Kernel {
+export function emitContraction(g: Graph, out: Node, product: Node, summed: readonly number[], a: OperandView, b: OperandView, addend?: number): Kernel {
   const batch = product.shape.slice(0, -2);
   const [m, n] = product.shape.slice(-2);
   const k = a.shape[a.shape.length - 1];
@@ -67,11 +67,12 @@ export function emitContraction(g: Graph, out: Node, product: Node, summed: read
   const ins: Binding[] = [
     { name: 'a', dtype: g.nodes[a.node].dtype, shape: g.nodes[a.node].shape },
     { name: 'b', dtype: g.nodes[b.node].dtype, shape: g.nodes[b.node].shape },
+    ...(addend === undefined ? [] : [{ name: 'c', dtype: g.nodes[addend].dtype, shape: g.nodes[addend].shape }]),
   ];
   const cells = tm * tn;
   // the summed terms: rr indexes the summed batch elements, q the inner dimension
   const redOffsets = red.dims.length ? offsetLines(red, 'rr', ['ra', 'rb'], [], 'e') : ['let ra = 0u;', 'let rb = 0u;'];
-  const name = kernelName('contract', shapeName(a.shape), `s${a.strides.join('_')}`, shapeName(b.shape), `s${b.strides.join('_')}`, 'sum', summed.join('') || 'none');
+  const name = kernelName('contract', shapeName(a.shape), `s${a.strides.join('_')}`, shapeName(b.shape), `s${b.strides.join('_')}`, 'sum', summed.join('') || 'none', ...(addend === undefined ? [] : ['plus']));
   const body = [
     gr.groupLine,
     `if (group >= ${u32Lit(groups)}) {`,
@@ -99,7 +100,8 @@ export function emitContraction(g: Graph, out: Node, product: Node, summed: read
     ...range(tm).flatMap((i) =>
       range(tn).flatMap((j) => {
         const conds = [...(m % tm ? [`${plus('i0', i)} < ${u32Lit(m)}`] : []), ...(n % tn ? [`${plus('j0', j)} < ${u32Lit(n)}`] : [])];
-        const st = `out[c_base + (${plus('i0', i)}) * ${u32Lit(sCm)} + ${plus('j0', j)}] = partial[${u32Lit((i * tn + j) * WG)}];`;
+        const at = `c_base + (${plus('i0', i)}) * ${u32Lit(sCm)} + ${plus('j0', j)}`;
+        const st = `out[${at}] = partial[${u32Lit((i * tn + j) * WG)}]${addend === undefined ? '' : ` + c[${at}]`};`;
         return conds.length ? [`  if (${conds.join(' && ')}) {`, `    ${st}`, '  }'] : [`  ${st}`];
       }),
     ),
@@ -107,7 +109,7 @@ export function emitContraction(g: Graph, out: Node, product: Node, summed: read
   ];
   return assemble({
     name,
-    summary: summed.length ? `out = a @ b summed over batch axes [${summed.join(', ')}] (a contraction: the product is never written)` : 'out = a @ b, operands read through strided views',
+    summary: `${summed.length ? `out = a @ b summed over batch axes [${summed.join(', ')}] (a contraction: the product is never written)` : 'out = a @ b, operands read through strided views'}${addend === undefined ? '' : ', plus c (an accumulated gradient)'}`,
     notes: [
       `${nKept > 1 ? `${nKept} x ` : ''}[${m} x ${k}] @ [${k} x ${n}] summed over ${numel(red.dims)} batch elements; A strides (${sAm}, ${sAk}), B strides (${sBk}, ${sBn})`,
       `a workgroup per ${tm} x ${tn} block; its ${WG} threads take every ${WG}th term, then a tree in workgroup memory adds them`,
