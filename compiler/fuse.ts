@@ -21,11 +21,15 @@
 // also closes at the start of the backward pass, and before it would bind more storage buffers
 // than `maxStorageBuffers` (the WebGPU default, 8) or keep more than `maxPrivateFloats` floats
 // per thread alive.
-import { numel, strides, type Graph, type Node } from './ir.ts';
+import { numel, strides, type Graph, type Node, type OpOf } from './ir.ts';
 import type { OperandView } from './wgsl/contract.ts';
 
 /** A unit of scheduling: one node with its own kernel (or none), a fused region, or a contraction. */
-export type Group = { kind: 'node'; node: number } | Region | Contraction;
+/**
+ * A node in a kernel of its own; an attention node may read some operands through views
+ * (`views`: input position -> view; `absorbed`: the permutes it is the first to read in place).
+ */
+export type Group = { kind: 'node'; node: number; views?: Map<number, OperandView>; absorbed?: number[] } | Region | Contraction;
 
 /**
  * `node` = sum(product, summed) with product = matmul(a, b), in one kernel that reads the
@@ -42,6 +46,8 @@ export interface Contraction {
   absorbed: number[];
   /** `node` is add(contraction, addend): the kernel adds it as it stores (gradients accumulated over uses) */
   addend?: number;
+  /** with an addend: the contraction's own node (its shape is the kernel's; `node` has its elements) */
+  shape?: number;
 }
 
 export interface Region {
@@ -283,6 +289,9 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
 
   const contractions = findContractions(g, consumers, kept, live, tokens);
   const absorbed = new Set([...contractions.values()].flatMap((c) => c.absorbed));
+  const attentionViews = findAttentionViews(g, consumers, kept, live);
+  // the permutes they read in place are never computed
+  for (const n of nodes) if (live[n.id] && !kept.has(n.id) && attentionReads(g, consumers, n.id)) absorbed.add(n.id);
 
   const groups: Group[] = [];
   let open: Region | null = null;
@@ -335,6 +344,7 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
   // reshapes scheduled on their own are views of their input's memory (those fused in a region
   // and written out have memory of their own)
   const views = new Set<number>();
+  const viewed = new Set<number>(); // permutes read in place by attention nodes, listed once
   const rootOf = (id: number): number => {
     while (views.has(id)) id = nodes[id].inputs[0];
     return id;
@@ -375,8 +385,13 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
       }
       // too many buffers even alone: its own kernel
     }
-    if (open && n.inputs.some((i) => openIds.has(i))) close();
-    groups.push({ kind: 'node', node: n.id });
+    const seen = attentionViews.get(n.id);
+    if (open && n.inputs.some((i, k) => openIds.has(seen?.get(k)?.node ?? i))) close();
+    if (seen) {
+      const first = [...new Set(n.inputs.filter((i, k) => seen.has(k) && !viewed.has(i)))];
+      for (const i of first) viewed.add(i);
+      groups.push({ kind: 'node', node: n.id, views: seen, absorbed: first });
+    } else groups.push({ kind: 'node', node: n.id });
     if (kind === 'reshape') views.add(n.id);
   }
   close();
@@ -427,15 +442,56 @@ export function findContractions(g: Graph, consumers: number[][], kept: Set<numb
     for (const x of absorbed) taken.add(x);
     out.set(p.id, { kind: 'contract', node: p.id, product: p.id, summed: [], a, b, absorbed });
   }
-  // add(c, y) of the same shape, c read by nothing else: the contraction stores c + y
+  // add(c, y) of c's elements (c, or a reshape of it, read by nothing else): the contraction
+  // stores c + y; `shape` keeps the node whose shape the kernel computes
+  const numelOf = (id: number) => numel(g.nodes[id].shape);
   for (const [id, c] of [...out]) {
-    const user = consumers[id].length === 1 ? g.nodes[consumers[id][0]] : undefined;
-    if (!user || user.op.kind !== 'binary' || user.op.fn !== 'add' || kept.has(id) || out.has(user.id)) continue;
-    const y = user.inputs[0] === id ? user.inputs[1] : user.inputs[0];
-    const same = (x: readonly number[], z: readonly number[]) => x.length === z.length && x.every((d, i) => d === z[i]);
-    if (y === id || !same(g.nodes[y].shape, user.shape) || !same(g.nodes[id].shape, user.shape) || g.nodes[y].dtype === 'i32') continue;
+    if (kept.has(id) || consumers[id].length !== 1) continue;
+    let via = id;
+    let user = g.nodes[consumers[id][0]];
+    if (user.op.kind === 'reshape' && consumers[user.id].length === 1 && !kept.has(user.id)) {
+      via = user.id;
+      user = g.nodes[consumers[user.id][0]];
+    }
+    if (user.op.kind !== 'binary' || user.op.fn !== 'add' || out.has(user.id)) continue;
+    const y = user.inputs[0] === via ? user.inputs[1] : user.inputs[0];
+    if (y === via || numelOf(y) !== numelOf(id) || numelOf(user.id) !== numelOf(id) || g.nodes[y].dtype === 'i32') continue;
     out.delete(id);
-    out.set(user.id, { ...c, node: user.id, addend: y, absorbed: [...c.absorbed, id] });
+    out.set(user.id, { ...c, node: user.id, shape: c.shape ?? id, addend: y, absorbed: [...c.absorbed, id, ...(via === id ? [] : [via])] });
+  }
+  return out;
+}
+
+/** Inputs of the attention parts read row by row, which may be strided views (Q, K, V, dO; not lse, D). */
+const ATTENTION_VIEWED: Record<string, number[]> = { lse: [0, 1], out: [0, 1, 2], dq: [0, 1, 2, 4], dk: [0, 1, 2, 4], dv: [0, 1, 3] };
+
+/** A permute read only by attention nodes, at positions that may be views, keeping the last axis last. */
+function attentionReads(g: Graph, consumers: number[][], id: number): boolean {
+  const p = g.nodes[id];
+  if (p.op.kind !== 'permute' || p.op.perm[p.op.perm.length - 1] !== p.op.perm.length - 1 || !consumers[id].length) return false;
+  return consumers[id].every((c) => {
+    const n = g.nodes[c];
+    return n.op.kind === 'attention' && n.inputs.every((x, k) => x !== id || ATTENTION_VIEWED[(n.op as OpOf<'attention'>).part].includes(k));
+  });
+}
+
+/**
+ * Attention nodes' operands that are permutes of [..., L, w] rows (the heads split off the
+ * token matrices) read only by attention nodes: read in place, through strides; the permute is
+ * never written. Keyed by attention node, then input position.
+ */
+export function findAttentionViews(g: Graph, consumers: number[][], kept: Set<number>, live: readonly boolean[]): Map<number, Map<number, OperandView>> {
+  const out = new Map<number, Map<number, OperandView>>();
+  for (const n of g.nodes) {
+    if (n.op.kind !== 'attention' || !live[n.id]) continue;
+    n.inputs.forEach((id, k) => {
+      if (kept.has(id) || !attentionReads(g, consumers, id)) return;
+      const p = g.nodes[id] as Node & { op: { kind: 'permute'; perm: number[] } };
+      const st = strides(g.nodes[p.inputs[0]].shape);
+      const m = out.get(n.id) ?? new Map<number, OperandView>();
+      m.set(k, { node: p.inputs[0], shape: [...p.shape], strides: p.op.perm.map((a) => st[a]) });
+      out.set(n.id, m);
+    });
   }
   return out;
 }

@@ -8,6 +8,7 @@ import { numel, type Graph, type Node } from './ir.ts';
 import { emitKernel } from './wgsl/index.ts';
 import { emitRegion } from './wgsl/region.ts';
 import { emitContraction } from './wgsl/contract.ts';
+import { emitAttention } from './wgsl/attention.ts';
 import { fuseGraph, isConstNode, keptNodes, liveNodes, type FuseOptions, type Group } from './fuse.ts';
 
 /** A region of a device buffer. Buffers: "params", "grads", "tokens", "targets", "act<N>". */
@@ -93,9 +94,11 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
   for (const id of [...keep]) keep.add(root(id));
   const isConst = (n: Node): boolean => isConstNode(n);
 
+  /** A node kernel's operands: its inputs, or the memory a view of one reads. */
+  const nodeReads = (gr: Group & { kind: 'node' }): number[] => nodes[gr.node].inputs.map((i, k) => gr.views?.get(k)?.node ?? i);
   // Liveness in dispatch order: the last group that reads each value (reshapes read nothing).
   const reads = (gr: Group): number[] =>
-    gr.kind === 'region' ? gr.leaves : gr.kind === 'contract' ? [gr.a.node, gr.b.node, ...(gr.addend === undefined ? [] : [gr.addend])] : nodes[gr.node].op.kind === 'reshape' ? [] : nodes[gr.node].inputs;
+    gr.kind === 'region' ? gr.leaves : gr.kind === 'contract' ? [gr.a.node, gr.b.node, ...(gr.addend === undefined ? [] : [gr.addend])] : nodes[gr.node].op.kind === 'reshape' ? [] : nodeReads(gr);
   const lastUse = new Array<number>(nodes.length).fill(-1);
   const constNeeded = new Set<number>();
   groups.forEach((gr, gi) => {
@@ -171,7 +174,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
       const slot = slotFor(n);
       slots.set(n.id, slot);
       written.push(n.id);
-      const k = emitContraction(g, n, nodes[gr.product], gr.summed, gr.a, gr.b, gr.addend);
+      const k = emitContraction(g, nodes[gr.shape ?? gr.node], nodes[gr.product], gr.summed, gr.a, gr.b, gr.addend);
       addKernel(k);
       const ins = [gr.a.node, gr.b.node, ...(gr.addend === undefined ? [] : [gr.addend])].map((i) => slots.get(i) as Slot);
       listFor(n).push({ kernel: k.name, node: n.id, bindings: [...ins, slot], usesStep: false, workgroups: k.workgroups });
@@ -183,7 +186,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
       if (!views.has(n.id)) written.push(n.id);
       let k: Kernel | null;
       try {
-        k = emitKernel(g, n);
+        k = gr.views ? emitAttention(n, g, gr.views) : emitKernel(g, n);
       } catch (e) {
         // Sizes past 32-bit indexing are the user's (a mistyped ctx or d), not a compiler bug.
         if (e instanceof Error && /too large for u32 indexing/.test(e.message)) throw new MtcError(e.message.replace(/^internal: /, ''), n.loc);
@@ -191,7 +194,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
       }
       if (k) {
         addKernel(k);
-        listFor(n).push({ kernel: k.name, node: n.id, bindings: [...n.inputs.map((i) => slots.get(i) as Slot), slot], usesStep: k.usesStep, workgroups: k.workgroups });
+        listFor(n).push({ kernel: k.name, node: n.id, bindings: [...nodeReads(gr).map((i) => slots.get(i) as Slot), slot], usesStep: k.usesStep, workgroups: k.workgroups });
       }
     }
     // Free what this group read for the last time, and what it wrote that nobody reads.

@@ -38,7 +38,7 @@ test('fusion partitions the graph: every computed node once, regions within the 
   const groups = fuseGraph(g);
   const live = liveNodes(g);
   const seen = new Map<number, number>();
-  const ids = (gr: (typeof groups)[number]): number[] => (gr.kind === 'region' ? gr.members : gr.kind === 'contract' ? [gr.node, ...gr.absorbed] : [gr.node]);
+  const ids = (gr: (typeof groups)[number]): number[] => (gr.kind === 'region' ? gr.members : [gr.node, ...(gr.absorbed ?? [])]);
   for (const gr of groups) for (const id of ids(gr)) seen.set(id, (seen.get(id) ?? 0) + 1);
   for (const n of g.nodes) if (live[n.id]) assert.equal(seen.get(n.id), 1, `node %${n.id} ${n.op.kind} scheduled ${seen.get(n.id) ?? 0} times`);
   // dispatch order respects dependencies

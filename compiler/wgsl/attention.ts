@@ -8,6 +8,7 @@
 import type { Graph, Node, OpOf } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
 import { assemble, f32Lit, grid, inShapes, kernelName, nodeBindings, numName, u32Lit } from './common.ts';
+import type { OperandView } from './contract.ts';
 
 /** Own rows per workgroup, one per thread. */
 const WG = 64;
@@ -37,14 +38,21 @@ const SUMMARY: Record<OpOf<'attention'>['part'], string> = {
   dv: 'out[j] = Σ_{i ≥ j} dropout(P_ij) g_i: the gradient of the values',
 };
 
-export function emitAttention(node: Node, graph: Graph): Kernel {
+/**
+ * @param views operands read in place through strides (compiler/fuse.ts, findAttentionViews):
+ *   input position -> the memory read and its stride per axis of the operand's shape
+ */
+export function emitAttention(node: Node, graph: Graph, views?: ReadonlyMap<number, OperandView>): Kernel {
   const op = node.op as OpOf<'attention'>;
   const part = op.part;
   const { ins, out } = nodeBindings(node, graph, INPUTS[part]);
-  const qs = ins[0].shape;
+  // a view binds the memory it reads
+  for (const [k, v] of views ?? []) ins[k] = { ...ins[k], dtype: graph.nodes[v.node].dtype, shape: graph.nodes[v.node].shape };
+  const shapeOf = (k: number) => graph.nodes[node.inputs[k]].shape; // the operand's, not a view's memory
+  const qs = shapeOf(0);
   const L = qs[qs.length - 2];
   const E = qs[qs.length - 1];
-  const F = part === 'lse' ? 0 : part === 'out' || part === 'dv' ? node.shape[node.shape.length - 1] : ins[2].shape[ins[2].shape.length - 1];
+  const F = part === 'lse' ? 0 : part === 'out' || part === 'dv' ? node.shape[node.shape.length - 1] : shapeOf(2)[shapeOf(2).length - 1];
   const slices = qs.slice(0, -2).reduce((a, b) => a * b, 1);
   const keyOwned = part === 'dk' || part === 'dv';
   // the other side's rows, per tile: k (and v) for the query-owned parts; q, g, lse (and d) for the key-owned
@@ -62,8 +70,22 @@ export function emitAttention(node: Node, graph: Graph): Kernel {
       : loop('x', n, fn('x', (name) => `${name}[x]`));
   const vecDecl = (name: string, n: number, init: (i: string) => string): string[] =>
     n <= UNROLL ? Array.from({ length: n }, (_, k) => `var ${name}_${k} = ${init(u32Lit(k))};`) : [`var ${name}: array<f32, ${n}>;`, ...loop('x', n, [`${name}[x] = ${init('x')};`])];
-  const rowE = (b: string) => `(slice * ${u32Lit(L)} + ${b}) * ${u32Lit(E)}`;
-  const rowF = (b: string) => `(slice * ${u32Lit(L)} + ${b}) * ${u32Lit(F)}`;
+  // where row b of this slice starts: contiguous rows, or a view's strides (base_x + b * rs_x)
+  const viewOf = (name: string) => views?.get(INPUTS[part].indexOf(name));
+  const rowOf = (name: string, width: number) => (b: string) => (viewOf(name) ? `base_${name} + ${b} * ${u32Lit(viewOf(name)!.strides.at(-2)!)}` : `(slice * ${u32Lit(L)} + ${b}) * ${u32Lit(width)}`);
+  const [rowQ, rowK, rowV, rowG] = [rowOf('q', E), rowOf('k', E), rowOf('v', F), rowOf('g', F)];
+  const lead = qs.slice(0, -2);
+  const viewBases = [...(views ?? new Map<number, OperandView>())].sort((a, b) => a[0] - b[0]).map(([k, v]) => {
+    const terms = lead.flatMap((d, ax) => {
+      const inner = lead.slice(ax + 1).reduce((a, b) => a * b, 1);
+      const st = v.strides[ax];
+      if (d === 1 || st === 0) return [];
+      const c = inner === 1 ? 'slice' : `(slice / ${u32Lit(inner)})`;
+      const coord = ax === 0 ? c : `(${c} % ${u32Lit(d)})`;
+      return [st === 1 ? coord : `${coord} * ${u32Lit(st)}`];
+    });
+    return `let base_${INPUTS[part][k]} = ${terms.join(' + ') || '0u'}; // ${INPUTS[part][k]} read in place, strides (${v.strides.join(', ')})`;
+  });
   const at = (b: string) => `slice * ${u32Lit(L)} + ${b}`;
 
   const decls: string[] = [];
@@ -80,26 +102,26 @@ export function emitAttention(node: Node, graph: Graph): Kernel {
     );
   const ownVec = (name: string, width: number, src: string, row: (r: string) => string) => own.push(...vecDecl(name, width, (i) => `${src}[${row('rr')} + ${i}]`));
   if (keyOwned) {
-    ownVec('kr', E, 'k', rowE);
-    if (part === 'dk') ownVec('vr', F, 'v', rowF);
+    ownVec('kr', E, 'k', rowK);
+    if (part === 'dk') ownVec('vr', F, 'v', rowV);
     tile('qt', E);
     tile('gt', F);
     tile('lt', 1);
     if (part === 'dk') tile('dt', 1);
-    stage('qt', E, 'q', rowE);
-    stage('gt', F, 'g', rowF);
+    stage('qt', E, 'q', rowQ);
+    stage('gt', F, 'g', rowG);
     stage('lt', 1, 'lse', at);
     if (part === 'dk') stage('dt', 1, 'd', at);
   } else {
-    ownVec('qr', E, 'q', rowE);
-    if (part === 'dq') ownVec('gr', F, 'g', rowF);
+    ownVec('qr', E, 'q', rowQ);
+    if (part === 'dq') ownVec('gr', F, 'g', rowG);
     if (part !== 'lse') own.push(`let lse_r = lse[${at('rr')}];`);
     if (part === 'dq') own.push(`let d_r = d[${at('rr')}];`);
     tile('kt', E);
-    stage('kt', E, 'k', rowE);
+    stage('kt', E, 'k', rowK);
     if (part !== 'lse') {
       tile('vt', F);
-      stage('vt', F, 'v', rowF);
+      stage('vt', F, 'v', rowV);
     }
   }
   const accWidth = part === 'lse' ? 0 : part === 'dq' || part === 'dk' ? E : F;
@@ -149,7 +171,7 @@ export function emitAttention(node: Node, graph: Graph): Kernel {
   const write: string[] =
     part === 'lse'
       ? [`out[${at('r')}] = m + log(l);`]
-      : each(accWidth, (i, reg) => [`out[${accWidth === E ? rowE('r') : rowF('r')} + ${i}] = ${part === 'dq' || part === 'dk' ? `${f32Lit(op.scale)} * ${reg('acc')}` : reg('acc')};`]);
+      : each(accWidth, (i, reg) => [`out[(slice * ${u32Lit(L)} + r) * ${u32Lit(accWidth)} + ${i}] = ${part === 'dq' || part === 'dk' ? `${f32Lit(op.scale)} * ${reg('acc')}` : reg('acc')};`]);
 
   // the tiles this block needs: keys 0 .. its last query (query-owned), queries from its first key on (key-owned)
   const tiles = keyOwned
@@ -169,7 +191,8 @@ export function emitAttention(node: Node, graph: Graph): Kernel {
         '}',
       ].join('\n'),
     );
-  const name = kernelName('attention', part, `s${numName(op.scale)}`, ...(drops ? [`p${numName(op.p)}`, `k${numName(op.key)}`] : []), ...inShapes(node, graph));
+  const viewed = [...(views ?? new Map<number, OperandView>())].sort((a, b) => a[0] - b[0]).map(([k, v]) => `${INPUTS[part][k]}v${v.strides.join('_')}`);
+  const name = kernelName('attention', part, `s${numName(op.scale)}`, ...(drops ? [`p${numName(op.p)}`, `k${numName(op.key)}`] : []), ...inShapes(node, graph), ...viewed);
   return assemble({
     name,
     summary: SUMMARY[part],
@@ -191,6 +214,7 @@ export function emitAttention(node: Node, graph: Graph): Kernel {
       'let z = step_params.zero; // 0: keeps long loops rolled',
       ...(drops ? [`let stream = pcg_hash(${u32Lit(op.key)} + pcg_hash(step_params.step + pcg_hash(step_params.seed)));`] : []),
       `let slice = group / ${u32Lit(blocks)};`,
+      ...viewBases,
       `let r0 = (group % ${u32Lit(blocks)}) * ${u32Lit(WG)};`,
       'let r = r0 + lid; // this thread\'s row',
       `let live = r < ${u32Lit(L)};`,
