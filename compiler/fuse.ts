@@ -29,7 +29,13 @@ import type { OperandView } from './wgsl/contract.ts';
  * A node in a kernel of its own; an attention node may read some operands through views
  * (`views`: input position -> view; `absorbed`: the permutes it is the first to read in place).
  */
-export type Group = { kind: 'node'; node: number; views?: Map<number, OperandView>; absorbed?: number[] } | Region | Contraction;
+export type Group = { kind: 'node'; node: number; views?: Map<number, OperandView>; absorbed?: number[]; sum?: SumEpilogue } | Region | Contraction;
+
+/** `node` = add(sum, addend) (through a reshape of the sum or not), in the sum's kernel. */
+export interface SumEpilogue {
+  sum: number;
+  addend: number;
+}
 
 /**
  * `node` = sum(product, summed) with product = matmul(a, b), in one kernel that reads the
@@ -290,6 +296,8 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
   const contractions = findContractions(g, consumers, kept, live, tokens);
   const absorbed = new Set([...contractions.values()].flatMap((c) => c.absorbed));
   const attentionViews = findAttentionViews(g, consumers, kept, live);
+  const sumAdds = findSumEpilogues(g, consumers, kept, live, tokens, new Set([...contractions.keys(), ...absorbed]));
+  for (const e of sumAdds.values()) for (const x of e.absorbed) absorbed.add(x);
   // the permutes they read in place are never computed
   for (const n of nodes) if (live[n.id] && !kept.has(n.id) && attentionReads(g, consumers, n.id)) absorbed.add(n.id);
 
@@ -353,6 +361,12 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
   for (const n of nodes) {
     if (!live[n.id] || absorbed.has(n.id)) continue;
     if (n.id === backwardStart) close();
+    const epilogue = sumAdds.get(n.id);
+    if (epilogue) {
+      if (open && [g.nodes[epilogue.sum].inputs[0], epilogue.addend].some((i) => openIds.has(i))) close();
+      groups.push({ kind: 'node', node: n.id, sum: { sum: epilogue.sum, addend: epilogue.addend }, absorbed: epilogue.absorbed });
+      continue;
+    }
     const contraction = contractions.get(n.id);
     if (contraction) {
       if (open && [contraction.a.node, contraction.b.node, ...(contraction.addend === undefined ? [] : [contraction.addend])].some((i) => openIds.has(i))) close();
@@ -458,6 +472,29 @@ export function findContractions(g: Graph, consumers: number[][], kept: Set<numb
     if (y === via || numelOf(y) !== numelOf(id) || numelOf(user.id) !== numelOf(id) || g.nodes[y].dtype === 'i32') continue;
     out.delete(id);
     out.set(user.id, { ...c, node: user.id, shape: c.shape ?? id, addend: y, absorbed: [...c.absorbed, id, ...(via === id ? [] : [via])] });
+  }
+  return out;
+}
+
+/**
+ * Sums across tokens (never region members) whose one reader, directly or through a reshape,
+ * is an add of the same elements: the sum's kernel stores sum + addend. Keyed by the add.
+ */
+function findSumEpilogues(g: Graph, consumers: number[][], kept: Set<number>, live: readonly boolean[], tokens: number, taken: Set<number>): Map<number, SumEpilogue & { absorbed: number[] }> {
+  const out = new Map<number, SumEpilogue & { absorbed: number[] }>();
+  const numelOf = (id: number) => numel(g.nodes[id].shape);
+  for (const n of g.nodes) {
+    if (n.op.kind !== 'sum' || !live[n.id] || taken.has(n.id) || kept.has(n.id) || numelOf(n.id) >= tokens || consumers[n.id].length !== 1) continue;
+    let via = n.id;
+    let user = g.nodes[consumers[n.id][0]];
+    if (user.op.kind === 'reshape' && consumers[user.id].length === 1 && !kept.has(user.id)) {
+      via = user.id;
+      user = g.nodes[consumers[user.id][0]];
+    }
+    if (user.op.kind !== 'binary' || user.op.fn !== 'add' || out.has(user.id) || taken.has(user.id)) continue;
+    const y = user.inputs[0] === via ? user.inputs[1] : user.inputs[0];
+    if (y === via || numelOf(y) !== numelOf(n.id) || numelOf(user.id) !== numelOf(n.id) || g.nodes[y].dtype === 'i32') continue;
+    out.set(user.id, { sum: n.id, addend: y, absorbed: via === n.id ? [n.id] : [n.id, via] });
   }
   return out;
 }

@@ -9,6 +9,7 @@ import { emitKernel } from './wgsl/index.ts';
 import { emitRegion } from './wgsl/region.ts';
 import { emitContraction } from './wgsl/contract.ts';
 import { emitAttention } from './wgsl/attention.ts';
+import { emitSum } from './wgsl/reduce.ts';
 import { fuseGraph, isConstNode, keptNodes, liveNodes, type FuseOptions, type Group } from './fuse.ts';
 
 /** A region of a device buffer. Buffers: "params", "grads", "tokens", "targets", "act<N>". */
@@ -95,7 +96,8 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
   const isConst = (n: Node): boolean => isConstNode(n);
 
   /** A node kernel's operands: its inputs, or the memory a view of one reads. */
-  const nodeReads = (gr: Group & { kind: 'node' }): number[] => nodes[gr.node].inputs.map((i, k) => gr.views?.get(k)?.node ?? i);
+  const nodeReads = (gr: Group & { kind: 'node' }): number[] =>
+    gr.sum ? [nodes[gr.sum.sum].inputs[0], gr.sum.addend] : nodes[gr.node].inputs.map((i, k) => gr.views?.get(k)?.node ?? i);
   // Liveness in dispatch order: the last group that reads each value (reshapes read nothing).
   const reads = (gr: Group): number[] =>
     gr.kind === 'region' ? gr.leaves : gr.kind === 'contract' ? [gr.a.node, gr.b.node, ...(gr.addend === undefined ? [] : [gr.addend])] : nodes[gr.node].op.kind === 'reshape' ? [] : nodeReads(gr);
@@ -186,7 +188,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
       if (!views.has(n.id)) written.push(n.id);
       let k: Kernel | null;
       try {
-        k = gr.views ? emitAttention(n, g, gr.views) : emitKernel(g, n);
+        k = gr.views ? emitAttention(n, g, gr.views) : gr.sum ? emitSum(nodes[gr.sum.sum], g, undefined, gr.sum.addend) : emitKernel(g, n);
       } catch (e) {
         // Sizes past 32-bit indexing are the user's (a mistyped ctx or d), not a compiler bug.
         if (e instanceof Error && /too large for u32 indexing/.test(e.message)) throw new MtcError(e.message.replace(/^internal: /, ''), n.loc);

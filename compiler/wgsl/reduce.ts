@@ -56,9 +56,12 @@ export type ReduceVariant = 'rows' | 'tree';
 export const chooseSumVariant = (outputs: number, terms: number): ReduceVariant => (outputs < 8 && terms >= 2048 ? 'tree' : 'rows');
 
 /** The sum kernel; `variant` overrides the choice (tests force each one). */
-export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant): Kernel {
+export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant, addend?: number): Kernel {
   const op = node.op as OpOf<'sum'>;
   const { ins, out } = nodeBindings(node, graph, ['a']);
+  // an epilogue: out = the sum + c, c of the sum's elements (a gradient accumulated over uses)
+  if (addend !== undefined) ins.push({ name: 'c', dtype: graph.nodes[addend].dtype, shape: graph.nodes[addend].shape });
+  const plus = (at: string) => (addend === undefined ? '' : ` + c[${at}]`);
   const inShape = ins[0].shape;
   const st = strides(inShape);
   const view = (axes: number[]) =>
@@ -72,8 +75,8 @@ export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant): Kern
   const r = numel(red.dims);
   const chosen = chooseSumVariant(nOut, r);
   const v = variant ?? chosen;
-  const name = kernelName('sum', `a${digits(op.axes)}`, ...inShapes(node, graph), ...(v === chosen ? [] : [v]));
-  const summary = `out = a summed over axes [${op.axes.join(', ')}], kept as size 1`;
+  const name = kernelName('sum', `a${digits(op.axes)}`, ...inShapes(node, graph), ...(v === chosen ? [] : [v]), ...(addend === undefined ? [] : ['plus']));
+  const summary = `out = a summed over axes [${op.axes.join(', ')}], kept as size 1${addend === undefined ? '' : ', plus c (an accumulated gradient)'}`;
   if (v === 'rows') {
     const g = grid(Math.ceil(nOut / ROW_WG));
     return assemble({
@@ -93,7 +96,7 @@ export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant): Kern
         ...offsetLines(kept, 'o', ['base']),
         'var acc = 0.0;',
         ...nestedSumLines(red, 'base', ins[0]),
-        'out[o] = acc;',
+        `out[o] = acc${plus('o')};`,
       ],
     });
   }
@@ -121,7 +124,7 @@ export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant): Kern
       'partial[lid] = acc;',
       ...treeLines(TREE_WG, (d, src) => [`partial[${d}] += partial[${src}];`]),
       'if (lid == 0u) {',
-      '  out[group] = partial[0];',
+      `  out[group] = partial[0]${plus('group')};`,
       '}',
     ],
   });
