@@ -21,7 +21,7 @@
 // also closes at the start of the backward pass, and before it would bind more storage buffers
 // than `maxStorageBuffers` (the WebGPU default, 8) or keep more than `maxPrivateFloats` floats
 // per thread alive.
-import { numel, strides, type Graph, type Node, type OpOf } from './ir.ts';
+import { gradRoot, numel, strides, type Graph, type Node, type OpOf } from './ir.ts';
 import type { OperandView } from './wgsl/contract.ts';
 
 /** A unit of scheduling: one node with its own kernel (or none), a fused region, or a contraction. */
@@ -281,7 +281,7 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
   const nodes = g.nodes;
   const live = liveNodes(g);
   const kept = keptNodes(g);
-  const grads = new Set(g.grads ?? []);
+  const grads = new Set((g.grads ?? []).flatMap((id) => [id, gradRoot(g, id)]));
   const tokensId = g.inputs.tokens;
   const tokens = tokensId === undefined ? 0 : numel(nodes[tokensId].shape);
   const consumers: number[][] = nodes.map(() => []);
@@ -299,7 +299,9 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
   const sumAdds = findSumEpilogues(g, consumers, kept, live, tokens, new Set([...contractions.keys(), ...absorbed]));
   for (const e of sumAdds.values()) for (const x of e.absorbed) absorbed.add(x);
   // the permutes they read in place are never computed
-  for (const n of nodes) if (live[n.id] && !kept.has(n.id) && attentionReads(g, consumers, n.id)) absorbed.add(n.id);
+  // (a permute other nodes read too is computed for them, and written only if they need it)
+  for (const n of nodes) if (live[n.id] && !kept.has(n.id) && attentionReads(g, consumers, n.id) && consumers[n.id].every((c) => nodes[c].op.kind === 'attention')) absorbed.add(n.id);
+  const readInPlace = (c: number, m: number): boolean => [...(attentionViews.get(c)?.entries() ?? [])].some(([k]) => nodes[c].inputs[k] === m);
 
   const groups: Group[] = [];
   let open: Region | null = null;
@@ -310,7 +312,7 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     if (!open) return;
     const r = open;
     const members = new Set(r.members);
-    r.outputs = r.members.filter((m) => kept.has(m) || consumers[m].some((c) => !members.has(c)));
+    r.outputs = r.members.filter((m) => kept.has(m) || consumers[m].some((c) => !members.has(c) && !readInPlace(c, m)));
     const leaves = new Set<number>();
     for (const m of r.members) for (const i of nodes[m].inputs) if (!members.has(i)) leaves.add(i);
     r.leaves = [...leaves].sort((a, b) => a - b);
@@ -382,7 +384,13 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     // values of the gradient arena are written, never read, by regions
     const readsGrads = n.inputs.some((i) => grads.has(i));
     const held = (id: number): Holding => (open?.modes.get(id) as Holding | undefined) ?? 'leaf';
-    const mode = tokens > 0 && fitsUniform && !readsGrads ? memberMode(n, g, tokens, (id) => uniform[id], held) : null;
+    const modeIn = (h: (id: number) => Holding) => (tokens > 0 && fitsUniform && !readsGrads ? memberMode(n, g, tokens, (id) => uniform[id], h) : null);
+    let mode = modeIn(held);
+    // a node that reads the open region's blocks across blocks can still start the next region
+    if (!mode && open && n.inputs.some((i) => openIds.has(i)) && modeIn(() => 'leaf')) {
+      close();
+      mode = modeIn(() => 'leaf');
+    }
     if (mode && !grads.has(n.id) && !(kind === 'reshape' && !open)) {
       const fits = (r: Region): boolean => {
         const c = cost(r, n);
@@ -402,7 +410,7 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     const seen = attentionViews.get(n.id);
     if (open && n.inputs.some((i, k) => openIds.has(seen?.get(k)?.node ?? i))) close();
     if (seen) {
-      const first = [...new Set(n.inputs.filter((i, k) => seen.has(k) && !viewed.has(i)))];
+      const first = [...new Set(n.inputs.filter((i, k) => seen.has(k) && absorbed.has(i) && !viewed.has(i)))];
       for (const i of first) viewed.add(i);
       groups.push({ kind: 'node', node: n.id, views: seen, absorbed: first });
     } else groups.push({ kind: 'node', node: n.id });
@@ -502,20 +510,19 @@ function findSumEpilogues(g: Graph, consumers: number[][], kept: Set<number>, li
 /** Inputs of the attention parts read row by row, which may be strided views (Q, K, V, dO; not lse, D). */
 const ATTENTION_VIEWED: Record<string, number[]> = { lse: [0, 1], out: [0, 1, 2], dq: [0, 1, 2, 4], dk: [0, 1, 2, 4], dv: [0, 1, 3] };
 
-/** A permute read only by attention nodes, at positions that may be views, keeping the last axis last. */
+/** A permute keeping the last axis last that attention nodes read, each at positions that may be views. */
 function attentionReads(g: Graph, consumers: number[][], id: number): boolean {
   const p = g.nodes[id];
-  if (p.op.kind !== 'permute' || p.op.perm[p.op.perm.length - 1] !== p.op.perm.length - 1 || !consumers[id].length) return false;
-  return consumers[id].every((c) => {
-    const n = g.nodes[c];
-    return n.op.kind === 'attention' && n.inputs.every((x, k) => x !== id || ATTENTION_VIEWED[(n.op as OpOf<'attention'>).part].includes(k));
-  });
+  if (p.op.kind !== 'permute' || p.op.perm[p.op.perm.length - 1] !== p.op.perm.length - 1) return false;
+  const readers = consumers[id].filter((c) => g.nodes[c].op.kind === 'attention');
+  return readers.length > 0 && readers.every((c) => g.nodes[c].inputs.every((x, k) => x !== id || ATTENTION_VIEWED[(g.nodes[c].op as OpOf<'attention'>).part].includes(k)));
 }
 
 /**
  * Attention nodes' operands that are permutes of [..., L, w] rows (the heads split off the
- * token matrices) read only by attention nodes: read in place, through strides; the permute is
- * never written. Keyed by attention node, then input position.
+ * token matrices): read in place, through strides, so that the permute is never written for
+ * them (it is not computed at all when only attention nodes read it). Keyed by attention
+ * node, then input position.
  */
 export function findAttentionViews(g: Graph, consumers: number[][], kept: Set<number>, live: readonly boolean[]): Map<number, Map<number, OperandView>> {
   const out = new Map<number, Map<number, OperandView>>();

@@ -139,6 +139,16 @@ export interface Graph {
 
 export const numel = (shape: Shape): number => shape.reduce((a, b) => a * b, 1);
 
+/**
+ * The node whose memory a gradient is: the gradient itself, or, when it is a chain of
+ * reshapes (autodiff allows that only over a backward value read by nothing else), the value
+ * at the chain's start. The planner gives that node the parameter's place in the gradient arena.
+ */
+export function gradRoot(g: Graph, id: number): number {
+  while (g.nodes[id].op.kind === 'reshape') id = g.nodes[id].inputs[0];
+  return id;
+}
+
 /** Row-major strides. */
 export function strides(shape: Shape): number[] {
   const s = new Array<number>(shape.length);

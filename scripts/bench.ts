@@ -127,7 +127,8 @@ function randomBytes(n: number, seed: number): Uint8Array {
 async function benchMtc(gpu: Gpu, name: string, cfg: BenchConfig, fused: boolean, sets: Record<string, string>, log: (s: string) => void) {
   const t0 = performance.now();
   // `fuse` is the compiler's switch for kernel fusion (default on).
-  const opts = { preset: cfg.preset, sets, fuse: fused, maxBindingBytes: gpu.device.limits.maxStorageBufferBindingSize } as CompileOptions;
+  // the device's limits, as `mtc run train` compiles: its largest binding and its storage buffers per kernel
+  const opts = { preset: cfg.preset, sets, fuse: fused, maxBindingBytes: gpu.device.limits.maxStorageBufferBindingSize, maxStorageBuffers: gpu.device.limits.maxStorageBuffersPerShaderStage } as CompileOptions;
   const compiled = compile(MODEL, opts);
   // the model's FLOPs, from its primitives: the same work for every row (the attention pass
   // skips the masked half of the scores and recomputes them backward; those are the kernels' choices)

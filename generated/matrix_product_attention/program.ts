@@ -133,9 +133,6 @@ export const layout = {
   "kernels": [
     "adamw_17600",
     "affine_s0p1_b0_64x8x8",
-    "affine_s1_b0_256x32",
-    "affine_s1_b0_32x8",
-    "affine_s1_b0_8x8",
     "attention_dk_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
     "attention_dk_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
     "attention_dk_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
@@ -153,39 +150,47 @@ export const layout = {
     "attention_out_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1",
     "attention_out_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1",
     "attention_out_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1",
-    "binary_add_8x1_8x1",
-    "binary_add_8x8_8x8",
     "binary_add_s_s",
     "binary_mul_s_s",
     "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01",
     "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01",
     "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01",
+    "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus",
+    "contract_8x8192_s1_8_8192x1_s1_1_sum_none",
+    "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus",
+    "contract_8x8192_s1_8_8192x8_s8_1_sum_none",
+    "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus",
     "cross_entropy_16x64x256_16x64i",
     "fused_10ops_438c595591",
+    "fused_10ops_67fe7ae0a1",
+    "fused_10ops_9c5ce4be3e",
+    "fused_10ops_a7f28a6a7c",
+    "fused_10ops_ae98027798",
     "fused_10ops_be340e8fa4",
     "fused_10ops_ce3a23b1b0",
     "fused_10ops_d0480892e7",
+    "fused_11ops_58d170af30",
     "fused_11ops_59b1508d1a",
     "fused_12ops_065473a28e",
-    "fused_12ops_b7966a1550",
+    "fused_13ops_0ff1661ea2",
+    "fused_13ops_e3b95d0a22",
     "fused_15ops_b9fd1c7832",
     "fused_17ops_e138ebbc8e",
     "fused_18ops_0c2364d5d7",
     "fused_18ops_4f9c9b0221",
     "fused_18ops_99f25a92a5",
     "fused_18ops_d414ff6507",
-    "fused_1ops_4757b88c6d",
     "fused_1ops_5d2ec40eca",
     "fused_1ops_ab457c8f23",
     "fused_1ops_b127ed186b",
     "fused_1ops_cc63f4d573",
+    "fused_1ops_e27698eeb2",
     "fused_1ops_ec96f2a3d7",
     "fused_2ops_40e2860e92",
-    "fused_2ops_44dcc0d004",
     "fused_2ops_665796529c",
     "fused_2ops_9b7abf453b",
     "fused_2ops_dba17607cb",
-    "fused_3ops_69a85688ff",
+    "fused_3ops_2d1bd67865",
     "fused_3ops_6b14c4297f",
     "fused_3ops_8ded8da892",
     "fused_3ops_b2994f0e14",
@@ -195,29 +200,40 @@ export const layout = {
     "fused_4ops_639c0eaebe",
     "fused_4ops_bbbdf33c10",
     "fused_4ops_dc56ce1d58",
+    "fused_5ops_0846150788",
+    "fused_5ops_13b4fad483",
     "fused_5ops_38ed373bf3",
+    "fused_5ops_6fdf2eeea6",
     "fused_5ops_9945a40d4f",
     "fused_5ops_9f3eb47915",
     "fused_5ops_a742fd6ece",
     "fused_5ops_c99f1d200c",
     "fused_5ops_cc498e92db",
+    "fused_6ops_0bedcad539",
     "fused_6ops_38941af722",
+    "fused_6ops_5dfc1b2d2a",
+    "fused_6ops_7d89efdd57",
     "fused_6ops_aec82b26d8",
-    "fused_6ops_ce912df11f",
+    "fused_6ops_b1303e6313",
+    "fused_6ops_d9a0857268",
     "fused_6ops_da412c2f6d",
-    "fused_7ops_083d0a8352",
+    "fused_6ops_fea69436eb",
     "fused_7ops_1db5c853f2",
-    "fused_7ops_9d7f208cbd",
-    "fused_7ops_bf8d30ec7b",
+    "fused_7ops_2b69e8868b",
+    "fused_7ops_6922e54516",
+    "fused_7ops_876ba481f6",
+    "fused_7ops_8a426222e1",
+    "fused_7ops_9b96cdcbe9",
     "fused_7ops_cd35b2c901",
-    "fused_7ops_ee40cdc73e",
-    "fused_8ops_06347b5d25",
-    "fused_8ops_0b15384372",
-    "fused_8ops_12b2ea2e60",
+    "fused_8ops_046fa3602b",
+    "fused_8ops_56bd61938f",
+    "fused_8ops_8245ad1144",
+    "fused_8ops_868a5830ca",
+    "fused_8ops_877a2c4258",
     "fused_8ops_ae213a8bc5",
     "fused_8ops_b762012805",
     "fused_8ops_bccf664f99",
-    "fused_9ops_1af355a33f",
+    "fused_9ops_c4dcab3945",
     "gradnorm_partial_17600",
     "gradnorm_total_5",
     "matmul_256x32_16x64x32x1",
@@ -227,26 +243,25 @@ export const layout = {
     "matmul_64x8x1_64x1x8",
     "matmul_64x8x8_64x8x1",
     "matmul_8x32_16x64x32x8",
-    "matmul_8x8192_8192x1",
-    "matmul_8x8192_8192x8",
     "pad_ax0_at0_64x8_to_64x8",
-    "permute_02134_16x2x64x4x8",
-    "permute_02134_16x64x2x4x8",
     "permute_021_64x1x8",
     "permute_021_64x8x1",
     "permute_10_256x32",
     "scatter_add_16x64x8_16x64i_to_256x8",
     "slice_ax0_at0_64x8_to_64x8",
     "sum_a0123_16x64x1x1",
+    "sum_a0123_16x64x1x1_plus",
     "sum_a0123_16x64x8x8",
+    "sum_a0123_16x64x8x8_plus",
     "sum_a01_16x64x32x8",
     "sum_a01_16x64x8x8",
+    "sum_a01_16x64x8x8_plus",
     "sum_a0_16x64x8x8"
   ],
   "dispatches": {
     "setup": 0,
-    "forward": 94,
-    "backward": 421,
+    "forward": 86,
+    "backward": 287,
     "optimizer": 3
   }
 };
@@ -309,18 +324,18 @@ export class Program {
       buf("act17", 262144),
       buf("act18", 262144),
       buf("act19", 262144),
-      buf("act20", 8192),
-      buf("act21", 524288),
-      buf("act22", 524288),
-      buf("act23", 262144),
-      buf("act24", 262144),
+      buf("act20", 262144),
+      buf("act21", 262144),
+      buf("act22", 8192),
+      buf("act23", 524288),
+      buf("act24", 524288),
       buf("act25", 262144),
       buf("act26", 262144),
-      buf("act27", 4096),
+      buf("act27", 262144),
       buf("act28", 262144),
-      buf("act29", 262144),
-      buf("act30", 4),
-      buf("act31", 262144),
+      buf("act29", 4096),
+      buf("act30", 262144),
+      buf("act31", 4),
       buf("act32", 262144),
       buf("act33", 262144),
       buf("act34", 262144),
@@ -347,16 +362,16 @@ export class Program {
       buf("act55", 262144),
       buf("act56", 262144),
       buf("act57", 262144),
-      buf("act58", 32768),
-      buf("act59", 262144),
-      buf("act60", 32768),
-      buf("act61", 262144),
-      buf("act62", 4096),
+      buf("act58", 262144),
+      buf("act59", 32768),
+      buf("act60", 262144),
+      buf("act61", 32768),
+      buf("act62", 262144),
       buf("act63", 4096),
-      buf("act64", 262144),
+      buf("act64", 4096),
       buf("act65", 262144),
-      buf("act66", 4096),
-      buf("act67", 262144),
+      buf("act66", 262144),
+      buf("act67", 4096),
       buf("act68", 262144),
       buf("act69", 262144),
       buf("act70", 262144),
@@ -367,19 +382,19 @@ export class Program {
       buf("act75", 262144),
       buf("act76", 262144),
       buf("act77", 262144),
-      buf("act78", 8192),
-      buf("act79", 524288),
-      buf("act80", 524288),
-      buf("act81", 262144),
-      buf("act82", 262144),
-      buf("act83", 262144),
+      buf("act78", 262144),
+      buf("act79", 262144),
+      buf("act80", 262144),
+      buf("act81", 8192),
+      buf("act82", 524288),
+      buf("act83", 524288),
       buf("act84", 262144),
-      buf("act85", 4096),
+      buf("act85", 262144),
       buf("act86", 262144),
       buf("act87", 262144),
-      buf("act88", 4),
+      buf("act88", 4096),
       buf("act89", 262144),
-      buf("act90", 262144),
+      buf("act90", 4),
       buf("act91", 262144),
       buf("act92", 262144),
       buf("act93", 262144),
@@ -405,17 +420,17 @@ export class Program {
       buf("act113", 262144),
       buf("act114", 262144),
       buf("act115", 262144),
-      buf("act116", 32768),
+      buf("act116", 262144),
       buf("act117", 262144),
       buf("act118", 32768),
       buf("act119", 262144),
-      buf("act120", 4096),
-      buf("act121", 4096),
-      buf("act122", 262144),
-      buf("act123", 262144),
-      buf("act124", 4096),
+      buf("act120", 32768),
+      buf("act121", 262144),
+      buf("act122", 4096),
+      buf("act123", 4096),
+      buf("act124", 262144),
       buf("act125", 262144),
-      buf("act126", 262144),
+      buf("act126", 4096),
       buf("act127", 262144),
       buf("act128", 262144),
       buf("act129", 262144),
@@ -425,20 +440,20 @@ export class Program {
       buf("act133", 262144),
       buf("act134", 262144),
       buf("act135", 262144),
-      buf("act136", 8192),
-      buf("act137", 524288),
-      buf("act138", 524288),
+      buf("act136", 262144),
+      buf("act137", 262144),
+      buf("act138", 262144),
       buf("act139", 262144),
-      buf("act140", 262144),
-      buf("act141", 262144),
-      buf("act142", 262144),
-      buf("act143", 4096),
+      buf("act140", 8192),
+      buf("act141", 524288),
+      buf("act142", 524288),
+      buf("act143", 262144),
       buf("act144", 262144),
       buf("act145", 262144),
-      buf("act146", 4),
-      buf("act147", 262144),
+      buf("act146", 262144),
+      buf("act147", 4096),
       buf("act148", 262144),
-      buf("act149", 262144),
+      buf("act149", 4),
       buf("act150", 262144),
       buf("act151", 262144),
       buf("act152", 262144),
@@ -463,18 +478,18 @@ export class Program {
       buf("act171", 262144),
       buf("act172", 262144),
       buf("act173", 262144),
-      buf("act174", 32768),
+      buf("act174", 262144),
       buf("act175", 262144),
-      buf("act176", 32768),
-      buf("act177", 262144),
-      buf("act178", 4096),
-      buf("act179", 4096),
+      buf("act176", 262144),
+      buf("act177", 32768),
+      buf("act178", 262144),
+      buf("act179", 32768),
       buf("act180", 262144),
-      buf("act181", 262144),
+      buf("act181", 4096),
       buf("act182", 4096),
       buf("act183", 262144),
       buf("act184", 262144),
-      buf("act185", 262144),
+      buf("act185", 4096),
       buf("act186", 262144),
       buf("act187", 262144),
       buf("act188", 262144),
@@ -483,21 +498,21 @@ export class Program {
       buf("act191", 262144),
       buf("act192", 262144),
       buf("act193", 262144),
-      buf("act194", 8192),
-      buf("act195", 524288),
-      buf("act196", 524288),
+      buf("act194", 262144),
+      buf("act195", 262144),
+      buf("act196", 262144),
       buf("act197", 262144),
       buf("act198", 262144),
-      buf("act199", 262144),
-      buf("act200", 262144),
-      buf("act201", 4096),
+      buf("act199", 8192),
+      buf("act200", 524288),
+      buf("act201", 524288),
       buf("act202", 262144),
       buf("act203", 262144),
-      buf("act204", 4),
+      buf("act204", 262144),
       buf("act205", 262144),
-      buf("act206", 262144),
+      buf("act206", 4096),
       buf("act207", 262144),
-      buf("act208", 262144),
+      buf("act208", 4),
       buf("act209", 262144),
       buf("act210", 262144),
       buf("act211", 262144),
@@ -521,95 +536,42 @@ export class Program {
       buf("act229", 262144),
       buf("act230", 262144),
       buf("act231", 262144),
-      buf("act232", 32768),
+      buf("act232", 262144),
       buf("act233", 262144),
-      buf("act234", 32768),
+      buf("act234", 262144),
       buf("act235", 262144),
-      buf("act236", 4096),
-      buf("act237", 4096),
-      buf("act238", 262144),
+      buf("act236", 32768),
+      buf("act237", 262144),
+      buf("act238", 32768),
       buf("act239", 262144),
       buf("act240", 4096),
-      buf("act241", 262144),
-      buf("act242", 1048576),
-      buf("act243", 131072),
-      buf("act244", 1048576),
-      buf("act245", 4),
+      buf("act241", 4096),
+      buf("act242", 262144),
+      buf("act243", 262144),
+      buf("act244", 4096),
+      buf("act245", 262144),
       buf("act246", 1048576),
-      buf("act247", 32768),
-      buf("act248", 32768),
-      buf("act249", 1048576),
-      buf("act250", 1024),
-      buf("act251", 1024),
-      buf("act252", 1024),
-      buf("act253", 262144),
+      buf("act247", 131072),
+      buf("act248", 1048576),
+      buf("act249", 4),
+      buf("act250", 1048576),
+      buf("act251", 32768),
+      buf("act252", 1048576),
+      buf("act253", 1024),
       buf("act254", 262144),
-      buf("act255", 256),
+      buf("act255", 262144),
       buf("act256", 4096),
       buf("act257", 4096),
-      buf("act258", 4),
-      buf("act259", 256),
-      buf("act260", 4),
-      buf("act261", 256),
-      buf("act262", 32),
-      buf("act263", 32),
-      buf("act264", 4),
+      buf("act258", 262144),
+      buf("act259", 32768),
+      buf("act260", 262144),
+      buf("act261", 4),
+      buf("act262", 4),
+      buf("act263", 524288),
+      buf("act264", 8192),
       buf("act265", 256),
-      buf("act266", 256),
-      buf("act267", 256),
-      buf("act268", 256),
-      buf("act269", 256),
-      buf("act270", 256),
-      buf("act271", 4),
-      buf("act272", 256),
-      buf("act273", 256),
-      buf("act274", 256),
-      buf("act275", 256),
-      buf("act276", 256),
-      buf("act277", 256),
-      buf("act278", 256),
-      buf("act279", 256),
-      buf("act280", 256),
-      buf("act281", 524288),
-      buf("act282", 8192),
-      buf("act283", 256),
-      buf("act284", 256),
-      buf("act285", 256),
-      buf("act286", 256),
-      buf("act287", 256),
-      buf("act288", 256),
-      buf("act289", 256),
-      buf("act290", 256),
-      buf("act291", 256),
-      buf("act292", 32),
-      buf("act293", 32),
-      buf("act294", 4),
-      buf("act295", 256),
-      buf("act296", 256),
-      buf("act297", 256),
-      buf("act298", 256),
-      buf("act299", 256),
-      buf("act300", 256),
-      buf("act301", 4),
-      buf("act302", 256),
-      buf("act303", 256),
-      buf("act304", 256),
-      buf("act305", 256),
-      buf("act306", 256),
-      buf("act307", 256),
-      buf("act308", 256),
-      buf("act309", 256),
-      buf("act310", 256),
-      buf("act311", 256),
-      buf("act312", 256),
-      buf("act313", 256),
-      buf("act314", 256),
-      buf("act315", 256),
-      buf("act316", 256),
-      buf("act317", 256),
-      buf("act318", 256),
-      buf("act319", 32),
-      buf("act320", 2048),
+      buf("act266", 32),
+      buf("act267", 2048),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -625,519 +587,377 @@ export class Program {
     group("affine_s0p1_b0_64x8x8", [[this.act[2], 0, 16384], [this.act[3], 0, 16384]]); // 3: %78 embed.affine0 stdlib.mt:96
     group("fused_12ops_065473a28e", [[this.params, 0, 70400], [this.tokens, 0, 4096], [this.act[3], 0, 16384], [this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 4: fused %68..%85 embed.gather0 .. blocks.0.attn.norm.mul1 stdlib.mt:92-9
     group("fused_7ops_cd35b2c901", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 5: fused %86..%92 blocks.0.attn.norm.mul2 .. blocks.0.attn.reshape0 stdlib.mt:9-135
-    group("permute_02134_16x64x2x4x8", [[this.act[12], 0, 262144], [this.act[13], 0, 262144]]); // 6: %93 blocks.0.attn.permute0 stdlib.mt:135
-    group("fused_6ops_ce912df11f", [[this.params, 21248, 49152], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 7: fused %94..%99 blocks.0.attn.k.matmul0 .. blocks.0.attn.reshape1 stdlib.mt:18-136
-    group("permute_02134_16x64x2x4x8", [[this.act[15], 0, 262144], [this.act[16], 0, 262144]]); // 8: %100 blocks.0.attn.permute1 stdlib.mt:136
-    group("fused_6ops_ce912df11f", [[this.params, 21760, 48640], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: fused %101..%106 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-137
-    group("permute_02134_16x64x2x4x8", [[this.act[18], 0, 262144], [this.act[19], 0, 262144]]); // 10: %107 blocks.0.attn.permute2 stdlib.mt:137
-    group("attention_lse_s0p5_16x2x64x32_16x2x64x32", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[20], 0, 8192], [this.step, 0, 16]]); // 11: %110 blocks.0.attn.attention_lse0 stdlib.mt:142
-    group("fused_3ops_6b14c4297f", [[this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[18], 0, 262144], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 12: fused %111..%113 blocks.0.attn.permute4 .. blocks.0.attn.reshape5 stdlib.mt:143
-    group("attention_out_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[21], 0, 524288], [this.act[20], 0, 8192], [this.act[22], 0, 524288], [this.step, 0, 16]]); // 13: %114 blocks.0.attn.attention0 stdlib.mt:144
-    group("fused_1ops_ec96f2a3d7", [[this.act[13], 0, 262144], [this.act[22], 0, 524288], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 14: fused %116..%116 blocks.0.attn.matmul3 .. blocks.0.attn.matmul3 stdlib.mt:145
-    group("permute_02134_16x2x64x4x8", [[this.act[23], 0, 262144], [this.act[24], 0, 262144]]); // 15: %117 blocks.0.attn.permute5 stdlib.mt:145
-    group("fused_12ops_b7966a1550", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[24], 0, 262144], [this.act[23], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 16: fused %119..%130 blocks.0.attn.o.matmul0 .. blocks.0.think.norm.mul1 stdlib.mt:18-9
-    group("fused_8ops_06347b5d25", [[this.params, 22784, 47616], [this.act[28], 0, 262144], [this.act[29], 0, 262144], [this.act[30], 0, 4], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.step, 0, 16]]); // 17: fused %131..%139 blocks.0.think.norm.mul2 .. blocks.0.think.delta.silu0 stdlib.mt:9-49
-    group("fused_7ops_ee40cdc73e", [[this.params, 23552, 46848], [this.act[29], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 18: fused %140..%146 blocks.0.think.delta.value.matmul0 .. blocks.0.think.delta.up.matmul0 stdlib.mt:18
-    group("fused_7ops_bf8d30ec7b", [[this.params, 24320, 46080], [this.act[29], 0, 262144], [this.act[30], 0, 4], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 19: fused %147..%153 blocks.0.think.delta.up.silu0 .. blocks.0.think.matmul0 stdlib.mt:18-69
-    group("fused_9ops_1af355a33f", [[this.params, 24576, 45824], [this.act[29], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 20: fused %154..%162 blocks.0.think.gamma.gate.matmul0 .. blocks.0.think.gamma.value.reshape0 stdlib.mt:18
-    group("fused_8ops_0b15384372", [[this.params, 25344, 45056], [this.act[47], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 21: fused %163..%170 blocks.0.think.gamma.value.matmul1 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:18
-    group("fused_4ops_639c0eaebe", [[this.act[29], 0, 262144], [this.act[30], 0, 4], [this.act[43], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 22: fused %171..%174 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 26368, 44032], [this.act[29], 0, 262144], [this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[59], 0, 262144], [this.act[60], 0, 32768], [this.act[61], 0, 262144], [this.act[62], 0, 4096], [this.step, 0, 16]]); // 23: fused %175..%185 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 27392, 43008], [this.act[29], 0, 262144], [this.act[56], 0, 262144], [this.act[62], 0, 4096], [this.act[63], 0, 4096], [this.act[64], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 24: fused %186..%191 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_d0480892e7", [[this.act[26], 0, 262144], [this.act[61], 0, 262144], [this.act[63], 0, 4096], [this.act[65], 0, 262144], [this.act[56], 0, 262144], [this.act[66], 0, 4096], [this.act[67], 0, 262144], [this.step, 0, 16]]); // 25: fused %192..%201 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 27904, 42496], [this.act[67], 0, 262144], [this.act[65], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 26: fused %202..%208 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-135
-    group("permute_02134_16x64x2x4x8", [[this.act[70], 0, 262144], [this.act[71], 0, 262144]]); // 27: %209 blocks.1.attn.permute0 stdlib.mt:135
-    group("fused_6ops_ce912df11f", [[this.params, 28672, 41728], [this.act[65], 0, 262144], [this.act[70], 0, 262144], [this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 28: fused %210..%215 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-136
-    group("permute_02134_16x64x2x4x8", [[this.act[73], 0, 262144], [this.act[74], 0, 262144]]); // 29: %216 blocks.1.attn.permute1 stdlib.mt:136
-    group("fused_6ops_ce912df11f", [[this.params, 29184, 41216], [this.act[65], 0, 262144], [this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 30: fused %217..%222 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-137
-    group("permute_02134_16x64x2x4x8", [[this.act[76], 0, 262144], [this.act[77], 0, 262144]]); // 31: %223 blocks.1.attn.permute2 stdlib.mt:137
-    group("attention_lse_s0p5_16x2x64x32_16x2x64x32", [[this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[78], 0, 8192], [this.step, 0, 16]]); // 32: %226 blocks.1.attn.attention_lse0 stdlib.mt:142
-    group("fused_3ops_6b14c4297f", [[this.act[74], 0, 262144], [this.act[77], 0, 262144], [this.act[76], 0, 262144], [this.act[79], 0, 524288], [this.step, 0, 16]]); // 33: fused %227..%229 blocks.1.attn.permute4 .. blocks.1.attn.reshape5 stdlib.mt:143
-    group("attention_out_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[79], 0, 524288], [this.act[78], 0, 8192], [this.act[80], 0, 524288], [this.step, 0, 16]]); // 34: %230 blocks.1.attn.attention0 stdlib.mt:144
-    group("fused_1ops_ec96f2a3d7", [[this.act[71], 0, 262144], [this.act[80], 0, 524288], [this.act[81], 0, 262144], [this.step, 0, 16]]); // 35: fused %232..%232 blocks.1.attn.matmul3 .. blocks.1.attn.matmul3 stdlib.mt:145
-    group("permute_02134_16x2x64x4x8", [[this.act[81], 0, 262144], [this.act[82], 0, 262144]]); // 36: %233 blocks.1.attn.permute5 stdlib.mt:145
-    group("fused_12ops_b7966a1550", [[this.params, 29696, 40704], [this.act[56], 0, 262144], [this.act[82], 0, 262144], [this.act[81], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 4096], [this.act[86], 0, 262144], [this.step, 0, 16]]); // 37: fused %235..%246 blocks.1.attn.o.matmul0 .. blocks.1.think.norm.mul1 stdlib.mt:18-9
-    group("fused_8ops_06347b5d25", [[this.params, 30208, 40192], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 4], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 38: fused %247..%255 blocks.1.think.norm.mul2 .. blocks.1.think.delta.silu0 stdlib.mt:9-49
-    group("fused_7ops_ee40cdc73e", [[this.params, 30976, 39424], [this.act[87], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.step, 0, 16]]); // 39: fused %256..%262 blocks.1.think.delta.value.matmul0 .. blocks.1.think.delta.up.matmul0 stdlib.mt:18
-    group("fused_7ops_bf8d30ec7b", [[this.params, 31744, 38656], [this.act[87], 0, 262144], [this.act[88], 0, 4], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.step, 0, 16]]); // 40: fused %263..%269 blocks.1.think.delta.up.silu0 .. blocks.1.think.matmul0 stdlib.mt:18-69
-    group("fused_9ops_1af355a33f", [[this.params, 32000, 38400], [this.act[87], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 41: fused %270..%278 blocks.1.think.gamma.gate.matmul0 .. blocks.1.think.gamma.value.reshape0 stdlib.mt:18
-    group("fused_8ops_0b15384372", [[this.params, 32768, 37632], [this.act[105], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.step, 0, 16]]); // 42: fused %279..%286 blocks.1.think.gamma.value.matmul1 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:18
-    group("fused_4ops_639c0eaebe", [[this.act[87], 0, 262144], [this.act[88], 0, 4], [this.act[101], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 262144], [this.act[114], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 43: fused %287..%290 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 33792, 36608], [this.act[87], 0, 262144], [this.act[115], 0, 262144], [this.act[116], 0, 32768], [this.act[117], 0, 262144], [this.act[118], 0, 32768], [this.act[119], 0, 262144], [this.act[120], 0, 4096], [this.step, 0, 16]]); // 44: fused %291..%301 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 34816, 35584], [this.act[87], 0, 262144], [this.act[114], 0, 262144], [this.act[120], 0, 4096], [this.act[121], 0, 4096], [this.act[122], 0, 262144], [this.act[123], 0, 262144], [this.step, 0, 16]]); // 45: fused %302..%307 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_438c595591", [[this.act[84], 0, 262144], [this.act[119], 0, 262144], [this.act[121], 0, 4096], [this.act[123], 0, 262144], [this.act[114], 0, 262144], [this.act[124], 0, 4096], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 46: fused %308..%317 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 20480, 49920], [this.act[125], 0, 262144], [this.act[123], 0, 262144], [this.act[126], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 47: fused %318..%324 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape8 stdlib.mt:9-135
-    group("permute_02134_16x64x2x4x8", [[this.act[128], 0, 262144], [this.act[129], 0, 262144]]); // 48: %325 blocks.0.attn.permute6 stdlib.mt:135
-    group("fused_6ops_ce912df11f", [[this.params, 21248, 49152], [this.act[123], 0, 262144], [this.act[128], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 49: fused %326..%331 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape9 stdlib.mt:18-136
-    group("permute_02134_16x64x2x4x8", [[this.act[131], 0, 262144], [this.act[132], 0, 262144]]); // 50: %332 blocks.0.attn.permute7 stdlib.mt:136
-    group("fused_6ops_ce912df11f", [[this.params, 21760, 48640], [this.act[123], 0, 262144], [this.act[131], 0, 262144], [this.act[133], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 51: fused %333..%338 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape10 stdlib.mt:18-137
-    group("permute_02134_16x64x2x4x8", [[this.act[134], 0, 262144], [this.act[135], 0, 262144]]); // 52: %339 blocks.0.attn.permute8 stdlib.mt:137
-    group("attention_lse_s0p5_16x2x64x32_16x2x64x32", [[this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.act[136], 0, 8192], [this.step, 0, 16]]); // 53: %342 blocks.0.attn.attention_lse1 stdlib.mt:142
-    group("fused_3ops_6b14c4297f", [[this.act[132], 0, 262144], [this.act[135], 0, 262144], [this.act[134], 0, 262144], [this.act[137], 0, 524288], [this.step, 0, 16]]); // 54: fused %343..%345 blocks.0.attn.permute10 .. blocks.0.attn.reshape13 stdlib.mt:143
-    group("attention_out_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.act[137], 0, 524288], [this.act[136], 0, 8192], [this.act[138], 0, 524288], [this.step, 0, 16]]); // 55: %346 blocks.0.attn.attention1 stdlib.mt:144
-    group("fused_1ops_ec96f2a3d7", [[this.act[129], 0, 262144], [this.act[138], 0, 524288], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 56: fused %348..%348 blocks.0.attn.matmul7 .. blocks.0.attn.matmul7 stdlib.mt:145
-    group("permute_02134_16x2x64x4x8", [[this.act[139], 0, 262144], [this.act[140], 0, 262144]]); // 57: %349 blocks.0.attn.permute11 stdlib.mt:145
-    group("fused_12ops_b7966a1550", [[this.params, 22272, 48128], [this.act[114], 0, 262144], [this.act[140], 0, 262144], [this.act[139], 0, 262144], [this.act[141], 0, 262144], [this.act[142], 0, 262144], [this.act[143], 0, 4096], [this.act[144], 0, 262144], [this.step, 0, 16]]); // 58: fused %351..%362 blocks.0.attn.o.matmul2 .. blocks.0.think.norm.mul4 stdlib.mt:18-9
-    group("fused_8ops_06347b5d25", [[this.params, 22784, 47616], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 4], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.step, 0, 16]]); // 59: fused %363..%371 blocks.0.think.norm.mul5 .. blocks.0.think.delta.silu1 stdlib.mt:9-49
-    group("fused_7ops_ee40cdc73e", [[this.params, 23552, 46848], [this.act[145], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 60: fused %372..%378 blocks.0.think.delta.value.matmul2 .. blocks.0.think.delta.up.matmul2 stdlib.mt:18
-    group("fused_7ops_bf8d30ec7b", [[this.params, 24320, 46080], [this.act[145], 0, 262144], [this.act[146], 0, 4], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.step, 0, 16]]); // 61: fused %379..%385 blocks.0.think.delta.up.silu1 .. blocks.0.think.matmul5 stdlib.mt:18-69
-    group("fused_9ops_1af355a33f", [[this.params, 24576, 45824], [this.act[145], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 62: fused %386..%394 blocks.0.think.gamma.gate.matmul2 .. blocks.0.think.gamma.value.reshape2 stdlib.mt:18
-    group("fused_8ops_0b15384372", [[this.params, 25344, 45056], [this.act[163], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 262144], [this.act[170], 0, 262144], [this.step, 0, 16]]); // 63: fused %395..%402 blocks.0.think.gamma.value.matmul3 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:18
-    group("fused_4ops_639c0eaebe", [[this.act[145], 0, 262144], [this.act[146], 0, 4], [this.act[159], 0, 262144], [this.act[170], 0, 262144], [this.act[171], 0, 262144], [this.act[172], 0, 262144], [this.act[173], 0, 262144], [this.step, 0, 16]]); // 64: fused %403..%406 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 26368, 44032], [this.act[145], 0, 262144], [this.act[173], 0, 262144], [this.act[174], 0, 32768], [this.act[175], 0, 262144], [this.act[176], 0, 32768], [this.act[177], 0, 262144], [this.act[178], 0, 4096], [this.step, 0, 16]]); // 65: fused %407..%417 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 27392, 43008], [this.act[145], 0, 262144], [this.act[172], 0, 262144], [this.act[178], 0, 4096], [this.act[179], 0, 4096], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 66: fused %418..%423 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_be340e8fa4", [[this.act[142], 0, 262144], [this.act[177], 0, 262144], [this.act[179], 0, 4096], [this.act[181], 0, 262144], [this.act[172], 0, 262144], [this.act[182], 0, 4096], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 67: fused %424..%433 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 27904, 42496], [this.act[183], 0, 262144], [this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 68: fused %434..%440 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape8 stdlib.mt:9-135
-    group("permute_02134_16x64x2x4x8", [[this.act[186], 0, 262144], [this.act[187], 0, 262144]]); // 69: %441 blocks.1.attn.permute6 stdlib.mt:135
-    group("fused_6ops_ce912df11f", [[this.params, 28672, 41728], [this.act[181], 0, 262144], [this.act[186], 0, 262144], [this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 70: fused %442..%447 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape9 stdlib.mt:18-136
-    group("permute_02134_16x64x2x4x8", [[this.act[189], 0, 262144], [this.act[190], 0, 262144]]); // 71: %448 blocks.1.attn.permute7 stdlib.mt:136
-    group("fused_6ops_ce912df11f", [[this.params, 29184, 41216], [this.act[181], 0, 262144], [this.act[189], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 72: fused %449..%454 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape10 stdlib.mt:18-137
-    group("permute_02134_16x64x2x4x8", [[this.act[192], 0, 262144], [this.act[193], 0, 262144]]); // 73: %455 blocks.1.attn.permute8 stdlib.mt:137
-    group("attention_lse_s0p5_16x2x64x32_16x2x64x32", [[this.act[187], 0, 262144], [this.act[190], 0, 262144], [this.act[194], 0, 8192], [this.step, 0, 16]]); // 74: %458 blocks.1.attn.attention_lse1 stdlib.mt:142
-    group("fused_3ops_6b14c4297f", [[this.act[190], 0, 262144], [this.act[193], 0, 262144], [this.act[192], 0, 262144], [this.act[195], 0, 524288], [this.step, 0, 16]]); // 75: fused %459..%461 blocks.1.attn.permute10 .. blocks.1.attn.reshape13 stdlib.mt:143
-    group("attention_out_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[187], 0, 262144], [this.act[190], 0, 262144], [this.act[195], 0, 524288], [this.act[194], 0, 8192], [this.act[196], 0, 524288], [this.step, 0, 16]]); // 76: %462 blocks.1.attn.attention1 stdlib.mt:144
-    group("fused_1ops_ec96f2a3d7", [[this.act[187], 0, 262144], [this.act[196], 0, 524288], [this.act[197], 0, 262144], [this.step, 0, 16]]); // 77: fused %464..%464 blocks.1.attn.matmul7 .. blocks.1.attn.matmul7 stdlib.mt:145
-    group("permute_02134_16x2x64x4x8", [[this.act[197], 0, 262144], [this.act[198], 0, 262144]]); // 78: %465 blocks.1.attn.permute11 stdlib.mt:145
-    group("fused_12ops_b7966a1550", [[this.params, 29696, 40704], [this.act[172], 0, 262144], [this.act[198], 0, 262144], [this.act[197], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 4096], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 79: fused %467..%478 blocks.1.attn.o.matmul2 .. blocks.1.think.norm.mul4 stdlib.mt:18-9
-    group("fused_8ops_06347b5d25", [[this.params, 30208, 40192], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 4], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 80: fused %479..%487 blocks.1.think.norm.mul5 .. blocks.1.think.delta.silu1 stdlib.mt:9-49
-    group("fused_7ops_ee40cdc73e", [[this.params, 30976, 39424], [this.act[203], 0, 262144], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.step, 0, 16]]); // 81: fused %488..%494 blocks.1.think.delta.value.matmul2 .. blocks.1.think.delta.up.matmul2 stdlib.mt:18
-    group("fused_7ops_bf8d30ec7b", [[this.params, 31744, 38656], [this.act[203], 0, 262144], [this.act[204], 0, 4], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 82: fused %495..%501 blocks.1.think.delta.up.silu1 .. blocks.1.think.matmul5 stdlib.mt:18-69
-    group("fused_9ops_1af355a33f", [[this.params, 32000, 38400], [this.act[203], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.step, 0, 16]]); // 83: fused %502..%510 blocks.1.think.gamma.gate.matmul2 .. blocks.1.think.gamma.value.reshape2 stdlib.mt:18
-    group("fused_8ops_0b15384372", [[this.params, 32768, 37632], [this.act[221], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 262144], [this.act[226], 0, 262144], [this.act[227], 0, 262144], [this.act[228], 0, 262144], [this.step, 0, 16]]); // 84: fused %511..%518 blocks.1.think.gamma.value.matmul3 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:18
-    group("fused_4ops_639c0eaebe", [[this.act[203], 0, 262144], [this.act[204], 0, 4], [this.act[217], 0, 262144], [this.act[228], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 85: fused %519..%522 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 33792, 36608], [this.act[203], 0, 262144], [this.act[231], 0, 262144], [this.act[232], 0, 32768], [this.act[233], 0, 262144], [this.act[234], 0, 32768], [this.act[235], 0, 262144], [this.act[236], 0, 4096], [this.step, 0, 16]]); // 86: fused %523..%533 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 34816, 35584], [this.act[203], 0, 262144], [this.act[230], 0, 262144], [this.act[236], 0, 4096], [this.act[237], 0, 4096], [this.act[238], 0, 262144], [this.act[239], 0, 262144], [this.step, 0, 16]]); // 87: fused %534..%539 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_ce3a23b1b0", [[this.act[200], 0, 262144], [this.act[235], 0, 262144], [this.act[237], 0, 4096], [this.act[239], 0, 262144], [this.act[230], 0, 262144], [this.act[240], 0, 4096], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 88: fused %540..%549 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
-    group("fused_1ops_5d2ec40eca", [[this.params, 35328, 35072], [this.act[241], 0, 262144], [this.act[239], 0, 262144], [this.step, 0, 16]]); // 89: fused %550..%550 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
-    group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[239], 0, 262144], [this.act[242], 0, 1048576]]); // 90: %551 head.matmul0 stdlib.mt:106
-    group("fused_2ops_dba17607cb", [[this.params, 36608, 33792], [this.act[242], 0, 1048576], [this.act[243], 0, 131072], [this.step, 0, 16]]); // 91: fused %552..%553 head.mul0 .. head.sum0 stdlib.mt:106
-    group("matmul_256x32_16x64x32x1", [[this.params, 37632, 32768], [this.act[243], 0, 131072], [this.act[244], 0, 1048576]]); // 92: %554 head.matmul1 stdlib.mt:107
-    group("cross_entropy_16x64x256_16x64i", [[this.act[244], 0, 1048576], [this.targets, 0, 4096], [this.act[245], 0, 4]]); // 93: %556 loss.cross_entropy0 matrix_product_attention.mt:21
-    group("fused_6ops_aec82b26d8", [[this.targets, 0, 4096], [this.act[244], 0, 1048576], [this.act[246], 0, 1048576], [this.step, 0, 16]]); // 94: fused %558..%563 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_product_attention.mt:21-107
-    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", [[this.act[246], 0, 1048576], [this.act[243], 0, 131072], [this.act[247], 0, 32768]]); // 95: %566 head.matmul1.grad.sum0 stdlib.mt:107
-    group("permute_10_256x32", [[this.params, 37632, 32768], [this.act[248], 0, 32768]]); // 96: %568 head.matmul1.grad.permute1 stdlib.mt:107
-    group("matmul_32x256_16x64x256x1", [[this.act[248], 0, 32768], [this.act[246], 0, 1048576], [this.act[243], 0, 131072]]); // 97: %569 head.matmul1.grad.matmul1 stdlib.mt:107
-    group("fused_3ops_b2994f0e14", [[this.params, 36608, 33792], [this.act[242], 0, 1048576], [this.act[243], 0, 131072], [this.act[246], 0, 1048576], [this.act[249], 0, 1048576], [this.step, 0, 16]]); // 98: fused %570..%572 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
-    group("sum_a01_16x64x32x8", [[this.act[249], 0, 1048576], [this.act[250], 0, 1024]]); // 99: %573 head.mul0.grad.sum0 stdlib.mt:106
-    group("contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[246], 0, 1048576], [this.act[239], 0, 262144], [this.act[251], 0, 1024]]); // 100: %577 head.matmul0.grad.sum0 stdlib.mt:106
-    group("fused_1ops_cc63f4d573", [[this.params, 35584, 34816], [this.act[252], 0, 1024], [this.step, 0, 16]]); // 101: fused %579..%579 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
-    group("matmul_8x32_16x64x32x8", [[this.act[252], 0, 1024], [this.act[246], 0, 1048576], [this.act[239], 0, 262144]]); // 102: %580 head.matmul0.grad.matmul1 stdlib.mt:106
-    group("fused_2ops_665796529c", [[this.params, 35328, 35072], [this.act[241], 0, 262144], [this.act[239], 0, 262144], [this.act[253], 0, 262144], [this.act[254], 0, 262144], [this.step, 0, 16]]); // 103: fused %581..%582 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[254], 0, 262144], [this.act[255], 0, 256]]); // 104: %583 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("fused_17ops_e138ebbc8e", [[this.act[235], 0, 262144], [this.act[230], 0, 262144], [this.act[240], 0, 4096], [this.act[253], 0, 262144], [this.act[254], 0, 262144], [this.act[239], 0, 262144], [this.act[256], 0, 4096], [this.step, 0, 16]]); // 105: fused %585..%601 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[236], 0, 4096], [this.act[237], 0, 4096], [this.act[238], 0, 262144], [this.act[239], 0, 262144], [this.act[253], 0, 262144], [this.act[240], 0, 4096], [this.act[235], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 106: fused %602..%606 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[237], 0, 4096], [this.act[256], 0, 4096], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 107: fused %607..%609 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[257], 0, 4096], [this.act[258], 0, 4]]); // 108: %610 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[203], 0, 262144], [this.act[257], 0, 4096], [this.act[239], 0, 262144], [this.act[238], 0, 262144], [this.step, 0, 16]]); // 109: fused %612..%613 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[238], 0, 262144], [this.act[259], 0, 256]]); // 110: %614 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 34816, 35584], [this.act[236], 0, 4096], [this.act[240], 0, 4096], [this.act[241], 0, 262144], [this.act[239], 0, 262144], [this.act[238], 0, 262144], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 111: fused %616..%620 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[257], 0, 4096], [this.act[260], 0, 4]]); // 112: %621 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[203], 0, 262144], [this.act[257], 0, 4096], [this.act[239], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 113: fused %623..%624 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[241], 0, 262144], [this.act[261], 0, 256]]); // 114: %625 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 36096], [this.act[234], 0, 32768], [this.act[253], 0, 262144], [this.act[238], 0, 262144], [this.act[239], 0, 262144], [this.act[241], 0, 262144], [this.act[248], 0, 32768], [this.step, 0, 16]]); // 115: fused %627..%630 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 33792, 36608], [this.act[232], 0, 32768], [this.act[233], 0, 262144], [this.act[253], 0, 262144], [this.act[234], 0, 32768], [this.act[239], 0, 262144], [this.act[238], 0, 262144], [this.step, 0, 16]]); // 116: fused %631..%637 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[238], 0, 262144], [this.act[234], 0, 32768], [this.act[262], 0, 32]]); // 117: %638 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 34048, 36352], [this.act[241], 0, 262144], [this.act[248], 0, 32768], [this.act[239], 0, 262144], [this.act[238], 0, 262144], [this.act[234], 0, 32768], [this.act[253], 0, 262144], [this.step, 0, 16]]); // 118: fused %640..%643 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[231], 0, 262144], [this.act[239], 0, 262144], [this.step, 0, 16]]); // 119: fused %644..%644 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[239], 0, 262144], [this.act[234], 0, 32768], [this.act[263], 0, 32]]); // 120: %645 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[217], 0, 262144], [this.act[229], 0, 262144], [this.act[235], 0, 262144], [this.act[238], 0, 262144], [this.act[253], 0, 262144], [this.act[239], 0, 262144], [this.act[231], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 121: fused %647..%651 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[204], 0, 4], [this.act[228], 0, 262144], [this.act[241], 0, 262144], [this.act[253], 0, 262144], [this.act[238], 0, 262144], [this.step, 0, 16]]); // 122: fused %654..%655 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[238], 0, 262144], [this.act[264], 0, 4]]); // 123: %656 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 33280, 37120], [this.act[227], 0, 262144], [this.act[253], 0, 262144], [this.act[238], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 124: fused %659..%661 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[241], 0, 262144], [this.act[253], 0, 262144], [this.act[265], 0, 256]]); // 125: %662 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[226], 0, 262144], [this.act[238], 0, 262144], [this.act[253], 0, 262144], [this.step, 0, 16]]); // 126: fused %664..%665 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[253], 0, 262144], [this.act[225], 0, 262144], [this.act[266], 0, 256]]); // 127: %668 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 32768, 37632], [this.act[221], 0, 262144], [this.act[224], 0, 262144], [this.act[253], 0, 262144], [this.act[225], 0, 262144], [this.act[238], 0, 262144], [this.act[226], 0, 262144], [this.step, 0, 16]]); // 128: fused %670..%676 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[223], 0, 262144], [this.act[253], 0, 262144], [this.step, 0, 16]]); // 129: fused %677..%677 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[253], 0, 262144], [this.act[238], 0, 262144], [this.act[267], 0, 256]]); // 130: %678 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[222], 0, 262144], [this.act[226], 0, 262144], [this.act[238], 0, 262144], [this.step, 0, 16]]); // 131: fused %680..%681 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[238], 0, 262144], [this.act[203], 0, 262144], [this.act[268], 0, 256]]); // 132: %684 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 32256, 38144], [this.act[220], 0, 262144], [this.act[239], 0, 262144], [this.act[225], 0, 262144], [this.act[238], 0, 262144], [this.act[226], 0, 262144], [this.act[222], 0, 262144], [this.act[253], 0, 262144], [this.step, 0, 16]]); // 133: fused %686..%693 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[219], 0, 262144], [this.act[238], 0, 262144], [this.step, 0, 16]]); // 134: fused %694..%694 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[238], 0, 262144], [this.act[222], 0, 262144], [this.act[269], 0, 256]]); // 135: %695 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[218], 0, 262144], [this.act[253], 0, 262144], [this.act[222], 0, 262144], [this.step, 0, 16]]); // 136: fused %697..%698 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[222], 0, 262144], [this.act[203], 0, 262144], [this.act[270], 0, 256]]); // 137: %701 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 32000, 38400], [this.act[203], 0, 262144], [this.act[231], 0, 262144], [this.act[226], 0, 262144], [this.act[222], 0, 262144], [this.act[253], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 138: fused %703..%707 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[204], 0, 4], [this.act[216], 0, 262144], [this.act[231], 0, 262144], [this.act[253], 0, 262144], [this.act[218], 0, 262144], [this.act[222], 0, 262144], [this.act[226], 0, 262144], [this.step, 0, 16]]); // 139: fused %708..%713 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[215], 0, 262144], [this.act[218], 0, 262144], [this.act[253], 0, 262144], [this.step, 0, 16]]); // 140: fused %714..%714 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[253], 0, 262144], [this.act[204], 0, 4]]); // 141: %715 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[264], 0, 4], [this.act[204], 0, 4], [this.act[271], 0, 4]]); // 142: %717 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 31744, 38656], [this.act[214], 0, 262144], [this.act[226], 0, 262144], [this.act[253], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 143: fused %719..%721 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[218], 0, 262144], [this.act[226], 0, 262144], [this.act[272], 0, 256]]); // 144: %722 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[213], 0, 262144], [this.act[253], 0, 262144], [this.act[226], 0, 262144], [this.step, 0, 16]]); // 145: fused %724..%725 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[226], 0, 262144], [this.act[212], 0, 262144], [this.act[273], 0, 256]]); // 146: %728 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 31232, 39168], [this.act[208], 0, 262144], [this.act[211], 0, 262144], [this.act[226], 0, 262144], [this.act[212], 0, 262144], [this.act[253], 0, 262144], [this.act[213], 0, 262144], [this.step, 0, 16]]); // 147: fused %730..%736 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[210], 0, 262144], [this.act[226], 0, 262144], [this.step, 0, 16]]); // 148: fused %737..%737 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[226], 0, 262144], [this.act[253], 0, 262144], [this.act[274], 0, 256]]); // 149: %738 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[209], 0, 262144], [this.act[213], 0, 262144], [this.act[253], 0, 262144], [this.step, 0, 16]]); // 150: fused %740..%741 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[253], 0, 262144], [this.act[203], 0, 262144], [this.act[275], 0, 256]]); // 151: %744 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 30720, 39680], [this.act[207], 0, 262144], [this.act[222], 0, 262144], [this.act[212], 0, 262144], [this.act[253], 0, 262144], [this.act[213], 0, 262144], [this.act[209], 0, 262144], [this.act[226], 0, 262144], [this.step, 0, 16]]); // 152: fused %746..%753 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[206], 0, 262144], [this.act[253], 0, 262144], [this.step, 0, 16]]); // 153: fused %754..%754 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[253], 0, 262144], [this.act[209], 0, 262144], [this.act[276], 0, 256]]); // 154: %755 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[205], 0, 262144], [this.act[226], 0, 262144], [this.act[209], 0, 262144], [this.step, 0, 16]]); // 155: fused %757..%758 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[209], 0, 262144], [this.act[203], 0, 262144], [this.act[277], 0, 256]]); // 156: %761 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 39936], [this.act[213], 0, 262144], [this.act[209], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 4], [this.step, 0, 16]]); // 157: fused %763..%766 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[271], 0, 4], [this.act[204], 0, 4], [this.act[264], 0, 4]]); // 158: %767 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 30208, 40192], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[209], 0, 262144], [this.act[213], 0, 262144], [this.step, 0, 16]]); // 159: fused %768..%769 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[213], 0, 262144], [this.act[278], 0, 256]]); // 160: %770 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 40448], [this.act[200], 0, 262144], [this.act[201], 0, 4096], [this.act[254], 0, 262144], [this.act[209], 0, 262144], [this.act[213], 0, 262144], [this.act[203], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 161: fused %772..%789 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[199], 0, 262144], [this.act[209], 0, 262144], [this.step, 0, 16]]); // 162: fused %790..%790 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[209], 0, 262144], [this.act[203], 0, 262144], [this.act[279], 0, 256]]); // 163: %791 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[197], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 164: fused %793..%794 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[203], 0, 262144], [this.act[198], 0, 262144], [this.act[280], 0, 256]]); // 165: %797 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 40704], [this.act[203], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 166: fused %799..%801 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape15.grad.reshape0 stdlib.mt:18-145
-    group("permute_02134_16x64x2x4x8", [[this.act[198], 0, 262144], [this.act[203], 0, 262144]]); // 167: %802 blocks.1.attn.permute11.grad.permute0 stdlib.mt:145
-    group("fused_7ops_9d7f208cbd", [[this.act[187], 0, 262144], [this.act[196], 0, 524288], [this.act[203], 0, 262144], [this.act[198], 0, 262144], [this.act[281], 0, 524288], [this.act[282], 0, 8192], [this.step, 0, 16]]); // 168: fused %803..%809 blocks.1.attn.matmul7.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:145-144
-    group("attention_dq_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[187], 0, 262144], [this.act[190], 0, 262144], [this.act[195], 0, 524288], [this.act[194], 0, 8192], [this.act[281], 0, 524288], [this.act[282], 0, 8192], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 169: %810 blocks.1.attn.attention1.grad.attention0 stdlib.mt:144
-    group("attention_dk_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[187], 0, 262144], [this.act[190], 0, 262144], [this.act[195], 0, 524288], [this.act[194], 0, 8192], [this.act[281], 0, 524288], [this.act[282], 0, 8192], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 170: %811 blocks.1.attn.attention1.grad.attention1 stdlib.mt:144
-    group("attention_dv_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[187], 0, 262144], [this.act[190], 0, 262144], [this.act[194], 0, 8192], [this.act[281], 0, 524288], [this.act[195], 0, 524288], [this.step, 0, 16]]); // 171: %812 blocks.1.attn.attention1.grad.attention2 stdlib.mt:144
-    group("fused_8ops_ae213a8bc5", [[this.act[193], 0, 262144], [this.act[192], 0, 262144], [this.act[203], 0, 262144], [this.act[202], 0, 262144], [this.act[195], 0, 524288], [this.act[190], 0, 262144], [this.act[187], 0, 262144], [this.act[197], 0, 262144], [this.step, 0, 16]]); // 172: fused %814..%821 blocks.1.attn.matmul5.grad.permute0 .. blocks.1.attn.reshape11.grad.reshape0 stdlib.mt:143-139
-    group("fused_6ops_38941af722", [[this.params, 29440, 40960], [this.act[198], 0, 262144], [this.act[190], 0, 262144], [this.act[197], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 173: fused %822..%827 blocks.1.attn.permute6.grad.add0 .. blocks.1.attn.v.matmul3.grad.matmul0 stdlib.mt:139-18
-    group("fused_1ops_4757b88c6d", [[this.act[191], 0, 262144], [this.act[197], 0, 262144], [this.step, 0, 16]]); // 174: fused %828..%828 blocks.1.attn.v.matmul3.grad.permute1 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[197], 0, 262144], [this.act[203], 0, 262144], [this.act[283], 0, 256]]); // 175: %829 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[189], 0, 262144], [this.act[192], 0, 262144], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 176: fused %831..%832 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[203], 0, 262144], [this.act[181], 0, 262144], [this.act[284], 0, 256]]); // 177: %835 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_12b2ea2e60", [[this.params, 28928, 41472], [this.act[188], 0, 262144], [this.act[187], 0, 262144], [this.act[203], 0, 262144], [this.act[192], 0, 262144], [this.act[189], 0, 262144], [this.act[197], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 178: fused %837..%844 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[191], 0, 262144], [this.act[189], 0, 262144], [this.act[285], 0, 256]]); // 179: %845 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[186], 0, 262144], [this.act[197], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 180: fused %847..%848 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[189], 0, 262144], [this.act[181], 0, 262144], [this.act[286], 0, 256]]); // 181: %851 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_b762012805", [[this.params, 28416, 41984], [this.act[202], 0, 262144], [this.act[192], 0, 262144], [this.act[189], 0, 262144], [this.act[197], 0, 262144], [this.act[186], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 182: fused %853..%860 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[185], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 183: fused %861..%861 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[189], 0, 262144], [this.act[186], 0, 262144], [this.act[287], 0, 256]]); // 184: %862 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[184], 0, 262144], [this.act[191], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 185: fused %864..%865 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[186], 0, 262144], [this.act[181], 0, 262144], [this.act[288], 0, 256]]); // 186: %868 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 27904, 42496], [this.act[183], 0, 262144], [this.act[197], 0, 262144], [this.act[186], 0, 262144], [this.act[181], 0, 262144], [this.act[191], 0, 262144], [this.step, 0, 16]]); // 187: fused %870..%874 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[191], 0, 262144], [this.act[289], 0, 256]]); // 188: %875 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_0c2364d5d7", [[this.act[177], 0, 262144], [this.act[172], 0, 262144], [this.act[182], 0, 4096], [this.act[213], 0, 262144], [this.act[181], 0, 262144], [this.act[191], 0, 262144], [this.act[186], 0, 262144], [this.act[201], 0, 4096], [this.step, 0, 16]]); // 189: fused %877..%894 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[178], 0, 4096], [this.act[179], 0, 4096], [this.act[180], 0, 262144], [this.act[186], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 4096], [this.act[213], 0, 262144], [this.act[172], 0, 262144], [this.step, 0, 16]]); // 190: fused %895..%899 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[179], 0, 4096], [this.act[201], 0, 4096], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 191: fused %900..%902 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[257], 0, 4096], [this.act[204], 0, 4]]); // 192: %903 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[145], 0, 262144], [this.act[257], 0, 4096], [this.act[186], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 193: fused %905..%906 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[180], 0, 262144], [this.act[290], 0, 256]]); // 194: %907 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 27392, 43008], [this.act[178], 0, 4096], [this.act[182], 0, 4096], [this.act[172], 0, 262144], [this.act[186], 0, 262144], [this.act[180], 0, 262144], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 195: fused %909..%913 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[257], 0, 4096], [this.act[271], 0, 4]]); // 196: %914 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[145], 0, 262144], [this.act[257], 0, 4096], [this.act[186], 0, 262144], [this.act[172], 0, 262144], [this.step, 0, 16]]); // 197: fused %916..%917 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[172], 0, 262144], [this.act[291], 0, 256]]); // 198: %918 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 43520], [this.act[176], 0, 32768], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[186], 0, 262144], [this.act[172], 0, 262144], [this.act[234], 0, 32768], [this.step, 0, 16]]); // 199: fused %920..%923 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 26368, 44032], [this.act[174], 0, 32768], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[176], 0, 32768], [this.act[186], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 200: fused %924..%930 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[180], 0, 262144], [this.act[176], 0, 32768], [this.act[292], 0, 32]]); // 201: %931 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 26624, 43776], [this.act[172], 0, 262144], [this.act[234], 0, 32768], [this.act[186], 0, 262144], [this.act[180], 0, 262144], [this.act[176], 0, 32768], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 202: fused %933..%936 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[173], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 203: fused %937..%937 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[186], 0, 262144], [this.act[176], 0, 32768], [this.act[293], 0, 32]]); // 204: %938 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[159], 0, 262144], [this.act[171], 0, 262144], [this.act[213], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.act[186], 0, 262144], [this.act[173], 0, 262144], [this.act[172], 0, 262144], [this.step, 0, 16]]); // 205: fused %940..%944 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[146], 0, 4], [this.act[170], 0, 262144], [this.act[172], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 206: fused %947..%948 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[180], 0, 262144], [this.act[294], 0, 4]]); // 207: %949 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 25856, 44544], [this.act[169], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[172], 0, 262144], [this.step, 0, 16]]); // 208: fused %952..%954 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[172], 0, 262144], [this.act[181], 0, 262144], [this.act[295], 0, 256]]); // 209: %955 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[168], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 210: fused %957..%958 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.act[296], 0, 256]]); // 211: %961 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 25344, 45056], [this.act[163], 0, 262144], [this.act[166], 0, 262144], [this.act[181], 0, 262144], [this.act[167], 0, 262144], [this.act[180], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 212: fused %963..%969 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[165], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 213: fused %970..%970 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[297], 0, 256]]); // 214: %971 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[164], 0, 262144], [this.act[168], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 215: fused %973..%974 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[180], 0, 262144], [this.act[145], 0, 262144], [this.act[298], 0, 256]]); // 216: %977 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 24832, 45568], [this.act[162], 0, 262144], [this.act[186], 0, 262144], [this.act[167], 0, 262144], [this.act[180], 0, 262144], [this.act[168], 0, 262144], [this.act[164], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 217: fused %979..%986 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[161], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 218: fused %987..%987 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[180], 0, 262144], [this.act[164], 0, 262144], [this.act[299], 0, 256]]); // 219: %988 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[160], 0, 262144], [this.act[181], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 220: fused %990..%991 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[164], 0, 262144], [this.act[145], 0, 262144], [this.act[300], 0, 256]]); // 221: %994 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 24576, 45824], [this.act[145], 0, 262144], [this.act[173], 0, 262144], [this.act[168], 0, 262144], [this.act[164], 0, 262144], [this.act[181], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 222: fused %996..%1000 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[146], 0, 4], [this.act[158], 0, 262144], [this.act[173], 0, 262144], [this.act[181], 0, 262144], [this.act[160], 0, 262144], [this.act[164], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 223: fused %1001..%1006 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 224: fused %1007..%1007 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[181], 0, 262144], [this.act[146], 0, 4]]); // 225: %1008 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[294], 0, 4], [this.act[146], 0, 4], [this.act[301], 0, 4]]); // 226: %1010 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 24320, 46080], [this.act[156], 0, 262144], [this.act[168], 0, 262144], [this.act[181], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 227: fused %1012..%1014 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[160], 0, 262144], [this.act[168], 0, 262144], [this.act[302], 0, 256]]); // 228: %1015 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[155], 0, 262144], [this.act[181], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 229: fused %1017..%1018 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[168], 0, 262144], [this.act[154], 0, 262144], [this.act[303], 0, 256]]); // 230: %1021 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 23808, 46592], [this.act[150], 0, 262144], [this.act[153], 0, 262144], [this.act[168], 0, 262144], [this.act[154], 0, 262144], [this.act[181], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 231: fused %1023..%1029 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[152], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 232: fused %1030..%1030 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[168], 0, 262144], [this.act[181], 0, 262144], [this.act[304], 0, 256]]); // 233: %1031 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[151], 0, 262144], [this.act[155], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 234: fused %1033..%1034 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[181], 0, 262144], [this.act[145], 0, 262144], [this.act[305], 0, 256]]); // 235: %1037 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 23296, 47104], [this.act[149], 0, 262144], [this.act[164], 0, 262144], [this.act[154], 0, 262144], [this.act[181], 0, 262144], [this.act[155], 0, 262144], [this.act[151], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 236: fused %1039..%1046 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[148], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 237: fused %1047..%1047 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[181], 0, 262144], [this.act[151], 0, 262144], [this.act[306], 0, 256]]); // 238: %1048 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[147], 0, 262144], [this.act[168], 0, 262144], [this.act[151], 0, 262144], [this.step, 0, 16]]); // 239: fused %1050..%1051 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[151], 0, 262144], [this.act[145], 0, 262144], [this.act[307], 0, 256]]); // 240: %1054 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 47360], [this.act[155], 0, 262144], [this.act[151], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 4], [this.step, 0, 16]]); // 241: fused %1056..%1059 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[301], 0, 4], [this.act[146], 0, 4], [this.act[294], 0, 4]]); // 242: %1060 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 22784, 47616], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[151], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 243: fused %1061..%1062 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[155], 0, 262144], [this.act[308], 0, 256]]); // 244: %1063 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 47872], [this.act[142], 0, 262144], [this.act[143], 0, 4096], [this.act[191], 0, 262144], [this.act[151], 0, 262144], [this.act[155], 0, 262144], [this.act[145], 0, 262144], [this.act[144], 0, 262144], [this.step, 0, 16]]); // 245: fused %1065..%1082 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[141], 0, 262144], [this.act[151], 0, 262144], [this.step, 0, 16]]); // 246: fused %1083..%1083 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[151], 0, 262144], [this.act[145], 0, 262144], [this.act[309], 0, 256]]); // 247: %1084 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[139], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 248: fused %1086..%1087 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[145], 0, 262144], [this.act[140], 0, 262144], [this.act[310], 0, 256]]); // 249: %1090 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 48128], [this.act[145], 0, 262144], [this.act[140], 0, 262144], [this.step, 0, 16]]); // 250: fused %1092..%1094 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape15.grad.reshape0 stdlib.mt:18-145
-    group("permute_02134_16x64x2x4x8", [[this.act[140], 0, 262144], [this.act[145], 0, 262144]]); // 251: %1095 blocks.0.attn.permute11.grad.permute0 stdlib.mt:145
-    group("fused_7ops_9d7f208cbd", [[this.act[129], 0, 262144], [this.act[138], 0, 524288], [this.act[145], 0, 262144], [this.act[140], 0, 262144], [this.act[195], 0, 524288], [this.act[194], 0, 8192], [this.step, 0, 16]]); // 252: fused %1096..%1102 blocks.0.attn.matmul7.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:145-144
-    group("attention_dq_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.act[137], 0, 524288], [this.act[136], 0, 8192], [this.act[195], 0, 524288], [this.act[194], 0, 8192], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 253: %1103 blocks.0.attn.attention1.grad.attention0 stdlib.mt:144
-    group("attention_dk_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.act[137], 0, 524288], [this.act[136], 0, 8192], [this.act[195], 0, 524288], [this.act[194], 0, 8192], [this.act[144], 0, 262144], [this.step, 0, 16]]); // 254: %1104 blocks.0.attn.attention1.grad.attention1 stdlib.mt:144
-    group("attention_dv_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[129], 0, 262144], [this.act[132], 0, 262144], [this.act[136], 0, 8192], [this.act[195], 0, 524288], [this.act[137], 0, 524288], [this.step, 0, 16]]); // 255: %1105 blocks.0.attn.attention1.grad.attention2 stdlib.mt:144
-    group("fused_8ops_ae213a8bc5", [[this.act[135], 0, 262144], [this.act[134], 0, 262144], [this.act[145], 0, 262144], [this.act[144], 0, 262144], [this.act[137], 0, 524288], [this.act[132], 0, 262144], [this.act[129], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 256: fused %1107..%1114 blocks.0.attn.matmul5.grad.permute0 .. blocks.0.attn.reshape11.grad.reshape0 stdlib.mt:143-139
-    group("fused_6ops_38941af722", [[this.params, 22016, 48384], [this.act[140], 0, 262144], [this.act[132], 0, 262144], [this.act[139], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 257: fused %1115..%1120 blocks.0.attn.permute6.grad.add0 .. blocks.0.attn.v.matmul3.grad.matmul0 stdlib.mt:139-18
-    group("fused_1ops_4757b88c6d", [[this.act[133], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 258: fused %1121..%1121 blocks.0.attn.v.matmul3.grad.permute1 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[139], 0, 262144], [this.act[145], 0, 262144], [this.act[311], 0, 256]]); // 259: %1122 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[131], 0, 262144], [this.act[134], 0, 262144], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 260: fused %1124..%1125 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[145], 0, 262144], [this.act[123], 0, 262144], [this.act[312], 0, 256]]); // 261: %1128 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_12b2ea2e60", [[this.params, 21504, 48896], [this.act[130], 0, 262144], [this.act[129], 0, 262144], [this.act[145], 0, 262144], [this.act[134], 0, 262144], [this.act[131], 0, 262144], [this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 262: fused %1130..%1137 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[133], 0, 262144], [this.act[131], 0, 262144], [this.act[313], 0, 256]]); // 263: %1138 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[128], 0, 262144], [this.act[139], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 264: fused %1140..%1141 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[131], 0, 262144], [this.act[123], 0, 262144], [this.act[314], 0, 256]]); // 265: %1144 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_b762012805", [[this.params, 20992, 49408], [this.act[144], 0, 262144], [this.act[134], 0, 262144], [this.act[131], 0, 262144], [this.act[139], 0, 262144], [this.act[128], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 266: fused %1146..%1153 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[127], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 267: fused %1154..%1154 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[131], 0, 262144], [this.act[128], 0, 262144], [this.act[315], 0, 256]]); // 268: %1155 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[126], 0, 262144], [this.act[133], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 269: fused %1157..%1158 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[128], 0, 262144], [this.act[123], 0, 262144], [this.act[316], 0, 256]]); // 270: %1161 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 20480, 49920], [this.act[125], 0, 262144], [this.act[139], 0, 262144], [this.act[128], 0, 262144], [this.act[123], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 271: fused %1163..%1167 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[133], 0, 262144], [this.act[317], 0, 256]]); // 272: %1168 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_d414ff6507", [[this.act[119], 0, 262144], [this.act[114], 0, 262144], [this.act[124], 0, 4096], [this.act[155], 0, 262144], [this.act[123], 0, 262144], [this.act[133], 0, 262144], [this.act[128], 0, 262144], [this.act[143], 0, 4096], [this.step, 0, 16]]); // 273: fused %1170..%1187 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[120], 0, 4096], [this.act[121], 0, 4096], [this.act[122], 0, 262144], [this.act[128], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 4096], [this.act[155], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 274: fused %1188..%1192 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[121], 0, 4096], [this.act[143], 0, 4096], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 275: fused %1193..%1195 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[257], 0, 4096], [this.act[146], 0, 4]]); // 276: %1196 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[258], 0, 4], [this.act[146], 0, 4], [this.grads, 35072, 4]]); // 277: %1198 param61.grad.add0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[87], 0, 262144], [this.act[257], 0, 4096], [this.act[128], 0, 262144], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 278: fused %1199..%1200 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[122], 0, 262144], [this.act[318], 0, 256]]); // 279: %1201 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[259], 0, 256], [this.act[318], 0, 256], [this.grads, 34816, 256]]); // 280: %1204 param60.grad.add0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 34816, 35584], [this.act[120], 0, 4096], [this.act[124], 0, 4096], [this.act[119], 0, 262144], [this.act[128], 0, 262144], [this.act[122], 0, 262144], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 281: fused %1203..%1208 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[257], 0, 4096], [this.act[146], 0, 4]]); // 282: %1209 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[260], 0, 4], [this.act[146], 0, 4], [this.grads, 34560, 4]]); // 283: %1211 param59.grad.add0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[87], 0, 262144], [this.act[257], 0, 4096], [this.act[128], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 284: fused %1212..%1213 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[119], 0, 262144], [this.act[318], 0, 256]]); // 285: %1214 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[318], 0, 256], [this.grads, 34304, 256]]); // 286: %1217 param58.grad.add0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 36096], [this.act[118], 0, 32768], [this.act[123], 0, 262144], [this.act[122], 0, 262144], [this.act[128], 0, 262144], [this.act[119], 0, 262144], [this.act[176], 0, 32768], [this.step, 0, 16]]); // 287: fused %1216..%1220 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 33792, 36608], [this.act[116], 0, 32768], [this.act[117], 0, 262144], [this.act[123], 0, 262144], [this.act[118], 0, 32768], [this.act[128], 0, 262144], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 288: fused %1221..%1227 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[122], 0, 262144], [this.act[118], 0, 32768], [this.act[319], 0, 32]]); // 289: %1228 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[262], 0, 32], [this.act[319], 0, 32], [this.grads, 33792, 32]]); // 290: %1229 param56.grad.add0 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 34048, 36352], [this.act[119], 0, 262144], [this.act[176], 0, 32768], [this.act[128], 0, 262144], [this.act[122], 0, 262144], [this.act[118], 0, 32768], [this.act[123], 0, 262144], [this.step, 0, 16]]); // 291: fused %1231..%1234 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[115], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 292: fused %1235..%1235 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[128], 0, 262144], [this.act[118], 0, 32768], [this.act[319], 0, 32]]); // 293: %1236 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[263], 0, 32], [this.act[319], 0, 32], [this.grads, 34048, 32]]); // 294: %1237 param57.grad.add0 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[101], 0, 262144], [this.act[113], 0, 262144], [this.act[155], 0, 262144], [this.act[122], 0, 262144], [this.act[123], 0, 262144], [this.act[128], 0, 262144], [this.act[115], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 295: fused %1239..%1243 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[88], 0, 4], [this.act[112], 0, 262144], [this.act[119], 0, 262144], [this.act[123], 0, 262144], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 296: fused %1246..%1247 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[122], 0, 262144], [this.act[146], 0, 4]]); // 297: %1248 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 33280, 37120], [this.act[111], 0, 262144], [this.act[123], 0, 262144], [this.act[122], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 298: fused %1251..%1253 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[123], 0, 262144], [this.act[318], 0, 256]]); // 299: %1254 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[318], 0, 256], [this.grads, 33280, 256]]); // 300: %1255 param54.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[110], 0, 262144], [this.act[122], 0, 262144], [this.act[123], 0, 262144], [this.step, 0, 16]]); // 301: fused %1257..%1258 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[123], 0, 262144], [this.act[109], 0, 262144], [this.act[318], 0, 256]]); // 302: %1261 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[318], 0, 256], [this.grads, 33024, 256]]); // 303: %1265 param53.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 32768, 37632], [this.act[105], 0, 262144], [this.act[108], 0, 262144], [this.act[123], 0, 262144], [this.act[109], 0, 262144], [this.act[122], 0, 262144], [this.act[110], 0, 262144], [this.step, 0, 16]]); // 304: fused %1263..%1270 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[107], 0, 262144], [this.act[123], 0, 262144], [this.step, 0, 16]]); // 305: fused %1271..%1271 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[123], 0, 262144], [this.act[122], 0, 262144], [this.act[318], 0, 256]]); // 306: %1272 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[318], 0, 256], [this.grads, 32768, 256]]); // 307: %1273 param52.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[106], 0, 262144], [this.act[110], 0, 262144], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 308: fused %1275..%1276 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[122], 0, 262144], [this.act[87], 0, 262144], [this.act[318], 0, 256]]); // 309: %1279 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[318], 0, 256], [this.grads, 32512, 256]]); // 310: %1283 param51.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 32256, 38144], [this.act[104], 0, 262144], [this.act[128], 0, 262144], [this.act[109], 0, 262144], [this.act[122], 0, 262144], [this.act[110], 0, 262144], [this.act[106], 0, 262144], [this.act[123], 0, 262144], [this.step, 0, 16]]); // 311: fused %1281..%1289 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[103], 0, 262144], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 312: fused %1290..%1290 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[122], 0, 262144], [this.act[106], 0, 262144], [this.act[318], 0, 256]]); // 313: %1291 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[318], 0, 256], [this.grads, 32256, 256]]); // 314: %1292 param50.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[102], 0, 262144], [this.act[123], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 315: fused %1294..%1295 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[106], 0, 262144], [this.act[87], 0, 262144], [this.act[318], 0, 256]]); // 316: %1298 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[318], 0, 256], [this.grads, 32000, 256]]); // 317: %1302 param49.grad.add0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 32000, 38400], [this.act[87], 0, 262144], [this.act[115], 0, 262144], [this.act[110], 0, 262144], [this.act[106], 0, 262144], [this.act[123], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 318: fused %1300..%1305 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[88], 0, 4], [this.act[100], 0, 262144], [this.act[115], 0, 262144], [this.act[123], 0, 262144], [this.act[102], 0, 262144], [this.act[106], 0, 262144], [this.act[110], 0, 262144], [this.step, 0, 16]]); // 319: fused %1306..%1311 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[99], 0, 262144], [this.act[102], 0, 262144], [this.act[123], 0, 262144], [this.step, 0, 16]]); // 320: fused %1312..%1312 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[123], 0, 262144], [this.act[88], 0, 4]]); // 321: %1313 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[146], 0, 4], [this.act[88], 0, 4], [this.act[260], 0, 4]]); // 322: %1315 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 31744, 38656], [this.act[98], 0, 262144], [this.act[110], 0, 262144], [this.act[123], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 323: fused %1317..%1319 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[102], 0, 262144], [this.act[110], 0, 262144], [this.act[318], 0, 256]]); // 324: %1320 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[318], 0, 256], [this.grads, 31744, 256]]); // 325: %1321 param48.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[97], 0, 262144], [this.act[123], 0, 262144], [this.act[110], 0, 262144], [this.step, 0, 16]]); // 326: fused %1323..%1324 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[110], 0, 262144], [this.act[96], 0, 262144], [this.act[318], 0, 256]]); // 327: %1327 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[318], 0, 256], [this.grads, 31488, 256]]); // 328: %1331 param47.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 31232, 39168], [this.act[92], 0, 262144], [this.act[95], 0, 262144], [this.act[110], 0, 262144], [this.act[96], 0, 262144], [this.act[123], 0, 262144], [this.act[97], 0, 262144], [this.step, 0, 16]]); // 329: fused %1329..%1336 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[94], 0, 262144], [this.act[110], 0, 262144], [this.step, 0, 16]]); // 330: fused %1337..%1337 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[110], 0, 262144], [this.act[123], 0, 262144], [this.act[318], 0, 256]]); // 331: %1338 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[318], 0, 256], [this.grads, 31232, 256]]); // 332: %1339 param46.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[93], 0, 262144], [this.act[97], 0, 262144], [this.act[123], 0, 262144], [this.step, 0, 16]]); // 333: fused %1341..%1342 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[123], 0, 262144], [this.act[87], 0, 262144], [this.act[318], 0, 256]]); // 334: %1345 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[318], 0, 256], [this.grads, 30976, 256]]); // 335: %1349 param45.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 30720, 39680], [this.act[91], 0, 262144], [this.act[106], 0, 262144], [this.act[96], 0, 262144], [this.act[123], 0, 262144], [this.act[97], 0, 262144], [this.act[93], 0, 262144], [this.act[110], 0, 262144], [this.step, 0, 16]]); // 336: fused %1347..%1355 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[90], 0, 262144], [this.act[123], 0, 262144], [this.step, 0, 16]]); // 337: fused %1356..%1356 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[123], 0, 262144], [this.act[93], 0, 262144], [this.act[318], 0, 256]]); // 338: %1357 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[318], 0, 256], [this.grads, 30720, 256]]); // 339: %1358 param44.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[89], 0, 262144], [this.act[110], 0, 262144], [this.act[93], 0, 262144], [this.step, 0, 16]]); // 340: fused %1360..%1361 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[93], 0, 262144], [this.act[87], 0, 262144], [this.act[318], 0, 256]]); // 341: %1364 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[318], 0, 256], [this.grads, 30464, 256]]); // 342: %1368 param43.grad.add0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 39936], [this.act[97], 0, 262144], [this.act[93], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 4], [this.step, 0, 16]]); // 343: fused %1366..%1370 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[260], 0, 4], [this.act[88], 0, 4], [this.act[146], 0, 4]]); // 344: %1371 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[264], 0, 4], [this.act[146], 0, 4], [this.grads, 33536, 4]]); // 345: %1372 param55.grad.add0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 30208, 40192], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[93], 0, 262144], [this.act[97], 0, 262144], [this.step, 0, 16]]); // 346: fused %1373..%1374 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[97], 0, 262144], [this.act[318], 0, 256]]); // 347: %1375 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[318], 0, 256], [this.grads, 30208, 256]]); // 348: %1377 param42.grad.add0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 40448], [this.act[84], 0, 262144], [this.act[85], 0, 4096], [this.act[133], 0, 262144], [this.act[93], 0, 262144], [this.act[97], 0, 262144], [this.act[87], 0, 262144], [this.act[86], 0, 262144], [this.step, 0, 16]]); // 349: fused %1378..%1395 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[83], 0, 262144], [this.act[93], 0, 262144], [this.step, 0, 16]]); // 350: fused %1396..%1396 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[93], 0, 262144], [this.act[87], 0, 262144], [this.act[318], 0, 256]]); // 351: %1397 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[318], 0, 256], [this.grads, 29952, 256]]); // 352: %1398 param41.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[81], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.step, 0, 16]]); // 353: fused %1400..%1401 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[87], 0, 262144], [this.act[82], 0, 262144], [this.act[318], 0, 256]]); // 354: %1404 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[318], 0, 256], [this.grads, 29696, 256]]); // 355: %1408 param40.grad.add0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 40704], [this.act[87], 0, 262144], [this.act[82], 0, 262144], [this.step, 0, 16]]); // 356: fused %1406..%1409 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-145
-    group("permute_02134_16x64x2x4x8", [[this.act[82], 0, 262144], [this.act[87], 0, 262144]]); // 357: %1410 blocks.1.attn.permute5.grad.permute0 stdlib.mt:145
-    group("fused_7ops_9d7f208cbd", [[this.act[71], 0, 262144], [this.act[80], 0, 524288], [this.act[87], 0, 262144], [this.act[82], 0, 262144], [this.act[137], 0, 524288], [this.act[136], 0, 8192], [this.step, 0, 16]]); // 358: fused %1411..%1417 blocks.1.attn.matmul3.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:145-144
-    group("attention_dq_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[79], 0, 524288], [this.act[78], 0, 8192], [this.act[137], 0, 524288], [this.act[136], 0, 8192], [this.act[87], 0, 262144], [this.step, 0, 16]]); // 359: %1418 blocks.1.attn.attention0.grad.attention0 stdlib.mt:144
-    group("attention_dk_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[79], 0, 524288], [this.act[78], 0, 8192], [this.act[137], 0, 524288], [this.act[136], 0, 8192], [this.act[86], 0, 262144], [this.step, 0, 16]]); // 360: %1419 blocks.1.attn.attention0.grad.attention1 stdlib.mt:144
-    group("attention_dv_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[78], 0, 8192], [this.act[137], 0, 524288], [this.act[79], 0, 524288], [this.step, 0, 16]]); // 361: %1420 blocks.1.attn.attention0.grad.attention2 stdlib.mt:144
-    group("fused_8ops_ae213a8bc5", [[this.act[77], 0, 262144], [this.act[76], 0, 262144], [this.act[87], 0, 262144], [this.act[86], 0, 262144], [this.act[79], 0, 524288], [this.act[74], 0, 262144], [this.act[71], 0, 262144], [this.act[81], 0, 262144], [this.step, 0, 16]]); // 362: fused %1422..%1429 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:143-139
-    group("fused_6ops_38941af722", [[this.params, 29440, 40960], [this.act[82], 0, 262144], [this.act[74], 0, 262144], [this.act[81], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 363: fused %1430..%1435 blocks.1.attn.permute0.grad.add0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:139-18
-    group("fused_1ops_4757b88c6d", [[this.act[75], 0, 262144], [this.act[81], 0, 262144], [this.step, 0, 16]]); // 364: fused %1436..%1436 blocks.1.attn.v.matmul1.grad.permute1 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[81], 0, 262144], [this.act[87], 0, 262144], [this.act[318], 0, 256]]); // 365: %1437 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[318], 0, 256], [this.grads, 29440, 256]]); // 366: %1438 param39.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[73], 0, 262144], [this.act[76], 0, 262144], [this.act[87], 0, 262144], [this.step, 0, 16]]); // 367: fused %1440..%1441 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[87], 0, 262144], [this.act[65], 0, 262144], [this.act[318], 0, 256]]); // 368: %1444 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[284], 0, 256], [this.act[318], 0, 256], [this.grads, 29184, 256]]); // 369: %1448 param38.grad.add0 stdlib.mt:18
-    group("fused_8ops_12b2ea2e60", [[this.params, 28928, 41472], [this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[87], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[81], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 370: fused %1446..%1454 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[75], 0, 262144], [this.act[73], 0, 262144], [this.act[318], 0, 256]]); // 371: %1455 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[285], 0, 256], [this.act[318], 0, 256], [this.grads, 28928, 256]]); // 372: %1456 param37.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[70], 0, 262144], [this.act[81], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 373: fused %1458..%1459 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[73], 0, 262144], [this.act[65], 0, 262144], [this.act[318], 0, 256]]); // 374: %1462 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[286], 0, 256], [this.act[318], 0, 256], [this.grads, 28672, 256]]); // 375: %1466 param36.grad.add0 stdlib.mt:18
-    group("fused_8ops_b762012805", [[this.params, 28416, 41984], [this.act[86], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.act[81], 0, 262144], [this.act[70], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 376: fused %1464..%1472 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[69], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 377: fused %1473..%1473 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[73], 0, 262144], [this.act[70], 0, 262144], [this.act[318], 0, 256]]); // 378: %1474 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[287], 0, 256], [this.act[318], 0, 256], [this.grads, 28416, 256]]); // 379: %1475 param35.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[68], 0, 262144], [this.act[75], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 380: fused %1477..%1478 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[70], 0, 262144], [this.act[65], 0, 262144], [this.act[318], 0, 256]]); // 381: %1481 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[318], 0, 256], [this.grads, 28160, 256]]); // 382: %1485 param34.grad.add0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 27904, 42496], [this.act[67], 0, 262144], [this.act[81], 0, 262144], [this.act[70], 0, 262144], [this.act[65], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 383: fused %1483..%1488 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[75], 0, 262144], [this.act[318], 0, 256]]); // 384: %1489 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[318], 0, 256], [this.grads, 27904, 256]]); // 385: %1491 param33.grad.add0 stdlib.mt:9
-    group("fused_18ops_99f25a92a5", [[this.act[61], 0, 262144], [this.act[56], 0, 262144], [this.act[66], 0, 4096], [this.act[97], 0, 262144], [this.act[65], 0, 262144], [this.act[75], 0, 262144], [this.act[70], 0, 262144], [this.act[85], 0, 4096], [this.step, 0, 16]]); // 386: fused %1492..%1509 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[62], 0, 4096], [this.act[63], 0, 4096], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.act[65], 0, 262144], [this.act[66], 0, 4096], [this.act[97], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 387: fused %1510..%1514 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[63], 0, 4096], [this.act[85], 0, 4096], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 388: fused %1515..%1517 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[257], 0, 4096], [this.act[146], 0, 4]]); // 389: %1518 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[204], 0, 4], [this.act[146], 0, 4], [this.grads, 27648, 4]]); // 390: %1520 param32.grad.add0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[29], 0, 262144], [this.act[257], 0, 4096], [this.act[70], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 391: fused %1521..%1522 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[64], 0, 262144], [this.act[318], 0, 256]]); // 392: %1523 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[318], 0, 256], [this.grads, 27392, 256]]); // 393: %1526 param31.grad.add0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 27392, 43008], [this.act[62], 0, 4096], [this.act[66], 0, 4096], [this.act[56], 0, 262144], [this.act[70], 0, 262144], [this.act[64], 0, 262144], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 394: fused %1525..%1530 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[257], 0, 4096], [this.act[146], 0, 4]]); // 395: %1531 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[271], 0, 4], [this.act[146], 0, 4], [this.grads, 27136, 4]]); // 396: %1533 param30.grad.add0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[29], 0, 262144], [this.act[257], 0, 4096], [this.act[70], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 397: fused %1534..%1535 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[56], 0, 262144], [this.act[318], 0, 256]]); // 398: %1536 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[318], 0, 256], [this.grads, 26880, 256]]); // 399: %1539 param29.grad.add0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 43520], [this.act[60], 0, 32768], [this.act[65], 0, 262144], [this.act[64], 0, 262144], [this.act[70], 0, 262144], [this.act[56], 0, 262144], [this.act[118], 0, 32768], [this.step, 0, 16]]); // 400: fused %1538..%1542 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 26368, 44032], [this.act[58], 0, 32768], [this.act[59], 0, 262144], [this.act[65], 0, 262144], [this.act[60], 0, 32768], [this.act[70], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 401: fused %1543..%1549 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[64], 0, 262144], [this.act[60], 0, 32768], [this.act[319], 0, 32]]); // 402: %1550 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[292], 0, 32], [this.act[319], 0, 32], [this.grads, 26368, 32]]); // 403: %1551 param27.grad.add0 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 26624, 43776], [this.act[56], 0, 262144], [this.act[118], 0, 32768], [this.act[70], 0, 262144], [this.act[64], 0, 262144], [this.act[60], 0, 32768], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 404: fused %1553..%1556 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[57], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 405: fused %1557..%1557 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[70], 0, 262144], [this.act[60], 0, 32768], [this.act[319], 0, 32]]); // 406: %1558 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[293], 0, 32], [this.act[319], 0, 32], [this.grads, 26624, 32]]); // 407: %1559 param28.grad.add0 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[43], 0, 262144], [this.act[55], 0, 262144], [this.act[97], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 262144], [this.act[70], 0, 262144], [this.act[57], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 408: fused %1561..%1565 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[30], 0, 4], [this.act[54], 0, 262144], [this.act[56], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 409: fused %1568..%1569 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[64], 0, 262144], [this.act[146], 0, 4]]); // 410: %1570 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 25856, 44544], [this.act[53], 0, 262144], [this.act[65], 0, 262144], [this.act[64], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 411: fused %1573..%1575 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[56], 0, 262144], [this.act[65], 0, 262144], [this.act[318], 0, 256]]); // 412: %1576 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[318], 0, 256], [this.grads, 25856, 256]]); // 413: %1577 param25.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[52], 0, 262144], [this.act[64], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 414: fused %1579..%1580 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[65], 0, 262144], [this.act[51], 0, 262144], [this.act[318], 0, 256]]); // 415: %1583 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[318], 0, 256], [this.grads, 25600, 256]]); // 416: %1587 param24.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 25344, 45056], [this.act[47], 0, 262144], [this.act[50], 0, 262144], [this.act[65], 0, 262144], [this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 417: fused %1585..%1592 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[49], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 418: fused %1593..%1593 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[65], 0, 262144], [this.act[64], 0, 262144], [this.act[318], 0, 256]]); // 419: %1594 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[318], 0, 256], [this.grads, 25344, 256]]); // 420: %1595 param23.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[48], 0, 262144], [this.act[52], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 421: fused %1597..%1598 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[64], 0, 262144], [this.act[29], 0, 262144], [this.act[318], 0, 256]]); // 422: %1601 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[318], 0, 256], [this.grads, 25088, 256]]); // 423: %1605 param22.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 24832, 45568], [this.act[46], 0, 262144], [this.act[70], 0, 262144], [this.act[51], 0, 262144], [this.act[64], 0, 262144], [this.act[52], 0, 262144], [this.act[48], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 424: fused %1603..%1611 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[45], 0, 262144], [this.act[64], 0, 262144], [this.step, 0, 16]]); // 425: fused %1612..%1612 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[64], 0, 262144], [this.act[48], 0, 262144], [this.act[318], 0, 256]]); // 426: %1613 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[318], 0, 256], [this.grads, 24832, 256]]); // 427: %1614 param21.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[44], 0, 262144], [this.act[65], 0, 262144], [this.act[48], 0, 262144], [this.step, 0, 16]]); // 428: fused %1616..%1617 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[48], 0, 262144], [this.act[29], 0, 262144], [this.act[318], 0, 256]]); // 429: %1620 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[318], 0, 256], [this.grads, 24576, 256]]); // 430: %1624 param20.grad.add0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 24576, 45824], [this.act[29], 0, 262144], [this.act[57], 0, 262144], [this.act[52], 0, 262144], [this.act[48], 0, 262144], [this.act[65], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 431: fused %1622..%1627 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[30], 0, 4], [this.act[42], 0, 262144], [this.act[57], 0, 262144], [this.act[65], 0, 262144], [this.act[44], 0, 262144], [this.act[48], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 432: fused %1628..%1633 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[41], 0, 262144], [this.act[44], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 433: fused %1634..%1634 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[65], 0, 262144], [this.act[30], 0, 4]]); // 434: %1635 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[146], 0, 4], [this.act[30], 0, 4], [this.act[271], 0, 4]]); // 435: %1637 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 24320, 46080], [this.act[40], 0, 262144], [this.act[52], 0, 262144], [this.act[65], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 436: fused %1639..%1641 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[44], 0, 262144], [this.act[52], 0, 262144], [this.act[318], 0, 256]]); // 437: %1642 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[318], 0, 256], [this.grads, 24320, 256]]); // 438: %1643 param19.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[39], 0, 262144], [this.act[65], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 439: fused %1645..%1646 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[52], 0, 262144], [this.act[38], 0, 262144], [this.act[318], 0, 256]]); // 440: %1649 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[318], 0, 256], [this.grads, 24064, 256]]); // 441: %1653 param18.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 23808, 46592], [this.act[34], 0, 262144], [this.act[37], 0, 262144], [this.act[52], 0, 262144], [this.act[38], 0, 262144], [this.act[65], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 442: fused %1651..%1658 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[36], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 443: fused %1659..%1659 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[52], 0, 262144], [this.act[65], 0, 262144], [this.act[318], 0, 256]]); // 444: %1660 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[318], 0, 256], [this.grads, 23808, 256]]); // 445: %1661 param17.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[35], 0, 262144], [this.act[39], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 446: fused %1663..%1664 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[65], 0, 262144], [this.act[29], 0, 262144], [this.act[318], 0, 256]]); // 447: %1667 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[318], 0, 256], [this.grads, 23552, 256]]); // 448: %1671 param16.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 23296, 47104], [this.act[33], 0, 262144], [this.act[48], 0, 262144], [this.act[38], 0, 262144], [this.act[65], 0, 262144], [this.act[39], 0, 262144], [this.act[35], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 449: fused %1669..%1677 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[32], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 450: fused %1678..%1678 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[65], 0, 262144], [this.act[35], 0, 262144], [this.act[318], 0, 256]]); // 451: %1679 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[318], 0, 256], [this.grads, 23296, 256]]); // 452: %1680 param15.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[31], 0, 262144], [this.act[52], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 453: fused %1682..%1683 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[35], 0, 262144], [this.act[29], 0, 262144], [this.act[318], 0, 256]]); // 454: %1686 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[307], 0, 256], [this.act[318], 0, 256], [this.grads, 23040, 256]]); // 455: %1690 param14.grad.add0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 47360], [this.act[39], 0, 262144], [this.act[35], 0, 262144], [this.act[29], 0, 262144], [this.act[30], 0, 4], [this.step, 0, 16]]); // 456: fused %1688..%1692 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[271], 0, 4], [this.act[30], 0, 4], [this.act[146], 0, 4]]); // 457: %1693 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[294], 0, 4], [this.act[146], 0, 4], [this.grads, 26112, 4]]); // 458: %1694 param26.grad.add0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 22784, 47616], [this.act[28], 0, 262144], [this.act[29], 0, 262144], [this.act[35], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 459: fused %1695..%1696 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[39], 0, 262144], [this.act[318], 0, 256]]); // 460: %1697 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[308], 0, 256], [this.act[318], 0, 256], [this.grads, 22784, 256]]); // 461: %1699 param13.grad.add0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 47872], [this.act[26], 0, 262144], [this.act[27], 0, 4096], [this.act[75], 0, 262144], [this.act[35], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 462: fused %1700..%1717 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[25], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 463: fused %1718..%1718 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[35], 0, 262144], [this.act[29], 0, 262144], [this.act[318], 0, 256]]); // 464: %1719 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[309], 0, 256], [this.act[318], 0, 256], [this.grads, 22528, 256]]); // 465: %1720 param12.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[23], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 466: fused %1722..%1723 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[29], 0, 262144], [this.act[24], 0, 262144], [this.act[318], 0, 256]]); // 467: %1726 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[310], 0, 256], [this.act[318], 0, 256], [this.grads, 22272, 256]]); // 468: %1730 param11.grad.add0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 48128], [this.act[29], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 469: fused %1728..%1731 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-145
-    group("permute_02134_16x64x2x4x8", [[this.act[24], 0, 262144], [this.act[29], 0, 262144]]); // 470: %1732 blocks.0.attn.permute5.grad.permute0 stdlib.mt:145
-    group("fused_7ops_9d7f208cbd", [[this.act[13], 0, 262144], [this.act[22], 0, 524288], [this.act[29], 0, 262144], [this.act[24], 0, 262144], [this.act[79], 0, 524288], [this.act[78], 0, 8192], [this.step, 0, 16]]); // 471: fused %1733..%1739 blocks.0.attn.matmul3.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:145-144
-    group("attention_dq_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[21], 0, 524288], [this.act[20], 0, 8192], [this.act[79], 0, 524288], [this.act[78], 0, 8192], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 472: %1740 blocks.0.attn.attention0.grad.attention0 stdlib.mt:144
-    group("attention_dk_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[21], 0, 524288], [this.act[20], 0, 8192], [this.act[79], 0, 524288], [this.act[78], 0, 8192], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 473: %1741 blocks.0.attn.attention0.grad.attention1 stdlib.mt:144
-    group("attention_dv_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[20], 0, 8192], [this.act[79], 0, 524288], [this.act[21], 0, 524288], [this.step, 0, 16]]); // 474: %1742 blocks.0.attn.attention0.grad.attention2 stdlib.mt:144
-    group("fused_8ops_ae213a8bc5", [[this.act[19], 0, 262144], [this.act[18], 0, 262144], [this.act[29], 0, 262144], [this.act[28], 0, 262144], [this.act[21], 0, 524288], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 475: fused %1744..%1751 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:143-139
-    group("fused_6ops_38941af722", [[this.params, 22016, 48384], [this.act[24], 0, 262144], [this.act[16], 0, 262144], [this.act[23], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 476: fused %1752..%1757 blocks.0.attn.permute0.grad.add0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:139-18
-    group("fused_1ops_4757b88c6d", [[this.act[17], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 477: fused %1758..%1758 blocks.0.attn.v.matmul1.grad.permute1 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[23], 0, 262144], [this.act[29], 0, 262144], [this.act[318], 0, 256]]); // 478: %1759 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[311], 0, 256], [this.act[318], 0, 256], [this.grads, 22016, 256]]); // 479: %1760 param10.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 480: fused %1762..%1763 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[29], 0, 262144], [this.act[9], 0, 262144], [this.act[318], 0, 256]]); // 481: %1766 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[312], 0, 256], [this.act[318], 0, 256], [this.grads, 21760, 256]]); // 482: %1770 param9.grad.add0 stdlib.mt:18
-    group("fused_8ops_12b2ea2e60", [[this.params, 21504, 48896], [this.act[14], 0, 262144], [this.act[13], 0, 262144], [this.act[29], 0, 262144], [this.act[18], 0, 262144], [this.act[15], 0, 262144], [this.act[23], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 483: fused %1768..%1776 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[17], 0, 262144], [this.act[15], 0, 262144], [this.act[318], 0, 256]]); // 484: %1777 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[313], 0, 256], [this.act[318], 0, 256], [this.grads, 21504, 256]]); // 485: %1778 param8.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 486: fused %1780..%1781 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[318], 0, 256]]); // 487: %1784 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[314], 0, 256], [this.act[318], 0, 256], [this.grads, 21248, 256]]); // 488: %1788 param7.grad.add0 stdlib.mt:18
-    group("fused_8ops_b762012805", [[this.params, 20992, 49408], [this.act[28], 0, 262144], [this.act[18], 0, 262144], [this.act[15], 0, 262144], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 489: fused %1786..%1794 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 490: fused %1795..%1795 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[318], 0, 256]]); // 491: %1796 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[315], 0, 256], [this.act[318], 0, 256], [this.grads, 20992, 256]]); // 492: %1797 param6.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[10], 0, 262144], [this.act[17], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 493: fused %1799..%1800 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[318], 0, 256]]); // 494: %1803 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[316], 0, 256], [this.act[318], 0, 256], [this.grads, 20736, 256]]); // 495: %1807 param5.grad.add0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 496: fused %1805..%1810 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[17], 0, 262144], [this.act[318], 0, 256]]); // 497: %1811 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[317], 0, 256], [this.act[318], 0, 256], [this.grads, 20480, 256]]); // 498: %1813 param4.grad.add0 stdlib.mt:9
-    group("fused_15ops_b9fd1c7832", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[39], 0, 262144], [this.act[9], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 499: fused %1814..%1828 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    group("sum_a0_16x64x8x8", [[this.act[17], 0, 262144], [this.act[3], 0, 16384]]); // 500: %1829 embed.add0.grad.sum0 stdlib.mt:96
-    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[320], 0, 2048]]); // 501: %1832 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 502: fused %1831..%1831 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[320], 0, 2048], [this.act[1], 0, 2048]]); // 503: %1833 embed.matmul1.grad.matmul0 stdlib.mt:96
-    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[320], 0, 2048]]); // 504: %1834 embed.matmul1.grad.permute1 stdlib.mt:96
-    group("matmul_64x1x8_64x8x8", [[this.act[320], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 505: %1835 embed.matmul1.grad.matmul1 stdlib.mt:96
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 506: %1841 embed.slice1.grad.pad0 stdlib.mt:95
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 507: %1843 embed.slice0.grad.pad0 stdlib.mt:94
-    group("fused_5ops_a742fd6ece", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[17], 0, 262144], [this.act[60], 0, 32768], [this.act[118], 0, 32768], [this.step, 0, 16]]); // 508: fused %1836..%1844 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[118], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 509: %1845 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[60], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 510: %1847 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    group("affine_s1_b0_8x8", [[this.act[255], 0, 256], [this.grads, 35328, 256]]); // 511: %1848 norm_final.g.grad.affine0 stdlib.mt:7
-    group("affine_s1_b0_32x8", [[this.act[251], 0, 1024], [this.grads, 35584, 1024]]); // 512: %1849 head.U.grad.affine0 stdlib.mt:102
-    group("affine_s1_b0_32x8", [[this.act[250], 0, 1024], [this.grads, 36608, 1024]]); // 513: %1850 head.V.grad.affine0 stdlib.mt:103
-    group("affine_s1_b0_256x32", [[this.act[247], 0, 32768], [this.grads, 37632, 32768]]); // 514: %1851 head.W_out.grad.affine0 stdlib.mt:104
-    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 515: gradient norm, partial sums
-    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 516: gradient norm
-    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 517: AdamW update
-    this.outputs = { loss: [this.act[245], 0, 4], logits: [this.act[244], 0, 1048576], observations: { ["residual"]: [[this.act[114], 0, 262144], [this.act[230], 0, 262144]] } };
+    group("fused_7ops_2b69e8868b", [[this.params, 21248, 49152], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 6: fused %93..%99 blocks.0.attn.permute0 .. blocks.0.attn.reshape1 stdlib.mt:135-136
+    group("fused_7ops_2b69e8868b", [[this.params, 21760, 48640], [this.act[9], 0, 262144], [this.act[16], 0, 262144], [this.act[12], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 7: fused %100..%106 blocks.0.attn.permute1 .. blocks.0.attn.reshape2 stdlib.mt:136-137
+    group("fused_3ops_2d1bd67865", [[this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 8: fused %107..%109 blocks.0.attn.permute2 .. blocks.0.attn.reshape4 stdlib.mt:137-140
+    group("attention_lse_s0p5_16x2x64x32_16x2x64x32", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 8192], [this.step, 0, 16]]); // 9: %110 blocks.0.attn.attention_lse0 stdlib.mt:142
+    group("fused_3ops_6b14c4297f", [[this.act[12], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[23], 0, 524288], [this.step, 0, 16]]); // 10: fused %111..%113 blocks.0.attn.permute4 .. blocks.0.attn.reshape5 stdlib.mt:143
+    group("attention_out_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[23], 0, 524288], [this.act[22], 0, 8192], [this.act[24], 0, 524288], [this.step, 0, 16]]); // 11: %114 blocks.0.attn.attention0 stdlib.mt:144
+    group("fused_1ops_ec96f2a3d7", [[this.act[13], 0, 262144], [this.act[24], 0, 524288], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 12: fused %116..%116 blocks.0.attn.matmul3 .. blocks.0.attn.matmul3 stdlib.mt:145
+    group("fused_13ops_0ff1661ea2", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4096], [this.step, 0, 16]]); // 13: fused %117..%129 blocks.0.attn.permute5 .. blocks.0.think.norm.rsqrt0 stdlib.mt:145-9
+    group("fused_6ops_b1303e6313", [[this.params, 22784, 47616], [this.act[28], 0, 262144], [this.act[29], 0, 4096], [this.act[12], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 14: fused %130..%136 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 23296, 47104], [this.act[30], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.step, 0, 16]]); // 15: fused %137..%144 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 46336], [this.act[35], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.step, 0, 16]]); // 16: fused %145..%150 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 24576, 45824], [this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 17: fused %151..%156 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 24832, 45568], [this.act[30], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 18: fused %157..%164 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 44800], [this.act[48], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 19: fused %165..%170 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[44], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 262144], [this.act[58], 0, 262144], [this.step, 0, 16]]); // 20: fused %171..%174 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 26368, 44032], [this.act[30], 0, 262144], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 32768], [this.act[62], 0, 262144], [this.act[63], 0, 4096], [this.step, 0, 16]]); // 21: fused %175..%185 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 27392, 43008], [this.act[30], 0, 262144], [this.act[57], 0, 262144], [this.act[63], 0, 4096], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 22: fused %186..%191 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_d0480892e7", [[this.act[28], 0, 262144], [this.act[62], 0, 262144], [this.act[64], 0, 4096], [this.act[66], 0, 262144], [this.act[57], 0, 262144], [this.act[67], 0, 4096], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 23: fused %192..%201 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    group("fused_7ops_cd35b2c901", [[this.params, 27904, 42496], [this.act[68], 0, 262144], [this.act[66], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 24: fused %202..%208 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-135
+    group("fused_7ops_2b69e8868b", [[this.params, 28672, 41728], [this.act[66], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 25: fused %209..%215 blocks.1.attn.permute0 .. blocks.1.attn.reshape1 stdlib.mt:135-136
+    group("fused_7ops_2b69e8868b", [[this.params, 29184, 41216], [this.act[66], 0, 262144], [this.act[75], 0, 262144], [this.act[71], 0, 262144], [this.act[76], 0, 262144], [this.act[77], 0, 262144], [this.act[78], 0, 262144], [this.step, 0, 16]]); // 26: fused %216..%222 blocks.1.attn.permute1 .. blocks.1.attn.reshape2 stdlib.mt:136-137
+    group("fused_3ops_2d1bd67865", [[this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[78], 0, 262144], [this.act[75], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.step, 0, 16]]); // 27: fused %223..%225 blocks.1.attn.permute2 .. blocks.1.attn.reshape4 stdlib.mt:137-140
+    group("attention_lse_s0p5_16x2x64x32_16x2x64x32", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 8192], [this.step, 0, 16]]); // 28: %226 blocks.1.attn.attention_lse0 stdlib.mt:142
+    group("fused_3ops_6b14c4297f", [[this.act[71], 0, 262144], [this.act[75], 0, 262144], [this.act[78], 0, 262144], [this.act[82], 0, 524288], [this.step, 0, 16]]); // 29: fused %227..%229 blocks.1.attn.permute4 .. blocks.1.attn.reshape5 stdlib.mt:143
+    group("attention_out_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[83], 0, 524288], [this.step, 0, 16]]); // 30: %230 blocks.1.attn.attention0 stdlib.mt:144
+    group("fused_1ops_ec96f2a3d7", [[this.act[72], 0, 262144], [this.act[83], 0, 524288], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 31: fused %232..%232 blocks.1.attn.matmul3 .. blocks.1.attn.matmul3 stdlib.mt:145
+    group("fused_13ops_0ff1661ea2", [[this.params, 29696, 40704], [this.act[57], 0, 262144], [this.act[71], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 4096], [this.step, 0, 16]]); // 32: fused %233..%245 blocks.1.attn.permute5 .. blocks.1.think.norm.rsqrt0 stdlib.mt:145-9
+    group("fused_6ops_b1303e6313", [[this.params, 30208, 40192], [this.act[87], 0, 262144], [this.act[88], 0, 4096], [this.act[71], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 33: fused %246..%252 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 30720, 39680], [this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.step, 0, 16]]); // 34: fused %253..%260 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 38912], [this.act[94], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.step, 0, 16]]); // 35: fused %261..%266 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 32000, 38400], [this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 36: fused %267..%272 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 32256, 38144], [this.act[89], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.step, 0, 16]]); // 37: fused %273..%280 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 37376], [this.act[107], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 262144], [this.act[113], 0, 262144], [this.act[114], 0, 262144], [this.step, 0, 16]]); // 38: fused %281..%286 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[103], 0, 262144], [this.act[114], 0, 262144], [this.act[115], 0, 262144], [this.act[116], 0, 262144], [this.act[117], 0, 262144], [this.step, 0, 16]]); // 39: fused %287..%290 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 33792, 36608], [this.act[89], 0, 262144], [this.act[117], 0, 262144], [this.act[118], 0, 32768], [this.act[119], 0, 262144], [this.act[120], 0, 32768], [this.act[121], 0, 262144], [this.act[122], 0, 4096], [this.step, 0, 16]]); // 40: fused %291..%301 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 34816, 35584], [this.act[89], 0, 262144], [this.act[116], 0, 262144], [this.act[122], 0, 4096], [this.act[123], 0, 4096], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 41: fused %302..%307 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_438c595591", [[this.act[87], 0, 262144], [this.act[121], 0, 262144], [this.act[123], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[126], 0, 4096], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 42: fused %308..%317 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_7ops_cd35b2c901", [[this.params, 20480, 49920], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 43: fused %318..%324 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape8 stdlib.mt:9-135
+    group("fused_7ops_2b69e8868b", [[this.params, 21248, 49152], [this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 44: fused %325..%331 blocks.0.attn.permute6 .. blocks.0.attn.reshape9 stdlib.mt:135-136
+    group("fused_7ops_2b69e8868b", [[this.params, 21760, 48640], [this.act[125], 0, 262144], [this.act[134], 0, 262144], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144], [this.step, 0, 16]]); // 45: fused %332..%338 blocks.0.attn.permute7 .. blocks.0.attn.reshape10 stdlib.mt:136-137
+    group("fused_3ops_2d1bd67865", [[this.act[131], 0, 262144], [this.act[130], 0, 262144], [this.act[137], 0, 262144], [this.act[134], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 46: fused %339..%341 blocks.0.attn.permute8 .. blocks.0.attn.reshape12 stdlib.mt:137-140
+    group("attention_lse_s0p5_16x2x64x32_16x2x64x32", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 8192], [this.step, 0, 16]]); // 47: %342 blocks.0.attn.attention_lse1 stdlib.mt:142
+    group("fused_3ops_6b14c4297f", [[this.act[130], 0, 262144], [this.act[134], 0, 262144], [this.act[137], 0, 262144], [this.act[141], 0, 524288], [this.step, 0, 16]]); // 48: fused %343..%345 blocks.0.attn.permute10 .. blocks.0.attn.reshape13 stdlib.mt:143
+    group("attention_out_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[142], 0, 524288], [this.step, 0, 16]]); // 49: %346 blocks.0.attn.attention1 stdlib.mt:144
+    group("fused_1ops_ec96f2a3d7", [[this.act[131], 0, 262144], [this.act[142], 0, 524288], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 50: fused %348..%348 blocks.0.attn.matmul7 .. blocks.0.attn.matmul7 stdlib.mt:145
+    group("fused_13ops_0ff1661ea2", [[this.params, 22272, 48128], [this.act[116], 0, 262144], [this.act[130], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 4096], [this.step, 0, 16]]); // 51: fused %349..%361 blocks.0.attn.permute11 .. blocks.0.think.norm.rsqrt1 stdlib.mt:145-9
+    group("fused_6ops_b1303e6313", [[this.params, 22784, 47616], [this.act[146], 0, 262144], [this.act[147], 0, 4096], [this.act[130], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.step, 0, 16]]); // 52: fused %362..%368 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 23296, 47104], [this.act[148], 0, 262144], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 53: fused %369..%376 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 46336], [this.act[153], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 54: fused %377..%382 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 24576, 45824], [this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 55: fused %383..%388 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 24832, 45568], [this.act[148], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.act[169], 0, 262144], [this.step, 0, 16]]); // 56: fused %389..%396 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 44800], [this.act[166], 0, 262144], [this.act[169], 0, 262144], [this.act[170], 0, 262144], [this.act[171], 0, 262144], [this.act[172], 0, 262144], [this.act[173], 0, 262144], [this.step, 0, 16]]); // 57: fused %397..%402 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[162], 0, 262144], [this.act[173], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 58: fused %403..%406 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 26368, 44032], [this.act[148], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 32768], [this.act[178], 0, 262144], [this.act[179], 0, 32768], [this.act[180], 0, 262144], [this.act[181], 0, 4096], [this.step, 0, 16]]); // 59: fused %407..%417 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 27392, 43008], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 4096], [this.act[182], 0, 4096], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 60: fused %418..%423 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_be340e8fa4", [[this.act[146], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 4096], [this.act[184], 0, 262144], [this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 61: fused %424..%433 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_7ops_cd35b2c901", [[this.params, 27904, 42496], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 62: fused %434..%440 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape8 stdlib.mt:9-135
+    group("fused_7ops_2b69e8868b", [[this.params, 28672, 41728], [this.act[184], 0, 262144], [this.act[189], 0, 262144], [this.act[190], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 63: fused %441..%447 blocks.1.attn.permute6 .. blocks.1.attn.reshape9 stdlib.mt:135-136
+    group("fused_7ops_2b69e8868b", [[this.params, 29184, 41216], [this.act[184], 0, 262144], [this.act[193], 0, 262144], [this.act[189], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 64: fused %448..%454 blocks.1.attn.permute7 .. blocks.1.attn.reshape10 stdlib.mt:136-137
+    group("fused_3ops_2d1bd67865", [[this.act[190], 0, 262144], [this.act[189], 0, 262144], [this.act[196], 0, 262144], [this.act[193], 0, 262144], [this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 65: fused %455..%457 blocks.1.attn.permute8 .. blocks.1.attn.reshape12 stdlib.mt:137-140
+    group("attention_lse_s0p5_16x2x64x32_16x2x64x32", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 8192], [this.step, 0, 16]]); // 66: %458 blocks.1.attn.attention_lse1 stdlib.mt:142
+    group("fused_3ops_6b14c4297f", [[this.act[189], 0, 262144], [this.act[193], 0, 262144], [this.act[196], 0, 262144], [this.act[200], 0, 524288], [this.step, 0, 16]]); // 67: fused %459..%461 blocks.1.attn.permute10 .. blocks.1.attn.reshape13 stdlib.mt:143
+    group("attention_out_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[201], 0, 524288], [this.step, 0, 16]]); // 68: %462 blocks.1.attn.attention1 stdlib.mt:144
+    group("fused_1ops_ec96f2a3d7", [[this.act[190], 0, 262144], [this.act[201], 0, 524288], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 69: fused %464..%464 blocks.1.attn.matmul7 .. blocks.1.attn.matmul7 stdlib.mt:145
+    group("fused_13ops_0ff1661ea2", [[this.params, 29696, 40704], [this.act[175], 0, 262144], [this.act[189], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 4096], [this.step, 0, 16]]); // 70: fused %465..%477 blocks.1.attn.permute11 .. blocks.1.think.norm.rsqrt1 stdlib.mt:145-9
+    group("fused_6ops_b1303e6313", [[this.params, 30208, 40192], [this.act[205], 0, 262144], [this.act[206], 0, 4096], [this.act[189], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.step, 0, 16]]); // 71: fused %478..%484 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 30720, 39680], [this.act[207], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 72: fused %485..%492 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 38912], [this.act[212], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 73: fused %493..%498 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 32000, 38400], [this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.step, 0, 16]]); // 74: fused %499..%504 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 32256, 38144], [this.act[207], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 262144], [this.act[225], 0, 262144], [this.act[226], 0, 262144], [this.act[227], 0, 262144], [this.act[228], 0, 262144], [this.step, 0, 16]]); // 75: fused %505..%512 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 37376], [this.act[225], 0, 262144], [this.act[228], 0, 262144], [this.act[229], 0, 262144], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 76: fused %513..%518 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[221], 0, 262144], [this.act[232], 0, 262144], [this.act[233], 0, 262144], [this.act[234], 0, 262144], [this.act[235], 0, 262144], [this.step, 0, 16]]); // 77: fused %519..%522 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 33792, 36608], [this.act[207], 0, 262144], [this.act[235], 0, 262144], [this.act[236], 0, 32768], [this.act[237], 0, 262144], [this.act[238], 0, 32768], [this.act[239], 0, 262144], [this.act[240], 0, 4096], [this.step, 0, 16]]); // 78: fused %523..%533 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 34816, 35584], [this.act[207], 0, 262144], [this.act[234], 0, 262144], [this.act[240], 0, 4096], [this.act[241], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 79: fused %534..%539 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_ce3a23b1b0", [[this.act[205], 0, 262144], [this.act[239], 0, 262144], [this.act[241], 0, 4096], [this.act[243], 0, 262144], [this.act[234], 0, 262144], [this.act[244], 0, 4096], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 80: fused %540..%549 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    group("fused_1ops_5d2ec40eca", [[this.params, 35328, 35072], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 81: fused %550..%550 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
+    group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[243], 0, 262144], [this.act[246], 0, 1048576]]); // 82: %551 head.matmul0 stdlib.mt:106
+    group("fused_2ops_dba17607cb", [[this.params, 36608, 33792], [this.act[246], 0, 1048576], [this.act[247], 0, 131072], [this.step, 0, 16]]); // 83: fused %552..%553 head.mul0 .. head.sum0 stdlib.mt:106
+    group("matmul_256x32_16x64x32x1", [[this.params, 37632, 32768], [this.act[247], 0, 131072], [this.act[248], 0, 1048576]]); // 84: %554 head.matmul1 stdlib.mt:107
+    group("cross_entropy_16x64x256_16x64i", [[this.act[248], 0, 1048576], [this.targets, 0, 4096], [this.act[249], 0, 4]]); // 85: %556 loss.cross_entropy0 matrix_product_attention.mt:21
+    group("fused_6ops_aec82b26d8", [[this.targets, 0, 4096], [this.act[248], 0, 1048576], [this.act[250], 0, 1048576], [this.step, 0, 16]]); // 86: fused %558..%563 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_product_attention.mt:21-107
+    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", [[this.act[250], 0, 1048576], [this.act[247], 0, 131072], [this.grads, 37632, 32768]]); // 87: %566 head.matmul1.grad.sum0 stdlib.mt:107
+    group("permute_10_256x32", [[this.params, 37632, 32768], [this.act[251], 0, 32768]]); // 88: %568 head.matmul1.grad.permute1 stdlib.mt:107
+    group("matmul_32x256_16x64x256x1", [[this.act[251], 0, 32768], [this.act[250], 0, 1048576], [this.act[247], 0, 131072]]); // 89: %569 head.matmul1.grad.matmul1 stdlib.mt:107
+    group("fused_3ops_b2994f0e14", [[this.params, 36608, 33792], [this.act[246], 0, 1048576], [this.act[247], 0, 131072], [this.act[250], 0, 1048576], [this.act[252], 0, 1048576], [this.step, 0, 16]]); // 90: fused %570..%572 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
+    group("sum_a01_16x64x32x8", [[this.act[252], 0, 1048576], [this.grads, 36608, 1024]]); // 91: %573 head.mul0.grad.sum0 stdlib.mt:106
+    group("contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[250], 0, 1048576], [this.act[243], 0, 262144], [this.grads, 35584, 1024]]); // 92: %577 head.matmul0.grad.sum0 stdlib.mt:106
+    group("fused_1ops_cc63f4d573", [[this.params, 35584, 34816], [this.act[253], 0, 1024], [this.step, 0, 16]]); // 93: fused %579..%579 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
+    group("matmul_8x32_16x64x32x8", [[this.act[253], 0, 1024], [this.act[250], 0, 1048576], [this.act[243], 0, 262144]]); // 94: %580 head.matmul0.grad.matmul1 stdlib.mt:106
+    group("fused_2ops_665796529c", [[this.params, 35328, 35072], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.act[254], 0, 262144], [this.act[255], 0, 262144], [this.step, 0, 16]]); // 95: fused %581..%582 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[255], 0, 262144], [this.grads, 35328, 256]]); // 96: %583 norm_final.mul2.grad.sum0 stdlib.mt:9
+    group("fused_17ops_e138ebbc8e", [[this.act[239], 0, 262144], [this.act[234], 0, 262144], [this.act[244], 0, 4096], [this.act[254], 0, 262144], [this.act[255], 0, 262144], [this.act[243], 0, 262144], [this.act[256], 0, 4096], [this.step, 0, 16]]); // 97: fused %585..%601 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[240], 0, 4096], [this.act[241], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.act[254], 0, 262144], [this.act[244], 0, 4096], [this.act[239], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 98: fused %602..%606 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_7ops_6922e54516", [[this.params, 34816, 35584], [this.act[207], 0, 262144], [this.act[241], 0, 4096], [this.act[256], 0, 4096], [this.act[245], 0, 262144], [this.act[257], 0, 4096], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 99: fused %607..%617 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
+    group("fused_7ops_6922e54516", [[this.params, 34304, 36096], [this.act[207], 0, 262144], [this.act[240], 0, 4096], [this.act[244], 0, 4096], [this.act[242], 0, 262144], [this.act[256], 0, 4096], [this.act[245], 0, 262144], [this.act[258], 0, 262144], [this.step, 0, 16]]); // 100: fused %618..%628 blocks.1.think.sigmoid2.grad.square0 .. blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
+    group("fused_11ops_58d170af30", [[this.params, 33792, 36608], [this.act[236], 0, 32768], [this.act[238], 0, 32768], [this.act[254], 0, 262144], [this.act[258], 0, 262144], [this.act[251], 0, 32768], [this.act[242], 0, 262144], [this.act[259], 0, 32768], [this.step, 0, 16]]); // 101: fused %629..%641 blocks.1.think.matmul9.grad.permute0 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
+    group("fused_6ops_7d89efdd57", [[this.params, 34048, 36352], [this.act[233], 0, 262144], [this.act[239], 0, 262144], [this.act[242], 0, 262144], [this.act[259], 0, 32768], [this.act[258], 0, 262144], [this.act[254], 0, 262144], [this.step, 0, 16]]); // 102: fused %642..%649 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    group("fused_8ops_868a5830ca", [[this.params, 33280, 37120], [this.act[208], 0, 4], [this.act[221], 0, 262144], [this.act[232], 0, 262144], [this.act[239], 0, 262144], [this.act[242], 0, 262144], [this.act[233], 0, 262144], [this.act[260], 0, 262144], [this.step, 0, 16]]); // 103: fused %650..%663 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
+    group("fused_7ops_8a426222e1", [[this.params, 33024, 37376], [this.act[225], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 262144], [this.act[260], 0, 262144], [this.act[239], 0, 262144], [this.act[232], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 104: fused %664..%674 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_9ops_c4dcab3945", [[this.params, 32512, 37888], [this.act[224], 0, 262144], [this.act[226], 0, 262144], [this.act[258], 0, 262144], [this.act[221], 0, 262144], [this.act[260], 0, 262144], [this.act[230], 0, 262144], [this.act[228], 0, 262144], [this.step, 0, 16]]); // 105: fused %675..%689 blocks.1.think.gamma.value.matmul3.grad.permute0 .. blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
+    group("fused_10ops_ae98027798", [[this.params, 32000, 38400], [this.act[222], 0, 262144], [this.act[232], 0, 262144], [this.act[230], 0, 262144], [this.act[228], 0, 262144], [this.act[258], 0, 262144], [this.act[226], 0, 262144], [this.act[224], 0, 262144], [this.step, 0, 16]]); // 106: fused %690..%705 blocks.1.think.gamma.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add5 stdlib.mt:49-18
+    group("fused_6ops_fea69436eb", [[this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[220], 0, 262144], [this.act[254], 0, 262144], [this.act[224], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 107: fused %706..%713 blocks.1.think.matmul5.grad.permute0 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[219], 0, 262144], [this.act[228], 0, 262144], [this.act[224], 0, 262144], [this.step, 0, 16]]); // 108: fused %714..%714 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[224], 0, 262144], [this.act[208], 0, 4]]); // 109: %715 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8_plus", [[this.act[242], 0, 262144], [this.act[208], 0, 4], [this.act[261], 0, 4]]); // 110: %717 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_10ops_67fe7ae0a1", [[this.params, 31488, 38912], [this.act[212], 0, 262144], [this.act[215], 0, 262144], [this.act[217], 0, 262144], [this.act[232], 0, 262144], [this.act[242], 0, 262144], [this.act[224], 0, 262144], [this.act[228], 0, 262144], [this.step, 0, 16]]); // 111: fused %719..%734 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_9ops_c4dcab3945", [[this.params, 30976, 39424], [this.act[211], 0, 262144], [this.act[213], 0, 262144], [this.act[230], 0, 262144], [this.act[228], 0, 262144], [this.act[217], 0, 262144], [this.act[215], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 112: fused %735..%749 blocks.1.think.delta.value.matmul3.grad.permute0 .. blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
+    group("fused_10ops_ae98027798", [[this.params, 30464, 39936], [this.act[209], 0, 262144], [this.act[224], 0, 262144], [this.act[215], 0, 262144], [this.act[212], 0, 262144], [this.act[230], 0, 262144], [this.act[213], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 113: fused %750..%765 blocks.1.think.delta.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add8 stdlib.mt:49-18
+    group("fused_1ops_e27698eeb2", [[this.params, 33536, 36864], [this.act[208], 0, 4], [this.step, 0, 16]]); // 114: fused %766..%766 blocks.1.think.clamp1.grad.inrange0 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[261], 0, 4], [this.act[208], 0, 4], [this.act[262], 0, 4]]); // 115: %767 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_5ops_0846150788", [[this.params, 30208, 40192], [this.act[205], 0, 262144], [this.act[206], 0, 4096], [this.act[189], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.act[215], 0, 262144], [this.act[244], 0, 4096], [this.step, 0, 16]]); // 116: fused %768..%774 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
+    group("fused_13ops_e3b95d0a22", [[this.act[205], 0, 262144], [this.act[206], 0, 4096], [this.act[255], 0, 262144], [this.act[215], 0, 262144], [this.act[244], 0, 4096], [this.act[211], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 117: fused %775..%787 blocks.1.attn.add1.grad.add0 .. blocks.1.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
+    group("fused_8ops_877a2c4258", [[this.params, 29696, 40704], [this.act[203], 0, 262144], [this.act[189], 0, 262144], [this.act[215], 0, 262144], [this.act[255], 0, 262144], [this.step, 0, 16]]); // 118: fused %788..%801 blocks.1.attn.o.matmul3.grad.permute0 .. blocks.1.attn.reshape15.grad.reshape0 stdlib.mt:18-145
+    group("fused_8ops_56bd61938f", [[this.act[190], 0, 262144], [this.act[201], 0, 524288], [this.act[255], 0, 262144], [this.act[203], 0, 262144], [this.act[263], 0, 524288], [this.act[264], 0, 8192], [this.step, 0, 16]]); // 119: fused %802..%809 blocks.1.attn.permute11.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:145-144
+    group("attention_dq_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[263], 0, 524288], [this.act[264], 0, 8192], [this.act[255], 0, 262144], [this.step, 0, 16]]); // 120: %810 blocks.1.attn.attention1.grad.attention0 stdlib.mt:144
+    group("attention_dk_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[263], 0, 524288], [this.act[264], 0, 8192], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 121: %811 blocks.1.attn.attention1.grad.attention1 stdlib.mt:144
+    group("attention_dv_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 8192], [this.act[263], 0, 524288], [this.act[200], 0, 524288], [this.step, 0, 16]]); // 122: %812 blocks.1.attn.attention1.grad.attention2 stdlib.mt:144
+    group("fused_8ops_ae213a8bc5", [[this.act[193], 0, 262144], [this.act[196], 0, 262144], [this.act[255], 0, 262144], [this.act[190], 0, 262144], [this.act[200], 0, 524288], [this.act[198], 0, 262144], [this.act[197], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 123: fused %814..%821 blocks.1.attn.matmul5.grad.permute0 .. blocks.1.attn.reshape11.grad.reshape0 stdlib.mt:143-139
+    group("fused_7ops_9b96cdcbe9", [[this.params, 29440, 40960], [this.act[203], 0, 262144], [this.act[198], 0, 262144], [this.act[205], 0, 262144], [this.act[190], 0, 262144], [this.act[255], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 124: fused %822..%830 blocks.1.attn.permute6.grad.add0 .. blocks.1.attn.v.reshape2.grad.reshape0 stdlib.mt:139-18
+    group("fused_10ops_a7f28a6a7c", [[this.params, 28928, 41472], [this.act[194], 0, 262144], [this.act[197], 0, 262144], [this.act[196], 0, 262144], [this.act[205], 0, 262144], [this.act[198], 0, 262144], [this.act[203], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 125: fused %831..%846 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.k.reshape2.grad.reshape0 stdlib.mt:18
+    group("fused_8ops_8245ad1144", [[this.params, 28672, 41728], [this.act[191], 0, 262144], [this.act[190], 0, 262144], [this.act[198], 0, 262144], [this.act[193], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 126: fused %847..%858 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.q.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_10ops_9c5ce4be3e", [[this.params, 27904, 42496], [this.act[186], 0, 262144], [this.act[187], 0, 262144], [this.act[197], 0, 262144], [this.act[194], 0, 262144], [this.act[193], 0, 262144], [this.act[198], 0, 262144], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 127: fused %859..%874 blocks.1.attn.q.matmul3.grad.permute0 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("fused_18ops_0c2364d5d7", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[211], 0, 262144], [this.act[198], 0, 262144], [this.act[197], 0, 262144], [this.act[187], 0, 262144], [this.act[244], 0, 4096], [this.step, 0, 16]]); // 128: fused %877..%894 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[181], 0, 4096], [this.act[182], 0, 4096], [this.act[183], 0, 262144], [this.act[187], 0, 262144], [this.act[198], 0, 262144], [this.act[185], 0, 4096], [this.act[211], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 129: fused %895..%899 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_7ops_6922e54516", [[this.params, 27392, 43008], [this.act[148], 0, 262144], [this.act[182], 0, 4096], [this.act[244], 0, 4096], [this.act[175], 0, 262144], [this.act[206], 0, 4096], [this.act[187], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 130: fused %900..%910 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
+    group("fused_7ops_6922e54516", [[this.params, 26880, 43520], [this.act[148], 0, 262144], [this.act[181], 0, 4096], [this.act[185], 0, 4096], [this.act[183], 0, 262144], [this.act[244], 0, 4096], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 131: fused %911..%921 blocks.0.think.sigmoid2.grad.square0 .. blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
+    group("fused_11ops_58d170af30", [[this.params, 26368, 44032], [this.act[177], 0, 32768], [this.act[179], 0, 32768], [this.act[198], 0, 262144], [this.act[180], 0, 262144], [this.act[238], 0, 32768], [this.act[183], 0, 262144], [this.act[236], 0, 32768], [this.step, 0, 16]]); // 132: fused %922..%934 blocks.0.think.matmul9.grad.permute0 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
+    group("fused_6ops_7d89efdd57", [[this.params, 26624, 43776], [this.act[174], 0, 262144], [this.act[211], 0, 262144], [this.act[183], 0, 262144], [this.act[236], 0, 32768], [this.act[180], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 133: fused %935..%942 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    group("fused_8ops_868a5830ca", [[this.params, 25856, 44544], [this.act[149], 0, 4], [this.act[162], 0, 262144], [this.act[173], 0, 262144], [this.act[211], 0, 262144], [this.act[183], 0, 262144], [this.act[174], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 134: fused %943..%956 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
+    group("fused_7ops_8a426222e1", [[this.params, 25600, 44800], [this.act[166], 0, 262144], [this.act[169], 0, 262144], [this.act[171], 0, 262144], [this.act[186], 0, 262144], [this.act[211], 0, 262144], [this.act[173], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 135: fused %957..%967 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_9ops_c4dcab3945", [[this.params, 25088, 45312], [this.act[165], 0, 262144], [this.act[167], 0, 262144], [this.act[180], 0, 262144], [this.act[162], 0, 262144], [this.act[186], 0, 262144], [this.act[171], 0, 262144], [this.act[169], 0, 262144], [this.step, 0, 16]]); // 136: fused %968..%982 blocks.0.think.gamma.value.matmul3.grad.permute0 .. blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
+    group("fused_10ops_ae98027798", [[this.params, 24576, 45824], [this.act[163], 0, 262144], [this.act[173], 0, 262144], [this.act[171], 0, 262144], [this.act[169], 0, 262144], [this.act[180], 0, 262144], [this.act[167], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 137: fused %983..%998 blocks.0.think.gamma.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add5 stdlib.mt:49-18
+    group("fused_6ops_fea69436eb", [[this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[161], 0, 262144], [this.act[198], 0, 262144], [this.act[165], 0, 262144], [this.act[169], 0, 262144], [this.act[171], 0, 262144], [this.act[173], 0, 262144], [this.step, 0, 16]]); // 138: fused %999..%1006 blocks.0.think.matmul5.grad.permute0 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[160], 0, 262144], [this.act[169], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 139: fused %1007..%1007 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[165], 0, 262144], [this.act[149], 0, 4]]); // 140: %1008 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8_plus", [[this.act[183], 0, 262144], [this.act[149], 0, 4], [this.act[208], 0, 4]]); // 141: %1010 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_10ops_67fe7ae0a1", [[this.params, 24064, 46336], [this.act[153], 0, 262144], [this.act[156], 0, 262144], [this.act[158], 0, 262144], [this.act[173], 0, 262144], [this.act[183], 0, 262144], [this.act[165], 0, 262144], [this.act[169], 0, 262144], [this.step, 0, 16]]); // 142: fused %1012..%1027 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_9ops_c4dcab3945", [[this.params, 23552, 46848], [this.act[152], 0, 262144], [this.act[154], 0, 262144], [this.act[171], 0, 262144], [this.act[169], 0, 262144], [this.act[158], 0, 262144], [this.act[156], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 143: fused %1028..%1042 blocks.0.think.delta.value.matmul3.grad.permute0 .. blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
+    group("fused_10ops_ae98027798", [[this.params, 23040, 47360], [this.act[150], 0, 262144], [this.act[165], 0, 262144], [this.act[156], 0, 262144], [this.act[153], 0, 262144], [this.act[171], 0, 262144], [this.act[154], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 144: fused %1043..%1058 blocks.0.think.delta.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add8 stdlib.mt:49-18
+    group("fused_1ops_e27698eeb2", [[this.params, 26112, 44288], [this.act[149], 0, 4], [this.step, 0, 16]]); // 145: fused %1059..%1059 blocks.0.think.clamp1.grad.inrange0 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[208], 0, 4], [this.act[149], 0, 4], [this.act[261], 0, 4]]); // 146: %1060 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_5ops_0846150788", [[this.params, 22784, 47616], [this.act[146], 0, 262144], [this.act[147], 0, 4096], [this.act[130], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[156], 0, 262144], [this.act[185], 0, 4096], [this.step, 0, 16]]); // 147: fused %1061..%1067 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
+    group("fused_13ops_e3b95d0a22", [[this.act[146], 0, 262144], [this.act[147], 0, 4096], [this.act[197], 0, 262144], [this.act[156], 0, 262144], [this.act[185], 0, 4096], [this.act[152], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 148: fused %1068..%1080 blocks.0.attn.add1.grad.add0 .. blocks.0.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
+    group("fused_8ops_877a2c4258", [[this.params, 22272, 48128], [this.act[144], 0, 262144], [this.act[130], 0, 262144], [this.act[156], 0, 262144], [this.act[197], 0, 262144], [this.step, 0, 16]]); // 149: fused %1081..%1094 blocks.0.attn.o.matmul3.grad.permute0 .. blocks.0.attn.reshape15.grad.reshape0 stdlib.mt:18-145
+    group("fused_8ops_56bd61938f", [[this.act[131], 0, 262144], [this.act[142], 0, 524288], [this.act[197], 0, 262144], [this.act[144], 0, 262144], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.step, 0, 16]]); // 150: fused %1095..%1102 blocks.0.attn.permute11.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:145-144
+    group("attention_dq_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[197], 0, 262144], [this.step, 0, 16]]); // 151: %1103 blocks.0.attn.attention1.grad.attention0 stdlib.mt:144
+    group("attention_dk_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 152: %1104 blocks.0.attn.attention1.grad.attention1 stdlib.mt:144
+    group("attention_dv_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 8192], [this.act[200], 0, 524288], [this.act[141], 0, 524288], [this.step, 0, 16]]); // 153: %1105 blocks.0.attn.attention1.grad.attention2 stdlib.mt:144
+    group("fused_8ops_ae213a8bc5", [[this.act[134], 0, 262144], [this.act[137], 0, 262144], [this.act[197], 0, 262144], [this.act[131], 0, 262144], [this.act[141], 0, 524288], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 154: fused %1107..%1114 blocks.0.attn.matmul5.grad.permute0 .. blocks.0.attn.reshape11.grad.reshape0 stdlib.mt:143-139
+    group("fused_7ops_9b96cdcbe9", [[this.params, 22016, 48384], [this.act[144], 0, 262144], [this.act[139], 0, 262144], [this.act[146], 0, 262144], [this.act[131], 0, 262144], [this.act[197], 0, 262144], [this.act[137], 0, 262144], [this.step, 0, 16]]); // 155: fused %1115..%1123 blocks.0.attn.permute6.grad.add0 .. blocks.0.attn.v.reshape2.grad.reshape0 stdlib.mt:139-18
+    group("fused_10ops_a7f28a6a7c", [[this.params, 21504, 48896], [this.act[135], 0, 262144], [this.act[138], 0, 262144], [this.act[137], 0, 262144], [this.act[146], 0, 262144], [this.act[139], 0, 262144], [this.act[144], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 156: fused %1124..%1139 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.k.reshape2.grad.reshape0 stdlib.mt:18
+    group("fused_8ops_8245ad1144", [[this.params, 21248, 49152], [this.act[132], 0, 262144], [this.act[131], 0, 262144], [this.act[139], 0, 262144], [this.act[134], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 157: fused %1140..%1151 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.q.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_10ops_9c5ce4be3e", [[this.params, 20480, 49920], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.act[138], 0, 262144], [this.act[135], 0, 262144], [this.act[134], 0, 262144], [this.act[139], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 158: fused %1152..%1167 blocks.0.attn.q.matmul3.grad.permute0 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("fused_18ops_d414ff6507", [[this.act[121], 0, 262144], [this.act[116], 0, 262144], [this.act[126], 0, 4096], [this.act[152], 0, 262144], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.act[128], 0, 262144], [this.act[185], 0, 4096], [this.step, 0, 16]]); // 159: fused %1170..%1187 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[122], 0, 4096], [this.act[123], 0, 4096], [this.act[124], 0, 262144], [this.act[128], 0, 262144], [this.act[139], 0, 262144], [this.act[126], 0, 4096], [this.act[152], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 160: fused %1188..%1192 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[123], 0, 4096], [this.act[185], 0, 4096], [this.act[147], 0, 4096], [this.step, 0, 16]]); // 161: fused %1193..%1195 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[147], 0, 4096], [this.act[149], 0, 4]]); // 162: %1196 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1_plus", [[this.act[257], 0, 4096], [this.act[149], 0, 4], [this.grads, 35072, 4]]); // 163: %1198 param61.grad.add0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[89], 0, 262144], [this.act[147], 0, 4096], [this.act[128], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 164: fused %1199..%1200 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[124], 0, 262144], [this.act[265], 0, 256]]); // 165: %1201 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    group("sum_a01_16x64x8x8_plus", [[this.act[243], 0, 262144], [this.act[265], 0, 256], [this.grads, 34816, 256]]); // 166: %1204 param60.grad.add0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 34816, 35584], [this.act[122], 0, 4096], [this.act[126], 0, 4096], [this.act[121], 0, 262144], [this.act[128], 0, 262144], [this.act[243], 0, 262144], [this.act[147], 0, 4096], [this.step, 0, 16]]); // 167: fused %1203..%1208 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[147], 0, 4096], [this.act[149], 0, 4]]); // 168: %1209 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    group("sum_a0123_16x64x1x1_plus", [[this.act[256], 0, 4096], [this.act[149], 0, 4], [this.grads, 34560, 4]]); // 169: %1211 param59.grad.add0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[89], 0, 262144], [this.act[147], 0, 4096], [this.act[128], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 170: fused %1212..%1213 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[121], 0, 262144], [this.act[265], 0, 256]]); // 171: %1214 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    group("sum_a01_16x64x8x8_plus", [[this.act[245], 0, 262144], [this.act[265], 0, 256], [this.grads, 34304, 256]]); // 172: %1217 param58.grad.add0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 36096], [this.act[120], 0, 32768], [this.act[139], 0, 262144], [this.act[243], 0, 262144], [this.act[128], 0, 262144], [this.act[245], 0, 262144], [this.act[179], 0, 32768], [this.step, 0, 16]]); // 173: fused %1216..%1220 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_6ops_d9a0857268", [[this.params, 33792, 36608], [this.act[118], 0, 32768], [this.act[139], 0, 262144], [this.act[120], 0, 32768], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 174: fused %1221..%1226 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[119], 0, 262144], [this.act[120], 0, 32768], [this.act[266], 0, 32]]); // 175: %1228 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[237], 0, 262144], [this.act[251], 0, 32768], [this.act[266], 0, 32], [this.grads, 33792, 32]]); // 176: %1229 param56.grad.add0 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 34048, 36352], [this.act[245], 0, 262144], [this.act[179], 0, 32768], [this.act[128], 0, 262144], [this.act[237], 0, 262144], [this.act[251], 0, 32768], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 177: fused %1231..%1234 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[117], 0, 262144], [this.act[251], 0, 32768], [this.act[266], 0, 32]]); // 178: %1236 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[235], 0, 262144], [this.act[259], 0, 32768], [this.act[266], 0, 32], [this.grads, 34048, 32]]); // 179: %1237 param57.grad.add0 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[103], 0, 262144], [this.act[115], 0, 262144], [this.act[152], 0, 262144], [this.act[237], 0, 262144], [this.act[119], 0, 262144], [this.act[235], 0, 262144], [this.act[117], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 180: fused %1239..%1243 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_5ops_6fdf2eeea6", [[this.params, 33280, 37120], [this.act[90], 0, 4], [this.act[114], 0, 262144], [this.act[128], 0, 262144], [this.act[119], 0, 262144], [this.act[237], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 181: fused %1246..%1252 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[113], 0, 262144], [this.act[237], 0, 262144], [this.act[265], 0, 256]]); // 182: %1254 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[231], 0, 262144], [this.act[233], 0, 262144], [this.act[265], 0, 256], [this.grads, 33280, 256]]); // 183: %1255 param54.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[112], 0, 262144], [this.act[152], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 184: fused %1257..%1258 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[233], 0, 262144], [this.act[111], 0, 262144], [this.act[265], 0, 256]]); // 185: %1261 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[239], 0, 262144], [this.act[229], 0, 262144], [this.act[265], 0, 256], [this.grads, 33024, 256]]); // 186: %1265 param53.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 32768, 37632], [this.act[107], 0, 262144], [this.act[110], 0, 262144], [this.act[233], 0, 262144], [this.act[229], 0, 262144], [this.act[239], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 187: fused %1263..%1270 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[109], 0, 262144], [this.act[239], 0, 262144], [this.act[265], 0, 256]]); // 188: %1272 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[227], 0, 262144], [this.act[221], 0, 262144], [this.act[265], 0, 256], [this.grads, 32768, 256]]); // 189: %1273 param52.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[108], 0, 262144], [this.act[111], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 190: fused %1275..%1276 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[221], 0, 262144], [this.act[89], 0, 262144], [this.act[265], 0, 256]]); // 191: %1279 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[260], 0, 262144], [this.act[207], 0, 262144], [this.act[265], 0, 256], [this.grads, 32512, 256]]); // 192: %1283 param51.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 32256, 38144], [this.act[106], 0, 262144], [this.act[235], 0, 262144], [this.act[229], 0, 262144], [this.act[221], 0, 262144], [this.act[260], 0, 262144], [this.act[111], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 193: fused %1281..%1289 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[105], 0, 262144], [this.act[111], 0, 262144], [this.act[265], 0, 256]]); // 194: %1291 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[223], 0, 262144], [this.act[258], 0, 262144], [this.act[265], 0, 256], [this.grads, 32256, 256]]); // 195: %1292 param50.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[104], 0, 262144], [this.act[108], 0, 262144], [this.act[258], 0, 262144], [this.step, 0, 16]]); // 196: fused %1294..%1295 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[258], 0, 262144], [this.act[89], 0, 262144], [this.act[265], 0, 256]]); // 197: %1298 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[226], 0, 262144], [this.act[207], 0, 262144], [this.act[265], 0, 256], [this.grads, 32000, 256]]); // 198: %1302 param49.grad.add0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 32000, 38400], [this.act[89], 0, 262144], [this.act[117], 0, 262144], [this.act[260], 0, 262144], [this.act[258], 0, 262144], [this.act[226], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 199: fused %1300..%1305 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[90], 0, 4], [this.act[102], 0, 262144], [this.act[117], 0, 262144], [this.act[226], 0, 262144], [this.act[108], 0, 262144], [this.act[258], 0, 262144], [this.act[260], 0, 262144], [this.step, 0, 16]]); // 200: fused %1306..%1311 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[101], 0, 262144], [this.act[108], 0, 262144], [this.act[226], 0, 262144], [this.step, 0, 16]]); // 201: fused %1312..%1312 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[226], 0, 262144], [this.act[90], 0, 4]]); // 202: %1313 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8_plus", [[this.act[119], 0, 262144], [this.act[90], 0, 4], [this.act[149], 0, 4]]); // 203: %1315 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[100], 0, 262144], [this.act[260], 0, 262144], [this.act[265], 0, 256]]); // 204: %1320 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[218], 0, 262144], [this.act[232], 0, 262144], [this.act[265], 0, 256], [this.grads, 31744, 256]]); // 205: %1321 param48.grad.add0 stdlib.mt:18
+    group("fused_5ops_13b4fad483", [[this.params, 31744, 38656], [this.act[99], 0, 262144], [this.act[260], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 206: fused %1317..%1324 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[232], 0, 262144], [this.act[98], 0, 262144], [this.act[265], 0, 256]]); // 207: %1327 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[242], 0, 262144], [this.act[216], 0, 262144], [this.act[265], 0, 256], [this.grads, 31488, 256]]); // 208: %1331 param47.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 31232, 39168], [this.act[94], 0, 262144], [this.act[97], 0, 262144], [this.act[232], 0, 262144], [this.act[216], 0, 262144], [this.act[242], 0, 262144], [this.act[98], 0, 262144], [this.step, 0, 16]]); // 209: fused %1329..%1336 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[96], 0, 262144], [this.act[242], 0, 262144], [this.act[265], 0, 256]]); // 210: %1338 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[214], 0, 262144], [this.act[228], 0, 262144], [this.act[265], 0, 256], [this.grads, 31232, 256]]); // 211: %1339 param46.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[95], 0, 262144], [this.act[98], 0, 262144], [this.act[228], 0, 262144], [this.step, 0, 16]]); // 212: fused %1341..%1342 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[228], 0, 262144], [this.act[89], 0, 262144], [this.act[265], 0, 256]]); // 213: %1345 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[217], 0, 262144], [this.act[207], 0, 262144], [this.act[265], 0, 256], [this.grads, 30976, 256]]); // 214: %1349 param45.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 30720, 39680], [this.act[93], 0, 262144], [this.act[258], 0, 262144], [this.act[216], 0, 262144], [this.act[228], 0, 262144], [this.act[217], 0, 262144], [this.act[98], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 215: fused %1347..%1355 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[92], 0, 262144], [this.act[98], 0, 262144], [this.act[265], 0, 256]]); // 216: %1357 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[210], 0, 262144], [this.act[230], 0, 262144], [this.act[265], 0, 256], [this.grads, 30720, 256]]); // 217: %1358 param44.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[91], 0, 262144], [this.act[95], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 218: fused %1360..%1361 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[230], 0, 262144], [this.act[89], 0, 262144], [this.act[265], 0, 256]]); // 219: %1364 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[213], 0, 262144], [this.act[207], 0, 262144], [this.act[265], 0, 256], [this.grads, 30464, 256]]); // 220: %1368 param43.grad.add0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 39936], [this.act[217], 0, 262144], [this.act[230], 0, 262144], [this.act[207], 0, 262144], [this.act[90], 0, 4], [this.step, 0, 16]]); // 221: fused %1366..%1370 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[149], 0, 4], [this.act[90], 0, 4], [this.act[208], 0, 4]]); // 222: %1371 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[262], 0, 4], [this.act[208], 0, 4], [this.grads, 33536, 4]]); // 223: %1372 param55.grad.add0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 30208, 40192], [this.act[71], 0, 262144], [this.act[207], 0, 262144], [this.act[230], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 224: fused %1373..%1374 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[217], 0, 262144], [this.act[265], 0, 256]]); // 225: %1375 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[212], 0, 262144], [this.act[265], 0, 256], [this.grads, 30208, 256]]); // 226: %1377 param42.grad.add0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 40448], [this.act[87], 0, 262144], [this.act[88], 0, 4096], [this.act[138], 0, 262144], [this.act[230], 0, 262144], [this.act[212], 0, 262144], [this.act[217], 0, 262144], [this.act[207], 0, 262144], [this.step, 0, 16]]); // 227: fused %1378..%1395 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[86], 0, 262144], [this.act[217], 0, 262144], [this.act[265], 0, 256]]); // 228: %1397 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[204], 0, 262144], [this.act[189], 0, 262144], [this.act[265], 0, 256], [this.grads, 29952, 256]]); // 229: %1398 param41.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[85], 0, 262144], [this.act[207], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 230: fused %1400..%1401 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[189], 0, 262144], [this.act[84], 0, 262144], [this.act[265], 0, 256]]); // 231: %1404 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[215], 0, 262144], [this.act[202], 0, 262144], [this.act[265], 0, 256], [this.grads, 29696, 256]]); // 232: %1408 param40.grad.add0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 40704], [this.act[189], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 233: fused %1406..%1409 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-145
+    group("fused_8ops_56bd61938f", [[this.act[72], 0, 262144], [this.act[83], 0, 524288], [this.act[202], 0, 262144], [this.act[189], 0, 262144], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.step, 0, 16]]); // 234: fused %1410..%1417 blocks.1.attn.permute5.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:145-144
+    group("attention_dq_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 235: %1418 blocks.1.attn.attention0.grad.attention0 stdlib.mt:144
+    group("attention_dk_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 236: %1419 blocks.1.attn.attention0.grad.attention1 stdlib.mt:144
+    group("attention_dv_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 8192], [this.act[141], 0, 524288], [this.act[82], 0, 524288], [this.step, 0, 16]]); // 237: %1420 blocks.1.attn.attention0.grad.attention2 stdlib.mt:144
+    group("fused_8ops_ae213a8bc5", [[this.act[75], 0, 262144], [this.act[78], 0, 262144], [this.act[202], 0, 262144], [this.act[72], 0, 262144], [this.act[82], 0, 524288], [this.act[80], 0, 262144], [this.act[79], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 238: fused %1422..%1429 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:143-139
+    group("fused_6ops_38941af722", [[this.params, 29440, 40960], [this.act[189], 0, 262144], [this.act[80], 0, 262144], [this.act[215], 0, 262144], [this.act[72], 0, 262144], [this.act[202], 0, 262144], [this.act[78], 0, 262144], [this.step, 0, 16]]); // 239: fused %1430..%1435 blocks.1.attn.permute0.grad.add0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:139-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[77], 0, 262144], [this.act[202], 0, 262144], [this.act[265], 0, 256]]); // 240: %1437 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[195], 0, 262144], [this.act[255], 0, 262144], [this.act[265], 0, 256], [this.grads, 29440, 256]]); // 241: %1438 param39.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[76], 0, 262144], [this.act[78], 0, 262144], [this.act[255], 0, 262144], [this.step, 0, 16]]); // 242: fused %1440..%1441 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[255], 0, 262144], [this.act[66], 0, 262144], [this.act[265], 0, 256]]); // 243: %1444 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[205], 0, 262144], [this.act[184], 0, 262144], [this.act[265], 0, 256], [this.grads, 29184, 256]]); // 244: %1448 param38.grad.add0 stdlib.mt:18
+    group("fused_7ops_876ba481f6", [[this.params, 28928, 41472], [this.act[79], 0, 262144], [this.act[255], 0, 262144], [this.act[205], 0, 262144], [this.act[78], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 245: fused %1446..%1453 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[74], 0, 262144], [this.act[78], 0, 262144], [this.act[265], 0, 256]]); // 246: %1455 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[192], 0, 262144], [this.act[203], 0, 262144], [this.act[265], 0, 256], [this.grads, 28928, 256]]); // 247: %1456 param37.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[73], 0, 262144], [this.act[76], 0, 262144], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 248: fused %1458..%1459 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[203], 0, 262144], [this.act[66], 0, 262144], [this.act[265], 0, 256]]); // 249: %1462 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[196], 0, 262144], [this.act[184], 0, 262144], [this.act[265], 0, 256], [this.grads, 28672, 256]]); // 250: %1466 param36.grad.add0 stdlib.mt:18
+    group("fused_8ops_b762012805", [[this.params, 28416, 41984], [this.act[72], 0, 262144], [this.act[205], 0, 262144], [this.act[203], 0, 262144], [this.act[196], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 251: fused %1464..%1472 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[70], 0, 262144], [this.act[76], 0, 262144], [this.act[265], 0, 256]]); // 252: %1474 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[188], 0, 262144], [this.act[194], 0, 262144], [this.act[265], 0, 256], [this.grads, 28416, 256]]); // 253: %1475 param35.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[69], 0, 262144], [this.act[73], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 254: fused %1477..%1478 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[194], 0, 262144], [this.act[66], 0, 262144], [this.act[265], 0, 256]]); // 255: %1481 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[193], 0, 262144], [this.act[184], 0, 262144], [this.act[265], 0, 256], [this.grads, 28160, 256]]); // 256: %1485 param34.grad.add0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 27904, 42496], [this.act[68], 0, 262144], [this.act[196], 0, 262144], [this.act[194], 0, 262144], [this.act[184], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 257: fused %1483..%1488 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[193], 0, 262144], [this.act[265], 0, 256]]); // 258: %1489 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[190], 0, 262144], [this.act[265], 0, 256], [this.grads, 27904, 256]]); // 259: %1491 param33.grad.add0 stdlib.mt:9
+    group("fused_18ops_99f25a92a5", [[this.act[62], 0, 262144], [this.act[57], 0, 262144], [this.act[67], 0, 4096], [this.act[212], 0, 262144], [this.act[184], 0, 262144], [this.act[190], 0, 262144], [this.act[193], 0, 262144], [this.act[88], 0, 4096], [this.step, 0, 16]]); // 260: fused %1492..%1509 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[63], 0, 4096], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.act[193], 0, 262144], [this.act[184], 0, 262144], [this.act[67], 0, 4096], [this.act[212], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 261: fused %1510..%1514 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[64], 0, 4096], [this.act[88], 0, 4096], [this.act[147], 0, 4096], [this.step, 0, 16]]); // 262: fused %1515..%1517 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[147], 0, 4096], [this.act[208], 0, 4]]); // 263: %1518 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1_plus", [[this.act[206], 0, 4096], [this.act[208], 0, 4], [this.grads, 27648, 4]]); // 264: %1520 param32.grad.add0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[30], 0, 262144], [this.act[147], 0, 4096], [this.act[193], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 265: fused %1521..%1522 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[65], 0, 262144], [this.act[265], 0, 256]]); // 266: %1523 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    group("sum_a01_16x64x8x8_plus", [[this.act[187], 0, 262144], [this.act[265], 0, 256], [this.grads, 27392, 256]]); // 267: %1526 param31.grad.add0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 27392, 43008], [this.act[63], 0, 4096], [this.act[67], 0, 4096], [this.act[57], 0, 262144], [this.act[193], 0, 262144], [this.act[187], 0, 262144], [this.act[147], 0, 4096], [this.step, 0, 16]]); // 268: fused %1525..%1530 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[147], 0, 4096], [this.act[208], 0, 4]]); // 269: %1531 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    group("sum_a0123_16x64x1x1_plus", [[this.act[244], 0, 4096], [this.act[208], 0, 4], [this.grads, 27136, 4]]); // 270: %1533 param30.grad.add0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[30], 0, 262144], [this.act[147], 0, 4096], [this.act[193], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 271: fused %1534..%1535 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[57], 0, 262144], [this.act[265], 0, 256]]); // 272: %1536 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    group("sum_a01_16x64x8x8_plus", [[this.act[175], 0, 262144], [this.act[265], 0, 256], [this.grads, 26880, 256]]); // 273: %1539 param29.grad.add0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 43520], [this.act[61], 0, 32768], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[193], 0, 262144], [this.act[175], 0, 262144], [this.act[259], 0, 32768], [this.step, 0, 16]]); // 274: fused %1538..%1542 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_6ops_d9a0857268", [[this.params, 26368, 44032], [this.act[59], 0, 32768], [this.act[184], 0, 262144], [this.act[61], 0, 32768], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 275: fused %1543..%1548 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[60], 0, 262144], [this.act[61], 0, 32768], [this.act[266], 0, 32]]); // 276: %1550 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[178], 0, 262144], [this.act[238], 0, 32768], [this.act[266], 0, 32], [this.grads, 26368, 32]]); // 277: %1551 param27.grad.add0 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 26624, 43776], [this.act[175], 0, 262144], [this.act[259], 0, 32768], [this.act[193], 0, 262144], [this.act[178], 0, 262144], [this.act[238], 0, 32768], [this.act[60], 0, 262144], [this.step, 0, 16]]); // 278: fused %1553..%1556 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[58], 0, 262144], [this.act[238], 0, 32768], [this.act[266], 0, 32]]); // 279: %1558 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[176], 0, 262144], [this.act[236], 0, 32768], [this.act[266], 0, 32], [this.grads, 26624, 32]]); // 280: %1559 param28.grad.add0 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[44], 0, 262144], [this.act[56], 0, 262144], [this.act[212], 0, 262144], [this.act[178], 0, 262144], [this.act[60], 0, 262144], [this.act[176], 0, 262144], [this.act[58], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 281: fused %1561..%1565 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_5ops_6fdf2eeea6", [[this.params, 25856, 44544], [this.act[31], 0, 4], [this.act[55], 0, 262144], [this.act[193], 0, 262144], [this.act[60], 0, 262144], [this.act[178], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 282: fused %1568..%1574 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[54], 0, 262144], [this.act[178], 0, 262144], [this.act[265], 0, 256]]); // 283: %1576 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[172], 0, 262144], [this.act[174], 0, 262144], [this.act[265], 0, 256], [this.grads, 25856, 256]]); // 284: %1577 param25.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[53], 0, 262144], [this.act[212], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 285: fused %1579..%1580 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[174], 0, 262144], [this.act[52], 0, 262144], [this.act[265], 0, 256]]); // 286: %1583 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[211], 0, 262144], [this.act[170], 0, 262144], [this.act[265], 0, 256], [this.grads, 25600, 256]]); // 287: %1587 param24.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 25344, 45056], [this.act[48], 0, 262144], [this.act[51], 0, 262144], [this.act[174], 0, 262144], [this.act[170], 0, 262144], [this.act[211], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 288: fused %1585..%1592 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[50], 0, 262144], [this.act[211], 0, 262144], [this.act[265], 0, 256]]); // 289: %1594 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[168], 0, 262144], [this.act[162], 0, 262144], [this.act[265], 0, 256], [this.grads, 25344, 256]]); // 290: %1595 param23.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[49], 0, 262144], [this.act[52], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 291: fused %1597..%1598 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[162], 0, 262144], [this.act[30], 0, 262144], [this.act[265], 0, 256]]); // 292: %1601 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[186], 0, 262144], [this.act[148], 0, 262144], [this.act[265], 0, 256], [this.grads, 25088, 256]]); // 293: %1605 param22.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 24832, 45568], [this.act[47], 0, 262144], [this.act[176], 0, 262144], [this.act[170], 0, 262144], [this.act[162], 0, 262144], [this.act[186], 0, 262144], [this.act[52], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 294: fused %1603..%1611 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[46], 0, 262144], [this.act[52], 0, 262144], [this.act[265], 0, 256]]); // 295: %1613 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[164], 0, 262144], [this.act[180], 0, 262144], [this.act[265], 0, 256], [this.grads, 24832, 256]]); // 296: %1614 param21.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[45], 0, 262144], [this.act[49], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 297: fused %1616..%1617 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[180], 0, 262144], [this.act[30], 0, 262144], [this.act[265], 0, 256]]); // 298: %1620 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[167], 0, 262144], [this.act[148], 0, 262144], [this.act[265], 0, 256], [this.grads, 24576, 256]]); // 299: %1624 param20.grad.add0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 24576, 45824], [this.act[30], 0, 262144], [this.act[58], 0, 262144], [this.act[186], 0, 262144], [this.act[180], 0, 262144], [this.act[167], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 300: fused %1622..%1627 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[31], 0, 4], [this.act[43], 0, 262144], [this.act[58], 0, 262144], [this.act[167], 0, 262144], [this.act[49], 0, 262144], [this.act[180], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 301: fused %1628..%1633 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[42], 0, 262144], [this.act[49], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 302: fused %1634..%1634 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[167], 0, 262144], [this.act[31], 0, 4]]); // 303: %1635 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8_plus", [[this.act[60], 0, 262144], [this.act[31], 0, 4], [this.act[208], 0, 4]]); // 304: %1637 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[41], 0, 262144], [this.act[186], 0, 262144], [this.act[265], 0, 256]]); // 305: %1642 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[159], 0, 262144], [this.act[173], 0, 262144], [this.act[265], 0, 256], [this.grads, 24320, 256]]); // 306: %1643 param19.grad.add0 stdlib.mt:18
+    group("fused_5ops_13b4fad483", [[this.params, 24320, 46080], [this.act[40], 0, 262144], [this.act[186], 0, 262144], [this.act[173], 0, 262144], [this.step, 0, 16]]); // 307: fused %1639..%1646 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[173], 0, 262144], [this.act[39], 0, 262144], [this.act[265], 0, 256]]); // 308: %1649 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[183], 0, 262144], [this.act[157], 0, 262144], [this.act[265], 0, 256], [this.grads, 24064, 256]]); // 309: %1653 param18.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 23808, 46592], [this.act[35], 0, 262144], [this.act[38], 0, 262144], [this.act[173], 0, 262144], [this.act[157], 0, 262144], [this.act[183], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 310: fused %1651..%1658 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[37], 0, 262144], [this.act[183], 0, 262144], [this.act[265], 0, 256]]); // 311: %1660 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[155], 0, 262144], [this.act[169], 0, 262144], [this.act[265], 0, 256], [this.grads, 23808, 256]]); // 312: %1661 param17.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[36], 0, 262144], [this.act[39], 0, 262144], [this.act[169], 0, 262144], [this.step, 0, 16]]); // 313: fused %1663..%1664 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[169], 0, 262144], [this.act[30], 0, 262144], [this.act[265], 0, 256]]); // 314: %1667 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.act[265], 0, 256], [this.grads, 23552, 256]]); // 315: %1671 param16.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 23296, 47104], [this.act[34], 0, 262144], [this.act[180], 0, 262144], [this.act[157], 0, 262144], [this.act[169], 0, 262144], [this.act[158], 0, 262144], [this.act[39], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 316: fused %1669..%1677 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[33], 0, 262144], [this.act[39], 0, 262144], [this.act[265], 0, 256]]); // 317: %1679 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[151], 0, 262144], [this.act[171], 0, 262144], [this.act[265], 0, 256], [this.grads, 23296, 256]]); // 318: %1680 param15.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[32], 0, 262144], [this.act[36], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 319: fused %1682..%1683 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[171], 0, 262144], [this.act[30], 0, 262144], [this.act[265], 0, 256]]); // 320: %1686 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[154], 0, 262144], [this.act[148], 0, 262144], [this.act[265], 0, 256], [this.grads, 23040, 256]]); // 321: %1690 param14.grad.add0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 47360], [this.act[158], 0, 262144], [this.act[171], 0, 262144], [this.act[148], 0, 262144], [this.act[31], 0, 4], [this.step, 0, 16]]); // 322: fused %1688..%1692 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[208], 0, 4], [this.act[31], 0, 4], [this.act[262], 0, 4]]); // 323: %1693 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[261], 0, 4], [this.act[262], 0, 4], [this.grads, 26112, 4]]); // 324: %1694 param26.grad.add0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 22784, 47616], [this.act[12], 0, 262144], [this.act[148], 0, 262144], [this.act[171], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 325: fused %1695..%1696 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[265], 0, 256]]); // 326: %1697 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[153], 0, 262144], [this.act[265], 0, 256], [this.grads, 22784, 256]]); // 327: %1699 param13.grad.add0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 47872], [this.act[28], 0, 262144], [this.act[29], 0, 4096], [this.act[190], 0, 262144], [this.act[171], 0, 262144], [this.act[153], 0, 262144], [this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 328: fused %1700..%1717 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[27], 0, 262144], [this.act[158], 0, 262144], [this.act[265], 0, 256]]); // 329: %1719 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[145], 0, 262144], [this.act[130], 0, 262144], [this.act[265], 0, 256], [this.grads, 22528, 256]]); // 330: %1720 param12.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[26], 0, 262144], [this.act[148], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 331: fused %1722..%1723 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[130], 0, 262144], [this.act[25], 0, 262144], [this.act[265], 0, 256]]); // 332: %1726 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[156], 0, 262144], [this.act[143], 0, 262144], [this.act[265], 0, 256], [this.grads, 22272, 256]]); // 333: %1730 param11.grad.add0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 48128], [this.act[130], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 334: fused %1728..%1731 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-145
+    group("fused_8ops_56bd61938f", [[this.act[13], 0, 262144], [this.act[24], 0, 524288], [this.act[143], 0, 262144], [this.act[130], 0, 262144], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.step, 0, 16]]); // 335: fused %1732..%1739 blocks.0.attn.permute5.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:145-144
+    group("attention_dq_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[23], 0, 524288], [this.act[22], 0, 8192], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 336: %1740 blocks.0.attn.attention0.grad.attention0 stdlib.mt:144
+    group("attention_dk_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[23], 0, 524288], [this.act[22], 0, 8192], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 337: %1741 blocks.0.attn.attention0.grad.attention1 stdlib.mt:144
+    group("attention_dv_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 8192], [this.act[82], 0, 524288], [this.act[23], 0, 524288], [this.step, 0, 16]]); // 338: %1742 blocks.0.attn.attention0.grad.attention2 stdlib.mt:144
+    group("fused_8ops_ae213a8bc5", [[this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[143], 0, 262144], [this.act[13], 0, 262144], [this.act[23], 0, 524288], [this.act[21], 0, 262144], [this.act[20], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 339: fused %1744..%1751 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:143-139
+    group("fused_6ops_38941af722", [[this.params, 22016, 48384], [this.act[130], 0, 262144], [this.act[21], 0, 262144], [this.act[156], 0, 262144], [this.act[13], 0, 262144], [this.act[143], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 340: fused %1752..%1757 blocks.0.attn.permute0.grad.add0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:139-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[18], 0, 262144], [this.act[143], 0, 262144], [this.act[265], 0, 256]]); // 341: %1759 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[136], 0, 262144], [this.act[197], 0, 262144], [this.act[265], 0, 256], [this.grads, 22016, 256]]); // 342: %1760 param10.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[17], 0, 262144], [this.act[19], 0, 262144], [this.act[197], 0, 262144], [this.step, 0, 16]]); // 343: fused %1762..%1763 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[197], 0, 262144], [this.act[9], 0, 262144], [this.act[265], 0, 256]]); // 344: %1766 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[146], 0, 262144], [this.act[125], 0, 262144], [this.act[265], 0, 256], [this.grads, 21760, 256]]); // 345: %1770 param9.grad.add0 stdlib.mt:18
+    group("fused_7ops_876ba481f6", [[this.params, 21504, 48896], [this.act[20], 0, 262144], [this.act[197], 0, 262144], [this.act[146], 0, 262144], [this.act[19], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 346: fused %1768..%1775 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[15], 0, 262144], [this.act[19], 0, 262144], [this.act[265], 0, 256]]); // 347: %1777 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[133], 0, 262144], [this.act[144], 0, 262144], [this.act[265], 0, 256], [this.grads, 21504, 256]]); // 348: %1778 param8.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[14], 0, 262144], [this.act[17], 0, 262144], [this.act[144], 0, 262144], [this.step, 0, 16]]); // 349: fused %1780..%1781 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[144], 0, 262144], [this.act[9], 0, 262144], [this.act[265], 0, 256]]); // 350: %1784 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[137], 0, 262144], [this.act[125], 0, 262144], [this.act[265], 0, 256], [this.grads, 21248, 256]]); // 351: %1788 param7.grad.add0 stdlib.mt:18
+    group("fused_8ops_b762012805", [[this.params, 20992, 49408], [this.act[13], 0, 262144], [this.act[146], 0, 262144], [this.act[144], 0, 262144], [this.act[137], 0, 262144], [this.act[17], 0, 262144], [this.act[14], 0, 262144], [this.step, 0, 16]]); // 352: fused %1786..%1794 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[11], 0, 262144], [this.act[17], 0, 262144], [this.act[265], 0, 256]]); // 353: %1796 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[129], 0, 262144], [this.act[135], 0, 262144], [this.act[265], 0, 256], [this.grads, 20992, 256]]); // 354: %1797 param6.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[10], 0, 262144], [this.act[14], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 355: fused %1799..%1800 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[135], 0, 262144], [this.act[9], 0, 262144], [this.act[265], 0, 256]]); // 356: %1803 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[134], 0, 262144], [this.act[125], 0, 262144], [this.act[265], 0, 256], [this.grads, 20736, 256]]); // 357: %1807 param5.grad.add0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[137], 0, 262144], [this.act[135], 0, 262144], [this.act[125], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 358: fused %1805..%1810 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[134], 0, 262144], [this.act[265], 0, 256]]); // 359: %1811 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[131], 0, 262144], [this.act[265], 0, 256], [this.grads, 20480, 256]]); // 360: %1813 param4.grad.add0 stdlib.mt:9
+    group("fused_15ops_b9fd1c7832", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[153], 0, 262144], [this.act[125], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 361: fused %1814..%1828 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    group("sum_a0_16x64x8x8", [[this.act[131], 0, 262144], [this.act[3], 0, 16384]]); // 362: %1829 embed.add0.grad.sum0 stdlib.mt:96
+    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[267], 0, 2048]]); // 363: %1832 embed.matmul1.grad.permute0 stdlib.mt:96
+    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 364: fused %1831..%1831 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[267], 0, 2048], [this.act[1], 0, 2048]]); // 365: %1833 embed.matmul1.grad.matmul0 stdlib.mt:96
+    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[267], 0, 2048]]); // 366: %1834 embed.matmul1.grad.permute1 stdlib.mt:96
+    group("matmul_64x1x8_64x8x8", [[this.act[267], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 367: %1835 embed.matmul1.grad.matmul1 stdlib.mt:96
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 368: %1841 embed.slice1.grad.pad0 stdlib.mt:95
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 369: %1843 embed.slice0.grad.pad0 stdlib.mt:94
+    group("fused_5ops_a742fd6ece", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[131], 0, 262144], [this.act[236], 0, 32768], [this.act[238], 0, 32768], [this.step, 0, 16]]); // 370: fused %1836..%1844 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[238], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 371: %1845 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[236], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 372: %1847 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 373: gradient norm, partial sums
+    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 374: gradient norm
+    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 375: AdamW update
+    this.outputs = { loss: [this.act[249], 0, 4], logits: [this.act[248], 0, 1048576], observations: { ["residual"]: [[this.act[116], 0, 262144], [this.act[234], 0, 262144]] } };
   }
 
   run(pass: GPUComputePassEncoder, kernel: string, group: number, x: number, y: number, z: number) {
@@ -1158,525 +978,383 @@ export class Program {
     this.run(pass, "affine_s0p1_b0_64x8x8", 3, 16, 1, 1); // %78 embed.affine0 stdlib.mt:96
     this.run(pass, "fused_12ops_065473a28e", 4, 16, 1, 1); // fused %68..%85 embed.gather0 .. blocks.0.attn.norm.mul1 stdlib.mt:92-9
     this.run(pass, "fused_7ops_cd35b2c901", 5, 16, 1, 1); // fused %86..%92 blocks.0.attn.norm.mul2 .. blocks.0.attn.reshape0 stdlib.mt:9-135
-    this.run(pass, "permute_02134_16x64x2x4x8", 6, 256, 1, 1); // %93 blocks.0.attn.permute0 stdlib.mt:135
-    this.run(pass, "fused_6ops_ce912df11f", 7, 16, 1, 1); // fused %94..%99 blocks.0.attn.k.matmul0 .. blocks.0.attn.reshape1 stdlib.mt:18-136
-    this.run(pass, "permute_02134_16x64x2x4x8", 8, 256, 1, 1); // %100 blocks.0.attn.permute1 stdlib.mt:136
-    this.run(pass, "fused_6ops_ce912df11f", 9, 16, 1, 1); // fused %101..%106 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-137
-    this.run(pass, "permute_02134_16x64x2x4x8", 10, 256, 1, 1); // %107 blocks.0.attn.permute2 stdlib.mt:137
-    this.run(pass, "attention_lse_s0p5_16x2x64x32_16x2x64x32", 11, 32, 1, 1); // %110 blocks.0.attn.attention_lse0 stdlib.mt:142
-    this.run(pass, "fused_3ops_6b14c4297f", 12, 16, 1, 1); // fused %111..%113 blocks.0.attn.permute4 .. blocks.0.attn.reshape5 stdlib.mt:143
-    this.run(pass, "attention_out_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 13, 32, 1, 1); // %114 blocks.0.attn.attention0 stdlib.mt:144
-    this.run(pass, "fused_1ops_ec96f2a3d7", 14, 16, 1, 1); // fused %116..%116 blocks.0.attn.matmul3 .. blocks.0.attn.matmul3 stdlib.mt:145
-    this.run(pass, "permute_02134_16x2x64x4x8", 15, 256, 1, 1); // %117 blocks.0.attn.permute5 stdlib.mt:145
-    this.run(pass, "fused_12ops_b7966a1550", 16, 16, 1, 1); // fused %119..%130 blocks.0.attn.o.matmul0 .. blocks.0.think.norm.mul1 stdlib.mt:18-9
-    this.run(pass, "fused_8ops_06347b5d25", 17, 16, 1, 1); // fused %131..%139 blocks.0.think.norm.mul2 .. blocks.0.think.delta.silu0 stdlib.mt:9-49
-    this.run(pass, "fused_7ops_ee40cdc73e", 18, 16, 1, 1); // fused %140..%146 blocks.0.think.delta.value.matmul0 .. blocks.0.think.delta.up.matmul0 stdlib.mt:18
-    this.run(pass, "fused_7ops_bf8d30ec7b", 19, 16, 1, 1); // fused %147..%153 blocks.0.think.delta.up.silu0 .. blocks.0.think.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_9ops_1af355a33f", 20, 16, 1, 1); // fused %154..%162 blocks.0.think.gamma.gate.matmul0 .. blocks.0.think.gamma.value.reshape0 stdlib.mt:18
-    this.run(pass, "fused_8ops_0b15384372", 21, 16, 1, 1); // fused %163..%170 blocks.0.think.gamma.value.matmul1 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:18
-    this.run(pass, "fused_4ops_639c0eaebe", 22, 16, 1, 1); // fused %171..%174 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 23, 16, 1, 1); // fused %175..%185 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 24, 16, 1, 1); // fused %186..%191 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_d0480892e7", 25, 16, 1, 1); // fused %192..%201 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 26, 16, 1, 1); // fused %202..%208 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-135
-    this.run(pass, "permute_02134_16x64x2x4x8", 27, 256, 1, 1); // %209 blocks.1.attn.permute0 stdlib.mt:135
-    this.run(pass, "fused_6ops_ce912df11f", 28, 16, 1, 1); // fused %210..%215 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-136
-    this.run(pass, "permute_02134_16x64x2x4x8", 29, 256, 1, 1); // %216 blocks.1.attn.permute1 stdlib.mt:136
-    this.run(pass, "fused_6ops_ce912df11f", 30, 16, 1, 1); // fused %217..%222 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-137
-    this.run(pass, "permute_02134_16x64x2x4x8", 31, 256, 1, 1); // %223 blocks.1.attn.permute2 stdlib.mt:137
-    this.run(pass, "attention_lse_s0p5_16x2x64x32_16x2x64x32", 32, 32, 1, 1); // %226 blocks.1.attn.attention_lse0 stdlib.mt:142
-    this.run(pass, "fused_3ops_6b14c4297f", 33, 16, 1, 1); // fused %227..%229 blocks.1.attn.permute4 .. blocks.1.attn.reshape5 stdlib.mt:143
-    this.run(pass, "attention_out_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 34, 32, 1, 1); // %230 blocks.1.attn.attention0 stdlib.mt:144
-    this.run(pass, "fused_1ops_ec96f2a3d7", 35, 16, 1, 1); // fused %232..%232 blocks.1.attn.matmul3 .. blocks.1.attn.matmul3 stdlib.mt:145
-    this.run(pass, "permute_02134_16x2x64x4x8", 36, 256, 1, 1); // %233 blocks.1.attn.permute5 stdlib.mt:145
-    this.run(pass, "fused_12ops_b7966a1550", 37, 16, 1, 1); // fused %235..%246 blocks.1.attn.o.matmul0 .. blocks.1.think.norm.mul1 stdlib.mt:18-9
-    this.run(pass, "fused_8ops_06347b5d25", 38, 16, 1, 1); // fused %247..%255 blocks.1.think.norm.mul2 .. blocks.1.think.delta.silu0 stdlib.mt:9-49
-    this.run(pass, "fused_7ops_ee40cdc73e", 39, 16, 1, 1); // fused %256..%262 blocks.1.think.delta.value.matmul0 .. blocks.1.think.delta.up.matmul0 stdlib.mt:18
-    this.run(pass, "fused_7ops_bf8d30ec7b", 40, 16, 1, 1); // fused %263..%269 blocks.1.think.delta.up.silu0 .. blocks.1.think.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_9ops_1af355a33f", 41, 16, 1, 1); // fused %270..%278 blocks.1.think.gamma.gate.matmul0 .. blocks.1.think.gamma.value.reshape0 stdlib.mt:18
-    this.run(pass, "fused_8ops_0b15384372", 42, 16, 1, 1); // fused %279..%286 blocks.1.think.gamma.value.matmul1 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:18
-    this.run(pass, "fused_4ops_639c0eaebe", 43, 16, 1, 1); // fused %287..%290 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 44, 16, 1, 1); // fused %291..%301 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 45, 16, 1, 1); // fused %302..%307 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_438c595591", 46, 16, 1, 1); // fused %308..%317 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 47, 16, 1, 1); // fused %318..%324 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape8 stdlib.mt:9-135
-    this.run(pass, "permute_02134_16x64x2x4x8", 48, 256, 1, 1); // %325 blocks.0.attn.permute6 stdlib.mt:135
-    this.run(pass, "fused_6ops_ce912df11f", 49, 16, 1, 1); // fused %326..%331 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape9 stdlib.mt:18-136
-    this.run(pass, "permute_02134_16x64x2x4x8", 50, 256, 1, 1); // %332 blocks.0.attn.permute7 stdlib.mt:136
-    this.run(pass, "fused_6ops_ce912df11f", 51, 16, 1, 1); // fused %333..%338 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape10 stdlib.mt:18-137
-    this.run(pass, "permute_02134_16x64x2x4x8", 52, 256, 1, 1); // %339 blocks.0.attn.permute8 stdlib.mt:137
-    this.run(pass, "attention_lse_s0p5_16x2x64x32_16x2x64x32", 53, 32, 1, 1); // %342 blocks.0.attn.attention_lse1 stdlib.mt:142
-    this.run(pass, "fused_3ops_6b14c4297f", 54, 16, 1, 1); // fused %343..%345 blocks.0.attn.permute10 .. blocks.0.attn.reshape13 stdlib.mt:143
-    this.run(pass, "attention_out_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 55, 32, 1, 1); // %346 blocks.0.attn.attention1 stdlib.mt:144
-    this.run(pass, "fused_1ops_ec96f2a3d7", 56, 16, 1, 1); // fused %348..%348 blocks.0.attn.matmul7 .. blocks.0.attn.matmul7 stdlib.mt:145
-    this.run(pass, "permute_02134_16x2x64x4x8", 57, 256, 1, 1); // %349 blocks.0.attn.permute11 stdlib.mt:145
-    this.run(pass, "fused_12ops_b7966a1550", 58, 16, 1, 1); // fused %351..%362 blocks.0.attn.o.matmul2 .. blocks.0.think.norm.mul4 stdlib.mt:18-9
-    this.run(pass, "fused_8ops_06347b5d25", 59, 16, 1, 1); // fused %363..%371 blocks.0.think.norm.mul5 .. blocks.0.think.delta.silu1 stdlib.mt:9-49
-    this.run(pass, "fused_7ops_ee40cdc73e", 60, 16, 1, 1); // fused %372..%378 blocks.0.think.delta.value.matmul2 .. blocks.0.think.delta.up.matmul2 stdlib.mt:18
-    this.run(pass, "fused_7ops_bf8d30ec7b", 61, 16, 1, 1); // fused %379..%385 blocks.0.think.delta.up.silu1 .. blocks.0.think.matmul5 stdlib.mt:18-69
-    this.run(pass, "fused_9ops_1af355a33f", 62, 16, 1, 1); // fused %386..%394 blocks.0.think.gamma.gate.matmul2 .. blocks.0.think.gamma.value.reshape2 stdlib.mt:18
-    this.run(pass, "fused_8ops_0b15384372", 63, 16, 1, 1); // fused %395..%402 blocks.0.think.gamma.value.matmul3 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:18
-    this.run(pass, "fused_4ops_639c0eaebe", 64, 16, 1, 1); // fused %403..%406 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 65, 16, 1, 1); // fused %407..%417 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 66, 16, 1, 1); // fused %418..%423 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_be340e8fa4", 67, 16, 1, 1); // fused %424..%433 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 68, 16, 1, 1); // fused %434..%440 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape8 stdlib.mt:9-135
-    this.run(pass, "permute_02134_16x64x2x4x8", 69, 256, 1, 1); // %441 blocks.1.attn.permute6 stdlib.mt:135
-    this.run(pass, "fused_6ops_ce912df11f", 70, 16, 1, 1); // fused %442..%447 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape9 stdlib.mt:18-136
-    this.run(pass, "permute_02134_16x64x2x4x8", 71, 256, 1, 1); // %448 blocks.1.attn.permute7 stdlib.mt:136
-    this.run(pass, "fused_6ops_ce912df11f", 72, 16, 1, 1); // fused %449..%454 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape10 stdlib.mt:18-137
-    this.run(pass, "permute_02134_16x64x2x4x8", 73, 256, 1, 1); // %455 blocks.1.attn.permute8 stdlib.mt:137
-    this.run(pass, "attention_lse_s0p5_16x2x64x32_16x2x64x32", 74, 32, 1, 1); // %458 blocks.1.attn.attention_lse1 stdlib.mt:142
-    this.run(pass, "fused_3ops_6b14c4297f", 75, 16, 1, 1); // fused %459..%461 blocks.1.attn.permute10 .. blocks.1.attn.reshape13 stdlib.mt:143
-    this.run(pass, "attention_out_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 76, 32, 1, 1); // %462 blocks.1.attn.attention1 stdlib.mt:144
-    this.run(pass, "fused_1ops_ec96f2a3d7", 77, 16, 1, 1); // fused %464..%464 blocks.1.attn.matmul7 .. blocks.1.attn.matmul7 stdlib.mt:145
-    this.run(pass, "permute_02134_16x2x64x4x8", 78, 256, 1, 1); // %465 blocks.1.attn.permute11 stdlib.mt:145
-    this.run(pass, "fused_12ops_b7966a1550", 79, 16, 1, 1); // fused %467..%478 blocks.1.attn.o.matmul2 .. blocks.1.think.norm.mul4 stdlib.mt:18-9
-    this.run(pass, "fused_8ops_06347b5d25", 80, 16, 1, 1); // fused %479..%487 blocks.1.think.norm.mul5 .. blocks.1.think.delta.silu1 stdlib.mt:9-49
-    this.run(pass, "fused_7ops_ee40cdc73e", 81, 16, 1, 1); // fused %488..%494 blocks.1.think.delta.value.matmul2 .. blocks.1.think.delta.up.matmul2 stdlib.mt:18
-    this.run(pass, "fused_7ops_bf8d30ec7b", 82, 16, 1, 1); // fused %495..%501 blocks.1.think.delta.up.silu1 .. blocks.1.think.matmul5 stdlib.mt:18-69
-    this.run(pass, "fused_9ops_1af355a33f", 83, 16, 1, 1); // fused %502..%510 blocks.1.think.gamma.gate.matmul2 .. blocks.1.think.gamma.value.reshape2 stdlib.mt:18
-    this.run(pass, "fused_8ops_0b15384372", 84, 16, 1, 1); // fused %511..%518 blocks.1.think.gamma.value.matmul3 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:18
-    this.run(pass, "fused_4ops_639c0eaebe", 85, 16, 1, 1); // fused %519..%522 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 86, 16, 1, 1); // fused %523..%533 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 87, 16, 1, 1); // fused %534..%539 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_ce3a23b1b0", 88, 16, 1, 1); // fused %540..%549 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
-    this.run(pass, "fused_1ops_5d2ec40eca", 89, 16, 1, 1); // fused %550..%550 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
-    this.run(pass, "matmul_32x8_16x64x8x8", 90, 64, 1, 1); // %551 head.matmul0 stdlib.mt:106
-    this.run(pass, "fused_2ops_dba17607cb", 91, 16, 1, 1); // fused %552..%553 head.mul0 .. head.sum0 stdlib.mt:106
-    this.run(pass, "matmul_256x32_16x64x32x1", 92, 16, 1, 1); // %554 head.matmul1 stdlib.mt:107
-    this.run(pass, "cross_entropy_16x64x256_16x64i", 93, 1, 1, 1); // %556 loss.cross_entropy0 matrix_product_attention.mt:21
+    this.run(pass, "fused_7ops_2b69e8868b", 6, 16, 1, 1); // fused %93..%99 blocks.0.attn.permute0 .. blocks.0.attn.reshape1 stdlib.mt:135-136
+    this.run(pass, "fused_7ops_2b69e8868b", 7, 16, 1, 1); // fused %100..%106 blocks.0.attn.permute1 .. blocks.0.attn.reshape2 stdlib.mt:136-137
+    this.run(pass, "fused_3ops_2d1bd67865", 8, 16, 1, 1); // fused %107..%109 blocks.0.attn.permute2 .. blocks.0.attn.reshape4 stdlib.mt:137-140
+    this.run(pass, "attention_lse_s0p5_16x2x64x32_16x2x64x32", 9, 32, 1, 1); // %110 blocks.0.attn.attention_lse0 stdlib.mt:142
+    this.run(pass, "fused_3ops_6b14c4297f", 10, 16, 1, 1); // fused %111..%113 blocks.0.attn.permute4 .. blocks.0.attn.reshape5 stdlib.mt:143
+    this.run(pass, "attention_out_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 11, 32, 1, 1); // %114 blocks.0.attn.attention0 stdlib.mt:144
+    this.run(pass, "fused_1ops_ec96f2a3d7", 12, 16, 1, 1); // fused %116..%116 blocks.0.attn.matmul3 .. blocks.0.attn.matmul3 stdlib.mt:145
+    this.run(pass, "fused_13ops_0ff1661ea2", 13, 16, 1, 1); // fused %117..%129 blocks.0.attn.permute5 .. blocks.0.think.norm.rsqrt0 stdlib.mt:145-9
+    this.run(pass, "fused_6ops_b1303e6313", 14, 16, 1, 1); // fused %130..%136 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 15, 16, 1, 1); // fused %137..%144 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 16, 16, 1, 1); // fused %145..%150 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 17, 16, 1, 1); // fused %151..%156 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 18, 16, 1, 1); // fused %157..%164 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 19, 16, 1, 1); // fused %165..%170 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 20, 16, 1, 1); // fused %171..%174 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 21, 16, 1, 1); // fused %175..%185 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 22, 16, 1, 1); // fused %186..%191 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_d0480892e7", 23, 16, 1, 1); // fused %192..%201 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_cd35b2c901", 24, 16, 1, 1); // fused %202..%208 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-135
+    this.run(pass, "fused_7ops_2b69e8868b", 25, 16, 1, 1); // fused %209..%215 blocks.1.attn.permute0 .. blocks.1.attn.reshape1 stdlib.mt:135-136
+    this.run(pass, "fused_7ops_2b69e8868b", 26, 16, 1, 1); // fused %216..%222 blocks.1.attn.permute1 .. blocks.1.attn.reshape2 stdlib.mt:136-137
+    this.run(pass, "fused_3ops_2d1bd67865", 27, 16, 1, 1); // fused %223..%225 blocks.1.attn.permute2 .. blocks.1.attn.reshape4 stdlib.mt:137-140
+    this.run(pass, "attention_lse_s0p5_16x2x64x32_16x2x64x32", 28, 32, 1, 1); // %226 blocks.1.attn.attention_lse0 stdlib.mt:142
+    this.run(pass, "fused_3ops_6b14c4297f", 29, 16, 1, 1); // fused %227..%229 blocks.1.attn.permute4 .. blocks.1.attn.reshape5 stdlib.mt:143
+    this.run(pass, "attention_out_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 30, 32, 1, 1); // %230 blocks.1.attn.attention0 stdlib.mt:144
+    this.run(pass, "fused_1ops_ec96f2a3d7", 31, 16, 1, 1); // fused %232..%232 blocks.1.attn.matmul3 .. blocks.1.attn.matmul3 stdlib.mt:145
+    this.run(pass, "fused_13ops_0ff1661ea2", 32, 16, 1, 1); // fused %233..%245 blocks.1.attn.permute5 .. blocks.1.think.norm.rsqrt0 stdlib.mt:145-9
+    this.run(pass, "fused_6ops_b1303e6313", 33, 16, 1, 1); // fused %246..%252 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 34, 16, 1, 1); // fused %253..%260 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 35, 16, 1, 1); // fused %261..%266 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 36, 16, 1, 1); // fused %267..%272 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 37, 16, 1, 1); // fused %273..%280 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 38, 16, 1, 1); // fused %281..%286 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 39, 16, 1, 1); // fused %287..%290 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 40, 16, 1, 1); // fused %291..%301 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 41, 16, 1, 1); // fused %302..%307 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_438c595591", 42, 16, 1, 1); // fused %308..%317 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_cd35b2c901", 43, 16, 1, 1); // fused %318..%324 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape8 stdlib.mt:9-135
+    this.run(pass, "fused_7ops_2b69e8868b", 44, 16, 1, 1); // fused %325..%331 blocks.0.attn.permute6 .. blocks.0.attn.reshape9 stdlib.mt:135-136
+    this.run(pass, "fused_7ops_2b69e8868b", 45, 16, 1, 1); // fused %332..%338 blocks.0.attn.permute7 .. blocks.0.attn.reshape10 stdlib.mt:136-137
+    this.run(pass, "fused_3ops_2d1bd67865", 46, 16, 1, 1); // fused %339..%341 blocks.0.attn.permute8 .. blocks.0.attn.reshape12 stdlib.mt:137-140
+    this.run(pass, "attention_lse_s0p5_16x2x64x32_16x2x64x32", 47, 32, 1, 1); // %342 blocks.0.attn.attention_lse1 stdlib.mt:142
+    this.run(pass, "fused_3ops_6b14c4297f", 48, 16, 1, 1); // fused %343..%345 blocks.0.attn.permute10 .. blocks.0.attn.reshape13 stdlib.mt:143
+    this.run(pass, "attention_out_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 49, 32, 1, 1); // %346 blocks.0.attn.attention1 stdlib.mt:144
+    this.run(pass, "fused_1ops_ec96f2a3d7", 50, 16, 1, 1); // fused %348..%348 blocks.0.attn.matmul7 .. blocks.0.attn.matmul7 stdlib.mt:145
+    this.run(pass, "fused_13ops_0ff1661ea2", 51, 16, 1, 1); // fused %349..%361 blocks.0.attn.permute11 .. blocks.0.think.norm.rsqrt1 stdlib.mt:145-9
+    this.run(pass, "fused_6ops_b1303e6313", 52, 16, 1, 1); // fused %362..%368 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 53, 16, 1, 1); // fused %369..%376 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 54, 16, 1, 1); // fused %377..%382 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 55, 16, 1, 1); // fused %383..%388 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 56, 16, 1, 1); // fused %389..%396 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 57, 16, 1, 1); // fused %397..%402 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 58, 16, 1, 1); // fused %403..%406 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 59, 16, 1, 1); // fused %407..%417 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 60, 16, 1, 1); // fused %418..%423 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_be340e8fa4", 61, 16, 1, 1); // fused %424..%433 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_7ops_cd35b2c901", 62, 16, 1, 1); // fused %434..%440 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape8 stdlib.mt:9-135
+    this.run(pass, "fused_7ops_2b69e8868b", 63, 16, 1, 1); // fused %441..%447 blocks.1.attn.permute6 .. blocks.1.attn.reshape9 stdlib.mt:135-136
+    this.run(pass, "fused_7ops_2b69e8868b", 64, 16, 1, 1); // fused %448..%454 blocks.1.attn.permute7 .. blocks.1.attn.reshape10 stdlib.mt:136-137
+    this.run(pass, "fused_3ops_2d1bd67865", 65, 16, 1, 1); // fused %455..%457 blocks.1.attn.permute8 .. blocks.1.attn.reshape12 stdlib.mt:137-140
+    this.run(pass, "attention_lse_s0p5_16x2x64x32_16x2x64x32", 66, 32, 1, 1); // %458 blocks.1.attn.attention_lse1 stdlib.mt:142
+    this.run(pass, "fused_3ops_6b14c4297f", 67, 16, 1, 1); // fused %459..%461 blocks.1.attn.permute10 .. blocks.1.attn.reshape13 stdlib.mt:143
+    this.run(pass, "attention_out_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 68, 32, 1, 1); // %462 blocks.1.attn.attention1 stdlib.mt:144
+    this.run(pass, "fused_1ops_ec96f2a3d7", 69, 16, 1, 1); // fused %464..%464 blocks.1.attn.matmul7 .. blocks.1.attn.matmul7 stdlib.mt:145
+    this.run(pass, "fused_13ops_0ff1661ea2", 70, 16, 1, 1); // fused %465..%477 blocks.1.attn.permute11 .. blocks.1.think.norm.rsqrt1 stdlib.mt:145-9
+    this.run(pass, "fused_6ops_b1303e6313", 71, 16, 1, 1); // fused %478..%484 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 72, 16, 1, 1); // fused %485..%492 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 73, 16, 1, 1); // fused %493..%498 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 74, 16, 1, 1); // fused %499..%504 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 75, 16, 1, 1); // fused %505..%512 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 76, 16, 1, 1); // fused %513..%518 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 77, 16, 1, 1); // fused %519..%522 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 78, 16, 1, 1); // fused %523..%533 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 79, 16, 1, 1); // fused %534..%539 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_ce3a23b1b0", 80, 16, 1, 1); // fused %540..%549 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_1ops_5d2ec40eca", 81, 16, 1, 1); // fused %550..%550 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
+    this.run(pass, "matmul_32x8_16x64x8x8", 82, 64, 1, 1); // %551 head.matmul0 stdlib.mt:106
+    this.run(pass, "fused_2ops_dba17607cb", 83, 16, 1, 1); // fused %552..%553 head.mul0 .. head.sum0 stdlib.mt:106
+    this.run(pass, "matmul_256x32_16x64x32x1", 84, 16, 1, 1); // %554 head.matmul1 stdlib.mt:107
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 85, 1, 1, 1); // %556 loss.cross_entropy0 matrix_product_attention.mt:21
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_6ops_aec82b26d8", 94, 16, 1, 1); // fused %558..%563 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_product_attention.mt:21-107
-    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", 95, 128, 1, 1); // %566 head.matmul1.grad.sum0 stdlib.mt:107
-    this.run(pass, "permute_10_256x32", 96, 32, 1, 1); // %568 head.matmul1.grad.permute1 stdlib.mt:107
-    this.run(pass, "matmul_32x256_16x64x256x1", 97, 8, 1, 1); // %569 head.matmul1.grad.matmul1 stdlib.mt:107
-    this.run(pass, "fused_3ops_b2994f0e14", 98, 16, 1, 1); // fused %570..%572 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
-    this.run(pass, "sum_a01_16x64x32x8", 99, 4, 1, 1); // %573 head.mul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", 100, 4, 1, 1); // %577 head.matmul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "fused_1ops_cc63f4d573", 101, 16, 1, 1); // fused %579..%579 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
-    this.run(pass, "matmul_8x32_16x64x32x8", 102, 16, 1, 1); // %580 head.matmul0.grad.matmul1 stdlib.mt:106
-    this.run(pass, "fused_2ops_665796529c", 103, 16, 1, 1); // fused %581..%582 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 104, 1, 1, 1); // %583 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_17ops_e138ebbc8e", 105, 16, 1, 1); // fused %585..%601 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 106, 16, 1, 1); // fused %602..%606 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 107, 16, 1, 1); // fused %607..%609 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 108, 1, 1, 1); // %610 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 109, 16, 1, 1); // fused %612..%613 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 110, 1, 1, 1); // %614 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 111, 16, 1, 1); // fused %616..%620 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 112, 1, 1, 1); // %621 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 113, 16, 1, 1); // fused %623..%624 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 114, 1, 1, 1); // %625 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 115, 16, 1, 1); // fused %627..%630 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 116, 16, 1, 1); // fused %631..%637 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 117, 1, 1, 1); // %638 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 118, 16, 1, 1); // fused %640..%643 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 119, 16, 1, 1); // fused %644..%644 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 120, 1, 1, 1); // %645 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 121, 16, 1, 1); // fused %647..%651 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 122, 16, 1, 1); // fused %654..%655 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 123, 1, 1, 1); // %656 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 124, 16, 1, 1); // fused %659..%661 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 125, 1, 1, 1); // %662 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 126, 16, 1, 1); // fused %664..%665 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 127, 1, 1, 1); // %668 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 128, 16, 1, 1); // fused %670..%676 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 129, 16, 1, 1); // fused %677..%677 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 130, 1, 1, 1); // %678 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 131, 16, 1, 1); // fused %680..%681 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 132, 1, 1, 1); // %684 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 133, 16, 1, 1); // fused %686..%693 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 134, 16, 1, 1); // fused %694..%694 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 135, 1, 1, 1); // %695 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 136, 16, 1, 1); // fused %697..%698 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 137, 1, 1, 1); // %701 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 138, 16, 1, 1); // fused %703..%707 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 139, 16, 1, 1); // fused %708..%713 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 140, 16, 1, 1); // fused %714..%714 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 141, 1, 1, 1); // %715 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 142, 1, 1, 1); // %717 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 143, 16, 1, 1); // fused %719..%721 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 144, 1, 1, 1); // %722 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 145, 16, 1, 1); // fused %724..%725 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 146, 1, 1, 1); // %728 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 147, 16, 1, 1); // fused %730..%736 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 148, 16, 1, 1); // fused %737..%737 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 149, 1, 1, 1); // %738 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 150, 16, 1, 1); // fused %740..%741 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 151, 1, 1, 1); // %744 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 152, 16, 1, 1); // fused %746..%753 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 153, 16, 1, 1); // fused %754..%754 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 154, 1, 1, 1); // %755 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 155, 16, 1, 1); // fused %757..%758 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 156, 1, 1, 1); // %761 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 157, 16, 1, 1); // fused %763..%766 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 158, 1, 1, 1); // %767 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 159, 16, 1, 1); // fused %768..%769 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 160, 1, 1, 1); // %770 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 161, 16, 1, 1); // fused %772..%789 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 162, 16, 1, 1); // fused %790..%790 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 163, 1, 1, 1); // %791 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 164, 16, 1, 1); // fused %793..%794 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 165, 1, 1, 1); // %797 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 166, 16, 1, 1); // fused %799..%801 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape15.grad.reshape0 stdlib.mt:18-145
-    this.run(pass, "permute_02134_16x64x2x4x8", 167, 256, 1, 1); // %802 blocks.1.attn.permute11.grad.permute0 stdlib.mt:145
-    this.run(pass, "fused_7ops_9d7f208cbd", 168, 16, 1, 1); // fused %803..%809 blocks.1.attn.matmul7.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:145-144
-    this.run(pass, "attention_dq_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 169, 32, 1, 1); // %810 blocks.1.attn.attention1.grad.attention0 stdlib.mt:144
-    this.run(pass, "attention_dk_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 170, 32, 1, 1); // %811 blocks.1.attn.attention1.grad.attention1 stdlib.mt:144
-    this.run(pass, "attention_dv_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 171, 32, 1, 1); // %812 blocks.1.attn.attention1.grad.attention2 stdlib.mt:144
-    this.run(pass, "fused_8ops_ae213a8bc5", 172, 16, 1, 1); // fused %814..%821 blocks.1.attn.matmul5.grad.permute0 .. blocks.1.attn.reshape11.grad.reshape0 stdlib.mt:143-139
-    this.run(pass, "fused_6ops_38941af722", 173, 16, 1, 1); // fused %822..%827 blocks.1.attn.permute6.grad.add0 .. blocks.1.attn.v.matmul3.grad.matmul0 stdlib.mt:139-18
-    this.run(pass, "fused_1ops_4757b88c6d", 174, 16, 1, 1); // fused %828..%828 blocks.1.attn.v.matmul3.grad.permute1 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 175, 1, 1, 1); // %829 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 176, 16, 1, 1); // fused %831..%832 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 177, 1, 1, 1); // %835 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_12b2ea2e60", 178, 16, 1, 1); // fused %837..%844 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 179, 1, 1, 1); // %845 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 180, 16, 1, 1); // fused %847..%848 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 181, 1, 1, 1); // %851 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_b762012805", 182, 16, 1, 1); // fused %853..%860 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 183, 16, 1, 1); // fused %861..%861 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 184, 1, 1, 1); // %862 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 185, 16, 1, 1); // fused %864..%865 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 186, 1, 1, 1); // %868 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 187, 16, 1, 1); // fused %870..%874 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 188, 1, 1, 1); // %875 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_0c2364d5d7", 189, 16, 1, 1); // fused %877..%894 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 190, 16, 1, 1); // fused %895..%899 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 191, 16, 1, 1); // fused %900..%902 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 192, 1, 1, 1); // %903 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 193, 16, 1, 1); // fused %905..%906 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 194, 1, 1, 1); // %907 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 195, 16, 1, 1); // fused %909..%913 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 196, 1, 1, 1); // %914 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 197, 16, 1, 1); // fused %916..%917 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 198, 1, 1, 1); // %918 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 199, 16, 1, 1); // fused %920..%923 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 200, 16, 1, 1); // fused %924..%930 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 201, 1, 1, 1); // %931 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 202, 16, 1, 1); // fused %933..%936 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 203, 16, 1, 1); // fused %937..%937 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 204, 1, 1, 1); // %938 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 205, 16, 1, 1); // fused %940..%944 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 206, 16, 1, 1); // fused %947..%948 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 207, 1, 1, 1); // %949 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 208, 16, 1, 1); // fused %952..%954 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 209, 1, 1, 1); // %955 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 210, 16, 1, 1); // fused %957..%958 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 211, 1, 1, 1); // %961 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 212, 16, 1, 1); // fused %963..%969 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 213, 16, 1, 1); // fused %970..%970 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 214, 1, 1, 1); // %971 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 215, 16, 1, 1); // fused %973..%974 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 216, 1, 1, 1); // %977 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 217, 16, 1, 1); // fused %979..%986 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 218, 16, 1, 1); // fused %987..%987 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 219, 1, 1, 1); // %988 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 220, 16, 1, 1); // fused %990..%991 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 221, 1, 1, 1); // %994 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 222, 16, 1, 1); // fused %996..%1000 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 223, 16, 1, 1); // fused %1001..%1006 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 224, 16, 1, 1); // fused %1007..%1007 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 225, 1, 1, 1); // %1008 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 226, 1, 1, 1); // %1010 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 227, 16, 1, 1); // fused %1012..%1014 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 228, 1, 1, 1); // %1015 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 229, 16, 1, 1); // fused %1017..%1018 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 230, 1, 1, 1); // %1021 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 231, 16, 1, 1); // fused %1023..%1029 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 232, 16, 1, 1); // fused %1030..%1030 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 233, 1, 1, 1); // %1031 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 234, 16, 1, 1); // fused %1033..%1034 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 235, 1, 1, 1); // %1037 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 236, 16, 1, 1); // fused %1039..%1046 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 237, 16, 1, 1); // fused %1047..%1047 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 238, 1, 1, 1); // %1048 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 239, 16, 1, 1); // fused %1050..%1051 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 240, 1, 1, 1); // %1054 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 241, 16, 1, 1); // fused %1056..%1059 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 242, 1, 1, 1); // %1060 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 243, 16, 1, 1); // fused %1061..%1062 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 244, 1, 1, 1); // %1063 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 245, 16, 1, 1); // fused %1065..%1082 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 246, 16, 1, 1); // fused %1083..%1083 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 247, 1, 1, 1); // %1084 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 248, 16, 1, 1); // fused %1086..%1087 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 249, 1, 1, 1); // %1090 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 250, 16, 1, 1); // fused %1092..%1094 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape15.grad.reshape0 stdlib.mt:18-145
-    this.run(pass, "permute_02134_16x64x2x4x8", 251, 256, 1, 1); // %1095 blocks.0.attn.permute11.grad.permute0 stdlib.mt:145
-    this.run(pass, "fused_7ops_9d7f208cbd", 252, 16, 1, 1); // fused %1096..%1102 blocks.0.attn.matmul7.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:145-144
-    this.run(pass, "attention_dq_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 253, 32, 1, 1); // %1103 blocks.0.attn.attention1.grad.attention0 stdlib.mt:144
-    this.run(pass, "attention_dk_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 254, 32, 1, 1); // %1104 blocks.0.attn.attention1.grad.attention1 stdlib.mt:144
-    this.run(pass, "attention_dv_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 255, 32, 1, 1); // %1105 blocks.0.attn.attention1.grad.attention2 stdlib.mt:144
-    this.run(pass, "fused_8ops_ae213a8bc5", 256, 16, 1, 1); // fused %1107..%1114 blocks.0.attn.matmul5.grad.permute0 .. blocks.0.attn.reshape11.grad.reshape0 stdlib.mt:143-139
-    this.run(pass, "fused_6ops_38941af722", 257, 16, 1, 1); // fused %1115..%1120 blocks.0.attn.permute6.grad.add0 .. blocks.0.attn.v.matmul3.grad.matmul0 stdlib.mt:139-18
-    this.run(pass, "fused_1ops_4757b88c6d", 258, 16, 1, 1); // fused %1121..%1121 blocks.0.attn.v.matmul3.grad.permute1 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 259, 1, 1, 1); // %1122 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 260, 16, 1, 1); // fused %1124..%1125 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 261, 1, 1, 1); // %1128 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_12b2ea2e60", 262, 16, 1, 1); // fused %1130..%1137 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 263, 1, 1, 1); // %1138 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 264, 16, 1, 1); // fused %1140..%1141 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 265, 1, 1, 1); // %1144 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_b762012805", 266, 16, 1, 1); // fused %1146..%1153 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 267, 16, 1, 1); // fused %1154..%1154 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 268, 1, 1, 1); // %1155 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 269, 16, 1, 1); // fused %1157..%1158 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 270, 1, 1, 1); // %1161 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 271, 16, 1, 1); // fused %1163..%1167 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 272, 1, 1, 1); // %1168 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_d414ff6507", 273, 16, 1, 1); // fused %1170..%1187 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 274, 16, 1, 1); // fused %1188..%1192 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 275, 16, 1, 1); // fused %1193..%1195 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 276, 1, 1, 1); // %1196 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 277, 1, 1, 1); // %1198 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 278, 16, 1, 1); // fused %1199..%1200 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 279, 1, 1, 1); // %1201 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 280, 1, 1, 1); // %1204 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 281, 16, 1, 1); // fused %1203..%1208 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 282, 1, 1, 1); // %1209 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 283, 1, 1, 1); // %1211 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 284, 16, 1, 1); // fused %1212..%1213 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 285, 1, 1, 1); // %1214 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 286, 1, 1, 1); // %1217 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 287, 16, 1, 1); // fused %1216..%1220 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 288, 16, 1, 1); // fused %1221..%1227 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 289, 1, 1, 1); // %1228 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 290, 1, 1, 1); // %1229 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 291, 16, 1, 1); // fused %1231..%1234 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 292, 16, 1, 1); // fused %1235..%1235 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 293, 1, 1, 1); // %1236 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 294, 1, 1, 1); // %1237 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 295, 16, 1, 1); // fused %1239..%1243 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 296, 16, 1, 1); // fused %1246..%1247 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 297, 1, 1, 1); // %1248 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 298, 16, 1, 1); // fused %1251..%1253 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 299, 1, 1, 1); // %1254 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 300, 1, 1, 1); // %1255 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 301, 16, 1, 1); // fused %1257..%1258 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 302, 1, 1, 1); // %1261 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 303, 1, 1, 1); // %1265 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 304, 16, 1, 1); // fused %1263..%1270 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 305, 16, 1, 1); // fused %1271..%1271 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 306, 1, 1, 1); // %1272 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 307, 1, 1, 1); // %1273 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 308, 16, 1, 1); // fused %1275..%1276 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 309, 1, 1, 1); // %1279 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 310, 1, 1, 1); // %1283 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 311, 16, 1, 1); // fused %1281..%1289 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 312, 16, 1, 1); // fused %1290..%1290 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 313, 1, 1, 1); // %1291 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 314, 1, 1, 1); // %1292 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 315, 16, 1, 1); // fused %1294..%1295 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 316, 1, 1, 1); // %1298 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 317, 1, 1, 1); // %1302 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 318, 16, 1, 1); // fused %1300..%1305 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 319, 16, 1, 1); // fused %1306..%1311 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 320, 16, 1, 1); // fused %1312..%1312 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 321, 1, 1, 1); // %1313 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 322, 1, 1, 1); // %1315 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 323, 16, 1, 1); // fused %1317..%1319 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 324, 1, 1, 1); // %1320 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 325, 1, 1, 1); // %1321 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 326, 16, 1, 1); // fused %1323..%1324 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 327, 1, 1, 1); // %1327 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 328, 1, 1, 1); // %1331 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 329, 16, 1, 1); // fused %1329..%1336 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 330, 16, 1, 1); // fused %1337..%1337 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 331, 1, 1, 1); // %1338 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 332, 1, 1, 1); // %1339 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 333, 16, 1, 1); // fused %1341..%1342 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 334, 1, 1, 1); // %1345 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 335, 1, 1, 1); // %1349 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 336, 16, 1, 1); // fused %1347..%1355 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 337, 16, 1, 1); // fused %1356..%1356 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 338, 1, 1, 1); // %1357 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 339, 1, 1, 1); // %1358 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 340, 16, 1, 1); // fused %1360..%1361 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 341, 1, 1, 1); // %1364 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 342, 1, 1, 1); // %1368 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 343, 16, 1, 1); // fused %1366..%1370 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 344, 1, 1, 1); // %1371 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 345, 1, 1, 1); // %1372 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 346, 16, 1, 1); // fused %1373..%1374 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 347, 1, 1, 1); // %1375 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 348, 1, 1, 1); // %1377 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 349, 16, 1, 1); // fused %1378..%1395 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 350, 16, 1, 1); // fused %1396..%1396 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 351, 1, 1, 1); // %1397 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 352, 1, 1, 1); // %1398 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 353, 16, 1, 1); // fused %1400..%1401 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 354, 1, 1, 1); // %1404 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 355, 1, 1, 1); // %1408 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 356, 16, 1, 1); // fused %1406..%1409 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-145
-    this.run(pass, "permute_02134_16x64x2x4x8", 357, 256, 1, 1); // %1410 blocks.1.attn.permute5.grad.permute0 stdlib.mt:145
-    this.run(pass, "fused_7ops_9d7f208cbd", 358, 16, 1, 1); // fused %1411..%1417 blocks.1.attn.matmul3.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:145-144
-    this.run(pass, "attention_dq_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 359, 32, 1, 1); // %1418 blocks.1.attn.attention0.grad.attention0 stdlib.mt:144
-    this.run(pass, "attention_dk_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 360, 32, 1, 1); // %1419 blocks.1.attn.attention0.grad.attention1 stdlib.mt:144
-    this.run(pass, "attention_dv_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 361, 32, 1, 1); // %1420 blocks.1.attn.attention0.grad.attention2 stdlib.mt:144
-    this.run(pass, "fused_8ops_ae213a8bc5", 362, 16, 1, 1); // fused %1422..%1429 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:143-139
-    this.run(pass, "fused_6ops_38941af722", 363, 16, 1, 1); // fused %1430..%1435 blocks.1.attn.permute0.grad.add0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:139-18
-    this.run(pass, "fused_1ops_4757b88c6d", 364, 16, 1, 1); // fused %1436..%1436 blocks.1.attn.v.matmul1.grad.permute1 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 365, 1, 1, 1); // %1437 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 366, 1, 1, 1); // %1438 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 367, 16, 1, 1); // fused %1440..%1441 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 368, 1, 1, 1); // %1444 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 369, 1, 1, 1); // %1448 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_12b2ea2e60", 370, 16, 1, 1); // fused %1446..%1454 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 371, 1, 1, 1); // %1455 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 372, 1, 1, 1); // %1456 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 373, 16, 1, 1); // fused %1458..%1459 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 374, 1, 1, 1); // %1462 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 375, 1, 1, 1); // %1466 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_b762012805", 376, 16, 1, 1); // fused %1464..%1472 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 377, 16, 1, 1); // fused %1473..%1473 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 378, 1, 1, 1); // %1474 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 379, 1, 1, 1); // %1475 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 380, 16, 1, 1); // fused %1477..%1478 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 381, 1, 1, 1); // %1481 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 382, 1, 1, 1); // %1485 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 383, 16, 1, 1); // fused %1483..%1488 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 384, 1, 1, 1); // %1489 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 385, 1, 1, 1); // %1491 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_99f25a92a5", 386, 16, 1, 1); // fused %1492..%1509 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 387, 16, 1, 1); // fused %1510..%1514 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 388, 16, 1, 1); // fused %1515..%1517 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 389, 1, 1, 1); // %1518 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 390, 1, 1, 1); // %1520 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 391, 16, 1, 1); // fused %1521..%1522 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 392, 1, 1, 1); // %1523 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 393, 1, 1, 1); // %1526 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 394, 16, 1, 1); // fused %1525..%1530 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 395, 1, 1, 1); // %1531 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 396, 1, 1, 1); // %1533 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 397, 16, 1, 1); // fused %1534..%1535 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 398, 1, 1, 1); // %1536 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 399, 1, 1, 1); // %1539 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 400, 16, 1, 1); // fused %1538..%1542 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 401, 16, 1, 1); // fused %1543..%1549 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 402, 1, 1, 1); // %1550 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 403, 1, 1, 1); // %1551 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 404, 16, 1, 1); // fused %1553..%1556 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 405, 16, 1, 1); // fused %1557..%1557 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 406, 1, 1, 1); // %1558 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 407, 1, 1, 1); // %1559 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 408, 16, 1, 1); // fused %1561..%1565 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 409, 16, 1, 1); // fused %1568..%1569 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 410, 1, 1, 1); // %1570 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 411, 16, 1, 1); // fused %1573..%1575 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 412, 1, 1, 1); // %1576 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 413, 1, 1, 1); // %1577 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 414, 16, 1, 1); // fused %1579..%1580 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 415, 1, 1, 1); // %1583 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 416, 1, 1, 1); // %1587 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 417, 16, 1, 1); // fused %1585..%1592 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 418, 16, 1, 1); // fused %1593..%1593 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 419, 1, 1, 1); // %1594 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 420, 1, 1, 1); // %1595 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 421, 16, 1, 1); // fused %1597..%1598 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 422, 1, 1, 1); // %1601 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 423, 1, 1, 1); // %1605 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 424, 16, 1, 1); // fused %1603..%1611 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 425, 16, 1, 1); // fused %1612..%1612 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 426, 1, 1, 1); // %1613 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 427, 1, 1, 1); // %1614 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 428, 16, 1, 1); // fused %1616..%1617 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 429, 1, 1, 1); // %1620 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 430, 1, 1, 1); // %1624 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 431, 16, 1, 1); // fused %1622..%1627 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 432, 16, 1, 1); // fused %1628..%1633 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 433, 16, 1, 1); // fused %1634..%1634 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 434, 1, 1, 1); // %1635 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 435, 1, 1, 1); // %1637 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 436, 16, 1, 1); // fused %1639..%1641 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 437, 1, 1, 1); // %1642 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 438, 1, 1, 1); // %1643 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 439, 16, 1, 1); // fused %1645..%1646 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 440, 1, 1, 1); // %1649 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 441, 1, 1, 1); // %1653 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 442, 16, 1, 1); // fused %1651..%1658 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 443, 16, 1, 1); // fused %1659..%1659 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 444, 1, 1, 1); // %1660 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 445, 1, 1, 1); // %1661 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 446, 16, 1, 1); // fused %1663..%1664 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 447, 1, 1, 1); // %1667 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 448, 1, 1, 1); // %1671 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 449, 16, 1, 1); // fused %1669..%1677 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 450, 16, 1, 1); // fused %1678..%1678 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 451, 1, 1, 1); // %1679 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 452, 1, 1, 1); // %1680 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 453, 16, 1, 1); // fused %1682..%1683 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 454, 1, 1, 1); // %1686 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 455, 1, 1, 1); // %1690 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 456, 16, 1, 1); // fused %1688..%1692 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 457, 1, 1, 1); // %1693 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 458, 1, 1, 1); // %1694 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 459, 16, 1, 1); // fused %1695..%1696 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 460, 1, 1, 1); // %1697 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 461, 1, 1, 1); // %1699 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 462, 16, 1, 1); // fused %1700..%1717 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 463, 16, 1, 1); // fused %1718..%1718 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 464, 1, 1, 1); // %1719 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 465, 1, 1, 1); // %1720 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 466, 16, 1, 1); // fused %1722..%1723 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 467, 1, 1, 1); // %1726 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 468, 1, 1, 1); // %1730 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 469, 16, 1, 1); // fused %1728..%1731 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-145
-    this.run(pass, "permute_02134_16x64x2x4x8", 470, 256, 1, 1); // %1732 blocks.0.attn.permute5.grad.permute0 stdlib.mt:145
-    this.run(pass, "fused_7ops_9d7f208cbd", 471, 16, 1, 1); // fused %1733..%1739 blocks.0.attn.matmul3.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:145-144
-    this.run(pass, "attention_dq_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 472, 32, 1, 1); // %1740 blocks.0.attn.attention0.grad.attention0 stdlib.mt:144
-    this.run(pass, "attention_dk_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 473, 32, 1, 1); // %1741 blocks.0.attn.attention0.grad.attention1 stdlib.mt:144
-    this.run(pass, "attention_dv_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 474, 32, 1, 1); // %1742 blocks.0.attn.attention0.grad.attention2 stdlib.mt:144
-    this.run(pass, "fused_8ops_ae213a8bc5", 475, 16, 1, 1); // fused %1744..%1751 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:143-139
-    this.run(pass, "fused_6ops_38941af722", 476, 16, 1, 1); // fused %1752..%1757 blocks.0.attn.permute0.grad.add0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:139-18
-    this.run(pass, "fused_1ops_4757b88c6d", 477, 16, 1, 1); // fused %1758..%1758 blocks.0.attn.v.matmul1.grad.permute1 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 478, 1, 1, 1); // %1759 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 479, 1, 1, 1); // %1760 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 480, 16, 1, 1); // fused %1762..%1763 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 481, 1, 1, 1); // %1766 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 482, 1, 1, 1); // %1770 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_12b2ea2e60", 483, 16, 1, 1); // fused %1768..%1776 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 484, 1, 1, 1); // %1777 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 485, 1, 1, 1); // %1778 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 486, 16, 1, 1); // fused %1780..%1781 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 487, 1, 1, 1); // %1784 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 488, 1, 1, 1); // %1788 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_b762012805", 489, 16, 1, 1); // fused %1786..%1794 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 490, 16, 1, 1); // fused %1795..%1795 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 491, 1, 1, 1); // %1796 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 492, 1, 1, 1); // %1797 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 493, 16, 1, 1); // fused %1799..%1800 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 494, 1, 1, 1); // %1803 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 495, 1, 1, 1); // %1807 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 496, 16, 1, 1); // fused %1805..%1810 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 497, 1, 1, 1); // %1811 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 498, 1, 1, 1); // %1813 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_15ops_b9fd1c7832", 499, 16, 1, 1); // fused %1814..%1828 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "sum_a0_16x64x8x8", 500, 64, 1, 1); // %1829 embed.add0.grad.sum0 stdlib.mt:96
-    this.run(pass, "permute_021_64x1x8", 501, 2, 1, 1); // %1832 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "fused_1ops_b127ed186b", 502, 16, 1, 1); // fused %1831..%1831 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x8_64x8x1", 503, 1, 1, 1); // %1833 embed.matmul1.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_021_64x8x1", 504, 2, 1, 1); // %1834 embed.matmul1.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_64x1x8_64x8x8", 505, 1, 1, 1); // %1835 embed.matmul1.grad.matmul1 stdlib.mt:96
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 506, 2, 1, 1); // %1841 embed.slice1.grad.pad0 stdlib.mt:95
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 507, 2, 1, 1); // %1843 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "fused_5ops_a742fd6ece", 508, 16, 1, 1); // fused %1836..%1844 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 509, 4, 1, 1); // %1845 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 510, 4, 1, 1); // %1847 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    this.run(pass, "affine_s1_b0_8x8", 511, 1, 1, 1); // %1848 norm_final.g.grad.affine0 stdlib.mt:7
-    this.run(pass, "affine_s1_b0_32x8", 512, 1, 1, 1); // %1849 head.U.grad.affine0 stdlib.mt:102
-    this.run(pass, "affine_s1_b0_32x8", 513, 1, 1, 1); // %1850 head.V.grad.affine0 stdlib.mt:103
-    this.run(pass, "affine_s1_b0_256x32", 514, 32, 1, 1); // %1851 head.W_out.grad.affine0 stdlib.mt:104
+    this.run(pass, "fused_6ops_aec82b26d8", 86, 16, 1, 1); // fused %558..%563 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_product_attention.mt:21-107
+    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", 87, 128, 1, 1); // %566 head.matmul1.grad.sum0 stdlib.mt:107
+    this.run(pass, "permute_10_256x32", 88, 32, 1, 1); // %568 head.matmul1.grad.permute1 stdlib.mt:107
+    this.run(pass, "matmul_32x256_16x64x256x1", 89, 8, 1, 1); // %569 head.matmul1.grad.matmul1 stdlib.mt:107
+    this.run(pass, "fused_3ops_b2994f0e14", 90, 16, 1, 1); // fused %570..%572 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
+    this.run(pass, "sum_a01_16x64x32x8", 91, 4, 1, 1); // %573 head.mul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", 92, 4, 1, 1); // %577 head.matmul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "fused_1ops_cc63f4d573", 93, 16, 1, 1); // fused %579..%579 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
+    this.run(pass, "matmul_8x32_16x64x32x8", 94, 16, 1, 1); // %580 head.matmul0.grad.matmul1 stdlib.mt:106
+    this.run(pass, "fused_2ops_665796529c", 95, 16, 1, 1); // fused %581..%582 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 96, 1, 1, 1); // %583 norm_final.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_17ops_e138ebbc8e", 97, 16, 1, 1); // fused %585..%601 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 98, 16, 1, 1); // fused %602..%606 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_7ops_6922e54516", 99, 16, 1, 1); // fused %607..%617 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_7ops_6922e54516", 100, 16, 1, 1); // fused %618..%628 blocks.1.think.sigmoid2.grad.square0 .. blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
+    this.run(pass, "fused_11ops_58d170af30", 101, 16, 1, 1); // fused %629..%641 blocks.1.think.matmul9.grad.permute0 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
+    this.run(pass, "fused_6ops_7d89efdd57", 102, 16, 1, 1); // fused %642..%649 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_8ops_868a5830ca", 103, 16, 1, 1); // fused %650..%663 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
+    this.run(pass, "fused_7ops_8a426222e1", 104, 16, 1, 1); // fused %664..%674 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c4dcab3945", 105, 16, 1, 1); // fused %675..%689 blocks.1.think.gamma.value.matmul3.grad.permute0 .. blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "fused_10ops_ae98027798", 106, 16, 1, 1); // fused %690..%705 blocks.1.think.gamma.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add5 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_fea69436eb", 107, 16, 1, 1); // fused %706..%713 blocks.1.think.matmul5.grad.permute0 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 108, 16, 1, 1); // fused %714..%714 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 109, 1, 1, 1); // %715 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 110, 1, 1, 1); // %717 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_10ops_67fe7ae0a1", 111, 16, 1, 1); // fused %719..%734 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c4dcab3945", 112, 16, 1, 1); // fused %735..%749 blocks.1.think.delta.value.matmul3.grad.permute0 .. blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "fused_10ops_ae98027798", 113, 16, 1, 1); // fused %750..%765 blocks.1.think.delta.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add8 stdlib.mt:49-18
+    this.run(pass, "fused_1ops_e27698eeb2", 114, 16, 1, 1); // fused %766..%766 blocks.1.think.clamp1.grad.inrange0 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 115, 1, 1, 1); // %767 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_5ops_0846150788", 116, 16, 1, 1); // fused %768..%774 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_13ops_e3b95d0a22", 117, 16, 1, 1); // fused %775..%787 blocks.1.attn.add1.grad.add0 .. blocks.1.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_877a2c4258", 118, 16, 1, 1); // fused %788..%801 blocks.1.attn.o.matmul3.grad.permute0 .. blocks.1.attn.reshape15.grad.reshape0 stdlib.mt:18-145
+    this.run(pass, "fused_8ops_56bd61938f", 119, 16, 1, 1); // fused %802..%809 blocks.1.attn.permute11.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:145-144
+    this.run(pass, "attention_dq_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 120, 32, 1, 1); // %810 blocks.1.attn.attention1.grad.attention0 stdlib.mt:144
+    this.run(pass, "attention_dk_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 121, 32, 1, 1); // %811 blocks.1.attn.attention1.grad.attention1 stdlib.mt:144
+    this.run(pass, "attention_dv_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 122, 32, 1, 1); // %812 blocks.1.attn.attention1.grad.attention2 stdlib.mt:144
+    this.run(pass, "fused_8ops_ae213a8bc5", 123, 16, 1, 1); // fused %814..%821 blocks.1.attn.matmul5.grad.permute0 .. blocks.1.attn.reshape11.grad.reshape0 stdlib.mt:143-139
+    this.run(pass, "fused_7ops_9b96cdcbe9", 124, 16, 1, 1); // fused %822..%830 blocks.1.attn.permute6.grad.add0 .. blocks.1.attn.v.reshape2.grad.reshape0 stdlib.mt:139-18
+    this.run(pass, "fused_10ops_a7f28a6a7c", 125, 16, 1, 1); // fused %831..%846 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.k.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_8ops_8245ad1144", 126, 16, 1, 1); // fused %847..%858 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.q.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_10ops_9c5ce4be3e", 127, 16, 1, 1); // fused %859..%874 blocks.1.attn.q.matmul3.grad.permute0 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "fused_18ops_0c2364d5d7", 128, 16, 1, 1); // fused %877..%894 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 129, 16, 1, 1); // fused %895..%899 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_7ops_6922e54516", 130, 16, 1, 1); // fused %900..%910 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_7ops_6922e54516", 131, 16, 1, 1); // fused %911..%921 blocks.0.think.sigmoid2.grad.square0 .. blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
+    this.run(pass, "fused_11ops_58d170af30", 132, 16, 1, 1); // fused %922..%934 blocks.0.think.matmul9.grad.permute0 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
+    this.run(pass, "fused_6ops_7d89efdd57", 133, 16, 1, 1); // fused %935..%942 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_8ops_868a5830ca", 134, 16, 1, 1); // fused %943..%956 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
+    this.run(pass, "fused_7ops_8a426222e1", 135, 16, 1, 1); // fused %957..%967 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c4dcab3945", 136, 16, 1, 1); // fused %968..%982 blocks.0.think.gamma.value.matmul3.grad.permute0 .. blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "fused_10ops_ae98027798", 137, 16, 1, 1); // fused %983..%998 blocks.0.think.gamma.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add5 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_fea69436eb", 138, 16, 1, 1); // fused %999..%1006 blocks.0.think.matmul5.grad.permute0 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 139, 16, 1, 1); // fused %1007..%1007 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 140, 1, 1, 1); // %1008 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 141, 1, 1, 1); // %1010 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_10ops_67fe7ae0a1", 142, 16, 1, 1); // fused %1012..%1027 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c4dcab3945", 143, 16, 1, 1); // fused %1028..%1042 blocks.0.think.delta.value.matmul3.grad.permute0 .. blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "fused_10ops_ae98027798", 144, 16, 1, 1); // fused %1043..%1058 blocks.0.think.delta.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add8 stdlib.mt:49-18
+    this.run(pass, "fused_1ops_e27698eeb2", 145, 16, 1, 1); // fused %1059..%1059 blocks.0.think.clamp1.grad.inrange0 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 146, 1, 1, 1); // %1060 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_5ops_0846150788", 147, 16, 1, 1); // fused %1061..%1067 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_13ops_e3b95d0a22", 148, 16, 1, 1); // fused %1068..%1080 blocks.0.attn.add1.grad.add0 .. blocks.0.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_877a2c4258", 149, 16, 1, 1); // fused %1081..%1094 blocks.0.attn.o.matmul3.grad.permute0 .. blocks.0.attn.reshape15.grad.reshape0 stdlib.mt:18-145
+    this.run(pass, "fused_8ops_56bd61938f", 150, 16, 1, 1); // fused %1095..%1102 blocks.0.attn.permute11.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:145-144
+    this.run(pass, "attention_dq_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 151, 32, 1, 1); // %1103 blocks.0.attn.attention1.grad.attention0 stdlib.mt:144
+    this.run(pass, "attention_dk_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 152, 32, 1, 1); // %1104 blocks.0.attn.attention1.grad.attention1 stdlib.mt:144
+    this.run(pass, "attention_dv_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 153, 32, 1, 1); // %1105 blocks.0.attn.attention1.grad.attention2 stdlib.mt:144
+    this.run(pass, "fused_8ops_ae213a8bc5", 154, 16, 1, 1); // fused %1107..%1114 blocks.0.attn.matmul5.grad.permute0 .. blocks.0.attn.reshape11.grad.reshape0 stdlib.mt:143-139
+    this.run(pass, "fused_7ops_9b96cdcbe9", 155, 16, 1, 1); // fused %1115..%1123 blocks.0.attn.permute6.grad.add0 .. blocks.0.attn.v.reshape2.grad.reshape0 stdlib.mt:139-18
+    this.run(pass, "fused_10ops_a7f28a6a7c", 156, 16, 1, 1); // fused %1124..%1139 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.k.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_8ops_8245ad1144", 157, 16, 1, 1); // fused %1140..%1151 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.q.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_10ops_9c5ce4be3e", 158, 16, 1, 1); // fused %1152..%1167 blocks.0.attn.q.matmul3.grad.permute0 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "fused_18ops_d414ff6507", 159, 16, 1, 1); // fused %1170..%1187 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 160, 16, 1, 1); // fused %1188..%1192 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 161, 16, 1, 1); // fused %1193..%1195 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 162, 1, 1, 1); // %1196 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 163, 1, 1, 1); // %1198 param61.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 164, 16, 1, 1); // fused %1199..%1200 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 165, 1, 1, 1); // %1201 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8_plus", 166, 1, 1, 1); // %1204 param60.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 167, 16, 1, 1); // fused %1203..%1208 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 168, 1, 1, 1); // %1209 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 169, 1, 1, 1); // %1211 param59.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 170, 16, 1, 1); // fused %1212..%1213 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 171, 1, 1, 1); // %1214 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8_plus", 172, 1, 1, 1); // %1217 param58.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 173, 16, 1, 1); // fused %1216..%1220 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_6ops_d9a0857268", 174, 16, 1, 1); // fused %1221..%1226 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 175, 1, 1, 1); // %1228 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 176, 1, 1, 1); // %1229 param56.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 177, 16, 1, 1); // fused %1231..%1234 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 178, 1, 1, 1); // %1236 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 179, 1, 1, 1); // %1237 param57.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 180, 16, 1, 1); // fused %1239..%1243 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_5ops_6fdf2eeea6", 181, 16, 1, 1); // fused %1246..%1252 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 182, 1, 1, 1); // %1254 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 183, 1, 1, 1); // %1255 param54.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 184, 16, 1, 1); // fused %1257..%1258 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 185, 1, 1, 1); // %1261 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 186, 1, 1, 1); // %1265 param53.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 187, 16, 1, 1); // fused %1263..%1270 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 188, 1, 1, 1); // %1272 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 189, 1, 1, 1); // %1273 param52.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 190, 16, 1, 1); // fused %1275..%1276 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 191, 1, 1, 1); // %1279 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 192, 1, 1, 1); // %1283 param51.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 193, 16, 1, 1); // fused %1281..%1289 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 194, 1, 1, 1); // %1291 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 195, 1, 1, 1); // %1292 param50.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 196, 16, 1, 1); // fused %1294..%1295 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 197, 1, 1, 1); // %1298 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 198, 1, 1, 1); // %1302 param49.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 199, 16, 1, 1); // fused %1300..%1305 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 200, 16, 1, 1); // fused %1306..%1311 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 201, 16, 1, 1); // fused %1312..%1312 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 202, 1, 1, 1); // %1313 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 203, 1, 1, 1); // %1315 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 204, 1, 1, 1); // %1320 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 205, 1, 1, 1); // %1321 param48.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_13b4fad483", 206, 16, 1, 1); // fused %1317..%1324 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 207, 1, 1, 1); // %1327 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 208, 1, 1, 1); // %1331 param47.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 209, 16, 1, 1); // fused %1329..%1336 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 210, 1, 1, 1); // %1338 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 211, 1, 1, 1); // %1339 param46.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 212, 16, 1, 1); // fused %1341..%1342 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 213, 1, 1, 1); // %1345 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 214, 1, 1, 1); // %1349 param45.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 215, 16, 1, 1); // fused %1347..%1355 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 216, 1, 1, 1); // %1357 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 217, 1, 1, 1); // %1358 param44.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 218, 16, 1, 1); // fused %1360..%1361 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 219, 1, 1, 1); // %1364 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 220, 1, 1, 1); // %1368 param43.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 221, 16, 1, 1); // fused %1366..%1370 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 222, 1, 1, 1); // %1371 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 223, 1, 1, 1); // %1372 param55.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 224, 16, 1, 1); // fused %1373..%1374 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 225, 1, 1, 1); // %1375 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 226, 1, 1, 1); // %1377 param42.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 227, 16, 1, 1); // fused %1378..%1395 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 228, 1, 1, 1); // %1397 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 229, 1, 1, 1); // %1398 param41.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 230, 16, 1, 1); // fused %1400..%1401 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 231, 1, 1, 1); // %1404 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 232, 1, 1, 1); // %1408 param40.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 233, 16, 1, 1); // fused %1406..%1409 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-145
+    this.run(pass, "fused_8ops_56bd61938f", 234, 16, 1, 1); // fused %1410..%1417 blocks.1.attn.permute5.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:145-144
+    this.run(pass, "attention_dq_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 235, 32, 1, 1); // %1418 blocks.1.attn.attention0.grad.attention0 stdlib.mt:144
+    this.run(pass, "attention_dk_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 236, 32, 1, 1); // %1419 blocks.1.attn.attention0.grad.attention1 stdlib.mt:144
+    this.run(pass, "attention_dv_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 237, 32, 1, 1); // %1420 blocks.1.attn.attention0.grad.attention2 stdlib.mt:144
+    this.run(pass, "fused_8ops_ae213a8bc5", 238, 16, 1, 1); // fused %1422..%1429 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:143-139
+    this.run(pass, "fused_6ops_38941af722", 239, 16, 1, 1); // fused %1430..%1435 blocks.1.attn.permute0.grad.add0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:139-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 240, 1, 1, 1); // %1437 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 241, 1, 1, 1); // %1438 param39.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 242, 16, 1, 1); // fused %1440..%1441 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 243, 1, 1, 1); // %1444 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 244, 1, 1, 1); // %1448 param38.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_876ba481f6", 245, 16, 1, 1); // fused %1446..%1453 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 246, 1, 1, 1); // %1455 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 247, 1, 1, 1); // %1456 param37.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 248, 16, 1, 1); // fused %1458..%1459 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 249, 1, 1, 1); // %1462 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 250, 1, 1, 1); // %1466 param36.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_b762012805", 251, 16, 1, 1); // fused %1464..%1472 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 252, 1, 1, 1); // %1474 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 253, 1, 1, 1); // %1475 param35.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 254, 16, 1, 1); // fused %1477..%1478 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 255, 1, 1, 1); // %1481 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 256, 1, 1, 1); // %1485 param34.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 257, 16, 1, 1); // fused %1483..%1488 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 258, 1, 1, 1); // %1489 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 259, 1, 1, 1); // %1491 param33.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_99f25a92a5", 260, 16, 1, 1); // fused %1492..%1509 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 261, 16, 1, 1); // fused %1510..%1514 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 262, 16, 1, 1); // fused %1515..%1517 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 263, 1, 1, 1); // %1518 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 264, 1, 1, 1); // %1520 param32.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 265, 16, 1, 1); // fused %1521..%1522 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 266, 1, 1, 1); // %1523 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8_plus", 267, 1, 1, 1); // %1526 param31.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 268, 16, 1, 1); // fused %1525..%1530 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 269, 1, 1, 1); // %1531 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 270, 1, 1, 1); // %1533 param30.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 271, 16, 1, 1); // fused %1534..%1535 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 272, 1, 1, 1); // %1536 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8_plus", 273, 1, 1, 1); // %1539 param29.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 274, 16, 1, 1); // fused %1538..%1542 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_6ops_d9a0857268", 275, 16, 1, 1); // fused %1543..%1548 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 276, 1, 1, 1); // %1550 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 277, 1, 1, 1); // %1551 param27.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 278, 16, 1, 1); // fused %1553..%1556 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 279, 1, 1, 1); // %1558 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 280, 1, 1, 1); // %1559 param28.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 281, 16, 1, 1); // fused %1561..%1565 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_5ops_6fdf2eeea6", 282, 16, 1, 1); // fused %1568..%1574 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 283, 1, 1, 1); // %1576 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 284, 1, 1, 1); // %1577 param25.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 285, 16, 1, 1); // fused %1579..%1580 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 286, 1, 1, 1); // %1583 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 287, 1, 1, 1); // %1587 param24.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 288, 16, 1, 1); // fused %1585..%1592 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 289, 1, 1, 1); // %1594 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 290, 1, 1, 1); // %1595 param23.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 291, 16, 1, 1); // fused %1597..%1598 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 292, 1, 1, 1); // %1601 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 293, 1, 1, 1); // %1605 param22.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 294, 16, 1, 1); // fused %1603..%1611 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 295, 1, 1, 1); // %1613 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 296, 1, 1, 1); // %1614 param21.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 297, 16, 1, 1); // fused %1616..%1617 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 298, 1, 1, 1); // %1620 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 299, 1, 1, 1); // %1624 param20.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 300, 16, 1, 1); // fused %1622..%1627 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 301, 16, 1, 1); // fused %1628..%1633 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 302, 16, 1, 1); // fused %1634..%1634 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 303, 1, 1, 1); // %1635 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 304, 1, 1, 1); // %1637 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 305, 1, 1, 1); // %1642 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 306, 1, 1, 1); // %1643 param19.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_13b4fad483", 307, 16, 1, 1); // fused %1639..%1646 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 308, 1, 1, 1); // %1649 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 309, 1, 1, 1); // %1653 param18.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 310, 16, 1, 1); // fused %1651..%1658 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 311, 1, 1, 1); // %1660 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 312, 1, 1, 1); // %1661 param17.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 313, 16, 1, 1); // fused %1663..%1664 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 314, 1, 1, 1); // %1667 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 315, 1, 1, 1); // %1671 param16.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 316, 16, 1, 1); // fused %1669..%1677 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 317, 1, 1, 1); // %1679 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 318, 1, 1, 1); // %1680 param15.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 319, 16, 1, 1); // fused %1682..%1683 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 320, 1, 1, 1); // %1686 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 321, 1, 1, 1); // %1690 param14.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 322, 16, 1, 1); // fused %1688..%1692 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 323, 1, 1, 1); // %1693 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 324, 1, 1, 1); // %1694 param26.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 325, 16, 1, 1); // fused %1695..%1696 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 326, 1, 1, 1); // %1697 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 327, 1, 1, 1); // %1699 param13.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 328, 16, 1, 1); // fused %1700..%1717 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 329, 1, 1, 1); // %1719 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 330, 1, 1, 1); // %1720 param12.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 331, 16, 1, 1); // fused %1722..%1723 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 332, 1, 1, 1); // %1726 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 333, 1, 1, 1); // %1730 param11.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 334, 16, 1, 1); // fused %1728..%1731 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-145
+    this.run(pass, "fused_8ops_56bd61938f", 335, 16, 1, 1); // fused %1732..%1739 blocks.0.attn.permute5.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:145-144
+    this.run(pass, "attention_dq_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 336, 32, 1, 1); // %1740 blocks.0.attn.attention0.grad.attention0 stdlib.mt:144
+    this.run(pass, "attention_dk_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 337, 32, 1, 1); // %1741 blocks.0.attn.attention0.grad.attention1 stdlib.mt:144
+    this.run(pass, "attention_dv_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 338, 32, 1, 1); // %1742 blocks.0.attn.attention0.grad.attention2 stdlib.mt:144
+    this.run(pass, "fused_8ops_ae213a8bc5", 339, 16, 1, 1); // fused %1744..%1751 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:143-139
+    this.run(pass, "fused_6ops_38941af722", 340, 16, 1, 1); // fused %1752..%1757 blocks.0.attn.permute0.grad.add0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:139-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 341, 1, 1, 1); // %1759 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 342, 1, 1, 1); // %1760 param10.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 343, 16, 1, 1); // fused %1762..%1763 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 344, 1, 1, 1); // %1766 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 345, 1, 1, 1); // %1770 param9.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_876ba481f6", 346, 16, 1, 1); // fused %1768..%1775 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 347, 1, 1, 1); // %1777 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 348, 1, 1, 1); // %1778 param8.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 349, 16, 1, 1); // fused %1780..%1781 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 350, 1, 1, 1); // %1784 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 351, 1, 1, 1); // %1788 param7.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_b762012805", 352, 16, 1, 1); // fused %1786..%1794 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 353, 1, 1, 1); // %1796 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 354, 1, 1, 1); // %1797 param6.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 355, 16, 1, 1); // fused %1799..%1800 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 356, 1, 1, 1); // %1803 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 357, 1, 1, 1); // %1807 param5.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 358, 16, 1, 1); // fused %1805..%1810 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 359, 1, 1, 1); // %1811 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 360, 1, 1, 1); // %1813 param4.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_15ops_b9fd1c7832", 361, 16, 1, 1); // fused %1814..%1828 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    this.run(pass, "sum_a0_16x64x8x8", 362, 64, 1, 1); // %1829 embed.add0.grad.sum0 stdlib.mt:96
+    this.run(pass, "permute_021_64x1x8", 363, 2, 1, 1); // %1832 embed.matmul1.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_1ops_b127ed186b", 364, 16, 1, 1); // fused %1831..%1831 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "matmul_64x8x8_64x8x1", 365, 1, 1, 1); // %1833 embed.matmul1.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_021_64x8x1", 366, 2, 1, 1); // %1834 embed.matmul1.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_64x1x8_64x8x8", 367, 1, 1, 1); // %1835 embed.matmul1.grad.matmul1 stdlib.mt:96
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 368, 2, 1, 1); // %1841 embed.slice1.grad.pad0 stdlib.mt:95
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 369, 2, 1, 1); // %1843 embed.slice0.grad.pad0 stdlib.mt:94
+    this.run(pass, "fused_5ops_a742fd6ece", 370, 16, 1, 1); // fused %1836..%1844 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 371, 4, 1, 1); // %1845 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 372, 4, 1, 1); // %1847 embed.gather0.grad.scatter_add0 stdlib.mt:92
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_17600", 515, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
-    this.run(pass, "gradnorm_total_5", 516, 1, 1, 1); // global gradient L2 norm from 5 partial sums
-    this.run(pass, "adamw_17600", 517, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
+    this.run(pass, "gradnorm_partial_17600", 373, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
+    this.run(pass, "gradnorm_total_5", 374, 1, 1, 1); // global gradient L2 norm from 5 partial sums
+    this.run(pass, "adamw_17600", 375, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
   }
 }

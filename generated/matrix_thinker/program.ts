@@ -132,87 +132,102 @@ export const layout = {
   "kernels": [
     "adamw_17600",
     "affine_s0p1_b0_64x8x8",
-    "affine_s1_b0_256x32",
-    "affine_s1_b0_32x8",
-    "affine_s1_b0_8x8",
-    "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
-    "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
-    "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
-    "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
-    "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32",
-    "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
-    "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
-    "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
-    "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
-    "binary_add_8x1_8x1",
-    "binary_add_8x8_8x8",
+    "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
+    "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
+    "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
+    "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
+    "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1",
+    "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
+    "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
+    "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
+    "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
     "binary_add_s_s",
     "binary_mul_s_s",
     "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01",
     "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01",
     "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01",
+    "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus",
+    "contract_8x8192_s1_8_8192x1_s1_1_sum_none",
+    "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus",
+    "contract_8x8192_s1_8_8192x8_s8_1_sum_none",
+    "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus",
     "cross_entropy_16x64x256_16x64i",
     "fused_10ops_438c595591",
+    "fused_10ops_67fe7ae0a1",
+    "fused_10ops_9c5ce4be3e",
+    "fused_10ops_ae98027798",
     "fused_10ops_be340e8fa4",
     "fused_10ops_ce3a23b1b0",
     "fused_10ops_d0480892e7",
+    "fused_10ops_de15a7a6c5",
+    "fused_11ops_58d170af30",
     "fused_11ops_59b1508d1a",
+    "fused_11ops_d83ff1a052",
     "fused_12ops_065473a28e",
     "fused_13ops_1bd6eb4447",
+    "fused_13ops_d82cfad753",
+    "fused_13ops_e3b95d0a22",
     "fused_15ops_b9fd1c7832",
     "fused_17ops_e138ebbc8e",
     "fused_18ops_0c2364d5d7",
     "fused_18ops_4f9c9b0221",
     "fused_18ops_99f25a92a5",
     "fused_18ops_d414ff6507",
-    "fused_1ops_4757b88c6d",
     "fused_1ops_5d2ec40eca",
     "fused_1ops_ab457c8f23",
     "fused_1ops_b127ed186b",
     "fused_1ops_cc63f4d573",
+    "fused_1ops_e27698eeb2",
     "fused_2ops_40e2860e92",
-    "fused_2ops_44dcc0d004",
     "fused_2ops_665796529c",
-    "fused_2ops_76348a532d",
     "fused_2ops_9b7abf453b",
     "fused_2ops_dba17607cb",
-    "fused_3ops_69a85688ff",
     "fused_3ops_8ded8da892",
     "fused_3ops_b2994f0e14",
+    "fused_3ops_c265e1af37",
     "fused_3ops_f53b4e18e8",
     "fused_4ops_00eeb56ed1",
     "fused_4ops_524a705ba8",
     "fused_4ops_639c0eaebe",
     "fused_4ops_bbbdf33c10",
     "fused_4ops_dc56ce1d58",
+    "fused_5ops_0846150788",
+    "fused_5ops_13b4fad483",
     "fused_5ops_38ed373bf3",
+    "fused_5ops_5350b3f56d",
+    "fused_5ops_6fdf2eeea6",
     "fused_5ops_9945a40d4f",
     "fused_5ops_9f3eb47915",
     "fused_5ops_a742fd6ece",
     "fused_5ops_c99f1d200c",
     "fused_5ops_cc498e92db",
-    "fused_6ops_02694bca0d",
     "fused_6ops_0bedcad539",
     "fused_6ops_5dfc1b2d2a",
+    "fused_6ops_7d89efdd57",
     "fused_6ops_aec82b26d8",
     "fused_6ops_b1303e6313",
-    "fused_6ops_ce912df11f",
+    "fused_6ops_d9a0857268",
     "fused_6ops_da412c2f6d",
-    "fused_7ops_083d0a8352",
+    "fused_6ops_fea69436eb",
     "fused_7ops_1db5c853f2",
-    "fused_7ops_cd35b2c901",
+    "fused_7ops_6922e54516",
+    "fused_7ops_8a426222e1",
+    "fused_7ops_dc3803599c",
     "fused_8ops_046fa3602b",
     "fused_8ops_258467e860",
+    "fused_8ops_868a5830ca",
+    "fused_8ops_877a2c4258",
     "fused_8ops_bccf664f99",
-    "fused_8ops_dcb2dffbad",
+    "fused_9ops_0f1e93456e",
+    "fused_9ops_c4dcab3945",
     "gradnorm_partial_17600",
     "gradnorm_total_5",
     "matmul_256x32_16x64x32x1",
@@ -222,25 +237,25 @@ export const layout = {
     "matmul_64x8x1_64x1x8",
     "matmul_64x8x8_64x8x1",
     "matmul_8x32_16x64x32x8",
-    "matmul_8x8192_8192x1",
-    "matmul_8x8192_8192x8",
     "pad_ax0_at0_64x8_to_64x8",
-    "permute_0213_16x64x2x32",
     "permute_021_64x1x8",
     "permute_021_64x8x1",
     "permute_10_256x32",
     "scatter_add_16x64x8_16x64i_to_256x8",
     "slice_ax0_at0_64x8_to_64x8",
     "sum_a0123_16x64x1x1",
+    "sum_a0123_16x64x1x1_plus",
     "sum_a0123_16x64x8x8",
+    "sum_a0123_16x64x8x8_plus",
     "sum_a01_16x64x32x8",
     "sum_a01_16x64x8x8",
+    "sum_a01_16x64x8x8_plus",
     "sum_a0_16x64x8x8"
   ],
   "dispatches": {
     "setup": 0,
-    "forward": 86,
-    "backward": 413,
+    "forward": 70,
+    "backward": 281,
     "optimizer": 3
   }
 };
@@ -302,8 +317,8 @@ export class Program {
       buf("act16", 262144),
       buf("act17", 262144),
       buf("act18", 262144),
-      buf("act19", 262144),
-      buf("act20", 8192),
+      buf("act19", 8192),
+      buf("act20", 262144),
       buf("act21", 262144),
       buf("act22", 262144),
       buf("act23", 262144),
@@ -358,8 +373,8 @@ export class Program {
       buf("act72", 262144),
       buf("act73", 262144),
       buf("act74", 262144),
-      buf("act75", 262144),
-      buf("act76", 8192),
+      buf("act75", 8192),
+      buf("act76", 262144),
       buf("act77", 262144),
       buf("act78", 262144),
       buf("act79", 262144),
@@ -414,8 +429,8 @@ export class Program {
       buf("act128", 262144),
       buf("act129", 262144),
       buf("act130", 262144),
-      buf("act131", 262144),
-      buf("act132", 8192),
+      buf("act131", 8192),
+      buf("act132", 262144),
       buf("act133", 262144),
       buf("act134", 262144),
       buf("act135", 262144),
@@ -470,8 +485,8 @@ export class Program {
       buf("act184", 262144),
       buf("act185", 262144),
       buf("act186", 262144),
-      buf("act187", 262144),
-      buf("act188", 8192),
+      buf("act187", 8192),
+      buf("act188", 262144),
       buf("act189", 262144),
       buf("act190", 262144),
       buf("act191", 262144),
@@ -523,78 +538,21 @@ export class Program {
       buf("act237", 4),
       buf("act238", 1048576),
       buf("act239", 32768),
-      buf("act240", 32768),
-      buf("act241", 1048576),
-      buf("act242", 1024),
-      buf("act243", 1024),
-      buf("act244", 1024),
-      buf("act245", 262144),
+      buf("act240", 1048576),
+      buf("act241", 1024),
+      buf("act242", 262144),
+      buf("act243", 262144),
+      buf("act244", 4096),
+      buf("act245", 4096),
       buf("act246", 262144),
-      buf("act247", 256),
-      buf("act248", 4096),
-      buf("act249", 4096),
+      buf("act247", 32768),
+      buf("act248", 262144),
+      buf("act249", 4),
       buf("act250", 4),
-      buf("act251", 256),
-      buf("act252", 4),
-      buf("act253", 256),
-      buf("act254", 32),
-      buf("act255", 32),
-      buf("act256", 4),
-      buf("act257", 256),
-      buf("act258", 256),
-      buf("act259", 256),
-      buf("act260", 256),
-      buf("act261", 256),
-      buf("act262", 256),
-      buf("act263", 4),
-      buf("act264", 256),
-      buf("act265", 256),
-      buf("act266", 256),
-      buf("act267", 256),
-      buf("act268", 256),
-      buf("act269", 256),
-      buf("act270", 256),
-      buf("act271", 256),
-      buf("act272", 256),
-      buf("act273", 8192),
-      buf("act274", 256),
-      buf("act275", 256),
-      buf("act276", 256),
-      buf("act277", 256),
-      buf("act278", 256),
-      buf("act279", 256),
-      buf("act280", 256),
-      buf("act281", 256),
-      buf("act282", 256),
-      buf("act283", 32),
-      buf("act284", 32),
-      buf("act285", 4),
-      buf("act286", 256),
-      buf("act287", 256),
-      buf("act288", 256),
-      buf("act289", 256),
-      buf("act290", 256),
-      buf("act291", 256),
-      buf("act292", 4),
-      buf("act293", 256),
-      buf("act294", 256),
-      buf("act295", 256),
-      buf("act296", 256),
-      buf("act297", 256),
-      buf("act298", 256),
-      buf("act299", 256),
-      buf("act300", 256),
-      buf("act301", 256),
-      buf("act302", 256),
-      buf("act303", 256),
-      buf("act304", 256),
-      buf("act305", 256),
-      buf("act306", 256),
-      buf("act307", 256),
-      buf("act308", 256),
-      buf("act309", 256),
-      buf("act310", 32),
-      buf("act311", 2048),
+      buf("act251", 8192),
+      buf("act252", 256),
+      buf("act253", 32),
+      buf("act254", 2048),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -609,503 +567,355 @@ export class Program {
     group("matmul_64x8x1_64x1x8", [[this.act[0], 0, 2048], [this.act[1], 0, 2048], [this.act[2], 0, 16384]]); // 2: %77 embed.matmul1 stdlib.mt:96
     group("affine_s0p1_b0_64x8x8", [[this.act[2], 0, 16384], [this.act[3], 0, 16384]]); // 3: %78 embed.affine0 stdlib.mt:96
     group("fused_12ops_065473a28e", [[this.params, 0, 70400], [this.tokens, 0, 4096], [this.act[3], 0, 16384], [this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 4: fused %68..%85 embed.gather0 .. blocks.0.attn.norm.mul1 stdlib.mt:92-9
-    group("fused_7ops_cd35b2c901", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 5: fused %86..%92 blocks.0.attn.norm.mul2 .. blocks.0.attn.reshape0 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[12], 0, 262144], [this.act[13], 0, 262144]]); // 6: %93 blocks.0.attn.permute0 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 21248, 49152], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 7: fused %94..%99 blocks.0.attn.k.matmul0 .. blocks.0.attn.reshape1 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[15], 0, 262144], [this.act[16], 0, 262144]]); // 8: %100 blocks.0.attn.permute1 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 21760, 48640], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: fused %101..%106 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[18], 0, 262144], [this.act[19], 0, 262144]]); // 10: %107 blocks.0.attn.permute2 stdlib.mt:35
-    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[20], 0, 8192], [this.step, 0, 16]]); // 11: %108 blocks.0.attn.attention_lse0 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 8192], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 12: %109 blocks.0.attn.attention0 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[18], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.step, 0, 16]]); // 13: fused %110..%122 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 22784, 47616], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 14: fused %123..%129 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 23296, 47104], [this.act[27], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 15: fused %130..%137 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 46336], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 16: fused %138..%143 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 24576, 45824], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 17: fused %144..%149 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 24832, 45568], [this.act[27], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.step, 0, 16]]); // 18: fused %150..%157 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 44800], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 19: fused %158..%163 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[41], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 20: fused %164..%167 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 26368, 44032], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 32768], [this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[59], 0, 262144], [this.act[60], 0, 4096], [this.step, 0, 16]]); // 21: fused %168..%178 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 27392, 43008], [this.act[27], 0, 262144], [this.act[54], 0, 262144], [this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 22: fused %179..%184 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_d0480892e7", [[this.act[24], 0, 262144], [this.act[59], 0, 262144], [this.act[61], 0, 4096], [this.act[63], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 23: fused %185..%194 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 27904, 42496], [this.act[65], 0, 262144], [this.act[63], 0, 262144], [this.act[66], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 24: fused %195..%201 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[68], 0, 262144], [this.act[69], 0, 262144]]); // 25: %202 blocks.1.attn.permute0 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 28672, 41728], [this.act[63], 0, 262144], [this.act[68], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 26: fused %203..%208 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[71], 0, 262144], [this.act[72], 0, 262144]]); // 27: %209 blocks.1.attn.permute1 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 29184, 41216], [this.act[63], 0, 262144], [this.act[71], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 28: fused %210..%215 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[74], 0, 262144], [this.act[75], 0, 262144]]); // 29: %216 blocks.1.attn.permute2 stdlib.mt:35
-    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[76], 0, 8192], [this.step, 0, 16]]); // 30: %217 blocks.1.attn.attention_lse0 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 8192], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 31: %218 blocks.1.attn.attention0 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 40704], [this.act[54], 0, 262144], [this.act[74], 0, 262144], [this.act[77], 0, 262144], [this.act[78], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 32: fused %219..%231 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 30208, 40192], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.step, 0, 16]]); // 33: fused %232..%238 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 30720, 39680], [this.act[83], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.step, 0, 16]]); // 34: fused %239..%246 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 38912], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 35: fused %247..%252 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 32000, 38400], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 36: fused %253..%258 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 32256, 38144], [this.act[83], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.step, 0, 16]]); // 37: fused %259..%266 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 37376], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 38: fused %267..%272 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[97], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 39: fused %273..%276 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 33792, 36608], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 32768], [this.act[113], 0, 262144], [this.act[114], 0, 32768], [this.act[115], 0, 262144], [this.act[116], 0, 4096], [this.step, 0, 16]]); // 40: fused %277..%287 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 34816, 35584], [this.act[83], 0, 262144], [this.act[110], 0, 262144], [this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 41: fused %288..%293 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_438c595591", [[this.act[80], 0, 262144], [this.act[115], 0, 262144], [this.act[117], 0, 4096], [this.act[119], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 42: fused %294..%303 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 20480, 49920], [this.act[121], 0, 262144], [this.act[119], 0, 262144], [this.act[122], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 43: fused %304..%310 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[124], 0, 262144], [this.act[125], 0, 262144]]); // 44: %311 blocks.0.attn.permute5 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 21248, 49152], [this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.act[126], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 45: fused %312..%317 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[127], 0, 262144], [this.act[128], 0, 262144]]); // 46: %318 blocks.0.attn.permute6 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 21760, 48640], [this.act[119], 0, 262144], [this.act[127], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 47: fused %319..%324 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[130], 0, 262144], [this.act[131], 0, 262144]]); // 48: %325 blocks.0.attn.permute7 stdlib.mt:35
-    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[132], 0, 8192], [this.step, 0, 16]]); // 49: %326 blocks.0.attn.attention_lse1 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 8192], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 50: %327 blocks.0.attn.attention1 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 48128], [this.act[110], 0, 262144], [this.act[130], 0, 262144], [this.act[133], 0, 262144], [this.act[134], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 51: fused %328..%340 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 22784, 47616], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[141], 0, 262144], [this.act[142], 0, 262144], [this.step, 0, 16]]); // 52: fused %341..%347 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 23296, 47104], [this.act[139], 0, 262144], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 53: fused %348..%355 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 46336], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.step, 0, 16]]); // 54: fused %356..%361 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 24576, 45824], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 55: fused %362..%367 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 24832, 45568], [this.act[139], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 56: fused %368..%375 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 44800], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 57: fused %376..%381 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 58: fused %382..%385 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 26368, 44032], [this.act[139], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 32768], [this.act[169], 0, 262144], [this.act[170], 0, 32768], [this.act[171], 0, 262144], [this.act[172], 0, 4096], [this.step, 0, 16]]); // 59: fused %386..%396 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 27392, 43008], [this.act[139], 0, 262144], [this.act[166], 0, 262144], [this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 60: fused %397..%402 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_be340e8fa4", [[this.act[136], 0, 262144], [this.act[171], 0, 262144], [this.act[173], 0, 4096], [this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 61: fused %403..%412 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 27904, 42496], [this.act[177], 0, 262144], [this.act[175], 0, 262144], [this.act[178], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 62: fused %413..%419 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[180], 0, 262144], [this.act[181], 0, 262144]]); // 63: %420 blocks.1.attn.permute5 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 28672, 41728], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 64: fused %421..%426 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[183], 0, 262144], [this.act[184], 0, 262144]]); // 65: %427 blocks.1.attn.permute6 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 29184, 41216], [this.act[175], 0, 262144], [this.act[183], 0, 262144], [this.act[185], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 66: fused %428..%433 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[186], 0, 262144], [this.act[187], 0, 262144]]); // 67: %434 blocks.1.attn.permute7 stdlib.mt:35
-    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[188], 0, 8192], [this.step, 0, 16]]); // 68: %435 blocks.1.attn.attention_lse1 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 8192], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 69: %436 blocks.1.attn.attention1 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 40704], [this.act[166], 0, 262144], [this.act[186], 0, 262144], [this.act[189], 0, 262144], [this.act[190], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16]]); // 70: fused %437..%449 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 30208, 40192], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 71: fused %450..%456 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 30720, 39680], [this.act[195], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 72: fused %457..%464 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 38912], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.step, 0, 16]]); // 73: fused %465..%470 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 32000, 38400], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 74: fused %471..%476 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 32256, 38144], [this.act[195], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 75: fused %477..%484 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 37376], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 76: fused %485..%490 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.step, 0, 16]]); // 77: fused %491..%494 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 33792, 36608], [this.act[195], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 32768], [this.act[225], 0, 262144], [this.act[226], 0, 32768], [this.act[227], 0, 262144], [this.act[228], 0, 4096], [this.step, 0, 16]]); // 78: fused %495..%505 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 34816, 35584], [this.act[195], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 79: fused %506..%511 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_ce3a23b1b0", [[this.act[192], 0, 262144], [this.act[227], 0, 262144], [this.act[229], 0, 4096], [this.act[231], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 80: fused %512..%521 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
-    group("fused_1ops_5d2ec40eca", [[this.params, 35328, 35072], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 81: fused %522..%522 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
-    group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[231], 0, 262144], [this.act[234], 0, 1048576]]); // 82: %523 head.matmul0 stdlib.mt:106
-    group("fused_2ops_dba17607cb", [[this.params, 36608, 33792], [this.act[234], 0, 1048576], [this.act[235], 0, 131072], [this.step, 0, 16]]); // 83: fused %524..%525 head.mul0 .. head.sum0 stdlib.mt:106
-    group("matmul_256x32_16x64x32x1", [[this.params, 37632, 32768], [this.act[235], 0, 131072], [this.act[236], 0, 1048576]]); // 84: %526 head.matmul1 stdlib.mt:107
-    group("cross_entropy_16x64x256_16x64i", [[this.act[236], 0, 1048576], [this.targets, 0, 4096], [this.act[237], 0, 4]]); // 85: %528 loss.cross_entropy0 matrix_thinker.mt:48
-    group("fused_6ops_aec82b26d8", [[this.targets, 0, 4096], [this.act[236], 0, 1048576], [this.act[238], 0, 1048576], [this.step, 0, 16]]); // 86: fused %530..%535 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_thinker.mt:48-107
-    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", [[this.act[238], 0, 1048576], [this.act[235], 0, 131072], [this.act[239], 0, 32768]]); // 87: %538 head.matmul1.grad.sum0 stdlib.mt:107
-    group("permute_10_256x32", [[this.params, 37632, 32768], [this.act[240], 0, 32768]]); // 88: %540 head.matmul1.grad.permute1 stdlib.mt:107
-    group("matmul_32x256_16x64x256x1", [[this.act[240], 0, 32768], [this.act[238], 0, 1048576], [this.act[235], 0, 131072]]); // 89: %541 head.matmul1.grad.matmul1 stdlib.mt:107
-    group("fused_3ops_b2994f0e14", [[this.params, 36608, 33792], [this.act[234], 0, 1048576], [this.act[235], 0, 131072], [this.act[238], 0, 1048576], [this.act[241], 0, 1048576], [this.step, 0, 16]]); // 90: fused %542..%544 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
-    group("sum_a01_16x64x32x8", [[this.act[241], 0, 1048576], [this.act[242], 0, 1024]]); // 91: %545 head.mul0.grad.sum0 stdlib.mt:106
-    group("contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[238], 0, 1048576], [this.act[231], 0, 262144], [this.act[243], 0, 1024]]); // 92: %549 head.matmul0.grad.sum0 stdlib.mt:106
-    group("fused_1ops_cc63f4d573", [[this.params, 35584, 34816], [this.act[244], 0, 1024], [this.step, 0, 16]]); // 93: fused %551..%551 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
-    group("matmul_8x32_16x64x32x8", [[this.act[244], 0, 1024], [this.act[238], 0, 1048576], [this.act[231], 0, 262144]]); // 94: %552 head.matmul0.grad.matmul1 stdlib.mt:106
-    group("fused_2ops_665796529c", [[this.params, 35328, 35072], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.act[245], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 95: fused %553..%554 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[246], 0, 262144], [this.act[247], 0, 256]]); // 96: %555 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("fused_17ops_e138ebbc8e", [[this.act[227], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[245], 0, 262144], [this.act[246], 0, 262144], [this.act[231], 0, 262144], [this.act[248], 0, 4096], [this.step, 0, 16]]); // 97: fused %557..%573 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.act[245], 0, 262144], [this.act[232], 0, 4096], [this.act[227], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 98: fused %574..%578 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[229], 0, 4096], [this.act[248], 0, 4096], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 99: fused %579..%581 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[250], 0, 4]]); // 100: %582 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[195], 0, 262144], [this.act[249], 0, 4096], [this.act[231], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 101: fused %584..%585 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[230], 0, 262144], [this.act[251], 0, 256]]); // 102: %586 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 34816, 35584], [this.act[228], 0, 4096], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.act[230], 0, 262144], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 103: fused %588..%592 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[252], 0, 4]]); // 104: %593 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[195], 0, 262144], [this.act[249], 0, 4096], [this.act[231], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 105: fused %595..%596 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[233], 0, 262144], [this.act[253], 0, 256]]); // 106: %597 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 36096], [this.act[226], 0, 32768], [this.act[245], 0, 262144], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.act[233], 0, 262144], [this.act[240], 0, 32768], [this.step, 0, 16]]); // 107: fused %599..%602 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 33792, 36608], [this.act[224], 0, 32768], [this.act[225], 0, 262144], [this.act[245], 0, 262144], [this.act[226], 0, 32768], [this.act[231], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 108: fused %603..%609 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[230], 0, 262144], [this.act[226], 0, 32768], [this.act[254], 0, 32]]); // 109: %610 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 34048, 36352], [this.act[233], 0, 262144], [this.act[240], 0, 32768], [this.act[231], 0, 262144], [this.act[230], 0, 262144], [this.act[226], 0, 32768], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 110: fused %612..%615 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[223], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 111: fused %616..%616 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[231], 0, 262144], [this.act[226], 0, 32768], [this.act[255], 0, 32]]); // 112: %617 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[209], 0, 262144], [this.act[221], 0, 262144], [this.act[227], 0, 262144], [this.act[230], 0, 262144], [this.act[245], 0, 262144], [this.act[231], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 113: fused %619..%623 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[196], 0, 4], [this.act[220], 0, 262144], [this.act[233], 0, 262144], [this.act[245], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 114: fused %626..%627 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[230], 0, 262144], [this.act[256], 0, 4]]); // 115: %628 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 33280, 37120], [this.act[219], 0, 262144], [this.act[245], 0, 262144], [this.act[230], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 116: fused %631..%633 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[233], 0, 262144], [this.act[245], 0, 262144], [this.act[257], 0, 256]]); // 117: %634 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[218], 0, 262144], [this.act[230], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 118: fused %636..%637 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[245], 0, 262144], [this.act[217], 0, 262144], [this.act[258], 0, 256]]); // 119: %640 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 32768, 37632], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[245], 0, 262144], [this.act[217], 0, 262144], [this.act[230], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 120: fused %642..%648 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[215], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 121: fused %649..%649 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[245], 0, 262144], [this.act[230], 0, 262144], [this.act[259], 0, 256]]); // 122: %650 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[214], 0, 262144], [this.act[218], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 123: fused %652..%653 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[230], 0, 262144], [this.act[195], 0, 262144], [this.act[260], 0, 256]]); // 124: %656 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 32256, 38144], [this.act[212], 0, 262144], [this.act[231], 0, 262144], [this.act[217], 0, 262144], [this.act[230], 0, 262144], [this.act[218], 0, 262144], [this.act[214], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 125: fused %658..%665 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[211], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 126: fused %666..%666 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[230], 0, 262144], [this.act[214], 0, 262144], [this.act[261], 0, 256]]); // 127: %667 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[210], 0, 262144], [this.act[245], 0, 262144], [this.act[214], 0, 262144], [this.step, 0, 16]]); // 128: fused %669..%670 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[214], 0, 262144], [this.act[195], 0, 262144], [this.act[262], 0, 256]]); // 129: %673 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 32000, 38400], [this.act[195], 0, 262144], [this.act[223], 0, 262144], [this.act[218], 0, 262144], [this.act[214], 0, 262144], [this.act[245], 0, 262144], [this.act[210], 0, 262144], [this.step, 0, 16]]); // 130: fused %675..%679 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[196], 0, 4], [this.act[208], 0, 262144], [this.act[223], 0, 262144], [this.act[245], 0, 262144], [this.act[210], 0, 262144], [this.act[214], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 131: fused %680..%685 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[207], 0, 262144], [this.act[210], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 132: fused %686..%686 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[245], 0, 262144], [this.act[196], 0, 4]]); // 133: %687 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[256], 0, 4], [this.act[196], 0, 4], [this.act[263], 0, 4]]); // 134: %689 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 31744, 38656], [this.act[206], 0, 262144], [this.act[218], 0, 262144], [this.act[245], 0, 262144], [this.act[210], 0, 262144], [this.step, 0, 16]]); // 135: fused %691..%693 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[210], 0, 262144], [this.act[218], 0, 262144], [this.act[264], 0, 256]]); // 136: %694 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[205], 0, 262144], [this.act[245], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 137: fused %696..%697 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[218], 0, 262144], [this.act[204], 0, 262144], [this.act[265], 0, 256]]); // 138: %700 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 31232, 39168], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[218], 0, 262144], [this.act[204], 0, 262144], [this.act[245], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 139: fused %702..%708 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[202], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 140: fused %709..%709 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[218], 0, 262144], [this.act[245], 0, 262144], [this.act[266], 0, 256]]); // 141: %710 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 142: fused %712..%713 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[245], 0, 262144], [this.act[195], 0, 262144], [this.act[267], 0, 256]]); // 143: %716 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 30720, 39680], [this.act[199], 0, 262144], [this.act[214], 0, 262144], [this.act[204], 0, 262144], [this.act[245], 0, 262144], [this.act[205], 0, 262144], [this.act[201], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 144: fused %718..%725 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[198], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 145: fused %726..%726 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[245], 0, 262144], [this.act[201], 0, 262144], [this.act[268], 0, 256]]); // 146: %727 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[197], 0, 262144], [this.act[218], 0, 262144], [this.act[201], 0, 262144], [this.step, 0, 16]]); // 147: fused %729..%730 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[269], 0, 256]]); // 148: %733 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 39936], [this.act[205], 0, 262144], [this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.step, 0, 16]]); // 149: fused %735..%738 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[263], 0, 4], [this.act[196], 0, 4], [this.act[256], 0, 4]]); // 150: %739 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 30208, 40192], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 151: fused %740..%741 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[205], 0, 262144], [this.act[270], 0, 256]]); // 152: %742 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 40448], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[246], 0, 262144], [this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 153: fused %744..%761 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[191], 0, 262144], [this.act[201], 0, 262144], [this.step, 0, 16]]); // 154: fused %762..%762 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[271], 0, 256]]); // 155: %763 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[190], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 156: fused %765..%766 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[272], 0, 256]]); // 157: %769 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 40704], [this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 158: fused %771..%773 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[189], 0, 262144], [this.act[195], 0, 262144]]); // 159: %774 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    group("fused_2ops_76348a532d", [[this.act[186], 0, 262144], [this.act[195], 0, 262144], [this.act[273], 0, 8192], [this.step, 0, 16]]); // 160: fused %775..%776 blocks.1.attn.attention1.grad.mul0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 8192], [this.act[195], 0, 262144], [this.act[273], 0, 8192], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 161: %777 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 8192], [this.act[195], 0, 262144], [this.act[273], 0, 8192], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 162: %778 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[188], 0, 8192], [this.act[195], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 163: %779 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
-    group("fused_6ops_02694bca0d", [[this.params, 29440, 40960], [this.act[185], 0, 262144], [this.act[187], 0, 262144], [this.act[195], 0, 262144], [this.act[184], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 164: fused %780..%785 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
-    group("matmul_8x8192_8192x8", [[this.act[181], 0, 262144], [this.act[195], 0, 262144], [this.act[274], 0, 256]]); // 165: %786 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 166: fused %788..%789 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[195], 0, 262144], [this.act[175], 0, 262144], [this.act[275], 0, 256]]); // 167: %792 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 28928, 41472], [this.act[182], 0, 262144], [this.act[189], 0, 262144], [this.act[195], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[181], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 168: fused %794..%801 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[187], 0, 262144], [this.act[183], 0, 262144], [this.act[276], 0, 256]]); // 169: %802 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 170: fused %804..%805 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.act[277], 0, 256]]); // 171: %808 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 28416, 41984], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 172: fused %810..%817 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[179], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 173: fused %818..%818 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[183], 0, 262144], [this.act[180], 0, 262144], [this.act[278], 0, 256]]); // 174: %819 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[178], 0, 262144], [this.act[187], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 175: fused %821..%822 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[279], 0, 256]]); // 176: %825 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 27904, 42496], [this.act[177], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 177: fused %827..%831 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[187], 0, 262144], [this.act[280], 0, 256]]); // 178: %832 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_0c2364d5d7", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[205], 0, 262144], [this.act[175], 0, 262144], [this.act[187], 0, 262144], [this.act[180], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16]]); // 179: fused %834..%851 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 4096], [this.act[205], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 180: fused %852..%856 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[173], 0, 4096], [this.act[193], 0, 4096], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 181: fused %857..%859 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[196], 0, 4]]); // 182: %860 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[139], 0, 262144], [this.act[249], 0, 4096], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 183: fused %862..%863 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[174], 0, 262144], [this.act[281], 0, 256]]); // 184: %864 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 27392, 43008], [this.act[172], 0, 4096], [this.act[176], 0, 4096], [this.act[166], 0, 262144], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 185: fused %866..%870 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[263], 0, 4]]); // 186: %871 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[139], 0, 262144], [this.act[249], 0, 4096], [this.act[180], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 187: fused %873..%874 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[282], 0, 256]]); // 188: %875 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 43520], [this.act[170], 0, 32768], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[180], 0, 262144], [this.act[166], 0, 262144], [this.act[226], 0, 32768], [this.step, 0, 16]]); // 189: fused %877..%880 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 26368, 44032], [this.act[168], 0, 32768], [this.act[169], 0, 262144], [this.act[175], 0, 262144], [this.act[170], 0, 32768], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 190: fused %881..%887 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[174], 0, 262144], [this.act[170], 0, 32768], [this.act[283], 0, 32]]); // 191: %888 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 26624, 43776], [this.act[166], 0, 262144], [this.act[226], 0, 32768], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.act[170], 0, 32768], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 192: fused %890..%893 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[167], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 193: fused %894..%894 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[180], 0, 262144], [this.act[170], 0, 32768], [this.act[284], 0, 32]]); // 194: %895 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[153], 0, 262144], [this.act[165], 0, 262144], [this.act[205], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.act[167], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 195: fused %897..%901 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[140], 0, 4], [this.act[164], 0, 262144], [this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 196: fused %904..%905 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[174], 0, 262144], [this.act[285], 0, 4]]); // 197: %906 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 25856, 44544], [this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 198: fused %909..%911 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[286], 0, 256]]); // 199: %912 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[162], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 200: fused %914..%915 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[161], 0, 262144], [this.act[287], 0, 256]]); // 201: %918 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 25344, 45056], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[175], 0, 262144], [this.act[161], 0, 262144], [this.act[174], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 202: fused %920..%926 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[159], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 203: fused %927..%927 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[288], 0, 256]]); // 204: %928 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[158], 0, 262144], [this.act[162], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 205: fused %930..%931 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[174], 0, 262144], [this.act[139], 0, 262144], [this.act[289], 0, 256]]); // 206: %934 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 24832, 45568], [this.act[156], 0, 262144], [this.act[180], 0, 262144], [this.act[161], 0, 262144], [this.act[174], 0, 262144], [this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 207: fused %936..%943 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[155], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 208: fused %944..%944 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[174], 0, 262144], [this.act[158], 0, 262144], [this.act[290], 0, 256]]); // 209: %945 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[154], 0, 262144], [this.act[175], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 210: fused %947..%948 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[158], 0, 262144], [this.act[139], 0, 262144], [this.act[291], 0, 256]]); // 211: %951 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 24576, 45824], [this.act[139], 0, 262144], [this.act[167], 0, 262144], [this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[175], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 212: fused %953..%957 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[140], 0, 4], [this.act[152], 0, 262144], [this.act[167], 0, 262144], [this.act[175], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 213: fused %958..%963 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[151], 0, 262144], [this.act[154], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 214: fused %964..%964 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[140], 0, 4]]); // 215: %965 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[285], 0, 4], [this.act[140], 0, 4], [this.act[292], 0, 4]]); // 216: %967 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 24320, 46080], [this.act[150], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 217: fused %969..%971 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[154], 0, 262144], [this.act[162], 0, 262144], [this.act[293], 0, 256]]); // 218: %972 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[149], 0, 262144], [this.act[175], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 219: fused %974..%975 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[162], 0, 262144], [this.act[148], 0, 262144], [this.act[294], 0, 256]]); // 220: %978 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 23808, 46592], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[162], 0, 262144], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 221: fused %980..%986 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[146], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 222: fused %987..%987 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[295], 0, 256]]); // 223: %988 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 224: fused %990..%991 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[139], 0, 262144], [this.act[296], 0, 256]]); // 225: %994 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 23296, 47104], [this.act[143], 0, 262144], [this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 226: fused %996..%1003 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[142], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 227: fused %1004..%1004 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[145], 0, 262144], [this.act[297], 0, 256]]); // 228: %1005 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[141], 0, 262144], [this.act[162], 0, 262144], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 229: fused %1007..%1008 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[298], 0, 256]]); // 230: %1011 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 47360], [this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.step, 0, 16]]); // 231: fused %1013..%1016 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[292], 0, 4], [this.act[140], 0, 4], [this.act[285], 0, 4]]); // 232: %1017 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 22784, 47616], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 233: fused %1018..%1019 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[299], 0, 256]]); // 234: %1020 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 47872], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[187], 0, 262144], [this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 235: fused %1022..%1039 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[135], 0, 262144], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 236: fused %1040..%1040 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[300], 0, 256]]); // 237: %1041 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[134], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 238: fused %1043..%1044 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.act[301], 0, 256]]); // 239: %1047 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 48128], [this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 240: fused %1049..%1051 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[133], 0, 262144], [this.act[139], 0, 262144]]); // 241: %1052 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    group("fused_2ops_76348a532d", [[this.act[130], 0, 262144], [this.act[139], 0, 262144], [this.act[188], 0, 8192], [this.step, 0, 16]]); // 242: fused %1053..%1054 blocks.0.attn.attention1.grad.mul0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 8192], [this.act[139], 0, 262144], [this.act[188], 0, 8192], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 243: %1055 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 8192], [this.act[139], 0, 262144], [this.act[188], 0, 8192], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 244: %1056 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[132], 0, 8192], [this.act[139], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 245: %1057 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
-    group("fused_6ops_02694bca0d", [[this.params, 22016, 48384], [this.act[129], 0, 262144], [this.act[131], 0, 262144], [this.act[139], 0, 262144], [this.act[128], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 246: fused %1058..%1063 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
-    group("matmul_8x8192_8192x8", [[this.act[125], 0, 262144], [this.act[139], 0, 262144], [this.act[302], 0, 256]]); // 247: %1064 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 248: fused %1066..%1067 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[139], 0, 262144], [this.act[119], 0, 262144], [this.act[303], 0, 256]]); // 249: %1070 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 21504, 48896], [this.act[126], 0, 262144], [this.act[133], 0, 262144], [this.act[139], 0, 262144], [this.act[128], 0, 262144], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 250: fused %1072..%1079 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[131], 0, 262144], [this.act[127], 0, 262144], [this.act[304], 0, 256]]); // 251: %1080 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 252: fused %1082..%1083 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[127], 0, 262144], [this.act[119], 0, 262144], [this.act[305], 0, 256]]); // 253: %1086 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 20992, 49408], [this.act[130], 0, 262144], [this.act[128], 0, 262144], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 254: fused %1088..%1095 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[123], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 255: fused %1096..%1096 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[127], 0, 262144], [this.act[124], 0, 262144], [this.act[306], 0, 256]]); // 256: %1097 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[122], 0, 262144], [this.act[131], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 257: fused %1099..%1100 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[307], 0, 256]]); // 258: %1103 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 20480, 49920], [this.act[121], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 259: fused %1105..%1109 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[131], 0, 262144], [this.act[308], 0, 256]]); // 260: %1110 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_d414ff6507", [[this.act[115], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[149], 0, 262144], [this.act[119], 0, 262144], [this.act[131], 0, 262144], [this.act[124], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 261: fused %1112..%1129 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 4096], [this.act[149], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 262: fused %1130..%1134 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[117], 0, 4096], [this.act[137], 0, 4096], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 263: fused %1135..%1137 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[140], 0, 4]]); // 264: %1138 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[250], 0, 4], [this.act[140], 0, 4], [this.grads, 35072, 4]]); // 265: %1140 param61.grad.add0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[83], 0, 262144], [this.act[249], 0, 4096], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 266: fused %1141..%1142 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[118], 0, 262144], [this.act[309], 0, 256]]); // 267: %1143 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[251], 0, 256], [this.act[309], 0, 256], [this.grads, 34816, 256]]); // 268: %1146 param60.grad.add0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 34816, 35584], [this.act[116], 0, 4096], [this.act[120], 0, 4096], [this.act[115], 0, 262144], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 269: fused %1145..%1150 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[140], 0, 4]]); // 270: %1151 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[252], 0, 4], [this.act[140], 0, 4], [this.grads, 34560, 4]]); // 271: %1153 param59.grad.add0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[83], 0, 262144], [this.act[249], 0, 4096], [this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 272: fused %1154..%1155 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[115], 0, 262144], [this.act[309], 0, 256]]); // 273: %1156 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[253], 0, 256], [this.act[309], 0, 256], [this.grads, 34304, 256]]); // 274: %1159 param58.grad.add0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 36096], [this.act[114], 0, 32768], [this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.act[170], 0, 32768], [this.step, 0, 16]]); // 275: fused %1158..%1162 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 33792, 36608], [this.act[112], 0, 32768], [this.act[113], 0, 262144], [this.act[119], 0, 262144], [this.act[114], 0, 32768], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 276: fused %1163..%1169 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[118], 0, 262144], [this.act[114], 0, 32768], [this.act[310], 0, 32]]); // 277: %1170 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[254], 0, 32], [this.act[310], 0, 32], [this.grads, 33792, 32]]); // 278: %1171 param56.grad.add0 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 34048, 36352], [this.act[115], 0, 262144], [this.act[170], 0, 32768], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.act[114], 0, 32768], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 279: fused %1173..%1176 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 280: fused %1177..%1177 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[124], 0, 262144], [this.act[114], 0, 32768], [this.act[310], 0, 32]]); // 281: %1178 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[255], 0, 32], [this.act[310], 0, 32], [this.grads, 34048, 32]]); // 282: %1179 param57.grad.add0 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[97], 0, 262144], [this.act[109], 0, 262144], [this.act[149], 0, 262144], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.act[111], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 283: fused %1181..%1185 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[84], 0, 4], [this.act[108], 0, 262144], [this.act[115], 0, 262144], [this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 284: fused %1188..%1189 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[118], 0, 262144], [this.act[140], 0, 4]]); // 285: %1190 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 33280, 37120], [this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 286: fused %1193..%1195 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[115], 0, 262144], [this.act[119], 0, 262144], [this.act[309], 0, 256]]); // 287: %1196 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[257], 0, 256], [this.act[309], 0, 256], [this.grads, 33280, 256]]); // 288: %1197 param54.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[106], 0, 262144], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 289: fused %1199..%1200 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[105], 0, 262144], [this.act[309], 0, 256]]); // 290: %1203 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[258], 0, 256], [this.act[309], 0, 256], [this.grads, 33024, 256]]); // 291: %1207 param53.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 32768, 37632], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[119], 0, 262144], [this.act[105], 0, 262144], [this.act[118], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 292: fused %1205..%1212 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[103], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 293: fused %1213..%1213 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.act[309], 0, 256]]); // 294: %1214 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[259], 0, 256], [this.act[309], 0, 256], [this.grads, 32768, 256]]); // 295: %1215 param52.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[102], 0, 262144], [this.act[106], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 296: fused %1217..%1218 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[118], 0, 262144], [this.act[83], 0, 262144], [this.act[309], 0, 256]]); // 297: %1221 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[260], 0, 256], [this.act[309], 0, 256], [this.grads, 32512, 256]]); // 298: %1225 param51.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 32256, 38144], [this.act[100], 0, 262144], [this.act[124], 0, 262144], [this.act[105], 0, 262144], [this.act[118], 0, 262144], [this.act[106], 0, 262144], [this.act[102], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 299: fused %1223..%1231 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[99], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 300: fused %1232..%1232 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[118], 0, 262144], [this.act[102], 0, 262144], [this.act[309], 0, 256]]); // 301: %1233 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[309], 0, 256], [this.grads, 32256, 256]]); // 302: %1234 param50.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[98], 0, 262144], [this.act[119], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 303: fused %1236..%1237 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[102], 0, 262144], [this.act[83], 0, 262144], [this.act[309], 0, 256]]); // 304: %1240 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[309], 0, 256], [this.grads, 32000, 256]]); // 305: %1244 param49.grad.add0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 32000, 38400], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[106], 0, 262144], [this.act[102], 0, 262144], [this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.step, 0, 16]]); // 306: fused %1242..%1247 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[84], 0, 4], [this.act[96], 0, 262144], [this.act[111], 0, 262144], [this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.act[102], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 307: fused %1248..%1253 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[95], 0, 262144], [this.act[98], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 308: fused %1254..%1254 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[119], 0, 262144], [this.act[84], 0, 4]]); // 309: %1255 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[84], 0, 4], [this.act[252], 0, 4]]); // 310: %1257 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 31744, 38656], [this.act[94], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.step, 0, 16]]); // 311: fused %1259..%1261 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[98], 0, 262144], [this.act[106], 0, 262144], [this.act[309], 0, 256]]); // 312: %1262 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[264], 0, 256], [this.act[309], 0, 256], [this.grads, 31744, 256]]); // 313: %1263 param48.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[93], 0, 262144], [this.act[119], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 314: fused %1265..%1266 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[106], 0, 262144], [this.act[92], 0, 262144], [this.act[309], 0, 256]]); // 315: %1269 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[309], 0, 256], [this.grads, 31488, 256]]); // 316: %1273 param47.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 31232, 39168], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[106], 0, 262144], [this.act[92], 0, 262144], [this.act[119], 0, 262144], [this.act[93], 0, 262144], [this.step, 0, 16]]); // 317: fused %1271..%1278 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[90], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 318: fused %1279..%1279 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[309], 0, 256]]); // 319: %1280 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[309], 0, 256], [this.grads, 31232, 256]]); // 320: %1281 param46.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[89], 0, 262144], [this.act[93], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 321: fused %1283..%1284 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[83], 0, 262144], [this.act[309], 0, 256]]); // 322: %1287 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[309], 0, 256], [this.grads, 30976, 256]]); // 323: %1291 param45.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 30720, 39680], [this.act[87], 0, 262144], [this.act[102], 0, 262144], [this.act[92], 0, 262144], [this.act[119], 0, 262144], [this.act[93], 0, 262144], [this.act[89], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 324: fused %1289..%1297 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[86], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 325: fused %1298..%1298 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[89], 0, 262144], [this.act[309], 0, 256]]); // 326: %1299 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[309], 0, 256], [this.grads, 30720, 256]]); // 327: %1300 param44.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[85], 0, 262144], [this.act[106], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 328: fused %1302..%1303 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[89], 0, 262144], [this.act[83], 0, 262144], [this.act[309], 0, 256]]); // 329: %1306 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[309], 0, 256], [this.grads, 30464, 256]]); // 330: %1310 param43.grad.add0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 39936], [this.act[93], 0, 262144], [this.act[89], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.step, 0, 16]]); // 331: fused %1308..%1312 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[252], 0, 4], [this.act[84], 0, 4], [this.act[140], 0, 4]]); // 332: %1313 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[256], 0, 4], [this.act[140], 0, 4], [this.grads, 33536, 4]]); // 333: %1314 param55.grad.add0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 30208, 40192], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.act[89], 0, 262144], [this.act[93], 0, 262144], [this.step, 0, 16]]); // 334: fused %1315..%1316 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[93], 0, 262144], [this.act[309], 0, 256]]); // 335: %1317 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[309], 0, 256], [this.grads, 30208, 256]]); // 336: %1319 param42.grad.add0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 40448], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[131], 0, 262144], [this.act[89], 0, 262144], [this.act[93], 0, 262144], [this.act[83], 0, 262144], [this.act[82], 0, 262144], [this.step, 0, 16]]); // 337: fused %1320..%1337 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[79], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 338: fused %1338..%1338 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[89], 0, 262144], [this.act[83], 0, 262144], [this.act[309], 0, 256]]); // 339: %1339 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[309], 0, 256], [this.grads, 29952, 256]]); // 340: %1340 param41.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[78], 0, 262144], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.step, 0, 16]]); // 341: fused %1342..%1343 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[83], 0, 262144], [this.act[77], 0, 262144], [this.act[309], 0, 256]]); // 342: %1346 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[309], 0, 256], [this.grads, 29696, 256]]); // 343: %1350 param40.grad.add0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 40704], [this.act[83], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 344: fused %1348..%1351 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[77], 0, 262144], [this.act[83], 0, 262144]]); // 345: %1352 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    group("fused_2ops_76348a532d", [[this.act[74], 0, 262144], [this.act[83], 0, 262144], [this.act[132], 0, 8192], [this.step, 0, 16]]); // 346: fused %1353..%1354 blocks.1.attn.attention0.grad.mul0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 8192], [this.act[83], 0, 262144], [this.act[132], 0, 8192], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 347: %1355 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 8192], [this.act[83], 0, 262144], [this.act[132], 0, 8192], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 348: %1356 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[76], 0, 8192], [this.act[83], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 349: %1357 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
-    group("fused_6ops_02694bca0d", [[this.params, 29440, 40960], [this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.act[83], 0, 262144], [this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 350: fused %1358..%1363 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
-    group("matmul_8x8192_8192x8", [[this.act[69], 0, 262144], [this.act[83], 0, 262144], [this.act[309], 0, 256]]); // 351: %1364 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[309], 0, 256], [this.grads, 29440, 256]]); // 352: %1365 param39.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.act[83], 0, 262144], [this.step, 0, 16]]); // 353: fused %1367..%1368 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[83], 0, 262144], [this.act[63], 0, 262144], [this.act[309], 0, 256]]); // 354: %1371 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[309], 0, 256], [this.grads, 29184, 256]]); // 355: %1375 param38.grad.add0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 28928, 41472], [this.act[70], 0, 262144], [this.act[77], 0, 262144], [this.act[83], 0, 262144], [this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[69], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 356: fused %1373..%1381 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[75], 0, 262144], [this.act[71], 0, 262144], [this.act[309], 0, 256]]); // 357: %1382 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[309], 0, 256], [this.grads, 28928, 256]]); // 358: %1383 param37.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 359: fused %1385..%1386 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[71], 0, 262144], [this.act[63], 0, 262144], [this.act[309], 0, 256]]); // 360: %1389 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[309], 0, 256], [this.grads, 28672, 256]]); // 361: %1393 param36.grad.add0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 28416, 41984], [this.act[74], 0, 262144], [this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[69], 0, 262144], [this.act[68], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 362: fused %1391..%1399 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[67], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 363: fused %1400..%1400 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[71], 0, 262144], [this.act[68], 0, 262144], [this.act[309], 0, 256]]); // 364: %1401 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[278], 0, 256], [this.act[309], 0, 256], [this.grads, 28416, 256]]); // 365: %1402 param35.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[66], 0, 262144], [this.act[75], 0, 262144], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 366: fused %1404..%1405 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[309], 0, 256]]); // 367: %1408 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[279], 0, 256], [this.act[309], 0, 256], [this.grads, 28160, 256]]); // 368: %1412 param34.grad.add0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 27904, 42496], [this.act[65], 0, 262144], [this.act[69], 0, 262144], [this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 369: fused %1410..%1415 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[75], 0, 262144], [this.act[309], 0, 256]]); // 370: %1416 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[280], 0, 256], [this.act[309], 0, 256], [this.grads, 27904, 256]]); // 371: %1418 param33.grad.add0 stdlib.mt:9
-    group("fused_18ops_99f25a92a5", [[this.act[59], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[93], 0, 262144], [this.act[63], 0, 262144], [this.act[75], 0, 262144], [this.act[68], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 372: fused %1419..%1436 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 4096], [this.act[93], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 373: fused %1437..%1441 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[61], 0, 4096], [this.act[81], 0, 4096], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 374: fused %1442..%1444 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[140], 0, 4]]); // 375: %1445 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[196], 0, 4], [this.act[140], 0, 4], [this.grads, 27648, 4]]); // 376: %1447 param32.grad.add0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[27], 0, 262144], [this.act[249], 0, 4096], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 377: fused %1448..%1449 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[62], 0, 262144], [this.act[309], 0, 256]]); // 378: %1450 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[309], 0, 256], [this.grads, 27392, 256]]); // 379: %1453 param31.grad.add0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 27392, 43008], [this.act[60], 0, 4096], [this.act[64], 0, 4096], [this.act[54], 0, 262144], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.act[249], 0, 4096], [this.step, 0, 16]]); // 380: fused %1452..%1457 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[249], 0, 4096], [this.act[140], 0, 4]]); // 381: %1458 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[263], 0, 4], [this.act[140], 0, 4], [this.grads, 27136, 4]]); // 382: %1460 param30.grad.add0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[27], 0, 262144], [this.act[249], 0, 4096], [this.act[68], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 383: fused %1461..%1462 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[54], 0, 262144], [this.act[309], 0, 256]]); // 384: %1463 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[309], 0, 256], [this.grads, 26880, 256]]); // 385: %1466 param29.grad.add0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 43520], [this.act[58], 0, 32768], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.act[68], 0, 262144], [this.act[54], 0, 262144], [this.act[114], 0, 32768], [this.step, 0, 16]]); // 386: fused %1465..%1469 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 26368, 44032], [this.act[56], 0, 32768], [this.act[57], 0, 262144], [this.act[63], 0, 262144], [this.act[58], 0, 32768], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 387: fused %1470..%1476 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[62], 0, 262144], [this.act[58], 0, 32768], [this.act[310], 0, 32]]); // 388: %1477 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[283], 0, 32], [this.act[310], 0, 32], [this.grads, 26368, 32]]); // 389: %1478 param27.grad.add0 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 26624, 43776], [this.act[54], 0, 262144], [this.act[114], 0, 32768], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.act[58], 0, 32768], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 390: fused %1480..%1483 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[55], 0, 262144], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 391: fused %1484..%1484 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[68], 0, 262144], [this.act[58], 0, 32768], [this.act[310], 0, 32]]); // 392: %1485 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[284], 0, 32], [this.act[310], 0, 32], [this.grads, 26624, 32]]); // 393: %1486 param28.grad.add0 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[41], 0, 262144], [this.act[53], 0, 262144], [this.act[93], 0, 262144], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.act[68], 0, 262144], [this.act[55], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 394: fused %1488..%1492 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[28], 0, 4], [this.act[52], 0, 262144], [this.act[54], 0, 262144], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 395: fused %1495..%1496 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[62], 0, 262144], [this.act[140], 0, 4]]); // 396: %1497 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 25856, 44544], [this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 397: fused %1500..%1502 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[54], 0, 262144], [this.act[63], 0, 262144], [this.act[309], 0, 256]]); // 398: %1503 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[286], 0, 256], [this.act[309], 0, 256], [this.grads, 25856, 256]]); // 399: %1504 param25.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[50], 0, 262144], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 400: fused %1506..%1507 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[49], 0, 262144], [this.act[309], 0, 256]]); // 401: %1510 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[287], 0, 256], [this.act[309], 0, 256], [this.grads, 25600, 256]]); // 402: %1514 param24.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 25344, 45056], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[63], 0, 262144], [this.act[49], 0, 262144], [this.act[62], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 403: fused %1512..%1519 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[47], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 404: fused %1520..%1520 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.act[309], 0, 256]]); // 405: %1521 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[309], 0, 256], [this.grads, 25344, 256]]); // 406: %1522 param23.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[46], 0, 262144], [this.act[50], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 407: fused %1524..%1525 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[62], 0, 262144], [this.act[27], 0, 262144], [this.act[309], 0, 256]]); // 408: %1528 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[309], 0, 256], [this.grads, 25088, 256]]); // 409: %1532 param22.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 24832, 45568], [this.act[44], 0, 262144], [this.act[68], 0, 262144], [this.act[49], 0, 262144], [this.act[62], 0, 262144], [this.act[50], 0, 262144], [this.act[46], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 410: fused %1530..%1538 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[43], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 411: fused %1539..%1539 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[62], 0, 262144], [this.act[46], 0, 262144], [this.act[309], 0, 256]]); // 412: %1540 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[309], 0, 256], [this.grads, 24832, 256]]); // 413: %1541 param21.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[42], 0, 262144], [this.act[63], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 414: fused %1543..%1544 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[46], 0, 262144], [this.act[27], 0, 262144], [this.act[309], 0, 256]]); // 415: %1547 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[309], 0, 256], [this.grads, 24576, 256]]); // 416: %1551 param20.grad.add0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 24576, 45824], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[50], 0, 262144], [this.act[46], 0, 262144], [this.act[63], 0, 262144], [this.act[42], 0, 262144], [this.step, 0, 16]]); // 417: fused %1549..%1554 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[28], 0, 4], [this.act[40], 0, 262144], [this.act[55], 0, 262144], [this.act[63], 0, 262144], [this.act[42], 0, 262144], [this.act[46], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 418: fused %1555..%1560 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[39], 0, 262144], [this.act[42], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 419: fused %1561..%1561 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[63], 0, 262144], [this.act[28], 0, 4]]); // 420: %1562 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[28], 0, 4], [this.act[263], 0, 4]]); // 421: %1564 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 24320, 46080], [this.act[38], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[42], 0, 262144], [this.step, 0, 16]]); // 422: fused %1566..%1568 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[42], 0, 262144], [this.act[50], 0, 262144], [this.act[309], 0, 256]]); // 423: %1569 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[309], 0, 256], [this.grads, 24320, 256]]); // 424: %1570 param19.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[37], 0, 262144], [this.act[63], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 425: fused %1572..%1573 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[50], 0, 262144], [this.act[36], 0, 262144], [this.act[309], 0, 256]]); // 426: %1576 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[309], 0, 256], [this.grads, 24064, 256]]); // 427: %1580 param18.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 23808, 46592], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[50], 0, 262144], [this.act[36], 0, 262144], [this.act[63], 0, 262144], [this.act[37], 0, 262144], [this.step, 0, 16]]); // 428: fused %1578..%1585 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[34], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 429: fused %1586..%1586 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[309], 0, 256]]); // 430: %1587 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[309], 0, 256], [this.grads, 23808, 256]]); // 431: %1588 param17.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 432: fused %1590..%1591 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[27], 0, 262144], [this.act[309], 0, 256]]); // 433: %1594 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[309], 0, 256], [this.grads, 23552, 256]]); // 434: %1598 param16.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 23296, 47104], [this.act[31], 0, 262144], [this.act[46], 0, 262144], [this.act[36], 0, 262144], [this.act[63], 0, 262144], [this.act[37], 0, 262144], [this.act[33], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 435: fused %1596..%1604 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[30], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 436: fused %1605..%1605 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[33], 0, 262144], [this.act[309], 0, 256]]); // 437: %1606 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[309], 0, 256], [this.grads, 23296, 256]]); // 438: %1607 param15.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[29], 0, 262144], [this.act[50], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 439: fused %1609..%1610 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[33], 0, 262144], [this.act[27], 0, 262144], [this.act[309], 0, 256]]); // 440: %1613 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[309], 0, 256], [this.grads, 23040, 256]]); // 441: %1617 param14.grad.add0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 47360], [this.act[37], 0, 262144], [this.act[33], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.step, 0, 16]]); // 442: fused %1615..%1619 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[263], 0, 4], [this.act[28], 0, 4], [this.act[140], 0, 4]]); // 443: %1620 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[285], 0, 4], [this.act[140], 0, 4], [this.grads, 26112, 4]]); // 444: %1621 param26.grad.add0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 22784, 47616], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.step, 0, 16]]); // 445: fused %1622..%1623 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[37], 0, 262144], [this.act[309], 0, 256]]); // 446: %1624 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[309], 0, 256], [this.grads, 22784, 256]]); // 447: %1626 param13.grad.add0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 47872], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[75], 0, 262144], [this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.act[27], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 448: fused %1627..%1644 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[23], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 449: fused %1645..%1645 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[33], 0, 262144], [this.act[27], 0, 262144], [this.act[309], 0, 256]]); // 450: %1646 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[309], 0, 256], [this.grads, 22528, 256]]); // 451: %1647 param12.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[22], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.step, 0, 16]]); // 452: fused %1649..%1650 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[27], 0, 262144], [this.act[21], 0, 262144], [this.act[309], 0, 256]]); // 453: %1653 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[309], 0, 256], [this.grads, 22272, 256]]); // 454: %1657 param11.grad.add0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 48128], [this.act[27], 0, 262144], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 455: fused %1655..%1658 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[21], 0, 262144], [this.act[27], 0, 262144]]); // 456: %1659 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    group("fused_2ops_76348a532d", [[this.act[18], 0, 262144], [this.act[27], 0, 262144], [this.act[76], 0, 8192], [this.step, 0, 16]]); // 457: fused %1660..%1661 blocks.0.attn.attention0.grad.mul0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 8192], [this.act[27], 0, 262144], [this.act[76], 0, 8192], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 458: %1662 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 8192], [this.act[27], 0, 262144], [this.act[76], 0, 8192], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 459: %1663 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[20], 0, 8192], [this.act[27], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 460: %1664 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
-    group("fused_6ops_02694bca0d", [[this.params, 22016, 48384], [this.act[17], 0, 262144], [this.act[19], 0, 262144], [this.act[27], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 461: fused %1665..%1670 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
-    group("matmul_8x8192_8192x8", [[this.act[13], 0, 262144], [this.act[27], 0, 262144], [this.act[309], 0, 256]]); // 462: %1671 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[309], 0, 256], [this.grads, 22016, 256]]); // 463: %1672 param10.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[27], 0, 262144], [this.step, 0, 16]]); // 464: fused %1674..%1675 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[27], 0, 262144], [this.act[9], 0, 262144], [this.act[309], 0, 256]]); // 465: %1678 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[309], 0, 256], [this.grads, 21760, 256]]); // 466: %1682 param9.grad.add0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 21504, 48896], [this.act[14], 0, 262144], [this.act[21], 0, 262144], [this.act[27], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[13], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 467: fused %1680..%1688 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[19], 0, 262144], [this.act[15], 0, 262144], [this.act[309], 0, 256]]); // 468: %1689 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[304], 0, 256], [this.act[309], 0, 256], [this.grads, 21504, 256]]); // 469: %1690 param8.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 470: fused %1692..%1693 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[309], 0, 256]]); // 471: %1696 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[305], 0, 256], [this.act[309], 0, 256], [this.grads, 21248, 256]]); // 472: %1700 param7.grad.add0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 20992, 49408], [this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 473: fused %1698..%1706 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 474: fused %1707..%1707 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[309], 0, 256]]); // 475: %1708 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[306], 0, 256], [this.act[309], 0, 256], [this.grads, 20992, 256]]); // 476: %1709 param6.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[10], 0, 262144], [this.act[19], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 477: fused %1711..%1712 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[309], 0, 256]]); // 478: %1715 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[307], 0, 256], [this.act[309], 0, 256], [this.grads, 20736, 256]]); // 479: %1719 param5.grad.add0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 480: fused %1717..%1722 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[19], 0, 262144], [this.act[309], 0, 256]]); // 481: %1723 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[308], 0, 256], [this.act[309], 0, 256], [this.grads, 20480, 256]]); // 482: %1725 param4.grad.add0 stdlib.mt:9
-    group("fused_15ops_b9fd1c7832", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[37], 0, 262144], [this.act[9], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 483: fused %1726..%1740 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    group("sum_a0_16x64x8x8", [[this.act[19], 0, 262144], [this.act[3], 0, 16384]]); // 484: %1741 embed.add0.grad.sum0 stdlib.mt:96
-    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[311], 0, 2048]]); // 485: %1744 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 486: fused %1743..%1743 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[311], 0, 2048], [this.act[1], 0, 2048]]); // 487: %1745 embed.matmul1.grad.matmul0 stdlib.mt:96
-    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[311], 0, 2048]]); // 488: %1746 embed.matmul1.grad.permute1 stdlib.mt:96
-    group("matmul_64x1x8_64x8x8", [[this.act[311], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 489: %1747 embed.matmul1.grad.matmul1 stdlib.mt:96
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 490: %1753 embed.slice1.grad.pad0 stdlib.mt:95
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 491: %1755 embed.slice0.grad.pad0 stdlib.mt:94
-    group("fused_5ops_a742fd6ece", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[19], 0, 262144], [this.act[58], 0, 32768], [this.act[114], 0, 32768], [this.step, 0, 16]]); // 492: fused %1748..%1756 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[114], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 493: %1757 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[58], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 494: %1759 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    group("affine_s1_b0_8x8", [[this.act[247], 0, 256], [this.grads, 35328, 256]]); // 495: %1760 norm_final.g.grad.affine0 stdlib.mt:7
-    group("affine_s1_b0_32x8", [[this.act[243], 0, 1024], [this.grads, 35584, 1024]]); // 496: %1761 head.U.grad.affine0 stdlib.mt:102
-    group("affine_s1_b0_32x8", [[this.act[242], 0, 1024], [this.grads, 36608, 1024]]); // 497: %1762 head.V.grad.affine0 stdlib.mt:103
-    group("affine_s1_b0_256x32", [[this.act[239], 0, 32768], [this.grads, 37632, 32768]]); // 498: %1763 head.W_out.grad.affine0 stdlib.mt:104
-    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 499: gradient norm, partial sums
-    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 500: gradient norm
-    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 501: AdamW update
+    group("fused_10ops_de15a7a6c5", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 262144], [this.step, 0, 16]]); // 5: fused %86..%96 blocks.0.attn.norm.mul2 .. blocks.0.attn.k.reshape0 stdlib.mt:9-18
+    group("fused_9ops_0f1e93456e", [[this.params, 21504, 48896], [this.act[9], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 6: fused %97..%106 blocks.0.attn.k.matmul1 .. blocks.0.attn.reshape2 stdlib.mt:18-35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[19], 0, 8192], [this.step, 0, 16]]); // 7: %108 blocks.0.attn.attention_lse0 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[20], 0, 262144], [this.step, 0, 16]]); // 8: %109 blocks.0.attn.attention0 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.step, 0, 16]]); // 9: fused %110..%122 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 22784, 47616], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 10: fused %123..%129 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 23296, 47104], [this.act[27], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 11: fused %130..%137 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 46336], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 12: fused %138..%143 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 24576, 45824], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 13: fused %144..%149 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 24832, 45568], [this.act[27], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.step, 0, 16]]); // 14: fused %150..%157 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 44800], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 15: fused %158..%163 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[41], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 16: fused %164..%167 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 26368, 44032], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 32768], [this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[59], 0, 262144], [this.act[60], 0, 4096], [this.step, 0, 16]]); // 17: fused %168..%178 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 27392, 43008], [this.act[27], 0, 262144], [this.act[54], 0, 262144], [this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 18: fused %179..%184 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_d0480892e7", [[this.act[24], 0, 262144], [this.act[59], 0, 262144], [this.act[61], 0, 4096], [this.act[63], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 19: fused %185..%194 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    group("fused_10ops_de15a7a6c5", [[this.params, 27904, 42496], [this.act[65], 0, 262144], [this.act[63], 0, 262144], [this.act[66], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 20: fused %195..%205 blocks.1.attn.norm.mul2 .. blocks.1.attn.k.reshape0 stdlib.mt:9-18
+    group("fused_9ops_0f1e93456e", [[this.params, 28928, 41472], [this.act[63], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 21: fused %206..%215 blocks.1.attn.k.matmul1 .. blocks.1.attn.reshape2 stdlib.mt:18-35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[75], 0, 8192], [this.step, 0, 16]]); // 22: %217 blocks.1.attn.attention_lse0 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 23: %218 blocks.1.attn.attention0 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 40704], [this.act[54], 0, 262144], [this.act[76], 0, 262144], [this.act[77], 0, 262144], [this.act[78], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 24: fused %219..%231 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 30208, 40192], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.step, 0, 16]]); // 25: fused %232..%238 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 30720, 39680], [this.act[83], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.step, 0, 16]]); // 26: fused %239..%246 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 38912], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 27: fused %247..%252 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 32000, 38400], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 28: fused %253..%258 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 32256, 38144], [this.act[83], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.step, 0, 16]]); // 29: fused %259..%266 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 37376], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 30: fused %267..%272 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[97], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 31: fused %273..%276 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 33792, 36608], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 32768], [this.act[113], 0, 262144], [this.act[114], 0, 32768], [this.act[115], 0, 262144], [this.act[116], 0, 4096], [this.step, 0, 16]]); // 32: fused %277..%287 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 34816, 35584], [this.act[83], 0, 262144], [this.act[110], 0, 262144], [this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 33: fused %288..%293 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_438c595591", [[this.act[80], 0, 262144], [this.act[115], 0, 262144], [this.act[117], 0, 4096], [this.act[119], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 34: fused %294..%303 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_10ops_de15a7a6c5", [[this.params, 20480, 49920], [this.act[121], 0, 262144], [this.act[119], 0, 262144], [this.act[122], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 35: fused %304..%314 blocks.0.attn.norm.mul5 .. blocks.0.attn.k.reshape2 stdlib.mt:9-18
+    group("fused_9ops_0f1e93456e", [[this.params, 21504, 48896], [this.act[119], 0, 262144], [this.act[126], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 36: fused %315..%324 blocks.0.attn.k.matmul3 .. blocks.0.attn.reshape6 stdlib.mt:18-35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[131], 0, 8192], [this.step, 0, 16]]); // 37: %326 blocks.0.attn.attention_lse1 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 38: %327 blocks.0.attn.attention1 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 48128], [this.act[110], 0, 262144], [this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.act[134], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 39: fused %328..%340 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 22784, 47616], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[141], 0, 262144], [this.act[142], 0, 262144], [this.step, 0, 16]]); // 40: fused %341..%347 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 23296, 47104], [this.act[139], 0, 262144], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 41: fused %348..%355 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 46336], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.step, 0, 16]]); // 42: fused %356..%361 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 24576, 45824], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 43: fused %362..%367 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 24832, 45568], [this.act[139], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 44: fused %368..%375 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 44800], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 45: fused %376..%381 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 46: fused %382..%385 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 26368, 44032], [this.act[139], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 32768], [this.act[169], 0, 262144], [this.act[170], 0, 32768], [this.act[171], 0, 262144], [this.act[172], 0, 4096], [this.step, 0, 16]]); // 47: fused %386..%396 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 27392, 43008], [this.act[139], 0, 262144], [this.act[166], 0, 262144], [this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 48: fused %397..%402 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_be340e8fa4", [[this.act[136], 0, 262144], [this.act[171], 0, 262144], [this.act[173], 0, 4096], [this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 49: fused %403..%412 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_10ops_de15a7a6c5", [[this.params, 27904, 42496], [this.act[177], 0, 262144], [this.act[175], 0, 262144], [this.act[178], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 50: fused %413..%423 blocks.1.attn.norm.mul5 .. blocks.1.attn.k.reshape2 stdlib.mt:9-18
+    group("fused_9ops_0f1e93456e", [[this.params, 28928, 41472], [this.act[175], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 51: fused %424..%433 blocks.1.attn.k.matmul3 .. blocks.1.attn.reshape6 stdlib.mt:18-35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[187], 0, 8192], [this.step, 0, 16]]); // 52: %435 blocks.1.attn.attention_lse1 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 53: %436 blocks.1.attn.attention1 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 40704], [this.act[166], 0, 262144], [this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.act[190], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16]]); // 54: fused %437..%449 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 30208, 40192], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 55: fused %450..%456 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 30720, 39680], [this.act[195], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 56: fused %457..%464 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 38912], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.step, 0, 16]]); // 57: fused %465..%470 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 32000, 38400], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 58: fused %471..%476 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 32256, 38144], [this.act[195], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 59: fused %477..%484 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 37376], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 60: fused %485..%490 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.step, 0, 16]]); // 61: fused %491..%494 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 33792, 36608], [this.act[195], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 32768], [this.act[225], 0, 262144], [this.act[226], 0, 32768], [this.act[227], 0, 262144], [this.act[228], 0, 4096], [this.step, 0, 16]]); // 62: fused %495..%505 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 34816, 35584], [this.act[195], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 63: fused %506..%511 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_ce3a23b1b0", [[this.act[192], 0, 262144], [this.act[227], 0, 262144], [this.act[229], 0, 4096], [this.act[231], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 64: fused %512..%521 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    group("fused_1ops_5d2ec40eca", [[this.params, 35328, 35072], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 65: fused %522..%522 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
+    group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[231], 0, 262144], [this.act[234], 0, 1048576]]); // 66: %523 head.matmul0 stdlib.mt:106
+    group("fused_2ops_dba17607cb", [[this.params, 36608, 33792], [this.act[234], 0, 1048576], [this.act[235], 0, 131072], [this.step, 0, 16]]); // 67: fused %524..%525 head.mul0 .. head.sum0 stdlib.mt:106
+    group("matmul_256x32_16x64x32x1", [[this.params, 37632, 32768], [this.act[235], 0, 131072], [this.act[236], 0, 1048576]]); // 68: %526 head.matmul1 stdlib.mt:107
+    group("cross_entropy_16x64x256_16x64i", [[this.act[236], 0, 1048576], [this.targets, 0, 4096], [this.act[237], 0, 4]]); // 69: %528 loss.cross_entropy0 matrix_thinker.mt:48
+    group("fused_6ops_aec82b26d8", [[this.targets, 0, 4096], [this.act[236], 0, 1048576], [this.act[238], 0, 1048576], [this.step, 0, 16]]); // 70: fused %530..%535 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_thinker.mt:48-107
+    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", [[this.act[238], 0, 1048576], [this.act[235], 0, 131072], [this.grads, 37632, 32768]]); // 71: %538 head.matmul1.grad.sum0 stdlib.mt:107
+    group("permute_10_256x32", [[this.params, 37632, 32768], [this.act[239], 0, 32768]]); // 72: %540 head.matmul1.grad.permute1 stdlib.mt:107
+    group("matmul_32x256_16x64x256x1", [[this.act[239], 0, 32768], [this.act[238], 0, 1048576], [this.act[235], 0, 131072]]); // 73: %541 head.matmul1.grad.matmul1 stdlib.mt:107
+    group("fused_3ops_b2994f0e14", [[this.params, 36608, 33792], [this.act[234], 0, 1048576], [this.act[235], 0, 131072], [this.act[238], 0, 1048576], [this.act[240], 0, 1048576], [this.step, 0, 16]]); // 74: fused %542..%544 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
+    group("sum_a01_16x64x32x8", [[this.act[240], 0, 1048576], [this.grads, 36608, 1024]]); // 75: %545 head.mul0.grad.sum0 stdlib.mt:106
+    group("contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[238], 0, 1048576], [this.act[231], 0, 262144], [this.grads, 35584, 1024]]); // 76: %549 head.matmul0.grad.sum0 stdlib.mt:106
+    group("fused_1ops_cc63f4d573", [[this.params, 35584, 34816], [this.act[241], 0, 1024], [this.step, 0, 16]]); // 77: fused %551..%551 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
+    group("matmul_8x32_16x64x32x8", [[this.act[241], 0, 1024], [this.act[238], 0, 1048576], [this.act[231], 0, 262144]]); // 78: %552 head.matmul0.grad.matmul1 stdlib.mt:106
+    group("fused_2ops_665796529c", [[this.params, 35328, 35072], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 79: fused %553..%554 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[243], 0, 262144], [this.grads, 35328, 256]]); // 80: %555 norm_final.mul2.grad.sum0 stdlib.mt:9
+    group("fused_17ops_e138ebbc8e", [[this.act[227], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.act[231], 0, 262144], [this.act[244], 0, 4096], [this.step, 0, 16]]); // 81: fused %557..%573 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.act[242], 0, 262144], [this.act[232], 0, 4096], [this.act[227], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 82: fused %574..%578 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_7ops_6922e54516", [[this.params, 34816, 35584], [this.act[195], 0, 262144], [this.act[229], 0, 4096], [this.act[244], 0, 4096], [this.act[233], 0, 262144], [this.act[245], 0, 4096], [this.act[231], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 83: fused %579..%589 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
+    group("fused_7ops_6922e54516", [[this.params, 34304, 36096], [this.act[195], 0, 262144], [this.act[228], 0, 4096], [this.act[232], 0, 4096], [this.act[230], 0, 262144], [this.act[244], 0, 4096], [this.act[233], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 84: fused %590..%600 blocks.1.think.sigmoid2.grad.square0 .. blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
+    group("fused_11ops_58d170af30", [[this.params, 33792, 36608], [this.act[224], 0, 32768], [this.act[226], 0, 32768], [this.act[242], 0, 262144], [this.act[246], 0, 262144], [this.act[239], 0, 32768], [this.act[230], 0, 262144], [this.act[247], 0, 32768], [this.step, 0, 16]]); // 85: fused %601..%613 blocks.1.think.matmul9.grad.permute0 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
+    group("fused_6ops_7d89efdd57", [[this.params, 34048, 36352], [this.act[221], 0, 262144], [this.act[227], 0, 262144], [this.act[230], 0, 262144], [this.act[247], 0, 32768], [this.act[246], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 86: fused %614..%621 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    group("fused_8ops_868a5830ca", [[this.params, 33280, 37120], [this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[227], 0, 262144], [this.act[230], 0, 262144], [this.act[221], 0, 262144], [this.act[248], 0, 262144], [this.step, 0, 16]]); // 87: fused %622..%635 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
+    group("fused_7ops_8a426222e1", [[this.params, 33024, 37376], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[218], 0, 262144], [this.act[248], 0, 262144], [this.act[227], 0, 262144], [this.act[220], 0, 262144], [this.act[209], 0, 262144], [this.step, 0, 16]]); // 88: fused %636..%646 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_9ops_c4dcab3945", [[this.params, 32512, 37888], [this.act[212], 0, 262144], [this.act[214], 0, 262144], [this.act[246], 0, 262144], [this.act[209], 0, 262144], [this.act[248], 0, 262144], [this.act[218], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 89: fused %647..%661 blocks.1.think.gamma.value.matmul3.grad.permute0 .. blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
+    group("fused_10ops_ae98027798", [[this.params, 32000, 38400], [this.act[210], 0, 262144], [this.act[220], 0, 262144], [this.act[218], 0, 262144], [this.act[216], 0, 262144], [this.act[246], 0, 262144], [this.act[214], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 90: fused %662..%677 blocks.1.think.gamma.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add5 stdlib.mt:49-18
+    group("fused_6ops_fea69436eb", [[this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[208], 0, 262144], [this.act[242], 0, 262144], [this.act[212], 0, 262144], [this.act[216], 0, 262144], [this.act[218], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 91: fused %678..%685 blocks.1.think.matmul5.grad.permute0 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[207], 0, 262144], [this.act[216], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 92: fused %686..%686 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[212], 0, 262144], [this.act[196], 0, 4]]); // 93: %687 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8_plus", [[this.act[230], 0, 262144], [this.act[196], 0, 4], [this.act[249], 0, 4]]); // 94: %689 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_10ops_67fe7ae0a1", [[this.params, 31488, 38912], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[205], 0, 262144], [this.act[220], 0, 262144], [this.act[230], 0, 262144], [this.act[212], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 95: fused %691..%706 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_9ops_c4dcab3945", [[this.params, 30976, 39424], [this.act[199], 0, 262144], [this.act[201], 0, 262144], [this.act[218], 0, 262144], [this.act[216], 0, 262144], [this.act[205], 0, 262144], [this.act[203], 0, 262144], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 96: fused %707..%721 blocks.1.think.delta.value.matmul3.grad.permute0 .. blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
+    group("fused_10ops_ae98027798", [[this.params, 30464, 39936], [this.act[197], 0, 262144], [this.act[212], 0, 262144], [this.act[203], 0, 262144], [this.act[200], 0, 262144], [this.act[218], 0, 262144], [this.act[201], 0, 262144], [this.act[199], 0, 262144], [this.step, 0, 16]]); // 97: fused %722..%737 blocks.1.think.delta.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add8 stdlib.mt:49-18
+    group("fused_1ops_e27698eeb2", [[this.params, 33536, 36864], [this.act[196], 0, 4], [this.step, 0, 16]]); // 98: fused %738..%738 blocks.1.think.clamp1.grad.inrange0 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[249], 0, 4], [this.act[196], 0, 4], [this.act[250], 0, 4]]); // 99: %739 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_5ops_0846150788", [[this.params, 30208, 40192], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[194], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[232], 0, 4096], [this.step, 0, 16]]); // 100: fused %740..%746 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
+    group("fused_13ops_e3b95d0a22", [[this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[243], 0, 262144], [this.act[203], 0, 262144], [this.act[232], 0, 4096], [this.act[199], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 101: fused %747..%759 blocks.1.attn.add1.grad.add0 .. blocks.1.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
+    group("fused_8ops_877a2c4258", [[this.params, 29696, 40704], [this.act[190], 0, 262144], [this.act[194], 0, 262144], [this.act[203], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 102: fused %760..%773 blocks.1.attn.o.matmul3.grad.permute0 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    group("fused_3ops_c265e1af37", [[this.act[188], 0, 262144], [this.act[243], 0, 262144], [this.act[251], 0, 8192], [this.step, 0, 16]]); // 103: fused %774..%776 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[243], 0, 262144], [this.act[251], 0, 8192], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 104: %777 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[243], 0, 262144], [this.act[251], 0, 8192], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 105: %778 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[187], 0, 8192], [this.act[243], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 106: %779 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
+    group("fused_13ops_d82cfad753", [[this.params, 29184, 41216], [this.act[184], 0, 262144], [this.act[190], 0, 262144], [this.act[186], 0, 262144], [this.act[243], 0, 262144], [this.act[183], 0, 262144], [this.act[180], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 107: fused %780..%798 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
+    group("fused_11ops_d83ff1a052", [[this.params, 28672, 41728], [this.act[181], 0, 262144], [this.act[188], 0, 262144], [this.act[180], 0, 262144], [this.act[192], 0, 262144], [this.act[186], 0, 262144], [this.act[190], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 108: fused %799..%815 blocks.1.attn.k.matmul3.grad.permute0 .. blocks.1.attn.q.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_10ops_9c5ce4be3e", [[this.params, 27904, 42496], [this.act[177], 0, 262144], [this.act[178], 0, 262144], [this.act[190], 0, 262144], [this.act[184], 0, 262144], [this.act[180], 0, 262144], [this.act[188], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 109: fused %816..%831 blocks.1.attn.q.matmul3.grad.permute0 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("fused_18ops_0c2364d5d7", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[199], 0, 262144], [this.act[188], 0, 262144], [this.act[190], 0, 262144], [this.act[178], 0, 262144], [this.act[232], 0, 4096], [this.step, 0, 16]]); // 110: fused %834..%851 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[178], 0, 262144], [this.act[188], 0, 262144], [this.act[176], 0, 4096], [this.act[199], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 111: fused %852..%856 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_7ops_6922e54516", [[this.params, 27392, 43008], [this.act[139], 0, 262144], [this.act[173], 0, 4096], [this.act[232], 0, 4096], [this.act[166], 0, 262144], [this.act[193], 0, 4096], [this.act[178], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 112: fused %857..%867 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
+    group("fused_7ops_6922e54516", [[this.params, 26880, 43520], [this.act[139], 0, 262144], [this.act[172], 0, 4096], [this.act[176], 0, 4096], [this.act[174], 0, 262144], [this.act[232], 0, 4096], [this.act[166], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 113: fused %868..%878 blocks.0.think.sigmoid2.grad.square0 .. blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
+    group("fused_11ops_58d170af30", [[this.params, 26368, 44032], [this.act[168], 0, 32768], [this.act[170], 0, 32768], [this.act[188], 0, 262144], [this.act[171], 0, 262144], [this.act[226], 0, 32768], [this.act[174], 0, 262144], [this.act[224], 0, 32768], [this.step, 0, 16]]); // 114: fused %879..%891 blocks.0.think.matmul9.grad.permute0 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
+    group("fused_6ops_7d89efdd57", [[this.params, 26624, 43776], [this.act[165], 0, 262144], [this.act[199], 0, 262144], [this.act[174], 0, 262144], [this.act[224], 0, 32768], [this.act[171], 0, 262144], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 115: fused %892..%899 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    group("fused_8ops_868a5830ca", [[this.params, 25856, 44544], [this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[199], 0, 262144], [this.act[174], 0, 262144], [this.act[165], 0, 262144], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 116: fused %900..%913 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
+    group("fused_7ops_8a426222e1", [[this.params, 25600, 44800], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[162], 0, 262144], [this.act[177], 0, 262144], [this.act[199], 0, 262144], [this.act[164], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 117: fused %914..%924 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_9ops_c4dcab3945", [[this.params, 25088, 45312], [this.act[156], 0, 262144], [this.act[158], 0, 262144], [this.act[171], 0, 262144], [this.act[153], 0, 262144], [this.act[177], 0, 262144], [this.act[162], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 118: fused %925..%939 blocks.0.think.gamma.value.matmul3.grad.permute0 .. blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
+    group("fused_10ops_ae98027798", [[this.params, 24576, 45824], [this.act[154], 0, 262144], [this.act[164], 0, 262144], [this.act[162], 0, 262144], [this.act[160], 0, 262144], [this.act[171], 0, 262144], [this.act[158], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 119: fused %940..%955 blocks.0.think.gamma.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add5 stdlib.mt:49-18
+    group("fused_6ops_fea69436eb", [[this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[152], 0, 262144], [this.act[188], 0, 262144], [this.act[156], 0, 262144], [this.act[160], 0, 262144], [this.act[162], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 120: fused %956..%963 blocks.0.think.matmul5.grad.permute0 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[151], 0, 262144], [this.act[160], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 121: fused %964..%964 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[156], 0, 262144], [this.act[140], 0, 4]]); // 122: %965 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8_plus", [[this.act[174], 0, 262144], [this.act[140], 0, 4], [this.act[196], 0, 4]]); // 123: %967 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_10ops_67fe7ae0a1", [[this.params, 24064, 46336], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[149], 0, 262144], [this.act[164], 0, 262144], [this.act[174], 0, 262144], [this.act[156], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 124: fused %969..%984 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_9ops_c4dcab3945", [[this.params, 23552, 46848], [this.act[143], 0, 262144], [this.act[145], 0, 262144], [this.act[162], 0, 262144], [this.act[160], 0, 262144], [this.act[149], 0, 262144], [this.act[147], 0, 262144], [this.act[144], 0, 262144], [this.step, 0, 16]]); // 125: fused %985..%999 blocks.0.think.delta.value.matmul3.grad.permute0 .. blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
+    group("fused_10ops_ae98027798", [[this.params, 23040, 47360], [this.act[141], 0, 262144], [this.act[156], 0, 262144], [this.act[147], 0, 262144], [this.act[144], 0, 262144], [this.act[162], 0, 262144], [this.act[145], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 126: fused %1000..%1015 blocks.0.think.delta.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add8 stdlib.mt:49-18
+    group("fused_1ops_e27698eeb2", [[this.params, 26112, 44288], [this.act[140], 0, 4], [this.step, 0, 16]]); // 127: fused %1016..%1016 blocks.0.think.clamp1.grad.inrange0 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[196], 0, 4], [this.act[140], 0, 4], [this.act[249], 0, 4]]); // 128: %1017 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_5ops_0846150788", [[this.params, 22784, 47616], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[138], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[176], 0, 4096], [this.step, 0, 16]]); // 129: fused %1018..%1024 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
+    group("fused_13ops_e3b95d0a22", [[this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[190], 0, 262144], [this.act[147], 0, 262144], [this.act[176], 0, 4096], [this.act[143], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 130: fused %1025..%1037 blocks.0.attn.add1.grad.add0 .. blocks.0.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
+    group("fused_8ops_877a2c4258", [[this.params, 22272, 48128], [this.act[134], 0, 262144], [this.act[138], 0, 262144], [this.act[147], 0, 262144], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 131: fused %1038..%1051 blocks.0.attn.o.matmul3.grad.permute0 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    group("fused_3ops_c265e1af37", [[this.act[132], 0, 262144], [this.act[190], 0, 262144], [this.act[187], 0, 8192], [this.step, 0, 16]]); // 132: fused %1052..%1054 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[190], 0, 262144], [this.act[187], 0, 8192], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 133: %1055 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[190], 0, 262144], [this.act[187], 0, 8192], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 134: %1056 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[131], 0, 8192], [this.act[190], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 135: %1057 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
+    group("fused_13ops_d82cfad753", [[this.params, 21760, 48640], [this.act[128], 0, 262144], [this.act[134], 0, 262144], [this.act[130], 0, 262144], [this.act[190], 0, 262144], [this.act[127], 0, 262144], [this.act[124], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 136: fused %1058..%1076 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
+    group("fused_11ops_d83ff1a052", [[this.params, 21248, 49152], [this.act[125], 0, 262144], [this.act[132], 0, 262144], [this.act[124], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 137: fused %1077..%1093 blocks.0.attn.k.matmul3.grad.permute0 .. blocks.0.attn.q.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_10ops_9c5ce4be3e", [[this.params, 20480, 49920], [this.act[121], 0, 262144], [this.act[122], 0, 262144], [this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.act[124], 0, 262144], [this.act[132], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 138: fused %1094..%1109 blocks.0.attn.q.matmul3.grad.permute0 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("fused_18ops_d414ff6507", [[this.act[115], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[143], 0, 262144], [this.act[132], 0, 262144], [this.act[134], 0, 262144], [this.act[122], 0, 262144], [this.act[176], 0, 4096], [this.step, 0, 16]]); // 139: fused %1112..%1129 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[122], 0, 262144], [this.act[132], 0, 262144], [this.act[120], 0, 4096], [this.act[143], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 140: fused %1130..%1134 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[117], 0, 4096], [this.act[176], 0, 4096], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 141: fused %1135..%1137 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[140], 0, 4]]); // 142: %1138 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1_plus", [[this.act[245], 0, 4096], [this.act[140], 0, 4], [this.grads, 35072, 4]]); // 143: %1140 param61.grad.add0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[83], 0, 262144], [this.act[137], 0, 4096], [this.act[122], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 144: fused %1141..%1142 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[118], 0, 262144], [this.act[252], 0, 256]]); // 145: %1143 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    group("sum_a01_16x64x8x8_plus", [[this.act[231], 0, 262144], [this.act[252], 0, 256], [this.grads, 34816, 256]]); // 146: %1146 param60.grad.add0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 34816, 35584], [this.act[116], 0, 4096], [this.act[120], 0, 4096], [this.act[115], 0, 262144], [this.act[122], 0, 262144], [this.act[231], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 147: fused %1145..%1150 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[140], 0, 4]]); // 148: %1151 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    group("sum_a0123_16x64x1x1_plus", [[this.act[244], 0, 4096], [this.act[140], 0, 4], [this.grads, 34560, 4]]); // 149: %1153 param59.grad.add0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[83], 0, 262144], [this.act[137], 0, 4096], [this.act[122], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 150: fused %1154..%1155 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[115], 0, 262144], [this.act[252], 0, 256]]); // 151: %1156 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    group("sum_a01_16x64x8x8_plus", [[this.act[233], 0, 262144], [this.act[252], 0, 256], [this.grads, 34304, 256]]); // 152: %1159 param58.grad.add0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 36096], [this.act[114], 0, 32768], [this.act[132], 0, 262144], [this.act[231], 0, 262144], [this.act[122], 0, 262144], [this.act[233], 0, 262144], [this.act[170], 0, 32768], [this.step, 0, 16]]); // 153: fused %1158..%1162 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_6ops_d9a0857268", [[this.params, 33792, 36608], [this.act[112], 0, 32768], [this.act[132], 0, 262144], [this.act[114], 0, 32768], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 154: fused %1163..%1168 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[113], 0, 262144], [this.act[114], 0, 32768], [this.act[253], 0, 32]]); // 155: %1170 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[225], 0, 262144], [this.act[239], 0, 32768], [this.act[253], 0, 32], [this.grads, 33792, 32]]); // 156: %1171 param56.grad.add0 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 34048, 36352], [this.act[233], 0, 262144], [this.act[170], 0, 32768], [this.act[122], 0, 262144], [this.act[225], 0, 262144], [this.act[239], 0, 32768], [this.act[113], 0, 262144], [this.step, 0, 16]]); // 157: fused %1173..%1176 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[111], 0, 262144], [this.act[239], 0, 32768], [this.act[253], 0, 32]]); // 158: %1178 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[223], 0, 262144], [this.act[247], 0, 32768], [this.act[253], 0, 32], [this.grads, 34048, 32]]); // 159: %1179 param57.grad.add0 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[97], 0, 262144], [this.act[109], 0, 262144], [this.act[143], 0, 262144], [this.act[225], 0, 262144], [this.act[113], 0, 262144], [this.act[223], 0, 262144], [this.act[111], 0, 262144], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 160: fused %1181..%1185 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_5ops_6fdf2eeea6", [[this.params, 33280, 37120], [this.act[84], 0, 4], [this.act[108], 0, 262144], [this.act[122], 0, 262144], [this.act[113], 0, 262144], [this.act[225], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 161: fused %1188..%1194 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[107], 0, 262144], [this.act[225], 0, 262144], [this.act[252], 0, 256]]); // 162: %1196 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[219], 0, 262144], [this.act[221], 0, 262144], [this.act[252], 0, 256], [this.grads, 33280, 256]]); // 163: %1197 param54.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[106], 0, 262144], [this.act[143], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 164: fused %1199..%1200 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[221], 0, 262144], [this.act[105], 0, 262144], [this.act[252], 0, 256]]); // 165: %1203 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[227], 0, 262144], [this.act[217], 0, 262144], [this.act[252], 0, 256], [this.grads, 33024, 256]]); // 166: %1207 param53.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 32768, 37632], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[221], 0, 262144], [this.act[217], 0, 262144], [this.act[227], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 167: fused %1205..%1212 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[103], 0, 262144], [this.act[227], 0, 262144], [this.act[252], 0, 256]]); // 168: %1214 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[215], 0, 262144], [this.act[209], 0, 262144], [this.act[252], 0, 256], [this.grads, 32768, 256]]); // 169: %1215 param52.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[209], 0, 262144], [this.step, 0, 16]]); // 170: fused %1217..%1218 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[209], 0, 262144], [this.act[83], 0, 262144], [this.act[252], 0, 256]]); // 171: %1221 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[248], 0, 262144], [this.act[195], 0, 262144], [this.act[252], 0, 256], [this.grads, 32512, 256]]); // 172: %1225 param51.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 32256, 38144], [this.act[100], 0, 262144], [this.act[223], 0, 262144], [this.act[217], 0, 262144], [this.act[209], 0, 262144], [this.act[248], 0, 262144], [this.act[105], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 173: fused %1223..%1231 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[99], 0, 262144], [this.act[105], 0, 262144], [this.act[252], 0, 256]]); // 174: %1233 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[211], 0, 262144], [this.act[246], 0, 262144], [this.act[252], 0, 256], [this.grads, 32256, 256]]); // 175: %1234 param50.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[98], 0, 262144], [this.act[102], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 176: fused %1236..%1237 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[246], 0, 262144], [this.act[83], 0, 262144], [this.act[252], 0, 256]]); // 177: %1240 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[214], 0, 262144], [this.act[195], 0, 262144], [this.act[252], 0, 256], [this.grads, 32000, 256]]); // 178: %1244 param49.grad.add0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 32000, 38400], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[248], 0, 262144], [this.act[246], 0, 262144], [this.act[214], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 179: fused %1242..%1247 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[84], 0, 4], [this.act[96], 0, 262144], [this.act[111], 0, 262144], [this.act[214], 0, 262144], [this.act[102], 0, 262144], [this.act[246], 0, 262144], [this.act[248], 0, 262144], [this.step, 0, 16]]); // 180: fused %1248..%1253 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[95], 0, 262144], [this.act[102], 0, 262144], [this.act[214], 0, 262144], [this.step, 0, 16]]); // 181: fused %1254..%1254 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[214], 0, 262144], [this.act[84], 0, 4]]); // 182: %1255 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8_plus", [[this.act[113], 0, 262144], [this.act[84], 0, 4], [this.act[140], 0, 4]]); // 183: %1257 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[94], 0, 262144], [this.act[248], 0, 262144], [this.act[252], 0, 256]]); // 184: %1262 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[206], 0, 262144], [this.act[220], 0, 262144], [this.act[252], 0, 256], [this.grads, 31744, 256]]); // 185: %1263 param48.grad.add0 stdlib.mt:18
+    group("fused_5ops_13b4fad483", [[this.params, 31744, 38656], [this.act[93], 0, 262144], [this.act[248], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 186: fused %1259..%1266 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[220], 0, 262144], [this.act[92], 0, 262144], [this.act[252], 0, 256]]); // 187: %1269 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[230], 0, 262144], [this.act[204], 0, 262144], [this.act[252], 0, 256], [this.grads, 31488, 256]]); // 188: %1273 param47.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 31232, 39168], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[220], 0, 262144], [this.act[204], 0, 262144], [this.act[230], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 189: fused %1271..%1278 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[90], 0, 262144], [this.act[230], 0, 262144], [this.act[252], 0, 256]]); // 190: %1280 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[202], 0, 262144], [this.act[216], 0, 262144], [this.act[252], 0, 256], [this.grads, 31232, 256]]); // 191: %1281 param46.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 192: fused %1283..%1284 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[216], 0, 262144], [this.act[83], 0, 262144], [this.act[252], 0, 256]]); // 193: %1287 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.act[252], 0, 256], [this.grads, 30976, 256]]); // 194: %1291 param45.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 30720, 39680], [this.act[87], 0, 262144], [this.act[246], 0, 262144], [this.act[204], 0, 262144], [this.act[216], 0, 262144], [this.act[205], 0, 262144], [this.act[92], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 195: fused %1289..%1297 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[86], 0, 262144], [this.act[92], 0, 262144], [this.act[252], 0, 256]]); // 196: %1299 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[198], 0, 262144], [this.act[218], 0, 262144], [this.act[252], 0, 256], [this.grads, 30720, 256]]); // 197: %1300 param44.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[85], 0, 262144], [this.act[89], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 198: fused %1302..%1303 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[218], 0, 262144], [this.act[83], 0, 262144], [this.act[252], 0, 256]]); // 199: %1306 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[252], 0, 256], [this.grads, 30464, 256]]); // 200: %1310 param43.grad.add0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 39936], [this.act[205], 0, 262144], [this.act[218], 0, 262144], [this.act[195], 0, 262144], [this.act[84], 0, 4], [this.step, 0, 16]]); // 201: fused %1308..%1312 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[140], 0, 4], [this.act[84], 0, 4], [this.act[196], 0, 4]]); // 202: %1313 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[250], 0, 4], [this.act[196], 0, 4], [this.grads, 33536, 4]]); // 203: %1314 param55.grad.add0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 30208, 40192], [this.act[82], 0, 262144], [this.act[195], 0, 262144], [this.act[218], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 204: fused %1315..%1316 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[205], 0, 262144], [this.act[252], 0, 256]]); // 205: %1317 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[200], 0, 262144], [this.act[252], 0, 256], [this.grads, 30208, 256]]); // 206: %1319 param42.grad.add0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 40448], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[134], 0, 262144], [this.act[218], 0, 262144], [this.act[200], 0, 262144], [this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 207: fused %1320..%1337 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[79], 0, 262144], [this.act[205], 0, 262144], [this.act[252], 0, 256]]); // 208: %1339 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[191], 0, 262144], [this.act[194], 0, 262144], [this.act[252], 0, 256], [this.grads, 29952, 256]]); // 209: %1340 param41.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[78], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 210: fused %1342..%1343 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[194], 0, 262144], [this.act[77], 0, 262144], [this.act[252], 0, 256]]); // 211: %1346 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[203], 0, 262144], [this.act[189], 0, 262144], [this.act[252], 0, 256], [this.grads, 29696, 256]]); // 212: %1350 param40.grad.add0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 40704], [this.act[194], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 213: fused %1348..%1351 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    group("fused_3ops_c265e1af37", [[this.act[76], 0, 262144], [this.act[189], 0, 262144], [this.act[131], 0, 8192], [this.step, 0, 16]]); // 214: fused %1352..%1354 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[189], 0, 262144], [this.act[131], 0, 8192], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 215: %1355 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[189], 0, 262144], [this.act[131], 0, 8192], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 216: %1356 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[75], 0, 8192], [this.act[189], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 217: %1357 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
+    group("fused_5ops_5350b3f56d", [[this.params, 29440, 40960], [this.act[74], 0, 262144], [this.act[189], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 218: fused %1358..%1362 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[73], 0, 262144], [this.act[189], 0, 262144], [this.act[252], 0, 256]]); // 219: %1364 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[185], 0, 262144], [this.act[243], 0, 262144], [this.act[252], 0, 256], [this.grads, 29440, 256]]); // 220: %1365 param39.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 221: fused %1367..%1368 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[243], 0, 262144], [this.act[63], 0, 262144], [this.act[252], 0, 256]]); // 222: %1371 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.act[252], 0, 256], [this.grads, 29184, 256]]); // 223: %1375 param38.grad.add0 stdlib.mt:18
+    group("fused_7ops_dc3803599c", [[this.params, 28928, 41472], [this.act[194], 0, 262144], [this.act[243], 0, 262144], [this.act[183], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 224: fused %1373..%1380 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.act[252], 0, 256]]); // 225: %1382 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[182], 0, 262144], [this.act[192], 0, 262144], [this.act[252], 0, 256], [this.grads, 28928, 256]]); // 226: %1383 param37.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 227: fused %1385..%1386 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[192], 0, 262144], [this.act[63], 0, 262144], [this.act[252], 0, 256]]); // 228: %1389 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[186], 0, 262144], [this.act[175], 0, 262144], [this.act[252], 0, 256], [this.grads, 28672, 256]]); // 229: %1393 param36.grad.add0 stdlib.mt:18
+    group("fused_8ops_258467e860", [[this.params, 28416, 41984], [this.act[76], 0, 262144], [this.act[183], 0, 262144], [this.act[192], 0, 262144], [this.act[186], 0, 262144], [this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 230: fused %1391..%1399 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[67], 0, 262144], [this.act[72], 0, 262144], [this.act[252], 0, 256]]); // 231: %1401 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[179], 0, 262144], [this.act[184], 0, 262144], [this.act[252], 0, 256], [this.grads, 28416, 256]]); // 232: %1402 param35.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[66], 0, 262144], [this.act[69], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 233: fused %1404..%1405 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[63], 0, 262144], [this.act[252], 0, 256]]); // 234: %1408 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[252], 0, 256], [this.grads, 28160, 256]]); // 235: %1412 param34.grad.add0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 27904, 42496], [this.act[65], 0, 262144], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 236: fused %1410..%1415 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[180], 0, 262144], [this.act[252], 0, 256]]); // 237: %1416 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[181], 0, 262144], [this.act[252], 0, 256], [this.grads, 27904, 256]]); // 238: %1418 param33.grad.add0 stdlib.mt:9
+    group("fused_18ops_99f25a92a5", [[this.act[59], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[200], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 239: fused %1419..%1436 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[64], 0, 4096], [this.act[200], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 240: fused %1437..%1441 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[61], 0, 4096], [this.act[81], 0, 4096], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 241: fused %1442..%1444 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[196], 0, 4]]); // 242: %1445 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1_plus", [[this.act[193], 0, 4096], [this.act[196], 0, 4], [this.grads, 27648, 4]]); // 243: %1447 param32.grad.add0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[27], 0, 262144], [this.act[137], 0, 4096], [this.act[180], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 244: fused %1448..%1449 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[62], 0, 262144], [this.act[252], 0, 256]]); // 245: %1450 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    group("sum_a01_16x64x8x8_plus", [[this.act[178], 0, 262144], [this.act[252], 0, 256], [this.grads, 27392, 256]]); // 246: %1453 param31.grad.add0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 27392, 43008], [this.act[60], 0, 4096], [this.act[64], 0, 4096], [this.act[54], 0, 262144], [this.act[180], 0, 262144], [this.act[178], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 247: fused %1452..%1457 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[196], 0, 4]]); // 248: %1458 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    group("sum_a0123_16x64x1x1_plus", [[this.act[232], 0, 4096], [this.act[196], 0, 4], [this.grads, 27136, 4]]); // 249: %1460 param30.grad.add0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[27], 0, 262144], [this.act[137], 0, 4096], [this.act[180], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 250: fused %1461..%1462 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[54], 0, 262144], [this.act[252], 0, 256]]); // 251: %1463 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    group("sum_a01_16x64x8x8_plus", [[this.act[166], 0, 262144], [this.act[252], 0, 256], [this.grads, 26880, 256]]); // 252: %1466 param29.grad.add0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 43520], [this.act[58], 0, 32768], [this.act[175], 0, 262144], [this.act[178], 0, 262144], [this.act[180], 0, 262144], [this.act[166], 0, 262144], [this.act[247], 0, 32768], [this.step, 0, 16]]); // 253: fused %1465..%1469 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_6ops_d9a0857268", [[this.params, 26368, 44032], [this.act[56], 0, 32768], [this.act[175], 0, 262144], [this.act[58], 0, 32768], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 254: fused %1470..%1475 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[253], 0, 32]]); // 255: %1477 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[169], 0, 262144], [this.act[226], 0, 32768], [this.act[253], 0, 32], [this.grads, 26368, 32]]); // 256: %1478 param27.grad.add0 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 26624, 43776], [this.act[166], 0, 262144], [this.act[247], 0, 32768], [this.act[180], 0, 262144], [this.act[169], 0, 262144], [this.act[226], 0, 32768], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 257: fused %1480..%1483 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[55], 0, 262144], [this.act[226], 0, 32768], [this.act[253], 0, 32]]); // 258: %1485 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[167], 0, 262144], [this.act[224], 0, 32768], [this.act[253], 0, 32], [this.grads, 26624, 32]]); // 259: %1486 param28.grad.add0 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[41], 0, 262144], [this.act[53], 0, 262144], [this.act[200], 0, 262144], [this.act[169], 0, 262144], [this.act[57], 0, 262144], [this.act[167], 0, 262144], [this.act[55], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 260: fused %1488..%1492 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_5ops_6fdf2eeea6", [[this.params, 25856, 44544], [this.act[28], 0, 4], [this.act[52], 0, 262144], [this.act[180], 0, 262144], [this.act[57], 0, 262144], [this.act[169], 0, 262144], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 261: fused %1495..%1501 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[51], 0, 262144], [this.act[169], 0, 262144], [this.act[252], 0, 256]]); // 262: %1503 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[163], 0, 262144], [this.act[165], 0, 262144], [this.act[252], 0, 256], [this.grads, 25856, 256]]); // 263: %1504 param25.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[50], 0, 262144], [this.act[200], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 264: fused %1506..%1507 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[165], 0, 262144], [this.act[49], 0, 262144], [this.act[252], 0, 256]]); // 265: %1510 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[199], 0, 262144], [this.act[161], 0, 262144], [this.act[252], 0, 256], [this.grads, 25600, 256]]); // 266: %1514 param24.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 25344, 45056], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[165], 0, 262144], [this.act[161], 0, 262144], [this.act[199], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 267: fused %1512..%1519 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[47], 0, 262144], [this.act[199], 0, 262144], [this.act[252], 0, 256]]); // 268: %1521 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[159], 0, 262144], [this.act[153], 0, 262144], [this.act[252], 0, 256], [this.grads, 25344, 256]]); // 269: %1522 param23.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 270: fused %1524..%1525 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[153], 0, 262144], [this.act[27], 0, 262144], [this.act[252], 0, 256]]); // 271: %1528 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[177], 0, 262144], [this.act[139], 0, 262144], [this.act[252], 0, 256], [this.grads, 25088, 256]]); // 272: %1532 param22.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 24832, 45568], [this.act[44], 0, 262144], [this.act[167], 0, 262144], [this.act[161], 0, 262144], [this.act[153], 0, 262144], [this.act[177], 0, 262144], [this.act[49], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 273: fused %1530..%1538 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[43], 0, 262144], [this.act[49], 0, 262144], [this.act[252], 0, 256]]); // 274: %1540 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[155], 0, 262144], [this.act[171], 0, 262144], [this.act[252], 0, 256], [this.grads, 24832, 256]]); // 275: %1541 param21.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[42], 0, 262144], [this.act[46], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 276: fused %1543..%1544 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[171], 0, 262144], [this.act[27], 0, 262144], [this.act[252], 0, 256]]); // 277: %1547 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[158], 0, 262144], [this.act[139], 0, 262144], [this.act[252], 0, 256], [this.grads, 24576, 256]]); // 278: %1551 param20.grad.add0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 24576, 45824], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[177], 0, 262144], [this.act[171], 0, 262144], [this.act[158], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 279: fused %1549..%1554 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[28], 0, 4], [this.act[40], 0, 262144], [this.act[55], 0, 262144], [this.act[158], 0, 262144], [this.act[46], 0, 262144], [this.act[171], 0, 262144], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 280: fused %1555..%1560 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[39], 0, 262144], [this.act[46], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 281: fused %1561..%1561 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[158], 0, 262144], [this.act[28], 0, 4]]); // 282: %1562 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8_plus", [[this.act[57], 0, 262144], [this.act[28], 0, 4], [this.act[196], 0, 4]]); // 283: %1564 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[38], 0, 262144], [this.act[177], 0, 262144], [this.act[252], 0, 256]]); // 284: %1569 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[150], 0, 262144], [this.act[164], 0, 262144], [this.act[252], 0, 256], [this.grads, 24320, 256]]); // 285: %1570 param19.grad.add0 stdlib.mt:18
+    group("fused_5ops_13b4fad483", [[this.params, 24320, 46080], [this.act[37], 0, 262144], [this.act[177], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 286: fused %1566..%1573 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[164], 0, 262144], [this.act[36], 0, 262144], [this.act[252], 0, 256]]); // 287: %1576 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[174], 0, 262144], [this.act[148], 0, 262144], [this.act[252], 0, 256], [this.grads, 24064, 256]]); // 288: %1580 param18.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 23808, 46592], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[164], 0, 262144], [this.act[148], 0, 262144], [this.act[174], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 289: fused %1578..%1585 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[34], 0, 262144], [this.act[174], 0, 262144], [this.act[252], 0, 256]]); // 290: %1587 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[146], 0, 262144], [this.act[160], 0, 262144], [this.act[252], 0, 256], [this.grads, 23808, 256]]); // 291: %1588 param17.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 292: fused %1590..%1591 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[160], 0, 262144], [this.act[27], 0, 262144], [this.act[252], 0, 256]]); // 293: %1594 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.act[252], 0, 256], [this.grads, 23552, 256]]); // 294: %1598 param16.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 23296, 47104], [this.act[31], 0, 262144], [this.act[171], 0, 262144], [this.act[148], 0, 262144], [this.act[160], 0, 262144], [this.act[149], 0, 262144], [this.act[36], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 295: fused %1596..%1604 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[30], 0, 262144], [this.act[36], 0, 262144], [this.act[252], 0, 256]]); // 296: %1606 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[142], 0, 262144], [this.act[162], 0, 262144], [this.act[252], 0, 256], [this.grads, 23296, 256]]); // 297: %1607 param15.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[29], 0, 262144], [this.act[33], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 298: fused %1609..%1610 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[162], 0, 262144], [this.act[27], 0, 262144], [this.act[252], 0, 256]]); // 299: %1613 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[252], 0, 256], [this.grads, 23040, 256]]); // 300: %1617 param14.grad.add0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 47360], [this.act[149], 0, 262144], [this.act[162], 0, 262144], [this.act[139], 0, 262144], [this.act[28], 0, 4], [this.step, 0, 16]]); // 301: fused %1615..%1619 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[196], 0, 4], [this.act[28], 0, 4], [this.act[250], 0, 4]]); // 302: %1620 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[249], 0, 4], [this.act[250], 0, 4], [this.grads, 26112, 4]]); // 303: %1621 param26.grad.add0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 22784, 47616], [this.act[26], 0, 262144], [this.act[139], 0, 262144], [this.act[162], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 304: fused %1622..%1623 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[252], 0, 256]]); // 305: %1624 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[144], 0, 262144], [this.act[252], 0, 256], [this.grads, 22784, 256]]); // 306: %1626 param13.grad.add0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 47872], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[181], 0, 262144], [this.act[162], 0, 262144], [this.act[144], 0, 262144], [this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 307: fused %1627..%1644 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[23], 0, 262144], [this.act[149], 0, 262144], [this.act[252], 0, 256]]); // 308: %1646 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[135], 0, 262144], [this.act[138], 0, 262144], [this.act[252], 0, 256], [this.grads, 22528, 256]]); // 309: %1647 param12.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[22], 0, 262144], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 310: fused %1649..%1650 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[138], 0, 262144], [this.act[21], 0, 262144], [this.act[252], 0, 256]]); // 311: %1653 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[147], 0, 262144], [this.act[133], 0, 262144], [this.act[252], 0, 256], [this.grads, 22272, 256]]); // 312: %1657 param11.grad.add0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 48128], [this.act[138], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 313: fused %1655..%1658 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    group("fused_3ops_c265e1af37", [[this.act[20], 0, 262144], [this.act[133], 0, 262144], [this.act[75], 0, 8192], [this.step, 0, 16]]); // 314: fused %1659..%1661 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[133], 0, 262144], [this.act[75], 0, 8192], [this.act[20], 0, 262144], [this.step, 0, 16]]); // 315: %1662 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[133], 0, 262144], [this.act[75], 0, 8192], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 316: %1663 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[19], 0, 8192], [this.act[133], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 317: %1664 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
+    group("fused_5ops_5350b3f56d", [[this.params, 22016, 48384], [this.act[18], 0, 262144], [this.act[133], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 318: fused %1665..%1669 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[17], 0, 262144], [this.act[133], 0, 262144], [this.act[252], 0, 256]]); // 319: %1671 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[129], 0, 262144], [this.act[190], 0, 262144], [this.act[252], 0, 256], [this.grads, 22016, 256]]); // 320: %1672 param10.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 321: fused %1674..%1675 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[190], 0, 262144], [this.act[9], 0, 262144], [this.act[252], 0, 256]]); // 322: %1678 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[127], 0, 262144], [this.act[119], 0, 262144], [this.act[252], 0, 256], [this.grads, 21760, 256]]); // 323: %1682 param9.grad.add0 stdlib.mt:18
+    group("fused_7ops_dc3803599c", [[this.params, 21504, 48896], [this.act[138], 0, 262144], [this.act[190], 0, 262144], [this.act[127], 0, 262144], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 324: fused %1680..%1687 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.act[252], 0, 256]]); // 325: %1689 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[126], 0, 262144], [this.act[136], 0, 262144], [this.act[252], 0, 256], [this.grads, 21504, 256]]); // 326: %1690 param8.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 327: fused %1692..%1693 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[136], 0, 262144], [this.act[9], 0, 262144], [this.act[252], 0, 256]]); // 328: %1696 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[130], 0, 262144], [this.act[119], 0, 262144], [this.act[252], 0, 256], [this.grads, 21248, 256]]); // 329: %1700 param7.grad.add0 stdlib.mt:18
+    group("fused_8ops_258467e860", [[this.params, 20992, 49408], [this.act[20], 0, 262144], [this.act[127], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 330: fused %1698..%1706 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[11], 0, 262144], [this.act[16], 0, 262144], [this.act[252], 0, 256]]); // 331: %1708 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[123], 0, 262144], [this.act[128], 0, 262144], [this.act[252], 0, 256], [this.grads, 20992, 256]]); // 332: %1709 param6.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[10], 0, 262144], [this.act[13], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 333: fused %1711..%1712 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[128], 0, 262144], [this.act[9], 0, 262144], [this.act[252], 0, 256]]); // 334: %1715 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[252], 0, 256], [this.grads, 20736, 256]]); // 335: %1719 param5.grad.add0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[130], 0, 262144], [this.act[128], 0, 262144], [this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 336: fused %1717..%1722 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[124], 0, 262144], [this.act[252], 0, 256]]); // 337: %1723 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[125], 0, 262144], [this.act[252], 0, 256], [this.grads, 20480, 256]]); // 338: %1725 param4.grad.add0 stdlib.mt:9
+    group("fused_15ops_b9fd1c7832", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[144], 0, 262144], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 339: fused %1726..%1740 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    group("sum_a0_16x64x8x8", [[this.act[125], 0, 262144], [this.act[3], 0, 16384]]); // 340: %1741 embed.add0.grad.sum0 stdlib.mt:96
+    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[254], 0, 2048]]); // 341: %1744 embed.matmul1.grad.permute0 stdlib.mt:96
+    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 342: fused %1743..%1743 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[254], 0, 2048], [this.act[1], 0, 2048]]); // 343: %1745 embed.matmul1.grad.matmul0 stdlib.mt:96
+    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[254], 0, 2048]]); // 344: %1746 embed.matmul1.grad.permute1 stdlib.mt:96
+    group("matmul_64x1x8_64x8x8", [[this.act[254], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 345: %1747 embed.matmul1.grad.matmul1 stdlib.mt:96
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 346: %1753 embed.slice1.grad.pad0 stdlib.mt:95
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 347: %1755 embed.slice0.grad.pad0 stdlib.mt:94
+    group("fused_5ops_a742fd6ece", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[125], 0, 262144], [this.act[224], 0, 32768], [this.act[226], 0, 32768], [this.step, 0, 16]]); // 348: fused %1748..%1756 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[226], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 349: %1757 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[224], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 350: %1759 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 351: gradient norm, partial sums
+    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 352: gradient norm
+    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 353: AdamW update
     this.outputs = { loss: [this.act[237], 0, 4], logits: [this.act[236], 0, 1048576], observations: { ["residual"]: [[this.act[110], 0, 262144], [this.act[222], 0, 262144]] } };
   }
 
@@ -1126,510 +936,362 @@ export class Program {
     this.run(pass, "matmul_64x8x1_64x1x8", 2, 1, 1, 1); // %77 embed.matmul1 stdlib.mt:96
     this.run(pass, "affine_s0p1_b0_64x8x8", 3, 16, 1, 1); // %78 embed.affine0 stdlib.mt:96
     this.run(pass, "fused_12ops_065473a28e", 4, 16, 1, 1); // fused %68..%85 embed.gather0 .. blocks.0.attn.norm.mul1 stdlib.mt:92-9
-    this.run(pass, "fused_7ops_cd35b2c901", 5, 16, 1, 1); // fused %86..%92 blocks.0.attn.norm.mul2 .. blocks.0.attn.reshape0 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 6, 256, 1, 1); // %93 blocks.0.attn.permute0 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 7, 16, 1, 1); // fused %94..%99 blocks.0.attn.k.matmul0 .. blocks.0.attn.reshape1 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 8, 256, 1, 1); // %100 blocks.0.attn.permute1 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 9, 16, 1, 1); // fused %101..%106 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 10, 256, 1, 1); // %107 blocks.0.attn.permute2 stdlib.mt:35
-    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 11, 32, 1, 1); // %108 blocks.0.attn.attention_lse0 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 12, 32, 1, 1); // %109 blocks.0.attn.attention0 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 13, 16, 1, 1); // fused %110..%122 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 14, 16, 1, 1); // fused %123..%129 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 15, 16, 1, 1); // fused %130..%137 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 16, 16, 1, 1); // fused %138..%143 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 17, 16, 1, 1); // fused %144..%149 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 18, 16, 1, 1); // fused %150..%157 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 19, 16, 1, 1); // fused %158..%163 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 20, 16, 1, 1); // fused %164..%167 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 21, 16, 1, 1); // fused %168..%178 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 22, 16, 1, 1); // fused %179..%184 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_d0480892e7", 23, 16, 1, 1); // fused %185..%194 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 24, 16, 1, 1); // fused %195..%201 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 25, 256, 1, 1); // %202 blocks.1.attn.permute0 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 26, 16, 1, 1); // fused %203..%208 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 27, 256, 1, 1); // %209 blocks.1.attn.permute1 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 28, 16, 1, 1); // fused %210..%215 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 29, 256, 1, 1); // %216 blocks.1.attn.permute2 stdlib.mt:35
-    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 30, 32, 1, 1); // %217 blocks.1.attn.attention_lse0 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 31, 32, 1, 1); // %218 blocks.1.attn.attention0 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 32, 16, 1, 1); // fused %219..%231 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 33, 16, 1, 1); // fused %232..%238 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 34, 16, 1, 1); // fused %239..%246 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 35, 16, 1, 1); // fused %247..%252 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 36, 16, 1, 1); // fused %253..%258 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 37, 16, 1, 1); // fused %259..%266 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 38, 16, 1, 1); // fused %267..%272 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 39, 16, 1, 1); // fused %273..%276 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 40, 16, 1, 1); // fused %277..%287 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 41, 16, 1, 1); // fused %288..%293 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_438c595591", 42, 16, 1, 1); // fused %294..%303 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 43, 16, 1, 1); // fused %304..%310 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 44, 256, 1, 1); // %311 blocks.0.attn.permute5 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 45, 16, 1, 1); // fused %312..%317 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 46, 256, 1, 1); // %318 blocks.0.attn.permute6 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 47, 16, 1, 1); // fused %319..%324 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 48, 256, 1, 1); // %325 blocks.0.attn.permute7 stdlib.mt:35
-    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 49, 32, 1, 1); // %326 blocks.0.attn.attention_lse1 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 50, 32, 1, 1); // %327 blocks.0.attn.attention1 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 51, 16, 1, 1); // fused %328..%340 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 52, 16, 1, 1); // fused %341..%347 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 53, 16, 1, 1); // fused %348..%355 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 54, 16, 1, 1); // fused %356..%361 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 55, 16, 1, 1); // fused %362..%367 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 56, 16, 1, 1); // fused %368..%375 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 57, 16, 1, 1); // fused %376..%381 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 58, 16, 1, 1); // fused %382..%385 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 59, 16, 1, 1); // fused %386..%396 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 60, 16, 1, 1); // fused %397..%402 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_be340e8fa4", 61, 16, 1, 1); // fused %403..%412 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 62, 16, 1, 1); // fused %413..%419 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 63, 256, 1, 1); // %420 blocks.1.attn.permute5 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 64, 16, 1, 1); // fused %421..%426 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 65, 256, 1, 1); // %427 blocks.1.attn.permute6 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 66, 16, 1, 1); // fused %428..%433 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 67, 256, 1, 1); // %434 blocks.1.attn.permute7 stdlib.mt:35
-    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 68, 32, 1, 1); // %435 blocks.1.attn.attention_lse1 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 69, 32, 1, 1); // %436 blocks.1.attn.attention1 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 70, 16, 1, 1); // fused %437..%449 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 71, 16, 1, 1); // fused %450..%456 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 72, 16, 1, 1); // fused %457..%464 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 73, 16, 1, 1); // fused %465..%470 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 74, 16, 1, 1); // fused %471..%476 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 75, 16, 1, 1); // fused %477..%484 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 76, 16, 1, 1); // fused %485..%490 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 77, 16, 1, 1); // fused %491..%494 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 78, 16, 1, 1); // fused %495..%505 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 79, 16, 1, 1); // fused %506..%511 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_ce3a23b1b0", 80, 16, 1, 1); // fused %512..%521 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
-    this.run(pass, "fused_1ops_5d2ec40eca", 81, 16, 1, 1); // fused %522..%522 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
-    this.run(pass, "matmul_32x8_16x64x8x8", 82, 64, 1, 1); // %523 head.matmul0 stdlib.mt:106
-    this.run(pass, "fused_2ops_dba17607cb", 83, 16, 1, 1); // fused %524..%525 head.mul0 .. head.sum0 stdlib.mt:106
-    this.run(pass, "matmul_256x32_16x64x32x1", 84, 16, 1, 1); // %526 head.matmul1 stdlib.mt:107
-    this.run(pass, "cross_entropy_16x64x256_16x64i", 85, 1, 1, 1); // %528 loss.cross_entropy0 matrix_thinker.mt:48
+    this.run(pass, "fused_10ops_de15a7a6c5", 5, 16, 1, 1); // fused %86..%96 blocks.0.attn.norm.mul2 .. blocks.0.attn.k.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_9ops_0f1e93456e", 6, 16, 1, 1); // fused %97..%106 blocks.0.attn.k.matmul1 .. blocks.0.attn.reshape2 stdlib.mt:18-35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 7, 32, 1, 1); // %108 blocks.0.attn.attention_lse0 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 8, 32, 1, 1); // %109 blocks.0.attn.attention0 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 9, 16, 1, 1); // fused %110..%122 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 10, 16, 1, 1); // fused %123..%129 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 11, 16, 1, 1); // fused %130..%137 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 12, 16, 1, 1); // fused %138..%143 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 13, 16, 1, 1); // fused %144..%149 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 14, 16, 1, 1); // fused %150..%157 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 15, 16, 1, 1); // fused %158..%163 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 16, 16, 1, 1); // fused %164..%167 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 17, 16, 1, 1); // fused %168..%178 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 18, 16, 1, 1); // fused %179..%184 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_d0480892e7", 19, 16, 1, 1); // fused %185..%194 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_de15a7a6c5", 20, 16, 1, 1); // fused %195..%205 blocks.1.attn.norm.mul2 .. blocks.1.attn.k.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_9ops_0f1e93456e", 21, 16, 1, 1); // fused %206..%215 blocks.1.attn.k.matmul1 .. blocks.1.attn.reshape2 stdlib.mt:18-35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 22, 32, 1, 1); // %217 blocks.1.attn.attention_lse0 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 23, 32, 1, 1); // %218 blocks.1.attn.attention0 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 24, 16, 1, 1); // fused %219..%231 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 25, 16, 1, 1); // fused %232..%238 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 26, 16, 1, 1); // fused %239..%246 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 27, 16, 1, 1); // fused %247..%252 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 28, 16, 1, 1); // fused %253..%258 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 29, 16, 1, 1); // fused %259..%266 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 30, 16, 1, 1); // fused %267..%272 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 31, 16, 1, 1); // fused %273..%276 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 32, 16, 1, 1); // fused %277..%287 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 33, 16, 1, 1); // fused %288..%293 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_438c595591", 34, 16, 1, 1); // fused %294..%303 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_de15a7a6c5", 35, 16, 1, 1); // fused %304..%314 blocks.0.attn.norm.mul5 .. blocks.0.attn.k.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_9ops_0f1e93456e", 36, 16, 1, 1); // fused %315..%324 blocks.0.attn.k.matmul3 .. blocks.0.attn.reshape6 stdlib.mt:18-35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 37, 32, 1, 1); // %326 blocks.0.attn.attention_lse1 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 38, 32, 1, 1); // %327 blocks.0.attn.attention1 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 39, 16, 1, 1); // fused %328..%340 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 40, 16, 1, 1); // fused %341..%347 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 41, 16, 1, 1); // fused %348..%355 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 42, 16, 1, 1); // fused %356..%361 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 43, 16, 1, 1); // fused %362..%367 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 44, 16, 1, 1); // fused %368..%375 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 45, 16, 1, 1); // fused %376..%381 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 46, 16, 1, 1); // fused %382..%385 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 47, 16, 1, 1); // fused %386..%396 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 48, 16, 1, 1); // fused %397..%402 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_be340e8fa4", 49, 16, 1, 1); // fused %403..%412 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_de15a7a6c5", 50, 16, 1, 1); // fused %413..%423 blocks.1.attn.norm.mul5 .. blocks.1.attn.k.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_9ops_0f1e93456e", 51, 16, 1, 1); // fused %424..%433 blocks.1.attn.k.matmul3 .. blocks.1.attn.reshape6 stdlib.mt:18-35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 52, 32, 1, 1); // %435 blocks.1.attn.attention_lse1 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 53, 32, 1, 1); // %436 blocks.1.attn.attention1 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 54, 16, 1, 1); // fused %437..%449 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 55, 16, 1, 1); // fused %450..%456 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 56, 16, 1, 1); // fused %457..%464 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 57, 16, 1, 1); // fused %465..%470 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 58, 16, 1, 1); // fused %471..%476 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 59, 16, 1, 1); // fused %477..%484 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 60, 16, 1, 1); // fused %485..%490 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 61, 16, 1, 1); // fused %491..%494 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 62, 16, 1, 1); // fused %495..%505 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 63, 16, 1, 1); // fused %506..%511 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_ce3a23b1b0", 64, 16, 1, 1); // fused %512..%521 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_1ops_5d2ec40eca", 65, 16, 1, 1); // fused %522..%522 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
+    this.run(pass, "matmul_32x8_16x64x8x8", 66, 64, 1, 1); // %523 head.matmul0 stdlib.mt:106
+    this.run(pass, "fused_2ops_dba17607cb", 67, 16, 1, 1); // fused %524..%525 head.mul0 .. head.sum0 stdlib.mt:106
+    this.run(pass, "matmul_256x32_16x64x32x1", 68, 16, 1, 1); // %526 head.matmul1 stdlib.mt:107
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 69, 1, 1, 1); // %528 loss.cross_entropy0 matrix_thinker.mt:48
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_6ops_aec82b26d8", 86, 16, 1, 1); // fused %530..%535 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_thinker.mt:48-107
-    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", 87, 128, 1, 1); // %538 head.matmul1.grad.sum0 stdlib.mt:107
-    this.run(pass, "permute_10_256x32", 88, 32, 1, 1); // %540 head.matmul1.grad.permute1 stdlib.mt:107
-    this.run(pass, "matmul_32x256_16x64x256x1", 89, 8, 1, 1); // %541 head.matmul1.grad.matmul1 stdlib.mt:107
-    this.run(pass, "fused_3ops_b2994f0e14", 90, 16, 1, 1); // fused %542..%544 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
-    this.run(pass, "sum_a01_16x64x32x8", 91, 4, 1, 1); // %545 head.mul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", 92, 4, 1, 1); // %549 head.matmul0.grad.sum0 stdlib.mt:106
-    this.run(pass, "fused_1ops_cc63f4d573", 93, 16, 1, 1); // fused %551..%551 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
-    this.run(pass, "matmul_8x32_16x64x32x8", 94, 16, 1, 1); // %552 head.matmul0.grad.matmul1 stdlib.mt:106
-    this.run(pass, "fused_2ops_665796529c", 95, 16, 1, 1); // fused %553..%554 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 96, 1, 1, 1); // %555 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_17ops_e138ebbc8e", 97, 16, 1, 1); // fused %557..%573 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 98, 16, 1, 1); // fused %574..%578 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 99, 16, 1, 1); // fused %579..%581 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 100, 1, 1, 1); // %582 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 101, 16, 1, 1); // fused %584..%585 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 102, 1, 1, 1); // %586 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 103, 16, 1, 1); // fused %588..%592 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 104, 1, 1, 1); // %593 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 105, 16, 1, 1); // fused %595..%596 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 106, 1, 1, 1); // %597 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 107, 16, 1, 1); // fused %599..%602 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 108, 16, 1, 1); // fused %603..%609 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 109, 1, 1, 1); // %610 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 110, 16, 1, 1); // fused %612..%615 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 111, 16, 1, 1); // fused %616..%616 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 112, 1, 1, 1); // %617 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 113, 16, 1, 1); // fused %619..%623 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 114, 16, 1, 1); // fused %626..%627 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 115, 1, 1, 1); // %628 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 116, 16, 1, 1); // fused %631..%633 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 117, 1, 1, 1); // %634 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 118, 16, 1, 1); // fused %636..%637 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 119, 1, 1, 1); // %640 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 120, 16, 1, 1); // fused %642..%648 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 121, 16, 1, 1); // fused %649..%649 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 122, 1, 1, 1); // %650 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 123, 16, 1, 1); // fused %652..%653 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 124, 1, 1, 1); // %656 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 125, 16, 1, 1); // fused %658..%665 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 126, 16, 1, 1); // fused %666..%666 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 127, 1, 1, 1); // %667 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 128, 16, 1, 1); // fused %669..%670 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 129, 1, 1, 1); // %673 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 130, 16, 1, 1); // fused %675..%679 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 131, 16, 1, 1); // fused %680..%685 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 132, 16, 1, 1); // fused %686..%686 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 133, 1, 1, 1); // %687 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 134, 1, 1, 1); // %689 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 135, 16, 1, 1); // fused %691..%693 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 136, 1, 1, 1); // %694 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 137, 16, 1, 1); // fused %696..%697 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 138, 1, 1, 1); // %700 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 139, 16, 1, 1); // fused %702..%708 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 140, 16, 1, 1); // fused %709..%709 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 141, 1, 1, 1); // %710 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 142, 16, 1, 1); // fused %712..%713 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 143, 1, 1, 1); // %716 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 144, 16, 1, 1); // fused %718..%725 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 145, 16, 1, 1); // fused %726..%726 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 146, 1, 1, 1); // %727 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 147, 16, 1, 1); // fused %729..%730 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 148, 1, 1, 1); // %733 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 149, 16, 1, 1); // fused %735..%738 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 150, 1, 1, 1); // %739 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 151, 16, 1, 1); // fused %740..%741 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 152, 1, 1, 1); // %742 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 153, 16, 1, 1); // fused %744..%761 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 154, 16, 1, 1); // fused %762..%762 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 155, 1, 1, 1); // %763 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 156, 16, 1, 1); // fused %765..%766 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 157, 1, 1, 1); // %769 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 158, 16, 1, 1); // fused %771..%773 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 159, 256, 1, 1); // %774 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_2ops_76348a532d", 160, 16, 1, 1); // fused %775..%776 blocks.1.attn.attention1.grad.mul0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 161, 32, 1, 1); // %777 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 162, 32, 1, 1); // %778 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 163, 32, 1, 1); // %779 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_6ops_02694bca0d", 164, 16, 1, 1); // fused %780..%785 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
-    this.run(pass, "matmul_8x8192_8192x8", 165, 1, 1, 1); // %786 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 166, 16, 1, 1); // fused %788..%789 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 167, 1, 1, 1); // %792 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 168, 16, 1, 1); // fused %794..%801 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 169, 1, 1, 1); // %802 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 170, 16, 1, 1); // fused %804..%805 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 171, 1, 1, 1); // %808 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 172, 16, 1, 1); // fused %810..%817 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 173, 16, 1, 1); // fused %818..%818 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 174, 1, 1, 1); // %819 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 175, 16, 1, 1); // fused %821..%822 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 176, 1, 1, 1); // %825 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 177, 16, 1, 1); // fused %827..%831 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 178, 1, 1, 1); // %832 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_0c2364d5d7", 179, 16, 1, 1); // fused %834..%851 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 180, 16, 1, 1); // fused %852..%856 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 181, 16, 1, 1); // fused %857..%859 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 182, 1, 1, 1); // %860 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 183, 16, 1, 1); // fused %862..%863 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 184, 1, 1, 1); // %864 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 185, 16, 1, 1); // fused %866..%870 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 186, 1, 1, 1); // %871 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 187, 16, 1, 1); // fused %873..%874 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 188, 1, 1, 1); // %875 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 189, 16, 1, 1); // fused %877..%880 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 190, 16, 1, 1); // fused %881..%887 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 191, 1, 1, 1); // %888 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 192, 16, 1, 1); // fused %890..%893 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 193, 16, 1, 1); // fused %894..%894 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 194, 1, 1, 1); // %895 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 195, 16, 1, 1); // fused %897..%901 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 196, 16, 1, 1); // fused %904..%905 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 197, 1, 1, 1); // %906 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 198, 16, 1, 1); // fused %909..%911 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 199, 1, 1, 1); // %912 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 200, 16, 1, 1); // fused %914..%915 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 201, 1, 1, 1); // %918 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 202, 16, 1, 1); // fused %920..%926 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 203, 16, 1, 1); // fused %927..%927 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 204, 1, 1, 1); // %928 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 205, 16, 1, 1); // fused %930..%931 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 206, 1, 1, 1); // %934 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 207, 16, 1, 1); // fused %936..%943 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 208, 16, 1, 1); // fused %944..%944 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 209, 1, 1, 1); // %945 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 210, 16, 1, 1); // fused %947..%948 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 211, 1, 1, 1); // %951 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 212, 16, 1, 1); // fused %953..%957 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 213, 16, 1, 1); // fused %958..%963 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 214, 16, 1, 1); // fused %964..%964 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 215, 1, 1, 1); // %965 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 216, 1, 1, 1); // %967 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 217, 16, 1, 1); // fused %969..%971 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 218, 1, 1, 1); // %972 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 219, 16, 1, 1); // fused %974..%975 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 220, 1, 1, 1); // %978 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 221, 16, 1, 1); // fused %980..%986 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 222, 16, 1, 1); // fused %987..%987 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 223, 1, 1, 1); // %988 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 224, 16, 1, 1); // fused %990..%991 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 225, 1, 1, 1); // %994 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 226, 16, 1, 1); // fused %996..%1003 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 227, 16, 1, 1); // fused %1004..%1004 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 228, 1, 1, 1); // %1005 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 229, 16, 1, 1); // fused %1007..%1008 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 230, 1, 1, 1); // %1011 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 231, 16, 1, 1); // fused %1013..%1016 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 232, 1, 1, 1); // %1017 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 233, 16, 1, 1); // fused %1018..%1019 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 234, 1, 1, 1); // %1020 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 235, 16, 1, 1); // fused %1022..%1039 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 236, 16, 1, 1); // fused %1040..%1040 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 237, 1, 1, 1); // %1041 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 238, 16, 1, 1); // fused %1043..%1044 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 239, 1, 1, 1); // %1047 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 240, 16, 1, 1); // fused %1049..%1051 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 241, 256, 1, 1); // %1052 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_2ops_76348a532d", 242, 16, 1, 1); // fused %1053..%1054 blocks.0.attn.attention1.grad.mul0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 243, 32, 1, 1); // %1055 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 244, 32, 1, 1); // %1056 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 245, 32, 1, 1); // %1057 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_6ops_02694bca0d", 246, 16, 1, 1); // fused %1058..%1063 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
-    this.run(pass, "matmul_8x8192_8192x8", 247, 1, 1, 1); // %1064 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 248, 16, 1, 1); // fused %1066..%1067 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 249, 1, 1, 1); // %1070 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 250, 16, 1, 1); // fused %1072..%1079 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 251, 1, 1, 1); // %1080 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 252, 16, 1, 1); // fused %1082..%1083 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 253, 1, 1, 1); // %1086 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 254, 16, 1, 1); // fused %1088..%1095 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 255, 16, 1, 1); // fused %1096..%1096 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 256, 1, 1, 1); // %1097 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 257, 16, 1, 1); // fused %1099..%1100 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 258, 1, 1, 1); // %1103 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 259, 16, 1, 1); // fused %1105..%1109 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 260, 1, 1, 1); // %1110 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_d414ff6507", 261, 16, 1, 1); // fused %1112..%1129 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 262, 16, 1, 1); // fused %1130..%1134 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 263, 16, 1, 1); // fused %1135..%1137 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 264, 1, 1, 1); // %1138 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 265, 1, 1, 1); // %1140 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 266, 16, 1, 1); // fused %1141..%1142 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 267, 1, 1, 1); // %1143 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 268, 1, 1, 1); // %1146 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 269, 16, 1, 1); // fused %1145..%1150 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 270, 1, 1, 1); // %1151 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 271, 1, 1, 1); // %1153 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 272, 16, 1, 1); // fused %1154..%1155 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 273, 1, 1, 1); // %1156 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 274, 1, 1, 1); // %1159 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 275, 16, 1, 1); // fused %1158..%1162 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 276, 16, 1, 1); // fused %1163..%1169 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 277, 1, 1, 1); // %1170 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 278, 1, 1, 1); // %1171 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 279, 16, 1, 1); // fused %1173..%1176 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 280, 16, 1, 1); // fused %1177..%1177 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 281, 1, 1, 1); // %1178 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 282, 1, 1, 1); // %1179 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 283, 16, 1, 1); // fused %1181..%1185 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 284, 16, 1, 1); // fused %1188..%1189 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 285, 1, 1, 1); // %1190 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 286, 16, 1, 1); // fused %1193..%1195 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 287, 1, 1, 1); // %1196 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 288, 1, 1, 1); // %1197 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 289, 16, 1, 1); // fused %1199..%1200 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 290, 1, 1, 1); // %1203 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 291, 1, 1, 1); // %1207 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 292, 16, 1, 1); // fused %1205..%1212 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 293, 16, 1, 1); // fused %1213..%1213 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 294, 1, 1, 1); // %1214 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 295, 1, 1, 1); // %1215 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 296, 16, 1, 1); // fused %1217..%1218 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 297, 1, 1, 1); // %1221 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 298, 1, 1, 1); // %1225 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 299, 16, 1, 1); // fused %1223..%1231 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 300, 16, 1, 1); // fused %1232..%1232 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 301, 1, 1, 1); // %1233 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 302, 1, 1, 1); // %1234 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 303, 16, 1, 1); // fused %1236..%1237 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 304, 1, 1, 1); // %1240 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 305, 1, 1, 1); // %1244 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 306, 16, 1, 1); // fused %1242..%1247 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 307, 16, 1, 1); // fused %1248..%1253 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 308, 16, 1, 1); // fused %1254..%1254 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 309, 1, 1, 1); // %1255 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 310, 1, 1, 1); // %1257 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 311, 16, 1, 1); // fused %1259..%1261 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 312, 1, 1, 1); // %1262 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 313, 1, 1, 1); // %1263 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 314, 16, 1, 1); // fused %1265..%1266 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 315, 1, 1, 1); // %1269 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 316, 1, 1, 1); // %1273 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 317, 16, 1, 1); // fused %1271..%1278 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 318, 16, 1, 1); // fused %1279..%1279 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 319, 1, 1, 1); // %1280 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 320, 1, 1, 1); // %1281 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 321, 16, 1, 1); // fused %1283..%1284 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 322, 1, 1, 1); // %1287 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 323, 1, 1, 1); // %1291 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 324, 16, 1, 1); // fused %1289..%1297 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 325, 16, 1, 1); // fused %1298..%1298 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 326, 1, 1, 1); // %1299 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 327, 1, 1, 1); // %1300 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 328, 16, 1, 1); // fused %1302..%1303 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 329, 1, 1, 1); // %1306 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 330, 1, 1, 1); // %1310 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 331, 16, 1, 1); // fused %1308..%1312 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 332, 1, 1, 1); // %1313 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 333, 1, 1, 1); // %1314 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 334, 16, 1, 1); // fused %1315..%1316 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 335, 1, 1, 1); // %1317 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 336, 1, 1, 1); // %1319 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 337, 16, 1, 1); // fused %1320..%1337 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 338, 16, 1, 1); // fused %1338..%1338 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 339, 1, 1, 1); // %1339 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 340, 1, 1, 1); // %1340 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 341, 16, 1, 1); // fused %1342..%1343 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 342, 1, 1, 1); // %1346 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 343, 1, 1, 1); // %1350 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 344, 16, 1, 1); // fused %1348..%1351 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 345, 256, 1, 1); // %1352 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_2ops_76348a532d", 346, 16, 1, 1); // fused %1353..%1354 blocks.1.attn.attention0.grad.mul0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 347, 32, 1, 1); // %1355 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 348, 32, 1, 1); // %1356 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 349, 32, 1, 1); // %1357 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_6ops_02694bca0d", 350, 16, 1, 1); // fused %1358..%1363 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
-    this.run(pass, "matmul_8x8192_8192x8", 351, 1, 1, 1); // %1364 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 352, 1, 1, 1); // %1365 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 353, 16, 1, 1); // fused %1367..%1368 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 354, 1, 1, 1); // %1371 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 355, 1, 1, 1); // %1375 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 356, 16, 1, 1); // fused %1373..%1381 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 357, 1, 1, 1); // %1382 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 358, 1, 1, 1); // %1383 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 359, 16, 1, 1); // fused %1385..%1386 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 360, 1, 1, 1); // %1389 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 361, 1, 1, 1); // %1393 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 362, 16, 1, 1); // fused %1391..%1399 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 363, 16, 1, 1); // fused %1400..%1400 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 364, 1, 1, 1); // %1401 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 365, 1, 1, 1); // %1402 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 366, 16, 1, 1); // fused %1404..%1405 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 367, 1, 1, 1); // %1408 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 368, 1, 1, 1); // %1412 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 369, 16, 1, 1); // fused %1410..%1415 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 370, 1, 1, 1); // %1416 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 371, 1, 1, 1); // %1418 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_99f25a92a5", 372, 16, 1, 1); // fused %1419..%1436 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 373, 16, 1, 1); // fused %1437..%1441 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 374, 16, 1, 1); // fused %1442..%1444 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 375, 1, 1, 1); // %1445 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 376, 1, 1, 1); // %1447 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 377, 16, 1, 1); // fused %1448..%1449 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 378, 1, 1, 1); // %1450 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 379, 1, 1, 1); // %1453 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 380, 16, 1, 1); // fused %1452..%1457 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 381, 1, 1, 1); // %1458 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 382, 1, 1, 1); // %1460 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 383, 16, 1, 1); // fused %1461..%1462 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 384, 1, 1, 1); // %1463 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 385, 1, 1, 1); // %1466 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 386, 16, 1, 1); // fused %1465..%1469 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 387, 16, 1, 1); // fused %1470..%1476 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 388, 1, 1, 1); // %1477 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 389, 1, 1, 1); // %1478 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 390, 16, 1, 1); // fused %1480..%1483 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 391, 16, 1, 1); // fused %1484..%1484 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 392, 1, 1, 1); // %1485 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 393, 1, 1, 1); // %1486 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 394, 16, 1, 1); // fused %1488..%1492 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 395, 16, 1, 1); // fused %1495..%1496 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 396, 1, 1, 1); // %1497 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 397, 16, 1, 1); // fused %1500..%1502 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 398, 1, 1, 1); // %1503 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 399, 1, 1, 1); // %1504 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 400, 16, 1, 1); // fused %1506..%1507 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 401, 1, 1, 1); // %1510 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 402, 1, 1, 1); // %1514 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 403, 16, 1, 1); // fused %1512..%1519 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 404, 16, 1, 1); // fused %1520..%1520 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 405, 1, 1, 1); // %1521 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 406, 1, 1, 1); // %1522 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 407, 16, 1, 1); // fused %1524..%1525 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 408, 1, 1, 1); // %1528 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 409, 1, 1, 1); // %1532 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 410, 16, 1, 1); // fused %1530..%1538 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 411, 16, 1, 1); // fused %1539..%1539 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 412, 1, 1, 1); // %1540 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 413, 1, 1, 1); // %1541 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 414, 16, 1, 1); // fused %1543..%1544 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 415, 1, 1, 1); // %1547 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 416, 1, 1, 1); // %1551 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 417, 16, 1, 1); // fused %1549..%1554 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 418, 16, 1, 1); // fused %1555..%1560 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 419, 16, 1, 1); // fused %1561..%1561 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 420, 1, 1, 1); // %1562 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 421, 1, 1, 1); // %1564 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 422, 16, 1, 1); // fused %1566..%1568 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 423, 1, 1, 1); // %1569 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 424, 1, 1, 1); // %1570 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 425, 16, 1, 1); // fused %1572..%1573 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 426, 1, 1, 1); // %1576 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 427, 1, 1, 1); // %1580 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 428, 16, 1, 1); // fused %1578..%1585 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 429, 16, 1, 1); // fused %1586..%1586 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 430, 1, 1, 1); // %1587 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 431, 1, 1, 1); // %1588 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 432, 16, 1, 1); // fused %1590..%1591 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 433, 1, 1, 1); // %1594 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 434, 1, 1, 1); // %1598 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 435, 16, 1, 1); // fused %1596..%1604 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 436, 16, 1, 1); // fused %1605..%1605 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 437, 1, 1, 1); // %1606 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 438, 1, 1, 1); // %1607 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 439, 16, 1, 1); // fused %1609..%1610 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 440, 1, 1, 1); // %1613 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 441, 1, 1, 1); // %1617 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 442, 16, 1, 1); // fused %1615..%1619 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 443, 1, 1, 1); // %1620 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 444, 1, 1, 1); // %1621 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 445, 16, 1, 1); // fused %1622..%1623 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 446, 1, 1, 1); // %1624 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 447, 1, 1, 1); // %1626 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 448, 16, 1, 1); // fused %1627..%1644 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 449, 16, 1, 1); // fused %1645..%1645 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 450, 1, 1, 1); // %1646 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 451, 1, 1, 1); // %1647 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 452, 16, 1, 1); // fused %1649..%1650 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 453, 1, 1, 1); // %1653 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 454, 1, 1, 1); // %1657 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 455, 16, 1, 1); // fused %1655..%1658 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 456, 256, 1, 1); // %1659 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_2ops_76348a532d", 457, 16, 1, 1); // fused %1660..%1661 blocks.0.attn.attention0.grad.mul0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 458, 32, 1, 1); // %1662 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 459, 32, 1, 1); // %1663 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 460, 32, 1, 1); // %1664 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_6ops_02694bca0d", 461, 16, 1, 1); // fused %1665..%1670 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
-    this.run(pass, "matmul_8x8192_8192x8", 462, 1, 1, 1); // %1671 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 463, 1, 1, 1); // %1672 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 464, 16, 1, 1); // fused %1674..%1675 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 465, 1, 1, 1); // %1678 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 466, 1, 1, 1); // %1682 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 467, 16, 1, 1); // fused %1680..%1688 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 468, 1, 1, 1); // %1689 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 469, 1, 1, 1); // %1690 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 470, 16, 1, 1); // fused %1692..%1693 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 471, 1, 1, 1); // %1696 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 472, 1, 1, 1); // %1700 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 473, 16, 1, 1); // fused %1698..%1706 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 474, 16, 1, 1); // fused %1707..%1707 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 475, 1, 1, 1); // %1708 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 476, 1, 1, 1); // %1709 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 477, 16, 1, 1); // fused %1711..%1712 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 478, 1, 1, 1); // %1715 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 479, 1, 1, 1); // %1719 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 480, 16, 1, 1); // fused %1717..%1722 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 481, 1, 1, 1); // %1723 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 482, 1, 1, 1); // %1725 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_15ops_b9fd1c7832", 483, 16, 1, 1); // fused %1726..%1740 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "sum_a0_16x64x8x8", 484, 64, 1, 1); // %1741 embed.add0.grad.sum0 stdlib.mt:96
-    this.run(pass, "permute_021_64x1x8", 485, 2, 1, 1); // %1744 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "fused_1ops_b127ed186b", 486, 16, 1, 1); // fused %1743..%1743 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x8_64x8x1", 487, 1, 1, 1); // %1745 embed.matmul1.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_021_64x8x1", 488, 2, 1, 1); // %1746 embed.matmul1.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_64x1x8_64x8x8", 489, 1, 1, 1); // %1747 embed.matmul1.grad.matmul1 stdlib.mt:96
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 490, 2, 1, 1); // %1753 embed.slice1.grad.pad0 stdlib.mt:95
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 491, 2, 1, 1); // %1755 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "fused_5ops_a742fd6ece", 492, 16, 1, 1); // fused %1748..%1756 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 493, 4, 1, 1); // %1757 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 494, 4, 1, 1); // %1759 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    this.run(pass, "affine_s1_b0_8x8", 495, 1, 1, 1); // %1760 norm_final.g.grad.affine0 stdlib.mt:7
-    this.run(pass, "affine_s1_b0_32x8", 496, 1, 1, 1); // %1761 head.U.grad.affine0 stdlib.mt:102
-    this.run(pass, "affine_s1_b0_32x8", 497, 1, 1, 1); // %1762 head.V.grad.affine0 stdlib.mt:103
-    this.run(pass, "affine_s1_b0_256x32", 498, 32, 1, 1); // %1763 head.W_out.grad.affine0 stdlib.mt:104
+    this.run(pass, "fused_6ops_aec82b26d8", 70, 16, 1, 1); // fused %530..%535 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 matrix_thinker.mt:48-107
+    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01", 71, 128, 1, 1); // %538 head.matmul1.grad.sum0 stdlib.mt:107
+    this.run(pass, "permute_10_256x32", 72, 32, 1, 1); // %540 head.matmul1.grad.permute1 stdlib.mt:107
+    this.run(pass, "matmul_32x256_16x64x256x1", 73, 8, 1, 1); // %541 head.matmul1.grad.matmul1 stdlib.mt:107
+    this.run(pass, "fused_3ops_b2994f0e14", 74, 16, 1, 1); // fused %542..%544 head.sum0.grad.expand0 .. head.mul0.grad.mul1 stdlib.mt:106
+    this.run(pass, "sum_a01_16x64x32x8", 75, 4, 1, 1); // %545 head.mul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "contract_16x64x32x8_s16384_256_8_1_16x64x8x8_s4096_64_1_8_sum_01", 76, 4, 1, 1); // %549 head.matmul0.grad.sum0 stdlib.mt:106
+    this.run(pass, "fused_1ops_cc63f4d573", 77, 16, 1, 1); // fused %551..%551 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 stdlib.mt:106
+    this.run(pass, "matmul_8x32_16x64x32x8", 78, 16, 1, 1); // %552 head.matmul0.grad.matmul1 stdlib.mt:106
+    this.run(pass, "fused_2ops_665796529c", 79, 16, 1, 1); // fused %553..%554 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 80, 1, 1, 1); // %555 norm_final.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_17ops_e138ebbc8e", 81, 16, 1, 1); // fused %557..%573 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 82, 16, 1, 1); // fused %574..%578 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_7ops_6922e54516", 83, 16, 1, 1); // fused %579..%589 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_7ops_6922e54516", 84, 16, 1, 1); // fused %590..%600 blocks.1.think.sigmoid2.grad.square0 .. blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
+    this.run(pass, "fused_11ops_58d170af30", 85, 16, 1, 1); // fused %601..%613 blocks.1.think.matmul9.grad.permute0 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
+    this.run(pass, "fused_6ops_7d89efdd57", 86, 16, 1, 1); // fused %614..%621 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_8ops_868a5830ca", 87, 16, 1, 1); // fused %622..%635 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
+    this.run(pass, "fused_7ops_8a426222e1", 88, 16, 1, 1); // fused %636..%646 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c4dcab3945", 89, 16, 1, 1); // fused %647..%661 blocks.1.think.gamma.value.matmul3.grad.permute0 .. blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "fused_10ops_ae98027798", 90, 16, 1, 1); // fused %662..%677 blocks.1.think.gamma.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add5 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_fea69436eb", 91, 16, 1, 1); // fused %678..%685 blocks.1.think.matmul5.grad.permute0 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 92, 16, 1, 1); // fused %686..%686 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 93, 1, 1, 1); // %687 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 94, 1, 1, 1); // %689 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_10ops_67fe7ae0a1", 95, 16, 1, 1); // fused %691..%706 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c4dcab3945", 96, 16, 1, 1); // fused %707..%721 blocks.1.think.delta.value.matmul3.grad.permute0 .. blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "fused_10ops_ae98027798", 97, 16, 1, 1); // fused %722..%737 blocks.1.think.delta.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add8 stdlib.mt:49-18
+    this.run(pass, "fused_1ops_e27698eeb2", 98, 16, 1, 1); // fused %738..%738 blocks.1.think.clamp1.grad.inrange0 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 99, 1, 1, 1); // %739 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_5ops_0846150788", 100, 16, 1, 1); // fused %740..%746 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_13ops_e3b95d0a22", 101, 16, 1, 1); // fused %747..%759 blocks.1.attn.add1.grad.add0 .. blocks.1.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_877a2c4258", 102, 16, 1, 1); // fused %760..%773 blocks.1.attn.o.matmul3.grad.permute0 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "fused_3ops_c265e1af37", 103, 16, 1, 1); // fused %774..%776 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 104, 32, 1, 1); // %777 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 105, 32, 1, 1); // %778 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 106, 32, 1, 1); // %779 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_13ops_d82cfad753", 107, 16, 1, 1); // fused %780..%798 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
+    this.run(pass, "fused_11ops_d83ff1a052", 108, 16, 1, 1); // fused %799..%815 blocks.1.attn.k.matmul3.grad.permute0 .. blocks.1.attn.q.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_10ops_9c5ce4be3e", 109, 16, 1, 1); // fused %816..%831 blocks.1.attn.q.matmul3.grad.permute0 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "fused_18ops_0c2364d5d7", 110, 16, 1, 1); // fused %834..%851 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 111, 16, 1, 1); // fused %852..%856 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_7ops_6922e54516", 112, 16, 1, 1); // fused %857..%867 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_7ops_6922e54516", 113, 16, 1, 1); // fused %868..%878 blocks.0.think.sigmoid2.grad.square0 .. blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
+    this.run(pass, "fused_11ops_58d170af30", 114, 16, 1, 1); // fused %879..%891 blocks.0.think.matmul9.grad.permute0 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
+    this.run(pass, "fused_6ops_7d89efdd57", 115, 16, 1, 1); // fused %892..%899 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_8ops_868a5830ca", 116, 16, 1, 1); // fused %900..%913 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
+    this.run(pass, "fused_7ops_8a426222e1", 117, 16, 1, 1); // fused %914..%924 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c4dcab3945", 118, 16, 1, 1); // fused %925..%939 blocks.0.think.gamma.value.matmul3.grad.permute0 .. blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "fused_10ops_ae98027798", 119, 16, 1, 1); // fused %940..%955 blocks.0.think.gamma.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add5 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_fea69436eb", 120, 16, 1, 1); // fused %956..%963 blocks.0.think.matmul5.grad.permute0 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 121, 16, 1, 1); // fused %964..%964 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 122, 1, 1, 1); // %965 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 123, 1, 1, 1); // %967 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_10ops_67fe7ae0a1", 124, 16, 1, 1); // fused %969..%984 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c4dcab3945", 125, 16, 1, 1); // fused %985..%999 blocks.0.think.delta.value.matmul3.grad.permute0 .. blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "fused_10ops_ae98027798", 126, 16, 1, 1); // fused %1000..%1015 blocks.0.think.delta.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add8 stdlib.mt:49-18
+    this.run(pass, "fused_1ops_e27698eeb2", 127, 16, 1, 1); // fused %1016..%1016 blocks.0.think.clamp1.grad.inrange0 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 128, 1, 1, 1); // %1017 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_5ops_0846150788", 129, 16, 1, 1); // fused %1018..%1024 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_13ops_e3b95d0a22", 130, 16, 1, 1); // fused %1025..%1037 blocks.0.attn.add1.grad.add0 .. blocks.0.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_877a2c4258", 131, 16, 1, 1); // fused %1038..%1051 blocks.0.attn.o.matmul3.grad.permute0 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "fused_3ops_c265e1af37", 132, 16, 1, 1); // fused %1052..%1054 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 133, 32, 1, 1); // %1055 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 134, 32, 1, 1); // %1056 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 135, 32, 1, 1); // %1057 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_13ops_d82cfad753", 136, 16, 1, 1); // fused %1058..%1076 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
+    this.run(pass, "fused_11ops_d83ff1a052", 137, 16, 1, 1); // fused %1077..%1093 blocks.0.attn.k.matmul3.grad.permute0 .. blocks.0.attn.q.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_10ops_9c5ce4be3e", 138, 16, 1, 1); // fused %1094..%1109 blocks.0.attn.q.matmul3.grad.permute0 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "fused_18ops_d414ff6507", 139, 16, 1, 1); // fused %1112..%1129 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 140, 16, 1, 1); // fused %1130..%1134 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 141, 16, 1, 1); // fused %1135..%1137 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 142, 1, 1, 1); // %1138 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 143, 1, 1, 1); // %1140 param61.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 144, 16, 1, 1); // fused %1141..%1142 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 145, 1, 1, 1); // %1143 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8_plus", 146, 1, 1, 1); // %1146 param60.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 147, 16, 1, 1); // fused %1145..%1150 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 148, 1, 1, 1); // %1151 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 149, 1, 1, 1); // %1153 param59.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 150, 16, 1, 1); // fused %1154..%1155 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 151, 1, 1, 1); // %1156 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8_plus", 152, 1, 1, 1); // %1159 param58.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 153, 16, 1, 1); // fused %1158..%1162 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_6ops_d9a0857268", 154, 16, 1, 1); // fused %1163..%1168 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 155, 1, 1, 1); // %1170 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 156, 1, 1, 1); // %1171 param56.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 157, 16, 1, 1); // fused %1173..%1176 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 158, 1, 1, 1); // %1178 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 159, 1, 1, 1); // %1179 param57.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 160, 16, 1, 1); // fused %1181..%1185 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_5ops_6fdf2eeea6", 161, 16, 1, 1); // fused %1188..%1194 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 162, 1, 1, 1); // %1196 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 163, 1, 1, 1); // %1197 param54.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 164, 16, 1, 1); // fused %1199..%1200 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 165, 1, 1, 1); // %1203 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 166, 1, 1, 1); // %1207 param53.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 167, 16, 1, 1); // fused %1205..%1212 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 168, 1, 1, 1); // %1214 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 169, 1, 1, 1); // %1215 param52.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 170, 16, 1, 1); // fused %1217..%1218 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 171, 1, 1, 1); // %1221 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 172, 1, 1, 1); // %1225 param51.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 173, 16, 1, 1); // fused %1223..%1231 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 174, 1, 1, 1); // %1233 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 175, 1, 1, 1); // %1234 param50.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 176, 16, 1, 1); // fused %1236..%1237 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 177, 1, 1, 1); // %1240 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 178, 1, 1, 1); // %1244 param49.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 179, 16, 1, 1); // fused %1242..%1247 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 180, 16, 1, 1); // fused %1248..%1253 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 181, 16, 1, 1); // fused %1254..%1254 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 182, 1, 1, 1); // %1255 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 183, 1, 1, 1); // %1257 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 184, 1, 1, 1); // %1262 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 185, 1, 1, 1); // %1263 param48.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_13b4fad483", 186, 16, 1, 1); // fused %1259..%1266 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 187, 1, 1, 1); // %1269 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 188, 1, 1, 1); // %1273 param47.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 189, 16, 1, 1); // fused %1271..%1278 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 190, 1, 1, 1); // %1280 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 191, 1, 1, 1); // %1281 param46.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 192, 16, 1, 1); // fused %1283..%1284 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 193, 1, 1, 1); // %1287 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 194, 1, 1, 1); // %1291 param45.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 195, 16, 1, 1); // fused %1289..%1297 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 196, 1, 1, 1); // %1299 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 197, 1, 1, 1); // %1300 param44.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 198, 16, 1, 1); // fused %1302..%1303 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 199, 1, 1, 1); // %1306 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 200, 1, 1, 1); // %1310 param43.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 201, 16, 1, 1); // fused %1308..%1312 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 202, 1, 1, 1); // %1313 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 203, 1, 1, 1); // %1314 param55.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 204, 16, 1, 1); // fused %1315..%1316 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 205, 1, 1, 1); // %1317 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 206, 1, 1, 1); // %1319 param42.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 207, 16, 1, 1); // fused %1320..%1337 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 208, 1, 1, 1); // %1339 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 209, 1, 1, 1); // %1340 param41.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 210, 16, 1, 1); // fused %1342..%1343 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 211, 1, 1, 1); // %1346 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 212, 1, 1, 1); // %1350 param40.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 213, 16, 1, 1); // fused %1348..%1351 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "fused_3ops_c265e1af37", 214, 16, 1, 1); // fused %1352..%1354 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 215, 32, 1, 1); // %1355 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 216, 32, 1, 1); // %1356 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 217, 32, 1, 1); // %1357 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_5ops_5350b3f56d", 218, 16, 1, 1); // fused %1358..%1362 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 219, 1, 1, 1); // %1364 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 220, 1, 1, 1); // %1365 param39.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 221, 16, 1, 1); // fused %1367..%1368 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 222, 1, 1, 1); // %1371 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 223, 1, 1, 1); // %1375 param38.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_dc3803599c", 224, 16, 1, 1); // fused %1373..%1380 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 225, 1, 1, 1); // %1382 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 226, 1, 1, 1); // %1383 param37.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 227, 16, 1, 1); // fused %1385..%1386 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 228, 1, 1, 1); // %1389 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 229, 1, 1, 1); // %1393 param36.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_258467e860", 230, 16, 1, 1); // fused %1391..%1399 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 231, 1, 1, 1); // %1401 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 232, 1, 1, 1); // %1402 param35.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 233, 16, 1, 1); // fused %1404..%1405 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 234, 1, 1, 1); // %1408 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 235, 1, 1, 1); // %1412 param34.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 236, 16, 1, 1); // fused %1410..%1415 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 237, 1, 1, 1); // %1416 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 238, 1, 1, 1); // %1418 param33.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_99f25a92a5", 239, 16, 1, 1); // fused %1419..%1436 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 240, 16, 1, 1); // fused %1437..%1441 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 241, 16, 1, 1); // fused %1442..%1444 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 242, 1, 1, 1); // %1445 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 243, 1, 1, 1); // %1447 param32.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 244, 16, 1, 1); // fused %1448..%1449 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 245, 1, 1, 1); // %1450 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8_plus", 246, 1, 1, 1); // %1453 param31.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 247, 16, 1, 1); // fused %1452..%1457 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 248, 1, 1, 1); // %1458 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 249, 1, 1, 1); // %1460 param30.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 250, 16, 1, 1); // fused %1461..%1462 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 251, 1, 1, 1); // %1463 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8_plus", 252, 1, 1, 1); // %1466 param29.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 253, 16, 1, 1); // fused %1465..%1469 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_6ops_d9a0857268", 254, 16, 1, 1); // fused %1470..%1475 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 255, 1, 1, 1); // %1477 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 256, 1, 1, 1); // %1478 param27.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 257, 16, 1, 1); // fused %1480..%1483 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 258, 1, 1, 1); // %1485 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 259, 1, 1, 1); // %1486 param28.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 260, 16, 1, 1); // fused %1488..%1492 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_5ops_6fdf2eeea6", 261, 16, 1, 1); // fused %1495..%1501 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 262, 1, 1, 1); // %1503 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 263, 1, 1, 1); // %1504 param25.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 264, 16, 1, 1); // fused %1506..%1507 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 265, 1, 1, 1); // %1510 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 266, 1, 1, 1); // %1514 param24.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 267, 16, 1, 1); // fused %1512..%1519 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 268, 1, 1, 1); // %1521 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 269, 1, 1, 1); // %1522 param23.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 270, 16, 1, 1); // fused %1524..%1525 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 271, 1, 1, 1); // %1528 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 272, 1, 1, 1); // %1532 param22.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 273, 16, 1, 1); // fused %1530..%1538 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 274, 1, 1, 1); // %1540 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 275, 1, 1, 1); // %1541 param21.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 276, 16, 1, 1); // fused %1543..%1544 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 277, 1, 1, 1); // %1547 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 278, 1, 1, 1); // %1551 param20.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 279, 16, 1, 1); // fused %1549..%1554 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 280, 16, 1, 1); // fused %1555..%1560 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 281, 16, 1, 1); // fused %1561..%1561 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 282, 1, 1, 1); // %1562 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 283, 1, 1, 1); // %1564 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 284, 1, 1, 1); // %1569 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 285, 1, 1, 1); // %1570 param19.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_13b4fad483", 286, 16, 1, 1); // fused %1566..%1573 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 287, 1, 1, 1); // %1576 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 288, 1, 1, 1); // %1580 param18.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 289, 16, 1, 1); // fused %1578..%1585 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 290, 1, 1, 1); // %1587 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 291, 1, 1, 1); // %1588 param17.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 292, 16, 1, 1); // fused %1590..%1591 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 293, 1, 1, 1); // %1594 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 294, 1, 1, 1); // %1598 param16.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 295, 16, 1, 1); // fused %1596..%1604 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 296, 1, 1, 1); // %1606 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 297, 1, 1, 1); // %1607 param15.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 298, 16, 1, 1); // fused %1609..%1610 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 299, 1, 1, 1); // %1613 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 300, 1, 1, 1); // %1617 param14.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 301, 16, 1, 1); // fused %1615..%1619 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 302, 1, 1, 1); // %1620 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 303, 1, 1, 1); // %1621 param26.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 304, 16, 1, 1); // fused %1622..%1623 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 305, 1, 1, 1); // %1624 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 306, 1, 1, 1); // %1626 param13.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 307, 16, 1, 1); // fused %1627..%1644 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 308, 1, 1, 1); // %1646 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 309, 1, 1, 1); // %1647 param12.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 310, 16, 1, 1); // fused %1649..%1650 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 311, 1, 1, 1); // %1653 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 312, 1, 1, 1); // %1657 param11.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 313, 16, 1, 1); // fused %1655..%1658 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "fused_3ops_c265e1af37", 314, 16, 1, 1); // fused %1659..%1661 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 315, 32, 1, 1); // %1662 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 316, 32, 1, 1); // %1663 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 317, 32, 1, 1); // %1664 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_5ops_5350b3f56d", 318, 16, 1, 1); // fused %1665..%1669 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 319, 1, 1, 1); // %1671 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 320, 1, 1, 1); // %1672 param10.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 321, 16, 1, 1); // fused %1674..%1675 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 322, 1, 1, 1); // %1678 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 323, 1, 1, 1); // %1682 param9.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_dc3803599c", 324, 16, 1, 1); // fused %1680..%1687 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 325, 1, 1, 1); // %1689 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 326, 1, 1, 1); // %1690 param8.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 327, 16, 1, 1); // fused %1692..%1693 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 328, 1, 1, 1); // %1696 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 329, 1, 1, 1); // %1700 param7.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_258467e860", 330, 16, 1, 1); // fused %1698..%1706 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 331, 1, 1, 1); // %1708 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 332, 1, 1, 1); // %1709 param6.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 333, 16, 1, 1); // fused %1711..%1712 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 334, 1, 1, 1); // %1715 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 335, 1, 1, 1); // %1719 param5.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 336, 16, 1, 1); // fused %1717..%1722 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 337, 1, 1, 1); // %1723 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 338, 1, 1, 1); // %1725 param4.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_15ops_b9fd1c7832", 339, 16, 1, 1); // fused %1726..%1740 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    this.run(pass, "sum_a0_16x64x8x8", 340, 64, 1, 1); // %1741 embed.add0.grad.sum0 stdlib.mt:96
+    this.run(pass, "permute_021_64x1x8", 341, 2, 1, 1); // %1744 embed.matmul1.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_1ops_b127ed186b", 342, 16, 1, 1); // fused %1743..%1743 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "matmul_64x8x8_64x8x1", 343, 1, 1, 1); // %1745 embed.matmul1.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_021_64x8x1", 344, 2, 1, 1); // %1746 embed.matmul1.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_64x1x8_64x8x8", 345, 1, 1, 1); // %1747 embed.matmul1.grad.matmul1 stdlib.mt:96
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 346, 2, 1, 1); // %1753 embed.slice1.grad.pad0 stdlib.mt:95
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 347, 2, 1, 1); // %1755 embed.slice0.grad.pad0 stdlib.mt:94
+    this.run(pass, "fused_5ops_a742fd6ece", 348, 16, 1, 1); // fused %1748..%1756 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 349, 4, 1, 1); // %1757 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 350, 4, 1, 1); // %1759 embed.gather0.grad.scatter_add0 stdlib.mt:92
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_17600", 499, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
-    this.run(pass, "gradnorm_total_5", 500, 1, 1, 1); // global gradient L2 norm from 5 partial sums
-    this.run(pass, "adamw_17600", 501, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
+    this.run(pass, "gradnorm_partial_17600", 351, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
+    this.run(pass, "gradnorm_total_5", 352, 1, 1, 1); // global gradient L2 norm from 5 partial sums
+    this.run(pass, "adamw_17600", 353, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
   }
 }

@@ -132,84 +132,100 @@ export const layout = {
   "kernels": [
     "adamw_11008",
     "affine_s0p1_b0_64x8x8",
-    "affine_s1_b0_256x8",
-    "affine_s1_b0_8x8",
-    "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1",
-    "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
-    "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
-    "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
-    "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32",
-    "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32",
-    "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
-    "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
-    "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
-    "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1",
-    "binary_add_8x1_8x1",
-    "binary_add_8x8_8x8",
+    "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
+    "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
+    "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
+    "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
+    "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1",
+    "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
+    "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
+    "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
+    "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
     "binary_add_s_s",
     "binary_mul_s_s",
     "contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01",
     "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01",
+    "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus",
+    "contract_8x8192_s1_8_8192x1_s1_1_sum_none",
+    "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus",
+    "contract_8x8192_s1_8_8192x8_s8_1_sum_none",
+    "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus",
     "cross_entropy_16x64x256_16x64i",
     "fused_10ops_438c595591",
+    "fused_10ops_67fe7ae0a1",
+    "fused_10ops_9c5ce4be3e",
+    "fused_10ops_ae98027798",
     "fused_10ops_be340e8fa4",
     "fused_10ops_ce3a23b1b0",
     "fused_10ops_d0480892e7",
+    "fused_10ops_de15a7a6c5",
+    "fused_11ops_58d170af30",
     "fused_11ops_59b1508d1a",
+    "fused_11ops_d83ff1a052",
     "fused_12ops_065473a28e",
     "fused_13ops_1bd6eb4447",
+    "fused_13ops_d82cfad753",
+    "fused_13ops_e3b95d0a22",
     "fused_15ops_b9fd1c7832",
     "fused_17ops_e138ebbc8e",
     "fused_18ops_0c2364d5d7",
     "fused_18ops_4f9c9b0221",
     "fused_18ops_99f25a92a5",
     "fused_18ops_d414ff6507",
-    "fused_1ops_4757b88c6d",
     "fused_1ops_ab457c8f23",
     "fused_1ops_b127ed186b",
+    "fused_1ops_e27698eeb2",
     "fused_2ops_40e2860e92",
-    "fused_2ops_44dcc0d004",
     "fused_2ops_665796529c",
-    "fused_2ops_76348a532d",
     "fused_2ops_804421f087",
     "fused_2ops_9b7abf453b",
     "fused_3ops_31fa261a73",
     "fused_3ops_4f542e9360",
-    "fused_3ops_69a85688ff",
     "fused_3ops_8ded8da892",
+    "fused_3ops_c265e1af37",
     "fused_3ops_f53b4e18e8",
     "fused_4ops_00eeb56ed1",
     "fused_4ops_524a705ba8",
     "fused_4ops_639c0eaebe",
     "fused_4ops_bbbdf33c10",
     "fused_4ops_dc56ce1d58",
+    "fused_5ops_0846150788",
+    "fused_5ops_13b4fad483",
     "fused_5ops_38ed373bf3",
+    "fused_5ops_5350b3f56d",
+    "fused_5ops_6fdf2eeea6",
     "fused_5ops_9945a40d4f",
     "fused_5ops_9f3eb47915",
     "fused_5ops_a742fd6ece",
     "fused_5ops_c99f1d200c",
     "fused_5ops_cc498e92db",
-    "fused_6ops_02694bca0d",
     "fused_6ops_0bedcad539",
     "fused_6ops_5dfc1b2d2a",
+    "fused_6ops_7d89efdd57",
     "fused_6ops_aec82b26d8",
     "fused_6ops_b1303e6313",
-    "fused_6ops_ce912df11f",
+    "fused_6ops_d9a0857268",
     "fused_6ops_da412c2f6d",
-    "fused_7ops_083d0a8352",
+    "fused_6ops_fea69436eb",
     "fused_7ops_1db5c853f2",
-    "fused_7ops_cd35b2c901",
+    "fused_7ops_6922e54516",
+    "fused_7ops_8a426222e1",
+    "fused_7ops_dc3803599c",
     "fused_8ops_046fa3602b",
     "fused_8ops_258467e860",
+    "fused_8ops_868a5830ca",
+    "fused_8ops_877a2c4258",
     "fused_8ops_bccf664f99",
-    "fused_8ops_dcb2dffbad",
+    "fused_9ops_0f1e93456e",
+    "fused_9ops_c4dcab3945",
     "gradnorm_partial_11008",
     "gradnorm_total_3",
     "matmul_256x8_16x64x8x1",
@@ -217,24 +233,24 @@ export const layout = {
     "matmul_64x8x1_64x1x8",
     "matmul_64x8x8_64x8x1",
     "matmul_8x256_16x64x256x1",
-    "matmul_8x8192_8192x1",
-    "matmul_8x8192_8192x8",
     "pad_ax0_at0_64x8_to_64x8",
-    "permute_0213_16x64x2x32",
     "permute_021_64x1x8",
     "permute_021_64x8x1",
     "permute_10_256x8",
     "scatter_add_16x64x8_16x64i_to_256x8",
     "slice_ax0_at0_64x8_to_64x8",
     "sum_a0123_16x64x1x1",
+    "sum_a0123_16x64x1x1_plus",
     "sum_a0123_16x64x8x8",
+    "sum_a0123_16x64x8x8_plus",
     "sum_a01_16x64x8x8",
+    "sum_a01_16x64x8x8_plus",
     "sum_a0_16x64x8x8"
   ],
   "dispatches": {
     "setup": 0,
-    "forward": 84,
-    "backward": 409,
+    "forward": 68,
+    "backward": 278,
     "optimizer": 3
   }
 };
@@ -296,8 +312,8 @@ export class Program {
       buf("act16", 262144),
       buf("act17", 262144),
       buf("act18", 262144),
-      buf("act19", 262144),
-      buf("act20", 8192),
+      buf("act19", 8192),
+      buf("act20", 262144),
       buf("act21", 262144),
       buf("act22", 262144),
       buf("act23", 262144),
@@ -352,8 +368,8 @@ export class Program {
       buf("act72", 262144),
       buf("act73", 262144),
       buf("act74", 262144),
-      buf("act75", 262144),
-      buf("act76", 8192),
+      buf("act75", 8192),
+      buf("act76", 262144),
       buf("act77", 262144),
       buf("act78", 262144),
       buf("act79", 262144),
@@ -408,8 +424,8 @@ export class Program {
       buf("act128", 262144),
       buf("act129", 262144),
       buf("act130", 262144),
-      buf("act131", 262144),
-      buf("act132", 8192),
+      buf("act131", 8192),
+      buf("act132", 262144),
       buf("act133", 262144),
       buf("act134", 262144),
       buf("act135", 262144),
@@ -464,8 +480,8 @@ export class Program {
       buf("act184", 262144),
       buf("act185", 262144),
       buf("act186", 262144),
-      buf("act187", 262144),
-      buf("act188", 8192),
+      buf("act187", 8192),
+      buf("act188", 262144),
       buf("act189", 262144),
       buf("act190", 262144),
       buf("act191", 262144),
@@ -516,74 +532,18 @@ export class Program {
       buf("act236", 4),
       buf("act237", 1048576),
       buf("act238", 8192),
-      buf("act239", 8192),
+      buf("act239", 262144),
       buf("act240", 262144),
-      buf("act241", 262144),
-      buf("act242", 256),
-      buf("act243", 256),
-      buf("act244", 4096),
-      buf("act245", 4096),
+      buf("act241", 4096),
+      buf("act242", 4096),
+      buf("act243", 262144),
+      buf("act244", 32768),
+      buf("act245", 262144),
       buf("act246", 4),
-      buf("act247", 256),
-      buf("act248", 4),
-      buf("act249", 256),
-      buf("act250", 32),
-      buf("act251", 32),
-      buf("act252", 4),
-      buf("act253", 256),
-      buf("act254", 256),
-      buf("act255", 256),
-      buf("act256", 256),
-      buf("act257", 256),
-      buf("act258", 256),
-      buf("act259", 4),
-      buf("act260", 256),
-      buf("act261", 256),
-      buf("act262", 256),
-      buf("act263", 256),
-      buf("act264", 256),
-      buf("act265", 256),
-      buf("act266", 256),
-      buf("act267", 256),
-      buf("act268", 256),
-      buf("act269", 256),
-      buf("act270", 256),
-      buf("act271", 256),
-      buf("act272", 256),
-      buf("act273", 256),
-      buf("act274", 256),
-      buf("act275", 256),
-      buf("act276", 256),
-      buf("act277", 256),
-      buf("act278", 32),
-      buf("act279", 32),
-      buf("act280", 4),
-      buf("act281", 256),
-      buf("act282", 256),
-      buf("act283", 256),
-      buf("act284", 256),
-      buf("act285", 256),
-      buf("act286", 256),
-      buf("act287", 4),
-      buf("act288", 256),
-      buf("act289", 256),
-      buf("act290", 256),
-      buf("act291", 256),
-      buf("act292", 256),
-      buf("act293", 256),
-      buf("act294", 256),
-      buf("act295", 256),
-      buf("act296", 256),
-      buf("act297", 256),
-      buf("act298", 256),
-      buf("act299", 256),
-      buf("act300", 256),
-      buf("act301", 256),
-      buf("act302", 256),
-      buf("act303", 256),
-      buf("act304", 256),
-      buf("act305", 32),
-      buf("act306", 2048),
+      buf("act247", 4),
+      buf("act248", 256),
+      buf("act249", 32),
+      buf("act250", 2048),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -598,497 +558,350 @@ export class Program {
     group("matmul_64x8x1_64x1x8", [[this.act[0], 0, 2048], [this.act[1], 0, 2048], [this.act[2], 0, 16384]]); // 2: %76 embed.matmul1 stdlib.mt:96
     group("affine_s0p1_b0_64x8x8", [[this.act[2], 0, 16384], [this.act[3], 0, 16384]]); // 3: %77 embed.affine0 stdlib.mt:96
     group("fused_12ops_065473a28e", [[this.params, 0, 44032], [this.tokens, 0, 4096], [this.act[3], 0, 16384], [this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 4: fused %67..%84 embed.gather0 .. blocks.0.attn.norm.mul1 stdlib.mt:92-9
-    group("fused_7ops_cd35b2c901", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 5: fused %85..%91 blocks.0.attn.norm.mul2 .. blocks.0.attn.reshape0 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[12], 0, 262144], [this.act[13], 0, 262144]]); // 6: %92 blocks.0.attn.permute0 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 21248, 22784], [this.act[9], 0, 262144], [this.act[12], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 7: fused %93..%98 blocks.0.attn.k.matmul0 .. blocks.0.attn.reshape1 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[15], 0, 262144], [this.act[16], 0, 262144]]); // 8: %99 blocks.0.attn.permute1 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 21760, 22272], [this.act[9], 0, 262144], [this.act[15], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 9: fused %100..%105 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[18], 0, 262144], [this.act[19], 0, 262144]]); // 10: %106 blocks.0.attn.permute2 stdlib.mt:35
-    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[20], 0, 8192], [this.step, 0, 16]]); // 11: %107 blocks.0.attn.attention_lse0 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 8192], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 12: %108 blocks.0.attn.attention0 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 21760], [this.act[6], 0, 262144], [this.act[18], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.step, 0, 16]]); // 13: fused %109..%121 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 22784, 21248], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 14: fused %122..%128 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 23296, 20736], [this.act[27], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 15: fused %129..%136 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 19968], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 16: fused %137..%142 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 24576, 19456], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 17: fused %143..%148 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 24832, 19200], [this.act[27], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.step, 0, 16]]); // 18: fused %149..%156 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 18432], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 19: fused %157..%162 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[41], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 20: fused %163..%166 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 26368, 17664], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 32768], [this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[59], 0, 262144], [this.act[60], 0, 4096], [this.step, 0, 16]]); // 21: fused %167..%177 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 27392, 16640], [this.act[27], 0, 262144], [this.act[54], 0, 262144], [this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 22: fused %178..%183 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_d0480892e7", [[this.act[24], 0, 262144], [this.act[59], 0, 262144], [this.act[61], 0, 4096], [this.act[63], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 23: fused %184..%193 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 27904, 16128], [this.act[65], 0, 262144], [this.act[63], 0, 262144], [this.act[66], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 24: fused %194..%200 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[68], 0, 262144], [this.act[69], 0, 262144]]); // 25: %201 blocks.1.attn.permute0 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 28672, 15360], [this.act[63], 0, 262144], [this.act[68], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 26: fused %202..%207 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[71], 0, 262144], [this.act[72], 0, 262144]]); // 27: %208 blocks.1.attn.permute1 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 29184, 14848], [this.act[63], 0, 262144], [this.act[71], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 28: fused %209..%214 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[74], 0, 262144], [this.act[75], 0, 262144]]); // 29: %215 blocks.1.attn.permute2 stdlib.mt:35
-    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[76], 0, 8192], [this.step, 0, 16]]); // 30: %216 blocks.1.attn.attention_lse0 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 8192], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 31: %217 blocks.1.attn.attention0 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 14336], [this.act[54], 0, 262144], [this.act[74], 0, 262144], [this.act[77], 0, 262144], [this.act[78], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 32: fused %218..%230 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 30208, 13824], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.step, 0, 16]]); // 33: fused %231..%237 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 30720, 13312], [this.act[83], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.step, 0, 16]]); // 34: fused %238..%245 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 12544], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 35: fused %246..%251 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 32000, 12032], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 36: fused %252..%257 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 32256, 11776], [this.act[83], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.step, 0, 16]]); // 37: fused %258..%265 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 11008], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 38: fused %266..%271 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[97], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 39: fused %272..%275 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 33792, 10240], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 32768], [this.act[113], 0, 262144], [this.act[114], 0, 32768], [this.act[115], 0, 262144], [this.act[116], 0, 4096], [this.step, 0, 16]]); // 40: fused %276..%286 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 34816, 9216], [this.act[83], 0, 262144], [this.act[110], 0, 262144], [this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 41: fused %287..%292 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_438c595591", [[this.act[80], 0, 262144], [this.act[115], 0, 262144], [this.act[117], 0, 4096], [this.act[119], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 42: fused %293..%302 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 20480, 23552], [this.act[121], 0, 262144], [this.act[119], 0, 262144], [this.act[122], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 43: fused %303..%309 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[124], 0, 262144], [this.act[125], 0, 262144]]); // 44: %310 blocks.0.attn.permute5 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 21248, 22784], [this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.act[126], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 45: fused %311..%316 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[127], 0, 262144], [this.act[128], 0, 262144]]); // 46: %317 blocks.0.attn.permute6 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 21760, 22272], [this.act[119], 0, 262144], [this.act[127], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 47: fused %318..%323 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[130], 0, 262144], [this.act[131], 0, 262144]]); // 48: %324 blocks.0.attn.permute7 stdlib.mt:35
-    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[132], 0, 8192], [this.step, 0, 16]]); // 49: %325 blocks.0.attn.attention_lse1 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 8192], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 50: %326 blocks.0.attn.attention1 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 21760], [this.act[110], 0, 262144], [this.act[130], 0, 262144], [this.act[133], 0, 262144], [this.act[134], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 51: fused %327..%339 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 22784, 21248], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[141], 0, 262144], [this.act[142], 0, 262144], [this.step, 0, 16]]); // 52: fused %340..%346 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 23296, 20736], [this.act[139], 0, 262144], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 53: fused %347..%354 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 19968], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.step, 0, 16]]); // 54: fused %355..%360 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 24576, 19456], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 55: fused %361..%366 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 24832, 19200], [this.act[139], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 56: fused %367..%374 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 18432], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 57: fused %375..%380 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 58: fused %381..%384 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 26368, 17664], [this.act[139], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 32768], [this.act[169], 0, 262144], [this.act[170], 0, 32768], [this.act[171], 0, 262144], [this.act[172], 0, 4096], [this.step, 0, 16]]); // 59: fused %385..%395 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 27392, 16640], [this.act[139], 0, 262144], [this.act[166], 0, 262144], [this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 60: fused %396..%401 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_be340e8fa4", [[this.act[136], 0, 262144], [this.act[171], 0, 262144], [this.act[173], 0, 4096], [this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 61: fused %402..%411 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
-    group("fused_7ops_cd35b2c901", [[this.params, 27904, 16128], [this.act[177], 0, 262144], [this.act[175], 0, 262144], [this.act[178], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 62: fused %412..%418 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
-    group("permute_0213_16x64x2x32", [[this.act[180], 0, 262144], [this.act[181], 0, 262144]]); // 63: %419 blocks.1.attn.permute5 stdlib.mt:33
-    group("fused_6ops_ce912df11f", [[this.params, 28672, 15360], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 64: fused %420..%425 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
-    group("permute_0213_16x64x2x32", [[this.act[183], 0, 262144], [this.act[184], 0, 262144]]); // 65: %426 blocks.1.attn.permute6 stdlib.mt:34
-    group("fused_6ops_ce912df11f", [[this.params, 29184, 14848], [this.act[175], 0, 262144], [this.act[183], 0, 262144], [this.act[185], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 66: fused %427..%432 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
-    group("permute_0213_16x64x2x32", [[this.act[186], 0, 262144], [this.act[187], 0, 262144]]); // 67: %433 blocks.1.attn.permute7 stdlib.mt:35
-    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[188], 0, 8192], [this.step, 0, 16]]); // 68: %434 blocks.1.attn.attention_lse1 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 8192], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 69: %435 blocks.1.attn.attention1 stdlib.mt:38
-    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 14336], [this.act[166], 0, 262144], [this.act[186], 0, 262144], [this.act[189], 0, 262144], [this.act[190], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16]]); // 70: fused %436..%448 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
-    group("fused_6ops_b1303e6313", [[this.params, 30208, 13824], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 71: fused %449..%455 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
-    group("fused_8ops_046fa3602b", [[this.params, 30720, 13312], [this.act[195], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 72: fused %456..%463 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 12544], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.step, 0, 16]]); // 73: fused %464..%469 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
-    group("fused_6ops_0bedcad539", [[this.params, 32000, 12032], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 74: fused %470..%475 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
-    group("fused_8ops_046fa3602b", [[this.params, 32256, 11776], [this.act[195], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 75: fused %476..%483 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
-    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 11008], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 76: fused %484..%489 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
-    group("fused_4ops_639c0eaebe", [[this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.step, 0, 16]]); // 77: fused %490..%493 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
-    group("fused_11ops_59b1508d1a", [[this.params, 33792, 10240], [this.act[195], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 32768], [this.act[225], 0, 262144], [this.act[226], 0, 32768], [this.act[227], 0, 262144], [this.act[228], 0, 4096], [this.step, 0, 16]]); // 78: fused %494..%504 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
-    group("fused_6ops_da412c2f6d", [[this.params, 34816, 9216], [this.act[195], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 79: fused %505..%510 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_ce3a23b1b0", [[this.act[192], 0, 262144], [this.act[227], 0, 262144], [this.act[229], 0, 4096], [this.act[231], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 80: fused %511..%520 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
-    group("fused_3ops_4f542e9360", [[this.params, 35328, 8704], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.act[234], 0, 32768], [this.step, 0, 16]]); // 81: fused %521..%523 norm_final.mul2 .. head.sum0 stdlib.mt:9-116
-    group("matmul_256x8_16x64x8x1", [[this.params, 35840, 8192], [this.act[234], 0, 32768], [this.act[235], 0, 1048576]]); // 82: %524 head.matmul0 stdlib.mt:117
-    group("cross_entropy_16x64x256_16x64i", [[this.act[235], 0, 1048576], [this.targets, 0, 4096], [this.act[236], 0, 4]]); // 83: %526 loss.cross_entropy0 vector_collapse.mt:13
-    group("fused_6ops_aec82b26d8", [[this.targets, 0, 4096], [this.act[235], 0, 1048576], [this.act[237], 0, 1048576], [this.step, 0, 16]]); // 84: fused %528..%533 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 vector_collapse.mt:13-117
-    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01", [[this.act[237], 0, 1048576], [this.act[234], 0, 32768], [this.act[238], 0, 8192]]); // 85: %536 head.matmul0.grad.sum0 stdlib.mt:117
-    group("permute_10_256x8", [[this.params, 35840, 8192], [this.act[239], 0, 8192]]); // 86: %538 head.matmul0.grad.permute1 stdlib.mt:117
-    group("matmul_8x256_16x64x256x1", [[this.act[239], 0, 8192], [this.act[237], 0, 1048576], [this.act[234], 0, 32768]]); // 87: %539 head.matmul0.grad.matmul1 stdlib.mt:117
-    group("fused_2ops_804421f087", [[this.act[231], 0, 262144], [this.act[234], 0, 32768], [this.act[240], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 88: fused %540..%541 head.sum0.grad.expand0 .. head.mul0.grad.mul0 stdlib.mt:116
-    group("sum_a01_16x64x8x8", [[this.act[241], 0, 262144], [this.act[242], 0, 256]]); // 89: %542 head.mul0.grad.sum0 stdlib.mt:116
-    group("fused_3ops_31fa261a73", [[this.params, 35328, 8704], [this.act[233], 0, 262144], [this.act[240], 0, 262144], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 90: fused %544..%546 head.mul0.grad.mul1 .. norm_final.mul2.grad.mul1 stdlib.mt:116-9
-    group("sum_a01_16x64x8x8", [[this.act[231], 0, 262144], [this.act[243], 0, 256]]); // 91: %547 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("fused_17ops_e138ebbc8e", [[this.act[227], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[241], 0, 262144], [this.act[231], 0, 262144], [this.act[240], 0, 262144], [this.act[244], 0, 4096], [this.step, 0, 16]]); // 92: fused %549..%565 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[240], 0, 262144], [this.act[241], 0, 262144], [this.act[232], 0, 4096], [this.act[227], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 93: fused %566..%570 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[229], 0, 4096], [this.act[244], 0, 4096], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 94: fused %571..%573 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[246], 0, 4]]); // 95: %574 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[195], 0, 262144], [this.act[245], 0, 4096], [this.act[240], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 96: fused %576..%577 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[230], 0, 262144], [this.act[247], 0, 256]]); // 97: %578 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 34816, 9216], [this.act[228], 0, 4096], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.act[240], 0, 262144], [this.act[230], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 98: fused %580..%584 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[248], 0, 4]]); // 99: %585 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[195], 0, 262144], [this.act[245], 0, 4096], [this.act[240], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 100: fused %587..%588 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[233], 0, 262144], [this.act[249], 0, 256]]); // 101: %589 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 9728], [this.act[226], 0, 32768], [this.act[241], 0, 262144], [this.act[230], 0, 262144], [this.act[240], 0, 262144], [this.act[233], 0, 262144], [this.act[234], 0, 32768], [this.step, 0, 16]]); // 102: fused %591..%594 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 33792, 10240], [this.act[224], 0, 32768], [this.act[225], 0, 262144], [this.act[241], 0, 262144], [this.act[226], 0, 32768], [this.act[240], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 103: fused %595..%601 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[230], 0, 262144], [this.act[226], 0, 32768], [this.act[250], 0, 32]]); // 104: %602 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 34048, 9984], [this.act[233], 0, 262144], [this.act[234], 0, 32768], [this.act[240], 0, 262144], [this.act[230], 0, 262144], [this.act[226], 0, 32768], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 105: fused %604..%607 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[223], 0, 262144], [this.act[240], 0, 262144], [this.step, 0, 16]]); // 106: fused %608..%608 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[240], 0, 262144], [this.act[226], 0, 32768], [this.act[251], 0, 32]]); // 107: %609 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[209], 0, 262144], [this.act[221], 0, 262144], [this.act[227], 0, 262144], [this.act[230], 0, 262144], [this.act[241], 0, 262144], [this.act[240], 0, 262144], [this.act[223], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 108: fused %611..%615 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[196], 0, 4], [this.act[220], 0, 262144], [this.act[233], 0, 262144], [this.act[241], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 109: fused %618..%619 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[230], 0, 262144], [this.act[252], 0, 4]]); // 110: %620 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 33280, 10752], [this.act[219], 0, 262144], [this.act[241], 0, 262144], [this.act[230], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 111: fused %623..%625 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[233], 0, 262144], [this.act[241], 0, 262144], [this.act[253], 0, 256]]); // 112: %626 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[218], 0, 262144], [this.act[230], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 113: fused %628..%629 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[241], 0, 262144], [this.act[217], 0, 262144], [this.act[254], 0, 256]]); // 114: %632 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 32768, 11264], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[241], 0, 262144], [this.act[217], 0, 262144], [this.act[230], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 115: fused %634..%640 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[215], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 116: fused %641..%641 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[241], 0, 262144], [this.act[230], 0, 262144], [this.act[255], 0, 256]]); // 117: %642 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[214], 0, 262144], [this.act[218], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 118: fused %644..%645 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[230], 0, 262144], [this.act[195], 0, 262144], [this.act[256], 0, 256]]); // 119: %648 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 32256, 11776], [this.act[212], 0, 262144], [this.act[240], 0, 262144], [this.act[217], 0, 262144], [this.act[230], 0, 262144], [this.act[218], 0, 262144], [this.act[214], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 120: fused %650..%657 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[211], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 121: fused %658..%658 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[230], 0, 262144], [this.act[214], 0, 262144], [this.act[257], 0, 256]]); // 122: %659 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[210], 0, 262144], [this.act[241], 0, 262144], [this.act[214], 0, 262144], [this.step, 0, 16]]); // 123: fused %661..%662 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[214], 0, 262144], [this.act[195], 0, 262144], [this.act[258], 0, 256]]); // 124: %665 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 32000, 12032], [this.act[195], 0, 262144], [this.act[223], 0, 262144], [this.act[218], 0, 262144], [this.act[214], 0, 262144], [this.act[241], 0, 262144], [this.act[210], 0, 262144], [this.step, 0, 16]]); // 125: fused %667..%671 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[196], 0, 4], [this.act[208], 0, 262144], [this.act[223], 0, 262144], [this.act[241], 0, 262144], [this.act[210], 0, 262144], [this.act[214], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 126: fused %672..%677 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[207], 0, 262144], [this.act[210], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 127: fused %678..%678 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[241], 0, 262144], [this.act[196], 0, 4]]); // 128: %679 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[252], 0, 4], [this.act[196], 0, 4], [this.act[259], 0, 4]]); // 129: %681 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 31744, 12288], [this.act[206], 0, 262144], [this.act[218], 0, 262144], [this.act[241], 0, 262144], [this.act[210], 0, 262144], [this.step, 0, 16]]); // 130: fused %683..%685 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[210], 0, 262144], [this.act[218], 0, 262144], [this.act[260], 0, 256]]); // 131: %686 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[205], 0, 262144], [this.act[241], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 132: fused %688..%689 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[218], 0, 262144], [this.act[204], 0, 262144], [this.act[261], 0, 256]]); // 133: %692 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 31232, 12800], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[218], 0, 262144], [this.act[204], 0, 262144], [this.act[241], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 134: fused %694..%700 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[202], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 135: fused %701..%701 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[218], 0, 262144], [this.act[241], 0, 262144], [this.act[262], 0, 256]]); // 136: %702 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 137: fused %704..%705 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[241], 0, 262144], [this.act[195], 0, 262144], [this.act[263], 0, 256]]); // 138: %708 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 30720, 13312], [this.act[199], 0, 262144], [this.act[214], 0, 262144], [this.act[204], 0, 262144], [this.act[241], 0, 262144], [this.act[205], 0, 262144], [this.act[201], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 139: fused %710..%717 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[198], 0, 262144], [this.act[241], 0, 262144], [this.step, 0, 16]]); // 140: fused %718..%718 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[241], 0, 262144], [this.act[201], 0, 262144], [this.act[264], 0, 256]]); // 141: %719 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[197], 0, 262144], [this.act[218], 0, 262144], [this.act[201], 0, 262144], [this.step, 0, 16]]); // 142: fused %721..%722 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[265], 0, 256]]); // 143: %725 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 13568], [this.act[205], 0, 262144], [this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.step, 0, 16]]); // 144: fused %727..%730 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[259], 0, 4], [this.act[196], 0, 4], [this.act[252], 0, 4]]); // 145: %731 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 30208, 13824], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 146: fused %732..%733 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[205], 0, 262144], [this.act[266], 0, 256]]); // 147: %734 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 14080], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[231], 0, 262144], [this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 148: fused %736..%753 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[191], 0, 262144], [this.act[201], 0, 262144], [this.step, 0, 16]]); // 149: fused %754..%754 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[267], 0, 256]]); // 150: %755 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[190], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 151: fused %757..%758 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[268], 0, 256]]); // 152: %761 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 14336], [this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 153: fused %763..%765 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[189], 0, 262144], [this.act[195], 0, 262144]]); // 154: %766 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    group("fused_2ops_76348a532d", [[this.act[186], 0, 262144], [this.act[195], 0, 262144], [this.act[239], 0, 8192], [this.step, 0, 16]]); // 155: fused %767..%768 blocks.1.attn.attention1.grad.mul0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 8192], [this.act[195], 0, 262144], [this.act[239], 0, 8192], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 156: %769 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 8192], [this.act[195], 0, 262144], [this.act[239], 0, 8192], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 157: %770 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[181], 0, 262144], [this.act[184], 0, 262144], [this.act[188], 0, 8192], [this.act[195], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 158: %771 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
-    group("fused_6ops_02694bca0d", [[this.params, 29440, 14592], [this.act[185], 0, 262144], [this.act[187], 0, 262144], [this.act[195], 0, 262144], [this.act[184], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 159: fused %772..%777 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
-    group("matmul_8x8192_8192x8", [[this.act[181], 0, 262144], [this.act[195], 0, 262144], [this.act[269], 0, 256]]); // 160: %778 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 161: fused %780..%781 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[195], 0, 262144], [this.act[175], 0, 262144], [this.act[270], 0, 256]]); // 162: %784 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 28928, 15104], [this.act[182], 0, 262144], [this.act[189], 0, 262144], [this.act[195], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[181], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 163: fused %786..%793 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[187], 0, 262144], [this.act[183], 0, 262144], [this.act[271], 0, 256]]); // 164: %794 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 165: fused %796..%797 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.act[272], 0, 256]]); // 166: %800 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 28416, 15616], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 167: fused %802..%809 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[179], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 168: fused %810..%810 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[183], 0, 262144], [this.act[180], 0, 262144], [this.act[273], 0, 256]]); // 169: %811 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[178], 0, 262144], [this.act[187], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 170: fused %813..%814 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[274], 0, 256]]); // 171: %817 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 27904, 16128], [this.act[177], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[187], 0, 262144], [this.step, 0, 16]]); // 172: fused %819..%823 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[187], 0, 262144], [this.act[275], 0, 256]]); // 173: %824 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_0c2364d5d7", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[205], 0, 262144], [this.act[175], 0, 262144], [this.act[187], 0, 262144], [this.act[180], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16]]); // 174: fused %826..%843 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 4096], [this.act[205], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 175: fused %844..%848 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[173], 0, 4096], [this.act[193], 0, 4096], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 176: fused %849..%851 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[196], 0, 4]]); // 177: %852 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[139], 0, 262144], [this.act[245], 0, 4096], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 178: fused %854..%855 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[174], 0, 262144], [this.act[276], 0, 256]]); // 179: %856 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 27392, 16640], [this.act[172], 0, 4096], [this.act[176], 0, 4096], [this.act[166], 0, 262144], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 180: fused %858..%862 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[259], 0, 4]]); // 181: %863 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[139], 0, 262144], [this.act[245], 0, 4096], [this.act[180], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 182: fused %865..%866 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[277], 0, 256]]); // 183: %867 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 17152], [this.act[170], 0, 32768], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[180], 0, 262144], [this.act[166], 0, 262144], [this.act[226], 0, 32768], [this.step, 0, 16]]); // 184: fused %869..%872 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 26368, 17664], [this.act[168], 0, 32768], [this.act[169], 0, 262144], [this.act[175], 0, 262144], [this.act[170], 0, 32768], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 185: fused %873..%879 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[174], 0, 262144], [this.act[170], 0, 32768], [this.act[278], 0, 32]]); // 186: %880 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 26624, 17408], [this.act[166], 0, 262144], [this.act[226], 0, 32768], [this.act[180], 0, 262144], [this.act[174], 0, 262144], [this.act[170], 0, 32768], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 187: fused %882..%885 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[167], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 188: fused %886..%886 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[180], 0, 262144], [this.act[170], 0, 32768], [this.act[279], 0, 32]]); // 189: %887 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[153], 0, 262144], [this.act[165], 0, 262144], [this.act[205], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.act[167], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 190: fused %889..%893 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[140], 0, 4], [this.act[164], 0, 262144], [this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 191: fused %896..%897 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[174], 0, 262144], [this.act[280], 0, 4]]); // 192: %898 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 25856, 18176], [this.act[163], 0, 262144], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 193: fused %901..%903 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[166], 0, 262144], [this.act[175], 0, 262144], [this.act[281], 0, 256]]); // 194: %904 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[162], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 195: fused %906..%907 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[161], 0, 262144], [this.act[282], 0, 256]]); // 196: %910 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 25344, 18688], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[175], 0, 262144], [this.act[161], 0, 262144], [this.act[174], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 197: fused %912..%918 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[159], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 198: fused %919..%919 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[283], 0, 256]]); // 199: %920 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[158], 0, 262144], [this.act[162], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 200: fused %922..%923 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[174], 0, 262144], [this.act[139], 0, 262144], [this.act[284], 0, 256]]); // 201: %926 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 24832, 19200], [this.act[156], 0, 262144], [this.act[180], 0, 262144], [this.act[161], 0, 262144], [this.act[174], 0, 262144], [this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 202: fused %928..%935 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[155], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 203: fused %936..%936 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[174], 0, 262144], [this.act[158], 0, 262144], [this.act[285], 0, 256]]); // 204: %937 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[154], 0, 262144], [this.act[175], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 205: fused %939..%940 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[158], 0, 262144], [this.act[139], 0, 262144], [this.act[286], 0, 256]]); // 206: %943 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 24576, 19456], [this.act[139], 0, 262144], [this.act[167], 0, 262144], [this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[175], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 207: fused %945..%949 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[140], 0, 4], [this.act[152], 0, 262144], [this.act[167], 0, 262144], [this.act[175], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 208: fused %950..%955 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[151], 0, 262144], [this.act[154], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 209: fused %956..%956 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[175], 0, 262144], [this.act[140], 0, 4]]); // 210: %957 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[280], 0, 4], [this.act[140], 0, 4], [this.act[287], 0, 4]]); // 211: %959 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 24320, 19712], [this.act[150], 0, 262144], [this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 212: fused %961..%963 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[154], 0, 262144], [this.act[162], 0, 262144], [this.act[288], 0, 256]]); // 213: %964 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[149], 0, 262144], [this.act[175], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 214: fused %966..%967 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[162], 0, 262144], [this.act[148], 0, 262144], [this.act[289], 0, 256]]); // 215: %970 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 23808, 20224], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[162], 0, 262144], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 216: fused %972..%978 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[146], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 217: fused %979..%979 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[162], 0, 262144], [this.act[175], 0, 262144], [this.act[290], 0, 256]]); // 218: %980 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 219: fused %982..%983 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[175], 0, 262144], [this.act[139], 0, 262144], [this.act[291], 0, 256]]); // 220: %986 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 23296, 20736], [this.act[143], 0, 262144], [this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 221: fused %988..%995 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[142], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 222: fused %996..%996 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[175], 0, 262144], [this.act[145], 0, 262144], [this.act[292], 0, 256]]); // 223: %997 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[141], 0, 262144], [this.act[162], 0, 262144], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 224: fused %999..%1000 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[293], 0, 256]]); // 225: %1003 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 20992], [this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.step, 0, 16]]); // 226: fused %1005..%1008 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[287], 0, 4], [this.act[140], 0, 4], [this.act[280], 0, 4]]); // 227: %1009 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 22784, 21248], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 228: fused %1010..%1011 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[294], 0, 256]]); // 229: %1012 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 21504], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[187], 0, 262144], [this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 230: fused %1014..%1031 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[135], 0, 262144], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 231: fused %1032..%1032 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[295], 0, 256]]); // 232: %1033 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[134], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 233: fused %1035..%1036 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.act[296], 0, 256]]); // 234: %1039 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 21760], [this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 235: fused %1041..%1043 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[133], 0, 262144], [this.act[139], 0, 262144]]); // 236: %1044 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    group("fused_2ops_76348a532d", [[this.act[130], 0, 262144], [this.act[139], 0, 262144], [this.act[188], 0, 8192], [this.step, 0, 16]]); // 237: fused %1045..%1046 blocks.0.attn.attention1.grad.mul0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 8192], [this.act[139], 0, 262144], [this.act[188], 0, 8192], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 238: %1047 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 8192], [this.act[139], 0, 262144], [this.act[188], 0, 8192], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 239: %1048 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[132], 0, 8192], [this.act[139], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 240: %1049 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
-    group("fused_6ops_02694bca0d", [[this.params, 22016, 22016], [this.act[129], 0, 262144], [this.act[131], 0, 262144], [this.act[139], 0, 262144], [this.act[128], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 241: fused %1050..%1055 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
-    group("matmul_8x8192_8192x8", [[this.act[125], 0, 262144], [this.act[139], 0, 262144], [this.act[297], 0, 256]]); // 242: %1056 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 243: fused %1058..%1059 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[139], 0, 262144], [this.act[119], 0, 262144], [this.act[298], 0, 256]]); // 244: %1062 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 21504, 22528], [this.act[126], 0, 262144], [this.act[133], 0, 262144], [this.act[139], 0, 262144], [this.act[128], 0, 262144], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 245: fused %1064..%1071 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[131], 0, 262144], [this.act[127], 0, 262144], [this.act[299], 0, 256]]); // 246: %1072 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 247: fused %1074..%1075 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[127], 0, 262144], [this.act[119], 0, 262144], [this.act[300], 0, 256]]); // 248: %1078 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 20992, 23040], [this.act[130], 0, 262144], [this.act[128], 0, 262144], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 249: fused %1080..%1087 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[123], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 250: fused %1088..%1088 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[127], 0, 262144], [this.act[124], 0, 262144], [this.act[301], 0, 256]]); // 251: %1089 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[122], 0, 262144], [this.act[131], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 252: fused %1091..%1092 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[302], 0, 256]]); // 253: %1095 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 20480, 23552], [this.act[121], 0, 262144], [this.act[125], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 254: fused %1097..%1101 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[131], 0, 262144], [this.act[303], 0, 256]]); // 255: %1102 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    group("fused_18ops_d414ff6507", [[this.act[115], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[149], 0, 262144], [this.act[119], 0, 262144], [this.act[131], 0, 262144], [this.act[124], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 256: fused %1104..%1121 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 4096], [this.act[149], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 257: fused %1122..%1126 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[117], 0, 4096], [this.act[137], 0, 4096], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 258: fused %1127..%1129 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[140], 0, 4]]); // 259: %1130 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[246], 0, 4], [this.act[140], 0, 4], [this.grads, 35072, 4]]); // 260: %1132 param61.grad.add0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[83], 0, 262144], [this.act[245], 0, 4096], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 261: fused %1133..%1134 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[118], 0, 262144], [this.act[304], 0, 256]]); // 262: %1135 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[247], 0, 256], [this.act[304], 0, 256], [this.grads, 34816, 256]]); // 263: %1138 param60.grad.add0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 34816, 9216], [this.act[116], 0, 4096], [this.act[120], 0, 4096], [this.act[115], 0, 262144], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 264: fused %1137..%1142 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[140], 0, 4]]); // 265: %1143 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[248], 0, 4], [this.act[140], 0, 4], [this.grads, 34560, 4]]); // 266: %1145 param59.grad.add0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[83], 0, 262144], [this.act[245], 0, 4096], [this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 267: fused %1146..%1147 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[115], 0, 262144], [this.act[304], 0, 256]]); // 268: %1148 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[249], 0, 256], [this.act[304], 0, 256], [this.grads, 34304, 256]]); // 269: %1151 param58.grad.add0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 9728], [this.act[114], 0, 32768], [this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.act[124], 0, 262144], [this.act[115], 0, 262144], [this.act[170], 0, 32768], [this.step, 0, 16]]); // 270: fused %1150..%1154 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 33792, 10240], [this.act[112], 0, 32768], [this.act[113], 0, 262144], [this.act[119], 0, 262144], [this.act[114], 0, 32768], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 271: fused %1155..%1161 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[118], 0, 262144], [this.act[114], 0, 32768], [this.act[305], 0, 32]]); // 272: %1162 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[250], 0, 32], [this.act[305], 0, 32], [this.grads, 33792, 32]]); // 273: %1163 param56.grad.add0 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 34048, 9984], [this.act[115], 0, 262144], [this.act[170], 0, 32768], [this.act[124], 0, 262144], [this.act[118], 0, 262144], [this.act[114], 0, 32768], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 274: fused %1165..%1168 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[111], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 275: fused %1169..%1169 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[124], 0, 262144], [this.act[114], 0, 32768], [this.act[305], 0, 32]]); // 276: %1170 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[251], 0, 32], [this.act[305], 0, 32], [this.grads, 34048, 32]]); // 277: %1171 param57.grad.add0 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[97], 0, 262144], [this.act[109], 0, 262144], [this.act[149], 0, 262144], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.act[111], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 278: fused %1173..%1177 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[84], 0, 4], [this.act[108], 0, 262144], [this.act[115], 0, 262144], [this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 279: fused %1180..%1181 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[118], 0, 262144], [this.act[140], 0, 4]]); // 280: %1182 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 33280, 10752], [this.act[107], 0, 262144], [this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 281: fused %1185..%1187 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[115], 0, 262144], [this.act[119], 0, 262144], [this.act[304], 0, 256]]); // 282: %1188 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[253], 0, 256], [this.act[304], 0, 256], [this.grads, 33280, 256]]); // 283: %1189 param54.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[106], 0, 262144], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 284: fused %1191..%1192 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[105], 0, 262144], [this.act[304], 0, 256]]); // 285: %1195 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[254], 0, 256], [this.act[304], 0, 256], [this.grads, 33024, 256]]); // 286: %1199 param53.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 32768, 11264], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[119], 0, 262144], [this.act[105], 0, 262144], [this.act[118], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 287: fused %1197..%1204 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[103], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 288: fused %1205..%1205 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[118], 0, 262144], [this.act[304], 0, 256]]); // 289: %1206 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[255], 0, 256], [this.act[304], 0, 256], [this.grads, 32768, 256]]); // 290: %1207 param52.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[102], 0, 262144], [this.act[106], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 291: fused %1209..%1210 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[118], 0, 262144], [this.act[83], 0, 262144], [this.act[304], 0, 256]]); // 292: %1213 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[256], 0, 256], [this.act[304], 0, 256], [this.grads, 32512, 256]]); // 293: %1217 param51.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 32256, 11776], [this.act[100], 0, 262144], [this.act[124], 0, 262144], [this.act[105], 0, 262144], [this.act[118], 0, 262144], [this.act[106], 0, 262144], [this.act[102], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 294: fused %1215..%1223 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[99], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 295: fused %1224..%1224 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[118], 0, 262144], [this.act[102], 0, 262144], [this.act[304], 0, 256]]); // 296: %1225 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[257], 0, 256], [this.act[304], 0, 256], [this.grads, 32256, 256]]); // 297: %1226 param50.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[98], 0, 262144], [this.act[119], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 298: fused %1228..%1229 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[102], 0, 262144], [this.act[83], 0, 262144], [this.act[304], 0, 256]]); // 299: %1232 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[258], 0, 256], [this.act[304], 0, 256], [this.grads, 32000, 256]]); // 300: %1236 param49.grad.add0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 32000, 12032], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[106], 0, 262144], [this.act[102], 0, 262144], [this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.step, 0, 16]]); // 301: fused %1234..%1239 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[84], 0, 4], [this.act[96], 0, 262144], [this.act[111], 0, 262144], [this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.act[102], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 302: fused %1240..%1245 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[95], 0, 262144], [this.act[98], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 303: fused %1246..%1246 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[119], 0, 262144], [this.act[84], 0, 4]]); // 304: %1247 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[84], 0, 4], [this.act[248], 0, 4]]); // 305: %1249 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 31744, 12288], [this.act[94], 0, 262144], [this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.step, 0, 16]]); // 306: fused %1251..%1253 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[98], 0, 262144], [this.act[106], 0, 262144], [this.act[304], 0, 256]]); // 307: %1254 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[260], 0, 256], [this.act[304], 0, 256], [this.grads, 31744, 256]]); // 308: %1255 param48.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[93], 0, 262144], [this.act[119], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 309: fused %1257..%1258 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[106], 0, 262144], [this.act[92], 0, 262144], [this.act[304], 0, 256]]); // 310: %1261 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[261], 0, 256], [this.act[304], 0, 256], [this.grads, 31488, 256]]); // 311: %1265 param47.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 31232, 12800], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[106], 0, 262144], [this.act[92], 0, 262144], [this.act[119], 0, 262144], [this.act[93], 0, 262144], [this.step, 0, 16]]); // 312: fused %1263..%1270 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[90], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 313: fused %1271..%1271 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[106], 0, 262144], [this.act[119], 0, 262144], [this.act[304], 0, 256]]); // 314: %1272 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[262], 0, 256], [this.act[304], 0, 256], [this.grads, 31232, 256]]); // 315: %1273 param46.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[89], 0, 262144], [this.act[93], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 316: fused %1275..%1276 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[119], 0, 262144], [this.act[83], 0, 262144], [this.act[304], 0, 256]]); // 317: %1279 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[263], 0, 256], [this.act[304], 0, 256], [this.grads, 30976, 256]]); // 318: %1283 param45.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 30720, 13312], [this.act[87], 0, 262144], [this.act[102], 0, 262144], [this.act[92], 0, 262144], [this.act[119], 0, 262144], [this.act[93], 0, 262144], [this.act[89], 0, 262144], [this.act[106], 0, 262144], [this.step, 0, 16]]); // 319: fused %1281..%1289 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[86], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 320: fused %1290..%1290 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[119], 0, 262144], [this.act[89], 0, 262144], [this.act[304], 0, 256]]); // 321: %1291 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[264], 0, 256], [this.act[304], 0, 256], [this.grads, 30720, 256]]); // 322: %1292 param44.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[85], 0, 262144], [this.act[106], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 323: fused %1294..%1295 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[89], 0, 262144], [this.act[83], 0, 262144], [this.act[304], 0, 256]]); // 324: %1298 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[265], 0, 256], [this.act[304], 0, 256], [this.grads, 30464, 256]]); // 325: %1302 param43.grad.add0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 13568], [this.act[93], 0, 262144], [this.act[89], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.step, 0, 16]]); // 326: fused %1300..%1304 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[248], 0, 4], [this.act[84], 0, 4], [this.act[140], 0, 4]]); // 327: %1305 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[252], 0, 4], [this.act[140], 0, 4], [this.grads, 33536, 4]]); // 328: %1306 param55.grad.add0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 30208, 13824], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.act[89], 0, 262144], [this.act[93], 0, 262144], [this.step, 0, 16]]); // 329: fused %1307..%1308 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[93], 0, 262144], [this.act[304], 0, 256]]); // 330: %1309 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[266], 0, 256], [this.act[304], 0, 256], [this.grads, 30208, 256]]); // 331: %1311 param42.grad.add0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 14080], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[131], 0, 262144], [this.act[89], 0, 262144], [this.act[93], 0, 262144], [this.act[83], 0, 262144], [this.act[82], 0, 262144], [this.step, 0, 16]]); // 332: fused %1312..%1329 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[79], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 333: fused %1330..%1330 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[89], 0, 262144], [this.act[83], 0, 262144], [this.act[304], 0, 256]]); // 334: %1331 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[267], 0, 256], [this.act[304], 0, 256], [this.grads, 29952, 256]]); // 335: %1332 param41.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[78], 0, 262144], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.step, 0, 16]]); // 336: fused %1334..%1335 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[83], 0, 262144], [this.act[77], 0, 262144], [this.act[304], 0, 256]]); // 337: %1338 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[268], 0, 256], [this.act[304], 0, 256], [this.grads, 29696, 256]]); // 338: %1342 param40.grad.add0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 14336], [this.act[83], 0, 262144], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 339: fused %1340..%1343 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[77], 0, 262144], [this.act[83], 0, 262144]]); // 340: %1344 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    group("fused_2ops_76348a532d", [[this.act[74], 0, 262144], [this.act[83], 0, 262144], [this.act[132], 0, 8192], [this.step, 0, 16]]); // 341: fused %1345..%1346 blocks.1.attn.attention0.grad.mul0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 8192], [this.act[83], 0, 262144], [this.act[132], 0, 8192], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 342: %1347 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[75], 0, 262144], [this.act[76], 0, 8192], [this.act[83], 0, 262144], [this.act[132], 0, 8192], [this.act[77], 0, 262144], [this.step, 0, 16]]); // 343: %1348 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[76], 0, 8192], [this.act[83], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 344: %1349 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
-    group("fused_6ops_02694bca0d", [[this.params, 29440, 14592], [this.act[73], 0, 262144], [this.act[75], 0, 262144], [this.act[83], 0, 262144], [this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 345: fused %1350..%1355 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
-    group("matmul_8x8192_8192x8", [[this.act[69], 0, 262144], [this.act[83], 0, 262144], [this.act[304], 0, 256]]); // 346: %1356 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[269], 0, 256], [this.act[304], 0, 256], [this.grads, 29440, 256]]); // 347: %1357 param39.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.act[83], 0, 262144], [this.step, 0, 16]]); // 348: fused %1359..%1360 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[83], 0, 262144], [this.act[63], 0, 262144], [this.act[304], 0, 256]]); // 349: %1363 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[270], 0, 256], [this.act[304], 0, 256], [this.grads, 29184, 256]]); // 350: %1367 param38.grad.add0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 28928, 15104], [this.act[70], 0, 262144], [this.act[77], 0, 262144], [this.act[83], 0, 262144], [this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[69], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 351: fused %1365..%1373 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[75], 0, 262144], [this.act[71], 0, 262144], [this.act[304], 0, 256]]); // 352: %1374 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[271], 0, 256], [this.act[304], 0, 256], [this.grads, 28928, 256]]); // 353: %1375 param37.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 354: fused %1377..%1378 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[71], 0, 262144], [this.act[63], 0, 262144], [this.act[304], 0, 256]]); // 355: %1381 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[272], 0, 256], [this.act[304], 0, 256], [this.grads, 28672, 256]]); // 356: %1385 param36.grad.add0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 28416, 15616], [this.act[74], 0, 262144], [this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[69], 0, 262144], [this.act[68], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 357: fused %1383..%1391 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[67], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 358: fused %1392..%1392 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[71], 0, 262144], [this.act[68], 0, 262144], [this.act[304], 0, 256]]); // 359: %1393 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[273], 0, 256], [this.act[304], 0, 256], [this.grads, 28416, 256]]); // 360: %1394 param35.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[66], 0, 262144], [this.act[75], 0, 262144], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 361: fused %1396..%1397 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[304], 0, 256]]); // 362: %1400 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[274], 0, 256], [this.act[304], 0, 256], [this.grads, 28160, 256]]); // 363: %1404 param34.grad.add0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 27904, 16128], [this.act[65], 0, 262144], [this.act[69], 0, 262144], [this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 364: fused %1402..%1407 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[75], 0, 262144], [this.act[304], 0, 256]]); // 365: %1408 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[275], 0, 256], [this.act[304], 0, 256], [this.grads, 27904, 256]]); // 366: %1410 param33.grad.add0 stdlib.mt:9
-    group("fused_18ops_99f25a92a5", [[this.act[59], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[93], 0, 262144], [this.act[63], 0, 262144], [this.act[75], 0, 262144], [this.act[68], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 367: fused %1411..%1428 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_9f3eb47915", [[this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[68], 0, 262144], [this.act[63], 0, 262144], [this.act[64], 0, 4096], [this.act[93], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 368: fused %1429..%1433 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_8ded8da892", [[this.act[61], 0, 4096], [this.act[81], 0, 4096], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 369: fused %1434..%1436 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[140], 0, 4]]); // 370: %1437 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    group("binary_add_s_s", [[this.act[196], 0, 4], [this.act[140], 0, 4], [this.grads, 27648, 4]]); // 371: %1439 param32.grad.add0 stdlib.mt:72
-    group("fused_2ops_40e2860e92", [[this.act[27], 0, 262144], [this.act[245], 0, 4096], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 372: fused %1440..%1441 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[62], 0, 262144], [this.act[304], 0, 256]]); // 373: %1442 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    group("binary_add_8x8_8x8", [[this.act[276], 0, 256], [this.act[304], 0, 256], [this.grads, 27392, 256]]); // 374: %1445 param31.grad.add0 stdlib.mt:72
-    group("fused_5ops_9945a40d4f", [[this.params, 27392, 16640], [this.act[60], 0, 4096], [this.act[64], 0, 4096], [this.act[54], 0, 262144], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 375: fused %1444..%1449 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[140], 0, 4]]); // 376: %1450 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    group("binary_add_s_s", [[this.act[259], 0, 4], [this.act[140], 0, 4], [this.grads, 27136, 4]]); // 377: %1452 param30.grad.add0 stdlib.mt:71
-    group("fused_2ops_40e2860e92", [[this.act[27], 0, 262144], [this.act[245], 0, 4096], [this.act[68], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 378: fused %1453..%1454 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[54], 0, 262144], [this.act[304], 0, 256]]); // 379: %1455 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    group("binary_add_8x8_8x8", [[this.act[277], 0, 256], [this.act[304], 0, 256], [this.grads, 26880, 256]]); // 380: %1458 param29.grad.add0 stdlib.mt:71
-    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 17152], [this.act[58], 0, 32768], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.act[68], 0, 262144], [this.act[54], 0, 262144], [this.act[114], 0, 32768], [this.step, 0, 16]]); // 381: fused %1457..%1461 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_7ops_083d0a8352", [[this.params, 26368, 17664], [this.act[56], 0, 32768], [this.act[57], 0, 262144], [this.act[63], 0, 262144], [this.act[58], 0, 32768], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 382: fused %1462..%1468 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[62], 0, 262144], [this.act[58], 0, 32768], [this.act[305], 0, 32]]); // 383: %1469 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[278], 0, 32], [this.act[305], 0, 32], [this.grads, 26368, 32]]); // 384: %1470 param27.grad.add0 stdlib.mt:70
-    group("fused_4ops_524a705ba8", [[this.params, 26624, 17408], [this.act[54], 0, 262144], [this.act[114], 0, 32768], [this.act[68], 0, 262144], [this.act[62], 0, 262144], [this.act[58], 0, 32768], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 385: fused %1472..%1475 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("fused_1ops_4757b88c6d", [[this.act[55], 0, 262144], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 386: fused %1476..%1476 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    group("matmul_8x8192_8192x1", [[this.act[68], 0, 262144], [this.act[58], 0, 32768], [this.act[305], 0, 32]]); // 387: %1477 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("binary_add_8x1_8x1", [[this.act[279], 0, 32], [this.act[305], 0, 32], [this.grads, 26624, 32]]); // 388: %1478 param28.grad.add0 stdlib.mt:70
-    group("fused_5ops_38ed373bf3", [[this.act[41], 0, 262144], [this.act[53], 0, 262144], [this.act[93], 0, 262144], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.act[68], 0, 262144], [this.act[55], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 389: fused %1480..%1484 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_2ops_44dcc0d004", [[this.act[28], 0, 4], [this.act[52], 0, 262144], [this.act[54], 0, 262144], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 390: fused %1487..%1488 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[62], 0, 262144], [this.act[140], 0, 4]]); // 391: %1489 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 25856, 18176], [this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 392: fused %1492..%1494 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[54], 0, 262144], [this.act[63], 0, 262144], [this.act[304], 0, 256]]); // 393: %1495 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[281], 0, 256], [this.act[304], 0, 256], [this.grads, 25856, 256]]); // 394: %1496 param25.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[50], 0, 262144], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 395: fused %1498..%1499 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[49], 0, 262144], [this.act[304], 0, 256]]); // 396: %1502 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[282], 0, 256], [this.act[304], 0, 256], [this.grads, 25600, 256]]); // 397: %1506 param24.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 25344, 18688], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[63], 0, 262144], [this.act[49], 0, 262144], [this.act[62], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 398: fused %1504..%1511 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[47], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 399: fused %1512..%1512 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.act[304], 0, 256]]); // 400: %1513 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[283], 0, 256], [this.act[304], 0, 256], [this.grads, 25344, 256]]); // 401: %1514 param23.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[46], 0, 262144], [this.act[50], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 402: fused %1516..%1517 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[62], 0, 262144], [this.act[27], 0, 262144], [this.act[304], 0, 256]]); // 403: %1520 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[284], 0, 256], [this.act[304], 0, 256], [this.grads, 25088, 256]]); // 404: %1524 param22.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 24832, 19200], [this.act[44], 0, 262144], [this.act[68], 0, 262144], [this.act[49], 0, 262144], [this.act[62], 0, 262144], [this.act[50], 0, 262144], [this.act[46], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 405: fused %1522..%1530 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[43], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 406: fused %1531..%1531 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[62], 0, 262144], [this.act[46], 0, 262144], [this.act[304], 0, 256]]); // 407: %1532 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[285], 0, 256], [this.act[304], 0, 256], [this.grads, 24832, 256]]); // 408: %1533 param21.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[42], 0, 262144], [this.act[63], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 409: fused %1535..%1536 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[46], 0, 262144], [this.act[27], 0, 262144], [this.act[304], 0, 256]]); // 410: %1539 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[286], 0, 256], [this.act[304], 0, 256], [this.grads, 24576, 256]]); // 411: %1543 param20.grad.add0 stdlib.mt:18
-    group("fused_5ops_cc498e92db", [[this.params, 24576, 19456], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[50], 0, 262144], [this.act[46], 0, 262144], [this.act[63], 0, 262144], [this.act[42], 0, 262144], [this.step, 0, 16]]); // 412: fused %1541..%1546 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_dc56ce1d58", [[this.act[28], 0, 4], [this.act[40], 0, 262144], [this.act[55], 0, 262144], [this.act[63], 0, 262144], [this.act[42], 0, 262144], [this.act[46], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 413: fused %1547..%1552 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[39], 0, 262144], [this.act[42], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 414: fused %1553..%1553 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[63], 0, 262144], [this.act[28], 0, 4]]); // 415: %1554 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("binary_add_s_s", [[this.act[140], 0, 4], [this.act[28], 0, 4], [this.act[259], 0, 4]]); // 416: %1556 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("fused_3ops_69a85688ff", [[this.params, 24320, 19712], [this.act[38], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[42], 0, 262144], [this.step, 0, 16]]); // 417: fused %1558..%1560 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[42], 0, 262144], [this.act[50], 0, 262144], [this.act[304], 0, 256]]); // 418: %1561 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[288], 0, 256], [this.act[304], 0, 256], [this.grads, 24320, 256]]); // 419: %1562 param19.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[37], 0, 262144], [this.act[63], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 420: fused %1564..%1565 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[50], 0, 262144], [this.act[36], 0, 262144], [this.act[304], 0, 256]]); // 421: %1568 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[289], 0, 256], [this.act[304], 0, 256], [this.grads, 24064, 256]]); // 422: %1572 param18.grad.add0 stdlib.mt:18
-    group("fused_7ops_1db5c853f2", [[this.params, 23808, 20224], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[50], 0, 262144], [this.act[36], 0, 262144], [this.act[63], 0, 262144], [this.act[37], 0, 262144], [this.step, 0, 16]]); // 423: fused %1570..%1577 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[34], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 424: fused %1578..%1578 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[304], 0, 256]]); // 425: %1579 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[290], 0, 256], [this.act[304], 0, 256], [this.grads, 23808, 256]]); // 426: %1580 param17.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 427: fused %1582..%1583 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[63], 0, 262144], [this.act[27], 0, 262144], [this.act[304], 0, 256]]); // 428: %1586 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[291], 0, 256], [this.act[304], 0, 256], [this.grads, 23552, 256]]); // 429: %1590 param16.grad.add0 stdlib.mt:18
-    group("fused_8ops_bccf664f99", [[this.params, 23296, 20736], [this.act[31], 0, 262144], [this.act[46], 0, 262144], [this.act[36], 0, 262144], [this.act[63], 0, 262144], [this.act[37], 0, 262144], [this.act[33], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 430: fused %1588..%1596 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[30], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 431: fused %1597..%1597 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[63], 0, 262144], [this.act[33], 0, 262144], [this.act[304], 0, 256]]); // 432: %1598 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[292], 0, 256], [this.act[304], 0, 256], [this.grads, 23296, 256]]); // 433: %1599 param15.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[29], 0, 262144], [this.act[50], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 434: fused %1601..%1602 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[33], 0, 262144], [this.act[27], 0, 262144], [this.act[304], 0, 256]]); // 435: %1605 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[293], 0, 256], [this.act[304], 0, 256], [this.grads, 23040, 256]]); // 436: %1609 param14.grad.add0 stdlib.mt:18
-    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 20992], [this.act[37], 0, 262144], [this.act[33], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.step, 0, 16]]); // 437: fused %1607..%1611 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[259], 0, 4], [this.act[28], 0, 4], [this.act[140], 0, 4]]); // 438: %1612 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[280], 0, 4], [this.act[140], 0, 4], [this.grads, 26112, 4]]); // 439: %1613 param26.grad.add0 stdlib.mt:67
-    group("fused_2ops_665796529c", [[this.params, 22784, 21248], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.step, 0, 16]]); // 440: fused %1614..%1615 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[37], 0, 262144], [this.act[304], 0, 256]]); // 441: %1616 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[294], 0, 256], [this.act[304], 0, 256], [this.grads, 22784, 256]]); // 442: %1618 param13.grad.add0 stdlib.mt:9
-    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 21504], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[75], 0, 262144], [this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.act[27], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 443: fused %1619..%1636 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("fused_1ops_4757b88c6d", [[this.act[23], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 444: fused %1637..%1637 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[33], 0, 262144], [this.act[27], 0, 262144], [this.act[304], 0, 256]]); // 445: %1638 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[295], 0, 256], [this.act[304], 0, 256], [this.grads, 22528, 256]]); // 446: %1639 param12.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[22], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.step, 0, 16]]); // 447: fused %1641..%1642 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[27], 0, 262144], [this.act[21], 0, 262144], [this.act[304], 0, 256]]); // 448: %1645 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[296], 0, 256], [this.act[304], 0, 256], [this.grads, 22272, 256]]); // 449: %1649 param11.grad.add0 stdlib.mt:18
-    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 21760], [this.act[27], 0, 262144], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 450: fused %1647..%1650 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    group("permute_0213_16x64x2x32", [[this.act[21], 0, 262144], [this.act[27], 0, 262144]]); // 451: %1651 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    group("fused_2ops_76348a532d", [[this.act[18], 0, 262144], [this.act[27], 0, 262144], [this.act[76], 0, 8192], [this.step, 0, 16]]); // 452: fused %1652..%1653 blocks.0.attn.attention0.grad.mul0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 8192], [this.act[27], 0, 262144], [this.act[76], 0, 8192], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 453: %1654 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 8192], [this.act[27], 0, 262144], [this.act[76], 0, 8192], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 454: %1655 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[20], 0, 8192], [this.act[27], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 455: %1656 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
-    group("fused_6ops_02694bca0d", [[this.params, 22016, 22016], [this.act[17], 0, 262144], [this.act[19], 0, 262144], [this.act[27], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 456: fused %1657..%1662 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
-    group("matmul_8x8192_8192x8", [[this.act[13], 0, 262144], [this.act[27], 0, 262144], [this.act[304], 0, 256]]); // 457: %1663 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[297], 0, 256], [this.act[304], 0, 256], [this.grads, 22016, 256]]); // 458: %1664 param10.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[27], 0, 262144], [this.step, 0, 16]]); // 459: fused %1666..%1667 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[27], 0, 262144], [this.act[9], 0, 262144], [this.act[304], 0, 256]]); // 460: %1670 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[298], 0, 256], [this.act[304], 0, 256], [this.grads, 21760, 256]]); // 461: %1674 param9.grad.add0 stdlib.mt:18
-    group("fused_8ops_dcb2dffbad", [[this.params, 21504, 22528], [this.act[14], 0, 262144], [this.act[21], 0, 262144], [this.act[27], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[13], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 462: fused %1672..%1680 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[19], 0, 262144], [this.act[15], 0, 262144], [this.act[304], 0, 256]]); // 463: %1681 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[299], 0, 256], [this.act[304], 0, 256], [this.grads, 21504, 256]]); // 464: %1682 param8.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 465: fused %1684..%1685 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[304], 0, 256]]); // 466: %1688 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[300], 0, 256], [this.act[304], 0, 256], [this.grads, 21248, 256]]); // 467: %1692 param7.grad.add0 stdlib.mt:18
-    group("fused_8ops_258467e860", [[this.params, 20992, 23040], [this.act[18], 0, 262144], [this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 468: fused %1690..%1698 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("fused_1ops_4757b88c6d", [[this.act[11], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 469: fused %1699..%1699 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    group("matmul_8x8192_8192x8", [[this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[304], 0, 256]]); // 470: %1700 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[301], 0, 256], [this.act[304], 0, 256], [this.grads, 20992, 256]]); // 471: %1701 param6.grad.add0 stdlib.mt:18
-    group("fused_2ops_9b7abf453b", [[this.act[10], 0, 262144], [this.act[19], 0, 262144], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 472: fused %1703..%1704 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[304], 0, 256]]); // 473: %1707 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("binary_add_8x8_8x8", [[this.act[302], 0, 256], [this.act[304], 0, 256], [this.grads, 20736, 256]]); // 474: %1711 param5.grad.add0 stdlib.mt:18
-    group("fused_5ops_c99f1d200c", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[9], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 475: fused %1709..%1714 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[19], 0, 262144], [this.act[304], 0, 256]]); // 476: %1715 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("binary_add_8x8_8x8", [[this.act[303], 0, 256], [this.act[304], 0, 256], [this.grads, 20480, 256]]); // 477: %1717 param4.grad.add0 stdlib.mt:9
-    group("fused_15ops_b9fd1c7832", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[37], 0, 262144], [this.act[9], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 478: fused %1718..%1732 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    group("sum_a0_16x64x8x8", [[this.act[19], 0, 262144], [this.act[3], 0, 16384]]); // 479: %1733 embed.add0.grad.sum0 stdlib.mt:96
-    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[306], 0, 2048]]); // 480: %1736 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 481: fused %1735..%1735 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[306], 0, 2048], [this.act[1], 0, 2048]]); // 482: %1737 embed.matmul1.grad.matmul0 stdlib.mt:96
-    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[306], 0, 2048]]); // 483: %1738 embed.matmul1.grad.permute1 stdlib.mt:96
-    group("matmul_64x1x8_64x8x8", [[this.act[306], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 484: %1739 embed.matmul1.grad.matmul1 stdlib.mt:96
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 485: %1745 embed.slice1.grad.pad0 stdlib.mt:95
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 486: %1747 embed.slice0.grad.pad0 stdlib.mt:94
-    group("fused_5ops_a742fd6ece", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[19], 0, 262144], [this.act[58], 0, 32768], [this.act[114], 0, 32768], [this.step, 0, 16]]); // 487: fused %1740..%1748 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[114], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 488: %1749 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[58], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 489: %1751 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    group("affine_s1_b0_8x8", [[this.act[243], 0, 256], [this.grads, 35328, 256]]); // 490: %1752 norm_final.g.grad.affine0 stdlib.mt:7
-    group("affine_s1_b0_8x8", [[this.act[242], 0, 256], [this.grads, 35584, 256]]); // 491: %1753 head.W.grad.affine0 stdlib.mt:113
-    group("affine_s1_b0_256x8", [[this.act[238], 0, 8192], [this.grads, 35840, 8192]]); // 492: %1754 head.W_out.grad.affine0 stdlib.mt:114
-    group("gradnorm_partial_11008", [[this.grads, 0, ARENA], [this.partials, 0, 12]]); // 493: gradient norm, partial sums
-    group("gradnorm_total_3", [[this.partials, 0, 12], [this.norm, 0, 16]]); // 494: gradient norm
-    group("adamw_11008", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 495: AdamW update
+    group("fused_10ops_de15a7a6c5", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 262144], [this.step, 0, 16]]); // 5: fused %85..%95 blocks.0.attn.norm.mul2 .. blocks.0.attn.k.reshape0 stdlib.mt:9-18
+    group("fused_9ops_0f1e93456e", [[this.params, 21504, 22528], [this.act[9], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 6: fused %96..%105 blocks.0.attn.k.matmul1 .. blocks.0.attn.reshape2 stdlib.mt:18-35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[19], 0, 8192], [this.step, 0, 16]]); // 7: %107 blocks.0.attn.attention_lse0 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[20], 0, 262144], [this.step, 0, 16]]); // 8: %108 blocks.0.attn.attention0 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 21760], [this.act[6], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.step, 0, 16]]); // 9: fused %109..%121 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 22784, 21248], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 10: fused %122..%128 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 23296, 20736], [this.act[27], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 11: fused %129..%136 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 19968], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 12: fused %137..%142 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 24576, 19456], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[39], 0, 262144], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.act[42], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 13: fused %143..%148 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 24832, 19200], [this.act[27], 0, 262144], [this.act[43], 0, 262144], [this.act[44], 0, 262144], [this.act[45], 0, 262144], [this.act[46], 0, 262144], [this.act[47], 0, 262144], [this.act[48], 0, 262144], [this.step, 0, 16]]); // 14: fused %149..%156 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 18432], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[49], 0, 262144], [this.act[50], 0, 262144], [this.act[51], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 15: fused %157..%162 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[41], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 16: fused %163..%166 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 26368, 17664], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 32768], [this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[59], 0, 262144], [this.act[60], 0, 4096], [this.step, 0, 16]]); // 17: fused %167..%177 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 27392, 16640], [this.act[27], 0, 262144], [this.act[54], 0, 262144], [this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 18: fused %178..%183 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_d0480892e7", [[this.act[24], 0, 262144], [this.act[59], 0, 262144], [this.act[61], 0, 4096], [this.act[63], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 19: fused %184..%193 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    group("fused_10ops_de15a7a6c5", [[this.params, 27904, 16128], [this.act[65], 0, 262144], [this.act[63], 0, 262144], [this.act[66], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 20: fused %194..%204 blocks.1.attn.norm.mul2 .. blocks.1.attn.k.reshape0 stdlib.mt:9-18
+    group("fused_9ops_0f1e93456e", [[this.params, 28928, 15104], [this.act[63], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 21: fused %205..%214 blocks.1.attn.k.matmul1 .. blocks.1.attn.reshape2 stdlib.mt:18-35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[75], 0, 8192], [this.step, 0, 16]]); // 22: %216 blocks.1.attn.attention_lse0 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 23: %217 blocks.1.attn.attention0 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 14336], [this.act[54], 0, 262144], [this.act[76], 0, 262144], [this.act[77], 0, 262144], [this.act[78], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 24: fused %218..%230 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 30208, 13824], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.step, 0, 16]]); // 25: fused %231..%237 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 30720, 13312], [this.act[83], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.step, 0, 16]]); // 26: fused %238..%245 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 12544], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.act[93], 0, 262144], [this.act[94], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 27: fused %246..%251 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 32000, 12032], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[95], 0, 262144], [this.act[96], 0, 262144], [this.act[97], 0, 262144], [this.act[98], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 28: fused %252..%257 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 32256, 11776], [this.act[83], 0, 262144], [this.act[99], 0, 262144], [this.act[100], 0, 262144], [this.act[101], 0, 262144], [this.act[102], 0, 262144], [this.act[103], 0, 262144], [this.act[104], 0, 262144], [this.step, 0, 16]]); // 29: fused %258..%265 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 11008], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[105], 0, 262144], [this.act[106], 0, 262144], [this.act[107], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 30: fused %266..%271 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[97], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 31: fused %272..%275 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 33792, 10240], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 32768], [this.act[113], 0, 262144], [this.act[114], 0, 32768], [this.act[115], 0, 262144], [this.act[116], 0, 4096], [this.step, 0, 16]]); // 32: fused %276..%286 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 34816, 9216], [this.act[83], 0, 262144], [this.act[110], 0, 262144], [this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 33: fused %287..%292 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    group("fused_10ops_438c595591", [[this.act[80], 0, 262144], [this.act[115], 0, 262144], [this.act[117], 0, 4096], [this.act[119], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 34: fused %293..%302 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_10ops_de15a7a6c5", [[this.params, 20480, 23552], [this.act[121], 0, 262144], [this.act[119], 0, 262144], [this.act[122], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 35: fused %303..%313 blocks.0.attn.norm.mul5 .. blocks.0.attn.k.reshape2 stdlib.mt:9-18
+    group("fused_9ops_0f1e93456e", [[this.params, 21504, 22528], [this.act[119], 0, 262144], [this.act[126], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 36: fused %314..%323 blocks.0.attn.k.matmul3 .. blocks.0.attn.reshape6 stdlib.mt:18-35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[131], 0, 8192], [this.step, 0, 16]]); // 37: %325 blocks.0.attn.attention_lse1 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 38: %326 blocks.0.attn.attention1 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 22272, 21760], [this.act[110], 0, 262144], [this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.act[134], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 39: fused %327..%339 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 22784, 21248], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[141], 0, 262144], [this.act[142], 0, 262144], [this.step, 0, 16]]); // 40: fused %340..%346 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 23296, 20736], [this.act[139], 0, 262144], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 41: fused %347..%354 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 24064, 19968], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 262144], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.step, 0, 16]]); // 42: fused %355..%360 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 24576, 19456], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[151], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 43: fused %361..%366 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 24832, 19200], [this.act[139], 0, 262144], [this.act[155], 0, 262144], [this.act[156], 0, 262144], [this.act[157], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 44: fused %367..%374 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 25600, 18432], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[161], 0, 262144], [this.act[162], 0, 262144], [this.act[163], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 45: fused %375..%380 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 46: fused %381..%384 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 26368, 17664], [this.act[139], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 32768], [this.act[169], 0, 262144], [this.act[170], 0, 32768], [this.act[171], 0, 262144], [this.act[172], 0, 4096], [this.step, 0, 16]]); // 47: fused %385..%395 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 27392, 16640], [this.act[139], 0, 262144], [this.act[166], 0, 262144], [this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 48: fused %396..%401 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_be340e8fa4", [[this.act[136], 0, 262144], [this.act[171], 0, 262144], [this.act[173], 0, 4096], [this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 49: fused %402..%411 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_10ops_de15a7a6c5", [[this.params, 27904, 16128], [this.act[177], 0, 262144], [this.act[175], 0, 262144], [this.act[178], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 50: fused %412..%422 blocks.1.attn.norm.mul5 .. blocks.1.attn.k.reshape2 stdlib.mt:9-18
+    group("fused_9ops_0f1e93456e", [[this.params, 28928, 15104], [this.act[175], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 51: fused %423..%432 blocks.1.attn.k.matmul3 .. blocks.1.attn.reshape6 stdlib.mt:18-35
+    group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[187], 0, 8192], [this.step, 0, 16]]); // 52: %434 blocks.1.attn.attention_lse1 stdlib.mt:37
+    group("attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 53: %435 blocks.1.attn.attention1 stdlib.mt:38
+    group("fused_13ops_1bd6eb4447", [[this.params, 29696, 14336], [this.act[166], 0, 262144], [this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.act[190], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16]]); // 54: fused %436..%448 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
+    group("fused_6ops_b1303e6313", [[this.params, 30208, 13824], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 55: fused %449..%455 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    group("fused_8ops_046fa3602b", [[this.params, 30720, 13312], [this.act[195], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 56: fused %456..%463 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 31488, 12544], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 262144], [this.act[207], 0, 262144], [this.step, 0, 16]]); // 57: fused %464..%469 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    group("fused_6ops_0bedcad539", [[this.params, 32000, 12032], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[207], 0, 262144], [this.act[208], 0, 262144], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 58: fused %470..%475 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    group("fused_8ops_046fa3602b", [[this.params, 32256, 11776], [this.act[195], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 59: fused %476..%483 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    group("fused_6ops_5dfc1b2d2a", [[this.params, 33024, 11008], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[217], 0, 262144], [this.act[218], 0, 262144], [this.act[219], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 60: fused %484..%489 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    group("fused_4ops_639c0eaebe", [[this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.step, 0, 16]]); // 61: fused %490..%493 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    group("fused_11ops_59b1508d1a", [[this.params, 33792, 10240], [this.act[195], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 32768], [this.act[225], 0, 262144], [this.act[226], 0, 32768], [this.act[227], 0, 262144], [this.act[228], 0, 4096], [this.step, 0, 16]]); // 62: fused %494..%504 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    group("fused_6ops_da412c2f6d", [[this.params, 34816, 9216], [this.act[195], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 63: fused %505..%510 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    group("fused_10ops_ce3a23b1b0", [[this.act[192], 0, 262144], [this.act[227], 0, 262144], [this.act[229], 0, 4096], [this.act[231], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 64: fused %511..%520 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    group("fused_3ops_4f542e9360", [[this.params, 35328, 8704], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.act[234], 0, 32768], [this.step, 0, 16]]); // 65: fused %521..%523 norm_final.mul2 .. head.sum0 stdlib.mt:9-116
+    group("matmul_256x8_16x64x8x1", [[this.params, 35840, 8192], [this.act[234], 0, 32768], [this.act[235], 0, 1048576]]); // 66: %524 head.matmul0 stdlib.mt:117
+    group("cross_entropy_16x64x256_16x64i", [[this.act[235], 0, 1048576], [this.targets, 0, 4096], [this.act[236], 0, 4]]); // 67: %526 loss.cross_entropy0 vector_collapse.mt:13
+    group("fused_6ops_aec82b26d8", [[this.targets, 0, 4096], [this.act[235], 0, 1048576], [this.act[237], 0, 1048576], [this.step, 0, 16]]); // 68: fused %528..%533 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 vector_collapse.mt:13-117
+    group("contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01", [[this.act[237], 0, 1048576], [this.act[234], 0, 32768], [this.grads, 35840, 8192]]); // 69: %536 head.matmul0.grad.sum0 stdlib.mt:117
+    group("permute_10_256x8", [[this.params, 35840, 8192], [this.act[238], 0, 8192]]); // 70: %538 head.matmul0.grad.permute1 stdlib.mt:117
+    group("matmul_8x256_16x64x256x1", [[this.act[238], 0, 8192], [this.act[237], 0, 1048576], [this.act[234], 0, 32768]]); // 71: %539 head.matmul0.grad.matmul1 stdlib.mt:117
+    group("fused_2ops_804421f087", [[this.act[231], 0, 262144], [this.act[234], 0, 32768], [this.act[239], 0, 262144], [this.act[240], 0, 262144], [this.step, 0, 16]]); // 72: fused %540..%541 head.sum0.grad.expand0 .. head.mul0.grad.mul0 stdlib.mt:116
+    group("sum_a01_16x64x8x8", [[this.act[240], 0, 262144], [this.grads, 35584, 256]]); // 73: %542 head.mul0.grad.sum0 stdlib.mt:116
+    group("fused_3ops_31fa261a73", [[this.params, 35328, 8704], [this.act[233], 0, 262144], [this.act[239], 0, 262144], [this.act[240], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 74: fused %544..%546 head.mul0.grad.mul1 .. norm_final.mul2.grad.mul1 stdlib.mt:116-9
+    group("sum_a01_16x64x8x8", [[this.act[231], 0, 262144], [this.grads, 35328, 256]]); // 75: %547 norm_final.mul2.grad.sum0 stdlib.mt:9
+    group("fused_17ops_e138ebbc8e", [[this.act[227], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[240], 0, 262144], [this.act[231], 0, 262144], [this.act[239], 0, 262144], [this.act[241], 0, 4096], [this.step, 0, 16]]); // 76: fused %549..%565 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[239], 0, 262144], [this.act[240], 0, 262144], [this.act[232], 0, 4096], [this.act[227], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 77: fused %566..%570 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_7ops_6922e54516", [[this.params, 34816, 9216], [this.act[195], 0, 262144], [this.act[229], 0, 4096], [this.act[241], 0, 4096], [this.act[233], 0, 262144], [this.act[242], 0, 4096], [this.act[239], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 78: fused %571..%581 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
+    group("fused_7ops_6922e54516", [[this.params, 34304, 9728], [this.act[195], 0, 262144], [this.act[228], 0, 4096], [this.act[232], 0, 4096], [this.act[230], 0, 262144], [this.act[241], 0, 4096], [this.act[233], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 79: fused %582..%592 blocks.1.think.sigmoid2.grad.square0 .. blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
+    group("fused_11ops_58d170af30", [[this.params, 33792, 10240], [this.act[224], 0, 32768], [this.act[226], 0, 32768], [this.act[240], 0, 262144], [this.act[243], 0, 262144], [this.act[234], 0, 32768], [this.act[230], 0, 262144], [this.act[244], 0, 32768], [this.step, 0, 16]]); // 80: fused %593..%605 blocks.1.think.matmul9.grad.permute0 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
+    group("fused_6ops_7d89efdd57", [[this.params, 34048, 9984], [this.act[221], 0, 262144], [this.act[227], 0, 262144], [this.act[230], 0, 262144], [this.act[244], 0, 32768], [this.act[243], 0, 262144], [this.act[240], 0, 262144], [this.step, 0, 16]]); // 81: fused %606..%613 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    group("fused_8ops_868a5830ca", [[this.params, 33280, 10752], [this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[227], 0, 262144], [this.act[230], 0, 262144], [this.act[221], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 82: fused %614..%627 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
+    group("fused_7ops_8a426222e1", [[this.params, 33024, 11008], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[218], 0, 262144], [this.act[245], 0, 262144], [this.act[227], 0, 262144], [this.act[220], 0, 262144], [this.act[209], 0, 262144], [this.step, 0, 16]]); // 83: fused %628..%638 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_9ops_c4dcab3945", [[this.params, 32512, 11520], [this.act[212], 0, 262144], [this.act[214], 0, 262144], [this.act[243], 0, 262144], [this.act[209], 0, 262144], [this.act[245], 0, 262144], [this.act[218], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 84: fused %639..%653 blocks.1.think.gamma.value.matmul3.grad.permute0 .. blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
+    group("fused_10ops_ae98027798", [[this.params, 32000, 12032], [this.act[210], 0, 262144], [this.act[220], 0, 262144], [this.act[218], 0, 262144], [this.act[216], 0, 262144], [this.act[243], 0, 262144], [this.act[214], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 85: fused %654..%669 blocks.1.think.gamma.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add5 stdlib.mt:49-18
+    group("fused_6ops_fea69436eb", [[this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[208], 0, 262144], [this.act[240], 0, 262144], [this.act[212], 0, 262144], [this.act[216], 0, 262144], [this.act[218], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 86: fused %670..%677 blocks.1.think.matmul5.grad.permute0 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[207], 0, 262144], [this.act[216], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 87: fused %678..%678 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[212], 0, 262144], [this.act[196], 0, 4]]); // 88: %679 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8_plus", [[this.act[230], 0, 262144], [this.act[196], 0, 4], [this.act[246], 0, 4]]); // 89: %681 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_10ops_67fe7ae0a1", [[this.params, 31488, 12544], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[205], 0, 262144], [this.act[220], 0, 262144], [this.act[230], 0, 262144], [this.act[212], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 90: fused %683..%698 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_9ops_c4dcab3945", [[this.params, 30976, 13056], [this.act[199], 0, 262144], [this.act[201], 0, 262144], [this.act[218], 0, 262144], [this.act[216], 0, 262144], [this.act[205], 0, 262144], [this.act[203], 0, 262144], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 91: fused %699..%713 blocks.1.think.delta.value.matmul3.grad.permute0 .. blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
+    group("fused_10ops_ae98027798", [[this.params, 30464, 13568], [this.act[197], 0, 262144], [this.act[212], 0, 262144], [this.act[203], 0, 262144], [this.act[200], 0, 262144], [this.act[218], 0, 262144], [this.act[201], 0, 262144], [this.act[199], 0, 262144], [this.step, 0, 16]]); // 92: fused %714..%729 blocks.1.think.delta.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add8 stdlib.mt:49-18
+    group("fused_1ops_e27698eeb2", [[this.params, 33536, 10496], [this.act[196], 0, 4], [this.step, 0, 16]]); // 93: fused %730..%730 blocks.1.think.clamp1.grad.inrange0 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[246], 0, 4], [this.act[196], 0, 4], [this.act[247], 0, 4]]); // 94: %731 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_5ops_0846150788", [[this.params, 30208, 13824], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[194], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[232], 0, 4096], [this.step, 0, 16]]); // 95: fused %732..%738 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
+    group("fused_13ops_e3b95d0a22", [[this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[231], 0, 262144], [this.act[203], 0, 262144], [this.act[232], 0, 4096], [this.act[199], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 96: fused %739..%751 blocks.1.attn.add1.grad.add0 .. blocks.1.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
+    group("fused_8ops_877a2c4258", [[this.params, 29696, 14336], [this.act[190], 0, 262144], [this.act[194], 0, 262144], [this.act[203], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 97: fused %752..%765 blocks.1.attn.o.matmul3.grad.permute0 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    group("fused_3ops_c265e1af37", [[this.act[188], 0, 262144], [this.act[231], 0, 262144], [this.act[238], 0, 8192], [this.step, 0, 16]]); // 98: fused %766..%768 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[231], 0, 262144], [this.act[238], 0, 8192], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 99: %769 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[231], 0, 262144], [this.act[238], 0, 8192], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 100: %770 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[187], 0, 8192], [this.act[231], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 101: %771 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
+    group("fused_13ops_d82cfad753", [[this.params, 29184, 14848], [this.act[184], 0, 262144], [this.act[190], 0, 262144], [this.act[186], 0, 262144], [this.act[231], 0, 262144], [this.act[183], 0, 262144], [this.act[180], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 102: fused %772..%790 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
+    group("fused_11ops_d83ff1a052", [[this.params, 28672, 15360], [this.act[181], 0, 262144], [this.act[188], 0, 262144], [this.act[180], 0, 262144], [this.act[192], 0, 262144], [this.act[186], 0, 262144], [this.act[190], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 103: fused %791..%807 blocks.1.attn.k.matmul3.grad.permute0 .. blocks.1.attn.q.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_10ops_9c5ce4be3e", [[this.params, 27904, 16128], [this.act[177], 0, 262144], [this.act[178], 0, 262144], [this.act[190], 0, 262144], [this.act[184], 0, 262144], [this.act[180], 0, 262144], [this.act[188], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 104: fused %808..%823 blocks.1.attn.q.matmul3.grad.permute0 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("fused_18ops_0c2364d5d7", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[199], 0, 262144], [this.act[188], 0, 262144], [this.act[190], 0, 262144], [this.act[178], 0, 262144], [this.act[232], 0, 4096], [this.step, 0, 16]]); // 105: fused %826..%843 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[178], 0, 262144], [this.act[188], 0, 262144], [this.act[176], 0, 4096], [this.act[199], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 106: fused %844..%848 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_7ops_6922e54516", [[this.params, 27392, 16640], [this.act[139], 0, 262144], [this.act[173], 0, 4096], [this.act[232], 0, 4096], [this.act[166], 0, 262144], [this.act[193], 0, 4096], [this.act[178], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 107: fused %849..%859 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
+    group("fused_7ops_6922e54516", [[this.params, 26880, 17152], [this.act[139], 0, 262144], [this.act[172], 0, 4096], [this.act[176], 0, 4096], [this.act[174], 0, 262144], [this.act[232], 0, 4096], [this.act[166], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 108: fused %860..%870 blocks.0.think.sigmoid2.grad.square0 .. blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
+    group("fused_11ops_58d170af30", [[this.params, 26368, 17664], [this.act[168], 0, 32768], [this.act[170], 0, 32768], [this.act[188], 0, 262144], [this.act[171], 0, 262144], [this.act[226], 0, 32768], [this.act[174], 0, 262144], [this.act[224], 0, 32768], [this.step, 0, 16]]); // 109: fused %871..%883 blocks.0.think.matmul9.grad.permute0 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
+    group("fused_6ops_7d89efdd57", [[this.params, 26624, 17408], [this.act[165], 0, 262144], [this.act[199], 0, 262144], [this.act[174], 0, 262144], [this.act[224], 0, 32768], [this.act[171], 0, 262144], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 110: fused %884..%891 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    group("fused_8ops_868a5830ca", [[this.params, 25856, 18176], [this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[199], 0, 262144], [this.act[174], 0, 262144], [this.act[165], 0, 262144], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 111: fused %892..%905 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
+    group("fused_7ops_8a426222e1", [[this.params, 25600, 18432], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[162], 0, 262144], [this.act[177], 0, 262144], [this.act[199], 0, 262144], [this.act[164], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 112: fused %906..%916 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_9ops_c4dcab3945", [[this.params, 25088, 18944], [this.act[156], 0, 262144], [this.act[158], 0, 262144], [this.act[171], 0, 262144], [this.act[153], 0, 262144], [this.act[177], 0, 262144], [this.act[162], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 113: fused %917..%931 blocks.0.think.gamma.value.matmul3.grad.permute0 .. blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
+    group("fused_10ops_ae98027798", [[this.params, 24576, 19456], [this.act[154], 0, 262144], [this.act[164], 0, 262144], [this.act[162], 0, 262144], [this.act[160], 0, 262144], [this.act[171], 0, 262144], [this.act[158], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 114: fused %932..%947 blocks.0.think.gamma.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add5 stdlib.mt:49-18
+    group("fused_6ops_fea69436eb", [[this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[152], 0, 262144], [this.act[188], 0, 262144], [this.act[156], 0, 262144], [this.act[160], 0, 262144], [this.act[162], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 115: fused %948..%955 blocks.0.think.matmul5.grad.permute0 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[151], 0, 262144], [this.act[160], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 116: fused %956..%956 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[156], 0, 262144], [this.act[140], 0, 4]]); // 117: %957 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8_plus", [[this.act[174], 0, 262144], [this.act[140], 0, 4], [this.act[196], 0, 4]]); // 118: %959 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    group("fused_10ops_67fe7ae0a1", [[this.params, 24064, 19968], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[149], 0, 262144], [this.act[164], 0, 262144], [this.act[174], 0, 262144], [this.act[156], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 119: fused %961..%976 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_9ops_c4dcab3945", [[this.params, 23552, 20480], [this.act[143], 0, 262144], [this.act[145], 0, 262144], [this.act[162], 0, 262144], [this.act[160], 0, 262144], [this.act[149], 0, 262144], [this.act[147], 0, 262144], [this.act[144], 0, 262144], [this.step, 0, 16]]); // 120: fused %977..%991 blocks.0.think.delta.value.matmul3.grad.permute0 .. blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
+    group("fused_10ops_ae98027798", [[this.params, 23040, 20992], [this.act[141], 0, 262144], [this.act[156], 0, 262144], [this.act[147], 0, 262144], [this.act[144], 0, 262144], [this.act[162], 0, 262144], [this.act[145], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 121: fused %992..%1007 blocks.0.think.delta.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add8 stdlib.mt:49-18
+    group("fused_1ops_e27698eeb2", [[this.params, 26112, 17920], [this.act[140], 0, 4], [this.step, 0, 16]]); // 122: fused %1008..%1008 blocks.0.think.clamp1.grad.inrange0 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[196], 0, 4], [this.act[140], 0, 4], [this.act[246], 0, 4]]); // 123: %1009 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_5ops_0846150788", [[this.params, 22784, 21248], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[138], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[176], 0, 4096], [this.step, 0, 16]]); // 124: fused %1010..%1016 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
+    group("fused_13ops_e3b95d0a22", [[this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[190], 0, 262144], [this.act[147], 0, 262144], [this.act[176], 0, 4096], [this.act[143], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 125: fused %1017..%1029 blocks.0.attn.add1.grad.add0 .. blocks.0.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
+    group("fused_8ops_877a2c4258", [[this.params, 22272, 21760], [this.act[134], 0, 262144], [this.act[138], 0, 262144], [this.act[147], 0, 262144], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 126: fused %1030..%1043 blocks.0.attn.o.matmul3.grad.permute0 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    group("fused_3ops_c265e1af37", [[this.act[132], 0, 262144], [this.act[190], 0, 262144], [this.act[187], 0, 8192], [this.step, 0, 16]]); // 127: fused %1044..%1046 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[190], 0, 262144], [this.act[187], 0, 8192], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 128: %1047 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[190], 0, 262144], [this.act[187], 0, 8192], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 129: %1048 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[131], 0, 8192], [this.act[190], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 130: %1049 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
+    group("fused_13ops_d82cfad753", [[this.params, 21760, 22272], [this.act[128], 0, 262144], [this.act[134], 0, 262144], [this.act[130], 0, 262144], [this.act[190], 0, 262144], [this.act[127], 0, 262144], [this.act[124], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 131: fused %1050..%1068 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
+    group("fused_11ops_d83ff1a052", [[this.params, 21248, 22784], [this.act[125], 0, 262144], [this.act[132], 0, 262144], [this.act[124], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 132: fused %1069..%1085 blocks.0.attn.k.matmul3.grad.permute0 .. blocks.0.attn.q.reshape3.grad.reshape0 stdlib.mt:18
+    group("fused_10ops_9c5ce4be3e", [[this.params, 20480, 23552], [this.act[121], 0, 262144], [this.act[122], 0, 262144], [this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.act[124], 0, 262144], [this.act[132], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 133: fused %1086..%1101 blocks.0.attn.q.matmul3.grad.permute0 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("fused_18ops_d414ff6507", [[this.act[115], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[143], 0, 262144], [this.act[132], 0, 262144], [this.act[134], 0, 262144], [this.act[122], 0, 262144], [this.act[176], 0, 4096], [this.step, 0, 16]]); // 134: fused %1104..%1121 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[122], 0, 262144], [this.act[132], 0, 262144], [this.act[120], 0, 4096], [this.act[143], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 135: fused %1122..%1126 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[117], 0, 4096], [this.act[176], 0, 4096], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 136: fused %1127..%1129 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[140], 0, 4]]); // 137: %1130 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1_plus", [[this.act[242], 0, 4096], [this.act[140], 0, 4], [this.grads, 35072, 4]]); // 138: %1132 param61.grad.add0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[83], 0, 262144], [this.act[137], 0, 4096], [this.act[122], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 139: fused %1133..%1134 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[118], 0, 262144], [this.act[248], 0, 256]]); // 140: %1135 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    group("sum_a01_16x64x8x8_plus", [[this.act[239], 0, 262144], [this.act[248], 0, 256], [this.grads, 34816, 256]]); // 141: %1138 param60.grad.add0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 34816, 9216], [this.act[116], 0, 4096], [this.act[120], 0, 4096], [this.act[115], 0, 262144], [this.act[122], 0, 262144], [this.act[239], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 142: fused %1137..%1142 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[140], 0, 4]]); // 143: %1143 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    group("sum_a0123_16x64x1x1_plus", [[this.act[241], 0, 4096], [this.act[140], 0, 4], [this.grads, 34560, 4]]); // 144: %1145 param59.grad.add0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[83], 0, 262144], [this.act[137], 0, 4096], [this.act[122], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 145: fused %1146..%1147 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[115], 0, 262144], [this.act[248], 0, 256]]); // 146: %1148 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    group("sum_a01_16x64x8x8_plus", [[this.act[233], 0, 262144], [this.act[248], 0, 256], [this.grads, 34304, 256]]); // 147: %1151 param58.grad.add0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 34304, 9728], [this.act[114], 0, 32768], [this.act[132], 0, 262144], [this.act[239], 0, 262144], [this.act[122], 0, 262144], [this.act[233], 0, 262144], [this.act[170], 0, 32768], [this.step, 0, 16]]); // 148: fused %1150..%1154 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_6ops_d9a0857268", [[this.params, 33792, 10240], [this.act[112], 0, 32768], [this.act[132], 0, 262144], [this.act[114], 0, 32768], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 149: fused %1155..%1160 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[113], 0, 262144], [this.act[114], 0, 32768], [this.act[249], 0, 32]]); // 150: %1162 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[225], 0, 262144], [this.act[234], 0, 32768], [this.act[249], 0, 32], [this.grads, 33792, 32]]); // 151: %1163 param56.grad.add0 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 34048, 9984], [this.act[233], 0, 262144], [this.act[170], 0, 32768], [this.act[122], 0, 262144], [this.act[225], 0, 262144], [this.act[234], 0, 32768], [this.act[113], 0, 262144], [this.step, 0, 16]]); // 152: fused %1165..%1168 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[111], 0, 262144], [this.act[234], 0, 32768], [this.act[249], 0, 32]]); // 153: %1170 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[223], 0, 262144], [this.act[244], 0, 32768], [this.act[249], 0, 32], [this.grads, 34048, 32]]); // 154: %1171 param57.grad.add0 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[97], 0, 262144], [this.act[109], 0, 262144], [this.act[143], 0, 262144], [this.act[225], 0, 262144], [this.act[113], 0, 262144], [this.act[223], 0, 262144], [this.act[111], 0, 262144], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 155: fused %1173..%1177 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_5ops_6fdf2eeea6", [[this.params, 33280, 10752], [this.act[84], 0, 4], [this.act[108], 0, 262144], [this.act[122], 0, 262144], [this.act[113], 0, 262144], [this.act[225], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 156: fused %1180..%1186 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[107], 0, 262144], [this.act[225], 0, 262144], [this.act[248], 0, 256]]); // 157: %1188 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[219], 0, 262144], [this.act[221], 0, 262144], [this.act[248], 0, 256], [this.grads, 33280, 256]]); // 158: %1189 param54.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[106], 0, 262144], [this.act[143], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 159: fused %1191..%1192 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[221], 0, 262144], [this.act[105], 0, 262144], [this.act[248], 0, 256]]); // 160: %1195 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[227], 0, 262144], [this.act[217], 0, 262144], [this.act[248], 0, 256], [this.grads, 33024, 256]]); // 161: %1199 param53.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 32768, 11264], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[221], 0, 262144], [this.act[217], 0, 262144], [this.act[227], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 162: fused %1197..%1204 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[103], 0, 262144], [this.act[227], 0, 262144], [this.act[248], 0, 256]]); // 163: %1206 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[215], 0, 262144], [this.act[209], 0, 262144], [this.act[248], 0, 256], [this.grads, 32768, 256]]); // 164: %1207 param52.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[209], 0, 262144], [this.step, 0, 16]]); // 165: fused %1209..%1210 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[209], 0, 262144], [this.act[83], 0, 262144], [this.act[248], 0, 256]]); // 166: %1213 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[245], 0, 262144], [this.act[195], 0, 262144], [this.act[248], 0, 256], [this.grads, 32512, 256]]); // 167: %1217 param51.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 32256, 11776], [this.act[100], 0, 262144], [this.act[223], 0, 262144], [this.act[217], 0, 262144], [this.act[209], 0, 262144], [this.act[245], 0, 262144], [this.act[105], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 168: fused %1215..%1223 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[99], 0, 262144], [this.act[105], 0, 262144], [this.act[248], 0, 256]]); // 169: %1225 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[211], 0, 262144], [this.act[243], 0, 262144], [this.act[248], 0, 256], [this.grads, 32256, 256]]); // 170: %1226 param50.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[98], 0, 262144], [this.act[102], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 171: fused %1228..%1229 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[243], 0, 262144], [this.act[83], 0, 262144], [this.act[248], 0, 256]]); // 172: %1232 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[214], 0, 262144], [this.act[195], 0, 262144], [this.act[248], 0, 256], [this.grads, 32000, 256]]); // 173: %1236 param49.grad.add0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 32000, 12032], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.act[214], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 174: fused %1234..%1239 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[84], 0, 4], [this.act[96], 0, 262144], [this.act[111], 0, 262144], [this.act[214], 0, 262144], [this.act[102], 0, 262144], [this.act[243], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 175: fused %1240..%1245 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[95], 0, 262144], [this.act[102], 0, 262144], [this.act[214], 0, 262144], [this.step, 0, 16]]); // 176: fused %1246..%1246 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[214], 0, 262144], [this.act[84], 0, 4]]); // 177: %1247 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8_plus", [[this.act[113], 0, 262144], [this.act[84], 0, 4], [this.act[140], 0, 4]]); // 178: %1249 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[94], 0, 262144], [this.act[245], 0, 262144], [this.act[248], 0, 256]]); // 179: %1254 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[206], 0, 262144], [this.act[220], 0, 262144], [this.act[248], 0, 256], [this.grads, 31744, 256]]); // 180: %1255 param48.grad.add0 stdlib.mt:18
+    group("fused_5ops_13b4fad483", [[this.params, 31744, 12288], [this.act[93], 0, 262144], [this.act[245], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 181: fused %1251..%1258 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[220], 0, 262144], [this.act[92], 0, 262144], [this.act[248], 0, 256]]); // 182: %1261 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[230], 0, 262144], [this.act[204], 0, 262144], [this.act[248], 0, 256], [this.grads, 31488, 256]]); // 183: %1265 param47.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 31232, 12800], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[220], 0, 262144], [this.act[204], 0, 262144], [this.act[230], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 184: fused %1263..%1270 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[90], 0, 262144], [this.act[230], 0, 262144], [this.act[248], 0, 256]]); // 185: %1272 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[202], 0, 262144], [this.act[216], 0, 262144], [this.act[248], 0, 256], [this.grads, 31232, 256]]); // 186: %1273 param46.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 187: fused %1275..%1276 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[216], 0, 262144], [this.act[83], 0, 262144], [this.act[248], 0, 256]]); // 188: %1279 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.act[248], 0, 256], [this.grads, 30976, 256]]); // 189: %1283 param45.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 30720, 13312], [this.act[87], 0, 262144], [this.act[243], 0, 262144], [this.act[204], 0, 262144], [this.act[216], 0, 262144], [this.act[205], 0, 262144], [this.act[92], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 190: fused %1281..%1289 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[86], 0, 262144], [this.act[92], 0, 262144], [this.act[248], 0, 256]]); // 191: %1291 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[198], 0, 262144], [this.act[218], 0, 262144], [this.act[248], 0, 256], [this.grads, 30720, 256]]); // 192: %1292 param44.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[85], 0, 262144], [this.act[89], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 193: fused %1294..%1295 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[218], 0, 262144], [this.act[83], 0, 262144], [this.act[248], 0, 256]]); // 194: %1298 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[248], 0, 256], [this.grads, 30464, 256]]); // 195: %1302 param43.grad.add0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 30464, 13568], [this.act[205], 0, 262144], [this.act[218], 0, 262144], [this.act[195], 0, 262144], [this.act[84], 0, 4], [this.step, 0, 16]]); // 196: fused %1300..%1304 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[140], 0, 4], [this.act[84], 0, 4], [this.act[196], 0, 4]]); // 197: %1305 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[247], 0, 4], [this.act[196], 0, 4], [this.grads, 33536, 4]]); // 198: %1306 param55.grad.add0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 30208, 13824], [this.act[82], 0, 262144], [this.act[195], 0, 262144], [this.act[218], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 199: fused %1307..%1308 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[205], 0, 262144], [this.act[248], 0, 256]]); // 200: %1309 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[200], 0, 262144], [this.act[248], 0, 256], [this.grads, 30208, 256]]); // 201: %1311 param42.grad.add0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 29952, 14080], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[134], 0, 262144], [this.act[218], 0, 262144], [this.act[200], 0, 262144], [this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 202: fused %1312..%1329 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[79], 0, 262144], [this.act[205], 0, 262144], [this.act[248], 0, 256]]); // 203: %1331 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[191], 0, 262144], [this.act[194], 0, 262144], [this.act[248], 0, 256], [this.grads, 29952, 256]]); // 204: %1332 param41.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[78], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 205: fused %1334..%1335 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[194], 0, 262144], [this.act[77], 0, 262144], [this.act[248], 0, 256]]); // 206: %1338 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[203], 0, 262144], [this.act[189], 0, 262144], [this.act[248], 0, 256], [this.grads, 29696, 256]]); // 207: %1342 param40.grad.add0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 29696, 14336], [this.act[194], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 208: fused %1340..%1343 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    group("fused_3ops_c265e1af37", [[this.act[76], 0, 262144], [this.act[189], 0, 262144], [this.act[131], 0, 8192], [this.step, 0, 16]]); // 209: fused %1344..%1346 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[189], 0, 262144], [this.act[131], 0, 8192], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 210: %1347 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[189], 0, 262144], [this.act[131], 0, 8192], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 211: %1348 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[75], 0, 8192], [this.act[189], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 212: %1349 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
+    group("fused_5ops_5350b3f56d", [[this.params, 29440, 14592], [this.act[74], 0, 262144], [this.act[189], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 213: fused %1350..%1354 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[73], 0, 262144], [this.act[189], 0, 262144], [this.act[248], 0, 256]]); // 214: %1356 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[185], 0, 262144], [this.act[231], 0, 262144], [this.act[248], 0, 256], [this.grads, 29440, 256]]); // 215: %1357 param39.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 216: fused %1359..%1360 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[231], 0, 262144], [this.act[63], 0, 262144], [this.act[248], 0, 256]]); // 217: %1363 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.act[248], 0, 256], [this.grads, 29184, 256]]); // 218: %1367 param38.grad.add0 stdlib.mt:18
+    group("fused_7ops_dc3803599c", [[this.params, 28928, 15104], [this.act[194], 0, 262144], [this.act[231], 0, 262144], [this.act[183], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 219: fused %1365..%1372 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.act[248], 0, 256]]); // 220: %1374 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[182], 0, 262144], [this.act[192], 0, 262144], [this.act[248], 0, 256], [this.grads, 28928, 256]]); // 221: %1375 param37.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 222: fused %1377..%1378 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[192], 0, 262144], [this.act[63], 0, 262144], [this.act[248], 0, 256]]); // 223: %1381 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[186], 0, 262144], [this.act[175], 0, 262144], [this.act[248], 0, 256], [this.grads, 28672, 256]]); // 224: %1385 param36.grad.add0 stdlib.mt:18
+    group("fused_8ops_258467e860", [[this.params, 28416, 15616], [this.act[76], 0, 262144], [this.act[183], 0, 262144], [this.act[192], 0, 262144], [this.act[186], 0, 262144], [this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 225: fused %1383..%1391 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[67], 0, 262144], [this.act[72], 0, 262144], [this.act[248], 0, 256]]); // 226: %1393 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[179], 0, 262144], [this.act[184], 0, 262144], [this.act[248], 0, 256], [this.grads, 28416, 256]]); // 227: %1394 param35.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[66], 0, 262144], [this.act[69], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 228: fused %1396..%1397 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[63], 0, 262144], [this.act[248], 0, 256]]); // 229: %1400 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[248], 0, 256], [this.grads, 28160, 256]]); // 230: %1404 param34.grad.add0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 27904, 16128], [this.act[65], 0, 262144], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 231: fused %1402..%1407 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[180], 0, 262144], [this.act[248], 0, 256]]); // 232: %1408 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[181], 0, 262144], [this.act[248], 0, 256], [this.grads, 27904, 256]]); // 233: %1410 param33.grad.add0 stdlib.mt:9
+    group("fused_18ops_99f25a92a5", [[this.act[59], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[200], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 234: fused %1411..%1428 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_9f3eb47915", [[this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[64], 0, 4096], [this.act[200], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 235: fused %1429..%1433 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_3ops_8ded8da892", [[this.act[61], 0, 4096], [this.act[81], 0, 4096], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 236: fused %1434..%1436 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[196], 0, 4]]); // 237: %1437 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1_plus", [[this.act[193], 0, 4096], [this.act[196], 0, 4], [this.grads, 27648, 4]]); // 238: %1439 param32.grad.add0 stdlib.mt:72
+    group("fused_2ops_40e2860e92", [[this.act[27], 0, 262144], [this.act[137], 0, 4096], [this.act[180], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 239: fused %1440..%1441 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[62], 0, 262144], [this.act[248], 0, 256]]); // 240: %1442 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    group("sum_a01_16x64x8x8_plus", [[this.act[178], 0, 262144], [this.act[248], 0, 256], [this.grads, 27392, 256]]); // 241: %1445 param31.grad.add0 stdlib.mt:72
+    group("fused_5ops_9945a40d4f", [[this.params, 27392, 16640], [this.act[60], 0, 4096], [this.act[64], 0, 4096], [this.act[54], 0, 262144], [this.act[180], 0, 262144], [this.act[178], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 242: fused %1444..%1449 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[196], 0, 4]]); // 243: %1450 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    group("sum_a0123_16x64x1x1_plus", [[this.act[232], 0, 4096], [this.act[196], 0, 4], [this.grads, 27136, 4]]); // 244: %1452 param30.grad.add0 stdlib.mt:71
+    group("fused_2ops_40e2860e92", [[this.act[27], 0, 262144], [this.act[137], 0, 4096], [this.act[180], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 245: fused %1453..%1454 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[54], 0, 262144], [this.act[248], 0, 256]]); // 246: %1455 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    group("sum_a01_16x64x8x8_plus", [[this.act[166], 0, 262144], [this.act[248], 0, 256], [this.grads, 26880, 256]]); // 247: %1458 param29.grad.add0 stdlib.mt:71
+    group("fused_4ops_00eeb56ed1", [[this.params, 26880, 17152], [this.act[58], 0, 32768], [this.act[175], 0, 262144], [this.act[178], 0, 262144], [this.act[180], 0, 262144], [this.act[166], 0, 262144], [this.act[244], 0, 32768], [this.step, 0, 16]]); // 248: fused %1457..%1461 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    group("fused_6ops_d9a0857268", [[this.params, 26368, 17664], [this.act[56], 0, 32768], [this.act[175], 0, 262144], [this.act[58], 0, 32768], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 249: fused %1462..%1467 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[249], 0, 32]]); // 250: %1469 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[169], 0, 262144], [this.act[226], 0, 32768], [this.act[249], 0, 32], [this.grads, 26368, 32]]); // 251: %1470 param27.grad.add0 stdlib.mt:70
+    group("fused_4ops_524a705ba8", [[this.params, 26624, 17408], [this.act[166], 0, 262144], [this.act[244], 0, 32768], [this.act[180], 0, 262144], [this.act[169], 0, 262144], [this.act[226], 0, 32768], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 252: fused %1472..%1475 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[55], 0, 262144], [this.act[226], 0, 32768], [this.act[249], 0, 32]]); // 253: %1477 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[167], 0, 262144], [this.act[224], 0, 32768], [this.act[249], 0, 32], [this.grads, 26624, 32]]); // 254: %1478 param28.grad.add0 stdlib.mt:70
+    group("fused_5ops_38ed373bf3", [[this.act[41], 0, 262144], [this.act[53], 0, 262144], [this.act[200], 0, 262144], [this.act[169], 0, 262144], [this.act[57], 0, 262144], [this.act[167], 0, 262144], [this.act[55], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 255: fused %1480..%1484 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    group("fused_5ops_6fdf2eeea6", [[this.params, 25856, 18176], [this.act[28], 0, 4], [this.act[52], 0, 262144], [this.act[180], 0, 262144], [this.act[57], 0, 262144], [this.act[169], 0, 262144], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 256: fused %1487..%1493 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[51], 0, 262144], [this.act[169], 0, 262144], [this.act[248], 0, 256]]); // 257: %1495 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[163], 0, 262144], [this.act[165], 0, 262144], [this.act[248], 0, 256], [this.grads, 25856, 256]]); // 258: %1496 param25.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[50], 0, 262144], [this.act[200], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 259: fused %1498..%1499 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[165], 0, 262144], [this.act[49], 0, 262144], [this.act[248], 0, 256]]); // 260: %1502 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[199], 0, 262144], [this.act[161], 0, 262144], [this.act[248], 0, 256], [this.grads, 25600, 256]]); // 261: %1506 param24.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 25344, 18688], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[165], 0, 262144], [this.act[161], 0, 262144], [this.act[199], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 262: fused %1504..%1511 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[47], 0, 262144], [this.act[199], 0, 262144], [this.act[248], 0, 256]]); // 263: %1513 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[159], 0, 262144], [this.act[153], 0, 262144], [this.act[248], 0, 256], [this.grads, 25344, 256]]); // 264: %1514 param23.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 265: fused %1516..%1517 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[153], 0, 262144], [this.act[27], 0, 262144], [this.act[248], 0, 256]]); // 266: %1520 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[177], 0, 262144], [this.act[139], 0, 262144], [this.act[248], 0, 256], [this.grads, 25088, 256]]); // 267: %1524 param22.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 24832, 19200], [this.act[44], 0, 262144], [this.act[167], 0, 262144], [this.act[161], 0, 262144], [this.act[153], 0, 262144], [this.act[177], 0, 262144], [this.act[49], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 268: fused %1522..%1530 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[43], 0, 262144], [this.act[49], 0, 262144], [this.act[248], 0, 256]]); // 269: %1532 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[155], 0, 262144], [this.act[171], 0, 262144], [this.act[248], 0, 256], [this.grads, 24832, 256]]); // 270: %1533 param21.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[42], 0, 262144], [this.act[46], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 271: fused %1535..%1536 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[171], 0, 262144], [this.act[27], 0, 262144], [this.act[248], 0, 256]]); // 272: %1539 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[158], 0, 262144], [this.act[139], 0, 262144], [this.act[248], 0, 256], [this.grads, 24576, 256]]); // 273: %1543 param20.grad.add0 stdlib.mt:18
+    group("fused_5ops_cc498e92db", [[this.params, 24576, 19456], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[177], 0, 262144], [this.act[171], 0, 262144], [this.act[158], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 274: fused %1541..%1546 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_dc56ce1d58", [[this.act[28], 0, 4], [this.act[40], 0, 262144], [this.act[55], 0, 262144], [this.act[158], 0, 262144], [this.act[46], 0, 262144], [this.act[171], 0, 262144], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 275: fused %1547..%1552 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_1ops_ab457c8f23", [[this.act[39], 0, 262144], [this.act[46], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 276: fused %1553..%1553 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    group("sum_a0123_16x64x8x8", [[this.act[158], 0, 262144], [this.act[28], 0, 4]]); // 277: %1554 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    group("sum_a0123_16x64x8x8_plus", [[this.act[57], 0, 262144], [this.act[28], 0, 4], [this.act[196], 0, 4]]); // 278: %1556 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[38], 0, 262144], [this.act[177], 0, 262144], [this.act[248], 0, 256]]); // 279: %1561 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[150], 0, 262144], [this.act[164], 0, 262144], [this.act[248], 0, 256], [this.grads, 24320, 256]]); // 280: %1562 param19.grad.add0 stdlib.mt:18
+    group("fused_5ops_13b4fad483", [[this.params, 24320, 19712], [this.act[37], 0, 262144], [this.act[177], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 281: fused %1558..%1565 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[164], 0, 262144], [this.act[36], 0, 262144], [this.act[248], 0, 256]]); // 282: %1568 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[174], 0, 262144], [this.act[148], 0, 262144], [this.act[248], 0, 256], [this.grads, 24064, 256]]); // 283: %1572 param18.grad.add0 stdlib.mt:18
+    group("fused_7ops_1db5c853f2", [[this.params, 23808, 20224], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[164], 0, 262144], [this.act[148], 0, 262144], [this.act[174], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 284: fused %1570..%1577 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[34], 0, 262144], [this.act[174], 0, 262144], [this.act[248], 0, 256]]); // 285: %1579 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[146], 0, 262144], [this.act[160], 0, 262144], [this.act[248], 0, 256], [this.grads, 23808, 256]]); // 286: %1580 param17.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 287: fused %1582..%1583 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[160], 0, 262144], [this.act[27], 0, 262144], [this.act[248], 0, 256]]); // 288: %1586 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.act[248], 0, 256], [this.grads, 23552, 256]]); // 289: %1590 param16.grad.add0 stdlib.mt:18
+    group("fused_8ops_bccf664f99", [[this.params, 23296, 20736], [this.act[31], 0, 262144], [this.act[171], 0, 262144], [this.act[148], 0, 262144], [this.act[160], 0, 262144], [this.act[149], 0, 262144], [this.act[36], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 290: fused %1588..%1596 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[30], 0, 262144], [this.act[36], 0, 262144], [this.act[248], 0, 256]]); // 291: %1598 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[142], 0, 262144], [this.act[162], 0, 262144], [this.act[248], 0, 256], [this.grads, 23296, 256]]); // 292: %1599 param15.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[29], 0, 262144], [this.act[33], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 293: fused %1601..%1602 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[162], 0, 262144], [this.act[27], 0, 262144], [this.act[248], 0, 256]]); // 294: %1605 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[248], 0, 256], [this.grads, 23040, 256]]); // 295: %1609 param14.grad.add0 stdlib.mt:18
+    group("fused_4ops_bbbdf33c10", [[this.params, 23040, 20992], [this.act[149], 0, 262144], [this.act[162], 0, 262144], [this.act[139], 0, 262144], [this.act[28], 0, 4], [this.step, 0, 16]]); // 296: fused %1607..%1611 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[196], 0, 4], [this.act[28], 0, 4], [this.act[247], 0, 4]]); // 297: %1612 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[246], 0, 4], [this.act[247], 0, 4], [this.grads, 26112, 4]]); // 298: %1613 param26.grad.add0 stdlib.mt:67
+    group("fused_2ops_665796529c", [[this.params, 22784, 21248], [this.act[26], 0, 262144], [this.act[139], 0, 262144], [this.act[162], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 299: fused %1614..%1615 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[248], 0, 256]]); // 300: %1616 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[144], 0, 262144], [this.act[248], 0, 256], [this.grads, 22784, 256]]); // 301: %1618 param13.grad.add0 stdlib.mt:9
+    group("fused_18ops_4f9c9b0221", [[this.params, 22528, 21504], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[181], 0, 262144], [this.act[162], 0, 262144], [this.act[144], 0, 262144], [this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 302: fused %1619..%1636 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[23], 0, 262144], [this.act[149], 0, 262144], [this.act[248], 0, 256]]); // 303: %1638 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[135], 0, 262144], [this.act[138], 0, 262144], [this.act[248], 0, 256], [this.grads, 22528, 256]]); // 304: %1639 param12.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[22], 0, 262144], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 305: fused %1641..%1642 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[138], 0, 262144], [this.act[21], 0, 262144], [this.act[248], 0, 256]]); // 306: %1645 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[147], 0, 262144], [this.act[133], 0, 262144], [this.act[248], 0, 256], [this.grads, 22272, 256]]); // 307: %1649 param11.grad.add0 stdlib.mt:18
+    group("fused_3ops_f53b4e18e8", [[this.params, 22272, 21760], [this.act[138], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 308: fused %1647..%1650 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    group("fused_3ops_c265e1af37", [[this.act[20], 0, 262144], [this.act[133], 0, 262144], [this.act[75], 0, 8192], [this.step, 0, 16]]); // 309: fused %1651..%1653 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[133], 0, 262144], [this.act[75], 0, 8192], [this.act[20], 0, 262144], [this.step, 0, 16]]); // 310: %1654 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[133], 0, 262144], [this.act[75], 0, 8192], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 311: %1655 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[19], 0, 8192], [this.act[133], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 312: %1656 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
+    group("fused_5ops_5350b3f56d", [[this.params, 22016, 22016], [this.act[18], 0, 262144], [this.act[133], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 313: fused %1657..%1661 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[17], 0, 262144], [this.act[133], 0, 262144], [this.act[248], 0, 256]]); // 314: %1663 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[129], 0, 262144], [this.act[190], 0, 262144], [this.act[248], 0, 256], [this.grads, 22016, 256]]); // 315: %1664 param10.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 316: fused %1666..%1667 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[190], 0, 262144], [this.act[9], 0, 262144], [this.act[248], 0, 256]]); // 317: %1670 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[127], 0, 262144], [this.act[119], 0, 262144], [this.act[248], 0, 256], [this.grads, 21760, 256]]); // 318: %1674 param9.grad.add0 stdlib.mt:18
+    group("fused_7ops_dc3803599c", [[this.params, 21504, 22528], [this.act[138], 0, 262144], [this.act[190], 0, 262144], [this.act[127], 0, 262144], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 319: fused %1672..%1679 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.act[248], 0, 256]]); // 320: %1681 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[126], 0, 262144], [this.act[136], 0, 262144], [this.act[248], 0, 256], [this.grads, 21504, 256]]); // 321: %1682 param8.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 322: fused %1684..%1685 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[136], 0, 262144], [this.act[9], 0, 262144], [this.act[248], 0, 256]]); // 323: %1688 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[130], 0, 262144], [this.act[119], 0, 262144], [this.act[248], 0, 256], [this.grads, 21248, 256]]); // 324: %1692 param7.grad.add0 stdlib.mt:18
+    group("fused_8ops_258467e860", [[this.params, 20992, 23040], [this.act[20], 0, 262144], [this.act[127], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 325: fused %1690..%1698 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[11], 0, 262144], [this.act[16], 0, 262144], [this.act[248], 0, 256]]); // 326: %1700 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[123], 0, 262144], [this.act[128], 0, 262144], [this.act[248], 0, 256], [this.grads, 20992, 256]]); // 327: %1701 param6.grad.add0 stdlib.mt:18
+    group("fused_2ops_9b7abf453b", [[this.act[10], 0, 262144], [this.act[13], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 328: fused %1703..%1704 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[128], 0, 262144], [this.act[9], 0, 262144], [this.act[248], 0, 256]]); // 329: %1707 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[248], 0, 256], [this.grads, 20736, 256]]); // 330: %1711 param5.grad.add0 stdlib.mt:18
+    group("fused_5ops_c99f1d200c", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[130], 0, 262144], [this.act[128], 0, 262144], [this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 331: fused %1709..%1714 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[124], 0, 262144], [this.act[248], 0, 256]]); // 332: %1715 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[125], 0, 262144], [this.act[248], 0, 256], [this.grads, 20480, 256]]); // 333: %1717 param4.grad.add0 stdlib.mt:9
+    group("fused_15ops_b9fd1c7832", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[144], 0, 262144], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 334: fused %1718..%1732 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    group("sum_a0_16x64x8x8", [[this.act[125], 0, 262144], [this.act[3], 0, 16384]]); // 335: %1733 embed.add0.grad.sum0 stdlib.mt:96
+    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[250], 0, 2048]]); // 336: %1736 embed.matmul1.grad.permute0 stdlib.mt:96
+    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 337: fused %1735..%1735 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[250], 0, 2048], [this.act[1], 0, 2048]]); // 338: %1737 embed.matmul1.grad.matmul0 stdlib.mt:96
+    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[250], 0, 2048]]); // 339: %1738 embed.matmul1.grad.permute1 stdlib.mt:96
+    group("matmul_64x1x8_64x8x8", [[this.act[250], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 340: %1739 embed.matmul1.grad.matmul1 stdlib.mt:96
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 341: %1745 embed.slice1.grad.pad0 stdlib.mt:95
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 342: %1747 embed.slice0.grad.pad0 stdlib.mt:94
+    group("fused_5ops_a742fd6ece", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[125], 0, 262144], [this.act[224], 0, 32768], [this.act[226], 0, 32768], [this.step, 0, 16]]); // 343: fused %1740..%1748 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[226], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 344: %1749 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[224], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 345: %1751 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("gradnorm_partial_11008", [[this.grads, 0, ARENA], [this.partials, 0, 12]]); // 346: gradient norm, partial sums
+    group("gradnorm_total_3", [[this.partials, 0, 12], [this.norm, 0, 16]]); // 347: gradient norm
+    group("adamw_11008", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 348: AdamW update
     this.outputs = { loss: [this.act[236], 0, 4], logits: [this.act[235], 0, 1048576], observations: { ["residual"]: [[this.act[110], 0, 262144], [this.act[222], 0, 262144]] } };
   }
 
@@ -1109,504 +922,357 @@ export class Program {
     this.run(pass, "matmul_64x8x1_64x1x8", 2, 1, 1, 1); // %76 embed.matmul1 stdlib.mt:96
     this.run(pass, "affine_s0p1_b0_64x8x8", 3, 16, 1, 1); // %77 embed.affine0 stdlib.mt:96
     this.run(pass, "fused_12ops_065473a28e", 4, 16, 1, 1); // fused %67..%84 embed.gather0 .. blocks.0.attn.norm.mul1 stdlib.mt:92-9
-    this.run(pass, "fused_7ops_cd35b2c901", 5, 16, 1, 1); // fused %85..%91 blocks.0.attn.norm.mul2 .. blocks.0.attn.reshape0 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 6, 256, 1, 1); // %92 blocks.0.attn.permute0 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 7, 16, 1, 1); // fused %93..%98 blocks.0.attn.k.matmul0 .. blocks.0.attn.reshape1 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 8, 256, 1, 1); // %99 blocks.0.attn.permute1 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 9, 16, 1, 1); // fused %100..%105 blocks.0.attn.v.matmul0 .. blocks.0.attn.reshape2 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 10, 256, 1, 1); // %106 blocks.0.attn.permute2 stdlib.mt:35
-    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 11, 32, 1, 1); // %107 blocks.0.attn.attention_lse0 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 12, 32, 1, 1); // %108 blocks.0.attn.attention0 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 13, 16, 1, 1); // fused %109..%121 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 14, 16, 1, 1); // fused %122..%128 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 15, 16, 1, 1); // fused %129..%136 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 16, 16, 1, 1); // fused %137..%142 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 17, 16, 1, 1); // fused %143..%148 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 18, 16, 1, 1); // fused %149..%156 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 19, 16, 1, 1); // fused %157..%162 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 20, 16, 1, 1); // fused %163..%166 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 21, 16, 1, 1); // fused %167..%177 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 22, 16, 1, 1); // fused %178..%183 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_d0480892e7", 23, 16, 1, 1); // fused %184..%193 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 24, 16, 1, 1); // fused %194..%200 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 25, 256, 1, 1); // %201 blocks.1.attn.permute0 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 26, 16, 1, 1); // fused %202..%207 blocks.1.attn.k.matmul0 .. blocks.1.attn.reshape1 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 27, 256, 1, 1); // %208 blocks.1.attn.permute1 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 28, 16, 1, 1); // fused %209..%214 blocks.1.attn.v.matmul0 .. blocks.1.attn.reshape2 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 29, 256, 1, 1); // %215 blocks.1.attn.permute2 stdlib.mt:35
-    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 30, 32, 1, 1); // %216 blocks.1.attn.attention_lse0 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 31, 32, 1, 1); // %217 blocks.1.attn.attention0 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 32, 16, 1, 1); // fused %218..%230 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 33, 16, 1, 1); // fused %231..%237 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 34, 16, 1, 1); // fused %238..%245 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 35, 16, 1, 1); // fused %246..%251 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 36, 16, 1, 1); // fused %252..%257 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 37, 16, 1, 1); // fused %258..%265 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 38, 16, 1, 1); // fused %266..%271 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 39, 16, 1, 1); // fused %272..%275 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 40, 16, 1, 1); // fused %276..%286 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 41, 16, 1, 1); // fused %287..%292 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_438c595591", 42, 16, 1, 1); // fused %293..%302 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 43, 16, 1, 1); // fused %303..%309 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape4 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 44, 256, 1, 1); // %310 blocks.0.attn.permute5 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 45, 16, 1, 1); // fused %311..%316 blocks.0.attn.k.matmul2 .. blocks.0.attn.reshape5 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 46, 256, 1, 1); // %317 blocks.0.attn.permute6 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 47, 16, 1, 1); // fused %318..%323 blocks.0.attn.v.matmul2 .. blocks.0.attn.reshape6 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 48, 256, 1, 1); // %324 blocks.0.attn.permute7 stdlib.mt:35
-    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 49, 32, 1, 1); // %325 blocks.0.attn.attention_lse1 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 50, 32, 1, 1); // %326 blocks.0.attn.attention1 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 51, 16, 1, 1); // fused %327..%339 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 52, 16, 1, 1); // fused %340..%346 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 53, 16, 1, 1); // fused %347..%354 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 54, 16, 1, 1); // fused %355..%360 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 55, 16, 1, 1); // fused %361..%366 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 56, 16, 1, 1); // fused %367..%374 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 57, 16, 1, 1); // fused %375..%380 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 58, 16, 1, 1); // fused %381..%384 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 59, 16, 1, 1); // fused %385..%395 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 60, 16, 1, 1); // fused %396..%401 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_be340e8fa4", 61, 16, 1, 1); // fused %402..%411 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
-    this.run(pass, "fused_7ops_cd35b2c901", 62, 16, 1, 1); // fused %412..%418 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape4 stdlib.mt:9-33
-    this.run(pass, "permute_0213_16x64x2x32", 63, 256, 1, 1); // %419 blocks.1.attn.permute5 stdlib.mt:33
-    this.run(pass, "fused_6ops_ce912df11f", 64, 16, 1, 1); // fused %420..%425 blocks.1.attn.k.matmul2 .. blocks.1.attn.reshape5 stdlib.mt:18-34
-    this.run(pass, "permute_0213_16x64x2x32", 65, 256, 1, 1); // %426 blocks.1.attn.permute6 stdlib.mt:34
-    this.run(pass, "fused_6ops_ce912df11f", 66, 16, 1, 1); // fused %427..%432 blocks.1.attn.v.matmul2 .. blocks.1.attn.reshape6 stdlib.mt:18-35
-    this.run(pass, "permute_0213_16x64x2x32", 67, 256, 1, 1); // %433 blocks.1.attn.permute7 stdlib.mt:35
-    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32", 68, 32, 1, 1); // %434 blocks.1.attn.attention_lse1 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1", 69, 32, 1, 1); // %435 blocks.1.attn.attention1 stdlib.mt:38
-    this.run(pass, "fused_13ops_1bd6eb4447", 70, 16, 1, 1); // fused %436..%448 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
-    this.run(pass, "fused_6ops_b1303e6313", 71, 16, 1, 1); // fused %449..%455 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_046fa3602b", 72, 16, 1, 1); // fused %456..%463 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 73, 16, 1, 1); // fused %464..%469 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_0bedcad539", 74, 16, 1, 1); // fused %470..%475 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
-    this.run(pass, "fused_8ops_046fa3602b", 75, 16, 1, 1); // fused %476..%483 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
-    this.run(pass, "fused_6ops_5dfc1b2d2a", 76, 16, 1, 1); // fused %484..%489 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
-    this.run(pass, "fused_4ops_639c0eaebe", 77, 16, 1, 1); // fused %490..%493 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
-    this.run(pass, "fused_11ops_59b1508d1a", 78, 16, 1, 1); // fused %494..%504 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
-    this.run(pass, "fused_6ops_da412c2f6d", 79, 16, 1, 1); // fused %505..%510 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_ce3a23b1b0", 80, 16, 1, 1); // fused %511..%520 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
-    this.run(pass, "fused_3ops_4f542e9360", 81, 16, 1, 1); // fused %521..%523 norm_final.mul2 .. head.sum0 stdlib.mt:9-116
-    this.run(pass, "matmul_256x8_16x64x8x1", 82, 16, 1, 1); // %524 head.matmul0 stdlib.mt:117
-    this.run(pass, "cross_entropy_16x64x256_16x64i", 83, 1, 1, 1); // %526 loss.cross_entropy0 vector_collapse.mt:13
+    this.run(pass, "fused_10ops_de15a7a6c5", 5, 16, 1, 1); // fused %85..%95 blocks.0.attn.norm.mul2 .. blocks.0.attn.k.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_9ops_0f1e93456e", 6, 16, 1, 1); // fused %96..%105 blocks.0.attn.k.matmul1 .. blocks.0.attn.reshape2 stdlib.mt:18-35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 7, 32, 1, 1); // %107 blocks.0.attn.attention_lse0 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 8, 32, 1, 1); // %108 blocks.0.attn.attention0 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 9, 16, 1, 1); // fused %109..%121 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 10, 16, 1, 1); // fused %122..%128 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 11, 16, 1, 1); // fused %129..%136 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 12, 16, 1, 1); // fused %137..%142 blocks.0.think.delta.mul0 .. blocks.0.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 13, 16, 1, 1); // fused %143..%148 blocks.0.think.delta.mul1 .. blocks.0.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 14, 16, 1, 1); // fused %149..%156 blocks.0.think.gamma.gate.matmul1 .. blocks.0.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 15, 16, 1, 1); // fused %157..%162 blocks.0.think.gamma.mul0 .. blocks.0.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 16, 16, 1, 1); // fused %163..%166 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 17, 16, 1, 1); // fused %167..%177 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 18, 16, 1, 1); // fused %178..%183 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_d0480892e7", 19, 16, 1, 1); // fused %184..%193 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_de15a7a6c5", 20, 16, 1, 1); // fused %194..%204 blocks.1.attn.norm.mul2 .. blocks.1.attn.k.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_9ops_0f1e93456e", 21, 16, 1, 1); // fused %205..%214 blocks.1.attn.k.matmul1 .. blocks.1.attn.reshape2 stdlib.mt:18-35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 22, 32, 1, 1); // %216 blocks.1.attn.attention_lse0 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 23, 32, 1, 1); // %217 blocks.1.attn.attention0 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 24, 16, 1, 1); // fused %218..%230 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 25, 16, 1, 1); // fused %231..%237 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 26, 16, 1, 1); // fused %238..%245 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 27, 16, 1, 1); // fused %246..%251 blocks.1.think.delta.mul0 .. blocks.1.think.delta.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 28, 16, 1, 1); // fused %252..%257 blocks.1.think.delta.mul1 .. blocks.1.think.gamma.gate.reshape0 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 29, 16, 1, 1); // fused %258..%265 blocks.1.think.gamma.gate.matmul1 .. blocks.1.think.gamma.value.reshape1 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 30, 16, 1, 1); // fused %266..%271 blocks.1.think.gamma.mul0 .. blocks.1.think.gamma.up.reshape1 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 31, 16, 1, 1); // fused %272..%275 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 32, 16, 1, 1); // fused %276..%286 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 33, 16, 1, 1); // fused %287..%292 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_438c595591", 34, 16, 1, 1); // fused %293..%302 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_de15a7a6c5", 35, 16, 1, 1); // fused %303..%313 blocks.0.attn.norm.mul5 .. blocks.0.attn.k.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_9ops_0f1e93456e", 36, 16, 1, 1); // fused %314..%323 blocks.0.attn.k.matmul3 .. blocks.0.attn.reshape6 stdlib.mt:18-35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 37, 32, 1, 1); // %325 blocks.0.attn.attention_lse1 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 38, 32, 1, 1); // %326 blocks.0.attn.attention1 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 39, 16, 1, 1); // fused %327..%339 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 40, 16, 1, 1); // fused %340..%346 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 41, 16, 1, 1); // fused %347..%354 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 42, 16, 1, 1); // fused %355..%360 blocks.0.think.delta.mul2 .. blocks.0.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 43, 16, 1, 1); // fused %361..%366 blocks.0.think.delta.mul3 .. blocks.0.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 44, 16, 1, 1); // fused %367..%374 blocks.0.think.gamma.gate.matmul3 .. blocks.0.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 45, 16, 1, 1); // fused %375..%380 blocks.0.think.gamma.mul2 .. blocks.0.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 46, 16, 1, 1); // fused %381..%384 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 47, 16, 1, 1); // fused %385..%395 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 48, 16, 1, 1); // fused %396..%401 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_be340e8fa4", 49, 16, 1, 1); // fused %402..%411 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_de15a7a6c5", 50, 16, 1, 1); // fused %412..%422 blocks.1.attn.norm.mul5 .. blocks.1.attn.k.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_9ops_0f1e93456e", 51, 16, 1, 1); // fused %423..%432 blocks.1.attn.k.matmul3 .. blocks.1.attn.reshape6 stdlib.mt:18-35
+    this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 52, 32, 1, 1); // %434 blocks.1.attn.attention_lse1 stdlib.mt:37
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 53, 32, 1, 1); // %435 blocks.1.attn.attention1 stdlib.mt:38
+    this.run(pass, "fused_13ops_1bd6eb4447", 54, 16, 1, 1); // fused %436..%448 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
+    this.run(pass, "fused_6ops_b1303e6313", 55, 16, 1, 1); // fused %449..%455 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_046fa3602b", 56, 16, 1, 1); // fused %456..%463 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 57, 16, 1, 1); // fused %464..%469 blocks.1.think.delta.mul2 .. blocks.1.think.delta.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_0bedcad539", 58, 16, 1, 1); // fused %470..%475 blocks.1.think.delta.mul3 .. blocks.1.think.gamma.gate.reshape2 stdlib.mt:49-18
+    this.run(pass, "fused_8ops_046fa3602b", 59, 16, 1, 1); // fused %476..%483 blocks.1.think.gamma.gate.matmul3 .. blocks.1.think.gamma.value.reshape3 stdlib.mt:18
+    this.run(pass, "fused_6ops_5dfc1b2d2a", 60, 16, 1, 1); // fused %484..%489 blocks.1.think.gamma.mul2 .. blocks.1.think.gamma.up.reshape3 stdlib.mt:49-18
+    this.run(pass, "fused_4ops_639c0eaebe", 61, 16, 1, 1); // fused %490..%493 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
+    this.run(pass, "fused_11ops_59b1508d1a", 62, 16, 1, 1); // fused %494..%504 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
+    this.run(pass, "fused_6ops_da412c2f6d", 63, 16, 1, 1); // fused %505..%510 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
+    this.run(pass, "fused_10ops_ce3a23b1b0", 64, 16, 1, 1); // fused %511..%520 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_3ops_4f542e9360", 65, 16, 1, 1); // fused %521..%523 norm_final.mul2 .. head.sum0 stdlib.mt:9-116
+    this.run(pass, "matmul_256x8_16x64x8x1", 66, 16, 1, 1); // %524 head.matmul0 stdlib.mt:117
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 67, 1, 1, 1); // %526 loss.cross_entropy0 vector_collapse.mt:13
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_6ops_aec82b26d8", 84, 16, 1, 1); // fused %528..%533 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 vector_collapse.mt:13-117
-    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01", 85, 32, 1, 1); // %536 head.matmul0.grad.sum0 stdlib.mt:117
-    this.run(pass, "permute_10_256x8", 86, 8, 1, 1); // %538 head.matmul0.grad.permute1 stdlib.mt:117
-    this.run(pass, "matmul_8x256_16x64x256x1", 87, 2, 1, 1); // %539 head.matmul0.grad.matmul1 stdlib.mt:117
-    this.run(pass, "fused_2ops_804421f087", 88, 16, 1, 1); // fused %540..%541 head.sum0.grad.expand0 .. head.mul0.grad.mul0 stdlib.mt:116
-    this.run(pass, "sum_a01_16x64x8x8", 89, 1, 1, 1); // %542 head.mul0.grad.sum0 stdlib.mt:116
-    this.run(pass, "fused_3ops_31fa261a73", 90, 16, 1, 1); // fused %544..%546 head.mul0.grad.mul1 .. norm_final.mul2.grad.mul1 stdlib.mt:116-9
-    this.run(pass, "sum_a01_16x64x8x8", 91, 1, 1, 1); // %547 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_17ops_e138ebbc8e", 92, 16, 1, 1); // fused %549..%565 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 93, 16, 1, 1); // fused %566..%570 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 94, 16, 1, 1); // fused %571..%573 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 95, 1, 1, 1); // %574 blocks.1.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 96, 16, 1, 1); // fused %576..%577 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 97, 1, 1, 1); // %578 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 98, 16, 1, 1); // fused %580..%584 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 99, 1, 1, 1); // %585 blocks.1.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 100, 16, 1, 1); // fused %587..%588 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 101, 1, 1, 1); // %589 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 102, 16, 1, 1); // fused %591..%594 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 103, 16, 1, 1); // fused %595..%601 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 104, 1, 1, 1); // %602 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 105, 16, 1, 1); // fused %604..%607 blocks.1.think.norm.mul5.grad.add2 .. blocks.1.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 106, 16, 1, 1); // fused %608..%608 blocks.1.think.matmul7.grad.permute1 .. blocks.1.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 107, 1, 1, 1); // %609 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 108, 16, 1, 1); // fused %611..%615 blocks.1.think.norm.mul5.grad.add3 .. blocks.1.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 109, 16, 1, 1); // fused %618..%619 blocks.1.think.gamma.mul3.grad.mul0 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 110, 1, 1, 1); // %620 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 111, 16, 1, 1); // fused %623..%625 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 112, 1, 1, 1); // %626 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 113, 16, 1, 1); // fused %628..%629 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 114, 1, 1, 1); // %632 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 115, 16, 1, 1); // fused %634..%640 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 116, 16, 1, 1); // fused %641..%641 blocks.1.think.gamma.value.matmul3.grad.permute1 .. blocks.1.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 117, 1, 1, 1); // %642 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 118, 16, 1, 1); // fused %644..%645 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 119, 1, 1, 1); // %648 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 120, 16, 1, 1); // fused %650..%657 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 121, 16, 1, 1); // fused %658..%658 blocks.1.think.gamma.gate.matmul3.grad.permute1 .. blocks.1.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 122, 1, 1, 1); // %659 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 123, 16, 1, 1); // fused %661..%662 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 124, 1, 1, 1); // %665 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 125, 16, 1, 1); // fused %667..%671 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 126, 16, 1, 1); // fused %672..%677 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 127, 16, 1, 1); // fused %678..%678 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 128, 1, 1, 1); // %679 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 129, 1, 1, 1); // %681 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 130, 16, 1, 1); // fused %683..%685 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 131, 1, 1, 1); // %686 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 132, 16, 1, 1); // fused %688..%689 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 133, 1, 1, 1); // %692 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 134, 16, 1, 1); // fused %694..%700 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 135, 16, 1, 1); // fused %701..%701 blocks.1.think.delta.value.matmul3.grad.permute1 .. blocks.1.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 136, 1, 1, 1); // %702 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 137, 16, 1, 1); // fused %704..%705 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 138, 1, 1, 1); // %708 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 139, 16, 1, 1); // fused %710..%717 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 140, 16, 1, 1); // fused %718..%718 blocks.1.think.delta.gate.matmul3.grad.permute1 .. blocks.1.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 141, 1, 1, 1); // %719 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 142, 16, 1, 1); // fused %721..%722 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 143, 1, 1, 1); // %725 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 144, 16, 1, 1); // fused %727..%730 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 145, 1, 1, 1); // %731 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 146, 16, 1, 1); // fused %732..%733 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 147, 1, 1, 1); // %734 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 148, 16, 1, 1); // fused %736..%753 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 149, 16, 1, 1); // fused %754..%754 blocks.1.attn.o.matmul3.grad.permute1 .. blocks.1.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 150, 1, 1, 1); // %755 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 151, 16, 1, 1); // fused %757..%758 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 152, 1, 1, 1); // %761 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 153, 16, 1, 1); // fused %763..%765 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 154, 256, 1, 1); // %766 blocks.1.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_2ops_76348a532d", 155, 16, 1, 1); // fused %767..%768 blocks.1.attn.attention1.grad.mul0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 156, 32, 1, 1); // %769 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 157, 32, 1, 1); // %770 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 158, 32, 1, 1); // %771 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_6ops_02694bca0d", 159, 16, 1, 1); // fused %772..%777 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
-    this.run(pass, "matmul_8x8192_8192x8", 160, 1, 1, 1); // %778 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 161, 16, 1, 1); // fused %780..%781 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 162, 1, 1, 1); // %784 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 163, 16, 1, 1); // fused %786..%793 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 164, 1, 1, 1); // %794 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 165, 16, 1, 1); // fused %796..%797 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 166, 1, 1, 1); // %800 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 167, 16, 1, 1); // fused %802..%809 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 168, 16, 1, 1); // fused %810..%810 blocks.1.attn.q.matmul3.grad.permute1 .. blocks.1.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 169, 1, 1, 1); // %811 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 170, 16, 1, 1); // fused %813..%814 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 171, 1, 1, 1); // %817 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 172, 16, 1, 1); // fused %819..%823 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 173, 1, 1, 1); // %824 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_0c2364d5d7", 174, 16, 1, 1); // fused %826..%843 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 175, 16, 1, 1); // fused %844..%848 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 176, 16, 1, 1); // fused %849..%851 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 177, 1, 1, 1); // %852 blocks.0.think.add9.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 178, 16, 1, 1); // fused %854..%855 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 179, 1, 1, 1); // %856 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 180, 16, 1, 1); // fused %858..%862 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 181, 1, 1, 1); // %863 blocks.0.think.add8.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 182, 16, 1, 1); // fused %865..%866 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 183, 1, 1, 1); // %867 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 184, 16, 1, 1); // fused %869..%872 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 185, 16, 1, 1); // fused %873..%879 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.matmul8.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 186, 1, 1, 1); // %880 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 187, 16, 1, 1); // fused %882..%885 blocks.0.think.norm.mul5.grad.add2 .. blocks.0.think.matmul7.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 188, 16, 1, 1); // fused %886..%886 blocks.0.think.matmul7.grad.permute1 .. blocks.0.think.matmul7.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 189, 1, 1, 1); // %887 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 190, 16, 1, 1); // fused %889..%893 blocks.0.think.norm.mul5.grad.add3 .. blocks.0.think.matmul6.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 191, 16, 1, 1); // fused %896..%897 blocks.0.think.gamma.mul3.grad.mul0 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 192, 1, 1, 1); // %898 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 193, 16, 1, 1); // fused %901..%903 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 194, 1, 1, 1); // %904 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 195, 16, 1, 1); // fused %906..%907 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 196, 1, 1, 1); // %910 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 197, 16, 1, 1); // fused %912..%918 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 198, 16, 1, 1); // fused %919..%919 blocks.0.think.gamma.value.matmul3.grad.permute1 .. blocks.0.think.gamma.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 199, 1, 1, 1); // %920 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 200, 16, 1, 1); // fused %922..%923 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 201, 1, 1, 1); // %926 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 202, 16, 1, 1); // fused %928..%935 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 203, 16, 1, 1); // fused %936..%936 blocks.0.think.gamma.gate.matmul3.grad.permute1 .. blocks.0.think.gamma.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 204, 1, 1, 1); // %937 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 205, 16, 1, 1); // fused %939..%940 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 206, 1, 1, 1); // %943 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 207, 16, 1, 1); // fused %945..%949 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 208, 16, 1, 1); // fused %950..%955 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 209, 16, 1, 1); // fused %956..%956 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 210, 1, 1, 1); // %957 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 211, 1, 1, 1); // %959 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 212, 16, 1, 1); // fused %961..%963 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.up.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 213, 1, 1, 1); // %964 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 214, 16, 1, 1); // fused %966..%967 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 215, 1, 1, 1); // %970 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 216, 16, 1, 1); // fused %972..%978 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 217, 16, 1, 1); // fused %979..%979 blocks.0.think.delta.value.matmul3.grad.permute1 .. blocks.0.think.delta.value.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 218, 1, 1, 1); // %980 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 219, 16, 1, 1); // fused %982..%983 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 220, 1, 1, 1); // %986 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 221, 16, 1, 1); // fused %988..%995 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 222, 16, 1, 1); // fused %996..%996 blocks.0.think.delta.gate.matmul3.grad.permute1 .. blocks.0.think.delta.gate.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 223, 1, 1, 1); // %997 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 224, 16, 1, 1); // fused %999..%1000 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 225, 1, 1, 1); // %1003 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 226, 16, 1, 1); // fused %1005..%1008 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 227, 1, 1, 1); // %1009 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 228, 16, 1, 1); // fused %1010..%1011 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 229, 1, 1, 1); // %1012 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 230, 16, 1, 1); // fused %1014..%1031 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.matmul3.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 231, 16, 1, 1); // fused %1032..%1032 blocks.0.attn.o.matmul3.grad.permute1 .. blocks.0.attn.o.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 232, 1, 1, 1); // %1033 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 233, 16, 1, 1); // fused %1035..%1036 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 234, 1, 1, 1); // %1039 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 235, 16, 1, 1); // fused %1041..%1043 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 236, 256, 1, 1); // %1044 blocks.0.attn.permute9.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_2ops_76348a532d", 237, 16, 1, 1); // fused %1045..%1046 blocks.0.attn.attention1.grad.mul0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 238, 32, 1, 1); // %1047 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 239, 32, 1, 1); // %1048 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 240, 32, 1, 1); // %1049 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_6ops_02694bca0d", 241, 16, 1, 1); // fused %1050..%1055 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.v.matmul3.grad.permute1 stdlib.mt:35-18
-    this.run(pass, "matmul_8x8192_8192x8", 242, 1, 1, 1); // %1056 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 243, 16, 1, 1); // fused %1058..%1059 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 244, 1, 1, 1); // %1062 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 245, 16, 1, 1); // fused %1064..%1071 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 246, 1, 1, 1); // %1072 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 247, 16, 1, 1); // fused %1074..%1075 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 248, 1, 1, 1); // %1078 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 249, 16, 1, 1); // fused %1080..%1087 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.matmul3.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 250, 16, 1, 1); // fused %1088..%1088 blocks.0.attn.q.matmul3.grad.permute1 .. blocks.0.attn.q.matmul3.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 251, 1, 1, 1); // %1089 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 252, 16, 1, 1); // fused %1091..%1092 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 253, 1, 1, 1); // %1095 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 254, 16, 1, 1); // fused %1097..%1101 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 255, 1, 1, 1); // %1102 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_18ops_d414ff6507", 256, 16, 1, 1); // fused %1104..%1121 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 257, 16, 1, 1); // fused %1122..%1126 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 258, 16, 1, 1); // fused %1127..%1129 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 259, 1, 1, 1); // %1130 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 260, 1, 1, 1); // %1132 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 261, 16, 1, 1); // fused %1133..%1134 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 262, 1, 1, 1); // %1135 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 263, 1, 1, 1); // %1138 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 264, 16, 1, 1); // fused %1137..%1142 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 265, 1, 1, 1); // %1143 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 266, 1, 1, 1); // %1145 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 267, 16, 1, 1); // fused %1146..%1147 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 268, 1, 1, 1); // %1148 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 269, 1, 1, 1); // %1151 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 270, 16, 1, 1); // fused %1150..%1154 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 271, 16, 1, 1); // fused %1155..%1161 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 272, 1, 1, 1); // %1162 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 273, 1, 1, 1); // %1163 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 274, 16, 1, 1); // fused %1165..%1168 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 275, 16, 1, 1); // fused %1169..%1169 blocks.1.think.matmul2.grad.permute1 .. blocks.1.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 276, 1, 1, 1); // %1170 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 277, 1, 1, 1); // %1171 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 278, 16, 1, 1); // fused %1173..%1177 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 279, 16, 1, 1); // fused %1180..%1181 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 280, 1, 1, 1); // %1182 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 281, 16, 1, 1); // fused %1185..%1187 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 282, 1, 1, 1); // %1188 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 283, 1, 1, 1); // %1189 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 284, 16, 1, 1); // fused %1191..%1192 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 285, 1, 1, 1); // %1195 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 286, 1, 1, 1); // %1199 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 287, 16, 1, 1); // fused %1197..%1204 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 288, 16, 1, 1); // fused %1205..%1205 blocks.1.think.gamma.value.matmul1.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 289, 1, 1, 1); // %1206 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 290, 1, 1, 1); // %1207 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 291, 16, 1, 1); // fused %1209..%1210 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 292, 1, 1, 1); // %1213 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 293, 1, 1, 1); // %1217 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 294, 16, 1, 1); // fused %1215..%1223 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 295, 16, 1, 1); // fused %1224..%1224 blocks.1.think.gamma.gate.matmul1.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 296, 1, 1, 1); // %1225 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 297, 1, 1, 1); // %1226 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 298, 16, 1, 1); // fused %1228..%1229 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 299, 1, 1, 1); // %1232 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 300, 1, 1, 1); // %1236 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 301, 16, 1, 1); // fused %1234..%1239 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 302, 16, 1, 1); // fused %1240..%1245 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 303, 16, 1, 1); // fused %1246..%1246 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 304, 1, 1, 1); // %1247 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 305, 1, 1, 1); // %1249 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 306, 16, 1, 1); // fused %1251..%1253 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 307, 1, 1, 1); // %1254 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 308, 1, 1, 1); // %1255 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 309, 16, 1, 1); // fused %1257..%1258 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 310, 1, 1, 1); // %1261 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 311, 1, 1, 1); // %1265 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 312, 16, 1, 1); // fused %1263..%1270 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 313, 16, 1, 1); // fused %1271..%1271 blocks.1.think.delta.value.matmul1.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 314, 1, 1, 1); // %1272 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 315, 1, 1, 1); // %1273 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 316, 16, 1, 1); // fused %1275..%1276 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 317, 1, 1, 1); // %1279 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 318, 1, 1, 1); // %1283 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 319, 16, 1, 1); // fused %1281..%1289 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 320, 16, 1, 1); // fused %1290..%1290 blocks.1.think.delta.gate.matmul1.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 321, 1, 1, 1); // %1291 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 322, 1, 1, 1); // %1292 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 323, 16, 1, 1); // fused %1294..%1295 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 324, 1, 1, 1); // %1298 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 325, 1, 1, 1); // %1302 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 326, 16, 1, 1); // fused %1300..%1304 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 327, 1, 1, 1); // %1305 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 328, 1, 1, 1); // %1306 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 329, 16, 1, 1); // fused %1307..%1308 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 330, 1, 1, 1); // %1309 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 331, 1, 1, 1); // %1311 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 332, 16, 1, 1); // fused %1312..%1329 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 333, 16, 1, 1); // fused %1330..%1330 blocks.1.attn.o.matmul1.grad.permute1 .. blocks.1.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 334, 1, 1, 1); // %1331 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 335, 1, 1, 1); // %1332 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 336, 16, 1, 1); // fused %1334..%1335 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 337, 1, 1, 1); // %1338 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 338, 1, 1, 1); // %1342 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 339, 16, 1, 1); // fused %1340..%1343 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 340, 256, 1, 1); // %1344 blocks.1.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_2ops_76348a532d", 341, 16, 1, 1); // fused %1345..%1346 blocks.1.attn.attention0.grad.mul0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 342, 32, 1, 1); // %1347 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 343, 32, 1, 1); // %1348 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 344, 32, 1, 1); // %1349 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_6ops_02694bca0d", 345, 16, 1, 1); // fused %1350..%1355 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
-    this.run(pass, "matmul_8x8192_8192x8", 346, 1, 1, 1); // %1356 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 347, 1, 1, 1); // %1357 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 348, 16, 1, 1); // fused %1359..%1360 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 349, 1, 1, 1); // %1363 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 350, 1, 1, 1); // %1367 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 351, 16, 1, 1); // fused %1365..%1373 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 352, 1, 1, 1); // %1374 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 353, 1, 1, 1); // %1375 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 354, 16, 1, 1); // fused %1377..%1378 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 355, 1, 1, 1); // %1381 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 356, 1, 1, 1); // %1385 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 357, 16, 1, 1); // fused %1383..%1391 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 358, 16, 1, 1); // fused %1392..%1392 blocks.1.attn.q.matmul1.grad.permute1 .. blocks.1.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 359, 1, 1, 1); // %1393 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 360, 1, 1, 1); // %1394 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 361, 16, 1, 1); // fused %1396..%1397 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 362, 1, 1, 1); // %1400 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 363, 1, 1, 1); // %1404 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 364, 16, 1, 1); // fused %1402..%1407 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 365, 1, 1, 1); // %1408 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 366, 1, 1, 1); // %1410 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_99f25a92a5", 367, 16, 1, 1); // fused %1411..%1428 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_9f3eb47915", 368, 16, 1, 1); // fused %1429..%1433 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_8ded8da892", 369, 16, 1, 1); // fused %1434..%1436 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 370, 1, 1, 1); // %1437 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_s_s", 371, 1, 1, 1); // %1439 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_40e2860e92", 372, 16, 1, 1); // fused %1440..%1441 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 373, 1, 1, 1); // %1442 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "binary_add_8x8_8x8", 374, 1, 1, 1); // %1445 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_9945a40d4f", 375, 16, 1, 1); // fused %1444..%1449 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 376, 1, 1, 1); // %1450 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_s_s", 377, 1, 1, 1); // %1452 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_40e2860e92", 378, 16, 1, 1); // fused %1453..%1454 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 379, 1, 1, 1); // %1455 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "binary_add_8x8_8x8", 380, 1, 1, 1); // %1458 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_00eeb56ed1", 381, 16, 1, 1); // fused %1457..%1461 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_7ops_083d0a8352", 382, 16, 1, 1); // fused %1462..%1468 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 383, 1, 1, 1); // %1469 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 384, 1, 1, 1); // %1470 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_524a705ba8", 385, 16, 1, 1); // fused %1472..%1475 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "fused_1ops_4757b88c6d", 386, 16, 1, 1); // fused %1476..%1476 blocks.0.think.matmul2.grad.permute1 .. blocks.0.think.matmul2.grad.permute1 stdlib.mt:70
-    this.run(pass, "matmul_8x8192_8192x1", 387, 1, 1, 1); // %1477 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "binary_add_8x1_8x1", 388, 1, 1, 1); // %1478 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_38ed373bf3", 389, 16, 1, 1); // fused %1480..%1484 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_2ops_44dcc0d004", 390, 16, 1, 1); // fused %1487..%1488 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 391, 1, 1, 1); // %1489 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 392, 16, 1, 1); // fused %1492..%1494 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 393, 1, 1, 1); // %1495 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 394, 1, 1, 1); // %1496 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 395, 16, 1, 1); // fused %1498..%1499 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 396, 1, 1, 1); // %1502 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 397, 1, 1, 1); // %1506 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 398, 16, 1, 1); // fused %1504..%1511 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 399, 16, 1, 1); // fused %1512..%1512 blocks.0.think.gamma.value.matmul1.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 400, 1, 1, 1); // %1513 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 401, 1, 1, 1); // %1514 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 402, 16, 1, 1); // fused %1516..%1517 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 403, 1, 1, 1); // %1520 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 404, 1, 1, 1); // %1524 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 405, 16, 1, 1); // fused %1522..%1530 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 406, 16, 1, 1); // fused %1531..%1531 blocks.0.think.gamma.gate.matmul1.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 407, 1, 1, 1); // %1532 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 408, 1, 1, 1); // %1533 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 409, 16, 1, 1); // fused %1535..%1536 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 410, 1, 1, 1); // %1539 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 411, 1, 1, 1); // %1543 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_cc498e92db", 412, 16, 1, 1); // fused %1541..%1546 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_dc56ce1d58", 413, 16, 1, 1); // fused %1547..%1552 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 414, 16, 1, 1); // fused %1553..%1553 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 415, 1, 1, 1); // %1554 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "binary_add_s_s", 416, 1, 1, 1); // %1556 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_3ops_69a85688ff", 417, 16, 1, 1); // fused %1558..%1560 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 418, 1, 1, 1); // %1561 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 419, 1, 1, 1); // %1562 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 420, 16, 1, 1); // fused %1564..%1565 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 421, 1, 1, 1); // %1568 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 422, 1, 1, 1); // %1572 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_1db5c853f2", 423, 16, 1, 1); // fused %1570..%1577 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 424, 16, 1, 1); // fused %1578..%1578 blocks.0.think.delta.value.matmul1.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 425, 1, 1, 1); // %1579 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 426, 1, 1, 1); // %1580 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 427, 16, 1, 1); // fused %1582..%1583 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 428, 1, 1, 1); // %1586 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 429, 1, 1, 1); // %1590 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_bccf664f99", 430, 16, 1, 1); // fused %1588..%1596 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 431, 16, 1, 1); // fused %1597..%1597 blocks.0.think.delta.gate.matmul1.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 432, 1, 1, 1); // %1598 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 433, 1, 1, 1); // %1599 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 434, 16, 1, 1); // fused %1601..%1602 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 435, 1, 1, 1); // %1605 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 436, 1, 1, 1); // %1609 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_bbbdf33c10", 437, 16, 1, 1); // fused %1607..%1611 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 438, 1, 1, 1); // %1612 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 439, 1, 1, 1); // %1613 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_665796529c", 440, 16, 1, 1); // fused %1614..%1615 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 441, 1, 1, 1); // %1616 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 442, 1, 1, 1); // %1618 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_4f9c9b0221", 443, 16, 1, 1); // fused %1619..%1636 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "fused_1ops_4757b88c6d", 444, 16, 1, 1); // fused %1637..%1637 blocks.0.attn.o.matmul1.grad.permute1 .. blocks.0.attn.o.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 445, 1, 1, 1); // %1638 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 446, 1, 1, 1); // %1639 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 447, 16, 1, 1); // fused %1641..%1642 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 448, 1, 1, 1); // %1645 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 449, 1, 1, 1); // %1649 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_f53b4e18e8", 450, 16, 1, 1); // fused %1647..%1650 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "permute_0213_16x64x2x32", 451, 256, 1, 1); // %1651 blocks.0.attn.permute4.grad.permute0 stdlib.mt:38
-    this.run(pass, "fused_2ops_76348a532d", 452, 16, 1, 1); // fused %1652..%1653 blocks.0.attn.attention0.grad.mul0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 453, 32, 1, 1); // %1654 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1", 454, 32, 1, 1); // %1655 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32", 455, 32, 1, 1); // %1656 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_6ops_02694bca0d", 456, 16, 1, 1); // fused %1657..%1662 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.permute1 stdlib.mt:35-18
-    this.run(pass, "matmul_8x8192_8192x8", 457, 1, 1, 1); // %1663 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 458, 1, 1, 1); // %1664 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 459, 16, 1, 1); // fused %1666..%1667 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 460, 1, 1, 1); // %1670 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 461, 1, 1, 1); // %1674 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_dcb2dffbad", 462, 16, 1, 1); // fused %1672..%1680 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 463, 1, 1, 1); // %1681 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 464, 1, 1, 1); // %1682 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 465, 16, 1, 1); // fused %1684..%1685 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 466, 1, 1, 1); // %1688 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 467, 1, 1, 1); // %1692 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_258467e860", 468, 16, 1, 1); // fused %1690..%1698 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "fused_1ops_4757b88c6d", 469, 16, 1, 1); // fused %1699..%1699 blocks.0.attn.q.matmul1.grad.permute1 .. blocks.0.attn.q.matmul1.grad.permute1 stdlib.mt:18
-    this.run(pass, "matmul_8x8192_8192x8", 470, 1, 1, 1); // %1700 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 471, 1, 1, 1); // %1701 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_9b7abf453b", 472, 16, 1, 1); // fused %1703..%1704 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 473, 1, 1, 1); // %1707 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "binary_add_8x8_8x8", 474, 1, 1, 1); // %1711 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_c99f1d200c", 475, 16, 1, 1); // fused %1709..%1714 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 476, 1, 1, 1); // %1715 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "binary_add_8x8_8x8", 477, 1, 1, 1); // %1717 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_15ops_b9fd1c7832", 478, 16, 1, 1); // fused %1718..%1732 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "sum_a0_16x64x8x8", 479, 64, 1, 1); // %1733 embed.add0.grad.sum0 stdlib.mt:96
-    this.run(pass, "permute_021_64x1x8", 480, 2, 1, 1); // %1736 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "fused_1ops_b127ed186b", 481, 16, 1, 1); // fused %1735..%1735 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x8_64x8x1", 482, 1, 1, 1); // %1737 embed.matmul1.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_021_64x8x1", 483, 2, 1, 1); // %1738 embed.matmul1.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_64x1x8_64x8x8", 484, 1, 1, 1); // %1739 embed.matmul1.grad.matmul1 stdlib.mt:96
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 485, 2, 1, 1); // %1745 embed.slice1.grad.pad0 stdlib.mt:95
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 486, 2, 1, 1); // %1747 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "fused_5ops_a742fd6ece", 487, 16, 1, 1); // fused %1740..%1748 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 488, 4, 1, 1); // %1749 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 489, 4, 1, 1); // %1751 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    this.run(pass, "affine_s1_b0_8x8", 490, 1, 1, 1); // %1752 norm_final.g.grad.affine0 stdlib.mt:7
-    this.run(pass, "affine_s1_b0_8x8", 491, 1, 1, 1); // %1753 head.W.grad.affine0 stdlib.mt:113
-    this.run(pass, "affine_s1_b0_256x8", 492, 8, 1, 1); // %1754 head.W_out.grad.affine0 stdlib.mt:114
+    this.run(pass, "fused_6ops_aec82b26d8", 68, 16, 1, 1); // fused %528..%533 loss.cross_entropy0.grad.softmax0 .. head.reshape0.grad.reshape0 vector_collapse.mt:13-117
+    this.run(pass, "contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01", 69, 32, 1, 1); // %536 head.matmul0.grad.sum0 stdlib.mt:117
+    this.run(pass, "permute_10_256x8", 70, 8, 1, 1); // %538 head.matmul0.grad.permute1 stdlib.mt:117
+    this.run(pass, "matmul_8x256_16x64x256x1", 71, 2, 1, 1); // %539 head.matmul0.grad.matmul1 stdlib.mt:117
+    this.run(pass, "fused_2ops_804421f087", 72, 16, 1, 1); // fused %540..%541 head.sum0.grad.expand0 .. head.mul0.grad.mul0 stdlib.mt:116
+    this.run(pass, "sum_a01_16x64x8x8", 73, 1, 1, 1); // %542 head.mul0.grad.sum0 stdlib.mt:116
+    this.run(pass, "fused_3ops_31fa261a73", 74, 16, 1, 1); // fused %544..%546 head.mul0.grad.mul1 .. norm_final.mul2.grad.mul1 stdlib.mt:116-9
+    this.run(pass, "sum_a01_16x64x8x8", 75, 1, 1, 1); // %547 norm_final.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_17ops_e138ebbc8e", 76, 16, 1, 1); // fused %549..%565 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 77, 16, 1, 1); // fused %566..%570 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_7ops_6922e54516", 78, 16, 1, 1); // fused %571..%581 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_7ops_6922e54516", 79, 16, 1, 1); // fused %582..%592 blocks.1.think.sigmoid2.grad.square0 .. blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
+    this.run(pass, "fused_11ops_58d170af30", 80, 16, 1, 1); // fused %593..%605 blocks.1.think.matmul9.grad.permute0 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
+    this.run(pass, "fused_6ops_7d89efdd57", 81, 16, 1, 1); // fused %606..%613 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_8ops_868a5830ca", 82, 16, 1, 1); // fused %614..%627 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
+    this.run(pass, "fused_7ops_8a426222e1", 83, 16, 1, 1); // fused %628..%638 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c4dcab3945", 84, 16, 1, 1); // fused %639..%653 blocks.1.think.gamma.value.matmul3.grad.permute0 .. blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "fused_10ops_ae98027798", 85, 16, 1, 1); // fused %654..%669 blocks.1.think.gamma.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add5 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_fea69436eb", 86, 16, 1, 1); // fused %670..%677 blocks.1.think.matmul5.grad.permute0 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 87, 16, 1, 1); // fused %678..%678 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 88, 1, 1, 1); // %679 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 89, 1, 1, 1); // %681 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_10ops_67fe7ae0a1", 90, 16, 1, 1); // fused %683..%698 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c4dcab3945", 91, 16, 1, 1); // fused %699..%713 blocks.1.think.delta.value.matmul3.grad.permute0 .. blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "fused_10ops_ae98027798", 92, 16, 1, 1); // fused %714..%729 blocks.1.think.delta.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add8 stdlib.mt:49-18
+    this.run(pass, "fused_1ops_e27698eeb2", 93, 16, 1, 1); // fused %730..%730 blocks.1.think.clamp1.grad.inrange0 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 94, 1, 1, 1); // %731 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_5ops_0846150788", 95, 16, 1, 1); // fused %732..%738 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_13ops_e3b95d0a22", 96, 16, 1, 1); // fused %739..%751 blocks.1.attn.add1.grad.add0 .. blocks.1.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_877a2c4258", 97, 16, 1, 1); // fused %752..%765 blocks.1.attn.o.matmul3.grad.permute0 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "fused_3ops_c265e1af37", 98, 16, 1, 1); // fused %766..%768 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 99, 32, 1, 1); // %769 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 100, 32, 1, 1); // %770 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 101, 32, 1, 1); // %771 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_13ops_d82cfad753", 102, 16, 1, 1); // fused %772..%790 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
+    this.run(pass, "fused_11ops_d83ff1a052", 103, 16, 1, 1); // fused %791..%807 blocks.1.attn.k.matmul3.grad.permute0 .. blocks.1.attn.q.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_10ops_9c5ce4be3e", 104, 16, 1, 1); // fused %808..%823 blocks.1.attn.q.matmul3.grad.permute0 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "fused_18ops_0c2364d5d7", 105, 16, 1, 1); // fused %826..%843 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 106, 16, 1, 1); // fused %844..%848 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_7ops_6922e54516", 107, 16, 1, 1); // fused %849..%859 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_7ops_6922e54516", 108, 16, 1, 1); // fused %860..%870 blocks.0.think.sigmoid2.grad.square0 .. blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
+    this.run(pass, "fused_11ops_58d170af30", 109, 16, 1, 1); // fused %871..%883 blocks.0.think.matmul9.grad.permute0 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
+    this.run(pass, "fused_6ops_7d89efdd57", 110, 16, 1, 1); // fused %884..%891 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_8ops_868a5830ca", 111, 16, 1, 1); // fused %892..%905 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
+    this.run(pass, "fused_7ops_8a426222e1", 112, 16, 1, 1); // fused %906..%916 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c4dcab3945", 113, 16, 1, 1); // fused %917..%931 blocks.0.think.gamma.value.matmul3.grad.permute0 .. blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "fused_10ops_ae98027798", 114, 16, 1, 1); // fused %932..%947 blocks.0.think.gamma.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add5 stdlib.mt:49-18
+    this.run(pass, "fused_6ops_fea69436eb", 115, 16, 1, 1); // fused %948..%955 blocks.0.think.matmul5.grad.permute0 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 116, 16, 1, 1); // fused %956..%956 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 117, 1, 1, 1); // %957 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 118, 1, 1, 1); // %959 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "fused_10ops_67fe7ae0a1", 119, 16, 1, 1); // fused %961..%976 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c4dcab3945", 120, 16, 1, 1); // fused %977..%991 blocks.0.think.delta.value.matmul3.grad.permute0 .. blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "fused_10ops_ae98027798", 121, 16, 1, 1); // fused %992..%1007 blocks.0.think.delta.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add8 stdlib.mt:49-18
+    this.run(pass, "fused_1ops_e27698eeb2", 122, 16, 1, 1); // fused %1008..%1008 blocks.0.think.clamp1.grad.inrange0 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 123, 1, 1, 1); // %1009 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_5ops_0846150788", 124, 16, 1, 1); // fused %1010..%1016 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_13ops_e3b95d0a22", 125, 16, 1, 1); // fused %1017..%1029 blocks.0.attn.add1.grad.add0 .. blocks.0.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "fused_8ops_877a2c4258", 126, 16, 1, 1); // fused %1030..%1043 blocks.0.attn.o.matmul3.grad.permute0 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "fused_3ops_c265e1af37", 127, 16, 1, 1); // fused %1044..%1046 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 128, 32, 1, 1); // %1047 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 129, 32, 1, 1); // %1048 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 130, 32, 1, 1); // %1049 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_13ops_d82cfad753", 131, 16, 1, 1); // fused %1050..%1068 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
+    this.run(pass, "fused_11ops_d83ff1a052", 132, 16, 1, 1); // fused %1069..%1085 blocks.0.attn.k.matmul3.grad.permute0 .. blocks.0.attn.q.reshape3.grad.reshape0 stdlib.mt:18
+    this.run(pass, "fused_10ops_9c5ce4be3e", 133, 16, 1, 1); // fused %1086..%1101 blocks.0.attn.q.matmul3.grad.permute0 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "fused_18ops_d414ff6507", 134, 16, 1, 1); // fused %1104..%1121 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 135, 16, 1, 1); // fused %1122..%1126 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 136, 16, 1, 1); // fused %1127..%1129 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 137, 1, 1, 1); // %1130 blocks.1.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 138, 1, 1, 1); // %1132 param61.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 139, 16, 1, 1); // fused %1133..%1134 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 140, 1, 1, 1); // %1135 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8_plus", 141, 1, 1, 1); // %1138 param60.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 142, 16, 1, 1); // fused %1137..%1142 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 143, 1, 1, 1); // %1143 blocks.1.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 144, 1, 1, 1); // %1145 param59.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 145, 16, 1, 1); // fused %1146..%1147 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 146, 1, 1, 1); // %1148 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8_plus", 147, 1, 1, 1); // %1151 param58.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 148, 16, 1, 1); // fused %1150..%1154 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_6ops_d9a0857268", 149, 16, 1, 1); // fused %1155..%1160 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 150, 1, 1, 1); // %1162 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 151, 1, 1, 1); // %1163 param56.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 152, 16, 1, 1); // fused %1165..%1168 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 153, 1, 1, 1); // %1170 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 154, 1, 1, 1); // %1171 param57.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 155, 16, 1, 1); // fused %1173..%1177 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_5ops_6fdf2eeea6", 156, 16, 1, 1); // fused %1180..%1186 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 157, 1, 1, 1); // %1188 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 158, 1, 1, 1); // %1189 param54.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 159, 16, 1, 1); // fused %1191..%1192 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 160, 1, 1, 1); // %1195 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 161, 1, 1, 1); // %1199 param53.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 162, 16, 1, 1); // fused %1197..%1204 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 163, 1, 1, 1); // %1206 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 164, 1, 1, 1); // %1207 param52.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 165, 16, 1, 1); // fused %1209..%1210 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 166, 1, 1, 1); // %1213 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 167, 1, 1, 1); // %1217 param51.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 168, 16, 1, 1); // fused %1215..%1223 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 169, 1, 1, 1); // %1225 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 170, 1, 1, 1); // %1226 param50.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 171, 16, 1, 1); // fused %1228..%1229 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 172, 1, 1, 1); // %1232 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 173, 1, 1, 1); // %1236 param49.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 174, 16, 1, 1); // fused %1234..%1239 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 175, 16, 1, 1); // fused %1240..%1245 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 176, 16, 1, 1); // fused %1246..%1246 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 177, 1, 1, 1); // %1247 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 178, 1, 1, 1); // %1249 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 179, 1, 1, 1); // %1254 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 180, 1, 1, 1); // %1255 param48.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_13b4fad483", 181, 16, 1, 1); // fused %1251..%1258 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 182, 1, 1, 1); // %1261 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 183, 1, 1, 1); // %1265 param47.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 184, 16, 1, 1); // fused %1263..%1270 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 185, 1, 1, 1); // %1272 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 186, 1, 1, 1); // %1273 param46.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 187, 16, 1, 1); // fused %1275..%1276 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 188, 1, 1, 1); // %1279 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 189, 1, 1, 1); // %1283 param45.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 190, 16, 1, 1); // fused %1281..%1289 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 191, 1, 1, 1); // %1291 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 192, 1, 1, 1); // %1292 param44.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 193, 16, 1, 1); // fused %1294..%1295 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 194, 1, 1, 1); // %1298 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 195, 1, 1, 1); // %1302 param43.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 196, 16, 1, 1); // fused %1300..%1304 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 197, 1, 1, 1); // %1305 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 198, 1, 1, 1); // %1306 param55.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 199, 16, 1, 1); // fused %1307..%1308 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 200, 1, 1, 1); // %1309 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 201, 1, 1, 1); // %1311 param42.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 202, 16, 1, 1); // fused %1312..%1329 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 203, 1, 1, 1); // %1331 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 204, 1, 1, 1); // %1332 param41.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 205, 16, 1, 1); // fused %1334..%1335 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 206, 1, 1, 1); // %1338 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 207, 1, 1, 1); // %1342 param40.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 208, 16, 1, 1); // fused %1340..%1343 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "fused_3ops_c265e1af37", 209, 16, 1, 1); // fused %1344..%1346 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 210, 32, 1, 1); // %1347 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 211, 32, 1, 1); // %1348 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 212, 32, 1, 1); // %1349 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_5ops_5350b3f56d", 213, 16, 1, 1); // fused %1350..%1354 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 214, 1, 1, 1); // %1356 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 215, 1, 1, 1); // %1357 param39.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 216, 16, 1, 1); // fused %1359..%1360 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 217, 1, 1, 1); // %1363 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 218, 1, 1, 1); // %1367 param38.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_dc3803599c", 219, 16, 1, 1); // fused %1365..%1372 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 220, 1, 1, 1); // %1374 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 221, 1, 1, 1); // %1375 param37.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 222, 16, 1, 1); // fused %1377..%1378 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 223, 1, 1, 1); // %1381 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 224, 1, 1, 1); // %1385 param36.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_258467e860", 225, 16, 1, 1); // fused %1383..%1391 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 226, 1, 1, 1); // %1393 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 227, 1, 1, 1); // %1394 param35.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 228, 16, 1, 1); // fused %1396..%1397 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 229, 1, 1, 1); // %1400 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 230, 1, 1, 1); // %1404 param34.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 231, 16, 1, 1); // fused %1402..%1407 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 232, 1, 1, 1); // %1408 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 233, 1, 1, 1); // %1410 param33.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_99f25a92a5", 234, 16, 1, 1); // fused %1411..%1428 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_9f3eb47915", 235, 16, 1, 1); // fused %1429..%1433 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_8ded8da892", 236, 16, 1, 1); // fused %1434..%1436 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 237, 1, 1, 1); // %1437 blocks.0.think.add3.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 238, 1, 1, 1); // %1439 param32.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_2ops_40e2860e92", 239, 16, 1, 1); // fused %1440..%1441 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 240, 1, 1, 1); // %1442 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8_plus", 241, 1, 1, 1); // %1445 param31.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_5ops_9945a40d4f", 242, 16, 1, 1); // fused %1444..%1449 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 243, 1, 1, 1); // %1450 blocks.0.think.add2.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 244, 1, 1, 1); // %1452 param30.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_2ops_40e2860e92", 245, 16, 1, 1); // fused %1453..%1454 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 246, 1, 1, 1); // %1455 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8_plus", 247, 1, 1, 1); // %1458 param29.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_4ops_00eeb56ed1", 248, 16, 1, 1); // fused %1457..%1461 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_6ops_d9a0857268", 249, 16, 1, 1); // fused %1462..%1467 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 250, 1, 1, 1); // %1469 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 251, 1, 1, 1); // %1470 param27.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_4ops_524a705ba8", 252, 16, 1, 1); // fused %1472..%1475 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 253, 1, 1, 1); // %1477 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 254, 1, 1, 1); // %1478 param28.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_5ops_38ed373bf3", 255, 16, 1, 1); // fused %1480..%1484 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
+    this.run(pass, "fused_5ops_6fdf2eeea6", 256, 16, 1, 1); // fused %1487..%1493 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 257, 1, 1, 1); // %1495 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 258, 1, 1, 1); // %1496 param25.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 259, 16, 1, 1); // fused %1498..%1499 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 260, 1, 1, 1); // %1502 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 261, 1, 1, 1); // %1506 param24.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 262, 16, 1, 1); // fused %1504..%1511 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 263, 1, 1, 1); // %1513 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 264, 1, 1, 1); // %1514 param23.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 265, 16, 1, 1); // fused %1516..%1517 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 266, 1, 1, 1); // %1520 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 267, 1, 1, 1); // %1524 param22.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 268, 16, 1, 1); // fused %1522..%1530 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 269, 1, 1, 1); // %1532 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 270, 1, 1, 1); // %1533 param21.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 271, 16, 1, 1); // fused %1535..%1536 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 272, 1, 1, 1); // %1539 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 273, 1, 1, 1); // %1543 param20.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_cc498e92db", 274, 16, 1, 1); // fused %1541..%1546 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_dc56ce1d58", 275, 16, 1, 1); // fused %1547..%1552 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_1ops_ab457c8f23", 276, 16, 1, 1); // fused %1553..%1553 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8", 277, 1, 1, 1); // %1554 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 278, 1, 1, 1); // %1556 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 279, 1, 1, 1); // %1561 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 280, 1, 1, 1); // %1562 param19.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_13b4fad483", 281, 16, 1, 1); // fused %1558..%1565 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 282, 1, 1, 1); // %1568 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 283, 1, 1, 1); // %1572 param18.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_1db5c853f2", 284, 16, 1, 1); // fused %1570..%1577 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 285, 1, 1, 1); // %1579 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 286, 1, 1, 1); // %1580 param17.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 287, 16, 1, 1); // fused %1582..%1583 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 288, 1, 1, 1); // %1586 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 289, 1, 1, 1); // %1590 param16.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_bccf664f99", 290, 16, 1, 1); // fused %1588..%1596 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 291, 1, 1, 1); // %1598 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 292, 1, 1, 1); // %1599 param15.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 293, 16, 1, 1); // fused %1601..%1602 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 294, 1, 1, 1); // %1605 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 295, 1, 1, 1); // %1609 param14.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_4ops_bbbdf33c10", 296, 16, 1, 1); // fused %1607..%1611 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 297, 1, 1, 1); // %1612 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 298, 1, 1, 1); // %1613 param26.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_2ops_665796529c", 299, 16, 1, 1); // fused %1614..%1615 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 300, 1, 1, 1); // %1616 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 301, 1, 1, 1); // %1618 param13.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_4f9c9b0221", 302, 16, 1, 1); // fused %1619..%1636 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 303, 1, 1, 1); // %1638 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 304, 1, 1, 1); // %1639 param12.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 305, 16, 1, 1); // fused %1641..%1642 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 306, 1, 1, 1); // %1645 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 307, 1, 1, 1); // %1649 param11.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_f53b4e18e8", 308, 16, 1, 1); // fused %1647..%1650 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "fused_3ops_c265e1af37", 309, 16, 1, 1); // fused %1651..%1653 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 310, 32, 1, 1); // %1654 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 311, 32, 1, 1); // %1655 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 312, 32, 1, 1); // %1656 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_5ops_5350b3f56d", 313, 16, 1, 1); // fused %1657..%1661 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 314, 1, 1, 1); // %1663 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 315, 1, 1, 1); // %1664 param10.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 316, 16, 1, 1); // fused %1666..%1667 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 317, 1, 1, 1); // %1670 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 318, 1, 1, 1); // %1674 param9.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_dc3803599c", 319, 16, 1, 1); // fused %1672..%1679 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 320, 1, 1, 1); // %1681 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 321, 1, 1, 1); // %1682 param8.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 322, 16, 1, 1); // fused %1684..%1685 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 323, 1, 1, 1); // %1688 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 324, 1, 1, 1); // %1692 param7.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_258467e860", 325, 16, 1, 1); // fused %1690..%1698 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 326, 1, 1, 1); // %1700 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 327, 1, 1, 1); // %1701 param6.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_2ops_9b7abf453b", 328, 16, 1, 1); // fused %1703..%1704 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 329, 1, 1, 1); // %1707 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 330, 1, 1, 1); // %1711 param5.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_5ops_c99f1d200c", 331, 16, 1, 1); // fused %1709..%1714 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 332, 1, 1, 1); // %1715 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 333, 1, 1, 1); // %1717 param4.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_15ops_b9fd1c7832", 334, 16, 1, 1); // fused %1718..%1732 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    this.run(pass, "sum_a0_16x64x8x8", 335, 64, 1, 1); // %1733 embed.add0.grad.sum0 stdlib.mt:96
+    this.run(pass, "permute_021_64x1x8", 336, 2, 1, 1); // %1736 embed.matmul1.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_1ops_b127ed186b", 337, 16, 1, 1); // fused %1735..%1735 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "matmul_64x8x8_64x8x1", 338, 1, 1, 1); // %1737 embed.matmul1.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_021_64x8x1", 339, 2, 1, 1); // %1738 embed.matmul1.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_64x1x8_64x8x8", 340, 1, 1, 1); // %1739 embed.matmul1.grad.matmul1 stdlib.mt:96
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 341, 2, 1, 1); // %1745 embed.slice1.grad.pad0 stdlib.mt:95
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 342, 2, 1, 1); // %1747 embed.slice0.grad.pad0 stdlib.mt:94
+    this.run(pass, "fused_5ops_a742fd6ece", 343, 16, 1, 1); // fused %1740..%1748 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 344, 4, 1, 1); // %1749 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 345, 4, 1, 1); // %1751 embed.gather0.grad.scatter_add0 stdlib.mt:92
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_11008", 493, 3, 1, 1); // sum of squared gradients, 4096 per workgroup, 3 partial sums
-    this.run(pass, "gradnorm_total_3", 494, 1, 1, 1); // global gradient L2 norm from 3 partial sums
-    this.run(pass, "adamw_11008", 495, 43, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 11008 floats
+    this.run(pass, "gradnorm_partial_11008", 346, 3, 1, 1); // sum of squared gradients, 4096 per workgroup, 3 partial sums
+    this.run(pass, "gradnorm_total_3", 347, 1, 1, 1); // global gradient L2 norm from 3 partial sums
+    this.run(pass, "adamw_11008", 348, 43, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 11008 floats
   }
 }

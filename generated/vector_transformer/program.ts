@@ -94,18 +94,18 @@ export const layout = {
   "vocab": 256,
   "kernels": [
     "adamw_136896",
-    "affine_s1_b0_256",
-    "affine_s1_b0_64",
-    "affine_s1_b0_64x64",
-    "attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1",
-    "attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1",
-    "attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1",
-    "attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1",
-    "attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16",
-    "attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16",
-    "attention_lse_s0p25_16x4x64x16_16x4x64x16",
-    "attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1",
-    "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1",
+    "attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1",
+    "attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1",
+    "attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1",
+    "attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1",
+    "attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1",
+    "attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1",
+    "attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1",
+    "attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1",
+    "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1",
+    "contract_256x1024_s1_256_1024x64_s64_1_sum_none",
+    "contract_64x1024_s1_64_1024x256_s256_1_sum_none",
+    "contract_64x1024_s1_64_1024x64_s64_1_sum_none",
     "cross_entropy_16x64x256_16x64i",
     "fused_10ops_08e87eeb0d",
     "fused_10ops_60ffa0d4fe",
@@ -115,27 +115,22 @@ export const layout = {
     "fused_15ops_ae89a28e6f",
     "fused_16ops_6721c5c849",
     "fused_1ops_60af686166",
-    "fused_1ops_9af091d3d6",
-    "fused_1ops_9c03c2973b",
     "fused_2ops_5819fbebfa",
     "fused_2ops_9185567ec1",
     "fused_2ops_a42ab60fb4",
     "fused_2ops_f60d389043",
     "fused_3ops_58715b6c06",
+    "fused_3ops_79e3d81772",
     "fused_3ops_9ddd684941",
     "fused_3ops_a42ab60fb4",
+    "fused_3ops_ac65062f5e",
     "fused_3ops_cb47b79800",
-    "fused_3ops_e1eb1ff107",
     "fused_5ops_b214c8e2bd",
     "gradnorm_partial_136896",
     "gradnorm_total_34",
     "matmul_1024x256_256x64",
     "matmul_1024x64_64x256",
     "matmul_1024x64_64x64",
-    "matmul_256x1024_1024x64",
-    "matmul_64x1024_1024x256",
-    "matmul_64x1024_1024x64",
-    "permute_0213_16x64x4x16",
     "permute_10_256x64",
     "permute_10_64x256",
     "permute_10_64x64",
@@ -146,8 +141,8 @@ export const layout = {
   ],
   "dispatches": {
     "setup": 0,
-    "forward": 40,
-    "backward": 118,
+    "forward": 34,
+    "backward": 86,
     "optimizer": 3
   }
 };
@@ -199,61 +194,44 @@ export class Program {
       buf("act6", 262144),
       buf("act7", 262144),
       buf("act8", 262144),
-      buf("act9", 16384),
-      buf("act10", 262144),
+      buf("act9", 262144),
+      buf("act10", 16384),
       buf("act11", 262144),
       buf("act12", 262144),
-      buf("act13", 4096),
-      buf("act14", 262144),
+      buf("act13", 262144),
+      buf("act14", 4096),
       buf("act15", 262144),
-      buf("act16", 1048576),
+      buf("act16", 262144),
       buf("act17", 1048576),
       buf("act18", 1048576),
-      buf("act19", 262144),
-      buf("act20", 4096),
-      buf("act21", 262144),
+      buf("act19", 1048576),
+      buf("act20", 262144),
+      buf("act21", 4096),
       buf("act22", 262144),
       buf("act23", 262144),
       buf("act24", 262144),
       buf("act25", 262144),
       buf("act26", 262144),
-      buf("act27", 16384),
+      buf("act27", 262144),
       buf("act28", 262144),
-      buf("act29", 262144),
+      buf("act29", 16384),
       buf("act30", 262144),
-      buf("act31", 4096),
+      buf("act31", 262144),
       buf("act32", 262144),
-      buf("act33", 262144),
-      buf("act34", 1048576),
-      buf("act35", 1048576),
-      buf("act36", 262144),
-      buf("act37", 4096),
+      buf("act33", 4096),
+      buf("act34", 262144),
+      buf("act35", 262144),
+      buf("act36", 1048576),
+      buf("act37", 1048576),
       buf("act38", 262144),
-      buf("act39", 262144),
-      buf("act40", 1048576),
-      buf("act41", 4),
-      buf("act42", 1024),
-      buf("act43", 65536),
-      buf("act44", 262144),
-      buf("act45", 256),
-      buf("act46", 256),
-      buf("act47", 1048576),
-      buf("act48", 1024),
-      buf("act49", 256),
-      buf("act50", 256),
-      buf("act51", 16384),
-      buf("act52", 256),
-      buf("act53", 256),
-      buf("act54", 256),
-      buf("act55", 256),
-      buf("act56", 256),
-      buf("act57", 1024),
-      buf("act58", 256),
-      buf("act59", 256),
-      buf("act60", 256),
-      buf("act61", 256),
-      buf("act62", 256),
-      buf("act63", 256),
+      buf("act39", 4096),
+      buf("act40", 262144),
+      buf("act41", 262144),
+      buf("act42", 1048576),
+      buf("act43", 4),
+      buf("act44", 65536),
+      buf("act45", 262144),
+      buf("act46", 16384),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -265,166 +243,128 @@ export class Program {
       }));
     group("fused_10ops_60ffa0d4fe", [[this.params, 0, 547584], [this.tokens, 0, 4096], [this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[2], 0, 262144], [this.act[3], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 0: fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
     group("matmul_1024x64_64x64", [[this.act[4], 0, 262144], [this.params, 82176, 16384], [this.act[5], 0, 262144]]); // 1: %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
-    group("fused_2ops_f60d389043", [[this.params, 98560, 449024], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 2: fused %47..%48 blocks.0.attn.q.add0 .. blocks.0.attn.reshape0 vector_transformer.mt:47-58
-    group("permute_0213_16x64x4x16", [[this.act[6], 0, 262144], [this.act[5], 0, 262144]]); // 3: %49 blocks.0.attn.permute0 vector_transformer.mt:58
-    group("matmul_1024x64_64x64", [[this.act[3], 0, 262144], [this.params, 98816, 16384], [this.act[6], 0, 262144]]); // 4: %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
-    group("fused_2ops_f60d389043", [[this.params, 115200, 432384], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 5: fused %53..%54 blocks.0.attn.k.add0 .. blocks.0.attn.reshape1 vector_transformer.mt:47-59
-    group("permute_0213_16x64x4x16", [[this.act[7], 0, 262144], [this.act[6], 0, 262144]]); // 6: %55 blocks.0.attn.permute1 vector_transformer.mt:59
-    group("matmul_1024x64_64x64", [[this.act[3], 0, 262144], [this.params, 115456, 16384], [this.act[7], 0, 262144]]); // 7: %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
-    group("fused_2ops_f60d389043", [[this.params, 131840, 415744], [this.act[7], 0, 262144], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 8: fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
-    group("permute_0213_16x64x4x16", [[this.act[8], 0, 262144], [this.act[7], 0, 262144]]); // 9: %61 blocks.0.attn.permute2 vector_transformer.mt:60
-    group("attention_lse_s0p25_16x4x64x16_16x4x64x16", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[9], 0, 16384], [this.step, 0, 16]]); // 10: %62 blocks.0.attn.attention_lse0 vector_transformer.mt:61
-    group("attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.act[9], 0, 16384], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 11: %63 blocks.0.attn.attention0 vector_transformer.mt:62
-    group("fused_3ops_a42ab60fb4", [[this.act[8], 0, 262144], [this.act[10], 0, 262144], [this.step, 0, 16]]); // 12: fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
-    group("matmul_1024x64_64x64", [[this.act[10], 0, 262144], [this.params, 132096, 16384], [this.act[11], 0, 262144]]); // 13: %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    group("fused_10ops_08e87eeb0d", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 4096], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 14: fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[15], 0, 262144], [this.params, 148992, 65536], [this.act[16], 0, 1048576]]); // 15: %79 blocks.0.up.matmul0 vector_transformer.mt:47
-    group("fused_3ops_cb47b79800", [[this.params, 214528, 333056], [this.act[16], 0, 1048576], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.step, 0, 16]]); // 16: fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[18], 0, 1048576], [this.params, 215552, 65536], [this.act[11], 0, 262144]]); // 17: %84 blocks.0.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_2de11efbde", [[this.params, 281088, 266496], [this.act[12], 0, 262144], [this.act[11], 0, 262144], [this.act[19], 0, 262144], [this.act[20], 0, 4096], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 18: fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[23], 0, 262144], [this.params, 281600, 16384], [this.act[11], 0, 262144]]); // 19: %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
-    group("fused_2ops_f60d389043", [[this.params, 297984, 249600], [this.act[11], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 20: fused %99..%100 blocks.1.attn.q.add0 .. blocks.1.attn.reshape0 vector_transformer.mt:47-58
-    group("permute_0213_16x64x4x16", [[this.act[24], 0, 262144], [this.act[11], 0, 262144]]); // 21: %101 blocks.1.attn.permute0 vector_transformer.mt:58
-    group("matmul_1024x64_64x64", [[this.act[22], 0, 262144], [this.params, 298240, 16384], [this.act[24], 0, 262144]]); // 22: %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
-    group("fused_2ops_f60d389043", [[this.params, 314624, 232960], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 23: fused %105..%106 blocks.1.attn.k.add0 .. blocks.1.attn.reshape1 vector_transformer.mt:47-59
-    group("permute_0213_16x64x4x16", [[this.act[25], 0, 262144], [this.act[24], 0, 262144]]); // 24: %107 blocks.1.attn.permute1 vector_transformer.mt:59
-    group("matmul_1024x64_64x64", [[this.act[22], 0, 262144], [this.params, 314880, 16384], [this.act[25], 0, 262144]]); // 25: %109 blocks.1.attn.v.matmul0 vector_transformer.mt:47
-    group("fused_2ops_f60d389043", [[this.params, 331264, 216320], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 26: fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
-    group("permute_0213_16x64x4x16", [[this.act[26], 0, 262144], [this.act[25], 0, 262144]]); // 27: %113 blocks.1.attn.permute2 vector_transformer.mt:60
-    group("attention_lse_s0p25_16x4x64x16_16x4x64x16", [[this.act[11], 0, 262144], [this.act[24], 0, 262144], [this.act[27], 0, 16384], [this.step, 0, 16]]); // 28: %114 blocks.1.attn.attention_lse0 vector_transformer.mt:61
-    group("attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1", [[this.act[11], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[27], 0, 16384], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 29: %115 blocks.1.attn.attention0 vector_transformer.mt:62
-    group("fused_3ops_a42ab60fb4", [[this.act[26], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 30: fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
-    group("matmul_1024x64_64x64", [[this.act[28], 0, 262144], [this.params, 331520, 16384], [this.act[29], 0, 262144]]); // 31: %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    group("fused_10ops_08e87eeb0d", [[this.params, 347904, 199680], [this.act[19], 0, 262144], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4096], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 32: fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[33], 0, 262144], [this.params, 348416, 65536], [this.act[16], 0, 1048576]]); // 33: %131 blocks.1.up.matmul0 vector_transformer.mt:47
-    group("fused_3ops_cb47b79800", [[this.params, 413952, 133632], [this.act[16], 0, 1048576], [this.act[34], 0, 1048576], [this.act[35], 0, 1048576], [this.step, 0, 16]]); // 34: fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[35], 0, 1048576], [this.params, 414976, 65536], [this.act[29], 0, 262144]]); // 35: %136 blocks.1.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_b3462cd80d", [[this.params, 480512, 67072], [this.act[30], 0, 262144], [this.act[29], 0, 262144], [this.act[36], 0, 262144], [this.act[37], 0, 4096], [this.act[38], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 36: fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[39], 0, 262144], [this.params, 481024, 65536], [this.act[16], 0, 1048576]]); // 37: %149 head.matmul0 vector_transformer.mt:47
-    group("fused_1ops_60af686166", [[this.params, 546560, 1024], [this.act[16], 0, 1048576], [this.act[40], 0, 1048576], [this.step, 0, 16]]); // 38: fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
-    group("cross_entropy_16x64x256_16x64i", [[this.act[40], 0, 1048576], [this.targets, 0, 4096], [this.act[41], 0, 4]]); // 39: %152 loss.cross_entropy0 vector_transformer.mt:84
-    group("fused_5ops_b214c8e2bd", [[this.targets, 0, 4096], [this.act[40], 0, 1048576], [this.act[16], 0, 1048576], [this.step, 0, 16]]); // 40: fused %154..%158 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
-    group("sum_a01_16x64x256", [[this.act[16], 0, 1048576], [this.act[42], 0, 1024]]); // 41: %159 head.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x256", [[this.params, 481024, 65536], [this.act[43], 0, 65536]]); // 42: %162 head.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[16], 0, 1048576], [this.act[43], 0, 65536], [this.act[29], 0, 262144]]); // 43: %163 head.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 44: fused %164..%164 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x256", [[this.act[44], 0, 262144], [this.act[16], 0, 1048576], [this.grads, 481024, 65536]]); // 45: %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5819fbebfa", [[this.params, 480768, 66816], [this.act[38], 0, 262144], [this.act[29], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 46: fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[39], 0, 262144], [this.act[45], 0, 256]]); // 47: %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_ae89a28e6f", [[this.act[36], 0, 262144], [this.act[37], 0, 4096], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[29], 0, 262144], [this.step, 0, 16]]); // 48: fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
-    group("sum_a01_16x64x64", [[this.act[29], 0, 262144], [this.act[46], 0, 256]]); // 49: %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_256x64", [[this.params, 414976, 65536], [this.act[43], 0, 65536]]); // 50: %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[29], 0, 262144], [this.act[43], 0, 65536], [this.act[16], 0, 1048576]]); // 51: %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9af091d3d6", [[this.act[35], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 52: fused %191..%191 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_256x1024_1024x64", [[this.act[47], 0, 1048576], [this.act[29], 0, 262144], [this.grads, 414976, 65536]]); // 53: %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_9185567ec1", [[this.act[34], 0, 1048576], [this.act[16], 0, 1048576], [this.act[47], 0, 1048576], [this.step, 0, 16]]); // 54: fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
-    group("sum_a01_16x64x256", [[this.act[47], 0, 1048576], [this.act[48], 0, 1024]]); // 55: %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x256", [[this.params, 348416, 65536], [this.act[43], 0, 65536]]); // 56: %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[47], 0, 1048576], [this.act[43], 0, 65536], [this.act[29], 0, 262144]]); // 57: %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[33], 0, 262144], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 58: fused %201..%201 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x256", [[this.act[44], 0, 262144], [this.act[47], 0, 1048576], [this.grads, 348416, 65536]]); // 59: %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5819fbebfa", [[this.params, 348160, 199424], [this.act[32], 0, 262144], [this.act[29], 0, 262144], [this.act[44], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 60: fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[33], 0, 262144], [this.act[49], 0, 256]]); // 61: %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_0353280b0d", [[this.act[30], 0, 262144], [this.act[31], 0, 4096], [this.act[39], 0, 262144], [this.act[44], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 62: fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[33], 0, 262144], [this.act[50], 0, 256]]); // 63: %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 331520, 16384], [this.act[51], 0, 16384]]); // 64: %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[33], 0, 262144], [this.act[51], 0, 16384], [this.act[44], 0, 262144]]); // 65: %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[28], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 66: fused %228..%228 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[39], 0, 262144], [this.act[33], 0, 262144], [this.grads, 331520, 16384]]); // 67: %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_e1eb1ff107", [[this.act[26], 0, 262144], [this.act[44], 0, 262144], [this.act[39], 0, 262144], [this.act[51], 0, 16384], [this.step, 0, 16]]); // 68: fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
-    group("attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", [[this.act[11], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[27], 0, 16384], [this.act[39], 0, 262144], [this.act[51], 0, 16384], [this.act[44], 0, 262144], [this.step, 0, 16]]); // 69: %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
-    group("attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", [[this.act[11], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[27], 0, 16384], [this.act[39], 0, 262144], [this.act[51], 0, 16384], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 70: %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
-    group("attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16", [[this.act[11], 0, 262144], [this.act[24], 0, 262144], [this.act[27], 0, 16384], [this.act[39], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 71: %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
-    group("fused_2ops_a42ab60fb4", [[this.act[25], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 72: fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
-    group("sum_a01_16x64x64", [[this.act[39], 0, 262144], [this.act[52], 0, 256]]); // 73: %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 314880, 16384], [this.act[27], 0, 16384]]); // 74: %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[39], 0, 262144], [this.act[27], 0, 16384], [this.act[25], 0, 262144]]); // 75: %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[22], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 76: fused %245..%245 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[24], 0, 262144], [this.act[39], 0, 262144], [this.grads, 314880, 16384]]); // 77: %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_a42ab60fb4", [[this.act[26], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 78: fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
-    group("sum_a01_16x64x64", [[this.act[39], 0, 262144], [this.act[53], 0, 256]]); // 79: %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 298240, 16384], [this.act[27], 0, 16384]]); // 80: %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[39], 0, 262144], [this.act[27], 0, 16384], [this.act[26], 0, 262144]]); // 81: %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[22], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 82: fused %255..%255 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[24], 0, 262144], [this.act[39], 0, 262144], [this.grads, 298240, 16384]]); // 83: %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_9ddd684941", [[this.act[44], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[39], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 84: fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
-    group("sum_a01_16x64x64", [[this.act[24], 0, 262144], [this.act[54], 0, 256]]); // 85: %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 281600, 16384], [this.act[27], 0, 16384]]); // 86: %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[24], 0, 262144], [this.act[27], 0, 16384], [this.act[26], 0, 262144]]); // 87: %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[23], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 88: fused %266..%266 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[25], 0, 262144], [this.act[24], 0, 262144], [this.grads, 281600, 16384]]); // 89: %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_58715b6c06", [[this.params, 281344, 266240], [this.act[21], 0, 262144], [this.act[39], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 90: fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
-    group("sum_a01_16x64x64", [[this.act[25], 0, 262144], [this.act[55], 0, 256]]); // 91: %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_16ops_6721c5c849", [[this.act[19], 0, 262144], [this.act[20], 0, 4096], [this.act[33], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 92: fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
-    group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.act[56], 0, 256]]); // 93: %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_256x64", [[this.params, 215552, 65536], [this.act[43], 0, 65536]]); // 94: %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[26], 0, 262144], [this.act[43], 0, 65536], [this.act[47], 0, 1048576]]); // 95: %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9af091d3d6", [[this.act[18], 0, 1048576], [this.act[16], 0, 1048576], [this.step, 0, 16]]); // 96: fused %295..%295 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_256x1024_1024x64", [[this.act[16], 0, 1048576], [this.act[26], 0, 262144], [this.grads, 215552, 65536]]); // 97: %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_9185567ec1", [[this.act[17], 0, 1048576], [this.act[47], 0, 1048576], [this.act[16], 0, 1048576], [this.step, 0, 16]]); // 98: fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
-    group("sum_a01_16x64x256", [[this.act[16], 0, 1048576], [this.act[57], 0, 1024]]); // 99: %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x256", [[this.params, 148992, 65536], [this.act[43], 0, 65536]]); // 100: %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[16], 0, 1048576], [this.act[43], 0, 65536], [this.act[26], 0, 262144]]); // 101: %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[15], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 102: fused %305..%305 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x256", [[this.act[24], 0, 262144], [this.act[16], 0, 1048576], [this.grads, 148992, 65536]]); // 103: %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5819fbebfa", [[this.params, 148736, 398848], [this.act[14], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 104: fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[15], 0, 262144], [this.act[58], 0, 256]]); // 105: %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_0353280b0d", [[this.act[12], 0, 262144], [this.act[13], 0, 4096], [this.act[25], 0, 262144], [this.act[24], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 106: fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[15], 0, 262144], [this.act[59], 0, 256]]); // 107: %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 132096, 16384], [this.act[27], 0, 16384]]); // 108: %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[15], 0, 262144], [this.act[27], 0, 16384], [this.act[24], 0, 262144]]); // 109: %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[10], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 110: fused %332..%332 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[25], 0, 262144], [this.act[15], 0, 262144], [this.grads, 132096, 16384]]); // 111: %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_e1eb1ff107", [[this.act[8], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 262144], [this.act[27], 0, 16384], [this.step, 0, 16]]); // 112: fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
-    group("attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.act[9], 0, 16384], [this.act[25], 0, 262144], [this.act[27], 0, 16384], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 113: %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
-    group("attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.act[9], 0, 16384], [this.act[25], 0, 262144], [this.act[27], 0, 16384], [this.act[8], 0, 262144], [this.step, 0, 16]]); // 114: %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
-    group("attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16", [[this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[9], 0, 16384], [this.act[25], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 115: %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
-    group("fused_2ops_a42ab60fb4", [[this.act[7], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 116: fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
-    group("sum_a01_16x64x64", [[this.act[25], 0, 262144], [this.act[60], 0, 256]]); // 117: %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 115456, 16384], [this.act[9], 0, 16384]]); // 118: %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[25], 0, 262144], [this.act[9], 0, 16384], [this.act[7], 0, 262144]]); // 119: %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[3], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 120: fused %349..%349 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[6], 0, 262144], [this.act[25], 0, 262144], [this.grads, 115456, 16384]]); // 121: %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_a42ab60fb4", [[this.act[8], 0, 262144], [this.act[25], 0, 262144], [this.step, 0, 16]]); // 122: fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
-    group("sum_a01_16x64x64", [[this.act[25], 0, 262144], [this.act[61], 0, 256]]); // 123: %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 98816, 16384], [this.act[9], 0, 16384]]); // 124: %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[25], 0, 262144], [this.act[9], 0, 16384], [this.act[8], 0, 262144]]); // 125: %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[3], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 126: fused %359..%359 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[6], 0, 262144], [this.act[25], 0, 262144], [this.grads, 98816, 16384]]); // 127: %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_9ddd684941", [[this.act[24], 0, 262144], [this.act[7], 0, 262144], [this.act[8], 0, 262144], [this.act[25], 0, 262144], [this.act[6], 0, 262144], [this.step, 0, 16]]); // 128: fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
-    group("sum_a01_16x64x64", [[this.act[6], 0, 262144], [this.act[62], 0, 256]]); // 129: %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 82176, 16384], [this.act[9], 0, 16384]]); // 130: %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[6], 0, 262144], [this.act[9], 0, 16384], [this.act[8], 0, 262144]]); // 131: %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[4], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 132: fused %370..%370 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    group("matmul_64x1024_1024x64", [[this.act[7], 0, 262144], [this.act[6], 0, 262144], [this.grads, 82176, 16384]]); // 133: %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_58715b6c06", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[25], 0, 262144], [this.act[8], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 134: fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
-    group("sum_a01_16x64x64", [[this.act[7], 0, 262144], [this.act[63], 0, 256]]); // 135: %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_0353280b0d", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[15], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 136: fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
-    group("sum_a0_16x64x64", [[this.act[7], 0, 262144], [this.act[9], 0, 16384]]); // 137: %393 add0.grad.sum0 vector_transformer.mt:85
-    group("scatter_add_16x64x64_16x64i_to_256x64", [[this.act[7], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 138: %395 gather0.grad.scatter_add0 vector_transformer.mt:85
-    group("affine_s1_b0_64x64", [[this.act[9], 0, 16384], [this.grads, 65536, 16384]]); // 139: %396 wpe.grad.affine0 vector_transformer.mt:80
-    group("affine_s1_b0_64", [[this.act[63], 0, 256], [this.grads, 81920, 256]]); // 140: %397 blocks.0.norm1.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_64", [[this.act[62], 0, 256], [this.grads, 98560, 256]]); // 141: %398 blocks.0.attn.q.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[61], 0, 256], [this.grads, 115200, 256]]); // 142: %399 blocks.0.attn.k.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[60], 0, 256], [this.grads, 131840, 256]]); // 143: %400 blocks.0.attn.v.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[59], 0, 256], [this.grads, 148480, 256]]); // 144: %401 blocks.0.attn.o.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[58], 0, 256], [this.grads, 148736, 256]]); // 145: %402 blocks.0.norm2.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_256", [[this.act[57], 0, 1024], [this.grads, 214528, 1024]]); // 146: %403 blocks.0.up.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[56], 0, 256], [this.grads, 281088, 256]]); // 147: %404 blocks.0.down.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[55], 0, 256], [this.grads, 281344, 256]]); // 148: %405 blocks.1.norm1.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_64", [[this.act[54], 0, 256], [this.grads, 297984, 256]]); // 149: %406 blocks.1.attn.q.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[53], 0, 256], [this.grads, 314624, 256]]); // 150: %407 blocks.1.attn.k.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[52], 0, 256], [this.grads, 331264, 256]]); // 151: %408 blocks.1.attn.v.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[50], 0, 256], [this.grads, 347904, 256]]); // 152: %409 blocks.1.attn.o.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[49], 0, 256], [this.grads, 348160, 256]]); // 153: %410 blocks.1.norm2.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_256", [[this.act[48], 0, 1024], [this.grads, 413952, 1024]]); // 154: %411 blocks.1.up.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[46], 0, 256], [this.grads, 480512, 256]]); // 155: %412 blocks.1.down.b.grad.affine0 vector_transformer.mt:45
-    group("affine_s1_b0_64", [[this.act[45], 0, 256], [this.grads, 480768, 256]]); // 156: %413 norm_f.g.grad.affine0 vector_transformer.mt:37
-    group("affine_s1_b0_256", [[this.act[42], 0, 1024], [this.grads, 546560, 1024]]); // 157: %414 head.b.grad.affine0 vector_transformer.mt:45
-    group("gradnorm_partial_136896", [[this.grads, 0, ARENA], [this.partials, 0, 136]]); // 158: gradient norm, partial sums
-    group("gradnorm_total_34", [[this.partials, 0, 136], [this.norm, 0, 16]]); // 159: gradient norm
-    group("adamw_136896", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 160: AdamW update
-    this.outputs = { loss: [this.act[41], 0, 4], logits: [this.act[40], 0, 1048576], observations: { ["final"]: [[this.act[36], 0, 262144]] } };
+    group("fused_3ops_ac65062f5e", [[this.params, 98560, 449024], [this.act[3], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 2: fused %47..%50 blocks.0.attn.q.add0 .. blocks.0.attn.k.reshape0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[7], 0, 262144], [this.params, 98816, 16384], [this.act[5], 0, 262144]]); // 3: %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
+    group("fused_3ops_ac65062f5e", [[this.params, 115200, 432384], [this.act[3], 0, 262144], [this.act[5], 0, 262144], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.step, 0, 16]]); // 4: fused %53..%56 blocks.0.attn.k.add0 .. blocks.0.attn.v.reshape0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[9], 0, 262144], [this.params, 115456, 16384], [this.act[5], 0, 262144]]); // 5: %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
+    group("attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[10], 0, 16384], [this.step, 0, 16]]); // 6: %62 blocks.0.attn.attention_lse0 vector_transformer.mt:61
+    group("fused_2ops_f60d389043", [[this.params, 131840, 415744], [this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16]]); // 7: fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
+    group("attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 8: %63 blocks.0.attn.attention0 vector_transformer.mt:62
+    group("fused_3ops_a42ab60fb4", [[this.act[5], 0, 262144], [this.act[11], 0, 262144], [this.step, 0, 16]]); // 9: fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
+    group("matmul_1024x64_64x64", [[this.act[11], 0, 262144], [this.params, 132096, 16384], [this.act[12], 0, 262144]]); // 10: %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
+    group("fused_10ops_08e87eeb0d", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 11: fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[16], 0, 262144], [this.params, 148992, 65536], [this.act[17], 0, 1048576]]); // 12: %79 blocks.0.up.matmul0 vector_transformer.mt:47
+    group("fused_3ops_cb47b79800", [[this.params, 214528, 333056], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.act[19], 0, 1048576], [this.step, 0, 16]]); // 13: fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[19], 0, 1048576], [this.params, 215552, 65536], [this.act[12], 0, 262144]]); // 14: %84 blocks.0.down.matmul0 vector_transformer.mt:47
+    group("fused_11ops_2de11efbde", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 15: fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[24], 0, 262144], [this.params, 281600, 16384], [this.act[12], 0, 262144]]); // 16: %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
+    group("fused_3ops_ac65062f5e", [[this.params, 297984, 249600], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 17: fused %99..%102 blocks.1.attn.q.add0 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.params, 298240, 16384], [this.act[12], 0, 262144]]); // 18: %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
+    group("fused_3ops_ac65062f5e", [[this.params, 314624, 232960], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 19: fused %105..%108 blocks.1.attn.k.add0 .. blocks.1.attn.v.reshape0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[28], 0, 262144], [this.params, 314880, 16384], [this.act[12], 0, 262144]]); // 20: %109 blocks.1.attn.v.matmul0 vector_transformer.mt:47
+    group("attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[29], 0, 16384], [this.step, 0, 16]]); // 21: %114 blocks.1.attn.attention_lse0 vector_transformer.mt:61
+    group("fused_2ops_f60d389043", [[this.params, 331264, 216320], [this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 22: fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
+    group("attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 23: %115 blocks.1.attn.attention0 vector_transformer.mt:62
+    group("fused_3ops_a42ab60fb4", [[this.act[12], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 24: fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
+    group("matmul_1024x64_64x64", [[this.act[30], 0, 262144], [this.params, 331520, 16384], [this.act[31], 0, 262144]]); // 25: %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
+    group("fused_10ops_08e87eeb0d", [[this.params, 347904, 199680], [this.act[20], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 26: fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[35], 0, 262144], [this.params, 348416, 65536], [this.act[17], 0, 1048576]]); // 27: %131 blocks.1.up.matmul0 vector_transformer.mt:47
+    group("fused_3ops_cb47b79800", [[this.params, 413952, 133632], [this.act[17], 0, 1048576], [this.act[36], 0, 1048576], [this.act[37], 0, 1048576], [this.step, 0, 16]]); // 28: fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[37], 0, 1048576], [this.params, 414976, 65536], [this.act[31], 0, 262144]]); // 29: %136 blocks.1.down.matmul0 vector_transformer.mt:47
+    group("fused_11ops_b3462cd80d", [[this.params, 480512, 67072], [this.act[32], 0, 262144], [this.act[31], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 30: fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[41], 0, 262144], [this.params, 481024, 65536], [this.act[17], 0, 1048576]]); // 31: %149 head.matmul0 vector_transformer.mt:47
+    group("fused_1ops_60af686166", [[this.params, 546560, 1024], [this.act[17], 0, 1048576], [this.act[42], 0, 1048576], [this.step, 0, 16]]); // 32: fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
+    group("cross_entropy_16x64x256_16x64i", [[this.act[42], 0, 1048576], [this.targets, 0, 4096], [this.act[43], 0, 4]]); // 33: %152 loss.cross_entropy0 vector_transformer.mt:84
+    group("fused_5ops_b214c8e2bd", [[this.targets, 0, 4096], [this.act[42], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 34: fused %154..%158 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
+    group("sum_a01_16x64x256", [[this.act[17], 0, 1048576], [this.grads, 546560, 1024]]); // 35: %159 head.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x256", [[this.params, 481024, 65536], [this.act[44], 0, 65536]]); // 36: %162 head.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[17], 0, 1048576], [this.act[44], 0, 65536], [this.act[31], 0, 262144]]); // 37: %163 head.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x256_s256_1_sum_none", [[this.act[41], 0, 262144], [this.act[17], 0, 1048576], [this.grads, 481024, 65536]]); // 38: %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_5819fbebfa", [[this.params, 480768, 66816], [this.act[40], 0, 262144], [this.act[31], 0, 262144], [this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 39: fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[45], 0, 262144], [this.grads, 480768, 256]]); // 40: %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_ae89a28e6f", [[this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 41: fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("sum_a01_16x64x64", [[this.act[31], 0, 262144], [this.grads, 480512, 256]]); // 42: %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_256x64", [[this.params, 414976, 65536], [this.act[44], 0, 65536]]); // 43: %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[31], 0, 262144], [this.act[44], 0, 65536], [this.act[17], 0, 1048576]]); // 44: %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_256x1024_s1_256_1024x64_s64_1_sum_none", [[this.act[37], 0, 1048576], [this.act[31], 0, 262144], [this.grads, 414976, 65536]]); // 45: %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_9185567ec1", [[this.act[36], 0, 1048576], [this.act[17], 0, 1048576], [this.act[37], 0, 1048576], [this.step, 0, 16]]); // 46: fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
+    group("sum_a01_16x64x256", [[this.act[37], 0, 1048576], [this.grads, 413952, 1024]]); // 47: %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x256", [[this.params, 348416, 65536], [this.act[44], 0, 65536]]); // 48: %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[37], 0, 1048576], [this.act[44], 0, 65536], [this.act[31], 0, 262144]]); // 49: %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x256_s256_1_sum_none", [[this.act[35], 0, 262144], [this.act[37], 0, 1048576], [this.grads, 348416, 65536]]); // 50: %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_5819fbebfa", [[this.params, 348160, 199424], [this.act[34], 0, 262144], [this.act[31], 0, 262144], [this.act[35], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 51: fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[41], 0, 262144], [this.grads, 348160, 256]]); // 52: %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_0353280b0d", [[this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[45], 0, 262144], [this.act[35], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 53: fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[41], 0, 262144], [this.grads, 347904, 256]]); // 54: %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 331520, 16384], [this.act[46], 0, 16384]]); // 55: %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[41], 0, 262144], [this.act[46], 0, 16384], [this.act[35], 0, 262144]]); // 56: %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[30], 0, 262144], [this.act[41], 0, 262144], [this.grads, 331520, 16384]]); // 57: %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_79e3d81772", [[this.act[12], 0, 262144], [this.act[35], 0, 262144], [this.act[46], 0, 16384], [this.step, 0, 16]]); // 58: fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
+    group("attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[35], 0, 262144], [this.act[46], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 59: %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
+    group("attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[35], 0, 262144], [this.act[46], 0, 16384], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 60: %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
+    group("attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[29], 0, 16384], [this.act[35], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 61: %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
+    group("fused_2ops_a42ab60fb4", [[this.act[23], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 62: fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    group("sum_a01_16x64x64", [[this.act[35], 0, 262144], [this.grads, 331264, 256]]); // 63: %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 314880, 16384], [this.act[29], 0, 16384]]); // 64: %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[35], 0, 262144], [this.act[29], 0, 16384], [this.act[23], 0, 262144]]); // 65: %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[28], 0, 262144], [this.act[35], 0, 262144], [this.grads, 314880, 16384]]); // 66: %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_a42ab60fb4", [[this.act[30], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 67: fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    group("sum_a01_16x64x64", [[this.act[35], 0, 262144], [this.grads, 314624, 256]]); // 68: %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 298240, 16384], [this.act[29], 0, 16384]]); // 69: %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[35], 0, 262144], [this.act[29], 0, 16384], [this.act[30], 0, 262144]]); // 70: %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[26], 0, 262144], [this.act[35], 0, 262144], [this.grads, 298240, 16384]]); // 71: %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_9ddd684941", [[this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.act[30], 0, 262144], [this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 72: fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 297984, 256]]); // 73: %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 281600, 16384], [this.act[29], 0, 16384]]); // 74: %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[30], 0, 262144]]); // 75: %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.grads, 281600, 16384]]); // 76: %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_58715b6c06", [[this.params, 281344, 266240], [this.act[22], 0, 262144], [this.act[35], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 77: fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    group("sum_a01_16x64x64", [[this.act[24], 0, 262144], [this.grads, 281344, 256]]); // 78: %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_16ops_6721c5c849", [[this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[41], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 79: fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("sum_a01_16x64x64", [[this.act[30], 0, 262144], [this.grads, 281088, 256]]); // 80: %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_256x64", [[this.params, 215552, 65536], [this.act[44], 0, 65536]]); // 81: %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[30], 0, 262144], [this.act[44], 0, 65536], [this.act[37], 0, 1048576]]); // 82: %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_256x1024_s1_256_1024x64_s64_1_sum_none", [[this.act[19], 0, 1048576], [this.act[30], 0, 262144], [this.grads, 215552, 65536]]); // 83: %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_9185567ec1", [[this.act[18], 0, 1048576], [this.act[37], 0, 1048576], [this.act[19], 0, 1048576], [this.step, 0, 16]]); // 84: fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
+    group("sum_a01_16x64x256", [[this.act[19], 0, 1048576], [this.grads, 214528, 1024]]); // 85: %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x256", [[this.params, 148992, 65536], [this.act[44], 0, 65536]]); // 86: %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[19], 0, 1048576], [this.act[44], 0, 65536], [this.act[30], 0, 262144]]); // 87: %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x256_s256_1_sum_none", [[this.act[16], 0, 262144], [this.act[19], 0, 1048576], [this.grads, 148992, 65536]]); // 88: %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_5819fbebfa", [[this.params, 148736, 398848], [this.act[15], 0, 262144], [this.act[30], 0, 262144], [this.act[16], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 89: fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 148736, 256]]); // 90: %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_0353280b0d", [[this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[24], 0, 262144], [this.act[16], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 91: fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 148480, 256]]); // 92: %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 132096, 16384], [this.act[29], 0, 16384]]); // 93: %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[16], 0, 262144]]); // 94: %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[11], 0, 262144], [this.act[26], 0, 262144], [this.grads, 132096, 16384]]); // 95: %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_79e3d81772", [[this.act[5], 0, 262144], [this.act[16], 0, 262144], [this.act[29], 0, 16384], [this.step, 0, 16]]); // 96: fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
+    group("attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[16], 0, 262144], [this.act[29], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 97: %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
+    group("attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[16], 0, 262144], [this.act[29], 0, 16384], [this.act[11], 0, 262144], [this.step, 0, 16]]); // 98: %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
+    group("attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[10], 0, 16384], [this.act[16], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16]]); // 99: %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
+    group("fused_2ops_a42ab60fb4", [[this.act[3], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 100: fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.grads, 131840, 256]]); // 101: %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 115456, 16384], [this.act[10], 0, 16384]]); // 102: %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[16], 0, 262144], [this.act[10], 0, 16384], [this.act[3], 0, 262144]]); // 103: %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[9], 0, 262144], [this.act[16], 0, 262144], [this.grads, 115456, 16384]]); // 104: %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_a42ab60fb4", [[this.act[11], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 105: fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.grads, 115200, 256]]); // 106: %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 98816, 16384], [this.act[10], 0, 16384]]); // 107: %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[16], 0, 262144], [this.act[10], 0, 16384], [this.act[11], 0, 262144]]); // 108: %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[7], 0, 262144], [this.act[16], 0, 262144], [this.grads, 98816, 16384]]); // 109: %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_9ddd684941", [[this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.act[11], 0, 262144], [this.act[16], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 110: fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    group("sum_a01_16x64x64", [[this.act[7], 0, 262144], [this.grads, 98560, 256]]); // 111: %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 82176, 16384], [this.act[10], 0, 16384]]); // 112: %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[7], 0, 262144], [this.act[10], 0, 16384], [this.act[11], 0, 262144]]); // 113: %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[4], 0, 262144], [this.act[7], 0, 262144], [this.grads, 82176, 16384]]); // 114: %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_58715b6c06", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[16], 0, 262144], [this.act[11], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 115: fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    group("sum_a01_16x64x64", [[this.act[4], 0, 262144], [this.grads, 81920, 256]]); // 116: %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_0353280b0d", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[26], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 117: fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
+    group("sum_a0_16x64x64", [[this.act[4], 0, 262144], [this.grads, 65536, 16384]]); // 118: %393 add0.grad.sum0 vector_transformer.mt:85
+    group("scatter_add_16x64x64_16x64i_to_256x64", [[this.act[4], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 119: %395 gather0.grad.scatter_add0 vector_transformer.mt:85
+    group("gradnorm_partial_136896", [[this.grads, 0, ARENA], [this.partials, 0, 136]]); // 120: gradient norm, partial sums
+    group("gradnorm_total_34", [[this.partials, 0, 136], [this.norm, 0, 16]]); // 121: gradient norm
+    group("adamw_136896", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 122: AdamW update
+    this.outputs = { loss: [this.act[43], 0, 4], logits: [this.act[42], 0, 1048576], observations: { ["final"]: [[this.act[38], 0, 262144]] } };
   }
 
   run(pass: GPUComputePassEncoder, kernel: string, group: number, x: number, y: number, z: number) {
@@ -441,172 +381,134 @@ export class Program {
   forward(pass: GPUComputePassEncoder) {
     this.run(pass, "fused_10ops_60ffa0d4fe", 0, 16, 1, 1); // fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
     this.run(pass, "matmul_1024x64_64x64", 1, 4, 1, 1); // %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_f60d389043", 2, 16, 1, 1); // fused %47..%48 blocks.0.attn.q.add0 .. blocks.0.attn.reshape0 vector_transformer.mt:47-58
-    this.run(pass, "permute_0213_16x64x4x16", 3, 256, 1, 1); // %49 blocks.0.attn.permute0 vector_transformer.mt:58
-    this.run(pass, "matmul_1024x64_64x64", 4, 4, 1, 1); // %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_f60d389043", 5, 16, 1, 1); // fused %53..%54 blocks.0.attn.k.add0 .. blocks.0.attn.reshape1 vector_transformer.mt:47-59
-    this.run(pass, "permute_0213_16x64x4x16", 6, 256, 1, 1); // %55 blocks.0.attn.permute1 vector_transformer.mt:59
-    this.run(pass, "matmul_1024x64_64x64", 7, 4, 1, 1); // %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_f60d389043", 8, 16, 1, 1); // fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
-    this.run(pass, "permute_0213_16x64x4x16", 9, 256, 1, 1); // %61 blocks.0.attn.permute2 vector_transformer.mt:60
-    this.run(pass, "attention_lse_s0p25_16x4x64x16_16x4x64x16", 10, 64, 1, 1); // %62 blocks.0.attn.attention_lse0 vector_transformer.mt:61
-    this.run(pass, "attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1", 11, 64, 1, 1); // %63 blocks.0.attn.attention0 vector_transformer.mt:62
-    this.run(pass, "fused_3ops_a42ab60fb4", 12, 16, 1, 1); // fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
-    this.run(pass, "matmul_1024x64_64x64", 13, 4, 1, 1); // %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_10ops_08e87eeb0d", 14, 16, 1, 1); // fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 15, 16, 1, 1); // %79 blocks.0.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_cb47b79800", 16, 16, 1, 1); // fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 17, 4, 1, 1); // %84 blocks.0.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_2de11efbde", 18, 16, 1, 1); // fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 19, 4, 1, 1); // %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_f60d389043", 20, 16, 1, 1); // fused %99..%100 blocks.1.attn.q.add0 .. blocks.1.attn.reshape0 vector_transformer.mt:47-58
-    this.run(pass, "permute_0213_16x64x4x16", 21, 256, 1, 1); // %101 blocks.1.attn.permute0 vector_transformer.mt:58
-    this.run(pass, "matmul_1024x64_64x64", 22, 4, 1, 1); // %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_f60d389043", 23, 16, 1, 1); // fused %105..%106 blocks.1.attn.k.add0 .. blocks.1.attn.reshape1 vector_transformer.mt:47-59
-    this.run(pass, "permute_0213_16x64x4x16", 24, 256, 1, 1); // %107 blocks.1.attn.permute1 vector_transformer.mt:59
-    this.run(pass, "matmul_1024x64_64x64", 25, 4, 1, 1); // %109 blocks.1.attn.v.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_f60d389043", 26, 16, 1, 1); // fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
-    this.run(pass, "permute_0213_16x64x4x16", 27, 256, 1, 1); // %113 blocks.1.attn.permute2 vector_transformer.mt:60
-    this.run(pass, "attention_lse_s0p25_16x4x64x16_16x4x64x16", 28, 64, 1, 1); // %114 blocks.1.attn.attention_lse0 vector_transformer.mt:61
-    this.run(pass, "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1", 29, 64, 1, 1); // %115 blocks.1.attn.attention0 vector_transformer.mt:62
-    this.run(pass, "fused_3ops_a42ab60fb4", 30, 16, 1, 1); // fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
-    this.run(pass, "matmul_1024x64_64x64", 31, 4, 1, 1); // %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_10ops_08e87eeb0d", 32, 16, 1, 1); // fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 33, 16, 1, 1); // %131 blocks.1.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_cb47b79800", 34, 16, 1, 1); // fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 35, 4, 1, 1); // %136 blocks.1.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_b3462cd80d", 36, 16, 1, 1); // fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 37, 16, 1, 1); // %149 head.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_60af686166", 38, 16, 1, 1); // fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
-    this.run(pass, "cross_entropy_16x64x256_16x64i", 39, 1, 1, 1); // %152 loss.cross_entropy0 vector_transformer.mt:84
+    this.run(pass, "fused_3ops_ac65062f5e", 2, 16, 1, 1); // fused %47..%50 blocks.0.attn.q.add0 .. blocks.0.attn.k.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 3, 4, 1, 1); // %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_ac65062f5e", 4, 16, 1, 1); // fused %53..%56 blocks.0.attn.k.add0 .. blocks.0.attn.v.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 5, 4, 1, 1); // %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
+    this.run(pass, "attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", 6, 64, 1, 1); // %62 blocks.0.attn.attention_lse0 vector_transformer.mt:61
+    this.run(pass, "fused_2ops_f60d389043", 7, 16, 1, 1); // fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
+    this.run(pass, "attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", 8, 64, 1, 1); // %63 blocks.0.attn.attention0 vector_transformer.mt:62
+    this.run(pass, "fused_3ops_a42ab60fb4", 9, 16, 1, 1); // fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
+    this.run(pass, "matmul_1024x64_64x64", 10, 4, 1, 1); // %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_08e87eeb0d", 11, 16, 1, 1); // fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 12, 16, 1, 1); // %79 blocks.0.up.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_cb47b79800", 13, 16, 1, 1); // fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 14, 4, 1, 1); // %84 blocks.0.down.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_2de11efbde", 15, 16, 1, 1); // fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 16, 4, 1, 1); // %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_ac65062f5e", 17, 16, 1, 1); // fused %99..%102 blocks.1.attn.q.add0 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 18, 4, 1, 1); // %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_ac65062f5e", 19, 16, 1, 1); // fused %105..%108 blocks.1.attn.k.add0 .. blocks.1.attn.v.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 20, 4, 1, 1); // %109 blocks.1.attn.v.matmul0 vector_transformer.mt:47
+    this.run(pass, "attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", 21, 64, 1, 1); // %114 blocks.1.attn.attention_lse0 vector_transformer.mt:61
+    this.run(pass, "fused_2ops_f60d389043", 22, 16, 1, 1); // fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
+    this.run(pass, "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", 23, 64, 1, 1); // %115 blocks.1.attn.attention0 vector_transformer.mt:62
+    this.run(pass, "fused_3ops_a42ab60fb4", 24, 16, 1, 1); // fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
+    this.run(pass, "matmul_1024x64_64x64", 25, 4, 1, 1); // %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_08e87eeb0d", 26, 16, 1, 1); // fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 27, 16, 1, 1); // %131 blocks.1.up.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_cb47b79800", 28, 16, 1, 1); // fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 29, 4, 1, 1); // %136 blocks.1.down.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_b3462cd80d", 30, 16, 1, 1); // fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 31, 16, 1, 1); // %149 head.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_60af686166", 32, 16, 1, 1); // fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
+    this.run(pass, "cross_entropy_16x64x256_16x64i", 33, 1, 1, 1); // %152 loss.cross_entropy0 vector_transformer.mt:84
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_5ops_b214c8e2bd", 40, 16, 1, 1); // fused %154..%158 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
-    this.run(pass, "sum_a01_16x64x256", 41, 4, 1, 1); // %159 head.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x256", 42, 64, 1, 1); // %162 head.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 43, 4, 1, 1); // %163 head.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 44, 16, 1, 1); // fused %164..%164 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x256", 45, 4, 1, 1); // %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5819fbebfa", 46, 16, 1, 1); // fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 47, 1, 1, 1); // %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_ae89a28e6f", 48, 16, 1, 1); // fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
-    this.run(pass, "sum_a01_16x64x64", 49, 1, 1, 1); // %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_256x64", 50, 64, 1, 1); // %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 51, 16, 1, 1); // %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9af091d3d6", 52, 16, 1, 1); // fused %191..%191 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_256x1024_1024x64", 53, 4, 1, 1); // %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_9185567ec1", 54, 16, 1, 1); // fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x256", 55, 4, 1, 1); // %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x256", 56, 64, 1, 1); // %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 57, 4, 1, 1); // %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 58, 16, 1, 1); // fused %201..%201 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x256", 59, 4, 1, 1); // %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5819fbebfa", 60, 16, 1, 1); // fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 61, 1, 1, 1); // %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_0353280b0d", 62, 16, 1, 1); // fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 63, 1, 1, 1); // %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 64, 16, 1, 1); // %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 65, 4, 1, 1); // %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 66, 16, 1, 1); // fused %228..%228 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 67, 1, 1, 1); // %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_e1eb1ff107", 68, 16, 1, 1); // fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
-    this.run(pass, "attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", 69, 64, 1, 1); // %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
-    this.run(pass, "attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", 70, 64, 1, 1); // %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
-    this.run(pass, "attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16", 71, 64, 1, 1); // %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
-    this.run(pass, "fused_2ops_a42ab60fb4", 72, 16, 1, 1); // fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
-    this.run(pass, "sum_a01_16x64x64", 73, 1, 1, 1); // %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 74, 16, 1, 1); // %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 75, 4, 1, 1); // %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 76, 16, 1, 1); // fused %245..%245 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 77, 1, 1, 1); // %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_a42ab60fb4", 78, 16, 1, 1); // fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
-    this.run(pass, "sum_a01_16x64x64", 79, 1, 1, 1); // %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 80, 16, 1, 1); // %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 81, 4, 1, 1); // %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 82, 16, 1, 1); // fused %255..%255 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 83, 1, 1, 1); // %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_9ddd684941", 84, 16, 1, 1); // fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
-    this.run(pass, "sum_a01_16x64x64", 85, 1, 1, 1); // %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 86, 16, 1, 1); // %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 87, 4, 1, 1); // %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 88, 16, 1, 1); // fused %266..%266 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 89, 1, 1, 1); // %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_58715b6c06", 90, 16, 1, 1); // fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
-    this.run(pass, "sum_a01_16x64x64", 91, 1, 1, 1); // %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_16ops_6721c5c849", 92, 16, 1, 1); // fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
-    this.run(pass, "sum_a01_16x64x64", 93, 1, 1, 1); // %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_256x64", 94, 64, 1, 1); // %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 95, 16, 1, 1); // %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9af091d3d6", 96, 16, 1, 1); // fused %295..%295 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_256x1024_1024x64", 97, 4, 1, 1); // %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_9185567ec1", 98, 16, 1, 1); // fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x256", 99, 4, 1, 1); // %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x256", 100, 64, 1, 1); // %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 101, 4, 1, 1); // %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 102, 16, 1, 1); // fused %305..%305 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x256", 103, 4, 1, 1); // %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5819fbebfa", 104, 16, 1, 1); // fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 105, 1, 1, 1); // %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_0353280b0d", 106, 16, 1, 1); // fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 107, 1, 1, 1); // %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 108, 16, 1, 1); // %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 109, 4, 1, 1); // %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 110, 16, 1, 1); // fused %332..%332 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.o.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 111, 1, 1, 1); // %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_e1eb1ff107", 112, 16, 1, 1); // fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
-    this.run(pass, "attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", 113, 64, 1, 1); // %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
-    this.run(pass, "attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1", 114, 64, 1, 1); // %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
-    this.run(pass, "attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16", 115, 64, 1, 1); // %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
-    this.run(pass, "fused_2ops_a42ab60fb4", 116, 16, 1, 1); // fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
-    this.run(pass, "sum_a01_16x64x64", 117, 1, 1, 1); // %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 118, 16, 1, 1); // %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 119, 4, 1, 1); // %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 120, 16, 1, 1); // fused %349..%349 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.v.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 121, 1, 1, 1); // %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_a42ab60fb4", 122, 16, 1, 1); // fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
-    this.run(pass, "sum_a01_16x64x64", 123, 1, 1, 1); // %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 124, 16, 1, 1); // %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 125, 4, 1, 1); // %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 126, 16, 1, 1); // fused %359..%359 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.k.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 127, 1, 1, 1); // %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_9ddd684941", 128, 16, 1, 1); // fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
-    this.run(pass, "sum_a01_16x64x64", 129, 1, 1, 1); // %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 130, 16, 1, 1); // %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 131, 4, 1, 1); // %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 132, 16, 1, 1); // fused %370..%370 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.q.matmul0.grad.permute1 vector_transformer.mt:47
-    this.run(pass, "matmul_64x1024_1024x64", 133, 1, 1, 1); // %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_58715b6c06", 134, 16, 1, 1); // fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
-    this.run(pass, "sum_a01_16x64x64", 135, 1, 1, 1); // %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_0353280b0d", 136, 16, 1, 1); // fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a0_16x64x64", 137, 64, 1, 1); // %393 add0.grad.sum0 vector_transformer.mt:85
-    this.run(pass, "scatter_add_16x64x64_16x64i_to_256x64", 138, 4, 1, 1); // %395 gather0.grad.scatter_add0 vector_transformer.mt:85
-    this.run(pass, "affine_s1_b0_64x64", 139, 16, 1, 1); // %396 wpe.grad.affine0 vector_transformer.mt:80
-    this.run(pass, "affine_s1_b0_64", 140, 1, 1, 1); // %397 blocks.0.norm1.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_64", 141, 1, 1, 1); // %398 blocks.0.attn.q.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 142, 1, 1, 1); // %399 blocks.0.attn.k.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 143, 1, 1, 1); // %400 blocks.0.attn.v.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 144, 1, 1, 1); // %401 blocks.0.attn.o.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 145, 1, 1, 1); // %402 blocks.0.norm2.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_256", 146, 1, 1, 1); // %403 blocks.0.up.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 147, 1, 1, 1); // %404 blocks.0.down.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 148, 1, 1, 1); // %405 blocks.1.norm1.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_64", 149, 1, 1, 1); // %406 blocks.1.attn.q.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 150, 1, 1, 1); // %407 blocks.1.attn.k.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 151, 1, 1, 1); // %408 blocks.1.attn.v.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 152, 1, 1, 1); // %409 blocks.1.attn.o.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 153, 1, 1, 1); // %410 blocks.1.norm2.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_256", 154, 1, 1, 1); // %411 blocks.1.up.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 155, 1, 1, 1); // %412 blocks.1.down.b.grad.affine0 vector_transformer.mt:45
-    this.run(pass, "affine_s1_b0_64", 156, 1, 1, 1); // %413 norm_f.g.grad.affine0 vector_transformer.mt:37
-    this.run(pass, "affine_s1_b0_256", 157, 1, 1, 1); // %414 head.b.grad.affine0 vector_transformer.mt:45
+    this.run(pass, "fused_5ops_b214c8e2bd", 34, 16, 1, 1); // fused %154..%158 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
+    this.run(pass, "sum_a01_16x64x256", 35, 4, 1, 1); // %159 head.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x256", 36, 64, 1, 1); // %162 head.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 37, 4, 1, 1); // %163 head.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x256_s256_1_sum_none", 38, 256, 1, 1); // %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_5819fbebfa", 39, 16, 1, 1); // fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 40, 1, 1, 1); // %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_ae89a28e6f", 41, 16, 1, 1); // fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "sum_a01_16x64x64", 42, 1, 1, 1); // %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_256x64", 43, 64, 1, 1); // %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 44, 16, 1, 1); // %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_256x1024_s1_256_1024x64_s64_1_sum_none", 45, 256, 1, 1); // %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_9185567ec1", 46, 16, 1, 1); // fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
+    this.run(pass, "sum_a01_16x64x256", 47, 4, 1, 1); // %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x256", 48, 64, 1, 1); // %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 49, 4, 1, 1); // %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x256_s256_1_sum_none", 50, 256, 1, 1); // %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_5819fbebfa", 51, 16, 1, 1); // fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 52, 1, 1, 1); // %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_0353280b0d", 53, 16, 1, 1); // fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 54, 1, 1, 1); // %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 55, 16, 1, 1); // %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 56, 4, 1, 1); // %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 57, 64, 1, 1); // %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_79e3d81772", 58, 16, 1, 1); // fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
+    this.run(pass, "attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 59, 64, 1, 1); // %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
+    this.run(pass, "attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 60, 64, 1, 1); // %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
+    this.run(pass, "attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 61, 64, 1, 1); // %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
+    this.run(pass, "fused_2ops_a42ab60fb4", 62, 16, 1, 1); // fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    this.run(pass, "sum_a01_16x64x64", 63, 1, 1, 1); // %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 64, 16, 1, 1); // %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 65, 4, 1, 1); // %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 66, 64, 1, 1); // %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_a42ab60fb4", 67, 16, 1, 1); // fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    this.run(pass, "sum_a01_16x64x64", 68, 1, 1, 1); // %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 69, 16, 1, 1); // %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 70, 4, 1, 1); // %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 71, 64, 1, 1); // %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_9ddd684941", 72, 16, 1, 1); // fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "sum_a01_16x64x64", 73, 1, 1, 1); // %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 74, 16, 1, 1); // %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 75, 4, 1, 1); // %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 76, 64, 1, 1); // %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_58715b6c06", 77, 16, 1, 1); // fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    this.run(pass, "sum_a01_16x64x64", 78, 1, 1, 1); // %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_16ops_6721c5c849", 79, 16, 1, 1); // fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "sum_a01_16x64x64", 80, 1, 1, 1); // %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_256x64", 81, 64, 1, 1); // %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 82, 16, 1, 1); // %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_256x1024_s1_256_1024x64_s64_1_sum_none", 83, 256, 1, 1); // %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_9185567ec1", 84, 16, 1, 1); // fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
+    this.run(pass, "sum_a01_16x64x256", 85, 4, 1, 1); // %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x256", 86, 64, 1, 1); // %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 87, 4, 1, 1); // %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x256_s256_1_sum_none", 88, 256, 1, 1); // %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_5819fbebfa", 89, 16, 1, 1); // fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 90, 1, 1, 1); // %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_0353280b0d", 91, 16, 1, 1); // fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 92, 1, 1, 1); // %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 93, 16, 1, 1); // %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 94, 4, 1, 1); // %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 95, 64, 1, 1); // %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_79e3d81772", 96, 16, 1, 1); // fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
+    this.run(pass, "attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 97, 64, 1, 1); // %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
+    this.run(pass, "attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 98, 64, 1, 1); // %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
+    this.run(pass, "attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 99, 64, 1, 1); // %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
+    this.run(pass, "fused_2ops_a42ab60fb4", 100, 16, 1, 1); // fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    this.run(pass, "sum_a01_16x64x64", 101, 1, 1, 1); // %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 102, 16, 1, 1); // %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 103, 4, 1, 1); // %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 104, 64, 1, 1); // %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_a42ab60fb4", 105, 16, 1, 1); // fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    this.run(pass, "sum_a01_16x64x64", 106, 1, 1, 1); // %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 107, 16, 1, 1); // %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 108, 4, 1, 1); // %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 109, 64, 1, 1); // %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_9ddd684941", 110, 16, 1, 1); // fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "sum_a01_16x64x64", 111, 1, 1, 1); // %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 112, 16, 1, 1); // %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 113, 4, 1, 1); // %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 114, 64, 1, 1); // %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_58715b6c06", 115, 16, 1, 1); // fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    this.run(pass, "sum_a01_16x64x64", 116, 1, 1, 1); // %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_0353280b0d", 117, 16, 1, 1); // fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "sum_a0_16x64x64", 118, 64, 1, 1); // %393 add0.grad.sum0 vector_transformer.mt:85
+    this.run(pass, "scatter_add_16x64x64_16x64i_to_256x64", 119, 4, 1, 1); // %395 gather0.grad.scatter_add0 vector_transformer.mt:85
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_136896", 158, 34, 1, 1); // sum of squared gradients, 4096 per workgroup, 34 partial sums
-    this.run(pass, "gradnorm_total_34", 159, 1, 1, 1); // global gradient L2 norm from 34 partial sums
-    this.run(pass, "adamw_136896", 160, 535, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 136896 floats
+    this.run(pass, "gradnorm_partial_136896", 120, 34, 1, 1); // sum of squared gradients, 4096 per workgroup, 34 partial sums
+    this.run(pass, "gradnorm_total_34", 121, 1, 1, 1); // global gradient L2 norm from 34 partial sums
+    this.run(pass, "adamw_136896", 122, 535, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 136896 floats
   }
 }

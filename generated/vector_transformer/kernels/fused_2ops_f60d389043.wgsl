@@ -2,7 +2,7 @@
 // mtc kernel fused_2ops_f60d389043
 // a fused region of 2 ops, one thread per token block (1024 blocks); it fuses (with their .mt lines):
 //   binary fn=add [16, 64, 64] line 47
-//   reshape [16, 64, 4, 16] line 58
+//   reshape [16, 64, 4, 16] line 60
 // dispatch: 16 workgroups of 64 threads
 
 @group(0) @binding(0) var<storage, read> params: array<f32>; // the parameter arena, from the first parameter read here
