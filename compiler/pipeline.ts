@@ -26,6 +26,7 @@ import { storeActivationsF16 } from './precision.ts';
 import { printGraph } from './printer.ts';
 import { loadProgram, type Unit } from './program.ts';
 import { optimizerKernels } from './wgsl/optimizer.ts';
+import { makeDirs } from './files.ts';
 
 export const MTC_VERSION = '0.1.0';
 export const PASSES = ['load', 'config', 'lower', 'attention', 'autodiff', 'fuse', 'plan', 'emit'] as const;
@@ -154,7 +155,7 @@ function describePlan(g: Graph, plan: Plan): string {
 
 /** Writes the compiled files to a folder, removing files there that are no longer produced. */
 export function writeCompiled(c: Compiled, outDir: string): void {
-  fs.mkdirSync(path.join(outDir, 'kernels'), { recursive: true });
+  makeDirs(path.join(outDir, 'kernels'));
   for (const f of fs.readdirSync(path.join(outDir, 'kernels'))) {
     if (!c.files.has(`kernels/${f}`)) fs.rmSync(path.join(outDir, 'kernels', f));
   }

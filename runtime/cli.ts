@@ -234,6 +234,11 @@ const checked = (parse: (v: string) => unknown) => (v: string): string => {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildCli();
+  // no command at all is a usage error, like any other: the help on stderr, exit 2
+  if (argv.length === 0) {
+    process.stderr.write(program.helpInformation());
+    return 2;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import cliProgress from 'cli-progress';
+import { makeDirs } from '../compiler/files.ts';
 
 export type Extra = Record<string, unknown>;
 
@@ -31,7 +32,7 @@ export class RunLog {
   ) {
     this.mark = { step: startStep, time: this.t0 };
     if (runDir !== undefined) {
-      fs.mkdirSync(runDir, { recursive: true });
+      makeDirs(runDir);
       this.fd = fs.openSync(path.join(runDir, 'metrics.jsonl'), 'a');
     }
     if (process.stderr.isTTY) {

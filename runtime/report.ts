@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { MtcError } from '../compiler/diagnostics.ts';
 import { meanCI, type CI } from './stats.ts';
 import { lineChart, type RefLine, type Series } from './svg.ts';
+import { makeDirs } from '../compiler/files.ts';
 
 // ---------------------------------------------------------------------------------------
 // Reading runs
@@ -787,7 +788,7 @@ export function writeReport(folders: readonly string[], outDir: string): { markd
   const built = buildReport(runs, display, link);
   let markdown = built.markdown;
   if (skipped.length > 0) markdown += `\n## Skipped folders\n\n${skipped.map((s) => `- ${cell(s)}`).join('\n')}\n`;
-  fs.mkdirSync(absOut, { recursive: true });
+  makeDirs(absOut);
   const files: string[] = [];
   for (const f of built.figures) {
     const p = path.join(outDir, f.name);

@@ -11,6 +11,7 @@ import { checkpointPaths, pruneCheckpoints, readSafetensors, writeSafetensors } 
 import { MtcError } from '../compiler/diagnostics.ts';
 import { numel, type InitTerm, type ParamInfo } from '../compiler/ir.ts';
 import type { Batch } from './data.ts';
+import { makeDirs } from '../compiler/files.ts';
 
 type Binding = [GPUBuffer, number, number];
 interface ProgramInstance {
@@ -268,7 +269,7 @@ export class Session {
   /** Saves weights and AdamW moments after `step` steps into <runDir>/checkpoints. */
   async saveCheckpoint(runDir: string, step: number, seed: number): Promise<string> {
     const paths = checkpointPaths(runDir, step);
-    fs.mkdirSync(path.dirname(paths.model), { recursive: true });
+    makeDirs(path.dirname(paths.model));
     const meta = { format: 'mtc', model: this.mod.model.name, hypers: JSON.stringify(this.mod.model.hypers), step: String(step), seed: String(seed) };
     const table = (arena: Float32Array, prefix: string) => ({
       names: this.mod.params.map((p) => prefix + p.path),

@@ -13,6 +13,7 @@ import { MtcError } from '../compiler/diagnostics.ts';
 import { listCheckpoints } from './checkpoint.ts';
 import type { EvalResult } from './eval.ts';
 import { meanCI } from './stats.ts';
+import { makeDirs } from '../compiler/files.ts';
 
 export interface SweepOptions {
   models: string[];
@@ -137,7 +138,7 @@ export async function sweep(o: SweepOptions): Promise<{ failed: Job[]; summary: 
         continue;
       }
       process.stderr.write(`mtc sweep: ${label}: ${state === 'new' ? 'training' : state === 'resume' ? 'resuming' : 'evaluating'} in ${job.dir}\n`);
-      fs.mkdirSync(job.dir, { recursive: true });
+      makeDirs(job.dir);
       const adapter = o.adapters.length ? o.adapters[slot % o.adapters.length] : undefined;
       for (const args of commandsFor(job, state, o)) {
         const code = await runChild(args, adapter, quiet ? path.join(job.dir, 'sweep.log') : undefined);
@@ -187,7 +188,7 @@ export function summarise(out: string, models: string[]): string {
     const pm = (m: { mean: number; lo: number; hi: number }, d = 3) => `${m.mean.toFixed(d)} ± ${((m.hi - m.lo) / 2).toFixed(d)}`;
     lines.push(`${stem} (${evals.length} seed${evals.length === 1 ? '' : 's'}): bpb ${pm(entry.bpb)}  erank per iteration ${entry.erank?.map((m) => pm(m, 2)).join('  ') ?? '-'}`);
   }
-  fs.mkdirSync(out, { recursive: true });
+  makeDirs(out);
   fs.writeFileSync(path.join(out, 'summary.json'), JSON.stringify(result, null, 2) + '\n');
   return lines.join('\n');
 }

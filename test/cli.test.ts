@@ -19,6 +19,9 @@ test('help and usage errors', () => {
   assert.equal(trainHelp.status, 0);
   for (const opt of ['--preset', '--set', '--data', '--val', '--steps', '--seed', '--out']) assert.ok(trainHelp.stdout.includes(opt), opt);
   assert.equal(mtc(['frobnicate']).status, 2);
+  const bare = mtc([]);
+  assert.equal(bare.status, 2, 'no command is a usage error');
+  assert.match(bare.stderr, /Usage: mtc/);
   assert.equal(mtc(['run', 'train', 'models/matrix_thinker.mt', '--steps', 'many']).status, 2);
 });
 
