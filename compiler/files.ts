@@ -15,14 +15,22 @@ export function makeDirs(dir: string): void {
     if (up === at) break;
     at = up;
   }
-  if (fs.existsSync(at) && !fs.statSync(at).isDirectory()) throw new MtcError(`cannot create the folder '${dir}': '${at}' is a file`);
+  if (fs.existsSync(at) && !isDir(at)) throw new MtcError(`cannot create the folder '${dir}': '${at}' is a file`);
   for (const d of missing) {
     try {
       fs.mkdirSync(d);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST' && fs.statSync(d).isDirectory()) continue;
+      if (code === 'EEXIST' && isDir(d)) continue;
       throw new MtcError(`cannot create the folder '${dir}' (${code ?? (e as Error).message} at '${d}')`);
     }
+  }
+}
+
+function isDir(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
   }
 }

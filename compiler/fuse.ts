@@ -301,6 +301,8 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
   // the permutes they read in place are never computed
   // (a permute other nodes read too is computed for them, and written only if they need it)
   for (const n of nodes) if (live[n.id] && !kept.has(n.id) && attentionReads(g, consumers, n.id) && consumers[n.id].every((c) => nodes[c].op.kind === 'attention')) absorbed.add(n.id);
+  // the memory attention views read: written out by the region that computes it
+  const viewSources = new Set([...attentionViews.values()].flatMap((m) => [...m.values()].map((v) => v.node)));
   const readInPlace = (c: number, m: number): boolean => [...(attentionViews.get(c)?.entries() ?? [])].some(([k]) => nodes[c].inputs[k] === m);
 
   const groups: Group[] = [];
@@ -312,7 +314,7 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     if (!open) return;
     const r = open;
     const members = new Set(r.members);
-    r.outputs = r.members.filter((m) => kept.has(m) || consumers[m].some((c) => !members.has(c) && !readInPlace(c, m)));
+    r.outputs = r.members.filter((m) => kept.has(m) || viewSources.has(m) || consumers[m].some((c) => !members.has(c) && !readInPlace(c, m)));
     const leaves = new Set<number>();
     for (const m of r.members) for (const i of nodes[m].inputs) if (!members.has(i)) leaves.add(i);
     r.leaves = [...leaves].sort((a, b) => a - b);
@@ -425,7 +427,8 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
  * an operand that is a transpose read only by the product becomes a view of its input. So do
  * products that sum over at least `tokens` terms with a transposed operand (a weight gradient
  * written as one matrix product, dW = G Xᵀ over all tokens), keyed by the product: the
- * transpose is never written.
+ * transpose is never written (2-D products whose inner dimension is at least `tokens` and 16
+ * times the longer side: the contraction kernel splits the inner dimension over its threads).
  */
 export function findContractions(g: Graph, consumers: number[][], kept: Set<number>, live: readonly boolean[], tokens = 0): Map<number, Contraction> {
   const out = new Map<number, Contraction>();
@@ -456,7 +459,10 @@ export function findContractions(g: Graph, consumers: number[][], kept: Set<numb
   for (const p of g.nodes) {
     if (p.op.kind !== 'matmul' || !live[p.id] || taken.has(p.id) || tokens === 0) continue;
     const [ai, bi] = p.inputs;
-    if (g.nodes[ai].shape[g.nodes[ai].shape.length - 1] < tokens || !(transposed(ai) || transposed(bi))) continue;
+    const [as, bs] = [g.nodes[ai].shape, g.nodes[bi].shape];
+    // a weight gradient's shape: no batch axes, a long inner dimension over all the tokens
+    const k = as[as.length - 1];
+    if (as.length !== 2 || bs.length !== 2 || k < tokens || k < 16 * Math.max(as[0], bs[1]) || !(transposed(ai) || transposed(bi))) continue;
     if (p.inputs.some((i) => g.nodes[i].dtype === 'i32')) continue;
     const absorbed: number[] = [];
     const a = view(ai, absorbed);

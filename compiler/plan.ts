@@ -176,7 +176,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
       const slot = slotFor(n);
       slots.set(n.id, slot);
       written.push(n.id);
-      const k = emitContraction(g, nodes[gr.shape ?? gr.node], nodes[gr.product], gr.summed, gr.a, gr.b, gr.addend);
+      const k = emitContraction(g, nodes[gr.shape ?? gr.node], nodes[gr.product], gr.summed, gr.a, gr.b, gr.addend, n.dtype);
       addKernel(k);
       const ins = [gr.a.node, gr.b.node, ...(gr.addend === undefined ? [] : [gr.addend])].map((i) => slots.get(i) as Slot);
       listFor(n).push({ kernel: k.name, node: n.id, bindings: [...ins, slot], usesStep: false, workgroups: k.workgroups });
@@ -188,7 +188,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
       if (!views.has(n.id)) written.push(n.id);
       let k: Kernel | null;
       try {
-        k = gr.views ? emitAttention(n, g, gr.views) : gr.sum ? emitSum(nodes[gr.sum.sum], g, undefined, gr.sum.addend) : emitKernel(g, n);
+        k = gr.views ? emitAttention(n, g, gr.views) : gr.sum ? emitSum(nodes[gr.sum.sum], g, undefined, gr.sum.addend, n.dtype) : emitKernel(g, n);
       } catch (e) {
         // Sizes past 32-bit indexing are the user's (a mistyped ctx or d), not a compiler bug.
         if (e instanceof Error && /too large for u32 indexing/.test(e.message)) throw new MtcError(e.message.replace(/^internal: /, ''), n.loc);

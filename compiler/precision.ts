@@ -6,7 +6,8 @@
 //   - the backward pass, gradients of activations included (f16's range, 6e-5 … 65504,
 //     would flush small gradients to zero without loss scaling);
 //   - what the host reads: the loss, the logits, the observed token matrices;
-//   - constants and host inputs.
+//   - constants and host inputs, and attention's row log-sum-exp (an error δ in it scales a
+//     whole row of probabilities by exp(δ)).
 // A reshape is a view of its input's buffer, so a reshape and its root share one dtype: a
 // root stays f32 when any view of it must.
 import type { Graph } from './ir.ts';
@@ -23,6 +24,7 @@ export function storeActivationsF16(g: Graph): number {
   for (const n of g.nodes) {
     if (n.id >= start || n.dtype !== 'f32' || n.op.kind === 'reshape') continue;
     if (['param', 'input', 'fill', 'eye'].includes(n.op.kind) || kept.has(n.id)) continue;
+    if (n.op.kind === 'attention' && n.op.part === 'lse') continue; // a statistic every P_ij = exp(s - lse) is scaled by
     n.dtype = 'f16';
     marked++;
   }

@@ -276,7 +276,7 @@ export function checkStudy(o: StudyCheck): void {
 }
 
 export async function evaluateCheckpoint(o: EvalOptions): Promise<EvalResult> {
-  const compiled = compile(o.file, { preset: o.preset, sets: o.sets, batch: o.batch });
+  const compiled = compile(o.file, { preset: o.preset, sets: o.sets, batch: o.batch, f16: false }); // held-out numbers in f32, whatever the training stored
   const { ctx, batch } = compiled.train;
   const allowed = o.vary ? [o.vary.name] : [];
   if (o.vary) checkVaryName(o.file, compiled.hypers, o.vary.name);
@@ -288,7 +288,7 @@ export async function evaluateCheckpoint(o: EvalOptions): Promise<EvalResult> {
   // Every varied program is compiled and checked before the device does any work.
   const programs = (o.vary?.values ?? []).map((value) => {
     if (value === compiled.hypers[o.vary!.name]) return { value, c: compiled };
-    const c = compile(o.file, { preset: o.preset, sets: { ...o.sets, [o.vary!.name]: String(value) }, batch: o.batch });
+    const c = compile(o.file, { preset: o.preset, sets: { ...o.sets, [o.vary!.name]: String(value) }, batch: o.batch, f16: false });
     checkSameShapes(o.file, compiled.graph, c.graph, `${o.vary!.name}=${value}`);
     return { value, c };
   });

@@ -110,3 +110,12 @@ test('a whole model: the rewritten graph gives the loss and gradients of the pri
   close(b[fused.outputs.loss], a[plain.outputs.loss], 'loss');
   plain.grads!.forEach((gid, p) => close(b[fused.grads![p]], a[gid], `gradient of ${plain.params[p].path}`, 1e-8));
 });
+
+test('one head: the memory an attention view reads is written even when its permute is fused into a region', () => {
+  const sets = { d: '6', heads: '1', n_blocks: '2', T: '2', probes: '5', vocab: '19', ctx: '7', pos_rows: '9', batch: '3' };
+  for (const maxStorageBuffers of [8, 16]) {
+    const c = compile(path.join(modelsDir, 'matrix_thinker.mt'), { sets, maxStorageBuffers });
+    for (const d of [...c.plan.forward, ...c.plan.backward]) assert.ok(d.bindings.every(Boolean), `${d.kernel}: a binding has no buffer`);
+    assert.ok(c.graph.nodes.some((n) => n.op.kind === 'attention'));
+  }
+});

@@ -64,6 +64,14 @@ test('f16: kernels declare array<f16> and convert every access; activation buffe
   }
 });
 
+test('f16: kernels that read or write f16 are named apart from their f32 twins (fused, unfused, the full preset)', () => {
+  for (const opts of [{ sets, fuse: false }, { sets }, { preset: 'full', sets: { batch: '1', ctx: '16' } }]) {
+    const c = compile(model, { ...opts, f16: true }); // a name used for two codes throws in the planner
+    const lse = c.graph.nodes.filter((n) => n.op.kind === 'attention' && n.op.part === 'lse');
+    assert.ok(lse.every((n) => n.dtype === 'f32'), 'the row log-sum-exp stays f32');
+  }
+});
+
 async function losses(f16: boolean, steps: number): Promise<number[]> {
   const c = compile(model, { sets, f16 });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-f16-'));

@@ -97,7 +97,7 @@ export function emitAttention(node: Node, graph: Graph, views?: ReadonlyMap<numb
     load.push(
       `for (var x = lid; x < ${u32Lit(TJ * width)}; x += ${u32Lit(WG)}) {`,
       `  let c = t0 + x / ${u32Lit(width)};`,
-      `  ${name}[x] = select(0.0, ${src}[${row('c')} + x % ${u32Lit(width)}], c < ${u32Lit(L)});`,
+      `  ${name}[x] = select(0.0, ${src}[${row(`min(c, ${u32Lit(L - 1)})`)} + x % ${u32Lit(width)}], c < ${u32Lit(L)});`,
       '}',
     );
   const ownVec = (name: string, width: number, src: string, row: (r: string) => string) => own.push(...vecDecl(name, width, (i) => `${src}[${row('rr')} + ${i}]`));

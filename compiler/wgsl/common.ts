@@ -198,10 +198,13 @@ export function f16Storage(code: string, names: string[]): string {
 }
 
 export function assemble(k: KernelSpec): Kernel {
+  // with f16 storage one op on the same shapes can read or write either dtype: the name says which
+  const halves = [...k.ins, k.out].filter((b) => b.dtype === 'f16').map((b) => b.name);
+  const name = halves.length ? `${k.name}_${[...k.ins, k.out].map((b) => ({ f32: 'f', f16: 'h', i32: 'i' })[b.dtype]).join('')}` : k.name;
   const usesStep = k.usesStep ?? false;
   const [x, y] = k.grid.workgroups;
   const header = [
-    `// mtc kernel ${k.name}`,
+    `// mtc kernel ${name}`,
     `// ${k.summary}`,
     ...(k.notes ?? []).map((n) => `// ${n}`),
     `// dispatch: ${x}${y > 1 ? ` x ${y}` : ''} workgroup${x * y > 1 ? 's' : ''} of ${k.workgroupSize} threads`,
@@ -218,8 +221,7 @@ export function assemble(k: KernelSpec): Kernel {
   const used = sections.join('\n') + main;
   for (const [call, def] of Object.entries(INF_HELPERS)) if (used.includes(call)) sections.push(def);
   sections.push(main);
-  const halves = [...k.ins, k.out].filter((b) => b.dtype === 'f16').map((b) => b.name);
-  return { name: k.name, code: f16Storage(sections.join('\n\n') + '\n', halves), usesStep, workgroups: k.grid.workgroups, summary: k.summary };
+  return { name, code: f16Storage(sections.join('\n\n') + '\n', halves), usesStep, workgroups: k.grid.workgroups, summary: k.summary };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 // it the per-token products are written out whole ([16, 64, 256, 32] for the head) and summed
 // by another kernel. A workgroup owns a TM x TN block of one kept batch element; its threads
 // split the summed terms (every WG-th one) and add their blocks in a tree in workgroup memory.
-import { numel, strides, type Graph, type Node } from '../ir.ts';
+import { numel, strides, type DType, type Graph, type Node } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
 import { assemble, grid, kernelName, offsetLines, shapeName, simplifyView, tileTreeLines, u32Lit, type Binding } from './common.ts';
 
@@ -32,7 +32,7 @@ function batchStrides(v: OperandView, batch: readonly number[]): number[] {
  * The kernel of `sum(matmul(a, b), summed)` (summed: batch axes of the product, possibly none),
  * `out` the node computed (the sum, or the product itself).
  */
-export function emitContraction(g: Graph, out: Node, product: Node, summed: readonly number[], a: OperandView, b: OperandView, addend?: number): Kernel {
+export function emitContraction(g: Graph, out: Node, product: Node, summed: readonly number[], a: OperandView, b: OperandView, addend?: number, outDtype: DType = out.dtype): Kernel {
   const batch = product.shape.slice(0, -2);
   const [m, n] = product.shape.slice(-2);
   const k = a.shape[a.shape.length - 1];
@@ -115,7 +115,7 @@ export function emitContraction(g: Graph, out: Node, product: Node, summed: read
       `a workgroup per ${tm} x ${tn} block; its ${WG} threads take every ${WG}th term, then a tree in workgroup memory adds them`,
     ],
     ins,
-    out: { name: 'out', dtype: out.dtype, shape: out.shape },
+    out: { name: 'out', dtype: outDtype, shape: out.shape },
     decls: [`var<workgroup> partial: array<f32, ${cells * WG}>; // [cell][thread]`],
     workgroupSize: WG,
     grid: gr,

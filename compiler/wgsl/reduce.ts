@@ -2,7 +2,7 @@
 // cross-entropy. Mostly one output (row) per thread; a handful of outputs with many terms each
 // get a workgroup apiece that reduces a tree in workgroup memory. Softmax and cross-entropy use
 // the max-shifted ("online") sum of exponentials, so they never overflow.
-import { numel, strides, type Graph, type Node, type OpOf } from '../ir.ts';
+import { numel, strides, type DType, type Graph, type Node, type OpOf } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
 import { assemble, count, digits, f32Lit, grid, inShapes, kernelName, loadF32, nodeBindings, offsetLines, simplifyView, u32Lit, type Binding, type View } from './common.ts';
 
@@ -56,9 +56,10 @@ export type ReduceVariant = 'rows' | 'tree';
 export const chooseSumVariant = (outputs: number, terms: number): ReduceVariant => (outputs < 8 && terms >= 2048 ? 'tree' : 'rows');
 
 /** The sum kernel; `variant` overrides the choice (tests force each one). */
-export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant, addend?: number): Kernel {
+export function emitSum(node: Node, graph: Graph, variant?: ReduceVariant, addend?: number, outDtype?: DType): Kernel {
   const op = node.op as OpOf<'sum'>;
   const { ins, out } = nodeBindings(node, graph, ['a']);
+  if (outDtype) out.dtype = outDtype; // an epilogue writes the add's memory
   // an epilogue: out = the sum + c, c of the sum's elements (a gradient accumulated over uses)
   if (addend !== undefined) ins.push({ name: 'c', dtype: graph.nodes[addend].dtype, shape: graph.nodes[addend].shape });
   const plus = (at: string) => (addend === undefined ? '' : ` + c[${at}]`);

@@ -103,8 +103,6 @@ export const layout = {
     "attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1",
     "attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1",
     "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1",
-    "contract_256x1024_s1_256_1024x64_s64_1_sum_none",
-    "contract_64x1024_s1_64_1024x256_s256_1_sum_none",
     "contract_64x1024_s1_64_1024x64_s64_1_sum_none",
     "cross_entropy_16x64x256_16x64i",
     "fused_10ops_08e87eeb0d",
@@ -115,6 +113,8 @@ export const layout = {
     "fused_15ops_ae89a28e6f",
     "fused_16ops_6721c5c849",
     "fused_1ops_60af686166",
+    "fused_1ops_9af091d3d6",
+    "fused_1ops_9c03c2973b",
     "fused_2ops_5819fbebfa",
     "fused_2ops_9185567ec1",
     "fused_2ops_a42ab60fb4",
@@ -131,6 +131,8 @@ export const layout = {
     "matmul_1024x256_256x64",
     "matmul_1024x64_64x256",
     "matmul_1024x64_64x64",
+    "matmul_256x1024_1024x64",
+    "matmul_64x1024_1024x256",
     "permute_10_256x64",
     "permute_10_64x256",
     "permute_10_64x64",
@@ -142,7 +144,7 @@ export const layout = {
   "dispatches": {
     "setup": 0,
     "forward": 34,
-    "backward": 86,
+    "backward": 91,
     "optimizer": 3
   }
 };
@@ -231,7 +233,8 @@ export class Program {
       buf("act43", 4),
       buf("act44", 65536),
       buf("act45", 262144),
-      buf("act46", 16384),
+      buf("act46", 1048576),
+      buf("act47", 16384),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -279,91 +282,96 @@ export class Program {
     group("sum_a01_16x64x256", [[this.act[17], 0, 1048576], [this.grads, 546560, 1024]]); // 35: %159 head.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x256", [[this.params, 481024, 65536], [this.act[44], 0, 65536]]); // 36: %162 head.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[17], 0, 1048576], [this.act[44], 0, 65536], [this.act[31], 0, 262144]]); // 37: %163 head.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_64x1024_s1_64_1024x256_s256_1_sum_none", [[this.act[41], 0, 262144], [this.act[17], 0, 1048576], [this.grads, 481024, 65536]]); // 38: %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5819fbebfa", [[this.params, 480768, 66816], [this.act[40], 0, 262144], [this.act[31], 0, 262144], [this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 39: fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[45], 0, 262144], [this.grads, 480768, 256]]); // 40: %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_ae89a28e6f", [[this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 41: fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
-    group("sum_a01_16x64x64", [[this.act[31], 0, 262144], [this.grads, 480512, 256]]); // 42: %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_256x64", [[this.params, 414976, 65536], [this.act[44], 0, 65536]]); // 43: %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[31], 0, 262144], [this.act[44], 0, 65536], [this.act[17], 0, 1048576]]); // 44: %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_256x1024_s1_256_1024x64_s64_1_sum_none", [[this.act[37], 0, 1048576], [this.act[31], 0, 262144], [this.grads, 414976, 65536]]); // 45: %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_9185567ec1", [[this.act[36], 0, 1048576], [this.act[17], 0, 1048576], [this.act[37], 0, 1048576], [this.step, 0, 16]]); // 46: fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
-    group("sum_a01_16x64x256", [[this.act[37], 0, 1048576], [this.grads, 413952, 1024]]); // 47: %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x256", [[this.params, 348416, 65536], [this.act[44], 0, 65536]]); // 48: %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[37], 0, 1048576], [this.act[44], 0, 65536], [this.act[31], 0, 262144]]); // 49: %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_64x1024_s1_64_1024x256_s256_1_sum_none", [[this.act[35], 0, 262144], [this.act[37], 0, 1048576], [this.grads, 348416, 65536]]); // 50: %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5819fbebfa", [[this.params, 348160, 199424], [this.act[34], 0, 262144], [this.act[31], 0, 262144], [this.act[35], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 51: fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[41], 0, 262144], [this.grads, 348160, 256]]); // 52: %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_0353280b0d", [[this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[45], 0, 262144], [this.act[35], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 53: fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[41], 0, 262144], [this.grads, 347904, 256]]); // 54: %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 331520, 16384], [this.act[46], 0, 16384]]); // 55: %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[41], 0, 262144], [this.act[46], 0, 16384], [this.act[35], 0, 262144]]); // 56: %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[30], 0, 262144], [this.act[41], 0, 262144], [this.grads, 331520, 16384]]); // 57: %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_79e3d81772", [[this.act[12], 0, 262144], [this.act[35], 0, 262144], [this.act[46], 0, 16384], [this.step, 0, 16]]); // 58: fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
-    group("attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[35], 0, 262144], [this.act[46], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 59: %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
-    group("attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[35], 0, 262144], [this.act[46], 0, 16384], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 60: %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
-    group("attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[29], 0, 16384], [this.act[35], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 61: %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
-    group("fused_2ops_a42ab60fb4", [[this.act[23], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 62: fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
-    group("sum_a01_16x64x64", [[this.act[35], 0, 262144], [this.grads, 331264, 256]]); // 63: %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 314880, 16384], [this.act[29], 0, 16384]]); // 64: %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[35], 0, 262144], [this.act[29], 0, 16384], [this.act[23], 0, 262144]]); // 65: %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[28], 0, 262144], [this.act[35], 0, 262144], [this.grads, 314880, 16384]]); // 66: %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_a42ab60fb4", [[this.act[30], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 67: fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
-    group("sum_a01_16x64x64", [[this.act[35], 0, 262144], [this.grads, 314624, 256]]); // 68: %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 298240, 16384], [this.act[29], 0, 16384]]); // 69: %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[35], 0, 262144], [this.act[29], 0, 16384], [this.act[30], 0, 262144]]); // 70: %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[26], 0, 262144], [this.act[35], 0, 262144], [this.grads, 298240, 16384]]); // 71: %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_9ddd684941", [[this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.act[30], 0, 262144], [this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 72: fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
-    group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 297984, 256]]); // 73: %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 281600, 16384], [this.act[29], 0, 16384]]); // 74: %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[30], 0, 262144]]); // 75: %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.grads, 281600, 16384]]); // 76: %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_58715b6c06", [[this.params, 281344, 266240], [this.act[22], 0, 262144], [this.act[35], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 77: fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
-    group("sum_a01_16x64x64", [[this.act[24], 0, 262144], [this.grads, 281344, 256]]); // 78: %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_16ops_6721c5c849", [[this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[41], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 79: fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
-    group("sum_a01_16x64x64", [[this.act[30], 0, 262144], [this.grads, 281088, 256]]); // 80: %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_256x64", [[this.params, 215552, 65536], [this.act[44], 0, 65536]]); // 81: %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x256", [[this.act[30], 0, 262144], [this.act[44], 0, 65536], [this.act[37], 0, 1048576]]); // 82: %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_256x1024_s1_256_1024x64_s64_1_sum_none", [[this.act[19], 0, 1048576], [this.act[30], 0, 262144], [this.grads, 215552, 65536]]); // 83: %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_9185567ec1", [[this.act[18], 0, 1048576], [this.act[37], 0, 1048576], [this.act[19], 0, 1048576], [this.step, 0, 16]]); // 84: fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
-    group("sum_a01_16x64x256", [[this.act[19], 0, 1048576], [this.grads, 214528, 1024]]); // 85: %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x256", [[this.params, 148992, 65536], [this.act[44], 0, 65536]]); // 86: %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x256_256x64", [[this.act[19], 0, 1048576], [this.act[44], 0, 65536], [this.act[30], 0, 262144]]); // 87: %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_64x1024_s1_64_1024x256_s256_1_sum_none", [[this.act[16], 0, 262144], [this.act[19], 0, 1048576], [this.grads, 148992, 65536]]); // 88: %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5819fbebfa", [[this.params, 148736, 398848], [this.act[15], 0, 262144], [this.act[30], 0, 262144], [this.act[16], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 89: fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 148736, 256]]); // 90: %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_0353280b0d", [[this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[24], 0, 262144], [this.act[16], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 91: fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
-    group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 148480, 256]]); // 92: %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 132096, 16384], [this.act[29], 0, 16384]]); // 93: %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[16], 0, 262144]]); // 94: %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[11], 0, 262144], [this.act[26], 0, 262144], [this.grads, 132096, 16384]]); // 95: %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_79e3d81772", [[this.act[5], 0, 262144], [this.act[16], 0, 262144], [this.act[29], 0, 16384], [this.step, 0, 16]]); // 96: fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
-    group("attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[16], 0, 262144], [this.act[29], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 97: %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
-    group("attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[16], 0, 262144], [this.act[29], 0, 16384], [this.act[11], 0, 262144], [this.step, 0, 16]]); // 98: %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
-    group("attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[10], 0, 16384], [this.act[16], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16]]); // 99: %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
-    group("fused_2ops_a42ab60fb4", [[this.act[3], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 100: fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
-    group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.grads, 131840, 256]]); // 101: %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 115456, 16384], [this.act[10], 0, 16384]]); // 102: %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[16], 0, 262144], [this.act[10], 0, 16384], [this.act[3], 0, 262144]]); // 103: %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[9], 0, 262144], [this.act[16], 0, 262144], [this.grads, 115456, 16384]]); // 104: %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_a42ab60fb4", [[this.act[11], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 105: fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
-    group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.grads, 115200, 256]]); // 106: %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 98816, 16384], [this.act[10], 0, 16384]]); // 107: %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[16], 0, 262144], [this.act[10], 0, 16384], [this.act[11], 0, 262144]]); // 108: %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[7], 0, 262144], [this.act[16], 0, 262144], [this.grads, 98816, 16384]]); // 109: %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_9ddd684941", [[this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.act[11], 0, 262144], [this.act[16], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 110: fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
-    group("sum_a01_16x64x64", [[this.act[7], 0, 262144], [this.grads, 98560, 256]]); // 111: %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    group("permute_10_64x64", [[this.params, 82176, 16384], [this.act[10], 0, 16384]]); // 112: %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    group("matmul_1024x64_64x64", [[this.act[7], 0, 262144], [this.act[10], 0, 16384], [this.act[11], 0, 262144]]); // 113: %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[4], 0, 262144], [this.act[7], 0, 262144], [this.grads, 82176, 16384]]); // 114: %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_58715b6c06", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[16], 0, 262144], [this.act[11], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 115: fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
-    group("sum_a01_16x64x64", [[this.act[4], 0, 262144], [this.grads, 81920, 256]]); // 116: %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_0353280b0d", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[26], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 117: fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
-    group("sum_a0_16x64x64", [[this.act[4], 0, 262144], [this.grads, 65536, 16384]]); // 118: %393 add0.grad.sum0 vector_transformer.mt:85
-    group("scatter_add_16x64x64_16x64i_to_256x64", [[this.act[4], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 119: %395 gather0.grad.scatter_add0 vector_transformer.mt:85
-    group("gradnorm_partial_136896", [[this.grads, 0, ARENA], [this.partials, 0, 136]]); // 120: gradient norm, partial sums
-    group("gradnorm_total_34", [[this.partials, 0, 136], [this.norm, 0, 16]]); // 121: gradient norm
-    group("adamw_136896", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 122: AdamW update
+    group("fused_1ops_9c03c2973b", [[this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 38: fused %164..%164 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x256", [[this.act[45], 0, 262144], [this.act[17], 0, 1048576], [this.grads, 481024, 65536]]); // 39: %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_5819fbebfa", [[this.params, 480768, 66816], [this.act[40], 0, 262144], [this.act[31], 0, 262144], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 40: fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[41], 0, 262144], [this.grads, 480768, 256]]); // 41: %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_ae89a28e6f", [[this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 42: fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("sum_a01_16x64x64", [[this.act[31], 0, 262144], [this.grads, 480512, 256]]); // 43: %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_256x64", [[this.params, 414976, 65536], [this.act[44], 0, 65536]]); // 44: %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[31], 0, 262144], [this.act[44], 0, 65536], [this.act[17], 0, 1048576]]); // 45: %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9af091d3d6", [[this.act[37], 0, 1048576], [this.act[46], 0, 1048576], [this.step, 0, 16]]); // 46: fused %191..%191 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_256x1024_1024x64", [[this.act[46], 0, 1048576], [this.act[31], 0, 262144], [this.grads, 414976, 65536]]); // 47: %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_9185567ec1", [[this.act[36], 0, 1048576], [this.act[17], 0, 1048576], [this.act[46], 0, 1048576], [this.step, 0, 16]]); // 48: fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
+    group("sum_a01_16x64x256", [[this.act[46], 0, 1048576], [this.grads, 413952, 1024]]); // 49: %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x256", [[this.params, 348416, 65536], [this.act[44], 0, 65536]]); // 50: %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[46], 0, 1048576], [this.act[44], 0, 65536], [this.act[31], 0, 262144]]); // 51: %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[35], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 52: fused %201..%201 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x256", [[this.act[45], 0, 262144], [this.act[46], 0, 1048576], [this.grads, 348416, 65536]]); // 53: %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_5819fbebfa", [[this.params, 348160, 199424], [this.act[34], 0, 262144], [this.act[31], 0, 262144], [this.act[45], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 54: fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[35], 0, 262144], [this.grads, 348160, 256]]); // 55: %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_0353280b0d", [[this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 56: fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[35], 0, 262144], [this.grads, 347904, 256]]); // 57: %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 331520, 16384], [this.act[47], 0, 16384]]); // 58: %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[35], 0, 262144], [this.act[47], 0, 16384], [this.act[45], 0, 262144]]); // 59: %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[30], 0, 262144], [this.act[35], 0, 262144], [this.grads, 331520, 16384]]); // 60: %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_79e3d81772", [[this.act[12], 0, 262144], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.step, 0, 16]]); // 61: fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
+    group("attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 62: %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
+    group("attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 63: %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
+    group("attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 64: %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
+    group("fused_2ops_a42ab60fb4", [[this.act[23], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 65: fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    group("sum_a01_16x64x64", [[this.act[45], 0, 262144], [this.grads, 331264, 256]]); // 66: %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 314880, 16384], [this.act[29], 0, 16384]]); // 67: %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[45], 0, 262144], [this.act[29], 0, 16384], [this.act[23], 0, 262144]]); // 68: %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[28], 0, 262144], [this.act[45], 0, 262144], [this.grads, 314880, 16384]]); // 69: %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_a42ab60fb4", [[this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 70: fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    group("sum_a01_16x64x64", [[this.act[45], 0, 262144], [this.grads, 314624, 256]]); // 71: %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 298240, 16384], [this.act[29], 0, 16384]]); // 72: %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[45], 0, 262144], [this.act[29], 0, 16384], [this.act[30], 0, 262144]]); // 73: %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[26], 0, 262144], [this.act[45], 0, 262144], [this.grads, 298240, 16384]]); // 74: %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_9ddd684941", [[this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 75: fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 297984, 256]]); // 76: %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 281600, 16384], [this.act[29], 0, 16384]]); // 77: %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[30], 0, 262144]]); // 78: %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.grads, 281600, 16384]]); // 79: %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_58715b6c06", [[this.params, 281344, 266240], [this.act[22], 0, 262144], [this.act[45], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 80: fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    group("sum_a01_16x64x64", [[this.act[24], 0, 262144], [this.grads, 281344, 256]]); // 81: %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_16ops_6721c5c849", [[this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 82: fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("sum_a01_16x64x64", [[this.act[30], 0, 262144], [this.grads, 281088, 256]]); // 83: %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_256x64", [[this.params, 215552, 65536], [this.act[44], 0, 65536]]); // 84: %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x256", [[this.act[30], 0, 262144], [this.act[44], 0, 65536], [this.act[46], 0, 1048576]]); // 85: %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9af091d3d6", [[this.act[19], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 86: fused %295..%295 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_256x1024_1024x64", [[this.act[17], 0, 1048576], [this.act[30], 0, 262144], [this.grads, 215552, 65536]]); // 87: %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_9185567ec1", [[this.act[18], 0, 1048576], [this.act[46], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 88: fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
+    group("sum_a01_16x64x256", [[this.act[17], 0, 1048576], [this.grads, 214528, 1024]]); // 89: %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x256", [[this.params, 148992, 65536], [this.act[44], 0, 65536]]); // 90: %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x256_256x64", [[this.act[17], 0, 1048576], [this.act[44], 0, 65536], [this.act[30], 0, 262144]]); // 91: %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[16], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 92: fused %305..%305 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
+    group("matmul_64x1024_1024x256", [[this.act[26], 0, 262144], [this.act[17], 0, 1048576], [this.grads, 148992, 65536]]); // 93: %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_5819fbebfa", [[this.params, 148736, 398848], [this.act[15], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 94: fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.grads, 148736, 256]]); // 95: %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_0353280b0d", [[this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 96: fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
+    group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.grads, 148480, 256]]); // 97: %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 132096, 16384], [this.act[29], 0, 16384]]); // 98: %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[16], 0, 262144], [this.act[29], 0, 16384], [this.act[26], 0, 262144]]); // 99: %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[11], 0, 262144], [this.act[16], 0, 262144], [this.grads, 132096, 16384]]); // 100: %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_79e3d81772", [[this.act[5], 0, 262144], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.step, 0, 16]]); // 101: fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
+    group("attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 102: %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
+    group("attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[11], 0, 262144], [this.step, 0, 16]]); // 103: %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
+    group("attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16]]); // 104: %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
+    group("fused_2ops_a42ab60fb4", [[this.act[3], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 105: fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 131840, 256]]); // 106: %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 115456, 16384], [this.act[10], 0, 16384]]); // 107: %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[10], 0, 16384], [this.act[3], 0, 262144]]); // 108: %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[9], 0, 262144], [this.act[26], 0, 262144], [this.grads, 115456, 16384]]); // 109: %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_2ops_a42ab60fb4", [[this.act[11], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 110: fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 115200, 256]]); // 111: %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 98816, 16384], [this.act[10], 0, 16384]]); // 112: %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[10], 0, 16384], [this.act[11], 0, 262144]]); // 113: %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[7], 0, 262144], [this.act[26], 0, 262144], [this.grads, 98816, 16384]]); // 114: %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_9ddd684941", [[this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.act[11], 0, 262144], [this.act[26], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 115: fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    group("sum_a01_16x64x64", [[this.act[7], 0, 262144], [this.grads, 98560, 256]]); // 116: %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    group("permute_10_64x64", [[this.params, 82176, 16384], [this.act[10], 0, 16384]]); // 117: %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    group("matmul_1024x64_64x64", [[this.act[7], 0, 262144], [this.act[10], 0, 16384], [this.act[11], 0, 262144]]); // 118: %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[4], 0, 262144], [this.act[7], 0, 262144], [this.grads, 82176, 16384]]); // 119: %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    group("fused_3ops_58715b6c06", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[26], 0, 262144], [this.act[11], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 120: fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    group("sum_a01_16x64x64", [[this.act[4], 0, 262144], [this.grads, 81920, 256]]); // 121: %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    group("fused_15ops_0353280b0d", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[16], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 122: fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
+    group("sum_a0_16x64x64", [[this.act[4], 0, 262144], [this.grads, 65536, 16384]]); // 123: %393 add0.grad.sum0 vector_transformer.mt:85
+    group("scatter_add_16x64x64_16x64i_to_256x64", [[this.act[4], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 124: %395 gather0.grad.scatter_add0 vector_transformer.mt:85
+    group("gradnorm_partial_136896", [[this.grads, 0, ARENA], [this.partials, 0, 136]]); // 125: gradient norm, partial sums
+    group("gradnorm_total_34", [[this.partials, 0, 136], [this.norm, 0, 16]]); // 126: gradient norm
+    group("adamw_136896", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 127: AdamW update
     this.outputs = { loss: [this.act[43], 0, 4], logits: [this.act[42], 0, 1048576], observations: { ["final"]: [[this.act[38], 0, 262144]] } };
   }
 
@@ -421,94 +429,99 @@ export class Program {
     this.run(pass, "sum_a01_16x64x256", 35, 4, 1, 1); // %159 head.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 36, 64, 1, 1); // %162 head.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 37, 4, 1, 1); // %163 head.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_64x1024_s1_64_1024x256_s256_1_sum_none", 38, 256, 1, 1); // %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5819fbebfa", 39, 16, 1, 1); // fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 40, 1, 1, 1); // %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_ae89a28e6f", 41, 16, 1, 1); // fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
-    this.run(pass, "sum_a01_16x64x64", 42, 1, 1, 1); // %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_256x64", 43, 64, 1, 1); // %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 44, 16, 1, 1); // %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_256x1024_s1_256_1024x64_s64_1_sum_none", 45, 256, 1, 1); // %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_9185567ec1", 46, 16, 1, 1); // fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x256", 47, 4, 1, 1); // %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x256", 48, 64, 1, 1); // %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 49, 4, 1, 1); // %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_64x1024_s1_64_1024x256_s256_1_sum_none", 50, 256, 1, 1); // %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5819fbebfa", 51, 16, 1, 1); // fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 52, 1, 1, 1); // %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_0353280b0d", 53, 16, 1, 1); // fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 54, 1, 1, 1); // %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 55, 16, 1, 1); // %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 56, 4, 1, 1); // %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 57, 64, 1, 1); // %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_79e3d81772", 58, 16, 1, 1); // fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
-    this.run(pass, "attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 59, 64, 1, 1); // %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
-    this.run(pass, "attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 60, 64, 1, 1); // %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
-    this.run(pass, "attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 61, 64, 1, 1); // %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
-    this.run(pass, "fused_2ops_a42ab60fb4", 62, 16, 1, 1); // fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
-    this.run(pass, "sum_a01_16x64x64", 63, 1, 1, 1); // %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 64, 16, 1, 1); // %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 65, 4, 1, 1); // %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 66, 64, 1, 1); // %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_a42ab60fb4", 67, 16, 1, 1); // fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
-    this.run(pass, "sum_a01_16x64x64", 68, 1, 1, 1); // %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 69, 16, 1, 1); // %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 70, 4, 1, 1); // %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 71, 64, 1, 1); // %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_9ddd684941", 72, 16, 1, 1); // fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
-    this.run(pass, "sum_a01_16x64x64", 73, 1, 1, 1); // %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 74, 16, 1, 1); // %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 75, 4, 1, 1); // %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 76, 64, 1, 1); // %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_58715b6c06", 77, 16, 1, 1); // fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
-    this.run(pass, "sum_a01_16x64x64", 78, 1, 1, 1); // %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_16ops_6721c5c849", 79, 16, 1, 1); // fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
-    this.run(pass, "sum_a01_16x64x64", 80, 1, 1, 1); // %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_256x64", 81, 64, 1, 1); // %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x256", 82, 16, 1, 1); // %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_256x1024_s1_256_1024x64_s64_1_sum_none", 83, 256, 1, 1); // %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_9185567ec1", 84, 16, 1, 1); // fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
-    this.run(pass, "sum_a01_16x64x256", 85, 4, 1, 1); // %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x256", 86, 64, 1, 1); // %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x256_256x64", 87, 4, 1, 1); // %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_64x1024_s1_64_1024x256_s256_1_sum_none", 88, 256, 1, 1); // %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5819fbebfa", 89, 16, 1, 1); // fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 90, 1, 1, 1); // %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_0353280b0d", 91, 16, 1, 1); // fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a01_16x64x64", 92, 1, 1, 1); // %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 93, 16, 1, 1); // %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 94, 4, 1, 1); // %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 95, 64, 1, 1); // %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_79e3d81772", 96, 16, 1, 1); // fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
-    this.run(pass, "attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 97, 64, 1, 1); // %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
-    this.run(pass, "attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 98, 64, 1, 1); // %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
-    this.run(pass, "attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 99, 64, 1, 1); // %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
-    this.run(pass, "fused_2ops_a42ab60fb4", 100, 16, 1, 1); // fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
-    this.run(pass, "sum_a01_16x64x64", 101, 1, 1, 1); // %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 102, 16, 1, 1); // %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 103, 4, 1, 1); // %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 104, 64, 1, 1); // %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_a42ab60fb4", 105, 16, 1, 1); // fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
-    this.run(pass, "sum_a01_16x64x64", 106, 1, 1, 1); // %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 107, 16, 1, 1); // %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 108, 4, 1, 1); // %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 109, 64, 1, 1); // %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_9ddd684941", 110, 16, 1, 1); // fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
-    this.run(pass, "sum_a01_16x64x64", 111, 1, 1, 1); // %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
-    this.run(pass, "permute_10_64x64", 112, 16, 1, 1); // %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
-    this.run(pass, "matmul_1024x64_64x64", 113, 4, 1, 1); // %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 114, 64, 1, 1); // %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_58715b6c06", 115, 16, 1, 1); // fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
-    this.run(pass, "sum_a01_16x64x64", 116, 1, 1, 1); // %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_0353280b0d", 117, 16, 1, 1); // fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
-    this.run(pass, "sum_a0_16x64x64", 118, 64, 1, 1); // %393 add0.grad.sum0 vector_transformer.mt:85
-    this.run(pass, "scatter_add_16x64x64_16x64i_to_256x64", 119, 4, 1, 1); // %395 gather0.grad.scatter_add0 vector_transformer.mt:85
+    this.run(pass, "fused_1ops_9c03c2973b", 38, 16, 1, 1); // fused %164..%164 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x256", 39, 4, 1, 1); // %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_5819fbebfa", 40, 16, 1, 1); // fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 41, 1, 1, 1); // %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_ae89a28e6f", 42, 16, 1, 1); // fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "sum_a01_16x64x64", 43, 1, 1, 1); // %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_256x64", 44, 64, 1, 1); // %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 45, 16, 1, 1); // %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9af091d3d6", 46, 16, 1, 1); // fused %191..%191 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_256x1024_1024x64", 47, 4, 1, 1); // %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_9185567ec1", 48, 16, 1, 1); // fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
+    this.run(pass, "sum_a01_16x64x256", 49, 4, 1, 1); // %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x256", 50, 64, 1, 1); // %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 51, 4, 1, 1); // %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 52, 16, 1, 1); // fused %201..%201 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x256", 53, 4, 1, 1); // %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_5819fbebfa", 54, 16, 1, 1); // fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 55, 1, 1, 1); // %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_0353280b0d", 56, 16, 1, 1); // fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 57, 1, 1, 1); // %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 58, 16, 1, 1); // %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 59, 4, 1, 1); // %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 60, 64, 1, 1); // %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_79e3d81772", 61, 16, 1, 1); // fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
+    this.run(pass, "attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 62, 64, 1, 1); // %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
+    this.run(pass, "attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 63, 64, 1, 1); // %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
+    this.run(pass, "attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 64, 64, 1, 1); // %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
+    this.run(pass, "fused_2ops_a42ab60fb4", 65, 16, 1, 1); // fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    this.run(pass, "sum_a01_16x64x64", 66, 1, 1, 1); // %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 67, 16, 1, 1); // %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 68, 4, 1, 1); // %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 69, 64, 1, 1); // %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_a42ab60fb4", 70, 16, 1, 1); // fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    this.run(pass, "sum_a01_16x64x64", 71, 1, 1, 1); // %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 72, 16, 1, 1); // %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 73, 4, 1, 1); // %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 74, 64, 1, 1); // %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_9ddd684941", 75, 16, 1, 1); // fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "sum_a01_16x64x64", 76, 1, 1, 1); // %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 77, 16, 1, 1); // %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 78, 4, 1, 1); // %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 79, 64, 1, 1); // %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_58715b6c06", 80, 16, 1, 1); // fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    this.run(pass, "sum_a01_16x64x64", 81, 1, 1, 1); // %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_16ops_6721c5c849", 82, 16, 1, 1); // fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "sum_a01_16x64x64", 83, 1, 1, 1); // %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_256x64", 84, 64, 1, 1); // %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x256", 85, 16, 1, 1); // %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9af091d3d6", 86, 16, 1, 1); // fused %295..%295 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_256x1024_1024x64", 87, 4, 1, 1); // %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_9185567ec1", 88, 16, 1, 1); // fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
+    this.run(pass, "sum_a01_16x64x256", 89, 4, 1, 1); // %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x256", 90, 64, 1, 1); // %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x256_256x64", 91, 4, 1, 1); // %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 92, 16, 1, 1); // fused %305..%305 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "matmul_64x1024_1024x256", 93, 4, 1, 1); // %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_5819fbebfa", 94, 16, 1, 1); // fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 95, 1, 1, 1); // %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_0353280b0d", 96, 16, 1, 1); // fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "sum_a01_16x64x64", 97, 1, 1, 1); // %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 98, 16, 1, 1); // %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 99, 4, 1, 1); // %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 100, 64, 1, 1); // %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_79e3d81772", 101, 16, 1, 1); // fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
+    this.run(pass, "attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 102, 64, 1, 1); // %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
+    this.run(pass, "attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 103, 64, 1, 1); // %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
+    this.run(pass, "attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 104, 64, 1, 1); // %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
+    this.run(pass, "fused_2ops_a42ab60fb4", 105, 16, 1, 1); // fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    this.run(pass, "sum_a01_16x64x64", 106, 1, 1, 1); // %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 107, 16, 1, 1); // %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 108, 4, 1, 1); // %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 109, 64, 1, 1); // %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_2ops_a42ab60fb4", 110, 16, 1, 1); // fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    this.run(pass, "sum_a01_16x64x64", 111, 1, 1, 1); // %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 112, 16, 1, 1); // %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 113, 4, 1, 1); // %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 114, 64, 1, 1); // %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_9ddd684941", 115, 16, 1, 1); // fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "sum_a01_16x64x64", 116, 1, 1, 1); // %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
+    this.run(pass, "permute_10_64x64", 117, 16, 1, 1); // %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
+    this.run(pass, "matmul_1024x64_64x64", 118, 4, 1, 1); // %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
+    this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 119, 64, 1, 1); // %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_58715b6c06", 120, 16, 1, 1); // fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    this.run(pass, "sum_a01_16x64x64", 121, 1, 1, 1); // %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_0353280b0d", 122, 16, 1, 1); // fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "sum_a0_16x64x64", 123, 64, 1, 1); // %393 add0.grad.sum0 vector_transformer.mt:85
+    this.run(pass, "scatter_add_16x64x64_16x64i_to_256x64", 124, 4, 1, 1); // %395 gather0.grad.scatter_add0 vector_transformer.mt:85
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_136896", 120, 34, 1, 1); // sum of squared gradients, 4096 per workgroup, 34 partial sums
-    this.run(pass, "gradnorm_total_34", 121, 1, 1, 1); // global gradient L2 norm from 34 partial sums
-    this.run(pass, "adamw_136896", 122, 535, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 136896 floats
+    this.run(pass, "gradnorm_partial_136896", 125, 34, 1, 1); // sum of squared gradients, 4096 per workgroup, 34 partial sums
+    this.run(pass, "gradnorm_total_34", 126, 1, 1, 1); // global gradient L2 norm from 34 partial sums
+    this.run(pass, "adamw_136896", 127, 535, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 136896 floats
   }
 }

@@ -164,19 +164,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var t0 = t_start; t0 < t_end; t0 += 32u) {
     for (var x = lid; x < 1024u; x += 64u) {
       let c = t0 + x / 32u;
-      qt[x] = select(0.0, q[base_q + c * 64u + x % 32u], c < 64u);
+      qt[x] = select(0.0, q[base_q + min(c, 63u) * 64u + x % 32u], c < 64u);
     }
     for (var x = lid; x < 1024u; x += 64u) {
       let c = t0 + x / 32u;
-      gt[x] = select(0.0, g[base_g + c * 64u + x % 32u], c < 64u);
+      gt[x] = select(0.0, g[base_g + min(c, 63u) * 64u + x % 32u], c < 64u);
     }
     for (var x = lid; x < 32u; x += 64u) {
       let c = t0 + x / 1u;
-      lt[x] = select(0.0, lse[slice * 64u + c + x % 1u], c < 64u);
+      lt[x] = select(0.0, lse[slice * 64u + min(c, 63u) + x % 1u], c < 64u);
     }
     for (var x = lid; x < 32u; x += 64u) {
       let c = t0 + x / 1u;
-      dt[x] = select(0.0, d[slice * 64u + c + x % 1u], c < 64u);
+      dt[x] = select(0.0, d[slice * 64u + min(c, 63u) + x % 1u], c < 64u);
     }
     workgroupBarrier();
     if (live) {

@@ -128,11 +128,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var t0 = t_start; t0 < t_end; t0 += 64u) {
     for (var x = lid; x < 2048u; x += 64u) {
       let c = t0 + x / 32u;
-      kt[x] = select(0.0, k[base_k + c * 64u + x % 32u], c < 64u);
+      kt[x] = select(0.0, k[base_k + min(c, 63u) * 64u + x % 32u], c < 64u);
     }
     for (var x = lid; x < 2048u; x += 64u) {
       let c = t0 + x / 32u;
-      vt[x] = select(0.0, v[base_v + c * 64u + x % 32u], c < 64u);
+      vt[x] = select(0.0, v[base_v + min(c, 63u) * 64u + x % 32u], c < 64u);
     }
     workgroupBarrier();
     if (live) {
