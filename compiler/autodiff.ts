@@ -4,7 +4,7 @@
 // a block shared by all T iterations.
 import type { GraphBuilder } from './builder.ts';
 import { MtcError } from './diagnostics.ts';
-import { gradRoot, type Node, type OpKind, type OpOf } from './ir.ts';
+import { reshapeRoot, type Node, type OpKind, type OpOf } from './ir.ts';
 
 /** Gradient contributions to a node's inputs: [input position, gradient node id]. */
 type Contribs = Array<[number, number]>;
@@ -196,12 +196,12 @@ export function differentiate(b: GraphBuilder, loss: number): void {
     if (gid === undefined) return b.fill(0, [...p.shape]);
     const n = g.nodes[gid];
     // a reshape of a backward value read by nothing else is a view of memory the gradient can
-    // own: the producer writes the gradient arena directly (gradRoot, compiler/ir.ts)
-    const root = gradRoot(g, gid);
+    // own: the producer writes the gradient arena directly (reshapeRoot, compiler/ir.ts)
+    const root = reshapeRoot(g, gid);
     const ownsRoot = root !== gid && root >= nFwd && (uses.get(root) ?? 0) === 1 && !taken.has(root) && g.nodes[root].op.kind !== 'param';
     if (taken.has(gid) || (uses.get(gid) ?? 0) > 0 || (n.op.kind === 'reshape' && !ownsRoot) || gid < nFwd) gid = b.affine(gid, 1, 0);
     taken.add(gid);
-    taken.add(gradRoot(g, gid));
+    taken.add(reshapeRoot(g, gid));
     return gid;
   });
 }

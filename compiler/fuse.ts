@@ -21,7 +21,7 @@
 // also closes at the start of the backward pass, and before it would bind more storage buffers
 // than `maxStorageBuffers` (the WebGPU default, 8) or keep more than `maxPrivateFloats` floats
 // per thread alive.
-import { gradRoot, numel, strides, type Graph, type Node, type OpOf } from './ir.ts';
+import { numel, reshapeRoot, strides, type Graph, type Node, type OpOf } from './ir.ts';
 import type { OperandView } from './wgsl/contract.ts';
 
 /** A unit of scheduling: one node with its own kernel (or none), a fused region, or a contraction. */
@@ -281,7 +281,7 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
   const nodes = g.nodes;
   const live = liveNodes(g);
   const kept = keptNodes(g);
-  const grads = new Set((g.grads ?? []).flatMap((id) => [id, gradRoot(g, id)]));
+  const grads = new Set((g.grads ?? []).flatMap((id) => [id, reshapeRoot(g, id)]));
   const tokensId = g.inputs.tokens;
   const tokens = tokensId === undefined ? 0 : numel(nodes[tokensId].shape);
   const consumers: number[][] = nodes.map(() => []);
@@ -470,24 +470,35 @@ export function findContractions(g: Graph, consumers: number[][], kept: Set<numb
     for (const x of absorbed) taken.add(x);
     out.set(p.id, { kind: 'contract', node: p.id, product: p.id, summed: [], a, b, absorbed });
   }
-  // add(c, y) of c's elements (c, or a reshape of it, read by nothing else): the contraction
-  // stores c + y; `shape` keeps the node whose shape the kernel computes
-  const numelOf = (id: number) => numel(g.nodes[id].shape);
+  // add(c, y) of c's elements: the contraction stores c + y; `shape` keeps the node whose
+  // shape the kernel computes
   for (const [id, c] of [...out]) {
-    if (kept.has(id) || consumers[id].length !== 1) continue;
-    let via = id;
-    let user = g.nodes[consumers[id][0]];
-    if (user.op.kind === 'reshape' && consumers[user.id].length === 1 && !kept.has(user.id)) {
-      via = user.id;
-      user = g.nodes[consumers[user.id][0]];
-    }
-    if (user.op.kind !== 'binary' || user.op.fn !== 'add' || out.has(user.id)) continue;
-    const y = user.inputs[0] === via ? user.inputs[1] : user.inputs[0];
-    if (y === via || numelOf(y) !== numelOf(id) || numelOf(user.id) !== numelOf(id) || g.nodes[y].dtype === 'i32') continue;
+    const acc = accumulatingAdd(g, consumers, kept, id);
+    if (!acc || out.has(acc.add)) continue;
     out.delete(id);
-    out.set(user.id, { ...c, node: user.id, shape: c.shape ?? id, addend: y, absorbed: [...c.absorbed, id, ...(via === id ? [] : [via])] });
+    out.set(acc.add, { ...c, node: acc.add, shape: c.shape ?? id, addend: acc.addend, absorbed: [...c.absorbed, ...acc.absorbed] });
   }
   return out;
+}
+
+/**
+ * The add that accumulates `id` into a gradient: `id`'s one reader, directly or through a
+ * reshape read by nothing else, is add(id, y) over the same elements. Returns the add, y, and
+ * what a kernel computing id + y in one go leaves uncomputed (id and the reshape).
+ */
+function accumulatingAdd(g: Graph, consumers: number[][], kept: Set<number>, id: number): { add: number; addend: number; absorbed: number[] } | null {
+  if (kept.has(id) || consumers[id].length !== 1) return null;
+  let via = id;
+  let user = g.nodes[consumers[id][0]];
+  if (user.op.kind === 'reshape' && consumers[user.id].length === 1 && !kept.has(user.id)) {
+    via = user.id;
+    user = g.nodes[consumers[user.id][0]];
+  }
+  if (user.op.kind !== 'binary' || user.op.fn !== 'add') return null;
+  const y = user.inputs[0] === via ? user.inputs[1] : user.inputs[0];
+  const n = numel(g.nodes[id].shape);
+  if (y === via || numel(g.nodes[y].shape) !== n || numel(user.shape) !== n || g.nodes[y].dtype === 'i32') return null;
+  return { add: user.id, addend: y, absorbed: via === id ? [id] : [id, via] };
 }
 
 /**
@@ -496,19 +507,11 @@ export function findContractions(g: Graph, consumers: number[][], kept: Set<numb
  */
 function findSumEpilogues(g: Graph, consumers: number[][], kept: Set<number>, live: readonly boolean[], tokens: number, taken: Set<number>): Map<number, SumEpilogue & { absorbed: number[] }> {
   const out = new Map<number, SumEpilogue & { absorbed: number[] }>();
-  const numelOf = (id: number) => numel(g.nodes[id].shape);
   for (const n of g.nodes) {
-    if (n.op.kind !== 'sum' || !live[n.id] || taken.has(n.id) || kept.has(n.id) || numelOf(n.id) >= tokens || consumers[n.id].length !== 1) continue;
-    let via = n.id;
-    let user = g.nodes[consumers[n.id][0]];
-    if (user.op.kind === 'reshape' && consumers[user.id].length === 1 && !kept.has(user.id)) {
-      via = user.id;
-      user = g.nodes[consumers[user.id][0]];
-    }
-    if (user.op.kind !== 'binary' || user.op.fn !== 'add' || out.has(user.id) || taken.has(user.id)) continue;
-    const y = user.inputs[0] === via ? user.inputs[1] : user.inputs[0];
-    if (y === via || numelOf(y) !== numelOf(n.id) || numelOf(user.id) !== numelOf(n.id) || g.nodes[y].dtype === 'i32') continue;
-    out.set(user.id, { sum: n.id, addend: y, absorbed: via === n.id ? [n.id] : [n.id, via] });
+    if (n.op.kind !== 'sum' || !live[n.id] || taken.has(n.id) || numel(n.shape) >= tokens) continue;
+    const acc = accumulatingAdd(g, consumers, kept, n.id);
+    if (!acc || out.has(acc.add) || taken.has(acc.add)) continue;
+    out.set(acc.add, { sum: n.id, addend: acc.addend, absorbed: acc.absorbed });
   }
   return out;
 }

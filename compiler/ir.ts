@@ -140,11 +140,11 @@ export interface Graph {
 export const numel = (shape: Shape): number => shape.reduce((a, b) => a * b, 1);
 
 /**
- * The node whose memory a gradient is: the gradient itself, or, when it is a chain of
- * reshapes (autodiff allows that only over a backward value read by nothing else), the value
- * at the chain's start. The planner gives that node the parameter's place in the gradient arena.
+ * The value a chain of reshapes starts from (`id` itself when it is no reshape): a reshape is
+ * a view of its input's memory. A gradient that is such a chain (autodiff allows that only
+ * over a backward value read by nothing else) has its root write the gradient arena.
  */
-export function gradRoot(g: Graph, id: number): number {
+export function reshapeRoot(g: Graph, id: number): number {
   while (g.nodes[id].op.kind === 'reshape') id = g.nodes[id].inputs[0];
   return id;
 }

@@ -4,7 +4,7 @@
 // be); activations get buffers from a pool, reused once a value's last reader has run.
 import { MtcError } from './diagnostics.ts';
 import type { Kernel } from './kernel.ts';
-import { gradRoot, numel, type Graph, type Node } from './ir.ts';
+import { reshapeRoot, numel, type Graph, type Node } from './ir.ts';
 import { emitKernel } from './wgsl/index.ts';
 import { emitRegion } from './wgsl/region.ts';
 import { emitContraction } from './wgsl/contract.ts';
@@ -113,7 +113,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
   for (const id of keep) if (isConst(nodes[id])) constNeeded.add(id);
 
   const slots = new Map<number, Slot>();
-  const gradOf = new Map<number, number>(g.grads.flatMap((gid, pi) => [[gid, pi], [gradRoot(g, gid), pi]] as Array<[number, number]>));
+  const gradOf = new Map<number, number>(g.grads.flatMap((gid, pi) => [[gid, pi], [reshapeRoot(g, gid), pi]] as Array<[number, number]>));
   const buffers: Array<{ name: string; bytes: number }> = [];
   const pool = new Map<number, string[]>(); // bytes -> free buffer names
   const take = (bytes: number, fresh = false): Slot => {

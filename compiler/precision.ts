@@ -10,15 +10,12 @@
 //     whole row of probabilities by exp(δ)).
 // A reshape is a view of its input's buffer, so a reshape and its root share one dtype: a
 // root stays f32 when any view of it must.
-import type { Graph } from './ir.ts';
+import { reshapeRoot, type Graph } from './ir.ts';
 
 /** Marks the forward activations f16; returns how many nodes it marked. */
 export function storeActivationsF16(g: Graph): number {
   const start = g.backwardStart ?? g.nodes.length;
-  const root = (id: number): number => {
-    while (g.nodes[id].op.kind === 'reshape') id = g.nodes[id].inputs[0];
-    return id;
-  };
+  const root = (id: number): number => reshapeRoot(g, id);
   const kept = new Set([...Object.values(g.outputs), ...Object.values(g.observations).flat()].map(root));
   let marked = 0;
   for (const n of g.nodes) {

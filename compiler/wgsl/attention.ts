@@ -7,7 +7,7 @@
 // recomputes P from the saved row log-sum-exp instead of reading it.
 import type { Graph, Node, OpOf } from '../ir.ts';
 import type { Kernel } from '../kernel.ts';
-import { assemble, f32Lit, grid, inShapes, kernelName, nodeBindings, numName, u32Lit } from './common.ts';
+import { assemble, f32Lit, grid, inShapes, kernelName, nodeBindings, numName, offsetLines, simplifyView, u32Lit } from './common.ts';
 import type { OperandView } from './contract.ts';
 
 /** Own rows per workgroup, one per thread. */
@@ -74,18 +74,16 @@ export function emitAttention(node: Node, graph: Graph, views?: ReadonlyMap<numb
   const viewOf = (name: string) => views?.get(INPUTS[part].indexOf(name));
   const rowOf = (name: string, width: number) => (b: string) => (viewOf(name) ? `base_${name} + ${b} * ${u32Lit(viewOf(name)!.strides.at(-2)!)}` : `(slice * ${u32Lit(L)} + ${b}) * ${u32Lit(width)}`);
   const [rowQ, rowK, rowV, rowG] = [rowOf('q', E), rowOf('k', E), rowOf('v', F), rowOf('g', F)];
+  // the first row of this slice in each viewed operand (offsetLines: coordinates of the slice
+  // index over the leading axes, times the view's strides)
+  const viewed = [...(views ?? new Map<number, OperandView>())].sort((a, b) => a[0] - b[0]);
   const lead = qs.slice(0, -2);
-  const viewBases = [...(views ?? new Map<number, OperandView>())].sort((a, b) => a[0] - b[0]).map(([k, v]) => {
-    const terms = lead.flatMap((d, ax) => {
-      const inner = lead.slice(ax + 1).reduce((a, b) => a * b, 1);
-      const st = v.strides[ax];
-      if (d === 1 || st === 0) return [];
-      const c = inner === 1 ? 'slice' : `(slice / ${u32Lit(inner)})`;
-      const coord = ax === 0 ? c : `(${c} % ${u32Lit(d)})`;
-      return [st === 1 ? coord : `${coord} * ${u32Lit(st)}`];
-    });
-    return `let base_${INPUTS[part][k]} = ${terms.join(' + ') || '0u'}; // ${INPUTS[part][k]} read in place, strides (${v.strides.join(', ')})`;
-  });
+  const viewBases = viewed.length
+    ? [
+        `// read in place: ${viewed.map(([k, v]) => `${INPUTS[part][k]} with strides (${v.strides.join(', ')})`).join('; ')}`,
+        ...offsetLines(simplifyView(lead, viewed.map(([, v]) => v.strides.slice(0, -2))), 'slice', viewed.map(([k]) => `base_${INPUTS[part][k]}`), [], 'sc'),
+      ]
+    : [];
   const at = (b: string) => `slice * ${u32Lit(L)} + ${b}`;
 
   const decls: string[] = [];
@@ -191,8 +189,7 @@ export function emitAttention(node: Node, graph: Graph, views?: ReadonlyMap<numb
         '}',
       ].join('\n'),
     );
-  const viewed = [...(views ?? new Map<number, OperandView>())].sort((a, b) => a[0] - b[0]).map(([k, v]) => `${INPUTS[part][k]}v${v.strides.join('_')}`);
-  const name = kernelName('attention', part, `s${numName(op.scale)}`, ...(drops ? [`p${numName(op.p)}`, `k${numName(op.key)}`] : []), ...inShapes(node, graph), ...viewed);
+  const name = kernelName('attention', part, `s${numName(op.scale)}`, ...(drops ? [`p${numName(op.p)}`, `k${numName(op.key)}`] : []), ...inShapes(node, graph), ...viewed.map(([k, v]) => `${INPUTS[part][k]}v${v.strides.join('_')}`));
   return assemble({
     name,
     summary: SUMMARY[part],

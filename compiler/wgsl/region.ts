@@ -48,7 +48,9 @@ export function emitRegion(
   // ---- bindings
   const bindings: RegionBinding[] = [];
   const decl: string[] = [];
+  const halves: string[] = []; // the bindings holding f16 (compiler/precision.ts)
   const bind = (b: RegionBinding, name: string, dtype: string, access: string, what: string): void => {
+    if (dtype === 'f16') halves.push(name);
     decl.push(`@group(0) @binding(${bindings.length}) var<storage, ${access}> ${name}: array<${dtype}>; // ${what}`);
     bindings.push(b);
   };
@@ -388,7 +390,6 @@ export function emitRegion(
   if (dropout) sections.push(PCG_WGSL);
   for (const [call, def] of Object.entries(INF_HELPERS)) if (main.includes(call)) sections.push(def);
   sections.push(main);
-  const halves = bindings.flatMap((b, i) => (b.kind === 'value' && nodes[b.node].dtype === 'f16' ? [decl[i].match(/> (\w+): array/)![1]] : []));
   const code = f16Storage(sections.join('\n\n') + '\n', halves);
   // named by the code without its comments, so that moving a source line renames nothing
   const hash = createHash('sha256').update(code.replace(/\/\/[^\n]*/g, '')).digest('hex').slice(0, 10);

@@ -55,10 +55,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let z = step_params.zero; // 0: keeps long loops rolled
   let stream = pcg_hash(6u + pcg_hash(step_params.step + pcg_hash(step_params.seed)));
   let slice = group / 1u;
-  let base_q = (slice / 2u) * 4096u + (slice % 2u) * 32u; // q read in place, strides (4096, 32, 64, 1)
-  let base_k = (slice / 2u) * 4096u + (slice % 2u) * 32u; // k read in place, strides (4096, 32, 64, 1)
-  let base_v = (slice / 2u) * 4096u + (slice % 2u) * 32u; // v read in place, strides (4096, 32, 64, 1)
-  let base_g = (slice / 2u) * 4096u + (slice % 2u) * 32u; // g read in place, strides (4096, 32, 64, 1)
+  // read in place: q with strides (4096, 32, 64, 1); k with strides (4096, 32, 64, 1); v with strides (4096, 32, 64, 1); g with strides (4096, 32, 64, 1)
+  let sc0 = (slice / 2u);
+  let sc1 = slice % 2u;
+  let base_q = sc0 * 4096u + sc1 * 32u;
+  let base_k = sc0 * 4096u + sc1 * 32u;
+  let base_v = sc0 * 4096u + sc1 * 32u;
+  let base_g = sc0 * 4096u + sc1 * 32u;
   let r0 = (group % 1u) * 64u;
   let r = r0 + lid; // this thread's row
   let live = r < 64u;
