@@ -140,10 +140,9 @@ export function emitRegion(
     }
     body.push(`// ${n.op.kind}${opAttrs(n)} [${n.shape.join(', ')}]${n.loc ? ` (line ${n.loc.line})` : ''}`);
     const lines = memberLines(n, pos, uni, (v, off) => {
-      const st: string[] = [];
-      if (arr) st.push(`${arr}[${off}] = ${v};`);
-      if (outputsSet.has(m)) st.push(store(m, off, arr ? `${arr}[${off}]` : v));
-      return st;
+      if (arr && outputsSet.has(m)) return [`{ let y = ${v}; ${arr}[${off}] = y; ${store(m, off, 'y')} }`];
+      if (arr) return [`${arr}[${off}] = ${v};`];
+      return outputsSet.has(m) ? [store(m, off, v)] : [];
     });
     body.push(...lines);
   });
@@ -304,6 +303,30 @@ export function emitRegion(
         const b = nodes[n.inputs[1]].shape;
         const k = a[a.length - 1];
         const nn = b[b.length - 1];
+        const last = dims.length - 1;
+        if (dims[last] * k <= ROW_TERMS) {
+          // row by row: the row of the left operand in registers, the row's outputs unrolled,
+          // so that a private right operand is read at constant indices
+          skip.add(last);
+          const noLast = new Set([last]);
+          const bOff = lin(reads[1].local, noLast);
+          const hb = home.get(n.inputs[1]) as Home;
+          let right = (j: number, q: number) => src(1, plus(bOff, u32Lit(j * reads[1].local[last] + q * nn)));
+          if (hb.kind === 'binding' && reads[1].local.every((st, ax) => ax === last || st === 0 || dims[ax] === 1)) {
+            // a right operand in device memory is staged once into a private array
+            const staged = `w${pos}`;
+            pre.push(`var ${staged}: array<f32, ${k * nn}>;`, ...loopNest([{ v: 'e', d: k * nn }], [`${staged}[e] = ${src(1, plus(bOff, 'e'))};`], true));
+            right = (j: number, q: number) => `${staged}[${u32Lit(j * reads[1].local[last] + q * nn)}]`;
+          }
+          inner = [
+            ...Array.from({ length: k }, (_, q) => `let a${q} = ${src(0, plus(lin(reads[0].local, noLast), u32Lit(q)))};`),
+            ...Array.from({ length: dims[last] }, (_, j) => {
+              const terms = Array.from({ length: k }, (_, q) => `a${q} * ${right(j, q)}`);
+              return put(terms.join(' + '), plus(lin(outStrides, noLast), u32Lit(j * outStrides[last])));
+            }).flat(),
+          ];
+          break;
+        }
         inner = [
           'var acc = 0.0;',
           `for (var q = 0u; q < ${u32Lit(k)}; q++) {`,
@@ -445,14 +468,16 @@ function linear(vars: readonly string[], dims: readonly number[], st: readonly n
  * (6 s), and compile time is paid on every new machine.
  */
 const UNROLL = 8;
-function loopNest(loops: Array<{ v: string; d: number }>, inner: string[]): string[] {
+/** Multiply-adds of one output row above which a region's matmul is not unrolled by rows. */
+const ROW_TERMS = 256;
+function loopNest(loops: Array<{ v: string; d: number }>, inner: string[], opaque = false): string[] {
   const real = loops.filter((l) => l.d > 1);
   const consts = loops.filter((l) => l.d === 1).map((l) => `let ${l.v} = 0u;`);
   let lines = inner;
   for (let k = real.length - 1; k >= 0; k--) {
     const l = real[k];
     // the innermost loop, when short, is left to the shader compiler to unroll
-    const bound = k === real.length - 1 && l.d <= UNROLL ? u32Lit(l.d) : `${u32Lit(l.d)} + z`;
+    const bound = !opaque && k === real.length - 1 && l.d <= UNROLL ? u32Lit(l.d) : `${u32Lit(l.d)} + z`;
     lines = [`for (var ${l.v} = 0u; ${l.v} < ${bound}; ${l.v}++) {`, ...lines.map((x) => `  ${x}`), '}'];
   }
   return consts.length || real.length ? ['{', ...[...consts, ...lines].map((x) => `  ${x}`), '}'] : ['{', ...inner.map((x) => `  ${x}`), '}'];
