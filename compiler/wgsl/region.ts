@@ -25,6 +25,8 @@ export interface RegionKernel extends Kernel {
 }
 
 const WG = 64;
+/** Members that compute each element from the same element of their operands' loops. */
+const ELEMENTWISE = new Set(['unary', 'affine', 'clamp', 'inrange', 'expand', 'binary', 'dropout', 'causal_mask']);
 const LOWEST = f32Lit(-3.4028234663852886e38);
 
 /** How the region reads one value: a private array, or a binding (with a parameter's arena offset). */
@@ -102,8 +104,40 @@ export function emitRegion(
   const arrays: Array<{ name: string; size: number }> = [];
   const sizeOf = (m: number): number => (r.modes.get(m) === 'uni' ? numel(nodes[m].shape) : numel(nodes[m].shape) / T);
 
+  // ---- loops: consecutive elementwise members over the same block share one loop nest, each
+  // reading the ones before it as scalars (no private array when nothing outside reads it)
+  const posOf = new Map(r.members.map((m, pos) => [m, pos]));
+  const group: number[] = [];
+  const scalar = new Map<number, number>(); // member -> its position, for members of a shared loop
+  r.members.forEach((m, pos) => {
+    const loop = plainLoop(nodes[m], r.modes.get(m) === 'uni');
+    const prev = pos > 0 ? plainLoop(nodes[r.members[pos - 1]], r.modes.get(r.members[pos - 1]) === 'uni') : null;
+    const joins =
+      loop !== null &&
+      prev !== null &&
+      prev.key === loop.key &&
+      nodes[m].inputs.every((i, k) => {
+        const a = aliasOf(i);
+        if (!members.has(a) || group[posOf.get(a) as number] !== group[pos - 1]) return true;
+        return a === i && loop.offs[k] === loop.own; // a value of this loop, at this element
+      });
+    group.push(joins ? group[pos - 1] : pos);
+    if (loop) scalar.set(m, pos);
+  });
+  /** Members some reader outside their shared loop reads (or reads through a reshape): these need private arrays. */
+  const needsArray = new Set<number>();
+  r.members.forEach((m, pos) => {
+    if (nodes[m].op.kind === 'reshape' && !r.outputs.includes(m)) return;
+    for (const i of nodes[m].inputs) {
+      const a = aliasOf(i);
+      if (members.has(a) && (a !== i || nodes[m].op.kind === 'reshape' || group[posOf.get(a) as number] !== group[pos] || !scalar.has(a))) needsArray.add(a);
+    }
+  });
+  const groupEnd = (pos: number): boolean => pos === r.members.length - 1 || group[pos + 1] !== group[pos];
+
   // ---- code
   const body: string[] = [];
+  let open: { loops: Array<{ v: string; d: number }>; pre: string[]; inner: string[] } | null = null;
   let dropout = false;
   const notes: string[] = [];
   const toFree: Array<{ pos: number; name: string; size: number }> = [];
@@ -112,8 +146,8 @@ export function emitRegion(
     const n = nodes[m];
     const uni = r.modes.get(m) === 'uni';
     notes.push(`${n.op.kind}${opAttrs(n)} [${n.shape.join(', ')}]${n.loc ? ` line ${n.loc.line}` : ''}`);
-    // release arrays whose last reader ran before this member
-    for (let k = toFree.length - 1; k >= 0; k--) {
+    // release arrays whose last reader ran before this member's loop
+    for (let k = toFree.length - 1; k >= 0 && group[pos] === pos; k--) {
       if (toFree[k].pos < pos) {
         const f = toFree[k];
         (free.get(f.size) ?? free.set(f.size, []).get(f.size) as string[]).push(f.name);
@@ -129,7 +163,7 @@ export function emitRegion(
     }
     const size = sizeOf(m);
     let arr: string | undefined;
-    if (lastUse.has(m)) {
+    if (lastUse.has(m) && needsArray.has(m)) {
       arr = free.get(size)?.pop();
       if (!arr) {
         arr = `v${arrays.length}`;
@@ -138,14 +172,39 @@ export function emitRegion(
       home.set(m, { kind: 'array', name: arr, whole: uni });
       toFree.push({ pos: lastUse.get(m) as number, name: arr, size });
     }
-    body.push(`// ${n.op.kind}${opAttrs(n)} [${n.shape.join(', ')}]${n.loc ? ` (line ${n.loc.line})` : ''}`);
-    const lines = memberLines(n, pos, uni, (v, off) => {
+    const what = `// ${n.op.kind}${opAttrs(n)} [${n.shape.join(', ')}]${n.loc ? ` (line ${n.loc.line})` : ''}`;
+    const shared = group[pos] !== pos || !groupEnd(pos);
+    const parts = memberLines(n, pos, uni, (v, off) => {
+      if (shared) return [`s${pos} = ${v};`, ...(arr ? [`${arr}[${off}] = s${pos};`] : []), ...(outputsSet.has(m) ? [store(m, off, `s${pos}`)] : [])];
       if (arr && outputsSet.has(m)) return [`{ let y = ${v}; ${arr}[${off}] = y; ${store(m, off, 'y')} }`];
       if (arr) return [`${arr}[${off}] = ${v};`];
       return outputsSet.has(m) ? [store(m, off, v)] : [];
     });
-    body.push(...lines);
+    if (!shared) {
+      body.push(what, ...parts.pre, ...loopNest(parts.loops, parts.inner));
+      return;
+    }
+    if (group[pos] === pos) open = { loops: parts.loops, pre: [], inner: [] };
+    const o = open as NonNullable<typeof open>;
+    o.pre.push(...parts.pre);
+    o.inner.push(what, `var s${pos}: f32;`, '{', ...parts.inner.map((l) => `  ${l}`), '}');
+    if (groupEnd(pos)) body.push(`// one loop for the ${pos - group[pos] + 1} ops below`, ...o.pre, ...loopNest(o.loops, o.inner));
   });
+
+  /** A member's loop: the block it iterates over, and the offsets it reads its operands at. */
+  function memberSpace(n: Node, uni: boolean): { reads: OperandRead[]; dims: number[] } {
+    const reads: OperandRead[] = uni ? uniformReads(n, g) : (memberReads(n, g, T) as OperandRead[]);
+    const dims = uni ? [...n.shape] : blockDims(n.shape, tokenSplit(n.shape, T) as { axis: number; lo: number });
+    return { reads, dims };
+  }
+
+  /** An elementwise member's loop (it may share one), or null. */
+  function plainLoop(n: Node, uni: boolean): { key: string; own: string; offs: string[] } | null {
+    if (!ELEMENTWISE.has(n.op.kind)) return null;
+    const { reads, dims } = memberSpace(n, uni);
+    const ivars = dims.map((_, a) => `i${a}`);
+    return { key: `${uni}:${dims.join('x')}`, own: linear(ivars, dims, strides(dims)), offs: reads.map((rd) => linear(ivars, dims, rd.local)) };
+  }
 
   /** The statement writing member m's element at local offset `off`. */
   function store(m: number, off: string, v: string): string {
@@ -180,8 +239,8 @@ export function emitRegion(
 
   /** The base of operand k's block for the current thread (t), as a WGSL expression. */
   function readBase(read: OperandRead, operand: number): string {
-    const h = home.get(operand) as Home;
-    if (read.same) return '0u';
+    const h = home.get(operand);
+    if (read.same || !h) return '0u'; // !h: a scalar of this member's loop
     if (h.kind === 'array' && !h.whole) return '0u'; // aligned: the thread's own block
     if (read.aligned) return `t * ${u32Lit(numel(nodes[operand].shape) / T)}`;
     const w = strides(read.blockDims);
@@ -195,9 +254,8 @@ export function emitRegion(
   }
 
   /** Lines computing member n; `put(value, localOffset)` gives the statements storing one element. */
-  function memberLines(n: Node, pos: number, uni: boolean, put: (v: string, off: string) => string[]): string[] {
-    const reads: OperandRead[] = uni ? uniformReads(n, g) : (memberReads(n, g, T) as OperandRead[]);
-    const dims = uni ? [...n.shape] : blockDims(n.shape, tokenSplit(n.shape, T) as { axis: number; lo: number });
+  function memberLines(n: Node, pos: number, uni: boolean, put: (v: string, off: string) => string[]): { pre: string[]; loops: Array<{ v: string; d: number }>; inner: string[] } {
+    const { reads, dims } = memberSpace(n, uni);
     const bases = n.inputs.map((i, k) => readBase(reads[k], i));
     const pre: string[] = [];
     const baseNames = bases.map((b, k) => {
@@ -206,7 +264,10 @@ export function emitRegion(
       pre.push(`let ${name} = ${b};`);
       return name;
     });
-    const src = (k: number, off: string, as: 'f32' | 'i32' = 'f32') => readHome(home.get(n.inputs[k]) as Home, off, baseNames[k], as);
+    const src = (k: number, off: string, as: 'f32' | 'i32' = 'f32') => {
+      const held = scalar.get(n.inputs[k]); // computed earlier in the same loop, at this element
+      return held !== undefined && group[held] === group[pos] ? `s${held}` : readHome(home.get(n.inputs[k]) as Home, off, baseNames[k], as);
+    };
     const outStrides = strides(dims);
     const ivars = dims.map((_, a) => `i${a}`);
     const lin = (st: readonly number[], skip: Set<number> = new Set()) => linear(ivars, dims, st, skip);
@@ -364,7 +425,7 @@ export function emitRegion(
         throw new Error(`internal: ${op.kind} cannot be a region member`);
     }
     const loops = dims.map((d, a) => ({ v: ivars[a], d })).filter((_, a) => !skip.has(a));
-    return [...pre, ...loopNest(loops, inner)];
+    return { pre, loops, inner };
   }
 
   /** The axis of a block of n (blockDims) that output axis `axis` is. */

@@ -105,27 +105,27 @@ export const layout = {
     "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1",
     "contract_64x1024_s1_64_1024x64_s64_1_sum_none",
     "cross_entropy_16x64x256_16x64i",
-    "fused_10ops_320019f638",
-    "fused_10ops_ffa27e0a1a",
-    "fused_11ops_159b7e6fee",
-    "fused_11ops_56182cfb32",
-    "fused_15ops_0353280b0d",
-    "fused_15ops_13771d1730",
-    "fused_16ops_9f382ca698",
+    "fused_10ops_7d009f5c2b",
+    "fused_10ops_81a4b40410",
+    "fused_11ops_370ca39dec",
+    "fused_11ops_9b1f61cb1f",
+    "fused_15ops_2f6f4e8b8c",
+    "fused_15ops_f98a610b8d",
+    "fused_16ops_d6ae3bcadb",
     "fused_1ops_60af686166",
     "fused_1ops_9af091d3d6",
     "fused_1ops_9c03c2973b",
-    "fused_2ops_5819fbebfa",
-    "fused_2ops_9185567ec1",
+    "fused_2ops_605b235c80",
+    "fused_2ops_9ae5e11589",
     "fused_2ops_a42ab60fb4",
     "fused_2ops_f60d389043",
-    "fused_3ops_58715b6c06",
     "fused_3ops_79e3d81772",
+    "fused_3ops_8baa34b774",
     "fused_3ops_9ddd684941",
     "fused_3ops_a42ab60fb4",
     "fused_3ops_ac65062f5e",
-    "fused_3ops_b7c81f303d",
-    "fused_5ops_b214c8e2bd",
+    "fused_3ops_eb35ba98fa",
+    "fused_5ops_4321a7b9ab",
     "gradnorm_partial_136896",
     "gradnorm_total_34",
     "matmul_1024x256_256x64",
@@ -244,7 +244,7 @@ export class Program {
         label: kernel, layout: this.pipelines[kernel].getBindGroupLayout(0),
         entries: bindings.map(([buffer, offset, size], binding) => ({ binding, resource: { buffer, offset, size } }))
       }));
-    group("fused_10ops_ffa27e0a1a", [[this.params, 0, 547584], [this.tokens, 0, 4096], [this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[2], 0, 262144], [this.act[3], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 0: fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
+    group("fused_10ops_7d009f5c2b", [[this.params, 0, 547584], [this.tokens, 0, 4096], [this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[2], 0, 262144], [this.act[3], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 0: fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
     group("matmul_1024x64_64x64", [[this.act[4], 0, 262144], [this.params, 82176, 16384], [this.act[5], 0, 262144]]); // 1: %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
     group("fused_3ops_ac65062f5e", [[this.params, 98560, 449024], [this.act[3], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 2: fused %47..%50 blocks.0.attn.q.add0 .. blocks.0.attn.k.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[7], 0, 262144], [this.params, 98816, 16384], [this.act[5], 0, 262144]]); // 3: %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
@@ -255,11 +255,11 @@ export class Program {
     group("attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 8: %63 blocks.0.attn.attention0 vector_transformer.mt:62
     group("fused_3ops_a42ab60fb4", [[this.act[5], 0, 262144], [this.act[11], 0, 262144], [this.step, 0, 16]]); // 9: fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
     group("matmul_1024x64_64x64", [[this.act[11], 0, 262144], [this.params, 132096, 16384], [this.act[12], 0, 262144]]); // 10: %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    group("fused_10ops_320019f638", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 11: fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
+    group("fused_10ops_81a4b40410", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 11: fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[16], 0, 262144], [this.params, 148992, 65536], [this.act[17], 0, 1048576]]); // 12: %79 blocks.0.up.matmul0 vector_transformer.mt:47
-    group("fused_3ops_b7c81f303d", [[this.params, 214528, 333056], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.act[19], 0, 1048576], [this.step, 0, 16]]); // 13: fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
+    group("fused_3ops_8baa34b774", [[this.params, 214528, 333056], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.act[19], 0, 1048576], [this.step, 0, 16]]); // 13: fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[19], 0, 1048576], [this.params, 215552, 65536], [this.act[12], 0, 262144]]); // 14: %84 blocks.0.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_159b7e6fee", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 15: fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    group("fused_11ops_9b1f61cb1f", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 15: fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[24], 0, 262144], [this.params, 281600, 16384], [this.act[12], 0, 262144]]); // 16: %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
     group("fused_3ops_ac65062f5e", [[this.params, 297984, 249600], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 17: fused %99..%102 blocks.1.attn.q.add0 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.params, 298240, 16384], [this.act[12], 0, 262144]]); // 18: %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
@@ -270,37 +270,37 @@ export class Program {
     group("attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 23: %115 blocks.1.attn.attention0 vector_transformer.mt:62
     group("fused_3ops_a42ab60fb4", [[this.act[12], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 24: fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
     group("matmul_1024x64_64x64", [[this.act[30], 0, 262144], [this.params, 331520, 16384], [this.act[31], 0, 262144]]); // 25: %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    group("fused_10ops_320019f638", [[this.params, 347904, 199680], [this.act[20], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 26: fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
+    group("fused_10ops_81a4b40410", [[this.params, 347904, 199680], [this.act[20], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 26: fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[35], 0, 262144], [this.params, 348416, 65536], [this.act[17], 0, 1048576]]); // 27: %131 blocks.1.up.matmul0 vector_transformer.mt:47
-    group("fused_3ops_b7c81f303d", [[this.params, 413952, 133632], [this.act[17], 0, 1048576], [this.act[36], 0, 1048576], [this.act[37], 0, 1048576], [this.step, 0, 16]]); // 28: fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
+    group("fused_3ops_8baa34b774", [[this.params, 413952, 133632], [this.act[17], 0, 1048576], [this.act[36], 0, 1048576], [this.act[37], 0, 1048576], [this.step, 0, 16]]); // 28: fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[37], 0, 1048576], [this.params, 414976, 65536], [this.act[31], 0, 262144]]); // 29: %136 blocks.1.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_56182cfb32", [[this.params, 480512, 67072], [this.act[32], 0, 262144], [this.act[31], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 30: fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    group("fused_11ops_370ca39dec", [[this.params, 480512, 67072], [this.act[32], 0, 262144], [this.act[31], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 30: fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[41], 0, 262144], [this.params, 481024, 65536], [this.act[17], 0, 1048576]]); // 31: %149 head.matmul0 vector_transformer.mt:47
     group("fused_1ops_60af686166", [[this.params, 546560, 1024], [this.act[17], 0, 1048576], [this.act[42], 0, 1048576], [this.step, 0, 16]]); // 32: fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
     group("cross_entropy_16x64x256_16x64i", [[this.act[42], 0, 1048576], [this.targets, 0, 4096], [this.act[43], 0, 4]]); // 33: %152 loss.cross_entropy0 vector_transformer.mt:84
-    group("fused_5ops_b214c8e2bd", [[this.targets, 0, 4096], [this.act[42], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 34: fused %154..%158 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
+    group("fused_5ops_4321a7b9ab", [[this.targets, 0, 4096], [this.act[42], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 34: fused %154..%158 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
     group("sum_a01_16x64x256", [[this.act[17], 0, 1048576], [this.grads, 546560, 1024]]); // 35: %159 head.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x256", [[this.params, 481024, 65536], [this.act[44], 0, 65536]]); // 36: %162 head.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[17], 0, 1048576], [this.act[44], 0, 65536], [this.act[31], 0, 262144]]); // 37: %163 head.matmul0.grad.matmul0 vector_transformer.mt:47
     group("fused_1ops_9c03c2973b", [[this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 38: fused %164..%164 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x256", [[this.act[45], 0, 262144], [this.act[17], 0, 1048576], [this.grads, 481024, 65536]]); // 39: %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5819fbebfa", [[this.params, 480768, 66816], [this.act[40], 0, 262144], [this.act[31], 0, 262144], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 40: fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
+    group("fused_2ops_9ae5e11589", [[this.params, 480768, 66816], [this.act[40], 0, 262144], [this.act[31], 0, 262144], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 40: fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[41], 0, 262144], [this.grads, 480768, 256]]); // 41: %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_13771d1730", [[this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 42: fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("fused_15ops_f98a610b8d", [[this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 42: fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
     group("sum_a01_16x64x64", [[this.act[31], 0, 262144], [this.grads, 480512, 256]]); // 43: %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_256x64", [[this.params, 414976, 65536], [this.act[44], 0, 65536]]); // 44: %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[31], 0, 262144], [this.act[44], 0, 65536], [this.act[17], 0, 1048576]]); // 45: %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
     group("fused_1ops_9af091d3d6", [[this.act[37], 0, 1048576], [this.act[46], 0, 1048576], [this.step, 0, 16]]); // 46: fused %191..%191 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_256x1024_1024x64", [[this.act[46], 0, 1048576], [this.act[31], 0, 262144], [this.grads, 414976, 65536]]); // 47: %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_9185567ec1", [[this.act[36], 0, 1048576], [this.act[17], 0, 1048576], [this.act[46], 0, 1048576], [this.step, 0, 16]]); // 48: fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
+    group("fused_2ops_605b235c80", [[this.act[36], 0, 1048576], [this.act[17], 0, 1048576], [this.act[46], 0, 1048576], [this.step, 0, 16]]); // 48: fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
     group("sum_a01_16x64x256", [[this.act[46], 0, 1048576], [this.grads, 413952, 1024]]); // 49: %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x256", [[this.params, 348416, 65536], [this.act[44], 0, 65536]]); // 50: %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[46], 0, 1048576], [this.act[44], 0, 65536], [this.act[31], 0, 262144]]); // 51: %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
     group("fused_1ops_9c03c2973b", [[this.act[35], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 52: fused %201..%201 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x256", [[this.act[45], 0, 262144], [this.act[46], 0, 1048576], [this.grads, 348416, 65536]]); // 53: %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5819fbebfa", [[this.params, 348160, 199424], [this.act[34], 0, 262144], [this.act[31], 0, 262144], [this.act[45], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 54: fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    group("fused_2ops_9ae5e11589", [[this.params, 348160, 199424], [this.act[34], 0, 262144], [this.act[31], 0, 262144], [this.act[45], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 54: fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[35], 0, 262144], [this.grads, 348160, 256]]); // 55: %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_0353280b0d", [[this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 56: fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
+    group("fused_15ops_2f6f4e8b8c", [[this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 56: fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[35], 0, 262144], [this.grads, 347904, 256]]); // 57: %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 331520, 16384], [this.act[47], 0, 16384]]); // 58: %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[35], 0, 262144], [this.act[47], 0, 16384], [this.act[45], 0, 262144]]); // 59: %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
@@ -324,23 +324,23 @@ export class Program {
     group("permute_10_64x64", [[this.params, 281600, 16384], [this.act[29], 0, 16384]]); // 77: %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[30], 0, 262144]]); // 78: %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.grads, 281600, 16384]]); // 79: %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_58715b6c06", [[this.params, 281344, 266240], [this.act[22], 0, 262144], [this.act[45], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 80: fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    group("fused_3ops_eb35ba98fa", [[this.params, 281344, 266240], [this.act[22], 0, 262144], [this.act[45], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 80: fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
     group("sum_a01_16x64x64", [[this.act[24], 0, 262144], [this.grads, 281344, 256]]); // 81: %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_16ops_9f382ca698", [[this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 82: fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("fused_16ops_d6ae3bcadb", [[this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 82: fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
     group("sum_a01_16x64x64", [[this.act[30], 0, 262144], [this.grads, 281088, 256]]); // 83: %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_256x64", [[this.params, 215552, 65536], [this.act[44], 0, 65536]]); // 84: %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[30], 0, 262144], [this.act[44], 0, 65536], [this.act[46], 0, 1048576]]); // 85: %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
     group("fused_1ops_9af091d3d6", [[this.act[19], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 86: fused %295..%295 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_256x1024_1024x64", [[this.act[17], 0, 1048576], [this.act[30], 0, 262144], [this.grads, 215552, 65536]]); // 87: %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_9185567ec1", [[this.act[18], 0, 1048576], [this.act[46], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 88: fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
+    group("fused_2ops_605b235c80", [[this.act[18], 0, 1048576], [this.act[46], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 88: fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
     group("sum_a01_16x64x256", [[this.act[17], 0, 1048576], [this.grads, 214528, 1024]]); // 89: %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x256", [[this.params, 148992, 65536], [this.act[44], 0, 65536]]); // 90: %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[17], 0, 1048576], [this.act[44], 0, 65536], [this.act[30], 0, 262144]]); // 91: %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
     group("fused_1ops_9c03c2973b", [[this.act[16], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 92: fused %305..%305 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x256", [[this.act[26], 0, 262144], [this.act[17], 0, 1048576], [this.grads, 148992, 65536]]); // 93: %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_5819fbebfa", [[this.params, 148736, 398848], [this.act[15], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 94: fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    group("fused_2ops_9ae5e11589", [[this.params, 148736, 398848], [this.act[15], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 94: fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.grads, 148736, 256]]); // 95: %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_0353280b0d", [[this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 96: fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
+    group("fused_15ops_2f6f4e8b8c", [[this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 96: fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.grads, 148480, 256]]); // 97: %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 132096, 16384], [this.act[29], 0, 16384]]); // 98: %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[16], 0, 262144], [this.act[29], 0, 16384], [this.act[26], 0, 262144]]); // 99: %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
@@ -364,9 +364,9 @@ export class Program {
     group("permute_10_64x64", [[this.params, 82176, 16384], [this.act[10], 0, 16384]]); // 117: %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[7], 0, 262144], [this.act[10], 0, 16384], [this.act[11], 0, 262144]]); // 118: %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[4], 0, 262144], [this.act[7], 0, 262144], [this.grads, 82176, 16384]]); // 119: %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_58715b6c06", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[26], 0, 262144], [this.act[11], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 120: fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    group("fused_3ops_eb35ba98fa", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[26], 0, 262144], [this.act[11], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 120: fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
     group("sum_a01_16x64x64", [[this.act[4], 0, 262144], [this.grads, 81920, 256]]); // 121: %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_0353280b0d", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[16], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 122: fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
+    group("fused_15ops_2f6f4e8b8c", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[16], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 122: fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
     group("sum_a0_16x64x64", [[this.act[4], 0, 262144], [this.grads, 65536, 16384]]); // 123: %393 add0.grad.sum0 vector_transformer.mt:85
     group("scatter_add_16x64x64_16x64i_to_256x64", [[this.act[4], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 124: %395 gather0.grad.scatter_add0 vector_transformer.mt:85
     group("gradnorm_partial_136896", [[this.grads, 0, ARENA], [this.partials, 0, 136]]); // 125: gradient norm, partial sums
@@ -387,7 +387,7 @@ export class Program {
 
   /** The forward pass up to the loss. */
   forward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_10ops_ffa27e0a1a", 0, 16, 1, 1); // fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
+    this.run(pass, "fused_10ops_7d009f5c2b", 0, 16, 1, 1); // fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
     this.run(pass, "matmul_1024x64_64x64", 1, 4, 1, 1); // %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_3ops_ac65062f5e", 2, 16, 1, 1); // fused %47..%50 blocks.0.attn.q.add0 .. blocks.0.attn.k.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 3, 4, 1, 1); // %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
@@ -398,11 +398,11 @@ export class Program {
     this.run(pass, "attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", 8, 64, 1, 1); // %63 blocks.0.attn.attention0 vector_transformer.mt:62
     this.run(pass, "fused_3ops_a42ab60fb4", 9, 16, 1, 1); // fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
     this.run(pass, "matmul_1024x64_64x64", 10, 4, 1, 1); // %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_10ops_320019f638", 11, 16, 1, 1); // fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_81a4b40410", 11, 16, 1, 1); // fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 12, 16, 1, 1); // %79 blocks.0.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_b7c81f303d", 13, 16, 1, 1); // fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_8baa34b774", 13, 16, 1, 1); // fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 14, 4, 1, 1); // %84 blocks.0.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_159b7e6fee", 15, 16, 1, 1); // fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_9b1f61cb1f", 15, 16, 1, 1); // fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 16, 4, 1, 1); // %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_3ops_ac65062f5e", 17, 16, 1, 1); // fused %99..%102 blocks.1.attn.q.add0 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 18, 4, 1, 1); // %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
@@ -413,11 +413,11 @@ export class Program {
     this.run(pass, "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", 23, 64, 1, 1); // %115 blocks.1.attn.attention0 vector_transformer.mt:62
     this.run(pass, "fused_3ops_a42ab60fb4", 24, 16, 1, 1); // fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
     this.run(pass, "matmul_1024x64_64x64", 25, 4, 1, 1); // %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_10ops_320019f638", 26, 16, 1, 1); // fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_81a4b40410", 26, 16, 1, 1); // fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 27, 16, 1, 1); // %131 blocks.1.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_b7c81f303d", 28, 16, 1, 1); // fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_8baa34b774", 28, 16, 1, 1); // fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 29, 4, 1, 1); // %136 blocks.1.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_56182cfb32", 30, 16, 1, 1); // fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_370ca39dec", 30, 16, 1, 1); // fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 31, 16, 1, 1); // %149 head.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_1ops_60af686166", 32, 16, 1, 1); // fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
     this.run(pass, "cross_entropy_16x64x256_16x64i", 33, 1, 1, 1); // %152 loss.cross_entropy0 vector_transformer.mt:84
@@ -425,29 +425,29 @@ export class Program {
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_5ops_b214c8e2bd", 34, 16, 1, 1); // fused %154..%158 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
+    this.run(pass, "fused_5ops_4321a7b9ab", 34, 16, 1, 1); // fused %154..%158 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
     this.run(pass, "sum_a01_16x64x256", 35, 4, 1, 1); // %159 head.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 36, 64, 1, 1); // %162 head.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 37, 4, 1, 1); // %163 head.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_1ops_9c03c2973b", 38, 16, 1, 1); // fused %164..%164 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x256", 39, 4, 1, 1); // %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5819fbebfa", 40, 16, 1, 1); // fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "fused_2ops_9ae5e11589", 40, 16, 1, 1); // fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 41, 1, 1, 1); // %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_13771d1730", 42, 16, 1, 1); // fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "fused_15ops_f98a610b8d", 42, 16, 1, 1); // fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
     this.run(pass, "sum_a01_16x64x64", 43, 1, 1, 1); // %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_256x64", 44, 64, 1, 1); // %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 45, 16, 1, 1); // %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_1ops_9af091d3d6", 46, 16, 1, 1); // fused %191..%191 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_256x1024_1024x64", 47, 4, 1, 1); // %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_9185567ec1", 48, 16, 1, 1); // fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
+    this.run(pass, "fused_2ops_605b235c80", 48, 16, 1, 1); // fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
     this.run(pass, "sum_a01_16x64x256", 49, 4, 1, 1); // %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 50, 64, 1, 1); // %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 51, 4, 1, 1); // %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_1ops_9c03c2973b", 52, 16, 1, 1); // fused %201..%201 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x256", 53, 4, 1, 1); // %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5819fbebfa", 54, 16, 1, 1); // fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "fused_2ops_9ae5e11589", 54, 16, 1, 1); // fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 55, 1, 1, 1); // %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_0353280b0d", 56, 16, 1, 1); // fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_2f6f4e8b8c", 56, 16, 1, 1); // fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 57, 1, 1, 1); // %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 58, 16, 1, 1); // %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 59, 4, 1, 1); // %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
@@ -471,23 +471,23 @@ export class Program {
     this.run(pass, "permute_10_64x64", 77, 16, 1, 1); // %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 78, 4, 1, 1); // %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 79, 64, 1, 1); // %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_58715b6c06", 80, 16, 1, 1); // fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    this.run(pass, "fused_3ops_eb35ba98fa", 80, 16, 1, 1); // fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
     this.run(pass, "sum_a01_16x64x64", 81, 1, 1, 1); // %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_16ops_9f382ca698", 82, 16, 1, 1); // fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "fused_16ops_d6ae3bcadb", 82, 16, 1, 1); // fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
     this.run(pass, "sum_a01_16x64x64", 83, 1, 1, 1); // %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_256x64", 84, 64, 1, 1); // %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 85, 16, 1, 1); // %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_1ops_9af091d3d6", 86, 16, 1, 1); // fused %295..%295 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_256x1024_1024x64", 87, 4, 1, 1); // %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_9185567ec1", 88, 16, 1, 1); // fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
+    this.run(pass, "fused_2ops_605b235c80", 88, 16, 1, 1); // fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
     this.run(pass, "sum_a01_16x64x256", 89, 4, 1, 1); // %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 90, 64, 1, 1); // %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 91, 4, 1, 1); // %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_1ops_9c03c2973b", 92, 16, 1, 1); // fused %305..%305 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x256", 93, 4, 1, 1); // %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_5819fbebfa", 94, 16, 1, 1); // fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "fused_2ops_9ae5e11589", 94, 16, 1, 1); // fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 95, 1, 1, 1); // %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_0353280b0d", 96, 16, 1, 1); // fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_2f6f4e8b8c", 96, 16, 1, 1); // fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 97, 1, 1, 1); // %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 98, 16, 1, 1); // %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 99, 4, 1, 1); // %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
@@ -511,9 +511,9 @@ export class Program {
     this.run(pass, "permute_10_64x64", 117, 16, 1, 1); // %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 118, 4, 1, 1); // %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 119, 64, 1, 1); // %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_58715b6c06", 120, 16, 1, 1); // fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    this.run(pass, "fused_3ops_eb35ba98fa", 120, 16, 1, 1); // fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
     this.run(pass, "sum_a01_16x64x64", 121, 1, 1, 1); // %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_0353280b0d", 122, 16, 1, 1); // fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_2f6f4e8b8c", 122, 16, 1, 1); // fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
     this.run(pass, "sum_a0_16x64x64", 123, 64, 1, 1); // %393 add0.grad.sum0 vector_transformer.mt:85
     this.run(pass, "scatter_add_16x64x64_16x64i_to_256x64", 124, 4, 1, 1); // %395 gather0.grad.scatter_add0 vector_transformer.mt:85
   }
