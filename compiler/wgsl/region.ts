@@ -94,15 +94,22 @@ export function emitRegion(
     while (members.has(id) && nodes[id].op.kind === 'reshape') id = nodes[id].inputs[0];
     return id;
   };
+  const outputsSet = new Set(r.outputs);
+  const sizeOf = (m: number): number => (r.modes.get(m) === 'uni' ? numel(nodes[m].shape) : numel(nodes[m].shape) / T);
+  // reshapes written out by the member they reshape, element by element (no copy loop)
+  const storedWith = new Set(
+    r.members.filter((x) => {
+      const a = aliasOf(x);
+      return x !== a && outputsSet.has(x) && members.has(a) && r.modes.get(x) === r.modes.get(a) && sizeOf(x) === sizeOf(a);
+    }),
+  );
   r.members.forEach((m, pos) => {
     // a reshape reads its input only when it is written out (a copy)
-    if (nodes[m].op.kind === 'reshape' && !r.outputs.includes(m)) return;
+    if (nodes[m].op.kind === 'reshape' && (!r.outputs.includes(m) || storedWith.has(m))) return;
     for (const i of nodes[m].inputs) if (members.has(aliasOf(i))) lastUse.set(aliasOf(i), pos);
   });
-  const outputsSet = new Set(r.outputs);
   const free = new Map<number, string[]>();
   const arrays: Array<{ name: string; size: number }> = [];
-  const sizeOf = (m: number): number => (r.modes.get(m) === 'uni' ? numel(nodes[m].shape) : numel(nodes[m].shape) / T);
 
   // ---- loops: consecutive elementwise members over the same block share one loop nest, each
   // reading the ones before it as scalars (no private array when nothing outside reads it)
@@ -127,7 +134,7 @@ export function emitRegion(
   /** Members some reader outside their shared loop reads (or reads through a reshape): these need private arrays. */
   const needsArray = new Set<number>();
   r.members.forEach((m, pos) => {
-    if (nodes[m].op.kind === 'reshape' && !r.outputs.includes(m)) return;
+    if (nodes[m].op.kind === 'reshape' && (!r.outputs.includes(m) || storedWith.has(m))) return;
     for (const i of nodes[m].inputs) {
       const a = aliasOf(i);
       if (members.has(a) && (a !== i || nodes[m].op.kind === 'reshape' || group[posOf.get(a) as number] !== group[pos] || !scalar.has(a))) needsArray.add(a);
@@ -156,9 +163,9 @@ export function emitRegion(
     }
     if (n.op.kind === 'reshape') {
       const src = n.inputs[0];
-      const h = home.get(src) as Home;
-      home.set(m, h.kind === 'binding' ? { ...h, size: numel(n.shape) } : h);
-      if (outputsSet.has(m)) body.push(...storeCopy(m));
+      const h = home.get(src); // none: a scalar of a loop, stored with it (storedWith)
+      if (h) home.set(m, h.kind === 'binding' ? { ...h, size: numel(n.shape) } : h);
+      if (outputsSet.has(m) && !storedWith.has(m)) body.push(...storeCopy(m));
       return;
     }
     const size = sizeOf(m);
@@ -172,13 +179,17 @@ export function emitRegion(
       home.set(m, { kind: 'array', name: arr, whole: uni });
       toFree.push({ pos: lastUse.get(m) as number, name: arr, size });
     }
+    // reshapes of this member written out are stored with it, element by element
+    const alsoOut = r.members.filter((x) => storedWith.has(x) && aliasOf(x) === m);
+    const outs = (v: string, off: string): string[] => [...(outputsSet.has(m) ? [store(m, off, v)] : []), ...alsoOut.map((x) => store(x, off, v))];
     const what = `// ${n.op.kind}${opAttrs(n)} [${n.shape.join(', ')}]${n.loc ? ` (line ${n.loc.line})` : ''}`;
     const shared = group[pos] !== pos || !groupEnd(pos);
     const parts = memberLines(n, pos, uni, (v, off) => {
-      if (shared) return [`s${pos} = ${v};`, ...(arr ? [`${arr}[${off}] = s${pos};`] : []), ...(outputsSet.has(m) ? [store(m, off, `s${pos}`)] : [])];
-      if (arr && outputsSet.has(m)) return [`{ let y = ${v}; ${arr}[${off}] = y; ${store(m, off, 'y')} }`];
+      if (shared) return [`s${pos} = ${v};`, ...(arr ? [`${arr}[${off}] = s${pos};`] : []), ...outs(`s${pos}`, off)];
+      const stores = outs('y', off);
+      if (arr && stores.length) return [`{ let y = ${v}; ${arr}[${off}] = y; ${stores.join(' ')} }`];
       if (arr) return [`${arr}[${off}] = ${v};`];
-      return outputsSet.has(m) ? [store(m, off, v)] : [];
+      return stores.length === 1 ? outs(v, off) : stores.length ? [`{ let y = ${v}; ${stores.join(' ')} }`] : [];
     });
     if (!shared) {
       body.push(what, ...parts.pre, ...loopNest(parts.loops, parts.inner));

@@ -105,26 +105,26 @@ export const layout = {
     "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1",
     "contract_64x1024_s1_64_1024x64_s64_1_sum_none",
     "cross_entropy_16x64x256_16x64i",
-    "fused_10ops_7d009f5c2b",
-    "fused_10ops_81a4b40410",
-    "fused_11ops_370ca39dec",
-    "fused_11ops_9b1f61cb1f",
+    "fused_10ops_3b1e0306ce",
+    "fused_10ops_8c93e5c038",
+    "fused_11ops_1eb6215124",
+    "fused_11ops_5c50be8281",
     "fused_15ops_2f6f4e8b8c",
     "fused_15ops_f98a610b8d",
     "fused_16ops_d6ae3bcadb",
     "fused_1ops_60af686166",
     "fused_1ops_9af091d3d6",
     "fused_1ops_9c03c2973b",
+    "fused_2ops_3c6a26ef51",
     "fused_2ops_605b235c80",
     "fused_2ops_9ae5e11589",
-    "fused_2ops_a42ab60fb4",
-    "fused_2ops_f60d389043",
+    "fused_2ops_f8479528f2",
+    "fused_3ops_2b8f638177",
+    "fused_3ops_2d799cfffd",
     "fused_3ops_79e3d81772",
-    "fused_3ops_8baa34b774",
-    "fused_3ops_9ddd684941",
-    "fused_3ops_a42ab60fb4",
-    "fused_3ops_ac65062f5e",
+    "fused_3ops_abe7167613",
     "fused_3ops_eb35ba98fa",
+    "fused_3ops_f8479528f2",
     "fused_5ops_4321a7b9ab",
     "gradnorm_partial_136896",
     "gradnorm_total_34",
@@ -244,37 +244,37 @@ export class Program {
         label: kernel, layout: this.pipelines[kernel].getBindGroupLayout(0),
         entries: bindings.map(([buffer, offset, size], binding) => ({ binding, resource: { buffer, offset, size } }))
       }));
-    group("fused_10ops_7d009f5c2b", [[this.params, 0, 547584], [this.tokens, 0, 4096], [this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[2], 0, 262144], [this.act[3], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 0: fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
+    group("fused_10ops_8c93e5c038", [[this.params, 0, 547584], [this.tokens, 0, 4096], [this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[2], 0, 262144], [this.act[3], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 0: fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
     group("matmul_1024x64_64x64", [[this.act[4], 0, 262144], [this.params, 82176, 16384], [this.act[5], 0, 262144]]); // 1: %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
-    group("fused_3ops_ac65062f5e", [[this.params, 98560, 449024], [this.act[3], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 2: fused %47..%50 blocks.0.attn.q.add0 .. blocks.0.attn.k.reshape0 vector_transformer.mt:47
+    group("fused_3ops_2b8f638177", [[this.params, 98560, 449024], [this.act[3], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 2: fused %47..%50 blocks.0.attn.q.add0 .. blocks.0.attn.k.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[7], 0, 262144], [this.params, 98816, 16384], [this.act[5], 0, 262144]]); // 3: %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
-    group("fused_3ops_ac65062f5e", [[this.params, 115200, 432384], [this.act[3], 0, 262144], [this.act[5], 0, 262144], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.step, 0, 16]]); // 4: fused %53..%56 blocks.0.attn.k.add0 .. blocks.0.attn.v.reshape0 vector_transformer.mt:47
+    group("fused_3ops_2b8f638177", [[this.params, 115200, 432384], [this.act[3], 0, 262144], [this.act[5], 0, 262144], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.step, 0, 16]]); // 4: fused %53..%56 blocks.0.attn.k.add0 .. blocks.0.attn.v.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[9], 0, 262144], [this.params, 115456, 16384], [this.act[5], 0, 262144]]); // 5: %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
     group("attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[10], 0, 16384], [this.step, 0, 16]]); // 6: %62 blocks.0.attn.attention_lse0 vector_transformer.mt:61
-    group("fused_2ops_f60d389043", [[this.params, 131840, 415744], [this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16]]); // 7: fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
+    group("fused_2ops_3c6a26ef51", [[this.params, 131840, 415744], [this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16]]); // 7: fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
     group("attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 8: %63 blocks.0.attn.attention0 vector_transformer.mt:62
-    group("fused_3ops_a42ab60fb4", [[this.act[5], 0, 262144], [this.act[11], 0, 262144], [this.step, 0, 16]]); // 9: fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
+    group("fused_3ops_f8479528f2", [[this.act[5], 0, 262144], [this.act[11], 0, 262144], [this.step, 0, 16]]); // 9: fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
     group("matmul_1024x64_64x64", [[this.act[11], 0, 262144], [this.params, 132096, 16384], [this.act[12], 0, 262144]]); // 10: %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    group("fused_10ops_81a4b40410", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 11: fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
+    group("fused_10ops_3b1e0306ce", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 11: fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[16], 0, 262144], [this.params, 148992, 65536], [this.act[17], 0, 1048576]]); // 12: %79 blocks.0.up.matmul0 vector_transformer.mt:47
-    group("fused_3ops_8baa34b774", [[this.params, 214528, 333056], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.act[19], 0, 1048576], [this.step, 0, 16]]); // 13: fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
+    group("fused_3ops_abe7167613", [[this.params, 214528, 333056], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.act[19], 0, 1048576], [this.step, 0, 16]]); // 13: fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[19], 0, 1048576], [this.params, 215552, 65536], [this.act[12], 0, 262144]]); // 14: %84 blocks.0.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_9b1f61cb1f", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 15: fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    group("fused_11ops_1eb6215124", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 15: fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[24], 0, 262144], [this.params, 281600, 16384], [this.act[12], 0, 262144]]); // 16: %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
-    group("fused_3ops_ac65062f5e", [[this.params, 297984, 249600], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 17: fused %99..%102 blocks.1.attn.q.add0 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
+    group("fused_3ops_2b8f638177", [[this.params, 297984, 249600], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 17: fused %99..%102 blocks.1.attn.q.add0 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.params, 298240, 16384], [this.act[12], 0, 262144]]); // 18: %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
-    group("fused_3ops_ac65062f5e", [[this.params, 314624, 232960], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 19: fused %105..%108 blocks.1.attn.k.add0 .. blocks.1.attn.v.reshape0 vector_transformer.mt:47
+    group("fused_3ops_2b8f638177", [[this.params, 314624, 232960], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 19: fused %105..%108 blocks.1.attn.k.add0 .. blocks.1.attn.v.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[28], 0, 262144], [this.params, 314880, 16384], [this.act[12], 0, 262144]]); // 20: %109 blocks.1.attn.v.matmul0 vector_transformer.mt:47
     group("attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[29], 0, 16384], [this.step, 0, 16]]); // 21: %114 blocks.1.attn.attention_lse0 vector_transformer.mt:61
-    group("fused_2ops_f60d389043", [[this.params, 331264, 216320], [this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 22: fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
+    group("fused_2ops_3c6a26ef51", [[this.params, 331264, 216320], [this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 22: fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
     group("attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 23: %115 blocks.1.attn.attention0 vector_transformer.mt:62
-    group("fused_3ops_a42ab60fb4", [[this.act[12], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 24: fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
+    group("fused_3ops_f8479528f2", [[this.act[12], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 24: fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
     group("matmul_1024x64_64x64", [[this.act[30], 0, 262144], [this.params, 331520, 16384], [this.act[31], 0, 262144]]); // 25: %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    group("fused_10ops_81a4b40410", [[this.params, 347904, 199680], [this.act[20], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 26: fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
+    group("fused_10ops_3b1e0306ce", [[this.params, 347904, 199680], [this.act[20], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 26: fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[35], 0, 262144], [this.params, 348416, 65536], [this.act[17], 0, 1048576]]); // 27: %131 blocks.1.up.matmul0 vector_transformer.mt:47
-    group("fused_3ops_8baa34b774", [[this.params, 413952, 133632], [this.act[17], 0, 1048576], [this.act[36], 0, 1048576], [this.act[37], 0, 1048576], [this.step, 0, 16]]); // 28: fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
+    group("fused_3ops_abe7167613", [[this.params, 413952, 133632], [this.act[17], 0, 1048576], [this.act[36], 0, 1048576], [this.act[37], 0, 1048576], [this.step, 0, 16]]); // 28: fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[37], 0, 1048576], [this.params, 414976, 65536], [this.act[31], 0, 262144]]); // 29: %136 blocks.1.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_370ca39dec", [[this.params, 480512, 67072], [this.act[32], 0, 262144], [this.act[31], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 30: fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    group("fused_11ops_5c50be8281", [[this.params, 480512, 67072], [this.act[32], 0, 262144], [this.act[31], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 30: fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[41], 0, 262144], [this.params, 481024, 65536], [this.act[17], 0, 1048576]]); // 31: %149 head.matmul0 vector_transformer.mt:47
     group("fused_1ops_60af686166", [[this.params, 546560, 1024], [this.act[17], 0, 1048576], [this.act[42], 0, 1048576], [this.step, 0, 16]]); // 32: fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
     group("cross_entropy_16x64x256_16x64i", [[this.act[42], 0, 1048576], [this.targets, 0, 4096], [this.act[43], 0, 4]]); // 33: %152 loss.cross_entropy0 vector_transformer.mt:84
@@ -309,17 +309,17 @@ export class Program {
     group("attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 62: %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
     group("attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 63: %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
     group("attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 64: %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
-    group("fused_2ops_a42ab60fb4", [[this.act[23], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 65: fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    group("fused_2ops_f8479528f2", [[this.act[23], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 65: fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
     group("sum_a01_16x64x64", [[this.act[45], 0, 262144], [this.grads, 331264, 256]]); // 66: %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 314880, 16384], [this.act[29], 0, 16384]]); // 67: %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[45], 0, 262144], [this.act[29], 0, 16384], [this.act[23], 0, 262144]]); // 68: %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[28], 0, 262144], [this.act[45], 0, 262144], [this.grads, 314880, 16384]]); // 69: %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_a42ab60fb4", [[this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 70: fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    group("fused_2ops_f8479528f2", [[this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 70: fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
     group("sum_a01_16x64x64", [[this.act[45], 0, 262144], [this.grads, 314624, 256]]); // 71: %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 298240, 16384], [this.act[29], 0, 16384]]); // 72: %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[45], 0, 262144], [this.act[29], 0, 16384], [this.act[30], 0, 262144]]); // 73: %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[26], 0, 262144], [this.act[45], 0, 262144], [this.grads, 298240, 16384]]); // 74: %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_9ddd684941", [[this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 75: fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    group("fused_3ops_2d799cfffd", [[this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 75: fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
     group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 297984, 256]]); // 76: %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 281600, 16384], [this.act[29], 0, 16384]]); // 77: %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[30], 0, 262144]]); // 78: %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
@@ -349,17 +349,17 @@ export class Program {
     group("attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 102: %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
     group("attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[11], 0, 262144], [this.step, 0, 16]]); // 103: %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
     group("attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16]]); // 104: %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
-    group("fused_2ops_a42ab60fb4", [[this.act[3], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 105: fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    group("fused_2ops_f8479528f2", [[this.act[3], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 105: fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
     group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 131840, 256]]); // 106: %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 115456, 16384], [this.act[10], 0, 16384]]); // 107: %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[10], 0, 16384], [this.act[3], 0, 262144]]); // 108: %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[9], 0, 262144], [this.act[26], 0, 262144], [this.grads, 115456, 16384]]); // 109: %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_a42ab60fb4", [[this.act[11], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 110: fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    group("fused_2ops_f8479528f2", [[this.act[11], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 110: fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
     group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 115200, 256]]); // 111: %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 98816, 16384], [this.act[10], 0, 16384]]); // 112: %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[10], 0, 16384], [this.act[11], 0, 262144]]); // 113: %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[7], 0, 262144], [this.act[26], 0, 262144], [this.grads, 98816, 16384]]); // 114: %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_9ddd684941", [[this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.act[11], 0, 262144], [this.act[26], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 115: fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    group("fused_3ops_2d799cfffd", [[this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.act[11], 0, 262144], [this.act[26], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 115: fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
     group("sum_a01_16x64x64", [[this.act[7], 0, 262144], [this.grads, 98560, 256]]); // 116: %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 82176, 16384], [this.act[10], 0, 16384]]); // 117: %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[7], 0, 262144], [this.act[10], 0, 16384], [this.act[11], 0, 262144]]); // 118: %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
@@ -387,37 +387,37 @@ export class Program {
 
   /** The forward pass up to the loss. */
   forward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_10ops_7d009f5c2b", 0, 16, 1, 1); // fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
+    this.run(pass, "fused_10ops_8c93e5c038", 0, 16, 1, 1); // fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
     this.run(pass, "matmul_1024x64_64x64", 1, 4, 1, 1); // %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_ac65062f5e", 2, 16, 1, 1); // fused %47..%50 blocks.0.attn.q.add0 .. blocks.0.attn.k.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_2b8f638177", 2, 16, 1, 1); // fused %47..%50 blocks.0.attn.q.add0 .. blocks.0.attn.k.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 3, 4, 1, 1); // %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_ac65062f5e", 4, 16, 1, 1); // fused %53..%56 blocks.0.attn.k.add0 .. blocks.0.attn.v.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_2b8f638177", 4, 16, 1, 1); // fused %53..%56 blocks.0.attn.k.add0 .. blocks.0.attn.v.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 5, 4, 1, 1); // %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
     this.run(pass, "attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", 6, 64, 1, 1); // %62 blocks.0.attn.attention_lse0 vector_transformer.mt:61
-    this.run(pass, "fused_2ops_f60d389043", 7, 16, 1, 1); // fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
+    this.run(pass, "fused_2ops_3c6a26ef51", 7, 16, 1, 1); // fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
     this.run(pass, "attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", 8, 64, 1, 1); // %63 blocks.0.attn.attention0 vector_transformer.mt:62
-    this.run(pass, "fused_3ops_a42ab60fb4", 9, 16, 1, 1); // fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
+    this.run(pass, "fused_3ops_f8479528f2", 9, 16, 1, 1); // fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
     this.run(pass, "matmul_1024x64_64x64", 10, 4, 1, 1); // %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_10ops_81a4b40410", 11, 16, 1, 1); // fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_3b1e0306ce", 11, 16, 1, 1); // fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 12, 16, 1, 1); // %79 blocks.0.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_8baa34b774", 13, 16, 1, 1); // fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_abe7167613", 13, 16, 1, 1); // fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 14, 4, 1, 1); // %84 blocks.0.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_9b1f61cb1f", 15, 16, 1, 1); // fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_1eb6215124", 15, 16, 1, 1); // fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 16, 4, 1, 1); // %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_ac65062f5e", 17, 16, 1, 1); // fused %99..%102 blocks.1.attn.q.add0 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_2b8f638177", 17, 16, 1, 1); // fused %99..%102 blocks.1.attn.q.add0 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 18, 4, 1, 1); // %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_ac65062f5e", 19, 16, 1, 1); // fused %105..%108 blocks.1.attn.k.add0 .. blocks.1.attn.v.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_2b8f638177", 19, 16, 1, 1); // fused %105..%108 blocks.1.attn.k.add0 .. blocks.1.attn.v.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 20, 4, 1, 1); // %109 blocks.1.attn.v.matmul0 vector_transformer.mt:47
     this.run(pass, "attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", 21, 64, 1, 1); // %114 blocks.1.attn.attention_lse0 vector_transformer.mt:61
-    this.run(pass, "fused_2ops_f60d389043", 22, 16, 1, 1); // fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
+    this.run(pass, "fused_2ops_3c6a26ef51", 22, 16, 1, 1); // fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
     this.run(pass, "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", 23, 64, 1, 1); // %115 blocks.1.attn.attention0 vector_transformer.mt:62
-    this.run(pass, "fused_3ops_a42ab60fb4", 24, 16, 1, 1); // fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
+    this.run(pass, "fused_3ops_f8479528f2", 24, 16, 1, 1); // fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
     this.run(pass, "matmul_1024x64_64x64", 25, 4, 1, 1); // %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_10ops_81a4b40410", 26, 16, 1, 1); // fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_3b1e0306ce", 26, 16, 1, 1); // fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 27, 16, 1, 1); // %131 blocks.1.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_8baa34b774", 28, 16, 1, 1); // fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_abe7167613", 28, 16, 1, 1); // fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 29, 4, 1, 1); // %136 blocks.1.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_370ca39dec", 30, 16, 1, 1); // fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_5c50be8281", 30, 16, 1, 1); // fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 31, 16, 1, 1); // %149 head.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_1ops_60af686166", 32, 16, 1, 1); // fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
     this.run(pass, "cross_entropy_16x64x256_16x64i", 33, 1, 1, 1); // %152 loss.cross_entropy0 vector_transformer.mt:84
@@ -456,17 +456,17 @@ export class Program {
     this.run(pass, "attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 62, 64, 1, 1); // %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
     this.run(pass, "attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 63, 64, 1, 1); // %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
     this.run(pass, "attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 64, 64, 1, 1); // %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
-    this.run(pass, "fused_2ops_a42ab60fb4", 65, 16, 1, 1); // fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    this.run(pass, "fused_2ops_f8479528f2", 65, 16, 1, 1); // fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
     this.run(pass, "sum_a01_16x64x64", 66, 1, 1, 1); // %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 67, 16, 1, 1); // %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 68, 4, 1, 1); // %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 69, 64, 1, 1); // %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_a42ab60fb4", 70, 16, 1, 1); // fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    this.run(pass, "fused_2ops_f8479528f2", 70, 16, 1, 1); // fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
     this.run(pass, "sum_a01_16x64x64", 71, 1, 1, 1); // %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 72, 16, 1, 1); // %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 73, 4, 1, 1); // %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 74, 64, 1, 1); // %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_9ddd684941", 75, 16, 1, 1); // fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "fused_3ops_2d799cfffd", 75, 16, 1, 1); // fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
     this.run(pass, "sum_a01_16x64x64", 76, 1, 1, 1); // %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 77, 16, 1, 1); // %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 78, 4, 1, 1); // %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
@@ -496,17 +496,17 @@ export class Program {
     this.run(pass, "attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 102, 64, 1, 1); // %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
     this.run(pass, "attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 103, 64, 1, 1); // %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
     this.run(pass, "attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 104, 64, 1, 1); // %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
-    this.run(pass, "fused_2ops_a42ab60fb4", 105, 16, 1, 1); // fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    this.run(pass, "fused_2ops_f8479528f2", 105, 16, 1, 1); // fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
     this.run(pass, "sum_a01_16x64x64", 106, 1, 1, 1); // %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 107, 16, 1, 1); // %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 108, 4, 1, 1); // %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 109, 64, 1, 1); // %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_a42ab60fb4", 110, 16, 1, 1); // fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    this.run(pass, "fused_2ops_f8479528f2", 110, 16, 1, 1); // fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
     this.run(pass, "sum_a01_16x64x64", 111, 1, 1, 1); // %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 112, 16, 1, 1); // %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 113, 4, 1, 1); // %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 114, 64, 1, 1); // %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_9ddd684941", 115, 16, 1, 1); // fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "fused_3ops_2d799cfffd", 115, 16, 1, 1); // fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
     this.run(pass, "sum_a01_16x64x64", 116, 1, 1, 1); // %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 117, 16, 1, 1); // %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 118, 4, 1, 1); // %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
