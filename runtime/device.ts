@@ -10,6 +10,8 @@ export interface Gpu {
   /** e.g. "llvmpipe (mesa), fallback" */
   description: string;
   hasF16: boolean;
+  /** The device was asked for timestamp queries (acquireDevice's `timestamps`) and has them. */
+  hasTimestamps: boolean;
   /**
    * Awaits work on the device (mapAsync, popErrorScope, ...). If the device is lost before
    * it settles, rejects with an MtcError that says so and what to do, instead of the binding's
@@ -45,7 +47,8 @@ let navigatorGpu: GPU | undefined;
  * print the adapters it has, so MTC_ADAPTER=? lists them). `mtc run sweep --adapters` spreads
  * its jobs over adapters this way.
  */
-export async function acquireDevice(): Promise<Gpu> {
+/** @param opts.timestamps ask for timestamp queries where the adapter has them (profiling: Session.profileStep) */
+export async function acquireDevice(opts: { timestamps?: boolean } = {}): Promise<Gpu> {
   const wantedAdapter = process.env.MTC_ADAPTER?.trim();
   navigatorGpu ??= create(wantedAdapter ? [`adapter=${wantedAdapter}`] : []);
   let adapter: GPUAdapter | null;
@@ -67,6 +70,8 @@ export async function acquireDevice(): Promise<Gpu> {
   const wanted: GPUFeatureName[] = [];
   const hasF16 = adapter.features.has('shader-f16');
   if (hasF16) wanted.push('shader-f16');
+  const hasTimestamps = !!opts.timestamps && adapter.features.has('timestamp-query');
+  if (hasTimestamps) wanted.push('timestamp-query');
   const l = adapter.limits;
   const device = await adapter.requestDevice({
     requiredFeatures: wanted,
@@ -131,6 +136,7 @@ export async function acquireDevice(): Promise<Gpu> {
     device,
     description,
     hasF16,
+    hasTimestamps,
     settle,
     close: () => {
       closing = true;

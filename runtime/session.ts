@@ -149,11 +149,7 @@ export class Session {
 
   /** One optimizer step (0-based `step`) at learning rate `lr`. */
   trainStep(b: Batch, step: number, lr: number, seed: number): void {
-    const t = this.mod.model.train;
-    this.writeBatch(b, seed, step, true);
-    const n = step + 1;
-    const opt = new Float32Array([lr, t.betas[0], t.betas[1], t.eps, t.weightDecay, t.clip, 1 - t.betas[0] ** n, 1 - t.betas[1] ** n]);
-    this.gpu.device.queue.writeBuffer(this.prog.opt, 0, opt);
+    this.writeTrain(b, step, lr, seed);
     this.encode(
       (pass) => {
         this.prog.forward(pass);
@@ -162,6 +158,62 @@ export class Session {
       },
       (enc) => this.logLoss(enc),
     );
+  }
+
+  /**
+   * One optimizer step as trainStep (the weights move), each dispatch in a compute pass of its
+   * own between two timestamps: the device time of every kernel, in dispatch order. Needs a
+   * device acquired with `timestamps` (gpu.hasTimestamps). The per-pass split adds a little
+   * to each kernel; the figures are for finding where a step's time goes, not its length.
+   */
+  async profileStep(b: Batch, step: number, lr: number, seed: number): Promise<Array<{ kernel: string; ms: number }>> {
+    if (!this.gpu.hasTimestamps) throw new MtcError(`profiling needs timestamp queries; ${this.gpu.description} was not acquired with them or has none`);
+    const dev = this.gpu.device;
+    const calls: Array<{ kernel: string; args: [number, number, number, number] }> = [];
+    const prog = this.prog as unknown as { run: (pass: GPUComputePassEncoder, kernel: string, ...args: number[]) => void };
+    const run = prog.run;
+    prog.run = (_pass, kernel, ...args) => void calls.push({ kernel, args: args as [number, number, number, number] });
+    try {
+      this.prog.forward(null as unknown as GPUComputePassEncoder);
+      this.prog.backward(null as unknown as GPUComputePassEncoder);
+      this.prog.optimizer(null as unknown as GPUComputePassEncoder);
+    } finally {
+      delete (prog as { run?: unknown }).run; // the prototype's again
+    }
+    this.writeTrain(b, step, lr, seed);
+    const n = calls.length;
+    const querySet = dev.createQuerySet({ type: 'timestamp', count: 2 * n });
+    const resolved = dev.createBuffer({ size: 16 * n, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const readback = dev.createBuffer({ size: 16 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    try {
+      const enc = dev.createCommandEncoder();
+      calls.forEach((c, i) => {
+        const pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+        run.call(prog, pass, c.kernel, ...c.args);
+        pass.end();
+      });
+      this.logLoss(enc);
+      enc.resolveQuerySet(querySet, 0, 2 * n, resolved, 0);
+      enc.copyBufferToBuffer(resolved, 0, readback, 0, 16 * n);
+      dev.queue.submit([enc.finish()]);
+      await this.gpu.settle(readback.mapAsync(GPUMapMode.READ), 'reading the timestamps of a profiled step');
+      const t = new BigInt64Array(readback.getMappedRange().slice(0));
+      readback.unmap();
+      return calls.map((c, i) => ({ kernel: c.kernel, ms: Number(t[2 * i + 1] - t[2 * i]) / 1e6 }));
+    } finally {
+      querySet.destroy();
+      resolved.destroy();
+      readback.destroy();
+    }
+  }
+
+  /** The batch, step uniform and optimizer uniform of a training step. */
+  private writeTrain(b: Batch, step: number, lr: number, seed: number): void {
+    const t = this.mod.model.train;
+    this.writeBatch(b, seed, step, true);
+    const n = step + 1;
+    const opt = new Float32Array([lr, t.betas[0], t.betas[1], t.eps, t.weightDecay, t.clip, 1 - t.betas[0] ** n, 1 - t.betas[1] ** n]);
+    this.gpu.device.queue.writeBuffer(this.prog.opt, 0, opt);
   }
 
   /** Forward only, dropout off; the loss joins the pending log. */

@@ -7,6 +7,7 @@
 //   npm run bench                                  # tiny and reduced full, table + JSON
 //   npm run bench -- --json                        # one JSON object only
 //   npm run bench -- --configs tiny --steps 20 --rounds 1 --skip-torch
+//   npm run bench -- --skip-profile                # no per-kernel device times
 //
 // Protocol, the same for both implementations: random byte windows (the speed does not depend
 // on the data; nothing to download), a constant learning rate (the preset's peak), dropout on,
@@ -15,6 +16,11 @@
 // device (mtc: losses are read back once per round, as in training), tokens = batch · ctx per
 // step. The figures are those of the fastest round: on a shared machine, other work only ever
 // slows a round down (every round's time is in the JSON).
+//
+// Where the time goes: where the device has timestamp queries, PROFILE_STEPS more steps run
+// with every dispatch in a pass of its own between two timestamps (Session.profileStep); each
+// dispatch's fastest time is summed by kernel family (fused regions, attention parts,
+// contractions, tiled matmuls, ...) and printed beside the step.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -28,6 +34,7 @@ import { OPT_UNIFORM_BYTES, partialCount } from '../compiler/wgsl/optimizer.ts';
 import { acquireDevice, type Gpu } from '../runtime/device.ts';
 import { WindowSampler, type Batch } from '../runtime/data.ts';
 import { Session, writeModule } from '../runtime/session.ts';
+import { byFamily, type Profile } from '../runtime/profile.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MODEL = path.join(root, 'models', 'matrix_thinker.mt');
@@ -124,7 +131,10 @@ function randomBytes(n: number, seed: number): Uint8Array {
   return out;
 }
 
-async function benchMtc(gpu: Gpu, name: string, cfg: BenchConfig, fused: boolean, sets: Record<string, string>, log: (s: string) => void) {
+/** Profiled steps per mtc measurement (each dispatch's fastest counts). */
+const PROFILE_STEPS = 2;
+
+async function benchMtc(gpu: Gpu, name: string, cfg: BenchConfig, fused: boolean, sets: Record<string, string>, log: (s: string) => void, profile: boolean) {
   const t0 = performance.now();
   // `fuse` is the compiler's switch for kernel fusion (default on).
   // the device's limits, as `mtc run train` compiles: its largest binding and its storage buffers per kernel
@@ -148,7 +158,7 @@ async function benchMtc(gpu: Gpu, name: string, cfg: BenchConfig, fused: boolean
     const held = programBuffers(session).reduce((a, b) => a + b.size, 0) + SESSION_LOG_BYTES;
     const warnings: string[] = [];
     if (held !== mem.total) warnings.push(`${name}, fusion ${fused ? 'on' : 'off'}: the program holds ${held} bytes of device buffers, the plan says ${mem.total}`);
-    const total = cfg.warmup + cfg.rounds * cfg.steps;
+    const total = cfg.warmup + cfg.rounds * cfg.steps + (profile ? PROFILE_STEPS : 0);
     const sampler = new WindowSampler(randomBytes(Math.max(total * tr.batch, 64) * (tr.ctx + 1), 12345), tr.ctx, tr.batch, seed, 'random bytes');
     const batches: Batch[] = Array.from({ length: total }, (_, i) => sampler.batchAt(i));
     const lr = tr.lr;
@@ -166,6 +176,15 @@ async function benchMtc(gpu: Gpu, name: string, cfg: BenchConfig, fused: boolean
       roundS.push((performance.now() - tr0) / 1000 / cfg.steps);
     }
     const stepS = Math.min(...roundS);
+    let prof: Profile | undefined;
+    if (profile) {
+      const best: Array<{ kernel: string; ms: number }> = [];
+      for (let k = 0, i = cfg.warmup + cfg.rounds * cfg.steps; k < PROFILE_STEPS; k++, i++) {
+        (await session.profileStep(batches[i], i, lr, seed)).forEach((d, j) => (best[j] = !best[j] || d.ms < best[j].ms ? d : best[j]));
+      }
+      timed.push(...(await session.readLosses()));
+      prof = byFamily(best);
+    }
     for (const b of programBuffers(session)) b.destroy();
     const losses = [...warm, ...timed];
     if (!losses.every(Number.isFinite)) warnings.push(`${name}, fusion ${fused ? 'on' : 'off'}: a non-finite training loss (${losses.join(', ')})`);
@@ -196,6 +215,7 @@ async function benchMtc(gpu: Gpu, name: string, cfg: BenchConfig, fused: boolean
       compile_s: compileS,
       load_s: loadS,
       warmup_s: warmupS,
+      ...(prof ? { profile: prof } : {}),
     };
     return { result, compiled, flops, warnings };
   } finally {
@@ -297,6 +317,23 @@ function table(results: Result[]): string {
   return [line(head), '|' + w.map((n, i) => (i < 3 ? '-'.repeat(n + 2) : '-'.repeat(n + 1) + ':')).join('|') + '|', ...rows.map(line)].join('\n');
 }
 
+/** Per mtc row, where a step's device time goes: the families that make up 95% of it. */
+function profileTable(results: Result[]): string {
+  const out: string[] = [];
+  for (const r of results) {
+    const p = r.profile as Profile | undefined;
+    if (!p) continue;
+    out.push(`${r.config}, fusion ${r.fused ? 'on' : 'off'}: ${fmt(p.device_ms, 1)} ms of device time in ${r.kernels_per_step} dispatches (each dispatch alone between timestamps; step ${fmt(r.step_s * 1000, 1)} ms)`);
+    let acc = 0;
+    for (const f of p.families) {
+      if (acc >= 0.95 * p.device_ms) break;
+      acc += f.ms;
+      out.push(`  ${fmt(f.ms, 1).padStart(9)} ms ${fmt((100 * f.ms) / p.device_ms, 0).padStart(3)}%  ${String(f.dispatches).padStart(5)} × ${f.family}`);
+    }
+  }
+  return out.join('\n');
+}
+
 // ---------------------------------------------------------------------------------------------
 // Main
 
@@ -310,6 +347,7 @@ async function main(): Promise<void> {
       fusion: { type: 'string', default: 'on,off' },
       set: { type: 'string', multiple: true, default: [] },
       'skip-torch': { type: 'boolean', default: false },
+      'skip-profile': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -323,6 +361,7 @@ async function main(): Promise<void> {
   --fusion on,off       mtc with kernel fusion on and/or off
   --set name=value      override a hyperparameter of every configuration (repeatable)
   --skip-torch          no PyTorch baseline
+  --skip-profile        no per-kernel device times (timestamp queries)
   --json                print one JSON object only (else a table, then the JSON)`);
     return;
   }
@@ -350,7 +389,8 @@ async function main(): Promise<void> {
 
   const torch = values['skip-torch'] ? { missing: 'skipped (--skip-torch)' } : findTorch();
   if ('missing' in torch) log(`bench: PyTorch baseline: ${torch.missing}`);
-  const gpu = await acquireDevice();
+  const gpu = await acquireDevice({ timestamps: !values['skip-profile'] });
+  if (!values['skip-profile'] && !gpu.hasTimestamps) log(`bench: ${gpu.description} has no timestamp queries: no per-kernel profile`);
   const results: Result[] = [];
   const notes: string[] = [];
   const configs: Record<string, unknown> = {};
@@ -366,7 +406,7 @@ async function main(): Promise<void> {
         log(`bench: ${name} (--preset ${cfg.preset}${Object.entries(sets).map(([k, v]) => ` --set ${k}=${v}`).join('')}): mtc, fusion ${f}: ${cfg.warmup} + ${cfg.rounds} × ${cfg.steps} steps`);
         let m: Awaited<ReturnType<typeof benchMtc>>;
         try {
-          m = await benchMtc(gpu, name, cfg, fused, sets, log);
+          m = await benchMtc(gpu, name, cfg, fused, sets, log, gpu.hasTimestamps);
         } catch (e) {
           // one failed measurement (e.g. a compiler error with fusion on) does not stop the others
           const msg = `${name}: mtc with fusion ${f} failed: ${e instanceof Error ? e.message : String(e)}`;
@@ -413,7 +453,8 @@ async function main(): Promise<void> {
       'random byte windows, constant lr, dropout on, AdamW + clipping; warm-up steps untimed, then rounds of wall-clock time over the timed steps between synchronised devices, the fastest round counting; tokens = batch*ctx per step; ' +
       'GFLOP/s = FLOPs of one training step from the IR (compiler/flops.ts: forward + backward + optimizer) / seconds per step; ' +
       'mtc peak_bytes = every device buffer the program allocates (arenas, activation buffers reused by liveness, tokens/targets, uniforms); ' +
-      'PyTorch peak_bytes = CUDA max_memory_allocated, or on the CPU the growth of the process peak RSS',
+      'PyTorch peak_bytes = CUDA max_memory_allocated, or on the CPU the growth of the process peak RSS; ' +
+      'mtc profile = after the timed rounds, steps with every dispatch in its own pass between timestamps, each dispatch at its fastest, summed by kernel family',
     configs,
     notes,
     results,
@@ -421,6 +462,8 @@ async function main(): Promise<void> {
   if (!values.json) {
     console.log(table(results));
     for (const n of notes) console.log(`note: ${n}`);
+    const prof = profileTable(results);
+    if (prof) console.log(`\nwhere the device time goes:\n${prof}`);
     console.log();
   }
   console.log(JSON.stringify(report, null, values.json ? undefined : 2));
