@@ -42,6 +42,8 @@ export interface CompiledModule {
 }
 
 const LOG_SLOTS = 1024;
+/** Dispatches timed per query set (2 queries each; WebGPU allows 4096 queries a set). */
+export const PROFILE_CHUNK = 2048;
 
 const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
@@ -165,45 +167,78 @@ export class Session {
    * own between two timestamps: the device time of every kernel, in dispatch order. Needs a
    * device acquired with `timestamps` (gpu.hasTimestamps). The per-pass split adds a little
    * to each kernel; the figures are for finding where a step's time goes, not its length.
+   * `chunk`: dispatches per query set.
    */
-  async profileStep(b: Batch, step: number, lr: number, seed: number): Promise<Array<{ kernel: string; ms: number }>> {
+  async profileStep(b: Batch, step: number, lr: number, seed: number, chunk = PROFILE_CHUNK): Promise<Array<{ kernel: string; ms: number }>> {
     if (!this.gpu.hasTimestamps) throw new MtcError(`profiling needs timestamp queries; ${this.gpu.description} was not acquired with them or has none`);
     const dev = this.gpu.device;
-    const calls: Array<{ kernel: string; args: [number, number, number, number] }> = [];
-    const prog = this.prog as unknown as { run: (pass: GPUComputePassEncoder, kernel: string, ...args: number[]) => void };
-    const run = prog.run;
-    prog.run = (_pass, kernel, ...args) => void calls.push({ kernel, args: args as [number, number, number, number] });
-    try {
-      this.prog.forward(null as unknown as GPUComputePassEncoder);
-      this.prog.backward(null as unknown as GPUComputePassEncoder);
-      this.prog.optimizer(null as unknown as GPUComputePassEncoder);
-    } finally {
-      delete (prog as { run?: unknown }).run; // the prototype's again
-    }
+    // the step's dispatches, recorded through a pass that only takes notes
+    const names = new Map(Object.entries((this.prog as unknown as { pipelines: Record<string, GPUComputePipeline> }).pipelines).map(([k, p]) => [p, k]));
+    type Call = { kernel: string; pipeline: GPUComputePipeline; group: GPUBindGroup; x: number; y: number; z: number };
+    const calls: Call[] = [];
+    let pipeline: GPUComputePipeline | undefined;
+    let group: GPUBindGroup | undefined;
+    const notes = {
+      setPipeline: (p: GPUComputePipeline) => void (pipeline = p),
+      setBindGroup: (index: number, g: GPUBindGroup) => void (group = index === 0 ? g : group),
+      dispatchWorkgroups: (x: number, y = 1, z = 1) => {
+        if (!pipeline || !group) throw new Error('internal: a dispatch before its pipeline and bind group');
+        calls.push({ kernel: names.get(pipeline) ?? 'unnamed', pipeline, group, x, y, z });
+      },
+    } as unknown as GPUComputePassEncoder;
+    this.prog.forward(notes);
+    this.prog.backward(notes);
+    this.prog.optimizer(notes);
     this.writeTrain(b, step, lr, seed);
-    const n = calls.length;
-    const querySet = dev.createQuerySet({ type: 'timestamp', count: 2 * n });
-    const resolved = dev.createBuffer({ size: 16 * n, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-    const readback = dev.createBuffer({ size: 16 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    try {
-      const enc = dev.createCommandEncoder();
-      calls.forEach((c, i) => {
-        const pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
-        run.call(prog, pass, c.kernel, ...c.args);
-        pass.end();
+    // a query set holds at most 4096 queries (WebGPU): one set per chunk of dispatches
+    const chunks: Array<{ querySet: GPUQuerySet; resolved: GPUBuffer; readback: GPUBuffer; from: number; n: number }> = [];
+    for (let from = 0; from < calls.length; from += chunk) {
+      const n = Math.min(chunk, calls.length - from);
+      chunks.push({
+        querySet: dev.createQuerySet({ type: 'timestamp', count: 2 * n }),
+        resolved: dev.createBuffer({ size: 16 * n, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }),
+        readback: dev.createBuffer({ size: 16 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+        from,
+        n,
       });
+    }
+    try {
+      dev.pushErrorScope('validation');
+      const enc = dev.createCommandEncoder();
+      for (const c of chunks) {
+        for (let i = 0; i < c.n; i++) {
+          const d = calls[c.from + i];
+          const pass = enc.beginComputePass({ timestampWrites: { querySet: c.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+          pass.setPipeline(d.pipeline);
+          pass.setBindGroup(0, d.group);
+          pass.dispatchWorkgroups(d.x, d.y, d.z);
+          pass.end();
+        }
+        enc.resolveQuerySet(c.querySet, 0, 2 * c.n, c.resolved, 0);
+        enc.copyBufferToBuffer(c.resolved, 0, c.readback, 0, 16 * c.n);
+      }
       this.logLoss(enc);
-      enc.resolveQuerySet(querySet, 0, 2 * n, resolved, 0);
-      enc.copyBufferToBuffer(resolved, 0, readback, 0, 16 * n);
-      dev.queue.submit([enc.finish()]);
-      await this.gpu.settle(readback.mapAsync(GPUMapMode.READ), 'reading the timestamps of a profiled step');
-      const t = new BigInt64Array(readback.getMappedRange().slice(0));
-      readback.unmap();
-      return calls.map((c, i) => ({ kernel: c.kernel, ms: Number(t[2 * i + 1] - t[2 * i]) / 1e6 }));
+      const cmd = enc.finish();
+      const invalid = await this.gpu.settle(dev.popErrorScope(), 'encoding a profiled step');
+      if (invalid) {
+        this.pending--; // its loss is never copied
+        throw new MtcError(`profiling a step failed on this device: ${invalid.message}`);
+      }
+      dev.queue.submit([cmd]);
+      const ms: number[] = [];
+      for (const c of chunks) {
+        await this.gpu.settle(c.readback.mapAsync(GPUMapMode.READ), 'reading the timestamps of a profiled step');
+        const t = new BigInt64Array(c.readback.getMappedRange().slice(0));
+        c.readback.unmap();
+        for (let i = 0; i < c.n; i++) ms.push(Number(t[2 * i + 1] - t[2 * i]) / 1e6);
+      }
+      return calls.map((c, i) => ({ kernel: c.kernel, ms: ms[i] }));
     } finally {
-      querySet.destroy();
-      resolved.destroy();
-      readback.destroy();
+      for (const c of chunks) {
+        c.querySet.destroy();
+        c.resolved.destroy();
+        c.readback.destroy();
+      }
     }
   }
 

@@ -182,7 +182,8 @@ async function benchMtc(gpu: Gpu, name: string, cfg: BenchConfig, fused: boolean
       for (let k = 0, i = cfg.warmup + cfg.rounds * cfg.steps; k < PROFILE_STEPS; k++, i++) {
         (await session.profileStep(batches[i], i, lr, seed)).forEach((d, j) => (best[j] = !best[j] || d.ms < best[j].ms ? d : best[j]));
       }
-      timed.push(...(await session.readLosses()));
+      const profiled = await session.readLosses(); // two steps more: not in the losses reported
+      if (!profiled.every(Number.isFinite)) warnings.push(`${name}, fusion ${fused ? 'on' : 'off'}: a non-finite loss in a profiled step (${profiled.join(', ')})`);
       prof = byFamily(best);
     }
     for (const b of programBuffers(session)) b.destroy();

@@ -23,6 +23,13 @@ before(async () => {
 });
 after(() => gpu?.close());
 
+/** The kernels the generated program dispatches in a training step, in order, from its source. */
+function programOrder(): string[] {
+  const src = fs.readFileSync(path.join(dir, 'program.ts'), 'utf8');
+  const body = (fn: string) => src.slice(src.indexOf(`  ${fn}(pass: GPUComputePassEncoder) {`), src.indexOf('\n  }\n', src.indexOf(`  ${fn}(pass: GPUComputePassEncoder) {`)));
+  return ['forward', 'backward', 'optimizer'].flatMap((fn) => [...body(fn).matchAll(/this\.run\(pass, "([^"]+)"/g)].map((m) => m[1]));
+}
+
 function batch(seed: number) {
   const rng = new Rng(seed);
   return { tokens: Int32Array.from({ length: 21 }, () => rng.int(19)), targets: Int32Array.from({ length: 21 }, () => rng.int(19)) };
@@ -36,7 +43,11 @@ test('profileStep times every dispatch and trains exactly as trainStep', async (
   plain.trainStep(batch(1), 0, 1e-2, 7);
   plain.trainStep(batch(2), 1, 1e-2, 7);
   profiled.trainStep(batch(1), 0, 1e-2, 7);
-  const times = await profiled.profileStep(batch(2), 1, 1e-2, 7);
+  const times = await profiled.profileStep(batch(2), 1, 1e-2, 7, 7); // 7 dispatches a query set: several sets
+  assert.deepEqual(
+    times.map((x) => x.kernel),
+    programOrder(),
+  );
   const d = profiled.mod.layout.dispatches;
   assert.equal(times.length, d.forward + d.backward + d.optimizer);
   for (const x of times) assert.ok(Number.isFinite(x.ms) && x.ms >= 0, `${x.kernel}: ${x.ms} ms`);
