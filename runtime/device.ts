@@ -103,7 +103,8 @@ export async function acquireDevice(opts: { timestamps?: boolean } = {}): Promis
       process.exit(1);
     }, LOST_EXIT_MS);
   });
-  const settle = async <T>(work: Promise<T>, doing: string): Promise<T> => {
+  const settle = async <T>(pending: Promise<T>, doing: string): Promise<T> => {
+    const work = gently(pending);
     work.catch(() => {}); // once the device is lost, work's own rejection is expected
     if (lostInfo) throw deviceLostError(lostInfo, doing);
     let fail!: (info: GPUDeviceLostInfo) => void;
@@ -145,6 +146,29 @@ export async function acquireDevice(opts: { timestamps?: boolean } = {}): Promis
     },
   };
 }
+
+/**
+ * Awaits a promise of the device's (mapAsync, onSubmittedWorkDone, popErrorScope) without
+ * starving the driver. While one is pending, Dawn's binding re-posts itself with setImmediate
+ * and spins a JS thread at 100%: under lavapipe, which runs kernels on the same CPU cores, that
+ * took a core from the kernels (shared/gpu.md). After 2 ms of spinning, re-posts go through
+ * setTimeout instead, until the last of the waits in flight settles.
+ */
+export async function gently<T>(p: Promise<T>): Promise<T> {
+  if (waiting++ === 0) {
+    const since = performance.now();
+    const original = (plainSetImmediate = globalThis.setImmediate);
+    globalThis.setImmediate = ((fn: (...args: unknown[]) => void, ...args: unknown[]) =>
+      performance.now() - since < 2 ? original(fn, ...args) : setTimeout(fn, 0, ...args)) as unknown as typeof setImmediate;
+  }
+  try {
+    return await p;
+  } finally {
+    if (--waiting === 0 && plainSetImmediate) globalThis.setImmediate = plainSetImmediate;
+  }
+}
+let waiting = 0;
+let plainSetImmediate: typeof setImmediate | undefined;
 
 /** Compile WGSL and fail loudly on any error (Dawn can otherwise skip a bad shader silently). */
 export async function compileShader(device: GPUDevice, code: string, label: string): Promise<GPUShaderModule> {

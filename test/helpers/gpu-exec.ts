@@ -5,7 +5,7 @@ import type { Graph, Node } from '../../compiler/ir.ts';
 import { numel } from '../../compiler/ir.ts';
 import { STEP_UNIFORM_BYTES, type Kernel } from '../../compiler/kernel.ts';
 import { emitKernel } from '../../compiler/wgsl/index.ts';
-import { acquireDevice, compileShader, type Gpu } from '../../runtime/device.ts';
+import { acquireDevice, compileShader, gently as gentle, type Gpu } from '../../runtime/device.ts';
 
 export type HostArray = Float32Array | Int32Array;
 
@@ -13,24 +13,6 @@ export interface StepValues {
   seed: number;
   step: number;
   training: boolean;
-}
-
-/**
- * Await a mapAsync/onSubmittedWorkDone promise without starving lavapipe: while one is
- * pending, Dawn's binding re-posts setImmediate and spins a core. After 2 ms of spinning
- * the re-posts go through setTimeout instead (shared/gpu.md).
- */
-async function gentle<T>(p: Promise<T>): Promise<T> {
-  const original = globalThis.setImmediate;
-  const t0 = performance.now();
-  const patched = ((fn: (...args: unknown[]) => void, ...args: unknown[]) =>
-    performance.now() - t0 < 2 ? original(fn, ...args) : setTimeout(fn, 0, ...args)) as unknown as typeof setImmediate;
-  globalThis.setImmediate = patched;
-  try {
-    return await p;
-  } finally {
-    globalThis.setImmediate = original;
-  }
 }
 
 const byteSize = (n: number): number => Math.max(16, Math.ceil((n * 4) / 16) * 16);
