@@ -355,7 +355,7 @@ describe('kernels: reductions', () => {
 });
 
 // The attention parts (compiler/wgsl/attention.ts): L past one block of 64 rows and across
-// tile edges, odd e and f, several slices, dropout on while training. Scores are sums of e
+// tile edges, odd e and f, rows held as vec4s, several slices, dropout on while training. Scores are sums of e
 // products and every output a sum of up to L terms of exp(·) times values in [-1, 1]:
 // rel(4e-6) (67 u, as for exp) on O(1) values; the worst seen is printed at the end.
 describe('kernels: attention', () => {
@@ -364,6 +364,7 @@ describe('kernels: attention', () => {
     { lead: [2, 2], L: 9, e: 8, f: 8, p: 0 },
     { lead: [1], L: 130, e: 40, f: 24, p: 0.1 },
     { lead: [2], L: 1, e: 3, f: 2, p: 0.5 },
+    { lead: [2], L: 70, e: 32, f: 12, p: 0.1 }, // rows of vec4s (multiples of 4, up to 32 floats)
   ];
   for (const { lead, L, e, f, p } of sizes)
     test(`lse, out, dq, dk, dv on [${lead}, ${L}, ${e}] x [${lead}, ${L}, ${f}], dropout ${p}`, async () => {

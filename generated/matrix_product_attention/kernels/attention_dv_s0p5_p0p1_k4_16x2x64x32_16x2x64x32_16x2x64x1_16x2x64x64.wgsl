@@ -31,7 +31,7 @@ fn counter_bits24(seed: u32, step: u32, key: u32, index: u32) -> u32 {
   return pcg_hash(index + pcg_hash(key + pcg_hash(step + pcg_hash(seed)))) >> 8u;
 }
 
-var<workgroup> qt: array<f32, 1024>;
+var<workgroup> qt: array<vec4<f32>, 256>;
 var<workgroup> gt: array<f32, 2048>;
 var<workgroup> lt: array<f32, 32>;
 // dropout of score (i, j) at flat index f, as the dropout op draws it: 1/(1-p) kept, 0 dropped, 1 off training
@@ -56,38 +56,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let r = r0 + lid; // this thread's row
   let live = r < 64u;
   let rr = min(r, 63u); // a row to read for threads past the end
-  var kr_0 = k[(slice * 64u + rr) * 32u + 0u];
-  var kr_1 = k[(slice * 64u + rr) * 32u + 1u];
-  var kr_2 = k[(slice * 64u + rr) * 32u + 2u];
-  var kr_3 = k[(slice * 64u + rr) * 32u + 3u];
-  var kr_4 = k[(slice * 64u + rr) * 32u + 4u];
-  var kr_5 = k[(slice * 64u + rr) * 32u + 5u];
-  var kr_6 = k[(slice * 64u + rr) * 32u + 6u];
-  var kr_7 = k[(slice * 64u + rr) * 32u + 7u];
-  var kr_8 = k[(slice * 64u + rr) * 32u + 8u];
-  var kr_9 = k[(slice * 64u + rr) * 32u + 9u];
-  var kr_10 = k[(slice * 64u + rr) * 32u + 10u];
-  var kr_11 = k[(slice * 64u + rr) * 32u + 11u];
-  var kr_12 = k[(slice * 64u + rr) * 32u + 12u];
-  var kr_13 = k[(slice * 64u + rr) * 32u + 13u];
-  var kr_14 = k[(slice * 64u + rr) * 32u + 14u];
-  var kr_15 = k[(slice * 64u + rr) * 32u + 15u];
-  var kr_16 = k[(slice * 64u + rr) * 32u + 16u];
-  var kr_17 = k[(slice * 64u + rr) * 32u + 17u];
-  var kr_18 = k[(slice * 64u + rr) * 32u + 18u];
-  var kr_19 = k[(slice * 64u + rr) * 32u + 19u];
-  var kr_20 = k[(slice * 64u + rr) * 32u + 20u];
-  var kr_21 = k[(slice * 64u + rr) * 32u + 21u];
-  var kr_22 = k[(slice * 64u + rr) * 32u + 22u];
-  var kr_23 = k[(slice * 64u + rr) * 32u + 23u];
-  var kr_24 = k[(slice * 64u + rr) * 32u + 24u];
-  var kr_25 = k[(slice * 64u + rr) * 32u + 25u];
-  var kr_26 = k[(slice * 64u + rr) * 32u + 26u];
-  var kr_27 = k[(slice * 64u + rr) * 32u + 27u];
-  var kr_28 = k[(slice * 64u + rr) * 32u + 28u];
-  var kr_29 = k[(slice * 64u + rr) * 32u + 29u];
-  var kr_30 = k[(slice * 64u + rr) * 32u + 30u];
-  var kr_31 = k[(slice * 64u + rr) * 32u + 31u];
+  var kr_0 = vec4<f32>(k[(slice * 64u + rr) * 32u + 0u], k[(slice * 64u + rr) * 32u + 1u], k[(slice * 64u + rr) * 32u + 2u], k[(slice * 64u + rr) * 32u + 3u]);
+  var kr_1 = vec4<f32>(k[(slice * 64u + rr) * 32u + 4u], k[(slice * 64u + rr) * 32u + 5u], k[(slice * 64u + rr) * 32u + 6u], k[(slice * 64u + rr) * 32u + 7u]);
+  var kr_2 = vec4<f32>(k[(slice * 64u + rr) * 32u + 8u], k[(slice * 64u + rr) * 32u + 9u], k[(slice * 64u + rr) * 32u + 10u], k[(slice * 64u + rr) * 32u + 11u]);
+  var kr_3 = vec4<f32>(k[(slice * 64u + rr) * 32u + 12u], k[(slice * 64u + rr) * 32u + 13u], k[(slice * 64u + rr) * 32u + 14u], k[(slice * 64u + rr) * 32u + 15u]);
+  var kr_4 = vec4<f32>(k[(slice * 64u + rr) * 32u + 16u], k[(slice * 64u + rr) * 32u + 17u], k[(slice * 64u + rr) * 32u + 18u], k[(slice * 64u + rr) * 32u + 19u]);
+  var kr_5 = vec4<f32>(k[(slice * 64u + rr) * 32u + 20u], k[(slice * 64u + rr) * 32u + 21u], k[(slice * 64u + rr) * 32u + 22u], k[(slice * 64u + rr) * 32u + 23u]);
+  var kr_6 = vec4<f32>(k[(slice * 64u + rr) * 32u + 24u], k[(slice * 64u + rr) * 32u + 25u], k[(slice * 64u + rr) * 32u + 26u], k[(slice * 64u + rr) * 32u + 27u]);
+  var kr_7 = vec4<f32>(k[(slice * 64u + rr) * 32u + 28u], k[(slice * 64u + rr) * 32u + 29u], k[(slice * 64u + rr) * 32u + 30u], k[(slice * 64u + rr) * 32u + 31u]);
   var acc: array<f32, 64>;
   for (var x = 0u; x < 64u + z; x++) {
     acc[x] = 0.0;
@@ -95,9 +71,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let t_start = r0;
   let t_end = 64u;
   for (var t0 = t_start; t0 < t_end; t0 += 32u) {
-    for (var x = lid; x < 1024u; x += 64u) {
-      let c = t0 + x / 32u;
-      qt[x] = select(0.0, q[(slice * 64u + min(c, 63u)) * 32u + x % 32u], c < 64u);
+    for (var x = lid; x < 256u; x += 64u) {
+      let c = t0 + x / 8u;
+      let o = (slice * 64u + min(c, 63u)) * 32u + (x % 8u) * 4u;
+      qt[x] = select(vec4<f32>(), vec4<f32>(q[o], q[o + 1u], q[o + 2u], q[o + 3u]), c < 64u);
     }
     for (var x = lid; x < 2048u; x += 64u) {
       let c = t0 + x / 64u;
@@ -113,38 +90,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let c = t0 + jj;
         if (c >= r && c < 64u) {
           var s = 0.0;
-          s += qt[jj * 32u + 0u] * kr_0;
-          s += qt[jj * 32u + 1u] * kr_1;
-          s += qt[jj * 32u + 2u] * kr_2;
-          s += qt[jj * 32u + 3u] * kr_3;
-          s += qt[jj * 32u + 4u] * kr_4;
-          s += qt[jj * 32u + 5u] * kr_5;
-          s += qt[jj * 32u + 6u] * kr_6;
-          s += qt[jj * 32u + 7u] * kr_7;
-          s += qt[jj * 32u + 8u] * kr_8;
-          s += qt[jj * 32u + 9u] * kr_9;
-          s += qt[jj * 32u + 10u] * kr_10;
-          s += qt[jj * 32u + 11u] * kr_11;
-          s += qt[jj * 32u + 12u] * kr_12;
-          s += qt[jj * 32u + 13u] * kr_13;
-          s += qt[jj * 32u + 14u] * kr_14;
-          s += qt[jj * 32u + 15u] * kr_15;
-          s += qt[jj * 32u + 16u] * kr_16;
-          s += qt[jj * 32u + 17u] * kr_17;
-          s += qt[jj * 32u + 18u] * kr_18;
-          s += qt[jj * 32u + 19u] * kr_19;
-          s += qt[jj * 32u + 20u] * kr_20;
-          s += qt[jj * 32u + 21u] * kr_21;
-          s += qt[jj * 32u + 22u] * kr_22;
-          s += qt[jj * 32u + 23u] * kr_23;
-          s += qt[jj * 32u + 24u] * kr_24;
-          s += qt[jj * 32u + 25u] * kr_25;
-          s += qt[jj * 32u + 26u] * kr_26;
-          s += qt[jj * 32u + 27u] * kr_27;
-          s += qt[jj * 32u + 28u] * kr_28;
-          s += qt[jj * 32u + 29u] * kr_29;
-          s += qt[jj * 32u + 30u] * kr_30;
-          s += qt[jj * 32u + 31u] * kr_31;
+          s += dot(qt[jj * 8u + 0u], kr_0);
+          s += dot(qt[jj * 8u + 1u], kr_1);
+          s += dot(qt[jj * 8u + 2u], kr_2);
+          s += dot(qt[jj * 8u + 3u], kr_3);
+          s += dot(qt[jj * 8u + 4u], kr_4);
+          s += dot(qt[jj * 8u + 5u], kr_5);
+          s += dot(qt[jj * 8u + 6u], kr_6);
+          s += dot(qt[jj * 8u + 7u], kr_7);
           s *= 0.5f;
           let p = exp(s - lt[jj]);
           let mk = mask_factor(stream, (slice * 64u + c) * 64u + r);

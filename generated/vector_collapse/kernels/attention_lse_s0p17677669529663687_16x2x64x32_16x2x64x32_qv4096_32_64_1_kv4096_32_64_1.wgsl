@@ -29,7 +29,7 @@ fn counter_bits24(seed: u32, step: u32, key: u32, index: u32) -> u32 {
   return pcg_hash(index + pcg_hash(key + pcg_hash(step + pcg_hash(seed)))) >> 8u;
 }
 
-var<workgroup> kt: array<f32, 2048>;
+var<workgroup> kt: array<vec4<f32>, 512>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -48,46 +48,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let r = r0 + lid; // this thread's row
   let live = r < 64u;
   let rr = min(r, 63u); // a row to read for threads past the end
-  var qr_0 = q[base_q + rr * 64u + 0u];
-  var qr_1 = q[base_q + rr * 64u + 1u];
-  var qr_2 = q[base_q + rr * 64u + 2u];
-  var qr_3 = q[base_q + rr * 64u + 3u];
-  var qr_4 = q[base_q + rr * 64u + 4u];
-  var qr_5 = q[base_q + rr * 64u + 5u];
-  var qr_6 = q[base_q + rr * 64u + 6u];
-  var qr_7 = q[base_q + rr * 64u + 7u];
-  var qr_8 = q[base_q + rr * 64u + 8u];
-  var qr_9 = q[base_q + rr * 64u + 9u];
-  var qr_10 = q[base_q + rr * 64u + 10u];
-  var qr_11 = q[base_q + rr * 64u + 11u];
-  var qr_12 = q[base_q + rr * 64u + 12u];
-  var qr_13 = q[base_q + rr * 64u + 13u];
-  var qr_14 = q[base_q + rr * 64u + 14u];
-  var qr_15 = q[base_q + rr * 64u + 15u];
-  var qr_16 = q[base_q + rr * 64u + 16u];
-  var qr_17 = q[base_q + rr * 64u + 17u];
-  var qr_18 = q[base_q + rr * 64u + 18u];
-  var qr_19 = q[base_q + rr * 64u + 19u];
-  var qr_20 = q[base_q + rr * 64u + 20u];
-  var qr_21 = q[base_q + rr * 64u + 21u];
-  var qr_22 = q[base_q + rr * 64u + 22u];
-  var qr_23 = q[base_q + rr * 64u + 23u];
-  var qr_24 = q[base_q + rr * 64u + 24u];
-  var qr_25 = q[base_q + rr * 64u + 25u];
-  var qr_26 = q[base_q + rr * 64u + 26u];
-  var qr_27 = q[base_q + rr * 64u + 27u];
-  var qr_28 = q[base_q + rr * 64u + 28u];
-  var qr_29 = q[base_q + rr * 64u + 29u];
-  var qr_30 = q[base_q + rr * 64u + 30u];
-  var qr_31 = q[base_q + rr * 64u + 31u];
+  var qr_0 = vec4<f32>(q[base_q + rr * 64u + 0u], q[base_q + rr * 64u + 1u], q[base_q + rr * 64u + 2u], q[base_q + rr * 64u + 3u]);
+  var qr_1 = vec4<f32>(q[base_q + rr * 64u + 4u], q[base_q + rr * 64u + 5u], q[base_q + rr * 64u + 6u], q[base_q + rr * 64u + 7u]);
+  var qr_2 = vec4<f32>(q[base_q + rr * 64u + 8u], q[base_q + rr * 64u + 9u], q[base_q + rr * 64u + 10u], q[base_q + rr * 64u + 11u]);
+  var qr_3 = vec4<f32>(q[base_q + rr * 64u + 12u], q[base_q + rr * 64u + 13u], q[base_q + rr * 64u + 14u], q[base_q + rr * 64u + 15u]);
+  var qr_4 = vec4<f32>(q[base_q + rr * 64u + 16u], q[base_q + rr * 64u + 17u], q[base_q + rr * 64u + 18u], q[base_q + rr * 64u + 19u]);
+  var qr_5 = vec4<f32>(q[base_q + rr * 64u + 20u], q[base_q + rr * 64u + 21u], q[base_q + rr * 64u + 22u], q[base_q + rr * 64u + 23u]);
+  var qr_6 = vec4<f32>(q[base_q + rr * 64u + 24u], q[base_q + rr * 64u + 25u], q[base_q + rr * 64u + 26u], q[base_q + rr * 64u + 27u]);
+  var qr_7 = vec4<f32>(q[base_q + rr * 64u + 28u], q[base_q + rr * 64u + 29u], q[base_q + rr * 64u + 30u], q[base_q + rr * 64u + 31u]);
   var m = -3.4028234663852886e+38f;
   var l = 0.0;
   let t_start = 0u;
   let t_end = min(r0 + 64u, 64u);
   for (var t0 = t_start; t0 < t_end; t0 += 64u) {
-    for (var x = lid; x < 2048u; x += 64u) {
-      let c = t0 + x / 32u;
-      kt[x] = select(0.0, k[base_k + min(c, 63u) * 64u + x % 32u], c < 64u);
+    for (var x = lid; x < 512u; x += 64u) {
+      let c = t0 + x / 8u;
+      let o = base_k + min(c, 63u) * 64u + (x % 8u) * 4u;
+      kt[x] = select(vec4<f32>(), vec4<f32>(k[o], k[o + 1u], k[o + 2u], k[o + 3u]), c < 64u);
     }
     workgroupBarrier();
     if (live) {
@@ -95,38 +72,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let c = t0 + jj;
         if (c <= r) {
           var s = 0.0;
-          s += qr_0 * kt[jj * 32u + 0u];
-          s += qr_1 * kt[jj * 32u + 1u];
-          s += qr_2 * kt[jj * 32u + 2u];
-          s += qr_3 * kt[jj * 32u + 3u];
-          s += qr_4 * kt[jj * 32u + 4u];
-          s += qr_5 * kt[jj * 32u + 5u];
-          s += qr_6 * kt[jj * 32u + 6u];
-          s += qr_7 * kt[jj * 32u + 7u];
-          s += qr_8 * kt[jj * 32u + 8u];
-          s += qr_9 * kt[jj * 32u + 9u];
-          s += qr_10 * kt[jj * 32u + 10u];
-          s += qr_11 * kt[jj * 32u + 11u];
-          s += qr_12 * kt[jj * 32u + 12u];
-          s += qr_13 * kt[jj * 32u + 13u];
-          s += qr_14 * kt[jj * 32u + 14u];
-          s += qr_15 * kt[jj * 32u + 15u];
-          s += qr_16 * kt[jj * 32u + 16u];
-          s += qr_17 * kt[jj * 32u + 17u];
-          s += qr_18 * kt[jj * 32u + 18u];
-          s += qr_19 * kt[jj * 32u + 19u];
-          s += qr_20 * kt[jj * 32u + 20u];
-          s += qr_21 * kt[jj * 32u + 21u];
-          s += qr_22 * kt[jj * 32u + 22u];
-          s += qr_23 * kt[jj * 32u + 23u];
-          s += qr_24 * kt[jj * 32u + 24u];
-          s += qr_25 * kt[jj * 32u + 25u];
-          s += qr_26 * kt[jj * 32u + 26u];
-          s += qr_27 * kt[jj * 32u + 27u];
-          s += qr_28 * kt[jj * 32u + 28u];
-          s += qr_29 * kt[jj * 32u + 29u];
-          s += qr_30 * kt[jj * 32u + 30u];
-          s += qr_31 * kt[jj * 32u + 31u];
+          s += dot(qr_0, kt[jj * 8u + 0u]);
+          s += dot(qr_1, kt[jj * 8u + 1u]);
+          s += dot(qr_2, kt[jj * 8u + 2u]);
+          s += dot(qr_3, kt[jj * 8u + 3u]);
+          s += dot(qr_4, kt[jj * 8u + 4u]);
+          s += dot(qr_5, kt[jj * 8u + 5u]);
+          s += dot(qr_6, kt[jj * 8u + 6u]);
+          s += dot(qr_7, kt[jj * 8u + 7u]);
           s *= 0.1767766922712326f;
           let m_new = max(m, s);
           l = l * exp(m - m_new) + exp(s - m_new);

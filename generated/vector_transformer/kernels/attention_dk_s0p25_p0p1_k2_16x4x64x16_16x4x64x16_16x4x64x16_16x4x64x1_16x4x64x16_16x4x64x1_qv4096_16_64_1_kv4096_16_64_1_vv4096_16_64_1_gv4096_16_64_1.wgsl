@@ -33,8 +33,8 @@ fn counter_bits24(seed: u32, step: u32, key: u32, index: u32) -> u32 {
   return pcg_hash(index + pcg_hash(key + pcg_hash(step + pcg_hash(seed)))) >> 8u;
 }
 
-var<workgroup> qt: array<f32, 1024>;
-var<workgroup> gt: array<f32, 1024>;
+var<workgroup> qt: array<vec4<f32>, 256>;
+var<workgroup> gt: array<vec4<f32>, 256>;
 var<workgroup> lt: array<f32, 64>;
 var<workgroup> dt: array<f32, 64>;
 // dropout of score (i, j) at flat index f, as the dropout op draws it: 1/(1-p) kept, 0 dropped, 1 off training
@@ -66,64 +66,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let r = r0 + lid; // this thread's row
   let live = r < 64u;
   let rr = min(r, 63u); // a row to read for threads past the end
-  var kr_0 = k[base_k + rr * 64u + 0u];
-  var kr_1 = k[base_k + rr * 64u + 1u];
-  var kr_2 = k[base_k + rr * 64u + 2u];
-  var kr_3 = k[base_k + rr * 64u + 3u];
-  var kr_4 = k[base_k + rr * 64u + 4u];
-  var kr_5 = k[base_k + rr * 64u + 5u];
-  var kr_6 = k[base_k + rr * 64u + 6u];
-  var kr_7 = k[base_k + rr * 64u + 7u];
-  var kr_8 = k[base_k + rr * 64u + 8u];
-  var kr_9 = k[base_k + rr * 64u + 9u];
-  var kr_10 = k[base_k + rr * 64u + 10u];
-  var kr_11 = k[base_k + rr * 64u + 11u];
-  var kr_12 = k[base_k + rr * 64u + 12u];
-  var kr_13 = k[base_k + rr * 64u + 13u];
-  var kr_14 = k[base_k + rr * 64u + 14u];
-  var kr_15 = k[base_k + rr * 64u + 15u];
-  var vr_0 = v[base_v + rr * 64u + 0u];
-  var vr_1 = v[base_v + rr * 64u + 1u];
-  var vr_2 = v[base_v + rr * 64u + 2u];
-  var vr_3 = v[base_v + rr * 64u + 3u];
-  var vr_4 = v[base_v + rr * 64u + 4u];
-  var vr_5 = v[base_v + rr * 64u + 5u];
-  var vr_6 = v[base_v + rr * 64u + 6u];
-  var vr_7 = v[base_v + rr * 64u + 7u];
-  var vr_8 = v[base_v + rr * 64u + 8u];
-  var vr_9 = v[base_v + rr * 64u + 9u];
-  var vr_10 = v[base_v + rr * 64u + 10u];
-  var vr_11 = v[base_v + rr * 64u + 11u];
-  var vr_12 = v[base_v + rr * 64u + 12u];
-  var vr_13 = v[base_v + rr * 64u + 13u];
-  var vr_14 = v[base_v + rr * 64u + 14u];
-  var vr_15 = v[base_v + rr * 64u + 15u];
-  var acc_0 = 0.0;
-  var acc_1 = 0.0;
-  var acc_2 = 0.0;
-  var acc_3 = 0.0;
-  var acc_4 = 0.0;
-  var acc_5 = 0.0;
-  var acc_6 = 0.0;
-  var acc_7 = 0.0;
-  var acc_8 = 0.0;
-  var acc_9 = 0.0;
-  var acc_10 = 0.0;
-  var acc_11 = 0.0;
-  var acc_12 = 0.0;
-  var acc_13 = 0.0;
-  var acc_14 = 0.0;
-  var acc_15 = 0.0;
+  var kr_0 = vec4<f32>(k[base_k + rr * 64u + 0u], k[base_k + rr * 64u + 1u], k[base_k + rr * 64u + 2u], k[base_k + rr * 64u + 3u]);
+  var kr_1 = vec4<f32>(k[base_k + rr * 64u + 4u], k[base_k + rr * 64u + 5u], k[base_k + rr * 64u + 6u], k[base_k + rr * 64u + 7u]);
+  var kr_2 = vec4<f32>(k[base_k + rr * 64u + 8u], k[base_k + rr * 64u + 9u], k[base_k + rr * 64u + 10u], k[base_k + rr * 64u + 11u]);
+  var kr_3 = vec4<f32>(k[base_k + rr * 64u + 12u], k[base_k + rr * 64u + 13u], k[base_k + rr * 64u + 14u], k[base_k + rr * 64u + 15u]);
+  var vr_0 = vec4<f32>(v[base_v + rr * 64u + 0u], v[base_v + rr * 64u + 1u], v[base_v + rr * 64u + 2u], v[base_v + rr * 64u + 3u]);
+  var vr_1 = vec4<f32>(v[base_v + rr * 64u + 4u], v[base_v + rr * 64u + 5u], v[base_v + rr * 64u + 6u], v[base_v + rr * 64u + 7u]);
+  var vr_2 = vec4<f32>(v[base_v + rr * 64u + 8u], v[base_v + rr * 64u + 9u], v[base_v + rr * 64u + 10u], v[base_v + rr * 64u + 11u]);
+  var vr_3 = vec4<f32>(v[base_v + rr * 64u + 12u], v[base_v + rr * 64u + 13u], v[base_v + rr * 64u + 14u], v[base_v + rr * 64u + 15u]);
+  var acc_0 = vec4<f32>();
+  var acc_1 = vec4<f32>();
+  var acc_2 = vec4<f32>();
+  var acc_3 = vec4<f32>();
   let t_start = r0;
   let t_end = 64u;
   for (var t0 = t_start; t0 < t_end; t0 += 64u) {
-    for (var x = lid; x < 1024u; x += 64u) {
-      let c = t0 + x / 16u;
-      qt[x] = select(0.0, q[base_q + min(c, 63u) * 64u + x % 16u], c < 64u);
+    for (var x = lid; x < 256u; x += 64u) {
+      let c = t0 + x / 4u;
+      let o = base_q + min(c, 63u) * 64u + (x % 4u) * 4u;
+      qt[x] = select(vec4<f32>(), vec4<f32>(q[o], q[o + 1u], q[o + 2u], q[o + 3u]), c < 64u);
     }
-    for (var x = lid; x < 1024u; x += 64u) {
-      let c = t0 + x / 16u;
-      gt[x] = select(0.0, g[base_g + min(c, 63u) * 64u + x % 16u], c < 64u);
+    for (var x = lid; x < 256u; x += 64u) {
+      let c = t0 + x / 4u;
+      let o = base_g + min(c, 63u) * 64u + (x % 4u) * 4u;
+      gt[x] = select(vec4<f32>(), vec4<f32>(g[o], g[o + 1u], g[o + 2u], g[o + 3u]), c < 64u);
     }
     for (var x = lid; x < 64u; x += 64u) {
       let c = t0 + x / 1u;
@@ -139,80 +105,44 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let c = t0 + jj;
         if (c >= r && c < 64u) {
           var s = 0.0;
-          s += qt[jj * 16u + 0u] * kr_0;
-          s += qt[jj * 16u + 1u] * kr_1;
-          s += qt[jj * 16u + 2u] * kr_2;
-          s += qt[jj * 16u + 3u] * kr_3;
-          s += qt[jj * 16u + 4u] * kr_4;
-          s += qt[jj * 16u + 5u] * kr_5;
-          s += qt[jj * 16u + 6u] * kr_6;
-          s += qt[jj * 16u + 7u] * kr_7;
-          s += qt[jj * 16u + 8u] * kr_8;
-          s += qt[jj * 16u + 9u] * kr_9;
-          s += qt[jj * 16u + 10u] * kr_10;
-          s += qt[jj * 16u + 11u] * kr_11;
-          s += qt[jj * 16u + 12u] * kr_12;
-          s += qt[jj * 16u + 13u] * kr_13;
-          s += qt[jj * 16u + 14u] * kr_14;
-          s += qt[jj * 16u + 15u] * kr_15;
+          s += dot(qt[jj * 4u + 0u], kr_0);
+          s += dot(qt[jj * 4u + 1u], kr_1);
+          s += dot(qt[jj * 4u + 2u], kr_2);
+          s += dot(qt[jj * 4u + 3u], kr_3);
           s *= 0.25f;
           let p = exp(s - lt[jj]);
           let mk = mask_factor(stream, (slice * 64u + c) * 64u + r);
           var da = 0.0;
-          da += gt[jj * 16u + 0u] * vr_0;
-          da += gt[jj * 16u + 1u] * vr_1;
-          da += gt[jj * 16u + 2u] * vr_2;
-          da += gt[jj * 16u + 3u] * vr_3;
-          da += gt[jj * 16u + 4u] * vr_4;
-          da += gt[jj * 16u + 5u] * vr_5;
-          da += gt[jj * 16u + 6u] * vr_6;
-          da += gt[jj * 16u + 7u] * vr_7;
-          da += gt[jj * 16u + 8u] * vr_8;
-          da += gt[jj * 16u + 9u] * vr_9;
-          da += gt[jj * 16u + 10u] * vr_10;
-          da += gt[jj * 16u + 11u] * vr_11;
-          da += gt[jj * 16u + 12u] * vr_12;
-          da += gt[jj * 16u + 13u] * vr_13;
-          da += gt[jj * 16u + 14u] * vr_14;
-          da += gt[jj * 16u + 15u] * vr_15;
+          da += dot(gt[jj * 4u + 0u], vr_0);
+          da += dot(gt[jj * 4u + 1u], vr_1);
+          da += dot(gt[jj * 4u + 2u], vr_2);
+          da += dot(gt[jj * 4u + 3u], vr_3);
           let ds = p * (da * mk - dt[jj]);
-          acc_0 += ds * qt[jj * 16u + 0u];
-          acc_1 += ds * qt[jj * 16u + 1u];
-          acc_2 += ds * qt[jj * 16u + 2u];
-          acc_3 += ds * qt[jj * 16u + 3u];
-          acc_4 += ds * qt[jj * 16u + 4u];
-          acc_5 += ds * qt[jj * 16u + 5u];
-          acc_6 += ds * qt[jj * 16u + 6u];
-          acc_7 += ds * qt[jj * 16u + 7u];
-          acc_8 += ds * qt[jj * 16u + 8u];
-          acc_9 += ds * qt[jj * 16u + 9u];
-          acc_10 += ds * qt[jj * 16u + 10u];
-          acc_11 += ds * qt[jj * 16u + 11u];
-          acc_12 += ds * qt[jj * 16u + 12u];
-          acc_13 += ds * qt[jj * 16u + 13u];
-          acc_14 += ds * qt[jj * 16u + 14u];
-          acc_15 += ds * qt[jj * 16u + 15u];
+          acc_0 += ds * qt[jj * 4u + 0u];
+          acc_1 += ds * qt[jj * 4u + 1u];
+          acc_2 += ds * qt[jj * 4u + 2u];
+          acc_3 += ds * qt[jj * 4u + 3u];
         }
       }
     }
     workgroupBarrier();
   }
   if (live) {
-    out[(slice * 64u + r) * 16u + 0u] = 0.25f * acc_0;
-    out[(slice * 64u + r) * 16u + 1u] = 0.25f * acc_1;
-    out[(slice * 64u + r) * 16u + 2u] = 0.25f * acc_2;
-    out[(slice * 64u + r) * 16u + 3u] = 0.25f * acc_3;
-    out[(slice * 64u + r) * 16u + 4u] = 0.25f * acc_4;
-    out[(slice * 64u + r) * 16u + 5u] = 0.25f * acc_5;
-    out[(slice * 64u + r) * 16u + 6u] = 0.25f * acc_6;
-    out[(slice * 64u + r) * 16u + 7u] = 0.25f * acc_7;
-    out[(slice * 64u + r) * 16u + 8u] = 0.25f * acc_8;
-    out[(slice * 64u + r) * 16u + 9u] = 0.25f * acc_9;
-    out[(slice * 64u + r) * 16u + 10u] = 0.25f * acc_10;
-    out[(slice * 64u + r) * 16u + 11u] = 0.25f * acc_11;
-    out[(slice * 64u + r) * 16u + 12u] = 0.25f * acc_12;
-    out[(slice * 64u + r) * 16u + 13u] = 0.25f * acc_13;
-    out[(slice * 64u + r) * 16u + 14u] = 0.25f * acc_14;
-    out[(slice * 64u + r) * 16u + 15u] = 0.25f * acc_15;
+    out[(slice * 64u + r) * 16u + 0u] = 0.25f * acc_0[0];
+    out[(slice * 64u + r) * 16u + 1u] = 0.25f * acc_0[1];
+    out[(slice * 64u + r) * 16u + 2u] = 0.25f * acc_0[2];
+    out[(slice * 64u + r) * 16u + 3u] = 0.25f * acc_0[3];
+    out[(slice * 64u + r) * 16u + 4u] = 0.25f * acc_1[0];
+    out[(slice * 64u + r) * 16u + 5u] = 0.25f * acc_1[1];
+    out[(slice * 64u + r) * 16u + 6u] = 0.25f * acc_1[2];
+    out[(slice * 64u + r) * 16u + 7u] = 0.25f * acc_1[3];
+    out[(slice * 64u + r) * 16u + 8u] = 0.25f * acc_2[0];
+    out[(slice * 64u + r) * 16u + 9u] = 0.25f * acc_2[1];
+    out[(slice * 64u + r) * 16u + 10u] = 0.25f * acc_2[2];
+    out[(slice * 64u + r) * 16u + 11u] = 0.25f * acc_2[3];
+    out[(slice * 64u + r) * 16u + 12u] = 0.25f * acc_3[0];
+    out[(slice * 64u + r) * 16u + 13u] = 0.25f * acc_3[1];
+    out[(slice * 64u + r) * 16u + 14u] = 0.25f * acc_3[2];
+    out[(slice * 64u + r) * 16u + 15u] = 0.25f * acc_3[3];
   }
 }

@@ -31,8 +31,8 @@ fn counter_bits24(seed: u32, step: u32, key: u32, index: u32) -> u32 {
   return pcg_hash(index + pcg_hash(key + pcg_hash(step + pcg_hash(seed)))) >> 8u;
 }
 
-var<workgroup> kt: array<f32, 1024>;
-var<workgroup> vt: array<f32, 1024>;
+var<workgroup> kt: array<vec4<f32>, 256>;
+var<workgroup> vt: array<vec4<f32>, 256>;
 // dropout of score (i, j) at flat index f, as the dropout op draws it: 1/(1-p) kept, 0 dropped, 1 off training
 // (counter_bits24 of compiler/wgsl/common.ts with its index-free part, `stream`, computed once)
 fn mask_factor(stream: u32, f: u32) -> f32 {
@@ -61,49 +61,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let r = r0 + lid; // this thread's row
   let live = r < 64u;
   let rr = min(r, 63u); // a row to read for threads past the end
-  var qr_0 = q[base_q + rr * 64u + 0u];
-  var qr_1 = q[base_q + rr * 64u + 1u];
-  var qr_2 = q[base_q + rr * 64u + 2u];
-  var qr_3 = q[base_q + rr * 64u + 3u];
-  var qr_4 = q[base_q + rr * 64u + 4u];
-  var qr_5 = q[base_q + rr * 64u + 5u];
-  var qr_6 = q[base_q + rr * 64u + 6u];
-  var qr_7 = q[base_q + rr * 64u + 7u];
-  var qr_8 = q[base_q + rr * 64u + 8u];
-  var qr_9 = q[base_q + rr * 64u + 9u];
-  var qr_10 = q[base_q + rr * 64u + 10u];
-  var qr_11 = q[base_q + rr * 64u + 11u];
-  var qr_12 = q[base_q + rr * 64u + 12u];
-  var qr_13 = q[base_q + rr * 64u + 13u];
-  var qr_14 = q[base_q + rr * 64u + 14u];
-  var qr_15 = q[base_q + rr * 64u + 15u];
+  var qr_0 = vec4<f32>(q[base_q + rr * 64u + 0u], q[base_q + rr * 64u + 1u], q[base_q + rr * 64u + 2u], q[base_q + rr * 64u + 3u]);
+  var qr_1 = vec4<f32>(q[base_q + rr * 64u + 4u], q[base_q + rr * 64u + 5u], q[base_q + rr * 64u + 6u], q[base_q + rr * 64u + 7u]);
+  var qr_2 = vec4<f32>(q[base_q + rr * 64u + 8u], q[base_q + rr * 64u + 9u], q[base_q + rr * 64u + 10u], q[base_q + rr * 64u + 11u]);
+  var qr_3 = vec4<f32>(q[base_q + rr * 64u + 12u], q[base_q + rr * 64u + 13u], q[base_q + rr * 64u + 14u], q[base_q + rr * 64u + 15u]);
   let lse_r = lse[slice * 64u + rr];
-  var acc_0 = 0.0;
-  var acc_1 = 0.0;
-  var acc_2 = 0.0;
-  var acc_3 = 0.0;
-  var acc_4 = 0.0;
-  var acc_5 = 0.0;
-  var acc_6 = 0.0;
-  var acc_7 = 0.0;
-  var acc_8 = 0.0;
-  var acc_9 = 0.0;
-  var acc_10 = 0.0;
-  var acc_11 = 0.0;
-  var acc_12 = 0.0;
-  var acc_13 = 0.0;
-  var acc_14 = 0.0;
-  var acc_15 = 0.0;
+  var acc_0 = vec4<f32>();
+  var acc_1 = vec4<f32>();
+  var acc_2 = vec4<f32>();
+  var acc_3 = vec4<f32>();
   let t_start = 0u;
   let t_end = min(r0 + 64u, 64u);
   for (var t0 = t_start; t0 < t_end; t0 += 64u) {
-    for (var x = lid; x < 1024u; x += 64u) {
-      let c = t0 + x / 16u;
-      kt[x] = select(0.0, k[base_k + min(c, 63u) * 64u + x % 16u], c < 64u);
+    for (var x = lid; x < 256u; x += 64u) {
+      let c = t0 + x / 4u;
+      let o = base_k + min(c, 63u) * 64u + (x % 4u) * 4u;
+      kt[x] = select(vec4<f32>(), vec4<f32>(k[o], k[o + 1u], k[o + 2u], k[o + 3u]), c < 64u);
     }
-    for (var x = lid; x < 1024u; x += 64u) {
-      let c = t0 + x / 16u;
-      vt[x] = select(0.0, v[base_v + min(c, 63u) * 64u + x % 16u], c < 64u);
+    for (var x = lid; x < 256u; x += 64u) {
+      let c = t0 + x / 4u;
+      let o = base_v + min(c, 63u) * 64u + (x % 4u) * 4u;
+      vt[x] = select(vec4<f32>(), vec4<f32>(v[o], v[o + 1u], v[o + 2u], v[o + 3u]), c < 64u);
     }
     workgroupBarrier();
     if (live) {
@@ -111,63 +89,39 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let c = t0 + jj;
         if (c <= r) {
           var s = 0.0;
-          s += qr_0 * kt[jj * 16u + 0u];
-          s += qr_1 * kt[jj * 16u + 1u];
-          s += qr_2 * kt[jj * 16u + 2u];
-          s += qr_3 * kt[jj * 16u + 3u];
-          s += qr_4 * kt[jj * 16u + 4u];
-          s += qr_5 * kt[jj * 16u + 5u];
-          s += qr_6 * kt[jj * 16u + 6u];
-          s += qr_7 * kt[jj * 16u + 7u];
-          s += qr_8 * kt[jj * 16u + 8u];
-          s += qr_9 * kt[jj * 16u + 9u];
-          s += qr_10 * kt[jj * 16u + 10u];
-          s += qr_11 * kt[jj * 16u + 11u];
-          s += qr_12 * kt[jj * 16u + 12u];
-          s += qr_13 * kt[jj * 16u + 13u];
-          s += qr_14 * kt[jj * 16u + 14u];
-          s += qr_15 * kt[jj * 16u + 15u];
+          s += dot(qr_0, kt[jj * 4u + 0u]);
+          s += dot(qr_1, kt[jj * 4u + 1u]);
+          s += dot(qr_2, kt[jj * 4u + 2u]);
+          s += dot(qr_3, kt[jj * 4u + 3u]);
           s *= 0.25f;
           let p = exp(s - lse_r);
           let mk = mask_factor(stream, (slice * 64u + r) * 64u + c);
           let a = p * mk;
-          acc_0 += a * vt[jj * 16u + 0u];
-          acc_1 += a * vt[jj * 16u + 1u];
-          acc_2 += a * vt[jj * 16u + 2u];
-          acc_3 += a * vt[jj * 16u + 3u];
-          acc_4 += a * vt[jj * 16u + 4u];
-          acc_5 += a * vt[jj * 16u + 5u];
-          acc_6 += a * vt[jj * 16u + 6u];
-          acc_7 += a * vt[jj * 16u + 7u];
-          acc_8 += a * vt[jj * 16u + 8u];
-          acc_9 += a * vt[jj * 16u + 9u];
-          acc_10 += a * vt[jj * 16u + 10u];
-          acc_11 += a * vt[jj * 16u + 11u];
-          acc_12 += a * vt[jj * 16u + 12u];
-          acc_13 += a * vt[jj * 16u + 13u];
-          acc_14 += a * vt[jj * 16u + 14u];
-          acc_15 += a * vt[jj * 16u + 15u];
+          acc_0 += a * vt[jj * 4u + 0u];
+          acc_1 += a * vt[jj * 4u + 1u];
+          acc_2 += a * vt[jj * 4u + 2u];
+          acc_3 += a * vt[jj * 4u + 3u];
         }
       }
     }
     workgroupBarrier();
   }
   if (live) {
-    out[(slice * 64u + r) * 16u + 0u] = acc_0;
-    out[(slice * 64u + r) * 16u + 1u] = acc_1;
-    out[(slice * 64u + r) * 16u + 2u] = acc_2;
-    out[(slice * 64u + r) * 16u + 3u] = acc_3;
-    out[(slice * 64u + r) * 16u + 4u] = acc_4;
-    out[(slice * 64u + r) * 16u + 5u] = acc_5;
-    out[(slice * 64u + r) * 16u + 6u] = acc_6;
-    out[(slice * 64u + r) * 16u + 7u] = acc_7;
-    out[(slice * 64u + r) * 16u + 8u] = acc_8;
-    out[(slice * 64u + r) * 16u + 9u] = acc_9;
-    out[(slice * 64u + r) * 16u + 10u] = acc_10;
-    out[(slice * 64u + r) * 16u + 11u] = acc_11;
-    out[(slice * 64u + r) * 16u + 12u] = acc_12;
-    out[(slice * 64u + r) * 16u + 13u] = acc_13;
-    out[(slice * 64u + r) * 16u + 14u] = acc_14;
-    out[(slice * 64u + r) * 16u + 15u] = acc_15;
+    out[(slice * 64u + r) * 16u + 0u] = acc_0[0];
+    out[(slice * 64u + r) * 16u + 1u] = acc_0[1];
+    out[(slice * 64u + r) * 16u + 2u] = acc_0[2];
+    out[(slice * 64u + r) * 16u + 3u] = acc_0[3];
+    out[(slice * 64u + r) * 16u + 4u] = acc_1[0];
+    out[(slice * 64u + r) * 16u + 5u] = acc_1[1];
+    out[(slice * 64u + r) * 16u + 6u] = acc_1[2];
+    out[(slice * 64u + r) * 16u + 7u] = acc_1[3];
+    out[(slice * 64u + r) * 16u + 8u] = acc_2[0];
+    out[(slice * 64u + r) * 16u + 9u] = acc_2[1];
+    out[(slice * 64u + r) * 16u + 10u] = acc_2[2];
+    out[(slice * 64u + r) * 16u + 11u] = acc_2[3];
+    out[(slice * 64u + r) * 16u + 12u] = acc_3[0];
+    out[(slice * 64u + r) * 16u + 13u] = acc_3[1];
+    out[(slice * 64u + r) * 16u + 14u] = acc_3[2];
+    out[(slice * 64u + r) * 16u + 15u] = acc_3[3];
   }
 }
