@@ -308,6 +308,11 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
   const groups: Group[] = [];
   let open: Region | null = null;
   let openIds = new Set<number>();
+  // Contractions and sum epilogues that read the open region wait for it to close instead of
+  // closing it (a weight gradient in the middle of a backward stretch would split it in two);
+  // a node that reads one of them closes the region first.
+  const pending: Group[] = [];
+  const pendingIds = new Set<number>();
   const backwardStart = g.backwardStart ?? nodes.length;
 
   const close = (): void => {
@@ -324,8 +329,18 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
       views.add(r.members[0]);
     }
     else if (r.members.length > 0) groups.push(r);
+    groups.push(...pending);
+    pending.length = 0;
+    pendingIds.clear();
     open = null;
     openIds = new Set();
+  };
+  /** Schedules a group that reads `reads`: after the open region if it reads the region, else now. */
+  const after = (gr: Group, node: number, reads: number[]): void => {
+    if (open && reads.some((i) => openIds.has(i))) {
+      pending.push(gr);
+      pendingIds.add(node);
+    } else groups.push(gr);
   };
 
   /** Storage bindings and private floats of the open region if `n` joined it. */
@@ -366,15 +381,15 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     if (!live[n.id] || absorbed.has(n.id)) continue;
     if (n.id === backwardStart) close();
     const epilogue = sumAdds.get(n.id);
+    const contraction = contractions.get(n.id);
+    const reads = epilogue ? [g.nodes[epilogue.sum].inputs[0], epilogue.addend] : contraction ? [contraction.a.node, contraction.b.node, ...(contraction.addend === undefined ? [] : [contraction.addend])] : n.inputs;
+    if (pending.length && reads.some((i) => pendingIds.has(i))) close();
     if (epilogue) {
-      if (open && [g.nodes[epilogue.sum].inputs[0], epilogue.addend].some((i) => openIds.has(i))) close();
-      groups.push({ kind: 'node', node: n.id, sum: { sum: epilogue.sum, addend: epilogue.addend }, absorbed: epilogue.absorbed });
+      after({ kind: 'node', node: n.id, sum: { sum: epilogue.sum, addend: epilogue.addend }, absorbed: epilogue.absorbed }, n.id, reads);
       continue;
     }
-    const contraction = contractions.get(n.id);
     if (contraction) {
-      if (open && [contraction.a.node, contraction.b.node, ...(contraction.addend === undefined ? [] : [contraction.addend])].some((i) => openIds.has(i))) close();
-      groups.push(contraction);
+      after(contraction, n.id, reads);
       continue;
     }
     const kind = n.op.kind;
@@ -471,10 +486,13 @@ export function findContractions(g: Graph, consumers: number[][], kept: Set<numb
     out.set(p.id, { kind: 'contract', node: p.id, product: p.id, summed: [], a, b, absorbed });
   }
   // add(c, y) of c's elements: the contraction stores c + y; `shape` keeps the node whose
-  // shape the kernel computes
+  // shape the kernel computes. Only when y comes first: the kernel runs where the add is, and
+  // a contraction moved past a later addend keeps its operands alive until then (the first
+  // two uses of a weight shared by T iterations: a whole iteration of backward, 2.7x the
+  // activation memory of the full preset with checkpointing)
   for (const [id, c] of [...out]) {
     const acc = accumulatingAdd(g, consumers, kept, id);
-    if (!acc || out.has(acc.add)) continue;
+    if (!acc || out.has(acc.add) || acc.addend > id) continue;
     out.delete(id);
     out.set(acc.add, { ...c, node: acc.add, shape: c.shape ?? id, addend: acc.addend, absorbed: [...c.absorbed, ...acc.absorbed] });
   }
@@ -510,7 +528,7 @@ function findSumEpilogues(g: Graph, consumers: number[][], kept: Set<number>, li
   for (const n of g.nodes) {
     if (n.op.kind !== 'sum' || !live[n.id] || taken.has(n.id) || numel(n.shape) >= tokens) continue;
     const acc = accumulatingAdd(g, consumers, kept, n.id);
-    if (!acc || out.has(acc.add) || taken.has(acc.add)) continue;
+    if (!acc || out.has(acc.add) || taken.has(acc.add) || acc.addend > n.id) continue; // as for contractions: never past a later addend
     out.set(acc.add, { sum: n.id, addend: acc.addend, absorbed: acc.absorbed });
   }
   return out;

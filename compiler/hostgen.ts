@@ -8,7 +8,7 @@ import type { TrainConfig } from './config.ts';
 import type { Graph } from './ir.ts';
 import type { Dispatch, Plan, Slot } from './plan.ts';
 import { OPT_UNIFORM_BYTES, partialCount } from './wgsl/optimizer.ts';
-import { STEP_UNIFORM_BYTES, type Kernel } from './kernel.ts';
+import { keysUniformBytes, STEP_UNIFORM_BYTES, type Kernel } from './kernel.ts';
 
 export interface HostMeta {
   model: string;
@@ -25,6 +25,26 @@ export const safeComment = (s: string): string => s.replace(/[^\x20-\x7e]/g, '?'
 
 /** JSON as a TS object literal: a `__proto__` key is written computed so that it stays a key. */
 const objectLiteral = (v: unknown): string => JSON.stringify(v, null, 2).replace(/^(\s*)"__proto__":/gm, '$1["__proto__"]:');
+
+/** A dispatch's dropout keys sit at a multiple of this in the keys uniform (minUniformBufferOffsetAlignment). */
+const KEY_RECORD_BYTES = 256;
+
+/**
+ * The contents of the program's `keys` uniform: the dropout keys of every dispatch that draws,
+ * a record per distinct list of keys at a multiple of 256 bytes, written once when the program
+ * is created. `offsets`: list (keys joined by commas) -> byte offset of its record.
+ */
+export function dropoutKeyRecords(plan: Plan): { offsets: Map<string, number>; words: number[] } {
+  const offsets = new Map<string, number>();
+  const words: number[] = [];
+  for (const d of [...plan.setup, ...plan.forward, ...plan.backward]) {
+    if (!d.keys || offsets.has(d.keys.join(','))) continue;
+    offsets.set(d.keys.join(','), words.length * 4);
+    const record = Math.ceil(keysUniformBytes(d.keys.length) / KEY_RECORD_BYTES) * KEY_RECORD_BYTES;
+    words.push(...d.keys, ...new Array<number>(record / 4 - d.keys.length).fill(0));
+  }
+  return { offsets, words };
+}
 
 const slotExpr = (s: Slot): string => {
   const buf = s.buffer.startsWith('act') ? `this.act[${s.buffer.slice(3)}]` : `this.${s.buffer}`;
@@ -90,6 +110,7 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
   });
 
   const outSlot = (s: Slot) => slotExpr(s);
+  const { offsets: keyRecords, words: keyWords } = dropoutKeyRecords(plan);
   const groups: Array<{ kernel: string; bindings: string[]; note: string }> = [];
   // Bind groups are numbered in dispatch order (setup, forward, backward, optimizer); the
   // lines are built first because ts-morph writes the constructor before the methods.
@@ -98,6 +119,7 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
       const idx = groups.length;
       const bindings = d.bindings.map(outSlot);
       if (d.usesStep) bindings.push(`[this.step, 0, ${STEP_UNIFORM_BYTES}]`);
+      if (d.keys) bindings.push(`[this.keys, ${keyRecords.get(d.keys.join(','))}, ${keysUniformBytes(d.keys.length)}]`);
       groups.push({ kernel: d.kernel, bindings, note: where(d) });
       const [x, y, z] = d.workgroups;
       return `this.run(pass, ${JSON.stringify(d.kernel)}, ${idx}, ${x}, ${y}, ${z}); // ${where(d)}`;
@@ -131,6 +153,7 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
       { name: 'targets', isReadonly: true, type: 'GPUBuffer' },
       { name: 'step', isReadonly: true, type: 'GPUBuffer', docs: ['StepParams uniform: seed, step, training'] },
       { name: 'opt', isReadonly: true, type: 'GPUBuffer', docs: ['OptParams uniform of the AdamW kernel'] },
+      { name: 'keys', isReadonly: true, type: 'GPUBuffer', docs: ['the dropout keys of each dispatch that draws, a 256-byte record per distinct list'] },
       { name: 'partials', isReadonly: true, type: 'GPUBuffer' },
       { name: 'norm', isReadonly: true, type: 'GPUBuffer', docs: ['the global gradient norm of the last step'] },
       { name: 'act', isReadonly: true, type: 'GPUBuffer[]', docs: ['activation buffers, reused when lifetimes do not overlap'] },
@@ -153,6 +176,8 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
           w.writeLine(`this.targets = buf('targets', ${meta.train.batch * meta.train.ctx * 4});`);
           w.writeLine(`this.step = buf('step', ${STEP_UNIFORM_BYTES}, U);`);
           w.writeLine(`this.opt = buf('opt', ${OPT_UNIFORM_BYTES}, U);`);
+          w.writeLine(`this.keys = buf('keys', ${keyWords.length * 4}, U);`);
+          if (keyWords.length) w.writeLine(`device.queue.writeBuffer(this.keys, 0, new Uint32Array([${keyWords.join(', ')}]));`);
           w.writeLine(`this.partials = buf('partials', ${parts * 4});`);
           w.writeLine(`this.norm = buf('norm', 16);`);
           w.writeLine('this.act = [');

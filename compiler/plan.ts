@@ -25,6 +25,8 @@ export interface Dispatch {
   /** inputs, then the output */
   bindings: Slot[];
   usesStep: boolean;
+  /** the dropout keys bound for this dispatch (kernel.ts) */
+  keys?: number[];
   workgroups: [number, number, number];
   /** a fused region: its last member (node is the first) */
   last?: number;
@@ -58,6 +60,7 @@ const ALIGN_FLOATS = 64; // 256 bytes
 
 /** A value's bytes: 2 per element when stored as f16 (rounded up to whole 4-byte words), else 4. */
 const bytesOf = (n: Node): number => (n.dtype === 'f16' ? Math.ceil(numel(n.shape) / 2) * 4 : numel(n.shape) * 4);
+const keysOf = (k: Kernel): { keys?: number[] } => (k.keys?.length ? { keys: k.keys } : {});
 const uncommented = (code: string): string => code.replace(/\/\/[^\n]*/g, '');
 const align = (n: number, a: number): number => Math.ceil(n / a) * a;
 
@@ -170,7 +173,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
       const bindings = k.bindings.map((b) => (b.kind === 'params' || b.kind === 'grads' ? arenaSlot(b.kind, b.base) : (slots.get(b.node) as Slot)));
       const first = nodes[gr.members[0]];
       const last = nodes[gr.members[gr.members.length - 1]];
-      listFor(first).push({ kernel: k.name, node: first.id, last: last.id, bindings, usesStep: k.usesStep, workgroups: k.workgroups });
+      listFor(first).push({ kernel: k.name, node: first.id, last: last.id, bindings, usesStep: k.usesStep, ...keysOf(k), workgroups: k.workgroups });
     } else if (gr.kind === 'contract') {
       const n = nodes[gr.node];
       const slot = slotFor(n);
@@ -196,7 +199,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
       }
       if (k) {
         addKernel(k);
-        listFor(n).push({ kernel: k.name, node: n.id, bindings: [...nodeReads(gr).map((i) => slots.get(i) as Slot), slot], usesStep: k.usesStep, workgroups: k.workgroups });
+        listFor(n).push({ kernel: k.name, node: n.id, bindings: [...nodeReads(gr).map((i) => slots.get(i) as Slot), slot], usesStep: k.usesStep, ...keysOf(k), workgroups: k.workgroups });
       }
     }
     // Free what this group read for the last time, and what it wrote that nobody reads.

@@ -29,6 +29,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { buildGraph, compile, type CompileOptions, type Compiled } from '../compiler/pipeline.ts';
 import { countFlops, type FlopCount } from '../compiler/flops.ts';
+import { dropoutKeyRecords } from '../compiler/hostgen.ts';
 import { STEP_UNIFORM_BYTES } from '../compiler/kernel.ts';
 import { OPT_UNIFORM_BYTES, partialCount } from '../compiler/wgsl/optimizer.ts';
 import { acquireDevice, type Gpu } from '../runtime/device.ts';
@@ -105,7 +106,8 @@ export function allocatedBytes(c: Compiled): { total: number; arenas: number; ac
   const arenas = 4 * buf(c.plan.arenaFloats * 4);
   const activations = c.plan.buffers.reduce((a, b) => a + buf(b.bytes), 0);
   const io = 2 * buf(c.train.batch * c.train.ctx * 4);
-  const small = buf(STEP_UNIFORM_BYTES) + buf(OPT_UNIFORM_BYTES) + buf(partialCount(c.plan.arenaFloats) * 4) + buf(16) + SESSION_LOG_BYTES;
+  const keys = buf(dropoutKeyRecords(c.plan).words.length * 4);
+  const small = buf(STEP_UNIFORM_BYTES) + buf(OPT_UNIFORM_BYTES) + keys + buf(partialCount(c.plan.arenaFloats) * 4) + buf(16) + SESSION_LOG_BYTES;
   return { total: arenas + activations + io + small, arenas, activations, io, small };
 }
 

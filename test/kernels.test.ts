@@ -456,10 +456,19 @@ describe('kernels: dispatch limits and determinism', () => {
       c.op({ kind: 'pad', axis: 0, start: 1 }, [x], [5, 4]),
       c.op({ kind: 'pad', axis: 0, start: 1 }, [t], [5, 4]),
       c.op({ kind: 'dropout', p: 0.1, key: 1 }, [x]),
-      c.op({ kind: 'dropout', p: 0.1, key: 2 }, [x]),
+      c.op({ kind: 'dropout', p: 0.2, key: 1 }, [x]),
     ];
     const names = ids.map((id) => emitKernel(c.graph, c.graph.nodes[id])!.name);
     assert.equal(new Set(names).size, names.length, names.join(' '));
+  });
+
+  test('dropout sites alike share one kernel: the key is bound at run time', () => {
+    const c = new Case();
+    const x = c.f([4, 4]);
+    const [a, b] = [1, 2].map((key) => emitKernel(c.graph, c.graph.nodes[c.op({ kind: 'dropout', p: 0.1, key }, [x])])!);
+    assert.equal(a.name, b.name);
+    assert.equal(a.code, b.code);
+    assert.deepEqual([a.keys, b.keys], [[1], [2]]);
   });
 
   test('input, param and reshape have no kernel', () => {

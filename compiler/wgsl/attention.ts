@@ -6,7 +6,7 @@
 // forward pass reads each K, V tile once per query block (flash attention), the backward pass
 // recomputes P from the saved row log-sum-exp instead of reading it.
 import type { Graph, Node, OpOf } from '../ir.ts';
-import type { Kernel } from '../kernel.ts';
+import { dropoutKey, type Kernel } from '../kernel.ts';
 import { assemble, f32Lit, grid, inShapes, kernelName, nodeBindings, numName, offsetLines, simplifyView, u32Lit } from './common.ts';
 import type { OperandView } from './contract.ts';
 
@@ -216,17 +216,18 @@ export function emitAttention(node: Node, graph: Graph, views?: ReadonlyMap<numb
         '}',
       ].join('\n'),
     );
-  const name = kernelName('attention', part, `s${numName(op.scale)}`, ...(drops ? [`p${numName(op.p)}`, `k${numName(op.key)}`] : []), ...inShapes(node, graph), ...viewed.map(([k, v]) => `${INPUTS[part][k]}v${v.strides.join('_')}`));
+  const name = kernelName('attention', part, `s${numName(op.scale)}`, ...(drops ? [`p${numName(op.p)}`] : []), ...inShapes(node, graph), ...viewed.map(([k, v]) => `${INPUTS[part][k]}v${v.strides.join('_')}`));
   return assemble({
     name,
     summary: SUMMARY[part],
     notes: [
-      `scale ${op.scale}${drops ? `, dropout p = ${op.p} (key ${op.key})` : ''}; ${slices} slices of L = ${L}, e = ${E}${F ? `, f = ${F}` : ''}`,
+      `scale ${op.scale}${drops ? `, dropout p = ${op.p} (the site's key bound at run time)` : ''}; ${slices} slices of L = ${L}, e = ${E}${F ? `, f = ${F}` : ''}`,
       `a workgroup per ${WG} ${keyOwned ? 'keys' : 'queries'} of a slice; the ${keyOwned ? 'queries' : 'keys'} in tiles of ${TJ} rows in workgroup memory`,
     ],
     ins,
     out,
     usesStep: true,
+    ...(drops ? { keys: [op.key] } : {}),
     decls,
     workgroupSize: WG,
     grid: g,
@@ -236,7 +237,7 @@ export function emitAttention(node: Node, graph: Graph, views?: ReadonlyMap<numb
       '  return; // uniform: the whole workgroup leaves',
       '}',
       'let z = step_params.zero; // 0: keeps long loops rolled',
-      ...(drops ? [`let stream = pcg_hash(${u32Lit(op.key)} + pcg_hash(step_params.step + pcg_hash(step_params.seed)));`] : []),
+      ...(drops ? [`let stream = pcg_hash(${dropoutKey(0)} + pcg_hash(step_params.step + pcg_hash(step_params.seed)));`] : []),
       `let slice = group / ${u32Lit(blocks)};`,
       ...viewBases,
       `let r0 = (group % ${u32Lit(blocks)}) * ${u32Lit(WG)};`,

@@ -3,7 +3,7 @@
 // dimension), index arithmetic for strided/broadcast views, and the PCG hash that must match
 // compiler/rng.ts bit for bit.
 import { numel, strides, type DType, type Graph, type Node, type Shape } from '../ir.ts';
-import type { Kernel } from '../kernel.ts';
+import { dropoutKeysDecl, type Kernel } from '../kernel.ts';
 
 /** WebGPU's limit on workgroups per dispatch dimension. */
 export const MAX_GROUPS_PER_DIM = 65535;
@@ -105,13 +105,14 @@ export interface Binding {
 // cannot unroll them (lavapipe took 17x longer to compile a fused kernel with constant bounds).
 export const STEP_STRUCT = 'struct StepParams {\n  seed: u32,\n  step: u32,\n  training: u32,\n  zero: u32,\n}';
 
-/** Inputs at 0..n-1 (read), the output at n (read_write), StepParams at n+1 when usesStep. */
-function bindingBlock(ins: Binding[], out: Binding, usesStep: boolean): string {
+/** Inputs at 0..n-1 (read), the output at n (read_write), StepParams at n+1 when usesStep, the dropout keys at n+2. */
+function bindingBlock(ins: Binding[], out: Binding, usesStep: boolean, keys: number): string {
   const line = (i: number, access: string, b: Binding) =>
     `@group(0) @binding(${i}) var<storage, ${access}> ${b.name}: array<${b.dtype}>; // [${b.shape.join(', ')}]`;
   const lines = ins.map((b, i) => line(i, 'read', b));
   lines.push(line(ins.length, 'read_write', out));
   if (usesStep) lines.push('', STEP_STRUCT, `@group(0) @binding(${ins.length + 1}) var<uniform> step_params: StepParams;`);
+  if (keys) lines.push(dropoutKeysDecl(ins.length + 2, keys));
   return lines.join('\n');
 }
 
@@ -162,6 +163,8 @@ export interface KernelSpec {
   ins: Binding[];
   out: Binding;
   usesStep?: boolean;
+  /** dropout keys bound at run time (kernel.ts); needs usesStep */
+  keys?: number[];
   /** Module-scope declarations (constants, workgroup arrays, helper functions). */
   decls?: string[];
   workgroupSize: number;
@@ -215,13 +218,14 @@ export function assemble(k: KernelSpec): Kernel {
     ...k.body.map((l) => (l ? `  ${l}` : '')),
     '}',
   ].join('\n');
-  const sections = [header.join('\n'), bindingBlock(k.ins, k.out, usesStep)];
+  if (k.keys?.length && !usesStep) throw new Error(`internal: kernel ${k.name} binds dropout keys without the step uniform`);
+  const sections = [header.join('\n'), bindingBlock(k.ins, k.out, usesStep, k.keys?.length ?? 0)];
   if (usesStep) sections.push(PCG_WGSL);
   if (k.decls?.length) sections.push(k.decls.join('\n'));
   const used = sections.join('\n') + main;
   for (const [call, def] of Object.entries(INF_HELPERS)) if (used.includes(call)) sections.push(def);
   sections.push(main);
-  return { name, code: f16Storage(sections.join('\n\n') + '\n', halves), usesStep, workgroups: k.grid.workgroups, summary: k.summary };
+  return { name, code: f16Storage(sections.join('\n\n') + '\n', halves), usesStep, workgroups: k.grid.workgroups, summary: k.summary, ...(k.keys?.length ? { keys: k.keys } : {}) };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 // inputs through broadcast views (strides baked in, 0 on stretched axes).
 // unary, affine, clamp, inrange, binary, expand, fill, eye, dropout, causal_mask.
 import type { Graph, Node, OpOf, UnaryFn } from '../ir.ts';
-import type { Kernel } from '../kernel.ts';
+import { dropoutKey, type Kernel } from '../kernel.ts';
 import {
   assemble,
   broadcastStrides,
@@ -38,6 +38,7 @@ export interface MapSpec {
   /** Offsets are computed as a broadcast view of each input (default true). */
   broadcast?: boolean;
   usesStep?: boolean;
+  keys?: number[];
   decls?: string[];
 }
 
@@ -57,6 +58,7 @@ export function mapKernel(s: MapSpec): Kernel {
     ins: s.ins,
     out: s.out,
     usesStep: s.usesStep,
+    keys: s.keys,
     decls: s.decls,
     workgroupSize: ELEMENTWISE_WG,
     grid: g,
@@ -174,17 +176,18 @@ export const elementwiseEmitters = {
     const { ins, out } = nodeBindings(node, graph, ['a']);
     const threshold = Math.min(Math.max(Math.ceil(op.p * 16777216), 0), 16777216);
     return mapKernel({
-      name: kernelName('dropout', `p${numName(op.p)}`, `k${numName(op.key)}`, ...inShapes(node, graph)),
-      summary: `out = a * keep / (1 - ${op.p}) with keep = counterUniform(seed, step, ${op.key}, i) >= ${op.p} when training, else a`,
+      name: kernelName('dropout', `p${numName(op.p)}`, ...inShapes(node, graph)),
+      summary: `out = a * keep / (1 - ${op.p}) with keep = counterUniform(seed, step, key, i) >= ${op.p} when training, else a (the site's key bound at run time)`,
       ins,
       out,
       usesStep: true,
+      keys: [op.key],
       body: [
         `let x = ${loadF32(ins[0], 'a_at')};`,
         'if (step_params.training == 0u) {',
         '  out[i] = x;',
         '} else {',
-        `  let keep = counter_bits24(step_params.seed, step_params.step, ${u32Lit(op.key)}, i) >= ${u32Lit(threshold)};`,
+        `  let keep = counter_bits24(step_params.seed, step_params.step, ${dropoutKey(0)}, i) >= ${u32Lit(threshold)};`,
         `  out[i] = select(0.0, x * ${f32Lit(1 / (1 - op.p))}, keep);`,
         '}',
       ],

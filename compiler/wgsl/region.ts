@@ -11,7 +11,7 @@
 // that the scheduler can bind the right buffers.
 import { createHash } from 'node:crypto';
 import { numel, strides, type DType, type Graph, type Node, type OpOf } from '../ir.ts';
-import type { Kernel } from '../kernel.ts';
+import { dropoutKey, dropoutKeysDecl, type Kernel } from '../kernel.ts';
 import { blockDims, isConstNode, memberReads, readStrides, tokenSplit, type OperandRead, type Region } from '../fuse.ts';
 import { f16Storage, f32Down, f32Lit, f32Up, grid, INF_HELPERS, PCG_WGSL, STEP_STRUCT, u32Lit } from './common.ts';
 import { UNARY_WGSL } from './elementwise.ts';
@@ -145,7 +145,7 @@ export function emitRegion(
   // ---- code
   const body: string[] = [];
   let open: { loops: Array<{ v: string; d: number }>; pre: string[]; inner: string[] } | null = null;
-  let dropout = false;
+  const keys: number[] = []; // the dropout sites' keys, bound at run time
   const notes: string[] = [];
   const toFree: Array<{ pos: number; name: string; size: number }> = [];
 
@@ -302,12 +302,12 @@ export function emitRegion(
         break;
       }
       case 'dropout': {
-        dropout = true;
+        keys.push(op.key);
         const threshold = Math.min(Math.max(Math.ceil(op.p * 16777216), 0), 16777216);
         const flat = uni ? outOff : `t * ${u32Lit(numel(dims))} + ${outOff}`;
         inner = [
           `let x = ${src(0, lin(reads[0].local))};`,
-          `let keep = step_params.training == 0u || counter_bits24(step_params.seed, step_params.step, ${u32Lit(op.key)}, ${flat}) >= ${u32Lit(threshold)};`,
+          `let keep = step_params.training == 0u || counter_bits24(step_params.seed, step_params.step, ${dropoutKey(keys.length - 1)}, ${flat}) >= ${u32Lit(threshold)};`,
           ...put(`select(0.0, select(x, x * ${f32Lit(1 / (1 - op.p))}, step_params.training != 0u), keep)`, outOff),
         ];
         break;
@@ -482,7 +482,7 @@ export function emitRegion(
   const sections = [decl.join('\n')];
   // every region reads step_params.zero; dropout also the seed, step and training flag
   sections.push(STEP_STRUCT, `@group(0) @binding(${bindings.length}) var<uniform> step_params: StepParams;`);
-  if (dropout) sections.push(PCG_WGSL);
+  if (keys.length) sections.push(dropoutKeysDecl(bindings.length + 1, keys.length), PCG_WGSL);
   for (const [call, def] of Object.entries(INF_HELPERS)) if (main.includes(call)) sections.push(def);
   sections.push(main);
   const code = f16Storage(sections.join('\n\n') + '\n', halves);
@@ -503,6 +503,7 @@ export function emitRegion(
     workgroups: gr.workgroups,
     summary: `${r.members.length} fused ops, ${nodes[r.members[0]].name} .. ${nodes[r.members[r.members.length - 1]].name}`,
     bindings,
+    ...(keys.length ? { keys } : {}),
   };
 }
 
@@ -516,7 +517,7 @@ function uniformReads(n: Node, g: Graph): OperandRead[] {
 const opAttrs = (n: Node): string => {
   const op = n.op as Record<string, unknown>;
   const parts = Object.entries(op)
-    .filter(([k]) => k !== 'kind')
+    .filter(([k]) => k !== 'kind' && !(n.op.kind === 'dropout' && k === 'key')) // a dropout site's key is bound at run time
     .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.join(',')}]` : String(v)}`);
   return parts.length ? ` ${parts.join(' ')}` : '';
 };

@@ -133,23 +133,11 @@ export const layout = {
   "kernels": [
     "adamw_17600",
     "affine_s0p1_b0_64x8x8",
-    "attention_dk_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
-    "attention_dk_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
-    "attention_dk_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
-    "attention_dk_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
-    "attention_dq_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
-    "attention_dq_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
-    "attention_dq_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
-    "attention_dq_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
-    "attention_dv_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64",
-    "attention_dv_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64",
-    "attention_dv_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64",
-    "attention_dv_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64",
+    "attention_dk_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
+    "attention_dq_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1",
+    "attention_dv_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64",
     "attention_lse_s0p5_16x2x64x32_16x2x64x32",
-    "attention_out_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1",
-    "attention_out_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1",
-    "attention_out_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1",
-    "attention_out_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1",
+    "attention_out_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1",
     "binary_add_s_s",
     "binary_mul_s_s",
     "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01",
@@ -161,12 +149,10 @@ export const layout = {
     "contract_8x8192_s1_8_8192x8_s8_1_sum_none",
     "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus",
     "cross_entropy_16x64x256_16x64i",
-    "fused_10ops_03aea58b11",
-    "fused_10ops_0813fec119",
+    "fused_10ops_15988cb44d",
     "fused_10ops_329e413fcb",
-    "fused_10ops_3fab95aa73",
+    "fused_10ops_719c6997b8",
     "fused_10ops_7f44e80592",
-    "fused_10ops_aabfd433ed",
     "fused_10ops_b5296fdbc3",
     "fused_10ops_fd941ae846",
     "fused_11ops_8abf409c21",
@@ -175,14 +161,11 @@ export const layout = {
     "fused_13ops_6d313e4e2f",
     "fused_13ops_731cf0ef16",
     "fused_15ops_059cd5cf52",
-    "fused_17ops_10b7c91650",
-    "fused_18ops_1663bf6291",
-    "fused_18ops_94812fe2ab",
-    "fused_18ops_af046a5624",
-    "fused_18ops_b89afa33bc",
+    "fused_17ops_f622d2cf20",
+    "fused_18ops_89f03add1e",
+    "fused_19ops_b89afa33bc",
     "fused_1ops_5d2ec40eca",
     "fused_1ops_8a187d896f",
-    "fused_1ops_ab457c8f23",
     "fused_1ops_b127ed186b",
     "fused_1ops_cc63f4d573",
     "fused_1ops_e27698eeb2",
@@ -196,44 +179,40 @@ export const layout = {
     "fused_3ops_a020eb4deb",
     "fused_3ops_d724fe90ff",
     "fused_4ops_551bd010b6",
-    "fused_4ops_9a2c31b72b",
     "fused_4ops_ac73c0e795",
+    "fused_4ops_b11a24a27b",
     "fused_4ops_bc81b91933",
     "fused_4ops_c2d6dc571c",
     "fused_5ops_0dd68843f4",
     "fused_5ops_170529b2fd",
     "fused_5ops_19d08c3807",
-    "fused_5ops_34fb304801",
     "fused_5ops_60e3fab805",
+    "fused_5ops_6c2dc27178",
     "fused_5ops_938afc05ff",
     "fused_5ops_b15a003bcf",
-    "fused_5ops_cb9ff696eb",
     "fused_5ops_ff0981dc39",
     "fused_6ops_2332c11670",
     "fused_6ops_2a7906b1c0",
     "fused_6ops_4321a7b9ab",
-    "fused_6ops_873fd3aa28",
     "fused_6ops_8fce6fc479",
     "fused_6ops_ba693b4763",
-    "fused_6ops_db8822728e",
     "fused_6ops_e7b9ec4194",
     "fused_6ops_e80e07fcc7",
     "fused_7ops_5d91a373f2",
     "fused_7ops_c156e1f020",
     "fused_7ops_c1c7224ad4",
-    "fused_7ops_c1f4be399e",
-    "fused_7ops_d5762dec6f",
     "fused_7ops_db8822728e",
     "fused_7ops_ec685c1cce",
     "fused_8ops_4d1796d203",
     "fused_8ops_6ceb59d4f6",
-    "fused_8ops_96143d6626",
-    "fused_8ops_ad9234e503",
     "fused_8ops_c1237f7b00",
-    "fused_8ops_c65e85a7db",
+    "fused_8ops_c1f4be399e",
     "fused_8ops_cdfc40748b",
     "fused_8ops_f4054b5ead",
+    "fused_9ops_ad9234e503",
     "fused_9ops_bb6dc85042",
+    "fused_9ops_c45fa0d8e8",
+    "fused_9ops_c65e85a7db",
     "gradnorm_partial_17600",
     "gradnorm_total_5",
     "matmul_256x32_16x64x32x1",
@@ -261,7 +240,7 @@ export const layout = {
   "dispatches": {
     "setup": 0,
     "forward": 86,
-    "backward": 287,
+    "backward": 283,
     "optimizer": 3
   }
 };
@@ -280,6 +259,8 @@ export class Program {
   readonly step: GPUBuffer;
   /** OptParams uniform of the AdamW kernel */
   readonly opt: GPUBuffer;
+  /** the dropout keys of each dispatch that draws, a 256-byte record per distinct list */
+  readonly keys: GPUBuffer;
   readonly partials: GPUBuffer;
   /** the global gradient norm of the last step */
   readonly norm: GPUBuffer;
@@ -301,6 +282,8 @@ export class Program {
     this.targets = buf('targets', 4096);
     this.step = buf('step', 16, U);
     this.opt = buf('opt', 32, U);
+    this.keys = buf('keys', 2048, U);
+    device.queue.writeBuffer(this.keys, 0, new Uint32Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
     this.partials = buf('partials', 20);
     this.norm = buf('norm', 16);
     this.act = [
@@ -562,16 +545,68 @@ export class Program {
       buf("act255", 262144),
       buf("act256", 4096),
       buf("act257", 4096),
-      buf("act258", 262144),
-      buf("act259", 32768),
-      buf("act260", 262144),
-      buf("act261", 4),
-      buf("act262", 4),
-      buf("act263", 524288),
-      buf("act264", 8192),
-      buf("act265", 256),
-      buf("act266", 32),
-      buf("act267", 2048),
+      buf("act258", 4),
+      buf("act259", 256),
+      buf("act260", 4),
+      buf("act261", 256),
+      buf("act262", 32768),
+      buf("act263", 32),
+      buf("act264", 32),
+      buf("act265", 4),
+      buf("act266", 256),
+      buf("act267", 256),
+      buf("act268", 256),
+      buf("act269", 256),
+      buf("act270", 256),
+      buf("act271", 256),
+      buf("act272", 256),
+      buf("act273", 256),
+      buf("act274", 256),
+      buf("act275", 256),
+      buf("act276", 256),
+      buf("act277", 256),
+      buf("act278", 4),
+      buf("act279", 256),
+      buf("act280", 256),
+      buf("act281", 256),
+      buf("act282", 524288),
+      buf("act283", 8192),
+      buf("act284", 256),
+      buf("act285", 256),
+      buf("act286", 256),
+      buf("act287", 256),
+      buf("act288", 256),
+      buf("act289", 256),
+      buf("act290", 256),
+      buf("act291", 256),
+      buf("act292", 256),
+      buf("act293", 32),
+      buf("act294", 32),
+      buf("act295", 4),
+      buf("act296", 256),
+      buf("act297", 256),
+      buf("act298", 256),
+      buf("act299", 256),
+      buf("act300", 256),
+      buf("act301", 256),
+      buf("act302", 256),
+      buf("act303", 256),
+      buf("act304", 256),
+      buf("act305", 256),
+      buf("act306", 256),
+      buf("act307", 256),
+      buf("act308", 4),
+      buf("act309", 256),
+      buf("act310", 256),
+      buf("act311", 256),
+      buf("act312", 256),
+      buf("act313", 256),
+      buf("act314", 256),
+      buf("act315", 256),
+      buf("act316", 256),
+      buf("act317", 256),
+      buf("act318", 256),
+      buf("act319", 2048),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -592,7 +627,7 @@ export class Program {
     group("fused_3ops_2d1bd67865", [[this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[19], 0, 262144], [this.act[16], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 8: fused %107..%109 blocks.0.attn.permute2 .. blocks.0.attn.reshape4 stdlib.mt:137-140
     group("attention_lse_s0p5_16x2x64x32_16x2x64x32", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 8192], [this.step, 0, 16]]); // 9: %110 blocks.0.attn.attention_lse0 stdlib.mt:142
     group("fused_3ops_a020eb4deb", [[this.act[12], 0, 262144], [this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[23], 0, 524288], [this.step, 0, 16]]); // 10: fused %111..%113 blocks.0.attn.permute4 .. blocks.0.attn.reshape5 stdlib.mt:143
-    group("attention_out_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[23], 0, 524288], [this.act[22], 0, 8192], [this.act[24], 0, 524288], [this.step, 0, 16]]); // 11: %114 blocks.0.attn.attention0 stdlib.mt:144
+    group("attention_out_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[23], 0, 524288], [this.act[22], 0, 8192], [this.act[24], 0, 524288], [this.step, 0, 16], [this.keys, 0, 16]]); // 11: %114 blocks.0.attn.attention0 stdlib.mt:144
     group("fused_1ops_8a187d896f", [[this.act[13], 0, 262144], [this.act[24], 0, 524288], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 12: fused %116..%116 blocks.0.attn.matmul3 .. blocks.0.attn.matmul3 stdlib.mt:145
     group("fused_13ops_6d313e4e2f", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[12], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 262144], [this.act[29], 0, 4096], [this.step, 0, 16]]); // 13: fused %117..%129 blocks.0.attn.permute5 .. blocks.0.think.norm.rsqrt0 stdlib.mt:145-9
     group("fused_6ops_2332c11670", [[this.params, 22784, 47616], [this.act[28], 0, 262144], [this.act[29], 0, 4096], [this.act[12], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 14: fused %130..%136 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
@@ -604,14 +639,14 @@ export class Program {
     group("fused_4ops_bc81b91933", [[this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[44], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 262144], [this.act[57], 0, 262144], [this.act[58], 0, 262144], [this.step, 0, 16]]); // 20: fused %171..%174 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
     group("fused_11ops_cf396f7a82", [[this.params, 26368, 44032], [this.act[30], 0, 262144], [this.act[58], 0, 262144], [this.act[59], 0, 32768], [this.act[60], 0, 262144], [this.act[61], 0, 32768], [this.act[62], 0, 262144], [this.act[63], 0, 4096], [this.step, 0, 16]]); // 21: fused %175..%185 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
     group("fused_6ops_2a7906b1c0", [[this.params, 27392, 43008], [this.act[30], 0, 262144], [this.act[57], 0, 262144], [this.act[63], 0, 4096], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.step, 0, 16]]); // 22: fused %186..%191 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_3fab95aa73", [[this.act[28], 0, 262144], [this.act[62], 0, 262144], [this.act[64], 0, 4096], [this.act[66], 0, 262144], [this.act[57], 0, 262144], [this.act[67], 0, 4096], [this.act[68], 0, 262144], [this.step, 0, 16]]); // 23: fused %192..%201 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    group("fused_10ops_719c6997b8", [[this.act[28], 0, 262144], [this.act[62], 0, 262144], [this.act[64], 0, 4096], [this.act[66], 0, 262144], [this.act[57], 0, 262144], [this.act[67], 0, 4096], [this.act[68], 0, 262144], [this.step, 0, 16], [this.keys, 256, 16]]); // 23: fused %192..%201 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
     group("fused_7ops_c156e1f020", [[this.params, 27904, 42496], [this.act[68], 0, 262144], [this.act[66], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 24: fused %202..%208 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-135
     group("fused_7ops_5d91a373f2", [[this.params, 28672, 41728], [this.act[66], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 262144], [this.step, 0, 16]]); // 25: fused %209..%215 blocks.1.attn.permute0 .. blocks.1.attn.reshape1 stdlib.mt:135-136
     group("fused_7ops_5d91a373f2", [[this.params, 29184, 41216], [this.act[66], 0, 262144], [this.act[75], 0, 262144], [this.act[71], 0, 262144], [this.act[76], 0, 262144], [this.act[77], 0, 262144], [this.act[78], 0, 262144], [this.step, 0, 16]]); // 26: fused %216..%222 blocks.1.attn.permute1 .. blocks.1.attn.reshape2 stdlib.mt:136-137
     group("fused_3ops_2d1bd67865", [[this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[78], 0, 262144], [this.act[75], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.step, 0, 16]]); // 27: fused %223..%225 blocks.1.attn.permute2 .. blocks.1.attn.reshape4 stdlib.mt:137-140
     group("attention_lse_s0p5_16x2x64x32_16x2x64x32", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 8192], [this.step, 0, 16]]); // 28: %226 blocks.1.attn.attention_lse0 stdlib.mt:142
     group("fused_3ops_a020eb4deb", [[this.act[71], 0, 262144], [this.act[75], 0, 262144], [this.act[78], 0, 262144], [this.act[82], 0, 524288], [this.step, 0, 16]]); // 29: fused %227..%229 blocks.1.attn.permute4 .. blocks.1.attn.reshape5 stdlib.mt:143
-    group("attention_out_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[83], 0, 524288], [this.step, 0, 16]]); // 30: %230 blocks.1.attn.attention0 stdlib.mt:144
+    group("attention_out_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[83], 0, 524288], [this.step, 0, 16], [this.keys, 512, 16]]); // 30: %230 blocks.1.attn.attention0 stdlib.mt:144
     group("fused_1ops_8a187d896f", [[this.act[72], 0, 262144], [this.act[83], 0, 524288], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 31: fused %232..%232 blocks.1.attn.matmul3 .. blocks.1.attn.matmul3 stdlib.mt:145
     group("fused_13ops_6d313e4e2f", [[this.params, 29696, 40704], [this.act[57], 0, 262144], [this.act[71], 0, 262144], [this.act[84], 0, 262144], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 4096], [this.step, 0, 16]]); // 32: fused %233..%245 blocks.1.attn.permute5 .. blocks.1.think.norm.rsqrt0 stdlib.mt:145-9
     group("fused_6ops_2332c11670", [[this.params, 30208, 40192], [this.act[87], 0, 262144], [this.act[88], 0, 4096], [this.act[71], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[91], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 33: fused %246..%252 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
@@ -623,14 +658,14 @@ export class Program {
     group("fused_4ops_bc81b91933", [[this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[103], 0, 262144], [this.act[114], 0, 262144], [this.act[115], 0, 262144], [this.act[116], 0, 262144], [this.act[117], 0, 262144], [this.step, 0, 16]]); // 39: fused %287..%290 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
     group("fused_11ops_cf396f7a82", [[this.params, 33792, 36608], [this.act[89], 0, 262144], [this.act[117], 0, 262144], [this.act[118], 0, 32768], [this.act[119], 0, 262144], [this.act[120], 0, 32768], [this.act[121], 0, 262144], [this.act[122], 0, 4096], [this.step, 0, 16]]); // 40: fused %291..%301 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
     group("fused_6ops_2a7906b1c0", [[this.params, 34816, 35584], [this.act[89], 0, 262144], [this.act[116], 0, 262144], [this.act[122], 0, 4096], [this.act[123], 0, 4096], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 41: fused %302..%307 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_0813fec119", [[this.act[87], 0, 262144], [this.act[121], 0, 262144], [this.act[123], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[126], 0, 4096], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 42: fused %308..%317 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_10ops_719c6997b8", [[this.act[87], 0, 262144], [this.act[121], 0, 262144], [this.act[123], 0, 4096], [this.act[125], 0, 262144], [this.act[116], 0, 262144], [this.act[126], 0, 4096], [this.act[127], 0, 262144], [this.step, 0, 16], [this.keys, 768, 16]]); // 42: fused %308..%317 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
     group("fused_7ops_c156e1f020", [[this.params, 20480, 49920], [this.act[127], 0, 262144], [this.act[125], 0, 262144], [this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 43: fused %318..%324 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape8 stdlib.mt:9-135
     group("fused_7ops_5d91a373f2", [[this.params, 21248, 49152], [this.act[125], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 262144], [this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 44: fused %325..%331 blocks.0.attn.permute6 .. blocks.0.attn.reshape9 stdlib.mt:135-136
     group("fused_7ops_5d91a373f2", [[this.params, 21760, 48640], [this.act[125], 0, 262144], [this.act[134], 0, 262144], [this.act[130], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 262144], [this.step, 0, 16]]); // 45: fused %332..%338 blocks.0.attn.permute7 .. blocks.0.attn.reshape10 stdlib.mt:136-137
     group("fused_3ops_2d1bd67865", [[this.act[131], 0, 262144], [this.act[130], 0, 262144], [this.act[137], 0, 262144], [this.act[134], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 46: fused %339..%341 blocks.0.attn.permute8 .. blocks.0.attn.reshape12 stdlib.mt:137-140
     group("attention_lse_s0p5_16x2x64x32_16x2x64x32", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 8192], [this.step, 0, 16]]); // 47: %342 blocks.0.attn.attention_lse1 stdlib.mt:142
     group("fused_3ops_a020eb4deb", [[this.act[130], 0, 262144], [this.act[134], 0, 262144], [this.act[137], 0, 262144], [this.act[141], 0, 524288], [this.step, 0, 16]]); // 48: fused %343..%345 blocks.0.attn.permute10 .. blocks.0.attn.reshape13 stdlib.mt:143
-    group("attention_out_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[142], 0, 524288], [this.step, 0, 16]]); // 49: %346 blocks.0.attn.attention1 stdlib.mt:144
+    group("attention_out_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[142], 0, 524288], [this.step, 0, 16], [this.keys, 1024, 16]]); // 49: %346 blocks.0.attn.attention1 stdlib.mt:144
     group("fused_1ops_8a187d896f", [[this.act[131], 0, 262144], [this.act[142], 0, 524288], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 50: fused %348..%348 blocks.0.attn.matmul7 .. blocks.0.attn.matmul7 stdlib.mt:145
     group("fused_13ops_6d313e4e2f", [[this.params, 22272, 48128], [this.act[116], 0, 262144], [this.act[130], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 4096], [this.step, 0, 16]]); // 51: fused %349..%361 blocks.0.attn.permute11 .. blocks.0.think.norm.rsqrt1 stdlib.mt:145-9
     group("fused_6ops_2332c11670", [[this.params, 22784, 47616], [this.act[146], 0, 262144], [this.act[147], 0, 4096], [this.act[130], 0, 262144], [this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[150], 0, 262144], [this.act[151], 0, 262144], [this.step, 0, 16]]); // 52: fused %362..%368 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
@@ -642,14 +677,14 @@ export class Program {
     group("fused_4ops_bc81b91933", [[this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[162], 0, 262144], [this.act[173], 0, 262144], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 262144], [this.step, 0, 16]]); // 58: fused %403..%406 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
     group("fused_11ops_cf396f7a82", [[this.params, 26368, 44032], [this.act[148], 0, 262144], [this.act[176], 0, 262144], [this.act[177], 0, 32768], [this.act[178], 0, 262144], [this.act[179], 0, 32768], [this.act[180], 0, 262144], [this.act[181], 0, 4096], [this.step, 0, 16]]); // 59: fused %407..%417 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
     group("fused_6ops_2a7906b1c0", [[this.params, 27392, 43008], [this.act[148], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 4096], [this.act[182], 0, 4096], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 60: fused %418..%423 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_03aea58b11", [[this.act[146], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 4096], [this.act[184], 0, 262144], [this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 61: fused %424..%433 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_10ops_719c6997b8", [[this.act[146], 0, 262144], [this.act[180], 0, 262144], [this.act[182], 0, 4096], [this.act[184], 0, 262144], [this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[186], 0, 262144], [this.step, 0, 16], [this.keys, 1280, 16]]); // 61: fused %424..%433 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
     group("fused_7ops_c156e1f020", [[this.params, 27904, 42496], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 62: fused %434..%440 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape8 stdlib.mt:9-135
     group("fused_7ops_5d91a373f2", [[this.params, 28672, 41728], [this.act[184], 0, 262144], [this.act[189], 0, 262144], [this.act[190], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 63: fused %441..%447 blocks.1.attn.permute6 .. blocks.1.attn.reshape9 stdlib.mt:135-136
     group("fused_7ops_5d91a373f2", [[this.params, 29184, 41216], [this.act[184], 0, 262144], [this.act[193], 0, 262144], [this.act[189], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 64: fused %448..%454 blocks.1.attn.permute7 .. blocks.1.attn.reshape10 stdlib.mt:136-137
     group("fused_3ops_2d1bd67865", [[this.act[190], 0, 262144], [this.act[189], 0, 262144], [this.act[196], 0, 262144], [this.act[193], 0, 262144], [this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 65: fused %455..%457 blocks.1.attn.permute8 .. blocks.1.attn.reshape12 stdlib.mt:137-140
     group("attention_lse_s0p5_16x2x64x32_16x2x64x32", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 8192], [this.step, 0, 16]]); // 66: %458 blocks.1.attn.attention_lse1 stdlib.mt:142
     group("fused_3ops_a020eb4deb", [[this.act[189], 0, 262144], [this.act[193], 0, 262144], [this.act[196], 0, 262144], [this.act[200], 0, 524288], [this.step, 0, 16]]); // 67: fused %459..%461 blocks.1.attn.permute10 .. blocks.1.attn.reshape13 stdlib.mt:143
-    group("attention_out_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[201], 0, 524288], [this.step, 0, 16]]); // 68: %462 blocks.1.attn.attention1 stdlib.mt:144
+    group("attention_out_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[201], 0, 524288], [this.step, 0, 16], [this.keys, 1536, 16]]); // 68: %462 blocks.1.attn.attention1 stdlib.mt:144
     group("fused_1ops_8a187d896f", [[this.act[190], 0, 262144], [this.act[201], 0, 524288], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 69: fused %464..%464 blocks.1.attn.matmul7 .. blocks.1.attn.matmul7 stdlib.mt:145
     group("fused_13ops_6d313e4e2f", [[this.params, 29696, 40704], [this.act[175], 0, 262144], [this.act[189], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.act[204], 0, 262144], [this.act[205], 0, 262144], [this.act[206], 0, 4096], [this.step, 0, 16]]); // 70: fused %465..%477 blocks.1.attn.permute11 .. blocks.1.think.norm.rsqrt1 stdlib.mt:145-9
     group("fused_6ops_2332c11670", [[this.params, 30208, 40192], [this.act[205], 0, 262144], [this.act[206], 0, 4096], [this.act[189], 0, 262144], [this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[209], 0, 262144], [this.act[210], 0, 262144], [this.step, 0, 16]]); // 71: fused %478..%484 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
@@ -661,7 +696,7 @@ export class Program {
     group("fused_4ops_bc81b91933", [[this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[221], 0, 262144], [this.act[232], 0, 262144], [this.act[233], 0, 262144], [this.act[234], 0, 262144], [this.act[235], 0, 262144], [this.step, 0, 16]]); // 77: fused %519..%522 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
     group("fused_11ops_cf396f7a82", [[this.params, 33792, 36608], [this.act[207], 0, 262144], [this.act[235], 0, 262144], [this.act[236], 0, 32768], [this.act[237], 0, 262144], [this.act[238], 0, 32768], [this.act[239], 0, 262144], [this.act[240], 0, 4096], [this.step, 0, 16]]); // 78: fused %523..%533 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
     group("fused_6ops_2a7906b1c0", [[this.params, 34816, 35584], [this.act[207], 0, 262144], [this.act[234], 0, 262144], [this.act[240], 0, 4096], [this.act[241], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 79: fused %534..%539 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_aabfd433ed", [[this.act[205], 0, 262144], [this.act[239], 0, 262144], [this.act[241], 0, 4096], [this.act[243], 0, 262144], [this.act[234], 0, 262144], [this.act[244], 0, 4096], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 80: fused %540..%549 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    group("fused_10ops_719c6997b8", [[this.act[205], 0, 262144], [this.act[239], 0, 262144], [this.act[241], 0, 4096], [this.act[243], 0, 262144], [this.act[234], 0, 262144], [this.act[244], 0, 4096], [this.act[245], 0, 262144], [this.step, 0, 16], [this.keys, 1792, 16]]); // 80: fused %540..%549 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
     group("fused_1ops_5d2ec40eca", [[this.params, 35328, 35072], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 81: fused %550..%550 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
     group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[243], 0, 262144], [this.act[246], 0, 1048576]]); // 82: %551 head.matmul0 stdlib.mt:106
     group("fused_2ops_dba17607cb", [[this.params, 36608, 33792], [this.act[246], 0, 1048576], [this.act[247], 0, 131072], [this.step, 0, 16]]); // 83: fused %552..%553 head.mul0 .. head.sum0 stdlib.mt:106
@@ -678,285 +713,281 @@ export class Program {
     group("matmul_8x32_16x64x32x8", [[this.act[253], 0, 1024], [this.act[250], 0, 1048576], [this.act[243], 0, 262144]]); // 94: %580 head.matmul0.grad.matmul1 stdlib.mt:106
     group("fused_2ops_7f870f82ec", [[this.params, 35328, 35072], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.act[254], 0, 262144], [this.act[255], 0, 262144], [this.step, 0, 16]]); // 95: fused %581..%582 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[255], 0, 262144], [this.grads, 35328, 256]]); // 96: %583 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("fused_17ops_10b7c91650", [[this.act[239], 0, 262144], [this.act[234], 0, 262144], [this.act[244], 0, 4096], [this.act[254], 0, 262144], [this.act[255], 0, 262144], [this.act[243], 0, 262144], [this.act[256], 0, 4096], [this.step, 0, 16]]); // 97: fused %585..%601 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_17ops_f622d2cf20", [[this.act[239], 0, 262144], [this.act[234], 0, 262144], [this.act[244], 0, 4096], [this.act[254], 0, 262144], [this.act[255], 0, 262144], [this.act[243], 0, 262144], [this.act[256], 0, 4096], [this.step, 0, 16], [this.keys, 1792, 16]]); // 97: fused %585..%601 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
     group("fused_5ops_0dd68843f4", [[this.act[240], 0, 4096], [this.act[241], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.act[254], 0, 262144], [this.act[244], 0, 4096], [this.act[239], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 98: fused %602..%606 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_7ops_c1c7224ad4", [[this.params, 34816, 35584], [this.act[207], 0, 262144], [this.act[241], 0, 4096], [this.act[256], 0, 4096], [this.act[245], 0, 262144], [this.act[257], 0, 4096], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 99: fused %607..%617 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("fused_7ops_c1c7224ad4", [[this.params, 34304, 36096], [this.act[207], 0, 262144], [this.act[240], 0, 4096], [this.act[244], 0, 4096], [this.act[242], 0, 262144], [this.act[256], 0, 4096], [this.act[245], 0, 262144], [this.act[258], 0, 262144], [this.step, 0, 16]]); // 100: fused %618..%628 blocks.1.think.sigmoid2.grad.square0 .. blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("fused_11ops_8abf409c21", [[this.params, 33792, 36608], [this.act[236], 0, 32768], [this.act[238], 0, 32768], [this.act[254], 0, 262144], [this.act[258], 0, 262144], [this.act[251], 0, 32768], [this.act[242], 0, 262144], [this.act[259], 0, 32768], [this.step, 0, 16]]); // 101: fused %629..%641 blocks.1.think.matmul9.grad.permute0 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
-    group("fused_6ops_e7b9ec4194", [[this.params, 34048, 36352], [this.act[233], 0, 262144], [this.act[239], 0, 262144], [this.act[242], 0, 262144], [this.act[259], 0, 32768], [this.act[258], 0, 262144], [this.act[254], 0, 262144], [this.step, 0, 16]]); // 102: fused %642..%649 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
-    group("fused_8ops_96143d6626", [[this.params, 33280, 37120], [this.act[208], 0, 4], [this.act[221], 0, 262144], [this.act[232], 0, 262144], [this.act[239], 0, 262144], [this.act[242], 0, 262144], [this.act[233], 0, 262144], [this.act[260], 0, 262144], [this.step, 0, 16]]); // 103: fused %650..%663 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
-    group("fused_7ops_ec685c1cce", [[this.params, 33024, 37376], [this.act[225], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 262144], [this.act[260], 0, 262144], [this.act[239], 0, 262144], [this.act[232], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 104: fused %664..%674 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_9ops_bb6dc85042", [[this.params, 32512, 37888], [this.act[224], 0, 262144], [this.act[226], 0, 262144], [this.act[258], 0, 262144], [this.act[221], 0, 262144], [this.act[260], 0, 262144], [this.act[230], 0, 262144], [this.act[228], 0, 262144], [this.step, 0, 16]]); // 105: fused %675..%689 blocks.1.think.gamma.value.matmul3.grad.permute0 .. blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
-    group("fused_10ops_329e413fcb", [[this.params, 32000, 38400], [this.act[222], 0, 262144], [this.act[232], 0, 262144], [this.act[230], 0, 262144], [this.act[228], 0, 262144], [this.act[258], 0, 262144], [this.act[226], 0, 262144], [this.act[224], 0, 262144], [this.step, 0, 16]]); // 106: fused %690..%705 blocks.1.think.gamma.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add5 stdlib.mt:49-18
-    group("fused_6ops_e80e07fcc7", [[this.act[207], 0, 262144], [this.act[208], 0, 4], [this.act[220], 0, 262144], [this.act[254], 0, 262144], [this.act[224], 0, 262144], [this.act[228], 0, 262144], [this.act[230], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 107: fused %706..%713 blocks.1.think.matmul5.grad.permute0 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[219], 0, 262144], [this.act[228], 0, 262144], [this.act[224], 0, 262144], [this.step, 0, 16]]); // 108: fused %714..%714 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[224], 0, 262144], [this.act[208], 0, 4]]); // 109: %715 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("sum_a0123_16x64x8x8_plus", [[this.act[242], 0, 262144], [this.act[208], 0, 4], [this.act[261], 0, 4]]); // 110: %717 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_10ops_b5296fdbc3", [[this.params, 31488, 38912], [this.act[212], 0, 262144], [this.act[215], 0, 262144], [this.act[217], 0, 262144], [this.act[232], 0, 262144], [this.act[242], 0, 262144], [this.act[224], 0, 262144], [this.act[228], 0, 262144], [this.step, 0, 16]]); // 111: fused %719..%734 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_9ops_bb6dc85042", [[this.params, 30976, 39424], [this.act[211], 0, 262144], [this.act[213], 0, 262144], [this.act[230], 0, 262144], [this.act[228], 0, 262144], [this.act[217], 0, 262144], [this.act[215], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 112: fused %735..%749 blocks.1.think.delta.value.matmul3.grad.permute0 .. blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
-    group("fused_10ops_329e413fcb", [[this.params, 30464, 39936], [this.act[209], 0, 262144], [this.act[224], 0, 262144], [this.act[215], 0, 262144], [this.act[212], 0, 262144], [this.act[230], 0, 262144], [this.act[213], 0, 262144], [this.act[211], 0, 262144], [this.step, 0, 16]]); // 113: fused %750..%765 blocks.1.think.delta.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add8 stdlib.mt:49-18
-    group("fused_1ops_e27698eeb2", [[this.params, 33536, 36864], [this.act[208], 0, 4], [this.step, 0, 16]]); // 114: fused %766..%766 blocks.1.think.clamp1.grad.inrange0 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[261], 0, 4], [this.act[208], 0, 4], [this.act[262], 0, 4]]); // 115: %767 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_5ops_170529b2fd", [[this.params, 30208, 40192], [this.act[205], 0, 262144], [this.act[206], 0, 4096], [this.act[189], 0, 262144], [this.act[211], 0, 262144], [this.act[212], 0, 262144], [this.act[215], 0, 262144], [this.act[244], 0, 4096], [this.step, 0, 16]]); // 116: fused %768..%774 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("fused_13ops_731cf0ef16", [[this.act[205], 0, 262144], [this.act[206], 0, 4096], [this.act[255], 0, 262144], [this.act[215], 0, 262144], [this.act[244], 0, 4096], [this.act[211], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 117: fused %775..%787 blocks.1.attn.add1.grad.add0 .. blocks.1.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
-    group("fused_8ops_6ceb59d4f6", [[this.params, 29696, 40704], [this.act[203], 0, 262144], [this.act[189], 0, 262144], [this.act[215], 0, 262144], [this.act[255], 0, 262144], [this.step, 0, 16]]); // 118: fused %788..%801 blocks.1.attn.o.matmul3.grad.permute0 .. blocks.1.attn.reshape15.grad.reshape0 stdlib.mt:18-145
-    group("fused_8ops_c1237f7b00", [[this.act[190], 0, 262144], [this.act[201], 0, 524288], [this.act[255], 0, 262144], [this.act[203], 0, 262144], [this.act[263], 0, 524288], [this.act[264], 0, 8192], [this.step, 0, 16]]); // 119: fused %802..%809 blocks.1.attn.permute11.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:145-144
-    group("attention_dq_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[263], 0, 524288], [this.act[264], 0, 8192], [this.act[255], 0, 262144], [this.step, 0, 16]]); // 120: %810 blocks.1.attn.attention1.grad.attention0 stdlib.mt:144
-    group("attention_dk_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[263], 0, 524288], [this.act[264], 0, 8192], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 121: %811 blocks.1.attn.attention1.grad.attention1 stdlib.mt:144
-    group("attention_dv_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 8192], [this.act[263], 0, 524288], [this.act[200], 0, 524288], [this.step, 0, 16]]); // 122: %812 blocks.1.attn.attention1.grad.attention2 stdlib.mt:144
-    group("fused_8ops_cdfc40748b", [[this.act[193], 0, 262144], [this.act[196], 0, 262144], [this.act[255], 0, 262144], [this.act[190], 0, 262144], [this.act[200], 0, 524288], [this.act[198], 0, 262144], [this.act[197], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 123: fused %814..%821 blocks.1.attn.matmul5.grad.permute0 .. blocks.1.attn.reshape11.grad.reshape0 stdlib.mt:143-139
-    group("fused_7ops_db8822728e", [[this.params, 29440, 40960], [this.act[203], 0, 262144], [this.act[198], 0, 262144], [this.act[205], 0, 262144], [this.act[190], 0, 262144], [this.act[255], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 124: fused %822..%830 blocks.1.attn.permute6.grad.add0 .. blocks.1.attn.v.reshape2.grad.reshape0 stdlib.mt:139-18
-    group("fused_10ops_fd941ae846", [[this.params, 28928, 41472], [this.act[194], 0, 262144], [this.act[197], 0, 262144], [this.act[196], 0, 262144], [this.act[205], 0, 262144], [this.act[198], 0, 262144], [this.act[203], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 125: fused %831..%846 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.k.reshape2.grad.reshape0 stdlib.mt:18
-    group("fused_8ops_f4054b5ead", [[this.params, 28672, 41728], [this.act[191], 0, 262144], [this.act[190], 0, 262144], [this.act[198], 0, 262144], [this.act[193], 0, 262144], [this.act[196], 0, 262144], [this.act[197], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 126: fused %847..%858 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.q.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_10ops_7f44e80592", [[this.params, 27904, 42496], [this.act[186], 0, 262144], [this.act[187], 0, 262144], [this.act[197], 0, 262144], [this.act[194], 0, 262144], [this.act[193], 0, 262144], [this.act[198], 0, 262144], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 127: fused %859..%874 blocks.1.attn.q.matmul3.grad.permute0 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("fused_18ops_94812fe2ab", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[211], 0, 262144], [this.act[198], 0, 262144], [this.act[197], 0, 262144], [this.act[187], 0, 262144], [this.act[244], 0, 4096], [this.step, 0, 16]]); // 128: fused %877..%894 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_0dd68843f4", [[this.act[181], 0, 4096], [this.act[182], 0, 4096], [this.act[183], 0, 262144], [this.act[187], 0, 262144], [this.act[198], 0, 262144], [this.act[185], 0, 4096], [this.act[211], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 129: fused %895..%899 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_7ops_c1c7224ad4", [[this.params, 27392, 43008], [this.act[148], 0, 262144], [this.act[182], 0, 4096], [this.act[244], 0, 4096], [this.act[175], 0, 262144], [this.act[206], 0, 4096], [this.act[187], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 130: fused %900..%910 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("fused_7ops_c1c7224ad4", [[this.params, 26880, 43520], [this.act[148], 0, 262144], [this.act[181], 0, 4096], [this.act[185], 0, 4096], [this.act[183], 0, 262144], [this.act[244], 0, 4096], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 131: fused %911..%921 blocks.0.think.sigmoid2.grad.square0 .. blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("fused_11ops_8abf409c21", [[this.params, 26368, 44032], [this.act[177], 0, 32768], [this.act[179], 0, 32768], [this.act[198], 0, 262144], [this.act[180], 0, 262144], [this.act[238], 0, 32768], [this.act[183], 0, 262144], [this.act[236], 0, 32768], [this.step, 0, 16]]); // 132: fused %922..%934 blocks.0.think.matmul9.grad.permute0 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
-    group("fused_6ops_e7b9ec4194", [[this.params, 26624, 43776], [this.act[174], 0, 262144], [this.act[211], 0, 262144], [this.act[183], 0, 262144], [this.act[236], 0, 32768], [this.act[180], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 133: fused %935..%942 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
-    group("fused_8ops_96143d6626", [[this.params, 25856, 44544], [this.act[149], 0, 4], [this.act[162], 0, 262144], [this.act[173], 0, 262144], [this.act[211], 0, 262144], [this.act[183], 0, 262144], [this.act[174], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 134: fused %943..%956 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
-    group("fused_7ops_ec685c1cce", [[this.params, 25600, 44800], [this.act[166], 0, 262144], [this.act[169], 0, 262144], [this.act[171], 0, 262144], [this.act[186], 0, 262144], [this.act[211], 0, 262144], [this.act[173], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 135: fused %957..%967 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_9ops_bb6dc85042", [[this.params, 25088, 45312], [this.act[165], 0, 262144], [this.act[167], 0, 262144], [this.act[180], 0, 262144], [this.act[162], 0, 262144], [this.act[186], 0, 262144], [this.act[171], 0, 262144], [this.act[169], 0, 262144], [this.step, 0, 16]]); // 136: fused %968..%982 blocks.0.think.gamma.value.matmul3.grad.permute0 .. blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
-    group("fused_10ops_329e413fcb", [[this.params, 24576, 45824], [this.act[163], 0, 262144], [this.act[173], 0, 262144], [this.act[171], 0, 262144], [this.act[169], 0, 262144], [this.act[180], 0, 262144], [this.act[167], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 137: fused %983..%998 blocks.0.think.gamma.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add5 stdlib.mt:49-18
-    group("fused_6ops_e80e07fcc7", [[this.act[148], 0, 262144], [this.act[149], 0, 4], [this.act[161], 0, 262144], [this.act[198], 0, 262144], [this.act[165], 0, 262144], [this.act[169], 0, 262144], [this.act[171], 0, 262144], [this.act[173], 0, 262144], [this.step, 0, 16]]); // 138: fused %999..%1006 blocks.0.think.matmul5.grad.permute0 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[160], 0, 262144], [this.act[169], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 139: fused %1007..%1007 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[165], 0, 262144], [this.act[149], 0, 4]]); // 140: %1008 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("sum_a0123_16x64x8x8_plus", [[this.act[183], 0, 262144], [this.act[149], 0, 4], [this.act[208], 0, 4]]); // 141: %1010 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_10ops_b5296fdbc3", [[this.params, 24064, 46336], [this.act[153], 0, 262144], [this.act[156], 0, 262144], [this.act[158], 0, 262144], [this.act[173], 0, 262144], [this.act[183], 0, 262144], [this.act[165], 0, 262144], [this.act[169], 0, 262144], [this.step, 0, 16]]); // 142: fused %1012..%1027 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_9ops_bb6dc85042", [[this.params, 23552, 46848], [this.act[152], 0, 262144], [this.act[154], 0, 262144], [this.act[171], 0, 262144], [this.act[169], 0, 262144], [this.act[158], 0, 262144], [this.act[156], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 143: fused %1028..%1042 blocks.0.think.delta.value.matmul3.grad.permute0 .. blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
-    group("fused_10ops_329e413fcb", [[this.params, 23040, 47360], [this.act[150], 0, 262144], [this.act[165], 0, 262144], [this.act[156], 0, 262144], [this.act[153], 0, 262144], [this.act[171], 0, 262144], [this.act[154], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 144: fused %1043..%1058 blocks.0.think.delta.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add8 stdlib.mt:49-18
-    group("fused_1ops_e27698eeb2", [[this.params, 26112, 44288], [this.act[149], 0, 4], [this.step, 0, 16]]); // 145: fused %1059..%1059 blocks.0.think.clamp1.grad.inrange0 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[208], 0, 4], [this.act[149], 0, 4], [this.act[261], 0, 4]]); // 146: %1060 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_5ops_170529b2fd", [[this.params, 22784, 47616], [this.act[146], 0, 262144], [this.act[147], 0, 4096], [this.act[130], 0, 262144], [this.act[152], 0, 262144], [this.act[153], 0, 262144], [this.act[156], 0, 262144], [this.act[185], 0, 4096], [this.step, 0, 16]]); // 147: fused %1061..%1067 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("fused_13ops_731cf0ef16", [[this.act[146], 0, 262144], [this.act[147], 0, 4096], [this.act[197], 0, 262144], [this.act[156], 0, 262144], [this.act[185], 0, 4096], [this.act[152], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 148: fused %1068..%1080 blocks.0.attn.add1.grad.add0 .. blocks.0.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
-    group("fused_8ops_6ceb59d4f6", [[this.params, 22272, 48128], [this.act[144], 0, 262144], [this.act[130], 0, 262144], [this.act[156], 0, 262144], [this.act[197], 0, 262144], [this.step, 0, 16]]); // 149: fused %1081..%1094 blocks.0.attn.o.matmul3.grad.permute0 .. blocks.0.attn.reshape15.grad.reshape0 stdlib.mt:18-145
-    group("fused_8ops_c1237f7b00", [[this.act[131], 0, 262144], [this.act[142], 0, 524288], [this.act[197], 0, 262144], [this.act[144], 0, 262144], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.step, 0, 16]]); // 150: fused %1095..%1102 blocks.0.attn.permute11.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:145-144
-    group("attention_dq_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[197], 0, 262144], [this.step, 0, 16]]); // 151: %1103 blocks.0.attn.attention1.grad.attention0 stdlib.mt:144
-    group("attention_dk_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 152: %1104 blocks.0.attn.attention1.grad.attention1 stdlib.mt:144
-    group("attention_dv_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 8192], [this.act[200], 0, 524288], [this.act[141], 0, 524288], [this.step, 0, 16]]); // 153: %1105 blocks.0.attn.attention1.grad.attention2 stdlib.mt:144
-    group("fused_8ops_cdfc40748b", [[this.act[134], 0, 262144], [this.act[137], 0, 262144], [this.act[197], 0, 262144], [this.act[131], 0, 262144], [this.act[141], 0, 524288], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 154: fused %1107..%1114 blocks.0.attn.matmul5.grad.permute0 .. blocks.0.attn.reshape11.grad.reshape0 stdlib.mt:143-139
-    group("fused_7ops_db8822728e", [[this.params, 22016, 48384], [this.act[144], 0, 262144], [this.act[139], 0, 262144], [this.act[146], 0, 262144], [this.act[131], 0, 262144], [this.act[197], 0, 262144], [this.act[137], 0, 262144], [this.step, 0, 16]]); // 155: fused %1115..%1123 blocks.0.attn.permute6.grad.add0 .. blocks.0.attn.v.reshape2.grad.reshape0 stdlib.mt:139-18
-    group("fused_10ops_fd941ae846", [[this.params, 21504, 48896], [this.act[135], 0, 262144], [this.act[138], 0, 262144], [this.act[137], 0, 262144], [this.act[146], 0, 262144], [this.act[139], 0, 262144], [this.act[144], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 156: fused %1124..%1139 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.k.reshape2.grad.reshape0 stdlib.mt:18
-    group("fused_8ops_f4054b5ead", [[this.params, 21248, 49152], [this.act[132], 0, 262144], [this.act[131], 0, 262144], [this.act[139], 0, 262144], [this.act[134], 0, 262144], [this.act[137], 0, 262144], [this.act[138], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 157: fused %1140..%1151 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.q.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_10ops_7f44e80592", [[this.params, 20480, 49920], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.act[138], 0, 262144], [this.act[135], 0, 262144], [this.act[134], 0, 262144], [this.act[139], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 158: fused %1152..%1167 blocks.0.attn.q.matmul3.grad.permute0 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("fused_18ops_1663bf6291", [[this.act[121], 0, 262144], [this.act[116], 0, 262144], [this.act[126], 0, 4096], [this.act[152], 0, 262144], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.act[128], 0, 262144], [this.act[185], 0, 4096], [this.step, 0, 16]]); // 159: fused %1170..%1187 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_0dd68843f4", [[this.act[122], 0, 4096], [this.act[123], 0, 4096], [this.act[124], 0, 262144], [this.act[128], 0, 262144], [this.act[139], 0, 262144], [this.act[126], 0, 4096], [this.act[152], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 160: fused %1188..%1192 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_d724fe90ff", [[this.act[123], 0, 4096], [this.act[185], 0, 4096], [this.act[147], 0, 4096], [this.step, 0, 16]]); // 161: fused %1193..%1195 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[147], 0, 4096], [this.act[149], 0, 4]]); // 162: %1196 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1_plus", [[this.act[257], 0, 4096], [this.act[149], 0, 4], [this.grads, 35072, 4]]); // 163: %1198 param61.grad.add0 stdlib.mt:72
-    group("fused_2ops_b2a248f4a0", [[this.act[89], 0, 262144], [this.act[147], 0, 4096], [this.act[128], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 164: fused %1199..%1200 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[124], 0, 262144], [this.act[265], 0, 256]]); // 165: %1201 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    group("sum_a01_16x64x8x8_plus", [[this.act[243], 0, 262144], [this.act[265], 0, 256], [this.grads, 34816, 256]]); // 166: %1204 param60.grad.add0 stdlib.mt:72
-    group("fused_5ops_60e3fab805", [[this.params, 34816, 35584], [this.act[122], 0, 4096], [this.act[126], 0, 4096], [this.act[121], 0, 262144], [this.act[128], 0, 262144], [this.act[243], 0, 262144], [this.act[147], 0, 4096], [this.step, 0, 16]]); // 167: fused %1203..%1208 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[147], 0, 4096], [this.act[149], 0, 4]]); // 168: %1209 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1_plus", [[this.act[256], 0, 4096], [this.act[149], 0, 4], [this.grads, 34560, 4]]); // 169: %1211 param59.grad.add0 stdlib.mt:71
-    group("fused_2ops_b2a248f4a0", [[this.act[89], 0, 262144], [this.act[147], 0, 4096], [this.act[128], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 170: fused %1212..%1213 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[121], 0, 262144], [this.act[265], 0, 256]]); // 171: %1214 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    group("sum_a01_16x64x8x8_plus", [[this.act[245], 0, 262144], [this.act[265], 0, 256], [this.grads, 34304, 256]]); // 172: %1217 param58.grad.add0 stdlib.mt:71
-    group("fused_4ops_551bd010b6", [[this.params, 34304, 36096], [this.act[120], 0, 32768], [this.act[139], 0, 262144], [this.act[243], 0, 262144], [this.act[128], 0, 262144], [this.act[245], 0, 262144], [this.act[179], 0, 32768], [this.step, 0, 16]]); // 173: fused %1216..%1220 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_6ops_873fd3aa28", [[this.params, 33792, 36608], [this.act[118], 0, 32768], [this.act[139], 0, 262144], [this.act[120], 0, 32768], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 174: fused %1221..%1226 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[119], 0, 262144], [this.act[120], 0, 32768], [this.act[266], 0, 32]]); // 175: %1228 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[237], 0, 262144], [this.act[251], 0, 32768], [this.act[266], 0, 32], [this.grads, 33792, 32]]); // 176: %1229 param56.grad.add0 stdlib.mt:70
-    group("fused_4ops_9a2c31b72b", [[this.params, 34048, 36352], [this.act[245], 0, 262144], [this.act[179], 0, 32768], [this.act[128], 0, 262144], [this.act[237], 0, 262144], [this.act[251], 0, 32768], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 177: fused %1231..%1234 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[117], 0, 262144], [this.act[251], 0, 32768], [this.act[266], 0, 32]]); // 178: %1236 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[235], 0, 262144], [this.act[259], 0, 32768], [this.act[266], 0, 32], [this.grads, 34048, 32]]); // 179: %1237 param57.grad.add0 stdlib.mt:70
-    group("fused_5ops_34fb304801", [[this.act[103], 0, 262144], [this.act[115], 0, 262144], [this.act[152], 0, 262144], [this.act[237], 0, 262144], [this.act[119], 0, 262144], [this.act[235], 0, 262144], [this.act[117], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 180: fused %1239..%1243 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_5ops_cb9ff696eb", [[this.params, 33280, 37120], [this.act[90], 0, 4], [this.act[114], 0, 262144], [this.act[128], 0, 262144], [this.act[119], 0, 262144], [this.act[237], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 181: fused %1246..%1252 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[113], 0, 262144], [this.act[237], 0, 262144], [this.act[265], 0, 256]]); // 182: %1254 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[231], 0, 262144], [this.act[233], 0, 262144], [this.act[265], 0, 256], [this.grads, 33280, 256]]); // 183: %1255 param54.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[112], 0, 262144], [this.act[152], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 184: fused %1257..%1258 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[233], 0, 262144], [this.act[111], 0, 262144], [this.act[265], 0, 256]]); // 185: %1261 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[239], 0, 262144], [this.act[229], 0, 262144], [this.act[265], 0, 256], [this.grads, 33024, 256]]); // 186: %1265 param53.grad.add0 stdlib.mt:18
-    group("fused_7ops_c1f4be399e", [[this.params, 32768, 37632], [this.act[107], 0, 262144], [this.act[110], 0, 262144], [this.act[233], 0, 262144], [this.act[229], 0, 262144], [this.act[239], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 187: fused %1263..%1270 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[109], 0, 262144], [this.act[239], 0, 262144], [this.act[265], 0, 256]]); // 188: %1272 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[227], 0, 262144], [this.act[221], 0, 262144], [this.act[265], 0, 256], [this.grads, 32768, 256]]); // 189: %1273 param52.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[108], 0, 262144], [this.act[111], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 190: fused %1275..%1276 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[221], 0, 262144], [this.act[89], 0, 262144], [this.act[265], 0, 256]]); // 191: %1279 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[260], 0, 262144], [this.act[207], 0, 262144], [this.act[265], 0, 256], [this.grads, 32512, 256]]); // 192: %1283 param51.grad.add0 stdlib.mt:18
-    group("fused_8ops_c65e85a7db", [[this.params, 32256, 38144], [this.act[106], 0, 262144], [this.act[235], 0, 262144], [this.act[229], 0, 262144], [this.act[221], 0, 262144], [this.act[260], 0, 262144], [this.act[111], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 193: fused %1281..%1289 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[105], 0, 262144], [this.act[111], 0, 262144], [this.act[265], 0, 256]]); // 194: %1291 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[223], 0, 262144], [this.act[258], 0, 262144], [this.act[265], 0, 256], [this.grads, 32256, 256]]); // 195: %1292 param50.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[104], 0, 262144], [this.act[108], 0, 262144], [this.act[258], 0, 262144], [this.step, 0, 16]]); // 196: fused %1294..%1295 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[258], 0, 262144], [this.act[89], 0, 262144], [this.act[265], 0, 256]]); // 197: %1298 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[226], 0, 262144], [this.act[207], 0, 262144], [this.act[265], 0, 256], [this.grads, 32000, 256]]); // 198: %1302 param49.grad.add0 stdlib.mt:18
-    group("fused_5ops_ff0981dc39", [[this.params, 32000, 38400], [this.act[89], 0, 262144], [this.act[117], 0, 262144], [this.act[260], 0, 262144], [this.act[258], 0, 262144], [this.act[226], 0, 262144], [this.act[108], 0, 262144], [this.step, 0, 16]]); // 199: fused %1300..%1305 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_c2d6dc571c", [[this.act[90], 0, 4], [this.act[102], 0, 262144], [this.act[117], 0, 262144], [this.act[226], 0, 262144], [this.act[108], 0, 262144], [this.act[258], 0, 262144], [this.act[260], 0, 262144], [this.step, 0, 16]]); // 200: fused %1306..%1311 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[101], 0, 262144], [this.act[108], 0, 262144], [this.act[226], 0, 262144], [this.step, 0, 16]]); // 201: fused %1312..%1312 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[226], 0, 262144], [this.act[90], 0, 4]]); // 202: %1313 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("sum_a0123_16x64x8x8_plus", [[this.act[119], 0, 262144], [this.act[90], 0, 4], [this.act[149], 0, 4]]); // 203: %1315 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[100], 0, 262144], [this.act[260], 0, 262144], [this.act[265], 0, 256]]); // 204: %1320 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[218], 0, 262144], [this.act[232], 0, 262144], [this.act[265], 0, 256], [this.grads, 31744, 256]]); // 205: %1321 param48.grad.add0 stdlib.mt:18
-    group("fused_5ops_b15a003bcf", [[this.params, 31744, 38656], [this.act[99], 0, 262144], [this.act[260], 0, 262144], [this.act[232], 0, 262144], [this.step, 0, 16]]); // 206: fused %1317..%1324 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[232], 0, 262144], [this.act[98], 0, 262144], [this.act[265], 0, 256]]); // 207: %1327 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[242], 0, 262144], [this.act[216], 0, 262144], [this.act[265], 0, 256], [this.grads, 31488, 256]]); // 208: %1331 param47.grad.add0 stdlib.mt:18
-    group("fused_7ops_c1f4be399e", [[this.params, 31232, 39168], [this.act[94], 0, 262144], [this.act[97], 0, 262144], [this.act[232], 0, 262144], [this.act[216], 0, 262144], [this.act[242], 0, 262144], [this.act[98], 0, 262144], [this.step, 0, 16]]); // 209: fused %1329..%1336 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[96], 0, 262144], [this.act[242], 0, 262144], [this.act[265], 0, 256]]); // 210: %1338 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[214], 0, 262144], [this.act[228], 0, 262144], [this.act[265], 0, 256], [this.grads, 31232, 256]]); // 211: %1339 param46.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[95], 0, 262144], [this.act[98], 0, 262144], [this.act[228], 0, 262144], [this.step, 0, 16]]); // 212: fused %1341..%1342 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[228], 0, 262144], [this.act[89], 0, 262144], [this.act[265], 0, 256]]); // 213: %1345 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[217], 0, 262144], [this.act[207], 0, 262144], [this.act[265], 0, 256], [this.grads, 30976, 256]]); // 214: %1349 param45.grad.add0 stdlib.mt:18
-    group("fused_8ops_c65e85a7db", [[this.params, 30720, 39680], [this.act[93], 0, 262144], [this.act[258], 0, 262144], [this.act[216], 0, 262144], [this.act[228], 0, 262144], [this.act[217], 0, 262144], [this.act[98], 0, 262144], [this.act[95], 0, 262144], [this.step, 0, 16]]); // 215: fused %1347..%1355 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[92], 0, 262144], [this.act[98], 0, 262144], [this.act[265], 0, 256]]); // 216: %1357 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[210], 0, 262144], [this.act[230], 0, 262144], [this.act[265], 0, 256], [this.grads, 30720, 256]]); // 217: %1358 param44.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[91], 0, 262144], [this.act[95], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 218: fused %1360..%1361 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[230], 0, 262144], [this.act[89], 0, 262144], [this.act[265], 0, 256]]); // 219: %1364 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[213], 0, 262144], [this.act[207], 0, 262144], [this.act[265], 0, 256], [this.grads, 30464, 256]]); // 220: %1368 param43.grad.add0 stdlib.mt:18
-    group("fused_4ops_ac73c0e795", [[this.params, 30464, 39936], [this.act[217], 0, 262144], [this.act[230], 0, 262144], [this.act[207], 0, 262144], [this.act[90], 0, 4], [this.step, 0, 16]]); // 221: fused %1366..%1370 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[149], 0, 4], [this.act[90], 0, 4], [this.act[208], 0, 4]]); // 222: %1371 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[262], 0, 4], [this.act[208], 0, 4], [this.grads, 33536, 4]]); // 223: %1372 param55.grad.add0 stdlib.mt:67
-    group("fused_2ops_7f870f82ec", [[this.params, 30208, 40192], [this.act[71], 0, 262144], [this.act[207], 0, 262144], [this.act[230], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 224: fused %1373..%1374 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[217], 0, 262144], [this.act[265], 0, 256]]); // 225: %1375 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("sum_a01_16x64x8x8_plus", [[this.act[212], 0, 262144], [this.act[265], 0, 256], [this.grads, 30208, 256]]); // 226: %1377 param42.grad.add0 stdlib.mt:9
-    group("fused_18ops_b89afa33bc", [[this.params, 29952, 40448], [this.act[87], 0, 262144], [this.act[88], 0, 4096], [this.act[138], 0, 262144], [this.act[230], 0, 262144], [this.act[212], 0, 262144], [this.act[217], 0, 262144], [this.act[207], 0, 262144], [this.step, 0, 16]]); // 227: fused %1378..%1395 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[86], 0, 262144], [this.act[217], 0, 262144], [this.act[265], 0, 256]]); // 228: %1397 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[204], 0, 262144], [this.act[189], 0, 262144], [this.act[265], 0, 256], [this.grads, 29952, 256]]); // 229: %1398 param41.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[85], 0, 262144], [this.act[207], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 230: fused %1400..%1401 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[189], 0, 262144], [this.act[84], 0, 262144], [this.act[265], 0, 256]]); // 231: %1404 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[215], 0, 262144], [this.act[202], 0, 262144], [this.act[265], 0, 256], [this.grads, 29696, 256]]); // 232: %1408 param40.grad.add0 stdlib.mt:18
-    group("fused_3ops_0e24f496d5", [[this.params, 29696, 40704], [this.act[189], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 233: fused %1406..%1409 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-145
-    group("fused_8ops_c1237f7b00", [[this.act[72], 0, 262144], [this.act[83], 0, 524288], [this.act[202], 0, 262144], [this.act[189], 0, 262144], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.step, 0, 16]]); // 234: fused %1410..%1417 blocks.1.attn.permute5.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:145-144
-    group("attention_dq_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 235: %1418 blocks.1.attn.attention0.grad.attention0 stdlib.mt:144
-    group("attention_dk_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 236: %1419 blocks.1.attn.attention0.grad.attention1 stdlib.mt:144
-    group("attention_dv_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 8192], [this.act[141], 0, 524288], [this.act[82], 0, 524288], [this.step, 0, 16]]); // 237: %1420 blocks.1.attn.attention0.grad.attention2 stdlib.mt:144
-    group("fused_8ops_cdfc40748b", [[this.act[75], 0, 262144], [this.act[78], 0, 262144], [this.act[202], 0, 262144], [this.act[72], 0, 262144], [this.act[82], 0, 524288], [this.act[80], 0, 262144], [this.act[79], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 238: fused %1422..%1429 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:143-139
-    group("fused_6ops_db8822728e", [[this.params, 29440, 40960], [this.act[189], 0, 262144], [this.act[80], 0, 262144], [this.act[215], 0, 262144], [this.act[72], 0, 262144], [this.act[202], 0, 262144], [this.act[78], 0, 262144], [this.step, 0, 16]]); // 239: fused %1430..%1435 blocks.1.attn.permute0.grad.add0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:139-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[77], 0, 262144], [this.act[202], 0, 262144], [this.act[265], 0, 256]]); // 240: %1437 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[195], 0, 262144], [this.act[255], 0, 262144], [this.act[265], 0, 256], [this.grads, 29440, 256]]); // 241: %1438 param39.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[76], 0, 262144], [this.act[78], 0, 262144], [this.act[255], 0, 262144], [this.step, 0, 16]]); // 242: fused %1440..%1441 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[255], 0, 262144], [this.act[66], 0, 262144], [this.act[265], 0, 256]]); // 243: %1444 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[205], 0, 262144], [this.act[184], 0, 262144], [this.act[265], 0, 256], [this.grads, 29184, 256]]); // 244: %1448 param38.grad.add0 stdlib.mt:18
-    group("fused_7ops_d5762dec6f", [[this.params, 28928, 41472], [this.act[79], 0, 262144], [this.act[255], 0, 262144], [this.act[205], 0, 262144], [this.act[78], 0, 262144], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 245: fused %1446..%1453 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[74], 0, 262144], [this.act[78], 0, 262144], [this.act[265], 0, 256]]); // 246: %1455 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[192], 0, 262144], [this.act[203], 0, 262144], [this.act[265], 0, 256], [this.grads, 28928, 256]]); // 247: %1456 param37.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[73], 0, 262144], [this.act[76], 0, 262144], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 248: fused %1458..%1459 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[203], 0, 262144], [this.act[66], 0, 262144], [this.act[265], 0, 256]]); // 249: %1462 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[196], 0, 262144], [this.act[184], 0, 262144], [this.act[265], 0, 256], [this.grads, 28672, 256]]); // 250: %1466 param36.grad.add0 stdlib.mt:18
-    group("fused_8ops_ad9234e503", [[this.params, 28416, 41984], [this.act[72], 0, 262144], [this.act[205], 0, 262144], [this.act[203], 0, 262144], [this.act[196], 0, 262144], [this.act[76], 0, 262144], [this.act[73], 0, 262144], [this.step, 0, 16]]); // 251: fused %1464..%1472 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[70], 0, 262144], [this.act[76], 0, 262144], [this.act[265], 0, 256]]); // 252: %1474 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[188], 0, 262144], [this.act[194], 0, 262144], [this.act[265], 0, 256], [this.grads, 28416, 256]]); // 253: %1475 param35.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[69], 0, 262144], [this.act[73], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 254: fused %1477..%1478 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[194], 0, 262144], [this.act[66], 0, 262144], [this.act[265], 0, 256]]); // 255: %1481 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[193], 0, 262144], [this.act[184], 0, 262144], [this.act[265], 0, 256], [this.grads, 28160, 256]]); // 256: %1485 param34.grad.add0 stdlib.mt:18
-    group("fused_5ops_938afc05ff", [[this.params, 27904, 42496], [this.act[68], 0, 262144], [this.act[196], 0, 262144], [this.act[194], 0, 262144], [this.act[184], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 257: fused %1483..%1488 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[193], 0, 262144], [this.act[265], 0, 256]]); // 258: %1489 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("sum_a01_16x64x8x8_plus", [[this.act[190], 0, 262144], [this.act[265], 0, 256], [this.grads, 27904, 256]]); // 259: %1491 param33.grad.add0 stdlib.mt:9
-    group("fused_18ops_af046a5624", [[this.act[62], 0, 262144], [this.act[57], 0, 262144], [this.act[67], 0, 4096], [this.act[212], 0, 262144], [this.act[184], 0, 262144], [this.act[190], 0, 262144], [this.act[193], 0, 262144], [this.act[88], 0, 4096], [this.step, 0, 16]]); // 260: fused %1492..%1509 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_0dd68843f4", [[this.act[63], 0, 4096], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.act[193], 0, 262144], [this.act[184], 0, 262144], [this.act[67], 0, 4096], [this.act[212], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 261: fused %1510..%1514 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_d724fe90ff", [[this.act[64], 0, 4096], [this.act[88], 0, 4096], [this.act[147], 0, 4096], [this.step, 0, 16]]); // 262: fused %1515..%1517 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[147], 0, 4096], [this.act[208], 0, 4]]); // 263: %1518 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1_plus", [[this.act[206], 0, 4096], [this.act[208], 0, 4], [this.grads, 27648, 4]]); // 264: %1520 param32.grad.add0 stdlib.mt:72
-    group("fused_2ops_b2a248f4a0", [[this.act[30], 0, 262144], [this.act[147], 0, 4096], [this.act[193], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 265: fused %1521..%1522 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[65], 0, 262144], [this.act[265], 0, 256]]); // 266: %1523 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    group("sum_a01_16x64x8x8_plus", [[this.act[187], 0, 262144], [this.act[265], 0, 256], [this.grads, 27392, 256]]); // 267: %1526 param31.grad.add0 stdlib.mt:72
-    group("fused_5ops_60e3fab805", [[this.params, 27392, 43008], [this.act[63], 0, 4096], [this.act[67], 0, 4096], [this.act[57], 0, 262144], [this.act[193], 0, 262144], [this.act[187], 0, 262144], [this.act[147], 0, 4096], [this.step, 0, 16]]); // 268: fused %1525..%1530 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[147], 0, 4096], [this.act[208], 0, 4]]); // 269: %1531 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1_plus", [[this.act[244], 0, 4096], [this.act[208], 0, 4], [this.grads, 27136, 4]]); // 270: %1533 param30.grad.add0 stdlib.mt:71
-    group("fused_2ops_b2a248f4a0", [[this.act[30], 0, 262144], [this.act[147], 0, 4096], [this.act[193], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 271: fused %1534..%1535 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[57], 0, 262144], [this.act[265], 0, 256]]); // 272: %1536 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    group("sum_a01_16x64x8x8_plus", [[this.act[175], 0, 262144], [this.act[265], 0, 256], [this.grads, 26880, 256]]); // 273: %1539 param29.grad.add0 stdlib.mt:71
-    group("fused_4ops_551bd010b6", [[this.params, 26880, 43520], [this.act[61], 0, 32768], [this.act[184], 0, 262144], [this.act[187], 0, 262144], [this.act[193], 0, 262144], [this.act[175], 0, 262144], [this.act[259], 0, 32768], [this.step, 0, 16]]); // 274: fused %1538..%1542 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_6ops_873fd3aa28", [[this.params, 26368, 44032], [this.act[59], 0, 32768], [this.act[184], 0, 262144], [this.act[61], 0, 32768], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 275: fused %1543..%1548 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[60], 0, 262144], [this.act[61], 0, 32768], [this.act[266], 0, 32]]); // 276: %1550 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[178], 0, 262144], [this.act[238], 0, 32768], [this.act[266], 0, 32], [this.grads, 26368, 32]]); // 277: %1551 param27.grad.add0 stdlib.mt:70
-    group("fused_4ops_9a2c31b72b", [[this.params, 26624, 43776], [this.act[175], 0, 262144], [this.act[259], 0, 32768], [this.act[193], 0, 262144], [this.act[178], 0, 262144], [this.act[238], 0, 32768], [this.act[60], 0, 262144], [this.step, 0, 16]]); // 278: fused %1553..%1556 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[58], 0, 262144], [this.act[238], 0, 32768], [this.act[266], 0, 32]]); // 279: %1558 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[176], 0, 262144], [this.act[236], 0, 32768], [this.act[266], 0, 32], [this.grads, 26624, 32]]); // 280: %1559 param28.grad.add0 stdlib.mt:70
-    group("fused_5ops_34fb304801", [[this.act[44], 0, 262144], [this.act[56], 0, 262144], [this.act[212], 0, 262144], [this.act[178], 0, 262144], [this.act[60], 0, 262144], [this.act[176], 0, 262144], [this.act[58], 0, 262144], [this.act[193], 0, 262144], [this.step, 0, 16]]); // 281: fused %1561..%1565 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_5ops_cb9ff696eb", [[this.params, 25856, 44544], [this.act[31], 0, 4], [this.act[55], 0, 262144], [this.act[193], 0, 262144], [this.act[60], 0, 262144], [this.act[178], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 282: fused %1568..%1574 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[54], 0, 262144], [this.act[178], 0, 262144], [this.act[265], 0, 256]]); // 283: %1576 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[172], 0, 262144], [this.act[174], 0, 262144], [this.act[265], 0, 256], [this.grads, 25856, 256]]); // 284: %1577 param25.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[53], 0, 262144], [this.act[212], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 285: fused %1579..%1580 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[174], 0, 262144], [this.act[52], 0, 262144], [this.act[265], 0, 256]]); // 286: %1583 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[211], 0, 262144], [this.act[170], 0, 262144], [this.act[265], 0, 256], [this.grads, 25600, 256]]); // 287: %1587 param24.grad.add0 stdlib.mt:18
-    group("fused_7ops_c1f4be399e", [[this.params, 25344, 45056], [this.act[48], 0, 262144], [this.act[51], 0, 262144], [this.act[174], 0, 262144], [this.act[170], 0, 262144], [this.act[211], 0, 262144], [this.act[52], 0, 262144], [this.step, 0, 16]]); // 288: fused %1585..%1592 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[50], 0, 262144], [this.act[211], 0, 262144], [this.act[265], 0, 256]]); // 289: %1594 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[168], 0, 262144], [this.act[162], 0, 262144], [this.act[265], 0, 256], [this.grads, 25344, 256]]); // 290: %1595 param23.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[49], 0, 262144], [this.act[52], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 291: fused %1597..%1598 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[162], 0, 262144], [this.act[30], 0, 262144], [this.act[265], 0, 256]]); // 292: %1601 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[186], 0, 262144], [this.act[148], 0, 262144], [this.act[265], 0, 256], [this.grads, 25088, 256]]); // 293: %1605 param22.grad.add0 stdlib.mt:18
-    group("fused_8ops_c65e85a7db", [[this.params, 24832, 45568], [this.act[47], 0, 262144], [this.act[176], 0, 262144], [this.act[170], 0, 262144], [this.act[162], 0, 262144], [this.act[186], 0, 262144], [this.act[52], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 294: fused %1603..%1611 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[46], 0, 262144], [this.act[52], 0, 262144], [this.act[265], 0, 256]]); // 295: %1613 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[164], 0, 262144], [this.act[180], 0, 262144], [this.act[265], 0, 256], [this.grads, 24832, 256]]); // 296: %1614 param21.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[45], 0, 262144], [this.act[49], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 297: fused %1616..%1617 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[180], 0, 262144], [this.act[30], 0, 262144], [this.act[265], 0, 256]]); // 298: %1620 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[167], 0, 262144], [this.act[148], 0, 262144], [this.act[265], 0, 256], [this.grads, 24576, 256]]); // 299: %1624 param20.grad.add0 stdlib.mt:18
-    group("fused_5ops_ff0981dc39", [[this.params, 24576, 45824], [this.act[30], 0, 262144], [this.act[58], 0, 262144], [this.act[186], 0, 262144], [this.act[180], 0, 262144], [this.act[167], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 300: fused %1622..%1627 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_c2d6dc571c", [[this.act[31], 0, 4], [this.act[43], 0, 262144], [this.act[58], 0, 262144], [this.act[167], 0, 262144], [this.act[49], 0, 262144], [this.act[180], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 301: fused %1628..%1633 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[42], 0, 262144], [this.act[49], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 302: fused %1634..%1634 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[167], 0, 262144], [this.act[31], 0, 4]]); // 303: %1635 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("sum_a0123_16x64x8x8_plus", [[this.act[60], 0, 262144], [this.act[31], 0, 4], [this.act[208], 0, 4]]); // 304: %1637 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[41], 0, 262144], [this.act[186], 0, 262144], [this.act[265], 0, 256]]); // 305: %1642 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[159], 0, 262144], [this.act[173], 0, 262144], [this.act[265], 0, 256], [this.grads, 24320, 256]]); // 306: %1643 param19.grad.add0 stdlib.mt:18
-    group("fused_5ops_b15a003bcf", [[this.params, 24320, 46080], [this.act[40], 0, 262144], [this.act[186], 0, 262144], [this.act[173], 0, 262144], [this.step, 0, 16]]); // 307: fused %1639..%1646 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[173], 0, 262144], [this.act[39], 0, 262144], [this.act[265], 0, 256]]); // 308: %1649 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[183], 0, 262144], [this.act[157], 0, 262144], [this.act[265], 0, 256], [this.grads, 24064, 256]]); // 309: %1653 param18.grad.add0 stdlib.mt:18
-    group("fused_7ops_c1f4be399e", [[this.params, 23808, 46592], [this.act[35], 0, 262144], [this.act[38], 0, 262144], [this.act[173], 0, 262144], [this.act[157], 0, 262144], [this.act[183], 0, 262144], [this.act[39], 0, 262144], [this.step, 0, 16]]); // 310: fused %1651..%1658 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[37], 0, 262144], [this.act[183], 0, 262144], [this.act[265], 0, 256]]); // 311: %1660 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[155], 0, 262144], [this.act[169], 0, 262144], [this.act[265], 0, 256], [this.grads, 23808, 256]]); // 312: %1661 param17.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[36], 0, 262144], [this.act[39], 0, 262144], [this.act[169], 0, 262144], [this.step, 0, 16]]); // 313: fused %1663..%1664 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[169], 0, 262144], [this.act[30], 0, 262144], [this.act[265], 0, 256]]); // 314: %1667 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.act[265], 0, 256], [this.grads, 23552, 256]]); // 315: %1671 param16.grad.add0 stdlib.mt:18
-    group("fused_8ops_c65e85a7db", [[this.params, 23296, 47104], [this.act[34], 0, 262144], [this.act[180], 0, 262144], [this.act[157], 0, 262144], [this.act[169], 0, 262144], [this.act[158], 0, 262144], [this.act[39], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 316: fused %1669..%1677 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[33], 0, 262144], [this.act[39], 0, 262144], [this.act[265], 0, 256]]); // 317: %1679 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[151], 0, 262144], [this.act[171], 0, 262144], [this.act[265], 0, 256], [this.grads, 23296, 256]]); // 318: %1680 param15.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[32], 0, 262144], [this.act[36], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 319: fused %1682..%1683 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[171], 0, 262144], [this.act[30], 0, 262144], [this.act[265], 0, 256]]); // 320: %1686 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[154], 0, 262144], [this.act[148], 0, 262144], [this.act[265], 0, 256], [this.grads, 23040, 256]]); // 321: %1690 param14.grad.add0 stdlib.mt:18
-    group("fused_4ops_ac73c0e795", [[this.params, 23040, 47360], [this.act[158], 0, 262144], [this.act[171], 0, 262144], [this.act[148], 0, 262144], [this.act[31], 0, 4], [this.step, 0, 16]]); // 322: fused %1688..%1692 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[208], 0, 4], [this.act[31], 0, 4], [this.act[262], 0, 4]]); // 323: %1693 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[261], 0, 4], [this.act[262], 0, 4], [this.grads, 26112, 4]]); // 324: %1694 param26.grad.add0 stdlib.mt:67
-    group("fused_2ops_7f870f82ec", [[this.params, 22784, 47616], [this.act[12], 0, 262144], [this.act[148], 0, 262144], [this.act[171], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 325: fused %1695..%1696 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[265], 0, 256]]); // 326: %1697 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("sum_a01_16x64x8x8_plus", [[this.act[153], 0, 262144], [this.act[265], 0, 256], [this.grads, 22784, 256]]); // 327: %1699 param13.grad.add0 stdlib.mt:9
-    group("fused_18ops_b89afa33bc", [[this.params, 22528, 47872], [this.act[28], 0, 262144], [this.act[29], 0, 4096], [this.act[190], 0, 262144], [this.act[171], 0, 262144], [this.act[153], 0, 262144], [this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 328: fused %1700..%1717 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[27], 0, 262144], [this.act[158], 0, 262144], [this.act[265], 0, 256]]); // 329: %1719 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[145], 0, 262144], [this.act[130], 0, 262144], [this.act[265], 0, 256], [this.grads, 22528, 256]]); // 330: %1720 param12.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[26], 0, 262144], [this.act[148], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 331: fused %1722..%1723 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[130], 0, 262144], [this.act[25], 0, 262144], [this.act[265], 0, 256]]); // 332: %1726 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[156], 0, 262144], [this.act[143], 0, 262144], [this.act[265], 0, 256], [this.grads, 22272, 256]]); // 333: %1730 param11.grad.add0 stdlib.mt:18
-    group("fused_3ops_0e24f496d5", [[this.params, 22272, 48128], [this.act[130], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 334: fused %1728..%1731 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-145
-    group("fused_8ops_c1237f7b00", [[this.act[13], 0, 262144], [this.act[24], 0, 524288], [this.act[143], 0, 262144], [this.act[130], 0, 262144], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.step, 0, 16]]); // 335: fused %1732..%1739 blocks.0.attn.permute5.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:145-144
-    group("attention_dq_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[23], 0, 524288], [this.act[22], 0, 8192], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 336: %1740 blocks.0.attn.attention0.grad.attention0 stdlib.mt:144
-    group("attention_dk_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[23], 0, 524288], [this.act[22], 0, 8192], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 337: %1741 blocks.0.attn.attention0.grad.attention1 stdlib.mt:144
-    group("attention_dv_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 8192], [this.act[82], 0, 524288], [this.act[23], 0, 524288], [this.step, 0, 16]]); // 338: %1742 blocks.0.attn.attention0.grad.attention2 stdlib.mt:144
-    group("fused_8ops_cdfc40748b", [[this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[143], 0, 262144], [this.act[13], 0, 262144], [this.act[23], 0, 524288], [this.act[21], 0, 262144], [this.act[20], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 339: fused %1744..%1751 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:143-139
-    group("fused_6ops_db8822728e", [[this.params, 22016, 48384], [this.act[130], 0, 262144], [this.act[21], 0, 262144], [this.act[156], 0, 262144], [this.act[13], 0, 262144], [this.act[143], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 340: fused %1752..%1757 blocks.0.attn.permute0.grad.add0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:139-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[18], 0, 262144], [this.act[143], 0, 262144], [this.act[265], 0, 256]]); // 341: %1759 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[136], 0, 262144], [this.act[197], 0, 262144], [this.act[265], 0, 256], [this.grads, 22016, 256]]); // 342: %1760 param10.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[17], 0, 262144], [this.act[19], 0, 262144], [this.act[197], 0, 262144], [this.step, 0, 16]]); // 343: fused %1762..%1763 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[197], 0, 262144], [this.act[9], 0, 262144], [this.act[265], 0, 256]]); // 344: %1766 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[146], 0, 262144], [this.act[125], 0, 262144], [this.act[265], 0, 256], [this.grads, 21760, 256]]); // 345: %1770 param9.grad.add0 stdlib.mt:18
-    group("fused_7ops_d5762dec6f", [[this.params, 21504, 48896], [this.act[20], 0, 262144], [this.act[197], 0, 262144], [this.act[146], 0, 262144], [this.act[19], 0, 262144], [this.act[17], 0, 262144], [this.step, 0, 16]]); // 346: fused %1768..%1775 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[15], 0, 262144], [this.act[19], 0, 262144], [this.act[265], 0, 256]]); // 347: %1777 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[133], 0, 262144], [this.act[144], 0, 262144], [this.act[265], 0, 256], [this.grads, 21504, 256]]); // 348: %1778 param8.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[14], 0, 262144], [this.act[17], 0, 262144], [this.act[144], 0, 262144], [this.step, 0, 16]]); // 349: fused %1780..%1781 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[144], 0, 262144], [this.act[9], 0, 262144], [this.act[265], 0, 256]]); // 350: %1784 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[137], 0, 262144], [this.act[125], 0, 262144], [this.act[265], 0, 256], [this.grads, 21248, 256]]); // 351: %1788 param7.grad.add0 stdlib.mt:18
-    group("fused_8ops_ad9234e503", [[this.params, 20992, 49408], [this.act[13], 0, 262144], [this.act[146], 0, 262144], [this.act[144], 0, 262144], [this.act[137], 0, 262144], [this.act[17], 0, 262144], [this.act[14], 0, 262144], [this.step, 0, 16]]); // 352: fused %1786..%1794 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[11], 0, 262144], [this.act[17], 0, 262144], [this.act[265], 0, 256]]); // 353: %1796 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[129], 0, 262144], [this.act[135], 0, 262144], [this.act[265], 0, 256], [this.grads, 20992, 256]]); // 354: %1797 param6.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[10], 0, 262144], [this.act[14], 0, 262144], [this.act[135], 0, 262144], [this.step, 0, 16]]); // 355: fused %1799..%1800 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[135], 0, 262144], [this.act[9], 0, 262144], [this.act[265], 0, 256]]); // 356: %1803 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[134], 0, 262144], [this.act[125], 0, 262144], [this.act[265], 0, 256], [this.grads, 20736, 256]]); // 357: %1807 param5.grad.add0 stdlib.mt:18
-    group("fused_5ops_938afc05ff", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[137], 0, 262144], [this.act[135], 0, 262144], [this.act[125], 0, 262144], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 358: fused %1805..%1810 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[134], 0, 262144], [this.act[265], 0, 256]]); // 359: %1811 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("sum_a01_16x64x8x8_plus", [[this.act[131], 0, 262144], [this.act[265], 0, 256], [this.grads, 20480, 256]]); // 360: %1813 param4.grad.add0 stdlib.mt:9
-    group("fused_15ops_059cd5cf52", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[153], 0, 262144], [this.act[125], 0, 262144], [this.act[131], 0, 262144], [this.step, 0, 16]]); // 361: fused %1814..%1828 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    group("sum_a0_16x64x8x8", [[this.act[131], 0, 262144], [this.act[3], 0, 16384]]); // 362: %1829 embed.add0.grad.sum0 stdlib.mt:96
-    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[267], 0, 2048]]); // 363: %1832 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 364: fused %1831..%1831 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[267], 0, 2048], [this.act[1], 0, 2048]]); // 365: %1833 embed.matmul1.grad.matmul0 stdlib.mt:96
-    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[267], 0, 2048]]); // 366: %1834 embed.matmul1.grad.permute1 stdlib.mt:96
-    group("matmul_64x1x8_64x8x8", [[this.act[267], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 367: %1835 embed.matmul1.grad.matmul1 stdlib.mt:96
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 368: %1841 embed.slice1.grad.pad0 stdlib.mt:95
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 369: %1843 embed.slice0.grad.pad0 stdlib.mt:94
-    group("fused_5ops_19d08c3807", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[131], 0, 262144], [this.act[236], 0, 32768], [this.act[238], 0, 32768], [this.step, 0, 16]]); // 370: fused %1836..%1844 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[238], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 371: %1845 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[236], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 372: %1847 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 373: gradient norm, partial sums
-    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 374: gradient norm
-    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 375: AdamW update
+    group("fused_3ops_d724fe90ff", [[this.act[241], 0, 4096], [this.act[256], 0, 4096], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 99: fused %607..%609 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[257], 0, 4096], [this.act[258], 0, 4]]); // 100: %610 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_b2a248f4a0", [[this.act[207], 0, 262144], [this.act[257], 0, 4096], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 101: fused %612..%613 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[242], 0, 262144], [this.act[259], 0, 256]]); // 102: %614 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_60e3fab805", [[this.params, 34816, 35584], [this.act[240], 0, 4096], [this.act[244], 0, 4096], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.act[242], 0, 262144], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 103: fused %616..%620 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[257], 0, 4096], [this.act[260], 0, 4]]); // 104: %621 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_b2a248f4a0", [[this.act[207], 0, 262144], [this.act[257], 0, 4096], [this.act[243], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 105: fused %623..%624 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[245], 0, 262144], [this.act[261], 0, 256]]); // 106: %625 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_551bd010b6", [[this.params, 34304, 36096], [this.act[238], 0, 32768], [this.act[254], 0, 262144], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.act[245], 0, 262144], [this.act[251], 0, 32768], [this.step, 0, 16]]); // 107: fused %627..%630 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_9ops_c45fa0d8e8", [[this.params, 33792, 36608], [this.act[236], 0, 32768], [this.act[254], 0, 262144], [this.act[245], 0, 262144], [this.act[251], 0, 32768], [this.act[238], 0, 32768], [this.act[243], 0, 262144], [this.act[262], 0, 32768], [this.step, 0, 16]]); // 108: fused %631..%641 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[237], 0, 262144], [this.act[238], 0, 32768], [this.act[263], 0, 32]]); // 109: %638 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[235], 0, 262144], [this.act[262], 0, 32768], [this.act[264], 0, 32]]); // 110: %645 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_6ops_e7b9ec4194", [[this.params, 34048, 36352], [this.act[233], 0, 262144], [this.act[239], 0, 262144], [this.act[243], 0, 262144], [this.act[262], 0, 32768], [this.act[235], 0, 262144], [this.act[237], 0, 262144], [this.step, 0, 16]]); // 111: fused %642..%649 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    group("fused_4ops_b11a24a27b", [[this.act[208], 0, 4], [this.act[221], 0, 262144], [this.act[232], 0, 262144], [this.act[239], 0, 262144], [this.act[243], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 112: fused %650..%655 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:69-49
+    group("sum_a0123_16x64x8x8", [[this.act[233], 0, 262144], [this.act[265], 0, 4]]); // 113: %656 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[231], 0, 262144], [this.act[243], 0, 262144], [this.act[266], 0, 256]]); // 114: %662 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_5ops_b15a003bcf", [[this.params, 33280, 37120], [this.act[230], 0, 262144], [this.act[243], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 115: fused %659..%665 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[231], 0, 262144], [this.act[229], 0, 262144], [this.act[267], 0, 256]]); // 116: %668 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_c1f4be399e", [[this.params, 32768, 37632], [this.act[225], 0, 262144], [this.act[228], 0, 262144], [this.act[231], 0, 262144], [this.act[229], 0, 262144], [this.act[243], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 117: fused %670..%679 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[227], 0, 262144], [this.act[243], 0, 262144], [this.act[268], 0, 256]]); // 118: %678 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[226], 0, 262144], [this.act[230], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 119: fused %680..%681 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[243], 0, 262144], [this.act[207], 0, 262144], [this.act[269], 0, 256]]); // 120: %684 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_c65e85a7db", [[this.params, 32256, 38144], [this.act[224], 0, 262144], [this.act[235], 0, 262144], [this.act[229], 0, 262144], [this.act[243], 0, 262144], [this.act[230], 0, 262144], [this.act[226], 0, 262144], [this.act[227], 0, 262144], [this.step, 0, 16]]); // 121: fused %686..%696 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[223], 0, 262144], [this.act[226], 0, 262144], [this.act[270], 0, 256]]); // 122: %695 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[222], 0, 262144], [this.act[227], 0, 262144], [this.act[226], 0, 262144], [this.step, 0, 16]]); // 123: fused %697..%698 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[226], 0, 262144], [this.act[207], 0, 262144], [this.act[271], 0, 256]]); // 124: %701 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_ff0981dc39", [[this.params, 32000, 38400], [this.act[207], 0, 262144], [this.act[237], 0, 262144], [this.act[230], 0, 262144], [this.act[226], 0, 262144], [this.act[227], 0, 262144], [this.act[222], 0, 262144], [this.step, 0, 16]]); // 125: fused %703..%707 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_c2d6dc571c", [[this.act[208], 0, 4], [this.act[220], 0, 262144], [this.act[237], 0, 262144], [this.act[227], 0, 262144], [this.act[222], 0, 262144], [this.act[226], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 126: fused %708..%713 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_5ops_6c2dc27178", [[this.params, 31744, 38656], [this.act[219], 0, 262144], [this.act[222], 0, 262144], [this.act[230], 0, 262144], [this.act[227], 0, 262144], [this.act[237], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 127: fused %714..%723 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.up.reshape2.grad.reshape0 stdlib.mt:49-18
+    group("sum_a0123_16x64x8x8_plus", [[this.act[227], 0, 262144], [this.act[265], 0, 4], [this.act[208], 0, 4]]); // 128: %717 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[218], 0, 262144], [this.act[237], 0, 262144], [this.act[272], 0, 256]]); // 129: %722 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[217], 0, 262144], [this.act[220], 0, 262144], [this.act[237], 0, 262144], [this.step, 0, 16]]); // 130: fused %724..%725 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[237], 0, 262144], [this.act[216], 0, 262144], [this.act[273], 0, 256]]); // 131: %728 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_c1f4be399e", [[this.params, 31232, 39168], [this.act[212], 0, 262144], [this.act[215], 0, 262144], [this.act[237], 0, 262144], [this.act[216], 0, 262144], [this.act[220], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 132: fused %730..%739 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[214], 0, 262144], [this.act[220], 0, 262144], [this.act[274], 0, 256]]); // 133: %738 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[213], 0, 262144], [this.act[217], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 134: fused %740..%741 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[220], 0, 262144], [this.act[207], 0, 262144], [this.act[275], 0, 256]]); // 135: %744 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_c65e85a7db", [[this.params, 30720, 39680], [this.act[211], 0, 262144], [this.act[226], 0, 262144], [this.act[216], 0, 262144], [this.act[220], 0, 262144], [this.act[217], 0, 262144], [this.act[213], 0, 262144], [this.act[214], 0, 262144], [this.step, 0, 16]]); // 136: fused %746..%756 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[210], 0, 262144], [this.act[213], 0, 262144], [this.act[276], 0, 256]]); // 137: %755 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[209], 0, 262144], [this.act[214], 0, 262144], [this.act[213], 0, 262144], [this.step, 0, 16]]); // 138: fused %757..%758 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[213], 0, 262144], [this.act[207], 0, 262144], [this.act[277], 0, 256]]); // 139: %761 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_ac73c0e795", [[this.params, 30464, 39936], [this.act[217], 0, 262144], [this.act[213], 0, 262144], [this.act[207], 0, 262144], [this.act[265], 0, 4], [this.step, 0, 16]]); // 140: fused %763..%766 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[208], 0, 4], [this.act[265], 0, 4], [this.act[278], 0, 4]]); // 141: %767 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_7f870f82ec", [[this.params, 30208, 40192], [this.act[189], 0, 262144], [this.act[207], 0, 262144], [this.act[213], 0, 262144], [this.act[217], 0, 262144], [this.step, 0, 16]]); // 142: fused %768..%769 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[217], 0, 262144], [this.act[279], 0, 256]]); // 143: %770 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_19ops_b89afa33bc", [[this.params, 29952, 40448], [this.act[205], 0, 262144], [this.act[206], 0, 4096], [this.act[255], 0, 262144], [this.act[213], 0, 262144], [this.act[217], 0, 262144], [this.act[207], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 144: fused %772..%792 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.reshape2.grad.reshape0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[204], 0, 262144], [this.act[207], 0, 262144], [this.act[280], 0, 256]]); // 145: %791 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[203], 0, 262144], [this.act[189], 0, 262144], [this.act[207], 0, 262144], [this.step, 0, 16]]); // 146: fused %793..%794 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[207], 0, 262144], [this.act[202], 0, 262144], [this.act[281], 0, 256]]); // 147: %797 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_0e24f496d5", [[this.params, 29696, 40704], [this.act[207], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 148: fused %799..%801 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape15.grad.reshape0 stdlib.mt:18-145
+    group("fused_8ops_c1237f7b00", [[this.act[190], 0, 262144], [this.act[201], 0, 524288], [this.act[202], 0, 262144], [this.act[207], 0, 262144], [this.act[282], 0, 524288], [this.act[283], 0, 8192], [this.step, 0, 16]]); // 149: fused %802..%809 blocks.1.attn.permute11.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:145-144
+    group("attention_dq_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[282], 0, 524288], [this.act[283], 0, 8192], [this.act[202], 0, 262144], [this.step, 0, 16], [this.keys, 1536, 16]]); // 150: %810 blocks.1.attn.attention1.grad.attention0 stdlib.mt:144
+    group("attention_dk_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[282], 0, 524288], [this.act[283], 0, 8192], [this.act[190], 0, 262144], [this.step, 0, 16], [this.keys, 1536, 16]]); // 151: %811 blocks.1.attn.attention1.grad.attention1 stdlib.mt:144
+    group("attention_dv_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 8192], [this.act[282], 0, 524288], [this.act[200], 0, 524288], [this.step, 0, 16], [this.keys, 1536, 16]]); // 152: %812 blocks.1.attn.attention1.grad.attention2 stdlib.mt:144
+    group("fused_8ops_cdfc40748b", [[this.act[193], 0, 262144], [this.act[196], 0, 262144], [this.act[202], 0, 262144], [this.act[190], 0, 262144], [this.act[200], 0, 524288], [this.act[198], 0, 262144], [this.act[197], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 153: fused %814..%821 blocks.1.attn.matmul5.grad.permute0 .. blocks.1.attn.reshape11.grad.reshape0 stdlib.mt:143-139
+    group("fused_7ops_db8822728e", [[this.params, 29440, 40960], [this.act[207], 0, 262144], [this.act[198], 0, 262144], [this.act[189], 0, 262144], [this.act[190], 0, 262144], [this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.step, 0, 16]]); // 154: fused %822..%830 blocks.1.attn.permute6.grad.add0 .. blocks.1.attn.v.reshape2.grad.reshape0 stdlib.mt:139-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[195], 0, 262144], [this.act[202], 0, 262144], [this.act[284], 0, 256]]); // 155: %829 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[194], 0, 262144], [this.act[196], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 156: fused %831..%832 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[202], 0, 262144], [this.act[184], 0, 262144], [this.act[285], 0, 256]]); // 157: %835 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_10ops_15988cb44d", [[this.params, 28928, 41472], [this.act[191], 0, 262144], [this.act[197], 0, 262144], [this.act[202], 0, 262144], [this.act[196], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 158: fused %837..%848 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[192], 0, 262144], [this.act[194], 0, 262144], [this.act[286], 0, 256]]); // 159: %845 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[195], 0, 262144], [this.act[184], 0, 262144], [this.act[287], 0, 256]]); // 160: %851 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_ad9234e503", [[this.params, 28416, 41984], [this.act[190], 0, 262144], [this.act[196], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.act[192], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 161: fused %853..%863 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[188], 0, 262144], [this.act[192], 0, 262144], [this.act[288], 0, 256]]); // 162: %862 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[187], 0, 262144], [this.act[202], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 163: fused %864..%865 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.act[289], 0, 256]]); // 164: %868 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_938afc05ff", [[this.params, 27904, 42496], [this.act[186], 0, 262144], [this.act[194], 0, 262144], [this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 165: fused %870..%874 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[202], 0, 262144], [this.act[290], 0, 256]]); // 166: %875 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_89f03add1e", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[185], 0, 4096], [this.act[217], 0, 262144], [this.act[184], 0, 262144], [this.act[202], 0, 262144], [this.act[192], 0, 262144], [this.act[206], 0, 4096], [this.step, 0, 16], [this.keys, 1280, 16]]); // 167: fused %877..%894 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_0dd68843f4", [[this.act[181], 0, 4096], [this.act[182], 0, 4096], [this.act[183], 0, 262144], [this.act[192], 0, 262144], [this.act[184], 0, 262144], [this.act[185], 0, 4096], [this.act[217], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 168: fused %895..%899 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_d724fe90ff", [[this.act[182], 0, 4096], [this.act[206], 0, 4096], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 169: fused %900..%902 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[257], 0, 4096], [this.act[265], 0, 4]]); // 170: %903 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_b2a248f4a0", [[this.act[148], 0, 262144], [this.act[257], 0, 4096], [this.act[192], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 171: fused %905..%906 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[183], 0, 262144], [this.act[291], 0, 256]]); // 172: %907 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_60e3fab805", [[this.params, 27392, 43008], [this.act[181], 0, 4096], [this.act[185], 0, 4096], [this.act[175], 0, 262144], [this.act[192], 0, 262144], [this.act[183], 0, 262144], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 173: fused %909..%913 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[257], 0, 4096], [this.act[208], 0, 4]]); // 174: %914 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_b2a248f4a0", [[this.act[148], 0, 262144], [this.act[257], 0, 4096], [this.act[192], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 175: fused %916..%917 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[175], 0, 262144], [this.act[292], 0, 256]]); // 176: %918 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_551bd010b6", [[this.params, 26880, 43520], [this.act[179], 0, 32768], [this.act[184], 0, 262144], [this.act[183], 0, 262144], [this.act[192], 0, 262144], [this.act[175], 0, 262144], [this.act[262], 0, 32768], [this.step, 0, 16]]); // 177: fused %920..%923 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_9ops_c45fa0d8e8", [[this.params, 26368, 44032], [this.act[177], 0, 32768], [this.act[184], 0, 262144], [this.act[175], 0, 262144], [this.act[262], 0, 32768], [this.act[179], 0, 32768], [this.act[192], 0, 262144], [this.act[238], 0, 32768], [this.step, 0, 16]]); // 178: fused %924..%934 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[178], 0, 262144], [this.act[179], 0, 32768], [this.act[293], 0, 32]]); // 179: %931 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[176], 0, 262144], [this.act[238], 0, 32768], [this.act[294], 0, 32]]); // 180: %938 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_6ops_e7b9ec4194", [[this.params, 26624, 43776], [this.act[174], 0, 262144], [this.act[217], 0, 262144], [this.act[192], 0, 262144], [this.act[238], 0, 32768], [this.act[176], 0, 262144], [this.act[178], 0, 262144], [this.step, 0, 16]]); // 181: fused %935..%942 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    group("fused_4ops_b11a24a27b", [[this.act[149], 0, 4], [this.act[162], 0, 262144], [this.act[173], 0, 262144], [this.act[217], 0, 262144], [this.act[192], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 182: fused %943..%948 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:69-49
+    group("sum_a0123_16x64x8x8", [[this.act[174], 0, 262144], [this.act[295], 0, 4]]); // 183: %949 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[172], 0, 262144], [this.act[192], 0, 262144], [this.act[296], 0, 256]]); // 184: %955 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_5ops_b15a003bcf", [[this.params, 25856, 44544], [this.act[171], 0, 262144], [this.act[192], 0, 262144], [this.act[172], 0, 262144], [this.step, 0, 16]]); // 185: fused %952..%958 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[172], 0, 262144], [this.act[170], 0, 262144], [this.act[297], 0, 256]]); // 186: %961 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_c1f4be399e", [[this.params, 25344, 45056], [this.act[166], 0, 262144], [this.act[169], 0, 262144], [this.act[172], 0, 262144], [this.act[170], 0, 262144], [this.act[192], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 187: fused %963..%972 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[168], 0, 262144], [this.act[192], 0, 262144], [this.act[298], 0, 256]]); // 188: %971 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[167], 0, 262144], [this.act[171], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 189: fused %973..%974 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[192], 0, 262144], [this.act[148], 0, 262144], [this.act[299], 0, 256]]); // 190: %977 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_c65e85a7db", [[this.params, 24832, 45568], [this.act[165], 0, 262144], [this.act[176], 0, 262144], [this.act[170], 0, 262144], [this.act[192], 0, 262144], [this.act[171], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.step, 0, 16]]); // 191: fused %979..%989 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[164], 0, 262144], [this.act[167], 0, 262144], [this.act[300], 0, 256]]); // 192: %988 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[163], 0, 262144], [this.act[168], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 193: fused %990..%991 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[167], 0, 262144], [this.act[148], 0, 262144], [this.act[301], 0, 256]]); // 194: %994 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_ff0981dc39", [[this.params, 24576, 45824], [this.act[148], 0, 262144], [this.act[178], 0, 262144], [this.act[171], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 195: fused %996..%1000 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_c2d6dc571c", [[this.act[149], 0, 4], [this.act[161], 0, 262144], [this.act[178], 0, 262144], [this.act[168], 0, 262144], [this.act[163], 0, 262144], [this.act[167], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 196: fused %1001..%1006 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_5ops_6c2dc27178", [[this.params, 24320, 46080], [this.act[160], 0, 262144], [this.act[163], 0, 262144], [this.act[171], 0, 262144], [this.act[168], 0, 262144], [this.act[178], 0, 262144], [this.act[161], 0, 262144], [this.step, 0, 16]]); // 197: fused %1007..%1016 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.up.reshape2.grad.reshape0 stdlib.mt:49-18
+    group("sum_a0123_16x64x8x8_plus", [[this.act[168], 0, 262144], [this.act[295], 0, 4], [this.act[149], 0, 4]]); // 198: %1010 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[159], 0, 262144], [this.act[178], 0, 262144], [this.act[302], 0, 256]]); // 199: %1015 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.act[178], 0, 262144], [this.step, 0, 16]]); // 200: fused %1017..%1018 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[178], 0, 262144], [this.act[157], 0, 262144], [this.act[303], 0, 256]]); // 201: %1021 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_c1f4be399e", [[this.params, 23808, 46592], [this.act[153], 0, 262144], [this.act[156], 0, 262144], [this.act[178], 0, 262144], [this.act[157], 0, 262144], [this.act[161], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 202: fused %1023..%1032 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[155], 0, 262144], [this.act[161], 0, 262144], [this.act[304], 0, 256]]); // 203: %1031 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[161], 0, 262144], [this.step, 0, 16]]); // 204: fused %1033..%1034 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[161], 0, 262144], [this.act[148], 0, 262144], [this.act[305], 0, 256]]); // 205: %1037 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_c65e85a7db", [[this.params, 23296, 47104], [this.act[152], 0, 262144], [this.act[167], 0, 262144], [this.act[157], 0, 262144], [this.act[161], 0, 262144], [this.act[158], 0, 262144], [this.act[154], 0, 262144], [this.act[155], 0, 262144], [this.step, 0, 16]]); // 206: fused %1039..%1049 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[151], 0, 262144], [this.act[154], 0, 262144], [this.act[306], 0, 256]]); // 207: %1048 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[150], 0, 262144], [this.act[155], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 208: fused %1050..%1051 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[154], 0, 262144], [this.act[148], 0, 262144], [this.act[307], 0, 256]]); // 209: %1054 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_ac73c0e795", [[this.params, 23040, 47360], [this.act[158], 0, 262144], [this.act[154], 0, 262144], [this.act[148], 0, 262144], [this.act[295], 0, 4], [this.step, 0, 16]]); // 210: fused %1056..%1059 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[149], 0, 4], [this.act[295], 0, 4], [this.act[308], 0, 4]]); // 211: %1060 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_7f870f82ec", [[this.params, 22784, 47616], [this.act[130], 0, 262144], [this.act[148], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 212: fused %1061..%1062 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[158], 0, 262144], [this.act[309], 0, 256]]); // 213: %1063 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_19ops_b89afa33bc", [[this.params, 22528, 47872], [this.act[146], 0, 262144], [this.act[147], 0, 4096], [this.act[202], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 214: fused %1065..%1085 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.reshape2.grad.reshape0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[145], 0, 262144], [this.act[148], 0, 262144], [this.act[310], 0, 256]]); // 215: %1084 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[144], 0, 262144], [this.act[130], 0, 262144], [this.act[148], 0, 262144], [this.step, 0, 16]]); // 216: fused %1086..%1087 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[148], 0, 262144], [this.act[143], 0, 262144], [this.act[311], 0, 256]]); // 217: %1090 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_0e24f496d5", [[this.params, 22272, 48128], [this.act[148], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 218: fused %1092..%1094 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape15.grad.reshape0 stdlib.mt:18-145
+    group("fused_8ops_c1237f7b00", [[this.act[131], 0, 262144], [this.act[142], 0, 524288], [this.act[143], 0, 262144], [this.act[148], 0, 262144], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.step, 0, 16]]); // 219: fused %1095..%1102 blocks.0.attn.permute11.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:145-144
+    group("attention_dq_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[143], 0, 262144], [this.step, 0, 16], [this.keys, 1024, 16]]); // 220: %1103 blocks.0.attn.attention1.grad.attention0 stdlib.mt:144
+    group("attention_dk_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[200], 0, 524288], [this.act[199], 0, 8192], [this.act[131], 0, 262144], [this.step, 0, 16], [this.keys, 1024, 16]]); // 221: %1104 blocks.0.attn.attention1.grad.attention1 stdlib.mt:144
+    group("attention_dv_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 8192], [this.act[200], 0, 524288], [this.act[141], 0, 524288], [this.step, 0, 16], [this.keys, 1024, 16]]); // 222: %1105 blocks.0.attn.attention1.grad.attention2 stdlib.mt:144
+    group("fused_8ops_cdfc40748b", [[this.act[134], 0, 262144], [this.act[137], 0, 262144], [this.act[143], 0, 262144], [this.act[131], 0, 262144], [this.act[141], 0, 524288], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 223: fused %1107..%1114 blocks.0.attn.matmul5.grad.permute0 .. blocks.0.attn.reshape11.grad.reshape0 stdlib.mt:143-139
+    group("fused_7ops_db8822728e", [[this.params, 22016, 48384], [this.act[148], 0, 262144], [this.act[139], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 262144], [this.act[143], 0, 262144], [this.act[137], 0, 262144], [this.step, 0, 16]]); // 224: fused %1115..%1123 blocks.0.attn.permute6.grad.add0 .. blocks.0.attn.v.reshape2.grad.reshape0 stdlib.mt:139-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[136], 0, 262144], [this.act[143], 0, 262144], [this.act[312], 0, 256]]); // 225: %1122 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[135], 0, 262144], [this.act[137], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 226: fused %1124..%1125 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[143], 0, 262144], [this.act[125], 0, 262144], [this.act[313], 0, 256]]); // 227: %1128 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_10ops_15988cb44d", [[this.params, 21504, 48896], [this.act[132], 0, 262144], [this.act[138], 0, 262144], [this.act[143], 0, 262144], [this.act[137], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 228: fused %1130..%1141 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[133], 0, 262144], [this.act[135], 0, 262144], [this.act[314], 0, 256]]); // 229: %1138 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[136], 0, 262144], [this.act[125], 0, 262144], [this.act[315], 0, 256]]); // 230: %1144 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_ad9234e503", [[this.params, 20992, 49408], [this.act[131], 0, 262144], [this.act[137], 0, 262144], [this.act[136], 0, 262144], [this.act[135], 0, 262144], [this.act[133], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 231: fused %1146..%1156 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[129], 0, 262144], [this.act[133], 0, 262144], [this.act[316], 0, 256]]); // 232: %1155 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[128], 0, 262144], [this.act[143], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 233: fused %1157..%1158 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[133], 0, 262144], [this.act[125], 0, 262144], [this.act[317], 0, 256]]); // 234: %1161 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_938afc05ff", [[this.params, 20480, 49920], [this.act[127], 0, 262144], [this.act[135], 0, 262144], [this.act[133], 0, 262144], [this.act[125], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 235: fused %1163..%1167 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[143], 0, 262144], [this.act[318], 0, 256]]); // 236: %1168 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_89f03add1e", [[this.act[121], 0, 262144], [this.act[116], 0, 262144], [this.act[126], 0, 4096], [this.act[158], 0, 262144], [this.act[125], 0, 262144], [this.act[143], 0, 262144], [this.act[133], 0, 262144], [this.act[147], 0, 4096], [this.step, 0, 16], [this.keys, 768, 16]]); // 237: fused %1170..%1187 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_0dd68843f4", [[this.act[122], 0, 4096], [this.act[123], 0, 4096], [this.act[124], 0, 262144], [this.act[133], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 4096], [this.act[158], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 238: fused %1188..%1192 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_7ops_c1c7224ad4", [[this.params, 34816, 35584], [this.act[89], 0, 262144], [this.act[123], 0, 4096], [this.act[147], 0, 4096], [this.act[121], 0, 262144], [this.act[257], 0, 4096], [this.act[133], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 239: fused %1193..%1205 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1_plus", [[this.act[257], 0, 4096], [this.act[258], 0, 4], [this.grads, 35072, 4]]); // 240: %1198 param61.grad.add0 stdlib.mt:72
+    group("sum_a01_16x64x8x8_plus", [[this.act[133], 0, 262144], [this.act[259], 0, 256], [this.grads, 34816, 256]]); // 241: %1204 param60.grad.add0 stdlib.mt:72
+    group("fused_7ops_c1c7224ad4", [[this.params, 34304, 36096], [this.act[89], 0, 262144], [this.act[122], 0, 4096], [this.act[126], 0, 4096], [this.act[124], 0, 262144], [this.act[257], 0, 4096], [this.act[133], 0, 262144], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 242: fused %1206..%1218 blocks.1.think.sigmoid0.grad.square0 .. blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
+    group("sum_a0123_16x64x1x1_plus", [[this.act[257], 0, 4096], [this.act[260], 0, 4], [this.grads, 34560, 4]]); // 243: %1211 param59.grad.add0 stdlib.mt:71
+    group("sum_a01_16x64x8x8_plus", [[this.act[133], 0, 262144], [this.act[261], 0, 256], [this.grads, 34304, 256]]); // 244: %1217 param58.grad.add0 stdlib.mt:71
+    group("fused_11ops_8abf409c21", [[this.params, 33792, 36608], [this.act[118], 0, 32768], [this.act[120], 0, 32768], [this.act[125], 0, 262144], [this.act[121], 0, 262144], [this.act[238], 0, 32768], [this.act[133], 0, 262144], [this.act[179], 0, 32768], [this.step, 0, 16]]); // 245: fused %1219..%1232 blocks.1.think.matmul4.grad.permute0 .. blocks.1.think.reshape1.grad.reshape0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[119], 0, 262144], [this.act[238], 0, 32768], [this.act[263], 0, 32], [this.grads, 33792, 32]]); // 246: %1229 param56.grad.add0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[117], 0, 262144], [this.act[179], 0, 32768], [this.act[264], 0, 32], [this.grads, 34048, 32]]); // 247: %1237 param57.grad.add0 stdlib.mt:70
+    group("fused_6ops_e7b9ec4194", [[this.params, 34048, 36352], [this.act[115], 0, 262144], [this.act[158], 0, 262144], [this.act[133], 0, 262144], [this.act[179], 0, 32768], [this.act[117], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 248: fused %1233..%1241 blocks.1.think.matmul2.grad.permute0 .. blocks.1.think.matmul1.grad.matmul0 stdlib.mt:70-69
+    group("fused_4ops_b11a24a27b", [[this.act[90], 0, 4], [this.act[103], 0, 262144], [this.act[114], 0, 262144], [this.act[158], 0, 262144], [this.act[133], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 249: fused %1242..%1247 blocks.1.think.matmul1.grad.permute1 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:69-49
+    group("sum_a0123_16x64x8x8", [[this.act[115], 0, 262144], [this.act[260], 0, 4]]); // 250: %1248 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[113], 0, 262144], [this.act[133], 0, 262144], [this.act[266], 0, 256], [this.grads, 33280, 256]]); // 251: %1255 param54.grad.add0 stdlib.mt:18
+    group("fused_10ops_b5296fdbc3", [[this.params, 33024, 37376], [this.act[107], 0, 262144], [this.act[110], 0, 262144], [this.act[112], 0, 262144], [this.act[133], 0, 262144], [this.act[113], 0, 262144], [this.act[115], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 252: fused %1251..%1268 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.value.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[113], 0, 262144], [this.act[111], 0, 262144], [this.act[267], 0, 256], [this.grads, 33024, 256]]); // 253: %1265 param53.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[109], 0, 262144], [this.act[158], 0, 262144], [this.act[268], 0, 256], [this.grads, 32768, 256]]); // 254: %1273 param52.grad.add0 stdlib.mt:18
+    group("fused_9ops_bb6dc85042", [[this.params, 32512, 37888], [this.act[106], 0, 262144], [this.act[108], 0, 262144], [this.act[117], 0, 262144], [this.act[158], 0, 262144], [this.act[109], 0, 262144], [this.act[111], 0, 262144], [this.act[113], 0, 262144], [this.step, 0, 16]]); // 255: fused %1269..%1285 blocks.1.think.gamma.value.matmul1.grad.permute0 .. blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:18-49
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[109], 0, 262144], [this.act[89], 0, 262144], [this.act[269], 0, 256], [this.grads, 32512, 256]]); // 256: %1283 param51.grad.add0 stdlib.mt:18
+    group("fused_10ops_329e413fcb", [[this.params, 32000, 38400], [this.act[104], 0, 262144], [this.act[115], 0, 262144], [this.act[111], 0, 262144], [this.act[113], 0, 262144], [this.act[109], 0, 262144], [this.act[158], 0, 262144], [this.act[117], 0, 262144], [this.step, 0, 16]]); // 257: fused %1286..%1303 blocks.1.think.gamma.silu0.grad.mul0 .. blocks.1.think.norm.mul2.grad.add5 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[105], 0, 262144], [this.act[109], 0, 262144], [this.act[270], 0, 256], [this.grads, 32256, 256]]); // 258: %1292 param50.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[158], 0, 262144], [this.act[89], 0, 262144], [this.act[271], 0, 256], [this.grads, 32000, 256]]); // 259: %1302 param49.grad.add0 stdlib.mt:18
+    group("fused_6ops_e80e07fcc7", [[this.act[89], 0, 262144], [this.act[90], 0, 4], [this.act[102], 0, 262144], [this.act[119], 0, 262144], [this.act[117], 0, 262144], [this.act[158], 0, 262144], [this.act[109], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 260: fused %1304..%1311 blocks.1.think.matmul0.grad.permute0 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_5ops_6c2dc27178", [[this.params, 31744, 38656], [this.act[101], 0, 262144], [this.act[158], 0, 262144], [this.act[105], 0, 262144], [this.act[117], 0, 262144], [this.act[119], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 261: fused %1312..%1322 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.up.reshape0.grad.reshape0 stdlib.mt:49-18
+    group("sum_a0123_16x64x8x8_plus", [[this.act[117], 0, 262144], [this.act[260], 0, 4], [this.act[90], 0, 4]]); // 262: %1315 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[100], 0, 262144], [this.act[119], 0, 262144], [this.act[272], 0, 256], [this.grads, 31744, 256]]); // 263: %1321 param48.grad.add0 stdlib.mt:18
+    group("fused_7ops_ec685c1cce", [[this.params, 31488, 38912], [this.act[94], 0, 262144], [this.act[97], 0, 262144], [this.act[99], 0, 262144], [this.act[102], 0, 262144], [this.act[119], 0, 262144], [this.act[100], 0, 262144], [this.act[117], 0, 262144], [this.step, 0, 16]]); // 264: fused %1323..%1334 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[119], 0, 262144], [this.act[98], 0, 262144], [this.act[273], 0, 256], [this.grads, 31488, 256]]); // 265: %1331 param47.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[96], 0, 262144], [this.act[117], 0, 262144], [this.act[274], 0, 256], [this.grads, 31232, 256]]); // 266: %1339 param46.grad.add0 stdlib.mt:18
+    group("fused_9ops_bb6dc85042", [[this.params, 30976, 39424], [this.act[93], 0, 262144], [this.act[95], 0, 262144], [this.act[109], 0, 262144], [this.act[117], 0, 262144], [this.act[96], 0, 262144], [this.act[98], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 267: fused %1335..%1351 blocks.1.think.delta.value.matmul1.grad.permute0 .. blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:18-49
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[96], 0, 262144], [this.act[89], 0, 262144], [this.act[275], 0, 256], [this.grads, 30976, 256]]); // 268: %1349 param45.grad.add0 stdlib.mt:18
+    group("fused_10ops_329e413fcb", [[this.params, 30464, 39936], [this.act[91], 0, 262144], [this.act[100], 0, 262144], [this.act[98], 0, 262144], [this.act[119], 0, 262144], [this.act[96], 0, 262144], [this.act[117], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 269: fused %1352..%1369 blocks.1.think.delta.silu0.grad.mul0 .. blocks.1.think.norm.mul2.grad.add8 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[92], 0, 262144], [this.act[96], 0, 262144], [this.act[276], 0, 256], [this.grads, 30720, 256]]); // 270: %1358 param44.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[117], 0, 262144], [this.act[89], 0, 262144], [this.act[277], 0, 256], [this.grads, 30464, 256]]); // 271: %1368 param43.grad.add0 stdlib.mt:18
+    group("fused_1ops_e27698eeb2", [[this.params, 33536, 36864], [this.act[260], 0, 4], [this.step, 0, 16]]); // 272: fused %1370..%1370 blocks.1.think.clamp0.grad.inrange0 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[90], 0, 4], [this.act[260], 0, 4], [this.act[258], 0, 4]]); // 273: %1371 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[278], 0, 4], [this.act[258], 0, 4], [this.grads, 33536, 4]]); // 274: %1372 param55.grad.add0 stdlib.mt:67
+    group("fused_5ops_170529b2fd", [[this.params, 30208, 40192], [this.act[87], 0, 262144], [this.act[88], 0, 4096], [this.act[71], 0, 262144], [this.act[109], 0, 262144], [this.act[89], 0, 262144], [this.act[117], 0, 262144], [this.act[257], 0, 4096], [this.step, 0, 16]]); // 275: fused %1373..%1380 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[89], 0, 262144], [this.act[279], 0, 256], [this.grads, 30208, 256]]); // 276: %1377 param42.grad.add0 stdlib.mt:9
+    group("fused_13ops_731cf0ef16", [[this.act[87], 0, 262144], [this.act[88], 0, 4096], [this.act[143], 0, 262144], [this.act[117], 0, 262144], [this.act[257], 0, 4096], [this.act[89], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 277: fused %1381..%1393 blocks.1.attn.add0.grad.add0 .. blocks.1.attn.o.reshape1.grad.reshape0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[86], 0, 262144], [this.act[109], 0, 262144], [this.act[280], 0, 256], [this.grads, 29952, 256]]); // 278: %1398 param41.grad.add0 stdlib.mt:18
+    group("fused_8ops_6ceb59d4f6", [[this.params, 29696, 40704], [this.act[85], 0, 262144], [this.act[109], 0, 262144], [this.act[86], 0, 262144], [this.act[117], 0, 262144], [this.step, 0, 16]]); // 279: fused %1394..%1409 blocks.1.attn.o.matmul1.grad.permute0 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-145
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[86], 0, 262144], [this.act[84], 0, 262144], [this.act[281], 0, 256], [this.grads, 29696, 256]]); // 280: %1408 param40.grad.add0 stdlib.mt:18
+    group("fused_8ops_c1237f7b00", [[this.act[72], 0, 262144], [this.act[83], 0, 524288], [this.act[117], 0, 262144], [this.act[84], 0, 262144], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.step, 0, 16]]); // 281: fused %1410..%1417 blocks.1.attn.permute5.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:145-144
+    group("attention_dq_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[117], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 282: %1418 blocks.1.attn.attention0.grad.attention0 stdlib.mt:144
+    group("attention_dk_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[141], 0, 524288], [this.act[140], 0, 8192], [this.act[72], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 283: %1419 blocks.1.attn.attention0.grad.attention1 stdlib.mt:144
+    group("attention_dv_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 8192], [this.act[141], 0, 524288], [this.act[82], 0, 524288], [this.step, 0, 16], [this.keys, 512, 16]]); // 284: %1420 blocks.1.attn.attention0.grad.attention2 stdlib.mt:144
+    group("fused_8ops_cdfc40748b", [[this.act[75], 0, 262144], [this.act[78], 0, 262144], [this.act[117], 0, 262144], [this.act[72], 0, 262144], [this.act[82], 0, 524288], [this.act[80], 0, 262144], [this.act[79], 0, 262144], [this.act[86], 0, 262144], [this.step, 0, 16]]); // 285: fused %1422..%1429 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:143-139
+    group("fused_7ops_db8822728e", [[this.params, 29440, 40960], [this.act[84], 0, 262144], [this.act[80], 0, 262144], [this.act[86], 0, 262144], [this.act[72], 0, 262144], [this.act[117], 0, 262144], [this.act[78], 0, 262144], [this.step, 0, 16]]); // 286: fused %1430..%1439 blocks.1.attn.permute0.grad.add0 .. blocks.1.attn.v.reshape0.grad.reshape0 stdlib.mt:139-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[77], 0, 262144], [this.act[117], 0, 262144], [this.act[284], 0, 256], [this.grads, 29440, 256]]); // 287: %1438 param39.grad.add0 stdlib.mt:18
+    group("fused_10ops_fd941ae846", [[this.params, 28928, 41472], [this.act[76], 0, 262144], [this.act[79], 0, 262144], [this.act[78], 0, 262144], [this.act[117], 0, 262144], [this.act[77], 0, 262144], [this.act[86], 0, 262144], [this.act[80], 0, 262144], [this.step, 0, 16]]); // 288: fused %1440..%1457 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.k.reshape0.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[117], 0, 262144], [this.act[66], 0, 262144], [this.act[285], 0, 256], [this.grads, 29184, 256]]); // 289: %1448 param38.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[74], 0, 262144], [this.act[86], 0, 262144], [this.act[286], 0, 256], [this.grads, 28928, 256]]); // 290: %1456 param37.grad.add0 stdlib.mt:18
+    group("fused_8ops_f4054b5ead", [[this.params, 28672, 41728], [this.act[73], 0, 262144], [this.act[72], 0, 262144], [this.act[77], 0, 262144], [this.act[80], 0, 262144], [this.act[86], 0, 262144], [this.act[74], 0, 262144], [this.act[117], 0, 262144], [this.step, 0, 16]]); // 291: fused %1458..%1470 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.q.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[86], 0, 262144], [this.act[66], 0, 262144], [this.act[287], 0, 256], [this.grads, 28672, 256]]); // 292: %1466 param36.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[70], 0, 262144], [this.act[117], 0, 262144], [this.act[288], 0, 256], [this.grads, 28416, 256]]); // 293: %1475 param35.grad.add0 stdlib.mt:18
+    group("fused_10ops_7f44e80592", [[this.params, 27904, 42496], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.act[74], 0, 262144], [this.act[117], 0, 262144], [this.act[70], 0, 262144], [this.act[86], 0, 262144], [this.act[80], 0, 262144], [this.step, 0, 16]]); // 294: fused %1471..%1488 blocks.1.attn.q.matmul1.grad.permute0 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[70], 0, 262144], [this.act[66], 0, 262144], [this.act[289], 0, 256], [this.grads, 28160, 256]]); // 295: %1485 param34.grad.add0 stdlib.mt:18
+    group("sum_a01_16x64x8x8_plus", [[this.act[80], 0, 262144], [this.act[290], 0, 256], [this.grads, 27904, 256]]); // 296: %1491 param33.grad.add0 stdlib.mt:9
+    group("fused_18ops_89f03add1e", [[this.act[62], 0, 262144], [this.act[57], 0, 262144], [this.act[67], 0, 4096], [this.act[89], 0, 262144], [this.act[86], 0, 262144], [this.act[80], 0, 262144], [this.act[66], 0, 262144], [this.act[257], 0, 4096], [this.step, 0, 16], [this.keys, 256, 16]]); // 297: fused %1492..%1509 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_0dd68843f4", [[this.act[63], 0, 4096], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.act[86], 0, 262144], [this.act[67], 0, 4096], [this.act[89], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 298: fused %1510..%1514 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_7ops_c1c7224ad4", [[this.params, 27392, 43008], [this.act[30], 0, 262144], [this.act[64], 0, 4096], [this.act[257], 0, 4096], [this.act[57], 0, 262144], [this.act[88], 0, 4096], [this.act[66], 0, 262144], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 299: fused %1515..%1527 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1_plus", [[this.act[88], 0, 4096], [this.act[265], 0, 4], [this.grads, 27648, 4]]); // 300: %1520 param32.grad.add0 stdlib.mt:72
+    group("sum_a01_16x64x8x8_plus", [[this.act[66], 0, 262144], [this.act[291], 0, 256], [this.grads, 27392, 256]]); // 301: %1526 param31.grad.add0 stdlib.mt:72
+    group("fused_7ops_c1c7224ad4", [[this.params, 26880, 43520], [this.act[30], 0, 262144], [this.act[63], 0, 4096], [this.act[67], 0, 4096], [this.act[65], 0, 262144], [this.act[88], 0, 4096], [this.act[66], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 302: fused %1528..%1540 blocks.0.think.sigmoid0.grad.square0 .. blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
+    group("sum_a0123_16x64x1x1_plus", [[this.act[88], 0, 4096], [this.act[208], 0, 4], [this.grads, 27136, 4]]); // 303: %1533 param30.grad.add0 stdlib.mt:71
+    group("sum_a01_16x64x8x8_plus", [[this.act[66], 0, 262144], [this.act[292], 0, 256], [this.grads, 26880, 256]]); // 304: %1539 param29.grad.add0 stdlib.mt:71
+    group("fused_11ops_8abf409c21", [[this.params, 26368, 44032], [this.act[59], 0, 32768], [this.act[61], 0, 32768], [this.act[86], 0, 262144], [this.act[57], 0, 262144], [this.act[179], 0, 32768], [this.act[66], 0, 262144], [this.act[238], 0, 32768], [this.step, 0, 16]]); // 305: fused %1541..%1554 blocks.0.think.matmul4.grad.permute0 .. blocks.0.think.reshape1.grad.reshape0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[60], 0, 262144], [this.act[179], 0, 32768], [this.act[293], 0, 32], [this.grads, 26368, 32]]); // 306: %1551 param27.grad.add0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[58], 0, 262144], [this.act[238], 0, 32768], [this.act[294], 0, 32], [this.grads, 26624, 32]]); // 307: %1559 param28.grad.add0 stdlib.mt:70
+    group("fused_6ops_e7b9ec4194", [[this.params, 26624, 43776], [this.act[56], 0, 262144], [this.act[89], 0, 262144], [this.act[66], 0, 262144], [this.act[238], 0, 32768], [this.act[58], 0, 262144], [this.act[60], 0, 262144], [this.step, 0, 16]]); // 308: fused %1555..%1563 blocks.0.think.matmul2.grad.permute0 .. blocks.0.think.matmul1.grad.matmul0 stdlib.mt:70-69
+    group("fused_4ops_b11a24a27b", [[this.act[31], 0, 4], [this.act[44], 0, 262144], [this.act[55], 0, 262144], [this.act[89], 0, 262144], [this.act[66], 0, 262144], [this.act[56], 0, 262144], [this.step, 0, 16]]); // 309: fused %1564..%1569 blocks.0.think.matmul1.grad.permute1 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:69-49
+    group("sum_a0123_16x64x8x8", [[this.act[56], 0, 262144], [this.act[208], 0, 4]]); // 310: %1570 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[54], 0, 262144], [this.act[66], 0, 262144], [this.act[296], 0, 256], [this.grads, 25856, 256]]); // 311: %1577 param25.grad.add0 stdlib.mt:18
+    group("fused_10ops_b5296fdbc3", [[this.params, 25600, 44800], [this.act[48], 0, 262144], [this.act[51], 0, 262144], [this.act[53], 0, 262144], [this.act[66], 0, 262144], [this.act[54], 0, 262144], [this.act[56], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 312: fused %1573..%1590 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.value.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[54], 0, 262144], [this.act[52], 0, 262144], [this.act[297], 0, 256], [this.grads, 25600, 256]]); // 313: %1587 param24.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[50], 0, 262144], [this.act[89], 0, 262144], [this.act[298], 0, 256], [this.grads, 25344, 256]]); // 314: %1595 param23.grad.add0 stdlib.mt:18
+    group("fused_9ops_bb6dc85042", [[this.params, 25088, 45312], [this.act[47], 0, 262144], [this.act[49], 0, 262144], [this.act[58], 0, 262144], [this.act[89], 0, 262144], [this.act[50], 0, 262144], [this.act[52], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 315: fused %1591..%1607 blocks.0.think.gamma.value.matmul1.grad.permute0 .. blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:18-49
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[50], 0, 262144], [this.act[30], 0, 262144], [this.act[299], 0, 256], [this.grads, 25088, 256]]); // 316: %1605 param22.grad.add0 stdlib.mt:18
+    group("fused_10ops_329e413fcb", [[this.params, 24576, 45824], [this.act[45], 0, 262144], [this.act[56], 0, 262144], [this.act[52], 0, 262144], [this.act[54], 0, 262144], [this.act[50], 0, 262144], [this.act[89], 0, 262144], [this.act[58], 0, 262144], [this.step, 0, 16]]); // 317: fused %1608..%1625 blocks.0.think.gamma.silu0.grad.mul0 .. blocks.0.think.norm.mul2.grad.add5 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[46], 0, 262144], [this.act[50], 0, 262144], [this.act[300], 0, 256], [this.grads, 24832, 256]]); // 318: %1614 param21.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[89], 0, 262144], [this.act[30], 0, 262144], [this.act[301], 0, 256], [this.grads, 24576, 256]]); // 319: %1624 param20.grad.add0 stdlib.mt:18
+    group("fused_6ops_e80e07fcc7", [[this.act[30], 0, 262144], [this.act[31], 0, 4], [this.act[43], 0, 262144], [this.act[60], 0, 262144], [this.act[58], 0, 262144], [this.act[89], 0, 262144], [this.act[50], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 320: fused %1626..%1633 blocks.0.think.matmul0.grad.permute0 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_5ops_6c2dc27178", [[this.params, 24320, 46080], [this.act[42], 0, 262144], [this.act[89], 0, 262144], [this.act[46], 0, 262144], [this.act[58], 0, 262144], [this.act[60], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 321: fused %1634..%1644 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.up.reshape0.grad.reshape0 stdlib.mt:49-18
+    group("sum_a0123_16x64x8x8_plus", [[this.act[58], 0, 262144], [this.act[208], 0, 4], [this.act[31], 0, 4]]); // 322: %1637 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[41], 0, 262144], [this.act[60], 0, 262144], [this.act[302], 0, 256], [this.grads, 24320, 256]]); // 323: %1643 param19.grad.add0 stdlib.mt:18
+    group("fused_7ops_ec685c1cce", [[this.params, 24064, 46336], [this.act[35], 0, 262144], [this.act[38], 0, 262144], [this.act[40], 0, 262144], [this.act[43], 0, 262144], [this.act[60], 0, 262144], [this.act[41], 0, 262144], [this.act[58], 0, 262144], [this.step, 0, 16]]); // 324: fused %1645..%1656 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[60], 0, 262144], [this.act[39], 0, 262144], [this.act[303], 0, 256], [this.grads, 24064, 256]]); // 325: %1653 param18.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[37], 0, 262144], [this.act[58], 0, 262144], [this.act[304], 0, 256], [this.grads, 23808, 256]]); // 326: %1661 param17.grad.add0 stdlib.mt:18
+    group("fused_9ops_bb6dc85042", [[this.params, 23552, 46848], [this.act[34], 0, 262144], [this.act[36], 0, 262144], [this.act[50], 0, 262144], [this.act[58], 0, 262144], [this.act[37], 0, 262144], [this.act[39], 0, 262144], [this.act[60], 0, 262144], [this.step, 0, 16]]); // 327: fused %1657..%1673 blocks.0.think.delta.value.matmul1.grad.permute0 .. blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:18-49
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[37], 0, 262144], [this.act[30], 0, 262144], [this.act[305], 0, 256], [this.grads, 23552, 256]]); // 328: %1671 param16.grad.add0 stdlib.mt:18
+    group("fused_10ops_329e413fcb", [[this.params, 23040, 47360], [this.act[32], 0, 262144], [this.act[41], 0, 262144], [this.act[39], 0, 262144], [this.act[60], 0, 262144], [this.act[37], 0, 262144], [this.act[58], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 329: fused %1674..%1691 blocks.0.think.delta.silu0.grad.mul0 .. blocks.0.think.norm.mul2.grad.add8 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[33], 0, 262144], [this.act[37], 0, 262144], [this.act[306], 0, 256], [this.grads, 23296, 256]]); // 330: %1680 param15.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[58], 0, 262144], [this.act[30], 0, 262144], [this.act[307], 0, 256], [this.grads, 23040, 256]]); // 331: %1690 param14.grad.add0 stdlib.mt:18
+    group("fused_1ops_e27698eeb2", [[this.params, 26112, 44288], [this.act[208], 0, 4], [this.step, 0, 16]]); // 332: fused %1692..%1692 blocks.0.think.clamp0.grad.inrange0 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[31], 0, 4], [this.act[208], 0, 4], [this.act[265], 0, 4]]); // 333: %1693 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[308], 0, 4], [this.act[265], 0, 4], [this.grads, 26112, 4]]); // 334: %1694 param26.grad.add0 stdlib.mt:67
+    group("fused_5ops_170529b2fd", [[this.params, 22784, 47616], [this.act[28], 0, 262144], [this.act[29], 0, 4096], [this.act[12], 0, 262144], [this.act[50], 0, 262144], [this.act[30], 0, 262144], [this.act[58], 0, 262144], [this.act[88], 0, 4096], [this.step, 0, 16]]); // 335: fused %1695..%1702 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[30], 0, 262144], [this.act[309], 0, 256], [this.grads, 22784, 256]]); // 336: %1699 param13.grad.add0 stdlib.mt:9
+    group("fused_13ops_731cf0ef16", [[this.act[28], 0, 262144], [this.act[29], 0, 4096], [this.act[80], 0, 262144], [this.act[58], 0, 262144], [this.act[88], 0, 4096], [this.act[30], 0, 262144], [this.act[50], 0, 262144], [this.step, 0, 16]]); // 337: fused %1703..%1715 blocks.0.attn.add0.grad.add0 .. blocks.0.attn.o.reshape1.grad.reshape0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[27], 0, 262144], [this.act[50], 0, 262144], [this.act[310], 0, 256], [this.grads, 22528, 256]]); // 338: %1720 param12.grad.add0 stdlib.mt:18
+    group("fused_8ops_6ceb59d4f6", [[this.params, 22272, 48128], [this.act[26], 0, 262144], [this.act[50], 0, 262144], [this.act[27], 0, 262144], [this.act[58], 0, 262144], [this.step, 0, 16]]); // 339: fused %1716..%1731 blocks.0.attn.o.matmul1.grad.permute0 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-145
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[27], 0, 262144], [this.act[25], 0, 262144], [this.act[311], 0, 256], [this.grads, 22272, 256]]); // 340: %1730 param11.grad.add0 stdlib.mt:18
+    group("fused_8ops_c1237f7b00", [[this.act[13], 0, 262144], [this.act[24], 0, 524288], [this.act[58], 0, 262144], [this.act[25], 0, 262144], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.step, 0, 16]]); // 341: fused %1732..%1739 blocks.0.attn.permute5.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:145-144
+    group("attention_dq_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[23], 0, 524288], [this.act[22], 0, 8192], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[58], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 342: %1740 blocks.0.attn.attention0.grad.attention0 stdlib.mt:144
+    group("attention_dk_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[23], 0, 524288], [this.act[22], 0, 8192], [this.act[82], 0, 524288], [this.act[81], 0, 8192], [this.act[13], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 343: %1741 blocks.0.attn.attention0.grad.attention1 stdlib.mt:144
+    group("attention_dv_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", [[this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 8192], [this.act[82], 0, 524288], [this.act[23], 0, 524288], [this.step, 0, 16], [this.keys, 0, 16]]); // 344: %1742 blocks.0.attn.attention0.grad.attention2 stdlib.mt:144
+    group("fused_8ops_cdfc40748b", [[this.act[16], 0, 262144], [this.act[19], 0, 262144], [this.act[58], 0, 262144], [this.act[13], 0, 262144], [this.act[23], 0, 524288], [this.act[21], 0, 262144], [this.act[20], 0, 262144], [this.act[27], 0, 262144], [this.step, 0, 16]]); // 345: fused %1744..%1751 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:143-139
+    group("fused_7ops_db8822728e", [[this.params, 22016, 48384], [this.act[25], 0, 262144], [this.act[21], 0, 262144], [this.act[27], 0, 262144], [this.act[13], 0, 262144], [this.act[58], 0, 262144], [this.act[19], 0, 262144], [this.step, 0, 16]]); // 346: fused %1752..%1761 blocks.0.attn.permute0.grad.add0 .. blocks.0.attn.v.reshape0.grad.reshape0 stdlib.mt:139-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[18], 0, 262144], [this.act[58], 0, 262144], [this.act[312], 0, 256], [this.grads, 22016, 256]]); // 347: %1760 param10.grad.add0 stdlib.mt:18
+    group("fused_10ops_fd941ae846", [[this.params, 21504, 48896], [this.act[17], 0, 262144], [this.act[20], 0, 262144], [this.act[19], 0, 262144], [this.act[58], 0, 262144], [this.act[18], 0, 262144], [this.act[27], 0, 262144], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 348: fused %1762..%1779 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.k.reshape0.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[58], 0, 262144], [this.act[9], 0, 262144], [this.act[313], 0, 256], [this.grads, 21760, 256]]); // 349: %1770 param9.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[15], 0, 262144], [this.act[27], 0, 262144], [this.act[314], 0, 256], [this.grads, 21504, 256]]); // 350: %1778 param8.grad.add0 stdlib.mt:18
+    group("fused_8ops_f4054b5ead", [[this.params, 21248, 49152], [this.act[14], 0, 262144], [this.act[13], 0, 262144], [this.act[18], 0, 262144], [this.act[21], 0, 262144], [this.act[27], 0, 262144], [this.act[15], 0, 262144], [this.act[58], 0, 262144], [this.step, 0, 16]]); // 351: fused %1780..%1792 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.q.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[27], 0, 262144], [this.act[9], 0, 262144], [this.act[315], 0, 256], [this.grads, 21248, 256]]); // 352: %1788 param7.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[11], 0, 262144], [this.act[58], 0, 262144], [this.act[316], 0, 256], [this.grads, 20992, 256]]); // 353: %1797 param6.grad.add0 stdlib.mt:18
+    group("fused_10ops_7f44e80592", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[10], 0, 262144], [this.act[15], 0, 262144], [this.act[58], 0, 262144], [this.act[11], 0, 262144], [this.act[27], 0, 262144], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 354: fused %1793..%1810 blocks.0.attn.q.matmul1.grad.permute0 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[11], 0, 262144], [this.act[9], 0, 262144], [this.act[317], 0, 256], [this.grads, 20736, 256]]); // 355: %1807 param5.grad.add0 stdlib.mt:18
+    group("sum_a01_16x64x8x8_plus", [[this.act[21], 0, 262144], [this.act[318], 0, 256], [this.grads, 20480, 256]]); // 356: %1813 param4.grad.add0 stdlib.mt:9
+    group("fused_15ops_059cd5cf52", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[30], 0, 262144], [this.act[27], 0, 262144], [this.act[21], 0, 262144], [this.step, 0, 16]]); // 357: fused %1814..%1828 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    group("sum_a0_16x64x8x8", [[this.act[21], 0, 262144], [this.act[3], 0, 16384]]); // 358: %1829 embed.add0.grad.sum0 stdlib.mt:96
+    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[319], 0, 2048]]); // 359: %1832 embed.matmul1.grad.permute0 stdlib.mt:96
+    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 360: fused %1831..%1831 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[319], 0, 2048], [this.act[1], 0, 2048]]); // 361: %1833 embed.matmul1.grad.matmul0 stdlib.mt:96
+    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[319], 0, 2048]]); // 362: %1834 embed.matmul1.grad.permute1 stdlib.mt:96
+    group("matmul_64x1x8_64x8x8", [[this.act[319], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 363: %1835 embed.matmul1.grad.matmul1 stdlib.mt:96
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 364: %1841 embed.slice1.grad.pad0 stdlib.mt:95
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 365: %1843 embed.slice0.grad.pad0 stdlib.mt:94
+    group("fused_5ops_19d08c3807", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[21], 0, 262144], [this.act[238], 0, 32768], [this.act[179], 0, 32768], [this.step, 0, 16]]); // 366: fused %1836..%1844 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[179], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 367: %1845 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[238], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 368: %1847 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 369: gradient norm, partial sums
+    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 370: gradient norm
+    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 371: AdamW update
     this.outputs = { loss: [this.act[249], 0, 4], logits: [this.act[248], 0, 1048576], observations: { ["residual"]: [[this.act[116], 0, 262144], [this.act[234], 0, 262144]] } };
   }
 
@@ -983,7 +1014,7 @@ export class Program {
     this.run(pass, "fused_3ops_2d1bd67865", 8, 16, 1, 1); // fused %107..%109 blocks.0.attn.permute2 .. blocks.0.attn.reshape4 stdlib.mt:137-140
     this.run(pass, "attention_lse_s0p5_16x2x64x32_16x2x64x32", 9, 32, 1, 1); // %110 blocks.0.attn.attention_lse0 stdlib.mt:142
     this.run(pass, "fused_3ops_a020eb4deb", 10, 16, 1, 1); // fused %111..%113 blocks.0.attn.permute4 .. blocks.0.attn.reshape5 stdlib.mt:143
-    this.run(pass, "attention_out_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 11, 32, 1, 1); // %114 blocks.0.attn.attention0 stdlib.mt:144
+    this.run(pass, "attention_out_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 11, 32, 1, 1); // %114 blocks.0.attn.attention0 stdlib.mt:144
     this.run(pass, "fused_1ops_8a187d896f", 12, 16, 1, 1); // fused %116..%116 blocks.0.attn.matmul3 .. blocks.0.attn.matmul3 stdlib.mt:145
     this.run(pass, "fused_13ops_6d313e4e2f", 13, 16, 1, 1); // fused %117..%129 blocks.0.attn.permute5 .. blocks.0.think.norm.rsqrt0 stdlib.mt:145-9
     this.run(pass, "fused_6ops_2332c11670", 14, 16, 1, 1); // fused %130..%136 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
@@ -995,14 +1026,14 @@ export class Program {
     this.run(pass, "fused_4ops_bc81b91933", 20, 16, 1, 1); // fused %171..%174 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
     this.run(pass, "fused_11ops_cf396f7a82", 21, 16, 1, 1); // fused %175..%185 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
     this.run(pass, "fused_6ops_2a7906b1c0", 22, 16, 1, 1); // fused %186..%191 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_3fab95aa73", 23, 16, 1, 1); // fused %192..%201 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_719c6997b8", 23, 16, 1, 1); // fused %192..%201 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
     this.run(pass, "fused_7ops_c156e1f020", 24, 16, 1, 1); // fused %202..%208 blocks.1.attn.norm.mul2 .. blocks.1.attn.reshape0 stdlib.mt:9-135
     this.run(pass, "fused_7ops_5d91a373f2", 25, 16, 1, 1); // fused %209..%215 blocks.1.attn.permute0 .. blocks.1.attn.reshape1 stdlib.mt:135-136
     this.run(pass, "fused_7ops_5d91a373f2", 26, 16, 1, 1); // fused %216..%222 blocks.1.attn.permute1 .. blocks.1.attn.reshape2 stdlib.mt:136-137
     this.run(pass, "fused_3ops_2d1bd67865", 27, 16, 1, 1); // fused %223..%225 blocks.1.attn.permute2 .. blocks.1.attn.reshape4 stdlib.mt:137-140
     this.run(pass, "attention_lse_s0p5_16x2x64x32_16x2x64x32", 28, 32, 1, 1); // %226 blocks.1.attn.attention_lse0 stdlib.mt:142
     this.run(pass, "fused_3ops_a020eb4deb", 29, 16, 1, 1); // fused %227..%229 blocks.1.attn.permute4 .. blocks.1.attn.reshape5 stdlib.mt:143
-    this.run(pass, "attention_out_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 30, 32, 1, 1); // %230 blocks.1.attn.attention0 stdlib.mt:144
+    this.run(pass, "attention_out_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 30, 32, 1, 1); // %230 blocks.1.attn.attention0 stdlib.mt:144
     this.run(pass, "fused_1ops_8a187d896f", 31, 16, 1, 1); // fused %232..%232 blocks.1.attn.matmul3 .. blocks.1.attn.matmul3 stdlib.mt:145
     this.run(pass, "fused_13ops_6d313e4e2f", 32, 16, 1, 1); // fused %233..%245 blocks.1.attn.permute5 .. blocks.1.think.norm.rsqrt0 stdlib.mt:145-9
     this.run(pass, "fused_6ops_2332c11670", 33, 16, 1, 1); // fused %246..%252 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
@@ -1014,14 +1045,14 @@ export class Program {
     this.run(pass, "fused_4ops_bc81b91933", 39, 16, 1, 1); // fused %287..%290 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
     this.run(pass, "fused_11ops_cf396f7a82", 40, 16, 1, 1); // fused %291..%301 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
     this.run(pass, "fused_6ops_2a7906b1c0", 41, 16, 1, 1); // fused %302..%307 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_0813fec119", 42, 16, 1, 1); // fused %308..%317 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_719c6997b8", 42, 16, 1, 1); // fused %308..%317 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
     this.run(pass, "fused_7ops_c156e1f020", 43, 16, 1, 1); // fused %318..%324 blocks.0.attn.norm.mul5 .. blocks.0.attn.reshape8 stdlib.mt:9-135
     this.run(pass, "fused_7ops_5d91a373f2", 44, 16, 1, 1); // fused %325..%331 blocks.0.attn.permute6 .. blocks.0.attn.reshape9 stdlib.mt:135-136
     this.run(pass, "fused_7ops_5d91a373f2", 45, 16, 1, 1); // fused %332..%338 blocks.0.attn.permute7 .. blocks.0.attn.reshape10 stdlib.mt:136-137
     this.run(pass, "fused_3ops_2d1bd67865", 46, 16, 1, 1); // fused %339..%341 blocks.0.attn.permute8 .. blocks.0.attn.reshape12 stdlib.mt:137-140
     this.run(pass, "attention_lse_s0p5_16x2x64x32_16x2x64x32", 47, 32, 1, 1); // %342 blocks.0.attn.attention_lse1 stdlib.mt:142
     this.run(pass, "fused_3ops_a020eb4deb", 48, 16, 1, 1); // fused %343..%345 blocks.0.attn.permute10 .. blocks.0.attn.reshape13 stdlib.mt:143
-    this.run(pass, "attention_out_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 49, 32, 1, 1); // %346 blocks.0.attn.attention1 stdlib.mt:144
+    this.run(pass, "attention_out_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 49, 32, 1, 1); // %346 blocks.0.attn.attention1 stdlib.mt:144
     this.run(pass, "fused_1ops_8a187d896f", 50, 16, 1, 1); // fused %348..%348 blocks.0.attn.matmul7 .. blocks.0.attn.matmul7 stdlib.mt:145
     this.run(pass, "fused_13ops_6d313e4e2f", 51, 16, 1, 1); // fused %349..%361 blocks.0.attn.permute11 .. blocks.0.think.norm.rsqrt1 stdlib.mt:145-9
     this.run(pass, "fused_6ops_2332c11670", 52, 16, 1, 1); // fused %362..%368 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
@@ -1033,14 +1064,14 @@ export class Program {
     this.run(pass, "fused_4ops_bc81b91933", 58, 16, 1, 1); // fused %403..%406 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
     this.run(pass, "fused_11ops_cf396f7a82", 59, 16, 1, 1); // fused %407..%417 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
     this.run(pass, "fused_6ops_2a7906b1c0", 60, 16, 1, 1); // fused %418..%423 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_03aea58b11", 61, 16, 1, 1); // fused %424..%433 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_719c6997b8", 61, 16, 1, 1); // fused %424..%433 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
     this.run(pass, "fused_7ops_c156e1f020", 62, 16, 1, 1); // fused %434..%440 blocks.1.attn.norm.mul5 .. blocks.1.attn.reshape8 stdlib.mt:9-135
     this.run(pass, "fused_7ops_5d91a373f2", 63, 16, 1, 1); // fused %441..%447 blocks.1.attn.permute6 .. blocks.1.attn.reshape9 stdlib.mt:135-136
     this.run(pass, "fused_7ops_5d91a373f2", 64, 16, 1, 1); // fused %448..%454 blocks.1.attn.permute7 .. blocks.1.attn.reshape10 stdlib.mt:136-137
     this.run(pass, "fused_3ops_2d1bd67865", 65, 16, 1, 1); // fused %455..%457 blocks.1.attn.permute8 .. blocks.1.attn.reshape12 stdlib.mt:137-140
     this.run(pass, "attention_lse_s0p5_16x2x64x32_16x2x64x32", 66, 32, 1, 1); // %458 blocks.1.attn.attention_lse1 stdlib.mt:142
     this.run(pass, "fused_3ops_a020eb4deb", 67, 16, 1, 1); // fused %459..%461 blocks.1.attn.permute10 .. blocks.1.attn.reshape13 stdlib.mt:143
-    this.run(pass, "attention_out_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 68, 32, 1, 1); // %462 blocks.1.attn.attention1 stdlib.mt:144
+    this.run(pass, "attention_out_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1", 68, 32, 1, 1); // %462 blocks.1.attn.attention1 stdlib.mt:144
     this.run(pass, "fused_1ops_8a187d896f", 69, 16, 1, 1); // fused %464..%464 blocks.1.attn.matmul7 .. blocks.1.attn.matmul7 stdlib.mt:145
     this.run(pass, "fused_13ops_6d313e4e2f", 70, 16, 1, 1); // fused %465..%477 blocks.1.attn.permute11 .. blocks.1.think.norm.rsqrt1 stdlib.mt:145-9
     this.run(pass, "fused_6ops_2332c11670", 71, 16, 1, 1); // fused %478..%484 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
@@ -1052,7 +1083,7 @@ export class Program {
     this.run(pass, "fused_4ops_bc81b91933", 77, 16, 1, 1); // fused %519..%522 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
     this.run(pass, "fused_11ops_cf396f7a82", 78, 16, 1, 1); // fused %523..%533 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
     this.run(pass, "fused_6ops_2a7906b1c0", 79, 16, 1, 1); // fused %534..%539 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_aabfd433ed", 80, 16, 1, 1); // fused %540..%549 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_719c6997b8", 80, 16, 1, 1); // fused %540..%549 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
     this.run(pass, "fused_1ops_5d2ec40eca", 81, 16, 1, 1); // fused %550..%550 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
     this.run(pass, "matmul_32x8_16x64x8x8", 82, 64, 1, 1); // %551 head.matmul0 stdlib.mt:106
     this.run(pass, "fused_2ops_dba17607cb", 83, 16, 1, 1); // fused %552..%553 head.mul0 .. head.sum0 stdlib.mt:106
@@ -1073,288 +1104,284 @@ export class Program {
     this.run(pass, "matmul_8x32_16x64x32x8", 94, 16, 1, 1); // %580 head.matmul0.grad.matmul1 stdlib.mt:106
     this.run(pass, "fused_2ops_7f870f82ec", 95, 16, 1, 1); // fused %581..%582 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 96, 1, 1, 1); // %583 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_17ops_10b7c91650", 97, 16, 1, 1); // fused %585..%601 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_17ops_f622d2cf20", 97, 16, 1, 1); // fused %585..%601 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
     this.run(pass, "fused_5ops_0dd68843f4", 98, 16, 1, 1); // fused %602..%606 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_7ops_c1c7224ad4", 99, 16, 1, 1); // fused %607..%617 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_7ops_c1c7224ad4", 100, 16, 1, 1); // fused %618..%628 blocks.1.think.sigmoid2.grad.square0 .. blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "fused_11ops_8abf409c21", 101, 16, 1, 1); // fused %629..%641 blocks.1.think.matmul9.grad.permute0 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
-    this.run(pass, "fused_6ops_e7b9ec4194", 102, 16, 1, 1); // fused %642..%649 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
-    this.run(pass, "fused_8ops_96143d6626", 103, 16, 1, 1); // fused %650..%663 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
-    this.run(pass, "fused_7ops_ec685c1cce", 104, 16, 1, 1); // fused %664..%674 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_9ops_bb6dc85042", 105, 16, 1, 1); // fused %675..%689 blocks.1.think.gamma.value.matmul3.grad.permute0 .. blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
-    this.run(pass, "fused_10ops_329e413fcb", 106, 16, 1, 1); // fused %690..%705 blocks.1.think.gamma.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add5 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_e80e07fcc7", 107, 16, 1, 1); // fused %706..%713 blocks.1.think.matmul5.grad.permute0 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 108, 16, 1, 1); // fused %714..%714 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 109, 1, 1, 1); // %715 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8_plus", 110, 1, 1, 1); // %717 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_10ops_b5296fdbc3", 111, 16, 1, 1); // fused %719..%734 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_9ops_bb6dc85042", 112, 16, 1, 1); // fused %735..%749 blocks.1.think.delta.value.matmul3.grad.permute0 .. blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
-    this.run(pass, "fused_10ops_329e413fcb", 113, 16, 1, 1); // fused %750..%765 blocks.1.think.delta.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add8 stdlib.mt:49-18
-    this.run(pass, "fused_1ops_e27698eeb2", 114, 16, 1, 1); // fused %766..%766 blocks.1.think.clamp1.grad.inrange0 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 115, 1, 1, 1); // %767 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_5ops_170529b2fd", 116, 16, 1, 1); // fused %768..%774 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_13ops_731cf0ef16", 117, 16, 1, 1); // fused %775..%787 blocks.1.attn.add1.grad.add0 .. blocks.1.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_6ceb59d4f6", 118, 16, 1, 1); // fused %788..%801 blocks.1.attn.o.matmul3.grad.permute0 .. blocks.1.attn.reshape15.grad.reshape0 stdlib.mt:18-145
-    this.run(pass, "fused_8ops_c1237f7b00", 119, 16, 1, 1); // fused %802..%809 blocks.1.attn.permute11.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:145-144
-    this.run(pass, "attention_dq_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 120, 32, 1, 1); // %810 blocks.1.attn.attention1.grad.attention0 stdlib.mt:144
-    this.run(pass, "attention_dk_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 121, 32, 1, 1); // %811 blocks.1.attn.attention1.grad.attention1 stdlib.mt:144
-    this.run(pass, "attention_dv_s0p5_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 122, 32, 1, 1); // %812 blocks.1.attn.attention1.grad.attention2 stdlib.mt:144
-    this.run(pass, "fused_8ops_cdfc40748b", 123, 16, 1, 1); // fused %814..%821 blocks.1.attn.matmul5.grad.permute0 .. blocks.1.attn.reshape11.grad.reshape0 stdlib.mt:143-139
-    this.run(pass, "fused_7ops_db8822728e", 124, 16, 1, 1); // fused %822..%830 blocks.1.attn.permute6.grad.add0 .. blocks.1.attn.v.reshape2.grad.reshape0 stdlib.mt:139-18
-    this.run(pass, "fused_10ops_fd941ae846", 125, 16, 1, 1); // fused %831..%846 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.k.reshape2.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_8ops_f4054b5ead", 126, 16, 1, 1); // fused %847..%858 blocks.1.attn.k.silu1.grad.silu_grad0 .. blocks.1.attn.q.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_10ops_7f44e80592", 127, 16, 1, 1); // fused %859..%874 blocks.1.attn.q.matmul3.grad.permute0 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "fused_18ops_94812fe2ab", 128, 16, 1, 1); // fused %877..%894 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_0dd68843f4", 129, 16, 1, 1); // fused %895..%899 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_7ops_c1c7224ad4", 130, 16, 1, 1); // fused %900..%910 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_7ops_c1c7224ad4", 131, 16, 1, 1); // fused %911..%921 blocks.0.think.sigmoid2.grad.square0 .. blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "fused_11ops_8abf409c21", 132, 16, 1, 1); // fused %922..%934 blocks.0.think.matmul9.grad.permute0 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
-    this.run(pass, "fused_6ops_e7b9ec4194", 133, 16, 1, 1); // fused %935..%942 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
-    this.run(pass, "fused_8ops_96143d6626", 134, 16, 1, 1); // fused %943..%956 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
-    this.run(pass, "fused_7ops_ec685c1cce", 135, 16, 1, 1); // fused %957..%967 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_9ops_bb6dc85042", 136, 16, 1, 1); // fused %968..%982 blocks.0.think.gamma.value.matmul3.grad.permute0 .. blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
-    this.run(pass, "fused_10ops_329e413fcb", 137, 16, 1, 1); // fused %983..%998 blocks.0.think.gamma.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add5 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_e80e07fcc7", 138, 16, 1, 1); // fused %999..%1006 blocks.0.think.matmul5.grad.permute0 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 139, 16, 1, 1); // fused %1007..%1007 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 140, 1, 1, 1); // %1008 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8_plus", 141, 1, 1, 1); // %1010 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_10ops_b5296fdbc3", 142, 16, 1, 1); // fused %1012..%1027 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_9ops_bb6dc85042", 143, 16, 1, 1); // fused %1028..%1042 blocks.0.think.delta.value.matmul3.grad.permute0 .. blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
-    this.run(pass, "fused_10ops_329e413fcb", 144, 16, 1, 1); // fused %1043..%1058 blocks.0.think.delta.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add8 stdlib.mt:49-18
-    this.run(pass, "fused_1ops_e27698eeb2", 145, 16, 1, 1); // fused %1059..%1059 blocks.0.think.clamp1.grad.inrange0 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 146, 1, 1, 1); // %1060 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_5ops_170529b2fd", 147, 16, 1, 1); // fused %1061..%1067 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_13ops_731cf0ef16", 148, 16, 1, 1); // fused %1068..%1080 blocks.0.attn.add1.grad.add0 .. blocks.0.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_6ceb59d4f6", 149, 16, 1, 1); // fused %1081..%1094 blocks.0.attn.o.matmul3.grad.permute0 .. blocks.0.attn.reshape15.grad.reshape0 stdlib.mt:18-145
-    this.run(pass, "fused_8ops_c1237f7b00", 150, 16, 1, 1); // fused %1095..%1102 blocks.0.attn.permute11.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:145-144
-    this.run(pass, "attention_dq_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 151, 32, 1, 1); // %1103 blocks.0.attn.attention1.grad.attention0 stdlib.mt:144
-    this.run(pass, "attention_dk_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 152, 32, 1, 1); // %1104 blocks.0.attn.attention1.grad.attention1 stdlib.mt:144
-    this.run(pass, "attention_dv_s0p5_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 153, 32, 1, 1); // %1105 blocks.0.attn.attention1.grad.attention2 stdlib.mt:144
-    this.run(pass, "fused_8ops_cdfc40748b", 154, 16, 1, 1); // fused %1107..%1114 blocks.0.attn.matmul5.grad.permute0 .. blocks.0.attn.reshape11.grad.reshape0 stdlib.mt:143-139
-    this.run(pass, "fused_7ops_db8822728e", 155, 16, 1, 1); // fused %1115..%1123 blocks.0.attn.permute6.grad.add0 .. blocks.0.attn.v.reshape2.grad.reshape0 stdlib.mt:139-18
-    this.run(pass, "fused_10ops_fd941ae846", 156, 16, 1, 1); // fused %1124..%1139 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.k.reshape2.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_8ops_f4054b5ead", 157, 16, 1, 1); // fused %1140..%1151 blocks.0.attn.k.silu1.grad.silu_grad0 .. blocks.0.attn.q.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_10ops_7f44e80592", 158, 16, 1, 1); // fused %1152..%1167 blocks.0.attn.q.matmul3.grad.permute0 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "fused_18ops_1663bf6291", 159, 16, 1, 1); // fused %1170..%1187 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_0dd68843f4", 160, 16, 1, 1); // fused %1188..%1192 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_d724fe90ff", 161, 16, 1, 1); // fused %1193..%1195 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 162, 1, 1, 1); // %1196 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1_plus", 163, 1, 1, 1); // %1198 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_b2a248f4a0", 164, 16, 1, 1); // fused %1199..%1200 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 165, 1, 1, 1); // %1201 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8_plus", 166, 1, 1, 1); // %1204 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_60e3fab805", 167, 16, 1, 1); // fused %1203..%1208 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 168, 1, 1, 1); // %1209 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1_plus", 169, 1, 1, 1); // %1211 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_b2a248f4a0", 170, 16, 1, 1); // fused %1212..%1213 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 171, 1, 1, 1); // %1214 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8_plus", 172, 1, 1, 1); // %1217 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_551bd010b6", 173, 16, 1, 1); // fused %1216..%1220 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_6ops_873fd3aa28", 174, 16, 1, 1); // fused %1221..%1226 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 175, 1, 1, 1); // %1228 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 176, 1, 1, 1); // %1229 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_9a2c31b72b", 177, 16, 1, 1); // fused %1231..%1234 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 178, 1, 1, 1); // %1236 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 179, 1, 1, 1); // %1237 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_34fb304801", 180, 16, 1, 1); // fused %1239..%1243 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_5ops_cb9ff696eb", 181, 16, 1, 1); // fused %1246..%1252 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 182, 1, 1, 1); // %1254 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 183, 1, 1, 1); // %1255 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 184, 16, 1, 1); // fused %1257..%1258 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 185, 1, 1, 1); // %1261 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 186, 1, 1, 1); // %1265 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_c1f4be399e", 187, 16, 1, 1); // fused %1263..%1270 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 188, 1, 1, 1); // %1272 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 189, 1, 1, 1); // %1273 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 190, 16, 1, 1); // fused %1275..%1276 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 191, 1, 1, 1); // %1279 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 192, 1, 1, 1); // %1283 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_c65e85a7db", 193, 16, 1, 1); // fused %1281..%1289 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 194, 1, 1, 1); // %1291 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 195, 1, 1, 1); // %1292 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 196, 16, 1, 1); // fused %1294..%1295 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 197, 1, 1, 1); // %1298 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 198, 1, 1, 1); // %1302 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_ff0981dc39", 199, 16, 1, 1); // fused %1300..%1305 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_c2d6dc571c", 200, 16, 1, 1); // fused %1306..%1311 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 201, 16, 1, 1); // fused %1312..%1312 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 202, 1, 1, 1); // %1313 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8_plus", 203, 1, 1, 1); // %1315 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 204, 1, 1, 1); // %1320 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 205, 1, 1, 1); // %1321 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_b15a003bcf", 206, 16, 1, 1); // fused %1317..%1324 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 207, 1, 1, 1); // %1327 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 208, 1, 1, 1); // %1331 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_c1f4be399e", 209, 16, 1, 1); // fused %1329..%1336 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 210, 1, 1, 1); // %1338 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 211, 1, 1, 1); // %1339 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 212, 16, 1, 1); // fused %1341..%1342 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 213, 1, 1, 1); // %1345 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 214, 1, 1, 1); // %1349 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_c65e85a7db", 215, 16, 1, 1); // fused %1347..%1355 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 216, 1, 1, 1); // %1357 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 217, 1, 1, 1); // %1358 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 218, 16, 1, 1); // fused %1360..%1361 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 219, 1, 1, 1); // %1364 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 220, 1, 1, 1); // %1368 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_ac73c0e795", 221, 16, 1, 1); // fused %1366..%1370 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 222, 1, 1, 1); // %1371 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 223, 1, 1, 1); // %1372 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_7f870f82ec", 224, 16, 1, 1); // fused %1373..%1374 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 225, 1, 1, 1); // %1375 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8_plus", 226, 1, 1, 1); // %1377 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_b89afa33bc", 227, 16, 1, 1); // fused %1378..%1395 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 228, 1, 1, 1); // %1397 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 229, 1, 1, 1); // %1398 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 230, 16, 1, 1); // fused %1400..%1401 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 231, 1, 1, 1); // %1404 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 232, 1, 1, 1); // %1408 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_0e24f496d5", 233, 16, 1, 1); // fused %1406..%1409 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-145
-    this.run(pass, "fused_8ops_c1237f7b00", 234, 16, 1, 1); // fused %1410..%1417 blocks.1.attn.permute5.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:145-144
-    this.run(pass, "attention_dq_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 235, 32, 1, 1); // %1418 blocks.1.attn.attention0.grad.attention0 stdlib.mt:144
-    this.run(pass, "attention_dk_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 236, 32, 1, 1); // %1419 blocks.1.attn.attention0.grad.attention1 stdlib.mt:144
-    this.run(pass, "attention_dv_s0p5_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 237, 32, 1, 1); // %1420 blocks.1.attn.attention0.grad.attention2 stdlib.mt:144
-    this.run(pass, "fused_8ops_cdfc40748b", 238, 16, 1, 1); // fused %1422..%1429 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:143-139
-    this.run(pass, "fused_6ops_db8822728e", 239, 16, 1, 1); // fused %1430..%1435 blocks.1.attn.permute0.grad.add0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:139-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 240, 1, 1, 1); // %1437 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 241, 1, 1, 1); // %1438 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 242, 16, 1, 1); // fused %1440..%1441 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 243, 1, 1, 1); // %1444 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 244, 1, 1, 1); // %1448 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_d5762dec6f", 245, 16, 1, 1); // fused %1446..%1453 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 246, 1, 1, 1); // %1455 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 247, 1, 1, 1); // %1456 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 248, 16, 1, 1); // fused %1458..%1459 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 249, 1, 1, 1); // %1462 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 250, 1, 1, 1); // %1466 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_ad9234e503", 251, 16, 1, 1); // fused %1464..%1472 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 252, 1, 1, 1); // %1474 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 253, 1, 1, 1); // %1475 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 254, 16, 1, 1); // fused %1477..%1478 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 255, 1, 1, 1); // %1481 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 256, 1, 1, 1); // %1485 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_938afc05ff", 257, 16, 1, 1); // fused %1483..%1488 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 258, 1, 1, 1); // %1489 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8_plus", 259, 1, 1, 1); // %1491 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_af046a5624", 260, 16, 1, 1); // fused %1492..%1509 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_0dd68843f4", 261, 16, 1, 1); // fused %1510..%1514 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_d724fe90ff", 262, 16, 1, 1); // fused %1515..%1517 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 263, 1, 1, 1); // %1518 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1_plus", 264, 1, 1, 1); // %1520 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_b2a248f4a0", 265, 16, 1, 1); // fused %1521..%1522 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 266, 1, 1, 1); // %1523 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8_plus", 267, 1, 1, 1); // %1526 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_60e3fab805", 268, 16, 1, 1); // fused %1525..%1530 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 269, 1, 1, 1); // %1531 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1_plus", 270, 1, 1, 1); // %1533 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_b2a248f4a0", 271, 16, 1, 1); // fused %1534..%1535 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 272, 1, 1, 1); // %1536 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8_plus", 273, 1, 1, 1); // %1539 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_551bd010b6", 274, 16, 1, 1); // fused %1538..%1542 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_6ops_873fd3aa28", 275, 16, 1, 1); // fused %1543..%1548 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 276, 1, 1, 1); // %1550 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 277, 1, 1, 1); // %1551 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_9a2c31b72b", 278, 16, 1, 1); // fused %1553..%1556 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 279, 1, 1, 1); // %1558 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 280, 1, 1, 1); // %1559 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_34fb304801", 281, 16, 1, 1); // fused %1561..%1565 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_5ops_cb9ff696eb", 282, 16, 1, 1); // fused %1568..%1574 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 283, 1, 1, 1); // %1576 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 284, 1, 1, 1); // %1577 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 285, 16, 1, 1); // fused %1579..%1580 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 286, 1, 1, 1); // %1583 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 287, 1, 1, 1); // %1587 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_c1f4be399e", 288, 16, 1, 1); // fused %1585..%1592 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 289, 1, 1, 1); // %1594 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 290, 1, 1, 1); // %1595 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 291, 16, 1, 1); // fused %1597..%1598 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 292, 1, 1, 1); // %1601 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 293, 1, 1, 1); // %1605 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_c65e85a7db", 294, 16, 1, 1); // fused %1603..%1611 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 295, 1, 1, 1); // %1613 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 296, 1, 1, 1); // %1614 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 297, 16, 1, 1); // fused %1616..%1617 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 298, 1, 1, 1); // %1620 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 299, 1, 1, 1); // %1624 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_ff0981dc39", 300, 16, 1, 1); // fused %1622..%1627 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_c2d6dc571c", 301, 16, 1, 1); // fused %1628..%1633 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 302, 16, 1, 1); // fused %1634..%1634 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 303, 1, 1, 1); // %1635 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8_plus", 304, 1, 1, 1); // %1637 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 305, 1, 1, 1); // %1642 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 306, 1, 1, 1); // %1643 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_b15a003bcf", 307, 16, 1, 1); // fused %1639..%1646 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 308, 1, 1, 1); // %1649 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 309, 1, 1, 1); // %1653 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_c1f4be399e", 310, 16, 1, 1); // fused %1651..%1658 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 311, 1, 1, 1); // %1660 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 312, 1, 1, 1); // %1661 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 313, 16, 1, 1); // fused %1663..%1664 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 314, 1, 1, 1); // %1667 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 315, 1, 1, 1); // %1671 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_c65e85a7db", 316, 16, 1, 1); // fused %1669..%1677 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 317, 1, 1, 1); // %1679 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 318, 1, 1, 1); // %1680 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 319, 16, 1, 1); // fused %1682..%1683 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 320, 1, 1, 1); // %1686 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 321, 1, 1, 1); // %1690 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_ac73c0e795", 322, 16, 1, 1); // fused %1688..%1692 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 323, 1, 1, 1); // %1693 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 324, 1, 1, 1); // %1694 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_7f870f82ec", 325, 16, 1, 1); // fused %1695..%1696 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 326, 1, 1, 1); // %1697 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8_plus", 327, 1, 1, 1); // %1699 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_b89afa33bc", 328, 16, 1, 1); // fused %1700..%1717 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 329, 1, 1, 1); // %1719 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 330, 1, 1, 1); // %1720 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 331, 16, 1, 1); // fused %1722..%1723 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 332, 1, 1, 1); // %1726 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 333, 1, 1, 1); // %1730 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_0e24f496d5", 334, 16, 1, 1); // fused %1728..%1731 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-145
-    this.run(pass, "fused_8ops_c1237f7b00", 335, 16, 1, 1); // fused %1732..%1739 blocks.0.attn.permute5.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:145-144
-    this.run(pass, "attention_dq_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 336, 32, 1, 1); // %1740 blocks.0.attn.attention0.grad.attention0 stdlib.mt:144
-    this.run(pass, "attention_dk_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 337, 32, 1, 1); // %1741 blocks.0.attn.attention0.grad.attention1 stdlib.mt:144
-    this.run(pass, "attention_dv_s0p5_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 338, 32, 1, 1); // %1742 blocks.0.attn.attention0.grad.attention2 stdlib.mt:144
-    this.run(pass, "fused_8ops_cdfc40748b", 339, 16, 1, 1); // fused %1744..%1751 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:143-139
-    this.run(pass, "fused_6ops_db8822728e", 340, 16, 1, 1); // fused %1752..%1757 blocks.0.attn.permute0.grad.add0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:139-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 341, 1, 1, 1); // %1759 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 342, 1, 1, 1); // %1760 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 343, 16, 1, 1); // fused %1762..%1763 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 344, 1, 1, 1); // %1766 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 345, 1, 1, 1); // %1770 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_d5762dec6f", 346, 16, 1, 1); // fused %1768..%1775 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 347, 1, 1, 1); // %1777 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 348, 1, 1, 1); // %1778 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 349, 16, 1, 1); // fused %1780..%1781 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 350, 1, 1, 1); // %1784 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 351, 1, 1, 1); // %1788 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_ad9234e503", 352, 16, 1, 1); // fused %1786..%1794 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 353, 1, 1, 1); // %1796 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 354, 1, 1, 1); // %1797 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 355, 16, 1, 1); // fused %1799..%1800 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 356, 1, 1, 1); // %1803 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 357, 1, 1, 1); // %1807 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_938afc05ff", 358, 16, 1, 1); // fused %1805..%1810 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 359, 1, 1, 1); // %1811 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8_plus", 360, 1, 1, 1); // %1813 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_15ops_059cd5cf52", 361, 16, 1, 1); // fused %1814..%1828 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "sum_a0_16x64x8x8", 362, 64, 1, 1); // %1829 embed.add0.grad.sum0 stdlib.mt:96
-    this.run(pass, "permute_021_64x1x8", 363, 2, 1, 1); // %1832 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "fused_1ops_b127ed186b", 364, 16, 1, 1); // fused %1831..%1831 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x8_64x8x1", 365, 1, 1, 1); // %1833 embed.matmul1.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_021_64x8x1", 366, 2, 1, 1); // %1834 embed.matmul1.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_64x1x8_64x8x8", 367, 1, 1, 1); // %1835 embed.matmul1.grad.matmul1 stdlib.mt:96
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 368, 2, 1, 1); // %1841 embed.slice1.grad.pad0 stdlib.mt:95
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 369, 2, 1, 1); // %1843 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "fused_5ops_19d08c3807", 370, 16, 1, 1); // fused %1836..%1844 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 371, 4, 1, 1); // %1845 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 372, 4, 1, 1); // %1847 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    this.run(pass, "fused_3ops_d724fe90ff", 99, 16, 1, 1); // fused %607..%609 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 100, 1, 1, 1); // %610 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_b2a248f4a0", 101, 16, 1, 1); // fused %612..%613 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 102, 1, 1, 1); // %614 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_60e3fab805", 103, 16, 1, 1); // fused %616..%620 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 104, 1, 1, 1); // %621 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_b2a248f4a0", 105, 16, 1, 1); // fused %623..%624 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 106, 1, 1, 1); // %625 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_551bd010b6", 107, 16, 1, 1); // fused %627..%630 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_9ops_c45fa0d8e8", 108, 16, 1, 1); // fused %631..%641 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 109, 1, 1, 1); // %638 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 110, 1, 1, 1); // %645 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_6ops_e7b9ec4194", 111, 16, 1, 1); // fused %642..%649 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_4ops_b11a24a27b", 112, 16, 1, 1); // fused %650..%655 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:69-49
+    this.run(pass, "sum_a0123_16x64x8x8", 113, 1, 1, 1); // %656 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 114, 1, 1, 1); // %662 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_5ops_b15a003bcf", 115, 16, 1, 1); // fused %659..%665 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 116, 1, 1, 1); // %668 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1f4be399e", 117, 16, 1, 1); // fused %670..%679 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 118, 1, 1, 1); // %678 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 119, 16, 1, 1); // fused %680..%681 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 120, 1, 1, 1); // %684 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c65e85a7db", 121, 16, 1, 1); // fused %686..%696 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 122, 1, 1, 1); // %695 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 123, 16, 1, 1); // fused %697..%698 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 124, 1, 1, 1); // %701 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_ff0981dc39", 125, 16, 1, 1); // fused %703..%707 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_c2d6dc571c", 126, 16, 1, 1); // fused %708..%713 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_5ops_6c2dc27178", 127, 16, 1, 1); // fused %714..%723 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.up.reshape2.grad.reshape0 stdlib.mt:49-18
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 128, 1, 1, 1); // %717 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 129, 1, 1, 1); // %722 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 130, 16, 1, 1); // fused %724..%725 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 131, 1, 1, 1); // %728 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1f4be399e", 132, 16, 1, 1); // fused %730..%739 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 133, 1, 1, 1); // %738 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 134, 16, 1, 1); // fused %740..%741 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 135, 1, 1, 1); // %744 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c65e85a7db", 136, 16, 1, 1); // fused %746..%756 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 137, 1, 1, 1); // %755 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 138, 16, 1, 1); // fused %757..%758 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 139, 1, 1, 1); // %761 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_ac73c0e795", 140, 16, 1, 1); // fused %763..%766 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 141, 1, 1, 1); // %767 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_7f870f82ec", 142, 16, 1, 1); // fused %768..%769 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 143, 1, 1, 1); // %770 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_19ops_b89afa33bc", 144, 16, 1, 1); // fused %772..%792 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.reshape2.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 145, 1, 1, 1); // %791 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 146, 16, 1, 1); // fused %793..%794 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 147, 1, 1, 1); // %797 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_0e24f496d5", 148, 16, 1, 1); // fused %799..%801 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape15.grad.reshape0 stdlib.mt:18-145
+    this.run(pass, "fused_8ops_c1237f7b00", 149, 16, 1, 1); // fused %802..%809 blocks.1.attn.permute11.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:145-144
+    this.run(pass, "attention_dq_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 150, 32, 1, 1); // %810 blocks.1.attn.attention1.grad.attention0 stdlib.mt:144
+    this.run(pass, "attention_dk_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 151, 32, 1, 1); // %811 blocks.1.attn.attention1.grad.attention1 stdlib.mt:144
+    this.run(pass, "attention_dv_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 152, 32, 1, 1); // %812 blocks.1.attn.attention1.grad.attention2 stdlib.mt:144
+    this.run(pass, "fused_8ops_cdfc40748b", 153, 16, 1, 1); // fused %814..%821 blocks.1.attn.matmul5.grad.permute0 .. blocks.1.attn.reshape11.grad.reshape0 stdlib.mt:143-139
+    this.run(pass, "fused_7ops_db8822728e", 154, 16, 1, 1); // fused %822..%830 blocks.1.attn.permute6.grad.add0 .. blocks.1.attn.v.reshape2.grad.reshape0 stdlib.mt:139-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 155, 1, 1, 1); // %829 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 156, 16, 1, 1); // fused %831..%832 blocks.1.attn.v.silu1.grad.silu_grad0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 157, 1, 1, 1); // %835 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_10ops_15988cb44d", 158, 16, 1, 1); // fused %837..%848 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 159, 1, 1, 1); // %845 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 160, 1, 1, 1); // %851 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_ad9234e503", 161, 16, 1, 1); // fused %853..%863 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 162, 1, 1, 1); // %862 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 163, 16, 1, 1); // fused %864..%865 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 164, 1, 1, 1); // %868 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_938afc05ff", 165, 16, 1, 1); // fused %870..%874 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 166, 1, 1, 1); // %875 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_89f03add1e", 167, 16, 1, 1); // fused %877..%894 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_0dd68843f4", 168, 16, 1, 1); // fused %895..%899 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_d724fe90ff", 169, 16, 1, 1); // fused %900..%902 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 170, 1, 1, 1); // %903 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_b2a248f4a0", 171, 16, 1, 1); // fused %905..%906 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 172, 1, 1, 1); // %907 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_60e3fab805", 173, 16, 1, 1); // fused %909..%913 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 174, 1, 1, 1); // %914 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_b2a248f4a0", 175, 16, 1, 1); // fused %916..%917 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 176, 1, 1, 1); // %918 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_551bd010b6", 177, 16, 1, 1); // fused %920..%923 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_9ops_c45fa0d8e8", 178, 16, 1, 1); // fused %924..%934 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 179, 1, 1, 1); // %931 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 180, 1, 1, 1); // %938 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_6ops_e7b9ec4194", 181, 16, 1, 1); // fused %935..%942 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_4ops_b11a24a27b", 182, 16, 1, 1); // fused %943..%948 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:69-49
+    this.run(pass, "sum_a0123_16x64x8x8", 183, 1, 1, 1); // %949 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 184, 1, 1, 1); // %955 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_5ops_b15a003bcf", 185, 16, 1, 1); // fused %952..%958 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 186, 1, 1, 1); // %961 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1f4be399e", 187, 16, 1, 1); // fused %963..%972 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 188, 1, 1, 1); // %971 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 189, 16, 1, 1); // fused %973..%974 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 190, 1, 1, 1); // %977 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c65e85a7db", 191, 16, 1, 1); // fused %979..%989 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 192, 1, 1, 1); // %988 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 193, 16, 1, 1); // fused %990..%991 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 194, 1, 1, 1); // %994 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_ff0981dc39", 195, 16, 1, 1); // fused %996..%1000 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_c2d6dc571c", 196, 16, 1, 1); // fused %1001..%1006 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_5ops_6c2dc27178", 197, 16, 1, 1); // fused %1007..%1016 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.up.reshape2.grad.reshape0 stdlib.mt:49-18
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 198, 1, 1, 1); // %1010 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 199, 1, 1, 1); // %1015 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 200, 16, 1, 1); // fused %1017..%1018 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 201, 1, 1, 1); // %1021 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1f4be399e", 202, 16, 1, 1); // fused %1023..%1032 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 203, 1, 1, 1); // %1031 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 204, 16, 1, 1); // fused %1033..%1034 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 205, 1, 1, 1); // %1037 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c65e85a7db", 206, 16, 1, 1); // fused %1039..%1049 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 207, 1, 1, 1); // %1048 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 208, 16, 1, 1); // fused %1050..%1051 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 209, 1, 1, 1); // %1054 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_ac73c0e795", 210, 16, 1, 1); // fused %1056..%1059 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 211, 1, 1, 1); // %1060 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_7f870f82ec", 212, 16, 1, 1); // fused %1061..%1062 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 213, 1, 1, 1); // %1063 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_19ops_b89afa33bc", 214, 16, 1, 1); // fused %1065..%1085 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.reshape2.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 215, 1, 1, 1); // %1084 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 216, 16, 1, 1); // fused %1086..%1087 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 217, 1, 1, 1); // %1090 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_0e24f496d5", 218, 16, 1, 1); // fused %1092..%1094 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape15.grad.reshape0 stdlib.mt:18-145
+    this.run(pass, "fused_8ops_c1237f7b00", 219, 16, 1, 1); // fused %1095..%1102 blocks.0.attn.permute11.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:145-144
+    this.run(pass, "attention_dq_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 220, 32, 1, 1); // %1103 blocks.0.attn.attention1.grad.attention0 stdlib.mt:144
+    this.run(pass, "attention_dk_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 221, 32, 1, 1); // %1104 blocks.0.attn.attention1.grad.attention1 stdlib.mt:144
+    this.run(pass, "attention_dv_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 222, 32, 1, 1); // %1105 blocks.0.attn.attention1.grad.attention2 stdlib.mt:144
+    this.run(pass, "fused_8ops_cdfc40748b", 223, 16, 1, 1); // fused %1107..%1114 blocks.0.attn.matmul5.grad.permute0 .. blocks.0.attn.reshape11.grad.reshape0 stdlib.mt:143-139
+    this.run(pass, "fused_7ops_db8822728e", 224, 16, 1, 1); // fused %1115..%1123 blocks.0.attn.permute6.grad.add0 .. blocks.0.attn.v.reshape2.grad.reshape0 stdlib.mt:139-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 225, 1, 1, 1); // %1122 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 226, 16, 1, 1); // fused %1124..%1125 blocks.0.attn.v.silu1.grad.silu_grad0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 227, 1, 1, 1); // %1128 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_10ops_15988cb44d", 228, 16, 1, 1); // fused %1130..%1141 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 229, 1, 1, 1); // %1138 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 230, 1, 1, 1); // %1144 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_ad9234e503", 231, 16, 1, 1); // fused %1146..%1156 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 232, 1, 1, 1); // %1155 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 233, 16, 1, 1); // fused %1157..%1158 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 234, 1, 1, 1); // %1161 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_938afc05ff", 235, 16, 1, 1); // fused %1163..%1167 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 236, 1, 1, 1); // %1168 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_89f03add1e", 237, 16, 1, 1); // fused %1170..%1187 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_0dd68843f4", 238, 16, 1, 1); // fused %1188..%1192 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_7ops_c1c7224ad4", 239, 16, 1, 1); // fused %1193..%1205 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 240, 1, 1, 1); // %1198 param61.grad.add0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8_plus", 241, 1, 1, 1); // %1204 param60.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_7ops_c1c7224ad4", 242, 16, 1, 1); // fused %1206..%1218 blocks.1.think.sigmoid0.grad.square0 .. blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 243, 1, 1, 1); // %1211 param59.grad.add0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8_plus", 244, 1, 1, 1); // %1217 param58.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_11ops_8abf409c21", 245, 16, 1, 1); // fused %1219..%1232 blocks.1.think.matmul4.grad.permute0 .. blocks.1.think.reshape1.grad.reshape0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 246, 1, 1, 1); // %1229 param56.grad.add0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 247, 1, 1, 1); // %1237 param57.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_6ops_e7b9ec4194", 248, 16, 1, 1); // fused %1233..%1241 blocks.1.think.matmul2.grad.permute0 .. blocks.1.think.matmul1.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_4ops_b11a24a27b", 249, 16, 1, 1); // fused %1242..%1247 blocks.1.think.matmul1.grad.permute1 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:69-49
+    this.run(pass, "sum_a0123_16x64x8x8", 250, 1, 1, 1); // %1248 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 251, 1, 1, 1); // %1255 param54.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_b5296fdbc3", 252, 16, 1, 1); // fused %1251..%1268 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.value.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 253, 1, 1, 1); // %1265 param53.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 254, 1, 1, 1); // %1273 param52.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_9ops_bb6dc85042", 255, 16, 1, 1); // fused %1269..%1285 blocks.1.think.gamma.value.matmul1.grad.permute0 .. blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 256, 1, 1, 1); // %1283 param51.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_329e413fcb", 257, 16, 1, 1); // fused %1286..%1303 blocks.1.think.gamma.silu0.grad.mul0 .. blocks.1.think.norm.mul2.grad.add5 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 258, 1, 1, 1); // %1292 param50.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 259, 1, 1, 1); // %1302 param49.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_6ops_e80e07fcc7", 260, 16, 1, 1); // fused %1304..%1311 blocks.1.think.matmul0.grad.permute0 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_5ops_6c2dc27178", 261, 16, 1, 1); // fused %1312..%1322 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.up.reshape0.grad.reshape0 stdlib.mt:49-18
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 262, 1, 1, 1); // %1315 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 263, 1, 1, 1); // %1321 param48.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_ec685c1cce", 264, 16, 1, 1); // fused %1323..%1334 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 265, 1, 1, 1); // %1331 param47.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 266, 1, 1, 1); // %1339 param46.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_9ops_bb6dc85042", 267, 16, 1, 1); // fused %1335..%1351 blocks.1.think.delta.value.matmul1.grad.permute0 .. blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 268, 1, 1, 1); // %1349 param45.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_329e413fcb", 269, 16, 1, 1); // fused %1352..%1369 blocks.1.think.delta.silu0.grad.mul0 .. blocks.1.think.norm.mul2.grad.add8 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 270, 1, 1, 1); // %1358 param44.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 271, 1, 1, 1); // %1368 param43.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_1ops_e27698eeb2", 272, 16, 1, 1); // fused %1370..%1370 blocks.1.think.clamp0.grad.inrange0 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 273, 1, 1, 1); // %1371 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 274, 1, 1, 1); // %1372 param55.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_5ops_170529b2fd", 275, 16, 1, 1); // fused %1373..%1380 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 276, 1, 1, 1); // %1377 param42.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_13ops_731cf0ef16", 277, 16, 1, 1); // fused %1381..%1393 blocks.1.attn.add0.grad.add0 .. blocks.1.attn.o.reshape1.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 278, 1, 1, 1); // %1398 param41.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_6ceb59d4f6", 279, 16, 1, 1); // fused %1394..%1409 blocks.1.attn.o.matmul1.grad.permute0 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-145
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 280, 1, 1, 1); // %1408 param40.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1237f7b00", 281, 16, 1, 1); // fused %1410..%1417 blocks.1.attn.permute5.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:145-144
+    this.run(pass, "attention_dq_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 282, 32, 1, 1); // %1418 blocks.1.attn.attention0.grad.attention0 stdlib.mt:144
+    this.run(pass, "attention_dk_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 283, 32, 1, 1); // %1419 blocks.1.attn.attention0.grad.attention1 stdlib.mt:144
+    this.run(pass, "attention_dv_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 284, 32, 1, 1); // %1420 blocks.1.attn.attention0.grad.attention2 stdlib.mt:144
+    this.run(pass, "fused_8ops_cdfc40748b", 285, 16, 1, 1); // fused %1422..%1429 blocks.1.attn.matmul1.grad.permute0 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:143-139
+    this.run(pass, "fused_7ops_db8822728e", 286, 16, 1, 1); // fused %1430..%1439 blocks.1.attn.permute0.grad.add0 .. blocks.1.attn.v.reshape0.grad.reshape0 stdlib.mt:139-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 287, 1, 1, 1); // %1438 param39.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_fd941ae846", 288, 16, 1, 1); // fused %1440..%1457 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.k.reshape0.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 289, 1, 1, 1); // %1448 param38.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 290, 1, 1, 1); // %1456 param37.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_f4054b5ead", 291, 16, 1, 1); // fused %1458..%1470 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.q.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 292, 1, 1, 1); // %1466 param36.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 293, 1, 1, 1); // %1475 param35.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_7f44e80592", 294, 16, 1, 1); // fused %1471..%1488 blocks.1.attn.q.matmul1.grad.permute0 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 295, 1, 1, 1); // %1485 param34.grad.add0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8_plus", 296, 1, 1, 1); // %1491 param33.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_89f03add1e", 297, 16, 1, 1); // fused %1492..%1509 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_0dd68843f4", 298, 16, 1, 1); // fused %1510..%1514 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_7ops_c1c7224ad4", 299, 16, 1, 1); // fused %1515..%1527 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 300, 1, 1, 1); // %1520 param32.grad.add0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8_plus", 301, 1, 1, 1); // %1526 param31.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_7ops_c1c7224ad4", 302, 16, 1, 1); // fused %1528..%1540 blocks.0.think.sigmoid0.grad.square0 .. blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 303, 1, 1, 1); // %1533 param30.grad.add0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8_plus", 304, 1, 1, 1); // %1539 param29.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_11ops_8abf409c21", 305, 16, 1, 1); // fused %1541..%1554 blocks.0.think.matmul4.grad.permute0 .. blocks.0.think.reshape1.grad.reshape0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 306, 1, 1, 1); // %1551 param27.grad.add0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 307, 1, 1, 1); // %1559 param28.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_6ops_e7b9ec4194", 308, 16, 1, 1); // fused %1555..%1563 blocks.0.think.matmul2.grad.permute0 .. blocks.0.think.matmul1.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_4ops_b11a24a27b", 309, 16, 1, 1); // fused %1564..%1569 blocks.0.think.matmul1.grad.permute1 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:69-49
+    this.run(pass, "sum_a0123_16x64x8x8", 310, 1, 1, 1); // %1570 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 311, 1, 1, 1); // %1577 param25.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_b5296fdbc3", 312, 16, 1, 1); // fused %1573..%1590 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.value.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 313, 1, 1, 1); // %1587 param24.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 314, 1, 1, 1); // %1595 param23.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_9ops_bb6dc85042", 315, 16, 1, 1); // fused %1591..%1607 blocks.0.think.gamma.value.matmul1.grad.permute0 .. blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 316, 1, 1, 1); // %1605 param22.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_329e413fcb", 317, 16, 1, 1); // fused %1608..%1625 blocks.0.think.gamma.silu0.grad.mul0 .. blocks.0.think.norm.mul2.grad.add5 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 318, 1, 1, 1); // %1614 param21.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 319, 1, 1, 1); // %1624 param20.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_6ops_e80e07fcc7", 320, 16, 1, 1); // fused %1626..%1633 blocks.0.think.matmul0.grad.permute0 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_5ops_6c2dc27178", 321, 16, 1, 1); // fused %1634..%1644 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.up.reshape0.grad.reshape0 stdlib.mt:49-18
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 322, 1, 1, 1); // %1637 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 323, 1, 1, 1); // %1643 param19.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_ec685c1cce", 324, 16, 1, 1); // fused %1645..%1656 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 325, 1, 1, 1); // %1653 param18.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 326, 1, 1, 1); // %1661 param17.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_9ops_bb6dc85042", 327, 16, 1, 1); // fused %1657..%1673 blocks.0.think.delta.value.matmul1.grad.permute0 .. blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 328, 1, 1, 1); // %1671 param16.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_329e413fcb", 329, 16, 1, 1); // fused %1674..%1691 blocks.0.think.delta.silu0.grad.mul0 .. blocks.0.think.norm.mul2.grad.add8 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 330, 1, 1, 1); // %1680 param15.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 331, 1, 1, 1); // %1690 param14.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_1ops_e27698eeb2", 332, 16, 1, 1); // fused %1692..%1692 blocks.0.think.clamp0.grad.inrange0 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 333, 1, 1, 1); // %1693 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 334, 1, 1, 1); // %1694 param26.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_5ops_170529b2fd", 335, 16, 1, 1); // fused %1695..%1702 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 336, 1, 1, 1); // %1699 param13.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_13ops_731cf0ef16", 337, 16, 1, 1); // fused %1703..%1715 blocks.0.attn.add0.grad.add0 .. blocks.0.attn.o.reshape1.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 338, 1, 1, 1); // %1720 param12.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_6ceb59d4f6", 339, 16, 1, 1); // fused %1716..%1731 blocks.0.attn.o.matmul1.grad.permute0 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-145
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 340, 1, 1, 1); // %1730 param11.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1237f7b00", 341, 16, 1, 1); // fused %1732..%1739 blocks.0.attn.permute5.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:145-144
+    this.run(pass, "attention_dq_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 342, 32, 1, 1); // %1740 blocks.0.attn.attention0.grad.attention0 stdlib.mt:144
+    this.run(pass, "attention_dk_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x64_16x2x64x1_16x2x64x64_16x2x64x1", 343, 32, 1, 1); // %1741 blocks.0.attn.attention0.grad.attention1 stdlib.mt:144
+    this.run(pass, "attention_dv_s0p5_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x64", 344, 32, 1, 1); // %1742 blocks.0.attn.attention0.grad.attention2 stdlib.mt:144
+    this.run(pass, "fused_8ops_cdfc40748b", 345, 16, 1, 1); // fused %1744..%1751 blocks.0.attn.matmul1.grad.permute0 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:143-139
+    this.run(pass, "fused_7ops_db8822728e", 346, 16, 1, 1); // fused %1752..%1761 blocks.0.attn.permute0.grad.add0 .. blocks.0.attn.v.reshape0.grad.reshape0 stdlib.mt:139-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 347, 1, 1, 1); // %1760 param10.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_fd941ae846", 348, 16, 1, 1); // fused %1762..%1779 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.k.reshape0.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 349, 1, 1, 1); // %1770 param9.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 350, 1, 1, 1); // %1778 param8.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_f4054b5ead", 351, 16, 1, 1); // fused %1780..%1792 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.q.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 352, 1, 1, 1); // %1788 param7.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 353, 1, 1, 1); // %1797 param6.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_7f44e80592", 354, 16, 1, 1); // fused %1793..%1810 blocks.0.attn.q.matmul1.grad.permute0 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 355, 1, 1, 1); // %1807 param5.grad.add0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8_plus", 356, 1, 1, 1); // %1813 param4.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_15ops_059cd5cf52", 357, 16, 1, 1); // fused %1814..%1828 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    this.run(pass, "sum_a0_16x64x8x8", 358, 64, 1, 1); // %1829 embed.add0.grad.sum0 stdlib.mt:96
+    this.run(pass, "permute_021_64x1x8", 359, 2, 1, 1); // %1832 embed.matmul1.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_1ops_b127ed186b", 360, 16, 1, 1); // fused %1831..%1831 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "matmul_64x8x8_64x8x1", 361, 1, 1, 1); // %1833 embed.matmul1.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_021_64x8x1", 362, 2, 1, 1); // %1834 embed.matmul1.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_64x1x8_64x8x8", 363, 1, 1, 1); // %1835 embed.matmul1.grad.matmul1 stdlib.mt:96
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 364, 2, 1, 1); // %1841 embed.slice1.grad.pad0 stdlib.mt:95
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 365, 2, 1, 1); // %1843 embed.slice0.grad.pad0 stdlib.mt:94
+    this.run(pass, "fused_5ops_19d08c3807", 366, 16, 1, 1); // fused %1836..%1844 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 367, 4, 1, 1); // %1845 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 368, 4, 1, 1); // %1847 embed.gather0.grad.scatter_add0 stdlib.mt:92
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_17600", 373, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
-    this.run(pass, "gradnorm_total_5", 374, 1, 1, 1); // global gradient L2 norm from 5 partial sums
-    this.run(pass, "adamw_17600", 375, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
+    this.run(pass, "gradnorm_partial_17600", 369, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
+    this.run(pass, "gradnorm_total_5", 370, 1, 1, 1); // global gradient L2 norm from 5 partial sums
+    this.run(pass, "adamw_17600", 371, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
   }
 }

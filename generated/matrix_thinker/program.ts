@@ -132,23 +132,11 @@ export const layout = {
   "kernels": [
     "adamw_17600",
     "affine_s0p1_b0_64x8x8",
-    "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
-    "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
-    "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
-    "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
+    "attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
     "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1",
-    "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
-    "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
-    "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
-    "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
+    "attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
     "binary_add_s_s",
     "binary_mul_s_s",
     "contract_16x64x256x1_s16384_256_1_1_16x64x1x32_s2048_32_1_1_sum_01",
@@ -160,12 +148,10 @@ export const layout = {
     "contract_8x8192_s1_8_8192x8_s8_1_sum_none",
     "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus",
     "cross_entropy_16x64x256_16x64i",
-    "fused_10ops_03aea58b11",
-    "fused_10ops_0813fec119",
     "fused_10ops_329e413fcb",
-    "fused_10ops_3fab95aa73",
+    "fused_10ops_63c5694c83",
+    "fused_10ops_719c6997b8",
     "fused_10ops_7f44e80592",
-    "fused_10ops_aabfd433ed",
     "fused_10ops_b5296fdbc3",
     "fused_10ops_d9bea6e74d",
     "fused_11ops_2c473fdf9f",
@@ -176,13 +162,10 @@ export const layout = {
     "fused_13ops_731cf0ef16",
     "fused_13ops_965dd1c902",
     "fused_15ops_059cd5cf52",
-    "fused_17ops_10b7c91650",
-    "fused_18ops_1663bf6291",
-    "fused_18ops_94812fe2ab",
-    "fused_18ops_af046a5624",
-    "fused_18ops_b89afa33bc",
+    "fused_17ops_f622d2cf20",
+    "fused_18ops_89f03add1e",
+    "fused_19ops_b89afa33bc",
     "fused_1ops_5d2ec40eca",
-    "fused_1ops_ab457c8f23",
     "fused_1ops_b127ed186b",
     "fused_1ops_cc63f4d573",
     "fused_1ops_e27698eeb2",
@@ -195,39 +178,36 @@ export const layout = {
     "fused_3ops_c265e1af37",
     "fused_3ops_d724fe90ff",
     "fused_4ops_551bd010b6",
-    "fused_4ops_9a2c31b72b",
     "fused_4ops_ac73c0e795",
+    "fused_4ops_b11a24a27b",
     "fused_4ops_bc81b91933",
     "fused_4ops_c2d6dc571c",
     "fused_5ops_0dd68843f4",
     "fused_5ops_170529b2fd",
     "fused_5ops_19d08c3807",
-    "fused_5ops_34fb304801",
-    "fused_5ops_511e7d40e8",
     "fused_5ops_60e3fab805",
+    "fused_5ops_6c2dc27178",
     "fused_5ops_938afc05ff",
     "fused_5ops_b15a003bcf",
-    "fused_5ops_cb9ff696eb",
     "fused_5ops_ff0981dc39",
     "fused_6ops_2332c11670",
     "fused_6ops_2a7906b1c0",
     "fused_6ops_4321a7b9ab",
-    "fused_6ops_873fd3aa28",
     "fused_6ops_8fce6fc479",
     "fused_6ops_ba693b4763",
     "fused_6ops_e7b9ec4194",
     "fused_6ops_e80e07fcc7",
     "fused_7ops_c1c7224ad4",
-    "fused_7ops_c1f4be399e",
     "fused_7ops_ec685c1cce",
-    "fused_7ops_fa1be6cfb6",
     "fused_8ops_4d1796d203",
     "fused_8ops_6ceb59d4f6",
-    "fused_8ops_96143d6626",
-    "fused_8ops_c65e85a7db",
-    "fused_8ops_cb45c73d6c",
+    "fused_8ops_c1f4be399e",
+    "fused_8ops_d70ac82b2f",
     "fused_9ops_6734e963d4",
     "fused_9ops_bb6dc85042",
+    "fused_9ops_c45fa0d8e8",
+    "fused_9ops_c65e85a7db",
+    "fused_9ops_cb45c73d6c",
     "gradnorm_partial_17600",
     "gradnorm_total_5",
     "matmul_256x32_16x64x32x1",
@@ -255,7 +235,7 @@ export const layout = {
   "dispatches": {
     "setup": 0,
     "forward": 70,
-    "backward": 281,
+    "backward": 275,
     "optimizer": 3
   }
 };
@@ -274,6 +254,8 @@ export class Program {
   readonly step: GPUBuffer;
   /** OptParams uniform of the AdamW kernel */
   readonly opt: GPUBuffer;
+  /** the dropout keys of each dispatch that draws, a 256-byte record per distinct list */
+  readonly keys: GPUBuffer;
   readonly partials: GPUBuffer;
   /** the global gradient norm of the last step */
   readonly norm: GPUBuffer;
@@ -295,6 +277,8 @@ export class Program {
     this.targets = buf('targets', 4096);
     this.step = buf('step', 16, U);
     this.opt = buf('opt', 32, U);
+    this.keys = buf('keys', 2048, U);
+    device.queue.writeBuffer(this.keys, 0, new Uint32Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
     this.partials = buf('partials', 20);
     this.norm = buf('norm', 16);
     this.act = [
@@ -544,15 +528,67 @@ export class Program {
       buf("act243", 262144),
       buf("act244", 4096),
       buf("act245", 4096),
-      buf("act246", 262144),
-      buf("act247", 32768),
-      buf("act248", 262144),
-      buf("act249", 4),
-      buf("act250", 4),
-      buf("act251", 8192),
-      buf("act252", 256),
-      buf("act253", 32),
-      buf("act254", 2048),
+      buf("act246", 4),
+      buf("act247", 256),
+      buf("act248", 4),
+      buf("act249", 256),
+      buf("act250", 32768),
+      buf("act251", 32),
+      buf("act252", 32),
+      buf("act253", 4),
+      buf("act254", 256),
+      buf("act255", 256),
+      buf("act256", 256),
+      buf("act257", 256),
+      buf("act258", 256),
+      buf("act259", 256),
+      buf("act260", 256),
+      buf("act261", 256),
+      buf("act262", 256),
+      buf("act263", 256),
+      buf("act264", 256),
+      buf("act265", 256),
+      buf("act266", 4),
+      buf("act267", 256),
+      buf("act268", 256),
+      buf("act269", 256),
+      buf("act270", 8192),
+      buf("act271", 256),
+      buf("act272", 256),
+      buf("act273", 256),
+      buf("act274", 256),
+      buf("act275", 256),
+      buf("act276", 256),
+      buf("act277", 256),
+      buf("act278", 256),
+      buf("act279", 256),
+      buf("act280", 32),
+      buf("act281", 32),
+      buf("act282", 4),
+      buf("act283", 256),
+      buf("act284", 256),
+      buf("act285", 256),
+      buf("act286", 256),
+      buf("act287", 256),
+      buf("act288", 256),
+      buf("act289", 256),
+      buf("act290", 256),
+      buf("act291", 256),
+      buf("act292", 256),
+      buf("act293", 256),
+      buf("act294", 256),
+      buf("act295", 4),
+      buf("act296", 256),
+      buf("act297", 256),
+      buf("act298", 256),
+      buf("act299", 256),
+      buf("act300", 256),
+      buf("act301", 256),
+      buf("act302", 256),
+      buf("act303", 256),
+      buf("act304", 256),
+      buf("act305", 256),
+      buf("act306", 2048),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -570,7 +606,7 @@ export class Program {
     group("fused_10ops_d9bea6e74d", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 262144], [this.step, 0, 16]]); // 5: fused %86..%96 blocks.0.attn.norm.mul2 .. blocks.0.attn.k.reshape0 stdlib.mt:9-18
     group("fused_9ops_6734e963d4", [[this.params, 21504, 48896], [this.act[9], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 6: fused %97..%106 blocks.0.attn.k.matmul1 .. blocks.0.attn.reshape2 stdlib.mt:18-35
     group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[19], 0, 8192], [this.step, 0, 16]]); // 7: %108 blocks.0.attn.attention_lse0 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[20], 0, 262144], [this.step, 0, 16]]); // 8: %109 blocks.0.attn.attention0 stdlib.mt:38
+    group("attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[20], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 8: %109 blocks.0.attn.attention0 stdlib.mt:38
     group("fused_13ops_965dd1c902", [[this.params, 22272, 48128], [this.act[6], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.step, 0, 16]]); // 9: fused %110..%122 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
     group("fused_6ops_2332c11670", [[this.params, 22784, 47616], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 10: fused %123..%129 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
     group("fused_8ops_4d1796d203", [[this.params, 23296, 47104], [this.act[27], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 11: fused %130..%137 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
@@ -581,11 +617,11 @@ export class Program {
     group("fused_4ops_bc81b91933", [[this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[41], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 16: fused %164..%167 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
     group("fused_11ops_cf396f7a82", [[this.params, 26368, 44032], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 32768], [this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[59], 0, 262144], [this.act[60], 0, 4096], [this.step, 0, 16]]); // 17: fused %168..%178 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
     group("fused_6ops_2a7906b1c0", [[this.params, 27392, 43008], [this.act[27], 0, 262144], [this.act[54], 0, 262144], [this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 18: fused %179..%184 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_3fab95aa73", [[this.act[24], 0, 262144], [this.act[59], 0, 262144], [this.act[61], 0, 4096], [this.act[63], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 19: fused %185..%194 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    group("fused_10ops_719c6997b8", [[this.act[24], 0, 262144], [this.act[59], 0, 262144], [this.act[61], 0, 4096], [this.act[63], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.step, 0, 16], [this.keys, 256, 16]]); // 19: fused %185..%194 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
     group("fused_10ops_d9bea6e74d", [[this.params, 27904, 42496], [this.act[65], 0, 262144], [this.act[63], 0, 262144], [this.act[66], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 20: fused %195..%205 blocks.1.attn.norm.mul2 .. blocks.1.attn.k.reshape0 stdlib.mt:9-18
     group("fused_9ops_6734e963d4", [[this.params, 28928, 41472], [this.act[63], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 21: fused %206..%215 blocks.1.attn.k.matmul1 .. blocks.1.attn.reshape2 stdlib.mt:18-35
     group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[75], 0, 8192], [this.step, 0, 16]]); // 22: %217 blocks.1.attn.attention_lse0 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 23: %218 blocks.1.attn.attention0 stdlib.mt:38
+    group("attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[76], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 23: %218 blocks.1.attn.attention0 stdlib.mt:38
     group("fused_13ops_965dd1c902", [[this.params, 29696, 40704], [this.act[54], 0, 262144], [this.act[76], 0, 262144], [this.act[77], 0, 262144], [this.act[78], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 24: fused %219..%231 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
     group("fused_6ops_2332c11670", [[this.params, 30208, 40192], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.step, 0, 16]]); // 25: fused %232..%238 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
     group("fused_8ops_4d1796d203", [[this.params, 30720, 39680], [this.act[83], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.step, 0, 16]]); // 26: fused %239..%246 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
@@ -596,11 +632,11 @@ export class Program {
     group("fused_4ops_bc81b91933", [[this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[97], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 31: fused %273..%276 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
     group("fused_11ops_cf396f7a82", [[this.params, 33792, 36608], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 32768], [this.act[113], 0, 262144], [this.act[114], 0, 32768], [this.act[115], 0, 262144], [this.act[116], 0, 4096], [this.step, 0, 16]]); // 32: fused %277..%287 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
     group("fused_6ops_2a7906b1c0", [[this.params, 34816, 35584], [this.act[83], 0, 262144], [this.act[110], 0, 262144], [this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 33: fused %288..%293 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_0813fec119", [[this.act[80], 0, 262144], [this.act[115], 0, 262144], [this.act[117], 0, 4096], [this.act[119], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 34: fused %294..%303 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_10ops_719c6997b8", [[this.act[80], 0, 262144], [this.act[115], 0, 262144], [this.act[117], 0, 4096], [this.act[119], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[121], 0, 262144], [this.step, 0, 16], [this.keys, 768, 16]]); // 34: fused %294..%303 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
     group("fused_10ops_d9bea6e74d", [[this.params, 20480, 49920], [this.act[121], 0, 262144], [this.act[119], 0, 262144], [this.act[122], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 35: fused %304..%314 blocks.0.attn.norm.mul5 .. blocks.0.attn.k.reshape2 stdlib.mt:9-18
     group("fused_9ops_6734e963d4", [[this.params, 21504, 48896], [this.act[119], 0, 262144], [this.act[126], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 36: fused %315..%324 blocks.0.attn.k.matmul3 .. blocks.0.attn.reshape6 stdlib.mt:18-35
     group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[131], 0, 8192], [this.step, 0, 16]]); // 37: %326 blocks.0.attn.attention_lse1 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 38: %327 blocks.0.attn.attention1 stdlib.mt:38
+    group("attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[132], 0, 262144], [this.step, 0, 16], [this.keys, 1024, 16]]); // 38: %327 blocks.0.attn.attention1 stdlib.mt:38
     group("fused_13ops_965dd1c902", [[this.params, 22272, 48128], [this.act[110], 0, 262144], [this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.act[134], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 39: fused %328..%340 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
     group("fused_6ops_2332c11670", [[this.params, 22784, 47616], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[141], 0, 262144], [this.act[142], 0, 262144], [this.step, 0, 16]]); // 40: fused %341..%347 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
     group("fused_8ops_4d1796d203", [[this.params, 23296, 47104], [this.act[139], 0, 262144], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 41: fused %348..%355 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
@@ -611,11 +647,11 @@ export class Program {
     group("fused_4ops_bc81b91933", [[this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 46: fused %382..%385 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
     group("fused_11ops_cf396f7a82", [[this.params, 26368, 44032], [this.act[139], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 32768], [this.act[169], 0, 262144], [this.act[170], 0, 32768], [this.act[171], 0, 262144], [this.act[172], 0, 4096], [this.step, 0, 16]]); // 47: fused %386..%396 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
     group("fused_6ops_2a7906b1c0", [[this.params, 27392, 43008], [this.act[139], 0, 262144], [this.act[166], 0, 262144], [this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 48: fused %397..%402 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_03aea58b11", [[this.act[136], 0, 262144], [this.act[171], 0, 262144], [this.act[173], 0, 4096], [this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 49: fused %403..%412 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_10ops_719c6997b8", [[this.act[136], 0, 262144], [this.act[171], 0, 262144], [this.act[173], 0, 4096], [this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[177], 0, 262144], [this.step, 0, 16], [this.keys, 1280, 16]]); // 49: fused %403..%412 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
     group("fused_10ops_d9bea6e74d", [[this.params, 27904, 42496], [this.act[177], 0, 262144], [this.act[175], 0, 262144], [this.act[178], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 50: fused %413..%423 blocks.1.attn.norm.mul5 .. blocks.1.attn.k.reshape2 stdlib.mt:9-18
     group("fused_9ops_6734e963d4", [[this.params, 28928, 41472], [this.act[175], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 51: fused %424..%433 blocks.1.attn.k.matmul3 .. blocks.1.attn.reshape6 stdlib.mt:18-35
     group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[187], 0, 8192], [this.step, 0, 16]]); // 52: %435 blocks.1.attn.attention_lse1 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 53: %436 blocks.1.attn.attention1 stdlib.mt:38
+    group("attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[188], 0, 262144], [this.step, 0, 16], [this.keys, 1536, 16]]); // 53: %436 blocks.1.attn.attention1 stdlib.mt:38
     group("fused_13ops_965dd1c902", [[this.params, 29696, 40704], [this.act[166], 0, 262144], [this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.act[190], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16]]); // 54: fused %437..%449 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
     group("fused_6ops_2332c11670", [[this.params, 30208, 40192], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 55: fused %450..%456 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
     group("fused_8ops_4d1796d203", [[this.params, 30720, 39680], [this.act[195], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 56: fused %457..%464 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
@@ -626,7 +662,7 @@ export class Program {
     group("fused_4ops_bc81b91933", [[this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.step, 0, 16]]); // 61: fused %491..%494 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
     group("fused_11ops_cf396f7a82", [[this.params, 33792, 36608], [this.act[195], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 32768], [this.act[225], 0, 262144], [this.act[226], 0, 32768], [this.act[227], 0, 262144], [this.act[228], 0, 4096], [this.step, 0, 16]]); // 62: fused %495..%505 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
     group("fused_6ops_2a7906b1c0", [[this.params, 34816, 35584], [this.act[195], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 63: fused %506..%511 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_aabfd433ed", [[this.act[192], 0, 262144], [this.act[227], 0, 262144], [this.act[229], 0, 4096], [this.act[231], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 64: fused %512..%521 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    group("fused_10ops_719c6997b8", [[this.act[192], 0, 262144], [this.act[227], 0, 262144], [this.act[229], 0, 4096], [this.act[231], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.step, 0, 16], [this.keys, 1792, 16]]); // 64: fused %512..%521 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
     group("fused_1ops_5d2ec40eca", [[this.params, 35328, 35072], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 65: fused %522..%522 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
     group("matmul_32x8_16x64x8x8", [[this.params, 35584, 1024], [this.act[231], 0, 262144], [this.act[234], 0, 1048576]]); // 66: %523 head.matmul0 stdlib.mt:106
     group("fused_2ops_dba17607cb", [[this.params, 36608, 33792], [this.act[234], 0, 1048576], [this.act[235], 0, 131072], [this.step, 0, 16]]); // 67: fused %524..%525 head.mul0 .. head.sum0 stdlib.mt:106
@@ -643,279 +679,273 @@ export class Program {
     group("matmul_8x32_16x64x32x8", [[this.act[241], 0, 1024], [this.act[238], 0, 1048576], [this.act[231], 0, 262144]]); // 78: %552 head.matmul0.grad.matmul1 stdlib.mt:106
     group("fused_2ops_7f870f82ec", [[this.params, 35328, 35072], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 79: fused %553..%554 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
     group("sum_a01_16x64x8x8", [[this.act[243], 0, 262144], [this.grads, 35328, 256]]); // 80: %555 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("fused_17ops_10b7c91650", [[this.act[227], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.act[231], 0, 262144], [this.act[244], 0, 4096], [this.step, 0, 16]]); // 81: fused %557..%573 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_17ops_f622d2cf20", [[this.act[227], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[242], 0, 262144], [this.act[243], 0, 262144], [this.act[231], 0, 262144], [this.act[244], 0, 4096], [this.step, 0, 16], [this.keys, 1792, 16]]); // 81: fused %557..%573 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
     group("fused_5ops_0dd68843f4", [[this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.act[242], 0, 262144], [this.act[232], 0, 4096], [this.act[227], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 82: fused %574..%578 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_7ops_c1c7224ad4", [[this.params, 34816, 35584], [this.act[195], 0, 262144], [this.act[229], 0, 4096], [this.act[244], 0, 4096], [this.act[233], 0, 262144], [this.act[245], 0, 4096], [this.act[231], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 83: fused %579..%589 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("fused_7ops_c1c7224ad4", [[this.params, 34304, 36096], [this.act[195], 0, 262144], [this.act[228], 0, 4096], [this.act[232], 0, 4096], [this.act[230], 0, 262144], [this.act[244], 0, 4096], [this.act[233], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 84: fused %590..%600 blocks.1.think.sigmoid2.grad.square0 .. blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("fused_11ops_8abf409c21", [[this.params, 33792, 36608], [this.act[224], 0, 32768], [this.act[226], 0, 32768], [this.act[242], 0, 262144], [this.act[246], 0, 262144], [this.act[239], 0, 32768], [this.act[230], 0, 262144], [this.act[247], 0, 32768], [this.step, 0, 16]]); // 85: fused %601..%613 blocks.1.think.matmul9.grad.permute0 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
-    group("fused_6ops_e7b9ec4194", [[this.params, 34048, 36352], [this.act[221], 0, 262144], [this.act[227], 0, 262144], [this.act[230], 0, 262144], [this.act[247], 0, 32768], [this.act[246], 0, 262144], [this.act[242], 0, 262144], [this.step, 0, 16]]); // 86: fused %614..%621 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
-    group("fused_8ops_96143d6626", [[this.params, 33280, 37120], [this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[227], 0, 262144], [this.act[230], 0, 262144], [this.act[221], 0, 262144], [this.act[248], 0, 262144], [this.step, 0, 16]]); // 87: fused %622..%635 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
-    group("fused_7ops_ec685c1cce", [[this.params, 33024, 37376], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[218], 0, 262144], [this.act[248], 0, 262144], [this.act[227], 0, 262144], [this.act[220], 0, 262144], [this.act[209], 0, 262144], [this.step, 0, 16]]); // 88: fused %636..%646 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_9ops_bb6dc85042", [[this.params, 32512, 37888], [this.act[212], 0, 262144], [this.act[214], 0, 262144], [this.act[246], 0, 262144], [this.act[209], 0, 262144], [this.act[248], 0, 262144], [this.act[218], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 89: fused %647..%661 blocks.1.think.gamma.value.matmul3.grad.permute0 .. blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
-    group("fused_10ops_329e413fcb", [[this.params, 32000, 38400], [this.act[210], 0, 262144], [this.act[220], 0, 262144], [this.act[218], 0, 262144], [this.act[216], 0, 262144], [this.act[246], 0, 262144], [this.act[214], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 90: fused %662..%677 blocks.1.think.gamma.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add5 stdlib.mt:49-18
-    group("fused_6ops_e80e07fcc7", [[this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[208], 0, 262144], [this.act[242], 0, 262144], [this.act[212], 0, 262144], [this.act[216], 0, 262144], [this.act[218], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 91: fused %678..%685 blocks.1.think.matmul5.grad.permute0 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[207], 0, 262144], [this.act[216], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 92: fused %686..%686 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[212], 0, 262144], [this.act[196], 0, 4]]); // 93: %687 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("sum_a0123_16x64x8x8_plus", [[this.act[230], 0, 262144], [this.act[196], 0, 4], [this.act[249], 0, 4]]); // 94: %689 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_10ops_b5296fdbc3", [[this.params, 31488, 38912], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[205], 0, 262144], [this.act[220], 0, 262144], [this.act[230], 0, 262144], [this.act[212], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 95: fused %691..%706 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_9ops_bb6dc85042", [[this.params, 30976, 39424], [this.act[199], 0, 262144], [this.act[201], 0, 262144], [this.act[218], 0, 262144], [this.act[216], 0, 262144], [this.act[205], 0, 262144], [this.act[203], 0, 262144], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 96: fused %707..%721 blocks.1.think.delta.value.matmul3.grad.permute0 .. blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
-    group("fused_10ops_329e413fcb", [[this.params, 30464, 39936], [this.act[197], 0, 262144], [this.act[212], 0, 262144], [this.act[203], 0, 262144], [this.act[200], 0, 262144], [this.act[218], 0, 262144], [this.act[201], 0, 262144], [this.act[199], 0, 262144], [this.step, 0, 16]]); // 97: fused %722..%737 blocks.1.think.delta.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add8 stdlib.mt:49-18
-    group("fused_1ops_e27698eeb2", [[this.params, 33536, 36864], [this.act[196], 0, 4], [this.step, 0, 16]]); // 98: fused %738..%738 blocks.1.think.clamp1.grad.inrange0 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[249], 0, 4], [this.act[196], 0, 4], [this.act[250], 0, 4]]); // 99: %739 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_5ops_170529b2fd", [[this.params, 30208, 40192], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[194], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[232], 0, 4096], [this.step, 0, 16]]); // 100: fused %740..%746 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("fused_13ops_731cf0ef16", [[this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[243], 0, 262144], [this.act[203], 0, 262144], [this.act[232], 0, 4096], [this.act[199], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 101: fused %747..%759 blocks.1.attn.add1.grad.add0 .. blocks.1.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
-    group("fused_8ops_6ceb59d4f6", [[this.params, 29696, 40704], [this.act[190], 0, 262144], [this.act[194], 0, 262144], [this.act[203], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 102: fused %760..%773 blocks.1.attn.o.matmul3.grad.permute0 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    group("fused_3ops_c265e1af37", [[this.act[188], 0, 262144], [this.act[243], 0, 262144], [this.act[251], 0, 8192], [this.step, 0, 16]]); // 103: fused %774..%776 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[243], 0, 262144], [this.act[251], 0, 8192], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 104: %777 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[243], 0, 262144], [this.act[251], 0, 8192], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 105: %778 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[187], 0, 8192], [this.act[243], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 106: %779 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
-    group("fused_13ops_587b6522ee", [[this.params, 29184, 41216], [this.act[184], 0, 262144], [this.act[190], 0, 262144], [this.act[186], 0, 262144], [this.act[243], 0, 262144], [this.act[183], 0, 262144], [this.act[180], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 107: fused %780..%798 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
-    group("fused_11ops_2c473fdf9f", [[this.params, 28672, 41728], [this.act[181], 0, 262144], [this.act[188], 0, 262144], [this.act[180], 0, 262144], [this.act[192], 0, 262144], [this.act[186], 0, 262144], [this.act[190], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 108: fused %799..%815 blocks.1.attn.k.matmul3.grad.permute0 .. blocks.1.attn.q.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_10ops_7f44e80592", [[this.params, 27904, 42496], [this.act[177], 0, 262144], [this.act[178], 0, 262144], [this.act[190], 0, 262144], [this.act[184], 0, 262144], [this.act[180], 0, 262144], [this.act[188], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 109: fused %816..%831 blocks.1.attn.q.matmul3.grad.permute0 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("fused_18ops_94812fe2ab", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[199], 0, 262144], [this.act[188], 0, 262144], [this.act[190], 0, 262144], [this.act[178], 0, 262144], [this.act[232], 0, 4096], [this.step, 0, 16]]); // 110: fused %834..%851 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_0dd68843f4", [[this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[178], 0, 262144], [this.act[188], 0, 262144], [this.act[176], 0, 4096], [this.act[199], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 111: fused %852..%856 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_7ops_c1c7224ad4", [[this.params, 27392, 43008], [this.act[139], 0, 262144], [this.act[173], 0, 4096], [this.act[232], 0, 4096], [this.act[166], 0, 262144], [this.act[193], 0, 4096], [this.act[178], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 112: fused %857..%867 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("fused_7ops_c1c7224ad4", [[this.params, 26880, 43520], [this.act[139], 0, 262144], [this.act[172], 0, 4096], [this.act[176], 0, 4096], [this.act[174], 0, 262144], [this.act[232], 0, 4096], [this.act[166], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 113: fused %868..%878 blocks.0.think.sigmoid2.grad.square0 .. blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("fused_11ops_8abf409c21", [[this.params, 26368, 44032], [this.act[168], 0, 32768], [this.act[170], 0, 32768], [this.act[188], 0, 262144], [this.act[171], 0, 262144], [this.act[226], 0, 32768], [this.act[174], 0, 262144], [this.act[224], 0, 32768], [this.step, 0, 16]]); // 114: fused %879..%891 blocks.0.think.matmul9.grad.permute0 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
-    group("fused_6ops_e7b9ec4194", [[this.params, 26624, 43776], [this.act[165], 0, 262144], [this.act[199], 0, 262144], [this.act[174], 0, 262144], [this.act[224], 0, 32768], [this.act[171], 0, 262144], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 115: fused %892..%899 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
-    group("fused_8ops_96143d6626", [[this.params, 25856, 44544], [this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[199], 0, 262144], [this.act[174], 0, 262144], [this.act[165], 0, 262144], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 116: fused %900..%913 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
-    group("fused_7ops_ec685c1cce", [[this.params, 25600, 44800], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[162], 0, 262144], [this.act[177], 0, 262144], [this.act[199], 0, 262144], [this.act[164], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 117: fused %914..%924 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_9ops_bb6dc85042", [[this.params, 25088, 45312], [this.act[156], 0, 262144], [this.act[158], 0, 262144], [this.act[171], 0, 262144], [this.act[153], 0, 262144], [this.act[177], 0, 262144], [this.act[162], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 118: fused %925..%939 blocks.0.think.gamma.value.matmul3.grad.permute0 .. blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
-    group("fused_10ops_329e413fcb", [[this.params, 24576, 45824], [this.act[154], 0, 262144], [this.act[164], 0, 262144], [this.act[162], 0, 262144], [this.act[160], 0, 262144], [this.act[171], 0, 262144], [this.act[158], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 119: fused %940..%955 blocks.0.think.gamma.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add5 stdlib.mt:49-18
-    group("fused_6ops_e80e07fcc7", [[this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[152], 0, 262144], [this.act[188], 0, 262144], [this.act[156], 0, 262144], [this.act[160], 0, 262144], [this.act[162], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 120: fused %956..%963 blocks.0.think.matmul5.grad.permute0 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[151], 0, 262144], [this.act[160], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 121: fused %964..%964 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[156], 0, 262144], [this.act[140], 0, 4]]); // 122: %965 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("sum_a0123_16x64x8x8_plus", [[this.act[174], 0, 262144], [this.act[140], 0, 4], [this.act[196], 0, 4]]); // 123: %967 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_10ops_b5296fdbc3", [[this.params, 24064, 46336], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[149], 0, 262144], [this.act[164], 0, 262144], [this.act[174], 0, 262144], [this.act[156], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 124: fused %969..%984 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_9ops_bb6dc85042", [[this.params, 23552, 46848], [this.act[143], 0, 262144], [this.act[145], 0, 262144], [this.act[162], 0, 262144], [this.act[160], 0, 262144], [this.act[149], 0, 262144], [this.act[147], 0, 262144], [this.act[144], 0, 262144], [this.step, 0, 16]]); // 125: fused %985..%999 blocks.0.think.delta.value.matmul3.grad.permute0 .. blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
-    group("fused_10ops_329e413fcb", [[this.params, 23040, 47360], [this.act[141], 0, 262144], [this.act[156], 0, 262144], [this.act[147], 0, 262144], [this.act[144], 0, 262144], [this.act[162], 0, 262144], [this.act[145], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 126: fused %1000..%1015 blocks.0.think.delta.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add8 stdlib.mt:49-18
-    group("fused_1ops_e27698eeb2", [[this.params, 26112, 44288], [this.act[140], 0, 4], [this.step, 0, 16]]); // 127: fused %1016..%1016 blocks.0.think.clamp1.grad.inrange0 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[196], 0, 4], [this.act[140], 0, 4], [this.act[249], 0, 4]]); // 128: %1017 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_5ops_170529b2fd", [[this.params, 22784, 47616], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[138], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[176], 0, 4096], [this.step, 0, 16]]); // 129: fused %1018..%1024 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("fused_13ops_731cf0ef16", [[this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[190], 0, 262144], [this.act[147], 0, 262144], [this.act[176], 0, 4096], [this.act[143], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 130: fused %1025..%1037 blocks.0.attn.add1.grad.add0 .. blocks.0.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
-    group("fused_8ops_6ceb59d4f6", [[this.params, 22272, 48128], [this.act[134], 0, 262144], [this.act[138], 0, 262144], [this.act[147], 0, 262144], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 131: fused %1038..%1051 blocks.0.attn.o.matmul3.grad.permute0 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    group("fused_3ops_c265e1af37", [[this.act[132], 0, 262144], [this.act[190], 0, 262144], [this.act[187], 0, 8192], [this.step, 0, 16]]); // 132: fused %1052..%1054 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[190], 0, 262144], [this.act[187], 0, 8192], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 133: %1055 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[190], 0, 262144], [this.act[187], 0, 8192], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 134: %1056 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[131], 0, 8192], [this.act[190], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 135: %1057 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
-    group("fused_13ops_587b6522ee", [[this.params, 21760, 48640], [this.act[128], 0, 262144], [this.act[134], 0, 262144], [this.act[130], 0, 262144], [this.act[190], 0, 262144], [this.act[127], 0, 262144], [this.act[124], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 136: fused %1058..%1076 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
-    group("fused_11ops_2c473fdf9f", [[this.params, 21248, 49152], [this.act[125], 0, 262144], [this.act[132], 0, 262144], [this.act[124], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 137: fused %1077..%1093 blocks.0.attn.k.matmul3.grad.permute0 .. blocks.0.attn.q.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_10ops_7f44e80592", [[this.params, 20480, 49920], [this.act[121], 0, 262144], [this.act[122], 0, 262144], [this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.act[124], 0, 262144], [this.act[132], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 138: fused %1094..%1109 blocks.0.attn.q.matmul3.grad.permute0 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("fused_18ops_1663bf6291", [[this.act[115], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[143], 0, 262144], [this.act[132], 0, 262144], [this.act[134], 0, 262144], [this.act[122], 0, 262144], [this.act[176], 0, 4096], [this.step, 0, 16]]); // 139: fused %1112..%1129 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_0dd68843f4", [[this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[122], 0, 262144], [this.act[132], 0, 262144], [this.act[120], 0, 4096], [this.act[143], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 140: fused %1130..%1134 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_d724fe90ff", [[this.act[117], 0, 4096], [this.act[176], 0, 4096], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 141: fused %1135..%1137 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[140], 0, 4]]); // 142: %1138 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1_plus", [[this.act[245], 0, 4096], [this.act[140], 0, 4], [this.grads, 35072, 4]]); // 143: %1140 param61.grad.add0 stdlib.mt:72
-    group("fused_2ops_b2a248f4a0", [[this.act[83], 0, 262144], [this.act[137], 0, 4096], [this.act[122], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 144: fused %1141..%1142 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[118], 0, 262144], [this.act[252], 0, 256]]); // 145: %1143 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    group("sum_a01_16x64x8x8_plus", [[this.act[231], 0, 262144], [this.act[252], 0, 256], [this.grads, 34816, 256]]); // 146: %1146 param60.grad.add0 stdlib.mt:72
-    group("fused_5ops_60e3fab805", [[this.params, 34816, 35584], [this.act[116], 0, 4096], [this.act[120], 0, 4096], [this.act[115], 0, 262144], [this.act[122], 0, 262144], [this.act[231], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 147: fused %1145..%1150 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[140], 0, 4]]); // 148: %1151 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1_plus", [[this.act[244], 0, 4096], [this.act[140], 0, 4], [this.grads, 34560, 4]]); // 149: %1153 param59.grad.add0 stdlib.mt:71
-    group("fused_2ops_b2a248f4a0", [[this.act[83], 0, 262144], [this.act[137], 0, 4096], [this.act[122], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 150: fused %1154..%1155 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[115], 0, 262144], [this.act[252], 0, 256]]); // 151: %1156 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    group("sum_a01_16x64x8x8_plus", [[this.act[233], 0, 262144], [this.act[252], 0, 256], [this.grads, 34304, 256]]); // 152: %1159 param58.grad.add0 stdlib.mt:71
-    group("fused_4ops_551bd010b6", [[this.params, 34304, 36096], [this.act[114], 0, 32768], [this.act[132], 0, 262144], [this.act[231], 0, 262144], [this.act[122], 0, 262144], [this.act[233], 0, 262144], [this.act[170], 0, 32768], [this.step, 0, 16]]); // 153: fused %1158..%1162 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_6ops_873fd3aa28", [[this.params, 33792, 36608], [this.act[112], 0, 32768], [this.act[132], 0, 262144], [this.act[114], 0, 32768], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 154: fused %1163..%1168 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[113], 0, 262144], [this.act[114], 0, 32768], [this.act[253], 0, 32]]); // 155: %1170 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[225], 0, 262144], [this.act[239], 0, 32768], [this.act[253], 0, 32], [this.grads, 33792, 32]]); // 156: %1171 param56.grad.add0 stdlib.mt:70
-    group("fused_4ops_9a2c31b72b", [[this.params, 34048, 36352], [this.act[233], 0, 262144], [this.act[170], 0, 32768], [this.act[122], 0, 262144], [this.act[225], 0, 262144], [this.act[239], 0, 32768], [this.act[113], 0, 262144], [this.step, 0, 16]]); // 157: fused %1173..%1176 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[111], 0, 262144], [this.act[239], 0, 32768], [this.act[253], 0, 32]]); // 158: %1178 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[223], 0, 262144], [this.act[247], 0, 32768], [this.act[253], 0, 32], [this.grads, 34048, 32]]); // 159: %1179 param57.grad.add0 stdlib.mt:70
-    group("fused_5ops_34fb304801", [[this.act[97], 0, 262144], [this.act[109], 0, 262144], [this.act[143], 0, 262144], [this.act[225], 0, 262144], [this.act[113], 0, 262144], [this.act[223], 0, 262144], [this.act[111], 0, 262144], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 160: fused %1181..%1185 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_5ops_cb9ff696eb", [[this.params, 33280, 37120], [this.act[84], 0, 4], [this.act[108], 0, 262144], [this.act[122], 0, 262144], [this.act[113], 0, 262144], [this.act[225], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 161: fused %1188..%1194 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[107], 0, 262144], [this.act[225], 0, 262144], [this.act[252], 0, 256]]); // 162: %1196 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[219], 0, 262144], [this.act[221], 0, 262144], [this.act[252], 0, 256], [this.grads, 33280, 256]]); // 163: %1197 param54.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[106], 0, 262144], [this.act[143], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 164: fused %1199..%1200 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[221], 0, 262144], [this.act[105], 0, 262144], [this.act[252], 0, 256]]); // 165: %1203 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[227], 0, 262144], [this.act[217], 0, 262144], [this.act[252], 0, 256], [this.grads, 33024, 256]]); // 166: %1207 param53.grad.add0 stdlib.mt:18
-    group("fused_7ops_c1f4be399e", [[this.params, 32768, 37632], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[221], 0, 262144], [this.act[217], 0, 262144], [this.act[227], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 167: fused %1205..%1212 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[103], 0, 262144], [this.act[227], 0, 262144], [this.act[252], 0, 256]]); // 168: %1214 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[215], 0, 262144], [this.act[209], 0, 262144], [this.act[252], 0, 256], [this.grads, 32768, 256]]); // 169: %1215 param52.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[209], 0, 262144], [this.step, 0, 16]]); // 170: fused %1217..%1218 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[209], 0, 262144], [this.act[83], 0, 262144], [this.act[252], 0, 256]]); // 171: %1221 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[248], 0, 262144], [this.act[195], 0, 262144], [this.act[252], 0, 256], [this.grads, 32512, 256]]); // 172: %1225 param51.grad.add0 stdlib.mt:18
-    group("fused_8ops_c65e85a7db", [[this.params, 32256, 38144], [this.act[100], 0, 262144], [this.act[223], 0, 262144], [this.act[217], 0, 262144], [this.act[209], 0, 262144], [this.act[248], 0, 262144], [this.act[105], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 173: fused %1223..%1231 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[99], 0, 262144], [this.act[105], 0, 262144], [this.act[252], 0, 256]]); // 174: %1233 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[211], 0, 262144], [this.act[246], 0, 262144], [this.act[252], 0, 256], [this.grads, 32256, 256]]); // 175: %1234 param50.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[98], 0, 262144], [this.act[102], 0, 262144], [this.act[246], 0, 262144], [this.step, 0, 16]]); // 176: fused %1236..%1237 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[246], 0, 262144], [this.act[83], 0, 262144], [this.act[252], 0, 256]]); // 177: %1240 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[214], 0, 262144], [this.act[195], 0, 262144], [this.act[252], 0, 256], [this.grads, 32000, 256]]); // 178: %1244 param49.grad.add0 stdlib.mt:18
-    group("fused_5ops_ff0981dc39", [[this.params, 32000, 38400], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[248], 0, 262144], [this.act[246], 0, 262144], [this.act[214], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 179: fused %1242..%1247 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_c2d6dc571c", [[this.act[84], 0, 4], [this.act[96], 0, 262144], [this.act[111], 0, 262144], [this.act[214], 0, 262144], [this.act[102], 0, 262144], [this.act[246], 0, 262144], [this.act[248], 0, 262144], [this.step, 0, 16]]); // 180: fused %1248..%1253 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[95], 0, 262144], [this.act[102], 0, 262144], [this.act[214], 0, 262144], [this.step, 0, 16]]); // 181: fused %1254..%1254 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[214], 0, 262144], [this.act[84], 0, 4]]); // 182: %1255 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("sum_a0123_16x64x8x8_plus", [[this.act[113], 0, 262144], [this.act[84], 0, 4], [this.act[140], 0, 4]]); // 183: %1257 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[94], 0, 262144], [this.act[248], 0, 262144], [this.act[252], 0, 256]]); // 184: %1262 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[206], 0, 262144], [this.act[220], 0, 262144], [this.act[252], 0, 256], [this.grads, 31744, 256]]); // 185: %1263 param48.grad.add0 stdlib.mt:18
-    group("fused_5ops_b15a003bcf", [[this.params, 31744, 38656], [this.act[93], 0, 262144], [this.act[248], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 186: fused %1259..%1266 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[220], 0, 262144], [this.act[92], 0, 262144], [this.act[252], 0, 256]]); // 187: %1269 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[230], 0, 262144], [this.act[204], 0, 262144], [this.act[252], 0, 256], [this.grads, 31488, 256]]); // 188: %1273 param47.grad.add0 stdlib.mt:18
-    group("fused_7ops_c1f4be399e", [[this.params, 31232, 39168], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[220], 0, 262144], [this.act[204], 0, 262144], [this.act[230], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 189: fused %1271..%1278 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[90], 0, 262144], [this.act[230], 0, 262144], [this.act[252], 0, 256]]); // 190: %1280 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[202], 0, 262144], [this.act[216], 0, 262144], [this.act[252], 0, 256], [this.grads, 31232, 256]]); // 191: %1281 param46.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 192: fused %1283..%1284 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[216], 0, 262144], [this.act[83], 0, 262144], [this.act[252], 0, 256]]); // 193: %1287 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.act[252], 0, 256], [this.grads, 30976, 256]]); // 194: %1291 param45.grad.add0 stdlib.mt:18
-    group("fused_8ops_c65e85a7db", [[this.params, 30720, 39680], [this.act[87], 0, 262144], [this.act[246], 0, 262144], [this.act[204], 0, 262144], [this.act[216], 0, 262144], [this.act[205], 0, 262144], [this.act[92], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 195: fused %1289..%1297 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[86], 0, 262144], [this.act[92], 0, 262144], [this.act[252], 0, 256]]); // 196: %1299 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[198], 0, 262144], [this.act[218], 0, 262144], [this.act[252], 0, 256], [this.grads, 30720, 256]]); // 197: %1300 param44.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[85], 0, 262144], [this.act[89], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 198: fused %1302..%1303 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[218], 0, 262144], [this.act[83], 0, 262144], [this.act[252], 0, 256]]); // 199: %1306 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[252], 0, 256], [this.grads, 30464, 256]]); // 200: %1310 param43.grad.add0 stdlib.mt:18
-    group("fused_4ops_ac73c0e795", [[this.params, 30464, 39936], [this.act[205], 0, 262144], [this.act[218], 0, 262144], [this.act[195], 0, 262144], [this.act[84], 0, 4], [this.step, 0, 16]]); // 201: fused %1308..%1312 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[140], 0, 4], [this.act[84], 0, 4], [this.act[196], 0, 4]]); // 202: %1313 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[250], 0, 4], [this.act[196], 0, 4], [this.grads, 33536, 4]]); // 203: %1314 param55.grad.add0 stdlib.mt:67
-    group("fused_2ops_7f870f82ec", [[this.params, 30208, 40192], [this.act[82], 0, 262144], [this.act[195], 0, 262144], [this.act[218], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 204: fused %1315..%1316 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[205], 0, 262144], [this.act[252], 0, 256]]); // 205: %1317 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("sum_a01_16x64x8x8_plus", [[this.act[200], 0, 262144], [this.act[252], 0, 256], [this.grads, 30208, 256]]); // 206: %1319 param42.grad.add0 stdlib.mt:9
-    group("fused_18ops_b89afa33bc", [[this.params, 29952, 40448], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[134], 0, 262144], [this.act[218], 0, 262144], [this.act[200], 0, 262144], [this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 207: fused %1320..%1337 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[79], 0, 262144], [this.act[205], 0, 262144], [this.act[252], 0, 256]]); // 208: %1339 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[191], 0, 262144], [this.act[194], 0, 262144], [this.act[252], 0, 256], [this.grads, 29952, 256]]); // 209: %1340 param41.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[78], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 210: fused %1342..%1343 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[194], 0, 262144], [this.act[77], 0, 262144], [this.act[252], 0, 256]]); // 211: %1346 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[203], 0, 262144], [this.act[189], 0, 262144], [this.act[252], 0, 256], [this.grads, 29696, 256]]); // 212: %1350 param40.grad.add0 stdlib.mt:18
-    group("fused_3ops_0e24f496d5", [[this.params, 29696, 40704], [this.act[194], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 213: fused %1348..%1351 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    group("fused_3ops_c265e1af37", [[this.act[76], 0, 262144], [this.act[189], 0, 262144], [this.act[131], 0, 8192], [this.step, 0, 16]]); // 214: fused %1352..%1354 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[189], 0, 262144], [this.act[131], 0, 8192], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 215: %1355 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[189], 0, 262144], [this.act[131], 0, 8192], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 216: %1356 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[75], 0, 8192], [this.act[189], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 217: %1357 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
-    group("fused_5ops_511e7d40e8", [[this.params, 29440, 40960], [this.act[74], 0, 262144], [this.act[189], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 218: fused %1358..%1362 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[73], 0, 262144], [this.act[189], 0, 262144], [this.act[252], 0, 256]]); // 219: %1364 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[185], 0, 262144], [this.act[243], 0, 262144], [this.act[252], 0, 256], [this.grads, 29440, 256]]); // 220: %1365 param39.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 221: fused %1367..%1368 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[243], 0, 262144], [this.act[63], 0, 262144], [this.act[252], 0, 256]]); // 222: %1371 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.act[252], 0, 256], [this.grads, 29184, 256]]); // 223: %1375 param38.grad.add0 stdlib.mt:18
-    group("fused_7ops_fa1be6cfb6", [[this.params, 28928, 41472], [this.act[194], 0, 262144], [this.act[243], 0, 262144], [this.act[183], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 224: fused %1373..%1380 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.act[252], 0, 256]]); // 225: %1382 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[182], 0, 262144], [this.act[192], 0, 262144], [this.act[252], 0, 256], [this.grads, 28928, 256]]); // 226: %1383 param37.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 227: fused %1385..%1386 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[192], 0, 262144], [this.act[63], 0, 262144], [this.act[252], 0, 256]]); // 228: %1389 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[186], 0, 262144], [this.act[175], 0, 262144], [this.act[252], 0, 256], [this.grads, 28672, 256]]); // 229: %1393 param36.grad.add0 stdlib.mt:18
-    group("fused_8ops_cb45c73d6c", [[this.params, 28416, 41984], [this.act[76], 0, 262144], [this.act[183], 0, 262144], [this.act[192], 0, 262144], [this.act[186], 0, 262144], [this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 230: fused %1391..%1399 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[67], 0, 262144], [this.act[72], 0, 262144], [this.act[252], 0, 256]]); // 231: %1401 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[179], 0, 262144], [this.act[184], 0, 262144], [this.act[252], 0, 256], [this.grads, 28416, 256]]); // 232: %1402 param35.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[66], 0, 262144], [this.act[69], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 233: fused %1404..%1405 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[63], 0, 262144], [this.act[252], 0, 256]]); // 234: %1408 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[252], 0, 256], [this.grads, 28160, 256]]); // 235: %1412 param34.grad.add0 stdlib.mt:18
-    group("fused_5ops_938afc05ff", [[this.params, 27904, 42496], [this.act[65], 0, 262144], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 236: fused %1410..%1415 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[180], 0, 262144], [this.act[252], 0, 256]]); // 237: %1416 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("sum_a01_16x64x8x8_plus", [[this.act[181], 0, 262144], [this.act[252], 0, 256], [this.grads, 27904, 256]]); // 238: %1418 param33.grad.add0 stdlib.mt:9
-    group("fused_18ops_af046a5624", [[this.act[59], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[200], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 239: fused %1419..%1436 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_0dd68843f4", [[this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[64], 0, 4096], [this.act[200], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 240: fused %1437..%1441 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_d724fe90ff", [[this.act[61], 0, 4096], [this.act[81], 0, 4096], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 241: fused %1442..%1444 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[196], 0, 4]]); // 242: %1445 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1_plus", [[this.act[193], 0, 4096], [this.act[196], 0, 4], [this.grads, 27648, 4]]); // 243: %1447 param32.grad.add0 stdlib.mt:72
-    group("fused_2ops_b2a248f4a0", [[this.act[27], 0, 262144], [this.act[137], 0, 4096], [this.act[180], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 244: fused %1448..%1449 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[62], 0, 262144], [this.act[252], 0, 256]]); // 245: %1450 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    group("sum_a01_16x64x8x8_plus", [[this.act[178], 0, 262144], [this.act[252], 0, 256], [this.grads, 27392, 256]]); // 246: %1453 param31.grad.add0 stdlib.mt:72
-    group("fused_5ops_60e3fab805", [[this.params, 27392, 43008], [this.act[60], 0, 4096], [this.act[64], 0, 4096], [this.act[54], 0, 262144], [this.act[180], 0, 262144], [this.act[178], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 247: fused %1452..%1457 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[196], 0, 4]]); // 248: %1458 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1_plus", [[this.act[232], 0, 4096], [this.act[196], 0, 4], [this.grads, 27136, 4]]); // 249: %1460 param30.grad.add0 stdlib.mt:71
-    group("fused_2ops_b2a248f4a0", [[this.act[27], 0, 262144], [this.act[137], 0, 4096], [this.act[180], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 250: fused %1461..%1462 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[54], 0, 262144], [this.act[252], 0, 256]]); // 251: %1463 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    group("sum_a01_16x64x8x8_plus", [[this.act[166], 0, 262144], [this.act[252], 0, 256], [this.grads, 26880, 256]]); // 252: %1466 param29.grad.add0 stdlib.mt:71
-    group("fused_4ops_551bd010b6", [[this.params, 26880, 43520], [this.act[58], 0, 32768], [this.act[175], 0, 262144], [this.act[178], 0, 262144], [this.act[180], 0, 262144], [this.act[166], 0, 262144], [this.act[247], 0, 32768], [this.step, 0, 16]]); // 253: fused %1465..%1469 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_6ops_873fd3aa28", [[this.params, 26368, 44032], [this.act[56], 0, 32768], [this.act[175], 0, 262144], [this.act[58], 0, 32768], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 254: fused %1470..%1475 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[253], 0, 32]]); // 255: %1477 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[169], 0, 262144], [this.act[226], 0, 32768], [this.act[253], 0, 32], [this.grads, 26368, 32]]); // 256: %1478 param27.grad.add0 stdlib.mt:70
-    group("fused_4ops_9a2c31b72b", [[this.params, 26624, 43776], [this.act[166], 0, 262144], [this.act[247], 0, 32768], [this.act[180], 0, 262144], [this.act[169], 0, 262144], [this.act[226], 0, 32768], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 257: fused %1480..%1483 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[55], 0, 262144], [this.act[226], 0, 32768], [this.act[253], 0, 32]]); // 258: %1485 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[167], 0, 262144], [this.act[224], 0, 32768], [this.act[253], 0, 32], [this.grads, 26624, 32]]); // 259: %1486 param28.grad.add0 stdlib.mt:70
-    group("fused_5ops_34fb304801", [[this.act[41], 0, 262144], [this.act[53], 0, 262144], [this.act[200], 0, 262144], [this.act[169], 0, 262144], [this.act[57], 0, 262144], [this.act[167], 0, 262144], [this.act[55], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 260: fused %1488..%1492 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_5ops_cb9ff696eb", [[this.params, 25856, 44544], [this.act[28], 0, 4], [this.act[52], 0, 262144], [this.act[180], 0, 262144], [this.act[57], 0, 262144], [this.act[169], 0, 262144], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 261: fused %1495..%1501 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[51], 0, 262144], [this.act[169], 0, 262144], [this.act[252], 0, 256]]); // 262: %1503 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[163], 0, 262144], [this.act[165], 0, 262144], [this.act[252], 0, 256], [this.grads, 25856, 256]]); // 263: %1504 param25.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[50], 0, 262144], [this.act[200], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 264: fused %1506..%1507 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[165], 0, 262144], [this.act[49], 0, 262144], [this.act[252], 0, 256]]); // 265: %1510 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[199], 0, 262144], [this.act[161], 0, 262144], [this.act[252], 0, 256], [this.grads, 25600, 256]]); // 266: %1514 param24.grad.add0 stdlib.mt:18
-    group("fused_7ops_c1f4be399e", [[this.params, 25344, 45056], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[165], 0, 262144], [this.act[161], 0, 262144], [this.act[199], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 267: fused %1512..%1519 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[47], 0, 262144], [this.act[199], 0, 262144], [this.act[252], 0, 256]]); // 268: %1521 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[159], 0, 262144], [this.act[153], 0, 262144], [this.act[252], 0, 256], [this.grads, 25344, 256]]); // 269: %1522 param23.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 270: fused %1524..%1525 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[153], 0, 262144], [this.act[27], 0, 262144], [this.act[252], 0, 256]]); // 271: %1528 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[177], 0, 262144], [this.act[139], 0, 262144], [this.act[252], 0, 256], [this.grads, 25088, 256]]); // 272: %1532 param22.grad.add0 stdlib.mt:18
-    group("fused_8ops_c65e85a7db", [[this.params, 24832, 45568], [this.act[44], 0, 262144], [this.act[167], 0, 262144], [this.act[161], 0, 262144], [this.act[153], 0, 262144], [this.act[177], 0, 262144], [this.act[49], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 273: fused %1530..%1538 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[43], 0, 262144], [this.act[49], 0, 262144], [this.act[252], 0, 256]]); // 274: %1540 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[155], 0, 262144], [this.act[171], 0, 262144], [this.act[252], 0, 256], [this.grads, 24832, 256]]); // 275: %1541 param21.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[42], 0, 262144], [this.act[46], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 276: fused %1543..%1544 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[171], 0, 262144], [this.act[27], 0, 262144], [this.act[252], 0, 256]]); // 277: %1547 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[158], 0, 262144], [this.act[139], 0, 262144], [this.act[252], 0, 256], [this.grads, 24576, 256]]); // 278: %1551 param20.grad.add0 stdlib.mt:18
-    group("fused_5ops_ff0981dc39", [[this.params, 24576, 45824], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[177], 0, 262144], [this.act[171], 0, 262144], [this.act[158], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 279: fused %1549..%1554 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_c2d6dc571c", [[this.act[28], 0, 4], [this.act[40], 0, 262144], [this.act[55], 0, 262144], [this.act[158], 0, 262144], [this.act[46], 0, 262144], [this.act[171], 0, 262144], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 280: fused %1555..%1560 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[39], 0, 262144], [this.act[46], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 281: fused %1561..%1561 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[158], 0, 262144], [this.act[28], 0, 4]]); // 282: %1562 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("sum_a0123_16x64x8x8_plus", [[this.act[57], 0, 262144], [this.act[28], 0, 4], [this.act[196], 0, 4]]); // 283: %1564 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[38], 0, 262144], [this.act[177], 0, 262144], [this.act[252], 0, 256]]); // 284: %1569 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[150], 0, 262144], [this.act[164], 0, 262144], [this.act[252], 0, 256], [this.grads, 24320, 256]]); // 285: %1570 param19.grad.add0 stdlib.mt:18
-    group("fused_5ops_b15a003bcf", [[this.params, 24320, 46080], [this.act[37], 0, 262144], [this.act[177], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 286: fused %1566..%1573 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[164], 0, 262144], [this.act[36], 0, 262144], [this.act[252], 0, 256]]); // 287: %1576 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[174], 0, 262144], [this.act[148], 0, 262144], [this.act[252], 0, 256], [this.grads, 24064, 256]]); // 288: %1580 param18.grad.add0 stdlib.mt:18
-    group("fused_7ops_c1f4be399e", [[this.params, 23808, 46592], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[164], 0, 262144], [this.act[148], 0, 262144], [this.act[174], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 289: fused %1578..%1585 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[34], 0, 262144], [this.act[174], 0, 262144], [this.act[252], 0, 256]]); // 290: %1587 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[146], 0, 262144], [this.act[160], 0, 262144], [this.act[252], 0, 256], [this.grads, 23808, 256]]); // 291: %1588 param17.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 292: fused %1590..%1591 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[160], 0, 262144], [this.act[27], 0, 262144], [this.act[252], 0, 256]]); // 293: %1594 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.act[252], 0, 256], [this.grads, 23552, 256]]); // 294: %1598 param16.grad.add0 stdlib.mt:18
-    group("fused_8ops_c65e85a7db", [[this.params, 23296, 47104], [this.act[31], 0, 262144], [this.act[171], 0, 262144], [this.act[148], 0, 262144], [this.act[160], 0, 262144], [this.act[149], 0, 262144], [this.act[36], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 295: fused %1596..%1604 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[30], 0, 262144], [this.act[36], 0, 262144], [this.act[252], 0, 256]]); // 296: %1606 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[142], 0, 262144], [this.act[162], 0, 262144], [this.act[252], 0, 256], [this.grads, 23296, 256]]); // 297: %1607 param15.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[29], 0, 262144], [this.act[33], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 298: fused %1609..%1610 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[162], 0, 262144], [this.act[27], 0, 262144], [this.act[252], 0, 256]]); // 299: %1613 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[252], 0, 256], [this.grads, 23040, 256]]); // 300: %1617 param14.grad.add0 stdlib.mt:18
-    group("fused_4ops_ac73c0e795", [[this.params, 23040, 47360], [this.act[149], 0, 262144], [this.act[162], 0, 262144], [this.act[139], 0, 262144], [this.act[28], 0, 4], [this.step, 0, 16]]); // 301: fused %1615..%1619 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[196], 0, 4], [this.act[28], 0, 4], [this.act[250], 0, 4]]); // 302: %1620 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[249], 0, 4], [this.act[250], 0, 4], [this.grads, 26112, 4]]); // 303: %1621 param26.grad.add0 stdlib.mt:67
-    group("fused_2ops_7f870f82ec", [[this.params, 22784, 47616], [this.act[26], 0, 262144], [this.act[139], 0, 262144], [this.act[162], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 304: fused %1622..%1623 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[252], 0, 256]]); // 305: %1624 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("sum_a01_16x64x8x8_plus", [[this.act[144], 0, 262144], [this.act[252], 0, 256], [this.grads, 22784, 256]]); // 306: %1626 param13.grad.add0 stdlib.mt:9
-    group("fused_18ops_b89afa33bc", [[this.params, 22528, 47872], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[181], 0, 262144], [this.act[162], 0, 262144], [this.act[144], 0, 262144], [this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 307: fused %1627..%1644 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[23], 0, 262144], [this.act[149], 0, 262144], [this.act[252], 0, 256]]); // 308: %1646 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[135], 0, 262144], [this.act[138], 0, 262144], [this.act[252], 0, 256], [this.grads, 22528, 256]]); // 309: %1647 param12.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[22], 0, 262144], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 310: fused %1649..%1650 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[138], 0, 262144], [this.act[21], 0, 262144], [this.act[252], 0, 256]]); // 311: %1653 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[147], 0, 262144], [this.act[133], 0, 262144], [this.act[252], 0, 256], [this.grads, 22272, 256]]); // 312: %1657 param11.grad.add0 stdlib.mt:18
-    group("fused_3ops_0e24f496d5", [[this.params, 22272, 48128], [this.act[138], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 313: fused %1655..%1658 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    group("fused_3ops_c265e1af37", [[this.act[20], 0, 262144], [this.act[133], 0, 262144], [this.act[75], 0, 8192], [this.step, 0, 16]]); // 314: fused %1659..%1661 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[133], 0, 262144], [this.act[75], 0, 8192], [this.act[20], 0, 262144], [this.step, 0, 16]]); // 315: %1662 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[133], 0, 262144], [this.act[75], 0, 8192], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 316: %1663 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[19], 0, 8192], [this.act[133], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 317: %1664 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
-    group("fused_5ops_511e7d40e8", [[this.params, 22016, 48384], [this.act[18], 0, 262144], [this.act[133], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 318: fused %1665..%1669 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[17], 0, 262144], [this.act[133], 0, 262144], [this.act[252], 0, 256]]); // 319: %1671 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[129], 0, 262144], [this.act[190], 0, 262144], [this.act[252], 0, 256], [this.grads, 22016, 256]]); // 320: %1672 param10.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 321: fused %1674..%1675 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[190], 0, 262144], [this.act[9], 0, 262144], [this.act[252], 0, 256]]); // 322: %1678 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[127], 0, 262144], [this.act[119], 0, 262144], [this.act[252], 0, 256], [this.grads, 21760, 256]]); // 323: %1682 param9.grad.add0 stdlib.mt:18
-    group("fused_7ops_fa1be6cfb6", [[this.params, 21504, 48896], [this.act[138], 0, 262144], [this.act[190], 0, 262144], [this.act[127], 0, 262144], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 324: fused %1680..%1687 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.act[252], 0, 256]]); // 325: %1689 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[126], 0, 262144], [this.act[136], 0, 262144], [this.act[252], 0, 256], [this.grads, 21504, 256]]); // 326: %1690 param8.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 327: fused %1692..%1693 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[136], 0, 262144], [this.act[9], 0, 262144], [this.act[252], 0, 256]]); // 328: %1696 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[130], 0, 262144], [this.act[119], 0, 262144], [this.act[252], 0, 256], [this.grads, 21248, 256]]); // 329: %1700 param7.grad.add0 stdlib.mt:18
-    group("fused_8ops_cb45c73d6c", [[this.params, 20992, 49408], [this.act[20], 0, 262144], [this.act[127], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 330: fused %1698..%1706 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[11], 0, 262144], [this.act[16], 0, 262144], [this.act[252], 0, 256]]); // 331: %1708 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[123], 0, 262144], [this.act[128], 0, 262144], [this.act[252], 0, 256], [this.grads, 20992, 256]]); // 332: %1709 param6.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[10], 0, 262144], [this.act[13], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 333: fused %1711..%1712 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[128], 0, 262144], [this.act[9], 0, 262144], [this.act[252], 0, 256]]); // 334: %1715 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[252], 0, 256], [this.grads, 20736, 256]]); // 335: %1719 param5.grad.add0 stdlib.mt:18
-    group("fused_5ops_938afc05ff", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[130], 0, 262144], [this.act[128], 0, 262144], [this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 336: fused %1717..%1722 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[124], 0, 262144], [this.act[252], 0, 256]]); // 337: %1723 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("sum_a01_16x64x8x8_plus", [[this.act[125], 0, 262144], [this.act[252], 0, 256], [this.grads, 20480, 256]]); // 338: %1725 param4.grad.add0 stdlib.mt:9
-    group("fused_15ops_059cd5cf52", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[144], 0, 262144], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 339: fused %1726..%1740 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    group("sum_a0_16x64x8x8", [[this.act[125], 0, 262144], [this.act[3], 0, 16384]]); // 340: %1741 embed.add0.grad.sum0 stdlib.mt:96
-    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[254], 0, 2048]]); // 341: %1744 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 342: fused %1743..%1743 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[254], 0, 2048], [this.act[1], 0, 2048]]); // 343: %1745 embed.matmul1.grad.matmul0 stdlib.mt:96
-    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[254], 0, 2048]]); // 344: %1746 embed.matmul1.grad.permute1 stdlib.mt:96
-    group("matmul_64x1x8_64x8x8", [[this.act[254], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 345: %1747 embed.matmul1.grad.matmul1 stdlib.mt:96
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 346: %1753 embed.slice1.grad.pad0 stdlib.mt:95
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 347: %1755 embed.slice0.grad.pad0 stdlib.mt:94
-    group("fused_5ops_19d08c3807", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[125], 0, 262144], [this.act[224], 0, 32768], [this.act[226], 0, 32768], [this.step, 0, 16]]); // 348: fused %1748..%1756 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[226], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 349: %1757 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[224], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 350: %1759 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 351: gradient norm, partial sums
-    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 352: gradient norm
-    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 353: AdamW update
+    group("fused_3ops_d724fe90ff", [[this.act[229], 0, 4096], [this.act[244], 0, 4096], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 83: fused %579..%581 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[246], 0, 4]]); // 84: %582 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_b2a248f4a0", [[this.act[195], 0, 262144], [this.act[245], 0, 4096], [this.act[231], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 85: fused %584..%585 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[230], 0, 262144], [this.act[247], 0, 256]]); // 86: %586 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_60e3fab805", [[this.params, 34816, 35584], [this.act[228], 0, 4096], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.act[230], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 87: fused %588..%592 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[248], 0, 4]]); // 88: %593 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_b2a248f4a0", [[this.act[195], 0, 262144], [this.act[245], 0, 4096], [this.act[231], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 89: fused %595..%596 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[233], 0, 262144], [this.act[249], 0, 256]]); // 90: %597 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_551bd010b6", [[this.params, 34304, 36096], [this.act[226], 0, 32768], [this.act[242], 0, 262144], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.act[233], 0, 262144], [this.act[239], 0, 32768], [this.step, 0, 16]]); // 91: fused %599..%602 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_9ops_c45fa0d8e8", [[this.params, 33792, 36608], [this.act[224], 0, 32768], [this.act[242], 0, 262144], [this.act[233], 0, 262144], [this.act[239], 0, 32768], [this.act[226], 0, 32768], [this.act[231], 0, 262144], [this.act[250], 0, 32768], [this.step, 0, 16]]); // 92: fused %603..%613 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[225], 0, 262144], [this.act[226], 0, 32768], [this.act[251], 0, 32]]); // 93: %610 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[223], 0, 262144], [this.act[250], 0, 32768], [this.act[252], 0, 32]]); // 94: %617 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_6ops_e7b9ec4194", [[this.params, 34048, 36352], [this.act[221], 0, 262144], [this.act[227], 0, 262144], [this.act[231], 0, 262144], [this.act[250], 0, 32768], [this.act[223], 0, 262144], [this.act[225], 0, 262144], [this.step, 0, 16]]); // 95: fused %614..%621 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    group("fused_4ops_b11a24a27b", [[this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[227], 0, 262144], [this.act[231], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 96: fused %622..%627 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:69-49
+    group("sum_a0123_16x64x8x8", [[this.act[221], 0, 262144], [this.act[253], 0, 4]]); // 97: %628 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[219], 0, 262144], [this.act[231], 0, 262144], [this.act[254], 0, 256]]); // 98: %634 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_5ops_b15a003bcf", [[this.params, 33280, 37120], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 99: fused %631..%637 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[219], 0, 262144], [this.act[217], 0, 262144], [this.act[255], 0, 256]]); // 100: %640 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_c1f4be399e", [[this.params, 32768, 37632], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[219], 0, 262144], [this.act[217], 0, 262144], [this.act[231], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 101: fused %642..%651 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[215], 0, 262144], [this.act[231], 0, 262144], [this.act[256], 0, 256]]); // 102: %650 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[214], 0, 262144], [this.act[218], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 103: fused %652..%653 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[231], 0, 262144], [this.act[195], 0, 262144], [this.act[257], 0, 256]]); // 104: %656 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_c65e85a7db", [[this.params, 32256, 38144], [this.act[212], 0, 262144], [this.act[223], 0, 262144], [this.act[217], 0, 262144], [this.act[231], 0, 262144], [this.act[218], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 105: fused %658..%668 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[211], 0, 262144], [this.act[214], 0, 262144], [this.act[258], 0, 256]]); // 106: %667 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[210], 0, 262144], [this.act[215], 0, 262144], [this.act[214], 0, 262144], [this.step, 0, 16]]); // 107: fused %669..%670 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[214], 0, 262144], [this.act[195], 0, 262144], [this.act[259], 0, 256]]); // 108: %673 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_ff0981dc39", [[this.params, 32000, 38400], [this.act[195], 0, 262144], [this.act[225], 0, 262144], [this.act[218], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[210], 0, 262144], [this.step, 0, 16]]); // 109: fused %675..%679 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_c2d6dc571c", [[this.act[196], 0, 4], [this.act[208], 0, 262144], [this.act[225], 0, 262144], [this.act[215], 0, 262144], [this.act[210], 0, 262144], [this.act[214], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 110: fused %680..%685 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_5ops_6c2dc27178", [[this.params, 31744, 38656], [this.act[207], 0, 262144], [this.act[210], 0, 262144], [this.act[218], 0, 262144], [this.act[215], 0, 262144], [this.act[225], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 111: fused %686..%695 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.up.reshape2.grad.reshape0 stdlib.mt:49-18
+    group("sum_a0123_16x64x8x8_plus", [[this.act[215], 0, 262144], [this.act[253], 0, 4], [this.act[196], 0, 4]]); // 112: %689 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[206], 0, 262144], [this.act[225], 0, 262144], [this.act[260], 0, 256]]); // 113: %694 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[205], 0, 262144], [this.act[208], 0, 262144], [this.act[225], 0, 262144], [this.step, 0, 16]]); // 114: fused %696..%697 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[225], 0, 262144], [this.act[204], 0, 262144], [this.act[261], 0, 256]]); // 115: %700 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_c1f4be399e", [[this.params, 31232, 39168], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[225], 0, 262144], [this.act[204], 0, 262144], [this.act[208], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 116: fused %702..%711 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[202], 0, 262144], [this.act[208], 0, 262144], [this.act[262], 0, 256]]); // 117: %710 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 118: fused %712..%713 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[208], 0, 262144], [this.act[195], 0, 262144], [this.act[263], 0, 256]]); // 119: %716 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_c65e85a7db", [[this.params, 30720, 39680], [this.act[199], 0, 262144], [this.act[214], 0, 262144], [this.act[204], 0, 262144], [this.act[208], 0, 262144], [this.act[205], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 120: fused %718..%728 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[198], 0, 262144], [this.act[201], 0, 262144], [this.act[264], 0, 256]]); // 121: %727 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[197], 0, 262144], [this.act[202], 0, 262144], [this.act[201], 0, 262144], [this.step, 0, 16]]); // 122: fused %729..%730 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[265], 0, 256]]); // 123: %733 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_ac73c0e795", [[this.params, 30464, 39936], [this.act[205], 0, 262144], [this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[253], 0, 4], [this.step, 0, 16]]); // 124: fused %735..%738 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[196], 0, 4], [this.act[253], 0, 4], [this.act[266], 0, 4]]); // 125: %739 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_7f870f82ec", [[this.params, 30208, 40192], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 126: fused %740..%741 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[205], 0, 262144], [this.act[267], 0, 256]]); // 127: %742 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_19ops_b89afa33bc", [[this.params, 29952, 40448], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[243], 0, 262144], [this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 128: fused %744..%764 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.reshape2.grad.reshape0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[191], 0, 262144], [this.act[195], 0, 262144], [this.act[268], 0, 256]]); // 129: %763 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[190], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 130: fused %765..%766 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[269], 0, 256]]); // 131: %769 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_0e24f496d5", [[this.params, 29696, 40704], [this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 132: fused %771..%773 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    group("fused_3ops_c265e1af37", [[this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.act[270], 0, 8192], [this.step, 0, 16]]); // 133: fused %774..%776 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[189], 0, 262144], [this.act[270], 0, 8192], [this.act[188], 0, 262144], [this.step, 0, 16], [this.keys, 1536, 16]]); // 134: %777 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[189], 0, 262144], [this.act[270], 0, 8192], [this.act[195], 0, 262144], [this.step, 0, 16], [this.keys, 1536, 16]]); // 135: %778 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[187], 0, 8192], [this.act[189], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16], [this.keys, 1536, 16]]); // 136: %779 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
+    group("fused_8ops_d70ac82b2f", [[this.params, 29440, 40960], [this.act[184], 0, 262144], [this.act[186], 0, 262144], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 137: fused %780..%789 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:35-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[185], 0, 262144], [this.act[189], 0, 262144], [this.act[271], 0, 256]]); // 138: %786 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.act[272], 0, 256]]); // 139: %792 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_10ops_63c5694c83", [[this.params, 28928, 41472], [this.act[181], 0, 262144], [this.act[195], 0, 262144], [this.act[183], 0, 262144], [this.act[189], 0, 262144], [this.act[185], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 140: fused %794..%805 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[182], 0, 262144], [this.act[185], 0, 262144], [this.act[273], 0, 256]]); // 141: %802 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[186], 0, 262144], [this.act[175], 0, 262144], [this.act[274], 0, 256]]); // 142: %808 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_cb45c73d6c", [[this.params, 28416, 41984], [this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.act[186], 0, 262144], [this.act[185], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 143: fused %810..%820 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[275], 0, 256]]); // 144: %819 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[178], 0, 262144], [this.act[183], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 145: fused %821..%822 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[182], 0, 262144], [this.act[175], 0, 262144], [this.act[276], 0, 256]]); // 146: %825 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_938afc05ff", [[this.params, 27904, 42496], [this.act[177], 0, 262144], [this.act[185], 0, 262144], [this.act[182], 0, 262144], [this.act[175], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 147: fused %827..%831 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[183], 0, 262144], [this.act[277], 0, 256]]); // 148: %832 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_89f03add1e", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[205], 0, 262144], [this.act[175], 0, 262144], [this.act[183], 0, 262144], [this.act[182], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16], [this.keys, 1280, 16]]); // 149: fused %834..%851 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_0dd68843f4", [[this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[182], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 4096], [this.act[205], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 150: fused %852..%856 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_d724fe90ff", [[this.act[173], 0, 4096], [this.act[193], 0, 4096], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 151: fused %857..%859 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[253], 0, 4]]); // 152: %860 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_b2a248f4a0", [[this.act[139], 0, 262144], [this.act[245], 0, 4096], [this.act[182], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 153: fused %862..%863 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[174], 0, 262144], [this.act[278], 0, 256]]); // 154: %864 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_60e3fab805", [[this.params, 27392, 43008], [this.act[172], 0, 4096], [this.act[176], 0, 4096], [this.act[166], 0, 262144], [this.act[182], 0, 262144], [this.act[174], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 155: fused %866..%870 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[245], 0, 4096], [this.act[196], 0, 4]]); // 156: %871 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_b2a248f4a0", [[this.act[139], 0, 262144], [this.act[245], 0, 4096], [this.act[182], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 157: fused %873..%874 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[279], 0, 256]]); // 158: %875 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_551bd010b6", [[this.params, 26880, 43520], [this.act[170], 0, 32768], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[182], 0, 262144], [this.act[166], 0, 262144], [this.act[250], 0, 32768], [this.step, 0, 16]]); // 159: fused %877..%880 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_9ops_c45fa0d8e8", [[this.params, 26368, 44032], [this.act[168], 0, 32768], [this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[250], 0, 32768], [this.act[170], 0, 32768], [this.act[182], 0, 262144], [this.act[226], 0, 32768], [this.step, 0, 16]]); // 160: fused %881..%891 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[169], 0, 262144], [this.act[170], 0, 32768], [this.act[280], 0, 32]]); // 161: %888 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[167], 0, 262144], [this.act[226], 0, 32768], [this.act[281], 0, 32]]); // 162: %895 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_6ops_e7b9ec4194", [[this.params, 26624, 43776], [this.act[165], 0, 262144], [this.act[205], 0, 262144], [this.act[182], 0, 262144], [this.act[226], 0, 32768], [this.act[167], 0, 262144], [this.act[169], 0, 262144], [this.step, 0, 16]]); // 163: fused %892..%899 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    group("fused_4ops_b11a24a27b", [[this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[205], 0, 262144], [this.act[182], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 164: fused %900..%905 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:69-49
+    group("sum_a0123_16x64x8x8", [[this.act[165], 0, 262144], [this.act[282], 0, 4]]); // 165: %906 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[163], 0, 262144], [this.act[182], 0, 262144], [this.act[283], 0, 256]]); // 166: %912 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_5ops_b15a003bcf", [[this.params, 25856, 44544], [this.act[162], 0, 262144], [this.act[182], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 167: fused %909..%915 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[163], 0, 262144], [this.act[161], 0, 262144], [this.act[284], 0, 256]]); // 168: %918 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_c1f4be399e", [[this.params, 25344, 45056], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[163], 0, 262144], [this.act[161], 0, 262144], [this.act[182], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 169: fused %920..%929 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[159], 0, 262144], [this.act[182], 0, 262144], [this.act[285], 0, 256]]); // 170: %928 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[158], 0, 262144], [this.act[162], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 171: fused %930..%931 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[182], 0, 262144], [this.act[139], 0, 262144], [this.act[286], 0, 256]]); // 172: %934 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_c65e85a7db", [[this.params, 24832, 45568], [this.act[156], 0, 262144], [this.act[167], 0, 262144], [this.act[161], 0, 262144], [this.act[182], 0, 262144], [this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.step, 0, 16]]); // 173: fused %936..%946 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[155], 0, 262144], [this.act[158], 0, 262144], [this.act[287], 0, 256]]); // 174: %945 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[154], 0, 262144], [this.act[159], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 175: fused %947..%948 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[158], 0, 262144], [this.act[139], 0, 262144], [this.act[288], 0, 256]]); // 176: %951 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_ff0981dc39", [[this.params, 24576, 45824], [this.act[139], 0, 262144], [this.act[169], 0, 262144], [this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 177: fused %953..%957 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_c2d6dc571c", [[this.act[140], 0, 4], [this.act[152], 0, 262144], [this.act[169], 0, 262144], [this.act[159], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 178: fused %958..%963 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_5ops_6c2dc27178", [[this.params, 24320, 46080], [this.act[151], 0, 262144], [this.act[154], 0, 262144], [this.act[162], 0, 262144], [this.act[159], 0, 262144], [this.act[169], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 179: fused %964..%973 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.up.reshape2.grad.reshape0 stdlib.mt:49-18
+    group("sum_a0123_16x64x8x8_plus", [[this.act[159], 0, 262144], [this.act[282], 0, 4], [this.act[140], 0, 4]]); // 180: %967 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[150], 0, 262144], [this.act[169], 0, 262144], [this.act[289], 0, 256]]); // 181: %972 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[149], 0, 262144], [this.act[152], 0, 262144], [this.act[169], 0, 262144], [this.step, 0, 16]]); // 182: fused %974..%975 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[169], 0, 262144], [this.act[148], 0, 262144], [this.act[290], 0, 256]]); // 183: %978 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_c1f4be399e", [[this.params, 23808, 46592], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[169], 0, 262144], [this.act[148], 0, 262144], [this.act[152], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 184: fused %980..%989 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[146], 0, 262144], [this.act[152], 0, 262144], [this.act[291], 0, 256]]); // 185: %988 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 186: fused %990..%991 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[152], 0, 262144], [this.act[139], 0, 262144], [this.act[292], 0, 256]]); // 187: %994 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_c65e85a7db", [[this.params, 23296, 47104], [this.act[143], 0, 262144], [this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.act[152], 0, 262144], [this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 188: fused %996..%1006 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[142], 0, 262144], [this.act[145], 0, 262144], [this.act[293], 0, 256]]); // 189: %1005 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[141], 0, 262144], [this.act[146], 0, 262144], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 190: fused %1007..%1008 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[294], 0, 256]]); // 191: %1011 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_ac73c0e795", [[this.params, 23040, 47360], [this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[282], 0, 4], [this.step, 0, 16]]); // 192: fused %1013..%1016 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[140], 0, 4], [this.act[282], 0, 4], [this.act[295], 0, 4]]); // 193: %1017 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_7f870f82ec", [[this.params, 22784, 47616], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 194: fused %1018..%1019 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[296], 0, 256]]); // 195: %1020 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_19ops_b89afa33bc", [[this.params, 22528, 47872], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[183], 0, 262144], [this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 196: fused %1022..%1042 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.reshape2.grad.reshape0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[135], 0, 262144], [this.act[139], 0, 262144], [this.act[297], 0, 256]]); // 197: %1041 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[134], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 198: fused %1043..%1044 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.act[298], 0, 256]]); // 199: %1047 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_0e24f496d5", [[this.params, 22272, 48128], [this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 200: fused %1049..%1051 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    group("fused_3ops_c265e1af37", [[this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.act[187], 0, 8192], [this.step, 0, 16]]); // 201: fused %1052..%1054 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[133], 0, 262144], [this.act[187], 0, 8192], [this.act[132], 0, 262144], [this.step, 0, 16], [this.keys, 1024, 16]]); // 202: %1055 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[133], 0, 262144], [this.act[187], 0, 8192], [this.act[139], 0, 262144], [this.step, 0, 16], [this.keys, 1024, 16]]); // 203: %1056 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[131], 0, 8192], [this.act[133], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16], [this.keys, 1024, 16]]); // 204: %1057 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
+    group("fused_8ops_d70ac82b2f", [[this.params, 22016, 48384], [this.act[128], 0, 262144], [this.act[130], 0, 262144], [this.act[133], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 205: fused %1058..%1067 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:35-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[129], 0, 262144], [this.act[133], 0, 262144], [this.act[299], 0, 256]]); // 206: %1064 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[127], 0, 262144], [this.act[119], 0, 262144], [this.act[300], 0, 256]]); // 207: %1070 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_10ops_63c5694c83", [[this.params, 21504, 48896], [this.act[125], 0, 262144], [this.act[139], 0, 262144], [this.act[127], 0, 262144], [this.act[133], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 208: fused %1072..%1083 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[126], 0, 262144], [this.act[129], 0, 262144], [this.act[301], 0, 256]]); // 209: %1080 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[130], 0, 262144], [this.act[119], 0, 262144], [this.act[302], 0, 256]]); // 210: %1086 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_cb45c73d6c", [[this.params, 20992, 49408], [this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.act[130], 0, 262144], [this.act[129], 0, 262144], [this.act[126], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 211: fused %1088..%1098 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[123], 0, 262144], [this.act[126], 0, 262144], [this.act[303], 0, 256]]); // 212: %1097 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[122], 0, 262144], [this.act[127], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 213: fused %1099..%1100 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[126], 0, 262144], [this.act[119], 0, 262144], [this.act[304], 0, 256]]); // 214: %1103 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_938afc05ff", [[this.params, 20480, 49920], [this.act[121], 0, 262144], [this.act[129], 0, 262144], [this.act[126], 0, 262144], [this.act[119], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 215: fused %1105..%1109 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[127], 0, 262144], [this.act[305], 0, 256]]); // 216: %1110 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_89f03add1e", [[this.act[115], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[149], 0, 262144], [this.act[119], 0, 262144], [this.act[127], 0, 262144], [this.act[126], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16], [this.keys, 768, 16]]); // 217: fused %1112..%1129 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_0dd68843f4", [[this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[126], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 4096], [this.act[149], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 218: fused %1130..%1134 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_7ops_c1c7224ad4", [[this.params, 34816, 35584], [this.act[83], 0, 262144], [this.act[117], 0, 4096], [this.act[137], 0, 4096], [this.act[115], 0, 262144], [this.act[245], 0, 4096], [this.act[126], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 219: fused %1135..%1147 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1_plus", [[this.act[245], 0, 4096], [this.act[246], 0, 4], [this.grads, 35072, 4]]); // 220: %1140 param61.grad.add0 stdlib.mt:72
+    group("sum_a01_16x64x8x8_plus", [[this.act[126], 0, 262144], [this.act[247], 0, 256], [this.grads, 34816, 256]]); // 221: %1146 param60.grad.add0 stdlib.mt:72
+    group("fused_7ops_c1c7224ad4", [[this.params, 34304, 36096], [this.act[83], 0, 262144], [this.act[116], 0, 4096], [this.act[120], 0, 4096], [this.act[118], 0, 262144], [this.act[245], 0, 4096], [this.act[126], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 222: fused %1148..%1160 blocks.1.think.sigmoid0.grad.square0 .. blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
+    group("sum_a0123_16x64x1x1_plus", [[this.act[245], 0, 4096], [this.act[248], 0, 4], [this.grads, 34560, 4]]); // 223: %1153 param59.grad.add0 stdlib.mt:71
+    group("sum_a01_16x64x8x8_plus", [[this.act[126], 0, 262144], [this.act[249], 0, 256], [this.grads, 34304, 256]]); // 224: %1159 param58.grad.add0 stdlib.mt:71
+    group("fused_11ops_8abf409c21", [[this.params, 33792, 36608], [this.act[112], 0, 32768], [this.act[114], 0, 32768], [this.act[119], 0, 262144], [this.act[115], 0, 262144], [this.act[226], 0, 32768], [this.act[126], 0, 262144], [this.act[170], 0, 32768], [this.step, 0, 16]]); // 225: fused %1161..%1174 blocks.1.think.matmul4.grad.permute0 .. blocks.1.think.reshape1.grad.reshape0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[113], 0, 262144], [this.act[226], 0, 32768], [this.act[251], 0, 32], [this.grads, 33792, 32]]); // 226: %1171 param56.grad.add0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[111], 0, 262144], [this.act[170], 0, 32768], [this.act[252], 0, 32], [this.grads, 34048, 32]]); // 227: %1179 param57.grad.add0 stdlib.mt:70
+    group("fused_6ops_e7b9ec4194", [[this.params, 34048, 36352], [this.act[109], 0, 262144], [this.act[149], 0, 262144], [this.act[126], 0, 262144], [this.act[170], 0, 32768], [this.act[111], 0, 262144], [this.act[113], 0, 262144], [this.step, 0, 16]]); // 228: fused %1175..%1183 blocks.1.think.matmul2.grad.permute0 .. blocks.1.think.matmul1.grad.matmul0 stdlib.mt:70-69
+    group("fused_4ops_b11a24a27b", [[this.act[84], 0, 4], [this.act[97], 0, 262144], [this.act[108], 0, 262144], [this.act[149], 0, 262144], [this.act[126], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 229: fused %1184..%1189 blocks.1.think.matmul1.grad.permute1 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:69-49
+    group("sum_a0123_16x64x8x8", [[this.act[109], 0, 262144], [this.act[248], 0, 4]]); // 230: %1190 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[107], 0, 262144], [this.act[126], 0, 262144], [this.act[254], 0, 256], [this.grads, 33280, 256]]); // 231: %1197 param54.grad.add0 stdlib.mt:18
+    group("fused_10ops_b5296fdbc3", [[this.params, 33024, 37376], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[106], 0, 262144], [this.act[126], 0, 262144], [this.act[107], 0, 262144], [this.act[109], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 232: fused %1193..%1210 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.value.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[107], 0, 262144], [this.act[105], 0, 262144], [this.act[255], 0, 256], [this.grads, 33024, 256]]); // 233: %1207 param53.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[103], 0, 262144], [this.act[149], 0, 262144], [this.act[256], 0, 256], [this.grads, 32768, 256]]); // 234: %1215 param52.grad.add0 stdlib.mt:18
+    group("fused_9ops_bb6dc85042", [[this.params, 32512, 37888], [this.act[100], 0, 262144], [this.act[102], 0, 262144], [this.act[111], 0, 262144], [this.act[149], 0, 262144], [this.act[103], 0, 262144], [this.act[105], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 235: fused %1211..%1227 blocks.1.think.gamma.value.matmul1.grad.permute0 .. blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:18-49
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[103], 0, 262144], [this.act[83], 0, 262144], [this.act[257], 0, 256], [this.grads, 32512, 256]]); // 236: %1225 param51.grad.add0 stdlib.mt:18
+    group("fused_10ops_329e413fcb", [[this.params, 32000, 38400], [this.act[98], 0, 262144], [this.act[109], 0, 262144], [this.act[105], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[149], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 237: fused %1228..%1245 blocks.1.think.gamma.silu0.grad.mul0 .. blocks.1.think.norm.mul2.grad.add5 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[99], 0, 262144], [this.act[103], 0, 262144], [this.act[258], 0, 256], [this.grads, 32256, 256]]); // 238: %1234 param50.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[149], 0, 262144], [this.act[83], 0, 262144], [this.act[259], 0, 256], [this.grads, 32000, 256]]); // 239: %1244 param49.grad.add0 stdlib.mt:18
+    group("fused_6ops_e80e07fcc7", [[this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[96], 0, 262144], [this.act[113], 0, 262144], [this.act[111], 0, 262144], [this.act[149], 0, 262144], [this.act[103], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 240: fused %1246..%1253 blocks.1.think.matmul0.grad.permute0 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_5ops_6c2dc27178", [[this.params, 31744, 38656], [this.act[95], 0, 262144], [this.act[149], 0, 262144], [this.act[99], 0, 262144], [this.act[111], 0, 262144], [this.act[113], 0, 262144], [this.act[96], 0, 262144], [this.step, 0, 16]]); // 241: fused %1254..%1264 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.up.reshape0.grad.reshape0 stdlib.mt:49-18
+    group("sum_a0123_16x64x8x8_plus", [[this.act[111], 0, 262144], [this.act[248], 0, 4], [this.act[84], 0, 4]]); // 242: %1257 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[94], 0, 262144], [this.act[113], 0, 262144], [this.act[260], 0, 256], [this.grads, 31744, 256]]); // 243: %1263 param48.grad.add0 stdlib.mt:18
+    group("fused_7ops_ec685c1cce", [[this.params, 31488, 38912], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[93], 0, 262144], [this.act[96], 0, 262144], [this.act[113], 0, 262144], [this.act[94], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 244: fused %1265..%1276 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[113], 0, 262144], [this.act[92], 0, 262144], [this.act[261], 0, 256], [this.grads, 31488, 256]]); // 245: %1273 param47.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[90], 0, 262144], [this.act[111], 0, 262144], [this.act[262], 0, 256], [this.grads, 31232, 256]]); // 246: %1281 param46.grad.add0 stdlib.mt:18
+    group("fused_9ops_bb6dc85042", [[this.params, 30976, 39424], [this.act[87], 0, 262144], [this.act[89], 0, 262144], [this.act[103], 0, 262144], [this.act[111], 0, 262144], [this.act[90], 0, 262144], [this.act[92], 0, 262144], [this.act[113], 0, 262144], [this.step, 0, 16]]); // 247: fused %1277..%1293 blocks.1.think.delta.value.matmul1.grad.permute0 .. blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:18-49
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[90], 0, 262144], [this.act[83], 0, 262144], [this.act[263], 0, 256], [this.grads, 30976, 256]]); // 248: %1291 param45.grad.add0 stdlib.mt:18
+    group("fused_10ops_329e413fcb", [[this.params, 30464, 39936], [this.act[85], 0, 262144], [this.act[94], 0, 262144], [this.act[92], 0, 262144], [this.act[113], 0, 262144], [this.act[90], 0, 262144], [this.act[111], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 249: fused %1294..%1311 blocks.1.think.delta.silu0.grad.mul0 .. blocks.1.think.norm.mul2.grad.add8 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[86], 0, 262144], [this.act[90], 0, 262144], [this.act[264], 0, 256], [this.grads, 30720, 256]]); // 250: %1300 param44.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[111], 0, 262144], [this.act[83], 0, 262144], [this.act[265], 0, 256], [this.grads, 30464, 256]]); // 251: %1310 param43.grad.add0 stdlib.mt:18
+    group("fused_1ops_e27698eeb2", [[this.params, 33536, 36864], [this.act[248], 0, 4], [this.step, 0, 16]]); // 252: fused %1312..%1312 blocks.1.think.clamp0.grad.inrange0 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[84], 0, 4], [this.act[248], 0, 4], [this.act[246], 0, 4]]); // 253: %1313 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[266], 0, 4], [this.act[246], 0, 4], [this.grads, 33536, 4]]); // 254: %1314 param55.grad.add0 stdlib.mt:67
+    group("fused_5ops_170529b2fd", [[this.params, 30208, 40192], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[82], 0, 262144], [this.act[103], 0, 262144], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16]]); // 255: fused %1315..%1322 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[83], 0, 262144], [this.act[267], 0, 256], [this.grads, 30208, 256]]); // 256: %1319 param42.grad.add0 stdlib.mt:9
+    group("fused_13ops_731cf0ef16", [[this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[127], 0, 262144], [this.act[111], 0, 262144], [this.act[245], 0, 4096], [this.act[83], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 257: fused %1323..%1335 blocks.1.attn.add0.grad.add0 .. blocks.1.attn.o.reshape1.grad.reshape0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[79], 0, 262144], [this.act[103], 0, 262144], [this.act[268], 0, 256], [this.grads, 29952, 256]]); // 258: %1340 param41.grad.add0 stdlib.mt:18
+    group("fused_8ops_6ceb59d4f6", [[this.params, 29696, 40704], [this.act[78], 0, 262144], [this.act[103], 0, 262144], [this.act[79], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 259: fused %1336..%1351 blocks.1.attn.o.matmul1.grad.permute0 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[79], 0, 262144], [this.act[77], 0, 262144], [this.act[269], 0, 256], [this.grads, 29696, 256]]); // 260: %1350 param40.grad.add0 stdlib.mt:18
+    group("fused_3ops_c265e1af37", [[this.act[76], 0, 262144], [this.act[111], 0, 262144], [this.act[131], 0, 8192], [this.step, 0, 16]]); // 261: fused %1352..%1354 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[111], 0, 262144], [this.act[131], 0, 8192], [this.act[76], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 262: %1355 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[111], 0, 262144], [this.act[131], 0, 8192], [this.act[77], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 263: %1356 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[75], 0, 8192], [this.act[111], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 264: %1357 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
+    group("fused_13ops_587b6522ee", [[this.params, 29184, 41216], [this.act[72], 0, 262144], [this.act[77], 0, 262144], [this.act[74], 0, 262144], [this.act[111], 0, 262144], [this.act[71], 0, 262144], [this.act[68], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 265: fused %1358..%1378 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.k.reshape1.grad.reshape0 stdlib.mt:35-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[73], 0, 262144], [this.act[111], 0, 262144], [this.act[271], 0, 256], [this.grads, 29440, 256]]); // 266: %1365 param39.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[71], 0, 262144], [this.act[63], 0, 262144], [this.act[272], 0, 256], [this.grads, 29184, 256]]); // 267: %1375 param38.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[70], 0, 262144], [this.act[79], 0, 262144], [this.act[273], 0, 256], [this.grads, 28928, 256]]); // 268: %1383 param37.grad.add0 stdlib.mt:18
+    group("fused_11ops_2c473fdf9f", [[this.params, 28672, 41728], [this.act[69], 0, 262144], [this.act[76], 0, 262144], [this.act[68], 0, 262144], [this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 269: fused %1379..%1397 blocks.1.attn.k.matmul1.grad.permute0 .. blocks.1.attn.q.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[70], 0, 262144], [this.act[63], 0, 262144], [this.act[274], 0, 256], [this.grads, 28672, 256]]); // 270: %1393 param36.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[67], 0, 262144], [this.act[111], 0, 262144], [this.act[275], 0, 256], [this.grads, 28416, 256]]); // 271: %1402 param35.grad.add0 stdlib.mt:18
+    group("fused_10ops_7f44e80592", [[this.params, 27904, 42496], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.act[71], 0, 262144], [this.act[111], 0, 262144], [this.act[67], 0, 262144], [this.act[70], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 272: fused %1398..%1415 blocks.1.attn.q.matmul1.grad.permute0 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[67], 0, 262144], [this.act[63], 0, 262144], [this.act[276], 0, 256], [this.grads, 28160, 256]]); // 273: %1412 param34.grad.add0 stdlib.mt:18
+    group("sum_a01_16x64x8x8_plus", [[this.act[79], 0, 262144], [this.act[277], 0, 256], [this.grads, 27904, 256]]); // 274: %1418 param33.grad.add0 stdlib.mt:9
+    group("fused_18ops_89f03add1e", [[this.act[59], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[83], 0, 262144], [this.act[70], 0, 262144], [this.act[79], 0, 262144], [this.act[63], 0, 262144], [this.act[245], 0, 4096], [this.step, 0, 16], [this.keys, 256, 16]]); // 275: fused %1419..%1436 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_0dd68843f4", [[this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.act[70], 0, 262144], [this.act[64], 0, 4096], [this.act[83], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 276: fused %1437..%1441 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_7ops_c1c7224ad4", [[this.params, 27392, 43008], [this.act[27], 0, 262144], [this.act[61], 0, 4096], [this.act[245], 0, 4096], [this.act[54], 0, 262144], [this.act[81], 0, 4096], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 277: fused %1442..%1454 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1_plus", [[this.act[81], 0, 4096], [this.act[253], 0, 4], [this.grads, 27648, 4]]); // 278: %1447 param32.grad.add0 stdlib.mt:72
+    group("sum_a01_16x64x8x8_plus", [[this.act[63], 0, 262144], [this.act[278], 0, 256], [this.grads, 27392, 256]]); // 279: %1453 param31.grad.add0 stdlib.mt:72
+    group("fused_7ops_c1c7224ad4", [[this.params, 26880, 43520], [this.act[27], 0, 262144], [this.act[60], 0, 4096], [this.act[64], 0, 4096], [this.act[62], 0, 262144], [this.act[81], 0, 4096], [this.act[63], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 280: fused %1455..%1467 blocks.0.think.sigmoid0.grad.square0 .. blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
+    group("sum_a0123_16x64x1x1_plus", [[this.act[81], 0, 4096], [this.act[196], 0, 4], [this.grads, 27136, 4]]); // 281: %1460 param30.grad.add0 stdlib.mt:71
+    group("sum_a01_16x64x8x8_plus", [[this.act[63], 0, 262144], [this.act[279], 0, 256], [this.grads, 26880, 256]]); // 282: %1466 param29.grad.add0 stdlib.mt:71
+    group("fused_11ops_8abf409c21", [[this.params, 26368, 44032], [this.act[56], 0, 32768], [this.act[58], 0, 32768], [this.act[70], 0, 262144], [this.act[54], 0, 262144], [this.act[170], 0, 32768], [this.act[63], 0, 262144], [this.act[226], 0, 32768], [this.step, 0, 16]]); // 283: fused %1468..%1481 blocks.0.think.matmul4.grad.permute0 .. blocks.0.think.reshape1.grad.reshape0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[57], 0, 262144], [this.act[170], 0, 32768], [this.act[280], 0, 32], [this.grads, 26368, 32]]); // 284: %1478 param27.grad.add0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[55], 0, 262144], [this.act[226], 0, 32768], [this.act[281], 0, 32], [this.grads, 26624, 32]]); // 285: %1486 param28.grad.add0 stdlib.mt:70
+    group("fused_6ops_e7b9ec4194", [[this.params, 26624, 43776], [this.act[53], 0, 262144], [this.act[83], 0, 262144], [this.act[63], 0, 262144], [this.act[226], 0, 32768], [this.act[55], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 286: fused %1482..%1490 blocks.0.think.matmul2.grad.permute0 .. blocks.0.think.matmul1.grad.matmul0 stdlib.mt:70-69
+    group("fused_4ops_b11a24a27b", [[this.act[28], 0, 4], [this.act[41], 0, 262144], [this.act[52], 0, 262144], [this.act[83], 0, 262144], [this.act[63], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 287: fused %1491..%1496 blocks.0.think.matmul1.grad.permute1 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:69-49
+    group("sum_a0123_16x64x8x8", [[this.act[53], 0, 262144], [this.act[196], 0, 4]]); // 288: %1497 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[283], 0, 256], [this.grads, 25856, 256]]); // 289: %1504 param25.grad.add0 stdlib.mt:18
+    group("fused_10ops_b5296fdbc3", [[this.params, 25600, 44800], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.act[53], 0, 262144], [this.act[83], 0, 262144], [this.step, 0, 16]]); // 290: fused %1500..%1517 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.value.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[51], 0, 262144], [this.act[49], 0, 262144], [this.act[284], 0, 256], [this.grads, 25600, 256]]); // 291: %1514 param24.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[47], 0, 262144], [this.act[83], 0, 262144], [this.act[285], 0, 256], [this.grads, 25344, 256]]); // 292: %1522 param23.grad.add0 stdlib.mt:18
+    group("fused_9ops_bb6dc85042", [[this.params, 25088, 45312], [this.act[44], 0, 262144], [this.act[46], 0, 262144], [this.act[55], 0, 262144], [this.act[83], 0, 262144], [this.act[47], 0, 262144], [this.act[49], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 293: fused %1518..%1534 blocks.0.think.gamma.value.matmul1.grad.permute0 .. blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:18-49
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[47], 0, 262144], [this.act[27], 0, 262144], [this.act[286], 0, 256], [this.grads, 25088, 256]]); // 294: %1532 param22.grad.add0 stdlib.mt:18
+    group("fused_10ops_329e413fcb", [[this.params, 24576, 45824], [this.act[42], 0, 262144], [this.act[53], 0, 262144], [this.act[49], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[83], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 295: fused %1535..%1552 blocks.0.think.gamma.silu0.grad.mul0 .. blocks.0.think.norm.mul2.grad.add5 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[43], 0, 262144], [this.act[47], 0, 262144], [this.act[287], 0, 256], [this.grads, 24832, 256]]); // 296: %1541 param21.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[83], 0, 262144], [this.act[27], 0, 262144], [this.act[288], 0, 256], [this.grads, 24576, 256]]); // 297: %1551 param20.grad.add0 stdlib.mt:18
+    group("fused_6ops_e80e07fcc7", [[this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[40], 0, 262144], [this.act[57], 0, 262144], [this.act[55], 0, 262144], [this.act[83], 0, 262144], [this.act[47], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 298: fused %1553..%1560 blocks.0.think.matmul0.grad.permute0 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_5ops_6c2dc27178", [[this.params, 24320, 46080], [this.act[39], 0, 262144], [this.act[83], 0, 262144], [this.act[43], 0, 262144], [this.act[55], 0, 262144], [this.act[57], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 299: fused %1561..%1571 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.up.reshape0.grad.reshape0 stdlib.mt:49-18
+    group("sum_a0123_16x64x8x8_plus", [[this.act[55], 0, 262144], [this.act[196], 0, 4], [this.act[28], 0, 4]]); // 300: %1564 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[38], 0, 262144], [this.act[57], 0, 262144], [this.act[289], 0, 256], [this.grads, 24320, 256]]); // 301: %1570 param19.grad.add0 stdlib.mt:18
+    group("fused_7ops_ec685c1cce", [[this.params, 24064, 46336], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[37], 0, 262144], [this.act[40], 0, 262144], [this.act[57], 0, 262144], [this.act[38], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 302: fused %1572..%1583 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[57], 0, 262144], [this.act[36], 0, 262144], [this.act[290], 0, 256], [this.grads, 24064, 256]]); // 303: %1580 param18.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[34], 0, 262144], [this.act[55], 0, 262144], [this.act[291], 0, 256], [this.grads, 23808, 256]]); // 304: %1588 param17.grad.add0 stdlib.mt:18
+    group("fused_9ops_bb6dc85042", [[this.params, 23552, 46848], [this.act[31], 0, 262144], [this.act[33], 0, 262144], [this.act[47], 0, 262144], [this.act[55], 0, 262144], [this.act[34], 0, 262144], [this.act[36], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 305: fused %1584..%1600 blocks.0.think.delta.value.matmul1.grad.permute0 .. blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:18-49
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[34], 0, 262144], [this.act[27], 0, 262144], [this.act[292], 0, 256], [this.grads, 23552, 256]]); // 306: %1598 param16.grad.add0 stdlib.mt:18
+    group("fused_10ops_329e413fcb", [[this.params, 23040, 47360], [this.act[29], 0, 262144], [this.act[38], 0, 262144], [this.act[36], 0, 262144], [this.act[57], 0, 262144], [this.act[34], 0, 262144], [this.act[55], 0, 262144], [this.act[47], 0, 262144], [this.step, 0, 16]]); // 307: fused %1601..%1618 blocks.0.think.delta.silu0.grad.mul0 .. blocks.0.think.norm.mul2.grad.add8 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[30], 0, 262144], [this.act[34], 0, 262144], [this.act[293], 0, 256], [this.grads, 23296, 256]]); // 308: %1607 param15.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[55], 0, 262144], [this.act[27], 0, 262144], [this.act[294], 0, 256], [this.grads, 23040, 256]]); // 309: %1617 param14.grad.add0 stdlib.mt:18
+    group("fused_1ops_e27698eeb2", [[this.params, 26112, 44288], [this.act[196], 0, 4], [this.step, 0, 16]]); // 310: fused %1619..%1619 blocks.0.think.clamp0.grad.inrange0 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[28], 0, 4], [this.act[196], 0, 4], [this.act[253], 0, 4]]); // 311: %1620 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[295], 0, 4], [this.act[253], 0, 4], [this.grads, 26112, 4]]); // 312: %1621 param26.grad.add0 stdlib.mt:67
+    group("fused_5ops_170529b2fd", [[this.params, 22784, 47616], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[26], 0, 262144], [this.act[47], 0, 262144], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 313: fused %1622..%1629 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[27], 0, 262144], [this.act[296], 0, 256], [this.grads, 22784, 256]]); // 314: %1626 param13.grad.add0 stdlib.mt:9
+    group("fused_13ops_731cf0ef16", [[this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[79], 0, 262144], [this.act[55], 0, 262144], [this.act[81], 0, 4096], [this.act[27], 0, 262144], [this.act[47], 0, 262144], [this.step, 0, 16]]); // 315: fused %1630..%1642 blocks.0.attn.add0.grad.add0 .. blocks.0.attn.o.reshape1.grad.reshape0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[23], 0, 262144], [this.act[47], 0, 262144], [this.act[297], 0, 256], [this.grads, 22528, 256]]); // 316: %1647 param12.grad.add0 stdlib.mt:18
+    group("fused_8ops_6ceb59d4f6", [[this.params, 22272, 48128], [this.act[22], 0, 262144], [this.act[47], 0, 262144], [this.act[23], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 317: fused %1643..%1658 blocks.0.attn.o.matmul1.grad.permute0 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[23], 0, 262144], [this.act[21], 0, 262144], [this.act[298], 0, 256], [this.grads, 22272, 256]]); // 318: %1657 param11.grad.add0 stdlib.mt:18
+    group("fused_3ops_c265e1af37", [[this.act[20], 0, 262144], [this.act[55], 0, 262144], [this.act[75], 0, 8192], [this.step, 0, 16]]); // 319: fused %1659..%1661 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[55], 0, 262144], [this.act[75], 0, 8192], [this.act[20], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 320: %1662 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[55], 0, 262144], [this.act[75], 0, 8192], [this.act[21], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 321: %1663 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[19], 0, 8192], [this.act[55], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 322: %1664 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
+    group("fused_13ops_587b6522ee", [[this.params, 21760, 48640], [this.act[16], 0, 262144], [this.act[21], 0, 262144], [this.act[18], 0, 262144], [this.act[55], 0, 262144], [this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 323: fused %1665..%1685 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.k.reshape1.grad.reshape0 stdlib.mt:35-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[17], 0, 262144], [this.act[55], 0, 262144], [this.act[299], 0, 256], [this.grads, 22016, 256]]); // 324: %1672 param10.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[300], 0, 256], [this.grads, 21760, 256]]); // 325: %1682 param9.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[14], 0, 262144], [this.act[23], 0, 262144], [this.act[301], 0, 256], [this.grads, 21504, 256]]); // 326: %1690 param8.grad.add0 stdlib.mt:18
+    group("fused_11ops_2c473fdf9f", [[this.params, 21248, 49152], [this.act[13], 0, 262144], [this.act[20], 0, 262144], [this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 327: fused %1686..%1704 blocks.0.attn.k.matmul1.grad.permute0 .. blocks.0.attn.q.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[14], 0, 262144], [this.act[9], 0, 262144], [this.act[302], 0, 256], [this.grads, 21248, 256]]); // 328: %1700 param7.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[11], 0, 262144], [this.act[55], 0, 262144], [this.act[303], 0, 256], [this.grads, 20992, 256]]); // 329: %1709 param6.grad.add0 stdlib.mt:18
+    group("fused_10ops_7f44e80592", [[this.params, 20480, 49920], [this.act[8], 0, 262144], [this.act[10], 0, 262144], [this.act[15], 0, 262144], [this.act[55], 0, 262144], [this.act[11], 0, 262144], [this.act[14], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 330: fused %1705..%1722 blocks.0.attn.q.matmul1.grad.permute0 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[11], 0, 262144], [this.act[9], 0, 262144], [this.act[304], 0, 256], [this.grads, 20736, 256]]); // 331: %1719 param5.grad.add0 stdlib.mt:18
+    group("sum_a01_16x64x8x8_plus", [[this.act[23], 0, 262144], [this.act[305], 0, 256], [this.grads, 20480, 256]]); // 332: %1725 param4.grad.add0 stdlib.mt:9
+    group("fused_15ops_059cd5cf52", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[27], 0, 262144], [this.act[14], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 333: fused %1726..%1740 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    group("sum_a0_16x64x8x8", [[this.act[23], 0, 262144], [this.act[3], 0, 16384]]); // 334: %1741 embed.add0.grad.sum0 stdlib.mt:96
+    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[306], 0, 2048]]); // 335: %1744 embed.matmul1.grad.permute0 stdlib.mt:96
+    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 336: fused %1743..%1743 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[306], 0, 2048], [this.act[1], 0, 2048]]); // 337: %1745 embed.matmul1.grad.matmul0 stdlib.mt:96
+    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[306], 0, 2048]]); // 338: %1746 embed.matmul1.grad.permute1 stdlib.mt:96
+    group("matmul_64x1x8_64x8x8", [[this.act[306], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 339: %1747 embed.matmul1.grad.matmul1 stdlib.mt:96
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 340: %1753 embed.slice1.grad.pad0 stdlib.mt:95
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 341: %1755 embed.slice0.grad.pad0 stdlib.mt:94
+    group("fused_5ops_19d08c3807", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[23], 0, 262144], [this.act[226], 0, 32768], [this.act[170], 0, 32768], [this.step, 0, 16]]); // 342: fused %1748..%1756 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[170], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 343: %1757 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[226], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 344: %1759 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("gradnorm_partial_17600", [[this.grads, 0, ARENA], [this.partials, 0, 20]]); // 345: gradient norm, partial sums
+    group("gradnorm_total_5", [[this.partials, 0, 20], [this.norm, 0, 16]]); // 346: gradient norm
+    group("adamw_17600", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 347: AdamW update
     this.outputs = { loss: [this.act[237], 0, 4], logits: [this.act[236], 0, 1048576], observations: { ["residual"]: [[this.act[110], 0, 262144], [this.act[222], 0, 262144]] } };
   }
 
@@ -939,7 +969,7 @@ export class Program {
     this.run(pass, "fused_10ops_d9bea6e74d", 5, 16, 1, 1); // fused %86..%96 blocks.0.attn.norm.mul2 .. blocks.0.attn.k.reshape0 stdlib.mt:9-18
     this.run(pass, "fused_9ops_6734e963d4", 6, 16, 1, 1); // fused %97..%106 blocks.0.attn.k.matmul1 .. blocks.0.attn.reshape2 stdlib.mt:18-35
     this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 7, 32, 1, 1); // %108 blocks.0.attn.attention_lse0 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 8, 32, 1, 1); // %109 blocks.0.attn.attention0 stdlib.mt:38
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 8, 32, 1, 1); // %109 blocks.0.attn.attention0 stdlib.mt:38
     this.run(pass, "fused_13ops_965dd1c902", 9, 16, 1, 1); // fused %110..%122 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
     this.run(pass, "fused_6ops_2332c11670", 10, 16, 1, 1); // fused %123..%129 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
     this.run(pass, "fused_8ops_4d1796d203", 11, 16, 1, 1); // fused %130..%137 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
@@ -950,11 +980,11 @@ export class Program {
     this.run(pass, "fused_4ops_bc81b91933", 16, 16, 1, 1); // fused %164..%167 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
     this.run(pass, "fused_11ops_cf396f7a82", 17, 16, 1, 1); // fused %168..%178 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
     this.run(pass, "fused_6ops_2a7906b1c0", 18, 16, 1, 1); // fused %179..%184 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_3fab95aa73", 19, 16, 1, 1); // fused %185..%194 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_719c6997b8", 19, 16, 1, 1); // fused %185..%194 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
     this.run(pass, "fused_10ops_d9bea6e74d", 20, 16, 1, 1); // fused %195..%205 blocks.1.attn.norm.mul2 .. blocks.1.attn.k.reshape0 stdlib.mt:9-18
     this.run(pass, "fused_9ops_6734e963d4", 21, 16, 1, 1); // fused %206..%215 blocks.1.attn.k.matmul1 .. blocks.1.attn.reshape2 stdlib.mt:18-35
     this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 22, 32, 1, 1); // %217 blocks.1.attn.attention_lse0 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 23, 32, 1, 1); // %218 blocks.1.attn.attention0 stdlib.mt:38
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 23, 32, 1, 1); // %218 blocks.1.attn.attention0 stdlib.mt:38
     this.run(pass, "fused_13ops_965dd1c902", 24, 16, 1, 1); // fused %219..%231 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
     this.run(pass, "fused_6ops_2332c11670", 25, 16, 1, 1); // fused %232..%238 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
     this.run(pass, "fused_8ops_4d1796d203", 26, 16, 1, 1); // fused %239..%246 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
@@ -965,11 +995,11 @@ export class Program {
     this.run(pass, "fused_4ops_bc81b91933", 31, 16, 1, 1); // fused %273..%276 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
     this.run(pass, "fused_11ops_cf396f7a82", 32, 16, 1, 1); // fused %277..%287 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
     this.run(pass, "fused_6ops_2a7906b1c0", 33, 16, 1, 1); // fused %288..%293 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_0813fec119", 34, 16, 1, 1); // fused %294..%303 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_719c6997b8", 34, 16, 1, 1); // fused %294..%303 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
     this.run(pass, "fused_10ops_d9bea6e74d", 35, 16, 1, 1); // fused %304..%314 blocks.0.attn.norm.mul5 .. blocks.0.attn.k.reshape2 stdlib.mt:9-18
     this.run(pass, "fused_9ops_6734e963d4", 36, 16, 1, 1); // fused %315..%324 blocks.0.attn.k.matmul3 .. blocks.0.attn.reshape6 stdlib.mt:18-35
     this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 37, 32, 1, 1); // %326 blocks.0.attn.attention_lse1 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 38, 32, 1, 1); // %327 blocks.0.attn.attention1 stdlib.mt:38
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 38, 32, 1, 1); // %327 blocks.0.attn.attention1 stdlib.mt:38
     this.run(pass, "fused_13ops_965dd1c902", 39, 16, 1, 1); // fused %328..%340 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
     this.run(pass, "fused_6ops_2332c11670", 40, 16, 1, 1); // fused %341..%347 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
     this.run(pass, "fused_8ops_4d1796d203", 41, 16, 1, 1); // fused %348..%355 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
@@ -980,11 +1010,11 @@ export class Program {
     this.run(pass, "fused_4ops_bc81b91933", 46, 16, 1, 1); // fused %382..%385 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
     this.run(pass, "fused_11ops_cf396f7a82", 47, 16, 1, 1); // fused %386..%396 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
     this.run(pass, "fused_6ops_2a7906b1c0", 48, 16, 1, 1); // fused %397..%402 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_03aea58b11", 49, 16, 1, 1); // fused %403..%412 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_719c6997b8", 49, 16, 1, 1); // fused %403..%412 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
     this.run(pass, "fused_10ops_d9bea6e74d", 50, 16, 1, 1); // fused %413..%423 blocks.1.attn.norm.mul5 .. blocks.1.attn.k.reshape2 stdlib.mt:9-18
     this.run(pass, "fused_9ops_6734e963d4", 51, 16, 1, 1); // fused %424..%433 blocks.1.attn.k.matmul3 .. blocks.1.attn.reshape6 stdlib.mt:18-35
     this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 52, 32, 1, 1); // %435 blocks.1.attn.attention_lse1 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 53, 32, 1, 1); // %436 blocks.1.attn.attention1 stdlib.mt:38
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 53, 32, 1, 1); // %436 blocks.1.attn.attention1 stdlib.mt:38
     this.run(pass, "fused_13ops_965dd1c902", 54, 16, 1, 1); // fused %437..%449 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
     this.run(pass, "fused_6ops_2332c11670", 55, 16, 1, 1); // fused %450..%456 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
     this.run(pass, "fused_8ops_4d1796d203", 56, 16, 1, 1); // fused %457..%464 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
@@ -995,7 +1025,7 @@ export class Program {
     this.run(pass, "fused_4ops_bc81b91933", 61, 16, 1, 1); // fused %491..%494 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
     this.run(pass, "fused_11ops_cf396f7a82", 62, 16, 1, 1); // fused %495..%505 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
     this.run(pass, "fused_6ops_2a7906b1c0", 63, 16, 1, 1); // fused %506..%511 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_aabfd433ed", 64, 16, 1, 1); // fused %512..%521 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_719c6997b8", 64, 16, 1, 1); // fused %512..%521 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
     this.run(pass, "fused_1ops_5d2ec40eca", 65, 16, 1, 1); // fused %522..%522 norm_final.mul2 .. norm_final.mul2 stdlib.mt:9
     this.run(pass, "matmul_32x8_16x64x8x8", 66, 64, 1, 1); // %523 head.matmul0 stdlib.mt:106
     this.run(pass, "fused_2ops_dba17607cb", 67, 16, 1, 1); // fused %524..%525 head.mul0 .. head.sum0 stdlib.mt:106
@@ -1016,282 +1046,276 @@ export class Program {
     this.run(pass, "matmul_8x32_16x64x32x8", 78, 16, 1, 1); // %552 head.matmul0.grad.matmul1 stdlib.mt:106
     this.run(pass, "fused_2ops_7f870f82ec", 79, 16, 1, 1); // fused %553..%554 norm_final.mul2.grad.mul0 .. norm_final.mul2.grad.mul1 stdlib.mt:9
     this.run(pass, "sum_a01_16x64x8x8", 80, 1, 1, 1); // %555 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_17ops_10b7c91650", 81, 16, 1, 1); // fused %557..%573 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_17ops_f622d2cf20", 81, 16, 1, 1); // fused %557..%573 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
     this.run(pass, "fused_5ops_0dd68843f4", 82, 16, 1, 1); // fused %574..%578 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_7ops_c1c7224ad4", 83, 16, 1, 1); // fused %579..%589 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_7ops_c1c7224ad4", 84, 16, 1, 1); // fused %590..%600 blocks.1.think.sigmoid2.grad.square0 .. blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "fused_11ops_8abf409c21", 85, 16, 1, 1); // fused %601..%613 blocks.1.think.matmul9.grad.permute0 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
-    this.run(pass, "fused_6ops_e7b9ec4194", 86, 16, 1, 1); // fused %614..%621 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
-    this.run(pass, "fused_8ops_96143d6626", 87, 16, 1, 1); // fused %622..%635 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
-    this.run(pass, "fused_7ops_ec685c1cce", 88, 16, 1, 1); // fused %636..%646 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_9ops_bb6dc85042", 89, 16, 1, 1); // fused %647..%661 blocks.1.think.gamma.value.matmul3.grad.permute0 .. blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
-    this.run(pass, "fused_10ops_329e413fcb", 90, 16, 1, 1); // fused %662..%677 blocks.1.think.gamma.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add5 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_e80e07fcc7", 91, 16, 1, 1); // fused %678..%685 blocks.1.think.matmul5.grad.permute0 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 92, 16, 1, 1); // fused %686..%686 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 93, 1, 1, 1); // %687 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8_plus", 94, 1, 1, 1); // %689 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_10ops_b5296fdbc3", 95, 16, 1, 1); // fused %691..%706 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_9ops_bb6dc85042", 96, 16, 1, 1); // fused %707..%721 blocks.1.think.delta.value.matmul3.grad.permute0 .. blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
-    this.run(pass, "fused_10ops_329e413fcb", 97, 16, 1, 1); // fused %722..%737 blocks.1.think.delta.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add8 stdlib.mt:49-18
-    this.run(pass, "fused_1ops_e27698eeb2", 98, 16, 1, 1); // fused %738..%738 blocks.1.think.clamp1.grad.inrange0 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 99, 1, 1, 1); // %739 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_5ops_170529b2fd", 100, 16, 1, 1); // fused %740..%746 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_13ops_731cf0ef16", 101, 16, 1, 1); // fused %747..%759 blocks.1.attn.add1.grad.add0 .. blocks.1.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_6ceb59d4f6", 102, 16, 1, 1); // fused %760..%773 blocks.1.attn.o.matmul3.grad.permute0 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "fused_3ops_c265e1af37", 103, 16, 1, 1); // fused %774..%776 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 104, 32, 1, 1); // %777 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 105, 32, 1, 1); // %778 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 106, 32, 1, 1); // %779 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_13ops_587b6522ee", 107, 16, 1, 1); // fused %780..%798 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
-    this.run(pass, "fused_11ops_2c473fdf9f", 108, 16, 1, 1); // fused %799..%815 blocks.1.attn.k.matmul3.grad.permute0 .. blocks.1.attn.q.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_10ops_7f44e80592", 109, 16, 1, 1); // fused %816..%831 blocks.1.attn.q.matmul3.grad.permute0 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "fused_18ops_94812fe2ab", 110, 16, 1, 1); // fused %834..%851 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_0dd68843f4", 111, 16, 1, 1); // fused %852..%856 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_7ops_c1c7224ad4", 112, 16, 1, 1); // fused %857..%867 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_7ops_c1c7224ad4", 113, 16, 1, 1); // fused %868..%878 blocks.0.think.sigmoid2.grad.square0 .. blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "fused_11ops_8abf409c21", 114, 16, 1, 1); // fused %879..%891 blocks.0.think.matmul9.grad.permute0 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
-    this.run(pass, "fused_6ops_e7b9ec4194", 115, 16, 1, 1); // fused %892..%899 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
-    this.run(pass, "fused_8ops_96143d6626", 116, 16, 1, 1); // fused %900..%913 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
-    this.run(pass, "fused_7ops_ec685c1cce", 117, 16, 1, 1); // fused %914..%924 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_9ops_bb6dc85042", 118, 16, 1, 1); // fused %925..%939 blocks.0.think.gamma.value.matmul3.grad.permute0 .. blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
-    this.run(pass, "fused_10ops_329e413fcb", 119, 16, 1, 1); // fused %940..%955 blocks.0.think.gamma.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add5 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_e80e07fcc7", 120, 16, 1, 1); // fused %956..%963 blocks.0.think.matmul5.grad.permute0 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 121, 16, 1, 1); // fused %964..%964 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 122, 1, 1, 1); // %965 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8_plus", 123, 1, 1, 1); // %967 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_10ops_b5296fdbc3", 124, 16, 1, 1); // fused %969..%984 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_9ops_bb6dc85042", 125, 16, 1, 1); // fused %985..%999 blocks.0.think.delta.value.matmul3.grad.permute0 .. blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
-    this.run(pass, "fused_10ops_329e413fcb", 126, 16, 1, 1); // fused %1000..%1015 blocks.0.think.delta.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add8 stdlib.mt:49-18
-    this.run(pass, "fused_1ops_e27698eeb2", 127, 16, 1, 1); // fused %1016..%1016 blocks.0.think.clamp1.grad.inrange0 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 128, 1, 1, 1); // %1017 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_5ops_170529b2fd", 129, 16, 1, 1); // fused %1018..%1024 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_13ops_731cf0ef16", 130, 16, 1, 1); // fused %1025..%1037 blocks.0.attn.add1.grad.add0 .. blocks.0.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_6ceb59d4f6", 131, 16, 1, 1); // fused %1038..%1051 blocks.0.attn.o.matmul3.grad.permute0 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "fused_3ops_c265e1af37", 132, 16, 1, 1); // fused %1052..%1054 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 133, 32, 1, 1); // %1055 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 134, 32, 1, 1); // %1056 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 135, 32, 1, 1); // %1057 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_13ops_587b6522ee", 136, 16, 1, 1); // fused %1058..%1076 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
-    this.run(pass, "fused_11ops_2c473fdf9f", 137, 16, 1, 1); // fused %1077..%1093 blocks.0.attn.k.matmul3.grad.permute0 .. blocks.0.attn.q.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_10ops_7f44e80592", 138, 16, 1, 1); // fused %1094..%1109 blocks.0.attn.q.matmul3.grad.permute0 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "fused_18ops_1663bf6291", 139, 16, 1, 1); // fused %1112..%1129 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_0dd68843f4", 140, 16, 1, 1); // fused %1130..%1134 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_d724fe90ff", 141, 16, 1, 1); // fused %1135..%1137 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 142, 1, 1, 1); // %1138 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1_plus", 143, 1, 1, 1); // %1140 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_b2a248f4a0", 144, 16, 1, 1); // fused %1141..%1142 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 145, 1, 1, 1); // %1143 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8_plus", 146, 1, 1, 1); // %1146 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_60e3fab805", 147, 16, 1, 1); // fused %1145..%1150 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 148, 1, 1, 1); // %1151 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1_plus", 149, 1, 1, 1); // %1153 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_b2a248f4a0", 150, 16, 1, 1); // fused %1154..%1155 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 151, 1, 1, 1); // %1156 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8_plus", 152, 1, 1, 1); // %1159 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_551bd010b6", 153, 16, 1, 1); // fused %1158..%1162 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_6ops_873fd3aa28", 154, 16, 1, 1); // fused %1163..%1168 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 155, 1, 1, 1); // %1170 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 156, 1, 1, 1); // %1171 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_9a2c31b72b", 157, 16, 1, 1); // fused %1173..%1176 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 158, 1, 1, 1); // %1178 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 159, 1, 1, 1); // %1179 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_34fb304801", 160, 16, 1, 1); // fused %1181..%1185 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_5ops_cb9ff696eb", 161, 16, 1, 1); // fused %1188..%1194 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 162, 1, 1, 1); // %1196 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 163, 1, 1, 1); // %1197 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 164, 16, 1, 1); // fused %1199..%1200 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 165, 1, 1, 1); // %1203 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 166, 1, 1, 1); // %1207 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_c1f4be399e", 167, 16, 1, 1); // fused %1205..%1212 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 168, 1, 1, 1); // %1214 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 169, 1, 1, 1); // %1215 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 170, 16, 1, 1); // fused %1217..%1218 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 171, 1, 1, 1); // %1221 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 172, 1, 1, 1); // %1225 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_c65e85a7db", 173, 16, 1, 1); // fused %1223..%1231 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 174, 1, 1, 1); // %1233 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 175, 1, 1, 1); // %1234 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 176, 16, 1, 1); // fused %1236..%1237 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 177, 1, 1, 1); // %1240 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 178, 1, 1, 1); // %1244 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_ff0981dc39", 179, 16, 1, 1); // fused %1242..%1247 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_c2d6dc571c", 180, 16, 1, 1); // fused %1248..%1253 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 181, 16, 1, 1); // fused %1254..%1254 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 182, 1, 1, 1); // %1255 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8_plus", 183, 1, 1, 1); // %1257 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 184, 1, 1, 1); // %1262 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 185, 1, 1, 1); // %1263 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_b15a003bcf", 186, 16, 1, 1); // fused %1259..%1266 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 187, 1, 1, 1); // %1269 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 188, 1, 1, 1); // %1273 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_c1f4be399e", 189, 16, 1, 1); // fused %1271..%1278 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 190, 1, 1, 1); // %1280 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 191, 1, 1, 1); // %1281 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 192, 16, 1, 1); // fused %1283..%1284 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 193, 1, 1, 1); // %1287 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 194, 1, 1, 1); // %1291 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_c65e85a7db", 195, 16, 1, 1); // fused %1289..%1297 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 196, 1, 1, 1); // %1299 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 197, 1, 1, 1); // %1300 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 198, 16, 1, 1); // fused %1302..%1303 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 199, 1, 1, 1); // %1306 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 200, 1, 1, 1); // %1310 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_ac73c0e795", 201, 16, 1, 1); // fused %1308..%1312 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 202, 1, 1, 1); // %1313 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 203, 1, 1, 1); // %1314 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_7f870f82ec", 204, 16, 1, 1); // fused %1315..%1316 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 205, 1, 1, 1); // %1317 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8_plus", 206, 1, 1, 1); // %1319 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_b89afa33bc", 207, 16, 1, 1); // fused %1320..%1337 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 208, 1, 1, 1); // %1339 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 209, 1, 1, 1); // %1340 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 210, 16, 1, 1); // fused %1342..%1343 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 211, 1, 1, 1); // %1346 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 212, 1, 1, 1); // %1350 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_0e24f496d5", 213, 16, 1, 1); // fused %1348..%1351 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "fused_3ops_c265e1af37", 214, 16, 1, 1); // fused %1352..%1354 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 215, 32, 1, 1); // %1355 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 216, 32, 1, 1); // %1356 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 217, 32, 1, 1); // %1357 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_5ops_511e7d40e8", 218, 16, 1, 1); // fused %1358..%1362 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 219, 1, 1, 1); // %1364 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 220, 1, 1, 1); // %1365 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 221, 16, 1, 1); // fused %1367..%1368 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 222, 1, 1, 1); // %1371 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 223, 1, 1, 1); // %1375 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_fa1be6cfb6", 224, 16, 1, 1); // fused %1373..%1380 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 225, 1, 1, 1); // %1382 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 226, 1, 1, 1); // %1383 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 227, 16, 1, 1); // fused %1385..%1386 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 228, 1, 1, 1); // %1389 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 229, 1, 1, 1); // %1393 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_cb45c73d6c", 230, 16, 1, 1); // fused %1391..%1399 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 231, 1, 1, 1); // %1401 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 232, 1, 1, 1); // %1402 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 233, 16, 1, 1); // fused %1404..%1405 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 234, 1, 1, 1); // %1408 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 235, 1, 1, 1); // %1412 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_938afc05ff", 236, 16, 1, 1); // fused %1410..%1415 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 237, 1, 1, 1); // %1416 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8_plus", 238, 1, 1, 1); // %1418 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_af046a5624", 239, 16, 1, 1); // fused %1419..%1436 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_0dd68843f4", 240, 16, 1, 1); // fused %1437..%1441 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_d724fe90ff", 241, 16, 1, 1); // fused %1442..%1444 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 242, 1, 1, 1); // %1445 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1_plus", 243, 1, 1, 1); // %1447 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_b2a248f4a0", 244, 16, 1, 1); // fused %1448..%1449 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 245, 1, 1, 1); // %1450 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8_plus", 246, 1, 1, 1); // %1453 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_60e3fab805", 247, 16, 1, 1); // fused %1452..%1457 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 248, 1, 1, 1); // %1458 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1_plus", 249, 1, 1, 1); // %1460 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_b2a248f4a0", 250, 16, 1, 1); // fused %1461..%1462 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 251, 1, 1, 1); // %1463 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8_plus", 252, 1, 1, 1); // %1466 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_551bd010b6", 253, 16, 1, 1); // fused %1465..%1469 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_6ops_873fd3aa28", 254, 16, 1, 1); // fused %1470..%1475 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 255, 1, 1, 1); // %1477 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 256, 1, 1, 1); // %1478 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_9a2c31b72b", 257, 16, 1, 1); // fused %1480..%1483 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 258, 1, 1, 1); // %1485 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 259, 1, 1, 1); // %1486 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_34fb304801", 260, 16, 1, 1); // fused %1488..%1492 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_5ops_cb9ff696eb", 261, 16, 1, 1); // fused %1495..%1501 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 262, 1, 1, 1); // %1503 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 263, 1, 1, 1); // %1504 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 264, 16, 1, 1); // fused %1506..%1507 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 265, 1, 1, 1); // %1510 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 266, 1, 1, 1); // %1514 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_c1f4be399e", 267, 16, 1, 1); // fused %1512..%1519 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 268, 1, 1, 1); // %1521 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 269, 1, 1, 1); // %1522 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 270, 16, 1, 1); // fused %1524..%1525 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 271, 1, 1, 1); // %1528 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 272, 1, 1, 1); // %1532 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_c65e85a7db", 273, 16, 1, 1); // fused %1530..%1538 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 274, 1, 1, 1); // %1540 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 275, 1, 1, 1); // %1541 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 276, 16, 1, 1); // fused %1543..%1544 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 277, 1, 1, 1); // %1547 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 278, 1, 1, 1); // %1551 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_ff0981dc39", 279, 16, 1, 1); // fused %1549..%1554 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_c2d6dc571c", 280, 16, 1, 1); // fused %1555..%1560 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 281, 16, 1, 1); // fused %1561..%1561 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 282, 1, 1, 1); // %1562 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8_plus", 283, 1, 1, 1); // %1564 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 284, 1, 1, 1); // %1569 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 285, 1, 1, 1); // %1570 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_b15a003bcf", 286, 16, 1, 1); // fused %1566..%1573 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 287, 1, 1, 1); // %1576 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 288, 1, 1, 1); // %1580 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_c1f4be399e", 289, 16, 1, 1); // fused %1578..%1585 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 290, 1, 1, 1); // %1587 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 291, 1, 1, 1); // %1588 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 292, 16, 1, 1); // fused %1590..%1591 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 293, 1, 1, 1); // %1594 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 294, 1, 1, 1); // %1598 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_c65e85a7db", 295, 16, 1, 1); // fused %1596..%1604 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 296, 1, 1, 1); // %1606 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 297, 1, 1, 1); // %1607 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 298, 16, 1, 1); // fused %1609..%1610 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 299, 1, 1, 1); // %1613 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 300, 1, 1, 1); // %1617 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_ac73c0e795", 301, 16, 1, 1); // fused %1615..%1619 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 302, 1, 1, 1); // %1620 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 303, 1, 1, 1); // %1621 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_7f870f82ec", 304, 16, 1, 1); // fused %1622..%1623 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 305, 1, 1, 1); // %1624 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8_plus", 306, 1, 1, 1); // %1626 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_b89afa33bc", 307, 16, 1, 1); // fused %1627..%1644 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 308, 1, 1, 1); // %1646 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 309, 1, 1, 1); // %1647 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 310, 16, 1, 1); // fused %1649..%1650 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 311, 1, 1, 1); // %1653 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 312, 1, 1, 1); // %1657 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_0e24f496d5", 313, 16, 1, 1); // fused %1655..%1658 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "fused_3ops_c265e1af37", 314, 16, 1, 1); // fused %1659..%1661 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 315, 32, 1, 1); // %1662 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 316, 32, 1, 1); // %1663 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 317, 32, 1, 1); // %1664 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_5ops_511e7d40e8", 318, 16, 1, 1); // fused %1665..%1669 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 319, 1, 1, 1); // %1671 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 320, 1, 1, 1); // %1672 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 321, 16, 1, 1); // fused %1674..%1675 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 322, 1, 1, 1); // %1678 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 323, 1, 1, 1); // %1682 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_fa1be6cfb6", 324, 16, 1, 1); // fused %1680..%1687 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 325, 1, 1, 1); // %1689 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_3ops_d724fe90ff", 83, 16, 1, 1); // fused %579..%581 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 84, 1, 1, 1); // %582 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_b2a248f4a0", 85, 16, 1, 1); // fused %584..%585 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 86, 1, 1, 1); // %586 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_60e3fab805", 87, 16, 1, 1); // fused %588..%592 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 88, 1, 1, 1); // %593 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_b2a248f4a0", 89, 16, 1, 1); // fused %595..%596 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 90, 1, 1, 1); // %597 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_551bd010b6", 91, 16, 1, 1); // fused %599..%602 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_9ops_c45fa0d8e8", 92, 16, 1, 1); // fused %603..%613 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 93, 1, 1, 1); // %610 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 94, 1, 1, 1); // %617 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_6ops_e7b9ec4194", 95, 16, 1, 1); // fused %614..%621 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_4ops_b11a24a27b", 96, 16, 1, 1); // fused %622..%627 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:69-49
+    this.run(pass, "sum_a0123_16x64x8x8", 97, 1, 1, 1); // %628 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 98, 1, 1, 1); // %634 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_5ops_b15a003bcf", 99, 16, 1, 1); // fused %631..%637 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 100, 1, 1, 1); // %640 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1f4be399e", 101, 16, 1, 1); // fused %642..%651 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 102, 1, 1, 1); // %650 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 103, 16, 1, 1); // fused %652..%653 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 104, 1, 1, 1); // %656 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c65e85a7db", 105, 16, 1, 1); // fused %658..%668 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 106, 1, 1, 1); // %667 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 107, 16, 1, 1); // fused %669..%670 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 108, 1, 1, 1); // %673 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_ff0981dc39", 109, 16, 1, 1); // fused %675..%679 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_c2d6dc571c", 110, 16, 1, 1); // fused %680..%685 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_5ops_6c2dc27178", 111, 16, 1, 1); // fused %686..%695 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.up.reshape2.grad.reshape0 stdlib.mt:49-18
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 112, 1, 1, 1); // %689 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 113, 1, 1, 1); // %694 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 114, 16, 1, 1); // fused %696..%697 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 115, 1, 1, 1); // %700 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1f4be399e", 116, 16, 1, 1); // fused %702..%711 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 117, 1, 1, 1); // %710 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 118, 16, 1, 1); // fused %712..%713 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 119, 1, 1, 1); // %716 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c65e85a7db", 120, 16, 1, 1); // fused %718..%728 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 121, 1, 1, 1); // %727 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 122, 16, 1, 1); // fused %729..%730 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 123, 1, 1, 1); // %733 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_ac73c0e795", 124, 16, 1, 1); // fused %735..%738 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 125, 1, 1, 1); // %739 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_7f870f82ec", 126, 16, 1, 1); // fused %740..%741 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 127, 1, 1, 1); // %742 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_19ops_b89afa33bc", 128, 16, 1, 1); // fused %744..%764 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.reshape2.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 129, 1, 1, 1); // %763 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 130, 16, 1, 1); // fused %765..%766 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 131, 1, 1, 1); // %769 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_0e24f496d5", 132, 16, 1, 1); // fused %771..%773 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "fused_3ops_c265e1af37", 133, 16, 1, 1); // fused %774..%776 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 134, 32, 1, 1); // %777 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 135, 32, 1, 1); // %778 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 136, 32, 1, 1); // %779 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_8ops_d70ac82b2f", 137, 16, 1, 1); // fused %780..%789 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:35-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 138, 1, 1, 1); // %786 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 139, 1, 1, 1); // %792 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_10ops_63c5694c83", 140, 16, 1, 1); // fused %794..%805 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 141, 1, 1, 1); // %802 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 142, 1, 1, 1); // %808 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_cb45c73d6c", 143, 16, 1, 1); // fused %810..%820 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 144, 1, 1, 1); // %819 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 145, 16, 1, 1); // fused %821..%822 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 146, 1, 1, 1); // %825 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_938afc05ff", 147, 16, 1, 1); // fused %827..%831 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 148, 1, 1, 1); // %832 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_89f03add1e", 149, 16, 1, 1); // fused %834..%851 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_0dd68843f4", 150, 16, 1, 1); // fused %852..%856 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_d724fe90ff", 151, 16, 1, 1); // fused %857..%859 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 152, 1, 1, 1); // %860 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_b2a248f4a0", 153, 16, 1, 1); // fused %862..%863 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 154, 1, 1, 1); // %864 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_60e3fab805", 155, 16, 1, 1); // fused %866..%870 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 156, 1, 1, 1); // %871 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_b2a248f4a0", 157, 16, 1, 1); // fused %873..%874 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 158, 1, 1, 1); // %875 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_551bd010b6", 159, 16, 1, 1); // fused %877..%880 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_9ops_c45fa0d8e8", 160, 16, 1, 1); // fused %881..%891 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 161, 1, 1, 1); // %888 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 162, 1, 1, 1); // %895 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_6ops_e7b9ec4194", 163, 16, 1, 1); // fused %892..%899 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_4ops_b11a24a27b", 164, 16, 1, 1); // fused %900..%905 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:69-49
+    this.run(pass, "sum_a0123_16x64x8x8", 165, 1, 1, 1); // %906 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 166, 1, 1, 1); // %912 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_5ops_b15a003bcf", 167, 16, 1, 1); // fused %909..%915 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 168, 1, 1, 1); // %918 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1f4be399e", 169, 16, 1, 1); // fused %920..%929 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 170, 1, 1, 1); // %928 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 171, 16, 1, 1); // fused %930..%931 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 172, 1, 1, 1); // %934 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c65e85a7db", 173, 16, 1, 1); // fused %936..%946 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 174, 1, 1, 1); // %945 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 175, 16, 1, 1); // fused %947..%948 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 176, 1, 1, 1); // %951 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_ff0981dc39", 177, 16, 1, 1); // fused %953..%957 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_c2d6dc571c", 178, 16, 1, 1); // fused %958..%963 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_5ops_6c2dc27178", 179, 16, 1, 1); // fused %964..%973 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.up.reshape2.grad.reshape0 stdlib.mt:49-18
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 180, 1, 1, 1); // %967 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 181, 1, 1, 1); // %972 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 182, 16, 1, 1); // fused %974..%975 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 183, 1, 1, 1); // %978 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1f4be399e", 184, 16, 1, 1); // fused %980..%989 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 185, 1, 1, 1); // %988 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 186, 16, 1, 1); // fused %990..%991 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 187, 1, 1, 1); // %994 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c65e85a7db", 188, 16, 1, 1); // fused %996..%1006 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 189, 1, 1, 1); // %1005 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 190, 16, 1, 1); // fused %1007..%1008 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 191, 1, 1, 1); // %1011 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_ac73c0e795", 192, 16, 1, 1); // fused %1013..%1016 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 193, 1, 1, 1); // %1017 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_7f870f82ec", 194, 16, 1, 1); // fused %1018..%1019 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 195, 1, 1, 1); // %1020 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_19ops_b89afa33bc", 196, 16, 1, 1); // fused %1022..%1042 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.reshape2.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 197, 1, 1, 1); // %1041 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 198, 16, 1, 1); // fused %1043..%1044 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 199, 1, 1, 1); // %1047 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_0e24f496d5", 200, 16, 1, 1); // fused %1049..%1051 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "fused_3ops_c265e1af37", 201, 16, 1, 1); // fused %1052..%1054 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 202, 32, 1, 1); // %1055 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 203, 32, 1, 1); // %1056 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 204, 32, 1, 1); // %1057 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_8ops_d70ac82b2f", 205, 16, 1, 1); // fused %1058..%1067 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:35-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 206, 1, 1, 1); // %1064 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 207, 1, 1, 1); // %1070 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_10ops_63c5694c83", 208, 16, 1, 1); // fused %1072..%1083 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 209, 1, 1, 1); // %1080 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 210, 1, 1, 1); // %1086 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_cb45c73d6c", 211, 16, 1, 1); // fused %1088..%1098 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 212, 1, 1, 1); // %1097 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 213, 16, 1, 1); // fused %1099..%1100 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 214, 1, 1, 1); // %1103 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_938afc05ff", 215, 16, 1, 1); // fused %1105..%1109 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 216, 1, 1, 1); // %1110 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_89f03add1e", 217, 16, 1, 1); // fused %1112..%1129 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_0dd68843f4", 218, 16, 1, 1); // fused %1130..%1134 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_7ops_c1c7224ad4", 219, 16, 1, 1); // fused %1135..%1147 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 220, 1, 1, 1); // %1140 param61.grad.add0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8_plus", 221, 1, 1, 1); // %1146 param60.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_7ops_c1c7224ad4", 222, 16, 1, 1); // fused %1148..%1160 blocks.1.think.sigmoid0.grad.square0 .. blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 223, 1, 1, 1); // %1153 param59.grad.add0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8_plus", 224, 1, 1, 1); // %1159 param58.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_11ops_8abf409c21", 225, 16, 1, 1); // fused %1161..%1174 blocks.1.think.matmul4.grad.permute0 .. blocks.1.think.reshape1.grad.reshape0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 226, 1, 1, 1); // %1171 param56.grad.add0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 227, 1, 1, 1); // %1179 param57.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_6ops_e7b9ec4194", 228, 16, 1, 1); // fused %1175..%1183 blocks.1.think.matmul2.grad.permute0 .. blocks.1.think.matmul1.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_4ops_b11a24a27b", 229, 16, 1, 1); // fused %1184..%1189 blocks.1.think.matmul1.grad.permute1 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:69-49
+    this.run(pass, "sum_a0123_16x64x8x8", 230, 1, 1, 1); // %1190 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 231, 1, 1, 1); // %1197 param54.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_b5296fdbc3", 232, 16, 1, 1); // fused %1193..%1210 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.value.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 233, 1, 1, 1); // %1207 param53.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 234, 1, 1, 1); // %1215 param52.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_9ops_bb6dc85042", 235, 16, 1, 1); // fused %1211..%1227 blocks.1.think.gamma.value.matmul1.grad.permute0 .. blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 236, 1, 1, 1); // %1225 param51.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_329e413fcb", 237, 16, 1, 1); // fused %1228..%1245 blocks.1.think.gamma.silu0.grad.mul0 .. blocks.1.think.norm.mul2.grad.add5 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 238, 1, 1, 1); // %1234 param50.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 239, 1, 1, 1); // %1244 param49.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_6ops_e80e07fcc7", 240, 16, 1, 1); // fused %1246..%1253 blocks.1.think.matmul0.grad.permute0 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_5ops_6c2dc27178", 241, 16, 1, 1); // fused %1254..%1264 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.up.reshape0.grad.reshape0 stdlib.mt:49-18
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 242, 1, 1, 1); // %1257 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 243, 1, 1, 1); // %1263 param48.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_ec685c1cce", 244, 16, 1, 1); // fused %1265..%1276 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 245, 1, 1, 1); // %1273 param47.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 246, 1, 1, 1); // %1281 param46.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_9ops_bb6dc85042", 247, 16, 1, 1); // fused %1277..%1293 blocks.1.think.delta.value.matmul1.grad.permute0 .. blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 248, 1, 1, 1); // %1291 param45.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_329e413fcb", 249, 16, 1, 1); // fused %1294..%1311 blocks.1.think.delta.silu0.grad.mul0 .. blocks.1.think.norm.mul2.grad.add8 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 250, 1, 1, 1); // %1300 param44.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 251, 1, 1, 1); // %1310 param43.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_1ops_e27698eeb2", 252, 16, 1, 1); // fused %1312..%1312 blocks.1.think.clamp0.grad.inrange0 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 253, 1, 1, 1); // %1313 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 254, 1, 1, 1); // %1314 param55.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_5ops_170529b2fd", 255, 16, 1, 1); // fused %1315..%1322 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 256, 1, 1, 1); // %1319 param42.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_13ops_731cf0ef16", 257, 16, 1, 1); // fused %1323..%1335 blocks.1.attn.add0.grad.add0 .. blocks.1.attn.o.reshape1.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 258, 1, 1, 1); // %1340 param41.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_6ceb59d4f6", 259, 16, 1, 1); // fused %1336..%1351 blocks.1.attn.o.matmul1.grad.permute0 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 260, 1, 1, 1); // %1350 param40.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_c265e1af37", 261, 16, 1, 1); // fused %1352..%1354 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 262, 32, 1, 1); // %1355 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 263, 32, 1, 1); // %1356 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 264, 32, 1, 1); // %1357 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_13ops_587b6522ee", 265, 16, 1, 1); // fused %1358..%1378 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.k.reshape1.grad.reshape0 stdlib.mt:35-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 266, 1, 1, 1); // %1365 param39.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 267, 1, 1, 1); // %1375 param38.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 268, 1, 1, 1); // %1383 param37.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_11ops_2c473fdf9f", 269, 16, 1, 1); // fused %1379..%1397 blocks.1.attn.k.matmul1.grad.permute0 .. blocks.1.attn.q.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 270, 1, 1, 1); // %1393 param36.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 271, 1, 1, 1); // %1402 param35.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_7f44e80592", 272, 16, 1, 1); // fused %1398..%1415 blocks.1.attn.q.matmul1.grad.permute0 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 273, 1, 1, 1); // %1412 param34.grad.add0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8_plus", 274, 1, 1, 1); // %1418 param33.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_89f03add1e", 275, 16, 1, 1); // fused %1419..%1436 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_0dd68843f4", 276, 16, 1, 1); // fused %1437..%1441 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_7ops_c1c7224ad4", 277, 16, 1, 1); // fused %1442..%1454 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 278, 1, 1, 1); // %1447 param32.grad.add0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8_plus", 279, 1, 1, 1); // %1453 param31.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_7ops_c1c7224ad4", 280, 16, 1, 1); // fused %1455..%1467 blocks.0.think.sigmoid0.grad.square0 .. blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 281, 1, 1, 1); // %1460 param30.grad.add0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8_plus", 282, 1, 1, 1); // %1466 param29.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_11ops_8abf409c21", 283, 16, 1, 1); // fused %1468..%1481 blocks.0.think.matmul4.grad.permute0 .. blocks.0.think.reshape1.grad.reshape0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 284, 1, 1, 1); // %1478 param27.grad.add0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 285, 1, 1, 1); // %1486 param28.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_6ops_e7b9ec4194", 286, 16, 1, 1); // fused %1482..%1490 blocks.0.think.matmul2.grad.permute0 .. blocks.0.think.matmul1.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_4ops_b11a24a27b", 287, 16, 1, 1); // fused %1491..%1496 blocks.0.think.matmul1.grad.permute1 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:69-49
+    this.run(pass, "sum_a0123_16x64x8x8", 288, 1, 1, 1); // %1497 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 289, 1, 1, 1); // %1504 param25.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_b5296fdbc3", 290, 16, 1, 1); // fused %1500..%1517 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.value.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 291, 1, 1, 1); // %1514 param24.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 292, 1, 1, 1); // %1522 param23.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_9ops_bb6dc85042", 293, 16, 1, 1); // fused %1518..%1534 blocks.0.think.gamma.value.matmul1.grad.permute0 .. blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 294, 1, 1, 1); // %1532 param22.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_329e413fcb", 295, 16, 1, 1); // fused %1535..%1552 blocks.0.think.gamma.silu0.grad.mul0 .. blocks.0.think.norm.mul2.grad.add5 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 296, 1, 1, 1); // %1541 param21.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 297, 1, 1, 1); // %1551 param20.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_6ops_e80e07fcc7", 298, 16, 1, 1); // fused %1553..%1560 blocks.0.think.matmul0.grad.permute0 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_5ops_6c2dc27178", 299, 16, 1, 1); // fused %1561..%1571 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.up.reshape0.grad.reshape0 stdlib.mt:49-18
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 300, 1, 1, 1); // %1564 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 301, 1, 1, 1); // %1570 param19.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_ec685c1cce", 302, 16, 1, 1); // fused %1572..%1583 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 303, 1, 1, 1); // %1580 param18.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 304, 1, 1, 1); // %1588 param17.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_9ops_bb6dc85042", 305, 16, 1, 1); // fused %1584..%1600 blocks.0.think.delta.value.matmul1.grad.permute0 .. blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 306, 1, 1, 1); // %1598 param16.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_329e413fcb", 307, 16, 1, 1); // fused %1601..%1618 blocks.0.think.delta.silu0.grad.mul0 .. blocks.0.think.norm.mul2.grad.add8 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 308, 1, 1, 1); // %1607 param15.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 309, 1, 1, 1); // %1617 param14.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_1ops_e27698eeb2", 310, 16, 1, 1); // fused %1619..%1619 blocks.0.think.clamp0.grad.inrange0 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 311, 1, 1, 1); // %1620 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 312, 1, 1, 1); // %1621 param26.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_5ops_170529b2fd", 313, 16, 1, 1); // fused %1622..%1629 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 314, 1, 1, 1); // %1626 param13.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_13ops_731cf0ef16", 315, 16, 1, 1); // fused %1630..%1642 blocks.0.attn.add0.grad.add0 .. blocks.0.attn.o.reshape1.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 316, 1, 1, 1); // %1647 param12.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_6ceb59d4f6", 317, 16, 1, 1); // fused %1643..%1658 blocks.0.attn.o.matmul1.grad.permute0 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 318, 1, 1, 1); // %1657 param11.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_c265e1af37", 319, 16, 1, 1); // fused %1659..%1661 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 320, 32, 1, 1); // %1662 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 321, 32, 1, 1); // %1663 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 322, 32, 1, 1); // %1664 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_13ops_587b6522ee", 323, 16, 1, 1); // fused %1665..%1685 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.k.reshape1.grad.reshape0 stdlib.mt:35-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 324, 1, 1, 1); // %1672 param10.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 325, 1, 1, 1); // %1682 param9.grad.add0 stdlib.mt:18
     this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 326, 1, 1, 1); // %1690 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 327, 16, 1, 1); // fused %1692..%1693 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 328, 1, 1, 1); // %1696 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 329, 1, 1, 1); // %1700 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_cb45c73d6c", 330, 16, 1, 1); // fused %1698..%1706 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 331, 1, 1, 1); // %1708 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 332, 1, 1, 1); // %1709 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 333, 16, 1, 1); // fused %1711..%1712 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 334, 1, 1, 1); // %1715 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 335, 1, 1, 1); // %1719 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_938afc05ff", 336, 16, 1, 1); // fused %1717..%1722 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 337, 1, 1, 1); // %1723 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8_plus", 338, 1, 1, 1); // %1725 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_15ops_059cd5cf52", 339, 16, 1, 1); // fused %1726..%1740 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "sum_a0_16x64x8x8", 340, 64, 1, 1); // %1741 embed.add0.grad.sum0 stdlib.mt:96
-    this.run(pass, "permute_021_64x1x8", 341, 2, 1, 1); // %1744 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "fused_1ops_b127ed186b", 342, 16, 1, 1); // fused %1743..%1743 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x8_64x8x1", 343, 1, 1, 1); // %1745 embed.matmul1.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_021_64x8x1", 344, 2, 1, 1); // %1746 embed.matmul1.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_64x1x8_64x8x8", 345, 1, 1, 1); // %1747 embed.matmul1.grad.matmul1 stdlib.mt:96
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 346, 2, 1, 1); // %1753 embed.slice1.grad.pad0 stdlib.mt:95
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 347, 2, 1, 1); // %1755 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "fused_5ops_19d08c3807", 348, 16, 1, 1); // fused %1748..%1756 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 349, 4, 1, 1); // %1757 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 350, 4, 1, 1); // %1759 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    this.run(pass, "fused_11ops_2c473fdf9f", 327, 16, 1, 1); // fused %1686..%1704 blocks.0.attn.k.matmul1.grad.permute0 .. blocks.0.attn.q.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 328, 1, 1, 1); // %1700 param7.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 329, 1, 1, 1); // %1709 param6.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_7f44e80592", 330, 16, 1, 1); // fused %1705..%1722 blocks.0.attn.q.matmul1.grad.permute0 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 331, 1, 1, 1); // %1719 param5.grad.add0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8_plus", 332, 1, 1, 1); // %1725 param4.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_15ops_059cd5cf52", 333, 16, 1, 1); // fused %1726..%1740 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    this.run(pass, "sum_a0_16x64x8x8", 334, 64, 1, 1); // %1741 embed.add0.grad.sum0 stdlib.mt:96
+    this.run(pass, "permute_021_64x1x8", 335, 2, 1, 1); // %1744 embed.matmul1.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_1ops_b127ed186b", 336, 16, 1, 1); // fused %1743..%1743 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "matmul_64x8x8_64x8x1", 337, 1, 1, 1); // %1745 embed.matmul1.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_021_64x8x1", 338, 2, 1, 1); // %1746 embed.matmul1.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_64x1x8_64x8x8", 339, 1, 1, 1); // %1747 embed.matmul1.grad.matmul1 stdlib.mt:96
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 340, 2, 1, 1); // %1753 embed.slice1.grad.pad0 stdlib.mt:95
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 341, 2, 1, 1); // %1755 embed.slice0.grad.pad0 stdlib.mt:94
+    this.run(pass, "fused_5ops_19d08c3807", 342, 16, 1, 1); // fused %1748..%1756 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 343, 4, 1, 1); // %1757 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 344, 4, 1, 1); // %1759 embed.gather0.grad.scatter_add0 stdlib.mt:92
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_17600", 351, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
-    this.run(pass, "gradnorm_total_5", 352, 1, 1, 1); // global gradient L2 norm from 5 partial sums
-    this.run(pass, "adamw_17600", 353, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
+    this.run(pass, "gradnorm_partial_17600", 345, 5, 1, 1); // sum of squared gradients, 4096 per workgroup, 5 partial sums
+    this.run(pass, "gradnorm_total_5", 346, 1, 1, 1); // global gradient L2 norm from 5 partial sums
+    this.run(pass, "adamw_17600", 347, 69, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 17600 floats
   }
 }

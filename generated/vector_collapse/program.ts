@@ -132,23 +132,11 @@ export const layout = {
   "kernels": [
     "adamw_11008",
     "affine_s0p1_b0_64x8x8",
-    "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
-    "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
-    "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
-    "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
-    "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
+    "attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1",
+    "attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1",
     "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1",
-    "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
-    "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
-    "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
-    "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
+    "attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1",
     "binary_add_s_s",
     "binary_mul_s_s",
     "contract_16x64x256x1_s16384_256_1_1_16x64x1x8_s512_8_1_1_sum_01",
@@ -159,12 +147,10 @@ export const layout = {
     "contract_8x8192_s1_8_8192x8_s8_1_sum_none",
     "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus",
     "cross_entropy_16x64x256_16x64i",
-    "fused_10ops_03aea58b11",
-    "fused_10ops_0813fec119",
     "fused_10ops_329e413fcb",
-    "fused_10ops_3fab95aa73",
+    "fused_10ops_63c5694c83",
+    "fused_10ops_719c6997b8",
     "fused_10ops_7f44e80592",
-    "fused_10ops_aabfd433ed",
     "fused_10ops_b5296fdbc3",
     "fused_10ops_d9bea6e74d",
     "fused_11ops_2c473fdf9f",
@@ -175,12 +161,9 @@ export const layout = {
     "fused_13ops_731cf0ef16",
     "fused_13ops_965dd1c902",
     "fused_15ops_059cd5cf52",
-    "fused_17ops_10b7c91650",
-    "fused_18ops_1663bf6291",
-    "fused_18ops_94812fe2ab",
-    "fused_18ops_af046a5624",
-    "fused_18ops_b89afa33bc",
-    "fused_1ops_ab457c8f23",
+    "fused_17ops_f622d2cf20",
+    "fused_18ops_89f03add1e",
+    "fused_19ops_b89afa33bc",
     "fused_1ops_b127ed186b",
     "fused_1ops_e27698eeb2",
     "fused_2ops_2eaaa120ae",
@@ -193,39 +176,36 @@ export const layout = {
     "fused_3ops_c265e1af37",
     "fused_3ops_d724fe90ff",
     "fused_4ops_551bd010b6",
-    "fused_4ops_9a2c31b72b",
     "fused_4ops_ac73c0e795",
+    "fused_4ops_b11a24a27b",
     "fused_4ops_bc81b91933",
     "fused_4ops_c2d6dc571c",
     "fused_5ops_0dd68843f4",
     "fused_5ops_170529b2fd",
     "fused_5ops_19d08c3807",
-    "fused_5ops_34fb304801",
-    "fused_5ops_511e7d40e8",
     "fused_5ops_60e3fab805",
+    "fused_5ops_6c2dc27178",
     "fused_5ops_938afc05ff",
     "fused_5ops_b15a003bcf",
-    "fused_5ops_cb9ff696eb",
     "fused_5ops_ff0981dc39",
     "fused_6ops_2332c11670",
     "fused_6ops_2a7906b1c0",
     "fused_6ops_4321a7b9ab",
-    "fused_6ops_873fd3aa28",
     "fused_6ops_8fce6fc479",
     "fused_6ops_ba693b4763",
     "fused_6ops_e7b9ec4194",
     "fused_6ops_e80e07fcc7",
     "fused_7ops_c1c7224ad4",
-    "fused_7ops_c1f4be399e",
     "fused_7ops_ec685c1cce",
-    "fused_7ops_fa1be6cfb6",
     "fused_8ops_4d1796d203",
     "fused_8ops_6ceb59d4f6",
-    "fused_8ops_96143d6626",
-    "fused_8ops_c65e85a7db",
-    "fused_8ops_cb45c73d6c",
+    "fused_8ops_c1f4be399e",
+    "fused_8ops_d70ac82b2f",
     "fused_9ops_6734e963d4",
     "fused_9ops_bb6dc85042",
+    "fused_9ops_c45fa0d8e8",
+    "fused_9ops_c65e85a7db",
+    "fused_9ops_cb45c73d6c",
     "gradnorm_partial_11008",
     "gradnorm_total_3",
     "matmul_256x8_16x64x8x1",
@@ -250,7 +230,7 @@ export const layout = {
   "dispatches": {
     "setup": 0,
     "forward": 68,
-    "backward": 278,
+    "backward": 272,
     "optimizer": 3
   }
 };
@@ -269,6 +249,8 @@ export class Program {
   readonly step: GPUBuffer;
   /** OptParams uniform of the AdamW kernel */
   readonly opt: GPUBuffer;
+  /** the dropout keys of each dispatch that draws, a 256-byte record per distinct list */
+  readonly keys: GPUBuffer;
   readonly partials: GPUBuffer;
   /** the global gradient norm of the last step */
   readonly norm: GPUBuffer;
@@ -290,6 +272,8 @@ export class Program {
     this.targets = buf('targets', 4096);
     this.step = buf('step', 16, U);
     this.opt = buf('opt', 32, U);
+    this.keys = buf('keys', 2048, U);
+    device.queue.writeBuffer(this.keys, 0, new Uint32Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
     this.partials = buf('partials', 12);
     this.norm = buf('norm', 16);
     this.act = [
@@ -536,14 +520,66 @@ export class Program {
       buf("act240", 262144),
       buf("act241", 4096),
       buf("act242", 4096),
-      buf("act243", 262144),
-      buf("act244", 32768),
-      buf("act245", 262144),
-      buf("act246", 4),
-      buf("act247", 4),
-      buf("act248", 256),
+      buf("act243", 4),
+      buf("act244", 256),
+      buf("act245", 4),
+      buf("act246", 256),
+      buf("act247", 32768),
+      buf("act248", 32),
       buf("act249", 32),
-      buf("act250", 2048),
+      buf("act250", 4),
+      buf("act251", 256),
+      buf("act252", 256),
+      buf("act253", 256),
+      buf("act254", 256),
+      buf("act255", 256),
+      buf("act256", 256),
+      buf("act257", 256),
+      buf("act258", 256),
+      buf("act259", 256),
+      buf("act260", 256),
+      buf("act261", 256),
+      buf("act262", 256),
+      buf("act263", 4),
+      buf("act264", 256),
+      buf("act265", 256),
+      buf("act266", 256),
+      buf("act267", 256),
+      buf("act268", 256),
+      buf("act269", 256),
+      buf("act270", 256),
+      buf("act271", 256),
+      buf("act272", 256),
+      buf("act273", 256),
+      buf("act274", 256),
+      buf("act275", 256),
+      buf("act276", 32),
+      buf("act277", 32),
+      buf("act278", 4),
+      buf("act279", 256),
+      buf("act280", 256),
+      buf("act281", 256),
+      buf("act282", 256),
+      buf("act283", 256),
+      buf("act284", 256),
+      buf("act285", 256),
+      buf("act286", 256),
+      buf("act287", 256),
+      buf("act288", 256),
+      buf("act289", 256),
+      buf("act290", 256),
+      buf("act291", 4),
+      buf("act292", 256),
+      buf("act293", 256),
+      buf("act294", 256),
+      buf("act295", 256),
+      buf("act296", 256),
+      buf("act297", 256),
+      buf("act298", 256),
+      buf("act299", 256),
+      buf("act300", 256),
+      buf("act301", 256),
+      buf("act302", 2048),
     ];
     for (const name of layout.kernels) {
       this.pipelines[name] = device.createComputePipeline({ label: name, layout: 'auto', compute: { module: shaders[name], entryPoint: 'main' } });
@@ -561,7 +597,7 @@ export class Program {
     group("fused_10ops_d9bea6e74d", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.act[10], 0, 262144], [this.act[11], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 262144], [this.step, 0, 16]]); // 5: fused %85..%95 blocks.0.attn.norm.mul2 .. blocks.0.attn.k.reshape0 stdlib.mt:9-18
     group("fused_9ops_6734e963d4", [[this.params, 21504, 22528], [this.act[9], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.act[17], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 6: fused %96..%105 blocks.0.attn.k.matmul1 .. blocks.0.attn.reshape2 stdlib.mt:18-35
     group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[19], 0, 8192], [this.step, 0, 16]]); // 7: %107 blocks.0.attn.attention_lse0 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[20], 0, 262144], [this.step, 0, 16]]); // 8: %108 blocks.0.attn.attention0 stdlib.mt:38
+    group("attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[20], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 8: %108 blocks.0.attn.attention0 stdlib.mt:38
     group("fused_13ops_965dd1c902", [[this.params, 22272, 21760], [this.act[6], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 262144], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.step, 0, 16]]); // 9: fused %109..%121 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
     group("fused_6ops_2332c11670", [[this.params, 22784, 21248], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[26], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[29], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 10: fused %122..%128 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
     group("fused_8ops_4d1796d203", [[this.params, 23296, 20736], [this.act[27], 0, 262144], [this.act[30], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 262144], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 11: fused %129..%136 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
@@ -572,11 +608,11 @@ export class Program {
     group("fused_4ops_bc81b91933", [[this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[41], 0, 262144], [this.act[52], 0, 262144], [this.act[53], 0, 262144], [this.act[54], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 16: fused %163..%166 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
     group("fused_11ops_cf396f7a82", [[this.params, 26368, 17664], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[56], 0, 32768], [this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[59], 0, 262144], [this.act[60], 0, 4096], [this.step, 0, 16]]); // 17: fused %167..%177 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
     group("fused_6ops_2a7906b1c0", [[this.params, 27392, 16640], [this.act[27], 0, 262144], [this.act[54], 0, 262144], [this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.step, 0, 16]]); // 18: fused %178..%183 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_3fab95aa73", [[this.act[24], 0, 262144], [this.act[59], 0, 262144], [this.act[61], 0, 4096], [this.act[63], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.step, 0, 16]]); // 19: fused %184..%193 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    group("fused_10ops_719c6997b8", [[this.act[24], 0, 262144], [this.act[59], 0, 262144], [this.act[61], 0, 4096], [this.act[63], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[65], 0, 262144], [this.step, 0, 16], [this.keys, 256, 16]]); // 19: fused %184..%193 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
     group("fused_10ops_d9bea6e74d", [[this.params, 27904, 16128], [this.act[65], 0, 262144], [this.act[63], 0, 262144], [this.act[66], 0, 262144], [this.act[67], 0, 262144], [this.act[68], 0, 262144], [this.act[69], 0, 262144], [this.act[70], 0, 262144], [this.step, 0, 16]]); // 20: fused %194..%204 blocks.1.attn.norm.mul2 .. blocks.1.attn.k.reshape0 stdlib.mt:9-18
     group("fused_9ops_6734e963d4", [[this.params, 28928, 15104], [this.act[63], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.act[73], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 21: fused %205..%214 blocks.1.attn.k.matmul1 .. blocks.1.attn.reshape2 stdlib.mt:18-35
     group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[75], 0, 8192], [this.step, 0, 16]]); // 22: %216 blocks.1.attn.attention_lse0 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 23: %217 blocks.1.attn.attention0 stdlib.mt:38
+    group("attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[76], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 23: %217 blocks.1.attn.attention0 stdlib.mt:38
     group("fused_13ops_965dd1c902", [[this.params, 29696, 14336], [this.act[54], 0, 262144], [this.act[76], 0, 262144], [this.act[77], 0, 262144], [this.act[78], 0, 262144], [this.act[79], 0, 262144], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 24: fused %218..%230 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
     group("fused_6ops_2332c11670", [[this.params, 30208, 13824], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[82], 0, 262144], [this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[85], 0, 262144], [this.act[86], 0, 262144], [this.step, 0, 16]]); // 25: fused %231..%237 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
     group("fused_8ops_4d1796d203", [[this.params, 30720, 13312], [this.act[83], 0, 262144], [this.act[86], 0, 262144], [this.act[87], 0, 262144], [this.act[88], 0, 262144], [this.act[89], 0, 262144], [this.act[90], 0, 262144], [this.act[91], 0, 262144], [this.step, 0, 16]]); // 26: fused %238..%245 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
@@ -587,11 +623,11 @@ export class Program {
     group("fused_4ops_bc81b91933", [[this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[97], 0, 262144], [this.act[108], 0, 262144], [this.act[109], 0, 262144], [this.act[110], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 31: fused %272..%275 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
     group("fused_11ops_cf396f7a82", [[this.params, 33792, 10240], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[112], 0, 32768], [this.act[113], 0, 262144], [this.act[114], 0, 32768], [this.act[115], 0, 262144], [this.act[116], 0, 4096], [this.step, 0, 16]]); // 32: fused %276..%286 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
     group("fused_6ops_2a7906b1c0", [[this.params, 34816, 9216], [this.act[83], 0, 262144], [this.act[110], 0, 262144], [this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[119], 0, 262144], [this.step, 0, 16]]); // 33: fused %287..%292 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    group("fused_10ops_0813fec119", [[this.act[80], 0, 262144], [this.act[115], 0, 262144], [this.act[117], 0, 4096], [this.act[119], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[121], 0, 262144], [this.step, 0, 16]]); // 34: fused %293..%302 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_10ops_719c6997b8", [[this.act[80], 0, 262144], [this.act[115], 0, 262144], [this.act[117], 0, 4096], [this.act[119], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[121], 0, 262144], [this.step, 0, 16], [this.keys, 768, 16]]); // 34: fused %293..%302 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
     group("fused_10ops_d9bea6e74d", [[this.params, 20480, 23552], [this.act[121], 0, 262144], [this.act[119], 0, 262144], [this.act[122], 0, 262144], [this.act[123], 0, 262144], [this.act[124], 0, 262144], [this.act[125], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 35: fused %303..%313 blocks.0.attn.norm.mul5 .. blocks.0.attn.k.reshape2 stdlib.mt:9-18
     group("fused_9ops_6734e963d4", [[this.params, 21504, 22528], [this.act[119], 0, 262144], [this.act[126], 0, 262144], [this.act[127], 0, 262144], [this.act[128], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 36: fused %314..%323 blocks.0.attn.k.matmul3 .. blocks.0.attn.reshape6 stdlib.mt:18-35
     group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[131], 0, 8192], [this.step, 0, 16]]); // 37: %325 blocks.0.attn.attention_lse1 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 38: %326 blocks.0.attn.attention1 stdlib.mt:38
+    group("attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[132], 0, 262144], [this.step, 0, 16], [this.keys, 1024, 16]]); // 38: %326 blocks.0.attn.attention1 stdlib.mt:38
     group("fused_13ops_965dd1c902", [[this.params, 22272, 21760], [this.act[110], 0, 262144], [this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.act[134], 0, 262144], [this.act[135], 0, 262144], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 39: fused %327..%339 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
     group("fused_6ops_2332c11670", [[this.params, 22784, 21248], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[141], 0, 262144], [this.act[142], 0, 262144], [this.step, 0, 16]]); // 40: fused %340..%346 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
     group("fused_8ops_4d1796d203", [[this.params, 23296, 20736], [this.act[139], 0, 262144], [this.act[142], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.act[147], 0, 262144], [this.step, 0, 16]]); // 41: fused %347..%354 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
@@ -602,11 +638,11 @@ export class Program {
     group("fused_4ops_bc81b91933", [[this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[165], 0, 262144], [this.act[166], 0, 262144], [this.act[167], 0, 262144], [this.step, 0, 16]]); // 46: fused %381..%384 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
     group("fused_11ops_cf396f7a82", [[this.params, 26368, 17664], [this.act[139], 0, 262144], [this.act[167], 0, 262144], [this.act[168], 0, 32768], [this.act[169], 0, 262144], [this.act[170], 0, 32768], [this.act[171], 0, 262144], [this.act[172], 0, 4096], [this.step, 0, 16]]); // 47: fused %385..%395 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
     group("fused_6ops_2a7906b1c0", [[this.params, 27392, 16640], [this.act[139], 0, 262144], [this.act[166], 0, 262144], [this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[175], 0, 262144], [this.step, 0, 16]]); // 48: fused %396..%401 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_03aea58b11", [[this.act[136], 0, 262144], [this.act[171], 0, 262144], [this.act[173], 0, 4096], [this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 49: fused %402..%411 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    group("fused_10ops_719c6997b8", [[this.act[136], 0, 262144], [this.act[171], 0, 262144], [this.act[173], 0, 4096], [this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[177], 0, 262144], [this.step, 0, 16], [this.keys, 1280, 16]]); // 49: fused %402..%411 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
     group("fused_10ops_d9bea6e74d", [[this.params, 27904, 16128], [this.act[177], 0, 262144], [this.act[175], 0, 262144], [this.act[178], 0, 262144], [this.act[179], 0, 262144], [this.act[180], 0, 262144], [this.act[181], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 50: fused %412..%422 blocks.1.attn.norm.mul5 .. blocks.1.attn.k.reshape2 stdlib.mt:9-18
     group("fused_9ops_6734e963d4", [[this.params, 28928, 15104], [this.act[175], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144], [this.act[184], 0, 262144], [this.act[185], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 51: fused %423..%432 blocks.1.attn.k.matmul3 .. blocks.1.attn.reshape6 stdlib.mt:18-35
     group("attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[187], 0, 8192], [this.step, 0, 16]]); // 52: %434 blocks.1.attn.attention_lse1 stdlib.mt:37
-    group("attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 53: %435 blocks.1.attn.attention1 stdlib.mt:38
+    group("attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[188], 0, 262144], [this.step, 0, 16], [this.keys, 1536, 16]]); // 53: %435 blocks.1.attn.attention1 stdlib.mt:38
     group("fused_13ops_965dd1c902", [[this.params, 29696, 14336], [this.act[166], 0, 262144], [this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.act[190], 0, 262144], [this.act[191], 0, 262144], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16]]); // 54: fused %436..%448 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
     group("fused_6ops_2332c11670", [[this.params, 30208, 13824], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[197], 0, 262144], [this.act[198], 0, 262144], [this.step, 0, 16]]); // 55: fused %449..%455 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
     group("fused_8ops_4d1796d203", [[this.params, 30720, 13312], [this.act[195], 0, 262144], [this.act[198], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.act[203], 0, 262144], [this.step, 0, 16]]); // 56: fused %456..%463 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
@@ -617,7 +653,7 @@ export class Program {
     group("fused_4ops_bc81b91933", [[this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[221], 0, 262144], [this.act[222], 0, 262144], [this.act[223], 0, 262144], [this.step, 0, 16]]); // 61: fused %490..%493 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
     group("fused_11ops_cf396f7a82", [[this.params, 33792, 10240], [this.act[195], 0, 262144], [this.act[223], 0, 262144], [this.act[224], 0, 32768], [this.act[225], 0, 262144], [this.act[226], 0, 32768], [this.act[227], 0, 262144], [this.act[228], 0, 4096], [this.step, 0, 16]]); // 62: fused %494..%504 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
     group("fused_6ops_2a7906b1c0", [[this.params, 34816, 9216], [this.act[195], 0, 262144], [this.act[222], 0, 262144], [this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 63: fused %505..%510 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    group("fused_10ops_aabfd433ed", [[this.act[192], 0, 262144], [this.act[227], 0, 262144], [this.act[229], 0, 4096], [this.act[231], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 64: fused %511..%520 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    group("fused_10ops_719c6997b8", [[this.act[192], 0, 262144], [this.act[227], 0, 262144], [this.act[229], 0, 4096], [this.act[231], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.step, 0, 16], [this.keys, 1792, 16]]); // 64: fused %511..%520 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
     group("fused_3ops_8d7e3e1390", [[this.params, 35328, 8704], [this.act[233], 0, 262144], [this.act[231], 0, 262144], [this.act[234], 0, 32768], [this.step, 0, 16]]); // 65: fused %521..%523 norm_final.mul2 .. head.sum0 stdlib.mt:9-116
     group("matmul_256x8_16x64x8x1", [[this.params, 35840, 8192], [this.act[234], 0, 32768], [this.act[235], 0, 1048576]]); // 66: %524 head.matmul0 stdlib.mt:117
     group("cross_entropy_16x64x256_16x64i", [[this.act[235], 0, 1048576], [this.targets, 0, 4096], [this.act[236], 0, 4]]); // 67: %526 loss.cross_entropy0 vector_collapse.mt:13
@@ -629,279 +665,273 @@ export class Program {
     group("sum_a01_16x64x8x8", [[this.act[240], 0, 262144], [this.grads, 35584, 256]]); // 73: %542 head.mul0.grad.sum0 stdlib.mt:116
     group("fused_3ops_b333a44bf8", [[this.params, 35328, 8704], [this.act[233], 0, 262144], [this.act[239], 0, 262144], [this.act[240], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 74: fused %544..%546 head.mul0.grad.mul1 .. norm_final.mul2.grad.mul1 stdlib.mt:116-9
     group("sum_a01_16x64x8x8", [[this.act[231], 0, 262144], [this.grads, 35328, 256]]); // 75: %547 norm_final.mul2.grad.sum0 stdlib.mt:9
-    group("fused_17ops_10b7c91650", [[this.act[227], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[240], 0, 262144], [this.act[231], 0, 262144], [this.act[239], 0, 262144], [this.act[241], 0, 4096], [this.step, 0, 16]]); // 76: fused %549..%565 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_17ops_f622d2cf20", [[this.act[227], 0, 262144], [this.act[222], 0, 262144], [this.act[232], 0, 4096], [this.act[240], 0, 262144], [this.act[231], 0, 262144], [this.act[239], 0, 262144], [this.act[241], 0, 4096], [this.step, 0, 16], [this.keys, 1792, 16]]); // 76: fused %549..%565 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
     group("fused_5ops_0dd68843f4", [[this.act[228], 0, 4096], [this.act[229], 0, 4096], [this.act[230], 0, 262144], [this.act[239], 0, 262144], [this.act[240], 0, 262144], [this.act[232], 0, 4096], [this.act[227], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 77: fused %566..%570 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_7ops_c1c7224ad4", [[this.params, 34816, 9216], [this.act[195], 0, 262144], [this.act[229], 0, 4096], [this.act[241], 0, 4096], [this.act[233], 0, 262144], [this.act[242], 0, 4096], [this.act[239], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 78: fused %571..%581 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("fused_7ops_c1c7224ad4", [[this.params, 34304, 9728], [this.act[195], 0, 262144], [this.act[228], 0, 4096], [this.act[232], 0, 4096], [this.act[230], 0, 262144], [this.act[241], 0, 4096], [this.act[233], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 79: fused %582..%592 blocks.1.think.sigmoid2.grad.square0 .. blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("fused_11ops_8abf409c21", [[this.params, 33792, 10240], [this.act[224], 0, 32768], [this.act[226], 0, 32768], [this.act[240], 0, 262144], [this.act[243], 0, 262144], [this.act[234], 0, 32768], [this.act[230], 0, 262144], [this.act[244], 0, 32768], [this.step, 0, 16]]); // 80: fused %593..%605 blocks.1.think.matmul9.grad.permute0 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
-    group("fused_6ops_e7b9ec4194", [[this.params, 34048, 9984], [this.act[221], 0, 262144], [this.act[227], 0, 262144], [this.act[230], 0, 262144], [this.act[244], 0, 32768], [this.act[243], 0, 262144], [this.act[240], 0, 262144], [this.step, 0, 16]]); // 81: fused %606..%613 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
-    group("fused_8ops_96143d6626", [[this.params, 33280, 10752], [this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[227], 0, 262144], [this.act[230], 0, 262144], [this.act[221], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 82: fused %614..%627 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
-    group("fused_7ops_ec685c1cce", [[this.params, 33024, 11008], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[218], 0, 262144], [this.act[245], 0, 262144], [this.act[227], 0, 262144], [this.act[220], 0, 262144], [this.act[209], 0, 262144], [this.step, 0, 16]]); // 83: fused %628..%638 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_9ops_bb6dc85042", [[this.params, 32512, 11520], [this.act[212], 0, 262144], [this.act[214], 0, 262144], [this.act[243], 0, 262144], [this.act[209], 0, 262144], [this.act[245], 0, 262144], [this.act[218], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 84: fused %639..%653 blocks.1.think.gamma.value.matmul3.grad.permute0 .. blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
-    group("fused_10ops_329e413fcb", [[this.params, 32000, 12032], [this.act[210], 0, 262144], [this.act[220], 0, 262144], [this.act[218], 0, 262144], [this.act[216], 0, 262144], [this.act[243], 0, 262144], [this.act[214], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 85: fused %654..%669 blocks.1.think.gamma.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add5 stdlib.mt:49-18
-    group("fused_6ops_e80e07fcc7", [[this.act[195], 0, 262144], [this.act[196], 0, 4], [this.act[208], 0, 262144], [this.act[240], 0, 262144], [this.act[212], 0, 262144], [this.act[216], 0, 262144], [this.act[218], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 86: fused %670..%677 blocks.1.think.matmul5.grad.permute0 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[207], 0, 262144], [this.act[216], 0, 262144], [this.act[212], 0, 262144], [this.step, 0, 16]]); // 87: fused %678..%678 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[212], 0, 262144], [this.act[196], 0, 4]]); // 88: %679 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("sum_a0123_16x64x8x8_plus", [[this.act[230], 0, 262144], [this.act[196], 0, 4], [this.act[246], 0, 4]]); // 89: %681 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_10ops_b5296fdbc3", [[this.params, 31488, 12544], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[205], 0, 262144], [this.act[220], 0, 262144], [this.act[230], 0, 262144], [this.act[212], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 90: fused %683..%698 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_9ops_bb6dc85042", [[this.params, 30976, 13056], [this.act[199], 0, 262144], [this.act[201], 0, 262144], [this.act[218], 0, 262144], [this.act[216], 0, 262144], [this.act[205], 0, 262144], [this.act[203], 0, 262144], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 91: fused %699..%713 blocks.1.think.delta.value.matmul3.grad.permute0 .. blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
-    group("fused_10ops_329e413fcb", [[this.params, 30464, 13568], [this.act[197], 0, 262144], [this.act[212], 0, 262144], [this.act[203], 0, 262144], [this.act[200], 0, 262144], [this.act[218], 0, 262144], [this.act[201], 0, 262144], [this.act[199], 0, 262144], [this.step, 0, 16]]); // 92: fused %714..%729 blocks.1.think.delta.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add8 stdlib.mt:49-18
-    group("fused_1ops_e27698eeb2", [[this.params, 33536, 10496], [this.act[196], 0, 4], [this.step, 0, 16]]); // 93: fused %730..%730 blocks.1.think.clamp1.grad.inrange0 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[246], 0, 4], [this.act[196], 0, 4], [this.act[247], 0, 4]]); // 94: %731 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_5ops_170529b2fd", [[this.params, 30208, 13824], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[194], 0, 262144], [this.act[199], 0, 262144], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[232], 0, 4096], [this.step, 0, 16]]); // 95: fused %732..%738 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("fused_13ops_731cf0ef16", [[this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[231], 0, 262144], [this.act[203], 0, 262144], [this.act[232], 0, 4096], [this.act[199], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 96: fused %739..%751 blocks.1.attn.add1.grad.add0 .. blocks.1.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
-    group("fused_8ops_6ceb59d4f6", [[this.params, 29696, 14336], [this.act[190], 0, 262144], [this.act[194], 0, 262144], [this.act[203], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 97: fused %752..%765 blocks.1.attn.o.matmul3.grad.permute0 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    group("fused_3ops_c265e1af37", [[this.act[188], 0, 262144], [this.act[231], 0, 262144], [this.act[238], 0, 8192], [this.step, 0, 16]]); // 98: fused %766..%768 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[231], 0, 262144], [this.act[238], 0, 8192], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 99: %769 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[231], 0, 262144], [this.act[238], 0, 8192], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 100: %770 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[187], 0, 8192], [this.act[231], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 101: %771 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
-    group("fused_13ops_587b6522ee", [[this.params, 29184, 14848], [this.act[184], 0, 262144], [this.act[190], 0, 262144], [this.act[186], 0, 262144], [this.act[231], 0, 262144], [this.act[183], 0, 262144], [this.act[180], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 102: fused %772..%790 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
-    group("fused_11ops_2c473fdf9f", [[this.params, 28672, 15360], [this.act[181], 0, 262144], [this.act[188], 0, 262144], [this.act[180], 0, 262144], [this.act[192], 0, 262144], [this.act[186], 0, 262144], [this.act[190], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 103: fused %791..%807 blocks.1.attn.k.matmul3.grad.permute0 .. blocks.1.attn.q.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_10ops_7f44e80592", [[this.params, 27904, 16128], [this.act[177], 0, 262144], [this.act[178], 0, 262144], [this.act[190], 0, 262144], [this.act[184], 0, 262144], [this.act[180], 0, 262144], [this.act[188], 0, 262144], [this.act[181], 0, 262144], [this.step, 0, 16]]); // 104: fused %808..%823 blocks.1.attn.q.matmul3.grad.permute0 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("fused_18ops_94812fe2ab", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[199], 0, 262144], [this.act[188], 0, 262144], [this.act[190], 0, 262144], [this.act[178], 0, 262144], [this.act[232], 0, 4096], [this.step, 0, 16]]); // 105: fused %826..%843 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_0dd68843f4", [[this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[178], 0, 262144], [this.act[188], 0, 262144], [this.act[176], 0, 4096], [this.act[199], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 106: fused %844..%848 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    group("fused_7ops_c1c7224ad4", [[this.params, 27392, 16640], [this.act[139], 0, 262144], [this.act[173], 0, 4096], [this.act[232], 0, 4096], [this.act[166], 0, 262144], [this.act[193], 0, 4096], [this.act[178], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 107: fused %849..%859 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    group("fused_7ops_c1c7224ad4", [[this.params, 26880, 17152], [this.act[139], 0, 262144], [this.act[172], 0, 4096], [this.act[176], 0, 4096], [this.act[174], 0, 262144], [this.act[232], 0, 4096], [this.act[166], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 108: fused %860..%870 blocks.0.think.sigmoid2.grad.square0 .. blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    group("fused_11ops_8abf409c21", [[this.params, 26368, 17664], [this.act[168], 0, 32768], [this.act[170], 0, 32768], [this.act[188], 0, 262144], [this.act[171], 0, 262144], [this.act[226], 0, 32768], [this.act[174], 0, 262144], [this.act[224], 0, 32768], [this.step, 0, 16]]); // 109: fused %871..%883 blocks.0.think.matmul9.grad.permute0 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
-    group("fused_6ops_e7b9ec4194", [[this.params, 26624, 17408], [this.act[165], 0, 262144], [this.act[199], 0, 262144], [this.act[174], 0, 262144], [this.act[224], 0, 32768], [this.act[171], 0, 262144], [this.act[188], 0, 262144], [this.step, 0, 16]]); // 110: fused %884..%891 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
-    group("fused_8ops_96143d6626", [[this.params, 25856, 18176], [this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[199], 0, 262144], [this.act[174], 0, 262144], [this.act[165], 0, 262144], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 111: fused %892..%905 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
-    group("fused_7ops_ec685c1cce", [[this.params, 25600, 18432], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[162], 0, 262144], [this.act[177], 0, 262144], [this.act[199], 0, 262144], [this.act[164], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 112: fused %906..%916 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_9ops_bb6dc85042", [[this.params, 25088, 18944], [this.act[156], 0, 262144], [this.act[158], 0, 262144], [this.act[171], 0, 262144], [this.act[153], 0, 262144], [this.act[177], 0, 262144], [this.act[162], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 113: fused %917..%931 blocks.0.think.gamma.value.matmul3.grad.permute0 .. blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
-    group("fused_10ops_329e413fcb", [[this.params, 24576, 19456], [this.act[154], 0, 262144], [this.act[164], 0, 262144], [this.act[162], 0, 262144], [this.act[160], 0, 262144], [this.act[171], 0, 262144], [this.act[158], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 114: fused %932..%947 blocks.0.think.gamma.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add5 stdlib.mt:49-18
-    group("fused_6ops_e80e07fcc7", [[this.act[139], 0, 262144], [this.act[140], 0, 4], [this.act[152], 0, 262144], [this.act[188], 0, 262144], [this.act[156], 0, 262144], [this.act[160], 0, 262144], [this.act[162], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 115: fused %948..%955 blocks.0.think.matmul5.grad.permute0 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[151], 0, 262144], [this.act[160], 0, 262144], [this.act[156], 0, 262144], [this.step, 0, 16]]); // 116: fused %956..%956 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[156], 0, 262144], [this.act[140], 0, 4]]); // 117: %957 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    group("sum_a0123_16x64x8x8_plus", [[this.act[174], 0, 262144], [this.act[140], 0, 4], [this.act[196], 0, 4]]); // 118: %959 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    group("fused_10ops_b5296fdbc3", [[this.params, 24064, 19968], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[149], 0, 262144], [this.act[164], 0, 262144], [this.act[174], 0, 262144], [this.act[156], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 119: fused %961..%976 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_9ops_bb6dc85042", [[this.params, 23552, 20480], [this.act[143], 0, 262144], [this.act[145], 0, 262144], [this.act[162], 0, 262144], [this.act[160], 0, 262144], [this.act[149], 0, 262144], [this.act[147], 0, 262144], [this.act[144], 0, 262144], [this.step, 0, 16]]); // 120: fused %977..%991 blocks.0.think.delta.value.matmul3.grad.permute0 .. blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
-    group("fused_10ops_329e413fcb", [[this.params, 23040, 20992], [this.act[141], 0, 262144], [this.act[156], 0, 262144], [this.act[147], 0, 262144], [this.act[144], 0, 262144], [this.act[162], 0, 262144], [this.act[145], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 121: fused %992..%1007 blocks.0.think.delta.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add8 stdlib.mt:49-18
-    group("fused_1ops_e27698eeb2", [[this.params, 26112, 17920], [this.act[140], 0, 4], [this.step, 0, 16]]); // 122: fused %1008..%1008 blocks.0.think.clamp1.grad.inrange0 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    group("binary_mul_s_s", [[this.act[196], 0, 4], [this.act[140], 0, 4], [this.act[246], 0, 4]]); // 123: %1009 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    group("fused_5ops_170529b2fd", [[this.params, 22784, 21248], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[138], 0, 262144], [this.act[143], 0, 262144], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[176], 0, 4096], [this.step, 0, 16]]); // 124: fused %1010..%1016 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    group("fused_13ops_731cf0ef16", [[this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[190], 0, 262144], [this.act[147], 0, 262144], [this.act[176], 0, 4096], [this.act[143], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 125: fused %1017..%1029 blocks.0.attn.add1.grad.add0 .. blocks.0.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
-    group("fused_8ops_6ceb59d4f6", [[this.params, 22272, 21760], [this.act[134], 0, 262144], [this.act[138], 0, 262144], [this.act[147], 0, 262144], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 126: fused %1030..%1043 blocks.0.attn.o.matmul3.grad.permute0 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    group("fused_3ops_c265e1af37", [[this.act[132], 0, 262144], [this.act[190], 0, 262144], [this.act[187], 0, 8192], [this.step, 0, 16]]); // 127: fused %1044..%1046 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[190], 0, 262144], [this.act[187], 0, 8192], [this.act[132], 0, 262144], [this.step, 0, 16]]); // 128: %1047 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[190], 0, 262144], [this.act[187], 0, 8192], [this.act[134], 0, 262144], [this.step, 0, 16]]); // 129: %1048 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[131], 0, 8192], [this.act[190], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 130: %1049 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
-    group("fused_13ops_587b6522ee", [[this.params, 21760, 22272], [this.act[128], 0, 262144], [this.act[134], 0, 262144], [this.act[130], 0, 262144], [this.act[190], 0, 262144], [this.act[127], 0, 262144], [this.act[124], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 131: fused %1050..%1068 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
-    group("fused_11ops_2c473fdf9f", [[this.params, 21248, 22784], [this.act[125], 0, 262144], [this.act[132], 0, 262144], [this.act[124], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 132: fused %1069..%1085 blocks.0.attn.k.matmul3.grad.permute0 .. blocks.0.attn.q.reshape3.grad.reshape0 stdlib.mt:18
-    group("fused_10ops_7f44e80592", [[this.params, 20480, 23552], [this.act[121], 0, 262144], [this.act[122], 0, 262144], [this.act[134], 0, 262144], [this.act[128], 0, 262144], [this.act[124], 0, 262144], [this.act[132], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 133: fused %1086..%1101 blocks.0.attn.q.matmul3.grad.permute0 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    group("fused_18ops_1663bf6291", [[this.act[115], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[143], 0, 262144], [this.act[132], 0, 262144], [this.act[134], 0, 262144], [this.act[122], 0, 262144], [this.act[176], 0, 4096], [this.step, 0, 16]]); // 134: fused %1104..%1121 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_0dd68843f4", [[this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[122], 0, 262144], [this.act[132], 0, 262144], [this.act[120], 0, 4096], [this.act[143], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 135: fused %1122..%1126 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_d724fe90ff", [[this.act[117], 0, 4096], [this.act[176], 0, 4096], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 136: fused %1127..%1129 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[140], 0, 4]]); // 137: %1130 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1_plus", [[this.act[242], 0, 4096], [this.act[140], 0, 4], [this.grads, 35072, 4]]); // 138: %1132 param61.grad.add0 stdlib.mt:72
-    group("fused_2ops_b2a248f4a0", [[this.act[83], 0, 262144], [this.act[137], 0, 4096], [this.act[122], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 139: fused %1133..%1134 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[118], 0, 262144], [this.act[248], 0, 256]]); // 140: %1135 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    group("sum_a01_16x64x8x8_plus", [[this.act[239], 0, 262144], [this.act[248], 0, 256], [this.grads, 34816, 256]]); // 141: %1138 param60.grad.add0 stdlib.mt:72
-    group("fused_5ops_60e3fab805", [[this.params, 34816, 9216], [this.act[116], 0, 4096], [this.act[120], 0, 4096], [this.act[115], 0, 262144], [this.act[122], 0, 262144], [this.act[239], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 142: fused %1137..%1142 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[140], 0, 4]]); // 143: %1143 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1_plus", [[this.act[241], 0, 4096], [this.act[140], 0, 4], [this.grads, 34560, 4]]); // 144: %1145 param59.grad.add0 stdlib.mt:71
-    group("fused_2ops_b2a248f4a0", [[this.act[83], 0, 262144], [this.act[137], 0, 4096], [this.act[122], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 145: fused %1146..%1147 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[115], 0, 262144], [this.act[248], 0, 256]]); // 146: %1148 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    group("sum_a01_16x64x8x8_plus", [[this.act[233], 0, 262144], [this.act[248], 0, 256], [this.grads, 34304, 256]]); // 147: %1151 param58.grad.add0 stdlib.mt:71
-    group("fused_4ops_551bd010b6", [[this.params, 34304, 9728], [this.act[114], 0, 32768], [this.act[132], 0, 262144], [this.act[239], 0, 262144], [this.act[122], 0, 262144], [this.act[233], 0, 262144], [this.act[170], 0, 32768], [this.step, 0, 16]]); // 148: fused %1150..%1154 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_6ops_873fd3aa28", [[this.params, 33792, 10240], [this.act[112], 0, 32768], [this.act[132], 0, 262144], [this.act[114], 0, 32768], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 149: fused %1155..%1160 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[113], 0, 262144], [this.act[114], 0, 32768], [this.act[249], 0, 32]]); // 150: %1162 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[225], 0, 262144], [this.act[234], 0, 32768], [this.act[249], 0, 32], [this.grads, 33792, 32]]); // 151: %1163 param56.grad.add0 stdlib.mt:70
-    group("fused_4ops_9a2c31b72b", [[this.params, 34048, 9984], [this.act[233], 0, 262144], [this.act[170], 0, 32768], [this.act[122], 0, 262144], [this.act[225], 0, 262144], [this.act[234], 0, 32768], [this.act[113], 0, 262144], [this.step, 0, 16]]); // 152: fused %1165..%1168 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[111], 0, 262144], [this.act[234], 0, 32768], [this.act[249], 0, 32]]); // 153: %1170 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[223], 0, 262144], [this.act[244], 0, 32768], [this.act[249], 0, 32], [this.grads, 34048, 32]]); // 154: %1171 param57.grad.add0 stdlib.mt:70
-    group("fused_5ops_34fb304801", [[this.act[97], 0, 262144], [this.act[109], 0, 262144], [this.act[143], 0, 262144], [this.act[225], 0, 262144], [this.act[113], 0, 262144], [this.act[223], 0, 262144], [this.act[111], 0, 262144], [this.act[122], 0, 262144], [this.step, 0, 16]]); // 155: fused %1173..%1177 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_5ops_cb9ff696eb", [[this.params, 33280, 10752], [this.act[84], 0, 4], [this.act[108], 0, 262144], [this.act[122], 0, 262144], [this.act[113], 0, 262144], [this.act[225], 0, 262144], [this.act[143], 0, 262144], [this.step, 0, 16]]); // 156: fused %1180..%1186 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[107], 0, 262144], [this.act[225], 0, 262144], [this.act[248], 0, 256]]); // 157: %1188 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[219], 0, 262144], [this.act[221], 0, 262144], [this.act[248], 0, 256], [this.grads, 33280, 256]]); // 158: %1189 param54.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[106], 0, 262144], [this.act[143], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 159: fused %1191..%1192 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[221], 0, 262144], [this.act[105], 0, 262144], [this.act[248], 0, 256]]); // 160: %1195 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[227], 0, 262144], [this.act[217], 0, 262144], [this.act[248], 0, 256], [this.grads, 33024, 256]]); // 161: %1199 param53.grad.add0 stdlib.mt:18
-    group("fused_7ops_c1f4be399e", [[this.params, 32768, 11264], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[221], 0, 262144], [this.act[217], 0, 262144], [this.act[227], 0, 262144], [this.act[105], 0, 262144], [this.step, 0, 16]]); // 162: fused %1197..%1204 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[103], 0, 262144], [this.act[227], 0, 262144], [this.act[248], 0, 256]]); // 163: %1206 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[215], 0, 262144], [this.act[209], 0, 262144], [this.act[248], 0, 256], [this.grads, 32768, 256]]); // 164: %1207 param52.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[102], 0, 262144], [this.act[105], 0, 262144], [this.act[209], 0, 262144], [this.step, 0, 16]]); // 165: fused %1209..%1210 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[209], 0, 262144], [this.act[83], 0, 262144], [this.act[248], 0, 256]]); // 166: %1213 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[245], 0, 262144], [this.act[195], 0, 262144], [this.act[248], 0, 256], [this.grads, 32512, 256]]); // 167: %1217 param51.grad.add0 stdlib.mt:18
-    group("fused_8ops_c65e85a7db", [[this.params, 32256, 11776], [this.act[100], 0, 262144], [this.act[223], 0, 262144], [this.act[217], 0, 262144], [this.act[209], 0, 262144], [this.act[245], 0, 262144], [this.act[105], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 168: fused %1215..%1223 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[99], 0, 262144], [this.act[105], 0, 262144], [this.act[248], 0, 256]]); // 169: %1225 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[211], 0, 262144], [this.act[243], 0, 262144], [this.act[248], 0, 256], [this.grads, 32256, 256]]); // 170: %1226 param50.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[98], 0, 262144], [this.act[102], 0, 262144], [this.act[243], 0, 262144], [this.step, 0, 16]]); // 171: fused %1228..%1229 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[243], 0, 262144], [this.act[83], 0, 262144], [this.act[248], 0, 256]]); // 172: %1232 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[214], 0, 262144], [this.act[195], 0, 262144], [this.act[248], 0, 256], [this.grads, 32000, 256]]); // 173: %1236 param49.grad.add0 stdlib.mt:18
-    group("fused_5ops_ff0981dc39", [[this.params, 32000, 12032], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[245], 0, 262144], [this.act[243], 0, 262144], [this.act[214], 0, 262144], [this.act[102], 0, 262144], [this.step, 0, 16]]); // 174: fused %1234..%1239 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_c2d6dc571c", [[this.act[84], 0, 4], [this.act[96], 0, 262144], [this.act[111], 0, 262144], [this.act[214], 0, 262144], [this.act[102], 0, 262144], [this.act[243], 0, 262144], [this.act[245], 0, 262144], [this.step, 0, 16]]); // 175: fused %1240..%1245 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[95], 0, 262144], [this.act[102], 0, 262144], [this.act[214], 0, 262144], [this.step, 0, 16]]); // 176: fused %1246..%1246 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[214], 0, 262144], [this.act[84], 0, 4]]); // 177: %1247 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("sum_a0123_16x64x8x8_plus", [[this.act[113], 0, 262144], [this.act[84], 0, 4], [this.act[140], 0, 4]]); // 178: %1249 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[94], 0, 262144], [this.act[245], 0, 262144], [this.act[248], 0, 256]]); // 179: %1254 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[206], 0, 262144], [this.act[220], 0, 262144], [this.act[248], 0, 256], [this.grads, 31744, 256]]); // 180: %1255 param48.grad.add0 stdlib.mt:18
-    group("fused_5ops_b15a003bcf", [[this.params, 31744, 12288], [this.act[93], 0, 262144], [this.act[245], 0, 262144], [this.act[220], 0, 262144], [this.step, 0, 16]]); // 181: fused %1251..%1258 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[220], 0, 262144], [this.act[92], 0, 262144], [this.act[248], 0, 256]]); // 182: %1261 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[230], 0, 262144], [this.act[204], 0, 262144], [this.act[248], 0, 256], [this.grads, 31488, 256]]); // 183: %1265 param47.grad.add0 stdlib.mt:18
-    group("fused_7ops_c1f4be399e", [[this.params, 31232, 12800], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[220], 0, 262144], [this.act[204], 0, 262144], [this.act[230], 0, 262144], [this.act[92], 0, 262144], [this.step, 0, 16]]); // 184: fused %1263..%1270 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[90], 0, 262144], [this.act[230], 0, 262144], [this.act[248], 0, 256]]); // 185: %1272 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[202], 0, 262144], [this.act[216], 0, 262144], [this.act[248], 0, 256], [this.grads, 31232, 256]]); // 186: %1273 param46.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[89], 0, 262144], [this.act[92], 0, 262144], [this.act[216], 0, 262144], [this.step, 0, 16]]); // 187: fused %1275..%1276 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[216], 0, 262144], [this.act[83], 0, 262144], [this.act[248], 0, 256]]); // 188: %1279 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.act[248], 0, 256], [this.grads, 30976, 256]]); // 189: %1283 param45.grad.add0 stdlib.mt:18
-    group("fused_8ops_c65e85a7db", [[this.params, 30720, 13312], [this.act[87], 0, 262144], [this.act[243], 0, 262144], [this.act[204], 0, 262144], [this.act[216], 0, 262144], [this.act[205], 0, 262144], [this.act[92], 0, 262144], [this.act[89], 0, 262144], [this.step, 0, 16]]); // 190: fused %1281..%1289 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[86], 0, 262144], [this.act[92], 0, 262144], [this.act[248], 0, 256]]); // 191: %1291 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[198], 0, 262144], [this.act[218], 0, 262144], [this.act[248], 0, 256], [this.grads, 30720, 256]]); // 192: %1292 param44.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[85], 0, 262144], [this.act[89], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 193: fused %1294..%1295 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[218], 0, 262144], [this.act[83], 0, 262144], [this.act[248], 0, 256]]); // 194: %1298 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[248], 0, 256], [this.grads, 30464, 256]]); // 195: %1302 param43.grad.add0 stdlib.mt:18
-    group("fused_4ops_ac73c0e795", [[this.params, 30464, 13568], [this.act[205], 0, 262144], [this.act[218], 0, 262144], [this.act[195], 0, 262144], [this.act[84], 0, 4], [this.step, 0, 16]]); // 196: fused %1300..%1304 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[140], 0, 4], [this.act[84], 0, 4], [this.act[196], 0, 4]]); // 197: %1305 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[247], 0, 4], [this.act[196], 0, 4], [this.grads, 33536, 4]]); // 198: %1306 param55.grad.add0 stdlib.mt:67
-    group("fused_2ops_7f870f82ec", [[this.params, 30208, 13824], [this.act[82], 0, 262144], [this.act[195], 0, 262144], [this.act[218], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 199: fused %1307..%1308 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[205], 0, 262144], [this.act[248], 0, 256]]); // 200: %1309 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("sum_a01_16x64x8x8_plus", [[this.act[200], 0, 262144], [this.act[248], 0, 256], [this.grads, 30208, 256]]); // 201: %1311 param42.grad.add0 stdlib.mt:9
-    group("fused_18ops_b89afa33bc", [[this.params, 29952, 14080], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[134], 0, 262144], [this.act[218], 0, 262144], [this.act[200], 0, 262144], [this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 202: fused %1312..%1329 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[79], 0, 262144], [this.act[205], 0, 262144], [this.act[248], 0, 256]]); // 203: %1331 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[191], 0, 262144], [this.act[194], 0, 262144], [this.act[248], 0, 256], [this.grads, 29952, 256]]); // 204: %1332 param41.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[78], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 205: fused %1334..%1335 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[194], 0, 262144], [this.act[77], 0, 262144], [this.act[248], 0, 256]]); // 206: %1338 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[203], 0, 262144], [this.act[189], 0, 262144], [this.act[248], 0, 256], [this.grads, 29696, 256]]); // 207: %1342 param40.grad.add0 stdlib.mt:18
-    group("fused_3ops_0e24f496d5", [[this.params, 29696, 14336], [this.act[194], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 208: fused %1340..%1343 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    group("fused_3ops_c265e1af37", [[this.act[76], 0, 262144], [this.act[189], 0, 262144], [this.act[131], 0, 8192], [this.step, 0, 16]]); // 209: fused %1344..%1346 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[189], 0, 262144], [this.act[131], 0, 8192], [this.act[76], 0, 262144], [this.step, 0, 16]]); // 210: %1347 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[189], 0, 262144], [this.act[131], 0, 8192], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 211: %1348 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[75], 0, 8192], [this.act[189], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16]]); // 212: %1349 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
-    group("fused_5ops_511e7d40e8", [[this.params, 29440, 14592], [this.act[74], 0, 262144], [this.act[189], 0, 262144], [this.act[71], 0, 262144], [this.step, 0, 16]]); // 213: fused %1350..%1354 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[73], 0, 262144], [this.act[189], 0, 262144], [this.act[248], 0, 256]]); // 214: %1356 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[185], 0, 262144], [this.act[231], 0, 262144], [this.act[248], 0, 256], [this.grads, 29440, 256]]); // 215: %1357 param39.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[72], 0, 262144], [this.act[71], 0, 262144], [this.act[231], 0, 262144], [this.step, 0, 16]]); // 216: fused %1359..%1360 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[231], 0, 262144], [this.act[63], 0, 262144], [this.act[248], 0, 256]]); // 217: %1363 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.act[248], 0, 256], [this.grads, 29184, 256]]); // 218: %1367 param38.grad.add0 stdlib.mt:18
-    group("fused_7ops_fa1be6cfb6", [[this.params, 28928, 15104], [this.act[194], 0, 262144], [this.act[231], 0, 262144], [this.act[183], 0, 262144], [this.act[71], 0, 262144], [this.act[72], 0, 262144], [this.step, 0, 16]]); // 219: fused %1365..%1372 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.act[248], 0, 256]]); // 220: %1374 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[182], 0, 262144], [this.act[192], 0, 262144], [this.act[248], 0, 256], [this.grads, 28928, 256]]); // 221: %1375 param37.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[69], 0, 262144], [this.act[72], 0, 262144], [this.act[192], 0, 262144], [this.step, 0, 16]]); // 222: fused %1377..%1378 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[192], 0, 262144], [this.act[63], 0, 262144], [this.act[248], 0, 256]]); // 223: %1381 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[186], 0, 262144], [this.act[175], 0, 262144], [this.act[248], 0, 256], [this.grads, 28672, 256]]); // 224: %1385 param36.grad.add0 stdlib.mt:18
-    group("fused_8ops_cb45c73d6c", [[this.params, 28416, 15616], [this.act[76], 0, 262144], [this.act[183], 0, 262144], [this.act[192], 0, 262144], [this.act[186], 0, 262144], [this.act[72], 0, 262144], [this.act[69], 0, 262144], [this.step, 0, 16]]); // 225: fused %1383..%1391 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[67], 0, 262144], [this.act[72], 0, 262144], [this.act[248], 0, 256]]); // 226: %1393 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[179], 0, 262144], [this.act[184], 0, 262144], [this.act[248], 0, 256], [this.grads, 28416, 256]]); // 227: %1394 param35.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[66], 0, 262144], [this.act[69], 0, 262144], [this.act[184], 0, 262144], [this.step, 0, 16]]); // 228: fused %1396..%1397 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[184], 0, 262144], [this.act[63], 0, 262144], [this.act[248], 0, 256]]); // 229: %1400 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[248], 0, 256], [this.grads, 28160, 256]]); // 230: %1404 param34.grad.add0 stdlib.mt:18
-    group("fused_5ops_938afc05ff", [[this.params, 27904, 16128], [this.act[65], 0, 262144], [this.act[186], 0, 262144], [this.act[184], 0, 262144], [this.act[175], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 231: fused %1402..%1407 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[180], 0, 262144], [this.act[248], 0, 256]]); // 232: %1408 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("sum_a01_16x64x8x8_plus", [[this.act[181], 0, 262144], [this.act[248], 0, 256], [this.grads, 27904, 256]]); // 233: %1410 param33.grad.add0 stdlib.mt:9
-    group("fused_18ops_af046a5624", [[this.act[59], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[200], 0, 262144], [this.act[175], 0, 262144], [this.act[181], 0, 262144], [this.act[180], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 234: fused %1411..%1428 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    group("fused_5ops_0dd68843f4", [[this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[180], 0, 262144], [this.act[175], 0, 262144], [this.act[64], 0, 4096], [this.act[200], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 235: fused %1429..%1433 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    group("fused_3ops_d724fe90ff", [[this.act[61], 0, 4096], [this.act[81], 0, 4096], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 236: fused %1434..%1436 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[196], 0, 4]]); // 237: %1437 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    group("sum_a0123_16x64x1x1_plus", [[this.act[193], 0, 4096], [this.act[196], 0, 4], [this.grads, 27648, 4]]); // 238: %1439 param32.grad.add0 stdlib.mt:72
-    group("fused_2ops_b2a248f4a0", [[this.act[27], 0, 262144], [this.act[137], 0, 4096], [this.act[180], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 239: fused %1440..%1441 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    group("sum_a01_16x64x8x8", [[this.act[62], 0, 262144], [this.act[248], 0, 256]]); // 240: %1442 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    group("sum_a01_16x64x8x8_plus", [[this.act[178], 0, 262144], [this.act[248], 0, 256], [this.grads, 27392, 256]]); // 241: %1445 param31.grad.add0 stdlib.mt:72
-    group("fused_5ops_60e3fab805", [[this.params, 27392, 16640], [this.act[60], 0, 4096], [this.act[64], 0, 4096], [this.act[54], 0, 262144], [this.act[180], 0, 262144], [this.act[178], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16]]); // 242: fused %1444..%1449 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    group("sum_a0123_16x64x1x1", [[this.act[137], 0, 4096], [this.act[196], 0, 4]]); // 243: %1450 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    group("sum_a0123_16x64x1x1_plus", [[this.act[232], 0, 4096], [this.act[196], 0, 4], [this.grads, 27136, 4]]); // 244: %1452 param30.grad.add0 stdlib.mt:71
-    group("fused_2ops_b2a248f4a0", [[this.act[27], 0, 262144], [this.act[137], 0, 4096], [this.act[180], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 245: fused %1453..%1454 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    group("sum_a01_16x64x8x8", [[this.act[54], 0, 262144], [this.act[248], 0, 256]]); // 246: %1455 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    group("sum_a01_16x64x8x8_plus", [[this.act[166], 0, 262144], [this.act[248], 0, 256], [this.grads, 26880, 256]]); // 247: %1458 param29.grad.add0 stdlib.mt:71
-    group("fused_4ops_551bd010b6", [[this.params, 26880, 17152], [this.act[58], 0, 32768], [this.act[175], 0, 262144], [this.act[178], 0, 262144], [this.act[180], 0, 262144], [this.act[166], 0, 262144], [this.act[244], 0, 32768], [this.step, 0, 16]]); // 248: fused %1457..%1461 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    group("fused_6ops_873fd3aa28", [[this.params, 26368, 17664], [this.act[56], 0, 32768], [this.act[175], 0, 262144], [this.act[58], 0, 32768], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 249: fused %1462..%1467 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[57], 0, 262144], [this.act[58], 0, 32768], [this.act[249], 0, 32]]); // 250: %1469 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[169], 0, 262144], [this.act[226], 0, 32768], [this.act[249], 0, 32], [this.grads, 26368, 32]]); // 251: %1470 param27.grad.add0 stdlib.mt:70
-    group("fused_4ops_9a2c31b72b", [[this.params, 26624, 17408], [this.act[166], 0, 262144], [this.act[244], 0, 32768], [this.act[180], 0, 262144], [this.act[169], 0, 262144], [this.act[226], 0, 32768], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 252: fused %1472..%1475 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[55], 0, 262144], [this.act[226], 0, 32768], [this.act[249], 0, 32]]); // 253: %1477 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[167], 0, 262144], [this.act[224], 0, 32768], [this.act[249], 0, 32], [this.grads, 26624, 32]]); // 254: %1478 param28.grad.add0 stdlib.mt:70
-    group("fused_5ops_34fb304801", [[this.act[41], 0, 262144], [this.act[53], 0, 262144], [this.act[200], 0, 262144], [this.act[169], 0, 262144], [this.act[57], 0, 262144], [this.act[167], 0, 262144], [this.act[55], 0, 262144], [this.act[180], 0, 262144], [this.step, 0, 16]]); // 255: fused %1480..%1484 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    group("fused_5ops_cb9ff696eb", [[this.params, 25856, 18176], [this.act[28], 0, 4], [this.act[52], 0, 262144], [this.act[180], 0, 262144], [this.act[57], 0, 262144], [this.act[169], 0, 262144], [this.act[200], 0, 262144], [this.step, 0, 16]]); // 256: fused %1487..%1493 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[51], 0, 262144], [this.act[169], 0, 262144], [this.act[248], 0, 256]]); // 257: %1495 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[163], 0, 262144], [this.act[165], 0, 262144], [this.act[248], 0, 256], [this.grads, 25856, 256]]); // 258: %1496 param25.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[50], 0, 262144], [this.act[200], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 259: fused %1498..%1499 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[165], 0, 262144], [this.act[49], 0, 262144], [this.act[248], 0, 256]]); // 260: %1502 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[199], 0, 262144], [this.act[161], 0, 262144], [this.act[248], 0, 256], [this.grads, 25600, 256]]); // 261: %1506 param24.grad.add0 stdlib.mt:18
-    group("fused_7ops_c1f4be399e", [[this.params, 25344, 18688], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[165], 0, 262144], [this.act[161], 0, 262144], [this.act[199], 0, 262144], [this.act[49], 0, 262144], [this.step, 0, 16]]); // 262: fused %1504..%1511 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[47], 0, 262144], [this.act[199], 0, 262144], [this.act[248], 0, 256]]); // 263: %1513 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[159], 0, 262144], [this.act[153], 0, 262144], [this.act[248], 0, 256], [this.grads, 25344, 256]]); // 264: %1514 param23.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[46], 0, 262144], [this.act[49], 0, 262144], [this.act[153], 0, 262144], [this.step, 0, 16]]); // 265: fused %1516..%1517 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[153], 0, 262144], [this.act[27], 0, 262144], [this.act[248], 0, 256]]); // 266: %1520 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[177], 0, 262144], [this.act[139], 0, 262144], [this.act[248], 0, 256], [this.grads, 25088, 256]]); // 267: %1524 param22.grad.add0 stdlib.mt:18
-    group("fused_8ops_c65e85a7db", [[this.params, 24832, 19200], [this.act[44], 0, 262144], [this.act[167], 0, 262144], [this.act[161], 0, 262144], [this.act[153], 0, 262144], [this.act[177], 0, 262144], [this.act[49], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 268: fused %1522..%1530 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[43], 0, 262144], [this.act[49], 0, 262144], [this.act[248], 0, 256]]); // 269: %1532 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[155], 0, 262144], [this.act[171], 0, 262144], [this.act[248], 0, 256], [this.grads, 24832, 256]]); // 270: %1533 param21.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[42], 0, 262144], [this.act[46], 0, 262144], [this.act[171], 0, 262144], [this.step, 0, 16]]); // 271: fused %1535..%1536 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[171], 0, 262144], [this.act[27], 0, 262144], [this.act[248], 0, 256]]); // 272: %1539 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[158], 0, 262144], [this.act[139], 0, 262144], [this.act[248], 0, 256], [this.grads, 24576, 256]]); // 273: %1543 param20.grad.add0 stdlib.mt:18
-    group("fused_5ops_ff0981dc39", [[this.params, 24576, 19456], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[177], 0, 262144], [this.act[171], 0, 262144], [this.act[158], 0, 262144], [this.act[46], 0, 262144], [this.step, 0, 16]]); // 274: fused %1541..%1546 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    group("fused_4ops_c2d6dc571c", [[this.act[28], 0, 4], [this.act[40], 0, 262144], [this.act[55], 0, 262144], [this.act[158], 0, 262144], [this.act[46], 0, 262144], [this.act[171], 0, 262144], [this.act[177], 0, 262144], [this.step, 0, 16]]); // 275: fused %1547..%1552 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    group("fused_1ops_ab457c8f23", [[this.act[39], 0, 262144], [this.act[46], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 276: fused %1553..%1553 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    group("sum_a0123_16x64x8x8", [[this.act[158], 0, 262144], [this.act[28], 0, 4]]); // 277: %1554 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    group("sum_a0123_16x64x8x8_plus", [[this.act[57], 0, 262144], [this.act[28], 0, 4], [this.act[196], 0, 4]]); // 278: %1556 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[38], 0, 262144], [this.act[177], 0, 262144], [this.act[248], 0, 256]]); // 279: %1561 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[150], 0, 262144], [this.act[164], 0, 262144], [this.act[248], 0, 256], [this.grads, 24320, 256]]); // 280: %1562 param19.grad.add0 stdlib.mt:18
-    group("fused_5ops_b15a003bcf", [[this.params, 24320, 19712], [this.act[37], 0, 262144], [this.act[177], 0, 262144], [this.act[164], 0, 262144], [this.step, 0, 16]]); // 281: fused %1558..%1565 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[164], 0, 262144], [this.act[36], 0, 262144], [this.act[248], 0, 256]]); // 282: %1568 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[174], 0, 262144], [this.act[148], 0, 262144], [this.act[248], 0, 256], [this.grads, 24064, 256]]); // 283: %1572 param18.grad.add0 stdlib.mt:18
-    group("fused_7ops_c1f4be399e", [[this.params, 23808, 20224], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[164], 0, 262144], [this.act[148], 0, 262144], [this.act[174], 0, 262144], [this.act[36], 0, 262144], [this.step, 0, 16]]); // 284: fused %1570..%1577 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[34], 0, 262144], [this.act[174], 0, 262144], [this.act[248], 0, 256]]); // 285: %1579 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[146], 0, 262144], [this.act[160], 0, 262144], [this.act[248], 0, 256], [this.grads, 23808, 256]]); // 286: %1580 param17.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[33], 0, 262144], [this.act[36], 0, 262144], [this.act[160], 0, 262144], [this.step, 0, 16]]); // 287: fused %1582..%1583 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[160], 0, 262144], [this.act[27], 0, 262144], [this.act[248], 0, 256]]); // 288: %1586 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.act[248], 0, 256], [this.grads, 23552, 256]]); // 289: %1590 param16.grad.add0 stdlib.mt:18
-    group("fused_8ops_c65e85a7db", [[this.params, 23296, 20736], [this.act[31], 0, 262144], [this.act[171], 0, 262144], [this.act[148], 0, 262144], [this.act[160], 0, 262144], [this.act[149], 0, 262144], [this.act[36], 0, 262144], [this.act[33], 0, 262144], [this.step, 0, 16]]); // 290: fused %1588..%1596 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[30], 0, 262144], [this.act[36], 0, 262144], [this.act[248], 0, 256]]); // 291: %1598 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[142], 0, 262144], [this.act[162], 0, 262144], [this.act[248], 0, 256], [this.grads, 23296, 256]]); // 292: %1599 param15.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[29], 0, 262144], [this.act[33], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 293: fused %1601..%1602 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[162], 0, 262144], [this.act[27], 0, 262144], [this.act[248], 0, 256]]); // 294: %1605 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[248], 0, 256], [this.grads, 23040, 256]]); // 295: %1609 param14.grad.add0 stdlib.mt:18
-    group("fused_4ops_ac73c0e795", [[this.params, 23040, 20992], [this.act[149], 0, 262144], [this.act[162], 0, 262144], [this.act[139], 0, 262144], [this.act[28], 0, 4], [this.step, 0, 16]]); // 296: fused %1607..%1611 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    group("binary_mul_s_s", [[this.act[196], 0, 4], [this.act[28], 0, 4], [this.act[247], 0, 4]]); // 297: %1612 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    group("binary_add_s_s", [[this.act[246], 0, 4], [this.act[247], 0, 4], [this.grads, 26112, 4]]); // 298: %1613 param26.grad.add0 stdlib.mt:67
-    group("fused_2ops_7f870f82ec", [[this.params, 22784, 21248], [this.act[26], 0, 262144], [this.act[139], 0, 262144], [this.act[162], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 299: fused %1614..%1615 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[248], 0, 256]]); // 300: %1616 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    group("sum_a01_16x64x8x8_plus", [[this.act[144], 0, 262144], [this.act[248], 0, 256], [this.grads, 22784, 256]]); // 301: %1618 param13.grad.add0 stdlib.mt:9
-    group("fused_18ops_b89afa33bc", [[this.params, 22528, 21504], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[181], 0, 262144], [this.act[162], 0, 262144], [this.act[144], 0, 262144], [this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 302: fused %1619..%1636 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[23], 0, 262144], [this.act[149], 0, 262144], [this.act[248], 0, 256]]); // 303: %1638 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[135], 0, 262144], [this.act[138], 0, 262144], [this.act[248], 0, 256], [this.grads, 22528, 256]]); // 304: %1639 param12.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[22], 0, 262144], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 305: fused %1641..%1642 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[138], 0, 262144], [this.act[21], 0, 262144], [this.act[248], 0, 256]]); // 306: %1645 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[147], 0, 262144], [this.act[133], 0, 262144], [this.act[248], 0, 256], [this.grads, 22272, 256]]); // 307: %1649 param11.grad.add0 stdlib.mt:18
-    group("fused_3ops_0e24f496d5", [[this.params, 22272, 21760], [this.act[138], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 308: fused %1647..%1650 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    group("fused_3ops_c265e1af37", [[this.act[20], 0, 262144], [this.act[133], 0, 262144], [this.act[75], 0, 8192], [this.step, 0, 16]]); // 309: fused %1651..%1653 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
-    group("attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[133], 0, 262144], [this.act[75], 0, 8192], [this.act[20], 0, 262144], [this.step, 0, 16]]); // 310: %1654 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
-    group("attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[133], 0, 262144], [this.act[75], 0, 8192], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 311: %1655 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
-    group("attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[19], 0, 8192], [this.act[133], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16]]); // 312: %1656 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
-    group("fused_5ops_511e7d40e8", [[this.params, 22016, 22016], [this.act[18], 0, 262144], [this.act[133], 0, 262144], [this.act[15], 0, 262144], [this.step, 0, 16]]); // 313: fused %1657..%1661 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[17], 0, 262144], [this.act[133], 0, 262144], [this.act[248], 0, 256]]); // 314: %1663 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[129], 0, 262144], [this.act[190], 0, 262144], [this.act[248], 0, 256], [this.grads, 22016, 256]]); // 315: %1664 param10.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[16], 0, 262144], [this.act[15], 0, 262144], [this.act[190], 0, 262144], [this.step, 0, 16]]); // 316: fused %1666..%1667 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[190], 0, 262144], [this.act[9], 0, 262144], [this.act[248], 0, 256]]); // 317: %1670 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[127], 0, 262144], [this.act[119], 0, 262144], [this.act[248], 0, 256], [this.grads, 21760, 256]]); // 318: %1674 param9.grad.add0 stdlib.mt:18
-    group("fused_7ops_fa1be6cfb6", [[this.params, 21504, 22528], [this.act[138], 0, 262144], [this.act[190], 0, 262144], [this.act[127], 0, 262144], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 319: fused %1672..%1679 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.act[248], 0, 256]]); // 320: %1681 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[126], 0, 262144], [this.act[136], 0, 262144], [this.act[248], 0, 256], [this.grads, 21504, 256]]); // 321: %1682 param8.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[13], 0, 262144], [this.act[16], 0, 262144], [this.act[136], 0, 262144], [this.step, 0, 16]]); // 322: fused %1684..%1685 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[136], 0, 262144], [this.act[9], 0, 262144], [this.act[248], 0, 256]]); // 323: %1688 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[130], 0, 262144], [this.act[119], 0, 262144], [this.act[248], 0, 256], [this.grads, 21248, 256]]); // 324: %1692 param7.grad.add0 stdlib.mt:18
-    group("fused_8ops_cb45c73d6c", [[this.params, 20992, 23040], [this.act[20], 0, 262144], [this.act[127], 0, 262144], [this.act[136], 0, 262144], [this.act[130], 0, 262144], [this.act[16], 0, 262144], [this.act[13], 0, 262144], [this.step, 0, 16]]); // 325: fused %1690..%1698 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[11], 0, 262144], [this.act[16], 0, 262144], [this.act[248], 0, 256]]); // 326: %1700 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[123], 0, 262144], [this.act[128], 0, 262144], [this.act[248], 0, 256], [this.grads, 20992, 256]]); // 327: %1701 param6.grad.add0 stdlib.mt:18
-    group("fused_2ops_56feb2ceb0", [[this.act[10], 0, 262144], [this.act[13], 0, 262144], [this.act[128], 0, 262144], [this.step, 0, 16]]); // 328: fused %1703..%1704 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[128], 0, 262144], [this.act[9], 0, 262144], [this.act[248], 0, 256]]); // 329: %1707 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[124], 0, 262144], [this.act[119], 0, 262144], [this.act[248], 0, 256], [this.grads, 20736, 256]]); // 330: %1711 param5.grad.add0 stdlib.mt:18
-    group("fused_5ops_938afc05ff", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[130], 0, 262144], [this.act[128], 0, 262144], [this.act[119], 0, 262144], [this.act[124], 0, 262144], [this.step, 0, 16]]); // 331: fused %1709..%1714 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    group("sum_a01_16x64x8x8", [[this.act[124], 0, 262144], [this.act[248], 0, 256]]); // 332: %1715 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    group("sum_a01_16x64x8x8_plus", [[this.act[125], 0, 262144], [this.act[248], 0, 256], [this.grads, 20480, 256]]); // 333: %1717 param4.grad.add0 stdlib.mt:9
-    group("fused_15ops_059cd5cf52", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[144], 0, 262144], [this.act[119], 0, 262144], [this.act[125], 0, 262144], [this.step, 0, 16]]); // 334: fused %1718..%1732 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    group("sum_a0_16x64x8x8", [[this.act[125], 0, 262144], [this.act[3], 0, 16384]]); // 335: %1733 embed.add0.grad.sum0 stdlib.mt:96
-    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[250], 0, 2048]]); // 336: %1736 embed.matmul1.grad.permute0 stdlib.mt:96
-    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 337: fused %1735..%1735 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[250], 0, 2048], [this.act[1], 0, 2048]]); // 338: %1737 embed.matmul1.grad.matmul0 stdlib.mt:96
-    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[250], 0, 2048]]); // 339: %1738 embed.matmul1.grad.permute1 stdlib.mt:96
-    group("matmul_64x1x8_64x8x8", [[this.act[250], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 340: %1739 embed.matmul1.grad.matmul1 stdlib.mt:96
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 341: %1745 embed.slice1.grad.pad0 stdlib.mt:95
-    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 342: %1747 embed.slice0.grad.pad0 stdlib.mt:94
-    group("fused_5ops_19d08c3807", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[125], 0, 262144], [this.act[224], 0, 32768], [this.act[226], 0, 32768], [this.step, 0, 16]]); // 343: fused %1740..%1748 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[226], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 344: %1749 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[224], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 345: %1751 embed.gather0.grad.scatter_add0 stdlib.mt:92
-    group("gradnorm_partial_11008", [[this.grads, 0, ARENA], [this.partials, 0, 12]]); // 346: gradient norm, partial sums
-    group("gradnorm_total_3", [[this.partials, 0, 12], [this.norm, 0, 16]]); // 347: gradient norm
-    group("adamw_11008", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 348: AdamW update
+    group("fused_3ops_d724fe90ff", [[this.act[229], 0, 4096], [this.act[241], 0, 4096], [this.act[242], 0, 4096], [this.step, 0, 16]]); // 78: fused %571..%573 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[242], 0, 4096], [this.act[243], 0, 4]]); // 79: %574 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_b2a248f4a0", [[this.act[195], 0, 262144], [this.act[242], 0, 4096], [this.act[239], 0, 262144], [this.act[230], 0, 262144], [this.step, 0, 16]]); // 80: fused %576..%577 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[230], 0, 262144], [this.act[244], 0, 256]]); // 81: %578 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_60e3fab805", [[this.params, 34816, 9216], [this.act[228], 0, 4096], [this.act[232], 0, 4096], [this.act[233], 0, 262144], [this.act[239], 0, 262144], [this.act[230], 0, 262144], [this.act[242], 0, 4096], [this.step, 0, 16]]); // 82: fused %580..%584 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[242], 0, 4096], [this.act[245], 0, 4]]); // 83: %585 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_b2a248f4a0", [[this.act[195], 0, 262144], [this.act[242], 0, 4096], [this.act[239], 0, 262144], [this.act[233], 0, 262144], [this.step, 0, 16]]); // 84: fused %587..%588 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[233], 0, 262144], [this.act[246], 0, 256]]); // 85: %589 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_551bd010b6", [[this.params, 34304, 9728], [this.act[226], 0, 32768], [this.act[240], 0, 262144], [this.act[230], 0, 262144], [this.act[239], 0, 262144], [this.act[233], 0, 262144], [this.act[234], 0, 32768], [this.step, 0, 16]]); // 86: fused %591..%594 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_9ops_c45fa0d8e8", [[this.params, 33792, 10240], [this.act[224], 0, 32768], [this.act[240], 0, 262144], [this.act[233], 0, 262144], [this.act[234], 0, 32768], [this.act[226], 0, 32768], [this.act[239], 0, 262144], [this.act[247], 0, 32768], [this.step, 0, 16]]); // 87: fused %595..%605 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[225], 0, 262144], [this.act[226], 0, 32768], [this.act[248], 0, 32]]); // 88: %602 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[223], 0, 262144], [this.act[247], 0, 32768], [this.act[249], 0, 32]]); // 89: %609 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_6ops_e7b9ec4194", [[this.params, 34048, 9984], [this.act[221], 0, 262144], [this.act[227], 0, 262144], [this.act[239], 0, 262144], [this.act[247], 0, 32768], [this.act[223], 0, 262144], [this.act[225], 0, 262144], [this.step, 0, 16]]); // 90: fused %606..%613 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    group("fused_4ops_b11a24a27b", [[this.act[196], 0, 4], [this.act[209], 0, 262144], [this.act[220], 0, 262144], [this.act[227], 0, 262144], [this.act[239], 0, 262144], [this.act[221], 0, 262144], [this.step, 0, 16]]); // 91: fused %614..%619 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:69-49
+    group("sum_a0123_16x64x8x8", [[this.act[221], 0, 262144], [this.act[250], 0, 4]]); // 92: %620 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[219], 0, 262144], [this.act[239], 0, 262144], [this.act[251], 0, 256]]); // 93: %626 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_5ops_b15a003bcf", [[this.params, 33280, 10752], [this.act[218], 0, 262144], [this.act[239], 0, 262144], [this.act[219], 0, 262144], [this.step, 0, 16]]); // 94: fused %623..%629 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[219], 0, 262144], [this.act[217], 0, 262144], [this.act[252], 0, 256]]); // 95: %632 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_c1f4be399e", [[this.params, 32768, 11264], [this.act[213], 0, 262144], [this.act[216], 0, 262144], [this.act[219], 0, 262144], [this.act[217], 0, 262144], [this.act[239], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 96: fused %634..%643 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[215], 0, 262144], [this.act[239], 0, 262144], [this.act[253], 0, 256]]); // 97: %642 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[214], 0, 262144], [this.act[218], 0, 262144], [this.act[239], 0, 262144], [this.step, 0, 16]]); // 98: fused %644..%645 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[239], 0, 262144], [this.act[195], 0, 262144], [this.act[254], 0, 256]]); // 99: %648 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_c65e85a7db", [[this.params, 32256, 11776], [this.act[212], 0, 262144], [this.act[223], 0, 262144], [this.act[217], 0, 262144], [this.act[239], 0, 262144], [this.act[218], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.step, 0, 16]]); // 100: fused %650..%660 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[211], 0, 262144], [this.act[214], 0, 262144], [this.act[255], 0, 256]]); // 101: %659 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[210], 0, 262144], [this.act[215], 0, 262144], [this.act[214], 0, 262144], [this.step, 0, 16]]); // 102: fused %661..%662 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[214], 0, 262144], [this.act[195], 0, 262144], [this.act[256], 0, 256]]); // 103: %665 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_ff0981dc39", [[this.params, 32000, 12032], [this.act[195], 0, 262144], [this.act[225], 0, 262144], [this.act[218], 0, 262144], [this.act[214], 0, 262144], [this.act[215], 0, 262144], [this.act[210], 0, 262144], [this.step, 0, 16]]); // 104: fused %667..%671 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_c2d6dc571c", [[this.act[196], 0, 4], [this.act[208], 0, 262144], [this.act[225], 0, 262144], [this.act[215], 0, 262144], [this.act[210], 0, 262144], [this.act[214], 0, 262144], [this.act[218], 0, 262144], [this.step, 0, 16]]); // 105: fused %672..%677 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_5ops_6c2dc27178", [[this.params, 31744, 12288], [this.act[207], 0, 262144], [this.act[210], 0, 262144], [this.act[218], 0, 262144], [this.act[215], 0, 262144], [this.act[225], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 106: fused %678..%687 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.up.reshape2.grad.reshape0 stdlib.mt:49-18
+    group("sum_a0123_16x64x8x8_plus", [[this.act[215], 0, 262144], [this.act[250], 0, 4], [this.act[196], 0, 4]]); // 107: %681 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[206], 0, 262144], [this.act[225], 0, 262144], [this.act[257], 0, 256]]); // 108: %686 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[205], 0, 262144], [this.act[208], 0, 262144], [this.act[225], 0, 262144], [this.step, 0, 16]]); // 109: fused %688..%689 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[225], 0, 262144], [this.act[204], 0, 262144], [this.act[258], 0, 256]]); // 110: %692 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_c1f4be399e", [[this.params, 31232, 12800], [this.act[200], 0, 262144], [this.act[203], 0, 262144], [this.act[225], 0, 262144], [this.act[204], 0, 262144], [this.act[208], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 111: fused %694..%703 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[202], 0, 262144], [this.act[208], 0, 262144], [this.act[259], 0, 256]]); // 112: %702 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.act[208], 0, 262144], [this.step, 0, 16]]); // 113: fused %704..%705 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[208], 0, 262144], [this.act[195], 0, 262144], [this.act[260], 0, 256]]); // 114: %708 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_c65e85a7db", [[this.params, 30720, 13312], [this.act[199], 0, 262144], [this.act[214], 0, 262144], [this.act[204], 0, 262144], [this.act[208], 0, 262144], [this.act[205], 0, 262144], [this.act[201], 0, 262144], [this.act[202], 0, 262144], [this.step, 0, 16]]); // 115: fused %710..%720 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[198], 0, 262144], [this.act[201], 0, 262144], [this.act[261], 0, 256]]); // 116: %719 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[197], 0, 262144], [this.act[202], 0, 262144], [this.act[201], 0, 262144], [this.step, 0, 16]]); // 117: fused %721..%722 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[262], 0, 256]]); // 118: %725 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_ac73c0e795", [[this.params, 30464, 13568], [this.act[205], 0, 262144], [this.act[201], 0, 262144], [this.act[195], 0, 262144], [this.act[250], 0, 4], [this.step, 0, 16]]); // 119: fused %727..%730 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[196], 0, 4], [this.act[250], 0, 4], [this.act[263], 0, 4]]); // 120: %731 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_7f870f82ec", [[this.params, 30208, 13824], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.step, 0, 16]]); // 121: fused %732..%733 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[205], 0, 262144], [this.act[264], 0, 256]]); // 122: %734 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_19ops_b89afa33bc", [[this.params, 29952, 14080], [this.act[192], 0, 262144], [this.act[193], 0, 4096], [this.act[231], 0, 262144], [this.act[201], 0, 262144], [this.act[205], 0, 262144], [this.act[195], 0, 262144], [this.act[194], 0, 262144], [this.step, 0, 16]]); // 123: fused %736..%756 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.reshape2.grad.reshape0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[191], 0, 262144], [this.act[195], 0, 262144], [this.act[265], 0, 256]]); // 124: %755 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[190], 0, 262144], [this.act[194], 0, 262144], [this.act[195], 0, 262144], [this.step, 0, 16]]); // 125: fused %757..%758 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.act[266], 0, 256]]); // 126: %761 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_0e24f496d5", [[this.params, 29696, 14336], [this.act[195], 0, 262144], [this.act[189], 0, 262144], [this.step, 0, 16]]); // 127: fused %763..%765 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    group("fused_3ops_c265e1af37", [[this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.act[238], 0, 8192], [this.step, 0, 16]]); // 128: fused %766..%768 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[189], 0, 262144], [this.act[238], 0, 8192], [this.act[188], 0, 262144], [this.step, 0, 16], [this.keys, 1536, 16]]); // 129: %769 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[186], 0, 262144], [this.act[187], 0, 8192], [this.act[189], 0, 262144], [this.act[238], 0, 8192], [this.act[195], 0, 262144], [this.step, 0, 16], [this.keys, 1536, 16]]); // 130: %770 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[180], 0, 262144], [this.act[183], 0, 262144], [this.act[187], 0, 8192], [this.act[189], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16], [this.keys, 1536, 16]]); // 131: %771 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
+    group("fused_8ops_d70ac82b2f", [[this.params, 29440, 14592], [this.act[184], 0, 262144], [this.act[186], 0, 262144], [this.act[189], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 132: fused %772..%781 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:35-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[185], 0, 262144], [this.act[189], 0, 262144], [this.act[267], 0, 256]]); // 133: %778 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[183], 0, 262144], [this.act[175], 0, 262144], [this.act[268], 0, 256]]); // 134: %784 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_10ops_63c5694c83", [[this.params, 28928, 15104], [this.act[181], 0, 262144], [this.act[195], 0, 262144], [this.act[183], 0, 262144], [this.act[189], 0, 262144], [this.act[185], 0, 262144], [this.act[186], 0, 262144], [this.step, 0, 16]]); // 135: fused %786..%797 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[182], 0, 262144], [this.act[185], 0, 262144], [this.act[269], 0, 256]]); // 136: %794 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[186], 0, 262144], [this.act[175], 0, 262144], [this.act[270], 0, 256]]); // 137: %800 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_cb45c73d6c", [[this.params, 28416, 15616], [this.act[188], 0, 262144], [this.act[189], 0, 262144], [this.act[186], 0, 262144], [this.act[185], 0, 262144], [this.act[182], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 138: fused %802..%812 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[179], 0, 262144], [this.act[182], 0, 262144], [this.act[271], 0, 256]]); // 139: %811 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[178], 0, 262144], [this.act[183], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 140: fused %813..%814 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[182], 0, 262144], [this.act[175], 0, 262144], [this.act[272], 0, 256]]); // 141: %817 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_938afc05ff", [[this.params, 27904, 16128], [this.act[177], 0, 262144], [this.act[185], 0, 262144], [this.act[182], 0, 262144], [this.act[175], 0, 262144], [this.act[183], 0, 262144], [this.step, 0, 16]]); // 142: fused %819..%823 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[183], 0, 262144], [this.act[273], 0, 256]]); // 143: %824 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_89f03add1e", [[this.act[171], 0, 262144], [this.act[166], 0, 262144], [this.act[176], 0, 4096], [this.act[205], 0, 262144], [this.act[175], 0, 262144], [this.act[183], 0, 262144], [this.act[182], 0, 262144], [this.act[193], 0, 4096], [this.step, 0, 16], [this.keys, 1280, 16]]); // 144: fused %826..%843 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_0dd68843f4", [[this.act[172], 0, 4096], [this.act[173], 0, 4096], [this.act[174], 0, 262144], [this.act[182], 0, 262144], [this.act[175], 0, 262144], [this.act[176], 0, 4096], [this.act[205], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 145: fused %844..%848 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    group("fused_3ops_d724fe90ff", [[this.act[173], 0, 4096], [this.act[193], 0, 4096], [this.act[242], 0, 4096], [this.step, 0, 16]]); // 146: fused %849..%851 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1", [[this.act[242], 0, 4096], [this.act[250], 0, 4]]); // 147: %852 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    group("fused_2ops_b2a248f4a0", [[this.act[139], 0, 262144], [this.act[242], 0, 4096], [this.act[182], 0, 262144], [this.act[174], 0, 262144], [this.step, 0, 16]]); // 148: fused %854..%855 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
+    group("sum_a01_16x64x8x8", [[this.act[174], 0, 262144], [this.act[274], 0, 256]]); // 149: %856 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    group("fused_5ops_60e3fab805", [[this.params, 27392, 16640], [this.act[172], 0, 4096], [this.act[176], 0, 4096], [this.act[166], 0, 262144], [this.act[182], 0, 262144], [this.act[174], 0, 262144], [this.act[242], 0, 4096], [this.step, 0, 16]]); // 150: fused %858..%862 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    group("sum_a0123_16x64x1x1", [[this.act[242], 0, 4096], [this.act[196], 0, 4]]); // 151: %863 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    group("fused_2ops_b2a248f4a0", [[this.act[139], 0, 262144], [this.act[242], 0, 4096], [this.act[182], 0, 262144], [this.act[166], 0, 262144], [this.step, 0, 16]]); // 152: fused %865..%866 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
+    group("sum_a01_16x64x8x8", [[this.act[166], 0, 262144], [this.act[275], 0, 256]]); // 153: %867 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    group("fused_4ops_551bd010b6", [[this.params, 26880, 17152], [this.act[170], 0, 32768], [this.act[175], 0, 262144], [this.act[174], 0, 262144], [this.act[182], 0, 262144], [this.act[166], 0, 262144], [this.act[247], 0, 32768], [this.step, 0, 16]]); // 154: fused %869..%872 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    group("fused_9ops_c45fa0d8e8", [[this.params, 26368, 17664], [this.act[168], 0, 32768], [this.act[175], 0, 262144], [this.act[166], 0, 262144], [this.act[247], 0, 32768], [this.act[170], 0, 32768], [this.act[182], 0, 262144], [this.act[226], 0, 32768], [this.step, 0, 16]]); // 155: fused %873..%883 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[169], 0, 262144], [this.act[170], 0, 32768], [this.act[276], 0, 32]]); // 156: %880 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none", [[this.act[167], 0, 262144], [this.act[226], 0, 32768], [this.act[277], 0, 32]]); // 157: %887 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    group("fused_6ops_e7b9ec4194", [[this.params, 26624, 17408], [this.act[165], 0, 262144], [this.act[205], 0, 262144], [this.act[182], 0, 262144], [this.act[226], 0, 32768], [this.act[167], 0, 262144], [this.act[169], 0, 262144], [this.step, 0, 16]]); // 158: fused %884..%891 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    group("fused_4ops_b11a24a27b", [[this.act[140], 0, 4], [this.act[153], 0, 262144], [this.act[164], 0, 262144], [this.act[205], 0, 262144], [this.act[182], 0, 262144], [this.act[165], 0, 262144], [this.step, 0, 16]]); // 159: fused %892..%897 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:69-49
+    group("sum_a0123_16x64x8x8", [[this.act[165], 0, 262144], [this.act[278], 0, 4]]); // 160: %898 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[163], 0, 262144], [this.act[182], 0, 262144], [this.act[279], 0, 256]]); // 161: %904 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_5ops_b15a003bcf", [[this.params, 25856, 18176], [this.act[162], 0, 262144], [this.act[182], 0, 262144], [this.act[163], 0, 262144], [this.step, 0, 16]]); // 162: fused %901..%907 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[163], 0, 262144], [this.act[161], 0, 262144], [this.act[280], 0, 256]]); // 163: %910 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_c1f4be399e", [[this.params, 25344, 18688], [this.act[157], 0, 262144], [this.act[160], 0, 262144], [this.act[163], 0, 262144], [this.act[161], 0, 262144], [this.act[182], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 164: fused %912..%921 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[159], 0, 262144], [this.act[182], 0, 262144], [this.act[281], 0, 256]]); // 165: %920 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[158], 0, 262144], [this.act[162], 0, 262144], [this.act[182], 0, 262144], [this.step, 0, 16]]); // 166: fused %922..%923 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[182], 0, 262144], [this.act[139], 0, 262144], [this.act[282], 0, 256]]); // 167: %926 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_c65e85a7db", [[this.params, 24832, 19200], [this.act[156], 0, 262144], [this.act[167], 0, 262144], [this.act[161], 0, 262144], [this.act[182], 0, 262144], [this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.step, 0, 16]]); // 168: fused %928..%938 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[155], 0, 262144], [this.act[158], 0, 262144], [this.act[283], 0, 256]]); // 169: %937 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[154], 0, 262144], [this.act[159], 0, 262144], [this.act[158], 0, 262144], [this.step, 0, 16]]); // 170: fused %939..%940 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[158], 0, 262144], [this.act[139], 0, 262144], [this.act[284], 0, 256]]); // 171: %943 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_ff0981dc39", [[this.params, 24576, 19456], [this.act[139], 0, 262144], [this.act[169], 0, 262144], [this.act[162], 0, 262144], [this.act[158], 0, 262144], [this.act[159], 0, 262144], [this.act[154], 0, 262144], [this.step, 0, 16]]); // 172: fused %945..%949 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    group("fused_4ops_c2d6dc571c", [[this.act[140], 0, 4], [this.act[152], 0, 262144], [this.act[169], 0, 262144], [this.act[159], 0, 262144], [this.act[154], 0, 262144], [this.act[158], 0, 262144], [this.act[162], 0, 262144], [this.step, 0, 16]]); // 173: fused %950..%955 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    group("fused_5ops_6c2dc27178", [[this.params, 24320, 19712], [this.act[151], 0, 262144], [this.act[154], 0, 262144], [this.act[162], 0, 262144], [this.act[159], 0, 262144], [this.act[169], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 174: fused %956..%965 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.up.reshape2.grad.reshape0 stdlib.mt:49-18
+    group("sum_a0123_16x64x8x8_plus", [[this.act[159], 0, 262144], [this.act[278], 0, 4], [this.act[140], 0, 4]]); // 175: %959 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[150], 0, 262144], [this.act[169], 0, 262144], [this.act[285], 0, 256]]); // 176: %964 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[149], 0, 262144], [this.act[152], 0, 262144], [this.act[169], 0, 262144], [this.step, 0, 16]]); // 177: fused %966..%967 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[169], 0, 262144], [this.act[148], 0, 262144], [this.act[286], 0, 256]]); // 178: %970 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_8ops_c1f4be399e", [[this.params, 23808, 20224], [this.act[144], 0, 262144], [this.act[147], 0, 262144], [this.act[169], 0, 262144], [this.act[148], 0, 262144], [this.act[152], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 179: fused %972..%981 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[146], 0, 262144], [this.act[152], 0, 262144], [this.act[287], 0, 256]]); // 180: %980 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.act[152], 0, 262144], [this.step, 0, 16]]); // 181: fused %982..%983 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[152], 0, 262144], [this.act[139], 0, 262144], [this.act[288], 0, 256]]); // 182: %986 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_c65e85a7db", [[this.params, 23296, 20736], [this.act[143], 0, 262144], [this.act[158], 0, 262144], [this.act[148], 0, 262144], [this.act[152], 0, 262144], [this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[146], 0, 262144], [this.step, 0, 16]]); // 183: fused %988..%998 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[142], 0, 262144], [this.act[145], 0, 262144], [this.act[289], 0, 256]]); // 184: %997 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[141], 0, 262144], [this.act[146], 0, 262144], [this.act[145], 0, 262144], [this.step, 0, 16]]); // 185: fused %999..%1000 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[290], 0, 256]]); // 186: %1003 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_4ops_ac73c0e795", [[this.params, 23040, 20992], [this.act[149], 0, 262144], [this.act[145], 0, 262144], [this.act[139], 0, 262144], [this.act[278], 0, 4], [this.step, 0, 16]]); // 187: fused %1005..%1008 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    group("binary_mul_s_s", [[this.act[140], 0, 4], [this.act[278], 0, 4], [this.act[291], 0, 4]]); // 188: %1009 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    group("fused_2ops_7f870f82ec", [[this.params, 22784, 21248], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 189: fused %1010..%1011 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
+    group("sum_a01_16x64x8x8", [[this.act[149], 0, 262144], [this.act[292], 0, 256]]); // 190: %1012 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_19ops_b89afa33bc", [[this.params, 22528, 21504], [this.act[136], 0, 262144], [this.act[137], 0, 4096], [this.act[183], 0, 262144], [this.act[145], 0, 262144], [this.act[149], 0, 262144], [this.act[139], 0, 262144], [this.act[138], 0, 262144], [this.step, 0, 16]]); // 191: fused %1014..%1034 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.reshape2.grad.reshape0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[135], 0, 262144], [this.act[139], 0, 262144], [this.act[293], 0, 256]]); // 192: %1033 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[134], 0, 262144], [this.act[138], 0, 262144], [this.act[139], 0, 262144], [this.step, 0, 16]]); // 193: fused %1035..%1036 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.act[294], 0, 256]]); // 194: %1039 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_3ops_0e24f496d5", [[this.params, 22272, 21760], [this.act[139], 0, 262144], [this.act[133], 0, 262144], [this.step, 0, 16]]); // 195: fused %1041..%1043 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    group("fused_3ops_c265e1af37", [[this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.act[187], 0, 8192], [this.step, 0, 16]]); // 196: fused %1044..%1046 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[133], 0, 262144], [this.act[187], 0, 8192], [this.act[132], 0, 262144], [this.step, 0, 16], [this.keys, 1024, 16]]); // 197: %1047 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[130], 0, 262144], [this.act[131], 0, 8192], [this.act[133], 0, 262144], [this.act[187], 0, 8192], [this.act[139], 0, 262144], [this.step, 0, 16], [this.keys, 1024, 16]]); // 198: %1048 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[124], 0, 262144], [this.act[127], 0, 262144], [this.act[131], 0, 8192], [this.act[133], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16], [this.keys, 1024, 16]]); // 199: %1049 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
+    group("fused_8ops_d70ac82b2f", [[this.params, 22016, 22016], [this.act[128], 0, 262144], [this.act[130], 0, 262144], [this.act[133], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 200: fused %1050..%1059 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:35-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[129], 0, 262144], [this.act[133], 0, 262144], [this.act[295], 0, 256]]); // 201: %1056 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[127], 0, 262144], [this.act[119], 0, 262144], [this.act[296], 0, 256]]); // 202: %1062 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_10ops_63c5694c83", [[this.params, 21504, 22528], [this.act[125], 0, 262144], [this.act[139], 0, 262144], [this.act[127], 0, 262144], [this.act[133], 0, 262144], [this.act[129], 0, 262144], [this.act[130], 0, 262144], [this.step, 0, 16]]); // 203: fused %1064..%1075 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[126], 0, 262144], [this.act[129], 0, 262144], [this.act[297], 0, 256]]); // 204: %1072 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[130], 0, 262144], [this.act[119], 0, 262144], [this.act[298], 0, 256]]); // 205: %1078 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_9ops_cb45c73d6c", [[this.params, 20992, 23040], [this.act[132], 0, 262144], [this.act[133], 0, 262144], [this.act[130], 0, 262144], [this.act[129], 0, 262144], [this.act[126], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 206: fused %1080..%1090 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.reshape2.grad.reshape0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none", [[this.act[123], 0, 262144], [this.act[126], 0, 262144], [this.act[299], 0, 256]]); // 207: %1089 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    group("fused_2ops_56feb2ceb0", [[this.act[122], 0, 262144], [this.act[127], 0, 262144], [this.act[126], 0, 262144], [this.step, 0, 16]]); // 208: fused %1091..%1092 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", [[this.act[126], 0, 262144], [this.act[119], 0, 262144], [this.act[300], 0, 256]]); // 209: %1095 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    group("fused_5ops_938afc05ff", [[this.params, 20480, 23552], [this.act[121], 0, 262144], [this.act[129], 0, 262144], [this.act[126], 0, 262144], [this.act[119], 0, 262144], [this.act[127], 0, 262144], [this.step, 0, 16]]); // 210: fused %1097..%1101 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    group("sum_a01_16x64x8x8", [[this.act[127], 0, 262144], [this.act[301], 0, 256]]); // 211: %1102 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    group("fused_18ops_89f03add1e", [[this.act[115], 0, 262144], [this.act[110], 0, 262144], [this.act[120], 0, 4096], [this.act[149], 0, 262144], [this.act[119], 0, 262144], [this.act[127], 0, 262144], [this.act[126], 0, 262144], [this.act[137], 0, 4096], [this.step, 0, 16], [this.keys, 768, 16]]); // 212: fused %1104..%1121 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_0dd68843f4", [[this.act[116], 0, 4096], [this.act[117], 0, 4096], [this.act[118], 0, 262144], [this.act[126], 0, 262144], [this.act[119], 0, 262144], [this.act[120], 0, 4096], [this.act[149], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 213: fused %1122..%1126 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_7ops_c1c7224ad4", [[this.params, 34816, 9216], [this.act[83], 0, 262144], [this.act[117], 0, 4096], [this.act[137], 0, 4096], [this.act[115], 0, 262144], [this.act[242], 0, 4096], [this.act[126], 0, 262144], [this.act[118], 0, 262144], [this.step, 0, 16]]); // 214: fused %1127..%1139 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1_plus", [[this.act[242], 0, 4096], [this.act[243], 0, 4], [this.grads, 35072, 4]]); // 215: %1132 param61.grad.add0 stdlib.mt:72
+    group("sum_a01_16x64x8x8_plus", [[this.act[126], 0, 262144], [this.act[244], 0, 256], [this.grads, 34816, 256]]); // 216: %1138 param60.grad.add0 stdlib.mt:72
+    group("fused_7ops_c1c7224ad4", [[this.params, 34304, 9728], [this.act[83], 0, 262144], [this.act[116], 0, 4096], [this.act[120], 0, 4096], [this.act[118], 0, 262144], [this.act[242], 0, 4096], [this.act[126], 0, 262144], [this.act[115], 0, 262144], [this.step, 0, 16]]); // 217: fused %1140..%1152 blocks.1.think.sigmoid0.grad.square0 .. blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
+    group("sum_a0123_16x64x1x1_plus", [[this.act[242], 0, 4096], [this.act[245], 0, 4], [this.grads, 34560, 4]]); // 218: %1145 param59.grad.add0 stdlib.mt:71
+    group("sum_a01_16x64x8x8_plus", [[this.act[126], 0, 262144], [this.act[246], 0, 256], [this.grads, 34304, 256]]); // 219: %1151 param58.grad.add0 stdlib.mt:71
+    group("fused_11ops_8abf409c21", [[this.params, 33792, 10240], [this.act[112], 0, 32768], [this.act[114], 0, 32768], [this.act[119], 0, 262144], [this.act[115], 0, 262144], [this.act[226], 0, 32768], [this.act[126], 0, 262144], [this.act[170], 0, 32768], [this.step, 0, 16]]); // 220: fused %1153..%1166 blocks.1.think.matmul4.grad.permute0 .. blocks.1.think.reshape1.grad.reshape0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[113], 0, 262144], [this.act[226], 0, 32768], [this.act[248], 0, 32], [this.grads, 33792, 32]]); // 221: %1163 param56.grad.add0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[111], 0, 262144], [this.act[170], 0, 32768], [this.act[249], 0, 32], [this.grads, 34048, 32]]); // 222: %1171 param57.grad.add0 stdlib.mt:70
+    group("fused_6ops_e7b9ec4194", [[this.params, 34048, 9984], [this.act[109], 0, 262144], [this.act[149], 0, 262144], [this.act[126], 0, 262144], [this.act[170], 0, 32768], [this.act[111], 0, 262144], [this.act[113], 0, 262144], [this.step, 0, 16]]); // 223: fused %1167..%1175 blocks.1.think.matmul2.grad.permute0 .. blocks.1.think.matmul1.grad.matmul0 stdlib.mt:70-69
+    group("fused_4ops_b11a24a27b", [[this.act[84], 0, 4], [this.act[97], 0, 262144], [this.act[108], 0, 262144], [this.act[149], 0, 262144], [this.act[126], 0, 262144], [this.act[109], 0, 262144], [this.step, 0, 16]]); // 224: fused %1176..%1181 blocks.1.think.matmul1.grad.permute1 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:69-49
+    group("sum_a0123_16x64x8x8", [[this.act[109], 0, 262144], [this.act[245], 0, 4]]); // 225: %1182 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[107], 0, 262144], [this.act[126], 0, 262144], [this.act[251], 0, 256], [this.grads, 33280, 256]]); // 226: %1189 param54.grad.add0 stdlib.mt:18
+    group("fused_10ops_b5296fdbc3", [[this.params, 33024, 11008], [this.act[101], 0, 262144], [this.act[104], 0, 262144], [this.act[106], 0, 262144], [this.act[126], 0, 262144], [this.act[107], 0, 262144], [this.act[109], 0, 262144], [this.act[149], 0, 262144], [this.step, 0, 16]]); // 227: fused %1185..%1202 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.value.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[107], 0, 262144], [this.act[105], 0, 262144], [this.act[252], 0, 256], [this.grads, 33024, 256]]); // 228: %1199 param53.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[103], 0, 262144], [this.act[149], 0, 262144], [this.act[253], 0, 256], [this.grads, 32768, 256]]); // 229: %1207 param52.grad.add0 stdlib.mt:18
+    group("fused_9ops_bb6dc85042", [[this.params, 32512, 11520], [this.act[100], 0, 262144], [this.act[102], 0, 262144], [this.act[111], 0, 262144], [this.act[149], 0, 262144], [this.act[103], 0, 262144], [this.act[105], 0, 262144], [this.act[107], 0, 262144], [this.step, 0, 16]]); // 230: fused %1203..%1219 blocks.1.think.gamma.value.matmul1.grad.permute0 .. blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:18-49
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[103], 0, 262144], [this.act[83], 0, 262144], [this.act[254], 0, 256], [this.grads, 32512, 256]]); // 231: %1217 param51.grad.add0 stdlib.mt:18
+    group("fused_10ops_329e413fcb", [[this.params, 32000, 12032], [this.act[98], 0, 262144], [this.act[109], 0, 262144], [this.act[105], 0, 262144], [this.act[107], 0, 262144], [this.act[103], 0, 262144], [this.act[149], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 232: fused %1220..%1237 blocks.1.think.gamma.silu0.grad.mul0 .. blocks.1.think.norm.mul2.grad.add5 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[99], 0, 262144], [this.act[103], 0, 262144], [this.act[255], 0, 256], [this.grads, 32256, 256]]); // 233: %1226 param50.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[149], 0, 262144], [this.act[83], 0, 262144], [this.act[256], 0, 256], [this.grads, 32000, 256]]); // 234: %1236 param49.grad.add0 stdlib.mt:18
+    group("fused_6ops_e80e07fcc7", [[this.act[83], 0, 262144], [this.act[84], 0, 4], [this.act[96], 0, 262144], [this.act[113], 0, 262144], [this.act[111], 0, 262144], [this.act[149], 0, 262144], [this.act[103], 0, 262144], [this.act[99], 0, 262144], [this.step, 0, 16]]); // 235: fused %1238..%1245 blocks.1.think.matmul0.grad.permute0 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_5ops_6c2dc27178", [[this.params, 31744, 12288], [this.act[95], 0, 262144], [this.act[149], 0, 262144], [this.act[99], 0, 262144], [this.act[111], 0, 262144], [this.act[113], 0, 262144], [this.act[96], 0, 262144], [this.step, 0, 16]]); // 236: fused %1246..%1256 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.up.reshape0.grad.reshape0 stdlib.mt:49-18
+    group("sum_a0123_16x64x8x8_plus", [[this.act[111], 0, 262144], [this.act[245], 0, 4], [this.act[84], 0, 4]]); // 237: %1249 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[94], 0, 262144], [this.act[113], 0, 262144], [this.act[257], 0, 256], [this.grads, 31744, 256]]); // 238: %1255 param48.grad.add0 stdlib.mt:18
+    group("fused_7ops_ec685c1cce", [[this.params, 31488, 12544], [this.act[88], 0, 262144], [this.act[91], 0, 262144], [this.act[93], 0, 262144], [this.act[96], 0, 262144], [this.act[113], 0, 262144], [this.act[94], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 239: fused %1257..%1268 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[113], 0, 262144], [this.act[92], 0, 262144], [this.act[258], 0, 256], [this.grads, 31488, 256]]); // 240: %1265 param47.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[90], 0, 262144], [this.act[111], 0, 262144], [this.act[259], 0, 256], [this.grads, 31232, 256]]); // 241: %1273 param46.grad.add0 stdlib.mt:18
+    group("fused_9ops_bb6dc85042", [[this.params, 30976, 13056], [this.act[87], 0, 262144], [this.act[89], 0, 262144], [this.act[103], 0, 262144], [this.act[111], 0, 262144], [this.act[90], 0, 262144], [this.act[92], 0, 262144], [this.act[113], 0, 262144], [this.step, 0, 16]]); // 242: fused %1269..%1285 blocks.1.think.delta.value.matmul1.grad.permute0 .. blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:18-49
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[90], 0, 262144], [this.act[83], 0, 262144], [this.act[260], 0, 256], [this.grads, 30976, 256]]); // 243: %1283 param45.grad.add0 stdlib.mt:18
+    group("fused_10ops_329e413fcb", [[this.params, 30464, 13568], [this.act[85], 0, 262144], [this.act[94], 0, 262144], [this.act[92], 0, 262144], [this.act[113], 0, 262144], [this.act[90], 0, 262144], [this.act[111], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 244: fused %1286..%1303 blocks.1.think.delta.silu0.grad.mul0 .. blocks.1.think.norm.mul2.grad.add8 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[86], 0, 262144], [this.act[90], 0, 262144], [this.act[261], 0, 256], [this.grads, 30720, 256]]); // 245: %1292 param44.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[111], 0, 262144], [this.act[83], 0, 262144], [this.act[262], 0, 256], [this.grads, 30464, 256]]); // 246: %1302 param43.grad.add0 stdlib.mt:18
+    group("fused_1ops_e27698eeb2", [[this.params, 33536, 10496], [this.act[245], 0, 4], [this.step, 0, 16]]); // 247: fused %1304..%1304 blocks.1.think.clamp0.grad.inrange0 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[84], 0, 4], [this.act[245], 0, 4], [this.act[243], 0, 4]]); // 248: %1305 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[263], 0, 4], [this.act[243], 0, 4], [this.grads, 33536, 4]]); // 249: %1306 param55.grad.add0 stdlib.mt:67
+    group("fused_5ops_170529b2fd", [[this.params, 30208, 13824], [this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[82], 0, 262144], [this.act[103], 0, 262144], [this.act[83], 0, 262144], [this.act[111], 0, 262144], [this.act[242], 0, 4096], [this.step, 0, 16]]); // 250: fused %1307..%1314 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[83], 0, 262144], [this.act[264], 0, 256], [this.grads, 30208, 256]]); // 251: %1311 param42.grad.add0 stdlib.mt:9
+    group("fused_13ops_731cf0ef16", [[this.act[80], 0, 262144], [this.act[81], 0, 4096], [this.act[127], 0, 262144], [this.act[111], 0, 262144], [this.act[242], 0, 4096], [this.act[83], 0, 262144], [this.act[103], 0, 262144], [this.step, 0, 16]]); // 252: fused %1315..%1327 blocks.1.attn.add0.grad.add0 .. blocks.1.attn.o.reshape1.grad.reshape0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[79], 0, 262144], [this.act[103], 0, 262144], [this.act[265], 0, 256], [this.grads, 29952, 256]]); // 253: %1332 param41.grad.add0 stdlib.mt:18
+    group("fused_8ops_6ceb59d4f6", [[this.params, 29696, 14336], [this.act[78], 0, 262144], [this.act[103], 0, 262144], [this.act[79], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 254: fused %1328..%1343 blocks.1.attn.o.matmul1.grad.permute0 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[79], 0, 262144], [this.act[77], 0, 262144], [this.act[266], 0, 256], [this.grads, 29696, 256]]); // 255: %1342 param40.grad.add0 stdlib.mt:18
+    group("fused_3ops_c265e1af37", [[this.act[76], 0, 262144], [this.act[111], 0, 262144], [this.act[131], 0, 8192], [this.step, 0, 16]]); // 256: fused %1344..%1346 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[111], 0, 262144], [this.act[131], 0, 8192], [this.act[76], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 257: %1347 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[74], 0, 262144], [this.act[75], 0, 8192], [this.act[111], 0, 262144], [this.act[131], 0, 8192], [this.act[77], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 258: %1348 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[68], 0, 262144], [this.act[71], 0, 262144], [this.act[75], 0, 8192], [this.act[111], 0, 262144], [this.act[74], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 259: %1349 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
+    group("fused_13ops_587b6522ee", [[this.params, 29184, 14848], [this.act[72], 0, 262144], [this.act[77], 0, 262144], [this.act[74], 0, 262144], [this.act[111], 0, 262144], [this.act[71], 0, 262144], [this.act[68], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 260: fused %1350..%1370 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.k.reshape1.grad.reshape0 stdlib.mt:35-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[73], 0, 262144], [this.act[111], 0, 262144], [this.act[267], 0, 256], [this.grads, 29440, 256]]); // 261: %1357 param39.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[71], 0, 262144], [this.act[63], 0, 262144], [this.act[268], 0, 256], [this.grads, 29184, 256]]); // 262: %1367 param38.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[70], 0, 262144], [this.act[79], 0, 262144], [this.act[269], 0, 256], [this.grads, 28928, 256]]); // 263: %1375 param37.grad.add0 stdlib.mt:18
+    group("fused_11ops_2c473fdf9f", [[this.params, 28672, 15360], [this.act[69], 0, 262144], [this.act[76], 0, 262144], [this.act[68], 0, 262144], [this.act[79], 0, 262144], [this.act[70], 0, 262144], [this.act[71], 0, 262144], [this.act[111], 0, 262144], [this.step, 0, 16]]); // 264: fused %1371..%1389 blocks.1.attn.k.matmul1.grad.permute0 .. blocks.1.attn.q.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[70], 0, 262144], [this.act[63], 0, 262144], [this.act[270], 0, 256], [this.grads, 28672, 256]]); // 265: %1385 param36.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[67], 0, 262144], [this.act[111], 0, 262144], [this.act[271], 0, 256], [this.grads, 28416, 256]]); // 266: %1394 param35.grad.add0 stdlib.mt:18
+    group("fused_10ops_7f44e80592", [[this.params, 27904, 16128], [this.act[65], 0, 262144], [this.act[66], 0, 262144], [this.act[71], 0, 262144], [this.act[111], 0, 262144], [this.act[67], 0, 262144], [this.act[70], 0, 262144], [this.act[79], 0, 262144], [this.step, 0, 16]]); // 267: fused %1390..%1407 blocks.1.attn.q.matmul1.grad.permute0 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[67], 0, 262144], [this.act[63], 0, 262144], [this.act[272], 0, 256], [this.grads, 28160, 256]]); // 268: %1404 param34.grad.add0 stdlib.mt:18
+    group("sum_a01_16x64x8x8_plus", [[this.act[79], 0, 262144], [this.act[273], 0, 256], [this.grads, 27904, 256]]); // 269: %1410 param33.grad.add0 stdlib.mt:9
+    group("fused_18ops_89f03add1e", [[this.act[59], 0, 262144], [this.act[54], 0, 262144], [this.act[64], 0, 4096], [this.act[83], 0, 262144], [this.act[70], 0, 262144], [this.act[79], 0, 262144], [this.act[63], 0, 262144], [this.act[242], 0, 4096], [this.step, 0, 16], [this.keys, 256, 16]]); // 270: fused %1411..%1428 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    group("fused_5ops_0dd68843f4", [[this.act[60], 0, 4096], [this.act[61], 0, 4096], [this.act[62], 0, 262144], [this.act[63], 0, 262144], [this.act[70], 0, 262144], [this.act[64], 0, 4096], [this.act[83], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 271: fused %1429..%1433 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    group("fused_7ops_c1c7224ad4", [[this.params, 27392, 16640], [this.act[27], 0, 262144], [this.act[61], 0, 4096], [this.act[242], 0, 4096], [this.act[54], 0, 262144], [this.act[81], 0, 4096], [this.act[63], 0, 262144], [this.act[62], 0, 262144], [this.step, 0, 16]]); // 272: fused %1434..%1446 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
+    group("sum_a0123_16x64x1x1_plus", [[this.act[81], 0, 4096], [this.act[250], 0, 4], [this.grads, 27648, 4]]); // 273: %1439 param32.grad.add0 stdlib.mt:72
+    group("sum_a01_16x64x8x8_plus", [[this.act[63], 0, 262144], [this.act[274], 0, 256], [this.grads, 27392, 256]]); // 274: %1445 param31.grad.add0 stdlib.mt:72
+    group("fused_7ops_c1c7224ad4", [[this.params, 26880, 17152], [this.act[27], 0, 262144], [this.act[60], 0, 4096], [this.act[64], 0, 4096], [this.act[62], 0, 262144], [this.act[81], 0, 4096], [this.act[63], 0, 262144], [this.act[54], 0, 262144], [this.step, 0, 16]]); // 275: fused %1447..%1459 blocks.0.think.sigmoid0.grad.square0 .. blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
+    group("sum_a0123_16x64x1x1_plus", [[this.act[81], 0, 4096], [this.act[196], 0, 4], [this.grads, 27136, 4]]); // 276: %1452 param30.grad.add0 stdlib.mt:71
+    group("sum_a01_16x64x8x8_plus", [[this.act[63], 0, 262144], [this.act[275], 0, 256], [this.grads, 26880, 256]]); // 277: %1458 param29.grad.add0 stdlib.mt:71
+    group("fused_11ops_8abf409c21", [[this.params, 26368, 17664], [this.act[56], 0, 32768], [this.act[58], 0, 32768], [this.act[70], 0, 262144], [this.act[54], 0, 262144], [this.act[170], 0, 32768], [this.act[63], 0, 262144], [this.act[226], 0, 32768], [this.step, 0, 16]]); // 278: fused %1460..%1473 blocks.0.think.matmul4.grad.permute0 .. blocks.0.think.reshape1.grad.reshape0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[57], 0, 262144], [this.act[170], 0, 32768], [this.act[276], 0, 32], [this.grads, 26368, 32]]); // 279: %1470 param27.grad.add0 stdlib.mt:70
+    group("contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", [[this.act[55], 0, 262144], [this.act[226], 0, 32768], [this.act[277], 0, 32], [this.grads, 26624, 32]]); // 280: %1478 param28.grad.add0 stdlib.mt:70
+    group("fused_6ops_e7b9ec4194", [[this.params, 26624, 17408], [this.act[53], 0, 262144], [this.act[83], 0, 262144], [this.act[63], 0, 262144], [this.act[226], 0, 32768], [this.act[55], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 281: fused %1474..%1482 blocks.0.think.matmul2.grad.permute0 .. blocks.0.think.matmul1.grad.matmul0 stdlib.mt:70-69
+    group("fused_4ops_b11a24a27b", [[this.act[28], 0, 4], [this.act[41], 0, 262144], [this.act[52], 0, 262144], [this.act[83], 0, 262144], [this.act[63], 0, 262144], [this.act[53], 0, 262144], [this.step, 0, 16]]); // 282: fused %1483..%1488 blocks.0.think.matmul1.grad.permute1 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:69-49
+    group("sum_a0123_16x64x8x8", [[this.act[53], 0, 262144], [this.act[196], 0, 4]]); // 283: %1489 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[51], 0, 262144], [this.act[63], 0, 262144], [this.act[279], 0, 256], [this.grads, 25856, 256]]); // 284: %1496 param25.grad.add0 stdlib.mt:18
+    group("fused_10ops_b5296fdbc3", [[this.params, 25600, 18432], [this.act[45], 0, 262144], [this.act[48], 0, 262144], [this.act[50], 0, 262144], [this.act[63], 0, 262144], [this.act[51], 0, 262144], [this.act[53], 0, 262144], [this.act[83], 0, 262144], [this.step, 0, 16]]); // 285: fused %1492..%1509 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.value.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[51], 0, 262144], [this.act[49], 0, 262144], [this.act[280], 0, 256], [this.grads, 25600, 256]]); // 286: %1506 param24.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[47], 0, 262144], [this.act[83], 0, 262144], [this.act[281], 0, 256], [this.grads, 25344, 256]]); // 287: %1514 param23.grad.add0 stdlib.mt:18
+    group("fused_9ops_bb6dc85042", [[this.params, 25088, 18944], [this.act[44], 0, 262144], [this.act[46], 0, 262144], [this.act[55], 0, 262144], [this.act[83], 0, 262144], [this.act[47], 0, 262144], [this.act[49], 0, 262144], [this.act[51], 0, 262144], [this.step, 0, 16]]); // 288: fused %1510..%1526 blocks.0.think.gamma.value.matmul1.grad.permute0 .. blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:18-49
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[47], 0, 262144], [this.act[27], 0, 262144], [this.act[282], 0, 256], [this.grads, 25088, 256]]); // 289: %1524 param22.grad.add0 stdlib.mt:18
+    group("fused_10ops_329e413fcb", [[this.params, 24576, 19456], [this.act[42], 0, 262144], [this.act[53], 0, 262144], [this.act[49], 0, 262144], [this.act[51], 0, 262144], [this.act[47], 0, 262144], [this.act[83], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 290: fused %1527..%1544 blocks.0.think.gamma.silu0.grad.mul0 .. blocks.0.think.norm.mul2.grad.add5 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[43], 0, 262144], [this.act[47], 0, 262144], [this.act[283], 0, 256], [this.grads, 24832, 256]]); // 291: %1533 param21.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[83], 0, 262144], [this.act[27], 0, 262144], [this.act[284], 0, 256], [this.grads, 24576, 256]]); // 292: %1543 param20.grad.add0 stdlib.mt:18
+    group("fused_6ops_e80e07fcc7", [[this.act[27], 0, 262144], [this.act[28], 0, 4], [this.act[40], 0, 262144], [this.act[57], 0, 262144], [this.act[55], 0, 262144], [this.act[83], 0, 262144], [this.act[47], 0, 262144], [this.act[43], 0, 262144], [this.step, 0, 16]]); // 293: fused %1545..%1552 blocks.0.think.matmul0.grad.permute0 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    group("fused_5ops_6c2dc27178", [[this.params, 24320, 19712], [this.act[39], 0, 262144], [this.act[83], 0, 262144], [this.act[43], 0, 262144], [this.act[55], 0, 262144], [this.act[57], 0, 262144], [this.act[40], 0, 262144], [this.step, 0, 16]]); // 294: fused %1553..%1563 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.up.reshape0.grad.reshape0 stdlib.mt:49-18
+    group("sum_a0123_16x64x8x8_plus", [[this.act[55], 0, 262144], [this.act[196], 0, 4], [this.act[28], 0, 4]]); // 295: %1556 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[38], 0, 262144], [this.act[57], 0, 262144], [this.act[285], 0, 256], [this.grads, 24320, 256]]); // 296: %1562 param19.grad.add0 stdlib.mt:18
+    group("fused_7ops_ec685c1cce", [[this.params, 24064, 19968], [this.act[32], 0, 262144], [this.act[35], 0, 262144], [this.act[37], 0, 262144], [this.act[40], 0, 262144], [this.act[57], 0, 262144], [this.act[38], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 297: fused %1564..%1575 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[57], 0, 262144], [this.act[36], 0, 262144], [this.act[286], 0, 256], [this.grads, 24064, 256]]); // 298: %1572 param18.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[34], 0, 262144], [this.act[55], 0, 262144], [this.act[287], 0, 256], [this.grads, 23808, 256]]); // 299: %1580 param17.grad.add0 stdlib.mt:18
+    group("fused_9ops_bb6dc85042", [[this.params, 23552, 20480], [this.act[31], 0, 262144], [this.act[33], 0, 262144], [this.act[47], 0, 262144], [this.act[55], 0, 262144], [this.act[34], 0, 262144], [this.act[36], 0, 262144], [this.act[57], 0, 262144], [this.step, 0, 16]]); // 300: fused %1576..%1592 blocks.0.think.delta.value.matmul1.grad.permute0 .. blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:18-49
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[34], 0, 262144], [this.act[27], 0, 262144], [this.act[288], 0, 256], [this.grads, 23552, 256]]); // 301: %1590 param16.grad.add0 stdlib.mt:18
+    group("fused_10ops_329e413fcb", [[this.params, 23040, 20992], [this.act[29], 0, 262144], [this.act[38], 0, 262144], [this.act[36], 0, 262144], [this.act[57], 0, 262144], [this.act[34], 0, 262144], [this.act[55], 0, 262144], [this.act[47], 0, 262144], [this.step, 0, 16]]); // 302: fused %1593..%1610 blocks.0.think.delta.silu0.grad.mul0 .. blocks.0.think.norm.mul2.grad.add8 stdlib.mt:49-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[30], 0, 262144], [this.act[34], 0, 262144], [this.act[289], 0, 256], [this.grads, 23296, 256]]); // 303: %1599 param15.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[55], 0, 262144], [this.act[27], 0, 262144], [this.act[290], 0, 256], [this.grads, 23040, 256]]); // 304: %1609 param14.grad.add0 stdlib.mt:18
+    group("fused_1ops_e27698eeb2", [[this.params, 26112, 17920], [this.act[196], 0, 4], [this.step, 0, 16]]); // 305: fused %1611..%1611 blocks.0.think.clamp0.grad.inrange0 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
+    group("binary_mul_s_s", [[this.act[28], 0, 4], [this.act[196], 0, 4], [this.act[250], 0, 4]]); // 306: %1612 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    group("binary_add_s_s", [[this.act[291], 0, 4], [this.act[250], 0, 4], [this.grads, 26112, 4]]); // 307: %1613 param26.grad.add0 stdlib.mt:67
+    group("fused_5ops_170529b2fd", [[this.params, 22784, 21248], [this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[26], 0, 262144], [this.act[47], 0, 262144], [this.act[27], 0, 262144], [this.act[55], 0, 262144], [this.act[81], 0, 4096], [this.step, 0, 16]]); // 308: fused %1614..%1621 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
+    group("sum_a01_16x64x8x8_plus", [[this.act[27], 0, 262144], [this.act[292], 0, 256], [this.grads, 22784, 256]]); // 309: %1618 param13.grad.add0 stdlib.mt:9
+    group("fused_13ops_731cf0ef16", [[this.act[24], 0, 262144], [this.act[25], 0, 4096], [this.act[79], 0, 262144], [this.act[55], 0, 262144], [this.act[81], 0, 4096], [this.act[27], 0, 262144], [this.act[47], 0, 262144], [this.step, 0, 16]]); // 310: fused %1622..%1634 blocks.0.attn.add0.grad.add0 .. blocks.0.attn.o.reshape1.grad.reshape0 stdlib.mt:9-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[23], 0, 262144], [this.act[47], 0, 262144], [this.act[293], 0, 256], [this.grads, 22528, 256]]); // 311: %1639 param12.grad.add0 stdlib.mt:18
+    group("fused_8ops_6ceb59d4f6", [[this.params, 22272, 21760], [this.act[22], 0, 262144], [this.act[47], 0, 262144], [this.act[23], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 312: fused %1635..%1650 blocks.0.attn.o.matmul1.grad.permute0 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[23], 0, 262144], [this.act[21], 0, 262144], [this.act[294], 0, 256], [this.grads, 22272, 256]]); // 313: %1649 param11.grad.add0 stdlib.mt:18
+    group("fused_3ops_c265e1af37", [[this.act[20], 0, 262144], [this.act[55], 0, 262144], [this.act[75], 0, 8192], [this.step, 0, 16]]); // 314: fused %1651..%1653 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
+    group("attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[55], 0, 262144], [this.act[75], 0, 8192], [this.act[20], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 315: %1654 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
+    group("attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[18], 0, 262144], [this.act[19], 0, 8192], [this.act[55], 0, 262144], [this.act[75], 0, 8192], [this.act[21], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 316: %1655 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
+    group("attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", [[this.act[12], 0, 262144], [this.act[15], 0, 262144], [this.act[19], 0, 8192], [this.act[55], 0, 262144], [this.act[18], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 317: %1656 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
+    group("fused_13ops_587b6522ee", [[this.params, 21760, 22272], [this.act[16], 0, 262144], [this.act[21], 0, 262144], [this.act[18], 0, 262144], [this.act[55], 0, 262144], [this.act[15], 0, 262144], [this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 318: fused %1657..%1677 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.k.reshape1.grad.reshape0 stdlib.mt:35-18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[17], 0, 262144], [this.act[55], 0, 262144], [this.act[295], 0, 256], [this.grads, 22016, 256]]); // 319: %1664 param10.grad.add0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[15], 0, 262144], [this.act[9], 0, 262144], [this.act[296], 0, 256], [this.grads, 21760, 256]]); // 320: %1674 param9.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[14], 0, 262144], [this.act[23], 0, 262144], [this.act[297], 0, 256], [this.grads, 21504, 256]]); // 321: %1682 param8.grad.add0 stdlib.mt:18
+    group("fused_11ops_2c473fdf9f", [[this.params, 21248, 22784], [this.act[13], 0, 262144], [this.act[20], 0, 262144], [this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.act[14], 0, 262144], [this.act[15], 0, 262144], [this.act[55], 0, 262144], [this.step, 0, 16]]); // 322: fused %1678..%1696 blocks.0.attn.k.matmul1.grad.permute0 .. blocks.0.attn.q.reshape1.grad.reshape0 stdlib.mt:18
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[14], 0, 262144], [this.act[9], 0, 262144], [this.act[298], 0, 256], [this.grads, 21248, 256]]); // 323: %1692 param7.grad.add0 stdlib.mt:18
+    group("contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", [[this.act[11], 0, 262144], [this.act[55], 0, 262144], [this.act[299], 0, 256], [this.grads, 20992, 256]]); // 324: %1701 param6.grad.add0 stdlib.mt:18
+    group("fused_10ops_7f44e80592", [[this.params, 20480, 23552], [this.act[8], 0, 262144], [this.act[10], 0, 262144], [this.act[15], 0, 262144], [this.act[55], 0, 262144], [this.act[11], 0, 262144], [this.act[14], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 325: fused %1697..%1714 blocks.0.attn.q.matmul1.grad.permute0 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    group("contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", [[this.act[11], 0, 262144], [this.act[9], 0, 262144], [this.act[300], 0, 256], [this.grads, 20736, 256]]); // 326: %1711 param5.grad.add0 stdlib.mt:18
+    group("sum_a01_16x64x8x8_plus", [[this.act[23], 0, 262144], [this.act[301], 0, 256], [this.grads, 20480, 256]]); // 327: %1717 param4.grad.add0 stdlib.mt:9
+    group("fused_15ops_059cd5cf52", [[this.act[6], 0, 262144], [this.act[7], 0, 4096], [this.act[27], 0, 262144], [this.act[14], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 328: fused %1718..%1732 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    group("sum_a0_16x64x8x8", [[this.act[23], 0, 262144], [this.act[3], 0, 16384]]); // 329: %1733 embed.add0.grad.sum0 stdlib.mt:96
+    group("permute_021_64x1x8", [[this.act[1], 0, 2048], [this.act[302], 0, 2048]]); // 330: %1736 embed.matmul1.grad.permute0 stdlib.mt:96
+    group("fused_1ops_b127ed186b", [[this.act[3], 0, 16384], [this.act[2], 0, 16384], [this.step, 0, 16]]); // 331: fused %1735..%1735 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    group("matmul_64x8x8_64x8x1", [[this.act[2], 0, 16384], [this.act[302], 0, 2048], [this.act[1], 0, 2048]]); // 332: %1737 embed.matmul1.grad.matmul0 stdlib.mt:96
+    group("permute_021_64x8x1", [[this.act[0], 0, 2048], [this.act[302], 0, 2048]]); // 333: %1738 embed.matmul1.grad.permute1 stdlib.mt:96
+    group("matmul_64x1x8_64x8x8", [[this.act[302], 0, 2048], [this.act[2], 0, 16384], [this.act[0], 0, 2048]]); // 334: %1739 embed.matmul1.grad.matmul1 stdlib.mt:96
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[0], 0, 2048], [this.grads, 18432, 2048]]); // 335: %1745 embed.slice1.grad.pad0 stdlib.mt:95
+    group("pad_ax0_at0_64x8_to_64x8", [[this.act[1], 0, 2048], [this.grads, 16384, 2048]]); // 336: %1747 embed.slice0.grad.pad0 stdlib.mt:94
+    group("fused_5ops_19d08c3807", [[this.act[4], 0, 32768], [this.act[5], 0, 32768], [this.act[23], 0, 262144], [this.act[226], 0, 32768], [this.act[170], 0, 32768], [this.step, 0, 16]]); // 337: fused %1740..%1748 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[170], 0, 32768], [this.tokens, 0, 4096], [this.grads, 8192, 8192]]); // 338: %1749 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    group("scatter_add_16x64x8_16x64i_to_256x8", [[this.act[226], 0, 32768], [this.tokens, 0, 4096], [this.grads, 0, 8192]]); // 339: %1751 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    group("gradnorm_partial_11008", [[this.grads, 0, ARENA], [this.partials, 0, 12]]); // 340: gradient norm, partial sums
+    group("gradnorm_total_3", [[this.partials, 0, 12], [this.norm, 0, 16]]); // 341: gradient norm
+    group("adamw_11008", [[this.params, 0, ARENA], [this.grads, 0, ARENA], [this.m, 0, ARENA], [this.v, 0, ARENA], [this.norm, 0, 16], [this.opt, 0, 32]]); // 342: AdamW update
     this.outputs = { loss: [this.act[236], 0, 4], logits: [this.act[235], 0, 1048576], observations: { ["residual"]: [[this.act[110], 0, 262144], [this.act[222], 0, 262144]] } };
   }
 
@@ -925,7 +955,7 @@ export class Program {
     this.run(pass, "fused_10ops_d9bea6e74d", 5, 16, 1, 1); // fused %85..%95 blocks.0.attn.norm.mul2 .. blocks.0.attn.k.reshape0 stdlib.mt:9-18
     this.run(pass, "fused_9ops_6734e963d4", 6, 16, 1, 1); // fused %96..%105 blocks.0.attn.k.matmul1 .. blocks.0.attn.reshape2 stdlib.mt:18-35
     this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 7, 32, 1, 1); // %107 blocks.0.attn.attention_lse0 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 8, 32, 1, 1); // %108 blocks.0.attn.attention0 stdlib.mt:38
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 8, 32, 1, 1); // %108 blocks.0.attn.attention0 stdlib.mt:38
     this.run(pass, "fused_13ops_965dd1c902", 9, 16, 1, 1); // fused %109..%121 blocks.0.attn.permute4 .. blocks.0.think.norm.rsqrt0 stdlib.mt:38-9
     this.run(pass, "fused_6ops_2332c11670", 10, 16, 1, 1); // fused %122..%128 blocks.0.think.norm.mul1 .. blocks.0.think.delta.gate.reshape0 stdlib.mt:9-18
     this.run(pass, "fused_8ops_4d1796d203", 11, 16, 1, 1); // fused %129..%136 blocks.0.think.delta.gate.matmul1 .. blocks.0.think.delta.value.reshape1 stdlib.mt:18
@@ -936,11 +966,11 @@ export class Program {
     this.run(pass, "fused_4ops_bc81b91933", 16, 16, 1, 1); // fused %163..%166 blocks.0.think.gamma.mul1 .. blocks.0.think.reshape0 stdlib.mt:49-70
     this.run(pass, "fused_11ops_cf396f7a82", 17, 16, 1, 1); // fused %167..%177 blocks.0.think.matmul2 .. blocks.0.think.sigmoid0 stdlib.mt:70-71
     this.run(pass, "fused_6ops_2a7906b1c0", 18, 16, 1, 1); // fused %178..%183 blocks.0.think.mul1 .. blocks.0.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_3fab95aa73", 19, 16, 1, 1); // fused %184..%193 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_719c6997b8", 19, 16, 1, 1); // fused %184..%193 blocks.0.think.mul3 .. blocks.1.attn.norm.mul1 stdlib.mt:73-9
     this.run(pass, "fused_10ops_d9bea6e74d", 20, 16, 1, 1); // fused %194..%204 blocks.1.attn.norm.mul2 .. blocks.1.attn.k.reshape0 stdlib.mt:9-18
     this.run(pass, "fused_9ops_6734e963d4", 21, 16, 1, 1); // fused %205..%214 blocks.1.attn.k.matmul1 .. blocks.1.attn.reshape2 stdlib.mt:18-35
     this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 22, 32, 1, 1); // %216 blocks.1.attn.attention_lse0 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 23, 32, 1, 1); // %217 blocks.1.attn.attention0 stdlib.mt:38
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 23, 32, 1, 1); // %217 blocks.1.attn.attention0 stdlib.mt:38
     this.run(pass, "fused_13ops_965dd1c902", 24, 16, 1, 1); // fused %218..%230 blocks.1.attn.permute4 .. blocks.1.think.norm.rsqrt0 stdlib.mt:38-9
     this.run(pass, "fused_6ops_2332c11670", 25, 16, 1, 1); // fused %231..%237 blocks.1.think.norm.mul1 .. blocks.1.think.delta.gate.reshape0 stdlib.mt:9-18
     this.run(pass, "fused_8ops_4d1796d203", 26, 16, 1, 1); // fused %238..%245 blocks.1.think.delta.gate.matmul1 .. blocks.1.think.delta.value.reshape1 stdlib.mt:18
@@ -951,11 +981,11 @@ export class Program {
     this.run(pass, "fused_4ops_bc81b91933", 31, 16, 1, 1); // fused %272..%275 blocks.1.think.gamma.mul1 .. blocks.1.think.reshape0 stdlib.mt:49-70
     this.run(pass, "fused_11ops_cf396f7a82", 32, 16, 1, 1); // fused %276..%286 blocks.1.think.matmul2 .. blocks.1.think.sigmoid0 stdlib.mt:70-71
     this.run(pass, "fused_6ops_2a7906b1c0", 33, 16, 1, 1); // fused %287..%292 blocks.1.think.mul1 .. blocks.1.think.mul2 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_0813fec119", 34, 16, 1, 1); // fused %293..%302 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_719c6997b8", 34, 16, 1, 1); // fused %293..%302 blocks.1.think.mul3 .. blocks.0.attn.norm.mul4 stdlib.mt:73-9
     this.run(pass, "fused_10ops_d9bea6e74d", 35, 16, 1, 1); // fused %303..%313 blocks.0.attn.norm.mul5 .. blocks.0.attn.k.reshape2 stdlib.mt:9-18
     this.run(pass, "fused_9ops_6734e963d4", 36, 16, 1, 1); // fused %314..%323 blocks.0.attn.k.matmul3 .. blocks.0.attn.reshape6 stdlib.mt:18-35
     this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 37, 32, 1, 1); // %325 blocks.0.attn.attention_lse1 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 38, 32, 1, 1); // %326 blocks.0.attn.attention1 stdlib.mt:38
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 38, 32, 1, 1); // %326 blocks.0.attn.attention1 stdlib.mt:38
     this.run(pass, "fused_13ops_965dd1c902", 39, 16, 1, 1); // fused %327..%339 blocks.0.attn.permute9 .. blocks.0.think.norm.rsqrt1 stdlib.mt:38-9
     this.run(pass, "fused_6ops_2332c11670", 40, 16, 1, 1); // fused %340..%346 blocks.0.think.norm.mul4 .. blocks.0.think.delta.gate.reshape2 stdlib.mt:9-18
     this.run(pass, "fused_8ops_4d1796d203", 41, 16, 1, 1); // fused %347..%354 blocks.0.think.delta.gate.matmul3 .. blocks.0.think.delta.value.reshape3 stdlib.mt:18
@@ -966,11 +996,11 @@ export class Program {
     this.run(pass, "fused_4ops_bc81b91933", 46, 16, 1, 1); // fused %381..%384 blocks.0.think.gamma.mul3 .. blocks.0.think.reshape4 stdlib.mt:49-70
     this.run(pass, "fused_11ops_cf396f7a82", 47, 16, 1, 1); // fused %385..%395 blocks.0.think.matmul7 .. blocks.0.think.sigmoid2 stdlib.mt:70-71
     this.run(pass, "fused_6ops_2a7906b1c0", 48, 16, 1, 1); // fused %396..%401 blocks.0.think.mul5 .. blocks.0.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_03aea58b11", 49, 16, 1, 1); // fused %402..%411 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_719c6997b8", 49, 16, 1, 1); // fused %402..%411 blocks.0.think.mul7 .. blocks.1.attn.norm.mul4 stdlib.mt:73-9
     this.run(pass, "fused_10ops_d9bea6e74d", 50, 16, 1, 1); // fused %412..%422 blocks.1.attn.norm.mul5 .. blocks.1.attn.k.reshape2 stdlib.mt:9-18
     this.run(pass, "fused_9ops_6734e963d4", 51, 16, 1, 1); // fused %423..%432 blocks.1.attn.k.matmul3 .. blocks.1.attn.reshape6 stdlib.mt:18-35
     this.run(pass, "attention_lse_s0p17677669529663687_16x2x64x32_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1", 52, 32, 1, 1); // %434 blocks.1.attn.attention_lse1 stdlib.mt:37
-    this.run(pass, "attention_out_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 53, 32, 1, 1); // %435 blocks.1.attn.attention1 stdlib.mt:38
+    this.run(pass, "attention_out_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1", 53, 32, 1, 1); // %435 blocks.1.attn.attention1 stdlib.mt:38
     this.run(pass, "fused_13ops_965dd1c902", 54, 16, 1, 1); // fused %436..%448 blocks.1.attn.permute9 .. blocks.1.think.norm.rsqrt1 stdlib.mt:38-9
     this.run(pass, "fused_6ops_2332c11670", 55, 16, 1, 1); // fused %449..%455 blocks.1.think.norm.mul4 .. blocks.1.think.delta.gate.reshape2 stdlib.mt:9-18
     this.run(pass, "fused_8ops_4d1796d203", 56, 16, 1, 1); // fused %456..%463 blocks.1.think.delta.gate.matmul3 .. blocks.1.think.delta.value.reshape3 stdlib.mt:18
@@ -981,7 +1011,7 @@ export class Program {
     this.run(pass, "fused_4ops_bc81b91933", 61, 16, 1, 1); // fused %490..%493 blocks.1.think.gamma.mul3 .. blocks.1.think.reshape4 stdlib.mt:49-70
     this.run(pass, "fused_11ops_cf396f7a82", 62, 16, 1, 1); // fused %494..%504 blocks.1.think.matmul7 .. blocks.1.think.sigmoid2 stdlib.mt:70-71
     this.run(pass, "fused_6ops_2a7906b1c0", 63, 16, 1, 1); // fused %505..%510 blocks.1.think.mul5 .. blocks.1.think.mul6 stdlib.mt:72-73
-    this.run(pass, "fused_10ops_aabfd433ed", 64, 16, 1, 1); // fused %511..%520 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
+    this.run(pass, "fused_10ops_719c6997b8", 64, 16, 1, 1); // fused %511..%520 blocks.1.think.mul7 .. norm_final.mul1 stdlib.mt:73-9
     this.run(pass, "fused_3ops_8d7e3e1390", 65, 16, 1, 1); // fused %521..%523 norm_final.mul2 .. head.sum0 stdlib.mt:9-116
     this.run(pass, "matmul_256x8_16x64x8x1", 66, 16, 1, 1); // %524 head.matmul0 stdlib.mt:117
     this.run(pass, "cross_entropy_16x64x256_16x64i", 67, 1, 1, 1); // %526 loss.cross_entropy0 vector_collapse.mt:13
@@ -997,282 +1027,276 @@ export class Program {
     this.run(pass, "sum_a01_16x64x8x8", 73, 1, 1, 1); // %542 head.mul0.grad.sum0 stdlib.mt:116
     this.run(pass, "fused_3ops_b333a44bf8", 74, 16, 1, 1); // fused %544..%546 head.mul0.grad.mul1 .. norm_final.mul2.grad.mul1 stdlib.mt:116-9
     this.run(pass, "sum_a01_16x64x8x8", 75, 1, 1, 1); // %547 norm_final.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_17ops_10b7c91650", 76, 16, 1, 1); // fused %549..%565 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_17ops_f622d2cf20", 76, 16, 1, 1); // fused %549..%565 norm_final.mul1.grad.mul0 .. blocks.1.think.mul7.grad.sum0 stdlib.mt:9-73
     this.run(pass, "fused_5ops_0dd68843f4", 77, 16, 1, 1); // fused %566..%570 blocks.1.think.mul7.grad.mul1 .. blocks.1.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_7ops_c1c7224ad4", 78, 16, 1, 1); // fused %571..%581 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_7ops_c1c7224ad4", 79, 16, 1, 1); // fused %582..%592 blocks.1.think.sigmoid2.grad.square0 .. blocks.1.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "fused_11ops_8abf409c21", 80, 16, 1, 1); // fused %593..%605 blocks.1.think.matmul9.grad.permute0 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
-    this.run(pass, "fused_6ops_e7b9ec4194", 81, 16, 1, 1); // fused %606..%613 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
-    this.run(pass, "fused_8ops_96143d6626", 82, 16, 1, 1); // fused %614..%627 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
-    this.run(pass, "fused_7ops_ec685c1cce", 83, 16, 1, 1); // fused %628..%638 blocks.1.think.gamma.up.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_9ops_bb6dc85042", 84, 16, 1, 1); // fused %639..%653 blocks.1.think.gamma.value.matmul3.grad.permute0 .. blocks.1.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
-    this.run(pass, "fused_10ops_329e413fcb", 85, 16, 1, 1); // fused %654..%669 blocks.1.think.gamma.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add5 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_e80e07fcc7", 86, 16, 1, 1); // fused %670..%677 blocks.1.think.matmul5.grad.permute0 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 87, 16, 1, 1); // fused %678..%678 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 88, 1, 1, 1); // %679 blocks.1.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8_plus", 89, 1, 1, 1); // %681 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_10ops_b5296fdbc3", 90, 16, 1, 1); // fused %683..%698 blocks.1.think.delta.up.matmul3.grad.permute0 .. blocks.1.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_9ops_bb6dc85042", 91, 16, 1, 1); // fused %699..%713 blocks.1.think.delta.value.matmul3.grad.permute0 .. blocks.1.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
-    this.run(pass, "fused_10ops_329e413fcb", 92, 16, 1, 1); // fused %714..%729 blocks.1.think.delta.silu1.grad.mul0 .. blocks.1.think.norm.mul5.grad.add8 stdlib.mt:49-18
-    this.run(pass, "fused_1ops_e27698eeb2", 93, 16, 1, 1); // fused %730..%730 blocks.1.think.clamp1.grad.inrange0 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 94, 1, 1, 1); // %731 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_5ops_170529b2fd", 95, 16, 1, 1); // fused %732..%738 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_13ops_731cf0ef16", 96, 16, 1, 1); // fused %739..%751 blocks.1.attn.add1.grad.add0 .. blocks.1.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_6ceb59d4f6", 97, 16, 1, 1); // fused %752..%765 blocks.1.attn.o.matmul3.grad.permute0 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "fused_3ops_c265e1af37", 98, 16, 1, 1); // fused %766..%768 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 99, 32, 1, 1); // %769 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 100, 32, 1, 1); // %770 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k6_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 101, 32, 1, 1); // %771 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_13ops_587b6522ee", 102, 16, 1, 1); // fused %772..%790 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
-    this.run(pass, "fused_11ops_2c473fdf9f", 103, 16, 1, 1); // fused %791..%807 blocks.1.attn.k.matmul3.grad.permute0 .. blocks.1.attn.q.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_10ops_7f44e80592", 104, 16, 1, 1); // fused %808..%823 blocks.1.attn.q.matmul3.grad.permute0 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "fused_18ops_94812fe2ab", 105, 16, 1, 1); // fused %826..%843 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_0dd68843f4", 106, 16, 1, 1); // fused %844..%848 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_7ops_c1c7224ad4", 107, 16, 1, 1); // fused %849..%859 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.norm.mul5.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_7ops_c1c7224ad4", 108, 16, 1, 1); // fused %860..%870 blocks.0.think.sigmoid2.grad.square0 .. blocks.0.think.norm.mul5.grad.add1 stdlib.mt:71
-    this.run(pass, "fused_11ops_8abf409c21", 109, 16, 1, 1); // fused %871..%883 blocks.0.think.matmul9.grad.permute0 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
-    this.run(pass, "fused_6ops_e7b9ec4194", 110, 16, 1, 1); // fused %884..%891 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
-    this.run(pass, "fused_8ops_96143d6626", 111, 16, 1, 1); // fused %892..%905 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.up.reshape2.grad.reshape0 stdlib.mt:69-18
-    this.run(pass, "fused_7ops_ec685c1cce", 112, 16, 1, 1); // fused %906..%916 blocks.0.think.gamma.up.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_9ops_bb6dc85042", 113, 16, 1, 1); // fused %917..%931 blocks.0.think.gamma.value.matmul3.grad.permute0 .. blocks.0.think.gamma.silu1.grad.silu_grad0 stdlib.mt:18-49
-    this.run(pass, "fused_10ops_329e413fcb", 114, 16, 1, 1); // fused %932..%947 blocks.0.think.gamma.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add5 stdlib.mt:49-18
-    this.run(pass, "fused_6ops_e80e07fcc7", 115, 16, 1, 1); // fused %948..%955 blocks.0.think.matmul5.grad.permute0 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 116, 16, 1, 1); // fused %956..%956 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.mul3.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 117, 1, 1, 1); // %957 blocks.0.think.delta.mul3.grad.sum0 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8_plus", 118, 1, 1, 1); // %959 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
-    this.run(pass, "fused_10ops_b5296fdbc3", 119, 16, 1, 1); // fused %961..%976 blocks.0.think.delta.up.matmul3.grad.permute0 .. blocks.0.think.delta.value.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_9ops_bb6dc85042", 120, 16, 1, 1); // fused %977..%991 blocks.0.think.delta.value.matmul3.grad.permute0 .. blocks.0.think.delta.silu1.grad.silu_grad0 stdlib.mt:18-49
-    this.run(pass, "fused_10ops_329e413fcb", 121, 16, 1, 1); // fused %992..%1007 blocks.0.think.delta.silu1.grad.mul0 .. blocks.0.think.norm.mul5.grad.add8 stdlib.mt:49-18
-    this.run(pass, "fused_1ops_e27698eeb2", 122, 16, 1, 1); // fused %1008..%1008 blocks.0.think.clamp1.grad.inrange0 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:67
-    this.run(pass, "binary_mul_s_s", 123, 1, 1, 1); // %1009 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
-    this.run(pass, "fused_5ops_170529b2fd", 124, 16, 1, 1); // fused %1010..%1016 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul4.grad.sum0 stdlib.mt:9
-    this.run(pass, "fused_13ops_731cf0ef16", 125, 16, 1, 1); // fused %1017..%1029 blocks.0.attn.add1.grad.add0 .. blocks.0.attn.o.reshape3.grad.reshape0 stdlib.mt:9-18
-    this.run(pass, "fused_8ops_6ceb59d4f6", 126, 16, 1, 1); // fused %1030..%1043 blocks.0.attn.o.matmul3.grad.permute0 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "fused_3ops_c265e1af37", 127, 16, 1, 1); // fused %1044..%1046 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 128, 32, 1, 1); // %1047 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 129, 32, 1, 1); // %1048 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k4_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 130, 32, 1, 1); // %1049 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_13ops_587b6522ee", 131, 16, 1, 1); // fused %1050..%1068 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.k.reshape3.grad.reshape0 stdlib.mt:35-18
-    this.run(pass, "fused_11ops_2c473fdf9f", 132, 16, 1, 1); // fused %1069..%1085 blocks.0.attn.k.matmul3.grad.permute0 .. blocks.0.attn.q.reshape3.grad.reshape0 stdlib.mt:18
-    this.run(pass, "fused_10ops_7f44e80592", 133, 16, 1, 1); // fused %1086..%1101 blocks.0.attn.q.matmul3.grad.permute0 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "fused_18ops_1663bf6291", 134, 16, 1, 1); // fused %1104..%1121 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_0dd68843f4", 135, 16, 1, 1); // fused %1122..%1126 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_d724fe90ff", 136, 16, 1, 1); // fused %1127..%1129 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 137, 1, 1, 1); // %1130 blocks.1.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1_plus", 138, 1, 1, 1); // %1132 param61.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_b2a248f4a0", 139, 16, 1, 1); // fused %1133..%1134 blocks.1.think.sum1.grad.expand0 .. blocks.1.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 140, 1, 1, 1); // %1135 blocks.1.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8_plus", 141, 1, 1, 1); // %1138 param60.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_60e3fab805", 142, 16, 1, 1); // fused %1137..%1142 blocks.1.think.mul1.grad.mul1 .. blocks.1.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 143, 1, 1, 1); // %1143 blocks.1.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1_plus", 144, 1, 1, 1); // %1145 param59.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_b2a248f4a0", 145, 16, 1, 1); // fused %1146..%1147 blocks.1.think.sum0.grad.expand0 .. blocks.1.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 146, 1, 1, 1); // %1148 blocks.1.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8_plus", 147, 1, 1, 1); // %1151 param58.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_551bd010b6", 148, 16, 1, 1); // fused %1150..%1154 blocks.1.think.mul0.grad.mul1 .. blocks.1.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_6ops_873fd3aa28", 149, 16, 1, 1); // fused %1155..%1160 blocks.1.think.matmul4.grad.permute1 .. blocks.1.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 150, 1, 1, 1); // %1162 blocks.1.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 151, 1, 1, 1); // %1163 param56.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_9a2c31b72b", 152, 16, 1, 1); // fused %1165..%1168 blocks.1.think.norm.mul2.grad.add2 .. blocks.1.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 153, 1, 1, 1); // %1170 blocks.1.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 154, 1, 1, 1); // %1171 param57.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_34fb304801", 155, 16, 1, 1); // fused %1173..%1177 blocks.1.think.norm.mul2.grad.add3 .. blocks.1.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_5ops_cb9ff696eb", 156, 16, 1, 1); // fused %1180..%1186 blocks.1.think.gamma.mul1.grad.mul0 .. blocks.1.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 157, 1, 1, 1); // %1188 blocks.1.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 158, 1, 1, 1); // %1189 param54.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 159, 16, 1, 1); // fused %1191..%1192 blocks.1.think.gamma.up.silu0.grad.silu_grad0 .. blocks.1.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 160, 1, 1, 1); // %1195 blocks.1.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 161, 1, 1, 1); // %1199 param53.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_c1f4be399e", 162, 16, 1, 1); // fused %1197..%1204 blocks.1.think.gamma.up.matmul0.grad.permute1 .. blocks.1.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 163, 1, 1, 1); // %1206 blocks.1.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 164, 1, 1, 1); // %1207 param52.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 165, 16, 1, 1); // fused %1209..%1210 blocks.1.think.gamma.value.silu0.grad.silu_grad0 .. blocks.1.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 166, 1, 1, 1); // %1213 blocks.1.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 167, 1, 1, 1); // %1217 param51.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_c65e85a7db", 168, 16, 1, 1); // fused %1215..%1223 blocks.1.think.gamma.value.matmul0.grad.permute1 .. blocks.1.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 169, 1, 1, 1); // %1225 blocks.1.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 170, 1, 1, 1); // %1226 param50.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 171, 16, 1, 1); // fused %1228..%1229 blocks.1.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 172, 1, 1, 1); // %1232 blocks.1.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 173, 1, 1, 1); // %1236 param49.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_ff0981dc39", 174, 16, 1, 1); // fused %1234..%1239 blocks.1.think.gamma.gate.matmul0.grad.permute1 .. blocks.1.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_c2d6dc571c", 175, 16, 1, 1); // fused %1240..%1245 blocks.1.think.matmul0.grad.permute1 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 176, 16, 1, 1); // fused %1246..%1246 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 177, 1, 1, 1); // %1247 blocks.1.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8_plus", 178, 1, 1, 1); // %1249 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 179, 1, 1, 1); // %1254 blocks.1.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 180, 1, 1, 1); // %1255 param48.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_b15a003bcf", 181, 16, 1, 1); // fused %1251..%1258 blocks.1.think.delta.up.matmul1.grad.permute0 .. blocks.1.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 182, 1, 1, 1); // %1261 blocks.1.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 183, 1, 1, 1); // %1265 param47.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_c1f4be399e", 184, 16, 1, 1); // fused %1263..%1270 blocks.1.think.delta.up.matmul0.grad.permute1 .. blocks.1.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 185, 1, 1, 1); // %1272 blocks.1.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 186, 1, 1, 1); // %1273 param46.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 187, 16, 1, 1); // fused %1275..%1276 blocks.1.think.delta.value.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 188, 1, 1, 1); // %1279 blocks.1.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 189, 1, 1, 1); // %1283 param45.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_c65e85a7db", 190, 16, 1, 1); // fused %1281..%1289 blocks.1.think.delta.value.matmul0.grad.permute1 .. blocks.1.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 191, 1, 1, 1); // %1291 blocks.1.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 192, 1, 1, 1); // %1292 param44.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 193, 16, 1, 1); // fused %1294..%1295 blocks.1.think.delta.gate.silu0.grad.silu_grad0 .. blocks.1.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 194, 1, 1, 1); // %1298 blocks.1.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 195, 1, 1, 1); // %1302 param43.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_ac73c0e795", 196, 16, 1, 1); // fused %1300..%1304 blocks.1.think.delta.gate.matmul0.grad.permute1 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 197, 1, 1, 1); // %1305 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 198, 1, 1, 1); // %1306 param55.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_7f870f82ec", 199, 16, 1, 1); // fused %1307..%1308 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 200, 1, 1, 1); // %1309 blocks.1.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8_plus", 201, 1, 1, 1); // %1311 param42.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_b89afa33bc", 202, 16, 1, 1); // fused %1312..%1329 blocks.1.think.norm.mul1.grad.mul0 .. blocks.1.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 203, 1, 1, 1); // %1331 blocks.1.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 204, 1, 1, 1); // %1332 param41.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 205, 16, 1, 1); // fused %1334..%1335 blocks.1.attn.o.silu0.grad.silu_grad0 .. blocks.1.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 206, 1, 1, 1); // %1338 blocks.1.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 207, 1, 1, 1); // %1342 param40.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_0e24f496d5", 208, 16, 1, 1); // fused %1340..%1343 blocks.1.attn.o.matmul0.grad.permute1 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "fused_3ops_c265e1af37", 209, 16, 1, 1); // fused %1344..%1346 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 210, 32, 1, 1); // %1347 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 211, 32, 1, 1); // %1348 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k2_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 212, 32, 1, 1); // %1349 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_5ops_511e7d40e8", 213, 16, 1, 1); // fused %1350..%1354 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 214, 1, 1, 1); // %1356 blocks.1.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 215, 1, 1, 1); // %1357 param39.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 216, 16, 1, 1); // fused %1359..%1360 blocks.1.attn.v.silu0.grad.silu_grad0 .. blocks.1.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 217, 1, 1, 1); // %1363 blocks.1.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 218, 1, 1, 1); // %1367 param38.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_fa1be6cfb6", 219, 16, 1, 1); // fused %1365..%1372 blocks.1.attn.v.matmul0.grad.permute1 .. blocks.1.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 220, 1, 1, 1); // %1374 blocks.1.attn.k.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 221, 1, 1, 1); // %1375 param37.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 222, 16, 1, 1); // fused %1377..%1378 blocks.1.attn.k.silu0.grad.silu_grad0 .. blocks.1.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 223, 1, 1, 1); // %1381 blocks.1.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 224, 1, 1, 1); // %1385 param36.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_cb45c73d6c", 225, 16, 1, 1); // fused %1383..%1391 blocks.1.attn.k.matmul0.grad.permute1 .. blocks.1.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 226, 1, 1, 1); // %1393 blocks.1.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 227, 1, 1, 1); // %1394 param35.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 228, 16, 1, 1); // fused %1396..%1397 blocks.1.attn.q.silu0.grad.silu_grad0 .. blocks.1.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 229, 1, 1, 1); // %1400 blocks.1.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 230, 1, 1, 1); // %1404 param34.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_938afc05ff", 231, 16, 1, 1); // fused %1402..%1407 blocks.1.attn.q.matmul0.grad.permute1 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 232, 1, 1, 1); // %1408 blocks.1.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8_plus", 233, 1, 1, 1); // %1410 param33.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_af046a5624", 234, 16, 1, 1); // fused %1411..%1428 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
-    this.run(pass, "fused_5ops_0dd68843f4", 235, 16, 1, 1); // fused %1429..%1433 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
-    this.run(pass, "fused_3ops_d724fe90ff", 236, 16, 1, 1); // fused %1434..%1436 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.sigmoid1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1", 237, 1, 1, 1); // %1437 blocks.0.think.add3.grad.sum0 stdlib.mt:72
-    this.run(pass, "sum_a0123_16x64x1x1_plus", 238, 1, 1, 1); // %1439 param32.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_2ops_b2a248f4a0", 239, 16, 1, 1); // fused %1440..%1441 blocks.0.think.sum1.grad.expand0 .. blocks.0.think.mul1.grad.mul0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8", 240, 1, 1, 1); // %1442 blocks.0.think.mul1.grad.sum0 stdlib.mt:72
-    this.run(pass, "sum_a01_16x64x8x8_plus", 241, 1, 1, 1); // %1445 param31.grad.add0 stdlib.mt:72
-    this.run(pass, "fused_5ops_60e3fab805", 242, 16, 1, 1); // fused %1444..%1449 blocks.0.think.mul1.grad.mul1 .. blocks.0.think.sigmoid0.grad.mul0 stdlib.mt:72-71
-    this.run(pass, "sum_a0123_16x64x1x1", 243, 1, 1, 1); // %1450 blocks.0.think.add2.grad.sum0 stdlib.mt:71
-    this.run(pass, "sum_a0123_16x64x1x1_plus", 244, 1, 1, 1); // %1452 param30.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_2ops_b2a248f4a0", 245, 16, 1, 1); // fused %1453..%1454 blocks.0.think.sum0.grad.expand0 .. blocks.0.think.mul0.grad.mul0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8", 246, 1, 1, 1); // %1455 blocks.0.think.mul0.grad.sum0 stdlib.mt:71
-    this.run(pass, "sum_a01_16x64x8x8_plus", 247, 1, 1, 1); // %1458 param29.grad.add0 stdlib.mt:71
-    this.run(pass, "fused_4ops_551bd010b6", 248, 16, 1, 1); // fused %1457..%1461 blocks.0.think.mul0.grad.mul1 .. blocks.0.think.matmul4.grad.matmul0 stdlib.mt:71-70
-    this.run(pass, "fused_6ops_873fd3aa28", 249, 16, 1, 1); // fused %1462..%1467 blocks.0.think.matmul4.grad.permute1 .. blocks.0.think.matmul3.grad.matmul0 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 250, 1, 1, 1); // %1469 blocks.0.think.matmul3.grad.matmul1 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 251, 1, 1, 1); // %1470 param27.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_4ops_9a2c31b72b", 252, 16, 1, 1); // fused %1472..%1475 blocks.0.think.norm.mul2.grad.add2 .. blocks.0.think.matmul2.grad.matmul0 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 253, 1, 1, 1); // %1477 blocks.0.think.matmul2.grad.matmul1 stdlib.mt:70
-    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 254, 1, 1, 1); // %1478 param28.grad.add0 stdlib.mt:70
-    this.run(pass, "fused_5ops_34fb304801", 255, 16, 1, 1); // fused %1480..%1484 blocks.0.think.norm.mul2.grad.add3 .. blocks.0.think.matmul1.grad.matmul1 stdlib.mt:70-69
-    this.run(pass, "fused_5ops_cb9ff696eb", 256, 16, 1, 1); // fused %1487..%1493 blocks.0.think.gamma.mul1.grad.mul0 .. blocks.0.think.gamma.up.matmul1.grad.matmul0 stdlib.mt:49-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 257, 1, 1, 1); // %1495 blocks.0.think.gamma.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 258, 1, 1, 1); // %1496 param25.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 259, 16, 1, 1); // fused %1498..%1499 blocks.0.think.gamma.up.silu0.grad.silu_grad0 .. blocks.0.think.gamma.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 260, 1, 1, 1); // %1502 blocks.0.think.gamma.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 261, 1, 1, 1); // %1506 param24.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_c1f4be399e", 262, 16, 1, 1); // fused %1504..%1511 blocks.0.think.gamma.up.matmul0.grad.permute1 .. blocks.0.think.gamma.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 263, 1, 1, 1); // %1513 blocks.0.think.gamma.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 264, 1, 1, 1); // %1514 param23.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 265, 16, 1, 1); // fused %1516..%1517 blocks.0.think.gamma.value.silu0.grad.silu_grad0 .. blocks.0.think.gamma.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 266, 1, 1, 1); // %1520 blocks.0.think.gamma.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 267, 1, 1, 1); // %1524 param22.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_c65e85a7db", 268, 16, 1, 1); // fused %1522..%1530 blocks.0.think.gamma.value.matmul0.grad.permute1 .. blocks.0.think.gamma.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 269, 1, 1, 1); // %1532 blocks.0.think.gamma.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 270, 1, 1, 1); // %1533 param21.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 271, 16, 1, 1); // fused %1535..%1536 blocks.0.think.gamma.gate.silu0.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 272, 1, 1, 1); // %1539 blocks.0.think.gamma.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 273, 1, 1, 1); // %1543 param20.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_ff0981dc39", 274, 16, 1, 1); // fused %1541..%1546 blocks.0.think.gamma.gate.matmul0.grad.permute1 .. blocks.0.think.matmul0.grad.matmul0 stdlib.mt:18-69
-    this.run(pass, "fused_4ops_c2d6dc571c", 275, 16, 1, 1); // fused %1547..%1552 blocks.0.think.matmul0.grad.permute1 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
-    this.run(pass, "fused_1ops_ab457c8f23", 276, 16, 1, 1); // fused %1553..%1553 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.mul1.grad.mul1 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8", 277, 1, 1, 1); // %1554 blocks.0.think.delta.mul1.grad.sum0 stdlib.mt:49
-    this.run(pass, "sum_a0123_16x64x8x8_plus", 278, 1, 1, 1); // %1556 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 279, 1, 1, 1); // %1561 blocks.0.think.delta.up.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 280, 1, 1, 1); // %1562 param19.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_b15a003bcf", 281, 16, 1, 1); // fused %1558..%1565 blocks.0.think.delta.up.matmul1.grad.permute0 .. blocks.0.think.delta.up.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 282, 1, 1, 1); // %1568 blocks.0.think.delta.up.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 283, 1, 1, 1); // %1572 param18.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_c1f4be399e", 284, 16, 1, 1); // fused %1570..%1577 blocks.0.think.delta.up.matmul0.grad.permute1 .. blocks.0.think.delta.value.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 285, 1, 1, 1); // %1579 blocks.0.think.delta.value.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 286, 1, 1, 1); // %1580 param17.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 287, 16, 1, 1); // fused %1582..%1583 blocks.0.think.delta.value.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 288, 1, 1, 1); // %1586 blocks.0.think.delta.value.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 289, 1, 1, 1); // %1590 param16.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_c65e85a7db", 290, 16, 1, 1); // fused %1588..%1596 blocks.0.think.delta.value.matmul0.grad.permute1 .. blocks.0.think.delta.gate.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 291, 1, 1, 1); // %1598 blocks.0.think.delta.gate.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 292, 1, 1, 1); // %1599 param15.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 293, 16, 1, 1); // fused %1601..%1602 blocks.0.think.delta.gate.silu0.grad.silu_grad0 .. blocks.0.think.delta.gate.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 294, 1, 1, 1); // %1605 blocks.0.think.delta.gate.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 295, 1, 1, 1); // %1609 param14.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_4ops_ac73c0e795", 296, 16, 1, 1); // fused %1607..%1611 blocks.0.think.delta.gate.matmul0.grad.permute1 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:18-67
-    this.run(pass, "binary_mul_s_s", 297, 1, 1, 1); // %1612 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
-    this.run(pass, "binary_add_s_s", 298, 1, 1, 1); // %1613 param26.grad.add0 stdlib.mt:67
-    this.run(pass, "fused_2ops_7f870f82ec", 299, 16, 1, 1); // fused %1614..%1615 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul2.grad.mul1 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8", 300, 1, 1, 1); // %1616 blocks.0.think.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8_plus", 301, 1, 1, 1); // %1618 param13.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_18ops_b89afa33bc", 302, 16, 1, 1); // fused %1619..%1636 blocks.0.think.norm.mul1.grad.mul0 .. blocks.0.attn.o.matmul1.grad.matmul0 stdlib.mt:9-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 303, 1, 1, 1); // %1638 blocks.0.attn.o.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 304, 1, 1, 1); // %1639 param12.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 305, 16, 1, 1); // fused %1641..%1642 blocks.0.attn.o.silu0.grad.silu_grad0 .. blocks.0.attn.o.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 306, 1, 1, 1); // %1645 blocks.0.attn.o.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 307, 1, 1, 1); // %1649 param11.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_3ops_0e24f496d5", 308, 16, 1, 1); // fused %1647..%1650 blocks.0.attn.o.matmul0.grad.permute1 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
-    this.run(pass, "fused_3ops_c265e1af37", 309, 16, 1, 1); // fused %1651..%1653 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
-    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 310, 32, 1, 1); // %1654 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
-    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 311, 32, 1, 1); // %1655 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
-    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_k0_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 312, 32, 1, 1); // %1656 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
-    this.run(pass, "fused_5ops_511e7d40e8", 313, 16, 1, 1); // fused %1657..%1661 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.v.matmul1.grad.matmul0 stdlib.mt:35-18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 314, 1, 1, 1); // %1663 blocks.0.attn.v.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 315, 1, 1, 1); // %1664 param10.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 316, 16, 1, 1); // fused %1666..%1667 blocks.0.attn.v.silu0.grad.silu_grad0 .. blocks.0.attn.v.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 317, 1, 1, 1); // %1670 blocks.0.attn.v.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 318, 1, 1, 1); // %1674 param9.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_7ops_fa1be6cfb6", 319, 16, 1, 1); // fused %1672..%1679 blocks.0.attn.v.matmul0.grad.permute1 .. blocks.0.attn.k.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 320, 1, 1, 1); // %1681 blocks.0.attn.k.matmul1.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_3ops_d724fe90ff", 78, 16, 1, 1); // fused %571..%573 blocks.1.think.sigmoid3.grad.square0 .. blocks.1.think.sigmoid3.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 79, 1, 1, 1); // %574 blocks.1.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_b2a248f4a0", 80, 16, 1, 1); // fused %576..%577 blocks.1.think.sum3.grad.expand0 .. blocks.1.think.mul5.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 81, 1, 1, 1); // %578 blocks.1.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_60e3fab805", 82, 16, 1, 1); // fused %580..%584 blocks.1.think.mul5.grad.mul1 .. blocks.1.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 83, 1, 1, 1); // %585 blocks.1.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_b2a248f4a0", 84, 16, 1, 1); // fused %587..%588 blocks.1.think.sum2.grad.expand0 .. blocks.1.think.mul4.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 85, 1, 1, 1); // %589 blocks.1.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_551bd010b6", 86, 16, 1, 1); // fused %591..%594 blocks.1.think.mul4.grad.mul1 .. blocks.1.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_9ops_c45fa0d8e8", 87, 16, 1, 1); // fused %595..%605 blocks.1.think.matmul9.grad.permute1 .. blocks.1.think.reshape5.grad.reshape0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 88, 1, 1, 1); // %602 blocks.1.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 89, 1, 1, 1); // %609 blocks.1.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_6ops_e7b9ec4194", 90, 16, 1, 1); // fused %606..%613 blocks.1.think.matmul7.grad.permute0 .. blocks.1.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_4ops_b11a24a27b", 91, 16, 1, 1); // fused %614..%619 blocks.1.think.matmul6.grad.permute1 .. blocks.1.think.gamma.mul3.grad.mul1 stdlib.mt:69-49
+    this.run(pass, "sum_a0123_16x64x8x8", 92, 1, 1, 1); // %620 blocks.1.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 93, 1, 1, 1); // %626 blocks.1.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_5ops_b15a003bcf", 94, 16, 1, 1); // fused %623..%629 blocks.1.think.gamma.up.matmul3.grad.permute0 .. blocks.1.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 95, 1, 1, 1); // %632 blocks.1.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1f4be399e", 96, 16, 1, 1); // fused %634..%643 blocks.1.think.gamma.up.matmul2.grad.permute1 .. blocks.1.think.gamma.value.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 97, 1, 1, 1); // %642 blocks.1.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 98, 16, 1, 1); // fused %644..%645 blocks.1.think.gamma.value.silu1.grad.silu_grad0 .. blocks.1.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 99, 1, 1, 1); // %648 blocks.1.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c65e85a7db", 100, 16, 1, 1); // fused %650..%660 blocks.1.think.gamma.value.matmul2.grad.permute1 .. blocks.1.think.gamma.gate.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 101, 1, 1, 1); // %659 blocks.1.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 102, 16, 1, 1); // fused %661..%662 blocks.1.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.1.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 103, 1, 1, 1); // %665 blocks.1.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_ff0981dc39", 104, 16, 1, 1); // fused %667..%671 blocks.1.think.gamma.gate.matmul2.grad.permute1 .. blocks.1.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_c2d6dc571c", 105, 16, 1, 1); // fused %672..%677 blocks.1.think.matmul5.grad.permute1 .. blocks.1.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_5ops_6c2dc27178", 106, 16, 1, 1); // fused %678..%687 blocks.1.think.delta.mul3.grad.mul1 .. blocks.1.think.delta.up.reshape2.grad.reshape0 stdlib.mt:49-18
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 107, 1, 1, 1); // %681 blocks.1.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 108, 1, 1, 1); // %686 blocks.1.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 109, 16, 1, 1); // fused %688..%689 blocks.1.think.delta.up.silu1.grad.silu_grad0 .. blocks.1.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 110, 1, 1, 1); // %692 blocks.1.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1f4be399e", 111, 16, 1, 1); // fused %694..%703 blocks.1.think.delta.up.matmul2.grad.permute1 .. blocks.1.think.delta.value.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 112, 1, 1, 1); // %702 blocks.1.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 113, 16, 1, 1); // fused %704..%705 blocks.1.think.delta.value.silu1.grad.silu_grad0 .. blocks.1.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 114, 1, 1, 1); // %708 blocks.1.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c65e85a7db", 115, 16, 1, 1); // fused %710..%720 blocks.1.think.delta.value.matmul2.grad.permute1 .. blocks.1.think.delta.gate.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 116, 1, 1, 1); // %719 blocks.1.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 117, 16, 1, 1); // fused %721..%722 blocks.1.think.delta.gate.silu1.grad.silu_grad0 .. blocks.1.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 118, 1, 1, 1); // %725 blocks.1.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_ac73c0e795", 119, 16, 1, 1); // fused %727..%730 blocks.1.think.delta.gate.matmul2.grad.permute1 .. blocks.1.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 120, 1, 1, 1); // %731 blocks.1.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_7f870f82ec", 121, 16, 1, 1); // fused %732..%733 blocks.1.think.norm.mul5.grad.mul0 .. blocks.1.think.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 122, 1, 1, 1); // %734 blocks.1.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_19ops_b89afa33bc", 123, 16, 1, 1); // fused %736..%756 blocks.1.think.norm.mul4.grad.mul0 .. blocks.1.attn.o.reshape2.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 124, 1, 1, 1); // %755 blocks.1.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 125, 16, 1, 1); // fused %757..%758 blocks.1.attn.o.silu1.grad.silu_grad0 .. blocks.1.attn.o.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 126, 1, 1, 1); // %761 blocks.1.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_0e24f496d5", 127, 16, 1, 1); // fused %763..%765 blocks.1.attn.o.matmul2.grad.permute1 .. blocks.1.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "fused_3ops_c265e1af37", 128, 16, 1, 1); // fused %766..%768 blocks.1.attn.permute9.grad.permute0 .. blocks.1.attn.attention1.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 129, 32, 1, 1); // %769 blocks.1.attn.attention1.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 130, 32, 1, 1); // %770 blocks.1.attn.attention1.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 131, 32, 1, 1); // %771 blocks.1.attn.attention1.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_8ops_d70ac82b2f", 132, 16, 1, 1); // fused %772..%781 blocks.1.attn.permute7.grad.permute0 .. blocks.1.attn.v.silu1.grad.mul0 stdlib.mt:35-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 133, 1, 1, 1); // %778 blocks.1.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 134, 1, 1, 1); // %784 blocks.1.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_10ops_63c5694c83", 135, 16, 1, 1); // fused %786..%797 blocks.1.attn.v.matmul2.grad.permute1 .. blocks.1.attn.k.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 136, 1, 1, 1); // %794 blocks.1.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 137, 1, 1, 1); // %800 blocks.1.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_cb45c73d6c", 138, 16, 1, 1); // fused %802..%812 blocks.1.attn.k.matmul2.grad.permute1 .. blocks.1.attn.q.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 139, 1, 1, 1); // %811 blocks.1.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 140, 16, 1, 1); // fused %813..%814 blocks.1.attn.q.silu1.grad.silu_grad0 .. blocks.1.attn.q.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 141, 1, 1, 1); // %817 blocks.1.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_938afc05ff", 142, 16, 1, 1); // fused %819..%823 blocks.1.attn.q.matmul2.grad.permute1 .. blocks.1.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 143, 1, 1, 1); // %824 blocks.1.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_89f03add1e", 144, 16, 1, 1); // fused %826..%843 blocks.1.attn.norm.mul4.grad.mul0 .. blocks.0.think.mul7.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_0dd68843f4", 145, 16, 1, 1); // fused %844..%848 blocks.0.think.mul7.grad.mul1 .. blocks.0.think.sub1.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_3ops_d724fe90ff", 146, 16, 1, 1); // fused %849..%851 blocks.0.think.sigmoid3.grad.square0 .. blocks.0.think.sigmoid3.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1", 147, 1, 1, 1); // %852 blocks.0.think.add9.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_2ops_b2a248f4a0", 148, 16, 1, 1); // fused %854..%855 blocks.0.think.sum3.grad.expand0 .. blocks.0.think.mul5.grad.mul0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8", 149, 1, 1, 1); // %856 blocks.0.think.mul5.grad.sum0 stdlib.mt:72
+    this.run(pass, "fused_5ops_60e3fab805", 150, 16, 1, 1); // fused %858..%862 blocks.0.think.mul5.grad.mul1 .. blocks.0.think.sigmoid2.grad.mul0 stdlib.mt:72-71
+    this.run(pass, "sum_a0123_16x64x1x1", 151, 1, 1, 1); // %863 blocks.0.think.add8.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_2ops_b2a248f4a0", 152, 16, 1, 1); // fused %865..%866 blocks.0.think.sum2.grad.expand0 .. blocks.0.think.mul4.grad.mul0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8", 153, 1, 1, 1); // %867 blocks.0.think.mul4.grad.sum0 stdlib.mt:71
+    this.run(pass, "fused_4ops_551bd010b6", 154, 16, 1, 1); // fused %869..%872 blocks.0.think.mul4.grad.mul1 .. blocks.0.think.matmul9.grad.matmul0 stdlib.mt:71-70
+    this.run(pass, "fused_9ops_c45fa0d8e8", 155, 16, 1, 1); // fused %873..%883 blocks.0.think.matmul9.grad.permute1 .. blocks.0.think.reshape5.grad.reshape0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 156, 1, 1, 1); // %880 blocks.0.think.matmul8.grad.matmul1 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none", 157, 1, 1, 1); // %887 blocks.0.think.matmul7.grad.matmul1 stdlib.mt:70
+    this.run(pass, "fused_6ops_e7b9ec4194", 158, 16, 1, 1); // fused %884..%891 blocks.0.think.matmul7.grad.permute0 .. blocks.0.think.matmul6.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_4ops_b11a24a27b", 159, 16, 1, 1); // fused %892..%897 blocks.0.think.matmul6.grad.permute1 .. blocks.0.think.gamma.mul3.grad.mul1 stdlib.mt:69-49
+    this.run(pass, "sum_a0123_16x64x8x8", 160, 1, 1, 1); // %898 blocks.0.think.gamma.mul3.grad.sum0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 161, 1, 1, 1); // %904 blocks.0.think.gamma.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_5ops_b15a003bcf", 162, 16, 1, 1); // fused %901..%907 blocks.0.think.gamma.up.matmul3.grad.permute0 .. blocks.0.think.gamma.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 163, 1, 1, 1); // %910 blocks.0.think.gamma.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1f4be399e", 164, 16, 1, 1); // fused %912..%921 blocks.0.think.gamma.up.matmul2.grad.permute1 .. blocks.0.think.gamma.value.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 165, 1, 1, 1); // %920 blocks.0.think.gamma.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 166, 16, 1, 1); // fused %922..%923 blocks.0.think.gamma.value.silu1.grad.silu_grad0 .. blocks.0.think.gamma.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 167, 1, 1, 1); // %926 blocks.0.think.gamma.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c65e85a7db", 168, 16, 1, 1); // fused %928..%938 blocks.0.think.gamma.value.matmul2.grad.permute1 .. blocks.0.think.gamma.gate.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 169, 1, 1, 1); // %937 blocks.0.think.gamma.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 170, 16, 1, 1); // fused %939..%940 blocks.0.think.gamma.gate.silu1.grad.silu_grad0 .. blocks.0.think.gamma.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 171, 1, 1, 1); // %943 blocks.0.think.gamma.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_ff0981dc39", 172, 16, 1, 1); // fused %945..%949 blocks.0.think.gamma.gate.matmul2.grad.permute1 .. blocks.0.think.matmul5.grad.matmul0 stdlib.mt:18-69
+    this.run(pass, "fused_4ops_c2d6dc571c", 173, 16, 1, 1); // fused %950..%955 blocks.0.think.matmul5.grad.permute1 .. blocks.0.think.delta.mul3.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_5ops_6c2dc27178", 174, 16, 1, 1); // fused %956..%965 blocks.0.think.delta.mul3.grad.mul1 .. blocks.0.think.delta.up.reshape2.grad.reshape0 stdlib.mt:49-18
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 175, 1, 1, 1); // %959 blocks.0.think.clamp1.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 176, 1, 1, 1); // %964 blocks.0.think.delta.up.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 177, 16, 1, 1); // fused %966..%967 blocks.0.think.delta.up.silu1.grad.silu_grad0 .. blocks.0.think.delta.up.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 178, 1, 1, 1); // %970 blocks.0.think.delta.up.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_8ops_c1f4be399e", 179, 16, 1, 1); // fused %972..%981 blocks.0.think.delta.up.matmul2.grad.permute1 .. blocks.0.think.delta.value.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 180, 1, 1, 1); // %980 blocks.0.think.delta.value.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 181, 16, 1, 1); // fused %982..%983 blocks.0.think.delta.value.silu1.grad.silu_grad0 .. blocks.0.think.delta.value.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 182, 1, 1, 1); // %986 blocks.0.think.delta.value.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_c65e85a7db", 183, 16, 1, 1); // fused %988..%998 blocks.0.think.delta.value.matmul2.grad.permute1 .. blocks.0.think.delta.gate.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 184, 1, 1, 1); // %997 blocks.0.think.delta.gate.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 185, 16, 1, 1); // fused %999..%1000 blocks.0.think.delta.gate.silu1.grad.silu_grad0 .. blocks.0.think.delta.gate.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 186, 1, 1, 1); // %1003 blocks.0.think.delta.gate.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_4ops_ac73c0e795", 187, 16, 1, 1); // fused %1005..%1008 blocks.0.think.delta.gate.matmul2.grad.permute1 .. blocks.0.think.clamp1.grad.inrange0 stdlib.mt:18-67
+    this.run(pass, "binary_mul_s_s", 188, 1, 1, 1); // %1009 blocks.0.think.clamp1.grad.mul0 stdlib.mt:67
+    this.run(pass, "fused_2ops_7f870f82ec", 189, 16, 1, 1); // fused %1010..%1011 blocks.0.think.norm.mul5.grad.mul0 .. blocks.0.think.norm.mul5.grad.mul1 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8", 190, 1, 1, 1); // %1012 blocks.0.think.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_19ops_b89afa33bc", 191, 16, 1, 1); // fused %1014..%1034 blocks.0.think.norm.mul4.grad.mul0 .. blocks.0.attn.o.reshape2.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 192, 1, 1, 1); // %1033 blocks.0.attn.o.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 193, 16, 1, 1); // fused %1035..%1036 blocks.0.attn.o.silu1.grad.silu_grad0 .. blocks.0.attn.o.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 194, 1, 1, 1); // %1039 blocks.0.attn.o.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_3ops_0e24f496d5", 195, 16, 1, 1); // fused %1041..%1043 blocks.0.attn.o.matmul2.grad.permute1 .. blocks.0.attn.reshape7.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "fused_3ops_c265e1af37", 196, 16, 1, 1); // fused %1044..%1046 blocks.0.attn.permute9.grad.permute0 .. blocks.0.attn.attention1.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 197, 32, 1, 1); // %1047 blocks.0.attn.attention1.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 198, 32, 1, 1); // %1048 blocks.0.attn.attention1.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 199, 32, 1, 1); // %1049 blocks.0.attn.attention1.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_8ops_d70ac82b2f", 200, 16, 1, 1); // fused %1050..%1059 blocks.0.attn.permute7.grad.permute0 .. blocks.0.attn.v.silu1.grad.mul0 stdlib.mt:35-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 201, 1, 1, 1); // %1056 blocks.0.attn.v.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 202, 1, 1, 1); // %1062 blocks.0.attn.v.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_10ops_63c5694c83", 203, 16, 1, 1); // fused %1064..%1075 blocks.0.attn.v.matmul2.grad.permute1 .. blocks.0.attn.k.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 204, 1, 1, 1); // %1072 blocks.0.attn.k.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 205, 1, 1, 1); // %1078 blocks.0.attn.k.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_9ops_cb45c73d6c", 206, 16, 1, 1); // fused %1080..%1090 blocks.0.attn.k.matmul2.grad.permute1 .. blocks.0.attn.q.reshape2.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 207, 1, 1, 1); // %1089 blocks.0.attn.q.matmul3.grad.matmul1 stdlib.mt:18
+    this.run(pass, "fused_2ops_56feb2ceb0", 208, 16, 1, 1); // fused %1091..%1092 blocks.0.attn.q.silu1.grad.silu_grad0 .. blocks.0.attn.q.silu1.grad.mul0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 209, 1, 1, 1); // %1095 blocks.0.attn.q.matmul2.grad.sum0 stdlib.mt:18
+    this.run(pass, "fused_5ops_938afc05ff", 210, 16, 1, 1); // fused %1097..%1101 blocks.0.attn.q.matmul2.grad.permute1 .. blocks.0.attn.norm.mul5.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "sum_a01_16x64x8x8", 211, 1, 1, 1); // %1102 blocks.0.attn.norm.mul5.grad.sum0 stdlib.mt:9
+    this.run(pass, "fused_18ops_89f03add1e", 212, 16, 1, 1); // fused %1104..%1121 blocks.0.attn.norm.mul4.grad.mul0 .. blocks.1.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_0dd68843f4", 213, 16, 1, 1); // fused %1122..%1126 blocks.1.think.mul3.grad.mul1 .. blocks.1.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_7ops_c1c7224ad4", 214, 16, 1, 1); // fused %1127..%1139 blocks.1.think.sigmoid1.grad.square0 .. blocks.1.think.norm.mul2.grad.add0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 215, 1, 1, 1); // %1132 param61.grad.add0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8_plus", 216, 1, 1, 1); // %1138 param60.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_7ops_c1c7224ad4", 217, 16, 1, 1); // fused %1140..%1152 blocks.1.think.sigmoid0.grad.square0 .. blocks.1.think.norm.mul2.grad.add1 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 218, 1, 1, 1); // %1145 param59.grad.add0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8_plus", 219, 1, 1, 1); // %1151 param58.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_11ops_8abf409c21", 220, 16, 1, 1); // fused %1153..%1166 blocks.1.think.matmul4.grad.permute0 .. blocks.1.think.reshape1.grad.reshape0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 221, 1, 1, 1); // %1163 param56.grad.add0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 222, 1, 1, 1); // %1171 param57.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_6ops_e7b9ec4194", 223, 16, 1, 1); // fused %1167..%1175 blocks.1.think.matmul2.grad.permute0 .. blocks.1.think.matmul1.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_4ops_b11a24a27b", 224, 16, 1, 1); // fused %1176..%1181 blocks.1.think.matmul1.grad.permute1 .. blocks.1.think.gamma.mul1.grad.mul1 stdlib.mt:69-49
+    this.run(pass, "sum_a0123_16x64x8x8", 225, 1, 1, 1); // %1182 blocks.1.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 226, 1, 1, 1); // %1189 param54.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_b5296fdbc3", 227, 16, 1, 1); // fused %1185..%1202 blocks.1.think.gamma.up.matmul1.grad.permute0 .. blocks.1.think.gamma.value.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 228, 1, 1, 1); // %1199 param53.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 229, 1, 1, 1); // %1207 param52.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_9ops_bb6dc85042", 230, 16, 1, 1); // fused %1203..%1219 blocks.1.think.gamma.value.matmul1.grad.permute0 .. blocks.1.think.gamma.silu0.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 231, 1, 1, 1); // %1217 param51.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_329e413fcb", 232, 16, 1, 1); // fused %1220..%1237 blocks.1.think.gamma.silu0.grad.mul0 .. blocks.1.think.norm.mul2.grad.add5 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 233, 1, 1, 1); // %1226 param50.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 234, 1, 1, 1); // %1236 param49.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_6ops_e80e07fcc7", 235, 16, 1, 1); // fused %1238..%1245 blocks.1.think.matmul0.grad.permute0 .. blocks.1.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_5ops_6c2dc27178", 236, 16, 1, 1); // fused %1246..%1256 blocks.1.think.delta.mul1.grad.mul1 .. blocks.1.think.delta.up.reshape0.grad.reshape0 stdlib.mt:49-18
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 237, 1, 1, 1); // %1249 blocks.1.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 238, 1, 1, 1); // %1255 param48.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_ec685c1cce", 239, 16, 1, 1); // fused %1257..%1268 blocks.1.think.delta.up.silu0.grad.silu_grad0 .. blocks.1.think.delta.value.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 240, 1, 1, 1); // %1265 param47.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 241, 1, 1, 1); // %1273 param46.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_9ops_bb6dc85042", 242, 16, 1, 1); // fused %1269..%1285 blocks.1.think.delta.value.matmul1.grad.permute0 .. blocks.1.think.delta.silu0.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 243, 1, 1, 1); // %1283 param45.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_329e413fcb", 244, 16, 1, 1); // fused %1286..%1303 blocks.1.think.delta.silu0.grad.mul0 .. blocks.1.think.norm.mul2.grad.add8 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 245, 1, 1, 1); // %1292 param44.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 246, 1, 1, 1); // %1302 param43.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_1ops_e27698eeb2", 247, 16, 1, 1); // fused %1304..%1304 blocks.1.think.clamp0.grad.inrange0 .. blocks.1.think.clamp0.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 248, 1, 1, 1); // %1305 blocks.1.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 249, 1, 1, 1); // %1306 param55.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_5ops_170529b2fd", 250, 16, 1, 1); // fused %1307..%1314 blocks.1.think.norm.mul2.grad.mul0 .. blocks.1.think.norm.mul1.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 251, 1, 1, 1); // %1311 param42.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_13ops_731cf0ef16", 252, 16, 1, 1); // fused %1315..%1327 blocks.1.attn.add0.grad.add0 .. blocks.1.attn.o.reshape1.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 253, 1, 1, 1); // %1332 param41.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_6ceb59d4f6", 254, 16, 1, 1); // fused %1328..%1343 blocks.1.attn.o.matmul1.grad.permute0 .. blocks.1.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 255, 1, 1, 1); // %1342 param40.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_c265e1af37", 256, 16, 1, 1); // fused %1344..%1346 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 257, 32, 1, 1); // %1347 blocks.1.attn.attention0.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 258, 32, 1, 1); // %1348 blocks.1.attn.attention0.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 259, 32, 1, 1); // %1349 blocks.1.attn.attention0.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_13ops_587b6522ee", 260, 16, 1, 1); // fused %1350..%1370 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.k.reshape1.grad.reshape0 stdlib.mt:35-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 261, 1, 1, 1); // %1357 param39.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 262, 1, 1, 1); // %1367 param38.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 263, 1, 1, 1); // %1375 param37.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_11ops_2c473fdf9f", 264, 16, 1, 1); // fused %1371..%1389 blocks.1.attn.k.matmul1.grad.permute0 .. blocks.1.attn.q.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 265, 1, 1, 1); // %1385 param36.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 266, 1, 1, 1); // %1394 param35.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_7f44e80592", 267, 16, 1, 1); // fused %1390..%1407 blocks.1.attn.q.matmul1.grad.permute0 .. blocks.1.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 268, 1, 1, 1); // %1404 param34.grad.add0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8_plus", 269, 1, 1, 1); // %1410 param33.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_18ops_89f03add1e", 270, 16, 1, 1); // fused %1411..%1428 blocks.1.attn.norm.mul1.grad.mul0 .. blocks.0.think.mul3.grad.sum0 stdlib.mt:9-73
+    this.run(pass, "fused_5ops_0dd68843f4", 271, 16, 1, 1); // fused %1429..%1433 blocks.0.think.mul3.grad.mul1 .. blocks.0.think.sub0.grad.neg0 stdlib.mt:73
+    this.run(pass, "fused_7ops_c1c7224ad4", 272, 16, 1, 1); // fused %1434..%1446 blocks.0.think.sigmoid1.grad.square0 .. blocks.0.think.norm.mul2.grad.add0 stdlib.mt:72
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 273, 1, 1, 1); // %1439 param32.grad.add0 stdlib.mt:72
+    this.run(pass, "sum_a01_16x64x8x8_plus", 274, 1, 1, 1); // %1445 param31.grad.add0 stdlib.mt:72
+    this.run(pass, "fused_7ops_c1c7224ad4", 275, 16, 1, 1); // fused %1447..%1459 blocks.0.think.sigmoid0.grad.square0 .. blocks.0.think.norm.mul2.grad.add1 stdlib.mt:71
+    this.run(pass, "sum_a0123_16x64x1x1_plus", 276, 1, 1, 1); // %1452 param30.grad.add0 stdlib.mt:71
+    this.run(pass, "sum_a01_16x64x8x8_plus", 277, 1, 1, 1); // %1458 param29.grad.add0 stdlib.mt:71
+    this.run(pass, "fused_11ops_8abf409c21", 278, 16, 1, 1); // fused %1460..%1473 blocks.0.think.matmul4.grad.permute0 .. blocks.0.think.reshape1.grad.reshape0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 279, 1, 1, 1); // %1470 param27.grad.add0 stdlib.mt:70
+    this.run(pass, "contract_8x8192_s1_8_8192x1_s1_1_sum_none_plus", 280, 1, 1, 1); // %1478 param28.grad.add0 stdlib.mt:70
+    this.run(pass, "fused_6ops_e7b9ec4194", 281, 16, 1, 1); // fused %1474..%1482 blocks.0.think.matmul2.grad.permute0 .. blocks.0.think.matmul1.grad.matmul0 stdlib.mt:70-69
+    this.run(pass, "fused_4ops_b11a24a27b", 282, 16, 1, 1); // fused %1483..%1488 blocks.0.think.matmul1.grad.permute1 .. blocks.0.think.gamma.mul1.grad.mul1 stdlib.mt:69-49
+    this.run(pass, "sum_a0123_16x64x8x8", 283, 1, 1, 1); // %1489 blocks.0.think.gamma.mul1.grad.sum0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 284, 1, 1, 1); // %1496 param25.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_b5296fdbc3", 285, 16, 1, 1); // fused %1492..%1509 blocks.0.think.gamma.up.matmul1.grad.permute0 .. blocks.0.think.gamma.value.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 286, 1, 1, 1); // %1506 param24.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 287, 1, 1, 1); // %1514 param23.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_9ops_bb6dc85042", 288, 16, 1, 1); // fused %1510..%1526 blocks.0.think.gamma.value.matmul1.grad.permute0 .. blocks.0.think.gamma.silu0.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 289, 1, 1, 1); // %1524 param22.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_329e413fcb", 290, 16, 1, 1); // fused %1527..%1544 blocks.0.think.gamma.silu0.grad.mul0 .. blocks.0.think.norm.mul2.grad.add5 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 291, 1, 1, 1); // %1533 param21.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 292, 1, 1, 1); // %1543 param20.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_6ops_e80e07fcc7", 293, 16, 1, 1); // fused %1545..%1552 blocks.0.think.matmul0.grad.permute0 .. blocks.0.think.delta.mul1.grad.mul0 stdlib.mt:69-49
+    this.run(pass, "fused_5ops_6c2dc27178", 294, 16, 1, 1); // fused %1553..%1563 blocks.0.think.delta.mul1.grad.mul1 .. blocks.0.think.delta.up.reshape0.grad.reshape0 stdlib.mt:49-18
+    this.run(pass, "sum_a0123_16x64x8x8_plus", 295, 1, 1, 1); // %1556 blocks.0.think.clamp0.grad.add0 stdlib.mt:49
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 296, 1, 1, 1); // %1562 param19.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_7ops_ec685c1cce", 297, 16, 1, 1); // fused %1564..%1575 blocks.0.think.delta.up.silu0.grad.silu_grad0 .. blocks.0.think.delta.value.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 298, 1, 1, 1); // %1572 param18.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 299, 1, 1, 1); // %1580 param17.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_9ops_bb6dc85042", 300, 16, 1, 1); // fused %1576..%1592 blocks.0.think.delta.value.matmul1.grad.permute0 .. blocks.0.think.delta.silu0.grad.silu_grad0 stdlib.mt:18-49
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 301, 1, 1, 1); // %1590 param16.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_329e413fcb", 302, 16, 1, 1); // fused %1593..%1610 blocks.0.think.delta.silu0.grad.mul0 .. blocks.0.think.norm.mul2.grad.add8 stdlib.mt:49-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 303, 1, 1, 1); // %1599 param15.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 304, 1, 1, 1); // %1609 param14.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_1ops_e27698eeb2", 305, 16, 1, 1); // fused %1611..%1611 blocks.0.think.clamp0.grad.inrange0 .. blocks.0.think.clamp0.grad.inrange0 stdlib.mt:67
+    this.run(pass, "binary_mul_s_s", 306, 1, 1, 1); // %1612 blocks.0.think.clamp0.grad.mul0 stdlib.mt:67
+    this.run(pass, "binary_add_s_s", 307, 1, 1, 1); // %1613 param26.grad.add0 stdlib.mt:67
+    this.run(pass, "fused_5ops_170529b2fd", 308, 16, 1, 1); // fused %1614..%1621 blocks.0.think.norm.mul2.grad.mul0 .. blocks.0.think.norm.mul1.grad.sum0 stdlib.mt:9
+    this.run(pass, "sum_a01_16x64x8x8_plus", 309, 1, 1, 1); // %1618 param13.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_13ops_731cf0ef16", 310, 16, 1, 1); // fused %1622..%1634 blocks.0.attn.add0.grad.add0 .. blocks.0.attn.o.reshape1.grad.reshape0 stdlib.mt:9-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 311, 1, 1, 1); // %1639 param12.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_8ops_6ceb59d4f6", 312, 16, 1, 1); // fused %1635..%1650 blocks.0.attn.o.matmul1.grad.permute0 .. blocks.0.attn.reshape3.grad.reshape0 stdlib.mt:18-38
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 313, 1, 1, 1); // %1649 param11.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_3ops_c265e1af37", 314, 16, 1, 1); // fused %1651..%1653 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 stdlib.mt:38
+    this.run(pass, "attention_dq_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 315, 32, 1, 1); // %1654 blocks.0.attn.attention0.grad.attention0 stdlib.mt:38
+    this.run(pass, "attention_dk_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_16x2x64x1_qv4096_32_64_1_kv4096_32_64_1_vv4096_32_64_1_gv4096_32_64_1", 316, 32, 1, 1); // %1655 blocks.0.attn.attention0.grad.attention1 stdlib.mt:38
+    this.run(pass, "attention_dv_s0p17677669529663687_p0p1_16x2x64x32_16x2x64x32_16x2x64x1_16x2x64x32_qv4096_32_64_1_kv4096_32_64_1_gv4096_32_64_1", 317, 32, 1, 1); // %1656 blocks.0.attn.attention0.grad.attention2 stdlib.mt:38
+    this.run(pass, "fused_13ops_587b6522ee", 318, 16, 1, 1); // fused %1657..%1677 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.k.reshape1.grad.reshape0 stdlib.mt:35-18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 319, 1, 1, 1); // %1664 param10.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 320, 1, 1, 1); // %1674 param9.grad.add0 stdlib.mt:18
     this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 321, 1, 1, 1); // %1682 param8.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 322, 16, 1, 1); // fused %1684..%1685 blocks.0.attn.k.silu0.grad.silu_grad0 .. blocks.0.attn.k.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 323, 1, 1, 1); // %1688 blocks.0.attn.k.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 324, 1, 1, 1); // %1692 param7.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_8ops_cb45c73d6c", 325, 16, 1, 1); // fused %1690..%1698 blocks.0.attn.k.matmul0.grad.permute1 .. blocks.0.attn.q.matmul1.grad.matmul0 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none", 326, 1, 1, 1); // %1700 blocks.0.attn.q.matmul1.grad.matmul1 stdlib.mt:18
-    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 327, 1, 1, 1); // %1701 param6.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_2ops_56feb2ceb0", 328, 16, 1, 1); // fused %1703..%1704 blocks.0.attn.q.silu0.grad.silu_grad0 .. blocks.0.attn.q.silu0.grad.mul0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01", 329, 1, 1, 1); // %1707 blocks.0.attn.q.matmul0.grad.sum0 stdlib.mt:18
-    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 330, 1, 1, 1); // %1711 param5.grad.add0 stdlib.mt:18
-    this.run(pass, "fused_5ops_938afc05ff", 331, 16, 1, 1); // fused %1709..%1714 blocks.0.attn.q.matmul0.grad.permute1 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
-    this.run(pass, "sum_a01_16x64x8x8", 332, 1, 1, 1); // %1715 blocks.0.attn.norm.mul2.grad.sum0 stdlib.mt:9
-    this.run(pass, "sum_a01_16x64x8x8_plus", 333, 1, 1, 1); // %1717 param4.grad.add0 stdlib.mt:9
-    this.run(pass, "fused_15ops_059cd5cf52", 334, 16, 1, 1); // fused %1718..%1732 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
-    this.run(pass, "sum_a0_16x64x8x8", 335, 64, 1, 1); // %1733 embed.add0.grad.sum0 stdlib.mt:96
-    this.run(pass, "permute_021_64x1x8", 336, 2, 1, 1); // %1736 embed.matmul1.grad.permute0 stdlib.mt:96
-    this.run(pass, "fused_1ops_b127ed186b", 337, 16, 1, 1); // fused %1735..%1735 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
-    this.run(pass, "matmul_64x8x8_64x8x1", 338, 1, 1, 1); // %1737 embed.matmul1.grad.matmul0 stdlib.mt:96
-    this.run(pass, "permute_021_64x8x1", 339, 2, 1, 1); // %1738 embed.matmul1.grad.permute1 stdlib.mt:96
-    this.run(pass, "matmul_64x1x8_64x8x8", 340, 1, 1, 1); // %1739 embed.matmul1.grad.matmul1 stdlib.mt:96
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 341, 2, 1, 1); // %1745 embed.slice1.grad.pad0 stdlib.mt:95
-    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 342, 2, 1, 1); // %1747 embed.slice0.grad.pad0 stdlib.mt:94
-    this.run(pass, "fused_5ops_19d08c3807", 343, 16, 1, 1); // fused %1740..%1748 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 344, 4, 1, 1); // %1749 embed.gather1.grad.scatter_add0 stdlib.mt:93
-    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 345, 4, 1, 1); // %1751 embed.gather0.grad.scatter_add0 stdlib.mt:92
+    this.run(pass, "fused_11ops_2c473fdf9f", 322, 16, 1, 1); // fused %1678..%1696 blocks.0.attn.k.matmul1.grad.permute0 .. blocks.0.attn.q.reshape1.grad.reshape0 stdlib.mt:18
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 323, 1, 1, 1); // %1692 param7.grad.add0 stdlib.mt:18
+    this.run(pass, "contract_8x8192_s1_8_8192x8_s8_1_sum_none_plus", 324, 1, 1, 1); // %1701 param6.grad.add0 stdlib.mt:18
+    this.run(pass, "fused_10ops_7f44e80592", 325, 16, 1, 1); // fused %1697..%1714 blocks.0.attn.q.matmul1.grad.permute0 .. blocks.0.attn.norm.mul2.grad.mul1 stdlib.mt:18-9
+    this.run(pass, "contract_16x64x8x8_s4096_64_8_1_16x64x8x8_s4096_64_1_8_sum_01_plus", 326, 1, 1, 1); // %1711 param5.grad.add0 stdlib.mt:18
+    this.run(pass, "sum_a01_16x64x8x8_plus", 327, 1, 1, 1); // %1717 param4.grad.add0 stdlib.mt:9
+    this.run(pass, "fused_15ops_059cd5cf52", 328, 16, 1, 1); // fused %1718..%1732 blocks.0.attn.norm.mul1.grad.mul0 .. embed.add0.grad.add2 stdlib.mt:9
+    this.run(pass, "sum_a0_16x64x8x8", 329, 64, 1, 1); // %1733 embed.add0.grad.sum0 stdlib.mt:96
+    this.run(pass, "permute_021_64x1x8", 330, 2, 1, 1); // %1736 embed.matmul1.grad.permute0 stdlib.mt:96
+    this.run(pass, "fused_1ops_b127ed186b", 331, 16, 1, 1); // fused %1735..%1735 embed.affine0.grad.affine0 .. embed.affine0.grad.affine0 stdlib.mt:96
+    this.run(pass, "matmul_64x8x8_64x8x1", 332, 1, 1, 1); // %1737 embed.matmul1.grad.matmul0 stdlib.mt:96
+    this.run(pass, "permute_021_64x8x1", 333, 2, 1, 1); // %1738 embed.matmul1.grad.permute1 stdlib.mt:96
+    this.run(pass, "matmul_64x1x8_64x8x8", 334, 1, 1, 1); // %1739 embed.matmul1.grad.matmul1 stdlib.mt:96
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 335, 2, 1, 1); // %1745 embed.slice1.grad.pad0 stdlib.mt:95
+    this.run(pass, "pad_ax0_at0_64x8_to_64x8", 336, 2, 1, 1); // %1747 embed.slice0.grad.pad0 stdlib.mt:94
+    this.run(pass, "fused_5ops_19d08c3807", 337, 16, 1, 1); // fused %1740..%1748 embed.matmul0.grad.permute0 .. embed.reshape1.grad.reshape0 stdlib.mt:96-93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 338, 4, 1, 1); // %1749 embed.gather1.grad.scatter_add0 stdlib.mt:93
+    this.run(pass, "scatter_add_16x64x8_16x64i_to_256x8", 339, 4, 1, 1); // %1751 embed.gather0.grad.scatter_add0 stdlib.mt:92
   }
 
   /** Global-norm clipping and AdamW over the whole arena. */
   optimizer(pass: GPUComputePassEncoder) {
-    this.run(pass, "gradnorm_partial_11008", 346, 3, 1, 1); // sum of squared gradients, 4096 per workgroup, 3 partial sums
-    this.run(pass, "gradnorm_total_3", 347, 1, 1, 1); // global gradient L2 norm from 3 partial sums
-    this.run(pass, "adamw_11008", 348, 43, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 11008 floats
+    this.run(pass, "gradnorm_partial_11008", 340, 3, 1, 1); // sum of squared gradients, 4096 per workgroup, 3 partial sums
+    this.run(pass, "gradnorm_total_3", 341, 1, 1, 1); // global gradient L2 norm from 3 partial sums
+    this.run(pass, "adamw_11008", 342, 43, 1, 1); // AdamW (decoupled weight decay) with global-norm clipping over 11008 floats
   }
 }

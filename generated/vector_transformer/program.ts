@@ -94,24 +94,20 @@ export const layout = {
   "vocab": 256,
   "kernels": [
     "adamw_136896",
-    "attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1",
-    "attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1",
-    "attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1",
-    "attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1",
-    "attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1",
-    "attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1",
+    "attention_dk_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1",
+    "attention_dq_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1",
+    "attention_dv_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1",
     "attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1",
-    "attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1",
-    "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1",
+    "attention_out_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1",
     "contract_64x1024_s1_64_1024x64_s64_1_sum_none",
     "cross_entropy_16x64x256_16x64i",
     "fused_10ops_3b1e0306ce",
     "fused_10ops_8c93e5c038",
-    "fused_11ops_1eb6215124",
-    "fused_11ops_5c50be8281",
+    "fused_11ops_4fc95db9c3",
+    "fused_11ops_83189c80bd",
+    "fused_15ops_18f54b0c4a",
     "fused_15ops_2f6f4e8b8c",
-    "fused_15ops_f98a610b8d",
-    "fused_16ops_d6ae3bcadb",
+    "fused_16ops_0b674e26ca",
     "fused_1ops_60af686166",
     "fused_1ops_9af091d3d6",
     "fused_1ops_9c03c2973b",
@@ -163,6 +159,8 @@ export class Program {
   readonly step: GPUBuffer;
   /** OptParams uniform of the AdamW kernel */
   readonly opt: GPUBuffer;
+  /** the dropout keys of each dispatch that draws, a 256-byte record per distinct list */
+  readonly keys: GPUBuffer;
   readonly partials: GPUBuffer;
   /** the global gradient norm of the last step */
   readonly norm: GPUBuffer;
@@ -184,6 +182,8 @@ export class Program {
     this.targets = buf('targets', 4096);
     this.step = buf('step', 16, U);
     this.opt = buf('opt', 32, U);
+    this.keys = buf('keys', 1024, U);
+    device.queue.writeBuffer(this.keys, 0, new Uint32Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
     this.partials = buf('partials', 136);
     this.norm = buf('norm', 16);
     this.act = [
@@ -252,14 +252,14 @@ export class Program {
     group("matmul_1024x64_64x64", [[this.act[9], 0, 262144], [this.params, 115456, 16384], [this.act[5], 0, 262144]]); // 5: %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
     group("attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[10], 0, 16384], [this.step, 0, 16]]); // 6: %62 blocks.0.attn.attention_lse0 vector_transformer.mt:61
     group("fused_2ops_3c6a26ef51", [[this.params, 131840, 415744], [this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16]]); // 7: fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
-    group("attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 8: %63 blocks.0.attn.attention0 vector_transformer.mt:62
+    group("attention_out_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 8: %63 blocks.0.attn.attention0 vector_transformer.mt:62
     group("fused_3ops_f8479528f2", [[this.act[5], 0, 262144], [this.act[11], 0, 262144], [this.step, 0, 16]]); // 9: fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
     group("matmul_1024x64_64x64", [[this.act[11], 0, 262144], [this.params, 132096, 16384], [this.act[12], 0, 262144]]); // 10: %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
     group("fused_10ops_3b1e0306ce", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 11: fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[16], 0, 262144], [this.params, 148992, 65536], [this.act[17], 0, 1048576]]); // 12: %79 blocks.0.up.matmul0 vector_transformer.mt:47
     group("fused_3ops_abe7167613", [[this.params, 214528, 333056], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.act[19], 0, 1048576], [this.step, 0, 16]]); // 13: fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[19], 0, 1048576], [this.params, 215552, 65536], [this.act[12], 0, 262144]]); // 14: %84 blocks.0.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_1eb6215124", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 15: fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    group("fused_11ops_83189c80bd", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16], [this.keys, 256, 16]]); // 15: fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[24], 0, 262144], [this.params, 281600, 16384], [this.act[12], 0, 262144]]); // 16: %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
     group("fused_3ops_2b8f638177", [[this.params, 297984, 249600], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 17: fused %99..%102 blocks.1.attn.q.add0 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.params, 298240, 16384], [this.act[12], 0, 262144]]); // 18: %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
@@ -267,14 +267,14 @@ export class Program {
     group("matmul_1024x64_64x64", [[this.act[28], 0, 262144], [this.params, 314880, 16384], [this.act[12], 0, 262144]]); // 20: %109 blocks.1.attn.v.matmul0 vector_transformer.mt:47
     group("attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[29], 0, 16384], [this.step, 0, 16]]); // 21: %114 blocks.1.attn.attention_lse0 vector_transformer.mt:61
     group("fused_2ops_3c6a26ef51", [[this.params, 331264, 216320], [this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 22: fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
-    group("attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 23: %115 blocks.1.attn.attention0 vector_transformer.mt:62
+    group("attention_out_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 23: %115 blocks.1.attn.attention0 vector_transformer.mt:62
     group("fused_3ops_f8479528f2", [[this.act[12], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 24: fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
     group("matmul_1024x64_64x64", [[this.act[30], 0, 262144], [this.params, 331520, 16384], [this.act[31], 0, 262144]]); // 25: %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
     group("fused_10ops_3b1e0306ce", [[this.params, 347904, 199680], [this.act[20], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 26: fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[35], 0, 262144], [this.params, 348416, 65536], [this.act[17], 0, 1048576]]); // 27: %131 blocks.1.up.matmul0 vector_transformer.mt:47
     group("fused_3ops_abe7167613", [[this.params, 413952, 133632], [this.act[17], 0, 1048576], [this.act[36], 0, 1048576], [this.act[37], 0, 1048576], [this.step, 0, 16]]); // 28: fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[37], 0, 1048576], [this.params, 414976, 65536], [this.act[31], 0, 262144]]); // 29: %136 blocks.1.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_5c50be8281", [[this.params, 480512, 67072], [this.act[32], 0, 262144], [this.act[31], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 30: fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    group("fused_11ops_4fc95db9c3", [[this.params, 480512, 67072], [this.act[32], 0, 262144], [this.act[31], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16], [this.keys, 768, 16]]); // 30: fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[41], 0, 262144], [this.params, 481024, 65536], [this.act[17], 0, 1048576]]); // 31: %149 head.matmul0 vector_transformer.mt:47
     group("fused_1ops_60af686166", [[this.params, 546560, 1024], [this.act[17], 0, 1048576], [this.act[42], 0, 1048576], [this.step, 0, 16]]); // 32: fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
     group("cross_entropy_16x64x256_16x64i", [[this.act[42], 0, 1048576], [this.targets, 0, 4096], [this.act[43], 0, 4]]); // 33: %152 loss.cross_entropy0 vector_transformer.mt:84
@@ -286,7 +286,7 @@ export class Program {
     group("matmul_64x1024_1024x256", [[this.act[45], 0, 262144], [this.act[17], 0, 1048576], [this.grads, 481024, 65536]]); // 39: %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
     group("fused_2ops_9ae5e11589", [[this.params, 480768, 66816], [this.act[40], 0, 262144], [this.act[31], 0, 262144], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 40: fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[41], 0, 262144], [this.grads, 480768, 256]]); // 41: %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_f98a610b8d", [[this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16]]); // 42: fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("fused_15ops_18f54b0c4a", [[this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16], [this.keys, 768, 16]]); // 42: fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
     group("sum_a01_16x64x64", [[this.act[31], 0, 262144], [this.grads, 480512, 256]]); // 43: %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_256x64", [[this.params, 414976, 65536], [this.act[44], 0, 65536]]); // 44: %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[31], 0, 262144], [this.act[44], 0, 65536], [this.act[17], 0, 1048576]]); // 45: %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
@@ -306,9 +306,9 @@ export class Program {
     group("matmul_1024x64_64x64", [[this.act[35], 0, 262144], [this.act[47], 0, 16384], [this.act[45], 0, 262144]]); // 59: %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[30], 0, 262144], [this.act[35], 0, 262144], [this.grads, 331520, 16384]]); // 60: %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
     group("fused_3ops_79e3d81772", [[this.act[12], 0, 262144], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.step, 0, 16]]); // 61: fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
-    group("attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16]]); // 62: %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
-    group("attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 63: %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
-    group("attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 64: %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
+    group("attention_dq_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 62: %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
+    group("attention_dk_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.act[30], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 63: %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
+    group("attention_dv_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 64: %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
     group("fused_2ops_f8479528f2", [[this.act[23], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 65: fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
     group("sum_a01_16x64x64", [[this.act[45], 0, 262144], [this.grads, 331264, 256]]); // 66: %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 314880, 16384], [this.act[29], 0, 16384]]); // 67: %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
@@ -326,7 +326,7 @@ export class Program {
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.grads, 281600, 16384]]); // 79: %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
     group("fused_3ops_eb35ba98fa", [[this.params, 281344, 266240], [this.act[22], 0, 262144], [this.act[45], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 80: fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
     group("sum_a01_16x64x64", [[this.act[24], 0, 262144], [this.grads, 281344, 256]]); // 81: %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_16ops_d6ae3bcadb", [[this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 82: fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("fused_16ops_0b674e26ca", [[this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16], [this.keys, 256, 16]]); // 82: fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
     group("sum_a01_16x64x64", [[this.act[30], 0, 262144], [this.grads, 281088, 256]]); // 83: %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_256x64", [[this.params, 215552, 65536], [this.act[44], 0, 65536]]); // 84: %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[30], 0, 262144], [this.act[44], 0, 65536], [this.act[46], 0, 1048576]]); // 85: %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
@@ -346,9 +346,9 @@ export class Program {
     group("matmul_1024x64_64x64", [[this.act[16], 0, 262144], [this.act[29], 0, 16384], [this.act[26], 0, 262144]]); // 99: %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[11], 0, 262144], [this.act[16], 0, 262144], [this.grads, 132096, 16384]]); // 100: %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
     group("fused_3ops_79e3d81772", [[this.act[5], 0, 262144], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.step, 0, 16]]); // 101: fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
-    group("attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16]]); // 102: %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
-    group("attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[11], 0, 262144], [this.step, 0, 16]]); // 103: %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
-    group("attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16]]); // 104: %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
+    group("attention_dq_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 102: %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
+    group("attention_dk_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[11], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 103: %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
+    group("attention_dv_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 104: %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
     group("fused_2ops_f8479528f2", [[this.act[3], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 105: fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
     group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 131840, 256]]); // 106: %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 115456, 16384], [this.act[10], 0, 16384]]); // 107: %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
@@ -395,14 +395,14 @@ export class Program {
     this.run(pass, "matmul_1024x64_64x64", 5, 4, 1, 1); // %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
     this.run(pass, "attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", 6, 64, 1, 1); // %62 blocks.0.attn.attention_lse0 vector_transformer.mt:61
     this.run(pass, "fused_2ops_3c6a26ef51", 7, 16, 1, 1); // fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
-    this.run(pass, "attention_out_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", 8, 64, 1, 1); // %63 blocks.0.attn.attention0 vector_transformer.mt:62
+    this.run(pass, "attention_out_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", 8, 64, 1, 1); // %63 blocks.0.attn.attention0 vector_transformer.mt:62
     this.run(pass, "fused_3ops_f8479528f2", 9, 16, 1, 1); // fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
     this.run(pass, "matmul_1024x64_64x64", 10, 4, 1, 1); // %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_10ops_3b1e0306ce", 11, 16, 1, 1); // fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 12, 16, 1, 1); // %79 blocks.0.up.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_3ops_abe7167613", 13, 16, 1, 1); // fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 14, 4, 1, 1); // %84 blocks.0.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_1eb6215124", 15, 16, 1, 1); // fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_83189c80bd", 15, 16, 1, 1); // fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 16, 4, 1, 1); // %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_3ops_2b8f638177", 17, 16, 1, 1); // fused %99..%102 blocks.1.attn.q.add0 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 18, 4, 1, 1); // %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
@@ -410,14 +410,14 @@ export class Program {
     this.run(pass, "matmul_1024x64_64x64", 20, 4, 1, 1); // %109 blocks.1.attn.v.matmul0 vector_transformer.mt:47
     this.run(pass, "attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", 21, 64, 1, 1); // %114 blocks.1.attn.attention_lse0 vector_transformer.mt:61
     this.run(pass, "fused_2ops_3c6a26ef51", 22, 16, 1, 1); // fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
-    this.run(pass, "attention_out_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", 23, 64, 1, 1); // %115 blocks.1.attn.attention0 vector_transformer.mt:62
+    this.run(pass, "attention_out_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", 23, 64, 1, 1); // %115 blocks.1.attn.attention0 vector_transformer.mt:62
     this.run(pass, "fused_3ops_f8479528f2", 24, 16, 1, 1); // fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
     this.run(pass, "matmul_1024x64_64x64", 25, 4, 1, 1); // %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_10ops_3b1e0306ce", 26, 16, 1, 1); // fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 27, 16, 1, 1); // %131 blocks.1.up.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_3ops_abe7167613", 28, 16, 1, 1); // fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 29, 4, 1, 1); // %136 blocks.1.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_5c50be8281", 30, 16, 1, 1); // fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_4fc95db9c3", 30, 16, 1, 1); // fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 31, 16, 1, 1); // %149 head.matmul0 vector_transformer.mt:47
     this.run(pass, "fused_1ops_60af686166", 32, 16, 1, 1); // fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
     this.run(pass, "cross_entropy_16x64x256_16x64i", 33, 1, 1, 1); // %152 loss.cross_entropy0 vector_transformer.mt:84
@@ -433,7 +433,7 @@ export class Program {
     this.run(pass, "matmul_64x1024_1024x256", 39, 4, 1, 1); // %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "fused_2ops_9ae5e11589", 40, 16, 1, 1); // fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 41, 1, 1, 1); // %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_f98a610b8d", 42, 16, 1, 1); // fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "fused_15ops_18f54b0c4a", 42, 16, 1, 1); // fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
     this.run(pass, "sum_a01_16x64x64", 43, 1, 1, 1); // %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_256x64", 44, 64, 1, 1); // %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 45, 16, 1, 1); // %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
@@ -453,9 +453,9 @@ export class Program {
     this.run(pass, "matmul_1024x64_64x64", 59, 4, 1, 1); // %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 60, 64, 1, 1); // %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "fused_3ops_79e3d81772", 61, 16, 1, 1); // fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
-    this.run(pass, "attention_dq_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 62, 64, 1, 1); // %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
-    this.run(pass, "attention_dk_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 63, 64, 1, 1); // %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
-    this.run(pass, "attention_dv_s0p25_p0p1_k2_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 64, 64, 1, 1); // %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
+    this.run(pass, "attention_dq_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 62, 64, 1, 1); // %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
+    this.run(pass, "attention_dk_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 63, 64, 1, 1); // %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
+    this.run(pass, "attention_dv_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 64, 64, 1, 1); // %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
     this.run(pass, "fused_2ops_f8479528f2", 65, 16, 1, 1); // fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
     this.run(pass, "sum_a01_16x64x64", 66, 1, 1, 1); // %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 67, 16, 1, 1); // %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
@@ -473,7 +473,7 @@ export class Program {
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 79, 64, 1, 1); // %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "fused_3ops_eb35ba98fa", 80, 16, 1, 1); // fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
     this.run(pass, "sum_a01_16x64x64", 81, 1, 1, 1); // %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_16ops_d6ae3bcadb", 82, 16, 1, 1); // fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "fused_16ops_0b674e26ca", 82, 16, 1, 1); // fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
     this.run(pass, "sum_a01_16x64x64", 83, 1, 1, 1); // %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_256x64", 84, 64, 1, 1); // %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 85, 16, 1, 1); // %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
@@ -493,9 +493,9 @@ export class Program {
     this.run(pass, "matmul_1024x64_64x64", 99, 4, 1, 1); // %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 100, 64, 1, 1); // %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
     this.run(pass, "fused_3ops_79e3d81772", 101, 16, 1, 1); // fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
-    this.run(pass, "attention_dq_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 102, 64, 1, 1); // %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
-    this.run(pass, "attention_dk_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 103, 64, 1, 1); // %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
-    this.run(pass, "attention_dv_s0p25_p0p1_k0_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 104, 64, 1, 1); // %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
+    this.run(pass, "attention_dq_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 102, 64, 1, 1); // %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
+    this.run(pass, "attention_dk_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 103, 64, 1, 1); // %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
+    this.run(pass, "attention_dv_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 104, 64, 1, 1); // %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
     this.run(pass, "fused_2ops_f8479528f2", 105, 16, 1, 1); // fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
     this.run(pass, "sum_a01_16x64x64", 106, 1, 1, 1); // %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 107, 16, 1, 1); // %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47

@@ -3,7 +3,7 @@
 // runtime's scheduler: it only runs one node at a time.
 import type { Graph, Node } from '../../compiler/ir.ts';
 import { numel } from '../../compiler/ir.ts';
-import { STEP_UNIFORM_BYTES, type Kernel } from '../../compiler/kernel.ts';
+import { keysUniformBytes, STEP_UNIFORM_BYTES, type Kernel } from '../../compiler/kernel.ts';
 import { emitKernel } from '../../compiler/wgsl/index.ts';
 import { acquireDevice, compileShader, gently as gentle, type Gpu } from '../../runtime/device.ts';
 
@@ -70,6 +70,15 @@ export class GpuExec {
       this.device.queue.writeBuffer(u, 0, new Uint32Array([s.seed >>> 0, s.step >>> 0, s.training ? 1 : 0, 0]));
       entries.push({ binding: inputs.length + 1, resource: { buffer: u } });
       owned.push(u);
+    }
+    if (kernel.keys?.length) {
+      // the dropout keys of the sites, as the program binds them per dispatch
+      const k = this.device.createBuffer({ size: keysUniformBytes(kernel.keys.length), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+      const words = new Uint32Array(keysUniformBytes(kernel.keys.length) / 4);
+      words.set(kernel.keys);
+      this.device.queue.writeBuffer(k, 0, words);
+      entries.push({ binding: inputs.length + 2, resource: { buffer: k } });
+      owned.push(k);
     }
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     return { pipeline, bindGroup, out, owned };

@@ -6,7 +6,7 @@
 // dispatch: 16 workgroups of 64 threads
 
 @group(0) @binding(0) var<storage, read> in0: array<f32>; // [16, 64, 8, 8]
-@group(0) @binding(1) var<storage, read> in1: array<f32>; // [8192, 8]
+@group(0) @binding(1) var<storage, read> in1: array<f32>; // [16, 64, 8, 8]
 @group(0) @binding(2) var<storage, read_write> out0: array<f32>; // [16, 64, 8, 8]
 
 struct StepParams {
