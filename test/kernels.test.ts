@@ -364,7 +364,8 @@ describe('kernels: attention', () => {
     { lead: [2, 2], L: 9, e: 8, f: 8, p: 0 },
     { lead: [1], L: 130, e: 40, f: 24, p: 0.1 },
     { lead: [2], L: 1, e: 3, f: 2, p: 0.5 },
-    { lead: [2], L: 70, e: 32, f: 12, p: 0.1 }, // rows of vec4s (multiples of 4, up to 32 floats)
+    { lead: [2], L: 70, e: 32, f: 12, p: 0.1 }, // rows of vec4s in registers (multiples of 4, up to 32 floats)
+    { lead: [1], L: 40, e: 33, f: 36, p: 0.1 }, // past 32 floats: arrays of f32 (e) and of vec4 (f)
   ];
   for (const { lead, L, e, f, p } of sizes)
     test(`lse, out, dq, dk, dv on [${lead}, ${L}, ${e}] x [${lead}, ${L}, ${f}], dropout ${p}`, async () => {

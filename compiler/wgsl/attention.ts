@@ -15,9 +15,9 @@ const WG = 64;
 /** Workgroup memory for the tiles, in floats (16 KiB: WebGPU's default limit). */
 const TILE_FLOATS = 4096;
 /**
- * A thread's own row vectors and accumulators up to this long are separate scalars and their
- * loops written out (registers); longer ones are arrays walked by loops the shader compiler
- * keeps rolled (on lavapipe an array indexed in a loop lives in memory).
+ * A thread's own row vectors and accumulators up to this long are separate variables (f32 or
+ * vec4) and their loops written out (registers); longer ones are arrays walked by loops the
+ * shader compiler keeps rolled (on lavapipe an array indexed in a loop lives in memory).
  */
 const UNROLL = 32;
 const LOWEST = f32Lit(-3.4028234663852886e38);
@@ -64,24 +64,25 @@ export function emitAttention(node: Node, graph: Graph, views?: ReadonlyMap<numb
   const drops = op.p > 0 && part !== 'lse'; // the log-sum-exp is of the scores before dropout
   const loop = (v: string, n: number, body: string[]): string[] => [`for (var ${v} = 0u; ${v} < ${u32Lit(n)} + z; ${v}++) {`, ...body.map((l) => `  ${l}`), '}'];
   /**
-   * A row of n floats as the thread holds it: n/4 vec4 registers when n is a multiple of 4 (a
+   * A row of n floats as the thread holds it: in units of vec4 when n is a multiple of 4 (a
    * tile row in workgroup memory is then n/4 vec4s, and a dot product or an update takes a
-   * quarter of the loads and instructions: attention `out` ran 1.9x faster on lavapipe), n
-   * scalar registers up to UNROLL, else an array walked by a loop.
+   * quarter of the loads and instructions: attention `out` ran 1.9x faster on lavapipe), else
+   * of f32; separate registers up to UNROLL floats, else an array walked by a loop.
    */
-  const lanes = (n: number): number => (n % 4 === 0 && n <= UNROLL ? 4 : 1);
+  const lanes = (n: number): number => (n % 4 === 0 ? 4 : 1);
   const units = (n: number): number => n / lanes(n);
   const ftype = (n: number): string => (lanes(n) === 4 ? 'vec4<f32>' : 'f32');
   /** Statements for the units 0 .. units(n)-1 of a row: `fn(index, reg)` with reg(name) the unit of a thread's own vector. */
   const each = (n: number, fn: (i: string, reg: (name: string) => string) => string[]): string[] =>
     n <= UNROLL
       ? Array.from({ length: units(n) }, (_, k) => fn(u32Lit(k), (name) => `${name}_${k}`)).flat()
-      : loop('x', n, fn('x', (name) => `${name}[x]`));
+      : loop('x', units(n), fn('x', (name) => `${name}[x]`));
   /** `a · b` of two units of an n-float row. */
   const dotOf = (n: number, a: string, b: string): string => (lanes(n) === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`);
   /** The element j (0 .. n-1) of a thread's own row `name` of n floats. */
-  const elem = (name: string, n: number, j: number): string => (n > UNROLL ? `${name}[${j}]` : lanes(n) === 4 ? `${name}_${j >> 2}[${j & 3}]` : `${name}_${j}`);
+  const elem = (name: string, n: number, j: number): string => (lanes(n) === 4 ? `${name}_${j >> 2}[${j & 3}]` : `${name}_${j}`);
   const vecDecl = (name: string, n: number, init: (i: string) => string): string[] => {
+    if (n > UNROLL && lanes(n) === 4) return [`var ${name}: array<vec4<f32>, ${n / 4}>;`, ...loop('x', n / 4, [`${name}[x] = vec4<f32>(${[0, 1, 2, 3].map((c) => init(c ? `x * 4u + ${c}u` : 'x * 4u')).join(', ')});`])];
     if (n > UNROLL) return [`var ${name}: array<f32, ${n}>;`, ...loop('x', n, [`${name}[x] = ${init('x')};`])];
     if (lanes(n) === 4) return Array.from({ length: n / 4 }, (_, k) => `var ${name}_${k} = vec4<f32>(${[0, 1, 2, 3].map((c) => init(u32Lit(4 * k + c))).join(', ')});`);
     return Array.from({ length: n }, (_, k) => `var ${name}_${k} = ${init(u32Lit(k))};`);
@@ -192,7 +193,11 @@ export function emitAttention(node: Node, graph: Graph, views?: ReadonlyMap<numb
     part === 'lse'
       ? [`out[${at('r')}] = m + log(l);`]
       : accWidth > UNROLL
-        ? each(accWidth, (i, reg) => [`out[(slice * ${u32Lit(L)} + r) * ${u32Lit(accWidth)} + ${i}] = ${part === 'dq' || part === 'dk' ? `${f32Lit(op.scale)} * ${reg('acc')}` : reg('acc')};`])
+        ? each(accWidth, (i, reg) =>
+            lanes(accWidth) === 4
+              ? [0, 1, 2, 3].map((c) => `out[(slice * ${u32Lit(L)} + r) * ${u32Lit(accWidth)} + ${i} * 4u + ${c}u] = ${part === 'dq' || part === 'dk' ? `${f32Lit(op.scale)} * ${reg('acc')}[${c}]` : `${reg('acc')}[${c}]`};`)
+              : [`out[(slice * ${u32Lit(L)} + r) * ${u32Lit(accWidth)} + ${i}] = ${part === 'dq' || part === 'dk' ? `${f32Lit(op.scale)} * ${reg('acc')}` : reg('acc')};`],
+          )
         : Array.from({ length: accWidth }, (_, j) => {
             const v = elem('acc', accWidth, j);
             return `out[(slice * ${u32Lit(L)} + r) * ${u32Lit(accWidth)} + ${u32Lit(j)}] = ${part === 'dq' || part === 'dk' ? `${f32Lit(op.scale)} * ${v}` : v};`;

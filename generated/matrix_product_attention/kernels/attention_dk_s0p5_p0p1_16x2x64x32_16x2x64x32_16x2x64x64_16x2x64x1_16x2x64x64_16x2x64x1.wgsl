@@ -38,7 +38,7 @@ fn counter_bits24(seed: u32, step: u32, key: u32, index: u32) -> u32 {
 }
 
 var<workgroup> qt: array<vec4<f32>, 256>;
-var<workgroup> gt: array<f32, 2048>;
+var<workgroup> gt: array<vec4<f32>, 512>;
 var<workgroup> lt: array<f32, 32>;
 var<workgroup> dt: array<f32, 32>;
 // dropout of score (i, j) at flat index f, as the dropout op draws it: 1/(1-p) kept, 0 dropped, 1 off training
@@ -71,9 +71,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var kr_5 = vec4<f32>(k[(slice * 64u + rr) * 32u + 20u], k[(slice * 64u + rr) * 32u + 21u], k[(slice * 64u + rr) * 32u + 22u], k[(slice * 64u + rr) * 32u + 23u]);
   var kr_6 = vec4<f32>(k[(slice * 64u + rr) * 32u + 24u], k[(slice * 64u + rr) * 32u + 25u], k[(slice * 64u + rr) * 32u + 26u], k[(slice * 64u + rr) * 32u + 27u]);
   var kr_7 = vec4<f32>(k[(slice * 64u + rr) * 32u + 28u], k[(slice * 64u + rr) * 32u + 29u], k[(slice * 64u + rr) * 32u + 30u], k[(slice * 64u + rr) * 32u + 31u]);
-  var vr: array<f32, 64>;
-  for (var x = 0u; x < 64u + z; x++) {
-    vr[x] = v[(slice * 64u + rr) * 64u + x];
+  var vr: array<vec4<f32>, 16>;
+  for (var x = 0u; x < 16u + z; x++) {
+    vr[x] = vec4<f32>(v[(slice * 64u + rr) * 64u + x * 4u], v[(slice * 64u + rr) * 64u + x * 4u + 1u], v[(slice * 64u + rr) * 64u + x * 4u + 2u], v[(slice * 64u + rr) * 64u + x * 4u + 3u]);
   }
   var acc_0 = vec4<f32>();
   var acc_1 = vec4<f32>();
@@ -91,9 +91,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let o = (slice * 64u + min(c, 63u)) * 32u + (x % 8u) * 4u;
       qt[x] = select(vec4<f32>(), vec4<f32>(q[o], q[o + 1u], q[o + 2u], q[o + 3u]), c < 64u);
     }
-    for (var x = lid; x < 2048u; x += 64u) {
-      let c = t0 + x / 64u;
-      gt[x] = select(0.0, g[(slice * 64u + min(c, 63u)) * 64u + x % 64u], c < 64u);
+    for (var x = lid; x < 512u; x += 64u) {
+      let c = t0 + x / 16u;
+      let o = (slice * 64u + min(c, 63u)) * 64u + (x % 16u) * 4u;
+      gt[x] = select(vec4<f32>(), vec4<f32>(g[o], g[o + 1u], g[o + 2u], g[o + 3u]), c < 64u);
     }
     for (var x = lid; x < 32u; x += 64u) {
       let c = t0 + x / 1u;
@@ -121,8 +122,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
           let p = exp(s - lt[jj]);
           let mk = mask_factor(stream, (slice * 64u + c) * 64u + r);
           var da = 0.0;
-          for (var x = 0u; x < 64u + z; x++) {
-            da += gt[jj * 64u + x] * vr[x];
+          for (var x = 0u; x < 16u + z; x++) {
+            da += dot(gt[jj * 16u + x], vr[x]);
           }
           let ds = p * (da * mk - dt[jj]);
           acc_0 += ds * qt[jj * 8u + 0u];

@@ -36,7 +36,7 @@ fn counter_bits24(seed: u32, step: u32, key: u32, index: u32) -> u32 {
 }
 
 var<workgroup> qt: array<vec4<f32>, 256>;
-var<workgroup> gt: array<f32, 2048>;
+var<workgroup> gt: array<vec4<f32>, 512>;
 var<workgroup> lt: array<f32, 32>;
 // dropout of score (i, j) at flat index f, as the dropout op draws it: 1/(1-p) kept, 0 dropped, 1 off training
 // (counter_bits24 of compiler/wgsl/common.ts with its index-free part, `stream`, computed once)
@@ -68,9 +68,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var kr_5 = vec4<f32>(k[(slice * 64u + rr) * 32u + 20u], k[(slice * 64u + rr) * 32u + 21u], k[(slice * 64u + rr) * 32u + 22u], k[(slice * 64u + rr) * 32u + 23u]);
   var kr_6 = vec4<f32>(k[(slice * 64u + rr) * 32u + 24u], k[(slice * 64u + rr) * 32u + 25u], k[(slice * 64u + rr) * 32u + 26u], k[(slice * 64u + rr) * 32u + 27u]);
   var kr_7 = vec4<f32>(k[(slice * 64u + rr) * 32u + 28u], k[(slice * 64u + rr) * 32u + 29u], k[(slice * 64u + rr) * 32u + 30u], k[(slice * 64u + rr) * 32u + 31u]);
-  var acc: array<f32, 64>;
-  for (var x = 0u; x < 64u + z; x++) {
-    acc[x] = 0.0;
+  var acc: array<vec4<f32>, 16>;
+  for (var x = 0u; x < 16u + z; x++) {
+    acc[x] = vec4<f32>();
   }
   let t_start = r0;
   let t_end = 64u;
@@ -80,9 +80,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let o = (slice * 64u + min(c, 63u)) * 32u + (x % 8u) * 4u;
       qt[x] = select(vec4<f32>(), vec4<f32>(q[o], q[o + 1u], q[o + 2u], q[o + 3u]), c < 64u);
     }
-    for (var x = lid; x < 2048u; x += 64u) {
-      let c = t0 + x / 64u;
-      gt[x] = select(0.0, g[(slice * 64u + min(c, 63u)) * 64u + x % 64u], c < 64u);
+    for (var x = lid; x < 512u; x += 64u) {
+      let c = t0 + x / 16u;
+      let o = (slice * 64u + min(c, 63u)) * 64u + (x % 16u) * 4u;
+      gt[x] = select(vec4<f32>(), vec4<f32>(g[o], g[o + 1u], g[o + 2u], g[o + 3u]), c < 64u);
     }
     for (var x = lid; x < 32u; x += 64u) {
       let c = t0 + x / 1u;
@@ -106,8 +107,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
           let p = exp(s - lt[jj]);
           let mk = mask_factor(stream, (slice * 64u + c) * 64u + r);
           let a = p * mk;
-          for (var x = 0u; x < 64u + z; x++) {
-            acc[x] += a * gt[jj * 64u + x];
+          for (var x = 0u; x < 16u + z; x++) {
+            acc[x] += a * gt[jj * 16u + x];
           }
         }
       }
@@ -115,8 +116,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
   }
   if (live) {
-    for (var x = 0u; x < 64u + z; x++) {
-      out[(slice * 64u + r) * 64u + x] = acc[x];
+    for (var x = 0u; x < 16u + z; x++) {
+      out[(slice * 64u + r) * 64u + x * 4u + 0u] = acc[x][0];
+      out[(slice * 64u + r) * 64u + x * 4u + 1u] = acc[x][1];
+      out[(slice * 64u + r) * 64u + x * 4u + 2u] = acc[x][2];
+      out[(slice * 64u + r) * 64u + x * 4u + 3u] = acc[x][3];
     }
   }
 }

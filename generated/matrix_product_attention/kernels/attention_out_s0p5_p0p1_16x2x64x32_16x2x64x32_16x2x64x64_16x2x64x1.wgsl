@@ -36,7 +36,7 @@ fn counter_bits24(seed: u32, step: u32, key: u32, index: u32) -> u32 {
 }
 
 var<workgroup> kt: array<vec4<f32>, 256>;
-var<workgroup> vt: array<f32, 2048>;
+var<workgroup> vt: array<vec4<f32>, 512>;
 // dropout of score (i, j) at flat index f, as the dropout op draws it: 1/(1-p) kept, 0 dropped, 1 off training
 // (counter_bits24 of compiler/wgsl/common.ts with its index-free part, `stream`, computed once)
 fn mask_factor(stream: u32, f: u32) -> f32 {
@@ -68,9 +68,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var qr_6 = vec4<f32>(q[(slice * 64u + rr) * 32u + 24u], q[(slice * 64u + rr) * 32u + 25u], q[(slice * 64u + rr) * 32u + 26u], q[(slice * 64u + rr) * 32u + 27u]);
   var qr_7 = vec4<f32>(q[(slice * 64u + rr) * 32u + 28u], q[(slice * 64u + rr) * 32u + 29u], q[(slice * 64u + rr) * 32u + 30u], q[(slice * 64u + rr) * 32u + 31u]);
   let lse_r = lse[slice * 64u + rr];
-  var acc: array<f32, 64>;
-  for (var x = 0u; x < 64u + z; x++) {
-    acc[x] = 0.0;
+  var acc: array<vec4<f32>, 16>;
+  for (var x = 0u; x < 16u + z; x++) {
+    acc[x] = vec4<f32>();
   }
   let t_start = 0u;
   let t_end = min(r0 + 64u, 64u);
@@ -80,9 +80,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let o = (slice * 64u + min(c, 63u)) * 32u + (x % 8u) * 4u;
       kt[x] = select(vec4<f32>(), vec4<f32>(k[o], k[o + 1u], k[o + 2u], k[o + 3u]), c < 64u);
     }
-    for (var x = lid; x < 2048u; x += 64u) {
-      let c = t0 + x / 64u;
-      vt[x] = select(0.0, v[(slice * 64u + min(c, 63u)) * 64u + x % 64u], c < 64u);
+    for (var x = lid; x < 512u; x += 64u) {
+      let c = t0 + x / 16u;
+      let o = (slice * 64u + min(c, 63u)) * 64u + (x % 16u) * 4u;
+      vt[x] = select(vec4<f32>(), vec4<f32>(v[o], v[o + 1u], v[o + 2u], v[o + 3u]), c < 64u);
     }
     workgroupBarrier();
     if (live) {
@@ -102,8 +103,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
           let p = exp(s - lse_r);
           let mk = mask_factor(stream, (slice * 64u + r) * 64u + c);
           let a = p * mk;
-          for (var x = 0u; x < 64u + z; x++) {
-            acc[x] += a * vt[jj * 64u + x];
+          for (var x = 0u; x < 16u + z; x++) {
+            acc[x] += a * vt[jj * 16u + x];
           }
         }
       }
@@ -111,8 +112,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
   }
   if (live) {
-    for (var x = 0u; x < 64u + z; x++) {
-      out[(slice * 64u + r) * 64u + x] = acc[x];
+    for (var x = 0u; x < 16u + z; x++) {
+      out[(slice * 64u + r) * 64u + x * 4u + 0u] = acc[x][0];
+      out[(slice * 64u + r) * 64u + x * 4u + 1u] = acc[x][1];
+      out[(slice * 64u + r) * 64u + x * 4u + 2u] = acc[x][2];
+      out[(slice * 64u + r) * 64u + x * 4u + 3u] = acc[x][3];
     }
   }
 }
