@@ -325,14 +325,15 @@ def bench(args, pos_rows):
             kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA) or None
         except Exception as e:  # the profiler is a nicety: the timing does not depend on it
             print(f"kernel count unavailable: {e}", file=sys.stderr)
-    round_s = []
+    round_s, cpu_s = [], []
     for r in range(args.rounds):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         base = args.warmup_steps + r * args.steps
         timed = [step(base + i) for i in range(args.steps)]
         losses += [float(v) for v in torch.stack(timed).cpu()]  # reads back: synchronises
         sync()
         round_s.append((time.perf_counter() - t0) / args.steps)
+        cpu_s.append((time.process_time() - c0) / args.steps)  # every thread of the process
     step_s = min(round_s)
     vals = [float(v) for v in losses]
     if dev.type == "cuda":
@@ -347,7 +348,7 @@ def bench(args, pos_rows):
         "config": {k: getattr(args, k) for k in ("d", "heads", "blocks", "T", "K", "ctx", "batch", "vocab", "dropout",
                                                   "lr", "wd", "clip", "seed", "head")} | {"pos_rows": pos_rows},
         "warmup_steps": args.warmup_steps, "steps": args.steps, "rounds": args.rounds,
-        "step_s": step_s, "round_step_s": round_s, "tokens_per_step": tokens, "tokens_per_s": tokens / step_s,
+        "step_s": step_s, "round_step_s": round_s, "cpu_step_s": min(cpu_s), "tokens_per_step": tokens, "tokens_per_s": tokens / step_s,
         "kernels_per_step": kernels, "peak_bytes": peak, "peak_kind": peak_kind,
         "loss_first": vals[0], "loss_last": vals[-1], "finite": all(math.isfinite(v) for v in vals),
     }), flush=True)

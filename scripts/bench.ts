@@ -69,6 +69,12 @@ export interface Result {
   step_s: number;
   /** seconds per step of every round */
   round_step_s: number[];
+  /**
+   * CPU seconds per step of the round with the least (every thread of the process: under
+   * lavapipe the kernels run in it; PyTorch on the CPU likewise). Steadier than wall time on a
+   * shared machine, where other tenants take cores; null where not measured.
+   */
+  cpu_step_s: number | null;
   kernels_per_step: number | null;
   /** mtc: every device buffer the program allocates; PyTorch: see peak_kind */
   peak_bytes: number | null;
@@ -171,11 +177,15 @@ async function benchMtc(gpu: Gpu, name: string, cfg: BenchConfig, fused: boolean
     const warmupS = (t1 - tw) / 1000;
     const timed: number[] = [];
     const roundS: number[] = [];
+    const cpuS: number[] = [];
     for (let r = 0, i = cfg.warmup; r < cfg.rounds; r++) {
       const tr0 = performance.now();
+      const c0 = process.cpuUsage();
       for (let k = 0; k < cfg.steps; k++, i++) session.trainStep(batches[i], i, lr, seed);
       timed.push(...(await session.readLosses()));
+      const c = process.cpuUsage(c0);
       roundS.push((performance.now() - tr0) / 1000 / cfg.steps);
+      cpuS.push((c.user + c.system) / 1e6 / cfg.steps);
     }
     const stepS = Math.min(...roundS);
     let prof: Profile | undefined;
@@ -200,6 +210,7 @@ async function benchMtc(gpu: Gpu, name: string, cfg: BenchConfig, fused: boolean
       tokens_per_s: tokens / stepS,
       step_s: stepS,
       round_step_s: roundS,
+      cpu_step_s: Math.min(...cpuS),
       kernels_per_step: kernels,
       peak_bytes: mem.total,
       peak_kind: 'allocated total of the plan (activation buffers reused by liveness)',
@@ -279,6 +290,7 @@ function benchTorch(py: string, name: string, c: Compiled, flops: FlopCount, cfg
     tokens_per_s: o.tokens_per_s,
     step_s: o.step_s,
     round_step_s: o.round_step_s,
+    cpu_step_s: typeof o.cpu_step_s === 'number' ? o.cpu_step_s : null,
     kernels_per_step: o.kernels_per_step,
     peak_bytes: o.peak_bytes,
     peak_kind: o.peak_kind,
@@ -302,13 +314,14 @@ const fmt = (x: number | null | undefined, digits = 0): string => (x === null ||
 const mib = (b: number | null): string => (b === null ? '—' : fmt(b / 2 ** 20, 1));
 
 function table(results: Result[]): string {
-  const head = ['config', 'impl', 'fusion', 'tokens/s', 'ms/step', 'kernels/step', 'peak MiB', 'GFLOP/s', 'GFLOP/step', '× PyTorch'];
+  const head = ['config', 'impl', 'fusion', 'tokens/s', 'ms/step', 'CPU ms/step', 'kernels/step', 'peak MiB', 'GFLOP/s', 'GFLOP/step', '× PyTorch'];
   const rows = results.map((r) => [
     r.config,
     r.impl,
     r.fused === null ? '—' : r.fused ? 'on' : 'off',
     fmt(r.tokens_per_s, r.tokens_per_s < 100 ? 2 : 0),
     fmt(r.step_s * 1000, 1),
+    fmt(r.cpu_step_s === null ? null : r.cpu_step_s * 1000, 1),
     fmt(r.kernels_per_step),
     mib(r.peak_bytes) + (r.impl === 'pytorch' && !/cuda/.test(r.peak_kind) ? ' (RSS)' : ''),
     fmt(r.gflops, 2),
