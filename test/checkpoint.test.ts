@@ -35,3 +35,18 @@ test('checkpointing keeps only what crosses block boundaries: saved values and d
   assert.ok(saved[1] * 4 < saved[0], `forward floats read by the backward pass: ${saved[0]} stored, ${saved[1]} checkpointed`);
   assert.ok(bytes(ckpt) * 2 < bytes(plain), `activation buffers: ${bytes(plain)} bytes stored, ${bytes(ckpt)} checkpointed`);
 });
+
+test('a fused, checkpointed plan stays near the unfused one: weight gradients never wait past a later addend', () => {
+  // A weight shared by T iterations gets one gradient contribution per use, accumulated by
+  // adds. A contraction fused with the add of a contribution computed after it would run where
+  // that add is, keeping its operands (a recomputed block's values) alive through a whole
+  // iteration of the backward pass: 3.1x the unfused plan here before the rule, 1.18x after.
+  const big = { ...sets, d: '8', heads: '2', n_blocks: '4', T: '4', ctx: '32', pos_rows: '32', batch: '4', checkpoint: '1' };
+  const fused = compile(model, { sets: big });
+  const unfused = compile(model, { sets: big, fuse: false });
+  const bytes = (c: typeof fused) => c.plan.buffers.reduce((s, b) => s + b.bytes, 0);
+  assert.ok(bytes(fused) < 1.5 * bytes(unfused), `activation buffers: fused ${bytes(fused)} bytes, unfused ${bytes(unfused)}`);
+  for (const gr of fused.plan.groups) {
+    if (gr.kind === 'contract' && gr.addend !== undefined) assert.ok(gr.addend < gr.product, `contraction %${gr.node} adds %${gr.addend}, computed after its product %${gr.product}`);
+  }
+});

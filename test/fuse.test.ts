@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { compile } from '../compiler/pipeline.ts';
-import { fuseGraph, liveNodes, operandRead, tokenSplit, FUSE_DEFAULTS } from '../compiler/fuse.ts';
+import { fuseGraph, liveNodes, operandRead, tokenSplit, FUSE_DEFAULTS, MAX_BLOCK_FLOATS } from '../compiler/fuse.ts';
+import { numel } from '../compiler/ir.ts';
 import { Rng } from '../compiler/rng.ts';
 import { interpret } from '../compiler/interp.ts';
 import { initParams } from '../runtime/init.ts';
@@ -70,6 +71,27 @@ test('fusion splits regions to bind no more storage buffers than the device allo
   };
   const [four, eight, sixteen] = [dispatches(4), dispatches(8), dispatches(16)];
   assert.ok(four > eight && eight > sixteen, `dispatches with 4, 8, 16 bindings: ${four}, ${eight}, ${sixteen}`);
+});
+
+test('tiny, with the 16 storage buffers lavapipe allows: at least 5x fewer dispatches than one kernel per primitive', () => {
+  // issue #5's target; weight gradients that read a region wait for it to close rather than
+  // splitting it (281 dispatches before, 261 after)
+  const count = (fuse: boolean) => {
+    const c = compile(path.join(modelsDir, 'matrix_thinker.mt'), { preset: 'tiny', fuse, maxStorageBuffers: 16 });
+    return c.plan.forward.length + c.plan.backward.length + 3; // + the optimizer's three
+  };
+  const [fused, unfused] = [count(true), count(false)];
+  assert.ok(fused * 5 <= unfused, `fused ${fused} dispatches a step, unfused ${unfused}`);
+});
+
+test('token blocks past MAX_BLOCK_FLOATS are not fused into regions', () => {
+  const c = compile(path.join(modelsDir, 'matrix_thinker.mt'), { sets: { ...sets, d: '32', heads: '2' } }); // 32 x 32 = 1024 floats a block
+  const tokens = 3 * 7;
+  const regions = c.plan.groups.filter((gr) => gr.kind === 'region');
+  assert.ok(MAX_BLOCK_FLOATS < 1024);
+  for (const r of regions) for (const m of r.members) if (r.modes.get(m) === 'tok') assert.ok(numel(c.graph.nodes[m].shape) / tokens < 1024, `%${m} ${c.graph.nodes[m].op.kind} [${c.graph.nodes[m].shape}] in a region`);
+  assert.ok(c.plan.groups.some((gr) => gr.kind === 'node' && c.graph.nodes[gr.node].op.kind === 'binary' && numel(c.graph.nodes[gr.node].shape) === tokens * 1024), 'elementwise ops on 32 x 32 blocks have kernels of their own');
+  assert.ok(c.plan.groups.some((gr) => gr.kind === 'contract'), 'weight gradients are still contractions');
 });
 
 test('fused region kernels say what they fuse and where it comes from', () => {
