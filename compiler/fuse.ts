@@ -393,7 +393,8 @@ export function fuseGraph(g: Graph, opts: FuseOptions = {}): Group[] {
     if (n.id === backwardStart) close();
     const epilogue = sumAdds.get(n.id);
     const contraction = contractions.get(n.id);
-    const reads = epilogue ? [g.nodes[epilogue.sum].inputs[0], epilogue.addend] : contraction ? [contraction.a.node, contraction.b.node, ...(contraction.addend === undefined ? [] : [contraction.addend])] : n.inputs;
+    const viewSources = [...(attentionViews.get(n.id)?.values() ?? [])].map((v) => v.node); // memory read in place
+    const reads = epilogue ? [g.nodes[epilogue.sum].inputs[0], epilogue.addend] : contraction ? [contraction.a.node, contraction.b.node, ...(contraction.addend === undefined ? [] : [contraction.addend])] : [...n.inputs, ...viewSources];
     if (pending.length && reads.some((i) => pendingIds.has(i))) close();
     if (epilogue) {
       after({ kind: 'node', node: n.id, sum: { sum: epilogue.sum, addend: epilogue.addend }, absorbed: epilogue.absorbed }, n.id, reads);

@@ -34,16 +34,15 @@ const KEY_RECORD_BYTES = 256;
  * a record per distinct list of keys at a multiple of 256 bytes, written once when the program
  * is created. `offsets`: list (keys joined by commas) -> byte offset of its record.
  */
-export function dropoutKeyRecords(plan: Plan): { offsets: Map<string, number>; words: number[] } {
+export function dropoutKeyRecords(plan: Plan): { offsets: Map<string, number>; bytes: number } {
   const offsets = new Map<string, number>();
-  const words: number[] = [];
+  let bytes = 0;
   for (const d of [...plan.setup, ...plan.forward, ...plan.backward]) {
     if (!d.keys || offsets.has(d.keys.join(','))) continue;
-    offsets.set(d.keys.join(','), words.length * 4);
-    const record = Math.ceil(keysUniformBytes(d.keys.length) / KEY_RECORD_BYTES) * KEY_RECORD_BYTES;
-    words.push(...d.keys, ...new Array<number>(record / 4 - d.keys.length).fill(0));
+    offsets.set(d.keys.join(','), bytes);
+    bytes += Math.ceil(keysUniformBytes(d.keys.length) / KEY_RECORD_BYTES) * KEY_RECORD_BYTES;
   }
-  return { offsets, words };
+  return { offsets, bytes };
 }
 
 const slotExpr = (s: Slot): string => {
@@ -110,7 +109,7 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
   });
 
   const outSlot = (s: Slot) => slotExpr(s);
-  const { offsets: keyRecords, words: keyWords } = dropoutKeyRecords(plan);
+  const { offsets: keyRecords, bytes: keyBytes } = dropoutKeyRecords(plan);
   const groups: Array<{ kernel: string; bindings: string[]; note: string }> = [];
   // Bind groups are numbered in dispatch order (setup, forward, backward, optimizer); the
   // lines are built first because ts-morph writes the constructor before the methods.
@@ -176,8 +175,12 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
           w.writeLine(`this.targets = buf('targets', ${meta.train.batch * meta.train.ctx * 4});`);
           w.writeLine(`this.step = buf('step', ${STEP_UNIFORM_BYTES}, U);`);
           w.writeLine(`this.opt = buf('opt', ${OPT_UNIFORM_BYTES}, U);`);
-          w.writeLine(`this.keys = buf('keys', ${keyWords.length * 4}, U);`);
-          if (keyWords.length) w.writeLine(`device.queue.writeBuffer(this.keys, 0, new Uint32Array([${keyWords.join(', ')}]));`);
+          w.writeLine(`this.keys = buf('keys', ${keyBytes}, U);`);
+          if (keyRecords.size) {
+            w.writeLine('// the dropout keys of each list of sites, at its byte offset');
+            w.writeLine(`const keyRecords: Array<[number, number[]]> = [${[...keyRecords].map(([list, at]) => `[${at}, [${list}]]`).join(', ')}];`);
+            w.writeLine('for (const [offset, keys] of keyRecords) device.queue.writeBuffer(this.keys, offset, new Uint32Array(keys));');
+          }
           w.writeLine(`this.partials = buf('partials', ${parts * 4});`);
           w.writeLine(`this.norm = buf('norm', 16);`);
           w.writeLine('this.act = [');

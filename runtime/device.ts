@@ -2,6 +2,7 @@
 // there is one, Mesa's software Vulkan (lavapipe) elsewhere (see README, "Setup").
 import { create, globals } from 'webgpu';
 import { MtcError } from '../compiler/diagnostics.ts';
+import { holdGently } from './wait.ts';
 
 Object.assign(globalThis, globals);
 
@@ -103,13 +104,13 @@ export async function acquireDevice(opts: { timestamps?: boolean } = {}): Promis
       process.exit(1);
     }, LOST_EXIT_MS);
   });
-  const settle = async <T>(pending: Promise<T>, doing: string): Promise<T> => {
-    const work = gently(pending);
+  const settle = async <T>(work: Promise<T>, doing: string): Promise<T> => {
     work.catch(() => {}); // once the device is lost, work's own rejection is expected
     if (lostInfo) throw deviceLostError(lostInfo, doing);
     let fail!: (info: GPUDeviceLostInfo) => void;
     const onLoss = new Promise<never>((_, reject) => (fail = (info) => reject(deviceLostError(info, doing))));
     waiters.add(fail);
+    const release = holdGently(); // released however the wait ends, a lost device included
     try {
       return await Promise.race([work, onLoss]);
     } catch (e) {
@@ -122,6 +123,7 @@ export async function acquireDevice(opts: { timestamps?: boolean } = {}): Promis
       if (lostInfo) throw deviceLostError(lostInfo, doing);
       throw e;
     } finally {
+      release();
       waiters.delete(fail);
     }
   };
@@ -146,29 +148,6 @@ export async function acquireDevice(opts: { timestamps?: boolean } = {}): Promis
     },
   };
 }
-
-/**
- * Awaits a promise of the device's (mapAsync, onSubmittedWorkDone, popErrorScope) without
- * starving the driver. While one is pending, Dawn's binding re-posts itself with setImmediate
- * and spins a JS thread at 100%: under lavapipe, which runs kernels on the same CPU cores, that
- * took a core from the kernels (shared/gpu.md). After 2 ms of spinning, re-posts go through
- * setTimeout instead, until the last of the waits in flight settles.
- */
-export async function gently<T>(p: Promise<T>): Promise<T> {
-  if (waiting++ === 0) {
-    const since = performance.now();
-    const original = (plainSetImmediate = globalThis.setImmediate);
-    globalThis.setImmediate = ((fn: (...args: unknown[]) => void, ...args: unknown[]) =>
-      performance.now() - since < 2 ? original(fn, ...args) : setTimeout(fn, 0, ...args)) as unknown as typeof setImmediate;
-  }
-  try {
-    return await p;
-  } finally {
-    if (--waiting === 0 && plainSetImmediate) globalThis.setImmediate = plainSetImmediate;
-  }
-}
-let waiting = 0;
-let plainSetImmediate: typeof setImmediate | undefined;
 
 /** Compile WGSL and fail loudly on any error (Dawn can otherwise skip a bad shader silently). */
 export async function compileShader(device: GPUDevice, code: string, label: string): Promise<GPUShaderModule> {

@@ -72,7 +72,8 @@ export interface Result {
   /**
    * CPU seconds per step of the round with the least (every thread of the process: under
    * lavapipe the kernels run in it; PyTorch on the CPU likewise). Steadier than wall time on a
-   * shared machine, where other tenants take cores; null where not measured.
+   * shared machine, where other tenants take cores; null where not measured. On a GPU it is
+   * host time only, and not comparable across implementations (PyTorch busy-waits on CUDA).
    */
   cpu_step_s: number | null;
   kernels_per_step: number | null;
@@ -112,7 +113,7 @@ export function allocatedBytes(c: Compiled): { total: number; arenas: number; ac
   const arenas = 4 * buf(c.plan.arenaFloats * 4);
   const activations = c.plan.buffers.reduce((a, b) => a + buf(b.bytes), 0);
   const io = 2 * buf(c.train.batch * c.train.ctx * 4);
-  const keys = buf(dropoutKeyRecords(c.plan).words.length * 4);
+  const keys = buf(dropoutKeyRecords(c.plan).bytes);
   const small = buf(STEP_UNIFORM_BYTES) + buf(OPT_UNIFORM_BYTES) + keys + buf(partialCount(c.plan.arenaFloats) * 4) + buf(16) + SESSION_LOG_BYTES;
   return { total: arenas + activations + io + small, arenas, activations, io, small };
 }

@@ -5,7 +5,8 @@ import type { Graph, Node } from '../../compiler/ir.ts';
 import { numel } from '../../compiler/ir.ts';
 import { keysUniformBytes, STEP_UNIFORM_BYTES, type Kernel } from '../../compiler/kernel.ts';
 import { emitKernel } from '../../compiler/wgsl/index.ts';
-import { acquireDevice, compileShader, gently as gentle, type Gpu } from '../../runtime/device.ts';
+import { acquireDevice, compileShader, type Gpu } from '../../runtime/device.ts';
+import { gently as gentle } from '../../runtime/wait.ts';
 
 export type HostArray = Float32Array | Int32Array;
 

@@ -1,7 +1,7 @@
-// Waiting on the device without taking a CPU core from it (runtime/device.ts, `gently`).
+// Waiting on the device without taking a CPU core from it (runtime/wait.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { gently } from '../runtime/device.ts';
+import { gently, holdGently } from '../runtime/wait.ts';
 
 const later = <T>(ms: number, v: T): Promise<T> => new Promise((r) => setTimeout(() => r(v), ms));
 
@@ -35,4 +35,30 @@ test('overlapping waits restore setImmediate only when the last settles, rejecti
   assert.notEqual(globalThis.setImmediate, original, 'restored while a wait was still pending');
   assert.equal(await b, 2);
   assert.equal(globalThis.setImmediate, original);
+});
+
+test('a wait released before its promise settles (a lost device) takes the hook off; a deferred re-post can be cleared', async () => {
+  const original = globalThis.setImmediate;
+  const release = holdGently();
+  await later(5, 0);
+  // past the spin window: a deferred re-post, cancelled through clearImmediate, never runs,
+  // and later immediates still do
+  let ran = false;
+  globalThis.clearImmediate(globalThis.setImmediate(() => (ran = true)));
+  release();
+  release(); // idempotent
+  assert.equal(globalThis.setImmediate, original);
+  await later(5, 0);
+  assert.equal(ran, false);
+  assert.equal(await new Promise((r) => setImmediate(() => r('after'))), 'after');
+});
+
+test('a setImmediate replaced during a wait is left in place when the wait ends', async () => {
+  const original = globalThis.setImmediate;
+  const release = holdGently();
+  const mine = ((fn: () => void) => original(fn)) as unknown as typeof setImmediate;
+  globalThis.setImmediate = mine;
+  release();
+  assert.equal(globalThis.setImmediate, mine);
+  globalThis.setImmediate = original;
 });
