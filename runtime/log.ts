@@ -15,6 +15,8 @@ export class RunLog {
   private readonly t0 = performance.now();
   /** Reference point for tokens/s: the last logged step and when it was logged. */
   private mark: { step: number; time: number };
+  /** Where the pace for the ETA is measured from: the first training record (see etaSeconds). */
+  private paceFrom: { step: number; time: number } | undefined;
   private valBpb: number | undefined;
 
   /**
@@ -59,6 +61,7 @@ export class RunLog {
     this.mark = { step, time: now };
     this.write({ step, loss, lr, tokens_per_s: Math.round(tps), elapsed_s: this.elapsed(now), ...extra });
     const eta = fmtDuration(this.etaSeconds(step, now));
+    this.paceFrom ??= { step, time: now };
     if (this.bar) {
       this.bar.update(step, { loss: fmt(loss, 4), bpb: this.valBpb === undefined ? '-' : fmt(this.valBpb, 4), tps: Math.round(tps), etaStr: eta });
     } else {
@@ -105,10 +108,15 @@ export class RunLog {
     return Math.round((now - this.t0) / 10) / 100;
   }
 
-  /** Remaining time at the average pace of this process so far. */
-  private etaSeconds(step: number, now: number): number {
-    const done = step - this.startStep;
-    return done > 0 ? (((now - this.t0) / 1000) * (this.totalSteps - step)) / done : NaN;
+  /**
+   * Remaining time at the pace since the first training record (evaluations included), or
+   * before that since the start. The first steps pay for compiling the kernels once (a minute
+   * or more on a new machine under lavapipe), which is not the pace of the rest.
+   */
+  etaSeconds(step: number, now: number): number {
+    const from = this.paceFrom && step > this.paceFrom.step ? this.paceFrom : { step: this.startStep, time: this.t0 };
+    const done = step - from.step;
+    return done > 0 ? (((now - from.time) / 1000) * (this.totalSteps - step)) / done : NaN;
   }
 }
 
