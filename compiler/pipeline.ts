@@ -153,11 +153,14 @@ function describePlan(g: Graph, plan: Plan): string {
   return lines.join('\n');
 }
 
-/** Writes the compiled files to a folder, removing files there that are no longer produced. */
+/**
+ * Writes the compiled files to a folder, removing kernels (`kernels/*.wgsl` files) that are no
+ * longer produced; anything else there is left alone.
+ */
 export function writeCompiled(c: Compiled, outDir: string): void {
   makeDirs(path.join(outDir, 'kernels'));
-  for (const f of fs.readdirSync(path.join(outDir, 'kernels'))) {
-    if (!c.files.has(`kernels/${f}`)) fs.rmSync(path.join(outDir, 'kernels', f));
+  for (const f of fs.readdirSync(path.join(outDir, 'kernels'), { withFileTypes: true })) {
+    if (f.isFile() && f.name.endsWith('.wgsl') && !c.files.has(`kernels/${f.name}`)) fs.rmSync(path.join(outDir, 'kernels', f.name));
   }
   for (const [rel, text] of c.files) fs.writeFileSync(path.join(outDir, rel), text);
 }

@@ -109,14 +109,14 @@ export class RunLog {
   }
 
   /**
-   * Remaining time at the pace since the first training record (evaluations included), or
-   * before that since the start. The first steps pay for compiling the kernels once (a minute
-   * or more on a new machine under lavapipe), which is not the pace of the rest.
+   * Remaining time at the pace since the first training record (evaluations included); unknown
+   * ("?") until then. The first steps pay for compiling the kernels once (a minute or more on
+   * a new machine under lavapipe), which is not the pace of the rest.
    */
   etaSeconds(step: number, now: number): number {
-    const from = this.paceFrom && step > this.paceFrom.step ? this.paceFrom : { step: this.startStep, time: this.t0 };
-    const done = step - from.step;
-    return done > 0 ? (((now - from.time) / 1000) * (this.totalSteps - step)) / done : NaN;
+    const from = this.paceFrom;
+    const done = from ? step - from.step : 0;
+    return from && done > 0 ? (((now - from.time) / 1000) * (this.totalSteps - step)) / done : NaN;
   }
 }
 

@@ -45,6 +45,42 @@ export interface TrainResult {
   outDir: string;
 }
 
+/**
+ * A resumed run must train as the run it continues: the same model, hyperparameters, train
+ * section, data and seed as the config.json its first start wrote (only the number of steps
+ * may grow; the schedule ends at the new last step). Refuses with the settings that differ.
+ */
+function checkResumable(outDir: string, now: Record<string, unknown>): void {
+  const file = path.join(outDir, 'config.json');
+  if (!fs.existsSync(file)) return; // a run from before config.json: nothing to compare
+  let was: Record<string, unknown>;
+  try {
+    was = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    throw new MtcError(`--resume: ${file} is not valid JSON, so the run it describes cannot be checked; start a new run with --out`);
+  }
+  const withoutSteps = (x: unknown): unknown => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).filter(([k]) => k !== 'steps')) : x);
+  const diffs: string[] = [];
+  for (const key of ['model', 'data', 'val', 'seed', 'hypers', 'train'] as const) {
+    if (!(key in was)) continue;
+    const [a, b] = [withoutSteps(was[key]), withoutSteps(now[key])];
+    if (a && b && typeof a === 'object' && typeof b === 'object') {
+      const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+      for (const k of keys) {
+        const [x, y] = [(a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]];
+        const change = `${JSON.stringify(x)} -> ${JSON.stringify(y)}`;
+        // a train setting that follows a hyperparameter (lr = lr) is named once, as the hyperparameter
+        if (JSON.stringify(x) !== JSON.stringify(y) && !(key === 'train' && diffs.includes(`${k} ${change}`))) diffs.push(`${key === 'hypers' ? '' : `${key}.`}${k} ${change}`);
+      }
+    } else if (JSON.stringify(a) !== JSON.stringify(b)) diffs.push(`${key} ${JSON.stringify(a)} -> ${JSON.stringify(b)}`);
+  }
+  if (diffs.length)
+    throw new MtcError(
+      `--resume: the run in ${outDir} was trained with other settings (${diffs.slice(0, 6).join('; ')}${diffs.length > 6 ? `; and ${diffs.length - 6} more` : ''}); ` +
+        'resume with the settings it started with (only --steps may grow), or start a new run with --out',
+    );
+}
+
 export async function train(o: TrainOptions): Promise<TrainResult> {
   const gpu = await acquireDevice();
   try {
@@ -82,8 +118,10 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
   const bpb = (loss: number) => bitsPerByte(loss, evalBatches.length * cfg.batch * cfg.ctx, evalBatches.reduce((a, b) => a + b.bytes, 0));
 
   const codeDir = path.join(outDir, 'compiled');
+  const config = { file: o.file, preset: o.preset ?? null, sets: o.sets, data: o.data ?? cfg.data, val: o.val ?? null, steps, seed, model: compiled.modelName, hypers: compiled.hypers, train: { ...cfg, tokenizer: tokenizer.name } };
+  if (resumeFrom !== undefined) checkResumable(outDir, config);
   writeModule(compiled, codeDir);
-  fs.writeFileSync(path.join(outDir, 'config.json'), JSON.stringify({ file: o.file, preset: o.preset ?? null, sets: o.sets, data: o.data ?? cfg.data, val: o.val ?? null, steps, seed, model: compiled.modelName, hypers: compiled.hypers, train: { ...cfg, tokenizer: tokenizer.name } }, null, 2) + '\n');
+  fs.writeFileSync(path.join(outDir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
   if (resumeFrom === undefined) fs.rmSync(path.join(outDir, 'metrics.jsonl'), { force: true });
 
   const start = resumeFrom ?? 0;
@@ -103,6 +141,7 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
         `${compiled.plan.forward.length + compiled.plan.backward.length + 3} dispatches per step; ` +
         `train ${trainData.numWindows} windows of ${cfg.ctx + 1} tokens, val ${evalBatches.length} batches`,
     );
+    log.line('mtc: the driver compiles each kernel when it is first used (under software Vulkan a minute or more on a machine\'s first run; cached after)');
     session.initialise(seed);
     if (resumeFrom !== undefined) {
       const p = checkpointPaths(outDir, resumeFrom);

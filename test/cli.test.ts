@@ -130,6 +130,13 @@ test('a run killed with SIGKILL and resumed logs the same losses as an uninterru
   const a = losses(straight);
   const b = losses(killed);
   for (const step of [8, 10, 12]) assert.equal(b.get(step), a.get(step), `loss at step ${step}`);
+
+  // resuming with other settings is refused before anything is written; more steps are fine
+  const config = fs.readFileSync(path.join(killed, 'config.json'), 'utf8');
+  const other = spawnSync(process.execPath, [...args(killed), '--resume', '--steps', '14', '--seed', '5', '--set', 'lr=1'], { encoding: 'utf8' });
+  assert.equal(other.status, 1, other.stderr);
+  assert.match(other.stderr, /--resume: the run in .* was trained with other settings \(seed 0 -> 5; lr 0\.03 -> 1\); resume with the settings it started with/);
+  assert.equal(fs.readFileSync(path.join(killed, 'config.json'), 'utf8'), config);
 });
 
 test('a damaged checkpoint is refused with a clear error', async () => {

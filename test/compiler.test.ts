@@ -2,12 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { formatError, MtcError } from '../compiler/diagnostics.ts';
 import { loadProgram } from '../compiler/program.ts';
 import { resolveHypers, resolveTrain } from '../compiler/config.ts';
 import { lowerModel } from '../compiler/lower.ts';
-import { buildGraph } from '../compiler/pipeline.ts';
+import { buildGraph, compile, writeCompiled } from '../compiler/pipeline.ts';
 import { numel } from '../compiler/ir.ts';
 import { modelsDir, smallTrain, stdlibPath, tempModel } from './helpers/models.ts';
 
@@ -301,4 +302,17 @@ test('vector-collapse and 3D-attention models have the parameter counts of MODEL
     assert.equal(t.graph.observations.residual.length, 2);
     for (const id of t.graph.observations.residual) assert.deepEqual(t.graph.nodes[id].shape, [16, 64, 8, 8]);
   }
+});
+
+test('writing a compiled model removes stale kernels and leaves anything else in kernels/ alone', () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-write-'));
+  fs.mkdirSync(path.join(out, 'kernels', 'sub'), { recursive: true });
+  fs.writeFileSync(path.join(out, 'kernels', 'notes.txt'), 'mine');
+  fs.writeFileSync(path.join(out, 'kernels', 'old_kernel.wgsl'), '// from an earlier compile');
+  const c = compile(path.join(modelsDir, 'matrix_thinker.mt'), { sets: { d: '4', heads: '2', n_blocks: '1', T: '1', probes: '3', vocab: '11', ctx: '5', pos_rows: '5', batch: '2' } });
+  writeCompiled(c, out);
+  const kernels = fs.readdirSync(path.join(out, 'kernels'));
+  assert.ok(!kernels.includes('old_kernel.wgsl'), 'the stale kernel is removed');
+  assert.ok(kernels.includes('notes.txt') && kernels.includes('sub'), 'other entries stay');
+  assert.equal(kernels.filter((f) => f.endsWith('.wgsl')).length, [...c.files.keys()].filter((f) => f.startsWith('kernels/')).length);
 });
