@@ -7,7 +7,7 @@
 //   n + 1      (only when usesStep) `var<uniform> step: StepParams`, the per-step uniform:
 //              struct StepParams { seed: u32, step: u32, training: u32, zero: u32 } (zero is always 0)
 //   n + 2      (only with dropout `keys`) `var<uniform> dropout_keys: DropoutKeys`, the keys of
-//              the dropout sites this dispatch draws for, in `keys` order (DROPOUT_KEYS_WGSL):
+//              the dropout sites this dispatch draws for, in `keys` order (dropoutKeysDecl below):
 //              bound per dispatch, so that sites alike (every block's attention) share one kernel
 // Every binding is indexed from element 0; shapes and strides are baked in as constants.
 
