@@ -13,7 +13,10 @@ export interface TrainConfig {
   data: string;
   tokenizer: TokenizerName;
   ctx: number;
+  /** sequences per optimizer step */
   batch: number;
+  /** sequences per compiled step: batch / microBatch micro-batches accumulate their gradients before each update */
+  microBatch: number;
   steps: number;
   lr: number;
   betas: [number, number];
@@ -41,6 +44,12 @@ const numericHost = (): Host => ({
 });
 
 /** Evaluates hyper entries in order with a preset's and the command line's overrides. */
+/** The number a `--set name=value` gives, written in decimal (64, -1, 3e-4, .5); NaN for anything else (abc, 0x10, Infinity, ''). */
+export function setValue(text: string): number {
+  const t = text.trim();
+  return /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t) && Number.isFinite(Number(t)) ? Number(t) : NaN;
+}
+
 export function resolveHypers(unit: Unit, preset: string | undefined, sets: Record<string, string>): Map<string, number> {
   const exprs = new Map<string, Entry>();
   for (const e of unit.hyper) {
@@ -70,8 +79,8 @@ export function resolveHypers(unit: Unit, preset: string | undefined, sets: Reco
     let v: number;
     if (Object.hasOwn(sets, e.name)) {
       const text = sets[e.name];
-      v = Number(text);
-      if (text.trim() === '' || !Number.isFinite(v)) throw new MtcError(`--set ${e.name}=${text}: the value must be a number`);
+      v = setValue(text);
+      if (Number.isNaN(v)) throw new MtcError(`--set ${e.name}=${text}: the value must be a decimal number (like 64, 3e-4 or 0.5)`);
     } else {
       const entry = exprs.get(e.name) as Entry;
       const val = evalExpr(entry.value, scope, host);
@@ -118,7 +127,7 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
     }
     vals.set(e.name, { v: evalExpr(e.value, scope, host), loc: e.loc });
   }
-  const known = new Set(['data', 'tokenizer', 'ctx', 'batch', 'steps', 'loss', 'optimizer', 'schedule', 'clip', 'log_every', 'eval_every', 'eval_batches', 'val_fraction', 'seed', 'checkpoint', 'f16']);
+  const known = new Set(['data', 'tokenizer', 'ctx', 'batch', 'micro_batch', 'steps', 'loss', 'optimizer', 'schedule', 'clip', 'log_every', 'eval_every', 'eval_batches', 'val_fraction', 'seed', 'checkpoint', 'f16']);
   for (const [k, { loc }] of vals) if (!known.has(k)) fail(`unknown train setting '${k}'; known: ${[...known].join(', ')}`, loc);
 
   const numOf = (key: string, dflt: number | undefined, check: (x: number) => boolean, rule: string): number => {
@@ -170,11 +179,18 @@ export function resolveTrain(unit: Unit, hypers: Map<string, number>): TrainConf
     return x;
   };
   if (Array.isArray(betas) && !betas.every((b) => b >= 0 && b < 1)) fail(`adamw: 'betas' must lie in [0, 1), got [${betas.join(', ')}]`, vals.get('optimizer')?.loc);
+  // Gradient accumulation: a device step runs at most micro_batch sequences, and the batch
+  // is split into equal micro-batches whose gradients are averaged before the update.
+  const batch = numOf('batch', undefined, posInt, 'a positive whole number');
+  const microBatch = Math.min(batch, numOf('micro_batch', batch, posInt, 'a positive whole number'));
+  if (batch % microBatch !== 0)
+    fail(`train setting 'micro_batch' must divide the batch into equal micro-batches: batch ${batch} is not a multiple of micro_batch ${microBatch}`, vals.get('micro_batch')?.loc);
   return {
     data: strOf('data', 'sotu'),
     tokenizer: tokenizer as TokenizerName,
     ctx: numOf('ctx', undefined, posInt, 'a positive whole number'),
-    batch: numOf('batch', undefined, posInt, 'a positive whole number'),
+    batch,
+    microBatch,
     steps: numOf('steps', undefined, (x) => Number.isInteger(x) && x >= 0, 'a whole number'),
     lr: inRange('optimizer', 'adamw', 'lr', (x) => x > 0 && Number.isFinite(x), 'a positive number', 3e-4),
     betas: Array.isArray(betas) ? betas : [0.9, 0.98],

@@ -46,9 +46,21 @@ export function formatDiagnostic(d: Diagnostic): string {
   const srcLine = text.split(/\r?\n/)[line - 1];
   if (srcLine === undefined) return head;
   const gutter = `${line} | `;
-  const width = Math.max(1, Math.min(d.loc.length ?? 1, srcLine.length - col + 1));
-  const caret = ' '.repeat(gutter.length + col - 1) + '^' + '~'.repeat(width - 1);
+  // Columns count UTF-16 units; the caret line pads by what a terminal shows for them: tabs
+  // kept as tabs, wide (East Asian, emoji) characters two columns, combining marks none.
+  const length = Math.max(1, Math.min(d.loc.length ?? 1, srcLine.length - col + 1));
+  const under = padding(srcLine.slice(col - 1, col - 1 + length)).replace(/\t/g, '    ').length;
+  const caret = ' '.repeat(gutter.length) + padding(srcLine.slice(0, col - 1)) + '^' + '~'.repeat(Math.max(1, under) - 1);
   return `${head}\n${gutter}${srcLine}\n${caret}`;
+}
+
+const WIDE = /[\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua000-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]|\p{Extended_Pictographic}/u;
+
+/** Blanks as wide on screen as `text`. */
+function padding(text: string): string {
+  let out = '';
+  for (const ch of text) out += ch === '\t' ? '\t' : /\p{M}/u.test(ch) ? '' : WIDE.test(ch) ? '  ' : ' ';
+  return out;
 }
 
 export function formatError(e: MtcError): string {

@@ -206,8 +206,9 @@ export function execBody(body: Stmt[], sc: Scope, host: Host): Value | undefined
         break;
       case 'repeat': {
         const c = evalExpr(s.count, sc, host);
-        if (c.t !== 'num' || !Number.isInteger(c.v) || c.v < 0)
-          fail(`repeat needs a whole number of iterations, got ${describe(c)}`, s.count.loc);
+        // at least one: a body run zero times would leave its layers untrained and its observes unset
+        if (c.t !== 'num' || !Number.isInteger(c.v) || c.v < 1)
+          fail(`repeat needs a positive whole number of iterations, got ${describe(c)}`, s.count.loc);
         const n = (c as { v: number }).v;
         host.budget.repeats += n;
         if (host.budget.repeats > MAX_UNROLL) fail(`repeat unrolls more than ${MAX_UNROLL} iterations in total`, s.loc);

@@ -5,9 +5,9 @@
 // through sanitized line comments, so source names can never inject code.
 import { Project, StructureKind, VariableDeclarationKind, type WriterFunction } from 'ts-morph';
 import type { TrainConfig } from './config.ts';
-import type { Graph } from './ir.ts';
+import type { Graph, Node } from './ir.ts';
 import type { Dispatch, Plan, Slot } from './plan.ts';
-import { OPT_UNIFORM_BYTES, partialCount } from './wgsl/optimizer.ts';
+import { ACCUM_UNIFORM_BYTES, OPT_UNIFORM_BYTES, partialCount } from './wgsl/optimizer.ts';
 import { keysUniformBytes, STEP_UNIFORM_BYTES, type Kernel } from './kernel.ts';
 
 export interface HostMeta {
@@ -50,17 +50,18 @@ const slotExpr = (s: Slot): string => {
   return `[${buf}, ${s.offset}, ${s.bytes}]`;
 };
 
-export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: Kernel; total: Kernel; adamw: Kernel }): string {
+export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: Kernel; total: Kernel; adamw: Kernel; accumulate?: Kernel }): string {
   const project = new Project({ useInMemoryFileSystem: true });
   const sf = project.createSourceFile('program.ts', '', { overwrite: true });
   const parts = partialCount(plan.arenaFloats);
   const where = (d: Dispatch): string => {
     const n = g.nodes[d.node];
     const label = n.op.kind === 'param' ? g.params[n.op.index].path : n.name;
-    const loc = n.loc ? ` ${n.loc.file.split(/[\\/]/).pop()}:${n.loc.line}` : '';
-    if (d.last === undefined) return safeComment(`%${n.id} ${label}${loc}`);
+    const at = (x: Node): string => (x.loc ? ` ${x.loc.file.split(/[\\/]/).pop()}:${x.loc.line}` : '');
+    if (d.last === undefined) return safeComment(`%${n.id} ${label}${at(n)}`);
+    // the first and the last op, each with its own line (a region can span layers and files)
     const l = g.nodes[d.last];
-    return safeComment(`fused %${n.id}..%${l.id} ${label} .. ${l.name}${loc}${l.loc && l.loc.line !== n.loc?.line ? `-${l.loc.line}` : ''}`);
+    return safeComment(`fused %${n.id}..%${l.id} ${label}${at(n)} .. ${l.name}${at(l)}`);
   };
 
   sf.addStatements(meta.header);
@@ -96,9 +97,10 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
           {
             arenaFloats: plan.arenaFloats,
             partials: parts,
-            tokens: [meta.train.batch, meta.train.ctx],
+            tokens: [meta.train.microBatch, meta.train.ctx],
+            accumulate: meta.train.batch / meta.train.microBatch,
             vocab: g.nodes[g.outputs.logits].shape.at(-1),
-            kernels: [...plan.kernels.map((k) => k.name), opt.partial.name, opt.total.name, opt.adamw.name].sort(),
+            kernels: [...plan.kernels.map((k) => k.name), opt.partial.name, opt.total.name, opt.adamw.name, ...(opt.accumulate ? [opt.accumulate.name] : [])].sort(),
             dispatches: { setup: plan.setup.length, forward: plan.forward.length, backward: plan.backward.length, optimizer: 3 },
           },
           null,
@@ -136,6 +138,8 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
     bindings: ['[this.params, 0, ARENA]', '[this.grads, 0, ARENA]', '[this.m, 0, ARENA]', '[this.v, 0, ARENA]', '[this.norm, 0, 16]', `[this.opt, 0, ${OPT_UNIFORM_BYTES}]`],
     note: 'AdamW update',
   });
+  const acc = opt.accumulate;
+  if (acc) groups.push({ kernel: acc.name, bindings: ['[this.grads, 0, ARENA]', '[this.acc, 0, ARENA]', `[this.accum, 0, ${ACCUM_UNIFORM_BYTES}]`], note: 'gradient accumulation' });
 
   sf.addStatements([`const ARENA = ${plan.arenaFloats * 4};`, `type Binding = [GPUBuffer, number, number];`]);
   sf.addClass({
@@ -156,6 +160,12 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
       { name: 'partials', isReadonly: true, type: 'GPUBuffer' },
       { name: 'norm', isReadonly: true, type: 'GPUBuffer', docs: ['the global gradient norm of the last step'] },
       { name: 'act', isReadonly: true, type: 'GPUBuffer[]', docs: ['activation buffers, reused when lifetimes do not overlap'] },
+      ...(acc
+        ? [
+            { name: 'acc', isReadonly: true, type: 'GPUBuffer', docs: ['the running sum of the micro-batch gradients of one optimizer step'] },
+            { name: 'accum', isReadonly: true, type: 'GPUBuffer', docs: ['AccumParams uniform: first, last, 1 / micro-batches'] },
+          ]
+        : []),
       { name: 'pipelines', isReadonly: true, type: 'Record<string, GPUComputePipeline>', initializer: '{}' },
       { name: 'groups', isReadonly: true, type: 'GPUBindGroup[]', initializer: '[]' },
       { name: 'outputs', isReadonly: true, type: '{ loss: Binding; logits: Binding; observations: Record<string, Binding[]> }' },
@@ -171,8 +181,8 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
           w.writeLine('const U = GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST;');
           w.writeLine('const buf = (label: string, size: number, usage = S) => device.createBuffer({ label, size: Math.max(16, size), usage });');
           for (const b of ['params', 'grads', 'm', 'v']) w.writeLine(`this.${b} = buf(${JSON.stringify(b)}, ARENA);`);
-          w.writeLine(`this.tokens = buf('tokens', ${meta.train.batch * meta.train.ctx * 4});`);
-          w.writeLine(`this.targets = buf('targets', ${meta.train.batch * meta.train.ctx * 4});`);
+          w.writeLine(`this.tokens = buf('tokens', ${meta.train.microBatch * meta.train.ctx * 4});`);
+          w.writeLine(`this.targets = buf('targets', ${meta.train.microBatch * meta.train.ctx * 4});`);
           w.writeLine(`this.step = buf('step', ${STEP_UNIFORM_BYTES}, U);`);
           w.writeLine(`this.opt = buf('opt', ${OPT_UNIFORM_BYTES}, U);`);
           w.writeLine(`this.keys = buf('keys', ${keyBytes}, U);`);
@@ -183,6 +193,10 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
           }
           w.writeLine(`this.partials = buf('partials', ${parts * 4});`);
           w.writeLine(`this.norm = buf('norm', 16);`);
+          if (acc) {
+            w.writeLine(`this.acc = buf('acc', ARENA);`);
+            w.writeLine(`this.accum = buf('accum', ${ACCUM_UNIFORM_BYTES}, U);`);
+          }
           w.writeLine('this.act = [');
           for (const b of plan.buffers) w.writeLine(`  buf(${JSON.stringify(b.name)}, ${b.bytes}),`);
           w.writeLine('];');
@@ -230,6 +244,16 @@ export function emitHost(g: Graph, plan: Plan, meta: HostMeta, opt: { partial: K
           }
         },
       },
+      ...(acc
+        ? [
+            {
+              name: 'accumulate',
+              docs: ['After a micro-batch\'s backward pass: adds its gradients to the running sum; after the last, leaves their mean in grads.'],
+              parameters: [{ name: 'pass', type: 'GPUComputePassEncoder' }],
+              statements: [`this.run(pass, ${JSON.stringify(acc.name)}, ${groups.length - 1}, ${acc.workgroups.join(', ')}); // ${safeComment(acc.summary)}`],
+            },
+          ]
+        : []),
     ],
   });
   sf.formatText({ indentSize: 2, convertTabsToSpaces: true });

@@ -148,8 +148,9 @@ function lowerUnguarded(unit: Unit, hypers: Map<string, number>, train: TrainCon
   if (!fwd) return fail(`model ${model.name} has no forward function`, model.loc);
   if (fwd.params.length !== 1) fail(`the model's forward takes the tokens, one argument; it has ${fwd.params.length}`, fwd.loc);
   b.loc = fwd.loc;
-  const tokens = b.input('tokens', [train.batch, train.ctx]);
-  const targets = b.input('targets', [train.batch, train.ctx]);
+  // a compiled step runs one micro-batch (the whole batch unless gradients accumulate)
+  const tokens = b.input('tokens', [train.microBatch, train.ctx]);
+  const targets = b.input('targets', [train.microBatch, train.ctx]);
   observeIteration = new Map();
   const out = host.callLayer(root, [tensor(tokens)], fwd.loc);
   // Point at the forward's (last top-level) return statement.
@@ -157,7 +158,7 @@ function lowerUnguarded(unit: Unit, hypers: Map<string, number>, train: TrainCon
   if (out.t !== 'tensor') return fail(`the model's forward must return the logits tensor, got ${describe(out)}`, retLoc);
   const logits = out.id;
   const ls = b.shape(logits);
-  const want = [train.batch, train.ctx];
+  const want = [train.microBatch, train.ctx];
   if (ls.length !== 3 || ls[0] !== want[0] || ls[1] !== want[1])
     fail(`the model's forward must return logits of shape [batch, ctx, vocab] = [${want.join(', ')}, vocab], got ${fmtShape(ls)}`, retLoc);
   b.scope = 'loss';

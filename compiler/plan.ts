@@ -121,7 +121,7 @@ export function planProgram(g: Graph, opts: PlanOptions = {}): Plan {
   const pool = new Map<number, string[]>(); // bytes -> free buffer names
   const take = (bytes: number, fresh = false): Slot => {
     if (bytes > maxBindingBytes)
-      throw new MtcError(`a tensor of ${bytes} bytes exceeds the device's largest storage binding (${maxBindingBytes} bytes); reduce batch or ctx`);
+      throw new MtcError(`a tensor of ${bytes} bytes exceeds the device's largest storage binding (${maxBindingBytes} bytes); reduce micro_batch (gradients then accumulate over more micro-batches), batch or ctx`);
     const reused = fresh ? undefined : pool.get(bytes)?.pop();
     if (reused) return { buffer: reused, offset: 0, bytes };
     const name = `act${buffers.length}`;

@@ -80,7 +80,9 @@ export function loadProgram(file: string): Unit {
           errors.push({ loc: d.loc, message: `cannot import "${d.path}": no such file (looked for ${target})` });
           continue;
         }
-        visit(target, false);
+        // named as the user would type it: relative to the working folder when under it
+        const shown = path.relative(process.cwd(), target);
+        visit(shown && !shown.startsWith('..') && !path.isAbsolute(shown) ? shown : target, false);
         continue;
       }
       if (d.kind === 'layer') {

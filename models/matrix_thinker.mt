@@ -14,6 +14,7 @@ hyper {
   ctx = 64          # sequence length
   pos_rows = ctx    # rows of the position tables (>= ctx)
   batch = 16        # sequences per step
+  micro_batch = batch  # sequences per device step: a smaller divisor of batch accumulates gradients
   steps = 600
   lr = 3e-2         # peak learning rate
   warmup = 30       # linear warmup steps, then cosine to 0
@@ -34,6 +35,7 @@ preset full {
   ctx = 512
   pos_rows = 2048
   batch = 768
+  micro_batch = 16  # 48 micro-batches of 16 a step, gradients accumulated (fits one device step)
   steps = 3000
   lr = 3e-4
   warmup = 300
@@ -62,6 +64,7 @@ train {
   tokenizer = "bytes"
   ctx = ctx
   batch = batch
+  micro_batch = micro_batch
   steps = steps
   loss = cross_entropy
   optimizer = adamw(lr = lr, betas = [0.9, 0.98], eps = 1e-8, weight_decay = 0.01)

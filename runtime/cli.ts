@@ -5,11 +5,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatError, MtcError } from '../compiler/diagnostics.ts';
 import { compile, MTC_VERSION, PASSES, writeCompiled, type PassName } from '../compiler/pipeline.ts';
+import { setValue } from '../compiler/config.ts';
 import { parseSeeds } from './sweep.ts';
 
 const collectSet = (v: string, prev: Record<string, string>): Record<string, string> => {
   const eq = v.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError(`expected name=value, got '${v}'`);
+  if (Number.isNaN(setValue(v.slice(eq + 1)))) throw new InvalidArgumentError(`the value of ${v.slice(0, eq).trim()} must be a decimal number (like 64, 3e-4 or 0.5), got '${v.slice(eq + 1)}'`);
   return { ...prev, [v.slice(0, eq).trim()]: v.slice(eq + 1).trim() };
 };
 const positiveInt = (what: string) => (v: string): number => {
@@ -41,8 +43,13 @@ export function buildCli(): Command {
       const out = o.out ?? path.join('generated', path.basename(file, '.mt'));
       writeCompiled(c, out);
       const p = c.plan;
+      const { batch, microBatch } = c.train;
+      const per =
+        microBatch < batch
+          ? `per micro-batch + 1 accumulate, ${batch / microBatch} micro-batches of ${microBatch} a step, then 3 optimizer dispatches`
+          : 'per step + 3 optimizer dispatches';
       console.log(
-        `mtc: compiled ${c.modelName} to ${out}: ${p.kernels.length + 3} kernels, ${p.forward.length} forward + ${p.backward.length} backward + 3 optimizer dispatches per step, ${p.params.length} parameter tensors`,
+        `mtc: compiled ${c.modelName} to ${out}: ${p.kernels.length + (microBatch < batch ? 4 : 3)} kernels, ${p.forward.length} forward + ${p.backward.length} backward dispatches ${per}, ${p.params.length} parameter tensors`,
       );
     });
 
@@ -78,7 +85,7 @@ export function buildCli(): Command {
     .option('--windows <n|all>', "how many ctx+1 windows: a number (drawn by --seed) or 'all' (every window in file order)", windowsArg, 64)
     .option('--seed <n>', 'which windows --windows N takes, and which positions the rank metric draws', positiveInt('--seed'), 0)
     .addOption(new Option('--backend <name>', 'gpu, or reference: the float64 interpreter').choices(['gpu', 'reference']).default('gpu'))
-    .option('--batch <n>', 'windows per device run (default: the train section\'s batch; the result does not depend on it)', atLeastOne)
+    .option('--batch <n>', 'windows per device run (default: the train section\'s micro_batch, which is its batch unless gradients accumulate; the result does not depend on it)', atLeastOne)
     .option('--vary <name=v1,v2,...>', 'also evaluate the same weights with other values of a hyperparameter, e.g. T=1,2,4,8 (the iteration count)', varyArg)
     .option('--project-rank <k1,k2,...>', 'rank-projection ablation: replace each token matrix after the last iteration by its best rank-k approximation before the head, e.g. 1,2,4,8,16', intList('--project-rank'))
     .option('--rank-positions <n|all>', 'positions drawn per batch and iteration for the effective rank (the study: 512)', countOrAll('--rank-positions'), 512)

@@ -277,7 +277,7 @@ export function checkStudy(o: StudyCheck): void {
 
 export async function evaluateCheckpoint(o: EvalOptions): Promise<EvalResult> {
   const compiled = compile(o.file, { preset: o.preset, sets: o.sets, batch: o.batch, f16: false }); // held-out numbers in f32, whatever the training stored
-  const { ctx, batch } = compiled.train;
+  const { ctx, microBatch: batch } = compiled.train; // the rows one program run takes
   const allowed = o.vary ? [o.vary.name] : [];
   if (o.vary) checkVaryName(o.file, compiled.hypers, o.vary.name);
   checkRanks(o.file, compiled.modelName, compiled.graph, o.projectRanks ?? []);

@@ -8,6 +8,31 @@ import { makeDirs } from '../compiler/files.ts';
 
 export type Extra = Record<string, unknown>;
 
+/** A process killed mid-write leaves a line without its end: cut it, so appended records stay one per line. */
+function dropCutLine(file: string): void {
+  if (!fs.existsSync(file)) return;
+  const text = fs.readFileSync(file, 'utf8');
+  if (text.length > 0 && !text.endsWith('\n')) fs.truncateSync(file, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)));
+}
+
+/**
+ * The elapsed_s of the last record at or before `step` in a metrics.jsonl (records past it
+ * were logged after the checkpoint a resume starts from); 0 when there is none.
+ */
+function elapsedAt(file: string, step: number): number {
+  let at = 0;
+  if (!fs.existsSync(file)) return at;
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    try {
+      const r = JSON.parse(line) as { step?: unknown; elapsed_s?: unknown };
+      if (typeof r.step === 'number' && r.step <= step && typeof r.elapsed_s === 'number') at = r.elapsed_s;
+    } catch {
+      // a line cut off by a killed process
+    }
+  }
+  return at;
+}
+
 export class RunLog {
   private fd: number | undefined;
   private multi: cliProgress.MultiBar | undefined;
@@ -18,6 +43,8 @@ export class RunLog {
   /** Where the pace for the ETA is measured from: the first training record (see etaSeconds). */
   private paceFrom: { step: number; time: number } | undefined;
   private valBpb: number | undefined;
+  /** Seconds the run had trained before this process: a resumed run's elapsed_s continues. */
+  private readonly before: number = 0;
 
   /**
    * @param runDir folder for metrics.jsonl (created if missing; appended to on resume), or
@@ -35,7 +62,10 @@ export class RunLog {
     this.mark = { step: startStep, time: this.t0 };
     if (runDir !== undefined) {
       makeDirs(runDir);
-      this.fd = fs.openSync(path.join(runDir, 'metrics.jsonl'), 'a');
+      const file = path.join(runDir, 'metrics.jsonl');
+      if (startStep > 0) this.before = elapsedAt(file, startStep);
+      dropCutLine(file);
+      this.fd = fs.openSync(file, 'a');
     }
     if (process.stderr.isTTY) {
       this.multi = new cliProgress.MultiBar(
@@ -105,7 +135,7 @@ export class RunLog {
   }
 
   private elapsed(now: number): number {
-    return Math.round((now - this.t0) / 10) / 100;
+    return Math.round(this.before * 100 + (now - this.t0) / 10) / 100;
   }
 
   /**

@@ -24,11 +24,14 @@ interface ProgramInstance {
   step: GPUBuffer;
   opt: GPUBuffer;
   norm: GPUBuffer;
+  /** the AccumParams uniform, where micro-batches accumulate their gradients */
+  accum?: GPUBuffer;
   outputs: { loss: Binding; logits: Binding; observations: Record<string, Binding[]> };
   setup(pass: GPUComputePassEncoder): void;
   forward(pass: GPUComputePassEncoder): void;
   backward(pass: GPUComputePassEncoder): void;
   optimizer(pass: GPUComputePassEncoder): void;
+  accumulate?(pass: GPUComputePassEncoder): void;
 }
 export interface CompiledModule {
   model: {
@@ -37,7 +40,8 @@ export interface CompiledModule {
     train: import('../compiler/config.ts').TrainConfig;
   };
   params: Array<{ path: string; shape: number[]; offset: number; init: InitTerm[] }>;
-  layout: { arenaFloats: number; tokens: [number, number]; vocab: number; kernels: string[]; dispatches: Record<string, number> };
+  /** tokens: [micro-batch, ctx], what one device step runs; accumulate: micro-batches per optimizer step */
+  layout: { arenaFloats: number; tokens: [number, number]; accumulate?: number; vocab: number; kernels: string[]; dispatches: Record<string, number> };
   Program: new (device: GPUDevice, shaders: Record<string, GPUShaderModule>) => ProgramInstance;
 }
 
@@ -57,6 +61,8 @@ export class Session {
   private readonly logBuf: GPUBuffer;
   private readonly staging: GPUBuffer;
   private pending = 0; // losses copied into logBuf since the last read
+  private groups: number[] = []; // per reported loss, the logged losses it averages (micro-batches)
+  private readonly logSlots: number;
 
   private constructor(
     readonly gpu: Gpu,
@@ -64,8 +70,9 @@ export class Session {
     readonly prog: ProgramInstance,
   ) {
     const d = gpu.device;
-    this.logBuf = d.createBuffer({ label: 'loss log', size: LOG_SLOTS * 4, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
-    this.staging = d.createBuffer({ label: 'readback', size: LOG_SLOTS * 4, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+    this.logSlots = LOG_SLOTS * this.accumulation;
+    this.logBuf = d.createBuffer({ label: 'loss log', size: this.logSlots * 4, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+    this.staging = d.createBuffer({ label: 'readback', size: this.logSlots * 4, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
   }
 
   /** Loads a compiled model folder and builds its device state. */
@@ -97,7 +104,7 @@ export class Session {
         .reduce((sum: number, b: unknown) => sum + (b instanceof GPUBuffer ? b.size : 0), 0);
       throw new MtcError(
         `the device ran out of memory creating the model's buffers (${mb(bytes)} in all; ${oom.message}), so nothing was run; ` +
-          'reduce batch or ctx (or the model size) with --set, or use a device with more memory',
+          'reduce micro_batch (the batch is then run as more micro-batches), batch or ctx (or the model size) with --set, or use a device with more memory',
       );
     }
     if (invalid) throw new MtcError(`creating the compiled program failed on this device: ${invalid.message}; this is a compiler bug, please report it with the model file`);
@@ -106,8 +113,14 @@ export class Session {
     return s;
   }
 
+  /** Micro-batches per optimizer step (train setting micro_batch; 1: no accumulation). */
+  get accumulation(): number {
+    return this.mod.layout.accumulate ?? 1;
+  }
+
+  /** Tokens per optimizer step (all its micro-batches). */
   get tokensPerStep(): number {
-    return this.mod.layout.tokens[0] * this.mod.layout.tokens[1];
+    return this.mod.layout.tokens[0] * this.mod.layout.tokens[1] * this.accumulation;
   }
 
   /** Parameter infos as the initialiser takes them. */
@@ -143,23 +156,44 @@ export class Session {
   }
 
   private logLoss(enc: GPUCommandEncoder): void {
-    if (this.pending >= LOG_SLOTS) throw new Error('internal: loss log overflow; read losses more often');
+    if (this.pending >= this.logSlots) throw new Error('internal: loss log overflow; read losses more often');
     const [buf, off] = this.prog.outputs.loss;
     enc.copyBufferToBuffer(buf, off, this.logBuf, this.pending * 4, 4);
     this.pending++;
   }
 
-  /** One optimizer step (0-based `step`) at learning rate `lr`. */
-  trainStep(b: Batch, step: number, lr: number, seed: number): void {
-    this.writeTrain(b, step, lr, seed);
-    this.encode(
-      (pass) => {
-        this.prog.forward(pass);
-        this.prog.backward(pass);
-        this.prog.optimizer(pass);
-      },
-      (enc) => this.logLoss(enc),
-    );
+  /**
+   * One optimizer step (0-based `step`) at learning rate `lr`: one batch, or where the program
+   * accumulates gradients, its micro-batches in order (as many as `accumulation`). Micro-batch
+   * k draws the dropout of device step `step · accumulation + k`; the loss reported for the
+   * step is the mean of the micro-batches' losses.
+   */
+  trainStep(b: Batch | readonly Batch[], step: number, lr: number, seed: number): void {
+    const micro = Array.isArray(b) ? (b as readonly Batch[]) : [b as Batch];
+    const n = this.accumulation;
+    if (micro.length !== n) throw new Error(`internal: a step of this program takes ${n} micro-batch${n === 1 ? '' : 'es'}, got ${micro.length}`);
+    const accum = this.prog.accum;
+    if (n > 1 && (!accum || !this.prog.accumulate)) throw new Error('internal: the program accumulates gradients but has no accumulate pass');
+    micro.forEach((mb, k) => {
+      const last = k === n - 1;
+      this.writeTrain(mb, step, lr, seed, step * n + k);
+      if (n > 1) {
+        const u = new ArrayBuffer(16);
+        new Uint32Array(u, 0, 2).set([k === 0 ? 1 : 0, last ? 1 : 0]);
+        new Float32Array(u, 8, 1)[0] = 1 / n;
+        this.gpu.device.queue.writeBuffer(accum!, 0, u);
+      }
+      this.encode(
+        (pass) => {
+          this.prog.forward(pass);
+          this.prog.backward(pass);
+          if (n > 1) this.prog.accumulate!(pass);
+          if (last) this.prog.optimizer(pass);
+        },
+        (enc) => this.logLoss(enc),
+      );
+    });
+    this.groups.push(n);
   }
 
   /**
@@ -170,6 +204,8 @@ export class Session {
    * `chunk`: dispatches per query set.
    */
   async profileStep(b: Batch, step: number, lr: number, seed: number, chunk = PROFILE_CHUNK): Promise<Array<{ kernel: string; ms: number }>> {
+    if (this.accumulation > 1)
+      throw new MtcError(`profiling times one device step, and this program accumulates ${this.accumulation} micro-batches a step; profile it with --set micro_batch equal to the batch`);
     if (!this.gpu.hasTimestamps) throw new MtcError(`profiling needs timestamp queries; ${this.gpu.description} was not acquired with them or has none`);
     const dev = this.gpu.device;
     // the step's dispatches, recorded through a pass that only takes notes
@@ -225,6 +261,7 @@ export class Session {
         throw new MtcError(`profiling a step failed on this device: ${invalid.message}`);
       }
       dev.queue.submit([cmd]);
+      this.groups.push(1);
       const ms: number[] = [];
       for (const c of chunks) {
         await this.gpu.settle(c.readback.mapAsync(GPUMapMode.READ), 'reading the timestamps of a profiled step');
@@ -242,10 +279,10 @@ export class Session {
     }
   }
 
-  /** The batch, step uniform and optimizer uniform of a training step. */
-  private writeTrain(b: Batch, step: number, lr: number, seed: number): void {
+  /** The batch, step uniform and optimizer uniform of a training step (`device`: its dropout's step). */
+  private writeTrain(b: Batch, step: number, lr: number, seed: number, device = step): void {
     const t = this.mod.model.train;
-    this.writeBatch(b, seed, step, true);
+    this.writeBatch(b, seed, device, true);
     const n = step + 1;
     const opt = new Float32Array([lr, t.betas[0], t.betas[1], t.eps, t.weightDecay, t.clip, 1 - t.betas[0] ** n, 1 - t.betas[1] ** n]);
     this.gpu.device.queue.writeBuffer(this.prog.opt, 0, opt);
@@ -258,6 +295,7 @@ export class Session {
       (pass) => this.prog.forward(pass),
       (enc) => this.logLoss(enc),
     );
+    this.groups.push(1);
   }
 
   /** Logits [batch, ctx, vocab] of one batch, dropout off. */
@@ -293,17 +331,31 @@ export class Session {
     return out;
   }
 
-  /** Waits for the device and returns the losses logged since the last read, in order. */
+  /**
+   * Waits for the device and returns the losses logged since the last read, in order: one per
+   * training step (the mean over its micro-batches) or evaluated batch.
+   */
   async readLosses(): Promise<number[]> {
     const n = this.pending;
     if (n === 0) return [];
+    const groups = this.groups;
+    this.groups = [];
     const enc = this.gpu.device.createCommandEncoder();
     enc.copyBufferToBuffer(this.logBuf, 0, this.staging, 0, n * 4);
     this.gpu.device.queue.submit([enc.finish()]);
     this.pending = 0;
     await this.gpu.settle(this.staging.mapAsync(GPUMapMode.READ, 0, n * 4), 'reading the losses back from it');
-    const out = Array.from(new Float32Array(this.staging.getMappedRange(0, n * 4).slice(0)));
+    const raw = new Float32Array(this.staging.getMappedRange(0, n * 4).slice(0));
     this.staging.unmap();
+    if (groups.reduce((a, g) => a + g, 0) !== n) throw new Error('internal: the loss log and its groups disagree');
+    const out: number[] = [];
+    let at = 0;
+    for (const g of groups) {
+      let sum = 0;
+      for (let i = 0; i < g; i++) sum += raw[at + i];
+      out.push(sum / g);
+      at += g;
+    }
     return out;
   }
 

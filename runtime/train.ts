@@ -111,11 +111,16 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
 
   // Check every input before the run folder is touched: a failed start keeps the last run's files.
   const corpus = loadCorpus({ data: o.data ?? cfg.data, val: o.val, valFraction: cfg.valFraction, tokenizer: tokenizer.name });
-  const trainData = new WindowSampler(corpus.train, cfg.ctx, cfg.batch, seed, corpus.trainSource);
-  const valData = new WindowSampler(corpus.val, cfg.ctx, cfg.batch, seed, corpus.valSource);
-  const evalBatches = valData.evalBatches(cfg.evalBatches);
+  // The device runs micro-batches: step s trains on micro-batches s·n .. s·n + n-1 of the
+  // sampler, which together are the windows of batch s at the full batch size (any
+  // micro_batch, the same data), and evaluates the same windows as eval_batches full batches.
+  const n = cfg.batch / cfg.microBatch;
+  const trainData = new WindowSampler(corpus.train, cfg.ctx, cfg.microBatch, seed, corpus.trainSource);
+  const valData = new WindowSampler(corpus.val, cfg.ctx, cfg.microBatch, seed, corpus.valSource);
+  const evalBatches = valData.evalBatches(cfg.evalBatches * n);
+  const batchesOf = (step: number) => Array.from({ length: n }, (_, k) => trainData.batchAt(step * n + k));
   // bits per byte from the bytes of text the evaluated targets cover (exact for any tokenizer)
-  const bpb = (loss: number) => bitsPerByte(loss, evalBatches.length * cfg.batch * cfg.ctx, evalBatches.reduce((a, b) => a + b.bytes, 0));
+  const bpb = (loss: number) => bitsPerByte(loss, evalBatches.length * cfg.microBatch * cfg.ctx, evalBatches.reduce((a, b) => a + b.bytes, 0));
 
   const codeDir = path.join(outDir, 'compiled');
   const config = { file: o.file, preset: o.preset ?? null, sets: o.sets, data: o.data ?? cfg.data, val: o.val ?? null, steps, seed, model: compiled.modelName, hypers: compiled.hypers, train: { ...cfg, tokenizer: tokenizer.name } };
@@ -138,7 +143,9 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
     const nParams = compiled.plan.params.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
     log.line(
       `mtc: ${compiled.modelName} (${o.preset ?? 'defaults'}) on ${gpu.description}: ${nParams} parameters, ` +
-        `${compiled.plan.forward.length + compiled.plan.backward.length + 3} dispatches per step; ` +
+        (n > 1
+          ? `${n} micro-batches of ${cfg.microBatch} a step (gradients accumulated), ${compiled.plan.forward.length + compiled.plan.backward.length + 1} dispatches each + 3; `
+          : `${compiled.plan.forward.length + compiled.plan.backward.length + 3} dispatches per step; `) +
         `train ${trainData.numWindows} windows of ${cfg.ctx + 1} tokens, val ${evalBatches.length} batches`,
     );
     log.line('mtc: the driver compiles each kernel when it is first used (under software Vulkan a minute or more on a machine\'s first run; cached after)');
@@ -159,7 +166,8 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
       if (obs && val) {
         const step = Math.max(done - 1, 0);
         const tr = new TrajectoryMeter(obs.shape, obs.iterations, RANK_POSITIONS, seed);
-        tr.add((await session.forwardRead(trainData.batchAt(step), { training: true, seed, step, observe: obs.name })).observations);
+        // the last micro-batch of the last step, with its dropout
+        tr.add((await session.forwardRead(trainData.batchAt(step * n + n - 1), { training: true, seed, step: step * n + n - 1, observe: obs.name })).observations);
         const v = val.result();
         const t = tr.result();
         Object.assign(extra, { val_erank: v.erank, val_collapse: v.collapse, train_erank: t.erank, train_collapse: t.collapse });
@@ -175,7 +183,7 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
     const schedule = { peak: cfg.lr, warmup: cfg.warmup, total: steps };
     for (let step = start; step < steps && !stopping; step++) {
       const lr = lrAt(step, schedule);
-      session.trainStep(trainData.batchAt(step), step, lr, seed);
+      session.trainStep(batchesOf(step), step, lr, seed);
       done = step + 1;
       const isLog = done % cfg.logEvery === 0 || done === steps;
       const isEval = done % cfg.evalEvery === 0 || done === steps;
@@ -198,7 +206,7 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
       if (stopping) log.line(`mtc: interrupted after step ${done}; checkpoint ${file}; continue with --resume`);
     }
     const seconds = (performance.now() - t0) / 1000;
-    log.line(`mtc: ${done - start} steps in ${seconds.toFixed(1)} s; held-out bits per byte ${bpb(valLoss).toFixed(3)}; log in ${path.join(outDir, 'metrics.jsonl')}`);
+    log.line(`mtc: ${done - start} step${done - start === 1 ? '' : 's'} in ${seconds.toFixed(1)} s; held-out bits per byte ${bpb(valLoss).toFixed(3)}; log in ${path.join(outDir, 'metrics.jsonl')}`);
     return {
       steps: done,
       finalLoss: last,

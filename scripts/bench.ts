@@ -112,7 +112,7 @@ export function allocatedBytes(c: Compiled): { total: number; arenas: number; ac
   const buf = (bytes: number): number => Math.max(16, bytes); // hostgen's minimum buffer size
   const arenas = 4 * buf(c.plan.arenaFloats * 4);
   const activations = c.plan.buffers.reduce((a, b) => a + buf(b.bytes), 0);
-  const io = 2 * buf(c.train.batch * c.train.ctx * 4);
+  const io = 2 * buf(c.train.microBatch * c.train.ctx * 4);
   const keys = buf(dropoutKeyRecords(c.plan).bytes);
   const small = buf(STEP_UNIFORM_BYTES) + buf(OPT_UNIFORM_BYTES) + keys + buf(partialCount(c.plan.arenaFloats) * 4) + buf(16) + SESSION_LOG_BYTES;
   return { total: arenas + activations + io + small, arenas, activations, io, small };

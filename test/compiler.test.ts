@@ -115,7 +115,9 @@ ${smallTrain(8, 2)}`);
   assert.match(arity, /^model\.mt:8:12: error: clamp takes 3 arguments, got 2/);
   assert.throws(() => resolveHypers(loadProgram(thinker), 'huge', {}), /unknown preset 'huge'; .* has 'tiny', 'full'/);
   assert.throws(() => resolveHypers(loadProgram(thinker), undefined, { dd: '3' }), /--set dd: 'dd' is not a hyperparameter/);
-  assert.throws(() => resolveHypers(loadProgram(thinker), undefined, { d: 'x' }), /--set d=x: the value must be a number/);
+  assert.throws(() => resolveHypers(loadProgram(thinker), undefined, { d: 'x' }), /--set d=x: the value must be a decimal number/);
+  assert.throws(() => resolveHypers(loadProgram(thinker), undefined, { d: '0x10' }), /--set d=0x10: the value must be a decimal number/);
+  assert.equal(resolveHypers(loadProgram(thinker), undefined, { lr: ' 3e-4 ', d: '.5e1' }).get('d'), 5);
 });
 
 test('a layer that calls itself is stopped with a diagnostic, not a stack overflow', () => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { formatError, MtcError } from '../compiler/diagnostics.ts';
+import { formatDiagnostic, formatError, MtcError, registerSource } from '../compiler/diagnostics.ts';
 import { buildGraph, type CompileOptions } from '../compiler/pipeline.ts';
 import { planProgram } from '../compiler/plan.ts';
 import { repoRoot, stdlibPath, tempModel } from './helpers/models.ts';
@@ -395,7 +395,7 @@ ${TRAIN}
     name: 'an unknown train setting',
     src: tiny('    return gather(E, tokens) @ W').replace('  steps = 1', '  steps = 1\n  epochs = 3'),
     expect: [
-      "model.mt:15:3: error: unknown train setting 'epochs'; known: data, tokenizer, ctx, batch, steps, loss, optimizer, schedule, clip, log_every, eval_every, eval_batches, val_fraction, seed, checkpoint, f16",
+      "model.mt:15:3: error: unknown train setting 'epochs'; known: data, tokenizer, ctx, batch, micro_batch, steps, loss, optimizer, schedule, clip, log_every, eval_every, eval_batches, val_fraction, seed, checkpoint, f16",
       '15 |   epochs = 3',
       '       ^~~~~~~~~~',
     ],
@@ -486,9 +486,18 @@ ${TRAIN}
     name: 'repeat with a count that is not a whole number',
     src: tiny('    x = gather(E, tokens)\n    repeat vocab / 3 {\n      x = silu(x)\n    }\n    return x @ W'),
     expect: [
-      'model.mt:9:12: error: repeat needs a whole number of iterations, got the number 5.333333333333333',
+      'model.mt:9:12: error: repeat needs a positive whole number of iterations, got the number 5.333333333333333',
       '9 |     repeat vocab / 3 {',
       '               ^~~~~~~~~',
+    ],
+  },
+  {
+    name: 'repeat zero times',
+    src: tiny('    x = gather(E, tokens)\n    repeat vocab - 16 {\n      x = silu(x)\n    }\n    return x @ W'),
+    expect: [
+      'model.mt:9:12: error: repeat needs a positive whole number of iterations, got the number 0',
+      '9 |     repeat vocab - 16 {',
+      '               ^~~~~~~~~~',
     ],
   },
   {
@@ -642,7 +651,7 @@ ${TRAIN}
     src: tiny('    return gather(E, tokens) @ W'),
     opts: { sets: { vocab: 'sixteen' } },
     expect: [
-      'error: --set vocab=sixteen: the value must be a number',
+      'error: --set vocab=sixteen: the value must be a decimal number (like 64, 3e-4 or 0.5)',
     ],
   },
 ];
@@ -674,7 +683,6 @@ test('mtc prints the diagnostic without a stack trace and exits 1; a malformed -
     spawnSync(process.execPath, [path.join(repoRoot, 'bin/mtc.js'), 'compile', file, '-o', out, ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
   try {
     const cases: Array<[string[], string]> = [
-      [['--set', 'vocab=sixteen'], 'error: --set vocab=sixteen: the value must be a number\n'],
       [['--set', 'vocab_size=8'], "error: --set vocab_size: 'vocab_size' is not a hyperparameter; known: vocab\n"],
       [['--preset', 'huge'], `error: unknown preset 'huge'; ${file} has 'small'\n`],
     ];
@@ -686,9 +694,25 @@ test('mtc prints the diagnostic without a stack trace and exits 1; a malformed -
     const usage = mtc('--set', 'vocab');
     assert.equal(usage.status, 2);
     assert.match(usage.stderr, /expected name=value, got 'vocab'/);
+    for (const bad of ['sixteen', '0x10', 'Infinity', '']) {
+      const r = mtc('--set', `vocab=${bad}`);
+      assert.equal(r.status, 2, `--set vocab=${bad}: ${r.stderr}`);
+      assert.ok(r.stderr.includes(`the value of vocab must be a decimal number (like 64, 3e-4 or 0.5), got '${bad}'`), r.stderr);
+    }
     const ok = mtc('--preset', 'small');
     assert.equal(ok.status, 0, ok.stderr);
   } finally {
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
   }
+});
+
+test('the caret stands under its column after tabs, wide characters and combining marks', () => {
+  const line = '\tx = "\u65e5\u672c\u8a9e" + e\u0323 + y';
+  registerSource('wide.mt', line + '\n');
+  // y is column 19: a tab, 'x = "' (5 units), three wide characters (3 units, 6 columns), '" + ' (4),
+  // e and a combining dot below (2 units, 1 column), ' + ' (3)
+  const got = formatDiagnostic({ message: 'unknown name y', loc: { file: 'wide.mt', line: 1, col: 19, length: 1 } });
+  assert.equal(got, ['wide.mt:1:19: error: unknown name y', `1 | ${line}`, '    \t' + ' '.repeat(5 + 6 + 4 + 1 + 3) + '^'].join('\n'));
+  const wide = formatDiagnostic({ message: 'a wide name', loc: { file: 'wide.mt', line: 1, col: 7, length: 3 } });
+  assert.equal(wide.split('\n')[2], '    \t' + ' '.repeat(5) + '^~~~~~', 'three wide characters are underlined six columns wide');
 });

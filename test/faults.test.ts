@@ -241,7 +241,7 @@ test('out of device memory creating the buffers: a clear error naming the size a
     });
     await assert.rejects(Session.open(dir, { ...gpu, device }), (e: unknown) => {
       assert.ok(e instanceof MtcError, String(e));
-      assert.match(e.message, /^the device ran out of memory creating the model's buffers \(\d+\.\d MiB in all; Allocation failed\), so nothing was run; reduce batch or ctx \(or the model size\) with --set, or use a device with more memory$/);
+      assert.match(e.message, /^the device ran out of memory creating the model's buffers \(\d+\.\d MiB in all; Allocation failed\), so nothing was run; reduce micro_batch \(the batch is then run as more micro-batches\), batch or ctx \(or the model size\) with --set, or use a device with more memory$/);
       return true;
     });
   } finally {
@@ -271,7 +271,7 @@ test('a batch too large for the device: a compile-time error saying what to redu
   const sets = { batch, ctx: 64, pos_rows: 64, probes: 32, vocab: 256 };
   const r = spawnSync(process.execPath, [bin, 'run', 'train', 'models/matrix_thinker.mt', '--no-fuse', '--steps', '1', '--out', out, ...Object.entries(sets).flatMap(([k, v]) => ['--set', `${k}=${v}`])], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 1, r.stderr);
-  assert.match(r.stderr, new RegExp(`error: a tensor of \\d+ bytes exceeds the device's largest storage binding \\(${limit} bytes\\); reduce batch or ctx`));
+  assert.match(r.stderr, new RegExp(`error: a tensor of \\d+ bytes exceeds the device's largest storage binding \\(${limit} bytes\\); reduce micro_batch \\(gradients then accumulate over more micro-batches\\), batch or ctx`));
   noStack(r.stderr);
   assert.ok(!fs.existsSync(out));
 });

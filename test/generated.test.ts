@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { compile } from '../compiler/pipeline.ts';
 import { repoRoot } from './helpers/models.ts';
@@ -16,9 +17,11 @@ function listFiles(dir: string, prefix = ''): string[] {
 for (const model of ['matrix_thinker', 'vector_transformer', 'vector_collapse', 'matrix_product_attention']) {
   test(`generated/${model} is what mtc compile produces now`, () => {
     const cwd = process.cwd();
-    process.chdir(repoRoot); // provenance headers name sources relative to the repo root
+    // from another folder: provenance headers name sources relative to the project (the repo
+    // root), not to where mtc ran, so the bytes are the same
+    process.chdir(os.tmpdir());
     try {
-      const c = compile(`models/${model}.mt`);
+      const c = compile(path.join(repoRoot, 'models', `${model}.mt`));
       const dir = path.join(repoRoot, 'generated', model);
       assert.ok(fs.existsSync(dir), `generated/${model} is missing: run npm run compile:models`);
       const onDisk = listFiles(dir).sort();

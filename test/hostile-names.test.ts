@@ -131,6 +131,7 @@ function build(n: Names, files: { dir: string; main: string; lib: string }, data
   const main = path.join(dir, files.dir, files.main);
   const lib = path.join(dir, files.dir, files.lib);
   for (const f of [main, lib]) fs.mkdirSync(path.dirname(f), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'package.json'), '{}\n'); // the project root: sources are named from it, folder included
   fs.writeFileSync(lib, libSource(n));
   fs.writeFileSync(main, mainSource(n, path.relative(path.dirname(main), lib), data));
   const compiled = compile(main, { preset: n.PRESET, sets: { [n.H_D]: '4' } });
@@ -279,8 +280,7 @@ test('hostile names: the emitted data round-trips (params, sources, train data, 
   assert.deepEqual(Object.entries(mod.model.hypers), Object.entries(hostile.compiled.hypers));
   assert.equal(mod.model.train.data, HOSTILE_DATA);
   assert.equal(mod.model.sources.length, 2);
-  assert.ok(mod.model.sources[0].endsWith(`${ODD_FILES.dir}/${ODD_FILES.main}`), mod.model.sources[0]);
-  assert.ok(mod.model.sources[1].endsWith(`${ODD_FILES.dir}/${ODD_FILES.lib}`), mod.model.sources[1]);
+  assert.deepEqual(mod.model.sources, [`${ODD_FILES.dir}/${ODD_FILES.main}`, `${ODD_FILES.dir}/${ODD_FILES.lib}`]);
   // The observation named toString is an own property of the outputs table the constructor builds.
   assert.match(code, /observations: \{ \["toString"\]: \[/);
 });

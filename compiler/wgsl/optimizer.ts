@@ -132,3 +132,49 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   };
   return { partial, total, adamw };
 }
+
+/** Bytes of the AccumParams uniform: first, last, scale and padding. */
+export const ACCUM_UNIFORM_BYTES = 16;
+
+/**
+ * Gradient accumulation over the micro-batches of one optimizer step (train setting
+ * micro_batch): after micro-batch k's backward pass, a running sum of its gradients; after the
+ * last one, their mean in the grads arena, where clipping and AdamW read it. Each micro-batch's
+ * loss is a mean over its tokens, so the mean of the micro-batch gradients is the gradient of
+ * the whole batch's mean loss.
+ */
+export function accumulateKernel(n: number): Kernel {
+  return {
+    name: `accumulate_${n}`,
+    usesStep: false,
+    workgroups: grid(Math.ceil(n / WG)),
+    summary: `gradient accumulation over micro-batches, ${n} floats`,
+    code: `// accumulate: the gradients of the micro-batches of one optimizer step, after each backward pass:
+//   s = (first ? 0 : acc) + grads;  last: grads = s * scale (scale = 1 / micro-batches), else acc = s
+// bindings: 0 grads, 1 acc (the running sum), 2 AccumParams (uniform)
+struct AccumParams {
+  first: u32,
+  last: u32,
+  scale: f32,
+  pad: u32,
+}
+@group(0) @binding(0) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(1) var<storage, read_write> acc: array<f32>;
+@group(0) @binding(2) var<uniform> accum: AccumParams;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.y * nwg.x * ${WG}u + gid.x;
+  if (i >= ${n}u) {
+    return;
+  }
+  let s = select(acc[i], 0.0, accum.first == 1u) + grads[i];
+  if (accum.last == 1u) {
+    grads[i] = s * accum.scale;
+  } else {
+    acc[i] = s;
+  }
+}
+`,
+  };
+}

@@ -28,6 +28,7 @@ export const model = {
     "tokenizer": "bytes",
     "ctx": 64,
     "batch": 16,
+    "microBatch": 16,
     "steps": 300,
     "lr": 0.003,
     "betas": [
@@ -91,6 +92,7 @@ export const layout = {
     16,
     64
   ],
+  "accumulate": 1,
   "vocab": 256,
   "kernels": [
     "adamw_136896",
@@ -246,129 +248,129 @@ export class Program {
         label: kernel, layout: this.pipelines[kernel].getBindGroupLayout(0),
         entries: bindings.map(([buffer, offset, size], binding) => ({ binding, resource: { buffer, offset, size } }))
       }));
-    group("fused_10ops_8c93e5c038", [[this.params, 0, 547584], [this.tokens, 0, 4096], [this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[2], 0, 262144], [this.act[3], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 0: fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
+    group("fused_10ops_8c93e5c038", [[this.params, 0, 547584], [this.tokens, 0, 4096], [this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[2], 0, 262144], [this.act[3], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 0: fused %35..%44 gather0 vector_transformer.mt:85 .. blocks.0.attn.q.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[4], 0, 262144], [this.params, 82176, 16384], [this.act[5], 0, 262144]]); // 1: %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
-    group("fused_3ops_2b8f638177", [[this.params, 98560, 449024], [this.act[3], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 2: fused %47..%50 blocks.0.attn.q.add0 .. blocks.0.attn.k.reshape0 vector_transformer.mt:47
+    group("fused_3ops_2b8f638177", [[this.params, 98560, 449024], [this.act[3], 0, 262144], [this.act[5], 0, 262144], [this.act[6], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 2: fused %47..%50 blocks.0.attn.q.add0 vector_transformer.mt:47 .. blocks.0.attn.k.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[7], 0, 262144], [this.params, 98816, 16384], [this.act[5], 0, 262144]]); // 3: %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
-    group("fused_3ops_2b8f638177", [[this.params, 115200, 432384], [this.act[3], 0, 262144], [this.act[5], 0, 262144], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.step, 0, 16]]); // 4: fused %53..%56 blocks.0.attn.k.add0 .. blocks.0.attn.v.reshape0 vector_transformer.mt:47
+    group("fused_3ops_2b8f638177", [[this.params, 115200, 432384], [this.act[3], 0, 262144], [this.act[5], 0, 262144], [this.act[8], 0, 262144], [this.act[9], 0, 262144], [this.step, 0, 16]]); // 4: fused %53..%56 blocks.0.attn.k.add0 vector_transformer.mt:47 .. blocks.0.attn.v.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[9], 0, 262144], [this.params, 115456, 16384], [this.act[5], 0, 262144]]); // 5: %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
     group("attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[10], 0, 16384], [this.step, 0, 16]]); // 6: %62 blocks.0.attn.attention_lse0 vector_transformer.mt:61
-    group("fused_2ops_3c6a26ef51", [[this.params, 131840, 415744], [this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16]]); // 7: fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
+    group("fused_2ops_3c6a26ef51", [[this.params, 131840, 415744], [this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16]]); // 7: fused %59..%60 blocks.0.attn.v.add0 vector_transformer.mt:47 .. blocks.0.attn.reshape2 vector_transformer.mt:60
     group("attention_out_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 8: %63 blocks.0.attn.attention0 vector_transformer.mt:62
-    group("fused_3ops_f8479528f2", [[this.act[5], 0, 262144], [this.act[11], 0, 262144], [this.step, 0, 16]]); // 9: fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
+    group("fused_3ops_f8479528f2", [[this.act[5], 0, 262144], [this.act[11], 0, 262144], [this.step, 0, 16]]); // 9: fused %64..%66 blocks.0.attn.permute4 vector_transformer.mt:62 .. blocks.0.attn.o.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[11], 0, 262144], [this.params, 132096, 16384], [this.act[12], 0, 262144]]); // 10: %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    group("fused_10ops_3b1e0306ce", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 11: fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
+    group("fused_10ops_3b1e0306ce", [[this.params, 148480, 399104], [this.act[0], 0, 262144], [this.act[12], 0, 262144], [this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[15], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 11: fused %69..%78 blocks.0.attn.o.add0 vector_transformer.mt:47 .. blocks.0.up.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[16], 0, 262144], [this.params, 148992, 65536], [this.act[17], 0, 1048576]]); // 12: %79 blocks.0.up.matmul0 vector_transformer.mt:47
-    group("fused_3ops_abe7167613", [[this.params, 214528, 333056], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.act[19], 0, 1048576], [this.step, 0, 16]]); // 13: fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
+    group("fused_3ops_abe7167613", [[this.params, 214528, 333056], [this.act[17], 0, 1048576], [this.act[18], 0, 1048576], [this.act[19], 0, 1048576], [this.step, 0, 16]]); // 13: fused %81..%83 blocks.0.up.add0 vector_transformer.mt:47 .. blocks.0.down.reshape0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[19], 0, 1048576], [this.params, 215552, 65536], [this.act[12], 0, 262144]]); // 14: %84 blocks.0.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_83189c80bd", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16], [this.keys, 256, 16]]); // 15: fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    group("fused_11ops_83189c80bd", [[this.params, 281088, 266496], [this.act[13], 0, 262144], [this.act[12], 0, 262144], [this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[22], 0, 262144], [this.act[23], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16], [this.keys, 256, 16]]); // 15: fused %86..%96 blocks.0.down.add0 vector_transformer.mt:47 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[24], 0, 262144], [this.params, 281600, 16384], [this.act[12], 0, 262144]]); // 16: %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
-    group("fused_3ops_2b8f638177", [[this.params, 297984, 249600], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 17: fused %99..%102 blocks.1.attn.q.add0 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
+    group("fused_3ops_2b8f638177", [[this.params, 297984, 249600], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[25], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 17: fused %99..%102 blocks.1.attn.q.add0 vector_transformer.mt:47 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.params, 298240, 16384], [this.act[12], 0, 262144]]); // 18: %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
-    group("fused_3ops_2b8f638177", [[this.params, 314624, 232960], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 19: fused %105..%108 blocks.1.attn.k.add0 .. blocks.1.attn.v.reshape0 vector_transformer.mt:47
+    group("fused_3ops_2b8f638177", [[this.params, 314624, 232960], [this.act[23], 0, 262144], [this.act[12], 0, 262144], [this.act[27], 0, 262144], [this.act[28], 0, 262144], [this.step, 0, 16]]); // 19: fused %105..%108 blocks.1.attn.k.add0 vector_transformer.mt:47 .. blocks.1.attn.v.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[28], 0, 262144], [this.params, 314880, 16384], [this.act[12], 0, 262144]]); // 20: %109 blocks.1.attn.v.matmul0 vector_transformer.mt:47
     group("attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[29], 0, 16384], [this.step, 0, 16]]); // 21: %114 blocks.1.attn.attention_lse0 vector_transformer.mt:61
-    group("fused_2ops_3c6a26ef51", [[this.params, 331264, 216320], [this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 22: fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
+    group("fused_2ops_3c6a26ef51", [[this.params, 331264, 216320], [this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16]]); // 22: fused %111..%112 blocks.1.attn.v.add0 vector_transformer.mt:47 .. blocks.1.attn.reshape2 vector_transformer.mt:60
     group("attention_out_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 23: %115 blocks.1.attn.attention0 vector_transformer.mt:62
-    group("fused_3ops_f8479528f2", [[this.act[12], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 24: fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
+    group("fused_3ops_f8479528f2", [[this.act[12], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16]]); // 24: fused %116..%118 blocks.1.attn.permute4 vector_transformer.mt:62 .. blocks.1.attn.o.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[30], 0, 262144], [this.params, 331520, 16384], [this.act[31], 0, 262144]]); // 25: %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    group("fused_10ops_3b1e0306ce", [[this.params, 347904, 199680], [this.act[20], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 26: fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
+    group("fused_10ops_3b1e0306ce", [[this.params, 347904, 199680], [this.act[20], 0, 262144], [this.act[31], 0, 262144], [this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[34], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 26: fused %121..%130 blocks.1.attn.o.add0 vector_transformer.mt:47 .. blocks.1.up.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[35], 0, 262144], [this.params, 348416, 65536], [this.act[17], 0, 1048576]]); // 27: %131 blocks.1.up.matmul0 vector_transformer.mt:47
-    group("fused_3ops_abe7167613", [[this.params, 413952, 133632], [this.act[17], 0, 1048576], [this.act[36], 0, 1048576], [this.act[37], 0, 1048576], [this.step, 0, 16]]); // 28: fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
+    group("fused_3ops_abe7167613", [[this.params, 413952, 133632], [this.act[17], 0, 1048576], [this.act[36], 0, 1048576], [this.act[37], 0, 1048576], [this.step, 0, 16]]); // 28: fused %133..%135 blocks.1.up.add0 vector_transformer.mt:47 .. blocks.1.down.reshape0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[37], 0, 1048576], [this.params, 414976, 65536], [this.act[31], 0, 262144]]); // 29: %136 blocks.1.down.matmul0 vector_transformer.mt:47
-    group("fused_11ops_4fc95db9c3", [[this.params, 480512, 67072], [this.act[32], 0, 262144], [this.act[31], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16], [this.keys, 768, 16]]); // 30: fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    group("fused_11ops_4fc95db9c3", [[this.params, 480512, 67072], [this.act[32], 0, 262144], [this.act[31], 0, 262144], [this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[40], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16], [this.keys, 768, 16]]); // 30: fused %138..%148 blocks.1.down.add0 vector_transformer.mt:47 .. head.reshape0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[41], 0, 262144], [this.params, 481024, 65536], [this.act[17], 0, 1048576]]); // 31: %149 head.matmul0 vector_transformer.mt:47
-    group("fused_1ops_60af686166", [[this.params, 546560, 1024], [this.act[17], 0, 1048576], [this.act[42], 0, 1048576], [this.step, 0, 16]]); // 32: fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
+    group("fused_1ops_60af686166", [[this.params, 546560, 1024], [this.act[17], 0, 1048576], [this.act[42], 0, 1048576], [this.step, 0, 16]]); // 32: fused %151..%151 head.add0 vector_transformer.mt:47 .. head.add0 vector_transformer.mt:47
     group("cross_entropy_16x64x256_16x64i", [[this.act[42], 0, 1048576], [this.targets, 0, 4096], [this.act[43], 0, 4]]); // 33: %152 loss.cross_entropy0 vector_transformer.mt:84
-    group("fused_5ops_4321a7b9ab", [[this.targets, 0, 4096], [this.act[42], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 34: fused %154..%158 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
+    group("fused_5ops_4321a7b9ab", [[this.targets, 0, 4096], [this.act[42], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 34: fused %154..%158 loss.cross_entropy0.grad.softmax0 vector_transformer.mt:84 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
     group("sum_a01_16x64x256", [[this.act[17], 0, 1048576], [this.grads, 546560, 1024]]); // 35: %159 head.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x256", [[this.params, 481024, 65536], [this.act[44], 0, 65536]]); // 36: %162 head.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[17], 0, 1048576], [this.act[44], 0, 65536], [this.act[31], 0, 262144]]); // 37: %163 head.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 38: fused %164..%164 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 38: fused %164..%164 head.matmul0.grad.permute1 vector_transformer.mt:47 .. head.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x256", [[this.act[45], 0, 262144], [this.act[17], 0, 1048576], [this.grads, 481024, 65536]]); // 39: %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_9ae5e11589", [[this.params, 480768, 66816], [this.act[40], 0, 262144], [this.act[31], 0, 262144], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 40: fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
+    group("fused_2ops_9ae5e11589", [[this.params, 480768, 66816], [this.act[40], 0, 262144], [this.act[31], 0, 262144], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.step, 0, 16]]); // 40: fused %167..%168 norm_f.mul2.grad.mul0 vector_transformer.mt:39 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[41], 0, 262144], [this.grads, 480768, 256]]); // 41: %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_18f54b0c4a", [[this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16], [this.keys, 768, 16]]); // 42: fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("fused_15ops_18f54b0c4a", [[this.act[38], 0, 262144], [this.act[39], 0, 4096], [this.act[45], 0, 262144], [this.act[41], 0, 262144], [this.act[31], 0, 262144], [this.step, 0, 16], [this.keys, 768, 16]]); // 42: fused %171..%185 norm_f.mul1.grad.mul0 vector_transformer.mt:39 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:74
     group("sum_a01_16x64x64", [[this.act[31], 0, 262144], [this.grads, 480512, 256]]); // 43: %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_256x64", [[this.params, 414976, 65536], [this.act[44], 0, 65536]]); // 44: %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[31], 0, 262144], [this.act[44], 0, 65536], [this.act[17], 0, 1048576]]); // 45: %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9af091d3d6", [[this.act[37], 0, 1048576], [this.act[46], 0, 1048576], [this.step, 0, 16]]); // 46: fused %191..%191 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9af091d3d6", [[this.act[37], 0, 1048576], [this.act[46], 0, 1048576], [this.step, 0, 16]]); // 46: fused %191..%191 blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_256x1024_1024x64", [[this.act[46], 0, 1048576], [this.act[31], 0, 262144], [this.grads, 414976, 65536]]); // 47: %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_605b235c80", [[this.act[36], 0, 1048576], [this.act[17], 0, 1048576], [this.act[46], 0, 1048576], [this.step, 0, 16]]); // 48: fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
+    group("fused_2ops_605b235c80", [[this.act[36], 0, 1048576], [this.act[17], 0, 1048576], [this.act[46], 0, 1048576], [this.step, 0, 16]]); // 48: fused %194..%195 blocks.1.silu0.grad.silu_grad0 vector_transformer.mt:74 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
     group("sum_a01_16x64x256", [[this.act[46], 0, 1048576], [this.grads, 413952, 1024]]); // 49: %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x256", [[this.params, 348416, 65536], [this.act[44], 0, 65536]]); // 50: %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[46], 0, 1048576], [this.act[44], 0, 65536], [this.act[31], 0, 262144]]); // 51: %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[35], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 52: fused %201..%201 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[35], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 52: fused %201..%201 blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x256", [[this.act[45], 0, 262144], [this.act[46], 0, 1048576], [this.grads, 348416, 65536]]); // 53: %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_9ae5e11589", [[this.params, 348160, 199424], [this.act[34], 0, 262144], [this.act[31], 0, 262144], [this.act[45], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 54: fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    group("fused_2ops_9ae5e11589", [[this.params, 348160, 199424], [this.act[34], 0, 262144], [this.act[31], 0, 262144], [this.act[45], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 54: fused %204..%205 blocks.1.norm2.mul2.grad.mul0 vector_transformer.mt:39 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[35], 0, 262144], [this.grads, 348160, 256]]); // 55: %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_2f6f4e8b8c", [[this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 56: fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
+    group("fused_15ops_2f6f4e8b8c", [[this.act[32], 0, 262144], [this.act[33], 0, 4096], [this.act[41], 0, 262144], [this.act[45], 0, 262144], [this.act[35], 0, 262144], [this.step, 0, 16]]); // 56: fused %208..%222 blocks.1.norm2.mul1.grad.mul0 vector_transformer.mt:39 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[35], 0, 262144], [this.grads, 347904, 256]]); // 57: %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 331520, 16384], [this.act[47], 0, 16384]]); // 58: %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[35], 0, 262144], [this.act[47], 0, 16384], [this.act[45], 0, 262144]]); // 59: %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[30], 0, 262144], [this.act[35], 0, 262144], [this.grads, 331520, 16384]]); // 60: %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_79e3d81772", [[this.act[12], 0, 262144], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.step, 0, 16]]); // 61: fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
+    group("fused_3ops_79e3d81772", [[this.act[12], 0, 262144], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.step, 0, 16]]); // 61: fused %232..%234 blocks.1.attn.permute4.grad.permute0 vector_transformer.mt:62 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
     group("attention_dq_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.act[12], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 62: %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
     group("attention_dk_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[23], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[47], 0, 16384], [this.act[30], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 63: %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
     group("attention_dv_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[25], 0, 262144], [this.act[27], 0, 262144], [this.act[29], 0, 16384], [this.act[45], 0, 262144], [this.act[23], 0, 262144], [this.step, 0, 16], [this.keys, 512, 16]]); // 64: %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
-    group("fused_2ops_f8479528f2", [[this.act[23], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 65: fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    group("fused_2ops_f8479528f2", [[this.act[23], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 65: fused %238..%239 blocks.1.attn.permute2.grad.permute0 vector_transformer.mt:60 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
     group("sum_a01_16x64x64", [[this.act[45], 0, 262144], [this.grads, 331264, 256]]); // 66: %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 314880, 16384], [this.act[29], 0, 16384]]); // 67: %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[45], 0, 262144], [this.act[29], 0, 16384], [this.act[23], 0, 262144]]); // 68: %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[28], 0, 262144], [this.act[45], 0, 262144], [this.grads, 314880, 16384]]); // 69: %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_f8479528f2", [[this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 70: fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    group("fused_2ops_f8479528f2", [[this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.step, 0, 16]]); // 70: fused %248..%249 blocks.1.attn.permute1.grad.permute0 vector_transformer.mt:59 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
     group("sum_a01_16x64x64", [[this.act[45], 0, 262144], [this.grads, 314624, 256]]); // 71: %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 298240, 16384], [this.act[29], 0, 16384]]); // 72: %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[45], 0, 262144], [this.act[29], 0, 16384], [this.act[30], 0, 262144]]); // 73: %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[26], 0, 262144], [this.act[45], 0, 262144], [this.grads, 298240, 16384]]); // 74: %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_2d799cfffd", [[this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 75: fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    group("fused_3ops_2d799cfffd", [[this.act[12], 0, 262144], [this.act[23], 0, 262144], [this.act[30], 0, 262144], [this.act[45], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 75: fused %258..%260 blocks.1.norm1.mul2.grad.add0 vector_transformer.mt:47 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:58
     group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 297984, 256]]); // 76: %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 281600, 16384], [this.act[29], 0, 16384]]); // 77: %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[30], 0, 262144]]); // 78: %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.grads, 281600, 16384]]); // 79: %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_eb35ba98fa", [[this.params, 281344, 266240], [this.act[22], 0, 262144], [this.act[45], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 80: fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    group("fused_3ops_eb35ba98fa", [[this.params, 281344, 266240], [this.act[22], 0, 262144], [this.act[45], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.step, 0, 16]]); // 80: fused %269..%271 blocks.1.norm1.mul2.grad.add1 vector_transformer.mt:47 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[24], 0, 262144], [this.grads, 281344, 256]]); // 81: %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_16ops_0b674e26ca", [[this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16], [this.keys, 256, 16]]); // 82: fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    group("fused_16ops_0b674e26ca", [[this.act[20], 0, 262144], [this.act[21], 0, 4096], [this.act[35], 0, 262144], [this.act[26], 0, 262144], [this.act[24], 0, 262144], [this.act[30], 0, 262144], [this.step, 0, 16], [this.keys, 256, 16]]); // 82: fused %274..%289 blocks.1.norm1.mul1.grad.mul0 vector_transformer.mt:39 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:74
     group("sum_a01_16x64x64", [[this.act[30], 0, 262144], [this.grads, 281088, 256]]); // 83: %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_256x64", [[this.params, 215552, 65536], [this.act[44], 0, 65536]]); // 84: %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x256", [[this.act[30], 0, 262144], [this.act[44], 0, 65536], [this.act[46], 0, 1048576]]); // 85: %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9af091d3d6", [[this.act[19], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 86: fused %295..%295 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9af091d3d6", [[this.act[19], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 86: fused %295..%295 blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_256x1024_1024x64", [[this.act[17], 0, 1048576], [this.act[30], 0, 262144], [this.grads, 215552, 65536]]); // 87: %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_605b235c80", [[this.act[18], 0, 1048576], [this.act[46], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 88: fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
+    group("fused_2ops_605b235c80", [[this.act[18], 0, 1048576], [this.act[46], 0, 1048576], [this.act[17], 0, 1048576], [this.step, 0, 16]]); // 88: fused %298..%299 blocks.0.silu0.grad.silu_grad0 vector_transformer.mt:74 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
     group("sum_a01_16x64x256", [[this.act[17], 0, 1048576], [this.grads, 214528, 1024]]); // 89: %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x256", [[this.params, 148992, 65536], [this.act[44], 0, 65536]]); // 90: %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x256_256x64", [[this.act[17], 0, 1048576], [this.act[44], 0, 65536], [this.act[30], 0, 262144]]); // 91: %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    group("fused_1ops_9c03c2973b", [[this.act[16], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 92: fused %305..%305 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
+    group("fused_1ops_9c03c2973b", [[this.act[16], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 92: fused %305..%305 blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
     group("matmul_64x1024_1024x256", [[this.act[26], 0, 262144], [this.act[17], 0, 1048576], [this.grads, 148992, 65536]]); // 93: %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_9ae5e11589", [[this.params, 148736, 398848], [this.act[15], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 94: fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    group("fused_2ops_9ae5e11589", [[this.params, 148736, 398848], [this.act[15], 0, 262144], [this.act[30], 0, 262144], [this.act[26], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 94: fused %308..%309 blocks.0.norm2.mul2.grad.mul0 vector_transformer.mt:39 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.grads, 148736, 256]]); // 95: %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_2f6f4e8b8c", [[this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 96: fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
+    group("fused_15ops_2f6f4e8b8c", [[this.act[13], 0, 262144], [this.act[14], 0, 4096], [this.act[24], 0, 262144], [this.act[26], 0, 262144], [this.act[16], 0, 262144], [this.step, 0, 16]]); // 96: fused %312..%326 blocks.0.norm2.mul1.grad.mul0 vector_transformer.mt:39 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[16], 0, 262144], [this.grads, 148480, 256]]); // 97: %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 132096, 16384], [this.act[29], 0, 16384]]); // 98: %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[16], 0, 262144], [this.act[29], 0, 16384], [this.act[26], 0, 262144]]); // 99: %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[11], 0, 262144], [this.act[16], 0, 262144], [this.grads, 132096, 16384]]); // 100: %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_79e3d81772", [[this.act[5], 0, 262144], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.step, 0, 16]]); // 101: fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
+    group("fused_3ops_79e3d81772", [[this.act[5], 0, 262144], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.step, 0, 16]]); // 101: fused %336..%338 blocks.0.attn.permute4.grad.permute0 vector_transformer.mt:62 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
     group("attention_dq_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[5], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 102: %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
     group("attention_dk_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[3], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[29], 0, 16384], [this.act[11], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 103: %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
     group("attention_dv_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", [[this.act[6], 0, 262144], [this.act[8], 0, 262144], [this.act[10], 0, 16384], [this.act[26], 0, 262144], [this.act[3], 0, 262144], [this.step, 0, 16], [this.keys, 0, 16]]); // 104: %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
-    group("fused_2ops_f8479528f2", [[this.act[3], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 105: fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    group("fused_2ops_f8479528f2", [[this.act[3], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 105: fused %342..%343 blocks.0.attn.permute2.grad.permute0 vector_transformer.mt:60 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
     group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 131840, 256]]); // 106: %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 115456, 16384], [this.act[10], 0, 16384]]); // 107: %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[10], 0, 16384], [this.act[3], 0, 262144]]); // 108: %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[9], 0, 262144], [this.act[26], 0, 262144], [this.grads, 115456, 16384]]); // 109: %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_2ops_f8479528f2", [[this.act[11], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 110: fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    group("fused_2ops_f8479528f2", [[this.act[11], 0, 262144], [this.act[26], 0, 262144], [this.step, 0, 16]]); // 110: fused %352..%353 blocks.0.attn.permute1.grad.permute0 vector_transformer.mt:59 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
     group("sum_a01_16x64x64", [[this.act[26], 0, 262144], [this.grads, 115200, 256]]); // 111: %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 98816, 16384], [this.act[10], 0, 16384]]); // 112: %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[26], 0, 262144], [this.act[10], 0, 16384], [this.act[11], 0, 262144]]); // 113: %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[7], 0, 262144], [this.act[26], 0, 262144], [this.grads, 98816, 16384]]); // 114: %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_2d799cfffd", [[this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.act[11], 0, 262144], [this.act[26], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 115: fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    group("fused_3ops_2d799cfffd", [[this.act[5], 0, 262144], [this.act[3], 0, 262144], [this.act[11], 0, 262144], [this.act[26], 0, 262144], [this.act[7], 0, 262144], [this.step, 0, 16]]); // 115: fused %362..%364 blocks.0.norm1.mul2.grad.add0 vector_transformer.mt:47 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:58
     group("sum_a01_16x64x64", [[this.act[7], 0, 262144], [this.grads, 98560, 256]]); // 116: %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
     group("permute_10_64x64", [[this.params, 82176, 16384], [this.act[10], 0, 16384]]); // 117: %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     group("matmul_1024x64_64x64", [[this.act[7], 0, 262144], [this.act[10], 0, 16384], [this.act[11], 0, 262144]]); // 118: %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
     group("contract_64x1024_s1_64_1024x64_s64_1_sum_none", [[this.act[4], 0, 262144], [this.act[7], 0, 262144], [this.grads, 82176, 16384]]); // 119: %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    group("fused_3ops_eb35ba98fa", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[26], 0, 262144], [this.act[11], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 120: fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    group("fused_3ops_eb35ba98fa", [[this.params, 81920, 465664], [this.act[2], 0, 262144], [this.act[26], 0, 262144], [this.act[11], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 120: fused %373..%375 blocks.0.norm1.mul2.grad.add1 vector_transformer.mt:47 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:39
     group("sum_a01_16x64x64", [[this.act[4], 0, 262144], [this.grads, 81920, 256]]); // 121: %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    group("fused_15ops_2f6f4e8b8c", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[16], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 122: fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
+    group("fused_15ops_2f6f4e8b8c", [[this.act[0], 0, 262144], [this.act[1], 0, 4096], [this.act[16], 0, 262144], [this.act[7], 0, 262144], [this.act[4], 0, 262144], [this.step, 0, 16]]); // 122: fused %378..%392 blocks.0.norm1.mul1.grad.mul0 vector_transformer.mt:39 .. add0.grad.add2 vector_transformer.mt:39
     group("sum_a0_16x64x64", [[this.act[4], 0, 262144], [this.grads, 65536, 16384]]); // 123: %393 add0.grad.sum0 vector_transformer.mt:85
     group("scatter_add_16x64x64_16x64i_to_256x64", [[this.act[4], 0, 262144], [this.tokens, 0, 4096], [this.grads, 0, 65536]]); // 124: %395 gather0.grad.scatter_add0 vector_transformer.mt:85
     group("gradnorm_partial_136896", [[this.grads, 0, ARENA], [this.partials, 0, 136]]); // 125: gradient norm, partial sums
@@ -389,133 +391,133 @@ export class Program {
 
   /** The forward pass up to the loss. */
   forward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_10ops_8c93e5c038", 0, 16, 1, 1); // fused %35..%44 gather0 .. blocks.0.attn.q.reshape0 vector_transformer.mt:85-47
+    this.run(pass, "fused_10ops_8c93e5c038", 0, 16, 1, 1); // fused %35..%44 gather0 vector_transformer.mt:85 .. blocks.0.attn.q.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 1, 4, 1, 1); // %45 blocks.0.attn.q.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_2b8f638177", 2, 16, 1, 1); // fused %47..%50 blocks.0.attn.q.add0 .. blocks.0.attn.k.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_2b8f638177", 2, 16, 1, 1); // fused %47..%50 blocks.0.attn.q.add0 vector_transformer.mt:47 .. blocks.0.attn.k.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 3, 4, 1, 1); // %51 blocks.0.attn.k.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_2b8f638177", 4, 16, 1, 1); // fused %53..%56 blocks.0.attn.k.add0 .. blocks.0.attn.v.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_2b8f638177", 4, 16, 1, 1); // fused %53..%56 blocks.0.attn.k.add0 vector_transformer.mt:47 .. blocks.0.attn.v.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 5, 4, 1, 1); // %57 blocks.0.attn.v.matmul0 vector_transformer.mt:47
     this.run(pass, "attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", 6, 64, 1, 1); // %62 blocks.0.attn.attention_lse0 vector_transformer.mt:61
-    this.run(pass, "fused_2ops_3c6a26ef51", 7, 16, 1, 1); // fused %59..%60 blocks.0.attn.v.add0 .. blocks.0.attn.reshape2 vector_transformer.mt:47-60
+    this.run(pass, "fused_2ops_3c6a26ef51", 7, 16, 1, 1); // fused %59..%60 blocks.0.attn.v.add0 vector_transformer.mt:47 .. blocks.0.attn.reshape2 vector_transformer.mt:60
     this.run(pass, "attention_out_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", 8, 64, 1, 1); // %63 blocks.0.attn.attention0 vector_transformer.mt:62
-    this.run(pass, "fused_3ops_f8479528f2", 9, 16, 1, 1); // fused %64..%66 blocks.0.attn.permute4 .. blocks.0.attn.o.reshape0 vector_transformer.mt:62-47
+    this.run(pass, "fused_3ops_f8479528f2", 9, 16, 1, 1); // fused %64..%66 blocks.0.attn.permute4 vector_transformer.mt:62 .. blocks.0.attn.o.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 10, 4, 1, 1); // %67 blocks.0.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_10ops_3b1e0306ce", 11, 16, 1, 1); // fused %69..%78 blocks.0.attn.o.add0 .. blocks.0.up.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_3b1e0306ce", 11, 16, 1, 1); // fused %69..%78 blocks.0.attn.o.add0 vector_transformer.mt:47 .. blocks.0.up.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 12, 16, 1, 1); // %79 blocks.0.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_abe7167613", 13, 16, 1, 1); // fused %81..%83 blocks.0.up.add0 .. blocks.0.down.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_abe7167613", 13, 16, 1, 1); // fused %81..%83 blocks.0.up.add0 vector_transformer.mt:47 .. blocks.0.down.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 14, 4, 1, 1); // %84 blocks.0.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_83189c80bd", 15, 16, 1, 1); // fused %86..%96 blocks.0.down.add0 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_83189c80bd", 15, 16, 1, 1); // fused %86..%96 blocks.0.down.add0 vector_transformer.mt:47 .. blocks.1.attn.q.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 16, 4, 1, 1); // %97 blocks.1.attn.q.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_2b8f638177", 17, 16, 1, 1); // fused %99..%102 blocks.1.attn.q.add0 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_2b8f638177", 17, 16, 1, 1); // fused %99..%102 blocks.1.attn.q.add0 vector_transformer.mt:47 .. blocks.1.attn.k.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 18, 4, 1, 1); // %103 blocks.1.attn.k.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_2b8f638177", 19, 16, 1, 1); // fused %105..%108 blocks.1.attn.k.add0 .. blocks.1.attn.v.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_2b8f638177", 19, 16, 1, 1); // fused %105..%108 blocks.1.attn.k.add0 vector_transformer.mt:47 .. blocks.1.attn.v.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 20, 4, 1, 1); // %109 blocks.1.attn.v.matmul0 vector_transformer.mt:47
     this.run(pass, "attention_lse_s0p25_16x4x64x16_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1", 21, 64, 1, 1); // %114 blocks.1.attn.attention_lse0 vector_transformer.mt:61
-    this.run(pass, "fused_2ops_3c6a26ef51", 22, 16, 1, 1); // fused %111..%112 blocks.1.attn.v.add0 .. blocks.1.attn.reshape2 vector_transformer.mt:47-60
+    this.run(pass, "fused_2ops_3c6a26ef51", 22, 16, 1, 1); // fused %111..%112 blocks.1.attn.v.add0 vector_transformer.mt:47 .. blocks.1.attn.reshape2 vector_transformer.mt:60
     this.run(pass, "attention_out_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1", 23, 64, 1, 1); // %115 blocks.1.attn.attention0 vector_transformer.mt:62
-    this.run(pass, "fused_3ops_f8479528f2", 24, 16, 1, 1); // fused %116..%118 blocks.1.attn.permute4 .. blocks.1.attn.o.reshape0 vector_transformer.mt:62-47
+    this.run(pass, "fused_3ops_f8479528f2", 24, 16, 1, 1); // fused %116..%118 blocks.1.attn.permute4 vector_transformer.mt:62 .. blocks.1.attn.o.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 25, 4, 1, 1); // %119 blocks.1.attn.o.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_10ops_3b1e0306ce", 26, 16, 1, 1); // fused %121..%130 blocks.1.attn.o.add0 .. blocks.1.up.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_10ops_3b1e0306ce", 26, 16, 1, 1); // fused %121..%130 blocks.1.attn.o.add0 vector_transformer.mt:47 .. blocks.1.up.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 27, 16, 1, 1); // %131 blocks.1.up.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_abe7167613", 28, 16, 1, 1); // fused %133..%135 blocks.1.up.add0 .. blocks.1.down.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_3ops_abe7167613", 28, 16, 1, 1); // fused %133..%135 blocks.1.up.add0 vector_transformer.mt:47 .. blocks.1.down.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 29, 4, 1, 1); // %136 blocks.1.down.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_11ops_4fc95db9c3", 30, 16, 1, 1); // fused %138..%148 blocks.1.down.add0 .. head.reshape0 vector_transformer.mt:47
+    this.run(pass, "fused_11ops_4fc95db9c3", 30, 16, 1, 1); // fused %138..%148 blocks.1.down.add0 vector_transformer.mt:47 .. head.reshape0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 31, 16, 1, 1); // %149 head.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_60af686166", 32, 16, 1, 1); // fused %151..%151 head.add0 .. head.add0 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_60af686166", 32, 16, 1, 1); // fused %151..%151 head.add0 vector_transformer.mt:47 .. head.add0 vector_transformer.mt:47
     this.run(pass, "cross_entropy_16x64x256_16x64i", 33, 1, 1, 1); // %152 loss.cross_entropy0 vector_transformer.mt:84
   }
 
   /** Gradients of the loss into the grads arena. */
   backward(pass: GPUComputePassEncoder) {
-    this.run(pass, "fused_5ops_4321a7b9ab", 34, 16, 1, 1); // fused %154..%158 loss.cross_entropy0.grad.softmax0 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
+    this.run(pass, "fused_5ops_4321a7b9ab", 34, 16, 1, 1); // fused %154..%158 loss.cross_entropy0.grad.softmax0 vector_transformer.mt:84 .. loss.cross_entropy0.grad.affine0 vector_transformer.mt:84
     this.run(pass, "sum_a01_16x64x256", 35, 4, 1, 1); // %159 head.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 36, 64, 1, 1); // %162 head.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 37, 4, 1, 1); // %163 head.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 38, 16, 1, 1); // fused %164..%164 head.matmul0.grad.permute1 .. head.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 38, 16, 1, 1); // fused %164..%164 head.matmul0.grad.permute1 vector_transformer.mt:47 .. head.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x256", 39, 4, 1, 1); // %165 head.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_9ae5e11589", 40, 16, 1, 1); // fused %167..%168 norm_f.mul2.grad.mul0 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "fused_2ops_9ae5e11589", 40, 16, 1, 1); // fused %167..%168 norm_f.mul2.grad.mul0 vector_transformer.mt:39 .. norm_f.mul2.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 41, 1, 1, 1); // %169 norm_f.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_18f54b0c4a", 42, 16, 1, 1); // fused %171..%185 norm_f.mul1.grad.mul0 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "fused_15ops_18f54b0c4a", 42, 16, 1, 1); // fused %171..%185 norm_f.mul1.grad.mul0 vector_transformer.mt:39 .. blocks.1.dropout0.grad.dropout0 vector_transformer.mt:74
     this.run(pass, "sum_a01_16x64x64", 43, 1, 1, 1); // %186 blocks.1.down.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_256x64", 44, 64, 1, 1); // %189 blocks.1.down.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 45, 16, 1, 1); // %190 blocks.1.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9af091d3d6", 46, 16, 1, 1); // fused %191..%191 blocks.1.down.matmul0.grad.permute1 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9af091d3d6", 46, 16, 1, 1); // fused %191..%191 blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47 .. blocks.1.down.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_256x1024_1024x64", 47, 4, 1, 1); // %192 blocks.1.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_605b235c80", 48, 16, 1, 1); // fused %194..%195 blocks.1.silu0.grad.silu_grad0 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
+    this.run(pass, "fused_2ops_605b235c80", 48, 16, 1, 1); // fused %194..%195 blocks.1.silu0.grad.silu_grad0 vector_transformer.mt:74 .. blocks.1.silu0.grad.mul0 vector_transformer.mt:74
     this.run(pass, "sum_a01_16x64x256", 49, 4, 1, 1); // %196 blocks.1.up.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 50, 64, 1, 1); // %199 blocks.1.up.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 51, 4, 1, 1); // %200 blocks.1.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 52, 16, 1, 1); // fused %201..%201 blocks.1.up.matmul0.grad.permute1 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 52, 16, 1, 1); // fused %201..%201 blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47 .. blocks.1.up.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x256", 53, 4, 1, 1); // %202 blocks.1.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_9ae5e11589", 54, 16, 1, 1); // fused %204..%205 blocks.1.norm2.mul2.grad.mul0 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "fused_2ops_9ae5e11589", 54, 16, 1, 1); // fused %204..%205 blocks.1.norm2.mul2.grad.mul0 vector_transformer.mt:39 .. blocks.1.norm2.mul2.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 55, 1, 1, 1); // %206 blocks.1.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_2f6f4e8b8c", 56, 16, 1, 1); // fused %208..%222 blocks.1.norm2.mul1.grad.mul0 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_2f6f4e8b8c", 56, 16, 1, 1); // fused %208..%222 blocks.1.norm2.mul1.grad.mul0 vector_transformer.mt:39 .. blocks.1.add0.grad.add2 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 57, 1, 1, 1); // %223 blocks.1.attn.o.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 58, 16, 1, 1); // %226 blocks.1.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 59, 4, 1, 1); // %227 blocks.1.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 60, 64, 1, 1); // %229 blocks.1.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_79e3d81772", 61, 16, 1, 1); // fused %232..%234 blocks.1.attn.permute4.grad.permute0 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
+    this.run(pass, "fused_3ops_79e3d81772", 61, 16, 1, 1); // fused %232..%234 blocks.1.attn.permute4.grad.permute0 vector_transformer.mt:62 .. blocks.1.attn.attention0.grad.sum0 vector_transformer.mt:62
     this.run(pass, "attention_dq_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 62, 64, 1, 1); // %235 blocks.1.attn.attention0.grad.attention0 vector_transformer.mt:62
     this.run(pass, "attention_dk_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 63, 64, 1, 1); // %236 blocks.1.attn.attention0.grad.attention1 vector_transformer.mt:62
     this.run(pass, "attention_dv_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 64, 64, 1, 1); // %237 blocks.1.attn.attention0.grad.attention2 vector_transformer.mt:62
-    this.run(pass, "fused_2ops_f8479528f2", 65, 16, 1, 1); // fused %238..%239 blocks.1.attn.permute2.grad.permute0 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    this.run(pass, "fused_2ops_f8479528f2", 65, 16, 1, 1); // fused %238..%239 blocks.1.attn.permute2.grad.permute0 vector_transformer.mt:60 .. blocks.1.attn.reshape2.grad.reshape0 vector_transformer.mt:60
     this.run(pass, "sum_a01_16x64x64", 66, 1, 1, 1); // %240 blocks.1.attn.v.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 67, 16, 1, 1); // %243 blocks.1.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 68, 4, 1, 1); // %244 blocks.1.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 69, 64, 1, 1); // %246 blocks.1.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_f8479528f2", 70, 16, 1, 1); // fused %248..%249 blocks.1.attn.permute1.grad.permute0 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    this.run(pass, "fused_2ops_f8479528f2", 70, 16, 1, 1); // fused %248..%249 blocks.1.attn.permute1.grad.permute0 vector_transformer.mt:59 .. blocks.1.attn.reshape1.grad.reshape0 vector_transformer.mt:59
     this.run(pass, "sum_a01_16x64x64", 71, 1, 1, 1); // %250 blocks.1.attn.k.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 72, 16, 1, 1); // %253 blocks.1.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 73, 4, 1, 1); // %254 blocks.1.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 74, 64, 1, 1); // %256 blocks.1.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_2d799cfffd", 75, 16, 1, 1); // fused %258..%260 blocks.1.norm1.mul2.grad.add0 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "fused_3ops_2d799cfffd", 75, 16, 1, 1); // fused %258..%260 blocks.1.norm1.mul2.grad.add0 vector_transformer.mt:47 .. blocks.1.attn.reshape0.grad.reshape0 vector_transformer.mt:58
     this.run(pass, "sum_a01_16x64x64", 76, 1, 1, 1); // %261 blocks.1.attn.q.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 77, 16, 1, 1); // %264 blocks.1.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 78, 4, 1, 1); // %265 blocks.1.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 79, 64, 1, 1); // %267 blocks.1.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_eb35ba98fa", 80, 16, 1, 1); // fused %269..%271 blocks.1.norm1.mul2.grad.add1 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    this.run(pass, "fused_3ops_eb35ba98fa", 80, 16, 1, 1); // fused %269..%271 blocks.1.norm1.mul2.grad.add1 vector_transformer.mt:47 .. blocks.1.norm1.mul2.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 81, 1, 1, 1); // %272 blocks.1.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_16ops_0b674e26ca", 82, 16, 1, 1); // fused %274..%289 blocks.1.norm1.mul1.grad.mul0 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:39-74
+    this.run(pass, "fused_16ops_0b674e26ca", 82, 16, 1, 1); // fused %274..%289 blocks.1.norm1.mul1.grad.mul0 vector_transformer.mt:39 .. blocks.0.dropout0.grad.dropout0 vector_transformer.mt:74
     this.run(pass, "sum_a01_16x64x64", 83, 1, 1, 1); // %290 blocks.0.down.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_256x64", 84, 64, 1, 1); // %293 blocks.0.down.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x256", 85, 16, 1, 1); // %294 blocks.0.down.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9af091d3d6", 86, 16, 1, 1); // fused %295..%295 blocks.0.down.matmul0.grad.permute1 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9af091d3d6", 86, 16, 1, 1); // fused %295..%295 blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47 .. blocks.0.down.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_256x1024_1024x64", 87, 4, 1, 1); // %296 blocks.0.down.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_605b235c80", 88, 16, 1, 1); // fused %298..%299 blocks.0.silu0.grad.silu_grad0 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
+    this.run(pass, "fused_2ops_605b235c80", 88, 16, 1, 1); // fused %298..%299 blocks.0.silu0.grad.silu_grad0 vector_transformer.mt:74 .. blocks.0.silu0.grad.mul0 vector_transformer.mt:74
     this.run(pass, "sum_a01_16x64x256", 89, 4, 1, 1); // %300 blocks.0.up.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x256", 90, 64, 1, 1); // %303 blocks.0.up.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x256_256x64", 91, 4, 1, 1); // %304 blocks.0.up.matmul0.grad.matmul0 vector_transformer.mt:47
-    this.run(pass, "fused_1ops_9c03c2973b", 92, 16, 1, 1); // fused %305..%305 blocks.0.up.matmul0.grad.permute1 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
+    this.run(pass, "fused_1ops_9c03c2973b", 92, 16, 1, 1); // fused %305..%305 blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47 .. blocks.0.up.matmul0.grad.permute1 vector_transformer.mt:47
     this.run(pass, "matmul_64x1024_1024x256", 93, 4, 1, 1); // %306 blocks.0.up.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_9ae5e11589", 94, 16, 1, 1); // fused %308..%309 blocks.0.norm2.mul2.grad.mul0 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
+    this.run(pass, "fused_2ops_9ae5e11589", 94, 16, 1, 1); // fused %308..%309 blocks.0.norm2.mul2.grad.mul0 vector_transformer.mt:39 .. blocks.0.norm2.mul2.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 95, 1, 1, 1); // %310 blocks.0.norm2.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_2f6f4e8b8c", 96, 16, 1, 1); // fused %312..%326 blocks.0.norm2.mul1.grad.mul0 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_2f6f4e8b8c", 96, 16, 1, 1); // fused %312..%326 blocks.0.norm2.mul1.grad.mul0 vector_transformer.mt:39 .. blocks.0.add0.grad.add2 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 97, 1, 1, 1); // %327 blocks.0.attn.o.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 98, 16, 1, 1); // %330 blocks.0.attn.o.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 99, 4, 1, 1); // %331 blocks.0.attn.o.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 100, 64, 1, 1); // %333 blocks.0.attn.o.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_79e3d81772", 101, 16, 1, 1); // fused %336..%338 blocks.0.attn.permute4.grad.permute0 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
+    this.run(pass, "fused_3ops_79e3d81772", 101, 16, 1, 1); // fused %336..%338 blocks.0.attn.permute4.grad.permute0 vector_transformer.mt:62 .. blocks.0.attn.attention0.grad.sum0 vector_transformer.mt:62
     this.run(pass, "attention_dq_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 102, 64, 1, 1); // %339 blocks.0.attn.attention0.grad.attention0 vector_transformer.mt:62
     this.run(pass, "attention_dk_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_16x4x64x1_qv4096_16_64_1_kv4096_16_64_1_vv4096_16_64_1_gv4096_16_64_1", 103, 64, 1, 1); // %340 blocks.0.attn.attention0.grad.attention1 vector_transformer.mt:62
     this.run(pass, "attention_dv_s0p25_p0p1_16x4x64x16_16x4x64x16_16x4x64x1_16x4x64x16_qv4096_16_64_1_kv4096_16_64_1_gv4096_16_64_1", 104, 64, 1, 1); // %341 blocks.0.attn.attention0.grad.attention2 vector_transformer.mt:62
-    this.run(pass, "fused_2ops_f8479528f2", 105, 16, 1, 1); // fused %342..%343 blocks.0.attn.permute2.grad.permute0 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
+    this.run(pass, "fused_2ops_f8479528f2", 105, 16, 1, 1); // fused %342..%343 blocks.0.attn.permute2.grad.permute0 vector_transformer.mt:60 .. blocks.0.attn.reshape2.grad.reshape0 vector_transformer.mt:60
     this.run(pass, "sum_a01_16x64x64", 106, 1, 1, 1); // %344 blocks.0.attn.v.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 107, 16, 1, 1); // %347 blocks.0.attn.v.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 108, 4, 1, 1); // %348 blocks.0.attn.v.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 109, 64, 1, 1); // %350 blocks.0.attn.v.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_2ops_f8479528f2", 110, 16, 1, 1); // fused %352..%353 blocks.0.attn.permute1.grad.permute0 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
+    this.run(pass, "fused_2ops_f8479528f2", 110, 16, 1, 1); // fused %352..%353 blocks.0.attn.permute1.grad.permute0 vector_transformer.mt:59 .. blocks.0.attn.reshape1.grad.reshape0 vector_transformer.mt:59
     this.run(pass, "sum_a01_16x64x64", 111, 1, 1, 1); // %354 blocks.0.attn.k.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 112, 16, 1, 1); // %357 blocks.0.attn.k.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 113, 4, 1, 1); // %358 blocks.0.attn.k.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 114, 64, 1, 1); // %360 blocks.0.attn.k.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_2d799cfffd", 115, 16, 1, 1); // fused %362..%364 blocks.0.norm1.mul2.grad.add0 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:47-58
+    this.run(pass, "fused_3ops_2d799cfffd", 115, 16, 1, 1); // fused %362..%364 blocks.0.norm1.mul2.grad.add0 vector_transformer.mt:47 .. blocks.0.attn.reshape0.grad.reshape0 vector_transformer.mt:58
     this.run(pass, "sum_a01_16x64x64", 116, 1, 1, 1); // %365 blocks.0.attn.q.add0.grad.sum0 vector_transformer.mt:47
     this.run(pass, "permute_10_64x64", 117, 16, 1, 1); // %368 blocks.0.attn.q.matmul0.grad.permute0 vector_transformer.mt:47
     this.run(pass, "matmul_1024x64_64x64", 118, 4, 1, 1); // %369 blocks.0.attn.q.matmul0.grad.matmul0 vector_transformer.mt:47
     this.run(pass, "contract_64x1024_s1_64_1024x64_s64_1_sum_none", 119, 64, 1, 1); // %371 blocks.0.attn.q.matmul0.grad.matmul1 vector_transformer.mt:47
-    this.run(pass, "fused_3ops_eb35ba98fa", 120, 16, 1, 1); // fused %373..%375 blocks.0.norm1.mul2.grad.add1 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:47-39
+    this.run(pass, "fused_3ops_eb35ba98fa", 120, 16, 1, 1); // fused %373..%375 blocks.0.norm1.mul2.grad.add1 vector_transformer.mt:47 .. blocks.0.norm1.mul2.grad.mul1 vector_transformer.mt:39
     this.run(pass, "sum_a01_16x64x64", 121, 1, 1, 1); // %376 blocks.0.norm1.mul2.grad.sum0 vector_transformer.mt:39
-    this.run(pass, "fused_15ops_2f6f4e8b8c", 122, 16, 1, 1); // fused %378..%392 blocks.0.norm1.mul1.grad.mul0 .. add0.grad.add2 vector_transformer.mt:39
+    this.run(pass, "fused_15ops_2f6f4e8b8c", 122, 16, 1, 1); // fused %378..%392 blocks.0.norm1.mul1.grad.mul0 vector_transformer.mt:39 .. add0.grad.add2 vector_transformer.mt:39
     this.run(pass, "sum_a0_16x64x64", 123, 64, 1, 1); // %393 add0.grad.sum0 vector_transformer.mt:85
     this.run(pass, "scatter_add_16x64x64_16x64i_to_256x64", 124, 4, 1, 1); // %395 gather0.grad.scatter_add0 vector_transformer.mt:85
   }
