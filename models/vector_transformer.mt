@@ -12,6 +12,7 @@ hyper {
   vocab = 256       # byte tokens
   ctx = 64
   batch = 16
+  micro_batch = batch  # sequences per device step: a smaller divisor of batch accumulates gradients
   steps = 300
   lr = 3e-3
   warmup = 30
@@ -96,6 +97,7 @@ train {
   tokenizer = "bytes"
   ctx = ctx
   batch = batch
+  micro_batch = micro_batch
   steps = steps
   loss = cross_entropy
   optimizer = adamw(lr = lr, betas = [0.9, 0.98], eps = 1e-8, weight_decay = 0.01)

@@ -231,19 +231,22 @@ export class WindowSampler {
   }
 
   /**
-   * The first `count` batches of windows in file order, unshuffled: the evaluation set.
-   * Only full batches: fewer when the split is short, and an error when it holds less than one.
+   * The first `count` batches of `whole` windows in file order, unshuffled: the evaluation
+   * set, as batches of this sampler's size (`whole` a multiple of it: micro-batches, so the
+   * set does not depend on the micro-batch). Only full batches of `whole`: fewer when the
+   * split is short, and an error when it holds less than one.
    */
-  evalBatches(count: number): TextBatch[] {
-    const full = Math.floor(this.numWindows / this.batch);
+  evalBatches(count: number, whole = this.batch): TextBatch[] {
+    if (whole % this.batch !== 0) throw new Error(`internal: an evaluation batch of ${whole} is not whole micro-batches of ${this.batch}`);
+    const full = Math.floor(this.numWindows / whole);
     if (full === 0) {
       throw new MtcError(
-        `${this.source} holds ${this.numWindows} windows of ctx+1 = ${this.stride} tokens, fewer than one evaluation batch of ${this.batch}`,
+        `${this.source} holds ${this.numWindows} windows of ctx+1 = ${this.stride} tokens, fewer than one evaluation batch of ${whole}`,
       );
     }
     const out: TextBatch[] = [];
-    for (let b = 0; b < Math.min(count, full); b++) {
-      out.push(this.gather(Array.from({ length: this.batch }, (_, r) => b * this.batch + r)));
+    for (let from = 0; from < Math.min(count, full) * whole; from += this.batch) {
+      out.push(this.gather(Array.from({ length: this.batch }, (_, r) => from + r)));
     }
     return out;
   }

@@ -398,7 +398,7 @@ class Ablation {
 function checkHypers(file: string, meta: Record<string, string>, now: Record<string, number>, allowed: string[]): void {
   if (!meta.hypers) return;
   const then = JSON.parse(meta.hypers) as Record<string, number>;
-  const free = ['batch', 'steps', 'lr', 'warmup', 'dropout', ...allowed];
+  const free = ['batch', 'micro_batch', 'steps', 'lr', 'warmup', 'dropout', ...allowed];
   const diff = Object.keys(now).filter((k) => k in then && then[k] !== now[k] && !free.includes(k));
   if (diff.length) {
     throw new MtcError(

@@ -48,7 +48,8 @@ export interface TrainResult {
 /**
  * A resumed run must train as the run it continues: the same model, hyperparameters, train
  * section, data and seed as the config.json its first start wrote (only the number of steps
- * may grow; the schedule ends at the new last step). Refuses with the settings that differ.
+ * may grow, the schedule then ending at the new last step, and micro_batch may change).
+ * Refuses with the settings that differ.
  */
 function checkResumable(outDir: string, now: Record<string, unknown>): void {
   const file = path.join(outDir, 'config.json');
@@ -59,11 +60,15 @@ function checkResumable(outDir: string, now: Record<string, unknown>): void {
   } catch {
     throw new MtcError(`--resume: ${file} is not valid JSON, so the run it describes cannot be checked; start a new run with --out`);
   }
-  const withoutSteps = (x: unknown): unknown => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).filter(([k]) => k !== 'steps')) : x);
+  // The micro-batch may change too: the windows of a step and its mean gradient do not depend
+  // on it (only the dropout masks, keyed by micro-batch), and a run started before gradient
+  // accumulation has none recorded.
+  const free = new Set(['steps', 'micro_batch', 'microBatch']);
+  const withoutFree = (x: unknown): unknown => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).filter(([k]) => !free.has(k))) : x);
   const diffs: string[] = [];
   for (const key of ['model', 'data', 'val', 'seed', 'hypers', 'train'] as const) {
     if (!(key in was)) continue;
-    const [a, b] = [withoutSteps(was[key]), withoutSteps(now[key])];
+    const [a, b] = [withoutFree(was[key]), withoutFree(now[key])];
     if (a && b && typeof a === 'object' && typeof b === 'object') {
       const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
       for (const k of keys) {
@@ -77,7 +82,7 @@ function checkResumable(outDir: string, now: Record<string, unknown>): void {
   if (diffs.length)
     throw new MtcError(
       `--resume: the run in ${outDir} was trained with other settings (${diffs.slice(0, 6).join('; ')}${diffs.length > 6 ? `; and ${diffs.length - 6} more` : ''}); ` +
-        'resume with the settings it started with (only --steps may grow), or start a new run with --out',
+        'resume with the settings it started with (only --steps may grow, and micro_batch change), or start a new run with --out',
     );
 }
 
@@ -117,7 +122,7 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
   const n = cfg.batch / cfg.microBatch;
   const trainData = new WindowSampler(corpus.train, cfg.ctx, cfg.microBatch, seed, corpus.trainSource);
   const valData = new WindowSampler(corpus.val, cfg.ctx, cfg.microBatch, seed, corpus.valSource);
-  const evalBatches = valData.evalBatches(cfg.evalBatches * n);
+  const evalBatches = valData.evalBatches(cfg.evalBatches, cfg.batch);
   const batchesOf = (step: number) => Array.from({ length: n }, (_, k) => trainData.batchAt(step * n + k));
   // bits per byte from the bytes of text the evaluated targets cover (exact for any tokenizer)
   const bpb = (loss: number) => bitsPerByte(loss, evalBatches.length * cfg.microBatch * cfg.ctx, evalBatches.reduce((a, b) => a + b.bytes, 0));
@@ -146,7 +151,7 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
         (n > 1
           ? `${n} micro-batches of ${cfg.microBatch} a step (gradients accumulated), ${compiled.plan.forward.length + compiled.plan.backward.length + 1} dispatches each + 3; `
           : `${compiled.plan.forward.length + compiled.plan.backward.length + 3} dispatches per step; `) +
-        `train ${trainData.numWindows} windows of ${cfg.ctx + 1} tokens, val ${evalBatches.length} batches`,
+        `train ${trainData.numWindows} windows of ${cfg.ctx + 1} tokens, val ${evalBatches.length / n} batches of ${cfg.batch}`,
     );
     log.line('mtc: the driver compiles each kernel when it is first used (under software Vulkan a minute or more on a machine\'s first run; cached after)');
     session.initialise(seed);

@@ -31,7 +31,7 @@ import { buildGraph, compile, type CompileOptions, type Compiled } from '../comp
 import { countFlops, type FlopCount } from '../compiler/flops.ts';
 import { dropoutKeyRecords } from '../compiler/hostgen.ts';
 import { STEP_UNIFORM_BYTES } from '../compiler/kernel.ts';
-import { OPT_UNIFORM_BYTES, partialCount } from '../compiler/wgsl/optimizer.ts';
+import { ACCUM_UNIFORM_BYTES, OPT_UNIFORM_BYTES, partialCount } from '../compiler/wgsl/optimizer.ts';
 import { acquireDevice, type Gpu } from '../runtime/device.ts';
 import { WindowSampler, type Batch } from '../runtime/data.ts';
 import { Session, writeModule } from '../runtime/session.ts';
@@ -40,8 +40,8 @@ import { byFamily, type Profile } from '../runtime/profile.ts';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MODEL = path.join(root, 'models', 'matrix_thinker.mt');
 const TORCH_SCRIPT = path.join(root, 'bench', 'torch_matrix_thinker.py');
-/** Session's loss log and its readback buffer (runtime/session.ts, LOG_SLOTS floats each). */
-const SESSION_LOG_BYTES = 2 * 1024 * 4;
+/** Session's loss log and its readback buffer (runtime/session.ts, LOG_SLOTS floats per micro-batch of a step each). */
+const sessionLogBytes = (c: Compiled): number => 2 * 1024 * 4 * (c.train.batch / c.train.microBatch);
 
 interface BenchConfig {
   preset: string;
@@ -110,11 +110,13 @@ export interface Result {
  */
 export function allocatedBytes(c: Compiled): { total: number; arenas: number; activations: number; io: number; small: number } {
   const buf = (bytes: number): number => Math.max(16, bytes); // hostgen's minimum buffer size
-  const arenas = 4 * buf(c.plan.arenaFloats * 4);
+  // params, grads, Adam m and v; and with gradient accumulation the running sum (acc)
+  const accumulates = c.train.microBatch < c.train.batch;
+  const arenas = (accumulates ? 5 : 4) * buf(c.plan.arenaFloats * 4);
   const activations = c.plan.buffers.reduce((a, b) => a + buf(b.bytes), 0);
   const io = 2 * buf(c.train.microBatch * c.train.ctx * 4);
   const keys = buf(dropoutKeyRecords(c.plan).bytes);
-  const small = buf(STEP_UNIFORM_BYTES) + buf(OPT_UNIFORM_BYTES) + keys + buf(partialCount(c.plan.arenaFloats) * 4) + buf(16) + SESSION_LOG_BYTES;
+  const small = buf(STEP_UNIFORM_BYTES) + buf(OPT_UNIFORM_BYTES) + keys + buf(partialCount(c.plan.arenaFloats) * 4) + buf(16) + (accumulates ? buf(ACCUM_UNIFORM_BYTES) : 0) + sessionLogBytes(c);
   return { total: arenas + activations + io + small, arenas, activations, io, small };
 }
 
@@ -151,7 +153,16 @@ async function benchMtc(gpu: Gpu, name: string, cfg: BenchConfig, fused: boolean
   const compiled = compile(MODEL, opts);
   // the model's FLOPs, from its primitives: the same work for every row (the attention pass
   // skips the masked half of the scores and recomputes them backward; those are the kernels' choices)
-  const flops = countFlops(fused ? buildGraph(MODEL, { ...opts, fuse: false }).graph : compiled.graph);
+  const perMicro = countFlops(fused ? buildGraph(MODEL, { ...opts, fuse: false }).graph : compiled.graph);
+  // the graph runs one micro-batch: a step is batch / micro_batch of them and one optimizer update
+  const n = compiled.train.batch / compiled.train.microBatch;
+  const flops: FlopCount = {
+    ...perMicro,
+    forward: n * perMicro.forward,
+    backward: n * perMicro.backward,
+    total: n * (perMicro.forward + perMicro.backward) + perMicro.optimizer,
+    byKind: Object.fromEntries(Object.entries(perMicro.byKind).map(([k, v]) => [k, n * v])),
+  };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `mtc-bench-${name}-`));
   try {
     writeModule(compiled, dir);
@@ -162,14 +173,16 @@ async function benchMtc(gpu: Gpu, name: string, cfg: BenchConfig, fused: boolean
     const seed = tr.seed;
     session.initialise(seed);
     const disp = session.mod.layout.dispatches;
-    const kernels = disp.forward + disp.backward + disp.optimizer;
+    // with accumulation, each micro-batch runs forward, backward and the accumulate kernel
+    const kernels = n * (disp.forward + disp.backward + (n > 1 ? 1 : 0)) + disp.optimizer;
     const mem = allocatedBytes(compiled);
-    const held = programBuffers(session).reduce((a, b) => a + b.size, 0) + SESSION_LOG_BYTES;
+    const held = programBuffers(session).reduce((a, b) => a + b.size, 0) + sessionLogBytes(compiled);
     const warnings: string[] = [];
     if (held !== mem.total) warnings.push(`${name}, fusion ${fused ? 'on' : 'off'}: the program holds ${held} bytes of device buffers, the plan says ${mem.total}`);
     const total = cfg.warmup + cfg.rounds * cfg.steps + (profile ? PROFILE_STEPS : 0);
-    const sampler = new WindowSampler(randomBytes(Math.max(total * tr.batch, 64) * (tr.ctx + 1), 12345), tr.ctx, tr.batch, seed, 'random bytes');
-    const batches: Batch[] = Array.from({ length: total }, (_, i) => sampler.batchAt(i));
+    // a step's micro-batches (one unless micro_batch < batch: gradients accumulate over them)
+    const sampler = new WindowSampler(randomBytes(Math.max(total * tr.batch, 64) * (tr.ctx + 1), 12345), tr.ctx, tr.microBatch, seed, 'random bytes');
+    const batches: Batch[][] = Array.from({ length: total }, (_, i) => Array.from({ length: n }, (_, k) => sampler.batchAt(i * n + k)));
     const lr = tr.lr;
     const tw = performance.now();
     for (let i = 0; i < cfg.warmup; i++) session.trainStep(batches[i], i, lr, seed);
@@ -190,10 +203,11 @@ async function benchMtc(gpu: Gpu, name: string, cfg: BenchConfig, fused: boolean
     }
     const stepS = Math.min(...roundS);
     let prof: Profile | undefined;
-    if (profile) {
+    if (profile && n > 1) warnings.push(`${name}: not profiled: profiling times one device step, and this configuration accumulates ${n} micro-batches a step`);
+    if (profile && n === 1) {
       const best: Array<{ kernel: string; ms: number }> = [];
       for (let k = 0, i = cfg.warmup + cfg.rounds * cfg.steps; k < PROFILE_STEPS; k++, i++) {
-        (await session.profileStep(batches[i], i, lr, seed)).forEach((d, j) => (best[j] = !best[j] || d.ms < best[j].ms ? d : best[j]));
+        (await session.profileStep(batches[i][0], i, lr, seed)).forEach((d, j) => (best[j] = !best[j] || d.ms < best[j].ms ? d : best[j]));
       }
       const profiled = await session.readLosses(); // two steps more: not in the losses reported
       if (!profiled.every(Number.isFinite)) warnings.push(`${name}, fusion ${fused ? 'on' : 'off'}: a non-finite loss in a profiled step (${profiled.join(', ')})`);

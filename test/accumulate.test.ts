@@ -85,12 +85,18 @@ test('three micro-batches of 2 train as one batch of 6: losses, mean gradients a
 });
 
 test('mtc run train with micro_batch logs the same run as the whole batch', () => {
-  const run = (extra: string[]) => {
-    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-accum-run-'));
-    const args = ['run', 'train', 'models/matrix_thinker.mt', '--set', 'd=4', '--set', 'heads=2', '--set', 'n_blocks=1', '--set', 'T=2', '--set', 'probes=4', '--set', 'ctx=16', '--set', 'pos_rows=16', '--set', 'batch=4', '--set', 'dropout=0', ...extra, '--steps', '4', '--out', out];
+  const run = (extra: string[], out = fs.mkdtempSync(path.join(os.tmpdir(), 'mtc-accum-run-'))) => {
+    const args = ['run', 'train', 'models/matrix_thinker.mt', '--set', 'd=4', '--set', 'heads=2', '--set', 'n_blocks=1', '--set', 'T=2', '--set', 'probes=4', '--set', 'ctx=16', '--set', 'pos_rows=16', '--set', 'batch=4', '--set', 'dropout=0', '--steps', '4', ...extra, '--out', out];
     const r = spawnSync(process.execPath, [path.join(repoRoot, 'bin/mtc.js'), ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 600_000 });
     assert.equal(r.status, 0, r.stderr);
-    return { stdout: r.stdout + r.stderr, records: fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)) };
+    return { out, stdout: r.stdout + r.stderr, records: fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)) };
+  };
+  // mtc run eval of a run's last checkpoint, compiled without micro_batch: its weights do not depend on it
+  const evaluate = (runDir: string) => {
+    const args = ['run', 'eval', 'models/matrix_thinker.mt', '--checkpoint', path.join(runDir, 'checkpoints', 'step-000004.safetensors'), '--set', 'd=4', '--set', 'heads=2', '--set', 'n_blocks=1', '--set', 'T=2', '--set', 'probes=4', '--set', 'ctx=16', '--set', 'pos_rows=16', '--set', 'batch=4', '--data', path.join(repoRoot, 'README.md'), '--windows', '4', '--json'];
+    const r = spawnSync(process.execPath, [path.join(repoRoot, 'bin/mtc.js'), ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 600_000 });
+    assert.equal(r.status, 0, r.stderr);
+    return (JSON.parse(r.stdout) as { loss: number }).loss;
   };
   const whole = run([]);
   const split = run(['--set', 'micro_batch=1']);
@@ -102,4 +108,12 @@ test('mtc run train with micro_batch logs the same run as the whole batch', () =
     // the same windows each step and the same held-out windows: 1e-4 relative after 4 steps
     a.forEach(([step, v], i) => assert.ok(Math.abs(v - b[i][1]) / v < 1e-4, `${key} at step ${step}: ${v} vs ${b[i][1]}`));
   }
+  const [ew, es] = [evaluate(whole.out), evaluate(split.out)];
+  assert.ok(Math.abs(ew - es) / ew < 1e-4, `held-out loss of the checkpoints: ${ew} (one batch) vs ${es} (micro-batches)`);
+  // a run may resume with another micro_batch (on a smaller GPU): the same windows and mean gradients
+  const resumed = run(['--set', 'micro_batch=2', '--steps', '6', '--resume'], whole.out);
+  assert.match(resumed.stdout, /2 micro-batches of 2 a step/);
+  const last = resumed.records.filter((r) => 'loss' in r).pop()!;
+  assert.equal(last.step, 6);
+  assert.ok(Number.isFinite(last.loss) && last.elapsed_s > whole.records[whole.records.length - 1].elapsed_s, 'elapsed_s counts on');
 });

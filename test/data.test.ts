@@ -237,6 +237,18 @@ test('a split shorter than one window is an error naming it', () => {
   throwsMtc(() => new WindowSampler(iota(4), 4, 2, 0, 'tiny.txt'), 'tiny.txt holds 4 tokens, fewer than one window of ctx+1 = 5');
   const s = new WindowSampler(iota(10), 4, 3, 0, 'small.txt');
   throwsMtc(() => s.evalBatches(1), 'small.txt holds 2 windows of ctx+1 = 5 tokens, fewer than one evaluation batch of 3');
+  // micro-batches of 1 of a batch of 3: the whole batch decides what fits, not the micro-batch
+  throwsMtc(() => new WindowSampler(iota(10), 4, 1, 0, 'small.txt').evalBatches(1, 3), 'small.txt holds 2 windows of ctx+1 = 5 tokens, fewer than one evaluation batch of 3');
+});
+
+test('the evaluation set in micro-batches holds the windows of the whole batches, whatever their size', () => {
+  // 11 windows of 5 tokens; eval_batches 4 of a batch of 4 fits 2 whole batches: windows 0..7
+  const whole = new WindowSampler(iota(55), 4, 4, 0, 'v').evalBatches(4);
+  for (const m of [1, 2, 4]) {
+    const micro = new WindowSampler(iota(55), 4, m, 0, 'v').evalBatches(4, 4);
+    assert.equal(micro.length, 8 / m);
+    assert.deepEqual(micro.flatMap((b) => [...b.tokens]), whole.flatMap((b) => [...b.tokens]), `micro-batches of ${m}`);
+  }
 });
 
 test('each epoch visits every window once, in an order that depends on seed and epoch', () => {
