@@ -130,6 +130,6 @@ export function inferShape(op: Op, ins: ShapeIn[], given?: Shape): ShapeResult {
   if (given && !given.every((d) => Number.isInteger(d) && d >= 0)) return { error: `tensor sizes must be whole numbers ≥ 0, got ${fmtShape(given)}` };
   const res = (shapeRules[op.kind] as Rule<OpKind>)(op as never, ins, given);
   if ('shape' in res && !(numel(res.shape) <= MAX_ELEMENTS && res.shape.every((d) => d <= MAX_ELEMENTS)))
-    return { error: `a tensor of shape ${fmtShape(res.shape)} is too large: more than ${MAX_ELEMENTS} elements` };
+    return { error: `a tensor of shape ${fmtShape(res.shape)} is too large: more than ${MAX_ELEMENTS} elements (a smaller micro_batch, batch, ctx or model size shrinks it)` };
   return res;
 }

@@ -15,7 +15,7 @@ const collectSet = (v: string, prev: Record<string, string>): Record<string, str
   return { ...prev, [v.slice(0, eq).trim()]: v.slice(eq + 1).trim() };
 };
 const positiveInt = (what: string) => (v: string): number => {
-  const n = Number(v);
+  const n = setValue(v); // decimal only: 0x10, 1_0, Infinity are refused
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${what} must be a whole number ≥ 0, got '${v}'`);
   return n;
 };
@@ -71,7 +71,9 @@ export function buildCli(): Command {
     .option('--f16', 'f16 storage of the forward activations, f32 math and weights (the train setting f16 = 1); needs an adapter with shader-f16')
     .action(async (file: string, o: { preset?: string; set: Record<string, string>; data?: string; val?: string; steps?: number; seed?: number; out?: string; resume?: boolean; tokenizer?: string; fuse: boolean; f16?: boolean }) => {
       const { train } = await import('./train.ts');
-      await train({ file, preset: o.preset, sets: o.set, data: o.data, val: o.val, steps: o.steps, seed: o.seed, out: o.out, resume: o.resume, tokenizer: o.tokenizer, fuse: o.fuse, f16: o.f16 });
+      const r = await train({ file, preset: o.preset, sets: o.set, data: o.data, val: o.val, steps: o.steps, seed: o.seed, out: o.out, resume: o.resume, tokenizer: o.tokenizer, fuse: o.fuse, f16: o.f16 });
+      // stopped by Ctrl-C: the checkpoint is written, but the run did not finish (the shell's 128 + SIGINT)
+      if (r.interrupted) process.exitCode = 130;
     });
   run
     .command('eval')
@@ -85,7 +87,7 @@ export function buildCli(): Command {
     .option('--windows <n|all>', "how many ctx+1 windows: a number (drawn by --seed) or 'all' (every window in file order)", windowsArg, 64)
     .option('--seed <n>', 'which windows --windows N takes, and which positions the rank metric draws', positiveInt('--seed'), 0)
     .addOption(new Option('--backend <name>', 'gpu, or reference: the float64 interpreter').choices(['gpu', 'reference']).default('gpu'))
-    .option('--batch <n>', 'windows per device run (default: the train section\'s micro_batch, which is its batch unless gradients accumulate; the result does not depend on it)', atLeastOne)
+    .option('--batch <n>', 'windows per device run (default: the train section\'s micro_batch, which is its batch unless gradients accumulate; the loss does not depend on it, the rank metric draws its positions per device run)', atLeastOne)
     .option('--vary <name=v1,v2,...>', 'also evaluate the same weights with other values of a hyperparameter, e.g. T=1,2,4,8 (the iteration count)', varyArg)
     .option('--project-rank <k1,k2,...>', 'rank-projection ablation: replace each token matrix after the last iteration by its best rank-k approximation before the head, e.g. 1,2,4,8,16', intList('--project-rank'))
     .option('--rank-positions <n|all>', 'positions drawn per batch and iteration for the effective rank (the study: 512)', countOrAll('--rank-positions'), 512)
@@ -177,7 +179,7 @@ export function buildCli(): Command {
 }
 
 const atLeastOne = (v: string): number => {
-  const n = Number(v);
+  const n = setValue(v); // decimal only: 0x10, 1_0, Infinity are refused
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`must be a whole number ≥ 1, got '${v}'`);
   return n;
 };
@@ -201,7 +203,7 @@ interface EvalCliOptions {
 }
 
 const intList = (what: string) => (v: string): number[] => {
-  const xs = v.split(',').map((x) => Number(x.trim()));
+  const xs = v.split(',').map((x) => setValue(x));
   if (xs.length === 0 || xs.some((x) => !Number.isInteger(x) || x < 1)) throw new InvalidArgumentError(`${what} takes positive whole numbers separated by commas, got '${v}'`);
   return [...new Set(xs)];
 };
@@ -210,14 +212,14 @@ const varyArg = (v: string): { name: string; values: number[] } => {
   const eq = v.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError(`expected name=v1,v2,..., got '${v}'`);
   const texts = v.slice(eq + 1).split(',').map((x) => x.trim());
-  const values = texts.map(Number);
+  const values = texts.map(setValue);
   if (texts.some((x) => x === '') || values.some((x) => !Number.isFinite(x))) throw new InvalidArgumentError(`the values of --vary must be numbers separated by commas, got '${v.slice(eq + 1)}'`);
   return { name: v.slice(0, eq).trim(), values };
 };
 
 const countOrAll = (what: string) => (v: string): number | 'all' => {
   if (v === 'all') return 'all';
-  const n = Number(v);
+  const n = setValue(v); // decimal only: 0x10, 1_0, Infinity are refused
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${what} must be a positive whole number or 'all', got '${v}'`);
   return n;
 };
@@ -248,7 +250,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    return Number(process.exitCode ?? 0); // a command that finished but not fully (an interrupted run: 130)
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;

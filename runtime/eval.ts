@@ -15,6 +15,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildGraph, compile, type Compiled } from '../compiler/pipeline.ts';
+import { resolveHypers, resolveTrain } from '../compiler/config.ts';
+import { loadProgram } from '../compiler/program.ts';
 import { interpret, interpretFrom, type InterpEnv } from '../compiler/interp.ts';
 import { MtcError } from '../compiler/diagnostics.ts';
 import { numel, type Graph } from '../compiler/ir.ts';
@@ -213,6 +215,22 @@ function checkVaryName(file: string, hypers: Record<string, number>, name: strin
   }
 }
 
+/**
+ * A varied value must leave the evaluation's windows alone: their length (ctx) and the rows of
+ * a device run (batch, micro_batch) belong to the evaluation (--windows, --batch), and the
+ * result does not depend on the rows.
+ */
+function checkSameWindows(o: { file: string; preset?: string; sets: Record<string, string> }, name: string, value: number): void {
+  const unit = loadProgram(o.file);
+  const trainOf = (sets: Record<string, string>) => resolveTrain(unit, resolveHypers(unit, o.preset, sets));
+  const [a, b] = [trainOf(o.sets), trainOf({ ...o.sets, [name]: String(value) })];
+  const diff = (['ctx', 'batch', 'microBatch'] as const).filter((k) => a[k] !== b[k]);
+  if (diff.length) {
+    const names = diff.map((k) => `${k === 'microBatch' ? 'micro_batch' : k} ${a[k]} -> ${b[k]}`).join(', ');
+    throw new MtcError(`--vary ${name}=${value} changes the train section (${names}); an evaluation sets its own windows (--windows) and rows per device run (--batch, which the result does not depend on): vary a hyperparameter of the model, such as T`);
+  }
+}
+
 /** A varied value must leave every parameter's shape alone: the same checkpoint has to load. */
 function checkSameShapes(file: string, base: Graph, varied: Graph, what: string): void {
   const before = new Map(base.params.map((p) => [p.path, p.shape]));
@@ -268,6 +286,7 @@ export function checkStudy(o: StudyCheck): void {
     checkVaryName(o.file, hypers, o.vary.name);
     for (const value of o.vary.values) {
       if (value === hypers[o.vary.name]) continue;
+      checkSameWindows(o, o.vary.name, value);
       const varied = build({ ...o.sets, [o.vary.name]: String(value) });
       checkSameShapes(o.file, base.graph, varied.graph, `${o.vary.name}=${value}`);
     }
@@ -279,7 +298,10 @@ export async function evaluateCheckpoint(o: EvalOptions): Promise<EvalResult> {
   const compiled = compile(o.file, { preset: o.preset, sets: o.sets, batch: o.batch, f16: false }); // held-out numbers in f32, whatever the training stored
   const { ctx, microBatch: batch } = compiled.train; // the rows one program run takes
   const allowed = o.vary ? [o.vary.name] : [];
-  if (o.vary) checkVaryName(o.file, compiled.hypers, o.vary.name);
+  if (o.vary) {
+    checkVaryName(o.file, compiled.hypers, o.vary.name);
+    for (const value of o.vary.values) if (value !== compiled.hypers[o.vary.name]) checkSameWindows(o, o.vary.name, value);
+  }
   checkRanks(o.file, compiled.modelName, compiled.graph, o.projectRanks ?? []);
   const { params, meta } = checkpointParams(compiled, o.checkpoint, []);
   const tokenizer = getTokenizer(o.tokenizer ?? (typeof o.data === 'string' ? undefined : o.data.run.train.tokenizer) ?? compiled.train.tokenizer);

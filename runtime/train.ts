@@ -37,6 +37,8 @@ export interface TrainOptions {
 
 export interface TrainResult {
   steps: number;
+  /** stopped by Ctrl-C before the last step (a checkpoint was written) */
+  interrupted: boolean;
   finalLoss: number;
   valLoss: number;
   valBpb: number;
@@ -48,7 +50,7 @@ export interface TrainResult {
 /**
  * A resumed run must train as the run it continues: the same model, hyperparameters, train
  * section, data and seed as the config.json its first start wrote (only the number of steps
- * may grow, the schedule then ending at the new last step, and micro_batch may change).
+ * may change, the schedule then ending at the new last step, and micro_batch).
  * Refuses with the settings that differ.
  */
 function checkResumable(outDir: string, now: Record<string, unknown>): void {
@@ -82,7 +84,7 @@ function checkResumable(outDir: string, now: Record<string, unknown>): void {
   if (diffs.length)
     throw new MtcError(
       `--resume: the run in ${outDir} was trained with other settings (${diffs.slice(0, 6).join('; ')}${diffs.length > 6 ? `; and ${diffs.length - 6} more` : ''}); ` +
-        'resume with the settings it started with (only --steps may grow, and micro_batch change), or start a new run with --out',
+        'resume with the settings it started with (only --steps and micro_batch may change), or start a new run with --out',
     );
 }
 
@@ -214,6 +216,7 @@ async function trainOn(gpu: Gpu, o: TrainOptions): Promise<TrainResult> {
     log.line(`mtc: ${done - start} step${done - start === 1 ? '' : 's'} in ${seconds.toFixed(1)} s; held-out bits per byte ${bpb(valLoss).toFixed(3)}; log in ${path.join(outDir, 'metrics.jsonl')}`);
     return {
       steps: done,
+      interrupted: stopping && done < steps,
       finalLoss: last,
       valLoss,
       valBpb: bpb(valLoss),

@@ -320,7 +320,7 @@ ${TRAIN}
     name: 'shapes: a tensor too large for the device',
     src: tiny('    return gather(E, tokens) @ W', '  param Big: [100000, 100000] = zeros\n'),
     expect: [
-      'model.mt:7:3: error: a tensor of shape [100000, 100000] is too large: more than 2147483647 elements',
+      'model.mt:7:3: error: a tensor of shape [100000, 100000] is too large: more than 2147483647 elements (a smaller micro_batch, batch, ctx or model size shrinks it)',
       '7 |   param Big: [100000, 100000] = zeros',
       '      ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~',
     ],

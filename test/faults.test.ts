@@ -61,7 +61,7 @@ test('Ctrl-C stops after the current step and writes a checkpoint that --resume 
   }
   child.kill('SIGINT');
   const code = await new Promise((r) => child.once('exit', r));
-  assert.equal(code, 0, stderr);
+  assert.equal(code, 130, `an interrupted run exits 130 (128 + SIGINT), not 0: ${stderr}`);
   const m = /interrupted after step (\d+); checkpoint (\S+); continue with --resume/.exec(stderr);
   assert.ok(m, stderr);
   assert.ok(Number(m[1]) >= 10 && Number(m[1]) < 400);

@@ -181,6 +181,9 @@ test('the study commands refuse a bad request in one sentence before any trainin
   refused(mtc(['run', 'sweep', 'models/nope.mt', '--seeds', '0', '--out', out]), 1, /model file models\/nope\.mt does not exist/);
   refused(sweep('--vary', 'foo=1,2'), 1, /--vary foo: 'foo' is not a hyperparameter of models\/matrix_thinker\.mt; known: d, /);
   refused(sweep('--vary', 'd=8'), 1, /--vary d=8 changes embed\.u_tok from \[256, 4\] to \[256, 8\]/);
+  refused(sweep('--vary', 'micro_batch=1,2'), 1, /--vary micro_batch=1 changes the train section \(micro_batch \d+ -> 1\); an evaluation sets its own windows/);
+  refused(sweep('--vary', 'ctx=8'), 1, /--vary ctx=8 changes the train section \(ctx \d+ -> 8/);
+  for (const [opt, v] of [['--vary', 'T=0x2'], ['--windows', '0x10'], ['--project-rank', '1e0,0x2'], ['--steps', 'Infinity']]) refused(sweep(opt, v), 2, new RegExp(opt));
   refused(sweep('--project-rank', '1,8'), 1, /--project-rank 8: the token matrices of MatrixThinker are 4×4, so the rank k can be at most 4/);
   refused(sweep('--preset', 'huge'), 1, /unknown preset 'huge'/);
   refused(sweep('--tokenizer', 'gpt2'), 1, /the model's logits have 256 classes, but gpt2 tokens take 50257 values: set vocab to at least 50257/);
@@ -194,6 +197,7 @@ test('the study commands refuse a bad request in one sentence before any trainin
   refused(mtc(['run', 'eval', '--run', noCk]), 1, /the run folder \S+ holds no checkpoint/);
   const evalArgs = ['run', 'eval', 'models/matrix_thinker.mt', ...small, '--checkpoint', path.join(noCk, 'none.safetensors'), '--data', 'models/matrix_thinker.mt'];
   refused(mtc([...evalArgs, '--vary', 'foo=1']), 1, /--vary foo: 'foo' is not a hyperparameter/);
+  refused(mtc([...evalArgs, '--vary', 'batch=1,2']), 1, /--vary batch=1 changes the train section \(batch \d+ -> 1, micro_batch \d+ -> 1\)/);
   refused(mtc([...evalArgs, '--project-rank', '5']), 1, /--project-rank 5: the token matrices of MatrixThinker are 4×4/);
   refused(mtc([...evalArgs, '--project-rank', '0']), 2, /--project-rank takes positive whole numbers/);
   refused(mtc(evalArgs), 1, /cannot read checkpoint/);
