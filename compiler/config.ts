@@ -43,13 +43,13 @@ const numericHost = (): Host => ({
   budget: { repeats: 0 },
 });
 
-/** Evaluates hyper entries in order with a preset's and the command line's overrides. */
 /** The number a `--set name=value` gives, written in decimal (64, -1, 3e-4, .5); NaN for anything else (abc, 0x10, Infinity, ''). */
 export function setValue(text: string): number {
   const t = text.trim();
   return /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t) && Number.isFinite(Number(t)) ? Number(t) : NaN;
 }
 
+/** Evaluates hyper entries in order with a preset's and the command line's overrides. */
 export function resolveHypers(unit: Unit, preset: string | undefined, sets: Record<string, string>): Map<string, number> {
   const exprs = new Map<string, Entry>();
   for (const e of unit.hyper) {

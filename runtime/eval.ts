@@ -220,14 +220,17 @@ function checkVaryName(file: string, hypers: Record<string, number>, name: strin
  * a device run (batch, micro_batch) belong to the evaluation (--windows, --batch), and the
  * result does not depend on the rows.
  */
-function checkSameWindows(o: { file: string; preset?: string; sets: Record<string, string> }, name: string, value: number): void {
+function checkSameWindows(o: { file: string; preset?: string; sets: Record<string, string> }, vary: { name: string; values: number[] }): void {
   const unit = loadProgram(o.file);
   const trainOf = (sets: Record<string, string>) => resolveTrain(unit, resolveHypers(unit, o.preset, sets));
-  const [a, b] = [trainOf(o.sets), trainOf({ ...o.sets, [name]: String(value) })];
-  const diff = (['ctx', 'batch', 'microBatch'] as const).filter((k) => a[k] !== b[k]);
-  if (diff.length) {
-    const names = diff.map((k) => `${k === 'microBatch' ? 'micro_batch' : k} ${a[k]} -> ${b[k]}`).join(', ');
-    throw new MtcError(`--vary ${name}=${value} changes the train section (${names}); an evaluation sets its own windows (--windows) and rows per device run (--batch, which the result does not depend on): vary a hyperparameter of the model, such as T`);
+  const a = trainOf(o.sets);
+  for (const value of vary.values) {
+    const b = trainOf({ ...o.sets, [vary.name]: String(value) });
+    const diff = (['ctx', 'batch', 'microBatch'] as const).filter((k) => a[k] !== b[k]);
+    if (diff.length) {
+      const names = diff.map((k) => `${k === 'microBatch' ? 'micro_batch' : k} ${a[k]} -> ${b[k]}`).join(', ');
+      throw new MtcError(`--vary ${vary.name}=${value} changes the train section (${names}); an evaluation sets its own windows (--windows) and rows per device run (--batch, which the result does not depend on): vary a hyperparameter of the model, such as T`);
+    }
   }
 }
 
@@ -284,9 +287,9 @@ export function checkStudy(o: StudyCheck): void {
   checkModelVocab(base.graph.nodes[base.graph.outputs.logits].shape[2], o.tokenizer ?? base.train.tokenizer);
   if (o.vary) {
     checkVaryName(o.file, hypers, o.vary.name);
+    checkSameWindows(o, o.vary);
     for (const value of o.vary.values) {
       if (value === hypers[o.vary.name]) continue;
-      checkSameWindows(o, o.vary.name, value);
       const varied = build({ ...o.sets, [o.vary.name]: String(value) });
       checkSameShapes(o.file, base.graph, varied.graph, `${o.vary.name}=${value}`);
     }
@@ -300,7 +303,7 @@ export async function evaluateCheckpoint(o: EvalOptions): Promise<EvalResult> {
   const allowed = o.vary ? [o.vary.name] : [];
   if (o.vary) {
     checkVaryName(o.file, compiled.hypers, o.vary.name);
-    for (const value of o.vary.values) if (value !== compiled.hypers[o.vary.name]) checkSameWindows(o, o.vary.name, value);
+    checkSameWindows(o, o.vary);
   }
   checkRanks(o.file, compiled.modelName, compiled.graph, o.projectRanks ?? []);
   const { params, meta } = checkpointParams(compiled, o.checkpoint, []);

@@ -12,6 +12,7 @@ import { MtcError } from '../compiler/diagnostics.ts';
 import { numel, type InitTerm, type ParamInfo } from '../compiler/ir.ts';
 import type { Batch } from './data.ts';
 import { makeDirs } from '../compiler/files.ts';
+import { ACCUM_UNIFORM_BYTES } from '../compiler/wgsl/optimizer.ts';
 
 type Binding = [GPUBuffer, number, number];
 interface ProgramInstance {
@@ -178,7 +179,7 @@ export class Session {
       const last = k === n - 1;
       this.writeTrain(mb, step, lr, seed, step * n + k);
       if (n > 1) {
-        const u = new ArrayBuffer(16);
+        const u = new ArrayBuffer(ACCUM_UNIFORM_BYTES); // AccumParams: first, last, scale
         new Uint32Array(u, 0, 2).set([k === 0 ? 1 : 0, last ? 1 : 0]);
         new Float32Array(u, 8, 1)[0] = 1 / n;
         this.gpu.device.queue.writeBuffer(accum!, 0, u);
