@@ -447,8 +447,21 @@ function missingCloseCurly(actual: IToken, ruleName: string): string {
     return `expected '}'${where}${line} but found ${describe(actual)}`;
   }
   if (ruleName === 'layerDecl') return `expected ${MEMBER} or '}' but found ${describe(actual)}`;
-  if (ruleName === 'entryBlock') return `expected an entry 'name = value' or '}' but found ${describe(actual)}`;
+  if (ruleName === 'entryBlock') return `expected an entry 'name = value' or '}' but found ${describe(actual)}${valueless(actual)}`;
   return `expected a statement or '}' but found ${describe(actual)}`;
+}
+
+/**
+ * `micro_batch =` ending its line swallows the next entry's name as its value, and the error lands
+ * on that entry's '=': say which line lost its value.
+ */
+function valueless(actual: IToken): string {
+  const ident = tokenBefore(actual);
+  const eq = ident && tokenBefore(ident);
+  const name = eq && tokenBefore(eq);
+  if (actual.tokenType !== T.Equals || ident?.tokenType !== T.Identifier || eq?.tokenType !== T.Equals || !name) return '';
+  if ((eq.startLine ?? 0) >= (ident.startLine ?? 0)) return '';
+  return `: line ${eq.startLine} ends with '${T.printable(name.image)} =' and no value, so '${T.printable(ident.image)}' on line ${ident.startLine} was read as its value`;
 }
 
 /** Words for the construct a '{' belongs to: "layer 'RMSNorm'", "the 'repeat' block", ... */

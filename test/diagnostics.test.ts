@@ -104,6 +104,15 @@ const cases: Case[] = [
     ],
   },
   {
+    name: "parser: an entry whose value is missing at the end of its line ('micro_batch =')",
+    src: tiny('    return gather(E, tokens) @ W', '', '  vocab = 16\n  micro =\n  batch = 2'),
+    expect: [
+      "model.mt:4:9: error: expected an entry 'name = value' or '}' but found '=': line 3 ends with 'micro =' and no value, so 'batch' on line 4 was read as its value",
+      '4 |   batch = 2',
+      '            ^',
+    ],
+  },
+  {
     name: 'parser: three mistakes reported at once',
     src: `hyper {
   vocab = 16
